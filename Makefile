@@ -1,0 +1,88 @@
+# nuri build. `make` builds build/libnuri.a and build/nuri; `make test` builds and runs the tests;
+# `make SAN=1 test` does the same under ASan + UBSan in build-san/. CI adds WERROR=1.
+#
+# Sources are found, not listed: every src/**/*.c except src/cli/ goes into libnuri, src/cli/*.c into
+# the nuri command, each tests/test_*.c becomes one test program. Files named *_avx2.c and
+# *_avx512.c are compiled with those instruction sets; the code calling them checks the CPU first.
+
+CC ?= cc
+SAN ?= 0
+WERROR ?= 0
+OPT ?= -O2
+
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT = -O1
+else
+BUILD ?= build
+SANFLAGS =
+endif
+
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	-Iinclude -Isrc -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
+ifeq ($(WERROR),1)
+CFLAGS_ALL += -Werror
+endif
+LIBS = -ljansson -lpcre2-8 -lm -lpthread
+LDFLAGS_ALL = $(SANFLAGS) -pthread $(LDFLAGS)
+
+AVX2_FLAGS = -mavx2 -mfma -mf16c -mbmi2
+AVX512_FLAGS = $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+
+LIB_SRC := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test clean format format-check fuzz
+all: $(BUILD)/libnuri.a $(BUILD)/nuri $(TEST_BIN)
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX2_FLAGS) -c $< -o $@
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX512_FLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libnuri.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/nuri: $(CLI_OBJ) $(BUILD)/libnuri.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(BUILD)/libnuri.a $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libnuri.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libnuri.a $(LDFLAGS_ALL) $(LIBS)
+
+test: all
+	BUILD=$(BUILD) tests/run.sh
+
+# libFuzzer targets (clang): fuzz/fuzz_<name>.c -> build-fuzz/fuzz_<name>
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+fuzz:
+	@mkdir -p build-fuzz
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  echo "clang $$f"; \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	    -o build-fuzz/$$n $$f $(LIB_SRC) $(LIBS) -mavx2 -mfma -mf16c || exit 1; done
+
+format:
+	clang-format -i $$(find src include tests fuzz bench -name '*.[ch]')
+
+format-check:
+	clang-format --dry-run -Werror $$(find src include tests fuzz bench -name '*.[ch]')
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

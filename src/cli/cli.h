@@ -1,0 +1,15 @@
+/*
+ * cli.h: the nuri command's subcommands. Each lives in its own cmd_<name>.c and is listed in
+ * main.c's table. A subcommand returns the process exit status (0 ok, 1 failure, 2 usage).
+ */
+#ifndef NURI_CLI_H
+#define NURI_CLI_H
+
+typedef int (*cli_cmd_fn)(int argc, char **argv); // argv[0] is the subcommand's name
+
+int cmd_version(int argc, char **argv);
+
+/* Prints "nuri: <what>: <nuri_last_error()>" to stderr and returns 1. */
+int cli_fail(const char *what);
+
+#endif

@@ -1,0 +1,56 @@
+/*
+ * main.c: the nuri command: finds the subcommand and runs it. Only this file's main exits.
+ */
+#include "cli/cli.h"
+#include "nuri.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *help;
+} commands[] = {
+    {"version", cmd_version, "print the version"},
+};
+
+int cli_fail(const char *what)
+{
+    fprintf(stderr, "nuri: %s: %s\n", what, nuri_last_error());
+    return 1;
+}
+
+int cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("nuri %s\n", NURI_VERSION);
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: nuri <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "\nRun 'nuri <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "nuri: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

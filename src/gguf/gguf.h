@@ -1,0 +1,155 @@
+/*
+ * gguf.h: reading and writing GGUF files (versions 2 and 3).
+ *
+ * Reading: gguf_open() maps the file and validates all of it before returning: every count, length,
+ * type id, dimension, offset and alignment is checked (overflow-safe) against the bytes that are
+ * really there; tensors must lie inside the data section, aligned, without overlapping, with the
+ * byte size their type and shape imply. After a successful open, nothing in this API can read
+ * outside the mapping. Strings and tensor data are borrowed from the mapping until gguf_close().
+ *
+ * This module does not interpret tensors or metadata (that is model/ and tokenizer/); it only
+ * checks that the file is well-formed.
+ *
+ * Writing: gguf_writer collects metadata and tensors in memory and writes a version-3 file.
+ */
+#ifndef NURI_GGUF_H
+#define NURI_GGUF_H
+
+#include "nuri.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Metadata value types, as stored in the file. */
+typedef enum gguf_type {
+    GGUF_TYPE_UINT8 = 0,
+    GGUF_TYPE_INT8 = 1,
+    GGUF_TYPE_UINT16 = 2,
+    GGUF_TYPE_INT16 = 3,
+    GGUF_TYPE_UINT32 = 4,
+    GGUF_TYPE_INT32 = 5,
+    GGUF_TYPE_FLOAT32 = 6,
+    GGUF_TYPE_BOOL = 7,
+    GGUF_TYPE_STRING = 8,
+    GGUF_TYPE_ARRAY = 9,
+    GGUF_TYPE_UINT64 = 10,
+    GGUF_TYPE_INT64 = 11,
+    GGUF_TYPE_FLOAT64 = 12,
+    GGUF_TYPE_COUNT
+} gguf_type;
+
+#define GGUF_MAX_DIMS 4
+#define GGUF_DEFAULT_ALIGNMENT 32
+
+/* A string borrowed from the mapping: not NUL-terminated; may contain any bytes. */
+typedef struct gguf_str {
+    const char *ptr;
+    uint64_t len; // bytes
+} gguf_str;
+
+/* An array value. Elements of fixed-size types lie at `data` (little-endian, possibly unaligned:
+ * read them with memcpy or the gguf_arr_* getters). String arrays are read with gguf_arr_str(). */
+typedef struct gguf_arr {
+    gguf_type type; // element type (never ARRAY: nested arrays are rejected)
+    uint64_t n;     // element count
+    const void *data;
+    const struct gguf_kv *kv; // the key-value pair it belongs to (for gguf_arr_str)
+} gguf_arr;
+
+typedef struct gguf_tensor {
+    gguf_str name;
+    uint32_t n_dims;            // 1..GGUF_MAX_DIMS
+    int64_t ne[GGUF_MAX_DIMS];  // elements per dimension, ne[0] innermost; unused dims are 1
+    uint32_t type;              // ggml type id (kernels/types.h)
+    uint64_t offset;            // bytes, from the start of the data section
+    uint64_t size;              // bytes, as implied by type and shape
+    const void *data;           // borrowed from the mapping
+} gguf_tensor;
+
+typedef struct gguf_file gguf_file;
+typedef struct gguf_kv gguf_kv;
+
+/* Opens and validates a file. On success *out is owned by the caller: free with gguf_close(). On
+ * failure the message names what is wrong and where (key or tensor name, byte offset). */
+nuri_status gguf_open(const char *path, gguf_file **out);
+
+/* The same over bytes in memory, borrowed (not copied) until gguf_close(). For tests and fuzzing. */
+nuri_status gguf_open_memory(const void *data, size_t size, gguf_file **out);
+
+void gguf_close(gguf_file *f);
+
+uint32_t gguf_version(const gguf_file *f);
+uint32_t gguf_alignment(const gguf_file *f);
+uint64_t gguf_data_offset(const gguf_file *f); // bytes from file start to the data section
+uint64_t gguf_file_size(const gguf_file *f);
+
+/* ---- metadata ---- */
+uint64_t gguf_n_kv(const gguf_file *f);
+const gguf_kv *gguf_kv_at(const gguf_file *f, uint64_t i); // i < gguf_n_kv
+const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key); // NULL if absent
+gguf_str gguf_kv_key(const gguf_kv *kv);
+gguf_type gguf_kv_type(const gguf_kv *kv);
+const char *gguf_type_name(gguf_type t); // "uint32", "string", ...
+
+/* Typed getters by key. Each returns NURI_ERR_NOT_FOUND if the key is absent (message names it) and
+ * NURI_ERR_FORMAT if the value has an incompatible type or is out of range for the out type.
+ * Integer getters accept any integer type whose value fits; float getters accept FLOAT32/FLOAT64. */
+nuri_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out);
+nuri_status gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out);
+nuri_status gguf_get_i64(const gguf_file *f, const char *key, int64_t *out);
+nuri_status gguf_get_f32(const gguf_file *f, const char *key, float *out);
+nuri_status gguf_get_bool(const gguf_file *f, const char *key, bool *out);
+nuri_status gguf_get_str(const gguf_file *f, const char *key, gguf_str *out);
+nuri_status gguf_get_arr(const gguf_file *f, const char *key, gguf_arr *out);
+
+/* The same on a kv found by other means. */
+nuri_status gguf_kv_u64(const gguf_kv *kv, uint64_t *out);
+nuri_status gguf_kv_i64(const gguf_kv *kv, int64_t *out);
+nuri_status gguf_kv_f64(const gguf_kv *kv, double *out);
+nuri_status gguf_kv_str(const gguf_kv *kv, gguf_str *out);
+nuri_status gguf_kv_arr(const gguf_kv *kv, gguf_arr *out);
+
+/* Array elements (i < a->n; the element type must match, else NURI_ERR_FORMAT). */
+nuri_status gguf_arr_str(const gguf_arr *a, uint64_t i, gguf_str *out);
+nuri_status gguf_arr_i64(const gguf_arr *a, uint64_t i, int64_t *out); // any integer type
+nuri_status gguf_arr_f32(const gguf_arr *a, uint64_t i, float *out);   // FLOAT32 / FLOAT64
+
+/* True if s equals the NUL-terminated c string. */
+bool gguf_str_eq(gguf_str s, const char *c);
+
+/* ---- tensors ---- */
+uint64_t gguf_n_tensors(const gguf_file *f);
+const gguf_tensor *gguf_tensor_at(const gguf_file *f, uint64_t i);
+const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name); // NULL if absent
+
+/* ---- writing ---- */
+typedef struct gguf_writer gguf_writer;
+
+/* Caller frees with gguf_writer_free(). */
+nuri_status gguf_writer_new(gguf_writer **out);
+void gguf_writer_free(gguf_writer *w);
+
+/* Each add copies key and value (a later add of the same key is an error: keys are unique). */
+nuri_status gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t v);
+nuri_status gguf_writer_add_i32(gguf_writer *w, const char *key, int32_t v);
+nuri_status gguf_writer_add_u64(gguf_writer *w, const char *key, uint64_t v);
+nuri_status gguf_writer_add_f32(gguf_writer *w, const char *key, float v);
+nuri_status gguf_writer_add_bool(gguf_writer *w, const char *key, bool v);
+nuri_status gguf_writer_add_str(gguf_writer *w, const char *key, const char *v);
+/* Arrays of fixed-size elements: n elements of `type` at data (copied). */
+nuri_status gguf_writer_add_arr(gguf_writer *w, const char *key, gguf_type type, const void *data,
+                                uint64_t n);
+/* Arrays of strings (n NUL-terminated strings, copied). */
+nuri_status gguf_writer_add_str_arr(gguf_writer *w, const char *key, const char *const *v,
+                                    uint64_t n);
+
+/* Adds a tensor: ne[0..n_dims) elements, of ggml type `type`; `data` holds the bytes the type and
+ * shape imply and is copied. Names must be unique. */
+nuri_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
+                                   uint32_t n_dims, const int64_t *ne, const void *data);
+
+/* Writes everything (version 3, alignment 32 unless general.alignment was added) to path. */
+nuri_status gguf_writer_write(gguf_writer *w, const char *path);
+
+#endif
