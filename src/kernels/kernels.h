@@ -1,0 +1,57 @@
+/*
+ * kernels.h: what each tensor type computes with, chosen at run time for this CPU.
+ *
+ * For every computable type there is a scalar reference (the truth) and, where it pays, AVX2 and
+ * AVX-512 variants. A variant that is missing falls back to the reference. Tests compare every
+ * variant with the reference.
+ *
+ * Matrix products follow llama.cpp's rounding, because matching its numbers is the goal and the
+ * 8-bit path is also the fast one: a weight row of type T is multiplied with an activation row that
+ * was first converted to T's vec_dot_type:
+ *   F32 -> F32;  F16 -> F16;  BF16 -> BF16;  Q4_0, Q5_0, Q8_0 -> Q8_0;  Q4_1, Q5_1 -> Q8_1;
+ *   Q2_K .. Q6_K -> Q8_K.
+ * The Q8_* activation quantizers round exactly as llama.cpp does (see kernels/blocks.h).
+ */
+#ifndef NURI_KERNELS_H
+#define NURI_KERNELS_H
+
+#include "kernels/types.h"
+
+#include <stdint.h>
+
+typedef enum nuri_isa {
+    NURI_ISA_SCALAR = 0,
+    NURI_ISA_AVX2 = 1,   // AVX2 + FMA + F16C
+    NURI_ISA_AVX512 = 2, // AVX-512 F/BW/VL/DQ + VNNI (+ BF16 where present)
+} nuri_isa;
+
+/* The best instruction set this CPU has, capped by the environment variable NURI_ISA
+ * (scalar | avx2 | avx512) when it is set. */
+nuri_isa nuri_cpu_isa(void);
+const char *nuri_isa_name(nuri_isa isa);
+
+/* n elements of the type at x -> n floats. n is a multiple of the block size. */
+typedef void (*nuri_to_float_fn)(const void *restrict x, float *restrict y, int64_t n);
+/* n floats -> n elements of the type. For Q8_0 / Q8_1 / Q8_K (activations) this is bit-exact with
+ * llama.cpp; for weight types it is a plain round-to-nearest quantizer (valid, not optimal). */
+typedef void (*nuri_from_float_fn)(const float *restrict x, void *restrict y, int64_t n);
+/* *s = dot(x, y) over n elements: x of the type, y of its vec_dot_type. */
+typedef void (*nuri_vec_dot_fn)(int64_t n, float *restrict s, const void *restrict x,
+                                const void *restrict y);
+
+typedef struct nuri_kernel_traits {
+    uint32_t vec_dot_type;
+    nuri_to_float_fn to_float;
+    nuri_from_float_fn from_float;
+    nuri_vec_dot_fn vec_dot;
+} nuri_kernel_traits;
+
+/* The kernels for a type on this CPU (nuri_cpu_isa()), or NULL if nuri cannot compute with it.
+ * Static storage. */
+const nuri_kernel_traits *nuri_kernels(uint32_t type);
+
+/* The kernels of one instruction set (for tests and benchmarks); functions that set lacks are the
+ * scalar ones. Returns NULL if the type is not computable or this CPU lacks the set. */
+const nuri_kernel_traits *nuri_kernels_isa(uint32_t type, nuri_isa isa);
+
+#endif
