@@ -12,6 +12,8 @@ static const struct {
     cli_cmd_fn fn;
     const char *help;
 } commands[] = {
+    {"eval", cmd_eval, "next-token log-probabilities at every prompt position (JSON lines)"},
+    {"run", cmd_run, "greedy continuation of a prompt"},
     {"version", cmd_version, "print the version"},
 };
 
