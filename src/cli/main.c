@@ -14,6 +14,7 @@ static const struct {
 } commands[] = {
     {"eval", cmd_eval, "next-token log-probabilities at every prompt position (JSON lines)"},
     {"run", cmd_run, "greedy continuation of a prompt"},
+    {"mkmodel", cmd_mkmodel, "write a random-weight model with a real shape"},
     {"version", cmd_version, "print the version"},
 };
 
