@@ -1,0 +1,251 @@
+/*
+ * test_gguf.c: the GGUF reader on the real test files (tests/data/models, tests/data/vocab), the
+ * typed getters, and the writer's round trip (write -> open -> same metadata and tensor bytes).
+ *
+ * Expected values come from the files themselves (llama-tiny-*.gguf were written by llama.cpp's
+ * converter for nuri's test data; see tests/data/README.md).
+ */
+#include "gguf/gguf.h"
+#include "kernels/types.h"
+#include "test.h"
+
+#include <dirent.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+/* Opens every *.gguf in dir; checks basic invariants of each. Returns the number opened. */
+static int open_all_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    CHECKF(d != NULL, "cannot open %s", dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!ends_with(e->d_name, ".gguf")) continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        gguf_file *f = NULL;
+        nuri_status s = gguf_open(path, &f);
+        CHECKF(s == NURI_OK, "%s: %s", path, nuri_last_error());
+        if (s) continue;
+        n++;
+        CHECK(gguf_version(f) == 3);
+        CHECK(gguf_alignment(f) == 32);
+        CHECK(gguf_data_offset(f) <= gguf_file_size(f));
+        gguf_str arch;
+        CHECKF(gguf_get_str(f, "general.architecture", &arch) == NURI_OK, "%s", path);
+        for (uint64_t i = 0; i < gguf_n_kv(f); i++) {
+            const gguf_kv *kv = gguf_kv_at(f, i);
+            gguf_str k = gguf_kv_key(kv);
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)k.len, k.ptr);
+            CHECK(gguf_find_kv(f, key) == kv);
+        }
+        for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+            const gguf_tensor *t = gguf_tensor_at(f, i);
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+            CHECK(gguf_find_tensor(f, name) == t);
+            CHECK((const char *)t->data >= (const char *)gguf_tensor_at(f, 0)->data - t->offset);
+            CHECK(gguf_data_offset(f) + t->offset + t->size <= gguf_file_size(f));
+        }
+        gguf_close(f);
+    }
+    closedir(d);
+    return n;
+}
+
+TEST(opens_every_test_model_and_vocab)
+{
+    CHECK(open_all_in("tests/data/models") == 23);
+    CHECK(open_all_in("tests/data/vocab") == 6);
+}
+
+TEST(llama_tiny_f32_metadata)
+{
+    gguf_file *f;
+    REQUIRE(gguf_open("tests/data/models/llama-tiny-F32.gguf", &f) == NURI_OK);
+    CHECK(gguf_n_kv(f) == 25);
+    CHECK(gguf_n_tensors(f) == 20);
+    gguf_str s;
+    CHECK(gguf_get_str(f, "general.architecture", &s) == NURI_OK && gguf_str_eq(s, "llama"));
+    CHECK(gguf_get_str(f, "general.name", &s) == NURI_OK && gguf_str_eq(s, "llama-tiny"));
+    uint32_t u32;
+    CHECK(gguf_get_u32(f, "llama.embedding_length", &u32) == NURI_OK && u32 == 256);
+    CHECK(gguf_get_u32(f, "llama.block_count", &u32) == NURI_OK && u32 == 2);
+    CHECK(gguf_get_u32(f, "llama.attention.head_count_kv", &u32) == NURI_OK && u32 == 2);
+    uint64_t u64;
+    CHECK(gguf_get_u64(f, "llama.vocab_size", &u64) == NURI_OK && u64 == 4096);
+    int64_t i64;
+    CHECK(gguf_get_i64(f, "llama.context_length", &i64) == NURI_OK && i64 == 512);
+    float x;
+    CHECK(gguf_get_f32(f, "llama.rope.freq_base", &x) == NURI_OK && x == 10000.0f);
+    CHECK(gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &x) == NURI_OK && x == 1e-5f);
+    bool b;
+    CHECK(gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b) == NURI_OK && b);
+    CHECK(gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &b) == NURI_OK && !b);
+    gguf_close(f);
+}
+
+TEST(getters_report_missing_keys_and_wrong_types)
+{
+    gguf_file *f;
+    REQUIRE(gguf_open("tests/data/models/llama-tiny-F32.gguf", &f) == NURI_OK);
+    uint32_t u32;
+    CHECK(gguf_get_u32(f, "llama.no_such_key", &u32) == NURI_ERR_NOT_FOUND);
+    CHECK(strstr(nuri_last_error(), "llama.no_such_key") != NULL);
+    CHECK(gguf_find_kv(f, "llama.no_such_key") == NULL);
+    CHECK(gguf_get_u32(f, "general.name", &u32) == NURI_ERR_FORMAT);
+    CHECK(strstr(nuri_last_error(), "general.name") && strstr(nuri_last_error(), "string"));
+    float x;
+    CHECK(gguf_get_f32(f, "llama.block_count", &x) == NURI_ERR_FORMAT);
+    gguf_str s;
+    CHECK(gguf_get_str(f, "llama.block_count", &s) == NURI_ERR_FORMAT);
+    bool b;
+    CHECK(gguf_get_bool(f, "llama.block_count", &b) == NURI_ERR_FORMAT);
+    gguf_arr a;
+    CHECK(gguf_get_arr(f, "general.name", &a) == NURI_ERR_FORMAT);
+    CHECK(gguf_find_tensor(f, "no.such.tensor") == NULL);
+    gguf_close(f);
+}
+
+TEST(llama_tiny_f32_tensors)
+{
+    gguf_file *f;
+    REQUIRE(gguf_open("tests/data/models/llama-tiny-F32.gguf", &f) == NURI_OK);
+    const gguf_tensor *t = gguf_find_tensor(f, "token_embd.weight");
+    REQUIRE(t != NULL);
+    CHECK(t->n_dims == 2);
+    CHECK(t->ne[0] == 256 && t->ne[1] == 4096 && t->ne[2] == 1 && t->ne[3] == 1);
+    CHECK(t->type == NURI_TYPE_F32);
+    CHECK(t->offset == 0);
+    CHECK(t->size == 256 * 4096 * 4);
+    CHECK(t == gguf_tensor_at(f, 0));
+    t = gguf_find_tensor(f, "blk.0.attn_k.weight");
+    REQUIRE(t != NULL);
+    CHECK(t->ne[0] == 256 && t->ne[1] == 128);
+    CHECK(t->offset == 4457472);
+    CHECK((const char *)t->data ==
+          (const char *)gguf_tensor_at(f, 0)->data + 4457472); // data = section + offset
+    t = gguf_find_tensor(f, "blk.0.attn_norm.weight");
+    REQUIRE(t != NULL);
+    CHECK(t->n_dims == 1 && t->ne[0] == 256 && t->ne[1] == 1);
+    CHECK(gguf_tensor_at(f, 20) == NULL);
+    gguf_close(f);
+}
+
+TEST(quantized_tensor_sizes_follow_the_type_table)
+{
+    gguf_file *f;
+    REQUIRE(gguf_open("tests/data/models/llama-tiny-Q4_K.gguf", &f) == NURI_OK);
+    int quantized = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        const nuri_type_info *ti = nuri_type_get(t->type);
+        REQUIRE(ti != NULL);
+        uint64_t row;
+        REQUIRE(nuri_type_row_bytes(t->type, (uint64_t)t->ne[0], &row));
+        CHECK(t->size == row * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]));
+        if (ti->block_size > 1) quantized++;
+    }
+    CHECK(quantized > 0);
+    gguf_close(f);
+}
+
+TEST(vocab_token_arrays)
+{
+    gguf_file *f;
+    REQUIRE(gguf_open("tests/data/vocab/ggml-vocab-llama-spm.gguf", &f) == NURI_OK);
+    CHECK(gguf_n_tensors(f) == 0);
+    CHECK(gguf_data_offset(f) <= gguf_file_size(f));
+    gguf_arr a;
+    REQUIRE(gguf_get_arr(f, "tokenizer.ggml.tokens", &a) == NURI_OK);
+    CHECK(a.type == GGUF_TYPE_STRING);
+    CHECK(a.n == 32000);
+    gguf_str s;
+    CHECK(gguf_arr_str(&a, 0, &s) == NURI_OK && gguf_str_eq(s, "<unk>"));
+    CHECK(gguf_arr_str(&a, 1, &s) == NURI_OK && gguf_str_eq(s, "<s>"));
+    CHECK(gguf_arr_str(&a, 2, &s) == NURI_OK && gguf_str_eq(s, "</s>"));
+    CHECK(gguf_arr_str(&a, 31999, &s) == NURI_OK && s.len > 0);
+    CHECK(gguf_arr_str(&a, 32000, &s) == NURI_ERR_INVALID_ARG);
+    int64_t v;
+    CHECK(gguf_arr_i64(&a, 0, &v) == NURI_ERR_FORMAT); // strings are not integers
+
+    REQUIRE(gguf_get_arr(f, "tokenizer.ggml.token_type", &a) == NURI_OK);
+    CHECK(a.type == GGUF_TYPE_INT32 && a.n == 32000);
+    CHECK(gguf_arr_i64(&a, 0, &v) == NURI_OK && v == 2);
+    CHECK(gguf_arr_i64(&a, 1, &v) == NURI_OK && v == 3);
+    REQUIRE(gguf_get_arr(f, "tokenizer.ggml.scores", &a) == NURI_OK);
+    float x;
+    CHECK(a.type == GGUF_TYPE_FLOAT32 && gguf_arr_f32(&a, 0, &x) == NURI_OK && x == 0.0f);
+    CHECK(gguf_arr_str(&a, 0, &s) == NURI_ERR_FORMAT);
+    gguf_close(f);
+}
+
+TEST(every_vocab_has_a_string_token_array)
+{
+    const char *names[] = {"deepseek-llm", "gpt-2", "llama-bpe", "llama-spm", "phi-3", "qwen2"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/data/vocab/ggml-vocab-%s.gguf", names[i]);
+        gguf_file *f;
+        REQUIRE(gguf_open(path, &f) == NURI_OK);
+        gguf_arr a;
+        CHECKF(gguf_get_arr(f, "tokenizer.ggml.tokens", &a) == NURI_OK, "%s", path);
+        CHECK(a.type == GGUF_TYPE_STRING && a.n >= 32000);
+        uint64_t total = 0;
+        for (uint64_t j = 0; j < a.n; j++) {
+            gguf_str s;
+            CHECK(gguf_arr_str(&a, j, &s) == NURI_OK);
+            total += s.len;
+        }
+        CHECK(total > a.n); // more than a byte per token on average
+        gguf_close(f);
+    }
+}
+
+TEST(large_vocab_opens_fast)
+{
+    // llama-bpe has 128k tokens and 280k merges: the open must be one quick pass.
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    gguf_file *f;
+    REQUIRE(gguf_open("tests/data/vocab/ggml-vocab-llama-bpe.gguf", &f) == NURI_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    gguf_arr a;
+    CHECK(gguf_get_arr(f, "tokenizer.ggml.tokens", &a) == NURI_OK && a.n == 128256);
+    printf("  llama-bpe vocab (%llu tokens) opened in %.1f ms\n", (unsigned long long)a.n, ms);
+    CHECKF(ms < 2000, "open took %.1f ms", ms); // generous: sanitizer builds, shared CPUs
+    gguf_close(f);
+}
+
+TEST(open_missing_file_is_not_found)
+{
+    gguf_file *f = (gguf_file *)1;
+    CHECK(gguf_open("tests/data/no-such-file.gguf", &f) == NURI_ERR_NOT_FOUND);
+    CHECK(f == NULL);
+    CHECK(strstr(nuri_last_error(), "tests/data/no-such-file.gguf") != NULL);
+}
+
+int main(void)
+{
+    RUN(opens_every_test_model_and_vocab);
+    RUN(llama_tiny_f32_metadata);
+    RUN(getters_report_missing_keys_and_wrong_types);
+    RUN(llama_tiny_f32_tensors);
+    RUN(quantized_tensor_sizes_follow_the_type_table);
+    RUN(vocab_token_arrays);
+    RUN(every_vocab_has_a_string_token_array);
+    RUN(large_vocab_opens_fast);
+    RUN(open_missing_file_is_not_found);
+    TEST_DONE();
+}
