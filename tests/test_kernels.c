@@ -1,5 +1,6 @@
 /* test_kernels.c: F16/BF16 conversions, block layouts, and every kernel variant against the scalar
  * reference (kernels/kernels.h). */
+#include "gguf/gguf.h"
 #include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
@@ -390,6 +391,120 @@ TEST(q8_K_takes_the_first_largest_magnitude_with_its_sign)
     for (int i = 16; i < 32; i++) sum += b.qs[i];
     CHECK(b.bsums[1] == sum);
 }
+
+/* ---- layouts against llama.cpp-quantized files ---- */
+
+/* Dequantizes every 2-D tensor of llama-tiny-<type>.gguf and compares it with the same tensor of
+ * llama-tiny-F32.gguf. A wrong bit order gives a relative RMS error near 1. */
+static void check_model_layout(uint32_t type, const char *file, double bound)
+{
+    gguf_file *ref = NULL, *f = NULL;
+    nuri_status st = gguf_open("tests/data/models/llama-tiny-F32.gguf", &ref);
+    CHECKF(st == NURI_OK, "%s", nuri_last_error());
+    st = gguf_open(file, &f);
+    CHECKF(st == NURI_OK, "%s: %s", file, nuri_last_error());
+    if (!ref || !f) goto done;
+    int checked = 0;
+    double worst = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        if (t->type != type) continue;
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        const gguf_tensor *r = gguf_find_tensor(ref, name);
+        REQUIRE(r && r->type == NURI_TYPE_F32);
+        int64_t n = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++) n *= t->ne[d];
+        REQUIRE(n == (int64_t)(r->size / 4));
+        float *y = malloc((size_t)n * sizeof(float));
+        REQUIRE(y);
+        for (int isa = 0; isa <= NURI_ISA_AVX512; isa++) {
+            const nuri_kernel_traits *kt = nuri_kernels_isa(type, (nuri_isa)isa);
+            if (!kt) continue;
+            kt->to_float(t->data, y, n);
+            double e = rel_rms(y, r->data, n);
+            if (e > worst) worst = e;
+            CHECKF(e < bound, "%s %s/%s: relative rms %.4f >= %.4f", file, name,
+                   nuri_isa_name((nuri_isa)isa), e, bound);
+        }
+        free(y);
+        checked++;
+    }
+    CHECKF(checked > 0, "%s has no %s tensor", file, tname(type));
+    if (getenv("NURI_TEST_VERBOSE"))
+        printf("  %s: %d tensors, worst relative rms %.4f\n", tname(type), checked, worst);
+done:
+    gguf_close(f);
+    gguf_close(ref);
+}
+
+TEST(dequantized_llama_cpp_tensors_match_f32_weights)
+{
+    static const struct {
+        uint32_t type;
+        double bound;
+    } cases[] = {
+        {NURI_TYPE_F16, 1e-3},  {NURI_TYPE_BF16, 5e-3}, {NURI_TYPE_Q8_0, 0.02},
+        {NURI_TYPE_Q6_K, 0.03}, {NURI_TYPE_Q5_0, 0.06}, {NURI_TYPE_Q5_1, 0.06},
+        {NURI_TYPE_Q5_K, 0.06}, {NURI_TYPE_Q4_0, 0.12}, {NURI_TYPE_Q4_1, 0.12},
+        {NURI_TYPE_Q4_K, 0.12}, {NURI_TYPE_Q3_K, 0.2},  {NURI_TYPE_Q2_K, 0.35},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char file[256];
+        snprintf(file, sizeof file, "tests/data/models/llama-tiny-%s.gguf", tname(cases[k].type));
+        check_model_layout(cases[k].type, file, cases[k].bound);
+    }
+}
+
+/* A quantized model file's rows times quantized activations: every ISA's vec_dot equals the
+ * scalar one on real llama.cpp data (not only on data our own quantizers made). */
+TEST(vec_dot_on_llama_cpp_rows_matches_scalar)
+{
+    static const uint32_t types[] = {NURI_TYPE_Q4_0, NURI_TYPE_Q4_1, NURI_TYPE_Q5_0,
+                                     NURI_TYPE_Q5_1, NURI_TYPE_Q8_0, NURI_TYPE_Q2_K,
+                                     NURI_TYPE_Q3_K, NURI_TYPE_Q4_K, NURI_TYPE_Q5_K,
+                                     NURI_TYPE_Q6_K, NURI_TYPE_F16,  NURI_TYPE_BF16};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        char file[256];
+        snprintf(file, sizeof file, "tests/data/models/llama-tiny-%s.gguf", tname(types[k]));
+        gguf_file *f = NULL;
+        if (gguf_open(file, &f) != NURI_OK) {
+            CHECKF(0, "%s: %s", file, nuri_last_error());
+            continue;
+        }
+        const gguf_tensor *t = gguf_find_tensor(f, "blk.0.ffn_down.weight");
+        if (!t || t->type != types[k]) {
+            CHECKF(0, "%s: blk.0.ffn_down.weight missing or of another type", file);
+            gguf_close(f);
+            continue;
+        }
+        int64_t n = t->ne[0];
+        size_t rb = row_bytes(t->type, n);
+        const nuri_kernel_traits *ref = nuri_kernels_isa(t->type, NURI_ISA_SCALAR);
+        static float x[1 << 14];
+        static uint8_t a[1 << 16];
+        for (int64_t i = 0; i < n; i++) x[i] = rng_normal();
+        nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR)->from_float(x, a, n);
+        for (int isa = NURI_ISA_AVX2; isa <= NURI_ISA_AVX512; isa++) {
+            const nuri_kernel_traits *kv = nuri_kernels_isa(t->type, (nuri_isa)isa);
+            if (!kv) continue;
+            double worst = 0;
+            for (int64_t r = 0; r < 16 && r < t->ne[1]; r++) {
+                const uint8_t *row = (const uint8_t *)t->data + r * rb;
+                float s_ref, s;
+                ref->vec_dot(n, &s_ref, row, a);
+                kv->vec_dot(n, &s, row, a);
+                double norm;
+                dequant_dot(t->type, row, a, n, &norm);
+                double e = fabs((double)s - s_ref) / norm;
+                if (e > worst) worst = e;
+            }
+            CHECKF(worst < 1e-5, "%s/%s: normalized error %.3g", tname(t->type),
+                   nuri_isa_name((nuri_isa)isa), worst);
+        }
+        gguf_close(f);
+    }
+}
 int main(void)
 {
     RUN(f16_every_half_round_trips_exactly);
@@ -407,5 +522,7 @@ int main(void)
     RUN(q8_0_rounds_half_to_even);
     RUN(q8_1_sum_is_d_times_sum_of_quants);
     RUN(q8_K_takes_the_first_largest_magnitude_with_its_sign);
+    RUN(dequantized_llama_cpp_tensors_match_f32_weights);
+    RUN(vec_dot_on_llama_cpp_rows_matches_scalar);
     TEST_DONE();
 }
