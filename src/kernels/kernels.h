@@ -47,7 +47,9 @@ typedef struct nuri_kernel_traits {
 } nuri_kernel_traits;
 
 /* The kernels for a type on this CPU (nuri_cpu_isa()), or NULL if nuri cannot compute with it.
- * Static storage. */
+ * Static storage. The activation-only types Q8_1 and Q8_K also have traits (to_float, from_float;
+ * vec_dot is NULL and vec_dot_type is the type itself); Q8_0 is both a weight and an activation
+ * type. */
 const nuri_kernel_traits *nuri_kernels(uint32_t type);
 
 /* The kernels of one instruction set (for tests and benchmarks); functions that set lacks are the
