@@ -161,21 +161,39 @@ nuri_status gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t v);
 nuri_status gguf_writer_add_i32(gguf_writer *w, const char *key, int32_t v);
 nuri_status gguf_writer_add_u64(gguf_writer *w, const char *key, uint64_t v);
 nuri_status gguf_writer_add_f32(gguf_writer *w, const char *key, float v);
+nuri_status gguf_writer_add_i64(gguf_writer *w, const char *key, int64_t v);
+nuri_status gguf_writer_add_f64(gguf_writer *w, const char *key, double v);
 nuri_status gguf_writer_add_bool(gguf_writer *w, const char *key, bool v);
 nuri_status gguf_writer_add_str(gguf_writer *w, const char *key, const char *v);
+/* Any fixed-size scalar type (uint8 .. float64, bool 0/1): the value's bytes at v (copied). */
+nuri_status gguf_writer_add_val(gguf_writer *w, const char *key, gguf_type type, const void *v);
+/* A string of len bytes (any bytes, NULs included). */
+nuri_status gguf_writer_add_strn(gguf_writer *w, const char *key, const char *v, uint64_t len);
 /* Arrays of fixed-size elements: n elements of `type` at data (copied). */
 nuri_status gguf_writer_add_arr(gguf_writer *w, const char *key, gguf_type type, const void *data,
                                 uint64_t n);
 /* Arrays of strings (n NUL-terminated strings, copied). */
 nuri_status gguf_writer_add_str_arr(gguf_writer *w, const char *key, const char *const *v,
                                     uint64_t n);
+/* Arrays of strings given as (pointer, length) pairs (any bytes), copied. */
+nuri_status gguf_writer_add_strn_arr(gguf_writer *w, const char *key, const gguf_str *v,
+                                     uint64_t n);
+
+/* Copies a key-value pair of an open file (key, type and value). */
+nuri_status gguf_writer_add_kv(gguf_writer *w, const gguf_kv *kv);
 
 /* Adds a tensor: ne[0..n_dims) elements, of ggml type `type`; `data` holds the bytes the type and
  * shape imply and is copied. Names must be unique. */
 nuri_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                                    const int64_t *ne, const void *data);
 
-/* Writes everything (version 3, alignment 32 unless general.alignment was added) to path. */
+/* Writes everything (version 3, alignment 32 unless general.alignment was added) to path (via
+ * path.tmp and a rename, so a failed write leaves no partial file at path). general.alignment must
+ * be added with gguf_writer_add_u32 (a power of two); the writer refuses other types for it. */
 nuri_status gguf_writer_write(gguf_writer *w, const char *path);
+
+/* The same file as bytes in memory: on success *out (size bytes) is owned by the caller, free with
+ * free(). For tests and fuzz seeds. */
+nuri_status gguf_writer_write_memory(const gguf_writer *w, void **out, size_t *size);
 
 #endif

@@ -17,6 +17,7 @@
 #include "gguf/gguf.h"
 
 #include "base/status.h"
+#include "gguf/gguf_internal.h"
 #include "kernels/types.h"
 
 #include <errno.h>
@@ -39,16 +40,6 @@
 #define GGUF_MSG_NAME_MAX 96     // bytes of a key or name quoted in a message
 
 /* ---- the structures behind the opaque handles ---- */
-
-struct gguf_kv {
-    gguf_str key;
-    gguf_type type;
-    gguf_type arr_type;   // element type if type == ARRAY
-    uint64_t n;           // STRING: bytes; ARRAY: elements; otherwise 1
-    const uint8_t *val;   // scalar bytes, string bytes, or the first array element
-    const uint8_t **strs; // ARRAY of STRING: each element's length field (n entries); owned
-    uint64_t offset;      // bytes from file start to the kv (for messages)
-};
 
 /* Open-addressing index from names to table positions. */
 typedef struct name_slot {
@@ -107,8 +98,7 @@ const char *gguf_type_name(gguf_type t)
     return type_names[t];
 }
 
-/* Bytes of one value of a fixed-size type; 0 for STRING, ARRAY and invalid ids. */
-static uint64_t type_fixed_size(uint32_t t)
+uint64_t gguf_type_fixed_size(uint32_t t)
 {
     switch (t) {
     case GGUF_TYPE_UINT8:
@@ -159,9 +149,7 @@ static void quote_name(char *dst, size_t cap, const uint8_t *s, uint64_t len, bo
     dst[o] = 0;
 }
 
-/* True if s is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF) and has no
- * control characters (U+0000..U+001F, U+007F). */
-static bool name_is_valid(const uint8_t *s, uint64_t len)
+bool gguf_name_is_valid(const uint8_t *s, uint64_t len)
 {
     uint64_t i = 0;
     while (i < len) {
@@ -310,7 +298,7 @@ static nuri_status rd_name(parser *p, const char *what, uint64_t max, gguf_str *
     s = need(p, len, what);
     if (s) return s;
     const uint8_t *b = p->base + p->pos;
-    if (!name_is_valid(b, len)) {
+    if (!gguf_name_is_valid(b, len)) {
         quote_name(q, sizeof q, b, len, false);
         return perr(p, NURI_ERR_FORMAT,
                     "%s '%s' at byte %llu is not valid UTF-8 or contains control characters", what,
@@ -349,7 +337,7 @@ static nuri_status rd_value(parser *p, struct gguf_kv *kv)
         return NURI_OK;
     }
     if (kv->type != GGUF_TYPE_ARRAY) {
-        uint64_t sz = type_fixed_size(kv->type);
+        uint64_t sz = gguf_type_fixed_size(kv->type);
         s = need(p, sz, gguf_type_name(kv->type));
         if (s) return s;
         kv->n = 1;
@@ -373,7 +361,7 @@ static nuri_status rd_value(parser *p, struct gguf_kv *kv)
     s = rd_u64(p, "array element count", &kv->n);
     if (s) return s;
     uint64_t left = p->size - p->pos;
-    uint64_t esz = et == GGUF_TYPE_STRING ? 8 : type_fixed_size(et), total;
+    uint64_t esz = et == GGUF_TYPE_STRING ? 8 : gguf_type_fixed_size(et), total;
     if (nuri_mul_overflow(kv->n, esz, &total) || total > left)
         return perr(p, NURI_ERR_FORMAT,
                     "array at byte %llu of %llu %s elements needs at least %llu x %llu bytes, only "
@@ -1078,7 +1066,7 @@ nuri_status gguf_arr_i64(const gguf_arr *a, uint64_t i, int64_t *out)
     if (s) return s;
     bool neg;
     uint64_t mag;
-    load_int(a->type, (const uint8_t *)a->data + i * type_fixed_size(a->type), &neg, &mag);
+    load_int(a->type, (const uint8_t *)a->data + i * gguf_type_fixed_size(a->type), &neg, &mag);
     if (int_to_i64(neg, mag, out)) {
         int n;
         const char *k = kv_key_for_msg(a->kv, &n);
@@ -1093,7 +1081,7 @@ nuri_status gguf_arr_f32(const gguf_arr *a, uint64_t i, float *out)
     nuri_status s = arr_check(a, i, "float32 or float64",
                               a->type == GGUF_TYPE_FLOAT32 || a->type == GGUF_TYPE_FLOAT64);
     if (s) return s;
-    *out = (float)load_float(a->type, (const uint8_t *)a->data + i * type_fixed_size(a->type));
+    *out = (float)load_float(a->type, (const uint8_t *)a->data + i * gguf_type_fixed_size(a->type));
     return NURI_OK;
 }
 
