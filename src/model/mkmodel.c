@@ -149,7 +149,7 @@ static nuri_status add_random(maker *mk, const char *name, const char *kind, int
     return gguf_writer_add_tensor(mk->w, name, t, 2, ne, mk->qbuf);
 }
 
-static nuri_status copy_kv(gguf_writer *w, const gguf_kv *kv)
+static nuri_status copy_kv(gguf_writer *w, const gguf_file *f, const gguf_kv *kv)
 {
     gguf_str key = gguf_kv_key(kv);
     char k[256];
@@ -184,9 +184,9 @@ static nuri_status copy_kv(gguf_writer *w, const gguf_kv *kv)
         return s;
     }
     case GGUF_TYPE_BOOL: {
-        int64_t b;
-        if ((s = gguf_kv_i64(kv, &b))) return s;
-        return gguf_writer_add_bool(w, k, b != 0);
+        bool b;
+        if ((s = gguf_get_bool(f, k, &b))) return s;
+        return gguf_writer_add_bool(w, k, b);
     }
     case GGUF_TYPE_FLOAT32:
     case GGUF_TYPE_FLOAT64: {
@@ -291,12 +291,19 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
     const int64_t KV = (int64_t)sh->n_head_kv * sh->head_dim, F = sh->n_ff;
     const bool tied = !qwen2; // qwen2 files get a separate output matrix, like the golden ones
-    const float gain = tied ? 10.0f : 1.0f;
+    // The golden models' recipe: tied tiny models get output gain 10 (else they copy the input
+    // token). Deeper models with that gain turn chaotic (rounding differences grow layer by
+    // layer), which no trained model is, so every other shape uses gain 1.
+    const bool golden_recipe = !strcmp(sh->name, "tiny");
+    const float gain = tied && golden_recipe ? 10.0f : 1.0f;
+    // Output scale: the tiny recipe's logits span about +-25; other shapes aim at the few-nats
+    // spread of trained models (logit std about 2.5).
+    const float out_scale = golden_recipe ? 0.4f : 2.5f / sqrtf((float)E);
     if ((s = add_random(mk, "token_embd.weight", tied ? "output" : "token_embd", -1, E, n_vocab,
-                        tied ? 0.4f : 1.0f, 0)))
+                        tied ? out_scale : 1.0f, 0)))
         return s;
     if ((s = add_random(mk, "output_norm.weight", "norm", -1, E, 1, 0.05f, 1.0f))) return s;
-    if (!tied && (s = add_random(mk, "output.weight", "output", -1, E, n_vocab, 0.4f, 0)))
+    if (!tied && (s = add_random(mk, "output.weight", "output", -1, E, n_vocab, out_scale, 0)))
         return s;
     for (int il = 0; il < mk->n_layer; il++) {
         char nm[96];
@@ -361,7 +368,7 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
         for (uint64_t i = 0; s == NURI_OK && i < gguf_n_kv(vf); i++) {
             const gguf_kv *kv = gguf_kv_at(vf, i);
             gguf_str k = gguf_kv_key(kv);
-            if (k.len > 10 && !memcmp(k.ptr, "tokenizer.", 10)) s = copy_kv(mk.w, kv);
+            if (k.len > 10 && !memcmp(k.ptr, "tokenizer.", 10)) s = copy_kv(mk.w, vf, kv);
         }
     } else {
         s = add_synthetic_vocab(mk.w, n_vocab);
