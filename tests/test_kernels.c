@@ -289,7 +289,10 @@ TEST(simd_vec_dot_matches_scalar)
             const nuri_kernel_traits *ref = nuri_kernels_isa(t, NURI_ISA_SCALAR);
             const nuri_kernel_traits *ka = nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR);
             const nuri_kernel_traits *kv = nuri_kernels_isa(t, (nuri_isa)isa);
-            const int64_t lens[] = {256, 512, 768, 256 * 17, 8192};
+            // one block, odd block counts (SIMD tails), many blocks; F32/F16/BF16 odd lengths
+            const int64_t bs = nuri_type_get(t)->block_size;
+            const int64_t lens[] = {bs == 1 ? 37 : bs, bs == 1 ? 1001 : 3 * bs, 5 * bs, 7 * bs,
+                                    256 * 17, 8192};
             for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
                 int64_t n = lens[li];
                 for (int64_t i = 0; i < n; i++) {

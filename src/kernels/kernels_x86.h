@@ -490,7 +490,7 @@ static void x86_q4_K_vec_dot(int64_t n, float *restrict s, const void *restrict 
     float summ_all = 0;
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) kernels_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+        kernels_scales_mins_q4_K(x[i].scales, sc, mn);
         __m256i sumi = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
             __m256i q4 = LOAD256(x[i].qs + 32 * c);
@@ -520,7 +520,7 @@ static void x86_q5_K_vec_dot(int64_t n, float *restrict s, const void *restrict 
     float summ_all = 0;
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) kernels_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+        kernels_scales_mins_q4_K(x[i].scales, sc, mn);
         __m256i hb = LOAD256(x[i].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
