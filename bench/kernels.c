@@ -3,8 +3,8 @@
  * times one activation row, per ISA; prints GB/s of weights read and ns per row.
  *
  * Built by hand, not by make test:
- *   make && cc -O2 -Iinclude -Isrc bench/kernels.c build/libnuri.a -lm -lpthread -o build/bench_kernels
- *   build/bench_kernels [rows] [n]      (defaults 2048 x 4096)
+ *   make && cc -O2 -Iinclude -Isrc bench/kernels.c build/libnuri.a -lm -lpthread -o
+ * build/bench_kernels build/bench_kernels [rows] [n]      (defaults 2048 x 4096)
  */
 #include "kernels/kernels.h"
 
@@ -38,7 +38,8 @@ int main(int argc, char **argv)
         const nuri_kernel_traits *ref = nuri_kernels_isa(t, NURI_ISA_SCALAR);
         float *wf = malloc(sizeof(float) * (size_t)n);
         for (int64_t r = 0; r < rows; r++) {
-            for (int64_t i = 0; i < n; i++) wf[i] = (float)(((i + r) * 2654435761u) % 2001) / 1000.f - 1.f;
+            for (int64_t i = 0; i < n; i++)
+                wf[i] = (float)(((i + r) * 2654435761u) % 2001) / 1000.f - 1.f;
             ref->from_float(wf, w + r * rb, n);
         }
         uint8_t *a = malloc((size_t)n * 4 + 64);
@@ -59,8 +60,8 @@ int main(int argc, char **argv)
                 if (dt < best) best = dt;
             }
             printf("%-6s %-7s %10.2f %10.1f %s\n", nuri_type_get(t)->name,
-                   nuri_isa_name((nuri_isa)isa), (double)rb * rows / best * 1e-9,
-                   best / rows * 1e9, sink == 12345.f ? "!" : "");
+                   nuri_isa_name((nuri_isa)isa), (double)rb * rows / best * 1e-9, best / rows * 1e9,
+                   sink == 12345.f ? "!" : "");
         }
         free(w);
         free(wf);

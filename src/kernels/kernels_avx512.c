@@ -124,13 +124,14 @@ static void avx512_q4_K_vec_dot(int64_t n, float *restrict s, const void *restri
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         uint8_t sc[8], mn[8];
         kernels_scales_mins_q4_K(x[i].scales, sc, mn);
-        __m512i scv = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+        __m512i scv =
+            _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
         __m512i idx = idx0;
         __m512i sumi = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) {
             __m256i q4 = LOAD256(x[i].qs + 32 * c);
-            __m512i q = join256(_mm256_and_si256(q4, m4),
-                                _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4));
+            __m512i q =
+                join256(_mm256_and_si256(q4, m4), _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4));
             __m512i yv = _mm512_loadu_si512(y[i].qs + 64 * c);
             __m512i s16 = _mm512_permutexvar_epi16(idx, scv);
             idx = _mm512_add_epi16(idx, two);

@@ -10,7 +10,8 @@
  * Integer dot products (the "unsigned x signed" trick): x86 multiplies bytes only as u8 * s8. For
  * signed x, sum(x*y) = sum(|x| * sign(y, x)). Unsigned weight codes (0..63) are used directly and
  * their zero point is subtracted afterwards with the Q8_K block sums (bsums) or per-block sums.
- * vpmaddubsw saturates at +-32767, so a u8 operand never exceeds 127 here (|x| <= 127, codes <= 63).
+ * vpmaddubsw saturates at +-32767, so a u8 operand never exceeds 127 here (|x| <= 127, codes <=
+ * 63).
  */
 #ifndef NURI_KERNELS_X86_H
 #define NURI_KERNELS_X86_H
@@ -109,7 +110,6 @@ static inline __m256i pack_32_i8(__m256i a, __m256i b, __m256i c, __m256i d)
     __m256i abcd = _mm256_packs_epi16(ab, cd);
     return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
-
 
 /* ======================================================================================== */
 /* F32, F16, BF16                                                                            */
@@ -219,7 +219,7 @@ static inline __m128i f32x8_to_bf16(__m256 v)
                                         _mm256_set1_epi32(0x7f800000));
     r = _mm256_blendv_epi8(r, nan, is_nan);
     __m256i p = _mm256_packus_epi32(r, r); // lanes: r0..3 r0..3 | r4..7 r4..7
-    p = _mm256_permute4x64_epi64(p, 0x08);  // r0..3 r4..7 in the low 128 bits
+    p = _mm256_permute4x64_epi64(p, 0x08); // r0..3 r4..7 in the low 128 bits
     return _mm256_castsi256_si128(p);
 }
 
@@ -243,7 +243,8 @@ static inline __m256i quant_32(const float *x, __m256 id, int *sum)
     __m256i q1 = round_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
     __m256i q2 = round_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id));
     __m256i q3 = round_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id));
-    if (sum) *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3)));
+    if (sum)
+        *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3)));
     return pack_32_i8(q0, q1, q2, q3);
 }
 
@@ -341,9 +342,9 @@ static inline __m256i q5_codes(const uint8_t *qs, const uint8_t *qh) // 0..31
 }
 
 /* One weight-type family: BODY(i, acc) adds block i's contribution to the float vector acc. */
-#define SIMPLE_VEC_DOT(name, XT, YT, BODY, EXTRA_INIT, EXTRA_RESULT)                              \
-    static void name(int64_t n, float *restrict s, const void *restrict vx,                       \
-                     const void *restrict vy)                                                     \
+#define SIMPLE_VEC_DOT(name, XT, YT, BODY, EXTRA_INIT, EXTRA_RESULT)                               \
+    static void name(int64_t n, float *restrict s, const void *restrict vx,                        \
+                     const void *restrict vy)                                                      \
     {                                                                                              \
         const XT *x = vx;                                                                          \
         const YT *y = vy;                                                                          \
@@ -361,7 +362,7 @@ static inline __m256i q5_codes(const uint8_t *qs, const uint8_t *qh) // 0..31
 
 #define Q8_0_BODY(i, acc)                                                                          \
     do {                                                                                           \
-        __m256i p = dot_ss8_acc(_mm256_setzero_si256(), LOAD256(x[i].qs), LOAD256(y[i].qs));      \
+        __m256i p = dot_ss8_acc(_mm256_setzero_si256(), LOAD256(x[i].qs), LOAD256(y[i].qs));       \
         __m256 d = _mm256_set1_ps(fp16_load(x[i].d) * fp16_load(y[i].d));                          \
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);                                      \
     } while (0)
@@ -369,7 +370,7 @@ SIMPLE_VEC_DOT(x86_q8_0_vec_dot, nuri_block_q8_0, nuri_block_q8_0, Q8_0_BODY, , 
 
 #define Q4_0_BODY(i, acc)                                                                          \
     do {                                                                                           \
-        __m256i p = dot_ss8_acc(_mm256_setzero_si256(), q4_0_codes(&x[i]), LOAD256(y[i].qs));     \
+        __m256i p = dot_ss8_acc(_mm256_setzero_si256(), q4_0_codes(&x[i]), LOAD256(y[i].qs));      \
         __m256 d = _mm256_set1_ps(fp16_load(x[i].d) * fp16_load(y[i].d));                          \
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);                                      \
     } while (0)
@@ -377,18 +378,17 @@ SIMPLE_VEC_DOT(x86_q4_0_vec_dot, nuri_block_q4_0, nuri_block_q8_0, Q4_0_BODY, , 
 
 #define Q4_1_BODY(i, acc)                                                                          \
     do {                                                                                           \
-        __m256i p = dot_us8_acc(_mm256_setzero_si256(), nibbles_32(x[i].qs), LOAD256(y[i].qs));   \
+        __m256i p = dot_us8_acc(_mm256_setzero_si256(), nibbles_32(x[i].qs), LOAD256(y[i].qs));    \
         __m256 d = _mm256_set1_ps(fp16_load(x[i].d) * fp16_load(y[i].d));                          \
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);                                      \
         summ += fp16_load(x[i].m) * fp16_load(y[i].s);                                             \
     } while (0)
-SIMPLE_VEC_DOT(x86_q4_1_vec_dot, nuri_block_q4_1, nuri_block_q8_1, Q4_1_BODY, float summ = 0,
-               +summ)
+SIMPLE_VEC_DOT(x86_q4_1_vec_dot, nuri_block_q4_1, nuri_block_q8_1, Q4_1_BODY, float summ = 0, +summ)
 
 #define Q5_0_BODY(i, acc)                                                                          \
     do {                                                                                           \
-        __m256i c = _mm256_sub_epi8(q5_codes(x[i].qs, x[i].qh), _mm256_set1_epi8(16));            \
-        __m256i p = dot_ss8_acc(_mm256_setzero_si256(), c, LOAD256(y[i].qs));                     \
+        __m256i c = _mm256_sub_epi8(q5_codes(x[i].qs, x[i].qh), _mm256_set1_epi8(16));             \
+        __m256i p = dot_ss8_acc(_mm256_setzero_si256(), c, LOAD256(y[i].qs));                      \
         __m256 d = _mm256_set1_ps(fp16_load(x[i].d) * fp16_load(y[i].d));                          \
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);                                      \
     } while (0)
@@ -397,13 +397,12 @@ SIMPLE_VEC_DOT(x86_q5_0_vec_dot, nuri_block_q5_0, nuri_block_q8_0, Q5_0_BODY, , 
 #define Q5_1_BODY(i, acc)                                                                          \
     do {                                                                                           \
         __m256i c = q5_codes(x[i].qs, x[i].qh);                                                    \
-        __m256i p = dot_us8_acc(_mm256_setzero_si256(), c, LOAD256(y[i].qs));                     \
+        __m256i p = dot_us8_acc(_mm256_setzero_si256(), c, LOAD256(y[i].qs));                      \
         __m256 d = _mm256_set1_ps(fp16_load(x[i].d) * fp16_load(y[i].d));                          \
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);                                      \
         summ += fp16_load(x[i].m) * fp16_load(y[i].s);                                             \
     } while (0)
-SIMPLE_VEC_DOT(x86_q5_1_vec_dot, nuri_block_q5_1, nuri_block_q8_1, Q5_1_BODY, float summ = 0,
-               +summ)
+SIMPLE_VEC_DOT(x86_q5_1_vec_dot, nuri_block_q5_1, nuri_block_q8_1, Q5_1_BODY, float summ = 0, +summ)
 
 /* ======================================================================================== */
 /* vec_dot of the k-quants against Q8_K                                                      */
@@ -496,8 +495,8 @@ static void x86_q4_K_vec_dot(int64_t n, float *restrict s, const void *restrict 
             __m256i q4 = LOAD256(x[i].qs + 32 * c);
             __m256i lo = _mm256_and_si256(q4, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            sumi = _mm256_add_epi32(sumi, dot_us8_scaled(lo, LOAD256(y[i].qs + 64 * c),
-                                                         _mm256_set1_epi16(sc[2 * c])));
+            sumi = _mm256_add_epi32(
+                sumi, dot_us8_scaled(lo, LOAD256(y[i].qs + 64 * c), _mm256_set1_epi16(sc[2 * c])));
             sumi = _mm256_add_epi32(sumi, dot_us8_scaled(hi, LOAD256(y[i].qs + 64 * c + 32),
                                                          _mm256_set1_epi16(sc[2 * c + 1])));
         }
@@ -530,8 +529,8 @@ static void x86_q5_K_vec_dot(int64_t n, float *restrict s, const void *restrict 
             hb = _mm256_srli_epi16(hb, 2);
             __m256i lo = _mm256_or_si256(_mm256_and_si256(q4, m4), h0);
             __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4), h1);
-            sumi = _mm256_add_epi32(sumi, dot_us8_scaled(lo, LOAD256(y[i].qs + 64 * c),
-                                                         _mm256_set1_epi16(sc[2 * c])));
+            sumi = _mm256_add_epi32(
+                sumi, dot_us8_scaled(lo, LOAD256(y[i].qs + 64 * c), _mm256_set1_epi16(sc[2 * c])));
             sumi = _mm256_add_epi32(sumi, dot_us8_scaled(hi, LOAD256(y[i].qs + 64 * c + 32),
                                                          _mm256_set1_epi16(sc[2 * c + 1])));
         }
