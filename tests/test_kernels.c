@@ -526,6 +526,46 @@ TEST(vec_dot_on_llama_cpp_rows_matches_scalar)
         gguf_close(f);
     }
 }
+
+TEST(f16_bf16_row_converters_agree_on_special_values)
+{
+    const float sp[] = {INFINITY,
+                        -INFINITY,
+                        NAN,
+                        -NAN,
+                        65504.f,
+                        65519.f,
+                        65520.f,
+                        -65520.f,
+                        0x1p-24f,
+                        0x1p-25f,
+                        3 * 0x1p-25f,
+                        0x1p-14f - 0x1p-25f,
+                        -0.0f,
+                        1e-40f,
+                        3.4e38f,
+                        1.0f + 0x1p-11f,
+                        nuri_bits_to_f32(0x3f808000)};
+    enum { N = 64 };
+    float x[N], back_ref[N], back[N];
+    for (int i = 0; i < N; i++) x[i] = sp[i % (sizeof sp / sizeof sp[0])];
+    const uint32_t types[] = {NURI_TYPE_F16, NURI_TYPE_BF16};
+    for (int isa = NURI_ISA_AVX2; isa <= NURI_ISA_AVX512; isa++)
+        for (int k = 0; k < 2; k++) {
+            const nuri_kernel_traits *kv = nuri_kernels_isa(types[k], (nuri_isa)isa);
+            if (!kv) continue;
+            const nuri_kernel_traits *kr = nuri_kernels_isa(types[k], NURI_ISA_SCALAR);
+            uint16_t h_ref[N], h[N];
+            kr->from_float(x, h_ref, N);
+            kv->from_float(x, h, N);
+            CHECKF(!memcmp(h, h_ref, sizeof h), "%s/%s from_float", tname(types[k]),
+                   nuri_isa_name((nuri_isa)isa));
+            kr->to_float(h_ref, back_ref, N);
+            kv->to_float(h_ref, back, N);
+            CHECKF(!memcmp(back, back_ref, sizeof back), "%s/%s to_float", tname(types[k]),
+                   nuri_isa_name((nuri_isa)isa));
+        }
+}
 int main(void)
 {
     RUN(f16_every_half_round_trips_exactly);
@@ -540,6 +580,7 @@ int main(void)
     RUN(vec_dot_matches_dequantized_dot);
     RUN(simd_vec_dot_matches_scalar);
     RUN(activation_quantizers_are_bit_identical_across_isas);
+    RUN(f16_bf16_row_converters_agree_on_special_values);
     RUN(q8_0_rounds_half_to_even);
     RUN(q8_1_sum_is_d_times_sum_of_quants);
     RUN(q8_K_takes_the_first_largest_magnitude_with_its_sign);
