@@ -80,18 +80,18 @@ TEST(f16_every_half_round_trips_exactly)
 TEST(f16_rounds_to_nearest_even)
 {
     CHECK(nuri_f16_to_f32(0x3c00) == 1.0f);
-    CHECK(nuri_f16_to_f32(0x0001) == 0x1p-24f);  // smallest subnormal
-    CHECK(nuri_f16_to_f32(0x7bff) == 65504.0f);  // largest finite
-    CHECK(nuri_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00); // tie -> even (down)
-    CHECK(nuri_f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02); // tie -> even (up)
+    CHECK(nuri_f16_to_f32(0x0001) == 0x1p-24f);                   // smallest subnormal
+    CHECK(nuri_f16_to_f32(0x7bff) == 65504.0f);                   // largest finite
+    CHECK(nuri_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00);            // tie -> even (down)
+    CHECK(nuri_f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02);        // tie -> even (up)
     CHECK(nuri_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f) == 0x3c01); // above tie
     CHECK(nuri_f32_to_f16(65519.0f) == 0x7bff);
     CHECK(nuri_f32_to_f16(65520.0f) == 0x7c00); // rounds to inf
     CHECK(nuri_f32_to_f16(-1e10f) == 0xfc00);
-    CHECK(nuri_f32_to_f16(0x1p-25f) == 0x0000);             // tie between 0 and 2^-24 -> 0
-    CHECK(nuri_f32_to_f16(0x1p-25f + 0x1p-35f) == 0x0001);  // just above the tie
-    CHECK(nuri_f32_to_f16(3 * 0x1p-25f) == 0x0002);         // tie 1.5 units -> 2
-    CHECK(nuri_f32_to_f16(0x1p-14f - 0x1p-25f) == 0x0400);  // rounds up into the normals
+    CHECK(nuri_f32_to_f16(0x1p-25f) == 0x0000);            // tie between 0 and 2^-24 -> 0
+    CHECK(nuri_f32_to_f16(0x1p-25f + 0x1p-35f) == 0x0001); // just above the tie
+    CHECK(nuri_f32_to_f16(3 * 0x1p-25f) == 0x0002);        // tie 1.5 units -> 2
+    CHECK(nuri_f32_to_f16(0x1p-14f - 0x1p-25f) == 0x0400); // rounds up into the normals
     CHECK(nuri_f32_to_f16(-0.0f) == 0x8000);
     CHECK(nuri_f32_to_f16(1e-30f) == 0x0000);
 }
@@ -103,7 +103,7 @@ TEST(bf16_rounds_to_nearest_even_and_keeps_nan)
     CHECK(nuri_f32_to_bf16(nuri_bits_to_f32(0x3f818000)) == 0x3f82); // tie -> even (up)
     CHECK(nuri_f32_to_bf16(nuri_bits_to_f32(0x3f808001)) == 0x3f81);
     CHECK(nuri_f32_to_bf16(nuri_bits_to_f32(0x7f7fffff)) == 0x7f80); // max float -> inf
-    uint16_t n = nuri_f32_to_bf16(nuri_bits_to_f32(0x7f800001)); // NaN with a low payload
+    uint16_t n = nuri_f32_to_bf16(nuri_bits_to_f32(0x7f800001));     // NaN with a low payload
     CHECK((n & 0x7f80) == 0x7f80 && (n & 0x7f) != 0);
     CHECK(nuri_bf16_to_f32(0xc000) == -2.0f);
 }
@@ -124,26 +124,34 @@ TEST(block_sizes_match_the_type_table)
     CHECK(nuri_type_get(NURI_TYPE_Q8_K)->type_size == sizeof(nuri_block_q8_K));
 }
 
-
 /* ---- kernels: scalar reference ---- */
 
 /* Expected relative RMS error of from_float -> to_float on Gaussian data (generous bounds). */
 static double roundtrip_bound(uint32_t t)
 {
     switch (t) {
-    case NURI_TYPE_F32: return 0;
-    case NURI_TYPE_F16: return 1e-3;
-    case NURI_TYPE_BF16: return 5e-3;
-    case NURI_TYPE_Q8_0: return 0.01;
-    case NURI_TYPE_Q6_K: return 0.03;
+    case NURI_TYPE_F32:
+        return 0;
+    case NURI_TYPE_F16:
+        return 1e-3;
+    case NURI_TYPE_BF16:
+        return 5e-3;
+    case NURI_TYPE_Q8_0:
+        return 0.01;
+    case NURI_TYPE_Q6_K:
+        return 0.03;
     case NURI_TYPE_Q5_0:
     case NURI_TYPE_Q5_1:
-    case NURI_TYPE_Q5_K: return 0.06;
+    case NURI_TYPE_Q5_K:
+        return 0.06;
     case NURI_TYPE_Q4_0:
     case NURI_TYPE_Q4_1:
-    case NURI_TYPE_Q4_K: return 0.12;
-    case NURI_TYPE_Q3_K: return 0.25;
-    case NURI_TYPE_Q2_K: return 0.5;
+    case NURI_TYPE_Q4_K:
+        return 0.12;
+    case NURI_TYPE_Q3_K:
+        return 0.25;
+    case NURI_TYPE_Q2_K:
+        return 0.5;
     }
     return 0;
 }
@@ -267,8 +275,8 @@ TEST(vec_dot_matches_dequantized_dot)
             /* Q8_1's s = F16(d * sum q) is rounded to F16 (as llama.cpp does), so the min term of
              * Q4_1 / Q5_1 is only good to ~2^-11 of the block's sum. */
             double tol = kt->vec_dot_type == NURI_TYPE_Q8_1 ? 1e-3 : 1e-5;
-            CHECKF(err < tol, "%s n=%lld: %g vs %g (normalized error %.3g)", tname(t),
-                   (long long)n, s, want, err);
+            CHECKF(err < tol, "%s n=%lld: %g vs %g (normalized error %.3g)", tname(t), (long long)n,
+                   s, want, err);
         }
     }
 }
@@ -289,7 +297,10 @@ TEST(simd_vec_dot_matches_scalar)
             const nuri_kernel_traits *ref = nuri_kernels_isa(t, NURI_ISA_SCALAR);
             const nuri_kernel_traits *ka = nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR);
             const nuri_kernel_traits *kv = nuri_kernels_isa(t, (nuri_isa)isa);
-            const int64_t lens[] = {256, 512, 768, 256 * 17, 8192};
+            // one block, odd block counts (SIMD tails), many blocks; F32/F16/BF16 odd lengths
+            const int64_t bs = nuri_type_get(t)->block_size;
+            const int64_t lens[] = {
+                bs == 1 ? 37 : bs, bs == 1 ? 1001 : 3 * bs, 5 * bs, 7 * bs, 256 * 17, 8192};
             for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
                 int64_t n = lens[li];
                 for (int64_t i = 0; i < n; i++) {
@@ -304,8 +315,8 @@ TEST(simd_vec_dot_matches_scalar)
                 double norm;
                 dequant_dot(t, q, a, n, &norm);
                 double err = fabs((double)s - s_ref) / (norm > 0 ? norm : 1);
-                CHECKF(err < 1e-5, "%s/%s n=%lld: %.7g vs scalar %.7g (normalized %.3g)",
-                       tname(t), nuri_isa_name((nuri_isa)isa), (long long)n, s, s_ref, err);
+                CHECKF(err < 1e-5, "%s/%s n=%lld: %.7g vs scalar %.7g (normalized %.3g)", tname(t),
+                       nuri_isa_name((nuri_isa)isa), (long long)n, s, s_ref, err);
             }
         }
     }
@@ -316,11 +327,21 @@ static void fill_activation_row(float *x, int64_t n, int kind)
 {
     for (int64_t i = 0; i < n; i++) {
         switch (kind) {
-        case 0: x[i] = rng_normal(); break;
-        case 1: x[i] = (float)((int)(rng_u32() % 255) - 127) * 0.5f; break; // many .5 ties
-        case 2: x[i] = (i % 32 == 0) ? 127.f : (float)(i % 7) - 3.5f; break;  // id == 1: ties
-        case 3: x[i] = (i % 64 < 32) ? 0.f : rng_uniform() * 1e-30f; break;   // zero / tiny
-        default: x[i] = (i % 256 == 5) ? -8.f : ((i % 256 == 9) ? 8.f : rng_uniform()); break;
+        case 0:
+            x[i] = rng_normal();
+            break;
+        case 1:
+            x[i] = (float)((int)(rng_u32() % 255) - 127) * 0.5f;
+            break; // many .5 ties
+        case 2:
+            x[i] = (i % 32 == 0) ? 127.f : (float)(i % 7) - 3.5f;
+            break; // id == 1: ties
+        case 3:
+            x[i] = (i % 64 < 32) ? 0.f : rng_uniform() * 1e-30f;
+            break; // zero / tiny
+        default:
+            x[i] = (i % 256 == 5) ? -8.f : ((i % 256 == 9) ? 8.f : rng_uniform());
+            break;
         }
     }
 }
@@ -505,6 +526,46 @@ TEST(vec_dot_on_llama_cpp_rows_matches_scalar)
         gguf_close(f);
     }
 }
+
+TEST(f16_bf16_row_converters_agree_on_special_values)
+{
+    const float sp[] = {INFINITY,
+                        -INFINITY,
+                        NAN,
+                        -NAN,
+                        65504.f,
+                        65519.f,
+                        65520.f,
+                        -65520.f,
+                        0x1p-24f,
+                        0x1p-25f,
+                        3 * 0x1p-25f,
+                        0x1p-14f - 0x1p-25f,
+                        -0.0f,
+                        1e-40f,
+                        3.4e38f,
+                        1.0f + 0x1p-11f,
+                        nuri_bits_to_f32(0x3f808000)};
+    enum { N = 64 };
+    float x[N], back_ref[N], back[N];
+    for (int i = 0; i < N; i++) x[i] = sp[i % (sizeof sp / sizeof sp[0])];
+    const uint32_t types[] = {NURI_TYPE_F16, NURI_TYPE_BF16};
+    for (int isa = NURI_ISA_AVX2; isa <= NURI_ISA_AVX512; isa++)
+        for (int k = 0; k < 2; k++) {
+            const nuri_kernel_traits *kv = nuri_kernels_isa(types[k], (nuri_isa)isa);
+            if (!kv) continue;
+            const nuri_kernel_traits *kr = nuri_kernels_isa(types[k], NURI_ISA_SCALAR);
+            uint16_t h_ref[N], h[N];
+            kr->from_float(x, h_ref, N);
+            kv->from_float(x, h, N);
+            CHECKF(!memcmp(h, h_ref, sizeof h), "%s/%s from_float", tname(types[k]),
+                   nuri_isa_name((nuri_isa)isa));
+            kr->to_float(h_ref, back_ref, N);
+            kv->to_float(h_ref, back, N);
+            CHECKF(!memcmp(back, back_ref, sizeof back), "%s/%s to_float", tname(types[k]),
+                   nuri_isa_name((nuri_isa)isa));
+        }
+}
 int main(void)
 {
     RUN(f16_every_half_round_trips_exactly);
@@ -519,6 +580,7 @@ int main(void)
     RUN(vec_dot_matches_dequantized_dot);
     RUN(simd_vec_dot_matches_scalar);
     RUN(activation_quantizers_are_bit_identical_across_isas);
+    RUN(f16_bf16_row_converters_agree_on_special_values);
     RUN(q8_0_rounds_half_to_even);
     RUN(q8_1_sum_is_d_times_sum_of_quants);
     RUN(q8_K_takes_the_first_largest_magnitude_with_its_sign);

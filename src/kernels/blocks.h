@@ -93,7 +93,8 @@ typedef struct nuri_block_q4_K {
     uint8_t qs[NURI_QK_K / 2];
 } nuri_block_q4_K;
 
-/* As Q4_K with a 5th bit: element 64c + l takes bit 2c of qh[l], element 64c + 32 + l bit 2c + 1. */
+/* As Q4_K with a 5th bit: element 64c + l takes bit 2c of qh[l], element 64c + 32 + l bit 2c + 1.
+ */
 typedef struct nuri_block_q5_K {
     uint16_t d;
     uint16_t dmin;

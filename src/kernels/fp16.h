@@ -47,8 +47,8 @@ static inline uint16_t nuri_f32_to_f16(float f)
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     uint32_t ax = x & 0x7fffffffu;
     if (ax > 0x7f800000u) return sign | 0x7e00u | (uint16_t)((ax >> 13) & 0x3ffu); // quiet NaN
-    if (ax >= 0x477ff000u) return sign | 0x7c00u; // >= 65520 (incl. inf) rounds to inf
-    if (ax >= 0x38800000u) {                      // normal half (>= 2^-14)
+    if (ax >= 0x477ff000u) return sign | 0x7c00u;     // >= 65520 (incl. inf) rounds to inf
+    if (ax >= 0x38800000u) {                          // normal half (>= 2^-14)
         uint32_t r = ax + 0xfffu + ((ax >> 13) & 1u); // ties to even; carries may bump exponent
         return sign | (uint16_t)((r - 0x38000000u) >> 13);
     }

@@ -90,9 +90,12 @@ nuri_isa nuri_cpu_isa(void)
 const char *nuri_isa_name(nuri_isa isa)
 {
     switch (isa) {
-    case NURI_ISA_SCALAR: return "scalar";
-    case NURI_ISA_AVX2: return "avx2";
-    case NURI_ISA_AVX512: return "avx512";
+    case NURI_ISA_SCALAR:
+        return "scalar";
+    case NURI_ISA_AVX2:
+        return "avx2";
+    case NURI_ISA_AVX512:
+        return "avx512";
     }
     return "unknown";
 }

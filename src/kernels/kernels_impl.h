@@ -12,6 +12,7 @@
 #include "kernels/kernels.h"
 
 #include <stdint.h>
+#include <string.h>
 
 /* Unpacks the 6-bit scale and min of sub-block j (0..7) of Q4_K / Q5_K from their 12 bytes. */
 static inline void kernels_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
@@ -23,6 +24,19 @@ static inline void kernels_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, ui
         *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
         *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
+}
+
+/* All 8 scales and mins of a Q4_K / Q5_K block at once (same result as kernels_scale_min_k4). */
+static inline void kernels_scales_mins_q4_K(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
+{
+    uint32_t a[3], s[2], mm[2];
+    memcpy(a, q, 12);
+    s[0] = a[0] & 0x3f3f3f3fu;
+    s[1] = (a[2] & 0x0f0f0f0fu) | ((a[0] >> 6) & 0x03030303u) << 4;
+    mm[0] = a[1] & 0x3f3f3f3fu;
+    mm[1] = ((a[2] >> 4) & 0x0f0f0f0fu) | ((a[1] >> 6) & 0x03030303u) << 4;
+    memcpy(sc, s, 8);
+    memcpy(m, mm, 8);
 }
 
 /* Unpacks the 16 signed scales of a Q3_K block (bias 32 removed: -32..31). */

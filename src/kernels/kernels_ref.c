@@ -343,7 +343,8 @@ static void q4_0_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
     for (int64_t i = 0; i < n / NURI_QK; i++) {
         int sumi = 0;
         for (int j = 0; j < NURI_QK / 2; j++)
-            sumi += ((x[i].qs[j] & 15) - 8) * y[i].qs[j] + ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
+            sumi +=
+                ((x[i].qs[j] & 15) - 8) * y[i].qs[j] + ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
         sum += F16(x[i].d) * F16(y[i].d) * (float)sumi;
     }
     *s = sum;
@@ -698,8 +699,7 @@ static void q5_K_to_float(const void *restrict vx, float *restrict y, int64_t n)
         for (int j = 0; j < 8; j++) {
             uint8_t sc, m;
             kernels_scale_min_k4(j, x[i].scales, &sc, &m);
-            for (int e = 32 * j; e < 32 * j + 32; e++)
-                y[e] = d * sc * q5_K_q(&x[i], e) - dmin * m;
+            for (int e = 32 * j; e < 32 * j + 32; e++) y[e] = d * sc * q5_K_q(&x[i], e) - dmin * m;
         }
     }
 }
@@ -803,22 +803,21 @@ static void q6_K_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
 /* ======================================================================================== */
 
 #define ROW(T, t, vdt)                                                                             \
-    [NURI_TYPE_##T] = {.vec_dot_type = NURI_TYPE_##vdt,                                           \
+    [NURI_TYPE_##T] = {.vec_dot_type = NURI_TYPE_##vdt,                                            \
                        .to_float = t##_to_float,                                                   \
                        .from_float = t##_from_float,                                               \
                        .vec_dot = t##_vec_dot}
 
 /* Activation-only types: to_float and from_float, no vec_dot of their own. */
 #define ACT(T, t)                                                                                  \
-    [NURI_TYPE_##T] = {.vec_dot_type = NURI_TYPE_##T,                                             \
+    [NURI_TYPE_##T] = {.vec_dot_type = NURI_TYPE_##T,                                              \
                        .to_float = t##_to_float,                                                   \
                        .from_float = t##_from_float,                                               \
                        .vec_dot = NULL}
 
 const nuri_kernel_traits kernels_ref_table[NURI_TYPE_COUNT] = {
-    ROW(F32, f32, F32),    ROW(F16, f16, F16),    ROW(BF16, bf16, BF16),
-    ROW(Q4_0, q4_0, Q8_0), ROW(Q4_1, q4_1, Q8_1), ROW(Q5_0, q5_0, Q8_0),
-    ROW(Q5_1, q5_1, Q8_1), ROW(Q8_0, q8_0, Q8_0), ROW(Q2_K, q2_K, Q8_K),
-    ROW(Q3_K, q3_K, Q8_K), ROW(Q4_K, q4_K, Q8_K), ROW(Q5_K, q5_K, Q8_K),
+    ROW(F32, f32, F32),    ROW(F16, f16, F16),    ROW(BF16, bf16, BF16), ROW(Q4_0, q4_0, Q8_0),
+    ROW(Q4_1, q4_1, Q8_1), ROW(Q5_0, q5_0, Q8_0), ROW(Q5_1, q5_1, Q8_1), ROW(Q8_0, q8_0, Q8_0),
+    ROW(Q2_K, q2_K, Q8_K), ROW(Q3_K, q3_K, Q8_K), ROW(Q4_K, q4_K, Q8_K), ROW(Q5_K, q5_K, Q8_K),
     ROW(Q6_K, q6_K, Q8_K), ACT(Q8_1, q8_1),       ACT(Q8_K, q8_K),
 };
