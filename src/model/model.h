@@ -92,32 +92,70 @@ uint64_t nuri_model_bytes_per_token(const nuri_model *m);
 
 /* ---- running ---- */
 
+/*
+ * A context runs many sequences over one paged KV pool: n_ctx token slots in pages of
+ * NURI_KV_PAGE tokens, shared by all sequences (no fixed per-sequence split). A sequence owns a
+ * list of pages; nuri_ctx_seq_fork lets a sequence start from another's prefix by sharing its
+ * pages (a shared page is copied before it is written: copy on write).
+ *
+ * Every token's arithmetic is independent of the other tokens in its batch (rows of a batch are
+ * never mixed in a reduction), so a sequence's logits do not depend on what else is batched with it.
+ */
+#define NURI_KV_PAGE 32 // tokens per KV page
+
 typedef struct nuri_ctx nuri_ctx;
 
 typedef struct nuri_ctx_params {
-    int32_t n_ctx;     // tokens of KV cache (0: min(n_ctx_train, 4096))
+    int32_t n_ctx;     // token slots in the KV pool, all sequences together (0: min(n_ctx_train, 4096))
     int32_t n_batch;   // most tokens per forward call (0: 512)
     int32_t n_threads; // (0: 1)
     int32_t n_logits;  // rows of logits kept per decode (0: 1); up to n_batch
+    int32_t n_seq;     // sequences (ids 0..n_seq-1) (0: 1)
 } nuri_ctx_params;
 
 /* Caller frees with nuri_ctx_free (before freeing the model). */
 nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx **out);
 void nuri_ctx_free(nuri_ctx *c);
 int32_t nuri_ctx_n_ctx(const nuri_ctx *c);
+int32_t nuri_ctx_n_seq(const nuri_ctx *c);
+
+/* One forward step over tokens of one or more sequences. */
+typedef struct nuri_batch {
+    int32_t n;            // tokens
+    const int32_t *token; // (n) token ids
+    const int32_t *pos;   // (n) position of each token in its sequence
+    const int32_t *seq;   // (n) sequence id of each token
+    const int8_t *logits; // (n) non-zero: compute this token's logits
+} nuri_batch;
 
 /*
- * Runs tokens[0..n) at positions pos0.., appending their keys and values to the cache (whatever
- * the cache held at positions >= pos0 is forgotten). n may exceed n_batch (it is split).
- * If all_logits, logits for every token are written to the ctx's logits buffer (row i for token i,
- * only for the last chunk of n_batch tokens, so pass n <= n_batch when you need all of them);
- * otherwise only the last token's row (row 0). Errors: a token id out of range, positions past
- * n_ctx.
+ * Runs a batch. Within it, each sequence's tokens must have consecutive ascending positions, the
+ * first no greater than the sequence's current length: writing at position p forgets whatever the
+ * sequence held at positions >= p. Logits of the flagged tokens go to rows 0, 1, ... in batch order
+ * (at most n_logits). n may exceed n_batch only if no token but the last asks for logits.
+ * Errors leave the KV pool as it was: NURI_ERR_INVALID_ARG (bad id, position, sequence),
+ * NURI_ERR_LIMIT (the pool has no free page: the caller must shrink or drop a sequence).
  */
+nuri_status nuri_ctx_decode_batch(nuri_ctx *c, const nuri_batch *b);
+
+/* One sequence (0) convenience: tokens[0..n) at positions pos0..; logits for all tokens (n must be
+ * <= n_logits) or only the last one (row 0). */
 nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32_t pos0,
                             bool all_logits);
 
 /* The logits of row i of the last decode: (n_vocab) floats, borrowed until the next decode. */
 const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i);
+
+/* Sequence management. */
+int32_t nuri_ctx_seq_len(const nuri_ctx *c, int32_t seq); // tokens held
+void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq);         // frees its pages
+/* dst (cleared first) starts with src's first n tokens, sharing their pages. n <= len(src). */
+nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n);
+/* Drops positions >= n of seq (n <= its length). */
+void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n);
+
+/* Pool accounting, in pages of NURI_KV_PAGE tokens. */
+int32_t nuri_ctx_pages_total(const nuri_ctx *c);
+int32_t nuri_ctx_pages_free(const nuri_ctx *c);
 
 #endif
