@@ -748,6 +748,8 @@ TEST(open_empty_file_directory_missing_and_truncated)
 
     CHECK(gguf_open("tests/data", &f) == NURI_ERR_IO && f == NULL);
     CHECK(strstr(nuri_last_error(), "tests/data") && strstr(nuri_last_error(), "directory"));
+    CHECK(gguf_open("/dev/null", &f) == NURI_ERR_IO && f == NULL);
+    CHECK(strstr(nuri_last_error(), "/dev/null: not a regular file") != NULL);
     CHECK(gguf_open(path, &f) == NURI_ERR_NOT_FOUND && f == NULL);
     CHECK(strstr(nuri_last_error(), "No such file") != NULL);
 }

@@ -7,6 +7,10 @@
  * byte size their type and shape imply. After a successful open, nothing in this API can read
  * outside the mapping. Strings and tensor data are borrowed from the mapping until gguf_close().
  *
+ * The mapping is read-only and private; a file truncated by another process while it is open makes
+ * later reads of the lost pages fault (SIGBUS), as with any mmap: do not rewrite model files in
+ * place while nuri runs.
+ *
  * This module does not interpret tensors or metadata (that is model/ and tokenizer/); it only
  * checks that the file is well-formed.
  *
