@@ -55,7 +55,9 @@ typedef enum gguf_type {
  *   n_tensors <= GGUF_MAX_TENSORS and <= (file size - 24) / 33 (the smallest tensor info);
  * - array element count * element size must fit in the rest of the file (string elements count as
  *   8 bytes); nested arrays (ARRAY of ARRAY) are rejected;
- * - general.alignment must be a UINT32 power of two (1..2^30).
+ * - general.alignment must be a UINT32 power of two (1..2^30);
+ * - bool values and bool array elements must be 0 or 1; duplicate keys and duplicate tensor names
+ *   are rejected; tensors must not overlap.
  * Versions 2 and 3 are read (little-endian only); version 1 and big-endian files are refused with
  * NURI_ERR_UNSUPPORTED and a message saying so. Unknown or removed ggml type ids are
  * NURI_ERR_UNSUPPORTED. Tensor dimensions must be >= 1. The data section starts at the end of the
