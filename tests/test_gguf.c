@@ -443,6 +443,52 @@ TEST(writer_refuses_bad_arguments)
     gguf_writer_free(w);
 }
 
+TEST(many_keys_and_tensors_write_and_open_quickly)
+{
+    // hash indexes on both sides: 20000 keys and 5000 tensors must not be quadratic
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    gguf_writer *w;
+    REQUIRE(gguf_writer_new(&w) == NURI_OK);
+    char name[64];
+    float x[8] = {0};
+    int64_t ne[] = {8};
+    for (uint32_t i = 0; i < 20000; i++) {
+        snprintf(name, sizeof name, "k.%u", i);
+        REQUIRE(gguf_writer_add_u32(w, name, i) == NURI_OK);
+    }
+    for (uint32_t i = 0; i < 5000; i++) {
+        snprintf(name, sizeof name, "blk.%u.w", i);
+        x[0] = (float)i;
+        REQUIRE(gguf_writer_add_tensor(w, name, NURI_TYPE_F32, 1, ne, x) == NURI_OK);
+    }
+    CHECK(gguf_writer_add_u32(w, "k.19999", 0) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_tensor(w, "blk.4999.w", NURI_TYPE_F32, 1, ne, x) == NURI_ERR_INVALID_ARG);
+    void *buf;
+    size_t size;
+    REQUIRE(gguf_writer_write_memory(w, &buf, &size) == NURI_OK);
+    gguf_writer_free(w);
+    gguf_file *f;
+    REQUIRE(gguf_open_memory(buf, size, &f) == NURI_OK);
+    CHECK(gguf_n_kv(f) == 20000 && gguf_n_tensors(f) == 5000);
+    for (uint32_t i = 0; i < 20000; i += 997) {
+        uint32_t v;
+        snprintf(name, sizeof name, "k.%u", i);
+        CHECK(gguf_get_u32(f, name, &v) == NURI_OK && v == i);
+    }
+    const gguf_tensor *t = gguf_find_tensor(f, "blk.4321.w");
+    REQUIRE(t != NULL);
+    float y;
+    memcpy(&y, t->data, 4);
+    CHECK(y == 4321.0f && t->offset == 4321 * 32);
+    gguf_close(f);
+    free(buf);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    printf("  20000 keys + 5000 tensors written and opened in %.1f ms\n", ms);
+    CHECKF(ms < 3000, "took %.1f ms", ms);
+}
+
 int main(void)
 {
     RUN(opens_every_test_model_and_vocab);
@@ -458,5 +504,6 @@ int main(void)
     RUN(writer_roundtrip_tensors_aligned);
     RUN(writer_copy_of_real_files_is_byte_identical);
     RUN(writer_refuses_bad_arguments);
+    RUN(many_keys_and_tensors_write_and_open_quickly);
     TEST_DONE();
 }

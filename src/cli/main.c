@@ -15,6 +15,7 @@ static const struct {
     {"eval", cmd_eval, "next-token log-probabilities at every prompt position (JSON lines)"},
     {"run", cmd_run, "greedy continuation of a prompt"},
     {"mkmodel", cmd_mkmodel, "write a random-weight model with a real shape"},
+    {"info", cmd_info, "show a GGUF file's metadata and tensors"},
     {"version", cmd_version, "print the version"},
 };
 

@@ -7,6 +7,10 @@
  * byte size their type and shape imply. After a successful open, nothing in this API can read
  * outside the mapping. Strings and tensor data are borrowed from the mapping until gguf_close().
  *
+ * The mapping is read-only and private; a file truncated by another process while it is open makes
+ * later reads of the lost pages fault (SIGBUS), as with any mmap: do not rewrite model files in
+ * place while nuri runs.
+ *
  * This module does not interpret tensors or metadata (that is model/ and tokenizer/); it only
  * checks that the file is well-formed.
  *
@@ -51,7 +55,9 @@ typedef enum gguf_type {
  *   n_tensors <= GGUF_MAX_TENSORS and <= (file size - 24) / 33 (the smallest tensor info);
  * - array element count * element size must fit in the rest of the file (string elements count as
  *   8 bytes); nested arrays (ARRAY of ARRAY) are rejected;
- * - general.alignment must be a UINT32 power of two (1..2^30).
+ * - general.alignment must be a UINT32 power of two (1..2^30);
+ * - bool values and bool array elements must be 0 or 1; duplicate keys and duplicate tensor names
+ *   are rejected; tensors must not overlap.
  * Versions 2 and 3 are read (little-endian only); version 1 and big-endian files are refused with
  * NURI_ERR_UNSUPPORTED and a message saying so. Unknown or removed ggml type ids are
  * NURI_ERR_UNSUPPORTED. Tensor dimensions must be >= 1. The data section starts at the end of the

@@ -4,6 +4,7 @@
 #ifndef NURI_GGUF_INTERNAL_H
 #define NURI_GGUF_INTERNAL_H
 
+#include "base/status.h"
 #include "gguf/gguf.h"
 
 #include <stdbool.h>
@@ -26,5 +27,27 @@ bool gguf_name_is_valid(const uint8_t *s, uint64_t len);
 
 /* Bytes of one value of a fixed-size gguf_type; 0 for STRING, ARRAY and invalid ids. */
 uint64_t gguf_type_fixed_size(uint32_t t);
+
+/* Open-addressing index from names to table positions. */
+typedef struct gguf_name_slot {
+    const char *ptr;
+    uint64_t len;
+    uint32_t idx1; // index + 1; 0 = empty slot
+} gguf_name_slot;
+
+typedef struct gguf_name_index {
+    gguf_name_slot *slots;
+    uint64_t mask; // slot count - 1 (slot count is a power of two)
+    uint64_t seed; // per index, so that a file cannot be crafted to collide every name
+} gguf_name_index;
+
+/* Sizes the index for n names (n bounded by the caller: GGUF_MAX_KV / GGUF_MAX_TENSORS). Frees
+ * nothing: free(ix->slots) when done. */
+nuri_status gguf_name_index_init(gguf_name_index *ix, uint64_t n);
+/* The index + 1 of the name, or 0 if absent. */
+uint32_t gguf_name_index_find(const gguf_name_index *ix, const char *p, uint64_t len);
+/* Inserts the name (not present: callers check with find first; at most n names). The bytes are
+ * borrowed and must outlive the index. */
+void gguf_name_index_put(gguf_name_index *ix, const char *p, uint64_t len, uint32_t idx);
 
 #endif

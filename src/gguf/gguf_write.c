@@ -87,7 +87,25 @@ struct gguf_writer {
     wtensor *tensors;
     uint64_t n_tensors, cap_tensors;
     uint32_t alignment;
+    gguf_name_index key_index, tensor_index; // rebuilt when the tables grow
 };
+
+/* Re-creates ix for cap names and inserts the first n of names[] (names stay owned by the
+ * writer, so the borrowed pointers stay valid). */
+static nuri_status reindex(gguf_name_index *ix, uint64_t cap, char *const *names, size_t stride,
+                           uint64_t n)
+{
+    gguf_name_index fresh;
+    nuri_status s = gguf_name_index_init(&fresh, cap);
+    if (s) return s;
+    for (uint64_t i = 0; i < n; i++) {
+        const char *name = *(char *const *)((const char *)names + i * stride);
+        gguf_name_index_put(&fresh, name, strlen(name), (uint32_t)i);
+    }
+    free(ix->slots);
+    *ix = fresh;
+    return NURI_OK;
+}
 
 nuri_status gguf_writer_new(gguf_writer **out)
 {
@@ -108,6 +126,8 @@ void gguf_writer_free(gguf_writer *w)
     }
     free(w->tensors);
     free(w->meta.p);
+    free(w->key_index.slots);
+    free(w->tensor_index.slots);
     free(w);
 }
 
@@ -132,9 +152,8 @@ static nuri_status begin_kv(gguf_writer *w, const char *key, gguf_type type)
 {
     nuri_status s = check_name("key", key, GGUF_MAX_KEY_LEN);
     if (s) return s;
-    for (uint64_t i = 0; i < w->n_kv; i++)
-        if (!strcmp(w->keys[i], key))
-            return nuri_error(NURI_ERR_INVALID_ARG, "gguf writer: duplicate key '%s'", key);
+    if (gguf_name_index_find(&w->key_index, key, strlen(key)))
+        return nuri_error(NURI_ERR_INVALID_ARG, "gguf writer: duplicate key '%s'", key);
     if (w->n_kv >= GGUF_MAX_KV)
         return nuri_error(NURI_ERR_LIMIT, "gguf writer: more than %u keys", GGUF_MAX_KV);
     if (w->n_kv == w->cap_kv) {
@@ -142,10 +161,13 @@ static nuri_status begin_kv(gguf_writer *w, const char *key, gguf_type type)
         char **k = realloc(w->keys, cap * sizeof *k);
         if (!k) return nuri_error(NURI_ERR_NOMEM, "gguf writer: out of memory");
         w->keys = k;
+        nuri_status s2 = reindex(&w->key_index, cap, w->keys, sizeof *w->keys, w->n_kv);
+        if (s2) return s2;
         w->cap_kv = cap;
     }
     char *copy = strdup(key);
     if (!copy) return nuri_error(NURI_ERR_NOMEM, "gguf writer: out of memory");
+    gguf_name_index_put(&w->key_index, copy, strlen(copy), (uint32_t)w->n_kv);
     w->keys[w->n_kv++] = copy;
     bytes_str(&w->meta, key, strlen(key));
     bytes_u32(&w->meta, (uint32_t)type);
@@ -313,9 +335,8 @@ nuri_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t ty
 {
     nuri_status s = check_name("tensor name", name, GGUF_MAX_NAME_LEN);
     if (s) return s;
-    for (uint64_t i = 0; i < w->n_tensors; i++)
-        if (!strcmp(w->tensors[i].name, name))
-            return nuri_error(NURI_ERR_INVALID_ARG, "gguf writer: duplicate tensor '%s'", name);
+    if (gguf_name_index_find(&w->tensor_index, name, strlen(name)))
+        return nuri_error(NURI_ERR_INVALID_ARG, "gguf writer: duplicate tensor '%s'", name);
     const nuri_type_info *ti = nuri_type_get(type);
     if (!ti)
         return nuri_error(NURI_ERR_INVALID_ARG, "gguf writer: tensor '%s': unknown type id %u",
@@ -347,6 +368,8 @@ nuri_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t ty
         wtensor *q = realloc(w->tensors, cap * sizeof *q);
         if (!q) return nuri_error(NURI_ERR_NOMEM, "gguf writer: out of memory");
         w->tensors = q;
+        s = reindex(&w->tensor_index, cap, &w->tensors[0].name, sizeof *w->tensors, w->n_tensors);
+        if (s) return s;
         w->cap_tensors = cap;
     }
     t.size = size;
@@ -358,6 +381,7 @@ nuri_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t ty
         return nuri_error(NURI_ERR_NOMEM, "gguf writer: out of memory for tensor '%s'", name);
     }
     memcpy(t.data, data, (size_t)size);
+    gguf_name_index_put(&w->tensor_index, t.name, strlen(t.name), (uint32_t)w->n_tensors);
     w->tensors[w->n_tensors++] = t;
     return NURI_OK;
 }
