@@ -1,7 +1,7 @@
 // compare.mjs: compares `nuri eval` output with llama_cpp_eval.mjs output for the same model and
 // tokens. Usage: node compare.mjs NURI.jsonl LLAMA.jsonl CLASS   (CLASS: F32 | F16 | BF16 | quant)
 // Prints one summary line and exits 1 if the tolerances (the golden data's recommended ones) fail:
-//   F32 mean|d| <= 1e-3 max <= 1e-2; F16 5e-3 / 3e-2; BF16 1e-2 / 1e-1 (over llama.cpp's top-10);
+//   F32 mean|d| <= 1e-3 max <= 1e-2; F16 1e-2 / 5e-2 (see below); BF16 1e-2 / 1e-1 (over llama.cpp's top-10);
 //   quant: KL mean <= 5e-3, KL max <= 3e-2, top-1 agreement >= 30/32 of positions (scaled).
 import {readFileSync} from "node:fs";
 
@@ -33,7 +33,11 @@ for (let i = 0; i < nuri.length; i++) {
 const n = nuri.length, mean = sumAbs / nAbs, klMean = klSum / n;
 console.log(`mean|d| ${mean.toExponential(2)} max|d| ${maxAbs.toExponential(2)} ` +
     `KL mean ${klMean.toExponential(2)} max ${klMax.toExponential(2)} top1 ${top1}/${n}`);
-const lim = {F32: [1e-3, 1e-2], F16: [5e-3, 3e-2], BF16: [1e-2, 1e-1]}[cls];
+// F16 is looser than the goldens' 5e-3 / 3e-2: on a CPU with AMX (Sapphire Rapids and later)
+// node-llama-cpp loads a backend that multiplies F16 weights with F32 activations, while the
+// goldens' platform (and nuri) round the activations to F16 first. The two differ by up to 1e-2
+// already at position 0 (measured); the golden tests hold nuri to the tight limit.
+const lim = {F32: [1e-3, 1e-2], F16: [1e-2, 5e-2], BF16: [1e-2, 1e-1]}[cls];
 let ok;
 if (lim) ok = mean <= lim[0] && maxAbs <= lim[1];
 else ok = klMean <= 5e-3 && klMax <= 3e-2 && top1 >= Math.floor(n * 30 / 32);
