@@ -234,7 +234,7 @@ TEST(bad_tokens_and_positions_are_errors)
     nuri_model *m;
     REQUIRE(nuri_model_load(MODELS_DIR "/llama-tiny-Q8_0.gguf", &m) == NURI_OK);
     nuri_ctx *c;
-    nuri_ctx_params cp = {.n_ctx = 8, .n_batch = 8, .n_threads = 1};
+    nuri_ctx_params cp = {.n_ctx = NURI_KV_PAGE, .n_batch = 8, .n_threads = 1};
     REQUIRE(nuri_ctx_new(m, &cp, &c) == NURI_OK);
     int32_t bad[2] = {1, 4096};
     CHECK(nuri_ctx_decode(c, bad, 2, 0, false) == NURI_ERR_INVALID_ARG);
@@ -242,8 +242,11 @@ TEST(bad_tokens_and_positions_are_errors)
     int32_t neg = -1;
     CHECK(nuri_ctx_decode(c, &neg, 1, 0, false) == NURI_ERR_INVALID_ARG);
     int32_t ok[1] = {5};
-    CHECK(nuri_ctx_decode(c, ok, 1, 8, false) == NURI_ERR_LIMIT);
-    CHECK(nuri_ctx_decode(c, ok, 1, 7, false) == NURI_OK);
+    CHECK(nuri_ctx_decode(c, ok, 1, NURI_KV_PAGE, false) == NURI_ERR_LIMIT);
+    CHECK(nuri_ctx_decode(c, ok, 1, 5, false) == NURI_ERR_INVALID_ARG); // the sequence is empty
+    CHECK(strstr(nuri_last_error(), "cannot continue at position 5") != NULL);
+    CHECK(nuri_ctx_decode(c, ok, 1, 0, false) == NURI_OK);
+    CHECK(nuri_ctx_decode(c, ok, 1, 1, false) == NURI_OK);
     nuri_ctx_free(c);
     nuri_model_free(m);
 }

@@ -92,14 +92,13 @@ nuri_status nuri_pool_new(int n_threads, nuri_pool **out)
         }
         for (int i = 1; i < n_threads; i++) {
             worker_arg *wa = malloc(sizeof *wa);
+            if (wa) *wa = (worker_arg){.pool = pool, .ith = i};
             if (!wa || pthread_create(&pool->threads[i - 1], NULL, worker_main, wa) != 0) {
                 free(wa);
                 pool->n_threads = i; // only i-1 workers exist
                 nuri_pool_free(pool);
                 return nuri_error(NURI_ERR_NOMEM, "could not start thread %d of %d", i, n_threads);
             }
-            wa->pool = pool;
-            wa->ith = i;
         }
     }
     *out = pool;
