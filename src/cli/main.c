@@ -13,6 +13,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"version", cmd_version, "print the version"},
+    {"tokenize", cmd_tokenize, "show how a model's vocabulary tokenizes a text"},
 };
 
 int cli_fail(const char *what)
