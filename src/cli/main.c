@@ -17,6 +17,7 @@ static const struct {
     {"mkmodel", cmd_mkmodel, "write a random-weight model with a real shape"},
     {"info", cmd_info, "show a GGUF file's metadata and tensors"},
     {"version", cmd_version, "print the version"},
+    {"tokenize", cmd_tokenize, "show how a model's vocabulary tokenizes a text"},
 };
 
 int cli_fail(const char *what)
