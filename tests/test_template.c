@@ -156,9 +156,268 @@ TEST(extra_family_templates_render_like_jinja2)
     CHECKF(n >= 20, "ran only %d cases", n);
 }
 
+
+/* ---- whitespace control, as jinja2 with trim_blocks and lstrip_blocks ---- */
+
+TEST(trim_blocks_removes_one_newline_after_a_block_tag)
+{
+    CHECK_RENDER("{% if true %}\nA\n{% endif %}\nB", NULL, "A\nB");
+    CHECK_RENDER("{% if true %}\n\nA{% endif %}", NULL, "\nA");
+    CHECK_RENDER("{{ 'x' }}\nA", NULL, "x\nA");           // not after }}
+    CHECK_RENDER("{% if true +%}\nA{% endif %}", NULL, "\nA"); // +%} keeps it
+    CHECK_RENDER("{# c #}\nA", NULL, "A");                  // comments too
+}
+
+TEST(lstrip_blocks_removes_indentation_before_block_tags_only)
+{
+    CHECK_RENDER("  {% if true %}A{% endif %}", NULL, "A");
+    CHECK_RENDER("x\n  \t{% if true %}A{% endif %}", NULL, "x\nA");
+    CHECK_RENDER("x  {% if true %}A{% endif %}", NULL, "x  A"); // text before the tag on the line
+    CHECK_RENDER("  {{ 'A' }}", NULL, "  A");                  // not before {{
+    CHECK_RENDER("  {%+ if true %}A{% endif %}", NULL, "  A"); // {%+ keeps it
+    CHECK_RENDER("  {# c #}A", NULL, "A");
+}
+
+TEST(minus_strips_all_whitespace_on_its_side)
+{
+    CHECK_RENDER("a \n {%- if true -%} \n b \n {%- endif %}", NULL, "ab");
+    CHECK_RENDER("a\n\n{{- 'b' -}}\n\nc", NULL, "abc");
+    CHECK_RENDER("a  {#- c -#}  b", NULL, "ab");
+}
+
+TEST(newlines_are_normalized_and_one_trailing_newline_dropped)
+{
+    CHECK_RENDER("a\r\nb\rc\n", NULL, "a\nb\nc");
+    CHECK_RENDER("a\n\n", NULL, "a\n");
+    CHECK_RENDER("{{ 'x\r\ny' }}", NULL, "x\ny");
+}
+
+TEST(raw_blocks_are_copied_verbatim)
+{
+    CHECK_RENDER("{% raw %}{{ a }}{% endraw %}", NULL, "{{ a }}");
+}
+
+/* ---- expressions and values ---- */
+
+TEST(values_print_as_python_prints_them)
+{
+    CHECK_RENDER("{{ none }} {{ true }} {{ 1.0 }} {{ 1e16 }} {{ 0.0001 }} {{ [1, 'a', none] }}", NULL,
+                 "None True 1.0 1e+16 0.0001 [1, 'a', None]");
+    CHECK_RENDER("{{ {'a': (1,)} }} {{ \"it's\" ~ ['it\\'s'] }}", NULL,
+                 "{'a': (1,)} it's[\"it's\"]");
+}
+
+TEST(undefined_prints_empty_but_fails_when_used)
+{
+    CHECK_RENDER("[{{ nope }}] {{ nope is defined }} {{ nope | length }} {{ 'a' in nope }}", NULL,
+                 "[] False 0 False");
+    CHECK_RENDER("{{ {}.a is defined }} {{ none.a is defined }} {{ 'x'.y is defined }}", NULL,
+                 "False False False");
+    CHECK_FAILS("{{ nope.attr }}", NULL, NURI_ERR_FORMAT, "'nope' is undefined");
+    CHECK_FAILS("{{ nope + 1 }}", NULL, NURI_ERR_FORMAT, "line 1 col");
+    CHECK_FAILS("{{ {}.a.b }}", NULL, NURI_ERR_FORMAT, "'dict object' has no attribute 'a'");
+}
+
+TEST(bos_token_is_undefined_when_not_given)
+{
+    json_t *m = json_loads("[{\"role\":\"user\",\"content\":\"hi\"}]", 0, NULL);
+    json_t *v = nuri_template_vars(m, NULL, 1, NULL, "</s>", NULL);
+    nuri_template *t = NULL;
+    const char *src = "{{ bos_token is defined }} {{ eos_token }} {{ tools is none }} "
+                      "{{ documents is none }} {{ add_generation_prompt }} {{ messages[0].content }}";
+    REQUIRE(nuri_template_parse(src, strlen(src), &t) == NURI_OK);
+    char *out = NULL;
+    size_t n = 0;
+    CHECK(nuri_template_render(t, v, NULL, &out, &n) == NURI_OK);
+    CHECKF(out && !strcmp(out, "False </s> True True True hi"), "got %s", out ? out : "");
+    free(out);
+    nuri_template_free(t);
+    json_decref(v);
+    json_decref(m);
+}
+
+TEST(loop_scopes_do_not_leak_but_namespaces_carry_values_out)
+{
+    CHECK_RENDER("{% set x = 1 %}{% for i in [1, 2] %}{% set x = i %}{% endfor %}{{ x }}", NULL, "1");
+    CHECK_RENDER("{% set ns = namespace(x=1) %}{% for i in [1, 2] %}{% set ns.x = i %}{% endfor %}"
+                 "{{ ns.x }}",
+                 NULL, "2");
+    CHECK_RENDER("{% if true %}{% set x = 5 %}{% endif %}{{ x }}", NULL, "5");
+    CHECK_FAILS("{% set s = 'a' %}{% set s.x = 1 %}", NULL, NURI_ERR_FORMAT, "non-namespace");
+}
+
+TEST(macros_take_defaults_and_keywords)
+{
+    CHECK_RENDER("{% macro m(a, b='B', c=a ~ '!') %}{{ a }}{{ b }}{{ c }}{% endmacro %}"
+                 "{{ m(1) }} {{ m(1, c='C') }} {{ m(a=2, b=3) }}",
+                 NULL, "1B1! 1BC 232!");
+    CHECK_FAILS("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", NULL, NURI_ERR_FORMAT,
+                "takes not more than 1");
+}
+
+TEST(tojson_matches_json_dumps_without_html_escaping)
+{
+    CHECK_RENDER("{{ {'a': '<b>&\\'', 'n': [1, 2.5, none]} | tojson }}", NULL,
+                 "{\"a\": \"<b>&'\", \"n\": [1, 2.5, null]}");
+    CHECK_RENDER("{{ [1, {'k': []}] | tojson(indent=2) }}", NULL,
+                 "[\n  1,\n  {\n    \"k\": []\n  }\n]");
+    CHECK_FAILS("{{ nope | tojson }}", NULL, NURI_ERR_FORMAT, "not JSON serializable");
+}
+
+TEST(strftime_now_formats_the_time_given)
+{
+    CHECK_RENDER("{{ strftime_now('%d %b %Y') }}", NULL, "01 Jul 2025");
+}
+
+TEST(immutable_sandbox_refuses_mutation)
+{
+    CHECK_FAILS("{% set l = [1] %}{{ l.append(2) }}", NULL, NURI_ERR_FORMAT, "unsafe");
+    CHECK_FAILS("{% set d = {} %}{{ d.update({'a': 1}) }}", NULL, NURI_ERR_FORMAT, "unsafe");
+}
+
+/* ---- errors ---- */
+
+TEST(raise_exception_fails_with_exactly_its_message)
+{
+    CHECK_FAILS("a{{ raise_exception('Only user and assistant roles!') }}", NULL,
+                NURI_ERR_INVALID_ARG, "Only user and assistant roles!");
+    CHECK(!strcmp(nuri_last_error(), "Only user and assistant roles!"));
+}
+
+TEST(syntax_errors_name_line_and_column)
+{
+    CHECK_FAILS("line one\n  {{ 1 + }}", NULL, NURI_ERR_FORMAT, "line 2 col 10");
+    CHECK_FAILS("{% if x %}\nno end", NULL, NURI_ERR_FORMAT, "line 1 col 4");
+    CHECK_FAILS("\n\n{% endfor %}", NULL, NURI_ERR_FORMAT, "line 3 col 4");
+    CHECK_FAILS("{{ 'unterminated }}", NULL, NURI_ERR_FORMAT, "unterminated string");
+    CHECK_FAILS("{# never closed", NULL, NURI_ERR_FORMAT, "missing end of comment");
+    CHECK_FAILS("{{ a ]}}", NULL, NURI_ERR_FORMAT, "line 1 col 6");
+    CHECK_FAILS("{{ x }", NULL, NURI_ERR_FORMAT, "line 1 col 6: unexpected '}'");
+    CHECK_FAILS("{{ x ", NULL, NURI_ERR_FORMAT, "missing '}}'");
+}
+
+TEST(unknown_filters_tests_and_statements_are_clear_errors)
+{
+    CHECK_FAILS("\n{{ 'a' | frobnicate }}", NULL, NURI_ERR_UNSUPPORTED,
+                "line 2 col 10: unknown filter 'frobnicate'");
+    CHECK_FAILS("{{ 1 is frob }}", NULL, NURI_ERR_UNSUPPORTED, "unknown test 'frob'");
+    CHECK_FAILS("{% include 'x' %}", NULL, NURI_ERR_UNSUPPORTED, "'include' statement");
+    CHECK_FAILS("{% frob %}", NULL, NURI_ERR_FORMAT, "unknown statement 'frob'");
+}
+
+TEST(invalid_utf8_is_an_error_in_templates_and_harmless_in_messages)
+{
+    nuri_template *t = NULL;
+    CHECK(nuri_template_parse("ok\n\xff\xfe", 4, &t) == NURI_ERR_FORMAT);
+    CHECK(strstr(nuri_last_error(), "line 2 col 1") != NULL);
+    CHECK(t == NULL);
+    CHECK(nuri_template_parse("\xc0\xaf", 2, &t) == NURI_ERR_FORMAT); // overlong
+    const char *src = "{{ m | length }}{{ m[1:] }}{{ m | upper }}{{ m | tojson }}{{ m.split() }}";
+    REQUIRE(nuri_template_parse(src, strlen(src), &t) == NURI_OK);
+    json_t *v = json_object();
+    json_object_set_new(v, "m", json_stringn_nocheck("a\xff\xe2\x82", 4));
+    char *out = NULL;
+    size_t n;
+    CHECK(nuri_template_render(t, v, NULL, &out, &n) == NURI_OK);
+    free(out);
+    json_decref(v);
+    nuri_template_free(t);
+}
+
+/* ---- limits: hostile templates end quickly with NURI_ERR_LIMIT ---- */
+
+TEST(huge_ranges_are_refused_like_jinja2s_sandbox)
+{
+    CHECK_FAILS("{% for i in range(10**9) %}x{% endfor %}", NULL, NURI_ERR_LIMIT, "range too big");
+}
+
+TEST(nested_loops_stop_at_the_step_limit)
+{
+    CHECK_FAILS("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                NULL, NURI_ERR_LIMIT, "steps");
+}
+
+TEST(recursive_macros_stop_at_the_call_depth_limit)
+{
+    CHECK_FAILS("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NULL, NURI_ERR_LIMIT,
+                "nested deeper than");
+    // exponential fan-out is caught by the step limit
+    CHECK_FAILS("{% macro f(n) %}{% if n < 60 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}"
+                "{% endmacro %}{{ f(0) }}",
+                NULL, NURI_ERR_LIMIT, "steps");
+}
+
+TEST(output_and_memory_limits_hold)
+{
+    const char *src = "{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}";
+    nuri_template *t = NULL;
+    REQUIRE(nuri_template_parse(src, strlen(src), &t) == NURI_OK);
+    nuri_template_limits lim = {.max_output = 100000};
+    char *out = NULL;
+    size_t n;
+    CHECK(nuri_template_render_limited(t, NULL, NULL, &lim, &out, &n) == NURI_ERR_LIMIT);
+    CHECK(out == NULL);
+    lim = (nuri_template_limits){.max_memory = 200000};
+    CHECK(nuri_template_render_limited(t, NULL, NULL, &lim, &out, &n) == NURI_ERR_LIMIT);
+    lim = (nuri_template_limits){0};
+    CHECK(nuri_template_render_limited(t, NULL, NULL, &lim, &out, &n) == NURI_OK && n == 1000000);
+    free(out);
+    nuri_template_free(t);
+    CHECK_FAILS("{{ 'x' * 10**12 }}", NULL, NURI_ERR_LIMIT, "repetition");
+    CHECK_FAILS("{{ [1] * 10**15 }}", NULL, NURI_ERR_LIMIT, "repetition");
+}
+
+TEST(deep_nesting_is_refused_while_parsing)
+{
+    size_t n = 100000;
+    char *src = malloc(2 * n + 8);
+    REQUIRE(src);
+    memcpy(src, "{{ ", 3);
+    memset(src + 3, '(', n);
+    memcpy(src + 3 + n, "1", 1);
+    memset(src + 4 + n, ')', n);
+    memcpy(src + 4 + 2 * n, " }}", 4);
+    nuri_template *t = NULL;
+    CHECK(nuri_template_parse(src, strlen(src), &t) == NURI_ERR_LIMIT);
+    // nested statements
+    size_t k = 0;
+    for (size_t i = 0; i < 5000; i++) k += (size_t)sprintf(src + k, "{%% if 1 %%}");
+    CHECK(nuri_template_parse(src, k, &t) == NURI_ERR_LIMIT);
+    // nested `not` and unary minus
+    for (int op = 0; op < 2; op++) {
+        k = (size_t)sprintf(src, "{{ ");
+        for (size_t i = 0; i < 5000; i++) k += (size_t)sprintf(src + k, op ? "not " : "-");
+        k += (size_t)sprintf(src + k, "1 }}");
+        CHECK(nuri_template_parse(src, k, &t) == NURI_ERR_LIMIT);
+    }
+    free(src);
+}
+
 int main(void)
 {
     RUN(model_templates_render_like_jinja2);
     RUN(extra_family_templates_render_like_jinja2);
+    RUN(trim_blocks_removes_one_newline_after_a_block_tag);
+    RUN(lstrip_blocks_removes_indentation_before_block_tags_only);
+    RUN(minus_strips_all_whitespace_on_its_side);
+    RUN(newlines_are_normalized_and_one_trailing_newline_dropped);
+    RUN(raw_blocks_are_copied_verbatim);
+    RUN(values_print_as_python_prints_them);
+    RUN(undefined_prints_empty_but_fails_when_used);
+    RUN(bos_token_is_undefined_when_not_given);
+    RUN(loop_scopes_do_not_leak_but_namespaces_carry_values_out);
+    RUN(macros_take_defaults_and_keywords);
+    RUN(tojson_matches_json_dumps_without_html_escaping);
+    RUN(strftime_now_formats_the_time_given);
+    RUN(immutable_sandbox_refuses_mutation);
+    RUN(raise_exception_fails_with_exactly_its_message);
+    RUN(syntax_errors_name_line_and_column);
+    RUN(unknown_filters_tests_and_statements_are_clear_errors);
+    RUN(invalid_utf8_is_an_error_in_templates_and_harmless_in_messages);
+    RUN(huge_ranges_are_refused_like_jinja2s_sandbox);
+    RUN(nested_loops_stop_at_the_step_limit);
+    RUN(recursive_macros_stop_at_the_call_depth_limit);
+    RUN(output_and_memory_limits_hold);
+    RUN(deep_nesting_is_refused_while_parsing);
     TEST_DONE();
 }

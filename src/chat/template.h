@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 /* Limits. Hitting one fails the render (or parse) with NURI_ERR_LIMIT. */
@@ -49,6 +50,20 @@ void nuri_template_free(nuri_template *t);
  * line; limits NURI_ERR_LIMIT. */
 nuri_status nuri_template_render(const nuri_template *t, const json_t *vars, const struct tm *now,
                                  char **out, size_t *out_len);
+
+/* Per-render limits; a field left 0 takes the default above (values above the defaults are
+ * clamped to them). */
+typedef struct nuri_template_limits {
+    size_t max_output;   // bytes (also the longest string); default NURI_TEMPLATE_MAX_OUTPUT
+    uint64_t max_steps;  // default NURI_TEMPLATE_MAX_STEPS
+    size_t max_memory;   // bytes; default NURI_TEMPLATE_MAX_MEMORY
+    int max_call_depth;  // default NURI_TEMPLATE_MAX_CALL_DEPTH
+} nuri_template_limits;
+
+/* nuri_template_render with explicit limits (NULL: the defaults). */
+nuri_status nuri_template_render_limited(const nuri_template *t, const json_t *vars,
+                                         const struct tm *now, const nuri_template_limits *limits,
+                                         char **out, size_t *out_len);
 
 /* Builds the variables object as transformers' apply_chat_template passes them: messages,
  * tools (null when NULL), documents (null), add_generation_prompt, bos_token / eos_token (left out

@@ -56,6 +56,7 @@ typedef struct ctx {
     uint64_t steps;
     int call_depth;
     int loop_depth;
+    nuri_template_limits lim;
     jmp_buf jb;
 } ctx;
 
@@ -87,46 +88,44 @@ static void *ralloc(ctx *c, const tpl_node *at, size_t n)
 {
     void *p = tpl_arena_alloc(c->a, n);
     if (!p)
-        rfail(c, at, NURI_ERR_LIMIT, "render memory limit reached (%llu bytes)",
-              (unsigned long long)NURI_TEMPLATE_MAX_MEMORY);
+        rfail(c, at, NURI_ERR_LIMIT, "render memory limit reached (%zu bytes)", c->lim.max_memory);
     return p;
 }
 
 static void *ralloc_n(ctx *c, const tpl_node *at, size_t count, size_t size)
 {
     uint64_t bytes;
-    if (nuri_mul_overflow(count, size, &bytes) || bytes > NURI_TEMPLATE_MAX_MEMORY)
-        rfail(c, at, NURI_ERR_LIMIT, "render memory limit reached (%llu bytes)",
-              (unsigned long long)NURI_TEMPLATE_MAX_MEMORY);
+    if (nuri_mul_overflow(count, size, &bytes) || bytes > c->lim.max_memory)
+        rfail(c, at, NURI_ERR_LIMIT, "render memory limit reached (%zu bytes)", c->lim.max_memory);
     return ralloc(c, at, (size_t)bytes);
 }
 
 static void step(ctx *c, const tpl_node *at)
 {
-    if (++c->steps > NURI_TEMPLATE_MAX_STEPS)
-        rfail(c, at, NURI_ERR_LIMIT, "render took more than %d steps (loop iterations, calls)",
-              NURI_TEMPLATE_MAX_STEPS);
+    if (++c->steps > c->lim.max_steps)
+        rfail(c, at, NURI_ERR_LIMIT, "render took more than %llu steps (loop iterations, calls)",
+              (unsigned long long)c->lim.max_steps);
 }
 
 static void buf_init(ctx *c, tpl_buf *b)
 {
     memset(b, 0, sizeof *b);
-    b->limit = NURI_TEMPLATE_MAX_OUTPUT;
+    b->limit = c->lim.max_output;
     b->arena = c->a;
 }
 
 static void put(ctx *c, const tpl_node *at, tpl_buf *b, const void *p, size_t n)
 {
     if (!tpl_buf_put(b, p, n))
-        rfail(c, at, NURI_ERR_LIMIT, "output or string over %u bytes, or render memory over %llu",
-              NURI_TEMPLATE_MAX_OUTPUT, (unsigned long long)NURI_TEMPLATE_MAX_MEMORY);
+        rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes, or render memory over %zu",
+              c->lim.max_output, c->lim.max_memory);
 }
 
 static void put_value(ctx *c, const tpl_node *at, tpl_buf *b, tv v)
 {
     if (!tv_print(b, v))
-        rfail(c, at, NURI_ERR_LIMIT, "output or string over %u bytes, or render memory over %llu",
-              NURI_TEMPLATE_MAX_OUTPUT, (unsigned long long)NURI_TEMPLATE_MAX_MEMORY);
+        rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes, or render memory over %zu",
+              c->lim.max_output, c->lim.max_memory);
 }
 
 static tv buf_str(tpl_buf *b)
@@ -761,15 +760,14 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
         if (k < 0) k = 0;
         if (a.t == TV_STR) {
             uint64_t total;
-            if (nuri_mul_overflow(a.s.n, (uint64_t)k, &total) || total > NURI_TEMPLATE_MAX_OUTPUT)
-                rfail(c, at, NURI_ERR_LIMIT, "string repetition over %u bytes",
-                      NURI_TEMPLATE_MAX_OUTPUT);
+            if (nuri_mul_overflow(a.s.n, (uint64_t)k, &total) || total > c->lim.max_output)
+                rfail(c, at, NURI_ERR_LIMIT, "string repetition over %zu bytes", c->lim.max_output);
             char *s = ralloc(c, at, (size_t)total + 1);
             for (int64_t i = 0; i < k; i++) memcpy(s + (size_t)i * a.s.n, a.s.p, a.s.n);
             return tv_strn(s, (size_t)total);
         }
         uint64_t total;
-        if (nuri_mul_overflow(a.l->n, (uint64_t)k, &total) || total > NURI_TEMPLATE_MAX_MEMORY)
+        if (nuri_mul_overflow(a.l->n, (uint64_t)k, &total) || total > c->lim.max_memory)
             rfail(c, at, NURI_ERR_LIMIT, "list repetition too large");
         tv l = mk_list(c, at, (size_t)total, a.tuple);
         for (int64_t i = 0; i < k; i++)
@@ -1184,9 +1182,8 @@ static tv call_method(ctx *c, const tpl_node *at, tv self, const char *name, tar
 static tv call_macro(ctx *c, const tpl_node *at, tfunc *f, targs *a)
 {
     const tpl_node *m = f->macro;
-    if (c->call_depth >= NURI_TEMPLATE_MAX_CALL_DEPTH)
-        rfail(c, at, NURI_ERR_LIMIT, "macro calls nested deeper than %d",
-              NURI_TEMPLATE_MAX_CALL_DEPTH);
+    if (c->call_depth >= c->lim.max_call_depth)
+        rfail(c, at, NURI_ERR_LIMIT, "macro calls nested deeper than %d", c->lim.max_call_depth);
     scope *s = scope_new(c, f->closure);
     size_t np = n_positional(a);
     if (np > m->n_args)
@@ -1465,7 +1462,7 @@ static tv tojson(ctx *c, const tpl_node *at, tv x, targs *a)
     const char *bad = NULL;
     int r = tv_json(&b, x, indent, 0, &bad);
     if (r == -1)
-        rfail(c, at, NURI_ERR_LIMIT, "output or string over %u bytes", NURI_TEMPLATE_MAX_OUTPUT);
+        rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes", c->lim.max_output);
     if (r == -2) FAIL(c, at, "Object of type %s is not JSON serializable", bad);
     return buf_str(&b);
 }
@@ -2214,14 +2211,33 @@ void nuri_template_free(nuri_template *t)
 nuri_status nuri_template_render(const nuri_template *t, const json_t *vars, const struct tm *now,
                                  char **out, size_t *out_len)
 {
+    return nuri_template_render_limited(t, vars, now, NULL, out, out_len);
+}
+
+nuri_status nuri_template_render_limited(const nuri_template *t, const json_t *vars,
+                                         const struct tm *now, const nuri_template_limits *limits,
+                                         char **out, size_t *out_len)
+{
     *out = NULL;
     if (out_len) *out_len = 0;
     if (!t) return nuri_error(NURI_ERR_INVALID_ARG, "template: NULL template");
     if (vars && !json_is_object(vars))
         return nuri_error(NURI_ERR_INVALID_ARG, "template: variables must be a JSON object");
-    tpl_arena arena = {.limit = NURI_TEMPLATE_MAX_MEMORY};
     ctx c;
     memset(&c, 0, sizeof c);
+    c.lim = (nuri_template_limits){NURI_TEMPLATE_MAX_OUTPUT, NURI_TEMPLATE_MAX_STEPS,
+                                   (size_t)NURI_TEMPLATE_MAX_MEMORY, NURI_TEMPLATE_MAX_CALL_DEPTH};
+    if (limits) {
+        if (limits->max_output && limits->max_output < c.lim.max_output)
+            c.lim.max_output = limits->max_output;
+        if (limits->max_steps && limits->max_steps < c.lim.max_steps)
+            c.lim.max_steps = limits->max_steps;
+        if (limits->max_memory && limits->max_memory < c.lim.max_memory)
+            c.lim.max_memory = limits->max_memory;
+        if (limits->max_call_depth > 0 && limits->max_call_depth < c.lim.max_call_depth)
+            c.lim.max_call_depth = limits->max_call_depth;
+    }
+    tpl_arena arena = {.limit = c.lim.max_memory};
     c.a = &arena;
     c.now = now;
     int rc = setjmp(c.jb);
