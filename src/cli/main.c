@@ -13,6 +13,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"version", cmd_version, "print the version"},
+    {"info", cmd_info, "show a GGUF file's metadata and tensors"},
 };
 
 int cli_fail(const char *what)
