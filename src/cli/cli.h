@@ -9,6 +9,7 @@ typedef int (*cli_cmd_fn)(int argc, char **argv); // argv[0] is the subcommand's
 
 int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 
 /* Prints "nuri: <what>: <nuri_last_error()>" to stderr and returns 1. */
 int cli_fail(const char *what);

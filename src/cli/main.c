@@ -14,6 +14,7 @@ static const struct {
 } commands[] = {
     {"version", cmd_version, "print the version"},
     {"info", cmd_info, "show a GGUF file's metadata and tensors"},
+    {"template", cmd_template, "render a chat template over messages"},
 };
 
 int cli_fail(const char *what)
