@@ -126,26 +126,15 @@ static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, ui
     barrier(w);
 }
 
-/* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Rows of W split by thread.
- * Tokens are taken in tiles so a tile of activations stays in cache while W streams by. */
+/* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Rows of W split by thread. */
 static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t y_stride)
 {
-    const nuri_kernel_traits *k = nuri_kernels(W->type);
     uint64_t row_bytes;
     nuri_type_row_bytes(W->type, (uint64_t)W->n_in, &row_bytes);
     long r0, r1;
     nuri_split(W->n_out, w->ith, w->nth, &r0, &r1);
-    const char *xq = w->c->xq;
-    const size_t xs = w->c->xq_stride;
-    enum { TILE = 16 };
-    for (int32_t tb = 0; tb < T; tb += TILE) {
-        int32_t te = tb + TILE < T ? tb + TILE : T;
-        for (long r = r0; r < r1; r++) {
-            const char *wr = (const char *)W->data + (size_t)r * row_bytes;
-            for (int32_t t = tb; t < te; t++)
-                k->vec_dot(W->n_in, &y[t * y_stride + r], wr, xq + (size_t)t * xs);
-        }
-    }
+    nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, w->c->xq,
+              w->c->xq_stride, T, y, y_stride);
 }
 
 static void add_bias(worker *w, const nuri_weight *b, float *y, int32_t T, int64_t n)
