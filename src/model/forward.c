@@ -41,6 +41,8 @@ struct nuri_ctx {
     int32_t *b_slot;    // (n_batch) pool slot (page * NURI_KV_PAGE + offset) each token writes
     int32_t *b_row;     // (n_batch) logits row of each token, -1 if none
     int32_t *b_next;    // (n_seq) scratch for validation, -1 between calls
+    int32_t *d_pos, *d_seq; // (n_batch) nuri_ctx_decode's batch
+    int8_t *d_want;         // (n_batch)
 
     float *x;      // (n_batch, n_embd) residual stream
     float *xn;     // (n_batch, max(n_embd, n_q)) normalised input of the next product
@@ -404,6 +406,9 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->b_slot = alloc_ints(B, &ok);
     c->b_row = alloc_ints(B, &ok);
     c->b_next = alloc_ints((size_t)c->n_seq, &ok);
+    c->d_pos = alloc_ints(B, &ok);
+    c->d_seq = alloc_ints(B, &ok);
+    c->d_want = alloc_ints(B, &ok); // int32-sized slots; only the first B bytes are used
     c->x = alloc_floats(B * hp->n_embd, &ok);
     c->xn = alloc_floats(B * wide, &ok);
     c->q = alloc_floats(B * n_q, &ok);
@@ -441,7 +446,8 @@ void nuri_ctx_free(nuri_ctx *c)
     void *bufs[] = {c->k_pages, c->v_pages, c->page_ref, c->free_list, c->seq_len, c->seq_pages,
                     c->b_slot,  c->b_row,   c->b_next,   c->x,         c->xn,      c->q,
                     c->k,       c->v,       c->att,      c->gate,      c->up,      c->xq,
-                    c->scores,  c->probs16, c->q16,      c->vrow,      c->logits};
+                    c->scores,  c->probs16, c->q16,      c->vrow,      c->logits,
+                    c->d_pos,   c->d_seq,   c->d_want};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -645,24 +651,21 @@ nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32
     if (pos0 < 0 || (int64_t)pos0 + n > c->n_ctx)
         return nuri_error(NURI_ERR_LIMIT, "positions %d..%lld exceed the context of %d tokens",
                           pos0, (long long)pos0 + n - 1, c->n_ctx);
-    int32_t *pos = malloc(sizeof *pos * (size_t)n * 2);
-    int8_t *want = malloc((size_t)n);
-    if (!pos || !want) {
-        free(pos);
-        free(want);
-        return nuri_error(NURI_ERR_NOMEM, "out of memory for a batch of %d tokens", n);
+    // chunks of n_batch through the ctx's own batch arrays: no allocation per call
+    for (int32_t done = 0; done < n;) {
+        int32_t k = n - done < c->n_batch ? n - done : c->n_batch;
+        for (int32_t i = 0; i < k; i++) {
+            c->d_pos[i] = pos0 + done + i;
+            c->d_seq[i] = 0;
+            c->d_want[i] = all_logits || done + i == n - 1;
+        }
+        nuri_batch b = {.n = k, .token = tokens + done, .pos = c->d_pos, .seq = c->d_seq,
+                        .logits = c->d_want};
+        nuri_status s = nuri_ctx_decode_batch(c, &b);
+        if (s != NURI_OK) return s;
+        done += k;
     }
-    int32_t *seq = pos + n;
-    for (int32_t i = 0; i < n; i++) {
-        pos[i] = pos0 + i;
-        seq[i] = 0;
-        want[i] = all_logits || i == n - 1;
-    }
-    nuri_batch b = {.n = n, .token = tokens, .pos = pos, .seq = seq, .logits = want};
-    nuri_status s = nuri_ctx_decode_batch(c, &b);
-    free(pos);
-    free(want);
-    return s;
+    return NURI_OK;
 }
 
 const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i)
