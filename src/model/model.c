@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Explicit limits on hyperparameters (far above any real model; they keep size arithmetic safe). */
 #define MAX_LAYERS 1024
@@ -399,4 +400,41 @@ uint64_t nuri_model_bytes_per_token(const nuri_model *m)
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_bytes(ws[i]);
     }
     return total;
+}
+
+/* True if the string value of key contains needle, ignoring ASCII case. */
+static bool meta_contains(const gguf_file *f, const char *key, const char *needle)
+{
+    gguf_str v;
+    if (gguf_get_str(f, key, &v) != NURI_OK) return false;
+    size_t n = strlen(needle);
+    for (uint64_t i = 0; i + n <= v.len; i++)
+        if (!strncasecmp(v.ptr + i, needle, n)) return true;
+    return false;
+}
+
+const char *nuri_model_family(const nuri_model *m)
+{
+    const gguf_file *f = m->file;
+    bool named_hcx = meta_contains(f, "general.name", "hyperclova") ||
+                     meta_contains(f, "general.basename", "hyperclova");
+    switch (m->hp.arch) {
+    case NURI_ARCH_EXAONE: return "EXAONE 3.5 (LG AI Research)";
+    case NURI_ARCH_EXAONE4: return "EXAONE 4.0 (LG AI Research)";
+    case NURI_ARCH_HYPERCLOVAX: return "HyperCLOVA X SEED Think (NAVER)";
+    case NURI_ARCH_GRANITE:
+        return named_hcx ? "HyperCLOVA X SEED Text (NAVER, granite)" : "Granite";
+    case NURI_ARCH_QWEN2:
+        if (meta_contains(f, "tokenizer.ggml.pre", "a.x") || meta_contains(f, "general.name", "a.x-"))
+            return "A.X 4.0 (SK Telecom, qwen2)";
+        return "Qwen2 / Qwen2.5";
+    case NURI_ARCH_QWEN3: return "Qwen3";
+    case NURI_ARCH_LLAMA:
+        if (meta_contains(f, "general.name", "kanana") ||
+            meta_contains(f, "general.basename", "kanana"))
+            return "Kanana (Kakao, llama)";
+        if (meta_contains(f, "general.name", "a.x")) return "A.X (SK Telecom, llama)";
+        return "Llama";
+    }
+    return "unknown";
 }

@@ -103,6 +103,10 @@ nuri_status nuri_model_load(const char *path, nuri_model **out);
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out);
 void nuri_model_free(nuri_model *m);
 
+/* The model family in words ("EXAONE 4.0", "A.X 4.0 (SK Telecom, qwen2)"), from the architecture,
+ * the pre-tokenizer and general.name. Static storage. */
+const char *nuri_model_family(const nuri_model *m);
+
 /* Bytes of weights read to decode one token (every matrix once; the embedding row only). */
 uint64_t nuri_model_bytes_per_token(const nuri_model *m);
 
