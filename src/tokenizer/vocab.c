@@ -254,7 +254,8 @@ static const char *const eot_texts[] = {"<|eot_id|>",
 static const char *const eog_texts[] = {
     "<|eot_id|>",      "<|im_end|>",         "<|end|>",    "<|return|>", "<|call|>",
     "<end_of_turn>",   "<|endoftext|>",      "<|eom_id|>", "<EOT>",      "_<EOT>",
-    "<|end_of_text|>", "<end_of_utterance>", NULL};
+    "<|end_of_text|>", "<end_of_utterance>", "</s>",       NULL}; // "</s>": as llama.cpp v0.4.0
+                                                                  // does
 static const char *const eom_texts[] = {"<|eom_id|>", NULL};
 static const char *const fim_pre_texts[] = {"<|fim_prefix|>",
                                             "<fim-prefix>",
