@@ -196,6 +196,20 @@ TEST(cases_node_llama_cpp)
     printf("  (%d node-llama-cpp cross-checks)\n", checked);
 }
 
+/* Random strings over many scripts, symbols, spaces and characters from Unicode 15.0 to 16.0, with
+ * llama.cpp's ids (tests/data/tokenizer/README.md): pins the Unicode version of the class table. */
+TEST(cases_unicode_random)
+{
+    for (int i = 0; i < N_VOCABS; i++) {
+        nuri_vocab *v = vocab(i);
+        REQUIRE(v);
+        char out[256];
+        snprintf(out, sizeof out, "tests/data/tokenizer/unicode-random.%s.out", vocab_names[i]);
+        int n = check_cases(v, "tests/data/tokenizer/unicode-random.inp", out);
+        CHECKF(n == 400, "%s: %d cases", vocab_names[i], n);
+    }
+}
+
 /* ============================== round trip ============================== */
 
 static uint64_t rng_state;
@@ -697,6 +711,7 @@ int main(void)
     RUN(cases_phi_3);
     RUN(cases_deepseek_llm);
     RUN(cases_node_llama_cpp);
+    RUN(cases_unicode_random);
     RUN(round_trip_generated);
     RUN(spm_leading_space_rule);
     RUN(detok_holds_split_hangul);
