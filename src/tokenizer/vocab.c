@@ -569,6 +569,18 @@ static void build_spm(nuri_vocab *v)
         }
         v->byte_token[b] = id;
     }
+    // may SentencePiece merging be cut into words? (tokenize.c: spm_fragment)
+    v->spm_word_split = true;
+    for (uint32_t id = 0; id < v->n_tokens && v->spm_word_split; id++) {
+        const uint8_t *s = (const uint8_t *)v->str.arena + v->str.off[id];
+        uint32_t n = v->str.len[id];
+        for (uint32_t k = 1; k + 3 <= n; k++)
+            if (s[k] == 0xE2 && s[k + 1] == 0x96 && s[k + 2] == 0x81 &&
+                !(k >= 3 && s[k - 3] == 0xE2 && s[k - 2] == 0x96 && s[k - 1] == 0x81)) {
+                v->spm_word_split = false;
+                break;
+            }
+    }
 }
 
 static int32_t pick_id(nuri_vocab *v, int64_t given, int32_t dflt, const char *what)
