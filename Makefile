@@ -67,14 +67,34 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libnuri.a tests/test.h
 test: all
 	BUILD=$(BUILD) tests/run.sh
 
-# libFuzzer targets (clang): fuzz/fuzz_<name>.c -> build-fuzz/fuzz_<name>
+# libFuzzer targets (clang): fuzz/fuzz_<name>.c -> build-fuzz/fuzz_<name>. The library is rebuilt
+# with clang and the sanitizers in build-fuzz/, each file with its own ISA flags as above.
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
-fuzz:
-	@mkdir -p build-fuzz
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  echo "clang $$f"; \
-	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	    -o build-fuzz/$$n $$f $(LIB_SRC) $(LIBS) -mavx2 -mfma -mf16c || exit 1; done
+FUZZ_CC = clang
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+fuzz: $(FUZZ_BIN)
+
+build-fuzz/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+build-fuzz/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+build-fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+build-fuzz/libnuri.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c build-fuzz/libnuri.a $(wildcard fuzz/*.h)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -Ifuzz -o $@ $< build-fuzz/libnuri.a $(LIBS)
 
 format:
 	clang-format -i $$(find src include tests fuzz bench -name '*.[ch]')
@@ -85,4 +105,4 @@ format-check:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard build-fuzz/src/*/*.d)

@@ -236,6 +236,259 @@ TEST(open_missing_file_is_not_found)
     CHECK(strstr(nuri_last_error(), "tests/data/no-such-file.gguf") != NULL);
 }
 
+/* ---- writer ---- */
+
+static int read_whole(const char *path, void **out, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    *out = malloc((size_t)n + 1);
+    *size = fread(*out, 1, (size_t)n, fp);
+    fclose(fp);
+    return *size == (size_t)n;
+}
+
+TEST(writer_roundtrip_every_value_type)
+{
+    gguf_writer *w;
+    REQUIRE(gguf_writer_new(&w) == NURI_OK);
+    const char *toks[] = {"a", "", "\xea\xb0\x80\xeb\x82\x98", "<|end|>"};
+    int32_t ints[] = {-1, 0, 7, 2147483647};
+    float fl[] = {0.5f, -2.0f};
+    uint8_t bools[] = {1, 0, 1};
+    uint16_t u16 = 65535;
+    int8_t i8 = -128;
+    CHECK(gguf_writer_add_str(w, "general.architecture", "llama") == NURI_OK);
+    CHECK(gguf_writer_add_u32(w, "a.u32", 4000000000u) == NURI_OK);
+    CHECK(gguf_writer_add_i32(w, "a.i32", -5) == NURI_OK);
+    CHECK(gguf_writer_add_u64(w, "a.u64", UINT64_MAX) == NURI_OK);
+    CHECK(gguf_writer_add_i64(w, "a.i64", INT64_MIN) == NURI_OK);
+    CHECK(gguf_writer_add_f32(w, "a.f32", 1.5f) == NURI_OK);
+    CHECK(gguf_writer_add_f64(w, "a.f64", 0.1) == NURI_OK);
+    CHECK(gguf_writer_add_bool(w, "a.bool", true) == NURI_OK);
+    CHECK(gguf_writer_add_val(w, "a.u16", GGUF_TYPE_UINT16, &u16) == NURI_OK);
+    CHECK(gguf_writer_add_val(w, "a.i8", GGUF_TYPE_INT8, &i8) == NURI_OK);
+    CHECK(gguf_writer_add_strn(w, "a.nul", "x\0y", 3) == NURI_OK);
+    CHECK(gguf_writer_add_str_arr(w, "a.toks", toks, 4) == NURI_OK);
+    CHECK(gguf_writer_add_arr(w, "a.ints", GGUF_TYPE_INT32, ints, 4) == NURI_OK);
+    CHECK(gguf_writer_add_arr(w, "a.floats", GGUF_TYPE_FLOAT32, fl, 2) == NURI_OK);
+    CHECK(gguf_writer_add_arr(w, "a.bools", GGUF_TYPE_BOOL, bools, 3) == NURI_OK);
+    CHECK(gguf_writer_add_arr(w, "a.empty", GGUF_TYPE_UINT8, NULL, 0) == NURI_OK);
+    void *buf;
+    size_t size;
+    REQUIRE(gguf_writer_write_memory(w, &buf, &size) == NURI_OK);
+    gguf_writer_free(w);
+
+    gguf_file *f;
+    nuri_status st = gguf_open_memory(buf, size, &f);
+    CHECKF(st == NURI_OK, "%s", nuri_last_error());
+    if (st) {
+        free(buf);
+        return;
+    }
+    CHECK(gguf_version(f) == 3 && gguf_n_kv(f) == 16 && gguf_n_tensors(f) == 0);
+    gguf_str s;
+    CHECK(gguf_get_str(f, "general.architecture", &s) == NURI_OK && gguf_str_eq(s, "llama"));
+    uint32_t u32;
+    CHECK(gguf_get_u32(f, "a.u32", &u32) == NURI_OK && u32 == 4000000000u);
+    int64_t i64;
+    CHECK(gguf_get_i64(f, "a.i32", &i64) == NURI_OK && i64 == -5);
+    CHECK(gguf_get_u32(f, "a.i32", &u32) == NURI_ERR_FORMAT); // negative
+    uint64_t u64;
+    CHECK(gguf_get_u64(f, "a.u64", &u64) == NURI_OK && u64 == UINT64_MAX);
+    CHECK(gguf_get_i64(f, "a.u64", &i64) == NURI_ERR_FORMAT); // does not fit
+    CHECK(gguf_get_u32(f, "a.u64", &u32) == NURI_ERR_FORMAT);
+    CHECK(gguf_get_i64(f, "a.i64", &i64) == NURI_OK && i64 == INT64_MIN);
+    float x;
+    CHECK(gguf_get_f32(f, "a.f32", &x) == NURI_OK && x == 1.5f);
+    double d;
+    CHECK(gguf_kv_f64(gguf_find_kv(f, "a.f64"), &d) == NURI_OK && d == 0.1);
+    bool b;
+    CHECK(gguf_get_bool(f, "a.bool", &b) == NURI_OK && b);
+    CHECK(gguf_get_u32(f, "a.u16", &u32) == NURI_OK && u32 == 65535);
+    CHECK(gguf_get_i64(f, "a.i8", &i64) == NURI_OK && i64 == -128);
+    CHECK(gguf_kv_type(gguf_find_kv(f, "a.i8")) == GGUF_TYPE_INT8);
+    CHECK(gguf_get_str(f, "a.nul", &s) == NURI_OK && s.len == 3 && !memcmp(s.ptr, "x\0y", 3));
+    gguf_arr a;
+    REQUIRE(gguf_get_arr(f, "a.toks", &a) == NURI_OK);
+    CHECK(a.type == GGUF_TYPE_STRING && a.n == 4);
+    for (uint64_t i = 0; i < 4; i++)
+        CHECK(gguf_arr_str(&a, i, &s) == NURI_OK && gguf_str_eq(s, toks[i]));
+    REQUIRE(gguf_get_arr(f, "a.ints", &a) == NURI_OK);
+    for (uint64_t i = 0; i < 4; i++) CHECK(gguf_arr_i64(&a, i, &i64) == NURI_OK && i64 == ints[i]);
+    REQUIRE(gguf_get_arr(f, "a.floats", &a) == NURI_OK);
+    CHECK(gguf_arr_f32(&a, 1, &x) == NURI_OK && x == -2.0f);
+    REQUIRE(gguf_get_arr(f, "a.bools", &a) == NURI_OK);
+    CHECK(a.type == GGUF_TYPE_BOOL && a.n == 3 && ((const uint8_t *)a.data)[2] == 1);
+    REQUIRE(gguf_get_arr(f, "a.empty", &a) == NURI_OK);
+    CHECK(a.type == GGUF_TYPE_UINT8 && a.n == 0);
+    CHECK(!strcmp(gguf_type_name(gguf_kv_type(gguf_kv_at(f, 1))), "uint32"));
+    gguf_close(f);
+    free(buf);
+}
+
+TEST(writer_roundtrip_tensors_aligned)
+{
+    gguf_writer *w;
+    REQUIRE(gguf_writer_new(&w) == NURI_OK);
+    CHECK(gguf_writer_add_u32(w, "general.alignment", 64) == NURI_OK);
+    float a[3 * 5];
+    for (int i = 0; i < 15; i++) a[i] = (float)i * 0.25f;
+    uint8_t q[2 * 18]; // two Q4_0 blocks (64 elements)
+    for (int i = 0; i < 36; i++) q[i] = (uint8_t)(i * 7);
+    uint16_t h[7] = {1, 2, 3, 4, 5, 6, 7};
+    int64_t ne_a[] = {3, 5}, ne_q[] = {64}, ne_h[] = {7, 1, 1, 1};
+    CHECK(gguf_writer_add_tensor(w, "a", NURI_TYPE_F32, 2, ne_a, a) == NURI_OK);
+    CHECK(gguf_writer_add_tensor(w, "blk.0.q", NURI_TYPE_Q4_0, 1, ne_q, q) == NURI_OK);
+    CHECK(gguf_writer_add_tensor(w, "h", NURI_TYPE_F16, 4, ne_h, h) == NURI_OK);
+    char path[128], tmp[140];
+    snprintf(path, sizeof path, "/tmp/nuri_test_gguf_%d.gguf", (int)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    REQUIRE(gguf_writer_write(w, path) == NURI_OK);
+    gguf_writer_free(w);
+    CHECK(access(tmp, F_OK) != 0);
+
+    gguf_file *f;
+    nuri_status st = gguf_open(path, &f);
+    CHECKF(st == NURI_OK, "%s", nuri_last_error());
+    if (st) return;
+    CHECK(gguf_alignment(f) == 64 && gguf_data_offset(f) % 64 == 0);
+    CHECK(gguf_n_tensors(f) == 3);
+    const gguf_tensor *t = gguf_find_tensor(f, "a");
+    REQUIRE(t);
+    CHECK(t->n_dims == 2 && t->ne[0] == 3 && t->ne[1] == 5 && t->type == NURI_TYPE_F32);
+    CHECK(t->size == sizeof a && !memcmp(t->data, a, sizeof a) && t->offset == 0);
+    t = gguf_find_tensor(f, "blk.0.q");
+    REQUIRE(t);
+    CHECK(t->size == sizeof q && !memcmp(t->data, q, sizeof q) && t->offset == 64);
+    t = gguf_find_tensor(f, "h");
+    REQUIRE(t);
+    CHECK(t->n_dims == 4 && t->size == sizeof h && !memcmp(t->data, h, sizeof h));
+    CHECK(t->offset == 128);
+    gguf_close(f);
+    unlink(path);
+}
+
+/* Copies every kv and tensor of a file through the writer; the bytes must come out identical
+ * (llama.cpp's writer uses the same layout: kvs, infos, padding, aligned tensors). */
+static void check_copy_is_identical(const char *path)
+{
+    gguf_file *f;
+    REQUIRE(gguf_open(path, &f) == NURI_OK);
+    gguf_writer *w;
+    REQUIRE(gguf_writer_new(&w) == NURI_OK);
+    for (uint64_t i = 0; i < gguf_n_kv(f); i++)
+        CHECKF(gguf_writer_add_kv(w, gguf_kv_at(f, i)) == NURI_OK, "%s", nuri_last_error());
+    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        CHECK(gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data) == NURI_OK);
+    }
+    void *buf, *orig;
+    size_t size, orig_size;
+    REQUIRE(gguf_writer_write_memory(w, &buf, &size) == NURI_OK);
+    REQUIRE(read_whole(path, &orig, &orig_size));
+    CHECKF(size == orig_size, "%s: %zu bytes written, %zu in the original", path, size, orig_size);
+    CHECKF(size == orig_size && !memcmp(buf, orig, size), "%s: bytes differ", path);
+    free(buf);
+    free(orig);
+    gguf_writer_free(w);
+    gguf_close(f);
+}
+
+TEST(writer_copy_of_real_files_is_byte_identical)
+{
+    check_copy_is_identical("tests/data/models/llama-tiny-Q4_K.gguf");
+    check_copy_is_identical("tests/data/models/qwen2-tiny-Q8_0.gguf");
+    check_copy_is_identical("tests/data/vocab/ggml-vocab-llama-spm.gguf");
+}
+
+TEST(writer_refuses_bad_arguments)
+{
+    gguf_writer *w;
+    REQUIRE(gguf_writer_new(&w) == NURI_OK);
+    float x[32] = {0};
+    uint8_t bad_bool = 2;
+    int64_t ne[] = {32, 1}, ne0[] = {0}, ne_q[] = {33};
+    CHECK(gguf_writer_add_u32(w, "k", 1) == NURI_OK);
+    CHECK(gguf_writer_add_u32(w, "k", 2) == NURI_ERR_INVALID_ARG); // duplicate
+    CHECK(strstr(nuri_last_error(), "duplicate key 'k'") != NULL);
+    CHECK(gguf_writer_add_u32(w, "", 2) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_str(w, "bad\x01key", "v") == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_u32(w, "general.alignment", 48) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_u64(w, "general.alignment", 64) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_arr(w, "s", GGUF_TYPE_STRING, x, 1) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_arr(w, "b", GGUF_TYPE_BOOL, &bad_bool, 1) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_tensor(w, "t", NURI_TYPE_F32, 2, ne, x) == NURI_OK);
+    CHECK(gguf_writer_add_tensor(w, "t", NURI_TYPE_F32, 2, ne, x) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_tensor(w, "u", NURI_TYPE_F32, 1, ne0, x) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_tensor(w, "u", NURI_TYPE_Q4_0, 1, ne_q, x) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_tensor(w, "u", 4, 1, ne, x) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_tensor(w, "u", NURI_TYPE_F32, 5, ne, x) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_tensor(w, "", NURI_TYPE_F32, 1, ne, x) == NURI_ERR_INVALID_ARG);
+    // what was accepted still writes a valid file
+    void *buf;
+    size_t size;
+    REQUIRE(gguf_writer_write_memory(w, &buf, &size) == NURI_OK);
+    gguf_file *f;
+    CHECK(gguf_open_memory(buf, size, &f) == NURI_OK);
+    if (f) CHECK(gguf_n_kv(f) == 1 && gguf_n_tensors(f) == 1);
+    gguf_close(f);
+    free(buf);
+    CHECK(gguf_writer_write(w, "/nonexistent-dir/x.gguf") == NURI_ERR_IO);
+    gguf_writer_free(w);
+}
+
+TEST(many_keys_and_tensors_write_and_open_quickly)
+{
+    // hash indexes on both sides: 20000 keys and 5000 tensors must not be quadratic
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    gguf_writer *w;
+    REQUIRE(gguf_writer_new(&w) == NURI_OK);
+    char name[64];
+    float x[8] = {0};
+    int64_t ne[] = {8};
+    for (uint32_t i = 0; i < 20000; i++) {
+        snprintf(name, sizeof name, "k.%u", i);
+        REQUIRE(gguf_writer_add_u32(w, name, i) == NURI_OK);
+    }
+    for (uint32_t i = 0; i < 5000; i++) {
+        snprintf(name, sizeof name, "blk.%u.w", i);
+        x[0] = (float)i;
+        REQUIRE(gguf_writer_add_tensor(w, name, NURI_TYPE_F32, 1, ne, x) == NURI_OK);
+    }
+    CHECK(gguf_writer_add_u32(w, "k.19999", 0) == NURI_ERR_INVALID_ARG);
+    CHECK(gguf_writer_add_tensor(w, "blk.4999.w", NURI_TYPE_F32, 1, ne, x) == NURI_ERR_INVALID_ARG);
+    void *buf;
+    size_t size;
+    REQUIRE(gguf_writer_write_memory(w, &buf, &size) == NURI_OK);
+    gguf_writer_free(w);
+    gguf_file *f;
+    REQUIRE(gguf_open_memory(buf, size, &f) == NURI_OK);
+    CHECK(gguf_n_kv(f) == 20000 && gguf_n_tensors(f) == 5000);
+    for (uint32_t i = 0; i < 20000; i += 997) {
+        uint32_t v;
+        snprintf(name, sizeof name, "k.%u", i);
+        CHECK(gguf_get_u32(f, name, &v) == NURI_OK && v == i);
+    }
+    const gguf_tensor *t = gguf_find_tensor(f, "blk.4321.w");
+    REQUIRE(t != NULL);
+    float y;
+    memcpy(&y, t->data, 4);
+    CHECK(y == 4321.0f && t->offset == 4321 * 32);
+    gguf_close(f);
+    free(buf);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    printf("  20000 keys + 5000 tensors written and opened in %.1f ms\n", ms);
+    CHECKF(ms < 3000, "took %.1f ms", ms);
+}
+
 int main(void)
 {
     RUN(opens_every_test_model_and_vocab);
@@ -247,5 +500,10 @@ int main(void)
     RUN(every_vocab_has_a_string_token_array);
     RUN(large_vocab_opens_fast);
     RUN(open_missing_file_is_not_found);
+    RUN(writer_roundtrip_every_value_type);
+    RUN(writer_roundtrip_tensors_aligned);
+    RUN(writer_copy_of_real_files_is_byte_identical);
+    RUN(writer_refuses_bad_arguments);
+    RUN(many_keys_and_tensors_write_and_open_quickly);
     TEST_DONE();
 }

@@ -7,6 +7,10 @@
  * byte size their type and shape imply. After a successful open, nothing in this API can read
  * outside the mapping. Strings and tensor data are borrowed from the mapping until gguf_close().
  *
+ * The mapping is read-only and private; a file truncated by another process while it is open makes
+ * later reads of the lost pages fault (SIGBUS), as with any mmap: do not rewrite model files in
+ * place while nuri runs.
+ *
  * This module does not interpret tensors or metadata (that is model/ and tokenizer/); it only
  * checks that the file is well-formed.
  *
@@ -51,7 +55,9 @@ typedef enum gguf_type {
  *   n_tensors <= GGUF_MAX_TENSORS and <= (file size - 24) / 33 (the smallest tensor info);
  * - array element count * element size must fit in the rest of the file (string elements count as
  *   8 bytes); nested arrays (ARRAY of ARRAY) are rejected;
- * - general.alignment must be a UINT32 power of two (1..2^30).
+ * - general.alignment must be a UINT32 power of two (1..2^30);
+ * - bool values and bool array elements must be 0 or 1; duplicate keys and duplicate tensor names
+ *   are rejected; tensors must not overlap.
  * Versions 2 and 3 are read (little-endian only); version 1 and big-endian files are refused with
  * NURI_ERR_UNSUPPORTED and a message saying so. Unknown or removed ggml type ids are
  * NURI_ERR_UNSUPPORTED. Tensor dimensions must be >= 1. The data section starts at the end of the
@@ -161,21 +167,39 @@ nuri_status gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t v);
 nuri_status gguf_writer_add_i32(gguf_writer *w, const char *key, int32_t v);
 nuri_status gguf_writer_add_u64(gguf_writer *w, const char *key, uint64_t v);
 nuri_status gguf_writer_add_f32(gguf_writer *w, const char *key, float v);
+nuri_status gguf_writer_add_i64(gguf_writer *w, const char *key, int64_t v);
+nuri_status gguf_writer_add_f64(gguf_writer *w, const char *key, double v);
 nuri_status gguf_writer_add_bool(gguf_writer *w, const char *key, bool v);
 nuri_status gguf_writer_add_str(gguf_writer *w, const char *key, const char *v);
+/* Any fixed-size scalar type (uint8 .. float64, bool 0/1): the value's bytes at v (copied). */
+nuri_status gguf_writer_add_val(gguf_writer *w, const char *key, gguf_type type, const void *v);
+/* A string of len bytes (any bytes, NULs included). */
+nuri_status gguf_writer_add_strn(gguf_writer *w, const char *key, const char *v, uint64_t len);
 /* Arrays of fixed-size elements: n elements of `type` at data (copied). */
 nuri_status gguf_writer_add_arr(gguf_writer *w, const char *key, gguf_type type, const void *data,
                                 uint64_t n);
 /* Arrays of strings (n NUL-terminated strings, copied). */
 nuri_status gguf_writer_add_str_arr(gguf_writer *w, const char *key, const char *const *v,
                                     uint64_t n);
+/* Arrays of strings given as (pointer, length) pairs (any bytes), copied. */
+nuri_status gguf_writer_add_strn_arr(gguf_writer *w, const char *key, const gguf_str *v,
+                                     uint64_t n);
+
+/* Copies a key-value pair of an open file (key, type and value). */
+nuri_status gguf_writer_add_kv(gguf_writer *w, const gguf_kv *kv);
 
 /* Adds a tensor: ne[0..n_dims) elements, of ggml type `type`; `data` holds the bytes the type and
  * shape imply and is copied. Names must be unique. */
 nuri_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                                    const int64_t *ne, const void *data);
 
-/* Writes everything (version 3, alignment 32 unless general.alignment was added) to path. */
+/* Writes everything (version 3, alignment 32 unless general.alignment was added) to path (via
+ * path.tmp and a rename, so a failed write leaves no partial file at path). general.alignment must
+ * be added with gguf_writer_add_u32 (a power of two); the writer refuses other types for it. */
 nuri_status gguf_writer_write(gguf_writer *w, const char *path);
+
+/* The same file as bytes in memory: on success *out (size bytes) is owned by the caller, free with
+ * free(). For tests and fuzz seeds. */
+nuri_status gguf_writer_write_memory(const gguf_writer *w, void **out, size_t *size);
 
 #endif

@@ -17,6 +17,7 @@
 #include "gguf/gguf.h"
 
 #include "base/status.h"
+#include "gguf/gguf_internal.h"
 #include "kernels/types.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -40,28 +42,6 @@
 
 /* ---- the structures behind the opaque handles ---- */
 
-struct gguf_kv {
-    gguf_str key;
-    gguf_type type;
-    gguf_type arr_type;   // element type if type == ARRAY
-    uint64_t n;           // STRING: bytes; ARRAY: elements; otherwise 1
-    const uint8_t *val;   // scalar bytes, string bytes, or the first array element
-    const uint8_t **strs; // ARRAY of STRING: each element's length field (n entries); owned
-    uint64_t offset;      // bytes from file start to the kv (for messages)
-};
-
-/* Open-addressing index from names to table positions. */
-typedef struct name_slot {
-    const char *ptr;
-    uint64_t len;
-    uint32_t idx1; // index + 1; 0 = empty slot
-} name_slot;
-
-typedef struct name_index {
-    name_slot *slots;
-    uint64_t mask; // slot count - 1 (slot count is a power of two)
-} name_index;
-
 struct gguf_file {
     const uint8_t *base;
     uint64_t size; // bytes
@@ -73,8 +53,8 @@ struct gguf_file {
     struct gguf_kv *kvs;
     uint64_t n_tensors;
     gguf_tensor *tensors;
-    name_index kv_index;
-    name_index tensor_index;
+    gguf_name_index kv_index;
+    gguf_name_index tensor_index;
 };
 
 /* ---- small helpers ---- */
@@ -107,8 +87,7 @@ const char *gguf_type_name(gguf_type t)
     return type_names[t];
 }
 
-/* Bytes of one value of a fixed-size type; 0 for STRING, ARRAY and invalid ids. */
-static uint64_t type_fixed_size(uint32_t t)
+uint64_t gguf_type_fixed_size(uint32_t t)
 {
     switch (t) {
     case GGUF_TYPE_UINT8:
@@ -159,9 +138,7 @@ static void quote_name(char *dst, size_t cap, const uint8_t *s, uint64_t len, bo
     dst[o] = 0;
 }
 
-/* True if s is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF) and has no
- * control characters (U+0000..U+001F, U+007F). */
-static bool name_is_valid(const uint8_t *s, uint64_t len)
+bool gguf_name_is_valid(const uint8_t *s, uint64_t len)
 {
     uint64_t i = 0;
     while (i < len) {
@@ -200,9 +177,9 @@ static bool name_is_valid(const uint8_t *s, uint64_t len)
 
 /* ---- name index ---- */
 
-static uint64_t hash_bytes(const char *p, uint64_t len)
+static uint64_t hash_bytes(uint64_t seed, const char *p, uint64_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull; // FNV-1a
+    uint64_t h = 0xcbf29ce484222325ull ^ seed; // FNV-1a from a seeded state
     for (uint64_t i = 0; i < len; i++) {
         h ^= (uint8_t)p[i];
         h *= 0x100000001b3ull;
@@ -210,8 +187,7 @@ static uint64_t hash_bytes(const char *p, uint64_t len)
     return h;
 }
 
-/* n is bounded by GGUF_MAX_KV / GGUF_MAX_TENSORS before this is called. */
-static nuri_status name_index_init(name_index *ix, uint64_t n)
+nuri_status gguf_name_index_init(gguf_name_index *ix, uint64_t n)
 {
     uint64_t cap = 16;
     while (cap < 2 * n) cap *= 2;
@@ -220,26 +196,28 @@ static nuri_status name_index_init(name_index *ix, uint64_t n)
         return nuri_error(NURI_ERR_NOMEM, "out of memory for a %llu-entry index",
                           (unsigned long long)n);
     ix->mask = cap - 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ix->seed = ((uint64_t)(uintptr_t)ix->slots * 0x9e3779b97f4a7c15ull) ^ (uint64_t)ts.tv_nsec ^
+               ((uint64_t)ts.tv_sec << 32);
     return NURI_OK;
 }
 
-/* The index + 1 of the name, or 0 if absent. */
-static uint32_t name_index_find(const name_index *ix, const char *p, uint64_t len)
+uint32_t gguf_name_index_find(const gguf_name_index *ix, const char *p, uint64_t len)
 {
     if (!ix->slots) return 0;
-    for (uint64_t i = hash_bytes(p, len) & ix->mask;; i = (i + 1) & ix->mask) {
-        const name_slot *s = &ix->slots[i];
+    for (uint64_t i = hash_bytes(ix->seed, p, len) & ix->mask;; i = (i + 1) & ix->mask) {
+        const gguf_name_slot *s = &ix->slots[i];
         if (!s->idx1) return 0;
         if (s->len == len && !memcmp(s->ptr, p, len)) return s->idx1;
     }
 }
 
-/* Inserts the name (not present: callers check with find first). */
-static void name_index_put(name_index *ix, const char *p, uint64_t len, uint32_t idx)
+void gguf_name_index_put(gguf_name_index *ix, const char *p, uint64_t len, uint32_t idx)
 {
-    uint64_t i = hash_bytes(p, len) & ix->mask;
+    uint64_t i = hash_bytes(ix->seed, p, len) & ix->mask;
     while (ix->slots[i].idx1) i = (i + 1) & ix->mask;
-    ix->slots[i] = (name_slot){p, len, idx + 1};
+    ix->slots[i] = (gguf_name_slot){p, len, idx + 1};
 }
 
 /* ---- the parser ---- */
@@ -310,7 +288,7 @@ static nuri_status rd_name(parser *p, const char *what, uint64_t max, gguf_str *
     s = need(p, len, what);
     if (s) return s;
     const uint8_t *b = p->base + p->pos;
-    if (!name_is_valid(b, len)) {
+    if (!gguf_name_is_valid(b, len)) {
         quote_name(q, sizeof q, b, len, false);
         return perr(p, NURI_ERR_FORMAT,
                     "%s '%s' at byte %llu is not valid UTF-8 or contains control characters", what,
@@ -349,7 +327,7 @@ static nuri_status rd_value(parser *p, struct gguf_kv *kv)
         return NURI_OK;
     }
     if (kv->type != GGUF_TYPE_ARRAY) {
-        uint64_t sz = type_fixed_size(kv->type);
+        uint64_t sz = gguf_type_fixed_size(kv->type);
         s = need(p, sz, gguf_type_name(kv->type));
         if (s) return s;
         kv->n = 1;
@@ -373,7 +351,7 @@ static nuri_status rd_value(parser *p, struct gguf_kv *kv)
     s = rd_u64(p, "array element count", &kv->n);
     if (s) return s;
     uint64_t left = p->size - p->pos;
-    uint64_t esz = et == GGUF_TYPE_STRING ? 8 : type_fixed_size(et), total;
+    uint64_t esz = et == GGUF_TYPE_STRING ? 8 : gguf_type_fixed_size(et), total;
     if (nuri_mul_overflow(kv->n, esz, &total) || total > left)
         return perr(p, NURI_ERR_FORMAT,
                     "array at byte %llu of %llu %s elements needs at least %llu x %llu bytes, only "
@@ -421,10 +399,10 @@ static nuri_status parse_kvs(parser *p, gguf_file *f)
         quote_name(q, sizeof q, (const uint8_t *)kv->key.ptr, kv->key.len, true);
         snprintf(p->where, sizeof p->where, "key '%s' (kv #%llu at byte %llu)", q,
                  (unsigned long long)i, (unsigned long long)kv->offset);
-        uint32_t first = name_index_find(&f->kv_index, kv->key.ptr, kv->key.len);
+        uint32_t first = gguf_name_index_find(&f->kv_index, kv->key.ptr, kv->key.len);
         if (first)
             return perr(p, NURI_ERR_FORMAT, "duplicate key (first defined as kv #%u)", first - 1);
-        name_index_put(&f->kv_index, kv->key.ptr, kv->key.len, (uint32_t)i);
+        gguf_name_index_put(&f->kv_index, kv->key.ptr, kv->key.len, (uint32_t)i);
         uint32_t t;
         uint64_t tpos = p->pos;
         if ((s = rd_u32(p, "value type", &t))) return s;
@@ -487,11 +465,11 @@ static nuri_status parse_tensor_infos(parser *p, gguf_file *f)
         quote_name(q, sizeof q, (const uint8_t *)t->name.ptr, t->name.len, true);
         snprintf(p->where, sizeof p->where, "tensor '%s' (#%llu at byte %llu)", q,
                  (unsigned long long)i, (unsigned long long)start);
-        uint32_t first = name_index_find(&f->tensor_index, t->name.ptr, t->name.len);
+        uint32_t first = gguf_name_index_find(&f->tensor_index, t->name.ptr, t->name.len);
         if (first)
             return perr(p, NURI_ERR_FORMAT, "duplicate tensor name (first defined as tensor #%u)",
                         first - 1);
-        name_index_put(&f->tensor_index, t->name.ptr, t->name.len, (uint32_t)i);
+        gguf_name_index_put(&f->tensor_index, t->name.ptr, t->name.len, (uint32_t)i);
 
         uint64_t at = p->pos;
         if ((s = rd_u32(p, "n_dims", &t->n_dims))) return s;
@@ -686,8 +664,8 @@ static nuri_status parse_file(gguf_file *f)
     if (f->n_tensors && !(f->tensors = calloc(f->n_tensors, sizeof *f->tensors)))
         return nuri_error(NURI_ERR_NOMEM, "out of memory for %llu tensors",
                           (unsigned long long)f->n_tensors);
-    if ((s = name_index_init(&f->kv_index, f->n_kv))) return s;
-    if ((s = name_index_init(&f->tensor_index, f->n_tensors))) return s;
+    if ((s = gguf_name_index_init(&f->kv_index, f->n_kv))) return s;
+    if ((s = gguf_name_index_init(&f->tensor_index, f->n_tensors))) return s;
     if ((s = parse_kvs(&p, f))) return s;
     if ((s = parse_tensor_infos(&p, f))) return s;
     return place_tensors(&p, f);
@@ -813,7 +791,7 @@ const gguf_kv *gguf_kv_at(const gguf_file *f, uint64_t i)
 
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key)
 {
-    uint32_t i = name_index_find(&f->kv_index, key, strlen(key));
+    uint32_t i = gguf_name_index_find(&f->kv_index, key, strlen(key));
     return i ? &f->kvs[i - 1] : NULL;
 }
 
@@ -1078,7 +1056,7 @@ nuri_status gguf_arr_i64(const gguf_arr *a, uint64_t i, int64_t *out)
     if (s) return s;
     bool neg;
     uint64_t mag;
-    load_int(a->type, (const uint8_t *)a->data + i * type_fixed_size(a->type), &neg, &mag);
+    load_int(a->type, (const uint8_t *)a->data + i * gguf_type_fixed_size(a->type), &neg, &mag);
     if (int_to_i64(neg, mag, out)) {
         int n;
         const char *k = kv_key_for_msg(a->kv, &n);
@@ -1093,7 +1071,7 @@ nuri_status gguf_arr_f32(const gguf_arr *a, uint64_t i, float *out)
     nuri_status s = arr_check(a, i, "float32 or float64",
                               a->type == GGUF_TYPE_FLOAT32 || a->type == GGUF_TYPE_FLOAT64);
     if (s) return s;
-    *out = (float)load_float(a->type, (const uint8_t *)a->data + i * type_fixed_size(a->type));
+    *out = (float)load_float(a->type, (const uint8_t *)a->data + i * gguf_type_fixed_size(a->type));
     return NURI_OK;
 }
 
@@ -1111,6 +1089,6 @@ const gguf_tensor *gguf_tensor_at(const gguf_file *f, uint64_t i)
 
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
 {
-    uint32_t i = name_index_find(&f->tensor_index, name, strlen(name));
+    uint32_t i = gguf_name_index_find(&f->tensor_index, name, strlen(name));
     return i ? &f->tensors[i - 1] : NULL;
 }

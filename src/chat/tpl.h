@@ -1,0 +1,201 @@
+/*
+ * tpl.h: the chat template engine's insides, shared by its three files: template_parse.c (lexer
+ * and parser to an AST), template_value.c (the value type: printing, JSON, comparison) and
+ * template_eval.c (the evaluator with its filters, tests and methods).
+ *
+ * Memory: everything a parse or a render makes lives in an arena that is freed at once at the end
+ * (values are never freed one by one, so they can be shared freely). Errors: a failure sets the
+ * nuri_error message and longjmps to the parse / render entry point, which frees the arena.
+ */
+#ifndef NURI_CHAT_TPL_H
+#define NURI_CHAT_TPL_H
+
+#include "base/status.h"
+#include "chat/template.h"
+
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- arena ---- */
+typedef struct tpl_chunk tpl_chunk;
+typedef struct tpl_arena {
+    tpl_chunk *head;
+    size_t used;  // bytes handed out, all chunks
+    size_t limit; // bytes; 0 = no limit
+} tpl_arena;
+
+/* Returns NULL when out of memory or over the limit. Memory is zeroed. */
+void *tpl_arena_alloc(tpl_arena *a, size_t n);
+void tpl_arena_free(tpl_arena *a);
+
+/* ---- values ---- */
+typedef enum tv_type {
+    TV_UNDEF, // jinja2's Undefined; s holds the name (for messages), may be NULL
+    TV_NONE,
+    TV_BOOL,
+    TV_INT,
+    TV_FLOAT,
+    TV_STR,  // UTF-8 bytes (s.p, s.n); immutable
+    TV_LIST, // also tuples (flag tuple); immutable once made
+    TV_DICT, // insertion-ordered; immutable once made
+    TV_NS,   // namespace(): a dict whose attributes can be set
+    TV_FUNC, // macro, global function or bound method
+    TV_LOOP, // the `loop` variable of a for loop
+} tv_type;
+
+typedef struct tlist tlist;
+typedef struct tdict tdict;
+typedef struct tfunc tfunc;
+typedef struct tloop tloop;
+
+typedef struct tv {
+    uint8_t t;
+    uint8_t safe;  // TV_STR: markupsafe.Markup (from |safe)
+    uint8_t tuple; // TV_LIST: a tuple (prints with parentheses)
+    union {
+        bool b;
+        int64_t i;
+        double f;
+        struct {
+            const char *p;
+            size_t n;
+        } s;
+        tlist *l;
+        tdict *d;
+        tfunc *fn;
+        tloop *loop;
+    };
+} tv;
+
+struct tlist {
+    size_t n;
+    tv *v;
+};
+
+struct tdict {
+    size_t n, cap;
+    tv *k;
+    tv *v;
+};
+
+/* ---- AST ---- */
+typedef enum tpl_kind {
+    /* statements */
+    N_TEXT,    // name/len: the text
+    N_OUTPUT,  // a: expression
+    N_IF,      // a: cond, body, alt (else; elif is an N_IF inside alt)
+    N_FOR,     // a: target, b: iterable, c: filter cond or NULL, body, alt (else)
+    N_SET,     // a: target, b: value
+    N_SETBLK,  // a: target, body; c: filter chain applied (E_FILTER with NULL object) or NULL
+    N_MACRO,   // name, args (E_NAME params), kwv (defaults, NULL where none), body
+    N_BREAK,
+    N_CONTINUE,
+    N_FILTBLK, // c: filter chain (E_FILTER with NULL innermost object), body
+    /* expressions */
+    E_CONST,   // val
+    E_NAME,    // name
+    E_ATTR,    // a.name
+    E_ITEM,    // a[b]
+    E_SLICE,   // a[b:c:d] (NULL for an absent part)
+    E_CALL,    // a(args; kwnames[i] != NULL for keyword args)
+    E_FILTER,  // a|name(args)
+    E_TEST,    // a is [not] name(args); op = 1 for "not"
+    E_BINOP,   // a op b
+    E_NEG,     // -a
+    E_POS,     // +a
+    E_NOT,     // not a
+    E_AND,
+    E_OR,
+    E_CMP,     // args[0] ops[0] args[1] ops[1] ...
+    E_COND,    // b if a else c (c NULL: undefined)
+    E_LIST,    // args
+    E_TUPLE,   // args
+    E_DICT,    // args (keys), kwv (values)
+    E_CONCAT,  // args joined with ~
+} tpl_kind;
+
+enum tpl_op {
+    OP_ADD = 1,
+    OP_SUB,
+    OP_MUL,
+    OP_DIV,
+    OP_FLOORDIV,
+    OP_MOD,
+    OP_POW,
+    OP_EQ,
+    OP_NE,
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE,
+    OP_IN,
+    OP_NOTIN,
+};
+
+typedef struct tpl_node tpl_node;
+struct tpl_node {
+    uint8_t kind;
+    uint8_t op;
+    int line, col;
+    tpl_node *a, *b, *c, *d;
+    tpl_node **body;
+    size_t n_body;
+    tpl_node **alt;
+    size_t n_alt;
+    tpl_node **args;
+    size_t n_args;
+    const char **kwnames; // n_args entries (E_CALL / E_FILTER / E_TEST), or NULL
+    tpl_node **kwv;       // n_args entries (E_DICT values, N_MACRO defaults), or NULL
+    uint8_t *ops;         // E_CMP: n_args - 1 operators
+    const char *name;     // NUL-terminated
+    size_t len;           // N_TEXT bytes
+    tv val;               // E_CONST
+};
+
+struct nuri_template {
+    tpl_arena arena;
+    tpl_node **body;
+    size_t n_body;
+};
+
+/* ---- value helpers (template_value.c) ---- */
+typedef struct tpl_buf {
+    char *p;
+    size_t n, cap;
+    size_t limit;     // bytes; a write past it fails
+    tpl_arena *arena; // grows in this arena if set, else with realloc (caller frees p)
+} tpl_buf;
+
+/* Appends; returns false when over the limit or out of memory (the buffer is left as it was). */
+bool tpl_buf_put(tpl_buf *b, const void *p, size_t n);
+
+tv tv_undef(const char *name);
+tv tv_none(void);
+tv tv_bool(bool b);
+tv tv_int(int64_t i);
+tv tv_float(double f);
+tv tv_strn(const char *p, size_t n); // borrows p
+bool tv_truthy(tv v);
+bool tv_equal(tv a, tv b);
+const char *tv_type_name(tv v); // Python's name: 'str', 'int', 'NoneType', ...
+
+/* Python's str(v) / repr(v) appended to b; false when over the limit. Floats as Python repr. */
+bool tv_print(tpl_buf *b, tv v);
+bool tv_repr(tpl_buf *b, tv v);
+/* json.dumps(v, ensure_ascii=False[, indent]) with ", " / ": " separators (indent < 0: none).
+ * Returns 0 ok, -1 over the limit, -2 a value JSON cannot hold (undefined, a function): *bad names
+ * its type. */
+int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad);
+
+/* UTF-8: number of code points; byte offset of code point i (i <= count). */
+size_t tpl_utf8_count(const char *p, size_t n);
+size_t tpl_utf8_offset(const char *p, size_t n, size_t i);
+/* Decodes one code point at p (n bytes left, n > 0) into *cp; returns its length (>= 1). */
+size_t tpl_utf8_decode(const char *p, size_t n, uint32_t *cp);
+bool tpl_is_space(uint32_t cp); // Python str.isspace() for one code point
+
+/* ---- parse / eval ---- */
+nuri_status tpl_parse(nuri_template *t, const char *src, size_t len);
+
+#endif
