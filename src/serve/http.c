@@ -352,8 +352,9 @@ static size_t gen_pump(gen *g, int timeout_ms, size_t *from)
         serve_job_result(g->s->sched, g->job, NULL, NULL, NULL, 0, &g->n_cached);
     size_t n = safe - g->n_emitted;
     g->n_emitted = safe;
-    if (!g->done && k == 0 && client_gone(g->fd)) {
+    if (!g->done && client_gone(g->fd)) {
         g->gone = true;
+        serve_metrics_disconnect(&g->s->metrics);
         serve_job_cancel(g->s->sched, g->job);
     }
     return n;
@@ -467,9 +468,13 @@ static bool sse_choice(gen *g, const char *text, size_t n, const char *finish, b
     json_object_set_new(choice, "index", json_integer(0));
     json_t *lp = json_null();
     if (g->req.logprobs && json_array_size(g->lp_new) > 0) {
-        lp = g->req.kind == SERVE_CHAT ? json_pack("{s:O}", "content", g->lp_new)
-                                       : completion_logprobs(g->lp_new, g->req.top_logprobs > 0);
-        json_array_clear(g->lp_new);
+        if (g->req.kind == SERVE_CHAT) { // hand the entries over and start a new list
+            lp = json_pack("{s:o}", "content", g->lp_new);
+            g->lp_new = json_array();
+        } else {
+            lp = completion_logprobs(g->lp_new, g->req.top_logprobs > 0);
+            json_array_clear(g->lp_new);
+        }
     }
     if (g->req.kind == SERVE_CHAT) {
         json_t *delta = json_object();
@@ -544,6 +549,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max)
 
 static void stream_free(void *cls)
 {
+    gen *g = cls;
+    if (!g->sent_end && !g->gone) serve_metrics_disconnect(&g->s->metrics); // a failed write
     gen_free(cls);
 }
 
@@ -794,6 +801,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ============================== the gate ============================== */
 
+/* Closes a socket the gate answered itself: unread request bytes would make the kernel send a
+ * reset, which can destroy the answer before the client reads it, so drain them first. */
+static void gate_close(int fd)
+{
+    char sink[4096];
+    shutdown(fd, SHUT_WR);
+    for (int k = 0; k < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++) {
+    }
+    close(fd);
+}
+
 static void gate_drop(serve_server *s, int i)
 {
     s->gate[i] = s->gate[--s->n_gate];
@@ -846,7 +864,7 @@ static void *gate_main(void *arg)
             } else if ((size_t)n == sizeof peek) {
                 gate_reply(s, g->fd, 431, "Request Header Fields Too Large", "headers_too_large",
                            "the request head is larger than 16384 bytes");
-                close(g->fd);
+                gate_close(g->fd);
                 gate_drop(s, i);
             } else {
                 g->next_check = now + GATE_RECHECK_MS * 1e-3; // partial: look again soon
@@ -857,7 +875,7 @@ static void *gate_main(void *arg)
             if (s->gate[i].deadline > now) continue;
             gate_reply(s, s->gate[i].fd, 408, "Request Timeout", "request_timeout",
                        "the request headers did not arrive in time");
-            close(s->gate[i].fd);
+            gate_close(s->gate[i].fd);
             gate_drop(s, i);
         }
         // new connections
@@ -871,7 +889,7 @@ static void *gate_main(void *arg)
                 if (s->n_gate == GATE_MAX) {
                     gate_reply(s, fd, 503, "Service Unavailable", "too_many_connections",
                                "too many connections are waiting; retry after a moment");
-                    close(fd);
+                    gate_close(fd);
                     continue;
                 }
                 int one = 1;

@@ -49,6 +49,20 @@ void serve_metrics_tokens(serve_metrics *m, int64_t prompt, int64_t completion, 
     pthread_mutex_unlock(&m->mu);
 }
 
+void serve_metrics_generated(serve_metrics *m, int64_t n)
+{
+    pthread_mutex_lock(&m->mu);
+    m->generated_tokens += (uint64_t)n;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void serve_metrics_disconnect(serve_metrics *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->disconnects++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void hist_add(serve_hist *h, double s)
 {
     int b = 0;
@@ -155,6 +169,14 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
               "# HELP nuri_completion_tokens_total Tokens generated.\n"
               "# TYPE nuri_completion_tokens_total counter\nnuri_completion_tokens_total %llu\n",
               (unsigned long long)m->completion_tokens);
+    sb_printf(&b,
+              "# HELP nuri_generated_tokens_total Tokens sampled by the scheduler.\n"
+              "# TYPE nuri_generated_tokens_total counter\nnuri_generated_tokens_total %llu\n",
+              (unsigned long long)m->generated_tokens);
+    sb_printf(&b,
+              "# HELP nuri_client_disconnects_total Clients gone before their answer was done.\n"
+              "# TYPE nuri_client_disconnects_total counter\nnuri_client_disconnects_total %llu\n",
+              (unsigned long long)m->disconnects);
     hist_write(&b, "nuri_time_to_first_token_seconds",
                "Seconds from a request's arrival to its first generated token.", &m->ttft);
     hist_write(&b, "nuri_inter_token_latency_seconds",

@@ -23,6 +23,8 @@ typedef struct serve_metrics {
     pthread_mutex_t mu;
     uint64_t requests[600]; // by HTTP status
     uint64_t prompt_tokens, completion_tokens, cached_prompt_tokens;
+    uint64_t generated_tokens; // sampled by the scheduler (also for requests cancelled later)
+    uint64_t disconnects;      // clients that went away before their answer was complete
     serve_hist ttft; // seconds from arrival to the first token
     serve_hist itl;  // seconds between consecutive tokens of one sequence
     int64_t queue_depth, running, kv_pages_used, kv_pages_total;
@@ -33,6 +35,8 @@ void serve_metrics_init(serve_metrics *m);
 void serve_metrics_destroy(serve_metrics *m);
 void serve_metrics_request(serve_metrics *m, int http_status);
 void serve_metrics_tokens(serve_metrics *m, int64_t prompt, int64_t completion, int64_t cached);
+void serve_metrics_generated(serve_metrics *m, int64_t n);
+void serve_metrics_disconnect(serve_metrics *m);
 void serve_metrics_ttft(serve_metrics *m, double seconds);
 void serve_metrics_itl(serve_metrics *m, double seconds);
 void serve_metrics_gauges(serve_metrics *m, int64_t queue_depth, int64_t running,

@@ -344,6 +344,7 @@ static void push_token_locked(serve_sched *s, int i, int32_t tok, const nuri_tok
     nuri_finish_reason fr = nuri_sampler_finish_reason(j->sampler, tok);
     double now = serve_now();
     if (s->metrics) {
+        serve_metrics_generated(s->metrics, 1);
         if (sl->t_last == 0)
             serve_metrics_ttft(s->metrics, now - j->t_arrival);
         else
