@@ -48,12 +48,17 @@ start queue -m "$MODEL" --max-seqs 1 --queue 1
 start kv -m "$MODEL" --max-seqs 2 --ctx 64
 start broken -m tests/data/vocab/ggml-vocab-llama-bpe.gguf
 # wait until the real ones have loaded
-for u in "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv"; do
-    for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$u/health")" = 200 ] && break
-        sleep 0.05
-    done
-done
+node -e '
+const urls = process.argv.slice(1);
+const deadline = Date.now() + 20000;
+(async () => {
+    for (const u of urls)
+        while (Date.now() < deadline) {
+            const ok = await fetch(u + "/health").then((r) => r.status === 200, () => false);
+            if (ok) break;
+            await new Promise((r) => setTimeout(r, 50));
+        }
+})();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv"
 
 out=$(NURI_URL=$URL_main NURI_URL_AUTH=$URL_auth NURI_URL_QUEUE=$URL_queue NURI_URL_KV=$URL_kv \
     NURI_URL_BROKEN=$URL_broken timeout 240 node --test --test-concurrency=1 \

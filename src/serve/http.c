@@ -316,7 +316,9 @@ static size_t gen_pump(gen *g, int timeout_ms, size_t *from)
 {
     serve_event ev[EVENTS_PER_WAKE];
     bool done = false;
-    int k = serve_job_wait(g->s->sched, g->job, ev, EVENTS_PER_WAKE, timeout_ms, &done);
+    // streams take one token at a time, so that every token leaves in its own event
+    int k = serve_job_wait(g->s->sched, g->job, ev, g->req.stream ? 1 : EVENTS_PER_WAKE, timeout_ms,
+                           &done);
     for (int i = 0; i < k && !g->stop_hit; i++) {
         size_t len;
         const char *piece = nuri_detok_feed(&g->detok, ev[i].token, &len);
