@@ -25,6 +25,7 @@ trap cleanup EXIT
 start() {
     local name=$1
     shift
+    : >"$tmp/$name.out"
     "$NURI" serve --port 0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
     pids+=($!)
     eval "PID_$name=$!"

@@ -16,17 +16,18 @@
 
 static void serve_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: nuri serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY ...]\n"
-            "                  [--ctx N] [--max-seqs N] [--queue N] [-t N] [--chat-template FILE]\n"
-            "                  [--name NAME] [--max-body BYTES] [--header-timeout MS]\n"
-            "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
-            "  GET /v1/models, GET /health, GET /metrics\n"
-            "  --ctx        KV cache tokens shared by all sequences (default: the model's, <= 4096)\n"
-            "  --max-seqs   requests decoded together (default 8)\n"
-            "  --queue      requests waiting beyond those before 503 (default 4 x max-seqs)\n"
-            "  --api-key    accepted bearer key (repeatable); none: no authentication\n"
-            "  --port 0     any free port (the 'listening on' line says which)\n");
+    fprintf(
+        out,
+        "usage: nuri serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY ...]\n"
+        "                  [--ctx N] [--max-seqs N] [--queue N] [-t N] [--chat-template FILE]\n"
+        "                  [--name NAME] [--max-body BYTES] [--header-timeout MS]\n"
+        "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
+        "  GET /v1/models, GET /health, GET /metrics\n"
+        "  --ctx        KV cache tokens shared by all sequences (default: the model's, <= 4096)\n"
+        "  --max-seqs   requests decoded together (default 8)\n"
+        "  --queue      requests waiting beyond those before 503 (default 4 x max-seqs)\n"
+        "  --api-key    accepted bearer key (repeatable); none: no authentication\n"
+        "  --port 0     any free port (the 'listening on' line says which)\n");
 }
 
 static void log_stderr(void *ud, const char *msg)
@@ -84,8 +85,7 @@ int cmd_serve(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &x)) goto done;
             p.n_threads = (int)x;
         } else if (!strcmp(a, "--max-body")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_int(v, 1024, 1L << 30, "--max-body", &x))
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1024, 1L << 30, "--max-body", &x))
                 goto done;
             p.max_body = (size_t)x;
         } else if (!strcmp(a, "--header-timeout")) {

@@ -32,10 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define GATE_MAX 256           // connections waiting for their headers
-#define GATE_PEEK 16384        // bytes of request head accepted (else 431)
-#define GATE_RECHECK_MS 10     // how often a partial head is looked at again
-#define WAIT_SLICE_MS 100      // longest a connection thread waits before checking its client
+#define GATE_MAX 256       // connections waiting for their headers
+#define GATE_PEEK 16384    // bytes of request head accepted (else 431)
+#define GATE_RECHECK_MS 10 // how often a partial head is looked at again
+#define WAIT_SLICE_MS 100  // longest a connection thread waits before checking its client
 #define EVENTS_PER_WAKE 16
 
 enum load_state { LOAD_LOADING, LOAD_READY, LOAD_FAILED };
@@ -98,10 +98,9 @@ static void server_log(serve_server *s, const char *fmt, ...)
 static enum MHD_Result reply(serve_server *s, struct MHD_Connection *c, unsigned status,
                              const char *content_type, char *body /* freed here */)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(body ? strlen(body) : 0,
-                                                             body ? body : (char *)"",
-                                                             body ? MHD_RESPMEM_MUST_FREE
-                                                                  : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(body ? strlen(body) : 0, body ? body : (char *)"",
+                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(body);
         return MHD_NO;
@@ -236,8 +235,7 @@ static json_t *bytes_array(const char *s, size_t n)
     return a;
 }
 
-static json_t *token_string(const nuri_vocab *v, int32_t id, char *piece, size_t cap,
-                            size_t *plen)
+static json_t *token_string(const nuri_vocab *v, int32_t id, char *piece, size_t cap, size_t *plen)
 {
     size_t n = nuri_token_piece(v, id, piece, cap, false);
     if (n > cap) n = cap;
@@ -283,7 +281,8 @@ static void gen_add_logprobs(gen *g, const serve_event *ev)
             char p2[512];
             size_t l2;
             json_t *ts = token_string(v, ev->lp.top[k].token, p2, sizeof p2, &l2);
-            if (ts) json_object_set_new(top, json_string_value(ts), json_real(ev->lp.top[k].logprob));
+            if (ts)
+                json_object_set_new(top, json_string_value(ts), json_real(ev->lp.top[k].logprob));
             json_decref(ts);
         }
         json_object_set_new(e, "top", top);
@@ -424,19 +423,20 @@ static enum MHD_Result respond_whole(serve_server *s, struct MHD_Connection *c, 
     json_t *choice;
     if (g->req.kind == SERVE_CHAT) {
         json_t *lp = g->req.logprobs ? json_pack("{s:O}", "content", g->lp_all) : json_null();
-        choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant",
-                           "content", text, "logprobs", lp, "finish_reason",
-                           finish_name(g->finish));
+        choice =
+            json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant",
+                      "content", text, "logprobs", lp, "finish_reason", finish_name(g->finish));
     } else {
-        json_t *lp = g->req.logprobs ? completion_logprobs(g->lp_all, g->req.top_logprobs > 0)
-                                     : json_null();
+        json_t *lp =
+            g->req.logprobs ? completion_logprobs(g->lp_all, g->req.top_logprobs > 0) : json_null();
         choice = json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", 0, "logprobs", lp,
                            "finish_reason", finish_name(g->finish));
     }
-    json_t *resp = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", g->id, "object",
-                             g->req.kind == SERVE_CHAT ? "chat.completion" : "text_completion",
-                             "created", (json_int_t)g->created, "model", s->model_name, "system_fingerprint",
-                             "nuri-" NURI_VERSION, "choices", choice, "usage", usage_json(g));
+    json_t *resp =
+        json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", g->id, "object",
+                  g->req.kind == SERVE_CHAT ? "chat.completion" : "text_completion", "created",
+                  (json_int_t)g->created, "model", s->model_name, "system_fingerprint",
+                  "nuri-" NURI_VERSION, "choices", choice, "usage", usage_json(g));
     if (!resp) return MHD_NO;
     return reply_json(s, c, 200, resp);
 }
@@ -885,8 +885,8 @@ static void *gate_main(void *arg)
             for (;;) {
                 struct sockaddr_in a;
                 socklen_t al = sizeof a;
-                int fd = accept4(s->listen_fd, (struct sockaddr *)&a, &al,
-                                 SOCK_CLOEXEC | SOCK_NONBLOCK);
+                int fd =
+                    accept4(s->listen_fd, (struct sockaddr *)&a, &al, SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (fd < 0) break;
                 if (s->n_gate == GATE_MAX) {
                     gate_reply(s, fd, 503, "Service Unavailable", "too_many_connections",
@@ -916,8 +916,9 @@ static void *load_main(void *arg)
     if (st == NURI_OK) {
         s->n_vocab = s->model->hp.n_vocab;
         if (nuri_vocab_n_tokens(serve_prompt_vocab(s->prompt)) > (uint32_t)s->n_vocab)
-            st = nuri_error(NURI_ERR_FORMAT, "the vocabulary has more tokens (%u) than the model "
-                                             "has logits (%d)",
+            st = nuri_error(NURI_ERR_FORMAT,
+                            "the vocabulary has more tokens (%u) than the model "
+                            "has logits (%d)",
                             nuri_vocab_n_tokens(serve_prompt_vocab(s->prompt)), s->n_vocab);
     }
     if (st == NURI_OK) {
@@ -941,8 +942,10 @@ static void *load_main(void *arg)
     if (st == NURI_OK) {
         const char *note = serve_prompt_note(s->prompt);
         if (note[0]) server_log(s, "%s", note);
-        server_log(s, "model %s loaded: %d sequences, %d tokens of KV cache, at most %d per request",
-                   s->model_name, s->p.max_seqs, serve_sched_n_ctx(s->sched), serve_sched_seq_max(s->sched));
+        server_log(s,
+                   "model %s loaded: %d sequences, %d tokens of KV cache, at most %d per request",
+                   s->model_name, s->p.max_seqs, serve_sched_n_ctx(s->sched),
+                   serve_sched_seq_max(s->sched));
     } else {
         server_log(s, "cannot load the model: %s", s->load_error);
     }
@@ -975,8 +978,8 @@ static void model_name_from_path(char *dst, size_t cap, const char *path)
     size_t o = 0;
     for (size_t i = 0; i < n && o + 1 < cap; i++) {
         char ch = b[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '-' || ch == '_' || ch == '.';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
         dst[o++] = ok ? ch : '_';
     }
     dst[o] = 0;
@@ -1009,7 +1012,8 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     nuri_status st = NURI_OK;
     if (p->n_api_keys > 0) {
         s->api_keys = calloc((size_t)p->n_api_keys, sizeof *s->api_keys);
-        for (int i = 0; s->api_keys && i < p->n_api_keys; i++) s->api_keys[i] = strdup(p->api_keys[i]);
+        for (int i = 0; s->api_keys && i < p->n_api_keys; i++)
+            s->api_keys[i] = strdup(p->api_keys[i]);
     }
 
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->p.port)};
@@ -1021,7 +1025,8 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     int one = 1;
     if (s->listen_fd < 0 ||
         setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(s->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->listen_fd, 128) != 0) {
+        bind(s->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(s->listen_fd, 128) != 0) {
         st = nuri_error(NURI_ERR_IO, "cannot listen on %s:%d: %s", s->p.host, s->p.port,
                         strerror(errno));
         goto fail;
@@ -1033,13 +1038,13 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
         st = nuri_error(NURI_ERR_IO, "pipe: %s", strerror(errno));
         goto fail;
     }
-    s->mhd = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_NO_LISTEN_SOCKET |
-            MHD_USE_ITC,
-        0, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->p.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)s->p.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-        MHD_OPTION_END);
+    s->mhd =
+        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                             MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
+                         0, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->p.idle_timeout_s,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->p.max_connections,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
     if (!s->mhd) {
         st = nuri_error(NURI_ERR_IO, "cannot start the HTTP daemon");
         goto fail;

@@ -11,7 +11,7 @@
 
 /* Upper bounds of the latency buckets, seconds. */
 static const double bucket_le[SERVE_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                     1,     2.5,  5,     10,   30,  60,  120};
+                                                     1,     2.5,  5,     10,   30,  60,   120};
 
 double serve_now(void)
 {
@@ -157,8 +157,9 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
         if (m->requests[s])
             sb_printf(&b, "nuri_requests_total{code=\"%d\"} %llu\n", s,
                       (unsigned long long)m->requests[s]);
-    sb_printf(&b, "# HELP nuri_prompt_tokens_total Prompt tokens of admitted requests.\n"
-                  "# TYPE nuri_prompt_tokens_total counter\nnuri_prompt_tokens_total %llu\n",
+    sb_printf(&b,
+              "# HELP nuri_prompt_tokens_total Prompt tokens of admitted requests.\n"
+              "# TYPE nuri_prompt_tokens_total counter\nnuri_prompt_tokens_total %llu\n",
               (unsigned long long)m->prompt_tokens);
     sb_printf(&b,
               "# HELP nuri_prompt_tokens_cached_total Prompt tokens whose KV was reused.\n"
@@ -181,23 +182,29 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
                "Seconds from a request's arrival to its first generated token.", &m->ttft);
     hist_write(&b, "nuri_inter_token_latency_seconds",
                "Seconds between consecutive generated tokens of one request.", &m->itl);
-    sb_printf(&b, "# HELP nuri_queue_depth Requests waiting for a sequence slot.\n"
-                  "# TYPE nuri_queue_depth gauge\nnuri_queue_depth %lld\n",
+    sb_printf(&b,
+              "# HELP nuri_queue_depth Requests waiting for a sequence slot.\n"
+              "# TYPE nuri_queue_depth gauge\nnuri_queue_depth %lld\n",
               (long long)m->queue_depth);
-    sb_printf(&b, "# HELP nuri_running_sequences Requests being prefilled or decoded.\n"
-                  "# TYPE nuri_running_sequences gauge\nnuri_running_sequences %lld\n",
+    sb_printf(&b,
+              "# HELP nuri_running_sequences Requests being prefilled or decoded.\n"
+              "# TYPE nuri_running_sequences gauge\nnuri_running_sequences %lld\n",
               (long long)m->running);
-    sb_printf(&b, "# HELP nuri_kv_pages_used KV cache pages in use (sequences and prefix cache).\n"
-                  "# TYPE nuri_kv_pages_used gauge\nnuri_kv_pages_used %lld\n",
+    sb_printf(&b,
+              "# HELP nuri_kv_pages_used KV cache pages in use (sequences and prefix cache).\n"
+              "# TYPE nuri_kv_pages_used gauge\nnuri_kv_pages_used %lld\n",
               (long long)m->kv_pages_used);
-    sb_printf(&b, "# HELP nuri_kv_pages_total KV cache pages in the pool.\n"
-                  "# TYPE nuri_kv_pages_total gauge\nnuri_kv_pages_total %lld\n",
+    sb_printf(&b,
+              "# HELP nuri_kv_pages_total KV cache pages in the pool.\n"
+              "# TYPE nuri_kv_pages_total gauge\nnuri_kv_pages_total %lld\n",
               (long long)m->kv_pages_total);
-    sb_printf(&b, "# HELP nuri_kv_cache_usage_ratio Fraction of the KV pool in use.\n"
-                  "# TYPE nuri_kv_cache_usage_ratio gauge\nnuri_kv_cache_usage_ratio %.4f\n",
+    sb_printf(&b,
+              "# HELP nuri_kv_cache_usage_ratio Fraction of the KV pool in use.\n"
+              "# TYPE nuri_kv_cache_usage_ratio gauge\nnuri_kv_cache_usage_ratio %.4f\n",
               m->kv_pages_total ? (double)m->kv_pages_used / (double)m->kv_pages_total : 0.0);
-    sb_printf(&b, "# HELP nuri_model_info The model being served.\n# TYPE nuri_model_info gauge\n"
-                  "nuri_model_info{model=\"%s\"} 1\n",
+    sb_printf(&b,
+              "# HELP nuri_model_info The model being served.\n# TYPE nuri_model_info gauge\n"
+              "nuri_model_info{model=\"%s\"} 1\n",
               model_name);
     pthread_mutex_unlock(&m->mu);
     if (b.oom) {

@@ -25,8 +25,8 @@ typedef struct serve_metrics {
     uint64_t prompt_tokens, completion_tokens, cached_prompt_tokens;
     uint64_t generated_tokens; // sampled by the scheduler (also for requests cancelled later)
     uint64_t disconnects;      // clients that went away before their answer was complete
-    serve_hist ttft; // seconds from arrival to the first token
-    serve_hist itl;  // seconds between consecutive tokens of one sequence
+    serve_hist ttft;           // seconds from arrival to the first token
+    serve_hist itl;            // seconds between consecutive tokens of one sequence
     int64_t queue_depth, running, kv_pages_used, kv_pages_total;
     double started; // wall clock, seconds
 } serve_metrics;
@@ -39,10 +39,11 @@ void serve_metrics_generated(serve_metrics *m, int64_t n);
 void serve_metrics_disconnect(serve_metrics *m);
 void serve_metrics_ttft(serve_metrics *m, double seconds);
 void serve_metrics_itl(serve_metrics *m, double seconds);
-void serve_metrics_gauges(serve_metrics *m, int64_t queue_depth, int64_t running,
-                          int64_t kv_used, int64_t kv_total);
+void serve_metrics_gauges(serve_metrics *m, int64_t queue_depth, int64_t running, int64_t kv_used,
+                          int64_t kv_total);
 
-/* The Prometheus text exposition (version 0.0.4). Caller frees with free(); NULL if out of memory. */
+/* The Prometheus text exposition (version 0.0.4). Caller frees with free(); NULL if out of memory.
+ */
 char *serve_metrics_text(serve_metrics *m, const char *model_name);
 
 /* Seconds on a monotonic clock. */

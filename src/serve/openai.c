@@ -100,14 +100,21 @@ char *serve_utf8_sanitize(const char *s, size_t n, size_t *out_len)
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "a value";
 }
@@ -135,7 +142,8 @@ static bool get_bool(json_t *body, const char *key, bool *out, serve_error *e)
 {
     json_t *v = opt(body, key);
     if (!v) return true;
-    if (!json_is_boolean(v)) return bad(e, key, "'%s' must be a boolean, not %s", key, type_name(v));
+    if (!json_is_boolean(v))
+        return bad(e, key, "'%s' must be a boolean, not %s", key, type_name(v));
     *out = json_is_true(v);
     return true;
 }
@@ -207,8 +215,10 @@ static bool parse_logit_bias(json_t *body, int32_t n_vocab, serve_request *r, se
     json_t *v = opt(body, "logit_bias");
     if (!v) return true;
     if (!json_is_object(v))
-        return bad(e, "logit_bias", "'logit_bias' must be an object mapping token ids to biases, "
-                                    "not %s", type_name(v));
+        return bad(e, "logit_bias",
+                   "'logit_bias' must be an object mapping token ids to biases, "
+                   "not %s",
+                   type_name(v));
     size_t n = json_object_size(v);
     if (n > SERVE_MAX_LOGIT_BIAS)
         return bad(e, "logit_bias", "'logit_bias' has %zu entries; at most %d are allowed", n,
@@ -232,8 +242,8 @@ static bool parse_logit_bias(json_t *body, int32_t n_vocab, serve_request *r, se
         double b = json_number_value(val);
         if (!(b >= -100 && b <= 100))
             return bad(e, "logit_bias",
-                       "'logit_bias' value for token %ld is %g; it must be between -100 and 100", id,
-                       b);
+                       "'logit_bias' value for token %ld is %g; it must be between -100 and 100",
+                       id, b);
         r->bias[i].token = (int32_t)id;
         r->bias[i].bias = (float)b;
         i++;
@@ -286,8 +296,10 @@ static bool parse_messages(json_t *body, serve_request *r, serve_error *e)
         for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
             known |= !strcmp(json_string_value(role), roles[k]);
         if (!known)
-            return bad(e, p, "'%s' is \"%.40s\"; it must be one of system, developer, user, "
-                             "assistant, tool", p, json_string_value(role));
+            return bad(e, p,
+                       "'%s' is \"%.40s\"; it must be one of system, developer, user, "
+                       "assistant, tool",
+                       p, json_string_value(role));
         json_t *content = json_object_get(msg, "content");
         snprintf(p, sizeof p, "messages[%zu].content", i);
         bool assistant = !strcmp(json_string_value(role), "assistant");
@@ -369,7 +381,8 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
     json_t *so = opt(body, "stream_options");
     if (so) {
         if (!r->stream)
-            return bad(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+            return bad(e, "stream_options",
+                       "'stream_options' is only allowed when 'stream' is true");
         if (!json_is_object(so))
             return bad(e, "stream_options", "'stream_options' must be an object, not %s",
                        type_name(so));
@@ -382,7 +395,8 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
 
     long long mt = 0;
     bool mt_given = false;
-    const char *mt_key = opt(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    const char *mt_key =
+        opt(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     if (!get_int(body, mt_key, 1, 1 << 24, &mt, &mt_given, e)) return false;
     r->max_tokens = (int32_t)mt;
 

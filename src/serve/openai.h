@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SERVE_MAX_STOP 4        // stop strings per request (OpenAI's limit)
-#define SERVE_MAX_STOP_LEN 256  // bytes per stop string
+#define SERVE_MAX_STOP 4          // stop strings per request (OpenAI's limit)
+#define SERVE_MAX_STOP_LEN 256    // bytes per stop string
 #define SERVE_MAX_LOGIT_BIAS 1024 // entries in logit_bias
 #define SERVE_MAX_MESSAGES 4096   // messages in one chat request
 
@@ -53,13 +53,14 @@ typedef struct serve_request {
     int32_t *prompt_tokens;  // completion with a token-id prompt, else NULL
     int32_t n_prompt_tokens;
     bool stream;
-    bool include_usage;  // stream_options.include_usage
-    int32_t max_tokens;  // tokens to generate at most; 0 = until the context is full
-    bool logprobs;       // report the chosen tokens' logprobs
+    bool include_usage;   // stream_options.include_usage
+    int32_t max_tokens;   // tokens to generate at most; 0 = until the context is full
+    bool logprobs;        // report the chosen tokens' logprobs
     int32_t top_logprobs; // alternatives per token, [0, NURI_MAX_TOP_LOGPROBS]
     bool seed_given;
-    nuri_sampler_params sp; // temperature, top_p, penalties, seed, bias (no stop tokens / limit yet)
-    nuri_logit_bias *bias;  // sp.logit_bias's storage
+    nuri_sampler_params
+        sp;                // temperature, top_p, penalties, seed, bias (no stop tokens / limit yet)
+    nuri_logit_bias *bias; // sp.logit_bias's storage
     char *stop[SERVE_MAX_STOP];
     int32_t n_stop;
     char model[128]; // the model name the client asked for ("" when absent)

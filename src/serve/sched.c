@@ -43,8 +43,8 @@ struct serve_sched {
     // the step's batch: (n_batch) each
     int32_t *b_tok, *b_pos, *b_seq;
     int8_t *b_logits;
-    int32_t *row_slot; // (max_seqs) logits row -> slot
-    int32_t *row_tok;  // (max_seqs) the token sampled for each row
+    int32_t *row_slot;           // (max_seqs) logits row -> slot
+    int32_t *row_tok;            // (max_seqs) the token sampled for each row
     nuri_token_logprobs *row_lp; // (max_seqs)
 };
 
@@ -375,8 +375,8 @@ static void step(serve_sched *s)
     pthread_mutex_unlock(&s->mu);
     if (n == 0) return; // every running request waits for its reader
 
-    nuri_batch b = {.n = n, .token = s->b_tok, .pos = s->b_pos, .seq = s->b_seq,
-                    .logits = s->b_logits};
+    nuri_batch b = {
+        .n = n, .token = s->b_tok, .pos = s->b_pos, .seq = s->b_seq, .logits = s->b_logits};
     nuri_status st = nuri_ctx_decode_batch(s->ctx, &b);
     if (st != NURI_OK) {
         char msg[256];

@@ -27,10 +27,10 @@ typedef struct serve_params {
     int port;                    // 0: any free port (serve_server_port says which)
     const char *const *api_keys; // n_api_keys accepted bearer keys; none: no auth
     int n_api_keys;
-    int n_ctx;     // KV pool, tokens for all sequences (0: the model's default)
-    int max_seqs;  // sequences decoded together (0: 8)
-    int max_queue; // requests waiting for a sequence before 503 (0: 4 * max_seqs)
-    int n_threads; // forward pass threads (0: 1)
+    int n_ctx;                 // KV pool, tokens for all sequences (0: the model's default)
+    int max_seqs;              // sequences decoded together (0: 8)
+    int max_queue;             // requests waiting for a sequence before 503 (0: 4 * max_seqs)
+    int n_threads;             // forward pass threads (0: 1)
     const char *chat_template; // file with a Jinja chat template, or NULL
     size_t max_body;           // bytes of request body (0: 4 MiB)
     int header_timeout_ms;     // (0: 10000)
