@@ -15,6 +15,7 @@ static const struct {
     {"eval", cmd_eval, "next-token log-probabilities at every prompt position (JSON lines)"},
     {"run", cmd_run, "greedy continuation of a prompt"},
     {"mkmodel", cmd_mkmodel, "write a random-weight model with a real shape"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, metrics)"},
     {"info", cmd_info, "show a GGUF file's metadata and tensors"},
     {"bench", cmd_bench, "prompt and generation speed (tokens/s, GB/s of weights)"},
     {"tokenize", cmd_tokenize, "show how a model's vocabulary tokenizes a text"},
