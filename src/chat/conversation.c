@@ -398,6 +398,42 @@ nuri_status nuri_chat_format_new(const gguf_file *f, const nuri_vocab *vocab, co
     return NURI_OK;
 }
 
+nuri_status nuri_chat_template_read(const char *path, char **src, size_t *len)
+{
+    *src = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return nuri_error(NURI_ERR_IO, "chat template %s: %s", path, strerror(errno));
+    size_t cap = 1 << 14, n = 0;
+    char *buf = malloc(cap + 1);
+    nuri_status st = NURI_OK;
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        if (cap >= NURI_TEMPLATE_MAX_SOURCE) {
+            st = nuri_error(NURI_ERR_LIMIT, "chat template %s: more than %u bytes", path,
+                            NURI_TEMPLATE_MAX_SOURCE);
+            break;
+        }
+        cap *= 2;
+        char *nb = realloc(buf, cap + 1);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    if (st == NURI_OK && !buf) st = nuri_error(NURI_ERR_NOMEM, "chat template %s: out of memory", path);
+    if (st == NURI_OK && ferror(f))
+        st = nuri_error(NURI_ERR_IO, "chat template %s: read failed", path);
+    fclose(f);
+    if (st != NURI_OK) {
+        free(buf);
+        return st;
+    }
+    buf[n] = 0;
+    *src = buf;
+    *len = n;
+    return NURI_OK;
+}
+
 void nuri_chat_format_free(nuri_chat_format *fmt)
 {
     if (!fmt) return;

@@ -107,6 +107,11 @@ nuri_status nuri_chat_format_new(const gguf_file *f, const nuri_vocab *vocab, co
                                  size_t tpl_len, nuri_chat_format **out);
 void nuri_chat_format_free(nuri_chat_format *fmt); // NULL is fine
 
+/* Reads a template file for nuri_chat_format_new's tpl_src (e.g. --chat-template FILE). *src is
+ * NUL-terminated, *len bytes; caller frees with free(). NURI_ERR_IO naming the path, or
+ * NURI_ERR_LIMIT past NURI_TEMPLATE_MAX_SOURCE bytes. */
+nuri_status nuri_chat_template_read(const char *path, char **src, size_t *len);
+
 /* True when the model had no chat template and none was given, so ChatML is used. */
 bool nuri_chat_format_is_fallback(const nuri_chat_format *fmt);
 
