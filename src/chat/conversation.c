@@ -420,7 +420,8 @@ nuri_status nuri_chat_template_read(const char *path, char **src, size_t *len)
         if (!nb) free(buf);
         buf = nb;
     }
-    if (st == NURI_OK && !buf) st = nuri_error(NURI_ERR_NOMEM, "chat template %s: out of memory", path);
+    if (st == NURI_OK && !buf)
+        st = nuri_error(NURI_ERR_NOMEM, "chat template %s: out of memory", path);
     if (st == NURI_OK && ferror(f))
         st = nuri_error(NURI_ERR_IO, "chat template %s: read failed", path);
     fclose(f);

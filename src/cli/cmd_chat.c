@@ -24,6 +24,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,8 +76,8 @@ static void chat_help(void)
 
 /* ======================================================================== input */
 
-/* Reads lines from fd 0 with read(), so that Ctrl-C (SIGINT without SA_RESTART) interrupts a
- * wait for input, which stdio's getline would hide. */
+/* Reads lines from fd 0 with ppoll() + read(), so that Ctrl-C interrupts a wait for input, which
+ * stdio's getline would hide. */
 typedef struct line_reader {
     char *buf;
     size_t len, cap;
@@ -112,6 +113,24 @@ static int read_line(line_reader *r, char **line, size_t *line_len, size_t *cons
             r->buf = b;
             r->cap = cap;
         }
+        // Wait with SIGINT blocked except inside ppoll, which unblocks it atomically: a Ctrl-C
+        // that lands between the check of the flag and the wait still ends the wait.
+        sigset_t block, old;
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &block, &old);
+        if (g_interrupted) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            return LINE_INTERRUPTED;
+        }
+        struct pollfd pfd = {.fd = 0, .events = POLLIN};
+        int pr = ppoll(&pfd, 1, NULL, &old);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (pr < 0) {
+            if (errno != EINTR) return LINE_ERROR;
+            if (g_interrupted) return LINE_INTERRUPTED;
+            continue;
+        }
         ssize_t got = read(0, r->buf + r->len, r->cap - r->len - 1);
         if (got < 0) {
             if (errno == EINTR) {
@@ -137,8 +156,8 @@ typedef struct chat_session {
     nuri_conv conv;
     int32_t *cache; // (n_ctx) the token ids the KV cache holds at positions 0..n_cache
     int32_t n_cache, n_ctx;
-    long n_predict;      // tokens per answer; < 0: no limit
-    char *answer;        // the answer's text so far (bytes)
+    long n_predict; // tokens per answer; < 0: no limit
+    char *answer;   // the answer's text so far (bytes)
     size_t answer_len, answer_cap;
 } chat_session;
 
@@ -162,7 +181,8 @@ static bool answer_append(chat_session *s, const char *p, size_t n)
 static int32_t answer_reserve(const chat_session *s)
 {
     int32_t quarter = s->n_ctx / 4 > 0 ? s->n_ctx / 4 : 1;
-    if (s->n_predict >= 0 && s->n_predict < quarter) return s->n_predict > 0 ? (int32_t)s->n_predict : 1;
+    if (s->n_predict >= 0 && s->n_predict < quarter)
+        return s->n_predict > 0 ? (int32_t)s->n_predict : 1;
     return quarter;
 }
 
@@ -230,8 +250,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
         const char *piece = nuri_detok_feed(&s->dt, next, &plen);
         if (!answer_append(s, piece, plen)) return false;
         nuri_stop_result r = {.n_safe = s->answer_len};
-        if (n_stops)
-            nuri_stop_strings_check(s->answer, s->answer_len, emitted, stops, n_stops, &r);
+        if (n_stops) nuri_stop_strings_check(s->answer, s->answer_len, emitted, stops, n_stops, &r);
         fwrite(s->answer + emitted, 1, r.n_safe - emitted, stdout);
         fflush(stdout);
         emitted = r.n_safe;
@@ -339,8 +358,7 @@ int cmd_chat(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, -1, 1 << 22, "-n", &n_predict))
                 return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads))
-                return 2;
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
@@ -440,7 +458,7 @@ int cmd_chat(int argc, char **argv)
     bool tty = isatty(0);
     fprintf(stderr, "[nuri chat: %s (%s), context %d tokens; template: %s]\n", model_path,
             s.model->hp.arch_name, s.n_ctx,
-            tpl_path                                  ? tpl_path
+            tpl_path                              ? tpl_path
             : nuri_chat_format_is_fallback(s.fmt) ? "ChatML (the model has no chat template)"
                                                   : "the model's");
     if (tty) fprintf(stderr, "[/help for commands; Ctrl-C stops an answer; Ctrl-D exits]\n");
