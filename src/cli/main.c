@@ -14,6 +14,7 @@ static const struct {
 } commands[] = {
     {"eval", cmd_eval, "next-token log-probabilities at every prompt position (JSON lines)"},
     {"run", cmd_run, "greedy continuation of a prompt"},
+    {"chat", cmd_chat, "talk with a model (interactive, with its chat template)"},
     {"mkmodel", cmd_mkmodel, "write a random-weight model with a real shape"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, metrics)"},
     {"info", cmd_info, "show a GGUF file's metadata and tensors"},
