@@ -4,7 +4,7 @@
 //   NURI_URL         the main server (tiny model, 16 sequences)
 //   NURI_URL_AUTH    the same model with --api-key sekrit
 //   NURI_URL_QUEUE   --max-seqs 1 --queue 1 (queue-full 503)
-//   NURI_URL_KV      --ctx 64 --max-seqs 2 (a KV pool too small for two requests: in-stream error)
+//   NURI_URL_KV      --ctx 64 --max-seqs 4 (a 2-page KV pool for 4 sequences: in-stream errors)
 //   NURI_URL_BROKEN  a file that is not a model (stays 503 "not loaded")
 // Generation is greedy (temperature 0) wherever outputs are compared.
 import { test } from 'node:test';
@@ -355,9 +355,9 @@ test('503 with Retry-After when the queue is full', async () => {
 
 test('an error after the stream began arrives inside the stream', async () => {
     const c = client(process.env.NURI_URL_KV);
-    // a 64-token pool: two requests that each grow past one page cannot both finish
+    // a 64-token pool (2 pages): four requests that each grow past one page cannot all finish
     const mk = (w) => c.chat.completions.create({ ...greedy, messages: user(w), max_tokens: 40, stream: true });
-    const results = await Promise.all(['alpha beta', 'gamma delta'].map(async (w) => {
+    const results = await Promise.all(['alpha beta', 'gamma delta', 'epsilon', 'zeta eta'].map(async (w) => {
         const s = await mk(w); // the 200 and the first chunk are already here
         try {
             return { ok: true, ...(await collect(s)) };
