@@ -5,7 +5,7 @@
 //   NURI_URL_AUTH    the same model with --api-key sekrit
 //   NURI_URL_QUEUE   --max-seqs 1 --queue 1 (queue-full 503)
 //   NURI_URL_KV      --ctx 64 --max-seqs 4 (a 2-page KV pool for 4 sequences: in-stream errors)
-//   NURI_URL_BROKEN  a file that is not a model (stays 503 "not loaded")
+//   NURI_URL_BROKEN  a file that is not a model (stays 503 "not loaded"); --header-timeout 400
 // Generation is greedy (temperature 0) wherever outputs are compared.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -306,7 +306,8 @@ test('413 for a body over the limit', async () => {
 });
 
 test('408 for headers that do not arrive in time', async () => {
-    const port = Number(new URL(URL_MAIN).port);
+    // on the server with a short header timeout (the gate answers before any route or model)
+    const port = Number(new URL(process.env.NURI_URL_BROKEN).port);
     const reply = await new Promise((resolve, reject) => {
         const sock = net.connect(port, '127.0.0.1', () => sock.write('GET /health HTTP/1.1\r\nHost: x\r\n'));
         let data = '';
