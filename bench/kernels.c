@@ -1,6 +1,8 @@
 /*
- * bench/kernels.c: micro-benchmark of the vec_dot kernels: a (rows, n) weight matrix of each type
- * times one activation row, per ISA; prints GB/s of weights read and ns per row.
+ * bench/kernels.c: micro-benchmark of the kernels: a (rows, n) weight matrix of each type times
+ * one activation row, per ISA, by vec_dot row by row and by nuri_gemm (decode shape), and by
+ * nuri_gemm with 64 tokens (prompt shape); prints GB/s of weights read (decode) and GMAC/s
+ * (prompt).
  *
  * Built by hand, not by make test:
  *   make && cc -O2 -Iinclude -Isrc bench/kernels.c build/libnuri.a -lm -lpthread -o
@@ -29,7 +31,9 @@ int main(int argc, char **argv)
                               NURI_TYPE_F32};
     float *x = malloc(sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < n; i++) x[i] = (float)((i * 7919) % 1000) / 500.f - 1.f;
-    printf("%-6s %-7s %10s %10s\n", "type", "isa", "GB/s", "ns/row");
+    printf("%-6s %-7s %10s %10s %10s %12s\n", "type", "isa", "GB/s", "ns/row", "gemm GB/s",
+           "pp64 GMAC/s");
+    enum { PT = 64 };
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         uint32_t t = types[k];
         uint64_t rb;
@@ -42,8 +46,12 @@ int main(int argc, char **argv)
                 wf[i] = (float)(((i + r) * 2654435761u) % 2001) / 1000.f - 1.f;
             ref->from_float(wf, w + r * rb, n);
         }
-        uint8_t *a = malloc((size_t)n * 4 + 64);
-        nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR)->from_float(x, a, n);
+        uint64_t ab;
+        nuri_type_row_bytes(ref->vec_dot_type, (uint64_t)n, &ab);
+        uint8_t *a = malloc(ab * PT);
+        for (int j = 0; j < PT; j++)
+            nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR)->from_float(x, a + j * ab, n);
+        float *yy = malloc(sizeof(float) * (size_t)rows * PT);
         for (int isa = 0; isa <= NURI_ISA_AVX512; isa++) {
             const nuri_kernel_traits *kt = nuri_kernels_isa(t, (nuri_isa)isa);
             if (!kt) continue;
@@ -59,13 +67,28 @@ int main(int argc, char **argv)
                 double dt = now_s() - t0;
                 if (dt < best) best = dt;
             }
-            printf("%-6s %-7s %10.2f %10.1f %s\n", nuri_type_get(t)->name,
+            double best_g = 1e9, best_p = 1e9;
+            for (int rep = 0; rep < reps; rep++) {
+                double t0 = now_s();
+                nuri_gemm(kt, n, w, rb, 0, rows, a, ab, 1, yy, rows);
+                double dt = now_s() - t0;
+                if (dt < best_g) best_g = dt;
+            }
+            for (int rep = 0; rep < (isa == 0 ? 1 : 3); rep++) {
+                double t0 = now_s();
+                nuri_gemm(kt, n, w, rb, 0, rows, a, ab, PT, yy, rows);
+                double dt = now_s() - t0;
+                if (dt < best_p) best_p = dt;
+            }
+            printf("%-6s %-7s %10.2f %10.1f %10.2f %12.2f %s\n", nuri_type_get(t)->name,
                    nuri_isa_name((nuri_isa)isa), (double)rb * rows / best * 1e-9, best / rows * 1e9,
+                   (double)rb * rows / best_g * 1e-9, (double)rows * n * PT / best_p * 1e-9,
                    sink == 12345.f ? "!" : "");
         }
         free(w);
         free(wf);
         free(a);
+        free(yy);
     }
     free(x);
     return 0;

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # oracle.test.sh: models nuri has never seen match llama.cpp too.
 #
+# Architectures: llama, qwen2, qwen3, exaone (EXAONE 3.5), exaone4 (EXAONE 4.0, with and without
+# its sliding window: llama.cpp applies the window in the 64-layer case, which deep-narrow has),
+# granite (HyperCLOVA X SEED's embedding / residual / attention / logit scales).
+#
 # `nuri mkmodel` writes random-weight models of the supported architectures in shapes, seeds,
 # vocabularies and quantization mixes that no golden file covers; llama.cpp (through the npm
 # package node-llama-cpp, installed into tests/oracle by scripts/setup) and `nuri eval` then run
@@ -36,15 +40,23 @@ cases=(
     "llama small Q5_K - 113"
     "qwen2 tiny BF16 - 114"
     "llama tiny F32 - 115"
+    "exaone tiny Q8_0 - 116"
+    "exaone small Q4_K_M - 117"
+    "exaone4 tiny Q4_K - 118"
+    "exaone4 deep-narrow F32 - 119 --swa 8"
+    "exaone4 small Q6_K - 120"
+    "granite small Q4_K_M - 121"
+    "granite tiny Q8_0 - 122"
 )
 for c in "${cases[@]}"; do
-    read -r arch shape type vocab seed <<<"$c"
-    name="$arch-$shape-$type-$seed"
-    model="$tmp/$name.gguf"
+    read -r arch shape type vocab seed extra <<<"$c"
+    name="$arch-$shape-$type-$seed${extra:+ ($extra)}"
+    model="$tmp/$arch-$shape-$type-$seed.gguf"
     vocab_arg=()
     [ "$vocab" != "-" ] && vocab_arg=(--vocab "$vocab")
+    # shellcheck disable=SC2086 # $extra holds mkmodel options
     if ! "$NURI" mkmodel --arch "$arch" --shape "$shape" --type "$type" --seed "$seed" \
-        "${vocab_arg[@]}" "$model" 2>"$tmp/err"; then
+        "${vocab_arg[@]}" ${extra:-} "$model" 2>"$tmp/err"; then
         echo "FAIL $name: mkmodel: $(cat "$tmp/err")"
         failed=$((failed + 1))
         continue

@@ -566,6 +566,71 @@ TEST(f16_bf16_row_converters_agree_on_special_values)
                    nuri_isa_name((nuri_isa)isa));
         }
 }
+
+/* ---- gemm: every ISA's block matmul against scalar vec_dot, and batch invariance ---- */
+
+/* For each type and ISA: a (rows x n) weight block times n_t activation rows through nuri_gemm,
+ * compared with the scalar vec_dot of each (row, token); then every output recomputed alone
+ * (r0 = r, r1 = r + 1, n_t = 1) and in odd sub-blocks must be bit-identical (batch invariance). */
+TEST(gemm_matches_scalar_and_is_batch_invariant)
+{
+    enum { ROWS = 11, NT = 21, NMAX = 8192 + 96 };
+    static float xf[NMAX], y_all[NT * ROWS], y_one[NT * ROWS], y_sub[NT * ROWS];
+    static uint8_t w[ROWS * (NMAX * 4 + 64)], a[NT * (NMAX * 4 + 64)];
+    const int64_t lens[] = {32, 96, 160, 256, 768, 2048 + 256, 8192};
+    for (int isa = NURI_ISA_SCALAR; isa <= NURI_ISA_AVX512; isa++) {
+        if (!nuri_kernels_isa(NURI_TYPE_F32, (nuri_isa)isa)) continue;
+        for (size_t k = 0; k < N_WEIGHT_TYPES; k++) {
+            uint32_t t = weight_types[k];
+            const nuri_kernel_traits *ref = nuri_kernels_isa(t, NURI_ISA_SCALAR);
+            const nuri_kernel_traits *ka = nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR);
+            const nuri_kernel_traits *kv = nuri_kernels_isa(t, (nuri_isa)isa);
+            const int64_t bs = nuri_type_get(t)->block_size;
+            for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+                const int64_t n = lens[li];
+                if (n % bs) continue;
+                const size_t wb = row_bytes(t, n), ab = row_bytes(ref->vec_dot_type, n);
+                for (int r = 0; r < ROWS; r++) {
+                    for (int64_t i = 0; i < n; i++) xf[i] = rng_normal();
+                    ref->from_float(xf, w + (size_t)r * wb, n);
+                }
+                for (int j = 0; j < NT; j++) {
+                    for (int64_t i = 0; i < n; i++) xf[i] = rng_normal() * (j + 1);
+                    ka->from_float(xf, a + (size_t)j * ab, n);
+                }
+                nuri_gemm(kv, n, w, wb, 0, ROWS, a, ab, NT, y_all, ROWS);
+                double worst = 0;
+                for (int j = 0; j < NT; j++)
+                    for (int r = 0; r < ROWS; r++) {
+                        float s_ref;
+                        ref->vec_dot(n, &s_ref, w + (size_t)r * wb, a + (size_t)j * ab);
+                        double norm;
+                        dequant_dot(t, w + (size_t)r * wb, a + (size_t)j * ab, n, &norm);
+                        double err = fabs((double)y_all[j * ROWS + r] - s_ref) /
+                                     (norm > 0 ? norm : 1);
+                        if (err > worst) worst = err;
+                        // y is indexed by absolute row: this writes y_one[j * ROWS + r]
+                        nuri_gemm(kv, n, w, wb, r, r + 1, a + (size_t)j * ab, ab, 1,
+                                  y_one + j * ROWS, ROWS);
+                    }
+                CHECKF(worst < 1e-5, "%s/%s n=%lld: gemm vs scalar normalized error %.3g",
+                       tname(t), nuri_isa_name((nuri_isa)isa), (long long)n, worst);
+                CHECKF(!memcmp(y_all, y_one, sizeof(float) * NT * ROWS),
+                       "%s/%s n=%lld: gemm of the whole block differs from one output at a time",
+                       tname(t), nuri_isa_name((nuri_isa)isa), (long long)n);
+                // an odd sub-block: rows [3, 10), tokens [5, 18)
+                nuri_gemm(kv, n, w, wb, 3, 10, a + 5 * ab, ab, 13, y_sub, ROWS);
+                bool same = true;
+                for (int j = 0; j < 13; j++)
+                    for (int r = 3; r < 10; r++)
+                        same &= y_sub[j * ROWS + r] == y_all[(j + 5) * ROWS + r];
+                CHECKF(same, "%s/%s n=%lld: gemm of a sub-block differs", tname(t),
+                       nuri_isa_name((nuri_isa)isa), (long long)n);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     RUN(f16_every_half_round_trips_exactly);
@@ -579,6 +644,7 @@ int main(void)
     RUN(one_huge_value_survives_quantization);
     RUN(vec_dot_matches_dequantized_dot);
     RUN(simd_vec_dot_matches_scalar);
+    RUN(gemm_matches_scalar_and_is_batch_invariant);
     RUN(activation_quantizers_are_bit_identical_across_isas);
     RUN(f16_bf16_row_converters_agree_on_special_values);
     RUN(q8_0_rounds_half_to_even);

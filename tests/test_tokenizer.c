@@ -153,42 +153,61 @@ TEST(cases_deepseek_llm)
     vocab_cases("deepseek-llm");
 }
 
-/* Extra texts cross-checked with llama.cpp through node-llama-cpp (tests/data/tokenizer/). Each
- * <name>.txt is one text; <name>.<vocab>.ids is " id id ..." on one line. */
+/* Extra texts cross-checked with llama.cpp through node-llama-cpp (tests/data/tokenizer/, see its
+ * README). Each <name>.txt is one text; <name>.<vocab>.ids is " id id ..." for add_special = false,
+ * parse_special = false, and <name>.<vocab>.special.ids the same with parse_special = true. */
 TEST(cases_node_llama_cpp)
 {
-    static const char *const texts[] = {"mixed-ko-en", "code", "wiki-ko", "edge"};
+    static const char *const texts[] = {"vimtutor-ko", "vimtutor-ja", "vimtutor-en",
+                                        "python-textwrap", "chat-specials"};
     int checked = 0;
     for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
         char path[256];
         snprintf(path, sizeof path, "tests/data/tokenizer/%s.txt", texts[t]);
         size_t n;
         char *text = slurp(path, &n);
+        CHECKF(text != NULL, "cannot read %s", path);
         if (!text) continue;
-        for (int i = 0; i < N_VOCABS; i++) {
-            snprintf(path, sizeof path, "tests/data/tokenizer/%s.%s.ids", texts[t], vocab_names[i]);
-            size_t m;
-            char *exp = slurp(path, &m);
-            if (!exp) continue;
-            while (m && (exp[m - 1] == '\n' || exp[m - 1] == '\r')) exp[--m] = 0;
-            nuri_vocab *v = vocab(i);
-            REQUIRE(v);
-            char *got = tok_line(v, text, n, 0);
-            CHECKF(got && !strcmp(got, exp), "%s with %s differs from llama.cpp", texts[t],
-                   vocab_names[i]);
-            if (got && strcmp(got, exp)) { // show where
-                size_t k = 0;
-                while (got[k] && got[k] == exp[k]) k++;
-                fprintf(stderr, "    first difference at char %zu: got ...%.40s exp ...%.40s\n", k,
-                        got + k, exp + k);
+        for (int i = 0; i < N_VOCABS; i++)
+            for (int special = 0; special < 2; special++) {
+                snprintf(path, sizeof path, "tests/data/tokenizer/%s.%s%s.ids", texts[t],
+                         vocab_names[i], special ? ".special" : "");
+                size_t m;
+                char *exp = slurp(path, &m);
+                if (!exp) continue;
+                while (m && (exp[m - 1] == '\n' || exp[m - 1] == '\r')) exp[--m] = 0;
+                nuri_vocab *v = vocab(i);
+                REQUIRE(v);
+                char *got = tok_line(v, text, n, special ? NURI_TOK_PARSE_SPECIAL : 0);
+                CHECKF(got && !strcmp(got, exp), "%s differs from llama.cpp", path);
+                if (got && strcmp(got, exp)) { // show where
+                    size_t k = 0;
+                    while (got[k] && got[k] == exp[k]) k++;
+                    fprintf(stderr, "    first difference at char %zu: got ...%.40s exp ...%.40s\n",
+                            k, got + k, exp + k);
+                }
+                free(got);
+                free(exp);
+                checked++;
             }
-            free(got);
-            free(exp);
-            checked++;
-        }
         free(text);
     }
+    CHECKF(checked >= 30, "only %d cross-checks found", checked);
     printf("  (%d node-llama-cpp cross-checks)\n", checked);
+}
+
+/* Random strings over many scripts, symbols, spaces and characters from Unicode 15.0 to 16.0, with
+ * llama.cpp's ids (tests/data/tokenizer/README.md): pins the Unicode version of the class table. */
+TEST(cases_unicode_random)
+{
+    for (int i = 0; i < N_VOCABS; i++) {
+        nuri_vocab *v = vocab(i);
+        REQUIRE(v);
+        char out[256];
+        snprintf(out, sizeof out, "tests/data/tokenizer/unicode-random.%s.out", vocab_names[i]);
+        int n = check_cases(v, "tests/data/tokenizer/unicode-random.inp", out);
+        CHECKF(n == 400, "%s: %d cases", vocab_names[i], n);
+    }
 }
 
 /* ============================== round trip ============================== */
@@ -452,12 +471,14 @@ TEST(user_defined_tokens_match_without_parse_special)
     int32_t *ids = tok(v, "\xC3\xB6", 0, &n);
     CHECK(n == 1 && ids[0] == id);
     free(ids);
-    // Phi-3: </s> is user-defined and strips the whitespace after it
+    // Phi-3: </s> is user-defined in the file, but llama.cpp makes it an end-of-generation
+    // (control) token; parsed as special, it strips the whitespace after it
     nuri_vocab *p = vocab_by_name("phi-3");
     REQUIRE(p);
-    ids = tok(p, "a</s>   b", 0, &n);
+    CHECK(nuri_vocab_token_type(p, 2) == NURI_TOKEN_CONTROL && nuri_vocab_is_eog(p, 2));
+    ids = tok(p, "a</s>   b", NURI_TOK_PARSE_SPECIAL, &n);
     size_t n2;
-    int32_t *ref = tok(p, "a</s>b", 0, &n2);
+    int32_t *ref = tok(p, "a</s>b", NURI_TOK_PARSE_SPECIAL, &n2);
     CHECK(n == n2 && n >= 3 && !memcmp(ids, ref, n * sizeof *ids));
     CHECK(n >= 3 && ids[n - 2] == 2);
     free(ids);
@@ -690,6 +711,7 @@ int main(void)
     RUN(cases_phi_3);
     RUN(cases_deepseek_llm);
     RUN(cases_node_llama_cpp);
+    RUN(cases_unicode_random);
     RUN(round_trip_generated);
     RUN(spm_leading_space_rule);
     RUN(detok_holds_split_hangul);

@@ -758,6 +758,7 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
     if (op == OP_MUL && (a.t == TV_STR || a.t == TV_LIST) && (b.t == TV_INT || b.t == TV_BOOL)) {
         int64_t k = num_i(b);
         if (k < 0) k = 0;
+        if ((a.t == TV_STR ? a.s.n : a.l->n) == 0) k = 0; // nothing to repeat: no loop either
         if (a.t == TV_STR) {
             uint64_t total;
             if (nuri_mul_overflow(a.s.n, (uint64_t)k, &total) || total > c->lim.max_output)

@@ -325,36 +325,30 @@ static size_t lex_tag(parser *p, size_t off, bool block, size_t tag_off)
             // number: digits [_digits] [.digits] [e[+-]digits]
             size_t i = 0;
             bool is_float = false;
-            char num[64];
-            size_t nn = 0;
-            while (i < left && (digit(s[i]) || (s[i] == '_' && i + 1 < left && digit(s[i + 1])))) {
-                if (s[i] != '_' && nn < sizeof num - 1) num[nn++] = s[i];
+            while (i < left && (digit(s[i]) || (s[i] == '_' && i + 1 < left && digit(s[i + 1]))))
                 i++;
-            }
             if (i + 1 < left && s[i] == '.' && digit(s[i + 1])) {
                 is_float = true;
-                num[nn++] = '.';
                 i++;
-                while (i < left && (digit(s[i]) || (s[i] == '_' && i + 1 < left && digit(s[i + 1])))) {
-                    if (s[i] != '_' && nn < sizeof num - 1) num[nn++] = s[i];
+                while (i < left &&
+                       (digit(s[i]) || (s[i] == '_' && i + 1 < left && digit(s[i + 1]))))
                     i++;
-                }
             }
             if (i < left && (s[i] == 'e' || s[i] == 'E')) {
                 size_t j = i + 1;
                 if (j < left && (s[j] == '+' || s[j] == '-')) j++;
                 if (j < left && digit(s[j])) {
                     is_float = true;
-                    if (nn < sizeof num - 1) num[nn++] = 'e';
-                    for (size_t k = i + 1; k < j; k++)
-                        if (nn < sizeof num - 1) num[nn++] = s[k];
                     i = j;
-                    while (i < left && (digit(s[i]) || s[i] == '_')) {
-                        if (s[i] != '_' && nn < sizeof num - 1) num[nn++] = s[i];
+                    while (i < left &&
+                           (digit(s[i]) || (s[i] == '_' && i + 1 < left && digit(s[i + 1]))))
                         i++;
-                    }
                 }
             }
+            char *num = palloc(p, i + 1); // the digits without '_'
+            size_t nn = 0;
+            for (size_t k = 0; k < i; k++)
+                if (s[k] != '_') num[nn++] = s[k];
             num[nn] = 0;
             tok *t = push_tok(p, is_float ? TK_FLOAT : TK_INT, off);
             if (is_float) {
@@ -365,8 +359,10 @@ static size_t lex_tag(parser *p, size_t off, bool block, size_t tag_off)
                         if (num[k] != '0') FAIL_OFF(p, off, "integer with a leading zero");
                 }
                 errno = 0;
-                unsigned long long v = strtoull(num, NULL, 10);
-                if (errno || v > INT64_MAX || nn > 19) FAIL_OFF(p, off, "integer too large");
+                unsigned long long v = nn > 19 ? 0 : strtoull(num, NULL, 10);
+                if (nn > 19 || errno || v > INT64_MAX)
+                    fail_at(p, NURI_ERR_UNSUPPORTED, t->line, t->col,
+                            "integer literal over 64 bits");
                 t->i = (int64_t)v;
             }
             off += i;

@@ -30,6 +30,19 @@ bool args_int(const char *s, long lo, long hi, const char *what, long *out)
     return true;
 }
 
+bool args_float(const char *s, double lo, double hi, const char *what, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "nuri: %s must be a number in %g..%g (got '%s')\n", what, lo, hi, s);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
 bool args_token_list(const char *s, int32_t **ids, int32_t *n)
 {
     size_t cap = 1;

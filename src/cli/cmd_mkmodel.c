@@ -13,12 +13,14 @@
 static void mkmodel_usage(FILE *out)
 {
     fprintf(out,
-            "usage: nuri mkmodel --arch llama|qwen2|qwen3 --shape SHAPE --type TYPE\n"
-            "                    [--vocab VOCAB.gguf] [--seed N] [--layers N] OUT.gguf\n"
+            "usage: nuri mkmodel --arch ARCH --shape SHAPE --type TYPE\n"
+            "                    [--vocab VOCAB.gguf] [--seed N] [--layers N] [--swa N] OUT.gguf\n"
+            "  archs: llama qwen2 qwen3 exaone exaone4 granite hyperclovax\n"
             "  shapes: %s\n"
             "  types: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K, mixes Q4_K_M "
             "Q5_K_M\n"
-            "  --vocab copies the tokenizer from another GGUF file (default: a synthetic one)\n",
+            "  --vocab copies the tokenizer from another GGUF file (default: a synthetic one)\n"
+            "  --swa N (exaone4) gives 3 of every 4 layers an N-token sliding window\n",
             nuri_mkmodel_shapes());
 }
 
@@ -44,6 +46,10 @@ int cmd_mkmodel(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 0x7fffffffL, "--seed", &n))
                 return 2;
             p.seed = (uint64_t)n;
+        } else if (!strcmp(a, "--swa")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 20, "--swa", &n))
+                return 2;
+            p.n_swa = (int32_t)n;
         } else if (!strcmp(a, "--layers")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1024, "--layers", &n))
                 return 2;

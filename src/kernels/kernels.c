@@ -114,3 +114,22 @@ const nuri_kernel_traits *nuri_kernels(uint32_t type)
 {
     return nuri_kernels_isa(type, nuri_cpu_isa());
 }
+
+void nuri_gemm(const nuri_kernel_traits *k, int64_t n, const void *w, size_t w_stride, int64_t r0,
+               int64_t r1, const void *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride)
+{
+    if (k->gemm) {
+        k->gemm(n, w, w_stride, r0, r1, x, x_stride, n_t, y, y_stride);
+        return;
+    }
+    // tokens in tiles, so a tile of activations stays in cache while the rows stream by
+    enum { TILE = 16 };
+    for (int64_t tb = 0; tb < n_t; tb += TILE) {
+        int64_t te = tb + TILE < n_t ? tb + TILE : n_t;
+        for (int64_t r = r0; r < r1; r++) {
+            const char *wr = (const char *)w + (size_t)r * w_stride;
+            for (int64_t t = tb; t < te; t++)
+                k->vec_dot(n, &y[t * y_stride + r], wr, (const char *)x + (size_t)t * x_stride);
+        }
+    }
+}

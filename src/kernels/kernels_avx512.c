@@ -200,4 +200,5 @@ void kernels_avx512_fill(nuri_kernel_traits *tab)
     tab[NURI_TYPE_Q4_0].vec_dot = avx512_q4_0_vec_dot;
     tab[NURI_TYPE_Q4_K].vec_dot = avx512_q4_K_vec_dot;
     tab[NURI_TYPE_Q6_K].vec_dot = avx512_q6_K_vec_dot;
+    kernels_gemm_avx512_fill(tab);
 }

@@ -55,5 +55,8 @@ extern const nuri_kernel_traits kernels_ref_table[NURI_TYPE_COUNT];
 /* Override the entries an ISA implements (tab starts as a copy of kernels_ref_table). */
 void kernels_avx2_fill(nuri_kernel_traits *tab);
 void kernels_avx512_fill(nuri_kernel_traits *tab);
+/* Adds the register-tiled AVX-512 gemm entries (gemm_avx512.c); called by kernels_avx512_fill
+ * after the vec_dot entries are set. */
+void kernels_gemm_avx512_fill(nuri_kernel_traits *tab);
 
 #endif

@@ -41,6 +41,8 @@ struct nuri_ctx {
     int32_t *b_slot;    // (n_batch) pool slot (page * NURI_KV_PAGE + offset) each token writes
     int32_t *b_row;     // (n_batch) logits row of each token, -1 if none
     int32_t *b_next;    // (n_seq) scratch for validation, -1 between calls
+    int32_t *d_pos, *d_seq; // (n_batch) nuri_ctx_decode's batch
+    int8_t *d_want;         // (n_batch)
 
     float *x;      // (n_batch, n_embd) residual stream
     float *xn;     // (n_batch, max(n_embd, n_q)) normalised input of the next product
@@ -126,26 +128,15 @@ static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, ui
     barrier(w);
 }
 
-/* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Rows of W split by thread.
- * Tokens are taken in tiles so a tile of activations stays in cache while W streams by. */
+/* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Rows of W split by thread. */
 static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t y_stride)
 {
-    const nuri_kernel_traits *k = nuri_kernels(W->type);
     uint64_t row_bytes;
     nuri_type_row_bytes(W->type, (uint64_t)W->n_in, &row_bytes);
     long r0, r1;
     nuri_split(W->n_out, w->ith, w->nth, &r0, &r1);
-    const char *xq = w->c->xq;
-    const size_t xs = w->c->xq_stride;
-    enum { TILE = 16 };
-    for (int32_t tb = 0; tb < T; tb += TILE) {
-        int32_t te = tb + TILE < T ? tb + TILE : T;
-        for (long r = r0; r < r1; r++) {
-            const char *wr = (const char *)W->data + (size_t)r * row_bytes;
-            for (int32_t t = tb; t < te; t++)
-                k->vec_dot(W->n_in, &y[t * y_stride + r], wr, xq + (size_t)t * xs);
-        }
-    }
+    nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, w->c->xq,
+              w->c->xq_stride, T, y, y_stride);
 }
 
 static void add_bias(worker *w, const nuri_weight *b, float *y, int32_t T, int64_t n)
@@ -167,9 +158,10 @@ static size_t kv_offset(const nuri_ctx *c, int il, int32_t slot)
     return ((size_t)il * c->n_pages * NURI_KV_PAGE + (size_t)slot) * kv_dim;
 }
 
-/* One query head of token t against its sequence's cache positions [0, n_kv). */
-static void attend(worker *w, int il, int32_t t, const float *q, int32_t n_kv, int32_t kvh,
-                   float *out)
+/* One query head of token t against its sequence's cache positions [first, n_kv) (first > 0 for
+ * a sliding-window layer). */
+static void attend(worker *w, int il, int32_t t, const float *q, int32_t first, int32_t n_kv,
+                   int32_t kvh, float *out)
 {
     const nuri_ctx *c = w->c;
     const nuri_hparams *hp = &c->m->hp;
@@ -182,9 +174,9 @@ static void attend(worker *w, int il, int32_t t, const float *q, int32_t n_kv, i
     const int32_t *pages = c->seq_pages + (size_t)c->b_seq[t] * c->n_pages;
 
     f16->from_float(q, q16, hd);
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = hp->attn_scale;
     float max = -INFINITY;
-    for (int32_t j = 0; j < n_kv; j++) {
+    for (int32_t j = first; j < n_kv; j++) {
         int32_t slot = pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + j % NURI_KV_PAGE;
         float dot;
         f16->vec_dot(hd, &dot, c->k_pages + kv_offset(c, il, slot) + (size_t)kvh * hd, q16);
@@ -192,15 +184,15 @@ static void attend(worker *w, int il, int32_t t, const float *q, int32_t n_kv, i
         if (s[j] > max) max = s[j];
     }
     double sum = 0.0;
-    for (int32_t j = 0; j < n_kv; j++) {
+    for (int32_t j = first; j < n_kv; j++) {
         s[j] = expf(s[j] - max);
         sum += (double)s[j];
     }
     const float inv = (float)(1.0 / sum);
-    for (int32_t j = 0; j < n_kv; j++) s[j] *= inv;
-    f16->from_float(s, p16, n_kv); // probabilities rounded to F16, as they weight V
+    for (int32_t j = first; j < n_kv; j++) s[j] *= inv;
+    f16->from_float(s + first, p16 + first, n_kv - first); // rounded to F16, as they weight V
     for (int32_t d = 0; d < hd; d++) out[d] = 0.0f;
-    for (int32_t j = 0; j < n_kv; j++) {
+    for (int32_t j = first; j < n_kv; j++) {
         float p = nuri_f16_to_f32(p16[j]);
         if (p == 0.0f) continue;
         int32_t slot = pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + j % NURI_KV_PAGE;
@@ -210,6 +202,20 @@ static void attend(worker *w, int il, int32_t t, const float *q, int32_t n_kv, i
 }
 
 /* ---- one layer, then the head ---- */
+
+/* x += branch output a, after its bias, its post-norm (post_norm archs) and the residual scale.
+ * a is overwritten. */
+static void branch_into_residual(const nuri_hparams *hp, float *a, const nuri_weight *bias,
+                                 const nuri_weight *post_norm, float *x)
+{
+    const int64_t n = hp->n_embd;
+    if (bias->data)
+        for (int64_t i = 0; i < n; i++) a[i] += ((const float *)bias->data)[i];
+    if (hp->post_norm) rms_norm(a, post_norm->data, a, n, hp->rms_eps);
+    if (hp->residual_scale != 1.0f)
+        for (int64_t i = 0; i < n; i++) a[i] *= hp->residual_scale;
+    for (int64_t i = 0; i < n; i++) x[i] += a[i];
+}
 
 static void layer(worker *w, const job *jb, int il)
 {
@@ -222,10 +228,15 @@ static void layer(worker *w, const job *jb, int il)
     const int64_t kv_dim = (int64_t)hp->n_head_kv * hd, n_ff = hp->n_ff;
     long t0, t1;
 
-    // attention input
+    // attention input: normed (pre-norm archs) or the residual stream itself
     nuri_split(T, w->ith, w->nth, &t0, &t1);
-    for (long t = t0; t < t1; t++)
-        rms_norm(c->x + t * n_embd, L->attn_norm.data, c->xn + t * n_embd, n_embd, hp->rms_eps);
+    for (long t = t0; t < t1; t++) {
+        if (hp->pre_norm)
+            rms_norm(c->x + t * n_embd, L->attn_norm.data, c->xn + t * n_embd, n_embd,
+                     hp->rms_eps);
+        else
+            memcpy(c->xn + t * n_embd, c->x + t * n_embd, sizeof(float) * (size_t)n_embd);
+    }
     w->xq_src = NULL;
     barrier(w);
 
@@ -254,7 +265,9 @@ static void layer(worker *w, const job *jb, int il)
                           : c->k + t * kv_dim + (int64_t)(h - hp->n_head) * hd;
         const nuri_weight *nw = is_q ? &L->q_norm : &L->k_norm;
         if (nw->data) rms_norm(vec, nw->data, vec, hd, hp->rms_eps);
-        rope(vec, hp->n_rot, hp->rope_type, pos, hp->rope_freq_base, m->rope_freqs);
+        if (L->rope)
+            rope(vec, hp->n_rot, hp->rope_type, pos, L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
+                 m->rope_freqs);
         if (!is_q) {
             const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             int32_t kvh = h - hp->n_head;
@@ -270,7 +283,8 @@ static void layer(worker *w, const job *jb, int il)
     nuri_split((long)T * hp->n_head, w->ith, w->nth, &p0, &p1);
     for (long p = p0; p < p1; p++) {
         int32_t t = (int32_t)(p / hp->n_head), h = (int32_t)(p % hp->n_head);
-        attend(w, il, t, c->q + t * n_q + (int64_t)h * hd, c->b_pos[t] + 1, h / group,
+        int32_t first = L->swa && c->b_pos[t] >= hp->n_swa ? c->b_pos[t] - hp->n_swa + 1 : 0;
+        attend(w, il, t, c->q + t * n_q + (int64_t)h * hd, first, c->b_pos[t] + 1, h / group,
                c->att + t * n_q + (int64_t)h * hd);
     }
     barrier(w);
@@ -281,10 +295,10 @@ static void layer(worker *w, const job *jb, int il)
     barrier(w);
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     for (long t = t0; t < t1; t++) {
-        float *x = c->x + t * n_embd;
-        const float *a = c->xn + t * n_embd;
-        for (int64_t i = 0; i < n_embd; i++) x[i] += a[i];
-        rms_norm(x, L->ffn_norm.data, c->xn + t * n_embd, n_embd, hp->rms_eps);
+        float *x = c->x + t * n_embd, *a = c->xn + t * n_embd;
+        branch_into_residual(hp, a, &L->bo, &L->attn_post_norm, x);
+        if (hp->pre_norm) rms_norm(x, L->ffn_norm.data, a, n_embd, hp->rms_eps);
+        else memcpy(a, x, sizeof(float) * (size_t)n_embd);
     }
     w->xq_src = NULL;
     barrier(w);
@@ -305,11 +319,9 @@ static void layer(worker *w, const job *jb, int il)
     quantize_input(w, c->gate, n_ff, T, nuri_kernels(L->ffn_down.type)->vec_dot_type);
     matmul(w, &L->ffn_down, T, c->xn, n_embd);
     barrier(w);
-    for (long t = t0; t < t1; t++) {
-        float *x = c->x + t * n_embd;
-        const float *a = c->xn + t * n_embd;
-        for (int64_t i = 0; i < n_embd; i++) x[i] += a[i];
-    }
+    static const nuri_weight no_bias = {0};
+    for (long t = t0; t < t1; t++)
+        branch_into_residual(hp, c->xn + t * n_embd, &no_bias, &L->ffn_post_norm, c->x + t * n_embd);
     barrier(w);
 }
 
@@ -329,9 +341,12 @@ static void forward_worker(void *arg, int ith, int nth)
     nuri_type_row_bytes(m->token_embd.type, (uint64_t)n_embd, &erow);
     long t0, t1;
     nuri_split(T, ith, nth, &t0, &t1);
-    for (long t = t0; t < t1; t++)
-        ke->to_float((const char *)m->token_embd.data + (size_t)c->b_token[t] * erow,
-                     c->x + t * n_embd, n_embd);
+    for (long t = t0; t < t1; t++) {
+        float *x = c->x + t * n_embd;
+        ke->to_float((const char *)m->token_embd.data + (size_t)c->b_token[t] * erow, x, n_embd);
+        if (hp->embd_scale != 1.0f)
+            for (int64_t i = 0; i < n_embd; i++) x[i] *= hp->embd_scale;
+    }
     barrier(&w);
 
     for (int il = 0; il < hp->n_layer; il++) layer(&w, jb, il);
@@ -348,6 +363,13 @@ static void forward_worker(void *arg, int ith, int nth)
     barrier(&w);
     quantize_input(&w, c->xn, n_embd, n_out, nuri_kernels(m->output.type)->vec_dot_type);
     matmul(&w, &m->output, n_out, c->logits, hp->n_vocab);
+    if (hp->logit_scale != 1.0f) {
+        barrier(&w);
+        const float inv = 1.0f / hp->logit_scale;
+        long i0, i1;
+        nuri_split((long)n_out * hp->n_vocab, ith, nth, &i0, &i1);
+        for (long i = i0; i < i1; i++) c->logits[i] *= inv;
+    }
 }
 
 /* ---- context ---- */
@@ -415,6 +437,9 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->b_slot = alloc_ints(B, &ok);
     c->b_row = alloc_ints(B, &ok);
     c->b_next = alloc_ints((size_t)c->n_seq, &ok);
+    c->d_pos = alloc_ints(B, &ok);
+    c->d_seq = alloc_ints(B, &ok);
+    c->d_want = alloc_ints(B, &ok); // int32-sized slots; only the first B bytes are used
     c->x = alloc_floats(B * hp->n_embd, &ok);
     c->xn = alloc_floats(B * wide, &ok);
     c->q = alloc_floats(B * n_q, &ok);
@@ -452,7 +477,8 @@ void nuri_ctx_free(nuri_ctx *c)
     void *bufs[] = {c->k_pages, c->v_pages, c->page_ref, c->free_list, c->seq_len, c->seq_pages,
                     c->b_slot,  c->b_row,   c->b_next,   c->x,         c->xn,      c->q,
                     c->k,       c->v,       c->att,      c->gate,      c->up,      c->xq,
-                    c->scores,  c->probs16, c->q16,      c->vrow,      c->logits};
+                    c->scores,  c->probs16, c->q16,      c->vrow,      c->logits,
+                    c->d_pos,   c->d_seq,   c->d_want};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -656,24 +682,21 @@ nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32
     if (pos0 < 0 || (int64_t)pos0 + n > c->n_ctx)
         return nuri_error(NURI_ERR_LIMIT, "positions %d..%lld exceed the context of %d tokens",
                           pos0, (long long)pos0 + n - 1, c->n_ctx);
-    int32_t *pos = malloc(sizeof *pos * (size_t)n * 2);
-    int8_t *want = malloc((size_t)n);
-    if (!pos || !want) {
-        free(pos);
-        free(want);
-        return nuri_error(NURI_ERR_NOMEM, "out of memory for a batch of %d tokens", n);
+    // chunks of n_batch through the ctx's own batch arrays: no allocation per call
+    for (int32_t done = 0; done < n;) {
+        int32_t k = n - done < c->n_batch ? n - done : c->n_batch;
+        for (int32_t i = 0; i < k; i++) {
+            c->d_pos[i] = pos0 + done + i;
+            c->d_seq[i] = 0;
+            c->d_want[i] = all_logits || done + i == n - 1;
+        }
+        nuri_batch b = {.n = k, .token = tokens + done, .pos = c->d_pos, .seq = c->d_seq,
+                        .logits = c->d_want};
+        nuri_status s = nuri_ctx_decode_batch(c, &b);
+        if (s != NURI_OK) return s;
+        done += k;
     }
-    int32_t *seq = pos + n;
-    for (int32_t i = 0; i < n; i++) {
-        pos[i] = pos0 + i;
-        seq[i] = 0;
-        want[i] = all_logits || i == n - 1;
-    }
-    nuri_batch b = {.n = n, .token = tokens, .pos = pos, .seq = seq, .logits = want};
-    nuri_status s = nuri_ctx_decode_batch(c, &b);
-    free(pos);
-    free(want);
-    return s;
+    return NURI_OK;
 }
 
 const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i)

@@ -26,11 +26,15 @@ static const shape shapes[] = {
     {"llama-3.2-1b", 2048, 16, 32, 8, 64, 8192, 128256, 131072, 500000.0f, "Llama-3.2-1B"},
     {"qwen2.5-0.5b", 896, 24, 14, 2, 64, 4864, 151936, 32768, 1000000.0f, "Qwen2.5-0.5B"},
     {"qwen3-0.6b", 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1000000.0f, "Qwen3-0.6B"},
+    {"exaone-3.5-2.4b", 2560, 30, 32, 8, 80, 7168, 102400, 32768, 1000000.0f, "EXAONE-3.5-2.4B"},
+    {"exaone-4.0-1.2b", 2048, 30, 32, 8, 64, 4096, 102400, 65536, 1000000.0f, "EXAONE-4.0-1.2B"},
+    {"deep-narrow", 128, 64, 2, 1, 64, 256, 4096, 512, 10000.0f, "64 thin layers (sliding-window tests)"},
 };
 
 const char *nuri_mkmodel_shapes(void)
 {
-    return "tiny (256 wide, 2 layers), small (512, 4), llama-3.2-1b, qwen2.5-0.5b, qwen3-0.6b";
+    return "tiny (256 wide, 2 layers), small (512, 4), deep-narrow (128, 64), llama-3.2-1b, "
+           "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b";
 }
 
 /* ---- random numbers ---- */
@@ -261,6 +265,9 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     gguf_writer *w = mk->w;
     const char *a = p->arch;
     bool qwen2 = !strcmp(a, "qwen2"), qwen3 = !strcmp(a, "qwen3"), llama = !strcmp(a, "llama");
+    bool exaone4 = !strcmp(a, "exaone4"), hcx = !strcmp(a, "hyperclovax");
+    bool granite_like = !strcmp(a, "granite") || hcx;
+    bool pre_norm = !exaone4, post_norm = exaone4 || hcx, qk_norm = qwen3 || exaone4;
     char key[128];
     nuri_status s;
 #define KV_U32(suffix, v)                                                                          \
@@ -286,6 +293,30 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     if ((s = gguf_writer_add_f32(w, key, sh->rope_base))) return s;
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
     if ((s = gguf_writer_add_f32(w, key, llama ? 1e-5f : 1e-6f))) return s;
+    if (granite_like) { // muP-style multipliers, of the size such models use
+        static const struct {
+            const char *suffix;
+            float v;
+        } scales[] = {{"embedding_scale", 6.0f},
+                      {"residual_scale", 0.5f},
+                      {"attention.scale", 0.02f},
+                      {"logit_scale", 2.0f}};
+        for (size_t i = 0; i < sizeof scales / sizeof scales[0]; i++) {
+            snprintf(key, sizeof key, "%s.%s", a, scales[i].suffix);
+            if ((s = gguf_writer_add_f32(w, key, scales[i].v))) return s;
+        }
+    }
+    if (exaone4 && p->n_swa > 0) { // sliding window on 3 of every 4 layers
+        snprintf(key, sizeof key, "%s.attention.sliding_window", a);
+        if ((s = gguf_writer_add_u32(w, key, (uint32_t)p->n_swa))) return s;
+        bool *pat = calloc((size_t)mk->n_layer, sizeof *pat);
+        if (!pat) return nuri_error(NURI_ERR_NOMEM, "out of memory");
+        for (int il = 0; il < mk->n_layer; il++) pat[il] = il % 4 < 3;
+        snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", a);
+        s = gguf_writer_add_arr(w, key, GGUF_TYPE_BOOL, pat, (uint64_t)mk->n_layer);
+        free(pat);
+        if (s) return s;
+    }
 #undef KV_U32
 
     const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
@@ -312,7 +343,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
         if ((s = add_random(mk, nm, kind, il, n_in, n_out, scale, off))) return s;                 \
     } while (0)
-        T("attn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (pre_norm) T("attn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
         T("attn_q.weight", "attn_q", E, Q, 1.0f / sqrtf((float)E), 0);
         T("attn_k.weight", "attn_k", E, KV, 1.0f / sqrtf((float)E), 0);
         T("attn_v.weight", "attn_v", E, KV, 1.0f / sqrtf((float)E), 0);
@@ -321,12 +352,16 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
             T("attn_k.bias", "bias", KV, 1, 0.3f, 0);
             T("attn_v.bias", "bias", KV, 1, 0.3f, 0);
         }
-        if (qwen3) {
+        if (qk_norm) {
             T("attn_q_norm.weight", "norm", sh->head_dim, 1, 0.05f, 1.0f);
             T("attn_k_norm.weight", "norm", sh->head_dim, 1, 0.05f, 1.0f);
         }
         T("attn_output.weight", "attn_output", Q, E, gain / sqrtf((float)Q), 0);
-        T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (pre_norm) T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (post_norm) {
+            T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("post_ffw_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        }
         T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
         T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
         T("ffn_down.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
@@ -337,8 +372,14 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    if (strcmp(p->arch, "llama") && strcmp(p->arch, "qwen2") && strcmp(p->arch, "qwen3"))
-        return nuri_error(NURI_ERR_INVALID_ARG, "unknown architecture '%s' (llama, qwen2, qwen3)",
+    static const char *archs[] = {"llama",   "qwen2",   "qwen3",      "exaone",
+                                   "exaone4", "granite", "hyperclovax"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
+    if (!known)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
+                          "granite, hyperclovax)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)

@@ -19,9 +19,13 @@
 #include <stdint.h>
 
 typedef enum nuri_arch {
-    NURI_ARCH_LLAMA,
-    NURI_ARCH_QWEN2,
-    NURI_ARCH_QWEN3,
+    NURI_ARCH_LLAMA,       // Llama 2 / 3.x, Kanana
+    NURI_ARCH_QWEN2,       // Qwen2 / 2.5, A.X 4.0
+    NURI_ARCH_QWEN3,       // Qwen3
+    NURI_ARCH_EXAONE,      // EXAONE 3.5: Llama-like, NEOX rope
+    NURI_ARCH_EXAONE4,     // EXAONE 4.0: no pre-norms, post-norms, q/k norms, sliding window
+    NURI_ARCH_GRANITE,     // Granite, HyperCLOVA X SEED Text: embedding/residual/attention/logit scales
+    NURI_ARCH_HYPERCLOVAX, // HyperCLOVA X SEED Think: Granite's scales + Peri-LN (pre- and post-norms)
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -43,7 +47,15 @@ typedef struct nuri_hparams {
     int32_t n_rot; // rotated dimensions per head (rope.dimension_count)
     nuri_rope_type rope_type;
     float rope_freq_base;
+    float rope_freq_base_swa; // for sliding-window layers
     float rms_eps;
+    bool pre_norm;        // RMSNorm before attention and FFN (all but exaone4)
+    bool post_norm;       // RMSNorm on the attention and FFN outputs (exaone4, hyperclovax)
+    float embd_scale;     // embeddings are multiplied by it (granite; else 1)
+    float residual_scale; // branch outputs are multiplied by it before the residual add (else 1)
+    float attn_scale;     // K.Q scale (default 1/sqrt(head_dim))
+    float logit_scale;    // logits are divided by it (granite; else 1)
+    int32_t n_swa;        // sliding window in tokens for the layers marked swa (0: none)
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
@@ -56,13 +68,17 @@ typedef struct nuri_weight {
 } nuri_weight;
 
 typedef struct nuri_layer {
-    nuri_weight attn_norm; // (n_embd) F32
+    nuri_weight attn_norm; // (n_embd) F32; pre_norm archs
     nuri_weight wq;        // (n_embd -> n_head * head_dim)
     nuri_weight wk;        // (n_embd -> n_head_kv * head_dim)
     nuri_weight wv;        // (n_embd -> n_head_kv * head_dim)
     nuri_weight bq, bk, bv; // qwen2: biases (F32), else data == NULL
     nuri_weight q_norm, k_norm; // qwen3: (head_dim) F32, else data == NULL
     nuri_weight wo;        // (n_head * head_dim -> n_embd)
+    nuri_weight bo;        // (n_embd) F32 attention output bias, optional
+    nuri_weight attn_post_norm, ffn_post_norm; // (n_embd) F32, post_norm archs
+    bool swa;              // attends to the last n_swa positions only
+    bool rope;             // applies RoPE (exaone4's global layers do not, when it has swa layers)
     nuri_weight ffn_norm;  // (n_embd) F32
     nuri_weight ffn_gate;  // (n_embd -> n_ff)
     nuri_weight ffn_up;    // (n_embd -> n_ff)
@@ -86,6 +102,10 @@ nuri_status nuri_model_load(const char *path, nuri_model **out);
 /* The same over an already opened file, which the model then owns (also on failure). */
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out);
 void nuri_model_free(nuri_model *m);
+
+/* The model family in words ("EXAONE 4.0", "A.X 4.0 (SK Telecom, qwen2)"), from the architecture,
+ * the pre-tokenizer and general.name. Static storage. */
+const char *nuri_model_family(const nuri_model *m);
 
 /* Bytes of weights read to decode one token (every matrix once; the embedding row only). */
 uint64_t nuri_model_bytes_per_token(const nuri_model *m);

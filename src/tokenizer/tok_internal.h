@@ -115,6 +115,7 @@ struct nuri_vocab {
 
     // SPM
     int32_t byte_token[256]; // <0xXX> (or the one-byte token), -1 none
+    bool spm_word_split;     // no token has U+2581 after anything but U+2581 (see tokenize.c)
 };
 
 typedef struct trie_edge {

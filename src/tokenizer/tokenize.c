@@ -101,22 +101,20 @@ static bool spm_try_pair(const nuri_vocab *v, tok_scratch *s, const uint8_t *tex
     return heap_push(s, n_heap, it);
 }
 
-static nuri_status spm_fragment(const nuri_vocab *v, tok_scratch *s, const uint8_t *text,
-                                size_t len)
+/* Merges the symbols of text[start, end) (whole UTF-8-length symbols) and appends their tokens. */
+static nuri_status spm_chunk(const nuri_vocab *v, tok_scratch *s, const uint8_t *text, size_t start,
+                             size_t end)
 {
-    if (!len) return NURI_OK;
-    if (!tok_reserve((void **)&s->syms, &s->cap_syms, len, sizeof *s->syms))
-        return nuri_error(NURI_ERR_NOMEM, "tokenizer: %zu bytes", len);
     int32_t n_sym = 0;
-    for (size_t off = 0; off < len;) {
+    for (size_t off = start; off < end;) {
         size_t n = uni_len_from_lead(text[off]);
-        if (n > len - off) n = len - off;
+        if (n > end - off) n = end - off;
         tok_sym *y = &s->syms[n_sym];
         y->off = (uint32_t)off;
         y->n = (uint32_t)n;
         y->prev = n_sym - 1;
         off += n;
-        y->next = off == len ? -1 : n_sym + 1;
+        y->next = off == end ? -1 : n_sym + 1;
         y->pid = -1;
         n_sym++;
     }
@@ -135,7 +133,7 @@ static nuri_status spm_fragment(const nuri_vocab *v, tok_scratch *s, const uint8
             !spm_try_pair(v, s, text, &n_heap, it.left, a->next))
             goto nomem;
     }
-    for (int32_t i = 0; i != -1; i = s->syms[i].next) {
+    for (int32_t i = 0; i != -1 && n_sym; i = s->syms[i].next) {
         const tok_sym *y = &s->syms[i];
         int32_t id = strtab_find(&v->str, (const char *)text + y->off, y->n);
         if (id >= 0 && (uint32_t)id < v->n_tokens) {
@@ -152,7 +150,41 @@ static nuri_status spm_fragment(const nuri_vocab *v, tok_scratch *s, const uint8
     }
     return NURI_OK;
 nomem:
-    return nuri_error(NURI_ERR_NOMEM, "tokenizer: merging %zu bytes", len);
+    return nuri_error(NURI_ERR_NOMEM, "tokenizer: merging %zu bytes", end - start);
+}
+
+static bool is_space_mark(const uint8_t *p, size_t n)
+{
+    return n == 3 && p[0] == 0xE2 && p[1] == 0x96 && p[2] == 0x81;
+}
+
+/* SentencePiece merging over a whole fragment. Merges are local, so where no token can span a
+ * position the two sides can be merged apart with the same result: when no token has U+2581 after
+ * anything but U+2581 (v->spm_word_split), the fragment is cut before each U+2581 that follows a
+ * well-formed character other than U+2581, i.e. into words. Otherwise it is merged in one go. */
+static nuri_status spm_fragment(const nuri_vocab *v, tok_scratch *s, const uint8_t *text,
+                                size_t len)
+{
+    if (!len) return NURI_OK;
+    size_t start = 0, prev_off = 0, prev_n = 0;
+    for (size_t off = 0; off < len;) {
+        size_t n = uni_len_from_lead(text[off]);
+        if (n > len - off) n = len - off;
+        if (v->spm_word_split && off > start && is_space_mark(text + off, n) &&
+            !is_space_mark(text + prev_off, prev_n) &&
+            uni_check_strict(text + prev_off, prev_n) == (int)prev_n) {
+            nuri_status st = spm_chunk(v, s, text, start, off);
+            if (st) return st;
+            start = off;
+        }
+        if (off - start + 1 > s->cap_syms &&
+            !tok_reserve((void **)&s->syms, &s->cap_syms, off - start + 1, sizeof *s->syms))
+            return nuri_error(NURI_ERR_NOMEM, "tokenizer: %zu bytes", len);
+        prev_off = off;
+        prev_n = n;
+        off += n;
+    }
+    return spm_chunk(v, s, text, start, len);
 }
 
 /* SPM: a raw fragment, with the space prefix if it follows the start or a special token. */

@@ -14,15 +14,17 @@
  * - SentencePiece vocabularies with add_space_prefix (the default) put one space before the text
  *   and after every special token; nuri_detok with NURI_DETOK_STRIP_PREFIX_SPACE removes the one
  *   at the start again, so that detokenize(tokenize(s)) == s for every valid UTF-8 s without
- *   special-token text.
- * - Invalid UTF-8 is never an error. BPE vocabularies read the text as llama.cpp does: a byte that
- *   does not start a (leniently) well-formed sequence becomes U+FFFD before pre-tokenization (so it
- *   does not round-trip). SentencePiece works on bytes: invalid bytes become <0xXX> byte tokens and
- *   round-trip exactly.
+ *   special-token text (SPM: and without U+2581, SentencePiece's space mark, which comes back as
+ *   ' '). Detokenizing is plain concatenation of pieces: no clean-up of spaces.
+ * - Invalid UTF-8 is never an error, and is handled as llama.cpp handles it. BPE: a byte that
+ *   does not start a (leniently) well-formed sequence becomes U+FFFD before pre-tokenization (so
+ *   it does not round-trip). SPM works on bytes: they become <0xXX> byte tokens and usually
+ *   round-trip, except that an ill-formed lead byte right before a space swallows part of the
+ *   space's U+2581 mark.
  * - Limits: text up to NURI_TOK_MAX_TEXT bytes (else NURI_ERR_LIMIT); vocabularies up to
  *   NURI_VOCAB_MAX_TOKENS tokens of up to NURI_VOCAB_MAX_TOKEN_LEN bytes each. Time is linear in
- * the text length (heap-based merging; no quadratic case on long words); memory is about 40 bytes
- * per input byte at peak.
+ *   the text length (heap-based merging; no quadratic case on long words); memory is about 40
+ *   bytes per input byte at peak.
  *
  * Thread safety: a loaded nuri_vocab is immutable; any number of threads may tokenize with it at
  * once. A nuri_detok belongs to one thread at a time.

@@ -254,7 +254,8 @@ static const char *const eot_texts[] = {"<|eot_id|>",
 static const char *const eog_texts[] = {
     "<|eot_id|>",      "<|im_end|>",         "<|end|>",    "<|return|>", "<|call|>",
     "<end_of_turn>",   "<|endoftext|>",      "<|eom_id|>", "<EOT>",      "_<EOT>",
-    "<|end_of_text|>", "<end_of_utterance>", NULL};
+    "<|end_of_text|>", "<end_of_utterance>", "</s>",       NULL}; // "</s>": as llama.cpp v0.4.0
+                                                                  // does
 static const char *const eom_texts[] = {"<|eom_id|>", NULL};
 static const char *const fim_pre_texts[] = {"<|fim_prefix|>",
                                             "<fim-prefix>",
@@ -567,6 +568,18 @@ static void build_spm(nuri_vocab *v)
             if ((uint32_t)id >= v->n_tokens) id = -1;
         }
         v->byte_token[b] = id;
+    }
+    // may SentencePiece merging be cut into words? (tokenize.c: spm_fragment)
+    v->spm_word_split = true;
+    for (uint32_t id = 0; id < v->n_tokens && v->spm_word_split; id++) {
+        const uint8_t *s = (const uint8_t *)v->str.arena + v->str.off[id];
+        uint32_t n = v->str.len[id];
+        for (uint32_t k = 1; k + 3 <= n; k++)
+            if (s[k] == 0xE2 && s[k + 1] == 0x96 && s[k + 2] == 0x81 &&
+                !(k >= 3 && s[k - 3] == 0xE2 && s[k - 2] == 0x96 && s[k - 1] == 0x81)) {
+                v->spm_word_split = false;
+                break;
+            }
     }
 }
 
