@@ -44,7 +44,8 @@ start() {
     eval "URL_$name=http://127.0.0.1:$port"
 }
 start main -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536
-start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit
+start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit \
+    --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
 start queue -m "$MODEL" --max-seqs 1 --queue 1
 start kv -m "$MODEL" --max-seqs 4 --ctx 64
 start broken -m tests/data/vocab/ggml-vocab-llama-bpe.gguf --header-timeout 400

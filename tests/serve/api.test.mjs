@@ -2,7 +2,7 @@
 //
 // tests/serve.test.sh starts the servers and passes their addresses:
 //   NURI_URL         the main server (tiny model, 16 sequences)
-//   NURI_URL_AUTH    the same model with --api-key sekrit
+//   NURI_URL_AUTH    the same model with --api-key sekrit and --chat-template (Qwen2.5's)
 //   NURI_URL_QUEUE   --max-seqs 1 --queue 1 (queue-full 503)
 //   NURI_URL_KV      --ctx 64 --max-seqs 4 (a 2-page KV pool for 4 sequences: in-stream errors)
 //   NURI_URL_BROKEN  a file that is not a model (stays 503 "not loaded"); --header-timeout 400
@@ -396,6 +396,15 @@ test('a client that disconnects frees its sequence at once', async () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(await metric(base, 'nuri_generated_tokens_total'), after); // nothing runs on
     assert.ok((await metric(base, 'nuri_client_disconnects_total')) >= 1);
+});
+
+test('--chat-template replaces the built-in ChatML', async () => {
+    const args = { ...greedy, messages: user('Which template?'), max_tokens: 1 };
+    const chatml = await api.chat.completions.create(args);
+    const qwen = await client(process.env.NURI_URL_AUTH, 'sekrit').chat.completions.create(args);
+    // Qwen2.5's template adds its default system message ("You are Qwen, created by ...")
+    assert.ok(qwen.usage.prompt_tokens > chatml.usage.prompt_tokens + 10,
+        `${qwen.usage.prompt_tokens} vs ${chatml.usage.prompt_tokens}`);
 });
 
 test('metrics: Prometheus text with requests, tokens, latencies, queue and KV', async () => {
