@@ -2,7 +2,7 @@
 # serve.test.sh: `nuri serve` on loopback, driven by the official openai npm client
 # (tests/serve/*.test.mjs, node's built-in test runner; scripts/setup installs the client into
 # tests/serve/node_modules). Starts five servers on free ports: the main one, one with an API key,
-# one with a queue of 1, one with a tiny KV pool, and one whose "model" does not load. At the end
+# one with a queue of 1, one with a KV pool too small for its sequences, and one whose "model" does not load. At the end
 # every server must stop cleanly on SIGTERM (under ASan: without a leak report).
 set -u
 cd "$(dirname "$0")/.."
@@ -43,11 +43,12 @@ start() {
     fi
     eval "URL_$name=http://127.0.0.1:$port"
 }
-start main -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536 --header-timeout 500
-start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit
+start main -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536
+start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit \
+    --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
 start queue -m "$MODEL" --max-seqs 1 --queue 1
-start kv -m "$MODEL" --max-seqs 2 --ctx 64
-start broken -m tests/data/vocab/ggml-vocab-llama-bpe.gguf
+start kv -m "$MODEL" --max-seqs 4 --ctx 64
+start broken -m tests/data/vocab/ggml-vocab-llama-bpe.gguf --header-timeout 400
 # wait until the real ones have loaded
 node -e '
 const urls = process.argv.slice(1);

@@ -7,8 +7,10 @@
  *
  * Connections: a gate thread accepts them and hands each to libmicrohttpd (one thread per
  * connection) only once its request headers are complete; a client that has not sent them within
- * header_timeout_ms gets 408. Generation runs on the scheduler thread (sched.h); connection threads
- * turn its tokens into text, stop-string cuts, JSON and server-sent events.
+ * header_timeout_ms gets 408 (later requests on a kept-alive connection are bounded by
+ * libmicrohttpd's idle timeout instead, which closes without a status). Generation runs on the
+ * scheduler thread (sched.h); connection threads turn its tokens into text, stop-string cuts, JSON
+ * and server-sent events.
  */
 #ifndef NURI_SERVE_SERVE_H
 #define NURI_SERVE_SERVE_H

@@ -2,10 +2,10 @@
 //
 // tests/serve.test.sh starts the servers and passes their addresses:
 //   NURI_URL         the main server (tiny model, 16 sequences)
-//   NURI_URL_AUTH    the same model with --api-key sekrit
+//   NURI_URL_AUTH    the same model with --api-key sekrit and --chat-template (Qwen2.5's)
 //   NURI_URL_QUEUE   --max-seqs 1 --queue 1 (queue-full 503)
-//   NURI_URL_KV      --ctx 64 --max-seqs 2 (a KV pool too small for two requests: in-stream error)
-//   NURI_URL_BROKEN  a file that is not a model (stays 503 "not loaded")
+//   NURI_URL_KV      --ctx 64 --max-seqs 4 (a 2-page KV pool for 4 sequences: in-stream errors)
+//   NURI_URL_BROKEN  a file that is not a model (stays 503 "not loaded"); --header-timeout 400
 // Generation is greedy (temperature 0) wherever outputs are compared.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -306,7 +306,8 @@ test('413 for a body over the limit', async () => {
 });
 
 test('408 for headers that do not arrive in time', async () => {
-    const port = Number(new URL(URL_MAIN).port);
+    // on the server with a short header timeout (the gate answers before any route or model)
+    const port = Number(new URL(process.env.NURI_URL_BROKEN).port);
     const reply = await new Promise((resolve, reject) => {
         const sock = net.connect(port, '127.0.0.1', () => sock.write('GET /health HTTP/1.1\r\nHost: x\r\n'));
         let data = '';
@@ -355,9 +356,9 @@ test('503 with Retry-After when the queue is full', async () => {
 
 test('an error after the stream began arrives inside the stream', async () => {
     const c = client(process.env.NURI_URL_KV);
-    // a 64-token pool: two requests that each grow past one page cannot both finish
+    // a 64-token pool (2 pages): four requests that each grow past one page cannot all finish
     const mk = (w) => c.chat.completions.create({ ...greedy, messages: user(w), max_tokens: 40, stream: true });
-    const results = await Promise.all(['alpha beta', 'gamma delta'].map(async (w) => {
+    const results = await Promise.all(['alpha beta', 'gamma delta', 'epsilon', 'zeta eta'].map(async (w) => {
         const s = await mk(w); // the 200 and the first chunk are already here
         try {
             return { ok: true, ...(await collect(s)) };
@@ -395,6 +396,15 @@ test('a client that disconnects frees its sequence at once', async () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(await metric(base, 'nuri_generated_tokens_total'), after); // nothing runs on
     assert.ok((await metric(base, 'nuri_client_disconnects_total')) >= 1);
+});
+
+test('--chat-template replaces the built-in ChatML', async () => {
+    const args = { ...greedy, messages: user('Which template?'), max_tokens: 1 };
+    const chatml = await api.chat.completions.create(args);
+    const qwen = await client(process.env.NURI_URL_AUTH, 'sekrit').chat.completions.create(args);
+    // Qwen2.5's template adds its default system message ("You are Qwen, created by ...")
+    assert.ok(qwen.usage.prompt_tokens > chatml.usage.prompt_tokens + 10,
+        `${qwen.usage.prompt_tokens} vs ${chatml.usage.prompt_tokens}`);
 });
 
 test('metrics: Prometheus text with requests, tokens, latencies, queue and KV', async () => {
