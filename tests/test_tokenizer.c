@@ -13,6 +13,7 @@
 #include "test.h"
 #include "tokenizer/tokenizer.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -650,6 +651,50 @@ TEST(every_known_pre_tokenizer_compiles)
     }
 }
 
+/* ============================== threads ============================== */
+
+typedef struct thread_job {
+    const nuri_vocab *v;
+    const char *text;
+    char *got;
+} thread_job;
+
+static void *thread_tokenize(void *arg)
+{
+    thread_job *j = arg;
+    for (int rep = 0; rep < 20 && !j->got; rep++) {
+        char *line = tok_line(j->v, j->text, strlen(j->text), NURI_TOK_PARSE_SPECIAL);
+        if (rep == 19)
+            j->got = line;
+        else
+            free(line);
+    }
+    return NULL;
+}
+
+/* One vocabulary, four threads tokenizing at once: the same ids as one thread. */
+TEST(tokenize_from_many_threads)
+{
+    const char *text = "<|im_start|>user\n안녕하세요, 2024년 GPU batch size=32!<|im_end|>\n";
+    for (int vi = 0; vi < N_VOCABS; vi++) {
+        nuri_vocab *v = vocab(vi);
+        REQUIRE(v);
+        char *ref = tok_line(v, text, strlen(text), NURI_TOK_PARSE_SPECIAL);
+        pthread_t th[4];
+        thread_job jobs[4];
+        for (int i = 0; i < 4; i++) {
+            jobs[i] = (thread_job){v, text, NULL};
+            pthread_create(&th[i], NULL, thread_tokenize, &jobs[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            CHECKF(jobs[i].got && !strcmp(jobs[i].got, ref), "%s thread %d", vocab_names[vi], i);
+            free(jobs[i].got);
+        }
+        free(ref);
+    }
+}
+
 /* ============================== linear time ============================== */
 
 static double now(void)
@@ -725,6 +770,7 @@ int main(void)
     RUN(text_over_limit_is_refused);
     RUN(unknown_pre_tokenizer_warns_and_falls_back);
     RUN(every_known_pre_tokenizer_compiles);
+    RUN(tokenize_from_many_threads);
     RUN(time_is_linear_in_input);
     for (int i = 0; i < N_VOCABS; i++) {
         nuri_vocab_free(vocabs[i]);
