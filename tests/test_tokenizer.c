@@ -11,6 +11,7 @@
  * UTF-8; time is linear in the input size; special-token and invalid-input behaviour.
  */
 #include "test.h"
+#include "tokenizer/tok_internal.h"
 #include "tokenizer/tokenizer.h"
 
 #include <pthread.h>
@@ -208,6 +209,53 @@ TEST(cases_unicode_random)
         snprintf(out, sizeof out, "tests/data/tokenizer/unicode-random.%s.out", vocab_names[i]);
         int n = check_cases(v, "tests/data/tokenizer/unicode-random.inp", out);
         CHECKF(n == 400, "%s: %d cases", vocab_names[i], n);
+    }
+}
+
+/* Every pre-tokenizer, on the Llama 3 vocabulary with tokenizer.ggml.pre replaced, against
+ * llama.cpp given the same replaced file: a probe text of edge cases and the Korean vimtutor
+ * (tests/data/tokenizer/pre-<pre>.llama-bpe.ids, one line per text). */
+TEST(cases_every_pre_tokenizer)
+{
+    static const char *const pres[] = {
+        "default",     "llama-bpe",  "dbrx",       "chatglm-bpe", "deepseek-llm", "deepseek-coder",
+        "deepseek-v3", "falcon",     "smollm",     "exaone",      "starcoder",    "gpt-2",
+        "exaone4",     "a.x-4.0",    "qwen2",      "bloom",       "viking",       "tekken",
+        "gpt-4o",      "bailingmoe", "seed-coder", "grok-2",      "command-r",    "olmo"};
+    static const char *const texts[] = {"tests/data/tokenizer/pretok-probe.txt",
+                                        "tests/data/tokenizer/vimtutor-ko.txt"};
+    REQUIRE(vocab_by_name("llama-bpe"));
+    const gguf_file *g = files[0];
+    for (size_t p = 0; p < sizeof pres / sizeof pres[0]; p++) {
+        nuri_vocab *v;
+        REQUIRE(tok_vocab_load_pre(g, pres[p], &v) == NURI_OK);
+        CHECKF(!strcmp(nuri_vocab_pre(v), pres[p]), "%s: using '%s'", pres[p], nuri_vocab_pre(v));
+        char path[256];
+        snprintf(path, sizeof path, "tests/data/tokenizer/pre-%s.llama-bpe.ids", pres[p]);
+        size_t m;
+        char *exp = slurp(path, &m), *line = exp;
+        CHECKF(exp != NULL, "cannot read %s", path);
+        for (size_t t = 0; exp && t < 2; t++) {
+            char *eol = strchr(line, '\n');
+            if (!eol) break;
+            *eol = 0;
+            size_t n;
+            char *text = slurp(texts[t], &n);
+            char *got = text ? tok_line(v, text, n, 0) : NULL;
+            CHECKF(got && !strcmp(got, line), "pre-tokenizer %s on %s differs from llama.cpp",
+                   pres[p], texts[t]);
+            if (got && strcmp(got, line)) {
+                size_t k = 0;
+                while (got[k] && got[k] == line[k]) k++;
+                fprintf(stderr, "    first difference at char %zu: got ...%.50s exp ...%.50s\n", k,
+                        got + k, line + k);
+            }
+            free(got);
+            free(text);
+            line = eol + 1;
+        }
+        free(exp);
+        nuri_vocab_free(v);
     }
 }
 
@@ -757,6 +805,7 @@ int main(void)
     RUN(cases_deepseek_llm);
     RUN(cases_node_llama_cpp);
     RUN(cases_unicode_random);
+    RUN(cases_every_pre_tokenizer);
     RUN(round_trip_generated);
     RUN(spm_leading_space_rule);
     RUN(detok_holds_split_hangul);
