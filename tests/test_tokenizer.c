@@ -11,8 +11,10 @@
  * UTF-8; time is linear in the input size; special-token and invalid-input behaviour.
  */
 #include "test.h"
+#include "tokenizer/tok_internal.h"
 #include "tokenizer/tokenizer.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -207,6 +209,53 @@ TEST(cases_unicode_random)
         snprintf(out, sizeof out, "tests/data/tokenizer/unicode-random.%s.out", vocab_names[i]);
         int n = check_cases(v, "tests/data/tokenizer/unicode-random.inp", out);
         CHECKF(n == 400, "%s: %d cases", vocab_names[i], n);
+    }
+}
+
+/* Every pre-tokenizer, on the Llama 3 vocabulary with tokenizer.ggml.pre replaced, against
+ * llama.cpp given the same replaced file: a probe text of edge cases and the Korean vimtutor
+ * (tests/data/tokenizer/pre-<pre>.llama-bpe.ids, one line per text). */
+TEST(cases_every_pre_tokenizer)
+{
+    static const char *const pres[] = {
+        "default",     "llama-bpe",  "dbrx",       "chatglm-bpe", "deepseek-llm", "deepseek-coder",
+        "deepseek-v3", "falcon",     "smollm",     "exaone",      "starcoder",    "gpt-2",
+        "exaone4",     "a.x-4.0",    "qwen2",      "bloom",       "viking",       "tekken",
+        "gpt-4o",      "bailingmoe", "seed-coder", "grok-2",      "command-r",    "olmo"};
+    static const char *const texts[] = {"tests/data/tokenizer/pretok-probe.txt",
+                                        "tests/data/tokenizer/vimtutor-ko.txt"};
+    REQUIRE(vocab_by_name("llama-bpe"));
+    const gguf_file *g = files[0];
+    for (size_t p = 0; p < sizeof pres / sizeof pres[0]; p++) {
+        nuri_vocab *v;
+        REQUIRE(tok_vocab_load_pre(g, pres[p], &v) == NURI_OK);
+        CHECKF(!strcmp(nuri_vocab_pre(v), pres[p]), "%s: using '%s'", pres[p], nuri_vocab_pre(v));
+        char path[256];
+        snprintf(path, sizeof path, "tests/data/tokenizer/pre-%s.llama-bpe.ids", pres[p]);
+        size_t m;
+        char *exp = slurp(path, &m), *line = exp;
+        CHECKF(exp != NULL, "cannot read %s", path);
+        for (size_t t = 0; exp && t < 2; t++) {
+            char *eol = strchr(line, '\n');
+            if (!eol) break;
+            *eol = 0;
+            size_t n;
+            char *text = slurp(texts[t], &n);
+            char *got = text ? tok_line(v, text, n, 0) : NULL;
+            CHECKF(got && !strcmp(got, line), "pre-tokenizer %s on %s differs from llama.cpp",
+                   pres[p], texts[t]);
+            if (got && strcmp(got, line)) {
+                size_t k = 0;
+                while (got[k] && got[k] == line[k]) k++;
+                fprintf(stderr, "    first difference at char %zu: got ...%.50s exp ...%.50s\n", k,
+                        got + k, line + k);
+            }
+            free(got);
+            free(text);
+            line = eol + 1;
+        }
+        free(exp);
+        nuri_vocab_free(v);
     }
 }
 
@@ -650,6 +699,50 @@ TEST(every_known_pre_tokenizer_compiles)
     }
 }
 
+/* ============================== threads ============================== */
+
+typedef struct thread_job {
+    const nuri_vocab *v;
+    const char *text;
+    char *got;
+} thread_job;
+
+static void *thread_tokenize(void *arg)
+{
+    thread_job *j = arg;
+    for (int rep = 0; rep < 20 && !j->got; rep++) {
+        char *line = tok_line(j->v, j->text, strlen(j->text), NURI_TOK_PARSE_SPECIAL);
+        if (rep == 19)
+            j->got = line;
+        else
+            free(line);
+    }
+    return NULL;
+}
+
+/* One vocabulary, four threads tokenizing at once: the same ids as one thread. */
+TEST(tokenize_from_many_threads)
+{
+    const char *text = "<|im_start|>user\n안녕하세요, 2024년 GPU batch size=32!<|im_end|>\n";
+    for (int vi = 0; vi < N_VOCABS; vi++) {
+        nuri_vocab *v = vocab(vi);
+        REQUIRE(v);
+        char *ref = tok_line(v, text, strlen(text), NURI_TOK_PARSE_SPECIAL);
+        pthread_t th[4];
+        thread_job jobs[4];
+        for (int i = 0; i < 4; i++) {
+            jobs[i] = (thread_job){v, text, NULL};
+            pthread_create(&th[i], NULL, thread_tokenize, &jobs[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            CHECKF(jobs[i].got && !strcmp(jobs[i].got, ref), "%s thread %d", vocab_names[vi], i);
+            free(jobs[i].got);
+        }
+        free(ref);
+    }
+}
+
 /* ============================== linear time ============================== */
 
 static double now(void)
@@ -712,6 +805,7 @@ int main(void)
     RUN(cases_deepseek_llm);
     RUN(cases_node_llama_cpp);
     RUN(cases_unicode_random);
+    RUN(cases_every_pre_tokenizer);
     RUN(round_trip_generated);
     RUN(spm_leading_space_rule);
     RUN(detok_holds_split_hangul);
@@ -725,6 +819,7 @@ int main(void)
     RUN(text_over_limit_is_refused);
     RUN(unknown_pre_tokenizer_warns_and_falls_back);
     RUN(every_known_pre_tokenizer_compiles);
+    RUN(tokenize_from_many_threads);
     RUN(time_is_linear_in_input);
     for (int i = 0; i < N_VOCABS; i++) {
         nuri_vocab_free(vocabs[i]);

@@ -173,8 +173,8 @@ static const char *const ucat_ascii[5] = {
     "\\x30-\\x39",                                                                       // 0-9
     "\\x41-\\x5A\\x61-\\x7A",                                                            // A-Za-z
     "\\x21-\\x23\\x25-\\x2A\\x2C-\\x2F\\x3A-\\x3B\\x3F-\\x40\\x5B-\\x5D\\x5F\\x7B\\x7D", // punct
-    "",                                     // no ASCII marks
-    "\\x24\\x2B\\x3C-\\x3E\\x5E\\x60\\x7C", // $+<=>^`|
+    "",                                          // no ASCII marks
+    "\\x24\\x2B\\x3C-\\x3E\\x5E\\x60\\x7C\\x7E", // $+<=>^`|~ (llama.cpp added ~)
 };
 
 static int ucat_index(const char *re, size_t i, size_t n)

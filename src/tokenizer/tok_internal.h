@@ -154,6 +154,10 @@ typedef struct tok_scratch {
     size_t n_out, cap_out;
 } tok_scratch;
 
+/* nuri_vocab_load with tokenizer.ggml.pre replaced by pre_override (if not NULL): for testing
+ * every pre-tokenizer on one vocabulary. */
+nuri_status tok_vocab_load_pre(const gguf_file *f, const char *pre_override, nuri_vocab **out);
+
 /* Special-token trie: the child of node (0 = root) for byte b, or -1. */
 int32_t tok_trie_step(const nuri_vocab *v, int32_t node, uint8_t b);
 

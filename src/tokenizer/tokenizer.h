@@ -23,8 +23,10 @@
  *   space's U+2581 mark.
  * - Limits: text up to NURI_TOK_MAX_TEXT bytes (else NURI_ERR_LIMIT); vocabularies up to
  *   NURI_VOCAB_MAX_TOKENS tokens of up to NURI_VOCAB_MAX_TOKEN_LEN bytes each. Time is linear in
- *   the text length (heap-based merging; no quadratic case on long words); memory is about 40
- *   bytes per input byte at peak.
+ *   the text length (heap-based merging; no quadratic case on long words). Scratch memory is per
+ *   call and proportional to the longest stretch of text between special tokens: about 12 bytes
+ *   per input byte for BPE (up to ~40 with pre-tokenizers that also run code-point regexes, such
+ *   as deepseek-llm), about 5 for SentencePiece; plus 4 bytes per output token.
  *
  * Thread safety: a loaded nuri_vocab is immutable; any number of threads may tokenize with it at
  * once. A nuri_detok belongs to one thread at a time.

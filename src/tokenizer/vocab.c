@@ -777,6 +777,11 @@ static nuri_status get_opt_bool(const gguf_file *f, const char *key, int *out)
 
 nuri_status nuri_vocab_load(const gguf_file *f, nuri_vocab **out)
 {
+    return tok_vocab_load_pre(f, NULL, out);
+}
+
+nuri_status tok_vocab_load_pre(const gguf_file *f, const char *pre_override, nuri_vocab **out)
+{
     *out = NULL;
     nuri_vocab_desc d;
     nuri_vocab_desc_init(&d);
@@ -795,7 +800,7 @@ nuri_status nuri_vocab_load(const gguf_file *f, nuri_vocab **out)
     if ((st = get_cstr(f, "tokenizer.ggml.pre", &pre))) goto done;
     if ((st = get_cstr(f, "general.name", &name))) goto done;
     if ((st = get_cstr(f, "general.architecture", &arch))) goto done;
-    d.model = model, d.pre = pre, d.name = name, d.arch = arch;
+    d.model = model, d.pre = pre_override ? pre_override : pre, d.name = name, d.arch = arch;
 
     gguf_arr a;
     if ((st = gguf_get_arr(f, "tokenizer.ggml.tokens", &a))) goto done;
