@@ -34,12 +34,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t g_interrupted;
+static volatile sig_atomic_t g_interrupted; // Ctrl-C presses not yet handled
 
 static void on_sigint(int sig)
 {
     (void)sig;
-    g_interrupted = 1;
+    g_interrupted = g_interrupted + 1; // SIGINT is masked while this runs: no lost update
 }
 
 static void chat_usage(FILE *out)
@@ -508,11 +508,12 @@ int cmd_chat(int argc, char **argv)
         size_t len;
         int r = read_line(&lr, &line, &len, &consumed);
         if (r == LINE_INTERRUPTED) {
+            interrupts += g_interrupted;
             g_interrupted = 0;
             lr.len = 0; // whatever was typed is gone (a terminal discards it too)
             consumed = 0;
             msg_len = 0;
-            if (++interrupts >= 2) {
+            if (interrupts >= 2) {
                 fputs("\n", stdout);
                 break;
             }
