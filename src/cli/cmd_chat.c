@@ -30,35 +30,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t g_interrupted;
+static volatile sig_atomic_t g_interrupted; // Ctrl-C presses not yet handled
 
 static void on_sigint(int sig)
 {
     (void)sig;
-    g_interrupted = 1;
+    g_interrupted = g_interrupted + 1; // SIGINT is masked while this runs: no lost update
 }
 
 static void chat_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: nuri chat -m MODEL [--system TEXT] [--chat-template FILE] [-t THREADS]\n"
-            "                 [--ctx N] [-n MAX_TOKENS] [--temp T] [--top-k K] [--top-p P]\n"
-            "                 [--min-p P] [--seed S] [--repeat-penalty R] [--repeat-last-n N]\n"
-            "\n"
-            "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
-            "The prompt is built with the model's chat template (ChatML if it has none;\n"
-            "--chat-template FILE overrides). -n caps each answer (default: until the model\n"
-            "ends its turn or the context is full). When the context is full, the oldest turns\n"
-            "are dropped (never the system message) and a notice says so.\n"
-            "Sampling defaults: --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, seed from the\n"
-            "clock (--temp 0 is greedy).\n"
-            "\n"
-            "Commands: /reset  /save FILE  /load FILE  /help  /quit\n"
-            "Keys: Ctrl-C stops an answer (the part shown is kept); at the prompt it discards\n"
-            "the line, and twice in a row exits. Ctrl-D exits.\n");
+    fprintf(
+        out,
+        "usage: nuri chat -m MODEL [--system TEXT] [--chat-template FILE] [-t THREADS]\n"
+        "                 [--ctx N] [-n MAX_TOKENS] [--temp T] [--top-k K] [--top-p P]\n"
+        "                 [--min-p P] [--seed S] [--repeat-penalty R] [--repeat-last-n N] [-v]\n"
+        "\n"
+        "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
+        "The prompt is built with the model's chat template (ChatML if it has none;\n"
+        "--chat-template FILE overrides). -n caps each answer (default: until the model\n"
+        "ends its turn or the context is full). When the context is full, the oldest turns\n"
+        "are dropped (never the system message) and a notice says so.\n"
+        "Sampling defaults: --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, seed from the\n"
+        "clock (--temp 0 is greedy). -v prints, per turn, how much of the prompt the KV\n"
+        "cache already held, and the speed.\n"
+        "\n"
+        "Commands: /reset  /save FILE  /load FILE  /help  /quit\n"
+        "Keys: Ctrl-C stops an answer (the part shown is kept); at the prompt it discards\n"
+        "the line, and twice in a row exits. Ctrl-D exits.\n");
 }
 
 static void chat_help(void)
@@ -157,6 +160,7 @@ typedef struct chat_session {
     int32_t *cache; // (n_ctx) the token ids the KV cache holds at positions 0..n_cache
     int32_t n_cache, n_ctx;
     long n_predict; // tokens per answer; < 0: no limit
+    bool verbose;   // a line of numbers per turn
     char *answer;   // the answer's text so far (bytes)
     size_t answer_len, answer_cap;
 } chat_session;
@@ -175,6 +179,13 @@ static bool answer_append(chat_session *s, const char *p, size_t n)
     s->answer_len += n;
     s->answer[s->answer_len] = 0;
     return true;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Tokens kept free for the answer when the prompt is fitted into the context. */
@@ -213,6 +224,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
     size_t keep = nuri_chat_reuse_prefix(s->cache, (size_t)s->n_cache, ids, n_ids);
     nuri_ctx_seq_truncate(s->ctx, 0, (int32_t)keep);
     s->n_cache = (int32_t)keep;
+    double t0 = now_s();
     st = nuri_ctx_decode(s->ctx, ids + keep, (int32_t)(n_ids - keep), (int32_t)keep, false);
     if (st != NURI_OK) {
         fprintf(stderr, "[model failed: %s]\n", nuri_last_error());
@@ -222,6 +234,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
         nuri_conv_pop(&s->conv);
         return false;
     }
+    double t_prompt = now_s();
     memcpy(s->cache + keep, ids + keep, (n_ids - keep) * sizeof *ids);
     s->n_cache = (int32_t)n_ids;
     nuri_sampler_reset(s->smp);
@@ -234,6 +247,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
     s->answer_len = 0;
     const char *why = NULL; // why the answer ended early, for the notice
     bool stopped = false;
+    long n_gen = 0;
     for (long k = 0; s->n_predict < 0 || k < s->n_predict; k++) {
         if (g_interrupted) {
             why = "answer stopped";
@@ -246,6 +260,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
         }
         nuri_sampler_accept(s->smp, next);
         if (nuri_vocab_is_eog(s->vocab, next)) break;
+        n_gen++;
         size_t plen;
         const char *piece = nuri_detok_feed(&s->dt, next, &plen);
         if (!answer_append(s, piece, plen)) return false;
@@ -279,6 +294,14 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
     printf("\n");
     fflush(stdout);
     if (why) fprintf(stderr, "[%s]\n", why);
+    if (s->verbose) {
+        double t_end = now_s();
+        fprintf(stderr,
+                "[prompt %zu tokens: %zu reused from the KV cache, %zu decoded in %.3f s; "
+                "answer %ld tokens in %.3f s (%.1f tokens/s)]\n",
+                n_ids, keep, n_ids - keep, t_prompt - t0, n_gen, t_end - t_prompt,
+                t_end > t_prompt ? (double)n_gen / (t_end - t_prompt) : 0.0);
+    }
     g_interrupted = 0;
 
     // the answer as shown is the assistant's turn (NUL bytes, which a <0x00> token can produce,
@@ -337,7 +360,7 @@ int cmd_chat(int argc, char **argv)
 {
     const char *model_path = NULL, *system = NULL, *tpl_path = NULL, *v;
     long n_predict = -1, threads = 1, n_ctx = 0, n;
-    bool seed_given = false;
+    bool seed_given = false, verbose = false;
     nuri_sampler_params sp = nuri_sampler_params_default();
     sp.temperature = 0.8f;
     sp.top_k = 40;
@@ -350,6 +373,8 @@ int cmd_chat(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(model_path = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = true;
         } else if (!strcmp(a, "--system")) {
             if (!(system = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--chat-template")) {
@@ -407,7 +432,7 @@ int cmd_chat(int argc, char **argv)
     if (tpl_path && nuri_chat_template_read(tpl_path, &tpl_src, &tpl_len) != NURI_OK)
         return cli_fail("chat: --chat-template");
 
-    chat_session s = {.n_predict = n_predict};
+    chat_session s = {.n_predict = n_predict, .verbose = verbose};
     nuri_conv_init(&s.conv);
     bool have_dt = false;
     int rc = 0;
@@ -452,10 +477,18 @@ int cmd_chat(int argc, char **argv)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; // no SA_RESTART: a Ctrl-C interrupts the wait for input
+    sa.sa_flags = SA_RESTART; // ppoll() is interrupted all the same (it is never restarted)
     sigaction(SIGINT, &sa, NULL);
 
     bool tty = isatty(0);
+    // IUTF8: the terminal's line editing erases a whole Hangul syllable per backspace, not a byte
+    struct termios tio_saved;
+    bool tio_set = false;
+    if (tty && tcgetattr(0, &tio_saved) == 0 && !(tio_saved.c_iflag & IUTF8)) {
+        struct termios tio = tio_saved;
+        tio.c_iflag |= IUTF8;
+        tio_set = tcsetattr(0, TCSANOW, &tio) == 0;
+    }
     fprintf(stderr, "[nuri chat: %s (%s), context %d tokens; template: %s]\n", model_path,
             s.model->hp.arch_name, s.n_ctx,
             tpl_path                              ? tpl_path
@@ -475,11 +508,12 @@ int cmd_chat(int argc, char **argv)
         size_t len;
         int r = read_line(&lr, &line, &len, &consumed);
         if (r == LINE_INTERRUPTED) {
+            interrupts += g_interrupted;
             g_interrupted = 0;
             lr.len = 0; // whatever was typed is gone (a terminal discards it too)
             consumed = 0;
             msg_len = 0;
-            if (++interrupts >= 2) {
+            if (interrupts >= 2) {
                 fputs("\n", stdout);
                 break;
             }
@@ -528,6 +562,7 @@ int cmd_chat(int argc, char **argv)
         }
     }
     free(msg);
+    if (tio_set) tcsetattr(0, TCSANOW, &tio_saved);
 done:
     free(lr.buf);
     free(s.cache);
