@@ -43,6 +43,41 @@ bool args_float(const char *s, double lo, double hi, const char *what, float *ou
     return true;
 }
 
+int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *seed_given)
+{
+    const char *a = argv[*i], *v;
+    long n;
+    if (!strcmp(a, "--temp"))
+        return (v = args_value(argc, argv, i)) && args_float(v, 0, 100, a, &sp->temperature) ? 1 : -1;
+    if (!strcmp(a, "--top-p"))
+        return (v = args_value(argc, argv, i)) && args_float(v, 0, 1, a, &sp->top_p) ? 1 : -1;
+    if (!strcmp(a, "--min-p"))
+        return (v = args_value(argc, argv, i)) && args_float(v, 0, 1, a, &sp->min_p) ? 1 : -1;
+    if (!strcmp(a, "--repeat-penalty"))
+        return (v = args_value(argc, argv, i)) &&
+                       args_float(v, 0.01, 100, a, &sp->repetition_penalty)
+                   ? 1
+                   : -1;
+    if (!strcmp(a, "--top-k")) {
+        if (!(v = args_value(argc, argv, i)) || !args_int(v, 0, 1 << 24, a, &n)) return -1;
+        sp->top_k = (int32_t)n;
+        return 1;
+    }
+    if (!strcmp(a, "--repeat-last-n")) {
+        if (!(v = args_value(argc, argv, i)) || !args_int(v, 0, NURI_SAMPLER_MAX_LAST_N, a, &n))
+            return -1;
+        sp->penalty_last_n = (int32_t)n;
+        return 1;
+    }
+    if (!strcmp(a, "--seed")) {
+        if (!(v = args_value(argc, argv, i)) || !args_int(v, 0, 0x7fffffffL, a, &n)) return -1;
+        sp->seed = (uint64_t)n;
+        if (seed_given) *seed_given = true;
+        return 1;
+    }
+    return 0;
+}
+
 bool args_token_list(const char *s, int32_t **ids, int32_t *n)
 {
     size_t cap = 1;

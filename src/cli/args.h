@@ -5,6 +5,8 @@
 #ifndef NURI_CLI_ARGS_H
 #define NURI_CLI_ARGS_H
 
+#include "sample/sampler.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,6 +19,15 @@ bool args_int(const char *s, long lo, long hi, const char *what, long *out);
 
 /* Parses a finite decimal number in [lo, hi]. */
 bool args_float(const char *s, double lo, double hi, const char *what, float *out);
+
+/* The sampling options run and chat share: --temp, --top-k, --top-p, --min-p, --seed,
+ * --repeat-penalty, --repeat-last-n. If argv[*i] is one of them, reads it (and its value) into sp
+ * and returns 1 (sets *seed_given for --seed); returns 0 if it is not one of them, -1 (with a
+ * message) if its value is bad. */
+int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *seed_given);
+#define ARGS_SAMPLING_HELP                                                                         \
+    "  sampling: --temp T (0 = greedy) --top-k K --top-p P --min-p P --seed S\n"                   \
+    "            --repeat-penalty R --repeat-last-n N\n"
 
 /* Parses "1,2,3" into a newly allocated array (caller frees with free()). */
 bool args_token_list(const char *s, int32_t **ids, int32_t *n);

@@ -359,13 +359,14 @@ static int chat_command(chat_session *s, char *line)
 int cmd_chat(int argc, char **argv)
 {
     const char *model_path = NULL, *system = NULL, *tpl_path = NULL, *v;
-    long n_predict = -1, threads = 1, n_ctx = 0, n;
+    long n_predict = -1, threads = 1, n_ctx = 0;
     bool seed_given = false, verbose = false;
     nuri_sampler_params sp = nuri_sampler_params_default();
     sp.temperature = 0.8f;
     sp.top_k = 40;
     sp.top_p = 0.95f;
     sp.min_p = 0.05f;
+    int sampling;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -387,34 +388,8 @@ int cmd_chat(int argc, char **argv)
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
-        } else if (!strcmp(a, "--temp")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_float(v, 0, 100, "--temp", &sp.temperature))
-                return 2;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0, 1, "--top-p", &sp.top_p))
-                return 2;
-        } else if (!strcmp(a, "--min-p")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0, 1, "--min-p", &sp.min_p))
-                return 2;
-        } else if (!strcmp(a, "--top-k")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 1 << 24, "--top-k", &n))
-                return 2;
-            sp.top_k = (int32_t)n;
-        } else if (!strcmp(a, "--seed")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 0x7fffffffL, "--seed", &n))
-                return 2;
-            sp.seed = (uint64_t)n;
-            seed_given = true;
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_float(v, 0.01, 100, "--repeat-penalty", &sp.repetition_penalty))
-                return 2;
-        } else if (!strcmp(a, "--repeat-last-n")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_int(v, 0, NURI_SAMPLER_MAX_LAST_N, "--repeat-last-n", &n))
-                return 2;
-            sp.penalty_last_n = (int32_t)n;
+        } else if ((sampling = args_sampling(argc, argv, &i, &sp, &seed_given)) != 0) {
+            if (sampling < 0) return 2;
         } else {
             fprintf(stderr, "nuri: chat: unknown option '%s'\n", a);
             chat_usage(stderr);

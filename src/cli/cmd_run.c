@@ -27,22 +27,22 @@
 static void run_usage(FILE *out)
 {
     fprintf(out, "usage: nuri run -m MODEL (-p TEXT | --tokens ID,ID,...) [-n N] [-t THREADS]\n"
-                 "                [--ctx N] [--temp T] [--top-k K] [--top-p P] [--min-p P] "
-                 "[--seed S]\n"
+                 "                [--ctx N] [sampling options]\n"
                  "                [--chat [--chat-template FILE]]\n"
                  "  continues the prompt (greedy unless --temp > 0): text with -p, token ids with "
                  "--tokens\n"
                  "  --chat: the text is one user message, wrapped with the model's chat template\n"
-                 "  (ChatML if it has none); only the answer is printed\n");
+                 "  (ChatML if it has none); only the answer is printed\n" ARGS_SAMPLING_HELP);
 }
 
 int cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *tokens_arg = NULL, *text = NULL, *tpl_path = NULL, *v;
     bool chat = false;
-    long n_predict = 32, threads = 1, n_ctx = 0, n;
+    long n_predict = 32, threads = 1, n_ctx = 0;
     nuri_sampler_params sp = nuri_sampler_params_default();
     sp.temperature = 0.0f;
+    int sampling;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -59,24 +59,6 @@ int cmd_run(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(text = args_value(argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--temp")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_float(v, 0, 100, "--temp", &sp.temperature))
-                return 2;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0, 1, "--top-p", &sp.top_p))
-                return 2;
-        } else if (!strcmp(a, "--min-p")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0, 1, "--min-p", &sp.min_p))
-                return 2;
-        } else if (!strcmp(a, "--top-k")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 1 << 24, "--top-k", &n))
-                return 2;
-            sp.top_k = (int32_t)n;
-        } else if (!strcmp(a, "--seed")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 0x7fffffffL, "--seed", &n))
-                return 2;
-            sp.seed = (uint64_t)n;
         } else if (!strcmp(a, "--chat")) {
             chat = true;
         } else if (!strcmp(a, "--chat-template")) {
@@ -85,6 +67,8 @@ int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
+        } else if ((sampling = args_sampling(argc, argv, &i, &sp, NULL)) != 0) {
+            if (sampling < 0) return 2;
         } else {
             fprintf(stderr, "nuri: run: unknown option '%s'\n", a);
             run_usage(stderr);
