@@ -477,7 +477,7 @@ static tv str_split(ctx *c, const tpl_node *at, tv s, const tv *sep, int64_t max
             }
             if (i >= s.s.n) break;
             if (maxsplit >= 0 && splits >= maxsplit) {
-                PUSH(str_strip(tv_strn(s.s.p + i, s.s.n - i), NULL, false, true));
+                PUSH(tv_strn(s.s.p + i, s.s.n - i)); // the rest, trailing whitespace kept
                 break;
             }
             size_t b = i;
@@ -597,6 +597,11 @@ static bool is_num(tv v)
     return v.t == TV_BOOL || v.t == TV_INT || v.t == TV_FLOAT;
 }
 
+static bool digit_char(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
 static double num_f(tv v)
 {
     return v.t == TV_FLOAT ? v.f : (double)(v.t == TV_BOOL ? v.b : v.i);
@@ -663,6 +668,8 @@ static bool contains(ctx *c, const tpl_node *at, tv needle, tv hay)
 }
 
 /* ---- arithmetic ---- */
+
+static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args);
 
 static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
 {
@@ -775,10 +782,146 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
             if (a.l->n) memcpy(l.l->v + (size_t)i * a.l->n, a.l->v, a.l->n * sizeof(tv));
         return l;
     }
-    if (op == OP_MOD && a.t == TV_STR)
-        rfail(c, at, NURI_ERR_UNSUPPORTED, "'%%' string formatting is not supported");
+    if (op == OP_MOD && a.t == TV_STR) return percent_format(c, at, a, b);
     FAIL(c, at, "unsupported operand type(s) for %s: '%s' and '%s'", op_text(op), tv_type_name(a),
          tv_type_name(b));
+}
+
+
+/* Python's printf-style `fmt % args`: %[(key)][flags][width][.precision]type for the types
+ * s r d i u f F e E g G x X o c %. args: a tuple (positional), a dict (%(key)s), or one value. */
+static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
+{
+    const tv *pos = &args;
+    size_t n_pos = 1, used = 0;
+    if (args.t == TV_LIST && args.tuple) {
+        pos = args.l->v;
+        n_pos = args.l->n;
+    }
+    tpl_buf b;
+    buf_init(c, &b);
+    const char *p = fmt.s.p, *end = fmt.s.p + fmt.s.n;
+    while (p < end) {
+        const char *q = memchr(p, '%', (size_t)(end - p));
+        if (!q) {
+            put(c, at, &b, p, (size_t)(end - p));
+            break;
+        }
+        put(c, at, &b, p, (size_t)(q - p));
+        p = q + 1;
+        if (p < end && *p == '%') {
+            put(c, at, &b, "%", 1);
+            p++;
+            continue;
+        }
+        tv val;
+        bool have = false;
+        if (p < end && *p == '(') {
+            const char *k = memchr(p, ')', (size_t)(end - p));
+            if (!k) FAIL(c, at, "incomplete format key");
+            if (args.t != TV_DICT) FAIL(c, at, "format requires a mapping");
+            long i = dict_find_str(args.d, p + 1, (size_t)(k - p - 1));
+            if (i < 0) FAIL(c, at, "format key '%.*s' not found", (int)(k - p - 1), p + 1);
+            val = args.d->v[i];
+            have = true;
+            p = k + 1;
+        }
+        char spec[32] = "%";
+        size_t sl = 1;
+        while (p < end && strchr("-0 +#", *p) && sl < 8) spec[sl++] = *p++;
+        int width = -1, prec = -1;
+        if (p < end && *p == '*') FAIL(c, at, "'*' widths are not supported");
+        while (p < end && digit_char(*p)) width = (width < 0 ? 0 : width) * 10 + (*p++ - '0');
+        if (p < end && *p == '.') {
+            p++;
+            prec = 0;
+            while (p < end && digit_char(*p)) prec = prec * 10 + (*p++ - '0');
+        }
+        if (width > 1000 || prec > 1000) FAIL(c, at, "format width or precision over 1000");
+        if (p >= end) FAIL(c, at, "incomplete format");
+        char type = *p++;
+        if (!have) {
+            if (used >= n_pos) FAIL(c, at, "not enough arguments for format string");
+            val = pos[used++];
+        }
+        if (val.t == TV_UNDEF && type != 's') fail_undef(c, at, val);
+        char num[1100];
+        const char *text = NULL;
+        size_t text_n = 0;
+        tv sv;
+        switch (type) {
+        case 's':
+        case 'r': {
+            tpl_buf vb;
+            buf_init(c, &vb);
+            if (type == 's' ? !tv_print(&vb, val) : !tv_repr(&vb, val))
+                rfail(c, at, NURI_ERR_LIMIT, "formatted string too long");
+            sv = buf_str(&vb);
+            if (prec >= 0) sv.s.n = tpl_utf8_offset(sv.s.p, sv.s.n, (size_t)prec);
+            text = sv.s.p;
+            text_n = sv.s.n;
+            break;
+        }
+        case 'd':
+        case 'i':
+        case 'u':
+        case 'x':
+        case 'X':
+        case 'o':
+        case 'c': {
+            if (!is_num(val)) FAIL(c, at, "%%%c format: a number is required, not %s", type,
+                                   tv_type_name(val));
+            long long v = val.t == TV_FLOAT ? (long long)val.f : (long long)num_i(val);
+            if (type == 'c') {
+                if (v < 0 || v > 0x10ffff) FAIL(c, at, "%%c arg not in range");
+                text_n = put_cp(num, (uint32_t)v);
+                text = num;
+                break;
+            }
+            memcpy(spec + sl, "ll", 2);
+            spec[sl + 2] = type == 'i' || type == 'u' ? 'd' : type;
+            spec[sl + 3] = 0;
+            snprintf(num, sizeof num, spec, v);
+            text = num;
+            text_n = strlen(num);
+            break;
+        }
+        case 'f':
+        case 'F':
+        case 'e':
+        case 'E':
+        case 'g':
+        case 'G': {
+            if (!is_num(val)) FAIL(c, at, "%%%c format: a number is required, not %s", type,
+                                   tv_type_name(val));
+            sl += (size_t)snprintf(spec + sl, sizeof spec - sl, ".%d%c", prec < 0 ? 6 : prec, type);
+            snprintf(num, sizeof num, spec, num_f(val));
+            text = num;
+            text_n = strlen(num);
+            break;
+        }
+        default: FAIL(c, at, "unsupported format character '%c'", type);
+        }
+        // width: pad (left-justified with '-'; '0' pads numbers after their sign)
+        size_t len = tpl_utf8_count(text, text_n);
+        int w = width < 0 ? 0 : width; // padding is ours: the C spec carries flags only
+        bool left = strchr(spec, '-') != NULL;
+        bool zero = strchr(spec, '0') != NULL && type != 's' && type != 'r' && !left;
+        if ((int)len < w && !left) {
+            if (zero && (text[0] == '-' || text[0] == '+')) {
+                put(c, at, &b, text, 1);
+                text++;
+                text_n--;
+            }
+            for (size_t k = len; (int)k < w; k++) put(c, at, &b, zero ? "0" : " ", 1);
+        }
+        put(c, at, &b, text, text_n);
+        if ((int)len < w && left)
+            for (size_t k = len; (int)k < w; k++) put(c, at, &b, " ", 1);
+    }
+    if (!(args.t == TV_DICT) && used < n_pos && (args.t == TV_LIST && args.tuple))
+        FAIL(c, at, "not all arguments converted during string formatting");
+    return buf_str(&b);
 }
 
 /* ---- attribute and item access ---- */
@@ -1735,7 +1878,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
             long long v = strtoll(sv, &e, 10);
             while (*e == ' ' || *e == '\t' || *e == '\n') e++;
             if (!errno && e != sv && !*e) return tv_int(v);
-            double f = strtod(sv, &e);
+            double f = strpbrk(sv, "xXpP") ? NAN : strtod(sv, &e); // no C hex floats
             while (*e == ' ' || *e == '\t' || *e == '\n') e++;
             if (e != sv && !*e && isfinite(f) && fabs(f) < 9.2e18) return tv_int((int64_t)f);
         }
@@ -1747,8 +1890,8 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         if (x.t == TV_INT || x.t == TV_BOOL) return tv_float(num_f(x));
         if (x.t == TV_STR) {
             char *sv = cstr_dup(c, at, x.s.p, x.s.n);
-            char *e;
-            double f = strtod(sv, &e);
+            char *e = sv;
+            double f = strpbrk(sv, "xXpP") ? 0 : strtod(sv, &e); // no C hex floats
             while (*e == ' ' || *e == '\t' || *e == '\n') e++;
             if (e != sv && !*e) return tv_float(f);
         }
@@ -1756,11 +1899,26 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
     }
     if (IS("round")) {
         int64_t prec = want_int(c, at, arg(a, 0, "precision", tv_int(0)), "precision");
-        tv m = arg(a, 1, "method", cstr("common"));
+        tv mv = arg(a, 1, "method", cstr("common"));
         if (!is_num(x)) FAIL(c, at, "round needs a number, not %s", tv_type_name(x));
-        char *meth = cstr_dup(c, at, want_str(c, at, m, "method").s.p, m.s.n);
+        char *meth = cstr_dup(c, at, want_str(c, at, mv, "method").s.p, mv.s.n);
         if (strcmp(meth, "common") && strcmp(meth, "ceil") && strcmp(meth, "floor"))
             FAIL(c, at, "method must be common, ceil or floor");
+        if (!strcmp(meth, "common") && x.t != TV_FLOAT) { // Python's round(int) stays an int
+            if (prec >= 0) return tv_int(num_i(x));
+            if (prec < -18) return tv_int(0);
+            int64_t m = 1, v = num_i(x);
+            for (int64_t k = 0; k < -prec; k++) m *= 10;
+            int64_t q = v / m, r = v % m;
+            if (r < 0) {
+                q--;
+                r += m;
+            }
+            if (2 * r > m || (2 * r == m && (q & 1))) q++; // half to even
+            int64_t res;
+            if (__builtin_mul_overflow(q, m, &res)) FAIL(c, at, "integer overflow");
+            return tv_int(res);
+        }
         if (!strcmp(meth, "common")) {
             double v = num_f(x), mul = pow(10.0, (double)prec);
             // Python round() is correctly rounded half-even on the decimal expansion; this is
@@ -1893,8 +2051,12 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         return acc;
     }
     if (IS("attr")) {
+        // jinja2's attr filter uses Python getattr only: dict keys are not attributes
         tv nm = want_str(c, at, arg(a, 0, NULL, none), "attribute name");
-        return getattr_(c, at, x, cstr_dup(c, at, nm.s.p, nm.s.n));
+        const char *an = cstr_dup(c, at, nm.s.p, nm.s.n);
+        if (x.t == TV_DICT && !in_names(dict_methods, an))
+            return undef_fmt(c, at, "'dict object' has no attribute '%s'", an);
+        return getattr_(c, at, x, an);
     }
     if (IS("dictsort")) {
         if (x.t != TV_DICT) FAIL(c, at, "dictsort needs a mapping");
@@ -1912,6 +2074,38 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
             merge_sort(c, at, items.l->v, keys, n, rev, tv_, tk);
         }
         return items;
+    }
+    if (IS("format")) {
+        tv fmt = str_of(c, at, x);
+        bool kw = false;
+        for (size_t i = 0; i < a->n; i++) kw = kw || a->kw[i];
+        if (kw) {
+            tv d = mk_dict(c, at, a->n);
+            for (size_t i = 0; i < a->n; i++)
+                if (a->kw[i]) dict_set(c, at, d.d, cstr(a->kw[i]), a->v[i]);
+            return percent_format(c, at, fmt, d);
+        }
+        tv t = mk_list(c, at, a->n, true);
+        for (size_t i = 0; i < a->n; i++) t.l->v[i] = a->v[i];
+        return percent_format(c, at, fmt, t);
+    }
+    if (IS("batch")) {
+        int64_t k = want_int(c, at, arg(a, 0, "linecount", none), "batch size");
+        tv fill = arg(a, 1, "fill_with", none);
+        bool do_fill = fill.t != TV_NONE;
+        if (k <= 0) FAIL(c, at, "batch size must be positive");
+        const tv *items;
+        size_t n;
+        iter_items(c, at, x, &items, &n);
+        size_t nb = (n + (size_t)k - 1) / (size_t)k;
+        tv out = mk_list(c, at, nb, false);
+        for (size_t i = 0; i < nb; i++) {
+            size_t start = i * (size_t)k, cnt = n - start < (size_t)k ? n - start : (size_t)k;
+            tv row = mk_list(c, at, do_fill ? (size_t)k : cnt, false);
+            for (size_t j = 0; j < row.l->n; j++) row.l->v[j] = j < cnt ? items[start + j] : fill;
+            out.l->v[i] = row;
+        }
+        return out;
     }
     if (IS("center")) {
         int64_t w = want_int(c, at, arg(a, 0, "width", tv_int(80)), "width");
@@ -2068,10 +2262,7 @@ static int exec_for(ctx *c, scope *s, const tpl_node *n)
     tloop *lp = ralloc(c, n, sizeof *lp);
     lp->items = items;
     lp->length = cnt;
-    tv outer_loop;
-    lp->depth = scope_get(s, "loop", &outer_loop) && outer_loop.t == TV_LOOP
-                    ? outer_loop.loop->depth + 1
-                    : 1;
+    lp->depth = 1; // depth counts recursive loop() calls only, which nuri does not support
     tv lv = {.t = TV_LOOP};
     lv.loop = lp;
     c->loop_depth++;

@@ -243,6 +243,9 @@ static size_t lex_string(parser *p, size_t off, tok *t)
         case 'f': *w++ = '\f'; break;
         case 'v': *w++ = '\v'; break;
         case '\n': break; // line continuation
+        case 'N':
+            fail_at(p, NURI_ERR_UNSUPPORTED, t->line, t->col,
+                    "\\N{...} escapes in string literals are not supported");
         case 'x':
         case 'u':
         case 'U': {
@@ -321,6 +324,34 @@ static size_t lex_tag(parser *p, size_t off, bool block, size_t tag_off)
             }
         }
         char c = s[0];
+        if (c == '0' && left > 2 && strchr("xXoObB", s[1])) {
+            // 0x / 0o / 0b integers (digits may be separated by '_')
+            int base = (s[1] | 32) == 'x' ? 16 : (s[1] | 32) == 'o' ? 8 : 2;
+            size_t i = 2;
+            uint64_t v = 0;
+            bool any = false, over = false;
+            while (i < left) {
+                int d = s[i] == '_' ? -2 : hexval(s[i]);
+                if (d == -2) {
+                    i++;
+                    continue;
+                }
+                if (d < 0 || d >= base) break;
+                if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base) over = true;
+                v = v * (uint64_t)base + (uint64_t)d;
+                any = true;
+                i++;
+            }
+            if (any) {
+                tok *t = push_tok(p, TK_INT, off);
+                if (over || v > INT64_MAX)
+                    fail_at(p, NURI_ERR_UNSUPPORTED, t->line, t->col,
+                            "integer literal over 64 bits");
+                t->i = (int64_t)v;
+                off += i;
+                continue;
+            }
+        }
         if (digit(c)) {
             // number: digits [_digits] [.digits] [e[+-]digits]
             size_t i = 0;

@@ -395,7 +395,7 @@ bool tv_print(tpl_buf *b, tv v)
 bool tv_repr(tpl_buf *b, tv v)
 {
     if (v.t == TV_STR) return repr_str(b, v.s.p, v.s.n);
-    if (v.t == TV_UNDEF) return true;
+    if (v.t == TV_UNDEF) return buf_puts(b, "Undefined");
     return tv_print(b, v);
 }
 
