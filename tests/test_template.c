@@ -195,6 +195,9 @@ TEST(newlines_are_normalized_and_one_trailing_newline_dropped)
 TEST(raw_blocks_are_copied_verbatim)
 {
     CHECK_RENDER("{% raw %}{{ a }}{% endraw %}", NULL, "{{ a }}");
+    // the text before {% endraw %} is stripped like any text before a block tag
+    CHECK_RENDER("{% raw -%}\n{{ a }} \n {% endraw %}b", NULL, "{{ a }} \nb");
+    CHECK_RENDER("{% raw %} x {%- endraw +%}\nb", NULL, " x\nb");
 }
 
 /* ---- expressions and values ---- */

@@ -444,6 +444,31 @@ static size_t lex_tag(parser *p, size_t off, bool block, size_t tag_off)
     }
 }
 
+/* The length of the text at [pos, pos + n) that is kept before a tag: with `-` all trailing
+ * whitespace goes; otherwise, for block and comment tags (lstrip) unless `+`, the spaces between the
+ * start of the line and the tag go when nothing else is on that line. */
+static size_t strip_before_tag(parser *p, size_t pos, size_t n, char sign, bool lstrip)
+{
+    const char *src = p->src;
+    if (sign == '-') return rstrip_len(src + pos, n);
+    if (sign == '+' || !lstrip) return n;
+    bool line_starting = pos == 0 || src[pos - 1] == '\n';
+    size_t l_pos = 0;
+    for (size_t i = n; i > 0; i--)
+        if (src[pos + i - 1] == '\n') {
+            l_pos = i;
+            break;
+        }
+    if (l_pos == 0 && !line_starting) return n;
+    for (size_t i = l_pos; i < n;) {
+        uint32_t cp;
+        size_t l = tpl_utf8_decode(src + pos + i, n - i, &cp);
+        if (!tpl_is_space(cp)) return n;
+        i += l;
+    }
+    return l_pos;
+}
+
 static void lex(parser *p)
 {
     size_t pos = 0;
@@ -468,29 +493,7 @@ static void lex(parser *p)
         size_t after = k + 2;
         char sign = after < p->len && (src[after] == '-' || src[after] == '+') ? src[after] : 0;
         if (sign) after++;
-        size_t text_n = k - pos;
-        bool line_starting = pos == 0 || src[pos - 1] == '\n';
-        if (sign == '-') {
-            text_n = rstrip_len(src + pos, text_n);
-        } else if (sign != '+' && kind != '{') {
-            size_t l_pos = 0;
-            for (size_t i = text_n; i > 0; i--)
-                if (src[pos + i - 1] == '\n') {
-                    l_pos = i;
-                    break;
-                }
-            if (l_pos > 0 || line_starting) {
-                bool ws = true;
-                for (size_t i = l_pos; i < text_n && ws;) {
-                    uint32_t cp;
-                    size_t l = tpl_utf8_decode(src + pos + i, text_n - i, &cp);
-                    ws = tpl_is_space(cp);
-                    i += l;
-                }
-                if (ws) text_n = l_pos;
-            }
-        }
-        emit_data(p, pos, text_n);
+        emit_data(p, pos, strip_before_tag(p, pos, k - pos, sign, kind != '{'));
         if (kind == '#') {
             const char *e = NULL;
             size_t i = after;
@@ -534,12 +537,17 @@ static void lex(parser *p)
                             r = skip_space(p, r);
                             if (p->len - r >= 6 && !memcmp(src + r, "endraw", 6)) {
                                 size_t e = skip_space(p, r + 6);
-                                size_t data_n = q - body;
-                                if (s2 == '-') data_n = rstrip_len(src + body, data_n);
+                                size_t data_n = strip_before_tag(p, body, q - body, s2, true);
                                 if (p->len - e >= 3 && src[e] == '-' && src[e + 1] == '%' &&
                                     src[e + 2] == '}') {
                                     emit_data(p, body, data_n);
                                     pos = skip_space(p, e + 3);
+                                    break;
+                                }
+                                if (p->len - e >= 3 && src[e] == '+' && src[e + 1] == '%' &&
+                                    src[e + 2] == '}') {
+                                    emit_data(p, body, data_n);
+                                    pos = e + 3;
                                     break;
                                 }
                                 if (p->len - e >= 2 && src[e] == '%' && src[e + 1] == '}') {
