@@ -584,10 +584,13 @@ static int64_t length_of(ctx *c, const tpl_node *at, tv v)
     switch (v.t) {
     case TV_UNDEF: return 0;
     case TV_STR: return (int64_t)tpl_utf8_count(v.s.p, v.s.n);
-    case TV_LIST: return (int64_t)v.l->n;
+    case TV_LIST:
+        if (v.gen) break;
+        return (int64_t)v.l->n;
     case TV_DICT: return (int64_t)v.d->n;
-    default: FAIL(c, at, "object of type '%s' has no len()", tv_type_name(v));
+    default: break;
     }
+    FAIL(c, at, "object of type '%s' has no len()", tv_type_name(v));
 }
 
 /* ---- comparisons ---- */
@@ -751,7 +754,8 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
         v.safe = a.safe || b.safe;
         return v;
     }
-    if (op == OP_ADD && a.t == TV_LIST && b.t == TV_LIST && a.tuple == b.tuple) {
+    if (op == OP_ADD && a.t == TV_LIST && b.t == TV_LIST && a.tuple == b.tuple && !a.gen &&
+        !b.gen) {
         tv l = mk_list(c, at, a.l->n + b.l->n, a.tuple);
         if (a.l->n) memcpy(l.l->v, a.l->v, a.l->n * sizeof(tv));
         if (b.l->n) memcpy(l.l->v + a.l->n, b.l->v, b.l->n * sizeof(tv));
@@ -762,7 +766,8 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
         a = b;
         b = t;
     }
-    if (op == OP_MUL && (a.t == TV_STR || a.t == TV_LIST) && (b.t == TV_INT || b.t == TV_BOOL)) {
+    if (op == OP_MUL && (a.t == TV_STR || (a.t == TV_LIST && !a.gen)) &&
+        (b.t == TV_INT || b.t == TV_BOOL)) {
         int64_t k = num_i(b);
         if (k < 0) k = 0;
         if ((a.t == TV_STR ? a.s.n : a.l->n) == 0) k = 0; // nothing to repeat: no loop either
@@ -919,7 +924,7 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
         if ((int)len < w && left)
             for (size_t k = len; (int)k < w; k++) put(c, at, &b, " ", 1);
     }
-    if (!(args.t == TV_DICT) && used < n_pos && (args.t == TV_LIST && args.tuple))
+    if (args.t != TV_DICT && !(args.t == TV_LIST && !args.tuple) && used < n_pos)
         FAIL(c, at, "not all arguments converted during string formatting");
     return buf_str(&b);
 }
@@ -1016,6 +1021,7 @@ static tv getitem(ctx *c, const tpl_node *at, tv obj, tv key)
         break;
     }
     case TV_LIST:
+        if (obj.gen) return undef_fmt(c, at, "'generator' object is not subscriptable");
         if (key.t == TV_INT || key.t == TV_BOOL) {
             int64_t i = num_i(key), n = (int64_t)obj.l->n;
             if (i < 0) i += n;
@@ -1072,10 +1078,12 @@ static tv do_slice(ctx *c, const tpl_node *at, tv obj, tv vb, tv ve, tv vs)
     }
     const tv *items;
     size_t n_items;
-    if (obj.t == TV_STR || obj.t == TV_LIST) {
+    if (obj.t == TV_STR || (obj.t == TV_LIST && !obj.gen)) {
         iter_items(c, at, obj, &items, &n_items);
-    } else {
-        FAIL(c, at, "'%s' object is not subscriptable", tv_type_name(obj));
+    } else if (obj.t == TV_DICT || obj.t == TV_NS) {
+        FAIL(c, at, "unhashable type: 'slice'");
+    } else { // jinja2 turns a failed subscript into undefined
+        return undef_fmt(c, at, "'%s' object is not subscriptable", tv_type_name(obj));
     }
     int64_t n = (int64_t)n_items;
     int64_t b = slice_index(c, at, vb, step < 0 ? n - 1 : 0, n, step);
@@ -1718,6 +1726,7 @@ static tv select_items(ctx *c, scope *s, const tpl_node *at, tv x, targs *a, boo
         if (r == keep) out.l->v[k++] = items[i];
     }
     out.l->n = k;
+    out.gen = 1;
     return out;
 }
 
@@ -1765,7 +1774,8 @@ static tv indent_filter(ctx *c, const tpl_node *at, tv x, targs *a)
         memset(sp, ' ', (size_t)k);
         ind = tv_strn(sp, (size_t)k);
     }
-    x = str_of(c, at, x);
+    if (x.t != TV_STR) // jinja2 does s += "\n" on the value itself
+        FAIL(c, at, "unsupported operand type(s) for +=: '%s' and 'str'", tv_type_name(x));
     // s += "\n"; lines = s.splitlines()
     tpl_buf src;
     buf_init(c, &src);
@@ -1819,7 +1829,9 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
     if (IS("items")) {
         if (x.t == TV_UNDEF) return mk_list(c, at, 0, false);
         if (x.t != TV_DICT) FAIL(c, at, "Can only get item pairs from a mapping.");
-        return call_method(c, at, x, "items", a);
+        tv it = call_method(c, at, x, "items", a);
+        it.gen = 1;
+        return it;
     }
     if (IS("list")) {
         const tv *items;
@@ -1831,6 +1843,8 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         const tv *items;
         size_t n;
         iter_items(c, at, x, &items, &n);
+        if (IS("last") && x.t == TV_LIST && x.gen)
+            FAIL(c, at, "'generator' object is not reversible");
         if (!n) return undef_fmt(c, at, "No %s item, sequence was empty.", name);
         return IS("first") ? items[0] : items[n - 1];
     }
@@ -1951,6 +1965,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
                 tv v = attr_path(c, at, items[i], attribute);
                 out.l->v[i] = v.t == TV_UNDEF && def.t != TV_UNDEF ? def : v;
             }
+            out.gen = 1;
             return out;
         }
         tv fname = want_str(c, at, arg(a, 0, NULL, none), "map filter name");
@@ -1965,6 +1980,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
             fa.n++;
         }
         for (size_t i = 0; i < n; i++) out.l->v[i] = apply_filter(c, s, at, fn, items[i], &fa);
+        out.gen = 1;
         return out;
     }
     if (IS("select")) return select_items(c, s, at, x, a, false, true);
@@ -1991,6 +2007,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
                 if (!seen) out.l->v[k++] = items[i];
             }
             out.l->n = k;
+            out.gen = 1;
             return out;
         }
         if (!is_sort) {
@@ -2017,8 +2034,10 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         const tv *items;
         size_t n;
         iter_items(c, at, x, &items, &n);
+        if (x.t == TV_LIST && x.gen) FAIL(c, at, "argument to reversed() must be a sequence");
         tv out = mk_list(c, at, n, false);
         for (size_t i = 0; i < n; i++) out.l->v[i] = items[n - 1 - i];
+        out.gen = 1; // a reversed iterator
         return out;
     }
     if (IS("indent")) return indent_filter(c, at, x, a);
@@ -2105,6 +2124,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
             for (size_t j = 0; j < row.l->n; j++) row.l->v[j] = j < cnt ? items[start + j] : fill;
             out.l->v[i] = row;
         }
+        out.gen = 1;
         return out;
     }
     if (IS("center")) {
@@ -2146,8 +2166,8 @@ static bool apply_test(ctx *c, scope *s, const tpl_node *at, const char *name, t
     if (IS("iterable"))
         return x.t == TV_STR || x.t == TV_LIST || x.t == TV_DICT || x.t == TV_UNDEF;
     if (IS("sequence"))
-        return x.t == TV_STR || x.t == TV_LIST || x.t == TV_DICT || x.t == TV_UNDEF;
-    if (IS("callable")) return x.t == TV_FUNC;
+        return x.t == TV_STR || (x.t == TV_LIST && !x.gen) || x.t == TV_DICT || x.t == TV_UNDEF;
+    if (IS("callable")) return x.t == TV_FUNC || x.t == TV_UNDEF; // Undefined has __call__
     if (IS("escaped")) return x.t == TV_STR && x.safe;
     if (IS("sameas")) {
         tv o = arg(a, 0, "other", none);

@@ -139,7 +139,7 @@ bool tv_truthy(tv v)
     case TV_INT: return v.i != 0;
     case TV_FLOAT: return v.f != 0.0;
     case TV_STR: return v.s.n != 0;
-    case TV_LIST: return v.l->n != 0;
+    case TV_LIST: return v.gen || v.l->n != 0;
     case TV_DICT: return v.d->n != 0;
     default: return true;
     }
@@ -154,7 +154,7 @@ const char *tv_type_name(tv v)
     case TV_INT: return "int";
     case TV_FLOAT: return "float";
     case TV_STR: return "str";
-    case TV_LIST: return v.tuple ? "tuple" : "list";
+    case TV_LIST: return v.gen ? "generator" : v.tuple ? "tuple" : "list";
     case TV_DICT: return "dict";
     case TV_NS: return "Namespace";
     case TV_FUNC: return "function";
@@ -185,6 +185,7 @@ bool tv_equal(tv a, tv b)
     case TV_NONE: return true;
     case TV_STR: return a.s.n == b.s.n && !memcmp(a.s.p, b.s.p, a.s.n);
     case TV_LIST:
+        if (a.gen || b.gen) return a.l == b.l;
         if (a.tuple != b.tuple || a.l->n != b.l->n) return false;
         for (size_t i = 0; i < a.l->n; i++)
             if (!tv_equal(a.l->v[i], b.l->v[i])) return false;
@@ -355,6 +356,7 @@ static bool repr_str(tpl_buf *b, const char *p, size_t n)
 
 static bool print_seq(tpl_buf *b, tv v)
 {
+    if (v.t == TV_LIST && v.gen) return buf_puts(b, "<generator object>");
     if (v.t == TV_LIST) {
         if (!buf_puts(b, v.tuple ? "(" : "[")) return false;
         for (size_t i = 0; i < v.l->n; i++)
@@ -449,6 +451,10 @@ int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
     case TV_FLOAT: return print_float(b, v.f, true) ? 0 : -1;
     case TV_STR: return json_str(b, v.s.p, v.s.n) ? 0 : -1;
     case TV_LIST: {
+        if (v.gen) {
+            *bad = "generator";
+            return -2;
+        }
         if (v.l->n == 0) return buf_puts(b, "[]") ? 0 : -1;
         if (!buf_puts(b, "[")) return -1;
         for (size_t i = 0; i < v.l->n; i++) {

@@ -53,6 +53,7 @@ typedef struct tv {
     uint8_t t;
     uint8_t safe;  // TV_STR: markupsafe.Markup (from |safe)
     uint8_t tuple; // TV_LIST: a tuple (prints with parentheses)
+    uint8_t gen;   // TV_LIST: a Python generator (from map, select, ...): always true, no len()
     union {
         bool b;
         int64_t i;
