@@ -68,17 +68,18 @@ typedef struct targs {
     const char *kw[MAX_ARGS]; // NULL: positional
 } targs;
 
-__attribute__((noreturn, format(printf, 4, 5))) static void rfail(ctx *c, const tpl_node *at,
-                                                                  nuri_status s, const char *fmt,
-                                                                  ...)
+__attribute__((noreturn, format(printf, 4, 5))) static void
+rfail(ctx *c, const tpl_node *at, nuri_status s, const char *fmt, ...)
 {
     char msg[600];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (at) nuri_error(s, "template line %d col %d: %s", at->line, at->col, msg);
-    else nuri_error(s, "template: %s", msg);
+    if (at)
+        nuri_error(s, "template line %d col %d: %s", at->line, at->col, msg);
+    else
+        nuri_error(s, "template: %s", msg);
     longjmp(c->jb, (int)s);
 }
 
@@ -170,8 +171,7 @@ static tv undef_fmt(ctx *c, const tpl_node *at, const char *fmt, ...)
 
 __attribute__((noreturn)) static void fail_undef(ctx *c, const tpl_node *at, tv u)
 {
-    if (u.s.p && u.s.p[0] == '\'' && strstr(u.s.p, "has no attribute"))
-        FAIL(c, at, "%s", u.s.p);
+    if (u.s.p && u.s.p[0] == '\'' && strstr(u.s.p, "has no attribute")) FAIL(c, at, "%s", u.s.p);
     FAIL(c, at, "'%s' is undefined", u.s.p ? u.s.p : "value");
 }
 
@@ -347,14 +347,22 @@ static tv str_case(ctx *c, const tpl_node *at, tv s, int mode)
         size_t l = tpl_utf8_decode(s.s.p + i, s.s.n - i, &cp);
         uint32_t r = cp;
         switch (mode) {
-        case CASE_UPPER: r = cp_upper(cp); break;
-        case CASE_LOWER: r = cp_lower(cp); break;
-        case CASE_CAPITALIZE: r = first ? cp_upper(cp) : cp_lower(cp); break;
-        case CASE_PYTITLE: r = prev_cased ? cp_lower(cp) : cp_upper(cp); break;
+        case CASE_UPPER:
+            r = cp_upper(cp);
+            break;
+        case CASE_LOWER:
+            r = cp_lower(cp);
+            break;
+        case CASE_CAPITALIZE:
+            r = first ? cp_upper(cp) : cp_lower(cp);
+            break;
+        case CASE_PYTITLE:
+            r = prev_cased ? cp_lower(cp) : cp_upper(cp);
+            break;
         case CASE_JTITLE: {
             // jinja2's title filter: words start after runs of - ( { [ < and whitespace
-            bool sep = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' ||
-                       tpl_is_space(cp);
+            bool sep =
+                cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || tpl_is_space(cp);
             r = sep ? cp : (first ? cp_upper(cp) : cp_lower(cp));
             first = sep;
             break;
@@ -522,14 +530,26 @@ static tv html_escape(ctx *c, const tpl_node *at, tv s)
     for (size_t i = 0; i < s.s.n; i++) {
         const char *r = NULL;
         switch (s.s.p[i]) {
-        case '&': r = "&amp;"; break;
-        case '<': r = "&lt;"; break;
-        case '>': r = "&gt;"; break;
-        case '"': r = "&#34;"; break;
-        case '\'': r = "&#39;"; break;
+        case '&':
+            r = "&amp;";
+            break;
+        case '<':
+            r = "&lt;";
+            break;
+        case '>':
+            r = "&gt;";
+            break;
+        case '"':
+            r = "&#34;";
+            break;
+        case '\'':
+            r = "&#39;";
+            break;
         }
-        if (r) put(c, at, &b, r, strlen(r));
-        else put(c, at, &b, s.s.p + i, 1);
+        if (r)
+            put(c, at, &b, r, strlen(r));
+        else
+            put(c, at, &b, s.s.p + i, 1);
     }
     tv v = buf_str(&b);
     v.safe = 1;
@@ -568,7 +588,8 @@ static void iter_items(ctx *c, const tpl_node *at, tv v, const tv **items, size_
         *n = cnt;
         return;
     }
-    default: FAIL(c, at, "'%s' object is not iterable", tv_type_name(v));
+    default:
+        FAIL(c, at, "'%s' object is not iterable", tv_type_name(v));
     }
 }
 
@@ -582,13 +603,17 @@ static tv list_from(ctx *c, const tpl_node *at, const tv *items, size_t n)
 static int64_t length_of(ctx *c, const tpl_node *at, tv v)
 {
     switch (v.t) {
-    case TV_UNDEF: return 0;
-    case TV_STR: return (int64_t)tpl_utf8_count(v.s.p, v.s.n);
+    case TV_UNDEF:
+        return 0;
+    case TV_STR:
+        return (int64_t)tpl_utf8_count(v.s.p, v.s.n);
     case TV_LIST:
         if (v.gen) break;
         return (int64_t)v.l->n;
-    case TV_DICT: return (int64_t)v.d->n;
-    default: break;
+    case TV_DICT:
+        return (int64_t)v.d->n;
+    default:
+        break;
     }
     FAIL(c, at, "object of type '%s' has no len()", tv_type_name(v));
 }
@@ -655,7 +680,8 @@ static int compare(ctx *c, const tpl_node *at, tv a, tv b, int op)
 static bool contains(ctx *c, const tpl_node *at, tv needle, tv hay)
 {
     switch (hay.t) {
-    case TV_UNDEF: return false;
+    case TV_UNDEF:
+        return false;
     case TV_STR:
         if (needle.t != TV_STR)
             FAIL(c, at, "'in <string>' requires string as left operand, not %s",
@@ -665,8 +691,10 @@ static bool contains(ctx *c, const tpl_node *at, tv needle, tv hay)
         for (size_t i = 0; i < hay.l->n; i++)
             if (tv_equal(hay.l->v[i], needle)) return true;
         return false;
-    case TV_DICT: return dict_find(hay.d, needle) >= 0;
-    default: FAIL(c, at, "argument of type '%s' is not iterable", tv_type_name(hay));
+    case TV_DICT:
+        return dict_find(hay.d, needle) >= 0;
+    default:
+        FAIL(c, at, "argument of type '%s' is not iterable", tv_type_name(hay));
     }
 }
 
@@ -687,9 +715,12 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
         if (fl) {
             double x = num_f(a), y = num_f(b);
             switch (op) {
-            case OP_ADD: return tv_float(x + y);
-            case OP_SUB: return tv_float(x - y);
-            case OP_MUL: return tv_float(x * y);
+            case OP_ADD:
+                return tv_float(x + y);
+            case OP_SUB:
+                return tv_float(x - y);
+            case OP_MUL:
+                return tv_float(x * y);
             case OP_FLOORDIV:
                 if (y == 0) FAIL(c, at, "float floor division by zero");
                 return tv_float(floor(x / y));
@@ -699,7 +730,8 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
                 if (r != 0 && ((r < 0) != (y < 0))) r += y;
                 return tv_float(r);
             }
-            case OP_POW: return tv_float(pow(x, y));
+            case OP_POW:
+                return tv_float(pow(x, y));
             }
         }
         int64_t x = num_i(a), y = num_i(b), r;
@@ -743,8 +775,10 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
     }
     if (op == OP_ADD && a.t == TV_STR && b.t == TV_STR) {
         if (a.safe != b.safe) { // Markup + str escapes the str
-            if (a.safe) b = html_escape(c, at, b);
-            else a = html_escape(c, at, a);
+            if (a.safe)
+                b = html_escape(c, at, b);
+            else
+                a = html_escape(c, at, a);
         }
         tpl_buf buf;
         buf_init(c, &buf);
@@ -791,7 +825,6 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
     FAIL(c, at, "unsupported operand type(s) for %s: '%s' and '%s'", op_text(op), tv_type_name(a),
          tv_type_name(b));
 }
-
 
 /* Python's printf-style `fmt % args`: %[(key)][flags][width][.precision]type for the types
  * s r d i u f F e E g G x X o c %. args: a tuple (positional), a dict (%(key)s), or one value. */
@@ -874,8 +907,8 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
         case 'X':
         case 'o':
         case 'c': {
-            if (!is_num(val)) FAIL(c, at, "%%%c format: a number is required, not %s", type,
-                                   tv_type_name(val));
+            if (!is_num(val))
+                FAIL(c, at, "%%%c format: a number is required, not %s", type, tv_type_name(val));
             long long v = val.t == TV_FLOAT ? (long long)val.f : (long long)num_i(val);
             if (type == 'c') {
                 if (v < 0 || v > 0x10ffff) FAIL(c, at, "%%c arg not in range");
@@ -897,15 +930,16 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
         case 'E':
         case 'g':
         case 'G': {
-            if (!is_num(val)) FAIL(c, at, "%%%c format: a number is required, not %s", type,
-                                   tv_type_name(val));
+            if (!is_num(val))
+                FAIL(c, at, "%%%c format: a number is required, not %s", type, tv_type_name(val));
             sl += (size_t)snprintf(spec + sl, sizeof spec - sl, ".%d%c", prec < 0 ? 6 : prec, type);
             snprintf(num, sizeof num, spec, num_f(val));
             text = num;
             text_n = strlen(num);
             break;
         }
-        default: FAIL(c, at, "unsupported format character '%c'", type);
+        default:
+            FAIL(c, at, "unsupported format character '%c'", type);
         }
         // width: pad (left-justified with '-'; '0' pads numbers after their sign)
         size_t len = tpl_utf8_count(text, text_n);
@@ -931,16 +965,16 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
 
 /* ---- attribute and item access ---- */
 
-static const char *const dict_methods[] = {"items", "keys",    "values",     "get",     "update",
-                                           "pop",   "popitem", "setdefault", "clear",   "copy",
-                                           NULL};
+static const char *const dict_methods[] = {"items",  "keys", "values",  "get",
+                                           "update", "pop",  "popitem", "setdefault",
+                                           "clear",  "copy", NULL};
 static const char *const str_methods[] = {
-    "strip",   "lstrip",  "rstrip",     "split",   "rsplit",  "startswith", "endswith",
-    "upper",   "lower",   "title",      "capitalize", "replace", "find",   "rfind",
-    "count",   "join",    "format",     "isdigit", "isalpha", "isalnum",    "isspace",
-    "isupper", "islower", "splitlines", "index",   "center",  "zfill",      NULL};
-static const char *const list_methods[] = {"append", "extend", "pop",   "insert", "remove", "sort",
-                                           "reverse", "clear", "index", "count",  "copy",   NULL};
+    "strip",   "lstrip",  "rstrip",     "split",      "rsplit",  "startswith", "endswith",
+    "upper",   "lower",   "title",      "capitalize", "replace", "find",       "rfind",
+    "count",   "join",    "format",     "isdigit",    "isalpha", "isalnum",    "isspace",
+    "isupper", "islower", "splitlines", "index",      "center",  "zfill",      NULL};
+static const char *const list_methods[] = {"append",  "extend", "pop",   "insert", "remove", "sort",
+                                           "reverse", "clear",  "index", "count",  "copy",   NULL};
 
 static bool in_names(const char *const *names, const char *s)
 {
@@ -988,7 +1022,8 @@ static tv loop_attr(ctx *c, const tpl_node *at, const tloop *l, const char *name
 static tv getattr_(ctx *c, const tpl_node *at, tv obj, const char *name)
 {
     switch (obj.t) {
-    case TV_UNDEF: fail_undef(c, at, obj);
+    case TV_UNDEF:
+        fail_undef(c, at, obj);
     case TV_DICT:
         if (in_names(dict_methods, name)) return bound_method(c, at, obj, name);
         /* fall through */
@@ -1004,8 +1039,10 @@ static tv getattr_(ctx *c, const tpl_node *at, tv obj, const char *name)
     case TV_LIST:
         if (in_names(list_methods, name)) return bound_method(c, at, obj, name);
         break;
-    case TV_LOOP: return loop_attr(c, at, obj.loop, name);
-    default: break;
+    case TV_LOOP:
+        return loop_attr(c, at, obj.loop, name);
+    default:
+        break;
     }
     return undef_fmt(c, at, "'%s object' has no attribute '%s'", tv_type_name(obj), name);
 }
@@ -1013,7 +1050,8 @@ static tv getattr_(ctx *c, const tpl_node *at, tv obj, const char *name)
 static tv getitem(ctx *c, const tpl_node *at, tv obj, tv key)
 {
     switch (obj.t) {
-    case TV_UNDEF: fail_undef(c, at, obj);
+    case TV_UNDEF:
+        fail_undef(c, at, obj);
     case TV_DICT:
     case TV_NS: {
         long i = dict_find(obj.d, key);
@@ -1042,7 +1080,8 @@ static tv getitem(ctx *c, const tpl_node *at, tv obj, tv key)
             return undef_fmt(c, at, "string index out of range");
         }
         break;
-    default: break;
+    default:
+        break;
     }
     if (key.t == TV_STR) {
         char *name = cstr_dup(c, at, key.s.p, key.s.n);
@@ -1383,7 +1422,8 @@ static tv call_builtin(ctx *c, const tpl_node *at, int which, targs *a)
         size_t np = n_positional(a);
         if (np < 1 || np > 3 || np != a->n) FAIL(c, at, "range expected 1 to 3 arguments");
         int64_t start = 0, stop, stp = 1;
-        if (np == 1) stop = want_int(c, at, a->v[0], "range argument");
+        if (np == 1)
+            stop = want_int(c, at, a->v[0], "range argument");
         else {
             start = want_int(c, at, a->v[0], "range argument");
             stop = want_int(c, at, a->v[1], "range argument");
@@ -1453,9 +1493,12 @@ static tv call_value(ctx *c, scope *s, const tpl_node *at, tv fn, targs *a)
     if (fn.t == TV_UNDEF) fail_undef(c, at, fn);
     if (fn.t != TV_FUNC) FAIL(c, at, "'%s' object is not callable", tv_type_name(fn));
     switch (fn.fn->kind) {
-    case F_MACRO: return call_macro(c, at, fn.fn, a);
-    case F_BUILTIN: return call_builtin(c, at, fn.fn->builtin, a);
-    case F_METHOD: return call_method(c, at, fn.fn->self, fn.fn->name, a);
+    case F_MACRO:
+        return call_macro(c, at, fn.fn, a);
+    case F_BUILTIN:
+        return call_builtin(c, at, fn.fn->builtin, a);
+    case F_METHOD:
+        return call_method(c, at, fn.fn->self, fn.fn->name, a);
     }
     FAIL(c, at, "not callable");
 }
@@ -1485,13 +1528,15 @@ static tv eval_call(ctx *c, scope *s, const tpl_node *n)
 static tv eval(ctx *c, scope *s, const tpl_node *n)
 {
     switch (n->kind) {
-    case E_CONST: return n->val;
+    case E_CONST:
+        return n->val;
     case E_NAME: {
         tv v;
         if (scope_get(s, n->name, &v)) return v;
         return tv_undef(n->name);
     }
-    case E_ATTR: return getattr_(c, n, eval(c, s, n->a), n->name);
+    case E_ATTR:
+        return getattr_(c, n, eval(c, s, n->a), n->name);
     case E_ITEM: {
         tv obj = eval(c, s, n->a);
         return getitem(c, n, obj, eval(c, s, n->b));
@@ -1503,7 +1548,8 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
            st = n->d ? eval(c, s, n->d) : none;
         return do_slice(c, n, obj, b, e, st);
     }
-    case E_CALL: return eval_call(c, s, n);
+    case E_CALL:
+        return eval_call(c, s, n);
     case E_FILTER: {
         tv x = eval(c, s, n->a);
         targs a;
@@ -1529,14 +1575,16 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
     case E_POS: {
         tv a = eval(c, s, n->a);
         if (a.t == TV_UNDEF) fail_undef(c, n, a);
-        if (!is_num(a)) FAIL(c, n, "bad operand type for unary %s: '%s'",
-                             n->kind == E_NEG ? "-" : "+", tv_type_name(a));
+        if (!is_num(a))
+            FAIL(c, n, "bad operand type for unary %s: '%s'", n->kind == E_NEG ? "-" : "+",
+                 tv_type_name(a));
         if (n->kind == E_POS) return a.t == TV_BOOL ? tv_int(a.b) : a;
         if (a.t == TV_FLOAT) return tv_float(-a.f);
         if (num_i(a) == INT64_MIN) FAIL(c, n, "integer overflow");
         return tv_int(-num_i(a));
     }
-    case E_NOT: return tv_bool(!tv_truthy(eval(c, s, n->a)));
+    case E_NOT:
+        return tv_bool(!tv_truthy(eval(c, s, n->a)));
     case E_AND: {
         tv a = eval(c, s, n->a);
         return tv_truthy(a) ? eval(c, s, n->b) : a;
@@ -1552,10 +1600,18 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
             int op = n->ops[i - 1];
             bool r;
             switch (op) {
-            case OP_EQ: r = tv_equal(left, right); break;
-            case OP_NE: r = !tv_equal(left, right); break;
-            case OP_IN: r = contains(c, n, left, right); break;
-            case OP_NOTIN: r = !contains(c, n, left, right); break;
+            case OP_EQ:
+                r = tv_equal(left, right);
+                break;
+            case OP_NE:
+                r = !tv_equal(left, right);
+                break;
+            case OP_IN:
+                r = contains(c, n, left, right);
+                break;
+            case OP_NOTIN:
+                r = !contains(c, n, left, right);
+                break;
             default: {
                 int k = compare(c, n, left, right, op);
                 r = op == OP_LT ? k < 0 : op == OP_LE ? k <= 0 : op == OP_GT ? k > 0 : k >= 0;
@@ -1613,8 +1669,7 @@ static tv tojson(ctx *c, const tpl_node *at, tv x, targs *a)
     buf_init(c, &b);
     const char *bad = NULL;
     int r = tv_json(&b, x, indent, 0, &bad);
-    if (r == -1)
-        rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes", c->lim.max_output);
+    if (r == -1) rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes", c->lim.max_output);
     if (r == -2) FAIL(c, at, "Object of type %s is not JSON serializable", bad);
     return buf_str(&b);
 }
@@ -1683,8 +1738,10 @@ static tv py_round(double x, int64_t prec, const char *method)
     double m = pow(10.0, (double)prec);
     double y = x * m;
     double r;
-    if (!strcmp(method, "ceil")) r = ceil(y);
-    else if (!strcmp(method, "floor")) r = floor(y);
+    if (!strcmp(method, "ceil"))
+        r = ceil(y);
+    else if (!strcmp(method, "floor"))
+        r = floor(y);
     else {
         // Python's round(): half to even on the exact decimal value
         r = nearbyint(y);
@@ -1718,7 +1775,8 @@ static tv select_items(ctx *c, scope *s, const tpl_node *at, tv x, targs *a, boo
         step(c, at);
         tv v = by_attr ? attr_path(c, at, items[i], attribute) : items[i];
         bool r;
-        if (test.t == TV_NONE) r = tv_truthy(v);
+        if (test.t == TV_NONE)
+            r = tv_truthy(v);
         else {
             char *tn = cstr_dup(c, at, want_str(c, at, test, "test name").s.p, test.s.n);
             r = apply_test(c, s, at, tn, v, &ta);
@@ -1730,8 +1788,7 @@ static tv select_items(ctx *c, scope *s, const tpl_node *at, tv x, targs *a, boo
     return out;
 }
 
-static void check_indent_lines(const char *p, size_t n, size_t *i, size_t *line_end,
-                               size_t *next)
+static void check_indent_lines(const char *p, size_t n, size_t *i, size_t *line_end, size_t *next)
 {
     // one line of str.splitlines(): ends at \n, \r, \r\n, \v, \f, \x1c-\x1e, U+0085/2028/2029
     size_t k = *i;
@@ -1765,7 +1822,8 @@ static tv indent_filter(ctx *c, const tpl_node *at, tv x, targs *a)
     bool first = tv_truthy(arg(a, 1, "first", tv_bool(false)));
     bool blank = tv_truthy(arg(a, 2, "blank", tv_bool(false)));
     tv ind;
-    if (w.t == TV_STR) ind = w;
+    if (w.t == TV_STR)
+        ind = w;
     else {
         int64_t k = want_int(c, at, w, "indent width");
         if (k < 0) k = 0;
@@ -1825,7 +1883,8 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
     if (IS("lower")) return str_case(c, at, str_of(c, at, x), CASE_LOWER);
     if (IS("capitalize")) return str_case(c, at, str_of(c, at, x), CASE_CAPITALIZE);
     if (IS("title")) return str_case(c, at, str_of(c, at, x), CASE_JTITLE);
-    if (IS("escape") || IS("e")) return x.t == TV_STR && x.safe ? x : html_escape(c, at, str_of(c, at, x));
+    if (IS("escape") || IS("e"))
+        return x.t == TV_STR && x.safe ? x : html_escape(c, at, str_of(c, at, x));
     if (IS("items")) {
         if (x.t == TV_UNDEF) return mk_list(c, at, 0, false);
         if (x.t != TV_DICT) FAIL(c, at, "Can only get item pairs from a mapping.");
@@ -2086,8 +2145,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         tv items = call_method(c, at, x, "items", a);
         size_t n = items.l->n;
         tv *keys = n ? ralloc_n(c, at, n, sizeof(tv)) : NULL;
-        for (size_t i = 0; i < n; i++)
-            keys[i] = sort_key(c, at, items.l->v[i].l->v[pos], none, cs);
+        for (size_t i = 0; i < n; i++) keys[i] = sort_key(c, at, items.l->v[i].l->v[pos], none, cs);
         if (n > 1) {
             tv *tv_ = ralloc_n(c, at, n, sizeof(tv)), *tk = ralloc_n(c, at, n, sizeof(tv));
             merge_sort(c, at, items.l->v, keys, n, rev, tv_, tk);
@@ -2163,8 +2221,7 @@ static bool apply_test(ctx *c, scope *s, const tpl_node *at, const char *name, t
     if (IS("number")) return is_num(x);
     if (IS("string")) return x.t == TV_STR;
     if (IS("mapping")) return x.t == TV_DICT;
-    if (IS("iterable"))
-        return x.t == TV_STR || x.t == TV_LIST || x.t == TV_DICT || x.t == TV_UNDEF;
+    if (IS("iterable")) return x.t == TV_STR || x.t == TV_LIST || x.t == TV_DICT || x.t == TV_UNDEF;
     if (IS("sequence"))
         return x.t == TV_STR || (x.t == TV_LIST && !x.gen) || x.t == TV_DICT || x.t == TV_UNDEF;
     if (IS("callable")) return x.t == TV_FUNC || x.t == TV_UNDEF; // Undefined has __call__
@@ -2173,11 +2230,15 @@ static bool apply_test(ctx *c, scope *s, const tpl_node *at, const char *name, t
         tv o = arg(a, 0, "other", none);
         if (x.t != o.t) return false;
         switch (x.t) {
-        case TV_LIST: return x.l == o.l;
+        case TV_LIST:
+            return x.l == o.l;
         case TV_DICT:
-        case TV_NS: return x.d == o.d;
-        case TV_STR: return x.s.p == o.s.p && x.s.n == o.s.n;
-        default: return tv_equal(x, o);
+        case TV_NS:
+            return x.d == o.d;
+        case TV_STR:
+            return x.s.p == o.s.p && x.s.n == o.s.n;
+        default:
+            return tv_equal(x, o);
         }
     }
     if (IS("equalto") || IS("eq") || IS("==")) return tv_equal(x, arg(a, 0, NULL, none));
@@ -2304,13 +2365,20 @@ static int exec_node(ctx *c, scope *s, const tpl_node *n)
 {
     step(c, n);
     switch (n->kind) {
-    case N_TEXT: put(c, n, c->out, n->name, n->len); return FLOW_NEXT;
-    case N_OUTPUT: put_value(c, n, c->out, eval(c, s, n->a)); return FLOW_NEXT;
+    case N_TEXT:
+        put(c, n, c->out, n->name, n->len);
+        return FLOW_NEXT;
+    case N_OUTPUT:
+        put_value(c, n, c->out, eval(c, s, n->a));
+        return FLOW_NEXT;
     case N_IF:
         if (tv_truthy(eval(c, s, n->a))) return exec_body(c, s, n->body, n->n_body);
         return exec_body(c, s, n->alt, n->n_alt);
-    case N_FOR: return exec_for(c, s, n);
-    case N_SET: assign(c, s, n->a, eval(c, s, n->b)); return FLOW_NEXT;
+    case N_FOR:
+        return exec_for(c, s, n);
+    case N_SET:
+        assign(c, s, n->a, eval(c, s, n->b));
+        return FLOW_NEXT;
     case N_SETBLK: {
         tv v = render_to_string(c, s, n->body, n->n_body);
         if (n->c) v = apply_chain(c, s, n->c, v);
@@ -2371,15 +2439,22 @@ static tv from_json(ctx *c, const json_t *j, int depth)
     }
     case JSON_ARRAY: {
         tv l = mk_list(c, NULL, json_array_size(j), false);
-        for (size_t i = 0; i < l.l->n; i++) l.l->v[i] = from_json(c, json_array_get(j, i), depth + 1);
+        for (size_t i = 0; i < l.l->n; i++)
+            l.l->v[i] = from_json(c, json_array_get(j, i), depth + 1);
         return l;
     }
-    case JSON_STRING: return tv_strn(json_string_value(j), json_string_length(j));
-    case JSON_INTEGER: return tv_int((int64_t)json_integer_value(j));
-    case JSON_REAL: return tv_float(json_real_value(j));
-    case JSON_TRUE: return tv_bool(true);
-    case JSON_FALSE: return tv_bool(false);
-    case JSON_NULL: return tv_none();
+    case JSON_STRING:
+        return tv_strn(json_string_value(j), json_string_length(j));
+    case JSON_INTEGER:
+        return tv_int((int64_t)json_integer_value(j));
+    case JSON_REAL:
+        return tv_float(json_real_value(j));
+    case JSON_TRUE:
+        return tv_bool(true);
+    case JSON_FALSE:
+        return tv_bool(false);
+    case JSON_NULL:
+        return tv_none();
     }
     return tv_none();
 }
