@@ -57,6 +57,7 @@ typedef struct parser {
     size_t lc_off;
     int lc_line;
     size_t lc_linestart;
+    size_t lc_col_off, lc_col; // a position on the current line and its code-point column
     tok *toks;
     size_t n_toks, cap_toks, pos;
     int depth;
@@ -69,14 +70,23 @@ static void pos_at(parser *p, size_t off, int *line, int *col)
         p->lc_off = 0;
         p->lc_line = 1;
         p->lc_linestart = 0;
+        p->lc_col_off = 0;
+        p->lc_col = 0;
     }
     for (; p->lc_off < off && p->lc_off < p->len; p->lc_off++)
         if (p->src[p->lc_off] == '\n') {
             p->lc_line++;
             p->lc_linestart = p->lc_off + 1;
         }
+    if (p->lc_col_off < p->lc_linestart || p->lc_col_off > off) {
+        p->lc_col_off = p->lc_linestart;
+        p->lc_col = 0;
+    }
+    // code points from the line start, counted on from the last position asked for
+    p->lc_col += tpl_utf8_count(p->src + p->lc_col_off, off - p->lc_col_off);
+    p->lc_col_off = off;
     *line = p->lc_line;
-    *col = (int)(tpl_utf8_count(p->src + p->lc_linestart, off - p->lc_linestart) + 1);
+    *col = (int)p->lc_col + 1;
 }
 
 __attribute__((noreturn, format(printf, 5, 6))) static void
