@@ -24,13 +24,20 @@ nuri_status nuri_error(nuri_status s, const char *fmt, ...)
 nuri_status nuri_error_wrap(nuri_status s, const char *fmt, ...)
 {
     char prefix[NURI_ERROR_MAX];
-    char old[NURI_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    int n = vsnprintf(prefix, sizeof prefix - 2, fmt, ap);
     va_end(ap);
-    memcpy(old, error_msg, sizeof old);
-    snprintf(error_msg, sizeof error_msg, "%s: %s", prefix, old);
+    if (n < 0) return s;
+    size_t plen = strlen(prefix);
+    memcpy(prefix + plen, ": ", 3);
+    plen += 2;
+    // move the old message right by plen (truncating its end), then put the prefix in front
+    size_t olen = strnlen(error_msg, sizeof error_msg - 1);
+    if (plen + olen > sizeof error_msg - 1) olen = sizeof error_msg - 1 - plen;
+    memmove(error_msg + plen, error_msg, olen);
+    memcpy(error_msg, prefix, plen);
+    error_msg[plen + olen] = 0;
     return s;
 }
 

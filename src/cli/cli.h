@@ -8,7 +8,14 @@
 typedef int (*cli_cmd_fn)(int argc, char **argv); // argv[0] is the subcommand's name
 
 int cmd_version(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_mkmodel(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 
 /* Prints "nuri: <what>: <nuri_last_error()>" to stderr and returns 1. */

@@ -7,6 +7,7 @@
  * validated by gguf_open first; a bad file exits 1 with "nuri: info: <path>: <message>".
  */
 #include "cli/cli.h"
+#include "model/model.h"
 #include "gguf/gguf.h"
 #include "kernels/types.h"
 
@@ -96,6 +97,41 @@ static const char *type_name(uint32_t type)
     return ti ? ti->name : "?";
 }
 
+/* The model as nuri reads it: family, hyperparameters, and whether it runs (and why not). */
+static void print_model(FILE *out, const char *path)
+{
+    nuri_model *m;
+    if (nuri_model_load(path, &m) != NURI_OK) {
+        fprintf(out, "runs:         no: %s\n", nuri_last_error());
+        return;
+    }
+    const nuri_hparams *hp = &m->hp;
+    fprintf(out, "family:       %s\n", nuri_model_family(m));
+    fprintf(out, "runs:         yes (%.1f MiB of weights read per token)\n",
+            (double)nuri_model_bytes_per_token(m) / 1048576.0);
+    fprintf(out,
+            "hparams:      n_vocab %d, n_embd %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d, "
+            "n_ff %d, n_ctx_train %d\n",
+            hp->n_vocab, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
+            hp->n_ctx_train);
+    fprintf(out, "              rope %s over %d dims, base %g%s; rms eps %g; %s%s\n",
+            hp->rope_type == NURI_ROPE_NEOX ? "neox" : "norm", hp->n_rot,
+            (double)hp->rope_freq_base, m->rope_freqs ? ", rope_freqs scaling" : "",
+            (double)hp->rms_eps, hp->pre_norm ? "pre-norms" : "no pre-norms",
+            hp->post_norm ? " + post-norms" : "");
+    if (hp->embd_scale != 1.0f || hp->residual_scale != 1.0f || hp->logit_scale != 1.0f)
+        fprintf(out, "              scales: embedding %g, residual %g, attention %g, logits 1/%g\n",
+                (double)hp->embd_scale, (double)hp->residual_scale, (double)hp->attn_scale,
+                (double)hp->logit_scale);
+    if (hp->n_swa > 0) {
+        int n = 0;
+        for (int il = 0; il < hp->n_layer; il++) n += m->layers[il].swa;
+        fprintf(out, "              sliding window %d tokens on %d of %d layers\n", hp->n_swa, n,
+                hp->n_layer);
+    }
+    nuri_model_free(m);
+}
+
 static void print_text(FILE *out, const char *path, const gguf_file *f)
 {
     gguf_str s;
@@ -114,6 +150,7 @@ static void print_text(FILE *out, const char *path, const gguf_file *f)
     fprintf(out, "size:         %llu bytes (data section at byte %llu, alignment %u)\n",
             (unsigned long long)gguf_file_size(f), (unsigned long long)gguf_data_offset(f),
             gguf_alignment(f));
+    print_model(out, path);
 
     fprintf(out, "\nmetadata (%llu keys):\n", (unsigned long long)gguf_n_kv(f));
     for (uint64_t i = 0; i < gguf_n_kv(f); i++) {

@@ -12,9 +12,16 @@ static const struct {
     cli_cmd_fn fn;
     const char *help;
 } commands[] = {
-    {"version", cmd_version, "print the version"},
+    {"eval", cmd_eval, "next-token log-probabilities at every prompt position (JSON lines)"},
+    {"run", cmd_run, "greedy continuation of a prompt"},
+    {"chat", cmd_chat, "talk with a model (interactive, with its chat template)"},
+    {"mkmodel", cmd_mkmodel, "write a random-weight model with a real shape"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, metrics)"},
     {"info", cmd_info, "show a GGUF file's metadata and tensors"},
+    {"bench", cmd_bench, "prompt and generation speed (tokens/s, GB/s of weights)"},
+    {"tokenize", cmd_tokenize, "show how a model's vocabulary tokenizes a text"},
     {"template", cmd_template, "render a chat template over messages"},
+    {"version", cmd_version, "print the version"},
 };
 
 int cli_fail(const char *what)

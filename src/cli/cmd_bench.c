@@ -1,0 +1,152 @@
+/*
+ * cmd_bench.c: `nuri bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]`
+ *
+ * Measures prompt processing (pp: -p tokens in one batch, from an empty cache) and generation
+ * (tg: -n tokens decoded one at a time, from an empty cache), like llama-bench: tokens/s as the
+ * mean and standard deviation over the repetitions, plus the bytes of weights read per generated
+ * token and the GB/s that makes. Token ids are arbitrary (speed does not depend on them).
+ */
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void bench_usage(FILE *out)
+{
+    fprintf(out, "usage: nuri bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPS] "
+                 "[--json]\n"
+                 "  -p 0 or -n 0 skips that test\n");
+}
+
+typedef struct result {
+    double mean, sd; // tokens/s
+} result;
+
+static void summarize(const double *v, int n, result *r)
+{
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    r->mean = s / n;
+    for (int i = 0; i < n; i++) ss += (v[i] - r->mean) * (v[i] - r->mean);
+    r->sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *model_path = NULL, *v;
+    long n_prompt = 512, n_gen = 128, threads = 1, reps = 3;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            bench_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(model_path = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "-p")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-p", &n_prompt))
+                return 2;
+        } else if (!strcmp(a, "-n")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-n", &n_gen))
+                return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads))
+                return 2;
+        } else if (!strcmp(a, "-r")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "-r", &reps)) return 2;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else {
+            fprintf(stderr, "nuri: bench: unknown option '%s'\n", a);
+            bench_usage(stderr);
+            return 2;
+        }
+    }
+    if (!model_path) {
+        bench_usage(stderr);
+        return 2;
+    }
+    nuri_model *m;
+    if (nuri_model_load(model_path, &m) != NURI_OK) return cli_fail("bench");
+    long n_max = n_prompt > n_gen ? n_prompt : n_gen;
+    int32_t *toks = malloc(sizeof *toks * (size_t)(n_max ? n_max : 1));
+    double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
+    for (long i = 0; toks && i < n_max; i++) toks[i] = (int32_t)(1 + (i * 7919) % (m->hp.n_vocab - 1));
+    nuri_ctx *c = NULL;
+    nuri_ctx_params cp = {.n_ctx = (int32_t)(n_max + 1),
+                          .n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1,
+                          .n_threads = (int32_t)threads};
+    int rc = 0;
+    if (!toks || !pp || !tg || nuri_ctx_new(m, &cp, &c) != NURI_OK) {
+        rc = cli_fail("bench");
+        goto done;
+    }
+    // one warm-up pass (faults the mapped weights in)
+    if (nuri_ctx_decode(c, toks, 1, 0, false) != NURI_OK) {
+        rc = cli_fail("bench");
+        goto done;
+    }
+    for (long r = 0; r < reps; r++) {
+        if (n_prompt > 0) {
+            double t0 = now_s();
+            if (nuri_ctx_decode(c, toks, (int32_t)n_prompt, 0, false) != NURI_OK) {
+                rc = cli_fail("bench");
+                goto done;
+            }
+            pp[r] = (double)n_prompt / (now_s() - t0);
+        }
+        if (n_gen > 0) {
+            double t0 = now_s();
+            for (long i = 0; i < n_gen; i++) {
+                if (nuri_ctx_decode(c, &toks[i], 1, (int32_t)i, false) != NURI_OK) {
+                    rc = cli_fail("bench");
+                    goto done;
+                }
+            }
+            tg[r] = (double)n_gen / (now_s() - t0);
+        }
+    }
+    result rp, rt;
+    summarize(pp, (int)reps, &rp);
+    summarize(tg, (int)reps, &rt);
+    const double bpt = (double)nuri_model_bytes_per_token(m);
+    const char *isa = nuri_isa_name(nuri_cpu_isa());
+    if (json) {
+        if (n_prompt > 0)
+            printf("{\"test\": \"pp%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
+                   "%.3f, \"stddev\": %.3f}\n",
+                   n_prompt, threads, isa, rp.mean, rp.sd);
+        if (n_gen > 0)
+            printf("{\"test\": \"tg%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
+                   "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f}\n",
+                   n_gen, threads, isa, rt.mean, rt.sd, bpt, bpt * rt.mean / 1e9);
+    } else {
+        printf("model: %s (%s, %.1f MiB of weights per token), threads %ld, %s kernels\n",
+               model_path, m->hp.arch_name, bpt / 1048576.0, threads, isa);
+        if (n_prompt > 0)
+            printf("pp%-6ld %10.2f tok/s  +- %.2f\n", n_prompt, rp.mean, rp.sd);
+        if (n_gen > 0)
+            printf("tg%-6ld %10.2f tok/s  +- %.2f   %.2f GB/s of weights\n", n_gen, rt.mean,
+                   rt.sd, bpt * rt.mean / 1e9);
+    }
+done:
+    nuri_ctx_free(c);
+    nuri_model_free(m);
+    free(toks);
+    free(pp);
+    free(tg);
+    return rc;
+}

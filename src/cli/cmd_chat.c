@@ -1,0 +1,544 @@
+/*
+ * cmd_chat.c: `nuri chat -m MODEL [options]`, an interactive conversation with a model.
+ *
+ * One line of input is one user message (a line ending in '\' continues on the next line); the
+ * answer streams out as whole UTF-8 characters until the model ends its turn (an end-of-generation
+ * token, or a ChatML stop string when the model has no template of its own), -n tokens, Ctrl-C,
+ * or a full context. Every turn renders the whole conversation with the model's chat template and
+ * decodes only what the KV cache does not already hold (src/chat/conversation.h).
+ *
+ * Keys (documented in --help and /help):
+ *   Ctrl-C during an answer  stops the answer; the part already shown is kept as the answer.
+ *   Ctrl-C at the prompt     discards the line being typed; twice in a row exits.
+ *   Ctrl-D (end of input)    exits. Input that is not a terminal (a pipe, a file) works the same,
+ *                            without the "> " prompt.
+ *
+ * Answers go to stdout; notices (context full, messages dropped, commands' replies, errors) to
+ * stderr, in brackets, so a script can keep the two apart.
+ */
+#include "chat/conversation.h"
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "model/model.h"
+#include "sample/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static void chat_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: nuri chat -m MODEL [--system TEXT] [--chat-template FILE] [-t THREADS]\n"
+            "                 [--ctx N] [-n MAX_TOKENS] [--temp T] [--top-k K] [--top-p P]\n"
+            "                 [--min-p P] [--seed S] [--repeat-penalty R] [--repeat-last-n N]\n"
+            "\n"
+            "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
+            "The prompt is built with the model's chat template (ChatML if it has none;\n"
+            "--chat-template FILE overrides). -n caps each answer (default: until the model\n"
+            "ends its turn or the context is full). When the context is full, the oldest turns\n"
+            "are dropped (never the system message) and a notice says so.\n"
+            "Sampling defaults: --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, seed from the\n"
+            "clock (--temp 0 is greedy).\n"
+            "\n"
+            "Commands: /reset  /save FILE  /load FILE  /help  /quit\n"
+            "Keys: Ctrl-C stops an answer (the part shown is kept); at the prompt it discards\n"
+            "the line, and twice in a row exits. Ctrl-D exits.\n");
+}
+
+static void chat_help(void)
+{
+    fprintf(stderr, "[commands]\n"
+                    "  /reset       forget the conversation (the system message stays)\n"
+                    "  /save FILE   write the conversation to FILE (JSON)\n"
+                    "  /load FILE   replace the conversation with the one saved in FILE\n"
+                    "  /help        this list\n"
+                    "  /quit        exit (also /exit, or Ctrl-D)\n"
+                    "  //text       send \"/text\" as a message\n"
+                    "[keys] Ctrl-C stops an answer; at the prompt it discards the line, and twice "
+                    "in a row exits. A line ending in '\\' continues on the next.\n");
+}
+
+/* ======================================================================== input */
+
+/* Reads lines from fd 0 with ppoll() + read(), so that Ctrl-C interrupts a wait for input, which
+ * stdio's getline would hide. */
+typedef struct line_reader {
+    char *buf;
+    size_t len, cap;
+    bool eof;
+} line_reader;
+
+enum { LINE_OK = 1, LINE_EOF = 0, LINE_INTERRUPTED = -1, LINE_ERROR = -2 };
+
+/* On LINE_OK, *line (borrowed until the next call) holds one line without its '\n'. */
+static int read_line(line_reader *r, char **line, size_t *line_len, size_t *consumed)
+{
+    // drop the line handed out last time
+    if (*consumed) {
+        memmove(r->buf, r->buf + *consumed, r->len - *consumed);
+        r->len -= *consumed;
+        *consumed = 0;
+    }
+    for (;;) {
+        char *nl = r->len ? memchr(r->buf, '\n', r->len) : NULL;
+        if (nl || (r->eof && r->len)) {
+            size_t n = nl ? (size_t)(nl - r->buf) : r->len;
+            r->buf[n] = 0; // the '\n' or the spare byte kept below
+            *line = r->buf;
+            *line_len = n;
+            *consumed = nl ? n + 1 : n;
+            return LINE_OK;
+        }
+        if (r->eof) return LINE_EOF;
+        if (r->cap - r->len < 4096 + 1) {
+            size_t cap = r->cap ? r->cap * 2 : 8192;
+            char *b = realloc(r->buf, cap);
+            if (!b) return LINE_ERROR;
+            r->buf = b;
+            r->cap = cap;
+        }
+        // Wait with SIGINT blocked except inside ppoll, which unblocks it atomically: a Ctrl-C
+        // that lands between the check of the flag and the wait still ends the wait.
+        sigset_t block, old;
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &block, &old);
+        if (g_interrupted) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            return LINE_INTERRUPTED;
+        }
+        struct pollfd pfd = {.fd = 0, .events = POLLIN};
+        int pr = ppoll(&pfd, 1, NULL, &old);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (pr < 0) {
+            if (errno != EINTR) return LINE_ERROR;
+            if (g_interrupted) return LINE_INTERRUPTED;
+            continue;
+        }
+        ssize_t got = read(0, r->buf + r->len, r->cap - r->len - 1);
+        if (got < 0) {
+            if (errno == EINTR) {
+                if (g_interrupted) return LINE_INTERRUPTED;
+                continue;
+            }
+            return LINE_ERROR;
+        }
+        if (got == 0) r->eof = true;
+        r->len += (size_t)got;
+    }
+}
+
+/* ======================================================================== session */
+
+typedef struct chat_session {
+    nuri_model *model;
+    nuri_vocab *vocab;
+    nuri_chat_format *fmt;
+    nuri_ctx *ctx;
+    nuri_sampler *smp;
+    nuri_detok dt;
+    nuri_conv conv;
+    int32_t *cache; // (n_ctx) the token ids the KV cache holds at positions 0..n_cache
+    int32_t n_cache, n_ctx;
+    long n_predict; // tokens per answer; < 0: no limit
+    char *answer;   // the answer's text so far (bytes)
+    size_t answer_len, answer_cap;
+} chat_session;
+
+static bool answer_append(chat_session *s, const char *p, size_t n)
+{
+    if (s->answer_len + n + 1 > s->answer_cap) {
+        size_t cap = s->answer_cap ? s->answer_cap : 4096;
+        while (cap < s->answer_len + n + 1) cap *= 2;
+        char *a = realloc(s->answer, cap);
+        if (!a) return false;
+        s->answer = a;
+        s->answer_cap = cap;
+    }
+    memcpy(s->answer + s->answer_len, p, n);
+    s->answer_len += n;
+    s->answer[s->answer_len] = 0;
+    return true;
+}
+
+/* Tokens kept free for the answer when the prompt is fitted into the context. */
+static int32_t answer_reserve(const chat_session *s)
+{
+    int32_t quarter = s->n_ctx / 4 > 0 ? s->n_ctx / 4 : 1;
+    if (s->n_predict >= 0 && s->n_predict < quarter)
+        return s->n_predict > 0 ? (int32_t)s->n_predict : 1;
+    return quarter;
+}
+
+/* Sends the user's message, streams the answer, and keeps both in the conversation. Returns false
+ * only on a failure that ends the program (out of memory, a broken model). */
+static bool chat_turn(chat_session *s, const char *text, size_t len)
+{
+    if (nuri_conv_add(&s->conv, "user", text, len) != NURI_OK) {
+        fprintf(stderr, "[not sent: %s]\n", nuri_last_error());
+        return true;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids, dropped;
+    size_t budget = (size_t)(s->n_ctx - answer_reserve(s));
+    nuri_status st = nuri_chat_build(s->fmt, &s->conv, budget, &ids, &n_ids, &dropped);
+    if (dropped)
+        fprintf(stderr, "[context full: dropped the %zu oldest message%s%s]\n", dropped,
+                dropped == 1 ? "" : "s",
+                s->conv.n && !strcmp(s->conv.msgs[0].role, "system") ? ", kept the system message"
+                                                                     : "");
+    if (st != NURI_OK) {
+        fprintf(stderr, "[not sent: %s]\n", nuri_last_error());
+        nuri_conv_pop(&s->conv);
+        return st != NURI_ERR_NOMEM;
+    }
+
+    // decode only what the cache does not hold yet
+    size_t keep = nuri_chat_reuse_prefix(s->cache, (size_t)s->n_cache, ids, n_ids);
+    nuri_ctx_seq_truncate(s->ctx, 0, (int32_t)keep);
+    s->n_cache = (int32_t)keep;
+    st = nuri_ctx_decode(s->ctx, ids + keep, (int32_t)(n_ids - keep), (int32_t)keep, false);
+    if (st != NURI_OK) {
+        fprintf(stderr, "[model failed: %s]\n", nuri_last_error());
+        free(ids);
+        nuri_ctx_seq_truncate(s->ctx, 0, 0);
+        s->n_cache = 0;
+        nuri_conv_pop(&s->conv);
+        return false;
+    }
+    memcpy(s->cache + keep, ids + keep, (n_ids - keep) * sizeof *ids);
+    s->n_cache = (int32_t)n_ids;
+    nuri_sampler_reset(s->smp);
+    for (size_t i = 0; i < n_ids; i++) nuri_sampler_accept(s->smp, ids[i]);
+    free(ids);
+
+    size_t n_stops;
+    const char *const *stops = nuri_chat_format_stops(s->fmt, &n_stops);
+    size_t emitted = 0;
+    s->answer_len = 0;
+    const char *why = NULL; // why the answer ended early, for the notice
+    bool stopped = false;
+    for (long k = 0; s->n_predict < 0 || k < s->n_predict; k++) {
+        if (g_interrupted) {
+            why = "answer stopped";
+            break;
+        }
+        int32_t next;
+        if (nuri_sampler_sample(s->smp, nuri_ctx_logits(s->ctx, 0), &next, NULL) != NURI_OK) {
+            fprintf(stderr, "\n[sampling failed: %s]\n", nuri_last_error());
+            break;
+        }
+        nuri_sampler_accept(s->smp, next);
+        if (nuri_vocab_is_eog(s->vocab, next)) break;
+        size_t plen;
+        const char *piece = nuri_detok_feed(&s->dt, next, &plen);
+        if (!answer_append(s, piece, plen)) return false;
+        nuri_stop_result r = {.n_safe = s->answer_len};
+        if (n_stops) nuri_stop_strings_check(s->answer, s->answer_len, emitted, stops, n_stops, &r);
+        fwrite(s->answer + emitted, 1, r.n_safe - emitted, stdout);
+        fflush(stdout);
+        emitted = r.n_safe;
+        if (r.hit) {
+            s->answer_len = r.n_safe;
+            stopped = true;
+            break;
+        }
+        if (s->n_cache >= s->n_ctx) {
+            why = "context full: answer cut off; the oldest turns will be dropped next time";
+            break;
+        }
+        if (s->n_predict >= 0 && k + 1 >= s->n_predict) break;
+        if (nuri_ctx_decode(s->ctx, &next, 1, s->n_cache, false) != NURI_OK) {
+            fprintf(stderr, "\n[model failed: %s]\n", nuri_last_error());
+            return false;
+        }
+        s->cache[s->n_cache++] = next;
+    }
+    size_t rlen;
+    const char *rest = nuri_detok_flush(&s->dt, &rlen);
+    if (!stopped) {
+        if (!answer_append(s, rest, rlen)) return false;
+        fwrite(s->answer + emitted, 1, s->answer_len - emitted, stdout);
+    }
+    printf("\n");
+    fflush(stdout);
+    if (why) fprintf(stderr, "[%s]\n", why);
+    g_interrupted = 0;
+
+    // the answer as shown is the assistant's turn (NUL bytes, which a <0x00> token can produce,
+    // are left out: a conversation holds text)
+    size_t w = 0;
+    for (size_t i = 0; i < s->answer_len; i++)
+        if (s->answer[i]) s->answer[w++] = s->answer[i];
+    s->answer_len = w;
+    if (nuri_conv_add(&s->conv, "assistant", s->answer ? s->answer : "", s->answer_len) !=
+        NURI_OK) {
+        fprintf(stderr, "[answer not kept: %s]\n", nuri_last_error());
+        nuri_conv_pop(&s->conv); // and its question, so that roles still alternate
+    }
+    return true;
+}
+
+/* A line that starts with '/': runs the command. Returns 0 to go on, 1 to quit. */
+static int chat_command(chat_session *s, char *line)
+{
+    char *arg = line + strcspn(line, " \t");
+    if (*arg) *arg++ = 0;
+    arg += strspn(arg, " \t");
+    size_t alen = strlen(arg);
+    while (alen && (arg[alen - 1] == ' ' || arg[alen - 1] == '\t' || arg[alen - 1] == '\r'))
+        arg[--alen] = 0;
+    if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) return 1;
+    if (!strcmp(line, "/help")) {
+        chat_help();
+    } else if (!strcmp(line, "/reset")) {
+        nuri_conv_reset(&s->conv);
+        fprintf(stderr, "[conversation cleared%s]\n",
+                s->conv.n ? "; the system message stays" : "");
+    } else if (!strcmp(line, "/save") || !strcmp(line, "/load")) {
+        if (!*arg) {
+            fprintf(stderr, "[%s needs a file name]\n", line);
+        } else if (line[1] == 's') {
+            if (nuri_conv_save(&s->conv, arg) == NURI_OK)
+                fprintf(stderr, "[saved %zu messages to %s]\n", s->conv.n, arg);
+            else
+                fprintf(stderr, "[%s]\n", nuri_last_error());
+        } else {
+            if (nuri_conv_load(&s->conv, arg) == NURI_OK)
+                fprintf(stderr, "[loaded %zu messages from %s]\n", s->conv.n, arg);
+            else
+                fprintf(stderr, "[%s; the conversation is unchanged]\n", nuri_last_error());
+        }
+    } else {
+        fprintf(stderr, "[unknown command %s; /help lists them]\n", line);
+    }
+    return 0;
+}
+
+/* ======================================================================== the command */
+
+int cmd_chat(int argc, char **argv)
+{
+    const char *model_path = NULL, *system = NULL, *tpl_path = NULL, *v;
+    long n_predict = -1, threads = 1, n_ctx = 0, n;
+    bool seed_given = false;
+    nuri_sampler_params sp = nuri_sampler_params_default();
+    sp.temperature = 0.8f;
+    sp.top_k = 40;
+    sp.top_p = 0.95f;
+    sp.min_p = 0.05f;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            chat_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(model_path = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--system")) {
+            if (!(system = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(tpl_path = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "-n")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, -1, 1 << 22, "-n", &n_predict))
+                return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
+        } else if (!strcmp(a, "--ctx")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
+                return 2;
+        } else if (!strcmp(a, "--temp")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_float(v, 0, 100, "--temp", &sp.temperature))
+                return 2;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0, 1, "--top-p", &sp.top_p))
+                return 2;
+        } else if (!strcmp(a, "--min-p")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0, 1, "--min-p", &sp.min_p))
+                return 2;
+        } else if (!strcmp(a, "--top-k")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 1 << 24, "--top-k", &n))
+                return 2;
+            sp.top_k = (int32_t)n;
+        } else if (!strcmp(a, "--seed")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 0x7fffffffL, "--seed", &n))
+                return 2;
+            sp.seed = (uint64_t)n;
+            seed_given = true;
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_float(v, 0.01, 100, "--repeat-penalty", &sp.repetition_penalty))
+                return 2;
+        } else if (!strcmp(a, "--repeat-last-n")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_int(v, 0, NURI_SAMPLER_MAX_LAST_N, "--repeat-last-n", &n))
+                return 2;
+            sp.penalty_last_n = (int32_t)n;
+        } else {
+            fprintf(stderr, "nuri: chat: unknown option '%s'\n", a);
+            chat_usage(stderr);
+            return 2;
+        }
+    }
+    if (!model_path) {
+        chat_usage(stderr);
+        return 2;
+    }
+    if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+
+    char *tpl_src = NULL;
+    size_t tpl_len = 0;
+    if (tpl_path && nuri_chat_template_read(tpl_path, &tpl_src, &tpl_len) != NURI_OK)
+        return cli_fail("chat: --chat-template");
+
+    chat_session s = {.n_predict = n_predict};
+    nuri_conv_init(&s.conv);
+    bool have_dt = false;
+    int rc = 0;
+    line_reader lr = {0};
+    if (nuri_model_load(model_path, &s.model) != NURI_OK) {
+        free(tpl_src);
+        return cli_fail("chat");
+    }
+    if (nuri_vocab_load(s.model->file, &s.vocab) != NURI_OK ||
+        nuri_chat_format_new(s.model->file, s.vocab, tpl_src, tpl_len, &s.fmt) != NURI_OK ||
+        nuri_detok_init(&s.dt, s.vocab, 0) != NURI_OK) {
+        rc = cli_fail("chat");
+        goto done;
+    }
+    have_dt = true;
+    if (system && nuri_conv_add(&s.conv, "system", system, strlen(system)) != NURI_OK) {
+        rc = cli_fail("chat: --system");
+        goto done;
+    }
+
+    // The worker threads that nuri_ctx_new starts inherit a blocked SIGINT, so that Ctrl-C always
+    // lands on this thread and interrupts its read().
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)threads};
+    nuri_status st = nuri_ctx_new(s.model, &cp, &s.ctx);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (st != NURI_OK || nuri_sampler_new(&sp, s.model->hp.n_vocab, &s.smp) != NURI_OK) {
+        rc = cli_fail("chat");
+        goto done;
+    }
+    s.n_ctx = nuri_ctx_n_ctx(s.ctx);
+    if (!(s.cache = malloc((size_t)s.n_ctx * sizeof *s.cache))) {
+        fprintf(stderr, "nuri: chat: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; // no SA_RESTART: a Ctrl-C interrupts the wait for input
+    sigaction(SIGINT, &sa, NULL);
+
+    bool tty = isatty(0);
+    fprintf(stderr, "[nuri chat: %s (%s), context %d tokens; template: %s]\n", model_path,
+            s.model->hp.arch_name, s.n_ctx,
+            tpl_path                              ? tpl_path
+            : nuri_chat_format_is_fallback(s.fmt) ? "ChatML (the model has no chat template)"
+                                                  : "the model's");
+    if (tty) fprintf(stderr, "[/help for commands; Ctrl-C stops an answer; Ctrl-D exits]\n");
+
+    char *msg = NULL; // a message being continued over lines ending in '\'
+    size_t msg_len = 0, consumed = 0;
+    int interrupts = 0; // Ctrl-C presses at the prompt in a row
+    for (;;) {
+        if (tty) {
+            fputs(msg_len ? "... " : "> ", stdout);
+            fflush(stdout);
+        }
+        char *line;
+        size_t len;
+        int r = read_line(&lr, &line, &len, &consumed);
+        if (r == LINE_INTERRUPTED) {
+            g_interrupted = 0;
+            lr.len = 0; // whatever was typed is gone (a terminal discards it too)
+            consumed = 0;
+            msg_len = 0;
+            if (++interrupts >= 2) {
+                fputs("\n", stdout);
+                break;
+            }
+            fputs("\n", stdout);
+            fprintf(stderr, "[Ctrl-C again, Ctrl-D or /quit to exit]\n");
+            continue;
+        }
+        if (r == LINE_ERROR) {
+            fprintf(stderr, "nuri: chat: reading input: %s\n", strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (r == LINE_EOF) {
+            if (tty) fputs("\n", stdout);
+            break;
+        }
+        interrupts = 0;
+        if (len && line[len - 1] == '\r') line[--len] = 0;
+        bool more = len && line[len - 1] == '\\';
+        if (more) line[--len] = 0;
+        char *m = realloc(msg, msg_len + len + 2);
+        if (!m) {
+            fprintf(stderr, "nuri: chat: out of memory\n");
+            rc = 1;
+            break;
+        }
+        msg = m;
+        memcpy(msg + msg_len, line, len);
+        msg_len += len;
+        if (more) {
+            msg[msg_len++] = '\n';
+            continue;
+        }
+        msg[msg_len] = 0;
+        size_t mlen = msg_len;
+        msg_len = 0;
+        if (mlen == 0) continue;
+        if (msg[0] == '/' && msg[1] != '/') {
+            if (chat_command(&s, msg)) break;
+            continue;
+        }
+        const char *text = msg[0] == '/' ? msg + 1 : msg;
+        if (!chat_turn(&s, text, mlen - (size_t)(text - msg))) {
+            rc = 1;
+            break;
+        }
+    }
+    free(msg);
+done:
+    free(lr.buf);
+    free(s.cache);
+    free(s.answer);
+    free(tpl_src);
+    if (have_dt) nuri_detok_free(&s.dt);
+    nuri_conv_free(&s.conv);
+    nuri_sampler_free(s.smp);
+    nuri_ctx_free(s.ctx);
+    nuri_chat_format_free(s.fmt);
+    nuri_vocab_free(s.vocab);
+    nuri_model_free(s.model);
+    return rc;
+}

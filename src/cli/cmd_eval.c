@@ -1,0 +1,83 @@
+/*
+ * cmd_eval.c: `nuri eval -m MODEL --tokens 1,2,3 [--top 40] [-t N]`
+ *
+ * Runs the prompt in one batch and prints, for every position i, the log-probabilities of the most
+ * likely next tokens after tokens[0..i]: one JSON line {"pos": i, "top": [[id, logprob], ...]},
+ * sorted by logprob descending (ties by id). This is the form llama.cpp's numbers are compared in.
+ */
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "model/logits.h"
+#include "model/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void eval_usage(FILE *out)
+{
+    fprintf(out, "usage: nuri eval -m MODEL --tokens ID,ID,... [--top N] [-t THREADS]\n"
+                 "  prints one JSON line per position: {\"pos\": i, \"top\": [[id, logprob], ...]}\n");
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    const char *model_path = NULL, *tokens_arg = NULL, *v;
+    long top = 40, threads = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            eval_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(model_path = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--tokens")) {
+            if (!(tokens_arg = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--top")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "--top", &top)) return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads))
+                return 2;
+        } else {
+            fprintf(stderr, "nuri: eval: unknown option '%s'\n", a);
+            eval_usage(stderr);
+            return 2;
+        }
+    }
+    if (!model_path || !tokens_arg) {
+        eval_usage(stderr);
+        return 2;
+    }
+    int32_t *tokens, n;
+    if (!args_token_list(tokens_arg, &tokens, &n)) return 2;
+
+    nuri_model *m;
+    if (nuri_model_load(model_path, &m) != NURI_OK) {
+        free(tokens);
+        return cli_fail("eval");
+    }
+    int rc = 0;
+    nuri_ctx *c = NULL;
+    nuri_ctx_params cp = {.n_ctx = n, .n_batch = n, .n_threads = (int32_t)threads, .n_logits = n};
+    if (nuri_ctx_new(m, &cp, &c) != NURI_OK || nuri_ctx_decode(c, tokens, n, 0, true) != NURI_OK) {
+        rc = cli_fail("eval");
+    } else {
+        int32_t k = top < m->hp.n_vocab ? (int32_t)top : m->hp.n_vocab;
+        int32_t *ids = malloc(sizeof *ids * (size_t)k);
+        double *lps = malloc(sizeof *lps * (size_t)k);
+        for (int32_t i = 0; ids && lps && i < n; i++) {
+            nuri_logits_top(nuri_ctx_logits(c, i), m->hp.n_vocab, k, ids, lps);
+            printf("{\"pos\": %d, \"top\": [", i);
+            for (int32_t j = 0; j < k; j++)
+                printf("%s[%d, %.6f]", j ? ", " : "", ids[j], lps[j]);
+            printf("]}\n");
+        }
+        if (!ids || !lps) rc = (fprintf(stderr, "nuri: eval: out of memory\n"), 1);
+        free(ids);
+        free(lps);
+    }
+    nuri_ctx_free(c);
+    nuri_model_free(m);
+    free(tokens);
+    return rc;
+}

@@ -1,0 +1,235 @@
+/*
+ * cmd_run.c: `nuri run -m MODEL (-p TEXT | --tokens 1,2,3) [-n N] [-t THREADS] [--ctx N]
+ *                   [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
+ *                   [--chat [--chat-template FILE]]`
+ *
+ * With --chat the text is one user message, wrapped with the model's chat template (ChatML if it
+ * has none; --chat-template FILE overrides), and only the answer is printed; it ends at the end of
+ * the model's turn.
+ *
+ * Raw completion: the prompt in one batch, then one token at a time over the KV cache, until N
+ * tokens or an end-of-generation token. With -p the prompt is text (tokenized with the model's
+ * vocabulary, BOS added as the vocabulary asks) and the output is text, streamed as whole UTF-8
+ * characters. With --tokens the output is the new token ids on one line. Greedy unless --temp > 0.
+ */
+#include "chat/conversation.h"
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "model/logits.h"
+#include "model/model.h"
+#include "sample/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void run_usage(FILE *out)
+{
+    fprintf(out, "usage: nuri run -m MODEL (-p TEXT | --tokens ID,ID,...) [-n N] [-t THREADS]\n"
+                 "                [--ctx N] [--temp T] [--top-k K] [--top-p P] [--min-p P] "
+                 "[--seed S]\n"
+                 "                [--chat [--chat-template FILE]]\n"
+                 "  continues the prompt (greedy unless --temp > 0): text with -p, token ids with "
+                 "--tokens\n"
+                 "  --chat: the text is one user message, wrapped with the model's chat template\n"
+                 "  (ChatML if it has none); only the answer is printed\n");
+}
+
+int cmd_run(int argc, char **argv)
+{
+    const char *model_path = NULL, *tokens_arg = NULL, *text = NULL, *tpl_path = NULL, *v;
+    bool chat = false;
+    long n_predict = 32, threads = 1, n_ctx = 0, n;
+    nuri_sampler_params sp = nuri_sampler_params_default();
+    sp.temperature = 0.0f;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            run_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(model_path = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--tokens")) {
+            if (!(tokens_arg = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "-n")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 1 << 22, "-n", &n_predict))
+                return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (!(text = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--temp")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_float(v, 0, 100, "--temp", &sp.temperature))
+                return 2;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0, 1, "--top-p", &sp.top_p))
+                return 2;
+        } else if (!strcmp(a, "--min-p")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0, 1, "--min-p", &sp.min_p))
+                return 2;
+        } else if (!strcmp(a, "--top-k")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 1 << 24, "--top-k", &n))
+                return 2;
+            sp.top_k = (int32_t)n;
+        } else if (!strcmp(a, "--seed")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 0x7fffffffL, "--seed", &n))
+                return 2;
+            sp.seed = (uint64_t)n;
+        } else if (!strcmp(a, "--chat")) {
+            chat = true;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(tpl_path = args_value(argc, argv, &i))) return 2;
+            chat = true;
+        } else if (!strcmp(a, "--ctx")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
+                return 2;
+        } else {
+            fprintf(stderr, "nuri: run: unknown option '%s'\n", a);
+            run_usage(stderr);
+            return 2;
+        }
+    }
+    if (!model_path || !tokens_arg == !text || (chat && !text)) {
+        run_usage(stderr);
+        return 2;
+    }
+    nuri_model *m;
+    if (nuri_model_load(model_path, &m) != NURI_OK) return cli_fail("run");
+    int rc = 0;
+    int32_t *tokens = NULL, n_tokens = 0;
+    nuri_vocab *vocab = NULL;
+    nuri_ctx *c = NULL;
+    nuri_sampler *smp = NULL;
+    nuri_detok dt = {0};
+    bool have_dt = false;
+    nuri_chat_format *fmt = NULL;
+    char *tpl_src = NULL, *answer = NULL; // --chat: the template, the answer so far
+    size_t tpl_len = 0, answer_len = 0, answer_cap = 0, emitted = 0, n_stops = 0;
+    bool stop_hit = false;
+    const char *const *stops = NULL;
+    if (tokens_arg) {
+        if (!args_token_list(tokens_arg, &tokens, &n_tokens)) {
+            nuri_model_free(m);
+            return 2;
+        }
+    } else {
+        size_t nt;
+        if (nuri_vocab_load(m->file, &vocab) != NURI_OK) {
+            rc = cli_fail("run");
+            goto done;
+        }
+        if (chat) {
+            nuri_conv conv;
+            nuri_conv_init(&conv);
+            char *prompt = NULL;
+            size_t plen;
+            if ((tpl_path && nuri_chat_template_read(tpl_path, &tpl_src, &tpl_len) != NURI_OK) ||
+                nuri_chat_format_new(m->file, vocab, tpl_src, tpl_len, &fmt) != NURI_OK ||
+                nuri_conv_add(&conv, "user", text, strlen(text)) != NURI_OK ||
+                nuri_chat_render(fmt, &conv, true, &prompt, &plen) != NURI_OK ||
+                nuri_chat_tokenize(fmt, prompt, plen, &tokens, &nt) != NURI_OK ||
+                nuri_detok_init(&dt, vocab, 0) != NURI_OK) {
+                free(prompt);
+                nuri_conv_free(&conv);
+                rc = cli_fail("run --chat");
+                goto done;
+            }
+            free(prompt);
+            nuri_conv_free(&conv);
+            if (nuri_chat_format_is_fallback(fmt))
+                fprintf(stderr, "nuri: run: the model has no chat template; using ChatML\n");
+            stops = nuri_chat_format_stops(fmt, &n_stops);
+        } else if (nuri_tokenize(vocab, text, strlen(text), NURI_TOK_ADD_SPECIAL, &tokens, &nt) !=
+                       NURI_OK ||
+                   nuri_detok_init(&dt, vocab, NURI_DETOK_STRIP_PREFIX_SPACE) != NURI_OK) {
+            rc = cli_fail("run");
+            goto done;
+        }
+        have_dt = true;
+        // the prompt's own text is printed as given; only the continuation is detokenized
+        dt.at_start = false;
+        n_tokens = (int32_t)nt;
+        if (nt == 0) {
+            fprintf(stderr, "nuri: run: the prompt is empty after tokenization\n");
+            rc = 2;
+            goto done;
+        }
+    }
+    if (n_ctx == 0) n_ctx = n_tokens + n_predict;
+    nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)threads};
+    if (nuri_ctx_new(m, &cp, &c) != NURI_OK || nuri_sampler_new(&sp, m->hp.n_vocab, &smp) ||
+        nuri_ctx_decode(c, tokens, n_tokens, 0, false) != NURI_OK) {
+        rc = cli_fail("run");
+        goto done;
+    }
+    if (text && !chat) fputs(text, stdout);
+
+    int32_t pos = n_tokens;
+    for (long k = 0; k < n_predict; k++) {
+        int32_t next;
+        if (nuri_sampler_sample(smp, nuri_ctx_logits(c, 0), &next, NULL) != NURI_OK) {
+            rc = cli_fail("run");
+            break;
+        }
+        nuri_sampler_accept(smp, next);
+        if (have_dt) {
+            if (nuri_vocab_is_eog(vocab, next)) break;
+            size_t len;
+            const char *piece = nuri_detok_feed(&dt, next, &len);
+            if (n_stops) { // hold back what may be the start of a stop string
+                if (answer_len + len > answer_cap) {
+                    answer_cap = 2 * (answer_len + len);
+                    char *a = realloc(answer, answer_cap);
+                    if (!a) {
+                        fprintf(stderr, "\nnuri: run: out of memory\n");
+                        rc = 1;
+                        break;
+                    }
+                    answer = a;
+                }
+                memcpy(answer + answer_len, piece, len);
+                answer_len += len;
+                nuri_stop_result r;
+                nuri_stop_strings_check(answer, answer_len, emitted, stops, n_stops, &r);
+                fwrite(answer + emitted, 1, r.n_safe - emitted, stdout);
+                emitted = r.n_safe;
+                if (r.hit) {
+                    answer_len = emitted;
+                    stop_hit = true;
+                    break;
+                }
+            } else {
+                fwrite(piece, 1, len, stdout);
+            }
+        } else {
+            printf(k ? " %d" : "%d", next);
+        }
+        fflush(stdout);
+        if (k + 1 == n_predict) break;
+        if (nuri_ctx_decode(c, &next, 1, pos++, false) != NURI_OK) {
+            printf("\n");
+            rc = cli_fail("run");
+            break;
+        }
+    }
+    if (have_dt) {
+        size_t len;
+        const char *rest = nuri_detok_flush(&dt, &len);
+        if (emitted < answer_len) fwrite(answer + emitted, 1, answer_len - emitted, stdout);
+        if (!stop_hit) fwrite(rest, 1, len, stdout);
+    }
+    if (rc == 0) printf("\n");
+done:
+    if (have_dt) nuri_detok_free(&dt);
+    nuri_chat_format_free(fmt);
+    free(tpl_src);
+    free(answer);
+    nuri_sampler_free(smp);
+    nuri_ctx_free(c);
+    nuri_vocab_free(vocab);
+    nuri_model_free(m);
+    free(tokens);
+    return rc;
+}

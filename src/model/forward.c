@@ -1,0 +1,706 @@
+/*
+ * forward.c: the forward pass of the llama-family transformer over a batch of tokens, and the
+ * context (KV cache, activations, scratch) it writes into.
+ *
+ * Numerics follow llama.cpp's CPU path, because matching its probabilities is the goal: activations
+ * are converted to each weight's vec_dot_type (8-bit for quantized weights) before a matrix
+ * product; K and V are cached as F16; Q is rounded to F16 for K·Q; the softmax runs in F32 and its
+ * probabilities are rounded to F16 before they weight V; RMSNorm sums squares in double.
+ *
+ * Threads: one nuri_pool_run per decode call; all threads run forward_worker together and meet at
+ * a barrier after each step. Each step splits its work (rows of a weight, tokens, heads) by thread.
+ * Nothing here allocates: every buffer is sized in nuri_ctx_new.
+ */
+#include "base/status.h"
+#include "base/threadpool.h"
+#include "kernels/fp16.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct nuri_ctx {
+    const nuri_model *m;
+    int32_t n_ctx, n_batch, n_logits, n_seq;
+    nuri_pool *pool;
+
+    // the paged KV pool
+    int32_t n_pages;
+    uint16_t *k_pages;  // (n_layer, n_pages, NURI_KV_PAGE, kv_dim) F16
+    uint16_t *v_pages;  // (n_layer, n_pages, NURI_KV_PAGE, kv_dim) F16
+    int32_t *page_ref;  // (n_pages) sequences holding each page; 0 = free
+    int32_t *free_list; // (n_pages) stack of free pages
+    int32_t n_free;
+    int32_t *seq_len;   // (n_seq) tokens each sequence holds
+    int32_t *seq_pages; // (n_seq, n_pages) page table: position p lives in page [p / NURI_KV_PAGE]
+
+    // the current batch, as the workers see it
+    const int32_t *b_token, *b_pos, *b_seq; // (n) borrowed from the caller's batch
+    int32_t *b_slot;    // (n_batch) pool slot (page * NURI_KV_PAGE + offset) each token writes
+    int32_t *b_row;     // (n_batch) logits row of each token, -1 if none
+    int32_t *b_next;    // (n_seq) scratch for validation, -1 between calls
+    int32_t *d_pos, *d_seq; // (n_batch) nuri_ctx_decode's batch
+    int8_t *d_want;         // (n_batch)
+
+    float *x;      // (n_batch, n_embd) residual stream
+    float *xn;     // (n_batch, max(n_embd, n_q)) normalised input of the next product
+    float *q;      // (n_batch, n_q)
+    float *k;      // (n_batch, n_kv_dim)
+    float *v;      // (n_batch, n_kv_dim)
+    float *att;    // (n_batch, n_q) attention output
+    float *gate;   // (n_batch, n_ff)
+    float *up;     // (n_batch, n_ff)
+    void *xq;      // (n_batch, xq_stride) activations converted to a vec_dot_type
+    size_t xq_stride; // bytes
+    float *scores; // (n_threads, n_ctx)
+    uint16_t *probs16; // (n_threads, n_ctx) F16
+    uint16_t *q16;     // (n_threads, head_dim) F16
+    float *vrow;       // (n_threads, head_dim) a V row in F32
+    float *logits; // (n_logits, n_vocab)
+};
+
+typedef struct job {
+    nuri_ctx *c;
+    int32_t n;        // tokens in this step
+    int32_t n_rows;   // tokens that want logits
+} job;
+
+/* ---- small steps ---- */
+
+static void rms_norm(const float *x, const float *w, float *y, int64_t n, float eps)
+{
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+/* Rotates one head's vector in place. NORM pairs (x[2i], x[2i+1]); NEOX pairs (x[i], x[i+n_rot/2]). */
+static void rope(float *x, int32_t n_rot, nuri_rope_type type, int32_t pos, float freq_base,
+                 const float *freq_factors)
+{
+    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    float theta = (float)pos;
+    for (int32_t i = 0; i < n_rot / 2; i++) {
+        float t = freq_factors ? theta / freq_factors[i] : theta;
+        float c = cosf(t), s = sinf(t);
+        int32_t a = type == NURI_ROPE_NORM ? 2 * i : i;
+        int32_t b = type == NURI_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
+        float x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+        theta *= theta_scale;
+    }
+}
+
+/* ---- the worker's view of one decode ---- */
+
+typedef struct worker {
+    nuri_ctx *c;
+    int ith, nth;
+    // what xq currently holds, identical in every thread (they run the same steps)
+    const float *xq_src;
+    uint32_t xq_type;
+} worker;
+
+static void barrier(worker *w)
+{
+    nuri_pool_barrier(w->c->pool);
+}
+
+/* Converts rows [0, T) of src (row stride n floats) to `type` into xq, unless it already holds
+ * exactly that. When it does work it is bracketed by barriers: before, so that no thread still
+ * reads the old xq (or writes src); after, so that all rows are ready. */
+static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, uint32_t type)
+{
+    if (w->xq_src == src && w->xq_type == type) return;
+    barrier(w);
+    const nuri_kernel_traits *k = nuri_kernels(type);
+    long t0, t1;
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++)
+        k->from_float(src + t * n, (char *)w->c->xq + (size_t)t * w->c->xq_stride, n);
+    w->xq_src = src;
+    w->xq_type = type;
+    barrier(w);
+}
+
+/* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Rows of W split by thread. */
+static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t y_stride)
+{
+    uint64_t row_bytes;
+    nuri_type_row_bytes(W->type, (uint64_t)W->n_in, &row_bytes);
+    long r0, r1;
+    nuri_split(W->n_out, w->ith, w->nth, &r0, &r1);
+    nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, w->c->xq,
+              w->c->xq_stride, T, y, y_stride);
+}
+
+static void add_bias(worker *w, const nuri_weight *b, float *y, int32_t T, int64_t n)
+{
+    if (!b->data) return;
+    const float *bias = b->data;
+    long t0, t1;
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++)
+        for (int64_t i = 0; i < n; i++) y[t * n + i] += bias[i];
+}
+
+/* ---- attention ---- */
+
+static size_t kv_offset(const nuri_ctx *c, int il, int32_t slot)
+{
+    const nuri_hparams *hp = &c->m->hp;
+    const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    return ((size_t)il * c->n_pages * NURI_KV_PAGE + (size_t)slot) * kv_dim;
+}
+
+/* One query head of token t against its sequence's cache positions [first, n_kv) (first > 0 for
+ * a sliding-window layer). */
+static void attend(worker *w, int il, int32_t t, const float *q, int32_t first, int32_t n_kv,
+                   int32_t kvh, float *out)
+{
+    const nuri_ctx *c = w->c;
+    const nuri_hparams *hp = &c->m->hp;
+    const int32_t hd = hp->head_dim;
+    const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
+    float *s = c->scores + (size_t)w->ith * c->n_ctx;
+    uint16_t *p16 = c->probs16 + (size_t)w->ith * c->n_ctx;
+    uint16_t *q16 = c->q16 + (size_t)w->ith * hd;
+    float *vrow = c->vrow + (size_t)w->ith * hd;
+    const int32_t *pages = c->seq_pages + (size_t)c->b_seq[t] * c->n_pages;
+
+    f16->from_float(q, q16, hd);
+    const float scale = hp->attn_scale;
+    float max = -INFINITY;
+    for (int32_t j = first; j < n_kv; j++) {
+        int32_t slot = pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + j % NURI_KV_PAGE;
+        float dot;
+        f16->vec_dot(hd, &dot, c->k_pages + kv_offset(c, il, slot) + (size_t)kvh * hd, q16);
+        s[j] = dot * scale;
+        if (s[j] > max) max = s[j];
+    }
+    double sum = 0.0;
+    for (int32_t j = first; j < n_kv; j++) {
+        s[j] = expf(s[j] - max);
+        sum += (double)s[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int32_t j = first; j < n_kv; j++) s[j] *= inv;
+    f16->from_float(s + first, p16 + first, n_kv - first); // rounded to F16, as they weight V
+    for (int32_t d = 0; d < hd; d++) out[d] = 0.0f;
+    for (int32_t j = first; j < n_kv; j++) {
+        float p = nuri_f16_to_f32(p16[j]);
+        if (p == 0.0f) continue;
+        int32_t slot = pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + j % NURI_KV_PAGE;
+        f16->to_float(c->v_pages + kv_offset(c, il, slot) + (size_t)kvh * hd, vrow, hd);
+        for (int32_t d = 0; d < hd; d++) out[d] += p * vrow[d];
+    }
+}
+
+/* ---- one layer, then the head ---- */
+
+/* x += branch output a, after its bias, its post-norm (post_norm archs) and the residual scale.
+ * a is overwritten. */
+static void branch_into_residual(const nuri_hparams *hp, float *a, const nuri_weight *bias,
+                                 const nuri_weight *post_norm, float *x)
+{
+    const int64_t n = hp->n_embd;
+    if (bias->data)
+        for (int64_t i = 0; i < n; i++) a[i] += ((const float *)bias->data)[i];
+    if (hp->post_norm) rms_norm(a, post_norm->data, a, n, hp->rms_eps);
+    if (hp->residual_scale != 1.0f)
+        for (int64_t i = 0; i < n; i++) a[i] *= hp->residual_scale;
+    for (int64_t i = 0; i < n; i++) x[i] += a[i];
+}
+
+static void layer(worker *w, const job *jb, int il)
+{
+    nuri_ctx *c = w->c;
+    const nuri_model *m = c->m;
+    const nuri_hparams *hp = &m->hp;
+    const nuri_layer *L = &m->layers[il];
+    const int32_t T = jb->n, hd = hp->head_dim;
+    const int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hd;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hd, n_ff = hp->n_ff;
+    long t0, t1;
+
+    // attention input: normed (pre-norm archs) or the residual stream itself
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        if (hp->pre_norm)
+            rms_norm(c->x + t * n_embd, L->attn_norm.data, c->xn + t * n_embd, n_embd,
+                     hp->rms_eps);
+        else
+            memcpy(c->xn + t * n_embd, c->x + t * n_embd, sizeof(float) * (size_t)n_embd);
+    }
+    w->xq_src = NULL;
+    barrier(w);
+
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wq.type)->vec_dot_type);
+    matmul(w, &L->wq, T, c->q, n_q);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wk.type)->vec_dot_type);
+    matmul(w, &L->wk, T, c->k, kv_dim);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wv.type)->vec_dot_type);
+    matmul(w, &L->wv, T, c->v, kv_dim);
+    barrier(w);
+    add_bias(w, &L->bq, c->q, T, n_q);
+    add_bias(w, &L->bk, c->k, T, kv_dim);
+    add_bias(w, &L->bv, c->v, T, kv_dim);
+    barrier(w);
+
+    // per-head norms, rope, and the new keys and values into the cache: (token, head) pairs
+    const int32_t n_pairs = T * (hp->n_head + hp->n_head_kv);
+    long p0, p1;
+    nuri_split(n_pairs, w->ith, w->nth, &p0, &p1);
+    for (long p = p0; p < p1; p++) {
+        int32_t t = (int32_t)(p / (hp->n_head + hp->n_head_kv));
+        int32_t h = (int32_t)(p % (hp->n_head + hp->n_head_kv));
+        int32_t pos = c->b_pos[t];
+        bool is_q = h < hp->n_head;
+        float *vec = is_q ? c->q + t * n_q + (int64_t)h * hd
+                          : c->k + t * kv_dim + (int64_t)(h - hp->n_head) * hd;
+        const nuri_weight *nw = is_q ? &L->q_norm : &L->k_norm;
+        if (nw->data) rms_norm(vec, nw->data, vec, hd, hp->rms_eps);
+        if (L->rope)
+            rope(vec, hp->n_rot, hp->rope_type, pos, L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
+                 m->rope_freqs);
+        if (!is_q) {
+            const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
+            int32_t kvh = h - hp->n_head;
+            size_t at = kv_offset(c, il, c->b_slot[t]) + (size_t)kvh * hd;
+            f16->from_float(vec, c->k_pages + at, hd);
+            f16->from_float(c->v + t * kv_dim + (int64_t)kvh * hd, c->v_pages + at, hd);
+        }
+    }
+    barrier(w);
+
+    // attention: (token, query head) pairs
+    const int32_t group = hp->n_head / hp->n_head_kv;
+    nuri_split((long)T * hp->n_head, w->ith, w->nth, &p0, &p1);
+    for (long p = p0; p < p1; p++) {
+        int32_t t = (int32_t)(p / hp->n_head), h = (int32_t)(p % hp->n_head);
+        int32_t first = L->swa && c->b_pos[t] >= hp->n_swa ? c->b_pos[t] - hp->n_swa + 1 : 0;
+        attend(w, il, t, c->q + t * n_q + (int64_t)h * hd, first, c->b_pos[t] + 1, h / group,
+               c->att + t * n_q + (int64_t)h * hd);
+    }
+    barrier(w);
+
+    // output projection, residual
+    quantize_input(w, c->att, n_q, T, nuri_kernels(L->wo.type)->vec_dot_type);
+    matmul(w, &L->wo, T, c->xn, n_embd);
+    barrier(w);
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        float *x = c->x + t * n_embd, *a = c->xn + t * n_embd;
+        branch_into_residual(hp, a, &L->bo, &L->attn_post_norm, x);
+        if (hp->pre_norm) rms_norm(x, L->ffn_norm.data, a, n_embd, hp->rms_eps);
+        else memcpy(a, x, sizeof(float) * (size_t)n_embd);
+    }
+    w->xq_src = NULL;
+    barrier(w);
+
+    // feed-forward (SwiGLU)
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ffn_gate.type)->vec_dot_type);
+    matmul(w, &L->ffn_gate, T, c->gate, n_ff);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ffn_up.type)->vec_dot_type);
+    matmul(w, &L->ffn_up, T, c->up, n_ff);
+    barrier(w);
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        float *g = c->gate + t * n_ff;
+        const float *u = c->up + t * n_ff;
+        for (int64_t i = 0; i < n_ff; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+    barrier(w);
+    quantize_input(w, c->gate, n_ff, T, nuri_kernels(L->ffn_down.type)->vec_dot_type);
+    matmul(w, &L->ffn_down, T, c->xn, n_embd);
+    barrier(w);
+    static const nuri_weight no_bias = {0};
+    for (long t = t0; t < t1; t++)
+        branch_into_residual(hp, c->xn + t * n_embd, &no_bias, &L->ffn_post_norm, c->x + t * n_embd);
+    barrier(w);
+}
+
+static void forward_worker(void *arg, int ith, int nth)
+{
+    const job *jb = arg;
+    worker w = {.c = jb->c, .ith = ith, .nth = nth};
+    nuri_ctx *c = jb->c;
+    const nuri_model *m = c->m;
+    const nuri_hparams *hp = &m->hp;
+    const int64_t n_embd = hp->n_embd;
+    const int32_t T = jb->n;
+
+    // embeddings: exact dequantization of each token's row
+    const nuri_kernel_traits *ke = nuri_kernels(m->token_embd.type);
+    uint64_t erow;
+    nuri_type_row_bytes(m->token_embd.type, (uint64_t)n_embd, &erow);
+    long t0, t1;
+    nuri_split(T, ith, nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        float *x = c->x + t * n_embd;
+        ke->to_float((const char *)m->token_embd.data + (size_t)c->b_token[t] * erow, x, n_embd);
+        if (hp->embd_scale != 1.0f)
+            for (int64_t i = 0; i < n_embd; i++) x[i] *= hp->embd_scale;
+    }
+    barrier(&w);
+
+    for (int il = 0; il < hp->n_layer; il++) layer(&w, jb, il);
+
+    // head: only the rows whose logits are wanted, gathered in batch order
+    const int32_t n_out = jb->n_rows;
+    if (n_out == 0) return;
+    nuri_split(T, ith, nth, &t0, &t1);
+    for (long t = t0; t < t1; t++)
+        if (c->b_row[t] >= 0)
+            rms_norm(c->x + t * n_embd, m->output_norm.data, c->xn + c->b_row[t] * n_embd, n_embd,
+                     hp->rms_eps);
+    w.xq_src = NULL;
+    barrier(&w);
+    quantize_input(&w, c->xn, n_embd, n_out, nuri_kernels(m->output.type)->vec_dot_type);
+    matmul(&w, &m->output, n_out, c->logits, hp->n_vocab);
+    if (hp->logit_scale != 1.0f) {
+        barrier(&w);
+        const float inv = 1.0f / hp->logit_scale;
+        long i0, i1;
+        nuri_split((long)n_out * hp->n_vocab, ith, nth, &i0, &i1);
+        for (long i = i0; i < i1; i++) c->logits[i] *= inv;
+    }
+}
+
+/* ---- context ---- */
+
+static void *alloc_floats(size_t n, bool *ok)
+{
+    void *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) *ok = false;
+    return p;
+}
+
+static void *alloc_ints(size_t n, bool *ok)
+{
+    void *p = calloc(n ? n : 1, sizeof(int32_t));
+    if (!p) *ok = false;
+    return p;
+}
+
+nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx **out)
+{
+    *out = NULL;
+    const nuri_hparams *hp = &m->hp;
+    nuri_ctx_params d = p ? *p : (nuri_ctx_params){0};
+    if (d.n_ctx == 0) d.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (d.n_batch == 0) d.n_batch = 512;
+    if (d.n_threads == 0) d.n_threads = 1;
+    if (d.n_logits == 0) d.n_logits = 1;
+    if (d.n_seq == 0) d.n_seq = 1;
+    if (d.n_ctx < 1 || d.n_ctx > (1 << 22))
+        return nuri_error(NURI_ERR_INVALID_ARG, "context size %d is not in 1..%d", d.n_ctx, 1 << 22);
+    if (d.n_batch < 1 || d.n_batch > 65536)
+        return nuri_error(NURI_ERR_INVALID_ARG, "batch size %d is not in 1..65536", d.n_batch);
+    if (d.n_logits < 1 || d.n_logits > d.n_batch)
+        return nuri_error(NURI_ERR_INVALID_ARG, "logit rows %d are not in 1..%d (batch size)",
+                          d.n_logits, d.n_batch);
+    if (d.n_seq < 1 || d.n_seq > 4096)
+        return nuri_error(NURI_ERR_INVALID_ARG, "sequence count %d is not in 1..4096", d.n_seq);
+
+    nuri_ctx *c = calloc(1, sizeof *c);
+    if (!c) return nuri_error(NURI_ERR_NOMEM, "out of memory for the context");
+    c->m = m;
+    c->n_pages = (d.n_ctx + NURI_KV_PAGE - 1) / NURI_KV_PAGE;
+    c->n_ctx = c->n_pages * NURI_KV_PAGE;
+    c->n_batch = d.n_batch;
+    c->n_logits = d.n_logits;
+    c->n_seq = d.n_seq;
+    nuri_status s = nuri_pool_new(d.n_threads, &c->pool);
+    if (s != NURI_OK) {
+        free(c);
+        return s;
+    }
+    const size_t B = (size_t)d.n_batch, nt = (size_t)d.n_threads;
+    const size_t n_q = (size_t)hp->n_head * hp->head_dim, kv = (size_t)hp->n_head_kv * hp->head_dim;
+    const size_t wide = n_q > (size_t)hp->n_embd ? n_q : (size_t)hp->n_embd;
+    const size_t widest = wide > (size_t)hp->n_ff ? wide : (size_t)hp->n_ff;
+    const size_t kv_elems = (size_t)hp->n_layer * c->n_ctx * kv;
+    bool ok = true;
+    c->k_pages = calloc(kv_elems, sizeof(uint16_t));
+    c->v_pages = calloc(kv_elems, sizeof(uint16_t));
+    if (!c->k_pages || !c->v_pages) ok = false;
+    c->page_ref = alloc_ints((size_t)c->n_pages, &ok);
+    c->free_list = alloc_ints((size_t)c->n_pages, &ok);
+    c->seq_len = alloc_ints((size_t)c->n_seq, &ok);
+    c->seq_pages = alloc_ints((size_t)c->n_seq * c->n_pages, &ok);
+    c->b_slot = alloc_ints(B, &ok);
+    c->b_row = alloc_ints(B, &ok);
+    c->b_next = alloc_ints((size_t)c->n_seq, &ok);
+    c->d_pos = alloc_ints(B, &ok);
+    c->d_seq = alloc_ints(B, &ok);
+    c->d_want = alloc_ints(B, &ok); // int32-sized slots; only the first B bytes are used
+    c->x = alloc_floats(B * hp->n_embd, &ok);
+    c->xn = alloc_floats(B * wide, &ok);
+    c->q = alloc_floats(B * n_q, &ok);
+    c->k = alloc_floats(B * kv, &ok);
+    c->v = alloc_floats(B * kv, &ok);
+    c->att = alloc_floats(B * n_q, &ok);
+    c->gate = alloc_floats(B * hp->n_ff, &ok);
+    c->up = alloc_floats(B * hp->n_ff, &ok);
+    // the widest conversion is F32 (4 bytes per element); quantized types take less
+    c->xq_stride = (widest * 4 + 63) & ~(size_t)63;
+    c->xq = alloc_floats(B * c->xq_stride / 4, &ok);
+    c->scores = alloc_floats(nt * c->n_ctx, &ok);
+    c->probs16 = calloc(nt * c->n_ctx, sizeof(uint16_t));
+    c->q16 = calloc(nt * hp->head_dim, sizeof(uint16_t));
+    c->vrow = alloc_floats(nt * hp->head_dim, &ok);
+    if (!c->probs16 || !c->q16) ok = false;
+    c->logits = alloc_floats((size_t)d.n_logits * hp->n_vocab, &ok);
+    if (!ok) {
+        nuri_ctx_free(c);
+        return nuri_error(NURI_ERR_NOMEM,
+                          "out of memory for a context of %d tokens (KV cache %.1f MiB)", d.n_ctx,
+                          2.0 * kv_elems * 2 / (1024.0 * 1024.0));
+    }
+    for (int32_t i = 0; i < c->n_pages; i++) c->free_list[i] = c->n_pages - 1 - i;
+    c->n_free = c->n_pages;
+    for (int32_t i = 0; i < c->n_seq; i++) c->b_next[i] = -1;
+    *out = c;
+    return NURI_OK;
+}
+
+void nuri_ctx_free(nuri_ctx *c)
+{
+    if (!c) return;
+    nuri_pool_free(c->pool);
+    void *bufs[] = {c->k_pages, c->v_pages, c->page_ref, c->free_list, c->seq_len, c->seq_pages,
+                    c->b_slot,  c->b_row,   c->b_next,   c->x,         c->xn,      c->q,
+                    c->k,       c->v,       c->att,      c->gate,      c->up,      c->xq,
+                    c->scores,  c->probs16, c->q16,      c->vrow,      c->logits,
+                    c->d_pos,   c->d_seq,   c->d_want};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(c);
+}
+
+int32_t nuri_ctx_n_ctx(const nuri_ctx *c)
+{
+    return c->n_ctx;
+}
+
+int32_t nuri_ctx_n_seq(const nuri_ctx *c)
+{
+    return c->n_seq;
+}
+
+/* ---- the page pool ---- */
+
+static int32_t pages_for(int32_t n_tokens)
+{
+    return (n_tokens + NURI_KV_PAGE - 1) / NURI_KV_PAGE;
+}
+
+static void page_release(nuri_ctx *c, int32_t page)
+{
+    NURI_ASSERT(c->page_ref[page] > 0);
+    if (--c->page_ref[page] == 0) c->free_list[c->n_free++] = page;
+}
+
+static int32_t page_take(nuri_ctx *c)
+{
+    NURI_ASSERT(c->n_free > 0);
+    int32_t page = c->free_list[--c->n_free];
+    c->page_ref[page] = 1;
+    return page;
+}
+
+int32_t nuri_ctx_seq_len(const nuri_ctx *c, int32_t seq)
+{
+    return seq >= 0 && seq < c->n_seq ? c->seq_len[seq] : 0;
+}
+
+void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n)
+{
+    if (seq < 0 || seq >= c->n_seq || n < 0 || n >= c->seq_len[seq]) return;
+    int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
+    for (int32_t i = pages_for(n); i < pages_for(c->seq_len[seq]); i++) page_release(c, pages[i]);
+    c->seq_len[seq] = n;
+}
+
+void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq)
+{
+    nuri_ctx_seq_truncate(c, seq, 0);
+}
+
+nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n)
+{
+    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq || src == dst)
+        return nuri_error(NURI_ERR_INVALID_ARG, "cannot fork sequence %d into %d (%d sequences)",
+                          src, dst, c->n_seq);
+    if (n < 0 || n > c->seq_len[src])
+        return nuri_error(NURI_ERR_INVALID_ARG, "sequence %d holds %d tokens, not %d", src,
+                          c->seq_len[src], n);
+    nuri_ctx_seq_clear(c, dst);
+    const int32_t *sp = c->seq_pages + (size_t)src * c->n_pages;
+    int32_t *dp = c->seq_pages + (size_t)dst * c->n_pages;
+    for (int32_t i = 0; i < pages_for(n); i++) {
+        dp[i] = sp[i];
+        c->page_ref[sp[i]]++;
+    }
+    c->seq_len[dst] = n;
+    return NURI_OK;
+}
+
+int32_t nuri_ctx_pages_total(const nuri_ctx *c)
+{
+    return c->n_pages;
+}
+
+int32_t nuri_ctx_pages_free(const nuri_ctx *c)
+{
+    return c->n_free;
+}
+
+/* Copies one page (every layer's K and V) into a fresh page; returns the new page. */
+static int32_t page_copy(nuri_ctx *c, int32_t from)
+{
+    int32_t to = page_take(c);
+    const nuri_hparams *hp = &c->m->hp;
+    const size_t bytes = (size_t)NURI_KV_PAGE * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    for (int il = 0; il < hp->n_layer; il++) {
+        memcpy(c->k_pages + kv_offset(c, il, to * NURI_KV_PAGE),
+               c->k_pages + kv_offset(c, il, from * NURI_KV_PAGE), bytes);
+        memcpy(c->v_pages + kv_offset(c, il, to * NURI_KV_PAGE),
+               c->v_pages + kv_offset(c, il, from * NURI_KV_PAGE), bytes);
+    }
+    page_release(c, from);
+    return to;
+}
+
+/* ---- decoding ---- */
+
+/* Checks a batch of n <= n_batch tokens and makes room for it in the pool: first all checks and
+ * the page count (so a refused batch changes nothing), then truncation, copy-on-write of a shared
+ * page that gets written, and new pages. Fills b_slot and b_row; returns the logit row count. */
+static nuri_status plan_batch(nuri_ctx *c, const nuri_batch *b, int32_t n, int32_t *n_rows)
+{
+    nuri_status s = NURI_OK;
+    int32_t need = 0, rows = 0;
+    for (int32_t i = 0; i < n && s == NURI_OK; i++) {
+        int32_t seq = b->seq[i], pos = b->pos[i], tok = b->token[i];
+        if (tok < 0 || tok >= c->m->hp.n_vocab)
+            s = nuri_error(NURI_ERR_INVALID_ARG, "token id %d at index %d is not in 0..%d", tok, i,
+                           c->m->hp.n_vocab - 1);
+        else if (seq < 0 || seq >= c->n_seq)
+            s = nuri_error(NURI_ERR_INVALID_ARG, "sequence id %d at index %d is not in 0..%d", seq,
+                           i, c->n_seq - 1);
+        else if (pos < 0 || pos >= c->n_ctx)
+            s = nuri_error(NURI_ERR_LIMIT, "position %d at index %d is outside the context of %d",
+                           pos, i, c->n_ctx);
+        else if (c->b_next[seq] >= 0 && pos != c->b_next[seq])
+            s = nuri_error(NURI_ERR_INVALID_ARG,
+                           "sequence %d: position %d at index %d, expected %d (consecutive)", seq,
+                           pos, i, c->b_next[seq]);
+        else if (c->b_next[seq] < 0 && pos > c->seq_len[seq])
+            s = nuri_error(NURI_ERR_INVALID_ARG,
+                           "sequence %d holds %d tokens; it cannot continue at position %d", seq,
+                           c->seq_len[seq], pos);
+        if (s != NURI_OK) break;
+        if (c->b_next[seq] < 0) {
+            // the sequence's first token in this batch: pages it keeps, and copy-on-write
+            need -= pages_for(c->seq_len[seq]) - pages_for(pos); // released (if not shared)
+            const int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
+            for (int32_t k = pages_for(pos); k < pages_for(c->seq_len[seq]); k++)
+                if (c->page_ref[pages[k]] > 1) need++; // shared: not really freed
+            if (pos % NURI_KV_PAGE && c->page_ref[pages[pos / NURI_KV_PAGE]] > 1) need++;
+        }
+        if (pos % NURI_KV_PAGE == 0) need++; // a new page starts here
+        c->b_next[seq] = pos + 1;
+        if (b->logits && b->logits[i]) rows++;
+    }
+    for (int32_t i = 0; i < n; i++)
+        if (b->seq[i] >= 0 && b->seq[i] < c->n_seq) c->b_next[b->seq[i]] = -1;
+    if (s != NURI_OK) return s;
+    if (rows > c->n_logits)
+        return nuri_error(NURI_ERR_LIMIT, "%d logit rows wanted, the context keeps %d", rows,
+                          c->n_logits);
+    if (need > c->n_free)
+        return nuri_error(NURI_ERR_LIMIT, "the KV cache is full: %d more pages of %d tokens needed, "
+                          "%d free of %d", need, NURI_KV_PAGE, c->n_free, c->n_pages);
+
+    rows = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t seq = b->seq[i], pos = b->pos[i];
+        int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
+        if (pos < c->seq_len[seq]) nuri_ctx_seq_truncate(c, seq, pos);
+        if (pos % NURI_KV_PAGE == 0) pages[pos / NURI_KV_PAGE] = page_take(c);
+        else if (c->page_ref[pages[pos / NURI_KV_PAGE]] > 1)
+            pages[pos / NURI_KV_PAGE] = page_copy(c, pages[pos / NURI_KV_PAGE]);
+        c->seq_len[seq] = pos + 1;
+        c->b_slot[i] = pages[pos / NURI_KV_PAGE] * NURI_KV_PAGE + pos % NURI_KV_PAGE;
+        c->b_row[i] = b->logits && b->logits[i] ? rows++ : -1;
+    }
+    *n_rows = rows;
+    return NURI_OK;
+}
+
+nuri_status nuri_ctx_decode_batch(nuri_ctx *c, const nuri_batch *b)
+{
+    if (b->n < 1) return nuri_error(NURI_ERR_INVALID_ARG, "nothing to decode (0 tokens)");
+    for (int32_t done = 0; done < b->n;) {
+        int32_t n = b->n - done < c->n_batch ? b->n - done : c->n_batch;
+        nuri_batch part = {.n = n, .token = b->token + done, .pos = b->pos + done,
+                           .seq = b->seq + done, .logits = b->logits ? b->logits + done : NULL};
+        if (done + n < b->n && part.logits) {
+            for (int32_t i = 0; i < n; i++)
+                if (part.logits[i])
+                    return nuri_error(NURI_ERR_INVALID_ARG,
+                                      "logits wanted for token %d of a batch larger than %d; only "
+                                      "the last %d tokens may ask for logits",
+                                      done + i, c->n_batch, c->n_batch);
+        }
+        int32_t rows = 0;
+        nuri_status s = plan_batch(c, &part, n, &rows);
+        if (s != NURI_OK) return s;
+        c->b_token = part.token;
+        c->b_pos = part.pos;
+        c->b_seq = part.seq;
+        job jb = {.c = c, .n = n, .n_rows = rows};
+        nuri_pool_run(c->pool, forward_worker, &jb);
+        done += n;
+    }
+    return NURI_OK;
+}
+
+nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32_t pos0,
+                            bool all_logits)
+{
+    if (n < 1) return nuri_error(NURI_ERR_INVALID_ARG, "nothing to decode (0 tokens)");
+    if (all_logits && n > c->n_logits)
+        return nuri_error(NURI_ERR_LIMIT, "%d logit rows wanted, the context keeps %d", n,
+                          c->n_logits);
+    if (pos0 < 0 || (int64_t)pos0 + n > c->n_ctx)
+        return nuri_error(NURI_ERR_LIMIT, "positions %d..%lld exceed the context of %d tokens",
+                          pos0, (long long)pos0 + n - 1, c->n_ctx);
+    // chunks of n_batch through the ctx's own batch arrays: no allocation per call
+    for (int32_t done = 0; done < n;) {
+        int32_t k = n - done < c->n_batch ? n - done : c->n_batch;
+        for (int32_t i = 0; i < k; i++) {
+            c->d_pos[i] = pos0 + done + i;
+            c->d_seq[i] = 0;
+            c->d_want[i] = all_logits || done + i == n - 1;
+        }
+        nuri_batch b = {.n = k, .token = tokens + done, .pos = c->d_pos, .seq = c->d_seq,
+                        .logits = c->d_want};
+        nuri_status s = nuri_ctx_decode_batch(c, &b);
+        if (s != NURI_OK) return s;
+        done += k;
+    }
+    return NURI_OK;
+}
+
+const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i)
+{
+    NURI_ASSERT(i >= 0 && i < c->n_logits);
+    return c->logits + (size_t)i * c->m->hp.n_vocab;
+}

@@ -1,0 +1,433 @@
+/*
+ * mkmodel.c: see mkmodel.h. Weights are N(0, scale^2) from a seeded xoshiro256** generator, with
+ * the scales chosen so that activations stay in a realistic range through the layers (the same
+ * recipe as the golden test models: attention and FFN inputs 1/sqrt(width), outputs gain/sqrt(width)).
+ */
+#include "model/mkmodel.h"
+#include "base/status.h"
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct shape {
+    const char *name;
+    int32_t n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
+    float rope_base;
+    const char *about;
+} shape;
+
+static const shape shapes[] = {
+    {"tiny", 256, 2, 4, 2, 64, 768, 4096, 512, 10000.0f, "the golden test models' shape"},
+    {"small", 512, 4, 8, 4, 64, 1536, 8192, 2048, 10000.0f, "a little larger, 4 layers"},
+    {"llama-3.2-1b", 2048, 16, 32, 8, 64, 8192, 128256, 131072, 500000.0f, "Llama-3.2-1B"},
+    {"qwen2.5-0.5b", 896, 24, 14, 2, 64, 4864, 151936, 32768, 1000000.0f, "Qwen2.5-0.5B"},
+    {"qwen3-0.6b", 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1000000.0f, "Qwen3-0.6B"},
+    {"exaone-3.5-2.4b", 2560, 30, 32, 8, 80, 7168, 102400, 32768, 1000000.0f, "EXAONE-3.5-2.4B"},
+    {"exaone-4.0-1.2b", 2048, 30, 32, 8, 64, 4096, 102400, 65536, 1000000.0f, "EXAONE-4.0-1.2B"},
+    {"deep-narrow", 128, 64, 2, 1, 64, 256, 4096, 512, 10000.0f, "64 thin layers (sliding-window tests)"},
+};
+
+const char *nuri_mkmodel_shapes(void)
+{
+    return "tiny (256 wide, 2 layers), small (512, 4), deep-narrow (128, 64), llama-3.2-1b, "
+           "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b";
+}
+
+/* ---- random numbers ---- */
+
+typedef struct rng {
+    uint64_t s[4];
+} rng;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(rng *r)
+{
+    uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+static double rng_uniform(rng *r) // (0, 1)
+{
+    return ((double)(rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static float rng_normal(rng *r)
+{
+    double u = rng_uniform(r), v = rng_uniform(r);
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+/* ---- types and mixes ---- */
+
+static int type_by_name(const char *name)
+{
+    for (uint32_t t = 0; t < NURI_TYPE_COUNT; t++) {
+        const nuri_type_info *ti = nuri_type_get(t);
+        if (ti && ti->computable && !strcmp(ti->name, name)) return (int)t;
+    }
+    return -1;
+}
+
+/* The type a tensor gets under a mix (Q4_K_M / Q5_K_M follow the usual recipe: more bits for the
+ * output, for attn_v and ffn_down in the first and last eighth of the layers and every third layer
+ * between) or a pure type. Rows that are not a whole number of 256-blocks fall back to a 32-block
+ * type of similar size. */
+static uint32_t pick_type(const char *mix, const char *tensor, int il, int n_layer, int64_t n_in)
+{
+    uint32_t t;
+    bool km = !strcmp(mix, "Q4_K_M"), k5 = !strcmp(mix, "Q5_K_M");
+    if (km || k5) {
+        t = km ? NURI_TYPE_Q4_K : NURI_TYPE_Q5_K;
+        bool more = il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2;
+        if (!strcmp(tensor, "output") || (il >= 0 && more && (!strcmp(tensor, "attn_v") ||
+                                                              !strcmp(tensor, "ffn_down"))))
+            t = NURI_TYPE_Q6_K;
+    } else {
+        t = (uint32_t)type_by_name(mix);
+    }
+    const nuri_type_info *ti = nuri_type_get(t);
+    if (n_in % ti->block_size != 0) {
+        switch (t) {
+        case NURI_TYPE_Q2_K:
+        case NURI_TYPE_Q3_K:
+        case NURI_TYPE_Q4_K: t = NURI_TYPE_Q5_0; break;
+        case NURI_TYPE_Q5_K: t = NURI_TYPE_Q5_1; break;
+        default: t = NURI_TYPE_Q8_0; break;
+        }
+    }
+    return t;
+}
+
+/* ---- writing ---- */
+
+typedef struct maker {
+    gguf_writer *w;
+    rng r;
+    const char *mix;
+    int n_layer;
+    float *buf;   // scratch floats, largest tensor
+    void *qbuf;   // scratch quantized bytes
+} maker;
+
+static nuri_status add_random(maker *mk, const char *name, const char *kind, int il, int64_t n_in,
+                              int64_t n_out, float scale, float offset)
+{
+    int64_t n = n_in * n_out;
+    for (int64_t i = 0; i < n; i++) mk->buf[i] = offset + scale * rng_normal(&mk->r);
+    int64_t ne[2] = {n_in, n_out};
+    if (n_out == 1) // 1-D tensors (norms, biases) stay F32
+        return gguf_writer_add_tensor(mk->w, name, NURI_TYPE_F32, 1, ne, mk->buf);
+    uint32_t t = pick_type(mk->mix, kind, il, mk->n_layer, n_in);
+    const nuri_kernel_traits *k = nuri_kernels(t);
+    uint64_t row;
+    nuri_type_row_bytes(t, (uint64_t)n_in, &row);
+    for (int64_t r = 0; r < n_out; r++)
+        k->from_float(mk->buf + r * n_in, (char *)mk->qbuf + (size_t)r * row, n_in);
+    return gguf_writer_add_tensor(mk->w, name, t, 2, ne, mk->qbuf);
+}
+
+static nuri_status copy_kv(gguf_writer *w, const gguf_file *f, const gguf_kv *kv)
+{
+    gguf_str key = gguf_kv_key(kv);
+    char k[256];
+    if (key.len >= sizeof k) return NURI_OK;
+    memcpy(k, key.ptr, key.len);
+    k[key.len] = 0;
+    nuri_status s = NURI_OK;
+    switch (gguf_kv_type(kv)) {
+    case GGUF_TYPE_STRING: {
+        gguf_str v;
+        if ((s = gguf_kv_str(kv, &v))) return s;
+        char *c = strndup(v.ptr, v.len);
+        if (!c) return nuri_error(NURI_ERR_NOMEM, "out of memory");
+        s = gguf_writer_add_str(w, k, c);
+        free(c);
+        return s;
+    }
+    case GGUF_TYPE_ARRAY: {
+        gguf_arr a;
+        if ((s = gguf_kv_arr(kv, &a))) return s;
+        if (a.type != GGUF_TYPE_STRING) return gguf_writer_add_arr(w, k, a.type, a.data, a.n);
+        char **v = calloc(a.n ? a.n : 1, sizeof *v);
+        if (!v) return nuri_error(NURI_ERR_NOMEM, "out of memory");
+        for (uint64_t i = 0; i < a.n && s == NURI_OK; i++) {
+            gguf_str e;
+            if ((s = gguf_arr_str(&a, i, &e)) == NURI_OK && !(v[i] = strndup(e.ptr, e.len)))
+                s = nuri_error(NURI_ERR_NOMEM, "out of memory");
+        }
+        if (s == NURI_OK) s = gguf_writer_add_str_arr(w, k, (const char *const *)v, a.n);
+        for (uint64_t i = 0; i < a.n; i++) free(v[i]);
+        free(v);
+        return s;
+    }
+    case GGUF_TYPE_BOOL: {
+        bool b;
+        if ((s = gguf_get_bool(f, k, &b))) return s;
+        return gguf_writer_add_bool(w, k, b);
+    }
+    case GGUF_TYPE_FLOAT32:
+    case GGUF_TYPE_FLOAT64: {
+        double d;
+        if ((s = gguf_kv_f64(kv, &d))) return s;
+        return gguf_writer_add_f32(w, k, (float)d);
+    }
+    default: {
+        int64_t i;
+        if ((s = gguf_kv_i64(kv, &i))) return s;
+        if (i >= 0 && i <= UINT32_MAX) return gguf_writer_add_u32(w, k, (uint32_t)i);
+        return gguf_writer_add_u64(w, k, (uint64_t)i);
+    }
+    }
+}
+
+/* A synthetic SentencePiece vocabulary of n tokens. */
+static nuri_status add_synthetic_vocab(gguf_writer *w, int32_t n)
+{
+    char **tok = calloc((size_t)n, sizeof *tok);
+    float *score = calloc((size_t)n, sizeof *score);
+    int32_t *type = calloc((size_t)n, sizeof *type);
+    nuri_status s = NURI_OK;
+    if (!tok || !score || !type) s = nuri_error(NURI_ERR_NOMEM, "out of memory for the vocab");
+    for (int32_t i = 0; s == NURI_OK && i < n; i++) {
+        char b[64];
+        if (i == 0) snprintf(b, sizeof b, "<unk>"), type[i] = 2;
+        else if (i == 1) snprintf(b, sizeof b, "<s>"), type[i] = 3;
+        else if (i == 2) snprintf(b, sizeof b, "</s>"), type[i] = 3;
+        else if (i < 259) snprintf(b, sizeof b, "<0x%02X>", i - 3), type[i] = 6;
+        else {
+            // letter n-grams, with and without the word-start mark, all distinct
+            int32_t k = i - 259;
+            char *p = b;
+            if (k % 2) p += sprintf(p, "\xe2\x96\x81");
+            k /= 2;
+            do {
+                *p++ = (char)('a' + k % 26);
+                k /= 26;
+            } while (k > 0);
+            *p = 0;
+            type[i] = 1;
+            score[i] = -(float)(i - 259);
+        }
+        if (!(tok[i] = strdup(b))) s = nuri_error(NURI_ERR_NOMEM, "out of memory for the vocab");
+    }
+    if (s == NURI_OK) s = gguf_writer_add_str(w, "tokenizer.ggml.model", "llama");
+    if (s == NURI_OK) s = gguf_writer_add_str(w, "tokenizer.ggml.pre", "default");
+    if (s == NURI_OK)
+        s = gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens", (const char *const *)tok,
+                                    (uint64_t)n);
+    if (s == NURI_OK)
+        s = gguf_writer_add_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, score, (uint64_t)n);
+    if (s == NURI_OK)
+        s = gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, type,
+                                (uint64_t)n);
+    if (s == NURI_OK) s = gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    if (s == NURI_OK) s = gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    if (s == NURI_OK) s = gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    if (s == NURI_OK) s = gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", true);
+    if (s == NURI_OK) s = gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", false);
+    for (int32_t i = 0; tok && i < n; i++) free(tok[i]);
+    free(tok);
+    free(score);
+    free(type);
+    return s;
+}
+
+static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const shape *sh,
+                               int32_t n_vocab, const char *path)
+{
+    gguf_writer *w = mk->w;
+    const char *a = p->arch;
+    bool qwen2 = !strcmp(a, "qwen2"), qwen3 = !strcmp(a, "qwen3"), llama = !strcmp(a, "llama");
+    bool exaone4 = !strcmp(a, "exaone4"), hcx = !strcmp(a, "hyperclovax");
+    bool granite_like = !strcmp(a, "granite") || hcx;
+    bool pre_norm = !exaone4, post_norm = exaone4 || hcx, qk_norm = qwen3 || exaone4;
+    char key[128];
+    nuri_status s;
+#define KV_U32(suffix, v)                                                                          \
+    do {                                                                                           \
+        snprintf(key, sizeof key, "%s.%s", a, suffix);                                             \
+        if ((s = gguf_writer_add_u32(w, key, (uint32_t)(v)))) return s;                            \
+    } while (0)
+    if ((s = gguf_writer_add_str(w, "general.architecture", a))) return s;
+    snprintf(key, sizeof key, "nuri mkmodel %s %s %s seed %llu", a, sh->name, p->type,
+             (unsigned long long)p->seed);
+    if ((s = gguf_writer_add_str(w, "general.name", key))) return s;
+    KV_U32("context_length", sh->n_ctx);
+    KV_U32("embedding_length", sh->n_embd);
+    KV_U32("block_count", mk->n_layer);
+    KV_U32("feed_forward_length", sh->n_ff);
+    KV_U32("attention.head_count", sh->n_head);
+    KV_U32("attention.head_count_kv", sh->n_head_kv);
+    KV_U32("attention.key_length", sh->head_dim);
+    KV_U32("attention.value_length", sh->head_dim);
+    KV_U32("rope.dimension_count", sh->head_dim);
+    KV_U32("vocab_size", n_vocab);
+    snprintf(key, sizeof key, "%s.rope.freq_base", a);
+    if ((s = gguf_writer_add_f32(w, key, sh->rope_base))) return s;
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
+    if ((s = gguf_writer_add_f32(w, key, llama ? 1e-5f : 1e-6f))) return s;
+    if (granite_like) { // muP-style multipliers, of the size such models use
+        static const struct {
+            const char *suffix;
+            float v;
+        } scales[] = {{"embedding_scale", 6.0f},
+                      {"residual_scale", 0.5f},
+                      {"attention.scale", 0.02f},
+                      {"logit_scale", 2.0f}};
+        for (size_t i = 0; i < sizeof scales / sizeof scales[0]; i++) {
+            snprintf(key, sizeof key, "%s.%s", a, scales[i].suffix);
+            if ((s = gguf_writer_add_f32(w, key, scales[i].v))) return s;
+        }
+    }
+    if (exaone4 && p->n_swa > 0) { // sliding window on 3 of every 4 layers
+        snprintf(key, sizeof key, "%s.attention.sliding_window", a);
+        if ((s = gguf_writer_add_u32(w, key, (uint32_t)p->n_swa))) return s;
+        bool *pat = calloc((size_t)mk->n_layer, sizeof *pat);
+        if (!pat) return nuri_error(NURI_ERR_NOMEM, "out of memory");
+        for (int il = 0; il < mk->n_layer; il++) pat[il] = il % 4 < 3;
+        snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", a);
+        s = gguf_writer_add_arr(w, key, GGUF_TYPE_BOOL, pat, (uint64_t)mk->n_layer);
+        free(pat);
+        if (s) return s;
+    }
+#undef KV_U32
+
+    const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
+    const int64_t KV = (int64_t)sh->n_head_kv * sh->head_dim, F = sh->n_ff;
+    const bool tied = !qwen2; // qwen2 files get a separate output matrix, like the golden ones
+    // The golden models' recipe: tied tiny models get output gain 10 (else they copy the input
+    // token). Deeper models with that gain turn chaotic (rounding differences grow layer by
+    // layer), which no trained model is, so every other shape uses gain 1.
+    const bool golden_recipe = !strcmp(sh->name, "tiny");
+    const float gain = tied && golden_recipe ? 10.0f : 1.0f;
+    // Output scale: the tiny recipe's logits span about +-25; other shapes aim at the few-nats
+    // spread of trained models (logit std about 2.5).
+    const float out_scale = golden_recipe ? 0.4f : 2.5f / sqrtf((float)E);
+    if ((s = add_random(mk, "token_embd.weight", tied ? "output" : "token_embd", -1, E, n_vocab,
+                        tied ? out_scale : 1.0f, 0)))
+        return s;
+    if ((s = add_random(mk, "output_norm.weight", "norm", -1, E, 1, 0.05f, 1.0f))) return s;
+    if (!tied && (s = add_random(mk, "output.weight", "output", -1, E, n_vocab, out_scale, 0)))
+        return s;
+    for (int il = 0; il < mk->n_layer; il++) {
+        char nm[96];
+#define T(suffix, kind, n_in, n_out, scale, off)                                                   \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = add_random(mk, nm, kind, il, n_in, n_out, scale, off))) return s;                 \
+    } while (0)
+        if (pre_norm) T("attn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        T("attn_q.weight", "attn_q", E, Q, 1.0f / sqrtf((float)E), 0);
+        T("attn_k.weight", "attn_k", E, KV, 1.0f / sqrtf((float)E), 0);
+        T("attn_v.weight", "attn_v", E, KV, 1.0f / sqrtf((float)E), 0);
+        if (qwen2) {
+            T("attn_q.bias", "bias", Q, 1, 0.3f, 0);
+            T("attn_k.bias", "bias", KV, 1, 0.3f, 0);
+            T("attn_v.bias", "bias", KV, 1, 0.3f, 0);
+        }
+        if (qk_norm) {
+            T("attn_q_norm.weight", "norm", sh->head_dim, 1, 0.05f, 1.0f);
+            T("attn_k_norm.weight", "norm", sh->head_dim, 1, 0.05f, 1.0f);
+        }
+        T("attn_output.weight", "attn_output", Q, E, gain / sqrtf((float)Q), 0);
+        if (pre_norm) T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (post_norm) {
+            T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("post_ffw_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        }
+        T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
+        T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
+        T("ffn_down.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
+#undef T
+    }
+    return gguf_writer_write(w, path);
+}
+
+nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
+{
+    static const char *archs[] = {"llama",   "qwen2",   "qwen3",      "exaone",
+                                   "exaone4", "granite", "hyperclovax"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
+    if (!known)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
+                          "granite, hyperclovax)",
+                          p->arch);
+    const shape *sh = NULL;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!strcmp(shapes[i].name, p->shape)) sh = &shapes[i];
+    if (!sh) return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
+                               nuri_mkmodel_shapes());
+    if (strcmp(p->type, "Q4_K_M") && strcmp(p->type, "Q5_K_M") && type_by_name(p->type) < 0)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "unknown type '%s' (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
+                          "Q3_K, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M)",
+                          p->type);
+
+    maker mk = {.mix = p->type, .n_layer = p->n_layer > 0 ? p->n_layer : sh->n_layer};
+    rng_seed(&mk.r, p->seed);
+    nuri_status s = gguf_writer_new(&mk.w);
+    if (s) return s;
+    int32_t n_vocab = sh->n_vocab;
+    gguf_file *vf = NULL;
+    if (p->vocab) {
+        if ((s = gguf_open(p->vocab, &vf))) {
+            gguf_writer_free(mk.w);
+            return nuri_error_wrap(s, "vocab %s", p->vocab);
+        }
+        gguf_arr toks;
+        if ((s = gguf_get_arr(vf, "tokenizer.ggml.tokens", &toks)) == NURI_OK)
+            n_vocab = (int32_t)toks.n;
+        for (uint64_t i = 0; s == NURI_OK && i < gguf_n_kv(vf); i++) {
+            const gguf_kv *kv = gguf_kv_at(vf, i);
+            gguf_str k = gguf_kv_key(kv);
+            if (k.len > 10 && !memcmp(k.ptr, "tokenizer.", 10)) s = copy_kv(mk.w, vf, kv);
+        }
+    } else {
+        s = add_synthetic_vocab(mk.w, n_vocab);
+    }
+    int64_t widest = sh->n_embd > sh->n_ff ? sh->n_embd : sh->n_ff;
+    if ((int64_t)sh->n_head * sh->head_dim > widest) widest = (int64_t)sh->n_head * sh->head_dim;
+    int64_t biggest = (int64_t)n_vocab * sh->n_embd;
+    if (widest * widest > biggest) biggest = widest * widest;
+    if ((int64_t)sh->n_embd * sh->n_ff > biggest) biggest = (int64_t)sh->n_embd * sh->n_ff;
+    mk.buf = malloc((size_t)biggest * sizeof(float));
+    mk.qbuf = malloc((size_t)biggest * sizeof(float));
+    if (s == NURI_OK && (!mk.buf || !mk.qbuf))
+        s = nuri_error(NURI_ERR_NOMEM, "out of memory for a %lld-element tensor",
+                       (long long)biggest);
+    if (s == NURI_OK) s = write_model(&mk, p, sh, n_vocab, path);
+    free(mk.buf);
+    free(mk.qbuf);
+    gguf_close(vf);
+    gguf_writer_free(mk.w);
+    return s;
+}

@@ -1,0 +1,32 @@
+/*
+ * mkmodel.h: writes random-weight GGUF models with the real shapes of known models, so anyone can
+ * test and benchmark nuri (and compare it with llama.cpp) without downloading weights.
+ *
+ * The tokenizer comes from another GGUF file (any vocab-only file, e.g. tests/data/vocab/) or, when
+ * none is given, is a synthetic SentencePiece vocabulary (<unk>, <s>, </s>, 256 byte tokens, then
+ * letter n-grams) of the shape's vocabulary size.
+ */
+#ifndef NURI_MODEL_MKMODEL_H
+#define NURI_MODEL_MKMODEL_H
+
+#include "nuri.h"
+
+#include <stdint.h>
+
+typedef struct nuri_mkmodel_params {
+    const char *arch;  // "llama", "qwen2", "qwen3", "exaone", "exaone4", "granite", "hyperclovax"
+    const char *shape; // "tiny", "small", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b" (see --help)
+    const char *type;  // "F32", "F16", "BF16", "Q8_0", ..., "Q6_K", or a mix "Q4_K_M", "Q5_K_M"
+    const char *vocab; // GGUF file to copy tokenizer.* metadata from, or NULL (synthetic vocab)
+    uint64_t seed;
+    int32_t n_layer;   // overrides the shape's layer count when > 0
+    int32_t n_swa;     // exaone4: sliding window (tokens) on 3 of every 4 layers; 0 = none
+} nuri_mkmodel_params;
+
+/* Writes the model to path. */
+nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path);
+
+/* A line per known shape, for help texts. Static storage. */
+const char *nuri_mkmodel_shapes(void);
+
+#endif

@@ -1,0 +1,440 @@
+/*
+ * model.c: binds a GGUF file to a transformer: hyperparameters from metadata, weights by tensor
+ * name, every shape and type checked, so that the forward pass can trust what it is given.
+ */
+#include "model/model.h"
+#include "base/status.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Explicit limits on hyperparameters (far above any real model; they keep size arithmetic safe). */
+#define MAX_LAYERS 1024
+#define MAX_WIDTH (1 << 20)  // n_embd, n_ff, n_head * head_dim
+#define MAX_HEADS 4096
+#define MAX_VOCAB (1 << 24)
+
+/* What distinguishes the architectures nuri runs: all are decoder-only transformers with RMSNorm,
+ * RoPE, GQA attention and a SwiGLU feed-forward network. */
+static const struct arch_info {
+    const char *name;
+    nuri_arch arch;
+    nuri_rope_type rope;
+    bool pre_norm, post_norm; // norms before / after attention and FFN
+    bool qkv_bias;            // attn_q/k/v.bias required
+    bool qk_norm;             // attn_q_norm / attn_k_norm required
+    bool scales;              // embedding / residual / attention / logit scales from metadata
+    bool swa;                 // sliding-window layers from metadata
+} known_archs[] = {
+    {"llama", NURI_ARCH_LLAMA, NURI_ROPE_NORM, true, false, false, false, false, false},
+    {"qwen2", NURI_ARCH_QWEN2, NURI_ROPE_NEOX, true, false, true, false, false, false},
+    {"qwen3", NURI_ARCH_QWEN3, NURI_ROPE_NEOX, true, false, false, true, false, false},
+    {"exaone", NURI_ARCH_EXAONE, NURI_ROPE_NEOX, true, false, false, false, false, false},
+    {"exaone4", NURI_ARCH_EXAONE4, NURI_ROPE_NEOX, false, true, false, true, false, true},
+    {"granite", NURI_ARCH_GRANITE, NURI_ROPE_NORM, true, false, false, false, true, false},
+    {"hyperclovax", NURI_ARCH_HYPERCLOVAX, NURI_ROPE_NORM, true, true, false, false, true, false},
+};
+
+static const struct arch_info *arch_of(nuri_arch a)
+{
+    for (size_t i = 0; i < sizeof known_archs / sizeof known_archs[0]; i++)
+        if (known_archs[i].arch == a) return &known_archs[i];
+    NURI_ASSERT(!"unknown arch");
+    return NULL;
+}
+
+/* ---- metadata ---- */
+
+static nuri_status get_dim(const gguf_file *f, const char *arch, const char *suffix, bool required,
+                           int32_t def, int32_t max, int32_t *out)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint32_t v;
+    nuri_status s = gguf_get_u32(f, key, &v);
+    if (s == NURI_ERR_NOT_FOUND && !required) {
+        *out = def;
+        return NURI_OK;
+    }
+    if (s != NURI_OK) return s;
+    if (v == 0 || v > (uint32_t)max)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is outside 1..%d", key, v, max);
+    *out = (int32_t)v;
+    return NURI_OK;
+}
+
+static nuri_status get_float(const gguf_file *f, const char *arch, const char *suffix, float def,
+                             float *out)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    nuri_status s = gguf_get_f32(f, key, out);
+    if (s == NURI_ERR_NOT_FOUND) {
+        *out = def;
+        return NURI_OK;
+    }
+    if (s != NURI_OK) return s;
+    if (!(*out > 0.0f) || *out > 1e30f)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a positive number", key,
+                          (double)*out);
+    return NURI_OK;
+}
+
+static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
+{
+    gguf_str arch;
+    nuri_status s = gguf_get_str(f, "general.architecture", &arch);
+    if (s != NURI_OK) return s;
+    const char *name = NULL;
+    for (size_t i = 0; i < sizeof known_archs / sizeof known_archs[0]; i++) {
+        if (gguf_str_eq(arch, known_archs[i].name)) {
+            name = known_archs[i].name;
+            hp->arch = known_archs[i].arch;
+            hp->rope_type = known_archs[i].rope;
+        }
+    }
+    if (!name)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
+                          "exaone, exaone4, granite, hyperclovax)",
+                          (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    const struct arch_info *ai = arch_of(hp->arch);
+    hp->pre_norm = ai->pre_norm;
+    hp->post_norm = ai->post_norm;
+    hp->arch_name = name;
+    if ((s = get_dim(f, name, "embedding_length", true, 0, MAX_WIDTH, &hp->n_embd)) ||
+        (s = get_dim(f, name, "block_count", true, 0, MAX_LAYERS, &hp->n_layer)) ||
+        (s = get_dim(f, name, "feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff)) ||
+        (s = get_dim(f, name, "attention.head_count", true, 0, MAX_HEADS, &hp->n_head)) ||
+        (s = get_dim(f, name, "attention.head_count_kv", false, hp->n_head, MAX_HEADS,
+                     &hp->n_head_kv)) ||
+        (s = get_dim(f, name, "context_length", false, 4096, 1 << 24, &hp->n_ctx_train)))
+        return s;
+    int32_t def_head_dim = hp->n_embd / hp->n_head;
+    if ((s = get_dim(f, name, "attention.key_length", false, def_head_dim, MAX_WIDTH,
+                     &hp->head_dim)))
+        return s;
+    int32_t v_len;
+    if ((s = get_dim(f, name, "attention.value_length", false, hp->head_dim, MAX_WIDTH, &v_len)))
+        return s;
+    if (v_len != hp->head_dim)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "%s.attention.value_length %d differs from key_length %d", name, v_len,
+                          hp->head_dim);
+    if ((s = get_dim(f, name, "rope.dimension_count", false, hp->head_dim, MAX_WIDTH, &hp->n_rot)))
+        return s;
+    if (hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
+        return nuri_error(NURI_ERR_FORMAT, "%s.rope.dimension_count %d must be even and <= %d",
+                          name, hp->n_rot, hp->head_dim);
+    if (hp->n_head % hp->n_head_kv != 0)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "%s.attention.head_count %d is not a multiple of head_count_kv %d", name,
+                          hp->n_head, hp->n_head_kv);
+    if ((int64_t)hp->n_head * hp->head_dim > MAX_WIDTH)
+        return nuri_error(NURI_ERR_FORMAT, "%d heads x %d dims exceed the limit %d", hp->n_head,
+                          hp->head_dim, MAX_WIDTH);
+    if ((s = get_float(f, name, "rope.freq_base", 10000.0f, &hp->rope_freq_base)) ||
+        (s = get_float(f, name, "rope.freq_base_swa", hp->rope_freq_base,
+                       &hp->rope_freq_base_swa)) ||
+        (s = get_float(f, name, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps)))
+        return s;
+    hp->embd_scale = hp->residual_scale = hp->logit_scale = 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    if (ai->scales) {
+        if ((s = get_float(f, name, "embedding_scale", 1.0f, &hp->embd_scale)) ||
+            (s = get_float(f, name, "residual_scale", 1.0f, &hp->residual_scale)) ||
+            (s = get_float(f, name, "logit_scale", 1.0f, &hp->logit_scale)))
+            return s;
+        char key[128];
+        snprintf(key, sizeof key, "%s.attention.scale", name);
+        float a;
+        s = gguf_get_f32(f, key, &a);
+        if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+        if (s == NURI_OK && a != 0.0f) { // 0 means the default, as in llama.cpp's files
+            if (!(a > 0.0f) || a > 1e6f)
+                return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a positive number",
+                                  key, (double)a);
+            hp->attn_scale = a;
+        }
+    }
+    if (ai->swa) {
+        char key[128];
+        snprintf(key, sizeof key, "%s.attention.sliding_window", name);
+        uint32_t w;
+        s = gguf_get_u32(f, key, &w);
+        if (s == NURI_OK) {
+            if (w == 0 || w > (1u << 24))
+                return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is outside 1..%u", key, w,
+                                  1u << 24);
+            hp->n_swa = (int32_t)w;
+        } else if (s != NURI_ERR_NOT_FOUND) {
+            return s;
+        }
+    }
+    return NURI_OK;
+}
+
+/* Which layers use the sliding window: `<arch>.attention.sliding_window_pattern`, either one bool
+ * per layer or a period n (the last layer of every n is global). No window, or no pattern: none. */
+static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
+{
+    const nuri_hparams *hp = &m->hp;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", hp->arch_name);
+    const gguf_kv *kv = gguf_find_kv(f, key);
+    bool any = false;
+    if (hp->n_swa > 0 && kv) {
+        if (gguf_kv_type(kv) == GGUF_TYPE_ARRAY) {
+            gguf_arr a;
+            nuri_status s = gguf_kv_arr(kv, &a);
+            if (s != NURI_OK) return s;
+            if (a.n != (uint64_t)hp->n_layer || (a.type != GGUF_TYPE_BOOL && a.type != GGUF_TYPE_UINT8 &&
+                                                 a.type != GGUF_TYPE_INT8))
+                return nuri_error(NURI_ERR_FORMAT,
+                                  "metadata '%s' must hold one bool per layer (%d), not %llu of %s",
+                                  key, hp->n_layer, (unsigned long long)a.n, gguf_type_name(a.type));
+            for (int il = 0; il < hp->n_layer; il++)
+                m->layers[il].swa = ((const uint8_t *)a.data)[il] != 0;
+        } else {
+            uint64_t n;
+            nuri_status s = gguf_kv_u64(kv, &n);
+            if (s != NURI_OK) return s;
+            if (n == 0 || n > (uint64_t)hp->n_layer)
+                return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %llu is outside 1..%d", key,
+                                  (unsigned long long)n, hp->n_layer);
+            for (int il = 0; il < hp->n_layer; il++)
+                m->layers[il].swa = (uint64_t)il % n < n - 1;
+        }
+        for (int il = 0; il < hp->n_layer; il++) any |= m->layers[il].swa;
+    }
+    // exaone4: with sliding-window layers, only they use RoPE (the global ones have none)
+    for (int il = 0; il < hp->n_layer; il++)
+        m->layers[il].rope = hp->arch != NURI_ARCH_EXAONE4 || !any || m->layers[il].swa;
+    return NURI_OK;
+}
+
+/* ---- tensors ---- */
+
+typedef struct binder {
+    const gguf_file *f;
+    char *names;     // name storage
+    size_t names_len, names_cap;
+} binder;
+
+static const char *keep_name(binder *b, const char *name)
+{
+    size_t n = strlen(name) + 1;
+    NURI_ASSERT(b->names_len + n <= b->names_cap);
+    char *p = b->names + b->names_len;
+    memcpy(p, name, n);
+    b->names_len += n;
+    return p;
+}
+
+/* Binds tensor `name` with shape (n_in) for 1-D (n_out == 0) or (n_in, n_out) for 2-D. */
+static nuri_status bind(binder *b, const char *name, int64_t n_in, int64_t n_out, bool required,
+                        bool want_f32, nuri_weight *w)
+{
+    memset(w, 0, sizeof *w);
+    const gguf_tensor *t = gguf_find_tensor(b->f, name);
+    if (!t) {
+        if (!required) return NURI_OK;
+        return nuri_error(NURI_ERR_FORMAT, "tensor '%s' is missing", name);
+    }
+    int64_t want1 = n_out ? n_out : 1;
+    if (t->ne[0] != n_in || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        return nuri_error(NURI_ERR_FORMAT,
+                          "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                          name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                          (long long)t->ne[3], (long long)n_in, (long long)want1);
+    }
+    const nuri_type_info *ti = nuri_type_get(t->type);
+    if (want_f32 && t->type != NURI_TYPE_F32)
+        return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' has type %s; nuri expects F32 here",
+                          name, ti ? ti->name : "?");
+    if (!nuri_kernels(t->type))
+        return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' has type %s, which nuri cannot run",
+                          name, ti ? ti->name : "?");
+    w->data = t->data;
+    w->type = t->type;
+    w->n_in = n_in;
+    w->n_out = want1;
+    w->name = keep_name(b, name);
+    return NURI_OK;
+}
+
+static nuri_status bind_weights(nuri_model *m)
+{
+    const nuri_hparams *hp = &m->hp;
+    binder b = {.f = m->file, .names_cap = (size_t)(hp->n_layer + 1) * 24 * 48};
+    b.names = m->names = malloc(b.names_cap);
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!b.names || !m->layers) return nuri_error(NURI_ERR_NOMEM, "out of memory for the model");
+
+    int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hp->head_dim;
+    int64_t n_kv = (int64_t)hp->n_head_kv * hp->head_dim, n_ff = hp->n_ff;
+    nuri_status s;
+
+    /* The vocabulary size is token_embd's second dimension. */
+    const gguf_tensor *te = gguf_find_tensor(m->file, "token_embd.weight");
+    if (!te) return nuri_error(NURI_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
+    if (te->ne[1] < 1 || te->ne[1] > MAX_VOCAB)
+        return nuri_error(NURI_ERR_FORMAT, "tensor 'token_embd.weight' has %lld rows (vocabulary)",
+                          (long long)te->ne[1]);
+    m->hp.n_vocab = (int32_t)te->ne[1];
+    int64_t n_vocab = m->hp.n_vocab;
+
+    if ((s = bind(&b, "token_embd.weight", n_embd, n_vocab, true, false, &m->token_embd)) ||
+        (s = bind(&b, "output_norm.weight", n_embd, 0, true, true, &m->output_norm)) ||
+        (s = bind(&b, "output.weight", n_embd, n_vocab, false, false, &m->output)))
+        return s;
+    if (!m->output.data) m->output = m->token_embd; // tied
+
+    nuri_weight rf;
+    if ((s = bind(&b, "rope_freqs.weight", hp->n_rot / 2, 0, false, true, &rf))) return s;
+    m->rope_freqs = rf.data;
+
+    const struct arch_info *ai = arch_of(hp->arch);
+    for (int il = 0; il < hp->n_layer; il++) {
+        nuri_layer *L = &m->layers[il];
+        char nm[96];
+#define BIND(field, suffix, n_in, n_out, req, f32)                                                 \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = bind(&b, nm, n_in, n_out, req, f32, &L->field))) return s;                        \
+    } while (0)
+        BIND(attn_norm, "attn_norm.weight", n_embd, 0, ai->pre_norm, true);
+        BIND(wq, "attn_q.weight", n_embd, n_q, true, false);
+        BIND(wk, "attn_k.weight", n_embd, n_kv, true, false);
+        BIND(wv, "attn_v.weight", n_embd, n_kv, true, false);
+        BIND(wo, "attn_output.weight", n_q, n_embd, true, false);
+        BIND(ffn_norm, "ffn_norm.weight", n_embd, 0, ai->pre_norm, true);
+        BIND(attn_post_norm, "post_attention_norm.weight", n_embd, 0, ai->post_norm, true);
+        BIND(ffn_post_norm, "post_ffw_norm.weight", n_embd, 0, ai->post_norm, true);
+        BIND(bo, "attn_output.bias", n_embd, 0, false, true);
+        BIND(ffn_gate, "ffn_gate.weight", n_embd, n_ff, true, false);
+        BIND(ffn_up, "ffn_up.weight", n_embd, n_ff, true, false);
+        BIND(ffn_down, "ffn_down.weight", n_ff, n_embd, true, false);
+        BIND(bq, "attn_q.bias", n_q, 0, ai->qkv_bias, true);
+        BIND(bk, "attn_k.bias", n_kv, 0, ai->qkv_bias, true);
+        BIND(bv, "attn_v.bias", n_kv, 0, ai->qkv_bias, true);
+        BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
+        BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
+        // tensors nuri would have to use but does not: refuse rather than compute something else
+        static const char *unused[] = {"ffn_gate.bias", "ffn_up.bias", "ffn_down.bias",
+                                       "ffn_gate_inp.weight"};
+        for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s", il, unused[u]);
+            if (gguf_find_tensor(b.f, nm))
+                return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' (%s) is not supported", nm,
+                                  u == 3 ? "mixture of experts" : "feed-forward bias");
+        }
+#undef BIND
+    }
+    return NURI_OK;
+}
+
+nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
+{
+    *out = NULL;
+    nuri_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        gguf_close(f);
+        return nuri_error(NURI_ERR_NOMEM, "out of memory for the model");
+    }
+    m->file = f;
+    nuri_status s = read_hparams(f, &m->hp);
+    if (s == NURI_OK) s = bind_weights(m);
+    if (s == NURI_OK) s = read_swa_layers(f, m);
+    if (s != NURI_OK) {
+        nuri_model_free(m);
+        return s;
+    }
+    *out = m;
+    return NURI_OK;
+}
+
+nuri_status nuri_model_load(const char *path, nuri_model **out)
+{
+    *out = NULL;
+    gguf_file *f;
+    nuri_status s = gguf_open(path, &f);
+    if (s != NURI_OK) return nuri_error_wrap(s, "%s", path);
+    s = nuri_model_from_gguf(f, out);
+    if (s != NURI_OK) return nuri_error_wrap(s, "%s", path);
+    return NURI_OK;
+}
+
+void nuri_model_free(nuri_model *m)
+{
+    if (!m) return;
+    gguf_close(m->file);
+    free(m->layers);
+    free(m->names);
+    free(m);
+}
+
+static uint64_t weight_bytes(const nuri_weight *w)
+{
+    uint64_t row = 0;
+    if (!w->data || !nuri_type_row_bytes(w->type, (uint64_t)w->n_in, &row)) return 0;
+    return row * (uint64_t)w->n_out;
+}
+
+uint64_t nuri_model_bytes_per_token(const nuri_model *m)
+{
+    uint64_t row = 0;
+    nuri_type_row_bytes(m->token_embd.type, (uint64_t)m->token_embd.n_in, &row);
+    uint64_t total = row + weight_bytes(&m->output_norm) + weight_bytes(&m->output);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const nuri_layer *L = &m->layers[il];
+        const nuri_weight *ws[] = {&L->attn_norm, &L->wq,       &L->wk,          &L->wv,
+                                   &L->bq,        &L->bk,       &L->bv,          &L->q_norm,
+                                   &L->k_norm,    &L->wo,       &L->bo,          &L->ffn_norm,
+                                   &L->ffn_gate,  &L->ffn_up,   &L->ffn_down,    &L->attn_post_norm,
+                                   &L->ffn_post_norm};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_bytes(ws[i]);
+    }
+    return total;
+}
+
+/* True if the string value of key contains needle, ignoring ASCII case. */
+static bool meta_contains(const gguf_file *f, const char *key, const char *needle)
+{
+    gguf_str v;
+    if (gguf_get_str(f, key, &v) != NURI_OK) return false;
+    size_t n = strlen(needle);
+    for (uint64_t i = 0; i + n <= v.len; i++)
+        if (!strncasecmp(v.ptr + i, needle, n)) return true;
+    return false;
+}
+
+const char *nuri_model_family(const nuri_model *m)
+{
+    const gguf_file *f = m->file;
+    bool named_hcx = meta_contains(f, "general.name", "hyperclova") ||
+                     meta_contains(f, "general.basename", "hyperclova");
+    switch (m->hp.arch) {
+    case NURI_ARCH_EXAONE: return "EXAONE 3.5 (LG AI Research)";
+    case NURI_ARCH_EXAONE4: return "EXAONE 4.0 (LG AI Research)";
+    case NURI_ARCH_HYPERCLOVAX: return "HyperCLOVA X SEED Think (NAVER)";
+    case NURI_ARCH_GRANITE:
+        return named_hcx ? "HyperCLOVA X SEED Text (NAVER, granite)" : "Granite";
+    case NURI_ARCH_QWEN2:
+        if (meta_contains(f, "tokenizer.ggml.pre", "a.x") || meta_contains(f, "general.name", "a.x-"))
+            return "A.X 4.0 (SK Telecom, qwen2)";
+        return "Qwen2 / Qwen2.5";
+    case NURI_ARCH_QWEN3: return "Qwen3";
+    case NURI_ARCH_LLAMA:
+        if (meta_contains(f, "general.name", "kanana") ||
+            meta_contains(f, "general.basename", "kanana"))
+            return "Kanana (Kakao, llama)";
+        if (meta_contains(f, "general.name", "a.x")) return "A.X (SK Telecom, llama)";
+        return "Llama";
+    }
+    return "unknown";
+}

@@ -1,0 +1,181 @@
+/*
+ * model.h: a transformer bound to the tensors of a GGUF file, and the state to run it.
+ *
+ * nuri_model holds the hyperparameters (from the file's metadata) and pointers to the weights,
+ * which stay in the mapped file (borrowed, never copied). nuri_ctx holds everything a forward pass
+ * writes: the KV cache (F16, as llama.cpp keeps it), activations and scratch, all sized once at
+ * creation, so the forward pass itself never allocates.
+ *
+ * Architectures: llama (Llama 2 / 3.x, GQA, tied or separate output, Llama-3 rope scaling through
+ * rope_freqs), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms). Dimension names: see DESIGN.md.
+ */
+#ifndef NURI_MODEL_H
+#define NURI_MODEL_H
+
+#include "gguf/gguf.h"
+#include "nuri.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum nuri_arch {
+    NURI_ARCH_LLAMA,       // Llama 2 / 3.x, Kanana
+    NURI_ARCH_QWEN2,       // Qwen2 / 2.5, A.X 4.0
+    NURI_ARCH_QWEN3,       // Qwen3
+    NURI_ARCH_EXAONE,      // EXAONE 3.5: Llama-like, NEOX rope
+    NURI_ARCH_EXAONE4,     // EXAONE 4.0: no pre-norms, post-norms, q/k norms, sliding window
+    NURI_ARCH_GRANITE,     // Granite, HyperCLOVA X SEED Text: embedding/residual/attention/logit scales
+    NURI_ARCH_HYPERCLOVAX, // HyperCLOVA X SEED Think: Granite's scales + Peri-LN (pre- and post-norms)
+} nuri_arch;
+
+typedef enum nuri_rope_type {
+    NURI_ROPE_NORM, // rotate adjacent pairs (x[2i], x[2i+1])
+    NURI_ROPE_NEOX, // rotate halves (x[i], x[i + n_rot/2])
+} nuri_rope_type;
+
+typedef struct nuri_hparams {
+    nuri_arch arch;
+    const char *arch_name; // "llama", static storage
+    int32_t n_vocab;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim; // key/value length per head
+    int32_t n_ff;
+    int32_t n_ctx_train;
+    int32_t n_rot; // rotated dimensions per head (rope.dimension_count)
+    nuri_rope_type rope_type;
+    float rope_freq_base;
+    float rope_freq_base_swa; // for sliding-window layers
+    float rms_eps;
+    bool pre_norm;        // RMSNorm before attention and FFN (all but exaone4)
+    bool post_norm;       // RMSNorm on the attention and FFN outputs (exaone4, hyperclovax)
+    float embd_scale;     // embeddings are multiplied by it (granite; else 1)
+    float residual_scale; // branch outputs are multiplied by it before the residual add (else 1)
+    float attn_scale;     // K.Q scale (default 1/sqrt(head_dim))
+    float logit_scale;    // logits are divided by it (granite; else 1)
+    int32_t n_swa;        // sliding window in tokens for the layers marked swa (0: none)
+} nuri_hparams;
+
+/* A weight: a borrowed view of a tensor in the mapped file. */
+typedef struct nuri_weight {
+    const void *data;
+    uint32_t type;
+    int64_t n_in;  // elements per row (ne[0])
+    int64_t n_out; // rows (ne[1])
+    const char *name; // for messages; NUL-terminated copy owned by the model
+} nuri_weight;
+
+typedef struct nuri_layer {
+    nuri_weight attn_norm; // (n_embd) F32; pre_norm archs
+    nuri_weight wq;        // (n_embd -> n_head * head_dim)
+    nuri_weight wk;        // (n_embd -> n_head_kv * head_dim)
+    nuri_weight wv;        // (n_embd -> n_head_kv * head_dim)
+    nuri_weight bq, bk, bv; // qwen2: biases (F32), else data == NULL
+    nuri_weight q_norm, k_norm; // qwen3: (head_dim) F32, else data == NULL
+    nuri_weight wo;        // (n_head * head_dim -> n_embd)
+    nuri_weight bo;        // (n_embd) F32 attention output bias, optional
+    nuri_weight attn_post_norm, ffn_post_norm; // (n_embd) F32, post_norm archs
+    bool swa;              // attends to the last n_swa positions only
+    bool rope;             // applies RoPE (exaone4's global layers do not, when it has swa layers)
+    nuri_weight ffn_norm;  // (n_embd) F32
+    nuri_weight ffn_gate;  // (n_embd -> n_ff)
+    nuri_weight ffn_up;    // (n_embd -> n_ff)
+    nuri_weight ffn_down;  // (n_ff -> n_embd)
+} nuri_layer;
+
+typedef struct nuri_model {
+    gguf_file *file; // owned
+    nuri_hparams hp;
+    nuri_weight token_embd;  // (n_vocab, n_embd): row t is token t's embedding
+    nuri_weight output_norm; // (n_embd) F32
+    nuri_weight output;      // (n_embd -> n_vocab); token_embd when tied
+    const float *rope_freqs; // (n_rot / 2) frequency divisors, or NULL
+    nuri_layer *layers;      // (n_layer)
+    char *names;             // storage for the weights' names
+} nuri_model;
+
+/* Opens a GGUF file and binds the model in it. Caller frees with nuri_model_free. Errors name the
+ * key or tensor at fault (an unsupported architecture, a missing tensor, a wrong shape or type). */
+nuri_status nuri_model_load(const char *path, nuri_model **out);
+/* The same over an already opened file, which the model then owns (also on failure). */
+nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out);
+void nuri_model_free(nuri_model *m);
+
+/* The model family in words ("EXAONE 4.0", "A.X 4.0 (SK Telecom, qwen2)"), from the architecture,
+ * the pre-tokenizer and general.name. Static storage. */
+const char *nuri_model_family(const nuri_model *m);
+
+/* Bytes of weights read to decode one token (every matrix once; the embedding row only). */
+uint64_t nuri_model_bytes_per_token(const nuri_model *m);
+
+/* ---- running ---- */
+
+/*
+ * A context runs many sequences over one paged KV pool: n_ctx token slots in pages of
+ * NURI_KV_PAGE tokens, shared by all sequences (no fixed per-sequence split). A sequence owns a
+ * list of pages; nuri_ctx_seq_fork lets a sequence start from another's prefix by sharing its
+ * pages (a shared page is copied before it is written: copy on write).
+ *
+ * Every token's arithmetic is independent of the other tokens in its batch (rows of a batch are
+ * never mixed in a reduction), so a sequence's logits do not depend on what else is batched with it.
+ */
+#define NURI_KV_PAGE 32 // tokens per KV page
+
+typedef struct nuri_ctx nuri_ctx;
+
+typedef struct nuri_ctx_params {
+    int32_t n_ctx;     // token slots in the KV pool, all sequences together (0: min(n_ctx_train, 4096))
+    int32_t n_batch;   // most tokens per forward call (0: 512)
+    int32_t n_threads; // (0: 1)
+    int32_t n_logits;  // rows of logits kept per decode (0: 1); up to n_batch
+    int32_t n_seq;     // sequences (ids 0..n_seq-1) (0: 1)
+} nuri_ctx_params;
+
+/* Caller frees with nuri_ctx_free (before freeing the model). */
+nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx **out);
+void nuri_ctx_free(nuri_ctx *c);
+int32_t nuri_ctx_n_ctx(const nuri_ctx *c);
+int32_t nuri_ctx_n_seq(const nuri_ctx *c);
+
+/* One forward step over tokens of one or more sequences. */
+typedef struct nuri_batch {
+    int32_t n;            // tokens
+    const int32_t *token; // (n) token ids
+    const int32_t *pos;   // (n) position of each token in its sequence
+    const int32_t *seq;   // (n) sequence id of each token
+    const int8_t *logits; // (n) non-zero: compute this token's logits
+} nuri_batch;
+
+/*
+ * Runs a batch. Within it, each sequence's tokens must have consecutive ascending positions, the
+ * first no greater than the sequence's current length: writing at position p forgets whatever the
+ * sequence held at positions >= p. Logits of the flagged tokens go to rows 0, 1, ... in batch order
+ * (at most n_logits). n may exceed n_batch only if no token but the last asks for logits.
+ * Errors leave the KV pool as it was: NURI_ERR_INVALID_ARG (bad id, position, sequence),
+ * NURI_ERR_LIMIT (the pool has no free page: the caller must shrink or drop a sequence).
+ */
+nuri_status nuri_ctx_decode_batch(nuri_ctx *c, const nuri_batch *b);
+
+/* One sequence (0) convenience: tokens[0..n) at positions pos0..; logits for all tokens (n must be
+ * <= n_logits) or only the last one (row 0). */
+nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32_t pos0,
+                            bool all_logits);
+
+/* The logits of row i of the last decode: (n_vocab) floats, borrowed until the next decode. */
+const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i);
+
+/* Sequence management. */
+int32_t nuri_ctx_seq_len(const nuri_ctx *c, int32_t seq); // tokens held
+void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq);         // frees its pages
+/* dst (cleared first) starts with src's first n tokens, sharing their pages. n <= len(src). */
+nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n);
+/* Drops positions >= n of seq (n <= its length). */
+void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n);
+
+/* Pool accounting, in pages of NURI_KV_PAGE tokens. */
+int32_t nuri_ctx_pages_total(const nuri_ctx *c);
+int32_t nuri_ctx_pages_free(const nuri_ctx *c);
+
+#endif

@@ -1,0 +1,475 @@
+/*
+ * openai.c: validation of OpenAI chat and completion request bodies, and OpenAI error objects.
+ * See openai.h for the rules. Every check names the parameter it is about.
+ */
+#include "serve/openai.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ============================== errors ============================== */
+
+bool serve_fail(serve_error *e, int http, const char *type, const char *param, const char *code,
+                const char *fmt, ...)
+{
+    e->http = http;
+    e->type = type;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    snprintf(e->code, sizeof e->code, "%s", code ? code : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+char *serve_error_json(const serve_error *e)
+{
+    size_t n;
+    char *msg = serve_utf8_sanitize(e->message, strlen(e->message), &n);
+    if (!msg) return NULL;
+    json_t *err = json_pack("{s:s%,s:s,s:o,s:o}", "message", msg, n, "type",
+                            e->type ? e->type : "invalid_request_error", "param",
+                            e->param[0] ? json_string(e->param) : json_null(), "code",
+                            e->code[0] ? json_string(e->code) : json_null());
+    free(msg);
+    json_t *root = err ? json_pack("{s:o}", "error", err) : NULL;
+    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return s;
+}
+
+/* ============================== UTF-8 ============================== */
+
+/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if it is ill-formed (RFC 3629:
+ * no overlongs, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_valid_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return len;
+}
+
+char *serve_utf8_sanitize(const char *s, size_t n, size_t *out_len)
+{
+    char *out = malloc(n * 3 + 1); // each bad byte becomes 3 bytes at most
+    if (!out) return NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_valid_len(u + i, n - i);
+        if (l && !(l == 1 && u[i] == 0)) {
+            memcpy(out + o, s + i, l);
+            o += l;
+            i += l;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3); // U+FFFD (also for NUL, which JSON strings
+            o += 3;                             // from jansson cannot carry unescaped)
+            i++;
+        }
+    }
+    out[o] = 0;
+    if (out_len) *out_len = o;
+    return out;
+}
+
+/* ============================== request parsing ============================== */
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "a value";
+}
+
+static bool bad(serve_error *e, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool bad(serve_error *e, const char *param, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return serve_fail(e, 400, "invalid_request_error", param, "invalid_value", "%s", msg);
+}
+
+/* Optional key: NULL when absent or null. */
+static json_t *opt(json_t *body, const char *key)
+{
+    json_t *v = json_object_get(body, key);
+    return v && !json_is_null(v) ? v : NULL;
+}
+
+static bool get_bool(json_t *body, const char *key, bool *out, serve_error *e)
+{
+    json_t *v = opt(body, key);
+    if (!v) return true;
+    if (!json_is_boolean(v))
+        return bad(e, key, "'%s' must be a boolean, not %s", key, type_name(v));
+    *out = json_is_true(v);
+    return true;
+}
+
+/* A number in [lo, hi]; integers are numbers too. */
+static bool get_num(json_t *body, const char *key, double lo, double hi, float *out, serve_error *e)
+{
+    json_t *v = opt(body, key);
+    if (!v) return true;
+    if (!json_is_number(v)) return bad(e, key, "'%s' must be a number, not %s", key, type_name(v));
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi))
+        return bad(e, key, "'%s' is %g; it must be between %g and %g", key, d, lo, hi);
+    *out = (float)d;
+    return true;
+}
+
+static bool get_int(json_t *body, const char *key, long long lo, long long hi, long long *out,
+                    bool *given, serve_error *e)
+{
+    json_t *v = opt(body, key);
+    if (!v) return true;
+    if (!json_is_integer(v))
+        return bad(e, key, "'%s' must be an integer, not %s", key, type_name(v));
+    long long x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return bad(e, key, "'%s' is %lld; it must be between %lld and %lld", key, x, lo, hi);
+    *out = x;
+    if (given) *given = true;
+    return true;
+}
+
+static bool parse_stop(json_t *body, serve_request *r, serve_error *e)
+{
+    json_t *v = opt(body, "stop");
+    if (!v) return true;
+    json_t *one[1] = {v};
+    json_t **items = one;
+    size_t n = 1;
+    if (json_is_array(v)) {
+        n = json_array_size(v);
+        if (n > SERVE_MAX_STOP)
+            return bad(e, "stop", "'stop' has %zu strings; at most %d are allowed", n,
+                       SERVE_MAX_STOP);
+    } else if (!json_is_string(v)) {
+        return bad(e, "stop", "'stop' must be a string or an array of strings, not %s",
+                   type_name(v));
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_is_array(v) ? json_array_get(v, i) : items[i];
+        char param[32];
+        snprintf(param, sizeof param, json_is_array(v) ? "stop[%zu]" : "stop", i);
+        if (!json_is_string(s))
+            return bad(e, param, "'%s' must be a string, not %s", param, type_name(s));
+        size_t len = json_string_length(s);
+        if (len > SERVE_MAX_STOP_LEN)
+            return bad(e, param, "'%s' is %zu bytes long; at most %d are allowed", param, len,
+                       SERVE_MAX_STOP_LEN);
+        if (len == 0 || memchr(json_string_value(s), 0, len)) continue; // empty: never matches
+        if (!(r->stop[r->n_stop] = strdup(json_string_value(s))))
+            return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        r->n_stop++;
+    }
+    return true;
+}
+
+static bool parse_logit_bias(json_t *body, int32_t n_vocab, serve_request *r, serve_error *e)
+{
+    json_t *v = opt(body, "logit_bias");
+    if (!v) return true;
+    if (!json_is_object(v))
+        return bad(e, "logit_bias",
+                   "'logit_bias' must be an object mapping token ids to biases, "
+                   "not %s",
+                   type_name(v));
+    size_t n = json_object_size(v);
+    if (n > SERVE_MAX_LOGIT_BIAS)
+        return bad(e, "logit_bias", "'logit_bias' has %zu entries; at most %d are allowed", n,
+                   SERVE_MAX_LOGIT_BIAS);
+    if (n == 0) return true;
+    if (!(r->bias = calloc(n, sizeof *r->bias)))
+        return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    const char *key;
+    json_t *val;
+    size_t i = 0;
+    json_object_foreach(v, key, val)
+    {
+        char *end;
+        long id = strtol(key, &end, 10);
+        if (!*key || *end || end == key || id < 0 || id >= n_vocab)
+            return bad(e, "logit_bias", "'logit_bias' key \"%.40s\" is not a token id in 0..%d",
+                       key, n_vocab - 1);
+        if (!json_is_number(val))
+            return bad(e, "logit_bias", "'logit_bias' value for token %ld must be a number, not %s",
+                       id, type_name(val));
+        double b = json_number_value(val);
+        if (!(b >= -100 && b <= 100))
+            return bad(e, "logit_bias",
+                       "'logit_bias' value for token %ld is %g; it must be between -100 and 100",
+                       id, b);
+        r->bias[i].token = (int32_t)id;
+        r->bias[i].bias = (float)b;
+        i++;
+    }
+    r->sp.logit_bias = r->bias;
+    r->sp.n_logit_bias = (int32_t)i;
+    return true;
+}
+
+static bool is_text_parts(json_t *content, const char *param, serve_error *e)
+{
+    size_t i;
+    json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        char p[128];
+        snprintf(p, sizeof p, "%s[%zu]", param, i);
+        if (!json_is_object(part)) return bad(e, p, "'%s' must be an object", p);
+        json_t *type = json_object_get(part, "type");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text"))
+            return bad(e, p, "'%s': only parts of type \"text\" are supported", p);
+        json_t *text = json_object_get(part, "text");
+        if (!json_is_string(text)) return bad(e, p, "'%s.text' must be a string", p);
+    }
+    return true;
+}
+
+static bool parse_messages(json_t *body, serve_request *r, serve_error *e)
+{
+    json_t *m = json_object_get(body, "messages");
+    if (!m) return bad(e, "messages", "'messages' is required");
+    if (!json_is_array(m))
+        return bad(e, "messages", "'messages' must be an array, not %s", type_name(m));
+    size_t n = json_array_size(m);
+    if (n == 0) return bad(e, "messages", "'messages' must contain at least one message");
+    if (n > SERVE_MAX_MESSAGES)
+        return bad(e, "messages", "'messages' has %zu messages; at most %d are allowed", n,
+                   SERVE_MAX_MESSAGES);
+    static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
+    for (size_t i = 0; i < n; i++) {
+        json_t *msg = json_array_get(m, i);
+        char p[64];
+        snprintf(p, sizeof p, "messages[%zu]", i);
+        if (!json_is_object(msg))
+            return bad(e, p, "'%s' must be an object, not %s", p, type_name(msg));
+        json_t *role = json_object_get(msg, "role");
+        snprintf(p, sizeof p, "messages[%zu].role", i);
+        if (!json_is_string(role)) return bad(e, p, "'%s' must be a string", p);
+        bool known = false;
+        for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
+            known |= !strcmp(json_string_value(role), roles[k]);
+        if (!known)
+            return bad(e, p,
+                       "'%s' is \"%.40s\"; it must be one of system, developer, user, "
+                       "assistant, tool",
+                       p, json_string_value(role));
+        json_t *content = json_object_get(msg, "content");
+        snprintf(p, sizeof p, "messages[%zu].content", i);
+        bool assistant = !strcmp(json_string_value(role), "assistant");
+        if (!content || json_is_null(content)) {
+            if (!assistant) return bad(e, p, "'%s' is required", p);
+        } else if (json_is_array(content)) {
+            if (!is_text_parts(content, p, e)) return false;
+        } else if (!json_is_string(content)) {
+            return bad(e, p, "'%s' must be a string or an array of text parts, not %s", p,
+                       type_name(content));
+        }
+    }
+    r->messages = m;
+    return true;
+}
+
+static bool parse_prompt(json_t *body, int32_t n_vocab, serve_request *r, serve_error *e)
+{
+    json_t *p = json_object_get(body, "prompt");
+    if (!p || json_is_null(p)) return bad(e, "prompt", "'prompt' is required");
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+        p = json_array_get(p, 0);
+    if (json_is_string(p)) {
+        r->prompt_text = json_string_value(p);
+        r->prompt_len = json_string_length(p);
+        return true;
+    }
+    if (!json_is_array(p) || json_array_size(p) == 0)
+        return bad(e, "prompt", "'prompt' must be a string, or a non-empty array of token ids");
+    size_t n = json_array_size(p);
+    if (n > (1u << 24)) return bad(e, "prompt", "'prompt' has too many tokens (%zu)", n);
+    if (!(r->prompt_tokens = malloc(n * sizeof *r->prompt_tokens)))
+        return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(p, i);
+        if (!json_is_integer(t)) {
+            if (json_is_string(t) || json_is_array(t))
+                return bad(e, "prompt", "'prompt': only one prompt per request is supported");
+            return bad(e, "prompt", "'prompt[%zu]' must be a token id, not %s", i, type_name(t));
+        }
+        json_int_t id = json_integer_value(t);
+        if (id < 0 || id >= n_vocab)
+            return bad(e, "prompt", "'prompt[%zu]' is %lld, not a token id in 0..%d", i,
+                       (long long)id, n_vocab - 1);
+        r->prompt_tokens[i] = (int32_t)id;
+    }
+    r->n_prompt_tokens = (int32_t)n;
+    return true;
+}
+
+static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_request *r,
+                      serve_error *e)
+{
+    if (!json_is_object(body))
+        return bad(e, NULL, "the request body must be a JSON object, not %s", type_name(body));
+    json_t *model = opt(body, "model");
+    if (model && !json_is_string(model))
+        return bad(e, "model", "'model' must be a string, not %s", type_name(model));
+    if (model) snprintf(r->model, sizeof r->model, "%s", json_string_value(model));
+
+    if (kind == SERVE_CHAT ? !parse_messages(body, r, e) : !parse_prompt(body, n_vocab, r, e))
+        return false;
+
+    long long n = 1;
+    if (!get_int(body, "n", 1, 1, &n, NULL, e)) {
+        snprintf(e->message, sizeof e->message, "'n': only one choice per request is supported");
+        return false;
+    }
+    if (kind == SERVE_COMPLETION) {
+        long long best_of = 1;
+        if (!get_int(body, "best_of", 1, 1, &best_of, NULL, e)) return false;
+        bool echo = false;
+        if (!get_bool(body, "echo", &echo, e)) return false;
+        if (echo) return bad(e, "echo", "'echo' is not supported");
+        if (opt(body, "suffix")) return bad(e, "suffix", "'suffix' is not supported");
+    }
+
+    if (!get_bool(body, "stream", &r->stream, e)) return false;
+    json_t *so = opt(body, "stream_options");
+    if (so) {
+        if (!r->stream)
+            return bad(e, "stream_options",
+                       "'stream_options' is only allowed when 'stream' is true");
+        if (!json_is_object(so))
+            return bad(e, "stream_options", "'stream_options' must be an object, not %s",
+                       type_name(so));
+        json_t *iu = opt(so, "include_usage");
+        if (iu && !json_is_boolean(iu))
+            return bad(e, "stream_options.include_usage",
+                       "'stream_options.include_usage' must be a boolean, not %s", type_name(iu));
+        r->include_usage = iu && json_is_true(iu);
+    }
+
+    long long mt = 0;
+    bool mt_given = false;
+    const char *mt_key =
+        opt(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    if (!get_int(body, mt_key, 1, 1 << 24, &mt, &mt_given, e)) return false;
+    r->max_tokens = (int32_t)mt;
+
+    r->sp = nuri_sampler_params_default();
+    r->sp.penalty_last_n = 0; // OpenAI's penalties look at the whole completion: set per request
+    if (!get_num(body, "temperature", 0, 2, &r->sp.temperature, e)) return false;
+    if (!get_num(body, "top_p", 0, 1, &r->sp.top_p, e)) return false;
+    if (r->sp.top_p == 0) { // "only the most likely token": greedy
+        r->sp.top_p = 1;
+        r->sp.temperature = 0;
+    }
+    if (!get_num(body, "frequency_penalty", -2, 2, &r->sp.frequency_penalty, e)) return false;
+    if (!get_num(body, "presence_penalty", -2, 2, &r->sp.presence_penalty, e)) return false;
+    long long seed = 0;
+    if (!get_int(body, "seed", INT64_MIN, INT64_MAX, &seed, &r->seed_given, e)) return false;
+    r->sp.seed = (uint64_t)seed;
+    if (!parse_stop(body, r, e)) return false;
+    if (!parse_logit_bias(body, n_vocab, r, e)) return false;
+
+    if (kind == SERVE_CHAT) {
+        if (!get_bool(body, "logprobs", &r->logprobs, e)) return false;
+        long long tl = 0;
+        bool tl_given = false;
+        if (!get_int(body, "top_logprobs", 0, NURI_MAX_TOP_LOGPROBS, &tl, &tl_given, e))
+            return false;
+        if (tl_given && !r->logprobs)
+            return bad(e, "top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
+        r->top_logprobs = (int32_t)tl;
+    } else {
+        long long lp = 0;
+        bool lp_given = false;
+        if (!get_int(body, "logprobs", 0, 5, &lp, &lp_given, e)) return false;
+        r->logprobs = lp_given;
+        r->top_logprobs = (int32_t)lp;
+    }
+    r->sp.n_top_logprobs = r->top_logprobs;
+    return true;
+}
+
+bool serve_request_parse(json_t *body, serve_kind kind, int32_t n_vocab, serve_request *r,
+                         serve_error *e)
+{
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    if (parse_all(body, kind, n_vocab, r, e)) return true;
+    serve_request_free(r);
+    return false;
+}
+
+void serve_request_free(serve_request *r)
+{
+    free(r->prompt_tokens);
+    free(r->bias);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    memset(r, 0, sizeof *r);
+}
+
+char *serve_message_text(json_t *message)
+{
+    json_t *content = json_object_get(message, "content");
+    if (json_is_string(content)) return strdup(json_string_value(content));
+    size_t total = 0, i;
+    json_t *part;
+    json_array_foreach(content, i, part) total += json_string_length(json_object_get(part, "text"));
+    char *s = malloc(total + 1);
+    if (!s) return NULL;
+    size_t o = 0;
+    json_array_foreach(content, i, part)
+    {
+        json_t *t = json_object_get(part, "text");
+        memcpy(s + o, json_string_value(t), json_string_length(t));
+        o += json_string_length(t);
+    }
+    s[o] = 0;
+    return s;
+}

@@ -1,0 +1,86 @@
+/*
+ * openai.h: the OpenAI API's request bodies in, validated C structs out; and the error objects.
+ *
+ * Parsing keeps no global state and never prints. A bad request fails with a serve_error that names
+ * the parameter at fault ("messages[2].content", "top_logprobs") and says what is wrong with it;
+ * the HTTP layer sends it as {"error": {"message", "type", "param", "code"}} with its status.
+ * Unknown keys are ignored (clients send many we have no use for); known keys with a wrong type or
+ * range are errors, never silently clamped. JSON null means "the default" for every optional key.
+ */
+#ifndef NURI_SERVE_OPENAI_H
+#define NURI_SERVE_OPENAI_H
+
+#include "sample/sampler.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SERVE_MAX_STOP 4          // stop strings per request (OpenAI's limit)
+#define SERVE_MAX_STOP_LEN 256    // bytes per stop string
+#define SERVE_MAX_LOGIT_BIAS 1024 // entries in logit_bias
+#define SERVE_MAX_MESSAGES 4096   // messages in one chat request
+
+/* An error to send: an HTTP status and OpenAI's error object fields. */
+typedef struct serve_error {
+    int http;          // 400, 401, 404, 405, 408, 413, 500, 503
+    const char *type;  // "invalid_request_error", "authentication_error", "server_error", ...
+    char param[96];    // the parameter at fault, "" for none (sent as null)
+    char code[48];     // a machine-readable code, "" for none (sent as null)
+    char message[512]; // for people: what is wrong, and where
+} serve_error;
+
+/* Fills e (param and code may be NULL) and returns false, for `return serve_fail(...)`. */
+bool serve_fail(serve_error *e, int http, const char *type, const char *param, const char *code,
+                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* {"error": {...}} for e. Caller frees with free(). NULL only when out of memory. */
+char *serve_error_json(const serve_error *e);
+
+typedef enum serve_kind {
+    SERVE_CHAT,       // POST /v1/chat/completions
+    SERVE_COMPLETION, // POST /v1/completions
+} serve_kind;
+
+/* A validated request. Strings and arrays it points to are owned by it (serve_request_free), except
+ * `messages` and `prompt_text`, borrowed from the parsed body (keep the body alive). */
+typedef struct serve_request {
+    serve_kind kind;
+    json_t *messages;        // chat: the array, each message checked (role, content)
+    const char *prompt_text; // completion with a text prompt (NUL-terminated), else NULL
+    size_t prompt_len;       // bytes
+    int32_t *prompt_tokens;  // completion with a token-id prompt, else NULL
+    int32_t n_prompt_tokens;
+    bool stream;
+    bool include_usage;   // stream_options.include_usage
+    int32_t max_tokens;   // tokens to generate at most; 0 = until the context is full
+    bool logprobs;        // report the chosen tokens' logprobs
+    int32_t top_logprobs; // alternatives per token, [0, NURI_MAX_TOP_LOGPROBS]
+    bool seed_given;
+    nuri_sampler_params
+        sp;                // temperature, top_p, penalties, seed, bias (no stop tokens / limit yet)
+    nuri_logit_bias *bias; // sp.logit_bias's storage
+    char *stop[SERVE_MAX_STOP];
+    int32_t n_stop;
+    char model[128]; // the model name the client asked for ("" when absent)
+} serve_request;
+
+/* Validates body (a parsed JSON value of any kind) as a request of `kind` for a vocabulary of
+ * n_vocab tokens (logit_bias and token prompts are checked against it). On failure, e is filled
+ * (status 400) and r needs no free. */
+bool serve_request_parse(json_t *body, serve_kind kind, int32_t n_vocab, serve_request *r,
+                         serve_error *e);
+void serve_request_free(serve_request *r);
+
+/* The text of a chat message's content: a string, or an array of {"type":"text","text":...} parts
+ * joined. Only for messages that serve_request_parse accepted. Caller frees with free(). */
+char *serve_message_text(json_t *message);
+
+/* ---- responses ---- */
+
+/* Replaces invalid UTF-8 in s[0..n) with U+FFFD so that the result is valid JSON text.
+ * Caller frees with free(). */
+char *serve_utf8_sanitize(const char *s, size_t n, size_t *out_len);
+
+#endif

@@ -1,0 +1,228 @@
+/*
+ * prompt.c: chat template rendering and tokenization for the server (see prompt.h).
+ */
+#include "serve/prompt.h"
+
+#include "base/status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ChatML, for models that ship no template. */
+static const char chatml_src[] =
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+struct serve_prompt {
+    nuri_vocab *vocab;
+    nuri_template *tpl;
+    char *bos, *eos; // token texts for the template, or NULL
+    int32_t *stop;   // end-of-generation ids
+    int32_t n_stop;
+    char note[256];
+};
+
+static char *token_text_dup(const nuri_vocab *v, int32_t id)
+{
+    if (id < 0) return NULL;
+    size_t len;
+    const char *t = nuri_token_piece_ref(v, id, true, &len);
+    if (!t) return NULL;
+    char *s = malloc(len + 1);
+    if (!s) return NULL;
+    memcpy(s, t, len);
+    s[len] = 0;
+    return s;
+}
+
+static nuri_status read_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return nuri_error(NURI_ERR_IO, "cannot open chat template '%s'", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (n < cap) break;
+        if (cap >= NURI_TEMPLATE_MAX_SOURCE) {
+            free(buf);
+            fclose(f);
+            return nuri_error(NURI_ERR_LIMIT, "chat template '%s' is larger than %u bytes", path,
+                              NURI_TEMPLATE_MAX_SOURCE);
+        }
+        char *nb = realloc(buf, cap *= 2);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    fclose(f);
+    if (!buf) return nuri_error(NURI_ERR_NOMEM, "out of memory reading '%s'", path);
+    *out = buf;
+    *len = n;
+    return NURI_OK;
+}
+
+nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, serve_prompt **out)
+{
+    *out = NULL;
+    serve_prompt *p = calloc(1, sizeof *p);
+    if (!p) return nuri_error(NURI_ERR_NOMEM, "out of memory");
+    nuri_status st = nuri_vocab_load(m->file, &p->vocab);
+    if (st != NURI_OK) goto fail;
+    char *src = NULL;
+    size_t len = 0;
+    gguf_str gs;
+    if (template_path) {
+        if ((st = read_file(template_path, &src, &len)) != NURI_OK) goto fail;
+        st = nuri_template_parse(src, len, &p->tpl);
+        free(src);
+        if (st != NURI_OK) {
+            nuri_error_wrap(st, "chat template '%s'", template_path);
+            goto fail;
+        }
+    } else if (gguf_get_str(m->file, "tokenizer.chat_template", &gs) == NURI_OK) {
+        if ((st = nuri_template_parse(gs.ptr, gs.len, &p->tpl)) != NURI_OK) {
+            nuri_error_wrap(st, "the model's tokenizer.chat_template");
+            goto fail;
+        }
+    } else {
+        snprintf(p->note, sizeof p->note,
+                 "the model has no chat template (tokenizer.chat_template): using ChatML");
+        if ((st = nuri_template_parse(chatml_src, strlen(chatml_src), &p->tpl)) != NURI_OK)
+            goto fail;
+    }
+    p->bos = token_text_dup(p->vocab, nuri_vocab_bos(p->vocab));
+    p->eos = token_text_dup(p->vocab, nuri_vocab_eos(p->vocab));
+    uint32_t nv = nuri_vocab_n_tokens(p->vocab);
+    int32_t n = 0;
+    for (uint32_t id = 0; id < nv; id++) n += nuri_vocab_is_eog(p->vocab, (int32_t)id);
+    p->stop = malloc(((size_t)n + 1) * sizeof *p->stop);
+    if (!p->stop) {
+        st = nuri_error(NURI_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (uint32_t id = 0; id < nv; id++)
+        if (nuri_vocab_is_eog(p->vocab, (int32_t)id)) p->stop[p->n_stop++] = (int32_t)id;
+    *out = p;
+    return NURI_OK;
+fail:
+    serve_prompt_free(p);
+    return st;
+}
+
+void serve_prompt_free(serve_prompt *p)
+{
+    if (!p) return;
+    nuri_vocab_free(p->vocab);
+    nuri_template_free(p->tpl);
+    free(p->bos);
+    free(p->eos);
+    free(p->stop);
+    free(p);
+}
+
+const char *serve_prompt_note(const serve_prompt *p)
+{
+    return p->note;
+}
+
+const nuri_vocab *serve_prompt_vocab(const serve_prompt *p)
+{
+    return p->vocab;
+}
+
+const int32_t *serve_prompt_stop_tokens(const serve_prompt *p, int32_t *n)
+{
+    *n = p->n_stop;
+    return p->stop;
+}
+
+/* The messages with every content as one string (templates expect strings), other keys kept. */
+static json_t *normalize_messages(json_t *messages)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *msg;
+    json_array_foreach(messages, i, msg)
+    {
+        json_t *copy = json_copy(msg); // shallow: shares values
+        json_t *content = json_object_get(msg, "content");
+        if (copy && json_is_array(content)) {
+            char *text = serve_message_text(msg);
+            if (!text || json_object_set_new(copy, "content", json_string(text)) != 0) {
+                free(text);
+                json_decref(copy);
+                json_decref(out);
+                return NULL;
+            }
+            free(text);
+        } else if (copy && !content) {
+            json_object_set_new(copy, "content", json_null());
+        }
+        if (!copy || json_array_append_new(out, copy) != 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static bool tokenize(const serve_prompt *p, const char *text, size_t len, int32_t **ids,
+                     int32_t *n_ids, serve_error *e)
+{
+    unsigned flags = NURI_TOK_PARSE_SPECIAL;
+    size_t bl = p->bos ? strlen(p->bos) : 0;
+    bool has_bos = bl && len >= bl && !memcmp(text, p->bos, bl);
+    if (!has_bos) flags |= NURI_TOK_ADD_SPECIAL;
+    size_t n = 0;
+    nuri_status st = nuri_tokenize(p->vocab, text, len, flags, ids, &n);
+    if (st != NURI_OK)
+        return serve_fail(e, st == NURI_ERR_LIMIT ? 400 : 500,
+                          st == NURI_ERR_LIMIT ? "invalid_request_error" : "server_error", NULL,
+                          NULL, "cannot tokenize the prompt: %s", nuri_last_error());
+    if (n > INT32_MAX / 2) {
+        free(*ids);
+        return serve_fail(e, 400, "invalid_request_error", NULL, "context_length_exceeded",
+                          "the prompt is too long (%zu tokens)", n);
+    }
+    *n_ids = (int32_t)n;
+    return true;
+}
+
+bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t **ids,
+                         int32_t *n_ids, serve_error *e)
+{
+    *ids = NULL;
+    *n_ids = 0;
+    if (r->kind == SERVE_COMPLETION) {
+        if (r->prompt_tokens) {
+            *ids = malloc((size_t)r->n_prompt_tokens * sizeof **ids);
+            if (!*ids) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+            memcpy(*ids, r->prompt_tokens, (size_t)r->n_prompt_tokens * sizeof **ids);
+            *n_ids = r->n_prompt_tokens;
+            return true;
+        }
+        return tokenize(p, r->prompt_text, r->prompt_len, ids, n_ids, e);
+    }
+    json_t *messages = normalize_messages(r->messages);
+    json_t *vars = messages ? nuri_template_vars(messages, NULL, 1, p->bos, p->eos, NULL) : NULL;
+    json_decref(messages);
+    if (!vars) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    char *text = NULL;
+    size_t len = 0;
+    nuri_template_limits lim = {.max_output = 16u << 20, .max_memory = 256u << 20};
+    nuri_status st = nuri_template_render_limited(p->tpl, vars, NULL, &lim, &text, &len);
+    json_decref(vars);
+    if (st != NURI_OK) {
+        if (st == NURI_ERR_NOMEM)
+            return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        return serve_fail(e, 400, "invalid_request_error", "messages", "invalid_value",
+                          "the chat template cannot render these messages: %s", nuri_last_error());
+    }
+    bool ok = tokenize(p, text, len, ids, n_ids, e);
+    free(text);
+    return ok;
+}

@@ -1,0 +1,35 @@
+/*
+ * prompt.h: requests to token ids: the model's vocabulary and chat template, bundled for the
+ * server. Loaded once; afterwards immutable, so any connection thread may use it at once.
+ *
+ * Chat prompts are rendered with the template from --chat-template, else the model file's
+ * tokenizer.chat_template, else ChatML (and serve_prompt_note says so), with
+ * add_generation_prompt = true, then tokenized with special-token parsing; BOS is added as the
+ * vocabulary asks unless the rendered text already starts with it.
+ */
+#ifndef NURI_SERVE_PROMPT_H
+#define NURI_SERVE_PROMPT_H
+
+#include "chat/template.h"
+#include "model/model.h"
+#include "serve/openai.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct serve_prompt serve_prompt;
+
+/* template_path may be NULL. Caller frees with serve_prompt_free. */
+nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, serve_prompt **out);
+void serve_prompt_free(serve_prompt *p);
+
+/* What start-up should tell the operator ("no chat template in the model: using ChatML"), or "". */
+const char *serve_prompt_note(const serve_prompt *p);
+const nuri_vocab *serve_prompt_vocab(const serve_prompt *p);
+/* The end-of-generation token ids (EOS, EOT, <|im_end|>, ...): the sampler's stop tokens. */
+const int32_t *serve_prompt_stop_tokens(const serve_prompt *p, int32_t *n);
+
+/* The request's prompt as token ids (caller frees *ids with free()). A template error or a
+ * raise_exception() in the template is the client's fault: false with a 400 in e. */
+bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t **ids,
+                         int32_t *n_ids, serve_error *e);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * sched.h: the scheduler: continuous batching of many requests over one nuri_ctx.
+ *
+ * One thread owns the context. Each step it
+ *   1. frees the sequences of cancelled requests (a client that went away) at once,
+ *   2. admits waiting requests into free sequence slots, reusing the KV pages of the longest
+ *      identical prompt prefix that any slot holds (a running one is forked: pages are shared),
+ *   3. builds one batch: the next token of every decoding sequence, then chunks of prompts being
+ *      prefilled with what is left of n_batch, so running streams never wait for a long prompt,
+ *   4. runs one forward pass over it and samples one token per decoding sequence.
+ * Tokens go to the request's bounded event ring; a request whose ring is full (a slow reader) is
+ * left out of the next batches until its reader catches up. When the KV pool runs out, the prefix
+ * cache of idle slots is dropped first, then the youngest running request fails.
+ *
+ * Requests (serve_job) are shared by the scheduler and one connection thread, each holding a
+ * reference; all of a job's mutable fields are guarded by the scheduler's mutex.
+ */
+#ifndef NURI_SERVE_SCHED_H
+#define NURI_SERVE_SCHED_H
+
+#include "model/model.h"
+#include "sample/sampler.h"
+#include "serve/metrics.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SERVE_JOB_RING 16 // tokens a job may have waiting for its reader
+
+typedef struct serve_event {
+    int32_t token;
+    nuri_token_logprobs lp; // filled when the job wants logprobs
+} serve_event;
+
+typedef struct serve_job {
+    /* set by the submitter before serve_sched_submit, then read-only */
+    int32_t *prompt; // (n_prompt) token ids; owned by the job
+    int32_t n_prompt;
+    int32_t max_new;       // tokens to generate at most (>= 1)
+    nuri_sampler *sampler; // owned by the job; used by the scheduler thread only
+    bool want_logprobs;
+    double t_arrival; // serve_now() when the request arrived
+
+    /* guarded by the scheduler's mutex */
+    int refs;
+    bool cancelled; // the reader is gone or needs no more tokens
+    bool done;      // no more events will come
+    nuri_finish_reason finish;
+    int err_http; // non-zero: the job failed, err says why
+    char err[256];
+    int32_t n_cached; // prompt tokens whose KV was reused
+    int32_t n_generated;
+    serve_event ring[SERVE_JOB_RING];
+    int ring_head, ring_count;
+    pthread_cond_t cv; // signalled on a new event and on done
+} serve_job;
+
+typedef struct serve_sched serve_sched;
+
+typedef struct serve_sched_params {
+    int32_t n_ctx;     // KV pool, tokens for all sequences together
+    int32_t max_seqs;  // sequences decoded together
+    int32_t max_queue; // requests waiting for a slot before 503
+    int32_t n_batch;   // tokens per forward step (decode + prefill chunks)
+    int32_t n_threads;
+} serve_sched_params;
+
+/* Creates the context and starts the scheduler thread. m is borrowed for the scheduler's life.
+ * metrics (borrowed, may be NULL) gets the gauges and token latencies. */
+nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
+                              serve_metrics *metrics, serve_sched **out);
+/* Stops the thread and fails what is queued or running (their readers see an error). Jobs may
+ * still be waited on, cancelled and released afterwards. */
+void serve_sched_stop(serve_sched *s);
+/* Stops (if needed) and frees the scheduler and its context; no job may be in use. */
+void serve_sched_free(serve_sched *s);
+
+/* The longest sequence one request may reach, in tokens (prompt + completion). */
+int32_t serve_sched_seq_max(const serve_sched *s);
+/* The KV pool's size, in tokens. */
+int32_t serve_sched_n_ctx(const serve_sched *s);
+
+/* A new job with one reference (the caller's); takes ownership of prompt and sampler (also on
+ * failure). NULL when out of memory. */
+serve_job *serve_job_new(int32_t *prompt, int32_t n_prompt, nuri_sampler *sampler);
+
+/* Queues the job (the scheduler takes a reference). NURI_ERR_LIMIT when the queue is full. */
+nuri_status serve_sched_submit(serve_sched *s, serve_job *j);
+
+/* Waits until the job has an event or is done (or timeout_ms passes), then moves up to cap events
+ * to out. Returns the count; *done is set once the job is done and no events are left. */
+int serve_job_wait(serve_sched *s, serve_job *j, serve_event *out, int cap, int timeout_ms,
+                   bool *done);
+
+/* Asks the scheduler to drop the job (its sequence is freed at the next step). */
+void serve_job_cancel(serve_sched *s, serve_job *j);
+
+/* Reads the job's outcome fields under the lock. */
+void serve_job_result(serve_sched *s, serve_job *j, nuri_finish_reason *finish, int *err_http,
+                      char *err, size_t err_cap, int32_t *n_cached);
+
+/* Drops the caller's reference. */
+void serve_job_release(serve_sched *s, serve_job *j);
+
+#endif

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# cli.test.sh: the nuri command as a user runs it: eval, run (text and token ids), mkmodel, and
+# what each does with bad arguments and bad files.
+set -u
+cd "$(dirname "$0")/.."
+NURI=${NURI:-build/nuri}
+M=tests/data/models/llama-tiny-Q8_0.gguf
+passed=0
+failed=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+check() { # name, then a command that must succeed
+    local name=$1
+    shift
+    if "$@" >"$tmp/out" 2>&1; then
+        passed=$((passed + 1))
+        echo "ok   $name"
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name"
+        sed 's/^/    /' "$tmp/out" | head -5
+    fi
+}
+
+eval_lines() {
+    out=$("$NURI" eval -m $M --tokens 1,390,3159 --top 5) || return 1
+    [ "$(echo "$out" | wc -l)" -eq 3 ] || return 1
+    echo "$out" | node -e '
+        const rows = require("fs").readFileSync(0, "utf8").trim().split("\n").map(JSON.parse);
+        rows.forEach((r, i) => { if (r.pos !== i || r.top.length !== 5) process.exit(1);
+            for (let j = 1; j < 5; j++) if (r.top[j][1] > r.top[j - 1][1]) process.exit(1); });'
+}
+check "eval prints one sorted JSON line per position" eval_lines
+
+run_text() {
+    a=$("$NURI" run -m $M -p "hello world" -n 12) || return 1
+    b=$("$NURI" run -m $M -p "hello world" -n 12) || return 1
+    [ "$a" = "$b" ] && [ "${a#hello world}" != "$a" ] && [ ${#a} -gt 11 ]
+}
+check "run -p prints the prompt and a deterministic greedy continuation" run_text
+
+run_seeded() {
+    a=$("$NURI" run -m $M -p "abc" -n 16 --temp 1 --seed 7) || return 1
+    b=$("$NURI" run -m $M -p "abc" -n 16 --temp 1 --seed 7) || return 1
+    c=$("$NURI" run -m $M -p "abc" -n 16 --temp 1 --seed 8) || return 1
+    [ "$a" = "$b" ] && [ "$a" != "$c" ]
+}
+check "run with a seed repeats itself, another seed does not" run_seeded
+
+run_tokens_match_eval() {
+    # the first greedy token after a prompt is eval's top-1 at the last position
+    first=$("$NURI" run -m $M --tokens 1,390,3159 -n 1) || return 1
+    top=$("$NURI" eval -m $M --tokens 1,390,3159 --top 1 | tail -n 1 | sed -E 's/.*\[\[([0-9]+),.*/\1/')
+    [ "$first" = "$top" ]
+}
+check "run --tokens continues with eval's most likely token" run_tokens_match_eval
+
+bad_args() {
+    "$NURI" run -m $M -p x -n abc 2>"$tmp/e"
+    [ $? -eq 2 ] && grep -q -- "-n must be an integer" "$tmp/e" || return 1
+    "$NURI" eval -m $M --tokens 1,x,3 2>"$tmp/e"
+    [ $? -eq 2 ] && grep -q "bad at 'x,3'" "$tmp/e" || return 1
+    "$NURI" eval -m $M --tokens 1,99999 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "99999" "$tmp/e" || return 1
+    "$NURI" frobnicate 2>/dev/null
+    [ $? -eq 2 ]
+}
+check "bad arguments exit 2 (usage) or 1 (runtime) with a message naming the problem" bad_args
+
+bad_files() {
+    "$NURI" run -m /nonexistent.gguf -p x 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "/nonexistent.gguf" "$tmp/e" || return 1
+    head -c 1000 $M >"$tmp/cut.gguf"
+    "$NURI" eval -m "$tmp/cut.gguf" --tokens 1 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "cut.gguf" "$tmp/e" || return 1
+    "$NURI" eval -m tests/data/vocab/ggml-vocab-llama-spm.gguf --tokens 1 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "token_embd.weight" "$tmp/e"
+}
+check "bad model files are errors that name the file and what is wrong" bad_files
+
+mkmodel_errors() {
+    "$NURI" mkmodel --arch gpt9 "$tmp/x.gguf" 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "unknown architecture 'gpt9'" "$tmp/e" || return 1
+    "$NURI" mkmodel --type Q7_K "$tmp/x.gguf" 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "unknown type 'Q7_K'" "$tmp/e" || return 1
+    "$NURI" mkmodel --arch qwen3 --shape tiny --type Q4_K_M --seed 5 "$tmp/q.gguf" || return 1
+    "$NURI" info "$tmp/q.gguf" | grep -q "qwen3"
+}
+check "mkmodel writes loadable models and rejects unknown names" mkmodel_errors
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

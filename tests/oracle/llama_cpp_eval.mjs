@@ -1,0 +1,53 @@
+// llama_cpp_eval.mjs: the oracle side of nuri's comparisons with llama.cpp.
+//
+// Usage: node tests/oracle/llama_cpp_eval.mjs MODEL.gguf 1,2,3 [TOP] [GREEDY_N]
+// Runs llama.cpp (through the npm package node-llama-cpp, CPU, flash attention off, 1 thread) on
+// the token ids and prints, like `nuri eval`, one JSON line per position:
+//   {"pos": i, "top": [[id, logprob], ...]}
+// then, if GREEDY_N > 0, one line {"greedy": [ids...]} with llama.cpp's greedy continuation.
+// node-llama-cpp is a test oracle only, never a dependency of nuri itself.
+import {getLlama} from "node-llama-cpp";
+
+const [modelPath, tokenArg, topArg, greedyArg] = process.argv.slice(2);
+const tokens = tokenArg.split(",").map(Number);
+const top = Number(topArg ?? 40);
+const greedyN = Number(greedyArg ?? 0);
+
+const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
+const model = await llama.loadModel({modelPath, gpuLayers: 0});
+const context = await model.createContext({
+    contextSize: Math.max(64, tokens.length + greedyN + 8),
+    batchSize: Math.max(64, tokens.length),
+    flashAttention: false,
+    threads: 1,
+});
+const seq = context.getSequence();
+const input = tokens.map((t) => [t, {generateNext: {probabilities: true}}]);
+const out = await seq.controlledEvaluate(input);
+for (let i = 0; i < tokens.length; i++) {
+    const probs = out[i].next.probabilities;
+    const pairs = [];
+    for (const [id, p] of probs) {
+        if (pairs.length >= top) break;
+        pairs.push([id, Math.log(p)]);
+    }
+    console.log(JSON.stringify({pos: i, top: pairs}));
+}
+if (greedyN > 0) {
+    // greedy[k] and gaps[k], the log-probability gap between the best and second-best token
+    const greedy = [], gaps = [];
+    let probs = out[tokens.length - 1].next.probabilities;
+    for (let k = 0; k < greedyN; k++) {
+        const it = probs.entries();
+        const [best, p1] = it.next().value;
+        const p2 = it.next().value?.[1] ?? 0;
+        greedy.push(best);
+        gaps.push(Math.log(p1) - Math.log(p2));
+        if (k + 1 === greedyN) break;
+        const r = await seq.controlledEvaluate([[best, {generateNext: {probabilities: true}}]]);
+        probs = r[0].next.probabilities;
+    }
+    console.log(JSON.stringify({greedy, gaps}));
+}
+await context.dispose();
+await model.dispose();

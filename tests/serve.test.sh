@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# serve.test.sh: `nuri serve` on loopback, driven by the official openai npm client
+# (tests/serve/*.test.mjs, node's built-in test runner; scripts/setup installs the client into
+# tests/serve/node_modules). Starts five servers on free ports: the main one, one with an API key,
+# one with a queue of 1, one with a tiny KV pool, and one whose "model" does not load. At the end
+# every server must stop cleanly on SIGTERM (under ASan: without a leak report).
+set -u
+cd "$(dirname "$0")/.."
+NURI=${NURI:-build/nuri}
+MODEL=tests/data/models/llama-tiny-Q8_0.gguf
+if [ ! -d tests/serve/node_modules/openai ]; then
+    echo "serve: the openai npm package is not installed in tests/serve (scripts/setup installs it)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# start NAME ARGS...: runs nuri serve on a free port, sets URL_<NAME>
+start() {
+    local name=$1
+    shift
+    : >"$tmp/$name.out"
+    "$NURI" serve --port 0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    pids+=($!)
+    eval "PID_$name=$!"
+    local port=""
+    for _ in $(seq 1 200); do
+        port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        echo "serve: server $name did not start:"
+        cat "$tmp/$name.err"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    eval "URL_$name=http://127.0.0.1:$port"
+}
+start main -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536 --header-timeout 500
+start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit
+start queue -m "$MODEL" --max-seqs 1 --queue 1
+start kv -m "$MODEL" --max-seqs 2 --ctx 64
+start broken -m tests/data/vocab/ggml-vocab-llama-bpe.gguf
+# wait until the real ones have loaded
+node -e '
+const urls = process.argv.slice(1);
+const deadline = Date.now() + 20000;
+(async () => {
+    for (const u of urls)
+        while (Date.now() < deadline) {
+            const ok = await fetch(u + "/health").then((r) => r.status === 200, () => false);
+            if (ok) break;
+            await new Promise((r) => setTimeout(r, 50));
+        }
+})();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv"
+
+out=$(NURI_URL=$URL_main NURI_URL_AUTH=$URL_auth NURI_URL_QUEUE=$URL_queue NURI_URL_KV=$URL_kv \
+    NURI_URL_BROKEN=$URL_broken timeout 240 node --test --test-concurrency=1 \
+    tests/serve/api.test.mjs tests/serve/concurrency.test.mjs 2>&1)
+rc=$?
+passed=$(printf '%s\n' "$out" | sed -n 's/^# pass \([0-9]*\)$/\1/p' | tail -n 1)
+failed=$(printf '%s\n' "$out" | sed -n 's/^# fail \([0-9]*\)$/\1/p' | tail -n 1)
+passed=${passed:-0}
+failed=${failed:-0}
+if [ "$failed" -ne 0 ] || [ "$rc" -ne 0 ]; then
+    printf '%s\n' "$out" | grep -v '^ok \|^# Subtest' | head -n 150
+    [ "$failed" -eq 0 ] && failed=1
+else
+    printf '%s\n' "$out" | grep -E '^(not )?ok ' || true
+fi
+
+# every server stops cleanly on SIGTERM, without sanitizer reports
+for name in main auth queue kv broken; do
+    eval "pid=\$PID_$name"
+    kill -TERM "$pid" 2>/dev/null
+    rc=0
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "FAIL server $name did not stop within 5 s of SIGTERM"
+        kill -KILL "$pid"
+        failed=$((failed + 1))
+        continue
+    fi
+    wait "$pid"
+    rc=$?
+    if [ "$rc" -ne 0 ] || grep -q "Sanitizer" "$tmp/$name.err"; then
+        echo "FAIL server $name exited with status $rc:"
+        head -n 60 "$tmp/$name.err"
+        failed=$((failed + 1))
+    else
+        echo "ok   server $name stopped cleanly"
+        passed=$((passed + 1))
+    fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
