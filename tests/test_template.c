@@ -278,6 +278,23 @@ TEST(immutable_sandbox_refuses_mutation)
     CHECK_FAILS("{% set d = {} %}{{ d.update({'a': 1}) }}", NULL, NURI_ERR_FORMAT, "unsafe");
 }
 
+TEST(filters_that_make_generators_are_always_true_and_have_no_length)
+{
+    CHECK_RENDER("{{ 'yes' if [] | select else 'no' }} {{ [1, 2] | map('string') | join }}", NULL,
+                 "yes 12");
+    CHECK_RENDER("{{ [3, 1] | select | list }} {{ [1] | reject | list | length }}", NULL,
+                 "[3, 1] 0");
+    CHECK_FAILS("{{ [1] | select | length }}", NULL, NURI_ERR_FORMAT, "has no len()");
+}
+
+TEST(percent_formatting_follows_python)
+{
+    CHECK_RENDER("{{ '%s|%5s|%-3d|%05.1f|%x|%%' % ('a', 'b', 7, 2.25, 255) }}", NULL,
+                 "a|    b|7  |002.2|ff|%");
+    CHECK_RENDER("{{ '%(k)s' % {'k': 1} }} {{ '%s-%s' | format('a', 2) }}", NULL, "1 a-2");
+    CHECK_FAILS("{{ '%s %s' % ('a',) }}", NULL, NURI_ERR_FORMAT, "not enough arguments");
+}
+
 /* ---- errors ---- */
 
 TEST(raise_exception_fails_with_exactly_its_message)
@@ -413,6 +430,8 @@ int main(void)
     RUN(tojson_matches_json_dumps_without_html_escaping);
     RUN(strftime_now_formats_the_time_given);
     RUN(immutable_sandbox_refuses_mutation);
+    RUN(filters_that_make_generators_are_always_true_and_have_no_length);
+    RUN(percent_formatting_follows_python);
     RUN(raise_exception_fails_with_exactly_its_message);
     RUN(syntax_errors_name_line_and_column);
     RUN(unknown_filters_tests_and_statements_are_clear_errors);

@@ -1754,9 +1754,9 @@ static tv py_round(double x, int64_t prec, const char *method)
 static tv select_items(ctx *c, scope *s, const tpl_node *at, tv x, targs *a, bool by_attr,
                        bool keep)
 {
-    const tv *items;
-    size_t n;
-    iter_items(c, at, x, &items, &n);
+    const tv *items = NULL;
+    size_t n = 0;
+    if (tv_truthy(x)) iter_items(c, at, x, &items, &n); // jinja2: `if seq:` before iterating
     size_t first = by_attr ? 1 : 0;
     tv attribute = by_attr ? arg(a, 0, NULL, tv_none()) : tv_none();
     tv test = arg(a, first, NULL, tv_none());
@@ -2012,9 +2012,9 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         FAIL(c, at, "bad operand type for abs(): '%s'", tv_type_name(x));
     }
     if (IS("map")) {
-        const tv *items;
-        size_t n;
-        iter_items(c, at, x, &items, &n);
+        const tv *items = NULL;
+        size_t n = 0;
+        if (tv_truthy(x)) iter_items(c, at, x, &items, &n); // jinja2: `if value:` first
         tv attribute = arg(a, 99, "attribute", none);
         tv out = mk_list(c, at, n, false);
         if (attribute.t != TV_NONE) {
