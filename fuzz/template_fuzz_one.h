@@ -24,7 +24,8 @@ static const char template_fuzz_vars[] =
     " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"again\"},"
     " {\"type\": \"image\"}]}],"
     " \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\","
-    " \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}}],"
+    " \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": "
+    "\"string\"}}}}}],"
     " \"documents\": null, \"add_generation_prompt\": true, \"bos_token\": \"<s>\","
     " \"eos_token\": \"</s>\", \"enable_thinking\": false}";
 

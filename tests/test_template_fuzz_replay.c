@@ -40,8 +40,10 @@ TEST(corpus_replays_cleanly)
         if (!p) continue;
         files++;
         nuri_status st = template_fuzz_one(p, size);
-        if (st == NURI_OK) rendered++;
-        else CHECKF(nuri_last_error()[0] != 0, "%s failed without a message", path);
+        if (st == NURI_OK)
+            rendered++;
+        else
+            CHECKF(nuri_last_error()[0] != 0, "%s failed without a message", path);
         free(p);
     }
     closedir(d);

@@ -54,10 +54,10 @@ nuri_status nuri_template_render(const nuri_template *t, const json_t *vars, con
 /* Per-render limits; a field left 0 takes the default above (values above the defaults are
  * clamped to them). */
 typedef struct nuri_template_limits {
-    size_t max_output;   // bytes (also the longest string); default NURI_TEMPLATE_MAX_OUTPUT
-    uint64_t max_steps;  // default NURI_TEMPLATE_MAX_STEPS
-    size_t max_memory;   // bytes; default NURI_TEMPLATE_MAX_MEMORY
-    int max_call_depth;  // default NURI_TEMPLATE_MAX_CALL_DEPTH
+    size_t max_output;  // bytes (also the longest string); default NURI_TEMPLATE_MAX_OUTPUT
+    uint64_t max_steps; // default NURI_TEMPLATE_MAX_STEPS
+    size_t max_memory;  // bytes; default NURI_TEMPLATE_MAX_MEMORY
+    int max_call_depth; // default NURI_TEMPLATE_MAX_CALL_DEPTH
 } nuri_template_limits;
 
 /* nuri_template_render with explicit limits (NULL: the defaults). */

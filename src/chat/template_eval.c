@@ -68,17 +68,18 @@ typedef struct targs {
     const char *kw[MAX_ARGS]; // NULL: positional
 } targs;
 
-__attribute__((noreturn, format(printf, 4, 5))) static void rfail(ctx *c, const tpl_node *at,
-                                                                  nuri_status s, const char *fmt,
-                                                                  ...)
+__attribute__((noreturn, format(printf, 4, 5))) static void
+rfail(ctx *c, const tpl_node *at, nuri_status s, const char *fmt, ...)
 {
     char msg[600];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (at) nuri_error(s, "template line %d col %d: %s", at->line, at->col, msg);
-    else nuri_error(s, "template: %s", msg);
+    if (at)
+        nuri_error(s, "template line %d col %d: %s", at->line, at->col, msg);
+    else
+        nuri_error(s, "template: %s", msg);
     longjmp(c->jb, (int)s);
 }
 
@@ -170,8 +171,7 @@ static tv undef_fmt(ctx *c, const tpl_node *at, const char *fmt, ...)
 
 __attribute__((noreturn)) static void fail_undef(ctx *c, const tpl_node *at, tv u)
 {
-    if (u.s.p && u.s.p[0] == '\'' && strstr(u.s.p, "has no attribute"))
-        FAIL(c, at, "%s", u.s.p);
+    if (u.s.p && u.s.p[0] == '\'' && strstr(u.s.p, "has no attribute")) FAIL(c, at, "%s", u.s.p);
     FAIL(c, at, "'%s' is undefined", u.s.p ? u.s.p : "value");
 }
 
@@ -347,14 +347,22 @@ static tv str_case(ctx *c, const tpl_node *at, tv s, int mode)
         size_t l = tpl_utf8_decode(s.s.p + i, s.s.n - i, &cp);
         uint32_t r = cp;
         switch (mode) {
-        case CASE_UPPER: r = cp_upper(cp); break;
-        case CASE_LOWER: r = cp_lower(cp); break;
-        case CASE_CAPITALIZE: r = first ? cp_upper(cp) : cp_lower(cp); break;
-        case CASE_PYTITLE: r = prev_cased ? cp_lower(cp) : cp_upper(cp); break;
+        case CASE_UPPER:
+            r = cp_upper(cp);
+            break;
+        case CASE_LOWER:
+            r = cp_lower(cp);
+            break;
+        case CASE_CAPITALIZE:
+            r = first ? cp_upper(cp) : cp_lower(cp);
+            break;
+        case CASE_PYTITLE:
+            r = prev_cased ? cp_lower(cp) : cp_upper(cp);
+            break;
         case CASE_JTITLE: {
             // jinja2's title filter: words start after runs of - ( { [ < and whitespace
-            bool sep = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' ||
-                       tpl_is_space(cp);
+            bool sep =
+                cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || tpl_is_space(cp);
             r = sep ? cp : (first ? cp_upper(cp) : cp_lower(cp));
             first = sep;
             break;
@@ -477,7 +485,7 @@ static tv str_split(ctx *c, const tpl_node *at, tv s, const tv *sep, int64_t max
             }
             if (i >= s.s.n) break;
             if (maxsplit >= 0 && splits >= maxsplit) {
-                PUSH(str_strip(tv_strn(s.s.p + i, s.s.n - i), NULL, false, true));
+                PUSH(tv_strn(s.s.p + i, s.s.n - i)); // the rest, trailing whitespace kept
                 break;
             }
             size_t b = i;
@@ -522,14 +530,26 @@ static tv html_escape(ctx *c, const tpl_node *at, tv s)
     for (size_t i = 0; i < s.s.n; i++) {
         const char *r = NULL;
         switch (s.s.p[i]) {
-        case '&': r = "&amp;"; break;
-        case '<': r = "&lt;"; break;
-        case '>': r = "&gt;"; break;
-        case '"': r = "&#34;"; break;
-        case '\'': r = "&#39;"; break;
+        case '&':
+            r = "&amp;";
+            break;
+        case '<':
+            r = "&lt;";
+            break;
+        case '>':
+            r = "&gt;";
+            break;
+        case '"':
+            r = "&#34;";
+            break;
+        case '\'':
+            r = "&#39;";
+            break;
         }
-        if (r) put(c, at, &b, r, strlen(r));
-        else put(c, at, &b, s.s.p + i, 1);
+        if (r)
+            put(c, at, &b, r, strlen(r));
+        else
+            put(c, at, &b, s.s.p + i, 1);
     }
     tv v = buf_str(&b);
     v.safe = 1;
@@ -568,7 +588,8 @@ static void iter_items(ctx *c, const tpl_node *at, tv v, const tv **items, size_
         *n = cnt;
         return;
     }
-    default: FAIL(c, at, "'%s' object is not iterable", tv_type_name(v));
+    default:
+        FAIL(c, at, "'%s' object is not iterable", tv_type_name(v));
     }
 }
 
@@ -582,12 +603,19 @@ static tv list_from(ctx *c, const tpl_node *at, const tv *items, size_t n)
 static int64_t length_of(ctx *c, const tpl_node *at, tv v)
 {
     switch (v.t) {
-    case TV_UNDEF: return 0;
-    case TV_STR: return (int64_t)tpl_utf8_count(v.s.p, v.s.n);
-    case TV_LIST: return (int64_t)v.l->n;
-    case TV_DICT: return (int64_t)v.d->n;
-    default: FAIL(c, at, "object of type '%s' has no len()", tv_type_name(v));
+    case TV_UNDEF:
+        return 0;
+    case TV_STR:
+        return (int64_t)tpl_utf8_count(v.s.p, v.s.n);
+    case TV_LIST:
+        if (v.gen) break;
+        return (int64_t)v.l->n;
+    case TV_DICT:
+        return (int64_t)v.d->n;
+    default:
+        break;
     }
+    FAIL(c, at, "object of type '%s' has no len()", tv_type_name(v));
 }
 
 /* ---- comparisons ---- */
@@ -595,6 +623,11 @@ static int64_t length_of(ctx *c, const tpl_node *at, tv v)
 static bool is_num(tv v)
 {
     return v.t == TV_BOOL || v.t == TV_INT || v.t == TV_FLOAT;
+}
+
+static bool digit_char(char ch)
+{
+    return ch >= '0' && ch <= '9';
 }
 
 static double num_f(tv v)
@@ -647,7 +680,8 @@ static int compare(ctx *c, const tpl_node *at, tv a, tv b, int op)
 static bool contains(ctx *c, const tpl_node *at, tv needle, tv hay)
 {
     switch (hay.t) {
-    case TV_UNDEF: return false;
+    case TV_UNDEF:
+        return false;
     case TV_STR:
         if (needle.t != TV_STR)
             FAIL(c, at, "'in <string>' requires string as left operand, not %s",
@@ -657,12 +691,16 @@ static bool contains(ctx *c, const tpl_node *at, tv needle, tv hay)
         for (size_t i = 0; i < hay.l->n; i++)
             if (tv_equal(hay.l->v[i], needle)) return true;
         return false;
-    case TV_DICT: return dict_find(hay.d, needle) >= 0;
-    default: FAIL(c, at, "argument of type '%s' is not iterable", tv_type_name(hay));
+    case TV_DICT:
+        return dict_find(hay.d, needle) >= 0;
+    default:
+        FAIL(c, at, "argument of type '%s' is not iterable", tv_type_name(hay));
     }
 }
 
 /* ---- arithmetic ---- */
+
+static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args);
 
 static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
 {
@@ -677,9 +715,12 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
         if (fl) {
             double x = num_f(a), y = num_f(b);
             switch (op) {
-            case OP_ADD: return tv_float(x + y);
-            case OP_SUB: return tv_float(x - y);
-            case OP_MUL: return tv_float(x * y);
+            case OP_ADD:
+                return tv_float(x + y);
+            case OP_SUB:
+                return tv_float(x - y);
+            case OP_MUL:
+                return tv_float(x * y);
             case OP_FLOORDIV:
                 if (y == 0) FAIL(c, at, "float floor division by zero");
                 return tv_float(floor(x / y));
@@ -689,7 +730,8 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
                 if (r != 0 && ((r < 0) != (y < 0))) r += y;
                 return tv_float(r);
             }
-            case OP_POW: return tv_float(pow(x, y));
+            case OP_POW:
+                return tv_float(pow(x, y));
             }
         }
         int64_t x = num_i(a), y = num_i(b), r;
@@ -733,8 +775,10 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
     }
     if (op == OP_ADD && a.t == TV_STR && b.t == TV_STR) {
         if (a.safe != b.safe) { // Markup + str escapes the str
-            if (a.safe) b = html_escape(c, at, b);
-            else a = html_escape(c, at, a);
+            if (a.safe)
+                b = html_escape(c, at, b);
+            else
+                a = html_escape(c, at, a);
         }
         tpl_buf buf;
         buf_init(c, &buf);
@@ -744,7 +788,8 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
         v.safe = a.safe || b.safe;
         return v;
     }
-    if (op == OP_ADD && a.t == TV_LIST && b.t == TV_LIST && a.tuple == b.tuple) {
+    if (op == OP_ADD && a.t == TV_LIST && b.t == TV_LIST && a.tuple == b.tuple && !a.gen &&
+        !b.gen) {
         tv l = mk_list(c, at, a.l->n + b.l->n, a.tuple);
         if (a.l->n) memcpy(l.l->v, a.l->v, a.l->n * sizeof(tv));
         if (b.l->n) memcpy(l.l->v + a.l->n, b.l->v, b.l->n * sizeof(tv));
@@ -755,7 +800,8 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
         a = b;
         b = t;
     }
-    if (op == OP_MUL && (a.t == TV_STR || a.t == TV_LIST) && (b.t == TV_INT || b.t == TV_BOOL)) {
+    if (op == OP_MUL && (a.t == TV_STR || (a.t == TV_LIST && !a.gen)) &&
+        (b.t == TV_INT || b.t == TV_BOOL)) {
         int64_t k = num_i(b);
         if (k < 0) k = 0;
         if ((a.t == TV_STR ? a.s.n : a.l->n) == 0) k = 0; // nothing to repeat: no loop either
@@ -775,24 +821,160 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
             if (a.l->n) memcpy(l.l->v + (size_t)i * a.l->n, a.l->v, a.l->n * sizeof(tv));
         return l;
     }
-    if (op == OP_MOD && a.t == TV_STR)
-        rfail(c, at, NURI_ERR_UNSUPPORTED, "'%%' string formatting is not supported");
+    if (op == OP_MOD && a.t == TV_STR) return percent_format(c, at, a, b);
     FAIL(c, at, "unsupported operand type(s) for %s: '%s' and '%s'", op_text(op), tv_type_name(a),
          tv_type_name(b));
 }
 
+/* Python's printf-style `fmt % args`: %[(key)][flags][width][.precision]type for the types
+ * s r d i u f F e E g G x X o c %. args: a tuple (positional), a dict (%(key)s), or one value. */
+static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
+{
+    const tv *pos = &args;
+    size_t n_pos = 1, used = 0;
+    if (args.t == TV_LIST && args.tuple) {
+        pos = args.l->v;
+        n_pos = args.l->n;
+    }
+    tpl_buf b;
+    buf_init(c, &b);
+    const char *p = fmt.s.p, *end = fmt.s.p + fmt.s.n;
+    while (p < end) {
+        const char *q = memchr(p, '%', (size_t)(end - p));
+        if (!q) {
+            put(c, at, &b, p, (size_t)(end - p));
+            break;
+        }
+        put(c, at, &b, p, (size_t)(q - p));
+        p = q + 1;
+        if (p < end && *p == '%') {
+            put(c, at, &b, "%", 1);
+            p++;
+            continue;
+        }
+        tv val;
+        bool have = false;
+        if (p < end && *p == '(') {
+            const char *k = memchr(p, ')', (size_t)(end - p));
+            if (!k) FAIL(c, at, "incomplete format key");
+            if (args.t != TV_DICT) FAIL(c, at, "format requires a mapping");
+            long i = dict_find_str(args.d, p + 1, (size_t)(k - p - 1));
+            if (i < 0) FAIL(c, at, "format key '%.*s' not found", (int)(k - p - 1), p + 1);
+            val = args.d->v[i];
+            have = true;
+            p = k + 1;
+        }
+        char spec[32] = "%";
+        size_t sl = 1;
+        while (p < end && strchr("-0 +#", *p) && sl < 8) spec[sl++] = *p++;
+        int width = -1, prec = -1;
+        if (p < end && *p == '*') FAIL(c, at, "'*' widths are not supported");
+        while (p < end && digit_char(*p)) width = (width < 0 ? 0 : width) * 10 + (*p++ - '0');
+        if (p < end && *p == '.') {
+            p++;
+            prec = 0;
+            while (p < end && digit_char(*p)) prec = prec * 10 + (*p++ - '0');
+        }
+        if (width > 1000 || prec > 1000) FAIL(c, at, "format width or precision over 1000");
+        if (p >= end) FAIL(c, at, "incomplete format");
+        char type = *p++;
+        if (!have) {
+            if (used >= n_pos) FAIL(c, at, "not enough arguments for format string");
+            val = pos[used++];
+        }
+        if (val.t == TV_UNDEF && type != 's') fail_undef(c, at, val);
+        char num[1100];
+        const char *text = NULL;
+        size_t text_n = 0;
+        tv sv;
+        switch (type) {
+        case 's':
+        case 'r': {
+            tpl_buf vb;
+            buf_init(c, &vb);
+            if (type == 's' ? !tv_print(&vb, val) : !tv_repr(&vb, val))
+                rfail(c, at, NURI_ERR_LIMIT, "formatted string too long");
+            sv = buf_str(&vb);
+            if (prec >= 0) sv.s.n = tpl_utf8_offset(sv.s.p, sv.s.n, (size_t)prec);
+            text = sv.s.p;
+            text_n = sv.s.n;
+            break;
+        }
+        case 'd':
+        case 'i':
+        case 'u':
+        case 'x':
+        case 'X':
+        case 'o':
+        case 'c': {
+            if (!is_num(val))
+                FAIL(c, at, "%%%c format: a number is required, not %s", type, tv_type_name(val));
+            long long v = val.t == TV_FLOAT ? (long long)val.f : (long long)num_i(val);
+            if (type == 'c') {
+                if (v < 0 || v > 0x10ffff) FAIL(c, at, "%%c arg not in range");
+                text_n = put_cp(num, (uint32_t)v);
+                text = num;
+                break;
+            }
+            memcpy(spec + sl, "ll", 2);
+            spec[sl + 2] = type == 'i' || type == 'u' ? 'd' : type;
+            spec[sl + 3] = 0;
+            snprintf(num, sizeof num, spec, v);
+            text = num;
+            text_n = strlen(num);
+            break;
+        }
+        case 'f':
+        case 'F':
+        case 'e':
+        case 'E':
+        case 'g':
+        case 'G': {
+            if (!is_num(val))
+                FAIL(c, at, "%%%c format: a number is required, not %s", type, tv_type_name(val));
+            sl += (size_t)snprintf(spec + sl, sizeof spec - sl, ".%d%c", prec < 0 ? 6 : prec, type);
+            snprintf(num, sizeof num, spec, num_f(val));
+            text = num;
+            text_n = strlen(num);
+            break;
+        }
+        default:
+            FAIL(c, at, "unsupported format character '%c'", type);
+        }
+        // width: pad (left-justified with '-'; '0' pads numbers after their sign)
+        size_t len = tpl_utf8_count(text, text_n);
+        int w = width < 0 ? 0 : width; // padding is ours: the C spec carries flags only
+        bool left = strchr(spec, '-') != NULL;
+        bool zero = strchr(spec, '0') != NULL && type != 's' && type != 'r' && !left;
+        if ((int)len < w && !left) {
+            if (zero && (text[0] == '-' || text[0] == '+')) {
+                put(c, at, &b, text, 1);
+                text++;
+                text_n--;
+            }
+            for (size_t k = len; (int)k < w; k++) put(c, at, &b, zero ? "0" : " ", 1);
+        }
+        put(c, at, &b, text, text_n);
+        if ((int)len < w && left)
+            for (size_t k = len; (int)k < w; k++) put(c, at, &b, " ", 1);
+    }
+    if (args.t != TV_DICT && !(args.t == TV_LIST && !args.tuple) && used < n_pos)
+        FAIL(c, at, "not all arguments converted during string formatting");
+    return buf_str(&b);
+}
+
 /* ---- attribute and item access ---- */
 
-static const char *const dict_methods[] = {"items", "keys",    "values",     "get",     "update",
-                                           "pop",   "popitem", "setdefault", "clear",   "copy",
-                                           NULL};
+static const char *const dict_methods[] = {"items",  "keys", "values",  "get",
+                                           "update", "pop",  "popitem", "setdefault",
+                                           "clear",  "copy", NULL};
 static const char *const str_methods[] = {
-    "strip",   "lstrip",  "rstrip",     "split",   "rsplit",  "startswith", "endswith",
-    "upper",   "lower",   "title",      "capitalize", "replace", "find",   "rfind",
-    "count",   "join",    "format",     "isdigit", "isalpha", "isalnum",    "isspace",
-    "isupper", "islower", "splitlines", "index",   "center",  "zfill",      NULL};
-static const char *const list_methods[] = {"append", "extend", "pop",   "insert", "remove", "sort",
-                                           "reverse", "clear", "index", "count",  "copy",   NULL};
+    "strip",   "lstrip",  "rstrip",     "split",      "rsplit",  "startswith", "endswith",
+    "upper",   "lower",   "title",      "capitalize", "replace", "find",       "rfind",
+    "count",   "join",    "format",     "isdigit",    "isalpha", "isalnum",    "isspace",
+    "isupper", "islower", "splitlines", "index",      "center",  "zfill",      NULL};
+static const char *const list_methods[] = {"append",  "extend", "pop",   "insert", "remove", "sort",
+                                           "reverse", "clear",  "index", "count",  "copy",   NULL};
 
 static bool in_names(const char *const *names, const char *s)
 {
@@ -840,7 +1022,8 @@ static tv loop_attr(ctx *c, const tpl_node *at, const tloop *l, const char *name
 static tv getattr_(ctx *c, const tpl_node *at, tv obj, const char *name)
 {
     switch (obj.t) {
-    case TV_UNDEF: fail_undef(c, at, obj);
+    case TV_UNDEF:
+        fail_undef(c, at, obj);
     case TV_DICT:
         if (in_names(dict_methods, name)) return bound_method(c, at, obj, name);
         /* fall through */
@@ -856,8 +1039,10 @@ static tv getattr_(ctx *c, const tpl_node *at, tv obj, const char *name)
     case TV_LIST:
         if (in_names(list_methods, name)) return bound_method(c, at, obj, name);
         break;
-    case TV_LOOP: return loop_attr(c, at, obj.loop, name);
-    default: break;
+    case TV_LOOP:
+        return loop_attr(c, at, obj.loop, name);
+    default:
+        break;
     }
     return undef_fmt(c, at, "'%s object' has no attribute '%s'", tv_type_name(obj), name);
 }
@@ -865,7 +1050,8 @@ static tv getattr_(ctx *c, const tpl_node *at, tv obj, const char *name)
 static tv getitem(ctx *c, const tpl_node *at, tv obj, tv key)
 {
     switch (obj.t) {
-    case TV_UNDEF: fail_undef(c, at, obj);
+    case TV_UNDEF:
+        fail_undef(c, at, obj);
     case TV_DICT:
     case TV_NS: {
         long i = dict_find(obj.d, key);
@@ -873,6 +1059,7 @@ static tv getitem(ctx *c, const tpl_node *at, tv obj, tv key)
         break;
     }
     case TV_LIST:
+        if (obj.gen) return undef_fmt(c, at, "'generator' object is not subscriptable");
         if (key.t == TV_INT || key.t == TV_BOOL) {
             int64_t i = num_i(key), n = (int64_t)obj.l->n;
             if (i < 0) i += n;
@@ -893,7 +1080,8 @@ static tv getitem(ctx *c, const tpl_node *at, tv obj, tv key)
             return undef_fmt(c, at, "string index out of range");
         }
         break;
-    default: break;
+    default:
+        break;
     }
     if (key.t == TV_STR) {
         char *name = cstr_dup(c, at, key.s.p, key.s.n);
@@ -929,10 +1117,12 @@ static tv do_slice(ctx *c, const tpl_node *at, tv obj, tv vb, tv ve, tv vs)
     }
     const tv *items;
     size_t n_items;
-    if (obj.t == TV_STR || obj.t == TV_LIST) {
+    if (obj.t == TV_STR || (obj.t == TV_LIST && !obj.gen)) {
         iter_items(c, at, obj, &items, &n_items);
-    } else {
-        FAIL(c, at, "'%s' object is not subscriptable", tv_type_name(obj));
+    } else if (obj.t == TV_DICT || obj.t == TV_NS) {
+        FAIL(c, at, "unhashable type: 'slice'");
+    } else { // jinja2 turns a failed subscript into undefined
+        return undef_fmt(c, at, "'%s' object is not subscriptable", tv_type_name(obj));
     }
     int64_t n = (int64_t)n_items;
     int64_t b = slice_index(c, at, vb, step < 0 ? n - 1 : 0, n, step);
@@ -1232,7 +1422,8 @@ static tv call_builtin(ctx *c, const tpl_node *at, int which, targs *a)
         size_t np = n_positional(a);
         if (np < 1 || np > 3 || np != a->n) FAIL(c, at, "range expected 1 to 3 arguments");
         int64_t start = 0, stop, stp = 1;
-        if (np == 1) stop = want_int(c, at, a->v[0], "range argument");
+        if (np == 1)
+            stop = want_int(c, at, a->v[0], "range argument");
         else {
             start = want_int(c, at, a->v[0], "range argument");
             stop = want_int(c, at, a->v[1], "range argument");
@@ -1302,9 +1493,12 @@ static tv call_value(ctx *c, scope *s, const tpl_node *at, tv fn, targs *a)
     if (fn.t == TV_UNDEF) fail_undef(c, at, fn);
     if (fn.t != TV_FUNC) FAIL(c, at, "'%s' object is not callable", tv_type_name(fn));
     switch (fn.fn->kind) {
-    case F_MACRO: return call_macro(c, at, fn.fn, a);
-    case F_BUILTIN: return call_builtin(c, at, fn.fn->builtin, a);
-    case F_METHOD: return call_method(c, at, fn.fn->self, fn.fn->name, a);
+    case F_MACRO:
+        return call_macro(c, at, fn.fn, a);
+    case F_BUILTIN:
+        return call_builtin(c, at, fn.fn->builtin, a);
+    case F_METHOD:
+        return call_method(c, at, fn.fn->self, fn.fn->name, a);
     }
     FAIL(c, at, "not callable");
 }
@@ -1334,13 +1528,15 @@ static tv eval_call(ctx *c, scope *s, const tpl_node *n)
 static tv eval(ctx *c, scope *s, const tpl_node *n)
 {
     switch (n->kind) {
-    case E_CONST: return n->val;
+    case E_CONST:
+        return n->val;
     case E_NAME: {
         tv v;
         if (scope_get(s, n->name, &v)) return v;
         return tv_undef(n->name);
     }
-    case E_ATTR: return getattr_(c, n, eval(c, s, n->a), n->name);
+    case E_ATTR:
+        return getattr_(c, n, eval(c, s, n->a), n->name);
     case E_ITEM: {
         tv obj = eval(c, s, n->a);
         return getitem(c, n, obj, eval(c, s, n->b));
@@ -1352,7 +1548,8 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
            st = n->d ? eval(c, s, n->d) : none;
         return do_slice(c, n, obj, b, e, st);
     }
-    case E_CALL: return eval_call(c, s, n);
+    case E_CALL:
+        return eval_call(c, s, n);
     case E_FILTER: {
         tv x = eval(c, s, n->a);
         targs a;
@@ -1378,14 +1575,16 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
     case E_POS: {
         tv a = eval(c, s, n->a);
         if (a.t == TV_UNDEF) fail_undef(c, n, a);
-        if (!is_num(a)) FAIL(c, n, "bad operand type for unary %s: '%s'",
-                             n->kind == E_NEG ? "-" : "+", tv_type_name(a));
+        if (!is_num(a))
+            FAIL(c, n, "bad operand type for unary %s: '%s'", n->kind == E_NEG ? "-" : "+",
+                 tv_type_name(a));
         if (n->kind == E_POS) return a.t == TV_BOOL ? tv_int(a.b) : a;
         if (a.t == TV_FLOAT) return tv_float(-a.f);
         if (num_i(a) == INT64_MIN) FAIL(c, n, "integer overflow");
         return tv_int(-num_i(a));
     }
-    case E_NOT: return tv_bool(!tv_truthy(eval(c, s, n->a)));
+    case E_NOT:
+        return tv_bool(!tv_truthy(eval(c, s, n->a)));
     case E_AND: {
         tv a = eval(c, s, n->a);
         return tv_truthy(a) ? eval(c, s, n->b) : a;
@@ -1401,10 +1600,18 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
             int op = n->ops[i - 1];
             bool r;
             switch (op) {
-            case OP_EQ: r = tv_equal(left, right); break;
-            case OP_NE: r = !tv_equal(left, right); break;
-            case OP_IN: r = contains(c, n, left, right); break;
-            case OP_NOTIN: r = !contains(c, n, left, right); break;
+            case OP_EQ:
+                r = tv_equal(left, right);
+                break;
+            case OP_NE:
+                r = !tv_equal(left, right);
+                break;
+            case OP_IN:
+                r = contains(c, n, left, right);
+                break;
+            case OP_NOTIN:
+                r = !contains(c, n, left, right);
+                break;
             default: {
                 int k = compare(c, n, left, right, op);
                 r = op == OP_LT ? k < 0 : op == OP_LE ? k <= 0 : op == OP_GT ? k > 0 : k >= 0;
@@ -1462,8 +1669,7 @@ static tv tojson(ctx *c, const tpl_node *at, tv x, targs *a)
     buf_init(c, &b);
     const char *bad = NULL;
     int r = tv_json(&b, x, indent, 0, &bad);
-    if (r == -1)
-        rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes", c->lim.max_output);
+    if (r == -1) rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes", c->lim.max_output);
     if (r == -2) FAIL(c, at, "Object of type %s is not JSON serializable", bad);
     return buf_str(&b);
 }
@@ -1532,8 +1738,10 @@ static tv py_round(double x, int64_t prec, const char *method)
     double m = pow(10.0, (double)prec);
     double y = x * m;
     double r;
-    if (!strcmp(method, "ceil")) r = ceil(y);
-    else if (!strcmp(method, "floor")) r = floor(y);
+    if (!strcmp(method, "ceil"))
+        r = ceil(y);
+    else if (!strcmp(method, "floor"))
+        r = floor(y);
     else {
         // Python's round(): half to even on the exact decimal value
         r = nearbyint(y);
@@ -1546,9 +1754,9 @@ static tv py_round(double x, int64_t prec, const char *method)
 static tv select_items(ctx *c, scope *s, const tpl_node *at, tv x, targs *a, bool by_attr,
                        bool keep)
 {
-    const tv *items;
-    size_t n;
-    iter_items(c, at, x, &items, &n);
+    const tv *items = NULL;
+    size_t n = 0;
+    if (tv_truthy(x)) iter_items(c, at, x, &items, &n); // jinja2: `if seq:` before iterating
     size_t first = by_attr ? 1 : 0;
     tv attribute = by_attr ? arg(a, 0, NULL, tv_none()) : tv_none();
     tv test = arg(a, first, NULL, tv_none());
@@ -1567,7 +1775,8 @@ static tv select_items(ctx *c, scope *s, const tpl_node *at, tv x, targs *a, boo
         step(c, at);
         tv v = by_attr ? attr_path(c, at, items[i], attribute) : items[i];
         bool r;
-        if (test.t == TV_NONE) r = tv_truthy(v);
+        if (test.t == TV_NONE)
+            r = tv_truthy(v);
         else {
             char *tn = cstr_dup(c, at, want_str(c, at, test, "test name").s.p, test.s.n);
             r = apply_test(c, s, at, tn, v, &ta);
@@ -1575,11 +1784,11 @@ static tv select_items(ctx *c, scope *s, const tpl_node *at, tv x, targs *a, boo
         if (r == keep) out.l->v[k++] = items[i];
     }
     out.l->n = k;
+    out.gen = 1;
     return out;
 }
 
-static void check_indent_lines(const char *p, size_t n, size_t *i, size_t *line_end,
-                               size_t *next)
+static void check_indent_lines(const char *p, size_t n, size_t *i, size_t *line_end, size_t *next)
 {
     // one line of str.splitlines(): ends at \n, \r, \r\n, \v, \f, \x1c-\x1e, U+0085/2028/2029
     size_t k = *i;
@@ -1613,7 +1822,8 @@ static tv indent_filter(ctx *c, const tpl_node *at, tv x, targs *a)
     bool first = tv_truthy(arg(a, 1, "first", tv_bool(false)));
     bool blank = tv_truthy(arg(a, 2, "blank", tv_bool(false)));
     tv ind;
-    if (w.t == TV_STR) ind = w;
+    if (w.t == TV_STR)
+        ind = w;
     else {
         int64_t k = want_int(c, at, w, "indent width");
         if (k < 0) k = 0;
@@ -1622,7 +1832,8 @@ static tv indent_filter(ctx *c, const tpl_node *at, tv x, targs *a)
         memset(sp, ' ', (size_t)k);
         ind = tv_strn(sp, (size_t)k);
     }
-    x = str_of(c, at, x);
+    if (x.t != TV_STR) // jinja2 does s += "\n" on the value itself
+        FAIL(c, at, "unsupported operand type(s) for +=: '%s' and 'str'", tv_type_name(x));
     // s += "\n"; lines = s.splitlines()
     tpl_buf src;
     buf_init(c, &src);
@@ -1672,11 +1883,14 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
     if (IS("lower")) return str_case(c, at, str_of(c, at, x), CASE_LOWER);
     if (IS("capitalize")) return str_case(c, at, str_of(c, at, x), CASE_CAPITALIZE);
     if (IS("title")) return str_case(c, at, str_of(c, at, x), CASE_JTITLE);
-    if (IS("escape") || IS("e")) return x.t == TV_STR && x.safe ? x : html_escape(c, at, str_of(c, at, x));
+    if (IS("escape") || IS("e"))
+        return x.t == TV_STR && x.safe ? x : html_escape(c, at, str_of(c, at, x));
     if (IS("items")) {
         if (x.t == TV_UNDEF) return mk_list(c, at, 0, false);
         if (x.t != TV_DICT) FAIL(c, at, "Can only get item pairs from a mapping.");
-        return call_method(c, at, x, "items", a);
+        tv it = call_method(c, at, x, "items", a);
+        it.gen = 1;
+        return it;
     }
     if (IS("list")) {
         const tv *items;
@@ -1688,6 +1902,8 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         const tv *items;
         size_t n;
         iter_items(c, at, x, &items, &n);
+        if (IS("last") && x.t == TV_LIST && x.gen)
+            FAIL(c, at, "'generator' object is not reversible");
         if (!n) return undef_fmt(c, at, "No %s item, sequence was empty.", name);
         return IS("first") ? items[0] : items[n - 1];
     }
@@ -1735,7 +1951,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
             long long v = strtoll(sv, &e, 10);
             while (*e == ' ' || *e == '\t' || *e == '\n') e++;
             if (!errno && e != sv && !*e) return tv_int(v);
-            double f = strtod(sv, &e);
+            double f = strpbrk(sv, "xXpP") ? NAN : strtod(sv, &e); // no C hex floats
             while (*e == ' ' || *e == '\t' || *e == '\n') e++;
             if (e != sv && !*e && isfinite(f) && fabs(f) < 9.2e18) return tv_int((int64_t)f);
         }
@@ -1747,8 +1963,8 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         if (x.t == TV_INT || x.t == TV_BOOL) return tv_float(num_f(x));
         if (x.t == TV_STR) {
             char *sv = cstr_dup(c, at, x.s.p, x.s.n);
-            char *e;
-            double f = strtod(sv, &e);
+            char *e = sv;
+            double f = strpbrk(sv, "xXpP") ? 0 : strtod(sv, &e); // no C hex floats
             while (*e == ' ' || *e == '\t' || *e == '\n') e++;
             if (e != sv && !*e) return tv_float(f);
         }
@@ -1756,11 +1972,26 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
     }
     if (IS("round")) {
         int64_t prec = want_int(c, at, arg(a, 0, "precision", tv_int(0)), "precision");
-        tv m = arg(a, 1, "method", cstr("common"));
+        tv mv = arg(a, 1, "method", cstr("common"));
         if (!is_num(x)) FAIL(c, at, "round needs a number, not %s", tv_type_name(x));
-        char *meth = cstr_dup(c, at, want_str(c, at, m, "method").s.p, m.s.n);
+        char *meth = cstr_dup(c, at, want_str(c, at, mv, "method").s.p, mv.s.n);
         if (strcmp(meth, "common") && strcmp(meth, "ceil") && strcmp(meth, "floor"))
             FAIL(c, at, "method must be common, ceil or floor");
+        if (!strcmp(meth, "common") && x.t != TV_FLOAT) { // Python's round(int) stays an int
+            if (prec >= 0) return tv_int(num_i(x));
+            if (prec < -18) return tv_int(0);
+            int64_t m = 1, v = num_i(x);
+            for (int64_t k = 0; k < -prec; k++) m *= 10;
+            int64_t q = v / m, r = v % m;
+            if (r < 0) {
+                q--;
+                r += m;
+            }
+            if (2 * r > m || (2 * r == m && (q & 1))) q++; // half to even
+            int64_t res;
+            if (__builtin_mul_overflow(q, m, &res)) FAIL(c, at, "integer overflow");
+            return tv_int(res);
+        }
         if (!strcmp(meth, "common")) {
             double v = num_f(x), mul = pow(10.0, (double)prec);
             // Python round() is correctly rounded half-even on the decimal expansion; this is
@@ -1781,9 +2012,9 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         FAIL(c, at, "bad operand type for abs(): '%s'", tv_type_name(x));
     }
     if (IS("map")) {
-        const tv *items;
-        size_t n;
-        iter_items(c, at, x, &items, &n);
+        const tv *items = NULL;
+        size_t n = 0;
+        if (tv_truthy(x)) iter_items(c, at, x, &items, &n); // jinja2: `if value:` first
         tv attribute = arg(a, 99, "attribute", none);
         tv out = mk_list(c, at, n, false);
         if (attribute.t != TV_NONE) {
@@ -1793,6 +2024,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
                 tv v = attr_path(c, at, items[i], attribute);
                 out.l->v[i] = v.t == TV_UNDEF && def.t != TV_UNDEF ? def : v;
             }
+            out.gen = 1;
             return out;
         }
         tv fname = want_str(c, at, arg(a, 0, NULL, none), "map filter name");
@@ -1807,6 +2039,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
             fa.n++;
         }
         for (size_t i = 0; i < n; i++) out.l->v[i] = apply_filter(c, s, at, fn, items[i], &fa);
+        out.gen = 1;
         return out;
     }
     if (IS("select")) return select_items(c, s, at, x, a, false, true);
@@ -1833,6 +2066,7 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
                 if (!seen) out.l->v[k++] = items[i];
             }
             out.l->n = k;
+            out.gen = 1;
             return out;
         }
         if (!is_sort) {
@@ -1859,8 +2093,10 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         const tv *items;
         size_t n;
         iter_items(c, at, x, &items, &n);
+        if (x.t == TV_LIST && x.gen) FAIL(c, at, "argument to reversed() must be a sequence");
         tv out = mk_list(c, at, n, false);
         for (size_t i = 0; i < n; i++) out.l->v[i] = items[n - 1 - i];
+        out.gen = 1; // a reversed iterator
         return out;
     }
     if (IS("indent")) return indent_filter(c, at, x, a);
@@ -1893,8 +2129,12 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         return acc;
     }
     if (IS("attr")) {
+        // jinja2's attr filter uses Python getattr only: dict keys are not attributes
         tv nm = want_str(c, at, arg(a, 0, NULL, none), "attribute name");
-        return getattr_(c, at, x, cstr_dup(c, at, nm.s.p, nm.s.n));
+        const char *an = cstr_dup(c, at, nm.s.p, nm.s.n);
+        if (x.t == TV_DICT && !in_names(dict_methods, an))
+            return undef_fmt(c, at, "'dict object' has no attribute '%s'", an);
+        return getattr_(c, at, x, an);
     }
     if (IS("dictsort")) {
         if (x.t != TV_DICT) FAIL(c, at, "dictsort needs a mapping");
@@ -1905,13 +2145,45 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         tv items = call_method(c, at, x, "items", a);
         size_t n = items.l->n;
         tv *keys = n ? ralloc_n(c, at, n, sizeof(tv)) : NULL;
-        for (size_t i = 0; i < n; i++)
-            keys[i] = sort_key(c, at, items.l->v[i].l->v[pos], none, cs);
+        for (size_t i = 0; i < n; i++) keys[i] = sort_key(c, at, items.l->v[i].l->v[pos], none, cs);
         if (n > 1) {
             tv *tv_ = ralloc_n(c, at, n, sizeof(tv)), *tk = ralloc_n(c, at, n, sizeof(tv));
             merge_sort(c, at, items.l->v, keys, n, rev, tv_, tk);
         }
         return items;
+    }
+    if (IS("format")) {
+        tv fmt = str_of(c, at, x);
+        bool kw = false;
+        for (size_t i = 0; i < a->n; i++) kw = kw || a->kw[i];
+        if (kw) {
+            tv d = mk_dict(c, at, a->n);
+            for (size_t i = 0; i < a->n; i++)
+                if (a->kw[i]) dict_set(c, at, d.d, cstr(a->kw[i]), a->v[i]);
+            return percent_format(c, at, fmt, d);
+        }
+        tv t = mk_list(c, at, a->n, true);
+        for (size_t i = 0; i < a->n; i++) t.l->v[i] = a->v[i];
+        return percent_format(c, at, fmt, t);
+    }
+    if (IS("batch")) {
+        int64_t k = want_int(c, at, arg(a, 0, "linecount", none), "batch size");
+        tv fill = arg(a, 1, "fill_with", none);
+        bool do_fill = fill.t != TV_NONE;
+        if (k <= 0) FAIL(c, at, "batch size must be positive");
+        const tv *items;
+        size_t n;
+        iter_items(c, at, x, &items, &n);
+        size_t nb = (n + (size_t)k - 1) / (size_t)k;
+        tv out = mk_list(c, at, nb, false);
+        for (size_t i = 0; i < nb; i++) {
+            size_t start = i * (size_t)k, cnt = n - start < (size_t)k ? n - start : (size_t)k;
+            tv row = mk_list(c, at, do_fill ? (size_t)k : cnt, false);
+            for (size_t j = 0; j < row.l->n; j++) row.l->v[j] = j < cnt ? items[start + j] : fill;
+            out.l->v[i] = row;
+        }
+        out.gen = 1;
+        return out;
     }
     if (IS("center")) {
         int64_t w = want_int(c, at, arg(a, 0, "width", tv_int(80)), "width");
@@ -1949,21 +2221,24 @@ static bool apply_test(ctx *c, scope *s, const tpl_node *at, const char *name, t
     if (IS("number")) return is_num(x);
     if (IS("string")) return x.t == TV_STR;
     if (IS("mapping")) return x.t == TV_DICT;
-    if (IS("iterable"))
-        return x.t == TV_STR || x.t == TV_LIST || x.t == TV_DICT || x.t == TV_UNDEF;
+    if (IS("iterable")) return x.t == TV_STR || x.t == TV_LIST || x.t == TV_DICT || x.t == TV_UNDEF;
     if (IS("sequence"))
-        return x.t == TV_STR || x.t == TV_LIST || x.t == TV_DICT || x.t == TV_UNDEF;
-    if (IS("callable")) return x.t == TV_FUNC;
+        return x.t == TV_STR || (x.t == TV_LIST && !x.gen) || x.t == TV_DICT || x.t == TV_UNDEF;
+    if (IS("callable")) return x.t == TV_FUNC || x.t == TV_UNDEF; // Undefined has __call__
     if (IS("escaped")) return x.t == TV_STR && x.safe;
     if (IS("sameas")) {
         tv o = arg(a, 0, "other", none);
         if (x.t != o.t) return false;
         switch (x.t) {
-        case TV_LIST: return x.l == o.l;
+        case TV_LIST:
+            return x.l == o.l;
         case TV_DICT:
-        case TV_NS: return x.d == o.d;
-        case TV_STR: return x.s.p == o.s.p && x.s.n == o.s.n;
-        default: return tv_equal(x, o);
+        case TV_NS:
+            return x.d == o.d;
+        case TV_STR:
+            return x.s.p == o.s.p && x.s.n == o.s.n;
+        default:
+            return tv_equal(x, o);
         }
     }
     if (IS("equalto") || IS("eq") || IS("==")) return tv_equal(x, arg(a, 0, NULL, none));
@@ -2068,10 +2343,7 @@ static int exec_for(ctx *c, scope *s, const tpl_node *n)
     tloop *lp = ralloc(c, n, sizeof *lp);
     lp->items = items;
     lp->length = cnt;
-    tv outer_loop;
-    lp->depth = scope_get(s, "loop", &outer_loop) && outer_loop.t == TV_LOOP
-                    ? outer_loop.loop->depth + 1
-                    : 1;
+    lp->depth = 1; // depth counts recursive loop() calls only, which nuri does not support
     tv lv = {.t = TV_LOOP};
     lv.loop = lp;
     c->loop_depth++;
@@ -2093,13 +2365,20 @@ static int exec_node(ctx *c, scope *s, const tpl_node *n)
 {
     step(c, n);
     switch (n->kind) {
-    case N_TEXT: put(c, n, c->out, n->name, n->len); return FLOW_NEXT;
-    case N_OUTPUT: put_value(c, n, c->out, eval(c, s, n->a)); return FLOW_NEXT;
+    case N_TEXT:
+        put(c, n, c->out, n->name, n->len);
+        return FLOW_NEXT;
+    case N_OUTPUT:
+        put_value(c, n, c->out, eval(c, s, n->a));
+        return FLOW_NEXT;
     case N_IF:
         if (tv_truthy(eval(c, s, n->a))) return exec_body(c, s, n->body, n->n_body);
         return exec_body(c, s, n->alt, n->n_alt);
-    case N_FOR: return exec_for(c, s, n);
-    case N_SET: assign(c, s, n->a, eval(c, s, n->b)); return FLOW_NEXT;
+    case N_FOR:
+        return exec_for(c, s, n);
+    case N_SET:
+        assign(c, s, n->a, eval(c, s, n->b));
+        return FLOW_NEXT;
     case N_SETBLK: {
         tv v = render_to_string(c, s, n->body, n->n_body);
         if (n->c) v = apply_chain(c, s, n->c, v);
@@ -2160,15 +2439,22 @@ static tv from_json(ctx *c, const json_t *j, int depth)
     }
     case JSON_ARRAY: {
         tv l = mk_list(c, NULL, json_array_size(j), false);
-        for (size_t i = 0; i < l.l->n; i++) l.l->v[i] = from_json(c, json_array_get(j, i), depth + 1);
+        for (size_t i = 0; i < l.l->n; i++)
+            l.l->v[i] = from_json(c, json_array_get(j, i), depth + 1);
         return l;
     }
-    case JSON_STRING: return tv_strn(json_string_value(j), json_string_length(j));
-    case JSON_INTEGER: return tv_int((int64_t)json_integer_value(j));
-    case JSON_REAL: return tv_float(json_real_value(j));
-    case JSON_TRUE: return tv_bool(true);
-    case JSON_FALSE: return tv_bool(false);
-    case JSON_NULL: return tv_none();
+    case JSON_STRING:
+        return tv_strn(json_string_value(j), json_string_length(j));
+    case JSON_INTEGER:
+        return tv_int((int64_t)json_integer_value(j));
+    case JSON_REAL:
+        return tv_float(json_real_value(j));
+    case JSON_TRUE:
+        return tv_bool(true);
+    case JSON_FALSE:
+        return tv_bool(false);
+    case JSON_NULL:
+        return tv_none();
     }
     return tv_none();
 }

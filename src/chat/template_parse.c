@@ -5,14 +5,15 @@
  * Lexing follows jinja2's rules exactly, since they decide the whitespace of the output:
  * newlines are normalized to \n and one trailing newline is dropped; `{%-`/`{{-`/`{#-` strip all
  * whitespace before the tag and `-%}`/`-}}`/`-#}` all after it; with lstrip_blocks, spaces and tabs
- * between the start of a line and a `{%` or `{#` are removed (not before `{{`, not with `{%+`); with
- * trim_blocks, one newline right after `%}` or `#}` is removed (not after `+%}`). Inside tags the
- * end marker only counts when brackets are balanced.
+ * between the start of a line and a `{%` or `{#` are removed (not before `{{`, not with `{%+`);
+ * with trim_blocks, one newline right after `%}` or `#}` is removed (not after `+%}`). Inside tags
+ * the end marker only counts when brackets are balanced.
  *
  * The parser is recursive descent with jinja2's precedence (lowest first): `x if c else y`, or,
  * and, not, comparisons / in / not in, + -, ~, * / // %, **, unary - +, then postfix (.attr,
  * [index or slice], call) with filters `|f` and tests `is t` binding tighter than any binary
- * operator. Nesting depth is bounded (NURI_TEMPLATE_MAX_NESTING). Every error names line and column.
+ * operator. Nesting depth is bounded (NURI_TEMPLATE_MAX_NESTING). Every error names line and
+ * column.
  */
 #include "chat/tpl.h"
 
@@ -56,6 +57,7 @@ typedef struct parser {
     size_t lc_off;
     int lc_line;
     size_t lc_linestart;
+    size_t lc_col_off, lc_col; // a position on the current line and its code-point column
     tok *toks;
     size_t n_toks, cap_toks, pos;
     int depth;
@@ -68,19 +70,27 @@ static void pos_at(parser *p, size_t off, int *line, int *col)
         p->lc_off = 0;
         p->lc_line = 1;
         p->lc_linestart = 0;
+        p->lc_col_off = 0;
+        p->lc_col = 0;
     }
     for (; p->lc_off < off && p->lc_off < p->len; p->lc_off++)
         if (p->src[p->lc_off] == '\n') {
             p->lc_line++;
             p->lc_linestart = p->lc_off + 1;
         }
+    if (p->lc_col_off < p->lc_linestart || p->lc_col_off > off) {
+        p->lc_col_off = p->lc_linestart;
+        p->lc_col = 0;
+    }
+    // code points from the line start, counted on from the last position asked for
+    p->lc_col += tpl_utf8_count(p->src + p->lc_col_off, off - p->lc_col_off);
+    p->lc_col_off = off;
     *line = p->lc_line;
-    *col = (int)(tpl_utf8_count(p->src + p->lc_linestart, off - p->lc_linestart) + 1);
+    *col = (int)p->lc_col + 1;
 }
 
-__attribute__((noreturn, format(printf, 5, 6))) static void fail_at(parser *p, nuri_status s,
-                                                                    int line, int col,
-                                                                    const char *fmt, ...)
+__attribute__((noreturn, format(printf, 5, 6))) static void
+fail_at(parser *p, nuri_status s, int line, int col, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -171,9 +181,9 @@ static void emit_data(parser *p, size_t off, size_t n)
     t->n = n;
 }
 
-static const char *const operators[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*",
-                                        "%",  "~",  "[",  "]",  "(",  ")",  "{", "}", ">", "<",
-                                        "=",  ".",  ":",  "|",  ",",  ";"};
+static const char *const operators[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/",
+                                        "*",  "%",  "~",  "[",  "]",  "(",  ")", "{", "}",
+                                        ">",  "<",  "=",  ".",  ":",  "|",  ",", ";"};
 
 static bool digit(char c)
 {
@@ -232,24 +242,47 @@ static size_t lex_string(parser *p, size_t off, tok *t)
         }
         char c = s[++k];
         switch (c) {
-        case 'n': *w++ = '\n'; break;
-        case 't': *w++ = '\t'; break;
-        case 'r': *w++ = '\r'; break;
-        case '\\': *w++ = '\\'; break;
-        case '\'': *w++ = '\''; break;
-        case '"': *w++ = '"'; break;
-        case 'a': *w++ = '\a'; break;
-        case 'b': *w++ = '\b'; break;
-        case 'f': *w++ = '\f'; break;
-        case 'v': *w++ = '\v'; break;
-        case '\n': break; // line continuation
+        case 'n':
+            *w++ = '\n';
+            break;
+        case 't':
+            *w++ = '\t';
+            break;
+        case 'r':
+            *w++ = '\r';
+            break;
+        case '\\':
+            *w++ = '\\';
+            break;
+        case '\'':
+            *w++ = '\'';
+            break;
+        case '"':
+            *w++ = '"';
+            break;
+        case 'a':
+            *w++ = '\a';
+            break;
+        case 'b':
+            *w++ = '\b';
+            break;
+        case 'f':
+            *w++ = '\f';
+            break;
+        case 'v':
+            *w++ = '\v';
+            break;
+        case '\n':
+            break; // line continuation
+        case 'N':
+            fail_at(p, NURI_ERR_UNSUPPORTED, t->line, t->col,
+                    "\\N{...} escapes in string literals are not supported");
         case 'x':
         case 'u':
         case 'U': {
             int nd = c == 'x' ? 2 : c == 'u' ? 4 : 8;
             uint32_t cp = 0;
-            if (k + (size_t)nd >= n)
-                FAIL_OFF(p, off, "truncated \\%c escape in string literal", c);
+            if (k + (size_t)nd >= n) FAIL_OFF(p, off, "truncated \\%c escape in string literal", c);
             for (int d = 0; d < nd; d++) {
                 int h = hexval(s[k + 1 + (size_t)d]);
                 if (h < 0) FAIL_OFF(p, off, "bad \\%c escape in string literal", c);
@@ -266,7 +299,8 @@ static size_t lex_string(parser *p, size_t off, tok *t)
             if (c >= '0' && c <= '7') {
                 uint32_t cp = 0;
                 int d = 0;
-                while (d < 3 && k < n && s[k] >= '0' && s[k] <= '7') cp = cp * 8 + (uint32_t)(s[k++] - '0'), d++;
+                while (d < 3 && k < n && s[k] >= '0' && s[k] <= '7')
+                    cp = cp * 8 + (uint32_t)(s[k++] - '0'), d++;
                 k--;
                 w += put_utf8(w, cp);
             } else {
@@ -321,6 +355,34 @@ static size_t lex_tag(parser *p, size_t off, bool block, size_t tag_off)
             }
         }
         char c = s[0];
+        if (c == '0' && left > 2 && strchr("xXoObB", s[1])) {
+            // 0x / 0o / 0b integers (digits may be separated by '_')
+            int base = (s[1] | 32) == 'x' ? 16 : (s[1] | 32) == 'o' ? 8 : 2;
+            size_t i = 2;
+            uint64_t v = 0;
+            bool any = false, over = false;
+            while (i < left) {
+                int d = s[i] == '_' ? -2 : hexval(s[i]);
+                if (d == -2) {
+                    i++;
+                    continue;
+                }
+                if (d < 0 || d >= base) break;
+                if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base) over = true;
+                v = v * (uint64_t)base + (uint64_t)d;
+                any = true;
+                i++;
+            }
+            if (any) {
+                tok *t = push_tok(p, TK_INT, off);
+                if (over || v > INT64_MAX)
+                    fail_at(p, NURI_ERR_UNSUPPORTED, t->line, t->col,
+                            "integer literal over 64 bits");
+                t->i = (int64_t)v;
+                off += i;
+                continue;
+            }
+        }
         if (digit(c)) {
             // number: digits [_digits] [.digits] [e[+-]digits]
             size_t i = 0;
@@ -413,6 +475,31 @@ static size_t lex_tag(parser *p, size_t off, bool block, size_t tag_off)
     }
 }
 
+/* The length of the text at [pos, pos + n) that is kept before a tag: with `-` all trailing
+ * whitespace goes; otherwise, for block and comment tags (lstrip) unless `+`, the spaces between
+ * the start of the line and the tag go when nothing else is on that line. */
+static size_t strip_before_tag(parser *p, size_t pos, size_t n, char sign, bool lstrip)
+{
+    const char *src = p->src;
+    if (sign == '-') return rstrip_len(src + pos, n);
+    if (sign == '+' || !lstrip) return n;
+    bool line_starting = pos == 0 || src[pos - 1] == '\n';
+    size_t l_pos = 0;
+    for (size_t i = n; i > 0; i--)
+        if (src[pos + i - 1] == '\n') {
+            l_pos = i;
+            break;
+        }
+    if (l_pos == 0 && !line_starting) return n;
+    for (size_t i = l_pos; i < n;) {
+        uint32_t cp;
+        size_t l = tpl_utf8_decode(src + pos + i, n - i, &cp);
+        if (!tpl_is_space(cp)) return n;
+        i += l;
+    }
+    return l_pos;
+}
+
 static void lex(parser *p)
 {
     size_t pos = 0;
@@ -437,29 +524,7 @@ static void lex(parser *p)
         size_t after = k + 2;
         char sign = after < p->len && (src[after] == '-' || src[after] == '+') ? src[after] : 0;
         if (sign) after++;
-        size_t text_n = k - pos;
-        bool line_starting = pos == 0 || src[pos - 1] == '\n';
-        if (sign == '-') {
-            text_n = rstrip_len(src + pos, text_n);
-        } else if (sign != '+' && kind != '{') {
-            size_t l_pos = 0;
-            for (size_t i = text_n; i > 0; i--)
-                if (src[pos + i - 1] == '\n') {
-                    l_pos = i;
-                    break;
-                }
-            if (l_pos > 0 || line_starting) {
-                bool ws = true;
-                for (size_t i = l_pos; i < text_n && ws;) {
-                    uint32_t cp;
-                    size_t l = tpl_utf8_decode(src + pos + i, text_n - i, &cp);
-                    ws = tpl_is_space(cp);
-                    i += l;
-                }
-                if (ws) text_n = l_pos;
-            }
-        }
-        emit_data(p, pos, text_n);
+        emit_data(p, pos, strip_before_tag(p, pos, k - pos, sign, kind != '{'));
         if (kind == '#') {
             const char *e = NULL;
             size_t i = after;
@@ -473,7 +538,8 @@ static void lex(parser *p)
             }
             if (!e) FAIL_OFF(p, k, "missing end of comment tag");
             size_t end = i + 2;
-            if (i > after && src[i - 1] == '-') end = skip_space(p, end);
+            if (i > after && src[i - 1] == '-')
+                end = skip_space(p, end);
             else if (i > after && src[i - 1] == '+') {
             } else if (end < p->len && src[end] == '\n')
                 end++;
@@ -503,12 +569,17 @@ static void lex(parser *p)
                             r = skip_space(p, r);
                             if (p->len - r >= 6 && !memcmp(src + r, "endraw", 6)) {
                                 size_t e = skip_space(p, r + 6);
-                                size_t data_n = q - body;
-                                if (s2 == '-') data_n = rstrip_len(src + body, data_n);
+                                size_t data_n = strip_before_tag(p, body, q - body, s2, true);
                                 if (p->len - e >= 3 && src[e] == '-' && src[e + 1] == '%' &&
                                     src[e + 2] == '}') {
                                     emit_data(p, body, data_n);
                                     pos = skip_space(p, e + 3);
+                                    break;
+                                }
+                                if (p->len - e >= 3 && src[e] == '+' && src[e + 1] == '%' &&
+                                    src[e + 2] == '}') {
+                                    emit_data(p, body, data_n);
+                                    pos = e + 3;
                                     break;
                                 }
                                 if (p->len - e >= 2 && src[e] == '%' && src[e + 1] == '}') {
@@ -561,16 +632,26 @@ static bool is_name(const tok *t, const char *name)
 static const char *tok_desc(const tok *t)
 {
     switch (t->type) {
-    case TK_EOF: return "end of template";
-    case TK_DATA: return "text";
-    case TK_VAR_BEGIN: return "'{{'";
-    case TK_VAR_END: return "'}}'";
-    case TK_BLOCK_BEGIN: return "'{%'";
-    case TK_BLOCK_END: return "'%}'";
-    case TK_STRING: return "a string";
-    case TK_INT: return "an integer";
-    case TK_FLOAT: return "a float";
-    default: return t->p;
+    case TK_EOF:
+        return "end of template";
+    case TK_DATA:
+        return "text";
+    case TK_VAR_BEGIN:
+        return "'{{'";
+    case TK_VAR_END:
+        return "'}}'";
+    case TK_BLOCK_BEGIN:
+        return "'{%'";
+    case TK_BLOCK_END:
+        return "'%}'";
+    case TK_STRING:
+        return "a string";
+    case TK_INT:
+        return "an integer";
+    case TK_FLOAT:
+        return "a float";
+    default:
+        return t->p;
     }
 }
 
@@ -698,9 +779,12 @@ static tpl_node *parse_primary(parser *p)
     case TK_NAME:
         next(p);
         n = mk(p, E_CONST, t);
-        if (!strcmp(t->p, "true") || !strcmp(t->p, "True")) n->val = tv_bool(true);
-        else if (!strcmp(t->p, "false") || !strcmp(t->p, "False")) n->val = tv_bool(false);
-        else if (!strcmp(t->p, "none") || !strcmp(t->p, "None")) n->val = tv_none();
+        if (!strcmp(t->p, "true") || !strcmp(t->p, "True"))
+            n->val = tv_bool(true);
+        else if (!strcmp(t->p, "false") || !strcmp(t->p, "False"))
+            n->val = tv_bool(false);
+        else if (!strcmp(t->p, "none") || !strcmp(t->p, "None"))
+            n->val = tv_none();
         else {
             n->kind = E_NAME;
             n->name = t->p;
@@ -776,7 +860,8 @@ static tpl_node *parse_primary(parser *p)
             return n;
         }
         break;
-    default: break;
+    default:
+        break;
     }
     fail_tok(p, t, "unexpected %s", tok_desc(t));
 }
@@ -828,7 +913,8 @@ static tpl_node *parse_postfix(parser *p, tpl_node *n)
 {
     for (;;) {
         tok *t = cur(p);
-        if (is_op(t, ".") || is_op(t, "[")) n = parse_subscript(p, n);
+        if (is_op(t, ".") || is_op(t, "["))
+            n = parse_subscript(p, n);
         else if (is_op(t, "(")) {
             tpl_node *c = mk(p, E_CALL, t);
             c->a = n;
@@ -948,9 +1034,11 @@ static tpl_node *parse_math2(parser *p)
     tpl_node *n = parse_pow(p);
     for (;;) {
         tok *t = cur(p);
-        int op = is_op(t, "*") ? OP_MUL : is_op(t, "/") ? OP_DIV : is_op(t, "//") ? OP_FLOORDIV
-                                      : is_op(t, "%")   ? OP_MOD
-                                                        : 0;
+        int op = is_op(t, "*")    ? OP_MUL
+                 : is_op(t, "/")  ? OP_DIV
+                 : is_op(t, "//") ? OP_FLOORDIV
+                 : is_op(t, "%")  ? OP_MOD
+                                  : 0;
         if (!op) return n;
         next(p);
         n = binop(p, t, op, n, parse_pow(p));
@@ -995,13 +1083,20 @@ static tpl_node *parse_compare(parser *p)
     for (;;) {
         tok *t = cur(p);
         int op = 0;
-        if (is_op(t, "==")) op = OP_EQ;
-        else if (is_op(t, "!=")) op = OP_NE;
-        else if (is_op(t, "<")) op = OP_LT;
-        else if (is_op(t, "<=")) op = OP_LE;
-        else if (is_op(t, ">")) op = OP_GT;
-        else if (is_op(t, ">=")) op = OP_GE;
-        else if (is_name(t, "in")) op = OP_IN;
+        if (is_op(t, "=="))
+            op = OP_EQ;
+        else if (is_op(t, "!="))
+            op = OP_NE;
+        else if (is_op(t, "<"))
+            op = OP_LT;
+        else if (is_op(t, "<="))
+            op = OP_LE;
+        else if (is_op(t, ">"))
+            op = OP_GT;
+        else if (is_op(t, ">="))
+            op = OP_GE;
+        else if (is_name(t, "in"))
+            op = OP_IN;
         else if (is_name(t, "not") && is_name(peek(p, 1), "in")) {
             op = OP_NOTIN;
             next(p);
@@ -1104,8 +1199,10 @@ static tpl_node *parse_tuple(parser *p, bool with_condexpr, bool explicit_parens
         if (v.n) expect_op(p, ",");
         if (tuple_ends(p, explicit_parens)) break;
         nvec_push(p, &v, parse_expression(p, with_condexpr), NULL, NULL);
-        if (is_op(cur(p), ",")) comma = true;
-        else break;
+        if (is_op(cur(p), ","))
+            comma = true;
+        else
+            break;
     }
     if (!comma) {
         if (v.n) return v.v[0];
@@ -1368,9 +1465,9 @@ static tpl_node *parse_statement(parser *p)
         expect_block_end(p, "endfilter");
         return n;
     }
-    static const char *const unsupported[] = {"call",   "include", "import", "from",  "extends",
-                                              "block",  "with",    "do",     "trans", "autoescape",
-                                              "pluralize"};
+    static const char *const unsupported[] = {"call",    "include",    "import",   "from",
+                                              "extends", "block",      "with",     "do",
+                                              "trans",   "autoescape", "pluralize"};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (!strcmp(s, unsupported[i]))
             fail_at(p, NURI_ERR_UNSUPPORTED, t->line, t->col, "the '%s' statement is not supported",

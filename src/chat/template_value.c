@@ -134,31 +134,50 @@ bool tv_truthy(tv v)
 {
     switch (v.t) {
     case TV_UNDEF:
-    case TV_NONE: return false;
-    case TV_BOOL: return v.b;
-    case TV_INT: return v.i != 0;
-    case TV_FLOAT: return v.f != 0.0;
-    case TV_STR: return v.s.n != 0;
-    case TV_LIST: return v.l->n != 0;
-    case TV_DICT: return v.d->n != 0;
-    default: return true;
+    case TV_NONE:
+        return false;
+    case TV_BOOL:
+        return v.b;
+    case TV_INT:
+        return v.i != 0;
+    case TV_FLOAT:
+        return v.f != 0.0;
+    case TV_STR:
+        return v.s.n != 0;
+    case TV_LIST:
+        return v.gen || v.l->n != 0;
+    case TV_DICT:
+        return v.d->n != 0;
+    default:
+        return true;
     }
 }
 
 const char *tv_type_name(tv v)
 {
     switch (v.t) {
-    case TV_UNDEF: return "Undefined";
-    case TV_NONE: return "NoneType";
-    case TV_BOOL: return "bool";
-    case TV_INT: return "int";
-    case TV_FLOAT: return "float";
-    case TV_STR: return "str";
-    case TV_LIST: return v.tuple ? "tuple" : "list";
-    case TV_DICT: return "dict";
-    case TV_NS: return "Namespace";
-    case TV_FUNC: return "function";
-    case TV_LOOP: return "LoopContext";
+    case TV_UNDEF:
+        return "Undefined";
+    case TV_NONE:
+        return "NoneType";
+    case TV_BOOL:
+        return "bool";
+    case TV_INT:
+        return "int";
+    case TV_FLOAT:
+        return "float";
+    case TV_STR:
+        return "str";
+    case TV_LIST:
+        return v.gen ? "generator" : v.tuple ? "tuple" : "list";
+    case TV_DICT:
+        return "dict";
+    case TV_NS:
+        return "Namespace";
+    case TV_FUNC:
+        return "function";
+    case TV_LOOP:
+        return "LoopContext";
     }
     return "?";
 }
@@ -182,9 +201,12 @@ bool tv_equal(tv a, tv b)
     if (a.t != b.t) return false;
     switch (a.t) {
     case TV_UNDEF:
-    case TV_NONE: return true;
-    case TV_STR: return a.s.n == b.s.n && !memcmp(a.s.p, b.s.p, a.s.n);
+    case TV_NONE:
+        return true;
+    case TV_STR:
+        return a.s.n == b.s.n && !memcmp(a.s.p, b.s.p, a.s.n);
     case TV_LIST:
+        if (a.gen || b.gen) return a.l == b.l;
         if (a.tuple != b.tuple || a.l->n != b.l->n) return false;
         for (size_t i = 0; i < a.l->n; i++)
             if (!tv_equal(a.l->v[i], b.l->v[i])) return false;
@@ -197,9 +219,12 @@ bool tv_equal(tv a, tv b)
             if (j == b.d->n || !tv_equal(a.d->v[i], b.d->v[j])) return false;
         }
         return true;
-    case TV_NS: return a.d == b.d;
-    case TV_FUNC: return a.fn == b.fn;
-    case TV_LOOP: return a.loop == b.loop;
+    case TV_NS:
+        return a.d == b.d;
+    case TV_FUNC:
+        return a.fn == b.fn;
+    case TV_LOOP:
+        return a.loop == b.loop;
     }
     return false;
 }
@@ -279,7 +304,8 @@ static bool print_float(tpl_buf *b, double f, bool json)
 {
     char out[64];
     if (isnan(f)) return buf_puts(b, json ? "NaN" : "nan");
-    if (isinf(f)) return buf_puts(b, f > 0 ? (json ? "Infinity" : "inf") : (json ? "-Infinity" : "-inf"));
+    if (isinf(f))
+        return buf_puts(b, f > 0 ? (json ? "Infinity" : "inf") : (json ? "-Infinity" : "-inf"));
     char tmp[40];
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(tmp, sizeof tmp, "%.*e", prec - 1, f);
@@ -338,12 +364,18 @@ static bool repr_str(tpl_buf *b, const char *p, size_t n)
         uint32_t cp;
         size_t l = tpl_utf8_decode(p + i, n - i, &cp);
         char esc[12] = {0};
-        if (cp == '\\') strcpy(esc, "\\\\");
-        else if (cp == (uint32_t)q) snprintf(esc, sizeof esc, "\\%c", q);
-        else if (cp == '\n') strcpy(esc, "\\n");
-        else if (cp == '\r') strcpy(esc, "\\r");
-        else if (cp == '\t') strcpy(esc, "\\t");
-        else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) snprintf(esc, sizeof esc, "\\x%02x", cp);
+        if (cp == '\\')
+            strcpy(esc, "\\\\");
+        else if (cp == (uint32_t)q)
+            snprintf(esc, sizeof esc, "\\%c", q);
+        else if (cp == '\n')
+            strcpy(esc, "\\n");
+        else if (cp == '\r')
+            strcpy(esc, "\\r");
+        else if (cp == '\t')
+            strcpy(esc, "\\t");
+        else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
+            snprintf(esc, sizeof esc, "\\x%02x", cp);
         if (esc[0]) {
             if (!tpl_buf_put(b, p + run, i - run) || !buf_puts(b, esc)) return false;
             run = i + l;
@@ -355,6 +387,7 @@ static bool repr_str(tpl_buf *b, const char *p, size_t n)
 
 static bool print_seq(tpl_buf *b, tv v)
 {
+    if (v.t == TV_LIST && v.gen) return buf_puts(b, "<generator object>");
     if (v.t == TV_LIST) {
         if (!buf_puts(b, v.tuple ? "(" : "[")) return false;
         for (size_t i = 0; i < v.l->n; i++)
@@ -373,21 +406,30 @@ static bool print_seq(tpl_buf *b, tv v)
 bool tv_print(tpl_buf *b, tv v)
 {
     switch (v.t) {
-    case TV_UNDEF: return true;
-    case TV_NONE: return buf_puts(b, "None");
-    case TV_BOOL: return buf_puts(b, v.b ? "True" : "False");
-    case TV_INT: return print_int(b, v.i);
-    case TV_FLOAT: return print_float(b, v.f, false);
-    case TV_STR: return tpl_buf_put(b, v.s.p, v.s.n);
+    case TV_UNDEF:
+        return true;
+    case TV_NONE:
+        return buf_puts(b, "None");
+    case TV_BOOL:
+        return buf_puts(b, v.b ? "True" : "False");
+    case TV_INT:
+        return print_int(b, v.i);
+    case TV_FLOAT:
+        return print_float(b, v.f, false);
+    case TV_STR:
+        return tpl_buf_put(b, v.s.p, v.s.n);
     case TV_LIST:
-    case TV_DICT: return print_seq(b, v);
+    case TV_DICT:
+        return print_seq(b, v);
     case TV_NS: {
         tv d = v;
         d.t = TV_DICT;
         return buf_puts(b, "<Namespace ") && print_seq(b, d) && buf_puts(b, ">");
     }
-    case TV_FUNC: return buf_puts(b, "<function>");
-    case TV_LOOP: return buf_puts(b, "<LoopContext>");
+    case TV_FUNC:
+        return buf_puts(b, "<function>");
+    case TV_LOOP:
+        return buf_puts(b, "<LoopContext>");
     }
     return true;
 }
@@ -395,7 +437,7 @@ bool tv_print(tpl_buf *b, tv v)
 bool tv_repr(tpl_buf *b, tv v)
 {
     if (v.t == TV_STR) return repr_str(b, v.s.p, v.s.n);
-    if (v.t == TV_UNDEF) return true;
+    if (v.t == TV_UNDEF) return buf_puts(b, "Undefined");
     return tv_print(b, v);
 }
 
@@ -409,13 +451,27 @@ static bool json_str(tpl_buf *b, const char *p, size_t n)
         unsigned char c = (unsigned char)p[i];
         char esc[8] = {0};
         switch (c) {
-        case '"': strcpy(esc, "\\\""); break;
-        case '\\': strcpy(esc, "\\\\"); break;
-        case '\n': strcpy(esc, "\\n"); break;
-        case '\r': strcpy(esc, "\\r"); break;
-        case '\t': strcpy(esc, "\\t"); break;
-        case '\b': strcpy(esc, "\\b"); break;
-        case '\f': strcpy(esc, "\\f"); break;
+        case '"':
+            strcpy(esc, "\\\"");
+            break;
+        case '\\':
+            strcpy(esc, "\\\\");
+            break;
+        case '\n':
+            strcpy(esc, "\\n");
+            break;
+        case '\r':
+            strcpy(esc, "\\r");
+            break;
+        case '\t':
+            strcpy(esc, "\\t");
+            break;
+        case '\b':
+            strcpy(esc, "\\b");
+            break;
+        case '\f':
+            strcpy(esc, "\\f");
+            break;
         default:
             if (c < 0x20) snprintf(esc, sizeof esc, "\\u%04x", c);
         }
@@ -443,12 +499,21 @@ int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
     }
     const char *sep = indent >= 0 ? "," : ", ";
     switch (v.t) {
-    case TV_NONE: return buf_puts(b, "null") ? 0 : -1;
-    case TV_BOOL: return buf_puts(b, v.b ? "true" : "false") ? 0 : -1;
-    case TV_INT: return print_int(b, v.i) ? 0 : -1;
-    case TV_FLOAT: return print_float(b, v.f, true) ? 0 : -1;
-    case TV_STR: return json_str(b, v.s.p, v.s.n) ? 0 : -1;
+    case TV_NONE:
+        return buf_puts(b, "null") ? 0 : -1;
+    case TV_BOOL:
+        return buf_puts(b, v.b ? "true" : "false") ? 0 : -1;
+    case TV_INT:
+        return print_int(b, v.i) ? 0 : -1;
+    case TV_FLOAT:
+        return print_float(b, v.f, true) ? 0 : -1;
+    case TV_STR:
+        return json_str(b, v.s.p, v.s.n) ? 0 : -1;
     case TV_LIST: {
+        if (v.gen) {
+            *bad = "generator";
+            return -2;
+        }
         if (v.l->n == 0) return buf_puts(b, "[]") ? 0 : -1;
         if (!buf_puts(b, "[")) return -1;
         for (size_t i = 0; i < v.l->n; i++) {
@@ -474,10 +539,14 @@ int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
             tv k = v.d->k[i];
             // json.dumps turns non-string keys into strings: None -> "null", True -> "true"
             bool ok;
-            if (k.t == TV_STR) ok = json_str(b, k.s.p, k.s.n);
-            else if (k.t == TV_NONE) ok = buf_puts(b, "\"null\"");
-            else if (k.t == TV_BOOL) ok = buf_puts(b, k.b ? "\"true\"" : "\"false\"");
-            else if (k.t == TV_INT) ok = buf_puts(b, "\"") && print_int(b, k.i) && buf_puts(b, "\"");
+            if (k.t == TV_STR)
+                ok = json_str(b, k.s.p, k.s.n);
+            else if (k.t == TV_NONE)
+                ok = buf_puts(b, "\"null\"");
+            else if (k.t == TV_BOOL)
+                ok = buf_puts(b, k.b ? "\"true\"" : "\"false\"");
+            else if (k.t == TV_INT)
+                ok = buf_puts(b, "\"") && print_int(b, k.i) && buf_puts(b, "\"");
             else if (k.t == TV_FLOAT)
                 ok = buf_puts(b, "\"") && print_float(b, k.f, true) && buf_puts(b, "\"");
             else {
@@ -491,6 +560,8 @@ int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
         if (indent >= 0 && !json_newline(b, indent, depth)) return -1;
         return buf_puts(b, "}") ? 0 : -1;
     }
-    default: *bad = tv_type_name(v); return -2;
+    default:
+        *bad = tv_type_name(v);
+        return -2;
     }
 }

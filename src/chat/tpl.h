@@ -53,6 +53,7 @@ typedef struct tv {
     uint8_t t;
     uint8_t safe;  // TV_STR: markupsafe.Markup (from |safe)
     uint8_t tuple; // TV_LIST: a tuple (prints with parentheses)
+    uint8_t gen;   // TV_LIST: a Python generator (from map, select, ...): always true, no len()
     union {
         bool b;
         int64_t i;
@@ -82,37 +83,37 @@ struct tdict {
 /* ---- AST ---- */
 typedef enum tpl_kind {
     /* statements */
-    N_TEXT,    // name/len: the text
-    N_OUTPUT,  // a: expression
-    N_IF,      // a: cond, body, alt (else; elif is an N_IF inside alt)
-    N_FOR,     // a: target, b: iterable, c: filter cond or NULL, body, alt (else)
-    N_SET,     // a: target, b: value
-    N_SETBLK,  // a: target, body; c: filter chain applied (E_FILTER with NULL object) or NULL
-    N_MACRO,   // name, args (E_NAME params), kwv (defaults, NULL where none), body
+    N_TEXT,   // name/len: the text
+    N_OUTPUT, // a: expression
+    N_IF,     // a: cond, body, alt (else; elif is an N_IF inside alt)
+    N_FOR,    // a: target, b: iterable, c: filter cond or NULL, body, alt (else)
+    N_SET,    // a: target, b: value
+    N_SETBLK, // a: target, body; c: filter chain applied (E_FILTER with NULL object) or NULL
+    N_MACRO,  // name, args (E_NAME params), kwv (defaults, NULL where none), body
     N_BREAK,
     N_CONTINUE,
     N_FILTBLK, // c: filter chain (E_FILTER with NULL innermost object), body
     /* expressions */
-    E_CONST,   // val
-    E_NAME,    // name
-    E_ATTR,    // a.name
-    E_ITEM,    // a[b]
-    E_SLICE,   // a[b:c:d] (NULL for an absent part)
-    E_CALL,    // a(args; kwnames[i] != NULL for keyword args)
-    E_FILTER,  // a|name(args)
-    E_TEST,    // a is [not] name(args); op = 1 for "not"
-    E_BINOP,   // a op b
-    E_NEG,     // -a
-    E_POS,     // +a
-    E_NOT,     // not a
+    E_CONST,  // val
+    E_NAME,   // name
+    E_ATTR,   // a.name
+    E_ITEM,   // a[b]
+    E_SLICE,  // a[b:c:d] (NULL for an absent part)
+    E_CALL,   // a(args; kwnames[i] != NULL for keyword args)
+    E_FILTER, // a|name(args)
+    E_TEST,   // a is [not] name(args); op = 1 for "not"
+    E_BINOP,  // a op b
+    E_NEG,    // -a
+    E_POS,    // +a
+    E_NOT,    // not a
     E_AND,
     E_OR,
-    E_CMP,     // args[0] ops[0] args[1] ops[1] ...
-    E_COND,    // b if a else c (c NULL: undefined)
-    E_LIST,    // args
-    E_TUPLE,   // args
-    E_DICT,    // args (keys), kwv (values)
-    E_CONCAT,  // args joined with ~
+    E_CMP,    // args[0] ops[0] args[1] ops[1] ...
+    E_COND,   // b if a else c (c NULL: undefined)
+    E_LIST,   // args
+    E_TUPLE,  // args
+    E_DICT,   // args (keys), kwv (values)
+    E_CONCAT, // args joined with ~
 } tpl_kind;
 
 enum tpl_op {

@@ -92,17 +92,25 @@ int cmd_template(int argc, char **argv)
             add_gen = 1;
             continue;
         }
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) dst = &model;
-        else if (!strcmp(a, "--file")) dst = &file;
-        else if (!strcmp(a, "--messages")) dst = &messages_path;
-        else if (!strcmp(a, "--tools")) dst = &tools_path;
-        else if (!strcmp(a, "--bos")) dst = &bos;
-        else if (!strcmp(a, "--eos")) dst = &eos;
-        else if (!strcmp(a, "--now")) dst = &now_s;
-        else if (!strcmp(a, "--vars")) dst = &vars_s;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            dst = &model;
+        else if (!strcmp(a, "--file"))
+            dst = &file;
+        else if (!strcmp(a, "--messages"))
+            dst = &messages_path;
+        else if (!strcmp(a, "--tools"))
+            dst = &tools_path;
+        else if (!strcmp(a, "--bos"))
+            dst = &bos;
+        else if (!strcmp(a, "--eos"))
+            dst = &eos;
+        else if (!strcmp(a, "--now"))
+            dst = &now_s;
+        else if (!strcmp(a, "--vars"))
+            dst = &vars_s;
         if (!dst || i + 1 >= argc) {
-            fprintf(stderr, "nuri template: %s '%s'\n", dst ? "missing value for" : "unknown option",
-                    a);
+            fprintf(stderr, "nuri template: %s '%s'\n",
+                    dst ? "missing value for" : "unknown option", a);
             usage(stderr);
             return 2;
         }
@@ -146,7 +154,8 @@ int cmd_template(int argc, char **argv)
         }
         gguf_str s;
         if (gguf_get_str(g, "tokenizer.chat_template", &s) != NURI_OK) {
-            fprintf(stderr, "nuri template: %s has no tokenizer.chat_template; use --file\n", model);
+            fprintf(stderr, "nuri template: %s has no tokenizer.chat_template; use --file\n",
+                    model);
             goto done;
         }
         src = malloc(s.len + 1);
