@@ -220,6 +220,160 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
         for (int t = 0; t < T; t++) y[t * y_stride + r] = hsum512(acc[r][t]);
 }
 
+
+/* ======================================================================================== */
+/* Q4_K and Q6_K: one 256-element block per step, as four 64-byte registers of unsigned codes. */
+/* Per output and block: sum_k float(dpbusd(q_k, y_k)) * dsc_k + corr . bs, times y.d, where   */
+/* dsc_k holds d * scale per int32 lane, corr (per row) and bs (per token) carry the mins      */
+/* (Q4_K: -dmin * m_j against the 32-element sums) or the +32 code bias (Q6_K: -32 * d * sc_j   */
+/* against the 16-element sums).                                                             */
+/* Panel per block: y[256] in the weights' register order, bs[16 x f32], dy[16 x f32].          */
+/* ======================================================================================== */
+
+enum { KQ_GROUP = 384 };
+
+typedef struct kq_row {
+    __m512i q[4];
+    __m512 dsc[4], corr;
+} kq_row;
+
+/* Q4_K register k: 64 bytes of qs (c = 2 * (k / 2)... see below); register 2h holds the low
+ * nibbles of qs[64h .. 64h + 63] = elements [128h + 0..31 | 128h + 64..95] (sub-blocks 4h, 4h + 2),
+ * register 2h + 1 the high nibbles = elements [128h + 32..63 | 128h + 96..127] (4h + 1, 4h + 3). */
+static void q4_K_panel(const nuri_block_q8_K *x, int64_t nb, uint8_t *p)
+{
+    static const int chunk[8] = {0, 2, 1, 3, 4, 6, 5, 7}; // 32-element chunk at register position
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t *g = p + i * KQ_GROUP;
+        for (int c = 0; c < 8; c++) memcpy(g + 32 * c, x[i].qs + 32 * chunk[c], 32);
+        float bs[16] = {0}, dy[16];
+        for (int j = 0; j < 8; j++) bs[j] = (float)(x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+        for (int j = 0; j < 16; j++) dy[j] = x[i].d;
+        memcpy(g + 256, bs, 64);
+        memcpy(g + 320, dy, 64);
+    }
+}
+
+static inline __attribute__((always_inline)) void q4_K_row(const nuri_block_q4_K *b, kq_row *o)
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int h = 0; h < 2; h++) {
+        __m512i v = _mm512_loadu_si512(b->qs + 64 * h);
+        o->q[2 * h] = _mm512_and_si512(v, m4);
+        o->q[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    uint8_t sc[8], mn[8];
+    kernels_scales_mins_q4_K(b->scales, sc, mn);
+    const float d = nuri_f16_to_f32(b->d), dmin = nuri_f16_to_f32(b->dmin);
+    __m512 fsc = _mm512_castps256_ps512(_mm256_mul_ps(
+        _mm256_set1_ps(d),
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc)))));
+    __m256 fm = _mm256_mul_ps(
+        _mm256_set1_ps(-dmin),
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mn))));
+    o->corr = _mm512_castps256_ps512(fm);
+    o->corr = _mm512_insertf32x8(o->corr, _mm256_setzero_ps(), 1);
+    // register k covers sub-blocks (a, b): 0 (0, 2), 1 (1, 3), 2 (4, 6), 3 (5, 7)
+    static const int sub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+    for (int k = 0; k < 4; k++) {
+        __m512i idx = _mm512_inserti32x8(_mm512_set1_epi32(sub[k][0]),
+                                         _mm256_set1_epi32(sub[k][1]), 1);
+        o->dsc[k] = _mm512_permutexvar_ps(idx, fsc);
+    }
+}
+
+static void q6_K_panel(const nuri_block_q8_K *x, int64_t nb, uint8_t *p)
+{
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t *g = p + i * KQ_GROUP;
+        memcpy(g, x[i].qs, 256);
+        float bs[16], dy[16];
+        for (int j = 0; j < 16; j++) {
+            bs[j] = (float)x[i].bsums[j];
+            dy[j] = x[i].d;
+        }
+        memcpy(g + 256, bs, 64);
+        memcpy(g + 320, dy, 64);
+    }
+}
+
+/* Q6_K register 2h holds elements 128h + [0..63], register 2h + 1 elements 128h + [64..127]
+ * (natural order); int32 lane l of register k is sub-block 4k + l / 4. */
+static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K *b, kq_row *o)
+{
+    const __m512i m4 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3);
+    const __m512i shA = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i shB =
+        _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+        o->q[2 * h] = _mm512_or_si512(
+            _mm512_and_si512(ql, m4),
+            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shA), m3), 4));
+        o->q[2 * h + 1] = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shB), m3), 4));
+    }
+    const float d = nuri_f16_to_f32(b->d);
+    __m512 fsc = _mm512_mul_ps(
+        _mm512_set1_ps(d),
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales))));
+    o->corr = _mm512_mul_ps(_mm512_set1_ps(-32.0f), fsc);
+    for (int k = 0; k < 4; k++) {
+        const __m512i idx = _mm512_srli_epi32(
+            _mm512_add_epi32(_mm512_set1_epi32(16 * k),
+                             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                               15)),
+            2);
+        o->dsc[k] = _mm512_permutexvar_ps(idx, fsc);
+    }
+}
+
+#define DEFINE_KQ_TILE(NAME, BT, ROWFN)                                                            \
+    static inline __attribute__((always_inline)) void NAME(                                        \
+        const int R, const int T, const void *unused, int64_t nb, const uint8_t *w,                \
+        size_t w_stride, const uint8_t *p, size_t p_stride, float *y, int64_t y_stride)            \
+    {                                                                                              \
+        (void)unused;                                                                              \
+        __m512 acc[4][4];                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
+        for (int64_t i = 0; i < nb; i++) {                                                         \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                kq_row o;                                                                          \
+                ROWFN((const BT *)(w + (size_t)r * w_stride) + i, &o);                             \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                \
+                {                                                                                  \
+                    const uint8_t *pg = p + (size_t)t * p_stride + (size_t)i * KQ_GROUP;           \
+                    const __m512i z = _mm512_setzero_si512();                                      \
+                    __m512 s = _mm512_mul_ps(                                                      \
+                        _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, o.q[0], _mm512_load_si512(pg))), \
+                        o.dsc[0]);                                                                 \
+                    _Pragma("GCC unroll 4") for (int k = 1; k < 4; k++) s = _mm512_fmadd_ps(       \
+                        _mm512_cvtepi32_ps(                                                        \
+                            _mm512_dpbusd_epi32(z, o.q[k], _mm512_load_si512(pg + 64 * k))),       \
+                        o.dsc[k], s);                                                              \
+                    s = _mm512_fmadd_ps(o.corr, _mm512_load_ps(pg + 256), s);                      \
+                    acc[r][t] = _mm512_fmadd_ps(s, _mm512_load_ps(pg + 320), acc[r][t]);           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) y[t * y_stride + r] =              \
+                hsum512(acc[r][t]);                                                                \
+    }
+
+DEFINE_KQ_TILE(q4_K_tile, nuri_block_q4_K, q4_K_row)
+DEFINE_KQ_TILE(q6_K_tile, nuri_block_q6_K, q6_K_row)
+
+typedef int kq_consts;
+static inline kq_consts kq_consts_make(void)
+{
+    return 0;
+}
+
 /* ======================================================================================== */
 /* The driver: panels for up to GEMM_TT tokens, then rows in fours x tokens in fours.        */
 /* ======================================================================================== */
@@ -244,12 +398,12 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
     default: FN(4, 4, __VA_ARGS__); break;                                                         \
     }
 
-#define DEFINE_GEMM(NAME, TILE, PANEL, CONSTS, GROUP_BLOCKS, GROUP_BYTES, VEC_DOT)                 \
+#define DEFINE_GEMM(NAME, TILE, PANEL, CONSTS, QK, GROUP_BLOCKS, GROUP_BYTES, VEC_DOT)                 \
     static void NAME(int64_t n, const void *restrict vw, size_t w_stride, int64_t r0, int64_t r1,  \
                      const void *restrict vx, size_t x_stride, int64_t n_t, float *restrict y,    \
                      int64_t y_stride)                                                             \
     {                                                                                              \
-        const int64_t nb = n / NURI_QK;                                                            \
+        const int64_t nb = n / QK;                                                                 \
         const size_t p_stride = (size_t)((nb + GROUP_BLOCKS - 1) / GROUP_BLOCKS) * GROUP_BYTES;    \
         int64_t tt = (int64_t)(GEMM_PANEL / p_stride);                                             \
         if (tt > GEMM_TT) tt = GEMM_TT;                                                            \
@@ -282,11 +436,13 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
 
 #define CALL_TILE_q4_0(R, T, ...) q4_0_tile(R, T, __VA_ARGS__)
 #define CALL_TILE_q8_0(R, T, ...) q8_0_tile(R, T, __VA_ARGS__)
+#define CALL_TILE_q4_K(R, T, ...) q4_K_tile(R, T, __VA_ARGS__)
+#define CALL_TILE_q6_K(R, T, ...) q6_K_tile(R, T, __VA_ARGS__)
 
 
 
 /* The vec_dot fallbacks for rows longer than a panel holds: the table's own. */
-static nuri_vec_dot_fn q4_0_dot, q8_0_dot;
+static nuri_vec_dot_fn q4_0_dot, q8_0_dot, q4_K_dot, q6_K_dot;
 static void q4_0_dot_call(int64_t n, float *s, const void *x, const void *y)
 {
     q4_0_dot(n, s, x, y);
@@ -295,14 +451,30 @@ static void q8_0_dot_call(int64_t n, float *s, const void *x, const void *y)
 {
     q8_0_dot(n, s, x, y);
 }
+static void q4_K_dot_call(int64_t n, float *s, const void *x, const void *y)
+{
+    q4_K_dot(n, s, x, y);
+}
+static void q6_K_dot_call(int64_t n, float *s, const void *x, const void *y)
+{
+    q6_K_dot(n, s, x, y);
+}
 
-DEFINE_GEMM(avx512_q4_0_gemm, q4_0, q4_0_panel, q4_0_consts, 4, Q4_0_GROUP, q4_0_dot_call)
-DEFINE_GEMM(avx512_q8_0_gemm, q8_0, q8_0_panel, q8_0_consts, 2, Q8_0_GROUP, q8_0_dot_call)
+DEFINE_GEMM(avx512_q4_0_gemm, q4_0, q4_0_panel, q4_0_consts, NURI_QK, 4, Q4_0_GROUP,
+            q4_0_dot_call)
+DEFINE_GEMM(avx512_q8_0_gemm, q8_0, q8_0_panel, q8_0_consts, NURI_QK, 2, Q8_0_GROUP,
+            q8_0_dot_call)
+DEFINE_GEMM(avx512_q4_K_gemm, q4_K, q4_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q4_K_dot_call)
+DEFINE_GEMM(avx512_q6_K_gemm, q6_K, q6_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q6_K_dot_call)
 
 void kernels_gemm_avx512_fill(nuri_kernel_traits *tab)
 {
     q4_0_dot = tab[NURI_TYPE_Q4_0].vec_dot;
     q8_0_dot = tab[NURI_TYPE_Q8_0].vec_dot;
+    q4_K_dot = tab[NURI_TYPE_Q4_K].vec_dot;
+    q6_K_dot = tab[NURI_TYPE_Q6_K].vec_dot;
+    tab[NURI_TYPE_Q4_K].gemm = avx512_q4_K_gemm;
+    tab[NURI_TYPE_Q6_K].gemm = avx512_q6_K_gemm;
     tab[NURI_TYPE_Q4_0].gemm = avx512_q4_0_gemm;
     tab[NURI_TYPE_Q8_0].gemm = avx512_q8_0_gemm;
 }
