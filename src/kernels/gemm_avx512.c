@@ -24,6 +24,8 @@
 enum {
     GEMM_TT = 16,              // tokens per panel
     GEMM_PANEL = 256 * 1024,   // bytes of the per-thread panel buffer
+    GEMM_PF = 4,
+    GEMM_R1 = 4, // rows per pass when there is one token               // prefetch distance in rows (the next group of 4 rows)
 };
 
 static _Thread_local _Alignas(64) uint8_t panel_buf[GEMM_PANEL];
@@ -107,6 +109,7 @@ q4_0_tile(const int R, const int T, const q4_0_consts *c, int64_t nb, const uint
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *wp = w + (size_t)r * w_stride + (size_t)g * 72;
+            _mm_prefetch((const char *)wp + GEMM_PF * w_stride, _MM_HINT_T0);
             __m512i a = _mm512_maskz_loadu_epi16(ma, wp);
             __m512i b = _mm512_maskz_loadu_epi16(mb, wp + 8);
             __m512i q = _mm512_permutex2var_epi16(a, c->idxq, b);
@@ -196,6 +199,7 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *wp = w + (size_t)r * w_stride + (size_t)g * 68;
+            _mm_prefetch((const char *)wp + GEMM_PF * w_stride, _MM_HINT_T0);
             __m512i a = _mm512_maskz_loadu_epi16(ma, wp);
             __m512i b = _mm512_maskz_loadu_epi16(mb, wp + 4);
             u[r] = _mm512_xor_si512(_mm512_permutex2var_epi16(a, c->idxq, b), c->flip);
@@ -343,7 +347,10 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
                 kq_row o;                                                                          \
-                ROWFN((const BT *)(w + (size_t)r * w_stride) + i, &o);                             \
+                const BT *blk = (const BT *)(w + (size_t)r * w_stride) + i;                        \
+                for (size_t off = 0; off < sizeof(BT); off += 64)                                  \
+                    _mm_prefetch((const char *)blk + GEMM_PF * w_stride + off, _MM_HINT_T0);       \
+                ROWFN(blk, &o);                                                                    \
                 _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                \
                 {                                                                                  \
                     const uint8_t *pg = p + (size_t)t * p_stride + (size_t)i * KQ_GROUP;           \
@@ -420,8 +427,9 @@ static inline kq_consts kq_consts_make(void)
             for (int64_t t = tb; t < te; t++)                                                      \
                 PANEL((const void *)((const uint8_t *)vx + (size_t)t * x_stride), nb,              \
                       panel_buf + (size_t)(t - tb) * p_stride);                                    \
-            for (int64_t r = r0; r < r1; r += 4) {                                                 \
-                const int R = r1 - r < 4 ? (int)(r1 - r) : 4;                                      \
+            const int rmax = te - tb == 1 ? GEMM_R1 : 4;                                           \
+            for (int64_t r = r0; r < r1; r += rmax) {                                              \
+                const int R = r1 - r < rmax ? (int)(r1 - r) : rmax;                                \
                 const uint8_t *wr = (const uint8_t *)vw + (size_t)r * w_stride;                    \
                 for (int64_t t = tb; t < te; t += 4) {                                             \
                     const int T = te - t < 4 ? (int)(te - t) : 4;                                  \
