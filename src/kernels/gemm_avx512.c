@@ -39,6 +39,12 @@ static inline float hsum512(__m512 v)
     return _mm_cvtss_f32(h);
 }
 
+/* F16 -> F32 with F16C (the scalar nuri_f16_to_f32 is a portable bit-by-bit conversion). */
+static inline float f16c(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
 static inline __m512i idx16(const int16_t *t)
 {
     return _mm512_loadu_si512(t);
@@ -65,7 +71,7 @@ static void q4_0_panel(const nuri_block_q8_0 *x, int64_t nb, uint8_t *p)
         for (int j = 0; j < NURI_QK; j++) sum += x[i].qs[j];
         int32_t corr = -8 * sum;
         memcpy(g + 128 + 16 * b, &corr, 4);
-        float d = nuri_f16_to_f32(x[i].d);
+        float d = f16c(x[i].d);
         for (int k = 0; k < 4; k++) memcpy(g + 192 + 16 * b + 4 * k, &d, 4);
     }
 }
@@ -157,7 +163,7 @@ static void q8_0_panel(const nuri_block_q8_0 *x, int64_t nb, uint8_t *p)
         for (int j = 0; j < NURI_QK; j++) sum += x[i].qs[j];
         int32_t corr = -128 * sum;
         memcpy(g + 64 + 32 * h, &corr, 4);
-        float d = nuri_f16_to_f32(x[i].d);
+        float d = f16c(x[i].d);
         for (int k = 0; k < 8; k++) memcpy(g + 128 + 32 * h + 4 * k, &d, 4);
     }
 }
@@ -268,7 +274,7 @@ static inline __attribute__((always_inline)) void q4_K_row(const nuri_block_q4_K
     }
     uint8_t sc[8], mn[8];
     kernels_scales_mins_q4_K(b->scales, sc, mn);
-    const float d = nuri_f16_to_f32(b->d), dmin = nuri_f16_to_f32(b->dmin);
+    const float d = f16c(b->d), dmin = f16c(b->dmin);
     __m512 fsc = _mm512_castps256_ps512(_mm256_mul_ps(
         _mm256_set1_ps(d),
         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc)))));
@@ -319,7 +325,7 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
             _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
             _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shB), m3), 4));
     }
-    const float d = nuri_f16_to_f32(b->d);
+    const float d = f16c(b->d);
     __m512 fsc = _mm512_mul_ps(
         _mm512_set1_ps(d),
         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales))));
