@@ -264,6 +264,29 @@ static void q4_K_panel(const nuri_block_q8_K *x, int64_t nb, uint8_t *p)
     }
 }
 
+/* d * scale per int32 lane and -dmin * min (lanes 0..7) of a Q4_K / Q5_K block. */
+static inline __attribute__((always_inline)) void k4_scales(uint16_t d16, uint16_t dmin16,
+                                                            const uint8_t *scales, kq_row *o)
+{
+    uint8_t sc[8], mn[8];
+    kernels_scales_mins_q4_K(scales, sc, mn);
+    const float d = f16c(d16), dmin = f16c(dmin16);
+    __m512 fsc = _mm512_castps256_ps512(_mm256_mul_ps(
+        _mm256_set1_ps(d),
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc)))));
+    __m256 fm = _mm256_mul_ps(
+        _mm256_set1_ps(-dmin),
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mn))));
+    o->corr = _mm512_insertf32x8(_mm512_castps256_ps512(fm), _mm256_setzero_ps(), 1);
+    // register k covers sub-blocks (a, b): 0 (0, 2), 1 (1, 3), 2 (4, 6), 3 (5, 7)
+    static const int sub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+    for (int k = 0; k < 4; k++) {
+        __m512i idx = _mm512_inserti32x8(_mm512_set1_epi32(sub[k][0]),
+                                         _mm256_set1_epi32(sub[k][1]), 1);
+        o->dsc[k] = _mm512_permutexvar_ps(idx, fsc);
+    }
+}
+
 static inline __attribute__((always_inline)) void q4_K_row(const nuri_block_q4_K *b, kq_row *o)
 {
     const __m512i m4 = _mm512_set1_epi8(15);
@@ -272,23 +295,27 @@ static inline __attribute__((always_inline)) void q4_K_row(const nuri_block_q4_K
         o->q[2 * h] = _mm512_and_si512(v, m4);
         o->q[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
-    uint8_t sc[8], mn[8];
-    kernels_scales_mins_q4_K(b->scales, sc, mn);
-    const float d = f16c(b->d), dmin = f16c(b->dmin);
-    __m512 fsc = _mm512_castps256_ps512(_mm256_mul_ps(
-        _mm256_set1_ps(d),
-        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc)))));
-    __m256 fm = _mm256_mul_ps(
-        _mm256_set1_ps(-dmin),
-        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mn))));
-    o->corr = _mm512_castps256_ps512(fm);
-    o->corr = _mm512_insertf32x8(o->corr, _mm256_setzero_ps(), 1);
-    // register k covers sub-blocks (a, b): 0 (0, 2), 1 (1, 3), 2 (4, 6), 3 (5, 7)
-    static const int sub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
-    for (int k = 0; k < 4; k++) {
-        __m512i idx = _mm512_inserti32x8(_mm512_set1_epi32(sub[k][0]),
-                                         _mm256_set1_epi32(sub[k][1]), 1);
-        o->dsc[k] = _mm512_permutexvar_ps(idx, fsc);
+    k4_scales(b->d, b->dmin, b->scales, o);
+}
+
+/* Q5_K: Q4_K's registers and panel, plus the 5th bit: element 64c + l takes bit 2c of qh[l],
+ * element 64c + 32 + l bit 2c + 1. Register 2h (low nibbles, c = 2h | 2h + 1 in its two halves)
+ * takes bits 4h | 4h + 2, register 2h + 1 bits 4h + 1 | 4h + 3. */
+static inline __attribute__((always_inline)) void q5_K_row(const nuri_block_q5_K *b, kq_row *o)
+{
+    k4_scales(b->d, b->dmin, b->scales, o);
+    const __m512i m4 = _mm512_set1_epi8(15), one = _mm512_set1_epi8(1);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->qh));
+    for (int h = 0; h < 2; h++) {
+        __m512i v = _mm512_loadu_si512(b->qs + 64 * h);
+        for (int j = 0; j < 2; j++) {
+            const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * h + j)),
+                                                  _mm256_set1_epi16((short)(4 * h + j + 2)), 1);
+            __m512i hb = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh), one), 4);
+            __m512i nib = j ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)
+                            : _mm512_and_si512(v, m4);
+            o->q[2 * h + j] = _mm512_or_si512(nib, hb);
+        }
     }
 }
 
@@ -380,6 +407,7 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
 
 DEFINE_KQ_TILE(q4_K_tile, nuri_block_q4_K, q4_K_row)
 DEFINE_KQ_TILE(q6_K_tile, nuri_block_q6_K, q6_K_row)
+DEFINE_KQ_TILE(q5_K_tile, nuri_block_q5_K, q5_K_row)
 
 typedef int kq_consts;
 static inline kq_consts kq_consts_make(void)
@@ -452,11 +480,12 @@ static inline kq_consts kq_consts_make(void)
 #define CALL_TILE_q8_0(R, T, ...) q8_0_tile(R, T, __VA_ARGS__)
 #define CALL_TILE_q4_K(R, T, ...) q4_K_tile(R, T, __VA_ARGS__)
 #define CALL_TILE_q6_K(R, T, ...) q6_K_tile(R, T, __VA_ARGS__)
+#define CALL_TILE_q5_K(R, T, ...) q5_K_tile(R, T, __VA_ARGS__)
 
 
 
 /* The vec_dot fallbacks for rows longer than a panel holds: the table's own. */
-static nuri_vec_dot_fn q4_0_dot, q8_0_dot, q4_K_dot, q6_K_dot;
+static nuri_vec_dot_fn q4_0_dot, q8_0_dot, q4_K_dot, q5_K_dot, q6_K_dot;
 static void q4_0_dot_call(int64_t n, float *s, const void *x, const void *y)
 {
     q4_0_dot(n, s, x, y);
@@ -473,6 +502,10 @@ static void q6_K_dot_call(int64_t n, float *s, const void *x, const void *y)
 {
     q6_K_dot(n, s, x, y);
 }
+static void q5_K_dot_call(int64_t n, float *s, const void *x, const void *y)
+{
+    q5_K_dot(n, s, x, y);
+}
 
 DEFINE_GEMM(avx512_q4_0_gemm, q4_0, q4_0_panel, q4_0_consts, NURI_QK, 4, Q4_0_GROUP,
             q4_0_dot_call)
@@ -480,6 +513,7 @@ DEFINE_GEMM(avx512_q8_0_gemm, q8_0, q8_0_panel, q8_0_consts, NURI_QK, 2, Q8_0_GR
             q8_0_dot_call)
 DEFINE_GEMM(avx512_q4_K_gemm, q4_K, q4_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q4_K_dot_call)
 DEFINE_GEMM(avx512_q6_K_gemm, q6_K, q6_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q6_K_dot_call)
+DEFINE_GEMM(avx512_q5_K_gemm, q5_K, q4_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q5_K_dot_call)
 
 void kernels_gemm_avx512_fill(nuri_kernel_traits *tab)
 {
@@ -487,6 +521,8 @@ void kernels_gemm_avx512_fill(nuri_kernel_traits *tab)
     q8_0_dot = tab[NURI_TYPE_Q8_0].vec_dot;
     q4_K_dot = tab[NURI_TYPE_Q4_K].vec_dot;
     q6_K_dot = tab[NURI_TYPE_Q6_K].vec_dot;
+    q5_K_dot = tab[NURI_TYPE_Q5_K].vec_dot;
+    tab[NURI_TYPE_Q5_K].gemm = avx512_q5_K_gemm;
     tab[NURI_TYPE_Q4_K].gemm = avx512_q4_K_gemm;
     tab[NURI_TYPE_Q6_K].gemm = avx512_q6_K_gemm;
     tab[NURI_TYPE_Q4_0].gemm = avx512_q4_0_gemm;
