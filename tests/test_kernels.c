@@ -607,15 +607,15 @@ TEST(gemm_matches_scalar_and_is_batch_invariant)
                         ref->vec_dot(n, &s_ref, w + (size_t)r * wb, a + (size_t)j * ab);
                         double norm;
                         dequant_dot(t, w + (size_t)r * wb, a + (size_t)j * ab, n, &norm);
-                        double err = fabs((double)y_all[j * ROWS + r] - s_ref) /
-                                     (norm > 0 ? norm : 1);
+                        double err =
+                            fabs((double)y_all[j * ROWS + r] - s_ref) / (norm > 0 ? norm : 1);
                         if (err > worst) worst = err;
                         // y is indexed by absolute row: this writes y_one[j * ROWS + r]
                         nuri_gemm(kv, n, w, wb, r, r + 1, a + (size_t)j * ab, ab, 1,
                                   y_one + j * ROWS, ROWS);
                     }
-                CHECKF(worst < 1e-5, "%s/%s n=%lld: gemm vs scalar normalized error %.3g",
-                       tname(t), nuri_isa_name((nuri_isa)isa), (long long)n, worst);
+                CHECKF(worst < 1e-5, "%s/%s n=%lld: gemm vs scalar normalized error %.3g", tname(t),
+                       nuri_isa_name((nuri_isa)isa), (long long)n, worst);
                 CHECKF(!memcmp(y_all, y_one, sizeof(float) * NT * ROWS),
                        "%s/%s n=%lld: gemm of the whole block differs from one output at a time",
                        tname(t), nuri_isa_name((nuri_isa)isa), (long long)n);

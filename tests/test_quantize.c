@@ -1,5 +1,5 @@
-/* test_quantize.c: `nuri quantize` (model/quantize.h) against llama-quantize's files of the same F32
- * model (tests/data/models/llama-tiny-*.gguf): the same type for every tensor (the Q4_K_M mix
+/* test_quantize.c: `nuri quantize` (model/quantize.h) against llama-quantize's files of the same
+ * F32 model (tests/data/models/llama-tiny-*.gguf): the same type for every tensor (the Q4_K_M mix
  * included), and an error no worse than llama.cpp's (its k-quants search scales; ours round to
  * nearest, so they may lose a little, bounded here). */
 #include "gguf/gguf.h"
@@ -74,8 +74,8 @@ static void check_type(const char *type, bool pure, const char *ref_name, double
         free(b);
         free(x);
     }
-    CHECKF(worst <= max_ratio, "%s: error up to %.2fx llama-quantize's (allowed %.2fx)", type, worst,
-           max_ratio);
+    CHECKF(worst <= max_ratio, "%s: error up to %.2fx llama-quantize's (allowed %.2fx)", type,
+           worst, max_ratio);
     printf("  %-7s worst tensor error %.3fx llama-quantize's\n", type, worst);
     gguf_close(q);
     gguf_close(r);

@@ -71,11 +71,9 @@ int cmd_bench(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-p", &n_prompt))
                 return 2;
         } else if (!strcmp(a, "-n")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-n", &n_gen))
-                return 2;
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-n", &n_gen)) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads))
-                return 2;
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
         } else if (!strcmp(a, "-r")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "-r", &reps)) return 2;
         } else if (!strcmp(a, "--json")) {
@@ -116,7 +114,8 @@ int cmd_bench(int argc, char **argv)
     long n_max = n_prompt > n_gen ? n_prompt : n_gen;
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_max ? n_max : 1));
     double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
-    for (long i = 0; toks && i < n_max; i++) toks[i] = (int32_t)(1 + (i * 7919) % (m->hp.n_vocab - 1));
+    for (long i = 0; toks && i < n_max; i++)
+        toks[i] = (int32_t)(1 + (i * 7919) % (m->hp.n_vocab - 1));
     nuri_ctx *c = NULL;
     nuri_ctx_params cp = {.n_ctx = (int32_t)(n_max + 1),
                           .n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1,
@@ -168,7 +167,8 @@ int cmd_bench(int argc, char **argv)
             printf("{\"test\": \"pp%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
                    "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
                    "\"bandwidth_fraction\": %.4f}\n",
-                   n_prompt, threads, isa, rp.mean, rp.sd, bpt_pp, gbs_pp, bw > 0 ? gbs_pp / bw : 0);
+                   n_prompt, threads, isa, rp.mean, rp.sd, bpt_pp, gbs_pp,
+                   bw > 0 ? gbs_pp / bw : 0);
         if (n_gen > 0)
             printf("{\"test\": \"tg%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
                    "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
@@ -181,8 +181,7 @@ int cmd_bench(int argc, char **argv)
     } else {
         printf("model: %s (%s, %.1f MiB of weights per token), threads %ld, %s kernels\n",
                model_path, m->hp.arch_name, bpt / 1048576.0, threads, isa);
-        if (n_prompt > 0)
-            printf("pp%-6ld %10.2f tok/s  +- %.2f\n", n_prompt, rp.mean, rp.sd);
+        if (n_prompt > 0) printf("pp%-6ld %10.2f tok/s  +- %.2f\n", n_prompt, rp.mean, rp.sd);
         if (n_gen > 0) {
             printf("tg%-6ld %10.2f tok/s  +- %.2f   %.2f GB/s of weights", n_gen, rt.mean, rt.sd,
                    gbs_tg);

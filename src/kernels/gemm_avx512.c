@@ -22,10 +22,10 @@
 #include <string.h>
 
 enum {
-    GEMM_TT = 16,              // tokens per panel
-    GEMM_PANEL = 256 * 1024,   // bytes of the per-thread panel buffer
-    GEMM_PF = 4,
-    GEMM_R1 = 4, // rows per pass when there is one token               // prefetch distance in rows (the next group of 4 rows)
+    GEMM_TT = 16,            // tokens per panel
+    GEMM_PANEL = 256 * 1024, // bytes of the per-thread panel buffer
+    GEMM_PF = 4,             // software prefetch distance, in rows
+    GEMM_R1 = 4,             // rows per pass when there is one token (1 measured about the same)
 };
 
 static _Thread_local _Alignas(64) uint8_t panel_buf[GEMM_PANEL];
@@ -230,7 +230,6 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
         for (int t = 0; t < T; t++) y[t * y_stride + r] = hsum512(acc[r][t]);
 }
 
-
 /* ======================================================================================== */
 /* Q4_K and Q6_K: one 256-element block per step, as four 64-byte registers of unsigned codes. */
 /* Per output and block: sum_k float(dpbusd(q_k, y_k)) * dsc_k + corr . bs, times y.d, where   */
@@ -274,15 +273,14 @@ static inline __attribute__((always_inline)) void k4_scales(uint16_t d16, uint16
     __m512 fsc = _mm512_castps256_ps512(_mm256_mul_ps(
         _mm256_set1_ps(d),
         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc)))));
-    __m256 fm = _mm256_mul_ps(
-        _mm256_set1_ps(-dmin),
-        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mn))));
+    __m256 fm = _mm256_mul_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                                         _mm_loadl_epi64((const __m128i *)mn))));
     o->corr = _mm512_insertf32x8(_mm512_castps256_ps512(fm), _mm256_setzero_ps(), 1);
     // register k covers sub-blocks (a, b): 0 (0, 2), 1 (1, 3), 2 (4, 6), 3 (5, 7)
     static const int sub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
     for (int k = 0; k < 4; k++) {
-        __m512i idx = _mm512_inserti32x8(_mm512_set1_epi32(sub[k][0]),
-                                         _mm256_set1_epi32(sub[k][1]), 1);
+        __m512i idx =
+            _mm512_inserti32x8(_mm512_set1_epi32(sub[k][0]), _mm256_set1_epi32(sub[k][1]), 1);
         o->dsc[k] = _mm512_permutexvar_ps(idx, fsc);
     }
 }
@@ -312,8 +310,8 @@ static inline __attribute__((always_inline)) void q5_K_row(const nuri_block_q5_K
             const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * h + j)),
                                                   _mm256_set1_epi16((short)(4 * h + j + 2)), 1);
             __m512i hb = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh), one), 4);
-            __m512i nib = j ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)
-                            : _mm512_and_si512(v, m4);
+            __m512i nib =
+                j ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m4) : _mm512_and_si512(v, m4);
             o->q[2 * h + j] = _mm512_or_si512(nib, hb);
         }
     }
@@ -340,17 +338,16 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
 {
     const __m512i m4 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3);
     const __m512i shA = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    const __m512i shB =
-        _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    const __m512i shB = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     for (int h = 0; h < 2; h++) {
         __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
         __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
-        o->q[2 * h] = _mm512_or_si512(
-            _mm512_and_si512(ql, m4),
-            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shA), m3), 4));
-        o->q[2 * h + 1] = _mm512_or_si512(
-            _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shB), m3), 4));
+        o->q[2 * h] =
+            _mm512_or_si512(_mm512_and_si512(ql, m4),
+                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shA), m3), 4));
+        o->q[2 * h + 1] =
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shB), m3), 4));
     }
     const float d = f16c(b->d);
     __m512 fsc = _mm512_mul_ps(
@@ -358,11 +355,11 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales))));
     o->corr = _mm512_mul_ps(_mm512_set1_ps(-32.0f), fsc);
     for (int k = 0; k < 4; k++) {
-        const __m512i idx = _mm512_srli_epi32(
-            _mm512_add_epi32(_mm512_set1_epi32(16 * k),
-                             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                                               15)),
-            2);
+        const __m512i idx =
+            _mm512_srli_epi32(_mm512_add_epi32(_mm512_set1_epi32(16 * k),
+                                               _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                                 11, 12, 13, 14, 15)),
+                              2);
         o->dsc[k] = _mm512_permutexvar_ps(idx, fsc);
     }
 }
@@ -391,10 +388,10 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
                     __m512 s = _mm512_mul_ps(                                                      \
                         _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, o.q[0], _mm512_load_si512(pg))), \
                         o.dsc[0]);                                                                 \
-                    _Pragma("GCC unroll 4") for (int k = 1; k < 4; k++) s = _mm512_fmadd_ps(       \
-                        _mm512_cvtepi32_ps(                                                        \
-                            _mm512_dpbusd_epi32(z, o.q[k], _mm512_load_si512(pg + 64 * k))),       \
-                        o.dsc[k], s);                                                              \
+                    _Pragma("GCC unroll 4") for (int k = 1; k < 4; k++) s =                        \
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(                    \
+                                            z, o.q[k], _mm512_load_si512(pg + 64 * k))),           \
+                                        o.dsc[k], s);                                              \
                     s = _mm512_fmadd_ps(o.corr, _mm512_load_ps(pg + 256), s);                      \
                     acc[r][t] = _mm512_fmadd_ps(s, _mm512_load_ps(pg + 320), acc[r][t]);           \
                 }                                                                                  \
@@ -420,28 +417,60 @@ static inline kq_consts kq_consts_make(void)
 /* ======================================================================================== */
 
 #define TILE_SWITCH(FN, R, T, ...)                                                                 \
-    switch ((R) * 8 + (T)) {                                                                       \
-    case 8 + 1: FN(1, 1, __VA_ARGS__); break;                                                      \
-    case 8 + 2: FN(1, 2, __VA_ARGS__); break;                                                      \
-    case 8 + 3: FN(1, 3, __VA_ARGS__); break;                                                      \
-    case 8 + 4: FN(1, 4, __VA_ARGS__); break;                                                      \
-    case 16 + 1: FN(2, 1, __VA_ARGS__); break;                                                     \
-    case 16 + 2: FN(2, 2, __VA_ARGS__); break;                                                     \
-    case 16 + 3: FN(2, 3, __VA_ARGS__); break;                                                     \
-    case 16 + 4: FN(2, 4, __VA_ARGS__); break;                                                     \
-    case 24 + 1: FN(3, 1, __VA_ARGS__); break;                                                     \
-    case 24 + 2: FN(3, 2, __VA_ARGS__); break;                                                     \
-    case 24 + 3: FN(3, 3, __VA_ARGS__); break;                                                     \
-    case 24 + 4: FN(3, 4, __VA_ARGS__); break;                                                     \
-    case 32 + 1: FN(4, 1, __VA_ARGS__); break;                                                     \
-    case 32 + 2: FN(4, 2, __VA_ARGS__); break;                                                     \
-    case 32 + 3: FN(4, 3, __VA_ARGS__); break;                                                     \
-    default: FN(4, 4, __VA_ARGS__); break;                                                         \
+    switch ((R)*8 + (T)) {                                                                         \
+    case 8 + 1:                                                                                    \
+        FN(1, 1, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 8 + 2:                                                                                    \
+        FN(1, 2, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 8 + 3:                                                                                    \
+        FN(1, 3, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 8 + 4:                                                                                    \
+        FN(1, 4, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 16 + 1:                                                                                   \
+        FN(2, 1, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 16 + 2:                                                                                   \
+        FN(2, 2, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 16 + 3:                                                                                   \
+        FN(2, 3, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 16 + 4:                                                                                   \
+        FN(2, 4, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 24 + 1:                                                                                   \
+        FN(3, 1, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 24 + 2:                                                                                   \
+        FN(3, 2, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 24 + 3:                                                                                   \
+        FN(3, 3, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 24 + 4:                                                                                   \
+        FN(3, 4, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 32 + 1:                                                                                   \
+        FN(4, 1, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 32 + 2:                                                                                   \
+        FN(4, 2, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    case 32 + 3:                                                                                   \
+        FN(4, 3, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
+    default:                                                                                       \
+        FN(4, 4, __VA_ARGS__);                                                                     \
+        break;                                                                                     \
     }
 
-#define DEFINE_GEMM(NAME, TILE, PANEL, CONSTS, QK, GROUP_BLOCKS, GROUP_BYTES, VEC_DOT)                 \
+#define DEFINE_GEMM(NAME, TILE, PANEL, CONSTS, QK, GROUP_BLOCKS, GROUP_BYTES, VEC_DOT)             \
     static void NAME(int64_t n, const void *restrict vw, size_t w_stride, int64_t r0, int64_t r1,  \
-                     const void *restrict vx, size_t x_stride, int64_t n_t, float *restrict y,    \
+                     const void *restrict vx, size_t x_stride, int64_t n_t, float *restrict y,     \
                      int64_t y_stride)                                                             \
     {                                                                                              \
         const int64_t nb = n / QK;                                                                 \
@@ -482,8 +511,6 @@ static inline kq_consts kq_consts_make(void)
 #define CALL_TILE_q6_K(R, T, ...) q6_K_tile(R, T, __VA_ARGS__)
 #define CALL_TILE_q5_K(R, T, ...) q5_K_tile(R, T, __VA_ARGS__)
 
-
-
 /* The vec_dot fallbacks for rows longer than a panel holds: the table's own. */
 static nuri_vec_dot_fn q4_0_dot, q8_0_dot, q4_K_dot, q5_K_dot, q6_K_dot;
 static void q4_0_dot_call(int64_t n, float *s, const void *x, const void *y)
@@ -507,10 +534,8 @@ static void q5_K_dot_call(int64_t n, float *s, const void *x, const void *y)
     q5_K_dot(n, s, x, y);
 }
 
-DEFINE_GEMM(avx512_q4_0_gemm, q4_0, q4_0_panel, q4_0_consts, NURI_QK, 4, Q4_0_GROUP,
-            q4_0_dot_call)
-DEFINE_GEMM(avx512_q8_0_gemm, q8_0, q8_0_panel, q8_0_consts, NURI_QK, 2, Q8_0_GROUP,
-            q8_0_dot_call)
+DEFINE_GEMM(avx512_q4_0_gemm, q4_0, q4_0_panel, q4_0_consts, NURI_QK, 4, Q4_0_GROUP, q4_0_dot_call)
+DEFINE_GEMM(avx512_q8_0_gemm, q8_0, q8_0_panel, q8_0_consts, NURI_QK, 2, Q8_0_GROUP, q8_0_dot_call)
 DEFINE_GEMM(avx512_q4_K_gemm, q4_K, q4_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q4_K_dot_call)
 DEFINE_GEMM(avx512_q6_K_gemm, q6_K, q6_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q6_K_dot_call)
 DEFINE_GEMM(avx512_q5_K_gemm, q5_K, q4_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q5_K_dot_call)

@@ -18,9 +18,9 @@
 
 typedef struct probe {
     uint64_t *buf;
-    size_t words;       // total 64-bit words
-    bool fill;          // first pass: write the pages
-    uint64_t sum[256];  // one per thread: the sum of its slice
+    size_t words;      // total 64-bit words
+    bool fill;         // first pass: write the pages
+    uint64_t sum[256]; // one per thread: the sum of its slice
 } probe;
 
 static void probe_worker(void *arg, int ith, int nth)
@@ -93,7 +93,7 @@ nuri_status nuri_membw_measure(int n_threads, size_t bytes, int reps, double *gb
         for (int i = 0; i < n_threads; i++) got += p->sum[i];
         if (got != want)
             st = nuri_error(NURI_ERR_IO, "membw: the probe read back a wrong sum "
-                            "(internal error)");
+                                         "(internal error)");
         double gbs = (double)bytes / dt * 1e-9;
         if (r > 0 && gbs > best) best = gbs; // pass 0 is the warm-up
     }

@@ -53,9 +53,15 @@ uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int
         switch (t) {
         case NURI_TYPE_Q2_K:
         case NURI_TYPE_Q3_K:
-        case NURI_TYPE_Q4_K: t = NURI_TYPE_Q5_0; break;
-        case NURI_TYPE_Q5_K: t = NURI_TYPE_Q5_1; break;
-        default: t = NURI_TYPE_Q8_0; break;
+        case NURI_TYPE_Q4_K:
+            t = NURI_TYPE_Q5_0;
+            break;
+        case NURI_TYPE_Q5_K:
+            t = NURI_TYPE_Q5_1;
+            break;
+        default:
+            t = NURI_TYPE_Q8_0;
+            break;
         }
         if (n_in % NURI_QK != 0) t = NURI_TYPE_F16;
     }
