@@ -97,10 +97,10 @@ static inline __attribute__((always_inline)) void
 q4_0_tile(const int R, const int T, const q4_0_consts *c, int64_t nb, const uint8_t *w,
           size_t w_stride, const uint8_t *p, size_t p_stride, float *y, int64_t y_stride)
 {
-    __m512 acc[4][4];
+    __m512 acc[4][8];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     const int64_t ng = (nb + 3) / 4;
     for (int64_t g = 0; g < ng; g++) {
@@ -123,7 +123,7 @@ q4_0_tile(const int R, const int T, const q4_0_consts *c, int64_t nb, const uint
             hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), c->m4);
             dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(c->idxd, a)));
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const uint8_t *pg = p + (size_t)t * p_stride + (size_t)g * Q4_0_GROUP;
             const __m512i ylo = _mm512_load_si512(pg), yhi = _mm512_load_si512(pg + 64);
@@ -140,7 +140,7 @@ q4_0_tile(const int R, const int T, const q4_0_consts *c, int64_t nb, const uint
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) y[t * y_stride + r] = hsum512(acc[r][t]);
 }
 
@@ -188,10 +188,10 @@ static inline __attribute__((always_inline)) void
 q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint8_t *w,
           size_t w_stride, const uint8_t *p, size_t p_stride, float *y, int64_t y_stride)
 {
-    __m512 acc[4][4];
+    __m512 acc[4][8];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     const int64_t ng = (nb + 1) / 2;
     for (int64_t g = 0; g < ng; g++) {
@@ -211,7 +211,7 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
             u[r] = _mm512_xor_si512(_mm512_permutex2var_epi16(a, c->idxq, b), c->flip);
             dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(c->idxd, a)));
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const uint8_t *pg = p + (size_t)t * p_stride + (size_t)g * Q8_0_GROUP;
             const __m512i yq = _mm512_load_si512(pg), corr = _mm512_load_si512(pg + 64);
@@ -226,7 +226,7 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) y[t * y_stride + r] = hsum512(acc[r][t]);
 }
 
@@ -370,9 +370,9 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
         size_t w_stride, const uint8_t *p, size_t p_stride, float *y, int64_t y_stride)            \
     {                                                                                              \
         (void)unused;                                                                              \
-        __m512 acc[4][4];                                                                          \
+        __m512 acc[4][8];                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
         for (int64_t i = 0; i < nb; i++) {                                                         \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
@@ -381,7 +381,7 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
                 for (size_t off = 0; off < sizeof(BT); off += 64)                                  \
                     _mm_prefetch((const char *)blk + GEMM_PF * w_stride + off, _MM_HINT_T0);       \
                 ROWFN(blk, &o);                                                                    \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                \
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                \
                 {                                                                                  \
                     const uint8_t *pg = p + (size_t)t * p_stride + (size_t)i * KQ_GROUP;           \
                     const __m512i z = _mm512_setzero_si512();                                      \
@@ -398,7 +398,7 @@ static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) y[t * y_stride + r] =              \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) y[t * y_stride + r] =              \
                 hsum512(acc[r][t]);                                                                \
     }
 
@@ -416,57 +416,35 @@ static inline kq_consts kq_consts_make(void)
 /* The driver: panels for up to GEMM_TT tokens, then rows in fours x tokens in fours.        */
 /* ======================================================================================== */
 
-#define TILE_SWITCH(FN, R, T, ...)                                                                 \
-    switch ((R)*8 + (T)) {                                                                         \
-    case 8 + 1:                                                                                    \
-        FN(1, 1, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 8 + 2:                                                                                    \
-        FN(1, 2, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 8 + 3:                                                                                    \
-        FN(1, 3, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 8 + 4:                                                                                    \
-        FN(1, 4, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 16 + 1:                                                                                   \
-        FN(2, 1, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 16 + 2:                                                                                   \
-        FN(2, 2, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 16 + 3:                                                                                   \
-        FN(2, 3, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 16 + 4:                                                                                   \
-        FN(2, 4, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 24 + 1:                                                                                   \
-        FN(3, 1, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 24 + 2:                                                                                   \
-        FN(3, 2, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 24 + 3:                                                                                   \
-        FN(3, 3, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 24 + 4:                                                                                   \
-        FN(3, 4, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 32 + 1:                                                                                   \
-        FN(4, 1, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 32 + 2:                                                                                   \
-        FN(4, 2, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    case 32 + 3:                                                                                   \
-        FN(4, 3, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
-    default:                                                                                       \
-        FN(4, 4, __VA_ARGS__);                                                                     \
-        break;                                                                                     \
+// clang-format off
+#define TILE_T8(FN, R, T, ...)                                                                     \
+    switch (T) {                                                                                   \
+    case 1: FN(R, 1, __VA_ARGS__); break;                                                          \
+    case 2: FN(R, 2, __VA_ARGS__); break;                                                          \
+    case 3: FN(R, 3, __VA_ARGS__); break;                                                          \
+    case 4: FN(R, 4, __VA_ARGS__); break;                                                          \
+    case 5: FN(R, 5, __VA_ARGS__); break;                                                          \
+    case 6: FN(R, 6, __VA_ARGS__); break;                                                          \
+    case 7: FN(R, 7, __VA_ARGS__); break;                                                          \
+    default: FN(R, 8, __VA_ARGS__); break;                                                         \
     }
+#define TILE_T4(FN, R, T, ...)                                                                     \
+    switch (T) {                                                                                   \
+    case 1: FN(R, 1, __VA_ARGS__); break;                                                          \
+    case 2: FN(R, 2, __VA_ARGS__); break;                                                          \
+    case 3: FN(R, 3, __VA_ARGS__); break;                                                          \
+    default: FN(R, 4, __VA_ARGS__); break;                                                         \
+    }
+/* Tile shapes: 1..2 rows x 1..8 tokens, 3..4 rows x 1..4 tokens (at most 16 accumulators). */
+#define TILE_SWITCH(FN, R, T, ...)                                                                 \
+    switch (R) {                                                                                   \
+    case 1: TILE_T8(FN, 1, T, __VA_ARGS__) break;                                                  \
+    case 2: TILE_T8(FN, 2, T, __VA_ARGS__) break;                                                  \
+    case 3: TILE_T4(FN, 3, T, __VA_ARGS__) break;                                                  \
+    default: TILE_T4(FN, 4, T, __VA_ARGS__) break;                                                 \
+    }
+
+// clang-format on
 
 #define DEFINE_GEMM(NAME, TILE, PANEL, CONSTS, QK, GROUP_BLOCKS, GROUP_BYTES, VEC_DOT)             \
     static void NAME(int64_t n, const void *restrict vw, size_t w_stride, int64_t r0, int64_t r1,  \
@@ -490,12 +468,15 @@ static inline kq_consts kq_consts_make(void)
             for (int64_t t = tb; t < te; t++)                                                      \
                 PANEL((const void *)((const uint8_t *)vx + (size_t)t * x_stride), nb,              \
                       panel_buf + (size_t)(t - tb) * p_stride);                                    \
-            const int rmax = te - tb == 1 ? GEMM_R1 : 4;                                           \
+            /* many tokens: 2 rows x 8 tokens; few: 4 x 4; one: GEMM_R1 x 1 */                     \
+            const int wide = te - tb >= 8;                                                         \
+            const int rmax = wide ? 2 : te - tb == 1 ? GEMM_R1 : 4, tmax = wide ? 8 : 4;           \
             for (int64_t r = r0; r < r1; r += rmax) {                                              \
                 const int R = r1 - r < rmax ? (int)(r1 - r) : rmax;                                \
                 const uint8_t *wr = (const uint8_t *)vw + (size_t)r * w_stride;                    \
-                for (int64_t t = tb; t < te; t += 4) {                                             \
-                    const int T = te - t < 4 ? (int)(te - t) : 4;                                  \
+                for (int64_t t = tb; t < te; t += tmax) {                                          \
+                    int T = te - t < tmax ? (int)(te - t) : tmax;                                  \
+                    if (R > 2 && T > 4) T = 4; /* not reached: R > 2 only when tmax = 4 */         \
                     const uint8_t *pt = panel_buf + (size_t)(t - tb) * p_stride;                   \
                     float *yt = y + t * y_stride + r;                                              \
                     TILE_SWITCH(CALL_TILE_##TILE, R, T, &c, nb, wr, w_stride, pt, p_stride, yt,    \
