@@ -19,6 +19,8 @@
 #include "kernels/fp16.h"
 
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -28,7 +30,29 @@ enum {
     GEMM_R1 = 4,             // rows per pass when there is one token (1 measured about the same)
 };
 
-static _Thread_local _Alignas(64) uint8_t panel_buf[GEMM_PANEL];
+/* The per-thread panel buffer: allocated on a thread's first gemm, freed when the thread exits
+ * (a static _Thread_local array would cost every thread of the process, gemm or not, GEMM_PANEL
+ * bytes of its stack). NULL if the allocation failed. */
+static pthread_key_t panel_key;
+static pthread_once_t panel_once = PTHREAD_ONCE_INIT;
+static bool panel_key_ok;
+
+static void panel_key_make(void)
+{
+    panel_key_ok = pthread_key_create(&panel_key, free) == 0;
+}
+
+static uint8_t *panel_get(void)
+{
+    pthread_once(&panel_once, panel_key_make);
+    if (!panel_key_ok) return NULL;
+    uint8_t *p = pthread_getspecific(panel_key);
+    if (!p && (p = aligned_alloc(64, GEMM_PANEL)) && pthread_setspecific(panel_key, p) != 0) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
 
 static inline float hsum512(__m512 v)
 {
@@ -455,7 +479,9 @@ static inline kq_consts kq_consts_make(void)
         const size_t p_stride = (size_t)((nb + GROUP_BLOCKS - 1) / GROUP_BLOCKS) * GROUP_BYTES;    \
         int64_t tt = (int64_t)(GEMM_PANEL / p_stride);                                             \
         if (tt > GEMM_TT) tt = GEMM_TT;                                                            \
-        if (tt < 1) { /* rows too long for the panel: same path for every n_t */                   \
+        uint8_t *panel_buf = tt >= 1 ? panel_get() : NULL;                                         \
+        /* rows too long for the panel (same path for every n_t), or no panel memory */            \
+        if (!panel_buf) {                                                                          \
             for (int64_t t = 0; t < n_t; t++)                                                      \
                 for (int64_t r = r0; r < r1; r++)                                                  \
                     VEC_DOT(n, &y[t * y_stride + r], (const uint8_t *)vw + (size_t)r * w_stride,   \
