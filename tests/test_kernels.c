@@ -4,6 +4,7 @@
 #include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
+#include "kernels/membw.h"
 #include "kernels/types.h"
 #include "test.h"
 
@@ -606,15 +607,15 @@ TEST(gemm_matches_scalar_and_is_batch_invariant)
                         ref->vec_dot(n, &s_ref, w + (size_t)r * wb, a + (size_t)j * ab);
                         double norm;
                         dequant_dot(t, w + (size_t)r * wb, a + (size_t)j * ab, n, &norm);
-                        double err = fabs((double)y_all[j * ROWS + r] - s_ref) /
-                                     (norm > 0 ? norm : 1);
+                        double err =
+                            fabs((double)y_all[j * ROWS + r] - s_ref) / (norm > 0 ? norm : 1);
                         if (err > worst) worst = err;
                         // y is indexed by absolute row: this writes y_one[j * ROWS + r]
                         nuri_gemm(kv, n, w, wb, r, r + 1, a + (size_t)j * ab, ab, 1,
                                   y_one + j * ROWS, ROWS);
                     }
-                CHECKF(worst < 1e-5, "%s/%s n=%lld: gemm vs scalar normalized error %.3g",
-                       tname(t), nuri_isa_name((nuri_isa)isa), (long long)n, worst);
+                CHECKF(worst < 1e-5, "%s/%s n=%lld: gemm vs scalar normalized error %.3g", tname(t),
+                       nuri_isa_name((nuri_isa)isa), (long long)n, worst);
                 CHECKF(!memcmp(y_all, y_one, sizeof(float) * NT * ROWS),
                        "%s/%s n=%lld: gemm of the whole block differs from one output at a time",
                        tname(t), nuri_isa_name((nuri_isa)isa), (long long)n);
@@ -631,6 +632,19 @@ TEST(gemm_matches_scalar_and_is_batch_invariant)
     }
 }
 
+/* The bandwidth probe reads the whole buffer (it checks the sum it read) with 1 and 2 threads. */
+TEST(membw_probe_reads_every_word)
+{
+    for (int th = 1; th <= 2; th++) {
+        double g = 0;
+        nuri_status s = nuri_membw_measure(th, (size_t)64 << 20, 1, &g);
+        CHECKF(s == NURI_OK, "%d threads: %s", th, nuri_last_error());
+        CHECK(g > 0);
+    }
+    double g;
+    CHECK(nuri_membw_measure(0, (size_t)64 << 20, 1, &g) == NURI_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
     RUN(f16_every_half_round_trips_exactly);
@@ -645,6 +659,7 @@ int main(void)
     RUN(vec_dot_matches_dequantized_dot);
     RUN(simd_vec_dot_matches_scalar);
     RUN(gemm_matches_scalar_and_is_batch_invariant);
+    RUN(membw_probe_reads_every_word);
     RUN(activation_quantizers_are_bit_identical_across_isas);
     RUN(f16_bf16_row_converters_agree_on_special_values);
     RUN(q8_0_rounds_half_to_even);

@@ -1,14 +1,21 @@
 /*
- * cmd_bench.c: `nuri bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]`
+ * cmd_bench.c: `nuri bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]` and
+ * `nuri bench --membw [-t THREADS] [--json]`
  *
  * Measures prompt processing (pp: -p tokens in one batch, from an empty cache) and generation
  * (tg: -n tokens decoded one at a time, from an empty cache), like llama-bench: tokens/s as the
  * mean and standard deviation over the repetitions, plus the bytes of weights read per generated
  * token and the GB/s that makes. Token ids are arbitrary (speed does not depend on them).
+ *
+ * After the model tests it measures the machine's read bandwidth with the same threads (the
+ * membw probe, kernels/membw.h) and reports each test's GB/s as a fraction of it: the share of the
+ * memory roof reached. `--membw` runs only the probe. Prompt tests count the weights once per
+ * batch (bytes_per_token = weight bytes / prompt tokens).
  */
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "kernels/kernels.h"
+#include "kernels/membw.h"
 #include "model/model.h"
 
 #include <math.h>
@@ -27,8 +34,12 @@ static double now_s(void)
 static void bench_usage(FILE *out)
 {
     fprintf(out, "usage: nuri bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPS] "
-                 "[--json]\n"
-                 "  -p 0 or -n 0 skips that test\n");
+                 "[--json] [--no-membw]\n"
+                 "       nuri bench --membw [-t THREADS] [--membw-mib MIB] [--json]\n"
+                 "  -p 0 or -n 0 skips that test\n"
+                 "  --membw        only measure the read bandwidth (streaming over MIB MiB, "
+                 "default 1024)\n"
+                 "  --no-membw     skip the bandwidth probe after the model tests\n");
 }
 
 typedef struct result {
@@ -47,8 +58,8 @@ static void summarize(const double *v, int n, result *r)
 int cmd_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *v;
-    long n_prompt = 512, n_gen = 128, threads = 1, reps = 3;
-    bool json = false;
+    long n_prompt = 512, n_gen = 128, threads = 1, reps = 3, membw_mib = 1024;
+    bool json = false, membw_only = false, membw = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -60,20 +71,39 @@ int cmd_bench(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-p", &n_prompt))
                 return 2;
         } else if (!strcmp(a, "-n")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-n", &n_gen))
-                return 2;
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-n", &n_gen)) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads))
-                return 2;
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
         } else if (!strcmp(a, "-r")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "-r", &reps)) return 2;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--membw")) {
+            membw_only = true;
+        } else if (!strcmp(a, "--no-membw")) {
+            membw = false;
+        } else if (!strcmp(a, "--membw-mib")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_int(v, 64, 1 << 20, "--membw-mib", &membw_mib))
+                return 2;
         } else {
             fprintf(stderr, "nuri: bench: unknown option '%s'\n", a);
             bench_usage(stderr);
             return 2;
         }
+    }
+    if (membw_only) {
+        double gbs;
+        if (nuri_membw_measure((int)threads, (size_t)membw_mib << 20, 5, &gbs) != NURI_OK)
+            return cli_fail("bench --membw");
+        if (json)
+            printf("{\"test\": \"membw\", \"n_threads\": %ld, \"bytes\": %zu, \"gb_per_s\": "
+                   "%.3f}\n",
+                   threads, (size_t)membw_mib << 20, gbs);
+        else
+            printf("membw: %.2f GB/s read bandwidth (%ld threads, %ld MiB buffer, best of 5)\n",
+                   gbs, threads, membw_mib);
+        return 0;
     }
     if (!model_path) {
         bench_usage(stderr);
@@ -84,7 +114,8 @@ int cmd_bench(int argc, char **argv)
     long n_max = n_prompt > n_gen ? n_prompt : n_gen;
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_max ? n_max : 1));
     double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
-    for (long i = 0; toks && i < n_max; i++) toks[i] = (int32_t)(1 + (i * 7919) % (m->hp.n_vocab - 1));
+    for (long i = 0; toks && i < n_max; i++)
+        toks[i] = (int32_t)(1 + (i * 7919) % (m->hp.n_vocab - 1));
     nuri_ctx *c = NULL;
     nuri_ctx_params cp = {.n_ctx = (int32_t)(n_max + 1),
                           .n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1,
@@ -124,23 +155,39 @@ int cmd_bench(int argc, char **argv)
     summarize(tg, (int)reps, &rt);
     const double bpt = (double)nuri_model_bytes_per_token(m);
     const char *isa = nuri_isa_name(nuri_cpu_isa());
+    double bw = 0; // GB/s the probe measured with the same threads; 0 = not measured
+    if (membw && nuri_membw_measure((int)threads, (size_t)membw_mib << 20, 3, &bw) != NURI_OK) {
+        rc = cli_fail("bench");
+        goto done;
+    }
+    const double bpt_pp = n_prompt > 0 ? bpt / (double)n_prompt : 0;
+    const double gbs_pp = bpt_pp * rp.mean / 1e9, gbs_tg = bpt * rt.mean / 1e9;
     if (json) {
         if (n_prompt > 0)
             printf("{\"test\": \"pp%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
-                   "%.3f, \"stddev\": %.3f}\n",
-                   n_prompt, threads, isa, rp.mean, rp.sd);
+                   "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
+                   "\"bandwidth_fraction\": %.4f}\n",
+                   n_prompt, threads, isa, rp.mean, rp.sd, bpt_pp, gbs_pp,
+                   bw > 0 ? gbs_pp / bw : 0);
         if (n_gen > 0)
             printf("{\"test\": \"tg%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
-                   "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f}\n",
-                   n_gen, threads, isa, rt.mean, rt.sd, bpt, bpt * rt.mean / 1e9);
+                   "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
+                   "\"bandwidth_fraction\": %.4f}\n",
+                   n_gen, threads, isa, rt.mean, rt.sd, bpt, gbs_tg, bw > 0 ? gbs_tg / bw : 0);
+        if (bw > 0)
+            printf("{\"test\": \"membw\", \"n_threads\": %ld, \"bytes\": %zu, \"gb_per_s\": "
+                   "%.3f}\n",
+                   threads, (size_t)membw_mib << 20, bw);
     } else {
         printf("model: %s (%s, %.1f MiB of weights per token), threads %ld, %s kernels\n",
                model_path, m->hp.arch_name, bpt / 1048576.0, threads, isa);
-        if (n_prompt > 0)
-            printf("pp%-6ld %10.2f tok/s  +- %.2f\n", n_prompt, rp.mean, rp.sd);
-        if (n_gen > 0)
-            printf("tg%-6ld %10.2f tok/s  +- %.2f   %.2f GB/s of weights\n", n_gen, rt.mean,
-                   rt.sd, bpt * rt.mean / 1e9);
+        if (n_prompt > 0) printf("pp%-6ld %10.2f tok/s  +- %.2f\n", n_prompt, rp.mean, rp.sd);
+        if (n_gen > 0) {
+            printf("tg%-6ld %10.2f tok/s  +- %.2f   %.2f GB/s of weights", n_gen, rt.mean, rt.sd,
+                   gbs_tg);
+            if (bw > 0) printf(", %.0f%% of the %.2f GB/s read bandwidth", 100 * gbs_tg / bw, bw);
+            printf("\n");
+        }
     }
 done:
     nuri_ctx_free(c);

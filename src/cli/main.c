@@ -19,6 +19,7 @@ static const struct {
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, metrics)"},
     {"info", cmd_info, "show a GGUF file's metadata and tensors"},
     {"bench", cmd_bench, "prompt and generation speed (tokens/s, GB/s of weights)"},
+    {"quantize", cmd_quantize, "convert a model's weights to another type or mix"},
     {"tokenize", cmd_tokenize, "show how a model's vocabulary tokenizes a text"},
     {"template", cmd_template, "render a chat template over messages"},
     {"version", cmd_version, "print the version"},

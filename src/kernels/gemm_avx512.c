@@ -19,14 +19,40 @@
 #include "kernels/fp16.h"
 
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
-    GEMM_TT = 16,              // tokens per panel
-    GEMM_PANEL = 256 * 1024,   // bytes of the per-thread panel buffer
+    GEMM_TT = 16,            // tokens per panel
+    GEMM_PANEL = 256 * 1024, // bytes of the per-thread panel buffer
+    GEMM_PF = 4,             // software prefetch distance, in rows
+    GEMM_R1 = 4,             // rows per pass when there is one token (1 measured about the same)
 };
 
-static _Thread_local _Alignas(64) uint8_t panel_buf[GEMM_PANEL];
+/* The per-thread panel buffer: allocated on a thread's first gemm, freed when the thread exits
+ * (a static _Thread_local array would cost every thread of the process, gemm or not, GEMM_PANEL
+ * bytes of its stack). NULL if the allocation failed. */
+static pthread_key_t panel_key;
+static pthread_once_t panel_once = PTHREAD_ONCE_INIT;
+static bool panel_key_ok;
+
+static void panel_key_make(void)
+{
+    panel_key_ok = pthread_key_create(&panel_key, free) == 0;
+}
+
+static uint8_t *panel_get(void)
+{
+    pthread_once(&panel_once, panel_key_make);
+    if (!panel_key_ok) return NULL;
+    uint8_t *p = pthread_getspecific(panel_key);
+    if (!p && (p = aligned_alloc(64, GEMM_PANEL)) && pthread_setspecific(panel_key, p) != 0) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
 
 static inline float hsum512(__m512 v)
 {
@@ -35,6 +61,12 @@ static inline float hsum512(__m512 v)
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     return _mm_cvtss_f32(h);
+}
+
+/* F16 -> F32 with F16C (the scalar nuri_f16_to_f32 is a portable bit-by-bit conversion). */
+static inline float f16c(uint16_t h)
+{
+    return _cvtsh_ss(h);
 }
 
 static inline __m512i idx16(const int16_t *t)
@@ -63,7 +95,7 @@ static void q4_0_panel(const nuri_block_q8_0 *x, int64_t nb, uint8_t *p)
         for (int j = 0; j < NURI_QK; j++) sum += x[i].qs[j];
         int32_t corr = -8 * sum;
         memcpy(g + 128 + 16 * b, &corr, 4);
-        float d = nuri_f16_to_f32(x[i].d);
+        float d = f16c(x[i].d);
         for (int k = 0; k < 4; k++) memcpy(g + 192 + 16 * b + 4 * k, &d, 4);
     }
 }
@@ -89,10 +121,10 @@ static inline __attribute__((always_inline)) void
 q4_0_tile(const int R, const int T, const q4_0_consts *c, int64_t nb, const uint8_t *w,
           size_t w_stride, const uint8_t *p, size_t p_stride, float *y, int64_t y_stride)
 {
-    __m512 acc[4][4];
+    __m512 acc[4][8];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     const int64_t ng = (nb + 3) / 4;
     for (int64_t g = 0; g < ng; g++) {
@@ -107,6 +139,7 @@ q4_0_tile(const int R, const int T, const q4_0_consts *c, int64_t nb, const uint
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *wp = w + (size_t)r * w_stride + (size_t)g * 72;
+            _mm_prefetch((const char *)wp + GEMM_PF * w_stride, _MM_HINT_T0);
             __m512i a = _mm512_maskz_loadu_epi16(ma, wp);
             __m512i b = _mm512_maskz_loadu_epi16(mb, wp + 8);
             __m512i q = _mm512_permutex2var_epi16(a, c->idxq, b);
@@ -114,7 +147,7 @@ q4_0_tile(const int R, const int T, const q4_0_consts *c, int64_t nb, const uint
             hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), c->m4);
             dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(c->idxd, a)));
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const uint8_t *pg = p + (size_t)t * p_stride + (size_t)g * Q4_0_GROUP;
             const __m512i ylo = _mm512_load_si512(pg), yhi = _mm512_load_si512(pg + 64);
@@ -131,7 +164,7 @@ q4_0_tile(const int R, const int T, const q4_0_consts *c, int64_t nb, const uint
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) y[t * y_stride + r] = hsum512(acc[r][t]);
 }
 
@@ -154,7 +187,7 @@ static void q8_0_panel(const nuri_block_q8_0 *x, int64_t nb, uint8_t *p)
         for (int j = 0; j < NURI_QK; j++) sum += x[i].qs[j];
         int32_t corr = -128 * sum;
         memcpy(g + 64 + 32 * h, &corr, 4);
-        float d = nuri_f16_to_f32(x[i].d);
+        float d = f16c(x[i].d);
         for (int k = 0; k < 8; k++) memcpy(g + 128 + 32 * h + 4 * k, &d, 4);
     }
 }
@@ -179,10 +212,10 @@ static inline __attribute__((always_inline)) void
 q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint8_t *w,
           size_t w_stride, const uint8_t *p, size_t p_stride, float *y, int64_t y_stride)
 {
-    __m512 acc[4][4];
+    __m512 acc[4][8];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     const int64_t ng = (nb + 1) / 2;
     for (int64_t g = 0; g < ng; g++) {
@@ -196,12 +229,13 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *wp = w + (size_t)r * w_stride + (size_t)g * 68;
+            _mm_prefetch((const char *)wp + GEMM_PF * w_stride, _MM_HINT_T0);
             __m512i a = _mm512_maskz_loadu_epi16(ma, wp);
             __m512i b = _mm512_maskz_loadu_epi16(mb, wp + 4);
             u[r] = _mm512_xor_si512(_mm512_permutex2var_epi16(a, c->idxq, b), c->flip);
             dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(c->idxd, a)));
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const uint8_t *pg = p + (size_t)t * p_stride + (size_t)g * Q8_0_GROUP;
             const __m512i yq = _mm512_load_si512(pg), corr = _mm512_load_si512(pg + 64);
@@ -216,44 +250,238 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) y[t * y_stride + r] = hsum512(acc[r][t]);
+}
+
+/* ======================================================================================== */
+/* Q4_K and Q6_K: one 256-element block per step, as four 64-byte registers of unsigned codes. */
+/* Per output and block: sum_k float(dpbusd(q_k, y_k)) * dsc_k + corr . bs, times y.d, where   */
+/* dsc_k holds d * scale per int32 lane, corr (per row) and bs (per token) carry the mins      */
+/* (Q4_K: -dmin * m_j against the 32-element sums) or the +32 code bias (Q6_K: -32 * d * sc_j   */
+/* against the 16-element sums).                                                             */
+/* Panel per block: y[256] in the weights' register order, bs[16 x f32], dy[16 x f32].          */
+/* ======================================================================================== */
+
+enum { KQ_GROUP = 384 };
+
+typedef struct kq_row {
+    __m512i q[4];
+    __m512 dsc[4], corr;
+} kq_row;
+
+/* Q4_K register k: 64 bytes of qs (c = 2 * (k / 2)... see below); register 2h holds the low
+ * nibbles of qs[64h .. 64h + 63] = elements [128h + 0..31 | 128h + 64..95] (sub-blocks 4h, 4h + 2),
+ * register 2h + 1 the high nibbles = elements [128h + 32..63 | 128h + 96..127] (4h + 1, 4h + 3). */
+static void q4_K_panel(const nuri_block_q8_K *x, int64_t nb, uint8_t *p)
+{
+    static const int chunk[8] = {0, 2, 1, 3, 4, 6, 5, 7}; // 32-element chunk at register position
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t *g = p + i * KQ_GROUP;
+        for (int c = 0; c < 8; c++) memcpy(g + 32 * c, x[i].qs + 32 * chunk[c], 32);
+        float bs[16] = {0}, dy[16];
+        for (int j = 0; j < 8; j++) bs[j] = (float)(x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+        for (int j = 0; j < 16; j++) dy[j] = x[i].d;
+        memcpy(g + 256, bs, 64);
+        memcpy(g + 320, dy, 64);
+    }
+}
+
+/* d * scale per int32 lane and -dmin * min (lanes 0..7) of a Q4_K / Q5_K block. */
+static inline __attribute__((always_inline)) void k4_scales(uint16_t d16, uint16_t dmin16,
+                                                            const uint8_t *scales, kq_row *o)
+{
+    uint8_t sc[8], mn[8];
+    kernels_scales_mins_q4_K(scales, sc, mn);
+    const float d = f16c(d16), dmin = f16c(dmin16);
+    __m512 fsc = _mm512_castps256_ps512(_mm256_mul_ps(
+        _mm256_set1_ps(d),
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc)))));
+    __m256 fm = _mm256_mul_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                                         _mm_loadl_epi64((const __m128i *)mn))));
+    o->corr = _mm512_insertf32x8(_mm512_castps256_ps512(fm), _mm256_setzero_ps(), 1);
+    // register k covers sub-blocks (a, b): 0 (0, 2), 1 (1, 3), 2 (4, 6), 3 (5, 7)
+    static const int sub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+    for (int k = 0; k < 4; k++) {
+        __m512i idx =
+            _mm512_inserti32x8(_mm512_set1_epi32(sub[k][0]), _mm256_set1_epi32(sub[k][1]), 1);
+        o->dsc[k] = _mm512_permutexvar_ps(idx, fsc);
+    }
+}
+
+static inline __attribute__((always_inline)) void q4_K_row(const nuri_block_q4_K *b, kq_row *o)
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int h = 0; h < 2; h++) {
+        __m512i v = _mm512_loadu_si512(b->qs + 64 * h);
+        o->q[2 * h] = _mm512_and_si512(v, m4);
+        o->q[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    k4_scales(b->d, b->dmin, b->scales, o);
+}
+
+/* Q5_K: Q4_K's registers and panel, plus the 5th bit: element 64c + l takes bit 2c of qh[l],
+ * element 64c + 32 + l bit 2c + 1. Register 2h (low nibbles, c = 2h | 2h + 1 in its two halves)
+ * takes bits 4h | 4h + 2, register 2h + 1 bits 4h + 1 | 4h + 3. */
+static inline __attribute__((always_inline)) void q5_K_row(const nuri_block_q5_K *b, kq_row *o)
+{
+    k4_scales(b->d, b->dmin, b->scales, o);
+    const __m512i m4 = _mm512_set1_epi8(15), one = _mm512_set1_epi8(1);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->qh));
+    for (int h = 0; h < 2; h++) {
+        __m512i v = _mm512_loadu_si512(b->qs + 64 * h);
+        for (int j = 0; j < 2; j++) {
+            const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * h + j)),
+                                                  _mm256_set1_epi16((short)(4 * h + j + 2)), 1);
+            __m512i hb = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh), one), 4);
+            __m512i nib =
+                j ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m4) : _mm512_and_si512(v, m4);
+            o->q[2 * h + j] = _mm512_or_si512(nib, hb);
+        }
+    }
+}
+
+static void q6_K_panel(const nuri_block_q8_K *x, int64_t nb, uint8_t *p)
+{
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t *g = p + i * KQ_GROUP;
+        memcpy(g, x[i].qs, 256);
+        float bs[16], dy[16];
+        for (int j = 0; j < 16; j++) {
+            bs[j] = (float)x[i].bsums[j];
+            dy[j] = x[i].d;
+        }
+        memcpy(g + 256, bs, 64);
+        memcpy(g + 320, dy, 64);
+    }
+}
+
+/* Q6_K register 2h holds elements 128h + [0..63], register 2h + 1 elements 128h + [64..127]
+ * (natural order); int32 lane l of register k is sub-block 4k + l / 4. */
+static inline __attribute__((always_inline)) void q6_K_row(const nuri_block_q6_K *b, kq_row *o)
+{
+    const __m512i m4 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3);
+    const __m512i shA = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i shB = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+        o->q[2 * h] =
+            _mm512_or_si512(_mm512_and_si512(ql, m4),
+                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shA), m3), 4));
+        o->q[2 * h + 1] =
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shB), m3), 4));
+    }
+    const float d = f16c(b->d);
+    __m512 fsc = _mm512_mul_ps(
+        _mm512_set1_ps(d),
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales))));
+    o->corr = _mm512_mul_ps(_mm512_set1_ps(-32.0f), fsc);
+    for (int k = 0; k < 4; k++) {
+        const __m512i idx =
+            _mm512_srli_epi32(_mm512_add_epi32(_mm512_set1_epi32(16 * k),
+                                               _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                                 11, 12, 13, 14, 15)),
+                              2);
+        o->dsc[k] = _mm512_permutexvar_ps(idx, fsc);
+    }
+}
+
+#define DEFINE_KQ_TILE(NAME, BT, ROWFN)                                                            \
+    static inline __attribute__((always_inline)) void NAME(                                        \
+        const int R, const int T, const void *unused, int64_t nb, const uint8_t *w,                \
+        size_t w_stride, const uint8_t *p, size_t p_stride, float *y, int64_t y_stride)            \
+    {                                                                                              \
+        (void)unused;                                                                              \
+        __m512 acc[4][8];                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
+        for (int64_t i = 0; i < nb; i++) {                                                         \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                kq_row o;                                                                          \
+                const BT *blk = (const BT *)(w + (size_t)r * w_stride) + i;                        \
+                for (size_t off = 0; off < sizeof(BT); off += 64)                                  \
+                    _mm_prefetch((const char *)blk + GEMM_PF * w_stride + off, _MM_HINT_T0);       \
+                ROWFN(blk, &o);                                                                    \
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                \
+                {                                                                                  \
+                    const uint8_t *pg = p + (size_t)t * p_stride + (size_t)i * KQ_GROUP;           \
+                    const __m512i z = _mm512_setzero_si512();                                      \
+                    __m512 s = _mm512_mul_ps(                                                      \
+                        _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, o.q[0], _mm512_load_si512(pg))), \
+                        o.dsc[0]);                                                                 \
+                    _Pragma("GCC unroll 4") for (int k = 1; k < 4; k++) s =                        \
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(                    \
+                                            z, o.q[k], _mm512_load_si512(pg + 64 * k))),           \
+                                        o.dsc[k], s);                                              \
+                    s = _mm512_fmadd_ps(o.corr, _mm512_load_ps(pg + 256), s);                      \
+                    acc[r][t] = _mm512_fmadd_ps(s, _mm512_load_ps(pg + 320), acc[r][t]);           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) y[t * y_stride + r] =              \
+                hsum512(acc[r][t]);                                                                \
+    }
+
+DEFINE_KQ_TILE(q4_K_tile, nuri_block_q4_K, q4_K_row)
+DEFINE_KQ_TILE(q6_K_tile, nuri_block_q6_K, q6_K_row)
+DEFINE_KQ_TILE(q5_K_tile, nuri_block_q5_K, q5_K_row)
+
+typedef int kq_consts;
+static inline kq_consts kq_consts_make(void)
+{
+    return 0;
 }
 
 /* ======================================================================================== */
 /* The driver: panels for up to GEMM_TT tokens, then rows in fours x tokens in fours.        */
 /* ======================================================================================== */
 
+// clang-format off
+#define TILE_T8(FN, R, T, ...)                                                                     \
+    switch (T) {                                                                                   \
+    case 1: FN(R, 1, __VA_ARGS__); break;                                                          \
+    case 2: FN(R, 2, __VA_ARGS__); break;                                                          \
+    case 3: FN(R, 3, __VA_ARGS__); break;                                                          \
+    case 4: FN(R, 4, __VA_ARGS__); break;                                                          \
+    case 5: FN(R, 5, __VA_ARGS__); break;                                                          \
+    case 6: FN(R, 6, __VA_ARGS__); break;                                                          \
+    case 7: FN(R, 7, __VA_ARGS__); break;                                                          \
+    default: FN(R, 8, __VA_ARGS__); break;                                                         \
+    }
+#define TILE_T4(FN, R, T, ...)                                                                     \
+    switch (T) {                                                                                   \
+    case 1: FN(R, 1, __VA_ARGS__); break;                                                          \
+    case 2: FN(R, 2, __VA_ARGS__); break;                                                          \
+    case 3: FN(R, 3, __VA_ARGS__); break;                                                          \
+    default: FN(R, 4, __VA_ARGS__); break;                                                         \
+    }
+/* Tile shapes: 1..2 rows x 1..8 tokens, 3..4 rows x 1..4 tokens (at most 16 accumulators). */
 #define TILE_SWITCH(FN, R, T, ...)                                                                 \
-    switch ((R) * 8 + (T)) {                                                                       \
-    case 8 + 1: FN(1, 1, __VA_ARGS__); break;                                                      \
-    case 8 + 2: FN(1, 2, __VA_ARGS__); break;                                                      \
-    case 8 + 3: FN(1, 3, __VA_ARGS__); break;                                                      \
-    case 8 + 4: FN(1, 4, __VA_ARGS__); break;                                                      \
-    case 16 + 1: FN(2, 1, __VA_ARGS__); break;                                                     \
-    case 16 + 2: FN(2, 2, __VA_ARGS__); break;                                                     \
-    case 16 + 3: FN(2, 3, __VA_ARGS__); break;                                                     \
-    case 16 + 4: FN(2, 4, __VA_ARGS__); break;                                                     \
-    case 24 + 1: FN(3, 1, __VA_ARGS__); break;                                                     \
-    case 24 + 2: FN(3, 2, __VA_ARGS__); break;                                                     \
-    case 24 + 3: FN(3, 3, __VA_ARGS__); break;                                                     \
-    case 24 + 4: FN(3, 4, __VA_ARGS__); break;                                                     \
-    case 32 + 1: FN(4, 1, __VA_ARGS__); break;                                                     \
-    case 32 + 2: FN(4, 2, __VA_ARGS__); break;                                                     \
-    case 32 + 3: FN(4, 3, __VA_ARGS__); break;                                                     \
-    default: FN(4, 4, __VA_ARGS__); break;                                                         \
+    switch (R) {                                                                                   \
+    case 1: TILE_T8(FN, 1, T, __VA_ARGS__) break;                                                  \
+    case 2: TILE_T8(FN, 2, T, __VA_ARGS__) break;                                                  \
+    case 3: TILE_T4(FN, 3, T, __VA_ARGS__) break;                                                  \
+    default: TILE_T4(FN, 4, T, __VA_ARGS__) break;                                                 \
     }
 
-#define DEFINE_GEMM(NAME, TILE, PANEL, CONSTS, GROUP_BLOCKS, GROUP_BYTES, VEC_DOT)                 \
+// clang-format on
+
+#define DEFINE_GEMM(NAME, TILE, PANEL, CONSTS, QK, GROUP_BLOCKS, GROUP_BYTES, VEC_DOT)             \
     static void NAME(int64_t n, const void *restrict vw, size_t w_stride, int64_t r0, int64_t r1,  \
-                     const void *restrict vx, size_t x_stride, int64_t n_t, float *restrict y,    \
+                     const void *restrict vx, size_t x_stride, int64_t n_t, float *restrict y,     \
                      int64_t y_stride)                                                             \
     {                                                                                              \
-        const int64_t nb = n / NURI_QK;                                                            \
+        const int64_t nb = n / QK;                                                                 \
         const size_t p_stride = (size_t)((nb + GROUP_BLOCKS - 1) / GROUP_BLOCKS) * GROUP_BYTES;    \
         int64_t tt = (int64_t)(GEMM_PANEL / p_stride);                                             \
         if (tt > GEMM_TT) tt = GEMM_TT;                                                            \
-        if (tt < 1) { /* rows too long for the panel: same path for every n_t */                   \
+        uint8_t *panel_buf = tt >= 1 ? panel_get() : NULL;                                         \
+        /* rows too long for the panel (same path for every n_t), or no panel memory */            \
+        if (!panel_buf) {                                                                          \
             for (int64_t t = 0; t < n_t; t++)                                                      \
                 for (int64_t r = r0; r < r1; r++)                                                  \
                     VEC_DOT(n, &y[t * y_stride + r], (const uint8_t *)vw + (size_t)r * w_stride,   \
@@ -266,11 +494,15 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
             for (int64_t t = tb; t < te; t++)                                                      \
                 PANEL((const void *)((const uint8_t *)vx + (size_t)t * x_stride), nb,              \
                       panel_buf + (size_t)(t - tb) * p_stride);                                    \
-            for (int64_t r = r0; r < r1; r += 4) {                                                 \
-                const int R = r1 - r < 4 ? (int)(r1 - r) : 4;                                      \
+            /* many tokens: 2 rows x 8 tokens; few: 4 x 4; one: GEMM_R1 x 1 */                     \
+            const int wide = te - tb >= 8;                                                         \
+            const int rmax = wide ? 2 : te - tb == 1 ? GEMM_R1 : 4, tmax = wide ? 8 : 4;           \
+            for (int64_t r = r0; r < r1; r += rmax) {                                              \
+                const int R = r1 - r < rmax ? (int)(r1 - r) : rmax;                                \
                 const uint8_t *wr = (const uint8_t *)vw + (size_t)r * w_stride;                    \
-                for (int64_t t = tb; t < te; t += 4) {                                             \
-                    const int T = te - t < 4 ? (int)(te - t) : 4;                                  \
+                for (int64_t t = tb; t < te; t += tmax) {                                          \
+                    int T = te - t < tmax ? (int)(te - t) : tmax;                                  \
+                    if (R > 2 && T > 4) T = 4; /* not reached: R > 2 only when tmax = 4 */         \
                     const uint8_t *pt = panel_buf + (size_t)(t - tb) * p_stride;                   \
                     float *yt = y + t * y_stride + r;                                              \
                     TILE_SWITCH(CALL_TILE_##TILE, R, T, &c, nb, wr, w_stride, pt, p_stride, yt,    \
@@ -282,11 +514,12 @@ q8_0_tile(const int R, const int T, const q8_0_consts *c, int64_t nb, const uint
 
 #define CALL_TILE_q4_0(R, T, ...) q4_0_tile(R, T, __VA_ARGS__)
 #define CALL_TILE_q8_0(R, T, ...) q8_0_tile(R, T, __VA_ARGS__)
-
-
+#define CALL_TILE_q4_K(R, T, ...) q4_K_tile(R, T, __VA_ARGS__)
+#define CALL_TILE_q6_K(R, T, ...) q6_K_tile(R, T, __VA_ARGS__)
+#define CALL_TILE_q5_K(R, T, ...) q5_K_tile(R, T, __VA_ARGS__)
 
 /* The vec_dot fallbacks for rows longer than a panel holds: the table's own. */
-static nuri_vec_dot_fn q4_0_dot, q8_0_dot;
+static nuri_vec_dot_fn q4_0_dot, q8_0_dot, q4_K_dot, q5_K_dot, q6_K_dot;
 static void q4_0_dot_call(int64_t n, float *s, const void *x, const void *y)
 {
     q4_0_dot(n, s, x, y);
@@ -295,14 +528,35 @@ static void q8_0_dot_call(int64_t n, float *s, const void *x, const void *y)
 {
     q8_0_dot(n, s, x, y);
 }
+static void q4_K_dot_call(int64_t n, float *s, const void *x, const void *y)
+{
+    q4_K_dot(n, s, x, y);
+}
+static void q6_K_dot_call(int64_t n, float *s, const void *x, const void *y)
+{
+    q6_K_dot(n, s, x, y);
+}
+static void q5_K_dot_call(int64_t n, float *s, const void *x, const void *y)
+{
+    q5_K_dot(n, s, x, y);
+}
 
-DEFINE_GEMM(avx512_q4_0_gemm, q4_0, q4_0_panel, q4_0_consts, 4, Q4_0_GROUP, q4_0_dot_call)
-DEFINE_GEMM(avx512_q8_0_gemm, q8_0, q8_0_panel, q8_0_consts, 2, Q8_0_GROUP, q8_0_dot_call)
+DEFINE_GEMM(avx512_q4_0_gemm, q4_0, q4_0_panel, q4_0_consts, NURI_QK, 4, Q4_0_GROUP, q4_0_dot_call)
+DEFINE_GEMM(avx512_q8_0_gemm, q8_0, q8_0_panel, q8_0_consts, NURI_QK, 2, Q8_0_GROUP, q8_0_dot_call)
+DEFINE_GEMM(avx512_q4_K_gemm, q4_K, q4_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q4_K_dot_call)
+DEFINE_GEMM(avx512_q6_K_gemm, q6_K, q6_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q6_K_dot_call)
+DEFINE_GEMM(avx512_q5_K_gemm, q5_K, q4_K_panel, kq_consts, NURI_QK_K, 1, KQ_GROUP, q5_K_dot_call)
 
 void kernels_gemm_avx512_fill(nuri_kernel_traits *tab)
 {
     q4_0_dot = tab[NURI_TYPE_Q4_0].vec_dot;
     q8_0_dot = tab[NURI_TYPE_Q8_0].vec_dot;
+    q4_K_dot = tab[NURI_TYPE_Q4_K].vec_dot;
+    q6_K_dot = tab[NURI_TYPE_Q6_K].vec_dot;
+    q5_K_dot = tab[NURI_TYPE_Q5_K].vec_dot;
+    tab[NURI_TYPE_Q5_K].gemm = avx512_q5_K_gemm;
+    tab[NURI_TYPE_Q4_K].gemm = avx512_q4_K_gemm;
+    tab[NURI_TYPE_Q6_K].gemm = avx512_q6_K_gemm;
     tab[NURI_TYPE_Q4_0].gemm = avx512_q4_0_gemm;
     tab[NURI_TYPE_Q8_0].gemm = avx512_q8_0_gemm;
 }

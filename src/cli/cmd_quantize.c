@@ -1,0 +1,60 @@
+/*
+ * cmd_quantize.c: `nuri quantize IN.gguf OUT.gguf TYPE [--pure]`: converts a model's weights to a
+ * type (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K) or a mix (Q4_K_M, Q5_K_M);
+ * --pure gives every 2-D tensor the one type (a mix's base type). See model/quantize.h.
+ */
+#include "cli/cli.h"
+#include "model/quantize.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void quantize_usage(FILE *out)
+{
+    fprintf(out, "usage: nuri quantize IN.gguf OUT.gguf TYPE [--pure]\n"
+                 "  TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K,\n"
+                 "        or a mix: Q4_K_M Q5_K_M (Q6_K for output, some attn_v / ffn_down)\n"
+                 "  --pure  every 2-D tensor gets the one type (a mix: its base type)\n");
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    const char *pos[3] = {0};
+    int n_pos = 0;
+    bool pure = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            quantize_usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--pure")) {
+            pure = true;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "nuri: quantize: unknown option '%s'\n", argv[i]);
+            quantize_usage(stderr);
+            return 2;
+        } else if (n_pos < 3) {
+            pos[n_pos++] = argv[i];
+        } else {
+            fprintf(stderr, "nuri: quantize: unexpected argument '%s'\n", argv[i]);
+            quantize_usage(stderr);
+            return 2;
+        }
+    }
+    if (n_pos != 3) {
+        quantize_usage(stderr);
+        return 2;
+    }
+    if (!nuri_quant_name_ok(pos[2])) {
+        fprintf(stderr, "nuri: quantize: unknown type '%s'\n", pos[2]);
+        quantize_usage(stderr);
+        return 2;
+    }
+    nuri_quant_stats st;
+    if (nuri_quantize_file(pos[0], pos[1], pos[2], pure, &st) != NURI_OK)
+        return cli_fail("quantize");
+    printf("%s -> %s (%s%s): %llu tensors, %llu converted, %.1f MiB -> %.1f MiB\n", pos[0], pos[1],
+           pos[2], pure ? ", pure" : "", (unsigned long long)st.n_tensors,
+           (unsigned long long)st.n_converted, (double)st.bytes_in / 1048576.0,
+           (double)st.bytes_out / 1048576.0);
+    return 0;
+}

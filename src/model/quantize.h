@@ -1,0 +1,40 @@
+/*
+ * quantize.h: converting a GGUF model's weights to another type or to a mix (`nuri quantize`).
+ *
+ * Every 2-D tensor is converted (dequantized to F32 with its type's to_float, then quantized with
+ * the target type's from_float, kernels/kernels.h); 1-D tensors (norms, biases) are copied as they
+ * are; metadata is copied, with general.file_type set to llama.cpp's number for the target. In a
+ * model without output.weight, token_embd is the output layer and is picked as "output".
+ */
+#ifndef NURI_MODEL_QUANTIZE_H
+#define NURI_MODEL_QUANTIZE_H
+
+#include "nuri.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The names `nuri quantize` accepts: the computable weight types (F32 F16 BF16 Q8_0 Q4_0 Q4_1
+ * Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K) and the mixes Q4_K_M and Q5_K_M. */
+bool nuri_quant_name_ok(const char *name);
+
+/* The type a 2-D tensor gets under `name` (a type or a mix). `kind` is the tensor's role without
+ * the block prefix and ".weight" ("attn_v", "ffn_down", "output", "token_embd", ...), il its layer
+ * (-1 outside the blocks), n_layer the model's layer count, n_in its row length. Mixes follow the
+ * usual recipe: Q6_K for the output and for attn_v / ffn_down in the first and last eighth of the
+ * layers and every third layer between. pure: every tensor gets the named type (mixes are not
+ * pure). Rows that are not a whole number of blocks fall back to a 32-element type of similar size
+ * (Q2_K..Q4_K -> Q5_0, Q5_K -> Q5_1, else Q8_0; F16/BF16/F32 always fit). */
+uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int il, int n_layer,
+                              int64_t n_in);
+
+typedef struct nuri_quant_stats {
+    uint64_t n_tensors, n_converted; // tensors in the file, 2-D tensors converted
+    uint64_t bytes_in, bytes_out;    // tensor data
+} nuri_quant_stats;
+
+/* Reads in_path, writes out_path (via a temporary file and a rename). stats may be NULL. */
+nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const char *name,
+                               bool pure, nuri_quant_stats *stats);
+
+#endif

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# speed.test.sh: the speed tooling's command lines: `nuri bench --json` fields (with the bandwidth
+# probe), `nuri bench --membw`, `nuri quantize` (a mix and --pure, the result loads and runs) and
+# their usage errors (exit code 2). Speeds themselves are not checked (the machine is shared).
+set -u
+NURI=${NURI:-build/nuri}
+F32=tests/data/models/llama-tiny-F32.gguf
+passed=0
+failed=0
+check() { # check NAME CONDITION...
+    local name=$1
+    shift
+    if "$@"; then passed=$((passed + 1)); else
+        echo "FAIL $name"
+        failed=$((failed + 1))
+    fi
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+out=$("$NURI" bench -m tests/data/models/llama-tiny-Q4_0.gguf -p 8 -n 4 -t 2 -r 2 --json \
+    --membw-mib 64 2>&1)
+check "bench --json exits 0" test $? -eq 0
+check "bench pp line" grep -Eq '^\{"test": "pp8", "n_threads": 2, .*"tokens_per_s": [0-9.]+, "stddev": [0-9.]+, "bytes_per_token": [0-9]+, "gb_per_s": [0-9.]+, "bandwidth_fraction": [0-9.]+\}$' <<<"$out"
+check "bench tg line" grep -Eq '^\{"test": "tg4", "n_threads": 2, .*"bytes_per_token": [0-9]+, "gb_per_s": [0-9.]+, "bandwidth_fraction": 0\.[0-9]+\}$' <<<"$out"
+check "bench membw line" grep -Eq '^\{"test": "membw", "n_threads": 2, "bytes": 67108864, "gb_per_s": [0-9.]+\}$' <<<"$out"
+
+out=$("$NURI" bench -m tests/data/models/llama-tiny-Q4_0.gguf -p 0 -n 2 -r 1 --no-membw 2>&1)
+check "bench text exits 0" test $? -eq 0
+check "bench text tg line" grep -Eq '^tg2 +[0-9.]+ tok/s' <<<"$out"
+check "no pp line with -p 0" bash -c '! grep -q "^pp" <<<"$1"' _ "$out"
+
+out=$("$NURI" bench --membw --membw-mib 64 -t 1 2>&1)
+check "membw exits 0" test $? -eq 0
+check "membw text" grep -Eq '^membw: [0-9.]+ GB/s read bandwidth \(1 threads, 64 MiB buffer' <<<"$out"
+
+"$NURI" bench --membw-mib 1 --membw >/dev/null 2>&1
+check "membw-mib below 64 is a usage error" test $? -eq 2
+
+out=$("$NURI" quantize "$F32" "$tmp/m.gguf" Q4_K_M 2>&1)
+check "quantize Q4_K_M exits 0" test $? -eq 0
+check "quantize summary" grep -q "(Q4_K_M): 20 tensors, 15 converted" <<<"$out"
+info=$("$NURI" info "$tmp/m.gguf" 2>&1)
+check "Q4_K_M: token_embd (tied output) is Q6_K" grep -Eq '^ +[0-9]+ +token_embd.weight +Q6_K ' <<<"$info"
+check "Q4_K_M: blk.0.attn_q is Q4_K" grep -Eq '^ +[0-9]+ +blk.0.attn_q.weight +Q4_K ' <<<"$info"
+check "Q4_K_M: blk.1.ffn_down is Q6_K" grep -Eq '^ +[0-9]+ +blk.1.ffn_down.weight +Q6_K ' <<<"$info"
+"$NURI" quantize "$F32" "$tmp/p.gguf" Q4_K_M --pure >/dev/null 2>&1
+check "quantize --pure exits 0" test $? -eq 0
+check "--pure: token_embd is Q4_K" grep -Eq '^ +[0-9]+ +token_embd.weight +Q4_K ' <<<"$("$NURI" info "$tmp/p.gguf")"
+out=$("$NURI" bench -m "$tmp/m.gguf" -p 4 -n 2 -r 1 --no-membw 2>&1)
+check "the quantized model runs" test $? -eq 0
+
+"$NURI" quantize "$F32" "$tmp/x.gguf" Q7_0 >/dev/null 2>&1
+check "unknown type is a usage error" test $? -eq 2
+check "no file for an unknown type" test ! -e "$tmp/x.gguf"
+"$NURI" quantize "$F32" >/dev/null 2>&1
+check "missing arguments is a usage error" test $? -eq 2
+err=$("$NURI" quantize "$tmp/none.gguf" "$tmp/y.gguf" Q8_0 2>&1)
+check "missing input exits 1" test $? -eq 1
+check "missing input message" grep -q "^nuri: quantize: $tmp/none.gguf" <<<"$err"
+
+echo "$passed passed, $failed failed"
+test "$failed" -eq 0

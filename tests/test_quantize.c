@@ -1,0 +1,119 @@
+/* test_quantize.c: `nuri quantize` (model/quantize.h) against llama-quantize's files of the same
+ * F32 model (tests/data/models/llama-tiny-*.gguf): the same type for every tensor (the Q4_K_M mix
+ * included), and an error no worse than llama.cpp's (its k-quants search scales; ours round to
+ * nearest, so they may lose a little, bounded here). */
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
+#include "kernels/types.h"
+#include "model/quantize.h"
+#include "test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DIR "tests/data/models/"
+
+/* Dequantized tensor i of f into a new float array of its element count. */
+static float *deq(const gguf_tensor *t, int64_t *n_out)
+{
+    int64_t n = 1;
+    for (uint32_t d = 0; d < t->n_dims; d++) n *= t->ne[d];
+    float *y = malloc(sizeof(float) * (size_t)n);
+    if (y) nuri_kernels(t->type)->to_float(t->data, y, n);
+    *n_out = n;
+    return y;
+}
+
+/* sqrt(sum (a - ref)^2 / sum ref^2) */
+static double rel_err(const float *a, const float *ref, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void check_type(const char *type, bool pure, const char *ref_name, double max_ratio)
+{
+    char out[64], ref_path[256];
+    snprintf(out, sizeof out, "/tmp/nuri-test-quantize-%d.gguf", (int)getpid());
+    snprintf(ref_path, sizeof ref_path, DIR "%s", ref_name);
+    nuri_quant_stats st;
+    nuri_status s = nuri_quantize_file(DIR "llama-tiny-F32.gguf", out, type, pure, &st);
+    CHECKF(s == NURI_OK, "%s: %s", type, nuri_last_error());
+    if (s != NURI_OK) return;
+    CHECK(st.n_tensors == 20 && st.n_converted == 15);
+    gguf_file *q = NULL, *r = NULL, *f = NULL;
+    REQUIRE(gguf_open(out, &q) == NURI_OK);
+    REQUIRE(gguf_open(ref_path, &r) == NURI_OK);
+    REQUIRE(gguf_open(DIR "llama-tiny-F32.gguf", &f) == NURI_OK);
+    CHECK(gguf_n_tensors(q) == gguf_n_tensors(r));
+    double worst = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(q); i++) {
+        const gguf_tensor *tq = gguf_tensor_at(q, i);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)tq->name.len, tq->name.ptr);
+        const gguf_tensor *tr = gguf_find_tensor(r, name), *tf = gguf_find_tensor(f, name);
+        CHECKF(tr && tf, "%s: tensor %s missing from the reference", type, name);
+        if (!tr || !tf) continue;
+        CHECKF(tq->type == tr->type, "%s: %s is %s, llama-quantize made %s", type, name,
+               nuri_type_get(tq->type)->name, nuri_type_get(tr->type)->name);
+        if (tq->n_dims < 2) continue;
+        int64_t n, n2, n3;
+        float *a = deq(tq, &n), *b = deq(tr, &n2), *x = deq(tf, &n3);
+        REQUIRE(a && b && x && n == n2 && n == n3);
+        double ours = rel_err(a, x, n), theirs = rel_err(b, x, n);
+        double ratio = ours / (theirs > 1e-9 ? theirs : 1e-9);
+        if (ratio > worst) worst = ratio;
+        free(a);
+        free(b);
+        free(x);
+    }
+    CHECKF(worst <= max_ratio, "%s: error up to %.2fx llama-quantize's (allowed %.2fx)", type,
+           worst, max_ratio);
+    printf("  %-7s worst tensor error %.3fx llama-quantize's\n", type, worst);
+    gguf_close(q);
+    gguf_close(r);
+    gguf_close(f);
+    unlink(out);
+}
+
+TEST(pure_types_match_llama_quantize)
+{
+    // 32-element types: llama.cpp's reference quantizers are plain rounding too
+    check_type("Q8_0", true, "llama-tiny-Q8_0.gguf", 1.01);
+    check_type("Q4_0", true, "llama-tiny-Q4_0.gguf", 1.05);
+    check_type("Q5_0", true, "llama-tiny-Q5_0.gguf", 1.05);
+    check_type("F16", true, "llama-tiny-F16.gguf", 1.0);
+    // k-quants: llama.cpp searches the scales; plain rounding may be somewhat worse
+    check_type("Q6_K", true, "llama-tiny-Q6_K.gguf", 1.25);
+    check_type("Q4_K", true, "llama-tiny-Q4_K.gguf", 1.25);
+}
+
+TEST(q4_K_M_mix_gives_the_same_tensor_types)
+{
+    check_type("Q4_K_M", false, "llama-tiny-Q4_K_M.gguf", 1.25);
+}
+
+TEST(unknown_type_is_refused)
+{
+    CHECK(!nuri_quant_name_ok("Q7_0"));
+    CHECK(!nuri_quant_name_ok("Q8_K")); // activation-only
+    CHECK(nuri_quant_name_ok("Q5_K_M"));
+    CHECK(nuri_quantize_file(DIR "llama-tiny-F32.gguf", "/tmp/nuri-never.gguf", "Q7_0", false,
+                             NULL) == NURI_ERR_INVALID_ARG);
+    CHECK(access("/tmp/nuri-never.gguf", F_OK) != 0);
+}
+
+int main(void)
+{
+    RUN(pure_types_match_llama_quantize);
+    RUN(q4_K_M_mix_gives_the_same_tensor_types);
+    RUN(unknown_type_is_refused);
+    TEST_DONE();
+}
