@@ -7,6 +7,7 @@
 #include "base/status.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
+#include "model/quantize.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -84,46 +85,7 @@ static float rng_normal(rng *r)
     return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
 }
 
-/* ---- types and mixes ---- */
-
-static int type_by_name(const char *name)
-{
-    for (uint32_t t = 0; t < NURI_TYPE_COUNT; t++) {
-        const nuri_type_info *ti = nuri_type_get(t);
-        if (ti && ti->computable && !strcmp(ti->name, name)) return (int)t;
-    }
-    return -1;
-}
-
-/* The type a tensor gets under a mix (Q4_K_M / Q5_K_M follow the usual recipe: more bits for the
- * output, for attn_v and ffn_down in the first and last eighth of the layers and every third layer
- * between) or a pure type. Rows that are not a whole number of 256-blocks fall back to a 32-block
- * type of similar size. */
-static uint32_t pick_type(const char *mix, const char *tensor, int il, int n_layer, int64_t n_in)
-{
-    uint32_t t;
-    bool km = !strcmp(mix, "Q4_K_M"), k5 = !strcmp(mix, "Q5_K_M");
-    if (km || k5) {
-        t = km ? NURI_TYPE_Q4_K : NURI_TYPE_Q5_K;
-        bool more = il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2;
-        if (!strcmp(tensor, "output") || (il >= 0 && more && (!strcmp(tensor, "attn_v") ||
-                                                              !strcmp(tensor, "ffn_down"))))
-            t = NURI_TYPE_Q6_K;
-    } else {
-        t = (uint32_t)type_by_name(mix);
-    }
-    const nuri_type_info *ti = nuri_type_get(t);
-    if (n_in % ti->block_size != 0) {
-        switch (t) {
-        case NURI_TYPE_Q2_K:
-        case NURI_TYPE_Q3_K:
-        case NURI_TYPE_Q4_K: t = NURI_TYPE_Q5_0; break;
-        case NURI_TYPE_Q5_K: t = NURI_TYPE_Q5_1; break;
-        default: t = NURI_TYPE_Q8_0; break;
-        }
-    }
-    return t;
-}
+/* ---- types and mixes: model/quantize.h's rules, shared with `nuri quantize` ---- */
 
 /* ---- writing ---- */
 
@@ -144,7 +106,7 @@ static nuri_status add_random(maker *mk, const char *name, const char *kind, int
     int64_t ne[2] = {n_in, n_out};
     if (n_out == 1) // 1-D tensors (norms, biases) stay F32
         return gguf_writer_add_tensor(mk->w, name, NURI_TYPE_F32, 1, ne, mk->buf);
-    uint32_t t = pick_type(mk->mix, kind, il, mk->n_layer, n_in);
+    uint32_t t = nuri_quant_pick_type(mk->mix, false, kind, il, mk->n_layer, n_in);
     const nuri_kernel_traits *k = nuri_kernels(t);
     uint64_t row;
     nuri_type_row_bytes(t, (uint64_t)n_in, &row);
@@ -386,7 +348,7 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
         if (!strcmp(shapes[i].name, p->shape)) sh = &shapes[i];
     if (!sh) return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
                                nuri_mkmodel_shapes());
-    if (strcmp(p->type, "Q4_K_M") && strcmp(p->type, "Q5_K_M") && type_by_name(p->type) < 0)
+    if (!nuri_quant_name_ok(p->type))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown type '%s' (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
                           "Q3_K, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M)",
