@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# isa.test.sh: the golden, batch and kernel tests again with the kernels capped at AVX2 and at the
+# scalar reference (NURI_ISA), so that CPUs without AVX-512 (or without AVX at all) get the same
+# answers. The default run already covers the best instruction set of this CPU.
+set -u
+cd "$(dirname "$0")/.."
+NURI=${NURI:-build/nuri}
+T=$(dirname "$NURI")/tests
+passed=0
+failed=0
+for isa in avx2 scalar; do
+    for t in test_golden test_batch test_noalloc; do
+        if NURI_ISA=$isa "$T/$t" >/tmp/isa-$$.log 2>&1; then
+            passed=$((passed + 1))
+            echo "ok   $t with NURI_ISA=$isa"
+        else
+            failed=$((failed + 1))
+            echo "FAIL $t with NURI_ISA=$isa"
+            grep -v '^ok ' /tmp/isa-$$.log | head -10
+        fi
+    done
+done
+rm -f /tmp/isa-$$.log
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
