@@ -22,7 +22,8 @@ out=$("$NURI" bench -m tests/data/models/llama-tiny-Q4_0.gguf -p 8 -n 4 -t 2 -r 
     --membw-mib 64 2>&1)
 check "bench --json exits 0" test $? -eq 0
 check "bench pp line" grep -Eq '^\{"test": "pp8", "n_threads": 2, .*"tokens_per_s": [0-9.]+, "stddev": [0-9.]+, "bytes_per_token": [0-9]+, "gb_per_s": [0-9.]+, "bandwidth_fraction": [0-9.]+\}$' <<<"$out"
-check "bench tg line" grep -Eq '^\{"test": "tg4", "n_threads": 2, .*"bytes_per_token": [0-9]+, "gb_per_s": [0-9.]+, "bandwidth_fraction": 0\.[0-9]+\}$' <<<"$out"
+# (a 2 MB test model decodes from cache, so its fraction of the DRAM bandwidth may exceed 1)
+check "bench tg line" grep -Eq '^\{"test": "tg4", "n_threads": 2, .*"bytes_per_token": [0-9]+, "gb_per_s": [0-9.]+, "bandwidth_fraction": [0-9.]+\}$' <<<"$out"
 check "bench membw line" grep -Eq '^\{"test": "membw", "n_threads": 2, "bytes": 67108864, "gb_per_s": [0-9.]+\}$' <<<"$out"
 
 out=$("$NURI" bench -m tests/data/models/llama-tiny-Q4_0.gguf -p 0 -n 2 -r 1 --no-membw 2>&1)
