@@ -8,7 +8,9 @@
 #ifndef NURI_TEST_H
 #define NURI_TEST_H
 
+#include <dirent.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,49 @@ static inline void test_run(const char *name, void (*fn)(void))
 }
 
 #define RUN(name) test_run(#name, name)
+
+/* Reads a whole file into a buffer of exactly its size (so ASan sees any over-read). Caller frees;
+ * NULL if it cannot be read. */
+static inline uint8_t *test_read_file(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *p = malloc(n > 0 ? (size_t)n : 1);
+    *size = p ? fread(p, 1, n > 0 ? (size_t)n : 0, fp) : 0;
+    fclose(fp);
+    return p;
+}
+
+/* Calls fn on the bytes of every file in dir (names starting with '.' skipped): a fuzz corpus
+ * replay. Returns the number of files, or -1 if dir cannot be opened. A file that cannot be read
+ * fails the current test. */
+static inline int test_each_file(const char *dir,
+                                 void (*fn)(const uint8_t *data, size_t size, const char *path,
+                                            void *ctx),
+                                 void *ctx)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int files = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t size;
+        uint8_t *p = test_read_file(path, &size);
+        CHECKF(p != NULL, "cannot read %s", path);
+        if (!p) continue;
+        files++;
+        fn(p, size, path, ctx);
+        free(p);
+    }
+    closedir(d);
+    return files;
+}
 
 #define TEST_DONE()                                                                                \
     do {                                                                                           \

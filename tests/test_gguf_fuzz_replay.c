@@ -6,43 +6,19 @@
 #include "../fuzz/gguf_walk.h"
 #include "test.h"
 
-#include <dirent.h>
-
-#define CORPUS_DIR "fuzz/corpus/gguf"
-
-static void *read_file(const char *path, size_t *size)
+static void replay(const uint8_t *data, size_t size, const char *path, void *ctx)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    void *p = malloc(n > 0 ? (size_t)n : 1); // exact size: ASan sees any over-read
-    *size = fread(p, 1, (size_t)n, fp);
-    fclose(fp);
-    return p;
+    uint64_t sum;
+    if (gguf_walk(data, size, &sum) == NURI_OK)
+        ++*(int *)ctx;
+    else
+        CHECKF(nuri_last_error()[0] != 0, "%s failed without a message", path);
 }
 
 TEST(corpus_replays_cleanly)
 {
-    DIR *d = opendir(CORPUS_DIR);
-    REQUIRE(d != NULL);
-    int files = 0, opened = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", CORPUS_DIR, e->d_name);
-        size_t size;
-        void *p = read_file(path, &size);
-        CHECKF(p != NULL, "cannot read %s", path);
-        if (!p) continue;
-        uint64_t sum;
-        files++;
-        if (gguf_walk(p, size, &sum) == NURI_OK) opened++;
-        free(p);
-    }
-    closedir(d);
+    int opened = 0;
+    int files = test_each_file("fuzz/corpus/gguf", replay, &opened);
     printf("  %d corpus files: %d opened, %d refused\n", files, opened, files - opened);
     CHECK(files >= 10);
     CHECK(opened >= 1);

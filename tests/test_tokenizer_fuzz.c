@@ -7,28 +7,16 @@
 #include "../fuzz/fuzz_tokenizer.c"
 #include "test.h"
 
-#include <dirent.h>
+static void replay(const uint8_t *data, size_t size, const char *path, void *ctx)
+{
+    (void)ctx;
+    int rc = fuzz_tokenizer_one(data, size);
+    CHECKF(rc == 0, "%s: property %d failed", path, rc);
+}
 
 TEST(fuzz_corpus_replays_clean)
 {
-    DIR *dir = opendir("fuzz/corpus/tokenizer");
-    REQUIRE(dir != NULL);
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(dir))) {
-        if (e->d_name[0] == '.') continue;
-        char path[512];
-        snprintf(path, sizeof path, "fuzz/corpus/tokenizer/%s", e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        static uint8_t buf[1 << 20];
-        size_t len = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        int rc = fuzz_tokenizer_one(buf, len);
-        CHECKF(rc == 0, "%s: property %d failed", path, rc);
-        n++;
-    }
-    closedir(dir);
+    int n = test_each_file("fuzz/corpus/tokenizer", replay, NULL);
     CHECKF(n >= 10, "only %d corpus files", n);
     printf("  (%d corpus inputs)\n", n);
 }
