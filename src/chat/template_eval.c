@@ -12,6 +12,7 @@
  * Limits (template.h): steps (statements, loop iterations, calls), macro call depth, output size,
  * memory (all values live in one arena per render), range() size.
  */
+#include "base/utf8.h"
 #include "chat/tpl.h"
 
 #include <errno.h>
@@ -309,30 +310,6 @@ static bool cp_cased(uint32_t c)
     return cp_upper(c) != c || cp_lower(c) != c;
 }
 
-static size_t put_cp(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 enum { CASE_UPPER, CASE_LOWER, CASE_CAPITALIZE, CASE_PYTITLE, CASE_JTITLE };
 
 /* Case mappings keep the byte length for the characters handled (all 1:1 within their block),
@@ -374,7 +351,7 @@ static tv str_case(ctx *c, const tpl_node *at, tv s, int mode)
             memcpy(o + w, s.s.p + i, l);
             w += l;
         } else {
-            w += put_cp(o + w, r);
+            w += nuri_utf8_encode(r, o + w);
         }
         i += l;
     }
@@ -912,7 +889,7 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
             long long v = val.t == TV_FLOAT ? (long long)val.f : (long long)num_i(val);
             if (type == 'c') {
                 if (v < 0 || v > 0x10ffff) FAIL(c, at, "%%c arg not in range");
-                text_n = put_cp(num, (uint32_t)v);
+                text_n = nuri_utf8_encode((uint32_t)v, num);
                 text = num;
                 break;
             }

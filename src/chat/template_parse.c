@@ -15,6 +15,7 @@
  * operator. Nesting depth is bounded (NURI_TEMPLATE_MAX_NESTING). Every error names line and
  * column.
  */
+#include "base/utf8.h"
 #include "chat/tpl.h"
 
 #include <errno.h>
@@ -198,30 +199,6 @@ static int hexval(char c)
     return -1;
 }
 
-static size_t put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* A string literal at off (quote at src[off]); decodes Python escapes. Returns the end offset. */
 static size_t lex_string(parser *p, size_t off, tok *t)
 {
@@ -292,7 +269,7 @@ static size_t lex_string(parser *p, size_t off, tok *t)
                 FAIL_OFF(p, off, "escape \\%c names no Unicode character", c);
             k += (size_t)nd;
             // \u escapes can be longer than their source text only for \x (2 -> up to 2 bytes)
-            w += put_utf8(w, cp);
+            w += nuri_utf8_encode(cp, w);
             break;
         }
         default:
@@ -302,7 +279,7 @@ static size_t lex_string(parser *p, size_t off, tok *t)
                 while (d < 3 && k < n && s[k] >= '0' && s[k] <= '7')
                     cp = cp * 8 + (uint32_t)(s[k++] - '0'), d++;
                 k--;
-                w += put_utf8(w, cp);
+                w += nuri_utf8_encode(cp, w);
             } else {
                 *w++ = '\\';
                 *w++ = c;

@@ -2,6 +2,7 @@
  * unicode.c: UTF-8 decoding/encoding, code point classes and the byte-level BPE alphabet.
  * See unicode.h.
  */
+#include "base/utf8.h"
 #include "tokenizer/unicode.h"
 
 #include <pthread.h>
@@ -78,27 +79,7 @@ bad:
 
 size_t uni_encode(uint32_t c, uint8_t out[4])
 {
-    if (c < 0x80) {
-        out[0] = (uint8_t)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        out[0] = (uint8_t)(0xC0 | (c >> 6));
-        out[1] = (uint8_t)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c > 0x10FFFF) c = UNI_REPLACEMENT;
-    if (c < 0x10000) {
-        out[0] = (uint8_t)(0xE0 | (c >> 12));
-        out[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (uint8_t)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    out[0] = (uint8_t)(0xF0 | (c >> 18));
-    out[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
-    out[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-    out[3] = (uint8_t)(0x80 | (c & 0x3F));
-    return 4;
+    return nuri_utf8_encode(c, (char *)out);
 }
 
 /* GPT-2's alphabet: the printable bytes '!'..'~', 0xA1..0xAC and 0xAE..0xFF stand for themselves;
