@@ -13,6 +13,7 @@
  */
 #include "base/status.h"
 #include "base/threadpool.h"
+#include "kernels/attn.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
@@ -54,10 +55,9 @@ struct nuri_ctx {
     float *up;     // (n_batch, n_ff)
     void *xq;      // (n_batch, xq_stride) activations converted to a vec_dot_type
     size_t xq_stride; // bytes
-    float *scores; // (n_threads, n_ctx)
-    uint16_t *probs16; // (n_threads, n_ctx) F16
-    uint16_t *q16;     // (n_threads, head_dim) F16
-    float *vrow;       // (n_threads, head_dim) a V row in F32
+    float *scores;     // (n_threads, G, n_ctx) G = query heads per KV head
+    uint16_t *probs16; // (n_threads, G, n_ctx) F16 scratch
+    float *qf;         // (n_threads, G, head_dim) the queries rounded to F16
     float *logits; // (n_logits, n_vocab)
 };
 
@@ -158,46 +158,57 @@ static size_t kv_offset(const nuri_ctx *c, int il, int32_t slot)
     return ((size_t)il * c->n_pages * NURI_KV_PAGE + (size_t)slot) * kv_dim;
 }
 
-/* One query head of token t against its sequence's cache positions [first, n_kv) (first > 0 for
- * a sliding-window layer). */
-static void attend(worker *w, int il, int32_t t, const float *q, int32_t first, int32_t n_kv,
-                   int32_t kvh, float *out)
+/* The G query heads of KV head kvh (q: G x head_dim, contiguous) of token t against its sequence's
+ * cache positions [first, n_kv) (first > 0 for a sliding-window layer), into out (G x head_dim).
+ * The cache is walked page run by page run; each run is contiguous in the pool. */
+static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, int32_t first,
+                   int32_t n_kv, float *out)
 {
     const nuri_ctx *c = w->c;
     const nuri_hparams *hp = &c->m->hp;
-    const int32_t hd = hp->head_dim;
+    const int32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv;
+    const size_t n_ctx = (size_t)c->n_ctx, kv_dim = (size_t)hp->n_head_kv * hd;
     const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
-    float *s = c->scores + (size_t)w->ith * c->n_ctx;
-    uint16_t *p16 = c->probs16 + (size_t)w->ith * c->n_ctx;
-    uint16_t *q16 = c->q16 + (size_t)w->ith * hd;
-    float *vrow = c->vrow + (size_t)w->ith * hd;
+    const nuri_attn_kernels *ak = nuri_attn();
+    float *s = c->scores + (size_t)w->ith * G * n_ctx;
+    uint16_t *h16 = c->probs16 + (size_t)w->ith * G * n_ctx;
+    float *qf = c->qf + (size_t)w->ith * G * hd;
     const int32_t *pages = c->seq_pages + (size_t)c->b_seq[t] * c->n_pages;
 
-    f16->from_float(q, q16, hd);
-    const float scale = hp->attn_scale;
-    float max = -INFINITY;
-    for (int32_t j = first; j < n_kv; j++) {
-        int32_t slot = pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + j % NURI_KV_PAGE;
-        float dot;
-        f16->vec_dot(hd, &dot, c->k_pages + kv_offset(c, il, slot) + (size_t)kvh * hd, q16);
-        s[j] = dot * scale;
-        if (s[j] > max) max = s[j];
+    f16->from_float(q, h16, (int64_t)G * hd); // Q rounded to F16, as llama.cpp multiplies it
+    f16->to_float(h16, qf, (int64_t)G * hd);
+    for (int32_t j = first; j < n_kv;) {
+        const int32_t off = j % NURI_KV_PAGE;
+        const int32_t run = NURI_KV_PAGE - off < n_kv - j ? NURI_KV_PAGE - off : n_kv - j;
+        const size_t at = kv_offset(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off) +
+                          (size_t)kvh * hd;
+        ak->scores(hd, G, qf, c->k_pages + at, kv_dim, run, hp->attn_scale, s + j, n_ctx);
+        j += run;
     }
-    double sum = 0.0;
-    for (int32_t j = first; j < n_kv; j++) {
-        s[j] = expf(s[j] - max);
-        sum += (double)s[j];
+    const int32_t n = n_kv - first;
+    for (int32_t g = 0; g < G; g++) {
+        float *sg = s + (size_t)g * n_ctx + first;
+        float max = -INFINITY;
+        for (int32_t j = 0; j < n; j++)
+            if (sg[j] > max) max = sg[j];
+        double sum = 0.0;
+        for (int32_t j = 0; j < n; j++) {
+            sg[j] = expf(sg[j] - max);
+            sum += (double)sg[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int32_t j = 0; j < n; j++) sg[j] *= inv;
+        f16->from_float(sg, h16, n); // probabilities rounded to F16, as they weight V
+        f16->to_float(h16, sg, n);
     }
-    const float inv = (float)(1.0 / sum);
-    for (int32_t j = first; j < n_kv; j++) s[j] *= inv;
-    f16->from_float(s + first, p16 + first, n_kv - first); // rounded to F16, as they weight V
-    for (int32_t d = 0; d < hd; d++) out[d] = 0.0f;
-    for (int32_t j = first; j < n_kv; j++) {
-        float p = nuri_f16_to_f32(p16[j]);
-        if (p == 0.0f) continue;
-        int32_t slot = pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + j % NURI_KV_PAGE;
-        f16->to_float(c->v_pages + kv_offset(c, il, slot) + (size_t)kvh * hd, vrow, hd);
-        for (int32_t d = 0; d < hd; d++) out[d] += p * vrow[d];
+    memset(out, 0, sizeof(float) * (size_t)G * hd);
+    for (int32_t j = first; j < n_kv;) {
+        const int32_t off = j % NURI_KV_PAGE;
+        const int32_t run = NURI_KV_PAGE - off < n_kv - j ? NURI_KV_PAGE - off : n_kv - j;
+        const size_t at = kv_offset(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off) +
+                          (size_t)kvh * hd;
+        ak->accum(hd, G, s + j, n_ctx, c->v_pages + at, kv_dim, run, out);
+        j += run;
     }
 }
 
@@ -278,14 +289,15 @@ static void layer(worker *w, const job *jb, int il)
     }
     barrier(w);
 
-    // attention: (token, query head) pairs
-    const int32_t group = hp->n_head / hp->n_head_kv;
-    nuri_split((long)T * hp->n_head, w->ith, w->nth, &p0, &p1);
-    for (long p = p0; p < p1; p++) {
-        int32_t t = (int32_t)(p / hp->n_head), h = (int32_t)(p % hp->n_head);
+    // attention: (token, KV head) units, dealt round-robin so that every thread gets a fair share
+    // of the long (late) and short (early) rows of a causal prompt
+    const int32_t G = hp->n_head / hp->n_head_kv;
+    const long n_units = (long)T * hp->n_head_kv;
+    for (long u = w->ith; u < n_units; u += w->nth) {
+        int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
         int32_t first = L->swa && c->b_pos[t] >= hp->n_swa ? c->b_pos[t] - hp->n_swa + 1 : 0;
-        attend(w, il, t, c->q + t * n_q + (int64_t)h * hd, first, c->b_pos[t] + 1, h / group,
-               c->att + t * n_q + (int64_t)h * hd);
+        const int64_t at = t * n_q + (int64_t)kvh * G * hd;
+        attend(w, il, t, kvh, c->q + at, first, c->b_pos[t] + 1, c->att + at);
     }
     barrier(w);
 
@@ -451,11 +463,12 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     // the widest conversion is F32 (4 bytes per element); quantized types take less
     c->xq_stride = (widest * 4 + 63) & ~(size_t)63;
     c->xq = alloc_floats(B * c->xq_stride / 4, &ok);
-    c->scores = alloc_floats(nt * c->n_ctx, &ok);
-    c->probs16 = calloc(nt * c->n_ctx, sizeof(uint16_t));
-    c->q16 = calloc(nt * hp->head_dim, sizeof(uint16_t));
-    c->vrow = alloc_floats(nt * hp->head_dim, &ok);
-    if (!c->probs16 || !c->q16) ok = false;
+    const size_t G = (size_t)(hp->n_head / hp->n_head_kv);
+    c->scores = alloc_floats(nt * G * c->n_ctx, &ok);
+    c->probs16 = calloc(nt * G * (c->n_ctx > hp->head_dim ? c->n_ctx : hp->head_dim),
+                        sizeof(uint16_t));
+    c->qf = alloc_floats(nt * G * hp->head_dim, &ok);
+    if (!c->probs16) ok = false;
     c->logits = alloc_floats((size_t)d.n_logits * hp->n_vocab, &ok);
     if (!ok) {
         nuri_ctx_free(c);
@@ -477,7 +490,7 @@ void nuri_ctx_free(nuri_ctx *c)
     void *bufs[] = {c->k_pages, c->v_pages, c->page_ref, c->free_list, c->seq_len, c->seq_pages,
                     c->b_slot,  c->b_row,   c->b_next,   c->x,         c->xn,      c->q,
                     c->k,       c->v,       c->att,      c->gate,      c->up,      c->xq,
-                    c->scores,  c->probs16, c->q16,      c->vrow,      c->logits,
+                    c->scores,  c->probs16, c->qf,       c->logits,
                     c->d_pos,   c->d_seq,   c->d_want};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);

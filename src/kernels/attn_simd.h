@@ -1,0 +1,107 @@
+/*
+ * attn_simd.h: the SIMD attention inner loops (attn.h), written once for a vector of W floats and
+ * included by attn_avx2.c (W = 8) and attn_avx512.c (W = 16), which define the vector macros:
+ * VF (vector type), W, VZERO(), VLOAD(p), VSTORE(p, v), VSET1(x), VFMA(a, b, c) = a * b + c,
+ * VCVTPH(p) (W halves at p -> floats), VHSUM(v).
+ *
+ * scores: per row, K is widened once and multiplied with each of the G queries; accum: up to 4
+ * heads x 4 vectors of one V row chunk are kept in registers across all n rows.
+ */
+#include "kernels/attn.h"
+#include "kernels/fp16.h"
+
+#include <immintrin.h>
+#include <stdbool.h>
+
+static void simd_scores(int32_t hd, int32_t G, const float *q, const uint16_t *k, size_t k_stride,
+                        int32_t n, float scale, float *s, size_t s_stride)
+{
+    const int32_t hv = hd - hd % W;
+    for (int32_t j = 0; j < n; j++) {
+        const uint16_t *kr = k + (size_t)j * k_stride;
+        for (int32_t g = 0; g < G; g++) {
+            const float *qg = q + (size_t)g * hd;
+            VF acc = VZERO();
+            for (int32_t d = 0; d < hv; d += W) acc = VFMA(VLOAD(qg + d), VCVTPH(kr + d), acc);
+            float sum = VHSUM(acc);
+            for (int32_t d = hv; d < hd; d++) sum += qg[d] * nuri_f16_to_f32(kr[d]);
+            s[(size_t)g * s_stride + j] = sum * scale;
+        }
+    }
+}
+
+/* NG heads x NC vectors starting at head g0, element d0. */
+static inline __attribute__((always_inline)) void accum_tile(const int NG, const int NC, int32_t hd,
+                                                             int32_t g0, int32_t d0, const float *p,
+                                                             size_t p_stride, const uint16_t *v,
+                                                             size_t v_stride, int32_t n, float *out)
+{
+    VF acc[4][4];
+    for (int g = 0; g < NG; g++)
+        for (int c = 0; c < NC; c++) acc[g][c] = VLOAD(out + (size_t)(g0 + g) * hd + d0 + c * W);
+    for (int32_t j = 0; j < n; j++) {
+        float pg[4];
+        bool any = false;
+        for (int g = 0; g < NG; g++) {
+            pg[g] = p[(size_t)(g0 + g) * p_stride + j];
+            any |= pg[g] != 0.0f;
+        }
+        if (!any) continue;
+        const uint16_t *vr = v + (size_t)j * v_stride + d0;
+        VF x[4];
+        for (int c = 0; c < NC; c++) x[c] = VCVTPH(vr + c * W);
+        for (int g = 0; g < NG; g++) {
+            const VF b = VSET1(pg[g]);
+            for (int c = 0; c < NC; c++) acc[g][c] = VFMA(x[c], b, acc[g][c]);
+        }
+    }
+    for (int g = 0; g < NG; g++)
+        for (int c = 0; c < NC; c++) VSTORE(out + (size_t)(g0 + g) * hd + d0 + c * W, acc[g][c]);
+}
+
+#define ACCUM_NC(NG)                                                                               \
+    switch (nc) {                                                                                  \
+    case 1:                                                                                        \
+        accum_tile(NG, 1, hd, g0, d0, p, p_stride, v, v_stride, n, out);                           \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        accum_tile(NG, 2, hd, g0, d0, p, p_stride, v, v_stride, n, out);                           \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        accum_tile(NG, 3, hd, g0, d0, p, p_stride, v, v_stride, n, out);                           \
+        break;                                                                                     \
+    default:                                                                                       \
+        accum_tile(NG, 4, hd, g0, d0, p, p_stride, v, v_stride, n, out);                           \
+        break;                                                                                     \
+    }
+
+static void simd_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, const uint16_t *v,
+                       size_t v_stride, int32_t n, float *out)
+{
+    const int32_t hv = hd - hd % W;
+    for (int32_t g0 = 0; g0 < G; g0 += 4) {
+        const int ng = G - g0 < 4 ? G - g0 : 4;
+        for (int32_t d0 = 0; d0 < hv; d0 += 4 * W) {
+            const int nc = (hv - d0) / W < 4 ? (hv - d0) / W : 4;
+            switch (ng) {
+            case 1:
+                ACCUM_NC(1) break;
+            case 2:
+                ACCUM_NC(2) break;
+            case 3:
+                ACCUM_NC(3) break;
+            default:
+                ACCUM_NC(4) break;
+            }
+        }
+        if (hv == hd) continue;
+        for (int32_t j = 0; j < n;
+             j++) // the tail elements of a head size that is not a multiple of W
+            for (int32_t g = g0; g < g0 + ng; g++) {
+                const float pg = p[(size_t)g * p_stride + j];
+                if (pg == 0.0f) continue;
+                for (int32_t d = hv; d < hd; d++)
+                    out[(size_t)g * hd + d] += pg * nuri_f16_to_f32(v[(size_t)j * v_stride + d]);
+            }
+    }
+}
