@@ -3,7 +3,7 @@
 #
 # Sources are found, not listed: every src/**/*.c except src/cli/ goes into libnuri, src/cli/*.c into
 # the nuri command, each tests/test_*.c becomes one test program. Files named *_avx2.c and
-# *_avx512.c are compiled with those instruction sets; the code calling them checks the CPU first.
+# *_avx512.c (and *_amx.c: AVX-512 + AMX) are compiled with those instruction sets; the code calling them checks the CPU first.
 
 CC ?= cc
 SAN ?= 0
@@ -29,6 +29,7 @@ LDFLAGS_ALL = $(SANFLAGS) -pthread $(LDFLAGS)
 
 AVX2_FLAGS = -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS = $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+AMX_FLAGS = $(AVX512_FLAGS) -mamx-tile -mamx-int8
 
 LIB_SRC := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
@@ -48,6 +49,10 @@ $(BUILD)/%_avx2.o: %_avx2.c
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(AVX512_FLAGS) -c $< -o $@
+
+$(BUILD)/%_amx.o: %_amx.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AMX_FLAGS) -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -88,6 +93,10 @@ build-fuzz/%_avx2.o: %_avx2.c
 build-fuzz/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_KERNEL_FLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+build-fuzz/%_amx.o: %_amx.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_KERNEL_FLAGS) $(AMX_FLAGS) -MMD -MP -c $< -o $@
 
 build-fuzz/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -6,6 +6,7 @@
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/membw.h"
+#include "kernels/pack.h"
 #include "kernels/types.h"
 #include "test.h"
 
@@ -633,7 +634,6 @@ TEST(gemm_matches_scalar_and_is_batch_invariant)
     }
 }
 
-/* The bandwidth probe reads the whole buffer (it checks the sum it read) with 1 and 2 threads. */
 /* Attention inner loops: every ISA against a float64 computation, for head sizes with and without
  * a SIMD tail and group sizes 1..6; a run split in pieces gives bit-identical results. */
 TEST(attention_kernels_match_reference_and_split_runs)
@@ -691,6 +691,77 @@ TEST(attention_kernels_match_reference_and_split_runs)
     }
 }
 
+/* Packed (x16) Q4_0 / Q8_0 weights: the product matches the scalar vec_dot, and every output is
+ * bit-identical whether computed with all 40 tokens, one token at a time, a sub-range of row
+ * groups, or with AMX tiles instead of VNNI (when this CPU has AMX). */
+TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
+{
+    enum { NT = 40, RMAX = 100, NMAX = 4096 };
+    static float xf[NMAX], y_all[NT * RMAX], y_one[NT * RMAX], y_amx[NT * RMAX], y_sub[NT * RMAX];
+    static uint8_t w[RMAX * (NMAX + 256)], a[NT * (NMAX + 256)], packed[(RMAX + 16) * (NMAX + 256)];
+    const uint32_t types[] = {NURI_TYPE_Q4_0, NURI_TYPE_Q8_0};
+    const int64_t lens[] = {32, 96, 2048, 4096};
+    const int64_t outs[] = {16, 40, 100};
+    if (!nuri_pack_supported(NURI_TYPE_Q8_0)) {
+        printf("  (no AVX-512 VNNI here: nothing is packed)\n");
+        return;
+    }
+    printf("  AMX %s\n", nuri_pack_amx() ? "used" : "not available");
+    for (size_t k = 0; k < 2; k++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+            for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++) {
+                const uint32_t t = types[k];
+                const int64_t n = lens[li], n_out = outs[oi], groups = (n_out + 15) / 16;
+                const nuri_kernel_traits *ref = nuri_kernels_isa(t, NURI_ISA_SCALAR);
+                const nuri_kernel_traits *ka = nuri_kernels_isa(NURI_TYPE_Q8_0, NURI_ISA_SCALAR);
+                const size_t wb = row_bytes(t, n), ab = row_bytes(NURI_TYPE_Q8_0, n);
+                for (int64_t r = 0; r < n_out; r++) {
+                    for (int64_t i = 0; i < n; i++) xf[i] = rng_normal();
+                    ref->from_float(xf, w + (size_t)r * wb, n);
+                }
+                for (int j = 0; j < NT; j++) {
+                    for (int64_t i = 0; i < n; i++) xf[i] = rng_normal() * (j % 5 + 1);
+                    ka->from_float(xf, a + (size_t)j * ab, n);
+                }
+                REQUIRE(nuri_pack_bytes(t, n, n_out) <= sizeof packed);
+                nuri_pack(t, w, wb, n, n_out, packed);
+                nuri_gemm_packed(t, n, packed, n_out, 0, groups, a, ab, NT, y_all, n_out, false);
+                nuri_gemm_packed(t, n, packed, n_out, 0, groups, a, ab, NT, y_amx, n_out, true);
+                double worst = 0;
+                for (int j = 0; j < NT; j++) {
+                    nuri_gemm_packed(t, n, packed, n_out, 0, groups, a + (size_t)j * ab, ab, 1,
+                                     y_one + j * n_out, n_out, true);
+                    for (int64_t r = 0; r < n_out; r++) {
+                        float s_ref;
+                        ref->vec_dot(n, &s_ref, w + (size_t)r * wb, a + (size_t)j * ab);
+                        double norm;
+                        dequant_dot(t, w + (size_t)r * wb, a + (size_t)j * ab, n, &norm);
+                        double err = fabs((double)y_all[j * n_out + r] - s_ref) / (norm > 0 ? norm : 1);
+                        if (err > worst) worst = err;
+                    }
+                }
+                CHECKF(worst < 1e-5, "%s n=%lld rows=%lld: packed vs scalar normalized error %.3g",
+                       tname(t), (long long)n, (long long)n_out, worst);
+                CHECKF(!memcmp(y_all, y_one, sizeof(float) * NT * (size_t)n_out),
+                       "%s n=%lld rows=%lld: 40 tokens at once differ from one at a time", tname(t),
+                       (long long)n, (long long)n_out);
+                CHECKF(!memcmp(y_all, y_amx, sizeof(float) * NT * (size_t)n_out),
+                       "%s n=%lld rows=%lld: AMX differs from VNNI", tname(t), (long long)n,
+                       (long long)n_out);
+                // the last row group alone, tokens [7, 40)
+                memset(y_sub, 0, sizeof y_sub);
+                nuri_gemm_packed(t, n, packed, n_out, groups - 1, groups, a + 7 * ab, ab, NT - 7,
+                                 y_sub, n_out, true);
+                bool same = true;
+                for (int j = 0; j < NT - 7; j++)
+                    for (int64_t r = 16 * (groups - 1); r < n_out; r++)
+                        same &= y_sub[j * n_out + r] == y_all[(j + 7) * n_out + r];
+                CHECKF(same, "%s n=%lld rows=%lld: a sub-range differs", tname(t), (long long)n,
+                       (long long)n_out);
+            }
+}
+
+/* The bandwidth probe reads the whole buffer (it checks the sum it read) with 1 and 2 threads. */
 TEST(membw_probe_reads_every_word)
 {
     for (int th = 1; th <= 2; th++) {
@@ -719,6 +790,7 @@ int main(void)
     RUN(gemm_matches_scalar_and_is_batch_invariant);
     RUN(membw_probe_reads_every_word);
     RUN(attention_kernels_match_reference_and_split_runs);
+    RUN(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni);
     RUN(activation_quantizers_are_bit_identical_across_isas);
     RUN(f16_bf16_row_converters_agree_on_special_values);
     RUN(q8_0_rounds_half_to_even);

@@ -106,6 +106,10 @@ nuri_status gguf_open(const char *path, gguf_file **out);
 /* The same over bytes in memory, borrowed (not copied) until gguf_close(). For tests and fuzzing.
  */
 nuri_status gguf_open_memory(const void *data, size_t size, gguf_file **out);
+/* Says that bytes [p, p + n) of a mapped file (tensor data the caller copied elsewhere) will not be
+ * read for a while: their whole pages leave the process's resident memory; reading them later
+ * maps them in again from the file. No effect on gguf_open_memory files. */
+void gguf_release_range(const gguf_file *f, const void *p, size_t n);
 
 void gguf_close(gguf_file *f);
 

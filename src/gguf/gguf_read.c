@@ -755,6 +755,15 @@ nuri_status gguf_open(const char *path, gguf_file **out)
     return NURI_OK;
 }
 
+void gguf_release_range(const gguf_file *f, const void *p, size_t n)
+{
+    const uintptr_t base = (uintptr_t)f->map, at = (uintptr_t)p;
+    if (!f->map || at < base || at + n > base + f->size) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = (at + page - 1) & ~(page - 1), hi = (at + n) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* ---- file-level getters ---- */
 
 uint32_t gguf_version(const gguf_file *f)

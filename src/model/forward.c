@@ -16,6 +16,7 @@
 #include "kernels/attn.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
+#include "kernels/pack.h"
 #include "model/model.h"
 
 #include <math.h>
@@ -131,6 +132,13 @@ static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, ui
 /* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Rows of W split by thread. */
 static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t y_stride)
 {
+    if (W->packed) { // row groups of NURI_PACK_ROWS split by thread
+        long g0, g1;
+        nuri_split((W->n_out + NURI_PACK_ROWS - 1) / NURI_PACK_ROWS, w->ith, w->nth, &g0, &g1);
+        nuri_gemm_packed(W->type, W->n_in, W->packed, W->n_out, g0, g1, w->c->xq, w->c->xq_stride,
+                         T, y, y_stride, true);
+        return;
+    }
     uint64_t row_bytes;
     nuri_type_row_bytes(W->type, (uint64_t)W->n_in, &row_bytes);
     long r0, r1;

@@ -5,6 +5,7 @@
 #include "model/model.h"
 #include "base/status.h"
 #include "kernels/kernels.h"
+#include "kernels/pack.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -338,6 +339,55 @@ static nuri_status bind_weights(nuri_model *m)
     return NURI_OK;
 }
 
+/* The matrices of every layer (and a separate output matrix), in a fixed order. */
+static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
+{
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        nuri_layer *L = &m->layers[il];
+        nuri_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++) list[n++] = ws[i];
+    }
+    if (m->output.data != m->token_embd.data && n < cap) list[n++] = &m->output;
+    return n;
+}
+
+/* Repacks the matrices whose type this CPU multiplies faster in the x16 layout (kernels/pack.h)
+ * into memory of their own, and gives the file's pages of those tensors back, so that resident
+ * memory stays about one copy of the weights. A matrix that cannot be packed (no memory) keeps
+ * the file's layout: slower, same results' tolerance. The embedding (read by rows) stays mapped. */
+static void pack_weights(nuri_model *m)
+{
+    const int cap = m->hp.n_layer * 7 + 1;
+    nuri_weight **list = malloc(sizeof *list * (size_t)cap);
+    if (!list) return;
+    const int n = layer_matrices(m, list, cap);
+    for (int i = 0; i < n; i++) {
+        nuri_weight *w = list[i];
+        const size_t bytes = nuri_pack_bytes(w->type, w->n_in, w->n_out);
+        if (!bytes) continue;
+        void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!p) continue;
+        uint64_t row;
+        nuri_type_row_bytes(w->type, (uint64_t)w->n_in, &row);
+        nuri_pack(w->type, w->data, row, w->n_in, w->n_out, p);
+        gguf_release_range(m->file, w->data, (size_t)(row * (uint64_t)w->n_out));
+        w->packed = p;
+    }
+    free(list);
+}
+
+static void free_packed(nuri_model *m)
+{
+    if (!m->layers) return;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        nuri_layer *L = &m->layers[il];
+        nuri_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) free(ws[i]->packed);
+    }
+    if (m->output.data != m->token_embd.data) free(m->output.packed);
+}
+
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
 {
     *out = NULL;
@@ -350,6 +400,7 @@ nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
     nuri_status s = read_hparams(f, &m->hp);
     if (s == NURI_OK) s = bind_weights(m);
     if (s == NURI_OK) s = read_swa_layers(f, m);
+    if (s == NURI_OK) pack_weights(m);
     if (s != NURI_OK) {
         nuri_model_free(m);
         return s;
@@ -372,6 +423,7 @@ nuri_status nuri_model_load(const char *path, nuri_model **out)
 void nuri_model_free(nuri_model *m)
 {
     if (!m) return;
+    free_packed(m);
     gguf_close(m->file);
     free(m->layers);
     free(m->names);

@@ -65,6 +65,7 @@ typedef struct nuri_weight {
     int64_t n_in;  // elements per row (ne[0])
     int64_t n_out; // rows (ne[1])
     const char *name; // for messages; NUL-terminated copy owned by the model
+    void *packed;     // the rows repacked for this CPU (kernels/pack.h), owned by the model; or NULL
 } nuri_weight;
 
 typedef struct nuri_layer {

@@ -1,0 +1,119 @@
+/*
+ * pack.c: the portable half of packed weights (pack.h): which types are packed on this CPU,
+ * the repacking itself, AMX detection and the permission the kernel asks for, and the dispatch to
+ * pack_avx512.c. Nothing here needs more than baseline x86-64.
+ */
+#include "kernels/pack.h"
+#include "kernels/blocks.h"
+#include "kernels/kernels.h"
+#include "kernels/types.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define PACK_X86 1
+#else
+#define PACK_X86 0
+#endif
+
+void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                                int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
+                                int64_t y_stride, bool use_amx);
+
+static bool amx_ok;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_detect(void)
+{
+#if PACK_X86
+    const char *env = getenv("NURI_AMX");
+    if (env && !strcmp(env, "0")) return;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+    if (!(d & (1u << 24)) || !(d & (1u << 25))) return; // AMX-TILE, AMX-INT8
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    uint64_t xcr0 = (uint64_t)hi << 32 | lo;
+    if ((xcr0 & (3u << 17)) != (3u << 17)) return; // XTILECFG + XTILEDATA enabled by the OS
+    // Linux hands out the 8 KiB tile state only to processes that ask (ARCH_REQ_XCOMP_PERM for
+    // XFEATURE_XTILEDATA); without it the first tile instruction is a SIGILL.
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) return;
+    amx_ok = true;
+#endif
+}
+
+bool nuri_pack_amx(void)
+{
+    pthread_once(&amx_once, amx_detect);
+    return amx_ok && nuri_pack_supported(NURI_TYPE_Q8_0);
+}
+
+static bool pack_off;
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+
+static void pack_env(void)
+{
+    const char *env = getenv("NURI_PACK");
+    pack_off = env && !strcmp(env, "0");
+}
+
+bool nuri_pack_supported(uint32_t type)
+{
+    pthread_once(&pack_once, pack_env);
+    if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
+    return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0;
+}
+
+static int64_t block_bytes(uint32_t type)
+{
+    return type == NURI_TYPE_Q8_0 ? 32 + 512 : 32 + 256;
+}
+
+size_t nuri_pack_bytes(uint32_t type, int64_t n, int64_t n_out)
+{
+    if (!nuri_pack_supported(type) || n % NURI_QK || n > NURI_PACK_MAX_N) return 0;
+    const int64_t groups = (n_out + NURI_PACK_ROWS - 1) / NURI_PACK_ROWS;
+    return (size_t)(groups * (n / NURI_QK) * block_bytes(type));
+}
+
+void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t n_out, void *dst)
+{
+    const int64_t nb = n / NURI_QK, groups = (n_out + NURI_PACK_ROWS - 1) / NURI_PACK_ROWS;
+    const int64_t qbytes = block_bytes(type) - 32; // codes per block of the group
+    for (int64_t g = 0; g < groups; g++) {
+        uint8_t *out = (uint8_t *)dst + g * nb * block_bytes(type);
+        uint16_t *d = (uint16_t *)out;
+        uint8_t *qs = out + nb * 32;
+        memset(out, 0, (size_t)(nb * block_bytes(type)));
+        for (int r = 0; r < NURI_PACK_ROWS && g * NURI_PACK_ROWS + r < n_out; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)(g * NURI_PACK_ROWS + r) * w_stride;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *src;
+                if (type == NURI_TYPE_Q8_0) {
+                    const nuri_block_q8_0 *blk = (const nuri_block_q8_0 *)row + b;
+                    d[b * 16 + r] = blk->d;
+                    src = (const uint8_t *)blk->qs;
+                } else {
+                    const nuri_block_q4_0 *blk = (const nuri_block_q4_0 *)row + b;
+                    d[b * 16 + r] = blk->d;
+                    src = blk->qs;
+                }
+                for (int64_t k = 0; k < qbytes / 16; k += 4) // 4 bytes of row r per 64-byte line
+                    memcpy(qs + b * qbytes + k * 16 + 4 * r, src + k, 4);
+            }
+        }
+    }
+}
+
+void nuri_gemm_packed(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                      int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
+                      int64_t y_stride, bool use_amx)
+{
+    kernels_packed_gemm_avx512(type, n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride,
+                               use_amx && nuri_pack_amx());
+}

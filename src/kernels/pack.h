@@ -1,0 +1,54 @@
+/*
+ * pack.h: weights repacked at load time for this CPU's matrix products ("x16" layouts).
+ *
+ * A packed matrix stores its rows in groups of 16: for each block of 32 elements, the 16 rows'
+ * F16 scales side by side, then their codes interleaved 4 bytes per row, so that one 64-byte load
+ * holds 4 consecutive codes of each of the 16 rows. That is the operand order of both
+ * AVX-512 VNNI (vpdpbusd: 16 int32 lanes, one per row, 4 products each) and AMX (a B tile of
+ * 8 rows x 16 columns x 4 bytes), so the two compute each output the same way:
+ *
+ *   y[t, r] = sum over blocks b in order of  float(isum(t, r, b)) * (d_w[r, b] * d_x[t, b])
+ *
+ * with isum the exact integer dot product of the block's codes, accumulated by one FMA per block.
+ * Integer sums are exact whichever unit computes them and the float steps are the same, so the
+ * result never depends on the batch (nuri_gemm_fn's contract) nor on whether AMX ran it.
+ *
+ * Layouts (row group of 16 rows, nb = n / 32 blocks; rows past the matrix are zero):
+ *   Q8_0: d[nb][16] F16, then qs[nb][8][16][4] int8    (544 bytes per block: the file's size)
+ *   Q4_0: d[nb][16] F16, then qs[nb][4][16][4] bytes   (288 bytes per block), where byte
+ *         (i, r, e) is the file's qs[4i + e] of row r: low nibble code 4i + e, high 16 + 4i + e.
+ */
+#ifndef NURI_PACK_H
+#define NURI_PACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    NURI_PACK_ROWS = 16,     // rows per group
+    NURI_PACK_MAX_N = 65536, // longest row that is packed
+};
+
+/* Whether matrices of this type are packed on this CPU (AVX-512 VNNI, not capped by NURI_ISA;
+ * NURI_PACK=0 turns packing off, for comparisons). */
+bool nuri_pack_supported(uint32_t type);
+/* Whether AMX tiles run the larger batches (the CPU has AMX-INT8, the OS granted the tile state,
+ * and NURI_AMX is not 0). */
+bool nuri_pack_amx(void);
+/* Bytes of the packed form of n_out rows of n elements (0 if the type is not packed). */
+size_t nuri_pack_bytes(uint32_t type, int64_t n, int64_t n_out);
+/* Packs n_out rows of n elements (w_stride bytes apart, the file's layout) into dst. */
+void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t n_out, void *dst);
+
+/*
+ * The matrix product over row groups [g0, g1) of a packed matrix with n_out rows:
+ * y[t * y_stride + r] for rows r in [16 g0, min(16 g1, n_out)) and tokens t in [0, n_t); x holds
+ * n_t rows of Q8_0 (the type's vec_dot_type), x_stride bytes apart. use_amx = false forces the
+ * VNNI path (tests; results are identical).
+ */
+void nuri_gemm_packed(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                      int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
+                      int64_t y_stride, bool use_amx);
+
+#endif

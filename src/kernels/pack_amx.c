@@ -1,0 +1,119 @@
+/*
+ * pack_amx.c: packed (x16) Q4_0 / Q8_0 matrix products on AMX tiles, 16 tokens x 16 rows per tile
+ * product (pack.h). Only called when nuri_pack_amx() said yes.
+ *
+ * For each block of 32 elements: A = the 16 tokens' activation codes (a tile read straight from
+ * the Q8_0 rows, stride x_stride), B = the 16 rows' codes as signed bytes (Q8_0: the packed codes
+ * as they are; Q4_0: unpacked once per row group to code - 8), C = A.B (tdpbssd: exact int32).
+ * C goes through memory into the same float step the VNNI kernel does, per token:
+ * acc = fma(float(C row), d_w * d_x, acc), so both give identical results. Two blocks are in
+ * flight at a time (tiles 0-2 and 3-5) so that the tile unit works while the vector unit scales.
+ */
+#include "kernels/types.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct tilecfg {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg;
+
+void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
+                       size_t x_stride, int64_t n16, const float *da, int64_t ts, uint8_t *scratch,
+                       float *y, int64_t y_stride, int rows);
+
+/* The float step of one block for 16 tokens: c holds the 16 x 16 int32 results. */
+static inline __attribute__((always_inline)) void
+scale_block(const int32_t *c, __m512 dw, const float *da, int64_t ts, __m512 acc[16])
+{
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; t++) {
+        const __m512 ds = _mm512_mul_ps(dw, _mm512_set1_ps(da[t * ts]));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)), ds, acc[t]);
+    }
+}
+
+static inline __m512 scales_of(const uint16_t *dg, int64_t b)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + 16 * b)));
+}
+
+void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
+                       size_t x_stride, int64_t n16, const float *da, int64_t ts, uint8_t *scratch,
+                       float *y, int64_t y_stride, int rows)
+{
+    const uint16_t *dg = (const uint16_t *)grp;
+    const uint8_t *qg = grp + nb * 32;
+    const uint8_t *bq = qg;
+    // results of two pairs of blocks: the pair being computed and the one being scaled
+    int32_t *cbuf[2] = {(int32_t *)scratch, (int32_t *)scratch + 512};
+    if (type == NURI_TYPE_Q4_0) {
+        uint8_t *u = scratch + 4096;
+        const __m512i m4 = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
+        for (int64_t b = 0; b < nb; b++)
+            for (int i = 0; i < 4; i++) {
+                const __m512i v = _mm512_loadu_si512(qg + b * 256 + 64 * i);
+                _mm512_store_si512(u + b * 512 + 64 * i,
+                                   _mm512_sub_epi8(_mm512_and_si512(v, m4), eight));
+                _mm512_store_si512(
+                    u + b * 512 + 256 + 64 * i,
+                    _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), eight));
+            }
+        bq = u;
+    }
+    tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int k = 0; k < 2; k++) {
+        cfg.rows[3 * k + 0] = 16; // A: 16 tokens x 32 codes
+        cfg.colsb[3 * k + 0] = 32;
+        cfg.rows[3 * k + 1] = 8; // B: 8 groups of 4 codes x 16 rows x 4
+        cfg.colsb[3 * k + 1] = 64;
+        cfg.rows[3 * k + 2] = 16; // C: 16 tokens x 16 rows int32
+        cfg.colsb[3 * k + 2] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
+    const int64_t np = (nb + 1) / 2;
+    for (int64_t s = 0; s < n16; s++) {
+        const uint8_t *xs = x + (size_t)(16 * s) * x_stride + 2; // codes of block 0, token 0
+        const float *das = da + 16 * s * ts;
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+        // software pipeline: the tile products of pair p run while pair p - 1 is scaled
+        for (int64_t p = 0; p <= np; p++) {
+            if (p < np) {
+                const int64_t b = 2 * p;
+                int32_t *c = cbuf[p & 1];
+                _tile_zero(2);
+                _tile_loadd(0, xs + b * 34, (long)x_stride);
+                _tile_loadd(1, bq + b * 512, 64);
+                _tile_dpbssd(2, 0, 1);
+                if (b + 1 < nb) {
+                    _tile_zero(5);
+                    _tile_loadd(3, xs + (b + 1) * 34, (long)x_stride);
+                    _tile_loadd(4, bq + (b + 1) * 512, 64);
+                    _tile_dpbssd(5, 3, 4);
+                    _tile_stored(5, c + 256, 64);
+                }
+                _tile_stored(2, c, 64);
+            }
+            if (p > 0) {
+                const int64_t b = 2 * (p - 1);
+                const int32_t *c = cbuf[(p - 1) & 1];
+                scale_block(c, scales_of(dg, b), das + b, ts, acc);
+                if (b + 1 < nb) scale_block(c + 256, scales_of(dg, b + 1), das + b + 1, ts, acc);
+            }
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++)
+            _mm512_mask_storeu_ps(y + (16 * s + t) * y_stride, rmask, acc[t]);
+    }
+    _tile_release();
+}
