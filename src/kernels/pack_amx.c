@@ -2,12 +2,12 @@
  * pack_amx.c: packed (x16) Q4_0 / Q8_0 matrix products on AMX tiles, 16 tokens x 16 rows per tile
  * product (pack.h). Only called when nuri_pack_amx() said yes.
  *
- * For each block of 32 elements: A = the 16 tokens' activation codes (a tile read straight from
- * the Q8_0 rows, stride x_stride), B = the 16 rows' codes as signed bytes (Q8_0: the packed codes
- * as they are; Q4_0: unpacked once per row group to code - 8), C = A.B (tdpbssd: exact int32).
- * C goes through memory into the same float step the VNNI kernel does, per token:
- * acc = fma(float(C row), d_w * d_x, acc), so both give identical results. Two blocks are in
- * flight at a time (tiles 0-2 and 3-5) so that the tile unit works while the vector unit scales.
+ * For each block of 32 elements: A = the 16 tokens' activation codes (512 contiguous bytes of the
+ * panel pack_avx512.c makes per chunk of tokens), B = the 16 rows' codes as signed bytes (Q8_0: the
+ * packed codes as they are; Q4_0: unpacked once per row group to code - 8), C = A.B (tdpbssd: exact
+ * int32). C goes through memory into the same float step the VNNI kernel does, per token: acc =
+ * fma(float(C row), d_w * d_x, acc), so both give identical results. Two blocks are in flight at a
+ * time (tiles 0-2 and 3-5) so that the tile unit works while the vector unit scales.
  */
 #include "kernels/types.h"
 
@@ -23,9 +23,9 @@ typedef struct tilecfg {
     uint8_t rows[16];
 } tilecfg;
 
-void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
-                       size_t x_stride, int64_t n16, const float *da, int64_t ts, uint8_t *scratch,
-                       float *y, int64_t y_stride, int rows);
+void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *panel,
+                       int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
+                       int64_t y_stride, int rows);
 
 /* The float step of one block for 16 tokens: c holds the 16 x 16 int32 results. */
 static inline __attribute__((always_inline)) void
@@ -43,9 +43,9 @@ static inline __m512 scales_of(const uint16_t *dg, int64_t b)
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + 16 * b)));
 }
 
-void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
-                       size_t x_stride, int64_t n16, const float *da, int64_t ts, uint8_t *scratch,
-                       float *y, int64_t y_stride, int rows)
+void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *panel,
+                       int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
+                       int64_t y_stride, int rows)
 {
     const uint16_t *dg = (const uint16_t *)grp;
     const uint8_t *qg = grp + nb * 32;
@@ -81,7 +81,7 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
     const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
     const int64_t np = (nb + 1) / 2;
     for (int64_t s = 0; s < n16; s++) {
-        const uint8_t *xs = x + (size_t)(16 * s) * x_stride + 2; // codes of block 0, token 0
+        const uint8_t *xs = panel + s * nb * 512; // A tiles of this token group, 512 bytes each
         const float *das = da + 16 * s * ts;
         __m512 acc[16];
 #pragma GCC unroll 16
@@ -92,12 +92,12 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
                 const int64_t b = 2 * p;
                 int32_t *c = cbuf[p & 1];
                 _tile_zero(2);
-                _tile_loadd(0, xs + b * 34, (long)x_stride);
+                _tile_loadd(0, xs + b * 512, 32);
                 _tile_loadd(1, bq + b * 512, 64);
                 _tile_dpbssd(2, 0, 1);
                 if (b + 1 < nb) {
                     _tile_zero(5);
-                    _tile_loadd(3, xs + (b + 1) * 34, (long)x_stride);
+                    _tile_loadd(3, xs + (b + 1) * 512, 32);
                     _tile_loadd(4, bq + (b + 1) * 512, 64);
                     _tile_dpbssd(5, 3, 4);
                     _tile_stored(5, c + 256, 64);

@@ -22,14 +22,15 @@
 #include <string.h>
 
 enum {
-    PACK_BUF = 1024 * 1024, // per-thread scratch: tables, AMX weight tiles, AMX results
-    PACK_TABLES = 512 * 1024,
-    PACK_TT_MAX = 256, // tokens per chunk at most
+    // per-thread scratch: [tables + AMX activation panel | AMX weight tiles | AMX results]
+    PACK_CHUNK = 2 * 1024 * 1024,                        // tables (8 bytes) + panel (32) per block
+    PACK_BUF = PACK_CHUNK + 16 * NURI_PACK_MAX_N + 4096, // + one row group's unpacked codes
+    PACK_TT_MAX = 256,                                   // tokens per chunk at most
 };
 
-void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
-                       size_t x_stride, int64_t n16, const float *da, int64_t tab_stride,
-                       uint8_t *scratch, float *y, int64_t y_stride, int rows);
+void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *panel,
+                       int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
+                       int64_t y_stride, int rows);
 
 static pthread_key_t buf_key;
 static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
@@ -129,6 +130,20 @@ static void vnni_tokens(int q4, int64_t nb, const uint8_t *grp, const uint8_t *x
     }
 }
 
+/* The AMX A tiles of 16-token groups: panel[(s * nb + b) * 512 + 32 * t] = the 32 codes of token
+ * 16 s + t, block b, so that each tile is 512 contiguous bytes. */
+static void make_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, uint8_t *panel)
+{
+    for (int64_t s = 0; s < n16; s++)
+        for (int t = 0; t < 16; t++) {
+            const nuri_block_q8_0 *blk =
+                (const nuri_block_q8_0 *)(x + (size_t)(16 * s + t) * x_stride);
+            for (int64_t b = 0; b < nb; b++)
+                _mm256_store_si256((__m256i *)(panel + (s * nb + b) * 512 + 32 * t),
+                                   _mm256_loadu_si256((const __m256i *)blk[b].qs));
+        }
+}
+
 /* da[t][b] = F32(x[t].d[b]); corr[t][b] = -bias * sum of x[t]'s codes in block b. */
 static void make_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, int32_t bias,
                         float *da, int32_t *corr)
@@ -158,7 +173,7 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
     uint8_t *buf = buf_get();
     // tokens per chunk: as many as the tables hold (at least 32: rows are at most
     // NURI_PACK_MAX_N elements)
-    int64_t tt = PACK_TABLES / (nb * 8);
+    int64_t tt = PACK_CHUNK / (nb * 40);
     if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
     if (!buf) {
@@ -177,22 +192,23 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
         }
         return;
     }
-    if (use_amx && 16 * n > PACK_BUF - PACK_TABLES - 4096) use_amx = false; // see pack_amx.c
     float *da = (float *)buf;
-    int32_t *corr = (int32_t *)(buf + PACK_TABLES / 2);
-    uint8_t *scratch = buf + PACK_TABLES;
+    int32_t *corr = (int32_t *)(buf + (size_t)(tt * nb * 4));
+    uint8_t *panel = buf + (size_t)(tt * nb * 8);
+    uint8_t *scratch = buf + PACK_CHUNK;
     for (int64_t t0 = 0; t0 < n_t; t0 += tt) {
         const int64_t nt = n_t - t0 < tt ? n_t - t0 : tt;
         const uint8_t *xc = x + (size_t)t0 * x_stride;
         make_tables(xc, x_stride, nt, nb, q4 ? 8 : 128, da, corr);
         const int64_t n16 = use_amx ? nt / 16 : 0;
+        if (n16) make_panel(xc, x_stride, n16, nb, panel);
         for (int64_t g = g0; g < g1; g++) {
             const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
             const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
             const __mmask16 rows = (__mmask16)((1u << rr) - 1);
             float *yg = y + t0 * y_stride + 16 * g;
             if (n16)
-                kernels_amx_group(type, nb, grp, xc, x_stride, n16, da, nb, scratch, yg, y_stride,
+                kernels_amx_group(type, nb, grp, panel, n16, da, nb, scratch, yg, y_stride,
                                   (int)rr);
             vnni_tokens(q4, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
                         da + 16 * n16 * nb, corr + 16 * n16 * nb, nb, yg + 16 * n16 * y_stride,
