@@ -344,12 +344,36 @@ static const char chatml_src[] =
 
 static const char *const chatml_stops[] = {"<|im_end|>", "<|im_start|>"};
 
+/* End-of-turn markers that some families' templates write after an answer but whose GGUF files
+ * need not flag as end of generation (llama.cpp recognizes neither by its text): when a template
+ * uses one, generating it ends the answer, as the token or, in a vocabulary without such a token,
+ * as text. */
+static const char *const turn_end_markers[] = {
+    "[|endofturn|]", // EXAONE 3.x / 4.0: ends every turn ([|user|]...[|endofturn|])
+    "<|endofturn|>", // HyperCLOVA X SEED: ends an answer, after its <|im_end|>
+    "<|stop|>",      // HyperCLOVA X SEED: ends an answer that calls a tool
+};
+#define N_MARKERS (sizeof turn_end_markers / sizeof turn_end_markers[0])
+
 struct nuri_chat_format {
     nuri_template *tpl;
     const nuri_vocab *vocab;
     char *bos, *eos; // token texts, or NULL (undefined in the template)
     bool fallback;
+    const char *stops[N_MARKERS]; // turn_end_markers the template uses (static strings)
+    size_t n_stops;
+    int32_t stop_ids[N_MARKERS]; // those of them that are one token of the vocabulary
+    size_t n_stop_ids;
 };
+
+/* Whether hay[0..n) contains the NUL-terminated needle. */
+static bool contains(const char *hay, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; m <= n && i <= n - m; i++)
+        if (!memcmp(hay + i, needle, m)) return true;
+    return false;
+}
 
 static char *token_text_dup(const nuri_vocab *v, int32_t id)
 {
@@ -387,6 +411,13 @@ nuri_status nuri_chat_format_new(const gguf_file *f, const nuri_vocab *vocab, co
         nuri_error_wrap(st, "%s", what);
         nuri_chat_format_free(fmt);
         return st;
+    }
+    for (size_t i = 0; !fmt->fallback && i < N_MARKERS; i++) {
+        const char *m = turn_end_markers[i];
+        if (!contains(tpl_src, tpl_len, m)) continue;
+        fmt->stops[fmt->n_stops++] = m;
+        int32_t id = nuri_vocab_find(vocab, m, strlen(m));
+        if (id >= 0) fmt->stop_ids[fmt->n_stop_ids++] = id;
     }
     int32_t bos = nuri_vocab_bos(vocab), eos = nuri_vocab_eos(vocab);
     if ((bos >= 0 && !(fmt->bos = token_text_dup(vocab, bos))) ||
@@ -451,8 +482,20 @@ bool nuri_chat_format_is_fallback(const nuri_chat_format *fmt)
 
 const char *const *nuri_chat_format_stops(const nuri_chat_format *fmt, size_t *n)
 {
-    *n = fmt->fallback ? sizeof chatml_stops / sizeof chatml_stops[0] : 0;
-    return fmt->fallback ? chatml_stops : NULL;
+    if (fmt->fallback) {
+        *n = sizeof chatml_stops / sizeof chatml_stops[0];
+        return chatml_stops;
+    }
+    *n = fmt->n_stops;
+    return fmt->n_stops ? fmt->stops : NULL;
+}
+
+bool nuri_chat_format_ends_turn(const nuri_chat_format *fmt, int32_t id)
+{
+    if (nuri_vocab_is_eog(fmt->vocab, id)) return true;
+    for (size_t i = 0; i < fmt->n_stop_ids; i++)
+        if (fmt->stop_ids[i] == id) return true;
+    return false;
 }
 
 nuri_status nuri_chat_render(const nuri_chat_format *fmt, const nuri_conv *c, bool add_gen,

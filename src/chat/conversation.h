@@ -115,9 +115,17 @@ nuri_status nuri_chat_template_read(const char *path, char **src, size_t *len);
 /* True when the model had no chat template and none was given, so ChatML is used. */
 bool nuri_chat_format_is_fallback(const nuri_chat_format *fmt);
 
-/* Text that ends an answer besides the vocabulary's end-of-generation tokens (see
- * nuri_chat_format_new); *n may be 0. Borrowed until nuri_chat_format_free. */
+/* Text that ends an answer besides the vocabulary's end-of-generation tokens; *n may be 0. Borrowed
+ * until nuri_chat_format_free. With the ChatML fallback: "<|im_end|>", "<|im_start|>". Otherwise
+ * the end-of-turn markers of the families whose GGUF files need not flag them as end of generation,
+ * those the template itself writes: "[|endofturn|]" (EXAONE), "<|endofturn|>" and "<|stop|>"
+ * (HyperCLOVA X SEED). */
 const char *const *nuri_chat_format_stops(const nuri_chat_format *fmt, size_t *n);
+
+/* Whether generating token id ends the answer: one of the vocabulary's end-of-generation tokens
+ * (nuri_vocab_is_eog: EOS, EOT, <|im_end|>, <|eot_id|>, ...) or a stop text above that is a single
+ * token of the vocabulary (e.g. EXAONE's [|endofturn|] in a file whose EOS is another token). */
+bool nuri_chat_format_ends_turn(const nuri_chat_format *fmt, int32_t id);
 
 /* Renders the messages (with add_generation_prompt as given). *out is NUL-terminated, *out_len
  * bytes, caller frees with free(). A template's raise_exception() is NURI_ERR_INVALID_ARG with its

@@ -259,7 +259,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
             break;
         }
         nuri_sampler_accept(s->smp, next);
-        if (nuri_vocab_is_eog(s->vocab, next)) break;
+        if (nuri_chat_format_ends_turn(s->fmt, next)) break;
         n_gen++;
         size_t plen;
         const char *piece = nuri_detok_feed(&s->dt, next, &plen);

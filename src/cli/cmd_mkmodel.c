@@ -1,7 +1,8 @@
 /*
  * cmd_mkmodel.c: `nuri mkmodel --arch A --shape S --type T [--vocab V.gguf] [--seed N]
- * [--layers N] OUT.gguf` writes a random-weight model (see model/mkmodel.h).
+ * [--layers N] [--template T.jinja] OUT.gguf` writes a random-weight model (see model/mkmodel.h).
  */
+#include "chat/conversation.h"
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "model/mkmodel.h"
@@ -14,20 +15,22 @@ static void mkmodel_usage(FILE *out)
 {
     fprintf(out,
             "usage: nuri mkmodel --arch ARCH --shape SHAPE --type TYPE\n"
-            "                    [--vocab VOCAB.gguf] [--seed N] [--layers N] [--swa N] OUT.gguf\n"
+            "                    [--vocab VOCAB.gguf] [--seed N] [--layers N] [--swa N]\n"
+            "                    [--template T.jinja] OUT.gguf\n"
             "  archs: llama qwen2 qwen3 exaone exaone4 granite hyperclovax\n"
             "  shapes: %s\n"
             "  types: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K, mixes Q4_K_M "
             "Q5_K_M\n"
             "  --vocab copies the tokenizer from another GGUF file (default: a synthetic one)\n"
-            "  --swa N (exaone4) gives 3 of every 4 layers an N-token sliding window\n",
+            "  --swa N (exaone4) gives 3 of every 4 layers an N-token sliding window\n"
+            "  --template stores the file as tokenizer.chat_template (e.g. a family's real one)\n",
             nuri_mkmodel_shapes());
 }
 
 int cmd_mkmodel(int argc, char **argv)
 {
     nuri_mkmodel_params p = {.arch = "llama", .shape = "tiny", .type = "F32", .seed = 1};
-    const char *out = NULL, *v;
+    const char *out = NULL, *v, *tpl_path = NULL;
     long n;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -50,6 +53,8 @@ int cmd_mkmodel(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 20, "--swa", &n))
                 return 2;
             p.n_swa = (int32_t)n;
+        } else if (!strcmp(a, "--template")) {
+            if (!(tpl_path = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--layers")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1024, "--layers", &n))
                 return 2;
@@ -66,6 +71,13 @@ int cmd_mkmodel(int argc, char **argv)
         mkmodel_usage(stderr);
         return 2;
     }
-    if (nuri_mkmodel(&p, out) != NURI_OK) return cli_fail("mkmodel");
-    return 0;
+    char *tpl = NULL;
+    if (tpl_path) {
+        if (nuri_chat_template_read(tpl_path, &tpl, &p.chat_template_len) != NURI_OK)
+            return cli_fail("mkmodel");
+        p.chat_template = tpl;
+    }
+    int rc = nuri_mkmodel(&p, out) != NURI_OK ? cli_fail("mkmodel") : 0;
+    free(tpl);
+    return rc;
 }

@@ -159,7 +159,9 @@ int cmd_run(int argc, char **argv)
         }
         nuri_sampler_accept(smp, next);
         if (have_dt) {
-            if (nuri_vocab_is_eog(vocab, next)) break;
+            bool ends =
+                fmt ? nuri_chat_format_ends_turn(fmt, next) : nuri_vocab_is_eog(vocab, next);
+            if (ends) break;
             size_t len;
             const char *piece = nuri_detok_feed(&dt, next, &len);
             if (n_stops) { // hold back what may be the start of a stop string

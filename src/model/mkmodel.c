@@ -371,11 +371,17 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
         for (uint64_t i = 0; s == NURI_OK && i < gguf_n_kv(vf); i++) {
             const gguf_kv *kv = gguf_kv_at(vf, i);
             gguf_str k = gguf_kv_key(kv);
-            if (k.len > 10 && !memcmp(k.ptr, "tokenizer.", 10)) s = copy_kv(mk.w, vf, kv);
+            static const char ct[] = "tokenizer.chat_template";
+            bool replaced = p->chat_template && k.len == sizeof ct - 1 && !memcmp(k.ptr, ct, k.len);
+            if (k.len > 10 && !memcmp(k.ptr, "tokenizer.", 10) && !replaced)
+                s = copy_kv(mk.w, vf, kv);
         }
     } else {
         s = add_synthetic_vocab(mk.w, n_vocab);
     }
+    if (s == NURI_OK && p->chat_template)
+        s = gguf_writer_add_strn(mk.w, "tokenizer.chat_template", p->chat_template,
+                                 p->chat_template_len);
     int64_t widest = sh->n_embd > sh->n_ff ? sh->n_embd : sh->n_ff;
     if ((int64_t)sh->n_head * sh->head_dim > widest) widest = (int64_t)sh->n_head * sh->head_dim;
     int64_t biggest = (int64_t)n_vocab * sh->n_embd;

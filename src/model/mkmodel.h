@@ -11,6 +11,7 @@
 
 #include "nuri.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct nuri_mkmodel_params {
@@ -21,6 +22,9 @@ typedef struct nuri_mkmodel_params {
     uint64_t seed;
     int32_t n_layer;   // overrides the shape's layer count when > 0
     int32_t n_swa;     // exaone4: sliding window (tokens) on 3 of every 4 layers; 0 = none
+    // stored as tokenizer.chat_template (replacing one copied from vocab), or NULL
+    const char *chat_template;
+    size_t chat_template_len; // bytes of chat_template
 } nuri_mkmodel_params;
 
 /* Writes the model to path. */
