@@ -6,8 +6,9 @@
  * panel pack_avx512.c makes per chunk of tokens), B = the 16 rows' codes as signed bytes (Q8_0: the
  * packed codes as they are; Q4_0: unpacked once per row group to code - 8), C = A.B (tdpbssd: exact
  * int32). C goes through memory into the same float step the VNNI kernel does, per token: acc =
- * fma(float(C row), d_w * d_x, acc), so both give identical results. Two blocks are in flight at a
- * time (tiles 0-2 and 3-5) so that the tile unit works while the vector unit scales.
+ * fma(float(C row), d_w * d_x, acc), so both give identical results. Pairs of blocks go through a
+ * three-stage pipeline (multiply, store, scale) so the tile unit works while the vector unit
+ * scales.
  */
 #include "kernels/types.h"
 
@@ -70,12 +71,14 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int k = 0; k < 2; k++) {
-        cfg.rows[3 * k + 0] = 16; // A: 16 tokens x 32 codes
-        cfg.colsb[3 * k + 0] = 32;
-        cfg.rows[3 * k + 1] = 8; // B: 8 groups of 4 codes x 16 rows x 4
-        cfg.colsb[3 * k + 1] = 64;
-        cfg.rows[3 * k + 2] = 16; // C: 16 tokens x 16 rows int32
-        cfg.colsb[3 * k + 2] = 64;
+        cfg.rows[k] = 16; // tiles 0, 1: A, 16 tokens x 32 codes
+        cfg.colsb[k] = 32;
+        cfg.rows[2 + k] = 8; // tiles 2, 3: B, 8 groups of 4 codes x 16 rows x 4
+        cfg.colsb[2 + k] = 64;
+    }
+    for (int k = 4; k < 8; k++) { // tiles 4, 5 and 6, 7: C of a pair of blocks, 16 x 16 int32
+        cfg.rows[k] = 16;
+        cfg.colsb[k] = 64;
     }
     _tile_loadconfig(&cfg);
     const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
@@ -86,31 +89,52 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
         __m512 acc[16];
 #pragma GCC unroll 16
         for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
-        // software pipeline: the tile products of pair p run while pair p - 1 is scaled
-        for (int64_t p = 0; p <= np; p++) {
+            // A three-stage pipeline over pairs of blocks, so that no instruction waits for the one
+            // just before it: iteration p multiplies pair p (C tiles 4, 5 or 6, 7 by parity),
+            // stores pair p - 1's results, and scales pair p - 2's, which were stored an iteration
+            // ago.
+#define AMX_PAIR(C0, C1)                                                                           \
+    do {                                                                                           \
+        const int64_t b = 2 * p;                                                                   \
+        _tile_zero(C0);                                                                            \
+        _tile_loadd(0, xs + b * 512, 32);                                                          \
+        _tile_loadd(2, bq + b * 512, 64);                                                          \
+        _tile_dpbssd(C0, 0, 2);                                                                    \
+        if (b + 1 < nb) {                                                                          \
+            _tile_zero(C1);                                                                        \
+            _tile_loadd(1, xs + (b + 1) * 512, 32);                                                \
+            _tile_loadd(3, bq + (b + 1) * 512, 64);                                                \
+            _tile_dpbssd(C1, 1, 3);                                                                \
+        }                                                                                          \
+    } while (0)
+#define AMX_STORE(C0, C1)                                                                          \
+    do {                                                                                           \
+        int32_t *c = cbuf[(p - 1) & 1];                                                            \
+        _tile_stored(C0, c, 64);                                                                   \
+        if (2 * (p - 1) + 1 < nb) _tile_stored(C1, c + 256, 64);                                   \
+    } while (0)
+        for (int64_t p = 0; p <= np + 1; p++) {
             if (p < np) {
-                const int64_t b = 2 * p;
-                int32_t *c = cbuf[p & 1];
-                _tile_zero(2);
-                _tile_loadd(0, xs + b * 512, 32);
-                _tile_loadd(1, bq + b * 512, 64);
-                _tile_dpbssd(2, 0, 1);
-                if (b + 1 < nb) {
-                    _tile_zero(5);
-                    _tile_loadd(3, xs + (b + 1) * 512, 32);
-                    _tile_loadd(4, bq + (b + 1) * 512, 64);
-                    _tile_dpbssd(5, 3, 4);
-                    _tile_stored(5, c + 256, 64);
-                }
-                _tile_stored(2, c, 64);
+                if (p & 1)
+                    AMX_PAIR(6, 7);
+                else
+                    AMX_PAIR(4, 5);
             }
-            if (p > 0) {
-                const int64_t b = 2 * (p - 1);
-                const int32_t *c = cbuf[(p - 1) & 1];
+            if (p >= 1 && p <= np) {
+                if ((p - 1) & 1)
+                    AMX_STORE(6, 7);
+                else
+                    AMX_STORE(4, 5);
+            }
+            if (p >= 2) {
+                const int64_t b = 2 * (p - 2);
+                const int32_t *c = cbuf[p & 1];
                 scale_block(c, scales_of(dg, b), das + b, ts, acc);
                 if (b + 1 < nb) scale_block(c + 256, scales_of(dg, b + 1), das + b + 1, ts, acc);
             }
         }
+#undef AMX_PAIR
+#undef AMX_STORE
 #pragma GCC unroll 16
         for (int t = 0; t < 16; t++)
             _mm512_mask_storeu_ps(y + (16 * s + t) * y_stride, rmask, acc[t]);
