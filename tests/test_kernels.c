@@ -698,23 +698,24 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
 {
     enum { NT = 40, RMAX = 100, NMAX = 4096 };
     static float xf[NMAX], y_all[NT * RMAX], y_one[NT * RMAX], y_amx[NT * RMAX], y_sub[NT * RMAX];
-    static uint8_t w[RMAX * (NMAX + 256)], a[NT * (NMAX + 256)], packed[(RMAX + 16) * (NMAX + 256)];
-    const uint32_t types[] = {NURI_TYPE_Q4_0, NURI_TYPE_Q8_0};
-    const int64_t lens[] = {32, 96, 2048, 4096};
+    static uint8_t w[RMAX * (NMAX + 256)], a[NT * (NMAX * 9 / 8 + 256)], packed[(RMAX + 16) * (NMAX + 256)];
+    const uint32_t types[] = {NURI_TYPE_Q4_0, NURI_TYPE_Q8_0, NURI_TYPE_Q4_K};
+    const int64_t lens[] = {32, 96, 256, 768, 2048, 4096};
     const int64_t outs[] = {16, 40, 100};
     if (!nuri_pack_supported(NURI_TYPE_Q8_0)) {
         printf("  (no AVX-512 VNNI here: nothing is packed)\n");
         return;
     }
     printf("  AMX %s\n", nuri_pack_amx() ? "used" : "not available");
-    for (size_t k = 0; k < 2; k++)
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
             for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++) {
                 const uint32_t t = types[k];
                 const int64_t n = lens[li], n_out = outs[oi], groups = (n_out + 15) / 16;
                 const nuri_kernel_traits *ref = nuri_kernels_isa(t, NURI_ISA_SCALAR);
-                const nuri_kernel_traits *ka = nuri_kernels_isa(NURI_TYPE_Q8_0, NURI_ISA_SCALAR);
-                const size_t wb = row_bytes(t, n), ab = row_bytes(NURI_TYPE_Q8_0, n);
+                if (n % nuri_type_get(t)->block_size) continue;
+                const nuri_kernel_traits *ka = nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR);
+                const size_t wb = row_bytes(t, n), ab = row_bytes(ref->vec_dot_type, n);
                 for (int64_t r = 0; r < n_out; r++) {
                     for (int64_t i = 0; i < n; i++) xf[i] = rng_normal();
                     ref->from_float(xf, w + (size_t)r * wb, n);
@@ -724,6 +725,7 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                     ka->from_float(xf, a + (size_t)j * ab, n);
                 }
                 REQUIRE(nuri_pack_bytes(t, n, n_out) <= sizeof packed);
+                REQUIRE(ab * NT <= sizeof a && wb * (size_t)n_out <= sizeof w);
                 nuri_pack(t, w, wb, n, n_out, packed);
                 nuri_gemm_packed(t, n, packed, n_out, 0, groups, a, ab, NT, y_all, n_out, false);
                 nuri_gemm_packed(t, n, packed, n_out, 0, groups, a, ab, NT, y_amx, n_out, true);
@@ -740,6 +742,10 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                         if (err > worst) worst = err;
                     }
                 }
+                bool finite = true;
+                for (int64_t i = 0; i < NT * n_out; i++) finite &= isfinite(y_all[i]);
+                CHECKF(finite, "%s n=%lld rows=%lld: non-finite output", tname(t), (long long)n,
+                       (long long)n_out);
                 CHECKF(worst < 1e-5, "%s n=%lld rows=%lld: packed vs scalar normalized error %.3g",
                        tname(t), (long long)n, (long long)n_out, worst);
                 CHECKF(!memcmp(y_all, y_one, sizeof(float) * NT * (size_t)n_out),

@@ -6,6 +6,7 @@
 #include "kernels/pack.h"
 #include "kernels/blocks.h"
 #include "kernels/kernels.h"
+#include "kernels/kernels_impl.h"
 #include "kernels/types.h"
 
 #include <pthread.h>
@@ -66,24 +67,52 @@ bool nuri_pack_supported(uint32_t type)
 {
     pthread_once(&pack_once, pack_env);
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
-    return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0;
+    return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K;
 }
 
+/* Bytes of one block of a row group (16 rows' worth). */
 static int64_t block_bytes(uint32_t type)
 {
-    return type == NURI_TYPE_Q8_0 ? 32 + 512 : 32 + 256;
+    return type == NURI_TYPE_Q8_0   ? 32 + 512
+           : type == NURI_TYPE_Q4_0 ? 32 + 256
+                                    : NURI_PACK_Q4_K_BYTES;
+}
+
+static int64_t block_elems(uint32_t type)
+{
+    return type == NURI_TYPE_Q4_K ? NURI_QK_K : NURI_QK;
+}
+
+static void pack_q4_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        const nuri_block_q4_K *blk = (const nuri_block_q4_K *)row + b;
+        uint8_t *o = out + b * NURI_PACK_Q4_K_BYTES;
+        memcpy(o + 2 * r, &blk->d, 2);
+        memcpy(o + 32 + 2 * r, &blk->dmin, 2);
+        uint8_t sc[8], m[8];
+        kernels_scales_mins_q4_K(blk->scales, sc, m);
+        for (int j = 0; j < 8; j++) {
+            o[64 + 16 * j + r] = sc[j];
+            o[192 + 16 * j + r] = m[j];
+        }
+        for (int c = 0; c < 4; c++)
+            for (int i = 0; i < 8; i++)
+                memcpy(o + 320 + (c * 8 + i) * 64 + 4 * r, blk->qs + 32 * c + 4 * i, 4);
+    }
 }
 
 size_t nuri_pack_bytes(uint32_t type, int64_t n, int64_t n_out)
 {
-    if (!nuri_pack_supported(type) || n % NURI_QK || n > NURI_PACK_MAX_N) return 0;
+    if (!nuri_pack_supported(type) || n % block_elems(type) || n > NURI_PACK_MAX_N) return 0;
     const int64_t groups = (n_out + NURI_PACK_ROWS - 1) / NURI_PACK_ROWS;
-    return (size_t)(groups * (n / NURI_QK) * block_bytes(type));
+    return (size_t)(groups * (n / block_elems(type)) * block_bytes(type));
 }
 
 void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t n_out, void *dst)
 {
-    const int64_t nb = n / NURI_QK, groups = (n_out + NURI_PACK_ROWS - 1) / NURI_PACK_ROWS;
+    const int64_t nb = n / block_elems(type),
+                  groups = (n_out + NURI_PACK_ROWS - 1) / NURI_PACK_ROWS;
     const int64_t qbytes = block_bytes(type) - 32; // codes per block of the group
     for (int64_t g = 0; g < groups; g++) {
         uint8_t *out = (uint8_t *)dst + g * nb * block_bytes(type);
@@ -92,6 +121,10 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
         memset(out, 0, (size_t)(nb * block_bytes(type)));
         for (int r = 0; r < NURI_PACK_ROWS && g * NURI_PACK_ROWS + r < n_out; r++) {
             const uint8_t *row = (const uint8_t *)w + (size_t)(g * NURI_PACK_ROWS + r) * w_stride;
+            if (type == NURI_TYPE_Q4_K) {
+                pack_q4_K(row, r, nb, out);
+                continue;
+            }
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *src;
                 if (type == NURI_TYPE_Q8_0) {

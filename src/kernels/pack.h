@@ -17,6 +17,13 @@
  *   Q8_0: d[nb][16] F16, then qs[nb][8][16][4] int8    (544 bytes per block: the file's size)
  *   Q4_0: d[nb][16] F16, then qs[nb][4][16][4] bytes   (288 bytes per block), where byte
  *         (i, r, e) is the file's qs[4i + e] of row r: low nibble code 4i + e, high 16 + 4i + e.
+ *   Q4_K: per 256-element block: d[16] F16, dmin[16] F16, sc[8][16] and m[8][16] (the 6-bit
+ *         scales and mins unpacked to bytes), qs[4][8][16][4] where byte (c, i, r, e) is the file's
+ *         qs[32c + 4i + e] of row r (low nibble: sub-block 2c, high: 2c + 1): 2368 bytes, 2.8%
+ *         more than the file's 16 x 144.
+ * Q4_K's products follow the same rule one level down: per block, f = sum over the 8 sub-blocks j
+ * of float(isum_j) * sc_j (FMA in j order), mins = sum_j float(bsum_j) * m_j (exact), then
+ * acc = fma(f, d * d_x, acc), acc = acc - mins * (dmin * d_x).
  */
 #ifndef NURI_PACK_H
 #define NURI_PACK_H
@@ -26,8 +33,9 @@
 #include <stdint.h>
 
 enum {
-    NURI_PACK_ROWS = 16,     // rows per group
-    NURI_PACK_MAX_N = 65536, // longest row that is packed
+    NURI_PACK_ROWS = 16,         // rows per group
+    NURI_PACK_MAX_N = 65536,     // longest row that is packed
+    NURI_PACK_Q4_K_BYTES = 2368, // one Q4_K block of a row group
 };
 
 /* Whether matrices of this type are packed on this CPU (AVX-512 VNNI, not capped by NURI_ISA;

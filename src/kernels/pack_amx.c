@@ -141,3 +141,139 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
     }
     _tile_release();
 }
+
+/* ======================================================================================== */
+/* Q4_K: per block, 8 sub-blocks of 32 (pack.h); B tiles are the unsigned codes (tdpbsud), and  */
+/* the float steps are those of the VNNI kernel: f = sum_j float(C_j) * sc_j in j order, then   */
+/* the block's scales and mins.                                                              */
+/* ======================================================================================== */
+
+void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                            const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
+                            float *y, int64_t y_stride, int rows);
+
+enum { Q4_K_BYTES = 2368 }; // NURI_PACK_Q4_K_BYTES
+
+void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                            const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
+                            float *y, int64_t y_stride, int rows)
+{
+    int32_t *cbuf[2] = {(int32_t *)scratch, (int32_t *)scratch + 512};
+    float *accbuf = (float *)(scratch + 4096);
+    uint8_t *bq = scratch + 8192;                      // nb x 8 B tiles of 512 bytes
+    float *scales = (float *)(bq + (size_t)nb * 4096); // nb x (sc[8][16], m[8][16]) floats
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * Q4_K_BYTES;
+        for (int c = 0; c < 4; c++)
+            for (int i = 0; i < 8; i++) {
+                const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
+                _mm512_store_si512(bq + (b * 8 + 2 * c) * 512 + 64 * i, _mm512_and_si512(v, m4));
+                _mm512_store_si512(bq + (b * 8 + 2 * c + 1) * 512 + 64 * i,
+                                   _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+        float *scf = scales + b * 256;
+        for (int j = 0; j < 8; j++) {
+            _mm512_store_ps(scf + 16 * j, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                              (const __m128i *)(kb + 64 + 16 * j)))));
+            _mm512_store_ps(scf + 128 + 16 * j,
+                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                _mm_loadu_si128((const __m128i *)(kb + 192 + 16 * j)))));
+        }
+    }
+    tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int k = 0; k < 2; k++) {
+        cfg.rows[k] = 16;
+        cfg.colsb[k] = 32;
+        cfg.rows[2 + k] = 8;
+        cfg.colsb[2 + k] = 64;
+    }
+    for (int k = 4; k < 8; k++) {
+        cfg.rows[k] = 16;
+        cfg.colsb[k] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
+    const int64_t nu = nb * 4; // units: pairs of sub-blocks (2u, 2u + 1) in block order
+    for (int64_t s = 0; s < n16; s++) {
+        const uint8_t *xs = panel + s * nb * 8 * 512;
+        memset(accbuf, 0, 1024);
+        __m512 f[16];
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) f[t] = _mm512_setzero_ps();
+#define AMX_UNIT(C0, C1)                                                                           \
+    do {                                                                                           \
+        _tile_zero(C0);                                                                            \
+        _tile_zero(C1);                                                                            \
+        _tile_loadd(0, xs + 2 * p * 512, 32);                                                      \
+        _tile_loadd(2, bq + 2 * p * 512, 64);                                                      \
+        _tile_dpbsud(C0, 0, 2);                                                                    \
+        _tile_loadd(1, xs + (2 * p + 1) * 512, 32);                                                \
+        _tile_loadd(3, bq + (2 * p + 1) * 512, 64);                                                \
+        _tile_dpbsud(C1, 1, 3);                                                                    \
+    } while (0)
+#define AMX_UNIT_STORE(C0, C1)                                                                     \
+    do {                                                                                           \
+        _tile_stored(C0, cbuf[(p - 1) & 1], 64);                                                   \
+        _tile_stored(C1, cbuf[(p - 1) & 1] + 256, 64);                                             \
+    } while (0)
+        for (int64_t p = 0; p <= nu + 1; p++) {
+            if (p < nu) {
+                if (p & 1)
+                    AMX_UNIT(6, 7);
+                else
+                    AMX_UNIT(4, 5);
+            }
+            if (p >= 1 && p <= nu) {
+                if ((p - 1) & 1)
+                    AMX_UNIT_STORE(6, 7);
+                else
+                    AMX_UNIT_STORE(4, 5);
+            }
+            if (p >= 2) {
+                const int64_t u = p - 2, b = u / 4;
+                const int j = 2 * (int)(u % 4);
+                const int32_t *c = cbuf[p & 1];
+                const float *scf = scales + b * 256;
+                const __m512 s0 = _mm512_load_ps(scf + 16 * j),
+                             s1 = _mm512_load_ps(scf + 16 * j + 16);
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++) {
+                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)), s0,
+                                           f[t]);
+                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 256 + 16 * t)),
+                                           s1, f[t]);
+                }
+                if (j == 6) { // the block's last pair: its scales and mins
+                    const uint8_t *kb = grp + b * Q4_K_BYTES;
+                    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+                    const __m512 dm =
+                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)));
+                    const float *mf = scf + 128;
+#pragma GCC unroll 16
+                    for (int t = 0; t < 16; t++) {
+                        const float *bs = bsf + ((16 * s + t) * ts + b) * 8;
+                        __m512 mins = _mm512_setzero_ps();
+                        for (int jj = 0; jj < 8; jj++)
+                            mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[jj]),
+                                                   _mm512_load_ps(mf + 16 * jj), mins);
+                        const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
+                        __m512 acc = _mm512_load_ps(accbuf + 16 * t);
+                        acc = _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx), acc);
+                        acc = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc);
+                        _mm512_store_ps(accbuf + 16 * t, acc);
+                        f[t] = _mm512_setzero_ps();
+                    }
+                }
+            }
+        }
+#undef AMX_UNIT
+#undef AMX_UNIT_STORE
+        for (int t = 0; t < 16; t++)
+            _mm512_mask_storeu_ps(y + (16 * s + t) * y_stride, rmask,
+                                  _mm512_load_ps(accbuf + 16 * t));
+    }
+    _tile_release();
+}

@@ -23,9 +23,11 @@
 
 enum {
     // per-thread scratch: [tables + AMX activation panel | AMX weight tiles | AMX results]
-    PACK_CHUNK = 2 * 1024 * 1024,                        // tables (8 bytes) + panel (32) per block
-    PACK_BUF = PACK_CHUNK + 16 * NURI_PACK_MAX_N + 4096, // + one row group's unpacked codes
-    PACK_TT_MAX = 256,                                   // tokens per chunk at most
+    PACK_CHUNK = 2 * 1024 * 1024, // tables (8 bytes) + panel (32) per block
+    // + one row group's unpacked codes (16 bytes per element) and Q4_K's scales as floats
+    PACK_BUF = PACK_CHUNK + 20 * NURI_PACK_MAX_N + 8192,
+    PACK_TT_MAX = 256, // tokens per chunk at most
+    PACK_PF = 8,       // prefetch distance, in blocks of 32
 };
 
 void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *panel,
@@ -76,8 +78,11 @@ vnni_group(const int T, const int q4, int64_t nb, const uint8_t *grp, const uint
     for (int64_t b = 0; b < nb; b++) {
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + 16 * b)));
         const uint8_t *q = qg + b * qb;
-        _mm_prefetch((const char *)q + 8 * qb, _MM_HINT_T0);
-        _mm_prefetch((const char *)q + 8 * qb + 64, _MM_HINT_T0);
+        // the hardware prefetcher alone leaves a single stream latency-bound: fetch every line
+        // of the block PACK_PF blocks ahead (and its scales)
+        for (int64_t off = 0; off < qb; off += 64)
+            _mm_prefetch((const char *)q + PACK_PF * qb + off, _MM_HINT_T0);
+        _mm_prefetch((const char *)(dg + 16 * (b + PACK_PF)), _MM_HINT_T0);
         __m512i w[8];
         if (q4) {
             for (int i = 0; i < 4; i++) {
@@ -160,6 +165,171 @@ static void make_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
     }
 }
 
+/* ======================================================================================== */
+/* Q4_K (pack.h): activations are Q8_K rows (d, 256 codes, 16 sums of 16).                   */
+/* ======================================================================================== */
+
+void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                            const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
+                            float *y, int64_t y_stride, int rows);
+
+/* One block's scales and mins as floats, 8 x 16 each (lane = row). */
+static inline void q4_K_scales(const uint8_t *kb, float *scf, float *mf)
+{
+    for (int j = 0; j < 8; j++) {
+        _mm512_store_ps(scf + 16 * j, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                          _mm_loadu_si128((const __m128i *)(kb + 64 + 16 * j)))));
+        _mm512_store_ps(mf + 16 * j, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                         _mm_loadu_si128((const __m128i *)(kb + 192 + 16 * j)))));
+    }
+}
+
+/* T tokens x one row group, all blocks. bsf[t * ts + b][j]: the 32-element sums of x as floats. */
+static inline __attribute__((always_inline)) void
+vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+          const float *da, const float *bsf, int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __attribute__((aligned(64))) float scf[128], mf[128];
+    __m512 acc[4];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_Q4_K_BYTES;
+        for (int off = 0; off < NURI_PACK_Q4_K_BYTES; off += 64) // see vnni_group
+            _mm_prefetch((const char *)kb + 2 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T0);
+        q4_K_scales(kb, scf, mf);
+        __m512 f[4];
+        for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+        for (int c = 0; c < 4; c++) {
+            __m512i lo[8], hi[8];
+            for (int i = 0; i < 8; i++) {
+                const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
+                lo[i] = _mm512_and_si512(v, m4);
+                hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            for (int t = 0; t < T; t++) {
+                const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                const int8_t *a = xb->qs + 64 * c;
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                for (int i = 0; i < 8; i++) {
+                    s0 = _mm512_dpbusd_epi32(s0, lo[i], _mm512_set1_epi32(load32(a + 4 * i)));
+                    s1 = _mm512_dpbusd_epi32(s1, hi[i], _mm512_set1_epi32(load32(a + 32 + 4 * i)));
+                }
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_load_ps(scf + 32 * c), f[t]);
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_load_ps(scf + 32 * c + 16),
+                                       f[t]);
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)));
+        for (int t = 0; t < T; t++) {
+            const float *bs = bsf + (t * ts + b) * 8;
+            __m512 mins = _mm512_setzero_ps();
+            for (int j = 0; j < 8; j++)
+                mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[j]), _mm512_load_ps(mf + 16 * j), mins);
+            const __m512 dx = _mm512_set1_ps(da[t * ts + b]);
+            acc[t] = _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
+}
+
+static void vnni_q4_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+                             int64_t n_t, const float *da, const float *bsf, int64_t ts, float *y,
+                             int64_t y_stride, __mmask16 rows)
+{
+    for (int64_t t = 0; t < n_t;) {
+        const int64_t left = n_t - t;
+        const uint8_t *xt = x + (size_t)t * x_stride;
+        if (left >= 4) {
+            vnni_q4_K(4, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
+                      y_stride, rows);
+            t += 4;
+        } else if (left >= 2) {
+            vnni_q4_K(2, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
+                      y_stride, rows);
+            t += 2;
+        } else {
+            vnni_q4_K(1, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
+                      y_stride, rows);
+            t += 1;
+        }
+    }
+}
+
+static void q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
+                        float *bsf)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
+        for (int64_t b = 0; b < nb; b++) {
+            da[t * nb + b] = blk[b].d;
+            for (int j = 0; j < 8; j++)
+                bsf[(t * nb + b) * 8 + j] = (float)(blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
+        }
+    }
+}
+
+/* A tiles for Q4_K: panel[((s * nb + b) * 8 + j) * 512 + 32 t] = codes of sub-block j. */
+static void q4_K_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, uint8_t *panel)
+{
+    for (int64_t s = 0; s < n16; s++)
+        for (int t = 0; t < 16; t++) {
+            const nuri_block_q8_K *blk =
+                (const nuri_block_q8_K *)(x + (size_t)(16 * s + t) * x_stride);
+            for (int64_t b = 0; b < nb; b++)
+                for (int j = 0; j < 8; j++)
+                    _mm256_store_si256((__m256i *)(panel + ((s * nb + b) * 8 + j) * 512 + 32 * t),
+                                       _mm256_loadu_si256((const __m256i *)(blk[b].qs + 32 * j)));
+        }
+}
+
+static void packed_q4_K(int64_t n, const void *wp, int64_t n_out, int64_t g0, int64_t g1,
+                        const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
+                        bool use_amx, uint8_t *buf)
+{
+    const int64_t nb = n / NURI_QK_K, gbytes = nb * NURI_PACK_Q4_K_BYTES;
+    if (!buf) { // no scratch: one token at a time, tables on the stack, the same arithmetic
+        float da1[NURI_PACK_MAX_N / NURI_QK_K], bsf1[NURI_PACK_MAX_N / NURI_QK_K * 8];
+        for (int64_t t = 0; t < n_t; t++) {
+            q4_K_tables(x + (size_t)t * x_stride, x_stride, 1, nb, da1, bsf1);
+            for (int64_t g = g0; g < g1; g++) {
+                const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+                vnni_q4_K_tokens(nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
+                                 x_stride, 1, da1, bsf1, nb, y + t * y_stride + 16 * g, y_stride,
+                                 (__mmask16)((1u << rr) - 1));
+            }
+        }
+        return;
+    }
+    // per token and block: 4 + 32 bytes of tables, 256 of panel
+    int64_t tt = PACK_CHUNK / (nb * 292);
+    if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
+    if (tt > 16) tt &= ~(int64_t)15;
+    float *da = (float *)buf, *bsf = da + tt * nb;
+    uint8_t *panel = buf + (size_t)(tt * nb * 36);
+    uint8_t *scratch = buf + PACK_CHUNK;
+    for (int64_t t0 = 0; t0 < n_t; t0 += tt) {
+        const int64_t nt = n_t - t0 < tt ? n_t - t0 : tt;
+        const uint8_t *xc = x + (size_t)t0 * x_stride;
+        q4_K_tables(xc, x_stride, nt, nb, da, bsf);
+        const int64_t n16 = use_amx ? nt / 16 : 0;
+        if (n16) q4_K_panel(xc, x_stride, n16, nb, panel);
+        for (int64_t g = g0; g < g1; g++) {
+            const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
+            const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+            float *yg = y + t0 * y_stride + 16 * g;
+            if (n16)
+                kernels_amx_group_q4_K(nb, grp, panel, n16, da, bsf, nb, scratch, yg, y_stride,
+                                       (int)rr);
+            vnni_q4_K_tokens(nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
+                             da + 16 * n16 * nb, bsf + 16 * n16 * nb * 8, nb,
+                             yg + 16 * n16 * y_stride, y_stride, (__mmask16)((1u << rr) - 1));
+        }
+    }
+}
+
 void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
                                 int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
                                 int64_t y_stride, bool use_amx);
@@ -167,10 +337,14 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
                                 int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
                                 int64_t y_stride, bool use_amx)
 {
-    const int q4 = type == NURI_TYPE_Q4_0;
-    const int64_t nb = n / NURI_QK, gbytes = nb * (q4 ? 288 : 544);
     const uint8_t *x = vx;
     uint8_t *buf = buf_get();
+    if (type == NURI_TYPE_Q4_K) {
+        packed_q4_K(n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride, use_amx, buf);
+        return;
+    }
+    const int q4 = type == NURI_TYPE_Q4_0;
+    const int64_t nb = n / NURI_QK, gbytes = nb * (q4 ? 288 : 544);
     // tokens per chunk: as many as the tables hold (at least 32: rows are at most
     // NURI_PACK_MAX_N elements)
     int64_t tt = PACK_CHUNK / (nb * 40);
