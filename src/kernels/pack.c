@@ -67,20 +67,40 @@ bool nuri_pack_supported(uint32_t type)
 {
     pthread_once(&pack_once, pack_env);
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
-    return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K;
+    return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
+           type == NURI_TYPE_Q6_K;
 }
 
 /* Bytes of one block of a row group (16 rows' worth). */
 static int64_t block_bytes(uint32_t type)
 {
-    return type == NURI_TYPE_Q8_0   ? 32 + 512
-           : type == NURI_TYPE_Q4_0 ? 32 + 256
-                                    : NURI_PACK_Q4_K_BYTES;
+    switch (type) {
+    case NURI_TYPE_Q8_0:
+        return 32 + 512;
+    case NURI_TYPE_Q4_0:
+        return 32 + 256;
+    case NURI_TYPE_Q4_K:
+        return NURI_PACK_Q4_K_BYTES;
+    default:
+        return NURI_PACK_Q6_K_BYTES;
+    }
 }
 
 static int64_t block_elems(uint32_t type)
 {
-    return type == NURI_TYPE_Q4_K ? NURI_QK_K : NURI_QK;
+    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ? NURI_QK_K : NURI_QK;
+}
+
+static void pack_q6_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        const nuri_block_q6_K *blk = (const nuri_block_q6_K *)row + b;
+        uint8_t *o = out + b * NURI_PACK_Q6_K_BYTES;
+        memcpy(o + 2 * r, &blk->d, 2);
+        for (int j = 0; j < 16; j++) o[32 + 16 * j + r] = (uint8_t)blk->scales[j];
+        for (int k = 0; k < 32; k++) memcpy(o + 288 + 64 * k + 4 * r, blk->ql + 4 * k, 4);
+        for (int k = 0; k < 16; k++) memcpy(o + 2336 + 64 * k + 4 * r, blk->qh + 4 * k, 4);
+    }
 }
 
 static void pack_q4_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
@@ -121,8 +141,8 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
         memset(out, 0, (size_t)(nb * block_bytes(type)));
         for (int r = 0; r < NURI_PACK_ROWS && g * NURI_PACK_ROWS + r < n_out; r++) {
             const uint8_t *row = (const uint8_t *)w + (size_t)(g * NURI_PACK_ROWS + r) * w_stride;
-            if (type == NURI_TYPE_Q4_K) {
-                pack_q4_K(row, r, nb, out);
+            if (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K) {
+                (type == NURI_TYPE_Q4_K ? pack_q4_K : pack_q6_K)(row, r, nb, out);
                 continue;
             }
             for (int64_t b = 0; b < nb; b++) {

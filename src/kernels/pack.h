@@ -21,9 +21,14 @@
  *         scales and mins unpacked to bytes), qs[4][8][16][4] where byte (c, i, r, e) is the file's
  *         qs[32c + 4i + e] of row r (low nibble: sub-block 2c, high: 2c + 1): 2368 bytes, 2.8%
  *         more than the file's 16 x 144.
+ *   Q6_K: per 256-element block: d[16] F16, sc[16][16] int8, ql[32][16][4] where byte (k, r, e) is
+ *         the file's ql[4k + e] of row r, qh[16][16][4] likewise: 3360 bytes, the file's size.
+ *         Codes of the 32 elements 128h + 32q + 4i + (0..3), i < 8: ql line 16h + 8(q & 1) + i
+ *         (low nibble for q < 2, high for q >= 2) and bits 2q, 2q + 1 of qh line 8h + i.
  * Q4_K's products follow the same rule one level down: per block, f = sum over the 8 sub-blocks j
  * of float(isum_j) * sc_j (FMA in j order), mins = sum_j float(bsum_j) * m_j (exact), then
- * acc = fma(f, d * d_x, acc), acc = acc - mins * (dmin * d_x).
+ * acc = fma(f, d * d_x, acc), acc = acc - mins * (dmin * d_x). Q6_K's: f = sum over the 16
+ * sub-blocks of float(isum_j) * sc_j, isum_j over the codes minus 32, then acc = fma(f, d * d_x).
  */
 #ifndef NURI_PACK_H
 #define NURI_PACK_H
@@ -36,6 +41,7 @@ enum {
     NURI_PACK_ROWS = 16,         // rows per group
     NURI_PACK_MAX_N = 65536,     // longest row that is packed
     NURI_PACK_Q4_K_BYTES = 2368, // one Q4_K block of a row group
+    NURI_PACK_Q6_K_BYTES = 3360, // one Q6_K block of a row group (16 x 210, as the file)
 };
 
 /* Whether matrices of this type are packed on this CPU (AVX-512 VNNI, not capped by NURI_ISA;

@@ -10,6 +10,7 @@
  * three-stage pipeline (multiply, store, scale) so the tile unit works while the vector unit
  * scales.
  */
+#include "kernels/pack_x86.h"
 #include "kernels/types.h"
 
 #include <immintrin.h>
@@ -264,6 +265,129 @@ void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
                         acc = _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx), acc);
                         acc = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc);
                         _mm512_store_ps(accbuf + 16 * t, acc);
+                        f[t] = _mm512_setzero_ps();
+                    }
+                }
+            }
+        }
+#undef AMX_UNIT
+#undef AMX_UNIT_STORE
+        for (int t = 0; t < 16; t++)
+            _mm512_mask_storeu_ps(y + (16 * s + t) * y_stride, rmask,
+                                  _mm512_load_ps(accbuf + 16 * t));
+    }
+    _tile_release();
+}
+
+/* ======================================================================================== */
+/* Q6_K: 16 sub-blocks of 16 per block (pack.h); A tiles 16 tokens x 16 codes, B tiles the    */
+/* codes - 32 as signed bytes (tdpbssd), so C is the same integer as the VNNI sum with its    */
+/* correction. Float steps as in the VNNI kernel: f = sum_j float(C_j) * sc_j, then d * d_x.  */
+/* ======================================================================================== */
+
+void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                            const float *da, int64_t ts, uint8_t *scratch, float *y,
+                            int64_t y_stride, int rows);
+
+enum { Q6_K_BYTES = 3360 }; // NURI_PACK_Q6_K_BYTES
+
+void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                            const float *da, int64_t ts, uint8_t *scratch, float *y,
+                            int64_t y_stride, int rows)
+{
+    int32_t *cbuf[2] = {(int32_t *)scratch, (int32_t *)scratch + 512};
+    float *accbuf = (float *)(scratch + 4096);
+    uint8_t *bq = scratch + 8192;                      // nb x 16 B tiles of 256 bytes
+    float *scales = (float *)(bq + (size_t)nb * 4096); // nb x sc[16][16] floats
+    const __m512i bias = _mm512_set1_epi8(32);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * Q6_K_BYTES;
+        for (int g = 0; g < 8; g++) {
+            __m512i c[8];
+            q6_K_codes(kb, g / 4, g % 4, c);
+            for (int i = 0; i < 8; i++)
+                _mm512_store_si512(bq + (b * 16 + 2 * g + i / 4) * 256 + 64 * (i % 4),
+                                   _mm512_sub_epi8(c[i], bias));
+        }
+        for (int j = 0; j < 16; j++)
+            _mm512_store_ps(scales + b * 256 + 16 * j,
+                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                _mm_loadu_si128((const __m128i *)(kb + 32 + 16 * j)))));
+    }
+    tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int k = 0; k < 2; k++) {
+        cfg.rows[k] = 16; // A: 16 tokens x 16 codes
+        cfg.colsb[k] = 16;
+        cfg.rows[2 + k] = 4; // B: 4 groups of 4 codes x 16 rows x 4
+        cfg.colsb[2 + k] = 64;
+    }
+    for (int k = 4; k < 8; k++) {
+        cfg.rows[k] = 16;
+        cfg.colsb[k] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
+    const int64_t nu = nb * 8; // units: pairs of sub-blocks (2u, 2u + 1) in block order
+    for (int64_t s = 0; s < n16; s++) {
+        const uint8_t *xs = panel + s * nb * 16 * 256;
+        memset(accbuf, 0, 1024);
+        __m512 f[16];
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) f[t] = _mm512_setzero_ps();
+#define AMX_UNIT(C0, C1)                                                                           \
+    do {                                                                                           \
+        _tile_zero(C0);                                                                            \
+        _tile_zero(C1);                                                                            \
+        _tile_loadd(0, xs + 2 * p * 256, 16);                                                      \
+        _tile_loadd(2, bq + 2 * p * 256, 64);                                                      \
+        _tile_dpbssd(C0, 0, 2);                                                                    \
+        _tile_loadd(1, xs + (2 * p + 1) * 256, 16);                                                \
+        _tile_loadd(3, bq + (2 * p + 1) * 256, 64);                                                \
+        _tile_dpbssd(C1, 1, 3);                                                                    \
+    } while (0)
+#define AMX_UNIT_STORE(C0, C1)                                                                     \
+    do {                                                                                           \
+        _tile_stored(C0, cbuf[(p - 1) & 1], 64);                                                   \
+        _tile_stored(C1, cbuf[(p - 1) & 1] + 256, 64);                                             \
+    } while (0)
+        for (int64_t p = 0; p <= nu + 1; p++) {
+            if (p < nu) {
+                if (p & 1)
+                    AMX_UNIT(6, 7);
+                else
+                    AMX_UNIT(4, 5);
+            }
+            if (p >= 1 && p <= nu) {
+                if ((p - 1) & 1)
+                    AMX_UNIT_STORE(6, 7);
+                else
+                    AMX_UNIT_STORE(4, 5);
+            }
+            if (p >= 2) {
+                const int64_t u = p - 2, b = u / 8;
+                const int j = 2 * (int)(u % 8);
+                const int32_t *c = cbuf[p & 1];
+                const float *scf = scales + b * 256;
+                const __m512 s0 = _mm512_load_ps(scf + 16 * j),
+                             s1 = _mm512_load_ps(scf + 16 * j + 16);
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++) {
+                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)), s0,
+                                           f[t]);
+                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 256 + 16 * t)),
+                                           s1, f[t]);
+                }
+                if (j == 14) { // the block's last pair
+                    const __m512 dw = _mm512_cvtph_ps(
+                        _mm256_loadu_si256((const __m256i *)(grp + b * Q6_K_BYTES)));
+#pragma GCC unroll 16
+                    for (int t = 0; t < 16; t++) {
+                        const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
+                        _mm512_store_ps(accbuf + 16 * t,
+                                        _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx),
+                                                        _mm512_load_ps(accbuf + 16 * t)));
                         f[t] = _mm512_setzero_ps();
                     }
                 }

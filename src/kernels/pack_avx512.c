@@ -14,6 +14,7 @@
  */
 #include "kernels/blocks.h"
 #include "kernels/pack.h"
+#include "kernels/pack_x86.h"
 #include "kernels/types.h"
 
 #include <immintrin.h>
@@ -330,6 +331,160 @@ static void packed_q4_K(int64_t n, const void *wp, int64_t n_out, int64_t g0, in
     }
 }
 
+/* ======================================================================================== */
+/* Q6_K (pack.h): activations are Q8_K rows; codes 0..63 are used unsigned with a per-token,  */
+/* per-sub-block correction -32 * sum (VNNI), or as code - 32 (AMX): the same integers.       */
+/* ======================================================================================== */
+
+void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                            const float *da, int64_t ts, uint8_t *scratch, float *y,
+                            int64_t y_stride, int rows);
+
+static inline void q6_K_scales(const uint8_t *kb, float *scf)
+{
+    for (int j = 0; j < 16; j++)
+        _mm512_store_ps(scf + 16 * j, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                          _mm_loadu_si128((const __m128i *)(kb + 32 + 16 * j)))));
+}
+
+/* T tokens x one row group. corr[(t * ts + b) * 16 + j] = -32 * (sum of x's codes in sub-block j).
+ */
+static inline __attribute__((always_inline)) void
+vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+          const float *da, const int32_t *corr, int64_t ts, float *y, int64_t y_stride,
+          __mmask16 rows)
+{
+    __attribute__((aligned(64))) float scf[256];
+    __m512 acc[4];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_Q6_K_BYTES;
+        for (int off = 0; off < NURI_PACK_Q6_K_BYTES; off += 64) // see vnni_group
+            _mm_prefetch((const char *)kb + 2 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T0);
+        q6_K_scales(kb, scf);
+        __m512 f[4];
+        for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+        for (int g = 0; g < 8; g++) { // 32 elements: sub-blocks 2g, 2g + 1
+            __m512i c[8];
+            q6_K_codes(kb, g / 4, g % 4, c);
+            for (int t = 0; t < T; t++) {
+                const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                const int8_t *a = xb->qs + 32 * g;
+                const int32_t *cr = corr + (t * ts + b) * 16 + 2 * g;
+                __m512i s0 = _mm512_set1_epi32(cr[0]), s1 = _mm512_set1_epi32(cr[1]);
+                for (int i = 0; i < 4; i++) {
+                    s0 = _mm512_dpbusd_epi32(s0, c[i], _mm512_set1_epi32(load32(a + 4 * i)));
+                    s1 = _mm512_dpbusd_epi32(s1, c[4 + i],
+                                             _mm512_set1_epi32(load32(a + 16 + 4 * i)));
+                }
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_load_ps(scf + 32 * g), f[t]);
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_load_ps(scf + 32 * g + 16),
+                                       f[t]);
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+        for (int t = 0; t < T; t++)
+            acc[t] =
+                _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, _mm512_set1_ps(da[t * ts + b])), acc[t]);
+    }
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
+}
+
+static void vnni_q6_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+                             int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
+                             float *y, int64_t y_stride, __mmask16 rows)
+{
+    for (int64_t t = 0; t < n_t;) {
+        const int64_t left = n_t - t;
+        const uint8_t *xt = x + (size_t)t * x_stride;
+        if (left >= 4) {
+            vnni_q6_K(4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+                      y + t * y_stride, y_stride, rows);
+            t += 4;
+        } else if (left >= 2) {
+            vnni_q6_K(2, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+                      y + t * y_stride, y_stride, rows);
+            t += 2;
+        } else {
+            vnni_q6_K(1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+                      y + t * y_stride, y_stride, rows);
+            t += 1;
+        }
+    }
+}
+
+static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
+                        int32_t *corr)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
+        for (int64_t b = 0; b < nb; b++) {
+            da[t * nb + b] = blk[b].d;
+            for (int j = 0; j < 16; j++) corr[(t * nb + b) * 16 + j] = -32 * blk[b].bsums[j];
+        }
+    }
+}
+
+/* A tiles for Q6_K: panel[((s * nb + b) * 16 + j) * 256 + 16 t] = codes of sub-block j. */
+static void q6_K_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, uint8_t *panel)
+{
+    for (int64_t s = 0; s < n16; s++)
+        for (int t = 0; t < 16; t++) {
+            const nuri_block_q8_K *blk =
+                (const nuri_block_q8_K *)(x + (size_t)(16 * s + t) * x_stride);
+            for (int64_t b = 0; b < nb; b++)
+                for (int j = 0; j < 16; j++)
+                    _mm_store_si128((__m128i *)(panel + ((s * nb + b) * 16 + j) * 256 + 16 * t),
+                                    _mm_loadu_si128((const __m128i *)(blk[b].qs + 16 * j)));
+        }
+}
+
+static void packed_q6_K(int64_t n, const void *wp, int64_t n_out, int64_t g0, int64_t g1,
+                        const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
+                        bool use_amx, uint8_t *buf)
+{
+    const int64_t nb = n / NURI_QK_K, gbytes = nb * NURI_PACK_Q6_K_BYTES;
+    if (!buf) { // no scratch: one token at a time, tables on the stack, the same arithmetic
+        float da1[NURI_PACK_MAX_N / NURI_QK_K];
+        int32_t corr1[NURI_PACK_MAX_N / NURI_QK_K * 16];
+        for (int64_t t = 0; t < n_t; t++) {
+            q6_K_tables(x + (size_t)t * x_stride, x_stride, 1, nb, da1, corr1);
+            for (int64_t g = g0; g < g1; g++) {
+                const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+                vnni_q6_K_tokens(nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
+                                 x_stride, 1, da1, corr1, nb, y + t * y_stride + 16 * g, y_stride,
+                                 (__mmask16)((1u << rr) - 1));
+            }
+        }
+        return;
+    }
+    // per token and block: 4 + 64 bytes of tables, 256 of panel
+    int64_t tt = PACK_CHUNK / (nb * 324);
+    if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
+    if (tt > 16) tt &= ~(int64_t)15;
+    float *da = (float *)buf;
+    int32_t *corr = (int32_t *)(da + tt * nb);
+    uint8_t *panel = buf + (size_t)(tt * nb * 68);
+    uint8_t *scratch = buf + PACK_CHUNK;
+    for (int64_t t0 = 0; t0 < n_t; t0 += tt) {
+        const int64_t nt = n_t - t0 < tt ? n_t - t0 : tt;
+        const uint8_t *xc = x + (size_t)t0 * x_stride;
+        q6_K_tables(xc, x_stride, nt, nb, da, corr);
+        const int64_t n16 = use_amx ? nt / 16 : 0;
+        if (n16) q6_K_panel(xc, x_stride, n16, nb, panel);
+        for (int64_t g = g0; g < g1; g++) {
+            const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
+            const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+            float *yg = y + t0 * y_stride + 16 * g;
+            if (n16)
+                kernels_amx_group_q6_K(nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr);
+            vnni_q6_K_tokens(nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
+                             da + 16 * n16 * nb, corr + 16 * n16 * nb * 16, nb,
+                             yg + 16 * n16 * y_stride, y_stride, (__mmask16)((1u << rr) - 1));
+        }
+    }
+}
+
 void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
                                 int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
                                 int64_t y_stride, bool use_amx);
@@ -341,6 +496,10 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
     uint8_t *buf = buf_get();
     if (type == NURI_TYPE_Q4_K) {
         packed_q4_K(n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride, use_amx, buf);
+        return;
+    }
+    if (type == NURI_TYPE_Q6_K) {
+        packed_q6_K(n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride, use_amx, buf);
         return;
     }
     const int q4 = type == NURI_TYPE_Q4_0;
