@@ -10,6 +10,10 @@
 # package node-llama-cpp, installed into tests/oracle by scripts/setup) and `nuri eval` then run
 # the same random prompt, and tests/oracle/compare.mjs applies the golden tolerances. Then the
 # greedy continuations must agree up to the first step where llama.cpp's top two are close.
+#
+# Last, tokenizers: llama.cpp, run live, must still give the ids stored for Korean texts and chat
+# prompts with EXAONE 4.0's real vocabulary (tests/data/vocab/exaone4.ids.json, which
+# tests/test_korean_tokenizer.c holds nuri to).
 set -u
 cd "$(dirname "$0")/.."
 NURI=${NURI:-build/nuri}
@@ -47,6 +51,7 @@ cases=(
     "exaone4 small Q6_K - 120"
     "granite small Q4_K_M - 121"
     "granite tiny Q8_0 - 122"
+    "exaone4 tiny Q4_K tests/data/vocab/exaone4.gguf 123"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"
@@ -98,5 +103,15 @@ for c in "${cases[@]}"; do
         failed=$((failed + 1))
     fi
 done
+
+tok_line=$(node tests/oracle/tokenize_ids.mjs tests/data/vocab/exaone4.gguf \
+    tests/data/vocab/exaone4.ids.json 2>"$tmp/err")
+if [ $? -eq 0 ]; then
+    echo "ok   tokenizer exaone4: llama.cpp gives the stored ids ($tok_line)"
+    passed=$((passed + 1))
+else
+    echo "FAIL tokenizer exaone4: $tok_line $(tail -3 "$tmp/err")"
+    failed=$((failed + 1))
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,10 +1,22 @@
 /*
  * test_serve.c: the server's request validation (src/serve/openai.c) and metrics text, without a
- * server. The HTTP behaviour is tested end to end in tests/serve.test.sh.
+ * server; and, with a real server on loopback, where a chat answer ends for a Korean model family
+ * whose end-of-turn marker is not the file's EOS. The rest of the HTTP behaviour is tested end to
+ * end in tests/serve.test.sh.
  */
+#include "gguf/gguf.h"
+#include "model/mkmodel.h"
 #include "serve/metrics.h"
 #include "serve/openai.h"
+#include "serve/serve.h"
 #include "test.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Parses text as a chat (or completion) request for a 1000-token vocabulary. */
 static bool parse(const char *text, serve_kind kind, serve_request *r, serve_error *e)
@@ -185,6 +197,150 @@ TEST(metrics_text_has_counters_histograms_and_gauges)
     serve_metrics_destroy(&m);
 }
 
+/* ---- a real server on loopback ---- */
+
+/* POSTs body to 127.0.0.1:port path and returns the response's JSON body (NULL on any failure). */
+static json_t *http_post(int port, const char *path, const char *body)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return NULL;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char head[256];
+    int hn = snprintf(head, sizeof head,
+                      "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      path, strlen(body));
+    size_t cap = 1 << 16, n = 0;
+    char *resp = malloc(cap);
+    bool ok = resp && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+              write(fd, head, (size_t)hn) == hn &&
+              write(fd, body, strlen(body)) == (ssize_t)strlen(body);
+    for (ssize_t k; ok && (k = read(fd, resp + n, cap - 1 - n)) > 0;) {
+        n += (size_t)k;
+        if (n + 1 == cap) {
+            char *r = realloc(resp, cap *= 2);
+            if (!r)
+                ok = false;
+            else
+                resp = r;
+        }
+    }
+    close(fd);
+    json_t *j = NULL;
+    if (ok) {
+        resp[n] = 0;
+        char *b = strstr(resp, "\r\n\r\n");
+        if (b) j = json_loads(b + 4, 0, NULL);
+    }
+    free(resp);
+    return j;
+}
+
+/* A random-weight EXAONE 4.0 model with its real chat template and a SentencePiece vocabulary (byte
+ * tokens, then EXAONE's markers) whose EOS is [EOS], not [|endofturn|]: as a GGUF converted with
+ * another EOS would be. Returns the id of [|endofturn|], or -1. */
+#define EXAONE_TEMPLATE "tests/data/templates-korean/LGAI-EXAONE-EXAONE-4.0-1.2B.jinja"
+static int32_t write_exaone_model(const char *vpath, const char *mpath)
+{
+    static const char *const markers[] = {"[|system|]", "[|user|]", "[|assistant|]",
+                                          "[|endofturn|]", "[|tool|]"};
+    enum { N_MARK = sizeof markers / sizeof markers[0], FIRST = 259, N = FIRST + N_MARK };
+    const char *tok[N];
+    char bytes[256][8];
+    float score[N] = {0};
+    int32_t type[N];
+    tok[0] = "<unk>", type[0] = 2;
+    tok[1] = "[BOS]", tok[2] = "[EOS]", type[1] = type[2] = 3;
+    for (int i = 0; i < 256; i++) {
+        snprintf(bytes[i], sizeof bytes[i], "<0x%02X>", i);
+        tok[3 + i] = bytes[i], type[3 + i] = 6;
+    }
+    for (int i = 0; i < N_MARK; i++) tok[FIRST + i] = markers[i], type[FIRST + i] = 3;
+    gguf_writer *w;
+    if (gguf_writer_new(&w) != NURI_OK) return -1;
+    bool ok =
+        gguf_writer_add_str(w, "general.architecture", "llama") == NURI_OK &&
+        gguf_writer_add_str(w, "tokenizer.ggml.model", "llama") == NURI_OK &&
+        gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens", tok, N) == NURI_OK &&
+        gguf_writer_add_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, score, N) == NURI_OK &&
+        gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, type, N) == NURI_OK &&
+        gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1) == NURI_OK &&
+        gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2) == NURI_OK &&
+        gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false) == NURI_OK &&
+        gguf_writer_write(w, vpath) == NURI_OK;
+    gguf_writer_free(w);
+    char *tpl = NULL;
+    size_t tlen = 0;
+    uint8_t *t = ok ? test_read_file(EXAONE_TEMPLATE, &tlen) : NULL;
+    if (t && (tpl = malloc(tlen + 1))) {
+        memcpy(tpl, t, tlen);
+        tpl[tlen] = 0;
+    }
+    free(t);
+    nuri_mkmodel_params p = {.arch = "exaone4",
+                             .shape = "tiny",
+                             .type = "F32",
+                             .vocab = vpath,
+                             .seed = 11,
+                             .chat_template = tpl,
+                             .chat_template_len = tlen};
+    ok = ok && tpl && nuri_mkmodel(&p, mpath) == NURI_OK;
+    free(tpl);
+    return ok ? FIRST + 3 : -1;
+}
+
+/* Greedy, with the bias making [|endofturn|] the first token: a chat answer ends there, empty,
+ * finish_reason "stop" (as nuri chat ends it; EXAONE's template closes every turn with it), while
+ * a plain completion, which no template frames, runs on to max_tokens: only EOS ends it. */
+TEST(chat_answers_end_on_the_familys_end_of_turn_marker_that_is_not_eos)
+{
+    char dir[] = "/tmp/nuri-serve-XXXXXX", vpath[64], mpath[64];
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(vpath, sizeof vpath, "%s/vocab.gguf", dir);
+    snprintf(mpath, sizeof mpath, "%s/model.gguf", dir);
+    int32_t eot = write_exaone_model(vpath, mpath);
+    CHECKF(eot >= 0, "cannot make the model: %s", nuri_last_error());
+    serve_params sp = {.model_path = mpath, .max_seqs = 1, .n_ctx = 512};
+    serve_server *srv = NULL;
+    if (eot >= 0) CHECK(serve_server_start(&sp, &srv) == NURI_OK);
+    if (srv && serve_server_wait_loaded(srv) == NURI_OK) {
+        int port = serve_server_port(srv);
+        char body[512];
+        snprintf(body, sizeof body,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"안녕하세요\"}],"
+                 "\"temperature\":0,\"max_tokens\":6,\"logit_bias\":{\"%d\":100}}",
+                 eot);
+        json_t *r = http_post(port, "/v1/chat/completions", body);
+        json_t *choice = json_array_get(json_object_get(r, "choices"), 0);
+        const char *content =
+            json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
+        const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
+        CHECKF(content && !strcmp(content, ""), "content: %s", content ? content : "(none)");
+        CHECKF(finish && !strcmp(finish, "stop"), "finish_reason: %s", finish ? finish : "(none)");
+        CHECK(json_integer_value(
+                  json_object_get(json_object_get(r, "usage"), "completion_tokens")) == 0);
+        json_decref(r);
+
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"[|user|]안녕[|endofturn|]\\n[|assistant|]\",\"temperature\":0,"
+                 "\"max_tokens\":6,\"logit_bias\":{\"%d\":100}}",
+                 eot);
+        r = http_post(port, "/v1/completions", body);
+        choice = json_array_get(json_object_get(r, "choices"), 0);
+        finish = json_string_value(json_object_get(choice, "finish_reason"));
+        CHECKF(finish && !strcmp(finish, "length"), "completion finish_reason: %s",
+               finish ? finish : "(none)");
+        json_decref(r);
+    } else if (srv) {
+        CHECKF(false, "the model did not load: %s", nuri_last_error());
+    }
+    if (srv) serve_server_stop(srv);
+    unlink(vpath);
+    unlink(mpath);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(chat_minimal_request_gets_openai_defaults);
@@ -195,5 +351,6 @@ int main(void)
     RUN(error_json_is_an_openai_error_object);
     RUN(utf8_sanitize_replaces_only_ill_formed_bytes);
     RUN(metrics_text_has_counters_histograms_and_gauges);
+    RUN(chat_answers_end_on_the_familys_end_of_turn_marker_that_is_not_eos);
     TEST_DONE();
 }

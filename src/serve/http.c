@@ -195,8 +195,11 @@ typedef struct gen {
     serve_server *s;
     serve_job *job;
     serve_request req; // stop strings and flags (messages / prompt are no longer used)
-    json_t *body;      // the parsed request body (req borrows from it)
-    int fd;            // the client's socket, polled for hang-ups
+    // the request's stop strings, then (chat) the template's end-of-turn texts; borrowed
+    const char *stops[SERVE_MAX_STOP + SERVE_MAX_FORMAT_STOPS];
+    size_t n_stops;
+    json_t *body; // the parsed request body (req borrows from it)
+    int fd;       // the client's socket, polled for hang-ups
     char id[48];
     long long created;
     int32_t n_prompt;
@@ -333,8 +336,8 @@ static size_t gen_pump(gen *g, int timeout_ms, size_t *from)
     *from = g->n_emitted;
     if (g->stop_hit) return 0;
     nuri_stop_result res;
-    nuri_stop_strings_check(g->text.p ? g->text.p : "", g->text.n, g->n_emitted,
-                            (const char *const *)g->req.stop, (size_t)g->req.n_stop, &res);
+    nuri_stop_strings_check(g->text.p ? g->text.p : "", g->text.n, g->n_emitted, g->stops,
+                            g->n_stops, &res);
     size_t safe = res.n_safe;
     if (res.hit) {
         g->stop_hit = true;
@@ -613,9 +616,15 @@ static enum MHD_Result handle_generate(serve_server *s, struct MHD_Connection *c
     int32_t max_new = seq_max - n_ids;
     if (g->req.max_tokens > 0 && g->req.max_tokens < max_new) max_new = g->req.max_tokens;
 
+    // a chat answer ends as in `nuri chat`: on the template family's end-of-turn marker too
+    size_t n_fmt_stops;
+    const char *const *fmt_stops = serve_prompt_stop_texts(s->prompt, kind, &n_fmt_stops);
+    for (int i = 0; i < g->req.n_stop; i++) g->stops[g->n_stops++] = g->req.stop[i];
+    for (size_t i = 0; i < n_fmt_stops && i < SERVE_MAX_FORMAT_STOPS; i++)
+        g->stops[g->n_stops++] = fmt_stops[i];
     nuri_sampler_params sp = g->req.sp;
     int32_t n_stop_tok;
-    sp.stop_tokens = serve_prompt_stop_tokens(s->prompt, &n_stop_tok);
+    sp.stop_tokens = serve_prompt_stop_tokens(s->prompt, kind, &n_stop_tok);
     sp.n_stop_tokens = n_stop_tok;
     sp.max_tokens = max_new;
     if (sp.frequency_penalty != 0 || sp.presence_penalty != 0)

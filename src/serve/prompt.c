@@ -4,6 +4,7 @@
 #include "serve/prompt.h"
 
 #include "base/status.h"
+#include "chat/conversation.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,12 @@ struct serve_prompt {
     nuri_vocab *vocab;
     nuri_template *tpl;
     char *bos, *eos; // token texts for the template, or NULL
-    int32_t *stop;   // end-of-generation ids
+    // the same template as `nuri chat` sees it: its family's end-of-turn markers
+    nuri_chat_format *fmt;
+    int32_t *stop; // end-of-generation ids: what ends a completion
     int32_t n_stop;
+    int32_t *chat_stop; // those and what nuri_chat_format_ends_turn adds: what ends a chat answer
+    int32_t n_chat_stop;
     char note[256];
 };
 
@@ -68,17 +73,16 @@ static nuri_status read_file(const char *path, char **out, size_t *len)
 nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, serve_prompt **out)
 {
     *out = NULL;
+    char *src = NULL; // the --chat-template file, kept for the chat format below
+    size_t len = 0;
     serve_prompt *p = calloc(1, sizeof *p);
     if (!p) return nuri_error(NURI_ERR_NOMEM, "out of memory");
     nuri_status st = nuri_vocab_load(m->file, &p->vocab);
     if (st != NURI_OK) goto fail;
-    char *src = NULL;
-    size_t len = 0;
     gguf_str gs;
     if (template_path) {
         if ((st = read_file(template_path, &src, &len)) != NURI_OK) goto fail;
         st = nuri_template_parse(src, len, &p->tpl);
-        free(src);
         if (st != NURI_OK) {
             nuri_error_wrap(st, "chat template '%s'", template_path);
             goto fail;
@@ -94,21 +98,35 @@ nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, se
         if ((st = nuri_template_parse(chatml_src, strlen(chatml_src), &p->tpl)) != NURI_OK)
             goto fail;
     }
+    // The same template as nuri chat sees it: which family end-of-turn markers end an answer
+    // ([|endofturn|], <|endofturn|>, <|stop|>) even where the file's EOS is another token.
+    st = nuri_chat_format_new(m->file, p->vocab, src, len, &p->fmt);
+    free(src);
+    src = NULL;
+    if (st != NURI_OK) goto fail;
     p->bos = token_text_dup(p->vocab, nuri_vocab_bos(p->vocab));
     p->eos = token_text_dup(p->vocab, nuri_vocab_eos(p->vocab));
     uint32_t nv = nuri_vocab_n_tokens(p->vocab);
-    int32_t n = 0;
-    for (uint32_t id = 0; id < nv; id++) n += nuri_vocab_is_eog(p->vocab, (int32_t)id);
+    int32_t n = 0, n_chat = 0;
+    for (uint32_t id = 0; id < nv; id++) {
+        n += nuri_vocab_is_eog(p->vocab, (int32_t)id);
+        n_chat += nuri_chat_format_ends_turn(p->fmt, (int32_t)id);
+    }
     p->stop = malloc(((size_t)n + 1) * sizeof *p->stop);
-    if (!p->stop) {
+    p->chat_stop = malloc(((size_t)n_chat + 1) * sizeof *p->chat_stop);
+    if (!p->stop || !p->chat_stop) {
         st = nuri_error(NURI_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (uint32_t id = 0; id < nv; id++)
+    for (uint32_t id = 0; id < nv; id++) {
         if (nuri_vocab_is_eog(p->vocab, (int32_t)id)) p->stop[p->n_stop++] = (int32_t)id;
+        if (nuri_chat_format_ends_turn(p->fmt, (int32_t)id))
+            p->chat_stop[p->n_chat_stop++] = (int32_t)id;
+    }
     *out = p;
     return NURI_OK;
 fail:
+    free(src);
     serve_prompt_free(p);
     return st;
 }
@@ -120,7 +138,9 @@ void serve_prompt_free(serve_prompt *p)
     nuri_template_free(p->tpl);
     free(p->bos);
     free(p->eos);
+    nuri_chat_format_free(p->fmt);
     free(p->stop);
+    free(p->chat_stop);
     free(p);
 }
 
@@ -134,10 +154,20 @@ const nuri_vocab *serve_prompt_vocab(const serve_prompt *p)
     return p->vocab;
 }
 
-const int32_t *serve_prompt_stop_tokens(const serve_prompt *p, int32_t *n)
+const int32_t *serve_prompt_stop_tokens(const serve_prompt *p, serve_kind kind, int32_t *n)
 {
+    if (kind == SERVE_CHAT) {
+        *n = p->n_chat_stop;
+        return p->chat_stop;
+    }
     *n = p->n_stop;
     return p->stop;
+}
+
+const char *const *serve_prompt_stop_texts(const serve_prompt *p, serve_kind kind, size_t *n)
+{
+    *n = 0;
+    return kind == SERVE_CHAT ? nuri_chat_format_stops(p->fmt, n) : NULL;
 }
 
 /* The messages with every content as one string (templates expect strings), other keys kept. */

@@ -17,6 +17,8 @@
 
 typedef struct serve_prompt serve_prompt;
 
+#define SERVE_MAX_FORMAT_STOPS 4 // at most this many texts from serve_prompt_stop_texts
+
 /* template_path may be NULL. Caller frees with serve_prompt_free. */
 nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, serve_prompt **out);
 void serve_prompt_free(serve_prompt *p);
@@ -24,8 +26,18 @@ void serve_prompt_free(serve_prompt *p);
 /* What start-up should tell the operator ("no chat template in the model: using ChatML"), or "". */
 const char *serve_prompt_note(const serve_prompt *p);
 const nuri_vocab *serve_prompt_vocab(const serve_prompt *p);
-/* The end-of-generation token ids (EOS, EOT, <|im_end|>, ...): the sampler's stop tokens. */
-const int32_t *serve_prompt_stop_tokens(const serve_prompt *p, int32_t *n);
+/* The sampler's stop tokens for a request of this kind. Completions: the end-of-generation ids
+ * (EOS, EOT, <|im_end|>, ...). Chat: those and the end-of-turn markers of the template's family
+ * that are single tokens (nuri_chat_format_ends_turn: EXAONE's [|endofturn|], HyperCLOVA X's
+ * <|endofturn|> / <|stop|>), as `nuri chat` stops, even when the file's EOS is another token.
+ * Borrowed until serve_prompt_free. */
+const int32_t *serve_prompt_stop_tokens(const serve_prompt *p, serve_kind kind, int32_t *n);
+
+/* Text that ends a chat answer besides the request's own "stop" strings: the markers above as text
+ * (for a vocabulary without them as tokens) and, with the ChatML fallback, "<|im_end|>" /
+ * "<|im_start|>" (nuri_chat_format_stops). None (NULL, *n = 0) for completions. Borrowed until
+ * serve_prompt_free. */
+const char *const *serve_prompt_stop_texts(const serve_prompt *p, serve_kind kind, size_t *n);
 
 /* The request's prompt as token ids (caller frees *ids with free()). A template error or a
  * raise_exception() in the template is the client's fault: false with a 400 in e. */
