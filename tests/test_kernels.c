@@ -691,6 +691,46 @@ TEST(attention_kernels_match_reference_and_split_runs)
     }
 }
 
+/* Softmax (with its F16 rounding) and SwiGLU: every ISA within an F16 step / 2 ulp-ish of a
+ * double computation, over lengths with and without a SIMD tail and wide score ranges. */
+TEST(softmax_and_swiglu_match_double)
+{
+    static float s[1000], s0[1000], g[1000], u[1000];
+    const int32_t lens[] = {1, 7, 16, 33, 1000};
+    for (int isa = NURI_ISA_SCALAR; isa <= NURI_ISA_AVX512; isa++) {
+        const nuri_attn_kernels *ak = nuri_attn_isa((nuri_isa)isa);
+        if (!ak) continue;
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int32_t n = lens[li];
+            for (int32_t j = 0; j < n; j++) s[j] = s0[j] = rng_normal() * 8.0f;
+            ak->softmax(s, n);
+            double max = -INFINITY, sum = 0, worst = 0;
+            for (int32_t j = 0; j < n; j++) max = s0[j] > max ? s0[j] : max;
+            for (int32_t j = 0; j < n; j++) sum += exp((double)s0[j] - max);
+            for (int32_t j = 0; j < n; j++) {
+                const double p = exp((double)s0[j] - max) / sum;
+                const double e = fabs(s[j] - p) / (p > 6.1e-5 ? p : 6.1e-5);
+                worst = e > worst ? e : worst;
+                CHECKF(s[j] == nuri_f16_to_f32(nuri_f32_to_f16(s[j])), "isa %d: p not an F16", isa);
+            }
+            CHECKF(worst < 1.1e-3, "isa %d n %d: softmax error %g (F16 steps)", isa, n, worst);
+            for (int32_t j = 0; j < n; j++) {
+                g[j] = s0[j] * (j % 3 ? 1.0f : 12.0f);
+                u[j] = rng_normal();
+            }
+            memcpy(s, g, sizeof(float) * (size_t)n);
+            ak->swiglu(g, u, n);
+            worst = 0;
+            for (int32_t j = 0; j < n; j++) {
+                const double x = s[j], y = x / (1.0 + exp(-x)) * u[j];
+                const double e = fabs(g[j] - y) / (fabs(y) > 1e-30 ? fabs(y) : 1e-30);
+                worst = e > worst ? e : worst;
+            }
+            CHECKF(worst < 1e-6, "isa %d n %d: swiglu relative error %g", isa, n, worst);
+        }
+    }
+}
+
 /* Packed (x16) Q4_0 / Q8_0 weights: the product matches the scalar vec_dot, and every output is
  * bit-identical whether computed with all 40 tokens, one token at a time, a sub-range of row
  * groups, or with AMX tiles instead of VNNI (when this CPU has AMX). */
@@ -796,6 +836,7 @@ int main(void)
     RUN(gemm_matches_scalar_and_is_batch_invariant);
     RUN(membw_probe_reads_every_word);
     RUN(attention_kernels_match_reference_and_split_runs);
+    RUN(softmax_and_swiglu_match_double);
     RUN(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni);
     RUN(activation_quantizers_are_bit_identical_across_isas);
     RUN(f16_bf16_row_converters_agree_on_special_values);

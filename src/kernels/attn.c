@@ -4,6 +4,7 @@
 #include "kernels/attn.h"
 #include "kernels/fp16.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -38,12 +39,32 @@ static void ref_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, co
     }
 }
 
+static void ref_softmax(float *s, int32_t n)
+{
+    float max = -INFINITY;
+    for (int32_t j = 0; j < n; j++)
+        if (s[j] > max) max = s[j];
+    double sum = 0.0;
+    for (int32_t j = 0; j < n; j++) {
+        s[j] = expf(s[j] - max);
+        sum += (double)s[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int32_t j = 0; j < n; j++) s[j] = nuri_f16_to_f32(nuri_f32_to_f16(s[j] * inv));
+}
+
+static void ref_swiglu(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 static nuri_attn_kernels tables[3];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void init(void)
 {
-    for (int i = 0; i < 3; i++) tables[i] = (nuri_attn_kernels){ref_scores, ref_accum};
+    for (int i = 0; i < 3; i++)
+        tables[i] = (nuri_attn_kernels){ref_scores, ref_accum, ref_softmax, ref_swiglu};
     kernels_attn_avx2_fill(&tables[NURI_ISA_AVX2]);
     tables[NURI_ISA_AVX512] = tables[NURI_ISA_AVX2];
     kernels_attn_avx512_fill(&tables[NURI_ISA_AVX512]);

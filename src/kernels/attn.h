@@ -25,6 +25,13 @@ typedef struct nuri_attn_kernels {
      * a row whose G weights are all zero is skipped. */
     void (*accum)(int32_t hd, int32_t G, const float *p, size_t p_stride, const uint16_t *v,
                   size_t v_stride, int32_t n, float *out);
+    /* In place over s[0, n): the softmax (max subtracted, exponentials summed in double, scaled by
+     * the float of 1 / sum), each probability then rounded to F16 and widened back, as llama.cpp
+     * weights V with F16 probabilities. */
+    void (*softmax)(float *s, int32_t n);
+    /* The feed-forward's SwiGLU, the other exponential-heavy loop of a layer:
+     * g[i] = g[i] / (1 + exp(-g[i])) * u[i] for i < n. */
+    void (*swiglu)(float *g, const float *u, int64_t n);
 } nuri_attn_kernels;
 
 /* The kernels for nuri_cpu_isa(); static storage. */

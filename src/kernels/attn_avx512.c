@@ -12,9 +12,154 @@
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 #include "kernels/attn_simd.h"
 
+#include <math.h>
+
+/* 16 vectors -> one vector of their 16 lane sums, by four levels of pairwise shuffles and adds
+ * (every vector's lanes meet in the same tree, whatever its slot). The sums come out in
+ * bit-reversed slot order: lane L holds the sum of v[bitrev4(L)]. */
+static inline __m512 reduce16(__m512 v[16])
+{
+    static const int32_t idx[4][2][16] = {
+        {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+         {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+        {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+         {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+        {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+         {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+        {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+         {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+    };
+    int m = 16;
+    for (int l = 0; l < 4; l++) {
+        const __m512i a = _mm512_loadu_si512(idx[l][0]), b = _mm512_loadu_si512(idx[l][1]);
+        m /= 2;
+        for (int i = 0; i < m; i++)
+            v[i] = _mm512_add_ps(_mm512_permutex2var_ps(v[2 * i], a, v[2 * i + 1]),
+                                 _mm512_permutex2var_ps(v[2 * i], b, v[2 * i + 1]));
+    }
+    return v[0];
+}
+
+/* Scores 16 rows at a time: the rows are widened to F32 once (for all G queries), each query's 16
+ * dot products stay as vectors of partial sums, and one reduce16 sums them into 16 lanes. NC is
+ * the head size in vectors of 16 (a constant, so the query stays in registers). */
+static inline __attribute__((always_inline)) void scores16(const int NC, int32_t G, const float *q,
+                                                           const uint16_t *k, size_t k_stride,
+                                                           int32_t n, float scale, float *s,
+                                                           size_t s_stride)
+{
+    static const int rev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+    __attribute__((aligned(64))) float kf[16 * 16 * 8];
+    const int hd = 16 * NC;
+    for (int32_t j0 = 0; j0 < n; j0 += 16) {
+        const int jn = n - j0 < 16 ? n - j0 : 16;
+        for (int jj = 0; jj < 16; jj++)
+            for (int c = 0; c < NC; c++)
+                _mm512_store_ps(
+                    kf + jj * hd + 16 * c,
+                    jj < jn ? _mm512_cvtph_ps(_mm256_loadu_si256(
+                                  (const __m256i *)(k + (size_t)(j0 + jj) * k_stride + 16 * c)))
+                            : _mm512_setzero_ps());
+        for (int32_t g = 0; g < G; g++) {
+            __m512 qv[8];
+            for (int c = 0; c < NC; c++) qv[c] = _mm512_loadu_ps(q + (size_t)g * hd + 16 * c);
+            __m512 v[16];
+#pragma GCC unroll 16
+            for (int jj = 0; jj < 16; jj++) {
+                __m512 acc = _mm512_mul_ps(qv[0], _mm512_load_ps(kf + jj * hd));
+                for (int c = 1; c < NC; c++)
+                    acc = _mm512_fmadd_ps(qv[c], _mm512_load_ps(kf + jj * hd + 16 * c), acc);
+                v[rev[jj]] = acc;
+            }
+            const __m512 r = _mm512_mul_ps(reduce16(v), _mm512_set1_ps(scale));
+            _mm512_mask_storeu_ps(s + (size_t)g * s_stride + j0, (__mmask16)((1u << jn) - 1), r);
+        }
+    }
+}
+
+static void avx512_scores(int32_t hd, int32_t G, const float *q, const uint16_t *k, size_t k_stride,
+                          int32_t n, float scale, float *s, size_t s_stride)
+{
+    switch (hd) {
+    case 64:
+        scores16(4, G, q, k, k_stride, n, scale, s, s_stride);
+        break;
+    case 128:
+        scores16(8, G, q, k, k_stride, n, scale, s, s_stride);
+        break;
+    default:
+        simd_scores(hd, G, q, k, k_stride, n, scale, s, s_stride);
+        break;
+    }
+}
+
+/* e^x for 16 floats, within about 1 ulp of expf over the range softmax and SwiGLU use: x = n ln2 +
+ * r with |r| <= ln2 / 2 (ln2 in two parts), e^r by its Taylor series to degree 7 (truncation below
+ * 5e-9 relative), times 2^n by vscalefps (which underflows to 0 and overflows to inf cleanly). */
+static inline __m512 exp512(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static void avx512_softmax(float *s, int32_t n)
+{
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    int32_t j = 0;
+    for (; j + 16 <= n; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + j));
+    if (j < n)
+        vmax = _mm512_mask_max_ps(vmax, (__mmask16)((1u << (n - j)) - 1), vmax,
+                                  _mm512_maskz_loadu_ps((__mmask16)((1u << (n - j)) - 1), s + j));
+    const float max = _mm512_reduce_max_ps(vmax);
+    const __m512 vm = _mm512_set1_ps(max);
+    __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 e =
+            _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), vm)));
+        _mm512_mask_storeu_ps(s + j, m, e);
+        sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    const __m512 inv =
+        _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1))));
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), inv);
+        _mm512_mask_storeu_ps(s + j, m,
+                              _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
+    }
+}
+
+static void avx512_swiglu(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(m, g + i);
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        const __m512 y = _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
+                                       _mm512_maskz_loadu_ps(m, u + i));
+        _mm512_mask_storeu_ps(g + i, m, y);
+    }
+}
+
 void kernels_attn_avx512_fill(nuri_attn_kernels *k);
 void kernels_attn_avx512_fill(nuri_attn_kernels *k)
 {
-    k->scores = simd_scores;
+    k->softmax = avx512_softmax;
+    k->swiglu = avx512_swiglu;
+    k->scores = avx512_scores;
     k->accum = simd_accum;
 }

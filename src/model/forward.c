@@ -193,22 +193,7 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
         ak->scores(hd, G, qf, c->k_pages + at, kv_dim, run, hp->attn_scale, s + j, n_ctx);
         j += run;
     }
-    const int32_t n = n_kv - first;
-    for (int32_t g = 0; g < G; g++) {
-        float *sg = s + (size_t)g * n_ctx + first;
-        float max = -INFINITY;
-        for (int32_t j = 0; j < n; j++)
-            if (sg[j] > max) max = sg[j];
-        double sum = 0.0;
-        for (int32_t j = 0; j < n; j++) {
-            sg[j] = expf(sg[j] - max);
-            sum += (double)sg[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int32_t j = 0; j < n; j++) sg[j] *= inv;
-        f16->from_float(sg, h16, n); // probabilities rounded to F16, as they weight V
-        f16->to_float(h16, sg, n);
-    }
+    for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx + first, n_kv - first);
     memset(out, 0, sizeof(float) * (size_t)G * hd);
     for (int32_t j = first; j < n_kv;) {
         const int32_t off = j % NURI_KV_PAGE;
@@ -333,7 +318,7 @@ static void layer(worker *w, const job *jb, int il)
     for (long t = t0; t < t1; t++) {
         float *g = c->gate + t * n_ff;
         const float *u = c->up + t * n_ff;
-        for (int64_t i = 0; i < n_ff; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        nuri_attn()->swiglu(g, u, n_ff);
     }
     barrier(w);
     quantize_input(w, c->gate, n_ff, T, nuri_kernels(L->ffn_down.type)->vec_dot_type);
