@@ -348,14 +348,18 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
         nuri_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++) list[n++] = ws[i];
     }
-    if (m->output.data != m->token_embd.data && n < cap) list[n++] = &m->output;
+    // the output matrix too when it is the embedding (tied): the packed copy serves the head and
+    // the embedding lookup reads its few rows per step from the file's pages, which come back
+    // from the page cache on demand after the range is released
+    if (n < cap) list[n++] = &m->output;
     return n;
 }
 
 /* Repacks the matrices whose type this CPU multiplies faster in the x16 layout (kernels/pack.h)
  * into memory of their own, and gives the file's pages of those tensors back, so that resident
  * memory stays about one copy of the weights. A matrix that cannot be packed (no memory) keeps
- * the file's layout: slower, same results' tolerance. The embedding (read by rows) stays mapped. */
+ * the file's layout: slower, same results' tolerance. The embedding table itself (read by rows)
+ * is never packed; a tied output matrix gets its own packed copy. */
 static void pack_weights(nuri_model *m)
 {
     const int cap = m->hp.n_layer * 7 + 1;
@@ -370,8 +374,18 @@ static void pack_weights(nuri_model *m)
         if (!p) continue;
         uint64_t row;
         nuri_type_row_bytes(w->type, (uint64_t)w->n_in, &row);
-        nuri_pack(w->type, w->data, row, w->n_in, w->n_out, p);
-        gguf_release_range(m->file, w->data, (size_t)(row * (uint64_t)w->n_out));
+        // in slabs of 1024 rows, each slab's file pages given back as soon as it is copied, so
+        // that the peak stays near one copy of the weights (a whole tied output matrix at once
+        // would add its size)
+        const int64_t slab = 64 * NURI_PACK_ROWS;
+        const size_t group_bytes = nuri_pack_bytes(w->type, w->n_in, NURI_PACK_ROWS);
+        for (int64_t r0 = 0; r0 < w->n_out; r0 += slab) {
+            const int64_t nr = w->n_out - r0 < slab ? w->n_out - r0 : slab;
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(row * (uint64_t)r0);
+            nuri_pack(w->type, src, row, w->n_in, nr,
+                      (uint8_t *)p + (size_t)(r0 / NURI_PACK_ROWS) * group_bytes);
+            gguf_release_range(m->file, src, (size_t)(row * (uint64_t)nr));
+        }
         w->packed = p;
     }
     free(list);
@@ -385,7 +399,7 @@ static void free_packed(nuri_model *m)
         nuri_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) free(ws[i]->packed);
     }
-    if (m->output.data != m->token_embd.data) free(m->output.packed);
+    free(m->output.packed); // token_embd (read by rows) is never packed
 }
 
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
