@@ -197,7 +197,7 @@ vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_Q4_K_BYTES;
         for (int off = 0; off < NURI_PACK_Q4_K_BYTES; off += 64) // see vnni_group
-            _mm_prefetch((const char *)kb + 2 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T0);
+            _mm_prefetch((const char *)kb + 4 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T1);
         q4_K_scales(kb, scf, mf);
         __m512 f[4];
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
@@ -360,7 +360,7 @@ vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_Q6_K_BYTES;
         for (int off = 0; off < NURI_PACK_Q6_K_BYTES; off += 64) // see vnni_group
-            _mm_prefetch((const char *)kb + 2 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T0);
+            _mm_prefetch((const char *)kb + 3 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T1);
         q6_K_scales(kb, scf);
         __m512 f[4];
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
