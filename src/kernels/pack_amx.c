@@ -29,6 +29,29 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
                        int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
                        int64_t y_stride, int rows);
 
+/* Palette 1: tiles 0, 1 = A (16 tokens x k codes), 2, 3 = B (k / 4 rows of 16 rows x 4 codes),
+ * 4..7 = C (16 x 16 int32): two products in flight, each with its own A, B and two C sets. */
+static void tiles_config(int k)
+{
+    __attribute__((aligned(64))) tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 2; i++) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = (uint16_t)k;
+        cfg.rows[2 + i] = (uint8_t)(k / 4);
+        cfg.colsb[2 + i] = 64;
+    }
+    for (int i = 4; i < 8; i++) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    // GCC 12 does not see ldtilecfg read cfg and may drop the stores above as dead (then the
+    // first tile instruction faults): make the memory visible first
+    __asm__ volatile("" : : "m"(cfg) : "memory");
+    _tile_loadconfig(&cfg);
+}
+
 /* The float step of one block for 16 tokens: c holds the 16 x 16 int32 results. */
 static inline __attribute__((always_inline)) void
 scale_block(const int32_t *c, __m512 dw, const float *da, int64_t ts, __m512 acc[16])
@@ -68,20 +91,7 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
             }
         bq = u;
     }
-    tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int k = 0; k < 2; k++) {
-        cfg.rows[k] = 16; // tiles 0, 1: A, 16 tokens x 32 codes
-        cfg.colsb[k] = 32;
-        cfg.rows[2 + k] = 8; // tiles 2, 3: B, 8 groups of 4 codes x 16 rows x 4
-        cfg.colsb[2 + k] = 64;
-    }
-    for (int k = 4; k < 8; k++) { // tiles 4, 5 and 6, 7: C of a pair of blocks, 16 x 16 int32
-        cfg.rows[k] = 16;
-        cfg.colsb[k] = 64;
-    }
-    _tile_loadconfig(&cfg);
+    tiles_config(32);
     const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
     const int64_t np = (nb + 1) / 2;
     for (int64_t s = 0; s < n16; s++) {
@@ -144,207 +154,67 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
 }
 
 /* ======================================================================================== */
-/* Q4_K: per block, 8 sub-blocks of 32 (pack.h); B tiles are the unsigned codes (tdpbsud), and  */
-/* the float steps are those of the VNNI kernel: f = sum_j float(C_j) * sc_j in j order, then   */
-/* the block's scales and mins.                                                              */
+/* The k-quants (pack.h): Q4_K blocks are 8 sub-blocks of 32 codes, Q6_K 16 of 16. Each kernel  */
+/* first unpacks its row group's codes into B tiles (signed bytes: Q4_K 0..15, Q6_K code - 32)  */
+/* and its scales (and Q4_K's mins) into floats; then amx_kq runs the products and the float    */
+/* steps of the VNNI kernels: f = sum_j float(C_j) * sc_j in sub-block order, then per block    */
+/* acc = fma(f, d * d_x, acc) and, for Q4_K, acc = acc - mins * (dmin * d_x).                  */
 /* ======================================================================================== */
 
 void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
                             float *y, int64_t y_stride, int rows);
-
-enum { Q4_K_BYTES = 2368 }; // NURI_PACK_Q4_K_BYTES
-
-void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
-                            const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
-                            float *y, int64_t y_stride, int rows)
-{
-    int32_t *cbuf[2] = {(int32_t *)scratch, (int32_t *)scratch + 512};
-    float *accbuf = (float *)(scratch + 4096);
-    uint8_t *bq = scratch + 8192;                      // nb x 8 B tiles of 512 bytes
-    float *scales = (float *)(bq + (size_t)nb * 4096); // nb x (sc[8][16], m[8][16]) floats
-    const __m512i m4 = _mm512_set1_epi8(15);
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *kb = grp + b * Q4_K_BYTES;
-        for (int c = 0; c < 4; c++)
-            for (int i = 0; i < 8; i++) {
-                const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
-                _mm512_store_si512(bq + (b * 8 + 2 * c) * 512 + 64 * i, _mm512_and_si512(v, m4));
-                _mm512_store_si512(bq + (b * 8 + 2 * c + 1) * 512 + 64 * i,
-                                   _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
-            }
-        float *scf = scales + b * 256;
-        for (int j = 0; j < 8; j++) {
-            _mm512_store_ps(scf + 16 * j, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                                              (const __m128i *)(kb + 64 + 16 * j)))));
-            _mm512_store_ps(scf + 128 + 16 * j,
-                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-                                _mm_loadu_si128((const __m128i *)(kb + 192 + 16 * j)))));
-        }
-    }
-    tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int k = 0; k < 2; k++) {
-        cfg.rows[k] = 16;
-        cfg.colsb[k] = 32;
-        cfg.rows[2 + k] = 8;
-        cfg.colsb[2 + k] = 64;
-    }
-    for (int k = 4; k < 8; k++) {
-        cfg.rows[k] = 16;
-        cfg.colsb[k] = 64;
-    }
-    _tile_loadconfig(&cfg);
-    const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
-    const int64_t nu = nb * 4; // units: pairs of sub-blocks (2u, 2u + 1) in block order
-    for (int64_t s = 0; s < n16; s++) {
-        const uint8_t *xs = panel + s * nb * 8 * 512;
-        memset(accbuf, 0, 1024);
-        __m512 f[16];
-#pragma GCC unroll 16
-        for (int t = 0; t < 16; t++) f[t] = _mm512_setzero_ps();
-#define AMX_UNIT(C0, C1)                                                                           \
-    do {                                                                                           \
-        _tile_zero(C0);                                                                            \
-        _tile_zero(C1);                                                                            \
-        _tile_loadd(0, xs + 2 * p * 512, 32);                                                      \
-        _tile_loadd(2, bq + 2 * p * 512, 64);                                                      \
-        _tile_dpbsud(C0, 0, 2);                                                                    \
-        _tile_loadd(1, xs + (2 * p + 1) * 512, 32);                                                \
-        _tile_loadd(3, bq + (2 * p + 1) * 512, 64);                                                \
-        _tile_dpbsud(C1, 1, 3);                                                                    \
-    } while (0)
-#define AMX_UNIT_STORE(C0, C1)                                                                     \
-    do {                                                                                           \
-        _tile_stored(C0, cbuf[(p - 1) & 1], 64);                                                   \
-        _tile_stored(C1, cbuf[(p - 1) & 1] + 256, 64);                                             \
-    } while (0)
-        for (int64_t p = 0; p <= nu + 1; p++) {
-            if (p < nu) {
-                if (p & 1)
-                    AMX_UNIT(6, 7);
-                else
-                    AMX_UNIT(4, 5);
-            }
-            if (p >= 1 && p <= nu) {
-                if ((p - 1) & 1)
-                    AMX_UNIT_STORE(6, 7);
-                else
-                    AMX_UNIT_STORE(4, 5);
-            }
-            if (p >= 2) {
-                const int64_t u = p - 2, b = u / 4;
-                const int j = 2 * (int)(u % 4);
-                const int32_t *c = cbuf[p & 1];
-                const float *scf = scales + b * 256;
-                const __m512 s0 = _mm512_load_ps(scf + 16 * j),
-                             s1 = _mm512_load_ps(scf + 16 * j + 16);
-#pragma GCC unroll 16
-                for (int t = 0; t < 16; t++) {
-                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)), s0,
-                                           f[t]);
-                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 256 + 16 * t)),
-                                           s1, f[t]);
-                }
-                if (j == 6) { // the block's last pair: its scales and mins
-                    const uint8_t *kb = grp + b * Q4_K_BYTES;
-                    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
-                    const __m512 dm =
-                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)));
-                    const float *mf = scf + 128;
-#pragma GCC unroll 16
-                    for (int t = 0; t < 16; t++) {
-                        const float *bs = bsf + ((16 * s + t) * ts + b) * 8;
-                        __m512 mins = _mm512_setzero_ps();
-                        for (int jj = 0; jj < 8; jj++)
-                            mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[jj]),
-                                                   _mm512_load_ps(mf + 16 * jj), mins);
-                        const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
-                        __m512 acc = _mm512_load_ps(accbuf + 16 * t);
-                        acc = _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx), acc);
-                        acc = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc);
-                        _mm512_store_ps(accbuf + 16 * t, acc);
-                        f[t] = _mm512_setzero_ps();
-                    }
-                }
-            }
-        }
-#undef AMX_UNIT
-#undef AMX_UNIT_STORE
-        for (int t = 0; t < 16; t++)
-            _mm512_mask_storeu_ps(y + (16 * s + t) * y_stride, rmask,
-                                  _mm512_load_ps(accbuf + 16 * t));
-    }
-    _tile_release();
-}
-
-/* ======================================================================================== */
-/* Q6_K: 16 sub-blocks of 16 per block (pack.h); A tiles 16 tokens x 16 codes, B tiles the    */
-/* codes - 32 as signed bytes (tdpbssd), so C is the same integer as the VNNI sum with its    */
-/* correction. Float steps as in the VNNI kernel: f = sum_j float(C_j) * sc_j, then d * d_x.  */
-/* ======================================================================================== */
-
 void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, int64_t ts, uint8_t *scratch, float *y,
                             int64_t y_stride, int rows);
 
-enum { Q6_K_BYTES = 3360 }; // NURI_PACK_Q6_K_BYTES
+enum {
+    Q4_K_BYTES = 2368, // NURI_PACK_Q4_K_BYTES
+    Q6_K_BYTES = 3360, // NURI_PACK_Q6_K_BYTES
+};
 
-void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
-                            const float *da, int64_t ts, uint8_t *scratch, float *y,
-                            int64_t y_stride, int rows)
+/* Scratch: two C buffers (4 KiB), accumulators (1 KiB, padded to 4), then the B tiles
+ * (16 x n bytes) and the per-block float scales (256 floats a block). */
+static inline uint8_t *kq_tiles(uint8_t *scratch)
+{
+    return scratch + 8192;
+}
+static inline float *kq_scales(uint8_t *scratch, int64_t nb)
+{
+    return (float *)(kq_tiles(scratch) + (size_t)nb * 4096);
+}
+
+/* SUB codes per sub-block (32 or 16), NSUB sub-blocks per block; MINS: Q4_K's mins step, whose
+ * m[j] floats follow the 8 scales of each block; bsf[(t * ts + b) * 8 + j] its activation sums. */
+static inline __attribute__((always_inline)) void
+amx_kq(const int SUB, const int NSUB, const int MINS, int64_t nb, const uint8_t *grp,
+       int64_t block_bytes, const uint8_t *panel, int64_t n16, const float *da, const float *bsf,
+       int64_t ts, uint8_t *scratch, float *y, int64_t y_stride, int rows)
 {
     int32_t *cbuf[2] = {(int32_t *)scratch, (int32_t *)scratch + 512};
     float *accbuf = (float *)(scratch + 4096);
-    uint8_t *bq = scratch + 8192;                      // nb x 16 B tiles of 256 bytes
-    float *scales = (float *)(bq + (size_t)nb * 4096); // nb x sc[16][16] floats
-    const __m512i bias = _mm512_set1_epi8(32);
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *kb = grp + b * Q6_K_BYTES;
-        for (int g = 0; g < 8; g++) {
-            __m512i c[8];
-            q6_K_codes(kb, g / 4, g % 4, c);
-            for (int i = 0; i < 8; i++)
-                _mm512_store_si512(bq + (b * 16 + 2 * g + i / 4) * 256 + 64 * (i % 4),
-                                   _mm512_sub_epi8(c[i], bias));
-        }
-        for (int j = 0; j < 16; j++)
-            _mm512_store_ps(scales + b * 256 + 16 * j,
-                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                _mm_loadu_si128((const __m128i *)(kb + 32 + 16 * j)))));
-    }
-    tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int k = 0; k < 2; k++) {
-        cfg.rows[k] = 16; // A: 16 tokens x 16 codes
-        cfg.colsb[k] = 16;
-        cfg.rows[2 + k] = 4; // B: 4 groups of 4 codes x 16 rows x 4
-        cfg.colsb[2 + k] = 64;
-    }
-    for (int k = 4; k < 8; k++) {
-        cfg.rows[k] = 16;
-        cfg.colsb[k] = 64;
-    }
-    _tile_loadconfig(&cfg);
+    const uint8_t *bq = kq_tiles(scratch);
+    const float *scales = kq_scales(scratch, nb);
+    const int64_t tile = 16 * SUB; // bytes of an A or B tile
+    tiles_config(SUB);
     const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
-    const int64_t nu = nb * 8; // units: pairs of sub-blocks (2u, 2u + 1) in block order
+    const int64_t nu = nb * NSUB / 2; // units: pairs of sub-blocks (2u, 2u + 1) in block order
     for (int64_t s = 0; s < n16; s++) {
-        const uint8_t *xs = panel + s * nb * 16 * 256;
+        const uint8_t *xs = panel + s * nb * NSUB * tile;
         memset(accbuf, 0, 1024);
         __m512 f[16];
 #pragma GCC unroll 16
         for (int t = 0; t < 16; t++) f[t] = _mm512_setzero_ps();
+            // the three-stage pipeline of kernels_amx_group, over pairs of sub-blocks
 #define AMX_UNIT(C0, C1)                                                                           \
     do {                                                                                           \
         _tile_zero(C0);                                                                            \
         _tile_zero(C1);                                                                            \
-        _tile_loadd(0, xs + 2 * p * 256, 16);                                                      \
-        _tile_loadd(2, bq + 2 * p * 256, 64);                                                      \
+        _tile_loadd(0, xs + 2 * p * tile, SUB);                                                    \
+        _tile_loadd(2, bq + 2 * p * tile, 64);                                                     \
         _tile_dpbssd(C0, 0, 2);                                                                    \
-        _tile_loadd(1, xs + (2 * p + 1) * 256, 16);                                                \
-        _tile_loadd(3, bq + (2 * p + 1) * 256, 64);                                                \
+        _tile_loadd(1, xs + (2 * p + 1) * tile, SUB);                                              \
+        _tile_loadd(3, bq + (2 * p + 1) * tile, 64);                                               \
         _tile_dpbssd(C1, 1, 3);                                                                    \
     } while (0)
 #define AMX_UNIT_STORE(C0, C1)                                                                     \
@@ -365,32 +235,39 @@ void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
                 else
                     AMX_UNIT_STORE(4, 5);
             }
-            if (p >= 2) {
-                const int64_t u = p - 2, b = u / 8;
-                const int j = 2 * (int)(u % 8);
-                const int32_t *c = cbuf[p & 1];
-                const float *scf = scales + b * 256;
-                const __m512 s0 = _mm512_load_ps(scf + 16 * j),
-                             s1 = _mm512_load_ps(scf + 16 * j + 16);
+            if (p < 2) continue;
+            const int64_t u = p - 2, b = u / (NSUB / 2);
+            const int j = 2 * (int)(u % (NSUB / 2));
+            const int32_t *c = cbuf[p & 1];
+            const float *scf = scales + b * 256;
+            const __m512 s0 = _mm512_load_ps(scf + 16 * j), s1 = _mm512_load_ps(scf + 16 * j + 16);
 #pragma GCC unroll 16
-                for (int t = 0; t < 16; t++) {
-                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)), s0,
-                                           f[t]);
-                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 256 + 16 * t)),
-                                           s1, f[t]);
-                }
-                if (j == 14) { // the block's last pair
-                    const __m512 dw = _mm512_cvtph_ps(
-                        _mm256_loadu_si256((const __m256i *)(grp + b * Q6_K_BYTES)));
+            for (int t = 0; t < 16; t++) {
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)), s0, f[t]);
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 256 + 16 * t)), s1,
+                                       f[t]);
+            }
+            if (j != NSUB - 2) continue;
+            // the block's last pair: its scales (and mins)
+            const uint8_t *kb = grp + b * block_bytes;
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+            const __m512 dm = MINS ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)))
+                                   : _mm512_setzero_ps();
 #pragma GCC unroll 16
-                    for (int t = 0; t < 16; t++) {
-                        const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
-                        _mm512_store_ps(accbuf + 16 * t,
-                                        _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx),
-                                                        _mm512_load_ps(accbuf + 16 * t)));
-                        f[t] = _mm512_setzero_ps();
-                    }
+            for (int t = 0; t < 16; t++) {
+                const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
+                __m512 acc = _mm512_load_ps(accbuf + 16 * t);
+                acc = _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx), acc);
+                if (MINS) {
+                    const float *bs = bsf + ((16 * s + t) * ts + b) * 8;
+                    __m512 mins = _mm512_setzero_ps();
+                    for (int jj = 0; jj < 8; jj++)
+                        mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[jj]),
+                                               _mm512_load_ps(scf + 128 + 16 * jj), mins);
+                    acc = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc);
                 }
+                _mm512_store_ps(accbuf + 16 * t, acc);
+                f[t] = _mm512_setzero_ps();
             }
         }
 #undef AMX_UNIT
@@ -400,4 +277,60 @@ void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
                                   _mm512_load_ps(accbuf + 16 * t));
     }
     _tile_release();
+}
+
+/* 16 bytes as 16 floats (unsigned or signed). */
+static inline __m512 bytes_u(const uint8_t *p)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+static inline __m512 bytes_s(const uint8_t *p)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+
+void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                            const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
+                            float *y, int64_t y_stride, int rows)
+{
+    uint8_t *bq = kq_tiles(scratch);
+    float *scales = kq_scales(scratch, nb);
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * Q4_K_BYTES;
+        for (int c = 0; c < 4; c++)
+            for (int i = 0; i < 8; i++) {
+                const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
+                _mm512_store_si512(bq + (b * 8 + 2 * c) * 512 + 64 * i, _mm512_and_si512(v, m4));
+                _mm512_store_si512(bq + (b * 8 + 2 * c + 1) * 512 + 64 * i,
+                                   _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+        for (int j = 0; j < 8; j++) {
+            _mm512_store_ps(scales + b * 256 + 16 * j, bytes_u(kb + 64 + 16 * j));
+            _mm512_store_ps(scales + b * 256 + 128 + 16 * j, bytes_u(kb + 192 + 16 * j));
+        }
+    }
+    amx_kq(32, 8, 1, nb, grp, Q4_K_BYTES, panel, n16, da, bsf, ts, scratch, y, y_stride, rows);
+}
+
+void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                            const float *da, int64_t ts, uint8_t *scratch, float *y,
+                            int64_t y_stride, int rows)
+{
+    uint8_t *bq = kq_tiles(scratch);
+    float *scales = kq_scales(scratch, nb);
+    const __m512i bias = _mm512_set1_epi8(32);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * Q6_K_BYTES;
+        for (int g = 0; g < 8; g++) {
+            __m512i c[8];
+            q6_K_codes(kb, g / 4, g % 4, c);
+            for (int i = 0; i < 8; i++)
+                _mm512_store_si512(bq + (b * 16 + 2 * g + i / 4) * 256 + 64 * (i % 4),
+                                   _mm512_sub_epi8(c[i], bias));
+        }
+        for (int j = 0; j < 16; j++)
+            _mm512_store_ps(scales + b * 256 + 16 * j, bytes_s(kb + 32 + 16 * j));
+    }
+    amx_kq(16, 16, 0, nb, grp, Q6_K_BYTES, panel, n16, da, NULL, ts, scratch, y, y_stride, rows);
 }

@@ -272,65 +272,6 @@ static void q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
     }
 }
 
-/* A tiles for Q4_K: panel[((s * nb + b) * 8 + j) * 512 + 32 t] = codes of sub-block j. */
-static void q4_K_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, uint8_t *panel)
-{
-    for (int64_t s = 0; s < n16; s++)
-        for (int t = 0; t < 16; t++) {
-            const nuri_block_q8_K *blk =
-                (const nuri_block_q8_K *)(x + (size_t)(16 * s + t) * x_stride);
-            for (int64_t b = 0; b < nb; b++)
-                for (int j = 0; j < 8; j++)
-                    _mm256_store_si256((__m256i *)(panel + ((s * nb + b) * 8 + j) * 512 + 32 * t),
-                                       _mm256_loadu_si256((const __m256i *)(blk[b].qs + 32 * j)));
-        }
-}
-
-static void packed_q4_K(int64_t n, const void *wp, int64_t n_out, int64_t g0, int64_t g1,
-                        const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
-                        bool use_amx, uint8_t *buf)
-{
-    const int64_t nb = n / NURI_QK_K, gbytes = nb * NURI_PACK_Q4_K_BYTES;
-    if (!buf) { // no scratch: one token at a time, tables on the stack, the same arithmetic
-        float da1[NURI_PACK_MAX_N / NURI_QK_K], bsf1[NURI_PACK_MAX_N / NURI_QK_K * 8];
-        for (int64_t t = 0; t < n_t; t++) {
-            q4_K_tables(x + (size_t)t * x_stride, x_stride, 1, nb, da1, bsf1);
-            for (int64_t g = g0; g < g1; g++) {
-                const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
-                vnni_q4_K_tokens(nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
-                                 x_stride, 1, da1, bsf1, nb, y + t * y_stride + 16 * g, y_stride,
-                                 (__mmask16)((1u << rr) - 1));
-            }
-        }
-        return;
-    }
-    // per token and block: 4 + 32 bytes of tables, 256 of panel
-    int64_t tt = PACK_CHUNK / (nb * 292);
-    if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
-    if (tt > 16) tt &= ~(int64_t)15;
-    float *da = (float *)buf, *bsf = da + tt * nb;
-    uint8_t *panel = buf + (size_t)(tt * nb * 36);
-    uint8_t *scratch = buf + PACK_CHUNK;
-    for (int64_t t0 = 0; t0 < n_t; t0 += tt) {
-        const int64_t nt = n_t - t0 < tt ? n_t - t0 : tt;
-        const uint8_t *xc = x + (size_t)t0 * x_stride;
-        q4_K_tables(xc, x_stride, nt, nb, da, bsf);
-        const int64_t n16 = use_amx ? nt / 16 : 0;
-        if (n16) q4_K_panel(xc, x_stride, n16, nb, panel);
-        for (int64_t g = g0; g < g1; g++) {
-            const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
-            const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
-            float *yg = y + t0 * y_stride + 16 * g;
-            if (n16)
-                kernels_amx_group_q4_K(nb, grp, panel, n16, da, bsf, nb, scratch, yg, y_stride,
-                                       (int)rr);
-            vnni_q4_K_tokens(nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
-                             da + 16 * n16 * nb, bsf + 16 * n16 * nb * 8, nb,
-                             yg + 16 * n16 * y_stride, y_stride, (__mmask16)((1u << rr) - 1));
-        }
-    }
-}
-
 /* ======================================================================================== */
 /* Q6_K (pack.h): activations are Q8_K rows; codes 0..63 are used unsigned with a per-token,  */
 /* per-sub-block correction -32 * sum (VNNI), or as code - 32 (AMX): the same integers.       */
@@ -425,62 +366,98 @@ static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
     }
 }
 
-/* A tiles for Q6_K: panel[((s * nb + b) * 16 + j) * 256 + 16 t] = codes of sub-block j. */
-static void q6_K_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, uint8_t *panel)
+/* ======================================================================================== */
+/* The k-quant driver: per chunk of tokens, the activation tables (d, and Q4_K's 32-element   */
+/* sums as floats or Q6_K's -32 * 16-element sums) and, for AMX, the panel of A tiles; then    */
+/* row group by row group, 16-token groups on AMX and the rest on VNNI.                        */
+/* ======================================================================================== */
+
+/* The AMX A tiles of 16-token groups, SUB codes per sub-block:
+ * panel[((s * nb + b) * (256 / SUB) + j) * 16 * SUB + SUB * t] = codes of sub-block j of token
+ * 16 s + t, block b (each tile 16 * SUB contiguous bytes). */
+static void kq_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, int sub,
+                     uint8_t *panel)
 {
+    const int nsub = NURI_QK_K / sub;
     for (int64_t s = 0; s < n16; s++)
         for (int t = 0; t < 16; t++) {
             const nuri_block_q8_K *blk =
                 (const nuri_block_q8_K *)(x + (size_t)(16 * s + t) * x_stride);
             for (int64_t b = 0; b < nb; b++)
-                for (int j = 0; j < 16; j++)
-                    _mm_store_si128((__m128i *)(panel + ((s * nb + b) * 16 + j) * 256 + 16 * t),
-                                    _mm_loadu_si128((const __m128i *)(blk[b].qs + 16 * j)));
+                for (int j = 0; j < nsub; j++)
+                    memcpy(panel + ((s * nb + b) * nsub + j) * 16 * sub + sub * t,
+                           blk[b].qs + sub * j, (size_t)sub);
         }
 }
 
-static void packed_q6_K(int64_t n, const void *wp, int64_t n_out, int64_t g0, int64_t g1,
-                        const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
-                        bool use_amx, uint8_t *buf)
+/* The tables of n_t tokens: da, and aux (Q4_K: 8 floats, Q6_K: 16 int32 per token and block). */
+static void kq_tables(int q6, const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
+                      void *aux)
 {
-    const int64_t nb = n / NURI_QK_K, gbytes = nb * NURI_PACK_Q6_K_BYTES;
+    if (q6)
+        q6_K_tables(x, x_stride, n_t, nb, da, aux);
+    else
+        q4_K_tables(x, x_stride, n_t, nb, da, aux);
+}
+
+static void kq_vnni(int q6, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+                    int64_t n_t, const float *da, const void *aux, float *y, int64_t y_stride,
+                    int64_t rr)
+{
+    const __mmask16 rows = (__mmask16)((1u << rr) - 1);
+    if (q6)
+        vnni_q6_K_tokens(nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
+    else
+        vnni_q4_K_tokens(nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
+}
+
+static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                      int64_t g1, const uint8_t *x, size_t x_stride, int64_t n_t, float *y,
+                      int64_t y_stride, bool use_amx, uint8_t *buf)
+{
+    const int q6 = type == NURI_TYPE_Q6_K;
+    const int64_t nb = n / NURI_QK_K;
+    const int64_t gbytes = nb * (q6 ? NURI_PACK_Q6_K_BYTES : NURI_PACK_Q4_K_BYTES);
+    const int64_t aux_bytes = q6 ? 64 : 32; // per token and block
     if (!buf) { // no scratch: one token at a time, tables on the stack, the same arithmetic
         float da1[NURI_PACK_MAX_N / NURI_QK_K];
-        int32_t corr1[NURI_PACK_MAX_N / NURI_QK_K * 16];
+        int32_t aux1[NURI_PACK_MAX_N / NURI_QK_K * 16];
         for (int64_t t = 0; t < n_t; t++) {
-            q6_K_tables(x + (size_t)t * x_stride, x_stride, 1, nb, da1, corr1);
-            for (int64_t g = g0; g < g1; g++) {
-                const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
-                vnni_q6_K_tokens(nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
-                                 x_stride, 1, da1, corr1, nb, y + t * y_stride + 16 * g, y_stride,
-                                 (__mmask16)((1u << rr) - 1));
-            }
+            const uint8_t *xt = x + (size_t)t * x_stride;
+            kq_tables(q6, xt, x_stride, 1, nb, da1, aux1);
+            for (int64_t g = g0; g < g1; g++)
+                kq_vnni(q6, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1, aux1,
+                        y + t * y_stride + 16 * g, y_stride,
+                        n_out - 16 * g < 16 ? n_out - 16 * g : 16);
         }
         return;
     }
-    // per token and block: 4 + 64 bytes of tables, 256 of panel
-    int64_t tt = PACK_CHUNK / (nb * 324);
+    // per token and block: 4 bytes of d, aux_bytes of tables, 256 of panel
+    int64_t tt = PACK_CHUNK / (nb * (4 + aux_bytes + 256));
     if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
     float *da = (float *)buf;
-    int32_t *corr = (int32_t *)(da + tt * nb);
-    uint8_t *panel = buf + (size_t)(tt * nb * 68);
+    uint8_t *aux = buf + (size_t)(tt * nb * 4);
+    uint8_t *panel = aux + (size_t)(tt * nb * aux_bytes);
     uint8_t *scratch = buf + PACK_CHUNK;
     for (int64_t t0 = 0; t0 < n_t; t0 += tt) {
         const int64_t nt = n_t - t0 < tt ? n_t - t0 : tt;
         const uint8_t *xc = x + (size_t)t0 * x_stride;
-        q6_K_tables(xc, x_stride, nt, nb, da, corr);
+        kq_tables(q6, xc, x_stride, nt, nb, da, aux);
         const int64_t n16 = use_amx ? nt / 16 : 0;
-        if (n16) q6_K_panel(xc, x_stride, n16, nb, panel);
+        if (n16) kq_panel(xc, x_stride, n16, nb, q6 ? 16 : 32, panel);
         for (int64_t g = g0; g < g1; g++) {
             const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
             const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
             float *yg = y + t0 * y_stride + 16 * g;
-            if (n16)
+            if (n16 && q6)
                 kernels_amx_group_q6_K(nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr);
-            vnni_q6_K_tokens(nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
-                             da + 16 * n16 * nb, corr + 16 * n16 * nb * 16, nb,
-                             yg + 16 * n16 * y_stride, y_stride, (__mmask16)((1u << rr) - 1));
+            else if (n16)
+                kernels_amx_group_q4_K(nb, grp, panel, n16, da, (const float *)aux, nb, scratch, yg,
+                                       y_stride, (int)rr);
+            kq_vnni(q6, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
+                    da + 16 * n16 * nb, aux + (size_t)(16 * n16 * nb * aux_bytes),
+                    yg + 16 * n16 * y_stride, y_stride, rr);
         }
     }
 }
@@ -494,12 +471,8 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
 {
     const uint8_t *x = vx;
     uint8_t *buf = buf_get();
-    if (type == NURI_TYPE_Q4_K) {
-        packed_q4_K(n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride, use_amx, buf);
-        return;
-    }
-    if (type == NURI_TYPE_Q6_K) {
-        packed_q6_K(n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride, use_amx, buf);
+    if (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K) {
+        packed_kq(type, n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride, use_amx, buf);
         return;
     }
     const int q4 = type == NURI_TYPE_Q4_0;
