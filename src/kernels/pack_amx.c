@@ -27,7 +27,18 @@ typedef struct tilecfg {
 
 void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *panel,
                        int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
-                       int64_t y_stride, int rows);
+                       int64_t y_stride, int rows, const uint8_t *next);
+
+/* Prefetches (into L2) the part of the next row group (64-byte lines [0, lines) at next) that is
+ * due after `step` of `steps` steps of this one: spread over the group's work, so that the next
+ * group's first pass does not wait on DRAM. */
+static inline void prefetch_next(const uint8_t *next, int64_t lines, int64_t step, int64_t steps,
+                                 int64_t *done)
+{
+    if (!next) return;
+    const int64_t want = lines * step / steps;
+    for (; *done < want; ++*done) _mm_prefetch((const char *)next + 64 * *done, _MM_HINT_T1);
+}
 
 /* Palette 1: tiles 0, 1 = A (16 tokens x k codes), 2, 3 = B (k / 4 rows of 16 rows x 4 codes),
  * 4..7 = C (16 x 16 int32): two products in flight, each with its own A, B and two C sets. */
@@ -70,7 +81,7 @@ static inline __m512 scales_of(const uint16_t *dg, int64_t b)
 
 void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *panel,
                        int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
-                       int64_t y_stride, int rows)
+                       int64_t y_stride, int rows, const uint8_t *next)
 {
     const uint16_t *dg = (const uint16_t *)grp;
     const uint8_t *qg = grp + nb * 32;
@@ -94,6 +105,8 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
     tiles_config(32);
     const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
     const int64_t np = (nb + 1) / 2;
+    const int64_t pf_lines = nb * (type == NURI_TYPE_Q4_0 ? 288 : 544) / 64;
+    int64_t pf_done = 0;
     for (int64_t s = 0; s < n16; s++) {
         const uint8_t *xs = panel + s * nb * 512; // A tiles of this token group, 512 bytes each
         const float *das = da + 16 * s * ts;
@@ -125,6 +138,7 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
         if (2 * (p - 1) + 1 < nb) _tile_stored(C1, c + 256, 64);                                   \
     } while (0)
         for (int64_t p = 0; p <= np + 1; p++) {
+            prefetch_next(next, pf_lines, s * (np + 2) + p + 1, n16 * (np + 2), &pf_done);
             if (p < np) {
                 if (p & 1)
                     AMX_PAIR(6, 7);
@@ -163,10 +177,10 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
 
 void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
-                            float *y, int64_t y_stride, int rows);
+                            float *y, int64_t y_stride, int rows, const uint8_t *next);
 void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, int64_t ts, uint8_t *scratch, float *y,
-                            int64_t y_stride, int rows);
+                            int64_t y_stride, int rows, const uint8_t *next);
 
 enum {
     Q4_K_BYTES = 2368, // NURI_PACK_Q4_K_BYTES
@@ -189,8 +203,10 @@ static inline float *kq_scales(uint8_t *scratch, int64_t nb)
 static inline __attribute__((always_inline)) void
 amx_kq(const int SUB, const int NSUB, const int MINS, int64_t nb, const uint8_t *grp,
        int64_t block_bytes, const uint8_t *panel, int64_t n16, const float *da, const float *bsf,
-       int64_t ts, uint8_t *scratch, float *y, int64_t y_stride, int rows)
+       int64_t ts, uint8_t *scratch, float *y, int64_t y_stride, int rows, const uint8_t *next)
 {
+    const int64_t pf_lines = nb * block_bytes / 64;
+    int64_t pf_done = 0;
     int32_t *cbuf[2] = {(int32_t *)scratch, (int32_t *)scratch + 512};
     float *accbuf = (float *)(scratch + 4096);
     const uint8_t *bq = kq_tiles(scratch);
@@ -223,6 +239,7 @@ amx_kq(const int SUB, const int NSUB, const int MINS, int64_t nb, const uint8_t 
         _tile_stored(C1, cbuf[(p - 1) & 1] + 256, 64);                                             \
     } while (0)
         for (int64_t p = 0; p <= nu + 1; p++) {
+            prefetch_next(next, pf_lines, s * (nu + 2) + p + 1, n16 * (nu + 2), &pf_done);
             if (p < nu) {
                 if (p & 1)
                     AMX_UNIT(6, 7);
@@ -291,7 +308,7 @@ static inline __m512 bytes_s(const uint8_t *p)
 
 void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
-                            float *y, int64_t y_stride, int rows)
+                            float *y, int64_t y_stride, int rows, const uint8_t *next)
 {
     uint8_t *bq = kq_tiles(scratch);
     float *scales = kq_scales(scratch, nb);
@@ -310,12 +327,13 @@ void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
             _mm512_store_ps(scales + b * 256 + 128 + 16 * j, bytes_u(kb + 192 + 16 * j));
         }
     }
-    amx_kq(32, 8, 1, nb, grp, Q4_K_BYTES, panel, n16, da, bsf, ts, scratch, y, y_stride, rows);
+    amx_kq(32, 8, 1, nb, grp, Q4_K_BYTES, panel, n16, da, bsf, ts, scratch, y, y_stride, rows,
+           next);
 }
 
 void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, int64_t ts, uint8_t *scratch, float *y,
-                            int64_t y_stride, int rows)
+                            int64_t y_stride, int rows, const uint8_t *next)
 {
     uint8_t *bq = kq_tiles(scratch);
     float *scales = kq_scales(scratch, nb);
@@ -332,5 +350,6 @@ void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
         for (int j = 0; j < 16; j++)
             _mm512_store_ps(scales + b * 256 + 16 * j, bytes_s(kb + 32 + 16 * j));
     }
-    amx_kq(16, 16, 0, nb, grp, Q6_K_BYTES, panel, n16, da, NULL, ts, scratch, y, y_stride, rows);
+    amx_kq(16, 16, 0, nb, grp, Q6_K_BYTES, panel, n16, da, NULL, ts, scratch, y, y_stride, rows,
+           next);
 }

@@ -33,7 +33,7 @@ enum {
 
 void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *panel,
                        int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
-                       int64_t y_stride, int rows);
+                       int64_t y_stride, int rows, const uint8_t *next);
 
 static pthread_key_t buf_key;
 static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
@@ -172,7 +172,7 @@ static void make_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
 
 void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
-                            float *y, int64_t y_stride, int rows);
+                            float *y, int64_t y_stride, int rows, const uint8_t *next);
 
 /* One block's scales and mins as floats, 8 x 16 each (lane = row). */
 static inline void q4_K_scales(const uint8_t *kb, float *scf, float *mf)
@@ -279,7 +279,7 @@ static void q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
 
 void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, int64_t ts, uint8_t *scratch, float *y,
-                            int64_t y_stride, int rows);
+                            int64_t y_stride, int rows, const uint8_t *next);
 
 static inline void q6_K_scales(const uint8_t *kb, float *scf)
 {
@@ -450,11 +450,13 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
             const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
             const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
             float *yg = y + t0 * y_stride + 16 * g;
+            const uint8_t *next = g + 1 < g1 ? grp + gbytes : NULL; // prefetched meanwhile
             if (n16 && q6)
-                kernels_amx_group_q6_K(nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr);
+                kernels_amx_group_q6_K(nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr,
+                                       next);
             else if (n16)
                 kernels_amx_group_q4_K(nb, grp, panel, n16, da, (const float *)aux, nb, scratch, yg,
-                                       y_stride, (int)rr);
+                                       y_stride, (int)rr, next);
             kq_vnni(q6, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
                     da + 16 * n16 * nb, aux + (size_t)(16 * n16 * nb * aux_bytes),
                     yg + 16 * n16 * y_stride, y_stride, rr);
@@ -514,8 +516,8 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
             const __mmask16 rows = (__mmask16)((1u << rr) - 1);
             float *yg = y + t0 * y_stride + 16 * g;
             if (n16)
-                kernels_amx_group(type, nb, grp, panel, n16, da, nb, scratch, yg, y_stride,
-                                  (int)rr);
+                kernels_amx_group(type, nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr,
+                                  g + 1 < g1 ? grp + gbytes : NULL);
             vnni_tokens(q4, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
                         da + 16 * n16 * nb, corr + 16 * n16 * nb, nb, yg + 16 * n16 * y_stride,
                         y_stride, rows);
