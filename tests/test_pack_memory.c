@@ -56,8 +56,8 @@ static long matrices_kib(const nuri_model *m)
     uint64_t total = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         const nuri_layer *L = &m->layers[il];
-        const nuri_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up,
-                                   &L->ffn_down};
+        const nuri_weight *ws[] = {&L->wq,       &L->wk,     &L->wv,      &L->wo,
+                                   &L->ffn_gate, &L->ffn_up, &L->ffn_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
             uint64_t row;
             nuri_type_row_bytes(ws[i]->type, (uint64_t)ws[i]->n_in, &row);
@@ -73,7 +73,10 @@ TEST(packed_load_keeps_about_one_copy_resident)
 {
     // a "small"-shape Q8_0 model with 24 layers: about 80 MB of matrices (2 layers under
     // AddressSanitizer, where only the logits are checked)
-    nuri_mkmodel_params p = {.arch = "llama", .shape = "small", .type = "Q8_0", .seed = 3,
+    nuri_mkmodel_params p = {.arch = "llama",
+                             .shape = "small",
+                             .type = "Q8_0",
+                             .seed = 3,
                              .n_layer = UNDER_ASAN ? 2 : 24};
     REQUIRE(nuri_mkmodel(&p, path) == NURI_OK);
 
