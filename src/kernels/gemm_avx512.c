@@ -19,7 +19,6 @@
 #include "kernels/fp16.h"
 
 #include <immintrin.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,28 +29,10 @@ enum {
     GEMM_R1 = 4,             // rows per pass when there is one token (1 measured about the same)
 };
 
-/* The per-thread panel buffer: allocated on a thread's first gemm, freed when the thread exits
- * (a static _Thread_local array would cost every thread of the process, gemm or not, GEMM_PANEL
- * bytes of its stack). NULL if the allocation failed. */
-static pthread_key_t panel_key;
-static pthread_once_t panel_once = PTHREAD_ONCE_INIT;
-static bool panel_key_ok;
-
-static void panel_key_make(void)
-{
-    panel_key_ok = pthread_key_create(&panel_key, free) == 0;
-}
-
+/* The per-thread panel buffer (kernels_thread_scratch), or NULL. */
 static uint8_t *panel_get(void)
 {
-    pthread_once(&panel_once, panel_key_make);
-    if (!panel_key_ok) return NULL;
-    uint8_t *p = pthread_getspecific(panel_key);
-    if (!p && (p = aligned_alloc(64, GEMM_PANEL)) && pthread_setspecific(panel_key, p) != 0) {
-        free(p);
-        p = NULL;
-    }
-    return p;
+    return kernels_thread_scratch(KERNELS_SCRATCH_GEMM, GEMM_PANEL);
 }
 
 static inline float hsum512(__m512 v)

@@ -19,6 +19,44 @@
 #define KERNELS_X86 0
 #endif
 
+/* ---- per-thread scratch ---- */
+
+typedef struct scratch_set {
+    uint8_t *buf[KERNELS_SCRATCH_COUNT];
+} scratch_set;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static bool scratch_key_ok;
+
+static void scratch_free(void *p)
+{
+    scratch_set *s = p;
+    for (int i = 0; i < KERNELS_SCRATCH_COUNT; i++) free(s->buf[i]);
+    free(s);
+}
+
+static void scratch_key_make(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+uint8_t *kernels_thread_scratch(int which, size_t bytes)
+{
+    pthread_once(&scratch_once, scratch_key_make);
+    if (!scratch_key_ok) return NULL;
+    scratch_set *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s))) return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (!s->buf[which]) s->buf[which] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    return s->buf[which];
+}
+
 /* ---- CPU features ---- */
 
 #if KERNELS_X86

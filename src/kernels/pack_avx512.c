@@ -13,12 +13,12 @@
  * activations' block scales as floats and the corrections.
  */
 #include "kernels/blocks.h"
+#include "kernels/kernels_impl.h"
 #include "kernels/pack.h"
 #include "kernels/pack_x86.h"
 #include "kernels/types.h"
 
 #include <immintrin.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,26 +35,10 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
                        int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
                        int64_t y_stride, int rows, const uint8_t *next);
 
-static pthread_key_t buf_key;
-static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
-static bool buf_key_ok;
-
-static void buf_key_make(void)
-{
-    buf_key_ok = pthread_key_create(&buf_key, free) == 0;
-}
-
-/* The calling thread's scratch (allocated on its first call, freed when it exits), or NULL. */
+/* The calling thread's scratch (kernels_thread_scratch), or NULL. */
 static uint8_t *buf_get(void)
 {
-    pthread_once(&buf_once, buf_key_make);
-    if (!buf_key_ok) return NULL;
-    uint8_t *p = pthread_getspecific(buf_key);
-    if (!p && (p = aligned_alloc(64, PACK_BUF)) && pthread_setspecific(buf_key, p) != 0) {
-        free(p);
-        p = NULL;
-    }
-    return p;
+    return kernels_thread_scratch(KERNELS_SCRATCH_PACK, PACK_BUF);
 }
 
 static inline int32_t load32(const int8_t *p)

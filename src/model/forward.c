@@ -40,32 +40,32 @@ struct nuri_ctx {
 
     // the current batch, as the workers see it
     const int32_t *b_token, *b_pos, *b_seq; // (n) borrowed from the caller's batch
-    int32_t *b_slot;    // (n_batch) pool slot (page * NURI_KV_PAGE + offset) each token writes
-    int32_t *b_row;     // (n_batch) logits row of each token, -1 if none
-    int32_t *b_next;    // (n_seq) scratch for validation, -1 between calls
+    int32_t *b_slot;        // (n_batch) pool slot (page * NURI_KV_PAGE + offset) each token writes
+    int32_t *b_row;         // (n_batch) logits row of each token, -1 if none
+    int32_t *b_next;        // (n_seq) scratch for validation, -1 between calls
     int32_t *d_pos, *d_seq; // (n_batch) nuri_ctx_decode's batch
     int8_t *d_want;         // (n_batch)
 
-    float *x;      // (n_batch, n_embd) residual stream
-    float *xn;     // (n_batch, max(n_embd, n_q)) normalised input of the next product
-    float *q;      // (n_batch, n_q)
-    float *k;      // (n_batch, n_kv_dim)
-    float *v;      // (n_batch, n_kv_dim)
-    float *att;    // (n_batch, n_q) attention output
-    float *gate;   // (n_batch, n_ff)
-    float *up;     // (n_batch, n_ff)
-    void *xq;      // (n_batch, xq_stride) activations converted to a vec_dot_type
+    float *x;         // (n_batch, n_embd) residual stream
+    float *xn;        // (n_batch, max(n_embd, n_q)) normalised input of the next product
+    float *q;         // (n_batch, n_q)
+    float *k;         // (n_batch, n_kv_dim)
+    float *v;         // (n_batch, n_kv_dim)
+    float *att;       // (n_batch, n_q) attention output
+    float *gate;      // (n_batch, n_ff)
+    float *up;        // (n_batch, n_ff)
+    void *xq;         // (n_batch, xq_stride) activations converted to a vec_dot_type
     size_t xq_stride; // bytes
-    float *scores;     // (n_threads, G, n_ctx) G = query heads per KV head
-    uint16_t *probs16; // (n_threads, G, n_ctx) F16 scratch
-    float *qf;         // (n_threads, G, head_dim) the queries rounded to F16
-    float *logits; // (n_logits, n_vocab)
+    float *scores;    // (n_threads, G, n_ctx) G = query heads per KV head
+    uint16_t *q16;    // (n_threads, G, head_dim) the queries as F16, on their way to qf
+    float *qf;        // (n_threads, G, head_dim) the queries rounded to F16
+    float *logits;    // (n_logits, n_vocab)
 };
 
 typedef struct job {
     nuri_ctx *c;
-    int32_t n;        // tokens in this step
-    int32_t n_rows;   // tokens that want logits
+    int32_t n;      // tokens in this step
+    int32_t n_rows; // tokens that want logits
 } job;
 
 /* ---- small steps ---- */
@@ -79,7 +79,8 @@ static void rms_norm(const float *x, const float *w, float *y, int64_t n, float 
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
 }
 
-/* Rotates one head's vector in place. NORM pairs (x[2i], x[2i+1]); NEOX pairs (x[i], x[i+n_rot/2]). */
+/* Rotates one head's vector in place. NORM pairs (x[2i], x[2i+1]); NEOX pairs (x[i], x[i+n_rot/2]).
+ */
 static void rope(float *x, int32_t n_rot, nuri_rope_type type, int32_t pos, float freq_base,
                  const float *freq_factors)
 {
@@ -143,8 +144,8 @@ static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t
     nuri_type_row_bytes(W->type, (uint64_t)W->n_in, &row_bytes);
     long r0, r1;
     nuri_split(W->n_out, w->ith, w->nth, &r0, &r1);
-    nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, w->c->xq,
-              w->c->xq_stride, T, y, y_stride);
+    nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, w->c->xq, w->c->xq_stride,
+              T, y, y_stride);
 }
 
 static void add_bias(worker *w, const nuri_weight *b, float *y, int32_t T, int64_t n)
@@ -166,6 +167,17 @@ static size_t kv_offset(const nuri_ctx *c, int il, int32_t slot)
     return ((size_t)il * c->n_pages * NURI_KV_PAGE + (size_t)slot) * kv_dim;
 }
 
+/* Where cache position j of a sequence (page table `pages`) starts for KV head kvh of layer il,
+ * and in *run how many positions before n_kv follow it contiguously (to the end of its page). */
+static size_t page_run(const nuri_ctx *c, int il, const int32_t *pages, int32_t kvh, int32_t j,
+                       int32_t n_kv, int32_t *run)
+{
+    const int32_t off = j % NURI_KV_PAGE;
+    *run = NURI_KV_PAGE - off < n_kv - j ? NURI_KV_PAGE - off : n_kv - j;
+    return kv_offset(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off) +
+           (size_t)kvh * c->m->hp.head_dim;
+}
+
 /* The G query heads of KV head kvh (q: G x head_dim, contiguous) of token t against its sequence's
  * cache positions [first, n_kv) (first > 0 for a sliding-window layer), into out (G x head_dim).
  * The cache is walked page run by page run; each run is contiguous in the pool. */
@@ -179,29 +191,22 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
     const nuri_attn_kernels *ak = nuri_attn();
     float *s = c->scores + (size_t)w->ith * G * n_ctx;
-    uint16_t *h16 = c->probs16 + (size_t)w->ith * G * n_ctx;
+    uint16_t *h16 = c->q16 + (size_t)w->ith * G * hd;
     float *qf = c->qf + (size_t)w->ith * G * hd;
     const int32_t *pages = c->seq_pages + (size_t)c->b_seq[t] * c->n_pages;
 
     f16->from_float(q, h16, (int64_t)G * hd); // Q rounded to F16, as llama.cpp multiplies it
     f16->to_float(h16, qf, (int64_t)G * hd);
-    for (int32_t j = first; j < n_kv;) {
-        const int32_t off = j % NURI_KV_PAGE;
-        const int32_t run = NURI_KV_PAGE - off < n_kv - j ? NURI_KV_PAGE - off : n_kv - j;
-        const size_t at = kv_offset(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off) +
-                          (size_t)kvh * hd;
+    int32_t run;
+    for (int32_t j = first; j < n_kv; j += run) {
+        const size_t at = page_run(c, il, pages, kvh, j, n_kv, &run);
         ak->scores(hd, G, qf, c->k_pages + at, kv_dim, run, hp->attn_scale, s + j, n_ctx);
-        j += run;
     }
     for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx + first, n_kv - first);
     memset(out, 0, sizeof(float) * (size_t)G * hd);
-    for (int32_t j = first; j < n_kv;) {
-        const int32_t off = j % NURI_KV_PAGE;
-        const int32_t run = NURI_KV_PAGE - off < n_kv - j ? NURI_KV_PAGE - off : n_kv - j;
-        const size_t at = kv_offset(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off) +
-                          (size_t)kvh * hd;
+    for (int32_t j = first; j < n_kv; j += run) {
+        const size_t at = page_run(c, il, pages, kvh, j, n_kv, &run);
         ak->accum(hd, G, s + j, n_ctx, c->v_pages + at, kv_dim, run, out);
-        j += run;
     }
 }
 
@@ -236,8 +241,7 @@ static void layer(worker *w, const job *jb, int il)
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     for (long t = t0; t < t1; t++) {
         if (hp->pre_norm)
-            rms_norm(c->x + t * n_embd, L->attn_norm.data, c->xn + t * n_embd, n_embd,
-                     hp->rms_eps);
+            rms_norm(c->x + t * n_embd, L->attn_norm.data, c->xn + t * n_embd, n_embd, hp->rms_eps);
         else
             memcpy(c->xn + t * n_embd, c->x + t * n_embd, sizeof(float) * (size_t)n_embd);
     }
@@ -270,8 +274,8 @@ static void layer(worker *w, const job *jb, int il)
         const nuri_weight *nw = is_q ? &L->q_norm : &L->k_norm;
         if (nw->data) rms_norm(vec, nw->data, vec, hd, hp->rms_eps);
         if (L->rope)
-            rope(vec, hp->n_rot, hp->rope_type, pos, L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
-                 m->rope_freqs);
+            rope(vec, hp->n_rot, hp->rope_type, pos,
+                 L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base, m->rope_freqs);
         if (!is_q) {
             const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             int32_t kvh = h - hp->n_head;
@@ -302,8 +306,10 @@ static void layer(worker *w, const job *jb, int il)
     for (long t = t0; t < t1; t++) {
         float *x = c->x + t * n_embd, *a = c->xn + t * n_embd;
         branch_into_residual(hp, a, &L->bo, &L->attn_post_norm, x);
-        if (hp->pre_norm) rms_norm(x, L->ffn_norm.data, a, n_embd, hp->rms_eps);
-        else memcpy(a, x, sizeof(float) * (size_t)n_embd);
+        if (hp->pre_norm)
+            rms_norm(x, L->ffn_norm.data, a, n_embd, hp->rms_eps);
+        else
+            memcpy(a, x, sizeof(float) * (size_t)n_embd);
     }
     w->xq_src = NULL;
     barrier(w);
@@ -315,18 +321,16 @@ static void layer(worker *w, const job *jb, int il)
     matmul(w, &L->ffn_up, T, c->up, n_ff);
     barrier(w);
     nuri_split(T, w->ith, w->nth, &t0, &t1);
-    for (long t = t0; t < t1; t++) {
-        float *g = c->gate + t * n_ff;
-        const float *u = c->up + t * n_ff;
-        nuri_attn()->swiglu(g, u, n_ff);
-    }
+    const nuri_attn_kernels *ak = nuri_attn();
+    for (long t = t0; t < t1; t++) ak->swiglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
     barrier(w);
     quantize_input(w, c->gate, n_ff, T, nuri_kernels(L->ffn_down.type)->vec_dot_type);
     matmul(w, &L->ffn_down, T, c->xn, n_embd);
     barrier(w);
     static const nuri_weight no_bias = {0};
     for (long t = t0; t < t1; t++)
-        branch_into_residual(hp, c->xn + t * n_embd, &no_bias, &L->ffn_post_norm, c->x + t * n_embd);
+        branch_into_residual(hp, c->xn + t * n_embd, &no_bias, &L->ffn_post_norm,
+                             c->x + t * n_embd);
     barrier(w);
 }
 
@@ -404,7 +408,8 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     if (d.n_logits == 0) d.n_logits = 1;
     if (d.n_seq == 0) d.n_seq = 1;
     if (d.n_ctx < 1 || d.n_ctx > (1 << 22))
-        return nuri_error(NURI_ERR_INVALID_ARG, "context size %d is not in 1..%d", d.n_ctx, 1 << 22);
+        return nuri_error(NURI_ERR_INVALID_ARG, "context size %d is not in 1..%d", d.n_ctx,
+                          1 << 22);
     if (d.n_batch < 1 || d.n_batch > 65536)
         return nuri_error(NURI_ERR_INVALID_ARG, "batch size %d is not in 1..65536", d.n_batch);
     if (d.n_logits < 1 || d.n_logits > d.n_batch)
@@ -458,10 +463,9 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->xq = alloc_floats(B * c->xq_stride / 4, &ok);
     const size_t G = (size_t)(hp->n_head / hp->n_head_kv);
     c->scores = alloc_floats(nt * G * c->n_ctx, &ok);
-    c->probs16 = calloc(nt * G * (c->n_ctx > hp->head_dim ? c->n_ctx : hp->head_dim),
-                        sizeof(uint16_t));
+    c->q16 = calloc(nt * G * hp->head_dim, sizeof(uint16_t));
     c->qf = alloc_floats(nt * G * hp->head_dim, &ok);
-    if (!c->probs16) ok = false;
+    if (!c->q16) ok = false;
     c->logits = alloc_floats((size_t)d.n_logits * hp->n_vocab, &ok);
     if (!ok) {
         nuri_ctx_free(c);
@@ -480,11 +484,11 @@ void nuri_ctx_free(nuri_ctx *c)
 {
     if (!c) return;
     nuri_pool_free(c->pool);
-    void *bufs[] = {c->k_pages, c->v_pages, c->page_ref, c->free_list, c->seq_len, c->seq_pages,
-                    c->b_slot,  c->b_row,   c->b_next,   c->x,         c->xn,      c->q,
-                    c->k,       c->v,       c->att,      c->gate,      c->up,      c->xq,
-                    c->scores,  c->probs16, c->qf,       c->logits,
-                    c->d_pos,   c->d_seq,   c->d_want};
+    void *bufs[] = {c->k_pages,   c->v_pages, c->page_ref, c->free_list, c->seq_len,
+                    c->seq_pages, c->b_slot,  c->b_row,    c->b_next,    c->x,
+                    c->xn,        c->q,       c->k,        c->v,         c->att,
+                    c->gate,      c->up,      c->xq,       c->scores,    c->q16,
+                    c->qf,        c->logits,  c->d_pos,    c->d_seq,     c->d_want};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -631,15 +635,18 @@ static nuri_status plan_batch(nuri_ctx *c, const nuri_batch *b, int32_t n, int32
         return nuri_error(NURI_ERR_LIMIT, "%d logit rows wanted, the context keeps %d", rows,
                           c->n_logits);
     if (need > c->n_free)
-        return nuri_error(NURI_ERR_LIMIT, "the KV cache is full: %d more pages of %d tokens needed, "
-                          "%d free of %d", need, NURI_KV_PAGE, c->n_free, c->n_pages);
+        return nuri_error(NURI_ERR_LIMIT,
+                          "the KV cache is full: %d more pages of %d tokens needed, "
+                          "%d free of %d",
+                          need, NURI_KV_PAGE, c->n_free, c->n_pages);
 
     rows = 0;
     for (int32_t i = 0; i < n; i++) {
         int32_t seq = b->seq[i], pos = b->pos[i];
         int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
         if (pos < c->seq_len[seq]) nuri_ctx_seq_truncate(c, seq, pos);
-        if (pos % NURI_KV_PAGE == 0) pages[pos / NURI_KV_PAGE] = page_take(c);
+        if (pos % NURI_KV_PAGE == 0)
+            pages[pos / NURI_KV_PAGE] = page_take(c);
         else if (c->page_ref[pages[pos / NURI_KV_PAGE]] > 1)
             pages[pos / NURI_KV_PAGE] = page_copy(c, pages[pos / NURI_KV_PAGE]);
         c->seq_len[seq] = pos + 1;
@@ -655,8 +662,11 @@ nuri_status nuri_ctx_decode_batch(nuri_ctx *c, const nuri_batch *b)
     if (b->n < 1) return nuri_error(NURI_ERR_INVALID_ARG, "nothing to decode (0 tokens)");
     for (int32_t done = 0; done < b->n;) {
         int32_t n = b->n - done < c->n_batch ? b->n - done : c->n_batch;
-        nuri_batch part = {.n = n, .token = b->token + done, .pos = b->pos + done,
-                           .seq = b->seq + done, .logits = b->logits ? b->logits + done : NULL};
+        nuri_batch part = {.n = n,
+                           .token = b->token + done,
+                           .pos = b->pos + done,
+                           .seq = b->seq + done,
+                           .logits = b->logits ? b->logits + done : NULL};
         if (done + n < b->n && part.logits) {
             for (int32_t i = 0; i < n; i++)
                 if (part.logits[i])
@@ -696,8 +706,8 @@ nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32
             c->d_seq[i] = 0;
             c->d_want[i] = all_logits || done + i == n - 1;
         }
-        nuri_batch b = {.n = k, .token = tokens + done, .pos = c->d_pos, .seq = c->d_seq,
-                        .logits = c->d_want};
+        nuri_batch b = {
+            .n = k, .token = tokens + done, .pos = c->d_pos, .seq = c->d_seq, .logits = c->d_want};
         nuri_status s = nuri_ctx_decode_batch(c, &b);
         if (s != NURI_OK) return s;
         done += k;

@@ -43,33 +43,6 @@ static char *token_text_dup(const nuri_vocab *v, int32_t id)
     return s;
 }
 
-static nuri_status read_file(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return nuri_error(NURI_ERR_IO, "cannot open chat template '%s'", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (n < cap) break;
-        if (cap >= NURI_TEMPLATE_MAX_SOURCE) {
-            free(buf);
-            fclose(f);
-            return nuri_error(NURI_ERR_LIMIT, "chat template '%s' is larger than %u bytes", path,
-                              NURI_TEMPLATE_MAX_SOURCE);
-        }
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb) free(buf);
-        buf = nb;
-    }
-    fclose(f);
-    if (!buf) return nuri_error(NURI_ERR_NOMEM, "out of memory reading '%s'", path);
-    *out = buf;
-    *len = n;
-    return NURI_OK;
-}
-
 nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, serve_prompt **out)
 {
     *out = NULL;
@@ -81,7 +54,7 @@ nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, se
     if (st != NURI_OK) goto fail;
     gguf_str gs;
     if (template_path) {
-        if ((st = read_file(template_path, &src, &len)) != NURI_OK) goto fail;
+        if ((st = nuri_chat_template_read(template_path, &src, &len)) != NURI_OK) goto fail;
         st = nuri_template_parse(src, len, &p->tpl);
         if (st != NURI_OK) {
             nuri_error_wrap(st, "chat template '%s'", template_path);
