@@ -159,10 +159,57 @@ TEST(bad_batches_are_errors_that_name_the_problem)
     int32_t p2[3] = {0, 1, 0};
     nuri_batch b2 = {.n = 3, .token = t, .pos = p2, .seq = s2};
     CHECK(nuri_ctx_decode_batch(c, &b2) == NURI_ERR_INVALID_ARG); // sequence 7 of 2
-    CHECK(nuri_ctx_seq_len(c, 0) == 0);                            // nothing was applied
+    CHECK(nuri_ctx_seq_len(c, 0) == 0);                           // nothing was applied
     CHECK(nuri_ctx_seq_fork(c, 0, 0, 0) == NURI_ERR_INVALID_ARG);
     CHECK(nuri_ctx_seq_fork(c, 0, 1, 5) == NURI_ERR_INVALID_ARG); // 0 holds no tokens
     nuri_ctx_free(c);
+}
+
+/* Logits of a 70-token prompt (AMX-sized groups and a remainder) and of one decoded token with
+ * `threads` threads. The threads share each matrix product's work first come, first served
+ * (threadpool.h), so which thread computes an output changes from run to run: the logits must not.
+ */
+static float *run_with_threads(nuri_model *m, int threads)
+{
+    int32_t toks[71];
+    prompt(21, 71, toks);
+    nuri_ctx *c;
+    nuri_ctx_params cp = {.n_ctx = 256, .n_batch = 128, .n_threads = threads};
+    if (nuri_ctx_new(m, &cp, &c) != NURI_OK) return NULL;
+    const size_t nv = (size_t)m->hp.n_vocab;
+    float *out = malloc(sizeof(float) * 2 * nv);
+    if (nuri_ctx_decode(c, toks, 70, 0, false) != NURI_OK) goto fail;
+    memcpy(out, nuri_ctx_logits(c, 0), sizeof(float) * nv);
+    if (nuri_ctx_decode(c, toks + 70, 1, 70, false) != NURI_OK) goto fail;
+    memcpy(out + nv, nuri_ctx_logits(c, 0), sizeof(float) * nv);
+    nuri_ctx_free(c);
+    return out;
+fail:
+    free(out);
+    nuri_ctx_free(c);
+    return NULL;
+}
+
+TEST(logits_do_not_depend_on_the_number_of_threads)
+{
+    static const char *const files[] = {
+        "tests/data/models/llama-tiny-Q4_0.gguf", "tests/data/models/llama-tiny-Q8_0.gguf",
+        "tests/data/models/llama-tiny-Q4_K_M.gguf", "tests/data/models/llama-tiny-Q5_K.gguf"};
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        nuri_model *m;
+        REQUIRE(nuri_model_load(files[f], &m) == NURI_OK);
+        float *one = run_with_threads(m, 1);
+        REQUIRE(one != NULL);
+        for (int threads = 2; threads <= 4; threads++)
+            for (int rep = 0; rep < 3; rep++) {
+                float *many = run_with_threads(m, threads);
+                CHECKF(many && memcmp(one, many, sizeof(float) * 2 * (size_t)m->hp.n_vocab) == 0,
+                       "%s: %d threads differ from one", files[f], threads);
+                free(many);
+            }
+        free(one);
+        nuri_model_free(m);
+    }
 }
 
 int main(void)
@@ -175,6 +222,7 @@ int main(void)
     RUN(a_forked_prefix_gives_the_same_logits_as_recomputing_it);
     RUN(a_batch_the_pool_cannot_hold_is_refused_and_changes_nothing);
     RUN(bad_batches_are_errors_that_name_the_problem);
+    RUN(logits_do_not_depend_on_the_number_of_threads);
     nuri_model_free(model);
     TEST_DONE();
 }

@@ -1,8 +1,8 @@
 /*
- * threadpool.c: see threadpool.h. A run is published by bumping `generation`; workers spin on it for
- * a while (runs come back to back during generation), then sleep on a condition variable. The
- * barrier is a sense-counting spin barrier: with one thread per core, a step's synchronisation costs
- * well under a microsecond.
+ * threadpool.c: see threadpool.h. A run is published by bumping `generation`; workers spin on it
+ * for a while (runs come back to back during generation), then sleep on a condition variable. The
+ * barrier is a sense-counting spin barrier: with one thread per core, a step's synchronisation
+ * costs well under a microsecond.
  */
 #include "base/threadpool.h"
 #include "base/status.h"
@@ -36,6 +36,7 @@ struct nuri_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     _Atomic int n_sleeping;
+    _Atomic long tickets; // shared work (threadpool.h), reset for each run
 };
 
 typedef struct worker_arg {
@@ -125,8 +126,14 @@ int nuri_pool_size(const nuri_pool *pool)
     return pool->n_threads;
 }
 
+_Atomic long *nuri_pool_tickets(nuri_pool *pool)
+{
+    return &pool->tickets;
+}
+
 void nuri_pool_run(nuri_pool *pool, nuri_pool_fn fn, void *arg)
 {
+    atomic_store_explicit(&pool->tickets, 0, memory_order_relaxed); // published with the run
     if (pool->n_threads == 1) {
         fn(arg, 0, 1);
         return;
@@ -143,8 +150,10 @@ void nuri_pool_run(nuri_pool *pool, nuri_pool_fn fn, void *arg)
     fn(arg, 0, pool->n_threads);
     long spins = 0;
     while (atomic_load_explicit(&pool->n_done, memory_order_acquire) < pool->n_threads - 1) {
-        if (++spins % 1024 == 0) sched_yield();
-        else cpu_relax();
+        if (++spins % 1024 == 0)
+            sched_yield();
+        else
+            cpu_relax();
     }
 }
 
@@ -160,7 +169,9 @@ void nuri_pool_barrier(nuri_pool *pool)
     }
     long spins = 0;
     while (atomic_load_explicit(&pool->barrier_phase, memory_order_acquire) == phase) {
-        if (++spins % 1024 == 0) sched_yield();
-        else cpu_relax();
+        if (++spins % 1024 == 0)
+            sched_yield();
+        else
+            cpu_relax();
     }
 }

@@ -24,7 +24,8 @@
 
 void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
                                 int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
-                                int64_t y_stride, bool use_amx);
+                                int64_t y_stride, bool use_amx, const nuri_share *sh);
+long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
 
 static bool amx_ok;
 static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
@@ -168,5 +169,18 @@ void nuri_gemm_packed(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                       int64_t y_stride, bool use_amx)
 {
     kernels_packed_gemm_avx512(type, n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride,
-                               use_amx && nuri_pack_amx());
+                               use_amx && nuri_pack_amx(), NULL);
+}
+
+long nuri_gemm_packed_items(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
+{
+    return kernels_packed_items_avx512(type, n, n_out, n_t);
+}
+
+void nuri_gemm_packed_shared(uint32_t type, int64_t n, const void *wp, int64_t n_out, const void *x,
+                             size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
+                             const nuri_share *sh)
+{
+    kernels_packed_gemm_avx512(type, n, wp, n_out, 0, 0, x, x_stride, n_t, y, y_stride,
+                               nuri_pack_amx(), sh);
 }

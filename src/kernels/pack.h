@@ -33,6 +33,8 @@
 #ifndef NURI_PACK_H
 #define NURI_PACK_H
 
+#include "base/threadpool.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,5 +66,16 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
 void nuri_gemm_packed(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
                       int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
                       int64_t y_stride, bool use_amx);
+
+/*
+ * The same product with its work shared by a team of threads (nuri_share, threadpool.h): the
+ * step has nuri_gemm_packed_items() items (runs of row groups for a chunk of tokens), each thread
+ * runs the ones it takes. Every output is computed exactly as by nuri_gemm_packed, by whichever
+ * thread takes it.
+ */
+long nuri_gemm_packed_items(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
+void nuri_gemm_packed_shared(uint32_t type, int64_t n, const void *wp, int64_t n_out, const void *x,
+                             size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
+                             const nuri_share *sh);
 
 #endif

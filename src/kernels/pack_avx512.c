@@ -395,46 +395,104 @@ static void kq_vnni(int q6, int64_t nb, const uint8_t *grp, const uint8_t *x, si
         vnni_q4_K_tokens(nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
 }
 
-static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
-                      int64_t g1, const uint8_t *x, size_t x_stride, int64_t n_t, float *y,
-                      int64_t y_stride, bool use_amx, uint8_t *buf)
+/* ---- the drivers: work items, tables, then row groups ---- */
+
+/*
+ * A product's work is items: (chunk of tokens, run of row groups), chunk by chunk. A thread makes
+ * the tables (and the AMX panel) of a chunk of tokens once, when it first takes an item of that
+ * chunk, then runs the item's row groups. With a nuri_share the threads take items first come,
+ * first served; without one, a thread's items are its row groups [g0, g1) for every chunk.
+ */
+enum { PACK_RUN_MANY = 2, PACK_RUN_FEW = 8 }; // row groups per item, 16+ tokens or fewer
+
+typedef struct items {
+    const nuri_share *sh;
+    int64_t g0, g1;         // without sh: this thread's row groups
+    int64_t ng, run, n_run; // row groups, per item, items per chunk of tokens
+    int64_t n_tc, tc;       // chunks of tokens; without sh: the next one
+} items;
+
+/* Tokens per chunk: as many as the tables and the panel (per token and block: `per` bytes) hold. */
+static int64_t chunk_tokens(uint32_t type, int64_t nb)
+{
+    int64_t per = 40;                               // Q4_0 / Q8_0: d, corr, panel
+    if (type == NURI_TYPE_Q4_K) per = 4 + 32 + 256; // d, mins sums, panel
+    if (type == NURI_TYPE_Q6_K) per = 4 + 64 + 256; // d, code sums, panel
+    int64_t tt = PACK_CHUNK / (nb * per);
+    if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
+    if (tt > 16) tt &= ~(int64_t)15;
+    return tt;
+}
+
+static items items_make(const nuri_share *sh, int64_t g0, int64_t g1, int64_t n_out, int64_t n_t,
+                        int64_t tt)
+{
+    items it = {.sh = sh, .g0 = g0, .g1 = g1, .ng = (n_out + 15) / 16};
+    it.run = n_t >= 16 ? PACK_RUN_MANY : PACK_RUN_FEW;
+    it.n_run = (it.ng + it.run - 1) / it.run;
+    it.n_tc = (n_t + tt - 1) / tt;
+    return it;
+}
+
+/* The next item: chunk *tc, row groups [*ga, *gb); false when there is none. */
+static bool items_next(items *it, int64_t *tc, int64_t *ga, int64_t *gb)
+{
+    if (it->sh) {
+        const long k = nuri_share_take(it->sh);
+        if (k < 0) return false;
+        *tc = k / it->n_run;
+        *ga = k % it->n_run * it->run;
+        *gb = *ga + it->run < it->ng ? *ga + it->run : it->ng;
+        return true;
+    }
+    if (it->tc >= it->n_tc || it->g0 >= it->g1) return false;
+    *tc = it->tc++;
+    *ga = it->g0;
+    *gb = it->g1;
+    return true;
+}
+
+static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, items *it,
+                      const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
+                      bool use_amx, uint8_t *buf, int64_t tt)
 {
     const int q6 = type == NURI_TYPE_Q6_K;
     const int64_t nb = n / NURI_QK_K;
     const int64_t gbytes = nb * (q6 ? NURI_PACK_Q6_K_BYTES : NURI_PACK_Q4_K_BYTES);
     const int64_t aux_bytes = q6 ? 64 : 32; // per token and block
+    int64_t tc, ga, gb, have = -1;
     if (!buf) { // no scratch: one token at a time, tables on the stack, the same arithmetic
         float da1[NURI_PACK_MAX_N / NURI_QK_K];
         int32_t aux1[NURI_PACK_MAX_N / NURI_QK_K * 16];
-        for (int64_t t = 0; t < n_t; t++) {
-            const uint8_t *xt = x + (size_t)t * x_stride;
-            kq_tables(q6, xt, x_stride, 1, nb, da1, aux1);
-            for (int64_t g = g0; g < g1; g++)
-                kq_vnni(q6, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1, aux1,
-                        y + t * y_stride + 16 * g, y_stride,
-                        n_out - 16 * g < 16 ? n_out - 16 * g : 16);
-        }
+        while (items_next(it, &tc, &ga, &gb))
+            for (int64_t t = tc * tt; t < n_t && t < (tc + 1) * tt; t++) {
+                const uint8_t *xt = x + (size_t)t * x_stride;
+                kq_tables(q6, xt, x_stride, 1, nb, da1, aux1);
+                for (int64_t g = ga; g < gb; g++)
+                    kq_vnni(q6, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1, aux1,
+                            y + t * y_stride + 16 * g, y_stride,
+                            n_out - 16 * g < 16 ? n_out - 16 * g : 16);
+            }
         return;
     }
-    // per token and block: 4 bytes of d, aux_bytes of tables, 256 of panel
-    int64_t tt = PACK_CHUNK / (nb * (4 + aux_bytes + 256));
-    if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
-    if (tt > 16) tt &= ~(int64_t)15;
     float *da = (float *)buf;
     uint8_t *aux = buf + (size_t)(tt * nb * 4);
     uint8_t *panel = aux + (size_t)(tt * nb * aux_bytes);
     uint8_t *scratch = buf + PACK_CHUNK;
-    for (int64_t t0 = 0; t0 < n_t; t0 += tt) {
-        const int64_t nt = n_t - t0 < tt ? n_t - t0 : tt;
+    while (items_next(it, &tc, &ga, &gb)) {
+        const int64_t t0 = tc * tt, nt = n_t - t0 < tt ? n_t - t0 : tt;
         const uint8_t *xc = x + (size_t)t0 * x_stride;
-        kq_tables(q6, xc, x_stride, nt, nb, da, aux);
         const int64_t n16 = use_amx ? nt / 16 : 0;
-        if (n16) kq_panel(xc, x_stride, n16, nb, q6 ? 16 : 32, panel);
-        for (int64_t g = g0; g < g1; g++) {
+        if (tc != have) {
+            kq_tables(q6, xc, x_stride, nt, nb, da, aux);
+            if (n16) kq_panel(xc, x_stride, n16, nb, q6 ? 16 : 32, panel);
+            have = tc;
+        }
+        for (int64_t g = ga; g < gb; g++) {
             const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
             const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
             float *yg = y + t0 * y_stride + 16 * g;
-            const uint8_t *next = g + 1 < g1 ? grp + gbytes : NULL; // prefetched meanwhile
+            const uint8_t *next = g + 1 < gb ? grp + gbytes : NULL; // prefetched meanwhile
             if (n16 && q6)
                 kernels_amx_group_q6_K(nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr,
                                        next);
@@ -448,63 +506,77 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
     }
 }
 
-void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
-                                int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
-                                int64_t y_stride, bool use_amx);
-void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
-                                int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
-                                int64_t y_stride, bool use_amx)
+static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, items *it,
+                     const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
+                     bool use_amx, uint8_t *buf, int64_t tt)
 {
-    const uint8_t *x = vx;
-    uint8_t *buf = buf_get();
-    if (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K) {
-        packed_kq(type, n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride, use_amx, buf);
-        return;
-    }
     const int q4 = type == NURI_TYPE_Q4_0;
     const int64_t nb = n / NURI_QK, gbytes = nb * (q4 ? 288 : 544);
-    // tokens per chunk: as many as the tables hold (at least 32: rows are at most
-    // NURI_PACK_MAX_N elements)
-    int64_t tt = PACK_CHUNK / (nb * 40);
-    if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
-    if (tt > 16) tt &= ~(int64_t)15;
+    int64_t tc, ga, gb, have = -1;
     if (!buf) {
         // no scratch (out of memory): one token at a time with its tables on the stack (rows are
         // at most NURI_PACK_MAX_N elements), the same arithmetic
         float da1[NURI_PACK_MAX_N / NURI_QK];
         int32_t corr1[NURI_PACK_MAX_N / NURI_QK];
-        for (int64_t t = 0; t < n_t; t++) {
-            make_tables(x + (size_t)t * x_stride, x_stride, 1, nb, q4 ? 8 : 128, da1, corr1);
-            for (int64_t g = g0; g < g1; g++) {
-                const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
-                vnni_tokens(q4, nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
-                            x_stride, 1, da1, corr1, nb, y + t * y_stride + 16 * g, y_stride,
-                            (__mmask16)((1u << rr) - 1));
+        while (items_next(it, &tc, &ga, &gb))
+            for (int64_t t = tc * tt; t < n_t && t < (tc + 1) * tt; t++) {
+                make_tables(x + (size_t)t * x_stride, x_stride, 1, nb, q4 ? 8 : 128, da1, corr1);
+                for (int64_t g = ga; g < gb; g++) {
+                    const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+                    vnni_tokens(q4, nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
+                                x_stride, 1, da1, corr1, nb, y + t * y_stride + 16 * g, y_stride,
+                                (__mmask16)((1u << rr) - 1));
+                }
             }
-        }
         return;
     }
     float *da = (float *)buf;
     int32_t *corr = (int32_t *)(buf + (size_t)(tt * nb * 4));
     uint8_t *panel = buf + (size_t)(tt * nb * 8);
     uint8_t *scratch = buf + PACK_CHUNK;
-    for (int64_t t0 = 0; t0 < n_t; t0 += tt) {
-        const int64_t nt = n_t - t0 < tt ? n_t - t0 : tt;
+    while (items_next(it, &tc, &ga, &gb)) {
+        const int64_t t0 = tc * tt, nt = n_t - t0 < tt ? n_t - t0 : tt;
         const uint8_t *xc = x + (size_t)t0 * x_stride;
-        make_tables(xc, x_stride, nt, nb, q4 ? 8 : 128, da, corr);
         const int64_t n16 = use_amx ? nt / 16 : 0;
-        if (n16) make_panel(xc, x_stride, n16, nb, panel);
-        for (int64_t g = g0; g < g1; g++) {
+        if (tc != have) {
+            make_tables(xc, x_stride, nt, nb, q4 ? 8 : 128, da, corr);
+            if (n16) make_panel(xc, x_stride, n16, nb, panel);
+            have = tc;
+        }
+        for (int64_t g = ga; g < gb; g++) {
             const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
             const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
             const __mmask16 rows = (__mmask16)((1u << rr) - 1);
             float *yg = y + t0 * y_stride + 16 * g;
             if (n16)
                 kernels_amx_group(type, nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr,
-                                  g + 1 < g1 ? grp + gbytes : NULL);
+                                  g + 1 < gb ? grp + gbytes : NULL);
             vnni_tokens(q4, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
                         da + 16 * n16 * nb, corr + 16 * n16 * nb, nb, yg + 16 * n16 * y_stride,
                         y_stride, rows);
         }
     }
+}
+
+long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
+long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
+{
+    const int64_t nb = n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ? NURI_QK_K : NURI_QK);
+    const items it = items_make(NULL, 0, 0, n_out, n_t, chunk_tokens(type, nb));
+    return (long)(it.n_tc * it.n_run);
+}
+
+/* Row groups [g0, g1) for all tokens, or the items of sh (then g0, g1 are unused). */
+void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                                int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
+                                int64_t y_stride, bool use_amx, const nuri_share *sh);
+void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                                int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
+                                int64_t y_stride, bool use_amx, const nuri_share *sh)
+{
+    const int kq = type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K;
+    const int64_t tt = chunk_tokens(type, n / (kq ? NURI_QK_K : NURI_QK));
+    items it = items_make(sh, g0, g1, n_out, n_t, tt);
+    (kq ? packed_kq : packed_q)(type, n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, use_amx,
+                                buf_get(), tt);
 }

@@ -8,7 +8,9 @@
  * probabilities are rounded to F16 before they weight V; RMSNorm sums squares in double.
  *
  * Threads: one nuri_pool_run per decode call; all threads run forward_worker together and meet at
- * a barrier after each step. Each step splits its work (rows of a weight, tokens, heads) by thread.
+ * a barrier after each step. The long steps (packed matrix products, attention) share their work
+ * as items taken first come, first served (nuri_share), so that a thread the OS pauses on a busy
+ * machine does not hold the others up; the short ones split it evenly by thread.
  * Nothing here allocates: every buffer is sized in nuri_ctx_new.
  */
 #include "base/status.h"
@@ -106,7 +108,10 @@ typedef struct worker {
     // what xq currently holds, identical in every thread (they run the same steps)
     const float *xq_src;
     uint32_t xq_type;
+    long tickets; // items of the shared steps so far (nuri_share_step)
 } worker;
+
+enum { ATTN_UNITS = 4 }; // attention units per shared item
 
 static void barrier(worker *w)
 {
@@ -133,11 +138,11 @@ static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, ui
 /* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Rows of W split by thread. */
 static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t y_stride)
 {
-    if (W->packed) { // row groups of NURI_PACK_ROWS split by thread
-        long g0, g1;
-        nuri_split((W->n_out + NURI_PACK_ROWS - 1) / NURI_PACK_ROWS, w->ith, w->nth, &g0, &g1);
-        nuri_gemm_packed(W->type, W->n_in, W->packed, W->n_out, g0, g1, w->c->xq, w->c->xq_stride,
-                         T, y, y_stride, true);
+    if (W->packed) { // items (runs of row groups) taken first come, first served
+        const nuri_share sh = nuri_share_step(
+            w->c->pool, &w->tickets, nuri_gemm_packed_items(W->type, W->n_in, W->n_out, T));
+        nuri_gemm_packed_shared(W->type, W->n_in, W->packed, W->n_out, w->c->xq, w->c->xq_stride, T,
+                                y, y_stride, &sh);
         return;
     }
     uint64_t row_bytes;
@@ -286,16 +291,19 @@ static void layer(worker *w, const job *jb, int il)
     }
     barrier(w);
 
-    // attention: (token, KV head) units, dealt round-robin so that every thread gets a fair share
-    // of the long (late) and short (early) rows of a causal prompt
+    // attention: (token, KV head) units, ATTN_UNITS per item, items taken first come, first
+    // served (a causal prompt's late rows are long, its early ones short)
     const int32_t G = hp->n_head / hp->n_head_kv;
     const long n_units = (long)T * hp->n_head_kv;
-    for (long u = w->ith; u < n_units; u += w->nth) {
-        int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
-        int32_t first = L->swa && c->b_pos[t] >= hp->n_swa ? c->b_pos[t] - hp->n_swa + 1 : 0;
-        const int64_t at = t * n_q + (int64_t)kvh * G * hd;
-        attend(w, il, t, kvh, c->q + at, first, c->b_pos[t] + 1, c->att + at);
-    }
+    const nuri_share sh =
+        nuri_share_step(c->pool, &w->tickets, (n_units + ATTN_UNITS - 1) / ATTN_UNITS);
+    for (long k; (k = nuri_share_take(&sh)) >= 0;)
+        for (long u = k * ATTN_UNITS; u < n_units && u < (k + 1) * ATTN_UNITS; u++) {
+            int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
+            int32_t first = L->swa && c->b_pos[t] >= hp->n_swa ? c->b_pos[t] - hp->n_swa + 1 : 0;
+            const int64_t at = t * n_q + (int64_t)kvh * G * hd;
+            attend(w, il, t, kvh, c->q + at, first, c->b_pos[t] + 1, c->att + at);
+        }
     barrier(w);
 
     // output projection, residual
