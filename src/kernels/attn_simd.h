@@ -37,11 +37,14 @@ static inline __attribute__((always_inline)) void accum_tile(const int NG, const
                                                              size_t v_stride, int32_t n, float *out)
 {
     VF acc[4][4];
+#pragma GCC unroll 4
     for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
         for (int c = 0; c < NC; c++) acc[g][c] = VLOAD(out + (size_t)(g0 + g) * hd + d0 + c * W);
     for (int32_t j = 0; j < n; j++) {
         float pg[4];
         bool any = false;
+#pragma GCC unroll 4
         for (int g = 0; g < NG; g++) {
             pg[g] = p[(size_t)(g0 + g) * p_stride + j];
             any |= pg[g] != 0.0f;
@@ -49,13 +52,18 @@ static inline __attribute__((always_inline)) void accum_tile(const int NG, const
         if (!any) continue;
         const uint16_t *vr = v + (size_t)j * v_stride + d0;
         VF x[4];
+#pragma GCC unroll 4
         for (int c = 0; c < NC; c++) x[c] = VCVTPH(vr + c * W);
+#pragma GCC unroll 4
         for (int g = 0; g < NG; g++) {
             const VF b = VSET1(pg[g]);
+#pragma GCC unroll 4
             for (int c = 0; c < NC; c++) acc[g][c] = VFMA(x[c], b, acc[g][c]);
         }
     }
+#pragma GCC unroll 4
     for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
         for (int c = 0; c < NC; c++) VSTORE(out + (size_t)(g0 + g) * hd + d0 + c * W, acc[g][c]);
 }
 
