@@ -26,8 +26,9 @@
  *         Codes of the 32 elements 128h + 32q + 4i + (0..3), i < 8: ql line 16h + 8(q & 1) + i
  *         (low nibble for q < 2, high for q >= 2) and bits 2q, 2q + 1 of qh line 8h + i.
  * Q4_K's products follow the same rule one level down: per block, f = sum over the 8 sub-blocks j
- * of float(isum_j) * sc_j (FMA in j order), mins = sum_j float(bsum_j) * m_j (exact), then
- * acc = fma(f, d * d_x, acc), acc = acc - mins * (dmin * d_x). Q6_K's: f = sum over the 16
+ * of isum_j * sc_j as an exact integer (as llama.cpp does; AMX folds sc_j into its B tiles as
+ * 8 sh + sl), mins = sum_j float(bsum_j) * m_j (exact), then acc = fma(float(f), d * d_x, acc),
+ * acc = acc - mins * (dmin * d_x). Q6_K's: f = sum over the 16
  * sub-blocks of float(isum_j) * sc_j, isum_j over the codes minus 32, then acc = fma(f, d * d_x).
  */
 #ifndef NURI_PACK_H

@@ -187,8 +187,9 @@ enum {
     Q6_K_BYTES = 3360, // NURI_PACK_Q6_K_BYTES
 };
 
-/* Scratch: two C buffers (4 KiB), accumulators (1 KiB, padded to 4), then the B tiles
- * (16 x n bytes) and the per-block float scales (256 floats a block). */
+/* Scratch: two C buffers (4 KiB), accumulators (1 KiB, padded to 4), then the B tiles (Q6_K:
+ * 16 x n bytes, then the per-block float scales, 256 a block; Q4_K: 32 x n bytes, then the
+ * mins, 128 floats a block). */
 static inline uint8_t *kq_tiles(uint8_t *scratch)
 {
     return scratch + 8192;
@@ -198,12 +199,12 @@ static inline float *kq_scales(uint8_t *scratch, int64_t nb)
     return (float *)(kq_tiles(scratch) + (size_t)nb * 4096);
 }
 
-/* SUB codes per sub-block (32 or 16), NSUB sub-blocks per block; MINS: Q4_K's mins step, whose
- * m[j] floats follow the 8 scales of each block; bsf[(t * ts + b) * 8 + j] its activation sums. */
+/* Q6_K: SUB = 16 codes per sub-block, NSUB = 16 sub-blocks per block, each with its float scale
+ * (the block's 256 floats in the scratch). */
 static inline __attribute__((always_inline)) void
-amx_kq(const int SUB, const int NSUB, const int MINS, int64_t nb, const uint8_t *grp,
-       int64_t block_bytes, const uint8_t *panel, int64_t n16, const float *da, const float *bsf,
-       int64_t ts, uint8_t *scratch, float *y, int64_t y_stride, int rows, const uint8_t *next)
+amx_kq(const int SUB, const int NSUB, int64_t nb, const uint8_t *grp, int64_t block_bytes,
+       const uint8_t *panel, int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
+       int64_t y_stride, int rows, const uint8_t *next)
 {
     const int64_t pf_lines = nb * block_bytes / 64;
     int64_t pf_done = 0;
@@ -265,24 +266,14 @@ amx_kq(const int SUB, const int NSUB, const int MINS, int64_t nb, const uint8_t 
                                        f[t]);
             }
             if (j != NSUB - 2) continue;
-            // the block's last pair: its scales (and mins)
+            // the block's last pair: its scale
             const uint8_t *kb = grp + b * block_bytes;
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
-            const __m512 dm = MINS ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)))
-                                   : _mm512_setzero_ps();
 #pragma GCC unroll 16
             for (int t = 0; t < 16; t++) {
                 const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
                 __m512 acc = _mm512_load_ps(accbuf + 16 * t);
                 acc = _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx), acc);
-                if (MINS) {
-                    const float *bs = bsf + ((16 * s + t) * ts + b) * 8;
-                    __m512 mins = _mm512_setzero_ps();
-                    for (int jj = 0; jj < 8; jj++)
-                        mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[jj]),
-                                               _mm512_load_ps(scf + 128 + 16 * jj), mins);
-                    acc = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc);
-                }
                 _mm512_store_ps(accbuf + 16 * t, acc);
                 f[t] = _mm512_setzero_ps();
             }
@@ -306,29 +297,137 @@ static inline __m512 bytes_s(const uint8_t *p)
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
 
+/*
+ * Q4_K with its sub-block scales inside the integer products. A scale sc (6 bits) is 8 sh + sl
+ * (3 bits each), and code x sh, code x sl are at most 15 x 7 = 105: bytes. So per pair c of
+ * sub-blocks a block has two B tiles of 64 codes, "high" (code x sh) and "low" (code x sl), and
+ * one A tile (the 16 tokens' 64 codes of the pair); over the block's 4 pairs
+ *   C_hi = sum_c A_c . B_hi_c,  C_lo = sum_c A_c . B_lo_c,  8 C_hi + C_lo = sum_j sc_j isum_j
+ * exactly: the integer the VNNI kernel adds up with vpmulld. 8 products (16 x 16 x 64) and two
+ * tile stores per block, against 8 products of half the depth, 8 stores and 8 float steps when
+ * each sub-block went through floats. Then the float step of the VNNI kernel:
+ * acc = fma(float(f), d * d_x, acc), acc = acc - mins * (dmin * d_x).
+ */
 void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
                             const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
                             float *y, int64_t y_stride, int rows, const uint8_t *next)
 {
-    uint8_t *bq = kq_tiles(scratch);
-    float *scales = kq_scales(scratch, nb);
-    const __m512i m4 = _mm512_set1_epi8(15);
+    uint8_t *bq = kq_tiles(scratch); // per block and pair: B_hi, B_lo (1 KiB each)
+    float *mins_f = (float *)(bq + (size_t)nb * 8192); // per block: m[8][16] as floats
+    const __m512i m4 = _mm512_set1_epi8(15), m7 = _mm512_set1_epi8(7);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * Q4_K_BYTES;
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < 4; c++) {
+            // each row's 4 bytes of a line are two 16-bit lanes: scale factors per lane
+            __m512i sh[2], sl[2];
+            for (int h = 0; h < 2; h++) {
+                const __m512i sc = _mm512_cvtepu8_epi32(
+                    _mm_loadu_si128((const __m128i *)(kb + 64 + 16 * (2 * c + h))));
+                const __m512i hi = _mm512_srli_epi32(sc, 3), lo = _mm512_and_si512(sc, m7);
+                sh[h] = _mm512_or_si512(hi, _mm512_slli_epi32(hi, 16));
+                sl[h] = _mm512_or_si512(lo, _mm512_slli_epi32(lo, 16));
+            }
+            uint8_t *th = bq + (b * 4 + c) * 2048, *tl = th + 1024;
             for (int i = 0; i < 8; i++) {
                 const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
-                _mm512_store_si512(bq + (b * 8 + 2 * c) * 512 + 64 * i, _mm512_and_si512(v, m4));
-                _mm512_store_si512(bq + (b * 8 + 2 * c + 1) * 512 + 64 * i,
-                                   _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+                const __m512i q0 = _mm512_and_si512(v, m4); // sub-block 2c, codes 4i..4i+3
+                const __m512i q1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4); // 2c + 1
+                // bytes stay bytes: code x factor <= 105 never carries into the next byte
+                _mm512_store_si512(th + 64 * i, _mm512_mullo_epi16(q0, sh[0]));
+                _mm512_store_si512(th + 64 * (8 + i), _mm512_mullo_epi16(q1, sh[1]));
+                _mm512_store_si512(tl + 64 * i, _mm512_mullo_epi16(q0, sl[0]));
+                _mm512_store_si512(tl + 64 * (8 + i), _mm512_mullo_epi16(q1, sl[1]));
             }
-        for (int j = 0; j < 8; j++) {
-            _mm512_store_ps(scales + b * 256 + 16 * j, bytes_u(kb + 64 + 16 * j));
-            _mm512_store_ps(scales + b * 256 + 128 + 16 * j, bytes_u(kb + 192 + 16 * j));
+        }
+        for (int j = 0; j < 8; j++)
+            _mm512_store_ps(mins_f + b * 128 + 16 * j, bytes_u(kb + 192 + 16 * j));
+    }
+    int32_t *cbuf[2] = {(int32_t *)scratch, (int32_t *)scratch + 512};
+    tiles_config(64);
+    const __mmask16 rmask = (__mmask16)((1u << rows) - 1);
+    const int64_t ni = n16 * nb; // steps: (token group, block), blocks inner
+    const int64_t pf_lines = nb * Q4_K_BYTES / 64;
+    int64_t pf_done = 0;
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+        // the three-stage pipeline of kernels_amx_group, over (token group, block) steps
+#define AMX_BLOCK(CH, CL)                                                                          \
+    do {                                                                                           \
+        const int64_t s = i / nb, b = i % nb;                                                      \
+        const uint8_t *xa = panel + (s * nb + b) * 4096;                                           \
+        const uint8_t *tb = bq + b * 8192;                                                         \
+        _tile_zero(CH);                                                                            \
+        _tile_zero(CL);                                                                            \
+        _tile_loadd(0, xa, 64);                                                                    \
+        _tile_loadd(2, tb, 64);                                                                    \
+        _tile_dpbssd(CH, 0, 2);                                                                    \
+        _tile_loadd(3, tb + 1024, 64);                                                             \
+        _tile_dpbssd(CL, 0, 3);                                                                    \
+        _tile_loadd(1, xa + 1024, 64);                                                             \
+        _tile_loadd(2, tb + 2048, 64);                                                             \
+        _tile_dpbssd(CH, 1, 2);                                                                    \
+        _tile_loadd(3, tb + 3072, 64);                                                             \
+        _tile_dpbssd(CL, 1, 3);                                                                    \
+        _tile_loadd(0, xa + 2048, 64);                                                             \
+        _tile_loadd(2, tb + 4096, 64);                                                             \
+        _tile_dpbssd(CH, 0, 2);                                                                    \
+        _tile_loadd(3, tb + 5120, 64);                                                             \
+        _tile_dpbssd(CL, 0, 3);                                                                    \
+        _tile_loadd(1, xa + 3072, 64);                                                             \
+        _tile_loadd(2, tb + 6144, 64);                                                             \
+        _tile_dpbssd(CH, 1, 2);                                                                    \
+        _tile_loadd(3, tb + 7168, 64);                                                             \
+        _tile_dpbssd(CL, 1, 3);                                                                    \
+    } while (0)
+#define AMX_BLOCK_STORE(CH, CL)                                                                    \
+    do {                                                                                           \
+        _tile_stored(CH, cbuf[(i - 1) & 1], 64);                                                   \
+        _tile_stored(CL, cbuf[(i - 1) & 1] + 256, 64);                                             \
+    } while (0)
+    for (int64_t i = 0; i <= ni + 1; i++) {
+        prefetch_next(next, pf_lines, i + 1, ni + 2, &pf_done);
+        if (i < ni) {
+            if (i & 1)
+                AMX_BLOCK(6, 7);
+            else
+                AMX_BLOCK(4, 5);
+        }
+        if (i >= 1 && i <= ni) {
+            if ((i - 1) & 1)
+                AMX_BLOCK_STORE(6, 7);
+            else
+                AMX_BLOCK_STORE(4, 5);
+        }
+        if (i < 2) continue;
+        const int64_t s = (i - 2) / nb, b = (i - 2) % nb;
+        const int32_t *c = cbuf[i & 1];
+        const uint8_t *kb = grp + b * Q4_K_BYTES;
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)));
+        const float *mf = mins_f + b * 128;
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) {
+            const __m512i f = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(c + 16 * t), 3),
+                                               _mm512_load_si512(c + 256 + 16 * t));
+            const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
+            const float *bs = bsf + ((16 * s + t) * ts + b) * 8;
+            __m512 mins = _mm512_setzero_ps();
+            for (int j = 0; j < 8; j++)
+                mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[j]), _mm512_load_ps(mf + 16 * j), mins);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f), _mm512_mul_ps(dw, dx), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc[t]);
+        }
+        if (b != nb - 1) continue;
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) {
+            _mm512_mask_storeu_ps(y + (16 * s + t) * y_stride, rmask, acc[t]);
+            acc[t] = _mm512_setzero_ps();
         }
     }
-    amx_kq(32, 8, 1, nb, grp, Q4_K_BYTES, panel, n16, da, bsf, ts, scratch, y, y_stride, rows,
-           next);
+#undef AMX_BLOCK
+#undef AMX_BLOCK_STORE
+    _tile_release();
 }
 
 void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
@@ -350,6 +449,5 @@ void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
         for (int j = 0; j < 16; j++)
             _mm512_store_ps(scales + b * 256 + 16 * j, bytes_s(kb + 32 + 16 * j));
     }
-    amx_kq(16, 16, 0, nb, grp, Q6_K_BYTES, panel, n16, da, NULL, ts, scratch, y, y_stride, rows,
-           next);
+    amx_kq(16, 16, nb, grp, Q6_K_BYTES, panel, n16, da, ts, scratch, y, y_stride, rows, next);
 }

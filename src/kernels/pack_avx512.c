@@ -25,8 +25,8 @@
 enum {
     // per-thread scratch: [tables + AMX activation panel | AMX weight tiles | AMX results]
     PACK_CHUNK = 2 * 1024 * 1024, // tables (8 bytes) + panel (32) per block
-    // + one row group's unpacked codes (16 bytes per element) and Q4_K's scales as floats
-    PACK_BUF = PACK_CHUNK + 20 * NURI_PACK_MAX_N + 8192,
+    // + one row group's B tiles (Q4_K: 32 bytes per element, Q6_K 16) and scales as floats
+    PACK_BUF = PACK_CHUNK + 36 * NURI_PACK_MAX_N + 8192,
     PACK_TT_MAX = 256, // tokens per chunk at most
     PACK_PF = 8,       // prefetch distance, in blocks of 32
 };
@@ -158,33 +158,36 @@ void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
                             const float *da, const float *bsf, int64_t ts, uint8_t *scratch,
                             float *y, int64_t y_stride, int rows, const uint8_t *next);
 
-/* One block's scales and mins as floats, 8 x 16 each (lane = row). */
-static inline void q4_K_scales(const uint8_t *kb, float *scf, float *mf)
+/* One block's scales as int32 and mins as floats, 8 x 16 each (lane = row). */
+static inline void q4_K_scales(const uint8_t *kb, int32_t *sci, float *mf)
 {
     for (int j = 0; j < 8; j++) {
-        _mm512_store_ps(scf + 16 * j, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-                                          _mm_loadu_si128((const __m128i *)(kb + 64 + 16 * j)))));
+        _mm512_store_si512(sci + 16 * j, _mm512_cvtepu8_epi32(
+                                             _mm_loadu_si128((const __m128i *)(kb + 64 + 16 * j))));
         _mm512_store_ps(mf + 16 * j, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
                                          _mm_loadu_si128((const __m128i *)(kb + 192 + 16 * j)))));
     }
 }
 
-/* T tokens x one row group, all blocks. bsf[t * ts + b][j]: the 32-element sums of x as floats. */
+/* T tokens x one row group, all blocks. bsf[t * ts + b][j]: the 32-element sums of x as floats.
+ * Per block, the sub-block sums times their 6-bit scales are added as integers (exact, as
+ * llama.cpp does), then converted once. */
 static inline __attribute__((always_inline)) void
 vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
           const float *da, const float *bsf, int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
 {
     const __m512i m4 = _mm512_set1_epi8(15);
-    __attribute__((aligned(64))) float scf[128], mf[128];
+    __attribute__((aligned(64))) int32_t sci[128];
+    __attribute__((aligned(64))) float mf[128];
     __m512 acc[4];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_Q4_K_BYTES;
         for (int off = 0; off < NURI_PACK_Q4_K_BYTES; off += 64) // see vnni_group
             _mm_prefetch((const char *)kb + 4 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T1);
-        q4_K_scales(kb, scf, mf);
-        __m512 f[4];
-        for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+        q4_K_scales(kb, sci, mf);
+        __m512i f[4];
+        for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) {
             __m512i lo[8], hi[8];
             for (int i = 0; i < 8; i++) {
@@ -200,9 +203,10 @@ vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
                     s0 = _mm512_dpbusd_epi32(s0, lo[i], _mm512_set1_epi32(load32(a + 4 * i)));
                     s1 = _mm512_dpbusd_epi32(s1, hi[i], _mm512_set1_epi32(load32(a + 32 + 4 * i)));
                 }
-                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_load_ps(scf + 32 * c), f[t]);
-                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_load_ps(scf + 32 * c + 16),
-                                       f[t]);
+                f[t] =
+                    _mm512_add_epi32(f[t], _mm512_mullo_epi32(s0, _mm512_load_si512(sci + 32 * c)));
+                f[t] = _mm512_add_epi32(
+                    f[t], _mm512_mullo_epi32(s1, _mm512_load_si512(sci + 32 * c + 16)));
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
@@ -213,7 +217,7 @@ vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
             for (int j = 0; j < 8; j++)
                 mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[j]), _mm512_load_ps(mf + 16 * j), mins);
             const __m512 dx = _mm512_set1_ps(da[t * ts + b]);
-            acc[t] = _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, dx), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f[t]), _mm512_mul_ps(dw, dx), acc[t]);
             acc[t] = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc[t]);
         }
     }
@@ -356,9 +360,9 @@ static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
 /* row group by row group, 16-token groups on AMX and the rest on VNNI.                        */
 /* ======================================================================================== */
 
-/* The AMX A tiles of 16-token groups, SUB codes per sub-block:
- * panel[((s * nb + b) * (256 / SUB) + j) * 16 * SUB + SUB * t] = codes of sub-block j of token
- * 16 s + t, block b (each tile 16 * SUB contiguous bytes). */
+/* The AMX A tiles of 16-token groups, SUB codes per tile (Q6_K: a 16-element sub-block; Q4_K:
+ * 64, two sub-blocks): panel[((s * nb + b) * (256 / SUB) + j) * 16 * SUB + SUB * t] = codes
+ * SUB j .. SUB (j + 1) - 1 of token 16 s + t, block b (each tile 16 * SUB contiguous bytes). */
 static void kq_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, int sub,
                      uint8_t *panel)
 {
@@ -485,7 +489,7 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
         const int64_t n16 = use_amx ? nt / 16 : 0;
         if (tc != have) {
             kq_tables(q6, xc, x_stride, nt, nb, da, aux);
-            if (n16) kq_panel(xc, x_stride, n16, nb, q6 ? 16 : 32, panel);
+            if (n16) kq_panel(xc, x_stride, n16, nb, q6 ? 16 : 64, panel);
             have = tc;
         }
         for (int64_t g = ga; g < gb; g++) {
