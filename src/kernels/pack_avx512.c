@@ -360,8 +360,8 @@ static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
 /* row group by row group, 16-token groups on AMX and the rest on VNNI.                        */
 /* ======================================================================================== */
 
-/* The AMX A tiles of 16-token groups, SUB codes per tile (Q6_K: a 16-element sub-block; Q4_K:
- * 64, two sub-blocks): panel[((s * nb + b) * (256 / SUB) + j) * 16 * SUB + SUB * t] = codes
+/* The AMX A tiles of 16-token groups, SUB codes per tile (Q6_K: 16, a sub-block; Q4_K: 64, two
+ * sub-blocks): panel[((s * nb + b) * (256 / SUB) + j) * 16 * SUB + SUB * t] = codes
  * SUB j .. SUB (j + 1) - 1 of token 16 s + t, block b (each tile 16 * SUB contiguous bytes). */
 static void kq_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, int sub,
                      uint8_t *panel)
@@ -371,10 +371,16 @@ static void kq_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb,
         for (int t = 0; t < 16; t++) {
             const nuri_block_q8_K *blk =
                 (const nuri_block_q8_K *)(x + (size_t)(16 * s + t) * x_stride);
-            for (int64_t b = 0; b < nb; b++)
-                for (int j = 0; j < nsub; j++)
-                    memcpy(panel + ((s * nb + b) * nsub + j) * 16 * sub + sub * t,
-                           blk[b].qs + sub * j, (size_t)sub);
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *dst = panel + (s * nb + b) * nsub * 16 * sub + sub * t;
+                if (sub == 64) // one line per tile (a library memcpy of 64 bytes was rep movsq)
+                    for (int j = 0; j < 4; j++)
+                        _mm512_store_si512(dst + j * 1024, _mm512_loadu_si512(blk[b].qs + 64 * j));
+                else
+                    for (int j = 0; j < nsub; j++)
+                        _mm_store_si128((__m128i *)(dst + j * 256),
+                                        _mm_loadu_si128((const __m128i *)(blk[b].qs + 16 * j)));
+            }
         }
 }
 
