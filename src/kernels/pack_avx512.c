@@ -183,12 +183,13 @@ vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_Q4_K_BYTES;
-        for (int off = 0; off < NURI_PACK_Q4_K_BYTES; off += 64) // see vnni_group
-            _mm_prefetch((const char *)kb + 4 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T1);
         q4_K_scales(kb, sci, mf);
         __m512i f[4];
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) {
+            // the block 4 ahead, a quarter of it per step (see vnni_group)
+            for (int off = c * 640; off < (c + 1) * 640 && off < NURI_PACK_Q4_K_BYTES; off += 64)
+                _mm_prefetch((const char *)kb + 4 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T1);
             __m512i lo[8], hi[8];
             for (int i = 0; i < 8; i++) {
                 const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
@@ -288,12 +289,13 @@ vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_Q6_K_BYTES;
-        for (int off = 0; off < NURI_PACK_Q6_K_BYTES; off += 64) // see vnni_group
-            _mm_prefetch((const char *)kb + 3 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T1);
         q6_K_scales(kb, scf);
         __m512 f[4];
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
         for (int g = 0; g < 8; g++) { // 32 elements: sub-blocks 2g, 2g + 1
+            // the block 3 ahead, an eighth of it per step (see vnni_group)
+            for (int off = g * 448; off < (g + 1) * 448 && off < NURI_PACK_Q6_K_BYTES; off += 64)
+                _mm_prefetch((const char *)kb + 3 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T1);
             __m512i c[8];
             q6_K_codes(kb, g / 4, g % 4, c);
             for (int t = 0; t < T; t++) {
