@@ -53,8 +53,9 @@ console.log(JSON.stringify({peer: "llama.cpp", via: "node-llama-cpp",
                             backend: llama.buildType ?? null, gpu: llama.gpu,
                             cpu_build: llama._bindingPath ?? null}));
 
-// warm-up: one token (faults the mapped weights in), like nuri bench
-await seq.controlledEvaluate([[toks[0], {generateNext: {token: true}}]]);
+// warm-up, like nuri bench and llama-bench: the whole prompt (or one token), untimed
+await seq.controlledEvaluate(toks.slice(0, Math.max(nPrompt, 1)).map((t, i, a) =>
+    i === a.length - 1 ? [t, {generateNext: {token: true}}] : t));
 await seq.clearHistory();
 
 const pp = [], tg = [];

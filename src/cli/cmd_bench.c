@@ -125,8 +125,9 @@ int cmd_bench(int argc, char **argv)
         rc = cli_fail("bench");
         goto done;
     }
-    // one warm-up pass (faults the mapped weights in)
-    if (nuri_ctx_decode(c, toks, 1, 0, false) != NURI_OK) {
+    // one warm-up pass, like llama-bench's: the mapped weights, the activation buffers and the
+    // threads' scratch are touched before anything is timed
+    if (nuri_ctx_decode(c, toks, n_prompt > 0 ? (int32_t)n_prompt : 1, 0, false) != NURI_OK) {
         rc = cli_fail("bench");
         goto done;
     }
