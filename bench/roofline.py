@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """bench/roofline.py: the decode roofline picture for docs/PERFORMANCE.md, as a standalone SVG.
 
-Usage: bench/roofline.py RESULTS.jsonl OUT.svg   (RESULTS from `bench/compare --out`)
+Usage: bench/roofline.py RESULTS.jsonl [MORE.jsonl ...] OUT.svg   (from `bench/compare --out`)
 
 x: bytes of weights read per generated token (MB, log scale); y: tokens/s (log scale). The line is
-the memory roof measured in the same runs (tokens/s = read bandwidth / bytes per token); each tg
-result is a point for nuri and one for llama.cpp. Python standard library only.
+the memory roof measured in the same runs (tokens/s = read bandwidth / bytes per token, the mean
+over all tg results given); each tg result is a point for nuri and one for its peer, one marker per
+peer (results of several bench/compare runs, e.g. two builds of llama.cpp, can share a picture).
+Python standard library only.
 """
 import json
 import math
@@ -13,9 +15,9 @@ import sys
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: bench/roofline.py RESULTS.jsonl OUT.svg")
-    rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+    if len(sys.argv) < 3:
+        sys.exit("usage: bench/roofline.py RESULTS.jsonl [MORE.jsonl ...] OUT.svg")
+    rows = [json.loads(l) for path in sys.argv[1:-1] for l in open(path) if l.strip()]
     tg = [r for r in rows if r["test"].startswith("tg")]
     if not tg:
         sys.exit("roofline: no tg results")
@@ -61,25 +63,43 @@ def main():
     o.append(f'<text x="{W - R + 6}" y="{py(bw * 1e9 / xmax) + 4:.1f}" fill="#c00">memory roof '
              f'{bw:.1f} GB/s</text>')
     ly = T + 20
+    peers = list(dict.fromkeys(r["peer"] for r in tg))
+    styles = [("#888", "rect"), ("#e80", "diamond"), ("#5a5", "triangle")]
+
+    def marker(X, Y, color, shape):
+        if shape == "circle":
+            return f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="5" fill="{color}"/>'
+        if shape == "rect":
+            return f'<rect x="{X - 4:.1f}" y="{Y - 4:.1f}" width="8" height="8" fill="{color}"/>'
+        if shape == "diamond":
+            return (f'<polygon points="{X:.1f},{Y - 6:.1f} {X + 6:.1f},{Y:.1f} {X:.1f},{Y + 6:.1f} '
+                    f'{X - 6:.1f},{Y:.1f}" fill="{color}"/>')
+        return (f'<polygon points="{X:.1f},{Y - 6:.1f} {X + 6:.1f},{Y + 5:.1f} {X - 6:.1f},{Y + 5:.1f}" '
+                f'fill="{color}"/>')
+
+    labelled = set()
     for r in tg:
         x = r["bytes_per_token"]
         name = r["model"].replace(".gguf", "")
-        for key, color, shape in (("nuri_tokens_per_s", "#06c", "circle"),
-                                  ("peer_tokens_per_s", "#888", "rect")):
-            X, Y = px(x), py(r[key])
-            if shape == "circle":
-                o.append(f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="5" fill="{color}"/>')
-            else:
-                o.append(f'<rect x="{X - 4:.1f}" y="{Y - 4:.1f}" width="8" height="8" '
-                         f'fill="{color}"/>')
+        o.append(marker(px(x), py(r["nuri_tokens_per_s"]), "#06c", "circle"))
+        color, shape = styles[peers.index(r["peer"]) % len(styles)]
+        o.append(marker(px(x), py(r["peer_tokens_per_s"]), color, shape))
+        if name in labelled:
+            continue
+        labelled.add(name)
         o.append(f'<text x="{px(x) + 8:.1f}" y="{py(r["nuri_tokens_per_s"]) - 6:.1f}">{name}: '
                  f'{r["bandwidth_fraction"] * 100:.0f}% of roof</text>')
-    o.append(f'<circle cx="{W - R + 12}" cy="{ly + 40}" r="5" fill="#06c"/>'
+    o.append(marker(W - R + 12, ly + 40, "#06c", "circle") +
              f'<text x="{W - R + 22}" y="{ly + 44}">nuri</text>')
-    o.append(f'<rect x="{W - R + 8}" y="{ly + 56}" width="8" height="8" fill="#888"/>'
-             f'<text x="{W - R + 22}" y="{ly + 64}">llama.cpp</text>')
+    for i, peer in enumerate(peers):
+        color, shape = styles[i % len(styles)]
+        if "/" in peer:  # a llama-bench given by path: built from source
+            peer = "llama.cpp (llama-bench, built here)"
+        y = ly + 60 + 16 * i
+        o.append(marker(W - R + 12, y, color, shape) +
+                 f'<text x="{W - R + 22}" y="{y + 4}" font-size="10">{peer}</text>')
     o.append("</svg>")
-    with open(sys.argv[2], "w") as f:
+    with open(sys.argv[-1], "w") as f:
         f.write("\n".join(o) + "\n")
 
 
