@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # speed.test.sh: the speed tooling's command lines: `nuri bench --json` fields (with the bandwidth
 # probe), `nuri bench --membw`, `nuri quantize` (a mix and --pure, the result loads and runs) and
-# their usage errors (exit code 2). Speeds themselves are not checked (the machine is shared).
+# their usage errors (exit code 2); `bench/compare` against llama.cpp (node-llama-cpp) on a tiny
+# model and `bench/roofline.py` on its results. Speeds themselves are not checked (the machine is
+# shared).
 set -u
 NURI=${NURI:-build/nuri}
 F32=tests/data/models/llama-tiny-F32.gguf
@@ -59,6 +61,29 @@ check "missing arguments is a usage error" test $? -eq 2
 err=$("$NURI" quantize "$tmp/none.gguf" "$tmp/y.gguf" Q8_0 2>&1)
 check "missing input exits 1" test $? -eq 1
 check "missing input message" grep -q "^nuri: quantize: $tmp/none.gguf" <<<"$err"
+
+# side by side with llama.cpp (the npm peer scripts/setup installs), then the roofline picture of
+# those results together with a copy that names another peer (as a llama-bench given by path)
+if [ -d tests/oracle/node_modules/node-llama-cpp ]; then
+    out=$(bench/compare -p 8 -n 4 -t 2 -r 1 --nuri "$NURI" --out "$tmp/cmp.jsonl" \
+        tests/data/models/llama-tiny-Q4_0.gguf 2>&1)
+    check "compare exits 0" test $? -eq 0
+    check "compare prints the tg ratio" \
+        grep -Eq '^llama-tiny-Q4_0.gguf +tg4 +[0-9.]+\+-[0-9.]+ +[0-9.]+\+-[0-9.]+ +[0-9.]+\+-[0-9.]+' <<<"$out"
+    check "compare writes a result per test" test "$(grep -c '"ratio": ' "$tmp/cmp.jsonl")" -eq 2
+    sed 's/(node-llama-cpp)/(\/opt\/llama.cpp\/llama-bench)/' "$tmp/cmp.jsonl" >"$tmp/other.jsonl"
+    python3 bench/roofline.py "$tmp/cmp.jsonl" "$tmp/other.jsonl" "$tmp/roof.svg"
+    check "roofline exits 0" test $? -eq 0
+    check "roofline draws the roof" grep -q 'stroke="#c00"' "$tmp/roof.svg"
+    check "roofline: a nuri point per result and the legend's" \
+        test "$(grep -o '<circle' "$tmp/roof.svg" | wc -l)" -eq 3
+    check "roofline marks the second peer apart" grep -q 'llama-bench, built here' "$tmp/roof.svg"
+    grep -v '"tg4"' "$tmp/cmp.jsonl" >"$tmp/pp.jsonl"
+    python3 bench/roofline.py "$tmp/pp.jsonl" "$tmp/none.svg" 2>/dev/null
+    check "roofline without decode results fails" test $? -ne 0
+else
+    check "node-llama-cpp is installed in tests/oracle (scripts/setup)" false
+fi
 
 echo "$passed passed, $failed failed"
 test "$failed" -eq 0
