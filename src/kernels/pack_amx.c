@@ -387,6 +387,37 @@ void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
     } while (0)
     for (int64_t i = 0; i <= ni + 1; i++) {
         prefetch_next(next, pf_lines, i + 1, ni + 2, &pf_done);
+        // the float step of step i - 2 first: it is independent of the tile work below, which
+        // then runs while the vector units finish it
+        if (i >= 2) {
+            const int64_t s = (i - 2) / nb, b = (i - 2) % nb;
+            const int32_t *c = cbuf[i & 1];
+            const uint8_t *kb = grp + b * Q4_K_BYTES;
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+            const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)));
+            const float *mf = mins_f + b * 128;
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++) {
+                const __m512i f =
+                    _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(c + 16 * t), 3),
+                                     _mm512_load_si512(c + 256 + 16 * t));
+                const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
+                const float *bs = bsf + ((16 * s + t) * ts + b) * 8;
+                __m512 mins = _mm512_setzero_ps();
+                for (int j = 0; j < 8; j++)
+                    mins =
+                        _mm512_fmadd_ps(_mm512_set1_ps(bs[j]), _mm512_load_ps(mf + 16 * j), mins);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f), _mm512_mul_ps(dw, dx), acc[t]);
+                acc[t] = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc[t]);
+            }
+            if (b == nb - 1) {
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++) {
+                    _mm512_mask_storeu_ps(y + (16 * s + t) * y_stride, rmask, acc[t]);
+                    acc[t] = _mm512_setzero_ps();
+                }
+            }
+        }
         if (i < ni) {
             if (i & 1)
                 AMX_BLOCK(6, 7);
@@ -398,31 +429,6 @@ void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
                 AMX_BLOCK_STORE(6, 7);
             else
                 AMX_BLOCK_STORE(4, 5);
-        }
-        if (i < 2) continue;
-        const int64_t s = (i - 2) / nb, b = (i - 2) % nb;
-        const int32_t *c = cbuf[i & 1];
-        const uint8_t *kb = grp + b * Q4_K_BYTES;
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
-        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)));
-        const float *mf = mins_f + b * 128;
-#pragma GCC unroll 16
-        for (int t = 0; t < 16; t++) {
-            const __m512i f = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(c + 16 * t), 3),
-                                               _mm512_load_si512(c + 256 + 16 * t));
-            const __m512 dx = _mm512_set1_ps(da[(16 * s + t) * ts + b]);
-            const float *bs = bsf + ((16 * s + t) * ts + b) * 8;
-            __m512 mins = _mm512_setzero_ps();
-            for (int j = 0; j < 8; j++)
-                mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[j]), _mm512_load_ps(mf + 16 * j), mins);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f), _mm512_mul_ps(dw, dx), acc[t]);
-            acc[t] = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc[t]);
-        }
-        if (b != nb - 1) continue;
-#pragma GCC unroll 16
-        for (int t = 0; t < 16; t++) {
-            _mm512_mask_storeu_ps(y + (16 * s + t) * y_stride, rmask, acc[t]);
-            acc[t] = _mm512_setzero_ps();
         }
     }
 #undef AMX_BLOCK
