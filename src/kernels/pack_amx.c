@@ -1,7 +1,8 @@
 /*
- * pack_amx.c: packed (x16) Q4_0 / Q8_0 matrix products on AMX tiles, 16 tokens x 16 rows per tile
- * product (pack.h). Only called when nuri_pack_amx() said yes.
+ * pack_amx.c: packed (x16) Q4_0 / Q8_0 / Q4_K / Q6_K matrix products on AMX tiles, 16 tokens x 16
+ * rows per tile product (pack.h). Only called when nuri_pack_amx() said yes.
  *
+ * Q4_0 / Q8_0 (the k-quants are described before their kernels below):
  * For each block of 32 elements: A = the 16 tokens' activation codes (512 contiguous bytes of the
  * panel pack_avx512.c makes per chunk of tokens), B = the 16 rows' codes as signed bytes (Q8_0: the
  * packed codes as they are; Q4_0: unpacked once per row group to code - 8), C = A.B (tdpbssd: exact
@@ -169,10 +170,10 @@ void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint
 
 /* ======================================================================================== */
 /* The k-quants (pack.h): Q4_K blocks are 8 sub-blocks of 32 codes, Q6_K 16 of 16. Each kernel  */
-/* first unpacks its row group's codes into B tiles (signed bytes: Q4_K 0..15, Q6_K code - 32)  */
-/* and its scales (and Q4_K's mins) into floats; then amx_kq runs the products and the float    */
-/* steps of the VNNI kernels: f = sum_j float(C_j) * sc_j in sub-block order, then per block    */
-/* acc = fma(f, d * d_x, acc) and, for Q4_K, acc = acc - mins * (dmin * d_x).                  */
+/* first unpacks its row group's codes into B tiles in the scratch (Q4_K: codes times the       */
+/* halves of their sub-block scales, see kernels_amx_group_q4_K; Q6_K: code - 32) and the       */
+/* per-block numbers its float step needs, then runs the products and the VNNI kernels' float   */
+/* steps.                                                                                       */
 /* ======================================================================================== */
 
 void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
@@ -199,14 +200,15 @@ static inline float *kq_scales(uint8_t *scratch, int64_t nb)
     return (float *)(kq_tiles(scratch) + (size_t)nb * 4096);
 }
 
-/* Q6_K: SUB = 16 codes per sub-block, NSUB = 16 sub-blocks per block, each with its float scale
- * (the block's 256 floats in the scratch). */
-static inline __attribute__((always_inline)) void
-amx_kq(const int SUB, const int NSUB, int64_t nb, const uint8_t *grp, int64_t block_bytes,
-       const uint8_t *panel, int64_t n16, const float *da, int64_t ts, uint8_t *scratch, float *y,
-       int64_t y_stride, int rows, const uint8_t *next)
+/* Q6_K's products over the unpacked B tiles: 16-deep (a sub-block of 16 codes, each with its
+ * float scale, the block's 256 floats in the scratch), f = sum_j float(C_j) * sc_j in sub-block
+ * order, then per block acc = fma(f, d * d_x, acc). */
+static void amx_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel, int64_t n16,
+                     const float *da, int64_t ts, uint8_t *scratch, float *y, int64_t y_stride,
+                     int rows, const uint8_t *next)
 {
-    const int64_t pf_lines = nb * block_bytes / 64;
+    enum { SUB = 16, NSUB = 16 }; // codes per sub-block, sub-blocks per block
+    const int64_t pf_lines = nb * Q6_K_BYTES / 64;
     int64_t pf_done = 0;
     int32_t *cbuf[2] = {(int32_t *)scratch, (int32_t *)scratch + 512};
     float *accbuf = (float *)(scratch + 4096);
@@ -267,7 +269,7 @@ amx_kq(const int SUB, const int NSUB, int64_t nb, const uint8_t *grp, int64_t bl
             }
             if (j != NSUB - 2) continue;
             // the block's last pair: its scale
-            const uint8_t *kb = grp + b * block_bytes;
+            const uint8_t *kb = grp + b * Q6_K_BYTES;
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
 #pragma GCC unroll 16
             for (int t = 0; t < 16; t++) {
@@ -455,5 +457,5 @@ void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
         for (int j = 0; j < 16; j++)
             _mm512_store_ps(scales + b * 256 + 16 * j, bytes_s(kb + 32 + 16 * j));
     }
-    amx_kq(16, 16, nb, grp, Q6_K_BYTES, panel, n16, da, ts, scratch, y, y_stride, rows, next);
+    amx_q6_K(nb, grp, panel, n16, da, ts, scratch, y, y_stride, rows, next);
 }

@@ -1,6 +1,7 @@
 /*
- * pack_avx512.c: matrix products over packed (x16) Q4_0 / Q8_0 weights with AVX-512 VNNI, and the
- * driver that hands batches of 16 tokens to the AMX kernels (pack_amx.c) when they are available.
+ * pack_avx512.c: matrix products over packed (x16) Q4_0 / Q8_0 / Q4_K / Q6_K weights with AVX-512
+ * VNNI, and the drivers that hand batches of 16 tokens to the AMX kernels (pack_amx.c) when they
+ * are available.
  *
  * One 512-bit register holds 4 codes of each of 16 rows (pack.h), so a vpdpbusd against 4
  * activation bytes broadcast to every lane advances all 16 rows' dot products at once, and each
@@ -376,7 +377,7 @@ static void kq_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb,
             for (int64_t b = 0; b < nb; b++) {
                 uint8_t *dst = panel + (s * nb + b) * nsub * 16 * sub + sub * t;
                 if (sub == 64) // one line per tile (a library memcpy of 64 bytes was rep movsq)
-                    for (int j = 0; j < 4; j++)
+                    for (int j = 0; j < nsub; j++)
                         _mm512_store_si512(dst + j * 1024, _mm512_loadu_si512(blk[b].qs + 64 * j));
                 else
                     for (int j = 0; j < nsub; j++)

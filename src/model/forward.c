@@ -135,7 +135,8 @@ static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, ui
     barrier(w);
 }
 
-/* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Rows of W split by thread. */
+/* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Packed: items shared by the
+ * threads; file layout: rows of W split evenly by thread. */
 static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t y_stride)
 {
     if (W->packed) { // items (runs of row groups) taken first come, first served
