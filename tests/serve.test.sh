@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # serve.test.sh: `nuri serve` on loopback, driven by the official openai npm client
 # (tests/serve/*.test.mjs, node's built-in test runner; scripts/setup installs the client into
-# tests/serve/node_modules). Starts five servers on free ports: the main one, one with an API key,
-# one with a queue of 1, one with a KV pool too small for its sequences, and one whose "model" does not load. At the end
-# every server must stop cleanly on SIGTERM (under ASan: without a leak report).
+# tests/serve/node_modules). Starts four servers on free ports: the main one, one with an API key,
+# one with a queue of 1 (and a short header timeout), one with a KV pool too small for its
+# sequences; and one whose "model" does not load, which must exit with status 1 and the reason. At
+# the end every server must stop cleanly on SIGTERM (under ASan: without a leak report).
 set -u
 cd "$(dirname "$0")/.."
 NURI=${NURI:-build/nuri}
@@ -46,9 +47,8 @@ start() {
 start main -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536
 start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit \
     --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
-start queue -m "$MODEL" --max-seqs 1 --queue 1
+start queue -m "$MODEL" --max-seqs 1 --queue 1 --header-timeout 400
 start kv -m "$MODEL" --max-seqs 4 --ctx 64
-start broken -m tests/data/vocab/ggml-vocab-llama-bpe.gguf --header-timeout 400
 # wait until the real ones have loaded
 node -e '
 const urls = process.argv.slice(1);
@@ -63,7 +63,7 @@ const deadline = Date.now() + 20000;
 })();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv"
 
 out=$(NURI_URL=$URL_main NURI_URL_AUTH=$URL_auth NURI_URL_QUEUE=$URL_queue NURI_URL_KV=$URL_kv \
-    NURI_URL_BROKEN=$URL_broken timeout 240 node --test --test-concurrency=1 \
+    timeout 240 node --test --test-concurrency=1 \
     tests/serve/api.test.mjs tests/serve/concurrency.test.mjs 2>&1)
 rc=$?
 passed=$(printf '%s\n' "$out" | sed -n 's/^# pass \([0-9]*\)$/\1/p' | tail -n 1)
@@ -77,8 +77,31 @@ else
     printf '%s\n' "$out" | grep -E '^(not )?ok ' || true
 fi
 
+# a model that does not load ends the server with status 1 and the reason
+"$NURI" serve --port 0 -m tests/data/vocab/ggml-vocab-llama-bpe.gguf >"$tmp/broken.out" \
+    2>"$tmp/broken.err" &
+bpid=$!
+for _ in $(seq 1 200); do kill -0 "$bpid" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$bpid" 2>/dev/null; then
+    kill -KILL "$bpid"
+    echo "FAIL a server whose model does not load is still running after 10 s"
+    failed=$((failed + 1))
+else
+    wait "$bpid"
+    brc=$?
+    if [ "$brc" -eq 1 ] && grep -q "cannot load the model: .*token_embd.weight" "$tmp/broken.err" &&
+        ! grep -q "Sanitizer" "$tmp/broken.err"; then
+        echo "ok   a model that does not load ends the server with status 1 and the reason"
+        passed=$((passed + 1))
+    else
+        echo "FAIL a model that does not load: status $brc:"
+        head -n 20 "$tmp/broken.err"
+        failed=$((failed + 1))
+    fi
+fi
+
 # every server stops cleanly on SIGTERM, without sanitizer reports
-for name in main auth queue kv broken; do
+for name in main auth queue kv; do
     eval "pid=\$PID_$name"
     kill -TERM "$pid" 2>/dev/null
     rc=0

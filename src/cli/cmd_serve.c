@@ -2,31 +2,55 @@
  * cmd_serve.c: `nuri serve -m MODEL [options]`: the OpenAI-compatible HTTP server (src/serve/).
  *
  * Prints one line "listening on http://HOST:PORT" to stdout as soon as the socket is bound (the
- * model then loads; /health answers 503 until it has), and start-up notes to stderr. Runs until
- * SIGINT or SIGTERM, then stops cleanly.
+ * model then loads; /health answers 503 until it has), and start-up notes to stderr. A model that
+ * fails to load ends the process with status 1 and the reason. SIGINT or SIGTERM starts a graceful
+ * stop: no new connections, running answers finish within --shutdown-timeout, then the rest end
+ * with an in-stream error and the process exits 0; a second signal exits at once (status 1).
  */
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "serve/serve.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_KEY_FILE_KEYS 1024
 
 static void serve_usage(FILE *out)
 {
     fprintf(
         out,
         "usage: nuri serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY ...]\n"
-        "                  [--ctx N] [--max-seqs N] [--queue N] [-t N] [--chat-template FILE]\n"
-        "                  [--name NAME] [--max-body BYTES] [--header-timeout MS]\n"
+        "                  [--api-key-file FILE] [--ctx N | --kv-mem F] [--max-seqs N]\n"
+        "                  [--queue N] [-t N] [--chat-template FILE] [--name NAME]\n"
+        "                  [--max-body BYTES] [--header-timeout MS] [--request-timeout MS]\n"
+        "                  [--idle-timeout S] [--max-conns N] [--max-conns-per-client N]\n"
+        "                  [--allow-host NAME ...] [--shutdown-timeout S]\n"
+        "                  [--unsafe-special-tokens]\n"
         "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
         "  GET /v1/models, GET /health, GET /metrics\n"
-        "  --ctx        KV cache tokens shared by all sequences (default: the model's, <= 4096)\n"
+        "  --ctx        KV cache tokens shared by all sequences (default: sized by --kv-mem)\n"
+        "  --kv-mem     fraction of the memory available after loading for the KV cache\n"
+        "               (default 0.5; at most max-seqs full-length sequences)\n"
         "  --max-seqs   requests decoded together (default 8)\n"
         "  --queue      requests waiting beyond those before 503 (default 4 x max-seqs)\n"
-        "  --api-key    accepted bearer key (repeatable); none: no authentication\n"
+        "  --api-key    accepted bearer key (repeatable); also --api-key-file FILE (one key a\n"
+        "               line) and the environment variable NURI_API_KEY; none: no authentication\n"
+        "  --allow-host without keys, the Host header must be an IP address or localhost\n"
+        "               (DNS rebinding); this accepts another name too ('*': any)\n"
+        "  --header-timeout / --request-timeout  time to receive a request's head (10000 ms)\n"
+        "               and the whole request (30000 ms); 408 past them\n"
+        "  --idle-timeout  kept-alive connections without a request are closed after (60 s)\n"
+        "  --max-conns / --max-conns-per-client  open connections in all (8192) and per client\n"
+        "               address (256); past them a new connection gets 503 at once\n"
+        "  --shutdown-timeout  on SIGTERM, seconds running answers get to finish (30)\n"
+        "  --unsafe-special-tokens  let special-token text in messages become control tokens\n"
+        "               (off by default: a user cannot forge the template's markup)\n"
         "  --port 0     any free port (the 'listening on' line says which)\n");
 }
 
@@ -36,13 +60,48 @@ static void log_stderr(void *ud, const char *msg)
     fprintf(stderr, "nuri serve: %s\n", msg);
 }
 
+/* Reads keys from a file, one a line; blank lines and lines starting with '#' are skipped. Each
+ * key is strdup'ed into keys[*n]. */
+static bool read_key_file(const char *path, char **keys, int *n, int cap)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        fprintf(stderr, "nuri serve: cannot read --api-key-file '%s': %s\n", path, strerror(errno));
+        return false;
+    }
+    char line[1024];
+    bool ok = true;
+    while (fgets(line, sizeof line, fp)) {
+        size_t l = strlen(line);
+        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r' || line[l - 1] == ' ' ||
+                     line[l - 1] == '\t'))
+            line[--l] = 0;
+        char *k = line;
+        while (*k == ' ' || *k == '\t') k++;
+        if (!*k || *k == '#') continue;
+        if (*n >= cap || !(keys[*n] = strdup(k))) {
+            fprintf(stderr, "nuri serve: too many keys in '%s'\n", path);
+            ok = false;
+            break;
+        }
+        (*n)++;
+    }
+    fclose(fp);
+    return ok;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     serve_params p = {.port = 8080, .log = log_stderr};
-    const char **keys = calloc((size_t)argc, sizeof *keys);
-    if (!keys) return 1;
+    int key_cap = argc + MAX_KEY_FILE_KEYS + 1;
+    char **keys = calloc((size_t)key_cap, sizeof *keys);
+    const char **hosts = calloc((size_t)argc + 1, sizeof *hosts);
+    if (!keys || !hosts) return 1;
+    int n_keys = 0;
+    long shutdown_timeout = 30;
     const char *v;
     long x;
+    float fx;
     int rc = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -59,12 +118,17 @@ int cmd_serve(int argc, char **argv)
         } else if (!strcmp(a, "--chat-template")) {
             if (!(p.chat_template = args_value(argc, argv, &i))) goto done;
         } else if (!strcmp(a, "--api-key")) {
-            if (!(keys[p.n_api_keys] = args_value(argc, argv, &i))) goto done;
-            if (!keys[p.n_api_keys][0]) {
+            if (!(v = args_value(argc, argv, &i))) goto done;
+            if (!v[0]) {
                 fprintf(stderr, "nuri serve: --api-key must not be empty\n");
                 goto done;
             }
-            p.n_api_keys++;
+            if (!(keys[n_keys++] = strdup(v))) goto done;
+        } else if (!strcmp(a, "--api-key-file")) {
+            if (!(v = args_value(argc, argv, &i))) goto done;
+            if (!read_key_file(v, keys, &n_keys, key_cap - 1)) goto done;
+        } else if (!strcmp(a, "--allow-host")) {
+            if (!(hosts[p.n_allow_hosts++] = args_value(argc, argv, &i))) goto done;
         } else if (!strcmp(a, "--port")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65535, "--port", &x))
                 goto done;
@@ -73,6 +137,10 @@ int cmd_serve(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 32, 1 << 22, "--ctx", &x))
                 goto done;
             p.n_ctx = (int)x;
+        } else if (!strcmp(a, "--kv-mem")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0.001f, 0.95f, "--kv-mem", &fx))
+                goto done;
+            p.kv_mem = fx;
         } else if (!strcmp(a, "--max-seqs")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "--max-seqs", &x))
                 goto done;
@@ -93,6 +161,30 @@ int cmd_serve(int argc, char **argv)
                 !args_int(v, 10, 600000, "--header-timeout", &x))
                 goto done;
             p.header_timeout_ms = (int)x;
+        } else if (!strcmp(a, "--request-timeout")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_int(v, 10, 3600000, "--request-timeout", &x))
+                goto done;
+            p.request_timeout_ms = (int)x;
+        } else if (!strcmp(a, "--idle-timeout")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 86400, "--idle-timeout", &x))
+                goto done;
+            p.idle_timeout_s = (int)x;
+        } else if (!strcmp(a, "--max-conns")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 20, "--max-conns", &x))
+                goto done;
+            p.max_connections = (int)x;
+        } else if (!strcmp(a, "--max-conns-per-client")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_int(v, 1, 1 << 20, "--max-conns-per-client", &x))
+                goto done;
+            p.max_conns_per_client = (int)x;
+        } else if (!strcmp(a, "--shutdown-timeout")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_int(v, 0, 86400, "--shutdown-timeout", &shutdown_timeout))
+                goto done;
+        } else if (!strcmp(a, "--unsafe-special-tokens")) {
+            p.unsafe_special_tokens = true;
         } else {
             fprintf(stderr, "nuri serve: unknown option '%s'\n", a);
             serve_usage(stderr);
@@ -103,8 +195,12 @@ int cmd_serve(int argc, char **argv)
         serve_usage(stderr);
         goto done;
     }
-    p.api_keys = keys;
-    // the signals are taken synchronously by sigwait below; every thread inherits the mask
+    const char *env_key = getenv("NURI_API_KEY");
+    if (env_key && env_key[0] && !(keys[n_keys++] = strdup(env_key))) goto done;
+    p.api_keys = (const char *const *)keys;
+    p.n_api_keys = n_keys;
+    p.allow_hosts = hosts;
+    // the signals are taken synchronously below; every thread inherits the mask
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -119,11 +215,51 @@ int cmd_serve(int argc, char **argv)
     printf("listening on http://%s:%d\n", p.host ? p.host : "127.0.0.1", serve_server_port(s));
     fflush(stdout);
     rc = 0;
-    int sig;
-    sigwait(&set, &sig);
-    fprintf(stderr, "nuri serve: stopping (signal %d)\n", sig);
+    struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+    bool loaded = false;
+    // until the first signal: watch the model load
+    for (;;) {
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig > 0) {
+            fprintf(stderr,
+                    "nuri serve: stopping (signal %d): finishing running answers, at most "
+                    "%ld s; a second signal stops at once\n",
+                    sig, shutdown_timeout);
+            break;
+        }
+        if (!loaded) {
+            char err[512];
+            int ls = serve_server_load_state(s, err, sizeof err);
+            if (ls < 0) {
+                fprintf(stderr, "nuri serve: cannot load the model: %s\n", err);
+                serve_server_stop(s);
+                rc = 1;
+                goto done;
+            }
+            loaded = ls > 0;
+        }
+    }
+    serve_server_shutdown(s);
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (serve_server_idle(s)) break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9;
+        if (el >= (double)shutdown_timeout) {
+            fprintf(stderr, "nuri serve: shutdown timeout: ending the answers still running\n");
+            break;
+        }
+        if (sigtimedwait(&set, NULL, &tick) > 0) {
+            fprintf(stderr, "nuri serve: second signal: exiting at once\n");
+            fflush(stderr);
+            _exit(1);
+        }
+    }
     serve_server_stop(s);
 done:
+    for (int i = 0; i < n_keys; i++) free(keys[i]);
     free(keys);
+    free(hosts);
     return rc;
 }

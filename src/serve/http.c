@@ -1,79 +1,141 @@
 /*
- * http.c: the HTTP side of `nuri serve`: the header gate, libmicrohttpd routes, auth and limits,
- * and the generation of chat / completion responses (whole JSON or server-sent events).
+ * http.c: the HTTP front of `nuri serve`: one event loop that accepts connections and reads
+ * requests, a bounded pool of workers that run generation requests, the limits, and the server's
+ * lifecycle (loading, draining, stopping).
  *
- * Threads: the gate thread (accepts, waits for complete headers, 408s the slow ones), one
- * libmicrohttpd thread per connection (parses, validates, tokenizes, submits, then turns the
- * scheduler's tokens into text and JSON, blocking in short waits), the loader thread at start-up,
- * and the scheduler thread (sched.c). A connection thread notices that its client went away by
- * polling the socket between waits, and cancels its request at once.
+ * Threads and ownership:
+ *   - the loop thread (epoll, level-triggered) owns every connection that is reading a request,
+ *     writing a short answer, idle between kept-alive requests, or lingering before its close.
+ *     It answers /health, /metrics, /v1/models and every refusal itself, so those stay reachable
+ *     however many other connections are open or trickling. It alone closes sockets (once).
+ *   - a worker owns a connection while a generation request runs on it (routes.c), and hands it
+ *     back through s->returned (and the eventfd) when the answer is done.
+ *   - the loader thread loads the model at start-up; the scheduler thread (sched.c) generates.
+ *
+ * Limits, each answered with an OpenAI JSON error, never a reset or a hang: the request head
+ * (16 KiB, HTTP_MAX_HEADERS lines, --header-timeout), the whole request (--max-body,
+ * --request-timeout), connections (--max-conns, --max-conns-per-client: 503 with Retry-After at
+ * once), requests in progress (the workers: 503 when all are busy), kept-alive idle connections
+ * (--idle-timeout, closed silently) and clients that do not read what we write (30 s without
+ * progress). Closing after an answer shuts our side first and reads what the client still sends
+ * for up to 2 s (a "lingering close"), so that unread request bytes cannot turn the close into a
+ * reset that destroys the answer before the client reads it.
  */
-#include "serve/serve.h"
+#include "serve/server.h"
 
 #include "base/status.h"
-#include "serve/metrics.h"
-#include "serve/openai.h"
-#include "serve/prompt.h"
-#include "serve/sched.h"
+#include "serve/http_parse.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#define GATE_MAX 256       // connections waiting for their headers
-#define GATE_PEEK 16384    // bytes of request head accepted (else 431)
-#define GATE_RECHECK_MS 10 // how often a partial head is looked at again
-#define WAIT_SLICE_MS 100  // longest a connection thread waits before checking its client
-#define EVENTS_PER_WAKE 16
+#define HEAD_MAX 16384          // bytes of request head (431 past it)
+#define LINGER_S 2.0            // longest a closing connection is read from after our answer
+#define WRITE_STALL_S 30.0      // a client that takes nothing of our answer for this long is gone
+#define SWEEP_S 0.1             // how often the loop looks at deadlines
+#define MAX_LINGER_REFUSED 1024 // refused connections lingering at once (beyond: closed at once)
+#define FD_RESERVE 64           // descriptors kept for everything but connections
 
-enum load_state { LOAD_LOADING, LOAD_READY, LOAD_FAILED };
+typedef enum conn_state {
+    C_HEAD,   // reading a request head (or idle before one)
+    C_BODY,   // reading its body
+    C_WRITE,  // the loop writes an answer
+    C_WORKER, // a worker runs the request
+    C_LINGER, // our side is shut; reading until the client closes, then close
+} conn_state;
 
-typedef struct gate_conn {
-    int fd;
-    struct sockaddr_in addr;
-    double deadline; // serve_now() seconds
-    double next_check;
-} gate_conn;
-
-struct serve_server {
-    serve_params p;
-    char model_name[128];
-    char **api_keys;
-    int listen_fd, port;
-    int wake[2]; // pipe: wakes the gate thread to stop
-    pthread_t gate_thread, load_thread;
-    bool gate_started, load_started;
-    _Atomic bool stopping;
-    struct MHD_Daemon *mhd;
-    serve_metrics metrics;
-    // set by the loader
-    pthread_mutex_t load_mu;
-    pthread_cond_t load_cv;
-    enum load_state state;
-    nuri_status load_status;
-    char load_error[512];
-    nuri_model *model;
-    serve_prompt *prompt;
-    serve_sched *sched;
-    int32_t n_vocab;
-    atomic_uint_fast64_t id_counter;
-    gate_conn gate[GATE_MAX];
-    int n_gate;
+enum route {
+    R_NONE,
+    R_CHAT,
+    R_COMPLETION,
+    R_HEALTH,
+    R_METRICS,
+    R_MODELS,
 };
 
-static enum load_state server_state(serve_server *s)
+struct conn {
+    int fd;
+    uint32_t ip;  // client IPv4 address (network order)
+    int idx;      // position in the front's table
+    bool refused; // answered 503 at once and lingering: not counted against the limits
+    bool closed;  // closed; freed at the end of the loop's round (events may still name it)
+    int minor;    // HTTP/1.<minor> of the current request
+    conn_state st;
+    uint32_t ev; // the epoll events asked for now
+    buf in;      // bytes received: this request, and any the client sent after it
+    long head_len;
+    http_framing fr;
+    http_chunked ch;
+    size_t body_len; // decoded body bytes (at in.p + head_len)
+    size_t raw_len;  // bytes of the request on the wire (head + body as sent)
+    double t_start;  // the request's first byte (the accept for a new connection)
+    double t_active; // last progress of our writing / lingering
+    int n_requests;  // answered on this connection
+    bool eof;        // the client closed its sending side
+    bool keep_alive; // another request may follow the current answer
+    enum route route;
+    char path[512];
+    char *model_id; // GET /v1/models/{id}
+    http_request req;
+    buf out; // an answer the loop is writing
+    size_t out_off;
+    bool head_sent, chunked_out, gone; // worker side
+    conn *next;
+};
+
+/* Per-client connection counts: open addressing over IPv4 addresses. */
+typedef struct ip_slot {
+    uint32_t ip;
+    int32_t n; // 0: free
+} ip_slot;
+
+typedef struct front {
+    conn **conns; // (max_conns + MAX_LINGER_REFUSED) the open connections, in no order
+    int n_conns;
+    int n_refused; // of those, refused connections still lingering
+    conn *dead;    // closed this round, freed at its end
+    ip_slot *ips;  // (ip_cap)
+    size_t ip_cap;
+    bool listening;
+    double next_sweep;
+    uint64_t refused_total;
+} front;
+
+static char ev_listen, ev_wake; // epoll tags for the two descriptors that are not connections
+
+/* ============================== small helpers ============================== */
+
+bool buf_add(buf *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) return false;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return true;
+}
+
+enum load_state server_state(serve_server *s)
 {
     pthread_mutex_lock(&s->load_mu);
     enum load_state st = s->state;
@@ -93,49 +155,60 @@ static void server_log(serve_server *s, const char *fmt, ...)
     s->p.log(s->p.log_ud, msg);
 }
 
-/* ============================== responses ============================== */
-
-static enum MHD_Result reply(serve_server *s, struct MHD_Connection *c, unsigned status,
-                             const char *content_type, char *body /* freed here */)
+static const char *status_reason(int status)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(body ? strlen(body) : 0, body ? body : (char *)"",
-                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        free(body);
-        return MHD_NO;
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
     }
-    MHD_add_response_header(r, "Content-Type", content_type);
-    if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
-    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    serve_metrics_request(&s->metrics, (int)status);
-    return ret;
 }
 
-static enum MHD_Result reply_json(serve_server *s, struct MHD_Connection *c, unsigned status,
-                                  json_t *v /* stolen */)
+/* The head of an answer with a known length. */
+static int answer_head(char *dst, size_t cap, int status, const char *content_type,
+                       const char *extra, size_t body_len, bool keep_alive, int minor)
 {
-    char *body = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    if (!body) return MHD_NO;
-    return reply(s, c, status, "application/json", body);
+    return snprintf(
+        dst, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s", status,
+        status_reason(status), content_type, body_len, status == 503 ? "Retry-After: 1\r\n" : "",
+        status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", extra ? extra : "",
+        !keep_alive  ? "Connection: close\r\n\r\n"
+        : minor == 0 ? "Connection: keep-alive\r\n\r\n"
+                     : "\r\n");
 }
 
-static enum MHD_Result reply_error(serve_server *s, struct MHD_Connection *c, const serve_error *e)
-{
-    char *body = serve_error_json(e);
-    if (!body) return MHD_NO;
-    return reply(s, c, (unsigned)e->http, "application/json", body);
-}
-
-static enum MHD_Result reply_errorf(serve_server *s, struct MHD_Connection *c, int http,
-                                    const char *type, const char *param, const char *code,
-                                    const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-static enum MHD_Result reply_errorf(serve_server *s, struct MHD_Connection *c, int http,
-                                    const char *type, const char *param, const char *code,
-                                    const char *fmt, ...)
+static char *error_body(int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static char *error_body(int status, const char *code, const char *fmt, ...)
 {
     serve_error e;
     char msg[512];
@@ -143,776 +216,914 @@ static enum MHD_Result reply_errorf(serve_server *s, struct MHD_Connection *c, i
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    serve_fail(&e, http, type, param, code, "%s", msg);
-    return reply_error(s, c, &e);
+    serve_fail(&e, status,
+               status == 401   ? "authentication_error"
+               : status >= 500 ? "server_error"
+                               : "invalid_request_error",
+               NULL, code, "%s", msg);
+    return serve_error_json(&e);
 }
 
-/* A raw error response written by the gate (before libmicrohttpd owns the socket). */
-static void gate_reply(serve_server *s, int fd, int status, const char *reason, const char *code,
-                       const char *msg)
+/* ============================== per-client counts ============================== */
+
+static size_t ip_hash(uint32_t ip, size_t cap)
 {
-    serve_error e;
-    serve_fail(&e, status, "invalid_request_error", NULL, code, "%s", msg);
-    char *body = serve_error_json(&e);
-    if (!body) return;
-    char head[256];
-    int hn = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                      "%sConnection: close\r\n\r\n",
-                      status, reason, strlen(body), status == 503 ? "Retry-After: 1\r\n" : "");
-    (void)!send(fd, head, (size_t)hn, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)!send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return (size_t)((ip * 2654435761u) ^ (ip >> 16)) & (cap - 1);
+}
+
+static int32_t *ip_count(front *f, uint32_t ip, bool create)
+{
+    size_t i = ip_hash(ip, f->ip_cap);
+    while (f->ips[i].n) {
+        if (f->ips[i].ip == ip) return &f->ips[i].n;
+        i = (i + 1) & (f->ip_cap - 1);
+    }
+    if (!create) return NULL;
+    f->ips[i].ip = ip;
+    return &f->ips[i].n;
+}
+
+/* One connection of ip closed; frees its slot at zero (backward-shift deletion). */
+static void ip_release(front *f, uint32_t ip)
+{
+    size_t i = ip_hash(ip, f->ip_cap), m = f->ip_cap - 1;
+    while (f->ips[i].n && f->ips[i].ip != ip) i = (i + 1) & m;
+    if (!f->ips[i].n || --f->ips[i].n > 0) return;
+    size_t hole = i;
+    for (size_t j = (i + 1) & m; f->ips[j].n; j = (j + 1) & m) {
+        size_t home = ip_hash(f->ips[j].ip, f->ip_cap);
+        // move j into the hole unless its home lies cyclically in (hole, j]
+        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (stays) continue;
+        f->ips[hole] = f->ips[j];
+        f->ips[j].n = 0;
+        hole = j;
+    }
+    f->ips[hole].n = 0;
+}
+
+/* ============================== connections: the loop's side ============================== */
+
+static void conn_events(serve_server *s, conn *c, uint32_t ev)
+{
+    if (c->ev == ev) return;
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    epoll_ctl(s->ep, c->ev ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &e);
+    c->ev = ev;
+}
+
+static void conn_free(conn *c)
+{
+    free(c->in.p);
+    free(c->out.p);
+    free(c->model_id);
+    free(c);
+}
+
+/* The only place a connection's socket is closed (once: c->closed). */
+static void conn_close(serve_server *s, front *f, conn *c)
+{
+    if (c->closed) return;
+    if (c->ev) epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->closed = true;
+    f->conns[c->idx] = f->conns[--f->n_conns];
+    f->conns[c->idx]->idx = c->idx;
+    if (c->refused) {
+        f->n_refused--;
+    } else {
+        ip_release(f, c->ip);
+        serve_metrics_connections(&s->metrics, f->n_conns - f->n_refused);
+    }
+    c->next = f->dead;
+    f->dead = c;
+}
+
+/* Shuts our side and reads until the client closes (or LINGER_S), then closes. */
+static void conn_linger(serve_server *s, front *f, conn *c)
+{
+    if (c->eof) return conn_close(s, f, c);
+    shutdown(c->fd, SHUT_WR);
+    c->st = C_LINGER;
+    c->t_active = serve_now();
+    conn_events(s, c, EPOLLIN | EPOLLRDHUP);
+}
+
+static void conn_after_answer(serve_server *s, front *f, conn *c);
+
+/* Writes what is left of c->out; when all of it is out, the answer is over. */
+static void conn_flush(serve_server *s, front *f, conn *c)
+{
+    while (c->out_off < c->out.n) {
+        ssize_t k =
+            send(c->fd, c->out.p + c->out_off, c->out.n - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            c->out_off += (size_t)k;
+            c->t_active = serve_now();
+            continue;
+        }
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            conn_events(s, c, EPOLLOUT);
+            return;
+        }
+        return conn_close(s, f, c); // the client is gone
+    }
+    c->out.n = c->out_off = 0;
+    conn_after_answer(s, f, c);
+}
+
+/* Starts writing a whole answer from the loop. body may be NULL (out of memory: close). */
+static void loop_answer(serve_server *s, front *f, conn *c, int status, const char *content_type,
+                        const char *extra, char *body /* freed here */)
+{
+    if (!body) return conn_close(s, f, c);
+    size_t bn = strlen(body);
+    char head[512];
+    if (atomic_load(&s->draining) && c->idx >= 0) c->keep_alive = false;
+    int hn =
+        answer_head(head, sizeof head, status, content_type, extra, bn, c->keep_alive, c->minor);
+    bool ok =
+        buf_add(&c->out, head, (size_t)hn) && (c->req.head_only || buf_add(&c->out, body, bn));
     free(body);
     serve_metrics_request(&s->metrics, status);
+    if (!ok) return conn_close(s, f, c);
+    c->st = C_WRITE;
+    c->t_active = serve_now();
+    conn_flush(s, f, c);
 }
 
-/* ============================== generation ============================== */
-
-/* A growing byte buffer. */
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-} buf;
-
-static bool buf_add(buf *b, const char *s, size_t n)
+static void loop_error(serve_server *s, front *f, conn *c, int status, const char *code,
+                       const char *extra, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+static void loop_error(serve_server *s, front *f, conn *c, int status, const char *code,
+                       const char *extra, const char *fmt, ...)
 {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) return false;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return true;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    // an error before the whole request was read: the rest of it is not read, so close after
+    // (a request without a body has been read whole once its head has)
+    bool bodyless = c->head_len > 0 && !c->fr.chunked && c->fr.content_length == 0;
+    if ((c->st == C_HEAD || c->st == C_BODY) && !bodyless) c->keep_alive = false;
+    loop_answer(s, f, c, status, "application/json", extra, error_body(status, code, "%s", msg));
 }
 
-/* One request being generated, owned by its connection. */
-typedef struct gen {
-    serve_server *s;
-    serve_job *job;
-    serve_request req; // stop strings and flags (messages / prompt are no longer used)
-    // the request's stop strings, then (chat) the template's end-of-turn texts; borrowed
-    const char *stops[SERVE_MAX_STOP + SERVE_MAX_FORMAT_STOPS];
-    size_t n_stops;
-    json_t *body; // the parsed request body (req borrows from it)
-    int fd;       // the client's socket, polled for hang-ups
-    char id[48];
-    long long created;
-    int32_t n_prompt;
-    nuri_detok detok;
-    bool detok_ok;
-    buf text;         // everything generated so far
-    size_t n_emitted; // bytes of text already sent (streaming) / kept
-    int32_t n_tokens; // completion tokens
-    json_t *lp_all;   // non-streaming: every token's logprobs entry (chat) / parts (completion)
-    json_t *lp_new;   // streaming: entries since the last chunk
-    size_t text_offset;
-    // outcome
-    bool stop_hit, done, gone;
-    nuri_finish_reason finish;
-    int err_http;
-    char err[256];
-    int32_t n_cached;
-    // streaming state
-    bool sent_role, sent_end;
-    buf out;
-    size_t out_off;
-} gen;
+static void conn_advance(serve_server *s, front *f, conn *c);
 
-static bool client_gone(int fd)
+/* After an answer: the next request on this connection, or the close. */
+static void conn_after_answer(serve_server *s, front *f, conn *c)
 {
-    if (fd < 0) return false;
-    struct pollfd pf = {.fd = fd, .events = POLLRDHUP};
-    if (poll(&pf, 1, 0) <= 0) return false;
-    return (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+    c->n_requests++;
+    if (!c->keep_alive || c->eof || atomic_load(&s->draining)) return conn_linger(s, f, c);
+    // keep what the client sent after this request
+    size_t rest = c->in.n > c->raw_len ? c->in.n - c->raw_len : 0;
+    memmove(c->in.p, c->in.p + c->raw_len, rest);
+    c->in.n = rest;
+    if (c->in.p) c->in.p[rest] = 0;
+    c->head_len = 0;
+    c->body_len = c->raw_len = 0;
+    c->ch = (http_chunked){0};
+    c->fr = (http_framing){0};
+    c->route = R_NONE;
+    free(c->model_id);
+    c->model_id = NULL;
+    c->head_sent = c->chunked_out = c->gone = false;
+    c->req = (http_request){0};
+    c->st = C_HEAD;
+    c->t_start = serve_now();
+    conn_events(s, c, EPOLLIN | EPOLLRDHUP);
+    if (rest) conn_advance(s, f, c);
 }
 
-static json_t *bytes_array(const char *s, size_t n)
+/* ============================== requests: checks before the body ============================== */
+
+static bool key_equal(const char *a, size_t la, const char *b)
 {
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_integer((unsigned char)s[i]));
-    return a;
-}
-
-static json_t *token_string(const nuri_vocab *v, int32_t id, char *piece, size_t cap, size_t *plen)
-{
-    size_t n = nuri_token_piece(v, id, piece, cap, false);
-    if (n > cap) n = cap;
-    *plen = n;
-    size_t sl;
-    char *t = serve_utf8_sanitize(piece, n, &sl);
-    json_t *j = t ? json_stringn(t, sl) : NULL;
-    free(t);
-    return j;
-}
-
-/* Adds one token's logprobs in the request's format. */
-static void gen_add_logprobs(gen *g, const serve_event *ev)
-{
-    const nuri_vocab *v = serve_prompt_vocab(g->s->prompt);
-    char piece[512];
-    size_t plen;
-    json_t *dst = g->req.stream ? g->lp_new : g->lp_all;
-    if (g->req.kind == SERVE_CHAT) {
-        json_t *e = json_object();
-        json_object_set_new(e, "token", token_string(v, ev->token, piece, sizeof piece, &plen));
-        json_object_set_new(e, "logprob", json_real(ev->lp.chosen.logprob));
-        json_object_set_new(e, "bytes", bytes_array(piece, plen));
-        json_t *top = json_array();
-        for (int k = 0; k < ev->lp.n_top && k < g->req.top_logprobs; k++) {
-            json_t *t = json_object();
-            json_object_set_new(t, "token",
-                                token_string(v, ev->lp.top[k].token, piece, sizeof piece, &plen));
-            json_object_set_new(t, "logprob", json_real(ev->lp.top[k].logprob));
-            json_object_set_new(t, "bytes", bytes_array(piece, plen));
-            json_array_append_new(top, t);
-        }
-        json_object_set_new(e, "top_logprobs", top);
-        json_array_append_new(dst, e);
-    } else {
-        // completions: parallel arrays; collected as objects here, split when written
-        json_t *e = json_object();
-        json_t *tok = token_string(v, ev->token, piece, sizeof piece, &plen);
-        json_object_set_new(e, "token", tok);
-        json_object_set_new(e, "logprob", json_real(ev->lp.chosen.logprob));
-        json_t *top = json_object();
-        for (int k = 0; k < ev->lp.n_top && k < g->req.top_logprobs; k++) {
-            char p2[512];
-            size_t l2;
-            json_t *ts = token_string(v, ev->lp.top[k].token, p2, sizeof p2, &l2);
-            if (ts)
-                json_object_set_new(top, json_string_value(ts), json_real(ev->lp.top[k].logprob));
-            json_decref(ts);
-        }
-        json_object_set_new(e, "top", top);
-        json_object_set_new(e, "offset", json_integer((json_int_t)g->text_offset));
-        g->text_offset += plen;
-        json_array_append_new(dst, e);
-    }
-}
-
-/* Completion-style logprobs from the collected entries. */
-static json_t *completion_logprobs(json_t *entries, bool with_top)
-{
-    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(entries, i, e)
-    {
-        json_array_append(tokens, json_object_get(e, "token"));
-        json_array_append(lps, json_object_get(e, "logprob"));
-        json_array_append(tops, json_object_get(e, "top"));
-        json_array_append(offs, json_object_get(e, "offset"));
-    }
-    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs",
-                     with_top ? tops : (json_decref(tops), json_null()), "text_offset", offs);
-}
-
-/* Waits for tokens (at most timeout_ms), turns them into text, applies stop strings. Returns the
- * number of new text bytes that may be sent (g->text[g->n_emitted - new .. g->n_emitted)). */
-static size_t gen_pump(gen *g, int timeout_ms, size_t *from)
-{
-    serve_event ev[EVENTS_PER_WAKE];
-    bool done = false;
-    // streams take one token at a time, so that every token leaves in its own event
-    int k = serve_job_wait(g->s->sched, g->job, ev, g->req.stream ? 1 : EVENTS_PER_WAKE, timeout_ms,
-                           &done);
-    for (int i = 0; i < k && !g->stop_hit; i++) {
-        size_t len;
-        const char *piece = nuri_detok_feed(&g->detok, ev[i].token, &len);
-        buf_add(&g->text, piece, len);
-        g->n_tokens++;
-        if (g->req.logprobs) gen_add_logprobs(g, &ev[i]);
-    }
-    if (done && !g->stop_hit) {
-        size_t len;
-        const char *tail = nuri_detok_flush(&g->detok, &len);
-        buf_add(&g->text, tail, len);
-    }
-    *from = g->n_emitted;
-    if (g->stop_hit) return 0;
-    nuri_stop_result res;
-    nuri_stop_strings_check(g->text.p ? g->text.p : "", g->text.n, g->n_emitted, g->stops,
-                            g->n_stops, &res);
-    size_t safe = res.n_safe;
-    if (res.hit) {
-        g->stop_hit = true;
-        g->finish = NURI_FINISH_STOP;
-        serve_job_cancel(g->s->sched, g->job);
-        g->done = true;
-    } else if (done) {
-        safe = g->text.n; // nothing more will come: what was held back is plain text
-    }
-    if (done && !g->done) {
-        g->done = true;
-        serve_job_result(g->s->sched, g->job, &g->finish, &g->err_http, g->err, sizeof g->err,
-                         &g->n_cached);
-    }
-    if (g->done && g->stop_hit)
-        serve_job_result(g->s->sched, g->job, NULL, NULL, NULL, 0, &g->n_cached);
-    size_t n = safe - g->n_emitted;
-    g->n_emitted = safe;
-    if (!g->done && client_gone(g->fd)) {
-        g->gone = true;
-        serve_metrics_disconnect(&g->s->metrics);
-        serve_job_cancel(g->s->sched, g->job);
-    }
-    return n;
-}
-
-static const char *finish_name(nuri_finish_reason f)
-{
-    return f == NURI_FINISH_LENGTH ? "length" : "stop";
-}
-
-static json_t *usage_json(const gen *g)
-{
-    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", (json_int_t)g->n_prompt,
-                     "completion_tokens", (json_int_t)g->n_tokens, "total_tokens",
-                     (json_int_t)(g->n_prompt + g->n_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)g->n_cached);
-}
-
-static json_t *text_json(const char *s, size_t n)
-{
-    size_t sl;
-    char *t = serve_utf8_sanitize(s, n, &sl);
-    json_t *j = t ? json_stringn(t, sl) : NULL;
-    free(t);
-    return j;
-}
-
-static void gen_free(gen *g)
-{
-    if (!g) return;
-    if (g->job) {
-        serve_job_cancel(g->s->sched, g->job);
-        serve_job_release(g->s->sched, g->job);
-    }
-    if (g->detok_ok) nuri_detok_free(&g->detok);
-    serve_request_free(&g->req);
-    json_decref(g->body);
-    json_decref(g->lp_all);
-    json_decref(g->lp_new);
-    free(g->text.p);
-    free(g->out.p);
-    free(g);
-}
-
-static void gen_account(gen *g)
-{
-    serve_metrics_tokens(&g->s->metrics, g->n_prompt, g->n_tokens, g->n_cached);
-}
-
-/* ---- whole responses ---- */
-
-static enum MHD_Result respond_whole(serve_server *s, struct MHD_Connection *c, gen *g)
-{
-    size_t from;
-    while (!g->done && !g->gone) gen_pump(g, WAIT_SLICE_MS, &from);
-    gen_account(g);
-    if (g->gone) return MHD_NO; // nobody to answer: close
-    if (g->err_http) {
-        serve_error e;
-        serve_fail(&e, g->err_http, g->err_http >= 500 ? "server_error" : "invalid_request_error",
-                   NULL, NULL, "%s", g->err);
-        return reply_error(s, c, &e);
-    }
-    json_t *text = text_json(g->text.p ? g->text.p : "", g->n_emitted);
-    json_t *choice;
-    if (g->req.kind == SERVE_CHAT) {
-        json_t *lp = g->req.logprobs ? json_pack("{s:O}", "content", g->lp_all) : json_null();
-        choice =
-            json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant",
-                      "content", text, "logprobs", lp, "finish_reason", finish_name(g->finish));
-    } else {
-        json_t *lp =
-            g->req.logprobs ? completion_logprobs(g->lp_all, g->req.top_logprobs > 0) : json_null();
-        choice = json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", 0, "logprobs", lp,
-                           "finish_reason", finish_name(g->finish));
-    }
-    json_t *resp =
-        json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", g->id, "object",
-                  g->req.kind == SERVE_CHAT ? "chat.completion" : "text_completion", "created",
-                  (json_int_t)g->created, "model", s->model_name, "system_fingerprint",
-                  "nuri-" NURI_VERSION, "choices", choice, "usage", usage_json(g));
-    if (!resp) return MHD_NO;
-    return reply_json(s, c, 200, resp);
-}
-
-/* ---- streamed responses ---- */
-
-static bool sse_add(gen *g, json_t *v /* stolen */)
-{
-    char *s = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    if (!s) return false;
-    bool ok = buf_add(&g->out, "data: ", 6) && buf_add(&g->out, s, strlen(s)) &&
-              buf_add(&g->out, "\n\n", 2);
-    free(s);
-    return ok;
-}
-
-static json_t *chunk_base(gen *g)
-{
-    return json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", g->id, "object",
-                     g->req.kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion",
-                     "created", (json_int_t)g->created, "model", g->s->model_name,
-                     "system_fingerprint", "nuri-" NURI_VERSION);
-}
-
-/* A chunk with one choice: delta text (may be empty), logprobs since the last one, finish. */
-static bool sse_choice(gen *g, const char *text, size_t n, const char *finish, bool role)
-{
-    json_t *ch = chunk_base(g);
-    json_t *choice = json_object();
-    json_object_set_new(choice, "index", json_integer(0));
-    json_t *lp = json_null();
-    if (g->req.logprobs && json_array_size(g->lp_new) > 0) {
-        if (g->req.kind == SERVE_CHAT) { // hand the entries over and start a new list
-            lp = json_pack("{s:o}", "content", g->lp_new);
-            g->lp_new = json_array();
-        } else {
-            lp = completion_logprobs(g->lp_new, g->req.top_logprobs > 0);
-            json_array_clear(g->lp_new);
-        }
-    }
-    if (g->req.kind == SERVE_CHAT) {
-        json_t *delta = json_object();
-        if (role) json_object_set_new(delta, "role", json_string("assistant"));
-        if (n || role) json_object_set_new(delta, "content", text_json(text, n));
-        json_object_set_new(choice, "delta", delta);
-    } else {
-        json_object_set_new(choice, "text", text_json(text, n));
-    }
-    json_object_set_new(choice, "logprobs", lp);
-    json_object_set_new(choice, "finish_reason", finish ? json_string(finish) : json_null());
-    json_object_set_new(ch, "choices", json_pack("[o]", choice));
-    if (g->req.include_usage) json_object_set_new(ch, "usage", json_null());
-    return sse_add(g, ch);
-}
-
-/* Produces the next piece of the event stream into g->out. False: the stream is over. */
-static bool stream_fill(gen *g)
-{
-    if (g->sent_end) return false;
-    if (!g->sent_role) {
-        g->sent_role = true;
-        if (g->req.kind == SERVE_CHAT) return sse_choice(g, "", 0, NULL, true);
-    }
-    size_t from, n;
-    do {
-        n = gen_pump(g, WAIT_SLICE_MS, &from);
-        if (g->gone) return false;
-    } while (n == 0 && !g->done && !(g->req.logprobs && json_array_size(g->lp_new) > 0));
-    if (n > 0 || (g->req.logprobs && json_array_size(g->lp_new) > 0))
-        if (!sse_choice(g, g->text.p + from, n, NULL, false)) return false;
-    if (!g->done) return true;
-    g->sent_end = true;
-    gen_account(g);
-    if (g->err_http) { // an error after the stream began travels inside it
-        serve_error e;
-        serve_fail(&e, g->err_http, g->err_http >= 500 ? "server_error" : "invalid_request_error",
-                   NULL, NULL, "%s", g->err);
-        char *body = serve_error_json(&e);
-        bool ok = body && buf_add(&g->out, "data: ", 6) && buf_add(&g->out, body, strlen(body)) &&
-                  buf_add(&g->out, "\n\n", 2);
-        free(body);
-        return ok;
-    }
-    if (!sse_choice(g, "", 0, finish_name(g->finish), false)) return false;
-    if (g->req.include_usage) {
-        json_t *ch = chunk_base(g);
-        json_object_set_new(ch, "choices", json_array());
-        json_object_set_new(ch, "usage", usage_json(g));
-        if (!sse_add(g, ch)) return false;
-    }
-    return buf_add(&g->out, "data: [DONE]\n\n", 14);
-}
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max)
-{
-    gen *g = cls;
-    (void)pos;
-    while (g->out_off == g->out.n) {
-        g->out.n = g->out_off = 0;
-        if (!stream_fill(g)) {
-            if (g->out.n > 0) break;
-            return g->gone ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
-        }
-    }
-    size_t n = g->out.n - g->out_off;
-    if (n > max) n = max;
-    memcpy(dst, g->out.p + g->out_off, n);
-    g->out_off += n;
-    return (ssize_t)n;
-}
-
-static void stream_free(void *cls)
-{
-    gen *g = cls;
-    if (!g->sent_end && !g->gone) serve_metrics_disconnect(&g->s->metrics); // a failed write
-    gen_free(cls);
-}
-
-/* ============================== the completion routes ============================== */
-
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static enum MHD_Result handle_generate(serve_server *s, struct MHD_Connection *c, serve_kind kind,
-                                       const char *body, size_t body_len)
-{
-    double t_arrival = serve_now();
-    json_error_t je;
-    json_t *root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return reply_errorf(s, c, 400, "invalid_request_error", NULL, "invalid_json",
-                            "the request body is not valid JSON: %s (line %d, column %d)", je.text,
-                            je.line, je.column);
-    gen *g = calloc(1, sizeof *g);
-    if (!g) {
-        json_decref(root);
-        return MHD_NO;
-    }
-    g->s = s;
-    g->body = root;
-    g->fd = -1;
-    serve_error e;
-    if (!serve_request_parse(root, kind, s->n_vocab, &g->req, &e)) {
-        gen_free(g);
-        return reply_error(s, c, &e);
-    }
-    int32_t *ids = NULL, n_ids = 0;
-    if (!serve_prompt_tokens(s->prompt, &g->req, &ids, &n_ids, &e)) {
-        gen_free(g);
-        return reply_error(s, c, &e);
-    }
-    const char *pparam = kind == SERVE_CHAT ? "messages" : "prompt";
-    int32_t seq_max = serve_sched_seq_max(s->sched);
-    if (n_ids == 0) {
-        free(ids);
-        gen_free(g);
-        return reply_errorf(s, c, 400, "invalid_request_error", pparam, "invalid_value",
-                            "the prompt is empty (0 tokens)");
-    }
-    if (n_ids >= seq_max) {
-        free(ids);
-        gen_free(g);
-        return reply_errorf(s, c, 400, "invalid_request_error", pparam, "context_length_exceeded",
-                            "the prompt is %d tokens long, but the context holds %d tokens "
-                            "(prompt and completion together)",
-                            n_ids, seq_max);
-    }
-    int32_t max_new = seq_max - n_ids;
-    if (g->req.max_tokens > 0 && g->req.max_tokens < max_new) max_new = g->req.max_tokens;
-
-    // a chat answer ends as in `nuri chat`: on the template family's end-of-turn marker too
-    size_t n_fmt_stops;
-    const char *const *fmt_stops = serve_prompt_stop_texts(s->prompt, kind, &n_fmt_stops);
-    for (int i = 0; i < g->req.n_stop; i++) g->stops[g->n_stops++] = g->req.stop[i];
-    for (size_t i = 0; i < n_fmt_stops && i < SERVE_MAX_FORMAT_STOPS; i++)
-        g->stops[g->n_stops++] = fmt_stops[i];
-    nuri_sampler_params sp = g->req.sp;
-    int32_t n_stop_tok;
-    sp.stop_tokens = serve_prompt_stop_tokens(s->prompt, kind, &n_stop_tok);
-    sp.n_stop_tokens = n_stop_tok;
-    sp.max_tokens = max_new;
-    if (sp.frequency_penalty != 0 || sp.presence_penalty != 0)
-        sp.penalty_last_n = max_new < NURI_SAMPLER_MAX_LAST_N ? max_new : NURI_SAMPLER_MAX_LAST_N;
-    if (!g->req.seed_given) {
-        uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)atomic_fetch_add(&s->id_counter, 1) << 32);
-        sp.seed = splitmix(&x);
-    }
-    nuri_sampler *smp = NULL;
-    if (nuri_sampler_new(&sp, s->n_vocab, &smp) != NURI_OK) {
-        free(ids);
-        gen_free(g);
-        return reply_errorf(s, c, 400, "invalid_request_error", NULL, "invalid_value", "%s",
-                            nuri_last_error());
-    }
-    g->job = serve_job_new(ids, n_ids, smp);
-    if (!g->job || nuri_detok_init(&g->detok, serve_prompt_vocab(s->prompt), 0) != NURI_OK) {
-        gen_free(g);
-        return MHD_NO;
-    }
-    g->detok_ok = true;
-    g->job->max_new = max_new;
-    g->job->want_logprobs = g->req.logprobs;
-    g->job->t_arrival = t_arrival;
-    g->n_prompt = n_ids;
-    g->created = (long long)time(NULL);
-    uint64_t x = (uint64_t)atomic_fetch_add(&s->id_counter, 1) * 0x9E3779B97F4A7C15ull ^
-                 (uint64_t)time(NULL);
-    snprintf(g->id, sizeof g->id, "%s%016llx", kind == SERVE_CHAT ? "chatcmpl-" : "cmpl-",
-             (unsigned long long)splitmix(&x));
-    g->lp_all = json_array();
-    g->lp_new = json_array();
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci) g->fd = ci->connect_fd;
-    if (serve_sched_submit(s->sched, g->job) != NURI_OK) {
-        gen_free(g);
-        return reply_errorf(s, c, 503, "server_error", NULL, "queue_full",
-                            "the server is busy: every sequence is in use and the queue is full; "
-                            "retry after a moment");
-    }
-    if (!g->req.stream) {
-        enum MHD_Result r = respond_whole(s, c, g);
-        gen_free(g);
-        return r;
-    }
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, g, stream_free);
-    if (!resp) {
-        gen_free(g);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    enum MHD_Result r = MHD_queue_response(c, 200, resp);
-    MHD_destroy_response(resp);
-    serve_metrics_request(&s->metrics, 200);
-    return r;
-}
-
-/* ============================== routing ============================== */
-
-typedef struct req_state {
-    buf body;
-    bool too_large;
-} req_state;
-
-static bool key_equal(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
+    size_t lb = strlen(b);
     unsigned char d = la != lb;
     for (size_t i = 0; i < la; i++) d |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
     return d == 0;
 }
 
-static bool authorized(serve_server *s, struct MHD_Connection *c)
+static bool authorized(serve_server *s, const http_head *h)
 {
-    if (s->p.n_api_keys == 0) return true;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
-    h += 7;
-    while (*h == ' ') h++;
+    if (s->n_api_keys == 0) return true;
+    const http_header *a = http_head_find(h, "Authorization");
+    if (!a || a->value_len < 7 || strncasecmp(a->value, "Bearer ", 7)) return false;
+    const char *k = a->value + 7;
+    size_t n = a->value_len - 7;
+    while (n && *k == ' ') k++, n--;
     bool ok = false;
-    for (int i = 0; i < s->p.n_api_keys; i++) ok |= key_equal(h, s->api_keys[i]);
+    for (int i = 0; i < s->n_api_keys; i++) ok |= key_equal(k, n, s->api_keys[i]);
     return ok;
 }
 
-static enum MHD_Result not_ready(serve_server *s, struct MHD_Connection *c)
+/* DNS rebinding: without API keys, a browser page must not reach the server through a name it
+ * controls. IP literals and localhost cannot be rebound; other names must be allowed by name. */
+static bool host_allowed(serve_server *s, const http_head *h)
 {
-    if (server_state(s) == LOAD_FAILED)
-        return reply_errorf(s, c, 503, "server_error", NULL, "model_load_failed",
-                            "the model failed to load: %s", s->load_error);
-    return reply_errorf(s, c, 503, "server_error", NULL, "model_loading",
-                        "the model is still loading; retry after a moment");
+    if (s->n_api_keys > 0) return true;
+    for (int i = 0; i < s->n_allow_hosts; i++)
+        if (!strcmp(s->allow_hosts[i], "*")) return true;
+    const http_header *hd = http_head_find(h, "Host");
+    if (!hd) return h->minor == 0; // HTTP/1.1 requires Host
+    char host[256];
+    size_t n = hd->value_len;
+    if (n == 0 || n >= sizeof host) return false;
+    memcpy(host, hd->value, n);
+    host[n] = 0;
+    if (host[0] == '[') { // an IPv6 literal
+        char *e = strchr(host, ']');
+        if (!e) return false;
+        *e = 0;
+        struct in6_addr a6;
+        return inet_pton(AF_INET6, host + 1, &a6) == 1;
+    }
+    char *colon = strrchr(host, ':');
+    if (colon) {
+        for (const char *p = colon + 1; *p; p++)
+            if (*p < '0' || *p > '9') return false;
+        *colon = 0;
+    }
+    size_t hl = strlen(host);
+    if (hl && host[hl - 1] == '.') host[--hl] = 0;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1) return true;
+    if (!strcasecmp(host, "localhost")) return true;
+    if (hl > 10 && !strcasecmp(host + hl - 10, ".localhost")) return true;
+    for (int i = 0; i < s->n_allow_hosts; i++)
+        if (!strcasecmp(s->allow_hosts[i], host)) return true;
+    return false;
 }
 
-static enum MHD_Result handle_models(serve_server *s, struct MHD_Connection *c, const char *id)
+static bool is_json(const http_head *h)
 {
-    json_t *m = json_pack("{s:s,s:s,s:I,s:s}", "id", s->model_name, "object", "model", "created",
-                          (json_int_t)s->metrics.started, "owned_by", "nuri");
-    if (!m) return MHD_NO;
-    if (id) {
-        if (strcmp(id, s->model_name)) {
-            json_decref(m);
-            return reply_errorf(s, c, 404, "invalid_request_error", "model", "model_not_found",
-                                "the model '%.100s' does not exist; this server has '%s'", id,
-                                s->model_name);
+    const http_header *ct = http_head_find(h, "Content-Type");
+    if (!ct) return false;
+    size_t n = 0;
+    while (n < ct->value_len && ct->value[n] != ';') n++;
+    while (n && (ct->value[n - 1] == ' ' || ct->value[n - 1] == '\t')) n--;
+    return n == 16 && !strncasecmp(ct->value, "application/json", 16);
+}
+
+/* The head is complete and well-formed: decide everything that does not need the body. Returns
+ * false when an answer was started (the request ends there). */
+static bool check_head(serve_server *s, front *f, conn *c, const http_head *h)
+{
+    int status;
+    const char *why;
+    if (!http_head_framing(h, &c->fr, &status, &why)) {
+        c->head_len = 0; // where the request ends is unknown: answer, then close
+        loop_error(s, f, c, status,
+                   status == 400   ? "invalid_content_length"
+                   : status == 417 ? "expectation_failed"
+                                   : "unsupported_transfer_encoding",
+                   NULL, "%s", why);
+        return false;
+    }
+    c->keep_alive = c->fr.keep_alive;
+    c->req.keep_alive = c->fr.keep_alive;
+    c->req.minor = h->minor;
+    // the path, without the query
+    size_t pn = 0;
+    while (pn < h->target_len && h->target[pn] != '?' && h->target[pn] != '#') pn++;
+    if (pn >= sizeof c->path) {
+        loop_error(s, f, c, 404, "not_found", NULL, "no route for a path of %zu bytes", pn);
+        return false;
+    }
+    memcpy(c->path, h->target, pn);
+    c->path[pn] = 0;
+    c->req.path = c->path;
+    char method[16];
+    size_t mn = h->method_len < sizeof method - 1 ? h->method_len : sizeof method - 1;
+    memcpy(method, h->method, mn);
+    method[mn] = 0;
+    if (!host_allowed(s, h)) {
+        loop_error(s, f, c, 403, "host_not_allowed", NULL,
+                   "the Host header does not name this server (an IP address or localhost); "
+                   "start nuri serve with --allow-host NAME to accept NAME");
+        return false;
+    }
+    bool is_health = !strcmp(c->path, "/health");
+    if (!is_health && !authorized(s, h)) {
+        loop_error(s, f, c, 401, "invalid_api_key", NULL,
+                   "missing or wrong API key: send 'Authorization: Bearer KEY'");
+        return false;
+    }
+    const char *p = c->path;
+    bool gen = false;
+    if (!strcmp(p, "/v1/chat/completions") || !strcmp(p, "/chat/completions")) {
+        c->route = R_CHAT, gen = true;
+    } else if (!strcmp(p, "/v1/completions") || !strcmp(p, "/completions")) {
+        c->route = R_COMPLETION, gen = true;
+    } else if (is_health) {
+        c->route = R_HEALTH;
+    } else if (!strcmp(p, "/metrics")) {
+        c->route = R_METRICS;
+    } else if (!strcmp(p, "/v1/models") || !strncmp(p, "/v1/models/", 11)) {
+        c->route = R_MODELS;
+        if (p[10] == '/' && !(c->model_id = strdup(p + 11))) {
+            loop_error(s, f, c, 500, NULL, NULL, "out of memory");
+            return false;
         }
-        return reply_json(s, c, 200, m);
+    } else {
+        loop_error(s, f, c, 404, "not_found", NULL, "no route for %s %.200s", method, p);
+        return false;
     }
-    return reply_json(s, c, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", m));
+    bool post = !strcmp(method, "POST");
+    bool get = !strcmp(method, "GET"), head = !strcmp(method, "HEAD");
+    if (gen ? !post : !(get || head)) {
+        loop_error(s, f, c, 405, "method_not_allowed",
+                   gen ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n",
+                   "%.200s does not take %s (use %s)", p, method, gen ? "POST" : "GET");
+        return false;
+    }
+    c->req.head_only = head;
+    if (post && !is_json(h)) {
+        loop_error(s, f, c, 415, "unsupported_media_type", NULL,
+                   "the request body must be JSON, sent with 'Content-Type: application/json'");
+        return false;
+    }
+    if (c->fr.content_length > 0 && (uint64_t)c->fr.content_length > s->p.max_body) {
+        loop_error(s, f, c, 413, "request_too_large", NULL,
+                   "the request body is %lld bytes; at most %zu are accepted",
+                   (long long)c->fr.content_length, s->p.max_body);
+        return false;
+    }
+    if (gen && c->fr.expect_continue) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        (void)!send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    return true;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **con_cls)
+/* ============================== requests: dispatch ============================== */
+
+static void dispatch(serve_server *s, front *f, conn *c)
 {
-    serve_server *s = cls;
-    (void)version;
-    bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    bool gen_route = !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions") ||
-                     !strcmp(url, "/chat/completions") || !strcmp(url, "/completions");
-    req_state *rs = *con_cls;
-    if (!rs) { // the headers are in: decide what can be decided before the body
-        if (!(rs = calloc(1, sizeof *rs))) return MHD_NO;
-        *con_cls = rs;
-        bool known = gen_route || !strcmp(url, "/health") || !strcmp(url, "/metrics") ||
-                     !strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11);
-        if (!known)
-            return reply_errorf(s, c, 404, "invalid_request_error", NULL, "not_found",
-                                "no route for %.16s %.200s", method, url);
-        if (gen_route ? !post : !get)
-            return reply_errorf(s, c, 405, "invalid_request_error", NULL, "method_not_allowed",
-                                "%.200s does not take %.16s (use %s)", url, method,
-                                gen_route ? "POST" : "GET");
-        if (strcmp(url, "/health") && !authorized(s, c))
-            return reply_errorf(s, c, 401, "authentication_error", NULL, "invalid_api_key",
-                                "missing or wrong API key: send 'Authorization: Bearer KEY'");
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->p.max_body)
-            return reply_errorf(s, c, 413, "invalid_request_error", NULL, "request_too_large",
-                                "the request body is %s bytes; at most %zu are accepted", cl,
-                                s->p.max_body);
-        return MHD_YES;
+    c->req.body = c->in.p ? c->in.p + c->head_len : "";
+    c->req.body_len = c->body_len;
+    int status = 200;
+    char *body;
+    switch (c->route) {
+    case R_HEALTH:
+        body = routes_health(s, &status);
+        return loop_answer(s, f, c, status, "application/json", NULL, body);
+    case R_METRICS:
+        body = serve_metrics_text(&s->metrics, s->model_name);
+        return loop_answer(s, f, c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body);
+    case R_MODELS:
+        body = routes_models(s, c->model_id, &status);
+        return loop_answer(s, f, c, status, "application/json", NULL, body);
+    default:
+        break;
     }
-    if (*upload_size) { // a piece of the body
-        if (!rs->too_large && rs->body.n + *upload_size <= s->p.max_body) {
-            if (!buf_add(&rs->body, upload, *upload_size)) return MHD_NO;
-        } else {
-            rs->too_large = true;
+    if (atomic_load(&s->draining))
+        return loop_error(s, f, c, 503, "shutting_down", NULL, "the server is shutting down");
+    enum load_state ls = server_state(s);
+    if (ls == LOAD_FAILED)
+        return loop_error(s, f, c, 503, "model_load_failed", NULL, "the model failed to load: %s",
+                          s->load_error);
+    if (ls != LOAD_READY)
+        return loop_error(s, f, c, 503, "model_loading", NULL,
+                          "the model is still loading; retry after a moment");
+    pthread_mutex_lock(&s->q_mu);
+    bool room = s->busy < s->n_workers;
+    if (room) {
+        s->busy++;
+        s->work[(s->work_head + s->work_count) % s->n_workers] = c;
+        s->work_count++;
+        pthread_cond_signal(&s->q_cv);
+    }
+    pthread_mutex_unlock(&s->q_mu);
+    if (!room)
+        return loop_error(s, f, c, 503, "server_busy", NULL,
+                          "the server is busy: every request slot is in use; retry after a "
+                          "moment");
+    if (c->ev) epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    c->ev = 0;
+    c->st = C_WORKER; // the worker owns c from here
+}
+
+/* Parses what has arrived; dispatches a complete request. */
+static void conn_advance(serve_server *s, front *f, conn *c)
+{
+    if (c->st == C_HEAD) {
+        http_head h;
+        const char *why;
+        long r = http_parse_head(c->in.p, c->in.n, &h, &why);
+        if (r == HTTP_INCOMPLETE) {
+            if (c->in.n >= HEAD_MAX)
+                loop_error(s, f, c, 431, "headers_too_large", NULL,
+                           "the request head is larger than %d bytes", HEAD_MAX);
+            return;
         }
-        *upload_size = 0;
-        return MHD_YES;
+        if (r == HTTP_MALFORMED || r > HEAD_MAX) {
+            if (r > HEAD_MAX)
+                loop_error(s, f, c, 431, "headers_too_large", NULL,
+                           "the request head is larger than %d bytes", HEAD_MAX);
+            else
+                loop_error(s, f, c, 400, "bad_request", NULL, "%s", why);
+            return;
+        }
+        c->head_len = r;
+        c->raw_len = (size_t)r;
+        c->minor = h.minor;
+        if (!check_head(s, f, c, &h)) return;
+        c->st = C_BODY;
+        c->ch = (http_chunked){.in = (size_t)r, .out = (size_t)r};
     }
-    if (rs->too_large)
-        return reply_errorf(s, c, 413, "invalid_request_error", NULL, "request_too_large",
-                            "the request body is larger than %zu bytes", s->p.max_body);
-    if (!strcmp(url, "/health")) {
-        enum load_state st = server_state(s);
-        if (st != LOAD_READY) return not_ready(s, c);
-        return reply_json(s, c, 200, json_pack("{s:s}", "status", "ok"));
+    if (c->st != C_BODY) return;
+    size_t have = c->in.n - (size_t)c->head_len;
+    if (c->fr.chunked) {
+        const char *why;
+        int r = http_chunked_decode(&c->ch, c->in.p, c->in.n, (size_t)c->head_len + s->p.max_body,
+                                    &why);
+        if (r == HTTP_MALFORMED) {
+            bool big = !strcmp(why, "the request body is too large");
+            return loop_error(s, f, c, big ? 413 : 400, big ? "request_too_large" : "bad_request",
+                              NULL, "%s", why);
+        }
+        if (r == 0) {
+            // decoded bytes moved down: what is left undecoded sits at ch.in, keep it compact
+            size_t pending = c->in.n - c->ch.in;
+            memmove(c->in.p + c->ch.out, c->in.p + c->ch.in, pending);
+            c->in.n = c->ch.out + pending;
+            c->in.p[c->in.n] = 0;
+            c->ch.in = c->ch.out;
+            return;
+        }
+        // complete: the raw request ends at ch.in; the decoded body ends at ch.out
+        size_t rest = c->in.n - c->ch.in;
+        memmove(c->in.p + c->ch.out, c->in.p + c->ch.in, rest);
+        c->in.n = c->ch.out + rest;
+        c->in.p[c->in.n] = 0;
+        c->body_len = c->ch.out - (size_t)c->head_len;
+        c->raw_len = c->ch.out;
+    } else {
+        if (have < (uint64_t)c->fr.content_length) return;
+        c->body_len = (size_t)c->fr.content_length;
+        c->raw_len = (size_t)c->head_len + c->body_len;
     }
-    if (!strcmp(url, "/metrics")) {
-        char *t = serve_metrics_text(&s->metrics, s->model_name);
-        if (!t) return MHD_NO;
-        return reply(s, c, 200, "text/plain; version=0.0.4; charset=utf-8", t);
+    // NUL-terminate the body in place: keep the byte after it aside for a pipelined request
+    if (c->in.n > c->raw_len) {
+        // a pipelined request follows: copy the body out so it can end in a NUL
+        char *b = malloc(c->body_len + 1);
+        if (!b) return conn_close(s, f, c);
+        memcpy(b, c->in.p + c->head_len, c->body_len);
+        b[c->body_len] = 0;
+        // the body moves to the end of the buffer's used part: simplest is a separate buffer
+        buf nb = {0};
+        if (!buf_add(&nb, c->in.p, (size_t)c->head_len) || !buf_add(&nb, b, c->body_len + 1) ||
+            !buf_add(&nb, c->in.p + c->raw_len, c->in.n - c->raw_len)) {
+            free(b);
+            free(nb.p);
+            return conn_close(s, f, c);
+        }
+        free(b);
+        free(c->in.p);
+        c->in = nb;
+        c->raw_len += 1; // the NUL now belongs to this request's bytes
+    } else if (!c->in.p && !buf_add(&c->in, "", 0)) {
+        return conn_close(s, f, c);
     }
-    if (!strcmp(url, "/v1/models")) return handle_models(s, c, NULL);
-    if (!strncmp(url, "/v1/models/", 11)) return handle_models(s, c, url + 11);
-    if (server_state(s) != LOAD_READY) return not_ready(s, c);
-    serve_kind kind = strstr(url, "chat/") ? SERVE_CHAT : SERVE_COMPLETION;
-    return handle_generate(s, c, kind, rs->body.p ? rs->body.p : "", rs->body.n);
+    dispatch(s, f, c);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+static void conn_read(serve_server *s, front *f, conn *c)
 {
-    (void)cls, (void)c, (void)toe;
-    req_state *rs = *con_cls;
-    if (!rs) return;
-    free(rs->body.p);
-    free(rs);
-    *con_cls = NULL;
-}
-
-/* ============================== the gate ============================== */
-
-/* Closes a socket the gate answered itself: unread request bytes would make the kernel send a
- * reset, which can destroy the answer before the client reads it, so drain them first. */
-static void gate_close(int fd)
-{
-    char sink[4096];
-    shutdown(fd, SHUT_WR);
-    for (int k = 0; k < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++) {
+    size_t cap = c->st == C_HEAD ? HEAD_MAX + 1
+                 : c->fr.chunked ? (size_t)c->head_len + s->p.max_body + 8192
+                                 : (size_t)c->head_len + (size_t)c->fr.content_length;
+    for (;;) {
+        if (c->in.n >= cap) break;
+        size_t want = cap - c->in.n;
+        if (want > 65536) want = 65536;
+        if (c->in.cap < c->in.n + want + 1) {
+            size_t nc = c->in.cap ? c->in.cap : 1024;
+            while (nc < c->in.n + want + 1) nc *= 2;
+            char *q = realloc(c->in.p, nc);
+            if (!q) return conn_close(s, f, c);
+            c->in.p = q;
+            c->in.cap = nc;
+        }
+        ssize_t k = recv(c->fd, c->in.p + c->in.n, want, MSG_DONTWAIT);
+        if (k > 0) {
+            if (c->in.n == 0 && c->st == C_HEAD) c->t_start = serve_now();
+            c->in.n += (size_t)k;
+            c->in.p[c->in.n] = 0;
+            if ((size_t)k < want) break;
+            continue;
+        }
+        if (k == 0) {
+            c->eof = true;
+            break;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return conn_close(s, f, c); // reset
     }
-    close(fd);
+    conn_advance(s, f, c);
+    // read to its end without a complete request: it can never complete
+    if (!c->closed && c->eof && (c->st == C_HEAD || c->st == C_BODY)) conn_close(s, f, c);
 }
 
-static void gate_drop(serve_server *s, int i)
+/* ============================== the loop ============================== */
+
+static void refuse(serve_server *s, front *f, int fd, const char *code, const char *msg)
 {
-    s->gate[i] = s->gate[--s->n_gate];
+    char *body = error_body(503, code, "%s", msg);
+    char head[256];
+    int hn = answer_head(head, sizeof head, 503, "application/json", NULL, body ? strlen(body) : 0,
+                         false, 1);
+    struct iovec iv[2] = {{head, (size_t)hn}, {body, body ? strlen(body) : 0}};
+    struct msghdr mh = {.msg_iov = iv, .msg_iovlen = 2};
+    (void)!sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(body);
+    serve_metrics_request(&s->metrics, 503);
+    f->refused_total++;
+    serve_metrics_refused(&s->metrics);
+    conn *c = f->n_refused < MAX_LINGER_REFUSED ? calloc(1, sizeof *c) : NULL;
+    if (!c) { // too many lingering already: read what came, close
+        char sink[4096];
+        shutdown(fd, SHUT_WR);
+        (void)!recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->refused = true;
+    c->idx = f->n_conns;
+    f->conns[f->n_conns++] = c;
+    f->n_refused++;
+    conn_linger(s, f, c);
 }
 
-static void *gate_main(void *arg)
+static void loop_accept(serve_server *s, front *f)
+{
+    for (int k = 0; k < 256; k++) {
+        struct sockaddr_in a;
+        socklen_t al = sizeof a;
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&a, &al, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if ((errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
+                // out of descriptors: free the spare one to answer this client, then take it back
+                close(s->spare_fd);
+                fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd >= 0)
+                    refuse(s, f, fd, "too_many_connections",
+                           "the server has no descriptors left; retry after a moment");
+                s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                continue;
+            }
+            return; // EAGAIN: all taken
+        }
+        uint32_t ip = a.sin_family == AF_INET ? a.sin_addr.s_addr : 0;
+        if (f->n_conns - f->n_refused >= s->p.max_connections) {
+            refuse(s, f, fd, "too_many_connections",
+                   "the server has too many open connections; retry after a moment");
+            continue;
+        }
+        int32_t *n = ip_count(f, ip, false);
+        if (n && *n >= s->p.max_conns_per_client) {
+            refuse(s, f, fd, "too_many_connections",
+                   "this client has too many open connections; retry after a moment");
+            continue;
+        }
+        conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            refuse(s, f, fd, "out_of_memory", "the server is out of memory");
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->fd = fd;
+        c->ip = ip;
+        c->st = C_HEAD;
+        c->t_start = serve_now();
+        c->minor = 1;
+        c->idx = f->n_conns;
+        f->conns[f->n_conns++] = c;
+        (*ip_count(f, ip, true))++;
+        serve_metrics_connections(&s->metrics, f->n_conns - f->n_refused);
+        conn_events(s, c, EPOLLIN | EPOLLRDHUP);
+    }
+}
+
+static void loop_stop_listening(serve_server *s, front *f)
+{
+    if (!f->listening) return;
+    epoll_ctl(s->ep, EPOLL_CTL_DEL, s->listen_fd, NULL);
+    close(s->listen_fd);
+    s->listen_fd = -1;
+    f->listening = false;
+}
+
+/* Connections the workers are done with. */
+static void loop_returned(serve_server *s, front *f)
+{
+    pthread_mutex_lock(&s->q_mu);
+    conn *list = s->returned;
+    s->returned = NULL;
+    pthread_mutex_unlock(&s->q_mu);
+    while (list) {
+        conn *c = list;
+        list = c->next;
+        c->next = NULL;
+        if (c->gone) {
+            conn_close(s, f, c);
+            continue;
+        }
+        if (c->head_sent && !c->chunked_out) c->keep_alive = false; // a close-delimited answer
+        c->st = C_WRITE;
+        conn_after_answer(s, f, c);
+    }
+}
+
+static void loop_sweep(serve_server *s, front *f, double now)
+{
+    double hdr = s->p.header_timeout_ms * 1e-3, req = s->p.request_timeout_ms * 1e-3;
+    bool draining = atomic_load(&s->draining);
+    for (int i = f->n_conns - 1; i >= 0; i--) {
+        conn *c = f->conns[i];
+        switch (c->st) {
+        case C_HEAD:
+            if (c->in.n == 0 && c->n_requests > 0) { // idle between requests
+                if (draining || now - c->t_start > s->p.idle_timeout_s) conn_close(s, f, c);
+            } else if (c->in.n == 0 && draining) {
+                conn_close(s, f, c);
+            } else if (now - c->t_start > hdr) {
+                loop_error(s, f, c, 408, "request_timeout", NULL,
+                           "the request head did not arrive within %d ms", s->p.header_timeout_ms);
+            }
+            break;
+        case C_BODY:
+            if (now - c->t_start > req)
+                loop_error(s, f, c, 408, "request_timeout", NULL,
+                           "the request did not arrive within %d ms", s->p.request_timeout_ms);
+            break;
+        case C_WRITE:
+            if (now - c->t_active > WRITE_STALL_S) conn_close(s, f, c);
+            break;
+        case C_LINGER:
+            if (now - c->t_active > LINGER_S) conn_close(s, f, c);
+            break;
+        case C_WORKER:
+            break;
+        }
+    }
+}
+
+static void *loop_main(void *arg)
 {
     serve_server *s = arg;
-    struct pollfd pf[GATE_MAX + 2];
-    int idx[GATE_MAX + 2];
-    char peek[GATE_PEEK];
+    front *f = s->front;
+    struct epoll_event evs[256];
     while (!atomic_load(&s->stopping)) {
-        double now = serve_now();
-        int np = 0;
-        pf[np++] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
-        pf[np++] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
-        double wait = 0.2;
-        for (int i = 0; i < s->n_gate; i++) {
-            gate_conn *g = &s->gate[i];
-            double until = g->deadline - now;
-            if (g->next_check > now) {
-                if (g->next_check - now < until) until = g->next_check - now;
-            } else {
-                idx[np] = i;
-                pf[np++] = (struct pollfd){.fd = g->fd, .events = POLLIN};
-            }
-            if (until < wait) wait = until;
-        }
-        if (wait < 0) wait = 0;
-        int r = poll(pf, (nfds_t)np, (int)(wait * 1000) + 1);
-        if (r < 0 && errno != EINTR) break;
+        int n = epoll_wait(s->ep, evs, 256, (int)(SWEEP_S * 1000));
+        if (n < 0 && errno != EINTR) break;
         if (atomic_load(&s->stopping)) break;
-        now = serve_now();
-        // headers of waiting connections (walk backwards: gate_drop moves the last entry)
-        for (int p = np - 1; p >= 2; p--) {
-            if (!pf[p].revents) continue;
-            int i = idx[p];
-            gate_conn *g = &s->gate[i];
-            ssize_t n = recv(g->fd, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT);
-            if (n <= 0) {
-                if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-                close(g->fd);
-                gate_drop(s, i);
-            } else if (memmem(peek, (size_t)n, "\r\n\r\n", 4)) {
-                int fd = g->fd;
-                struct sockaddr_in a = g->addr;
-                gate_drop(s, i);
-                if (MHD_add_connection(s->mhd, fd, (struct sockaddr *)&a, sizeof a) != MHD_YES)
-                    close(fd); // libmicrohttpd refused it (at its connection limit)
-            } else if ((size_t)n == sizeof peek) {
-                gate_reply(s, g->fd, 431, "Request Header Fields Too Large", "headers_too_large",
-                           "the request head is larger than 16384 bytes");
-                gate_close(g->fd);
-                gate_drop(s, i);
-            } else {
-                g->next_check = now + GATE_RECHECK_MS * 1e-3; // partial: look again soon
+        if (atomic_load(&s->draining)) loop_stop_listening(s, f);
+        for (int i = 0; i < n; i++) {
+            void *tag = evs[i].data.ptr;
+            if (tag == &ev_listen) {
+                if (f->listening) loop_accept(s, f);
+                continue;
             }
-        }
-        // slow headers
-        for (int i = s->n_gate - 1; i >= 0; i--) {
-            if (s->gate[i].deadline > now) continue;
-            gate_reply(s, s->gate[i].fd, 408, "Request Timeout", "request_timeout",
-                       "the request headers did not arrive in time");
-            gate_close(s->gate[i].fd);
-            gate_drop(s, i);
-        }
-        // new connections
-        if (pf[1].revents & POLLIN) {
-            for (;;) {
-                struct sockaddr_in a;
-                socklen_t al = sizeof a;
-                int fd =
-                    accept4(s->listen_fd, (struct sockaddr *)&a, &al, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                if (fd < 0) break;
-                if (s->n_gate == GATE_MAX) {
-                    gate_reply(s, fd, 503, "Service Unavailable", "too_many_connections",
-                               "too many connections are waiting; retry after a moment");
-                    gate_close(fd);
-                    continue;
+            if (tag == &ev_wake) {
+                uint64_t x;
+                (void)!read(s->wake_fd, &x, sizeof x);
+                loop_returned(s, f);
+                continue;
+            }
+            conn *c = tag;
+            uint32_t e = evs[i].events;
+            if (c->closed) continue;
+            switch (c->st) {
+            case C_HEAD:
+            case C_BODY:
+                if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn_read(s, f, c);
+                break;
+            case C_WRITE:
+                if (e & (EPOLLERR | EPOLLHUP))
+                    conn_close(s, f, c);
+                else if (e & EPOLLOUT)
+                    conn_flush(s, f, c);
+                break;
+            case C_LINGER: {
+                char sink[4096];
+                ssize_t k;
+                while ((k = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT)) > 0) {
                 }
-                int one = 1;
-                setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
-                s->gate[s->n_gate++] = (gate_conn){
-                    .fd = fd, .addr = a, .deadline = now + s->p.header_timeout_ms * 1e-3};
+                if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                    conn_close(s, f, c);
+                break;
             }
+            case C_WORKER:
+                break;
+            }
+        }
+        double now = serve_now();
+        if (now >= f->next_sweep) {
+            loop_sweep(s, f, now);
+            f->next_sweep = now + SWEEP_S;
+        }
+        while (f->dead) {
+            conn *c = f->dead;
+            f->dead = c->next;
+            conn_free(c);
         }
     }
-    for (int i = 0; i < s->n_gate; i++) close(s->gate[i].fd);
-    s->n_gate = 0;
+    // stopping: close what the loop owns; the workers' connections are closed by serve_server_stop
+    loop_stop_listening(s, f);
+    for (int i = f->n_conns - 1; i >= 0; i--)
+        if (f->conns[i]->st != C_WORKER) conn_close(s, f, f->conns[i]);
+    while (f->dead) {
+        conn *c = f->dead;
+        f->dead = c->next;
+        conn_free(c);
+    }
     return NULL;
+}
+
+/* ============================== connections: a worker's side ============================== */
+
+const http_request *conn_request(conn *c)
+{
+    return &c->req;
+}
+
+bool conn_head_sent(conn *c)
+{
+    return c->head_sent;
+}
+
+bool conn_half_closed(conn *c)
+{
+    if (c->eof) return true;
+    struct pollfd pf = {.fd = c->fd, .events = POLLRDHUP};
+    if (poll(&pf, 1, 0) > 0 && (pf.revents & POLLRDHUP)) c->eof = true;
+    return c->eof;
+}
+
+bool conn_gone(serve_server *s, conn *c)
+{
+    (void)s;
+    if (c->gone) return true;
+    struct pollfd pf = {.fd = c->fd, .events = POLLRDHUP};
+    if (poll(&pf, 1, 0) <= 0) return false;
+    if (pf.revents & POLLRDHUP) c->eof = true; // half-closed: it may still read
+    if (pf.revents & (POLLERR | POLLHUP | POLLNVAL)) c->gone = true;
+    return c->gone;
+}
+
+/* Writes all of p[0..n), waiting for the client as long as it takes something within
+ * WRITE_STALL_S (1 s once the server stops). */
+static bool conn_write_all(serve_server *s, conn *c, const char *p, size_t n)
+{
+    double last = serve_now();
+    while (n > 0) {
+        if (c->gone) return false;
+        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            p += k;
+            n -= (size_t)k;
+            last = serve_now();
+            continue;
+        }
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            double limit = atomic_load(&s->stopping) ? 1.0 : WRITE_STALL_S;
+            if (serve_now() - last > limit) break;
+            struct pollfd pf = {.fd = c->fd, .events = POLLOUT};
+            poll(&pf, 1, 100);
+            continue;
+        }
+        break;
+    }
+    if (n > 0) c->gone = true;
+    return n == 0;
+}
+
+bool conn_reply(serve_server *s, conn *c, int status, const char *content_type,
+                const char *extra_headers, const char *body, size_t body_len)
+{
+    char head[512];
+    if (atomic_load(&s->draining)) c->keep_alive = false;
+    int hn = answer_head(head, sizeof head, status, content_type, extra_headers, body_len,
+                         c->keep_alive, c->minor);
+    serve_metrics_request(&s->metrics, status);
+    c->head_sent = true;
+    return conn_write_all(s, c, head, (size_t)hn) &&
+           (c->req.head_only || conn_write_all(s, c, body, body_len));
+}
+
+bool conn_reply_error(serve_server *s, conn *c, const serve_error *e)
+{
+    char *body = serve_error_json(e);
+    if (!body) return false;
+    bool ok = conn_reply(s, c, e->http, "application/json", NULL, body, strlen(body));
+    free(body);
+    return ok;
+}
+
+bool conn_reply_json(serve_server *s, conn *c, int status, json_t *v)
+{
+    char *body = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    if (!body) return false;
+    bool ok = conn_reply(s, c, status, "application/json", NULL, body, strlen(body));
+    free(body);
+    return ok;
+}
+
+bool conn_reply_early_head(serve_server *s, conn *c, const char *content_type)
+{
+    char head[256];
+    int hn =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nConnection: close\r\n\r\n", content_type);
+    serve_metrics_request(&s->metrics, 200);
+    c->head_sent = true;
+    c->keep_alive = false;
+    return conn_write_all(s, c, head, (size_t)hn);
+}
+
+bool conn_reply_body_rest(serve_server *s, conn *c, const char *body, size_t n)
+{
+    return conn_write_all(s, c, body, n);
+}
+
+bool conn_stream_begin(serve_server *s, conn *c, int status, const char *content_type)
+{
+    char head[512];
+    if (atomic_load(&s->draining)) c->keep_alive = false;
+    c->chunked_out = c->minor == 1;
+    if (!c->chunked_out) c->keep_alive = false;
+    int hn = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n%s%s",
+                      status, status_reason(status), content_type,
+                      c->chunked_out ? "Transfer-Encoding: chunked\r\n" : "",
+                      c->keep_alive ? "\r\n" : "Connection: close\r\n\r\n");
+    serve_metrics_request(&s->metrics, status);
+    c->head_sent = true;
+    return conn_write_all(s, c, head, (size_t)hn);
+}
+
+bool conn_stream_write(serve_server *s, conn *c, const char *p, size_t n)
+{
+    if (!c->chunked_out) return conn_write_all(s, c, p, n);
+    char size[24];
+    int k = snprintf(size, sizeof size, "%zx\r\n", n);
+    return conn_write_all(s, c, size, (size_t)k) && conn_write_all(s, c, p, n) &&
+           conn_write_all(s, c, "\r\n", 2);
+}
+
+bool conn_stream_end(serve_server *s, conn *c)
+{
+    return !c->chunked_out || conn_write_all(s, c, "0\r\n\r\n", 5);
+}
+
+/* ============================== workers ============================== */
+
+static void *worker_main(void *arg)
+{
+    serve_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->q_mu);
+        while (s->work_count == 0 && !atomic_load(&s->stopping))
+            pthread_cond_wait(&s->q_cv, &s->q_mu);
+        if (s->work_count == 0) {
+            pthread_mutex_unlock(&s->q_mu);
+            return NULL;
+        }
+        conn *c = s->work[s->work_head];
+        s->work_head = (s->work_head + 1) % s->n_workers;
+        s->work_count--;
+        pthread_mutex_unlock(&s->q_mu);
+
+        if (atomic_load(&s->stopping)) {
+            serve_error e;
+            serve_fail(&e, 503, "server_error", NULL, "shutting_down",
+                       "the server is shutting down");
+            conn_reply_error(s, c, &e);
+        } else {
+            routes_generate(s, c, c->route == R_CHAT ? SERVE_CHAT : SERVE_COMPLETION);
+        }
+
+        pthread_mutex_lock(&s->q_mu);
+        c->next = s->returned;
+        s->returned = c;
+        s->busy--;
+        pthread_cond_broadcast(&s->q_cv); // serve_server_idle waiters
+        pthread_mutex_unlock(&s->q_mu);
+        uint64_t one = 1;
+        (void)!write(s->wake_fd, &one, sizeof one);
+    }
 }
 
 /* ============================== loading ============================== */
@@ -923,6 +1134,7 @@ static void *load_main(void *arg)
     nuri_status st = nuri_model_load(s->p.model_path, &s->model);
     if (st == NURI_OK) st = serve_prompt_load(s->model, s->p.chat_template, &s->prompt);
     if (st == NURI_OK) {
+        // MERGE: serve_prompt_set_unsafe_special(s->prompt, s->p.unsafe_special_tokens);
         s->n_vocab = s->model->hp.n_vocab;
         if (nuri_vocab_n_tokens(serve_prompt_vocab(s->prompt)) > (uint32_t)s->n_vocab)
             st = nuri_error(NURI_ERR_FORMAT,
@@ -932,6 +1144,7 @@ static void *load_main(void *arg)
     }
     if (st == NURI_OK) {
         serve_sched_params sp = {.n_ctx = s->p.n_ctx,
+                                 // MERGE: .kv_mem = s->p.kv_mem,
                                  .max_seqs = s->p.max_seqs,
                                  .max_queue = s->p.max_queue,
                                  .n_batch = 256,
@@ -955,8 +1168,6 @@ static void *load_main(void *arg)
                    "model %s loaded: %d sequences, %d tokens of KV cache, at most %d per request",
                    s->model_name, s->p.max_seqs, serve_sched_n_ctx(s->sched),
                    serve_sched_seq_max(s->sched));
-    } else {
-        server_log(s, "cannot load the model: %s", s->load_error);
     }
     return NULL;
 }
@@ -969,6 +1180,13 @@ nuri_status serve_server_wait_loaded(serve_server *s)
     pthread_mutex_unlock(&s->load_mu);
     if (st != NURI_OK) nuri_error(st, "%s", s->load_error);
     return st;
+}
+
+int serve_server_load_state(serve_server *s, char *err, size_t err_cap)
+{
+    enum load_state st = server_state(s);
+    if (st == LOAD_FAILED && err && err_cap) snprintf(err, err_cap, "%s", s->load_error);
+    return st == LOAD_READY ? 1 : st == LOAD_FAILED ? -1 : 0;
 }
 
 /* ============================== lifecycle ============================== */
@@ -994,22 +1212,43 @@ static void model_name_from_path(char *dst, size_t cap, const char *path)
     dst[o] = 0;
 }
 
+static char **strings_dup(const char *const *v, int n)
+{
+    char **d = calloc((size_t)(n > 0 ? n : 1), sizeof *d);
+    for (int i = 0; d && i < n; i++)
+        if (!(d[i] = strdup(v[i]))) {
+            while (i--) free(d[i]);
+            free(d);
+            return NULL;
+        }
+    return d;
+}
+
+static void strings_free(char **v, int n)
+{
+    for (int i = 0; v && i < n; i++) free(v[i]);
+    free(v);
+}
+
 nuri_status serve_server_start(const serve_params *p, serve_server **out)
 {
     *out = NULL;
     serve_server *s = calloc(1, sizeof *s);
     if (!s) return nuri_error(NURI_ERR_NOMEM, "out of memory");
     s->p = *p;
-    s->listen_fd = -1;
-    s->wake[0] = s->wake[1] = -1;
+    s->listen_fd = s->ep = s->wake_fd = s->spare_fd = -1;
     if (!s->p.host) s->p.host = "127.0.0.1";
     if (s->p.max_seqs <= 0) s->p.max_seqs = 8;
     if (s->p.max_queue <= 0) s->p.max_queue = 4 * s->p.max_seqs;
     if (s->p.n_threads <= 0) s->p.n_threads = 1;
     if (!s->p.max_body) s->p.max_body = 4u << 20;
     if (s->p.header_timeout_ms <= 0) s->p.header_timeout_ms = 10000;
+    if (s->p.request_timeout_ms <= 0) s->p.request_timeout_ms = 30000;
+    if (s->p.request_timeout_ms < s->p.header_timeout_ms)
+        s->p.request_timeout_ms = s->p.header_timeout_ms;
     if (s->p.idle_timeout_s <= 0) s->p.idle_timeout_s = 60;
-    if (s->p.max_connections <= 0) s->p.max_connections = 256;
+    if (s->p.max_connections <= 0) s->p.max_connections = 8192;
+    if (s->p.max_conns_per_client <= 0) s->p.max_conns_per_client = 256;
     if (p->model_name)
         snprintf(s->model_name, sizeof s->model_name, "%s", p->model_name);
     else
@@ -1017,12 +1256,43 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     serve_metrics_init(&s->metrics);
     pthread_mutex_init(&s->load_mu, NULL);
     pthread_cond_init(&s->load_cv, NULL);
+    pthread_mutex_init(&s->q_mu, NULL);
+    pthread_cond_init(&s->q_cv, NULL);
     s->state = LOAD_LOADING;
     nuri_status st = NURI_OK;
-    if (p->n_api_keys > 0) {
-        s->api_keys = calloc((size_t)p->n_api_keys, sizeof *s->api_keys);
-        for (int i = 0; s->api_keys && i < p->n_api_keys; i++)
-            s->api_keys[i] = strdup(p->api_keys[i]);
+    s->n_api_keys = p->n_api_keys;
+    s->n_allow_hosts = p->n_allow_hosts;
+    s->api_keys = strings_dup(p->api_keys, p->n_api_keys);
+    s->allow_hosts = strings_dup(p->allow_hosts, p->n_allow_hosts);
+    // descriptors: as many as the hard limit allows; connections get what is left of them
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        long room = (long)rl.rlim_cur - FD_RESERVE - MAX_LINGER_REFUSED;
+        if (room < 16) room = 16;
+        if (s->p.max_connections > room) {
+            server_log(s, "at most %ld connections: the descriptor limit is %ld", room,
+                       (long)rl.rlim_cur);
+            s->p.max_connections = (int)room;
+        }
+    }
+    s->n_workers = s->p.max_seqs + s->p.max_queue + 4;
+    front *f = calloc(1, sizeof *f);
+    s->front = f;
+    if (f) {
+        f->conns = calloc((size_t)s->p.max_connections + MAX_LINGER_REFUSED, sizeof *f->conns);
+        f->ip_cap = 64;
+        while (f->ip_cap < 2 * (size_t)s->p.max_connections) f->ip_cap *= 2;
+        f->ips = calloc(f->ip_cap, sizeof *f->ips);
+    }
+    s->work = calloc((size_t)s->n_workers, sizeof *s->work);
+    s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
+    if (!s->api_keys || !s->allow_hosts || !f || !f->conns || !f->ips || !s->work || !s->workers) {
+        st = nuri_error(NURI_ERR_NOMEM, "out of memory");
+        goto fail;
     }
 
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->p.port)};
@@ -1035,7 +1305,7 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     if (s->listen_fd < 0 ||
         setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         bind(s->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(s->listen_fd, 128) != 0) {
+        listen(s->listen_fd, 4096) != 0) {
         st = nuri_error(NURI_ERR_IO, "cannot listen on %s:%d: %s", s->p.host, s->p.port,
                         strerror(errno));
         goto fail;
@@ -1043,31 +1313,43 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     socklen_t al = sizeof a;
     getsockname(s->listen_fd, (struct sockaddr *)&a, &al);
     s->port = ntohs(a.sin_port);
-    if (pipe2(s->wake, O_CLOEXEC) != 0) {
-        st = nuri_error(NURI_ERR_IO, "pipe: %s", strerror(errno));
+    s->ep = epoll_create1(EPOLL_CLOEXEC);
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (s->ep < 0 || s->wake_fd < 0) {
+        st = nuri_error(NURI_ERR_IO, "epoll / eventfd: %s", strerror(errno));
         goto fail;
     }
-    s->mhd =
-        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                             MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
-                         0, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->p.idle_timeout_s,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->p.max_connections,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
-    if (!s->mhd) {
-        st = nuri_error(NURI_ERR_IO, "cannot start the HTTP daemon");
+    struct epoll_event el = {.events = EPOLLIN, .data.ptr = &ev_listen};
+    struct epoll_event ew = {.events = EPOLLIN, .data.ptr = &ev_wake};
+    if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->listen_fd, &el) != 0 ||
+        epoll_ctl(s->ep, EPOLL_CTL_ADD, s->wake_fd, &ew) != 0) {
+        st = nuri_error(NURI_ERR_IO, "epoll_ctl: %s", strerror(errno));
         goto fail;
     }
+    f->listening = true;
     if (pthread_create(&s->load_thread, NULL, load_main, s) != 0) {
         st = nuri_error(NURI_ERR_NOMEM, "cannot start the loader thread");
         goto fail;
     }
     s->load_started = true;
-    if (pthread_create(&s->gate_thread, NULL, gate_main, s) != 0) {
-        st = nuri_error(NURI_ERR_NOMEM, "cannot start the accept thread");
+    pthread_attr_t wa;
+    pthread_attr_init(&wa);
+    pthread_attr_setstacksize(&wa, 1u << 20); // a worker's frames are small
+    for (int i = 0; i < s->n_workers; i++) {
+        if (pthread_create(&s->workers[i], &wa, worker_main, s) != 0) break;
+        s->n_workers_started++;
+    }
+    pthread_attr_destroy(&wa);
+    if (s->n_workers_started < s->n_workers) {
+        st = nuri_error(NURI_ERR_NOMEM, "cannot start the worker threads");
         goto fail;
     }
-    s->gate_started = true;
+    if (pthread_create(&s->loop_thread, NULL, loop_main, s) != 0) {
+        st = nuri_error(NURI_ERR_NOMEM, "cannot start the connection thread");
+        goto fail;
+    }
+    s->loop_started = true;
     *out = s;
     return NURI_OK;
 fail:
@@ -1075,25 +1357,68 @@ fail:
     return st;
 }
 
+static void wake_loop(serve_server *s)
+{
+    uint64_t one = 1;
+    if (s->wake_fd >= 0) (void)!write(s->wake_fd, &one, sizeof one);
+}
+
+void serve_server_shutdown(serve_server *s)
+{
+    atomic_store(&s->draining, true);
+    wake_loop(s);
+}
+
+bool serve_server_idle(serve_server *s)
+{
+    pthread_mutex_lock(&s->q_mu);
+    bool idle = s->busy == 0;
+    pthread_mutex_unlock(&s->q_mu);
+    return idle;
+}
+
 void serve_server_stop(serve_server *s)
 {
     if (!s) return;
+    atomic_store(&s->draining, true);
     atomic_store(&s->stopping, true);
-    if (s->wake[1] >= 0) (void)!write(s->wake[1], "x", 1);
-    if (s->gate_started) pthread_join(s->gate_thread, NULL);
+    wake_loop(s);
+    if (s->loop_started) pthread_join(s->loop_thread, NULL);
     if (s->load_started) pthread_join(s->load_thread, NULL);
-    // stop the scheduler first: it fails running requests, so connection threads finish
+    // the scheduler fails what runs, so the workers finish their answers
     serve_sched_stop(s->sched);
-    if (s->mhd) MHD_stop_daemon(s->mhd);
+    pthread_mutex_lock(&s->q_mu);
+    pthread_cond_broadcast(&s->q_cv);
+    pthread_mutex_unlock(&s->q_mu);
+    for (int i = 0; i < s->n_workers_started; i++) pthread_join(s->workers[i], NULL);
+    front *f = s->front;
+    if (f && f->conns) { // the loop has ended: close what the workers handed back
+        while (f->n_conns > 0) conn_close(s, f, f->conns[f->n_conns - 1]);
+        while (f->dead) {
+            conn *c = f->dead;
+            f->dead = c->next;
+            conn_free(c);
+        }
+    }
     serve_sched_free(s->sched);
     serve_prompt_free(s->prompt);
     nuri_model_free(s->model);
     if (s->listen_fd >= 0) close(s->listen_fd);
-    if (s->wake[0] >= 0) close(s->wake[0]);
-    if (s->wake[1] >= 0) close(s->wake[1]);
-    for (int i = 0; s->api_keys && i < s->p.n_api_keys; i++) free(s->api_keys[i]);
-    free(s->api_keys);
+    if (s->ep >= 0) close(s->ep);
+    if (s->wake_fd >= 0) close(s->wake_fd);
+    if (s->spare_fd >= 0) close(s->spare_fd);
+    strings_free(s->api_keys, s->n_api_keys);
+    strings_free(s->allow_hosts, s->n_allow_hosts);
+    if (f) {
+        free(f->conns);
+        free(f->ips);
+        free(f);
+    }
+    free(s->work);
+    free(s->workers);
     serve_metrics_destroy(&s->metrics);
+    pthread_cond_destroy(&s->q_cv);
+    pthread_mutex_destroy(&s->q_mu);
     pthread_cond_destroy(&s->load_cv);
     pthread_mutex_destroy(&s->load_mu);
     free(s);

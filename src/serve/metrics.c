@@ -63,6 +63,20 @@ void serve_metrics_disconnect(serve_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void serve_metrics_connections(serve_metrics *m, int64_t open)
+{
+    pthread_mutex_lock(&m->mu);
+    m->connections = open;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void serve_metrics_refused(serve_metrics *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->connections_refused++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void hist_add(serve_hist *h, double s)
 {
     int b = 0;
@@ -178,6 +192,16 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
               "# HELP nuri_client_disconnects_total Clients gone before their answer was done.\n"
               "# TYPE nuri_client_disconnects_total counter\nnuri_client_disconnects_total %llu\n",
               (unsigned long long)m->disconnects);
+    sb_printf(&b,
+              "# HELP nuri_http_connections Open client connections.\n"
+              "# TYPE nuri_http_connections gauge\nnuri_http_connections %lld\n",
+              (long long)m->connections);
+    sb_printf(&b,
+              "# HELP nuri_http_connections_refused_total Connections answered 503 at once "
+              "(a connection limit).\n"
+              "# TYPE nuri_http_connections_refused_total counter\n"
+              "nuri_http_connections_refused_total %llu\n",
+              (unsigned long long)m->connections_refused);
     hist_write(&b, "nuri_time_to_first_token_seconds",
                "Seconds from a request's arrival to its first generated token.", &m->ttft);
     hist_write(&b, "nuri_inter_token_latency_seconds",

@@ -28,7 +28,9 @@ typedef struct serve_metrics {
     serve_hist ttft;           // seconds from arrival to the first token
     serve_hist itl;            // seconds between consecutive tokens of one sequence
     int64_t queue_depth, running, kv_pages_used, kv_pages_total;
-    double started; // wall clock, seconds
+    int64_t connections;          // open client connections
+    uint64_t connections_refused; // answered 503 at once (over a connection limit)
+    double started;               // wall clock, seconds
 } serve_metrics;
 
 void serve_metrics_init(serve_metrics *m);
@@ -37,6 +39,8 @@ void serve_metrics_request(serve_metrics *m, int http_status);
 void serve_metrics_tokens(serve_metrics *m, int64_t prompt, int64_t completion, int64_t cached);
 void serve_metrics_generated(serve_metrics *m, int64_t n);
 void serve_metrics_disconnect(serve_metrics *m);
+void serve_metrics_connections(serve_metrics *m, int64_t open);
+void serve_metrics_refused(serve_metrics *m);
 void serve_metrics_ttft(serve_metrics *m, double seconds);
 void serve_metrics_itl(serve_metrics *m, double seconds);
 void serve_metrics_gauges(serve_metrics *m, int64_t queue_depth, int64_t running, int64_t kv_used,

@@ -3,20 +3,24 @@
  *
  * serve_server_start binds the address and answers at once (GET /health says 503 while the model
  * loads, in a background thread). Routes: POST /v1/chat/completions, POST /v1/completions,
- * GET /v1/models[/ID], GET /health, GET /metrics. Every error is an OpenAI error object.
+ * GET /v1/models[/ID], GET /health, GET /metrics. Every answer, errors of every kind included, is
+ * JSON (OpenAI error objects), except /metrics.
  *
- * Connections: a gate thread accepts them and hands each to libmicrohttpd (one thread per
- * connection) only once its request headers are complete; a client that has not sent them within
- * header_timeout_ms gets 408 (later requests on a kept-alive connection are bounded by
- * libmicrohttpd's idle timeout instead, which closes without a status). Generation runs on the
- * scheduler thread (sched.h); connection threads turn its tokens into text, stop-string cuts, JSON
- * and server-sent events.
+ * Connections are served by one event loop (http.c), generation requests by a bounded pool of
+ * workers (routes.c) over the continuous-batching scheduler (sched.c). Limits (connections in all
+ * and per client address, the time to receive a request, body size, requests in progress) are
+ * answered with 503 / 408 / 413 / 431 JSON, never a reset or a hang.
+ *
+ * Lifecycle: serve_server_shutdown stops accepting and lets running requests finish
+ * (serve_server_idle says when none is left); serve_server_stop ends the rest (streams get an
+ * in-stream "shutting_down" error) and frees everything.
  */
 #ifndef NURI_SERVE_SERVE_H
 #define NURI_SERVE_SERVE_H
 
 #include "nuri.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,16 +33,22 @@ typedef struct serve_params {
     int port;                    // 0: any free port (serve_server_port says which)
     const char *const *api_keys; // n_api_keys accepted bearer keys; none: no auth
     int n_api_keys;
-    int n_ctx;                 // KV pool, tokens for all sequences (0: the model's default)
-    int max_seqs;              // sequences decoded together (0: 8)
-    int max_queue;             // requests waiting for a sequence before 503 (0: 4 * max_seqs)
-    int n_threads;             // forward pass threads (0: 1)
-    const char *chat_template; // file with a Jinja chat template, or NULL
-    size_t max_body;           // bytes of request body (0: 4 MiB)
-    int header_timeout_ms;     // (0: 10000)
-    int idle_timeout_s;        // keep-alive idle connections closed after (0: 60)
-    int max_connections;       // (0: 256)
-    serve_log_fn log;          // start-up notes and load failures; may be NULL
+    const char *const *allow_hosts; // Host names accepted without keys besides IPs / localhost;
+    int n_allow_hosts;              // "*" accepts any
+    int n_ctx;                      // KV pool, tokens for all sequences (0: sized by kv_mem)
+    double kv_mem;                  // fraction of the available memory for the KV pool (0: 0.5)
+    int max_seqs;                   // sequences decoded together (0: 8)
+    int max_queue;                  // requests waiting for a sequence before 503 (0: 4 * max_seqs)
+    int n_threads;                  // forward pass threads (0: 1)
+    const char *chat_template;      // file with a Jinja chat template, or NULL
+    size_t max_body;                // bytes of request body (0: 4 MiB)
+    int header_timeout_ms;          // time to receive a request head (0: 10000)
+    int request_timeout_ms;         // time to receive a whole request (0: 30000)
+    int idle_timeout_s;             // keep-alive idle connections closed after (0: 60)
+    int max_connections;        // open connections in all (0: 8192, within the descriptor limit)
+    int max_conns_per_client;   // open connections per client address (0: 256)
+    bool unsafe_special_tokens; // parse special-token text in message contents (off: safe)
+    serve_log_fn log;           // start-up notes and load failures; may be NULL
     void *log_ud;
 } serve_params;
 
@@ -54,7 +64,18 @@ int serve_server_port(const serve_server *s);
 /* Waits for the model to finish loading; its status (with nuri_last_error() set on failure). */
 nuri_status serve_server_wait_loaded(serve_server *s);
 
-/* Stops accepting, ends every request, frees everything. */
+/* 1 when the model is loaded, 0 while it loads, -1 when it failed (err gets the reason). */
+int serve_server_load_state(serve_server *s, char *err, size_t err_cap);
+
+/* Begins a graceful stop: the listening socket closes, new requests get 503 "shutting_down",
+ * running ones go on. */
+void serve_server_shutdown(serve_server *s);
+
+/* Whether no request is in progress (after serve_server_shutdown: the drain is complete). */
+bool serve_server_idle(serve_server *s);
+
+/* Stops accepting, ends every request (running streams get an in-stream error), frees
+ * everything. */
 void serve_server_stop(serve_server *s);
 
 #endif

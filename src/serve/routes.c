@@ -1,0 +1,596 @@
+/*
+ * routes.c: the OpenAI routes of `nuri serve`: chat and text completions (whole JSON or
+ * server-sent events), /v1/models and /health. The HTTP front (http.c) hands a complete request to
+ * a worker thread, which runs routes_generate: parse, validate, tokenize, submit to the scheduler
+ * (sched.h), then turn its tokens into text, stop-string cuts, JSON and events, blocking in short
+ * waits. Between waits it looks whether the client is still there and cancels the request at once
+ * when it is not.
+ *
+ * A client that half-closes its socket after its request is still answered. For a whole (not
+ * streamed) answer nuri cannot tell such a client from one that has gone until it writes to it, so
+ * on a half-close the answer's head (200, close-delimited) is sent at once: a client that has gone
+ * answers that with a reset and its request is cancelled; an error after that point travels in
+ * the 200's body as an OpenAI error object.
+ */
+#include "serve/server.h"
+
+#include "base/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WAIT_SLICE_MS 100 // longest a worker waits for tokens before checking its client
+#define EVENTS_PER_WAKE 16
+
+/* ============================== generation ============================== */
+
+/* One request being generated, owned by its connection. */
+typedef struct gen {
+    serve_server *s;
+    serve_job *job;
+    serve_request req; // stop strings and flags (messages / prompt are no longer used)
+    // the request's stop strings, then (chat) the template's end-of-turn texts; borrowed
+    const char *stops[SERVE_MAX_STOP + SERVE_MAX_FORMAT_STOPS];
+    size_t n_stops;
+    json_t *body; // the parsed request body (req borrows from it)
+    conn *c;      // the client's connection, looked at for hang-ups
+    char id[48];
+    long long created;
+    int32_t n_prompt;
+    nuri_detok detok;
+    bool detok_ok;
+    buf text;         // everything generated so far
+    size_t n_emitted; // bytes of text already sent (streaming) / kept
+    int32_t n_tokens; // completion tokens
+    json_t *lp_all;   // non-streaming: every token's logprobs entry (chat) / parts (completion)
+    json_t *lp_new;   // streaming: entries since the last chunk
+    size_t text_offset;
+    // outcome
+    bool stop_hit, done, gone;
+    nuri_finish_reason finish;
+    int err_http;
+    char err[256];
+    int32_t n_cached;
+    // streaming state
+    bool sent_role, sent_end;
+    buf out;
+    size_t out_off;
+} gen;
+
+static json_t *bytes_array(const char *s, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_integer((unsigned char)s[i]));
+    return a;
+}
+
+static json_t *token_string(const nuri_vocab *v, int32_t id, char *piece, size_t cap, size_t *plen)
+{
+    size_t n = nuri_token_piece(v, id, piece, cap, false);
+    if (n > cap) n = cap;
+    *plen = n;
+    size_t sl;
+    char *t = serve_utf8_sanitize(piece, n, &sl);
+    json_t *j = t ? json_stringn(t, sl) : NULL;
+    free(t);
+    return j;
+}
+
+/* Adds one token's logprobs in the request's format. */
+static void gen_add_logprobs(gen *g, const serve_event *ev)
+{
+    const nuri_vocab *v = serve_prompt_vocab(g->s->prompt);
+    char piece[512];
+    size_t plen;
+    json_t *dst = g->req.stream ? g->lp_new : g->lp_all;
+    if (g->req.kind == SERVE_CHAT) {
+        json_t *e = json_object();
+        json_object_set_new(e, "token", token_string(v, ev->token, piece, sizeof piece, &plen));
+        json_object_set_new(e, "logprob", json_real(ev->lp.chosen.logprob));
+        json_object_set_new(e, "bytes", bytes_array(piece, plen));
+        json_t *top = json_array();
+        for (int k = 0; k < ev->lp.n_top && k < g->req.top_logprobs; k++) {
+            json_t *t = json_object();
+            json_object_set_new(t, "token",
+                                token_string(v, ev->lp.top[k].token, piece, sizeof piece, &plen));
+            json_object_set_new(t, "logprob", json_real(ev->lp.top[k].logprob));
+            json_object_set_new(t, "bytes", bytes_array(piece, plen));
+            json_array_append_new(top, t);
+        }
+        json_object_set_new(e, "top_logprobs", top);
+        json_array_append_new(dst, e);
+    } else {
+        // completions: parallel arrays; collected as objects here, split when written
+        json_t *e = json_object();
+        json_t *tok = token_string(v, ev->token, piece, sizeof piece, &plen);
+        json_object_set_new(e, "token", tok);
+        json_object_set_new(e, "logprob", json_real(ev->lp.chosen.logprob));
+        json_t *top = json_object();
+        for (int k = 0; k < ev->lp.n_top && k < g->req.top_logprobs; k++) {
+            char p2[512];
+            size_t l2;
+            json_t *ts = token_string(v, ev->lp.top[k].token, p2, sizeof p2, &l2);
+            if (ts)
+                json_object_set_new(top, json_string_value(ts), json_real(ev->lp.top[k].logprob));
+            json_decref(ts);
+        }
+        json_object_set_new(e, "top", top);
+        json_object_set_new(e, "offset", json_integer((json_int_t)g->text_offset));
+        g->text_offset += plen;
+        json_array_append_new(dst, e);
+    }
+}
+
+/* Completion-style logprobs from the collected entries. */
+static json_t *completion_logprobs(json_t *entries, bool with_top)
+{
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e)
+    {
+        json_array_append(tokens, json_object_get(e, "token"));
+        json_array_append(lps, json_object_get(e, "logprob"));
+        json_array_append(tops, json_object_get(e, "top"));
+        json_array_append(offs, json_object_get(e, "offset"));
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs",
+                     with_top ? tops : (json_decref(tops), json_null()), "text_offset", offs);
+}
+
+/* The client went away: count it once and stop generating for it. */
+static void gen_gone(gen *g)
+{
+    if (g->gone) return;
+    g->gone = true;
+    serve_metrics_disconnect(&g->s->metrics);
+    serve_job_cancel(g->s->sched, g->job);
+}
+
+/* Waits for tokens (at most timeout_ms), turns them into text, applies stop strings. Returns the
+ * number of new text bytes that may be sent (g->text[g->n_emitted - new .. g->n_emitted)). */
+static size_t gen_pump(gen *g, int timeout_ms, size_t *from)
+{
+    serve_event ev[EVENTS_PER_WAKE];
+    bool done = false;
+    // streams take one token at a time, so that every token leaves in its own event
+    int k = serve_job_wait(g->s->sched, g->job, ev, g->req.stream ? 1 : EVENTS_PER_WAKE, timeout_ms,
+                           &done);
+    for (int i = 0; i < k && !g->stop_hit; i++) {
+        size_t len;
+        const char *piece = nuri_detok_feed(&g->detok, ev[i].token, &len);
+        buf_add(&g->text, piece, len);
+        g->n_tokens++;
+        if (g->req.logprobs) gen_add_logprobs(g, &ev[i]);
+    }
+    if (done && !g->stop_hit) {
+        size_t len;
+        const char *tail = nuri_detok_flush(&g->detok, &len);
+        buf_add(&g->text, tail, len);
+    }
+    *from = g->n_emitted;
+    if (g->stop_hit) return 0;
+    nuri_stop_result res;
+    nuri_stop_strings_check(g->text.p ? g->text.p : "", g->text.n, g->n_emitted, g->stops,
+                            g->n_stops, &res);
+    size_t safe = res.n_safe;
+    if (res.hit) {
+        g->stop_hit = true;
+        g->finish = NURI_FINISH_STOP;
+        serve_job_cancel(g->s->sched, g->job);
+        g->done = true;
+    } else if (done) {
+        safe = g->text.n; // nothing more will come: what was held back is plain text
+    }
+    if (done && !g->done) {
+        g->done = true;
+        serve_job_result(g->s->sched, g->job, &g->finish, &g->err_http, g->err, sizeof g->err,
+                         &g->n_cached);
+    }
+    if (g->done && g->stop_hit)
+        serve_job_result(g->s->sched, g->job, NULL, NULL, NULL, 0, &g->n_cached);
+    size_t n = safe - g->n_emitted;
+    g->n_emitted = safe;
+    if (!g->done && conn_gone(g->s, g->c)) {
+        gen_gone(g);
+    }
+    return n;
+}
+
+static const char *finish_name(nuri_finish_reason f)
+{
+    return f == NURI_FINISH_LENGTH ? "length" : "stop";
+}
+
+static json_t *usage_json(const gen *g)
+{
+    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", (json_int_t)g->n_prompt,
+                     "completion_tokens", (json_int_t)g->n_tokens, "total_tokens",
+                     (json_int_t)(g->n_prompt + g->n_tokens), "prompt_tokens_details",
+                     "cached_tokens", (json_int_t)g->n_cached);
+}
+
+static json_t *text_json(const char *s, size_t n)
+{
+    size_t sl;
+    char *t = serve_utf8_sanitize(s, n, &sl);
+    json_t *j = t ? json_stringn(t, sl) : NULL;
+    free(t);
+    return j;
+}
+
+static void gen_free(gen *g)
+{
+    if (!g) return;
+    if (g->job) {
+        serve_job_cancel(g->s->sched, g->job);
+        serve_job_release(g->s->sched, g->job);
+    }
+    if (g->detok_ok) nuri_detok_free(&g->detok);
+    serve_request_free(&g->req);
+    json_decref(g->body);
+    json_decref(g->lp_all);
+    json_decref(g->lp_new);
+    free(g->text.p);
+    free(g->out.p);
+    free(g);
+}
+
+static void gen_account(gen *g)
+{
+    serve_metrics_tokens(&g->s->metrics, g->n_prompt, g->n_tokens, g->n_cached);
+}
+
+/* ---- whole responses ---- */
+
+/* The error the generation ended with, for the client. */
+static void gen_error(gen *g, serve_error *e)
+{
+    bool shutting = g->err_http == 503 && atomic_load(&g->s->stopping);
+    serve_fail(e, g->err_http, g->err_http >= 500 ? "server_error" : "invalid_request_error", NULL,
+               shutting ? "shutting_down" : NULL, "%s", g->err);
+}
+
+static void respond_whole(serve_server *s, conn *c, gen *g)
+{
+    size_t from;
+    while (!g->done && !g->gone) {
+        gen_pump(g, WAIT_SLICE_MS, &from);
+        // a half-closed client: start the answer, so that a client that has gone shows itself
+        if (!g->done && !conn_head_sent(c) && conn_half_closed(c))
+            if (!conn_reply_early_head(s, c, "application/json")) gen_gone(g);
+    }
+    gen_account(g);
+    if (g->gone) return; // nobody to answer
+    json_t *resp = NULL;
+    serve_error e;
+    if (g->err_http) {
+        gen_error(g, &e);
+    } else {
+        json_t *text = text_json(g->text.p ? g->text.p : "", g->n_emitted);
+        json_t *choice;
+        if (g->req.kind == SERVE_CHAT) {
+            json_t *lp = g->req.logprobs ? json_pack("{s:O}", "content", g->lp_all) : json_null();
+            choice =
+                json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant",
+                          "content", text, "logprobs", lp, "finish_reason", finish_name(g->finish));
+        } else {
+            json_t *lp = g->req.logprobs ? completion_logprobs(g->lp_all, g->req.top_logprobs > 0)
+                                         : json_null();
+            choice = json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", 0, "logprobs", lp,
+                               "finish_reason", finish_name(g->finish));
+        }
+        resp =
+            json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", g->id, "object",
+                      g->req.kind == SERVE_CHAT ? "chat.completion" : "text_completion", "created",
+                      (json_int_t)g->created, "model", s->model_name, "system_fingerprint",
+                      "nuri-" NURI_VERSION, "choices", choice, "usage", usage_json(g));
+        if (!resp) serve_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if (conn_head_sent(c)) { // the head went early: the body is all that is left
+        char *body = resp ? json_dumps(resp, JSON_COMPACT) : serve_error_json(&e);
+        json_decref(resp);
+        if (body) conn_reply_body_rest(s, c, body, strlen(body));
+        free(body);
+        return;
+    }
+    if (resp)
+        conn_reply_json(s, c, 200, resp);
+    else
+        conn_reply_error(s, c, &e);
+}
+
+/* ---- streamed responses ---- */
+
+static bool sse_add(gen *g, json_t *v /* stolen */)
+{
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    if (!s) return false;
+    bool ok = buf_add(&g->out, "data: ", 6) && buf_add(&g->out, s, strlen(s)) &&
+              buf_add(&g->out, "\n\n", 2);
+    free(s);
+    return ok;
+}
+
+static json_t *chunk_base(gen *g)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", g->id, "object",
+                     g->req.kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion",
+                     "created", (json_int_t)g->created, "model", g->s->model_name,
+                     "system_fingerprint", "nuri-" NURI_VERSION);
+}
+
+/* A chunk with one choice: delta text (may be empty), logprobs since the last one, finish. */
+static bool sse_choice(gen *g, const char *text, size_t n, const char *finish, bool role)
+{
+    json_t *ch = chunk_base(g);
+    json_t *choice = json_object();
+    json_object_set_new(choice, "index", json_integer(0));
+    json_t *lp = json_null();
+    if (g->req.logprobs && json_array_size(g->lp_new) > 0) {
+        if (g->req.kind == SERVE_CHAT) { // hand the entries over and start a new list
+            lp = json_pack("{s:o}", "content", g->lp_new);
+            g->lp_new = json_array();
+        } else {
+            lp = completion_logprobs(g->lp_new, g->req.top_logprobs > 0);
+            json_array_clear(g->lp_new);
+        }
+    }
+    if (g->req.kind == SERVE_CHAT) {
+        json_t *delta = json_object();
+        if (role) json_object_set_new(delta, "role", json_string("assistant"));
+        if (n || role) json_object_set_new(delta, "content", text_json(text, n));
+        json_object_set_new(choice, "delta", delta);
+    } else {
+        json_object_set_new(choice, "text", text_json(text, n));
+    }
+    json_object_set_new(choice, "logprobs", lp);
+    json_object_set_new(choice, "finish_reason", finish ? json_string(finish) : json_null());
+    json_object_set_new(ch, "choices", json_pack("[o]", choice));
+    if (g->req.include_usage) json_object_set_new(ch, "usage", json_null());
+    return sse_add(g, ch);
+}
+
+/* Produces the next piece of the event stream into g->out. False: the stream is over. */
+static bool stream_fill(gen *g)
+{
+    if (g->sent_end) return false;
+    if (!g->sent_role) {
+        g->sent_role = true;
+        if (g->req.kind == SERVE_CHAT) return sse_choice(g, "", 0, NULL, true);
+    }
+    size_t from, n;
+    do {
+        n = gen_pump(g, WAIT_SLICE_MS, &from);
+        if (g->gone) return false;
+    } while (n == 0 && !g->done && !(g->req.logprobs && json_array_size(g->lp_new) > 0));
+    if (n > 0 || (g->req.logprobs && json_array_size(g->lp_new) > 0))
+        if (!sse_choice(g, g->text.p + from, n, NULL, false)) return false;
+    if (!g->done) return true;
+    g->sent_end = true;
+    gen_account(g);
+    if (g->err_http) { // an error after the stream began travels inside it
+        serve_error e;
+        gen_error(g, &e);
+        char *body = serve_error_json(&e);
+        bool ok = body && buf_add(&g->out, "data: ", 6) && buf_add(&g->out, body, strlen(body)) &&
+                  buf_add(&g->out, "\n\ndata: [DONE]\n\n", 20);
+        free(body);
+        return ok;
+    }
+    if (!sse_choice(g, "", 0, finish_name(g->finish), false)) return false;
+    if (g->req.include_usage) {
+        json_t *ch = chunk_base(g);
+        json_object_set_new(ch, "choices", json_array());
+        json_object_set_new(ch, "usage", usage_json(g));
+        if (!sse_add(g, ch)) return false;
+    }
+    return buf_add(&g->out, "data: [DONE]\n\n", 14);
+}
+
+/* Sends the event stream until it ends or the client goes. */
+static void respond_stream(serve_server *s, conn *c, gen *g)
+{
+    if (!conn_stream_begin(s, c, 200, "text/event-stream")) {
+        gen_gone(g);
+        return;
+    }
+    for (;;) {
+        g->out.n = 0;
+        bool more = stream_fill(g);
+        if (g->gone) return;
+        if (g->out.n && !conn_stream_write(s, c, g->out.p, g->out.n)) {
+            gen_gone(g);
+            return;
+        }
+        if (!more) break;
+    }
+    if (!conn_stream_end(s, c)) gen_gone(g);
+}
+
+/* ============================== the completion routes ============================== */
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Answers an error from a worker; always "done" for the caller. */
+static void fail_request(serve_server *s, conn *c, int http, const char *param, const char *code,
+                         const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void fail_request(serve_server *s, conn *c, int http, const char *param, const char *code,
+                         const char *fmt, ...)
+{
+    serve_error e;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    serve_fail(&e, http, http >= 500 ? "server_error" : "invalid_request_error", param, code, "%s",
+               msg);
+    conn_reply_error(s, c, &e);
+}
+
+void routes_generate(serve_server *s, conn *c, serve_kind kind)
+{
+    const http_request *rq = conn_request(c);
+    double t_arrival = serve_now();
+    json_error_t je;
+    json_t *root = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return fail_request(s, c, 400, NULL, "invalid_json",
+                            "the request body is not valid JSON: %s (line %d, column %d)", je.text,
+                            je.line, je.column);
+    gen *g = calloc(1, sizeof *g);
+    if (!g) {
+        json_decref(root);
+        return fail_request(s, c, 500, NULL, NULL, "out of memory");
+    }
+    g->s = s;
+    g->body = root;
+    g->c = c;
+    serve_error e;
+    if (!serve_request_parse(root, kind, s->n_vocab, &g->req, &e)) {
+        gen_free(g);
+        conn_reply_error(s, c, &e);
+        return;
+    }
+    int32_t *ids = NULL, n_ids = 0;
+    if (!serve_prompt_tokens(s->prompt, &g->req, &ids, &n_ids, &e)) {
+        gen_free(g);
+        conn_reply_error(s, c, &e);
+        return;
+    }
+    const char *pparam = kind == SERVE_CHAT ? "messages" : "prompt";
+    int32_t seq_max = serve_sched_seq_max(s->sched);
+    if (n_ids == 0) {
+        free(ids);
+        gen_free(g);
+        return fail_request(s, c, 400, pparam, "invalid_value", "the prompt is empty (0 tokens)");
+    }
+    if (n_ids >= seq_max) {
+        free(ids);
+        gen_free(g);
+        return fail_request(s, c, 400, pparam, "context_length_exceeded",
+                            "the prompt is %d tokens long, but a sequence holds at most %d tokens "
+                            "(prompt and completion together)",
+                            n_ids, seq_max);
+    }
+    if (g->req.max_tokens > 0 && (int64_t)n_ids + g->req.max_tokens > seq_max) {
+        int32_t mt = g->req.max_tokens;
+        free(ids);
+        gen_free(g);
+        return fail_request(s, c, 400, "max_tokens", "context_length_exceeded",
+                            "the prompt (%d tokens) and max_tokens (%d) come to %lld tokens, but "
+                            "a sequence holds at most %d tokens; ask for at most %d new tokens",
+                            n_ids, mt, (long long)n_ids + mt, seq_max, seq_max - n_ids);
+    }
+    int32_t max_new = seq_max - n_ids;
+    if (g->req.max_tokens > 0) max_new = g->req.max_tokens;
+
+    // a chat answer ends as in `nuri chat`: on the template family's end-of-turn marker too
+    size_t n_fmt_stops;
+    const char *const *fmt_stops = serve_prompt_stop_texts(s->prompt, kind, &n_fmt_stops);
+    for (int i = 0; i < g->req.n_stop; i++) g->stops[g->n_stops++] = g->req.stop[i];
+    for (size_t i = 0; i < n_fmt_stops && i < SERVE_MAX_FORMAT_STOPS; i++)
+        g->stops[g->n_stops++] = fmt_stops[i];
+    nuri_sampler_params sp = g->req.sp;
+    int32_t n_stop_tok;
+    sp.stop_tokens = serve_prompt_stop_tokens(s->prompt, kind, &n_stop_tok);
+    sp.n_stop_tokens = n_stop_tok;
+    sp.max_tokens = max_new;
+    if (sp.frequency_penalty != 0 || sp.presence_penalty != 0)
+        sp.penalty_last_n = max_new < NURI_SAMPLER_MAX_LAST_N ? max_new : NURI_SAMPLER_MAX_LAST_N;
+    if (!g->req.seed_given) {
+        uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)atomic_fetch_add(&s->id_counter, 1) << 32);
+        sp.seed = splitmix(&x);
+    }
+    nuri_sampler *smp = NULL;
+    if (nuri_sampler_new(&sp, s->n_vocab, &smp) != NURI_OK) {
+        free(ids);
+        gen_free(g);
+        return fail_request(s, c, 400, NULL, "invalid_value", "%s", nuri_last_error());
+    }
+    g->job = serve_job_new(ids, n_ids, smp);
+    if (!g->job || nuri_detok_init(&g->detok, serve_prompt_vocab(s->prompt), 0) != NURI_OK) {
+        gen_free(g);
+        return fail_request(s, c, 500, NULL, NULL, "out of memory");
+    }
+    g->detok_ok = true;
+    g->job->max_new = max_new;
+    g->job->want_logprobs = g->req.logprobs;
+    g->job->t_arrival = t_arrival;
+    g->n_prompt = n_ids;
+    g->created = (long long)time(NULL);
+    uint64_t x = (uint64_t)atomic_fetch_add(&s->id_counter, 1) * 0x9E3779B97F4A7C15ull ^
+                 (uint64_t)time(NULL);
+    snprintf(g->id, sizeof g->id, "%s%016llx", kind == SERVE_CHAT ? "chatcmpl-" : "cmpl-",
+             (unsigned long long)splitmix(&x));
+    g->lp_all = json_array();
+    g->lp_new = json_array();
+    if (atomic_load(&s->draining) || serve_sched_submit(s->sched, g->job) != NURI_OK) {
+        bool shutting = atomic_load(&s->draining);
+        gen_free(g);
+        if (shutting)
+            return fail_request(s, c, 503, NULL, "shutting_down", "the server is shutting down");
+        return fail_request(s, c, 503, NULL, "queue_full",
+                            "the server is busy: every sequence is in use and the queue is full; "
+                            "retry after a moment");
+    }
+    if (g->req.stream)
+        respond_stream(s, c, g);
+    else
+        respond_whole(s, c, g);
+    gen_free(g);
+}
+
+/* ============================== small routes ============================== */
+
+char *routes_health(serve_server *s, int *status)
+{
+    serve_error e;
+    enum load_state st = server_state(s);
+    if (atomic_load(&s->draining))
+        serve_fail(&e, 503, "server_error", NULL, "shutting_down", "the server is shutting down");
+    else if (st == LOAD_FAILED)
+        serve_fail(&e, 503, "server_error", NULL, "model_load_failed",
+                   "the model failed to load: %s", s->load_error);
+    else if (st == LOAD_LOADING)
+        serve_fail(&e, 503, "server_error", NULL, "model_loading",
+                   "the model is still loading; retry after a moment");
+    else {
+        *status = 200;
+        return strdup("{\"status\":\"ok\"}");
+    }
+    *status = 503;
+    return serve_error_json(&e);
+}
+
+char *routes_models(serve_server *s, const char *id, int *status)
+{
+    json_t *m = json_pack("{s:s,s:s,s:I,s:s}", "id", s->model_name, "object", "model", "created",
+                          (json_int_t)s->metrics.started, "owned_by", "nuri");
+    if (!m) return NULL;
+    json_t *out = m;
+    *status = 200;
+    if (id && strcmp(id, s->model_name)) {
+        json_decref(m);
+        serve_error e;
+        serve_fail(&e, 404, "invalid_request_error", "model", "model_not_found",
+                   "the model '%.100s' does not exist; this server has '%s'", id, s->model_name);
+        *status = 404;
+        return serve_error_json(&e);
+    }
+    if (!id) out = json_pack("{s:s,s:[o]}", "object", "list", "data", m);
+    char *text = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
+    return text;
+}
