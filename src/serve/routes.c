@@ -378,7 +378,7 @@ static bool stream_fill(gen *g)
         gen_error(g, &e);
         char *body = serve_error_json(&e);
         bool ok = body && buf_add(&g->out, "data: ", 6) && buf_add(&g->out, body, strlen(body)) &&
-                  buf_add(&g->out, "\n\ndata: [DONE]\n\n", 20);
+                  buf_add(&g->out, "\n\ndata: [DONE]\n\n", 16);
         free(body);
         return ok;
     }
