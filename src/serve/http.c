@@ -592,12 +592,7 @@ static void dispatch(serve_server *s, front *f, conn *c)
                           "the model is still loading; retry after a moment");
     pthread_mutex_lock(&s->q_mu);
     bool room = s->busy < s->n_workers;
-    if (room) {
-        s->busy++;
-        s->work[(s->work_head + s->work_count) % s->n_workers] = c;
-        s->work_count++;
-        pthread_cond_signal(&s->q_cv);
-    }
+    if (room) s->busy++;
     pthread_mutex_unlock(&s->q_mu);
     if (!room)
         return loop_error(s, f, c, 503, "server_busy", NULL,
@@ -605,7 +600,12 @@ static void dispatch(serve_server *s, front *f, conn *c)
                           "moment");
     if (c->ev) epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
     c->ev = 0;
-    c->st = C_WORKER; // the worker owns c from here
+    c->st = C_WORKER;
+    pthread_mutex_lock(&s->q_mu); // the worker owns c from here
+    s->work[(s->work_head + s->work_count) % s->n_workers] = c;
+    s->work_count++;
+    pthread_cond_signal(&s->q_cv);
+    pthread_mutex_unlock(&s->q_mu);
 }
 
 /* Parses what has arrived; dispatches a complete request. */
@@ -838,7 +838,6 @@ static void loop_returned(serve_server *s, front *f)
             conn_close(s, f, c);
             continue;
         }
-        if (c->head_sent && !c->chunked_out) c->keep_alive = false; // a close-delimited answer
         c->st = C_WRITE;
         conn_after_answer(s, f, c);
     }
