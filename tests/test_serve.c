@@ -115,6 +115,43 @@ TEST(each_bad_parameter_is_named)
 #undef M
 }
 
+TEST(a_parameter_nuri_does_not_implement_is_refused_by_name_never_ignored)
+{
+#define M "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
+    const char *unsupported[] = {"tools",     "tool_choice",         "response_format",
+                                 "grammar",   "parallel_tool_calls", "reasoning_effort",
+                                 "functions", "some_future_field"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{" M ",\"%s\":null}", unsupported[i]);
+        CHECKF(!strcmp(blamed(body, SERVE_CHAT), unsupported[i]), "%s", unsupported[i]);
+    }
+    CHECK(!strcmp(blamed("{\"prompt\":\"a\",\"messages\":[]}", SERVE_COMPLETION), "messages"));
+    // accepted without effect, as documented
+    CHECK(!strcmp(blamed("{" M ",\"user\":\"u1\",\"metadata\":{},\"store\":false}", SERVE_CHAT),
+                  "(accepted)"));
+#undef M
+}
+
+TEST(llama_server_sampling_keys_are_read)
+{
+    json_t *body = json_loads("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                              "\"top_k\":40,\"min_p\":0.05,\"repeat_penalty\":1.1,"
+                              "\"repeat_last_n\":32}",
+                              0, NULL);
+    serve_request r;
+    serve_error e;
+    REQUIRE(serve_request_parse(body, SERVE_CHAT, 1000, &r, &e));
+    CHECK(r.sp.top_k == 40 && r.sp.min_p == 0.05f && r.sp.repetition_penalty == 1.1f);
+    CHECK(r.repeat_last_n == 32);
+    serve_request_free(&r);
+    json_decref(body);
+    CHECK(!strcmp(
+        blamed("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_k\":-1}", SERVE_CHAT),
+        "top_k"));
+    CHECK(!strcmp(blamed("{\"prompt\":\"x\",\"min_p\":2}", SERVE_COMPLETION), "min_p"));
+}
+
 TEST(assistant_messages_may_have_null_content)
 {
     CHECK(!strcmp(blamed("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},"
@@ -346,6 +383,8 @@ int main(void)
     RUN(chat_minimal_request_gets_openai_defaults);
     RUN(chat_parameters_are_read);
     RUN(each_bad_parameter_is_named);
+    RUN(a_parameter_nuri_does_not_implement_is_refused_by_name_never_ignored);
+    RUN(llama_server_sampling_keys_are_read);
     RUN(assistant_messages_may_have_null_content);
     RUN(top_p_zero_means_greedy);
     RUN(error_json_is_an_openai_error_object);

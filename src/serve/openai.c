@@ -350,11 +350,80 @@ static bool parse_prompt(json_t *body, int32_t n_vocab, serve_request *r, serve_
     return true;
 }
 
+/* Every key a request may carry. A key that is not here is refused by name: a client that asks
+ * for something nuri does not do must learn it, not get an answer that silently ignored it.
+ * `user`, `metadata` and `store` are accepted and have no effect (README, "Serving"). */
+static const char *const chat_keys[] = {"model",
+                                        "messages",
+                                        "n",
+                                        "stream",
+                                        "stream_options",
+                                        "max_tokens",
+                                        "max_completion_tokens",
+                                        "temperature",
+                                        "top_p",
+                                        "frequency_penalty",
+                                        "presence_penalty",
+                                        "seed",
+                                        "stop",
+                                        "logit_bias",
+                                        "logprobs",
+                                        "top_logprobs",
+                                        "user",
+                                        "metadata",
+                                        "store",
+                                        "top_k",
+                                        "min_p",
+                                        "repeat_penalty",
+                                        "repeat_last_n",
+                                        NULL};
+static const char *const completion_keys[] = {"model",
+                                              "prompt",
+                                              "n",
+                                              "best_of",
+                                              "echo",
+                                              "suffix",
+                                              "stream",
+                                              "stream_options",
+                                              "max_tokens",
+                                              "temperature",
+                                              "top_p",
+                                              "frequency_penalty",
+                                              "presence_penalty",
+                                              "seed",
+                                              "stop",
+                                              "logit_bias",
+                                              "logprobs",
+                                              "user",
+                                              "top_k",
+                                              "min_p",
+                                              "repeat_penalty",
+                                              "repeat_last_n",
+                                              NULL};
+
+static bool known_keys_only(json_t *body, serve_kind kind, serve_error *e)
+{
+    const char *const *keys = kind == SERVE_CHAT ? chat_keys : completion_keys;
+    const char *key;
+    json_t *val;
+    json_object_foreach(body, key, val)
+    {
+        bool known = false;
+        for (size_t i = 0; keys[i] && !known; i++) known = !strcmp(key, keys[i]);
+        if (!known)
+            return serve_fail(e, 400, "invalid_request_error", key, "unsupported_parameter",
+                              "'%.60s' is not supported by this server (nuri %s); remove it", key,
+                              NURI_VERSION);
+    }
+    return true;
+}
+
 static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_request *r,
                       serve_error *e)
 {
     if (!json_is_object(body))
         return bad(e, NULL, "the request body must be a JSON object, not %s", type_name(body));
+    if (!known_keys_only(body, kind, e)) return false;
     json_t *model = opt(body, "model");
     if (model && !json_is_string(model))
         return bad(e, "model", "'model' must be a string, not %s", type_name(model));
@@ -408,6 +477,14 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
         r->sp.top_p = 1;
         r->sp.temperature = 0;
     }
+    long long top_k = 0;
+    if (!get_int(body, "top_k", 0, 1 << 30, &top_k, NULL, e)) return false;
+    r->sp.top_k = (int32_t)top_k;
+    if (!get_num(body, "min_p", 0, 1, &r->sp.min_p, e)) return false;
+    if (!get_num(body, "repeat_penalty", 0.01, 100, &r->sp.repetition_penalty, e)) return false;
+    long long rln = 64; // llama-server's default window
+    if (!get_int(body, "repeat_last_n", -1, NURI_SAMPLER_MAX_LAST_N, &rln, NULL, e)) return false;
+    r->repeat_last_n = (int32_t)rln;
     if (!get_num(body, "frequency_penalty", -2, 2, &r->sp.frequency_penalty, e)) return false;
     if (!get_num(body, "presence_penalty", -2, 2, &r->sp.presence_penalty, e)) return false;
     long long seed = 0;

@@ -4,8 +4,11 @@
  * Parsing keeps no global state and never prints. A bad request fails with a serve_error that names
  * the parameter at fault ("messages[2].content", "top_logprobs") and says what is wrong with it;
  * the HTTP layer sends it as {"error": {"message", "type", "param", "code"}} with its status.
- * Unknown keys are ignored (clients send many we have no use for); known keys with a wrong type or
- * range are errors, never silently clamped. JSON null means "the default" for every optional key.
+ * A top-level key nuri does not implement is refused by name (code "unsupported_parameter"), never
+ * silently ignored; `user`, `metadata` and `store` are accepted without effect. Known keys with a
+ * wrong type or range are errors, never silently clamped. JSON null means "the default" for every
+ * optional key. llama-server's sampling keys are taken too: top_k, min_p, repeat_penalty,
+ * repeat_last_n (-1: the whole completion; penalties look at the generated tokens).
  */
 #ifndef NURI_SERVE_OPENAI_H
 #define NURI_SERVE_OPENAI_H
@@ -58,6 +61,7 @@ typedef struct serve_request {
     bool logprobs;        // report the chosen tokens' logprobs
     int32_t top_logprobs; // alternatives per token, [0, NURI_MAX_TOP_LOGPROBS]
     bool seed_given;
+    int32_t repeat_last_n; // repeat_penalty's window, tokens (-1: the whole completion)
     nuri_sampler_params
         sp;                // temperature, top_p, penalties, seed, bias (no stop tokens / limit yet)
     nuri_logit_bias *bias; // sp.logit_bias's storage

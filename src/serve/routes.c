@@ -507,8 +507,10 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
     sp.stop_tokens = serve_prompt_stop_tokens(s->prompt, kind, &n_stop_tok);
     sp.n_stop_tokens = n_stop_tok;
     sp.max_tokens = max_new;
-    if (sp.frequency_penalty != 0 || sp.presence_penalty != 0)
-        sp.penalty_last_n = max_new < NURI_SAMPLER_MAX_LAST_N ? max_new : NURI_SAMPLER_MAX_LAST_N;
+    int32_t whole = max_new < NURI_SAMPLER_MAX_LAST_N ? max_new : NURI_SAMPLER_MAX_LAST_N;
+    if (sp.frequency_penalty != 0 || sp.presence_penalty != 0) sp.penalty_last_n = whole;
+    if (sp.repetition_penalty != 1 && sp.penalty_last_n == 0)
+        sp.penalty_last_n = g->req.repeat_last_n < 0 ? whole : g->req.repeat_last_n;
     if (!g->req.seed_given) {
         uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)atomic_fetch_add(&s->id_counter, 1) << 32);
         sp.seed = splitmix(&x);

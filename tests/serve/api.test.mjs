@@ -260,6 +260,22 @@ test('400 names the parameter at fault', async () => {
     assert.equal(e.param, 'prompt');
 });
 
+test('a parameter nuri does not implement is a 400 naming it, never ignored', async () => {
+    const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
+    for (const [extra, param] of [[{ tools, tool_choice: 'required' }, 'tools'],
+        [{ response_format: { type: 'json_object' } }, 'response_format'],
+        [{ reasoning_effort: 'low' }, 'reasoning_effort']]) {
+        const e = await apiError(api.chat.completions.create({ ...greedy, messages: user('x'), ...extra }));
+        assert.equal(e.status, 400);
+        assert.equal(e.param, param);
+        assert.equal(e.code, 'unsupported_parameter');
+    }
+    // llama-server's sampling keys are implemented
+    const r = await api.chat.completions.create({ ...greedy, messages: user('x'), max_tokens: 2,
+        top_k: 5, min_p: 0.1, repeat_penalty: 1.1 });
+    assert.equal(r.usage.completion_tokens, 2);
+});
+
 test('400 for a body that is not JSON, or not an object', async () => {
     for (const body of ['{"messages": [', '[1,2]', '']) {
         const r = await fetch(URL_MAIN + '/v1/chat/completions', { method: 'POST', body, headers: json });
