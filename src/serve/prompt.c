@@ -234,6 +234,8 @@ bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t 
         return tokenize(p, r->prompt_text, r->prompt_len, NULL, ids, n_ids, e);
     }
     json_t *messages = normalize_messages(r->messages);
+    // everything from the request goes into vars, which are data (tools and template arguments
+    // too, when requests carry them); only markup_vars and the checked roles are markup
     json_t *vars = NULL;
     if (messages)
         vars = p->unsafe_special ? nuri_template_vars(messages, NULL, 1, p->bos, p->eos, NULL)
