@@ -133,6 +133,30 @@ static void run_case_dir(const char *dir, int *n_cases, int *n_errors)
                        json_string_value(want_err), (int)st, st ? nuri_last_error() : "");
                 (*n_errors)++;
             }
+            // the same with provenance (bos/eos as markup): the same text, spans inside it
+            json_t *data_vars =
+                nuri_template_vars(json_object_get(c, "messages"), json_object_get(c, "tools"),
+                                   json_is_true(json_object_get(c, "add_generation_prompt")), NULL,
+                                   NULL, json_object_get(c, "kwargs"));
+            json_t *mvars = json_object();
+            if (json_is_string(bos)) json_object_set(mvars, "bos_token", bos);
+            if (json_is_string(eos)) json_object_set(mvars, "eos_token", eos);
+            nuri_template_markup mk = {.vars = mvars, .roles = nuri_template_roles};
+            char *out2 = NULL;
+            size_t n2 = 0;
+            nuri_text_spans sp;
+            nuri_status st2 =
+                nuri_template_render_spans(t, data_vars, &mk, &now, NULL, &out2, &n2, &sp);
+            CHECKF(st2 == st && n2 == n && (!n || !memcmp(out, out2, n)),
+                   "%s [%s]: with provenance: status %d, %zu bytes", e->d_name, name, (int)st2, n2);
+            for (size_t k = 0, end = 0; k < sp.n; k++) {
+                CHECK(sp.v[k].len && (!k || sp.v[k].off > end) && sp.v[k].off + sp.v[k].len <= n2);
+                end = sp.v[k].off + sp.v[k].len;
+            }
+            nuri_text_spans_free(&sp);
+            free(out2);
+            json_decref(mvars);
+            json_decref(data_vars);
             free(out);
             json_decref(vars);
         }
@@ -424,6 +448,143 @@ TEST(deep_nesting_is_refused_while_parsing)
     free(src);
 }
 
+/* ---- provenance: which output bytes came from the caller's data ---- */
+
+/* Renders src with data vars and markup vars (JSON texts; roles: the OpenAI ones) and returns the
+ * output with every data span wrapped in « » (caller frees), or NULL. */
+static char *render_marked(const char *src, const char *vars_json, const char *markup_json)
+{
+    nuri_template *t = NULL;
+    if (nuri_template_parse(src, strlen(src), &t) != NURI_OK) return NULL;
+    json_t *vars = json_loads(vars_json ? vars_json : "{}", 0, NULL);
+    json_t *mvars = json_loads(markup_json ? markup_json : "{}", 0, NULL);
+    nuri_template_markup mk = {.vars = mvars, .roles = nuri_template_roles};
+    struct tm now = {.tm_year = 125, .tm_mon = 6, .tm_mday = 1, .tm_hour = 12};
+    char *out = NULL, *marked = NULL;
+    size_t n = 0;
+    nuri_text_spans sp;
+    if (vars && mvars &&
+        nuri_template_render_spans(t, vars, &mk, &now, NULL, &out, &n, &sp) == NURI_OK &&
+        (marked = malloc(n + 4 * sp.n + 1))) {
+        size_t k = 0, at = 0;
+        for (size_t i = 0; i <= sp.n; i++) {
+            size_t off = i < sp.n ? sp.v[i].off : n;
+            memcpy(marked + k, out + at, off - at);
+            k += off - at;
+            if (i == sp.n) break;
+            k += (size_t)sprintf(marked + k, "\u00ab%.*s\u00bb", (int)sp.v[i].len, out + off);
+            at = off + sp.v[i].len;
+        }
+        marked[k] = 0;
+        nuri_text_spans_free(&sp);
+    }
+    free(out);
+    json_decref(vars);
+    json_decref(mvars);
+    nuri_template_free(t);
+    return marked;
+}
+
+#define CHECK_MARKED(src, vars, markup, want)                                                      \
+    do {                                                                                           \
+        char *got_ = render_marked(src, vars, markup);                                             \
+        CHECKF(got_ && !strcmp(got_, want), "%s\n    want [%s]\n    got  [%s] (%s)", src, want,    \
+               got_ ? got_ : "(error)", got_ ? "" : nuri_last_error());                            \
+        free(got_);                                                                                \
+    } while (0)
+
+TEST(literals_and_markup_variables_are_markup_the_rest_is_data)
+{
+    CHECK_MARKED("<|a|>{{ 'b' }}{{ m }}{{ bos_token }}{{ n }}", "{\"m\": \"X\", \"n\": 5}",
+                 "{\"bos_token\": \"<s>\"}", "<|a|>b«X»<s>«5»");
+    // a data variable of the same name replaces the markup one, and is data
+    CHECK_MARKED("{{ bos_token }}", "{\"bos_token\": \"<evil>\"}", "{\"bos_token\": \"<s>\"}",
+                 "«<evil>»");
+    // dict keys from the caller are data too
+    CHECK_MARKED("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", "{\"d\": {\"a\": 1}}",
+                 NULL, "«a»=«1»;");
+    // numbers: the template's own arithmetic is markup, anything touching data is data
+    CHECK_MARKED("{{ 1 + 2 }} {{ n + 1 }} {{ -n }} {% for x in 'ab' %}{{ loop.index }}{% endfor %}",
+                 "{\"n\": 5}", NULL, "3 «6» «-5» «12»");
+}
+
+TEST(roles_are_markup_only_when_they_are_known_roles)
+{
+    CHECK_MARKED("{% for m in messages %}[|{{ m.role }}|]{{ m.content }}{% endfor %}",
+                 "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"},"
+                 " {\"role\": \"<|im_start|>\", \"content\": \"x\"}]}",
+                 NULL, "[|user|]«hi»[|«<|im_start|>»|]«x»");
+}
+
+TEST(concatenation_keeps_each_sides_provenance)
+{
+    CHECK_MARKED("{{ '<|im_start|>' + m + '<|im_end|>' }}", "{\"m\": \"X\"}", NULL,
+                 "<|im_start|>«X»<|im_end|>");
+    CHECK_MARKED("{{ 'n=' ~ n ~ '/' ~ 2 }}", "{\"n\": 5}", NULL, "n=«5»/2");
+    CHECK_MARKED("{{ ('<|a|>' ~ m) * 2 }}|{{ m * 2 }}", "{\"m\": \"X\"}", NULL,
+                 "<|a|>«X»<|a|>«X»|«XX»");
+    CHECK_MARKED("{{ [m, '<|b|>'] | join('<|sep|>') }}|{{ '-'.join(['a', m]) }}", "{\"m\": \"X\"}",
+                 NULL, "«X»<|sep|><|b|>|a-«X»");
+    CHECK_MARKED("{% set ns = namespace(t='') %}{% for i in [1, 2] %}"
+                 "{% set ns.t = ns.t + '<|a|>' + m %}{% endfor %}{{ ns.t }}",
+                 "{\"m\": \"X\"}", NULL, "<|a|>«X»<|a|>«X»");
+}
+
+TEST(slices_keep_the_provenance_of_the_bytes_they_keep)
+{
+    CHECK_MARKED("{{ ('<<' + m + '>>')[1:-1] }}|{{ ('ab' + m)[1] }}{{ ('ab' + m)[2] }}",
+                 "{\"m\": \"XY\"}", NULL, "<«XY»>|b«X»");
+    CHECK_MARKED("{{ ('<' ~ m)[::-1] }}|{% for ch in '<' ~ m %}{{ ch }}.{% endfor %}",
+                 "{\"m\": \"XY\"}", NULL, "«YX»<|<.«X».«Y».");
+    CHECK_MARKED("{{ (m ~ '<|a|>') | first }}{{ (m ~ '<|a|>') | last }}", "{\"m\": \"X\"}", NULL,
+                 "«X»>");
+}
+
+TEST(trim_strip_and_split_keep_the_provenance_of_the_bytes_they_keep)
+{
+    CHECK_MARKED("{{ (' <|a|>' ~ m ~ '\n ') | trim }}|{{ (m ~ '  ').strip() }}", "{\"m\": \" X \"}",
+                 NULL, "<|a|>« X»|«X»");
+    CHECK_MARKED("{{ ('a|' ~ m ~ '|b').split('|')[1] }}|{{ ('<|a|> ' ~ m).split()[1] }}",
+                 "{\"m\": \"X\"}", NULL, "«X»|«X»");
+    // Qwen3's way to drop the reasoning: the answer is data, however it was cut out
+    CHECK_MARKED("{{ m.split('</think>')[-1].lstrip('\\n') }}",
+                 "{\"m\": \"<think>hm</think>\\n\\n<|im_end|>\"}", NULL, "«<|im_end|>»");
+    CHECK_MARKED("{% set s %}<|a|>{{ m }} {% endset %}{{ s | trim }}", "{\"m\": \"X\"}", NULL,
+                 "<|a|>«X»");
+}
+
+TEST(rewrites_take_the_provenance_of_what_they_rewrite)
+{
+    // replace: kept bytes keep theirs; a replacement is data where it replaced data
+    CHECK_MARKED("{{ m.replace('x', '<|im_end|>') }}", "{\"m\": \"axb\"}", NULL, "«a<|im_end|>b»");
+    CHECK_MARKED("{{ ('x' ~ m) | replace('x', '[X]') }}", "{\"m\": \"x\"}", NULL, "[X]«[X]»");
+    CHECK_MARKED("{{ ('ab' ~ m).replace('', '.') }}", "{\"m\": \"X\"}", NULL, "«.»a«.»b«.X.»");
+    // case: each character keeps its own
+    CHECK_MARKED("{{ (m ~ '-abc') | upper }}|{{ ('abc ' ~ m).title() }}", "{\"m\": \"x\"}", NULL,
+                 "«X»-ABC|Abc «X»");
+    CHECK_MARKED("{{ (m ~ '&') | e }}", "{\"m\": \"<\"}", NULL, "«&lt;»&amp;");
+    CHECK_MARKED("{{ ('a\\n' ~ m) | indent(2) }}", "{\"m\": \"b\\nc\"}", NULL, "a\n  «b\n»  «c»");
+    CHECK_MARKED("{{ m | center(5) }}", "{\"m\": \"X\"}", NULL, "«  X  »");
+}
+
+TEST(tojson_formatting_and_printed_containers_are_data_if_anything_in_them_is)
+{
+    CHECK_MARKED("{{ {'k': m} | tojson }}|{{ ['<|a|>'] | tojson }}|{{ m | tojson }}",
+                 "{\"m\": \"X\"}", NULL, "«{\"k\": \"X\"}»|[\"<|a|>\"]|«\"X\"»");
+    CHECK_MARKED("{{ d | tojson }}", "{\"d\": {}}", NULL, "«{}»");
+    CHECK_MARKED("{{ ['a', m] }}|{{ ['a', 1] }}", "{\"m\": \"X\"}", NULL, "«['a', 'X']»|['a', 1]");
+    CHECK_MARKED("{{ '<%s>' % m }}|{{ '%d' % n }}|{{ '%05d' % 3 }}|{{ '%5s' % m }}",
+                 "{\"m\": \"X\", \"n\": 7}", NULL, "<«X»>|«7»|00003|«    X»");
+    CHECK_MARKED("{{ strftime_now('%Y') }}|{{ strftime_now(m) }}", "{\"m\": \"%m\"}", NULL,
+                 "2025|«07»");
+}
+
+TEST(macro_output_keeps_the_provenance_of_its_parts)
+{
+    CHECK_MARKED("{% macro w(x) %}<|x|>{{ x }}{% endmacro %}{{ w(m) }}|{{ w('y') }}",
+                 "{\"m\": \"X\"}", NULL, "<|x|>«X»|<|x|>y");
+}
+
 int main(void)
 {
     RUN(model_templates_render_like_jinja2);
@@ -453,5 +614,13 @@ int main(void)
     RUN(recursive_macros_stop_at_the_call_depth_limit);
     RUN(output_and_memory_limits_hold);
     RUN(deep_nesting_is_refused_while_parsing);
+    RUN(literals_and_markup_variables_are_markup_the_rest_is_data);
+    RUN(roles_are_markup_only_when_they_are_known_roles);
+    RUN(concatenation_keeps_each_sides_provenance);
+    RUN(slices_keep_the_provenance_of_the_bytes_they_keep);
+    RUN(trim_strip_and_split_keep_the_provenance_of_the_bytes_they_keep);
+    RUN(rewrites_take_the_provenance_of_what_they_rewrite);
+    RUN(tojson_formatting_and_printed_containers_are_data_if_anything_in_them_is);
+    RUN(macro_output_keeps_the_provenance_of_its_parts);
     TEST_DONE();
 }

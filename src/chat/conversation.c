@@ -513,14 +513,48 @@ nuri_status nuri_chat_render(const nuri_chat_format *fmt, const nuri_conv *c, bo
     return st;
 }
 
+nuri_status nuri_chat_render_spans(const nuri_chat_format *fmt, const nuri_conv *c, bool add_gen,
+                                   char **out, size_t *out_len, nuri_text_spans *data)
+{
+    *out = NULL;
+    *out_len = 0;
+    *data = (nuri_text_spans){0};
+    json_t *msgs = nuri_conv_to_json(c);
+    json_t *vars = msgs ? nuri_template_vars(msgs, NULL, add_gen, NULL, NULL, NULL) : NULL;
+    json_t *markup = json_object(); // the vocabulary's own token texts
+    json_decref(msgs);
+    if (!vars || !markup ||
+        (fmt->bos && json_object_set_new(markup, "bos_token", json_string(fmt->bos))) ||
+        (fmt->eos && json_object_set_new(markup, "eos_token", json_string(fmt->eos)))) {
+        json_decref(vars);
+        json_decref(markup);
+        return nuri_error(NURI_ERR_NOMEM, "chat: out of memory");
+    }
+    // conversations hold only known roles (nuri_conv_add checks), all of them OpenAI roles
+    nuri_template_markup mk = {.vars = markup, .roles = nuri_template_roles};
+    nuri_status st =
+        nuri_template_render_spans(fmt->tpl, vars, &mk, NULL, NULL, out, out_len, data);
+    json_decref(vars);
+    json_decref(markup);
+    if (st != NURI_OK && st != NURI_ERR_INVALID_ARG) nuri_error_wrap(st, "chat template");
+    return st;
+}
+
 nuri_status nuri_chat_tokenize(const nuri_chat_format *fmt, const char *text, size_t len,
                                int32_t **ids, size_t *n_ids)
+{
+    return nuri_chat_tokenize_spans(fmt, text, len, NULL, ids, n_ids);
+}
+
+nuri_status nuri_chat_tokenize_spans(const nuri_chat_format *fmt, const char *text, size_t len,
+                                     const nuri_text_spans *data, int32_t **ids, size_t *n_ids)
 {
     *ids = NULL;
     *n_ids = 0;
     int32_t *t;
     size_t n;
-    nuri_status st = nuri_tokenize(fmt->vocab, text, len, NURI_TOK_PARSE_SPECIAL, &t, &n);
+    nuri_status st =
+        nuri_tokenize_spans(fmt->vocab, text, len, NURI_TOK_PARSE_SPECIAL, data, &t, &n);
     if (st != NURI_OK) return st;
     int32_t bos = nuri_vocab_bos(fmt->vocab);
     if (nuri_vocab_add_bos(fmt->vocab) && bos >= 0 && (n == 0 || t[0] != bos)) {
@@ -539,6 +573,22 @@ nuri_status nuri_chat_tokenize(const nuri_chat_format *fmt, const char *text, si
     return NURI_OK;
 }
 
+nuri_status nuri_chat_prompt(const nuri_chat_format *fmt, const nuri_conv *c, bool add_gen,
+                             int32_t **ids, size_t *n_ids)
+{
+    *ids = NULL;
+    *n_ids = 0;
+    char *text;
+    size_t len;
+    nuri_text_spans data;
+    nuri_status st = nuri_chat_render_spans(fmt, c, add_gen, &text, &len, &data);
+    if (st != NURI_OK) return st;
+    st = nuri_chat_tokenize_spans(fmt, text, len, &data, ids, n_ids);
+    nuri_text_spans_free(&data);
+    free(text);
+    return st;
+}
+
 nuri_status nuri_chat_build(const nuri_chat_format *fmt, nuri_conv *c, size_t max_tokens,
                             int32_t **ids, size_t *n_ids, size_t *n_dropped)
 {
@@ -546,13 +596,9 @@ nuri_status nuri_chat_build(const nuri_chat_format *fmt, nuri_conv *c, size_t ma
     *n_ids = 0;
     *n_dropped = 0;
     for (;;) {
-        char *text;
-        size_t len, n;
+        size_t n;
         int32_t *t;
-        nuri_status st = nuri_chat_render(fmt, c, true, &text, &len);
-        if (st != NURI_OK) return st;
-        st = nuri_chat_tokenize(fmt, text, len, &t, &n);
-        free(text);
+        nuri_status st = nuri_chat_prompt(fmt, c, true, &t, &n);
         if (st != NURI_OK) return st;
         if (n <= max_tokens) {
             *ids = t;

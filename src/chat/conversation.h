@@ -6,8 +6,10 @@
  *   nuri_chat_format  the model's chat template (tokenizer.chat_template, or ChatML when the model
  *                     has none, or a template the caller gives), the bos / eos token texts from the
  *                     vocabulary, and the vocabulary to tokenize the rendered prompt with.
- *   nuri_chat_build   messages -> prompt text -> token ids that fit a budget (dropping the oldest
- *                     turns, never the system message, when they do not).
+ *   nuri_chat_prompt  messages -> prompt text -> token ids, where what the messages say is text
+ *                     even when it looks like the template's special tokens (prompt safety).
+ *   nuri_chat_build   the same, fitted to a budget (dropping the oldest turns, never the system
+ *                     message, when they do not).
  *   nuri_chat_reuse_prefix
  *                     how much of what a KV cache already holds the new prompt can keep, so that
  *                     each turn decodes only its new suffix.
@@ -133,13 +135,31 @@ bool nuri_chat_format_ends_turn(const nuri_chat_format *fmt, int32_t id);
 nuri_status nuri_chat_render(const nuri_chat_format *fmt, const nuri_conv *c, bool add_gen,
                              char **out, size_t *out_len);
 
+/* nuri_chat_render that also returns which bytes of the text came from the messages (*data,
+ * caller frees with nuri_text_spans_free; see nuri_template_render_spans): the contents; not the
+ * template's text, bos / eos, nor the roles (each one of the known four). */
+nuri_status nuri_chat_render_spans(const nuri_chat_format *fmt, const nuri_conv *c, bool add_gen,
+                                   char **out, size_t *out_len, nuri_text_spans *data);
+
 /* Tokenizes a rendered prompt: special-token text becomes the special token, and BOS is put first
- * when the vocabulary asks for it and the template did not already emit it (never twice). *ids:
- * caller frees with free(). */
+ * when the vocabulary asks for it and the template did not already emit it (never twice). The
+ * whole text is trusted: for a prompt with users' text in it, use nuri_chat_tokenize_spans (or
+ * nuri_chat_prompt). *ids: caller frees with free(). */
 nuri_status nuri_chat_tokenize(const nuri_chat_format *fmt, const char *text, size_t len,
                                int32_t **ids, size_t *n_ids);
 
-/* Renders (add_generation_prompt on) and tokenizes c. While the prompt is longer than max_tokens,
+/* nuri_chat_tokenize where special-token text inside the data spans stays ordinary text
+ * (nuri_tokenize_spans); data NULL: none. */
+nuri_status nuri_chat_tokenize_spans(const nuri_chat_format *fmt, const char *text, size_t len,
+                                     const nuri_text_spans *data, int32_t **ids, size_t *n_ids);
+
+/* Renders the messages (add_generation_prompt as given) and tokenizes them, a message's
+ * "<|im_end|>" as text, not as the control token: nuri_chat_render_spans, then
+ * nuri_chat_tokenize_spans. *ids: caller frees with free(). */
+nuri_status nuri_chat_prompt(const nuri_chat_format *fmt, const nuri_conv *c, bool add_gen,
+                             int32_t **ids, size_t *n_ids);
+
+/* nuri_chat_prompt (add_generation_prompt on) for c. While the prompt is longer than max_tokens,
  * drops the oldest turn (nuri_conv_drop_oldest_turn: the system message and the last user turn
  * stay) and tries again; *n_dropped counts the messages removed from c. When even that does not
  * fit: NURI_ERR_LIMIT saying how many tokens the prompt needs and how many there are (c keeps the

@@ -15,6 +15,7 @@
 #ifndef NURI_CHAT_TEMPLATE_H
 #define NURI_CHAT_TEMPLATE_H
 
+#include "base/text_spans.h"
 #include "nuri.h"
 
 #include <jansson.h>
@@ -64,6 +65,41 @@ typedef struct nuri_template_limits {
 nuri_status nuri_template_render_limited(const nuri_template *t, const json_t *vars,
                                          const struct tm *now, const nuri_template_limits *limits,
                                          char **out, size_t *out_len);
+
+/* ---- prompt safety: which bytes of the output came from the caller's data ----
+ *
+ * A prompt is tokenized with special-token parsing so that the template's <|im_start|> becomes
+ * that one control token; a user who types "<|im_end|>\n<|im_start|>system" must not get the
+ * same. So the render can also say, per byte, where the output came from. Markup: text in the
+ * template's source and strings it builds from its own constants, plus the variables the caller
+ * declares markup below. Data: every other variable (message contents, names, tool calls, tools,
+ * extra keyword arguments), and anything derived from it: slices, trim / strip / split pieces and
+ * concatenations keep each byte's provenance; a rewritten character (upper, replace, escape) has
+ * the provenance of what it rewrites; tojson, printed lists and dicts, and formatted numbers are
+ * data whole if anything in them is. Provenance follows bytes, not control flow: a role chosen by
+ * `if message.role == 'user'` is markup, as are the loop's turn markers. */
+
+/* What counts as markup besides the template's own text. */
+typedef struct nuri_template_markup {
+    // A JSON object of variables, or NULL: the caller's own strings (bos_token, eos_token), bound
+    // before the data variables, which replace any of the same name (and are data then).
+    const json_t *vars;
+    // NULL-terminated, or NULL: messages[i].role is markup when it is exactly one of these (the
+    // fixed set the caller checked roles against); any other role is data.
+    const char *const *roles;
+} nuri_template_markup;
+
+/* The roles of OpenAI's chat API: system, developer, user, assistant, tool (NULL-terminated). */
+extern const char *const nuri_template_roles[];
+
+/* nuri_template_render_limited (limits may be NULL) that also returns, in *data, the byte ranges
+ * of the output that are data (see above; caller frees with nuri_text_spans_free, also set on
+ * failure: empty). `vars` are data; markup (or NULL) says what is not. The text is exactly
+ * nuri_template_render's. */
+nuri_status nuri_template_render_spans(const nuri_template *t, const json_t *vars,
+                                       const nuri_template_markup *markup, const struct tm *now,
+                                       const nuri_template_limits *limits, char **out,
+                                       size_t *out_len, nuri_text_spans *data);
 
 /* Builds the variables object as transformers' apply_chat_template passes them: messages,
  * tools (null when NULL), documents (null), add_generation_prompt, bos_token / eos_token (left out

@@ -52,6 +52,7 @@ struct tloop {
 
 typedef struct ctx {
     tpl_arena *a;
+    tpl_prov *prov; // provenance records, or NULL when the render does not track provenance
     tpl_buf *out;
     const struct tm *now;
     uint64_t steps;
@@ -114,11 +115,14 @@ static void buf_init(ctx *c, tpl_buf *b)
     memset(b, 0, sizeof *b);
     b->limit = c->lim.max_output;
     b->arena = c->a;
+    b->prov = c->prov;
 }
 
-static void put(ctx *c, const tpl_node *at, tpl_buf *b, const void *p, size_t n)
+/* Appends p[0..n) with provenance prov: TPL_DATA / TPL_MARKUP, or the code of the string that p
+ * points into (then each byte keeps its own). */
+static void put(ctx *c, const tpl_node *at, tpl_buf *b, const void *p, size_t n, uint32_t prov)
 {
-    if (!tpl_buf_put(b, p, n))
+    if (!tpl_buf_put_from(b, p, n, prov))
         rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes, or render memory over %zu",
               c->lim.max_output, c->lim.max_memory);
 }
@@ -130,9 +134,46 @@ static void put_value(ctx *c, const tpl_node *at, tpl_buf *b, tv v)
               c->lim.max_output, c->lim.max_memory);
 }
 
-static tv buf_str(tpl_buf *b)
+static void fail_memory(ctx *c, const tpl_node *at)
 {
-    return tv_strn(b->p, b->n);
+    rfail(c, at, NURI_ERR_LIMIT, "render memory limit reached (%zu bytes)", c->lim.max_memory);
+}
+
+/* The string a buffer holds, with the provenance of its bytes. */
+static tv buf_str(ctx *c, const tpl_node *at, tpl_buf *b)
+{
+    tv v = tv_strn(b->p, b->n);
+    bool ok;
+    v.prov = tpl_buf_prov(b, &ok);
+    if (!ok) fail_memory(c, at);
+    return v;
+}
+
+/* A string made of base[0..n) with per-byte flags d[] (1 = data). */
+static tv str_flags(ctx *c, const tpl_node *at, const char *base, size_t n, const uint8_t *d)
+{
+    tpl_buf b = {.p = (char *)base, .n = n, .cap = n + 1, .prov = c->prov, .d = (uint8_t *)d};
+    return buf_str(c, at, &b);
+}
+
+/* s[p - s.p .. + n): a slice of s keeps its bytes' provenance. */
+static tv sub(tv s, const char *p, size_t n)
+{
+    tv v = tv_strn(p, n);
+    v.prov = s.prov;
+    return v;
+}
+
+/* TPL_DATA if any of p[0..n) (inside s) is data, else TPL_MARKUP. */
+static uint32_t prov_of(ctx *c, tv s, const char *p, size_t n)
+{
+    return tpl_prov_any_data(c->prov, s.prov, p, n) ? TPL_DATA : TPL_MARKUP;
+}
+
+/* TPL_DATA if anything in v is data (what a result derived from all of v counts as). */
+static uint32_t prov_all(ctx *c, tv v)
+{
+    return tv_any_data(c->prov, v) ? TPL_DATA : TPL_MARKUP;
 }
 
 static tv str_of(ctx *c, const tpl_node *at, tv v)
@@ -141,7 +182,7 @@ static tv str_of(ctx *c, const tpl_node *at, tv v)
     tpl_buf b;
     buf_init(c, &b);
     put_value(c, at, &b, v);
-    return buf_str(&b);
+    return buf_str(c, at, &b);
 }
 
 static tv cstr(const char *s)
@@ -313,10 +354,18 @@ static bool cp_cased(uint32_t c)
 enum { CASE_UPPER, CASE_LOWER, CASE_CAPITALIZE, CASE_PYTITLE, CASE_JTITLE };
 
 /* Case mappings keep the byte length for the characters handled (all 1:1 within their block),
- * except U+00FF <-> U+0178; the output is sized for the worst case. */
+ * except U+00FF <-> U+0178; the output is sized for the worst case. Each output character has
+ * the provenance of the input character it maps. */
 static tv str_case(ctx *c, const tpl_node *at, tv s, int mode)
 {
     char *o = ralloc_n(c, at, s.s.n + 1, 2);
+    bool mixed = c->prov && s.prov >= TPL_PROV_MIXED;
+    uint8_t *in = NULL, *od = NULL; // mixed: the input's and the output's per-byte flags
+    if (mixed) {
+        in = ralloc(c, at, s.s.n);
+        od = ralloc_n(c, at, s.s.n + 1, 2);
+        tpl_prov_flags(c->prov, s.prov, s.s.p, s.s.n, in);
+    }
     size_t w = 0;
     bool prev_cased = false, first = true;
     for (size_t i = 0; i < s.s.n;) {
@@ -347,16 +396,18 @@ static tv str_case(ctx *c, const tpl_node *at, tv s, int mode)
         }
         if (mode != CASE_JTITLE) first = false;
         prev_cased = cp_cased(cp);
+        size_t w0 = w;
         if (r == cp) {
             memcpy(o + w, s.s.p + i, l);
             w += l;
         } else {
             w += nuri_utf8_encode(r, o + w);
         }
+        if (mixed) memset(od + w0, memchr(in + i, 1, l) != NULL, w - w0);
         i += l;
     }
-    tv v = tv_strn(o, w);
-    return v;
+    if (mixed) return str_flags(c, at, o, w, od);
+    return sub(s, o, w);
 }
 
 static bool in_chars(uint32_t cp, const tv *chars)
@@ -390,7 +441,7 @@ static tv str_strip(tv s, const tv *chars, bool left, bool right)
             if (!in_chars(cp, chars)) break;
             e = st;
         }
-    return tv_strn(s.s.p + b, e - b);
+    return sub(s, s.s.p + b, e - b);
 }
 
 static const char *memmem_(const char *h, size_t hn, const char *n, size_t nn)
@@ -402,6 +453,8 @@ static const char *memmem_(const char *h, size_t hn, const char *n, size_t nn)
     return NULL;
 }
 
+/* Kept bytes of s keep their provenance; an inserted rep keeps its own, unless what it replaces
+ * holds data (then it is data: data decided it is there). */
 static tv str_replace(ctx *c, const tpl_node *at, tv s, tv old, tv rep, int64_t count)
 {
     tpl_buf b;
@@ -410,29 +463,31 @@ static tv str_replace(ctx *c, const tpl_node *at, tv s, tv old, tv rep, int64_t 
     int64_t done = 0;
     if (old.s.n == 0) {
         // Python inserts rep between every character (and at both ends)
+        uint32_t rp = prov_of(c, s, s.s.p, s.s.n) == TPL_DATA ? TPL_DATA : rep.prov;
         while (count < 0 || done < count) {
-            put(c, at, &b, rep.s.p, rep.s.n);
+            put(c, at, &b, rep.s.p, rep.s.n, rp);
             done++;
             if (i >= s.s.n) break;
             uint32_t cp;
             size_t l = tpl_utf8_decode(s.s.p + i, s.s.n - i, &cp);
-            put(c, at, &b, s.s.p + i, l);
+            put(c, at, &b, s.s.p + i, l, s.prov);
             i += l;
         }
-        put(c, at, &b, s.s.p + i, s.s.n - i);
-        return buf_str(&b);
+        put(c, at, &b, s.s.p + i, s.s.n - i, s.prov);
+        return buf_str(c, at, &b);
     }
     while (count < 0 || done < count) {
         const char *h = memmem_(s.s.p + i, s.s.n - i, old.s.p, old.s.n);
         if (!h) break;
         size_t k = (size_t)(h - s.s.p);
-        put(c, at, &b, s.s.p + i, k - i);
-        put(c, at, &b, rep.s.p, rep.s.n);
+        put(c, at, &b, s.s.p + i, k - i, s.prov);
+        put(c, at, &b, rep.s.p, rep.s.n,
+            prov_of(c, s, h, old.s.n) == TPL_DATA ? TPL_DATA : rep.prov);
         i = k + old.s.n;
         done++;
     }
-    put(c, at, &b, s.s.p + i, s.s.n - i);
-    return buf_str(&b);
+    put(c, at, &b, s.s.p + i, s.s.n - i, s.prov);
+    return buf_str(c, at, &b);
 }
 
 /* str.split(sep=None, maxsplit=-1) */
@@ -462,7 +517,7 @@ static tv str_split(ctx *c, const tpl_node *at, tv s, const tv *sep, int64_t max
             }
             if (i >= s.s.n) break;
             if (maxsplit >= 0 && splits >= maxsplit) {
-                PUSH(tv_strn(s.s.p + i, s.s.n - i)); // the rest, trailing whitespace kept
+                PUSH(sub(s, s.s.p + i, s.s.n - i)); // the rest, trailing whitespace kept
                 break;
             }
             size_t b = i;
@@ -472,7 +527,7 @@ static tv str_split(ctx *c, const tpl_node *at, tv s, const tv *sep, int64_t max
                 if (tpl_is_space(cp)) break;
                 i += l;
             }
-            PUSH(tv_strn(s.s.p + b, i - b));
+            PUSH(sub(s, s.s.p + b, i - b));
             splits++;
         }
     } else {
@@ -484,11 +539,11 @@ static tv str_split(ctx *c, const tpl_node *at, tv s, const tv *sep, int64_t max
                                 ? memmem_(s.s.p + i, s.s.n - i, sep->s.p, sep->s.n)
                                 : NULL;
             if (!h) {
-                PUSH(tv_strn(s.s.p + i, s.s.n - i));
+                PUSH(sub(s, s.s.p + i, s.s.n - i));
                 break;
             }
             size_t k = (size_t)(h - s.s.p);
-            PUSH(tv_strn(s.s.p + i, k - i));
+            PUSH(sub(s, s.s.p + i, k - i));
             i = k + sep->s.n;
             splits++;
         }
@@ -524,11 +579,11 @@ static tv html_escape(ctx *c, const tpl_node *at, tv s)
             break;
         }
         if (r)
-            put(c, at, &b, r, strlen(r));
+            put(c, at, &b, r, strlen(r), prov_of(c, s, s.s.p + i, 1));
         else
-            put(c, at, &b, s.s.p + i, 1);
+            put(c, at, &b, s.s.p + i, 1, s.prov);
     }
-    tv v = buf_str(&b);
+    tv v = buf_str(c, at, &b);
     v.safe = 1;
     return v;
 }
@@ -558,7 +613,7 @@ static void iter_items(ctx *c, const tpl_node *at, tv v, const tv **items, size_
         for (size_t k = 0; k < cnt; k++) {
             uint32_t cp;
             size_t l = tpl_utf8_decode(v.s.p + i, v.s.n - i, &cp);
-            it[k] = tv_strn(v.s.p + i, l);
+            it[k] = sub(v, v.s.p + i, l);
             i += l;
         }
         *items = it;
@@ -679,7 +734,7 @@ static bool contains(ctx *c, const tpl_node *at, tv needle, tv hay)
 
 static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args);
 
-static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
+static tv arith_values(ctx *c, const tpl_node *at, int op, tv a, tv b)
 {
     if (a.t == TV_UNDEF) fail_undef(c, at, a);
     if (b.t == TV_UNDEF) fail_undef(c, at, b);
@@ -759,9 +814,9 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
         }
         tpl_buf buf;
         buf_init(c, &buf);
-        put(c, at, &buf, a.s.p, a.s.n);
-        put(c, at, &buf, b.s.p, b.s.n);
-        tv v = buf_str(&buf);
+        put(c, at, &buf, a.s.p, a.s.n, a.prov);
+        put(c, at, &buf, b.s.p, b.s.n, b.prov);
+        tv v = buf_str(c, at, &buf);
         v.safe = a.safe || b.safe;
         return v;
     }
@@ -788,7 +843,11 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
                 rfail(c, at, NURI_ERR_LIMIT, "string repetition over %zu bytes", c->lim.max_output);
             char *s = ralloc(c, at, (size_t)total + 1);
             for (int64_t i = 0; i < k; i++) memcpy(s + (size_t)i * a.s.n, a.s.p, a.s.n);
-            return tv_strn(s, (size_t)total);
+            if (!c->prov || a.prov < TPL_PROV_MIXED) return sub(a, s, (size_t)total);
+            uint8_t *d = ralloc(c, at, (size_t)total + 1); // each copy keeps its bytes' provenance
+            for (int64_t i = 0; i < k; i++)
+                tpl_prov_flags(c->prov, a.prov, a.s.p, a.s.n, d + (size_t)i * a.s.n);
+            return str_flags(c, at, s, (size_t)total, d);
         }
         uint64_t total;
         if (nuri_mul_overflow(a.l->n, (uint64_t)k, &total) || total > c->lim.max_memory)
@@ -803,8 +862,20 @@ static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
          tv_type_name(b));
 }
 
+/* a op b. Strings carry their bytes' provenance; any other result (a number, a list) is markup
+ * only when both operands are. */
+static tv arith(ctx *c, const tpl_node *at, int op, tv a, tv b)
+{
+    tv r = arith_values(c, at, op, a, b);
+    if (r.t != TV_STR)
+        r.prov = a.prov == TPL_MARKUP && b.prov == TPL_MARKUP ? TPL_MARKUP : TPL_DATA;
+    return r;
+}
+
 /* Python's printf-style `fmt % args`: %[(key)][flags][width][.precision]type for the types
- * s r d i u f F e E g G x X o c %. args: a tuple (positional), a dict (%(key)s), or one value. */
+ * s r d i u f F e E g G x X o c %. args: a tuple (positional), a dict (%(key)s), or one value.
+ * Provenance: fmt's text keeps its own, %s a string's its own; a number, and padding, are data if
+ * the value or the conversion's spec is. */
 static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
 {
     const tv *pos = &args;
@@ -819,13 +890,13 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
     while (p < end) {
         const char *q = memchr(p, '%', (size_t)(end - p));
         if (!q) {
-            put(c, at, &b, p, (size_t)(end - p));
+            put(c, at, &b, p, (size_t)(end - p), fmt.prov);
             break;
         }
-        put(c, at, &b, p, (size_t)(q - p));
+        put(c, at, &b, p, (size_t)(q - p), fmt.prov);
         p = q + 1;
         if (p < end && *p == '%') {
-            put(c, at, &b, "%", 1);
+            put(c, at, &b, q, 1, fmt.prov);
             p++;
             continue;
         }
@@ -864,6 +935,9 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
         const char *text = NULL;
         size_t text_n = 0;
         tv sv;
+        uint32_t pad_prov =
+            prov_of(c, fmt, q, (size_t)(p - q)) == TPL_DATA ? TPL_DATA : prov_all(c, val);
+        uint32_t text_prov = pad_prov; // numbers; a string keeps its own
         switch (type) {
         case 's':
         case 'r': {
@@ -871,10 +945,11 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
             buf_init(c, &vb);
             if (type == 's' ? !tv_print(&vb, val) : !tv_repr(&vb, val))
                 rfail(c, at, NURI_ERR_LIMIT, "formatted string too long");
-            sv = buf_str(&vb);
+            sv = buf_str(c, at, &vb);
             if (prec >= 0) sv.s.n = tpl_utf8_offset(sv.s.p, sv.s.n, (size_t)prec);
             text = sv.s.p;
             text_n = sv.s.n;
+            text_prov = sv.prov;
             break;
         }
         case 'd':
@@ -925,19 +1000,19 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
         bool zero = strchr(spec, '0') != NULL && type != 's' && type != 'r' && !left;
         if ((int)len < w && !left) {
             if (zero && (text[0] == '-' || text[0] == '+')) {
-                put(c, at, &b, text, 1);
+                put(c, at, &b, text, 1, text_prov);
                 text++;
                 text_n--;
             }
-            for (size_t k = len; (int)k < w; k++) put(c, at, &b, zero ? "0" : " ", 1);
+            for (size_t k = len; (int)k < w; k++) put(c, at, &b, zero ? "0" : " ", 1, pad_prov);
         }
-        put(c, at, &b, text, text_n);
+        put(c, at, &b, text, text_n, text_prov);
         if ((int)len < w && left)
-            for (size_t k = len; (int)k < w; k++) put(c, at, &b, " ", 1);
+            for (size_t k = len; (int)k < w; k++) put(c, at, &b, " ", 1, pad_prov);
     }
     if (args.t != TV_DICT && !(args.t == TV_LIST && !args.tuple) && used < n_pos)
         FAIL(c, at, "not all arguments converted during string formatting");
-    return buf_str(&b);
+    return buf_str(c, at, &b);
 }
 
 /* ---- attribute and item access ---- */
@@ -1052,7 +1127,7 @@ static tv getitem(ctx *c, const tpl_node *at, tv obj, tv key)
                 size_t b = tpl_utf8_offset(obj.s.p, obj.s.n, (size_t)i);
                 uint32_t cp;
                 size_t l = tpl_utf8_decode(obj.s.p + b, obj.s.n - b, &cp);
-                return tv_strn(obj.s.p + b, l);
+                return sub(obj, obj.s.p + b, l);
             }
             return undef_fmt(c, at, "string index out of range");
         }
@@ -1112,9 +1187,9 @@ static tv do_slice(ctx *c, const tpl_node *at, tv obj, tv vb, tv ve, tv vs)
         buf_init(c, &buf);
         for (size_t k = 0; k < cnt; k++) {
             tv ch = items[b + (int64_t)k * step];
-            put(c, at, &buf, ch.s.p, ch.s.n);
+            put(c, at, &buf, ch.s.p, ch.s.n, ch.prov);
         }
-        return buf_str(&buf);
+        return buf_str(c, at, &buf);
     }
     tv l = mk_list(c, at, cnt, obj.tuple);
     for (size_t k = 0; k < cnt; k++) l.l->v[k] = items[b + (int64_t)k * step];
@@ -1260,11 +1335,11 @@ static tv call_method(ctx *c, const tpl_node *at, tv self, const char *name, tar
             tpl_buf b;
             buf_init(c, &b);
             for (size_t i = 0; i < n; i++) {
-                if (i) put(c, at, &b, self.s.p, self.s.n);
+                if (i) put(c, at, &b, self.s.p, self.s.n, self.prov);
                 tv it = want_str(c, at, items[i], "join item");
-                put(c, at, &b, it.s.p, it.s.n);
+                put(c, at, &b, it.s.p, it.s.n, it.prov);
             }
-            return buf_str(&b);
+            return buf_str(c, at, &b);
         }
         if (!strcmp(name, "isdigit") || !strcmp(name, "isalpha") || !strcmp(name, "isalnum") ||
             !strcmp(name, "isspace") || !strcmp(name, "isupper") || !strcmp(name, "islower")) {
@@ -1388,7 +1463,7 @@ static tv call_macro(ctx *c, const tpl_node *at, tfunc *f, targs *a)
     c->call_depth--;
     c->out = saved;
     c->loop_depth = saved_loops;
-    return buf_str(&b);
+    return buf_str(c, at, &b);
 }
 
 static tv call_builtin(ctx *c, const tpl_node *at, int which, targs *a)
@@ -1424,7 +1499,9 @@ static tv call_builtin(ctx *c, const tpl_node *at, int which, targs *a)
         tv d = mk_dict(c, at, 4);
         for (size_t i = 0; i < a->n; i++) {
             if (a->kw[i]) {
-                dict_set(c, at, d.d, cstr(a->kw[i]), a->v[i]);
+                tv key = cstr(a->kw[i]);
+                key.prov = TPL_MARKUP; // a keyword in the template's source
+                dict_set(c, at, d.d, key, a->v[i]);
             } else if (a->v[i].t == TV_DICT || a->v[i].t == TV_NS) {
                 for (size_t k = 0; k < a->v[i].d->n; k++)
                     dict_set(c, at, d.d, a->v[i].d->k[k], a->v[i].d->v[k]);
@@ -1434,6 +1511,7 @@ static tv call_builtin(ctx *c, const tpl_node *at, int which, targs *a)
             }
         }
         if (which == B_NAMESPACE) d.t = TV_NS;
+        d.prov = TPL_MARKUP; // the template's own container (its items keep their provenance)
         return d;
     }
     case B_RAISE: {
@@ -1457,7 +1535,9 @@ static tv call_builtin(ctx *c, const tpl_node *at, int which, targs *a)
         char out[512];
         size_t n = fmt.s.n ? strftime(out, sizeof out, f, &tmv) : 0;
         if (fmt.s.n && n == 0 && fmt.s.n < 200) out[0] = 0;
-        return tv_strn(cstr_dup(c, at, out, n), n);
+        tv r = tv_strn(cstr_dup(c, at, out, n), n);
+        r.prov = prov_of(c, fmt, fmt.s.p, fmt.s.n); // the time is ours; the format may not be
+        return r;
     }
     }
     FAIL(c, at, "unknown function");
@@ -1505,8 +1585,11 @@ static tv eval_call(ctx *c, scope *s, const tpl_node *n)
 static tv eval(ctx *c, scope *s, const tpl_node *n)
 {
     switch (n->kind) {
-    case E_CONST:
-        return n->val;
+    case E_CONST: {
+        tv v = n->val;
+        v.prov = TPL_MARKUP;
+        return v;
+    }
     case E_NAME: {
         tv v;
         if (scope_get(s, n->name, &v)) return v;
@@ -1555,10 +1638,17 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
         if (!is_num(a))
             FAIL(c, n, "bad operand type for unary %s: '%s'", n->kind == E_NEG ? "-" : "+",
                  tv_type_name(a));
-        if (n->kind == E_POS) return a.t == TV_BOOL ? tv_int(a.b) : a;
-        if (a.t == TV_FLOAT) return tv_float(-a.f);
-        if (num_i(a) == INT64_MIN) FAIL(c, n, "integer overflow");
-        return tv_int(-num_i(a));
+        tv r;
+        if (n->kind == E_POS)
+            r = a.t == TV_BOOL ? tv_int(a.b) : a;
+        else if (a.t == TV_FLOAT)
+            r = tv_float(-a.f);
+        else if (num_i(a) == INT64_MIN)
+            FAIL(c, n, "integer overflow");
+        else
+            r = tv_int(-num_i(a));
+        r.prov = a.prov;
+        return r;
     }
     case E_NOT:
         return tv_bool(!tv_truthy(eval(c, s, n->a)));
@@ -1605,11 +1695,13 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
     case E_LIST:
     case E_TUPLE: {
         tv l = mk_list(c, n, n->n_args, n->kind == E_TUPLE);
+        l.prov = TPL_MARKUP; // the template's own container (its items keep their provenance)
         for (size_t i = 0; i < n->n_args; i++) l.l->v[i] = eval(c, s, n->args[i]);
         return l;
     }
     case E_DICT: {
         tv d = mk_dict(c, n, n->n_args);
+        d.prov = TPL_MARKUP;
         for (size_t i = 0; i < n->n_args; i++) {
             tv k = eval(c, s, n->args[i]);
             if (k.t == TV_LIST && !k.tuple) FAIL(c, n, "unhashable type: 'list'");
@@ -1622,7 +1714,7 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
         tpl_buf b;
         buf_init(c, &b);
         for (size_t i = 0; i < n->n_args; i++) put_value(c, n, &b, eval(c, s, n->args[i]));
-        return buf_str(&b);
+        return buf_str(c, n, &b);
     }
     }
     FAIL(c, n, "cannot evaluate this node (kind %d)", n->kind);
@@ -1648,7 +1740,7 @@ static tv tojson(ctx *c, const tpl_node *at, tv x, targs *a)
     int r = tv_json(&b, x, indent, 0, &bad);
     if (r == -1) rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes", c->lim.max_output);
     if (r == -2) FAIL(c, at, "Object of type %s is not JSON serializable", bad);
-    return buf_str(&b);
+    return buf_str(c, at, &b);
 }
 
 /* Looks up a dotted attribute path ("a.b.0") as jinja2's make_attrgetter does. */
@@ -1808,30 +1900,32 @@ static tv indent_filter(ctx *c, const tpl_node *at, tv x, targs *a)
         char *sp = ralloc(c, at, (size_t)k + 1);
         memset(sp, ' ', (size_t)k);
         ind = tv_strn(sp, (size_t)k);
+        ind.prov = w.prov == TPL_MARKUP ? TPL_MARKUP : TPL_DATA;
     }
     if (x.t != TV_STR) // jinja2 does s += "\n" on the value itself
         FAIL(c, at, "unsupported operand type(s) for +=: '%s' and 'str'", tv_type_name(x));
     // s += "\n"; lines = s.splitlines()
-    tpl_buf src;
-    buf_init(c, &src);
-    put(c, at, &src, x.s.p, x.s.n);
-    put(c, at, &src, "\n", 1);
+    tpl_buf sb;
+    buf_init(c, &sb);
+    put(c, at, &sb, x.s.p, x.s.n, x.prov);
+    put(c, at, &sb, "\n", 1, TPL_MARKUP);
+    tv src = buf_str(c, at, &sb);
     tpl_buf b;
     buf_init(c, &b);
-    if (first) put(c, at, &b, ind.s.p, ind.s.n);
-    size_t i = 0, le, nx;
-    bool first_line = true;
-    while (i < src.n) {
-        check_indent_lines(src.p, src.n, &i, &le, &nx);
-        if (!first_line) {
-            put(c, at, &b, "\n", 1);
-            if (blank || le > i) put(c, at, &b, ind.s.p, ind.s.n);
+    if (first) put(c, at, &b, ind.s.p, ind.s.n, ind.prov);
+    size_t i = 0, le, nx, prev_le = 0, prev_nx = 0;
+    while (i < src.s.n) {
+        check_indent_lines(src.s.p, src.s.n, &i, &le, &nx);
+        if (prev_nx) { // the "\n" that joins lines stands for the line break it replaces
+            put(c, at, &b, "\n", 1, prov_of(c, src, src.s.p + prev_le, prev_nx - prev_le));
+            if (blank || le > i) put(c, at, &b, ind.s.p, ind.s.n, ind.prov);
         }
-        put(c, at, &b, src.p + i, le - i);
-        first_line = false;
+        put(c, at, &b, src.s.p + i, le - i, src.prov);
+        prev_le = le;
+        prev_nx = nx;
         i = nx;
     }
-    return buf_str(&b);
+    return buf_str(c, at, &b);
 }
 
 static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, tv x, targs *a)
@@ -1894,11 +1988,11 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         tpl_buf b;
         buf_init(c, &b);
         for (size_t i = 0; i < n; i++) {
-            if (i) put(c, at, &b, d.s.p, d.s.n);
+            if (i) put(c, at, &b, d.s.p, d.s.n, d.prov);
             tv it = attribute.t != TV_NONE ? attr_path(c, at, items[i], attribute) : items[i];
             put_value(c, at, &b, it);
         }
-        return buf_str(&b);
+        return buf_str(c, at, &b);
     }
     if (IS("default") || IS("d")) {
         tv def = arg(a, 0, "default_value", cstr(""));
@@ -2169,12 +2263,13 @@ static tv apply_filter(ctx *c, scope *s, const tpl_node *at, const char *name, t
         if (w > 4096) w = 4096;
         if (w <= len) return sx;
         int64_t total = w - len, left = total / 2 + (total & w & 1);
+        uint32_t pad = prov_of(c, sx, sx.s.p, sx.s.n); // how much depends on sx
         tpl_buf b;
         buf_init(c, &b);
-        for (int64_t i = 0; i < left; i++) put(c, at, &b, " ", 1);
-        put(c, at, &b, sx.s.p, sx.s.n);
-        for (int64_t i = 0; i < total - left; i++) put(c, at, &b, " ", 1);
-        return buf_str(&b);
+        for (int64_t i = 0; i < left; i++) put(c, at, &b, " ", 1, pad);
+        put(c, at, &b, sx.s.p, sx.s.n, sx.prov);
+        for (int64_t i = 0; i < total - left; i++) put(c, at, &b, " ", 1, pad);
+        return buf_str(c, at, &b);
     }
 #undef IS
     rfail(c, at, NURI_ERR_UNSUPPORTED, "unknown filter '%s'", name);
@@ -2294,7 +2389,7 @@ static tv render_to_string(ctx *c, scope *s, tpl_node *const *body, size_t n)
     int flow = exec_body(c, s, body, n);
     c->out = saved;
     (void)flow;
-    return buf_str(&b);
+    return buf_str(c, NULL, &b);
 }
 
 static int exec_for(ctx *c, scope *s, const tpl_node *n)
@@ -2343,7 +2438,7 @@ static int exec_node(ctx *c, scope *s, const tpl_node *n)
     step(c, n);
     switch (n->kind) {
     case N_TEXT:
-        put(c, n, c->out, n->name, n->len);
+        put(c, n, c->out, n->name, n->len, TPL_MARKUP);
         return FLOW_NEXT;
     case N_OUTPUT:
         put_value(c, n, c->out, eval(c, s, n->a));
@@ -2398,42 +2493,71 @@ static int exec_body(ctx *c, scope *s, tpl_node *const *body, size_t n)
 
 /* ---- variables from JSON ---- */
 
-static tv from_json(ctx *c, const json_t *j, int depth)
+/* Every value made has provenance prov (TPL_DATA or TPL_MARKUP). */
+static tv from_json(ctx *c, const json_t *j, int depth, uint32_t prov)
 {
     if (depth > 1000) rfail(c, NULL, NURI_ERR_LIMIT, "variables nested deeper than 1000");
+    tv r;
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
-        tv d = mk_dict(c, NULL, json_object_size(j));
+        r = mk_dict(c, NULL, json_object_size(j));
         const char *k;
         json_t *v;
         json_object_foreach((json_t *)j, k, v)
         {
-            d.d->k[d.d->n] = tv_strn(k, strlen(k));
-            d.d->v[d.d->n] = from_json(c, v, depth + 1);
-            d.d->n++;
+            tv key = tv_strn(k, strlen(k));
+            key.prov = prov;
+            r.d->k[r.d->n] = key;
+            r.d->v[r.d->n] = from_json(c, v, depth + 1, prov);
+            r.d->n++;
         }
-        return d;
+        break;
     }
-    case JSON_ARRAY: {
-        tv l = mk_list(c, NULL, json_array_size(j), false);
-        for (size_t i = 0; i < l.l->n; i++)
-            l.l->v[i] = from_json(c, json_array_get(j, i), depth + 1);
-        return l;
-    }
+    case JSON_ARRAY:
+        r = mk_list(c, NULL, json_array_size(j), false);
+        for (size_t i = 0; i < r.l->n; i++)
+            r.l->v[i] = from_json(c, json_array_get(j, i), depth + 1, prov);
+        break;
     case JSON_STRING:
-        return tv_strn(json_string_value(j), json_string_length(j));
+        r = tv_strn(json_string_value(j), json_string_length(j));
+        break;
     case JSON_INTEGER:
-        return tv_int((int64_t)json_integer_value(j));
+        r = tv_int((int64_t)json_integer_value(j));
+        break;
     case JSON_REAL:
-        return tv_float(json_real_value(j));
+        r = tv_float(json_real_value(j));
+        break;
     case JSON_TRUE:
-        return tv_bool(true);
+        r = tv_bool(true);
+        break;
     case JSON_FALSE:
-        return tv_bool(false);
-    case JSON_NULL:
-        return tv_none();
+        r = tv_bool(false);
+        break;
+    default:
+        r = tv_none();
+        break;
     }
-    return tv_none();
+    r.prov = prov;
+    return r;
+}
+
+/* messages[i].role is markup when it is one of roles (NULL-terminated). */
+static void mark_roles(scope *top, const char *const *roles)
+{
+    tv msgs;
+    if (!scope_get(top, "messages", &msgs) || msgs.t != TV_LIST) return;
+    for (size_t i = 0; i < msgs.l->n; i++) {
+        tv m = msgs.l->v[i];
+        if (m.t != TV_DICT) continue;
+        long k = dict_find_str(m.d, "role", 4);
+        if (k < 0 || m.d->v[k].t != TV_STR) continue;
+        tv *role = &m.d->v[k];
+        for (const char *const *r = roles; *r; r++)
+            if (role->s.n == strlen(*r) && !memcmp(role->s.p, *r, role->s.n)) {
+                role->prov = TPL_MARKUP;
+                break;
+            }
+    }
 }
 
 static void add_builtin(ctx *c, scope *s, const char *name, int which)
@@ -2478,15 +2602,47 @@ nuri_status nuri_template_render(const nuri_template *t, const json_t *vars, con
     return nuri_template_render_limited(t, vars, now, NULL, out, out_len);
 }
 
-nuri_status nuri_template_render_limited(const nuri_template *t, const json_t *vars,
-                                         const struct tm *now, const nuri_template_limits *limits,
-                                         char **out, size_t *out_len)
+/* The data bytes of b (runs of flags, or all of it) as spans; false when out of memory. */
+static bool data_spans(const tpl_buf *b, nuri_text_spans *data)
+{
+    if (!b->d) {
+        if (b->n == 0 || b->uni != TPL_DATA) return true;
+        if (!(data->v = malloc(sizeof *data->v))) return false;
+        data->v[0] = (nuri_text_span){0, b->n};
+        data->n = 1;
+        return true;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++) n += b->d[i] && (i == 0 || !b->d[i - 1]);
+    if (n == 0) return true;
+    if (!(data->v = malloc(n * sizeof *data->v))) return false;
+    for (size_t i = 0; i < b->n;) {
+        if (!b->d[i]) {
+            i++;
+            continue;
+        }
+        size_t e = i;
+        while (e < b->n && b->d[e]) e++;
+        data->v[data->n++] = (nuri_text_span){i, e - i};
+        i = e;
+    }
+    return true;
+}
+
+/* Both entry points: with data != NULL, provenance is tracked and its spans returned. */
+static nuri_status render(const nuri_template *t, const json_t *vars,
+                          const nuri_template_markup *markup, const struct tm *now,
+                          const nuri_template_limits *limits, char **out, size_t *out_len,
+                          nuri_text_spans *data)
 {
     *out = NULL;
     if (out_len) *out_len = 0;
+    if (data) *data = (nuri_text_spans){0};
     if (!t) return nuri_error(NURI_ERR_INVALID_ARG, "template: NULL template");
     if (vars && !json_is_object(vars))
         return nuri_error(NURI_ERR_INVALID_ARG, "template: variables must be a JSON object");
+    if (markup && markup->vars && !json_is_object(markup->vars))
+        return nuri_error(NURI_ERR_INVALID_ARG, "template: markup variables must be a JSON object");
     ctx c;
     memset(&c, 0, sizeof c);
     c.lim = (nuri_template_limits){NURI_TEMPLATE_MAX_OUTPUT, NURI_TEMPLATE_MAX_STEPS,
@@ -2502,7 +2658,9 @@ nuri_status nuri_template_render_limited(const nuri_template *t, const json_t *v
             c.lim.max_call_depth = limits->max_call_depth;
     }
     tpl_arena arena = {.limit = c.lim.max_memory};
+    tpl_prov prov = {.arena = &arena};
     c.a = &arena;
+    c.prov = data ? &prov : NULL;
     c.now = now;
     int rc = setjmp(c.jb);
     if (rc) {
@@ -2516,20 +2674,24 @@ nuri_status nuri_template_render_limited(const nuri_template *t, const json_t *v
     add_builtin(&c, globals, "raise_exception", B_RAISE);
     add_builtin(&c, globals, "strftime_now", B_STRFTIME);
     scope *top = scope_new(&c, globals);
-    if (vars) {
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)vars, k, v)
+    const char *k;
+    json_t *v;
+    if (markup && markup->vars) json_object_foreach((json_t *)markup->vars, k, v)
         {
-            scope_set(&c, top, k, from_json(&c, v, 0));
+            scope_set(&c, top, k, from_json(&c, v, 0, TPL_MARKUP));
         }
-    }
+    if (vars) json_object_foreach((json_t *)vars, k, v)
+        {
+            scope_set(&c, top, k, from_json(&c, v, 0, TPL_DATA));
+        }
+    if (markup && markup->roles) mark_roles(top, markup->roles);
     tpl_buf b;
     buf_init(&c, &b);
     c.out = &b;
     exec_body(&c, top, t->body, t->n_body);
     char *res = malloc(b.n + 1);
-    if (!res) {
+    if (!res || (data && !data_spans(&b, data))) {
+        free(res);
         tpl_arena_free(&arena);
         return nuri_error(NURI_ERR_NOMEM, "template: out of memory for the output");
     }
@@ -2539,4 +2701,24 @@ nuri_status nuri_template_render_limited(const nuri_template *t, const json_t *v
     if (out_len) *out_len = b.n;
     tpl_arena_free(&arena);
     return NURI_OK;
+}
+
+nuri_status nuri_template_render_limited(const nuri_template *t, const json_t *vars,
+                                         const struct tm *now, const nuri_template_limits *limits,
+                                         char **out, size_t *out_len)
+{
+    return render(t, vars, NULL, now, limits, out, out_len, NULL);
+}
+
+nuri_status nuri_template_render_spans(const nuri_template *t, const json_t *vars,
+                                       const nuri_template_markup *markup, const struct tm *now,
+                                       const nuri_template_limits *limits, char **out,
+                                       size_t *out_len, nuri_text_spans *data)
+{
+    if (!data) {
+        *out = NULL;
+        if (out_len) *out_len = 0;
+        return nuri_error(NURI_ERR_INVALID_ARG, "template: no place for the data spans");
+    }
+    return render(t, vars, markup, now, limits, out, out_len, data);
 }

@@ -4,6 +4,7 @@
  * them (floats in shortest round-trip form), json.dumps, and UTF-8 helpers (Python strings are
  * indexed by code point).
  */
+#include "base/status.h"
 #include "chat/tpl.h"
 
 #include <math.h>
@@ -61,30 +62,152 @@ void tpl_arena_free(tpl_arena *a)
     a->used = 0;
 }
 
+/* ---- provenance ---- */
+
+uint32_t tpl_prov_add(tpl_prov *pt, const char *base, const uint8_t *data, bool *ok)
+{
+    *ok = true;
+    if (pt->n == pt->cap) {
+        if (pt->cap >= UINT32_MAX / 2 - TPL_PROV_MIXED) return TPL_DATA; // data: always safe
+        uint32_t cap = pt->cap ? pt->cap * 2 : 64;
+        tpl_prov_rec *r = tpl_arena_alloc(pt->arena, (size_t)cap * sizeof *r);
+        if (!r) {
+            *ok = false;
+            return TPL_DATA;
+        }
+        if (pt->n) memcpy(r, pt->rec, pt->n * sizeof *r);
+        pt->rec = r;
+        pt->cap = cap;
+    }
+    pt->rec[pt->n] = (tpl_prov_rec){base, data};
+    return TPL_PROV_MIXED + pt->n++;
+}
+
+static const tpl_prov_rec *prov_rec(const tpl_prov *pt, uint32_t prov)
+{
+    NURI_ASSERT(pt && prov >= TPL_PROV_MIXED && prov - TPL_PROV_MIXED < pt->n);
+    return &pt->rec[prov - TPL_PROV_MIXED];
+}
+
+bool tpl_prov_any_data(const tpl_prov *pt, uint32_t prov, const char *p, size_t n)
+{
+    if (!pt) return false;
+    if (prov < TPL_PROV_MIXED || n == 0) return prov == TPL_DATA;
+    const tpl_prov_rec *r = prov_rec(pt, prov);
+    return memchr(r->data + (p - r->base), 1, n) != NULL;
+}
+
+void tpl_prov_flags(const tpl_prov *pt, uint32_t prov, const char *p, size_t n, uint8_t *out)
+{
+    if (n == 0) return;
+    if (prov < TPL_PROV_MIXED) {
+        memset(out, prov == TPL_DATA, n);
+        return;
+    }
+    const tpl_prov_rec *r = prov_rec(pt, prov);
+    memcpy(out, r->data + (p - r->base), n);
+}
+
+/* Deeper than this, a value counts as data without a look inside (no unbounded recursion). */
+#define ANY_DATA_DEPTH 512
+
+static bool any_data(const tpl_prov *pt, tv v, int depth)
+{
+    if (depth > ANY_DATA_DEPTH) return true;
+    switch (v.t) {
+    case TV_UNDEF:
+        return false; // prints nothing
+    case TV_STR:
+        return tpl_prov_any_data(pt, v.prov, v.s.p, v.s.n);
+    case TV_LIST:
+        if (v.prov != TPL_MARKUP) return true;
+        for (size_t i = 0; i < v.l->n; i++)
+            if (any_data(pt, v.l->v[i], depth + 1)) return true;
+        return false;
+    case TV_DICT:
+    case TV_NS:
+        if (v.prov != TPL_MARKUP) return true;
+        for (size_t i = 0; i < v.d->n; i++)
+            if (any_data(pt, v.d->k[i], depth + 1) || any_data(pt, v.d->v[i], depth + 1))
+                return true;
+        return false;
+    default:
+        return v.prov != TPL_MARKUP;
+    }
+}
+
+bool tv_any_data(const tpl_prov *pt, tv v)
+{
+    return pt && any_data(pt, v, 0);
+}
+
 /* ---- output buffer ---- */
 
-bool tpl_buf_put(tpl_buf *b, const void *p, size_t n)
+/* Makes room for n more bytes and the NUL (the per-byte flags grow along). */
+static bool buf_grow(tpl_buf *b, size_t n)
+{
+    if (b->limit && (n > b->limit || b->n > b->limit - n)) return false;
+    if (b->n + n + 1 <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n + 1) cap *= 2;
+    char *q;
+    uint8_t *d = NULL;
+    if (b->arena) {
+        q = tpl_arena_alloc(b->arena, cap);
+        if (q && b->n) memcpy(q, b->p, b->n);
+        if (q && b->d) {
+            if (!(d = tpl_arena_alloc(b->arena, cap))) return false;
+            memcpy(d, b->d, b->n);
+        }
+    } else {
+        q = realloc(b->p, cap);
+    }
+    if (!q) return false;
+    b->p = q;
+    b->d = d;
+    b->cap = cap;
+    return true;
+}
+
+/* Per-byte flags for the n bytes so far, when they stop being uniform. */
+static bool buf_flags(tpl_buf *b)
+{
+    if (b->d) return true;
+    if (!(b->d = tpl_arena_alloc(b->arena, b->cap))) return false;
+    if (b->n) memset(b->d, b->uni == TPL_DATA, b->n);
+    return true;
+}
+
+bool tpl_buf_put_from(tpl_buf *b, const void *p, size_t n, uint32_t prov)
 {
     if (n == 0) return true;
-    if (b->limit && (n > b->limit || b->n > b->limit - n)) return false;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q;
-        if (b->arena) {
-            q = tpl_arena_alloc(b->arena, cap);
-            if (q && b->n) memcpy(q, b->p, b->n);
+    if (!buf_grow(b, n)) return false;
+    if (b->prov) {
+        if (!b->d && prov < TPL_PROV_MIXED && (b->n == 0 || b->uni == prov)) {
+            b->uni = (uint8_t)prov;
         } else {
-            q = realloc(b->p, cap);
+            if (!buf_flags(b)) return false;
+            tpl_prov_flags(b->prov, prov, p, n, b->d + b->n);
         }
-        if (!q) return false;
-        b->p = q;
-        b->cap = cap;
     }
     memcpy(b->p + b->n, p, n);
     b->n += n;
     b->p[b->n] = 0;
     return true;
+}
+
+bool tpl_buf_put(tpl_buf *b, const void *p, size_t n)
+{
+    return tpl_buf_put_from(b, p, n, b->cur);
+}
+
+uint32_t tpl_buf_prov(tpl_buf *b, bool *ok)
+{
+    *ok = true;
+    if (!b->prov || b->n == 0) return TPL_DATA;
+    if (!b->d) return b->uni;
+    if (!memchr(b->d, !b->d[0], b->n)) return b->d[0] ? TPL_DATA : TPL_MARKUP;
+    return tpl_prov_add(b->prov, b->p, b->d, ok);
 }
 
 static bool buf_puts(tpl_buf *b, const char *s)
@@ -385,25 +508,28 @@ static bool repr_str(tpl_buf *b, const char *p, size_t n)
     return tpl_buf_put(b, p + run, n - run) && tpl_buf_put(b, &q, 1);
 }
 
+static bool repr_value(tpl_buf *b, tv v);
+
 static bool print_seq(tpl_buf *b, tv v)
 {
     if (v.t == TV_LIST && v.gen) return buf_puts(b, "<generator object>");
     if (v.t == TV_LIST) {
         if (!buf_puts(b, v.tuple ? "(" : "[")) return false;
         for (size_t i = 0; i < v.l->n; i++)
-            if ((i && !buf_puts(b, ", ")) || !tv_repr(b, v.l->v[i])) return false;
+            if ((i && !buf_puts(b, ", ")) || !repr_value(b, v.l->v[i])) return false;
         if (v.tuple && v.l->n == 1 && !buf_puts(b, ",")) return false;
         return buf_puts(b, v.tuple ? ")" : "]");
     }
     if (!buf_puts(b, "{")) return false;
     for (size_t i = 0; i < v.d->n; i++)
-        if ((i && !buf_puts(b, ", ")) || !tv_repr(b, v.d->k[i]) || !buf_puts(b, ": ") ||
-            !tv_repr(b, v.d->v[i]))
+        if ((i && !buf_puts(b, ", ")) || !repr_value(b, v.d->k[i]) || !buf_puts(b, ": ") ||
+            !repr_value(b, v.d->v[i]))
             return false;
     return buf_puts(b, "}");
 }
 
-bool tv_print(tpl_buf *b, tv v)
+/* str(v), every byte with the provenance b->cur. */
+static bool print_value(tpl_buf *b, tv v)
 {
     switch (v.t) {
     case TV_UNDEF:
@@ -434,11 +560,32 @@ bool tv_print(tpl_buf *b, tv v)
     return true;
 }
 
-bool tv_repr(tpl_buf *b, tv v)
+static bool repr_value(tpl_buf *b, tv v)
 {
     if (v.t == TV_STR) return repr_str(b, v.s.p, v.s.n);
     if (v.t == TV_UNDEF) return buf_puts(b, "Undefined");
-    return tv_print(b, v);
+    return print_value(b, v);
+}
+
+/* Runs fn(b, v) with b->cur set to what all of v's output counts as. */
+static bool with_prov(tpl_buf *b, tv v, bool (*fn)(tpl_buf *, tv))
+{
+    uint8_t saved = b->cur;
+    if (b->prov) b->cur = tv_any_data(b->prov, v) ? TPL_DATA : TPL_MARKUP;
+    bool ok = fn(b, v);
+    b->cur = saved;
+    return ok;
+}
+
+bool tv_print(tpl_buf *b, tv v)
+{
+    if (v.t == TV_STR) return tpl_buf_put_from(b, v.s.p, v.s.n, v.prov);
+    return with_prov(b, v, print_value);
+}
+
+bool tv_repr(tpl_buf *b, tv v)
+{
+    return with_prov(b, v, repr_value);
 }
 
 /* ---- JSON ---- */
@@ -491,7 +638,7 @@ static bool json_newline(tpl_buf *b, int indent, int depth)
     return true;
 }
 
-int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
+static int json_value(tpl_buf *b, tv v, int indent, int depth, const char **bad)
 {
     if (depth > 512) {
         *bad = "nesting deeper than 512";
@@ -519,7 +666,7 @@ int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
         for (size_t i = 0; i < v.l->n; i++) {
             if (i && !buf_puts(b, sep)) return -1;
             if (indent >= 0 && !json_newline(b, indent, depth + 1)) return -1;
-            int r = tv_json(b, v.l->v[i], indent, depth + 1, bad);
+            int r = json_value(b, v.l->v[i], indent, depth + 1, bad);
             if (r) return r;
         }
         if (indent >= 0 && !json_newline(b, indent, depth)) return -1;
@@ -554,7 +701,7 @@ int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
                 return -2;
             }
             if (!ok || !buf_puts(b, ": ")) return -1;
-            int r = tv_json(b, v.d->v[i], indent, depth + 1, bad);
+            int r = json_value(b, v.d->v[i], indent, depth + 1, bad);
             if (r) return r;
         }
         if (indent >= 0 && !json_newline(b, indent, depth)) return -1;
@@ -564,4 +711,13 @@ int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
         *bad = tv_type_name(v);
         return -2;
     }
+}
+
+int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
+{
+    uint8_t saved = b->cur;
+    if (b->prov) b->cur = tv_any_data(b->prov, v) ? TPL_DATA : TPL_MARKUP;
+    int r = json_value(b, v, indent, depth, bad);
+    b->cur = saved;
+    return r;
 }

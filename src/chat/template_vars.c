@@ -4,6 +4,9 @@
  */
 #include "chat/template.h"
 
+const char *const nuri_template_roles[] = {"system",    "developer", "user",
+                                           "assistant", "tool",      NULL};
+
 json_t *nuri_template_vars(json_t *messages, json_t *tools, int add_generation_prompt,
                            const char *bos_token, const char *eos_token, json_t *extra)
 {

@@ -6,6 +6,15 @@
  * Memory: everything a parse or a render makes lives in an arena that is freed at once at the end
  * (values are never freed one by one, so they can be shared freely). Errors: a failure sets the
  * nuri_error message and longjmps to the parse / render entry point, which frees the arena.
+ *
+ * Provenance (nuri_template_render_spans): every byte of a string is either markup, the
+ * template's own text (its literals, and the variables the caller declares markup, such as
+ * bos_token), or data (everything else the caller passed: contents, names, tools, extra
+ * variables). A value carries its provenance in tv.prov; string operations keep it per byte
+ * (slices keep the bytes' own, concatenation each side's, rewrites such as upper() give each output
+ * character its input character's), and what cannot be traced byte by byte (tojson, printing a
+ * list, formatting a number) is data as soon as anything it came from is. A value nobody marked
+ * is data (TPL_DATA is 0), so a path that forgets to propagate errs on the safe side.
  */
 #ifndef NURI_CHAT_TPL_H
 #define NURI_CHAT_TPL_H
@@ -49,11 +58,17 @@ typedef struct tdict tdict;
 typedef struct tfunc tfunc;
 typedef struct tloop tloop;
 
+/* tv.prov: where a value's bytes came from. Strings: TPL_DATA or TPL_MARKUP for all their bytes,
+ * or TPL_PROV_MIXED + k: record k of the render's tpl_prov table says byte by byte. Other values:
+ * TPL_MARKUP if the template made it from its own constants, else TPL_DATA. */
+enum { TPL_DATA = 0, TPL_MARKUP = 1, TPL_PROV_MIXED = 2 };
+
 typedef struct tv {
     uint8_t t;
     uint8_t safe;  // TV_STR: markupsafe.Markup (from |safe)
     uint8_t tuple; // TV_LIST: a tuple (prints with parentheses)
     uint8_t gen;   // TV_LIST: a Python generator (from map, select, ...): always true, no len()
+    uint32_t prov; // see above; fills what would be padding, so a tv stays 24 bytes
     union {
         bool b;
         int64_t i;
@@ -68,6 +83,7 @@ typedef struct tv {
         tloop *loop;
     };
 } tv;
+_Static_assert(sizeof(void *) != 8 || sizeof(tv) == 24, "a tv is 24 bytes on 64-bit targets");
 
 struct tlist {
     size_t n;
@@ -160,16 +176,55 @@ struct nuri_template {
     size_t n_body;
 };
 
+/* ---- provenance (template_value.c) ---- */
+
+/* A string whose bytes differ in provenance: data[i] != 0 when base[i] is data. Any slice of that
+ * string (a pointer into base[]) uses the same record. */
+typedef struct tpl_prov_rec {
+    const char *base;
+    const uint8_t *data;
+} tpl_prov_rec;
+
+/* The records of one render (in its arena). */
+typedef struct tpl_prov {
+    tpl_prov_rec *rec;
+    uint32_t n, cap;
+    tpl_arena *arena;
+} tpl_prov;
+
+/* Registers base[0..) with per-byte flags data[]; returns its prov code, or 0 (TPL_DATA, the safe
+ * answer) with *ok false when out of memory. */
+uint32_t tpl_prov_add(tpl_prov *pt, const char *base, const uint8_t *data, bool *ok);
+/* Whether any of p[0..n) is data; p lies in a string whose code is prov. For n == 0: prov is
+ * TPL_DATA. pt NULL: false. */
+bool tpl_prov_any_data(const tpl_prov *pt, uint32_t prov, const char *p, size_t n);
+/* The per-byte flags of p[0..n) (1 = data) into out[0..n). */
+void tpl_prov_flags(const tpl_prov *pt, uint32_t prov, const char *p, size_t n, uint8_t *out);
+/* Whether v, printed (or as JSON), contains anything that is data (see the top of this file). */
+bool tv_any_data(const tpl_prov *pt, tv v);
+
 /* ---- value helpers (template_value.c) ---- */
 typedef struct tpl_buf {
     char *p;
     size_t n, cap;
     size_t limit;     // bytes; a write past it fails
     tpl_arena *arena; // grows in this arena if set, else with realloc (caller frees p)
+    // provenance, kept only when prov is set (then arena must be too)
+    tpl_prov *prov;
+    uint8_t *d;  // (cap) 1 where p[i] is data; NULL while all n bytes have provenance uni
+    uint8_t uni; // TPL_DATA / TPL_MARKUP while d is NULL (and n > 0)
+    uint8_t cur; // the provenance of bytes that tpl_buf_put appends
 } tpl_buf;
 
-/* Appends; returns false when over the limit or out of memory (the buffer is left as it was). */
+/* Appends bytes whose provenance is b->cur; returns false when over the limit or out of memory
+ * (the buffer is left as it was). */
 bool tpl_buf_put(tpl_buf *b, const void *p, size_t n);
+/* Appends p[0..n), which lies in a string whose provenance code is prov (or any bytes, if prov is
+ * TPL_DATA / TPL_MARKUP), keeping each byte's provenance. */
+bool tpl_buf_put_from(tpl_buf *b, const void *p, size_t n, uint32_t prov);
+/* The provenance code of the buffer's n bytes (registers a record when they differ); 0 with *ok
+ * false when out of memory. */
+uint32_t tpl_buf_prov(tpl_buf *b, bool *ok);
 
 tv tv_undef(const char *name);
 tv tv_none(void);
@@ -181,12 +236,13 @@ bool tv_truthy(tv v);
 bool tv_equal(tv a, tv b);
 const char *tv_type_name(tv v); // Python's name: 'str', 'int', 'NoneType', ...
 
-/* Python's str(v) / repr(v) appended to b; false when over the limit. Floats as Python repr. */
+/* Python's str(v) / repr(v) appended to b; false when over the limit. Floats as Python repr.
+ * Provenance: a string's bytes keep theirs; anything else is all data if tv_any_data(v). */
 bool tv_print(tpl_buf *b, tv v);
 bool tv_repr(tpl_buf *b, tv v);
 /* json.dumps(v, ensure_ascii=False[, indent]) with ", " / ": " separators (indent < 0: none).
  * Returns 0 ok, -1 over the limit, -2 a value JSON cannot hold (undefined, a function): *bad names
- * its type. */
+ * its type. Provenance: all of it data if tv_any_data(v), else markup. */
 int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad);
 
 /* UTF-8: number of code points; byte offset of code point i (i <= count). */

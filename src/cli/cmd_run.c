@@ -107,20 +107,16 @@ int cmd_run(int argc, char **argv)
         if (chat) {
             nuri_conv conv;
             nuri_conv_init(&conv);
-            char *prompt = NULL;
-            size_t plen;
+            // the prompt is the user's text: special-token text in it stays text
             if ((tpl_path && nuri_chat_template_read(tpl_path, &tpl_src, &tpl_len) != NURI_OK) ||
                 nuri_chat_format_new(m->file, vocab, tpl_src, tpl_len, &fmt) != NURI_OK ||
                 nuri_conv_add(&conv, "user", text, strlen(text)) != NURI_OK ||
-                nuri_chat_render(fmt, &conv, true, &prompt, &plen) != NURI_OK ||
-                nuri_chat_tokenize(fmt, prompt, plen, &tokens, &nt) != NURI_OK ||
+                nuri_chat_prompt(fmt, &conv, true, &tokens, &nt) != NURI_OK ||
                 nuri_detok_init(&dt, vocab, 0) != NURI_OK) {
-                free(prompt);
                 nuri_conv_free(&conv);
                 rc = cli_fail("run --chat");
                 goto done;
             }
-            free(prompt);
             nuri_conv_free(&conv);
             if (nuri_chat_format_is_fallback(fmt))
                 fprintf(stderr, "nuri: run: the model has no chat template; using ChatML\n");

@@ -1133,7 +1133,7 @@ static void *load_main(void *arg)
     nuri_status st = nuri_model_load(s->p.model_path, &s->model);
     if (st == NURI_OK) st = serve_prompt_load(s->model, s->p.chat_template, &s->prompt);
     if (st == NURI_OK) {
-        // MERGE: serve_prompt_set_unsafe_special(s->prompt, s->p.unsafe_special_tokens);
+        serve_prompt_set_unsafe_special(s->prompt, s->p.unsafe_special_tokens);
         s->n_vocab = s->model->hp.n_vocab;
         if (nuri_vocab_n_tokens(serve_prompt_vocab(s->prompt)) > (uint32_t)s->n_vocab)
             st = nuri_error(NURI_ERR_FORMAT,

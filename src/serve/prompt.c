@@ -1,5 +1,10 @@
 /*
  * prompt.c: chat template rendering and tokenization for the server (see prompt.h).
+ *
+ * Prompt safety: everything a request carries is data to the template (contents, names, tool
+ * calls, and whatever else the messages hold); only the template's own text, bos / eos and the
+ * checked roles are markup, and the prompt is tokenized with special tokens parsed in the markup
+ * only. serve_prompt_set_unsafe_special turns that off for operators who need the old behaviour.
  */
 #include "serve/prompt.h"
 
@@ -20,7 +25,9 @@ static const char chatml_src[] =
 struct serve_prompt {
     nuri_vocab *vocab;
     nuri_template *tpl;
-    char *bos, *eos; // token texts for the template, or NULL
+    char *bos, *eos;     // token texts for the template, or NULL
+    json_t *markup_vars; // {bos_token, eos_token} as far as they exist: the template's markup
+    bool unsafe_special; // parse special tokens in the messages' text too (the old behaviour)
     // the same template as `nuri chat` sees it: its family's end-of-turn markers
     nuri_chat_format *fmt;
     int32_t *stop; // end-of-generation ids: what ends a completion
@@ -79,6 +86,12 @@ nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, se
     if (st != NURI_OK) goto fail;
     p->bos = token_text_dup(p->vocab, nuri_vocab_bos(p->vocab));
     p->eos = token_text_dup(p->vocab, nuri_vocab_eos(p->vocab));
+    if (!(p->markup_vars = json_object()) ||
+        (p->bos && json_object_set_new(p->markup_vars, "bos_token", json_string(p->bos))) ||
+        (p->eos && json_object_set_new(p->markup_vars, "eos_token", json_string(p->eos)))) {
+        st = nuri_error(NURI_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     uint32_t nv = nuri_vocab_n_tokens(p->vocab);
     int32_t n = 0, n_chat = 0;
     for (uint32_t id = 0; id < nv; id++) {
@@ -111,10 +124,16 @@ void serve_prompt_free(serve_prompt *p)
     nuri_template_free(p->tpl);
     free(p->bos);
     free(p->eos);
+    json_decref(p->markup_vars);
     nuri_chat_format_free(p->fmt);
     free(p->stop);
     free(p->chat_stop);
     free(p);
+}
+
+void serve_prompt_set_unsafe_special(serve_prompt *p, bool on)
+{
+    p->unsafe_special = on;
 }
 
 const char *serve_prompt_note(const serve_prompt *p)
@@ -173,15 +192,18 @@ static json_t *normalize_messages(json_t *messages)
     return out;
 }
 
-static bool tokenize(const serve_prompt *p, const char *text, size_t len, int32_t **ids,
-                     int32_t *n_ids, serve_error *e)
+/* Special tokens are parsed outside the data spans (NULL: everywhere). */
+static bool tokenize(const serve_prompt *p, const char *text, size_t len,
+                     const nuri_text_spans *data, int32_t **ids, int32_t *n_ids, serve_error *e)
 {
     unsigned flags = NURI_TOK_PARSE_SPECIAL;
     size_t bl = p->bos ? strlen(p->bos) : 0;
-    bool has_bos = bl && len >= bl && !memcmp(text, p->bos, bl);
+    // the text starts with BOS only if that is the template's (a message's "<s>" is text)
+    bool has_bos =
+        bl && len >= bl && !memcmp(text, p->bos, bl) && !(data && data->n && data->v[0].off < bl);
     if (!has_bos) flags |= NURI_TOK_ADD_SPECIAL;
     size_t n = 0;
-    nuri_status st = nuri_tokenize(p->vocab, text, len, flags, ids, &n);
+    nuri_status st = nuri_tokenize_spans(p->vocab, text, len, flags, data, ids, &n);
     if (st != NURI_OK)
         return serve_fail(e, st == NURI_ERR_LIMIT ? 400 : 500,
                           st == NURI_ERR_LIMIT ? "invalid_request_error" : "server_error", NULL,
@@ -208,16 +230,27 @@ bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t 
             *n_ids = r->n_prompt_tokens;
             return true;
         }
-        return tokenize(p, r->prompt_text, r->prompt_len, ids, n_ids, e);
+        // a raw prompt is the client's to format, special tokens and all
+        return tokenize(p, r->prompt_text, r->prompt_len, NULL, ids, n_ids, e);
     }
     json_t *messages = normalize_messages(r->messages);
-    json_t *vars = messages ? nuri_template_vars(messages, NULL, 1, p->bos, p->eos, NULL) : NULL;
+    // everything from the request goes into vars, which are data (tools and template arguments
+    // too, when requests carry them); only markup_vars and the checked roles are markup
+    json_t *vars = NULL;
+    if (messages)
+        vars = p->unsafe_special ? nuri_template_vars(messages, NULL, 1, p->bos, p->eos, NULL)
+                                 : nuri_template_vars(messages, NULL, 1, NULL, NULL, NULL);
     json_decref(messages);
     if (!vars) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     char *text = NULL;
     size_t len = 0;
+    nuri_text_spans data = {0};
     nuri_template_limits lim = {.max_output = 16u << 20, .max_memory = 256u << 20};
-    nuri_status st = nuri_template_render_limited(p->tpl, vars, NULL, &lim, &text, &len);
+    nuri_template_markup markup = {.vars = p->markup_vars, .roles = nuri_template_roles};
+    nuri_status st =
+        p->unsafe_special
+            ? nuri_template_render_limited(p->tpl, vars, NULL, &lim, &text, &len)
+            : nuri_template_render_spans(p->tpl, vars, &markup, NULL, &lim, &text, &len, &data);
     json_decref(vars);
     if (st != NURI_OK) {
         if (st == NURI_ERR_NOMEM)
@@ -225,7 +258,8 @@ bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t 
         return serve_fail(e, 400, "invalid_request_error", "messages", "invalid_value",
                           "the chat template cannot render these messages: %s", nuri_last_error());
     }
-    bool ok = tokenize(p, text, len, ids, n_ids, e);
+    bool ok = tokenize(p, text, len, p->unsafe_special ? NULL : &data, ids, n_ids, e);
+    nuri_text_spans_free(&data);
     free(text);
     return ok;
 }

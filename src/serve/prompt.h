@@ -4,8 +4,11 @@
  *
  * Chat prompts are rendered with the template from --chat-template, else the model file's
  * tokenizer.chat_template, else ChatML (and serve_prompt_note says so), with
- * add_generation_prompt = true, then tokenized with special-token parsing; BOS is added as the
- * vocabulary asks unless the rendered text already starts with it.
+ * add_generation_prompt = true, then tokenized with special-token parsing in the template's own
+ * markup only: text that came from the request (message contents, names, tool calls) is ordinary
+ * text even where it reads "<|im_end|>" (nuri_template_render_spans, nuri_tokenize_spans), so a
+ * client cannot forge turns. BOS is added as the vocabulary asks unless the template already
+ * wrote it. Raw /v1/completions prompts are the client's own formatting: special tokens parsed.
  */
 #ifndef NURI_SERVE_PROMPT_H
 #define NURI_SERVE_PROMPT_H
@@ -22,6 +25,11 @@ typedef struct serve_prompt serve_prompt;
 /* template_path may be NULL. Caller frees with serve_prompt_free. */
 nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, serve_prompt **out);
 void serve_prompt_free(serve_prompt *p);
+
+/* on: special-token text in the messages becomes special tokens too (the behaviour before prompt
+ * safety; for an operator whose clients are trusted and send markup on purpose, e.g. through a
+ * --unsafe-special-tokens flag). Default off. Call before the prompt is shared between threads. */
+void serve_prompt_set_unsafe_special(serve_prompt *p, bool on);
 
 /* What start-up should tell the operator ("no chat template in the model: using ChatML"), or "". */
 const char *serve_prompt_note(const serve_prompt *p);

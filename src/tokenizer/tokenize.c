@@ -4,6 +4,9 @@
  * Pipeline, as llama.cpp's llama_tokenize:
  *   1. special tokens: cut the text into raw fragments and special-token fragments (user-defined
  *      tokens always, control/unknown ones with NURI_TOK_PARSE_SPECIAL; longer tokens first);
+ *      nuri_tokenize_spans takes a control/unknown token's text only where none of it lies in a
+ *      data span, and leaves everything else as it is, so that text without special-token text
+ *      in its data spans gets exactly nuri_tokenize's ids;
  *   2. BPE: each raw fragment is decoded (invalid bytes -> U+FFFD), split into words by the
  *      pre-tokenizer regexes (pretok.c), and each word is merged by rank;
  *      SPM: each raw fragment gets the space prefix (at the start and after a special token),
@@ -359,9 +362,12 @@ static bool is_ascii_space(uint8_t c)
 
 /* Cuts text into fragments. *frags is malloc'd (caller frees). Same result as llama.cpp's
  * tokenizer_st_partition: for each candidate in priority order, every leftmost non-overlapping
- * occurrence inside a still-raw region is taken (with its strip rules). */
+ * occurrence inside a still-raw region is taken (with its strip rules). With parse_special, an
+ * occurrence of a control / unknown token that overlaps one of the data spans (checked, in order)
+ * is not a candidate: there the text is ordinary text, as without parse_special. */
 static nuri_status partition(const nuri_vocab *v, const uint8_t *text, size_t len,
-                             bool parse_special, frag **frags, size_t *n_frags)
+                             bool parse_special, const nuri_text_spans *data, frag **frags,
+                             size_t *n_frags)
 {
     *frags = NULL;
     *n_frags = 0;
@@ -372,12 +378,17 @@ static nuri_status partition(const nuri_vocab *v, const uint8_t *text, size_t le
     size_t n_acc = 0, cap_acc = 0;
     nuri_status st = NURI_OK;
 
+    size_t span = 0; // the first data span that ends after p
     if (v->n_special)
         for (size_t p = 0; p < len; p++) {
+            while (data && span < data->n && data->v[span].off + data->v[span].len <= p) span++;
             int32_t node = v->root[text[p]];
             for (size_t q = p + 1; node >= 0; q++) {
                 int32_t id = v->node_token[node];
-                if (id >= 0 && (parse_special || v->types[id] == NURI_TOKEN_USER_DEFINED)) {
+                // text[p, q) overlaps data when the next span starts before q
+                bool in_data = data && span < data->n && data->v[span].off < q;
+                if (id >= 0 &&
+                    ((parse_special && !in_data) || v->types[id] == NURI_TOKEN_USER_DEFINED)) {
                     if (!tok_reserve((void **)&occ, &cap_occ, n_occ + 1, sizeof *occ)) goto nomem;
                     occ[n_occ++] = ((uint64_t)v->special_prio[id] << 32) | p;
                 }
@@ -451,12 +462,27 @@ static void scratch_free(tok_scratch *s);
 nuri_status nuri_tokenize(const nuri_vocab *v, const char *text, size_t len, unsigned flags,
                           int32_t **ids, size_t *n_ids)
 {
+    return nuri_tokenize_spans(v, text, len, flags, NULL, ids, n_ids);
+}
+
+nuri_status nuri_tokenize_spans(const nuri_vocab *v, const char *text, size_t len, unsigned flags,
+                                const nuri_text_spans *data, int32_t **ids, size_t *n_ids)
+{
     *ids = NULL;
     *n_ids = 0;
     if (len > NURI_TOK_MAX_TEXT)
         return nuri_error(NURI_ERR_LIMIT, "tokenizer: text of %zu bytes (limit %u)", len,
                           NURI_TOK_MAX_TEXT);
     if (len && !text) return nuri_error(NURI_ERR_INVALID_ARG, "tokenizer: text is NULL");
+    for (size_t i = 0, end = 0; data && i < data->n; i++) {
+        const nuri_text_span *d = &data->v[i];
+        if (d->off < end || d->off > len || d->len > len - d->off)
+            return nuri_error(NURI_ERR_INVALID_ARG,
+                              "tokenizer: data span %zu (%zu + %zu bytes) is out of order or "
+                              "outside the text of %zu bytes",
+                              i, d->off, d->len, len);
+        end = d->off + d->len;
+    }
     const uint8_t *t = (const uint8_t *)text;
     bool add_special = flags & NURI_TOK_ADD_SPECIAL;
     tok_scratch s = {0};
@@ -464,7 +490,7 @@ nuri_status nuri_tokenize(const nuri_vocab *v, const char *text, size_t len, uns
     size_t n_frags = 0;
     nuri_status st = NURI_OK;
 
-    if (len && (st = partition(v, t, len, flags & NURI_TOK_PARSE_SPECIAL, &frags, &n_frags)))
+    if (len && (st = partition(v, t, len, flags & NURI_TOK_PARSE_SPECIAL, data, &frags, &n_frags)))
         goto done;
     if (add_special && v->add_bos && !out_push(&s, v->bos)) goto nomem;
     bool prev_special = true; // SPM: the text start counts as "after a special token"

@@ -34,6 +34,7 @@
 #ifndef NURI_TOKENIZER_H
 #define NURI_TOKENIZER_H
 
+#include "base/text_spans.h"
 #include "gguf/gguf.h"
 #include "nuri.h"
 
@@ -115,6 +116,15 @@ const char *nuri_vocab_warnings(const nuri_vocab *v);
  * NURI_ERR_NOMEM. */
 nuri_status nuri_tokenize(const nuri_vocab *v, const char *text, size_t len, unsigned flags,
                           int32_t **ids, size_t *n_ids);
+
+/* nuri_tokenize for a text with data spans (a rendered chat prompt: the spans that came from the
+ * user, nuri_template_render_spans). With NURI_TOK_PARSE_SPECIAL, control / unknown token text
+ * becomes the token only where none of its bytes lies in a data span; inside them it is ordinary
+ * text, as without the flag (user-defined tokens are cut out everywhere, as always). Nothing else
+ * changes: a text whose data spans hold no special-token text gets exactly nuri_tokenize's ids.
+ * data may be NULL (no spans). Spans out of order or past len: NURI_ERR_INVALID_ARG. */
+nuri_status nuri_tokenize_spans(const nuri_vocab *v, const char *text, size_t len, unsigned flags,
+                                const nuri_text_spans *data, int32_t **ids, size_t *n_ids);
 
 /* ---- detokenizing ---- */
 
