@@ -63,6 +63,13 @@ void serve_metrics_disconnect(serve_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void serve_metrics_preemption(serve_metrics *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->preemptions++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void hist_add(serve_hist *h, double s)
 {
     int b = 0;
@@ -178,6 +185,11 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
               "# HELP nuri_client_disconnects_total Clients gone before their answer was done.\n"
               "# TYPE nuri_client_disconnects_total counter\nnuri_client_disconnects_total %llu\n",
               (unsigned long long)m->disconnects);
+    sb_printf(&b,
+              "# HELP nuri_preemptions_total Running requests whose KV was dropped to make room "
+              "(recomputed later, output unchanged).\n"
+              "# TYPE nuri_preemptions_total counter\nnuri_preemptions_total %llu\n",
+              (unsigned long long)m->preemptions);
     hist_write(&b, "nuri_time_to_first_token_seconds",
                "Seconds from a request's arrival to its first generated token.", &m->ttft);
     hist_write(&b, "nuri_inter_token_latency_seconds",
