@@ -2,8 +2,9 @@
 # serve.test.sh: `nuri serve` on loopback, driven by the official openai npm client
 # (tests/serve/*.test.mjs, node's built-in test runner; scripts/setup installs the client into
 # tests/serve/node_modules). Starts five servers on free ports: the main one, one with an API key,
-# one with a queue of 1, one with a KV pool too small for its sequences, and one whose "model" does not load. At the end
-# every server must stop cleanly on SIGTERM (under ASan: without a leak report).
+# one with a queue of 1, one with a KV pool too small for its sequences at once (preemption), and
+# one whose "model" does not load. At the end every server must stop cleanly on SIGTERM (under
+# ASan: without a leak report).
 set -u
 cd "$(dirname "$0")/.."
 NURI=${NURI:-build/nuri}
@@ -47,7 +48,7 @@ start main -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536
 start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit \
     --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
 start queue -m "$MODEL" --max-seqs 1 --queue 1
-start kv -m "$MODEL" --max-seqs 4 --ctx 64
+start kv -m "$MODEL" --max-seqs 4 --ctx 512
 start broken -m tests/data/vocab/ggml-vocab-llama-bpe.gguf --header-timeout 400
 # wait until the real ones have loaded
 node -e '
