@@ -6,7 +6,7 @@
  * batch-invariant its output (tokens and logprobs) is bit-identical to the same request run alone.
  * The reference here is independent of the scheduler: one nuri_ctx and one sampler, prompt then
  * token by token. The queue keeps its limit with preempted requests in it; a preempted request can
- * be cancelled; stopping fails what is left.
+ * be cancelled; stopping fails what is left. With n_ctx 0 the pool is sized from memory.
  */
 #include "model/model.h"
 #include "sample/sampler.h"
@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <unistd.h>
 
 #define MODEL "tests/data/models/llama-tiny-Q4_K.gguf" // n_ctx_train 512, 4096 tokens
 #define MAX_OUT 256
@@ -419,6 +420,67 @@ TEST(stopping_fails_running_and_preempted_requests)
     serve_sched_free(st.s); // under ASan: B's recompute list is not leaked
 }
 
+static int64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long size = 0, resident = 0;
+    if (!f) return -1;
+    if (fscanf(f, "%lld %lld", &size, &resident) != 2) resident = -1;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+TEST(without_n_ctx_the_pool_is_sized_from_memory_within_bounds)
+{
+    // the rule, on made-up amounts of memory (this model: 1024 bytes of K and V per token)
+    const int32_t train = model->hp.n_ctx_train;                                   // 512
+    CHECK(serve_sched_pool_tokens(model, 4, 0.5, (uint64_t)1 << 40) == 4 * train); // capped
+    CHECK(serve_sched_pool_tokens(model, 4, 0.25, 4 << 20) == 1024);
+    CHECK(serve_sched_pool_tokens(model, 4, 0, 4 << 20) == 2048);      // 0: one half
+    CHECK(serve_sched_pool_tokens(model, 4, 0.5, 100 << 10) == train); // one sequence at least
+    CHECK(serve_sched_pool_tokens(model, 4, 0.5, 0) == train);         // unknown memory
+    CHECK(serve_sched_pool_tokens(model, 3, 0.5, 1000 * 1024 + 77) % NURI_KV_PAGE == 0);
+    CHECK(serve_mem_available() > 0);
+
+    // and a real scheduler
+    serve_sched *s;
+    serve_sched_params p = {.max_seqs = 4, .max_queue = 4, .n_threads = 1};
+    REQUIRE(serve_sched_start(model, &p, NULL, &s) == NURI_OK);
+    CHECK(serve_sched_n_ctx(s) >= serve_sched_seq_max(s));
+    CHECK(serve_sched_n_ctx(s) <= 4 * train);
+    CHECK(serve_sched_seq_max(s) == train);
+    serve_sched_free(s);
+
+    p.kv_mem = 0.96;
+    CHECK(serve_sched_start(model, &p, NULL, &s) == NURI_ERR_INVALID_ARG);
+    p.kv_mem = -0.1;
+    CHECK(serve_sched_start(model, &p, NULL, &s) == NURI_ERR_INVALID_ARG);
+}
+
+/* A pool is memory only once written: a 1-GiB pool (a million tokens of this model) costs the
+ * pages a request really uses, so a pool sized from a large machine's memory does not take it. */
+TEST(a_large_pool_takes_memory_only_as_it_is_used)
+{
+    int64_t before = rss_bytes();
+    serve_sched *s;
+    serve_sched_params p = {.n_ctx = 1 << 20, .max_seqs = 4, .max_queue = 4, .n_threads = 1};
+    REQUIRE(serve_sched_start(model, &p, NULL, &s) == NURI_OK);
+    spec sp = {.stop_token = -1, .max_tokens = 20};
+    fill_prompt(&sp, 9, 0, 30);
+    serve_job *j = make_job(&sp);
+    REQUIRE(j && serve_sched_submit(s, j) == NURI_OK);
+    result r = {0};
+    while (!drain(s, j, &r, 1000)) {
+    }
+    CHECK(r.n == 20 && r.err_http == 0);
+    int64_t grown = rss_bytes() - before;
+    CHECKF(grown < (64 << 20), "RSS grew by %lld bytes", (long long)grown);
+    printf("  a %d-token pool (%d MiB of KV): RSS grew by %.1f MiB\n", serve_sched_n_ctx(s),
+           serve_sched_n_ctx(s) / 1024, (double)grown / (1 << 20));
+    serve_job_release(s, j);
+    serve_sched_free(s);
+}
+
 /* The counter reaches the metrics, as /metrics shows it. */
 TEST(preemptions_are_counted_in_the_metrics)
 {
@@ -469,6 +531,8 @@ int main(void)
     RUN(eight_streams_of_200_tokens_all_finish);
     RUN(the_queue_limit_does_not_count_preempted_requests_and_they_can_be_cancelled);
     RUN(stopping_fails_running_and_preempted_requests);
+    RUN(without_n_ctx_the_pool_is_sized_from_memory_within_bounds);
+    RUN(a_large_pool_takes_memory_only_as_it_is_used);
     RUN(preemptions_are_counted_in_the_metrics);
     nuri_model_free(model);
     TEST_DONE();

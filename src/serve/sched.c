@@ -17,6 +17,7 @@
 #include "base/status.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -716,6 +717,39 @@ uint64_t serve_sched_preemptions(serve_sched *s)
     return n;
 }
 
+uint64_t serve_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+    fclose(f);
+    return found ? (uint64_t)kb * 1024 : 0;
+}
+
+int32_t serve_sched_pool_tokens(const nuri_model *m, int32_t max_seqs, double kv_mem,
+                                uint64_t mem_available)
+{
+    const nuri_hparams *hp = &m->hp;
+    const double ctx_limit = 1 << 22; // nuri_ctx_new's
+    double train = hp->n_ctx_train > 0 ? hp->n_ctx_train : 4096;
+    double lo = train < 4096 ? train : 4096;
+    double hi = (max_seqs > 0 ? max_seqs : 1) * train;
+    if (hi > ctx_limit) hi = ctx_limit;
+    if (kv_mem <= 0) kv_mem = 0.5;
+    // bytes per token: F16 K and V of every layer
+    double per_token = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    double n = mem_available ? kv_mem * (double)mem_available / per_token : lo;
+    if (n > hi) n = hi;
+    int64_t pages = (int64_t)(n / NURI_KV_PAGE), lo_pages = (int64_t)ceil(lo / NURI_KV_PAGE);
+    if (pages < lo_pages) pages = lo_pages;
+    if (pages < 1) pages = 1;
+    return (int32_t)(pages * NURI_KV_PAGE);
+}
+
 static void sched_free(serve_sched *s)
 {
     if (s->slots)
@@ -745,6 +779,9 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     if (p->max_queue < 1 || p->max_queue > (1 << 24))
         return nuri_error(NURI_ERR_INVALID_ARG, "queue size %d is not in 1..%d", p->max_queue,
                           1 << 24);
+    if (!(p->kv_mem >= 0 && p->kv_mem <= 0.95))
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "the KV cache's share of memory %g is not in (0, 0.95]", p->kv_mem);
     serve_sched *s = calloc(1, sizeof *s);
     if (!s) return nuri_error(NURI_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
@@ -754,7 +791,10 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     s->p = *p;
     if (s->p.n_batch <= 0) s->p.n_batch = 256;
     if (s->p.n_batch < s->p.max_seqs) s->p.n_batch = s->p.max_seqs;
-    nuri_ctx_params cp = {.n_ctx = p->n_ctx,
+    // a pool sized from memory is allocated untouched (calloc): pages cost memory once written
+    nuri_ctx_params cp = {.n_ctx = p->n_ctx ? p->n_ctx
+                                            : serve_sched_pool_tokens(m, p->max_seqs, p->kv_mem,
+                                                                      serve_mem_available()),
                           .n_batch = s->p.n_batch,
                           .n_threads = p->n_threads,
                           .n_logits = p->max_seqs,

@@ -84,7 +84,8 @@ typedef struct serve_job {
 typedef struct serve_sched serve_sched;
 
 typedef struct serve_sched_params {
-    int32_t n_ctx;     // KV pool, tokens for all sequences together
+    int32_t n_ctx;     // KV pool, tokens for all sequences together (0: sized by kv_mem)
+    double kv_mem;     // n_ctx 0: fraction (0, 0.95] of the available memory for the pool (0: 0.5)
     int32_t max_seqs;  // sequences decoded together
     int32_t max_queue; // requests waiting for a slot before 503 (preempted ones not counted)
     int32_t n_batch;   // tokens per forward step (decode + prefill chunks)
@@ -107,6 +108,16 @@ int32_t serve_sched_seq_max(const serve_sched *s);
 int32_t serve_sched_n_ctx(const serve_sched *s);
 /* Running requests preempted so far (also counted in the metrics' nuri_preemptions_total). */
 uint64_t serve_sched_preemptions(serve_sched *s);
+
+/* The pool size (tokens) serve_sched_start picks when n_ctx is 0: kv_mem (0: 0.5) x mem_available
+ * bytes over the model's KV bytes per token (F16 K and V of every layer), at most max_seqs full
+ * sequences of the model's training context, at least min(n_ctx_train, 4096) tokens (the pool of
+ * one sequence that a ctx gets by default; also when mem_available is 0: unknown), in whole
+ * pages. */
+int32_t serve_sched_pool_tokens(const nuri_model *m, int32_t max_seqs, double kv_mem,
+                                uint64_t mem_available);
+/* MemAvailable from /proc/meminfo, in bytes; 0 when it cannot be read. */
+uint64_t serve_mem_available(void);
 
 /* A new job with one reference (the caller's); takes ownership of prompt and sampler (also on
  * failure). NULL when out of memory. */
