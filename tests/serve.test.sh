@@ -3,7 +3,7 @@
 # (tests/serve/*.test.mjs, node's built-in test runner; scripts/setup installs the client into
 # tests/serve/node_modules). Starts four servers on free ports: the main one, one with an API key,
 # one with a queue of 1 (and a short header timeout), one with a KV pool too small for its
-# sequences; and one whose "model" does not load, which must exit with status 1 and the reason. At
+# sequences at once (preemption); and one whose "model" does not load, which must exit with status 1 and the reason. At
 # the end every server must stop cleanly on SIGTERM (under ASan: without a leak report).
 set -u
 cd "$(dirname "$0")/.."
@@ -48,7 +48,7 @@ start main -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536
 start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit \
     --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
 start queue -m "$MODEL" --max-seqs 1 --queue 1 --header-timeout 400
-start kv -m "$MODEL" --max-seqs 4 --ctx 64
+start kv -m "$MODEL" --max-seqs 4 --ctx 512
 # wait until the real ones have loaded
 node -e '
 const urls = process.argv.slice(1);

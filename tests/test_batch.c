@@ -4,7 +4,8 @@
  * The contract (model/model.h): a sequence's logits do not depend on what else is in its batch;
  * a forked prefix gives the same logits as recomputing it; a shared page is copied before it is
  * written; a batch the pool cannot hold is refused and changes nothing; pages come back when a
- * sequence is truncated or cleared.
+ * sequence is truncated or cleared; nuri_ctx_pages_needed counts what a batch takes, as decoding
+ * does.
  */
 #include "model/model.h"
 #include "test.h"
@@ -146,6 +147,37 @@ TEST(a_batch_the_pool_cannot_hold_is_refused_and_changes_nothing)
     nuri_ctx_free(c);
 }
 
+TEST(pages_needed_counts_what_a_batch_takes)
+{
+    nuri_ctx *c;
+    nuri_ctx_params cp = {.n_ctx = 8 * NURI_KV_PAGE, .n_batch = 128, .n_threads = 1, .n_seq = 2};
+    REQUIRE(nuri_ctx_new(model, &cp, &c) == NURI_OK);
+    int32_t t[100], pos[100], seq[100] = {0};
+    prompt(4, 100, t);
+    for (int i = 0; i < 100; i++) pos[i] = i;
+    CHECK(nuri_ctx_pages_needed(c, 0, 0, 45) == 2);
+    nuri_batch b = {.n = 45, .token = t, .pos = pos, .seq = seq};
+    REQUIRE(nuri_ctx_decode_batch(c, &b) == NURI_OK);
+    CHECK(nuri_ctx_pages_needed(c, 0, 45, 19) == 0); // the rest of its second page
+    CHECK(nuri_ctx_pages_needed(c, 0, 45, 20) == 1); // and the first token of a third
+    CHECK(nuri_ctx_pages_needed(c, 0, 10, 1) == -1); // back to one page: the second is dropped
+    REQUIRE(nuri_ctx_seq_fork(c, 0, 1, 45) == NURI_OK);
+    // the second page is shared now: writing into it copies it first, on either side
+    CHECK(nuri_ctx_pages_needed(c, 1, 45, 1) == 1);
+    CHECK(nuri_ctx_pages_needed(c, 1, 45, 40) == 2);
+    // back to position 10: its second page stays with sequence 1, its first, shared, is copied
+    CHECK(nuri_ctx_pages_needed(c, 0, 10, 1) == 1);
+    int32_t s1[40];
+    for (int i = 0; i < 40; i++) s1[i] = 1;
+    int32_t free_before = nuri_ctx_pages_free(c);
+    nuri_batch b1 = {.n = 40, .token = t + 45, .pos = pos + 45, .seq = s1};
+    REQUIRE(nuri_ctx_decode_batch(c, &b1) == NURI_OK);
+    CHECK(free_before - nuri_ctx_pages_free(c) == 2);
+    CHECK(nuri_ctx_pages_needed(c, 0, 45, 1) == 0); // sequence 0 holds its page alone again
+    CHECK(nuri_ctx_pages_needed(c, 1, 85, 0) == 0);
+    nuri_ctx_free(c);
+}
+
 TEST(bad_batches_are_errors_that_name_the_problem)
 {
     nuri_ctx *c;
@@ -221,6 +253,7 @@ int main(void)
     RUN(sequences_in_one_batch_match_each_run_alone);
     RUN(a_forked_prefix_gives_the_same_logits_as_recomputing_it);
     RUN(a_batch_the_pool_cannot_hold_is_refused_and_changes_nothing);
+    RUN(pages_needed_counts_what_a_batch_takes);
     RUN(bad_batches_are_errors_that_name_the_problem);
     RUN(logits_do_not_depend_on_the_number_of_threads);
     nuri_model_free(model);

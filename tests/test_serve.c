@@ -221,6 +221,7 @@ TEST(metrics_text_has_counters_histograms_and_gauges)
     serve_metrics_ttft(&m, 0.02);
     serve_metrics_itl(&m, 200.0); // beyond the last bucket: only +Inf
     serve_metrics_gauges(&m, 2, 3, 4, 16);
+    serve_metrics_preemption(&m);
     char *t = serve_metrics_text(&m, "tiny");
     REQUIRE(t != NULL);
     CHECK(strstr(t, "nuri_requests_total{code=\"200\"} 2\n"));
@@ -233,6 +234,7 @@ TEST(metrics_text_has_counters_histograms_and_gauges)
     CHECK(strstr(t, "nuri_inter_token_latency_seconds_bucket{le=\"+Inf\"} 1\n"));
     CHECK(strstr(t, "nuri_queue_depth 2\n"));
     CHECK(strstr(t, "nuri_kv_cache_usage_ratio 0.2500\n"));
+    CHECK(strstr(t, "# TYPE nuri_preemptions_total counter\nnuri_preemptions_total 1\n"));
     free(t);
     serve_metrics_destroy(&m);
 }

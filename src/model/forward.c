@@ -598,6 +598,26 @@ static int32_t page_copy(nuri_ctx *c, int32_t from)
 
 /* ---- decoding ---- */
 
+/* Pages a sequence takes (or, negative, gives back) when a batch writes it from position pos
+ * (<= its length) on, before counting the pages its tokens start: the pages past pos are released
+ * (a shared one is not really freed), and a shared page written into is copied. */
+static int32_t seq_restart_pages(const nuri_ctx *c, int32_t seq, int32_t pos)
+{
+    int32_t need = -(pages_for(c->seq_len[seq]) - pages_for(pos)); // released (if not shared)
+    const int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
+    for (int32_t k = pages_for(pos); k < pages_for(c->seq_len[seq]); k++)
+        if (c->page_ref[pages[k]] > 1) need++; // shared: not really freed
+    if (pos % NURI_KV_PAGE && c->page_ref[pages[pos / NURI_KV_PAGE]] > 1) need++; // copy on write
+    return need;
+}
+
+int32_t nuri_ctx_pages_needed(const nuri_ctx *c, int32_t seq, int32_t pos, int32_t n)
+{
+    NURI_ASSERT(seq >= 0 && seq < c->n_seq && pos >= 0 && pos <= c->seq_len[seq] && n >= 0);
+    if (n == 0) return 0;
+    return seq_restart_pages(c, seq, pos) + pages_for(pos + n) - pages_for(pos);
+}
+
 /* Checks a batch of n <= n_batch tokens and makes room for it in the pool: first all checks and
  * the page count (so a refused batch changes nothing), then truncation, copy-on-write of a shared
  * page that gets written, and new pages. Fills b_slot and b_row; returns the logit row count. */
@@ -625,14 +645,7 @@ static nuri_status plan_batch(nuri_ctx *c, const nuri_batch *b, int32_t n, int32
                            "sequence %d holds %d tokens; it cannot continue at position %d", seq,
                            c->seq_len[seq], pos);
         if (s != NURI_OK) break;
-        if (c->b_next[seq] < 0) {
-            // the sequence's first token in this batch: pages it keeps, and copy-on-write
-            need -= pages_for(c->seq_len[seq]) - pages_for(pos); // released (if not shared)
-            const int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
-            for (int32_t k = pages_for(pos); k < pages_for(c->seq_len[seq]); k++)
-                if (c->page_ref[pages[k]] > 1) need++; // shared: not really freed
-            if (pos % NURI_KV_PAGE && c->page_ref[pages[pos / NURI_KV_PAGE]] > 1) need++;
-        }
+        if (c->b_next[seq] < 0) need += seq_restart_pages(c, seq, pos);
         if (pos % NURI_KV_PAGE == 0) need++; // a new page starts here
         c->b_next[seq] = pos + 1;
         if (b->logits && b->logits[i]) rows++;

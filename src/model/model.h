@@ -179,5 +179,10 @@ void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n);
 /* Pool accounting, in pages of NURI_KV_PAGE tokens. */
 int32_t nuri_ctx_pages_total(const nuri_ctx *c);
 int32_t nuri_ctx_pages_free(const nuri_ctx *c);
+/* The pages that writing n tokens of seq at positions pos, pos + 1, ... (pos <= its length) takes
+ * from the pool, counted as nuri_ctx_decode_batch counts them: one where a page starts, one for a
+ * copy of a shared page written into, less the pages dropped past pos. The sum over the sequences
+ * of a batch is what the batch needs free, so a scheduler can make room before it builds one. */
+int32_t nuri_ctx_pages_needed(const nuri_ctx *c, int32_t seq, int32_t pos, int32_t n);
 
 #endif

@@ -1143,7 +1143,7 @@ static void *load_main(void *arg)
     }
     if (st == NURI_OK) {
         serve_sched_params sp = {.n_ctx = s->p.n_ctx,
-                                 // MERGE: .kv_mem = s->p.kv_mem,
+                                 .kv_mem = s->p.kv_mem,
                                  .max_seqs = s->p.max_seqs,
                                  .max_queue = s->p.max_queue,
                                  .n_batch = 256,

@@ -77,6 +77,13 @@ void serve_metrics_refused(serve_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void serve_metrics_preemption(serve_metrics *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->preemptions++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void hist_add(serve_hist *h, double s)
 {
     int b = 0;
@@ -202,6 +209,11 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
               "# TYPE nuri_http_connections_refused_total counter\n"
               "nuri_http_connections_refused_total %llu\n",
               (unsigned long long)m->connections_refused);
+    sb_printf(&b,
+              "# HELP nuri_preemptions_total Running requests whose KV was dropped to make room "
+              "(recomputed later, output unchanged).\n"
+              "# TYPE nuri_preemptions_total counter\nnuri_preemptions_total %llu\n",
+              (unsigned long long)m->preemptions);
     hist_write(&b, "nuri_time_to_first_token_seconds",
                "Seconds from a request's arrival to its first generated token.", &m->ttft);
     hist_write(&b, "nuri_inter_token_latency_seconds",

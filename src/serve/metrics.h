@@ -25,6 +25,7 @@ typedef struct serve_metrics {
     uint64_t prompt_tokens, completion_tokens, cached_prompt_tokens;
     uint64_t generated_tokens; // sampled by the scheduler (also for requests cancelled later)
     uint64_t disconnects;      // clients that went away before their answer was complete
+    uint64_t preemptions;      // running sequences whose KV was dropped to make room (sched.h)
     serve_hist ttft;           // seconds from arrival to the first token
     serve_hist itl;            // seconds between consecutive tokens of one sequence
     int64_t queue_depth, running, kv_pages_used, kv_pages_total;
@@ -41,6 +42,7 @@ void serve_metrics_generated(serve_metrics *m, int64_t n);
 void serve_metrics_disconnect(serve_metrics *m);
 void serve_metrics_connections(serve_metrics *m, int64_t open);
 void serve_metrics_refused(serve_metrics *m);
+void serve_metrics_preemption(serve_metrics *m);
 void serve_metrics_ttft(serve_metrics *m, double seconds);
 void serve_metrics_itl(serve_metrics *m, double seconds);
 void serve_metrics_gauges(serve_metrics *m, int64_t queue_depth, int64_t running, int64_t kv_used,

@@ -2,14 +2,22 @@
  * sched.c: continuous batching over one nuri_ctx (see sched.h for the step and its rules).
  *
  * Slots are the context's sequence ids. A slot remembers the tokens its KV holds (toks), also
- * after its request ended: an idle slot's KV is the prefix cache. Everything per-step (the batch
- * arrays, the slots' token lists) is allocated once at start; the loop itself does not allocate.
+ * after its request ended: an idle slot's KV is the prefix cache. Pages are counted before a batch
+ * is built (nuri_ctx_pages_needed), so a forward pass never meets a full pool: making room
+ * (dropping caches, preempting) happens while planning, when nothing is half done. Everything
+ * per-step (the batch arrays, the slots' token lists) is allocated once at start; the loop itself
+ * does not allocate, except a preempted request's token list (its replay) when it is preempted.
+ *
+ * The queue is a ring of max_queue + max_seqs jobs: preempted jobs go back to its head, and there
+ * are never more of them than slots (a fresh job is admitted only when none waits: they are ahead
+ * of it), so they always fit back in.
  */
 #include "serve/sched.h"
 
 #include "base/status.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +29,6 @@ typedef struct slot {
     int32_t n_toks;  // tokens
     int32_t next;    // decoding: the sampled token to feed next; -1 while prefilling
     uint64_t stamp;  // admission order (younger = larger); LRU order for idle slots
-    double t_last;   // when the last token was produced (inter-token latency)
     int32_t b_first; // this step: index of the slot's first token in the batch, -1 if none
     int32_t b_n;     // this step: tokens of the slot in the batch
 } slot;
@@ -33,12 +40,17 @@ struct serve_sched {
     serve_sched_params p;
     int32_t seq_max; // tokens one sequence may hold
     pthread_mutex_t mu;
-    pthread_cond_t cv; // new work, a reader caught up, or stop
+    pthread_cond_t cv; // new work, a reader caught up, a cancellation, or stop
     pthread_t thread;
     bool started, stop;
-    serve_job **queue; // ring of p.max_queue waiting jobs
+    serve_job **queue; // ring of q_cap waiting jobs, preempted ones first
+    int q_cap;         // max_queue + max_seqs
     int q_head, q_count;
-    slot *slots; // (max_seqs)
+    int q_requeued;     // jobs in the queue after a preemption (<= max_seqs)
+    bool q_cancelled;   // a queued job may have been cancelled
+    uint64_t n_preempt; // preemptions so far
+    slot *slots;        // (max_seqs)
+    int32_t *order;     // (max_seqs) this step's running slots, oldest first
     uint64_t clock;
     // the step's batch: (n_batch) each
     int32_t *b_tok, *b_pos, *b_seq;
@@ -47,6 +59,11 @@ struct serve_sched {
     int32_t *row_tok;            // (max_seqs) the token sampled for each row
     nuri_token_logprobs *row_lp; // (max_seqs)
 };
+
+static int32_t pages_for(int32_t n_tokens)
+{
+    return (n_tokens + NURI_KV_PAGE - 1) / NURI_KV_PAGE;
+}
 
 /* ============================== jobs ============================== */
 
@@ -62,6 +79,7 @@ serve_job *serve_job_new(int32_t *prompt, int32_t n_prompt, nuri_sampler *sample
     j->n_prompt = n_prompt;
     j->sampler = sampler;
     j->refs = 1;
+    j->resume_next = -1;
     pthread_cond_init(&j->cv, NULL);
     return j;
 }
@@ -71,8 +89,29 @@ static void job_unref_locked(serve_job *j)
     if (--j->refs > 0) return;
     pthread_cond_destroy(&j->cv);
     free(j->prompt);
+    free(j->replay);
     nuri_sampler_free(j->sampler);
     free(j);
+}
+
+/* The tokens a job's sequence must hold before it decodes: its prompt, or after a preemption the
+ * prompt and the tokens it had generated and fed. */
+static const int32_t *job_feed(const serve_job *j, int32_t *n)
+{
+    *n = j->replay ? j->n_replay : j->n_prompt;
+    return j->replay ? j->replay : j->prompt;
+}
+
+/* Ends a job that holds no slot (under the lock), with an error if http is not 0. */
+static void job_end_locked(serve_job *j, int http, const char *msg)
+{
+    if (http) {
+        j->err_http = http;
+        snprintf(j->err, sizeof j->err, "%s", msg);
+    }
+    j->done = true;
+    pthread_cond_signal(&j->cv);
+    job_unref_locked(j);
 }
 
 void serve_job_release(serve_sched *s, serve_job *j)
@@ -87,6 +126,7 @@ void serve_job_cancel(serve_sched *s, serve_job *j)
     pthread_mutex_lock(&s->mu);
     if (!j->done) {
         j->cancelled = true;
+        s->q_cancelled = true;
         pthread_cond_signal(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
@@ -157,23 +197,73 @@ static void slot_fail_locked(serve_sched *s, int i, int http, const char *msg)
     slot_finish_locked(s, i, true);
 }
 
-/* ============================== admission ============================== */
+/* ============================== the queue ============================== */
+
+static serve_job **q_at(serve_sched *s, int k)
+{
+    return &s->queue[(s->q_head + k) % s->q_cap];
+}
+
+static void q_push_tail(serve_sched *s, serve_job *j)
+{
+    NURI_ASSERT(s->q_count < s->q_cap);
+    *q_at(s, s->q_count) = j;
+    s->q_count++;
+}
+
+static void q_push_head(serve_sched *s, serve_job *j)
+{
+    NURI_ASSERT(s->q_count < s->q_cap);
+    s->q_head = (s->q_head + s->q_cap - 1) % s->q_cap;
+    s->queue[s->q_head] = j;
+    s->q_count++;
+}
+
+static serve_job *q_pop_head(serve_sched *s)
+{
+    serve_job *j = s->queue[s->q_head];
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_count--;
+    if (j->requeued) {
+        j->requeued = false;
+        s->q_requeued--;
+    }
+    return j;
+}
+
+/* Ends the queued jobs whose readers are gone, keeping the others in order. */
+static void q_drop_cancelled_locked(serve_sched *s)
+{
+    int kept = 0;
+    for (int k = 0; k < s->q_count; k++) {
+        serve_job *j = *q_at(s, k);
+        if (!j->cancelled) {
+            *q_at(s, kept++) = j;
+            continue;
+        }
+        if (j->requeued) s->q_requeued--;
+        job_end_locked(j, 0, NULL);
+    }
+    s->q_count = kept;
+    s->q_cancelled = false;
+}
 
 nuri_status serve_sched_submit(serve_sched *s, serve_job *j)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->stop || s->q_count == s->p.max_queue) {
+    if (s->stop || s->q_count - s->q_requeued >= s->p.max_queue) {
         pthread_mutex_unlock(&s->mu);
         return nuri_error(NURI_ERR_LIMIT, "the queue is full (%d requests waiting)",
                           s->p.max_queue);
     }
     j->refs++;
-    s->queue[(s->q_head + s->q_count) % s->p.max_queue] = j;
-    s->q_count++;
+    q_push_tail(s, j);
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return NURI_OK;
 }
+
+/* ============================== admission ============================== */
 
 static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int32_t nb)
 {
@@ -182,17 +272,57 @@ static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int
     return i;
 }
 
-/* Places job j into a slot, reusing the longest cached prefix. Returns false if no slot is free. */
-static bool admit_locked(serve_sched *s, serve_job *j)
+/* Drops the prefix cache of the least recently used idle slot other than keep. False if there is
+ * none. */
+static bool evict_one_cache_locked(serve_sched *s, int keep)
 {
-    int n_slots = s->p.max_seqs, best = -1, target = -1;
-    int32_t best_lcp = 0;
+    int victim = -1;
+    for (int i = 0; i < s->p.max_seqs; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->job || sl->n_toks == 0 || i == keep) continue;
+        if (victim < 0 || sl->stamp < s->slots[victim].stamp) victim = i;
+    }
+    if (victim < 0) return false;
+    nuri_ctx_seq_clear(s->ctx, victim);
+    s->slots[victim].n_toks = 0;
+    return true;
+}
+
+/* Pages running slot i still takes to prefill what is left of its tokens. */
+static int32_t prefill_pages_left(serve_sched *s, int i)
+{
+    slot *sl = &s->slots[i];
+    int32_t n_feed;
+    job_feed(sl->job, &n_feed);
+    if (sl->next >= 0 || n_feed <= sl->n_toks) return 0;
+    return nuri_ctx_pages_needed(s->ctx, i, sl->n_toks, n_feed - sl->n_toks);
+}
+
+typedef enum admit_result { ADMIT_WAIT, ADMIT_DONE, ADMIT_NEVER } admit_result;
+
+/* Places job j into a slot, reusing the longest cached prefix, if a slot is free and the pool has
+ * room for its prefill beside what the running sequences are about to take. */
+static admit_result admit_locked(serve_sched *s, serve_job *j)
+{
+    int32_t n_feed;
+    const int32_t *feed = job_feed(j, &n_feed);
+    int n_slots = s->p.max_seqs, best = -1, target = -1, running = 0;
+    int32_t best_lcp = 0, pending = 0;
     for (int i = 0; i < n_slots; i++) {
-        int32_t l = common_prefix(s->slots[i].toks, s->slots[i].n_toks, j->prompt, j->n_prompt);
+        slot *sl = &s->slots[i];
+        if (sl->job) {
+            running++;
+            pending += prefill_pages_left(s, i);
+        }
+        int32_t l = common_prefix(sl->toks, sl->n_toks, feed, n_feed);
         if (l > best_lcp) best_lcp = l, best = i;
     }
-    int32_t reuse = best_lcp < j->n_prompt - 1 ? best_lcp : j->n_prompt - 1; // >= 1 to compute
-    if (best >= 0 && !s->slots[best].job && reuse > 0) {
+    // a fresh prompt computes at least its last token (its logits give the first token out); a
+    // preempted request has that token already and may find all of its tokens cached
+    int32_t max_reuse = j->resume_next >= 0 ? n_feed : n_feed - 1;
+    int32_t reuse = best_lcp < max_reuse ? best_lcp : max_reuse;
+    if (reuse <= 0) best = -1, reuse = 0;
+    if (best >= 0 && !s->slots[best].job) {
         target = best;
     } else {
         // a free slot: an empty one first, else the least recently used cache
@@ -204,54 +334,161 @@ static bool admit_locked(serve_sched *s, serve_job *j)
                  sl->stamp < s->slots[target].stamp))
                 target = i;
         }
-        if (target < 0) return false;
+        if (target < 0) return ADMIT_WAIT;
     }
+
+    // room: its pages past the reused ones, the prefills under way, and a watermark of one page
+    // per sequence (each decoding one may start a page at the next step). Alone, it always fits.
+    int32_t need = pages_for(n_feed) - reuse / NURI_KV_PAGE;
+    if (running > 0) need += pending + running + 1;
+    if (nuri_ctx_pages_free(s->ctx) < need) {
+        int32_t cached = 0; // pages of idle caches (fewer are freed if some are shared)
+        for (int i = 0; i < n_slots; i++)
+            if (!s->slots[i].job && i != best) cached += pages_for(s->slots[i].n_toks);
+        if (running > 0 && nuri_ctx_pages_free(s->ctx) + cached < need) return ADMIT_WAIT;
+        while (nuri_ctx_pages_free(s->ctx) < need && evict_one_cache_locked(s, best)) {
+        }
+        if (nuri_ctx_pages_free(s->ctx) < need) {
+            if (running > 0) return ADMIT_WAIT;
+            // alone and still short: drop the reused cache too, and recompute everything
+            while (evict_one_cache_locked(s, -1)) {
+            }
+            if (pages_for(n_feed) > nuri_ctx_pages_free(s->ctx)) return ADMIT_NEVER;
+            reuse = 0;
+        }
+    }
+
     slot *t = &s->slots[target];
-    if (target == best) {
+    if (reuse > 0 && target == best) {
         nuri_ctx_seq_truncate(s->ctx, target, reuse);
         t->n_toks = reuse;
     } else if (reuse > 0 && nuri_ctx_seq_fork(s->ctx, best, target, reuse) == NURI_OK) {
-        memcpy(t->toks, j->prompt, (size_t)reuse * sizeof *t->toks);
+        memcpy(t->toks, feed, (size_t)reuse * sizeof *t->toks);
         t->n_toks = reuse;
     } else {
         nuri_ctx_seq_clear(s->ctx, target);
         t->n_toks = 0;
         reuse = 0;
     }
-    j->n_cached = reuse;
+    if (j->n_preempted == 0) j->n_cached = reuse;
     t->job = j;
     t->next = -1;
     t->stamp = ++s->clock;
-    t->t_last = 0;
-    return true;
+    if (reuse == n_feed) { // a preempted request whose tokens were all cached: decode at once
+        t->next = j->resume_next;
+        j->resume_next = -1;
+    }
+    return ADMIT_DONE;
 }
 
-/* Drops the prefix cache of the least recently used idle slot. False if there is none. */
-static bool evict_one_cache_locked(serve_sched *s)
+/* ============================== preemption ============================== */
+
+/* Frees slot i's pages and puts its job back at the head of the queue; it resumes from there
+ * with the same output (see sched.h). */
+static void preempt_locked(serve_sched *s, int i)
+{
+    slot *sl = &s->slots[i];
+    serve_job *j = sl->job;
+    if (sl->next >= 0) {
+        // decoding: the tokens its KV holds are recomputed, then the one sampled last is fed
+        int32_t *r = realloc(j->replay, (size_t)sl->n_toks * sizeof *r);
+        if (!r) {
+            slot_fail_locked(s, i, 503, "out of memory while making room in the KV cache");
+            return;
+        }
+        memcpy(r, sl->toks, (size_t)sl->n_toks * sizeof *r);
+        j->replay = r;
+        j->n_replay = sl->n_toks;
+        j->resume_next = sl->next;
+    } // prefilling: its feed and resume_next are still what it has to do
+    nuri_ctx_seq_clear(s->ctx, i);
+    sl->job = NULL;
+    sl->n_toks = 0;
+    sl->next = -1;
+    sl->stamp = ++s->clock;
+    j->n_preempted++;
+    j->requeued = true;
+    s->q_requeued++;
+    NURI_ASSERT(s->q_requeued <= s->p.max_seqs);
+    q_push_head(s, j);
+    s->n_preempt++;
+    if (s->metrics) serve_metrics_preemption(s->metrics);
+}
+
+/* The youngest running slot with nothing in this step's batch and younger than `than` (stamp),
+ * or -1. */
+static int youngest_unbatched(const serve_sched *s, uint64_t than)
 {
     int victim = -1;
     for (int i = 0; i < s->p.max_seqs; i++) {
-        slot *sl = &s->slots[i];
-        if (sl->job || sl->n_toks == 0) continue;
-        if (victim < 0 || sl->stamp < s->slots[victim].stamp) victim = i;
+        const slot *sl = &s->slots[i];
+        if (!sl->job || sl->b_n > 0 || sl->stamp < than) continue;
+        if (victim < 0 || sl->stamp > s->slots[victim].stamp) victim = i;
     }
-    if (victim < 0) return false;
-    nuri_ctx_seq_clear(s->ctx, victim);
-    s->slots[victim].n_toks = 0;
+    return victim;
+}
+
+/* Makes `need` pages free for slot i beside the `reserved` ones this step's batch already takes:
+ * drops idle prefix caches, then preempts the youngest running request not in the batch. False
+ * when that was slot i itself (or slot i failed: alone, it cannot get its pages). */
+static bool make_room_locked(serve_sched *s, int i, int32_t need, int32_t reserved)
+{
+    while (nuri_ctx_pages_free(s->ctx) - reserved < need) {
+        if (evict_one_cache_locked(s, -1)) continue;
+        int victim = youngest_unbatched(s, 0);
+        NURI_ASSERT(victim >= 0); // slot i is one
+        bool alone = true;
+        for (int k = 0; k < s->p.max_seqs; k++) alone &= k == victim || !s->slots[k].job;
+        if (alone) { // cannot happen: one sequence of seq_max tokens fits the pool
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "the KV cache (%d tokens) cannot hold this request's %d tokens even alone",
+                     nuri_ctx_n_ctx(s->ctx), s->slots[victim].n_toks + 1);
+            slot_fail_locked(s, victim, 503, msg);
+        } else {
+            preempt_locked(s, victim);
+        }
+        if (victim == i) return false;
+    }
     return true;
+}
+
+/* Tokens slot i can prefill with `avail` free pages: the rest of its last page (if it needs no
+ * copy), then whole pages. */
+static int32_t tokens_fitting(const serve_sched *s, int i, int32_t avail)
+{
+    int32_t pos = s->slots[i].n_toks;
+    int32_t in_page = pos % NURI_KV_PAGE ? NURI_KV_PAGE - pos % NURI_KV_PAGE : 0;
+    int32_t cow = in_page > 0 && nuri_ctx_pages_needed(s->ctx, i, pos, 1) > 0;
+    return avail < cow ? 0 : in_page + (avail - cow) * NURI_KV_PAGE;
 }
 
 /* ============================== the step ============================== */
 
-/* Fills the batch arrays. Returns the token count; rows of logits go to s->row_slot. */
+/* Plans and fills the batch (see sched.h, step 3). Returns the token count; rows of logits go to
+ * s->row_slot. */
 static int32_t build_batch_locked(serve_sched *s, int32_t *n_rows)
 {
-    int32_t n = 0, rows = 0;
-    for (int i = 0; i < s->p.max_seqs; i++) s->slots[i].b_first = -1, s->slots[i].b_n = 0;
-    // decoding sequences first: one token each
+    int32_t n = 0, rows = 0, reserved = 0; // reserved: pages the batch takes
+    int n_run = 0;
     for (int i = 0; i < s->p.max_seqs; i++) {
         slot *sl = &s->slots[i];
+        sl->b_first = -1;
+        sl->b_n = 0;
+        if (!sl->job) continue;
+        int k = n_run++;
+        for (; k > 0 && s->slots[s->order[k - 1]].stamp > sl->stamp; k--)
+            s->order[k] = s->order[k - 1];
+        s->order[k] = i;
+    }
+    // decoding sequences first, oldest first: one token each
+    for (int k = 0; k < n_run; k++) {
+        int i = s->order[k];
+        slot *sl = &s->slots[i];
         if (!sl->job || sl->next < 0 || sl->job->ring_count == SERVE_JOB_RING) continue;
+        int32_t need = nuri_ctx_pages_needed(s->ctx, i, sl->n_toks, 1);
+        if (!make_room_locked(s, i, need, reserved)) continue;
+        reserved += need;
         sl->b_first = n;
         sl->b_n = 1;
         s->b_tok[n] = sl->next;
@@ -261,33 +498,41 @@ static int32_t build_batch_locked(serve_sched *s, int32_t *n_rows)
         s->row_slot[rows++] = i;
         n++;
     }
-    // then prompt chunks, oldest request first, with what is left of the batch
-    for (;;) {
-        int pick = -1;
-        for (int i = 0; i < s->p.max_seqs; i++) {
-            slot *sl = &s->slots[i];
-            if (!sl->job || sl->next >= 0 || sl->b_n > 0) continue;
-            if (pick < 0 || sl->stamp < s->slots[pick].stamp) pick = i;
-        }
-        int32_t budget = s->p.n_batch - n;
-        if (pick < 0 || budget <= 0) break;
-        slot *sl = &s->slots[pick];
+    // then prompt chunks, oldest first, with what is left of the batch and of the pool
+    for (int k = 0; k < n_run && n < s->p.n_batch; k++) {
+        int i = s->order[k];
+        slot *sl = &s->slots[i];
+        if (!sl->job || sl->next >= 0) continue;
         serve_job *j = sl->job;
-        int32_t left = j->n_prompt - sl->n_toks;
-        int32_t chunk = left < budget ? left : budget;
+        int32_t n_feed;
+        const int32_t *feed = job_feed(j, &n_feed);
+        int32_t left = n_feed - sl->n_toks, budget = s->p.n_batch - n;
+        int32_t chunk = left < budget ? left : budget, fit;
+        // a chunk preempts only younger requests; with none left it shrinks to the pages there are
+        while ((fit = tokens_fitting(s, i, nuri_ctx_pages_free(s->ctx) - reserved)) < chunk) {
+            if (evict_one_cache_locked(s, -1)) continue;
+            int victim = youngest_unbatched(s, sl->stamp + 1);
+            if (victim < 0) break;
+            preempt_locked(s, victim);
+        }
+        if (fit < chunk) chunk = fit;
+        if (chunk <= 0) continue; // it waits for pages
+        reserved += nuri_ctx_pages_needed(s->ctx, i, sl->n_toks, chunk);
         sl->b_first = n;
         sl->b_n = chunk;
-        for (int32_t k = 0; k < chunk; k++, n++) {
-            s->b_tok[n] = j->prompt[sl->n_toks + k];
-            s->b_pos[n] = sl->n_toks + k;
-            s->b_seq[n] = pick;
+        for (int32_t t = 0; t < chunk; t++, n++) {
+            s->b_tok[n] = feed[sl->n_toks + t];
+            s->b_pos[n] = sl->n_toks + t;
+            s->b_seq[n] = i;
             s->b_logits[n] = 0;
         }
-        if (chunk == left) {
+        // the last prompt token's logits give the first token; a resumed request has it already
+        if (chunk == left && j->resume_next < 0) {
             s->b_logits[n - 1] = 1;
-            s->row_slot[rows++] = pick;
+            s->row_slot[rows++] = i;
         }
     }
+    NURI_ASSERT(reserved <= nuri_ctx_pages_free(s->ctx));
     *n_rows = rows;
     return n;
 }
@@ -307,34 +552,17 @@ static bool prepare_locked(serve_sched *s)
 {
     for (int i = 0; i < s->p.max_seqs; i++)
         if (s->slots[i].job && s->slots[i].job->cancelled) slot_finish_locked(s, i, true);
+    if (s->q_cancelled) q_drop_cancelled_locked(s);
     while (s->q_count > 0) {
-        serve_job *j = s->queue[s->q_head];
-        if (j->cancelled) {
-            j->done = true;
-            pthread_cond_signal(&j->cv);
-            job_unref_locked(j);
-        } else if (!admit_locked(s, j)) {
-            break;
-        }
-        s->q_head = (s->q_head + 1) % s->p.max_queue;
-        s->q_count--;
+        admit_result r = admit_locked(s, s->queue[s->q_head]);
+        if (r == ADMIT_WAIT) break;
+        serve_job *j = q_pop_head(s);
+        if (r == ADMIT_NEVER)
+            job_end_locked(j, 503, "the KV cache cannot hold this request even alone");
     }
     bool any = false;
     for (int i = 0; i < s->p.max_seqs; i++) any |= s->slots[i].job != NULL;
     return any;
-}
-
-/* The KV pool is full: drop a prefix cache, else fail the youngest running request. */
-static void relieve_pool_locked(serve_sched *s)
-{
-    if (evict_one_cache_locked(s)) return;
-    int victim = -1;
-    for (int i = 0; i < s->p.max_seqs; i++)
-        if (s->slots[i].job && (victim < 0 || s->slots[i].stamp > s->slots[victim].stamp))
-            victim = i;
-    if (victim >= 0)
-        slot_fail_locked(s, victim, 503,
-                         "the KV cache is full: too many long requests at once; retry later");
 }
 
 static void push_token_locked(serve_sched *s, int i, int32_t tok, const nuri_token_logprobs *lp)
@@ -345,12 +573,12 @@ static void push_token_locked(serve_sched *s, int i, int32_t tok, const nuri_tok
     double now = serve_now();
     if (s->metrics) {
         serve_metrics_generated(s->metrics, 1);
-        if (sl->t_last == 0)
+        if (j->t_last == 0)
             serve_metrics_ttft(s->metrics, now - j->t_arrival);
         else
-            serve_metrics_itl(s->metrics, now - sl->t_last);
+            serve_metrics_itl(s->metrics, now - j->t_last);
     }
-    sl->t_last = now;
+    j->t_last = now;
     if (fr != NURI_FINISH_STOP) { // a stop token ends the turn and is not part of the output
         serve_event *ev = &j->ring[(j->ring_head + j->ring_count) % SERVE_JOB_RING];
         ev->token = tok;
@@ -367,14 +595,9 @@ static void push_token_locked(serve_sched *s, int i, int32_t tok, const nuri_tok
     }
 }
 
-static void step(serve_sched *s)
+/* Runs the planned batch of n tokens and hands out its tokens (called without the lock). */
+static void run_batch(serve_sched *s, int32_t n, int32_t rows)
 {
-    int32_t rows;
-    pthread_mutex_lock(&s->mu);
-    int32_t n = build_batch_locked(s, &rows);
-    pthread_mutex_unlock(&s->mu);
-    if (n == 0) return; // every running request waits for its reader
-
     nuri_batch b = {
         .n = n, .token = s->b_tok, .pos = s->b_pos, .seq = s->b_seq, .logits = s->b_logits};
     nuri_status st = nuri_ctx_decode_batch(s->ctx, &b);
@@ -382,8 +605,12 @@ static void step(serve_sched *s)
         char msg[256];
         snprintf(msg, sizeof msg, "the forward pass failed: %s", nuri_last_error());
         pthread_mutex_lock(&s->mu);
-        if (st == NURI_ERR_LIMIT) {
-            relieve_pool_locked(s);
+        if (st == NURI_ERR_LIMIT) { // the planning counts pages as the pass does: not expected
+            int victim = -1;
+            for (int i = 0; i < s->p.max_seqs; i++)
+                if (s->slots[i].job && (victim < 0 || s->slots[i].stamp > s->slots[victim].stamp))
+                    victim = i;
+            if (victim >= 0) preempt_locked(s, victim);
         } else {
             for (int i = 0; i < s->p.max_seqs; i++)
                 if (s->slots[i].job && s->slots[i].b_n > 0) slot_fail_locked(s, i, 500, msg);
@@ -391,13 +618,21 @@ static void step(serve_sched *s)
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    // the KV now holds the batch's tokens
+    // the KV now holds the batch's tokens; a resumed request whose prefill ended decodes on
+    pthread_mutex_lock(&s->mu);
     for (int i = 0; i < s->p.max_seqs; i++) {
         slot *sl = &s->slots[i];
         if (sl->b_n == 0) continue;
         memcpy(sl->toks + sl->n_toks, s->b_tok + sl->b_first, (size_t)sl->b_n * sizeof(int32_t));
         sl->n_toks += sl->b_n;
+        int32_t n_feed;
+        job_feed(sl->job, &n_feed);
+        if (sl->next < 0 && sl->n_toks == n_feed && sl->job->resume_next >= 0) {
+            sl->next = sl->job->resume_next;
+            sl->job->resume_next = -1;
+        }
     }
+    pthread_mutex_unlock(&s->mu);
     // sample outside the lock: the samplers belong to this thread
     for (int32_t r = 0; r < rows; r++) {
         serve_job *j = s->slots[s->row_slot[r]].job;
@@ -421,48 +656,43 @@ static void step(serve_sched *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Waits on the scheduler's condition for up to ms milliseconds (under the lock). */
+static void wait_ms_locked(serve_sched *s, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+}
+
 static void *sched_main(void *arg)
 {
     serve_sched *s = arg;
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
         bool any = prepare_locked(s);
-        update_gauges_locked(s);
         if (!any) {
+            update_gauges_locked(s);
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
         }
-        // if every running request waits for its reader, sleep until one reads (or 50 ms)
-        bool runnable = false;
-        for (int i = 0; i < s->p.max_seqs; i++) {
-            slot *sl = &s->slots[i];
-            runnable |= sl->job && (sl->next < 0 || sl->job->ring_count < SERVE_JOB_RING);
-        }
-        if (!runnable) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 50000000L;
-            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        int32_t rows, n = build_batch_locked(s, &rows);
+        update_gauges_locked(s);
+        if (n == 0) {
+            // every running request waits for its reader (or for pages a reader holds up): sleep
+            // until one reads (or 50 ms)
+            wait_ms_locked(s, 50);
             continue;
         }
         pthread_mutex_unlock(&s->mu);
-        step(s);
+        run_batch(s, n, rows);
         pthread_mutex_lock(&s->mu);
     }
     // shutting down: fail what is left
     for (int i = 0; i < s->p.max_seqs; i++)
         if (s->slots[i].job) slot_fail_locked(s, i, 503, "the server is shutting down");
-    while (s->q_count > 0) {
-        serve_job *j = s->queue[s->q_head];
-        j->err_http = 503;
-        snprintf(j->err, sizeof j->err, "the server is shutting down");
-        j->done = true;
-        pthread_cond_signal(&j->cv);
-        job_unref_locked(j);
-        s->q_head = (s->q_head + 1) % s->p.max_queue;
-        s->q_count--;
-    }
+    while (s->q_count > 0) job_end_locked(q_pop_head(s), 503, "the server is shutting down");
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
@@ -479,11 +709,53 @@ int32_t serve_sched_n_ctx(const serve_sched *s)
     return nuri_ctx_n_ctx(s->ctx);
 }
 
+uint64_t serve_sched_preemptions(serve_sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = s->n_preempt;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+uint64_t serve_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+    fclose(f);
+    return found ? (uint64_t)kb * 1024 : 0;
+}
+
+int32_t serve_sched_pool_tokens(const nuri_model *m, int32_t max_seqs, double kv_mem,
+                                uint64_t mem_available)
+{
+    const nuri_hparams *hp = &m->hp;
+    const double ctx_limit = 1 << 22; // nuri_ctx_new's
+    double train = hp->n_ctx_train > 0 ? hp->n_ctx_train : 4096;
+    double lo = train < 4096 ? train : 4096;
+    double hi = (max_seqs > 0 ? max_seqs : 1) * train;
+    if (hi > ctx_limit) hi = ctx_limit;
+    if (kv_mem <= 0) kv_mem = 0.5;
+    // bytes per token: F16 K and V of every layer
+    double per_token = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    double n = mem_available ? kv_mem * (double)mem_available / per_token : lo;
+    if (n > hi) n = hi;
+    int64_t pages = (int64_t)(n / NURI_KV_PAGE), lo_pages = (int64_t)ceil(lo / NURI_KV_PAGE);
+    if (pages < lo_pages) pages = lo_pages;
+    if (pages < 1) pages = 1;
+    return (int32_t)(pages * NURI_KV_PAGE);
+}
+
 static void sched_free(serve_sched *s)
 {
     if (s->slots)
         for (int i = 0; i < s->p.max_seqs; i++) free(s->slots[i].toks);
     free(s->slots);
+    free(s->order);
     free(s->queue);
     free(s->b_tok);
     free(s->b_pos);
@@ -504,8 +776,12 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     *out = NULL;
     if (p->max_seqs < 1 || p->max_seqs > 256)
         return nuri_error(NURI_ERR_INVALID_ARG, "max-seqs %d is not in 1..256", p->max_seqs);
-    if (p->max_queue < 1)
-        return nuri_error(NURI_ERR_INVALID_ARG, "queue size %d is not positive", p->max_queue);
+    if (p->max_queue < 1 || p->max_queue > (1 << 24))
+        return nuri_error(NURI_ERR_INVALID_ARG, "queue size %d is not in 1..%d", p->max_queue,
+                          1 << 24);
+    if (!(p->kv_mem >= 0 && p->kv_mem <= 0.95))
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "the KV cache's share of memory %g is not in (0, 0.95]", p->kv_mem);
     serve_sched *s = calloc(1, sizeof *s);
     if (!s) return nuri_error(NURI_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
@@ -515,7 +791,10 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     s->p = *p;
     if (s->p.n_batch <= 0) s->p.n_batch = 256;
     if (s->p.n_batch < s->p.max_seqs) s->p.n_batch = s->p.max_seqs;
-    nuri_ctx_params cp = {.n_ctx = p->n_ctx,
+    // a pool sized from memory is allocated untouched (calloc): pages cost memory once written
+    nuri_ctx_params cp = {.n_ctx = p->n_ctx ? p->n_ctx
+                                            : serve_sched_pool_tokens(m, p->max_seqs, p->kv_mem,
+                                                                      serve_mem_available()),
                           .n_batch = s->p.n_batch,
                           .n_threads = p->n_threads,
                           .n_logits = p->max_seqs,
@@ -528,8 +807,10 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     int32_t n_ctx = nuri_ctx_n_ctx(s->ctx);
     s->seq_max = n_ctx < m->hp.n_ctx_train ? n_ctx : m->hp.n_ctx_train;
     int32_t nb = s->p.n_batch, ns = p->max_seqs;
+    s->q_cap = p->max_queue + ns;
     s->slots = calloc((size_t)ns, sizeof *s->slots);
-    s->queue = calloc((size_t)p->max_queue, sizeof *s->queue);
+    s->order = malloc((size_t)ns * sizeof *s->order);
+    s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
     s->b_tok = malloc((size_t)nb * sizeof(int32_t));
     s->b_pos = malloc((size_t)nb * sizeof(int32_t));
     s->b_seq = malloc((size_t)nb * sizeof(int32_t));
@@ -537,7 +818,7 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     s->row_slot = malloc((size_t)ns * sizeof(int32_t));
     s->row_tok = malloc((size_t)ns * sizeof(int32_t));
     s->row_lp = malloc((size_t)ns * sizeof *s->row_lp);
-    bool ok = s->slots && s->queue && s->b_tok && s->b_pos && s->b_seq && s->b_logits &&
+    bool ok = s->slots && s->order && s->queue && s->b_tok && s->b_pos && s->b_seq && s->b_logits &&
               s->row_slot && s->row_tok && s->row_lp;
     for (int i = 0; ok && i < ns; i++) {
         s->slots[i].next = -1;

@@ -2,15 +2,32 @@
  * sched.h: the scheduler: continuous batching of many requests over one nuri_ctx.
  *
  * One thread owns the context. Each step it
- *   1. frees the sequences of cancelled requests (a client that went away) at once,
- *   2. admits waiting requests into free sequence slots, reusing the KV pages of the longest
- *      identical prompt prefix that any slot holds (a running one is forked: pages are shared),
- *   3. builds one batch: the next token of every decoding sequence, then chunks of prompts being
- *      prefilled with what is left of n_batch, so running streams never wait for a long prompt,
- *   4. runs one forward pass over it and samples one token per decoding sequence.
+ *   1. frees the sequences of cancelled requests (a client that went away) at once, and drops
+ *      cancelled requests from the queue,
+ *   2. admits waiting requests, first come first served, into free sequence slots, reusing the KV
+ *      pages of the longest identical prefix that any slot holds (a running one is forked: pages
+ *      are shared). A request is admitted only when the free pages (after dropping idle prefix
+ *      caches) hold what is left to prefill of the running requests and of it, plus a watermark of
+ *      one page per running sequence, so that admitting it does not force a preemption,
+ *   3. plans one batch with page accounting, oldest request first: the next token of every
+ *      decoding sequence, then chunks of prompts being prefilled with what is left of n_batch (so
+ *      running streams never wait for a long prompt), each taking its pages out of the free ones
+ *      before the batch is built. When a sequence cannot get its pages, idle prefix caches are
+ *      dropped first; then the youngest running request not yet in the batch is preempted (a
+ *      prompt chunk shrinks to the pages there are, and preempts only younger requests),
+ *   4. runs one forward pass over it and samples one token per sequence that asks for one.
  * Tokens go to the request's bounded event ring; a request whose ring is full (a slow reader) is
- * left out of the next batches until its reader catches up. When the KV pool runs out, the prefix
- * cache of idle slots is dropped first, then the youngest running request fails.
+ * left out of the next batches until its reader catches up.
+ *
+ * Preemption is by recompute, as vLLM does it: the request's pages are freed, its job keeps its
+ * sampler, its unread events and the token it sampled but has not fed yet, and it goes back to the
+ * head of the queue with its prompt plus every token it generated and fed as the tokens to
+ * prefill again. Re-admitted, it prefills those (prefix reuse allowed), samples nothing at the end
+ * of that prefill, and goes on decoding from the remembered token. Every kernel is
+ * batch-invariant (DESIGN.md, "Numerics"), so the recomputed KV and every later token and logprob
+ * are bit-identical to an uninterrupted run. A request is never failed for lack of space: one
+ * sequence (prompt + completion <= serve_sched_seq_max) always fits the pool alone. The queue
+ * keeps room for preempted requests beyond max_queue, so re-queueing one never fails.
  *
  * Requests (serve_job) are shared by the scheduler and one connection thread, each holding a
  * reference; all of a job's mutable fields are guarded by the scheduler's mutex.
@@ -49,19 +66,28 @@ typedef struct serve_job {
     nuri_finish_reason finish;
     int err_http; // non-zero: the job failed, err says why
     char err[256];
-    int32_t n_cached; // prompt tokens whose KV was reused
+    int32_t n_cached; // prompt tokens whose KV was reused (at the first admission)
     int32_t n_generated;
+    int32_t n_preempted; // times the job's KV was dropped to make room (recomputed later)
     serve_event ring[SERVE_JOB_RING];
     int ring_head, ring_count;
     pthread_cond_t cv; // signalled on a new event and on done
+
+    /* the scheduler's own (a preempted job's state), guarded by the mutex */
+    int32_t *replay; // (n_replay) after a preemption: prompt + the generated tokens fed; owned
+    int32_t n_replay;
+    int32_t resume_next; // after a preemption: the sampled token not fed yet; -1: sample as usual
+    bool requeued;       // waiting in the queue after a preemption (outside max_queue's count)
+    double t_last;       // when its last token was produced (inter-token latency); 0: none yet
 } serve_job;
 
 typedef struct serve_sched serve_sched;
 
 typedef struct serve_sched_params {
-    int32_t n_ctx;     // KV pool, tokens for all sequences together
+    int32_t n_ctx;     // KV pool, tokens for all sequences together (0: sized by kv_mem)
+    double kv_mem;     // n_ctx 0: fraction (0, 0.95] of the available memory for the pool (0: 0.5)
     int32_t max_seqs;  // sequences decoded together
-    int32_t max_queue; // requests waiting for a slot before 503
+    int32_t max_queue; // requests waiting for a slot before 503 (preempted ones not counted)
     int32_t n_batch;   // tokens per forward step (decode + prefill chunks)
     int32_t n_threads;
 } serve_sched_params;
@@ -80,12 +106,25 @@ void serve_sched_free(serve_sched *s);
 int32_t serve_sched_seq_max(const serve_sched *s);
 /* The KV pool's size, in tokens. */
 int32_t serve_sched_n_ctx(const serve_sched *s);
+/* Running requests preempted so far (also counted in the metrics' nuri_preemptions_total). */
+uint64_t serve_sched_preemptions(serve_sched *s);
+
+/* The pool size (tokens) serve_sched_start picks when n_ctx is 0: kv_mem (0: 0.5) x mem_available
+ * bytes over the model's KV bytes per token (F16 K and V of every layer), at most max_seqs full
+ * sequences of the model's training context, at least min(n_ctx_train, 4096) tokens (the pool of
+ * one sequence that a ctx gets by default; also when mem_available is 0: unknown), in whole
+ * pages. */
+int32_t serve_sched_pool_tokens(const nuri_model *m, int32_t max_seqs, double kv_mem,
+                                uint64_t mem_available);
+/* MemAvailable from /proc/meminfo, in bytes; 0 when it cannot be read. */
+uint64_t serve_mem_available(void);
 
 /* A new job with one reference (the caller's); takes ownership of prompt and sampler (also on
  * failure). NULL when out of memory. */
 serve_job *serve_job_new(int32_t *prompt, int32_t n_prompt, nuri_sampler *sampler);
 
-/* Queues the job (the scheduler takes a reference). NURI_ERR_LIMIT when the queue is full. */
+/* Queues the job (the scheduler takes a reference). NURI_ERR_LIMIT when max_queue requests are
+ * waiting already (requests waiting after a preemption do not count). */
 nuri_status serve_sched_submit(serve_sched *s, serve_job *j);
 
 /* Waits until the job has an event or is done (or timeout_ms passes), then moves up to cap events
