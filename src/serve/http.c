@@ -784,6 +784,17 @@ static void loop_accept(serve_server *s, front *f)
         }
         uint32_t ip = a.sin_family == AF_INET ? a.sin_addr.s_addr : 0;
         if (f->n_conns - f->n_refused >= s->p.max_connections) {
+            // full: a kept-alive connection that waits for nothing makes room first
+            conn *idle = NULL;
+            for (int i = 0; i < f->n_conns; i++) {
+                conn *x = f->conns[i];
+                if (x->st == C_HEAD && x->in.n == 0 && x->n_requests > 0 &&
+                    (!idle || x->t_start < idle->t_start))
+                    idle = x;
+            }
+            if (idle) conn_close(s, f, idle);
+        }
+        if (f->n_conns - f->n_refused >= s->p.max_connections) {
             refuse(s, f, fd, "too_many_connections",
                    "the server has too many open connections; retry after a moment");
             continue;
