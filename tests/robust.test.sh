@@ -3,7 +3,8 @@
 # on loopback: slow bodies and trickled heads by the thousand, per-client and total connection caps,
 # request/idle timeouts, typed ChatML markers, SIGTERM drains, models that do not load, fd hygiene
 # (strace), half-closed sockets, HTTP framing, Host and keys, KV admission and preemption
-# (tests/serve/robust.test.mjs, node's built-in test runner; each test starts its own servers).
+# (tests/serve/robust.test.mjs, node's built-in test runner; each test starts its own servers), then
+# a short bounded load run (bench/serve_load.sh, 16 streaming clients for 20 s) as one more test.
 # Every server is killed when the script ends. Under ASan (NURI under build-san/) time limits grow 3x.
 set -u
 cd "$(dirname "$0")/.."
@@ -54,5 +55,14 @@ fi
 passed=$((passed + p))
 failed=$((failed + f))
 
+# the bounded load test, short: no stream may die inside a 200, fds and RSS stay flat
+if NURI=$NURI timeout $((120 * SLOW)) bench/serve_load.sh --clients 16 --duration 20 >"$tmp/load.txt" 2>&1; then
+    echo "ok   serve_load: 16 streaming clients for 20 s"
+    passed=$((passed + 1))
+else
+    echo "FAIL serve_load: 16 streaming clients for 20 s:"
+    tail -n 40 "$tmp/load.txt"
+    failed=$((failed + 1))
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
