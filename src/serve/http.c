@@ -857,15 +857,14 @@ static void loop_returned(serve_server *s, front *f)
 static void loop_sweep(serve_server *s, front *f, double now)
 {
     double hdr = s->p.header_timeout_ms * 1e-3, req = s->p.request_timeout_ms * 1e-3;
-    bool draining = atomic_load(&s->draining);
     for (int i = f->n_conns - 1; i >= 0; i--) {
         conn *c = f->conns[i];
         switch (c->st) {
         case C_HEAD:
-            if (c->in.n == 0 && c->n_requests > 0) { // idle between requests
-                if (draining || now - c->t_start > s->p.idle_timeout_s) conn_close(s, f, c);
-            } else if (c->in.n == 0 && draining) {
-                conn_close(s, f, c);
+            // idle between requests (while draining too: a request that comes is answered 503
+            // shutting_down, so the client learns why, rather than finding the socket closed)
+            if (c->in.n == 0 && c->n_requests > 0) {
+                if (now - c->t_start > s->p.idle_timeout_s) conn_close(s, f, c);
             } else if (now - c->t_start > hdr) {
                 loop_error(s, f, c, 408, "request_timeout", NULL,
                            "the request head did not arrive within %d ms", s->p.header_timeout_ms);
