@@ -67,7 +67,10 @@ run_target() {
         return 1
     fi
     mkdir -p "$saved" "$live" "$crashes"
-    find "$saved" -maxdepth 1 -type f -exec cp -n -t "$live" {} +
+    local f
+    for f in "$saved"/*; do # what the live corpus lacks (names are content hashes)
+        [ -f "$f" ] && [ ! -e "$live/${f##*/}" ] && cp "$f" "$live/"
+    done
     local before
     before=$(find "$live" -maxdepth 1 -type f | wc -l)
     local opts=(-max_len="$max_len" -timeout="$per_input" -rss_limit_mb=2048)
@@ -86,7 +89,6 @@ run_target() {
             echo "$name: FAILED (exit $rc) after $((SECONDS - t0)) s; log: $log"
             grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|ALARM|Test unit written)' "$log" |
                 head -n 8 | sed 's/^/    /'
-            local f
             f=$(sed -n 's/.*Test unit written to //p' "$log" | tail -n 1)
             if [ -n "$f" ] && [ -f "$f" ]; then
                 echo "    input $f ($(wc -c <"$f") bytes; replay: $bin $f):"
@@ -102,7 +104,7 @@ run_target() {
     mkdir -p "$merged" "$new"
     find "$saved" -maxdepth 1 -type f -exec cp -t "$merged" {} +
     "$bin" "${opts[@]}" -merge=1 "$merged" "$live" >>"$log" 2>&1 || rc=$?
-    local f n_new=0 bytes=0
+    local n_new=0 bytes=0
     for f in "$merged"/*; do
         [ -f "$f" ] || continue
         [ -e "$saved/${f##*/}" ] && continue
