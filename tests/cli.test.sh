@@ -78,6 +78,36 @@ bad_files() {
 }
 check "bad model files are errors that name the file and what is wrong" bad_files
 
+broken_vocab() {
+    # the model with tokenizer.ggml.bos_token_id (uint32 after its key) set past its 4096 tokens:
+    # every command that loads a model refuses it at load, naming the key; info describes the file
+    # and says why it does not run
+    python3 - "$M" "$tmp/bos.gguf" <<'PY' || return 1
+import struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+k = b"tokenizer.ggml.bos_token_id"
+i = d.index(k) + len(k)
+assert struct.unpack_from("<I", d, i)[0] == 4  # GGUF_TYPE_UINT32
+struct.pack_into("<I", d, i + 4, 99999)
+open(sys.argv[2], "wb").write(d)
+PY
+    local want="tokenizer.ggml.bos_token_id = 99999 is out of range"
+    "$NURI" eval -m "$tmp/bos.gguf" --tokens 1,2 >/dev/null 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "bos.gguf: $want" "$tmp/e" || return 1
+    "$NURI" run -m "$tmp/bos.gguf" --tokens 1,2 -n 2 >/dev/null 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "$want" "$tmp/e" || return 1
+    "$NURI" run -m "$tmp/bos.gguf" -p hello -n 2 >/dev/null 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "$want" "$tmp/e" || return 1
+    "$NURI" chat -m "$tmp/bos.gguf" </dev/null >/dev/null 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "$want" "$tmp/e" || return 1
+    "$NURI" bench -m "$tmp/bos.gguf" -p 4 -n 4 --no-membw >/dev/null 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "$want" "$tmp/e" || return 1
+    "$NURI" info "$tmp/bos.gguf" >"$tmp/o" 2>&1 || return 1
+    grep -q "^runs: *no: .*$want" "$tmp/o"
+}
+check "a broken vocabulary is refused at load by eval, run, chat and bench; info names it" \
+    broken_vocab
+
 mkmodel_errors() {
     "$NURI" mkmodel --arch gpt9 "$tmp/x.gguf" 2>"$tmp/e"
     [ $? -eq 1 ] && grep -q "unknown architecture 'gpt9'" "$tmp/e" || return 1

@@ -151,7 +151,7 @@ static int read_line(line_reader *r, char **line, size_t *line_len, size_t *cons
 
 typedef struct chat_session {
     nuri_model *model;
-    nuri_vocab *vocab;
+    const nuri_vocab *vocab; // the model's (borrowed)
     nuri_chat_format *fmt;
     nuri_ctx *ctx;
     nuri_sampler *smp;
@@ -416,8 +416,8 @@ int cmd_chat(int argc, char **argv)
         free(tpl_src);
         return cli_fail("chat");
     }
-    if (nuri_vocab_load(s.model->file, &s.vocab) != NURI_OK ||
-        nuri_chat_format_new(s.model->file, s.vocab, tpl_src, tpl_len, &s.fmt) != NURI_OK ||
+    s.vocab = s.model->vocab;
+    if (nuri_chat_format_new(s.model->file, s.vocab, tpl_src, tpl_len, &s.fmt) != NURI_OK ||
         nuri_detok_init(&s.dt, s.vocab, 0) != NURI_OK) {
         rc = cli_fail("chat");
         goto done;
@@ -548,7 +548,6 @@ done:
     nuri_sampler_free(s.smp);
     nuri_ctx_free(s.ctx);
     nuri_chat_format_free(s.fmt);
-    nuri_vocab_free(s.vocab);
     nuri_model_free(s.model);
     return rc;
 }

@@ -83,7 +83,7 @@ int cmd_run(int argc, char **argv)
     if (nuri_model_load(model_path, &m) != NURI_OK) return cli_fail("run");
     int rc = 0;
     int32_t *tokens = NULL, n_tokens = 0;
-    nuri_vocab *vocab = NULL;
+    const nuri_vocab *vocab = m->vocab; // the model's, checked at load
     nuri_ctx *c = NULL;
     nuri_sampler *smp = NULL;
     nuri_detok dt = {0};
@@ -100,10 +100,6 @@ int cmd_run(int argc, char **argv)
         }
     } else {
         size_t nt;
-        if (nuri_vocab_load(m->file, &vocab) != NURI_OK) {
-            rc = cli_fail("run");
-            goto done;
-        }
         if (chat) {
             nuri_conv conv;
             nuri_conv_init(&conv);
@@ -210,7 +206,6 @@ done:
     free(answer);
     nuri_sampler_free(smp);
     nuri_ctx_free(c);
-    nuri_vocab_free(vocab);
     nuri_model_free(m);
     free(tokens);
     return rc;

@@ -1,6 +1,7 @@
 /*
  * model.c: binds a GGUF file to a transformer: hyperparameters from metadata, weights by tensor
- * name, every shape and type checked, so that the forward pass can trust what it is given.
+ * name, every shape and type checked, and the file's vocabulary loaded and checked against the
+ * embedding rows, so that the forward pass and its callers can trust what they are given.
  */
 #include "model/model.h"
 #include "base/status.h"
@@ -340,6 +341,25 @@ static nuri_status bind_weights(nuri_model *m)
     return NURI_OK;
 }
 
+/* The vocabulary, loaded whole (nuri_vocab_load refuses a broken one, naming the key), and
+ * checked against the weights: every token id needs an embedding row and a logit. n_vocab is
+ * token_embd's row count and a separate output matrix was bound with exactly that many rows, so
+ * one comparison covers both. More rows than tokens is fine (padded vocabularies). */
+static nuri_status load_vocab(nuri_model *m)
+{
+    nuri_status s = nuri_vocab_load(m->file, &m->vocab);
+    if (s != NURI_OK) return s;
+    const uint32_t n_tokens = nuri_vocab_n_tokens(m->vocab);
+    if (n_tokens > (uint32_t)m->hp.n_vocab)
+        return nuri_error(NURI_ERR_FORMAT, "tokenizer.ggml.tokens has %u entries but %s %d rows",
+                          n_tokens,
+                          m->output.data != m->token_embd.data
+                              ? "tensors 'token_embd.weight' and 'output.weight' have"
+                              : "tensor 'token_embd.weight' has",
+                          m->hp.n_vocab);
+    return NURI_OK;
+}
+
 /* The matrices of every layer (and a separate output matrix), in a fixed order. */
 static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
 {
@@ -423,6 +443,7 @@ nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
     nuri_status s = read_hparams(f, &m->hp);
     if (s == NURI_OK) s = bind_weights(m);
     if (s == NURI_OK) s = read_swa_layers(f, m);
+    if (s == NURI_OK) s = load_vocab(m); // before the packing, which takes time
     if (s == NURI_OK) pack_weights(m);
     if (s != NURI_OK) {
         nuri_model_free(m);
@@ -447,6 +468,7 @@ void nuri_model_free(nuri_model *m)
 {
     if (!m) return;
     free(m->packed); // every packed matrix lives in it
+    nuri_vocab_free(m->vocab);
     gguf_close(m->file);
     free(m->layers);
     free(m->names);

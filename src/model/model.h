@@ -14,6 +14,7 @@
 
 #include "gguf/gguf.h"
 #include "nuri.h"
+#include "tokenizer/tokenizer.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -96,10 +97,15 @@ typedef struct nuri_model {
     nuri_layer *layers;      // (n_layer)
     char *names;             // storage for the weights' names
     void *packed;            // one block holding every packed matrix (weights' .packed), or NULL
+    nuri_vocab *vocab;       // owned: the file's vocabulary; every token id < n_vocab
 } nuri_model;
 
-/* Opens a GGUF file and binds the model in it. Caller frees with nuri_model_free. Errors name the
- * key or tensor at fault (an unsupported architecture, a missing tensor, a wrong shape or type). */
+/* Opens a GGUF file and binds the model in it, checked whole: hyperparameters, every weight, and
+ * the vocabulary (loaded: refused where nuri_vocab_load refuses it, or where it has more tokens
+ * than token_embd.weight and the output matrix have rows), so that whoever holds a model can use
+ * m->vocab and feed any of its token ids to the forward pass. Caller frees with nuri_model_free.
+ * Errors name the key or tensor at fault (an unsupported architecture, a missing tensor, a wrong
+ * shape or type, a broken tokenizer.ggml.* key). */
 nuri_status nuri_model_load(const char *path, nuri_model **out);
 /* The same over an already opened file, which the model then owns (also on failure). */
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out);

@@ -23,7 +23,7 @@ static const char chatml_src[] =
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 struct serve_prompt {
-    nuri_vocab *vocab;
+    const nuri_vocab *vocab; // the model's (borrowed)
     nuri_template *tpl;
     char *bos, *eos;     // token texts for the template, or NULL
     json_t *markup_vars; // {bos_token, eos_token} as far as they exist: the template's markup
@@ -57,8 +57,8 @@ nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, se
     size_t len = 0;
     serve_prompt *p = calloc(1, sizeof *p);
     if (!p) return nuri_error(NURI_ERR_NOMEM, "out of memory");
-    nuri_status st = nuri_vocab_load(m->file, &p->vocab);
-    if (st != NURI_OK) goto fail;
+    p->vocab = m->vocab; // checked against the model's rows when the model was loaded
+    nuri_status st;
     gguf_str gs;
     if (template_path) {
         if ((st = nuri_chat_template_read(template_path, &src, &len)) != NURI_OK) goto fail;
@@ -120,7 +120,6 @@ fail:
 void serve_prompt_free(serve_prompt *p)
 {
     if (!p) return;
-    nuri_vocab_free(p->vocab);
     nuri_template_free(p->tpl);
     free(p->bos);
     free(p->eos);

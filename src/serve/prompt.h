@@ -22,7 +22,8 @@ typedef struct serve_prompt serve_prompt;
 
 #define SERVE_MAX_FORMAT_STOPS 4 // at most this many texts from serve_prompt_stop_texts
 
-/* template_path may be NULL. Caller frees with serve_prompt_free. */
+/* template_path may be NULL. The prompt borrows the model's vocabulary (m->vocab): free it with
+ * serve_prompt_free before the model. */
 nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, serve_prompt **out);
 void serve_prompt_free(serve_prompt *p);
 

@@ -68,7 +68,10 @@ typedef enum nuri_token_type {
 /* ---- loading ---- */
 
 /* Reads the vocabulary from a GGUF file's tokenizer.ggml.* metadata. On success *out is owned by
- * the caller (free with nuri_vocab_free) and does not borrow from f. */
+ * the caller (free with nuri_vocab_free) and does not borrow from f. A broken vocabulary is
+ * refused with a message naming the key: tokens missing, empty or not strings; scores or
+ * token_type not one per token; BPE merges missing or not strings; a special token id (bos, eos,
+ * eot, unknown, padding, fim_*, ...) that is not a token's. */
 nuri_status nuri_vocab_load(const gguf_file *f, nuri_vocab **out);
 
 /* A string that need not be NUL-terminated. */
@@ -102,8 +105,8 @@ nuri_status nuri_vocab_build(const nuri_vocab_desc *d, nuri_vocab **out);
 
 void nuri_vocab_free(nuri_vocab *v);
 
-/* Warnings found while loading (an unknown pre-tokenizer and the fallback used, a special token id
- * out of range, ...), one per line; NULL if none. Borrowed until nuri_vocab_free. */
+/* Warnings found while loading (an unknown pre-tokenizer and the fallback used, add_bos_token
+ * without a BOS token, ...), one per line; NULL if none. Borrowed until nuri_vocab_free. */
 const char *nuri_vocab_warnings(const nuri_vocab *v);
 
 /* ---- tokenizing ---- */

@@ -2,9 +2,10 @@
  * vocab.c: building a vocabulary (from GGUF metadata or from a nuri_vocab_desc) and reading it.
  *
  * Mirrors llama.cpp's vocabulary loading: per-model defaults for special ids and add_bos/add_eos,
- * overridden by metadata; empty token texts become "[EMPTY_<id>]"; tokens whose text marks an end
- * of generation (<|im_end|>, <|eot_id|>, ...) become CONTROL; the Phi-3 and Jina per-model
- * strip rules; the special-token candidate list in priority order. It also precomputes what the
+ * overridden by metadata (an id past the vocabulary is refused, where llama.cpp warns); empty
+ * token texts become "[EMPTY_<id>]"; tokens whose text marks an end of generation (<|im_end|>,
+ * <|eot_id|>, ...) become CONTROL; the Phi-3 and Jina per-model strip rules; the special-token
+ * candidate list in priority order. It also precomputes what the
  * hot paths need: a text -> id hash, the BPE merge table keyed by piece ids, the byte tables and
  * every token's detokenized piece.
  *
@@ -344,8 +345,8 @@ static nuri_status build_special(nuri_vocab *v, const nuri_vocab_desc *d)
     const int64_t given[6] = {d->fim_pre, d->fim_suf, d->fim_mid,
                               d->fim_pad, d->fim_rep, d->fim_sep};
     int32_t *slots[6] = {&fim_pre, &fim_suf, &fim_mid, &fim_pad, &fim_rep, &fim_sep};
-    for (int i = 0; i < 6; i++)
-        if (given[i] >= 0 && given[i] < v->n_tokens) *slots[i] = (int32_t)given[i];
+    for (int i = 0; i < 6; i++) // in range (check_special_ids)
+        if (given[i] >= 0) *slots[i] = (int32_t)given[i];
     detect_by_text(v, &v->eot, eot_texts);
     detect_by_text(v, &v->eom, eom_texts);
     detect_by_text(v, &fim_pre, fim_pre_texts);
@@ -583,15 +584,35 @@ static void build_spm(nuri_vocab *v)
     }
 }
 
-static int32_t pick_id(nuri_vocab *v, int64_t given, int32_t dflt, const char *what)
+static int32_t pick_id(int64_t given, int32_t dflt)
 {
-    if (given < 0) return dflt;
-    if ((uint64_t)given >= v->n_tokens) {
-        vocab_warn(v, "tokenizer.ggml.%s = %lld is out of range (%u tokens); using %d", what,
-                   (long long)given, v->n_tokens, dflt);
-        return dflt;
-    }
-    return (int32_t)given;
+    return given < 0 ? dflt : (int32_t)given;
+}
+
+/* Every special id the metadata gives must name a token. llama.cpp warns and keeps its default
+ * instead; nuri refuses the file, whose ids would otherwise point past the vocabulary (and past
+ * the model's embedding rows and logits). */
+static nuri_status check_special_ids(const nuri_vocab_desc *d)
+{
+    const struct {
+        int64_t id;
+        const char *key;
+    } given[] = {
+        {d->bos, "bos_token_id"},         {d->eos, "eos_token_id"},
+        {d->eot, "eot_token_id"},         {d->eom, "eom_token_id"},
+        {d->unk, "unknown_token_id"},     {d->sep, "seperator_token_id"},
+        {d->pad, "padding_token_id"},     {d->mask, "mask_token_id"},
+        {d->fim_pre, "fim_pre_token_id"}, {d->fim_suf, "fim_suf_token_id"},
+        {d->fim_mid, "fim_mid_token_id"}, {d->fim_pad, "fim_pad_token_id"},
+        {d->fim_rep, "fim_rep_token_id"}, {d->fim_sep, "fim_sep_token_id"},
+    };
+    for (size_t i = 0; i < sizeof given / sizeof given[0]; i++)
+        if (given[i].id >= 0 && (uint64_t)given[i].id >= d->n_tokens)
+            return nuri_error(NURI_ERR_FORMAT,
+                              "tokenizer.ggml.%s = %lld is out of range: tokenizer.ggml.tokens has "
+                              "%u entries",
+                              given[i].key, (long long)given[i].id, d->n_tokens);
+    return NURI_OK;
 }
 
 nuri_status nuri_vocab_build(const nuri_vocab_desc *d, nuri_vocab **out)
@@ -615,10 +636,11 @@ nuri_status nuri_vocab_build(const nuri_vocab_desc *d, nuri_vocab **out)
                           d->n_tokens, NURI_VOCAB_MAX_TOKENS);
     if (type == NURI_VOCAB_BPE && !d->merges && d->n_merges)
         return nuri_error(NURI_ERR_INVALID_ARG, "merges: NULL with a count");
+    nuri_status st = check_special_ids(d);
+    if (st) return st;
 
     nuri_vocab *v = calloc(1, sizeof *v);
     if (!v) return nuri_error(NURI_ERR_NOMEM, "vocabulary");
-    nuri_status st = NURI_OK;
     v->type = type;
     v->n_tokens = d->n_tokens;
     v->scores = malloc((size_t)d->n_tokens * sizeof *v->scores);
@@ -681,14 +703,14 @@ nuri_status nuri_vocab_build(const nuri_vocab_desc *d, nuri_vocab **out)
     if (v->bos >= (int32_t)d->n_tokens) v->bos = -1;
     if (v->eos >= (int32_t)d->n_tokens) v->eos = -1;
     if (v->unk >= (int32_t)d->n_tokens) v->unk = -1;
-    v->bos = pick_id(v, d->bos, v->bos, "bos_token_id");
-    v->eos = pick_id(v, d->eos, v->eos, "eos_token_id");
-    v->eot = pick_id(v, d->eot, v->eot, "eot_token_id");
-    v->eom = pick_id(v, d->eom, v->eom, "eom_token_id");
-    v->unk = pick_id(v, d->unk, v->unk, "unknown_token_id");
-    v->sep = pick_id(v, d->sep, v->sep, "seperator_token_id");
-    v->pad = pick_id(v, d->pad, v->pad, "padding_token_id");
-    v->mask = pick_id(v, d->mask, v->mask, "mask_token_id");
+    v->bos = pick_id(d->bos, v->bos);
+    v->eos = pick_id(d->eos, v->eos);
+    v->eot = pick_id(d->eot, v->eot);
+    v->eom = pick_id(d->eom, v->eom);
+    v->unk = pick_id(d->unk, v->unk);
+    v->sep = pick_id(d->sep, v->sep);
+    v->pad = pick_id(d->pad, v->pad);
+    v->mask = pick_id(d->mask, v->mask);
     if (d->add_bos >= 0) v->add_bos = d->add_bos;
     if (d->add_eos >= 0) v->add_eos = d->add_eos;
     if (d->add_space_prefix >= 0) v->add_space_prefix = d->add_space_prefix;
@@ -805,14 +827,17 @@ nuri_status tok_vocab_load_pre(const gguf_file *f, const char *pre_override, nur
     gguf_arr a;
     if ((st = gguf_get_arr(f, "tokenizer.ggml.tokens", &a))) goto done;
     if (a.type != GGUF_TYPE_STRING) {
-        st = nuri_error(NURI_ERR_FORMAT, "tokenizer.ggml.tokens: an array of %s, not of strings",
+        st = nuri_error(NURI_ERR_FORMAT, "tokenizer.ggml.tokens is an array of %s, not of strings",
                         gguf_type_name(a.type));
         goto done;
     }
-    if (a.n == 0 || a.n > NURI_VOCAB_MAX_TOKENS) {
-        st = nuri_error(a.n ? NURI_ERR_LIMIT : NURI_ERR_FORMAT,
-                        "tokenizer.ggml.tokens: %llu tokens (1..%u)", (unsigned long long)a.n,
-                        NURI_VOCAB_MAX_TOKENS);
+    if (a.n == 0) {
+        st = nuri_error(NURI_ERR_FORMAT, "tokenizer.ggml.tokens is empty");
+        goto done;
+    }
+    if (a.n > NURI_VOCAB_MAX_TOKENS) {
+        st = nuri_error(NURI_ERR_LIMIT, "tokenizer.ggml.tokens has %llu entries (limit %u)",
+                        (unsigned long long)a.n, NURI_VOCAB_MAX_TOKENS);
         goto done;
     }
     uint32_t n = (uint32_t)a.n;
@@ -832,8 +857,10 @@ nuri_status tok_vocab_load_pre(const gguf_file *f, const char *pre_override, nur
 
     if ((st = gguf_get_arr(f, "tokenizer.ggml.scores", &a)) == NURI_OK) {
         if (a.n != n) {
-            st = nuri_error(NURI_ERR_FORMAT, "tokenizer.ggml.scores: %llu values for %u tokens",
-                            (unsigned long long)a.n, n);
+            st = nuri_error(
+                NURI_ERR_FORMAT,
+                "tokenizer.ggml.scores has %llu entries but tokenizer.ggml.tokens has %u",
+                (unsigned long long)a.n, n);
             goto done;
         }
         scores = malloc((size_t)n * sizeof *scores);
@@ -849,8 +876,10 @@ nuri_status tok_vocab_load_pre(const gguf_file *f, const char *pre_override, nur
 
     if ((st = gguf_get_arr(f, "tokenizer.ggml.token_type", &a)) == NURI_OK) {
         if (a.n != n) {
-            st = nuri_error(NURI_ERR_FORMAT, "tokenizer.ggml.token_type: %llu values for %u tokens",
-                            (unsigned long long)a.n, n);
+            st = nuri_error(
+                NURI_ERR_FORMAT,
+                "tokenizer.ggml.token_type has %llu entries but tokenizer.ggml.tokens has %u",
+                (unsigned long long)a.n, n);
             goto done;
         }
         types = malloc((size_t)n * sizeof *types);
@@ -874,7 +903,9 @@ nuri_status tok_vocab_load_pre(const gguf_file *f, const char *pre_override, nur
             goto done;
         }
         if (a.type != GGUF_TYPE_STRING) {
-            st = nuri_error(NURI_ERR_FORMAT, "tokenizer.ggml.merges: not an array of strings");
+            st = nuri_error(NURI_ERR_FORMAT,
+                            "tokenizer.ggml.merges is an array of %s, not of strings",
+                            gguf_type_name(a.type));
             goto done;
         }
         if (a.n > (1u << 28)) {
