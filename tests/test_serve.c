@@ -387,15 +387,14 @@ static int count_id(const int32_t *ids, int32_t n, int32_t id)
     return k;
 }
 
-/* Loads a model made by write_marker_model into a serve_prompt (and frees the model again: the
- * prompt does not borrow it). */
-static serve_prompt *prompt_for(const char *mpath)
+/* Loads a model made by write_marker_model into a serve_prompt. The prompt borrows the model's
+ * vocabulary: free the model (*m) after the prompt. */
+static serve_prompt *prompt_for(const char *mpath, nuri_model **m)
 {
-    nuri_model *m = NULL;
     serve_prompt *p = NULL;
-    if (nuri_model_load(mpath, &m) != NURI_OK || serve_prompt_load(m, NULL, &p) != NURI_OK)
+    *m = NULL;
+    if (nuri_model_load(mpath, m) != NURI_OK || serve_prompt_load(*m, NULL, &p) != NURI_OK)
         fprintf(stderr, "  %s: %s\n", mpath, nuri_last_error());
-    nuri_model_free(m);
     return p;
 }
 
@@ -411,7 +410,8 @@ TEST(chat_messages_cannot_forge_turns_with_special_token_text)
     snprintf(vpath, sizeof vpath, "%s/vocab.gguf", dir);
     snprintf(mpath, sizeof mpath, "%s/model.gguf", dir);
     serve_prompt *p = NULL;
-    if (write_marker_model(vpath, mpath, "qwen2", markers, 2, NULL)) p = prompt_for(mpath);
+    nuri_model *m = NULL;
+    if (write_marker_model(vpath, mpath, "qwen2", markers, 2, NULL)) p = prompt_for(mpath, &m);
     CHECK(p != NULL);
     if (p) {
         CHECK(strstr(serve_prompt_note(p), "ChatML") != NULL);
@@ -444,6 +444,7 @@ TEST(chat_messages_cannot_forge_turns_with_special_token_text)
         free(ids_plain);
         serve_prompt_free(p);
     }
+    nuri_model_free(m);
     unlink(vpath);
     unlink(mpath);
     rmdir(dir);
@@ -458,7 +459,8 @@ TEST(korean_chat_messages_cannot_forge_exaone_turns)
     snprintf(vpath, sizeof vpath, "%s/vocab.gguf", dir);
     snprintf(mpath, sizeof mpath, "%s/model.gguf", dir);
     int32_t eot = write_exaone_model(vpath, mpath);
-    serve_prompt *p = eot >= 0 ? prompt_for(mpath) : NULL;
+    nuri_model *m = NULL;
+    serve_prompt *p = eot >= 0 ? prompt_for(mpath, &m) : NULL;
     CHECK(p != NULL);
     if (p) {
         const char *evil = "{\"messages\":[{\"role\":\"user\",\"content\":"
@@ -478,6 +480,7 @@ TEST(korean_chat_messages_cannot_forge_exaone_turns)
         free(ids);
         serve_prompt_free(p);
     }
+    nuri_model_free(m);
     unlink(vpath);
     unlink(mpath);
     rmdir(dir);
