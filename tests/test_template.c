@@ -328,6 +328,9 @@ TEST(percent_formatting_follows_python)
                  "a|    b|7  |002.2|ff|%");
     CHECK_RENDER("{{ '%(k)s' % {'k': 1} }} {{ '%s-%s' | format('a', 2) }}", NULL, "1 a-2");
     CHECK_FAILS("{{ '%s %s' % ('a',) }}", NULL, NURI_ERR_FORMAT, "not enough arguments");
+    // a width or precision of many digits is refused, without overflowing (fuzz find)
+    CHECK_FAILS("{{ '%6666666666d' | format(1) }}", NULL, NURI_ERR_FORMAT, "over 1000");
+    CHECK_FAILS("{{ '%.6666666666f' | format(1) }}", NULL, NURI_ERR_FORMAT, "over 1000");
 }
 
 /* ---- errors ---- */

@@ -917,11 +917,18 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
         while (p < end && strchr("-0 +#", *p) && sl < 8) spec[sl++] = *p++;
         int width = -1, prec = -1;
         if (p < end && *p == '*') FAIL(c, at, "'*' widths are not supported");
-        while (p < end && digit_char(*p)) width = (width < 0 ? 0 : width) * 10 + (*p++ - '0');
+        // digits saturate past the limit checked below, so a long run of them cannot overflow
+        while (p < end && digit_char(*p)) {
+            width = (width < 0 ? 0 : width) * 10 + (*p++ - '0');
+            if (width > 1000) width = 1001;
+        }
         if (p < end && *p == '.') {
             p++;
             prec = 0;
-            while (p < end && digit_char(*p)) prec = prec * 10 + (*p++ - '0');
+            while (p < end && digit_char(*p)) {
+                prec = prec * 10 + (*p++ - '0');
+                if (prec > 1000) prec = 1001;
+            }
         }
         if (width > 1000 || prec > 1000) FAIL(c, at, "format width or precision over 1000");
         if (p >= end) FAIL(c, at, "incomplete format");
