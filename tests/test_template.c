@@ -340,6 +340,9 @@ TEST(raise_exception_fails_with_exactly_its_message)
     CHECK_FAILS("a{{ raise_exception('Only user and assistant roles!') }}", NULL,
                 NURI_ERR_INVALID_ARG, "Only user and assistant roles!");
     CHECK(!strcmp(nuri_last_error(), "Only user and assistant roles!"));
+    // an empty message still says what happened (fuzz find)
+    CHECK_FAILS("{{ raise_exception('') }}", NULL, NURI_ERR_INVALID_ARG,
+                "raise_exception() with an empty message");
 }
 
 TEST(syntax_errors_name_line_and_column)

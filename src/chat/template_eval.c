@@ -1526,7 +1526,9 @@ static tv call_builtin(ctx *c, const tpl_node *at, int which, targs *a)
         tpl_buf b;
         buf_init(c, &b);
         put_value(c, at, &b, m);
-        nuri_error(NURI_ERR_INVALID_ARG, "%s", b.n ? b.p : "");
+        // the template's message as it is; an empty one would leave the caller nothing to show
+        nuri_error(NURI_ERR_INVALID_ARG, "%s",
+                   b.n && b.p[0] ? b.p : "raise_exception() with an empty message");
         longjmp(c->jb, NURI_ERR_INVALID_ARG);
     }
     case B_STRFTIME: {
