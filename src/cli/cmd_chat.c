@@ -238,7 +238,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
     memcpy(s->cache + keep, ids + keep, (n_ids - keep) * sizeof *ids);
     s->n_cache = (int32_t)n_ids;
     nuri_sampler_reset(s->smp);
-    for (size_t i = 0; i < n_ids; i++) nuri_sampler_accept(s->smp, ids[i]);
+    for (size_t i = 0; i < n_ids; i++) nuri_sampler_accept_history(s->smp, ids[i]);
     free(ids);
 
     size_t n_stops;
