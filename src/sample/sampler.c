@@ -275,6 +275,11 @@ nuri_status nuri_sampler_accept_history(nuri_sampler *s, int32_t token)
     return NURI_OK;
 }
 
+bool nuri_sampler_grammar_can_end(const nuri_sampler *s)
+{
+    return !s->gm || nuri_grammar_matcher_can_end(s->gm);
+}
+
 nuri_finish_reason nuri_sampler_finish_reason(const nuri_sampler *s, int32_t token)
 {
     if (token >= 0 && token < s->n_vocab && s->is_stop[token]) return NURI_FINISH_STOP;

@@ -68,6 +68,7 @@
 #include "grammar/grammar.h"
 #include "nuri.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -157,6 +158,10 @@ nuri_status nuri_sampler_sample(nuri_sampler *s, const float *logits, int32_t *t
  * Draws nothing, counts nothing: for tests, debugging and "post-sampling probabilities" reports. */
 nuri_status nuri_sampler_distribution(nuri_sampler *s, const float *logits, int32_t *ids,
                                       float *probs, int32_t *n_out);
+
+/* With a grammar: whether the text accepted so far is complete (the grammar may end there). True
+ * without a grammar. */
+bool nuri_sampler_grammar_can_end(const nuri_sampler *s);
 
 /* Whether generation ends after token was sampled (and accepted): a stop token, or an
  * end-of-generation token the grammar allowed (STOP); the grammar complete (GRAMMAR); or
