@@ -103,7 +103,7 @@ static bool oom(parser *p)
 static bool vec_reserve(parser *p, u32vec *v, uint64_t extra)
 {
     uint64_t need = (uint64_t)v->n + extra;
-    if (need <= v->cap) return true;
+    if (need <= v->cap && v->v) return true; // (always allocated: no NULL + 0 arithmetic)
     if (need > UINT32_MAX / 2) return oom(p);
     uint32_t cap = v->cap ? v->cap : 16;
     while (cap < need) cap *= 2;
@@ -226,6 +226,7 @@ static int cmp_range(const void *a, const void *b)
 static bool make_set(parser *p, bool neg, uint32_t *id)
 {
     u32vec *sc = &p->scratch;
+    if (!vec_reserve(p, sc, 2) || !vec_reserve(p, &p->ranges, 2)) return false;
     uint32_t n = sc->n / 2;
     qsort(sc->v, n, 2 * sizeof(uint32_t), cmp_range);
     uint32_t k = 0; // merge overlapping and adjacent ranges in place
@@ -903,9 +904,9 @@ static bool assemble(parser *p, nuri_grammar **out)
         g->elems[e++] = GE_MAKE(GE_END, 0);
     }
     g->rule_alt[p->n_rules] = a;
-    memcpy(g->set_off, p->set_off.v, sizeof *g->set_off * g->n_sets);
+    if (g->n_sets) memcpy(g->set_off, p->set_off.v, sizeof *g->set_off * g->n_sets);
     g->set_off[g->n_sets] = p->ranges.n / 2;
-    memcpy(g->ranges, p->ranges.v, sizeof *g->ranges * p->ranges.n);
+    if (p->ranges.n) memcpy(g->ranges, p->ranges.v, sizeof *g->ranges * p->ranges.n);
     for (uint32_t s = 0; s < g->n_sets; s++)
         for (uint32_t i = g->set_off[s]; i < g->set_off[s + 1]; i++)
             for (uint32_t c = g->ranges[2 * i]; c <= g->ranges[2 * i + 1] && c < 128; c++)
