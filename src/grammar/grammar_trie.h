@@ -18,6 +18,8 @@ struct nuri_token_trie {
     uint32_t *tok_first; // (n_nodes + 1) tokens ending at node i: tok_ids[tok_first[i] .. [i+1])
     int32_t *tok_ids;    // token ids in the order of their texts
     uint32_t max_depth;  // the longest text in the trie, bytes
+    uint8_t *plain;      // (n_nodes) 1 if the node's subtree (its own byte included) has only
+                         // plain bytes: printable ASCII but '"' and '\' (trie_plain_byte)
 
     uint64_t *text_off; // (n_vocab) where each token's text starts in text
     uint32_t *text_len; // (n_vocab) bytes
@@ -26,5 +28,11 @@ struct nuri_token_trie {
     int32_t *end_ids; // (n_end)
     int32_t n_end;
 };
+
+/* The bytes that a free-text JSON string takes as themselves. */
+static inline bool trie_plain_byte(unsigned b)
+{
+    return b >= 0x20 && b < 0x7F && b != '"' && b != '\\';
+}
 
 #endif

@@ -25,8 +25,12 @@
  * an empty arena fails with NURI_ERR_LIMIT. Nothing here allocates after creation.
  *
  * The filter. The trie's nodes are in preorder (grammar_trie.h); the walk keeps the state reached
- * at each depth, takes one table lookup per node, and skips the subtree of a refused byte. The
- * resulting masks are kept for the last n_masks states (least recently used goes first).
+ * at each depth, takes one table lookup per node, and skips the subtree of a refused byte. One
+ * shortcut: when a node's byte leads back to the same state, its subtree holds only plain bytes
+ * (printable ASCII but '"' and '\\'), and every plain byte loops on that state (checked once per
+ * state: true inside a free-text JSON string), then every token of the subtree is allowed without
+ * walking it. The resulting masks are kept for the last n_masks states (least recently used goes
+ * first).
  */
 #include "base/status.h"
 #include "grammar/grammar_internal.h"
@@ -67,8 +71,10 @@ struct nuri_grammar_matcher {
     uint32_t node_mask, set_mask, state_mask; // hash table sizes - 1
     arena ar[2];
     int cur_ar;
-    uint16_t *next;     // (cap_states * 256) transitions of the current arena's states
-    int16_t *mask_of;   // (cap_states) the mask slot holding the state's mask, -1 if none
+    uint16_t *next;   // (cap_states * 256) transitions of the current arena's states
+    int16_t *mask_of; // (cap_states) the mask slot holding the state's mask, -1 if none
+    uint8_t
+        *plain_loop;    // (cap_states) every plain byte leads back to the state: 0 unknown, 1, 2 no
     uint32_t cur;       // the current state
     uint32_t start;     // the start state in the current arena, FULL if not made yet
     uint32_t *work;     // (cap_nodes) closure work list; also the copy chain in collect()
@@ -220,6 +226,7 @@ static uint32_t state_intern(nuri_grammar_matcher *m, arena *a, uint32_t set, ui
     a->state_tab[h & m->state_mask] = s + 1;
     memset(m->next + (size_t)s * 256, 0xFF, 256 * sizeof *m->next);
     m->mask_of[s] = -1;
+    m->plain_loop[s] = 0;
     return s;
 }
 
@@ -505,6 +512,7 @@ void nuri_grammar_matcher_free(nuri_grammar_matcher *m)
     arena_free(&m->ar[1]);
     free(m->next);
     free(m->mask_of);
+    free(m->plain_loop);
     free(m->work);
     free(m->out);
     free(m->stamp);
@@ -553,12 +561,14 @@ nuri_status nuri_grammar_matcher_new(nuri_grammar *g, const nuri_token_trie *tok
     bool ok = arena_alloc(m, &m->ar[0]) && arena_alloc(m, &m->ar[1]);
     m->next = malloc(sizeof *m->next * (size_t)m->cap_states * 256);
     m->mask_of = malloc(sizeof *m->mask_of * m->cap_states);
+    m->plain_loop = malloc(m->cap_states);
     m->work = malloc(sizeof *m->work * m->cap_nodes);
     m->out = malloc(sizeof *m->out * m->cap_nodes);
     m->stamp = calloc(m->cap_nodes, sizeof *m->stamp);
     m->remap = malloc(sizeof *m->remap * m->cap_nodes);
     m->remap_at = calloc(m->cap_nodes, sizeof *m->remap_at);
-    ok = ok && m->next && m->mask_of && m->work && m->out && m->stamp && m->remap && m->remap_at;
+    ok = ok && m->next && m->mask_of && m->plain_loop && m->work && m->out && m->stamp &&
+         m->remap && m->remap_at;
     if (ok && tokens) {
         m->n_masks = p.n_masks;
         m->mask_words = ((uint32_t)tokens->n_vocab + 31) / 32;
@@ -661,6 +671,24 @@ nuri_status nuri_grammar_matcher_accept_token(nuri_grammar_matcher *m, int32_t t
 
 /* ---- the filter ---- */
 
+/* Whether every plain byte leads from walk[si] back to it (computed once per state). Returns 1
+ * yes, 2 no, or 0 with the error set when a step does not fit (see step()). The walk's states
+ * may be renumbered by a collection on the way. */
+static int plain_loop(nuri_grammar_matcher *m, uint32_t *walk, uint32_t d, uint32_t si)
+{
+    uint8_t known = m->plain_loop[walk[si]];
+    if (known) return known;
+    int yes = 1;
+    for (unsigned b = 0x20; b < 0x7F && yes == 1; b++) {
+        if (!trie_plain_byte(b)) continue;
+        uint32_t r = step(m, walk, d, si, b);
+        if (r == FULL) return 0;
+        if (r != walk[si]) yes = 2;
+    }
+    m->plain_loop[walk[si]] = (uint8_t)yes;
+    return yes;
+}
+
 nuri_status nuri_grammar_matcher_mask(nuri_grammar_matcher *m, const uint32_t **mask)
 {
     const nuri_token_trie *t = m->t;
@@ -702,10 +730,26 @@ nuri_status nuri_grammar_matcher_mask(nuri_grammar_matcher *m, const uint32_t **
                 m->cur = walk[0];
                 return NURI_ERR_LIMIT;
             }
+            s = walk[d - 1]; // (renumbered if the tables were collected)
         }
         if (r == T_DEAD) {
             i = skip[i];
             continue;
+        }
+        if (r == s && t->plain[i] && tok_first[skip[i]] - tok_first[i] > 1) {
+            int loop = plain_loop(m, walk, d, d - 1);
+            if (loop == 0) {
+                m->cur = walk[0];
+                return NURI_ERR_LIMIT;
+            }
+            if (loop == 1) { // the whole subtree stays on this state: all of its tokens pass
+                for (uint32_t k = tok_first[i]; k < tok_first[skip[i]]; k++) {
+                    uint32_t id = (uint32_t)tok_ids[k];
+                    bits[id >> 5] |= 1u << (id & 31);
+                }
+                i = skip[i];
+                continue;
+            }
         }
         walk[d] = r;
         for (uint32_t k = tok_first[i]; k < tok_first[i + 1]; k++) {

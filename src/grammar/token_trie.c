@@ -9,7 +9,8 @@
  * share one text).
  *
  * Built once per vocabulary by sorting the texts and reading off common prefixes; a token text
- * longer than 65535 bytes (the depth is 16 bits) is left out, i.e. never allowed.
+ * longer than 65535 bytes (the depth is 16 bits) is left out, i.e. never allowed. A subtree is
+ * the contiguous run i .. skip[i], so "only plain bytes below" (plain[i]) is one backward scan.
  */
 #include "base/status.h"
 #include "grammar/grammar_trie.h"
@@ -38,6 +39,7 @@ void nuri_token_trie_free(nuri_token_trie *t)
     free(t->skip);
     free(t->tok_first);
     free(t->tok_ids);
+    free(t->plain);
     free(t->text_off);
     free(t->text_len);
     free(t->text);
@@ -110,6 +112,15 @@ static nuri_status build_nodes(nuri_token_trie *t)
     for (uint32_t i = 0; i < nn; i++) t->tok_first[i + 1] += t->tok_first[i];
     free(tok_node);
     free(path);
+    // plain[i]: no byte outside the plain set in the run i .. skip[i]
+    t->plain = malloc(nn);
+    if (!t->plain) return nuri_error(NURI_ERR_NOMEM, "token trie: out of memory");
+    uint32_t next_bad = nn; // the first node at or after i whose byte is not plain
+    for (uint32_t i = nn; i-- > 1;) {
+        if (!trie_plain_byte(t->byte[i])) next_bad = i;
+        t->plain[i] = next_bad >= t->skip[i];
+    }
+    t->plain[0] = 0;
     return NURI_OK;
 }
 
