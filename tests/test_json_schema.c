@@ -328,6 +328,48 @@ TEST(the_gbnf_text_is_there_to_read)
     json_decref(s);
 }
 
+TEST(a_schema_can_be_a_rule_of_a_larger_grammar)
+{
+    // a tool call in a chat template's wrapper, two tools told apart by their names
+    json_t *s = json_loads(
+        "{\"anyOf\": [{\"type\": \"object\", \"properties\": {\"name\": {\"const\": "
+        "\"get_weather\"}, \"arguments\": {\"type\": \"object\", \"properties\": {\"city\": "
+        "{\"type\": \"string\"}}, \"required\": [\"city\"]}}, \"required\": [\"name\", "
+        "\"arguments\"]}, {\"type\": \"object\", \"properties\": {\"name\": {\"const\": "
+        "\"now\"}, \"arguments\": {\"type\": \"object\"}}, \"required\": [\"name\", "
+        "\"arguments\"]}, {\"$ref\": \"#/anyOf/1\"}]}",
+        0, NULL);
+    REQUIRE(s != NULL);
+    char *text;
+    size_t len;
+    REQUIRE(nuri_json_schema_to_gbnf_rule(s, "tool-call", &text, &len, NULL, 0) == NURI_OK);
+    CHECK(strstr(text, "root ::=") == NULL);
+    const char *wrap = "root ::= \"<tool_call>\\n\" tool-call \"\\n</tool_call>\"\n";
+    char *full = malloc(len + strlen(wrap) + 1);
+    REQUIRE(full != NULL);
+    memcpy(full, text, len);
+    strcpy(full + len, wrap);
+    nuri_grammar *g;
+    REQUIRE(nuri_grammar_parse(full, strlen(full), &g) == NURI_OK);
+    nuri_grammar_matcher *m;
+    REQUIRE(nuri_grammar_matcher_new(g, NULL, NULL, &m) == NURI_OK);
+    CHECK(accepts_m(m, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                       "\"Seoul\"}}\n</tool_call>"));
+    CHECK(accepts_m(m, "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>"));
+    CHECK(!accepts_m(m, "<tool_call>\n{\"name\": \"now\", \"arguments\": {\"city\": "
+                        "\"x\"}}\n</tool_call>"));
+    CHECK(!accepts_m(m, "{\"name\": \"now\", \"arguments\": {}}"));
+    nuri_grammar_matcher_free(m);
+    nuri_grammar_free(g);
+    free(full);
+    free(text);
+    char *t2;
+    CHECK(nuri_json_schema_to_gbnf_rule(s, "value", &t2, &len, NULL, 0) == NURI_ERR_INVALID_ARG);
+    CHECK(nuri_json_schema_to_gbnf_rule(s, "call-2", &t2, &len, NULL, 0) == NURI_ERR_INVALID_ARG);
+    CHECK(nuri_json_schema_to_gbnf_rule(s, "a b", &t2, &len, NULL, 0) == NURI_ERR_INVALID_ARG);
+    json_decref(s);
+}
+
 int main(void)
 {
     RUN(types);
@@ -342,5 +384,6 @@ int main(void)
     RUN(annotations_are_ignored);
     RUN(json_object_mode_is_any_object);
     RUN(the_gbnf_text_is_there_to_read);
+    RUN(a_schema_can_be_a_rule_of_a_larger_grammar);
     TEST_DONE();
 }

@@ -1169,7 +1169,7 @@ static const char *gen_ref(js_gen *g, const char *ref)
     const json_t *target = resolve_ref(g, ref);
     if (!target) return NULL;
     const char *hint = strrchr(ref, '/');
-    const char *name = strcmp(ref, "#") ? js_new_name(g, hint ? hint + 1 : "ref") : "root";
+    const char *name = strcmp(ref, "#") ? js_new_name(g, hint ? hint + 1 : "ref") : g->root_name;
     if (!name) return NULL;
     if (g->n_refs == g->cap_refs) {
         size_t cap = g->cap_refs ? 2 * g->cap_refs : 8;
@@ -1189,7 +1189,7 @@ static const char *gen_ref(js_gen *g, const char *ref)
     g->refs[g->n_refs].ref = copy;
     g->refs[g->n_refs].name = name;
     g->n_refs++;
-    if (!strcmp(ref, "#")) return "root"; // the root's rule is being written already
+    if (!strcmp(ref, "#")) return g->root_name; // the root's rule is being written already
     // the target's own path, for messages
     char keep[JS_MAX_PATH];
     size_t keep_len = g->path_len;
@@ -1432,18 +1432,47 @@ static void gen_free(js_gen *g)
     free(g->refs);
 }
 
-nuri_status nuri_json_schema_to_gbnf(const json_t *schema, char **gbnf, size_t *len, char *err_path,
-                                     size_t err_path_cap)
+/* Whether name can be the schema's rule: letters, digits and '-', not a shared rule's name and not
+ * ending in "-<digits>" (the generated names' form). */
+static bool good_rule_name(const char *name)
+{
+    static const char *const shared[] = {
+        "ws",      "hex",  "rawchar", "char",   "string", "int",   "number",    "integer",
+        "boolean", "null", "value",   "object", "member", "array", "date-part", "time-part"};
+    size_t n = strlen(name);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-'))
+            return false;
+    }
+    size_t d = n;
+    while (d > 0 && name[d - 1] >= '0' && name[d - 1] <= '9') d--;
+    if (d < n && d > 0 && name[d - 1] == '-') return false;
+    for (size_t i = 0; i < sizeof shared / sizeof *shared; i++)
+        if (!strcmp(name, shared[i])) return false;
+    return true;
+}
+
+nuri_status nuri_json_schema_to_gbnf_rule(const json_t *schema, const char *rule, char **gbnf,
+                                          size_t *len, char *err_path, size_t err_path_cap)
 {
     *gbnf = NULL;
     *len = 0;
     if (err_path && err_path_cap) err_path[0] = 0;
     if (!schema) return nuri_error(NURI_ERR_INVALID_ARG, "json schema: no schema");
-    js_gen g = {.root = schema, .err_path = err_path, .err_path_cap = err_path_cap};
+    if (!rule || !good_rule_name(rule))
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "json schema: '%s' cannot name the schema's rule (letters, digits and "
+                          "'-', not a shared rule's name, not ending in -<digits>)",
+                          rule ? rule : "(null)");
+    js_gen g = {
+        .root = schema, .root_name = rule, .err_path = err_path, .err_path_cap = err_path_cap};
     const char *top = gen_schema(&g, schema, "schema");
     if (top) {
         js_sb line = {0};
-        js_sb_fmt(&line, "root ::= %s\n", top);
+        js_sb_fmt(&line, "%s ::= %s\n", rule, top);
         js_sb_add(&g.out, line.p, line.n);
         free(line.p);
     }
@@ -1459,6 +1488,12 @@ nuri_status nuri_json_schema_to_gbnf(const json_t *schema, char **gbnf, size_t *
     *gbnf = g.out.p;
     *len = g.out.n;
     return NURI_OK;
+}
+
+nuri_status nuri_json_schema_to_gbnf(const json_t *schema, char **gbnf, size_t *len, char *err_path,
+                                     size_t err_path_cap)
+{
+    return nuri_json_schema_to_gbnf_rule(schema, "root", gbnf, len, err_path, err_path_cap);
 }
 
 nuri_status nuri_json_schema_grammar(const json_t *schema, nuri_grammar **out, char *err_path,

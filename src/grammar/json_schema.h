@@ -64,6 +64,16 @@
 nuri_status nuri_json_schema_to_gbnf(const json_t *schema, char **gbnf, size_t *len, char *err_path,
                                      size_t err_path_cap);
 
+/* The same, but the schema's rule is named `rule` instead of `root`, and there is no `root`: for
+ * a larger grammar around it, e.g. a tool call in the chat template's wrapper:
+ *     <this text>  root ::= "<tool_call>\n" tool-call "\n</tool_call>"
+ * `rule` is letters, digits and '-', not ending in "-<digits>" and none of the shared rules' names
+ * (ws hex rawchar char string int number integer boolean null value object member array
+ * date-part time-part), which the caller's own rules must avoid too. One schema per grammar: two
+ * translations would reuse the same rule names (put several tools under one anyOf instead). */
+nuri_status nuri_json_schema_to_gbnf_rule(const json_t *schema, const char *rule, char **gbnf,
+                                          size_t *len, char *err_path, size_t err_path_cap);
+
 /* The same, compiled: *out holds one reference (nuri_grammar_free). */
 nuri_status nuri_json_schema_grammar(const json_t *schema, nuri_grammar **out, char *err_path,
                                      size_t err_path_cap);

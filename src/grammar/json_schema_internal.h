@@ -26,10 +26,11 @@ typedef struct js_ref {
 
 typedef struct js_gen {
     const json_t *root;
-    js_sb out;        // the rules written so far
-    unsigned prims;   // shared rules written (P_* in json_schema.c)
-    unsigned formats; // format helper rules written
-    char **names;     // every generated rule name (owned)
+    const char *root_name; // the rule the whole schema becomes ("root", or the caller's)
+    js_sb out;             // the rules written so far
+    unsigned prims;        // shared rules written (P_* in json_schema.c)
+    unsigned formats;      // format helper rules written
+    char **names;          // every generated rule name (owned)
     size_t n_names, cap_names;
     js_ref *refs; // $ref targets with a rule
     size_t n_refs, cap_refs;
