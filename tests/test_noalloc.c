@@ -1,13 +1,17 @@
 /*
- * test_noalloc.c: the forward pass does not allocate. Every buffer a decode step needs is sized
- * when the context is made (STYLE.md, habit 8), so generating a token calls no allocator.
+ * test_noalloc.c: the forward pass does not allocate, nor does sampling under a grammar. Every
+ * buffer a decode or sampling step needs is sized when the context or sampler is made (STYLE.md,
+ * habit 8), so generating a token calls no allocator.
  *
  * The test counts calls to malloc / calloc / realloc by defining them here (the program's own
  * definitions win over the C library's, which they forward to). Under AddressSanitizer, which
  * replaces the allocator itself, the counting is left out and the test only runs the steps.
  */
+#include "grammar/grammar.h"
 #include "model/model.h"
+#include "sample/sampler.h"
 #include "test.h"
+#include "tokenizer/tokenizer.h"
 
 #include <stdatomic.h>
 
@@ -70,8 +74,93 @@ TEST(decoding_tokens_allocates_nothing)
     nuri_model_free(m);
 }
 
+/* Sampling under a grammar: the matcher's tables, its masks and the sampler's buffers are all
+ * sized at creation. Small tables make the matcher empty and refill them while sampling, which
+ * must not allocate either. The tokens walk through JSON (objects, strings, numbers). */
+TEST(sampling_under_a_grammar_allocates_nothing)
+{
+    gguf_file *f;
+    nuri_vocab *v;
+    REQUIRE(gguf_open("tests/data/vocab/ggml-vocab-qwen2.gguf", &f) == NURI_OK);
+    REQUIRE(nuri_vocab_load(f, &v) == NURI_OK);
+    gguf_close(f);
+    const int32_t n_vocab = 152064;
+    nuri_token_trie *t;
+    REQUIRE(nuri_token_trie_new(v, n_vocab, &t) == NURI_OK);
+    size_t len;
+    uint8_t *text = test_read_file("grammars/json.gbnf", &len);
+    nuri_grammar *g;
+    REQUIRE(text && nuri_grammar_parse((const char *)text, len, &g) == NURI_OK);
+    free(text);
+    nuri_sampler_params sp = nuri_sampler_params_default();
+    sp.grammar = g;
+    sp.grammar_tokens = t;
+    sp.top_k = 40;
+    nuri_sampler *s;
+    REQUIRE(nuri_sampler_new(&sp, n_vocab, &s) == NURI_OK);
+    float *logits = malloc(sizeof *logits * (size_t)n_vocab);
+    REQUIRE(logits != NULL);
+    // structure first: prefer short tokens without letters, so objects and numbers come up
+    for (int32_t i = 0; i < n_vocab; i++) {
+        size_t k;
+        const char *p = nuri_token_trie_text(t, i, &k);
+        bool letters = false;
+        for (size_t j = 0; j < k; j++) letters |= (p[j] | 0x20) >= 'a' && (p[j] | 0x20) <= 'z';
+        logits[i] = k > 0 && k <= 2 && !letters ? 5.0f : 0.0f;
+    }
+    atomic_store(&counting, 1);
+    int sampled = 0, restarts = 0;
+    for (int step = 0; step < 300; step++) {
+        int32_t tok;
+        if (nuri_sampler_sample(s, logits, &tok, NULL) != NURI_OK) break;
+        if (nuri_sampler_accept(s, tok) != NURI_OK) break;
+        sampled++;
+        nuri_finish_reason fr = nuri_sampler_finish_reason(s, tok);
+        if (fr == NURI_FINISH_STOP || fr == NURI_FINISH_GRAMMAR) {
+            nuri_sampler_reset(s);
+            restarts++;
+        }
+    }
+    atomic_store(&counting, 0);
+    CHECK(sampled == 300);
+    CHECKF(atomic_load(&n_allocs) == 0, "%ld allocations while sampling", atomic_load(&n_allocs));
+    printf("  300 tokens sampled under the JSON grammar, %d complete values\n", restarts);
+
+    // a matcher with tiny tables, emptied and refilled as it goes: still no allocation
+    nuri_grammar_matcher_params small = {.max_stacks = 128, .max_states = 16, .n_masks = 1};
+    nuri_grammar_matcher *m;
+    REQUIRE(nuri_grammar_matcher_new(g, t, &small, &m) == NURI_OK);
+    const char *doc = "{\"a\": [1, 2.5, {\"b\": \"text \xed\x95\x9c\"}], \"c\": null}";
+    int32_t *ids;
+    size_t n_ids;
+    REQUIRE(nuri_tokenize(v, doc, strlen(doc), 0, &ids, &n_ids) == NURI_OK);
+    atomic_store(&n_allocs, 0);
+    atomic_store(&counting, 1);
+    bool ok = true;
+    for (size_t i = 0; i < n_ids && ok; i++) {
+        const uint32_t *mask;
+        ok = nuri_grammar_matcher_mask(m, &mask) == NURI_OK &&
+             nuri_grammar_matcher_accept_token(m, ids[i]) == NURI_OK;
+    }
+    atomic_store(&counting, 0);
+    CHECK(ok && nuri_grammar_matcher_can_end(m));
+    nuri_grammar_matcher_stats st;
+    nuri_grammar_matcher_get_stats(m, &st);
+    CHECK(st.flushes > 0);
+    CHECKF(atomic_load(&n_allocs) == 0, "%ld allocations in the small matcher",
+           atomic_load(&n_allocs));
+    free(ids);
+    nuri_grammar_matcher_free(m);
+    nuri_sampler_free(s);
+    nuri_grammar_free(g);
+    nuri_token_trie_free(t);
+    nuri_vocab_free(v);
+    free(logits);
+}
+
 int main(void)
 {
     RUN(decoding_tokens_allocates_nothing);
+    RUN(sampling_under_a_grammar_allocates_nothing);
     TEST_DONE();
 }

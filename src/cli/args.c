@@ -3,6 +3,8 @@
  */
 #include "cli/args.h"
 
+#include "grammar/json_schema.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +50,8 @@ int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *
     const char *a = argv[*i], *v;
     long n;
     if (!strcmp(a, "--temp"))
-        return (v = args_value(argc, argv, i)) && args_float(v, 0, 100, a, &sp->temperature) ? 1 : -1;
+        return (v = args_value(argc, argv, i)) && args_float(v, 0, 100, a, &sp->temperature) ? 1
+                                                                                             : -1;
     if (!strcmp(a, "--top-p"))
         return (v = args_value(argc, argv, i)) && args_float(v, 0, 1, a, &sp->top_p) ? 1 : -1;
     if (!strcmp(a, "--min-p"))
@@ -104,5 +107,62 @@ bool args_token_list(const char *s, int32_t **ids, int32_t *n)
     }
     *ids = v;
     *n = (int32_t)k;
+    return true;
+}
+
+/* Reads a whole file (caller frees); NULL with errno set. */
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        if (cap > (64u << 20)) { // far past any grammar limit: stop reading
+            free(buf);
+            buf = NULL;
+            errno = EFBIG;
+            break;
+        }
+        char *b = realloc(buf, cap *= 2);
+        if (!b) free(buf);
+        buf = b;
+    }
+    if (buf && ferror(f)) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+bool args_grammar(const char *grammar_file, const char *schema_file, nuri_grammar **out)
+{
+    *out = NULL;
+    if (grammar_file && schema_file) {
+        fprintf(stderr, "nuri: give --grammar or --json-schema, not both\n");
+        return false;
+    }
+    const char *file = grammar_file ? grammar_file : schema_file;
+    if (!file) return true;
+    const char *opt = grammar_file ? "--grammar" : "--json-schema";
+    size_t len;
+    char *text = read_all(file, &len);
+    if (!text) {
+        fprintf(stderr, "nuri: %s %s: %s\n", opt, file, strerror(errno));
+        return false;
+    }
+    char path[256];
+    nuri_status st = grammar_file
+                         ? nuri_grammar_parse(text, len, out)
+                         : nuri_json_schema_grammar_text(text, len, out, path, sizeof path);
+    free(text);
+    if (st != NURI_OK) {
+        fprintf(stderr, "nuri: %s %s: %s\n", opt, file, nuri_last_error());
+        return false;
+    }
     return true;
 }

@@ -5,6 +5,7 @@
 #ifndef NURI_CLI_ARGS_H
 #define NURI_CLI_ARGS_H
 
+#include "grammar/grammar.h"
 #include "sample/sampler.h"
 
 #include <stdbool.h>
@@ -28,6 +29,14 @@ int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *
 #define ARGS_SAMPLING_HELP                                                                         \
     "  sampling: --temp T (0 = greedy) --top-k K --top-p P --min-p P --seed S\n"                   \
     "            --repeat-penalty R --repeat-last-n N\n"
+
+/* --grammar FILE (GBNF) or --json-schema FILE (a JSON Schema): compiles the one given into *out
+ * (NULL when both are NULL; caller frees with nuri_grammar_free). Prints its own message, naming
+ * the option, the file and, for a schema, the path of the keyword at fault. */
+bool args_grammar(const char *grammar_file, const char *schema_file, nuri_grammar **out);
+#define ARGS_GRAMMAR_HELP                                                                          \
+    "  output: --grammar FILE (GBNF) or --json-schema FILE: only text the grammar or schema\n"     \
+    "          allows is generated; generation ends where it is complete\n"
 
 /* Parses "1,2,3" into a newly allocated array (caller frees with free()). */
 bool args_token_list(const char *s, int32_t **ids, int32_t *n);

@@ -15,6 +15,9 @@
  *
  * Answers go to stdout; notices (context full, messages dropped, commands' replies, errors) to
  * stderr, in brackets, so a script can keep the two apart.
+ *
+ * With --grammar FILE (GBNF) or --json-schema FILE every answer is constrained to it, from its
+ * start, and ends where the grammar is complete.
  */
 #include "chat/conversation.h"
 #include "cli/args.h"
@@ -49,6 +52,7 @@ static void chat_usage(FILE *out)
         "usage: nuri chat -m MODEL [--system TEXT] [--chat-template FILE] [-t THREADS]\n"
         "                 [--ctx N] [-n MAX_TOKENS] [--temp T] [--top-k K] [--top-p P]\n"
         "                 [--min-p P] [--seed S] [--repeat-penalty R] [--repeat-last-n N] [-v]\n"
+        "                 [--grammar FILE | --json-schema FILE]\n"
         "\n"
         "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
         "The prompt is built with the model's chat template (ChatML if it has none;\n"
@@ -58,6 +62,8 @@ static void chat_usage(FILE *out)
         "Sampling defaults: --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, seed from the\n"
         "clock (--temp 0 is greedy). -v prints, per turn, how much of the prompt the KV\n"
         "cache already held, and the speed.\n"
+        "--grammar FILE (GBNF) or --json-schema FILE: every answer is made to match it and\n"
+        "ends where it is complete.\n"
         "\n"
         "Commands: /reset  /save FILE  /load FILE  /help  /quit\n"
         "Keys: Ctrl-C stops an answer (the part shown is kept); at the prompt it discards\n"
@@ -155,6 +161,7 @@ typedef struct chat_session {
     nuri_chat_format *fmt;
     nuri_ctx *ctx;
     nuri_sampler *smp;
+    nuri_token_trie *trie; // with a grammar
     nuri_detok dt;
     nuri_conv conv;
     int32_t *cache; // (n_ctx) the token ids the KV cache holds at positions 0..n_cache
@@ -238,7 +245,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
     memcpy(s->cache + keep, ids + keep, (n_ids - keep) * sizeof *ids);
     s->n_cache = (int32_t)n_ids;
     nuri_sampler_reset(s->smp);
-    for (size_t i = 0; i < n_ids; i++) nuri_sampler_accept(s->smp, ids[i]);
+    for (size_t i = 0; i < n_ids; i++) nuri_sampler_accept_history(s->smp, ids[i]);
     free(ids);
 
     size_t n_stops;
@@ -258,8 +265,12 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
             fprintf(stderr, "\n[sampling failed: %s]\n", nuri_last_error());
             break;
         }
-        nuri_sampler_accept(s->smp, next);
+        if (nuri_sampler_accept(s->smp, next) != NURI_OK) {
+            fprintf(stderr, "\n[sampling failed: %s]\n", nuri_last_error());
+            break;
+        }
         if (nuri_chat_format_ends_turn(s->fmt, next)) break;
+        bool complete = nuri_sampler_finish_reason(s->smp, next) == NURI_FINISH_GRAMMAR;
         n_gen++;
         size_t plen;
         const char *piece = nuri_detok_feed(&s->dt, next, &plen);
@@ -274,6 +285,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
             stopped = true;
             break;
         }
+        if (complete) break; // the grammar allows nothing more
         if (s->n_cache >= s->n_ctx) {
             why = "context full: answer cut off; the oldest turns will be dropped next time";
             break;
@@ -359,6 +371,7 @@ static int chat_command(chat_session *s, char *line)
 int cmd_chat(int argc, char **argv)
 {
     const char *model_path = NULL, *system = NULL, *tpl_path = NULL, *v;
+    const char *grammar_file = NULL, *schema_file = NULL;
     long n_predict = -1, threads = 1, n_ctx = 0;
     bool seed_given = false, verbose = false;
     nuri_sampler_params sp = nuri_sampler_params_default();
@@ -388,6 +401,10 @@ int cmd_chat(int argc, char **argv)
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
+        } else if (!strcmp(a, "--grammar")) {
+            if (!(grammar_file = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--json-schema")) {
+            if (!(schema_file = args_value(argc, argv, &i))) return 2;
         } else if ((sampling = args_sampling(argc, argv, &i, &sp, &seed_given)) != 0) {
             if (sampling < 0) return 2;
         } else {
@@ -401,11 +418,15 @@ int cmd_chat(int argc, char **argv)
         return 2;
     }
     if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    nuri_grammar *grammar = NULL;
+    if (!args_grammar(grammar_file, schema_file, &grammar)) return 2;
 
     char *tpl_src = NULL;
     size_t tpl_len = 0;
-    if (tpl_path && nuri_chat_template_read(tpl_path, &tpl_src, &tpl_len) != NURI_OK)
+    if (tpl_path && nuri_chat_template_read(tpl_path, &tpl_src, &tpl_len) != NURI_OK) {
+        nuri_grammar_free(grammar);
         return cli_fail("chat: --chat-template");
+    }
 
     chat_session s = {.n_predict = n_predict, .verbose = verbose};
     nuri_conv_init(&s.conv);
@@ -414,6 +435,7 @@ int cmd_chat(int argc, char **argv)
     line_reader lr = {0};
     if (nuri_model_load(model_path, &s.model) != NURI_OK) {
         free(tpl_src);
+        nuri_grammar_free(grammar);
         return cli_fail("chat");
     }
     s.vocab = s.model->vocab;
@@ -437,6 +459,11 @@ int cmd_chat(int argc, char **argv)
     nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)threads};
     nuri_status st = nuri_ctx_new(s.model, &cp, &s.ctx);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (grammar && st == NURI_OK) {
+        st = nuri_token_trie_new(s.vocab, s.model->hp.n_vocab, &s.trie);
+        sp.grammar = grammar;
+        sp.grammar_tokens = s.trie;
+    }
     if (st != NURI_OK || nuri_sampler_new(&sp, s.model->hp.n_vocab, &s.smp) != NURI_OK) {
         rc = cli_fail("chat");
         goto done;
@@ -546,6 +573,8 @@ done:
     if (have_dt) nuri_detok_free(&s.dt);
     nuri_conv_free(&s.conv);
     nuri_sampler_free(s.smp);
+    nuri_token_trie_free(s.trie);
+    nuri_grammar_free(grammar);
     nuri_ctx_free(s.ctx);
     nuri_chat_format_free(s.fmt);
     nuri_model_free(s.model);

@@ -1,7 +1,7 @@
 /*
  * cmd_run.c: `nuri run -m MODEL (-p TEXT | --tokens 1,2,3) [-n N] [-t THREADS] [--ctx N]
  *                   [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
- *                   [--chat [--chat-template FILE]]`
+ *                   [--chat [--chat-template FILE]] [--grammar FILE | --json-schema FILE]`
  *
  * With --chat the text is one user message, wrapped with the model's chat template (ChatML if it
  * has none; --chat-template FILE overrides), and only the answer is printed; it ends at the end of
@@ -11,6 +11,10 @@
  * tokens or an end-of-generation token. With -p the prompt is text (tokenized with the model's
  * vocabulary, BOS added as the vocabulary asks) and the output is text, streamed as whole UTF-8
  * characters. With --tokens the output is the new token ids on one line. Greedy unless --temp > 0.
+ *
+ * With --grammar (GBNF) or --json-schema, only text the grammar allows is generated, only the
+ * generated text is printed (not the prompt), and generation ends where the grammar is complete.
+ * If -n tokens run out first, what was generated is printed and the exit status is 1.
  */
 #include "chat/conversation.h"
 #include "cli/args.h"
@@ -32,12 +36,14 @@ static void run_usage(FILE *out)
                  "  continues the prompt (greedy unless --temp > 0): text with -p, token ids with "
                  "--tokens\n"
                  "  --chat: the text is one user message, wrapped with the model's chat template\n"
-                 "  (ChatML if it has none); only the answer is printed\n" ARGS_SAMPLING_HELP);
+                 "  (ChatML if it has none); only the answer is printed\n" ARGS_SAMPLING_HELP
+                     ARGS_GRAMMAR_HELP);
 }
 
 int cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *tokens_arg = NULL, *text = NULL, *tpl_path = NULL, *v;
+    const char *grammar_file = NULL, *schema_file = NULL;
     bool chat = false;
     long n_predict = 32, threads = 1, n_ctx = 0;
     nuri_sampler_params sp = nuri_sampler_params_default();
@@ -67,6 +73,10 @@ int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
+        } else if (!strcmp(a, "--grammar")) {
+            if (!(grammar_file = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--json-schema")) {
+            if (!(schema_file = args_value(argc, argv, &i))) return 2;
         } else if ((sampling = args_sampling(argc, argv, &i, &sp, NULL)) != 0) {
             if (sampling < 0) return 2;
         } else {
@@ -79,8 +89,19 @@ int cmd_run(int argc, char **argv)
         run_usage(stderr);
         return 2;
     }
+    nuri_grammar *grammar = NULL;
+    if (!args_grammar(grammar_file, schema_file, &grammar)) return 2;
+    if (grammar && tokens_arg) {
+        fprintf(stderr, "nuri: run: --grammar and --json-schema need a text prompt (-p)\n");
+        nuri_grammar_free(grammar);
+        return 2;
+    }
     nuri_model *m;
-    if (nuri_model_load(model_path, &m) != NURI_OK) return cli_fail("run");
+    if (nuri_model_load(model_path, &m) != NURI_OK) {
+        nuri_grammar_free(grammar);
+        return cli_fail("run");
+    }
+    nuri_token_trie *trie = NULL;
     int rc = 0;
     int32_t *tokens = NULL, n_tokens = 0;
     const nuri_vocab *vocab = m->vocab; // the model's, checked at load
@@ -133,6 +154,14 @@ int cmd_run(int argc, char **argv)
             goto done;
         }
     }
+    if (grammar) {
+        if (nuri_token_trie_new(vocab, m->hp.n_vocab, &trie) != NURI_OK) {
+            rc = cli_fail("run");
+            goto done;
+        }
+        sp.grammar = grammar;
+        sp.grammar_tokens = trie;
+    }
     if (n_ctx == 0) n_ctx = n_tokens + n_predict;
     nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)threads};
     if (nuri_ctx_new(m, &cp, &c) != NURI_OK || nuri_sampler_new(&sp, m->hp.n_vocab, &smp) ||
@@ -140,7 +169,8 @@ int cmd_run(int argc, char **argv)
         rc = cli_fail("run");
         goto done;
     }
-    if (text && !chat) fputs(text, stdout);
+    if (text && !chat && !grammar) fputs(text, stdout);
+    nuri_finish_reason finish = NURI_FINISH_NONE;
 
     int32_t pos = n_tokens;
     for (long k = 0; k < n_predict; k++) {
@@ -149,11 +179,15 @@ int cmd_run(int argc, char **argv)
             rc = cli_fail("run");
             break;
         }
-        nuri_sampler_accept(smp, next);
+        if (nuri_sampler_accept(smp, next) != NURI_OK) {
+            rc = cli_fail("run");
+            break;
+        }
+        finish = nuri_sampler_finish_reason(smp, next);
         if (have_dt) {
             bool ends =
                 fmt ? nuri_chat_format_ends_turn(fmt, next) : nuri_vocab_is_eog(vocab, next);
-            if (ends) break;
+            if (ends || finish == NURI_FINISH_STOP) break;
             size_t len;
             const char *piece = nuri_detok_feed(&dt, next, &len);
             if (n_stops) { // hold back what may be the start of a stop string
@@ -185,7 +219,7 @@ int cmd_run(int argc, char **argv)
             printf(k ? " %d" : "%d", next);
         }
         fflush(stdout);
-        if (k + 1 == n_predict) break;
+        if (finish == NURI_FINISH_GRAMMAR || k + 1 == n_predict) break;
         if (nuri_ctx_decode(c, &next, 1, pos++, false) != NURI_OK) {
             printf("\n");
             rc = cli_fail("run");
@@ -199,12 +233,21 @@ int cmd_run(int argc, char **argv)
         if (!stop_hit) fwrite(rest, 1, len, stdout);
     }
     if (rc == 0) printf("\n");
+    if (rc == 0 && grammar && finish != NURI_FINISH_GRAMMAR && !nuri_sampler_grammar_can_end(smp)) {
+        fprintf(stderr,
+                "nuri: run: %ld tokens generated and the grammar is not complete yet "
+                "(raise -n)\n",
+                n_predict);
+        rc = 1;
+    }
 done:
     if (have_dt) nuri_detok_free(&dt);
     nuri_chat_format_free(fmt);
     free(tpl_src);
     free(answer);
     nuri_sampler_free(smp);
+    nuri_token_trie_free(trie);
+    nuri_grammar_free(grammar);
     nuri_ctx_free(c);
     nuri_model_free(m);
     free(tokens);

@@ -40,8 +40,10 @@ struct nuri_sampler {
     int32_t *counts;   // (n_vocab) occurrences of each token in the window
     uint8_t *seen;     // (n_vocab) all 0 between calls; marks distinct tokens while penalizing
 
-    float *work; // (n_vocab) logits after sanitize, bias and penalties
+    float *work; // (n_vocab) logits after sanitize, grammar, bias and penalties
     cand *cand;  // (n_vocab) tokens in play
+
+    nuri_grammar_matcher *gm; // with a grammar: where the generation stands in it
 
     uint64_t rng[4];   // xoshiro256** state
     int32_t n_sampled; // tokens sampled since creation / reset (for max_tokens)
@@ -165,6 +167,13 @@ static nuri_status params_check(const nuri_sampler_params *p, int32_t n_vocab)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "sampler: n_top_logprobs must be in [0, %d], got %d",
                           NURI_MAX_TOP_LOGPROBS, p->n_top_logprobs);
+    if (p->grammar && !p->grammar_tokens)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "sampler: a grammar needs the vocabulary's token trie (grammar_tokens)");
+    if (p->grammar && nuri_token_trie_n_vocab(p->grammar_tokens) != n_vocab)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "sampler: the grammar's token trie has %d tokens, the logits %d",
+                          nuri_token_trie_n_vocab(p->grammar_tokens), n_vocab);
     return NURI_OK;
 }
 
@@ -193,6 +202,14 @@ nuri_status nuri_sampler_new(const nuri_sampler_params *p, int32_t n_vocab, nuri
         nuri_sampler_free(s);
         return nuri_error(NURI_ERR_NOMEM, "sampler: out of memory for n_vocab %d", n_vocab);
     }
+    if (p->grammar) {
+        st = nuri_grammar_matcher_new(p->grammar, p->grammar_tokens, NULL, &s->gm);
+        if (st != NURI_OK) {
+            nuri_sampler_free(s);
+            return st;
+        }
+    }
+    s->p.grammar = NULL; // the matcher holds the reference
     if (p->n_logit_bias) memcpy(s->bias, p->logit_bias, sizeof *s->bias * (size_t)p->n_logit_bias);
     s->p.logit_bias = s->bias;
     for (int32_t i = 0; i < p->n_stop_tokens; i++) s->is_stop[p->stop_tokens[i]] = 1;
@@ -212,6 +229,7 @@ void nuri_sampler_free(nuri_sampler *s)
     free(s->seen);
     free(s->work);
     free(s->cand);
+    nuri_grammar_matcher_free(s->gm);
     free(s);
 }
 
@@ -222,9 +240,23 @@ void nuri_sampler_reset(nuri_sampler *s)
     s->ring_next = 0;
     s->n_sampled = 0;
     rng_seed(s->rng, s->p.seed);
+    if (s->gm) nuri_grammar_matcher_reset(s->gm);
 }
 
 nuri_status nuri_sampler_accept(nuri_sampler *s, int32_t token)
+{
+    if (token < 0 || token >= s->n_vocab)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "sampler: accepted token %d is outside the vocabulary [0, %d)", token,
+                          s->n_vocab);
+    if (s->gm) {
+        nuri_status st = nuri_grammar_matcher_accept_token(s->gm, token);
+        if (st != NURI_OK) return st;
+    }
+    return nuri_sampler_accept_history(s, token);
+}
+
+nuri_status nuri_sampler_accept_history(nuri_sampler *s, int32_t token)
 {
     if (token < 0 || token >= s->n_vocab)
         return nuri_error(NURI_ERR_INVALID_ARG,
@@ -243,9 +275,18 @@ nuri_status nuri_sampler_accept(nuri_sampler *s, int32_t token)
     return NURI_OK;
 }
 
+bool nuri_sampler_grammar_can_end(const nuri_sampler *s)
+{
+    return !s->gm || nuri_grammar_matcher_can_end(s->gm);
+}
+
 nuri_finish_reason nuri_sampler_finish_reason(const nuri_sampler *s, int32_t token)
 {
     if (token >= 0 && token < s->n_vocab && s->is_stop[token]) return NURI_FINISH_STOP;
+    if (s->gm) {
+        if (nuri_token_trie_is_end(s->p.grammar_tokens, token)) return NURI_FINISH_STOP;
+        if (!nuri_grammar_matcher_can_continue(s->gm)) return NURI_FINISH_GRAMMAR;
+    }
     if (s->p.max_tokens > 0 && s->n_sampled >= s->p.max_tokens) return NURI_FINISH_LENGTH;
     return NURI_FINISH_NONE;
 }
@@ -329,11 +370,37 @@ static inline float sanitize(float x)
     return x > FLT_MAX ? FLT_MAX : x;
 }
 
-/* Stages 1-3: work = sanitized logits with bias and penalties applied. */
-static void prepare_logits(nuri_sampler *s, const float *logits)
+/* Stage 1b: -inf for every token the grammar does not allow. */
+static nuri_status apply_grammar(nuri_sampler *s)
+{
+    const uint32_t *mask;
+    nuri_status st = nuri_grammar_matcher_mask(s->gm, &mask);
+    if (st != NURI_OK) return st;
+    float *w = s->work;
+    int32_t n = s->n_vocab, words = (n + 31) / 32;
+    for (int32_t k = 0; k < words; k++) {
+        uint32_t m = mask[k];
+        if (m == 0xFFFFFFFFu) continue;
+        int32_t base = 32 * k, end = base + 32 < n ? base + 32 : n;
+        if (m == 0) {
+            for (int32_t i = base; i < end; i++) w[i] = -INFINITY;
+            continue;
+        }
+        for (int32_t i = base; i < end; i++)
+            if (!((m >> (i - base)) & 1)) w[i] = -INFINITY;
+    }
+    return NURI_OK;
+}
+
+/* Stages 1-3: work = sanitized logits with grammar, bias and penalties applied. */
+static nuri_status prepare_logits(nuri_sampler *s, const float *logits)
 {
     float *w = s->work;
     for (int32_t i = 0; i < s->n_vocab; i++) w[i] = sanitize(logits[i]);
+    if (s->gm) {
+        nuri_status st = apply_grammar(s);
+        if (st != NURI_OK) return st;
+    }
 
     for (int32_t i = 0; i < s->p.n_logit_bias; i++) {
         const nuri_logit_bias *b = &s->bias[i];
@@ -346,7 +413,7 @@ static void prepare_logits(nuri_sampler *s, const float *logits)
     const float rp = s->p.repetition_penalty;
     const float fp = s->p.frequency_penalty;
     const float pp = s->p.presence_penalty;
-    if (s->ring_len == 0 || (rp == 1.0f && fp == 0.0f && pp == 0.0f)) return;
+    if (s->ring_len == 0 || (rp == 1.0f && fp == 0.0f && pp == 0.0f)) return NURI_OK;
     for (int32_t i = 0; i < s->ring_len; i++) {
         int32_t t = s->ring[i];
         if (s->seen[t]) continue; // each distinct token once
@@ -358,13 +425,15 @@ static void prepare_logits(nuri_sampler *s, const float *logits)
         w[t] = sanitize(l);
     }
     for (int32_t i = 0; i < s->ring_len; i++) s->seen[s->ring[i]] = 0;
+    return NURI_OK;
 }
 
 /* Stages 1-8. Leaves the kept tokens in s->cand[0..*n_out) with v = weight (p_i / p_max, the best
  * has weight 1); *sorted says whether they are in best-first order. */
 static nuri_status run_chain(nuri_sampler *s, const float *logits, int32_t *n_out, int *sorted)
 {
-    prepare_logits(s, logits);
+    nuri_status st = prepare_logits(s, logits);
+    if (st != NURI_OK) return st;
     const float *w = s->work;
     cand *c = s->cand;
     uint64_t prng = 0x5eed; // pivots only: deterministic, independent of the sampler's RNG
@@ -438,6 +507,11 @@ static nuri_status run_chain(nuri_sampler *s, const float *logits, int32_t *n_ou
     return NURI_OK;
 
 none:
+    if (s->gm)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "sampler: no token can be sampled: the grammar allows none of the %d "
+                          "tokens that logit bias and penalties leave",
+                          s->n_vocab);
     return nuri_error(NURI_ERR_INVALID_ARG,
                       "sampler: no token can be sampled: all %d logits are "
                       "-inf or NaN after logit bias and penalties",

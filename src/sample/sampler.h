@@ -9,6 +9,8 @@
  *
  *   1. sanitize     copy the logits: NaN -> -inf (never chosen), +inf -> FLT_MAX (so several +inf
  *                   logits share the mass equally instead of producing NaN).
+ *   1b. grammar     with params.grammar: logit = -inf for every token the grammar does not allow
+ *                   next (grammar/grammar.h), so every later stage sees only allowed tokens.
  *   2. logit bias   logit += bias; a bias of -inf or <= -100 bans the token (logit = -inf).
  *   3. penalties    over the distinct tokens among the last penalty_last_n accepted tokens:
  *                   repetition (CTRL / llama.cpp): logit > 0 ? logit / r : logit * r, then
@@ -38,21 +40,35 @@
  * logits and same accepted history -> the same tokens, on every machine. Only stages 5-9 consume
  * randomness (one output per sampled token); greedy sampling consumes none.
  *
- * History: nuri_sampler_accept() appends a token to the penalty window; nuri_sampler_sample() does
- * not (the caller samples, then accepts, as llama.cpp's common sampler does). Whether prompt tokens
- * count toward penalties is the caller's choice: accept them too if they should.
+ * History: nuri_sampler_accept() appends a token to the penalty window (and advances the grammar);
+ * nuri_sampler_sample() does not (the caller samples, then accepts, as llama.cpp's common sampler
+ * does). Whether prompt tokens count toward penalties is the caller's choice: pass them to
+ * nuri_sampler_accept_history() if they should (it leaves the grammar alone).
  *
- * Logprobs: reported from the *raw* logits (after stage 1 only, before bias, penalties and
- * temperature), as OpenAI's API reports them: the model's log-softmax, not the sampler's. The
+ * Logprobs: reported from the *raw* logits (after stage 1 only, before grammar, bias, penalties
+ * and temperature), as OpenAI's API reports them: the model's log-softmax, not the sampler's. The
  * chosen token's logprob plus the top n_top_logprobs alternatives, sorted descending, ties by id.
+ * (So under a grammar the top alternatives may include tokens the grammar did not allow.)
+ *
+ * Grammar: the sampler makes its own matcher (taking a reference to params.grammar, so the caller
+ * may free the grammar right after nuri_sampler_new) over params.grammar_tokens (borrowed until
+ * nuri_sampler_free; built once per vocabulary with nuri_token_trie_new for the same n_vocab).
+ * nuri_sampler_accept advances it by the token's text; an end-of-generation token is allowed only
+ * where the grammar may end, and then ends generation (NURI_FINISH_STOP, not part of the output);
+ * a token after which the grammar can take nothing more ends it too (NURI_FINISH_GRAMMAR, the token
+ * is the last of the output). The grammar only masks logits, so it keeps batch invariance: the
+ * logits are the model's whatever the batch. Sampling stays allocation-free (the matcher's tables
+ * are sized at creation; see grammar.h for the one per-step limit).
  *
  * A sampler is not thread-safe; use one per sequence.
  */
 #ifndef NURI_SAMPLE_SAMPLER_H
 #define NURI_SAMPLE_SAMPLER_H
 
+#include "grammar/grammar.h"
 #include "nuri.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,6 +96,9 @@ typedef struct nuri_sampler_params {
     uint64_t seed;
     int32_t max_tokens;     // >= 0; tokens nuri_sampler_sample() may produce; 0 = no limit
     int32_t n_top_logprobs; // [0, NURI_MAX_TOP_LOGPROBS] alternatives reported per token
+    // constrained decoding (see "Grammar" above); both NULL = none
+    nuri_grammar *grammar;                 // the sampler takes its own reference
+    const nuri_token_trie *grammar_tokens; // borrowed until nuri_sampler_free; same n_vocab
 } nuri_sampler_params;
 
 typedef struct nuri_token_logprob {
@@ -97,6 +116,8 @@ typedef enum nuri_finish_reason {
     NURI_FINISH_NONE = 0, // go on
     NURI_FINISH_STOP,     // the token is one of the stop tokens
     NURI_FINISH_LENGTH,   // max_tokens tokens have been sampled
+    NURI_FINISH_GRAMMAR,  // the grammar is complete: nothing more may follow this token, which is
+                          // part of the output (OpenAI's finish_reason "stop")
 } nuri_finish_reason;
 
 typedef struct nuri_sampler nuri_sampler;
@@ -114,13 +135,20 @@ void nuri_sampler_free(nuri_sampler *s); // NULL is fine
  * sampler behaves as if just created. */
 void nuri_sampler_reset(nuri_sampler *s);
 
-/* Appends token to the penalty history (the oldest falls out past penalty_last_n). */
+/* Takes token as generated: appends it to the penalty history (the oldest falls out past
+ * penalty_last_n) and advances the grammar, if any. NURI_ERR_INVALID_ARG if the token is outside
+ * the vocabulary or the grammar refuses it (nothing changes then); NURI_ERR_LIMIT if the grammar's
+ * step does not fit in its tables. */
 nuri_status nuri_sampler_accept(nuri_sampler *s, int32_t token);
+
+/* Appends token to the penalty history only: for prompt and earlier-turn tokens. */
+nuri_status nuri_sampler_accept_history(nuri_sampler *s, int32_t token);
 
 /* Runs the chain over logits (n_vocab floats, not modified) and writes the token to *token_out.
  * If lp_out is not NULL, also fills it (see "Logprobs" above). Fails with NURI_ERR_INVALID_ARG
- * when no token can be drawn (every logit -inf or NaN after bias and penalties). Does not allocate.
- * Counts toward max_tokens. */
+ * when no token can be drawn (every logit -inf or NaN after grammar, bias and penalties), with
+ * NURI_ERR_LIMIT when the grammar's step does not fit in its tables. Does not allocate. Counts
+ * toward max_tokens. */
 nuri_status nuri_sampler_sample(nuri_sampler *s, const float *logits, int32_t *token_out,
                                 nuri_token_logprobs *lp_out);
 
@@ -131,7 +159,13 @@ nuri_status nuri_sampler_sample(nuri_sampler *s, const float *logits, int32_t *t
 nuri_status nuri_sampler_distribution(nuri_sampler *s, const float *logits, int32_t *ids,
                                       float *probs, int32_t *n_out);
 
-/* Whether generation ends after token was sampled: a stop token, or max_tokens reached. */
+/* With a grammar: whether the text accepted so far is complete (the grammar may end there). True
+ * without a grammar. */
+bool nuri_sampler_grammar_can_end(const nuri_sampler *s);
+
+/* Whether generation ends after token was sampled (and accepted): a stop token, or an
+ * end-of-generation token the grammar allowed (STOP); the grammar complete (GRAMMAR); or
+ * max_tokens reached (LENGTH), in that order. */
 nuri_finish_reason nuri_sampler_finish_reason(const nuri_sampler *s, int32_t token);
 
 /* ---- stop strings (streaming) ----
