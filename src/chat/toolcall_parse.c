@@ -317,6 +317,7 @@ static void text_raw(nuri_reply_parser *p, int mode, const char *s, size_t n)
 
 static void consume(nuri_reply_parser *p, size_t n)
 {
+    if (!n) return;
     memmove(p->buf.p, p->buf.p + n, p->buf.n - n);
     p->buf.n -= n;
     if (p->buf.p) p->buf.p[p->buf.n] = 0;
@@ -1314,6 +1315,7 @@ static bool text_run(nuri_reply_parser *p, bool eof)
 {
     const char *b = p->buf.p;
     size_t n = p->buf.n, from = 0;
+    if (!n) return false;
     for (size_t i = 0; i < n; i++) {
         if (!p->first_byte[(unsigned char)b[i]]) continue;
         text_out(p, p->mode, b + from, i - from); // first, so that the state is current
