@@ -208,7 +208,7 @@ static void expect_error(const nuri_reply_opts *o, const char *text, const char 
 
 TEST(hermes_single_call_as_qwen_prints_it)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect(&o,
            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Seoul\", "
            "\"unit\": \"celsius\"}}\n</tool_call>",
@@ -217,7 +217,7 @@ TEST(hermes_single_call_as_qwen_prints_it)
 
 TEST(hermes_parallel_calls_with_content_before)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect(&o,
            "I'll check both for you.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
            "{\"city\": \"Seoul\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", "
@@ -228,7 +228,7 @@ TEST(hermes_parallel_calls_with_content_before)
 
 TEST(qwen3_thinks_then_calls)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect(&o,
            "<think>\nThe user wants the weather in Seoul, so I call get_weather.\n</think>\n\n"
            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"서울\"}}\n"
@@ -258,7 +258,7 @@ TEST(a_call_inside_unclosed_reasoning_is_still_a_call)
 
 TEST(hermes_arguments_given_as_a_string_are_decoded)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect(&o,
            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": "
            "\\\"Seoul\\\"}\"}\n</tool_call>",
@@ -267,7 +267,7 @@ TEST(hermes_arguments_given_as_a_string_are_decoded)
 
 TEST(hermes_arguments_before_the_name_and_no_arguments)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect(&o,
            "<tool_call>{\"arguments\": {\"tz\": \"UTC\"}, \"name\": \"get_time\"}</tool_call>"
            "<tool_call>{\"name\": \"get_time\"}</tool_call>",
@@ -276,7 +276,7 @@ TEST(hermes_arguments_before_the_name_and_no_arguments)
 
 TEST(hermes_text_that_only_looks_like_a_marker_is_content)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect(&o, "Use <tool_call> tags, <b>bold</b> and <tool_ca",
            "Use <tool_call> tags, <b>bold</b> and <tool_ca", "", 0);
     expect(&o, "<tool_call>I cannot call tools.</tool_call> Sorry.",
@@ -287,7 +287,7 @@ TEST(hermes_text_that_only_looks_like_a_marker_is_content)
 
 TEST(hermes_malformed_calls_are_errors_once_named)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect_error(&o, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Seo",
                  "the reply ended inside it", 1, "");
     expect_error(&o,
@@ -304,7 +304,7 @@ TEST(hermes_malformed_calls_are_errors_once_named)
 
 TEST(hermes_unterminated_tag_after_complete_call_is_forgiven)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect(&o, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool", "", "", 1,
            "get_time", "{}");
     expect(&o, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}", "", "", 1, "get_time",
@@ -313,7 +313,7 @@ TEST(hermes_unterminated_tag_after_complete_call_is_forgiven)
 
 TEST(whitespace_next_to_markers_is_dropped_inside_text_kept)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     expect(&o, "  \n<think>\n\n</think>\n\n  Hello,   world!  \n\n", "Hello,   world!", "", 0);
     expect(&o, "<think>a\n\nb</think>", "", "a\n\nb", 0);
 }
@@ -455,7 +455,7 @@ TEST(mistral_nemo_list_of_calls)
 
 TEST(mistral_small_args_form_and_call_ids)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_MISTRAL_ARGS, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_MISTRAL_ARGS, NULL);
     expect(&o,
            "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_time[ARGS]{\"tz\": "
            "\"UTC\"}",
@@ -512,7 +512,7 @@ TEST(exaone_deep_thought_tags)
 
 TEST(streaming_sends_name_first_then_argument_pieces)
 {
-    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, false);
+    nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
     nuri_reply_parser *p;
     REQUIRE(nuri_reply_parser_new(&o, &p) == NURI_OK);
     const nuri_reply_delta *d;
@@ -630,7 +630,7 @@ TEST(string_arguments_become_objects_for_templates)
         "\"content\": \"1\"}]",
         0, NULL);
     REQUIRE(m != NULL);
-    json_t *h = nuri_toolcall_messages(m, NURI_TOOLCALL_HERMES);
+    json_t *h = nuri_toolcall_messages(m, NURI_TOOLCALL_HERMES, NULL);
     REQUIRE(h != NULL);
     char *s = json_dumps(json_array_get(h, 1), JSON_PRESERVE_ORDER | JSON_COMPACT);
     CHECKF(!strcmp(s, "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":"
@@ -644,7 +644,7 @@ TEST(string_arguments_become_objects_for_templates)
         json_object_get(json_array_get(json_object_get(json_array_get(m, 1), "tool_calls"), 0),
                         "function"),
         "arguments")));
-    json_t *mi = nuri_toolcall_messages(m, NURI_TOOLCALL_MISTRAL_ARGS);
+    json_t *mi = nuri_toolcall_messages(m, NURI_TOOLCALL_MISTRAL_ARGS, NULL);
     REQUIRE(mi != NULL);
     CHECK(
         !strcmp(json_string_value(json_object_get(
@@ -653,7 +653,7 @@ TEST(string_arguments_become_objects_for_templates)
     CHECK(!strcmp(json_string_value(json_object_get(json_array_get(mi, 2), "tool_call_id")),
                   "789abcdef"));
     CHECK(nuri_toolcall_messages(json_object_get(json_array_get(m, 0), "role"),
-                                 NURI_TOOLCALL_HERMES) == NULL);
+                                 NURI_TOOLCALL_HERMES, NULL) == NULL);
     json_decref(mi);
     json_decref(h);
     json_decref(m);

@@ -6,6 +6,7 @@
 #include "chat/toolcall.h"
 
 #include "base/status.h"
+#include "chat/template.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,14 +152,14 @@ static int shorten_id(json_t *obj, const char *key)
     return v ? json_object_set_new(obj, key, v) : -1;
 }
 
-static json_t *prepare_call(json_t *tc, nuri_toolcall_format f)
+static json_t *prepare_call(json_t *tc, nuri_toolcall_format f, bool objects)
 {
     if (!json_is_object(tc)) return json_incref(tc);
     json_t *copy = json_copy(tc);
     if (!copy) return NULL;
     json_t *fn = json_object_get(copy, "function");
     json_t *args = json_object_get(fn, "arguments");
-    if (json_is_object(fn) && json_is_string(args)) {
+    if (objects && json_is_object(fn) && json_is_string(args)) {
         json_t *obj = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
         if (json_is_object(obj)) {
             json_t *fn2 = json_copy(fn);
@@ -178,8 +179,11 @@ static json_t *prepare_call(json_t *tc, nuri_toolcall_format f)
     return copy;
 }
 
-json_t *nuri_toolcall_messages(const json_t *messages, nuri_toolcall_format f)
+json_t *nuri_toolcall_messages(const json_t *messages, nuri_toolcall_format f,
+                               const nuri_toolcall_caps *caps)
 {
+    bool objects = !caps || caps->object_arguments;
+    bool null_content_as_empty = caps && caps->string_content;
     if (!json_is_array(messages)) return NULL;
     json_t *out = json_array();
     if (!out) return NULL;
@@ -199,7 +203,7 @@ json_t *nuri_toolcall_messages(const json_t *messages, nuri_toolcall_format f)
             json_array_foreach(calls, k, tc)
             {
                 if (bad) break;
-                json_t *c = prepare_call(tc, f);
+                json_t *c = prepare_call(tc, f, objects);
                 bad = !c || json_array_append_new(nc, c);
             }
             // json_object_set_new takes nc even when it fails
@@ -220,12 +224,64 @@ json_t *nuri_toolcall_messages(const json_t *messages, nuri_toolcall_format f)
         } else {
             copy = json_incref(m);
         }
+        json_t *content = json_object_get(m, "content");
+        if (copy && null_content_as_empty && json_is_string(role) &&
+            !strcmp(json_string_value(role), "assistant") && (!content || json_is_null(content))) {
+            json_t *c2 = copy == m ? json_copy(m) : copy;
+            if (copy == m) json_decref(copy);
+            copy = c2;
+            if (copy && json_object_set_new(copy, "content", json_string(""))) {
+                json_decref(copy);
+                copy = NULL;
+            }
+        }
         if (!copy || json_array_append_new(out, copy)) {
             json_decref(out);
             return NULL;
         }
     }
     return out;
+}
+
+/* The probe: a user turn, one call (arguments as an object or a string; content null or ""), its
+ * result. It passes when the render succeeds and shows the needle. */
+static bool probe(const nuri_template *t, bool object_args, bool null_content)
+{
+    const char *args =
+        object_args ? "{\"argument_needle\": \"x\"}" : "\"{\\\"argument_needle\\\": \\\"x\\\"}\"";
+    char text[1024];
+    snprintf(
+        text, sizeof text,
+        "[{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": %s, "
+        "\"tool_calls\": [{\"id\": \"call00001\", \"type\": \"function\", \"function\": "
+        "{\"name\": \"tool_needle\", \"arguments\": %s}}]}, {\"role\": \"tool\", "
+        "\"tool_call_id\": \"call00001\", \"name\": \"tool_needle\", \"content\": \"1\"}]",
+        null_content ? "null" : "\"\"", args);
+    json_t *m = json_loads(text, 0, NULL);
+    json_t *vars = m ? nuri_template_vars(m, NULL, 1, NULL, NULL, NULL) : NULL;
+    struct tm now = {.tm_year = 125, .tm_mday = 1};
+    char *out = NULL;
+    size_t n = 0;
+    nuri_template_limits lim = {.max_output = 1 << 20, .max_memory = 64 << 20};
+    bool ok = vars && nuri_template_render_limited(t, vars, &now, &lim, &out, &n) == NURI_OK;
+    // an object must show up at all; a string must show up unescaped (not double-encoded)
+    ok = ok && has(out, n, object_args ? "argument_needle" : "\"argument_needle\":");
+    free(out);
+    json_decref(vars);
+    json_decref(m);
+    return ok;
+}
+
+nuri_toolcall_caps nuri_toolcall_template_caps(const nuri_template *t)
+{
+    nuri_toolcall_caps c = {.object_arguments = true};
+    bool obj_null = probe(t, true, true), str_null = probe(t, false, true);
+    bool null_ok = obj_null || str_null;
+    if (!null_ok && (probe(t, true, false) || probe(t, false, false))) c.string_content = true;
+    bool obj = c.string_content ? probe(t, true, false) : obj_null;
+    bool str = c.string_content ? probe(t, false, false) : str_null;
+    c.object_arguments = obj || !str;
+    return c;
 }
 
 /* ---- shapes ---- */

@@ -188,14 +188,37 @@ char *nuri_toolcall_id(nuri_toolcall_format f, uint64_t seed, uint32_t index, ch
 
 /* ---- prompts ---- */
 
-/* A request's messages as chat templates expect them, as vLLM prepares them: an assistant
- * message's tool_calls[i].function.arguments given as a string (OpenAI's format) that holds a JSON
- * object becomes that object (templates write `arguments | tojson` or iterate `arguments | items`;
- * a string that is not a JSON object stays as it is). For the mistral formats, tool call ids
- * (tool_calls[i].id and tool messages' tool_call_id) longer than 9 characters keep their last 9,
- * as vLLM does, since Mistral's templates accept only 9. Anything else is shared unchanged.
- * Returns a new array (json_decref it), or NULL when out of memory or messages is not an array. */
-json_t *nuri_toolcall_messages(const json_t *messages, nuri_toolcall_format f);
+struct nuri_template;
+
+/* What a chat template can render, probed once per template as llama.cpp probes them. */
+typedef struct nuri_toolcall_caps {
+    // tool-call arguments go to the template as objects (vLLM always does; most templates write
+    // `arguments | tojson` or iterate `arguments | items`); false only for templates that render
+    // the arguments string but fail on an object (an old DeepSeek R1 Llama template concatenates
+    // it)
+    bool object_arguments;
+    // an assistant message's null (or missing) content goes as "": the template fails on null
+    // (Qwen3, QwQ test `'</think>' in content`); templates that test `content is none` keep null
+    bool string_content;
+} nuri_toolcall_caps;
+
+/* Probes template t with a small fixed conversation (one tool call, its result), rendered up to
+ * four times: arguments as an object or a string, content null or "". */
+nuri_toolcall_caps nuri_toolcall_template_caps(const struct nuri_template *t);
+
+/* A request's messages as chat templates expect them, prepared as vLLM and llama.cpp prepare
+ * them (the template then renders what transformers renders from the prepared messages):
+ *   - with caps->object_arguments, an assistant message's tool_calls[i].function.arguments given
+ *     as a string (OpenAI's format) that holds a JSON object becomes that object; a string that
+ *     is not a JSON object stays as it is;
+ *   - with caps->string_content, an assistant message whose content is null or missing gets "";
+ *   - for the mistral formats, tool call ids (tool_calls[i].id, tool messages' tool_call_id)
+ *     longer than 9 characters keep their last 9, as vLLM does: Mistral's templates accept 9.
+ * caps NULL: objects, null content kept. Anything else is shared unchanged (the caller's messages
+ * are not modified). Returns a new array (json_decref it), or NULL when out of memory or messages
+ * is not an array. */
+json_t *nuri_toolcall_messages(const json_t *messages, nuri_toolcall_format f,
+                               const nuri_toolcall_caps *caps);
 
 /* ---- the shape of a call, for grammars ----
  *
