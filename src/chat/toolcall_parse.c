@@ -159,8 +159,8 @@ enum {
 // re-scanning when tentative blocks break late (each break gives back only its marker).
 #define MAX_TENTATIVE 16384
 
-    /* a marker that text mode looks for */
-    typedef struct marker {
+/* a marker that text mode looks for */
+typedef struct marker {
     const char *s; // NULL: a bare '{' at the start of the answer
     size_t n;
     int kind;  // MK_*
