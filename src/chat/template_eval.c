@@ -1377,7 +1377,7 @@ static void format_field(ctx *c, const tpl_node *at, tpl_buf *b, tv val, const c
     fspec f;
     parse_fspec(c, at, sp, sn, &f);
     uint32_t pad_prov = field_data ? TPL_DATA : prov_all(c, val);
-    char num[1200];
+    char num[2048]; // the longest: 1e308 with precision 1000 and grouping (1412 bytes)
     const char *sign = "", *prefix = "", *text = num;
     size_t text_n = 0;
     uint32_t text_prov = pad_prov;
@@ -1435,12 +1435,15 @@ static void format_field(ctx *c, const tpl_node *at, tpl_buf *b, tv val, const c
         } else {
             format_float(fabs(x), &f, num, sizeof num);
         }
-        if (f.group) { // group the integer digits
+        if (f.group) { // group the integer digits (at most 309 of them)
             size_t id = strspn(num, "0123456789");
-            char g[1300];
+            char g[sizeof num + 128];
             group_digits(num, id, f.group, 3, g);
             strncat(g, num + id, sizeof g - strlen(g) - 1);
-            snprintf(num, sizeof num, "%s", g);
+            size_t gl = strlen(g);
+            if (gl >= sizeof num) gl = sizeof num - 1;
+            memcpy(num, g, gl);
+            num[gl] = 0;
         }
         sign = signbit(x) && !isnan(x) ? "-" : f.sign == '+' ? "+" : f.sign == ' ' ? " " : "";
     } else {
