@@ -155,6 +155,48 @@ TEST(template_probe_agrees_with_jinja2)
     json_decref(all);
 }
 
+/* Which real generation prompts leave the reasoning open (the reply then starts inside it): the
+ * ones listed here, read off the renderings of tool-conversations.json; none of the others. */
+TEST(prompts_that_open_reasoning_are_told_from_the_real_renderings)
+{
+    static const struct {
+        const char *template_part, *case_name;
+    } open[] = {
+        {"Qwen3.5-4B", "single_call"},
+        {"Qwen3.5-4B", "parallel_calls"},
+        {"Qwen3.5-4B", "multi_turn"},
+        {"EXAONE-4.0", "single_call_enable_thinking_true"},
+        {"HyperCLOVAX-SEED-Think-32B", "single_call_thinking_true"},
+        {"HyperCLOVAX-SEED-Omni-8B", "single_call"}, // Omni opens it unless skip_reasoning
+        {"HyperCLOVAX-SEED-Omni-8B", "parallel_calls"},
+        {"HyperCLOVAX-SEED-Omni-8B", "multi_turn"},
+        {"Distill-Llama-8B", "multi_turn"}, // (after tool results it writes no prompt at all)
+    };
+    json_t *all = cases();
+    REQUIRE(all != NULL);
+    static loaded cache[32];
+    size_t n_loaded = 0, n_open = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(all, i, c)
+    {
+        const char *text = str(c, "expected");
+        if (!text) continue;
+        loaded *l = load(cache, &n_loaded, str(c, "template"));
+        bool want = false;
+        for (size_t k = 0; k < sizeof open / sizeof open[0]; k++)
+            want |= strstr(l->path, open[k].template_part) &&
+                    !strcmp(str(c, "name"), open[k].case_name);
+        bool got = nuri_chat_syntax_prompt_opens_reasoning(&l->syntax, text, strlen(text));
+        CHECKF(got == want, "%s [%s]: opens reasoning %d, want %d", l->path, str(c, "name"), got,
+               want);
+        n_open += got;
+    }
+    CHECK(n_open == sizeof open / sizeof open[0]);
+    for (size_t k = 0; k < n_loaded; k++) nuri_template_free(cache[k].t);
+    json_decref(all);
+}
+
 /* The end of the assistant turn that holds the calls: the first of these after `from`. */
 static const char *turn_end(const char *from)
 {
@@ -269,6 +311,7 @@ int main(void)
 {
     RUN(tool_conversations_render_like_jinja2_after_preparation);
     RUN(template_probe_agrees_with_jinja2);
+    RUN(prompts_that_open_reasoning_are_told_from_the_real_renderings);
     RUN(calls_each_template_writes_parse_back_to_the_same_calls);
     TEST_DONE();
 }
