@@ -131,7 +131,7 @@ typedef struct nuri_reply {
 void nuri_reply_free(nuri_reply *r); // frees the strings and calls; r is zeroed (NULL is fine)
 
 typedef struct nuri_reply_opts {
-    nuri_chat_syntax syntax;
+    nuri_chat_syntax syntax; // its strings are borrowed until the parser is freed
     bool in_reasoning; // the prompt opened the reasoning block (nuri_chat_syntax_prompt_opens_...)
     const json_t *tools; // the request's tools ([{"type": "function", "function": {...}}]), or
                          // NULL: parameter types for the XML-like formats. Borrowed until the
@@ -164,8 +164,10 @@ void nuri_reply_parser_free(nuri_reply_parser *p); // NULL is fine
 
 /* Feeds the next piece of generated text (any split: mid-marker, mid-character). *deltas gets what
  * can be said now, *n of them, consecutive pieces of one kind merged; text that may still be the
- * start of a marker (or whitespace next to one) is held back until it is known. Borrowed until the
- * next call on p. Fails only when out of memory (then p can only be freed). */
+ * start of a marker (or whitespace next to one) is held back until it is known. Deltas are cut only
+ * where the pieces were cut or next to (ASCII) markers, so pieces of whole UTF-8 characters (what
+ * nuri_detok gives) make deltas of whole characters. Borrowed until the next call on p. Fails only
+ * when out of memory (then p can only be freed). */
 nuri_status nuri_reply_parser_feed(nuri_reply_parser *p, const char *text, size_t len,
                                    const nuri_reply_delta **deltas, size_t *n);
 
