@@ -446,8 +446,8 @@ TEST(mistral_nemo_list_of_calls)
            "", "", 2, "get_weather", "{\"city\": \"Paris\"}", "get_time",
            "{\"tz\": \"Europe/Paris\"}");
     nuri_reply r;
-    REQUIRE(nuri_reply_parse(&o, "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}}]", 54,
-                             &r) == NURI_OK);
+    const char *t = "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}}]";
+    REQUIRE(nuri_reply_parse(&o, t, strlen(t), &r) == NURI_OK);
     REQUIRE(r.n_calls == 1);
     CHECKF(strlen(r.calls[0].id) == 9, "mistral ids are 9 characters: %s", r.calls[0].id);
     nuri_reply_free(&r);
