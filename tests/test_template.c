@@ -302,6 +302,76 @@ TEST(tojson_matches_json_dumps_without_html_escaping)
     CHECK_FAILS("{{ nope | tojson }}", NULL, NURI_ERR_FORMAT, "not JSON serializable");
 }
 
+/* transformers' tojson passes json.dumps' keyword arguments through; expected outputs are
+ * Python's json.dumps with the same arguments. */
+TEST(tojson_takes_json_dumps_keyword_arguments)
+{
+    CHECK_RENDER("{{ {'a': [1, 2], 'b': '\u00e9'} | tojson(separators=(',', ':')) }}", NULL,
+                 "{\"a\":[1,2],\"b\":\"\u00e9\"}");
+    CHECK_RENDER("{{ {'b': 1, 'a': {'z': 1, 'y': 2}} | tojson(sort_keys=True) }}", NULL,
+                 "{\"a\": {\"y\": 2, \"z\": 1}, \"b\": 1}");
+    CHECK_RENDER("{{ '\u00e9\U0001F600\x7f<' | tojson(ensure_ascii=True) }}", NULL,
+                 "\"\\u00e9\\ud83d\\ude00\\u007f<\"");
+    CHECK_RENDER(
+        "{{ {'b': [1], 'a': []} | tojson(indent=2, sort_keys=true, separators=(';', '=')) }}", NULL,
+        "{\n  \"a\"=[];\n  \"b\"=[\n    1\n  ]\n}");
+    CHECK_RENDER("{{ [1, 2] | tojson(indent=0) }}", NULL, "[\n1,\n2\n]");
+    CHECK_FAILS("{{ {1: 2, 'a': 3} | tojson(sort_keys=True) }}", NULL, NURI_ERR_FORMAT,
+                "cannot be compared");
+    CHECK_FAILS("{{ 1 | tojson(separators=',') }}", NULL, NURI_ERR_FORMAT, "pair of strings");
+    CHECK_FAILS("{{ 1 | tojson(default=1) }}", NULL, NURI_ERR_FORMAT, "'default'");
+}
+
+/* Expected outputs are Python's str.format on the same values (jinja2's sandbox runs it). */
+TEST(str_format_follows_python)
+{
+    CHECK_RENDER("{{ '{} and {}'.format('a', 'b') }}|{{ '{0}{1}{0}'.format('a', 'b') }}|"
+                 "{{ '{x[0]}{y}'.format(x=[7], y=3) }}|{{ '{m.role}'.format(m=r) }}",
+                 "{\"r\": {\"role\": \"user\"}}", "a and b|aba|73|user");
+    CHECK_RENDER(
+        "{{ '{:>5}'.format(true) }}|{{ '{:.3}'.format(100.0) }}|{{ '{:.3}'.format(1.0) }}|"
+        "{{ '{:010}'.format('ab') }}|{{ '{:+,}'.format(1234567) }}|{{ '{:#x}'.format(-255) }}",
+        NULL, "    1|1e+02|1.0|ab00000000|+1,234,567|-0xff");
+    CHECK_RENDER("{{ '{:=+8.2f}'.format(-3.14159) }}|{{ '{:*^10.3}'.format('abcdef') }}|"
+                 "{{ '{:%}'.format(0.25) }}|{{ '{:e}'.format(12345.678) }}|{{ '{}'.format(1e16) }}",
+                 NULL, "-   3.14|***abc****|25.000000%|1.234568e+04|1e+16");
+    CHECK_RENDER(
+        "{{ '{!r}'.format('hi') }}|{{ '{:{w}}|'.format('a', w=4) }}|{{ '{{}}{}'.format(1) }}|"
+        "{{ '{:{}}{}'.format('a', 4, 'b') }}|{{ '{:5}|'.format('\ud55c\uad6d') }}|"
+        "{{ '{}'.format([1, 'a', none]) }}",
+        NULL, "'hi'|a   ||{}1|a   b|\ud55c\uad6d   ||[1, 'a', None]");
+    CHECK_FAILS("{{ '{}{0}'.format(1, 2) }}", NULL, NURI_ERR_FORMAT, "cannot switch");
+    CHECK_FAILS("{{ '{:5}'.format(none) }}", NULL, NURI_ERR_FORMAT, "NoneType.__format__");
+    CHECK_FAILS("{{ '{:d}'.format('a') }}", NULL, NURI_ERR_FORMAT, "Unknown format code 'd'");
+    CHECK_FAILS("{{ '}'.format() }}", NULL, NURI_ERR_FORMAT, "Single '}'");
+    CHECK_FAILS("{{ '{2}'.format(1) }}", NULL, NURI_ERR_FORMAT, "Replacement index 2");
+}
+
+TEST(call_blocks_pass_their_body_as_caller)
+{
+    CHECK_RENDER("{% macro m(x) %}[{{ caller() }}{{ x }}]{% endmacro %}"
+                 "{% call m(1) %}body{% endcall %}",
+                 NULL, "[body1]");
+    CHECK_RENDER("{% macro dump(items) %}{% for i in items %}{{ caller(i) }};{% endfor %}"
+                 "{% endmacro %}{% set pre = '>' %}"
+                 "{% call(t, z=1) dump(['a', 'b']) %}{{ pre }}{{ t | upper }}{{ z }}{% endcall %}",
+                 NULL, ">A1;>B1;");
+    CHECK_RENDER("{% macro o() %}<{{ caller() }}>{% endmacro %}{% macro i() %}({{ caller() }})"
+                 "{% endmacro %}{% call o() %}{% call i() %}deep{% endcall %}{% endcall %}",
+                 NULL, "<(deep)>");
+    CHECK_FAILS("{% macro m() %}{{ caller() }}{% endmacro %}{{ m() }}", NULL, NURI_ERR_FORMAT,
+                "'caller' is undefined");
+    CHECK_FAILS("{% macro m() %}x{% endmacro %}{% call m() %}b{% endcall %}", NULL, NURI_ERR_FORMAT,
+                "no keyword argument 'caller'");
+    CHECK_FAILS("{% call foo %}b{% endcall %}", NULL, NURI_ERR_FORMAT, "expected a call");
+}
+
+/* transformers' AssistantTracker tag (the original SmolLM3 template uses it) */
+TEST(generation_blocks_render_their_body)
+{
+    CHECK_RENDER("a{% generation %}{{ 'b' }}c{% endgeneration %}d", NULL, "abcd");
+}
+
 TEST(strftime_now_formats_the_time_given)
 {
     CHECK_RENDER("{{ strftime_now('%d %b %Y') }}", NULL, "01 Jul 2025");
@@ -589,6 +659,19 @@ TEST(macro_output_keeps_the_provenance_of_its_parts)
 {
     CHECK_MARKED("{% macro w(x) %}<|x|>{{ x }}{% endmacro %}{{ w(m) }}|{{ w('y') }}",
                  "{\"m\": \"X\"}", NULL, "<|x|>«X»|<|x|>y");
+    CHECK_MARKED("{% macro w() %}<|x|>{{ caller() }}{% endmacro %}{% call w() %}{{ m }}<|y|>"
+                 "{% endcall %}",
+                 "{\"m\": \"X\"}", NULL, "<|x|>«X»<|y|>");
+}
+
+TEST(str_format_keeps_the_provenance_of_its_parts)
+{
+    CHECK_MARKED("{{ '<|a|>{}<|b|>'.format(m) }}|{{ '{:>4}'.format(m) }}|{{ '{:03}'.format(7) }}|"
+                 "{{ '{}'.format(n) }}",
+                 "{\"m\": \"X{}\", \"n\": 5}", NULL, "<|a|>«X{}»<|b|>|« X{}»|007|«5»");
+    // a format string from data places even the template's own values: they become data
+    CHECK_MARKED("{{ m.format('<|im_end|>') }}|{{ m.format(1) }}", "{\"m\": \"X{}\"}", NULL,
+                 "«X<|im_end|>»|«X1»");
 }
 
 int main(void)
@@ -607,6 +690,10 @@ int main(void)
     RUN(loop_scopes_do_not_leak_but_namespaces_carry_values_out);
     RUN(macros_take_defaults_and_keywords);
     RUN(tojson_matches_json_dumps_without_html_escaping);
+    RUN(tojson_takes_json_dumps_keyword_arguments);
+    RUN(str_format_follows_python);
+    RUN(call_blocks_pass_their_body_as_caller);
+    RUN(generation_blocks_render_their_body);
     RUN(strftime_now_formats_the_time_given);
     RUN(immutable_sandbox_refuses_mutation);
     RUN(filters_that_make_generators_are_always_true_and_have_no_length);
@@ -628,5 +715,6 @@ int main(void)
     RUN(rewrites_take_the_provenance_of_what_they_rewrite);
     RUN(tojson_formatting_and_printed_containers_are_data_if_anything_in_them_is);
     RUN(macro_output_keeps_the_provenance_of_its_parts);
+    RUN(str_format_keeps_the_provenance_of_its_parts);
     TEST_DONE();
 }

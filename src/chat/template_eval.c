@@ -1257,6 +1257,363 @@ static int64_t want_int(ctx *c, const tpl_node *at, tv v, const char *what)
     return num_i(v);
 }
 
+/* ---- str.format() ---- */
+
+/* A format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type]. */
+typedef struct fspec {
+    const char *fill; // one code point (NULL: a space)
+    size_t fill_n;
+    char align; // 0 (the type's default), '<', '>', '=', '^'
+    char sign;  // '-', '+', ' '
+    bool alt, zero;
+    int width, prec; // -1: none
+    char group;      // 0, ',', '_'
+    char type;       // 0: none
+} fspec;
+
+static void parse_fspec(ctx *c, const tpl_node *at, const char *p, size_t n, fspec *f)
+{
+    *f = (fspec){.sign = '-', .width = -1, .prec = -1};
+    size_t i = 0;
+    uint32_t cp;
+    size_t l = n ? tpl_utf8_decode(p, n, &cp) : 0;
+    if (l < n && memchr("<>=^", p[l], 4)) {
+        f->fill = p;
+        f->fill_n = l;
+        f->align = p[l];
+        i = l + 1;
+    } else if (n && memchr("<>=^", p[0], 4)) {
+        f->align = p[i++];
+    }
+    if (i < n && memchr("+- ", p[i], 3)) f->sign = p[i++];
+    if (i < n && p[i] == 'z') i++;
+    if (i < n && p[i] == '#') f->alt = true, i++;
+    if (i < n && p[i] == '0') f->zero = true, i++;
+    while (i < n && digit_char(p[i])) {
+        f->width = (f->width < 0 ? 0 : f->width) * 10 + (p[i++] - '0');
+        if (f->width > 1000) FAIL(c, at, "format width over 1000");
+    }
+    if (i < n && (p[i] == ',' || p[i] == '_')) f->group = p[i++];
+    if (i < n && p[i] == '.') {
+        i++;
+        if (i >= n || !digit_char(p[i])) FAIL(c, at, "Format specifier missing precision");
+        f->prec = 0;
+        while (i < n && digit_char(p[i])) {
+            f->prec = f->prec * 10 + (p[i++] - '0');
+            if (f->prec > 1000) FAIL(c, at, "format precision over 1000");
+        }
+    }
+    if (i < n) f->type = p[i++];
+    if (i != n) FAIL(c, at, "Invalid format specifier '%.*s'", (int)n, p);
+}
+
+/* Inserts `sep` every `every` digits into the integer digits d[0..n) (into out, NUL-terminated). */
+static void group_digits(const char *d, size_t n, char sep, int every, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i && (n - i) % (size_t)every == 0) out[k++] = sep;
+        out[k++] = d[i];
+    }
+    out[k] = 0;
+}
+
+/* Python's float formatting of |x| for the types e E f F g G % and none (precision given). */
+static void format_float(double x, const fspec *f, char *out, size_t cap)
+{
+    char t = f->type;
+    int p = f->prec;
+    if (isinf(x) || isnan(x)) {
+        bool up = t == 'E' || t == 'F' || t == 'G';
+        snprintf(out, cap, "%s%s", isnan(x) ? (up ? "NAN" : "nan") : (up ? "INF" : "inf"),
+                 t == '%' ? "%" : "");
+        return;
+    }
+    if (t == '%') {
+        snprintf(out, cap, "%.*f%%", p < 0 ? 6 : p, x * 100);
+    } else if (t == 'e' || t == 'E' || t == 'f' || t == 'F') {
+        char spec[16];
+        snprintf(spec, sizeof spec, "%%%s.*%c", f->alt ? "#" : "", t);
+        snprintf(out, cap, spec, p < 0 ? 6 : p, x);
+    } else if (t == 'g' || t == 'G' || t == 'n') {
+        char spec[16];
+        snprintf(spec, sizeof spec, "%%%s.*%c", f->alt ? "#" : "", t == 'n' ? 'g' : t);
+        snprintf(out, cap, spec, p < 0 ? 6 : p == 0 ? 1 : p, x);
+    } else { // no type, a precision: like g, but exponent from p - 1 on, and a digit after '.'
+        int pp = p == 0 ? 1 : p;
+        char e[64];
+        snprintf(e, sizeof e, "%.*e", pp - 1, x);
+        int ex = atoi(strchr(e, 'e') + 1);
+        if (ex < -4 || ex >= pp - 1) {
+            char *ep = strchr(e, 'e'), *q = ep;
+            if (memchr(e, '.', (size_t)(ep - e))) {
+                while (q[-1] == '0') q--;
+                if (q[-1] == '.') q--;
+            }
+            snprintf(out, cap, "%.*s%s", (int)(q - e), e, ep);
+        } else {
+            snprintf(out, cap, "%.*f", pp - 1 - ex, x);
+            char *dot = strchr(out, '.');
+            if (dot) {
+                char *q = out + strlen(out);
+                while (q > dot + 2 && q[-1] == '0') q--;
+                *q = 0;
+            } else {
+                strncat(out, ".0", cap - strlen(out) - 1);
+            }
+        }
+    }
+}
+
+/* format(val, spec) appended to b. field_data: the replacement field ({...}) is data, so what
+ * it puts there is data whole (as with % formatting: who placed the value decides). */
+static void format_field(ctx *c, const tpl_node *at, tpl_buf *b, tv val, const char *sp, size_t sn,
+                         bool field_data)
+{
+    if (sn == 0 && !field_data) { // format(x, '') is str(x)
+        put_value(c, at, b, val);
+        return;
+    }
+    if (sn == 0) {
+        tpl_buf vb;
+        buf_init(c, &vb);
+        put_value(c, at, &vb, val);
+        put(c, at, b, vb.p, vb.n, TPL_DATA);
+        return;
+    }
+    fspec f;
+    parse_fspec(c, at, sp, sn, &f);
+    uint32_t pad_prov = field_data ? TPL_DATA : prov_all(c, val);
+    char num[2048]; // the longest: 1e308 with precision 1000 and grouping (1412 bytes)
+    const char *sign = "", *prefix = "", *text = num;
+    size_t text_n = 0;
+    uint32_t text_prov = pad_prov;
+    bool number = true;
+    if (val.t == TV_STR) {
+        if (f.type && f.type != 's')
+            FAIL(c, at, "Unknown format code '%c' for object of type 'str'", f.type);
+        if (f.sign != '-' || f.alt || f.group)
+            FAIL(c, at, "this format specifier is not allowed with a string");
+        text = val.s.p;
+        text_n = f.prec >= 0 ? tpl_utf8_offset(val.s.p, val.s.n, (size_t)f.prec) : val.s.n;
+        text_prov = field_data ? TPL_DATA : val.prov;
+        number = false;
+    } else if (val.t == TV_INT || val.t == TV_BOOL) {
+        int64_t v = num_i(val);
+        uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+        char t = f.type;
+        if (t == 'e' || t == 'E' || t == 'f' || t == 'F' || t == 'g' || t == 'G' || t == '%') {
+            format_float((double)u, &f, num, sizeof num);
+        } else if (t == 'c') {
+            if (v < 0 || v > 0x10ffff) FAIL(c, at, "%%c arg not in range(0x110000)");
+            num[nuri_utf8_encode((uint32_t)v, num)] = 0;
+            u = 0;
+        } else if (!t || t == 'd' || t == 'n' || t == 'b' || t == 'o' || t == 'x' || t == 'X') {
+            int base = t == 'b' ? 2 : t == 'o' ? 8 : t == 'x' || t == 'X' ? 16 : 10;
+            char d[72];
+            size_t k = sizeof d;
+            d[--k] = 0;
+            do {
+                d[--k] = "0123456789abcdef0123456789ABCDEF"[u % (uint64_t)base + (t == 'X') * 16];
+                u /= (uint64_t)base;
+            } while (u);
+            if (f.group && (base == 10 || f.group == '_'))
+                group_digits(d + k, sizeof d - 1 - k, f.group, base == 10 ? 3 : 4, num);
+            else if (f.group)
+                FAIL(c, at, "Cannot specify ',' with '%c'.", t);
+            else
+                memcpy(num, d + k, sizeof d - k);
+            if (f.alt && base != 10)
+                prefix = base == 2 ? "0b" : base == 8 ? "0o" : t == 'X' ? "0X" : "0x";
+        } else {
+            FAIL(c, at, "Unknown format code '%c' for object of type 'int'", t);
+        }
+        sign = v < 0 ? "-" : f.sign == '+' ? "+" : f.sign == ' ' ? " " : "";
+    } else if (val.t == TV_FLOAT) {
+        char t = f.type;
+        if (t && !strchr("eEfFgGn%", t))
+            FAIL(c, at, "Unknown format code '%c' for object of type 'float'", t);
+        double x = val.f;
+        if (!t && f.prec < 0) { // repr
+            tpl_buf rb;
+            buf_init(c, &rb);
+            tv_print(&rb, tv_float(fabs(x)));
+            snprintf(num, sizeof num, "%.*s", (int)rb.n, rb.p);
+        } else {
+            format_float(fabs(x), &f, num, sizeof num);
+        }
+        if (f.group) { // group the integer digits (at most 309 of them)
+            size_t id = strspn(num, "0123456789");
+            char g[sizeof num + 128];
+            group_digits(num, id, f.group, 3, g);
+            strncat(g, num + id, sizeof g - strlen(g) - 1);
+            size_t gl = strlen(g);
+            if (gl >= sizeof num) gl = sizeof num - 1;
+            memcpy(num, g, gl);
+            num[gl] = 0;
+        }
+        sign = signbit(x) && !isnan(x) ? "-" : f.sign == '+' ? "+" : f.sign == ' ' ? " " : "";
+    } else {
+        FAIL(c, at, "unsupported format string passed to %s.__format__", tv_type_name(val));
+    }
+    if (number) text_n = strlen(num);
+    // padding to the width, in code points
+    size_t len = strlen(sign) + strlen(prefix) + tpl_utf8_count(text, text_n);
+    char align = f.align ? f.align : f.zero && !f.fill ? (number ? '=' : '<') : number ? '>' : '<';
+    const char *fill = f.fill ? f.fill : f.zero && !f.align ? "0" : " ";
+    size_t fill_n = f.fill ? f.fill_n : 1;
+    size_t pad = f.width > 0 && (size_t)f.width > len ? (size_t)f.width - len : 0;
+    size_t before = align == '<' ? 0 : align == '^' ? pad / 2 : pad;
+    // padding counts as the value's (as with % formatting): data when the value is
+    if (align != '=')
+        for (size_t k = 0; k < before; k++) put(c, at, b, fill, fill_n, pad_prov);
+    put(c, at, b, sign, strlen(sign), pad_prov);
+    put(c, at, b, prefix, strlen(prefix), pad_prov);
+    if (align == '=')
+        for (size_t k = 0; k < pad; k++) put(c, at, b, fill, fill_n, pad_prov);
+    put(c, at, b, text, text_n, text_prov);
+    for (size_t k = before; align != '=' && k < pad; k++) put(c, at, b, fill, fill_n, pad_prov);
+}
+
+/* Python's str.format as jinja2's sandboxed formatter runs it: {} {0} {name}, .attr and [key]
+ * lookups, !s / !r conversions, format specs (with nested {} fields in them). */
+typedef struct fmt_state {
+    const targs *a;
+    int auto_next; // -1 once a field was numbered by hand
+    bool manual;
+} fmt_state;
+
+static tv format_arg(ctx *c, const tpl_node *at, fmt_state *st, const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && p[i] != '.' && p[i] != '[') i++;
+    tv v;
+    if (i == 0) {
+        if (st->manual)
+            FAIL(c, at,
+                 "cannot switch from manual field specification to automatic field "
+                 "numbering");
+        size_t k = (size_t)st->auto_next++;
+        if (k >= n_positional(st->a))
+            FAIL(c, at, "Replacement index %zu out of range for positional args tuple", k);
+        v = arg(st->a, k, NULL, tv_none());
+    } else if (digit_char(p[0])) {
+        if (st->auto_next > 0)
+            FAIL(c, at,
+                 "cannot switch from automatic field numbering to manual field "
+                 "specification");
+        st->manual = true;
+        size_t k = 0;
+        for (size_t j = 0; j < i; j++) {
+            if (!digit_char(p[j]) || k > 100000) FAIL(c, at, "bad format field '%.*s'", (int)n, p);
+            k = k * 10 + (size_t)(p[j] - '0');
+        }
+        if (k >= n_positional(st->a))
+            FAIL(c, at, "Replacement index %zu out of range for positional args tuple", k);
+        v = arg(st->a, k, NULL, tv_none());
+    } else {
+        char *name = cstr_dup(c, at, p, i);
+        bool found = false;
+        for (size_t j = 0; j < st->a->n; j++)
+            if (st->a->kw[j] && !strcmp(st->a->kw[j], name)) {
+                v = st->a->v[j];
+                found = true;
+            }
+        if (!found) FAIL(c, at, "KeyError: '%s'", name);
+    }
+    while (i < n) { // .attr and [key]
+        if (p[i] == '.') {
+            size_t j = ++i;
+            while (i < n && p[i] != '.' && p[i] != '[') i++;
+            if (i == j) FAIL(c, at, "Empty attribute in format string");
+            v = getattr_(c, at, v, cstr_dup(c, at, p + j, i - j));
+        } else {
+            size_t j = ++i;
+            while (i < n && p[i] != ']') i++;
+            if (i >= n || i == j) FAIL(c, at, "Missing ']' in format string");
+            bool digits = true;
+            for (size_t k = j; k < i; k++) digits = digits && digit_char(p[k]);
+            tv key = tv_strn(p + j, i - j);
+            if (digits && i - j < 18)
+                key = tv_int(strtoll(cstr_dup(c, at, p + j, i - j), NULL, 10));
+            v = getitem(c, at, v, key);
+            i++;
+            if (i < n && p[i] != '.' && p[i] != '[')
+                FAIL(c, at, "Only '.' or '[' may follow ']' in format field specifier");
+        }
+    }
+    return v;
+}
+
+static tv str_format(ctx *c, const tpl_node *at, tv fmt, fmt_state *st, int depth)
+{
+    tpl_buf b;
+    buf_init(c, &b);
+    const char *p = fmt.s.p, *end = fmt.s.p + fmt.s.n;
+    while (p < end) {
+        const char *q = p;
+        while (q < end && *q != '{' && *q != '}') q++;
+        put(c, at, &b, p, (size_t)(q - p), fmt.prov);
+        if (q >= end) break;
+        if (q + 1 < end && q[1] == *q) { // {{ or }}
+            put(c, at, &b, q, 1, fmt.prov);
+            p = q + 2;
+            continue;
+        }
+        if (*q == '}') FAIL(c, at, "Single '}' encountered in format string");
+        // the field up to its matching '}' (a spec may hold one level of {...})
+        const char *f = q + 1, *e = f;
+        int nest = 1;
+        bool in_key = false;
+        for (; e < end; e++) {
+            if (in_key) {
+                in_key = *e != ']';
+                continue;
+            }
+            if (*e == '[' && nest == 1) in_key = true;
+            if (*e == '{') nest++;
+            if (*e == '}' && --nest == 0) break;
+        }
+        if (e >= end) FAIL(c, at, "expected '}' before end of string");
+        const char *name_end = f;
+        in_key = false;
+        while (name_end < e && (in_key || (*name_end != '!' && *name_end != ':'))) {
+            if (*name_end == '[') in_key = true;
+            if (*name_end == ']') in_key = false;
+            name_end++;
+        }
+        tv v = format_arg(c, at, st, f, (size_t)(name_end - f));
+        const char *sp = name_end;
+        if (sp < e && *sp == '!') {
+            if (sp + 1 >= e || (sp + 2 < e && sp[2] != ':'))
+                FAIL(c, at, "expected ':' after conversion specifier");
+            char conv = sp[1];
+            tpl_buf vb;
+            buf_init(c, &vb);
+            if (conv == 's')
+                put_value(c, at, &vb, v);
+            else if (conv == 'r') {
+                if (!tv_repr(&vb, v)) rfail(c, at, NURI_ERR_LIMIT, "formatted string too long");
+            } else
+                FAIL(c, at, "Unknown conversion specifier %c", conv);
+            v = buf_str(c, at, &vb);
+            sp += 2;
+        }
+        tv spec = tv_strn("", 0);
+        if (sp < e) { // ':' spec, itself formatted for nested fields
+            spec = sub(fmt, sp + 1, (size_t)(e - sp - 1));
+            if (memchr(spec.s.p, '{', spec.s.n)) {
+                if (depth > 0) FAIL(c, at, "Max string recursion exceeded");
+                spec = str_format(c, at, spec, st, depth + 1); // numbering goes on inside
+            }
+        }
+        format_field(c, at, &b, v, spec.s.p, spec.s.n,
+                     prov_of(c, fmt, q, (size_t)(e + 1 - q)) == TPL_DATA);
+        p = e + 1;
+    }
+    return buf_str(c, at, &b);
+}
+
 static tv call_method(ctx *c, const tpl_node *at, tv self, const char *name, targs *a)
 {
     tv none = tv_none();
@@ -1379,6 +1736,10 @@ static tv call_method(ctx *c, const tpl_node *at, tv self, const char *name, tar
             }
             return tv_bool(name[2] == 'u' || name[2] == 'l' ? any_cased : true);
         }
+        if (!strcmp(name, "format")) {
+            fmt_state st = {.a = a};
+            return str_format(c, at, self, &st, 0);
+        }
         rfail(c, at, NURI_ERR_UNSUPPORTED, "str.%s() is not supported", name);
     }
     if (self.t == TV_DICT) {
@@ -1445,6 +1806,10 @@ static tv call_macro(ctx *c, const tpl_node *at, tfunc *f, targs *a)
         if (a->kw[i]) {
             for (k = 0; k < m->n_args; k++)
                 if (!strcmp(m->args[k]->name, a->kw[i])) break;
+            if (k == m->n_args && m->op && !strcmp(a->kw[i], "caller")) { // {% call %}
+                scope_set(c, s, "caller", a->v[i]);
+                continue;
+            }
             if (k == m->n_args)
                 FAIL(c, at, "macro '%s' takes no keyword argument '%s'", m->name, a->kw[i]);
         } else {
@@ -1731,24 +2096,44 @@ static tv eval(ctx *c, scope *s, const tpl_node *n)
 
 /* ---- filters ---- */
 
+/* transformers' tojson: json.dumps(x, ensure_ascii=False, indent=None, separators=None,
+ * sort_keys=False) with those keyword arguments (positionally: indent only). */
 static tv tojson(ctx *c, const tpl_node *at, tv x, targs *a)
 {
     tv none = tv_none();
     tv ind = arg(a, 0, "indent", none);
-    int indent = -1;
-    if (ind.t != TV_NONE) indent = (int)want_int(c, at, ind, "tojson indent");
-    if (indent > 64) indent = 64;
-    tv ea = arg(a, 99, "ensure_ascii", tv_bool(false));
-    tv sk = arg(a, 99, "sort_keys", tv_bool(false));
+    tpl_json_opts o = {.indent = -1};
+    if (ind.t != TV_NONE) o.indent = (int)want_int(c, at, ind, "tojson indent");
+    if (o.indent > 64) o.indent = 64;
+    if (ind.t != TV_NONE && o.indent < 0) o.indent = 0; // Python: ' ' * -1 == ''
+    o.ensure_ascii = tv_truthy(arg(a, 99, "ensure_ascii", tv_bool(false)));
+    o.sort_keys = tv_truthy(arg(a, 99, "sort_keys", tv_bool(false)));
     tv sp = arg(a, 99, "separators", none);
-    if (tv_truthy(ea) || tv_truthy(sk) || sp.t != TV_NONE)
-        rfail(c, at, NURI_ERR_UNSUPPORTED, "tojson supports only indent=");
+    o.item_sep = ind.t == TV_NONE ? ", " : ",";
+    o.key_sep = ": ";
+    if (sp.t != TV_NONE) {
+        if (sp.t != TV_LIST || sp.gen || sp.l->n != 2)
+            FAIL(c, at, "tojson separators must be a pair of strings");
+        tv is = want_str(c, at, sp.l->v[0], "tojson separator");
+        tv ks = want_str(c, at, sp.l->v[1], "tojson separator");
+        o.item_sep = cstr_dup(c, at, is.s.p, is.s.n);
+        o.key_sep = cstr_dup(c, at, ks.s.p, ks.s.n);
+    }
+    o.item_sep_n = strlen(o.item_sep);
+    o.key_sep_n = strlen(o.key_sep);
+    for (size_t i = 0; i < a->n; i++) {
+        const char *k = a->kw[i];
+        if (k && strcmp(k, "indent") && strcmp(k, "ensure_ascii") && strcmp(k, "sort_keys") &&
+            strcmp(k, "separators"))
+            FAIL(c, at, "tojson() got an unexpected keyword argument '%s'", k);
+    }
     tpl_buf b;
     buf_init(c, &b);
     const char *bad = NULL;
-    int r = tv_json(&b, x, indent, 0, &bad);
+    int r = tv_json_opts(&b, x, &o, &bad);
     if (r == -1) rfail(c, at, NURI_ERR_LIMIT, "output or string over %zu bytes", c->lim.max_output);
     if (r == -2) FAIL(c, at, "Object of type %s is not JSON serializable", bad);
+    if (r == -3) FAIL(c, at, "tojson(sort_keys=True): %s", bad);
     return buf_str(c, at, &b);
 }
 
@@ -2469,6 +2854,25 @@ static int exec_node(ctx *c, scope *s, const tpl_node *n)
     case N_FILTBLK: {
         tv v = render_to_string(c, s, n->body, n->n_body);
         put_value(c, n, c->out, apply_chain(c, s, n->c, v));
+        return FLOW_NEXT;
+    }
+    case N_CALLBLK: {
+        // the body as a macro named caller, passed to the call as caller=
+        tfunc *f = ralloc(c, n, sizeof *f);
+        f->kind = F_MACRO;
+        f->macro = n;
+        f->closure = s;
+        f->name = n->name;
+        tv caller = {.t = TV_FUNC};
+        caller.fn = f;
+        const tpl_node *call = n->a;
+        tv fn = eval(c, s, call->a);
+        targs a;
+        eval_args(c, s, call, &a, 0);
+        if (a.n >= MAX_ARGS) rfail(c, n, NURI_ERR_UNSUPPORTED, "too many arguments");
+        a.v[a.n] = caller;
+        a.kw[a.n++] = "caller";
+        put_value(c, n, c->out, call_value(c, s, call, fn, &a));
         return FLOW_NEXT;
     }
     case N_MACRO: {

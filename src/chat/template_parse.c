@@ -62,6 +62,7 @@ typedef struct parser {
     tok *toks;
     size_t n_toks, cap_toks, pos;
     int depth;
+    size_t caller_refs; // names `caller` read so far (a macro that reads one accepts caller=)
     jmp_buf jb;
 } parser;
 
@@ -765,6 +766,7 @@ static tpl_node *parse_primary(parser *p)
         else {
             n->kind = E_NAME;
             n->name = t->p;
+            if (!strcmp(t->p, "caller")) p->caller_refs++;
         }
         return n;
     case TK_STRING: {
@@ -1382,12 +1384,9 @@ static tpl_node *parse_set(parser *p, tok *t)
     return n;
 }
 
-static tpl_node *parse_macro(parser *p, tok *t)
+/* A parameter list "(a, b=default, ...)" into n->args / kwv / n_args (after the '('). */
+static void parse_params(parser *p, tpl_node *n)
 {
-    static const char *const ends[] = {"endmacro", NULL};
-    tpl_node *n = mk(p, N_MACRO, t);
-    n->name = expect_name(p);
-    expect_op(p, "(");
     nvec v = {0};
     while (!is_op(cur(p), ")")) {
         if (v.n) expect_op(p, ",");
@@ -1408,11 +1407,43 @@ static tpl_node *parse_macro(parser *p, tok *t)
     n->args = v.v;
     n->kwv = v.vals;
     n->n_args = v.n;
+}
+
+static tpl_node *parse_macro(parser *p, tok *t)
+{
+    static const char *const ends[] = {"endmacro", NULL};
+    tpl_node *n = mk(p, N_MACRO, t);
+    n->name = expect_name(p);
+    expect_op(p, "(");
+    parse_params(p, n);
     expect_block_end(p, "macro");
+    size_t refs = p->caller_refs;
     parse_body(p, ends, &n->body, &n->n_body, t);
+    n->op = p->caller_refs != refs; // reads caller: a {% call %} block may call it
     next(p);
     if (cur(p)->type == TK_NAME) next(p); // {% endmacro name %}
     expect_block_end(p, "endmacro");
+    return n;
+}
+
+/* {% call[(params)] macro(args) %}body{% endcall %}: the body is a macro named caller, passed to
+ * the called macro as the keyword argument caller. */
+static tpl_node *parse_call(parser *p, tok *t)
+{
+    static const char *const ends[] = {"endcall", NULL};
+    tpl_node *n = mk(p, N_CALLBLK, t);
+    n->name = "caller";
+    if (is_op(cur(p), "(")) {
+        next(p);
+        parse_params(p, n);
+    }
+    tok *at = cur(p);
+    n->a = parse_expression(p, true);
+    if (n->a->kind != E_CALL) fail_tok(p, at, "expected a call after 'call'");
+    expect_block_end(p, "call");
+    parse_body(p, ends, &n->body, &n->n_body, t);
+    next(p);
+    expect_block_end(p, "endcall");
     return n;
 }
 
@@ -1427,6 +1458,21 @@ static tpl_node *parse_statement(parser *p)
     if (!strcmp(s, "for")) return parse_for(p, t);
     if (!strcmp(s, "set")) return parse_set(p, t);
     if (!strcmp(s, "macro")) return parse_macro(p, t);
+    if (!strcmp(s, "call")) return parse_call(p, t);
+    if (!strcmp(s, "generation")) {
+        // transformers' AssistantTracker extension: the body renders as it is (the tag only
+        // marks the assistant's tokens for training masks)
+        static const char *const ends[] = {"endgeneration", NULL};
+        tpl_node *n = mk(p, N_IF, t);
+        n->a = mk(p, E_CONST, t);
+        n->a->val.t = TV_BOOL;
+        n->a->val.b = true;
+        expect_block_end(p, "generation");
+        parse_body(p, ends, &n->body, &n->n_body, t);
+        next(p);
+        expect_block_end(p, "endgeneration");
+        return n;
+    }
     if (!strcmp(s, "break") || !strcmp(s, "continue")) {
         tpl_node *n = mk(p, s[0] == 'b' ? N_BREAK : N_CONTINUE, t);
         expect_block_end(p, s);
@@ -1442,9 +1488,9 @@ static tpl_node *parse_statement(parser *p)
         expect_block_end(p, "endfilter");
         return n;
     }
-    static const char *const unsupported[] = {"call",    "include",    "import",   "from",
-                                              "extends", "block",      "with",     "do",
-                                              "trans",   "autoescape", "pluralize"};
+    static const char *const unsupported[] = {"include",    "import",   "from", "extends",
+                                              "block",      "with",     "do",   "trans",
+                                              "autoescape", "pluralize"};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (!strcmp(s, unsupported[i]))
             fail_at(p, NURI_ERR_UNSUPPORTED, t->line, t->col, "the '%s' statement is not supported",

@@ -590,13 +590,16 @@ bool tv_repr(tpl_buf *b, tv v)
 
 /* ---- JSON ---- */
 
-static bool json_str(tpl_buf *b, const char *p, size_t n)
+/* A string as json.dumps writes it: ensure_ascii escapes everything outside ' '..'~' (code points
+ * past U+FFFF as surrogate pairs), otherwise only quotes, backslashes and control characters. */
+static bool json_str(tpl_buf *b, const char *p, size_t n, bool ascii)
 {
     if (!tpl_buf_put(b, "\"", 1)) return false;
     size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)p[i];
-        char esc[8] = {0};
+        char esc[16] = {0};
+        size_t len = 1;
         switch (c) {
         case '"':
             strcpy(esc, "\\\"");
@@ -620,31 +623,110 @@ static bool json_str(tpl_buf *b, const char *p, size_t n)
             strcpy(esc, "\\f");
             break;
         default:
-            if (c < 0x20) snprintf(esc, sizeof esc, "\\u%04x", c);
+            if (c < 0x20 || (ascii && c == 0x7f)) {
+                snprintf(esc, sizeof esc, "\\u%04x", c);
+            } else if (ascii && c >= 0x80) {
+                uint32_t cp;
+                len = tpl_utf8_decode(p + i, n - i, &cp);
+                if (cp >= 0x10000) {
+                    cp -= 0x10000;
+                    snprintf(esc, sizeof esc, "\\u%04x\\u%04x", 0xd800 + (cp >> 10),
+                             0xdc00 + (cp & 0x3ff));
+                } else {
+                    snprintf(esc, sizeof esc, "\\u%04x", cp);
+                }
+            }
         }
         if (esc[0]) {
             if (!tpl_buf_put(b, p + run, i - run) || !buf_puts(b, esc)) return false;
-            run = i + 1;
+            run = i + len;
         }
+        i += len;
     }
     return tpl_buf_put(b, p + run, n - run) && tpl_buf_put(b, "\"", 1);
 }
 
-static bool json_newline(tpl_buf *b, int indent, int depth)
+static bool json_newline(tpl_buf *b, const tpl_json_opts *o, int depth)
 {
     if (!tpl_buf_put(b, "\n", 1)) return false;
-    for (int i = 0; i < indent * depth; i++)
+    for (int i = 0; i < o->indent * depth; i++)
         if (!tpl_buf_put(b, " ", 1)) return false;
     return true;
 }
 
-static int json_value(tpl_buf *b, tv v, int indent, int depth, const char **bad)
+static bool is_number(tv v)
+{
+    return v.t == TV_INT || v.t == TV_FLOAT || v.t == TV_BOOL;
+}
+
+static double number_of(tv v)
+{
+    return v.t == TV_FLOAT ? v.f : v.t == TV_INT ? (double)v.i : (double)v.b;
+}
+
+/* Python's a < b for two dict keys of json.dumps(sort_keys=True): strings by code point (UTF-8
+ * byte order is the same), numbers by value; -2 when Python would raise. */
+static int key_cmp(tv a, tv b)
+{
+    if (a.t == TV_STR && b.t == TV_STR) {
+        size_t n = a.s.n < b.s.n ? a.s.n : b.s.n;
+        int r = memcmp(a.s.p, b.s.p, n);
+        return r < 0 ? -1 : r > 0 ? 1 : a.s.n < b.s.n ? -1 : a.s.n > b.s.n;
+    }
+    if (is_number(a) && is_number(b)) {
+        if (a.t == TV_INT && b.t == TV_INT) return a.i < b.i ? -1 : a.i > b.i;
+        double x = number_of(a), y = number_of(b);
+        return x < y ? -1 : x > y;
+    }
+    return -2;
+}
+
+typedef struct key_sort {
+    const tv *keys;
+    bool bad; // two keys Python cannot compare
+} key_sort;
+
+static int key_order(const void *a, const void *b, void *ctx)
+{
+    key_sort *ks = ctx;
+    int c = key_cmp(ks->keys[*(const size_t *)a], ks->keys[*(const size_t *)b]);
+    if (c == -2) {
+        ks->bad = true;
+        return 0;
+    }
+    return c;
+}
+
+static int json_value(tpl_buf *b, tv v, const tpl_json_opts *o, int depth, const char **bad);
+
+static int json_key(tpl_buf *b, tv k, const tpl_json_opts *o, const char **bad)
+{
+    // json.dumps turns non-string keys into strings: None -> "null", True -> "true"
+    bool ok;
+    if (k.t == TV_STR)
+        ok = json_str(b, k.s.p, k.s.n, o->ensure_ascii);
+    else if (k.t == TV_NONE)
+        ok = buf_puts(b, "\"null\"");
+    else if (k.t == TV_BOOL)
+        ok = buf_puts(b, k.b ? "\"true\"" : "\"false\"");
+    else if (k.t == TV_INT)
+        ok = buf_puts(b, "\"") && print_int(b, k.i) && buf_puts(b, "\"");
+    else if (k.t == TV_FLOAT)
+        ok = buf_puts(b, "\"") && print_float(b, k.f, true) && buf_puts(b, "\"");
+    else {
+        *bad = "a key of that type";
+        return -2;
+    }
+    return ok ? 0 : -1;
+}
+
+static int json_value(tpl_buf *b, tv v, const tpl_json_opts *o, int depth, const char **bad)
 {
     if (depth > 512) {
         *bad = "nesting deeper than 512";
         return -2;
     }
-    const char *sep = indent >= 0 ? "," : ", ";
+    bool pretty = o->indent >= 0;
     switch (v.t) {
     case TV_NONE:
         return buf_puts(b, "null") ? 0 : -1;
@@ -655,7 +737,7 @@ static int json_value(tpl_buf *b, tv v, int indent, int depth, const char **bad)
     case TV_FLOAT:
         return print_float(b, v.f, true) ? 0 : -1;
     case TV_STR:
-        return json_str(b, v.s.p, v.s.n) ? 0 : -1;
+        return json_str(b, v.s.p, v.s.n, o->ensure_ascii) ? 0 : -1;
     case TV_LIST: {
         if (v.gen) {
             *bad = "generator";
@@ -664,12 +746,12 @@ static int json_value(tpl_buf *b, tv v, int indent, int depth, const char **bad)
         if (v.l->n == 0) return buf_puts(b, "[]") ? 0 : -1;
         if (!buf_puts(b, "[")) return -1;
         for (size_t i = 0; i < v.l->n; i++) {
-            if (i && !buf_puts(b, sep)) return -1;
-            if (indent >= 0 && !json_newline(b, indent, depth + 1)) return -1;
-            int r = json_value(b, v.l->v[i], indent, depth + 1, bad);
+            if (i && !tpl_buf_put(b, o->item_sep, o->item_sep_n)) return -1;
+            if (pretty && !json_newline(b, o, depth + 1)) return -1;
+            int r = json_value(b, v.l->v[i], o, depth + 1, bad);
             if (r) return r;
         }
-        if (indent >= 0 && !json_newline(b, indent, depth)) return -1;
+        if (pretty && !json_newline(b, o, depth)) return -1;
         return buf_puts(b, "]") ? 0 : -1;
     }
     case TV_DICT:
@@ -678,33 +760,34 @@ static int json_value(tpl_buf *b, tv v, int indent, int depth, const char **bad)
             *bad = "Namespace";
             return -2;
         }
-        if (v.d->n == 0) return buf_puts(b, "{}") ? 0 : -1;
-        if (!buf_puts(b, "{")) return -1;
-        for (size_t i = 0; i < v.d->n; i++) {
-            if (i && !buf_puts(b, sep)) return -1;
-            if (indent >= 0 && !json_newline(b, indent, depth + 1)) return -1;
-            tv k = v.d->k[i];
-            // json.dumps turns non-string keys into strings: None -> "null", True -> "true"
-            bool ok;
-            if (k.t == TV_STR)
-                ok = json_str(b, k.s.p, k.s.n);
-            else if (k.t == TV_NONE)
-                ok = buf_puts(b, "\"null\"");
-            else if (k.t == TV_BOOL)
-                ok = buf_puts(b, k.b ? "\"true\"" : "\"false\"");
-            else if (k.t == TV_INT)
-                ok = buf_puts(b, "\"") && print_int(b, k.i) && buf_puts(b, "\"");
-            else if (k.t == TV_FLOAT)
-                ok = buf_puts(b, "\"") && print_float(b, k.f, true) && buf_puts(b, "\"");
-            else {
-                *bad = "a key of that type";
-                return -2;
+        size_t n = v.d->n;
+        if (n == 0) return buf_puts(b, "{}") ? 0 : -1;
+        // the order of the items: as inserted, or sorted by key
+        size_t small[64], *ord = small;
+        if (n > 64 && !(ord = malloc(n * sizeof *ord))) return -1;
+        for (size_t i = 0; i < n; i++) ord[i] = i;
+        if (o->sort_keys) {
+            key_sort ks = {v.d->k, false};
+            qsort_r(ord, n, sizeof *ord, key_order, &ks);
+            if (ks.bad) {
+                if (ord != small) free(ord);
+                *bad = "keys that cannot be compared";
+                return -3;
             }
-            if (!ok || !buf_puts(b, ": ")) return -1;
-            int r = json_value(b, v.d->v[i], indent, depth + 1, bad);
-            if (r) return r;
         }
-        if (indent >= 0 && !json_newline(b, indent, depth)) return -1;
+        int r = 0;
+        if (!buf_puts(b, "{")) r = -1;
+        for (size_t i = 0; i < n && !r; i++) {
+            size_t x = ord[i];
+            if (i && !tpl_buf_put(b, o->item_sep, o->item_sep_n)) r = -1;
+            if (!r && pretty && !json_newline(b, o, depth + 1)) r = -1;
+            if (!r) r = json_key(b, v.d->k[x], o, bad);
+            if (!r && !tpl_buf_put(b, o->key_sep, o->key_sep_n)) r = -1;
+            if (!r) r = json_value(b, v.d->v[x], o, depth + 1, bad);
+        }
+        if (ord != small) free(ord);
+        if (r) return r;
+        if (pretty && !json_newline(b, o, depth)) return -1;
         return buf_puts(b, "}") ? 0 : -1;
     }
     default:
@@ -713,11 +796,22 @@ static int json_value(tpl_buf *b, tv v, int indent, int depth, const char **bad)
     }
 }
 
-int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
+int tv_json_opts(tpl_buf *b, tv v, const tpl_json_opts *o, const char **bad)
 {
     uint8_t saved = b->cur;
     if (b->prov) b->cur = tv_any_data(b->prov, v) ? TPL_DATA : TPL_MARKUP;
-    int r = json_value(b, v, indent, depth, bad);
+    int r = json_value(b, v, o, 0, bad);
     b->cur = saved;
     return r;
+}
+
+int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad)
+{
+    (void)depth;
+    tpl_json_opts o = {.indent = indent,
+                       .item_sep = indent >= 0 ? "," : ", ",
+                       .item_sep_n = indent >= 0 ? 1 : 2,
+                       .key_sep = ": ",
+                       .key_sep_n = 2};
+    return tv_json_opts(b, v, &o, bad);
 }

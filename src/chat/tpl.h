@@ -105,10 +105,12 @@ typedef enum tpl_kind {
     N_FOR,    // a: target, b: iterable, c: filter cond or NULL, body, alt (else)
     N_SET,    // a: target, b: value
     N_SETBLK, // a: target, body; c: filter chain applied (E_FILTER with NULL object) or NULL
-    N_MACRO,  // name, args (E_NAME params), kwv (defaults, NULL where none), body
+    N_MACRO,  // name, args (E_NAME params), kwv (defaults, NULL where none), body; op = 1 when
+              // the body reads `caller` (then it accepts caller=, as jinja2's macros do)
     N_BREAK,
     N_CONTINUE,
     N_FILTBLK, // c: filter chain (E_FILTER with NULL innermost object), body
+    N_CALLBLK, // {% call(args) a %}: a the E_CALL, args / kwv the caller's parameters, body
     /* expressions */
     E_CONST,  // val
     E_NAME,   // name
@@ -240,10 +242,23 @@ const char *tv_type_name(tv v); // Python's name: 'str', 'int', 'NoneType', ...
  * Provenance: a string's bytes keep theirs; anything else is all data if tv_any_data(v). */
 bool tv_print(tpl_buf *b, tv v);
 bool tv_repr(tpl_buf *b, tv v);
-/* json.dumps(v, ensure_ascii=False[, indent]) with ", " / ": " separators (indent < 0: none).
- * Returns 0 ok, -1 over the limit, -2 a value JSON cannot hold (undefined, a function): *bad names
- * its type. Provenance: all of it data if tv_any_data(v), else markup. */
+/* json.dumps(v, ensure_ascii=False[, indent]) with Python's default separators (", " / ": ",
+ * or "," / ": " with an indent; indent < 0: none). Returns 0 ok, -1 over the limit, -2 a value
+ * JSON cannot hold (undefined, a function): *bad names its type. Provenance: all of it data if
+ * tv_any_data(v), else markup. */
 int tv_json(tpl_buf *b, tv v, int indent, int depth, const char **bad);
+
+/* json.dumps with its keyword arguments (as transformers' tojson filter passes them). */
+typedef struct tpl_json_opts {
+    int indent;           // < 0: None
+    const char *item_sep; // separators=(item_sep, key_sep)
+    size_t item_sep_n;    // bytes
+    const char *key_sep;  //
+    size_t key_sep_n;     // bytes
+    bool sort_keys;       // -3 (with *bad) when keys cannot be compared, as Python raises
+    bool ensure_ascii;    // escapes everything outside ' '..'~' as JSON unicode escapes
+} tpl_json_opts;
+int tv_json_opts(tpl_buf *b, tv v, const tpl_json_opts *o, const char **bad);
 
 /* UTF-8: number of code points; byte offset of code point i (i <= count). */
 size_t tpl_utf8_count(const char *p, size_t n);
