@@ -121,9 +121,9 @@ TEST(each_bad_parameter_is_named)
 TEST(a_parameter_nuri_does_not_implement_is_refused_by_name_never_ignored)
 {
 #define M "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
-    const char *unsupported[] = {"tools",     "tool_choice",         "response_format",
-                                 "grammar",   "parallel_tool_calls", "reasoning_effort",
-                                 "functions", "some_future_field"};
+    const char *unsupported[] = {
+        "tools",     "tool_choice",      "parallel_tool_calls", "reasoning_effort",
+        "functions", "some_future_field"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
         char body[256];
         snprintf(body, sizeof body, "{" M ",\"%s\":null}", unsupported[i]);

@@ -1151,6 +1151,8 @@ static void *load_main(void *arg)
                             "has logits (%d)",
                             nuri_vocab_n_tokens(serve_prompt_vocab(s->prompt)), s->n_vocab);
     }
+    if (st == NURI_OK)
+        st = nuri_token_trie_new(serve_prompt_vocab(s->prompt), s->n_vocab, &s->grammar_trie);
     if (st == NURI_OK) {
         serve_sched_params sp = {.n_ctx = s->p.n_ctx,
                                  .kv_mem = s->p.kv_mem,
@@ -1409,7 +1411,8 @@ void serve_server_stop(serve_server *s)
             conn_free(c);
         }
     }
-    serve_sched_free(s->sched);
+    serve_sched_free(s->sched); // the samplers go with their jobs, before the trie they borrow
+    nuri_token_trie_free(s->grammar_trie);
     serve_prompt_free(s->prompt);
     nuri_model_free(s->model);
     if (s->listen_fd >= 0) close(s->listen_fd);

@@ -4,6 +4,8 @@
  */
 #include "serve/openai.h"
 
+#include "grammar/json_schema.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -376,6 +378,8 @@ static const char *const chat_keys[] = {"model",
                                         "min_p",
                                         "repeat_penalty",
                                         "repeat_last_n",
+                                        "response_format",
+                                        "grammar",
                                         NULL};
 static const char *const completion_keys[] = {"model",
                                               "prompt",
@@ -399,6 +403,8 @@ static const char *const completion_keys[] = {"model",
                                               "min_p",
                                               "repeat_penalty",
                                               "repeat_last_n",
+                                              "response_format",
+                                              "grammar",
                                               NULL};
 
 static bool known_keys_only(json_t *body, serve_kind kind, serve_error *e)
@@ -416,6 +422,82 @@ static bool known_keys_only(json_t *body, serve_kind kind, serve_error *e)
                               NURI_VERSION);
     }
     return true;
+}
+
+/* A grammar failed to compile: 400 naming where (500 when out of memory). */
+static bool grammar_fail(serve_error *e, nuri_status st, const char *param)
+{
+    if (st == NURI_ERR_NOMEM)
+        return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    return serve_fail(e, 400, "invalid_request_error", param,
+                      st == NURI_ERR_UNSUPPORTED ? "unsupported_schema" : "invalid_value", "%s",
+                      nuri_last_error());
+}
+
+static bool parse_structured(json_t *body, serve_request *r, serve_error *e)
+{
+    json_t *rf = opt(body, "response_format"), *gr = opt(body, "grammar");
+    if (rf && gr)
+        return bad(e, "grammar", "'grammar' and 'response_format' cannot be used together");
+    if (gr) {
+        if (!json_is_string(gr))
+            return bad(e, "grammar", "'grammar' must be a string (GBNF), not %s", type_name(gr));
+        nuri_status st =
+            nuri_grammar_parse(json_string_value(gr), json_string_length(gr), &r->grammar);
+        return st == NURI_OK || grammar_fail(e, st, "grammar");
+    }
+    if (!rf) return true;
+    if (!json_is_object(rf))
+        return bad(e, "response_format", "'response_format' must be an object, not %s",
+                   type_name(rf));
+    json_t *type = json_object_get(rf, "type");
+    if (!json_is_string(type))
+        return bad(e, "response_format.type",
+                   "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
+    const char *t = json_string_value(type);
+    const char *key;
+    json_t *val;
+    json_object_foreach(rf, key, val)
+    {
+        if (strcmp(key, "type") && strcmp(key, "json_schema"))
+            return serve_fail(e, 400, "invalid_request_error", "response_format",
+                              "unsupported_parameter", "'response_format.%.40s' is not supported",
+                              key);
+    }
+    if (!strcmp(t, "text")) return true;
+    if (!strcmp(t, "json_object")) {
+        nuri_status st = nuri_json_object_grammar(&r->grammar);
+        return st == NURI_OK || grammar_fail(e, st, "response_format");
+    }
+    if (strcmp(t, "json_schema"))
+        return bad(e, "response_format.type",
+                   "'response_format.type' is \"%.40s\"; it must be \"text\", \"json_object\" or "
+                   "\"json_schema\"",
+                   t);
+    json_t *js = json_object_get(rf, "json_schema");
+    if (!json_is_object(js))
+        return bad(e, "response_format.json_schema",
+                   "'response_format.json_schema' must be an object with a 'schema'");
+    json_object_foreach(js, key, val)
+    {
+        if (strcmp(key, "name") && strcmp(key, "schema") && strcmp(key, "strict") &&
+            strcmp(key, "description"))
+            return serve_fail(e, 400, "invalid_request_error", "response_format.json_schema",
+                              "unsupported_parameter",
+                              "'response_format.json_schema.%.40s' is not supported", key);
+    }
+    json_t *schema = json_object_get(js, "schema");
+    if (!json_is_object(schema) && !json_is_boolean(schema))
+        return bad(e, "response_format.json_schema.schema",
+                   "'response_format.json_schema.schema' must be a JSON Schema object");
+    char path[64];
+    path[0] = 0;
+    nuri_status st = nuri_json_schema_grammar(schema, &r->grammar, path, sizeof path);
+    if (st == NURI_OK) return true;
+    char param[96];
+    snprintf(param, sizeof param, "response_format.json_schema.schema%s%.60s", path[0] ? "." : "",
+             path);
+    return grammar_fail(e, st, param);
 }
 
 static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_request *r,
@@ -510,7 +592,7 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
         r->top_logprobs = (int32_t)lp;
     }
     r->sp.n_top_logprobs = r->top_logprobs;
-    return true;
+    return parse_structured(body, r, e);
 }
 
 bool serve_request_parse(json_t *body, serve_kind kind, int32_t n_vocab, serve_request *r,
@@ -527,6 +609,7 @@ void serve_request_free(serve_request *r)
 {
     free(r->prompt_tokens);
     free(r->bias);
+    nuri_grammar_free(r->grammar);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
 }

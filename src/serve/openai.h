@@ -9,10 +9,15 @@
  * wrong type or range are errors, never silently clamped. JSON null means "the default" for every
  * optional key. llama-server's sampling keys are taken too: top_k, min_p, repeat_penalty,
  * repeat_last_n (-1: the whole completion; penalties look at the generated tokens).
+ * Structured output: response_format {"type": "text" | "json_object" | "json_schema",
+ * "json_schema": {"name", "schema", "strict", "description"}} and llama-server's "grammar" (GBNF
+ * text) compile to r->grammar; a schema keyword nuri cannot enforce is a 400 whose param is its
+ * path ("response_format.json_schema.schema.properties.tags.uniqueItems").
  */
 #ifndef NURI_SERVE_OPENAI_H
 #define NURI_SERVE_OPENAI_H
 
+#include "grammar/grammar.h"
 #include "sample/sampler.h"
 
 #include <jansson.h>
@@ -67,7 +72,9 @@ typedef struct serve_request {
     nuri_logit_bias *bias; // sp.logit_bias's storage
     char *stop[SERVE_MAX_STOP];
     int32_t n_stop;
-    char model[128]; // the model name the client asked for ("" when absent)
+    char model[128];       // the model name the client asked for ("" when absent)
+    nuri_grammar *grammar; // response_format json_object / json_schema, or llama-server's
+                           // "grammar" (GBNF); NULL: unconstrained. Owned (one reference)
 } serve_request;
 
 /* Validates body (a parsed JSON value of any kind) as a request of `kind` for a vocabulary of

@@ -515,6 +515,8 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
         uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)atomic_fetch_add(&s->id_counter, 1) << 32);
         sp.seed = splitmix(&x);
     }
+    sp.grammar = g->req.grammar; // the sampler takes its own reference
+    sp.grammar_tokens = s->grammar_trie;
     nuri_sampler *smp = NULL;
     if (nuri_sampler_new(&sp, s->n_vocab, &smp) != NURI_OK) {
         free(ids);

@@ -648,8 +648,10 @@ static void run_batch(serve_sched *s, int32_t n, int32_t rows)
     for (int32_t r = 0; r < rows; r++) {
         int i = s->row_slot[r];
         if (s->row_tok[r] < 0)
-            slot_fail_locked(s, i, 400,
-                             "no token can be sampled: logit_bias bans every likely token");
+            slot_fail_locked(
+                s, i, 400,
+                "no token can be sampled: logit_bias or the requested format bans every "
+                "likely token");
         else
             push_token_locked(s, i, s->row_tok[r], &s->row_lp[r]);
     }

@@ -70,6 +70,7 @@ struct serve_server {
     nuri_model *model;
     serve_prompt *prompt;
     serve_sched *sched;
+    nuri_token_trie *grammar_trie; // the vocabulary's token texts, for grammar-constrained requests
     int32_t n_vocab;
     atomic_uint_fast64_t id_counter;
 };
