@@ -377,9 +377,11 @@ static void conn_advance(serve_server *s, front *f, conn *c);
 static void conn_after_answer(serve_server *s, front *f, conn *c)
 {
     c->n_requests++;
-    if (!c->keep_alive || c->eof || atomic_load(&s->draining)) return conn_linger(s, f, c);
-    // keep what the client sent after this request
+    // keep what the client sent after this request: a client that half-closed after pipelining
+    // several requests is owed every answer
     size_t rest = c->in.n > c->raw_len ? c->in.n - c->raw_len : 0;
+    if (!c->keep_alive || (c->eof && rest == 0) || atomic_load(&s->draining))
+        return conn_linger(s, f, c);
     memmove(c->in.p, c->in.p + c->raw_len, rest);
     c->in.n = rest;
     if (c->in.p) c->in.p[rest] = 0;
@@ -668,25 +670,13 @@ static void conn_advance(serve_server *s, front *f, conn *c)
         c->body_len = (size_t)c->fr.content_length;
         c->raw_len = (size_t)c->head_len + c->body_len;
     }
-    // NUL-terminate the body in place: keep the byte after it aside for a pipelined request
+    // the body (which ends at raw_len) must end in a NUL: when a pipelined request follows it,
+    // that request moves up one byte to make room
     if (c->in.n > c->raw_len) {
-        // a pipelined request follows: copy the body out so it can end in a NUL
-        char *b = malloc(c->body_len + 1);
-        if (!b) return conn_close(s, f, c);
-        memcpy(b, c->in.p + c->head_len, c->body_len);
-        b[c->body_len] = 0;
-        // the body moves to the end of the buffer's used part: simplest is a separate buffer
-        buf nb = {0};
-        if (!buf_add(&nb, c->in.p, (size_t)c->head_len) || !buf_add(&nb, b, c->body_len + 1) ||
-            !buf_add(&nb, c->in.p + c->raw_len, c->in.n - c->raw_len)) {
-            free(b);
-            free(nb.p);
-            return conn_close(s, f, c);
-        }
-        free(b);
-        free(c->in.p);
-        c->in = nb;
-        c->raw_len += 1; // the NUL now belongs to this request's bytes
+        size_t rest = c->in.n - c->raw_len;
+        if (!buf_add(&c->in, "", 1)) return conn_close(s, f, c);
+        memmove(c->in.p + c->raw_len + 1, c->in.p + c->raw_len, rest);
+        c->in.p[c->raw_len++] = 0; // the NUL now belongs to this request's bytes
     } else if (!c->in.p && !buf_add(&c->in, "", 0)) {
         return conn_close(s, f, c);
     }
@@ -1144,12 +1134,7 @@ static void *load_main(void *arg)
     if (st == NURI_OK) st = serve_prompt_load(s->model, s->p.chat_template, &s->prompt);
     if (st == NURI_OK) {
         serve_prompt_set_unsafe_special(s->prompt, s->p.unsafe_special_tokens);
-        s->n_vocab = s->model->hp.n_vocab;
-        if (nuri_vocab_n_tokens(serve_prompt_vocab(s->prompt)) > (uint32_t)s->n_vocab)
-            st = nuri_error(NURI_ERR_FORMAT,
-                            "the vocabulary has more tokens (%u) than the model "
-                            "has logits (%d)",
-                            nuri_vocab_n_tokens(serve_prompt_vocab(s->prompt)), s->n_vocab);
+        s->n_vocab = s->model->hp.n_vocab; // nuri_model_load checked the vocabulary against it
     }
     if (st == NURI_OK)
         st = nuri_token_trie_new(serve_prompt_vocab(s->prompt), s->n_vocab, &s->grammar_trie);
