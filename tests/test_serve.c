@@ -121,9 +121,8 @@ TEST(each_bad_parameter_is_named)
 TEST(a_parameter_nuri_does_not_implement_is_refused_by_name_never_ignored)
 {
 #define M "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
-    const char *unsupported[] = {
-        "tools",     "tool_choice",      "parallel_tool_calls", "reasoning_effort",
-        "functions", "some_future_field"};
+    const char *unsupported[] = {"functions", "function_call", "audio", "modalities",
+                                 "prediction", "web_search_options", "some_future_field"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
         char body[256];
         snprintf(body, sizeof body, "{" M ",\"%s\":null}", unsupported[i]);
@@ -133,6 +132,84 @@ TEST(a_parameter_nuri_does_not_implement_is_refused_by_name_never_ignored)
     // accepted without effect, as documented
     CHECK(!strcmp(blamed("{" M ",\"user\":\"u1\",\"metadata\":{},\"store\":false}", SERVE_CHAT),
                   "(accepted)"));
+#undef M
+}
+
+TEST(tools_and_tool_choice_are_read_and_checked)
+{
+#define M "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
+#define T "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}," \
+          "{\"type\":\"function\",\"function\":{\"name\":\"g\"}}]"
+    json_t *body = json_loads("{" M "," T ",\"tool_choice\":{\"type\":\"function\",\"function\":"
+                              "{\"name\":\"g\"}},\"parallel_tool_calls\":false,"
+                              "\"reasoning_effort\":\"low\",\"chat_template_kwargs\":"
+                              "{\"enable_thinking\":false}}",
+                              0, NULL);
+    REQUIRE(body);
+    serve_request r;
+    serve_error e;
+    REQUIRE(serve_request_parse(body, SERVE_CHAT, 1000, &r, &e));
+    CHECK(json_array_size(r.tools) == 2);
+    CHECK(r.tool_choice == SERVE_TOOLS_NAMED && !strcmp(r.tool_name, "g"));
+    CHECK(!r.parallel_tool_calls);
+    CHECK(json_is_false(json_object_get(r.template_kwargs, "enable_thinking")));
+    CHECK(!strcmp(json_string_value(json_object_get(r.template_kwargs, "reasoning_effort")), "low"));
+    serve_request_free(&r);
+    json_decref(body);
+    // tools alone: auto; tool_choice none: none; no tools: none
+    body = json_loads("{" M "," T "}", 0, NULL);
+    REQUIRE(serve_request_parse(body, SERVE_CHAT, 1000, &r, &e));
+    CHECK(r.tool_choice == SERVE_TOOLS_AUTO && r.parallel_tool_calls);
+    serve_request_free(&r);
+    json_decref(body);
+    CHECK(!strcmp(blamed("{" M "," T ",\"tool_choice\":\"none\"}", SERVE_CHAT), "(accepted)"));
+    CHECK(!strcmp(blamed("{" M "," T ",\"tool_choice\":\"required\"}", SERVE_CHAT), "(accepted)"));
+    // each mistake named
+    CHECK(!strcmp(blamed("{" M ",\"tool_choice\":\"required\"}", SERVE_CHAT), "tool_choice"));
+    CHECK(!strcmp(blamed("{" M "," T ",\"tool_choice\":\"always\"}", SERVE_CHAT), "tool_choice"));
+    CHECK(!strcmp(blamed("{" M "," T ",\"tool_choice\":{\"type\":\"function\",\"function\":"
+                         "{\"name\":\"h\"}}}",
+                         SERVE_CHAT),
+                  "tool_choice"));
+    CHECK(!strcmp(blamed("{" M ",\"tools\":{}}", SERVE_CHAT), "tools"));
+    CHECK(!strcmp(blamed("{" M ",\"tools\":[{\"type\":\"web_search\"}]}", SERVE_CHAT),
+                  "tools[0].type"));
+    CHECK(!strcmp(blamed("{" M ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":"
+                         "\"a b\"}}]}",
+                         SERVE_CHAT),
+                  "tools[0].function.name"));
+    CHECK(!strcmp(blamed("{" M ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":"
+                         "\"f\"}},{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}",
+                         SERVE_CHAT),
+                  "tools[1].function.name"));
+    CHECK(!strcmp(blamed("{" M ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":"
+                         "\"f\",\"parameters\":[]}}]}",
+                         SERVE_CHAT),
+                  "tools[0].function.parameters"));
+    CHECK(!strcmp(blamed("{" M ",\"parallel_tool_calls\":1}", SERVE_CHAT), "parallel_tool_calls"));
+    CHECK(!strcmp(blamed("{" M ",\"reasoning_effort\":\"max\"}", SERVE_CHAT), "reasoning_effort"));
+    CHECK(!strcmp(blamed("{" M ",\"chat_template_kwargs\":[]}", SERVE_CHAT),
+                  "chat_template_kwargs"));
+    CHECK(!strcmp(blamed("{" M ",\"chat_template_kwargs\":{\"messages\":[]}}", SERVE_CHAT),
+                  "chat_template_kwargs.messages"));
+    CHECK(!strcmp(blamed("{" M "," T ",\"grammar\":\"root ::= \\\"a\\\"\"}", SERVE_CHAT), "grammar"));
+    // the history: assistant tool calls and tool results
+    CHECK(!strcmp(blamed("{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":"
+                         "[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+                         "\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c1\","
+                         "\"content\":\"42\"}]}",
+                         SERVE_CHAT),
+                  "(accepted)"));
+    CHECK(!strcmp(blamed("{\"messages\":[{\"role\":\"tool\",\"content\":\"42\"}]}", SERVE_CHAT),
+                  "messages[0].tool_call_id"));
+    CHECK(!strcmp(blamed("{\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]}",
+                         SERVE_CHAT),
+                  "messages[0].tool_calls"));
+    CHECK(!strcmp(blamed("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":"
+                         "{\"name\":\"f\",\"arguments\":3}}]}]}",
+                         SERVE_CHAT),
+                  "messages[0].tool_calls[0].function.arguments"));
+#undef T
 #undef M
 }
 
@@ -358,7 +435,7 @@ static int32_t *chat_prompt_ids(const serve_prompt *p, const char *body_text, in
     int32_t *ids = NULL;
     *n = -1;
     if (body && serve_request_parse(body, SERVE_CHAT, 1000, &r, &e)) {
-        if (!serve_prompt_tokens(p, &r, &ids, n, &e)) {
+        if (!serve_prompt_tokens(p, &r, &ids, n, NULL, &e)) {
             fprintf(stderr, "  prompt: %s\n", e.message);
             *n = -1;
         }
@@ -543,6 +620,7 @@ int main(void)
     RUN(chat_parameters_are_read);
     RUN(each_bad_parameter_is_named);
     RUN(a_parameter_nuri_does_not_implement_is_refused_by_name_never_ignored);
+    RUN(tools_and_tool_choice_are_read_and_checked);
     RUN(llama_server_sampling_keys_are_read);
     RUN(assistant_messages_may_have_null_content);
     RUN(top_p_zero_means_greedy);

@@ -1169,6 +1169,11 @@ static const char *gen_ref(js_gen *g, const char *ref)
     const json_t *target = resolve_ref(g, ref);
     if (!target) return NULL;
     const char *hint = strrchr(ref, '/');
+    if (!strcmp(ref, "#") && !g->root_name) {
+        js_fail(g, NURI_ERR_UNSUPPORTED, "$ref",
+                "\"$ref\": \"#\" (the whole schema) cannot be used inside this part of it");
+        return NULL;
+    }
     const char *name = strcmp(ref, "#") ? js_new_name(g, hint ? hint + 1 : "ref") : g->root_name;
     if (!name) return NULL;
     if (g->n_refs == g->cap_refs) {
@@ -1475,6 +1480,51 @@ nuri_status nuri_json_schema_to_gbnf_rule(const json_t *schema, const char *rule
         js_sb_fmt(&line, "%s ::= %s\n", rule, top);
         js_sb_add(&g.out, line.p, line.n);
         free(line.p);
+    }
+    if (g.err == NURI_OK && g.out.oom) js_fail(&g, NURI_ERR_NOMEM, NULL, "out of memory");
+    if (g.err == NURI_OK && g.out.n > NURI_GRAMMAR_MAX_TEXT)
+        js_fail(&g, NURI_ERR_LIMIT, NULL, "the grammar would be %zu bytes, above the limit of %u",
+                g.out.n, NURI_GRAMMAR_MAX_TEXT);
+    gen_free(&g);
+    if (g.err != NURI_OK) {
+        free(g.out.p);
+        return g.err;
+    }
+    *gbnf = g.out.p;
+    *len = g.out.n;
+    return NURI_OK;
+}
+
+nuri_status nuri_json_schemas_to_gbnf(const nuri_json_schema_rule *rules, size_t n, char **gbnf,
+                                      size_t *len, size_t *err_index, char *err_path,
+                                      size_t err_path_cap)
+{
+    *gbnf = NULL;
+    *len = 0;
+    if (err_path && err_path_cap) err_path[0] = 0;
+    if (err_index) *err_index = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (err_index) *err_index = i;
+        if (!rules[i].root) return nuri_error(NURI_ERR_INVALID_ARG, "json schema: no schema");
+        if (!rules[i].rule || !good_rule_name(rules[i].rule))
+            return nuri_error(NURI_ERR_INVALID_ARG,
+                              "json schema: '%s' cannot name a schema's rule (letters, digits and "
+                              "'-', not a shared rule's name, not ending in -<digits>)",
+                              rules[i].rule ? rules[i].rule : "(null)");
+    }
+    js_gen g = {.err_path = err_path, .err_path_cap = err_path_cap};
+    for (size_t i = 0; i < n && g.err == NURI_OK; i++) {
+        if (err_index) *err_index = i;
+        const json_t *s = rules[i].schema ? rules[i].schema : rules[i].root;
+        // $refs resolve in this schema's document: forget the previous one's
+        for (size_t k = 0; k < g.n_refs; k++) free(g.refs[k].ref);
+        g.n_refs = 0;
+        g.root = rules[i].root;
+        g.root_name = s == rules[i].root ? rules[i].rule : NULL;
+        g.path_len = 0;
+        g.path[0] = 0;
+        const char *top = gen_schema(&g, s, "schema");
+        if (top) js_sb_fmt(&g.out, "%s ::= %s\n", rules[i].rule, top);
     }
     if (g.err == NURI_OK && g.out.oom) js_fail(&g, NURI_ERR_NOMEM, NULL, "out of memory");
     if (g.err == NURI_OK && g.out.n > NURI_GRAMMAR_MAX_TEXT)

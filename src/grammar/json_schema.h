@@ -74,6 +74,21 @@ nuri_status nuri_json_schema_to_gbnf(const json_t *schema, char **gbnf, size_t *
 nuri_status nuri_json_schema_to_gbnf_rule(const json_t *schema, const char *rule, char **gbnf,
                                           size_t *len, char *err_path, size_t err_path_cap);
 
+/* Several schemas in one grammar, each as its own rule, sharing the common rules: e.g. one rule
+ * per tool's parameters, or per parameter of a tool for the XML-like tool-call formats. */
+typedef struct nuri_json_schema_rule {
+    const json_t *root;   // the schema document: "$ref": "#/..." resolves in it
+    const json_t *schema; // the part of root this rule is for, or NULL for root itself (a part
+                          // cannot use "$ref": "#", which would need root's own rule)
+    const char *rule;     // its name, as nuri_json_schema_to_gbnf_rule requires; all different
+} nuri_json_schema_rule;
+
+/* rules[0..n) translated into one GBNF text with no `root` rule (the caller writes it). On failure
+ * *err_index is the rule at fault and err_path the path inside its schema. */
+nuri_status nuri_json_schemas_to_gbnf(const nuri_json_schema_rule *rules, size_t n, char **gbnf,
+                                      size_t *len, size_t *err_index, char *err_path,
+                                      size_t err_path_cap);
+
 /* The same, compiled: *out holds one reference (nuri_grammar_free). */
 nuri_status nuri_json_schema_grammar(const json_t *schema, nuri_grammar **out, char *err_path,
                                      size_t err_path_cap);

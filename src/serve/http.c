@@ -143,8 +143,7 @@ enum load_state server_state(serve_server *s)
     return st;
 }
 
-static void server_log(serve_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void server_log(serve_server *s, const char *fmt, ...)
+void serve_log(serve_server *s, const char *fmt, ...)
 {
     if (!s->p.log) return;
     char msg[768];
@@ -1159,8 +1158,8 @@ static void *load_main(void *arg)
     pthread_mutex_unlock(&s->load_mu);
     if (st == NURI_OK) {
         const char *note = serve_prompt_note(s->prompt);
-        if (note[0]) server_log(s, "%s", note);
-        server_log(s,
+        if (note[0]) serve_log(s, "%s", note);
+        serve_log(s,
                    "model %s loaded: %d sequences, %d tokens of KV cache, at most %d per request",
                    s->model_name, s->p.max_seqs, serve_sched_n_ctx(s->sched),
                    serve_sched_seq_max(s->sched));
@@ -1270,7 +1269,7 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
         long room = (long)rl.rlim_cur - FD_RESERVE - MAX_LINGER_REFUSED;
         if (room < 16) room = 16;
         if (s->p.max_connections > room) {
-            server_log(s, "at most %ld connections: the descriptor limit is %ld", room,
+            serve_log(s, "at most %ld connections: the descriptor limit is %ld", room,
                        (long)rl.rlim_cur);
             s->p.max_connections = (int)room;
         }

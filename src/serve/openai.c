@@ -273,6 +273,78 @@ static bool is_text_parts(json_t *content, const char *param, serve_error *e)
     return true;
 }
 
+/* A function name as OpenAI allows it: 1 to 64 of a-z, A-Z, 0-9, '_' and '-'. */
+static bool good_function_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* An optional string member: absent / null is fine. */
+static bool opt_string(json_t *obj, const char *key, const char *param, serve_error *e)
+{
+    json_t *v = opt(obj, key);
+    if (v && !json_is_string(v))
+        return bad(e, param, "'%s' must be a string, not %s", param, type_name(v));
+    return true;
+}
+
+/* The tool-calling parts of message i: an assistant's tool_calls (and its reasoning_content), a
+ * tool result's tool_call_id. They go to the chat template as data. */
+static bool check_message_tools(json_t *msg, size_t i, const char *role, serve_error *e)
+{
+    char p[96];
+    snprintf(p, sizeof p, "messages[%zu].name", i);
+    if (!opt_string(msg, "name", p, e)) return false;
+    if (!strcmp(role, "tool")) {
+        snprintf(p, sizeof p, "messages[%zu].tool_call_id", i);
+        json_t *id = json_object_get(msg, "tool_call_id");
+        if (!json_is_string(id))
+            return bad(e, p, "'%s' is required: the id of the tool call this message answers", p);
+    }
+    if (strcmp(role, "assistant")) {
+        snprintf(p, sizeof p, "messages[%zu].tool_calls", i);
+        if (opt(msg, "tool_calls"))
+            return bad(e, p, "'%s': only assistant messages carry tool calls", p);
+        return true;
+    }
+    snprintf(p, sizeof p, "messages[%zu].reasoning_content", i);
+    if (!opt_string(msg, "reasoning_content", p, e)) return false;
+    json_t *calls = opt(msg, "tool_calls");
+    if (!calls) return true;
+    snprintf(p, sizeof p, "messages[%zu].tool_calls", i);
+    if (!json_is_array(calls)) return bad(e, p, "'%s' must be an array, not %s", p, type_name(calls));
+    size_t k;
+    json_t *c;
+    json_array_foreach(calls, k, c)
+    {
+        snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu]", i, k);
+        if (!json_is_object(c)) return bad(e, p, "'%s' must be an object, not %s", p, type_name(c));
+        json_t *type = opt(c, "type");
+        if (type && (!json_is_string(type) || strcmp(json_string_value(type), "function")))
+            return bad(e, p, "'%s.type' must be \"function\"", p);
+        if (!opt_string(c, "id", p, e)) return false;
+        json_t *f = json_object_get(c, "function");
+        snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu].function", i, k);
+        if (!json_is_object(f)) return bad(e, p, "'%s' must be an object with name and arguments", p);
+        json_t *name = json_object_get(f, "name");
+        snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu].function.name", i, k);
+        if (!json_is_string(name)) return bad(e, p, "'%s' must be a string", p);
+        json_t *args = json_object_get(f, "arguments");
+        snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu].function.arguments", i, k);
+        if (args && !json_is_string(args) && !json_is_object(args))
+            return bad(e, p, "'%s' must be a string (the arguments as JSON text), not %s", p,
+                       type_name(args));
+    }
+    return true;
+}
+
 static bool parse_messages(json_t *body, serve_request *r, serve_error *e)
 {
     json_t *m = json_object_get(body, "messages");
@@ -313,6 +385,7 @@ static bool parse_messages(json_t *body, serve_request *r, serve_error *e)
             return bad(e, p, "'%s' must be a string or an array of text parts, not %s", p,
                        type_name(content));
         }
+        if (!check_message_tools(msg, i, json_string_value(role), e)) return false;
     }
     r->messages = m;
     return true;
@@ -380,6 +453,11 @@ static const char *const chat_keys[] = {"model",
                                         "repeat_last_n",
                                         "response_format",
                                         "grammar",
+                                        "tools",
+                                        "tool_choice",
+                                        "parallel_tool_calls",
+                                        "reasoning_effort",
+                                        "chat_template_kwargs",
                                         NULL};
 static const char *const completion_keys[] = {"model",
                                               "prompt",
@@ -466,6 +544,7 @@ static bool parse_structured(json_t *body, serve_request *r, serve_error *e)
     }
     if (!strcmp(t, "text")) return true;
     if (!strcmp(t, "json_object")) {
+        r->answer_schema = json_pack("{s:s}", "type", "object");
         nuri_status st = nuri_json_object_grammar(&r->grammar);
         return st == NURI_OK || grammar_fail(e, st, "response_format");
     }
@@ -493,11 +572,153 @@ static bool parse_structured(json_t *body, serve_request *r, serve_error *e)
     char path[64];
     path[0] = 0;
     nuri_status st = nuri_json_schema_grammar(schema, &r->grammar, path, sizeof path);
-    if (st == NURI_OK) return true;
+    if (st == NURI_OK) {
+        r->answer_schema = json_incref(schema);
+        return true;
+    }
     char param[96];
     snprintf(param, sizeof param, "response_format.json_schema.schema%s%.60s", path[0] ? "." : "",
              path);
     return grammar_fail(e, st, param);
+}
+
+/* tools, tool_choice, parallel_tool_calls; reasoning_effort and chat_template_kwargs. */
+static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
+{
+    r->parallel_tool_calls = true;
+    if (!get_bool(body, "parallel_tool_calls", &r->parallel_tool_calls, e)) return false;
+    json_t *tools = opt(body, "tools");
+    if (tools) {
+        if (!json_is_array(tools))
+            return bad(e, "tools", "'tools' must be an array of tools, not %s", type_name(tools));
+        if (json_array_size(tools) > SERVE_MAX_TOOLS)
+            return bad(e, "tools", "'tools' has %zu tools; at most %d are allowed",
+                       json_array_size(tools), SERVE_MAX_TOOLS);
+        size_t i;
+        json_t *t;
+        json_array_foreach(tools, i, t)
+        {
+            char p[96];
+            snprintf(p, sizeof p, "tools[%zu]", i);
+            if (!json_is_object(t)) return bad(e, p, "'%s' must be an object, not %s", p, type_name(t));
+            json_t *type = json_object_get(t, "type");
+            snprintf(p, sizeof p, "tools[%zu].type", i);
+            if (!json_is_string(type) || strcmp(json_string_value(type), "function"))
+                return serve_fail(e, 400, "invalid_request_error", p, "unsupported_parameter",
+                                  "'%s' must be \"function\": nuri supports function tools only",
+                                  p);
+            json_t *f = json_object_get(t, "function");
+            snprintf(p, sizeof p, "tools[%zu].function", i);
+            if (!json_is_object(f))
+                return bad(e, p, "'%s' must be an object with a name", p);
+            const char *key;
+            json_t *val;
+            json_object_foreach(f, key, val)
+            {
+                if (strcmp(key, "name") && strcmp(key, "description") &&
+                    strcmp(key, "parameters") && strcmp(key, "strict"))
+                    return serve_fail(e, 400, "invalid_request_error", p, "unsupported_parameter",
+                                      "'%s.%.40s' is not supported", p, key);
+            }
+            json_t *name = json_object_get(f, "name");
+            snprintf(p, sizeof p, "tools[%zu].function.name", i);
+            if (!json_is_string(name) ||
+                !good_function_name(json_string_value(name), json_string_length(name)))
+                return bad(e, p, "'%s' must be 1 to 64 letters, digits, '_' or '-'", p);
+            for (size_t k = 0; k < i; k++)
+                if (json_equal(name, json_object_get(json_object_get(json_array_get(tools, k),
+                                                                     "function"),
+                                                     "name")))
+                    return bad(e, p, "'%s': two tools are named \"%s\"", p,
+                               json_string_value(name));
+            snprintf(p, sizeof p, "tools[%zu].function.description", i);
+            if (!opt_string(f, "description", p, e)) return false;
+            json_t *params = opt(f, "parameters");
+            snprintf(p, sizeof p, "tools[%zu].function.parameters", i);
+            if (params && !json_is_object(params))
+                return bad(e, p, "'%s' must be a JSON Schema object, not %s", p, type_name(params));
+            json_t *strict = opt(f, "strict");
+            snprintf(p, sizeof p, "tools[%zu].function.strict", i);
+            if (strict && !json_is_boolean(strict))
+                return bad(e, p, "'%s' must be a boolean, not %s", p, type_name(strict));
+        }
+        if (json_array_size(tools) > 0) r->tools = tools;
+    }
+    r->tool_choice = r->tools ? SERVE_TOOLS_AUTO : SERVE_TOOLS_NONE;
+    json_t *tc = opt(body, "tool_choice");
+    if (tc) {
+        if (json_is_string(tc)) {
+            const char *v = json_string_value(tc);
+            if (!strcmp(v, "none"))
+                r->tool_choice = SERVE_TOOLS_NONE;
+            else if (!strcmp(v, "auto"))
+                r->tool_choice = SERVE_TOOLS_AUTO;
+            else if (!strcmp(v, "required"))
+                r->tool_choice = SERVE_TOOLS_REQUIRED;
+            else
+                return bad(e, "tool_choice",
+                           "'tool_choice' is \"%.40s\"; it must be \"none\", \"auto\", "
+                           "\"required\" or {\"type\": \"function\", \"function\": "
+                           "{\"name\": ...}}",
+                           v);
+        } else if (json_is_object(tc)) {
+            json_t *type = json_object_get(tc, "type");
+            json_t *name = json_object_get(json_object_get(tc, "function"), "name");
+            if (!json_is_string(type) || strcmp(json_string_value(type), "function") ||
+                !json_is_string(name))
+                return bad(e, "tool_choice",
+                           "'tool_choice' as an object must be {\"type\": \"function\", "
+                           "\"function\": {\"name\": ...}}");
+            r->tool_choice = SERVE_TOOLS_NAMED;
+            r->tool_name = json_string_value(name);
+        } else {
+            return bad(e, "tool_choice", "'tool_choice' must be a string or an object, not %s",
+                       type_name(tc));
+        }
+        if (r->tool_choice != SERVE_TOOLS_NONE && !r->tools)
+            return bad(e, "tool_choice", "'tool_choice' needs 'tools' to choose from");
+        if (r->tool_choice == SERVE_TOOLS_NAMED) {
+            bool found = false;
+            size_t i;
+            json_t *t;
+            json_array_foreach(r->tools, i, t) found |= !strcmp(
+                json_string_value(json_object_get(json_object_get(t, "function"), "name")),
+                r->tool_name);
+            if (!found)
+                return bad(e, "tool_choice", "'tool_choice' names \"%.64s\", which is not in 'tools'",
+                           r->tool_name);
+        }
+    }
+    // what reaches the template besides messages and tools
+    json_t *kw = opt(body, "chat_template_kwargs");
+    json_t *effort = opt(body, "reasoning_effort");
+    if (kw && !json_is_object(kw))
+        return bad(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object, not %s",
+                   type_name(kw));
+    if (effort) {
+        static const char *const efforts[] = {"none", "minimal", "low", "medium", "high"};
+        bool ok = false;
+        for (size_t i = 0; json_is_string(effort) && i < sizeof efforts / sizeof *efforts; i++)
+            ok |= !strcmp(json_string_value(effort), efforts[i]);
+        if (!ok)
+            return bad(e, "reasoning_effort",
+                       "'reasoning_effort' must be \"none\", \"minimal\", \"low\", \"medium\" "
+                       "or \"high\"");
+    }
+    if (kw || effort) {
+        if (!(r->template_kwargs = kw ? json_copy(kw) : json_object()))
+            return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        static const char *const reserved[] = {"messages",  "tools",     "documents",
+                                               "bos_token", "eos_token", "add_generation_prompt"};
+        for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+            if (json_object_get(r->template_kwargs, reserved[i])) {
+                char p[64];
+                snprintf(p, sizeof p, "chat_template_kwargs.%s", reserved[i]);
+                return bad(e, p, "'%s' is set by the server and cannot be passed", p);
+            }
+        if (effort) json_object_set(r->template_kwargs, "reasoning_effort", effort);
+    }
+    return true;
 }
 
 static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_request *r,
@@ -592,7 +813,12 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
         r->top_logprobs = (int32_t)lp;
     }
     r->sp.n_top_logprobs = r->top_logprobs;
-    return parse_structured(body, r, e);
+    if (!parse_structured(body, r, e)) return false;
+    if (kind == SERVE_CHAT && !parse_tools(body, r, e)) return false;
+    if (r->tool_choice != SERVE_TOOLS_NONE && opt(body, "grammar"))
+        return bad(e, "grammar",
+                   "'grammar' cannot be combined with tools (use response_format for the answer)");
+    return true;
 }
 
 bool serve_request_parse(json_t *body, serve_kind kind, int32_t n_vocab, serve_request *r,
@@ -610,6 +836,8 @@ void serve_request_free(serve_request *r)
     free(r->prompt_tokens);
     free(r->bias);
     nuri_grammar_free(r->grammar);
+    json_decref(r->answer_schema);
+    json_decref(r->template_kwargs);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
 }

@@ -29,6 +29,7 @@
 #define SERVE_MAX_STOP_LEN 256    // bytes per stop string
 #define SERVE_MAX_LOGIT_BIAS 1024 // entries in logit_bias
 #define SERVE_MAX_MESSAGES 4096   // messages in one chat request
+#define SERVE_MAX_TOOLS 128       // tools in one chat request (OpenAI's limit)
 
 /* An error to send: an HTTP status and OpenAI's error object fields. */
 typedef struct serve_error {
@@ -45,6 +46,16 @@ bool serve_fail(serve_error *e, int http, const char *type, const char *param, c
 
 /* {"error": {...}} for e. Caller frees with free(). NULL only when out of memory. */
 char *serve_error_json(const serve_error *e);
+
+/* tool_choice. NONE: tools (if any) are not shown to the model and replies are not parsed for
+ * calls; AUTO: the model chooses; REQUIRED / NAMED: a grammar makes the reply one or more calls
+ * (NAMED: of that function), with arguments valid against its parameters schema. */
+typedef enum serve_tool_choice {
+    SERVE_TOOLS_NONE,
+    SERVE_TOOLS_AUTO,
+    SERVE_TOOLS_REQUIRED,
+    SERVE_TOOLS_NAMED,
+} serve_tool_choice;
 
 typedef enum serve_kind {
     SERVE_CHAT,       // POST /v1/chat/completions
@@ -75,6 +86,16 @@ typedef struct serve_request {
     char model[128];       // the model name the client asked for ("" when absent)
     nuri_grammar *grammar; // response_format json_object / json_schema, or llama-server's
                            // "grammar" (GBNF); NULL: unconstrained. Owned (one reference)
+    json_t *answer_schema; // response_format's schema ({"type": "object"} for json_object), for
+                           // a grammar that also allows tool calls; NULL. Owned
+    // chat: tool calling (see serve_tool_choice). tools is the request's validated array
+    // (borrowed from the body; NULL when absent or empty); tool_name is the NAMED function.
+    json_t *tools;
+    serve_tool_choice tool_choice;
+    const char *tool_name;
+    bool parallel_tool_calls; // default true
+    json_t *template_kwargs;  // chat_template_kwargs plus reasoning_effort, for the template
+                              // (data, as messages are); NULL when neither. Owned
 } serve_request;
 
 /* Validates body (a parsed JSON value of any kind) as a request of `kind` for a vocabulary of

@@ -10,6 +10,7 @@
 
 #include "base/status.h"
 #include "chat/conversation.h"
+#include "chat/toolcall.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,10 @@ struct serve_prompt {
     int32_t n_stop;
     int32_t *chat_stop; // those and what nuri_chat_format_ends_turn adds: what ends a chat answer
     int32_t n_chat_stop;
+    // tool calls and reasoning, told from the template's source
+    nuri_chat_syntax syntax;
+    bool shows_reasoning; // the template writes syntax.think_open somewhere
+    nuri_toolcall_caps caps;
     char note[256];
 };
 
@@ -67,17 +72,25 @@ nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, se
             nuri_error_wrap(st, "chat template '%s'", template_path);
             goto fail;
         }
+        p->syntax = nuri_chat_syntax_detect(src, len);
+        p->shows_reasoning = p->syntax.think_open && memmem(src, len, p->syntax.think_open,
+                                                            strlen(p->syntax.think_open));
     } else if (gguf_get_str(m->file, "tokenizer.chat_template", &gs) == NURI_OK) {
         if ((st = nuri_template_parse(gs.ptr, gs.len, &p->tpl)) != NURI_OK) {
             nuri_error_wrap(st, "the model's tokenizer.chat_template");
             goto fail;
         }
+        p->syntax = nuri_chat_syntax_detect(gs.ptr, gs.len);
+        p->shows_reasoning = p->syntax.think_open && memmem(gs.ptr, gs.len, p->syntax.think_open,
+                                                            strlen(p->syntax.think_open));
     } else {
         snprintf(p->note, sizeof p->note,
                  "the model has no chat template (tokenizer.chat_template): using ChatML");
         if ((st = nuri_template_parse(chatml_src, strlen(chatml_src), &p->tpl)) != NURI_OK)
             goto fail;
+        p->syntax = nuri_chat_syntax_detect(chatml_src, strlen(chatml_src));
     }
+    p->caps = nuri_toolcall_template_caps(p->tpl);
     // The same template as nuri chat sees it: which family end-of-turn markers end an answer
     // ([|endofturn|], <|endofturn|>, <|stop|>) even where the file's EOS is another token.
     st = nuri_chat_format_new(m->file, p->vocab, src, len, &p->fmt);
@@ -155,6 +168,16 @@ const int32_t *serve_prompt_stop_tokens(const serve_prompt *p, serve_kind kind, 
     return p->stop;
 }
 
+const nuri_chat_syntax *serve_prompt_syntax(const serve_prompt *p)
+{
+    return &p->syntax;
+}
+
+bool serve_prompt_shows_reasoning(const serve_prompt *p)
+{
+    return p->shows_reasoning;
+}
+
 const char *const *serve_prompt_stop_texts(const serve_prompt *p, serve_kind kind, size_t *n)
 {
     *n = 0;
@@ -217,10 +240,11 @@ static bool tokenize(const serve_prompt *p, const char *text, size_t len,
 }
 
 bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t **ids,
-                         int32_t *n_ids, serve_error *e)
+                         int32_t *n_ids, bool *opens_reasoning, serve_error *e)
 {
     *ids = NULL;
     *n_ids = 0;
+    if (opens_reasoning) *opens_reasoning = false;
     if (r->kind == SERVE_COMPLETION) {
         if (r->prompt_tokens) {
             *ids = malloc((size_t)r->n_prompt_tokens * sizeof **ids);
@@ -232,13 +256,20 @@ bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t 
         // a raw prompt is the client's to format, special tokens and all
         return tokenize(p, r->prompt_text, r->prompt_len, NULL, ids, n_ids, e);
     }
-    json_t *messages = normalize_messages(r->messages);
+    json_t *plain = normalize_messages(r->messages);
+    // tool-call arguments as objects, null contents as "" where the template needs it (probed at
+    // load), Mistral's 9-character ids
+    json_t *messages = plain ? nuri_toolcall_messages(plain, p->syntax.format, &p->caps) : NULL;
+    json_decref(plain);
     // everything from the request goes into vars, which are data (tools and template arguments
-    // too, when requests carry them); only markup_vars and the checked roles are markup
+    // too); only markup_vars and the checked roles are markup. With tool_choice "none" the tools
+    // are not shown to the model.
+    json_t *tools = r->tool_choice != SERVE_TOOLS_NONE ? r->tools : NULL;
     json_t *vars = NULL;
     if (messages)
-        vars = p->unsafe_special ? nuri_template_vars(messages, NULL, 1, p->bos, p->eos, NULL)
-                                 : nuri_template_vars(messages, NULL, 1, NULL, NULL, NULL);
+        vars = p->unsafe_special
+                   ? nuri_template_vars(messages, tools, 1, p->bos, p->eos, r->template_kwargs)
+                   : nuri_template_vars(messages, tools, 1, NULL, NULL, r->template_kwargs);
     json_decref(messages);
     if (!vars) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     char *text = NULL;
@@ -257,6 +288,8 @@ bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t 
         return serve_fail(e, 400, "invalid_request_error", "messages", "invalid_value",
                           "the chat template cannot render these messages: %s", nuri_last_error());
     }
+    if (opens_reasoning)
+        *opens_reasoning = nuri_chat_syntax_prompt_opens_reasoning(&p->syntax, text, len);
     bool ok = tokenize(p, text, len, p->unsafe_special ? NULL : &data, ids, n_ids, e);
     nuri_text_spans_free(&data);
     free(text);

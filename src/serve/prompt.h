@@ -14,6 +14,7 @@
 #define NURI_SERVE_PROMPT_H
 
 #include "chat/template.h"
+#include "chat/toolcall.h"
 #include "model/model.h"
 #include "serve/openai.h"
 #include "tokenizer/tokenizer.h"
@@ -48,9 +49,17 @@ const int32_t *serve_prompt_stop_tokens(const serve_prompt *p, serve_kind kind, 
  * serve_prompt_free. */
 const char *const *serve_prompt_stop_texts(const serve_prompt *p, serve_kind kind, size_t *n);
 
-/* The request's prompt as token ids (caller frees *ids with free()). A template error or a
+/* How the template's model writes tool calls and reasoning (nuri_chat_syntax_detect on its
+ * source), and whether the template shows reasoning at all (writes the think_open tag). */
+const nuri_chat_syntax *serve_prompt_syntax(const serve_prompt *p);
+bool serve_prompt_shows_reasoning(const serve_prompt *p);
+
+/* The request's prompt as token ids (caller frees *ids with free()). Chat: the messages prepared
+ * for the template (nuri_toolcall_messages), the request's tools unless tool_choice is "none",
+ * and its template_kwargs go to the template as data. *opens_reasoning (may be NULL): the rendered
+ * prompt leaves a reasoning block open, so the reply starts inside it. A template error or a
  * raise_exception() in the template is the client's fault: false with a 400 in e. */
 bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t **ids,
-                         int32_t *n_ids, serve_error *e);
+                         int32_t *n_ids, bool *opens_reasoning, serve_error *e);
 
 #endif

@@ -54,6 +54,9 @@ typedef struct gen {
     int err_http;
     char err[256];
     int32_t n_cached;
+    // chat replies split into content, reasoning_content and tool calls (tools in the request, or
+    // a template that shows reasoning); NULL: the text is the content
+    nuri_reply_parser *rp;
     // streaming state
     bool sent_role, sent_end;
     buf out;
@@ -200,9 +203,14 @@ static size_t gen_pump(gen *g, int timeout_ms, size_t *from)
     return n;
 }
 
-static const char *finish_name(nuri_finish_reason f)
+static const char *finish_name(const gen *g)
 {
-    return f == NURI_FINISH_LENGTH ? "length" : "stop";
+    if (g->finish == NURI_FINISH_LENGTH) return "length";
+    if (g->rp) {
+        const nuri_reply *rep = nuri_reply_parser_reply(g->rp);
+        if (rep->n_calls > 0 && !rep->error) return "tool_calls";
+    }
+    return "stop";
 }
 
 static json_t *usage_json(const gen *g)
@@ -230,6 +238,7 @@ static void gen_free(gen *g)
         serve_job_release(g->s->sched, g->job);
     }
     if (g->detok_ok) nuri_detok_free(&g->detok);
+    nuri_reply_parser_free(g->rp);
     serve_request_free(&g->req);
     json_decref(g->body);
     json_decref(g->lp_all);
@@ -254,6 +263,41 @@ static void gen_error(gen *g, serve_error *e)
                shutting ? "shutting_down" : NULL, "%s", g->err);
 }
 
+static json_t *call_json(const nuri_toolcall *c)
+{
+    return json_pack("{s:s,s:s,s:{s:s,s:o}}", "id", c->id, "type", "function", "function", "name",
+                     c->name, "arguments", text_json(c->arguments, c->arguments_len));
+}
+
+/* A whole chat reply parsed: reasoning_content and tool_calls go into msg, the content is
+ * returned (null when the reply is only tool calls). A malformed call makes the whole raw text
+ * the content, so that nothing the model wrote is lost. */
+static json_t *reply_message(gen *g, json_t *msg)
+{
+    const nuri_reply_delta *d;
+    size_t nd;
+    if (nuri_reply_parser_feed(g->rp, g->text.p ? g->text.p : "", g->n_emitted, &d, &nd) !=
+            NURI_OK ||
+        nuri_reply_parser_finish(g->rp, &d, &nd) != NURI_OK)
+        return text_json(g->text.p ? g->text.p : "", g->n_emitted);
+    const nuri_reply *rep = nuri_reply_parser_reply(g->rp);
+    if (rep->error) {
+        serve_log(g->s, "%s: the reply's tool call is malformed (%s): answered as text", g->id,
+                  rep->error);
+        return text_json(g->text.p ? g->text.p : "", g->n_emitted);
+    }
+    if (rep->reasoning_len)
+        json_object_set_new(msg, "reasoning_content",
+                            text_json(rep->reasoning, rep->reasoning_len));
+    if (rep->n_calls) {
+        json_t *calls = json_array();
+        for (size_t i = 0; i < rep->n_calls; i++) json_array_append_new(calls, call_json(&rep->calls[i]));
+        json_object_set_new(msg, "tool_calls", calls);
+        if (!rep->content_len) return json_null();
+    }
+    return text_json(rep->content, rep->content_len);
+}
+
 static void respond_whole(serve_server *s, conn *c, gen *g)
 {
     size_t from;
@@ -274,14 +318,19 @@ static void respond_whole(serve_server *s, conn *c, gen *g)
         json_t *choice;
         if (g->req.kind == SERVE_CHAT) {
             json_t *lp = g->req.logprobs ? json_pack("{s:O}", "content", g->lp_all) : json_null();
-            choice =
-                json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant",
-                          "content", text, "logprobs", lp, "finish_reason", finish_name(g->finish));
+            json_t *msg = json_pack("{s:s}", "role", "assistant");
+            if (g->rp) {
+                json_decref(text);
+                text = reply_message(g, msg);
+            }
+            json_object_set_new(msg, "content", text);
+            choice = json_pack("{s:i,s:o,s:o,s:s}", "index", 0, "message", msg, "logprobs", lp,
+                               "finish_reason", finish_name(g));
         } else {
             json_t *lp = g->req.logprobs ? completion_logprobs(g->lp_all, g->req.top_logprobs > 0)
                                          : json_null();
             choice = json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", 0, "logprobs", lp,
-                               "finish_reason", finish_name(g->finish));
+                               "finish_reason", finish_name(g));
         }
         resp =
             json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", g->id, "object",
@@ -355,6 +404,66 @@ static bool sse_choice(gen *g, const char *text, size_t n, const char *finish, b
     return sse_add(g, ch);
 }
 
+/* One chunk per parsed delta (content, reasoning_content, or a tool call's start or argument
+ * fragment), as OpenAI streams them; logprobs since the last chunk go with the first. */
+static bool sse_deltas(gen *g, const nuri_reply_delta *d, size_t nd, bool *sent)
+{
+    for (size_t i = 0; i < nd; i++) {
+        json_t *delta = json_object();
+        if (d[i].kind == NURI_DELTA_CONTENT) {
+            json_object_set_new(delta, "content", text_json(d[i].text, d[i].len));
+        } else if (d[i].kind == NURI_DELTA_REASONING) {
+            json_object_set_new(delta, "reasoning_content", text_json(d[i].text, d[i].len));
+        } else if (d[i].kind == NURI_DELTA_CALL) {
+            json_object_set_new(
+                delta, "tool_calls",
+                json_pack("[{s:i,s:s,s:s,s:{s:o,s:s}}]", "index", d[i].index, "id", d[i].id,
+                          "type", "function", "function", "name", text_json(d[i].text, d[i].len),
+                          "arguments", ""));
+        } else {
+            json_object_set_new(delta, "tool_calls",
+                                json_pack("[{s:i,s:{s:o}}]", "index", d[i].index, "function",
+                                          "arguments", text_json(d[i].text, d[i].len)));
+        }
+        json_t *ch = chunk_base(g);
+        json_t *lp = json_null();
+        if (g->req.logprobs && json_array_size(g->lp_new) > 0) {
+            lp = json_pack("{s:o}", "content", g->lp_new);
+            g->lp_new = json_array();
+        }
+        json_object_set_new(ch, "choices",
+                            json_pack("[{s:i,s:o,s:o,s:n}]", "index", 0, "delta", delta,
+                                      "logprobs", lp, "finish_reason"));
+        if (g->req.include_usage) json_object_set_new(ch, "usage", json_null());
+        if (!sse_add(g, ch)) return false;
+        *sent = true;
+    }
+    return true;
+}
+
+/* Streams what the parser makes of text[from, from + n) (and its end, when the reply is done). */
+static bool stream_parsed(gen *g, size_t from, size_t n)
+{
+    const nuri_reply_delta *d;
+    size_t nd = 0;
+    bool sent = false;
+    if (n > 0) {
+        if (nuri_reply_parser_feed(g->rp, g->text.p + from, n, &d, &nd) != NURI_OK) return false;
+        if (!sse_deltas(g, d, nd, &sent)) return false;
+    }
+    if (g->done && !g->err_http) {
+        if (nuri_reply_parser_finish(g->rp, &d, &nd) != NURI_OK) return false;
+        if (!sse_deltas(g, d, nd, &sent)) return false;
+        const nuri_reply *rep = nuri_reply_parser_reply(g->rp);
+        if (rep->error)
+            serve_log(g->s, "%s: the streamed reply's tool call is malformed (%s)", g->id,
+                      rep->error);
+    }
+    if (!sent && g->req.logprobs && json_array_size(g->lp_new) > 0)
+        return sse_choice(g, "", 0, NULL, false);
+    return true;
+}
+
 /* Produces the next piece of the event stream into g->out. False: the stream is over. */
 static bool stream_fill(gen *g)
 {
@@ -368,8 +477,11 @@ static bool stream_fill(gen *g)
         n = gen_pump(g, WAIT_SLICE_MS, &from);
         if (g->gone) return false;
     } while (n == 0 && !g->done && !(g->req.logprobs && json_array_size(g->lp_new) > 0));
-    if (n > 0 || (g->req.logprobs && json_array_size(g->lp_new) > 0))
+    if (g->rp) {
+        if (!stream_parsed(g, from, n)) return false;
+    } else if (n > 0 || (g->req.logprobs && json_array_size(g->lp_new) > 0)) {
         if (!sse_choice(g, g->text.p + from, n, NULL, false)) return false;
+    }
     if (!g->done) return true;
     g->sent_end = true;
     gen_account(g);
@@ -382,7 +494,7 @@ static bool stream_fill(gen *g)
         free(body);
         return ok;
     }
-    if (!sse_choice(g, "", 0, finish_name(g->finish), false)) return false;
+    if (!sse_choice(g, "", 0, finish_name(g), false)) return false;
     if (g->req.include_usage) {
         json_t *ch = chunk_base(g);
         json_object_set_new(ch, "choices", json_array());
@@ -439,6 +551,74 @@ static void fail_request(serve_server *s, conn *c, int http, const char *param, 
     conn_reply_error(s, c, &e);
 }
 
+/* Whether the model writes its tool calls with control tokens ([TOOL_CALLS], <|python_tag|>,
+ * DeepSeek's markers), which the reply parser must see as text. */
+static unsigned detok_flags(const gen *g)
+{
+    if (!g->rp || g->req.tool_choice == SERVE_TOOLS_NONE) return 0;
+    switch (serve_prompt_syntax(g->s->prompt)->format) {
+    case NURI_TOOLCALL_LLAMA3:
+    case NURI_TOOLCALL_MISTRAL:
+    case NURI_TOOLCALL_MISTRAL_ARGS:
+    case NURI_TOOLCALL_DEEPSEEK_R1:
+        return NURI_DETOK_SPECIAL;
+    default:
+        return 0;
+    }
+}
+
+/* Chat: the reply parser (tools, or a template that shows reasoning), and for tool_choice
+ * "required" / a named function (or "auto" with a response_format) the grammar that makes the
+ * reply valid calls. False with a 400 in e when a tool's schema cannot be enforced. */
+static bool setup_reply(gen *g, bool in_reasoning, serve_error *e)
+{
+    serve_request *r = &g->req;
+    const serve_prompt *p = g->s->prompt;
+    if (r->kind != SERVE_CHAT) return true;
+    const nuri_chat_syntax *syn = serve_prompt_syntax(p);
+    bool tools = r->tool_choice != SERVE_TOOLS_NONE;
+    if (!tools && !serve_prompt_shows_reasoning(p) && !in_reasoning) return true;
+    nuri_reply_opts o = {.syntax = *syn, .in_reasoning = in_reasoning, .tools = r->tools};
+    if (!tools) o.syntax.format = NURI_TOOLCALL_NONE;
+    if (!serve_prompt_shows_reasoning(p) && !in_reasoning) o.syntax.think_open = NULL;
+    uint64_t x = (uint64_t)atomic_fetch_add(&g->s->id_counter, 1) ^ (uint64_t)time(NULL) << 20;
+    o.id_seed = splitmix(&x);
+    if (nuri_reply_parser_new(&o, &g->rp) != NURI_OK)
+        return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    bool forced = r->tool_choice == SERVE_TOOLS_REQUIRED || r->tool_choice == SERVE_TOOLS_NAMED;
+    if (!forced && !(r->tool_choice == SERVE_TOOLS_AUTO && r->answer_schema)) return true;
+    nuri_toolcall_grammar_opts go = {
+        .format = syn->format,
+        .syntax = o.syntax.think_open ? &o.syntax : NULL,
+        .tools = r->tools,
+        .only = r->tool_choice == SERVE_TOOLS_NAMED ? r->tool_name : NULL,
+        .parallel = r->parallel_tool_calls,
+        .in_reasoning = in_reasoning,
+        .reasoning_allowed = serve_prompt_shows_reasoning(p),
+        .answer_schema = forced ? NULL : r->answer_schema,
+    };
+    char *text = NULL, param[160];
+    size_t len = 0;
+    nuri_status st = nuri_toolcall_grammar(&go, &text, &len, param, sizeof param);
+    nuri_grammar *gr = NULL;
+    if (st == NURI_OK) {
+        st = nuri_grammar_parse(text, len, &gr);
+        if (st == NURI_ERR_FORMAT) { // the generator writes valid GBNF: left recursion via $ref
+            snprintf(param, sizeof param, "tools");
+            st = NURI_ERR_UNSUPPORTED;
+        }
+    }
+    free(text);
+    if (st == NURI_ERR_NOMEM) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (st != NURI_OK)
+        return serve_fail(e, 400, "invalid_request_error", param[0] ? param : "tools",
+                          st == NURI_ERR_UNSUPPORTED ? "unsupported_schema" : "invalid_value",
+                          "%s", nuri_last_error());
+    nuri_grammar_free(r->grammar);
+    r->grammar = gr;
+    return true;
+}
+
 void routes_generate(serve_server *s, conn *c, serve_kind kind)
 {
     const http_request *rq = conn_request(c);
@@ -464,7 +644,10 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
         return;
     }
     int32_t *ids = NULL, n_ids = 0;
-    if (!serve_prompt_tokens(s->prompt, &g->req, &ids, &n_ids, &e)) {
+    bool in_reasoning = false;
+    if (!serve_prompt_tokens(s->prompt, &g->req, &ids, &n_ids, &in_reasoning, &e) ||
+        !setup_reply(g, in_reasoning, &e)) {
+        free(ids);
         gen_free(g);
         conn_reply_error(s, c, &e);
         return;
@@ -524,7 +707,8 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
         return fail_request(s, c, 400, NULL, "invalid_value", "%s", nuri_last_error());
     }
     g->job = serve_job_new(ids, n_ids, smp);
-    if (!g->job || nuri_detok_init(&g->detok, serve_prompt_vocab(s->prompt), 0) != NURI_OK) {
+    if (!g->job ||
+        nuri_detok_init(&g->detok, serve_prompt_vocab(s->prompt), detok_flags(g)) != NURI_OK) {
         gen_free(g);
         return fail_request(s, c, 500, NULL, NULL, "out of memory");
     }

@@ -87,6 +87,9 @@ typedef struct http_request {
 } http_request;
 
 /* The request a worker runs on c. */
+/* A line for the operator's log (the server's log callback), if there is one. */
+void serve_log(serve_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 const http_request *conn_request(conn *c);
 
 /* Sends one whole answer on c from a worker (blocking, bounded by the write-stall timeout).
