@@ -49,6 +49,23 @@ start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit \
     --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
 start queue -m "$MODEL" --max-seqs 1 --queue 1 --header-timeout 400
 start kv -m "$MODEL" --max-seqs 4 --ctx 512
+# tool calling: a random-weight model with the real Qwen2 vocabulary and a 4096-token context
+# (made once per build folder: slow under the sanitizers), three real templates of three formats
+QWEN="$(dirname "$NURI")/tests/tools-qwen2-tiny.gguf"
+[ -f "$QWEN" ] || [ ! -f build/tests/tools-qwen2-tiny.gguf ] || QWEN=build/tests/tools-qwen2-tiny.gguf
+if [ ! -f "$QWEN" ]; then
+    mkdir -p "$(dirname "$QWEN")"
+    MKNURI=$NURI
+    [ ! -x build/nuri ] || MKNURI=build/nuri
+    "$MKNURI" mkmodel --arch qwen2 --shape tiny --type Q8_0 --ctx 4096 \
+        --vocab tests/data/vocab/ggml-vocab-qwen2.gguf "$QWEN.tmp" >/dev/null && mv "$QWEN.tmp" "$QWEN"
+fi
+start hermes -m "$QWEN" --max-seqs 4 --ctx 4096 \
+    --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
+start hcx -m "$QWEN" --max-seqs 4 --ctx 4096 \
+    --chat-template tests/data/templates-korean/HyperCLOVAX-SEED-Think-32B.jinja
+start exaone -m "$QWEN" --max-seqs 4 --ctx 4096 \
+    --chat-template tests/data/templates-korean/LGAI-EXAONE-EXAONE-4.0-1.2B.jinja
 # wait until the real ones have loaded
 node -e '
 const urls = process.argv.slice(1);
@@ -60,11 +77,12 @@ const deadline = Date.now() + 20000;
             if (ok) break;
             await new Promise((r) => setTimeout(r, 50));
         }
-})();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv"
+})();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv" "$URL_hermes" "$URL_hcx" "$URL_exaone"
 
 out=$(NURI_URL=$URL_main NURI_URL_AUTH=$URL_auth NURI_URL_QUEUE=$URL_queue NURI_URL_KV=$URL_kv \
-    timeout 240 node --test --test-concurrency=1 \
-    tests/serve/api.test.mjs tests/serve/concurrency.test.mjs 2>&1)
+    NURI_URL_HERMES=$URL_hermes NURI_URL_HCX=$URL_hcx NURI_URL_EXAONE=$URL_exaone \
+    timeout 600 node --test --test-concurrency=1 \
+    tests/serve/api.test.mjs tests/serve/concurrency.test.mjs tests/serve/tools.test.mjs 2>&1)
 rc=$?
 passed=$(printf '%s\n' "$out" | sed -n 's/^# pass \([0-9]*\)$/\1/p' | tail -n 1)
 failed=$(printf '%s\n' "$out" | sed -n 's/^# fail \([0-9]*\)$/\1/p' | tail -n 1)
@@ -101,7 +119,7 @@ else
 fi
 
 # every server stops cleanly on SIGTERM, without sanitizer reports
-for name in main auth queue kv; do
+for name in main auth queue kv hermes hcx exaone; do
     eval "pid=\$PID_$name"
     kill -TERM "$pid" 2>/dev/null
     rc=0

@@ -39,7 +39,7 @@ static const char tools_json[] =
     "  \"required\": [\"city\", \"days\"], \"additionalProperties\": false}}},"
     " {\"type\": \"function\", \"function\": {\"name\": \"lookup\", \"parameters\": {"
     "  \"type\": \"object\", \"properties\": {"
-    "    \"query\": {\"type\": \"string\"},"
+    "    \"query\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 40},"
     "    \"limit\": {\"type\": [\"integer\", \"null\"]},"
     "    \"tags\": {\"type\": \"array\", \"items\": {\"type\": \"string\", \"maxLength\": 8},"
     "               \"maxItems\": 3}},"

@@ -271,8 +271,8 @@ typedef struct nuri_toolcall_grammar_opts {
  * enforce is NURI_ERR_UNSUPPORTED / NURI_ERR_FORMAT with err_param naming where, as a request
  * parameter: "tools[1].function.parameters.properties.tags.uniqueItems" or
  * "response_format.json_schema.schema...". In the XML-like formats a string parameter's value is
- * raw text without '<' (or one of its enum / const strings; other string keywords are
- * NURI_ERR_UNSUPPORTED), parameters are written in the schema's order, required ones always. */
+ * raw text without '<' (with its minLength / maxLength, or one of its enum / const strings;
+ * pattern and format are NURI_ERR_UNSUPPORTED there), parameters are written in the schema's order, required ones always. */
 nuri_status nuri_toolcall_grammar(const nuri_toolcall_grammar_opts *o, char **gbnf, size_t *len,
                                   char *err_param, size_t err_param_cap);
 

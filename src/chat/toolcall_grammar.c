@@ -147,7 +147,7 @@ static nuri_status raw_value(sb *b, const json_t *s, const char *param, char *er
     {
         if (!strcmp(key, "type") || !strcmp(key, "enum") || !strcmp(key, "const") ||
             !strcmp(key, "description") || !strcmp(key, "title") || !strcmp(key, "default") ||
-            !strcmp(key, "examples"))
+            !strcmp(key, "examples") || !strcmp(key, "minLength") || !strcmp(key, "maxLength"))
             continue;
         char p[1024];
         snprintf(p, sizeof p, "%s.%s", param, key);
@@ -158,7 +158,23 @@ static nuri_status raw_value(sb *b, const json_t *s, const char *param, char *er
     }
     const json_t *one = json_object_get(s, "const"), *list = json_object_get(s, "enum");
     if (!one && !list) {
-        sb_str(b, "[^<]*");
+        // lengths count code points, as a character class matches them
+        const json_t *lo = json_object_get(s, "minLength"), *hi = json_object_get(s, "maxLength");
+        json_int_t min = json_is_integer(lo) ? json_integer_value(lo) : 0;
+        json_int_t max = json_is_integer(hi) ? json_integer_value(hi) : -1;
+        if ((lo && !json_is_integer(lo)) || (hi && !json_is_integer(hi)) || min < 0 ||
+            min > NURI_GRAMMAR_MAX_REPEAT || max > NURI_GRAMMAR_MAX_REPEAT ||
+            (max >= 0 && max < min))
+            return fail(err_param, cap, NURI_ERR_UNSUPPORTED, param,
+                        "'%s': minLength / maxLength must be integers with 0 <= minLength <= "
+                        "maxLength <= %u",
+                        param, NURI_GRAMMAR_MAX_REPEAT);
+        if (!lo && !hi)
+            sb_str(b, "[^<]*");
+        else if (max < 0)
+            sb_fmt(b, "[^<]{%lld,}", (long long)min);
+        else
+            sb_fmt(b, "[^<]{%lld,%lld}", (long long)min, (long long)max);
         return NURI_OK;
     }
     sb_str(b, "(");

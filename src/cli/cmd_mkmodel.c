@@ -15,7 +15,7 @@ static void mkmodel_usage(FILE *out)
 {
     fprintf(out,
             "usage: nuri mkmodel --arch ARCH --shape SHAPE --type TYPE\n"
-            "                    [--vocab VOCAB.gguf] [--seed N] [--layers N] [--swa N]\n"
+            "                    [--vocab VOCAB.gguf] [--seed N] [--layers N] [--ctx N] [--swa N]\n"
             "                    [--template T.jinja] OUT.gguf\n"
             "  archs: llama qwen2 qwen3 exaone exaone4 granite hyperclovax\n"
             "  shapes: %s\n"
@@ -23,6 +23,7 @@ static void mkmodel_usage(FILE *out)
             "Q5_K_M\n"
             "  --vocab copies the tokenizer from another GGUF file (default: a synthetic one)\n"
             "  --swa N (exaone4) gives 3 of every 4 layers an N-token sliding window\n"
+            "  --ctx N sets the training context (context_length) instead of the shape's\n"
             "  --template stores the file as tokenizer.chat_template (e.g. a family's real one)\n",
             nuri_mkmodel_shapes());
 }
@@ -55,6 +56,10 @@ int cmd_mkmodel(int argc, char **argv)
             p.n_swa = (int32_t)n;
         } else if (!strcmp(a, "--template")) {
             if (!(tpl_path = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--ctx")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 16, 1 << 24, "--ctx", &n))
+                return 2;
+            p.n_ctx = (int32_t)n;
         } else if (!strcmp(a, "--layers")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1024, "--layers", &n))
                 return 2;

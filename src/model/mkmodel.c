@@ -241,7 +241,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     snprintf(key, sizeof key, "nuri mkmodel %s %s %s seed %llu", a, sh->name, p->type,
              (unsigned long long)p->seed);
     if ((s = gguf_writer_add_str(w, "general.name", key))) return s;
-    KV_U32("context_length", sh->n_ctx);
+    KV_U32("context_length", p->n_ctx > 0 ? p->n_ctx : sh->n_ctx);
     KV_U32("embedding_length", sh->n_embd);
     KV_U32("block_count", mk->n_layer);
     KV_U32("feed_forward_length", sh->n_ff);

@@ -22,6 +22,7 @@ typedef struct nuri_mkmodel_params {
     uint64_t seed;
     int32_t n_layer;   // overrides the shape's layer count when > 0
     int32_t n_swa;     // exaone4: sliding window (tokens) on 3 of every 4 layers; 0 = none
+    int32_t n_ctx;     // overrides the shape's training context (context_length) when > 0
     // stored as tokenizer.chat_template (replacing one copied from vocab), or NULL
     const char *chat_template;
     size_t chat_template_len; // bytes of chat_template

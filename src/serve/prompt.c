@@ -240,11 +240,11 @@ static bool tokenize(const serve_prompt *p, const char *text, size_t len,
 }
 
 bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t **ids,
-                         int32_t *n_ids, bool *opens_reasoning, serve_error *e)
+                         int32_t *n_ids, serve_prompt_info *info, serve_error *e)
 {
     *ids = NULL;
     *n_ids = 0;
-    if (opens_reasoning) *opens_reasoning = false;
+    if (info) memset(info, 0, sizeof *info);
     if (r->kind == SERVE_COMPLETION) {
         if (r->prompt_tokens) {
             *ids = malloc((size_t)r->n_prompt_tokens * sizeof **ids);
@@ -288,8 +288,13 @@ bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t 
         return serve_fail(e, 400, "invalid_request_error", "messages", "invalid_value",
                           "the chat template cannot render these messages: %s", nuri_last_error());
     }
-    if (opens_reasoning)
-        *opens_reasoning = nuri_chat_syntax_prompt_opens_reasoning(&p->syntax, text, len);
+    if (info) {
+        info->opens_reasoning = nuri_chat_syntax_prompt_opens_reasoning(&p->syntax, text, len);
+        const char *close = p->syntax.think_close;
+        size_t end = len, cl = close ? strlen(close) : 0;
+        while (end > 0 && (text[end - 1] == '\n' || text[end - 1] == ' ')) end--;
+        info->skips_reasoning = cl && end >= cl && !memcmp(text + end - cl, close, cl);
+    }
     bool ok = tokenize(p, text, len, p->unsafe_special ? NULL : &data, ids, n_ids, e);
     nuri_text_spans_free(&data);
     free(text);

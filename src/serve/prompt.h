@@ -54,12 +54,18 @@ const char *const *serve_prompt_stop_texts(const serve_prompt *p, serve_kind kin
 const nuri_chat_syntax *serve_prompt_syntax(const serve_prompt *p);
 bool serve_prompt_shows_reasoning(const serve_prompt *p);
 
+/* What the rendered chat prompt says about reasoning. */
+typedef struct serve_prompt_info {
+    bool opens_reasoning; // it ends inside an open reasoning block: the reply starts inside it
+    bool skips_reasoning; // it ends with a closed one (an empty <think></think>: thinking off)
+} serve_prompt_info;
+
 /* The request's prompt as token ids (caller frees *ids with free()). Chat: the messages prepared
  * for the template (nuri_toolcall_messages), the request's tools unless tool_choice is "none",
- * and its template_kwargs go to the template as data. *opens_reasoning (may be NULL): the rendered
- * prompt leaves a reasoning block open, so the reply starts inside it. A template error or a
- * raise_exception() in the template is the client's fault: false with a 400 in e. */
+ * and its template_kwargs go to the template as data. info (may be NULL) is filled for chat. A
+ * template error or a raise_exception() in the template is the client's fault: false with a 400
+ * in e. */
 bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t **ids,
-                         int32_t *n_ids, bool *opens_reasoning, serve_error *e);
+                         int32_t *n_ids, serve_prompt_info *info, serve_error *e);
 
 #endif

@@ -570,8 +570,9 @@ static unsigned detok_flags(const gen *g)
 /* Chat: the reply parser (tools, or a template that shows reasoning), and for tool_choice
  * "required" / a named function (or "auto" with a response_format) the grammar that makes the
  * reply valid calls. False with a 400 in e when a tool's schema cannot be enforced. */
-static bool setup_reply(gen *g, bool in_reasoning, serve_error *e)
+static bool setup_reply(gen *g, const serve_prompt_info *info, serve_error *e)
 {
+    bool in_reasoning = info->opens_reasoning;
     serve_request *r = &g->req;
     const serve_prompt *p = g->s->prompt;
     if (r->kind != SERVE_CHAT) return true;
@@ -594,7 +595,8 @@ static bool setup_reply(gen *g, bool in_reasoning, serve_error *e)
         .only = r->tool_choice == SERVE_TOOLS_NAMED ? r->tool_name : NULL,
         .parallel = r->parallel_tool_calls,
         .in_reasoning = in_reasoning,
-        .reasoning_allowed = serve_prompt_shows_reasoning(p),
+        // reasoning before the calls, unless the prompt turned thinking off
+        .reasoning_allowed = serve_prompt_shows_reasoning(p) && !info->skips_reasoning,
         .answer_schema = forced ? NULL : r->answer_schema,
     };
     char *text = NULL, param[160];
@@ -644,9 +646,9 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
         return;
     }
     int32_t *ids = NULL, n_ids = 0;
-    bool in_reasoning = false;
-    if (!serve_prompt_tokens(s->prompt, &g->req, &ids, &n_ids, &in_reasoning, &e) ||
-        !setup_reply(g, in_reasoning, &e)) {
+    serve_prompt_info info;
+    if (!serve_prompt_tokens(s->prompt, &g->req, &ids, &n_ids, &info, &e) ||
+        !setup_reply(g, &info, &e)) {
         free(ids);
         gen_free(g);
         conn_reply_error(s, c, &e);

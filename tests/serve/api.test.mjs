@@ -261,10 +261,9 @@ test('400 names the parameter at fault', async () => {
 });
 
 test('a parameter nuri does not implement is a 400 naming it, never ignored', async () => {
-    const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
-    for (const [extra, param] of [[{ tools, tool_choice: 'required' }, 'tools'],
+    for (const [extra, param] of [[{ functions: [{ name: 'f' }] }, 'functions'],
         [{ service_tier: 'flex' }, 'service_tier'],
-        [{ reasoning_effort: 'low' }, 'reasoning_effort']]) {
+        [{ modalities: ['audio'] }, 'modalities']]) {
         const e = await apiError(api.chat.completions.create({ ...greedy, messages: user('x'), ...extra }));
         assert.equal(e.status, 400);
         assert.equal(e.param, param);
