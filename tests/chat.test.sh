@@ -284,6 +284,19 @@ else
     bad "a line ending in a backslash continues the message"
 fi
 
+# a template that opens the reasoning (Qwen3.5): the answer shows its thinking set apart, and the
+# conversation keeps what the model wrote
+printf 'hello\n/save %s\n' "$TMP/think.json" | "$NURI" chat -m "$QWEN" --temp 0 -n 8 \
+    --chat-template tests/data/templates/Qwen3.5-4B.jinja >"$TMP/think.out" 2>"$TMP/think.err"
+rc=$?
+if [ $rc -eq 0 ] && [ "$(head -n 1 "$TMP/think.out")" = "[thinking]" ] &&
+    grep -qx '\[/thinking\]' "$TMP/think.out" &&
+    python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["messages"]; assert m[-1]["role"]=="assistant" and m[-1]["content"]' "$TMP/think.json" 2>/dev/null; then
+    ok "reasoning is shown set apart from the answer"
+else
+    bad "reasoning display (rc $rc): $(cat "$TMP/think.out" "$TMP/think.err")"
+fi
+
 # ---- run --chat
 if out=$("$NURI" run -m "$LLAMA" -p "hello" --chat -n 6 2>"$TMP/run.err") && [ -n "$out" ] &&
     grep -q "ChatML" "$TMP/run.err" && [ "${out#hello}" = "$out" ]; then

@@ -5,6 +5,8 @@
  */
 #include "chat/conversation.h"
 
+#include "chat/toolcall.h"
+
 #include "base/status.h"
 #include "chat/template.h"
 
@@ -364,6 +366,8 @@ struct nuri_chat_format {
     size_t n_stops;
     int32_t stop_ids[N_MARKERS]; // those of them that are one token of the vocabulary
     size_t n_stop_ids;
+    nuri_chat_syntax syntax; // how the template's model writes tool calls and reasoning
+    bool shows_reasoning;    // the template writes syntax.think_open
 };
 
 /* Whether hay[0..n) contains the NUL-terminated needle. */
@@ -412,6 +416,9 @@ nuri_status nuri_chat_format_new(const gguf_file *f, const nuri_vocab *vocab, co
         nuri_chat_format_free(fmt);
         return st;
     }
+    fmt->syntax = nuri_chat_syntax_detect(tpl_src, tpl_len);
+    fmt->shows_reasoning =
+        fmt->syntax.think_open && contains(tpl_src, tpl_len, fmt->syntax.think_open);
     for (size_t i = 0; !fmt->fallback && i < N_MARKERS; i++) {
         const char *m = turn_end_markers[i];
         if (!contains(tpl_src, tpl_len, m)) continue;
@@ -427,6 +434,16 @@ nuri_status nuri_chat_format_new(const gguf_file *f, const nuri_vocab *vocab, co
     }
     *out = fmt;
     return NURI_OK;
+}
+
+const nuri_chat_syntax *nuri_chat_format_syntax(const nuri_chat_format *fmt)
+{
+    return &fmt->syntax;
+}
+
+bool nuri_chat_format_shows_reasoning(const nuri_chat_format *fmt)
+{
+    return fmt->shows_reasoning;
 }
 
 nuri_status nuri_chat_template_read(const char *path, char **src, size_t *len)

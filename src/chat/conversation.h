@@ -109,6 +109,11 @@ nuri_status nuri_chat_format_new(const gguf_file *f, const nuri_vocab *vocab, co
                                  size_t tpl_len, nuri_chat_format **out);
 void nuri_chat_format_free(nuri_chat_format *fmt); // NULL is fine
 
+/* How the template's model writes tool calls and reasoning (nuri_chat_syntax_detect on its source),
+ * and whether the template writes its reasoning tag at all. Borrowed until the format is freed. */
+const struct nuri_chat_syntax *nuri_chat_format_syntax(const nuri_chat_format *fmt);
+bool nuri_chat_format_shows_reasoning(const nuri_chat_format *fmt);
+
 /* Reads a template file for nuri_chat_format_new's tpl_src (e.g. --chat-template FILE). *src is
  * NUL-terminated, *len bytes; caller frees with free(). NURI_ERR_IO naming the path, or
  * NURI_ERR_LIMIT past NURI_TEMPLATE_MAX_SOURCE bytes. */

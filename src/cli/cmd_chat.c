@@ -20,6 +20,7 @@
  * start, and ends where the grammar is complete.
  */
 #include "chat/conversation.h"
+#include "chat/toolcall.h"
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "model/model.h"
@@ -170,7 +171,80 @@ typedef struct chat_session {
     bool verbose;   // a line of numbers per turn
     char *answer;   // the answer's text so far (bytes)
     size_t answer_len, answer_cap;
+    // the answer shown split into reasoning, content and tool calls (where the template shows
+    // reasoning or a tool-call format); NULL: shown as generated
+    nuri_reply_parser *rp;
+    bool split;    // make rp for each answer
+    bool color;    // stdout is a terminal: reasoning dim, calls bold
+    int shown;     // what was shown last: 0 nothing, 1 reasoning, 2 content, 3 a call's arguments
 } chat_session;
+
+/* Ends what is being shown (reasoning, a call) before something else starts. */
+static void view_close(chat_session *s, int next)
+{
+    if (s->shown == next) return;
+    if (s->shown == 1) fputs(s->color ? "\x1b[0m\n" : "\n[/thinking]\n", stdout);
+    if (s->shown == 3) fputs(s->color ? ")\x1b[0m\n" : ")\n", stdout);
+    s->shown = next;
+}
+
+static void view_deltas(chat_session *s, const nuri_reply_delta *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (d[i].kind) {
+        case NURI_DELTA_REASONING:
+            if (s->shown != 1) {
+                view_close(s, 1);
+                fputs(s->color ? "\x1b[2m" : "[thinking]\n", stdout);
+            }
+            break;
+        case NURI_DELTA_CONTENT:
+            view_close(s, 2);
+            break;
+        case NURI_DELTA_CALL:
+            view_close(s, 0);
+            fputs(s->color ? "\x1b[1m[tool call] " : "[tool call] ", stdout);
+            s->shown = 3;
+            fwrite(d[i].text, 1, d[i].len, stdout);
+            fputs("(", stdout);
+            continue;
+        case NURI_DELTA_ARGS:
+            break;
+        }
+        fwrite(d[i].text, 1, d[i].len, stdout);
+    }
+}
+
+/* Shows text the answer just added: as it is, or through the reply parser. */
+static bool view_text(chat_session *s, const char *text, size_t n)
+{
+    if (!s->rp) {
+        fwrite(text, 1, n, stdout);
+        return true;
+    }
+    const nuri_reply_delta *d;
+    size_t nd;
+    if (nuri_reply_parser_feed(s->rp, text, n, &d, &nd) != NURI_OK) return false;
+    view_deltas(s, d, nd);
+    return true;
+}
+
+/* Whether the prompt's last tokens leave a reasoning block open (the answer starts inside it). */
+static bool prompt_opens_reasoning(const chat_session *s, const int32_t *ids, size_t n)
+{
+    char tail[256];
+    size_t len = 0;
+    for (size_t i = n > 8 ? n - 8 : 0; i < n; i++) {
+        size_t k;
+        const char *p = nuri_token_piece_ref(s->vocab, ids[i], true, &k);
+        if (len + k >= sizeof tail) len = 0;
+        if (k < sizeof tail) {
+            memcpy(tail + len, p, k);
+            len += k;
+        }
+    }
+    return nuri_chat_syntax_prompt_opens_reasoning(nuri_chat_format_syntax(s->fmt), tail, len);
+}
 
 static bool answer_append(chat_session *s, const char *p, size_t n)
 {
@@ -246,6 +320,20 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
     s->n_cache = (int32_t)n_ids;
     nuri_sampler_reset(s->smp);
     for (size_t i = 0; i < n_ids; i++) nuri_sampler_accept_history(s->smp, ids[i]);
+    if (s->split) {
+        nuri_reply_opts o = {.syntax = *nuri_chat_format_syntax(s->fmt),
+                             .in_reasoning = prompt_opens_reasoning(s, ids, n_ids)};
+        // the generic format reads any JSON answer as a call: only a format the template shows
+        if (o.syntax.format == NURI_TOOLCALL_GENERIC) o.syntax.format = NURI_TOOLCALL_NONE;
+        if (!nuri_chat_format_shows_reasoning(s->fmt) && !o.in_reasoning) o.syntax.think_open = NULL;
+        nuri_reply_parser_free(s->rp);
+        s->rp = NULL;
+        if (nuri_reply_parser_new(&o, &s->rp) != NURI_OK) {
+            free(ids);
+            return false;
+        }
+        s->shown = 0;
+    }
     free(ids);
 
     size_t n_stops;
@@ -277,7 +365,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
         if (!answer_append(s, piece, plen)) return false;
         nuri_stop_result r = {.n_safe = s->answer_len};
         if (n_stops) nuri_stop_strings_check(s->answer, s->answer_len, emitted, stops, n_stops, &r);
-        fwrite(s->answer + emitted, 1, r.n_safe - emitted, stdout);
+        if (!view_text(s, s->answer + emitted, r.n_safe - emitted)) return false;
         fflush(stdout);
         emitted = r.n_safe;
         if (r.hit) {
@@ -301,7 +389,16 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
     const char *rest = nuri_detok_flush(&s->dt, &rlen);
     if (!stopped) {
         if (!answer_append(s, rest, rlen)) return false;
-        fwrite(s->answer + emitted, 1, s->answer_len - emitted, stdout);
+        if (!view_text(s, s->answer + emitted, s->answer_len - emitted)) return false;
+    }
+    if (s->rp) {
+        const nuri_reply_delta *d;
+        size_t nd;
+        if (nuri_reply_parser_finish(s->rp, &d, &nd) != NURI_OK) return false;
+        view_deltas(s, d, nd);
+        view_close(s, 0);
+        const nuri_reply *rep = nuri_reply_parser_reply(s->rp);
+        if (rep->error) fprintf(stderr, "[the tool call is malformed: %s]\n", rep->error);
     }
     printf("\n");
     fflush(stdout);
@@ -469,6 +566,10 @@ int cmd_chat(int argc, char **argv)
         goto done;
     }
     s.n_ctx = nuri_ctx_n_ctx(s.ctx);
+    // a grammar's output is shown exactly as generated
+    s.split = !grammar && (nuri_chat_format_shows_reasoning(s.fmt) ||
+                           nuri_chat_format_syntax(s.fmt)->format != NURI_TOOLCALL_GENERIC);
+    s.color = isatty(1);
     if (!(s.cache = malloc((size_t)s.n_ctx * sizeof *s.cache))) {
         fprintf(stderr, "nuri: chat: out of memory\n");
         rc = 1;
@@ -571,6 +672,7 @@ done:
     free(s.answer);
     free(tpl_src);
     if (have_dt) nuri_detok_free(&s.dt);
+    nuri_reply_parser_free(s.rp);
     nuri_conv_free(&s.conv);
     nuri_sampler_free(s.smp);
     nuri_token_trie_free(s.trie);
