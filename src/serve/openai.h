@@ -13,6 +13,10 @@
  * "json_schema": {"name", "schema", "strict", "description"}} and llama-server's "grammar" (GBNF
  * text) compile to r->grammar; a schema keyword nuri cannot enforce is a 400 whose param is its
  * path ("response_format.json_schema.schema.properties.tags.uniqueItems").
+ * Chat tool calling: tools (function tools only), tool_choice, parallel_tool_calls; assistant
+ * messages' tool_calls and tool messages' tool_call_id are checked; reasoning_effort and
+ * chat_template_kwargs go to the template as variables (data, like the messages). The grammar for
+ * a forced call depends on the template, so the route builds it (nuri_toolcall_grammar).
  */
 #ifndef NURI_SERVE_OPENAI_H
 #define NURI_SERVE_OPENAI_H
