@@ -29,7 +29,7 @@ typedef struct sb {
 
 static void sb_add(sb *b, const char *s, size_t n)
 {
-    if (b->oom) return;
+    if (b->oom || n == 0) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n + 1) cap *= 2;
