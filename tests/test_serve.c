@@ -94,6 +94,8 @@ TEST(each_bad_parameter_is_named)
     CHECK(!strcmp(blamed("{" M ",\"temperature\":2.5}", SERVE_CHAT), "temperature"));
     CHECK(!strcmp(blamed("{" M ",\"temperature\":\"hot\"}", SERVE_CHAT), "temperature"));
     CHECK(!strcmp(blamed("{" M ",\"top_p\":1.5}", SERVE_CHAT), "top_p"));
+    CHECK(!strcmp(blamed("{" M ",\"n\":17}", SERVE_CHAT), "n"));
+    CHECK(!strcmp(blamed("{" M ",\"n\":16}", SERVE_CHAT), "(accepted)"));
     CHECK(!strcmp(blamed("{" M ",\"max_tokens\":-1}", SERVE_CHAT), "max_tokens"));
     CHECK(!strcmp(blamed("{" M ",\"max_completion_tokens\":0}", SERVE_CHAT),
                   "max_completion_tokens"));
@@ -121,8 +123,9 @@ TEST(each_bad_parameter_is_named)
 TEST(a_parameter_nuri_does_not_implement_is_refused_by_name_never_ignored)
 {
 #define M "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
-    const char *unsupported[] = {"functions", "function_call", "audio", "modalities",
-                                 "prediction", "web_search_options", "some_future_field"};
+    const char *unsupported[] = {"functions",        "function_call", "audio",
+                                 "modalities",       "prediction",    "web_search_options",
+                                 "some_future_field"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
         char body[256];
         snprintf(body, sizeof body, "{" M ",\"%s\":null}", unsupported[i]);
@@ -138,8 +141,9 @@ TEST(a_parameter_nuri_does_not_implement_is_refused_by_name_never_ignored)
 TEST(tools_and_tool_choice_are_read_and_checked)
 {
 #define M "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
-#define T "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}," \
-          "{\"type\":\"function\",\"function\":{\"name\":\"g\"}}]"
+#define T                                                                                          \
+    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}},"          \
+    "{\"type\":\"function\",\"function\":{\"name\":\"g\"}}]"
     json_t *body = json_loads("{" M "," T ",\"tool_choice\":{\"type\":\"function\",\"function\":"
                               "{\"name\":\"g\"}},\"parallel_tool_calls\":false,"
                               "\"reasoning_effort\":\"low\",\"chat_template_kwargs\":"
@@ -153,7 +157,8 @@ TEST(tools_and_tool_choice_are_read_and_checked)
     CHECK(r.tool_choice == SERVE_TOOLS_NAMED && !strcmp(r.tool_name, "g"));
     CHECK(!r.parallel_tool_calls);
     CHECK(json_is_false(json_object_get(r.template_kwargs, "enable_thinking")));
-    CHECK(!strcmp(json_string_value(json_object_get(r.template_kwargs, "reasoning_effort")), "low"));
+    CHECK(
+        !strcmp(json_string_value(json_object_get(r.template_kwargs, "reasoning_effort")), "low"));
     serve_request_free(&r);
     json_decref(body);
     // tools alone: auto; tool_choice none: none; no tools: none
@@ -188,11 +193,12 @@ TEST(tools_and_tool_choice_are_read_and_checked)
                   "tools[0].function.parameters"));
     CHECK(!strcmp(blamed("{" M ",\"parallel_tool_calls\":1}", SERVE_CHAT), "parallel_tool_calls"));
     CHECK(!strcmp(blamed("{" M ",\"reasoning_effort\":\"max\"}", SERVE_CHAT), "reasoning_effort"));
-    CHECK(!strcmp(blamed("{" M ",\"chat_template_kwargs\":[]}", SERVE_CHAT),
-                  "chat_template_kwargs"));
+    CHECK(
+        !strcmp(blamed("{" M ",\"chat_template_kwargs\":[]}", SERVE_CHAT), "chat_template_kwargs"));
     CHECK(!strcmp(blamed("{" M ",\"chat_template_kwargs\":{\"messages\":[]}}", SERVE_CHAT),
                   "chat_template_kwargs.messages"));
-    CHECK(!strcmp(blamed("{" M "," T ",\"grammar\":\"root ::= \\\"a\\\"\"}", SERVE_CHAT), "grammar"));
+    CHECK(
+        !strcmp(blamed("{" M "," T ",\"grammar\":\"root ::= \\\"a\\\"\"}", SERVE_CHAT), "grammar"));
     // the history: assistant tool calls and tool results
     CHECK(!strcmp(blamed("{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":"
                          "[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\","

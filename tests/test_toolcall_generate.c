@@ -89,8 +89,8 @@ static bool model_open(const char *path)
     for (int32_t id = 0; id < (int32_t)nv; id++) {
         size_t k;
         const char *t = nuri_token_trie_text(gm.t, id, &k);
-        bool closes = memchr(t, '"', k) || memchr(t, ']', k) || memchr(t, '}', k) ||
-                      memchr(t, '<', k);
+        bool closes =
+            memchr(t, '"', k) || memchr(t, ']', k) || memchr(t, '}', k) || memchr(t, '<', k);
         bool opens =
             memchr(t, '{', k) || memchr(t, '[', k) || memchr(t, ',', k) || memchr(t, ':', k);
         if (closes && !opens) gm.closers[gm.n_closers++] = id;
@@ -114,8 +114,8 @@ static void model_close(void)
     nuri_model_free(gm.m);
 }
 
-/* Generates under g (angle: '<' closes something in it); the text goes to out. Returns tokens, -1 on failure; *complete: the grammar
- * was completed. */
+/* Generates under g (angle: '<' closes something in it); the text goes to out. Returns tokens, -1
+ * on failure; *complete: the grammar was completed. */
 static int generate(nuri_grammar *g, bool angle, uint64_t seed, char *out, size_t cap,
                     bool *complete)
 {
@@ -222,10 +222,11 @@ static void sweep(nuri_toolcall_format f, FILE *validator)
         for (int seed = 1; seed <= SEEDS; seed++) {
             bool complete;
             bool angle = f == NURI_TOOLCALL_QWEN_XML || f == NURI_TOOLCALL_ARG_KEY;
-            int n = generate(g, angle, (uint64_t)seed * 7919 + (uint64_t)f, out, sizeof out,
-                             &complete);
-            CHECKF(n >= 0 && complete, "%s, %s, seed %d: %d tokens, %s\n%.3000s", nuri_toolcall_format_name(f),
-                   mode_names[md], seed, n, complete ? "complete" : "incomplete", out);
+            int n =
+                generate(g, angle, (uint64_t)seed * 7919 + (uint64_t)f, out, sizeof out, &complete);
+            CHECKF(n >= 0 && complete, "%s, %s, seed %d: %d tokens, %s\n%.3000s",
+                   nuri_toolcall_format_name(f), mode_names[md], seed, n,
+                   complete ? "complete" : "incomplete", out);
             if (n < 0) continue;
             outputs++;
             tokens += n;
@@ -261,9 +262,9 @@ static void sweep(nuri_toolcall_format f, FILE *validator)
                 char name[96];
                 snprintf(name, sizeof name, "%s/%s/%s", nuri_toolcall_format_name(f),
                          mode_names[md], rep.calls[i].name);
-                json_t *line = json_pack("{s:s,s:i,s:o,s:s,s:b}", "name", name, "seed", seed,
-                                         "schema", schema, "output", rep.calls[i].arguments,
-                                         "complete", 1);
+                json_t *line =
+                    json_pack("{s:s,s:i,s:o,s:s,s:b}", "name", name, "seed", seed, "schema", schema,
+                              "output", rep.calls[i].arguments, "complete", 1);
                 char *l = json_dumps(line, JSON_COMPACT);
                 fprintf(validator, "%s\n", l);
                 free(l);
@@ -290,9 +291,8 @@ TEST(forced_calls_in_every_format_parse_and_validate)
 
 TEST(a_reasoning_block_comes_first_where_the_prompt_opened_one)
 {
-    nuri_chat_syntax syn = {.format = NURI_TOOLCALL_HERMES,
-                            .think_open = "<think>",
-                            .think_close = "</think>"};
+    nuri_chat_syntax syn = {
+        .format = NURI_TOOLCALL_HERMES, .think_open = "<think>", .think_close = "</think>"};
     nuri_toolcall_grammar_opts o = {.format = NURI_TOOLCALL_HERMES,
                                     .syntax = &syn,
                                     .tools = tools,

@@ -252,17 +252,17 @@ void nuri_toolcall_shape_free(nuri_toolcall_shape *s);
 /* ---- the grammar for a forced call ---- */
 
 typedef struct nuri_toolcall_grammar_opts {
-    nuri_toolcall_format format;   // not NURI_TOOLCALL_NONE
+    nuri_toolcall_format format;    // not NURI_TOOLCALL_NONE
     const nuri_chat_syntax *syntax; // reasoning tags (may be NULL: no reasoning)
-    const json_t *tools;           // the request's tools, validated (names unique)
-    const char *only;              // NULL, or the one function that may be called
-    bool parallel;                 // up to 8 calls when the format can carry several, else one
-    bool in_reasoning;             // the prompt opened the reasoning block: the reply is reasoning
-                                   // text (no '<'), think_close, then the calls
-    bool reasoning_allowed;        // else: an optional reasoning block before the calls (for
-                                   // templates that show reasoning)
-    const json_t *answer_schema;   // NULL, or a schema: the reply may instead be JSON valid
-                                   // against it (tool_choice "auto" with response_format)
+    const json_t *tools;            // the request's tools, validated (names unique)
+    const char *only;               // NULL, or the one function that may be called
+    bool parallel;                  // up to 8 calls when the format can carry several, else one
+    bool in_reasoning;              // the prompt opened the reasoning block: the reply is reasoning
+                                    // text (no '<'), think_close, then the calls
+    bool reasoning_allowed;         // else: an optional reasoning block before the calls (for
+                                    // templates that show reasoning)
+    const json_t *answer_schema;    // NULL, or a schema: the reply may instead be JSON valid
+                                    // against it (tool_choice "auto" with response_format)
 } nuri_toolcall_grammar_opts;
 
 /* GBNF for a reply that is tool calls in the format's shape (nuri_toolcall_shape), each with
@@ -272,7 +272,8 @@ typedef struct nuri_toolcall_grammar_opts {
  * parameter: "tools[1].function.parameters.properties.tags.uniqueItems" or
  * "response_format.json_schema.schema...". In the XML-like formats a string parameter's value is
  * raw text without '<' (with its minLength / maxLength, or one of its enum / const strings;
- * pattern and format are NURI_ERR_UNSUPPORTED there), parameters are written in the schema's order, required ones always. */
+ * pattern and format are NURI_ERR_UNSUPPORTED there), parameters are written in the schema's order,
+ * required ones always. */
 nuri_status nuri_toolcall_grammar(const nuri_toolcall_grammar_opts *o, char **gbnf, size_t *len,
                                   char *err_param, size_t err_param_cap);
 

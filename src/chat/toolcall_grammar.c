@@ -138,8 +138,7 @@ static bool string_param(const json_t *s)
 }
 
 /* A raw string parameter's value: any text without '<', or one of its enum / const strings. */
-static nuri_status raw_value(sb *b, const json_t *s, const char *param, char *err_param,
-                             size_t cap)
+static nuri_status raw_value(sb *b, const json_t *s, const char *param, char *err_param, size_t cap)
 {
     const char *key;
     json_t *v;
@@ -211,8 +210,8 @@ nuri_status nuri_toolcall_grammar(const nuri_toolcall_grammar_opts *o, char **gb
     size_t n_tools = json_array_size(o->tools);
     if (f <= NURI_TOOLCALL_NONE || f >= NURI_TOOLCALL_N_FORMATS || n_tools == 0)
         return nuri_error(NURI_ERR_INVALID_ARG, "tool-call grammar: no format or no tools");
-    json_t *none = json_pack("{s:s,s:{},s:b}", "type", "object", "properties",
-                             "additionalProperties", 0);
+    json_t *none =
+        json_pack("{s:s,s:{},s:b}", "type", "object", "properties", "additionalProperties", 0);
     if (!none) return nuri_error(NURI_ERR_NOMEM, "out of memory");
     nuri_toolcall_shape shape0;
     nuri_status st = nuri_toolcall_shape_get(f, "x", &shape0);
@@ -274,8 +273,8 @@ nuri_status nuri_toolcall_grammar(const nuri_toolcall_grammar_opts *o, char **gb
             bool required = false;
             size_t ri;
             json_t *rv;
-            json_array_foreach(req, ri, rv) required |= json_is_string(rv) &&
-                                                        !strcmp(json_string_value(rv), key);
+            json_array_foreach(req, ri, rv) required |=
+                json_is_string(rv) && !strcmp(json_string_value(rv), key);
             sb *b = &blocks[i];
             sb_str(b, required ? " " : " ( ");
             sb_literal(b, shape0.param_open_a);

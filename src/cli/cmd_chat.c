@@ -174,9 +174,9 @@ typedef struct chat_session {
     // the answer shown split into reasoning, content and tool calls (where the template shows
     // reasoning or a tool-call format); NULL: shown as generated
     nuri_reply_parser *rp;
-    bool split;    // make rp for each answer
-    bool color;    // stdout is a terminal: reasoning dim, calls bold
-    int shown;     // what was shown last: 0 nothing, 1 reasoning, 2 content, 3 a call's arguments
+    bool split; // make rp for each answer
+    bool color; // stdout is a terminal: reasoning dim, calls bold
+    int shown;  // what was shown last: 0 nothing, 1 reasoning, 2 content, 3 a call's arguments
 } chat_session;
 
 /* Ends what is being shown (reasoning, a call) before something else starts. */
@@ -325,7 +325,8 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
                              .in_reasoning = prompt_opens_reasoning(s, ids, n_ids)};
         // the generic format reads any JSON answer as a call: only a format the template shows
         if (o.syntax.format == NURI_TOOLCALL_GENERIC) o.syntax.format = NURI_TOOLCALL_NONE;
-        if (!nuri_chat_format_shows_reasoning(s->fmt) && !o.in_reasoning) o.syntax.think_open = NULL;
+        if (!nuri_chat_format_shows_reasoning(s->fmt) && !o.in_reasoning)
+            o.syntax.think_open = NULL;
         nuri_reply_parser_free(s->rp);
         s->rp = NULL;
         if (nuri_reply_parser_new(&o, &s->rp) != NURI_OK) {

@@ -1159,10 +1159,9 @@ static void *load_main(void *arg)
     if (st == NURI_OK) {
         const char *note = serve_prompt_note(s->prompt);
         if (note[0]) serve_log(s, "%s", note);
-        serve_log(s,
-                   "model %s loaded: %d sequences, %d tokens of KV cache, at most %d per request",
-                   s->model_name, s->p.max_seqs, serve_sched_n_ctx(s->sched),
-                   serve_sched_seq_max(s->sched));
+        serve_log(s, "model %s loaded: %d sequences, %d tokens of KV cache, at most %d per request",
+                  s->model_name, s->p.max_seqs, serve_sched_n_ctx(s->sched),
+                  serve_sched_seq_max(s->sched));
     }
     return NULL;
 }
@@ -1270,7 +1269,7 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
         if (room < 16) room = 16;
         if (s->p.max_connections > room) {
             serve_log(s, "at most %ld connections: the descriptor limit is %ld", room,
-                       (long)rl.rlim_cur);
+                      (long)rl.rlim_cur);
             s->p.max_connections = (int)room;
         }
     }

@@ -319,7 +319,8 @@ static bool check_message_tools(json_t *msg, size_t i, const char *role, serve_e
     json_t *calls = opt(msg, "tool_calls");
     if (!calls) return true;
     snprintf(p, sizeof p, "messages[%zu].tool_calls", i);
-    if (!json_is_array(calls)) return bad(e, p, "'%s' must be an array, not %s", p, type_name(calls));
+    if (!json_is_array(calls))
+        return bad(e, p, "'%s' must be an array, not %s", p, type_name(calls));
     size_t k;
     json_t *c;
     json_array_foreach(calls, k, c)
@@ -332,7 +333,8 @@ static bool check_message_tools(json_t *msg, size_t i, const char *role, serve_e
         if (!opt_string(c, "id", p, e)) return false;
         json_t *f = json_object_get(c, "function");
         snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu].function", i, k);
-        if (!json_is_object(f)) return bad(e, p, "'%s' must be an object with name and arguments", p);
+        if (!json_is_object(f))
+            return bad(e, p, "'%s' must be an object with name and arguments", p);
         json_t *name = json_object_get(f, "name");
         snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu].function.name", i, k);
         if (!json_is_string(name)) return bad(e, p, "'%s' must be a string", p);
@@ -600,7 +602,8 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
         {
             char p[96];
             snprintf(p, sizeof p, "tools[%zu]", i);
-            if (!json_is_object(t)) return bad(e, p, "'%s' must be an object, not %s", p, type_name(t));
+            if (!json_is_object(t))
+                return bad(e, p, "'%s' must be an object, not %s", p, type_name(t));
             json_t *type = json_object_get(t, "type");
             snprintf(p, sizeof p, "tools[%zu].type", i);
             if (!json_is_string(type) || strcmp(json_string_value(type), "function"))
@@ -609,8 +612,7 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
                                   p);
             json_t *f = json_object_get(t, "function");
             snprintf(p, sizeof p, "tools[%zu].function", i);
-            if (!json_is_object(f))
-                return bad(e, p, "'%s' must be an object with a name", p);
+            if (!json_is_object(f)) return bad(e, p, "'%s' must be an object with a name", p);
             const char *key;
             json_t *val;
             json_object_foreach(f, key, val)
@@ -626,9 +628,9 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
                 !good_function_name(json_string_value(name), json_string_length(name)))
                 return bad(e, p, "'%s' must be 1 to 64 letters, digits, '_' or '-'", p);
             for (size_t k = 0; k < i; k++)
-                if (json_equal(name, json_object_get(json_object_get(json_array_get(tools, k),
-                                                                     "function"),
-                                                     "name")))
+                if (json_equal(
+                        name, json_object_get(json_object_get(json_array_get(tools, k), "function"),
+                                              "name")))
                     return bad(e, p, "'%s': two tools are named \"%s\"", p,
                                json_string_value(name));
             snprintf(p, sizeof p, "tools[%zu].function.description", i);
@@ -681,12 +683,12 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
             bool found = false;
             size_t i;
             json_t *t;
-            json_array_foreach(r->tools, i, t) found |= !strcmp(
-                json_string_value(json_object_get(json_object_get(t, "function"), "name")),
-                r->tool_name);
+            json_array_foreach(r->tools, i, t) found |=
+                !strcmp(json_string_value(json_object_get(json_object_get(t, "function"), "name")),
+                        r->tool_name);
             if (!found)
-                return bad(e, "tool_choice", "'tool_choice' names \"%.64s\", which is not in 'tools'",
-                           r->tool_name);
+                return bad(e, "tool_choice",
+                           "'tool_choice' names \"%.64s\", which is not in 'tools'", r->tool_name);
         }
     }
     // what reaches the template besides messages and tools
@@ -736,10 +738,8 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
         return false;
 
     long long n = 1;
-    if (!get_int(body, "n", 1, 1, &n, NULL, e)) {
-        snprintf(e->message, sizeof e->message, "'n': only one choice per request is supported");
-        return false;
-    }
+    if (!get_int(body, "n", 1, SERVE_MAX_CHOICES, &n, NULL, e)) return false;
+    r->n_choices = (int32_t)n;
     if (kind == SERVE_COMPLETION) {
         long long best_of = 1;
         if (!get_int(body, "best_of", 1, 1, &best_of, NULL, e)) return false;

@@ -34,6 +34,7 @@
 #define SERVE_MAX_LOGIT_BIAS 1024 // entries in logit_bias
 #define SERVE_MAX_MESSAGES 4096   // messages in one chat request
 #define SERVE_MAX_TOOLS 128       // tools in one chat request (OpenAI's limit)
+#define SERVE_MAX_CHOICES 16      // n: choices per request
 
 /* An error to send: an HTTP status and OpenAI's error object fields. */
 typedef struct serve_error {
@@ -75,6 +76,7 @@ typedef struct serve_request {
     size_t prompt_len;       // bytes
     int32_t *prompt_tokens;  // completion with a token-id prompt, else NULL
     int32_t n_prompt_tokens;
+    int32_t n_choices; // n: choices to generate from the one prompt (1..SERVE_MAX_CHOICES)
     bool stream;
     bool include_usage;   // stream_options.include_usage
     int32_t max_tokens;   // tokens to generate at most; 0 = until the context is full

@@ -73,8 +73,8 @@ nuri_status serve_prompt_load(const nuri_model *m, const char *template_path, se
             goto fail;
         }
         p->syntax = nuri_chat_syntax_detect(src, len);
-        p->shows_reasoning = p->syntax.think_open && memmem(src, len, p->syntax.think_open,
-                                                            strlen(p->syntax.think_open));
+        p->shows_reasoning = p->syntax.think_open &&
+                             memmem(src, len, p->syntax.think_open, strlen(p->syntax.think_open));
     } else if (gguf_get_str(m->file, "tokenizer.chat_template", &gs) == NURI_OK) {
         if ((st = nuri_template_parse(gs.ptr, gs.len, &p->tpl)) != NURI_OK) {
             nuri_error_wrap(st, "the model's tokenizer.chat_template");

@@ -27,9 +27,15 @@
 
 /* ============================== generation ============================== */
 
-/* One request being generated, owned by its connection. */
+/* One choice of a request being generated, owned by its connection. A request with n choices has
+ * n of them in an array: the first owns the request (req, body) and the output buffer; the others
+ * share them (owner false) and have their own job, text, parser and outcome. */
 typedef struct gen {
     serve_server *s;
+    int index;       // the choice's index
+    bool owner;      // owns req, body and out
+    struct gen *all; // the request's choices (all[0] is the owner)
+    int n_all;
     serve_job *job;
     serve_request req; // stop strings and flags (messages / prompt are no longer used)
     // the request's stop strings, then (chat) the template's end-of-turn texts; borrowed
@@ -57,9 +63,10 @@ typedef struct gen {
     // chat replies split into content, reasoning_content and tool calls (tools in the request, or
     // a template that shows reasoning); NULL: the text is the content
     nuri_reply_parser *rp;
+    nuri_reply_opts ropts; // what rp was made with, for the other choices
     // streaming state
     bool sent_role, sent_end;
-    buf out;
+    buf out; // the owner's: the stream's next bytes, for every choice
     size_t out_off;
 } gen;
 
@@ -147,10 +154,12 @@ static json_t *completion_logprobs(json_t *entries, bool with_top)
 /* The client went away: count it once and stop generating for it. */
 static void gen_gone(gen *g)
 {
-    if (g->gone) return;
-    g->gone = true;
+    if (g->all[0].gone) return;
     serve_metrics_disconnect(&g->s->metrics);
-    serve_job_cancel(g->s->sched, g->job);
+    for (int i = 0; i < g->n_all; i++) {
+        g->all[i].gone = true;
+        if (g->all[i].job) serve_job_cancel(g->s->sched, g->all[i].job);
+    }
 }
 
 /* Waits for tokens (at most timeout_ms), turns them into text, applies stop strings. Returns the
@@ -213,12 +222,15 @@ static const char *finish_name(const gen *g)
     return "stop";
 }
 
+/* Usage of the whole request: the prompt once, the completion tokens of every choice. */
 static json_t *usage_json(const gen *g)
 {
+    json_int_t completion = 0;
+    for (int i = 0; i < g->n_all; i++) completion += g->all[i].n_tokens;
     return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", (json_int_t)g->n_prompt,
-                     "completion_tokens", (json_int_t)g->n_tokens, "total_tokens",
-                     (json_int_t)(g->n_prompt + g->n_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)g->n_cached);
+                     "completion_tokens", completion, "total_tokens",
+                     (json_int_t)g->n_prompt + completion, "prompt_tokens_details", "cached_tokens",
+                     (json_int_t)g->all[0].n_cached);
 }
 
 static json_t *text_json(const char *s, size_t n)
@@ -230,24 +242,32 @@ static json_t *text_json(const char *s, size_t n)
     return j;
 }
 
+/* Frees a request's choices (g is all[0]). */
 static void gen_free(gen *g)
 {
     if (!g) return;
-    if (g->job) {
-        serve_job_cancel(g->s->sched, g->job);
-        serve_job_release(g->s->sched, g->job);
+    for (int i = g->n_all - 1; i >= 0; i--) {
+        gen *x = &g[i];
+        if (x->job) {
+            serve_job_cancel(x->s->sched, x->job);
+            serve_job_release(x->s->sched, x->job);
+        }
+        if (x->detok_ok) nuri_detok_free(&x->detok);
+        nuri_reply_parser_free(x->rp);
+        json_decref(x->lp_all);
+        json_decref(x->lp_new);
+        free(x->text.p);
+        if (x->owner) {
+            serve_request_free(&x->req);
+            json_decref(x->body);
+            free(x->out.p);
+        }
     }
-    if (g->detok_ok) nuri_detok_free(&g->detok);
-    nuri_reply_parser_free(g->rp);
-    serve_request_free(&g->req);
-    json_decref(g->body);
-    json_decref(g->lp_all);
-    json_decref(g->lp_new);
-    free(g->text.p);
-    free(g->out.p);
     free(g);
 }
 
+/* Metrics count each choice's sequence: its prompt, its tokens, its reused KV (a choice after
+ * the first reuses the first's prompt pages). */
 static void gen_account(gen *g)
 {
     serve_metrics_tokens(&g->s->metrics, g->n_prompt, g->n_tokens, g->n_cached);
@@ -291,52 +311,74 @@ static json_t *reply_message(gen *g, json_t *msg)
                             text_json(rep->reasoning, rep->reasoning_len));
     if (rep->n_calls) {
         json_t *calls = json_array();
-        for (size_t i = 0; i < rep->n_calls; i++) json_array_append_new(calls, call_json(&rep->calls[i]));
+        for (size_t i = 0; i < rep->n_calls; i++)
+            json_array_append_new(calls, call_json(&rep->calls[i]));
         json_object_set_new(msg, "tool_calls", calls);
         if (!rep->content_len) return json_null();
     }
     return text_json(rep->content, rep->content_len);
 }
 
-static void respond_whole(serve_server *s, conn *c, gen *g)
+/* The JSON of one finished choice. */
+static json_t *choice_json(gen *g)
+{
+    json_t *text = text_json(g->text.p ? g->text.p : "", g->n_emitted);
+    json_t *choice;
+    if (g->req.kind == SERVE_CHAT) {
+        json_t *lp = g->req.logprobs ? json_pack("{s:O}", "content", g->lp_all) : json_null();
+        json_t *msg = json_pack("{s:s}", "role", "assistant");
+        if (g->rp) {
+            json_decref(text);
+            text = reply_message(g, msg);
+        }
+        json_object_set_new(msg, "content", text);
+        choice = json_pack("{s:i,s:o,s:o,s:s}", "index", g->index, "message", msg, "logprobs", lp,
+                           "finish_reason", finish_name(g));
+    } else {
+        json_t *lp =
+            g->req.logprobs ? completion_logprobs(g->lp_all, g->req.top_logprobs > 0) : json_null();
+        choice = json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", g->index, "logprobs", lp,
+                           "finish_reason", finish_name(g));
+    }
+    return choice;
+}
+
+static void respond_whole(serve_server *s, conn *c, gen *all)
 {
     size_t from;
-    while (!g->done && !g->gone) {
-        gen_pump(g, WAIT_SLICE_MS, &from);
+    int n = all[0].n_all;
+    // each choice waits a share of the slice, so that the client is looked at as often as with one
+    int slice = WAIT_SLICE_MS / n > 5 ? WAIT_SLICE_MS / n : 5;
+    for (;;) {
+        bool running = false;
+        for (int i = 0; i < n && !all[0].gone; i++) {
+            if (all[i].done) continue;
+            running = true;
+            gen_pump(&all[i], slice, &from);
+        }
+        if (!running || all[0].gone) break;
         // a half-closed client: start the answer, so that a client that has gone shows itself
-        if (!g->done && !conn_head_sent(c) && conn_half_closed(c))
-            if (!conn_reply_early_head(s, c, "application/json")) gen_gone(g);
+        if (!conn_head_sent(c) && conn_half_closed(c))
+            if (!conn_reply_early_head(s, c, "application/json")) gen_gone(all);
     }
-    gen_account(g);
-    if (g->gone) return; // nobody to answer
+    for (int i = 0; i < n; i++) gen_account(&all[i]);
+    if (all[0].gone) return; // nobody to answer
     json_t *resp = NULL;
     serve_error e;
-    if (g->err_http) {
-        gen_error(g, &e);
+    gen *failed = NULL;
+    for (int i = 0; i < n && !failed; i++)
+        if (all[i].err_http) failed = &all[i];
+    if (failed) {
+        gen_error(failed, &e);
     } else {
-        json_t *text = text_json(g->text.p ? g->text.p : "", g->n_emitted);
-        json_t *choice;
-        if (g->req.kind == SERVE_CHAT) {
-            json_t *lp = g->req.logprobs ? json_pack("{s:O}", "content", g->lp_all) : json_null();
-            json_t *msg = json_pack("{s:s}", "role", "assistant");
-            if (g->rp) {
-                json_decref(text);
-                text = reply_message(g, msg);
-            }
-            json_object_set_new(msg, "content", text);
-            choice = json_pack("{s:i,s:o,s:o,s:s}", "index", 0, "message", msg, "logprobs", lp,
-                               "finish_reason", finish_name(g));
-        } else {
-            json_t *lp = g->req.logprobs ? completion_logprobs(g->lp_all, g->req.top_logprobs > 0)
-                                         : json_null();
-            choice = json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", 0, "logprobs", lp,
-                               "finish_reason", finish_name(g));
-        }
+        json_t *choices = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(choices, choice_json(&all[i]));
+        gen *g = all;
         resp =
-            json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", g->id, "object",
+            json_pack("{s:s,s:s,s:I,s:s,s:s,s:o,s:o}", "id", g->id, "object",
                       g->req.kind == SERVE_CHAT ? "chat.completion" : "text_completion", "created",
                       (json_int_t)g->created, "model", s->model_name, "system_fingerprint",
-                      "nuri-" NURI_VERSION, "choices", choice, "usage", usage_json(g));
+                      "nuri-" NURI_VERSION, "choices", choices, "usage", usage_json(g));
         if (!resp) serve_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
     }
     if (conn_head_sent(c)) { // the head went early: the body is all that is left
@@ -359,8 +401,8 @@ static bool sse_add(gen *g, json_t *v /* stolen */)
     char *s = json_dumps(v, JSON_COMPACT);
     json_decref(v);
     if (!s) return false;
-    bool ok = buf_add(&g->out, "data: ", 6) && buf_add(&g->out, s, strlen(s)) &&
-              buf_add(&g->out, "\n\n", 2);
+    buf *out = &g->all[0].out;
+    bool ok = buf_add(out, "data: ", 6) && buf_add(out, s, strlen(s)) && buf_add(out, "\n\n", 2);
     free(s);
     return ok;
 }
@@ -378,7 +420,7 @@ static bool sse_choice(gen *g, const char *text, size_t n, const char *finish, b
 {
     json_t *ch = chunk_base(g);
     json_t *choice = json_object();
-    json_object_set_new(choice, "index", json_integer(0));
+    json_object_set_new(choice, "index", json_integer(g->index));
     json_t *lp = json_null();
     if (g->req.logprobs && json_array_size(g->lp_new) > 0) {
         if (g->req.kind == SERVE_CHAT) { // hand the entries over and start a new list
@@ -415,11 +457,10 @@ static bool sse_deltas(gen *g, const nuri_reply_delta *d, size_t nd, bool *sent)
         } else if (d[i].kind == NURI_DELTA_REASONING) {
             json_object_set_new(delta, "reasoning_content", text_json(d[i].text, d[i].len));
         } else if (d[i].kind == NURI_DELTA_CALL) {
-            json_object_set_new(
-                delta, "tool_calls",
-                json_pack("[{s:i,s:s,s:s,s:{s:o,s:s}}]", "index", d[i].index, "id", d[i].id,
-                          "type", "function", "function", "name", text_json(d[i].text, d[i].len),
-                          "arguments", ""));
+            json_object_set_new(delta, "tool_calls",
+                                json_pack("[{s:i,s:s,s:s,s:{s:o,s:s}}]", "index", d[i].index, "id",
+                                          d[i].id, "type", "function", "function", "name",
+                                          text_json(d[i].text, d[i].len), "arguments", ""));
         } else {
             json_object_set_new(delta, "tool_calls",
                                 json_pack("[{s:i,s:{s:o}}]", "index", d[i].index, "function",
@@ -432,7 +473,7 @@ static bool sse_deltas(gen *g, const nuri_reply_delta *d, size_t nd, bool *sent)
             g->lp_new = json_array();
         }
         json_object_set_new(ch, "choices",
-                            json_pack("[{s:i,s:o,s:o,s:n}]", "index", 0, "delta", delta,
+                            json_pack("[{s:i,s:o,s:o,s:n}]", "index", g->index, "delta", delta,
                                       "logprobs", lp, "finish_reason"));
         if (g->req.include_usage) json_object_set_new(ch, "usage", json_null());
         if (!sse_add(g, ch)) return false;
@@ -464,19 +505,17 @@ static bool stream_parsed(gen *g, size_t from, size_t n)
     return true;
 }
 
-/* Produces the next piece of the event stream into g->out. False: the stream is over. */
-static bool stream_fill(gen *g)
+/* Produces choice g's next piece of the event stream into the owner's out, waiting at most
+ * timeout_ms for tokens. False: the choice has ended (or failed: *failed), or the client went. */
+static bool stream_fill(gen *g, int timeout_ms, bool *failed)
 {
     if (g->sent_end) return false;
     if (!g->sent_role) {
         g->sent_role = true;
         if (g->req.kind == SERVE_CHAT) return sse_choice(g, "", 0, NULL, true);
     }
-    size_t from, n;
-    do {
-        n = gen_pump(g, WAIT_SLICE_MS, &from);
-        if (g->gone) return false;
-    } while (n == 0 && !g->done && !(g->req.logprobs && json_array_size(g->lp_new) > 0));
+    size_t from, n = gen_pump(g, timeout_ms, &from);
+    if (g->gone) return false;
     if (g->rp) {
         if (!stream_parsed(g, from, n)) return false;
     } else if (n > 0 || (g->req.logprobs && json_array_size(g->lp_new) > 0)) {
@@ -485,43 +524,72 @@ static bool stream_fill(gen *g)
     if (!g->done) return true;
     g->sent_end = true;
     gen_account(g);
-    if (g->err_http) { // an error after the stream began travels inside it
+    if (g->err_http) {
+        *failed = true;
+        return false;
+    }
+    sse_choice(g, "", 0, finish_name(g), false);
+    return false;
+}
+
+/* The stream's end: an error that came after the stream began travels inside it; else the usage
+ * (when asked for) and [DONE]. */
+static bool stream_end(gen *all, gen *failed)
+{
+    buf *out = &all[0].out;
+    if (failed) {
         serve_error e;
-        gen_error(g, &e);
+        gen_error(failed, &e);
         char *body = serve_error_json(&e);
-        bool ok = body && buf_add(&g->out, "data: ", 6) && buf_add(&g->out, body, strlen(body)) &&
-                  buf_add(&g->out, "\n\ndata: [DONE]\n\n", 16);
+        bool ok = body && buf_add(out, "data: ", 6) && buf_add(out, body, strlen(body)) &&
+                  buf_add(out, "\n\ndata: [DONE]\n\n", 16);
         free(body);
         return ok;
     }
-    if (!sse_choice(g, "", 0, finish_name(g), false)) return false;
-    if (g->req.include_usage) {
-        json_t *ch = chunk_base(g);
+    if (all[0].req.include_usage) {
+        json_t *ch = chunk_base(all);
         json_object_set_new(ch, "choices", json_array());
-        json_object_set_new(ch, "usage", usage_json(g));
-        if (!sse_add(g, ch)) return false;
+        json_object_set_new(ch, "usage", usage_json(all));
+        if (!sse_add(all, ch)) return false;
     }
-    return buf_add(&g->out, "data: [DONE]\n\n", 14);
+    return buf_add(out, "data: [DONE]\n\n", 14);
 }
 
-/* Sends the event stream until it ends or the client goes. */
-static void respond_stream(serve_server *s, conn *c, gen *g)
+/* Sends the event stream until every choice has ended or the client goes. Choices take turns;
+ * each chunk names its choice's index. */
+static void respond_stream(serve_server *s, conn *c, gen *all)
 {
     if (!conn_stream_begin(s, c, 200, "text/event-stream")) {
-        gen_gone(g);
+        gen_gone(all);
         return;
     }
+    int n = all[0].n_all;
+    int slice = WAIT_SLICE_MS / n > 5 ? WAIT_SLICE_MS / n : 5;
+    gen *failed = NULL;
+    buf *out = &all[0].out;
     for (;;) {
-        g->out.n = 0;
-        bool more = stream_fill(g);
-        if (g->gone) return;
-        if (g->out.n && !conn_stream_write(s, c, g->out.p, g->out.n)) {
-            gen_gone(g);
-            return;
+        bool running = false;
+        for (int i = 0; i < n && !failed && !all[0].gone; i++) {
+            out->n = 0;
+            bool f = false;
+            bool more = stream_fill(&all[i], slice, &f);
+            if (f) failed = &all[i];
+            running |= more;
+            if (all[0].gone) return;
+            if (out->n && !conn_stream_write(s, c, out->p, out->n)) {
+                gen_gone(all);
+                return;
+            }
         }
-        if (!more) break;
+        if (!running || failed) break;
     }
-    if (!conn_stream_end(s, c)) gen_gone(g);
+    if (failed) // the others stop: the stream ends with the error
+        for (int i = 0; i < n; i++)
+            if (all[i].job) serve_job_cancel(s->sched, all[i].job);
+    out->n = 0;
+    if (!stream_end(all, failed) || (out->n && !conn_stream_write(s, c, out->p, out->n)) ||
+        !conn_stream_end(s, c))
+        gen_gone(all);
 }
 
 /* ============================== the completion routes ============================== */
@@ -586,6 +654,7 @@ static bool setup_reply(gen *g, const serve_prompt_info *info, serve_error *e)
     o.id_seed = splitmix(&x);
     if (nuri_reply_parser_new(&o, &g->rp) != NURI_OK)
         return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    g->ropts = o;
     bool forced = r->tool_choice == SERVE_TOOLS_REQUIRED || r->tool_choice == SERVE_TOOLS_NAMED;
     if (!forced && !(r->tool_choice == SERVE_TOOLS_AUTO && r->answer_schema)) return true;
     nuri_toolcall_grammar_opts go = {
@@ -611,11 +680,12 @@ static bool setup_reply(gen *g, const serve_prompt_info *info, serve_error *e)
         }
     }
     free(text);
-    if (st == NURI_ERR_NOMEM) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (st == NURI_ERR_NOMEM)
+        return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     if (st != NURI_OK)
         return serve_fail(e, 400, "invalid_request_error", param[0] ? param : "tools",
-                          st == NURI_ERR_UNSUPPORTED ? "unsupported_schema" : "invalid_value",
-                          "%s", nuri_last_error());
+                          st == NURI_ERR_UNSUPPORTED ? "unsupported_schema" : "invalid_value", "%s",
+                          nuri_last_error());
     nuri_grammar_free(r->grammar);
     r->grammar = gr;
     return true;
@@ -639,6 +709,9 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
     g->s = s;
     g->body = root;
     g->c = c;
+    g->owner = true;
+    g->all = g;
+    g->n_all = 1;
     serve_error e;
     if (!serve_request_parse(root, kind, s->n_vocab, &g->req, &e)) {
         gen_free(g);
@@ -687,6 +760,19 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
     for (int i = 0; i < g->req.n_stop; i++) g->stops[g->n_stops++] = g->req.stop[i];
     for (size_t i = 0; i < n_fmt_stops && i < SERVE_MAX_FORMAT_STOPS; i++)
         g->stops[g->n_stops++] = fmt_stops[i];
+    // n choices: one job each, the same prompt (the scheduler shares its KV pages between them)
+    int n_choices = g->req.n_choices > 1 ? g->req.n_choices : 1;
+    if (n_choices > 1) {
+        gen *more = realloc(g, (size_t)n_choices * sizeof *g);
+        if (!more) {
+            free(ids);
+            gen_free(g);
+            return fail_request(s, c, 500, NULL, NULL, "out of memory");
+        }
+        g = more;
+        memset(g + 1, 0, (size_t)(n_choices - 1) * sizeof *g);
+        g->all = g;
+    }
     nuri_sampler_params sp = g->req.sp;
     int32_t n_stop_tok;
     sp.stop_tokens = serve_prompt_stop_tokens(s->prompt, kind, &n_stop_tok);
@@ -702,31 +788,72 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
     }
     sp.grammar = g->req.grammar; // the sampler takes its own reference
     sp.grammar_tokens = s->grammar_trie;
-    nuri_sampler *smp = NULL;
-    if (nuri_sampler_new(&sp, s->n_vocab, &smp) != NURI_OK) {
-        free(ids);
-        gen_free(g);
-        return fail_request(s, c, 400, NULL, "invalid_value", "%s", nuri_last_error());
-    }
-    g->job = serve_job_new(ids, n_ids, smp);
-    if (!g->job ||
-        nuri_detok_init(&g->detok, serve_prompt_vocab(s->prompt), detok_flags(g)) != NURI_OK) {
-        gen_free(g);
-        return fail_request(s, c, 500, NULL, NULL, "out of memory");
-    }
-    g->detok_ok = true;
-    g->job->max_new = max_new;
-    g->job->want_logprobs = g->req.logprobs;
-    g->job->t_arrival = t_arrival;
     g->n_prompt = n_ids;
     g->created = (long long)time(NULL);
     uint64_t x = (uint64_t)atomic_fetch_add(&s->id_counter, 1) * 0x9E3779B97F4A7C15ull ^
                  (uint64_t)time(NULL);
     snprintf(g->id, sizeof g->id, "%s%016llx", kind == SERVE_CHAT ? "chatcmpl-" : "cmpl-",
              (unsigned long long)splitmix(&x));
-    g->lp_all = json_array();
-    g->lp_new = json_array();
-    if (atomic_load(&s->draining) || serve_sched_submit(s->sched, g->job) != NURI_OK) {
+    for (int i = 0; i < n_choices; i++) {
+        gen *ch = &g[i];
+        if (i > 0) { // the request's shared parts, borrowed from the first choice
+            ch->s = s;
+            ch->c = c;
+            ch->req = g->req;
+            ch->body = g->body;
+            memcpy(ch->stops, g->stops, sizeof ch->stops);
+            ch->n_stops = g->n_stops;
+            memcpy(ch->id, g->id, sizeof ch->id);
+            ch->created = g->created;
+            ch->n_prompt = g->n_prompt;
+            ch->ropts = g->ropts;
+            if (g->rp && nuri_reply_parser_new(&ch->ropts, &ch->rp) != NURI_OK) ch->rp = NULL;
+        }
+        ch->index = i;
+        ch->all = g;
+        ch->n_all = i + 1; // (gen_free frees what was made so far)
+        g->n_all = i + 1;
+        nuri_sampler_params spi = sp;
+        spi.seed = sp.seed + (uint64_t)i; // choices sample apart (all equal when greedy)
+        nuri_sampler *smp = NULL;
+        if (nuri_sampler_new(&spi, s->n_vocab, &smp) != NURI_OK) {
+            free(ids);
+            gen_free(g);
+            return fail_request(s, c, 400, NULL, "invalid_value", "%s", nuri_last_error());
+        }
+        int32_t *pids = i == n_choices - 1 ? ids : malloc((size_t)n_ids * sizeof *ids);
+        if (pids && pids != ids) memcpy(pids, ids, (size_t)n_ids * sizeof *ids);
+        if (pids)
+            ch->job = serve_job_new(pids, n_ids, smp); // (which frees both when it fails)
+        else
+            nuri_sampler_free(smp);
+        if (!ch->job || (g->rp && !ch->rp) || !(ch->lp_all = json_array()) ||
+            !(ch->lp_new = json_array()) ||
+            nuri_detok_init(&ch->detok, serve_prompt_vocab(s->prompt), detok_flags(g)) != NURI_OK) {
+            if (i < n_choices - 1) free(ids);
+            gen_free(g);
+            return fail_request(s, c, 500, NULL, NULL, "out of memory");
+        }
+        ch->detok_ok = true;
+        ch->job->max_new = max_new;
+        ch->job->want_logprobs = g->req.logprobs;
+        ch->job->t_arrival = t_arrival;
+    }
+    for (int i = 0; i < n_choices; i++) g[i].n_all = n_choices;
+    // the other choices go in once the first has its prompt in the KV cache, so that they fork
+    // its pages instead of computing the prompt again
+    nuri_status sub = NURI_OK;
+    for (int i = 0; i < n_choices && sub == NURI_OK && !atomic_load(&s->draining); i++) {
+        sub = serve_sched_submit(s->sched, g[i].job);
+        if (i == 0 && n_choices > 1)
+            while (sub == NURI_OK && !serve_job_wait_first(s->sched, g[0].job, WAIT_SLICE_MS))
+                if (conn_gone(s, c)) {
+                    gen_gone(g);
+                    gen_free(g);
+                    return;
+                }
+    }
+    if (atomic_load(&s->draining) || sub != NURI_OK) {
         bool shutting = atomic_load(&s->draining);
         gen_free(g);
         if (shutting)

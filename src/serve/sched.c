@@ -172,6 +172,24 @@ int serve_job_wait(serve_sched *s, serve_job *j, serve_event *out, int cap, int 
     return k;
 }
 
+bool serve_job_wait_first(serve_sched *s, serve_job *j, int timeout_ms)
+{
+    pthread_mutex_lock(&s->mu);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    while (j->ring_count == 0 && j->n_generated == 0 && !j->done)
+        if (pthread_cond_timedwait(&j->cv, &s->mu, &ts) == ETIMEDOUT) break;
+    bool out = j->ring_count > 0 || j->n_generated > 0 || j->done;
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
 /* Ends the job of slot i (under the lock). Its KV stays as a prefix cache unless drop_kv. */
 static void slot_finish_locked(serve_sched *s, int i, bool drop_kv)
 {

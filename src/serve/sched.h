@@ -127,6 +127,11 @@ serve_job *serve_job_new(int32_t *prompt, int32_t n_prompt, nuri_sampler *sample
  * waiting already (requests waiting after a preemption do not count). */
 nuri_status serve_sched_submit(serve_sched *s, serve_job *j);
 
+/* Waits (at most timeout_ms) until the job's first token is out or it is done, taking no event:
+ * its prompt's KV is then in its slot, where a job with the same prompt submitted now finds it
+ * (n choices of one request share their prompt's pages so). True when that has happened. */
+bool serve_job_wait_first(serve_sched *s, serve_job *j, int timeout_ms);
+
 /* Waits until the job has an event or is done (or timeout_ms passes), then moves up to cap events
  * to out. Returns the count; *done is set once the job is done and no events are left. */
 int serve_job_wait(serve_sched *s, serve_job *j, serve_event *out, int cap, int timeout_ms,

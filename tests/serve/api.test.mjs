@@ -247,7 +247,8 @@ test('400 names the parameter at fault', async () => {
         [{ messages: user('x'), frequency_penalty: -3 }, 'frequency_penalty'],
         [{ messages: user('x'), presence_penalty: 2.5 }, 'presence_penalty'],
         [{ messages: user('x'), seed: 'abc' }, 'seed'],
-        [{ messages: user('x'), n: 2 }, 'n'],
+        [{ messages: user('x'), n: 17 }, 'n'],
+        [{ messages: user('x'), n: 0 }, 'n'],
         [{ messages: user('x'), stream_options: { include_usage: true } }, 'stream_options'],
     ];
     for (const [body, param] of cases) {
@@ -273,6 +274,39 @@ test('a parameter nuri does not implement is a 400 naming it, never ignored', as
     const r = await api.chat.completions.create({ ...greedy, messages: user('x'), max_tokens: 2,
         top_k: 5, min_p: 0.1, repeat_penalty: 1.1 });
     assert.equal(r.usage.completion_tokens, 2);
+});
+
+test('n choices: one prompt, n answers that share its KV pages, whole and streamed', async () => {
+    const messages = user('Tell me three things about the sea, please, in a few words');
+    const before = await metric(URL_MAIN, 'nuri_prompt_tokens_cached_total');
+    const r = await api.chat.completions.create({ model: MODEL, messages, n: 4, max_tokens: 8, temperature: 1, seed: 21 });
+    assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2, 3]);
+    const texts = r.choices.map((c) => c.message.content);
+    assert.ok(new Set(texts).size >= 2, 'sampled choices differ: ' + JSON.stringify(texts));
+    assert.ok(r.usage.completion_tokens >= 4 && r.usage.completion_tokens <= 32, 'every choice counts');
+    const cached = (await metric(URL_MAIN, 'nuri_prompt_tokens_cached_total')) - before;
+    assert.ok(cached >= 3 * (r.usage.prompt_tokens - 1), `choices 1-3 reuse the prompt's KV: ${cached} cached`);
+    // choice i samples with seed + i: the same request again gives the same choices
+    const again = await api.chat.completions.create({ model: MODEL, messages, n: 4, max_tokens: 8, temperature: 1, seed: 21 });
+    assert.deepEqual(again.choices.map((c) => c.message.content), texts);
+    // streamed: chunks name their choice; put together they are the whole answers
+    const stream = await api.chat.completions.create({ model: MODEL, messages, n: 4, max_tokens: 8, temperature: 1,
+        seed: 21, stream: true, stream_options: { include_usage: true } });
+    const got = ['', '', '', ''], finish = [];
+    let usage = null;
+    for await (const ch of stream) {
+        if (ch.usage) usage = ch.usage;
+        for (const c of ch.choices) {
+            got[c.index] += c.delta?.content ?? '';
+            if (c.finish_reason) finish[c.index] = c.finish_reason;
+        }
+    }
+    assert.deepEqual(got, texts);
+    assert.equal(finish.length, 4);
+    assert.equal(usage.completion_tokens, r.usage.completion_tokens);
+    // greedy: every choice is the same answer
+    const g = await api.chat.completions.create({ ...greedy, messages, n: 3, max_tokens: 6 });
+    assert.equal(new Set(g.choices.map((c) => c.message.content)).size, 1);
 });
 
 test('response_format json_schema: every answer parses and validates, for 10 seeds', async () => {
