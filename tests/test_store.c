@@ -893,13 +893,16 @@ TEST(concurrent_writers_and_readers_share_one_store)
 {
     char path[600];
     new_path(path, sizeof path);
-    nuri_store *s = NULL;
+    nuri_store *s = NULL, *other = NULL;
     nuri_store_params params = {.n_conns = 3};
     REQUIRE(nuri_store_open(path, &params, &s) == NURI_OK);
+    // a second handle on the same file stands for a second process (`nuri chat` beside the
+    // server): its writers meet the first's in SQLite's lock, not in the store's mutex
+    REQUIRE(nuri_store_open(path, &params, &other) == NURI_OK);
     pthread_t th[WRITERS];
     writer_arg args[WRITERS];
     for (int i = 0; i < WRITERS; i++) {
-        args[i] = (writer_arg){.s = s, .n = i};
+        args[i] = (writer_arg){.s = i % 4 == 3 ? other : s, .n = i};
         REQUIRE(pthread_create(&th[i], NULL, writer, &args[i]) == 0);
     }
     for (int i = 0; i < WRITERS; i++) pthread_join(th[i], NULL);
@@ -919,6 +922,7 @@ TEST(concurrent_writers_and_readers_share_one_store)
         }
         json_decref(items);
     }
+    nuri_store_close(other);
     nuri_store_close(s);
 }
 

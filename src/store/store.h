@@ -95,7 +95,8 @@ typedef struct nuri_store_page {
  * Items without an "id" get one ("msg_...", "fc_...", ...). The previous response and the
  * conversation must exist and belong to owner (else NURI_ERR_NOT_FOUND, nothing stored); with a
  * conversation, the input items and then the output items are appended to it in the same
- * transaction. An id already stored is NURI_ERR_INVALID_ARG. */
+ * transaction (an item id the conversation already holds is NURI_ERR_INVALID_ARG, as in
+ * nuri_store_conversation_items_add). An id already stored is NURI_ERR_INVALID_ARG. */
 nuri_status nuri_store_response_put(nuri_store *s, const char *owner, const json_t *response,
                                     const json_t *input);
 

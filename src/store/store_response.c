@@ -96,8 +96,11 @@ nuri_status nuri_store_response_put(nuri_store *s, const char *owner, const json
     st = store_begin(s, c, true);
     if (st == NURI_OK) {
         int64_t conv_seq = 0, seq = 0;
-        if (prev && resp_find(c, owner, prev, NULL, NULL, NULL) == NURI_ERR_NOT_FOUND)
-            st = nuri_error(NURI_ERR_NOT_FOUND, "previous response '%s' not found", prev);
+        if (prev) {
+            st = resp_find(c, owner, prev, NULL, NULL, NULL);
+            if (st == NURI_ERR_NOT_FOUND)
+                st = nuri_error(NURI_ERR_NOT_FOUND, "previous response '%s' not found", prev);
+        }
         if (st == NURI_OK && conv) {
             sqlite3_stmt *q = store_stmt(c, ST_CONV_GET);
             store_bind_text(q, 1, conv);
