@@ -140,8 +140,14 @@ TEST(open_creates_a_private_wal_database_at_the_current_version)
     char path[600];
     nuri_store *s = open_new(path, sizeof path);
     REQUIRE(s);
+    char id[NURI_STORE_ID_MAX], side[700];
+    REQUIRE(put_turn(s, "", NULL, NULL, "q", "a", id) == NURI_OK);
     struct stat sb;
     CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+    snprintf(side, sizeof side, "%s-wal", path); // SQLite gives its side files the file's mode
+    CHECK(stat(side, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+    snprintf(side, sizeof side, "%s-shm", path);
+    CHECK(stat(side, &sb) == 0 && (sb.st_mode & 0777) == 0600);
     nuri_store_close(s);
     CHECK(sql_int(path, "PRAGMA user_version") == STORE_SCHEMA_VERSION);
     CHECK(sql_int(path, "PRAGMA application_id") == STORE_APPLICATION_ID);
@@ -479,7 +485,7 @@ TEST(input_items_page_forward_and_backward_like_openai_lists)
     json_t *r = make_response(id, NULL, NULL, "answer");
     json_t *in = json_array();
     for (int i = 0; i < 7; i++) {
-        char t[8];
+        char t[16];
         snprintf(t, sizeof t, "u%d", i);
         json_array_append_new(in, user_msg(t));
     }
@@ -926,24 +932,76 @@ TEST(concurrent_writers_and_readers_share_one_store)
     nuri_store_close(s);
 }
 
+TEST(a_write_lock_held_elsewhere_lets_reads_on_and_fails_writes_after_the_busy_timeout)
+{
+    char path[600], id[NURI_STORE_ID_MAX], id2[NURI_STORE_ID_MAX];
+    new_path(path, sizeof path);
+    nuri_store *s = NULL;
+    nuri_store_params params = {.n_conns = 2, .busy_timeout_ms = 300};
+    REQUIRE(nuri_store_open(path, &params, &s) == NURI_OK);
+    REQUIRE(put_turn(s, "", NULL, NULL, "q", "a", id) == NURI_OK);
+    // another process holds the write lock (and has written, uncommitted)
+    sqlite3 *db = NULL;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "BEGIN IMMEDIATE; DELETE FROM response_items;", NULL, NULL, NULL) ==
+            SQLITE_OK);
+    json_t *items = NULL;
+    CHECK(nuri_store_response_chain(s, "", id, 10, &items) == NURI_OK); // reads go on, and
+    CHECK(json_array_size(items) == 2); // see only what was committed
+    json_decref(items);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(put_turn(s, "", id, NULL, "q2", "a2", id2) == NURI_ERR_IO);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    CHECKF(waited >= 0.25 && waited < 5, "waited %.3f s", waited);
+    CHECKF(strstr(nuri_last_error(), "locked") != NULL, "%s", nuri_last_error());
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+    // once the lock is gone, writing works again on the same store
+    CHECK(put_turn(s, "", id, NULL, "q2", "a2", id2) == NURI_OK);
+    nuri_store_close(s);
+}
+
 /* ======================================================================== durability */
 
-/* The child: stores turns (each continuing the last) as fast as it can and writes each id to fd
- * after the store acknowledged it. Never returns. */
+#define KILL_THREADS 3
+
+typedef struct durability_arg {
+    nuri_store *s;
+    int fd, round, thread;
+} durability_arg;
+
+/* One writer of the child: stores turns (each continuing its last) as fast as it can and writes
+ * "thread turn id" to the pipe after the store acknowledged each. */
+static void *durability_writer(void *p)
+{
+    durability_arg *a = p;
+    char prev[NURI_STORE_ID_MAX] = "";
+    for (int t = 0;; t++) {
+        char q[64], ans[64], id[NURI_STORE_ID_MAX], line[NURI_STORE_ID_MAX + 32];
+        snprintf(q, sizeof q, "round %d thread %d question %d", a->round, a->thread, t);
+        snprintf(ans, sizeof ans, "round %d thread %d answer %d", a->round, a->thread, t);
+        if (put_turn(a->s, "owner", prev[0] ? prev : NULL, NULL, q, ans, id) != NURI_OK) _exit(3);
+        int n = snprintf(line, sizeof line, "%d %d %s\n", a->thread, t, id);
+        if (write(a->fd, line, (size_t)n) != n) _exit(4); // one write under PIPE_BUF: atomic
+        strcpy(prev, id);
+    }
+    return NULL;
+}
+
+/* The child process: KILL_THREADS writers on one store, as the server's workers. Never returns. */
 static void durability_child(const char *path, int fd, int round)
 {
     nuri_store *s = NULL;
     if (nuri_store_open(path, NULL, &s) != NURI_OK) _exit(2);
-    char prev[NURI_STORE_ID_MAX] = "";
-    for (int t = 0;; t++) {
-        char q[64], ans[64], id[NURI_STORE_ID_MAX], line[NURI_STORE_ID_MAX + 32];
-        snprintf(q, sizeof q, "round %d question %d", round, t);
-        snprintf(ans, sizeof ans, "round %d answer %d", round, t);
-        if (put_turn(s, "owner", prev[0] ? prev : NULL, NULL, q, ans, id) != NURI_OK) _exit(3);
-        int n = snprintf(line, sizeof line, "%d %s\n", t, id);
-        if (write(fd, line, (size_t)n) != n) _exit(4); // one write under PIPE_BUF: atomic
-        strcpy(prev, id);
+    pthread_t th[KILL_THREADS];
+    durability_arg args[KILL_THREADS];
+    for (int i = 0; i < KILL_THREADS; i++) {
+        args[i] = (durability_arg){.s = s, .fd = fd, .round = round, .thread = i};
+        if (pthread_create(&th[i], NULL, durability_writer, &args[i])) _exit(5);
     }
+    for (;;) pause();
 }
 
 TEST(every_acknowledged_write_survives_kill_9)
@@ -977,32 +1035,35 @@ TEST(every_acknowledged_write_survives_kill_9)
         CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child ended otherwise: %d",
                status);
 
-        // every id the child acknowledged is there, whole
+        // every id the child acknowledged is there, whole, and each thread's chain is complete
         nuri_store *s = NULL;
         REQUIRE(nuri_store_open(path, NULL, &s) == NURI_OK);
-        int t, n_acked = 0;
-        char id[NURI_STORE_ID_MAX], last[NURI_STORE_ID_MAX] = "";
-        while (fscanf(acks, "%d %95s", &t, id) == 2) {
-            CHECKF(t == n_acked, "ack %d out of order", t);
+        int th, t, n_acked[KILL_THREADS] = {0};
+        char id[NURI_STORE_ID_MAX], last[KILL_THREADS][NURI_STORE_ID_MAX];
+        while (fscanf(acks, "%d %d %95s", &th, &t, id) == 3) {
+            REQUIRE(th >= 0 && th < KILL_THREADS);
+            CHECKF(t == n_acked[th], "thread %d: ack %d out of order", th, t);
             json_t *r = NULL;
             nuri_status st = nuri_store_response_get(s, "owner", id, &r);
             CHECKF(st == NURI_OK, "round %d (seed %u): acknowledged %s lost: %s", round, seed, id,
                    nuri_last_error());
             char ans[64];
-            snprintf(ans, sizeof ans, "round %d answer %d", round, t);
+            snprintf(ans, sizeof ans, "round %d thread %d answer %d", round, th, t);
             if (r)
                 CHECK(strcmp(item_text(json_array_get(json_object_get(r, "output"), 0)), ans) == 0);
             json_decref(r);
-            strcpy(last, id);
-            n_acked++;
+            strcpy(last[th], id);
+            n_acked[th]++;
         }
         fclose(acks);
-        CHECK(n_acked > 0);
-        json_t *items = NULL;
-        REQUIRE(nuri_store_response_chain(s, "owner", last, 100000, &items) == NURI_OK);
-        CHECKF(json_array_size(items) == 2 * (size_t)n_acked, "chain %zu, acked %d",
-               json_array_size(items), n_acked);
-        json_decref(items);
+        for (int i = 0; i < KILL_THREADS; i++) {
+            if (n_acked[i] == 0) continue; // killed before this thread's first answer
+            json_t *items = NULL;
+            REQUIRE(nuri_store_response_chain(s, "owner", last[i], 100000, &items) == NURI_OK);
+            CHECKF(json_array_size(items) == 2 * (size_t)n_acked[i], "chain %zu, acked %d",
+                   json_array_size(items), n_acked[i]);
+            json_decref(items);
+        }
         nuri_store_close(s);
         if (test_cur_failed) break;
     }
@@ -1044,6 +1105,7 @@ int main(void)
     RUN(files_that_are_not_nuri_stores_are_clear_errors);
     RUN(a_store_with_corrupt_pages_fails_with_errors_not_crashes);
     RUN(concurrent_writers_and_readers_share_one_store);
+    RUN(a_write_lock_held_elsewhere_lets_reads_on_and_fails_writes_after_the_busy_timeout);
     RUN(every_acknowledged_write_survives_kill_9);
     if (!test_failed)
         nftw(tmp_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
