@@ -279,6 +279,9 @@ TEST(response_put_refuses_bad_objects_and_duplicate_ids)
     CHECK(nuri_store_response_put(s, "", bad, NULL) == NURI_ERR_INVALID_ARG);
     json_object_set_new(bad, "output", json_pack("[i]", 1)); // an item that is not an object
     CHECK(nuri_store_response_put(s, "", bad, NULL) == NURI_ERR_INVALID_ARG);
+    json_object_set_new(bad, "output", json_pack("[o]", user_msg("an output item without id")));
+    CHECK(nuri_store_response_put(s, "", bad, NULL) == NURI_ERR_INVALID_ARG);
+    CHECK(strstr(nuri_last_error(), "output[0] has no id") != NULL);
     json_object_set_new(bad, "output", json_array());
     json_t *in = json_pack("[s]", "not an item");
     CHECK(nuri_store_response_put(s, "", bad, in) == NURI_ERR_INVALID_ARG);
@@ -459,6 +462,36 @@ TEST(another_owners_conversation_behaves_exactly_as_a_missing_one_lists_included
     json_decref(x);
     json_decref(meta);
     json_decref(more);
+    nuri_store_close(s);
+}
+
+TEST(ids_and_owners_are_only_ever_data)
+{
+    char path[600], id[NURI_STORE_ID_MAX];
+    nuri_store *s = open_new(path, sizeof path);
+    REQUIRE(s);
+    REQUIRE(put_turn(s, "key-a", NULL, NULL, "q", "a", id) == NURI_OK);
+    json_t *x = NULL;
+    const char *hostile[] = {"' OR '1'='1", "x'; DROP TABLE responses; --", "%", "_", "*"};
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        CHECK(nuri_store_response_get(s, "key-a", hostile[i], &x) == NURI_ERR_NOT_FOUND);
+        CHECK(nuri_store_response_get(s, hostile[i], id, &x) == NURI_ERR_NOT_FOUND);
+        CHECK(nuri_store_response_delete(s, hostile[i], id) == NURI_ERR_NOT_FOUND);
+        nuri_store_page page = {.limit = 10};
+        REQUIRE(nuri_store_conversation_list(s, hostile[i], &page, &x) == NURI_OK);
+        CHECK(json_array_size(json_object_get(x, "data")) == 0);
+        json_decref(x);
+    }
+    // an id longer than any the store keeps is simply not there
+    char longid[300];
+    memset(longid, 'a', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    CHECK(nuri_store_response_get(s, "key-a", longid, &x) == NURI_ERR_NOT_FOUND);
+    CHECK(nuri_store_conversation_get(s, "key-a", longid, &x) == NURI_ERR_NOT_FOUND);
+    CHECK(nuri_store_response_get(s, "key-a", "", &x) == NURI_ERR_NOT_FOUND);
+    CHECK(sql_int(path, "SELECT count(*) FROM responses") == 1);
+    REQUIRE(nuri_store_response_get(s, "key-a", id, &x) == NURI_OK);
+    json_decref(x);
     nuri_store_close(s);
 }
 
@@ -1095,6 +1128,7 @@ int main(void)
     RUN(chain_through_a_loop_is_a_format_error_not_a_hang);
     RUN(another_owners_response_behaves_exactly_as_a_missing_one);
     RUN(another_owners_conversation_behaves_exactly_as_a_missing_one_lists_included);
+    RUN(ids_and_owners_are_only_ever_data);
     RUN(input_items_page_forward_and_backward_like_openai_lists);
     RUN(conversation_lists_and_items_page_newest_first_by_default);
     RUN(conversation_round_trip_update_and_item_delete);

@@ -92,7 +92,8 @@ typedef struct nuri_store_page {
  * "model", "status", "output" required; "previous_response_id" and "conversation": {"id"} are
  * read when present). input: an array of item objects (OpenAI input items, e.g. a message
  * {"type":"message","role":"user","content":[...]}, a function_call_output); NULL for none.
- * Items without an "id" get one ("msg_...", "fc_...", ...). The previous response and the
+ * Input items without an "id" get one ("msg_...", "fc_...", ...); output items must have theirs
+ * (the server made them with nuri_store_new_id, to stream them). The previous response and the
  * conversation must exist and belong to owner (else NURI_ERR_NOT_FOUND, nothing stored); with a
  * conversation, the input items and then the output items are appended to it in the same
  * transaction (an item id the conversation already holds is NURI_ERR_INVALID_ARG, as in

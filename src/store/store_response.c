@@ -80,16 +80,23 @@ nuri_status nuri_store_response_put(nuri_store *s, const char *owner, const json
                           "store: a response needs id, created_at, model, status and output "
                           "(and previous_response_id and conversation.id, when given, are ids)");
 
+    // Output items were announced to the client with their ids (in a stream, before the response
+    // was whole), so the store must not make up others: the stored response is the one returned.
+    size_t i;
+    json_t *item;
+    json_array_foreach(output, i, item)
+    {
+        if (!store_id_ok(json_string_value(json_object_get(item, "id"))))
+            return nuri_error(NURI_ERR_INVALID_ARG, "store: output[%zu] has no id", i);
+    }
+
     // Everything that can be prepared is prepared before the write lock is taken.
     nuri_status st;
     json_t *in = store_items_with_ids(input, "input", &st);
     if (!in) return st;
-    json_t *out = store_items_with_ids(output, "output", &st);
-    json_t *body = out ? json_copy((json_t *)response) : NULL; // shallow; "output" replaced below
-    char *text = NULL;
-    if (out &&
-        (!body || json_object_set(body, "output", out) || !(text = json_dumps(body, JSON_COMPACT))))
-        st = nuri_error(NURI_ERR_NOMEM, "store: out of memory");
+    json_t *out = store_items_with_ids(output, "output", &st); // checks that items are objects
+    char *text = out ? json_dumps(response, JSON_COMPACT) : NULL;
+    if (out && !text) st = nuri_error(NURI_ERR_NOMEM, "store: out of memory");
     if (st != NURI_OK) goto done;
 
     store_conn *c = store_conn_get(s);
@@ -140,7 +147,6 @@ nuri_status nuri_store_response_put(nuri_store *s, const char *owner, const json
     store_conn_put(s, c);
 done:
     free(text);
-    json_decref(body);
     json_decref(out);
     json_decref(in);
     return st;
