@@ -44,11 +44,11 @@ start() {
     fi
     eval "URL_$name=http://127.0.0.1:$port"
 }
-start main -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536
-start auth -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit \
+start main --no-store -m "$MODEL" --max-seqs 16 --ctx 8192 --max-body 65536
+start auth --no-store -m "$MODEL" --max-seqs 2 --api-key other --api-key sekrit \
     --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
-start queue -m "$MODEL" --max-seqs 1 --queue 1 --header-timeout 400
-start kv -m "$MODEL" --max-seqs 4 --ctx 512
+start queue --no-store -m "$MODEL" --max-seqs 1 --queue 1 --header-timeout 400
+start kv --no-store -m "$MODEL" --max-seqs 4 --ctx 512
 # tool calling: a random-weight model with the real Qwen2 vocabulary and a 4096-token context
 # (made once per build folder: slow under the sanitizers), three real templates of three formats
 QWEN="$(dirname "$NURI")/tests/tools-qwen2-tiny.gguf"
@@ -60,11 +60,13 @@ if [ ! -f "$QWEN" ]; then
     "$MKNURI" mkmodel --arch qwen2 --shape tiny --type Q8_0 --ctx 4096 \
         --vocab tests/data/vocab/ggml-vocab-qwen2.gguf "$QWEN.tmp" >/dev/null && mv "$QWEN.tmp" "$QWEN"
 fi
-start hermes -m "$QWEN" --max-seqs 4 --ctx 4096 \
+start hermes --no-store -m "$QWEN" --max-seqs 4 --ctx 4096 \
     --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
-start hcx -m "$QWEN" --max-seqs 4 --ctx 4096 \
+start hcx --no-store -m "$QWEN" --max-seqs 4 --ctx 4096 \
     --chat-template tests/data/templates-korean/HyperCLOVAX-SEED-Think-32B.jinja
-start exaone -m "$QWEN" --max-seqs 4 --ctx 4096 \
+start resp -m "$QWEN" --max-seqs 4 --ctx 8192 --api-key k1 --api-key k2 --store "$tmp/store.db" \
+    --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
+start exaone --no-store -m "$QWEN" --max-seqs 4 --ctx 4096 \
     --chat-template tests/data/templates-korean/LGAI-EXAONE-EXAONE-4.0-1.2B.jinja
 # wait until the real ones have loaded
 node -e '
@@ -77,12 +79,14 @@ const deadline = Date.now() + 20000;
             if (ok) break;
             await new Promise((r) => setTimeout(r, 50));
         }
-})();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv" "$URL_hermes" "$URL_hcx" "$URL_exaone"
+})();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv" "$URL_hermes" "$URL_hcx" "$URL_exaone" "$URL_resp"
 
 out=$(NURI_URL=$URL_main NURI_URL_AUTH=$URL_auth NURI_URL_QUEUE=$URL_queue NURI_URL_KV=$URL_kv \
     NURI_URL_HERMES=$URL_hermes NURI_URL_HCX=$URL_hcx NURI_URL_EXAONE=$URL_exaone \
+    NURI_URL_RESP=$URL_resp \
     timeout 600 node --test --test-concurrency=1 \
-    tests/serve/api.test.mjs tests/serve/concurrency.test.mjs tests/serve/tools.test.mjs 2>&1)
+    tests/serve/api.test.mjs tests/serve/concurrency.test.mjs tests/serve/tools.test.mjs \
+    tests/serve/responses.test.mjs 2>&1)
 rc=$?
 passed=$(printf '%s\n' "$out" | sed -n 's/^# pass \([0-9]*\)$/\1/p' | tail -n 1)
 failed=$(printf '%s\n' "$out" | sed -n 's/^# fail \([0-9]*\)$/\1/p' | tail -n 1)
@@ -118,8 +122,13 @@ else
     fi
 fi
 
+# a stored response outlives its server: made here, read back after a restart on the same store
+kept=$(curl -s "$URL_resp/v1/responses" -H 'Authorization: Bearer k1' -H 'Content-Type: application/json' \
+    -d '{"input": "기억해 줘", "max_output_tokens": 4, "temperature": 0}')
+kept_id=$(printf '%s' "$kept" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
+
 # every server stops cleanly on SIGTERM, without sanitizer reports
-for name in main auth queue kv hermes hcx exaone; do
+for name in main auth queue kv hermes hcx exaone resp; do
     eval "pid=\$PID_$name"
     kill -TERM "$pid" 2>/dev/null
     rc=0
@@ -141,5 +150,23 @@ for name in main auth queue kv hermes hcx exaone; do
         passed=$((passed + 1))
     fi
 done
+start resp2 -m "$QWEN" --max-seqs 1 --ctx 4096 --api-key k1 --api-key k2 --store "$tmp/store.db" \
+    --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
+for _ in $(seq 1 200); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL_resp2/health")" = 200 ] && break
+    sleep 0.05
+done
+again=$(curl -s "$URL_resp2/v1/responses/$kept_id" -H 'Authorization: Bearer k1')
+other=$(curl -s -o /dev/null -w '%{http_code}' "$URL_resp2/v1/responses/$kept_id" -H 'Authorization: Bearer k2')
+if [ -n "$kept_id" ] && python3 -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); assert a["output"]==b["output"] and a["id"]==b["id"]' "$kept" "$again" 2>/dev/null &&
+    [ "$other" = 404 ]; then
+    echo "ok   a stored response is read back after a restart (and stays its key's)"
+    passed=$((passed + 1))
+else
+    echo "FAIL a stored response after a restart: $kept_id: $again (other key: $other)"
+    failed=$((failed + 1))
+fi
+kill -TERM "$PID_resp2" 2>/dev/null
+wait "$PID_resp2" 2>/dev/null
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

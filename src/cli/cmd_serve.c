@@ -10,6 +10,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "serve/serve.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -31,9 +32,12 @@ static void serve_usage(FILE *out)
         "                  [--max-body BYTES] [--header-timeout MS] [--request-timeout MS]\n"
         "                  [--idle-timeout S] [--max-conns N] [--max-conns-per-client N]\n"
         "                  [--allow-host NAME ...] [--shutdown-timeout S]\n"
-        "                  [--unsafe-special-tokens]\n"
+        "                  [--unsafe-special-tokens] [--store PATH | --no-store]\n"
         "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
-        "  GET /v1/models, GET /health, GET /metrics\n"
+        "  POST /v1/responses (GET, DELETE /v1/responses/{id}, .../input_items),\n"
+        "  /v1/conversations (and /{id}, /{id}/items), GET /v1/models, GET /health, GET /metrics\n"
+        "  --store      the conversation store, an SQLite file (default\n"
+        "               $XDG_DATA_HOME/nuri/nuri.db); --no-store keeps none\n"
         "  --ctx        KV cache tokens shared by all sequences (default: sized by --kv-mem)\n"
         "  --kv-mem     fraction of the memory available after loading for the KV cache\n"
         "               (default 0.5; at most max-seqs full-length sequences)\n"
@@ -99,6 +103,8 @@ int cmd_serve(int argc, char **argv)
     if (!keys || !hosts) return 1;
     int n_keys = 0;
     long shutdown_timeout = 30;
+    bool no_store = false;
+    char *store_default = NULL;
     const char *v;
     long x;
     float fx;
@@ -185,6 +191,12 @@ int cmd_serve(int argc, char **argv)
                 goto done;
         } else if (!strcmp(a, "--unsafe-special-tokens")) {
             p.unsafe_special_tokens = true;
+        } else if (!strcmp(a, "--store")) {
+            if (!(p.store_path = args_value(argc, argv, &i))) goto done;
+            no_store = false;
+        } else if (!strcmp(a, "--no-store")) {
+            no_store = true;
+            p.store_path = NULL;
         } else {
             fprintf(stderr, "nuri serve: unknown option '%s'\n", a);
             serve_usage(stderr);
@@ -194,6 +206,13 @@ int cmd_serve(int argc, char **argv)
     if (!p.model_path) {
         serve_usage(stderr);
         goto done;
+    }
+    if (!no_store && !p.store_path) {
+        if (nuri_store_default_path(&store_default) != NURI_OK) {
+            rc = cli_fail("serve: the default store (--store PATH or --no-store to choose)");
+            goto done;
+        }
+        p.store_path = store_default;
     }
     const char *env_key = getenv("NURI_API_KEY");
     if (env_key && env_key[0] && !(keys[n_keys++] = strdup(env_key))) goto done;
@@ -258,6 +277,7 @@ int cmd_serve(int argc, char **argv)
     }
     serve_server_stop(s);
 done:
+    free(store_default);
     for (int i = 0; i < n_keys; i++) free(keys[i]);
     free(keys);
     free(hosts);

@@ -23,6 +23,9 @@
  */
 #include "serve/server.h"
 
+#include "base/sha256.h"
+#include "store/store.h"
+
 #include "base/status.h"
 #include "serve/http_parse.h"
 
@@ -65,6 +68,8 @@ enum route {
     R_HEALTH,
     R_METRICS,
     R_MODELS,
+    R_RESPONSES, // POST /v1/responses: a generation
+    R_STORE,     // stored objects: /v1/responses/{id}..., /v1/conversations...
 };
 
 struct conn {
@@ -89,6 +94,9 @@ struct conn {
     bool keep_alive; // another request may follow the current answer
     enum route route;
     char path[512];
+    char query[512];
+    char method[16];
+    char owner[65];
     char *model_id; // GET /v1/models/{id}
     http_request req;
     buf out; // an answer the loop is writing
@@ -460,6 +468,25 @@ static bool host_allowed(serve_server *s, const http_head *h)
     return false;
 }
 
+/* Whose stored objects a request may see: the SHA-256 of its API key (hex), or "" without keys.
+ * The key itself is never stored. */
+static void request_owner(serve_server *s, const http_head *h, char owner[65])
+{
+    owner[0] = 0;
+    if (s->n_api_keys == 0) return;
+    const http_header *a = http_head_find(h, "Authorization");
+    if (!a || a->value_len < 7) return;
+    const char *k = a->value + 7;
+    size_t n = a->value_len - 7;
+    while (n && *k == ' ') k++, n--;
+    nuri_sha256 sh;
+    uint8_t d[32];
+    nuri_sha256_init(&sh);
+    nuri_sha256_update(&sh, k, n);
+    nuri_sha256_final(&sh, d);
+    nuri_sha256_hex(d, owner);
+}
+
 static bool is_json(const http_head *h)
 {
     const http_header *ct = http_head_find(h, "Content-Type");
@@ -498,10 +525,20 @@ static bool check_head(serve_server *s, front *f, conn *c, const http_head *h)
     memcpy(c->path, h->target, pn);
     c->path[pn] = 0;
     c->req.path = c->path;
+    size_t qn = 0;
+    if (pn < h->target_len && h->target[pn] == '?') {
+        const char *q = h->target + pn + 1;
+        while (qn < h->target_len - pn - 1 && q[qn] != '#' && qn < sizeof c->query - 1) qn++;
+        memcpy(c->query, q, qn);
+    }
+    c->query[qn] = 0;
+    c->req.query = c->query;
     char method[16];
     size_t mn = h->method_len < sizeof method - 1 ? h->method_len : sizeof method - 1;
     memcpy(method, h->method, mn);
     method[mn] = 0;
+    snprintf(c->method, sizeof c->method, "%s", method);
+    c->req.method = c->method;
     if (!host_allowed(s, h)) {
         loop_error(s, f, c, 403, "host_not_allowed", NULL,
                    "the Host header does not name this server (an IP address or localhost); "
@@ -514,9 +551,16 @@ static bool check_head(serve_server *s, front *f, conn *c, const http_head *h)
                    "missing or wrong API key: send 'Authorization: Bearer KEY'");
         return false;
     }
+    request_owner(s, h, c->owner);
+    c->req.owner = c->owner;
     const char *p = c->path;
-    bool gen = false;
-    if (!strcmp(p, "/v1/chat/completions") || !strcmp(p, "/chat/completions")) {
+    bool gen = false, store = false;
+    if (!strcmp(p, "/v1/responses") || !strcmp(p, "/responses")) {
+        c->route = R_RESPONSES, gen = true;
+    } else if (!strncmp(p, "/v1/responses/", 14) || !strcmp(p, "/v1/conversations") ||
+               !strncmp(p, "/v1/conversations/", 18)) {
+        c->route = R_STORE, store = true;
+    } else if (!strcmp(p, "/v1/chat/completions") || !strcmp(p, "/chat/completions")) {
         c->route = R_CHAT, gen = true;
     } else if (!strcmp(p, "/v1/completions") || !strcmp(p, "/completions")) {
         c->route = R_COMPLETION, gen = true;
@@ -536,7 +580,12 @@ static bool check_head(serve_server *s, front *f, conn *c, const http_head *h)
     }
     bool post = !strcmp(method, "POST");
     bool get = !strcmp(method, "GET"), head = !strcmp(method, "HEAD");
-    if (gen ? !post : !(get || head)) {
+    if (store && !(post || get || !strcmp(method, "DELETE"))) {
+        loop_error(s, f, c, 405, "method_not_allowed", "Allow: GET, POST, DELETE\r\n",
+                   "%.200s does not take %s", p, method);
+        return false;
+    }
+    if (!store && (gen ? !post : !(get || head))) {
         loop_error(s, f, c, 405, "method_not_allowed",
                    gen ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n",
                    "%.200s does not take %s (use %s)", p, method, gen ? "POST" : "GET");
@@ -1110,7 +1159,12 @@ static void *worker_main(void *arg)
                        "the server is shutting down");
             conn_reply_error(s, c, &e);
         } else {
-            routes_generate(s, c, c->route == R_CHAT ? SERVE_CHAT : SERVE_COMPLETION);
+            if (c->route == R_RESPONSES)
+                routes_responses(s, c);
+            else if (c->route == R_STORE)
+                routes_store(s, c);
+            else
+                routes_generate(s, c, c->route == R_CHAT ? SERVE_CHAT : SERVE_COMPLETION);
         }
 
         pthread_mutex_lock(&s->q_mu);
@@ -1273,6 +1327,10 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
             s->p.max_connections = (int)room;
         }
     }
+    if (p->store_path) {
+        if ((st = nuri_store_open(p->store_path, NULL, &s->store)) != NURI_OK) goto fail;
+        serve_log(s, "conversation store: %s", p->store_path);
+    }
     s->n_workers = s->p.max_seqs + s->p.max_queue + 4;
     front *f = calloc(1, sizeof *f);
     s->front = f;
@@ -1394,6 +1452,7 @@ void serve_server_stop(serve_server *s)
             conn_free(c);
         }
     }
+    nuri_store_close(s->store);
     serve_sched_free(s->sched); // the samplers go with their jobs, before the trie they borrow
     nuri_token_trie_free(s->grammar_trie);
     serve_prompt_free(s->prompt);

@@ -12,6 +12,7 @@
  * answers that with a reset and its request is cancelled; an error after that point travels in
  * the 200's body as an OpenAI error object.
  */
+#include "serve/gen.h"
 #include "serve/server.h"
 
 #include "base/status.h"
@@ -30,7 +31,7 @@
 /* One choice of a request being generated, owned by its connection. A request with n choices has
  * n of them in an array: the first owns the request (req, body) and the output buffer; the others
  * share them (owner false) and have their own job, text, parser and outcome. */
-typedef struct gen {
+struct gen {
     serve_server *s;
     int index;       // the choice's index
     bool owner;      // owns req, body and out
@@ -68,7 +69,8 @@ typedef struct gen {
     bool sent_role, sent_end;
     buf out; // the owner's: the stream's next bytes, for every choice
     size_t out_off;
-} gen;
+    bool parsed_end; // gen_step: the parser's end has been handed over
+};
 
 static json_t *bytes_array(const char *s, size_t n)
 {
@@ -602,6 +604,22 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+/* Fills e for gen_begin's caller; returns NULL. */
+static gen *fail_gen(serve_error *e, int http, const char *param, const char *code, const char *fmt,
+                     ...) __attribute__((format(printf, 5, 6)));
+static gen *fail_gen(serve_error *e, int http, const char *param, const char *code, const char *fmt,
+                     ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    serve_fail(e, http, http >= 500 ? "server_error" : "invalid_request_error", param, code, "%s",
+               msg);
+    return NULL;
+}
+
 /* Answers an error from a worker; always "done" for the caller. */
 static void fail_request(serve_server *s, conn *c, int http, const char *param, const char *code,
                          const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -638,7 +656,7 @@ static unsigned detok_flags(const gen *g)
 /* Chat: the reply parser (tools, or a template that shows reasoning), and for tool_choice
  * "required" / a named function (or "auto" with a response_format) the grammar that makes the
  * reply valid calls. False with a 400 in e when a tool's schema cannot be enforced. */
-static bool setup_reply(gen *g, const serve_prompt_info *info, serve_error *e)
+static bool setup_reply(gen *g, const serve_prompt_info *info, bool always_parse, serve_error *e)
 {
     bool in_reasoning = info->opens_reasoning;
     serve_request *r = &g->req;
@@ -646,7 +664,7 @@ static bool setup_reply(gen *g, const serve_prompt_info *info, serve_error *e)
     if (r->kind != SERVE_CHAT) return true;
     const nuri_chat_syntax *syn = serve_prompt_syntax(p);
     bool tools = r->tool_choice != SERVE_TOOLS_NONE;
-    if (!tools && !serve_prompt_shows_reasoning(p) && !in_reasoning) return true;
+    if (!tools && !serve_prompt_shows_reasoning(p) && !in_reasoning && !always_parse) return true;
     nuri_reply_opts o = {.syntax = *syn, .in_reasoning = in_reasoning, .tools = r->tools};
     if (!tools) o.syntax.format = NURI_TOOLCALL_NONE;
     if (!serve_prompt_shows_reasoning(p) && !in_reasoning) o.syntax.think_open = NULL;
@@ -691,20 +709,13 @@ static bool setup_reply(gen *g, const serve_prompt_info *info, serve_error *e)
     return true;
 }
 
-void routes_generate(serve_server *s, conn *c, serve_kind kind)
+gen *gen_begin(serve_server *s, conn *c, json_t *root, serve_kind kind, bool always_parse,
+               double t_arrival, serve_error *e)
 {
-    const http_request *rq = conn_request(c);
-    double t_arrival = serve_now();
-    json_error_t je;
-    json_t *root = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return fail_request(s, c, 400, NULL, "invalid_json",
-                            "the request body is not valid JSON: %s (line %d, column %d)", je.text,
-                            je.line, je.column);
     gen *g = calloc(1, sizeof *g);
     if (!g) {
         json_decref(root);
-        return fail_request(s, c, 500, NULL, NULL, "out of memory");
+        return fail_gen(e, 500, NULL, NULL, "out of memory");
     }
     g->s = s;
     g->body = root;
@@ -712,44 +723,41 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
     g->owner = true;
     g->all = g;
     g->n_all = 1;
-    serve_error e;
-    if (!serve_request_parse(root, kind, s->n_vocab, &g->req, &e)) {
+    if (!serve_request_parse(root, kind, s->n_vocab, &g->req, e)) {
         gen_free(g);
-        conn_reply_error(s, c, &e);
-        return;
+        return NULL;
     }
     int32_t *ids = NULL, n_ids = 0;
     serve_prompt_info info;
-    if (!serve_prompt_tokens(s->prompt, &g->req, &ids, &n_ids, &info, &e) ||
-        !setup_reply(g, &info, &e)) {
+    if (!serve_prompt_tokens(s->prompt, &g->req, &ids, &n_ids, &info, e) ||
+        !setup_reply(g, &info, always_parse, e)) {
         free(ids);
         gen_free(g);
-        conn_reply_error(s, c, &e);
-        return;
+        return NULL;
     }
     const char *pparam = kind == SERVE_CHAT ? "messages" : "prompt";
     int32_t seq_max = serve_sched_seq_max(s->sched);
     if (n_ids == 0) {
         free(ids);
         gen_free(g);
-        return fail_request(s, c, 400, pparam, "invalid_value", "the prompt is empty (0 tokens)");
+        return fail_gen(e, 400, pparam, "invalid_value", "the prompt is empty (0 tokens)");
     }
     if (n_ids >= seq_max) {
         free(ids);
         gen_free(g);
-        return fail_request(s, c, 400, pparam, "context_length_exceeded",
-                            "the prompt is %d tokens long, but a sequence holds at most %d tokens "
-                            "(prompt and completion together)",
-                            n_ids, seq_max);
+        return fail_gen(e, 400, pparam, "context_length_exceeded",
+                        "the prompt is %d tokens long, but a sequence holds at most %d tokens "
+                        "(prompt and completion together)",
+                        n_ids, seq_max);
     }
     if (g->req.max_tokens > 0 && (int64_t)n_ids + g->req.max_tokens > seq_max) {
         int32_t mt = g->req.max_tokens;
         free(ids);
         gen_free(g);
-        return fail_request(s, c, 400, "max_tokens", "context_length_exceeded",
-                            "the prompt (%d tokens) and max_tokens (%d) come to %lld tokens, but "
-                            "a sequence holds at most %d tokens; ask for at most %d new tokens",
-                            n_ids, mt, (long long)n_ids + mt, seq_max, seq_max - n_ids);
+        return fail_gen(e, 400, "max_tokens", "context_length_exceeded",
+                        "the prompt (%d tokens) and max_tokens (%d) come to %lld tokens, but "
+                        "a sequence holds at most %d tokens; ask for at most %d new tokens",
+                        n_ids, mt, (long long)n_ids + mt, seq_max, seq_max - n_ids);
     }
     int32_t max_new = seq_max - n_ids;
     if (g->req.max_tokens > 0) max_new = g->req.max_tokens;
@@ -767,7 +775,7 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
         if (!more) {
             free(ids);
             gen_free(g);
-            return fail_request(s, c, 500, NULL, NULL, "out of memory");
+            return fail_gen(e, 500, NULL, NULL, "out of memory");
         }
         g = more;
         memset(g + 1, 0, (size_t)(n_choices - 1) * sizeof *g);
@@ -819,7 +827,7 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
         if (nuri_sampler_new(&spi, s->n_vocab, &smp) != NURI_OK) {
             free(ids);
             gen_free(g);
-            return fail_request(s, c, 400, NULL, "invalid_value", "%s", nuri_last_error());
+            return fail_gen(e, 400, NULL, "invalid_value", "%s", nuri_last_error());
         }
         int32_t *pids = i == n_choices - 1 ? ids : malloc((size_t)n_ids * sizeof *ids);
         if (pids && pids != ids) memcpy(pids, ids, (size_t)n_ids * sizeof *ids);
@@ -832,7 +840,7 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
             nuri_detok_init(&ch->detok, serve_prompt_vocab(s->prompt), detok_flags(g)) != NURI_OK) {
             if (i < n_choices - 1) free(ids);
             gen_free(g);
-            return fail_request(s, c, 500, NULL, NULL, "out of memory");
+            return fail_gen(e, 500, NULL, NULL, "out of memory");
         }
         ch->detok_ok = true;
         ch->job->max_new = max_new;
@@ -850,22 +858,107 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
                 if (conn_gone(s, c)) {
                     gen_gone(g);
                     gen_free(g);
-                    return;
+                    e->http = 0; // nobody to answer
+                    return NULL;
                 }
     }
     if (atomic_load(&s->draining) || sub != NURI_OK) {
         bool shutting = atomic_load(&s->draining);
         gen_free(g);
-        if (shutting)
-            return fail_request(s, c, 503, NULL, "shutting_down", "the server is shutting down");
-        return fail_request(s, c, 503, NULL, "queue_full",
-                            "the server is busy: every sequence is in use and the queue is full; "
-                            "retry after a moment");
+        if (shutting) return fail_gen(e, 503, NULL, "shutting_down", "the server is shutting down");
+        return fail_gen(e, 503, NULL, "queue_full",
+                        "the server is busy: every sequence is in use and the queue is full; "
+                        "retry after a moment");
+    }
+    return g;
+}
+
+void routes_generate(serve_server *s, conn *c, serve_kind kind)
+{
+    const http_request *rq = conn_request(c);
+    double t_arrival = serve_now();
+    json_error_t je;
+    json_t *root = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return fail_request(s, c, 400, NULL, "invalid_json",
+                            "the request body is not valid JSON: %s (line %d, column %d)", je.text,
+                            je.line, je.column);
+    serve_error e;
+    gen *g = gen_begin(s, c, root, kind, false, t_arrival, &e);
+    if (!g) {
+        if (e.http) conn_reply_error(s, c, &e);
+        return;
     }
     if (g->req.stream)
         respond_stream(s, c, g);
     else
         respond_whole(s, c, g);
+    gen_free(g);
+}
+
+/* ============================== the gen API (gen.h) ============================== */
+
+bool gen_step(gen *g, int timeout_ms, const nuri_reply_delta **d, size_t *nd, bool *done)
+{
+    *d = NULL;
+    *nd = 0;
+    *done = false;
+    if (g->gone) return false;
+    if (g->done) { // the text is all in: the parser's end, once
+        if (!g->parsed_end) {
+            g->parsed_end = true;
+            gen_account(g);
+            if (!g->err_http && nuri_reply_parser_finish(g->rp, d, nd) != NURI_OK) {
+                g->err_http = 500;
+                snprintf(g->err, sizeof g->err, "out of memory");
+            }
+            if (*nd) return true;
+        }
+        *done = true;
+        return true;
+    }
+    size_t from, n = gen_pump(g, timeout_ms, &from);
+    if (g->gone) return false;
+    if (n > 0 && nuri_reply_parser_feed(g->rp, g->text.p + from, n, d, nd) != NURI_OK) {
+        serve_job_cancel(g->s->sched, g->job);
+        g->done = true;
+        g->err_http = 500;
+        snprintf(g->err, sizeof g->err, "out of memory");
+    }
+    return true;
+}
+
+const nuri_reply *gen_reply(const gen *g)
+{
+    return nuri_reply_parser_reply(g->rp);
+}
+
+const char *gen_finish(const gen *g)
+{
+    return finish_name(g);
+}
+
+void gen_usage(const gen *g, int32_t *prompt, int32_t *completion, int32_t *cached)
+{
+    *prompt = g->n_prompt;
+    *completion = g->n_tokens;
+    *cached = g->n_cached;
+}
+
+bool gen_error_of(const gen *g, serve_error *e)
+{
+    if (!g->err_http) return false;
+    gen_error((gen *)g, e);
+    return true;
+}
+
+const serve_request *gen_request(const gen *g)
+{
+    return &g->req;
+}
+
+void gen_end(gen *g)
+{
     gen_free(g);
 }
 

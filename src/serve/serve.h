@@ -48,7 +48,10 @@ typedef struct serve_params {
     int max_connections;        // open connections in all (0: 8192, within the descriptor limit)
     int max_conns_per_client;   // open connections per client address (0: 256)
     bool unsafe_special_tokens; // parse special-token text in message contents (off: safe)
-    serve_log_fn log;           // start-up notes and load failures; may be NULL
+    // the conversation store (Responses API, conversations): an SQLite file, or NULL for none
+    // (then those routes answer 501 store_disabled)
+    const char *store_path;
+    serve_log_fn log; // start-up notes and load failures; may be NULL
     void *log_ud;
 } serve_params;
 

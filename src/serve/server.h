@@ -72,18 +72,23 @@ struct serve_server {
     serve_sched *sched;
     nuri_token_trie *grammar_trie; // the vocabulary's token texts, for grammar-constrained requests
     int32_t n_vocab;
+    struct nuri_store *store; // the conversation store, or NULL (--no-store)
     atomic_uint_fast64_t id_counter;
 };
 
 /* A complete request handed to a worker. Strings are NUL-terminated and live until the conn is
  * returned to the loop. */
 typedef struct http_request {
-    const char *path; // without the query
-    const char *body; // the decoded body (NUL-terminated)
-    size_t body_len;  // bytes
-    bool head_only;   // HEAD
-    bool keep_alive;  // the client allows another request (the route may still close)
-    int minor;        // HTTP/1.<minor>
+    const char *method; // "GET", "POST", ...
+    const char *path;   // without the query
+    const char *query;  // after '?', without it ("" for none)
+    const char *owner;  // whose stored objects these are: the API key's SHA-256 in hex, "" when
+                        // the server has no keys
+    const char *body;   // the decoded body (NUL-terminated)
+    size_t body_len;    // bytes
+    bool head_only;     // HEAD
+    bool keep_alive;    // the client allows another request (the route may still close)
+    int minor;          // HTTP/1.<minor>
 } http_request;
 
 /* The request a worker runs on c. */
@@ -117,6 +122,10 @@ bool conn_head_sent(conn *c);
 
 /* The generation routes (routes.c), run by a worker. */
 void routes_generate(serve_server *s, conn *c, serve_kind kind);
+/* POST /v1/responses, and the stored objects' routes (/v1/responses/{id}..., /v1/conversations...):
+ * responses.c. */
+void routes_responses(serve_server *s, conn *c);
+void routes_store(serve_server *s, conn *c);
 
 /* Small answers built by the loop (routes.c): /health, /metrics, /v1/models. The body is returned
  * (caller frees) with its status and content type. */
