@@ -488,16 +488,18 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
             }
         }
     }
-    // what the Response object repeats of the request
-    r->echo = json_pack(
-        "{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "instructions", instr ? instr : json_null(),
-        "max_output_tokens", OPT("max_output_tokens") ? OPT("max_output_tokens") : json_null(),
-        "temperature", OPT("temperature") ? OPT("temperature") : json_real(1.0), "top_p",
-        OPT("top_p") ? OPT("top_p") : json_real(1.0), "tools", tools ? tools : json_array(),
-        "tool_choice", tc ? tc : json_string("auto"), "parallel_tool_calls",
-        OPT("parallel_tool_calls") ? OPT("parallel_tool_calls") : json_true(), "metadata",
-        meta ? meta : json_object(), "text",
-        text ? text : json_pack("{s:{s:s}}", "format", "type", "text"));
+    // what the Response object repeats of the request (each value a new reference)
+#define OR(k, dflt) (OPT(k) ? json_incref(OPT(k)) : (dflt))
+    r->echo = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "instructions",
+                        OR("instructions", json_null()), "max_output_tokens",
+                        OR("max_output_tokens", json_null()), "temperature",
+                        OR("temperature", json_real(1.0)), "top_p", OR("top_p", json_real(1.0)),
+                        "tools", OR("tools", json_array()), "tool_choice",
+                        OR("tool_choice", json_string("auto")), "parallel_tool_calls",
+                        OR("parallel_tool_calls", json_true()), "metadata",
+                        OR("metadata", json_object()), "text",
+                        OR("text", json_pack("{s:{s:s}}", "format", "type", "text")));
+#undef OR
     if (!r->echo) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
 #undef OPT
     return true;
