@@ -168,5 +168,47 @@ else
 fi
 kill -TERM "$PID_resp2" 2>/dev/null
 wait "$PID_resp2" 2>/dev/null
+# the KV memory hierarchy: a follow-up resumes from the pool in memory, then (after a restart)
+# from the snapshot on disk, then (the snapshot damaged) by recomputing: the same answer each time
+kvargs=(-m "$QWEN" --max-seqs 2 --ctx 4096 --store "$tmp/kv.db" --kv-dir "$tmp/kvdir"
+    --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja)
+kv_up() {
+    start "$1" "${kvargs[@]}"
+    eval "local u=\$URL_$1"
+    for _ in $(seq 1 200); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$u/health")" = 200 ] && break
+        sleep 0.05
+    done
+}
+kv_follow() { # URL -> the follow-up's text, then the tier counters
+    curl -s "$1/v1/responses" -H 'Content-Type: application/json' -d '{"input": "그 다음은?",
+        "previous_response_id": "'"$kv_r1"'", "max_output_tokens": 12, "temperature": 0,
+        "store": false}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["output"][0]["content"][0]["text"])'
+    curl -s "$1/metrics" | sed -n 's/^nuri_kv_prefix_source_total{tier="\([a-z]*\)"} \([0-9]*\)$/\1=\2/p;s/^nuri_kv_snapshots_refused_total \([0-9]*\)$/refused=\1/p' | tr '\n' ' '
+}
+kv_up kv1
+kv_r1=$(curl -s "$URL_kv1/v1/responses" -H 'Content-Type: application/json' -d '{"input": "바다와 산 사이에 사는 사람들에 대한 긴 이야기를 들려주세요. 그들의 하루, 그들의 일, 그들의 노래.", "max_output_tokens": 16, "temperature": 0}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+t_mem=$(kv_follow "$URL_kv1")
+kill -TERM "$PID_kv1"; wait "$PID_kv1" 2>/dev/null
+kv_up kv2
+t_disk=$(kv_follow "$URL_kv2")
+kill -TERM "$PID_kv2"; wait "$PID_kv2" 2>/dev/null
+snapf="$tmp/kvdir/$kv_r1.kv"
+[ -f "$snapf" ] && printf '\x5a' | dd of="$snapf" bs=1 seek=200 conv=notrunc status=none
+kv_up kv3
+t_none=$(kv_follow "$URL_kv3")
+kill -TERM "$PID_kv3"; wait "$PID_kv3" 2>/dev/null
+first() { printf '%s\n' "$1" | head -n -1; }
+if [ -n "$(first "$t_mem")" ] && [ "$(first "$t_mem")" = "$(first "$t_disk")" ] &&
+    [ "$(first "$t_mem")" = "$(first "$t_none")" ] &&
+    [[ "$t_mem" == *"memory=1 disk=0"* ]] && [[ "$t_disk" == *"memory=0 disk=1 none=0"* ]] &&
+    [[ "$t_none" == *"disk=0 none=1 refused=1"* ]] && [ ! -f "$snapf" ]; then
+    echo "ok   a follow-up resumes from memory, from a snapshot after a restart, or recomputes a damaged one: the same answer"
+    passed=$((passed + 1))
+else
+    echo "FAIL KV tiers: memory [$t_mem] disk [$t_disk] recomputed [$t_none]"
+    failed=$((failed + 1))
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -33,11 +33,16 @@ static void serve_usage(FILE *out)
         "                  [--idle-timeout S] [--max-conns N] [--max-conns-per-client N]\n"
         "                  [--allow-host NAME ...] [--shutdown-timeout S]\n"
         "                  [--unsafe-special-tokens] [--store PATH | --no-store]\n"
+        "                  [--kv-dir DIR [--kv-dir-size BYTES]]\n"
         "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
         "  POST /v1/responses (GET, DELETE /v1/responses/{id}, .../input_items),\n"
         "  /v1/conversations (and /{id}, /{id}/items), GET /v1/models, GET /health, GET /metrics\n"
         "  --store      the conversation store, an SQLite file (default\n"
         "               $XDG_DATA_HOME/nuri/nuri.db); --no-store keeps none\n"
+        "  --kv-dir     KV snapshots of stored responses, so that a follow-up after a restart (or\n"
+        "               after its pages left memory) resumes without recomputing the history;\n"
+        "               --kv-dir-size bounds the directory (default 8 GiB; K, M, G suffixes),\n"
+        "               least recently used first out\n"
         "  --ctx        KV cache tokens shared by all sequences (default: sized by --kv-mem)\n"
         "  --kv-mem     fraction of the memory available after loading for the KV cache\n"
         "               (default 0.5; at most max-seqs full-length sequences)\n"
@@ -194,6 +199,22 @@ int cmd_serve(int argc, char **argv)
         } else if (!strcmp(a, "--store")) {
             if (!(p.store_path = args_value(argc, argv, &i))) goto done;
             no_store = false;
+        } else if (!strcmp(a, "--kv-dir")) {
+            if (!(p.kv_dir = args_value(argc, argv, &i))) goto done;
+        } else if (!strcmp(a, "--kv-dir-size")) {
+            if (!(v = args_value(argc, argv, &i))) goto done;
+            char *end;
+            double sz = strtod(v, &end);
+            double mul = *end == 'K' || *end == 'k'   ? 1024.0
+                         : *end == 'M' || *end == 'm' ? 1048576.0
+                         : *end == 'G' || *end == 'g' ? 1073741824.0
+                                                      : 1.0;
+            if (mul != 1.0) end++;
+            if (end == v || *end || !(sz >= 0) || sz * mul > 1e18) {
+                fprintf(stderr, "nuri serve: --kv-dir-size '%s' is not a size (e.g. 8G)\n", v);
+                goto done;
+            }
+            p.kv_dir_size = (uint64_t)(sz * mul);
         } else if (!strcmp(a, "--no-store")) {
             no_store = true;
             p.store_path = NULL;
@@ -207,6 +228,7 @@ int cmd_serve(int argc, char **argv)
         serve_usage(stderr);
         goto done;
     }
+    if (p.kv_dir && !p.kv_dir_size) p.kv_dir_size = 8ull << 30;
     if (!no_store && !p.store_path) {
         if (nuri_store_default_path(&store_default) != NURI_OK) {
             rc = cli_fail("serve: the default store (--store PATH or --no-store to choose)");

@@ -580,6 +580,67 @@ int32_t nuri_ctx_pages_free(const nuri_ctx *c)
     return c->n_free;
 }
 
+/* ---- a sequence's KV as bytes (snapshots) ---- */
+
+static size_t kv_row_bytes(const nuri_ctx *c)
+{
+    return (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim * sizeof(uint16_t);
+}
+
+size_t nuri_ctx_kv_bytes(const nuri_ctx *c, int32_t n)
+{
+    return n <= 0 ? 0 : 2 * (size_t)c->m->hp.n_layer * (size_t)n * kv_row_bytes(c);
+}
+
+/* Copies rows [0, n) of seq's K or V of every layer to (dir 0) or from (dir 1) a buffer laid out
+ * as layer-major blocks of `stride` rows each: K of layer 0, V of layer 0, K of layer 1, ... */
+static void kv_copy(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride, uint8_t *buf, int dir)
+{
+    const size_t row = kv_row_bytes(c);
+    const int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
+    for (int il = 0; il < c->m->hp.n_layer; il++) {
+        for (int kv = 0; kv < 2; kv++) {
+            uint16_t *pool = kv ? c->v_pages : c->k_pages;
+            uint8_t *b = buf + ((size_t)il * 2 + (size_t)kv) * (size_t)stride * row;
+            for (int32_t p = 0; p < n;) {
+                int32_t off = p % NURI_KV_PAGE;
+                int32_t run = NURI_KV_PAGE - off < n - p ? NURI_KV_PAGE - off : n - p;
+                uint16_t *at = pool + kv_offset(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off);
+                if (dir == 0)
+                    memcpy(b + (size_t)p * row, at, (size_t)run * row);
+                else
+                    memcpy(at, b + (size_t)p * row, (size_t)run * row);
+                p += run;
+            }
+        }
+    }
+}
+
+nuri_status nuri_ctx_seq_kv_read(const nuri_ctx *c, int32_t seq, int32_t n, void *out)
+{
+    if (seq < 0 || seq >= c->n_seq || n < 0 || n > c->seq_len[seq])
+        return nuri_error(NURI_ERR_INVALID_ARG, "sequence %d does not hold %d tokens", seq, n);
+    kv_copy((nuri_ctx *)c, seq, n, n, out, 0);
+    return NURI_OK;
+}
+
+nuri_status nuri_ctx_seq_kv_write(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride,
+                                  const void *in)
+{
+    if (seq < 0 || seq >= c->n_seq || n < 0 || n > stride || n > c->n_ctx)
+        return nuri_error(NURI_ERR_INVALID_ARG, "cannot write %d tokens of KV into sequence %d",
+                          n, seq);
+    nuri_ctx_seq_clear(c, seq);
+    if (pages_for(n) > c->n_free)
+        return nuri_error(NURI_ERR_LIMIT, "%d tokens of KV need %d pages; %d are free", n,
+                          pages_for(n), c->n_free);
+    int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
+    for (int32_t i = 0; i < pages_for(n); i++) pages[i] = page_take(c);
+    c->seq_len[seq] = n;
+    kv_copy(c, seq, n, stride, (uint8_t *)in, 1);
+    return NURI_OK;
+}
+
 /* Copies one page (every layer's K and V) into a fresh page; returns the new page. */
 static int32_t page_copy(nuri_ctx *c, int32_t from)
 {

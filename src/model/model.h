@@ -182,6 +182,17 @@ nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n);
 /* Drops positions >= n of seq (n <= its length). */
 void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n);
 
+/* A sequence's KV cache as bytes, for snapshots on disk: nuri_ctx_kv_bytes(c, n) bytes for n
+ * positions, F16 rows laid out layer by layer (K of layer 0 for every position, then its V, then
+ * layer 1, ...). seq_kv_read copies positions [0, n) of seq out; seq_kv_write replaces seq's
+ * KV with the first n positions of such a buffer of `stride` positions per block (taking fresh
+ * pages: NURI_ERR_LIMIT when too few are free). A sequence rebuilt so holds exactly what
+ * computing those tokens would have written (the forward pass is batch-invariant). */
+size_t nuri_ctx_kv_bytes(const nuri_ctx *c, int32_t n);
+nuri_status nuri_ctx_seq_kv_read(const nuri_ctx *c, int32_t seq, int32_t n, void *out);
+nuri_status nuri_ctx_seq_kv_write(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride,
+                                  const void *in);
+
 /* Pool accounting, in pages of NURI_KV_PAGE tokens. */
 int32_t nuri_ctx_pages_total(const nuri_ctx *c);
 int32_t nuri_ctx_pages_free(const nuri_ctx *c);

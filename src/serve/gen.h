@@ -12,14 +12,27 @@
 
 #include "chat/toolcall.h"
 #include "serve/server.h"
+#include "store/kv_snapshot.h"
 
 typedef struct gen gen;
 
-/* Starts a request from body (stolen). always_parse: split the reply with the reply parser even
- * without tools or reasoning (so gen_step always gives deltas). NULL on failure with e filled;
- * e->http is 0 when the client went away and nothing is to be answered. */
-gen *gen_begin(serve_server *s, conn *c, json_t *body, serve_kind kind, bool always_parse,
+typedef struct gen_opts {
+    bool always_parse; // split the reply with the reply parser even without tools or reasoning
+                       // (so gen_step always gives deltas)
+    nuri_kv_snapshot *kv_in; // a KV snapshot to start from (taken: zeroed), or NULL
+    bool want_kv;            // keep the finished sequence's tokens and KV for gen_take_kv
+} gen_opts;
+
+/* Starts a request from body (stolen); o may be NULL. NULL on failure with e filled; e->http is 0
+ * when the client went away and nothing is to be answered. */
+gen *gen_begin(serve_server *s, conn *c, json_t *body, serve_kind kind, const gen_opts *o,
                double t_arrival, serve_error *e);
+
+/* After done, with want_kv: the sequence's tokens and KV (moved to *out). False when there are
+ * none (the request failed or was cut short). */
+bool gen_take_kv(gen *g, nuri_kv_snapshot *out);
+/* Where the prompt's KV came from (SERVE_KV_*), once the request was admitted. */
+int gen_kv_source(const gen *g);
 
 /* Waits at most timeout_ms for more of the reply. *d / *nd: what it added (borrowed until the next
  * call). *done: the reply is complete and every delta has been handed over (or it failed:

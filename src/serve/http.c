@@ -24,9 +24,11 @@
 #include "serve/server.h"
 
 #include "base/sha256.h"
+#include "store/kv_snapshot.h"
 #include "store/store.h"
 
 #include "base/status.h"
+#include "kernels/kernels.h"
 #include "serve/http_parse.h"
 
 #include <arpa/inet.h>
@@ -44,6 +46,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define HEAD_MAX 16384          // bytes of request head (431 past it)
@@ -1180,6 +1183,51 @@ static void *worker_main(void *arg)
 
 /* ============================== loading ============================== */
 
+/* What a KV snapshot must match to be loaded into this server: the model file (its size, its
+ * header, samples of its weights), the kernels that computed the KV (the CPU's ISA and the
+ * NURI_ISA / NURI_PACK / NURI_AMX choices) and the KV layout; SHA-256 of all of it. */
+static nuri_status model_identity(serve_server *s, uint8_t id[32])
+{
+    nuri_sha256 h;
+    nuri_sha256_init(&h);
+    const nuri_hparams *hp = &s->model->hp;
+    char line[512];
+    const char *isa = getenv("NURI_ISA"), *pack = getenv("NURI_PACK"), *amx = getenv("NURI_AMX");
+    int n = snprintf(line, sizeof line, "nuri-kv-1 %s isa=%s/%s pack=%s amx=%s layers=%d kv=%dx%d",
+                     NURI_VERSION, nuri_isa_name(nuri_cpu_isa()), isa ? isa : "",
+                     pack ? pack : "", amx ? amx : "", (int)hp->n_layer, (int)hp->n_head_kv,
+                     (int)hp->head_dim);
+    nuri_sha256_update(&h, line, (size_t)n);
+    int fd = open(s->p.model_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return nuri_error(NURI_ERR_IO, "cannot read the model for its identity: %s",
+                          strerror(errno));
+    struct stat st;
+    uint64_t size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    nuri_sha256_update(&h, &size, sizeof size);
+    uint64_t head = gguf_data_offset(s->model->file);
+    if (head > (64u << 20)) head = 64u << 20;
+    static uint8_t chunk[1 << 16];
+    bool ok = true;
+    for (uint64_t at = 0; ok && at < head;) { // the header: metadata and tensor table
+        size_t want = head - at < sizeof chunk ? (size_t)(head - at) : sizeof chunk;
+        ssize_t r = pread(fd, chunk, want, (off_t)at);
+        ok = r > 0;
+        if (ok) nuri_sha256_update(&h, chunk, (size_t)r), at += (uint64_t)r;
+    }
+    uint64_t data = gguf_data_offset(s->model->file);
+    for (int i = 0; ok && i < 16 && size > data; i++) { // 16 samples of the weights
+        uint64_t at = data + (size - data) / 16 * (uint64_t)i;
+        ssize_t r = pread(fd, chunk, 4096, (off_t)at);
+        ok = r >= 0;
+        if (r > 0) nuri_sha256_update(&h, chunk, (size_t)r);
+    }
+    close(fd);
+    if (!ok) return nuri_error(NURI_ERR_IO, "cannot read the model for its identity");
+    nuri_sha256_final(&h, id);
+    return NURI_OK;
+}
+
 static void *load_main(void *arg)
 {
     serve_server *s = arg;
@@ -1199,6 +1247,11 @@ static void *load_main(void *arg)
                                  .n_batch = 256,
                                  .n_threads = s->p.n_threads};
         st = serve_sched_start(s->model, &sp, &s->metrics, &s->sched);
+    }
+    if (st == NURI_OK && s->p.kv_dir) {
+        uint8_t id[32];
+        st = model_identity(s, id);
+        if (st == NURI_OK) st = nuri_kvsnap_open(s->p.kv_dir, s->p.kv_dir_size, id, &s->kvsnap);
     }
     pthread_mutex_lock(&s->load_mu);
     s->load_status = st;
@@ -1453,6 +1506,7 @@ void serve_server_stop(serve_server *s)
         }
     }
     nuri_store_close(s->store);
+    nuri_kvsnap_close(s->kvsnap);
     serve_sched_free(s->sched); // the samplers go with their jobs, before the trie they borrow
     nuri_token_trie_free(s->grammar_trie);
     serve_prompt_free(s->prompt);

@@ -84,6 +84,22 @@ void serve_metrics_preemption(serve_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void serve_metrics_kv_source(serve_metrics *m, int source)
+{
+    if (source < 0 || source > 2) return;
+    pthread_mutex_lock(&m->mu);
+    m->kv_source[source]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void serve_metrics_kv_snapshot(serve_metrics *m, bool written, bool refused)
+{
+    pthread_mutex_lock(&m->mu);
+    m->kv_snapshots_written += written;
+    m->kv_snapshots_refused += refused;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void hist_add(serve_hist *h, double s)
 {
     int b = 0;
@@ -214,6 +230,23 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
               "(recomputed later, output unchanged).\n"
               "# TYPE nuri_preemptions_total counter\nnuri_preemptions_total %llu\n",
               (unsigned long long)m->preemptions);
+    sb_printf(&b,
+              "# HELP nuri_kv_prefix_source_total Requests by where their prompt's KV came from: "
+              "the KV pool in memory, a snapshot on disk, or none (computed).\n"
+              "# TYPE nuri_kv_prefix_source_total counter\n"
+              "nuri_kv_prefix_source_total{tier=\"memory\"} %llu\n"
+              "nuri_kv_prefix_source_total{tier=\"disk\"} %llu\n"
+              "nuri_kv_prefix_source_total{tier=\"none\"} %llu\n"
+              "# HELP nuri_kv_snapshots_written_total KV snapshots written to --kv-dir.\n"
+              "# TYPE nuri_kv_snapshots_written_total counter\n"
+              "nuri_kv_snapshots_written_total %llu\n"
+              "# HELP nuri_kv_snapshots_refused_total Snapshots found damaged or made for another "
+              "model, removed (the prompt was computed).\n"
+              "# TYPE nuri_kv_snapshots_refused_total counter\n"
+              "nuri_kv_snapshots_refused_total %llu\n",
+              (unsigned long long)m->kv_source[1], (unsigned long long)m->kv_source[2],
+              (unsigned long long)m->kv_source[0], (unsigned long long)m->kv_snapshots_written,
+              (unsigned long long)m->kv_snapshots_refused);
     hist_write(&b, "nuri_time_to_first_token_seconds",
                "Seconds from a request's arrival to its first generated token.", &m->ttft);
     hist_write(&b, "nuri_inter_token_latency_seconds",

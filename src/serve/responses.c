@@ -24,6 +24,7 @@
 #include "serve/server.h"
 
 #include "base/status.h"
+#include "store/kv_snapshot.h"
 #include "store/store.h"
 
 #include <stdarg.h>
@@ -527,7 +528,8 @@ typedef struct resp_ctx {
     const char *owner;
     out_state o;
     buf sse;
-    long seq; // the stream's sequence_number
+    long seq;    // the stream's sequence_number
+    bool stored; // the response is in the store
 } resp_ctx;
 
 static json_t *response_object(resp_ctx *x, const char *status, json_t *output /* stolen */,
@@ -705,7 +707,26 @@ static bool store_response(resp_ctx *x, json_t *resp, serve_error *e)
 {
     if (!x->rq.store) return true;
     nuri_status st = nuri_store_response_put(x->s->store, x->owner, resp, x->rq.input_items);
+    x->stored = st == NURI_OK;
     return st == NURI_OK || store_fail(e, st, "storing the response");
+}
+
+/* The finished sequence's KV to the snapshot directory, under the response's id (a follow-up's
+ * previous_response_id) and its conversation's. A failure only costs the next turn a recompute. */
+static void save_kv(resp_ctx *x)
+{
+    nuri_kv_snapshot kv;
+    if (!x->s->kvsnap || !gen_take_kv(x->g, &kv)) return;
+    const char *keys[2] = {x->id, x->rq.conversation_id};
+    for (int i = 0; i < 2; i++) {
+        if (!keys[i]) continue;
+        if (nuri_kvsnap_put(x->s->kvsnap, keys[i], kv.tokens, kv.n, kv.kv, kv.kv_bytes) ==
+            NURI_OK)
+            serve_metrics_kv_snapshot(&x->s->metrics, true, false);
+        else
+            serve_log(x->s, "%s", nuri_last_error());
+    }
+    nuri_kv_snapshot_free(&kv);
 }
 
 /* The final object: completed, or incomplete when max_output_tokens ran out. */
@@ -831,7 +852,22 @@ void routes_responses(serve_server *s, conn *c)
     json_decref(body);
     json_t *chat = x.rq.chat;
     x.rq.chat = NULL;
-    x.g = gen_begin(s, c, chat, SERVE_CHAT, true, t_arrival, &e);
+    // the KV tiers: the pool in memory (the scheduler looks), then a snapshot on disk
+    nuri_kv_snapshot snap = {0};
+    const char *key = x.rq.previous_id ? x.rq.previous_id : x.rq.conversation_id;
+    if (s->kvsnap && key) {
+        nuri_status ks =
+            nuri_kvsnap_get(s->kvsnap, key, serve_kv_bytes_per_token(s->model), &snap);
+        if (ks == NURI_ERR_FORMAT) {
+            serve_log(s, "%s", nuri_last_error());
+            serve_metrics_kv_snapshot(&s->metrics, false, true);
+        }
+    }
+    gen_opts go = {.always_parse = true,
+                   .kv_in = snap.kv ? &snap : NULL,
+                   .want_kv = s->kvsnap && x.rq.store};
+    x.g = gen_begin(s, c, chat, SERVE_CHAT, &go, t_arrival, &e);
+    nuri_kv_snapshot_free(&snap); // (taken by the request when it started)
     if (!x.g) {
         map_param(&e);
         if (e.http) conn_reply_error(s, c, &e);
@@ -843,6 +879,7 @@ void routes_responses(serve_server *s, conn *c)
         run_stream(&x);
     else
         run_whole(&x);
+    if (x.stored) save_kv(&x); // after the answer: the snapshot is for the next turn
     gen_end(x.g);
     json_decref(x.o.output);
     free(x.o.text.p);

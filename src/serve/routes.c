@@ -709,9 +709,10 @@ static bool setup_reply(gen *g, const serve_prompt_info *info, bool always_parse
     return true;
 }
 
-gen *gen_begin(serve_server *s, conn *c, json_t *root, serve_kind kind, bool always_parse,
+gen *gen_begin(serve_server *s, conn *c, json_t *root, serve_kind kind, const gen_opts *o,
                double t_arrival, serve_error *e)
 {
+    bool always_parse = o && o->always_parse;
     gen *g = calloc(1, sizeof *g);
     if (!g) {
         json_decref(root);
@@ -843,6 +844,13 @@ gen *gen_begin(serve_server *s, conn *c, json_t *root, serve_kind kind, bool alw
             return fail_gen(e, 500, NULL, NULL, "out of memory");
         }
         ch->detok_ok = true;
+        if (i == 0 && o && o->kv_in && o->kv_in->kv) { // the job owns the snapshot now
+            ch->job->kv_in = o->kv_in->kv;
+            ch->job->kv_in_tokens = o->kv_in->tokens;
+            ch->job->kv_in_n = o->kv_in->n;
+            memset(o->kv_in, 0, sizeof *o->kv_in);
+        }
+        if (i == 0 && o) ch->job->want_kv = o->want_kv;
         ch->job->max_new = max_new;
         ch->job->want_logprobs = g->req.logprobs;
         ch->job->t_arrival = t_arrival;
@@ -884,7 +892,7 @@ void routes_generate(serve_server *s, conn *c, serve_kind kind)
                             "the request body is not valid JSON: %s (line %d, column %d)", je.text,
                             je.line, je.column);
     serve_error e;
-    gen *g = gen_begin(s, c, root, kind, false, t_arrival, &e);
+    gen *g = gen_begin(s, c, root, kind, NULL, t_arrival, &e);
     if (!g) {
         if (e.http) conn_reply_error(s, c, &e);
         return;
@@ -955,6 +963,26 @@ bool gen_error_of(const gen *g, serve_error *e)
 const serve_request *gen_request(const gen *g)
 {
     return &g->req;
+}
+
+bool gen_take_kv(gen *g, nuri_kv_snapshot *out)
+{
+    memset(out, 0, sizeof *out);
+    serve_job *j = g->job;
+    // done: the reader saw the job end, after the scheduler set kv_out (under its lock)
+    if (!j || !g->done || !j->kv_out) return false;
+    out->tokens = j->kv_out_tokens;
+    out->n = j->kv_out_n;
+    out->kv = j->kv_out;
+    out->kv_bytes = (size_t)j->kv_out_n * serve_kv_bytes_per_token(g->s->model);
+    j->kv_out = NULL;
+    j->kv_out_tokens = NULL;
+    return true;
+}
+
+int gen_kv_source(const gen *g)
+{
+    return g->job ? g->job->kv_source : SERVE_KV_NONE;
 }
 
 void gen_end(gen *g)

@@ -90,6 +90,10 @@ static void job_unref_locked(serve_job *j)
     pthread_cond_destroy(&j->cv);
     free(j->prompt);
     free(j->replay);
+    free(j->kv_in_tokens);
+    free(j->kv_in);
+    free(j->kv_out_tokens);
+    free(j->kv_out);
     nuri_sampler_free(j->sampler);
     free(j);
 }
@@ -195,6 +199,22 @@ static void slot_finish_locked(serve_sched *s, int i, bool drop_kv)
 {
     slot *sl = &s->slots[i];
     serve_job *j = sl->job;
+    if (j->want_kv && !drop_kv && !j->err_http && sl->n_toks > 0 && !j->kv_out) {
+        // a snapshot of what the sequence holds, for the reader to write to disk
+        size_t bytes = nuri_ctx_kv_bytes(s->ctx, sl->n_toks);
+        j->kv_out = malloc(bytes);
+        j->kv_out_tokens = malloc((size_t)sl->n_toks * sizeof *j->kv_out_tokens);
+        if (j->kv_out && j->kv_out_tokens &&
+            nuri_ctx_seq_kv_read(s->ctx, i, sl->n_toks, j->kv_out) == NURI_OK) {
+            memcpy(j->kv_out_tokens, sl->toks, (size_t)sl->n_toks * sizeof *sl->toks);
+            j->kv_out_n = sl->n_toks;
+        } else {
+            free(j->kv_out);
+            free(j->kv_out_tokens);
+            j->kv_out = NULL;
+            j->kv_out_tokens = NULL;
+        }
+    }
     j->done = true;
     pthread_cond_signal(&j->cv);
     job_unref_locked(j);
@@ -340,6 +360,15 @@ static admit_result admit_locked(serve_sched *s, serve_job *j)
     int32_t max_reuse = j->resume_next >= 0 ? n_feed : n_feed - 1;
     int32_t reuse = best_lcp < max_reuse ? best_lcp : max_reuse;
     if (reuse <= 0) best = -1, reuse = 0;
+    // a snapshot from disk, when it covers more of the prompt than memory does: loaded into a free
+    // slot's fresh pages (counted below as pages to take, like a prompt computed)
+    int32_t snap = 0;
+    if (j->kv_in && j->n_preempted == 0) {
+        snap = common_prefix(j->kv_in_tokens, j->kv_in_n, feed, n_feed);
+        if (snap > max_reuse) snap = max_reuse;
+        if (snap <= reuse) snap = 0;
+        if (snap > 0) best = -1, reuse = 0;
+    }
     if (best >= 0 && !s->slots[best].job) {
         target = best;
     } else {
@@ -373,11 +402,25 @@ static admit_result admit_locked(serve_sched *s, serve_job *j)
             }
             if (pages_for(n_feed) > nuri_ctx_pages_free(s->ctx)) return ADMIT_NEVER;
             reuse = 0;
+            snap = 0;
         }
     }
 
     slot *t = &s->slots[target];
-    if (reuse > 0 && target == best) {
+    if (snap > 0) {
+        if (nuri_ctx_seq_kv_write(s->ctx, target, snap, j->kv_in_n, j->kv_in) == NURI_OK) {
+            memcpy(t->toks, feed, (size_t)snap * sizeof *t->toks);
+            t->n_toks = snap;
+            reuse = snap;
+        } else {
+            nuri_ctx_seq_clear(s->ctx, target);
+            t->n_toks = 0;
+        }
+        free(j->kv_in);
+        free(j->kv_in_tokens);
+        j->kv_in = NULL;
+        j->kv_in_tokens = NULL;
+    } else if (reuse > 0 && target == best) {
         nuri_ctx_seq_truncate(s->ctx, target, reuse);
         t->n_toks = reuse;
     } else if (reuse > 0 && nuri_ctx_seq_fork(s->ctx, best, target, reuse) == NURI_OK) {
@@ -388,7 +431,11 @@ static admit_result admit_locked(serve_sched *s, serve_job *j)
         t->n_toks = 0;
         reuse = 0;
     }
-    if (j->n_preempted == 0) j->n_cached = reuse;
+    if (j->n_preempted == 0) {
+        j->n_cached = reuse;
+        j->kv_source = reuse == 0 ? SERVE_KV_NONE : snap > 0 ? SERVE_KV_SNAPSHOT : SERVE_KV_MEMORY;
+        if (s->metrics) serve_metrics_kv_source(s->metrics, j->kv_source);
+    }
     t->job = j;
     t->next = -1;
     t->stamp = ++s->clock;

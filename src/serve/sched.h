@@ -45,6 +45,9 @@
 
 #define SERVE_JOB_RING 16 // tokens a job may have waiting for its reader
 
+/* Where a job's prompt KV came from at its first admission (the memory hierarchy's tiers). */
+enum { SERVE_KV_NONE, SERVE_KV_MEMORY, SERVE_KV_SNAPSHOT };
+
 typedef struct serve_event {
     int32_t token;
     nuri_token_logprobs lp; // filled when the job wants logprobs
@@ -58,6 +61,14 @@ typedef struct serve_job {
     nuri_sampler *sampler; // owned by the job; used by the scheduler thread only
     bool want_logprobs;
     double t_arrival; // serve_now() when the request arrived
+    // KV snapshots: a snapshot to start from (owned by the job; the scheduler uses it when it
+    // covers more of the prompt than any cached sequence, then frees it) ...
+    int32_t *kv_in_tokens; // (kv_in_n)
+    int32_t kv_in_n;
+    void *kv_in; // nuri_ctx_kv_bytes(kv_in_n) bytes, as nuri_ctx_seq_kv_read writes them
+    // ... and, with want_kv, the tokens and KV of its sequence when it ends without an error
+    // (kv_out_*, set by the scheduler before done; owned by the job, the reader may take them)
+    bool want_kv;
 
     /* guarded by the scheduler's mutex */
     int refs;
@@ -69,6 +80,10 @@ typedef struct serve_job {
     int32_t n_cached; // prompt tokens whose KV was reused (at the first admission)
     int32_t n_generated;
     int32_t n_preempted; // times the job's KV was dropped to make room (recomputed later)
+    int kv_source;       // where its prompt's KV came from at admission: SERVE_KV_*
+    int32_t *kv_out_tokens;
+    int32_t kv_out_n;
+    void *kv_out;
     serve_event ring[SERVE_JOB_RING];
     int ring_head, ring_count;
     pthread_cond_t cv; // signalled on a new event and on done

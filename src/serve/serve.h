@@ -51,6 +51,10 @@ typedef struct serve_params {
     // the conversation store (Responses API, conversations): an SQLite file, or NULL for none
     // (then those routes answer 501 store_disabled)
     const char *store_path;
+    // KV snapshots of stored responses' sequences (the SSD tier), or NULL; bounded by kv_dir_size
+    // bytes (0: no bound)
+    const char *kv_dir;
+    uint64_t kv_dir_size;
     serve_log_fn log; // start-up notes and load failures; may be NULL
     void *log_ud;
 } serve_params;

@@ -73,6 +73,7 @@ struct serve_server {
     nuri_token_trie *grammar_trie; // the vocabulary's token texts, for grammar-constrained requests
     int32_t n_vocab;
     struct nuri_store *store; // the conversation store, or NULL (--no-store)
+    struct nuri_kvsnap_dir *kvsnap; // KV snapshots (--kv-dir), or NULL; set by the loader
     atomic_uint_fast64_t id_counter;
 };
 
@@ -121,6 +122,12 @@ bool conn_reply_body_rest(serve_server *s, conn *c, const char *body, size_t n);
 bool conn_head_sent(conn *c);
 
 /* The generation routes (routes.c), run by a worker. */
+/* Bytes of one token's KV (F16 K and V of every layer), as nuri_ctx_kv_bytes counts them. */
+static inline size_t serve_kv_bytes_per_token(const nuri_model *m)
+{
+    return 2 * (size_t)m->hp.n_layer * (size_t)m->hp.n_head_kv * (size_t)m->hp.head_dim * 2;
+}
+
 void routes_generate(serve_server *s, conn *c, serve_kind kind);
 /* POST /v1/responses, and the stored objects' routes (/v1/responses/{id}..., /v1/conversations...):
  * responses.c. */
