@@ -126,6 +126,9 @@ fi
 kept=$(curl -s "$URL_resp/v1/responses" -H 'Authorization: Bearer k1' -H 'Content-Type: application/json' \
     -d '{"input": "기억해 줘", "max_output_tokens": 4, "temperature": 0}')
 kept_id=$(printf '%s' "$kept" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
+kept2=$(curl -s "$URL_resp/v1/responses" -H 'Authorization: Bearer k1' -H 'Content-Type: application/json' \
+    -d '{"input": "두 번째", "previous_response_id": "'"$kept_id"'", "max_output_tokens": 4, "temperature": 0}')
+kept2_id=$(printf '%s' "$kept2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
 
 # every server stops cleanly on SIGTERM, without sanitizer reports
 for name in main auth queue kv hermes hcx exaone resp; do
@@ -158,12 +161,19 @@ for _ in $(seq 1 200); do
 done
 again=$(curl -s "$URL_resp2/v1/responses/$kept_id" -H 'Authorization: Bearer k1')
 other=$(curl -s -o /dev/null -w '%{http_code}' "$URL_resp2/v1/responses/$kept_id" -H 'Authorization: Bearer k2')
+third=$(curl -s "$URL_resp2/v1/responses" -H 'Authorization: Bearer k1' -H 'Content-Type: application/json' \
+    -d '{"input": "세 번째", "previous_response_id": "'"$kept2_id"'", "max_output_tokens": 4, "temperature": 0}')
 if [ -n "$kept_id" ] && python3 -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); assert a["output"]==b["output"] and a["id"]==b["id"]' "$kept" "$again" 2>/dev/null &&
-    [ "$other" = 404 ]; then
-    echo "ok   a stored response is read back after a restart (and stays its key's)"
+    [ "$other" = 404 ] && python3 -c '
+import json,sys
+two, three = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert three["previous_response_id"] == two["id"] and three["status"] in ("completed", "incomplete")
+# the third turn sees both earlier turns: its prompt holds the second one whole
+assert three["usage"]["input_tokens"] > two["usage"]["input_tokens"] + two["usage"]["output_tokens"]' "$kept2" "$third" 2>/dev/null; then
+    echo "ok   a three-turn conversation continues across a restart; a stored response is read back (and stays its key's)"
     passed=$((passed + 1))
 else
-    echo "FAIL a stored response after a restart: $kept_id: $again (other key: $other)"
+    echo "FAIL a stored response after a restart: $kept_id: $again (other key: $other); third turn: $third"
     failed=$((failed + 1))
 fi
 kill -TERM "$PID_resp2" 2>/dev/null
