@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 NURI=${NURI:-build/nuri}
 TMP=$(mktemp -d /tmp/nuri-chat-test.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
+export XDG_DATA_HOME="$TMP/data" # the default store lives here, not in the user's home
 LLAMA=tests/data/models/llama-tiny-Q4_K.gguf
 # the qwen2 model is made once per build folder; writing it is slow under the sanitizers, so a plain
 # build's copy (or its nuri) is used when there is one
@@ -296,6 +297,24 @@ if [ $rc -eq 0 ] && [ "$(head -n 1 "$TMP/think.out")" = "[thinking]" ] &&
 else
     bad "reasoning display (rc $rc): $(cat "$TMP/think.out" "$TMP/think.err")"
 fi
+
+# ---- the conversation store: saved, listed, resumed, deleted
+printf '안녕하세요 저장해 주세요\n' | "$NURI" chat -m "$LLAMA" --temp 0 -n 4 --store "$TMP/c.db" >/dev/null 2>"$TMP/s1.err"
+printf '/list\n' | "$NURI" chat -m "$LLAMA" --store "$TMP/c.db" >/dev/null 2>"$TMP/s2.err"
+conv=$(sed -n 's/^  \(conv_[0-9a-f]*\) .*안녕하세요 저장해 주세요$/\1/p' "$TMP/s2.err")
+printf 'second\n/save %s\n' "$TMP/resumed.json" |
+    "$NURI" chat -m "$LLAMA" --temp 0 -n 4 --store "$TMP/c.db" --resume "$conv" >/dev/null 2>"$TMP/s3.err"
+printf '/delete %s\n/list\n' "$conv" | "$NURI" chat -m "$LLAMA" --store "$TMP/c.db" >/dev/null 2>"$TMP/s4.err"
+if [ -n "$conv" ] && grep -q "resumed $conv: 2 messages" "$TMP/s3.err" &&
+    python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["messages"]; assert [x["role"] for x in m]==["user","assistant","user","assistant"] and m[0]["content"]=="안녕하세요 저장해 주세요" and m[2]["content"]=="second"' "$TMP/resumed.json" &&
+    grep -q "deleted $conv" "$TMP/s4.err" && grep -q "no stored conversations" "$TMP/s4.err"; then
+    ok "conversations are saved to the store, listed, resumed (--resume) and deleted"
+else
+    bad "store: [$conv] $(cat "$TMP"/s[1-4].err | head -c 800)"
+fi
+"$NURI" chat -m "$LLAMA" --store "$TMP/c.db" --resume conv_nope </dev/null >/dev/null 2>"$TMP/s5.err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q "conv_nope" "$TMP/s5.err"; then ok "--resume of a missing conversation fails naming it"; else bad "--resume missing (rc $rc): $(cat "$TMP/s5.err")"; fi
 
 # ---- run --chat
 if out=$("$NURI" run -m "$LLAMA" -p "hello" --chat -n 6 2>"$TMP/run.err") && [ -n "$out" ] &&

@@ -21,6 +21,8 @@
  */
 #include "chat/conversation.h"
 #include "chat/toolcall.h"
+#include "base/sha256.h"
+#include "store/store.h"
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "model/model.h"
@@ -54,6 +56,7 @@ static void chat_usage(FILE *out)
         "                 [--ctx N] [-n MAX_TOKENS] [--temp T] [--top-k K] [--top-p P]\n"
         "                 [--min-p P] [--seed S] [--repeat-penalty R] [--repeat-last-n N] [-v]\n"
         "                 [--grammar FILE | --json-schema FILE]\n"
+        "                 [--store PATH | --no-store] [--resume ID] [--api-key KEY]\n"
         "\n"
         "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
         "The prompt is built with the model's chat template (ChatML if it has none;\n"
@@ -66,7 +69,11 @@ static void chat_usage(FILE *out)
         "--grammar FILE (GBNF) or --json-schema FILE: every answer is made to match it and\n"
         "ends where it is complete.\n"
         "\n"
-        "Commands: /reset  /save FILE  /load FILE  /help  /quit\n"
+        "Conversations are saved to the store nuri serve keeps (--store PATH, default\n"
+        "$XDG_DATA_HOME/nuri/nuri.db; --no-store to keep none; --api-key KEY or NURI_API_KEY\n"
+        "for a server's key's conversations). --resume ID continues one.\n"
+        "\n"
+        "Commands: /reset  /list  /resume ID  /delete ID  /save FILE  /load FILE  /help  /quit\n"
         "Keys: Ctrl-C stops an answer (the part shown is kept); at the prompt it discards\n"
         "the line, and twice in a row exits. Ctrl-D exits.\n");
 }
@@ -74,7 +81,11 @@ static void chat_usage(FILE *out)
 static void chat_help(void)
 {
     fprintf(stderr, "[commands]\n"
-                    "  /reset       forget the conversation (the system message stays)\n"
+                    "  /reset       forget the conversation (the system message stays); the next\n"
+                    "               message starts a new stored one\n"
+                    "  /list        the stored conversations (newest first)\n"
+                    "  /resume ID   continue a stored conversation\n"
+                    "  /delete ID   delete a stored conversation\n"
                     "  /save FILE   write the conversation to FILE (JSON)\n"
                     "  /load FILE   replace the conversation with the one saved in FILE\n"
                     "  /help        this list\n"
@@ -174,7 +185,11 @@ typedef struct chat_session {
     // the answer shown split into reasoning, content and tool calls (where the template shows
     // reasoning or a tool-call format); NULL: shown as generated
     nuri_reply_parser *rp;
-    bool split; // make rp for each answer
+    bool split;    // make rp for each answer
+    // the conversation store (what nuri serve keeps): this chat saved as a conversation there
+    nuri_store *store; // NULL: --no-store
+    char owner[65];    // the API key's SHA-256 ("" without a key), as the server names owners
+    char conv_id[NURI_STORE_ID_MAX]; // "" until the first turn is saved
     bool color; // stdout is a terminal: reasoning dim, calls bold
     int shown;  // what was shown last: 0 nothing, 1 reasoning, 2 content, 3 a call's arguments
 } chat_session;
@@ -276,6 +291,113 @@ static int32_t answer_reserve(const chat_session *s)
     if (s->n_predict >= 0 && s->n_predict < quarter)
         return s->n_predict > 0 ? (int32_t)s->n_predict : 1;
     return quarter;
+}
+
+/* ======================================================================== the store */
+
+/* A message as a conversation item of the Responses API. */
+static json_t *message_item(const char *role, const char *text)
+{
+    return json_pack("{s:s,s:s,s:[{s:s,s:s}]}", "type", "message", "role", role, "content", "type",
+                     strcmp(role, "assistant") ? "input_text" : "output_text", "text", text);
+}
+
+/* The last turn (the user's message and the answer) into the store: the conversation is made at
+ * the first turn (titled with its first words). A failure is reported, never fatal. */
+static void store_turn(chat_session *s)
+{
+    if (!s->store || s->conv.n < 2) return;
+    const nuri_chat_message *q = &s->conv.msgs[s->conv.n - 2], *a = &s->conv.msgs[s->conv.n - 1];
+    json_t *items = json_pack("[o,o]", message_item(q->role, q->content),
+                              message_item(a->role, a->content));
+    nuri_status st = items ? NURI_OK : NURI_ERR_NOMEM;
+    if (st == NURI_OK && !s->conv_id[0]) {
+        char title[64];
+        size_t n = strlen(q->content) < 48 ? strlen(q->content) : 48;
+        while (n > 0 && ((unsigned char)q->content[n] & 0xC0) == 0x80) n--; // whole characters
+        snprintf(title, sizeof title, "%.*s", (int)n, q->content);
+        json_t *meta = json_pack("{s:s}", "title", title), *conv = NULL;
+        st = nuri_store_conversation_create(s->store, s->owner, meta, items, &conv);
+        if (st == NURI_OK)
+            snprintf(s->conv_id, sizeof s->conv_id, "%s",
+                     json_string_value(json_object_get(conv, "id")));
+        json_decref(meta);
+        json_decref(conv);
+    } else if (st == NURI_OK) {
+        st = nuri_store_conversation_items_add(s->store, s->owner, s->conv_id, items, NULL);
+    }
+    json_decref(items);
+    if (st != NURI_OK) fprintf(stderr, "[not saved to the store: %s]\n", nuri_last_error());
+}
+
+/* Replaces the conversation with stored conversation id (its messages; a system message given
+ * on the command line stays first). */
+static bool store_resume(chat_session *s, const char *id)
+{
+    json_t *items = NULL;
+    if (nuri_store_conversation_history(s->store, s->owner, id, NURI_CONV_MAX_MESSAGES, &items) !=
+        NURI_OK) {
+        fprintf(stderr, "[%s]\n", nuri_last_error());
+        return false;
+    }
+    nuri_conv_reset(&s->conv);
+    size_t i, n = 0;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        const char *role = json_string_value(json_object_get(it, "role"));
+        const char *type = json_string_value(json_object_get(it, "type"));
+        if ((type && strcmp(type, "message")) || !role ||
+            (strcmp(role, "user") && strcmp(role, "assistant")))
+            continue; // tool calls and the like: not part of a plain chat
+        json_t *content = json_object_get(it, "content");
+        size_t k;
+        json_t *part;
+        char *text = NULL;
+        size_t len = 0;
+        FILE *mf = open_memstream(&text, &len);
+        if (!mf) continue;
+        if (json_is_string(content)) fputs(json_string_value(content), mf);
+        json_array_foreach(content, k, part)
+        {
+            const char *t = json_string_value(json_object_get(part, "text"));
+            if (t) fputs(t, mf);
+        }
+        fclose(mf);
+        if (nuri_conv_add(&s->conv, role, text, len) == NURI_OK) n++;
+        free(text);
+    }
+    json_decref(items);
+    snprintf(s->conv_id, sizeof s->conv_id, "%s", id);
+    fprintf(stderr, "[resumed %s: %zu messages]\n", id, n);
+    return true;
+}
+
+static void store_list(chat_session *s)
+{
+    nuri_store_page pg = {.limit = NURI_STORE_LIST_MAX, .order = NURI_STORE_DESC};
+    json_t *list = NULL;
+    if (nuri_store_conversation_list(s->store, s->owner, &pg, &list) != NURI_OK) {
+        fprintf(stderr, "[%s]\n", nuri_last_error());
+        return;
+    }
+    json_t *data = json_object_get(list, "data");
+    if (json_array_size(data) == 0) fprintf(stderr, "[no stored conversations]\n");
+    size_t i;
+    json_t *c;
+    json_array_foreach(data, i, c)
+    {
+        time_t t = (time_t)json_integer_value(json_object_get(c, "created_at"));
+        struct tm tm;
+        char when[32];
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime_r(&t, &tm));
+        const char *id = json_string_value(json_object_get(c, "id"));
+        const char *title =
+            json_string_value(json_object_get(json_object_get(c, "metadata"), "title"));
+        fprintf(stderr, "  %s  %s  %s%s\n", id, when, title ? title : "",
+                !strcmp(id, s->conv_id) ? "  (this one)" : "");
+    }
+    json_decref(list);
 }
 
 /* Sends the user's message, streams the answer, and keeps both in the conversation. Returns false
@@ -424,6 +546,8 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
         NURI_OK) {
         fprintf(stderr, "[answer not kept: %s]\n", nuri_last_error());
         nuri_conv_pop(&s->conv); // and its question, so that roles still alternate
+    } else {
+        store_turn(s);
     }
     return true;
 }
@@ -442,8 +566,24 @@ static int chat_command(chat_session *s, char *line)
         chat_help();
     } else if (!strcmp(line, "/reset")) {
         nuri_conv_reset(&s->conv);
+        s->conv_id[0] = 0; // the next turn starts a new stored conversation
         fprintf(stderr, "[conversation cleared%s]\n",
                 s->conv.n ? "; the system message stays" : "");
+    } else if (!strcmp(line, "/list") || !strcmp(line, "/resume") || !strcmp(line, "/delete")) {
+        if (!s->store) {
+            fprintf(stderr, "[%s needs the store (started with --no-store)]\n", line);
+        } else if (line[1] == 'l') {
+            store_list(s);
+        } else if (!*arg) {
+            fprintf(stderr, "[%s needs a conversation id (/list shows them)]\n", line);
+        } else if (line[1] == 'r') {
+            store_resume(s, arg);
+        } else if (nuri_store_conversation_delete(s->store, s->owner, arg) != NURI_OK) {
+            fprintf(stderr, "[%s]\n", nuri_last_error());
+        } else {
+            fprintf(stderr, "[deleted %s]\n", arg);
+            if (!strcmp(arg, s->conv_id)) s->conv_id[0] = 0; // what follows starts a new one
+        }
     } else if (!strcmp(line, "/save") || !strcmp(line, "/load")) {
         if (!*arg) {
             fprintf(stderr, "[%s needs a file name]\n", line);
@@ -470,6 +610,9 @@ int cmd_chat(int argc, char **argv)
 {
     const char *model_path = NULL, *system = NULL, *tpl_path = NULL, *v;
     const char *grammar_file = NULL, *schema_file = NULL;
+    const char *store_path = NULL, *resume_id = NULL, *api_key = getenv("NURI_API_KEY");
+    bool no_store = false;
+    char *store_default = NULL;
     long n_predict = -1, threads = 1, n_ctx = 0;
     bool seed_given = false, verbose = false;
     nuri_sampler_params sp = nuri_sampler_params_default();
@@ -499,6 +642,14 @@ int cmd_chat(int argc, char **argv)
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
+        } else if (!strcmp(a, "--store")) {
+            if (!(store_path = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--no-store")) {
+            no_store = true;
+        } else if (!strcmp(a, "--resume")) {
+            if (!(resume_id = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--api-key")) {
+            if (!(api_key = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--grammar")) {
             if (!(grammar_file = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--json-schema")) {
@@ -546,6 +697,33 @@ int cmd_chat(int argc, char **argv)
     if (system && nuri_conv_add(&s.conv, "system", system, strlen(system)) != NURI_OK) {
         rc = cli_fail("chat: --system");
         goto done;
+    }
+    if (no_store && resume_id) {
+        fprintf(stderr, "nuri: chat: --resume needs the store (not --no-store)\n");
+        rc = 2;
+        goto done;
+    }
+    if (!no_store) {
+        if (!store_path && nuri_store_default_path(&store_default) != NURI_OK) {
+            rc = cli_fail("chat: the default store (--store PATH or --no-store to choose)");
+            goto done;
+        }
+        if (nuri_store_open(store_path ? store_path : store_default, NULL, &s.store) != NURI_OK) {
+            rc = cli_fail("chat: --store");
+            goto done;
+        }
+        if (api_key && *api_key) {
+            nuri_sha256 h;
+            uint8_t d[32];
+            nuri_sha256_init(&h);
+            nuri_sha256_update(&h, api_key, strlen(api_key));
+            nuri_sha256_final(&h, d);
+            nuri_sha256_hex(d, s.owner);
+        }
+        if (resume_id && !store_resume(&s, resume_id)) {
+            rc = 1;
+            goto done;
+        }
     }
 
     // The worker threads that nuri_ctx_new starts inherit a blocked SIGINT, so that Ctrl-C always
@@ -668,6 +846,8 @@ int cmd_chat(int argc, char **argv)
     free(msg);
     if (tio_set) tcsetattr(0, TCSANOW, &tio_saved);
 done:
+    nuri_store_close(s.store);
+    free(store_default);
     free(lr.buf);
     free(s.cache);
     free(s.answer);
