@@ -6,6 +6,11 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 export NURI="$BUILD/nuri"
+# nuri chat and nuri serve keep a conversation store under XDG_DATA_HOME by default: the tests'
+# stores go to a directory of their own, never the user's
+XDG_DATA_HOME=$(mktemp -d /tmp/nuri-test-data.XXXXXX)
+export XDG_DATA_HOME
+trap 'rm -rf "$XDG_DATA_HOME"' EXIT
 passed=0
 failed=0
 failed_names=()
