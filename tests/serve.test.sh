@@ -122,6 +122,8 @@ else
     fi
 fi
 
+node tests/serve/restart.mjs before "$URL_resp" "$tmp/restart.json" >"$tmp/restart.out" 2>&1
+
 # a stored response outlives its server: made here, read back after a restart on the same store
 kept=$(curl -s "$URL_resp/v1/responses" -H 'Authorization: Bearer k1' -H 'Content-Type: application/json' \
     -d '{"input": "기억해 줘", "max_output_tokens": 4, "temperature": 0}')
@@ -176,6 +178,14 @@ else
     echo "FAIL a stored response after a restart: $kept_id: $again (other key: $other); third turn: $third"
     failed=$((failed + 1))
 fi
+node tests/serve/restart.mjs after "$URL_resp2" "$tmp/restart.json" >>"$tmp/restart.out" 2>&1
+while read -r line; do
+    case $line in
+    ok*) echo "$line"; passed=$((passed + 1)) ;;
+    *) echo "$line"; failed=$((failed + 1)) ;;
+    esac
+done <"$tmp/restart.out"
+[ "$(grep -c '^ok' "$tmp/restart.out")" = 2 ] || { echo "FAIL restart.mjs did not run both phases"; failed=$((failed + 1)); }
 kill -TERM "$PID_resp2" 2>/dev/null
 wait "$PID_resp2" 2>/dev/null
 # the KV memory hierarchy: a follow-up resumes from the pool in memory, then (after a restart)
