@@ -28,6 +28,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define DRAFT_MAX 32 // tokens a prompt-lookup draft may hold
+
+/* Prompt-lookup drafting: the last n tokens of hist (n = 3, 2, 1) found earlier in hist, and what
+ * followed that occurrence (the latest one), up to max tokens into draft. Returns the count. */
+static int32_t lookup_draft(const int32_t *hist, int32_t len, int32_t max, int32_t *draft)
+{
+    for (int32_t n = 3; n >= 1; n--) {
+        if (len <= n) continue;
+        const int32_t *suffix = hist + len - n;
+        for (int32_t i = len - n - 1; i >= 0; i--) {
+            if (memcmp(hist + i, suffix, (size_t)n * sizeof *hist)) continue;
+            int32_t k = 0;
+            while (k < max && i + n + k < len) {
+                draft[k] = hist[i + n + k];
+                k++;
+            }
+            if (k > 0) return k;
+        }
+    }
+    return 0;
+}
+
 static void run_usage(FILE *out)
 {
     fprintf(out, "usage: nuri run -m MODEL (-p TEXT | --tokens ID,ID,...) [-n N] [-t THREADS]\n"
@@ -36,7 +58,12 @@ static void run_usage(FILE *out)
                  "  continues the prompt (greedy unless --temp > 0): text with -p, token ids with "
                  "--tokens\n"
                  "  --chat: the text is one user message, wrapped with the model's chat template\n"
-                 "  (ChatML if it has none); only the answer is printed\n" ARGS_SAMPLING_HELP
+                 "  (ChatML if it has none); only the answer is printed\n"
+                 "  --draft-lookup K: speculative decoding with prompt lookup: up to K tokens\n"
+                 "  drafted from earlier text (the last 1-3 tokens found before, what followed\n"
+                 "  them), checked in one forward pass; the output is the same as without it\n"
+                 "  (every token is still sampled from the model, in order; -v: counts)\n"
+                 ARGS_SAMPLING_HELP
                      ARGS_GRAMMAR_HELP);
 }
 
@@ -45,7 +72,8 @@ int cmd_run(int argc, char **argv)
     const char *model_path = NULL, *tokens_arg = NULL, *text = NULL, *tpl_path = NULL, *v;
     const char *grammar_file = NULL, *schema_file = NULL;
     bool chat = false;
-    long n_predict = 32, threads = 1, n_ctx = 0;
+    long n_predict = 32, threads = 1, n_ctx = 0, draft_max = 0;
+    bool verbose = false;
     nuri_sampler_params sp = nuri_sampler_params_default();
     sp.temperature = 0.0f;
     int sampling;
@@ -73,6 +101,12 @@ int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
+        } else if (!strcmp(a, "--draft-lookup")) {
+            if (!(v = args_value(argc, argv, &i)) ||
+                !args_int(v, 0, DRAFT_MAX, "--draft-lookup", &draft_max))
+                return 2;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = true;
         } else if (!strcmp(a, "--grammar")) {
             if (!(grammar_file = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--json-schema")) {
@@ -163,7 +197,9 @@ int cmd_run(int argc, char **argv)
         sp.grammar_tokens = trie;
     }
     if (n_ctx == 0) n_ctx = n_tokens + n_predict;
-    nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)threads};
+    nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx,
+                          .n_threads = (int32_t)threads,
+                          .n_logits = draft_max > 0 ? (int32_t)draft_max + 1 : 0};
     if (nuri_ctx_new(m, &cp, &c) != NURI_OK || nuri_sampler_new(&sp, m->hp.n_vocab, &smp) ||
         nuri_ctx_decode(c, tokens, n_tokens, 0, false) != NURI_OK) {
         rc = cli_fail("run");
@@ -172,10 +208,22 @@ int cmd_run(int argc, char **argv)
     if (text && !chat && !grammar) fputs(text, stdout);
     nuri_finish_reason finish = NURI_FINISH_NONE;
 
+    // speculation: batch[0..n_batch) was decoded last (batch[0] at position pos - n_batch);
+    // logits row r follows batch[r]. Row `row` is the one to sample from next; when the token
+    // sampled equals batch[row + 1], the draft holds and row + 1 comes next without a decode.
+    int32_t *hist = malloc(((size_t)n_tokens + (size_t)n_predict + 1) * sizeof *hist);
+    int32_t n_hist = n_tokens, batch[DRAFT_MAX + 1], n_batch = 1, row = 0;
+    long drafted = 0, accepted = 0, passes = 0;
+    if (!hist) {
+        rc = cli_fail("run");
+        goto done;
+    }
+    memcpy(hist, tokens, (size_t)n_tokens * sizeof *hist);
+    batch[0] = tokens[n_tokens - 1];
     int32_t pos = n_tokens;
     for (long k = 0; k < n_predict; k++) {
         int32_t next;
-        if (nuri_sampler_sample(smp, nuri_ctx_logits(c, 0), &next, NULL) != NURI_OK) {
+        if (nuri_sampler_sample(smp, nuri_ctx_logits(c, row), &next, NULL) != NURI_OK) {
             rc = cli_fail("run");
             break;
         }
@@ -219,13 +267,36 @@ int cmd_run(int argc, char **argv)
             printf(k ? " %d" : "%d", next);
         }
         fflush(stdout);
+        hist[n_hist++] = next;
         if (finish == NURI_FINISH_GRAMMAR || k + 1 == n_predict) break;
-        if (nuri_ctx_decode(c, &next, 1, pos++, false) != NURI_OK) {
+        if (row + 1 < n_batch && batch[row + 1] == next) { // the draft holds: its logits are here
+            row++;
+            accepted++;
+            continue;
+        }
+        // the rest of the last batch was drafted wrong: its KV goes, and next is decoded with a
+        // new draft behind it (as far as the output and the context allow)
+        pos -= n_batch - 1 - row;
+        nuri_ctx_seq_truncate(c, 0, pos);
+        int32_t room = (int32_t)(n_predict - k - 2);
+        if (room > (int32_t)n_ctx - pos - 1) room = (int32_t)n_ctx - pos - 1;
+        if (room > (int32_t)draft_max) room = (int32_t)draft_max;
+        batch[0] = next;
+        n_batch = 1 + (room > 0 ? lookup_draft(hist, n_hist, room, batch + 1) : 0);
+        drafted += n_batch - 1;
+        passes++;
+        if (nuri_ctx_decode(c, batch, n_batch, pos, n_batch > 1) != NURI_OK) {
             printf("\n");
             rc = cli_fail("run");
             break;
         }
+        pos += n_batch;
+        row = 0;
     }
+    free(hist);
+    if (verbose && draft_max > 0)
+        fprintf(stderr, "nuri: run: %ld forward passes; drafted %ld tokens, %ld accepted\n",
+                passes, drafted, accepted);
     if (have_dt) {
         size_t len;
         const char *rest = nuri_detok_flush(&dt, &len);

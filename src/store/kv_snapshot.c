@@ -161,7 +161,7 @@ static entry *list_files(const char *dir, size_t *n)
             e = m;
             cap *= 2;
         }
-        snprintf(e[*n].name, sizeof e[*n].name, "%s", de->d_name);
+        memcpy(e[*n].name, de->d_name, l + 1); // (l < sizeof name: checked above)
         e[*n].size = (uint64_t)st.st_size;
         e[*n].mtime = st.st_mtim;
         (*n)++;
