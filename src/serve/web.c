@@ -42,16 +42,18 @@ static void base64(const uint8_t *d, size_t n, char *out)
     out[o] = 0;
 }
 
-/* "'sha256-...'" for the text of the first <tag>...</tag> element of the page, as CSP hashes it
- * (the element's content exactly), or "'none'" when the page has no such element. */
+/* "'sha256-...'" for the text of the page's first <tag>...</tag> element, as CSP hashes it (the
+ * element's content exactly), or "'none'" when the page has no such element. */
 static void element_hash(const char *tag, char out[64])
 {
     char open[16], close[16];
     snprintf(open, sizeof open, "<%s>", tag);
     snprintf(close, sizeof close, "</%s>", tag);
-    const char *a = strstr(page, open);
-    const char *b = a ? strstr(a, close) : NULL;
-    if (!b) {
+    // the element that the first closing tag ends (an opening tag's text may appear earlier, in
+    // a comment)
+    const char *b = strstr(page, close), *a = NULL;
+    for (const char *p = page; b && (p = strstr(p, open)) && p < b; p++) a = p;
+    if (!a) {
         snprintf(out, 64, "'none'");
         return;
     }
