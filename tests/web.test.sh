@@ -4,7 +4,8 @@
 # never Playwright's own browsers). Starts a page on another origin (tests/web/origin.mjs) and
 # three servers on free ports: `main` (no keys, a store, CORS for that origin), `keyed` (an API
 # key, a store, no CORS) and `wild` (an API key, CORS for any origin). A wildcard without keys
-# must be refused at start. Every server must stop cleanly on SIGTERM (under ASan: no leaks).
+# must be refused at start. Screenshots of the page in English and Korean go to
+# $(dirname $NURI)/web-screenshots/. Every server must stop cleanly on SIGTERM (under ASan: no leaks).
 set -u
 cd "$(dirname "$0")/.."
 NURI=${NURI:-build/nuri}
@@ -92,7 +93,9 @@ for u in "$URL_main" "$URL_keyed" "$URL_wild"; do
     done
 done
 
-out=$(NURI_URL_MAIN=$URL_main NURI_URL_KEYED=$URL_keyed NURI_URL_WILD=$URL_wild NURI_ORIGIN=$ORIGIN \
+# screenshots of the page in English and in Korean, kept next to the binary for a look
+SHOTS="$(dirname "$NURI")/web-screenshots"
+out=$(NURI_WEB_SHOTS=$SHOTS NURI_URL_MAIN=$URL_main NURI_URL_KEYED=$URL_keyed NURI_URL_WILD=$URL_wild NURI_ORIGIN=$ORIGIN \
     timeout 300 node --test --test-concurrency=1 tests/web/page.test.mjs 2>&1)
 rc=$?
 p=$(printf '%s\n' "$out" | sed -n 's/^# pass \([0-9]*\)$/\1/p' | tail -n 1)

@@ -9,12 +9,21 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
 
 const MAIN = process.env.NURI_URL_MAIN;
 const KEYED = process.env.NURI_URL_KEYED;
 const WILD = process.env.NURI_URL_WILD;
 const ORIGIN = process.env.NURI_ORIGIN;
+const SHOTS = process.env.NURI_WEB_SHOTS; // where screenshots go (none: not taken)
 const KOREAN = '안녕하세요, 오늘 서울 날씨는 어때요?';
+
+async function screenshot(page, name) {
+    if (!SHOTS) return;
+    fs.mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, name), fullPage: true });
+}
 
 let browser;
 before(async () => {
@@ -140,6 +149,8 @@ test('the next message continues the same conversation on the server', async () 
     const b = await bubbles(mainPage);
     assert.deepEqual(b.map((x) => x.role), ['user', 'assistant', 'user', 'assistant']);
     assert.equal(b[2].text, '부산은요?');
+    assert.equal(await mainPage.textContent('#send'), 'Send'); // an English browser
+    await screenshot(mainPage, 'chat-en.png');
 });
 
 test('Enter while an IME composes does not send; Shift+Enter does not send', async () => {
@@ -194,6 +205,8 @@ test('stop ends the answer in the page and the server cancels its generation', a
     await page.waitForFunction(() => document.body.dataset.busy === '');
     assert.equal(await page.textContent('.msg.assistant .note'), '(중지됨)');
     assert.equal(await page.isVisible('#send'), true);
+    assert.equal(await page.textContent('#send'), '보내기'); // a Korean browser
+    await screenshot(page, 'chat-ko.png');
     // the server saw the client go and dropped the sequence, long before its 3000 tokens
     const deadline = Date.now() + 5000;
     while ((await metric(MAIN, 'nuri_running_sequences')) > 0 && Date.now() < deadline)
