@@ -2,7 +2,8 @@
 # `make SAN=1 test` does the same under ASan + UBSan in build-san/. CI adds WERROR=1.
 #
 # Sources are found, not listed: every src/**/*.c except src/cli/ goes into libnuri, src/cli/*.c into
-# the nuri command, each tests/test_*.c becomes one test program. Files named *_avx2.c and
+# the nuri command, each tests/test_*.c becomes one test program. The web chat page
+# (src/serve/web/index.html) is embedded into libnuri as a byte array generated with od and sed. Files named *_avx2.c and
 # *_avx512.c (and *_amx.c: AVX-512 + AMX) are compiled with those instruction sets; the code calling them checks the CPU first.
 
 CC ?= cc
@@ -35,7 +36,7 @@ LIB_SRC := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_index.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -56,6 +57,25 @@ $(BUILD)/%_amx.o: %_amx.c
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# The page as `const unsigned char serve_web_index_html[]` (its bytes and a NUL) and its length.
+WEB_PAGE = src/serve/web/index.html
+define embed_page
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from $(WEB_PAGE) by the Makefile: do not edit */'; \
+	  echo '#include <stddef.h>'; \
+	  echo 'const unsigned char serve_web_index_html[] = {'; \
+	  od -An -v -tx1 $(WEB_PAGE) | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00};'; \
+	  echo 'const size_t serve_web_index_html_len = sizeof serve_web_index_html - 1;'; } >$@.tmp
+	mv $@.tmp $@
+endef
+
+$(BUILD)/gen/web_index.c: $(WEB_PAGE)
+	$(embed_page)
+
+$(BUILD)/gen/web_index.o: $(BUILD)/gen/web_index.c
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/libnuri.a: $(LIB_OBJ)
@@ -80,7 +100,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_CC = clang
 FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o) build-fuzz/gen/web_index.o
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
 
@@ -101,6 +121,12 @@ build-fuzz/%_amx.o: %_amx.c
 build-fuzz/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+build-fuzz/gen/web_index.c: $(WEB_PAGE)
+	$(embed_page)
+
+build-fuzz/gen/web_index.o: build-fuzz/gen/web_index.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
 
 build-fuzz/libnuri.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@

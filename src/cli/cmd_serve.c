@@ -31,12 +31,13 @@ static void serve_usage(FILE *out)
         "                  [--queue N] [-t N] [--chat-template FILE] [--name NAME]\n"
         "                  [--max-body BYTES] [--header-timeout MS] [--request-timeout MS]\n"
         "                  [--idle-timeout S] [--max-conns N] [--max-conns-per-client N]\n"
-        "                  [--allow-host NAME ...] [--shutdown-timeout S]\n"
+        "                  [--allow-host NAME ...] [--cors ORIGIN ...] [--shutdown-timeout S]\n"
         "                  [--unsafe-special-tokens] [--store PATH | --no-store]\n"
         "                  [--kv-dir DIR [--kv-dir-size BYTES]]\n"
         "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
         "  POST /v1/responses (GET, DELETE /v1/responses/{id}, .../input_items),\n"
         "  /v1/conversations (and /{id}, /{id}/items), GET /v1/models, GET /health, GET /metrics\n"
+        "  GET /       a web chat page (open http://127.0.0.1:8080/ in a browser)\n"
         "  --store      the conversation store, an SQLite file (default\n"
         "               $XDG_DATA_HOME/nuri/nuri.db); --no-store keeps none\n"
         "  --kv-dir     KV snapshots of stored responses, so that a follow-up after a restart (or\n"
@@ -52,6 +53,11 @@ static void serve_usage(FILE *out)
         "               line) and the environment variable NURI_API_KEY; none: no authentication\n"
         "  --allow-host without keys, the Host header must be an IP address or localhost\n"
         "               (DNS rebinding); this accepts another name too ('*': any)\n"
+        "  --cors ORIGIN  let browser pages from ORIGIN (e.g. http://localhost:3000) call the\n"
+        "               API: preflight OPTIONS and Access-Control-* headers (repeatable; also\n"
+        "               --cors-origin). '*' allows any origin and needs --api-key: without keys\n"
+        "               any web page could drive the server. Default: none (the page at / is\n"
+        "               same-origin and needs none)\n"
         "  --header-timeout / --request-timeout  time to receive a request's head (10000 ms)\n"
         "               and the whole request (30000 ms); 408 past them\n"
         "  --idle-timeout  kept-alive connections without a request are closed after (60 s)\n"
@@ -105,7 +111,8 @@ int cmd_serve(int argc, char **argv)
     int key_cap = argc + MAX_KEY_FILE_KEYS + 1;
     char **keys = calloc((size_t)key_cap, sizeof *keys);
     const char **hosts = calloc((size_t)argc + 1, sizeof *hosts);
-    if (!keys || !hosts) return 1;
+    const char **origins = calloc((size_t)argc + 1, sizeof *origins);
+    if (!keys || !hosts || !origins) return 1;
     int n_keys = 0;
     long shutdown_timeout = 30;
     bool no_store = false;
@@ -140,6 +147,8 @@ int cmd_serve(int argc, char **argv)
             if (!read_key_file(v, keys, &n_keys, key_cap - 1)) goto done;
         } else if (!strcmp(a, "--allow-host")) {
             if (!(hosts[p.n_allow_hosts++] = args_value(argc, argv, &i))) goto done;
+        } else if (!strcmp(a, "--cors") || !strcmp(a, "--cors-origin")) {
+            if (!(origins[p.n_cors_origins++] = args_value(argc, argv, &i))) goto done;
         } else if (!strcmp(a, "--port")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65535, "--port", &x))
                 goto done;
@@ -241,6 +250,7 @@ int cmd_serve(int argc, char **argv)
     p.api_keys = (const char *const *)keys;
     p.n_api_keys = n_keys;
     p.allow_hosts = hosts;
+    p.cors_origins = origins;
     // the signals are taken synchronously below; every thread inherits the mask
     sigset_t set;
     sigemptyset(&set);
@@ -303,5 +313,6 @@ done:
     for (int i = 0; i < n_keys; i++) free(keys[i]);
     free(keys);
     free(hosts);
+    free(origins);
     return rc;
 }

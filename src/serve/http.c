@@ -6,7 +6,8 @@
  * Threads and ownership:
  *   - the loop thread (epoll, level-triggered) owns every connection that is reading a request,
  *     writing a short answer, idle between kept-alive requests, or lingering before its close.
- *     It answers /health, /metrics, /v1/models and every refusal itself, so those stay reachable
+ *     It answers /health, /metrics, /v1/models, the web page (web.c), CORS preflights and every
+ *     refusal itself, so those stay reachable
  *     however many other connections are open or trickling. It alone closes sockets (once).
  *   - a worker owns a connection while a generation request runs on it (routes.c), and hands it
  *     back through s->returned (and the eventfd) when the answer is done.
@@ -30,6 +31,7 @@
 #include "base/status.h"
 #include "kernels/kernels.h"
 #include "serve/http_parse.h"
+#include "serve/web.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,6 +57,8 @@
 #define SWEEP_S 0.1             // how often the loop looks at deadlines
 #define MAX_LINGER_REFUSED 1024 // refused connections lingering at once (beyond: closed at once)
 #define FD_RESERVE 64           // descriptors kept for everything but connections
+#define ORIGIN_MAX 256          // bytes of an Origin header that CORS can allow
+#define ANSWER_HEAD_MAX 4096    // bytes of an answer's head (a preflight's echoed headers)
 
 typedef enum conn_state {
     C_HEAD,   // reading a request head (or idle before one)
@@ -73,6 +77,7 @@ enum route {
     R_MODELS,
     R_RESPONSES, // POST /v1/responses: a generation
     R_STORE,     // stored objects: /v1/responses/{id}..., /v1/conversations...
+    R_PAGE,      // GET / and /index.html: the web chat page
 };
 
 struct conn {
@@ -100,7 +105,8 @@ struct conn {
     char query[512];
     char method[16];
     char owner[65];
-    char *model_id; // GET /v1/models/{id}
+    char cors[ORIGIN_MAX + 64]; // CORS headers for every answer to this request ("" for none)
+    char *model_id;             // GET /v1/models/{id}
     http_request req;
     buf out; // an answer the loop is writing
     size_t out_off;
@@ -172,6 +178,8 @@ static const char *status_reason(int status)
         return "Continue";
     case 200:
         return "OK";
+    case 204:
+        return "No Content";
     case 400:
         return "Bad Request";
     case 401:
@@ -203,17 +211,23 @@ static const char *status_reason(int status)
     }
 }
 
-/* The head of an answer with a known length. */
+/* The head of an answer with a known length (a 204 has neither type nor length), with the
+ * request's CORS headers. Returns its length, or -1 when it does not fit cap bytes. */
 static int answer_head(char *dst, size_t cap, int status, const char *content_type,
-                       const char *extra, size_t body_len, bool keep_alive, int minor)
+                       const char *extra, const char *cors, size_t body_len, bool keep_alive,
+                       int minor)
 {
-    return snprintf(
-        dst, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s", status,
-        status_reason(status), content_type, body_len, status == 503 ? "Retry-After: 1\r\n" : "",
-        status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", extra ? extra : "",
-        !keep_alive  ? "Connection: close\r\n\r\n"
-        : minor == 0 ? "Connection: keep-alive\r\n\r\n"
-                     : "\r\n");
+    char type_len[160] = "";
+    if (status != 204)
+        snprintf(type_len, sizeof type_len, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                 content_type, body_len);
+    int n = snprintf(dst, cap, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s", status, status_reason(status),
+                     type_len, status == 503 ? "Retry-After: 1\r\n" : "",
+                     status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", extra ? extra : "", cors,
+                     !keep_alive  ? "Connection: close\r\n\r\n"
+                     : minor == 0 ? "Connection: keep-alive\r\n\r\n"
+                                  : "\r\n");
+    return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
 static char *error_body(int status, const char *code, const char *fmt, ...)
@@ -349,12 +363,12 @@ static void loop_answer(serve_server *s, front *f, conn *c, int status, const ch
 {
     if (!body) return conn_close(s, f, c);
     size_t bn = strlen(body);
-    char head[512];
+    char head[ANSWER_HEAD_MAX];
     if (atomic_load(&s->draining) && c->idx >= 0) c->keep_alive = false;
-    int hn =
-        answer_head(head, sizeof head, status, content_type, extra, bn, c->keep_alive, c->minor);
-    bool ok =
-        buf_add(&c->out, head, (size_t)hn) && (c->req.head_only || buf_add(&c->out, body, bn));
+    int hn = answer_head(head, sizeof head, status, content_type, extra, c->cors, bn, c->keep_alive,
+                         c->minor);
+    bool ok = hn >= 0 && buf_add(&c->out, head, (size_t)hn) &&
+              (c->req.head_only || buf_add(&c->out, body, bn));
     free(body);
     serve_metrics_request(&s->metrics, status);
     if (!ok) return conn_close(s, f, c);
@@ -400,6 +414,7 @@ static void conn_after_answer(serve_server *s, front *f, conn *c)
     c->ch = (http_chunked){0};
     c->fr = (http_framing){0};
     c->route = R_NONE;
+    c->cors[0] = 0;
     free(c->model_id);
     c->model_id = NULL;
     c->head_sent = c->chunked_out = c->gone = false;
@@ -490,6 +505,104 @@ static void request_owner(serve_server *s, const http_head *h, char owner[65])
     nuri_sha256_hex(d, owner);
 }
 
+/* ============================== CORS ==============================
+ *
+ * Browser pages from the origins named with --cors may call the API. Every answer to a request
+ * whose Origin is allowed (errors, 401s and streams included) carries Access-Control-Allow-Origin
+ * with that origin, and every answer carries Vary: Origin, so no cache hands one origin's answer to
+ * another. A preflight (OPTIONS, answered by the loop before authentication: browsers never send
+ * credentials with it) gets a 204 with the methods, the request headers it asked for (the openai
+ * client's x-stainless-* among them) and Max-Age. A preflight from an origin that is not allowed
+ * gets a 403 JSON error: browsers fail a preflight on any non-2xx answer just as on a 2xx without
+ * the headers, proxies pass a 403 through unchanged, and its message (in the browser's network
+ * panel, or to curl) says how to allow the origin, where a bare 204 would leave its developer
+ * guessing. Without --cors there are no CORS headers and OPTIONS stays a 405.
+ *
+ * Why this is safe without API keys: the browser enforces the policy, and every request that could
+ * change something needs a preflight, because POST bodies must be application/json (415 otherwise)
+ * and DELETE is not a "simple" method. A wildcard origin without keys would let any page the user
+ * visits drive the server, so serve_server_start refuses "*" unless keys are set. */
+
+/* The request's Origin, when it has one that could be allowed (printable, no spaces or commas,
+ * under ORIGIN_MAX bytes), into origin[ORIGIN_MAX]. */
+static bool request_origin(const http_head *h, char *origin)
+{
+    const http_header *o = http_head_find(h, "Origin");
+    if (!o || o->value_len == 0 || o->value_len >= ORIGIN_MAX) return false;
+    for (size_t i = 0; i < o->value_len; i++) {
+        unsigned char ch = (unsigned char)o->value[i];
+        if (ch <= ' ' || ch >= 127 || ch == ',') return false;
+    }
+    memcpy(origin, o->value, o->value_len);
+    origin[o->value_len] = 0;
+    return true;
+}
+
+static bool origin_allowed(serve_server *s, const char *origin)
+{
+    for (int i = 0; i < s->n_cors_origins; i++)
+        if (!strcmp(s->cors_origins[i], "*") || !strcasecmp(s->cors_origins[i], origin))
+            return true;
+    return false;
+}
+
+/* Sets the CORS headers of every answer to this request (c->cors). */
+static void cors_prepare(serve_server *s, conn *c, const http_head *h)
+{
+    c->cors[0] = 0;
+    if (s->n_cors_origins == 0) return;
+    char origin[ORIGIN_MAX];
+    if (request_origin(h, origin) && origin_allowed(s, origin))
+        snprintf(c->cors, sizeof c->cors, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+                 origin);
+    else
+        snprintf(c->cors, sizeof c->cors, "Vary: Origin\r\n");
+}
+
+/* True when every byte of v[0..n) may appear in a list of header names. */
+static bool header_name_list(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("!#$%&'*+-.^_`|~, \t", ch)))
+            return false;
+    }
+    return true;
+}
+
+/* OPTIONS while CORS is on: answers the preflight from the loop. */
+static void cors_preflight(serve_server *s, front *f, conn *c, const http_head *h)
+{
+    // a preflight with a body is odd but legal: its body is not read, so close after the answer
+    if (c->fr.chunked || c->fr.content_length > 0) c->keep_alive = false;
+    const char *methods = "GET, POST, DELETE, OPTIONS";
+    char extra[2560];
+    if (!http_head_find(h, "Origin")) { // not a preflight (curl -X OPTIONS): what is allowed
+        snprintf(extra, sizeof extra, "Allow: %s\r\n", methods);
+        return loop_answer(s, f, c, 204, "", extra, strdup(""));
+    }
+    char origin[ORIGIN_MAX];
+    bool valid = request_origin(h, origin);
+    if (!valid || !origin_allowed(s, origin))
+        return loop_error(s, f, c, 403, "origin_not_allowed", NULL,
+                          "the origin %s may not call this server from a browser; start nuri "
+                          "serve with --cors %s to allow it",
+                          valid ? origin : "(malformed)", valid ? origin : "ORIGIN");
+    const http_header *rh = http_head_find(h, "Access-Control-Request-Headers");
+    char names[2048] = "Authorization, Content-Type";
+    if (rh && rh->value_len > 0 && rh->value_len < sizeof names &&
+        header_name_list(rh->value, rh->value_len)) {
+        memcpy(names, rh->value, rh->value_len);
+        names[rh->value_len] = 0;
+    }
+    snprintf(extra, sizeof extra,
+             "Access-Control-Allow-Methods: %s\r\nAccess-Control-Allow-Headers: %s\r\n"
+             "Access-Control-Max-Age: 7200\r\nVary: Access-Control-Request-Headers\r\n",
+             methods, names);
+    loop_answer(s, f, c, 204, "", extra, strdup(""));
+}
+
 static bool is_json(const http_head *h)
 {
     const http_header *ct = http_head_find(h, "Content-Type");
@@ -506,6 +619,7 @@ static bool check_head(serve_server *s, front *f, conn *c, const http_head *h)
 {
     int status;
     const char *why;
+    cors_prepare(s, c, h);
     if (!http_head_framing(h, &c->fr, &status, &why)) {
         c->head_len = 0; // where the request ends is unknown: answer, then close
         loop_error(s, f, c, status,
@@ -548,8 +662,14 @@ static bool check_head(serve_server *s, front *f, conn *c, const http_head *h)
                    "start nuri serve with --allow-host NAME to accept NAME");
         return false;
     }
+    if (!strcmp(method, "OPTIONS") && s->n_cors_origins > 0) {
+        cors_preflight(s, f, c, h);
+        return false;
+    }
     bool is_health = !strcmp(c->path, "/health");
-    if (!is_health && !authorized(s, h)) {
+    // the page has no secrets (it asks the user for the key itself)
+    bool is_page = !strcmp(c->path, "/") || !strcmp(c->path, "/index.html");
+    if (!is_health && !is_page && !authorized(s, h)) {
         loop_error(s, f, c, 401, "invalid_api_key", NULL,
                    "missing or wrong API key: send 'Authorization: Bearer KEY'");
         return false;
@@ -569,6 +689,8 @@ static bool check_head(serve_server *s, front *f, conn *c, const http_head *h)
         c->route = R_COMPLETION, gen = true;
     } else if (is_health) {
         c->route = R_HEALTH;
+    } else if (is_page) {
+        c->route = R_PAGE;
     } else if (!strcmp(p, "/metrics")) {
         c->route = R_METRICS;
     } else if (!strcmp(p, "/v1/models") || !strncmp(p, "/v1/models/", 11)) {
@@ -631,6 +753,11 @@ static void dispatch(serve_server *s, front *f, conn *c)
     case R_MODELS:
         body = routes_models(s, c->model_id, &status);
         return loop_answer(s, f, c, status, "application/json", NULL, body);
+    case R_PAGE: {
+        size_t n;
+        return loop_answer(s, f, c, 200, "text/html; charset=utf-8", serve_web_headers(),
+                           strdup(serve_web_page(&n)));
+    }
     default:
         break;
     }
@@ -778,9 +905,9 @@ static void refuse(serve_server *s, front *f, int fd, const char *code, const ch
 {
     char *body = error_body(503, code, "%s", msg);
     char head[256];
-    int hn = answer_head(head, sizeof head, 503, "application/json", NULL, body ? strlen(body) : 0,
-                         false, 1);
-    struct iovec iv[2] = {{head, (size_t)hn}, {body, body ? strlen(body) : 0}};
+    int hn = answer_head(head, sizeof head, 503, "application/json", NULL, "",
+                         body ? strlen(body) : 0, false, 1);
+    struct iovec iv[2] = {{head, hn > 0 ? (size_t)hn : 0}, {body, body ? strlen(body) : 0}};
     struct msghdr mh = {.msg_iov = iv, .msg_iovlen = 2};
     (void)!sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     free(body);
@@ -1062,13 +1189,13 @@ static bool conn_write_all(serve_server *s, conn *c, const char *p, size_t n)
 bool conn_reply(serve_server *s, conn *c, int status, const char *content_type,
                 const char *extra_headers, const char *body, size_t body_len)
 {
-    char head[512];
+    char head[ANSWER_HEAD_MAX];
     if (atomic_load(&s->draining)) c->keep_alive = false;
-    int hn = answer_head(head, sizeof head, status, content_type, extra_headers, body_len,
+    int hn = answer_head(head, sizeof head, status, content_type, extra_headers, c->cors, body_len,
                          c->keep_alive, c->minor);
     serve_metrics_request(&s->metrics, status);
     c->head_sent = true;
-    return conn_write_all(s, c, head, (size_t)hn) &&
+    return hn >= 0 && conn_write_all(s, c, head, (size_t)hn) &&
            (c->req.head_only || conn_write_all(s, c, body, body_len));
 }
 
@@ -1093,10 +1220,10 @@ bool conn_reply_json(serve_server *s, conn *c, int status, json_t *v)
 
 bool conn_reply_early_head(serve_server *s, conn *c, const char *content_type)
 {
-    char head[256];
-    int hn =
-        snprintf(head, sizeof head,
-                 "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nConnection: close\r\n\r\n", content_type);
+    char head[1024];
+    int hn = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n",
+                      content_type, c->cors);
     serve_metrics_request(&s->metrics, 200);
     c->head_sent = true;
     c->keep_alive = false;
@@ -1110,13 +1237,13 @@ bool conn_reply_body_rest(serve_server *s, conn *c, const char *body, size_t n)
 
 bool conn_stream_begin(serve_server *s, conn *c, int status, const char *content_type)
 {
-    char head[512];
+    char head[1024];
     if (atomic_load(&s->draining)) c->keep_alive = false;
     c->chunked_out = c->minor == 1;
     if (!c->chunked_out) c->keep_alive = false;
     int hn = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n%s%s",
-                      status, status_reason(status), content_type,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n%s%s%s",
+                      status, status_reason(status), content_type, c->cors,
                       c->chunked_out ? "Transfer-Encoding: chunked\r\n" : "",
                       c->keep_alive ? "\r\n" : "Connection: close\r\n\r\n");
     serve_metrics_request(&s->metrics, status);
@@ -1365,6 +1492,20 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     s->n_allow_hosts = p->n_allow_hosts;
     s->api_keys = strings_dup(p->api_keys, p->n_api_keys);
     s->allow_hosts = strings_dup(p->allow_hosts, p->n_allow_hosts);
+    s->n_cors_origins = p->n_cors_origins;
+    s->cors_origins = strings_dup(p->cors_origins, p->n_cors_origins);
+    for (int i = 0; s->cors_origins && i < s->n_cors_origins; i++) {
+        char *o = s->cors_origins[i]; // an origin has no path: "http://host:3000/" is the same
+        size_t n = strlen(o);
+        while (n > 1 && o[n - 1] == '/') o[--n] = 0;
+        if (!strcmp(o, "*") && s->n_api_keys == 0) {
+            st = nuri_error(NURI_ERR_INVALID_ARG,
+                            "CORS for any origin ('*') needs API keys: without them any web page "
+                            "a user opens could drive this server; name the allowed origins, or "
+                            "set --api-key");
+            goto fail;
+        }
+    }
     // descriptors: as many as the hard limit allows; connections get what is left of them
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -1395,7 +1536,8 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     }
     s->work = calloc((size_t)s->n_workers, sizeof *s->work);
     s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
-    if (!s->api_keys || !s->allow_hosts || !f || !f->conns || !f->ips || !s->work || !s->workers) {
+    if (!s->api_keys || !s->allow_hosts || !s->cors_origins || !f || !f->conns || !f->ips ||
+        !s->work || !s->workers) {
         st = nuri_error(NURI_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -1517,6 +1659,7 @@ void serve_server_stop(serve_server *s)
     if (s->spare_fd >= 0) close(s->spare_fd);
     strings_free(s->api_keys, s->n_api_keys);
     strings_free(s->allow_hosts, s->n_allow_hosts);
+    strings_free(s->cors_origins, s->n_cors_origins);
     if (f) {
         free(f->conns);
         free(f->ips);

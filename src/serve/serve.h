@@ -3,8 +3,9 @@
  *
  * serve_server_start binds the address and answers at once (GET /health says 503 while the model
  * loads, in a background thread). Routes: POST /v1/chat/completions, POST /v1/completions,
- * GET /v1/models[/ID], GET /health, GET /metrics. Every answer, errors of every kind included, is
- * JSON (OpenAI error objects), except /metrics.
+ * GET /v1/models[/ID], GET /health, GET /metrics, and the web chat page at GET / (web.c). Every
+ * answer, errors of every kind included, is JSON (OpenAI error objects), except /metrics and the
+ * page. CORS for the origins in cors_origins (http.c, "CORS").
  *
  * Connections are served by one event loop (http.c), generation requests by a bounded pool of
  * workers (routes.c) over the continuous-batching scheduler (sched.c). Limits (connections in all
@@ -55,6 +56,10 @@ typedef struct serve_params {
     // bytes (0: no bound)
     const char *kv_dir;
     uint64_t kv_dir_size;
+    // origins whose browser pages may call the API (CORS; "*": any, only with API keys); none:
+    // no CORS headers, and OPTIONS is a 405
+    const char *const *cors_origins;
+    int n_cors_origins;
     serve_log_fn log; // start-up notes and load failures; may be NULL
     void *log_ud;
 } serve_params;

@@ -42,6 +42,8 @@ struct serve_server {
     int n_api_keys;
     char **allow_hosts;
     int n_allow_hosts;
+    char **cors_origins; // CORS (http.c); "*" only with API keys
+    int n_cors_origins;
     int listen_fd, port;
     int ep;       // epoll
     int wake_fd;  // eventfd: wakes the loop (returned connections, shutdown, stop)
