@@ -185,13 +185,13 @@ typedef struct chat_session {
     // the answer shown split into reasoning, content and tool calls (where the template shows
     // reasoning or a tool-call format); NULL: shown as generated
     nuri_reply_parser *rp;
-    bool split;    // make rp for each answer
+    bool split; // make rp for each answer
     // the conversation store (what nuri serve keeps): this chat saved as a conversation there
     nuri_store *store; // NULL: --no-store
     char owner[65];    // the API key's SHA-256 ("" without a key), as the server names owners
     char conv_id[NURI_STORE_ID_MAX]; // "" until the first turn is saved
-    bool color; // stdout is a terminal: reasoning dim, calls bold
-    int shown;  // what was shown last: 0 nothing, 1 reasoning, 2 content, 3 a call's arguments
+    bool color;                      // stdout is a terminal: reasoning dim, calls bold
+    int shown; // what was shown last: 0 nothing, 1 reasoning, 2 content, 3 a call's arguments
 } chat_session;
 
 /* Ends what is being shown (reasoning, a call) before something else starts. */
@@ -308,8 +308,8 @@ static void store_turn(chat_session *s)
 {
     if (!s->store || s->conv.n < 2) return;
     const nuri_chat_message *q = &s->conv.msgs[s->conv.n - 2], *a = &s->conv.msgs[s->conv.n - 1];
-    json_t *items = json_pack("[o,o]", message_item(q->role, q->content),
-                              message_item(a->role, a->content));
+    json_t *items =
+        json_pack("[o,o]", message_item(q->role, q->content), message_item(a->role, a->content));
     nuri_status st = items ? NURI_OK : NURI_ERR_NOMEM;
     if (st == NURI_OK && !s->conv_id[0]) {
         char title[64];

@@ -52,19 +52,20 @@ static int32_t lookup_draft(const int32_t *hist, int32_t len, int32_t max, int32
 
 static void run_usage(FILE *out)
 {
-    fprintf(out, "usage: nuri run -m MODEL (-p TEXT | --tokens ID,ID,...) [-n N] [-t THREADS]\n"
-                 "                [--ctx N] [sampling options]\n"
-                 "                [--chat [--chat-template FILE]]\n"
-                 "  continues the prompt (greedy unless --temp > 0): text with -p, token ids with "
-                 "--tokens\n"
-                 "  --chat: the text is one user message, wrapped with the model's chat template\n"
-                 "  (ChatML if it has none); only the answer is printed\n"
-                 "  --draft-lookup K: speculative decoding with prompt lookup: up to K tokens\n"
-                 "  drafted from earlier text (the last 1-3 tokens found before, what followed\n"
-                 "  them), checked in one forward pass; the output is the same as without it\n"
-                 "  (every token is still sampled from the model, in order; -v: counts)\n"
-                 ARGS_SAMPLING_HELP
-                     ARGS_GRAMMAR_HELP);
+    fprintf(
+        out,
+        "usage: nuri run -m MODEL (-p TEXT | --tokens ID,ID,...) [-n N] [-t THREADS]\n"
+        "                [--ctx N] [sampling options]\n"
+        "                [--chat [--chat-template FILE]]\n"
+        "  continues the prompt (greedy unless --temp > 0): text with -p, token ids with "
+        "--tokens\n"
+        "  --chat: the text is one user message, wrapped with the model's chat template\n"
+        "  (ChatML if it has none); only the answer is printed\n"
+        "  --draft-lookup K: speculative decoding with prompt lookup: up to K tokens\n"
+        "  drafted from earlier text (the last 1-3 tokens found before, what followed\n"
+        "  them), checked in one forward pass; the output is the same as without it\n"
+        "  (every token is still sampled from the model, in order; -v: counts)\n" ARGS_SAMPLING_HELP
+            ARGS_GRAMMAR_HELP);
 }
 
 int cmd_run(int argc, char **argv)
@@ -295,8 +296,8 @@ int cmd_run(int argc, char **argv)
     }
     free(hist);
     if (verbose && draft_max > 0)
-        fprintf(stderr, "nuri: run: %ld forward passes; drafted %ld tokens, %ld accepted\n",
-                passes, drafted, accepted);
+        fprintf(stderr, "nuri: run: %ld forward passes; drafted %ld tokens, %ld accepted\n", passes,
+                drafted, accepted);
     if (have_dt) {
         size_t len;
         const char *rest = nuri_detok_flush(&dt, &len);

@@ -605,7 +605,8 @@ static void kv_copy(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride, uint8_t
             for (int32_t p = 0; p < n;) {
                 int32_t off = p % NURI_KV_PAGE;
                 int32_t run = NURI_KV_PAGE - off < n - p ? NURI_KV_PAGE - off : n - p;
-                uint16_t *at = pool + kv_offset(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off);
+                uint16_t *at =
+                    pool + kv_offset(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off);
                 if (dir == 0)
                     memcpy(b + (size_t)p * row, at, (size_t)run * row);
                 else
@@ -628,8 +629,8 @@ nuri_status nuri_ctx_seq_kv_write(nuri_ctx *c, int32_t seq, int32_t n, int32_t s
                                   const void *in)
 {
     if (seq < 0 || seq >= c->n_seq || n < 0 || n > stride || n > c->n_ctx)
-        return nuri_error(NURI_ERR_INVALID_ARG, "cannot write %d tokens of KV into sequence %d",
-                          n, seq);
+        return nuri_error(NURI_ERR_INVALID_ARG, "cannot write %d tokens of KV into sequence %d", n,
+                          seq);
     nuri_ctx_seq_clear(c, seq);
     if (pages_for(n) > c->n_free)
         return nuri_error(NURI_ERR_LIMIT, "%d tokens of KV need %d pages; %d are free", n,

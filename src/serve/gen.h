@@ -48,6 +48,9 @@ bool gen_error_of(const gen *g, serve_error *e);
 /* The validated request. */
 const serve_request *gen_request(const gen *g);
 
+/* The client went away (a write failed): the request is cancelled and counted as a disconnect. */
+void gen_cancel(gen *g);
+
 void gen_end(gen *g); // frees (cancelling the request if it still runs)
 
 #endif

@@ -1321,9 +1321,8 @@ static nuri_status model_identity(serve_server *s, uint8_t id[32])
     char line[512];
     const char *isa = getenv("NURI_ISA"), *pack = getenv("NURI_PACK"), *amx = getenv("NURI_AMX");
     int n = snprintf(line, sizeof line, "nuri-kv-1 %s isa=%s/%s pack=%s amx=%s layers=%d kv=%dx%d",
-                     NURI_VERSION, nuri_isa_name(nuri_cpu_isa()), isa ? isa : "",
-                     pack ? pack : "", amx ? amx : "", (int)hp->n_layer, (int)hp->n_head_kv,
-                     (int)hp->head_dim);
+                     NURI_VERSION, nuri_isa_name(nuri_cpu_isa()), isa ? isa : "", pack ? pack : "",
+                     amx ? amx : "", (int)hp->n_layer, (int)hp->n_head_kv, (int)hp->head_dim);
     nuri_sha256_update(&h, line, (size_t)n);
     int fd = open(s->p.model_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

@@ -29,8 +29,8 @@ typedef struct serve_metrics {
     uint64_t preemptions;      // running sequences whose KV was dropped to make room (sched.h)
     uint64_t kv_source[3];     // admissions by where the prompt's KV came from: none, memory, disk
     uint64_t kv_snapshots_written, kv_snapshots_refused;
-    serve_hist ttft;           // seconds from arrival to the first token
-    serve_hist itl;            // seconds between consecutive tokens of one sequence
+    serve_hist ttft; // seconds from arrival to the first token
+    serve_hist itl;  // seconds between consecutive tokens of one sequence
     int64_t queue_depth, running, kv_pages_used, kv_pages_total;
     int64_t connections;          // open client connections
     uint64_t connections_refused; // answered 503 at once (over a connection limit)

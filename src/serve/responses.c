@@ -246,9 +246,9 @@ static bool items_to_messages(const json_t *items, json_t *messages, serve_error
 /* ============================== the request ============================== */
 
 typedef struct resp_req {
-    json_t *chat;        // the chat-completions body (gen_begin takes it)
-    json_t *input_items; // the new input as items (stored with the response)
-    json_t *echo;        // the Response object's request fields (instructions, tools, ...)
+    json_t *chat;          // the chat-completions body (gen_begin takes it)
+    json_t *input_items;   // the new input as items (stored with the response)
+    json_t *echo;          // the Response object's request fields (instructions, tools, ...)
     char *previous_id;     // (owned) or NULL
     char *conversation_id; // (owned) or NULL
     bool store, stream;
@@ -491,15 +491,14 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
     }
     // what the Response object repeats of the request (each value a new reference)
 #define OR(k, dflt) (OPT(k) ? json_incref(OPT(k)) : (dflt))
-    r->echo = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "instructions",
-                        OR("instructions", json_null()), "max_output_tokens",
-                        OR("max_output_tokens", json_null()), "temperature",
-                        OR("temperature", json_real(1.0)), "top_p", OR("top_p", json_real(1.0)),
-                        "tools", OR("tools", json_array()), "tool_choice",
-                        OR("tool_choice", json_string("auto")), "parallel_tool_calls",
-                        OR("parallel_tool_calls", json_true()), "metadata",
-                        OR("metadata", json_object()), "text",
-                        OR("text", json_pack("{s:{s:s}}", "format", "type", "text")));
+    r->echo = json_pack(
+        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "instructions", OR("instructions", json_null()),
+        "max_output_tokens", OR("max_output_tokens", json_null()), "temperature",
+        OR("temperature", json_real(1.0)), "top_p", OR("top_p", json_real(1.0)), "tools",
+        OR("tools", json_array()), "tool_choice", OR("tool_choice", json_string("auto")),
+        "parallel_tool_calls", OR("parallel_tool_calls", json_true()), "metadata",
+        OR("metadata", json_object()), "text",
+        OR("text", json_pack("{s:{s:s}}", "format", "type", "text")));
 #undef OR
     if (!r->echo) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
 #undef OPT
@@ -511,10 +510,10 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
 /* The output items as they grow (a reasoning item, a message, function calls), for the stream
  * events and the final object. */
 typedef struct out_state {
-    json_t *output; // the items
-    int cur;        // index of the item being written, -1: none
+    json_t *output;                 // the items
+    int cur;                        // index of the item being written, -1: none
     nuri_reply_delta_kind cur_kind; // NURI_DELTA_REASONING / CONTENT / CALL
-    buf text;       // the current item's text (reasoning or message) or arguments
+    buf text;                       // the current item's text (reasoning or message) or arguments
     char cur_id[NURI_STORE_ID_MAX];
 } out_state;
 
@@ -720,8 +719,7 @@ static void save_kv(resp_ctx *x)
     const char *keys[2] = {x->id, x->rq.conversation_id};
     for (int i = 0; i < 2; i++) {
         if (!keys[i]) continue;
-        if (nuri_kvsnap_put(x->s->kvsnap, keys[i], kv.tokens, kv.n, kv.kv, kv.kv_bytes) ==
-            NURI_OK)
+        if (nuri_kvsnap_put(x->s->kvsnap, keys[i], kv.tokens, kv.n, kv.kv, kv.kv_bytes) == NURI_OK)
             serve_metrics_kv_snapshot(&x->s->metrics, true, false);
         else
             serve_log(x->s, "%s", nuri_last_error());
@@ -746,6 +744,7 @@ static bool flush_sse(resp_ctx *x)
     if (!x->sse.n) return true;
     bool ok = conn_stream_write(x->s, x->c, x->sse.p, x->sse.n);
     x->sse.n = 0;
+    if (!ok) gen_cancel(x->g); // the client went away: stop generating for it
     return ok;
 }
 
@@ -788,7 +787,10 @@ static void run_whole(resp_ctx *x)
 
 static void run_stream(resp_ctx *x)
 {
-    if (!conn_stream_begin(x->s, x->c, 200, "text/event-stream")) return;
+    if (!conn_stream_begin(x->s, x->c, 200, "text/event-stream")) {
+        gen_cancel(x->g);
+        return;
+    }
     json_t *r0 = response_object(x, "in_progress", json_array(), NULL, NULL);
     bool ok = sse_event(x, "response.created", json_pack("{s:O}", "response", r0)) &&
               sse_event(x, "response.in_progress", json_pack("{s:O}", "response", r0));
@@ -822,7 +824,7 @@ static void run_stream(resp_ctx *x)
         ok = ok && sse_event(x, cut ? "response.incomplete" : "response.completed",
                              json_pack("{s:o}", "response", resp));
     }
-    if (ok && flush_sse(x)) conn_stream_end(x->s, x->c);
+    if (ok && flush_sse(x) && !conn_stream_end(x->s, x->c)) gen_cancel(x->g);
 }
 
 void routes_responses(serve_server *s, conn *c)
@@ -856,16 +858,14 @@ void routes_responses(serve_server *s, conn *c)
     nuri_kv_snapshot snap = {0};
     const char *key = x.rq.previous_id ? x.rq.previous_id : x.rq.conversation_id;
     if (s->kvsnap && key) {
-        nuri_status ks =
-            nuri_kvsnap_get(s->kvsnap, key, serve_kv_bytes_per_token(s->model), &snap);
+        nuri_status ks = nuri_kvsnap_get(s->kvsnap, key, serve_kv_bytes_per_token(s->model), &snap);
         if (ks == NURI_ERR_FORMAT) {
             serve_log(s, "%s", nuri_last_error());
             serve_metrics_kv_snapshot(&s->metrics, false, true);
         }
     }
-    gen_opts go = {.always_parse = true,
-                   .kv_in = snap.kv ? &snap : NULL,
-                   .want_kv = s->kvsnap && x.rq.store};
+    gen_opts go = {
+        .always_parse = true, .kv_in = snap.kv ? &snap : NULL, .want_kv = s->kvsnap && x.rq.store};
     x.g = gen_begin(s, c, chat, SERVE_CHAT, &go, t_arrival, &e);
     nuri_kv_snapshot_free(&snap); // (taken by the request when it started)
     if (!x.g) {

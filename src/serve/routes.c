@@ -985,6 +985,11 @@ int gen_kv_source(const gen *g)
     return g->job ? g->job->kv_source : SERVE_KV_NONE;
 }
 
+void gen_cancel(gen *g)
+{
+    gen_gone(g);
+}
+
 void gen_end(gen *g)
 {
     gen_free(g);

@@ -74,7 +74,7 @@ struct serve_server {
     serve_sched *sched;
     nuri_token_trie *grammar_trie; // the vocabulary's token texts, for grammar-constrained requests
     int32_t n_vocab;
-    struct nuri_store *store; // the conversation store, or NULL (--no-store)
+    struct nuri_store *store;       // the conversation store, or NULL (--no-store)
     struct nuri_kvsnap_dir *kvsnap; // KV snapshots (--kv-dir), or NULL; set by the loader
     atomic_uint_fast64_t id_counter;
 };

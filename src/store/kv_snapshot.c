@@ -237,8 +237,7 @@ nuri_status nuri_kvsnap_put(nuri_kvsnap_dir *d, const char *key, const int32_t *
     if (!ok || rename(tmp, path) != 0) {
         if (ok) err = errno;
         unlink(tmp);
-        return nuri_error(NURI_ERR_IO, "kv snapshots: cannot write '%s': %s", path,
-                          strerror(err));
+        return nuri_error(NURI_ERR_IO, "kv snapshots: cannot write '%s': %s", path, strerror(err));
     }
     trim(d, name);
     return NURI_OK;

@@ -1,17 +1,17 @@
 /*
  * kv_snapshot.h: KV snapshots on disk, the SSD tier under the KV pool. When a stored
- * conversation's turn ends, the server may write its sequence's tokens and KV (nuri_ctx_seq_kv_read)
- * to a directory; a follow-up after the pages left memory (evicted, or a restart) loads them back
- * instead of recomputing the prompt, and gets the same answer (the KV is what computing those tokens
- * writes).
+ * conversation's turn ends, the server may write its sequence's tokens and KV
+ * (nuri_ctx_seq_kv_read) to a directory; a follow-up after the pages left memory (evicted, or a
+ * restart) loads them back instead of recomputing the prompt, and gets the same answer (the KV is
+ * what computing those tokens writes).
  *
  * A snapshot is one file, <dir>/<key>.kv (key: a response or conversation id), written to a
  * temporary name and renamed (a reader never sees half a file). It holds the model's identity (32
- * bytes the caller derives from the model file, the kernels and the KV layout: a snapshot never loads
- * into another model), the tokens, the KV bytes and a checksum of both. A file that does not match
- * (another model, a torn or corrupt file) is removed and reported as NURI_ERR_FORMAT: the caller
- * recomputes. The directory is bounded: after each write the least recently used snapshots (by
- * modification time; a load touches its file) are removed until the total is within max_bytes.
+ * bytes the caller derives from the model file, the kernels and the KV layout: a snapshot never
+ * loads into another model), the tokens, the KV bytes and a checksum of both. A file that does not
+ * match (another model, a torn or corrupt file) is removed and reported as NURI_ERR_FORMAT: the
+ * caller recomputes. The directory is bounded: after each write the least recently used snapshots
+ * (by modification time; a load touches its file) are removed until the total is within max_bytes.
  *
  * Thread-safe: any number of threads may put and get at once (different keys, or the same: the
  * last rename wins). Calls block on disk: call them from request workers, never the decode loop.
