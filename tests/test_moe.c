@@ -13,9 +13,11 @@
  */
 #include "base/status.h"
 #include "gguf/gguf.h"
+#include "kernels/types.h"
 #include "model/mkmodel.h"
 #include "model/model.h"
 #include "model/moe.h"
+#include "model/quantize.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -201,6 +203,29 @@ TEST(only_the_used_experts_count_as_read_per_token)
     nuri_model_free(m);
 }
 
+TEST(quantizing_keeps_the_router_f32_and_treats_experts_as_their_kind)
+{
+    char from[128], to[128];
+    snprintf(from, sizeof from, "%s/q-from.gguf", tmpdir);
+    snprintf(to, sizeof to, "%s/q-to.gguf", tmpdir);
+    nuri_mkmodel_params p = {.arch = "qwen3moe", .shape = "moe-tiny", .type = "F32", .seed = 2};
+    REQUIRE(nuri_mkmodel(&p, from) == NURI_OK);
+    nuri_quant_stats st;
+    REQUIRE(nuri_quantize_file(from, to, "Q4_K_M", false, &st) == NURI_OK);
+    nuri_model *m;
+    REQUIRE(nuri_model_load(to, &m) == NURI_OK);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const nuri_layer *L = &m->layers[il];
+        CHECK(L->ffn_gate_inp.type == NURI_TYPE_F32);
+        CHECK(L->exp_gate[0].type == NURI_TYPE_Q4_K && L->exp_up[3].type == NURI_TYPE_Q4_K);
+    }
+    // Q4_K_M gives the last layer's ffn_down more bits, experts included
+    CHECK(m->layers[m->hp.n_layer - 1].exp_down[7].type == NURI_TYPE_Q6_K);
+    nuri_model_free(m);
+    unlink(from);
+    unlink(to);
+}
+
 /* ---- files that are not runnable ---- */
 
 /* Copies file `from` with key drop_key left out and, if u32_key, that key set to u32_val; loads
@@ -298,6 +323,7 @@ int main(void)
     RUN(grouping_puts_every_choice_in_its_experts_run_in_token_order);
     RUN(a_batch_grouped_by_expert_matches_tokens_run_one_at_a_time);
     RUN(only_the_used_experts_count_as_read_per_token);
+    RUN(quantizing_keeps_the_router_f32_and_treats_experts_as_their_kind);
     RUN(moe_files_that_cannot_run_are_refused_by_name);
     rmdir(tmpdir);
     TEST_DONE();

@@ -682,6 +682,11 @@ uint64_t nuri_model_bytes_per_token(const nuri_model *m)
     return model_size(m, true, false, false);
 }
 
+uint64_t nuri_model_bytes_per_batch(const nuri_model *m)
+{
+    return model_size(m, true, false, true);
+}
+
 void nuri_model_params(const nuri_model *m, uint64_t *total, uint64_t *active)
 {
     *total = model_size(m, false, true, true);

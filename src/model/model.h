@@ -135,6 +135,10 @@ const char *nuri_model_family(const nuri_model *m);
  * other). */
 uint64_t nuri_model_bytes_per_token(const nuri_model *m);
 
+/* Bytes of weights a long prompt batch reads: as nuri_model_bytes_per_token, but every expert (a
+ * batch of many tokens routes to all of them, each read once). Equal for dense models. */
+uint64_t nuri_model_bytes_per_batch(const nuri_model *m);
+
 /* Parameters (weight elements) of the model: all of them, and those one token uses (the
  * embedding table counted whole in both, as llama.cpp and model cards count it; of a mixture of
  * experts, n_expert_used experts per layer). Equal for dense models. */
