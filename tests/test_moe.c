@@ -2,14 +2,14 @@
  * test_moe.c: the mixture-of-experts feed-forward (model/moe.h).
  *
  * The router: softmax, the n_used largest in descending order, equal probabilities broken by the
- * lower expert id, weights renormalised to sum 1; it never returns a repeated id, even for NaN
- * logits. The grouping: every (token, choice) pair lands in exactly one row of its expert's run,
- * in token order. The forward pass: a prompt run as one batch (tokens grouped by expert, each
- * expert's matrices applied to all its rows at once) gives bit-identical logits to the same
- * tokens decoded one at a time (each token through only its own experts), whatever the thread
- * count; models are written by nuri_mkmodel (qwen3moe and mixtral, 8 experts of which 2 are used,
- * and 128 of which 8, in several types). Last, files that are not runnable MoE models are refused
- * with a message naming the key or tensor.
+ * lower expert id, weights renormalised to sum 1, the margin of the choice; it never returns a
+ * repeated id, even for NaN logits. The grouping: every (token, choice) pair lands in exactly one
+ * row of its expert's run, in token order. The forward pass: a prompt run as one batch (tokens
+ * grouped by expert, each expert's matrices applied to all its rows at once) gives bit-identical
+ * logits to the same tokens decoded one at a time (each token through only its own experts),
+ * whatever the thread count; models are written by nuri_mkmodel (qwen3moe and mixtral, 8 experts of
+ * which 2 are used, and 128 of which 8, in several types). Last, files that are not runnable MoE
+ * models are refused with a message naming the key or tensor.
  */
 #include "base/status.h"
 #include "gguf/gguf.h"
@@ -29,7 +29,9 @@ TEST(the_router_takes_the_largest_and_renormalises)
     const float logits[4] = {1.0f, 3.0f, 2.0f, 0.0f};
     float probs[4], w[2];
     int32_t ids[2];
-    nuri_moe_route(logits, 4, 2, true, 0.0f, probs, ids, w);
+    float margin;
+    nuri_moe_route(logits, 4, 2, true, 0.0f, probs, ids, w, &margin);
+    CHECKF(margin == 1.0f, "margin %g", (double)margin); // logit 2 chosen, 1 not
     CHECK(ids[0] == 1 && ids[1] == 2);
     // e^3 / (e^3 + e^2) = 1 / (1 + e^-1)
     CHECKF(fabsf(w[0] - 0.7310586f) < 1e-6f && fabsf(w[1] - 0.2689414f) < 1e-6f, "%g %g",
@@ -42,10 +44,10 @@ TEST(without_renormalising_the_weights_are_the_softmax_probabilities)
     const float logits[3] = {0.0f, 0.0f, 0.0f};
     float probs[3], w[1];
     int32_t ids[1];
-    nuri_moe_route(logits, 3, 1, false, 0.0f, probs, ids, w);
+    nuri_moe_route(logits, 3, 1, false, 0.0f, probs, ids, w, NULL);
     CHECKF(ids[0] == 0 && fabsf(w[0] - 1.0f / 3.0f) < 1e-7f, "id %d w %g", ids[0], (double)w[0]);
     // a scale of 2 doubles them; 0 and 1 mean none
-    nuri_moe_route(logits, 3, 1, false, 2.0f, probs, ids, w);
+    nuri_moe_route(logits, 3, 1, false, 2.0f, probs, ids, w, NULL);
     CHECKF(fabsf(w[0] - 2.0f / 3.0f) < 1e-7f, "w %g", (double)w[0]);
 }
 
@@ -54,7 +56,9 @@ TEST(equal_probabilities_go_to_the_lower_expert_id)
     const float logits[8] = {0.5f, 2.0f, 0.5f, 2.0f, -1.0f, 2.0f, 0.5f, 0.5f};
     float probs[8], w[4];
     int32_t ids[4];
-    nuri_moe_route(logits, 8, 4, true, 0.0f, probs, ids, w);
+    float margin;
+    nuri_moe_route(logits, 8, 4, true, 0.0f, probs, ids, w, &margin);
+    CHECK(margin == 0.0f); // expert 0 taken, its equal 2 not
     CHECKF(ids[0] == 1 && ids[1] == 3 && ids[2] == 5 && ids[3] == 0, "%d %d %d %d", ids[0], ids[1],
            ids[2], ids[3]);
     CHECK(w[0] == w[1] && w[1] == w[2] && w[2] > w[3]);
@@ -66,7 +70,7 @@ TEST(nan_logits_still_give_distinct_experts)
     for (int i = 0; i < 6; i++) logits[i] = NAN;
     float probs[6], w[3];
     int32_t ids[3];
-    nuri_moe_route(logits, 6, 3, true, 0.0f, probs, ids, w);
+    nuri_moe_route(logits, 6, 3, true, 0.0f, probs, ids, w, NULL);
     for (int j = 0; j < 3; j++) {
         CHECK(ids[j] >= 0 && ids[j] < 6);
         for (int k = 0; k < j; k++) CHECK(ids[j] != ids[k]);

@@ -67,6 +67,7 @@ struct nuri_ctx {
     int32_t *moe_token; // (n_batch * K) each row's token
     int32_t *moe_row;   // (n_batch, K) each choice's row
     float *moe_x;       // (n_batch * K, n_embd) the rows' inputs, then the experts' outputs
+    float *moe_margin;  // (n_batch) each token's smallest router margin over the layers
     void *xq;           // (n_batch, xq_stride) activations converted to a vec_dot_type
     size_t xq_stride;   // bytes
     float *scores;      // (n_threads, G, n_ctx) G = query heads per KV head
@@ -295,9 +296,12 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     matmul(w, &L->ffn_gate_inp, T, c->moe_logits, E);
     barrier(w);
     nuri_split(T, w->ith, w->nth, &t0, &t1);
-    for (long t = t0; t < t1; t++)
+    for (long t = t0; t < t1; t++) {
+        float margin;
         nuri_moe_route(c->moe_logits + t * E, E, K, true, 0.0f, c->moe_probs + (size_t)w->ith * E,
-                       c->moe_ids + t * K, c->moe_w + t * K);
+                       c->moe_ids + t * K, c->moe_w + t * K, &margin);
+        if (margin < c->moe_margin[t]) c->moe_margin[t] = margin;
+    }
     barrier(w);
     if (w->ith == 0) nuri_moe_group(c->moe_ids, T, K, E, c->moe_start, c->moe_token, c->moe_row);
     barrier(w);
@@ -476,6 +480,7 @@ static void forward_worker(void *arg, int ith, int nth)
         ke->to_float((const char *)m->token_embd.data + (size_t)c->b_token[t] * erow, x, n_embd);
         if (hp->embd_scale != 1.0f)
             for (int64_t i = 0; i < n_embd; i++) x[i] *= hp->embd_scale;
+        if (c->moe_margin) c->moe_margin[t] = INFINITY;
     }
     barrier(&w);
 
@@ -593,6 +598,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
         c->moe_token = alloc_ints(B * K, &ok);
         c->moe_row = alloc_ints(B * K, &ok);
         c->moe_x = alloc_floats(B * K * hp->n_embd, &ok);
+        c->moe_margin = alloc_floats(B, &ok);
     }
     // the widest conversion is F32 (4 bytes per element); quantized types take less
     c->xq_stride = (widest * 4 + 63) & ~(size_t)63;
@@ -626,7 +632,7 @@ void nuri_ctx_free(nuri_ctx *c)
                     c->gate,       c->up,        c->xq,       c->scores,    c->q16,
                     c->qf,         c->logits,    c->d_pos,    c->d_seq,     c->d_want,
                     c->moe_logits, c->moe_probs, c->moe_ids,  c->moe_w,     c->moe_start,
-                    c->moe_token,  c->moe_row,   c->moe_x};
+                    c->moe_token,  c->moe_row,   c->moe_x,    c->moe_margin};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -926,6 +932,12 @@ nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32
         done += k;
     }
     return NURI_OK;
+}
+
+float nuri_ctx_router_margin(const nuri_ctx *c, int32_t i)
+{
+    NURI_ASSERT(i >= 0 && i < c->n_batch);
+    return c->moe_margin ? c->moe_margin[i] : INFINITY;
 }
 
 const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i)

@@ -201,6 +201,12 @@ nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32
 /* The logits of row i of the last decode: (n_vocab) floats, borrowed until the next decode. */
 const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i);
 
+/* Mixtures of experts: the smallest router margin (moe.h) over the layers for token i of the last
+ * forward pass (a batch of at most n_batch tokens: the last chunk of a larger one): how close its
+ * expert choice came to changing. INFINITY for dense models. For tests against llama.cpp, where a
+ * different choice is a large error. */
+float nuri_ctx_router_margin(const nuri_ctx *c, int32_t i);
+
 /* Sequence management. */
 int32_t nuri_ctx_seq_len(const nuri_ctx *c, int32_t seq); // tokens held
 void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq);        // frees its pages

@@ -8,7 +8,7 @@
 #include <math.h>
 
 void nuri_moe_route(const float *logits, int32_t n_expert, int32_t n_used, bool norm, float scale,
-                    float *probs, int32_t *ids, float *weights)
+                    float *probs, int32_t *ids, float *weights, float *margin)
 {
     NURI_ASSERT(n_used >= 1 && n_used <= n_expert);
     float max = -INFINITY;
@@ -31,6 +31,12 @@ void nuri_moe_route(const float *logits, int32_t n_expert, int32_t n_used, bool 
         ids[j] = best;
         weights[j] = probs[best];
         probs[best] = -1.0f;
+    }
+    if (margin) {
+        float next = -INFINITY; // the best expert not chosen (probs of chosen ones are -1 now)
+        for (int32_t e = 0; e < n_expert; e++)
+            if (probs[e] != -1.0f && logits[e] > next) next = logits[e];
+        *margin = n_used == n_expert ? INFINITY : logits[ids[n_used - 1]] - next;
     }
     if (norm) {
         double s = 0.0;

@@ -19,9 +19,12 @@
 #include <stdint.h>
 
 /* Routes one token: logits (n_expert) -> ids (n_used) expert ids in the order chosen, and their
- * weights (n_used). probs (n_expert) is scratch. 1 <= n_used <= n_expert. */
+ * weights (n_used). probs (n_expert) is scratch. 1 <= n_used <= n_expert. If margin is not NULL,
+ * *margin is how far the choice was from changing: the logit of the last expert chosen minus the
+ * largest logit not chosen (INFINITY when every expert is used). A rounding difference smaller
+ * than it cannot change the choice. */
 void nuri_moe_route(const float *logits, int32_t n_expert, int32_t n_used, bool norm, float scale,
-                    float *probs, int32_t *ids, float *weights);
+                    float *probs, int32_t *ids, float *weights, float *margin);
 
 /* Groups a batch's choices by expert. ids (n_tokens, n_used) are the router's choices. After it,
  * expert e's pairs are rows [start[e], start[e + 1]) of the grouped layout, in token order;
