@@ -7,9 +7,9 @@
  * row of its expert's run, in token order. The forward pass: a prompt run as one batch (tokens
  * grouped by expert, each expert's matrices applied to all its rows at once) gives bit-identical
  * logits to the same tokens decoded one at a time (each token through only its own experts),
- * whatever the thread count; models are written by nuri_mkmodel (qwen3moe and mixtral, 8 experts of
- * which 2 are used, and 128 of which 8, in several types). Last, files that are not runnable MoE
- * models are refused with a message naming the key or tensor.
+ * whatever the thread count; models are written by nuri_mkmodel (qwen3moe, qwen2moe with its
+ * shared expert, and mixtral; 8 experts of which 2 are used, and 128 of which 8; several types).
+ * Last, files that are not runnable MoE models are refused with a message naming the key or tensor.
  */
 #include "base/status.h"
 #include "gguf/gguf.h"
@@ -162,9 +162,10 @@ static float *run(nuri_model *m, bool one_batch, int threads)
 TEST(a_batch_grouped_by_expert_matches_tokens_run_one_at_a_time)
 {
     static const char *const cases[][3] = {
-        {"qwen3moe", "moe-tiny", "Q8_0"}, {"qwen3moe", "moe-a3b-mini", "Q4_K_M"},
-        {"mixtral", "moe-tiny", "F32"},   {"mixtral", "moe-tiny", "Q4_0"},
-        {"qwen3moe", "moe-tiny", "Q6_K"}, {"mixtral", "moe-a3b-mini", "F16"},
+        {"qwen3moe", "moe-tiny", "Q8_0"},   {"qwen3moe", "moe-a3b-mini", "Q4_K_M"},
+        {"mixtral", "moe-tiny", "F32"},     {"mixtral", "moe-tiny", "Q4_0"},
+        {"qwen3moe", "moe-tiny", "Q6_K"},   {"mixtral", "moe-a3b-mini", "F16"},
+        {"qwen2moe", "moe-tiny", "Q4_K_M"}, {"qwen2moe", "moe-a3b-mini", "Q8_0"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         nuri_model *m = make_model(cases[k][0], cases[k][1], cases[k][2], 7 + (int)k);
@@ -298,6 +299,14 @@ TEST(moe_files_that_cannot_run_are_refused_by_name)
     expect_refused(qwen, NULL, "qwen3moe.expert_count", 100000, "expert_count");
     expect_refused(qwen, NULL, "qwen3moe.expert_feed_forward_length", 128, "ffn_gate_exps");
     expect_refused(qwen, NULL, "qwen3moe.expert_group_count", 2, "expert_group_count");
+    // qwen2moe's shared expert must match its key
+    char q2[128];
+    snprintf(q2, sizeof q2, "%s/qwen2moe.gguf", tmpdir);
+    p.arch = "qwen2moe";
+    REQUIRE(nuri_mkmodel(&p, q2) == NURI_OK);
+    expect_refused(q2, NULL, "qwen2moe.expert_shared_feed_forward_length", 256,
+                   "ffn_gate_shexp.weight");
+    unlink(q2);
     // experts in an architecture that has none
     char dense[128];
     snprintf(dense, sizeof dense, "%s/qwen3.gguf", tmpdir);

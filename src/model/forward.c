@@ -68,6 +68,8 @@ struct nuri_ctx {
     int32_t *moe_row;   // (n_batch, K) each choice's row
     float *moe_x;       // (n_batch * K, n_embd) the rows' inputs, then the experts' outputs
     float *moe_margin;  // (n_batch) each token's smallest router margin over the layers
+    float *moe_shared;  // (n_batch, n_embd) the shared expert's output (qwen2moe)
+    float *moe_shgate;  // (n_batch) the shared expert's gate logit
     void *xq;           // (n_batch, xq_stride) activations converted to a vec_dot_type
     size_t xq_stride;   // bytes
     float *scores;      // (n_threads, G, n_ctx) G = query heads per KV head
@@ -298,8 +300,9 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     for (long t = t0; t < t1; t++) {
         float margin;
-        nuri_moe_route(c->moe_logits + t * E, E, K, true, 0.0f, c->moe_probs + (size_t)w->ith * E,
-                       c->moe_ids + t * K, c->moe_w + t * K, &margin);
+        nuri_moe_route(c->moe_logits + t * E, E, K, hp->moe_norm_w, 0.0f,
+                       c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K, c->moe_w + t * K,
+                       &margin);
         if (margin < c->moe_margin[t]) c->moe_margin[t] = margin;
     }
     barrier(w);
@@ -312,6 +315,24 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
                sizeof(float) * (size_t)n_embd);
     w->xq_src = NULL;
     barrier(w);
+
+    // the shared expert (qwen2moe): a dense SwiGLU over every token, and its gate's logit
+    const int64_t n_sh = hp->n_ff_shexp;
+    if (n_sh > 0) {
+        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate_inp.type)->vec_dot_type);
+        matmul(w, &L->shexp_gate_inp, T, c->moe_shgate, 1);
+        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate.type)->vec_dot_type);
+        matmul(w, &L->shexp_gate, T, c->gate, n_sh);
+        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_up.type)->vec_dot_type);
+        matmul(w, &L->shexp_up, T, c->up, n_sh);
+        barrier(w);
+        const nuri_attn_kernels *ak = nuri_attn();
+        for (long t = t0; t < t1; t++) ak->swiglu(c->gate + t * n_sh, c->up + t * n_sh, n_sh);
+        barrier(w);
+        quantize_input(w, c->gate, n_sh, T, nuri_kernels(L->shexp_down.type)->vec_dot_type);
+        matmul(w, &L->shexp_down, T, c->moe_shared, n_embd);
+        barrier(w);
+    }
 
     // gate and up: each expert over its rows; the experts write disjoint rows, so their products
     // follow one another without a barrier
@@ -354,6 +375,16 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
             const float wj = c->moe_w[t * K + j];
             for (int64_t i = 0; i < n_embd; i++) {
                 const float p = ej[i] * wj;
+                a[i] = a[i] + p;
+            }
+        }
+        if (n_sh > 0) {
+            // the gate's sigmoid as llama.cpp computes it: silu(x) / x
+            const float x = c->moe_shgate[t];
+            const float g = (x / (1.0f + expf(-x))) / x;
+            const float *sh = c->moe_shared + t * n_embd;
+            for (int64_t i = 0; i < n_embd; i++) {
+                const float p = sh[i] * g;
                 a[i] = a[i] + p;
             }
         }
@@ -562,10 +593,12 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     const size_t wide = n_q > (size_t)hp->n_embd ? n_q : (size_t)hp->n_embd;
     size_t widest = wide > (size_t)hp->n_ff ? wide : (size_t)hp->n_ff;
     if ((size_t)hp->n_ff_exp > widest) widest = (size_t)hp->n_ff_exp;
+    if ((size_t)hp->n_ff_shexp > widest) widest = (size_t)hp->n_ff_shexp;
     // rows of xq, gate and up: a token each, or with experts a (token, expert) pair each
     const size_t K = hp->n_expert > 0 ? (size_t)hp->n_expert_used : 1, E = (size_t)hp->n_expert;
     size_t ff_row = (size_t)hp->n_ff; // floats of gate and up per token
     if (K * (size_t)hp->n_ff_exp > ff_row) ff_row = K * (size_t)hp->n_ff_exp;
+    if ((size_t)hp->n_ff_shexp > ff_row) ff_row = (size_t)hp->n_ff_shexp;
     const size_t kv_elems = (size_t)hp->n_layer * c->n_ctx * kv;
     bool ok = true;
     c->k_pages = calloc(kv_elems, sizeof(uint16_t));
@@ -599,6 +632,10 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
         c->moe_row = alloc_ints(B * K, &ok);
         c->moe_x = alloc_floats(B * K * hp->n_embd, &ok);
         c->moe_margin = alloc_floats(B, &ok);
+        if (hp->n_ff_shexp > 0) {
+            c->moe_shared = alloc_floats(B * hp->n_embd, &ok);
+            c->moe_shgate = alloc_floats(B, &ok);
+        }
     }
     // the widest conversion is F32 (4 bytes per element); quantized types take less
     c->xq_stride = (widest * 4 + 63) & ~(size_t)63;
@@ -626,13 +663,13 @@ void nuri_ctx_free(nuri_ctx *c)
 {
     if (!c) return;
     nuri_pool_free(c->pool);
-    void *bufs[] = {c->k_pages,    c->v_pages,   c->page_ref, c->free_list, c->seq_len,
-                    c->seq_pages,  c->b_slot,    c->b_row,    c->b_next,    c->x,
-                    c->xn,         c->q,         c->k,        c->v,         c->att,
-                    c->gate,       c->up,        c->xq,       c->scores,    c->q16,
-                    c->qf,         c->logits,    c->d_pos,    c->d_seq,     c->d_want,
-                    c->moe_logits, c->moe_probs, c->moe_ids,  c->moe_w,     c->moe_start,
-                    c->moe_token,  c->moe_row,   c->moe_x,    c->moe_margin};
+    void *bufs[] = {
+        c->k_pages,   c->v_pages,    c->page_ref,  c->free_list,  c->seq_len,    c->seq_pages,
+        c->b_slot,    c->b_row,      c->b_next,    c->x,          c->xn,         c->q,
+        c->k,         c->v,          c->att,       c->gate,       c->up,         c->xq,
+        c->scores,    c->q16,        c->qf,        c->logits,     c->d_pos,      c->d_seq,
+        c->d_want,    c->moe_logits, c->moe_probs, c->moe_ids,    c->moe_w,      c->moe_start,
+        c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }

@@ -266,9 +266,10 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     gguf_writer *w = mk->w;
     // mixtral is a llama file with experts; qwen3moe is qwen3 attention with experts
     const bool mixtral = !strcmp(p->arch, "mixtral"), qwen3moe = !strcmp(p->arch, "qwen3moe");
-    const bool moe = mixtral || qwen3moe;
+    const bool qwen2moe = !strcmp(p->arch, "qwen2moe"); // + a shared expert of width n_ff
+    const bool moe = mixtral || qwen3moe || qwen2moe;
     const char *a = mixtral ? "llama" : p->arch;
-    bool qwen2 = !strcmp(a, "qwen2"), qwen3 = !strcmp(a, "qwen3") || qwen3moe;
+    bool qwen2 = !strcmp(a, "qwen2") || qwen2moe, qwen3 = !strcmp(a, "qwen3") || qwen3moe;
     bool llama = !strcmp(a, "llama");
     bool exaone4 = !strcmp(a, "exaone4"), hcx = !strcmp(a, "hyperclovax");
     bool granite_like = !strcmp(a, "granite") || hcx;
@@ -292,7 +293,8 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     if (moe) {
         KV_U32("expert_count", sh->n_expert);
         KV_U32("expert_used_count", sh->n_expert_used);
-        if (qwen3moe) KV_U32("expert_feed_forward_length", sh->n_ff_exp);
+        if (!mixtral) KV_U32("expert_feed_forward_length", sh->n_ff_exp);
+        if (qwen2moe) KV_U32("expert_shared_feed_forward_length", sh->n_ff);
     }
     KV_U32("attention.head_count", sh->n_head);
     KV_U32("attention.head_count_kv", sh->n_head_kv);
@@ -389,6 +391,12 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
             TX("ffn_up_exps.weight", "ffn_up", E, FX, 1.0f / sqrtf((float)E));
             TX("ffn_down_exps.weight", "ffn_down", FX, E, gain / sqrtf((float)FX));
 #undef TX
+            if (qwen2moe) {
+                T("ffn_gate_inp_shexp.weight", "norm", E, 1, 1.0f / sqrtf((float)E), 0);
+                T("ffn_gate_shexp.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
+                T("ffn_up_shexp.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
+                T("ffn_down_shexp.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
+            }
         } else {
             T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
             T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
@@ -401,14 +409,14 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    static const char *archs[] = {"llama",   "qwen2",       "qwen3",    "exaone", "exaone4",
-                                  "granite", "hyperclovax", "qwen3moe", "mixtral"};
+    static const char *archs[] = {"llama",   "qwen2",       "qwen3",    "exaone",  "exaone4",
+                                  "granite", "hyperclovax", "qwen3moe", "mixtral", "qwen2moe"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
-                          "granite, hyperclovax, qwen3moe, mixtral)",
+                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -416,7 +424,8 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if (!sh)
         return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
                           nuri_mkmodel_shapes());
-    const bool moe = !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral");
+    const bool moe =
+        !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") || !strcmp(p->arch, "qwen2moe");
     if (moe && sh->n_expert == 0)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "

@@ -16,7 +16,8 @@
 
 typedef struct nuri_mkmodel_params {
     // "llama", "qwen2", "qwen3", "exaone", "exaone4", "granite", "hyperclovax", "qwen3moe",
-    // "mixtral" (general.architecture llama, with experts; qwen3moe and mixtral need a MoE shape)
+    // "qwen2moe" (with a shared expert of the shape's n_ff), "mixtral" (general.architecture
+    // llama, with experts); the MoE archs need a MoE shape
     const char *arch;
     const char *shape; // "tiny", "small", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b" (see --help)
     const char *type;  // "F32", "F16", "BF16", "Q8_0", ..., "Q6_K", or a mix "Q4_K_M", "Q5_K_M"

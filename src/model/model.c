@@ -45,6 +45,8 @@ static const struct arch_info {
     {"hyperclovax", NURI_ARCH_HYPERCLOVAX, NURI_ROPE_NORM, true, true, false, false, true, false,
      'n'},
     {"qwen3moe", NURI_ARCH_QWEN3MOE, NURI_ROPE_NEOX, true, false, false, true, false, false, 'y'},
+    // qwen2moe's q/k/v biases are optional in llama.cpp (real files have them)
+    {"qwen2moe", NURI_ARCH_QWEN2MOE, NURI_ROPE_NEOX, true, false, false, false, false, false, 'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -120,7 +122,14 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     if (hp->n_expert_used > hp->n_expert)
         return nuri_error(NURI_ERR_FORMAT, "%s.expert_used_count %d exceeds expert_count %d", name,
                           hp->n_expert_used, hp->n_expert);
-    if (hp->arch == NURI_ARCH_QWEN3MOE) {
+    hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE;
+    if (hp->arch == NURI_ARCH_QWEN2MOE) {
+        // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
+        if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
+                         MAX_WIDTH, &hp->n_ff_shexp)))
+            return s;
+    }
+    if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE) {
         int32_t def = hp->n_ff / hp->n_expert_used;
         if ((s = get_dim(f, name, "expert_feed_forward_length", def == 0, def, MAX_WIDTH,
                          &hp->n_ff_exp)))
@@ -130,7 +139,9 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     }
     static const char *unsupported[] = {"expert_group_count", "expert_shared_count",
                                         "expert_shared_feed_forward_length"};
-    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
+    // qwen2moe has its one shared expert whatever expert_shared_count says, as in llama.cpp
+    const size_t n_unsupported = hp->arch == NURI_ARCH_QWEN2MOE ? 1 : 3;
+    for (size_t i = 0; i < n_unsupported; i++) {
         snprintf(key, sizeof key, "%s.%s", name, unsupported[i]);
         uint32_t v;
         if (gguf_get_u32(f, key, &v) == NURI_OK && v > 0)
@@ -155,7 +166,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
     if (!name)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
-                          "qwen3moe, exaone, exaone4, granite, hyperclovax)",
+                          "qwen2moe, qwen3moe, exaone, exaone4, granite, hyperclovax)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -440,6 +451,13 @@ static nuri_status bind_weights(nuri_model *m)
             if ((s = bind_experts(&b, nm, n_embd, n_ff_exp, n_expert, L->exp_up))) return s;
             snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", il);
             if ((s = bind_experts(&b, nm, n_ff_exp, n_embd, n_expert, L->exp_down))) return s;
+            if (hp->n_ff_shexp > 0) {
+                const int64_t n_sh = hp->n_ff_shexp;
+                BIND(shexp_gate_inp, "ffn_gate_inp_shexp.weight", n_embd, 0, true, true);
+                BIND(shexp_gate, "ffn_gate_shexp.weight", n_embd, n_sh, true, false);
+                BIND(shexp_up, "ffn_up_shexp.weight", n_embd, n_sh, true, false);
+                BIND(shexp_down, "ffn_down_shexp.weight", n_sh, n_embd, true, false);
+            }
         }
         BIND(bq, "attn_q.bias", n_q, 0, ai->qkv_bias, true);
         BIND(bk, "attn_k.bias", n_kv, 0, ai->qkv_bias, true);
@@ -447,7 +465,7 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
         BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
         // tensors nuri would have to use but does not: refuse rather than compute something else
-        static const struct {
+        const struct {
             const char *suffix, *what;
             bool in_dense, in_moe; // refused in a dense layer / a layer with experts
         } unused[] = {
@@ -460,8 +478,8 @@ static nuri_status bind_weights(nuri_model *m)
             {"ffn_up_exps.bias", "expert bias", false, true},
             {"ffn_down_exps.bias", "expert bias", false, true},
             {"exp_probs_b.bias", "expert selection bias", false, true},
-            {"ffn_up_shexp.weight", "shared expert", true, true},
-            {"ffn_gate_inp_shexp.weight", "shared expert gate", true, true},
+            {"ffn_up_shexp.weight", "shared expert", true, hp->n_ff_shexp == 0},
+            {"ffn_gate_inp_shexp.weight", "shared expert gate", true, hp->n_ff_shexp == 0},
         };
         for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
             if (!(n_expert ? unused[u].in_moe : unused[u].in_dense)) continue;
@@ -500,8 +518,9 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
     int n = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         nuri_layer *L = &m->layers[il];
-        nuri_weight *ws[] = {&L->wq,       &L->wk,     &L->wv,       &L->wo,
-                             &L->ffn_gate, &L->ffn_up, &L->ffn_down, &L->ffn_gate_inp};
+        nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,        &L->wo,
+                             &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,  &L->ffn_gate_inp,
+                             &L->shexp_gate, &L->shexp_up, &L->shexp_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++)
             if (ws[i]->data) list[n++] = ws[i];
         for (int32_t e = 0; e < m->hp.n_expert && n + 3 <= cap; e++) {
@@ -527,7 +546,7 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
  * tied output matrix gets its own packed copy. */
 static void pack_weights(nuri_model *m)
 {
-    const int cap = m->hp.n_layer * (8 + 3 * m->hp.n_expert) + 1;
+    const int cap = m->hp.n_layer * (11 + 3 * m->hp.n_expert) + 1;
     nuri_weight **list = malloc(sizeof *list * (size_t)cap);
     if (!list) return;
     const int n = layer_matrices(m, list, cap);
@@ -667,7 +686,11 @@ static uint64_t model_size(const nuri_model *m, bool bytes, bool embd_whole, boo
                                    &L->ffn_down,
                                    &L->attn_post_norm,
                                    &L->ffn_post_norm,
-                                   &L->ffn_gate_inp};
+                                   &L->ffn_gate_inp,
+                                   &L->shexp_gate_inp,
+                                   &L->shexp_gate,
+                                   &L->shexp_up,
+                                   &L->shexp_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_size(ws[i], bytes);
         if (m->hp.n_expert > 0)
             total +=
@@ -727,6 +750,8 @@ const char *nuri_model_family(const nuri_model *m)
         return "Qwen3";
     case NURI_ARCH_QWEN3MOE:
         return "Qwen3 MoE";
+    case NURI_ARCH_QWEN2MOE:
+        return "Qwen2 MoE / Qwen1.5-MoE";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))

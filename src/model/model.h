@@ -8,8 +8,8 @@
  *
  * Architectures: llama (Llama 2 / 3.x, GQA, tied or separate output, Llama-3 rope scaling through
  * rope_freqs; Mixtral when it has experts), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms),
- * qwen3moe, exaone, exaone4, granite, hyperclovax (see docs/MODELS.md). Dimension names: see
- * DESIGN.md.
+ * qwen3moe, qwen2moe, exaone, exaone4, granite, hyperclovax (see docs/MODELS.md). Dimension names:
+ * see DESIGN.md.
  */
 #ifndef NURI_MODEL_H
 #define NURI_MODEL_H
@@ -31,6 +31,7 @@ typedef enum nuri_arch {
     NURI_ARCH_HYPERCLOVAX, // HyperCLOVA X SEED Think: Granite's scales + Peri-LN (pre- and
                            // post-norms)
     NURI_ARCH_QWEN3MOE, // Qwen3 MoE (Qwen3-30B-A3B, 235B-A22B): qwen3 attention, MoE feed-forward
+    NURI_ARCH_QWEN2MOE, // Qwen1.5-MoE, Qwen2-57B-A14B: qwen2 attention, experts + a shared expert
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -66,6 +67,8 @@ typedef struct nuri_hparams {
     int32_t n_expert;      // <arch>.expert_count
     int32_t n_expert_used; // <arch>.expert_used_count, 1..n_expert
     int32_t n_ff_exp;      // <arch>.expert_feed_forward_length (qwen3moe) or n_ff (llama/Mixtral)
+    bool moe_norm_w;       // renormalise the chosen experts' weights (all but qwen2moe)
+    int32_t n_ff_shexp;    // shared expert's width (qwen2moe), else 0
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
@@ -99,6 +102,9 @@ typedef struct nuri_layer {
     nuri_weight *exp_gate;    // (n_expert) views of ffn_gate_exps: (n_embd -> n_ff_exp) each
     nuri_weight *exp_up;      // (n_expert) views of ffn_up_exps: (n_embd -> n_ff_exp) each
     nuri_weight *exp_down;    // (n_expert) views of ffn_down_exps: (n_ff_exp -> n_embd) each
+    // qwen2moe's shared expert, which every token goes through, weighted by sigmoid(x . gate_inp)
+    nuri_weight shexp_gate_inp;                   // (n_embd) F32
+    nuri_weight shexp_gate, shexp_up, shexp_down; // (n_embd -> n_ff_shexp), (n_ff_shexp -> n_embd)
 } nuri_layer;
 
 typedef struct nuri_model {
