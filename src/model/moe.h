@@ -11,6 +11,11 @@
  *   norm: w_j = p_j / max(sum of the chosen p in double then rounded to float, 2^-14);
  *   scale (when not 0 or 1): w_j *= scale.
  * The expert outputs are then summed in the order of the choice: ((e_0 w_0 + e_1 w_1) + ...).
+ * One known difference: llama.cpp's AVX2 / AVX-512 builds take the exponentials of each full
+ * vector of 8 / 16 logits with a vectorised exp (within about an ulp of expf) and add each
+ * vector's sum as a float; nuri uses expf and adds each one in double. With 8 experts on AVX-512
+ * the two agree exactly; otherwise a probability may differ in its last bit, which changes a
+ * choice only between logits an ulp apart, and a weight by an ulp or two.
  */
 #ifndef NURI_MODEL_MOE_H
 #define NURI_MODEL_MOE_H
