@@ -591,12 +591,15 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     const size_t B = (size_t)d.n_batch, nt = (size_t)d.n_threads;
     const size_t n_q = (size_t)hp->n_head * hp->head_dim, kv = (size_t)hp->n_head_kv * hp->head_dim;
     const size_t wide = n_q > (size_t)hp->n_embd ? n_q : (size_t)hp->n_embd;
-    size_t widest = wide > (size_t)hp->n_ff ? wide : (size_t)hp->n_ff;
+    // a model with experts has no dense feed-forward: its n_ff (qwen3moe's feed_forward_length)
+    // sizes nothing
+    const size_t n_ff = hp->n_expert > 0 ? 0 : (size_t)hp->n_ff;
+    size_t widest = wide > n_ff ? wide : n_ff;
     if ((size_t)hp->n_ff_exp > widest) widest = (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > widest) widest = (size_t)hp->n_ff_shexp;
     // rows of xq, gate and up: a token each, or with experts a (token, expert) pair each
     const size_t K = hp->n_expert > 0 ? (size_t)hp->n_expert_used : 1, E = (size_t)hp->n_expert;
-    size_t ff_row = (size_t)hp->n_ff; // floats of gate and up per token
+    size_t ff_row = n_ff; // floats of gate and up per token
     if (K * (size_t)hp->n_ff_exp > ff_row) ff_row = K * (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > ff_row) ff_row = (size_t)hp->n_ff_shexp;
     const size_t kv_elems = (size_t)hp->n_layer * c->n_ctx * kv;
