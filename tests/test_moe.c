@@ -191,6 +191,62 @@ TEST(a_batch_grouped_by_expert_matches_tokens_run_one_at_a_time)
     }
 }
 
+/* The server's promise: a sequence's logits do not depend on the others in its batch, though
+ * they share the experts' products. Three prompts prefilled together, then decoded together for
+ * a few steps, against each run alone. */
+TEST(sequences_batched_together_match_each_run_alone)
+{
+    nuri_model *m = make_model("qwen3moe", "moe-a3b-mini", "Q4_K_M", 21);
+    REQUIRE(m != NULL);
+    enum { NS = 3, STEPS = 4 };
+    const int32_t len[NS] = {7, 30, 19};
+    const size_t nv = (size_t)m->hp.n_vocab;
+    float *together = malloc(sizeof(float) * nv * NS * (STEPS + 1));
+    float *alone = malloc(sizeof(float) * nv * NS * (STEPS + 1));
+    REQUIRE(together && alone);
+    int32_t toks[NS][40];
+    for (int s = 0; s < NS; s++)
+        for (int i = 0; i < 40; i++) toks[s][i] = 3 + (s * 7919 + i * 104729) % 4000;
+    // together: one prefill batch of all three, then steps of three tokens
+    nuri_ctx *c;
+    nuri_ctx_params cp = {.n_ctx = 256, .n_batch = 64, .n_threads = 2, .n_logits = NS, .n_seq = NS};
+    REQUIRE(nuri_ctx_new(m, &cp, &c) == NURI_OK);
+    int32_t bt[64], bp[64], bs[64];
+    int8_t bl[64];
+    int32_t n = 0;
+    for (int s = 0; s < NS; s++)
+        for (int32_t i = 0; i < len[s]; i++, n++)
+            bt[n] = toks[s][i], bp[n] = i, bs[n] = s, bl[n] = i == len[s] - 1;
+    for (int step = 0; step <= STEPS; step++) {
+        nuri_batch b = {.n = n, .token = bt, .pos = bp, .seq = bs, .logits = bl};
+        REQUIRE(nuri_ctx_decode_batch(c, &b) == NURI_OK);
+        for (int s = 0; s < NS; s++)
+            memcpy(together + ((size_t)step * NS + s) * nv, nuri_ctx_logits(c, s),
+                   sizeof(float) * nv);
+        n = 0;
+        for (int s = 0; s < NS; s++, n++)
+            bt[n] = toks[s][len[s] + step], bp[n] = len[s] + step, bs[n] = s, bl[n] = 1;
+    }
+    nuri_ctx_free(c);
+    // alone: each sequence in its own context, one thread
+    for (int s = 0; s < NS; s++) {
+        nuri_ctx_params cp1 = {.n_ctx = 256, .n_batch = 64, .n_threads = 1};
+        REQUIRE(nuri_ctx_new(m, &cp1, &c) == NURI_OK);
+        REQUIRE(nuri_ctx_decode(c, toks[s], len[s], 0, false) == NURI_OK);
+        memcpy(alone + (size_t)s * nv, nuri_ctx_logits(c, 0), sizeof(float) * nv);
+        for (int step = 1; step <= STEPS; step++) {
+            REQUIRE(nuri_ctx_decode(c, &toks[s][len[s] + step - 1], 1, len[s] + step - 1, false) ==
+                    NURI_OK);
+            memcpy(alone + ((size_t)step * NS + s) * nv, nuri_ctx_logits(c, 0), sizeof(float) * nv);
+        }
+        nuri_ctx_free(c);
+    }
+    CHECK(memcmp(together, alone, sizeof(float) * nv * NS * (STEPS + 1)) == 0);
+    free(together);
+    free(alone);
+    nuri_model_free(m);
+}
+
 TEST(only_the_used_experts_count_as_read_per_token)
 {
     nuri_model *m = make_model("qwen3moe", "moe-a3b-mini", "F32", 3);
@@ -335,6 +391,7 @@ int main(void)
     RUN(nan_logits_still_give_distinct_experts);
     RUN(grouping_puts_every_choice_in_its_experts_run_in_token_order);
     RUN(a_batch_grouped_by_expert_matches_tokens_run_one_at_a_time);
+    RUN(sequences_batched_together_match_each_run_alone);
     RUN(only_the_used_experts_count_as_read_per_token);
     RUN(quantizing_keeps_the_router_f32_and_treats_experts_as_their_kind);
     RUN(moe_files_that_cannot_run_are_refused_by_name);
