@@ -8,8 +8,10 @@
  * grouped by expert, each expert's matrices applied to all its rows at once) gives bit-identical
  * logits to the same tokens decoded one at a time (each token through only its own experts),
  * whatever the thread count; models are written by nuri_mkmodel (qwen3moe, qwen2moe with its
- * shared expert, and mixtral; 8 experts of which 2 are used, and 128 of which 8; several types).
- * Last, files that are not runnable MoE models are refused with a message naming the key or tensor.
+ * shared expert, and mixtral; 8 experts of which 2 are used, and 128 of which 8; several types),
+ * and sequences batched together get what each gets alone. Active parameters and bytes per token
+ * count only the used experts; `nuri quantize` keeps routers F32. Last, files that are not
+ * runnable MoE models are refused with a message naming the key or tensor.
  */
 #include "base/status.h"
 #include "gguf/gguf.h"
