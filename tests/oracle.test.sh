@@ -3,7 +3,9 @@
 #
 # Architectures: llama, qwen2, qwen3, exaone (EXAONE 3.5), exaone4 (EXAONE 4.0, with and without
 # its sliding window: llama.cpp applies the window in the 64-layer case, which deep-narrow has),
-# granite (HyperCLOVA X SEED's embedding / residual / attention / logit scales).
+# granite (HyperCLOVA X SEED's embedding / residual / attention / logit scales), and the mixtures
+# of experts qwen3moe, qwen2moe (with its sigmoid-gated shared expert) and mixtral (llama with
+# experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8.
 #
 # `nuri mkmodel` writes random-weight models of the supported architectures in shapes, seeds,
 # vocabularies and quantization mixes that no golden file covers; llama.cpp (through the npm
@@ -52,10 +54,26 @@ cases=(
     "granite small Q4_K_M - 121"
     "granite tiny Q8_0 - 122"
     "exaone4 tiny Q4_K tests/data/vocab/exaone4.gguf 123"
+    "qwen3moe moe-tiny F32 - 124"
+    "qwen3moe moe-tiny Q8_0 - 125"
+    "qwen3moe moe-a3b-mini Q4_K_M - 126"
+    "qwen3moe moe-tiny F16 tests/data/vocab/ggml-vocab-gpt-2.gguf 127"
+    "qwen3moe moe-a3b-mini Q6_K - 128"
+    "mixtral moe-tiny F32 - 129"
+    "mixtral moe-tiny Q4_K_M tests/data/vocab/ggml-vocab-llama-spm.gguf 130"
+    "mixtral moe-tiny Q8_0 - 131"
+    "mixtral moe-a3b-mini Q4_0 - 132"
+    "mixtral moe-tiny BF16 - 133"
+    "qwen2moe moe-tiny F32 - 134"
+    "qwen2moe moe-tiny Q8_0 - 135"
+    "qwen2moe moe-a3b-mini Q4_K_M - 136"
+    "qwen2moe moe-tiny Q5_K_M tests/data/vocab/ggml-vocab-gpt-2.gguf 137"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"
     name="$arch-$shape-$type-$seed${extra:+ ($extra)}"
+    # ORACLE_ONLY=REGEX runs only the cases whose name matches (while working on one architecture)
+    [[ -n "${ORACLE_ONLY:-}" && ! "$name" =~ $ORACLE_ONLY ]] && continue
     model="$tmp/$arch-$shape-$type-$seed.gguf"
     vocab_arg=()
     [ "$vocab" != "-" ] && vocab_arg=(--vocab "$vocab")

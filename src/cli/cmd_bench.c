@@ -10,7 +10,8 @@
  * After the model tests it measures the machine's read bandwidth with the same threads (the
  * membw probe, kernels/membw.h) and reports each test's GB/s as a fraction of it: the share of the
  * memory roof reached. `--membw` runs only the probe. Prompt tests count the weights once per
- * batch (bytes_per_token = weight bytes / prompt tokens).
+ * batch (bytes_per_token = weight bytes / prompt tokens). For a mixture of experts, a generated
+ * token counts only the experts it uses, a prompt batch all of them.
  */
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -161,7 +162,10 @@ int cmd_bench(int argc, char **argv)
         rc = cli_fail("bench");
         goto done;
     }
-    const double bpt_pp = n_prompt > 0 ? bpt / (double)n_prompt : 0;
+    // a prompt batch reads each matrix once; of a mixture of experts, every expert (an upper
+    // bound: a short prompt may leave some unread)
+    const double bpt_pp =
+        n_prompt > 0 ? (double)nuri_model_bytes_per_batch(m) / (double)n_prompt : 0;
     const double gbs_pp = bpt_pp * rp.mean / 1e9, gbs_tg = bpt * rt.mean / 1e9;
     if (json) {
         if (n_prompt > 0)
@@ -180,8 +184,9 @@ int cmd_bench(int argc, char **argv)
                    "%.3f}\n",
                    threads, (size_t)membw_mib << 20, bw);
     } else {
-        printf("model: %s (%s, %.1f MiB of weights per token), threads %ld, %s kernels\n",
-               model_path, m->hp.arch_name, bpt / 1048576.0, threads, isa);
+        printf("model: %s (%s, %.1f MiB of weights per token%s), threads %ld, %s kernels\n",
+               model_path, m->hp.arch_name, bpt / 1048576.0,
+               m->hp.n_expert > 0 ? ": active experts only" : "", threads, isa);
         if (n_prompt > 0) printf("pp%-6ld %10.2f tok/s  +- %.2f\n", n_prompt, rp.mean, rp.sd);
         if (n_gen > 0) {
             printf("tg%-6ld %10.2f tok/s  +- %.2f   %.2f GB/s of weights", n_gen, rt.mean, rt.sd,

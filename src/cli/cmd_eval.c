@@ -4,6 +4,8 @@
  * Runs the prompt in one batch and prints, for every position i, the log-probabilities of the most
  * likely next tokens after tokens[0..i]: one JSON line {"pos": i, "top": [[id, logprob], ...]},
  * sorted by logprob descending (ties by id). This is the form llama.cpp's numbers are compared in.
+ * For a mixture of experts each line also has "router_margin": the smallest gap, over the layers,
+ * between the logits of the last expert chosen and the best one not chosen.
  */
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -70,7 +72,10 @@ int cmd_eval(int argc, char **argv)
             printf("{\"pos\": %d, \"top\": [", i);
             for (int32_t j = 0; j < k; j++)
                 printf("%s[%d, %.6f]", j ? ", " : "", ids[j], lps[j]);
-            printf("]}\n");
+            printf("]");
+            if (m->hp.n_expert > 0) // how near an expert choice came to changing (model.h)
+                printf(", \"router_margin\": %.6g", (double)nuri_ctx_router_margin(c, i));
+            printf("}\n");
         }
         if (!ids || !lps) rc = (fprintf(stderr, "nuri: eval: out of memory\n"), 1);
         free(ids);

@@ -119,6 +119,16 @@ static void print_model(FILE *out, const char *path)
             (double)hp->rope_freq_base, m->rope_freqs ? ", rope_freqs scaling" : "",
             (double)hp->rms_eps, hp->pre_norm ? "pre-norms" : "no pre-norms",
             hp->post_norm ? " + post-norms" : "");
+    uint64_t total, active;
+    nuri_model_params(m, &total, &active);
+    if (hp->n_expert > 0)
+        fprintf(out,
+                "params:       %.3f B total, %.3f B active per token (%d experts of width %d, %d "
+                "used per token)\n",
+                (double)total / 1e9, (double)active / 1e9, hp->n_expert, hp->n_ff_exp,
+                hp->n_expert_used);
+    else
+        fprintf(out, "params:       %.3f B\n", (double)total / 1e9);
     if (hp->embd_scale != 1.0f || hp->residual_scale != 1.0f || hp->logit_scale != 1.0f)
         fprintf(out, "              scales: embedding %g, residual %g, attention %g, logits 1/%g\n",
                 (double)hp->embd_scale, (double)hp->residual_scale, (double)hp->attn_scale,

@@ -20,6 +20,7 @@
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
 #include "model/model.h"
+#include "model/moe.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -48,20 +49,33 @@ struct nuri_ctx {
     int32_t *d_pos, *d_seq; // (n_batch) nuri_ctx_decode's batch
     int8_t *d_want;         // (n_batch)
 
-    float *x;         // (n_batch, n_embd) residual stream
-    float *xn;        // (n_batch, max(n_embd, n_q)) normalised input of the next product
-    float *q;         // (n_batch, n_q)
-    float *k;         // (n_batch, n_kv_dim)
-    float *v;         // (n_batch, n_kv_dim)
-    float *att;       // (n_batch, n_q) attention output
-    float *gate;      // (n_batch, n_ff)
-    float *up;        // (n_batch, n_ff)
-    void *xq;         // (n_batch, xq_stride) activations converted to a vec_dot_type
-    size_t xq_stride; // bytes
-    float *scores;    // (n_threads, G, n_ctx) G = query heads per KV head
-    uint16_t *q16;    // (n_threads, G, head_dim) the queries as F16, on their way to qf
-    float *qf;        // (n_threads, G, head_dim) the queries rounded to F16
-    float *logits;    // (n_logits, n_vocab)
+    float *x;    // (n_batch, n_embd) residual stream
+    float *xn;   // (n_batch, max(n_embd, n_q)) normalised input of the next product
+    float *q;    // (n_batch, n_q)
+    float *k;    // (n_batch, n_kv_dim)
+    float *v;    // (n_batch, n_kv_dim)
+    float *att;  // (n_batch, n_q) attention output
+    float *gate; // (n_batch, n_ff)
+    float *up;   // (n_batch, n_ff)
+    // mixture of experts (n_expert > 0); K = n_expert_used, "rows" = a batch's (token, expert)
+    // pairs grouped by expert, n_batch * K of them; gate and up then hold (rows, n_ff_exp)
+    float *moe_logits;  // (n_batch, n_expert) router logits
+    float *moe_probs;   // (n_threads, n_expert) router scratch
+    int32_t *moe_ids;   // (n_batch, K) experts chosen, in order
+    float *moe_w;       // (n_batch, K) their weights
+    int32_t *moe_start; // (n_expert + 1) each expert's first row
+    int32_t *moe_token; // (n_batch * K) each row's token
+    int32_t *moe_row;   // (n_batch, K) each choice's row
+    float *moe_x;       // (n_batch * K, n_embd) the rows' inputs, then the experts' outputs
+    float *moe_margin;  // (n_batch) each token's smallest router margin over the layers
+    float *moe_shared;  // (n_batch, n_embd) the shared expert's output (qwen2moe)
+    float *moe_shgate;  // (n_batch) the shared expert's gate logit
+    void *xq;           // (n_batch, xq_stride) activations converted to a vec_dot_type
+    size_t xq_stride;   // bytes
+    float *scores;      // (n_threads, G, n_ctx) G = query heads per KV head
+    uint16_t *q16;      // (n_threads, G, head_dim) the queries as F16, on their way to qf
+    float *qf;          // (n_threads, G, head_dim) the queries rounded to F16
+    float *logits;      // (n_logits, n_vocab)
 };
 
 typedef struct job {
@@ -137,21 +151,27 @@ static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, ui
 
 /* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Packed: items shared by the
  * threads; file layout: rows of W split evenly by thread. */
-static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t y_stride)
+static void matmul_at(worker *w, const nuri_weight *W, const void *x, int32_t T, float *y,
+                      int64_t y_stride)
 {
     if (W->packed) { // items (runs of row groups) taken first come, first served
         const nuri_share sh = nuri_share_step(
             w->c->pool, &w->tickets, nuri_gemm_packed_items(W->type, W->n_in, W->n_out, T));
-        nuri_gemm_packed_shared(W->type, W->n_in, W->packed, W->n_out, w->c->xq, w->c->xq_stride, T,
-                                y, y_stride, &sh);
+        nuri_gemm_packed_shared(W->type, W->n_in, W->packed, W->n_out, x, w->c->xq_stride, T, y,
+                                y_stride, &sh);
         return;
     }
     uint64_t row_bytes;
     nuri_type_row_bytes(W->type, (uint64_t)W->n_in, &row_bytes);
     long r0, r1;
     nuri_split(W->n_out, w->ith, w->nth, &r0, &r1);
-    nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, w->c->xq, w->c->xq_stride,
-              T, y, y_stride);
+    nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, x, w->c->xq_stride, T, y,
+              y_stride);
+}
+
+static void matmul(worker *w, const nuri_weight *W, int32_t T, float *y, int64_t y_stride)
+{
+    matmul_at(w, W, w->c->xq, T, y, y_stride);
 }
 
 static void add_bias(worker *w, const nuri_weight *b, float *y, int32_t T, int64_t n)
@@ -232,6 +252,147 @@ static void branch_into_residual(const nuri_hparams *hp, float *a, const nuri_we
     for (int64_t i = 0; i < n; i++) x[i] += a[i];
 }
 
+/* The feed-forward (SwiGLU) of tokens [0, T): input in xn, added into the residual x. */
+static void ffn_dense(worker *w, const nuri_layer *L, int32_t T)
+{
+    nuri_ctx *c = w->c;
+    const nuri_hparams *hp = &c->m->hp;
+    const int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
+    long t0, t1;
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ffn_gate.type)->vec_dot_type);
+    matmul(w, &L->ffn_gate, T, c->gate, n_ff);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ffn_up.type)->vec_dot_type);
+    matmul(w, &L->ffn_up, T, c->up, n_ff);
+    barrier(w);
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    const nuri_attn_kernels *ak = nuri_attn();
+    for (long t = t0; t < t1; t++) ak->swiglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
+    barrier(w);
+    quantize_input(w, c->gate, n_ff, T, nuri_kernels(L->ffn_down.type)->vec_dot_type);
+    matmul(w, &L->ffn_down, T, c->xn, n_embd);
+    barrier(w);
+    static const nuri_weight no_bias = {0};
+    for (long t = t0; t < t1; t++)
+        branch_into_residual(hp, c->xn + t * n_embd, &no_bias, &L->ffn_post_norm,
+                             c->x + t * n_embd);
+    barrier(w);
+}
+
+/*
+ * The mixture-of-experts feed-forward (moe.h) of tokens [0, T): input in xn, added into the
+ * residual x. The router runs per token; then the batch's (token, expert) pairs are grouped by
+ * expert, their inputs gathered into consecutive rows, and each chosen expert's three matrices
+ * multiply all of its rows at once, so a prompt reads each expert once and a decode step reads
+ * only the K experts it chose. Every row's arithmetic depends only on its own token and expert,
+ * and each token sums its K outputs in its own choice order: batch invariance holds.
+ */
+static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
+{
+    nuri_ctx *c = w->c;
+    const nuri_hparams *hp = &c->m->hp;
+    const int64_t n_embd = hp->n_embd, F = hp->n_ff_exp;
+    const int32_t E = hp->n_expert, K = hp->n_expert_used, R = T * K;
+    long t0, t1;
+
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ffn_gate_inp.type)->vec_dot_type);
+    matmul(w, &L->ffn_gate_inp, T, c->moe_logits, E);
+    barrier(w);
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        float margin;
+        nuri_moe_route(c->moe_logits + t * E, E, K, hp->moe_norm_w, 0.0f,
+                       c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K, c->moe_w + t * K,
+                       &margin);
+        if (margin < c->moe_margin[t]) c->moe_margin[t] = margin;
+    }
+    barrier(w);
+    if (w->ith == 0) nuri_moe_group(c->moe_ids, T, K, E, c->moe_start, c->moe_token, c->moe_row);
+    barrier(w);
+    long r0, r1;
+    nuri_split(R, w->ith, w->nth, &r0, &r1);
+    for (long r = r0; r < r1; r++)
+        memcpy(c->moe_x + r * n_embd, c->xn + (int64_t)c->moe_token[r] * n_embd,
+               sizeof(float) * (size_t)n_embd);
+    w->xq_src = NULL;
+    barrier(w);
+
+    // the shared expert (qwen2moe): a dense SwiGLU over every token, and its gate's logit
+    const int64_t n_sh = hp->n_ff_shexp;
+    if (n_sh > 0) {
+        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate_inp.type)->vec_dot_type);
+        matmul(w, &L->shexp_gate_inp, T, c->moe_shgate, 1);
+        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate.type)->vec_dot_type);
+        matmul(w, &L->shexp_gate, T, c->gate, n_sh);
+        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_up.type)->vec_dot_type);
+        matmul(w, &L->shexp_up, T, c->up, n_sh);
+        barrier(w);
+        const nuri_attn_kernels *ak = nuri_attn();
+        for (long t = t0; t < t1; t++) ak->swiglu(c->gate + t * n_sh, c->up + t * n_sh, n_sh);
+        barrier(w);
+        quantize_input(w, c->gate, n_sh, T, nuri_kernels(L->shexp_down.type)->vec_dot_type);
+        matmul(w, &L->shexp_down, T, c->moe_shared, n_embd);
+        barrier(w);
+    }
+
+    // gate and up: each expert over its rows; the experts write disjoint rows, so their products
+    // follow one another without a barrier
+    const nuri_weight *mats[2] = {L->exp_gate, L->exp_up};
+    float *outs[2] = {c->gate, c->up};
+    for (int k = 0; k < 2; k++) {
+        quantize_input(w, c->moe_x, n_embd, R, nuri_kernels(mats[k][0].type)->vec_dot_type);
+        for (int32_t e = 0; e < E; e++) {
+            const int32_t n = c->moe_start[e + 1] - c->moe_start[e];
+            if (n == 0) continue;
+            const size_t r = (size_t)c->moe_start[e];
+            matmul_at(w, &mats[k][e], (const char *)c->xq + r * c->xq_stride, n, outs[k] + r * F,
+                      F);
+        }
+    }
+    barrier(w);
+    const nuri_attn_kernels *ak = nuri_attn();
+    for (long r = r0; r < r1; r++) ak->swiglu(c->gate + r * F, c->up + r * F, F);
+    barrier(w);
+    quantize_input(w, c->gate, F, R, nuri_kernels(L->exp_down[0].type)->vec_dot_type);
+    for (int32_t e = 0; e < E; e++) {
+        const int32_t n = c->moe_start[e + 1] - c->moe_start[e];
+        if (n == 0) continue;
+        const size_t r = (size_t)c->moe_start[e];
+        matmul_at(w, &L->exp_down[e], (const char *)c->xq + r * c->xq_stride, n,
+                  c->moe_x + r * n_embd, n_embd);
+    }
+    barrier(w);
+
+    // each token: its experts' outputs times their weights, summed in choice order (each product
+    // rounded before the sum, as llama.cpp multiplies, then adds)
+    static const nuri_weight no_bias = {0};
+    for (long t = t0; t < t1; t++) {
+        float *a = c->xn + t * n_embd;
+        const float *e0 = c->moe_x + (int64_t)c->moe_row[t * K] * n_embd;
+        const float w0 = c->moe_w[t * K];
+        for (int64_t i = 0; i < n_embd; i++) a[i] = e0[i] * w0;
+        for (int32_t j = 1; j < K; j++) {
+            const float *ej = c->moe_x + (int64_t)c->moe_row[t * K + j] * n_embd;
+            const float wj = c->moe_w[t * K + j];
+            for (int64_t i = 0; i < n_embd; i++) {
+                const float p = ej[i] * wj;
+                a[i] = a[i] + p;
+            }
+        }
+        if (n_sh > 0) {
+            // the gate's sigmoid as llama.cpp computes it: silu(x) / x
+            const float x = c->moe_shgate[t];
+            const float g = (x / (1.0f + expf(-x))) / x;
+            const float *sh = c->moe_shared + t * n_embd;
+            for (int64_t i = 0; i < n_embd; i++) {
+                const float p = sh[i] * g;
+                a[i] = a[i] + p;
+            }
+        }
+        branch_into_residual(hp, a, &no_bias, &L->ffn_post_norm, c->x + t * n_embd);
+    }
+    barrier(w);
+}
+
 static void layer(worker *w, const job *jb, int il)
 {
     nuri_ctx *c = w->c;
@@ -240,7 +401,7 @@ static void layer(worker *w, const job *jb, int il)
     const nuri_layer *L = &m->layers[il];
     const int32_t T = jb->n, hd = hp->head_dim;
     const int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hd;
-    const int64_t kv_dim = (int64_t)hp->n_head_kv * hd, n_ff = hp->n_ff;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hd;
     long t0, t1;
 
     // attention input: normed (pre-norm archs) or the residual stream itself
@@ -323,24 +484,10 @@ static void layer(worker *w, const job *jb, int il)
     w->xq_src = NULL;
     barrier(w);
 
-    // feed-forward (SwiGLU)
-    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ffn_gate.type)->vec_dot_type);
-    matmul(w, &L->ffn_gate, T, c->gate, n_ff);
-    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ffn_up.type)->vec_dot_type);
-    matmul(w, &L->ffn_up, T, c->up, n_ff);
-    barrier(w);
-    nuri_split(T, w->ith, w->nth, &t0, &t1);
-    const nuri_attn_kernels *ak = nuri_attn();
-    for (long t = t0; t < t1; t++) ak->swiglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
-    barrier(w);
-    quantize_input(w, c->gate, n_ff, T, nuri_kernels(L->ffn_down.type)->vec_dot_type);
-    matmul(w, &L->ffn_down, T, c->xn, n_embd);
-    barrier(w);
-    static const nuri_weight no_bias = {0};
-    for (long t = t0; t < t1; t++)
-        branch_into_residual(hp, c->xn + t * n_embd, &no_bias, &L->ffn_post_norm,
-                             c->x + t * n_embd);
-    barrier(w);
+    if (hp->n_expert > 0)
+        ffn_moe(w, L, T);
+    else
+        ffn_dense(w, L, T);
 }
 
 static void forward_worker(void *arg, int ith, int nth)
@@ -364,6 +511,7 @@ static void forward_worker(void *arg, int ith, int nth)
         ke->to_float((const char *)m->token_embd.data + (size_t)c->b_token[t] * erow, x, n_embd);
         if (hp->embd_scale != 1.0f)
             for (int64_t i = 0; i < n_embd; i++) x[i] *= hp->embd_scale;
+        if (c->moe_margin) c->moe_margin[t] = INFINITY;
     }
     barrier(&w);
 
@@ -443,7 +591,17 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     const size_t B = (size_t)d.n_batch, nt = (size_t)d.n_threads;
     const size_t n_q = (size_t)hp->n_head * hp->head_dim, kv = (size_t)hp->n_head_kv * hp->head_dim;
     const size_t wide = n_q > (size_t)hp->n_embd ? n_q : (size_t)hp->n_embd;
-    const size_t widest = wide > (size_t)hp->n_ff ? wide : (size_t)hp->n_ff;
+    // a model with experts has no dense feed-forward: its n_ff (qwen3moe's feed_forward_length)
+    // sizes nothing
+    const size_t n_ff = hp->n_expert > 0 ? 0 : (size_t)hp->n_ff;
+    size_t widest = wide > n_ff ? wide : n_ff;
+    if ((size_t)hp->n_ff_exp > widest) widest = (size_t)hp->n_ff_exp;
+    if ((size_t)hp->n_ff_shexp > widest) widest = (size_t)hp->n_ff_shexp;
+    // rows of xq, gate and up: a token each, or with experts a (token, expert) pair each
+    const size_t K = hp->n_expert > 0 ? (size_t)hp->n_expert_used : 1, E = (size_t)hp->n_expert;
+    size_t ff_row = n_ff; // floats of gate and up per token
+    if (K * (size_t)hp->n_ff_exp > ff_row) ff_row = K * (size_t)hp->n_ff_exp;
+    if ((size_t)hp->n_ff_shexp > ff_row) ff_row = (size_t)hp->n_ff_shexp;
     const size_t kv_elems = (size_t)hp->n_layer * c->n_ctx * kv;
     bool ok = true;
     c->k_pages = calloc(kv_elems, sizeof(uint16_t));
@@ -465,11 +623,26 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->k = alloc_floats(B * kv, &ok);
     c->v = alloc_floats(B * kv, &ok);
     c->att = alloc_floats(B * n_q, &ok);
-    c->gate = alloc_floats(B * hp->n_ff, &ok);
-    c->up = alloc_floats(B * hp->n_ff, &ok);
+    c->gate = alloc_floats(B * ff_row, &ok);
+    c->up = alloc_floats(B * ff_row, &ok);
+    if (E > 0) {
+        c->moe_logits = alloc_floats(B * E, &ok);
+        c->moe_probs = alloc_floats(nt * E, &ok);
+        c->moe_ids = alloc_ints(B * K, &ok);
+        c->moe_w = alloc_floats(B * K, &ok);
+        c->moe_start = alloc_ints(E + 1, &ok);
+        c->moe_token = alloc_ints(B * K, &ok);
+        c->moe_row = alloc_ints(B * K, &ok);
+        c->moe_x = alloc_floats(B * K * hp->n_embd, &ok);
+        c->moe_margin = alloc_floats(B, &ok);
+        if (hp->n_ff_shexp > 0) {
+            c->moe_shared = alloc_floats(B * hp->n_embd, &ok);
+            c->moe_shgate = alloc_floats(B, &ok);
+        }
+    }
     // the widest conversion is F32 (4 bytes per element); quantized types take less
     c->xq_stride = (widest * 4 + 63) & ~(size_t)63;
-    c->xq = alloc_floats(B * c->xq_stride / 4, &ok);
+    c->xq = alloc_floats(B * K * c->xq_stride / 4, &ok);
     const size_t G = (size_t)(hp->n_head / hp->n_head_kv);
     c->scores = alloc_floats(nt * G * c->n_ctx, &ok);
     c->q16 = calloc(nt * G * hp->head_dim, sizeof(uint16_t));
@@ -493,11 +666,13 @@ void nuri_ctx_free(nuri_ctx *c)
 {
     if (!c) return;
     nuri_pool_free(c->pool);
-    void *bufs[] = {c->k_pages,   c->v_pages, c->page_ref, c->free_list, c->seq_len,
-                    c->seq_pages, c->b_slot,  c->b_row,    c->b_next,    c->x,
-                    c->xn,        c->q,       c->k,        c->v,         c->att,
-                    c->gate,      c->up,      c->xq,       c->scores,    c->q16,
-                    c->qf,        c->logits,  c->d_pos,    c->d_seq,     c->d_want};
+    void *bufs[] = {
+        c->k_pages,   c->v_pages,    c->page_ref,  c->free_list,  c->seq_len,    c->seq_pages,
+        c->b_slot,    c->b_row,      c->b_next,    c->x,          c->xn,         c->q,
+        c->k,         c->v,          c->att,       c->gate,       c->up,         c->xq,
+        c->scores,    c->q16,        c->qf,        c->logits,     c->d_pos,      c->d_seq,
+        c->d_want,    c->moe_logits, c->moe_probs, c->moe_ids,    c->moe_w,      c->moe_start,
+        c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -797,6 +972,12 @@ nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32
         done += k;
     }
     return NURI_OK;
+}
+
+float nuri_ctx_router_margin(const nuri_ctx *c, int32_t i)
+{
+    NURI_ASSERT(i >= 0 && i < c->n_batch);
+    return c->moe_margin ? c->moe_margin[i] : INFINITY;
 }
 
 const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i)

@@ -1,7 +1,8 @@
 /*
  * mkmodel.c: see mkmodel.h. Weights are N(0, scale^2) from a seeded xoshiro256** generator, with
  * the scales chosen so that activations stay in a realistic range through the layers (the same
- * recipe as the golden test models: attention and FFN inputs 1/sqrt(width), outputs gain/sqrt(width)).
+ * recipe as the golden test models: attention and FFN inputs 1/sqrt(width), outputs
+ * gain/sqrt(width)).
  */
 #include "model/mkmodel.h"
 #include "base/status.h"
@@ -19,23 +20,41 @@ typedef struct shape {
     int32_t n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
     float rope_base;
     const char *about;
+    // mixture of experts (qwen3moe, mixtral; a dense architecture uses n_ff): n_expert experts of
+    // width n_ff_exp, n_expert_used per token
+    int32_t n_expert, n_expert_used, n_ff_exp;
 } shape;
 
 static const shape shapes[] = {
-    {"tiny", 256, 2, 4, 2, 64, 768, 4096, 512, 10000.0f, "the golden test models' shape"},
-    {"small", 512, 4, 8, 4, 64, 1536, 8192, 2048, 10000.0f, "a little larger, 4 layers"},
-    {"llama-3.2-1b", 2048, 16, 32, 8, 64, 8192, 128256, 131072, 500000.0f, "Llama-3.2-1B"},
-    {"qwen2.5-0.5b", 896, 24, 14, 2, 64, 4864, 151936, 32768, 1000000.0f, "Qwen2.5-0.5B"},
-    {"qwen3-0.6b", 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1000000.0f, "Qwen3-0.6B"},
-    {"exaone-3.5-2.4b", 2560, 30, 32, 8, 80, 7168, 102400, 32768, 1000000.0f, "EXAONE-3.5-2.4B"},
-    {"exaone-4.0-1.2b", 2048, 30, 32, 8, 64, 4096, 102400, 65536, 1000000.0f, "EXAONE-4.0-1.2B"},
-    {"deep-narrow", 128, 64, 2, 1, 64, 256, 4096, 512, 10000.0f, "64 thin layers (sliding-window tests)"},
+    {"tiny", 256, 2, 4, 2, 64, 768, 4096, 512, 10000.0f, "the golden test models' shape", 0, 0, 0},
+    {"small", 512, 4, 8, 4, 64, 1536, 8192, 2048, 10000.0f, "a little larger, 4 layers", 0, 0, 0},
+    {"llama-3.2-1b", 2048, 16, 32, 8, 64, 8192, 128256, 131072, 500000.0f, "Llama-3.2-1B", 0, 0, 0},
+    {"qwen2.5-0.5b", 896, 24, 14, 2, 64, 4864, 151936, 32768, 1000000.0f, "Qwen2.5-0.5B", 0, 0, 0},
+    {"qwen3-0.6b", 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1000000.0f, "Qwen3-0.6B", 0, 0, 0},
+    {"exaone-3.5-2.4b", 2560, 30, 32, 8, 80, 7168, 102400, 32768, 1000000.0f, "EXAONE-3.5-2.4B", 0,
+     0, 0},
+    {"exaone-4.0-1.2b", 2048, 30, 32, 8, 64, 4096, 102400, 65536, 1000000.0f, "EXAONE-4.0-1.2B", 0,
+     0, 0},
+    {"deep-narrow", 128, 64, 2, 1, 64, 256, 4096, 512, 10000.0f,
+     "64 thin layers (sliding-window tests)", 0, 0, 0},
+    // mixture-of-experts shapes; n_ff is what a dense architecture gets (the same active width)
+    {"moe-tiny", 256, 2, 4, 2, 64, 512, 4096, 512, 10000.0f, "8 experts, 2 used", 8, 2, 256},
+    {"moe-a3b-mini", 256, 3, 4, 2, 64, 2048, 4096, 1024, 1000000.0f,
+     "Qwen3-30B-A3B's router (128 experts, 8 used) in a tiny model", 128, 8, 256},
+    {"moe-bench", 1024, 16, 16, 4, 64, 4096, 32000, 4096, 1000000.0f,
+     "64 experts of 512, 8 used (1.7B total, 0.3B active; dense: n_ff 4096)", 64, 8, 512},
+    {"qwen3-30b-a3b", 2048, 48, 32, 4, 128, 6144, 151936, 40960, 1000000.0f,
+     "Qwen3-30B-A3B (writing it takes about twice the file's size in memory)", 128, 8, 768},
+    {"mixtral-8x7b", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000.0f,
+     "Mixtral-8x7B (memory: as qwen3-30b-a3b)", 8, 2, 14336},
 };
 
 const char *nuri_mkmodel_shapes(void)
 {
     return "tiny (256 wide, 2 layers), small (512, 4), deep-narrow (128, 64), llama-3.2-1b, "
-           "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b";
+           "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b; with experts (for "
+           "qwen3moe, mixtral): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
+           "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b";
 }
 
 /* ---- random numbers ---- */
@@ -94,8 +113,8 @@ typedef struct maker {
     rng r;
     const char *mix;
     int n_layer;
-    float *buf;   // scratch floats, largest tensor
-    void *qbuf;   // scratch quantized bytes
+    float *buf; // scratch floats, largest tensor
+    void *qbuf; // scratch quantized bytes
 } maker;
 
 static nuri_status add_random(maker *mk, const char *name, const char *kind, int il, int64_t n_in,
@@ -113,6 +132,23 @@ static nuri_status add_random(maker *mk, const char *name, const char *kind, int
     for (int64_t r = 0; r < n_out; r++)
         k->from_float(mk->buf + r * n_in, (char *)mk->qbuf + (size_t)r * row, n_in);
     return gguf_writer_add_tensor(mk->w, name, t, 2, ne, mk->qbuf);
+}
+
+/* A 3-D tensor of n_exp matrices (n_in, n_out): the experts of one layer, quantized as one
+ * matrix of that kind would be. */
+static nuri_status add_random_experts(maker *mk, const char *name, const char *kind, int il,
+                                      int64_t n_in, int64_t n_out, int64_t n_exp, float scale)
+{
+    const int64_t n = n_in * n_out * n_exp;
+    for (int64_t i = 0; i < n; i++) mk->buf[i] = scale * rng_normal(&mk->r);
+    const int64_t ne[3] = {n_in, n_out, n_exp};
+    uint32_t t = nuri_quant_pick_type(mk->mix, false, kind, il, mk->n_layer, n_in);
+    const nuri_kernel_traits *k = nuri_kernels(t);
+    uint64_t row;
+    nuri_type_row_bytes(t, (uint64_t)n_in, &row);
+    for (int64_t r = 0; r < n_out * n_exp; r++)
+        k->from_float(mk->buf + r * n_in, (char *)mk->qbuf + (size_t)r * row, n_in);
+    return gguf_writer_add_tensor(mk->w, name, t, 3, ne, mk->qbuf);
 }
 
 static nuri_status copy_kv(gguf_writer *w, const gguf_file *f, const gguf_kv *kv)
@@ -179,10 +215,14 @@ static nuri_status add_synthetic_vocab(gguf_writer *w, int32_t n)
     if (!tok || !score || !type) s = nuri_error(NURI_ERR_NOMEM, "out of memory for the vocab");
     for (int32_t i = 0; s == NURI_OK && i < n; i++) {
         char b[64];
-        if (i == 0) snprintf(b, sizeof b, "<unk>"), type[i] = 2;
-        else if (i == 1) snprintf(b, sizeof b, "<s>"), type[i] = 3;
-        else if (i == 2) snprintf(b, sizeof b, "</s>"), type[i] = 3;
-        else if (i < 259) snprintf(b, sizeof b, "<0x%02X>", i - 3), type[i] = 6;
+        if (i == 0)
+            snprintf(b, sizeof b, "<unk>"), type[i] = 2;
+        else if (i == 1)
+            snprintf(b, sizeof b, "<s>"), type[i] = 3;
+        else if (i == 2)
+            snprintf(b, sizeof b, "</s>"), type[i] = 3;
+        else if (i < 259)
+            snprintf(b, sizeof b, "<0x%02X>", i - 3), type[i] = 6;
         else {
             // letter n-grams, with and without the word-start mark, all distinct
             int32_t k = i - 259;
@@ -207,8 +247,7 @@ static nuri_status add_synthetic_vocab(gguf_writer *w, int32_t n)
     if (s == NURI_OK)
         s = gguf_writer_add_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, score, (uint64_t)n);
     if (s == NURI_OK)
-        s = gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, type,
-                                (uint64_t)n);
+        s = gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, type, (uint64_t)n);
     if (s == NURI_OK) s = gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1);
     if (s == NURI_OK) s = gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2);
     if (s == NURI_OK) s = gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0);
@@ -225,8 +264,13 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
                                int32_t n_vocab, const char *path)
 {
     gguf_writer *w = mk->w;
-    const char *a = p->arch;
-    bool qwen2 = !strcmp(a, "qwen2"), qwen3 = !strcmp(a, "qwen3"), llama = !strcmp(a, "llama");
+    // mixtral is a llama file with experts; qwen3moe is qwen3 attention with experts
+    const bool mixtral = !strcmp(p->arch, "mixtral"), qwen3moe = !strcmp(p->arch, "qwen3moe");
+    const bool qwen2moe = !strcmp(p->arch, "qwen2moe"); // + a shared expert of width n_ff
+    const bool moe = mixtral || qwen3moe || qwen2moe;
+    const char *a = mixtral ? "llama" : p->arch;
+    bool qwen2 = !strcmp(a, "qwen2") || qwen2moe, qwen3 = !strcmp(a, "qwen3") || qwen3moe;
+    bool llama = !strcmp(a, "llama");
     bool exaone4 = !strcmp(a, "exaone4"), hcx = !strcmp(a, "hyperclovax");
     bool granite_like = !strcmp(a, "granite") || hcx;
     bool pre_norm = !exaone4, post_norm = exaone4 || hcx, qk_norm = qwen3 || exaone4;
@@ -238,13 +282,20 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         if ((s = gguf_writer_add_u32(w, key, (uint32_t)(v)))) return s;                            \
     } while (0)
     if ((s = gguf_writer_add_str(w, "general.architecture", a))) return s;
-    snprintf(key, sizeof key, "nuri mkmodel %s %s %s seed %llu", a, sh->name, p->type,
+    snprintf(key, sizeof key, "nuri mkmodel %s %s %s seed %llu", p->arch, sh->name, p->type,
              (unsigned long long)p->seed);
     if ((s = gguf_writer_add_str(w, "general.name", key))) return s;
     KV_U32("context_length", p->n_ctx > 0 ? p->n_ctx : sh->n_ctx);
     KV_U32("embedding_length", sh->n_embd);
     KV_U32("block_count", mk->n_layer);
-    KV_U32("feed_forward_length", sh->n_ff);
+    // Mixtral's experts are feed_forward_length wide; qwen3moe names their width on its own
+    KV_U32("feed_forward_length", mixtral ? sh->n_ff_exp : sh->n_ff);
+    if (moe) {
+        KV_U32("expert_count", sh->n_expert);
+        KV_U32("expert_used_count", sh->n_expert_used);
+        if (!mixtral) KV_U32("expert_feed_forward_length", sh->n_ff_exp);
+        if (qwen2moe) KV_U32("expert_shared_feed_forward_length", sh->n_ff);
+    }
     KV_U32("attention.head_count", sh->n_head);
     KV_U32("attention.head_count_kv", sh->n_head_kv);
     KV_U32("attention.key_length", sh->head_dim);
@@ -324,9 +375,33 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
             T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f);
             T("post_ffw_norm.weight", "norm", E, 1, 0.05f, 1.0f);
         }
-        T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
-        T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
-        T("ffn_down.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
+        if (moe) {
+            // the router stays F32, as llama.cpp's quantizer leaves it; logits of unit spread
+            const int64_t X = sh->n_expert, FX = sh->n_ff_exp;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", il);
+            for (int64_t i = 0; i < E * X; i++) mk->buf[i] = rng_normal(&mk->r) / sqrtf((float)E);
+            const int64_t ne[2] = {E, X};
+            if ((s = gguf_writer_add_tensor(w, nm, NURI_TYPE_F32, 2, ne, mk->buf))) return s;
+#define TX(suffix, kind, n_in, n_out, scale)                                                       \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = add_random_experts(mk, nm, kind, il, n_in, n_out, X, scale))) return s;           \
+    } while (0)
+            TX("ffn_gate_exps.weight", "ffn_gate", E, FX, 1.0f / sqrtf((float)E));
+            TX("ffn_up_exps.weight", "ffn_up", E, FX, 1.0f / sqrtf((float)E));
+            TX("ffn_down_exps.weight", "ffn_down", FX, E, gain / sqrtf((float)FX));
+#undef TX
+            if (qwen2moe) {
+                T("ffn_gate_inp_shexp.weight", "norm", E, 1, 1.0f / sqrtf((float)E), 0);
+                T("ffn_gate_shexp.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
+                T("ffn_up_shexp.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
+                T("ffn_down_shexp.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
+            }
+        } else {
+            T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
+            T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
+            T("ffn_down.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
+        }
 #undef T
     }
     return gguf_writer_write(w, path);
@@ -334,20 +409,28 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    static const char *archs[] = {"llama",   "qwen2",   "qwen3",      "exaone",
-                                   "exaone4", "granite", "hyperclovax"};
+    static const char *archs[] = {"llama",   "qwen2",       "qwen3",    "exaone",  "exaone4",
+                                  "granite", "hyperclovax", "qwen3moe", "mixtral", "qwen2moe"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
-                          "granite, hyperclovax)",
+                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (!strcmp(shapes[i].name, p->shape)) sh = &shapes[i];
-    if (!sh) return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
-                               nuri_mkmodel_shapes());
+    if (!sh)
+        return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
+                          nuri_mkmodel_shapes());
+    const bool moe =
+        !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") || !strcmp(p->arch, "qwen2moe");
+    if (moe && sh->n_expert == 0)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
+                          "moe-a3b-mini, moe-bench, qwen3-30b-a3b, mixtral-8x7b)",
+                          sh->name, p->arch);
     if (!nuri_quant_name_ok(p->type))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown type '%s' (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
@@ -387,6 +470,8 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     int64_t biggest = (int64_t)n_vocab * sh->n_embd;
     if (widest * widest > biggest) biggest = widest * widest;
     if ((int64_t)sh->n_embd * sh->n_ff > biggest) biggest = (int64_t)sh->n_embd * sh->n_ff;
+    const int64_t experts = (int64_t)sh->n_embd * sh->n_ff_exp * sh->n_expert;
+    if (moe && experts > biggest) biggest = experts;
     mk.buf = malloc((size_t)biggest * sizeof(float));
     mk.qbuf = malloc((size_t)biggest * sizeof(float));
     if (s == NURI_OK && (!mk.buf || !mk.qbuf))

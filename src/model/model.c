@@ -20,6 +20,7 @@
 #define MAX_WIDTH (1 << 20) // n_embd, n_ff, n_head * head_dim
 #define MAX_HEADS 4096
 #define MAX_VOCAB (1 << 24)
+#define MAX_EXPERTS 512 // llama.cpp's limit too
 
 /* What distinguishes the architectures nuri runs: all are decoder-only transformers with RMSNorm,
  * RoPE, GQA attention and a SwiGLU feed-forward network. */
@@ -32,14 +33,20 @@ static const struct arch_info {
     bool qk_norm;             // attn_q_norm / attn_k_norm required
     bool scales;              // embedding / residual / attention / logit scales from metadata
     bool swa;                 // sliding-window layers from metadata
+    char moe;                 // experts: 'n' never, 'y' always (expert_count required),
+                              // 'k' when <arch>.expert_count says so (llama: Mixtral)
 } known_archs[] = {
-    {"llama", NURI_ARCH_LLAMA, NURI_ROPE_NORM, true, false, false, false, false, false},
-    {"qwen2", NURI_ARCH_QWEN2, NURI_ROPE_NEOX, true, false, true, false, false, false},
-    {"qwen3", NURI_ARCH_QWEN3, NURI_ROPE_NEOX, true, false, false, true, false, false},
-    {"exaone", NURI_ARCH_EXAONE, NURI_ROPE_NEOX, true, false, false, false, false, false},
-    {"exaone4", NURI_ARCH_EXAONE4, NURI_ROPE_NEOX, false, true, false, true, false, true},
-    {"granite", NURI_ARCH_GRANITE, NURI_ROPE_NORM, true, false, false, false, true, false},
-    {"hyperclovax", NURI_ARCH_HYPERCLOVAX, NURI_ROPE_NORM, true, true, false, false, true, false},
+    {"llama", NURI_ARCH_LLAMA, NURI_ROPE_NORM, true, false, false, false, false, false, 'k'},
+    {"qwen2", NURI_ARCH_QWEN2, NURI_ROPE_NEOX, true, false, true, false, false, false, 'n'},
+    {"qwen3", NURI_ARCH_QWEN3, NURI_ROPE_NEOX, true, false, false, true, false, false, 'n'},
+    {"exaone", NURI_ARCH_EXAONE, NURI_ROPE_NEOX, true, false, false, false, false, false, 'n'},
+    {"exaone4", NURI_ARCH_EXAONE4, NURI_ROPE_NEOX, false, true, false, true, false, true, 'n'},
+    {"granite", NURI_ARCH_GRANITE, NURI_ROPE_NORM, true, false, false, false, true, false, 'n'},
+    {"hyperclovax", NURI_ARCH_HYPERCLOVAX, NURI_ROPE_NORM, true, true, false, false, true, false,
+     'n'},
+    {"qwen3moe", NURI_ARCH_QWEN3MOE, NURI_ROPE_NEOX, true, false, false, true, false, false, 'y'},
+    // qwen2moe's q/k/v biases are optional in llama.cpp (real files have them)
+    {"qwen2moe", NURI_ARCH_QWEN2MOE, NURI_ROPE_NEOX, true, false, false, false, false, false, 'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -87,6 +94,62 @@ static nuri_status get_float(const gguf_file *f, const char *arch, const char *s
     return NURI_OK;
 }
 
+/* The mixture-of-experts keys: expert_count, expert_used_count (1..expert_count) and the experts'
+ * width: qwen3moe's expert_feed_forward_length (else, as llama.cpp, feed_forward_length /
+ * expert_used_count), llama's (Mixtral's) feed_forward_length. As in llama.cpp, these two
+ * architectures always gate with a softmax and renormalise the chosen weights, whatever
+ * expert_gating_func / expert_weights_norm / expert_weights_scale say. Expert groups and shared
+ * experts, which would change the result, are refused by name rather than ignored. */
+static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *ai,
+                                    nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    nuri_status s;
+    char key[128];
+    snprintf(key, sizeof key, "%s.expert_count", name);
+    uint32_t n_expert = 0;
+    s = gguf_get_u32(f, key, &n_expert);
+    if (s != NURI_OK && !(s == NURI_ERR_NOT_FOUND && ai->moe != 'y')) return s;
+    if (n_expert == 0 && ai->moe != 'y') return NURI_OK; // 0 or absent: a dense model
+    if ((s = get_dim(f, name, "expert_count", true, 0, MAX_EXPERTS, &hp->n_expert))) return s;
+    if (ai->moe == 'n')
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "%s.expert_count is %d: architecture '%s' with experts is not supported "
+                          "(nuri runs experts in qwen3moe and llama/Mixtral files)",
+                          name, hp->n_expert, name);
+    if ((s = get_dim(f, name, "expert_used_count", true, 0, MAX_EXPERTS, &hp->n_expert_used)))
+        return s;
+    if (hp->n_expert_used > hp->n_expert)
+        return nuri_error(NURI_ERR_FORMAT, "%s.expert_used_count %d exceeds expert_count %d", name,
+                          hp->n_expert_used, hp->n_expert);
+    hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE;
+    if (hp->arch == NURI_ARCH_QWEN2MOE) {
+        // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
+        if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
+                         MAX_WIDTH, &hp->n_ff_shexp)))
+            return s;
+    }
+    if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE) {
+        int32_t def = hp->n_ff / hp->n_expert_used;
+        if ((s = get_dim(f, name, "expert_feed_forward_length", def == 0, def, MAX_WIDTH,
+                         &hp->n_ff_exp)))
+            return s;
+    } else {
+        hp->n_ff_exp = hp->n_ff;
+    }
+    static const char *unsupported[] = {"expert_group_count", "expert_shared_count",
+                                        "expert_shared_feed_forward_length"};
+    // qwen2moe has its one shared expert whatever expert_shared_count says, as in llama.cpp
+    const size_t n_unsupported = hp->arch == NURI_ARCH_QWEN2MOE ? 1 : 3;
+    for (size_t i = 0; i < n_unsupported; i++) {
+        snprintf(key, sizeof key, "%s.%s", name, unsupported[i]);
+        uint32_t v;
+        if (gguf_get_u32(f, key, &v) == NURI_OK && v > 0)
+            return nuri_error(NURI_ERR_UNSUPPORTED, "metadata '%s' = %u: not supported", key, v);
+    }
+    return NURI_OK;
+}
+
 static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 {
     gguf_str arch;
@@ -103,7 +166,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
     if (!name)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
-                          "exaone, exaone4, granite, hyperclovax)",
+                          "qwen2moe, qwen3moe, exaone, exaone4, granite, hyperclovax)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -111,7 +174,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
     hp->arch_name = name;
     if ((s = get_dim(f, name, "embedding_length", true, 0, MAX_WIDTH, &hp->n_embd)) ||
         (s = get_dim(f, name, "block_count", true, 0, MAX_LAYERS, &hp->n_layer)) ||
-        (s = get_dim(f, name, "feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff)) ||
+        // a qwen3moe file may give only the experts' width (llama.cpp reads neither as required)
+        (s = get_dim(f, name, "feed_forward_length", ai->moe != 'y', 0, MAX_WIDTH, &hp->n_ff)) ||
         (s = get_dim(f, name, "attention.head_count", true, 0, MAX_HEADS, &hp->n_head)) ||
         (s = get_dim(f, name, "attention.head_count_kv", false, hp->n_head, MAX_HEADS,
                      &hp->n_head_kv)) ||
@@ -178,7 +242,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
             return s;
         }
     }
-    return NURI_OK;
+    return read_moe_hparams(f, ai, hp);
 }
 
 /* Which layers use the sliding window: `<arch>.attention.sliding_window_pattern`, either one bool
@@ -270,6 +334,36 @@ static nuri_status bind(binder *b, const char *name, int64_t n_in, int64_t n_out
     return NURI_OK;
 }
 
+/* Binds the 3-D tensor `name` of n_expert matrices (n_in, n_out) as n_expert views ws[e], each
+ * a matrix of its own (row-major, the experts one after another, as llama.cpp stores them). */
+static nuri_status bind_experts(binder *b, const char *name, int64_t n_in, int64_t n_out,
+                                int64_t n_expert, nuri_weight *ws)
+{
+    const gguf_tensor *t = gguf_find_tensor(b->f, name);
+    if (!t) return nuri_error(NURI_ERR_FORMAT, "tensor '%s' is missing", name);
+    if (t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != n_expert || t->ne[3] != 1)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, "
+                          "%lld] (n_in, n_out, experts)",
+                          name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                          (long long)t->ne[3], (long long)n_in, (long long)n_out,
+                          (long long)n_expert);
+    const nuri_type_info *ti = nuri_type_get(t->type);
+    if (!nuri_kernels(t->type))
+        return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' has type %s, which nuri cannot run",
+                          name, ti ? ti->name : "?");
+    uint64_t row;
+    nuri_type_row_bytes(t->type, (uint64_t)n_in, &row); // the reader checked the whole size
+    const char *kept = keep_name(b, name);
+    for (int64_t e = 0; e < n_expert; e++)
+        ws[e] = (nuri_weight){.data = (const char *)t->data + (size_t)(row * (uint64_t)(e * n_out)),
+                              .type = t->type,
+                              .n_in = n_in,
+                              .n_out = n_out,
+                              .name = kept};
+    return NURI_OK;
+}
+
 static nuri_status bind_weights(nuri_model *m)
 {
     const nuri_hparams *hp = &m->hp;
@@ -277,6 +371,11 @@ static nuri_status bind_weights(nuri_model *m)
     b.names = m->names = malloc(b.names_cap);
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!b.names || !m->layers) return nuri_error(NURI_ERR_NOMEM, "out of memory for the model");
+    const int64_t n_expert = hp->n_expert;
+    if (n_expert > 0) {
+        m->experts = calloc((size_t)hp->n_layer * 3 * (size_t)n_expert, sizeof *m->experts);
+        if (!m->experts) return nuri_error(NURI_ERR_NOMEM, "out of memory for the model");
+    }
 
     int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hp->head_dim;
     int64_t n_kv = (int64_t)hp->n_head_kv * hp->head_dim, n_ff = hp->n_ff;
@@ -319,22 +418,75 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(attn_post_norm, "post_attention_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(ffn_post_norm, "post_ffw_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(bo, "attn_output.bias", n_embd, 0, false, true);
-        BIND(ffn_gate, "ffn_gate.weight", n_embd, n_ff, true, false);
-        BIND(ffn_up, "ffn_up.weight", n_embd, n_ff, true, false);
-        BIND(ffn_down, "ffn_down.weight", n_ff, n_embd, true, false);
+        if (n_expert == 0) {
+            // a llama file with expert tensors but no expert_count: say that, not that the dense
+            // ffn_gate is missing
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", il);
+            if (gguf_find_tensor(b.f, nm))
+                return nuri_error(NURI_ERR_FORMAT,
+                                  "tensor '%s' holds experts, but metadata '%s.expert_count' is "
+                                  "missing (a Mixtral-style file needs expert_count and "
+                                  "expert_used_count)",
+                                  nm, hp->arch_name);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate.0.weight", il);
+            if (gguf_find_tensor(b.f, nm))
+                return nuri_error(NURI_ERR_UNSUPPORTED,
+                                  "tensor '%s': experts stored one tensor each (the old Mixtral "
+                                  "GGUF layout) are not supported; convert the model again "
+                                  "(current files hold blk.N.ffn_{gate,up,down}_exps.weight)",
+                                  nm);
+            BIND(ffn_gate, "ffn_gate.weight", n_embd, n_ff, true, false);
+            BIND(ffn_up, "ffn_up.weight", n_embd, n_ff, true, false);
+            BIND(ffn_down, "ffn_down.weight", n_ff, n_embd, true, false);
+        } else {
+            const int64_t n_ff_exp = hp->n_ff_exp;
+            nuri_weight *ex = m->experts + (size_t)il * 3 * (size_t)n_expert;
+            L->exp_gate = ex;
+            L->exp_up = ex + n_expert;
+            L->exp_down = ex + 2 * n_expert;
+            BIND(ffn_gate_inp, "ffn_gate_inp.weight", n_embd, n_expert, true, false);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", il);
+            if ((s = bind_experts(&b, nm, n_embd, n_ff_exp, n_expert, L->exp_gate))) return s;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", il);
+            if ((s = bind_experts(&b, nm, n_embd, n_ff_exp, n_expert, L->exp_up))) return s;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", il);
+            if ((s = bind_experts(&b, nm, n_ff_exp, n_embd, n_expert, L->exp_down))) return s;
+            if (hp->n_ff_shexp > 0) {
+                const int64_t n_sh = hp->n_ff_shexp;
+                BIND(shexp_gate_inp, "ffn_gate_inp_shexp.weight", n_embd, 0, true, true);
+                BIND(shexp_gate, "ffn_gate_shexp.weight", n_embd, n_sh, true, false);
+                BIND(shexp_up, "ffn_up_shexp.weight", n_embd, n_sh, true, false);
+                BIND(shexp_down, "ffn_down_shexp.weight", n_sh, n_embd, true, false);
+            }
+        }
         BIND(bq, "attn_q.bias", n_q, 0, ai->qkv_bias, true);
         BIND(bk, "attn_k.bias", n_kv, 0, ai->qkv_bias, true);
         BIND(bv, "attn_v.bias", n_kv, 0, ai->qkv_bias, true);
         BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
         BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
         // tensors nuri would have to use but does not: refuse rather than compute something else
-        static const char *unused[] = {"ffn_gate.bias", "ffn_up.bias", "ffn_down.bias",
-                                       "ffn_gate_inp.weight"};
+        const struct {
+            const char *suffix, *what;
+            bool in_dense, in_moe; // refused in a dense layer / a layer with experts
+        } unused[] = {
+            {"ffn_gate.bias", "feed-forward bias", true, true},
+            {"ffn_up.bias", "feed-forward bias", true, true},
+            {"ffn_down.bias", "feed-forward bias", true, true},
+            {"ffn_gate_inp.weight", "a router without experts", true, false},
+            {"ffn_up.weight", "a dense feed-forward beside the experts", false, true},
+            {"ffn_gate_exps.bias", "expert bias", false, true},
+            {"ffn_up_exps.bias", "expert bias", false, true},
+            {"ffn_down_exps.bias", "expert bias", false, true},
+            {"exp_probs_b.bias", "expert selection bias", false, true},
+            {"ffn_up_shexp.weight", "shared expert", true, hp->n_ff_shexp == 0},
+            {"ffn_gate_inp_shexp.weight", "shared expert gate", true, hp->n_ff_shexp == 0},
+        };
         for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
-            snprintf(nm, sizeof nm, "blk.%d.%s", il, unused[u]);
+            if (!(n_expert ? unused[u].in_moe : unused[u].in_dense)) continue;
+            snprintf(nm, sizeof nm, "blk.%d.%s", il, unused[u].suffix);
             if (gguf_find_tensor(b.f, nm))
                 return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' (%s) is not supported", nm,
-                                  u == 3 ? "mixture of experts" : "feed-forward bias");
+                                  unused[u].what);
         }
 #undef BIND
     }
@@ -366,9 +518,16 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
     int n = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         nuri_layer *L = &m->layers[il];
-        nuri_weight *ws[] = {&L->wq,       &L->wk,     &L->wv,      &L->wo,
-                             &L->ffn_gate, &L->ffn_up, &L->ffn_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++) list[n++] = ws[i];
+        nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,        &L->wo,
+                             &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,  &L->ffn_gate_inp,
+                             &L->shexp_gate, &L->shexp_up, &L->shexp_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++)
+            if (ws[i]->data) list[n++] = ws[i];
+        for (int32_t e = 0; e < m->hp.n_expert && n + 3 <= cap; e++) {
+            list[n++] = &L->exp_gate[e];
+            list[n++] = &L->exp_up[e];
+            list[n++] = &L->exp_down[e];
+        }
     }
     // the output matrix too when it is the embedding (tied): the packed copy serves the head and
     // the embedding lookup reads its few rows per step from the file's pages, which come back
@@ -387,7 +546,7 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
  * tied output matrix gets its own packed copy. */
 static void pack_weights(nuri_model *m)
 {
-    const int cap = m->hp.n_layer * 7 + 1;
+    const int cap = m->hp.n_layer * (11 + 3 * m->hp.n_expert) + 1;
     nuri_weight **list = malloc(sizeof *list * (size_t)cap);
     if (!list) return;
     const int n = layer_matrices(m, list, cap);
@@ -471,6 +630,7 @@ void nuri_model_free(nuri_model *m)
     nuri_vocab_free(m->vocab);
     gguf_close(m->file);
     free(m->layers);
+    free(m->experts);
     free(m->names);
     free(m);
 }
@@ -482,21 +642,78 @@ static uint64_t weight_bytes(const nuri_weight *w)
     return row * (uint64_t)w->n_out;
 }
 
-uint64_t nuri_model_bytes_per_token(const nuri_model *m)
+/* Elements (params) or bytes of one weight. */
+static uint64_t weight_size(const nuri_weight *w, bool bytes)
 {
-    uint64_t row = 0;
-    nuri_type_row_bytes(m->token_embd.type, (uint64_t)m->token_embd.n_in, &row);
-    uint64_t total = row + weight_bytes(&m->output_norm) + weight_bytes(&m->output);
+    if (!w->data) return 0;
+    if (!bytes) return (uint64_t)w->n_in * (uint64_t)w->n_out;
+    return weight_bytes(w);
+}
+
+/* The weights one token reads, as elements or bytes: the embedding table whole or one row of it,
+ * the experts all (total) or n_expert_used of each layer's (active; experts of a layer have the
+ * same type and shape, so any n_expert_used of them weigh the same). */
+static uint64_t model_size(const nuri_model *m, bool bytes, bool embd_whole, bool all_experts)
+{
+    uint64_t total;
+    if (embd_whole) {
+        total = weight_size(&m->token_embd, bytes);
+    } else {
+        uint64_t row = 0;
+        nuri_type_row_bytes(m->token_embd.type, (uint64_t)m->token_embd.n_in, &row);
+        total = bytes ? row : (uint64_t)m->token_embd.n_in;
+    }
+    total += weight_size(&m->output_norm, bytes);
+    if (m->output.data != m->token_embd.data || !embd_whole)
+        total += weight_size(&m->output, bytes);
+    const uint64_t n_exp = (uint64_t)(all_experts ? m->hp.n_expert : m->hp.n_expert_used);
     for (int il = 0; il < m->hp.n_layer; il++) {
         const nuri_layer *L = &m->layers[il];
-        const nuri_weight *ws[] = {&L->attn_norm,    &L->wq,     &L->wk,       &L->wv,
-                                   &L->bq,           &L->bk,     &L->bv,       &L->q_norm,
-                                   &L->k_norm,       &L->wo,     &L->bo,       &L->ffn_norm,
-                                   &L->ffn_gate,     &L->ffn_up, &L->ffn_down, &L->attn_post_norm,
-                                   &L->ffn_post_norm};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_bytes(ws[i]);
+        const nuri_weight *ws[] = {&L->attn_norm,
+                                   &L->wq,
+                                   &L->wk,
+                                   &L->wv,
+                                   &L->bq,
+                                   &L->bk,
+                                   &L->bv,
+                                   &L->q_norm,
+                                   &L->k_norm,
+                                   &L->wo,
+                                   &L->bo,
+                                   &L->ffn_norm,
+                                   &L->ffn_gate,
+                                   &L->ffn_up,
+                                   &L->ffn_down,
+                                   &L->attn_post_norm,
+                                   &L->ffn_post_norm,
+                                   &L->ffn_gate_inp,
+                                   &L->shexp_gate_inp,
+                                   &L->shexp_gate,
+                                   &L->shexp_up,
+                                   &L->shexp_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_size(ws[i], bytes);
+        if (m->hp.n_expert > 0)
+            total +=
+                n_exp * (weight_size(&L->exp_gate[0], bytes) + weight_size(&L->exp_up[0], bytes) +
+                         weight_size(&L->exp_down[0], bytes));
     }
     return total;
+}
+
+uint64_t nuri_model_bytes_per_token(const nuri_model *m)
+{
+    return model_size(m, true, false, false);
+}
+
+uint64_t nuri_model_bytes_per_batch(const nuri_model *m)
+{
+    return model_size(m, true, false, true);
+}
+
+void nuri_model_params(const nuri_model *m, uint64_t *total, uint64_t *active)
+{
+    *total = model_size(m, false, true, true);
+    *active = model_size(m, false, true, false);
 }
 
 /* True if the string value of key contains needle, ignoring ASCII case. */
@@ -531,11 +748,16 @@ const char *nuri_model_family(const nuri_model *m)
         return "Qwen2 / Qwen2.5";
     case NURI_ARCH_QWEN3:
         return "Qwen3";
+    case NURI_ARCH_QWEN3MOE:
+        return "Qwen3 MoE";
+    case NURI_ARCH_QWEN2MOE:
+        return "Qwen2 MoE / Qwen1.5-MoE";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))
             return "Kanana (Kakao, llama)";
         if (meta_contains(f, "general.name", "a.x")) return "A.X (SK Telecom, llama)";
+        if (m->hp.n_expert > 0) return "Mixtral (llama with experts)";
         return "Llama";
     }
     return "unknown";

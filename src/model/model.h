@@ -7,7 +7,9 @@
  * creation, so the forward pass itself never allocates.
  *
  * Architectures: llama (Llama 2 / 3.x, GQA, tied or separate output, Llama-3 rope scaling through
- * rope_freqs), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms). Dimension names: see DESIGN.md.
+ * rope_freqs; Mixtral when it has experts), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms),
+ * qwen3moe, qwen2moe, exaone, exaone4, granite, hyperclovax (see docs/MODELS.md). Dimension names:
+ * see DESIGN.md.
  */
 #ifndef NURI_MODEL_H
 #define NURI_MODEL_H
@@ -20,13 +22,16 @@
 #include <stdint.h>
 
 typedef enum nuri_arch {
-    NURI_ARCH_LLAMA,       // Llama 2 / 3.x, Kanana
-    NURI_ARCH_QWEN2,       // Qwen2 / 2.5, A.X 4.0
-    NURI_ARCH_QWEN3,       // Qwen3
-    NURI_ARCH_EXAONE,      // EXAONE 3.5: Llama-like, NEOX rope
-    NURI_ARCH_EXAONE4,     // EXAONE 4.0: no pre-norms, post-norms, q/k norms, sliding window
-    NURI_ARCH_GRANITE,     // Granite, HyperCLOVA X SEED Text: embedding/residual/attention/logit scales
-    NURI_ARCH_HYPERCLOVAX, // HyperCLOVA X SEED Think: Granite's scales + Peri-LN (pre- and post-norms)
+    NURI_ARCH_LLAMA,   // Llama 2 / 3.x, Kanana
+    NURI_ARCH_QWEN2,   // Qwen2 / 2.5, A.X 4.0
+    NURI_ARCH_QWEN3,   // Qwen3
+    NURI_ARCH_EXAONE,  // EXAONE 3.5: Llama-like, NEOX rope
+    NURI_ARCH_EXAONE4, // EXAONE 4.0: no pre-norms, post-norms, q/k norms, sliding window
+    NURI_ARCH_GRANITE, // Granite, HyperCLOVA X SEED Text: embedding/residual/attention/logit scales
+    NURI_ARCH_HYPERCLOVAX, // HyperCLOVA X SEED Think: Granite's scales + Peri-LN (pre- and
+                           // post-norms)
+    NURI_ARCH_QWEN3MOE, // Qwen3 MoE (Qwen3-30B-A3B, 235B-A22B): qwen3 attention, MoE feed-forward
+    NURI_ARCH_QWEN2MOE, // Qwen1.5-MoE, Qwen2-57B-A14B: qwen2 attention, experts + a shared expert
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -57,34 +62,49 @@ typedef struct nuri_hparams {
     float attn_scale;     // K.Q scale (default 1/sqrt(head_dim))
     float logit_scale;    // logits are divided by it (granite; else 1)
     int32_t n_swa;        // sliding window in tokens for the layers marked swa (0: none)
+    // mixture of experts (0 experts: a dense feed-forward): every layer's FFN is n_expert SwiGLU
+    // experts of width n_ff_exp, of which a router picks n_expert_used per token
+    int32_t n_expert;      // <arch>.expert_count
+    int32_t n_expert_used; // <arch>.expert_used_count, 1..n_expert
+    int32_t n_ff_exp;      // <arch>.expert_feed_forward_length (qwen3moe) or n_ff (llama/Mixtral)
+    bool moe_norm_w;       // renormalise the chosen experts' weights (all but qwen2moe)
+    int32_t n_ff_shexp;    // shared expert's width (qwen2moe), else 0
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
 typedef struct nuri_weight {
     const void *data;
     uint32_t type;
-    int64_t n_in;  // elements per row (ne[0])
-    int64_t n_out; // rows (ne[1])
+    int64_t n_in;     // elements per row (ne[0])
+    int64_t n_out;    // rows (ne[1])
     const char *name; // for messages; NUL-terminated copy owned by the model
-    void *packed;     // the rows repacked for this CPU (kernels/pack.h), in the model's block; or NULL
+    void *packed; // the rows repacked for this CPU (kernels/pack.h), in the model's block; or NULL
 } nuri_weight;
 
 typedef struct nuri_layer {
-    nuri_weight attn_norm; // (n_embd) F32; pre_norm archs
-    nuri_weight wq;        // (n_embd -> n_head * head_dim)
-    nuri_weight wk;        // (n_embd -> n_head_kv * head_dim)
-    nuri_weight wv;        // (n_embd -> n_head_kv * head_dim)
-    nuri_weight bq, bk, bv; // qwen2: biases (F32), else data == NULL
-    nuri_weight q_norm, k_norm; // qwen3: (head_dim) F32, else data == NULL
-    nuri_weight wo;        // (n_head * head_dim -> n_embd)
-    nuri_weight bo;        // (n_embd) F32 attention output bias, optional
+    nuri_weight attn_norm;                     // (n_embd) F32; pre_norm archs
+    nuri_weight wq;                            // (n_embd -> n_head * head_dim)
+    nuri_weight wk;                            // (n_embd -> n_head_kv * head_dim)
+    nuri_weight wv;                            // (n_embd -> n_head_kv * head_dim)
+    nuri_weight bq, bk, bv;                    // qwen2: biases (F32), else data == NULL
+    nuri_weight q_norm, k_norm;                // qwen3: (head_dim) F32, else data == NULL
+    nuri_weight wo;                            // (n_head * head_dim -> n_embd)
+    nuri_weight bo;                            // (n_embd) F32 attention output bias, optional
     nuri_weight attn_post_norm, ffn_post_norm; // (n_embd) F32, post_norm archs
-    bool swa;              // attends to the last n_swa positions only
-    bool rope;             // applies RoPE (exaone4's global layers do not, when it has swa layers)
-    nuri_weight ffn_norm;  // (n_embd) F32
-    nuri_weight ffn_gate;  // (n_embd -> n_ff)
-    nuri_weight ffn_up;    // (n_embd -> n_ff)
-    nuri_weight ffn_down;  // (n_ff -> n_embd)
+    bool swa;                                  // attends to the last n_swa positions only
+    bool rope;            // applies RoPE (exaone4's global layers do not, when it has swa layers)
+    nuri_weight ffn_norm; // (n_embd) F32
+    nuri_weight ffn_gate; // (n_embd -> n_ff)
+    nuri_weight ffn_up;   // (n_embd -> n_ff)
+    nuri_weight ffn_down; // (n_ff -> n_embd)
+    // MoE layers (hp.n_expert > 0) instead of ffn_gate/up/down:
+    nuri_weight ffn_gate_inp; // router (n_embd -> n_expert)
+    nuri_weight *exp_gate;    // (n_expert) views of ffn_gate_exps: (n_embd -> n_ff_exp) each
+    nuri_weight *exp_up;      // (n_expert) views of ffn_up_exps: (n_embd -> n_ff_exp) each
+    nuri_weight *exp_down;    // (n_expert) views of ffn_down_exps: (n_ff_exp -> n_embd) each
+    // qwen2moe's shared expert, which every token goes through, weighted by sigmoid(x . gate_inp)
+    nuri_weight shexp_gate_inp;                   // (n_embd) F32
+    nuri_weight shexp_gate, shexp_up, shexp_down; // (n_embd -> n_ff_shexp), (n_ff_shexp -> n_embd)
 } nuri_layer;
 
 typedef struct nuri_model {
@@ -95,6 +115,7 @@ typedef struct nuri_model {
     nuri_weight output;      // (n_embd -> n_vocab); token_embd when tied
     const float *rope_freqs; // (n_rot / 2) frequency divisors, or NULL
     nuri_layer *layers;      // (n_layer)
+    nuri_weight *experts;    // storage of the layers' expert views (n_layer, 3, n_expert), or NULL
     char *names;             // storage for the weights' names
     void *packed;            // one block holding every packed matrix (weights' .packed), or NULL
     nuri_vocab *vocab;       // owned: the file's vocabulary; every token id < n_vocab
@@ -115,8 +136,19 @@ void nuri_model_free(nuri_model *m);
  * the pre-tokenizer and general.name. Static storage. */
 const char *nuri_model_family(const nuri_model *m);
 
-/* Bytes of weights read to decode one token (every matrix once; the embedding row only). */
+/* Bytes of weights read to decode one token (every matrix once; the embedding row only; of a
+ * mixture of experts only the n_expert_used experts a token is routed to, since decode reads no
+ * other). */
 uint64_t nuri_model_bytes_per_token(const nuri_model *m);
+
+/* Bytes of weights a long prompt batch reads: as nuri_model_bytes_per_token, but every expert (a
+ * batch of many tokens routes to all of them, each read once). Equal for dense models. */
+uint64_t nuri_model_bytes_per_batch(const nuri_model *m);
+
+/* Parameters (weight elements) of the model: all of them, and those one token uses (the
+ * embedding table counted whole in both, as llama.cpp and model cards count it; of a mixture of
+ * experts, n_expert_used experts per layer). Equal for dense models. */
+void nuri_model_params(const nuri_model *m, uint64_t *total, uint64_t *active);
 
 /* ---- running ---- */
 
@@ -127,14 +159,15 @@ uint64_t nuri_model_bytes_per_token(const nuri_model *m);
  * pages (a shared page is copied before it is written: copy on write).
  *
  * Every token's arithmetic is independent of the other tokens in its batch (rows of a batch are
- * never mixed in a reduction), so a sequence's logits do not depend on what else is batched with it.
+ * never mixed in a reduction), so a sequence's logits do not depend on what else is batched with
+ * it.
  */
 #define NURI_KV_PAGE 32 // tokens per KV page
 
 typedef struct nuri_ctx nuri_ctx;
 
 typedef struct nuri_ctx_params {
-    int32_t n_ctx;     // token slots in the KV pool, all sequences together (0: min(n_ctx_train, 4096))
+    int32_t n_ctx; // token slots in the KV pool, all sequences together (0: min(n_ctx_train, 4096))
     int32_t n_batch;   // most tokens per forward call (0: 512)
     int32_t n_threads; // (0: 1)
     int32_t n_logits;  // rows of logits kept per decode (0: 1); up to n_batch
@@ -174,9 +207,15 @@ nuri_status nuri_ctx_decode(nuri_ctx *c, const int32_t *tokens, int32_t n, int32
 /* The logits of row i of the last decode: (n_vocab) floats, borrowed until the next decode. */
 const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i);
 
+/* Mixtures of experts: the smallest router margin (moe.h) over the layers for token i of the last
+ * forward pass (a batch of at most n_batch tokens: the last chunk of a larger one): how close its
+ * expert choice came to changing. INFINITY for dense models. For tests against llama.cpp, where a
+ * different choice is a large error. */
+float nuri_ctx_router_margin(const nuri_ctx *c, int32_t i);
+
 /* Sequence management. */
 int32_t nuri_ctx_seq_len(const nuri_ctx *c, int32_t seq); // tokens held
-void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq);         // frees its pages
+void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq);        // frees its pages
 /* dst (cleared first) starts with src's first n tokens, sharing their pages. n <= len(src). */
 nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n);
 /* Drops positions >= n of seq (n <= its length). */

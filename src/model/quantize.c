@@ -82,7 +82,8 @@ static uint32_t file_type(const char *name)
     return 0;
 }
 
-/* "blk.12.attn_v.weight" -> kind "attn_v", il 12; "output.weight" -> "output", -1. */
+/* "blk.12.attn_v.weight" -> kind "attn_v", il 12; "output.weight" -> "output", -1;
+ * "blk.3.ffn_down_exps.weight" -> "ffn_down", 3. */
 static void tensor_role(gguf_str name, char *kind, size_t cap, int *il)
 {
     char buf[256];
@@ -102,6 +103,9 @@ static void tensor_role(gguf_str name, char *kind, size_t cap, int *il)
     snprintf(kind, cap, "%s", k);
     char *dot = strrchr(kind, '.');
     if (dot && !strcmp(dot, ".weight")) *dot = 0;
+    // experts are quantized as the dense matrix of their kind (ffn_down_exps as ffn_down)
+    size_t kl = strlen(kind);
+    if (kl > 5 && !strcmp(kind + kl - 5, "_exps")) kind[kl - 5] = 0;
 }
 
 nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const char *name,
@@ -148,7 +152,9 @@ nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const 
         tensor_role(t->name, kind, sizeof kind, &il);
         if (tied && !strcmp(kind, "token_embd")) snprintf(kind, sizeof kind, "output");
         const nuri_kernel_traits *kin = nuri_kernels(t->type);
-        if (t->n_dims < 2 || !kin) { // norms, biases, and types nuri cannot read: as they are
+        // norms, biases, types nuri cannot read, and MoE routers (llama.cpp keeps them F32: a
+        // rounded router picks other experts): as they are
+        if (t->n_dims < 2 || !kin || !strcmp(kind, "ffn_gate_inp")) {
             st.bytes_out += t->size;
             s = gguf_writer_add_tensor(w, tname, t->type, t->n_dims, t->ne, t->data);
             continue;

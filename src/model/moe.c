@@ -1,0 +1,71 @@
+/*
+ * moe.c: see moe.h. Plain C on purpose: a router handles n_expert floats per token and layer,
+ * next to matrix products of millions of weights; what matters here is the exact rounding.
+ */
+#include "model/moe.h"
+#include "base/status.h"
+
+#include <math.h>
+
+void nuri_moe_route(const float *logits, int32_t n_expert, int32_t n_used, bool norm, float scale,
+                    float *probs, int32_t *ids, float *weights, float *margin)
+{
+    NURI_ASSERT(n_used >= 1 && n_used <= n_expert);
+    float max = -INFINITY;
+    for (int32_t e = 0; e < n_expert; e++) max = logits[e] > max ? logits[e] : max;
+    double sum = 0.0;
+    for (int32_t e = 0; e < n_expert; e++) {
+        probs[e] = expf(logits[e] - max);
+        sum += (double)probs[e];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int32_t e = 0; e < n_expert; e++) probs[e] *= inv;
+
+    // top n_used by selection: n_used is small (2 to 8 in real models). A chosen expert's
+    // probability is replaced by -1, below every probability; NaN never wins a comparison, so a
+    // row of NaN logits still yields n_used distinct ids (the lowest not yet taken).
+    for (int32_t j = 0; j < n_used; j++) {
+        int32_t best = -1;
+        for (int32_t e = 0; e < n_expert; e++)
+            if (probs[e] != -1.0f && (best < 0 || probs[e] > probs[best])) best = e;
+        ids[j] = best;
+        weights[j] = probs[best];
+        probs[best] = -1.0f;
+    }
+    if (margin) {
+        float next = -INFINITY; // the best expert not chosen (probs of chosen ones are -1 now)
+        for (int32_t e = 0; e < n_expert; e++)
+            if (probs[e] != -1.0f && logits[e] > next) next = logits[e];
+        *margin = n_used == n_expert ? INFINITY : logits[ids[n_used - 1]] - next;
+    }
+    if (norm) {
+        double s = 0.0;
+        for (int32_t j = 0; j < n_used; j++) s += (double)weights[j];
+        float sf = (float)s;
+        if (!(sf >= 6.103515625e-5f)) sf = 6.103515625e-5f; // the smallest normal F16, as llama.cpp
+        for (int32_t j = 0; j < n_used; j++) weights[j] = weights[j] / sf;
+    }
+    if (scale != 0.0f && scale != 1.0f)
+        for (int32_t j = 0; j < n_used; j++) weights[j] *= scale;
+}
+
+void nuri_moe_group(const int32_t *ids, int32_t n_tokens, int32_t n_used, int32_t n_expert,
+                    int32_t *start, int32_t *token_of, int32_t *row_of)
+{
+    // a counting sort: counts, then prefix sums, then each pair in token order
+    for (int32_t e = 0; e <= n_expert; e++) start[e] = 0;
+    const int32_t n = n_tokens * n_used;
+    for (int32_t i = 0; i < n; i++) {
+        NURI_ASSERT(ids[i] >= 0 && ids[i] < n_expert);
+        start[ids[i] + 1]++;
+    }
+    for (int32_t e = 0; e < n_expert; e++) start[e + 1] += start[e];
+    // start[e] is used as the fill cursor of expert e, then restored
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t r = start[ids[i]]++;
+        token_of[r] = i / n_used;
+        row_of[i] = r;
+    }
+    for (int32_t e = n_expert; e > 0; e--) start[e] = start[e - 1];
+    start[0] = 0;
+}
