@@ -323,6 +323,18 @@ test('delete asks, then removes the conversation from the list and the server', 
     await listPage.context().close();
 });
 
+test('on a narrow screen the list is a drawer behind the menu button', async () => {
+    const page = await openPage(MAIN, { lang: 'ko' });
+    await page.setViewportSize({ width: 400, height: 700 });
+    assert.equal(await page.isVisible('#side'), false);
+    await page.click('#menu');
+    assert.equal(await page.isVisible('#side'), true);
+    await screenshot(page, 'drawer-ko.png');
+    await page.click('#menu');
+    assert.equal(await page.isVisible('#side'), false);
+    await page.context().close();
+});
+
 async function metric(url, name) {
     const t = await (await fetch(url + '/metrics')).text();
     return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(t)[1]);
