@@ -3,7 +3,7 @@
 #
 # Sources are found, not listed: every src/**/*.c except src/cli/ goes into libnuri, src/cli/*.c into
 # the nuri command, each tests/test_*.c becomes one test program. The web chat page
-# (src/serve/web/index.html) is embedded into libnuri as a byte array generated with od and sed. Files named *_avx2.c and
+# (src/serve/web/index.html, with marked and DOMPurify where installed) is embedded into libnuri as a byte array generated with od and sed. Files named *_avx2.c and
 # *_avx512.c (and *_amx.c: AVX-512 + AMX) are compiled with those instruction sets; the code calling them checks the CPU first.
 
 CC ?= cc
@@ -59,20 +59,43 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
+# The page: src/serve/web/index.html with, at its `/* nuri:libs */` line, the browser builds of
+# marked and DOMPurify (scripts/setup installs them into src/serve/web/node_modules; without them
+# the page is built without them and shows plain text). Inside the one <script> element, every
+# `<!--` and `<script`/`</script` of the libraries becomes `\x3C...` (the same string to JS) so
+# the HTML parser cannot end or escape the element early; source map comments are dropped.
+WEB_SRC = src/serve/web/index.html
+WEB_LIBS = $(wildcard src/serve/web/node_modules/marked/lib/marked.umd.js \
+	src/serve/web/node_modules/dompurify/dist/purify.min.js)
+WEB_MARK = ^\/\* nuri:libs \*\/$$
+# npm gives installed files an old fixed mtime: a checksum file that changes when the libraries
+# do (installed, removed, another version) makes the page follow them
+WEB_LIBS_SUM = $(BUILD)/web/libs.sum
+$(shell mkdir -p $(BUILD)/web; cksum $(WEB_LIBS) </dev/null | cmp -s - $(WEB_LIBS_SUM) || \
+	cksum $(WEB_LIBS) </dev/null >$(WEB_LIBS_SUM))
+$(BUILD)/web/index.html build-fuzz/web/index.html: $(WEB_SRC) $(WEB_LIBS) $(WEB_LIBS_SUM)
+	@mkdir -p $(dir $@)
+	{ sed '/$(WEB_MARK)/,$$d' $(WEB_SRC); \
+	  for f in $(WEB_LIBS); do \
+	    sed -e '/^\/\/# sourceMappingURL=/d' -e 's/<!--/\\x3C!--/g' \
+	        -e 's/<\(\/\?script\)/\\x3C\1/gI' "$$f"; echo; \
+	  done; \
+	  sed '1,/$(WEB_MARK)/d' $(WEB_SRC); } >$@.tmp
+	mv $@.tmp $@
+
 # The page as `const unsigned char serve_web_index_html[]` (its bytes and a NUL) and its length.
-WEB_PAGE = src/serve/web/index.html
 define embed_page
 	@mkdir -p $(dir $@)
-	{ echo '/* generated from $(WEB_PAGE) by the Makefile: do not edit */'; \
+	{ echo '/* generated from $< by the Makefile: do not edit */'; \
 	  echo '#include <stddef.h>'; \
 	  echo 'const unsigned char serve_web_index_html[] = {'; \
-	  od -An -v -tx1 $(WEB_PAGE) | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  od -An -v -tx1 $< | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
 	  echo '0x00};'; \
 	  echo 'const size_t serve_web_index_html_len = sizeof serve_web_index_html - 1;'; } >$@.tmp
 	mv $@.tmp $@
 endef
 
-$(BUILD)/gen/web_index.c: $(WEB_PAGE)
+$(BUILD)/gen/web_index.c: $(BUILD)/web/index.html
 	$(embed_page)
 
 $(BUILD)/gen/web_index.o: $(BUILD)/gen/web_index.c
@@ -122,7 +145,7 @@ build-fuzz/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
-build-fuzz/gen/web_index.c: $(WEB_PAGE)
+build-fuzz/gen/web_index.c: build-fuzz/web/index.html
 	$(embed_page)
 
 build-fuzz/gen/web_index.o: build-fuzz/gen/web_index.c

@@ -1033,7 +1033,10 @@ static bool store_route(serve_server *s, const http_request *rq, json_t **out, s
                               "no route for %s %.200s", m, rq->path);
         }
     } else if (!strcmp(seg[0], "conversations")) {
-        if (ns == 1) {
+        if (ns == 1 && get) { // the owner's conversations: a nuri extension (the web page's list)
+            if (!page_from_query(rq->query, &pg, after, sizeof after, e)) return false;
+            r = nuri_store_conversation_list(st, own, &pg, out);
+        } else if (ns == 1) {
             METHOD(post);
             static const char *const keys[] = {"items", "metadata", NULL};
             if (!(b = store_body(rq, e))) return false;

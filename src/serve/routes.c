@@ -1019,8 +1019,10 @@ char *routes_health(serve_server *s, int *status)
 
 char *routes_models(serve_server *s, const char *id, int *status)
 {
-    json_t *m = json_pack("{s:s,s:s,s:I,s:s}", "id", s->model_name, "object", "model", "created",
-                          (json_int_t)s->metrics.started, "owned_by", "nuri");
+    // context_length (a nuri extension): the most tokens one request's prompt and output may hold
+    json_t *m = json_pack("{s:s,s:s,s:I,s:s,s:i}", "id", s->model_name, "object", "model",
+                          "created", (json_int_t)s->metrics.started, "owned_by", "nuri",
+                          "context_length", (int)serve_sched_seq_max(s->sched));
     if (!m) return NULL;
     json_t *out = m;
     *status = 200;
