@@ -121,9 +121,7 @@ static const char *type_name(const json_t *v)
     return "a value";
 }
 
-static bool bad(serve_error *e, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static bool bad(serve_error *e, const char *param, const char *fmt, ...)
+bool serve_bad(serve_error *e, const char *param, const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
@@ -145,7 +143,7 @@ static bool get_bool(json_t *body, const char *key, bool *out, serve_error *e)
     json_t *v = opt(body, key);
     if (!v) return true;
     if (!json_is_boolean(v))
-        return bad(e, key, "'%s' must be a boolean, not %s", key, type_name(v));
+        return serve_bad(e, key, "'%s' must be a boolean, not %s", key, type_name(v));
     *out = json_is_true(v);
     return true;
 }
@@ -155,10 +153,11 @@ static bool get_num(json_t *body, const char *key, double lo, double hi, float *
 {
     json_t *v = opt(body, key);
     if (!v) return true;
-    if (!json_is_number(v)) return bad(e, key, "'%s' must be a number, not %s", key, type_name(v));
+    if (!json_is_number(v))
+        return serve_bad(e, key, "'%s' must be a number, not %s", key, type_name(v));
     double d = json_number_value(v);
     if (!(d >= lo && d <= hi))
-        return bad(e, key, "'%s' is %g; it must be between %g and %g", key, d, lo, hi);
+        return serve_bad(e, key, "'%s' is %g; it must be between %g and %g", key, d, lo, hi);
     *out = (float)d;
     return true;
 }
@@ -169,10 +168,10 @@ static bool get_int(json_t *body, const char *key, long long lo, long long hi, l
     json_t *v = opt(body, key);
     if (!v) return true;
     if (!json_is_integer(v))
-        return bad(e, key, "'%s' must be an integer, not %s", key, type_name(v));
+        return serve_bad(e, key, "'%s' must be an integer, not %s", key, type_name(v));
     long long x = json_integer_value(v);
     if (x < lo || x > hi)
-        return bad(e, key, "'%s' is %lld; it must be between %lld and %lld", key, x, lo, hi);
+        return serve_bad(e, key, "'%s' is %lld; it must be between %lld and %lld", key, x, lo, hi);
     *out = x;
     if (given) *given = true;
     return true;
@@ -188,22 +187,22 @@ static bool parse_stop(json_t *body, serve_request *r, serve_error *e)
     if (json_is_array(v)) {
         n = json_array_size(v);
         if (n > SERVE_MAX_STOP)
-            return bad(e, "stop", "'stop' has %zu strings; at most %d are allowed", n,
-                       SERVE_MAX_STOP);
+            return serve_bad(e, "stop", "'stop' has %zu strings; at most %d are allowed", n,
+                             SERVE_MAX_STOP);
     } else if (!json_is_string(v)) {
-        return bad(e, "stop", "'stop' must be a string or an array of strings, not %s",
-                   type_name(v));
+        return serve_bad(e, "stop", "'stop' must be a string or an array of strings, not %s",
+                         type_name(v));
     }
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_is_array(v) ? json_array_get(v, i) : items[i];
         char param[32];
         snprintf(param, sizeof param, json_is_array(v) ? "stop[%zu]" : "stop", i);
         if (!json_is_string(s))
-            return bad(e, param, "'%s' must be a string, not %s", param, type_name(s));
+            return serve_bad(e, param, "'%s' must be a string, not %s", param, type_name(s));
         size_t len = json_string_length(s);
         if (len > SERVE_MAX_STOP_LEN)
-            return bad(e, param, "'%s' is %zu bytes long; at most %d are allowed", param, len,
-                       SERVE_MAX_STOP_LEN);
+            return serve_bad(e, param, "'%s' is %zu bytes long; at most %d are allowed", param, len,
+                             SERVE_MAX_STOP_LEN);
         if (len == 0 || memchr(json_string_value(s), 0, len)) continue; // empty: never matches
         if (!(r->stop[r->n_stop] = strdup(json_string_value(s))))
             return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -217,14 +216,14 @@ static bool parse_logit_bias(json_t *body, int32_t n_vocab, serve_request *r, se
     json_t *v = opt(body, "logit_bias");
     if (!v) return true;
     if (!json_is_object(v))
-        return bad(e, "logit_bias",
-                   "'logit_bias' must be an object mapping token ids to biases, "
-                   "not %s",
-                   type_name(v));
+        return serve_bad(e, "logit_bias",
+                         "'logit_bias' must be an object mapping token ids to biases, "
+                         "not %s",
+                         type_name(v));
     size_t n = json_object_size(v);
     if (n > SERVE_MAX_LOGIT_BIAS)
-        return bad(e, "logit_bias", "'logit_bias' has %zu entries; at most %d are allowed", n,
-                   SERVE_MAX_LOGIT_BIAS);
+        return serve_bad(e, "logit_bias", "'logit_bias' has %zu entries; at most %d are allowed", n,
+                         SERVE_MAX_LOGIT_BIAS);
     if (n == 0) return true;
     if (!(r->bias = calloc(n, sizeof *r->bias)))
         return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -236,16 +235,18 @@ static bool parse_logit_bias(json_t *body, int32_t n_vocab, serve_request *r, se
         char *end;
         long id = strtol(key, &end, 10);
         if (!*key || *end || end == key || id < 0 || id >= n_vocab)
-            return bad(e, "logit_bias", "'logit_bias' key \"%.40s\" is not a token id in 0..%d",
-                       key, n_vocab - 1);
+            return serve_bad(e, "logit_bias",
+                             "'logit_bias' key \"%.40s\" is not a token id in 0..%d", key,
+                             n_vocab - 1);
         if (!json_is_number(val))
-            return bad(e, "logit_bias", "'logit_bias' value for token %ld must be a number, not %s",
-                       id, type_name(val));
+            return serve_bad(e, "logit_bias",
+                             "'logit_bias' value for token %ld must be a number, not %s", id,
+                             type_name(val));
         double b = json_number_value(val);
         if (!(b >= -100 && b <= 100))
-            return bad(e, "logit_bias",
-                       "'logit_bias' value for token %ld is %g; it must be between -100 and 100",
-                       id, b);
+            return serve_bad(
+                e, "logit_bias",
+                "'logit_bias' value for token %ld is %g; it must be between -100 and 100", id, b);
         r->bias[i].token = (int32_t)id;
         r->bias[i].bias = (float)b;
         i++;
@@ -263,12 +264,12 @@ static bool is_text_parts(json_t *content, const char *param, serve_error *e)
     {
         char p[128];
         snprintf(p, sizeof p, "%s[%zu]", param, i);
-        if (!json_is_object(part)) return bad(e, p, "'%s' must be an object", p);
+        if (!json_is_object(part)) return serve_bad(e, p, "'%s' must be an object", p);
         json_t *type = json_object_get(part, "type");
         if (!json_is_string(type) || strcmp(json_string_value(type), "text"))
-            return bad(e, p, "'%s': only parts of type \"text\" are supported", p);
+            return serve_bad(e, p, "'%s': only parts of type \"text\" are supported", p);
         json_t *text = json_object_get(part, "text");
-        if (!json_is_string(text)) return bad(e, p, "'%s.text' must be a string", p);
+        if (!json_is_string(text)) return serve_bad(e, p, "'%s.text' must be a string", p);
     }
     return true;
 }
@@ -291,7 +292,7 @@ static bool opt_string(json_t *obj, const char *key, const char *param, serve_er
 {
     json_t *v = opt(obj, key);
     if (v && !json_is_string(v))
-        return bad(e, param, "'%s' must be a string, not %s", param, type_name(v));
+        return serve_bad(e, param, "'%s' must be a string, not %s", param, type_name(v));
     return true;
 }
 
@@ -306,12 +307,13 @@ static bool check_message_tools(json_t *msg, size_t i, const char *role, serve_e
         snprintf(p, sizeof p, "messages[%zu].tool_call_id", i);
         json_t *id = json_object_get(msg, "tool_call_id");
         if (!json_is_string(id))
-            return bad(e, p, "'%s' is required: the id of the tool call this message answers", p);
+            return serve_bad(e, p, "'%s' is required: the id of the tool call this message answers",
+                             p);
     }
     if (strcmp(role, "assistant")) {
         snprintf(p, sizeof p, "messages[%zu].tool_calls", i);
         if (opt(msg, "tool_calls"))
-            return bad(e, p, "'%s': only assistant messages carry tool calls", p);
+            return serve_bad(e, p, "'%s': only assistant messages carry tool calls", p);
         return true;
     }
     snprintf(p, sizeof p, "messages[%zu].reasoning_content", i);
@@ -320,29 +322,30 @@ static bool check_message_tools(json_t *msg, size_t i, const char *role, serve_e
     if (!calls) return true;
     snprintf(p, sizeof p, "messages[%zu].tool_calls", i);
     if (!json_is_array(calls))
-        return bad(e, p, "'%s' must be an array, not %s", p, type_name(calls));
+        return serve_bad(e, p, "'%s' must be an array, not %s", p, type_name(calls));
     size_t k;
     json_t *c;
     json_array_foreach(calls, k, c)
     {
         snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu]", i, k);
-        if (!json_is_object(c)) return bad(e, p, "'%s' must be an object, not %s", p, type_name(c));
+        if (!json_is_object(c))
+            return serve_bad(e, p, "'%s' must be an object, not %s", p, type_name(c));
         json_t *type = opt(c, "type");
         if (type && (!json_is_string(type) || strcmp(json_string_value(type), "function")))
-            return bad(e, p, "'%s.type' must be \"function\"", p);
+            return serve_bad(e, p, "'%s.type' must be \"function\"", p);
         if (!opt_string(c, "id", p, e)) return false;
         json_t *f = json_object_get(c, "function");
         snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu].function", i, k);
         if (!json_is_object(f))
-            return bad(e, p, "'%s' must be an object with name and arguments", p);
+            return serve_bad(e, p, "'%s' must be an object with name and arguments", p);
         json_t *name = json_object_get(f, "name");
         snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu].function.name", i, k);
-        if (!json_is_string(name)) return bad(e, p, "'%s' must be a string", p);
+        if (!json_is_string(name)) return serve_bad(e, p, "'%s' must be a string", p);
         json_t *args = json_object_get(f, "arguments");
         snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu].function.arguments", i, k);
         if (args && !json_is_string(args) && !json_is_object(args))
-            return bad(e, p, "'%s' must be a string (the arguments as JSON text), not %s", p,
-                       type_name(args));
+            return serve_bad(e, p, "'%s' must be a string (the arguments as JSON text), not %s", p,
+                             type_name(args));
     }
     return true;
 }
@@ -350,42 +353,42 @@ static bool check_message_tools(json_t *msg, size_t i, const char *role, serve_e
 static bool parse_messages(json_t *body, serve_request *r, serve_error *e)
 {
     json_t *m = json_object_get(body, "messages");
-    if (!m) return bad(e, "messages", "'messages' is required");
+    if (!m) return serve_bad(e, "messages", "'messages' is required");
     if (!json_is_array(m))
-        return bad(e, "messages", "'messages' must be an array, not %s", type_name(m));
+        return serve_bad(e, "messages", "'messages' must be an array, not %s", type_name(m));
     size_t n = json_array_size(m);
-    if (n == 0) return bad(e, "messages", "'messages' must contain at least one message");
+    if (n == 0) return serve_bad(e, "messages", "'messages' must contain at least one message");
     if (n > SERVE_MAX_MESSAGES)
-        return bad(e, "messages", "'messages' has %zu messages; at most %d are allowed", n,
-                   SERVE_MAX_MESSAGES);
+        return serve_bad(e, "messages", "'messages' has %zu messages; at most %d are allowed", n,
+                         SERVE_MAX_MESSAGES);
     static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
     for (size_t i = 0; i < n; i++) {
         json_t *msg = json_array_get(m, i);
         char p[64];
         snprintf(p, sizeof p, "messages[%zu]", i);
         if (!json_is_object(msg))
-            return bad(e, p, "'%s' must be an object, not %s", p, type_name(msg));
+            return serve_bad(e, p, "'%s' must be an object, not %s", p, type_name(msg));
         json_t *role = json_object_get(msg, "role");
         snprintf(p, sizeof p, "messages[%zu].role", i);
-        if (!json_is_string(role)) return bad(e, p, "'%s' must be a string", p);
+        if (!json_is_string(role)) return serve_bad(e, p, "'%s' must be a string", p);
         bool known = false;
         for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
             known |= !strcmp(json_string_value(role), roles[k]);
         if (!known)
-            return bad(e, p,
-                       "'%s' is \"%.40s\"; it must be one of system, developer, user, "
-                       "assistant, tool",
-                       p, json_string_value(role));
+            return serve_bad(e, p,
+                             "'%s' is \"%.40s\"; it must be one of system, developer, user, "
+                             "assistant, tool",
+                             p, json_string_value(role));
         json_t *content = json_object_get(msg, "content");
         snprintf(p, sizeof p, "messages[%zu].content", i);
         bool assistant = !strcmp(json_string_value(role), "assistant");
         if (!content || json_is_null(content)) {
-            if (!assistant) return bad(e, p, "'%s' is required", p);
+            if (!assistant) return serve_bad(e, p, "'%s' is required", p);
         } else if (json_is_array(content)) {
             if (!is_text_parts(content, p, e)) return false;
         } else if (!json_is_string(content)) {
-            return bad(e, p, "'%s' must be a string or an array of text parts, not %s", p,
-                       type_name(content));
+            return serve_bad(e, p, "'%s' must be a string or an array of text parts, not %s", p,
+                             type_name(content));
         }
         if (!check_message_tools(msg, i, json_string_value(role), e)) return false;
     }
@@ -396,7 +399,7 @@ static bool parse_messages(json_t *body, serve_request *r, serve_error *e)
 static bool parse_prompt(json_t *body, int32_t n_vocab, serve_request *r, serve_error *e)
 {
     json_t *p = json_object_get(body, "prompt");
-    if (!p || json_is_null(p)) return bad(e, "prompt", "'prompt' is required");
+    if (!p || json_is_null(p)) return serve_bad(e, "prompt", "'prompt' is required");
     if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
         p = json_array_get(p, 0);
     if (json_is_string(p)) {
@@ -405,22 +408,24 @@ static bool parse_prompt(json_t *body, int32_t n_vocab, serve_request *r, serve_
         return true;
     }
     if (!json_is_array(p) || json_array_size(p) == 0)
-        return bad(e, "prompt", "'prompt' must be a string, or a non-empty array of token ids");
+        return serve_bad(e, "prompt",
+                         "'prompt' must be a string, or a non-empty array of token ids");
     size_t n = json_array_size(p);
-    if (n > (1u << 24)) return bad(e, "prompt", "'prompt' has too many tokens (%zu)", n);
+    if (n > (1u << 24)) return serve_bad(e, "prompt", "'prompt' has too many tokens (%zu)", n);
     if (!(r->prompt_tokens = malloc(n * sizeof *r->prompt_tokens)))
         return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_array_get(p, i);
         if (!json_is_integer(t)) {
             if (json_is_string(t) || json_is_array(t))
-                return bad(e, "prompt", "'prompt': only one prompt per request is supported");
-            return bad(e, "prompt", "'prompt[%zu]' must be a token id, not %s", i, type_name(t));
+                return serve_bad(e, "prompt", "'prompt': only one prompt per request is supported");
+            return serve_bad(e, "prompt", "'prompt[%zu]' must be a token id, not %s", i,
+                             type_name(t));
         }
         json_int_t id = json_integer_value(t);
         if (id < 0 || id >= n_vocab)
-            return bad(e, "prompt", "'prompt[%zu]' is %lld, not a token id in 0..%d", i,
-                       (long long)id, n_vocab - 1);
+            return serve_bad(e, "prompt", "'prompt[%zu]' is %lld, not a token id in 0..%d", i,
+                             (long long)id, n_vocab - 1);
         r->prompt_tokens[i] = (int32_t)id;
     }
     r->n_prompt_tokens = (int32_t)n;
@@ -518,22 +523,24 @@ static bool parse_structured(json_t *body, serve_request *r, serve_error *e)
 {
     json_t *rf = opt(body, "response_format"), *gr = opt(body, "grammar");
     if (rf && gr)
-        return bad(e, "grammar", "'grammar' and 'response_format' cannot be used together");
+        return serve_bad(e, "grammar", "'grammar' and 'response_format' cannot be used together");
     if (gr) {
         if (!json_is_string(gr))
-            return bad(e, "grammar", "'grammar' must be a string (GBNF), not %s", type_name(gr));
+            return serve_bad(e, "grammar", "'grammar' must be a string (GBNF), not %s",
+                             type_name(gr));
         nuri_status st =
             nuri_grammar_parse(json_string_value(gr), json_string_length(gr), &r->grammar);
         return st == NURI_OK || grammar_fail(e, st, "grammar");
     }
     if (!rf) return true;
     if (!json_is_object(rf))
-        return bad(e, "response_format", "'response_format' must be an object, not %s",
-                   type_name(rf));
+        return serve_bad(e, "response_format", "'response_format' must be an object, not %s",
+                         type_name(rf));
     json_t *type = json_object_get(rf, "type");
     if (!json_is_string(type))
-        return bad(e, "response_format.type",
-                   "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
+        return serve_bad(
+            e, "response_format.type",
+            "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
     const char *t = json_string_value(type);
     const char *key;
     json_t *val;
@@ -551,14 +558,15 @@ static bool parse_structured(json_t *body, serve_request *r, serve_error *e)
         return st == NURI_OK || grammar_fail(e, st, "response_format");
     }
     if (strcmp(t, "json_schema"))
-        return bad(e, "response_format.type",
-                   "'response_format.type' is \"%.40s\"; it must be \"text\", \"json_object\" or "
-                   "\"json_schema\"",
-                   t);
+        return serve_bad(
+            e, "response_format.type",
+            "'response_format.type' is \"%.40s\"; it must be \"text\", \"json_object\" or "
+            "\"json_schema\"",
+            t);
     json_t *js = json_object_get(rf, "json_schema");
     if (!json_is_object(js))
-        return bad(e, "response_format.json_schema",
-                   "'response_format.json_schema' must be an object with a 'schema'");
+        return serve_bad(e, "response_format.json_schema",
+                         "'response_format.json_schema' must be an object with a 'schema'");
     json_object_foreach(js, key, val)
     {
         if (strcmp(key, "name") && strcmp(key, "schema") && strcmp(key, "strict") &&
@@ -569,8 +577,8 @@ static bool parse_structured(json_t *body, serve_request *r, serve_error *e)
     }
     json_t *schema = json_object_get(js, "schema");
     if (!json_is_object(schema) && !json_is_boolean(schema))
-        return bad(e, "response_format.json_schema.schema",
-                   "'response_format.json_schema.schema' must be a JSON Schema object");
+        return serve_bad(e, "response_format.json_schema.schema",
+                         "'response_format.json_schema.schema' must be a JSON Schema object");
     char path[64];
     path[0] = 0;
     nuri_status st = nuri_json_schema_grammar(schema, &r->grammar, path, sizeof path);
@@ -592,10 +600,11 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
     json_t *tools = opt(body, "tools");
     if (tools) {
         if (!json_is_array(tools))
-            return bad(e, "tools", "'tools' must be an array of tools, not %s", type_name(tools));
+            return serve_bad(e, "tools", "'tools' must be an array of tools, not %s",
+                             type_name(tools));
         if (json_array_size(tools) > SERVE_MAX_TOOLS)
-            return bad(e, "tools", "'tools' has %zu tools; at most %d are allowed",
-                       json_array_size(tools), SERVE_MAX_TOOLS);
+            return serve_bad(e, "tools", "'tools' has %zu tools; at most %d are allowed",
+                             json_array_size(tools), SERVE_MAX_TOOLS);
         size_t i;
         json_t *t;
         json_array_foreach(tools, i, t)
@@ -603,7 +612,7 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
             char p[96];
             snprintf(p, sizeof p, "tools[%zu]", i);
             if (!json_is_object(t))
-                return bad(e, p, "'%s' must be an object, not %s", p, type_name(t));
+                return serve_bad(e, p, "'%s' must be an object, not %s", p, type_name(t));
             json_t *type = json_object_get(t, "type");
             snprintf(p, sizeof p, "tools[%zu].type", i);
             if (!json_is_string(type) || strcmp(json_string_value(type), "function"))
@@ -612,7 +621,7 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
                                   p);
             json_t *f = json_object_get(t, "function");
             snprintf(p, sizeof p, "tools[%zu].function", i);
-            if (!json_is_object(f)) return bad(e, p, "'%s' must be an object with a name", p);
+            if (!json_is_object(f)) return serve_bad(e, p, "'%s' must be an object with a name", p);
             const char *key;
             json_t *val;
             json_object_foreach(f, key, val)
@@ -626,23 +635,24 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
             snprintf(p, sizeof p, "tools[%zu].function.name", i);
             if (!json_is_string(name) ||
                 !good_function_name(json_string_value(name), json_string_length(name)))
-                return bad(e, p, "'%s' must be 1 to 64 letters, digits, '_' or '-'", p);
+                return serve_bad(e, p, "'%s' must be 1 to 64 letters, digits, '_' or '-'", p);
             for (size_t k = 0; k < i; k++)
                 if (json_equal(
                         name, json_object_get(json_object_get(json_array_get(tools, k), "function"),
                                               "name")))
-                    return bad(e, p, "'%s': two tools are named \"%s\"", p,
-                               json_string_value(name));
+                    return serve_bad(e, p, "'%s': two tools are named \"%s\"", p,
+                                     json_string_value(name));
             snprintf(p, sizeof p, "tools[%zu].function.description", i);
             if (!opt_string(f, "description", p, e)) return false;
             json_t *params = opt(f, "parameters");
             snprintf(p, sizeof p, "tools[%zu].function.parameters", i);
             if (params && !json_is_object(params))
-                return bad(e, p, "'%s' must be a JSON Schema object, not %s", p, type_name(params));
+                return serve_bad(e, p, "'%s' must be a JSON Schema object, not %s", p,
+                                 type_name(params));
             json_t *strict = opt(f, "strict");
             snprintf(p, sizeof p, "tools[%zu].function.strict", i);
             if (strict && !json_is_boolean(strict))
-                return bad(e, p, "'%s' must be a boolean, not %s", p, type_name(strict));
+                return serve_bad(e, p, "'%s' must be a boolean, not %s", p, type_name(strict));
         }
         if (json_array_size(tools) > 0) r->tools = tools;
     }
@@ -658,27 +668,27 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
             else if (!strcmp(v, "required"))
                 r->tool_choice = SERVE_TOOLS_REQUIRED;
             else
-                return bad(e, "tool_choice",
-                           "'tool_choice' is \"%.40s\"; it must be \"none\", \"auto\", "
-                           "\"required\" or {\"type\": \"function\", \"function\": "
-                           "{\"name\": ...}}",
-                           v);
+                return serve_bad(e, "tool_choice",
+                                 "'tool_choice' is \"%.40s\"; it must be \"none\", \"auto\", "
+                                 "\"required\" or {\"type\": \"function\", \"function\": "
+                                 "{\"name\": ...}}",
+                                 v);
         } else if (json_is_object(tc)) {
             json_t *type = json_object_get(tc, "type");
             json_t *name = json_object_get(json_object_get(tc, "function"), "name");
             if (!json_is_string(type) || strcmp(json_string_value(type), "function") ||
                 !json_is_string(name))
-                return bad(e, "tool_choice",
-                           "'tool_choice' as an object must be {\"type\": \"function\", "
-                           "\"function\": {\"name\": ...}}");
+                return serve_bad(e, "tool_choice",
+                                 "'tool_choice' as an object must be {\"type\": \"function\", "
+                                 "\"function\": {\"name\": ...}}");
             r->tool_choice = SERVE_TOOLS_NAMED;
             r->tool_name = json_string_value(name);
         } else {
-            return bad(e, "tool_choice", "'tool_choice' must be a string or an object, not %s",
-                       type_name(tc));
+            return serve_bad(e, "tool_choice",
+                             "'tool_choice' must be a string or an object, not %s", type_name(tc));
         }
         if (r->tool_choice != SERVE_TOOLS_NONE && !r->tools)
-            return bad(e, "tool_choice", "'tool_choice' needs 'tools' to choose from");
+            return serve_bad(e, "tool_choice", "'tool_choice' needs 'tools' to choose from");
         if (r->tool_choice == SERVE_TOOLS_NAMED) {
             bool found = false;
             size_t i;
@@ -687,25 +697,27 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
                 !strcmp(json_string_value(json_object_get(json_object_get(t, "function"), "name")),
                         r->tool_name);
             if (!found)
-                return bad(e, "tool_choice",
-                           "'tool_choice' names \"%.64s\", which is not in 'tools'", r->tool_name);
+                return serve_bad(e, "tool_choice",
+                                 "'tool_choice' names \"%.64s\", which is not in 'tools'",
+                                 r->tool_name);
         }
     }
     // what reaches the template besides messages and tools
     json_t *kw = opt(body, "chat_template_kwargs");
     json_t *effort = opt(body, "reasoning_effort");
     if (kw && !json_is_object(kw))
-        return bad(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object, not %s",
-                   type_name(kw));
+        return serve_bad(e, "chat_template_kwargs",
+                         "'chat_template_kwargs' must be an object, not %s", type_name(kw));
     if (effort) {
         static const char *const efforts[] = {"none", "minimal", "low", "medium", "high"};
         bool ok = false;
         for (size_t i = 0; json_is_string(effort) && i < sizeof efforts / sizeof *efforts; i++)
             ok |= !strcmp(json_string_value(effort), efforts[i]);
         if (!ok)
-            return bad(e, "reasoning_effort",
-                       "'reasoning_effort' must be \"none\", \"minimal\", \"low\", \"medium\" "
-                       "or \"high\"");
+            return serve_bad(
+                e, "reasoning_effort",
+                "'reasoning_effort' must be \"none\", \"minimal\", \"low\", \"medium\" "
+                "or \"high\"");
     }
     if (kw || effort) {
         if (!(r->template_kwargs = kw ? json_copy(kw) : json_object()))
@@ -716,7 +728,7 @@ static bool parse_tools(json_t *body, serve_request *r, serve_error *e)
             if (json_object_get(r->template_kwargs, reserved[i])) {
                 char p[64];
                 snprintf(p, sizeof p, "chat_template_kwargs.%s", reserved[i]);
-                return bad(e, p, "'%s' is set by the server and cannot be passed", p);
+                return serve_bad(e, p, "'%s' is set by the server and cannot be passed", p);
             }
         if (effort) json_object_set(r->template_kwargs, "reasoning_effort", effort);
     }
@@ -727,11 +739,12 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
                       serve_error *e)
 {
     if (!json_is_object(body))
-        return bad(e, NULL, "the request body must be a JSON object, not %s", type_name(body));
+        return serve_bad(e, NULL, "the request body must be a JSON object, not %s",
+                         type_name(body));
     if (!known_keys_only(body, kind, e)) return false;
     json_t *model = opt(body, "model");
     if (model && !json_is_string(model))
-        return bad(e, "model", "'model' must be a string, not %s", type_name(model));
+        return serve_bad(e, "model", "'model' must be a string, not %s", type_name(model));
     if (model) snprintf(r->model, sizeof r->model, "%s", json_string_value(model));
 
     if (kind == SERVE_CHAT ? !parse_messages(body, r, e) : !parse_prompt(body, n_vocab, r, e))
@@ -745,23 +758,24 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
         if (!get_int(body, "best_of", 1, 1, &best_of, NULL, e)) return false;
         bool echo = false;
         if (!get_bool(body, "echo", &echo, e)) return false;
-        if (echo) return bad(e, "echo", "'echo' is not supported");
-        if (opt(body, "suffix")) return bad(e, "suffix", "'suffix' is not supported");
+        if (echo) return serve_bad(e, "echo", "'echo' is not supported");
+        if (opt(body, "suffix")) return serve_bad(e, "suffix", "'suffix' is not supported");
     }
 
     if (!get_bool(body, "stream", &r->stream, e)) return false;
     json_t *so = opt(body, "stream_options");
     if (so) {
         if (!r->stream)
-            return bad(e, "stream_options",
-                       "'stream_options' is only allowed when 'stream' is true");
+            return serve_bad(e, "stream_options",
+                             "'stream_options' is only allowed when 'stream' is true");
         if (!json_is_object(so))
-            return bad(e, "stream_options", "'stream_options' must be an object, not %s",
-                       type_name(so));
+            return serve_bad(e, "stream_options", "'stream_options' must be an object, not %s",
+                             type_name(so));
         json_t *iu = opt(so, "include_usage");
         if (iu && !json_is_boolean(iu))
-            return bad(e, "stream_options.include_usage",
-                       "'stream_options.include_usage' must be a boolean, not %s", type_name(iu));
+            return serve_bad(e, "stream_options.include_usage",
+                             "'stream_options.include_usage' must be a boolean, not %s",
+                             type_name(iu));
         r->include_usage = iu && json_is_true(iu);
     }
 
@@ -803,7 +817,7 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
         if (!get_int(body, "top_logprobs", 0, NURI_MAX_TOP_LOGPROBS, &tl, &tl_given, e))
             return false;
         if (tl_given && !r->logprobs)
-            return bad(e, "top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
+            return serve_bad(e, "top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
         r->top_logprobs = (int32_t)tl;
     } else {
         long long lp = 0;
@@ -816,8 +830,9 @@ static bool parse_all(json_t *body, serve_kind kind, int32_t n_vocab, serve_requ
     if (!parse_structured(body, r, e)) return false;
     if (kind == SERVE_CHAT && !parse_tools(body, r, e)) return false;
     if (r->tool_choice != SERVE_TOOLS_NONE && opt(body, "grammar"))
-        return bad(e, "grammar",
-                   "'grammar' cannot be combined with tools (use response_format for the answer)");
+        return serve_bad(
+            e, "grammar",
+            "'grammar' cannot be combined with tools (use response_format for the answer)");
     return true;
 }
 

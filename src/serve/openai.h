@@ -49,6 +49,10 @@ typedef struct serve_error {
 bool serve_fail(serve_error *e, int http, const char *type, const char *param, const char *code,
                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* A 400 invalid_request_error with code "invalid_value" naming param; returns false. */
+bool serve_bad(serve_error *e, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* {"error": {...}} for e. Caller frees with free(). NULL only when out of memory. */
 char *serve_error_json(const serve_error *e);
 

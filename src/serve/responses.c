@@ -38,18 +38,6 @@
 
 /* ============================== errors ============================== */
 
-static bool rbad(serve_error *e, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static bool rbad(serve_error *e, const char *param, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return serve_fail(e, 400, "invalid_request_error", param, "invalid_value", "%s", msg);
-}
-
 /* A store status as the client's error. */
 static bool store_fail(serve_error *e, nuri_status st, const char *what)
 {
@@ -117,7 +105,7 @@ static bool content_text(const json_t *content, const char *param, json_t **out,
         return true;
     }
     if (!json_is_array(content))
-        return rbad(e, param, "'%s' must be a string or an array of text parts", param);
+        return serve_bad(e, param, "'%s' must be a string or an array of text parts", param);
     size_t n = 0, i;
     const json_t *part;
     json_array_foreach(content, i, part)
@@ -130,7 +118,7 @@ static bool content_text(const json_t *content, const char *param, json_t **out,
             return serve_fail(e, 400, "invalid_request_error", p, "unsupported_parameter",
                               "'%s': only text parts (input_text, output_text) are supported", p);
         const json_t *text = json_object_get(part, !strcmp(t, "refusal") ? "refusal" : "text");
-        if (!json_is_string(text)) return rbad(e, p, "'%s.text' must be a string", p);
+        if (!json_is_string(text)) return serve_bad(e, p, "'%s.text' must be a string", p);
         n += json_string_length(text);
     }
     char *s = malloc(n + 1);
@@ -154,17 +142,17 @@ static bool content_text(const json_t *content, const char *param, json_t **out,
  * accepted and dropped from prompts. */
 static bool check_item(const json_t *it, const char *param, serve_error *e)
 {
-    if (!json_is_object(it)) return rbad(e, param, "'%s' must be an object", param);
+    if (!json_is_object(it)) return serve_bad(e, param, "'%s' must be an object", param);
     const json_t *type = json_object_get(it, "type");
     const char *t = json_is_string(type) ? json_string_value(type) : NULL;
     char p[160];
-    if (type && !t) return rbad(e, param, "'%s.type' must be a string", param);
+    if (type && !t) return serve_bad(e, param, "'%s.type' must be a string", param);
     if (!t || !strcmp(t, "message")) {
         const char *role = json_string_value(json_object_get(it, "role"));
         snprintf(p, sizeof p, "%s.role", param);
         if (!role || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") &&
                       strcmp(role, "developer")))
-            return rbad(e, p, "'%s' must be user, assistant, system or developer", p);
+            return serve_bad(e, p, "'%s' must be user, assistant, system or developer", p);
         snprintf(p, sizeof p, "%s.content", param);
         json_t *text = NULL;
         if (!content_text(json_object_get(it, "content"), p, &text, e)) return false;
@@ -176,14 +164,14 @@ static bool check_item(const json_t *it, const char *param, serve_error *e)
         for (size_t k = 0; k < 3; k++) {
             snprintf(p, sizeof p, "%s.%s", param, keys[k]);
             if (!json_is_string(json_object_get(it, keys[k])))
-                return rbad(e, p, "'%s' must be a string", p);
+                return serve_bad(e, p, "'%s' must be a string", p);
         }
         return true;
     }
     if (!strcmp(t, "function_call_output")) {
         snprintf(p, sizeof p, "%s.call_id", param);
         if (!json_is_string(json_object_get(it, "call_id")))
-            return rbad(e, p, "'%s' must be a string", p);
+            return serve_bad(e, p, "'%s' must be a string", p);
         snprintf(p, sizeof p, "%s.output", param);
         const json_t *out = json_object_get(it, "output");
         json_t *text = NULL;
@@ -294,7 +282,7 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
                                    serve_error *e)
 {
     memset(r, 0, sizeof *r);
-    if (!json_is_object(body)) return rbad(e, NULL, "the request body must be a JSON object");
+    if (!json_is_object(body)) return serve_bad(e, NULL, "the request body must be a JSON object");
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v)
@@ -312,19 +300,20 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
          : NULL)
     json_t *input = OPT("input"), *instr = OPT("instructions"), *prev = OPT("previous_response_id");
     json_t *conv = OPT("conversation"), *store = OPT("store"), *stream = OPT("stream");
-    if (!input) return rbad(e, "input", "'input' is required");
+    if (!input) return serve_bad(e, "input", "'input' is required");
     if (instr && !json_is_string(instr))
-        return rbad(e, "instructions", "'instructions' must be a string");
+        return serve_bad(e, "instructions", "'instructions' must be a string");
     if (prev && !json_is_string(prev))
-        return rbad(e, "previous_response_id", "'previous_response_id' must be a string");
+        return serve_bad(e, "previous_response_id", "'previous_response_id' must be a string");
     if (conv && json_is_object(conv)) conv = json_object_get(conv, "id");
     if (conv && !json_is_string(conv))
-        return rbad(e, "conversation", "'conversation' must be an id or {\"id\": ...}");
+        return serve_bad(e, "conversation", "'conversation' must be an id or {\"id\": ...}");
     if (prev && conv)
-        return rbad(e, "conversation",
-                    "'previous_response_id' and 'conversation' cannot be used together");
-    if (store && !json_is_boolean(store)) return rbad(e, "store", "'store' must be a boolean");
-    if (stream && !json_is_boolean(stream)) return rbad(e, "stream", "'stream' must be a boolean");
+        return serve_bad(e, "conversation",
+                         "'previous_response_id' and 'conversation' cannot be used together");
+    if (store && !json_is_boolean(store)) return serve_bad(e, "store", "'store' must be a boolean");
+    if (stream && !json_is_boolean(stream))
+        return serve_bad(e, "stream", "'stream' must be a boolean");
     json_t *trunc = OPT("truncation");
     if (trunc && !(json_is_string(trunc) && !strcmp(json_string_value(trunc), "disabled")))
         return serve_fail(e, 400, "invalid_request_error", "truncation", "unsupported_parameter",
@@ -334,7 +323,8 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
         return serve_fail(e, 400, "invalid_request_error", "include", "unsupported_parameter",
                           "'include' is not supported (nuri returns no extra output data)");
     json_t *meta = OPT("metadata");
-    if (meta && !json_is_object(meta)) return rbad(e, "metadata", "'metadata' must be an object");
+    if (meta && !json_is_object(meta))
+        return serve_bad(e, "metadata", "'metadata' must be an object");
     r->stream = stream && json_is_true(stream);
     r->store = s->store != NULL;
     if (store) {
@@ -377,7 +367,7 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
             }
         }
     } else {
-        return rbad(e, "input", "'input' must be a string or an array of items");
+        return serve_bad(e, "input", "'input' must be a string or an array of items");
     }
     if (!r->input_items) return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
 
@@ -408,7 +398,7 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
     }
     if (json_array_size(messages) == 0) {
         json_decref(messages);
-        return rbad(e, "input", "'input' holds no message to answer");
+        return serve_bad(e, "input", "'input' holds no message to answer");
     }
 
     // the chat request
@@ -421,7 +411,7 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
     if (OPT("max_output_tokens")) json_object_set(chat, "max_tokens", OPT("max_output_tokens"));
     json_t *tools = OPT("tools");
     if (tools) {
-        if (!json_is_array(tools)) return rbad(e, "tools", "'tools' must be an array");
+        if (!json_is_array(tools)) return serve_bad(e, "tools", "'tools' must be an array");
         json_t *ct = json_array();
         json_object_set_new(chat, "tools", ct);
         size_t i;
@@ -451,7 +441,7 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
     }
     json_t *text = OPT("text");
     if (text) {
-        if (!json_is_object(text)) return rbad(e, "text", "'text' must be an object");
+        if (!json_is_object(text)) return serve_bad(e, "text", "'text' must be an object");
         json_object_foreach(text, key, v)
         {
             if (strcmp(key, "format"))
@@ -475,7 +465,7 @@ static bool parse_response_request(serve_server *s, const char *owner, json_t *b
     json_t *reasoning = OPT("reasoning");
     if (reasoning) {
         if (!json_is_object(reasoning))
-            return rbad(e, "reasoning", "'reasoning' must be an object");
+            return serve_bad(e, "reasoning", "'reasoning' must be an object");
         json_object_foreach(reasoning, key, v)
         {
             if (!strcmp(key, "effort")) {
@@ -931,14 +921,15 @@ static bool page_from_query(const char *q, nuri_store_page *pg, char *after, siz
         char *end;
         long l = strtol(v, &end, 10);
         if (!*v || *end || l < 1 || l > NURI_STORE_LIST_MAX)
-            return rbad(e, "limit", "'limit' must be an integer from 1 to %d", NURI_STORE_LIST_MAX);
+            return serve_bad(e, "limit", "'limit' must be an integer from 1 to %d",
+                             NURI_STORE_LIST_MAX);
         pg->limit = (int)l;
     }
     if (query_get(q, "order", v, sizeof v)) {
         if (!strcmp(v, "asc"))
             pg->order = NURI_STORE_ASC;
         else if (strcmp(v, "desc"))
-            return rbad(e, "order", "'order' must be asc or desc");
+            return serve_bad(e, "order", "'order' must be asc or desc");
     }
     return true;
 }
@@ -956,7 +947,7 @@ static json_t *store_body(const http_request *rq, serve_error *e)
     }
     if (!json_is_object(b)) {
         json_decref(b);
-        rbad(e, NULL, "the request body must be a JSON object");
+        serve_bad(e, NULL, "the request body must be a JSON object");
         return NULL;
     }
     return b;
@@ -964,10 +955,10 @@ static json_t *store_body(const http_request *rq, serve_error *e)
 
 static bool check_items(const json_t *items, const char *param, serve_error *e)
 {
-    if (!json_is_array(items)) return rbad(e, param, "'%s' must be an array of items", param);
+    if (!json_is_array(items)) return serve_bad(e, param, "'%s' must be an array of items", param);
     if (json_array_size(items) > 20)
-        return rbad(e, param, "'%s' holds %zu items; at most 20 can be added at once", param,
-                    json_array_size(items));
+        return serve_bad(e, param, "'%s' holds %zu items; at most 20 can be added at once", param,
+                         json_array_size(items));
     size_t i;
     const json_t *it;
     json_array_foreach(items, i, it)
@@ -1045,7 +1036,7 @@ static bool store_route(serve_server *s, const http_request *rq, json_t **out, s
             if (json_is_null(meta)) meta = NULL;
             ok = only_keys(b, keys, e) && (!items || check_items(items, "items", e)) &&
                  (!meta || json_is_object(meta) ||
-                  rbad(e, "metadata", "'metadata' must be an object"));
+                  serve_bad(e, "metadata", "'metadata' must be an object"));
             if (ok) r = nuri_store_conversation_create(st, own, meta, items, out);
         } else if (ns == 2) {
             const char *id = seg[1];
@@ -1061,7 +1052,8 @@ static bool store_route(serve_server *s, const http_request *rq, json_t **out, s
                 if (!(b = store_body(rq, e))) return false;
                 json_t *meta = json_object_get(b, "metadata");
                 ok = only_keys(b, keys, e) &&
-                     (json_is_object(meta) || rbad(e, "metadata", "'metadata' must be an object"));
+                     (json_is_object(meta) ||
+                      serve_bad(e, "metadata", "'metadata' must be an object"));
                 if (ok) r = nuri_store_conversation_update(st, own, id, meta, out);
             }
         } else if (ns == 3 && !strcmp(seg[2], "items")) {
