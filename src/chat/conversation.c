@@ -141,7 +141,8 @@ static void conv_remove(nuri_conv *c, size_t at, size_t count)
         free(c->msgs[i].role);
         free(c->msgs[i].content);
     }
-    memmove(c->msgs + at, c->msgs + at + count, (c->n - at - count) * sizeof *c->msgs);
+    if (c->n > at + count) // (an empty conversation has no array to move within)
+        memmove(c->msgs + at, c->msgs + at + count, (c->n - at - count) * sizeof *c->msgs);
     c->n -= count;
 }
 
