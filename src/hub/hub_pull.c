@@ -149,11 +149,11 @@ static CURL *easy_new(hub_ctx *c, const char *url, http_head *h, char *errbuf)
     return e;
 }
 
-/* The message for a failed transfer: curl's own words when it has them. */
-static nuri_status net_error(CURLcode rc, const char *errbuf, const char *what)
+/* The message for a failed transfer: curl's own words when it has them, then `after`. */
+static nuri_status net_error(CURLcode rc, const char *errbuf, const char *what, const char *after)
 {
-    return nuri_error(NURI_ERR_IO, "network error %s: %s", what,
-                      errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    return nuri_error(NURI_ERR_IO, "network error %s: %s%s", what,
+                      errbuf[0] ? errbuf : curl_easy_strerror(rc), after);
 }
 
 /* The message for an HTTP error status, saying what to do about it. `file` is NULL for the
@@ -325,7 +325,7 @@ static nuri_status list_repo_files(hub_ctx *c, const hub_ref *ref, file_list *l)
         else if (rc != CURLE_OK && h.status < 400) {
             char what[512];
             snprintf(what, sizeof what, "listing %s/%s at %s", ref->org, ref->repo, c->endpoint);
-            st = net_error(rc, errbuf, what);
+            st = net_error(rc, errbuf, what, "");
         } else if (h.status != 200)
             st = http_error(c, ref, NULL, &h, url);
         else
@@ -592,13 +592,12 @@ static nuri_status fetch_one(hub_ctx *c, const hub_ref *ref, const hub_file *f, 
             goto done;
         }
         if (rc != CURLE_OK) {
-            char what[1024];
-            snprintf(what, sizeof what,
-                     "downloading %s/%s/%s (%llu of %llu bytes kept in %s; run "
-                     "the command again to resume)",
-                     ref->org, ref->repo, f->path, (unsigned long long)t.have,
-                     (unsigned long long)t.total, part_path);
-            st = net_error(rc, errbuf, what);
+            char what[512], after[1024];
+            snprintf(what, sizeof what, "downloading %s/%s/%s", ref->org, ref->repo, f->path);
+            snprintf(after, sizeof after,
+                     "; %llu of %llu bytes are kept in %s: run the command again to resume",
+                     (unsigned long long)t.have, (unsigned long long)t.total, part_path);
+            st = net_error(rc, errbuf, what, after);
             goto done;
         }
         if (h.status != 200 && h.status != 206) {
