@@ -32,7 +32,7 @@ trap cleanup EXIT
 # ---- the repositories: GGUFs from nuri mkmodel
 mk() { "$NURI" mkmodel --arch llama --shape tiny --type "$1" "$2" >/dev/null || exit 1; }
 mkdir -p "$hub/org/tiny" "$hub/org/gated" "$hub/org/split/Q8_0" "$hub/org/bad" "$hub/org/drop" \
-    "$hub/org/slow" "$hub/org/etag" "$hub/org/many"
+    "$hub/org/slow" "$hub/org/etag" "$hub/org/many" "$hub/org/badetag"
 mk Q8_0 "$hub/org/tiny/tiny-Q8_0.gguf"
 mk Q4_K_M "$hub/org/tiny/tiny-Q4_K_M.gguf"
 echo "# tiny" >"$hub/org/tiny/README.md"
@@ -42,14 +42,16 @@ cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/bad/bad-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/drop/drop-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/slow/slow-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/etag/etag-Q8_0.gguf"
+cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/badetag/badetag-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/many/a-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/many/b-Q6_K.gguf"
 # a split model: byte slices of one file, named as llama.cpp's gguf-split names parts
 head -c 1000000 "$hub/org/tiny/tiny-Q8_0.gguf" >"$hub/org/split/Q8_0/split-Q8_0-00001-of-00002.gguf"
 tail -c +1000001 "$hub/org/tiny/tiny-Q8_0.gguf" >"$hub/org/split/Q8_0/split-Q8_0-00002-of-00002.gguf"
 cat >"$hub/hub.json" <<'JSON'
-{"token": "hf_right", "gated": ["org/gated"], "wrong_sha": ["org/bad/bad-Q8_0.gguf"],
- "no_lfs": ["org/etag/etag-Q8_0.gguf"], "drop_once": ["org/drop/drop-Q8_0.gguf"],
+{"token": "hf_right", "gated": ["org/gated"],
+ "wrong_sha": ["org/bad/bad-Q8_0.gguf", "org/badetag/badetag-Q8_0.gguf"],
+ "no_lfs": ["org/etag/etag-Q8_0.gguf", "org/badetag/badetag-Q8_0.gguf"], "drop_once": ["org/drop/drop-Q8_0.gguf"],
  "slow": ["org/slow/slow-Q8_0.gguf"], "vanish": []}
 JSON
 
@@ -121,6 +123,7 @@ check "run says what it pulled" grep -q "^nuri: run: pulled org/etag:Q8_0 (2.7 M
 check "X-Linked-Etag verifies a file the listing gives no sha256 for" python3 -c '
 import json, sys; assert len(json.load(open(sys.argv[1]))["sha256"]) == 64' \
     "$cache/org/etag/etag-Q8_0.gguf.meta.json"
+check "... asked with a HEAD on the resolve route" grep -q "^HEAD /org/etag/resolve/main/etag-Q8_0.gguf" "$log"
 
 out=$("$NURI" pull --cache-dir "$tmp/other" org/tiny:Q4_K_M 2>/dev/null)
 check "--cache-dir" test "$out" = "$tmp/other/models/org/tiny/tiny-Q4_K_M.gguf" -a -f "$out"
@@ -201,6 +204,14 @@ check "wrong sha256: the .part is kept" test -f "$cache/org/bad/bad-Q8_0.gguf.pa
 check "wrong sha256: never renamed into place" test ! -e "$cache/org/bad/bad-Q8_0.gguf"
 "$NURI" run -m org/bad:Q8_0 -p hi -n 2 >/dev/null 2>"$tmp/err"
 check "wrong sha256: run refuses it too" grep -q "checksum mismatch" "$tmp/err"
+
+# the same when the sha256 comes only from X-Linked-Etag, and again once the .part is whole
+pull org/badetag:Q8_0 >/dev/null
+check "wrong X-Linked-Etag exits 1" test $? -eq 1
+check "wrong X-Linked-Etag: checksum mismatch" grep -q "checksum mismatch for org/badetag/badetag-Q8_0.gguf" "$tmp/err"
+pull org/badetag:Q8_0 >/dev/null
+check "a whole but wrong .part is still refused" grep -q "checksum mismatch for org/badetag/badetag-Q8_0.gguf" "$tmp/err"
+check "... and never renamed into place" test ! -e "$cache/org/badetag/badetag-Q8_0.gguf"
 
 # ---- ls and rm
 out=$("$NURI" ls 2>&1)

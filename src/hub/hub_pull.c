@@ -382,7 +382,7 @@ static size_t on_body_file(char *data, size_t size, size_t nmemb, void *ud)
                 t->write_errno = errno;
                 return 0;
             }
-            t->have = t->start = 0;
+            t->have = t->start = t->prog.resumed_at = 0;
             nuri_sha256_init(&t->sha);
         }
     }
@@ -493,6 +493,42 @@ static nuri_status write_meta(hub_ctx *c, const hub_ref *ref, const hub_file *f,
     return st;
 }
 
+/* The sha256 the hub publishes for f, in want ("" when it publishes none): the listing's LFS
+ * oid, else the X-Linked-Etag of a HEAD on the resolve route, read from the redirect itself (as
+ * huggingface_hub does), not from where it points. */
+static nuri_status published_sha(hub_ctx *c, const hub_ref *ref, const hub_file *f, const char *url,
+                                 char want[65])
+{
+    want[0] = 0;
+    if (f->sha256[0]) {
+        memcpy(want, f->sha256, 65);
+        return NURI_OK;
+    }
+    http_head h = {0};
+    char errbuf[CURL_ERROR_SIZE];
+    CURL *e = easy_new(c, url, &h, errbuf);
+    if (!e) return nuri_error(NURI_ERR_NOMEM, "cannot start a transfer");
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    CURLcode rc = curl_easy_perform(e);
+    curl_easy_cleanup(e);
+    if (rc != CURLE_OK) {
+        char what[512];
+        snprintf(what, sizeof what, "asking for %s/%s/%s", ref->org, ref->repo, f->path);
+        return net_error(rc, errbuf, what, "");
+    }
+    if (h.status >= 400) return http_error(c, ref, f->path, &h, url);
+    // X-Linked-Etag: "<sha256>" (possibly weak: W/"...")
+    const char *q = h.linked_etag;
+    if (!strncmp(q, "W/", 2)) q += 2;
+    if (*q == '"') q++;
+    char tag[65];
+    snprintf(tag, sizeof tag, "%.64s", q);
+    if (is_hex64(tag) && (q[64] == 0 || q[64] == '"'))
+        for (int k = 0; k < 65; k++) want[k] = (char)tolower((unsigned char)tag[k]);
+    return NURI_OK;
+}
+
 /* Brings files[k] into the cache at final_path (unless it is there), verified. */
 static nuri_status fetch_one(hub_ctx *c, const hub_ref *ref, const hub_file *f, int part,
                              int n_parts, const char *final_path, bool *fetched, bool *unchecked)
@@ -535,6 +571,8 @@ static nuri_status fetch_one(hub_ctx *c, const hub_ref *ref, const hub_file *f, 
     }
     nuri_sha256_init(&t.sha);
     if ((st = hash_prefix(fd, t.have, &t.sha, part_path)) != NURI_OK) goto done;
+    char want[65];
+    if ((st = published_sha(c, ref, f, url, want)) != NURI_OK) goto done;
 
     // Transfer what is missing. A server that answers 416 to the Range (the .part is not a
     // prefix it can extend) gets one more try from byte 0.
@@ -622,21 +660,7 @@ static nuri_status fetch_one(hub_ctx *c, const hub_ref *ref, const hub_file *f, 
     t.total = t.have;
     report(&t, true);
 
-    // the digest: the listing's LFS oid, else the redirect's X-Linked-Etag
-    char want[65] = "", got[65];
-    if (f->sha256[0]) {
-        memcpy(want, f->sha256, sizeof want);
-    } else {
-        char etag[128];
-        size_t n = strlen(h.linked_etag);
-        copy_trimmed(etag, sizeof etag, h.linked_etag + (h.linked_etag[0] == 'W'), n);
-        char *q = etag[0] == '/' ? etag + 1 : etag;
-        if (q[0] == '"') q++;
-        size_t qn = strlen(q);
-        if (qn && q[qn - 1] == '"') q[--qn] = 0;
-        if (is_hex64(q))
-            for (int k = 0; k < 65; k++) want[k] = (char)tolower((unsigned char)q[k]);
-    }
+    char got[65];
     uint8_t digest[32];
     nuri_sha256_final(&t.sha, digest);
     nuri_sha256_hex(digest, got);

@@ -145,6 +145,14 @@ class Hub(BaseHTTPRequestHandler):
             return self.cdn(cfg, parts[1])
         self.error(404, "EntryNotFound", "no such route")
 
+    def do_HEAD(self):
+        # the resolve route only, as clients ask it for X-Linked-Etag without following
+        self.log_request_line()
+        parts = [unquote(p) for p in urlsplit(self.path).path.split("/")[1:]]
+        if len(parts) >= 5 and parts[2:4] == ["resolve", "main"]:
+            return self.resolve(config(), parts[0], parts[1], "/".join(parts[4:]))
+        self.error(404, "EntryNotFound", "no such route")
+
     def tree(self, cfg, org, repo, query):
         if self.access(cfg, org, repo):
             return
