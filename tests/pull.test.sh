@@ -187,8 +187,10 @@ check "resume: the file is whole" cmp -s "$src" "$cache/org/drop/drop-Q8_0.gguf"
 pid=$!
 part=$cache/org/slow/slow-Q8_0.gguf.part
 for _ in $(seq 200); do [ "$(stat -c %s "$part" 2>/dev/null || echo 0)" -gt 300000 ] && break; sleep 0.02; done
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
+{
+    kill -9 $pid
+    wait $pid
+} 2>/dev/null # without the shell's "Killed" line
 have=$(stat -c %s "$part" 2>/dev/null || echo 0)
 check "killed: part of the file was kept" test "$have" -gt 0 -a "$have" -lt 2875584
 out=$(pull org/slow:Q8_0)
@@ -249,6 +251,23 @@ if unshare -rm true 2>/dev/null; then
 else
     echo "skip: disk full (no unprivileged user namespaces here)"
 fi
+
+# ---- usage
+"$NURI" pull >/dev/null 2>&1
+check "pull without a model is a usage error" test $? -eq 2
+"$NURI" pull --bogus org/tiny >/dev/null 2>&1
+check "pull with an unknown option is a usage error" test $? -eq 2
+"$NURI" pull ./model.gguf >/dev/null 2>"$tmp/err"
+check "pull of a local path exits 1" test $? -eq 1
+check "pull of a local path: says what a hub name is" grep -q "'./model.gguf' is not a hub model: use ORG/REPO\[:QUANT\] or hf://ORG/REPO/FILE.gguf" "$tmp/err"
+"$NURI" run -m hf://org -p hi >/dev/null 2>"$tmp/err"
+check "a malformed hf:// name exits 1" test $? -eq 1
+check "a malformed hf:// name: the forms" grep -q "^nuri: run: 'hf://org' is not a hub name: use hf://ORG/REPO/FILE.gguf or hf://ORG/REPO\[:QUANT\]" "$tmp/err"
+"$NURI" ls extra >/dev/null 2>&1
+check "ls with an argument is a usage error" test $? -eq 2
+"$NURI" rm >/dev/null 2>&1
+check "rm without a name is a usage error" test $? -eq 2
+check "nuri --help lists pull, ls, rm" sh -c "'$NURI' --help | grep -q '^  pull ' && '$NURI' --help | grep -q '^  ls ' && '$NURI' --help | grep -q '^  rm '"
 
 # ---- the progress bar: on a terminal only
 check "progress bar in a pty" python3 - "$NURI" "$tmp/pty-cache" <<'PY'
