@@ -6,6 +6,7 @@
  */
 #include "base/sha256.h"
 #include "hub/hub.h"
+#include "hub/hub_parse.h"
 #include "test.h"
 
 /* ---- SHA-256 -------------------------------------------------------------------------------- */
@@ -330,6 +331,132 @@ TEST(pick_no_gguf_files)
     CHECKF(strstr(nuri_last_error(), "o/r has no .gguf files"), "%s", nuri_last_error());
 }
 
+/* ---- what the hub sends back ---------------------------------------------------------------- */
+
+static void head_lines(hub_head *h, const char *text)
+{
+    for (const char *p = text; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) + 1 : strlen(p);
+        hub_head_line(h, p, n);
+        p += n;
+    }
+}
+
+TEST(head_redirect_then_partial_content)
+{
+    hub_head h = {0};
+    head_lines(
+        &h,
+        "HTTP/1.1 302 Found\r\n"
+        "X-Repo-Commit: 0123abcd\r\n"
+        "x-linked-etag: \"ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"\r\n"
+        "X-Linked-Size: 2875584\r\n"
+        "\r\n"
+        "HTTP/1.1 206 Partial Content\r\n"
+        "X-Linked-Etag: \"later\"\r\n"
+        "Content-Range: bytes 1437792-2875583/2875584\r\n");
+    CHECK(h.status == 206);
+    CHECK(!strcmp(h.commit, "0123abcd"));
+    CHECK(h.linked_size == 2875584);
+    CHECK(h.has_range && h.range_start == 1437792);
+    char sha[65];
+    CHECK(hub_etag_sha256(h.linked_etag, sha)); // the first response's etag is kept
+    CHECK(!strcmp(sha, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"));
+}
+
+TEST(head_error_code_belongs_to_the_last_response)
+{
+    hub_head h = {0};
+    head_lines(&h, "HTTP/1.1 401 Unauthorized\r\nX-Error-Code: GatedRepo\r\n"
+                   "X-Error-Message: Access to model o/r is restricted.\r\n\r\n");
+    CHECK(h.status == 401 && !strcmp(h.error_code, "GatedRepo"));
+    CHECK(!strcmp(h.error_message, "Access to model o/r is restricted."));
+    head_lines(&h, "HTTP/2 200\r\n");
+    CHECK(h.status == 200 && !h.error_code[0] && !h.error_message[0]);
+}
+
+TEST(head_link_next)
+{
+    hub_head h = {0};
+    head_lines(&h, "HTTP/1.1 200 OK\r\nLink: <https://h/prev>; rel=\"prev\", "
+                   "<https://h/api/models/o/r/tree/main?cursor=x>; rel=\"next\"\r\n");
+    CHECK(!strcmp(h.next, "https://h/api/models/o/r/tree/main?cursor=x"));
+    head_lines(&h, "HTTP/1.1 200 OK\r\n");
+    CHECK(!h.next[0]); // the last page has none
+}
+
+TEST(head_values_are_bounded)
+{
+    hub_head h = {0};
+    char line[6000];
+    memset(line, 'm', sizeof line);
+    memcpy(line, "X-Error-Message: ", 17);
+    hub_head_line(&h, line, sizeof line); // not NUL-terminated, longer than any field
+    CHECK(strlen(h.error_message) == sizeof h.error_message - 1);
+    hub_head_line(&h, "X-Linked-Size: 99999999999999999999999", 39);
+    CHECK(h.linked_size == UINT64_MAX);
+    hub_head_line(&h, "HTTP/1.1 99999999999 X", 22);
+    CHECK(h.status == 0);
+}
+
+TEST(etag_forms)
+{
+    const char *hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char q[80], sha[65];
+    snprintf(q, sizeof q, "\"%s\"", hex);
+    CHECK(hub_etag_sha256(q, sha) && !strcmp(sha, hex));
+    snprintf(q, sizeof q, "W/\"%s\"", hex);
+    CHECK(hub_etag_sha256(q, sha) && !strcmp(sha, hex));
+    CHECK(hub_etag_sha256(hex, sha));
+    CHECK(!hub_etag_sha256("\"abc\"", sha) && !sha[0]);
+    snprintf(q, sizeof q, "\"%s0\"", hex);
+    CHECK(!hub_etag_sha256(q, sha)); // 65 digits
+    CHECK(!hub_etag_sha256("", sha));
+}
+
+TEST(paths_that_would_leave_the_repository_are_unsafe)
+{
+    CHECK(hub_path_safe("m-Q8_0.gguf"));
+    CHECK(hub_path_safe("Q8_0/m-Q8_0-00001-of-00002.gguf"));
+    CHECK(hub_path_safe("a..b/c.gguf"));
+    const char *bad[] = {"",          "/etc/x.gguf", "../x.gguf", "a/../../x.gguf",
+                         "a/..",      "./x.gguf",    "a//b.gguf", "a/",
+                         "a\\b.gguf", "a\x01.gguf",  ".."};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECKF(!hub_path_safe(bad[i]), "'%s'", bad[i]);
+}
+
+TEST(tree_listing_files_sizes_and_sha256)
+{
+    const char *json =
+        "[{\"type\": \"directory\", \"oid\": \"d\", \"size\": 0, \"path\": \"Q8_0\"},"
+        " {\"type\": \"file\", \"oid\": \"x\", \"size\": 12, \"path\": \"README.md\"},"
+        " {\"type\": \"file\", \"oid\": \"y\", \"size\": 134, \"path\": \"m-Q8_0.gguf\","
+        "  \"lfs\": {\"oid\": \"ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789\","
+        "          \"size\": 2875584, \"pointerSize\": 134}},"
+        " {\"type\": \"file\", \"size\": 5, \"path\": \"../../evil-Q8_0.gguf\"}]";
+    hub_file_list l = {0};
+    REQUIRE(hub_tree_parse(json, strlen(json), "u", &l) == NURI_OK);
+    CHECK(l.n == 2); // the directory and the path outside the repository are dropped
+    CHECK(!strcmp(l.f[0].path, "README.md") && l.f[0].size == 12 && !l.f[0].sha256[0]);
+    CHECK(!strcmp(l.f[1].path, "m-Q8_0.gguf") && l.f[1].size == 2875584);
+    CHECK(
+        !strcmp(l.f[1].sha256, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"));
+    hub_file_list_free(&l);
+}
+
+TEST(tree_listing_that_is_not_an_array)
+{
+    hub_file_list l = {0};
+    const char *json = "{\"error\": \"Repository not found\"}";
+    CHECK(hub_tree_parse(json, strlen(json), "U", &l) == NURI_ERR_FORMAT);
+    CHECKF(strstr(nuri_last_error(), "U: not a file list (a JSON array)"), "%s", nuri_last_error());
+    CHECK(hub_tree_parse("[{", 2, "U", &l) == NURI_ERR_FORMAT);
+    CHECK(l.n == 0);
+    hub_file_list_free(&l);
+}
+
 int main(void)
 {
     RUN(sha256_fips_one_block);
@@ -356,5 +483,13 @@ int main(void)
     RUN(pick_ambiguous_quant_names_the_files);
     RUN(pick_incomplete_split_is_an_error);
     RUN(pick_no_gguf_files);
+    RUN(head_redirect_then_partial_content);
+    RUN(head_error_code_belongs_to_the_last_response);
+    RUN(head_link_next);
+    RUN(head_values_are_bounded);
+    RUN(etag_forms);
+    RUN(paths_that_would_leave_the_repository_are_unsafe);
+    RUN(tree_listing_files_sizes_and_sha256);
+    RUN(tree_listing_that_is_not_an_array);
     TEST_DONE();
 }

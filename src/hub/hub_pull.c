@@ -7,6 +7,7 @@
  * and says another one is downloading. A .part whose hash does not match is kept and never renamed.
  */
 #include "hub/hub.h"
+#include "hub/hub_parse.h"
 
 #include "base/sha256.h"
 #include "base/status.h"
@@ -39,80 +40,10 @@ static void curl_init(void)
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* What the headers of a response (and of the redirects before it) said. */
-typedef struct http_head {
-    long status;         // of the latest response in the redirect chain
-    char error_code[64]; // X-Error-Code of the latest response
-    char error_message[256];
-    char linked_etag[128]; // X-Linked-Etag of the first response that had one (the sha256)
-    uint64_t linked_size;  // X-Linked-Size
-    char commit[64];       // X-Repo-Commit
-    char next[4096];       // the Link header's rel="next" URL of the latest response
-    uint64_t range_start;  // the first byte of a 206's Content-Range
-    bool has_range;
-} http_head;
-
-static void copy_trimmed(char *dst, size_t cap, const char *v, size_t n)
-{
-    while (n && isspace((unsigned char)*v)) v++, n--;
-    while (n && isspace((unsigned char)v[n - 1])) n--;
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, v, n);
-    dst[n] = 0;
-}
-
 static size_t on_header(char *line, size_t size, size_t nmemb, void *ud)
 {
-    http_head *h = ud;
-    size_t n = size * nmemb;
-    if (n > 5 && !strncmp(line, "HTTP/", 5)) { // a new response: a redirect or the final one
-        const char *sp = memchr(line, ' ', n);
-        h->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-        h->error_code[0] = h->error_message[0] = h->next[0] = 0;
-        h->has_range = false;
-        return n;
-    }
-    const char *colon = memchr(line, ':', n);
-    if (!colon) return n;
-    size_t k = (size_t)(colon - line);
-    const char *v = colon + 1;
-    size_t vn = n - k - 1;
-#define IS(name) (k == sizeof name - 1 && !strncasecmp(line, name, k))
-    if (IS("X-Error-Code"))
-        copy_trimmed(h->error_code, sizeof h->error_code, v, vn);
-    else if (IS("X-Error-Message"))
-        copy_trimmed(h->error_message, sizeof h->error_message, v, vn);
-    else if (IS("X-Linked-Etag") && !h->linked_etag[0])
-        copy_trimmed(h->linked_etag, sizeof h->linked_etag, v, vn);
-    else if (IS("X-Linked-Size") && !h->linked_size)
-        h->linked_size = strtoull(v, NULL, 10);
-    else if (IS("X-Repo-Commit") && !h->commit[0])
-        copy_trimmed(h->commit, sizeof h->commit, v, vn);
-    else if (IS("Content-Range")) {
-        char buf[128];
-        copy_trimmed(buf, sizeof buf, v, vn);
-        if (!strncmp(buf, "bytes ", 6) && isdigit((unsigned char)buf[6])) {
-            h->range_start = strtoull(buf + 6, NULL, 10);
-            h->has_range = true;
-        }
-    } else if (IS("Link")) {
-        // <url>; rel="next"[, <url>; rel="prev"]
-        char buf[4096];
-        copy_trimmed(buf, sizeof buf, v, vn);
-        for (char *p = buf; (p = strchr(p, '<'));) {
-            char *end = strchr(p, '>');
-            if (!end) break;
-            char *sep = strchr(end, ',');
-            char *rel = strstr(end, "rel=\"next\"");
-            if (rel && (!sep || rel < sep)) {
-                copy_trimmed(h->next, sizeof h->next, p + 1, (size_t)(end - p - 1));
-                break;
-            }
-            p = end;
-        }
-    }
-#undef IS
-    return n;
+    hub_head_line(ud, line, size * nmemb);
+    return size * nmemb;
 }
 
 typedef struct hub_ctx {
@@ -123,7 +54,7 @@ typedef struct hub_ctx {
     struct curl_slist *auth;
 } hub_ctx;
 
-static CURL *easy_new(hub_ctx *c, const char *url, http_head *h, char *errbuf)
+static CURL *easy_new(hub_ctx *c, const char *url, hub_head *h, char *errbuf)
 {
     CURL *e = curl_easy_init();
     if (!e) return NULL;
@@ -158,7 +89,7 @@ static nuri_status net_error(CURLcode rc, const char *errbuf, const char *what, 
 
 /* The message for an HTTP error status, saying what to do about it. `file` is NULL for the
  * repository's listing. */
-static nuri_status http_error(hub_ctx *c, const hub_ref *ref, const char *file, const http_head *h,
+static nuri_status http_error(hub_ctx *c, const hub_ref *ref, const char *file, const hub_head *h,
                               const char *url)
 {
     const char *code = h->error_code;
@@ -207,13 +138,17 @@ typedef struct membuf {
     char *p;
     size_t n;
     size_t max;
+    bool over; // the body was longer than max
 } membuf;
 
 static size_t on_body_mem(char *data, size_t size, size_t nmemb, void *ud)
 {
     membuf *b = ud;
     size_t n = size * nmemb;
-    if (b->n + n > b->max) return 0; // curl reports a write error
+    if (b->n + n > b->max) {
+        b->over = true;
+        return 0; // curl reports a write error
+    }
     char *p = realloc(b->p, b->n + n + 1);
     if (!p) return 0;
     memcpy(p + b->n, data, n);
@@ -223,78 +158,7 @@ static size_t on_body_mem(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-typedef struct file_list {
-    hub_file *f;
-    size_t n, cap;
-} file_list;
-
-static void file_list_free(file_list *l)
-{
-    for (size_t i = 0; i < l->n; i++) free(l->f[i].path);
-    free(l->f);
-    memset(l, 0, sizeof *l);
-}
-
-static bool is_hex64(const char *s)
-{
-    if (strlen(s) != 64) return false;
-    for (int i = 0; i < 64; i++)
-        if (!isxdigit((unsigned char)s[i])) return false;
-    return true;
-}
-
-/* Adds the files of one page (a JSON array of tree entries). */
-static nuri_status parse_tree(const char *body, size_t n, const char *url, file_list *l)
-{
-    json_error_t jerr;
-    json_t *root = json_loadb(body, n, 0, &jerr);
-    if (!root || !json_is_array(root)) {
-        json_decref(root);
-        return nuri_error(NURI_ERR_FORMAT, "%s: not a file list (a JSON array): %s", url,
-                          root ? "another JSON value" : jerr.text);
-    }
-    nuri_status st = NURI_OK;
-    size_t i;
-    json_t *e;
-    json_array_foreach(root, i, e)
-    {
-        const char *type = json_string_value(json_object_get(e, "type"));
-        const char *path = json_string_value(json_object_get(e, "path"));
-        json_t *size = json_object_get(e, "size"), *lfs = json_object_get(e, "lfs");
-        if (!type || strcmp(type, "file") || !path || !path[0]) continue;
-        if (l->n == l->cap) {
-            size_t cap = l->cap ? 2 * l->cap : 64;
-            hub_file *f = realloc(l->f, cap * sizeof *f);
-            if (!f) {
-                st = nuri_error(NURI_ERR_NOMEM, "out of memory");
-                break;
-            }
-            l->f = f;
-            l->cap = cap;
-        }
-        hub_file *f = &l->f[l->n];
-        memset(f, 0, sizeof *f);
-        if (!(f->path = strdup(path))) {
-            st = nuri_error(NURI_ERR_NOMEM, "out of memory");
-            break;
-        }
-        l->n++;
-        if (json_is_integer(size) && json_integer_value(size) >= 0)
-            f->size = (uint64_t)json_integer_value(size);
-        if (json_is_object(lfs)) {
-            const char *oid = json_string_value(json_object_get(lfs, "oid"));
-            json_t *lsize = json_object_get(lfs, "size");
-            if (oid && is_hex64(oid))
-                for (int k = 0; k < 65; k++) f->sha256[k] = (char)tolower((unsigned char)oid[k]);
-            if (json_is_integer(lsize) && json_integer_value(lsize) >= 0)
-                f->size = (uint64_t)json_integer_value(lsize);
-        }
-    }
-    json_decref(root);
-    return st;
-}
-
-static nuri_status list_repo_files(hub_ctx *c, const hub_ref *ref, file_list *l)
+static nuri_status list_repo_files(hub_ctx *c, const hub_ref *ref, hub_file_list *l)
 {
     char *url = NULL;
     if (asprintf(&url, "%s/api/models/%s/%s/tree/main?recursive=true", c->endpoint, ref->org,
@@ -307,7 +171,7 @@ static nuri_status list_repo_files(hub_ctx *c, const hub_ref *ref, file_list *l)
                             ref->org, ref->repo);
             break;
         }
-        http_head h = {0};
+        hub_head h = {0};
         membuf b = {.max = LIST_BODY_MAX};
         char errbuf[CURL_ERROR_SIZE];
         CURL *e = easy_new(c, url, &h, errbuf);
@@ -319,17 +183,17 @@ static nuri_status list_repo_files(hub_ctx *c, const hub_ref *ref, file_list *l)
         curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
         CURLcode rc = curl_easy_perform(e);
         curl_easy_cleanup(e);
-        if (rc == CURLE_WRITE_ERROR && b.n + 1 > b.max)
+        if (rc == CURLE_WRITE_ERROR && b.over)
             st = nuri_error(NURI_ERR_LIMIT, "%s: the file list is over %u MiB", url,
                             LIST_BODY_MAX >> 20);
         else if (rc != CURLE_OK && h.status < 400) {
-            char what[512];
+            char what[1400];
             snprintf(what, sizeof what, "listing %s/%s at %s", ref->org, ref->repo, c->endpoint);
             st = net_error(rc, errbuf, what, "");
         } else if (h.status != 200)
             st = http_error(c, ref, NULL, &h, url);
         else
-            st = parse_tree(b.p ? b.p : "", b.n, url, l);
+            st = hub_tree_parse(b.p ? b.p : "", b.n, url, l);
         free(b.p);
         free(url);
         url = NULL;
@@ -348,7 +212,7 @@ typedef struct transfer {
     uint64_t start;  // bytes there when this request began
     uint64_t total;  // expected size, 0 when unknown
     nuri_sha256 sha; // over bytes [0, have)
-    http_head *h;
+    hub_head *h;
     bool body_started;   // the first byte of the final response's body has been seen
     int write_errno;     // why writing failed (0: it did not)
     bool range_mismatch; // a 206 that does not start where the .part ends
@@ -467,7 +331,8 @@ static nuri_status write_meta(hub_ctx *c, const hub_ref *ref, const hub_file *f,
                               const char *commit, const char *final_path)
 {
     char *meta = NULL, *tmp = NULL;
-    if (asprintf(&meta, "%s.meta.json", final_path) < 0) return nuri_error(NURI_ERR_NOMEM, "oom");
+    if (asprintf(&meta, "%s.meta.json", final_path) < 0)
+        return nuri_error(NURI_ERR_NOMEM, "out of memory");
     if (asprintf(&tmp, "%s.tmp", meta) < 0) {
         free(meta);
         return nuri_error(NURI_ERR_NOMEM, "out of memory");
@@ -477,9 +342,11 @@ static nuri_status write_meta(hub_ctx *c, const hub_ref *ref, const hub_file *f,
     time_t now = time(NULL);
     struct tm tm;
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    bool commit_ok = commit[0] != 0;
+    for (const char *p = commit; *p; p++) commit_ok &= isalnum((unsigned char)*p) != 0;
     json_t *j = json_pack("{s:s, s:s, s:I, s:s?, s:s?, s:s, s:s}", "repo", repo, "file", f->path,
                           "size", (json_int_t)f->size, "sha256", sha[0] ? sha : NULL, "commit",
-                          commit[0] ? commit : NULL, "endpoint", c->endpoint, "pulled", when);
+                          commit_ok ? commit : NULL, "endpoint", c->endpoint, "pulled", when);
     nuri_status st = NURI_OK;
     if (!j || json_dump_file(j, tmp, JSON_INDENT(2)) || rename(tmp, meta)) {
         int err = errno;
@@ -504,7 +371,7 @@ static nuri_status published_sha(hub_ctx *c, const hub_ref *ref, const hub_file 
         memcpy(want, f->sha256, 65);
         return NURI_OK;
     }
-    http_head h = {0};
+    hub_head h = {0};
     char errbuf[CURL_ERROR_SIZE];
     CURL *e = easy_new(c, url, &h, errbuf);
     if (!e) return nuri_error(NURI_ERR_NOMEM, "cannot start a transfer");
@@ -518,14 +385,7 @@ static nuri_status published_sha(hub_ctx *c, const hub_ref *ref, const hub_file 
         return net_error(rc, errbuf, what, "");
     }
     if (h.status >= 400) return http_error(c, ref, f->path, &h, url);
-    // X-Linked-Etag: "<sha256>" (possibly weak: W/"...")
-    const char *q = h.linked_etag;
-    if (!strncmp(q, "W/", 2)) q += 2;
-    if (*q == '"') q++;
-    char tag[65];
-    snprintf(tag, sizeof tag, "%.64s", q);
-    if (is_hex64(tag) && (q[64] == 0 || q[64] == '"'))
-        for (int k = 0; k < 65; k++) want[k] = (char)tolower((unsigned char)tag[k]);
+    hub_etag_sha256(h.linked_etag, want);
     return NURI_OK;
 }
 
@@ -561,7 +421,7 @@ static nuri_status fetch_one(hub_ctx *c, const hub_ref *ref, const hub_file *f, 
         st = nuri_error(NURI_ERR_IO, "%s: %s", part_path, strerror(errno));
         goto done;
     }
-    http_head h = {0};
+    hub_head h = {0};
     transfer t = {.fd = fd, .have = (uint64_t)sb.st_size, .total = f->size, .h = &h, .o = c->o};
     t.prog = (hub_progress){.file = f->path, .part = part, .n_parts = n_parts};
     if (f->size && t.have > f->size) t.have = 0; // longer than the file: not ours, start over
@@ -700,7 +560,7 @@ static nuri_status read_meta_sha(const char *final_path, char sha[65])
     json_t *j = json_load_file(meta, 0, NULL);
     free(meta);
     const char *s = json_string_value(json_object_get(j, "sha256"));
-    if (s && is_hex64(s)) memcpy(sha, s, 65);
+    if (s && hub_is_hex64(s)) memcpy(sha, s, 65);
     json_decref(j);
     return NURI_OK;
 }
@@ -744,7 +604,7 @@ nuri_status hub_pull(const hub_opts *o, const hub_ref *ref, hub_model *out)
         }
     }
 
-    file_list l = {0};
+    hub_file_list l = {0};
     size_t *idx = NULL, n_idx = 0;
     if ((st = list_repo_files(&c, ref, &l)) != NURI_OK) goto done;
     if ((st = hub_pick(ref, l.f, l.n, &idx, &n_idx)) != NURI_OK) goto done;
@@ -778,7 +638,7 @@ nuri_status hub_pull(const hub_opts *o, const hub_ref *ref, hub_model *out)
 done:
     if (st != NURI_OK) hub_model_free(out);
     free(idx);
-    file_list_free(&l);
+    hub_file_list_free(&l);
     curl_slist_free_all(c.auth);
     free(auth);
     free(cache);

@@ -4,6 +4,7 @@
 #include "hub/hub_ref.h"
 
 #include "base/status.h"
+#include "hub/hub_parse.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -72,9 +73,8 @@ nuri_status hub_ref_parse(const char *s, hub_ref *out)
         } else {
             size_t flen = strlen(file + 1);
             bool ok = take_name(p, (size_t)(slash - p), out->org) &&
-                      take_name(slash + 1, (size_t)(file - slash - 1), out->repo) && flen > 0 &&
-                      flen < sizeof out->file && file[1] != '/' && !strstr(file + 1, "..") &&
-                      file[flen] != '/' && !strstr(file + 1, "//");
+                      take_name(slash + 1, (size_t)(file - slash - 1), out->repo) &&
+                      flen < sizeof out->file && hub_path_safe(file + 1);
             if (ok) {
                 memcpy(out->file, file + 1, flen + 1);
                 return NURI_OK;
