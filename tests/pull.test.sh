@@ -32,7 +32,7 @@ trap cleanup EXIT
 # ---- the repositories: GGUFs from nuri mkmodel
 mk() { "$NURI" mkmodel --arch llama --shape tiny --type "$1" "$2" >/dev/null || exit 1; }
 mkdir -p "$hub/org/tiny" "$hub/org/gated" "$hub/org/split/Q8_0" "$hub/org/bad" "$hub/org/drop" \
-    "$hub/org/slow" "$hub/org/etag" "$hub/org/many" "$hub/org/badetag"
+    "$hub/org/slow" "$hub/org/etag" "$hub/org/many" "$hub/org/badetag" "$hub/org/plain"
 mk Q8_0 "$hub/org/tiny/tiny-Q8_0.gguf"
 mk Q4_K_M "$hub/org/tiny/tiny-Q4_K_M.gguf"
 echo "# tiny" >"$hub/org/tiny/README.md"
@@ -43,6 +43,7 @@ cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/drop/drop-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/slow/slow-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/etag/etag-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/badetag/badetag-Q8_0.gguf"
+cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/plain/plain-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/many/a-Q8_0.gguf"
 cp "$hub/org/tiny/tiny-Q8_0.gguf" "$hub/org/many/b-Q6_K.gguf"
 # a split model: byte slices of one file, named as llama.cpp's gguf-split names parts
@@ -52,7 +53,7 @@ cat >"$hub/hub.json" <<'JSON'
 {"token": "hf_right", "gated": ["org/gated"],
  "wrong_sha": ["org/bad/bad-Q8_0.gguf", "org/badetag/badetag-Q8_0.gguf"],
  "no_lfs": ["org/etag/etag-Q8_0.gguf", "org/badetag/badetag-Q8_0.gguf"], "drop_once": ["org/drop/drop-Q8_0.gguf"],
- "slow": ["org/slow/slow-Q8_0.gguf"], "vanish": []}
+ "slow": ["org/slow/slow-Q8_0.gguf"], "vanish": [], "plain": ["org/plain/plain-Q8_0.gguf"]}
 JSON
 
 python3 tests/tools/fake_hub.py "$hub" "$tmp/port" &
@@ -206,6 +207,14 @@ check "wrong sha256: the .part is kept" test -f "$cache/org/bad/bad-Q8_0.gguf.pa
 check "wrong sha256: never renamed into place" test ! -e "$cache/org/bad/bad-Q8_0.gguf"
 "$NURI" run -m org/bad:Q8_0 -p hi -n 2 >/dev/null 2>"$tmp/err"
 check "wrong sha256: run refuses it too" grep -q "checksum mismatch" "$tmp/err"
+
+# a file the hub publishes no sha256 for (stored in git, not LFS): kept, with a warning
+out=$(pull org/plain:Q8_0)
+check "no published sha256 exits 0" test $? -eq 0
+check "no published sha256: a warning" grep -q "warning: the hub publishes no sha256 for 1 of its files; they were not verified" "$tmp/err"
+check "no published sha256: the file" cmp -s "$src" "$out"
+check "no published sha256: none in the metadata" python3 -c '
+import json, sys; assert json.load(open(sys.argv[1])).get("sha256") is None' "$out.meta.json"
 
 # the same when the sha256 comes only from X-Linked-Etag, and again once the .part is whole
 pull org/badetag:Q8_0 >/dev/null

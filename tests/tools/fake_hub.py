@@ -26,7 +26,9 @@ nuri pull does not read what it downloads). ROOT/hub.json, read at every request
                                          X-Linked-Etag of the redirect only)
    "drop_once": ["org/repo/file"],       the first download sends half the bytes, then closes
    "slow": ["org/repo/file"],            sent at about 1 MB/s
-   "vanish": ["org/repo/file"]}          listed, but the resolve route answers 404
+   "vanish": ["org/repo/file"],          listed, but the resolve route answers 404
+   "plain": ["org/repo/file"]}           stored in git, not LFS: no lfs field, no X-Linked-Etag,
+                                         served by the resolve route itself (200, no redirect)
 Every request is appended to ROOT/requests.log: METHOD PATH range=... auth=yes|no host=...
 
 Usage: fake_hub.py ROOT PORTFILE   (binds 127.0.0.1 on a free port and writes it to PORTFILE)
@@ -163,7 +165,7 @@ class Hub(BaseHTTPRequestHandler):
             size = os.path.getsize(full)
             e = {"type": "file", "oid": hashlib.sha1(key.encode()).hexdigest(), "size": size,
                  "path": path}
-            if path.endswith(".gguf") and key not in cfg.get("no_lfs", []):
+            if path.endswith(".gguf") and key not in cfg.get("no_lfs", []) + cfg.get("plain", []):
                 e["lfs"] = {"oid": published_sha(cfg, key, full), "size": size,
                             "pointerSize": 134}
             entries.append(e)
@@ -183,6 +185,11 @@ class Hub(BaseHTTPRequestHandler):
         key = "%s/%s/%s" % (org, repo, path)
         if not os.path.isfile(full) or key in cfg.get("vanish", []):
             return self.error(404, "EntryNotFound", "Entry not found")
+        if key in cfg.get("plain", []):
+            with open(full, "rb") as f:
+                data = f.read()
+            return self.send(200, data, [("ETag", '"%s"' % hashlib.sha1(data).hexdigest()),
+                                         ("X-Repo-Commit", COMMIT)])
         sha = published_sha(cfg, key, full)
         # remember which file a CDN address serves (the wrong-sha address serves the real bytes)
         with lock:
