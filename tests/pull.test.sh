@@ -187,7 +187,8 @@ check "resume: the file is whole" cmp -s "$src" "$cache/org/drop/drop-Q8_0.gguf"
 "$NURI" pull org/slow:Q8_0 >/dev/null 2>&1 &
 pid=$!
 part=$cache/org/slow/slow-Q8_0.gguf.part
-for _ in $(seq 200); do [ "$(stat -c %s "$part" 2>/dev/null || echo 0)" -gt 300000 ] && break; sleep 0.02; done
+# (the transfer takes about 3 s; 300 kB are there a few tenths of a second after it starts)
+for _ in $(seq 500); do [ "$(stat -c %s "$part" 2>/dev/null || echo 0)" -gt 300000 ] && break; sleep 0.02; done
 {
     kill -9 $pid
     wait $pid
