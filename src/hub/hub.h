@@ -15,6 +15,8 @@
  *       {type, path, size, lfs: {oid, size}}), continued through Link: <...>; rel="next"
  *   GET {endpoint}/{org}/{repo}/resolve/main/{path}   the file, usually a 302 to a CDN, with
  *       Range: bytes=N- to resume; X-Repo-Commit, X-Linked-Etag, X-Linked-Size on the redirect
+ *   HEAD on the same route, not following the redirect, only when the listing gave no LFS oid:
+ *       its X-Linked-Etag is then the sha256 to check
  * Errors carry X-Error-Code (GatedRepo, RepoNotFound, EntryNotFound) and become messages that say
  * what to do. A token (HF_TOKEN) goes out as "Authorization: Bearer ..." to the endpoint's host
  * only (libcurl does not pass it on across a redirect to another host).
