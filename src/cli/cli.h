@@ -18,6 +18,9 @@ int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 /* Prints "nuri: <what>: <nuri_last_error()>" to stderr and returns 1. */
 int cli_fail(const char *what);

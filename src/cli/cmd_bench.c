@@ -15,6 +15,7 @@
  */
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "kernels/kernels.h"
 #include "kernels/membw.h"
 #include "model/model.h"
@@ -110,6 +111,7 @@ int cmd_bench(int argc, char **argv)
         bench_usage(stderr);
         return 2;
     }
+    if (cli_model_arg("bench", &model_path)) return 1;
     nuri_model *m;
     if (nuri_model_load(model_path, &m) != NURI_OK) return cli_fail("bench");
     long n_max = n_prompt > n_gen ? n_prompt : n_gen;

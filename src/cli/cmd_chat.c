@@ -25,6 +25,7 @@
 #include "store/store.h"
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "model/model.h"
 #include "sample/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -666,6 +667,7 @@ int cmd_chat(int argc, char **argv)
         chat_usage(stderr);
         return 2;
     }
+    if (cli_model_arg("chat", &model_path)) return 1;
     if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     nuri_grammar *grammar = NULL;
     if (!args_grammar(grammar_file, schema_file, &grammar)) return 2;

@@ -9,6 +9,7 @@
  */
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "model/logits.h"
 #include "model/model.h"
 
@@ -50,6 +51,7 @@ int cmd_eval(int argc, char **argv)
         eval_usage(stderr);
         return 2;
     }
+    if (cli_model_arg("eval", &model_path)) return 1;
     int32_t *tokens, n;
     if (!args_token_list(tokens_arg, &tokens, &n)) return 2;
 

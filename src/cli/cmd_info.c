@@ -7,6 +7,7 @@
  * validated by gguf_open first; a bad file exits 1 with "nuri: info: <path>: <message>".
  */
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "model/model.h"
 #include "gguf/gguf.h"
 #include "kernels/types.h"
@@ -378,6 +379,7 @@ int cmd_info(int argc, char **argv)
         info_usage(stderr);
         return 2;
     }
+    if (cli_model_arg("info", &path)) return 1;
     gguf_file *f;
     if (gguf_open(path, &f) != NURI_OK) return cli_fail("info");
     int rc = json ? print_json(stdout, path, f) : (print_text(stdout, path, f), 0);

@@ -4,6 +4,7 @@
  * --pure gives every 2-D tensor the one type (a mix's base type). See model/quantize.h.
  */
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "model/quantize.h"
 
 #include <stdio.h>
@@ -49,6 +50,7 @@ int cmd_quantize(int argc, char **argv)
         quantize_usage(stderr);
         return 2;
     }
+    if (cli_model_arg("quantize", &pos[0])) return 1;
     nuri_quant_stats st;
     if (nuri_quantize_file(pos[0], pos[1], pos[2], pure, &st) != NURI_OK)
         return cli_fail("quantize");

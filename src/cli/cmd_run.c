@@ -19,6 +19,7 @@
 #include "chat/conversation.h"
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "model/logits.h"
 #include "model/model.h"
 #include "sample/sampler.h"
@@ -124,6 +125,7 @@ int cmd_run(int argc, char **argv)
         run_usage(stderr);
         return 2;
     }
+    if (cli_model_arg("run", &model_path)) return 1;
     nuri_grammar *grammar = NULL;
     if (!args_grammar(grammar_file, schema_file, &grammar)) return 2;
     if (grammar && tokens_arg) {

@@ -9,6 +9,7 @@
  */
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "serve/serve.h"
 #include "store/store.h"
 
@@ -235,6 +236,10 @@ int cmd_serve(int argc, char **argv)
     }
     if (!p.model_path) {
         serve_usage(stderr);
+        goto done;
+    }
+    if (cli_model_arg("serve", &p.model_path)) {
+        rc = 1;
         goto done;
     }
     if (p.kv_dir && !p.kv_dir_size) p.kv_dir_size = 8ull << 30;

@@ -4,6 +4,7 @@
  */
 #include "chat/template.h"
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "gguf/gguf.h"
 
 #include <jansson.h>
@@ -121,6 +122,7 @@ int cmd_template(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (model && cli_model_arg("template", &model)) return 1;
     struct tm now_tm, *now = NULL;
     if (now_s) {
         memset(&now_tm, 0, sizeof now_tm);

@@ -9,6 +9,7 @@
  * as the vocabulary asks unless --no-bos. Warnings from loading the vocabulary go to stderr.
  */
 #include "cli/cli.h"
+#include "cli/model_arg.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -85,6 +86,7 @@ int cmd_tokenize(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (cli_model_arg("tokenize", &model)) return 1;
     size_t len = 0;
     char *owned = NULL;
     if (file) {

@@ -22,6 +22,9 @@ static const struct {
     {"quantize", cmd_quantize, "convert a model's weights to another type or mix"},
     {"tokenize", cmd_tokenize, "show how a model's vocabulary tokenizes a text"},
     {"template", cmd_template, "render a chat template over messages"},
+    {"pull", cmd_pull, "download a model from Hugging Face into the cache (resumable, verified)"},
+    {"ls", cmd_ls, "list the models in the cache"},
+    {"rm", cmd_rm, "remove a model from the cache"},
     {"version", cmd_version, "print the version"},
 };
 
