@@ -1463,36 +1463,8 @@ static bool good_rule_name(const char *name)
 nuri_status nuri_json_schema_to_gbnf_rule(const json_t *schema, const char *rule, char **gbnf,
                                           size_t *len, char *err_path, size_t err_path_cap)
 {
-    *gbnf = NULL;
-    *len = 0;
-    if (err_path && err_path_cap) err_path[0] = 0;
-    if (!schema) return nuri_error(NURI_ERR_INVALID_ARG, "json schema: no schema");
-    if (!rule || !good_rule_name(rule))
-        return nuri_error(NURI_ERR_INVALID_ARG,
-                          "json schema: '%s' cannot name the schema's rule (letters, digits and "
-                          "'-', not a shared rule's name, not ending in -<digits>)",
-                          rule ? rule : "(null)");
-    js_gen g = {
-        .root = schema, .root_name = rule, .err_path = err_path, .err_path_cap = err_path_cap};
-    const char *top = gen_schema(&g, schema, "schema");
-    if (top) {
-        js_sb line = {0};
-        js_sb_fmt(&line, "%s ::= %s\n", rule, top);
-        js_sb_add(&g.out, line.p, line.n);
-        free(line.p);
-    }
-    if (g.err == NURI_OK && g.out.oom) js_fail(&g, NURI_ERR_NOMEM, NULL, "out of memory");
-    if (g.err == NURI_OK && g.out.n > NURI_GRAMMAR_MAX_TEXT)
-        js_fail(&g, NURI_ERR_LIMIT, NULL, "the grammar would be %zu bytes, above the limit of %u",
-                g.out.n, NURI_GRAMMAR_MAX_TEXT);
-    gen_free(&g);
-    if (g.err != NURI_OK) {
-        free(g.out.p);
-        return g.err;
-    }
-    *gbnf = g.out.p;
-    *len = g.out.n;
-    return NURI_OK;
+    nuri_json_schema_rule one = {.root = schema, .rule = rule};
+    return nuri_json_schemas_to_gbnf(&one, 1, gbnf, len, NULL, err_path, err_path_cap);
 }
 
 nuri_status nuri_json_schemas_to_gbnf(const nuri_json_schema_rule *rules, size_t n, char **gbnf,
