@@ -1,5 +1,11 @@
-# nuri build. `make` builds build/libnuri.a and build/nuri; `make test` builds and runs the tests;
-# `make SAN=1 test` does the same under ASan + UBSan in build-san/. CI adds WERROR=1.
+# nuri build. `make` builds build/libnuri.a, build/libnuri.so.0 and build/nuri; `make test` builds
+# and runs the tests; `make SAN=1 test` does the same under ASan + UBSan in build-san/ (without
+# the shared library: a sanitized .so needs the sanitizer runtime in every program that loads it).
+# CI adds WERROR=1. `make install PREFIX=/usr/local DESTDIR=` installs the command, both libraries,
+# include/nuri.h, nuri.pc and the man page.
+#
+# Library objects are compiled -fPIC -fvisibility=hidden: libnuri.so exports only what
+# include/nuri.h marks NURI_API (listed in include/nuri.sym; tests/install.test.sh checks both).
 #
 # Sources are found, not listed: every src/**/*.c except src/cli/ goes into libnuri, src/cli/*.c into
 # the nuri command, each tests/test_*.c becomes one test program. The web chat page
@@ -21,7 +27,7 @@ SANFLAGS =
 endif
 
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
-	-Iinclude -Isrc -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
+	-fPIC -fvisibility=hidden -Iinclude -Isrc -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
 ifeq ($(WERROR),1)
 CFLAGS_ALL += -Werror
 endif
@@ -40,8 +46,16 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_index.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test clean format format-check fuzz
-all: $(BUILD)/libnuri.a $(BUILD)/nuri $(TEST_BIN)
+ABI = 0
+SONAME = libnuri.so.$(ABI)
+ifeq ($(SAN),1)
+SHARED_LIB =
+else
+SHARED_LIB = $(BUILD)/$(SONAME)
+endif
+
+.PHONY: all test clean format format-check fuzz install abi-check
+all: $(BUILD)/libnuri.a $(SHARED_LIB) $(BUILD)/nuri $(TEST_BIN)
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
@@ -105,6 +119,12 @@ $(BUILD)/libnuri.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The shared library: the same objects; --no-undefined so a missing dependency fails here, not in
+# a user's program. libnuri.so is the link-time name (a symlink, as installed).
+$(BUILD)/$(SONAME): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	ln -sf $(SONAME) $(BUILD)/libnuri.so
+
 $(BUILD)/nuri: $(CLI_OBJ) $(BUILD)/libnuri.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(BUILD)/libnuri.a $(LIBS)
 
@@ -114,6 +134,46 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libnuri.a tests/test.h
 
 test: all
 	BUILD=$(BUILD) tests/run.sh
+
+# Installing. nuri.pc's Libs.private names libnuri.a's own dependencies, so that
+# `pkg-config --static --libs nuri` links a static program.
+PREFIX ?= /usr/local
+DESTDIR ?=
+NURI_VERSION := $(shell sed -n 's/^\#define NURI_VERSION "\(.*\)"/\1/p' include/nuri.h)
+
+define nuri_pc
+prefix=$(PREFIX)
+libdir=$${prefix}/lib
+includedir=$${prefix}/include
+
+Name: nuri
+Description: LLM inference and serving engine (GGUF models)
+Version: $(NURI_VERSION)
+Cflags: -I$${includedir}
+Libs: -L$${libdir} -lnuri
+Libs.private: $(LIBS)
+endef
+export nuri_pc
+
+install: $(BUILD)/nuri $(BUILD)/libnuri.a docs/nuri.1
+ifeq ($(SAN),1)
+	@echo "make install: needs the optimized build (SAN=1 builds no shared library)" >&2; exit 1
+endif
+	$(MAKE) $(BUILD)/$(SONAME)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/nuri $(DESTDIR)$(PREFIX)/bin/nuri
+	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libnuri.so
+	install -m 644 $(BUILD)/libnuri.a $(DESTDIR)$(PREFIX)/lib/libnuri.a
+	install -m 644 include/nuri.h $(DESTDIR)$(PREFIX)/include/nuri.h
+	printf '%s\n' "$$nuri_pc" >$(DESTDIR)$(PREFIX)/lib/pkgconfig/nuri.pc
+	install -m 644 docs/nuri.1 $(DESTDIR)$(PREFIX)/share/man/man1/nuri.1
+
+# The ABI check: the symbols libnuri.so exports must be exactly include/nuri.sym.
+abi-check: $(BUILD)/$(SONAME)
+	nm -D --defined-only $(BUILD)/$(SONAME) | awk '{print $$3}' | LC_ALL=C sort | \
+		diff -u include/nuri.sym -
 
 # libFuzzer targets (clang): fuzz/fuzz_<name>.c -> build-fuzz/fuzz_<name>. The library is rebuilt
 # with clang and the sanitizers in build-fuzz/. The ISA-specific kernel files are compiled without

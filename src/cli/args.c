@@ -3,7 +3,10 @@
  */
 #include "cli/args.h"
 
+#include "base/status.h"
+#include "grammar/grammar.h"
 #include "grammar/json_schema.h"
+#include "sample/sampler.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -81,6 +84,27 @@ int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *
     return 0;
 }
 
+int args_sampling_api(int argc, char **argv, int *i, nuri_sampling_params *sp)
+{
+    nuri_sampler_params p = nuri_sampler_params_default();
+    p.temperature = sp->temperature;
+    p.top_p = sp->top_p;
+    p.min_p = sp->min_p;
+    p.repetition_penalty = sp->repetition_penalty;
+    p.top_k = sp->top_k;
+    p.penalty_last_n = sp->penalty_last_n;
+    p.seed = sp->seed;
+    int r = args_sampling(argc, argv, i, &p, NULL);
+    sp->temperature = p.temperature;
+    sp->top_p = p.top_p;
+    sp->min_p = p.min_p;
+    sp->repetition_penalty = p.repetition_penalty;
+    sp->top_k = p.top_k;
+    sp->penalty_last_n = p.penalty_last_n;
+    sp->seed = p.seed;
+    return r;
+}
+
 bool args_token_list(const char *s, int32_t **ids, int32_t *n)
 {
     size_t cap = 1;
@@ -139,9 +163,13 @@ static char *read_all(const char *path, size_t *len)
     return buf;
 }
 
-bool args_grammar(const char *grammar_file, const char *schema_file, nuri_grammar **out)
+/* Reads and compiles the one file given: into *out when out is not NULL, into *text (kept) when
+ * text is not NULL. */
+static bool grammar_file_read(const char *grammar_file, const char *schema_file,
+                              struct nuri_grammar **out, char **text_out)
 {
-    *out = NULL;
+    if (out) *out = NULL;
+    if (text_out) *text_out = NULL;
     if (grammar_file && schema_file) {
         fprintf(stderr, "nuri: give --grammar or --json-schema, not both\n");
         return false;
@@ -156,13 +184,43 @@ bool args_grammar(const char *grammar_file, const char *schema_file, nuri_gramma
         return false;
     }
     char path[256];
-    nuri_status st = grammar_file
-                         ? nuri_grammar_parse(text, len, out)
-                         : nuri_json_schema_grammar_text(text, len, out, path, sizeof path);
-    free(text);
+    nuri_grammar *g = NULL;
+    nuri_status st = grammar_file ? nuri_grammar_parse(text, len, &g)
+                                  : nuri_json_schema_grammar_text(text, len, &g, path, sizeof path);
+    if (st == NURI_OK && text_out && memchr(text, 0, len))
+        st = nuri_error(NURI_ERR_FORMAT, "the file holds a NUL byte");
     if (st != NURI_OK) {
         fprintf(stderr, "nuri: %s %s: %s\n", opt, file, nuri_last_error());
+        nuri_grammar_free(g);
+        free(text);
         return false;
     }
+    if (out)
+        *out = g;
+    else
+        nuri_grammar_free(g);
+    if (text_out) {
+        char *t = realloc(text, len + 1); // NUL-terminated for the API
+        if (!t) {
+            fprintf(stderr, "nuri: out of memory\n");
+            free(text);
+            if (out) nuri_grammar_free(*out);
+            return false;
+        }
+        t[len] = 0;
+        *text_out = t;
+    } else {
+        free(text);
+    }
     return true;
+}
+
+bool args_grammar(const char *grammar_file, const char *schema_file, nuri_grammar **out)
+{
+    return grammar_file_read(grammar_file, schema_file, out, NULL);
+}
+
+bool args_grammar_text(const char *grammar_file, const char *schema_file, char **text)
+{
+    return grammar_file_read(grammar_file, schema_file, NULL, text);
 }

@@ -5,11 +5,15 @@
 #ifndef NURI_CLI_ARGS_H
 #define NURI_CLI_ARGS_H
 
-#include "grammar/grammar.h"
-#include "sample/sampler.h"
+#include "nuri.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+
+/* The library's internal types some helpers fill (sample/sampler.h, grammar/grammar.h); commands
+ * that use only include/nuri.h use the _api variants. */
+struct nuri_sampler_params;
+struct nuri_grammar;
 
 /* argv[*i] is an option that takes a value: advances *i and returns the value, or NULL (with a
  * message) when it is missing. */
@@ -25,7 +29,9 @@ bool args_float(const char *s, double lo, double hi, const char *what, float *ou
  * --repeat-penalty, --repeat-last-n. If argv[*i] is one of them, reads it (and its value) into sp
  * and returns 1 (sets *seed_given for --seed); returns 0 if it is not one of them, -1 (with a
  * message) if its value is bad. */
-int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *seed_given);
+int args_sampling(int argc, char **argv, int *i, struct nuri_sampler_params *sp, bool *seed_given);
+/* The same options into the public API's parameters. */
+int args_sampling_api(int argc, char **argv, int *i, nuri_sampling_params *sp);
 #define ARGS_SAMPLING_HELP                                                                         \
     "  sampling: --temp T (0 = greedy) --top-k K --top-p P --min-p P --seed S\n"                   \
     "            --repeat-penalty R --repeat-last-n N\n"
@@ -33,7 +39,10 @@ int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *
 /* --grammar FILE (GBNF) or --json-schema FILE (a JSON Schema): compiles the one given into *out
  * (NULL when both are NULL; caller frees with nuri_grammar_free). Prints its own message, naming
  * the option, the file and, for a schema, the path of the keyword at fault. */
-bool args_grammar(const char *grammar_file, const char *schema_file, nuri_grammar **out);
+bool args_grammar(const char *grammar_file, const char *schema_file, struct nuri_grammar **out);
+/* The same checks, keeping the file's text for nuri_sampling_params.grammar or .json_schema
+ * (*text: caller frees with free(); NULL when both files are NULL). */
+bool args_grammar_text(const char *grammar_file, const char *schema_file, char **text);
 #define ARGS_GRAMMAR_HELP                                                                          \
     "  output: --grammar FILE (GBNF) or --json-schema FILE: only text the grammar or schema\n"     \
     "          allows is generated; generation ends where it is complete\n"

@@ -15,15 +15,16 @@
  * With --grammar (GBNF) or --json-schema, only text the grammar allows is generated, only the
  * generated text is printed (not the prompt), and generation ends where the grammar is complete.
  * If -n tokens run out first, what was generated is printed and the exit status is 1.
+ *
+ * When the text reaches past the context the model was trained on, a warning says so on stderr,
+ * once: the model has never seen positions there, and its output usually degrades.
+ *
+ * It uses only the public API (include/nuri.h), besides the CLI's own helpers.
  */
-#include "chat/conversation.h"
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/model_arg.h"
-#include "model/logits.h"
-#include "model/model.h"
-#include "sample/sampler.h"
-#include "tokenizer/tokenizer.h"
+#include "nuri.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +77,8 @@ int cmd_run(int argc, char **argv)
     bool chat = false;
     long n_predict = 32, threads = 1, n_ctx = 0, draft_max = 0;
     bool verbose = false;
-    nuri_sampler_params sp = nuri_sampler_params_default();
+    nuri_sampling_params sp;
+    nuri_sampling_params_init(&sp, sizeof sp);
     sp.temperature = 0.0f;
     int sampling;
     for (int i = 1; i < argc; i++) {
@@ -113,7 +115,7 @@ int cmd_run(int argc, char **argv)
             if (!(grammar_file = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--json-schema")) {
             if (!(schema_file = args_value(argc, argv, &i))) return 2;
-        } else if ((sampling = args_sampling(argc, argv, &i, &sp, NULL)) != 0) {
+        } else if ((sampling = args_sampling_api(argc, argv, &i, &sp)) != 0) {
             if (sampling < 0) return 2;
         } else {
             fprintf(stderr, "nuri: run: unknown option '%s'\n", a);
@@ -126,64 +128,56 @@ int cmd_run(int argc, char **argv)
         return 2;
     }
     if (cli_model_arg("run", &model_path)) return 1;
-    nuri_grammar *grammar = NULL;
-    if (!args_grammar(grammar_file, schema_file, &grammar)) return 2;
+    char *grammar = NULL; // the --grammar or --json-schema file's text, checked
+    if (!args_grammar_text(grammar_file, schema_file, &grammar)) return 2;
     if (grammar && tokens_arg) {
         fprintf(stderr, "nuri: run: --grammar and --json-schema need a text prompt (-p)\n");
-        nuri_grammar_free(grammar);
+        free(grammar);
         return 2;
     }
     nuri_model *m;
-    if (nuri_model_load(model_path, &m) != NURI_OK) {
-        nuri_grammar_free(grammar);
+    if (nuri_model_open(model_path, NULL, &m) != NURI_OK) {
+        free(grammar);
         return cli_fail("run");
     }
-    nuri_token_trie *trie = NULL;
     int rc = 0;
     int32_t *tokens = NULL, n_tokens = 0;
-    const nuri_vocab *vocab = m->vocab; // the model's, checked at load
-    nuri_ctx *c = NULL;
-    nuri_sampler *smp = NULL;
-    nuri_detok dt = {0};
-    bool have_dt = false;
-    nuri_chat_format *fmt = NULL;
+    nuri_context *c = NULL;
+    nuri_sampler_chain *smp = NULL;
+    nuri_detokenizer *dt = NULL;
+    nuri_chat *fmt = NULL;
     char *tpl_src = NULL, *answer = NULL; // --chat: the template, the answer so far
     size_t tpl_len = 0, answer_len = 0, answer_cap = 0, emitted = 0, n_stops = 0;
     bool stop_hit = false;
     const char *const *stops = NULL;
     if (tokens_arg) {
         if (!args_token_list(tokens_arg, &tokens, &n_tokens)) {
-            nuri_model_free(m);
+            nuri_model_close(m);
+            free(grammar);
             return 2;
         }
     } else {
         size_t nt;
+        // the prompt's own text is printed as given; only the continuation is detokenized
         if (chat) {
-            nuri_conv conv;
-            nuri_conv_init(&conv);
+            const char *role = "user";
             // the prompt is the user's text: special-token text in it stays text
-            if ((tpl_path && nuri_chat_template_read(tpl_path, &tpl_src, &tpl_len) != NURI_OK) ||
-                nuri_chat_format_new(m->file, vocab, tpl_src, tpl_len, &fmt) != NURI_OK ||
-                nuri_conv_add(&conv, "user", text, strlen(text)) != NURI_OK ||
-                nuri_chat_prompt(fmt, &conv, true, &tokens, &nt) != NURI_OK ||
-                nuri_detok_init(&dt, vocab, 0) != NURI_OK) {
-                nuri_conv_free(&conv);
+            if ((tpl_path && nuri_chat_template_load(tpl_path, &tpl_src, &tpl_len) != NURI_OK) ||
+                nuri_chat_new(m, tpl_src, tpl_len, &fmt) != NURI_OK ||
+                nuri_chat_tokens(fmt, &role, &text, 1, true, &tokens, &nt) != NURI_OK ||
+                nuri_detokenizer_new(m, 0, &dt) != NURI_OK) {
                 rc = cli_fail("run --chat");
                 goto done;
             }
-            nuri_conv_free(&conv);
-            if (nuri_chat_format_is_fallback(fmt))
+            if (nuri_chat_is_fallback(fmt))
                 fprintf(stderr, "nuri: run: the model has no chat template; using ChatML\n");
-            stops = nuri_chat_format_stops(fmt, &n_stops);
-        } else if (nuri_tokenize(vocab, text, strlen(text), NURI_TOK_ADD_SPECIAL, &tokens, &nt) !=
-                       NURI_OK ||
-                   nuri_detok_init(&dt, vocab, NURI_DETOK_STRIP_PREFIX_SPACE) != NURI_OK) {
+            stops = nuri_chat_stop_strings(fmt, &n_stops);
+        } else if (nuri_model_tokenize(m, text, strlen(text), NURI_TOKENIZE_ADD_SPECIAL, &tokens,
+                                       &nt) != NURI_OK ||
+                   nuri_detokenizer_new(m, 0, &dt) != NURI_OK) {
             rc = cli_fail("run");
             goto done;
         }
-        have_dt = true;
-        // the prompt's own text is printed as given; only the continuation is detokenized
-        dt.at_start = false;
         n_tokens = (int32_t)nt;
         if (nt == 0) {
             fprintf(stderr, "nuri: run: the prompt is empty after tokenization\n");
@@ -192,24 +186,34 @@ int cmd_run(int argc, char **argv)
         }
     }
     if (grammar) {
-        if (nuri_token_trie_new(vocab, m->hp.n_vocab, &trie) != NURI_OK) {
-            rc = cli_fail("run");
-            goto done;
-        }
-        sp.grammar = grammar;
-        sp.grammar_tokens = trie;
+        if (grammar_file)
+            sp.grammar = grammar;
+        else
+            sp.json_schema = grammar;
     }
     if (n_ctx == 0) n_ctx = n_tokens + n_predict;
-    nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx,
-                          .n_threads = (int32_t)threads,
-                          .n_logits = draft_max > 0 ? (int32_t)draft_max + 1 : 0};
-    if (nuri_ctx_new(m, &cp, &c) != NURI_OK || nuri_sampler_new(&sp, m->hp.n_vocab, &smp) ||
-        nuri_ctx_decode(c, tokens, n_tokens, 0, false) != NURI_OK) {
+    nuri_context_params cp;
+    nuri_context_params_init(&cp, sizeof cp);
+    cp.n_ctx = (int32_t)n_ctx;
+    cp.n_threads = (int32_t)threads;
+    cp.n_logits = draft_max > 0 ? (int32_t)draft_max + 1 : 0;
+    // past the trained context the model has never seen the positions: say so, once
+    int32_t n_train = nuri_model_n_ctx_train(m);
+    bool warned = false;
+    if (n_tokens > n_train) {
+        fprintf(stderr,
+                "nuri: run: warning: the prompt (%d tokens) is longer than the context the model "
+                "was trained on (%d tokens); expect poor output\n",
+                n_tokens, n_train);
+        warned = true;
+    }
+    if (nuri_context_new(m, &cp, &c) != NURI_OK || nuri_sampler_chain_new(m, &sp, &smp) ||
+        nuri_context_decode_seq(c, 0, tokens, n_tokens, 0, false) != NURI_OK) {
         rc = cli_fail("run");
         goto done;
     }
     if (text && !chat && !grammar) fputs(text, stdout);
-    nuri_finish_reason finish = NURI_FINISH_NONE;
+    bool grammar_done = false;
 
     // speculation: batch[0..n_batch) was decoded last (batch[0] at position pos - n_batch);
     // logits row r follows batch[r]. Row `row` is the one to sample from next; when the token
@@ -226,21 +230,27 @@ int cmd_run(int argc, char **argv)
     int32_t pos = n_tokens;
     for (long k = 0; k < n_predict; k++) {
         int32_t next;
-        if (nuri_sampler_sample(smp, nuri_ctx_logits(c, row), &next, NULL) != NURI_OK) {
+        if (nuri_sampler_chain_sample(smp, nuri_context_logits(c, row), &next) != NURI_OK) {
             rc = cli_fail("run");
             break;
         }
-        if (nuri_sampler_accept(smp, next) != NURI_OK) {
+        if (nuri_sampler_chain_accept(smp, next) != NURI_OK) {
             rc = cli_fail("run");
             break;
         }
-        finish = nuri_sampler_finish_reason(smp, next);
-        if (have_dt) {
-            bool ends =
-                fmt ? nuri_chat_format_ends_turn(fmt, next) : nuri_vocab_is_eog(vocab, next);
-            if (ends || finish == NURI_FINISH_STOP) break;
+        grammar_done = nuri_sampler_chain_must_end(smp, next);
+        if (!warned && n_hist >= n_train) {
+            fprintf(stderr,
+                    "\nnuri: run: warning: generation passed the context the model was trained "
+                    "on (%d tokens); expect poor output from here\n",
+                    n_train);
+            warned = true;
+        }
+        if (dt) {
+            bool ends = fmt ? nuri_chat_ends_turn(fmt, next) : nuri_model_token_is_eog(m, next);
+            if (ends) break;
             size_t len;
-            const char *piece = nuri_detok_feed(&dt, next, &len);
+            const char *piece = nuri_detokenizer_feed(dt, next, &len);
             if (n_stops) { // hold back what may be the start of a stop string
                 if (answer_len + len > answer_cap) {
                     answer_cap = 2 * (answer_len + len);
@@ -254,11 +264,12 @@ int cmd_run(int argc, char **argv)
                 }
                 memcpy(answer + answer_len, piece, len);
                 answer_len += len;
-                nuri_stop_result r;
-                nuri_stop_strings_check(answer, answer_len, emitted, stops, n_stops, &r);
-                fwrite(answer + emitted, 1, r.n_safe - emitted, stdout);
-                emitted = r.n_safe;
-                if (r.hit) {
+                bool hit;
+                size_t n_safe =
+                    nuri_stop_strings_scan(answer, answer_len, emitted, stops, n_stops, &hit);
+                fwrite(answer + emitted, 1, n_safe - emitted, stdout);
+                emitted = n_safe;
+                if (hit) {
                     answer_len = emitted;
                     stop_hit = true;
                     break;
@@ -271,7 +282,7 @@ int cmd_run(int argc, char **argv)
         }
         fflush(stdout);
         hist[n_hist++] = next;
-        if (finish == NURI_FINISH_GRAMMAR || k + 1 == n_predict) break;
+        if (grammar_done || k + 1 == n_predict) break;
         if (row + 1 < n_batch && batch[row + 1] == next) { // the draft holds: its logits are here
             row++;
             accepted++;
@@ -280,7 +291,7 @@ int cmd_run(int argc, char **argv)
         // the rest of the last batch was drafted wrong: its KV goes, and next is decoded with a
         // new draft behind it (as far as the output and the context allow)
         pos -= n_batch - 1 - row;
-        nuri_ctx_seq_truncate(c, 0, pos);
+        nuri_context_seq_truncate(c, 0, pos);
         int32_t room = (int32_t)(n_predict - k - 2);
         if (room > (int32_t)n_ctx - pos - 1) room = (int32_t)n_ctx - pos - 1;
         if (room > (int32_t)draft_max) room = (int32_t)draft_max;
@@ -288,7 +299,7 @@ int cmd_run(int argc, char **argv)
         n_batch = 1 + (room > 0 ? lookup_draft(hist, n_hist, room, batch + 1) : 0);
         drafted += n_batch - 1;
         passes++;
-        if (nuri_ctx_decode(c, batch, n_batch, pos, n_batch > 1) != NURI_OK) {
+        if (nuri_context_decode_seq(c, 0, batch, n_batch, pos, n_batch > 1) != NURI_OK) {
             printf("\n");
             rc = cli_fail("run");
             break;
@@ -300,14 +311,14 @@ int cmd_run(int argc, char **argv)
     if (verbose && draft_max > 0)
         fprintf(stderr, "nuri: run: %ld forward passes; drafted %ld tokens, %ld accepted\n", passes,
                 drafted, accepted);
-    if (have_dt) {
+    if (dt) {
         size_t len;
-        const char *rest = nuri_detok_flush(&dt, &len);
+        const char *rest = nuri_detokenizer_flush(dt, &len);
         if (emitted < answer_len) fwrite(answer + emitted, 1, answer_len - emitted, stdout);
         if (!stop_hit) fwrite(rest, 1, len, stdout);
     }
     if (rc == 0) printf("\n");
-    if (rc == 0 && grammar && finish != NURI_FINISH_GRAMMAR && !nuri_sampler_grammar_can_end(smp)) {
+    if (rc == 0 && grammar && !grammar_done && !nuri_sampler_chain_can_end(smp)) {
         fprintf(stderr,
                 "nuri: run: %ld tokens generated and the grammar is not complete yet "
                 "(raise -n)\n",
@@ -315,15 +326,17 @@ int cmd_run(int argc, char **argv)
         rc = 1;
     }
 done:
-    if (have_dt) nuri_detok_free(&dt);
-    nuri_chat_format_free(fmt);
-    free(tpl_src);
+    nuri_detokenizer_free(dt);
+    nuri_chat_free(fmt);
+    nuri_free(tpl_src);
     free(answer);
-    nuri_sampler_free(smp);
-    nuri_token_trie_free(trie);
-    nuri_grammar_free(grammar);
-    nuri_ctx_free(c);
-    nuri_model_free(m);
-    free(tokens);
+    nuri_sampler_chain_free(smp);
+    free(grammar);
+    nuri_context_free(c);
+    nuri_model_close(m);
+    if (tokens_arg)
+        free(tokens); // args_token_list's
+    else
+        nuri_free(tokens);
     return rc;
 }

@@ -7,11 +7,11 @@
  * Default output: one line per token, `id<TAB>'piece'` (the piece's bytes as they are, with
  * control tokens shown by their text). --ids prints the ids as one JSON array. BOS/EOS are added
  * as the vocabulary asks unless --no-bos. Warnings from loading the vocabulary go to stderr.
+ * The model file may be a vocabulary-only GGUF. It uses only the public API (include/nuri.h).
  */
 #include "cli/cli.h"
 #include "cli/model_arg.h"
-#include "gguf/gguf.h"
-#include "tokenizer/tokenizer.h"
+#include "nuri.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,23 +99,21 @@ int cmd_tokenize(int argc, char **argv)
     } else
         len = strlen(text);
 
-    gguf_file *g = NULL;
-    nuri_vocab *v = NULL;
+    nuri_model *m = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = 0;
-    if (gguf_open(model, &g)) {
+    nuri_load_params lp;
+    nuri_load_params_init(&lp, sizeof lp);
+    lp.vocab_only = true;
+    if (nuri_model_open(model, &lp, &m)) {
         rc = cli_fail("loading the model");
         goto done;
     }
-    if (nuri_vocab_load(g, &v)) {
-        rc = cli_fail(model);
-        goto done;
-    }
-    if (nuri_vocab_warnings(v)) fprintf(stderr, "nuri: warning: %s", nuri_vocab_warnings(v));
-    unsigned flags =
-        (no_bos ? 0 : NURI_TOK_ADD_SPECIAL) | (parse_special ? NURI_TOK_PARSE_SPECIAL : 0);
-    if (nuri_tokenize(v, text, len, flags, &ids, &n)) {
+    if (nuri_model_warnings(m)) fprintf(stderr, "nuri: warning: %s", nuri_model_warnings(m));
+    unsigned flags = (no_bos ? 0 : NURI_TOKENIZE_ADD_SPECIAL) |
+                     (parse_special ? NURI_TOKENIZE_PARSE_SPECIAL : 0);
+    if (nuri_model_tokenize(m, text, len, flags, &ids, &n)) {
         rc = cli_fail("tokenizing");
         goto done;
     }
@@ -126,16 +124,16 @@ int cmd_tokenize(int argc, char **argv)
     } else {
         for (size_t i = 0; i < n; i++) {
             size_t plen;
-            const char *p = nuri_token_piece_ref(v, ids[i], true, &plen);
+            const char *p;
+            nuri_model_token_piece(m, ids[i], NURI_DETOKENIZE_SPECIAL, &p, &plen);
             printf("%d\t'", ids[i]);
             fwrite(p, 1, plen, stdout);
             printf("'\n");
         }
     }
 done:
-    free(ids);
-    nuri_vocab_free(v);
-    gguf_close(g);
+    nuri_free(ids);
+    nuri_model_close(m);
     free(owned);
     return rc;
 }
