@@ -155,11 +155,11 @@ Libs.private: $(LIBS)
 endef
 export nuri_pc
 
-install: $(BUILD)/nuri $(BUILD)/libnuri.a docs/nuri.1
 ifeq ($(SAN),1)
+install:
 	@echo "make install: needs the optimized build (SAN=1 builds no shared library)" >&2; exit 1
-endif
-	$(MAKE) $(BUILD)/$(SONAME)
+else
+install: $(BUILD)/nuri $(BUILD)/libnuri.a $(BUILD)/$(SONAME) docs/nuri.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(BUILD)/nuri $(DESTDIR)$(PREFIX)/bin/nuri
@@ -169,6 +169,7 @@ endif
 	install -m 644 include/nuri.h $(DESTDIR)$(PREFIX)/include/nuri.h
 	printf '%s\n' "$$nuri_pc" >$(DESTDIR)$(PREFIX)/lib/pkgconfig/nuri.pc
 	install -m 644 docs/nuri.1 $(DESTDIR)$(PREFIX)/share/man/man1/nuri.1
+endif
 
 # The ABI check: the symbols libnuri.so exports must be exactly include/nuri.sym.
 abi-check: $(BUILD)/$(SONAME)
