@@ -113,8 +113,8 @@ NURI_API nuri_status nuri_model_open(const char *path, const nuri_load_params *p
 NURI_API void nuri_model_close(nuri_model *m); // NULL is fine
 
 /* Model information. Strings: static storage, or borrowed until nuri_model_close. */
-NURI_API const char *nuri_model_arch(const nuri_model *m); // "llama", "qwen3"; "" vocab-only
-NURI_API int32_t nuri_model_n_vocab(const nuri_model *m);  // tokens
+NURI_API const char *nuri_model_arch(const nuri_model *m);    // "llama", "qwen3"; "" vocab-only
+NURI_API int32_t nuri_model_n_vocab(const nuri_model *m);     // tokens
 NURI_API int32_t nuri_model_n_ctx_train(const nuri_model *m); // tokens it was trained on; 0: vocab
 /* Warnings found while loading the vocabulary (an unknown pre-tokenizer and the fallback used),
  * one per line; NULL when none. Borrowed until nuri_model_close. */

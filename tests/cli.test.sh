@@ -144,5 +144,24 @@ lookup_same() {
 }
 check "run --draft-lookup gives the same tokens as without it, and its drafts are used" lookup_same
 
+trained_context_warning() {
+    "$NURI" mkmodel --arch llama --shape tiny --type Q8_0 --ctx 16 "$tmp/ctx16.gguf" >/dev/null ||
+        return 1
+    # 3 + 13 tokens end at position 15: inside the trained context, no warning
+    "$NURI" run -m "$tmp/ctx16.gguf" --tokens 1,2,3 -n 13 >/dev/null 2>"$tmp/e" || return 1
+    [ ! -s "$tmp/e" ] || return 1
+    # 3 + 20 tokens pass it: one warning naming the trained length, and the run goes on
+    out=$("$NURI" run -m "$tmp/ctx16.gguf" --tokens 1,2,3 -n 20 2>"$tmp/e") || return 1
+    [ "$(echo "$out" | wc -w)" -eq 20 ] || return 1
+    [ "$(grep -c warning "$tmp/e")" -eq 1 ] &&
+        grep -q 'passed the context the model was trained on (16 tokens)' "$tmp/e" || return 1
+    # a prompt longer than it is warned about before generating
+    "$NURI" run -m "$tmp/ctx16.gguf" --tokens 1,2,3,4,5,6,7,8,9,1,2,3,4,5,6,7,8 -n 2 \
+        >/dev/null 2>"$tmp/e" || return 1
+    [ "$(grep -c warning "$tmp/e")" -eq 1 ] && grep -q 'prompt (17 tokens) is longer' "$tmp/e"
+}
+check "run warns once on stderr when the text passes the model's trained context" \
+    trained_context_warning
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

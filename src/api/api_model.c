@@ -288,8 +288,8 @@ void nuri_detokenizer_free(nuri_detokenizer *d)
     free(d);
 }
 
-nuri_status nuri_model_detokenize(const nuri_model *m, const int32_t *ids, size_t n,
-                                  unsigned flags, char **text, size_t *len)
+nuri_status nuri_model_detokenize(const nuri_model *m, const int32_t *ids, size_t n, unsigned flags,
+                                  char **text, size_t *len)
 {
     *text = NULL;
     *len = 0;

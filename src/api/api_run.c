@@ -111,8 +111,8 @@ nuri_status nuri_context_decode(nuri_context *c, int32_t n, const int32_t *token
     return s;
 }
 
-nuri_status nuri_context_decode_seq(nuri_context *c, int32_t seq, const int32_t *tokens,
-                                    int32_t n, int32_t pos0, bool all_logits)
+nuri_status nuri_context_decode_seq(nuri_context *c, int32_t seq, const int32_t *tokens, int32_t n,
+                                    int32_t pos0, bool all_logits)
 {
     if (n <= 0 || !tokens)
         return nuri_error(NURI_ERR_INVALID_ARG, "nuri_context_decode_seq: no tokens");
@@ -308,8 +308,7 @@ void nuri_generate_params_init(nuri_generate_params *p, size_t struct_size)
 }
 
 nuri_status nuri_generate(nuri_context *c, nuri_sampler_chain *s, const int32_t *prompt,
-                          size_t n_prompt, const nuri_generate_params *params,
-                          int32_t *n_generated)
+                          size_t n_prompt, const nuri_generate_params *params, int32_t *n_generated)
 {
     if (n_generated) *n_generated = 0;
     nuri_generate_params p;
