@@ -8,6 +8,8 @@
 #include "nuri.h"
 #include "test.h"
 
+#include <pthread.h>
+
 #define MODEL "tests/data/models/llama-tiny-Q8_0.gguf"
 #define VOCAB_BPE "tests/data/vocab/ggml-vocab-llama-bpe.gguf"
 
@@ -274,6 +276,57 @@ TEST(generate_follows_a_grammar_and_ends_where_it_is_complete)
     nuri_model_close(m);
 }
 
+/* What the header promises about threads: contexts and sampler chains of one shared model run in
+ * parallel, each thread with its own. */
+typedef struct {
+    nuri_model *m;
+    collect out;
+    nuri_status st;
+} greedy_job;
+
+static void *greedy_run(void *arg)
+{
+    greedy_job *j = arg;
+    nuri_context *c = NULL;
+    nuri_sampler_chain *s = NULL;
+    int32_t *ids = NULL;
+    size_t n;
+    nuri_sampling_params sp;
+    nuri_sampling_params_init(&sp, sizeof sp);
+    sp.temperature = 0.0f;
+    nuri_generate_params gp;
+    nuri_generate_params_init(&gp, sizeof gp);
+    gp.max_tokens = 24;
+    gp.on_token = collect_text;
+    gp.user_data = &j->out;
+    if ((j->st = nuri_model_tokenize(j->m, "the cat", 7, NURI_TOKENIZE_ADD_SPECIAL, &ids, &n)) ==
+            NURI_OK &&
+        (j->st = nuri_context_new(j->m, NULL, &c)) == NURI_OK &&
+        (j->st = nuri_sampler_chain_new(j->m, &sp, &s)) == NURI_OK)
+        j->st = nuri_generate(c, s, ids, n, &gp, NULL);
+    nuri_free(ids);
+    nuri_sampler_chain_free(s);
+    nuri_context_free(c);
+    return NULL;
+}
+
+TEST(contexts_of_one_model_run_in_parallel_threads)
+{
+    nuri_model *m;
+    REQUIRE(nuri_model_open(MODEL, NULL, &m) == NURI_OK);
+    greedy_job alone = {.m = m};
+    greedy_run(&alone);
+    REQUIRE(alone.st == NURI_OK && alone.out.len > 0);
+    greedy_job jobs[3] = {{.m = m}, {.m = m}, {.m = m}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) REQUIRE(pthread_create(&t[i], NULL, greedy_run, &jobs[i]) == 0);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 3; i++)
+        CHECK(jobs[i].st == NURI_OK && jobs[i].out.len == alone.out.len &&
+              !memcmp(jobs[i].out.text, alone.out.text, alone.out.len));
+    nuri_model_close(m);
+}
+
 int main(void)
 {
     RUN(version_matches_header);
@@ -285,5 +338,6 @@ int main(void)
     RUN(bad_ids_rows_and_sequences_are_errors);
     RUN(one_sequence_batched_with_another_gets_the_same_logits);
     RUN(generate_follows_a_grammar_and_ends_where_it_is_complete);
+    RUN(contexts_of_one_model_run_in_parallel_threads);
     TEST_DONE();
 }
