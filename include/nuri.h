@@ -124,6 +124,11 @@ NURI_API int32_t nuri_model_n_layer(const nuri_model *m);
 NURI_API uint64_t nuri_model_n_params(const nuri_model *m); // weight elements, all of them
 NURI_API int32_t nuri_model_token_bos(const nuri_model *m); // -1 if none
 NURI_API int32_t nuri_model_token_eos(const nuri_model *m); // -1 if none
+/* A string value of the file's metadata ("general.name", "tokenizer.chat_template"): *value
+ * borrowed until nuri_model_close, not NUL-terminated, *len bytes. NURI_ERR_NOT_FOUND when the key
+ * is absent, NURI_ERR_INVALID_ARG when its value is not a string. */
+NURI_API nuri_status nuri_model_meta_string(const nuri_model *m, const char *key,
+                                            const char **value, size_t *len);
 /* Whether generating id ends the model's turn (EOS, EOT, EOM and their kin). */
 NURI_API bool nuri_model_token_is_eog(const nuri_model *m, int32_t id);
 
@@ -228,12 +233,13 @@ NURI_API int32_t nuri_context_n_ctx(const nuri_context *c);
  * token), in rows 0, 1, ... in batch order. A sequence's tokens must have consecutive positions,
  * the first no greater than its length (writing at p forgets what it held from p on). Errors
  * leave the cache as it was: NURI_ERR_INVALID_ARG (an id, position or sequence), NURI_ERR_LIMIT
- * (no room: shrink or clear a sequence). */
+ * (no room: shrink or clear a sequence; more logits rows than n_logits). */
 NURI_API nuri_status nuri_context_decode(nuri_context *c, int32_t n, const int32_t *token,
                                          const int32_t *pos, const int32_t *seq,
                                          const int8_t *logits);
 /* One sequence's tokens[0..n) at positions pos0, pos0 + 1, ...; logits for all of them
- * (all_logits, n <= n_logits) or only the last. */
+ * (all_logits, n <= n_logits) or only the last. A long prompt runs in chunks of n_batch: a
+ * failure in a later chunk keeps what the earlier ones wrote (the sequence's length says). */
 NURI_API nuri_status nuri_context_decode_seq(nuri_context *c, int32_t seq, const int32_t *tokens,
                                              int32_t n, int32_t pos0, bool all_logits);
 /* Row `row` of the last decode's logits: n_vocab floats, borrowed until the next decode; NULL

@@ -132,6 +132,12 @@ TEST(vocab_only_models_tokenize_but_do_not_run)
     nuri_free(ids);
     nuri_context *c = NULL;
     CHECK(nuri_context_new(m, NULL, &c) == NURI_ERR_INVALID_ARG && c == NULL);
+    const char *v;
+    size_t vlen;
+    CHECK(nuri_model_meta_string(m, "tokenizer.ggml.model", &v, &vlen) == NURI_OK && vlen == 4 &&
+          !memcmp(v, "gpt2", 4));
+    CHECK(nuri_model_meta_string(m, "no.such.key", &v, &vlen) == NURI_ERR_NOT_FOUND && !v);
+    CHECK(nuri_model_meta_string(m, "tokenizer.ggml.tokens", &v, &vlen) == NURI_ERR_INVALID_ARG);
     nuri_model_close(m);
 }
 

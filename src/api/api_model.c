@@ -201,6 +201,23 @@ int32_t nuri_model_token_eos(const nuri_model *m)
     return nuri_vocab_eos(m->vocab);
 }
 
+nuri_status nuri_model_meta_string(const nuri_model *m, const char *key, const char **value,
+                                   size_t *len)
+{
+    *value = NULL;
+    *len = 0;
+    if (!key) return nuri_error(NURI_ERR_INVALID_ARG, "nuri_model_meta_string: key is NULL");
+    const gguf_kv *kv = gguf_find_kv(m->file, key);
+    if (!kv) return nuri_error(NURI_ERR_NOT_FOUND, "the model has no metadata key '%s'", key);
+    gguf_str v;
+    if (gguf_kv_str(kv, &v) != NURI_OK)
+        return nuri_error(NURI_ERR_INVALID_ARG, "metadata key '%s' is a %s, not a string", key,
+                          gguf_type_name(gguf_kv_type(kv)));
+    *value = v.ptr;
+    *len = (size_t)v.len;
+    return NURI_OK;
+}
+
 bool nuri_model_token_is_eog(const nuri_model *m, int32_t id)
 {
     return id >= 0 && id < m->hp.n_vocab && nuri_vocab_is_eog(m->vocab, id);
