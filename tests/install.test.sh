@@ -76,6 +76,18 @@ abi_symbols() {
 check "ABI: libnuri.so exports exactly include/nuri.sym, the NURI_API functions of nuri.h" \
     abi_symbols
 
+header_languages() {
+    # the installed header alone, as C99 and as C++, warning-free
+    printf '#include <nuri.h>\nint main(void) { return nuri_version() == 0; }\n' >"$tmp/h.c"
+    # shellcheck disable=SC2046
+    cc -std=c99 -Wall -Wextra -pedantic -Werror -c "$tmp/h.c" -o "$tmp/h.o" \
+        $(pkg-config --cflags nuri) || return 1
+    # shellcheck disable=SC2046
+    g++ -x c++ -Wall -Wextra -pedantic -Werror -c "$tmp/h.c" -o "$tmp/h.o" \
+        $(pkg-config --cflags nuri)
+}
+check "the installed nuri.h compiles alone as C99 and as C++" header_languages
+
 # the examples, copied away from the source tree: only the installed header and libraries exist
 mkdir -p "$tmp/ex"
 cp examples/*.c "$tmp/ex/"

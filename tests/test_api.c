@@ -116,8 +116,12 @@ TEST(vocab_only_models_tokenize_but_do_not_run)
     nuri_load_params lp;
     nuri_load_params_init(&lp, sizeof lp);
     lp.vocab_only = true;
+    progress_log log = {.monotone = 1};
+    lp.progress = log_progress;
+    lp.progress_user_data = &log;
     nuri_model *m;
     REQUIRE(nuri_model_open(VOCAB_BPE, &lp, &m) == NURI_OK);
+    CHECK(log.calls == 2 && log.last == 1.0f); // its two ends
     // Llama 3's tokenizer: "Hello" and " world"
     const char *text = "Hello world";
     int32_t *ids;

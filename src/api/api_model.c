@@ -127,7 +127,19 @@ nuri_status nuri_model_open(const char *path, const nuri_load_params *params, nu
     nuri_load_params_init(&lp, sizeof lp);
     nuri_status s = api_params_copy(&lp, sizeof lp, params, "nuri_load_params");
     if (s != NURI_OK) return s;
-    if (lp.vocab_only) return open_vocab_only(path, out);
+    if (lp.vocab_only) { // nothing worth reporting between the ends
+        if (lp.progress && !lp.progress(0.0f, lp.progress_user_data))
+            return nuri_error(NURI_ERR_CANCELLED, "%s: loading cancelled by the progress callback",
+                              path);
+        s = open_vocab_only(path, out);
+        if (s == NURI_OK && lp.progress && !lp.progress(1.0f, lp.progress_user_data)) {
+            nuri_model_free(*out);
+            *out = NULL;
+            return nuri_error(NURI_ERR_CANCELLED, "%s: loading cancelled by the progress callback",
+                              path);
+        }
+        return s;
+    }
     if (!lp.progress) return nuri_model_load(path, out);
     gguf_file *f;
     s = gguf_open(path, &f);
