@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     gp.max_tokens = atoi(argv[3]);
     gp.chat = chat; // its end-of-turn tokens and stop strings end the answer
     gp.on_token = print_text;
-    if (nuri_generate(ctx, sampler, tokens, n_tokens, &gp, NULL) != NURI_OK) goto done;
+    if (nuri_generate(ctx, sampler, tokens, n_tokens, &gp, NULL, NULL) != NURI_OK) goto done;
     printf("\n");
     rc = 0;
 done:

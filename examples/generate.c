@@ -83,9 +83,12 @@ int main(int argc, char **argv)
     fputs(prompt, stdout);
     fprintf(stderr, "tokens:");
     int32_t n_generated;
-    if (nuri_generate(ctx, sampler, tokens, n_tokens, &gp, &n_generated) != NURI_OK) goto fail;
+    nuri_end_reason why;
+    if (nuri_generate(ctx, sampler, tokens, n_tokens, &gp, &n_generated, &why) != NURI_OK)
+        goto fail;
     printf("\n");
-    fprintf(stderr, "\n%d tokens generated\n", n_generated);
+    fprintf(stderr, "\n%d tokens generated, %s\n", n_generated,
+            why == NURI_END_LENGTH ? "as many as asked for" : "the model ended its text");
     rc = 0;
 fail:
     if (rc) fprintf(stderr, "generate: %s\n", nuri_last_error());

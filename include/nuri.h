@@ -298,7 +298,7 @@ NURI_API bool nuri_sampler_chain_can_end(const nuri_sampler_chain *s);
 
 /* Called for each generated token with the text it completes (whole UTF-8 characters; may be
  * empty while a character or a possible stop string is incomplete), then once more with token -1
- * and whatever text was held. Return false to stop. */
+ * and whatever text was held (unless it asked to stop). Return false to stop. */
 typedef bool (*nuri_token_fn)(int32_t token, const char *text, size_t len, void *user_data);
 
 typedef struct nuri_generate_params {
@@ -313,13 +313,23 @@ typedef struct nuri_generate_params {
 } nuri_generate_params;
 
 NURI_API void nuri_generate_params_init(nuri_generate_params *p, size_t struct_size);
+
+/* Why generation ended (values are only ever appended). */
+typedef enum nuri_end_reason {
+    NURI_END_LENGTH = 0,  // max_tokens were generated
+    NURI_END_TOKEN,       // the model ended its turn (an end token, not reported)
+    NURI_END_STOP_STRING, // one of the chat format's stop strings (not reported)
+    NURI_END_GRAMMAR,     // the grammar allows nothing more
+    NURI_END_CALLBACK,    // on_token returned false
+} nuri_end_reason;
+
 /* Runs prompt[0..n_prompt) in sequence params->seq from position 0 (what it held is dropped),
- * then samples and decodes one token at a time until max_tokens, an end token (not reported),
- * a stop string, the grammar's end, or the callback says stop. *n_generated (may be NULL) counts
- * the tokens reported. The token stream is the same as `nuri run`'s. */
+ * then samples and decodes one token at a time until max_tokens, an end token, a stop string,
+ * the grammar's end, or the callback says stop. *n_generated counts the tokens reported and *why
+ * says why it ended (either may be NULL). The token stream is the same as `nuri run`'s. */
 NURI_API nuri_status nuri_generate(nuri_context *c, nuri_sampler_chain *s, const int32_t *prompt,
                                    size_t n_prompt, const nuri_generate_params *params,
-                                   int32_t *n_generated);
+                                   int32_t *n_generated, nuri_end_reason *why);
 
 /* ---- the server ----
  * The OpenAI-compatible HTTP server (`nuri serve`) as an object: it binds at once, loads the

@@ -262,7 +262,9 @@ TEST(generate_follows_a_grammar_and_ends_where_it_is_complete)
     gp.on_token = collect_text;
     gp.user_data = &got;
     int32_t n_gen = 0;
-    REQUIRE(nuri_generate(c, s, prompt, n, &gp, &n_gen) == NURI_OK);
+    nuri_end_reason why = NURI_END_LENGTH;
+    REQUIRE(nuri_generate(c, s, prompt, n, &gp, &n_gen, &why) == NURI_OK);
+    CHECK(why == NURI_END_GRAMMAR);
     got.text[got.len] = 0;
     CHECKF(!strcmp(got.text, "yes") || !strcmp(got.text, "no"), "got '%s'", got.text);
     CHECK(n_gen == got.calls && n_gen >= 1 && n_gen < 20 && nuri_sampler_chain_can_end(s));
@@ -278,8 +280,14 @@ TEST(generate_follows_a_grammar_and_ends_where_it_is_complete)
     REQUIRE(nuri_sampler_chain_new(m, &sp, &s) == NURI_OK);
     collect one = {.stop_after = 1};
     gp.user_data = &one;
-    REQUIRE(nuri_generate(c, s, prompt, n, &gp, &n_gen) == NURI_OK);
-    CHECK(n_gen == 1 && one.calls == 1);
+    REQUIRE(nuri_generate(c, s, prompt, n, &gp, &n_gen, &why) == NURI_OK);
+    CHECK(n_gen == 1 && one.calls == 1 && why == NURI_END_CALLBACK);
+    // and one that lets it run to max_tokens
+    collect all = {0};
+    gp.user_data = &all;
+    gp.max_tokens = 5;
+    REQUIRE(nuri_generate(c, s, prompt, n, &gp, &n_gen, &why) == NURI_OK);
+    CHECK((n_gen == 5 && why == NURI_END_LENGTH) || (n_gen < 5 && why == NURI_END_TOKEN));
     nuri_free(prompt);
     nuri_sampler_chain_free(s);
     nuri_context_free(c);
@@ -313,7 +321,7 @@ static void *greedy_run(void *arg)
             NURI_OK &&
         (j->st = nuri_context_new(j->m, NULL, &c)) == NURI_OK &&
         (j->st = nuri_sampler_chain_new(j->m, &sp, &s)) == NURI_OK)
-        j->st = nuri_generate(c, s, ids, n, &gp, NULL);
+        j->st = nuri_generate(c, s, ids, n, &gp, NULL, NULL);
     nuri_free(ids);
     nuri_sampler_chain_free(s);
     nuri_context_free(c);

@@ -308,9 +308,12 @@ void nuri_generate_params_init(nuri_generate_params *p, size_t struct_size)
 }
 
 nuri_status nuri_generate(nuri_context *c, nuri_sampler_chain *s, const int32_t *prompt,
-                          size_t n_prompt, const nuri_generate_params *params, int32_t *n_generated)
+                          size_t n_prompt, const nuri_generate_params *params, int32_t *n_generated,
+                          nuri_end_reason *why)
 {
     if (n_generated) *n_generated = 0;
+    if (why) *why = NURI_END_LENGTH;
+    nuri_end_reason end = NURI_END_LENGTH;
     nuri_generate_params p;
     nuri_generate_params_init(&p, sizeof p);
     nuri_status st = api_params_copy(&p, sizeof p, params, "nuri_generate_params");
@@ -338,7 +341,10 @@ nuri_status nuri_generate(nuri_context *c, nuri_sampler_chain *s, const int32_t 
             (st = nuri_sampler_chain_accept(s, next)) != NURI_OK)
             break;
         bool ends = p.chat ? nuri_chat_ends_turn(p.chat, next) : nuri_model_token_is_eog(m, next);
-        if (ends) break;
+        if (ends) {
+            end = NURI_END_TOKEN;
+            break;
+        }
         size_t len;
         const char *piece = nuri_detokenizer_feed(dt, next, &len);
         if (n_stops) { // hold back what may be the start of a stop string
@@ -361,13 +367,22 @@ nuri_status nuri_generate(nuri_context *c, nuri_sampler_chain *s, const int32_t 
             if (hit) {
                 answer_len = emitted;
                 stop_hit = true;
+                end = NURI_END_STOP_STRING;
                 break;
             }
         } else {
             count++;
             if (p.on_token) go = p.on_token(next, piece, len, p.user_data);
         }
-        if (nuri_sampler_chain_must_end(s, next) || k + 1 == p.max_tokens) break;
+        if (!go) {
+            end = NURI_END_CALLBACK;
+            break;
+        }
+        if (nuri_sampler_chain_must_end(s, next)) {
+            end = NURI_END_GRAMMAR;
+            break;
+        }
+        if (k + 1 == p.max_tokens) break;
         st = nuri_context_decode_seq(c, p.seq, &next, 1, pos++, false);
     }
     if (st == NURI_OK && go && p.on_token) {
@@ -388,5 +403,6 @@ nuri_status nuri_generate(nuri_context *c, nuri_sampler_chain *s, const int32_t 
     free(answer);
     nuri_detokenizer_free(dt);
     if (n_generated) *n_generated = count;
+    if (why) *why = end;
     return st;
 }
