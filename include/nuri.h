@@ -8,7 +8,7 @@
  * - Handles are opaque: their layout is private and may change in any release.
  * - Calls that can fail return a nuri_status; results come back through out parameters. On
  *   failure nuri_last_error() holds a message for the user (thread-local, valid until the next
- *   failing call in the same thread), and out parameters are NULL / 0.
+ *   failing call in the same thread), and pointers it would have handed back are NULL.
  * - Every function that returns a pointer says who frees it: memory the library allocates for
  *   the caller (token arrays, texts) is freed with nuri_free().
  * - Parameter structs begin with `size_t struct_size`. Fill one with its _init function, passing
