@@ -136,22 +136,6 @@ static char ev_listen, ev_wake; // epoll tags for the two descriptors that are n
 
 /* ============================== small helpers ============================== */
 
-bool buf_add(buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) return false;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return true;
-}
-
 enum load_state server_state(serve_server *s)
 {
     pthread_mutex_lock(&s->load_mu);
