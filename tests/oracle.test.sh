@@ -6,6 +6,8 @@
 # granite (HyperCLOVA X SEED's embedding / residual / attention / logit scales), and the mixtures
 # of experts qwen3moe, qwen2moe (with its sigmoid-gated shared expert) and mixtral (llama with
 # experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8.
+# Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
+# files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
 #
 # `nuri mkmodel` writes random-weight models of the supported architectures in shapes, seeds,
 # vocabularies and quantization mixes that no golden file covers; llama.cpp (through the npm
@@ -68,6 +70,12 @@ cases=(
     "qwen2moe moe-tiny Q8_0 - 135"
     "qwen2moe moe-a3b-mini Q4_K_M - 136"
     "qwen2moe moe-tiny Q5_K_M tests/data/vocab/ggml-vocab-gpt-2.gguf 137"
+    "llama small IQ4_NL - 138"
+    "qwen3 tiny IQ4_XS tests/data/vocab/ggml-vocab-gpt-2.gguf 139"
+    "qwen2 small IQ4_XS - 140"
+    "llama tiny MXFP4 - 141"
+    "qwen3moe moe-tiny MXFP4 - 142"
+    "mixtral moe-a3b-mini IQ4_NL - 143"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"
