@@ -69,7 +69,7 @@ bool nuri_pack_supported(uint32_t type)
     pthread_once(&pack_once, pack_env);
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
-           type == NURI_TYPE_Q6_K;
+           type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL;
 }
 
 /* Bytes of one block of a row group (16 rows' worth). */
@@ -79,6 +79,7 @@ static int64_t block_bytes(uint32_t type)
     case NURI_TYPE_Q8_0:
         return 32 + 512;
     case NURI_TYPE_Q4_0:
+    case NURI_TYPE_IQ4_NL: // the same block: an F16 scale and 16 bytes of nibbles
         return 32 + 256;
     case NURI_TYPE_Q4_K:
         return NURI_PACK_Q4_K_BYTES;
@@ -152,7 +153,7 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
                     const nuri_block_q8_0 *blk = (const nuri_block_q8_0 *)row + b;
                     d[b * 16 + r] = blk->d;
                     src = (const uint8_t *)blk->qs;
-                } else {
+                } else { // Q4_0, IQ4_NL: the same block layout
                     const nuri_block_q4_0 *blk = (const nuri_block_q4_0 *)row + b;
                     d[b * 16 + r] = blk->d;
                     src = blk->qs;

@@ -49,16 +49,42 @@ static inline int32_t load32(const int8_t *p)
     return v;
 }
 
+/* The 32-element packed kinds (same layout: F16 scales, then codes; see pack.h): Q8_0's codes
+ * are used as unsigned with the sign bit flipped (corr = -128 * sum x), Q4_0's nibbles as they
+ * are (corr = -8 * sum x), IQ4_NL's nibbles looked up as grid value + 128 (corr = -128 * sum x),
+ * so every kind's integer sum is exact. */
+enum { PK_Q8_0 = 0, PK_Q4_0 = 1, PK_IQ4_NL = 2 };
+
+static inline int pk_kind(uint32_t type)
+{
+    return type == NURI_TYPE_Q4_0 ? PK_Q4_0 : type == NURI_TYPE_IQ4_NL ? PK_IQ4_NL : PK_Q8_0;
+}
+
+static inline int32_t pk_bias(int kind)
+{
+    return kind == PK_Q4_0 ? 8 : 128;
+}
+
+/* IQ4_NL's grid plus 128 as bytes, in every 128-bit lane (vpshufb looks up within lanes). */
+static inline __m512i iq4_table_u8(void)
+{
+    const __m128i g = _mm_add_epi8(_mm_loadu_si128((const __m128i *)nuri_iq4_grid),
+                                   _mm_set1_epi8((char)0x80));
+    return _mm512_broadcast_i32x4(g);
+}
+
 /* T tokens x one row group, all blocks. x: the first token's row; da, corr: its tables. */
 static inline __attribute__((always_inline)) void
-vnni_group(const int T, const int q4, int64_t nb, const uint8_t *grp, const uint8_t *x,
+vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const uint8_t *x,
            size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
            int64_t y_stride, __mmask16 rows)
 {
+    const int q4 = kind != PK_Q8_0;
     const uint16_t *dg = (const uint16_t *)grp;
     const uint8_t *qg = grp + nb * 32;
     const int64_t qb = q4 ? 256 : 512;
     const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
+    const __m512i tbl = iq4_table_u8();
     __m512 acc[8];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -75,6 +101,10 @@ vnni_group(const int T, const int q4, int64_t nb, const uint8_t *grp, const uint
                 const __m512i v = _mm512_loadu_si512(q + 64 * i);
                 w[i] = _mm512_and_si512(v, m4);
                 w[4 + i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (kind == PK_IQ4_NL) { // codes -> grid value + 128 (1..241, unsigned)
+                    w[i] = _mm512_shuffle_epi8(tbl, w[i]);
+                    w[4 + i] = _mm512_shuffle_epi8(tbl, w[4 + i]);
+                }
             }
         } else {
             for (int i = 0; i < 8; i++)
@@ -94,10 +124,12 @@ vnni_group(const int T, const int q4, int64_t nb, const uint8_t *grp, const uint
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
-#define VNNI_T(Q4, T)                                                                              \
-    vnni_group(T, Q4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
+#define VNNI_T(KIND, T)                                                                            \
+    vnni_group(T, KIND, nb, grp, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
+#define VNNI_KIND(T)                                                                               \
+    (kind == PK_Q4_0 ? VNNI_T(PK_Q4_0, T) : kind == PK_IQ4_NL ? VNNI_T(PK_IQ4_NL, T) : VNNI_T(PK_Q8_0, T))
 
-static void vnni_tokens(int q4, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+static void vnni_tokens(int kind, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
                         int64_t n_t, const float *da, const int32_t *corr, int64_t ts, float *y,
                         int64_t y_stride, __mmask16 rows)
 {
@@ -106,16 +138,16 @@ static void vnni_tokens(int q4, int64_t nb, const uint8_t *grp, const uint8_t *x
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
         if (left >= 8) {
-            q4 ? VNNI_T(1, 8) : VNNI_T(0, 8);
+            VNNI_KIND(8);
             t += 8;
         } else if (left >= 4) {
-            q4 ? VNNI_T(1, 4) : VNNI_T(0, 4);
+            VNNI_KIND(4);
             t += 4;
         } else if (left >= 2) {
-            q4 ? VNNI_T(1, 2) : VNNI_T(0, 2);
+            VNNI_KIND(2);
             t += 2;
         } else {
-            q4 ? VNNI_T(1, 1) : VNNI_T(0, 1);
+            VNNI_KIND(1);
             t += 1;
         }
     }
@@ -523,8 +555,9 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
                      const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
                      bool use_amx, uint8_t *buf, int64_t tt)
 {
-    const int q4 = type == NURI_TYPE_Q4_0;
+    const int kind = pk_kind(type), q4 = kind != PK_Q8_0;
     const int64_t nb = n / NURI_QK, gbytes = nb * (q4 ? 288 : 544);
+    if (kind == PK_IQ4_NL) use_amx = false; // the AMX tiles take Q4_0 / Q8_0 codes only
     int64_t tc, ga, gb, have = -1;
     if (!buf) {
         // no scratch (out of memory): one token at a time with its tables on the stack (rows are
@@ -533,10 +566,10 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
         int32_t corr1[NURI_PACK_MAX_N / NURI_QK];
         while (items_next(it, &tc, &ga, &gb))
             for (int64_t t = tc * tt; t < n_t && t < (tc + 1) * tt; t++) {
-                make_tables(x + (size_t)t * x_stride, x_stride, 1, nb, q4 ? 8 : 128, da1, corr1);
+                make_tables(x + (size_t)t * x_stride, x_stride, 1, nb, pk_bias(kind), da1, corr1);
                 for (int64_t g = ga; g < gb; g++) {
                     const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
-                    vnni_tokens(q4, nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
+                    vnni_tokens(kind, nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
                                 x_stride, 1, da1, corr1, nb, y + t * y_stride + 16 * g, y_stride,
                                 (__mmask16)((1u << rr) - 1));
                 }
@@ -552,7 +585,7 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
         const uint8_t *xc = x + (size_t)t0 * x_stride;
         const int64_t n16 = use_amx ? nt / 16 : 0;
         if (tc != have) {
-            make_tables(xc, x_stride, nt, nb, q4 ? 8 : 128, da, corr);
+            make_tables(xc, x_stride, nt, nb, pk_bias(kind), da, corr);
             if (n16) make_panel(xc, x_stride, n16, nb, panel);
             have = tc;
         }
@@ -564,7 +597,7 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
             if (n16)
                 kernels_amx_group(type, nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr,
                                   g + 1 < gb ? grp + gbytes : NULL);
-            vnni_tokens(q4, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
+            vnni_tokens(kind, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
                         da + 16 * n16 * nb, corr + 16 * n16 * nb, nb, yg + 16 * n16 * y_stride,
                         y_stride, rows);
         }
