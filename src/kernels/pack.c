@@ -69,7 +69,7 @@ bool nuri_pack_supported(uint32_t type)
     pthread_once(&pack_once, pack_env);
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
-           type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL;
+           type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL || type == NURI_TYPE_IQ4_XS;
 }
 
 /* Bytes of one block of a row group (16 rows' worth). */
@@ -83,6 +83,8 @@ static int64_t block_bytes(uint32_t type)
         return 32 + 256;
     case NURI_TYPE_Q4_K:
         return NURI_PACK_Q4_K_BYTES;
+    case NURI_TYPE_IQ4_XS:
+        return NURI_PACK_IQ4_XS_BYTES;
     default:
         return NURI_PACK_Q6_K_BYTES;
     }
@@ -90,7 +92,8 @@ static int64_t block_bytes(uint32_t type)
 
 static int64_t block_elems(uint32_t type)
 {
-    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ? NURI_QK_K : NURI_QK;
+    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_XS ? NURI_QK_K
+                                                                                      : NURI_QK;
 }
 
 static void pack_q6_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
@@ -102,6 +105,22 @@ static void pack_q6_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
         for (int j = 0; j < 16; j++) o[32 + 16 * j + r] = (uint8_t)blk->scales[j];
         for (int k = 0; k < 32; k++) memcpy(o + 288 + 64 * k + 4 * r, blk->ql + 4 * k, 4);
         for (int k = 0; k < 16; k++) memcpy(o + 2336 + 64 * k + 4 * r, blk->qh + 4 * k, 4);
+    }
+}
+
+static void pack_iq4_xs(const uint8_t *row, int r, int64_t nb, uint8_t *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        const nuri_block_iq4_xs *blk = (const nuri_block_iq4_xs *)row + b;
+        uint8_t *o = out + b * NURI_PACK_IQ4_XS_BYTES;
+        memcpy(o + 2 * r, &blk->d, 2);
+        for (int j = 0; j < 8; j++) {
+            int ls = (((blk->scales_l[j / 2] >> 4 * (j % 2)) & 15) |
+                      ((blk->scales_h >> 2 * j) & 3) << 4) - 32;
+            o[32 + 16 * j + r] = (uint8_t)(int8_t)ls;
+            for (int i = 0; i < 4; i++)
+                memcpy(o + 160 + (j * 4 + i) * 64 + 4 * r, blk->qs + 16 * j + 4 * i, 4);
+        }
     }
 }
 
@@ -145,6 +164,10 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
             const uint8_t *row = (const uint8_t *)w + (size_t)(g * NURI_PACK_ROWS + r) * w_stride;
             if (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K) {
                 (type == NURI_TYPE_Q4_K ? pack_q4_K : pack_q6_K)(row, r, nb, out);
+                continue;
+            }
+            if (type == NURI_TYPE_IQ4_XS) {
+                pack_iq4_xs(row, r, nb, out);
                 continue;
             }
             for (int64_t b = 0; b < nb; b++) {

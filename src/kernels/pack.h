@@ -27,6 +27,12 @@
  *         the file's ql[4k + e] of row r, qh[16][16][4] likewise: 3360 bytes, the file's size.
  *         Codes of the 32 elements 128h + 32q + 4i + (0..3), i < 8: ql line 16h + 8(q & 1) + i
  *         (low nibble for q < 2, high for q >= 2) and bits 2q, 2q + 1 of qh line 8h + i.
+ *   IQ4_XS: per 256-element block: d[16] F16, ls[8][16] int8 (the 6-bit sub-block scales minus
+ *         32), qs[8][4][16][4] where byte (j, i, r, e) is the file's qs[16j + 4i + e] of row r
+ *         (sub-block j; low nibble element 4i + e, high 16 + 4i + e): 2208 bytes, 1.5% more
+ *         than the file's 16 x 136. Per sub-block the codes are looked up as grid + 128, the
+ *         exact sum minus 128 * (the token's 32-element sum) times ls_j is added as an integer,
+ *         then acc = fma(float(f), d * d_x, acc) once per block. VNNI only (no AMX).
  * Q4_K's products follow the same rule one level down: per block, f = sum over the 8 sub-blocks j
  * of isum_j * sc_j as an exact integer (as llama.cpp does; AMX folds sc_j into its B tiles as
  * 8 sh + sl), mins = sum_j float(bsum_j) * m_j (exact), then acc = fma(float(f), d * d_x, acc),
@@ -47,6 +53,7 @@ enum {
     NURI_PACK_MAX_N = 65536,     // longest row that is packed
     NURI_PACK_Q4_K_BYTES = 2368, // one Q4_K block of a row group
     NURI_PACK_Q6_K_BYTES = 3360, // one Q6_K block of a row group (16 x 210, as the file)
+    NURI_PACK_IQ4_XS_BYTES = 2208, // one IQ4_XS block of a row group
 };
 
 /* Whether matrices of this type are packed on this CPU (AVX-512 VNNI, not capped by NURI_ISA;

@@ -463,6 +463,7 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     int64_t per = 40;                               // Q4_0 / Q8_0: d, corr, panel
     if (type == NURI_TYPE_Q4_K) per = 4 + 32 + 256; // d, mins sums, panel
     if (type == NURI_TYPE_Q6_K) per = 4 + 64 + 256; // d, code sums, panel
+    if (type == NURI_TYPE_IQ4_XS) per = 4 + 32;     // d, sub-block sums
     int64_t tt = PACK_CHUNK / (nb * per);
     if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -604,10 +605,130 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
     }
 }
 
+/* ======================================================================================== */
+/* IQ4_XS (pack.h): activations are Q8_K rows; VNNI only.                                    */
+/* ======================================================================================== */
+
+/* T tokens x one row group, all blocks. corr[(t * ts + b) * 8 + j] = -128 * the 32-element sum
+ * of token t's sub-block j. */
+static inline __attribute__((always_inline)) void
+vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+            const float *da, const int32_t *corr, int64_t ts, float *y, int64_t y_stride,
+            __mmask16 rows)
+{
+    const __m512i m4 = _mm512_set1_epi8(15), tbl = iq4_table_u8();
+    __m512 acc[4];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
+        __m512i f[4];
+        for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            if (j % 2 == 0) // the block 4 ahead, a quarter of it per two sub-blocks
+                for (int off = j * 552; off < (j + 2) * 552 && off < NURI_PACK_IQ4_XS_BYTES;
+                     off += 64)
+                    _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off,
+                                 _MM_HINT_T1);
+            const __m512i ls =
+                _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(kb + 32 + 16 * j)));
+            __m512i lo[4], hi[4];
+            for (int i = 0; i < 4; i++) {
+                const __m512i v = _mm512_loadu_si512(kb + 160 + (j * 4 + i) * 64);
+                lo[i] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, m4));
+                hi[i] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+            for (int t = 0; t < T; t++) {
+                const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                const int8_t *a = xb->qs + 32 * j;
+                __m512i s0 = _mm512_set1_epi32(corr[(t * ts + b) * 8 + j]);
+                for (int i = 0; i < 4; i++) {
+                    s0 = _mm512_dpbusd_epi32(s0, lo[i], _mm512_set1_epi32(load32(a + 4 * i)));
+                    s0 = _mm512_dpbusd_epi32(s0, hi[i], _mm512_set1_epi32(load32(a + 16 + 4 * i)));
+                }
+                f[t] = _mm512_add_epi32(f[t], _mm512_mullo_epi32(s0, ls));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+        for (int t = 0; t < T; t++) {
+            const __m512 dx = _mm512_set1_ps(da[t * ts + b]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f[t]), _mm512_mul_ps(dw, dx), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
+}
+
+static void vnni_iq4_xs_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+                               int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
+                               float *y, int64_t y_stride, __mmask16 rows)
+{
+    for (int64_t t = 0; t < n_t;) {
+        const int64_t left = n_t - t;
+        const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        const uint8_t *xt = x + (size_t)t * x_stride;
+        float *yt = y + t * y_stride;
+        if (T == 4)
+            vnni_iq4_xs(4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
+                        rows);
+        else if (T == 2)
+            vnni_iq4_xs(2, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
+                        rows);
+        else
+            vnni_iq4_xs(1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
+                        rows);
+        t += T;
+    }
+}
+
+static void iq4_xs_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
+                          int32_t *corr)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
+        for (int64_t b = 0; b < nb; b++) {
+            da[t * nb + b] = blk[b].d;
+            for (int j = 0; j < 8; j++)
+                corr[(t * nb + b) * 8 + j] =
+                    -128 * (blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
+        }
+    }
+}
+
+static void packed_xs(int64_t n, const void *wp, int64_t n_out, items *it, const uint8_t *x,
+                      size_t x_stride, int64_t n_t, float *y, int64_t y_stride, uint8_t *buf,
+                      int64_t tt)
+{
+    const int64_t nb = n / NURI_QK_K, gbytes = nb * NURI_PACK_IQ4_XS_BYTES;
+    int64_t tc, ga, gb, have = -1;
+    float da1[NURI_PACK_MAX_N / NURI_QK_K];
+    int32_t corr1[NURI_PACK_MAX_N / NURI_QK_K * 8];
+    float *da = buf ? (float *)buf : da1;
+    int32_t *corr = buf ? (int32_t *)(buf + (size_t)(tt * nb * 4)) : corr1;
+    const int64_t step = buf ? tt : 1; // no scratch: one token at a time, the same arithmetic
+    while (items_next(it, &tc, &ga, &gb))
+        for (int64_t t0 = tc * tt; t0 < n_t && t0 < (tc + 1) * tt; t0 += step) {
+            const int64_t left = (tc + 1) * tt < n_t ? (tc + 1) * tt - t0 : n_t - t0;
+            const int64_t nt = left < step ? left : step;
+            const uint8_t *xc = x + (size_t)t0 * x_stride;
+            if (!buf || tc != have) {
+                iq4_xs_tables(xc, x_stride, nt, nb, da, corr);
+                have = tc;
+            }
+            for (int64_t g = ga; g < gb; g++) {
+                const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+                vnni_iq4_xs_tokens(nb, (const uint8_t *)wp + g * gbytes, xc, x_stride, nt, da, corr,
+                                   nb, y + t0 * y_stride + 16 * g, y_stride,
+                                   (__mmask16)((1u << rr) - 1));
+            }
+        }
+}
+
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
 {
-    const int64_t nb = n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ? NURI_QK_K : NURI_QK);
+    const int64_t nb = n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ||
+                                     type == NURI_TYPE_IQ4_XS
+                                 ? NURI_QK_K
+                                 : NURI_QK);
     const items it = items_make(NULL, 0, 0, n_out, n_t, chunk_tokens(type, nb));
     return (long)(it.n_tc * it.n_run);
 }
@@ -621,8 +742,13 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
                                 int64_t y_stride, bool use_amx, const nuri_share *sh)
 {
     const int kq = type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K;
-    const int64_t tt = chunk_tokens(type, n / (kq ? NURI_QK_K : NURI_QK));
+    const int xs = type == NURI_TYPE_IQ4_XS;
+    const int64_t tt = chunk_tokens(type, n / (kq || xs ? NURI_QK_K : NURI_QK));
     items it = items_make(sh, g0, g1, n_out, n_t, tt);
+    if (xs) {
+        packed_xs(n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, buf_get(), tt);
+        return;
+    }
     (kq ? packed_kq : packed_q)(type, n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, use_amx,
                                 buf_get(), tt);
 }
