@@ -5,6 +5,7 @@
  */
 #include "kernels/pack.h"
 #include "kernels/blocks.h"
+#include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_impl.h"
 #include "kernels/types.h"
@@ -69,7 +70,8 @@ bool nuri_pack_supported(uint32_t type)
     pthread_once(&pack_once, pack_env);
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
-           type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL || type == NURI_TYPE_IQ4_XS;
+           type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL || type == NURI_TYPE_IQ4_XS ||
+           type == NURI_TYPE_MXFP4;
 }
 
 /* Bytes of one block of a row group (16 rows' worth). */
@@ -85,6 +87,8 @@ static int64_t block_bytes(uint32_t type)
         return NURI_PACK_Q4_K_BYTES;
     case NURI_TYPE_IQ4_XS:
         return NURI_PACK_IQ4_XS_BYTES;
+    case NURI_TYPE_MXFP4: // scales as F32 (an E8M0 exponent does not fit an F16)
+        return 64 + 256;
     default:
         return NURI_PACK_Q6_K_BYTES;
     }
@@ -168,6 +172,17 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
             }
             if (type == NURI_TYPE_IQ4_XS) {
                 pack_iq4_xs(row, r, nb, out);
+                continue;
+            }
+            if (type == NURI_TYPE_MXFP4) {
+                float *df = (float *)out;
+                uint8_t *mq = out + nb * 64;
+                for (int64_t b = 0; b < nb; b++) {
+                    const nuri_block_mxfp4 *blk = (const nuri_block_mxfp4 *)row + b;
+                    df[b * 16 + r] = nuri_e8m0_half(blk->e);
+                    for (int64_t k = 0; k < 16; k += 4)
+                        memcpy(mq + b * 256 + k * 16 + 4 * r, blk->qs + k, 4);
+                }
                 continue;
             }
             for (int64_t b = 0; b < nb; b++) {

@@ -19,6 +19,8 @@
  *         (i, r, e) is the file's qs[4i + e] of row r: low nibble code 4i + e, high 16 + 4i + e.
  *   IQ4_NL: as Q4_0 (the same block); the VNNI kernel looks the nibbles up as grid value + 128
  *         and subtracts 128 * sum(x), an exact integer as for Q4_0's - 8. VNNI only (no AMX).
+ *   MXFP4: d[nb][16] F32 (2^(e - 128): an E8M0 scale does not fit an F16), then codes as Q4_0's
+ *         (320 bytes per block), looked up as FP4 grid (doubled) + 128. VNNI only.
  *   Q4_K: per 256-element block: d[16] F16, dmin[16] F16, sc[8][16] and m[8][16] (the 6-bit
  *         scales and mins unpacked to bytes), qs[4][8][16][4] where byte (c, i, r, e) is the file's
  *         qs[32c + 4i + e] of row r (low nibble: sub-block 2c, high: 2c + 1): 2368 bytes, 2.8%

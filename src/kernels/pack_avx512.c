@@ -53,11 +53,14 @@ static inline int32_t load32(const int8_t *p)
  * are used as unsigned with the sign bit flipped (corr = -128 * sum x), Q4_0's nibbles as they
  * are (corr = -8 * sum x), IQ4_NL's nibbles looked up as grid value + 128 (corr = -128 * sum x),
  * so every kind's integer sum is exact. */
-enum { PK_Q8_0 = 0, PK_Q4_0 = 1, PK_IQ4_NL = 2 };
+enum { PK_Q8_0 = 0, PK_Q4_0 = 1, PK_IQ4_NL = 2, PK_MXFP4 = 3 };
 
 static inline int pk_kind(uint32_t type)
 {
-    return type == NURI_TYPE_Q4_0 ? PK_Q4_0 : type == NURI_TYPE_IQ4_NL ? PK_IQ4_NL : PK_Q8_0;
+    return type == NURI_TYPE_Q4_0     ? PK_Q4_0
+           : type == NURI_TYPE_IQ4_NL ? PK_IQ4_NL
+           : type == NURI_TYPE_MXFP4  ? PK_MXFP4
+                                      : PK_Q8_0;
 }
 
 static inline int32_t pk_bias(int kind)
@@ -65,12 +68,17 @@ static inline int32_t pk_bias(int kind)
     return kind == PK_Q4_0 ? 8 : 128;
 }
 
-/* IQ4_NL's grid plus 128 as bytes, in every 128-bit lane (vpshufb looks up within lanes). */
+/* A 16-entry grid plus 128 as bytes, in every 128-bit lane (vpshufb looks up within lanes). */
+static inline __m512i grid_table_u8(const int8_t *grid)
+{
+    const __m128i g =
+        _mm_add_epi8(_mm_loadu_si128((const __m128i *)grid), _mm_set1_epi8((char)0x80));
+    return _mm512_broadcast_i32x4(g);
+}
+
 static inline __m512i iq4_table_u8(void)
 {
-    const __m128i g = _mm_add_epi8(_mm_loadu_si128((const __m128i *)nuri_iq4_grid),
-                                   _mm_set1_epi8((char)0x80));
-    return _mm512_broadcast_i32x4(g);
+    return grid_table_u8(nuri_iq4_grid);
 }
 
 /* T tokens x one row group, all blocks. x: the first token's row; da, corr: its tables. */
@@ -79,29 +87,34 @@ vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const ui
            size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
            int64_t y_stride, __mmask16 rows)
 {
-    const int q4 = kind != PK_Q8_0;
+    const int q4 = kind != PK_Q8_0, grid = kind == PK_IQ4_NL || kind == PK_MXFP4;
     const uint16_t *dg = (const uint16_t *)grp;
-    const uint8_t *qg = grp + nb * 32;
+    const float *dfg = (const float *)grp; // MXFP4: the scales as floats (E8M0 is not an F16)
+    const uint8_t *qg = grp + nb * (kind == PK_MXFP4 ? 64 : 32);
     const int64_t qb = q4 ? 256 : 512;
     const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
-    const __m512i tbl = iq4_table_u8();
+    const __m512i tbl = grid_table_u8(kind == PK_MXFP4 ? nuri_fp4_grid : nuri_iq4_grid);
     __m512 acc[8];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + 16 * b)));
+        const __m512 dw = kind == PK_MXFP4
+                              ? _mm512_loadu_ps(dfg + 16 * b)
+                              : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + 16 * b)));
         const uint8_t *q = qg + b * qb;
         // the hardware prefetcher alone leaves a single stream latency-bound: fetch every line
         // of the block PACK_PF blocks ahead (and its scales)
         for (int64_t off = 0; off < qb; off += 64)
             _mm_prefetch((const char *)q + PACK_PF * qb + off, _MM_HINT_T0);
-        _mm_prefetch((const char *)(dg + 16 * (b + PACK_PF)), _MM_HINT_T0);
+        _mm_prefetch(kind == PK_MXFP4 ? (const char *)(dfg + 16 * (b + PACK_PF))
+                                      : (const char *)(dg + 16 * (b + PACK_PF)),
+                     _MM_HINT_T0);
         __m512i w[8];
         if (q4) {
             for (int i = 0; i < 4; i++) {
                 const __m512i v = _mm512_loadu_si512(q + 64 * i);
                 w[i] = _mm512_and_si512(v, m4);
                 w[4 + i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                if (kind == PK_IQ4_NL) { // codes -> grid value + 128 (1..241, unsigned)
+                if (grid) { // codes -> grid value + 128 (unsigned)
                     w[i] = _mm512_shuffle_epi8(tbl, w[i]);
                     w[4 + i] = _mm512_shuffle_epi8(tbl, w[4 + i]);
                 }
@@ -127,7 +140,10 @@ vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const ui
 #define VNNI_T(KIND, T)                                                                            \
     vnni_group(T, KIND, nb, grp, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
 #define VNNI_KIND(T)                                                                               \
-    (kind == PK_Q4_0 ? VNNI_T(PK_Q4_0, T) : kind == PK_IQ4_NL ? VNNI_T(PK_IQ4_NL, T) : VNNI_T(PK_Q8_0, T))
+    (kind == PK_Q4_0     ? VNNI_T(PK_Q4_0, T)                                                      \
+     : kind == PK_IQ4_NL ? VNNI_T(PK_IQ4_NL, T)                                                    \
+     : kind == PK_MXFP4  ? VNNI_T(PK_MXFP4, T)                                                     \
+                         : VNNI_T(PK_Q8_0, T))
 
 static void vnni_tokens(int kind, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
                         int64_t n_t, const float *da, const int32_t *corr, int64_t ts, float *y,
@@ -557,8 +573,8 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
                      bool use_amx, uint8_t *buf, int64_t tt)
 {
     const int kind = pk_kind(type), q4 = kind != PK_Q8_0;
-    const int64_t nb = n / NURI_QK, gbytes = nb * (q4 ? 288 : 544);
-    if (kind == PK_IQ4_NL) use_amx = false; // the AMX tiles take Q4_0 / Q8_0 codes only
+    const int64_t nb = n / NURI_QK, gbytes = nb * (kind == PK_MXFP4 ? 320 : q4 ? 288 : 544);
+    if (kind == PK_IQ4_NL || kind == PK_MXFP4) use_amx = false; // AMX takes Q4_0 / Q8_0 only
     int64_t tc, ga, gb, have = -1;
     if (!buf) {
         // no scratch (out of memory): one token at a time with its tables on the stack (rows are
