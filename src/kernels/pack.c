@@ -71,7 +71,7 @@ bool nuri_pack_supported(uint32_t type)
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
            type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL || type == NURI_TYPE_IQ4_XS ||
-           type == NURI_TYPE_MXFP4;
+           type == NURI_TYPE_MXFP4 || type == NURI_TYPE_Q5_K;
 }
 
 /* Bytes of one block of a row group (16 rows' worth). */
@@ -87,6 +87,8 @@ static int64_t block_bytes(uint32_t type)
         return NURI_PACK_Q4_K_BYTES;
     case NURI_TYPE_IQ4_XS:
         return NURI_PACK_IQ4_XS_BYTES;
+    case NURI_TYPE_Q5_K:
+        return NURI_PACK_Q5_K_BYTES;
     case NURI_TYPE_MXFP4: // scales as F32 (an E8M0 exponent does not fit an F16)
         return 64 + 256;
     default:
@@ -96,8 +98,10 @@ static int64_t block_bytes(uint32_t type)
 
 static int64_t block_elems(uint32_t type)
 {
-    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_XS ? NURI_QK_K
-                                                                                      : NURI_QK;
+    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_XS ||
+                   type == NURI_TYPE_Q5_K
+               ? NURI_QK_K
+               : NURI_QK;
 }
 
 static void pack_q6_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
@@ -128,22 +132,39 @@ static void pack_iq4_xs(const uint8_t *row, int r, int64_t nb, uint8_t *out)
     }
 }
 
+/* Q4_K's packed block from the fields Q4_K and Q5_K share (d, dmin, scales, the low 4 bits). */
+static void pack_q4_K_fields(uint16_t d, uint16_t dmin, const uint8_t *scales, const uint8_t *qs,
+                             int r, uint8_t *o)
+{
+    memcpy(o + 2 * r, &d, 2);
+    memcpy(o + 32 + 2 * r, &dmin, 2);
+    uint8_t sc[8], m[8];
+    kernels_scales_mins_q4_K(scales, sc, m);
+    for (int j = 0; j < 8; j++) {
+        o[64 + 16 * j + r] = sc[j];
+        o[192 + 16 * j + r] = m[j];
+    }
+    for (int c = 0; c < 4; c++)
+        for (int i = 0; i < 8; i++) memcpy(o + 320 + (c * 8 + i) * 64 + 4 * r, qs + 32 * c + 4 * i, 4);
+}
+
+static void pack_q5_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        const nuri_block_q5_K *blk = (const nuri_block_q5_K *)row + b;
+        uint8_t *o = out + b * NURI_PACK_Q5_K_BYTES;
+        pack_q4_K_fields(blk->d, blk->dmin, blk->scales, blk->qs, r, o);
+        for (int i = 0; i < 8; i++)
+            memcpy(o + NURI_PACK_Q4_K_BYTES + 64 * i + 4 * r, blk->qh + 4 * i, 4);
+    }
+}
+
 static void pack_q4_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
 {
     for (int64_t b = 0; b < nb; b++) {
         const nuri_block_q4_K *blk = (const nuri_block_q4_K *)row + b;
-        uint8_t *o = out + b * NURI_PACK_Q4_K_BYTES;
-        memcpy(o + 2 * r, &blk->d, 2);
-        memcpy(o + 32 + 2 * r, &blk->dmin, 2);
-        uint8_t sc[8], m[8];
-        kernels_scales_mins_q4_K(blk->scales, sc, m);
-        for (int j = 0; j < 8; j++) {
-            o[64 + 16 * j + r] = sc[j];
-            o[192 + 16 * j + r] = m[j];
-        }
-        for (int c = 0; c < 4; c++)
-            for (int i = 0; i < 8; i++)
-                memcpy(o + 320 + (c * 8 + i) * 64 + 4 * r, blk->qs + 32 * c + 4 * i, 4);
+        pack_q4_K_fields(blk->d, blk->dmin, blk->scales, blk->qs, r,
+                         out + b * NURI_PACK_Q4_K_BYTES);
     }
 }
 
@@ -172,6 +193,10 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
             }
             if (type == NURI_TYPE_IQ4_XS) {
                 pack_iq4_xs(row, r, nb, out);
+                continue;
+            }
+            if (type == NURI_TYPE_Q5_K) {
+                pack_q5_K(row, r, nb, out);
                 continue;
             }
             if (type == NURI_TYPE_MXFP4) {

@@ -29,6 +29,10 @@
  *         the file's ql[4k + e] of row r, qh[16][16][4] likewise: 3360 bytes, the file's size.
  *         Codes of the 32 elements 128h + 32q + 4i + (0..3), i < 8: ql line 16h + 8(q & 1) + i
  *         (low nibble for q < 2, high for q >= 2) and bits 2q, 2q + 1 of qh line 8h + i.
+ *   Q5_K: Q4_K's 2368 bytes (scales, mins, low 4 bits), then qh[8][16][4] where byte (i, r, e)
+ *         is the file's qh[4i + e] of row r: bit 2c of it is the 5th bit of the code in the
+ *         low nibble of line (c, i), bit 2c + 1 of the high one: 2880 bytes, 2.3% more than
+ *         the file's 16 x 176. Products as Q4_K's (codes 0..31). VNNI only (no AMX).
  *   IQ4_XS: per 256-element block: d[16] F16, ls[8][16] int8 (the 6-bit sub-block scales minus
  *         32), qs[8][4][16][4] where byte (j, i, r, e) is the file's qs[16j + 4i + e] of row r
  *         (sub-block j; low nibble element 4i + e, high 16 + 4i + e): 2208 bytes, 1.5% more
@@ -56,6 +60,7 @@ enum {
     NURI_PACK_Q4_K_BYTES = 2368, // one Q4_K block of a row group
     NURI_PACK_Q6_K_BYTES = 3360, // one Q6_K block of a row group (16 x 210, as the file)
     NURI_PACK_IQ4_XS_BYTES = 2208, // one IQ4_XS block of a row group
+    NURI_PACK_Q5_K_BYTES = 2880,   // one Q5_K block: Q4_K's packed block, then its 5th bits
 };
 
 /* Whether matrices of this type are packed on this CPU (AVX-512 VNNI, not capped by NURI_ISA;

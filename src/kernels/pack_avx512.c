@@ -222,28 +222,40 @@ static inline void q4_K_scales(const uint8_t *kb, int32_t *sci, float *mf)
  * Per block, the sub-block sums times their 6-bit scales are added as integers (exact, as
  * llama.cpp does), then converted once. */
 static inline __attribute__((always_inline)) void
-vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-          const float *da, const float *bsf, int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
+vnni_q4_K(const int T, const int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
+          size_t x_stride, const float *da, const float *bsf, int64_t ts, float *y,
+          int64_t y_stride, __mmask16 rows)
 {
-    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i m4 = _mm512_set1_epi8(15), one = _mm512_set1_epi8(1);
+    const int64_t kbytes = q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES;
     __attribute__((aligned(64))) int32_t sci[128];
     __attribute__((aligned(64))) float mf[128];
     __m512 acc[4];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *kb = grp + b * NURI_PACK_Q4_K_BYTES;
+        const uint8_t *kb = grp + b * kbytes;
         q4_K_scales(kb, sci, mf);
         __m512i f[4];
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) {
             // the block 4 ahead, a quarter of it per step (see vnni_group)
-            for (int off = c * 640; off < (c + 1) * 640 && off < NURI_PACK_Q4_K_BYTES; off += 64)
-                _mm_prefetch((const char *)kb + 4 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T1);
+            const int64_t qtr = q5 ? 768 : 640; // a quarter of the block, in whole lines
+            for (int64_t off = c * qtr; off < (c + 1) * qtr && off < kbytes; off += 64)
+                _mm_prefetch((const char *)kb + 4 * kbytes + off, _MM_HINT_T1);
             __m512i lo[8], hi[8];
             for (int i = 0; i < 8; i++) {
                 const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
                 lo[i] = _mm512_and_si512(v, m4);
                 hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (q5) { // the 5th bits: bit 2c (low nibbles) and 2c + 1 (high) of qh line i
+                    const __m512i h = _mm512_loadu_si512(kb + NURI_PACK_Q4_K_BYTES + 64 * i);
+                    lo[i] = _mm512_or_si512(
+                        lo[i], _mm512_slli_epi16(
+                                   _mm512_and_si512(_mm512_srli_epi16(h, 2 * c), one), 4));
+                    hi[i] = _mm512_or_si512(
+                        hi[i], _mm512_slli_epi16(
+                                   _mm512_and_si512(_mm512_srli_epi16(h, 2 * c + 1), one), 4));
+                }
             }
             for (int t = 0; t < T; t++) {
                 const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
@@ -274,26 +286,26 @@ vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
-static void vnni_q4_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-                             int64_t n_t, const float *da, const float *bsf, int64_t ts, float *y,
-                             int64_t y_stride, __mmask16 rows)
+#define VNNI_Q4_K(T, Q5)                                                                           \
+    vnni_q4_K(T, Q5, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,   \
+              y_stride, rows)
+
+/* Q4_K, or Q5_K (q5: the same packed block followed by its 5th bits, see pack.h). */
+static void vnni_q4_K_tokens(int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
+                             size_t x_stride, int64_t n_t, const float *da, const float *bsf,
+                             int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
 {
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
-        if (left >= 4) {
-            vnni_q4_K(4, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
-                      y_stride, rows);
-            t += 4;
-        } else if (left >= 2) {
-            vnni_q4_K(2, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
-                      y_stride, rows);
-            t += 2;
-        } else {
-            vnni_q4_K(1, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
-                      y_stride, rows);
-            t += 1;
-        }
+        const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        if (T == 4)
+            q5 ? VNNI_Q4_K(4, 1) : VNNI_Q4_K(4, 0);
+        else if (T == 2)
+            q5 ? VNNI_Q4_K(2, 1) : VNNI_Q4_K(2, 0);
+        else
+            q5 ? VNNI_Q4_K(1, 1) : VNNI_Q4_K(1, 0);
+        t += T;
     }
 }
 
@@ -445,15 +457,15 @@ static void kq_tables(int q6, const uint8_t *x, size_t x_stride, int64_t n_t, in
         q4_K_tables(x, x_stride, n_t, nb, da, aux);
 }
 
-static void kq_vnni(int q6, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-                    int64_t n_t, const float *da, const void *aux, float *y, int64_t y_stride,
-                    int64_t rr)
+static void kq_vnni(int q6, int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
+                    size_t x_stride, int64_t n_t, const float *da, const void *aux, float *y,
+                    int64_t y_stride, int64_t rr)
 {
     const __mmask16 rows = (__mmask16)((1u << rr) - 1);
     if (q6)
         vnni_q6_K_tokens(nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
     else
-        vnni_q4_K_tokens(nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
+        vnni_q4_K_tokens(q5, nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
 }
 
 /* ---- the drivers: work items, tables, then row groups ---- */
@@ -480,6 +492,7 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     if (type == NURI_TYPE_Q4_K) per = 4 + 32 + 256; // d, mins sums, panel
     if (type == NURI_TYPE_Q6_K) per = 4 + 64 + 256; // d, code sums, panel
     if (type == NURI_TYPE_IQ4_XS) per = 4 + 32;     // d, sub-block sums
+    if (type == NURI_TYPE_Q5_K) per = 4 + 32;       // d, mins sums (no AMX panel)
     int64_t tt = PACK_CHUNK / (nb * per);
     if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -518,9 +531,11 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                       const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
                       bool use_amx, uint8_t *buf, int64_t tt)
 {
-    const int q6 = type == NURI_TYPE_Q6_K;
+    const int q6 = type == NURI_TYPE_Q6_K, q5 = type == NURI_TYPE_Q5_K;
     const int64_t nb = n / NURI_QK_K;
-    const int64_t gbytes = nb * (q6 ? NURI_PACK_Q6_K_BYTES : NURI_PACK_Q4_K_BYTES);
+    const int64_t gbytes =
+        nb * (q6 ? NURI_PACK_Q6_K_BYTES : q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES);
+    if (q5) use_amx = false; // the AMX tiles take Q4_K's 4-bit codes only
     const int64_t aux_bytes = q6 ? 64 : 32; // per token and block
     int64_t tc, ga, gb, have = -1;
     if (!buf) { // no scratch: one token at a time, tables on the stack, the same arithmetic
@@ -531,7 +546,7 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                 const uint8_t *xt = x + (size_t)t * x_stride;
                 kq_tables(q6, xt, x_stride, 1, nb, da1, aux1);
                 for (int64_t g = ga; g < gb; g++)
-                    kq_vnni(q6, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1, aux1,
+                    kq_vnni(q6, q5, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1, aux1,
                             y + t * y_stride + 16 * g, y_stride,
                             n_out - 16 * g < 16 ? n_out - 16 * g : 16);
             }
@@ -561,7 +576,7 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
             else if (n16)
                 kernels_amx_group_q4_K(nb, grp, panel, n16, da, (const float *)aux, nb, scratch, yg,
                                        y_stride, (int)rr, next);
-            kq_vnni(q6, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
+            kq_vnni(q6, q5, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
                     da + 16 * n16 * nb, aux + (size_t)(16 * n16 * nb * aux_bytes),
                     yg + 16 * n16 * y_stride, y_stride, rr);
         }
@@ -742,7 +757,7 @@ long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
 {
     const int64_t nb = n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ||
-                                     type == NURI_TYPE_IQ4_XS
+                                     type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K
                                  ? NURI_QK_K
                                  : NURI_QK);
     const items it = items_make(NULL, 0, 0, n_out, n_t, chunk_tokens(type, nb));
@@ -757,7 +772,7 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
                                 int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
                                 int64_t y_stride, bool use_amx, const nuri_share *sh)
 {
-    const int kq = type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K;
+    const int kq = type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_Q5_K;
     const int xs = type == NURI_TYPE_IQ4_XS;
     const int64_t tt = chunk_tokens(type, n / (kq || xs ? NURI_QK_K : NURI_QK));
     items it = items_make(sh, g0, g1, n_out, n_t, tt);
