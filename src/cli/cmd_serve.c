@@ -41,7 +41,8 @@ static void serve_usage(FILE *out)
         "  GET /       a web chat page (open http://127.0.0.1:8080/ in a browser)\n"
         "  --store      the conversation store: an SQLite file, PATH or sqlite:PATH (default\n"
         "               $XDG_DATA_HOME/nuri/nuri.db), or a PostgreSQL database that several\n"
-        "               replicas share, postgresql://USER@HOST:PORT/DB; --no-store keeps none\n"
+        "               replicas share, postgresql://USER@HOST:PORT/DB; --no-store keeps none;\n"
+        "               without --store, the environment variable NURI_STORE names it\n"
         "  --replica-id NAME  sent as X-Nuri-Replica on every answer, so a balancer can send a\n"
         "               conversation back where its KV pages are (default HOSTNAME:PORT)\n"
         "  --kv-dir     KV snapshots of stored responses, so that a follow-up after a restart (or\n"
@@ -248,6 +249,9 @@ int cmd_serve(int argc, char **argv)
         goto done;
     }
     if (p.kv_dir && !p.kv_dir_size) p.kv_dir_size = 8ull << 30;
+    // NURI_STORE: the store from the environment (a URL with a password stays out of `ps`)
+    const char *env_store = getenv("NURI_STORE");
+    if (!no_store && !p.store_path && env_store && env_store[0]) p.store_path = env_store;
     if (!no_store && !p.store_path) {
         if (nuri_store_default_path(&store_default) != NURI_OK) {
             rc = cli_fail("serve: the default store (--store PATH or --no-store to choose)");
