@@ -1166,8 +1166,8 @@ TEST(pg_another_programs_tables_are_refused_untouched)
 {
     char path[600];
     new_path(path, sizeof path);
-    REQUIRE(sql_exec(path, "CREATE TABLE responses (x integer); INSERT INTO responses VALUES (7)") ==
-            0);
+    REQUIRE(sql_exec(path,
+                     "CREATE TABLE responses (x integer); INSERT INTO responses VALUES (7)") == 0);
     nuri_store *s = NULL;
     CHECK(nuri_store_open(path, NULL, &s) == NURI_ERR_FORMAT && !s);
     CHECK(strstr(nuri_last_error(), "another program") != NULL);

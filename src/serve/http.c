@@ -108,7 +108,7 @@ struct conn {
     char owner[65];
     // headers of every answer to this request: X-Nuri-Replica, and CORS's ("" for none)
     char cors[ORIGIN_MAX + 64 + SERVE_REPLICA_ID_MAX + 24];
-    char *model_id;             // GET /v1/models/{id}
+    char *model_id; // GET /v1/models/{id}
     http_request req;
     buf out; // an answer the loop is writing
     size_t out_off;

@@ -47,17 +47,14 @@ static nuri_status conv_find(store_conn *c, const char *owner, const char *id, i
     if (rc != STORE_ROW) return store_sql_error(c, "find a conversation");
     if (seq) *seq = store_col_int64(q, 0);
     nuri_status st = NURI_OK;
-    if (obj)
-        *obj = conv_object(c, id, store_col_int64(q, 1),
-                           store_col_text(q, 2), &st);
+    if (obj) *obj = conv_object(c, id, store_col_int64(q, 1), store_col_text(q, 2), &st);
     store_reset(q);
     return st;
 }
 
 static json_t *conv_row(store_conn *c, store_q *q, nuri_status *st)
 {
-    return conv_object(c, store_col_text(q, 1), store_col_int64(q, 2),
-                       store_col_text(q, 3), st);
+    return conv_object(c, store_col_text(q, 1), store_col_int64(q, 2), store_col_text(q, 3), st);
 }
 
 static nuri_status check_metadata(const json_t *metadata, char **text)
@@ -392,8 +389,7 @@ nuri_status nuri_store_conversation_history(nuri_store *s, const char *owner, co
                                     id, max_items);
                     break;
                 }
-                json_t *item =
-                    store_json_parse(c, store_col_text(q, 0), "an item");
+                json_t *item = store_json_parse(c, store_col_text(q, 0), "an item");
                 if (!item)
                     st = NURI_ERR_FORMAT;
                 else if (json_array_append_new(all, item))

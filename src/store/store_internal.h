@@ -82,14 +82,14 @@ enum store_fail {
 };
 
 typedef struct store_conn {
-    sqlite3 *db;                      // SQLite, or NULL
-    PGconn *pg;                       // PostgreSQL, or NULL
-    bool pg_prepared;                 // its statements exist in the server's session
+    sqlite3 *db;      // SQLite, or NULL
+    PGconn *pg;       // PostgreSQL, or NULL
+    bool pg_prepared; // its statements exist in the server's session
     store_q q[ST_COUNT];
-    const char *path;                 // borrowed from the store, for messages (no password)
+    const char *path; // borrowed from the store, for messages (no password)
     struct store_conn *next_idle;
-    enum store_fail fail;             // of the last failure
-    char fail_msg[256];               // the database's words for it
+    enum store_fail fail; // of the last failure
+    char fail_msg[256];   // the database's words for it
 } store_conn;
 
 struct nuri_store {

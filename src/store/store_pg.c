@@ -120,8 +120,9 @@ static nuri_status query_int(store_conn *c, const char *sql, const char *what, i
         pg_record(c, res);
         st = store_sql_error(c, what);
     } else {
-        *out = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
-                                                              : -1;
+        *out = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
+                   ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+                   : -1;
     }
     PQclear(res);
     return st;
@@ -133,8 +134,13 @@ nuri_status store_pg_open(nuri_store *s, store_conn *c)
 {
     c->path = s->path;
     // keywords are applied in order, and the URL (dbname, expanded) comes last: what it sets wins
-    static const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
-                                       "keepalives_count", "application_name", "dbname", NULL};
+    static const char *const keys[] = {"connect_timeout",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "application_name",
+                                       "dbname",
+                                       NULL};
     const char *values[] = {"5", "30", "10", "3", "nuri", s->conninfo, NULL};
     c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg) return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
@@ -213,8 +219,8 @@ int store_pg_step(store_q *q)
     if (!q->res) {
         char name[24];
         snprintf(name, sizeof name, "nuri_%d", q->i);
-        q->res = PQexecPrepared(c->pg, name, q->n_params, (const char *const *)q->param, NULL,
-                                NULL, 0);
+        q->res =
+            PQexecPrepared(c->pg, name, q->n_params, (const char *const *)q->param, NULL, NULL, 0);
         ExecStatusType es = q->res ? PQresultStatus(q->res) : PGRES_FATAL_ERROR;
         if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
             pg_record(c, q->res);
@@ -258,8 +264,9 @@ nuri_status store_pg_end(store_conn *c, nuri_status st)
 static nuri_status migrate_locked(store_conn *c)
 {
     int64_t ours = 0, others = 0;
-    nuri_status st = query_int(c, "SELECT count(*) FROM pg_catalog.pg_tables WHERE "
-                                  "tablename = 'nuri_schema' AND schemaname = current_schema()",
+    nuri_status st = query_int(c,
+                               "SELECT count(*) FROM pg_catalog.pg_tables WHERE "
+                               "tablename = 'nuri_schema' AND schemaname = current_schema()",
                                "read the schema version", &ours);
     if (st == NURI_OK)
         st = query_int(c,
@@ -286,8 +293,8 @@ static nuri_status migrate_locked(store_conn *c)
         if (st == NURI_OK)
             st = query_int(c, "SELECT version FROM nuri_schema", "read the schema version", &v);
         if (st == NURI_OK && (rows != 1 || v < 0))
-            st = nuri_error(NURI_ERR_FORMAT, "store %s: nuri_schema must hold one version",
-                            c->path);
+            st =
+                nuri_error(NURI_ERR_FORMAT, "store %s: nuri_schema must hold one version", c->path);
         else if (st == NURI_OK && v > STORE_SCHEMA_VERSION)
             st = nuri_error(NURI_ERR_UNSUPPORTED,
                             "store %s: written by a newer nuri (schema version %lld; this nuri "

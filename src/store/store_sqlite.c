@@ -146,10 +146,10 @@ nuri_status store_lite_open(nuri_store *s, store_conn *c, int busy_timeout_ms)
     }
     const char *mode = (const char *)sqlite3_column_text(st, 0);
     bool wal = mode && strcmp(mode, "wal") == 0;
-    nuri_status r = wal ? NURI_OK
-                        : nuri_error(NURI_ERR_IO,
-                                     "store %s: cannot use write-ahead logging (journal mode %s)",
-                                     s->path, mode ? mode : "?");
+    nuri_status r =
+        wal ? NURI_OK
+            : nuri_error(NURI_ERR_IO, "store %s: cannot use write-ahead logging (journal mode %s)",
+                         s->path, mode ? mode : "?");
     sqlite3_finalize(st);
     if (r != NURI_OK) return r;
     return exec_sql(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", "configure");
@@ -181,7 +181,8 @@ void store_lite_close(store_conn *c)
 
 nuri_status store_lite_begin(store_conn *c, bool write)
 {
-    return exec_sql(c, write ? "BEGIN IMMEDIATE" : "BEGIN", write ? "begin a write" : "begin a read");
+    return exec_sql(c, write ? "BEGIN IMMEDIATE" : "BEGIN",
+                    write ? "begin a write" : "begin a read");
 }
 
 nuri_status store_lite_end(store_conn *c, nuri_status st)
