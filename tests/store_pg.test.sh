@@ -14,8 +14,6 @@ if [ -n "$why" ]; then
     exit 1
 fi
 trap pg_destroy EXIT
-t0=$(date +%s.%N)
 pg_start || { echo "0 passed, 1 failed"; exit 1; }
-echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT (started in $(echo "$(date +%s.%N) - $t0" | bc) s)"
-# the tests' kill -9 child and their files: TMPDIR is the cluster's directory's sibling
+echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
 NURI_TEST_PG="$PG_URL" "$TEST_STORE"
