@@ -1198,6 +1198,10 @@ TEST(pg_an_unreachable_server_is_unavailable_and_the_password_stays_out_of_messa
     const char *url = "postgresql://nuri:secret-pw@127.0.0.1:1/postgres?connect_timeout=2";
     CHECK(nuri_store_open(url, NULL, &s) == NURI_ERR_UNAVAILABLE && !s);
     CHECK(strstr(nuri_last_error(), "cannot be reached") != NULL);
+    CHECK(strstr(nuri_last_error(), "postgresql://nuri@127.0.0.1:1/postgres:") != NULL);
+    CHECKF(strstr(nuri_last_error(), "secret-pw") == NULL, "%s", nuri_last_error());
+    url = "postgresql://nuri@127.0.0.1:1/postgres?password=secret-pw&connect_timeout=2";
+    CHECK(nuri_store_open(url, NULL, &s) == NURI_ERR_UNAVAILABLE && !s);
     CHECKF(strstr(nuri_last_error(), "secret-pw") == NULL, "%s", nuri_last_error());
 }
 

@@ -294,15 +294,18 @@ static nuri_status lite_create(const char *path)
     return NURI_OK;
 }
 
-/* A PostgreSQL URL as messages show it: without the password of user:password@. */
+/* A PostgreSQL URL as messages show it: without the password of user:password@, and without
+ * the query (?password=... and other options). */
 static char *url_for_messages(const char *url)
 {
     char *out = strdup(url);
     if (!out) return NULL;
+    char *query = strchr(out, '?');
+    if (query) *query = 0;
     char *scheme = strstr(out, "://");
     if (!scheme) return out;
     char *auth = scheme + 3;
-    char *at = strchr(auth, '@');
+    char *at = strrchr(auth, '@');
     char *slash = strchr(auth, '/');
     if (!at || (slash && slash < at)) return out;
     char *colon = memchr(auth, ':', (size_t)(at - auth));
