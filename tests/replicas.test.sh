@@ -8,6 +8,8 @@
 #     mid-conversation; the chain continues on B, resumed from the shared snapshot; nothing lost;
 #   - A restarted: a ~4000-token conversation made on B continues on A from the shared snapshot,
 #     faster than recomputing one (both times printed);
+#   - deploy/nginx.conf itself in front of the replicas: a request with X-Nuri-Replica goes to
+#     that replica, one without goes round robin, and with the replica down to the other one;
 #   - the database stopped: stateful routes answer 503 store_unavailable, chat completions and
 #     /health go on; the database started again: the Responses API works again (reconnected);
 #   - both replicas drain and exit 0 on SIGTERM.
@@ -38,6 +40,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
     [ -f "$tmp/nginx/nginx.pid" ] && kill "$(cat "$tmp/nginx/nginx.pid")" 2>/dev/null
+    [ -f "$tmp/nginx2/nginx.pid" ] && kill "$(cat "$tmp/nginx2/nginx.pid")" 2>/dev/null
     pg_destroy
     rm -rf "$tmp"
 }
@@ -100,7 +103,7 @@ PORT_B=$(free_port)
 # start_replica NAME PORT: sets PID_<NAME>
 start_replica() {
     "$NURI" serve -m "$MODEL" --name nuri-tiny --port "$2" --api-key replica-key --api-key other-key \
-        --max-seqs 2 --ctx 16384 --store "$PG_URL" --kv-dir "$tmp/kv" --replica-id "replica-$1" \
+        --max-seqs 2 --ctx 16384 --store "$PG_URL" --kv-dir "$tmp/kv" --replica-id "nuri-$1" \
         --shutdown-timeout 10 >"$tmp/$1.out" 2>>"$tmp/$1.err" &
     pids+=($!)
     eval "PID_${1^^}=$!"
@@ -185,6 +188,39 @@ words=500 # ~4,400 tokens; under the sanitizers ~1,700 (recomputing 4,400 takes 
 case "$NURI" in *san*) words=200 ;; esac
 run_node resume "$URL_A" "$URL_B" "$tmp/kv" "$words"
 
+# ---- deploy/nginx.conf itself, its upstreams pointed at the replicas: affinity with fallback
+PORT_LB2=$(free_port)
+mkdir -p "$tmp/nginx2/logs"
+sed -e "s/server nuri-a:8080/server 127.0.0.1:$PORT_A/; s/server nuri-b:8080/server 127.0.0.1:$PORT_B/" \
+    -e "s/listen 8080;/listen 127.0.0.1:$PORT_LB2;/" deploy/nginx.conf >"$tmp/nginx2/nginx.conf"
+if ! nginx -p "$tmp/nginx2" -c "$tmp/nginx2/nginx.conf" \
+    -g "pid $tmp/nginx2/nginx.pid; error_log $tmp/nginx2/logs/error.log;" 2>"$tmp/nginx2/start.err"; then
+    fail "nginx with deploy/nginx.conf did not start: $(cat "$tmp/nginx2/start.err")"
+    finish
+fi
+LB2=http://127.0.0.1:$PORT_LB2
+# via_lb2 [HINT]: the replicas that answered 4 requests through it, one a line
+via_lb2() {
+    local h=()
+    [ -n "${1:-}" ] && h=(-H "X-Nuri-Replica: $1")
+    for _ in 1 2 3 4; do
+        curl -s -o /dev/null -D - "${h[@]}" -H "Authorization: Bearer replica-key" "$LB2/v1/models" |
+            tr -d '\r' | sed -n 's/^[Xx]-[Nn]uri-[Rr]eplica: //p'
+    done | sort | uniq | tr '\n' ' '
+}
+for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$LB2/health")" = 200 ] && break
+    sleep 0.05
+done
+aff_a=$(via_lb2 nuri-a)
+aff_b=$(via_lb2 nuri-b)
+aff_any=$(via_lb2)
+if [ "$aff_a" = "nuri-a " ] && [ "$aff_b" = "nuri-b " ] && [ "$aff_any" = "nuri-a nuri-b " ]; then
+    ok "deploy/nginx.conf: X-Nuri-Replica sends a request back to its replica, none goes round robin"
+else
+    fail "deploy/nginx.conf affinity: hint nuri-a -> [$aff_a], nuri-b -> [$aff_b], none -> [$aff_any]"
+fi
+
 # ---- the database goes away and comes back
 last=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["last"])' "$tmp/state.json")
 auth=(-H "Authorization: Bearer replica-key" -H "Content-Type: application/json")
@@ -215,10 +251,17 @@ else
     fail "database back: $code_back $(cat "$tmp/back")"
 fi
 
-# ---- graceful drain
+# ---- graceful drain; with A gone, deploy/nginx.conf sends A's conversations to B
 rc_a=0; rc_b=0
-kill -TERM "$PID_A" "$PID_B"
+kill -TERM "$PID_A"
 wait "$PID_A" || rc_a=$?
+aff_down=$(via_lb2 nuri-a)
+if [ "$aff_down" = "nuri-b " ]; then
+    ok "deploy/nginx.conf: with its replica down, a hinted request falls back to the other"
+else
+    fail "deploy/nginx.conf fallback: hint nuri-a with A down -> [$aff_down]"
+fi
+kill -TERM "$PID_B"
 wait "$PID_B" || rc_b=$?
 if [ "$rc_a$rc_b" = 00 ]; then ok "both replicas drain and exit 0 on SIGTERM"; else fail "SIGTERM: exit $rc_a / $rc_b: $(tail -n 3 "$tmp/a.err" "$tmp/b.err")"; fi
 finish

@@ -55,11 +55,11 @@ async function chain(lb, urlA, urlB, pidA, kvDir, stateFile) {
         turns.push({ ...t, input });
         prev = t.r.id;
         const seen = new Set(turns.map((x) => x.replica));
-        if (seen.has('replica-a') && seen.has('replica-b') && t.replica === 'replica-a') break;
+        if (seen.has('nuri-a') && seen.has('nuri-b') && t.replica === 'nuri-a') break;
     }
     const names = turns.map((x) => x.replica);
-    assert.ok(names.includes('replica-a') && names.includes('replica-b'), `replicas seen: ${names}`);
-    assert.equal(names.at(-1), 'replica-a');
+    assert.ok(names.includes('nuri-a') && names.includes('nuri-b'), `replicas seen: ${names}`);
+    assert.equal(names.at(-1), 'nuri-a');
     console.log(`ok   a conversation chained across both replicas through the balancer (${names.join(', ')})`);
 
     // A has answered the last turn; its snapshot is written after the answer went out
@@ -70,7 +70,7 @@ async function chain(lb, urlA, urlB, pidA, kvDir, stateFile) {
     for (let i = 0; i < 3; i++) {
         const input = `turn ${turns.length + 1}: and after the kill?`;
         const t = await turn(c, input, prev);
-        assert.equal(t.replica, 'replica-b', 'A is dead: B answers');
+        assert.equal(t.replica, 'nuri-b', 'A is dead: B answers');
         turns.push({ ...t, input });
         prev = t.r.id;
     }
@@ -122,7 +122,7 @@ async function resume(urlA, urlB, kvDir, words = '500') {
     const fy = await turn(a, 'and then?', y.id);
     const tRecompute = (performance.now() - s) / 1000;
     const t2 = await tiers(urlA);
-    assert.equal(fx.replica, 'replica-a');
+    assert.equal(fx.replica, 'nuri-a');
     assert.equal(t1.disk - t0.disk, 1, 'x resumed from the shared snapshot');
     // y's history came from nowhere: only the template's first tokens can be shared in memory
     assert.equal(t2.disk - t1.disk, 0, `y had no snapshot (${JSON.stringify(t1)} -> ${JSON.stringify(t2)})`);
