@@ -8,8 +8,12 @@
 # stops it and removes its directory.
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 
-pg_as() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi
+pg_as() { # from the cluster's directory: nobody may not enter the repository's
+    if [ "$(id -u)" -eq 0 ]; then
+        (cd "${PG_DIR:-/tmp}" && runuser -u nobody -- "$@")
+    else
+        "$@"
+    fi
 }
 
 # Prints why PostgreSQL cannot run here, or nothing when it can.
