@@ -87,6 +87,7 @@ store_q *store_stmt(store_conn *c, enum store_stmt i)
         free(q->param[k]);
         q->param[k] = NULL;
     }
+    q->oom = false;
     return q;
 }
 
@@ -102,7 +103,7 @@ void store_bind_text(store_q *q, int i, const char *v)
     }
     free(q->param[i - 1]);
     q->param[i - 1] = v ? strdup(v) : NULL;
-    NURI_ASSERT(!v || q->param[i - 1]); // a few dozen bytes; the JSON texts are the big ones
+    if (v && !q->param[i - 1]) q->oom = true; // the step fails with NURI_ERR_NOMEM
 }
 
 void store_bind_int64(store_q *q, int i, int64_t v)

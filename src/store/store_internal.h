@@ -67,6 +67,7 @@ typedef struct store_q {
     int n_params;                  // PostgreSQL: the highest ?N in its SQL
     sqlite3_stmt *lite;            // SQLite: the statement
     char *param[STORE_PARAMS_MAX]; // PostgreSQL: bound values as text, owned (NULL: SQL NULL)
+    bool oom;                      // PostgreSQL: a value could not be copied
     PGresult *res;                 // PostgreSQL: the rows of the execution under way, or NULL
     int row;                       // PostgreSQL: the row the last step returned
 } store_q;

@@ -216,6 +216,11 @@ void store_pg_close(store_conn *c)
 int store_pg_step(store_q *q)
 {
     store_conn *c = q->c;
+    if (q->oom) {
+        c->fail = STORE_FAIL_NOMEM;
+        snprintf(c->fail_msg, sizeof c->fail_msg, "out of memory");
+        return STORE_ERR;
+    }
     if (!q->res) {
         char name[24];
         snprintf(name, sizeof name, "nuri_%d", q->i);
