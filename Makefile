@@ -20,12 +20,15 @@ BUILD ?= build
 SANFLAGS =
 endif
 
+# libpq's header lives in PostgreSQL's own include directory
+PG_INCLUDE := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
-	-Iinclude -Isrc -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
+	-Iinclude -Isrc -I$(PG_INCLUDE) -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
 ifeq ($(WERROR),1)
 CFLAGS_ALL += -Werror
 endif
-LIBS = -ljansson -lpcre2-8 -lsqlite3 -lcurl -lm -lpthread
+LIBS = -ljansson -lpcre2-8 -lsqlite3 -lpq -lcurl -lm -lpthread
 LDFLAGS_ALL = $(SANFLAGS) -pthread $(LDFLAGS)
 
 AVX2_FLAGS = -mavx2 -mfma -mf16c -mbmi2
@@ -121,13 +124,13 @@ test: all
 # instrument their intrinsics-heavy loops (the scalar kernels stay instrumented).
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_CC = clang
-FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=address,undefined \
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -I$(PG_INCLUDE) -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o) build-fuzz/gen/web_index.o
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
 
-FUZZ_KERNEL_FLAGS = -std=c11 -D_GNU_SOURCE -O2 -g -Iinclude -Isrc
+FUZZ_KERNEL_FLAGS = -std=c11 -D_GNU_SOURCE -O2 -g -Iinclude -Isrc -I$(PG_INCLUDE)
 
 build-fuzz/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)

@@ -43,7 +43,8 @@ struct serve_server {
     int n_api_keys;
     char **allow_hosts;
     int n_allow_hosts;
-    char **cors_origins; // CORS (http.c); "*" only with API keys
+    char replica_id[SERVE_REPLICA_ID_MAX]; // X-Nuri-Replica on every answer ("" for none)
+    char **cors_origins;                   // CORS (http.c); "*" only with API keys
     int n_cors_origins;
     int listen_fd, port;
     int ep;       // epoll
