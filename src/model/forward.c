@@ -17,6 +17,7 @@
 #include "base/threadpool.h"
 #include "kernels/attn.h"
 #include "kernels/fp16.h"
+#include "kernels/gelu.h"
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
 #include "model/model.h"
@@ -96,14 +97,14 @@ static void rms_norm(const float *x, const float *w, float *y, int64_t n, float 
 }
 
 /* Rotates one head's vector in place. NORM pairs (x[2i], x[2i+1]); NEOX pairs (x[i], x[i+n_rot/2]).
- */
+ * freq_scale: linear rope scaling, the angles multiplied by it (1: none). */
 static void rope(float *x, int32_t n_rot, nuri_rope_type type, int32_t pos, float freq_base,
-                 const float *freq_factors)
+                 float freq_scale, const float *freq_factors)
 {
     const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
     float theta = (float)pos;
     for (int32_t i = 0; i < n_rot / 2; i++) {
-        float t = freq_factors ? theta / freq_factors[i] : theta;
+        float t = freq_scale * (freq_factors ? theta / freq_factors[i] : theta);
         float c = cosf(t), s = sinf(t);
         int32_t a = type == NURI_ROPE_NORM ? 2 * i : i;
         int32_t b = type == NURI_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
@@ -224,9 +225,19 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     f16->from_float(q, h16, (int64_t)G * hd); // Q rounded to F16, as llama.cpp multiplies it
     f16->to_float(h16, qf, (int64_t)G * hd);
     int32_t run;
+    // gemma scales Q before its rounding (below, in layer()), so K.Q is taken as it is
+    const float scale = hp->attn_scale_q ? 1.0f : hp->attn_scale;
     for (int32_t j = first; j < n_kv; j += run) {
         const size_t at = page_run(c, il, pages, kvh, j, n_kv, &run);
-        ak->scores(hd, G, qf, c->k_pages + at, kv_dim, run, hp->attn_scale, s + j, n_ctx);
+        ak->scores(hd, G, qf, c->k_pages + at, kv_dim, run, scale, s + j, n_ctx);
+    }
+    if (hp->attn_softcap > 0.0f) { // gemma2: c * tanh(K.Q / c), as llama.cpp scales and tanh's
+        const float cap = hp->attn_softcap, inv = 1.0f / cap;
+        for (int32_t g = 0; g < G; g++)
+            for (int32_t j = first; j < n_kv; j++) {
+                float *v = s + (size_t)g * n_ctx + j;
+                *v = tanhf(*v * inv) * cap;
+            }
     }
     for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx + first, n_kv - first);
     memset(out, 0, sizeof(float) * (size_t)G * hd);
@@ -266,7 +277,12 @@ static void ffn_dense(worker *w, const nuri_layer *L, int32_t T)
     barrier(w);
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     const nuri_attn_kernels *ak = nuri_attn();
-    for (long t = t0; t < t1; t++) ak->swiglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
+    for (long t = t0; t < t1; t++) {
+        if (hp->ffn_geglu)
+            nuri_geglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
+        else
+            ak->swiglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
+    }
     barrier(w);
     quantize_input(w, c->gate, n_ff, T, nuri_kernels(L->ffn_down.type)->vec_dot_type);
     matmul(w, &L->ffn_down, T, c->xn, n_embd);
@@ -442,7 +458,10 @@ static void layer(worker *w, const job *jb, int il)
         if (nw->data) rms_norm(vec, nw->data, vec, hd, hp->rms_eps);
         if (L->rope)
             rope(vec, hp->n_rot, hp->rope_type, pos,
-                 L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base, m->rope_freqs);
+                 L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
+                 L->swa ? hp->rope_freq_scale_swa : hp->rope_freq_scale, m->rope_freqs);
+        if (is_q && hp->attn_scale_q)
+            for (int32_t d = 0; d < hd; d++) vec[d] *= hp->attn_scale;
         if (!is_q) {
             const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             int32_t kvh = h - hp->n_head;
@@ -535,6 +554,13 @@ static void forward_worker(void *arg, int ith, int nth)
         long i0, i1;
         nuri_split((long)n_out * hp->n_vocab, ith, nth, &i0, &i1);
         for (long i = i0; i < i1; i++) c->logits[i] *= inv;
+    }
+    if (hp->final_softcap > 0.0f) { // gemma: c * tanh(logits / c)
+        barrier(&w);
+        const float cap = hp->final_softcap, inv = 1.0f / cap;
+        long i0, i1;
+        nuri_split((long)n_out * hp->n_vocab, ith, nth, &i0, &i1);
+        for (long i = i0; i < i1; i++) c->logits[i] = tanhf(c->logits[i] * inv) * cap;
     }
 }
 

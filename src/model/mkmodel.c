@@ -47,12 +47,39 @@ static const shape shapes[] = {
      "Qwen3-30B-A3B (writing it takes about twice the file's size in memory)", 128, 8, 768},
     {"mixtral-8x7b", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000.0f,
      "Mixtral-8x7B (memory: as qwen3-30b-a3b)", 8, 2, 14336},
+    // Gemma shapes (any architecture takes them; gemma2 / gemma3 get the metadata in gemma_extras)
+    {"gemma3-tiny", 256, 6, 4, 2, 128, 768, 4096, 512, 1000000.0f,
+     "Gemma 3's layout in small: 5 sliding layers and 1 global, head_dim 128 > n_embd / n_head", 0,
+     0, 0},
+    {"gemma2-tiny", 256, 4, 4, 2, 128, 768, 4096, 512, 10000.0f,
+     "Gemma 2's layout in small: sliding and global layers in turn, strong soft-caps", 0, 0, 0},
+    {"gemma3-1b", 1152, 26, 4, 1, 256, 6912, 262144, 32768, 1000000.0f, "Gemma-3-1B", 0, 0, 0},
+    {"gemma3-4b", 2560, 34, 8, 4, 256, 10240, 262144, 131072, 1000000.0f, "Gemma-3-4B (text)", 0, 0,
+     0},
+    {"gemma2-2b", 2304, 26, 8, 4, 256, 9216, 256000, 8192, 10000.0f, "Gemma-2-2B", 0, 0, 0},
+};
+
+/* What gemma2 / gemma3 files of a shape carry besides it: the sliding window (tokens), the linear
+ * rope scaling factor of gemma3's global layers (0: none) and gemma2's soft-caps. The real shapes
+ * have their models' values; the tiny ones a window that 48 tokens cross, Gemma 3 4B's rope
+ * scaling, and soft-caps low enough to change the results (the real ones, 50 and 30, hardly touch
+ * random-weight scores). Shapes not listed: window 1024 (gemma3) or 4096 (gemma2), the real caps.
+ */
+static const struct gemma_extra {
+    const char *shape;
+    int32_t n_swa;
+    float rope_scale, attn_softcap, final_softcap;
+} gemma_extras[] = {
+    {"gemma3-tiny", 16, 8.0f, 0, 0},      {"gemma2-tiny", 16, 0, 4.0f, 10.0f},
+    {"gemma3-1b", 512, 0, 0, 0},          {"gemma3-4b", 1024, 8.0f, 0, 0},
+    {"gemma2-2b", 4096, 0, 50.0f, 30.0f},
 };
 
 const char *nuri_mkmodel_shapes(void)
 {
     return "tiny (256 wide, 2 layers), small (512, 4), deep-narrow (128, 64), llama-3.2-1b, "
-           "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b; with experts (for "
+           "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b, gemma3-tiny (256, 6), "
+           "gemma2-tiny (256, 4), gemma3-1b, gemma3-4b, gemma2-2b; with experts (for "
            "qwen3moe, mixtral): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
            "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b";
 }
@@ -272,8 +299,10 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     bool qwen2 = !strcmp(a, "qwen2") || qwen2moe, qwen3 = !strcmp(a, "qwen3") || qwen3moe;
     bool llama = !strcmp(a, "llama");
     bool exaone4 = !strcmp(a, "exaone4"), hcx = !strcmp(a, "hyperclovax");
+    bool gemma2 = !strcmp(a, "gemma2"), gemma3 = !strcmp(a, "gemma3"), gemma = gemma2 || gemma3;
     bool granite_like = !strcmp(a, "granite") || hcx;
-    bool pre_norm = !exaone4, post_norm = exaone4 || hcx, qk_norm = qwen3 || exaone4;
+    bool pre_norm = !exaone4, post_norm = exaone4 || hcx || gemma;
+    bool qk_norm = qwen3 || exaone4 || gemma3;
     char key[128];
     nuri_status s;
 #define KV_U32(suffix, v)                                                                          \
@@ -330,6 +359,24 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         free(pat);
         if (s) return s;
     }
+    if (gemma) { // window, rope scaling, soft-caps (gemma_extras); the layer pattern is the default
+        struct gemma_extra ex = {sh->name, gemma3 ? 1024 : 4096, 0, 50.0f, 30.0f};
+        for (size_t i = 0; i < sizeof gemma_extras / sizeof gemma_extras[0]; i++)
+            if (!strcmp(gemma_extras[i].shape, sh->name)) ex = gemma_extras[i];
+        KV_U32("attention.sliding_window", p->n_swa > 0 ? p->n_swa : ex.n_swa);
+        if (ex.rope_scale > 0) {
+            snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+            if ((s = gguf_writer_add_str(w, key, "linear"))) return s;
+            snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+            if ((s = gguf_writer_add_f32(w, key, ex.rope_scale))) return s;
+        }
+        if (gemma2) {
+            snprintf(key, sizeof key, "%s.attn_logit_softcapping", a);
+            if ((s = gguf_writer_add_f32(w, key, ex.attn_softcap))) return s;
+            snprintf(key, sizeof key, "%s.final_logit_softcapping", a);
+            if ((s = gguf_writer_add_f32(w, key, ex.final_softcap))) return s;
+        }
+    }
 #undef KV_U32
 
     const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
@@ -343,6 +390,11 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     // Output scale: the tiny recipe's logits span about +-25; other shapes aim at the few-nats
     // spread of trained models (logit std about 2.5).
     const float out_scale = golden_recipe ? 0.4f : 2.5f / sqrtf((float)E);
+    // Gemma multiplies the (tied) embeddings by sqrt(n_embd): a token's own row would then
+    // dominate the residual stream to the end and the model would only copy its input. Its
+    // post-norms are given 4x that row's size instead, so the layers decide the logits (the
+    // input token keeps an edge of one or two standard deviations, like a repetition habit).
+    const float post_gain = gemma ? 4.0f * sqrtf((float)E) * out_scale : 1.0f;
     if ((s = add_random(mk, "token_embd.weight", tied ? "output" : "token_embd", -1, E, n_vocab,
                         tied ? out_scale : 1.0f, 0)))
         return s;
@@ -372,8 +424,8 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         T("attn_output.weight", "attn_output", Q, E, gain / sqrtf((float)Q), 0);
         if (pre_norm) T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
         if (post_norm) {
-            T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f);
-            T("post_ffw_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("post_attention_norm.weight", "norm", E, 1, 0.05f * post_gain, post_gain);
+            T("post_ffw_norm.weight", "norm", E, 1, 0.05f * post_gain, post_gain);
         }
         if (moe) {
             // the router stays F32, as llama.cpp's quantizer leaves it; logits of unit spread
@@ -409,14 +461,15 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    static const char *archs[] = {"llama",   "qwen2",       "qwen3",    "exaone",  "exaone4",
-                                  "granite", "hyperclovax", "qwen3moe", "mixtral", "qwen2moe"};
+    static const char *archs[] = {"llama",   "qwen2",    "qwen3",       "exaone",
+                                  "exaone4", "granite",  "hyperclovax", "qwen3moe",
+                                  "mixtral", "qwen2moe", "gemma2",      "gemma3"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
-                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe)",
+                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gemma2, gemma3)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)

@@ -47,6 +47,9 @@ static const struct arch_info {
     {"qwen3moe", NURI_ARCH_QWEN3MOE, NURI_ROPE_NEOX, true, false, false, true, false, false, 'y'},
     // qwen2moe's q/k/v biases are optional in llama.cpp (real files have them)
     {"qwen2moe", NURI_ARCH_QWEN2MOE, NURI_ROPE_NEOX, true, false, false, false, false, false, 'y'},
+    // gemma's own parts (embedding scale, GeGLU, soft-capping, its window) are in read_gemma
+    {"gemma2", NURI_ARCH_GEMMA2, NURI_ROPE_NEOX, true, true, false, false, false, true, 'n'},
+    {"gemma3", NURI_ARCH_GEMMA3, NURI_ROPE_NEOX, true, true, false, true, false, true, 'n'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -150,6 +153,65 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     return NURI_OK;
 }
 
+/* Gemma 2 and 3, as llama.cpp reads them: embeddings times sqrt(n_embd); the attention scale
+ * 1/sqrt(key_length), but 1/sqrt(n_embd / n_head) for the 27B models (their
+ * query_pre_attn_scalar, which the files do not carry: llama.cpp tells them by their layer count,
+ * 46 for gemma2, 62 for gemma3), applied to Q before K.Q; GeGLU; the final logit soft-cap
+ * (gemma2: final_logit_softcapping, default 30; gemma3: only when the key is there) and gemma2's
+ * attention soft-cap (attn_logit_softcapping, default 50). The sliding window: gemma2 4096 tokens
+ * unless attention.sliding_window says otherwise; gemma3 only with that key. Rope: linear scaling
+ * by rope.scaling.factor (Gemma 3 4B-27B: 8) on gemma3's global layers only, on all of gemma2's;
+ * gemma3's sliding layers turn at rope.freq_base_swa, default 10000. Other scaling types are
+ * refused. RMSNorm weights are used as stored: the converter has already added Gemma's 1. */
+static nuri_status read_gemma(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    const bool g2 = hp->arch == NURI_ARCH_GEMMA2;
+    nuri_status s;
+    char key[128];
+    hp->embd_scale = sqrtf((float)hp->n_embd);
+    const bool big = hp->n_layer == (g2 ? 46 : 62);
+    hp->attn_scale = 1.0f / sqrtf((float)(big ? hp->n_embd / hp->n_head : hp->head_dim));
+    hp->attn_scale_q = true;
+    hp->ffn_geglu = true;
+    if ((s = get_float(f, name, "final_logit_softcapping", g2 ? 30.0f : 0.0f, &hp->final_softcap)))
+        return s;
+    if (g2 && (s = get_float(f, name, "attn_logit_softcapping", 50.0f, &hp->attn_softcap)))
+        return s;
+    if (g2) {
+        hp->n_swa = 4096;
+    } else {
+        snprintf(key, sizeof key, "%s.rope.freq_base_swa", name);
+        if (!gguf_find_kv(f, key)) hp->rope_freq_base_swa = 10000.0f;
+    }
+    // the scaling type: linear (also when absent) or none (then global layers never scale)
+    bool none = false;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", name);
+    gguf_str type;
+    s = gguf_get_str(f, key, &type);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (s == NURI_OK) {
+        none = gguf_str_eq(type, "none");
+        if (!none && !gguf_str_eq(type, "linear"))
+            return nuri_error(
+                NURI_ERR_UNSUPPORTED,
+                "metadata '%s' = '%.*s': only linear rope scaling is supported for %s", key,
+                (int)(type.len > 32 ? 32 : type.len), type.ptr, name);
+    }
+    float factor = 0.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", name);
+    s = gguf_get_f32(f, key, &factor);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (!(factor >= 0.0f) || factor > 1e6f)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a positive number", key,
+                          (double)factor);
+    const float train_scale =
+        factor == 0.0f ? 1.0f : 1.0f / factor; // 0 means none, as in llama.cpp
+    hp->rope_freq_scale = none ? 1.0f : train_scale;
+    hp->rope_freq_scale_swa = g2 ? train_scale : 1.0f;
+    return NURI_OK;
+}
+
 static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 {
     gguf_str arch;
@@ -166,7 +228,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
     if (!name)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
-                          "qwen2moe, qwen3moe, exaone, exaone4, granite, hyperclovax)",
+                          "qwen2moe, qwen3moe, exaone, exaone4, granite, hyperclovax, gemma2, "
+                          "gemma3)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -210,6 +273,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         (s = get_float(f, name, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps)))
         return s;
     hp->embd_scale = hp->residual_scale = hp->logit_scale = 1.0f;
+    hp->rope_freq_scale = hp->rope_freq_scale_swa = 1.0f;
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
     if (ai->scales) {
         if ((s = get_float(f, name, "embedding_scale", 1.0f, &hp->embd_scale)) ||
@@ -227,6 +291,9 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                                   key, (double)a);
             hp->attn_scale = a;
         }
+    }
+    if (hp->arch == NURI_ARCH_GEMMA2 || hp->arch == NURI_ARCH_GEMMA3) {
+        if ((s = read_gemma(f, hp))) return s;
     }
     if (ai->swa) {
         char key[128];
@@ -246,7 +313,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 }
 
 /* Which layers use the sliding window: `<arch>.attention.sliding_window_pattern`, either one bool
- * per layer or a period n (the last layer of every n is global). No window, or no pattern: none. */
+ * per layer or a period n (the last layer of every n is global). No window: none. No pattern: none,
+ * but for gemma2 (period 2) and gemma3 (period 6). */
 static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
 {
     const nuri_hparams *hp = &m->hp;
@@ -277,6 +345,10 @@ static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
             for (int il = 0; il < hp->n_layer; il++) m->layers[il].swa = (uint64_t)il % n < n - 1;
         }
         for (int il = 0; il < hp->n_layer; il++) any |= m->layers[il].swa;
+    } else if (hp->n_swa > 0 && (hp->arch == NURI_ARCH_GEMMA2 || hp->arch == NURI_ARCH_GEMMA3)) {
+        // no pattern key: llama.cpp's defaults, the last layer of every 2 (gemma2) or 6 global
+        const int period = hp->arch == NURI_ARCH_GEMMA2 ? 2 : 6;
+        for (int il = 0; il < hp->n_layer; il++) m->layers[il].swa = il % period < period - 1;
     }
     // exaone4: with sliding-window layers, only they use RoPE (the global ones have none)
     for (int il = 0; il < hp->n_layer; il++)
@@ -394,7 +466,25 @@ static nuri_status bind_weights(nuri_model *m)
         (s = bind(&b, "output_norm.weight", n_embd, 0, true, true, &m->output_norm)) ||
         (s = bind(&b, "output.weight", n_embd, n_vocab, false, false, &m->output)))
         return s;
+    if (hp->arch == NURI_ARCH_GEMMA2 && m->output.data)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "tensor 'output.weight': gemma2 ties its output to token_embd.weight and "
+                          "has no output matrix (llama.cpp refuses such a file too)");
     if (!m->output.data) m->output = m->token_embd; // tied
+    if (hp->arch == NURI_ARCH_GEMMA3) {
+        // Gemma 3's vision tower lives in a separate mmproj file; a file with it inside is not a
+        // text model nuri can run as it is
+        for (uint64_t i = 0; i < gguf_n_tensors(m->file); i++) {
+            const gguf_str tn = gguf_tensor_at(m->file, i)->name;
+            if ((tn.len > 2 && !memcmp(tn.ptr, "v.", 2)) ||
+                (tn.len > 3 && !memcmp(tn.ptr, "mm.", 3)))
+                return nuri_error(NURI_ERR_UNSUPPORTED,
+                                  "tensor '%.*s': Gemma 3's vision encoder is not supported (nuri "
+                                  "runs the text model; the vision part belongs in an mmproj "
+                                  "file)",
+                                  (int)(tn.len > 64 ? 64 : tn.len), tn.ptr);
+        }
+    }
 
     nuri_weight rf;
     if ((s = bind(&b, "rope_freqs.weight", hp->n_rot / 2, 0, false, true, &rf))) return s;
@@ -752,6 +842,10 @@ const char *nuri_model_family(const nuri_model *m)
         return "Qwen3 MoE";
     case NURI_ARCH_QWEN2MOE:
         return "Qwen2 MoE / Qwen1.5-MoE";
+    case NURI_ARCH_GEMMA2:
+        return "Gemma 2 (Google)";
+    case NURI_ARCH_GEMMA3:
+        return "Gemma 3 (Google)";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))

@@ -8,8 +8,8 @@
  *
  * Architectures: llama (Llama 2 / 3.x, GQA, tied or separate output, Llama-3 rope scaling through
  * rope_freqs; Mixtral when it has experts), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms),
- * qwen3moe, qwen2moe, exaone, exaone4, granite, hyperclovax (see docs/MODELS.md). Dimension names:
- * see DESIGN.md.
+ * qwen3moe, qwen2moe, exaone, exaone4, granite, hyperclovax, gemma2, gemma3 (see docs/MODELS.md).
+ * Dimension names: see DESIGN.md.
  */
 #ifndef NURI_MODEL_H
 #define NURI_MODEL_H
@@ -32,6 +32,10 @@ typedef enum nuri_arch {
                            // post-norms)
     NURI_ARCH_QWEN3MOE, // Qwen3 MoE (Qwen3-30B-A3B, 235B-A22B): qwen3 attention, MoE feed-forward
     NURI_ARCH_QWEN2MOE, // Qwen1.5-MoE, Qwen2-57B-A14B: qwen2 attention, experts + a shared expert
+    NURI_ARCH_GEMMA2,   // Gemma 2: pre- and post-norms, GeGLU, sliding window on every other
+                        // layer, attention and final logit soft-capping
+    NURI_ARCH_GEMMA3,   // Gemma 3 (text): gemma2 without attention soft-capping, with q/k norms
+                        // and 5 sliding layers of every 6, which have their own rope base
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -53,13 +57,19 @@ typedef struct nuri_hparams {
     int32_t n_rot; // rotated dimensions per head (rope.dimension_count)
     nuri_rope_type rope_type;
     float rope_freq_base;
-    float rope_freq_base_swa; // for sliding-window layers
+    float rope_freq_base_swa;  // for sliding-window layers
+    float rope_freq_scale;     // positions are multiplied by it (linear rope scaling; else 1)
+    float rope_freq_scale_swa; // the same on sliding-window layers
     float rms_eps;
     bool pre_norm;        // RMSNorm before attention and FFN (all but exaone4)
     bool post_norm;       // RMSNorm on the attention and FFN outputs (exaone4, hyperclovax)
     float embd_scale;     // embeddings are multiplied by it (granite; else 1)
     float residual_scale; // branch outputs are multiplied by it before the residual add (else 1)
     float attn_scale;     // K.Q scale (default 1/sqrt(head_dim))
+    bool attn_scale_q;    // attn_scale multiplies Q before it is rounded to F16 (gemma), not K.Q
+    float attn_softcap;   // K.Q becomes c * tanh(K.Q / c) before the softmax (gemma2; 0: none)
+    float final_softcap;  // logits become c * tanh(logits / c) (gemma2, gemma3 if set; 0: none)
+    bool ffn_geglu;       // the feed-forward gates with GELU (tanh form, F16 table), not SiLU
     float logit_scale;    // logits are divided by it (granite; else 1)
     int32_t n_swa;        // sliding window in tokens for the layers marked swa (0: none)
     // mixture of experts (0 experts: a dense feed-forward): every layer's FFN is n_expert SwiGLU
