@@ -5,6 +5,7 @@
  */
 #include "model/model.h"
 #include "base/status.h"
+#include "dist/dist.h"
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
 
@@ -512,11 +513,12 @@ static nuri_status load_vocab(nuri_model *m)
     return NURI_OK;
 }
 
-/* The matrices of every layer (and a separate output matrix), in a fixed order. */
+/* The matrices of every layer of this stage (and the output matrix on the last), in a fixed
+ * order. */
 static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
 {
     int n = 0;
-    for (int il = 0; il < m->hp.n_layer; il++) {
+    for (int il = m->layer_first; il < m->layer_end; il++) {
         nuri_layer *L = &m->layers[il];
         nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,        &L->wo,
                              &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,  &L->ffn_gate_inp,
@@ -532,7 +534,7 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
     // the output matrix too when it is the embedding (tied): the packed copy serves the head and
     // the embedding lookup reads its few rows per step from the file's pages, which come back
     // from the page cache on demand after the range is released
-    if (n < cap) list[n++] = &m->output;
+    if (n < cap && m->layer_end == m->hp.n_layer) list[n++] = &m->output;
     return n;
 }
 
@@ -590,6 +592,19 @@ static void pack_weights(nuri_model *m)
     free(list);
 }
 
+/* This process's stage of a pipeline (dist.h): its contiguous layers. */
+static nuri_status set_stage(nuri_model *m)
+{
+    m->stage = nuri_dist_rank();
+    m->n_stages = nuri_dist_size();
+    if (m->n_stages > m->hp.n_layer)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "a pipeline of %d stages needs at least one layer each; the model has %d",
+                          m->n_stages, m->hp.n_layer);
+    nuri_dist_layers(m->hp.n_layer, m->stage, m->n_stages, &m->layer_first, &m->layer_end);
+    return NURI_OK;
+}
+
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
 {
     *out = NULL;
@@ -602,6 +617,7 @@ nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
     nuri_status s = read_hparams(f, &m->hp);
     if (s == NURI_OK) s = bind_weights(m);
     if (s == NURI_OK) s = read_swa_layers(f, m);
+    if (s == NURI_OK) s = set_stage(m);
     if (s == NURI_OK) s = load_vocab(m); // before the packing, which takes time
     if (s == NURI_OK) pack_weights(m);
     if (s != NURI_OK) {
