@@ -6,6 +6,9 @@
  * sorted by logprob descending (ties by id). This is the form llama.cpp's numbers are compared in.
  * For a mixture of experts each line also has "router_margin": the smallest gap, over the layers,
  * between the logits of the last expert chosen and the best one not chosen.
+ *
+ * --logits FILE also writes every position's raw logits to FILE: (n, n_vocab) float32 in the
+ * machine's byte order, for comparisons bit for bit (a pipeline against one process).
  */
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -19,13 +22,15 @@
 
 static void eval_usage(FILE *out)
 {
-    fprintf(out, "usage: nuri eval -m MODEL --tokens ID,ID,... [--top N] [-t THREADS]\n"
-                 "  prints one JSON line per position: {\"pos\": i, \"top\": [[id, logprob], ...]}\n");
+    fprintf(out, "usage: nuri eval -m MODEL --tokens ID,ID,... [--top N] [-t THREADS] "
+                 "[--logits FILE]\n"
+                 "  prints one JSON line per position: {\"pos\": i, \"top\": [[id, logprob], ...]}\n"
+                 "  --logits FILE: also every position's raw logits, (n, n_vocab) float32\n");
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *model_path = NULL, *tokens_arg = NULL, *v;
+    const char *model_path = NULL, *tokens_arg = NULL, *logits_path = NULL, *v;
     long top = 40, threads = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -36,6 +41,8 @@ int cmd_eval(int argc, char **argv)
             if (!(model_path = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--tokens")) {
             if (!(tokens_arg = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--logits")) {
+            if (!(logits_path = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--top")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "--top", &top)) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -80,6 +87,17 @@ int cmd_eval(int argc, char **argv)
             printf("}\n");
         }
         if (!ids || !lps) rc = (fprintf(stderr, "nuri: eval: out of memory\n"), 1);
+        FILE *lf = logits_path ? fopen(logits_path, "wb") : NULL;
+        if (logits_path && !lf) {
+            fprintf(stderr, "nuri: eval: cannot write %s\n", logits_path);
+            rc = 1;
+        }
+        for (int32_t i = 0; lf && i < n; i++)
+            if (fwrite(nuri_ctx_logits(c, i), sizeof(float), (size_t)m->hp.n_vocab, lf) !=
+                (size_t)m->hp.n_vocab)
+                rc = 1;
+        if (lf && fclose(lf) != 0) rc = 1;
+        if (logits_path && lf && rc) fprintf(stderr, "nuri: eval: cannot write %s\n", logits_path);
         free(ids);
         free(lps);
     }

@@ -61,8 +61,14 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name)) continue;
+        int sub_argc = argc - 1;
+        long pp;
+        if (cli_pp_take(&sub_argc, argv + 1, &pp)) return 2;
+        if (pp > 0) return cli_pp_run(commands[i].fn, commands[i].name, sub_argc, argv + 1, pp);
+        return commands[i].fn(sub_argc, argv + 1);
+    }
     fprintf(stderr, "nuri: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
