@@ -108,7 +108,7 @@ int cli_pp_run(cli_cmd_fn fn, const char *cmd, int argc, char **argv, long n)
     } else {
         rc = fn(argc, argv);
         nuri_pipeline_stop();
-        if (n > 1) report("");
+        report("");
     }
     nuri_dist_finish();
     return rc;
