@@ -22,10 +22,11 @@
 
 static void eval_usage(FILE *out)
 {
-    fprintf(out, "usage: nuri eval -m MODEL --tokens ID,ID,... [--top N] [-t THREADS] "
-                 "[--logits FILE]\n"
-                 "  prints one JSON line per position: {\"pos\": i, \"top\": [[id, logprob], ...]}\n"
-                 "  --logits FILE: also every position's raw logits, (n, n_vocab) float32\n");
+    fprintf(out,
+            "usage: nuri eval -m MODEL --tokens ID,ID,... [--top N] [-t THREADS] "
+            "[--logits FILE]\n"
+            "  prints one JSON line per position: {\"pos\": i, \"top\": [[id, logprob], ...]}\n"
+            "  --logits FILE: also every position's raw logits, (n, n_vocab) float32\n");
 }
 
 int cmd_eval(int argc, char **argv)
@@ -46,8 +47,7 @@ int cmd_eval(int argc, char **argv)
         } else if (!strcmp(a, "--top")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "--top", &top)) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads))
-                return 2;
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
         } else {
             fprintf(stderr, "nuri: eval: unknown option '%s'\n", a);
             eval_usage(stderr);
@@ -79,8 +79,7 @@ int cmd_eval(int argc, char **argv)
         for (int32_t i = 0; ids && lps && i < n; i++) {
             nuri_logits_top(nuri_ctx_logits(c, i), m->hp.n_vocab, k, ids, lps);
             printf("{\"pos\": %d, \"top\": [", i);
-            for (int32_t j = 0; j < k; j++)
-                printf("%s[%d, %.6f]", j ? ", " : "", ids[j], lps[j]);
+            for (int32_t j = 0; j < k; j++) printf("%s[%d, %.6f]", j ? ", " : "", ids[j], lps[j]);
             printf("]");
             if (m->hp.n_expert > 0) // how near an expert choice came to changing (model.h)
                 printf(", \"router_margin\": %.6g", (double)nuri_ctx_router_margin(c, i));

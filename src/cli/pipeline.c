@@ -77,7 +77,8 @@ static int stage_main(const char *cmd, int argc, char **argv)
     }
     nuri_model *m = NULL;
     if (cli_model_arg(cmd, &model_path) || nuri_model_load(model_path, &m) != NURI_OK) {
-        if (!m) fprintf(stderr, "nuri: %s: stage %d: %s\n", cmd, nuri_dist_rank(), nuri_last_error());
+        if (!m)
+            fprintf(stderr, "nuri: %s: stage %d: %s\n", cmd, nuri_dist_rank(), nuri_last_error());
         nuri_dist_abort(1); // the other stages would wait for this one forever
     }
     if (nuri_pipeline_work(m) != NURI_OK) {

@@ -27,23 +27,16 @@ int32_t nuri_dist_size(void)
     return g_size;
 }
 
-void nuri_dist_layers(int32_t n_layer, int32_t stage, int32_t n_stages, int32_t *first,
-                      int32_t *end)
-{
-    NURI_ASSERT(n_stages >= 1 && stage >= 0 && stage < n_stages && n_stages <= n_layer);
-    *first = (int32_t)((int64_t)n_layer * stage / n_stages);
-    *end = (int32_t)((int64_t)n_layer * (stage + 1) / n_stages);
-}
-
 #ifndef NURI_MPI
 
 nuri_status nuri_dist_init(int32_t n_stages)
 {
     if (n_stages != 1)
-        return nuri_error(NURI_ERR_UNSUPPORTED,
-                          "--pp %d needs nuri built with OpenMPI (make MPI=1 builds build/nuri-mpi; "
-                          "run it as mpirun -np %d nuri-mpi ... --pp %d)",
-                          n_stages, n_stages, n_stages);
+        return nuri_error(
+            NURI_ERR_UNSUPPORTED,
+            "--pp %d needs nuri built with OpenMPI (make MPI=1 builds build/nuri-mpi; "
+            "run it as mpirun -np %d nuri-mpi ... --pp %d)",
+            n_stages, n_stages, n_stages);
     return NURI_OK;
 }
 

@@ -36,11 +36,6 @@ void nuri_dist_abort(int rc);
 int32_t nuri_dist_rank(void);
 int32_t nuri_dist_size(void);
 
-/* The contiguous layers [*first, *end) stage `stage` of n_stages holds of n_layer (balanced by
- * count; n_stages <= n_layer). */
-void nuri_dist_layers(int32_t n_layer, int32_t stage, int32_t n_stages, int32_t *first,
-                      int32_t *end);
-
 /* Message tags: along the pipeline (stage s to s + 1: commands, activations) and back to stage 0
  * (logits). Messages between two ranks with one tag arrive in the order they were sent. */
 enum { NURI_DIST_TAG_FWD = 1, NURI_DIST_TAG_BACK = 2 };

@@ -80,12 +80,12 @@ struct nuri_ctx {
 
     // a pipeline (the model is one stage of several, src/dist/dist.h): the KV pool holds only the
     // stage's layers; micro-batches leave for the next stage from these buffers
-    int32_t *pipe_meta;        // (2, n_batch, 4) token, pos, seq, logits flag per token
-    float *pipe_x;             // (2, n_batch, n_embd) activations on their way out
-    float *pipe_margin;        // (2, n_batch) their router margins so far (experts)
-    nuri_dist_req *pipe_req;   // (2 * n_stages, 4) sends (or, stage 0, receives) in flight
-    int32_t pipe_slot;         // which half of the buffers a stage > 0 fills next
-    bool pipe_open;            // stage 0: the other stages hold this context
+    int32_t *pipe_meta;      // (2, n_batch, 4) token, pos, seq, logits flag per token
+    float *pipe_x;           // (2, n_batch, n_embd) activations on their way out
+    float *pipe_margin;      // (2, n_batch) their router margins so far (experts)
+    nuri_dist_req *pipe_req; // (2 * n_stages, 4) sends (or, stage 0, receives) in flight
+    int32_t pipe_slot;       // which half of the buffers a stage > 0 fills next
+    bool pipe_open;          // stage 0: the other stages hold this context
 };
 
 typedef struct job {
@@ -708,9 +708,10 @@ void nuri_ctx_free(nuri_ctx *c)
         c->k,         c->v,          c->att,       c->gate,       c->up,         c->xq,
         c->scores,    c->q16,        c->qf,        c->logits,     c->d_pos,      c->d_seq,
         c->d_want,    c->moe_logits, c->moe_probs, c->moe_ids,    c->moe_w,      c->moe_start,
-        c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate,
-        c->pipe_meta, c->pipe_x,     c->pipe_margin, c->pipe_req};
+        c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    void *pipe_bufs[] = {c->pipe_meta, c->pipe_x, c->pipe_margin, c->pipe_req};
+    for (size_t i = 0; i < sizeof pipe_bufs / sizeof pipe_bufs[0]; i++) free(pipe_bufs[i]);
     free(c);
 }
 
@@ -1131,7 +1132,8 @@ static void pipe_decode(nuri_ctx *c, const nuri_batch *b, int32_t rows)
     nuri_dist_req *req = c->pipe_req; // per micro-batch: logits, margins back; meta, x, margins out
     int32_t row0 = 0;
     for (int32_t k = 0; k < n_mb; k++) { // the receives first: the last stage never waits on us
-        const int32_t lo = (int32_t)((int64_t)n * k / n_mb), hi = (int32_t)((int64_t)n * (k + 1) / n_mb);
+        const int32_t lo = (int32_t)((int64_t)n * k / n_mb),
+                      hi = (int32_t)((int64_t)n * (k + 1) / n_mb);
         int32_t rk = 0;
         for (int32_t i = lo; i < hi; i++) rk += b->logits && b->logits[i];
         if (rk > 0)
@@ -1145,7 +1147,8 @@ static void pipe_decode(nuri_ctx *c, const nuri_batch *b, int32_t rows)
     NURI_ASSERT(row0 == rows);
     int32_t *const slot0 = c->b_slot, *const row_base = c->b_row;
     for (int32_t k = 0; k < n_mb; k++) {
-        const int32_t lo = (int32_t)((int64_t)n * k / n_mb), hi = (int32_t)((int64_t)n * (k + 1) / n_mb);
+        const int32_t lo = (int32_t)((int64_t)n * k / n_mb),
+                      hi = (int32_t)((int64_t)n * (k + 1) / n_mb);
         const int32_t T = hi - lo;
         int32_t rk = 0;
         int32_t *meta = c->pipe_meta + (size_t)lo * 4;
@@ -1166,7 +1169,8 @@ static void pipe_decode(nuri_ctx *c, const nuri_batch *b, int32_t rows)
         float *x = c->pipe_x + (size_t)lo * n_embd;
         memcpy(x, c->x, sizeof(float) * (size_t)T * n_embd);
         pipe_send_header(m, PIPE_DECODE, T, rk, 0, 0, 0);
-        nuri_dist_isend(1, NURI_DIST_TAG_FWD, meta, sizeof(int32_t) * 4 * (size_t)T, &req[k * 8 + 4]);
+        nuri_dist_isend(1, NURI_DIST_TAG_FWD, meta, sizeof(int32_t) * 4 * (size_t)T,
+                        &req[k * 8 + 4]);
         nuri_dist_isend(1, NURI_DIST_TAG_FWD, x, sizeof(float) * (size_t)T * n_embd,
                         &req[k * 8 + 5]);
         if (c->moe_margin) {
@@ -1200,8 +1204,8 @@ static void pipe_stage_decode(nuri_ctx *c, const int32_t hdr[6])
     if (c->moe_margin)
         nuri_dist_recv(from, NURI_DIST_TAG_FWD, c->moe_margin, sizeof(float) * (size_t)T);
     for (int32_t i = 0; i < T; i++) c->d_want[i] = (int8_t)meta[3 * T + i];
-    const nuri_batch b = {.n = T, .token = meta, .pos = meta + T, .seq = meta + 2 * T,
-                          .logits = c->d_want};
+    const nuri_batch b = {
+        .n = T, .token = meta, .pos = meta + T, .seq = meta + 2 * T, .logits = c->d_want};
     int32_t rows = 0;
     nuri_status s = plan_batch(c, &b, T, &rows);
     NURI_ASSERT(s == NURI_OK && rows == hdr[2]); // stage 0 planned the same batch on the same pool
@@ -1212,19 +1216,22 @@ static void pipe_stage_decode(nuri_ctx *c, const int32_t hdr[6])
     nuri_pool_run(c->pool, forward_worker, &jb);
     if (pipe_last(m)) {
         if (rows > 0)
-            nuri_dist_send(0, NURI_DIST_TAG_BACK, c->logits, sizeof(float) * (size_t)rows * n_vocab);
+            nuri_dist_send(0, NURI_DIST_TAG_BACK, c->logits,
+                           sizeof(float) * (size_t)rows * n_vocab);
         if (c->moe_margin)
             nuri_dist_send(0, NURI_DIST_TAG_BACK, c->moe_margin, sizeof(float) * (size_t)T);
         return;
     }
     memcpy(out, c->x, sizeof(float) * (size_t)T * n_embd);
     pipe_send_header(m, PIPE_DECODE, T, rows, 0, 0, 0);
-    nuri_dist_isend(m->stage + 1, NURI_DIST_TAG_FWD, meta, sizeof(int32_t) * 4 * (size_t)T, &req[0]);
+    nuri_dist_isend(m->stage + 1, NURI_DIST_TAG_FWD, meta, sizeof(int32_t) * 4 * (size_t)T,
+                    &req[0]);
     nuri_dist_isend(m->stage + 1, NURI_DIST_TAG_FWD, out, sizeof(float) * (size_t)T * n_embd,
                     &req[1]);
     if (c->moe_margin) {
         memcpy(margin, c->moe_margin, sizeof(float) * (size_t)T);
-        nuri_dist_isend(m->stage + 1, NURI_DIST_TAG_FWD, margin, sizeof(float) * (size_t)T, &req[2]);
+        nuri_dist_isend(m->stage + 1, NURI_DIST_TAG_FWD, margin, sizeof(float) * (size_t)T,
+                        &req[2]);
     }
 }
 
@@ -1243,8 +1250,11 @@ nuri_status nuri_pipeline_work(const nuri_model *m)
         NURI_ASSERT(op == PIPE_NEW ? c == NULL : c != NULL);
         switch (op) {
         case PIPE_NEW: {
-            const nuri_ctx_params p = {.n_ctx = hdr[1], .n_batch = hdr[2], .n_threads = hdr[3],
-                                       .n_logits = hdr[4], .n_seq = hdr[5]};
+            const nuri_ctx_params p = {.n_ctx = hdr[1],
+                                       .n_batch = hdr[2],
+                                       .n_threads = hdr[3],
+                                       .n_logits = hdr[4],
+                                       .n_seq = hdr[5]};
             nuri_status s = nuri_ctx_new(m, &p, &c);
             if (s != NURI_OK) return s; // the caller ends the job: the pipeline cannot go on
             break;
