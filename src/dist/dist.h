@@ -10,7 +10,7 @@
  *
  * Threads: messages may be sent from any one thread at a time (MPI_THREAD_SERIALIZED): the
  * forward pass calls them from whichever thread decodes, never from two at once.
- * Waiting polls politely (a yield, then short sleeps), so a stage with nothing to do leaves its
+ * Waiting polls politely (yields, then sleeps that grow), so a stage with nothing to do leaves its
  * core to others: OpenMPI's blocking calls would spin, and on an oversubscribed machine a stage
  * waiting at 100% CPU would slow the one it waits for.
  */
