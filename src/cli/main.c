@@ -47,7 +47,10 @@ static void usage(FILE *out)
     fprintf(out, "usage: nuri <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(out, "\nRun 'nuri <command> --help' for a command's options.\n");
+    fprintf(out,
+            "\nRun 'nuri <command> --help' for a command's options.\n"
+            "run, eval, bench and serve also take --pp N: a pipeline of the N processes of an\n"
+            "MPI job (mpirun -np N nuri-mpi ... --pp N; make MPI=1 builds nuri-mpi).\n");
 }
 
 int main(int argc, char **argv)
