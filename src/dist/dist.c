@@ -96,8 +96,8 @@ nuri_status nuri_dist_init(int32_t n_stages)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (size != n_stages)
         return nuri_error(NURI_ERR_INVALID_ARG,
-                          "--pp %d, but the MPI job has %d processes (mpirun -np %d ... --pp %d)",
-                          n_stages, size, n_stages, n_stages);
+                          "--pp %d, but the MPI job has %d process%s (mpirun -np %d ... --pp %d)",
+                          n_stages, size, size == 1 ? "" : "es", n_stages, n_stages);
     g_rank = rank;
     g_size = size;
     return NURI_OK;
