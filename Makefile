@@ -5,8 +5,15 @@
 # the nuri command, each tests/test_*.c becomes one test program. The web chat page
 # (src/serve/web/index.html, with marked and DOMPurify where installed) is embedded into libnuri as a byte array generated with od and sed. Files named *_avx2.c and
 # *_avx512.c (and *_amx.c: AVX-512 + AMX) are compiled with those instruction sets; the code calling them checks the CPU first.
+#
+# `make MPI=1` also builds $(BUILD)/nuri-mpi: the same nuri linked with OpenMPI (mpicc, Debian's
+# libopenmpi-dev), for pipelines across processes (`mpirun -np N nuri-mpi run ... --pp N`). Only
+# src/dist/dist.c differs: compiled again with -DNURI_MPI as dist_mpi.o and linked before
+# libnuri.a, it replaces the one-process dist.o there. The default build needs no MPI.
 
 CC ?= cc
+MPICC ?= mpicc
+MPI ?= 0
 SAN ?= 0
 WERROR ?= 0
 OPT ?= -O2
@@ -45,6 +52,9 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test clean format format-check fuzz
 all: $(BUILD)/libnuri.a $(BUILD)/nuri $(TEST_BIN)
+ifeq ($(MPI),1)
+all: $(BUILD)/nuri-mpi
+endif
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
@@ -111,6 +121,13 @@ $(BUILD)/libnuri.a: $(LIB_OBJ)
 $(BUILD)/nuri: $(CLI_OBJ) $(BUILD)/libnuri.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(BUILD)/libnuri.a $(LIBS)
 
+$(BUILD)/src/dist/dist_mpi.o: src/dist/dist.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS_ALL) -DNURI_MPI -c $< -o $@
+
+$(BUILD)/nuri-mpi: $(CLI_OBJ) $(BUILD)/src/dist/dist_mpi.o $(BUILD)/libnuri.a
+	$(MPICC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(BUILD)/src/dist/dist_mpi.o $(BUILD)/libnuri.a $(LIBS)
+
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libnuri.a tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libnuri.a $(LDFLAGS_ALL) $(LIBS)
@@ -170,4 +187,4 @@ format-check:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard build-fuzz/src/*/*.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/dist/dist_mpi.d $(wildcard build-fuzz/src/*/*.d)

@@ -10,6 +10,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/model_arg.h"
+#include "dist/dist.h"
 #include "serve/serve.h"
 #include "store/store.h"
 
@@ -246,6 +247,13 @@ int cmd_serve(int argc, char **argv)
     }
     if (cli_model_arg("serve", &p.model_path)) {
         rc = 1;
+        goto done;
+    }
+    if (p.kv_dir && nuri_dist_size() > 1) {
+        // a pipeline's stages each hold their own layers' cache: a snapshot would be a part
+        fprintf(stderr, "nuri serve: --kv-dir is not supported with --pp (KV snapshots of a "
+                        "pipeline)\n");
+        rc = 2;
         goto done;
     }
     if (p.kv_dir && !p.kv_dir_size) p.kv_dir_size = 8ull << 30;

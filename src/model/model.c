@@ -5,6 +5,7 @@
  */
 #include "model/model.h"
 #include "base/status.h"
+#include "dist/dist.h"
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
 
@@ -602,11 +603,12 @@ static nuri_status load_vocab(nuri_model *m)
     return NURI_OK;
 }
 
-/* The matrices of every layer (and a separate output matrix), in a fixed order. */
+/* The matrices of every layer of this stage (and the output matrix on the last), in a fixed
+ * order. */
 static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
 {
     int n = 0;
-    for (int il = 0; il < m->hp.n_layer; il++) {
+    for (int il = m->layer_first; il < m->layer_end; il++) {
         nuri_layer *L = &m->layers[il];
         nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,        &L->wo,
                              &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,  &L->ffn_gate_inp,
@@ -622,7 +624,7 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
     // the output matrix too when it is the embedding (tied): the packed copy serves the head and
     // the embedding lookup reads its few rows per step from the file's pages, which come back
     // from the page cache on demand after the range is released
-    if (n < cap) list[n++] = &m->output;
+    if (n < cap && m->layer_end == m->hp.n_layer) list[n++] = &m->output;
     return n;
 }
 
@@ -680,6 +682,85 @@ static void pack_weights(nuri_model *m)
     free(list);
 }
 
+static uint64_t weight_bytes(const nuri_weight *w);
+
+/* Bytes of layer il's weights, every expert counted. */
+static double layer_bytes(const nuri_model *m, int il)
+{
+    const nuri_layer *L = &m->layers[il];
+    const nuri_weight *ws[] = {&L->attn_norm,
+                               &L->wq,
+                               &L->wk,
+                               &L->wv,
+                               &L->bq,
+                               &L->bk,
+                               &L->bv,
+                               &L->q_norm,
+                               &L->k_norm,
+                               &L->wo,
+                               &L->bo,
+                               &L->ffn_norm,
+                               &L->ffn_gate,
+                               &L->ffn_up,
+                               &L->ffn_down,
+                               &L->attn_post_norm,
+                               &L->ffn_post_norm,
+                               &L->ffn_gate_inp,
+                               &L->shexp_gate_inp,
+                               &L->shexp_gate,
+                               &L->shexp_up,
+                               &L->shexp_down};
+    double b = 0;
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) b += (double)weight_bytes(ws[i]);
+    for (int32_t e = 0; e < m->hp.n_expert; e++)
+        b += (double)(weight_bytes(&L->exp_gate[e]) + weight_bytes(&L->exp_up[e]) +
+                      weight_bytes(&L->exp_down[e]));
+    return b;
+}
+
+/* This process's stage of a pipeline (dist.h): a contiguous run of layers, the runs cut so that
+ * every stage holds about the same bytes of weights, the last stage's output matrix counted with
+ * it (its packed copy is resident there, and its product is as long as its bytes; stage 0 reads
+ * only the embedding rows of its tokens). A 1B Llama's head weighs about six of its layers: cut
+ * by layer count, 3 stages held 220, 208 and 456 MiB. Every stage gets at least one layer. */
+static nuri_status set_stage(nuri_model *m)
+{
+    m->stage = nuri_dist_rank();
+    m->n_stages = nuri_dist_size();
+    const int32_t n_layer = m->hp.n_layer, N = m->n_stages;
+    if (N > n_layer)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "a pipeline of %d stages needs at least one layer each; the model has %d",
+                          N, n_layer);
+    m->layer_first = 0;
+    m->layer_end = n_layer;
+    if (N == 1) return NURI_OK;
+    double total = (double)weight_bytes(&m->output);
+    for (int il = 0; il < n_layer; il++) total += layer_bytes(m, il);
+    const double target = total / N;
+    double acc = 0; // bytes of layers [0, end)
+    for (int32_t s = 0, first = 0; s < N; s++) {
+        int32_t end = n_layer;
+        if (s < N - 1) { // one layer, then more while that brings the cut nearer (s + 1) * target
+            acc += layer_bytes(m, first);
+            end = first + 1;
+            const double cut = (s + 1) * target;
+            while (end < n_layer - (N - 1 - s)) {
+                const double next = layer_bytes(m, end);
+                if (fabs(acc + next - cut) > fabs(acc - cut)) break;
+                acc += next;
+                end++;
+            }
+        }
+        if (s == m->stage) {
+            m->layer_first = first;
+            m->layer_end = end;
+        }
+        first = end;
+    }
+    return NURI_OK;
+}
+
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
 {
     *out = NULL;
@@ -692,6 +773,7 @@ nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
     nuri_status s = read_hparams(f, &m->hp);
     if (s == NURI_OK) s = bind_weights(m);
     if (s == NURI_OK) s = read_swa_layers(f, m);
+    if (s == NURI_OK) s = set_stage(m);
     if (s == NURI_OK) s = load_vocab(m); // before the packing, which takes time
     if (s == NURI_OK) pack_weights(m);
     if (s != NURI_OK) {

@@ -129,9 +129,14 @@ typedef struct nuri_model {
     char *names;             // storage for the weights' names
     void *packed;            // one block holding every packed matrix (weights' .packed), or NULL
     nuri_vocab *vocab;       // owned: the file's vocabulary; every token id < n_vocab
+    // a pipeline over MPI (src/dist/dist.h): this process is stage `stage` of n_stages and runs
+    // layers [layer_first, layer_end), the first stage the embedding, the last one the head; only
+    // those weights are packed or read, so only they become resident. 0, 1, 0, n_layer alone.
+    int32_t stage, n_stages, layer_first, layer_end;
 } nuri_model;
 
-/* Opens a GGUF file and binds the model in it, checked whole: hyperparameters, every weight, and
+/* Opens a GGUF file and binds the model in it (in a pipeline, nuri_dist_init, this process's
+ * stage of it; every tensor is still checked), checked whole: hyperparameters, every weight, and
  * the vocabulary (loaded: refused where nuri_vocab_load refuses it, or where it has more tokens
  * than token_embd.weight and the output matrix have rows), so that whoever holds a model can use
  * m->vocab and feed any of its token ids to the forward pass. Caller frees with nuri_model_free.
@@ -250,5 +255,15 @@ int32_t nuri_ctx_pages_free(const nuri_ctx *c);
  * copy of a shared page written into, less the pages dropped past pos. The sum over the sequences
  * of a batch is what the batch needs free, so a scheduler can make room before it builds one. */
 int32_t nuri_ctx_pages_needed(const nuri_ctx *c, int32_t seq, int32_t pos, int32_t n);
+
+/* ---- a pipeline over MPI (src/dist/dist.h) ----
+ *
+ * With a pipeline started, stage 0 uses its model and context as above (one context at a time;
+ * KV snapshots are refused), and every other stage, having loaded its part of the same model,
+ * calls nuri_pipeline_work, which mirrors stage 0's contexts (their sequences, their decodes)
+ * until stage 0 calls nuri_pipeline_stop. It returns NURI_OK then, or an error when it could not
+ * create a context (out of memory): the pipeline cannot go on, and the caller ends the job. */
+nuri_status nuri_pipeline_work(const nuri_model *m);
+void nuri_pipeline_stop(void); // stage 0, at the end; nothing outside a pipeline
 
 #endif
