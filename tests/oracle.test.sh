@@ -5,7 +5,9 @@
 # its sliding window: llama.cpp applies the window in the 64-layer case, which deep-narrow has),
 # granite (HyperCLOVA X SEED's embedding / residual / attention / logit scales), and the mixtures
 # of experts qwen3moe, qwen2moe (with its sigmoid-gated shared expert) and mixtral (llama with
-# experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8.
+# experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8, and
+# exaone-moe (K-EXAONE: a sigmoid router with a selection bias, an ungated shared expert, a leading
+# dense layer, a next-token-prediction layer that both skip, RoPE on the sliding layers only).
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
 #
@@ -76,6 +78,11 @@ cases=(
     "llama tiny MXFP4 - 141"
     "qwen3moe moe-tiny MXFP4 - 142"
     "mixtral moe-a3b-mini IQ4_NL - 143"
+    "exaone-moe moe-tiny F32 - 144"
+    "exaone-moe moe-a3b-mini F32 - 148 --swa 8"
+    "exaone-moe moe-tiny Q8_0 - 145 --swa 8"
+    "exaone-moe moe-tiny Q4_K_M tests/data/vocab/exaone4.gguf 146"
+    "exaone-moe moe-a3b-mini F16 - 147"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"
