@@ -8,7 +8,9 @@
 # experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8; gemma3
 # (5 sliding layers of 6 with their own rope base, linear rope scaling on the global ones, q/k
 # norms, GeGLU) and gemma2 (sliding layers in turn, attention and final soft-caps), with windows
-# of 4 to 16 tokens that the 48 positions cross, in the gemma*-tiny shapes and in others.
+# of 4 to 16 tokens that the 48 positions cross, in the gemma*-tiny shapes and in others; and
+# exaone-moe (K-EXAONE: a sigmoid router with a selection bias, an ungated shared expert, a leading
+# dense layer, a next-token-prediction layer that both skip, RoPE on the sliding layers only).
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
 #
@@ -91,6 +93,11 @@ cases=(
     "gemma2 gemma2-tiny Q4_K - 147 --swa 11"
     "gemma2 small Q4_K_M tests/data/vocab/ggml-vocab-gpt-2.gguf 148"
     "gemma2 tiny Q5_K_M - 149 --swa 4"
+    "exaone-moe moe-tiny F32 - 144"
+    "exaone-moe moe-a3b-mini F32 - 148 --swa 8"
+    "exaone-moe moe-tiny Q8_0 - 145 --swa 8"
+    "exaone-moe moe-tiny Q4_K_M tests/data/vocab/exaone4.gguf 146"
+    "exaone-moe moe-a3b-mini F16 - 147"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

@@ -337,9 +337,15 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     for (long t = t0; t < t1; t++) {
         float margin;
-        nuri_moe_route(c->moe_logits + t * E, E, K, hp->moe_norm_w, 0.0f,
-                       c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K, c->moe_w + t * K,
-                       &margin);
+        if (hp->moe_sigmoid)
+            nuri_moe_route_sigmoid(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
+                                   hp->moe_norm_w, hp->moe_scale,
+                                   c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
+                                   c->moe_w + t * K, &margin);
+        else
+            nuri_moe_route(c->moe_logits + t * E, E, K, hp->moe_norm_w, hp->moe_scale,
+                           c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
+                           c->moe_w + t * K, &margin);
         if (margin < c->moe_margin[t]) c->moe_margin[t] = margin;
     }
     barrier(w);
@@ -353,11 +359,16 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     w->xq_src = NULL;
     barrier(w);
 
-    // the shared expert (qwen2moe): a dense SwiGLU over every token, and its gate's logit
+    // the shared expert (qwen2moe, exaone-moe): a dense SwiGLU over every token, and qwen2moe's
+    // gate's logit
     const int64_t n_sh = hp->n_ff_shexp;
+    const bool sh_gated = L->shexp_gate_inp.data != NULL;
     if (n_sh > 0) {
-        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate_inp.type)->vec_dot_type);
-        matmul(w, &L->shexp_gate_inp, T, c->moe_shgate, 1);
+        if (sh_gated) {
+            quantize_input(w, c->xn, n_embd, T,
+                           nuri_kernels(L->shexp_gate_inp.type)->vec_dot_type);
+            matmul(w, &L->shexp_gate_inp, T, c->moe_shgate, 1);
+        }
         quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate.type)->vec_dot_type);
         matmul(w, &L->shexp_gate, T, c->gate, n_sh);
         quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_up.type)->vec_dot_type);
@@ -415,7 +426,7 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
                 a[i] = a[i] + p;
             }
         }
-        if (n_sh > 0) {
+        if (n_sh > 0 && sh_gated) {
             // the gate's sigmoid as llama.cpp computes it: silu(x) / x
             const float x = c->moe_shgate[t];
             const float g = (x / (1.0f + expf(-x))) / x;
@@ -424,6 +435,9 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
                 const float p = sh[i] * g;
                 a[i] = a[i] + p;
             }
+        } else if (n_sh > 0) { // exaone-moe: the experts' sum plus the shared expert
+            const float *sh = c->moe_shared + t * n_embd;
+            for (int64_t i = 0; i < n_embd; i++) a[i] = a[i] + sh[i];
         }
         branch_into_residual(hp, a, &no_bias, &L->ffn_post_norm, c->x + t * n_embd);
     }
@@ -524,7 +538,7 @@ static void layer(worker *w, const job *jb, int il)
     w->xq_src = NULL;
     barrier(w);
 
-    if (hp->n_expert > 0)
+    if (L->ffn_gate_inp.data)
         ffn_moe(w, L, T);
     else
         ffn_dense(w, L, T);
@@ -640,7 +654,8 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     const size_t wide = n_q > (size_t)hp->n_embd ? n_q : (size_t)hp->n_embd;
     // a model with experts has no dense feed-forward: its n_ff (qwen3moe's feed_forward_length)
     // sizes nothing
-    const size_t n_ff = hp->n_expert > 0 ? 0 : (size_t)hp->n_ff;
+    // (exaone-moe's leading dense layers excepted)
+    const size_t n_ff = hp->n_expert > 0 && hp->n_dense_lead == 0 ? 0 : (size_t)hp->n_ff;
     size_t widest = wide > n_ff ? wide : n_ff;
     if ((size_t)hp->n_ff_exp > widest) widest = (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > widest) widest = (size_t)hp->n_ff_shexp;

@@ -294,7 +294,11 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     // mixtral is a llama file with experts; qwen3moe is qwen3 attention with experts
     const bool mixtral = !strcmp(p->arch, "mixtral"), qwen3moe = !strcmp(p->arch, "qwen3moe");
     const bool qwen2moe = !strcmp(p->arch, "qwen2moe"); // + a shared expert of width n_ff
-    const bool moe = mixtral || qwen3moe || qwen2moe;
+    // exaone-moe (K-EXAONE): exaone4's attention with pre-norms, a sigmoid router with a selection
+    // bias, an ungated shared expert of the experts' width, one leading dense layer and one
+    // next-token-prediction layer at the end (which runners skip)
+    const bool exmoe = !strcmp(p->arch, "exaone-moe");
+    const bool moe = mixtral || qwen3moe || qwen2moe || exmoe;
     const char *a = mixtral ? "llama" : p->arch;
     bool qwen2 = !strcmp(a, "qwen2") || qwen2moe, qwen3 = !strcmp(a, "qwen3") || qwen3moe;
     bool llama = !strcmp(a, "llama");
@@ -302,7 +306,8 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     bool gemma2 = !strcmp(a, "gemma2"), gemma3 = !strcmp(a, "gemma3"), gemma = gemma2 || gemma3;
     bool granite_like = !strcmp(a, "granite") || hcx;
     bool pre_norm = !exaone4, post_norm = exaone4 || hcx || gemma;
-    bool qk_norm = qwen3 || exaone4 || gemma3;
+    bool qk_norm = qwen3 || exaone4 || gemma3 || exmoe;
+    const int n_file_layers = mk->n_layer + (exmoe ? 1 : 0);
     char key[128];
     nuri_status s;
 #define KV_U32(suffix, v)                                                                          \
@@ -316,7 +321,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     if ((s = gguf_writer_add_str(w, "general.name", key))) return s;
     KV_U32("context_length", p->n_ctx > 0 ? p->n_ctx : sh->n_ctx);
     KV_U32("embedding_length", sh->n_embd);
-    KV_U32("block_count", mk->n_layer);
+    KV_U32("block_count", n_file_layers);
     // Mixtral's experts are feed_forward_length wide; qwen3moe names their width on its own
     KV_U32("feed_forward_length", mixtral ? sh->n_ff_exp : sh->n_ff);
     if (moe) {
@@ -324,6 +329,17 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         KV_U32("expert_used_count", sh->n_expert_used);
         if (!mixtral) KV_U32("expert_feed_forward_length", sh->n_ff_exp);
         if (qwen2moe) KV_U32("expert_shared_feed_forward_length", sh->n_ff);
+        if (exmoe) {
+            KV_U32("expert_shared_count", 1);
+            KV_U32("expert_shared_feed_forward_length", sh->n_ff_exp);
+            KV_U32("expert_gating_func", 2); // sigmoid
+            KV_U32("leading_dense_block_count", 1);
+            KV_U32("nextn_predict_layers", 1);
+            snprintf(key, sizeof key, "%s.expert_weights_norm", a);
+            if ((s = gguf_writer_add_bool(w, key, true))) return s;
+            snprintf(key, sizeof key, "%s.expert_weights_scale", a);
+            if ((s = gguf_writer_add_f32(w, key, 2.5f))) return s;
+        }
     }
     KV_U32("attention.head_count", sh->n_head);
     KV_U32("attention.head_count_kv", sh->n_head_kv);
@@ -348,7 +364,11 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
             if ((s = gguf_writer_add_f32(w, key, scales[i].v))) return s;
         }
     }
-    if (exaone4 && p->n_swa > 0) { // sliding window on 3 of every 4 layers
+    if (exmoe && p->n_swa <= 0) { // the window is required; without --swa, the default pattern
+        snprintf(key, sizeof key, "%s.attention.sliding_window", a);
+        if ((s = gguf_writer_add_u32(w, key, 128))) return s;
+    }
+    if ((exaone4 || exmoe) && p->n_swa > 0) { // sliding window on 3 of every 4 layers
         snprintf(key, sizeof key, "%s.attention.sliding_window", a);
         if ((s = gguf_writer_add_u32(w, key, (uint32_t)p->n_swa))) return s;
         bool *pat = calloc((size_t)mk->n_layer, sizeof *pat);
@@ -381,7 +401,8 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
     const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
     const int64_t KV = (int64_t)sh->n_head_kv * sh->head_dim, F = sh->n_ff;
-    const bool tied = !qwen2; // qwen2 files get a separate output matrix, like the golden ones
+    // qwen2 files get a separate output matrix, like the golden ones; exaone-moe always has one
+    const bool tied = !qwen2 && !exmoe;
     // The golden models' recipe: tied tiny models get output gain 10 (else they copy the input
     // token). Deeper models with that gain turn chaotic (rounding differences grow layer by
     // layer), which no trained model is, so every other shape uses gain 1.
@@ -401,8 +422,10 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     if ((s = add_random(mk, "output_norm.weight", "norm", -1, E, 1, 0.05f, 1.0f))) return s;
     if (!tied && (s = add_random(mk, "output.weight", "output", -1, E, n_vocab, out_scale, 0)))
         return s;
-    for (int il = 0; il < mk->n_layer; il++) {
+    for (int il = 0; il < n_file_layers; il++) {
         char nm[96];
+        // exaone-moe: layer 0 dense, the last (next-token prediction) dense with its extra parts
+        const bool layer_moe = moe && !(exmoe && (il == 0 || il >= mk->n_layer));
 #define T(suffix, kind, n_in, n_out, scale, off)                                                   \
     do {                                                                                           \
         snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
@@ -427,7 +450,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
             T("post_attention_norm.weight", "norm", E, 1, 0.05f * post_gain, post_gain);
             T("post_ffw_norm.weight", "norm", E, 1, 0.05f * post_gain, post_gain);
         }
-        if (moe) {
+        if (layer_moe) {
             // the router stays F32, as llama.cpp's quantizer leaves it; logits of unit spread
             const int64_t X = sh->n_expert, FX = sh->n_ff_exp;
             snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", il);
@@ -449,10 +472,23 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
                 T("ffn_up_shexp.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
                 T("ffn_down_shexp.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
             }
+            if (exmoe) {
+                // a selection bias of the sigmoid scores' size, so that it changes choices
+                T("exp_probs_b.bias", "bias", X, 1, 0.05f, 0);
+                T("ffn_gate_shexp.weight", "ffn_gate", E, FX, 1.0f / sqrtf((float)E), 0);
+                T("ffn_up_shexp.weight", "ffn_up", E, FX, 1.0f / sqrtf((float)E), 0);
+                T("ffn_down_shexp.weight", "ffn_down", FX, E, gain / sqrtf((float)FX), 0);
+            }
         } else {
             T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
             T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
             T("ffn_down.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
+        }
+        if (exmoe && il >= mk->n_layer) { // the next-token-prediction parts
+            T("nextn.eh_proj.weight", "attn_output", 2 * E, E, 1.0f / sqrtf((float)(2 * E)), 0);
+            T("nextn.enorm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("nextn.hnorm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("nextn.shared_head_norm.weight", "norm", E, 1, 0.05f, 1.0f);
         }
 #undef T
     }
@@ -463,13 +499,15 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
     static const char *archs[] = {"llama",   "qwen2",    "qwen3",       "exaone",
                                   "exaone4", "granite",  "hyperclovax", "qwen3moe",
-                                  "mixtral", "qwen2moe", "gemma2",      "gemma3"};
+                                  "mixtral", "qwen2moe", "gemma2",      "gemma3",
+                                  "exaone-moe"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
-                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gemma2, gemma3)",
+                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gemma2, gemma3, "
+                          "exaone-moe)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -477,8 +515,8 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if (!sh)
         return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
                           nuri_mkmodel_shapes());
-    const bool moe =
-        !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") || !strcmp(p->arch, "qwen2moe");
+    const bool moe = !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") ||
+                     !strcmp(p->arch, "qwen2moe") || !strcmp(p->arch, "exaone-moe");
     if (moe && sh->n_expert == 0)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "

@@ -51,6 +51,8 @@ static const struct arch_info {
     // gemma's own parts (embedding scale, GeGLU, soft-capping, its window) are in read_gemma
     {"gemma2", NURI_ARCH_GEMMA2, NURI_ROPE_NEOX, true, true, false, false, false, true, 'n'},
     {"gemma3", NURI_ARCH_GEMMA3, NURI_ROPE_NEOX, true, true, false, true, false, true, 'n'},
+    {"exaone-moe", NURI_ARCH_EXAONE_MOE, NURI_ROPE_NEOX, true, false, false, true, false, true,
+     'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -98,6 +100,55 @@ static nuri_status get_float(const gguf_file *f, const char *arch, const char *s
     return NURI_OK;
 }
 
+/* exaone-moe (K-EXAONE) reads what the file says, as llama.cpp does for it: the gating function
+ * (softmax or sigmoid; others refused by name), expert_weights_norm and expert_weights_scale, the
+ * experts' and the shared expert's widths, and the leading dense layers. */
+static nuri_status read_exaone_moe_hparams(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    char key[128];
+    nuri_status s;
+    if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)) ||
+        (s = get_dim(f, name, "expert_shared_feed_forward_length", false, hp->n_ff_exp, MAX_WIDTH,
+                     &hp->n_ff_shexp)))
+        return s;
+    uint32_t v = 0;
+    snprintf(key, sizeof key, "%s.expert_gating_func", name);
+    if ((s = gguf_get_u32(f, key, &v))) return s;
+    if (v != 1 && v != 2)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' = %u: nuri gates experts with softmax (1) or sigmoid (2)",
+                          key, v);
+    hp->moe_sigmoid = v == 2;
+    snprintf(key, sizeof key, "%s.expert_weights_norm", name);
+    bool norm = false;
+    s = gguf_get_bool(f, key, &norm);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    hp->moe_norm_w = norm;
+    snprintf(key, sizeof key, "%s.expert_weights_scale", name);
+    s = gguf_get_f32(f, key, &hp->moe_scale);
+    if (s == NURI_ERR_NOT_FOUND) hp->moe_scale = 0.0f;
+    else if (s != NURI_OK) return s;
+    else if (!(hp->moe_scale >= 0.0f) || hp->moe_scale > 1e6f)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a scale", key,
+                          (double)hp->moe_scale);
+    snprintf(key, sizeof key, "%s.leading_dense_block_count", name);
+    s = gguf_get_u32(f, key, &v);
+    if (s == NURI_ERR_NOT_FOUND) v = 0;
+    else if (s != NURI_OK) return s;
+    if (v > (uint32_t)hp->n_layer)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u exceeds the %d layers", key, v,
+                          hp->n_layer);
+    hp->n_dense_lead = (int32_t)v;
+    if (hp->n_dense_lead > 0 && hp->n_ff == 0)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s.feed_forward_length' is missing (the "
+                          "leading dense layers need it)", name);
+    snprintf(key, sizeof key, "%s.expert_group_count", name);
+    if (gguf_get_u32(f, key, &v) == NURI_OK && v > 1)
+        return nuri_error(NURI_ERR_UNSUPPORTED, "metadata '%s' = %u: not supported", key, v);
+    return NURI_OK;
+}
+
 /* The mixture-of-experts keys: expert_count, expert_used_count (1..expert_count) and the experts'
  * width: qwen3moe's expert_feed_forward_length (else, as llama.cpp, feed_forward_length /
  * expert_used_count), llama's (Mixtral's) feed_forward_length. As in llama.cpp, these two
@@ -127,6 +178,8 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
         return nuri_error(NURI_ERR_FORMAT, "%s.expert_used_count %d exceeds expert_count %d", name,
                           hp->n_expert_used, hp->n_expert);
     hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE;
+    if (hp->arch == NURI_ARCH_EXAONE_MOE)
+        return read_exaone_moe_hparams(f, hp);
     if (hp->arch == NURI_ARCH_QWEN2MOE) {
         // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
         if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
@@ -229,8 +282,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
     if (!name)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
-                          "qwen2moe, qwen3moe, exaone, exaone4, granite, hyperclovax, gemma2, "
-                          "gemma3)",
+                          "qwen2moe, qwen3moe, exaone, exaone4, exaone-moe, granite, hyperclovax, "
+                          "gemma2, gemma3)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -245,6 +298,18 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                      &hp->n_head_kv)) ||
         (s = get_dim(f, name, "context_length", false, 4096, 1 << 24, &hp->n_ctx_train)))
         return s;
+    if (hp->arch == NURI_ARCH_EXAONE_MOE) { // its next-token-prediction layers come last
+        char key[128];
+        snprintf(key, sizeof key, "%s.nextn_predict_layers", name);
+        uint32_t nn = 0;
+        s = gguf_get_u32(f, key, &nn);
+        if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+        if (nn >= (uint32_t)hp->n_layer)
+            return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u leaves none of the %d layers",
+                              key, nn, hp->n_layer);
+        hp->n_nextn = (int32_t)nn;
+        hp->n_layer -= hp->n_nextn;
+    }
     int32_t def_head_dim = hp->n_embd / hp->n_head;
     if ((s = get_dim(f, name, "attention.key_length", false, def_head_dim, MAX_WIDTH,
                      &hp->head_dim)))
@@ -308,6 +373,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
             hp->n_swa = (int32_t)w;
         } else if (s != NURI_ERR_NOT_FOUND) {
             return s;
+        } else if (hp->arch == NURI_ARCH_EXAONE_MOE) { // required for it, as in llama.cpp
+            return nuri_error(NURI_ERR_FORMAT, "metadata '%s' is missing", key);
         }
     }
     return read_moe_hparams(f, ai, hp);
@@ -315,7 +382,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 
 /* Which layers use the sliding window: `<arch>.attention.sliding_window_pattern`, either one bool
  * per layer or a period n (the last layer of every n is global). No window: none. No pattern: none,
- * but for gemma2 (period 2) and gemma3 (period 6). */
+ * but for gemma2 (period 2), gemma3 (period 6) and exaone-moe (period 4), as llama.cpp reads them.
+ */
 static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
 {
     const nuri_hparams *hp = &m->hp;
@@ -323,6 +391,10 @@ static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
     snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", hp->arch_name);
     const gguf_kv *kv = gguf_find_kv(f, key);
     bool any = false;
+    if (hp->n_swa > 0 && !kv && hp->arch == NURI_ARCH_EXAONE_MOE) {
+        for (int il = 0; il < hp->n_layer; il++) m->layers[il].swa = il % 4 < 3;
+        any = hp->n_layer > 0;
+    }
     if (hp->n_swa > 0 && kv) {
         if (gguf_kv_type(kv) == GGUF_TYPE_ARRAY) {
             gguf_arr a;
@@ -352,8 +424,11 @@ static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
         for (int il = 0; il < hp->n_layer; il++) m->layers[il].swa = il % period < period - 1;
     }
     // exaone4: with sliding-window layers, only they use RoPE (the global ones have none)
+    // exaone-moe: only the sliding-window layers use RoPE, whatever the others
     for (int il = 0; il < hp->n_layer; il++)
-        m->layers[il].rope = hp->arch != NURI_ARCH_EXAONE4 || !any || m->layers[il].swa;
+        m->layers[il].rope = hp->arch == NURI_ARCH_EXAONE_MOE
+                                 ? m->layers[il].swa
+                                 : hp->arch != NURI_ARCH_EXAONE4 || !any || m->layers[il].swa;
     return NURI_OK;
 }
 
@@ -509,11 +584,12 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(attn_post_norm, "post_attention_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(ffn_post_norm, "post_ffw_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(bo, "attn_output.bias", n_embd, 0, false, true);
-        if (n_expert == 0) {
+        const bool layer_moe = n_expert > 0 && il >= hp->n_dense_lead;
+        if (!layer_moe) {
             // a llama file with expert tensors but no expert_count: say that, not that the dense
             // ffn_gate is missing
             snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", il);
-            if (gguf_find_tensor(b.f, nm))
+            if (n_expert == 0 && gguf_find_tensor(b.f, nm))
                 return nuri_error(NURI_ERR_FORMAT,
                                   "tensor '%s' holds experts, but metadata '%s.expert_count' is "
                                   "missing (a Mixtral-style file needs expert_count and "
@@ -542,9 +618,13 @@ static nuri_status bind_weights(nuri_model *m)
             if ((s = bind_experts(&b, nm, n_embd, n_ff_exp, n_expert, L->exp_up))) return s;
             snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", il);
             if ((s = bind_experts(&b, nm, n_ff_exp, n_embd, n_expert, L->exp_down))) return s;
+            if (hp->moe_sigmoid || hp->arch == NURI_ARCH_EXAONE_MOE)
+                BIND(exp_probs_b, "exp_probs_b.bias", n_expert, 0, false, true);
             if (hp->n_ff_shexp > 0) {
                 const int64_t n_sh = hp->n_ff_shexp;
-                BIND(shexp_gate_inp, "ffn_gate_inp_shexp.weight", n_embd, 0, true, true);
+                // qwen2moe gates its shared expert; exaone-moe's has no gate
+                BIND(shexp_gate_inp, "ffn_gate_inp_shexp.weight", n_embd, 0,
+                     hp->arch == NURI_ARCH_QWEN2MOE, true);
                 BIND(shexp_gate, "ffn_gate_shexp.weight", n_embd, n_sh, true, false);
                 BIND(shexp_up, "ffn_up_shexp.weight", n_embd, n_sh, true, false);
                 BIND(shexp_down, "ffn_down_shexp.weight", n_sh, n_embd, true, false);
@@ -568,12 +648,14 @@ static nuri_status bind_weights(nuri_model *m)
             {"ffn_gate_exps.bias", "expert bias", false, true},
             {"ffn_up_exps.bias", "expert bias", false, true},
             {"ffn_down_exps.bias", "expert bias", false, true},
-            {"exp_probs_b.bias", "expert selection bias", false, true},
+            {"exp_probs_b.bias", "expert selection bias", true,
+             hp->arch != NURI_ARCH_EXAONE_MOE},
             {"ffn_up_shexp.weight", "shared expert", true, hp->n_ff_shexp == 0},
-            {"ffn_gate_inp_shexp.weight", "shared expert gate", true, hp->n_ff_shexp == 0},
+            {"ffn_gate_inp_shexp.weight", "shared expert gate", true,
+             hp->n_ff_shexp == 0 || hp->arch == NURI_ARCH_EXAONE_MOE},
         };
         for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
-            if (!(n_expert ? unused[u].in_moe : unused[u].in_dense)) continue;
+            if (!(layer_moe ? unused[u].in_moe : unused[u].in_dense)) continue;
             snprintf(nm, sizeof nm, "blk.%d.%s", il, unused[u].suffix);
             if (gguf_find_tensor(b.f, nm))
                 return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' (%s) is not supported", nm,
@@ -615,7 +697,7 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
                              &L->shexp_gate, &L->shexp_up, &L->shexp_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++)
             if (ws[i]->data) list[n++] = ws[i];
-        for (int32_t e = 0; e < m->hp.n_expert && n + 3 <= cap; e++) {
+        for (int32_t e = 0; L->ffn_gate_inp.data && e < m->hp.n_expert && n + 3 <= cap; e++) {
             list[n++] = &L->exp_gate[e];
             list[n++] = &L->exp_up[e];
             list[n++] = &L->exp_down[e];
@@ -864,7 +946,8 @@ static uint64_t model_size(const nuri_model *m, bool bytes, bool embd_whole, boo
                                    &L->shexp_up,
                                    &L->shexp_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_size(ws[i], bytes);
-        if (m->hp.n_expert > 0)
+        total += weight_size(&L->exp_probs_b, bytes);
+        if (L->ffn_gate_inp.data)
             total +=
                 n_exp * (weight_size(&L->exp_gate[0], bytes) + weight_size(&L->exp_up[0], bytes) +
                          weight_size(&L->exp_down[0], bytes));
@@ -909,6 +992,8 @@ const char *nuri_model_family(const nuri_model *m)
         return "EXAONE 3.5 (LG AI Research)";
     case NURI_ARCH_EXAONE4:
         return "EXAONE 4.0 (LG AI Research)";
+    case NURI_ARCH_EXAONE_MOE:
+        return "K-EXAONE (LG AI Research, exaone-moe)";
     case NURI_ARCH_HYPERCLOVAX:
         return "HyperCLOVA X SEED Think (NAVER)";
     case NURI_ARCH_GRANITE:

@@ -8,8 +8,8 @@
  *
  * Architectures: llama (Llama 2 / 3.x, GQA, tied or separate output, Llama-3 rope scaling through
  * rope_freqs; Mixtral when it has experts), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms),
- * qwen3moe, qwen2moe, exaone, exaone4, granite, hyperclovax, gemma2, gemma3 (see docs/MODELS.md).
- * Dimension names: see DESIGN.md.
+ * qwen3moe, qwen2moe, exaone, exaone4, exaone-moe, granite, hyperclovax, gemma2, gemma3 (see
+ * docs/MODELS.md). Dimension names: see DESIGN.md.
  */
 #ifndef NURI_MODEL_H
 #define NURI_MODEL_H
@@ -36,6 +36,9 @@ typedef enum nuri_arch {
                         // layer, attention and final logit soft-capping
     NURI_ARCH_GEMMA3,   // Gemma 3 (text): gemma2 without attention soft-capping, with q/k norms
                         // and 5 sliding layers of every 6, which have their own rope base
+    NURI_ARCH_EXAONE_MOE, // K-EXAONE: pre-norms, q/k norms, sliding window (RoPE on the sliding
+                          // layers only), sigmoid router with a selection bias, a shared expert,
+                          // leading dense layers; its next-token-prediction layers are skipped
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -78,7 +81,11 @@ typedef struct nuri_hparams {
     int32_t n_expert_used; // <arch>.expert_used_count, 1..n_expert
     int32_t n_ff_exp;      // <arch>.expert_feed_forward_length (qwen3moe) or n_ff (llama/Mixtral)
     bool moe_norm_w;       // renormalise the chosen experts' weights (all but qwen2moe)
-    int32_t n_ff_shexp;    // shared expert's width (qwen2moe), else 0
+    int32_t n_ff_shexp;    // shared expert's width (qwen2moe, exaone-moe), else 0
+    bool moe_sigmoid;      // router gates with sigmoid (selection bias added for the choice only)
+    float moe_scale;       // chosen weights multiplied by it (expert_weights_scale; 0: none)
+    int32_t n_dense_lead;  // the first layers have a dense feed-forward (exaone-moe), else 0
+    int32_t n_nextn;       // next-token-prediction layers after n_layer in the file, skipped
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
@@ -108,11 +115,13 @@ typedef struct nuri_layer {
     nuri_weight ffn_up;   // (n_embd -> n_ff)
     nuri_weight ffn_down; // (n_ff -> n_embd)
     // MoE layers (hp.n_expert > 0) instead of ffn_gate/up/down:
-    nuri_weight ffn_gate_inp; // router (n_embd -> n_expert)
+    nuri_weight ffn_gate_inp; // router (n_embd -> n_expert); NULL data: a dense layer
+    nuri_weight exp_probs_b;  // (n_expert) F32 selection bias (exaone-moe), else NULL data
     nuri_weight *exp_gate;    // (n_expert) views of ffn_gate_exps: (n_embd -> n_ff_exp) each
     nuri_weight *exp_up;      // (n_expert) views of ffn_up_exps: (n_embd -> n_ff_exp) each
     nuri_weight *exp_down;    // (n_expert) views of ffn_down_exps: (n_ff_exp -> n_embd) each
-    // qwen2moe's shared expert, which every token goes through, weighted by sigmoid(x . gate_inp)
+    // the shared expert, which every token goes through: qwen2moe's weighted by
+    // sigmoid(x . gate_inp), exaone-moe's as it is (shexp_gate_inp NULL)
     nuri_weight shexp_gate_inp;                   // (n_embd) F32
     nuri_weight shexp_gate, shexp_up, shexp_down; // (n_embd -> n_ff_shexp), (n_ff_shexp -> n_embd)
 } nuri_layer;
