@@ -93,6 +93,10 @@ check "hyperclovax: the same" same_logits hyperclovax tiny Q5_K_M
 check "qwen3moe: the same" same_logits qwen3moe moe-tiny Q4_K_M
 check "qwen2moe (shared expert): the same" same_logits qwen2moe moe-tiny Q8_0
 check "mixtral: the same" same_logits mixtral moe-tiny Q4_K_M
+check "gemma2 (soft-caps, window): the same" same_logits gemma2 gemma2-tiny Q8_0
+check "gemma3 (GeGLU, window, rope scaling): the same" same_logits gemma3 gemma3-tiny Q4_K_M
+check "exaone-moe (dense lead, sigmoid router, shared expert): the same" same_logits exaone-moe \
+    moe-tiny Q8_0 --swa 4
 
 # ---- generation ----
 same_generation() {

@@ -585,6 +585,12 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(ffn_post_norm, "post_ffw_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(bo, "attn_output.bias", n_embd, 0, false, true);
         const bool layer_moe = n_expert > 0 && il >= hp->n_dense_lead;
+        if (n_expert > 0) { // a dense layer of a MoE model keeps empty views (data NULL)
+            nuri_weight *ex = m->experts + (size_t)il * 3 * (size_t)n_expert;
+            L->exp_gate = ex;
+            L->exp_up = ex + n_expert;
+            L->exp_down = ex + 2 * n_expert;
+        }
         if (!layer_moe) {
             // a llama file with expert tensors but no expert_count: say that, not that the dense
             // ffn_gate is missing
@@ -607,10 +613,6 @@ static nuri_status bind_weights(nuri_model *m)
             BIND(ffn_down, "ffn_down.weight", n_ff, n_embd, true, false);
         } else {
             const int64_t n_ff_exp = hp->n_ff_exp;
-            nuri_weight *ex = m->experts + (size_t)il * 3 * (size_t)n_expert;
-            L->exp_gate = ex;
-            L->exp_up = ex + n_expert;
-            L->exp_down = ex + 2 * n_expert;
             BIND(ffn_gate_inp, "ffn_gate_inp.weight", n_embd, n_expert, true, false);
             snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", il);
             if ((s = bind_experts(&b, nm, n_embd, n_ff_exp, n_expert, L->exp_gate))) return s;
