@@ -11,8 +11,15 @@
 # the nuri command, each tests/test_*.c becomes one test program. The web chat page
 # (src/serve/web/index.html, with marked and DOMPurify where installed) is embedded into libnuri as a byte array generated with od and sed. Files named *_avx2.c and
 # *_avx512.c (and *_amx.c: AVX-512 + AMX) are compiled with those instruction sets; the code calling them checks the CPU first.
+#
+# `make MPI=1` also builds $(BUILD)/nuri-mpi: the same nuri linked with OpenMPI (mpicc, Debian's
+# libopenmpi-dev), for pipelines across processes (`mpirun -np N nuri-mpi run ... --pp N`). Only
+# src/dist/dist.c differs: compiled again with -DNURI_MPI as dist_mpi.o and linked before
+# libnuri.a, it replaces the one-process dist.o there. The default build needs no MPI.
 
 CC ?= cc
+MPICC ?= mpicc
+MPI ?= 0
 SAN ?= 0
 WERROR ?= 0
 OPT ?= -O2
@@ -26,12 +33,15 @@ BUILD ?= build
 SANFLAGS =
 endif
 
+# libpq's header lives in PostgreSQL's own include directory
+PG_INCLUDE := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
-	-fPIC -fvisibility=hidden -Iinclude -Isrc -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
+	-fPIC -fvisibility=hidden -Iinclude -Isrc -I$(PG_INCLUDE) -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
 ifeq ($(WERROR),1)
 CFLAGS_ALL += -Werror
 endif
-LIBS = -ljansson -lpcre2-8 -lsqlite3 -lcurl -lm -lpthread
+LIBS = -ljansson -lpcre2-8 -lsqlite3 -lpq -lcurl -lm -lpthread
 LDFLAGS_ALL = $(SANFLAGS) -pthread $(LDFLAGS)
 
 AVX2_FLAGS = -mavx2 -mfma -mf16c -mbmi2
@@ -56,6 +66,9 @@ endif
 
 .PHONY: all test clean format format-check fuzz install abi-check
 all: $(BUILD)/libnuri.a $(SHARED_LIB) $(BUILD)/nuri $(TEST_BIN)
+ifeq ($(MPI),1)
+all: $(BUILD)/nuri-mpi
+endif
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
@@ -128,6 +141,13 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 $(BUILD)/nuri: $(CLI_OBJ) $(BUILD)/libnuri.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(BUILD)/libnuri.a $(LIBS)
 
+$(BUILD)/src/dist/dist_mpi.o: src/dist/dist.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS_ALL) -DNURI_MPI -c $< -o $@
+
+$(BUILD)/nuri-mpi: $(CLI_OBJ) $(BUILD)/src/dist/dist_mpi.o $(BUILD)/libnuri.a
+	$(MPICC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(BUILD)/src/dist/dist_mpi.o $(BUILD)/libnuri.a $(LIBS)
+
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libnuri.a tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libnuri.a $(LDFLAGS_ALL) $(LIBS)
@@ -182,13 +202,13 @@ abi-check: $(BUILD)/$(SONAME)
 # instrument their intrinsics-heavy loops (the scalar kernels stay instrumented).
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_CC = clang
-FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=address,undefined \
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -I$(PG_INCLUDE) -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o) build-fuzz/gen/web_index.o
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
 
-FUZZ_KERNEL_FLAGS = -std=c11 -D_GNU_SOURCE -O2 -g -Iinclude -Isrc
+FUZZ_KERNEL_FLAGS = -std=c11 -D_GNU_SOURCE -O2 -g -Iinclude -Isrc -I$(PG_INCLUDE)
 
 build-fuzz/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
@@ -228,4 +248,4 @@ format-check:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard build-fuzz/src/*/*.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/dist/dist_mpi.d $(wildcard build-fuzz/src/*/*.d)

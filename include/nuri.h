@@ -69,6 +69,7 @@ typedef enum nuri_status {
     NURI_ERR_UNSUPPORTED, // well-formed, but nuri does not run it (an architecture, a type)
     NURI_ERR_LIMIT,       // over an explicit limit (context length, sizes)
     NURI_ERR_NOT_FOUND,   // a key, tensor or file that is not there
+    NURI_ERR_UNAVAILABLE, // a service nuri depends on (a database) cannot be reached now; retry
     NURI_ERR_CANCELLED,   // a callback asked to stop (model loading)
 } nuri_status;
 

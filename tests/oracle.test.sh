@@ -5,7 +5,14 @@
 # its sliding window: llama.cpp applies the window in the 64-layer case, which deep-narrow has),
 # granite (HyperCLOVA X SEED's embedding / residual / attention / logit scales), and the mixtures
 # of experts qwen3moe, qwen2moe (with its sigmoid-gated shared expert) and mixtral (llama with
-# experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8.
+# experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8; gemma3
+# (5 sliding layers of 6 with their own rope base, linear rope scaling on the global ones, q/k
+# norms, GeGLU) and gemma2 (sliding layers in turn, attention and final soft-caps), with windows
+# of 4 to 16 tokens that the 48 positions cross, in the gemma*-tiny shapes and in others; and
+# exaone-moe (K-EXAONE: a sigmoid router with a selection bias, an ungated shared expert, a leading
+# dense layer, a next-token-prediction layer that both skip, RoPE on the sliding layers only).
+# Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
+# files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
 #
 # `nuri mkmodel` writes random-weight models of the supported architectures in shapes, seeds,
 # vocabularies and quantization mixes that no golden file covers; llama.cpp (through the npm
@@ -68,6 +75,29 @@ cases=(
     "qwen2moe moe-tiny Q8_0 - 135"
     "qwen2moe moe-a3b-mini Q4_K_M - 136"
     "qwen2moe moe-tiny Q5_K_M tests/data/vocab/ggml-vocab-gpt-2.gguf 137"
+    "llama small IQ4_NL - 138"
+    "qwen3 tiny IQ4_XS tests/data/vocab/ggml-vocab-gpt-2.gguf 139"
+    "qwen2 small IQ4_XS - 140"
+    "llama tiny MXFP4 - 141"
+    "qwen3moe moe-tiny MXFP4 - 142"
+    "mixtral moe-a3b-mini IQ4_NL - 143"
+    "gemma3 gemma3-tiny F32 - 138"
+    "gemma3 gemma3-tiny F16 - 139 --swa 8"
+    "gemma3 gemma3-tiny Q8_0 tests/data/vocab/ggml-vocab-llama-spm.gguf 140"
+    "gemma3 gemma3-tiny Q4_K - 141 --swa 5"
+    "gemma3 small Q4_K_M - 142"
+    "gemma3 gemma3-tiny Q6_K - 143 --layers 12"
+    "gemma2 gemma2-tiny F32 - 144"
+    "gemma2 gemma2-tiny F16 - 145 --swa 8"
+    "gemma2 gemma2-tiny Q8_0 - 146"
+    "gemma2 gemma2-tiny Q4_K - 147 --swa 11"
+    "gemma2 small Q4_K_M tests/data/vocab/ggml-vocab-gpt-2.gguf 148"
+    "gemma2 tiny Q5_K_M - 149 --swa 4"
+    "exaone-moe moe-tiny F32 - 144"
+    "exaone-moe moe-a3b-mini F32 - 148 --swa 8"
+    "exaone-moe moe-tiny Q8_0 - 145 --swa 8"
+    "exaone-moe moe-tiny Q4_K_M tests/data/vocab/exaone4.gguf 146"
+    "exaone-moe moe-a3b-mini F16 - 147"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

@@ -79,6 +79,33 @@ TEST(nan_logits_still_give_distinct_experts)
     }
 }
 
+TEST(the_sigmoid_router_chooses_with_the_bias_and_weighs_without_it)
+{
+    // sigmoid scores 0.731 (e0), 0.5 (e1), 0.269 (e2), 0.119 (e3); the bias lifts e2 over e1
+    const float logits[4] = {1.0f, 0.0f, -1.0f, -2.0f};
+    const float bias[4] = {0.0f, 0.0f, 0.3f, 0.0f};
+    float probs[4], w[2];
+    int32_t ids[2];
+    float margin;
+    nuri_moe_route_sigmoid(logits, bias, 4, 2, false, 0.0f, probs, ids, w, &margin);
+    CHECKF(ids[0] == 0 && ids[1] == 2, "%d %d", ids[0], ids[1]);
+    const float s2 = 1.f / (1.f + expf(1.0f)); // e2's weight: its score without the bias
+    CHECKF(w[0] == 1.f / (1.f + expf(-1.0f)) && w[1] == s2, "%g %g", (double)w[0], (double)w[1]);
+    CHECKF(fabsf(margin - ((s2 + 0.3f) - 0.5f)) < 1e-7f, "margin %g", (double)margin);
+    // renormalised and scaled (K-EXAONE's routed scaling factor)
+    nuri_moe_route_sigmoid(logits, bias, 4, 2, true, 2.5f, probs, ids, w, NULL);
+    CHECKF(fabsf(w[0] + w[1] - 2.5f) < 1e-6f, "sum %g", (double)(w[0] + w[1]));
+    // no bias: the plain ranking
+    nuri_moe_route_sigmoid(logits, NULL, 4, 2, false, 0.0f, probs, ids, w, NULL);
+    CHECKF(ids[0] == 0 && ids[1] == 1, "%d %d", ids[0], ids[1]);
+    // NaN logits: still distinct experts
+    float nan4[4] = {NAN, NAN, NAN, NAN}, w3[3];
+    int32_t ids3[3];
+    nuri_moe_route_sigmoid(nan4, bias, 4, 3, true, 0.0f, probs, ids3, w3, NULL);
+    CHECK(ids3[0] != ids3[1] && ids3[1] != ids3[2] && ids3[0] != ids3[2]);
+    for (int j = 0; j < 3; j++) CHECK(ids3[j] >= 0 && ids3[j] < 4);
+}
+
 /* ---- the grouping ---- */
 
 TEST(grouping_puts_every_choice_in_its_experts_run_in_token_order)
@@ -168,6 +195,7 @@ TEST(a_batch_grouped_by_expert_matches_tokens_run_one_at_a_time)
         {"mixtral", "moe-tiny", "F32"},     {"mixtral", "moe-tiny", "Q4_0"},
         {"qwen3moe", "moe-tiny", "Q6_K"},   {"mixtral", "moe-a3b-mini", "F16"},
         {"qwen2moe", "moe-tiny", "Q4_K_M"}, {"qwen2moe", "moe-a3b-mini", "Q8_0"},
+        {"exaone-moe", "moe-tiny", "Q8_0"}, {"exaone-moe", "moe-a3b-mini", "Q4_K_M"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         nuri_model *m = make_model(cases[k][0], cases[k][1], cases[k][2], 7 + (int)k);
@@ -391,6 +419,7 @@ int main(void)
     RUN(without_renormalising_the_weights_are_the_softmax_probabilities);
     RUN(equal_probabilities_go_to_the_lower_expert_id);
     RUN(nan_logits_still_give_distinct_experts);
+    RUN(the_sigmoid_router_chooses_with_the_bias_and_weighs_without_it);
     RUN(grouping_puts_every_choice_in_its_experts_run_in_token_order);
     RUN(a_batch_grouped_by_expert_matches_tokens_run_one_at_a_time);
     RUN(sequences_batched_together_match_each_run_alone);

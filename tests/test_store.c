@@ -3,8 +3,13 @@
  * directory: round trips, chains of previous responses, ownership, pagination, cascading deletes,
  * schema migrations and refusals, corrupt files, concurrent writers, and durability under kill -9.
  *
- * Some tests open the same file with SQLite directly, to look at what the store wrote or to build
- * what an older nuri (or a corrupt disk) would have left there.
+ * With NURI_TEST_PG set to a PostgreSQL URL (tests/store_pg.test.sh starts a private server and
+ * sets it), the same tests of the store's behaviour run on PostgreSQL instead, each on an empty
+ * schema, followed by PostgreSQL's own: its schema table, refusals, an unreachable server, and
+ * connections the server dropped. The tests that are about SQLite files run only on SQLite.
+ *
+ * Some tests open the same database directly (SQLite or libpq), to look at what the store wrote
+ * or to build what an older nuri (or a corrupt disk) would have left there.
  */
 #include "store/store.h"
 #include "store/store_internal.h"
@@ -13,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -23,10 +29,42 @@
 
 static char tmp_dir[512];
 static int n_files;
+static const char *pg_url; // NURI_TEST_PG: the tests run on this PostgreSQL database
 
-/* A fresh file name in the temporary directory. */
+/* Runs sql on the PostgreSQL database directly; the first column of its first row, or -1. */
+static int64_t pg_sql(const char *sql, bool *ok)
+{
+    PGconn *pg = PQconnectdb(pg_url);
+    int64_t v = -1;
+    *ok = false;
+    if (PQstatus(pg) == CONNECTION_OK) {
+        PGresult *res = PQexec(pg, sql);
+        ExecStatusType es = PQresultStatus(res);
+        *ok = es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK;
+        if (!*ok) fprintf(stderr, "  pg: %s", PQresultErrorMessage(res));
+        if (es == PGRES_TUPLES_OK && PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+            v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+    } else {
+        fprintf(stderr, "  pg: %s", PQerrorMessage(pg));
+    }
+    PQfinish(pg);
+    return v;
+}
+
+/* A fresh store: a file name in the temporary directory, or on PostgreSQL the URL of the test
+ * database with its tables gone. */
 static void new_path(char *out, size_t n)
 {
+    if (pg_url) {
+        bool ok;
+        pg_sql("SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE; "
+               "CREATE SCHEMA public;",
+               &ok);
+        if (!ok) fprintf(stderr, "  could not empty the test database\n");
+        snprintf(out, n, "%s", pg_url);
+        return;
+    }
     snprintf(out, n, "%s/t%d.db", tmp_dir, n_files++);
 }
 
@@ -42,6 +80,10 @@ static nuri_store *open_new(char *path, size_t n)
 /* The first column of the first row of sql, run on path with SQLite directly; -1 on error. */
 static int64_t sql_int(const char *path, const char *sql)
 {
+    if (pg_url) {
+        bool ok;
+        return pg_sql(sql, &ok);
+    }
     sqlite3 *db = NULL;
     int64_t v = -1;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
@@ -57,6 +99,11 @@ static int64_t sql_int(const char *path, const char *sql)
 
 static int sql_exec(const char *path, const char *sql)
 {
+    if (pg_url) {
+        bool ok;
+        pg_sql(sql, &ok);
+        return ok ? 0 : 1;
+    }
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -157,6 +204,23 @@ TEST(open_creates_a_private_wal_database_at_the_current_version)
     REQUIRE(nuri_store_open(path, NULL, &s) == NURI_OK);
     nuri_store_close(s);
     CHECK(sql_int(path, "PRAGMA user_version") == STORE_SCHEMA_VERSION);
+}
+
+TEST(store_names_choose_the_backend)
+{
+    char path[600], name[620], id[NURI_STORE_ID_MAX];
+    new_path(path, sizeof path);
+    snprintf(name, sizeof name, "sqlite:%s", path);
+    nuri_store *s = NULL;
+    REQUIRE(nuri_store_open(name, NULL, &s) == NURI_OK); // sqlite:PATH is the file PATH
+    CHECK(strcmp(nuri_store_name(s), path) == 0);
+    CHECK(put_turn(s, "", NULL, NULL, "q", "a", id) == NURI_OK);
+    nuri_store_close(s);
+    CHECK(sql_int(path, "SELECT count(*) FROM responses") == 1);
+    s = NULL;
+    CHECK(nuri_store_open("sqlite:", NULL, &s) == NURI_ERR_INVALID_ARG && !s);
+    CHECK(nuri_store_open("mysql://u@127.0.0.1/db", NULL, &s) == NURI_ERR_INVALID_ARG && !s);
+    CHECK(strstr(nuri_last_error(), "postgresql://") != NULL);
 }
 
 TEST(open_in_a_missing_directory_is_an_io_error)
@@ -347,17 +411,11 @@ TEST(chain_through_a_loop_is_a_format_error_not_a_hang)
     REQUIRE(s);
     REQUIRE(put_turn(s, "", NULL, NULL, "u1", "a1", r1) == NURI_OK);
     REQUIRE(put_turn(s, "", r1, NULL, "u2", "a2", r2) == NURI_OK);
-    // only a corrupt file can hold a loop: make one behind the store's back
-    sqlite3 *db = NULL;
-    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    REQUIRE(sqlite3_prepare_v2(db, "UPDATE responses SET previous_response_id = ?1 WHERE id = ?2",
-                               -1, &st, NULL) == SQLITE_OK);
-    sqlite3_bind_text(st, 1, r2, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r1, -1, SQLITE_STATIC);
-    CHECK(sqlite3_step(st) == SQLITE_DONE);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    // only a corrupt file can hold a loop: make one behind the store's back (the ids are hex)
+    char sql[400];
+    snprintf(sql, sizeof sql, "UPDATE responses SET previous_response_id = '%s' WHERE id = '%s'",
+             r2, r1);
+    CHECK(sql_exec(path, sql) == 0);
     json_t *items = NULL;
     CHECK(nuri_store_response_chain(s, "", r2, 100, &items) == NURI_ERR_FORMAT && !items);
     CHECK(strstr(nuri_last_error(), "loops") != NULL);
@@ -1102,6 +1160,78 @@ TEST(every_acknowledged_write_survives_kill_9)
     }
 }
 
+/* ======================================================================== PostgreSQL */
+
+TEST(pg_schema_table_holds_the_version_and_a_newer_one_is_refused)
+{
+    char path[600];
+    nuri_store *s = open_new(path, sizeof path);
+    REQUIRE(s);
+    nuri_store_close(s);
+    CHECK(sql_int(path, "SELECT version FROM nuri_schema") == STORE_SCHEMA_VERSION);
+    CHECK(sql_int(path, "SELECT count(*) FROM nuri_schema") == 1);
+    REQUIRE(nuri_store_open(path, NULL, &s) == NURI_OK); // up to date: nothing to do
+    nuri_store_close(s);
+    REQUIRE(sql_exec(path, "UPDATE nuri_schema SET version = 99") == 0);
+    s = NULL;
+    CHECK(nuri_store_open(path, NULL, &s) == NURI_ERR_UNSUPPORTED && !s);
+    CHECK(strstr(nuri_last_error(), "newer nuri") != NULL);
+    CHECK(sql_int(path, "SELECT version FROM nuri_schema") == 99);
+}
+
+TEST(pg_another_programs_tables_are_refused_untouched)
+{
+    char path[600];
+    new_path(path, sizeof path);
+    REQUIRE(sql_exec(path,
+                     "CREATE TABLE responses (x integer); INSERT INTO responses VALUES (7)") == 0);
+    nuri_store *s = NULL;
+    CHECK(nuri_store_open(path, NULL, &s) == NURI_ERR_FORMAT && !s);
+    CHECK(strstr(nuri_last_error(), "another program") != NULL);
+    CHECK(sql_int(path, "SELECT x FROM responses") == 7);
+}
+
+TEST(pg_an_unreachable_server_is_unavailable_and_the_password_stays_out_of_messages)
+{
+    // port 1: nothing listens there
+    nuri_store *s = NULL;
+    const char *url = "postgresql://nuri:secret-pw@127.0.0.1:1/postgres?connect_timeout=2";
+    CHECK(nuri_store_open(url, NULL, &s) == NURI_ERR_UNAVAILABLE && !s);
+    CHECK(strstr(nuri_last_error(), "cannot be reached") != NULL);
+    CHECK(strstr(nuri_last_error(), "postgresql://nuri@127.0.0.1:1/postgres:") != NULL);
+    CHECKF(strstr(nuri_last_error(), "secret-pw") == NULL, "%s", nuri_last_error());
+    url = "postgresql://nuri@127.0.0.1:1/postgres?password=secret-pw&connect_timeout=2";
+    CHECK(nuri_store_open(url, NULL, &s) == NURI_ERR_UNAVAILABLE && !s);
+    CHECKF(strstr(nuri_last_error(), "secret-pw") == NULL, "%s", nuri_last_error());
+}
+
+TEST(pg_connections_the_server_dropped_are_reestablished)
+{
+    char path[600], id[NURI_STORE_ID_MAX], id2[NURI_STORE_ID_MAX];
+    nuri_store_params params = {.n_conns = 3};
+    new_path(path, sizeof path);
+    nuri_store *s = NULL;
+    REQUIRE(nuri_store_open(path, &params, &s) == NURI_OK);
+    REQUIRE(put_turn(s, "", NULL, NULL, "q", "a", id) == NURI_OK);
+    // an administrator (or a database restart) ends every session of the store
+    bool ok;
+    int64_t ended = pg_sql("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM "
+                           "pg_stat_activity WHERE application_name = 'nuri') t",
+                           &ok);
+    CHECKF(ended == 3, "ended %lld", (long long)ended);
+    usleep(200 * 1000);
+    // every pooled connection is re-established when it is next borrowed: no call fails
+    for (int i = 0; i < 6; i++) {
+        json_t *items = NULL;
+        CHECKF(nuri_store_response_chain(s, "", id, 10, &items) == NURI_OK, "%s",
+               nuri_last_error());
+        json_decref(items);
+    }
+    CHECK(put_turn(s, "", id, NULL, "q2", "a2", id2) == NURI_OK);
+    CHECK(nuri_store_check(s) == NURI_OK);
+    nuri_store_close(s);
+}
+
 /* ======================================================================== main */
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -1117,10 +1247,15 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    pg_url = getenv("NURI_TEST_PG");
+    if (pg_url && !*pg_url) pg_url = NULL;
     RUN(new_ids_are_prefixed_random_hex);
-    RUN(open_creates_a_private_wal_database_at_the_current_version);
-    RUN(open_in_a_missing_directory_is_an_io_error);
-    RUN(default_path_follows_xdg_data_home_and_creates_private_directories);
+    if (!pg_url) {
+        RUN(open_creates_a_private_wal_database_at_the_current_version);
+        RUN(store_names_choose_the_backend);
+        RUN(open_in_a_missing_directory_is_an_io_error);
+        RUN(default_path_follows_xdg_data_home_and_creates_private_directories);
+    }
     RUN(response_round_trips_with_its_input_items);
     RUN(response_put_refuses_bad_objects_and_duplicate_ids);
     RUN(chain_returns_every_turn_from_the_first_in_order);
@@ -1134,13 +1269,22 @@ int main(void)
     RUN(conversation_round_trip_update_and_item_delete);
     RUN(a_response_in_a_conversation_appends_its_input_then_its_output);
     RUN(deletes_cascade_to_items);
-    RUN(a_version_1_database_is_migrated_and_keeps_its_responses);
-    RUN(a_database_from_a_newer_nuri_is_refused_untouched);
-    RUN(files_that_are_not_nuri_stores_are_clear_errors);
-    RUN(a_store_with_corrupt_pages_fails_with_errors_not_crashes);
+    if (!pg_url) {
+        RUN(a_version_1_database_is_migrated_and_keeps_its_responses);
+        RUN(a_database_from_a_newer_nuri_is_refused_untouched);
+        RUN(files_that_are_not_nuri_stores_are_clear_errors);
+        RUN(a_store_with_corrupt_pages_fails_with_errors_not_crashes);
+    }
     RUN(concurrent_writers_and_readers_share_one_store);
-    RUN(a_write_lock_held_elsewhere_lets_reads_on_and_fails_writes_after_the_busy_timeout);
+    if (!pg_url)
+        RUN(a_write_lock_held_elsewhere_lets_reads_on_and_fails_writes_after_the_busy_timeout);
     RUN(every_acknowledged_write_survives_kill_9);
+    if (pg_url) {
+        RUN(pg_schema_table_holds_the_version_and_a_newer_one_is_refused);
+        RUN(pg_another_programs_tables_are_refused_untouched);
+        RUN(pg_an_unreachable_server_is_unavailable_and_the_password_stays_out_of_messages);
+        RUN(pg_connections_the_server_dropped_are_reestablished);
+    }
     if (!test_failed)
         nftw(tmp_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     else

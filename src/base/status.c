@@ -57,6 +57,7 @@ const char *nuri_status_name(nuri_status s)
     case NURI_ERR_UNSUPPORTED: return "unsupported";
     case NURI_ERR_LIMIT: return "limit exceeded";
     case NURI_ERR_NOT_FOUND: return "not found";
+    case NURI_ERR_UNAVAILABLE: return "unavailable";
     case NURI_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";

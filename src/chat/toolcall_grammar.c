@@ -12,6 +12,7 @@
 #include "chat/toolcall.h"
 
 #include "base/status.h"
+#include "base/strbuf.h"
 #include "grammar/json_schema.h"
 
 #include <stdarg.h>
@@ -21,80 +22,10 @@
 
 #define MAX_PARALLEL 8 // calls in one reply under a grammar: a bound keeps every reply finite
 
-typedef struct sb {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sb;
-
-static void sb_add(sb *b, const char *s, size_t n)
+/* A GBNF string literal for s (quotes included; "" for the empty text, which GBNF allows). */
+static void sb_literal(nuri_sb *b, const char *s)
 {
-    if (b->oom || n == 0) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_str(sb *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_fmt(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_fmt(sb *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = true;
-        return;
-    }
-    sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-/* A GBNF string literal for s (quotes included); "" for the empty text is written as an empty
- * group, which GBNF allows. */
-static void sb_literal(sb *b, const char *s)
-{
-    if (!*s) {
-        sb_str(b, "\"\"");
-        return;
-    }
-    sb_add(b, "\"", 1);
-    for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
-        char esc[8];
-        if (*u == '"' || *u == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*u;
-            sb_add(b, esc, 2);
-        } else if (*u == '\n') {
-            sb_add(b, "\\n", 2);
-        } else if (*u == '\t') {
-            sb_add(b, "\\t", 2);
-        } else if (*u == '\r') {
-            sb_add(b, "\\r", 2);
-        } else if (*u < 0x20) {
-            snprintf(esc, sizeof esc, "\\x%02X", *u);
-            sb_add(b, esc, 4);
-        } else {
-            sb_add(b, (const char *)u, 1); // UTF-8 bytes pass through: the parser reads UTF-8
-        }
-    }
-    sb_add(b, "\"", 1);
+    nuri_gbnf_literal(b, s, strlen(s));
 }
 
 static nuri_status fail(char *err_param, size_t cap, nuri_status st, const char *param,
@@ -138,7 +69,7 @@ static bool string_param(const json_t *s)
 }
 
 /* A raw string parameter's value: any text without '<', or one of its enum / const strings. */
-static nuri_status raw_value(sb *b, const json_t *s, const char *param, char *err_param, size_t cap)
+static nuri_status raw_value(nuri_sb *b, const json_t *s, const char *param, char *err_param, size_t cap)
 {
     const char *key;
     json_t *v;
@@ -169,24 +100,24 @@ static nuri_status raw_value(sb *b, const json_t *s, const char *param, char *er
                         "maxLength <= %u",
                         param, NURI_GRAMMAR_MAX_REPEAT);
         if (!lo && !hi)
-            sb_str(b, "[^<]*");
+            nuri_sb_str(b, "[^<]*");
         else if (max < 0)
-            sb_fmt(b, "[^<]{%lld,}", (long long)min);
+            nuri_sb_fmt(b, "[^<]{%lld,}", (long long)min);
         else
-            sb_fmt(b, "[^<]{%lld,%lld}", (long long)min, (long long)max);
+            nuri_sb_fmt(b, "[^<]{%lld,%lld}", (long long)min, (long long)max);
         return NURI_OK;
     }
-    sb_str(b, "(");
+    nuri_sb_str(b, "(");
     bool first = true;
     size_t n = one ? 1 : json_array_size(list);
     for (size_t i = 0; i < n; i++) {
         const json_t *x = one ? one : json_array_get(list, i);
         if (!json_is_string(x)) continue; // null and the like: a raw value is always a string
-        if (!first) sb_str(b, " | ");
+        if (!first) nuri_sb_str(b, " | ");
         first = false;
         sb_literal(b, json_string_value(x));
     }
-    sb_str(b, ")");
+    nuri_sb_str(b, ")");
     if (first)
         return fail(err_param, cap, NURI_ERR_UNSUPPORTED, param,
                     "'%s' allows no string, but a raw parameter value is one", param);
@@ -227,8 +158,8 @@ nuri_status nuri_toolcall_grammar(const nuri_toolcall_grammar_opts *o, char **gb
     nuri_json_schema_rule *rules = calloc(cap_rules, sizeof *rules);
     char(*names)[48] = calloc(cap_rules, sizeof *names);
     // XML-like: for each tool, its parameter blocks as GBNF (built before the rules are known)
-    sb *blocks = calloc(n_tools, sizeof *blocks);
-    sb out = {0};
+    nuri_sb *blocks = calloc(n_tools, sizeof *blocks);
+    nuri_sb out = {0};
     char *schema_text = NULL;
     size_t nr = 0;
     if (!rules || !names || !blocks) {
@@ -275,14 +206,14 @@ nuri_status nuri_toolcall_grammar(const nuri_toolcall_grammar_opts *o, char **gb
             json_t *rv;
             json_array_foreach(req, ri, rv) required |=
                 json_is_string(rv) && !strcmp(json_string_value(rv), key);
-            sb *b = &blocks[i];
-            sb_str(b, required ? " " : " ( ");
+            nuri_sb *b = &blocks[i];
+            nuri_sb_str(b, required ? " " : " ( ");
             sb_literal(b, shape0.param_open_a);
-            sb_str(b, " ");
+            nuri_sb_str(b, " ");
             sb_literal(b, key);
-            sb_str(b, " ");
+            nuri_sb_str(b, " ");
             sb_literal(b, shape0.param_open_b);
-            sb_str(b, " ");
+            nuri_sb_str(b, " ");
             char p[512];
             snprintf(p, sizeof p, "%s.properties.%s", param, key);
             if (!json_is_object(v) && !json_is_boolean(v)) {
@@ -300,12 +231,12 @@ nuri_status nuri_toolcall_grammar(const nuri_toolcall_grammar_opts *o, char **gb
                 }
                 snprintf(names[nr], sizeof names[nr], "tool%zu-p%zu", i, k);
                 rules[nr] = (nuri_json_schema_rule){.root = params, .schema = v, .rule = names[nr]};
-                sb_str(b, names[nr]);
+                nuri_sb_str(b, names[nr]);
                 nr++;
             }
-            sb_str(b, " ");
+            nuri_sb_str(b, " ");
             sb_literal(b, shape0.param_close);
-            if (!required) sb_str(b, " )?");
+            if (!required) nuri_sb_str(b, " )?");
             k++;
         }
         if (json_array_size(req) > 0 && k == 0) {
@@ -352,65 +283,65 @@ nuri_status nuri_toolcall_grammar(const nuri_toolcall_grammar_opts *o, char **gb
         }
         goto done;
     }
-    sb_add(&out, schema_text, text_len);
+    nuri_sb_add(&out, schema_text, text_len);
 
     // one rule per allowed tool: prefix ARGS suffix
     size_t ri = 0;
-    sb_str(&out, "call ::=");
+    nuri_sb_str(&out, "call ::=");
     bool first = true;
     for (size_t i = 0; i < n_tools; i++) {
         const char *name = json_string_value(json_object_get(tool_function(o->tools, i), "name"));
         if (o->only && strcmp(o->only, name)) continue;
-        sb_fmt(&out, "%s tool%zu-call", first ? "" : " |", i);
+        nuri_sb_fmt(&out, "%s tool%zu-call", first ? "" : " |", i);
         first = false;
     }
-    sb_str(&out, "\n");
+    nuri_sb_str(&out, "\n");
     for (size_t i = 0; i < n_tools; i++) {
         const char *name = json_string_value(json_object_get(tool_function(o->tools, i), "name"));
         if (o->only && strcmp(o->only, name)) continue;
         nuri_toolcall_shape sh;
         if ((st = nuri_toolcall_shape_get(f, name, &sh)) != NURI_OK) goto done;
-        sb_fmt(&out, "tool%zu-call ::= ", i);
+        nuri_sb_fmt(&out, "tool%zu-call ::= ", i);
         sb_literal(&out, sh.prefix);
         if (json_args) {
-            sb_fmt(&out, " %s ", names[ri++]);
+            nuri_sb_fmt(&out, " %s ", names[ri++]);
         } else {
-            sb_add(&out, blocks[i].p ? blocks[i].p : "", blocks[i].n);
-            sb_str(&out, " ");
+            nuri_sb_add(&out, blocks[i].p ? blocks[i].p : "", blocks[i].n);
+            nuri_sb_str(&out, " ");
         }
         sb_literal(&out, sh.suffix);
-        sb_str(&out, "\n");
+        nuri_sb_str(&out, "\n");
         nuri_toolcall_shape_free(&sh);
     }
     // the calls
-    sb_str(&out, "calls ::= ");
+    nuri_sb_str(&out, "calls ::= ");
     sb_literal(&out, shape0.begin);
-    sb_str(&out, " call");
+    nuri_sb_str(&out, " call");
     if (o->parallel && shape0.parallel) {
-        sb_str(&out, " ( ");
+        nuri_sb_str(&out, " ( ");
         sb_literal(&out, shape0.separator);
-        sb_fmt(&out, " call ){0,%d}", MAX_PARALLEL - 1);
+        nuri_sb_fmt(&out, " call ){0,%d}", MAX_PARALLEL - 1);
     }
-    sb_str(&out, " ");
+    nuri_sb_str(&out, " ");
     sb_literal(&out, shape0.end);
-    sb_str(&out, "\n");
+    nuri_sb_str(&out, "\n");
     // the reply
     const char *reply = o->answer_schema ? "( calls | answer )" : "calls";
     const nuri_chat_syntax *syn = o->syntax;
     bool think = syn && syn->think_open && syn->think_close;
     if (think && o->in_reasoning) {
         // the prompt opened the reasoning: the reply closes it first
-        sb_str(&out, "root ::= [^<]* ");
+        nuri_sb_str(&out, "root ::= [^<]* ");
         sb_literal(&out, syn->think_close);
-        sb_fmt(&out, " [\\n]{0,2} %s\n", reply);
+        nuri_sb_fmt(&out, " [\\n]{0,2} %s\n", reply);
     } else if (think && o->reasoning_allowed) {
-        sb_str(&out, "root ::= ( ");
+        nuri_sb_str(&out, "root ::= ( ");
         sb_literal(&out, syn->think_open);
-        sb_str(&out, " [^<]* ");
+        nuri_sb_str(&out, " [^<]* ");
         sb_literal(&out, syn->think_close);
-        sb_fmt(&out, " [\\n]{0,2} )? %s\n", reply);
+        nuri_sb_fmt(&out, " [\\n]{0,2} )? %s\n", reply);
     } else {
-        sb_fmt(&out, "root ::= %s\n", reply);
+        nuri_sb_fmt(&out, "root ::= %s\n", reply);
     }
     if (out.oom) {
         st = nuri_error(NURI_ERR_NOMEM, "out of memory");

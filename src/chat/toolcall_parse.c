@@ -21,55 +21,13 @@
  * jansson when they end, and no input makes the machine loop without consuming a byte.
  */
 #include "base/status.h"
+#include "base/strbuf.h"
 #include "chat/toolcall.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- growable bytes (always NUL-terminated once allocated) ---- */
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static bool sb_put(sbuf *b, const void *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) {
-            if (cap > SIZE_MAX / 2) return false;
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (!p) return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return true;
-}
-
-static bool sb_ends(const sbuf *b, const char *lit)
-{
-    size_t n = strlen(lit);
-    return b->n >= n && !memcmp(b->p + b->n - n, lit, n);
-}
-
-static bool sb_is(const sbuf *b, const char *lit)
-{
-    return b->n == strlen(lit) && !memcmp(b->p, lit, b->n);
-}
-
-static void sb_free(sbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
 
 static bool is_ws(char c)
 {
@@ -170,8 +128,8 @@ enum { MK_THINK_OPEN, MK_THINK_CLOSE, MK_CALL };
 
 typedef struct pcall {
     char id[32];
-    sbuf name;
-    sbuf args;
+    nuri_sb name;
+    nuri_sb args;
 } pcall;
 
 typedef struct pev {
@@ -190,8 +148,8 @@ struct nuri_reply_parser {
     bool skip_ws;  // dropping the whitespace that opens a text section
     bool finished; // nuri_reply_parser_finish was called
     bool nomem;
-    sbuf buf; // input not yet consumed
-    sbuf ws;  // trailing whitespace held back in text mode
+    nuri_sb buf; // input not yet consumed
+    nuri_sb ws;  // trailing whitespace held back in text mode
 
     // the call machine
     struct {
@@ -216,15 +174,15 @@ struct nuri_reply_parser {
         const char *why; // why the block broke
     } c;
     struct {           // the call machine's buffers (kept across blocks)
-        sbuf name, id; // the function name; the model's call id (mistral-args)
-        sbuf pre;      // arguments seen before the name
-        sbuf val;      // a value, a quoted name, or string-encoded arguments being collected
-        sbuf tag;      // a <...> tag being collected
-        sbuf pkey;     // the parameter a value belongs to (qwen-xml, arg-key)
+        nuri_sb name, id; // the function name; the model's call id (mistral-args)
+        nuri_sb pre;      // arguments seen before the name
+        nuri_sb val;      // a value, a quoted name, or string-encoded arguments being collected
+        nuri_sb tag;      // a <...> tag being collected
+        nuri_sb pkey;     // the parameter a value belongs to (qwen-xml, arg-key)
     } cb;
 
     // the reply
-    sbuf content, reasoning, error;
+    nuri_sb content, reasoning, error;
     pcall *calls;
     size_t n_calls, cap_calls;
     nuri_reply view;
@@ -233,16 +191,16 @@ struct nuri_reply_parser {
     // this call's deltas
     pev *ev;
     size_t n_ev, cap_ev;
-    sbuf evtext;
+    nuri_sb evtext;
     nuri_reply_delta *deltas;
     size_t cap_deltas;
 };
 
 /* ---- output ---- */
 
-static void put(nuri_reply_parser *p, sbuf *b, const void *s, size_t n)
+static void put(nuri_reply_parser *p, nuri_sb *b, const void *s, size_t n)
 {
-    if (!sb_put(b, s, n)) p->nomem = true;
+    if (!nuri_sb_add(b, s, n)) p->nomem = true;
 }
 
 static void ev_add(nuri_reply_parser *p, int kind, int index, const char *s, size_t n,
@@ -388,7 +346,7 @@ static bool valid_json(const char *s, size_t n, bool object_only)
 }
 
 /* s[0..n) as a JSON string (json.dumps escaping) appended to b. */
-static void json_str(nuri_reply_parser *p, sbuf *b, const char *s, size_t n)
+static void json_str(nuri_reply_parser *p, nuri_sb *b, const char *s, size_t n)
 {
     put(p, b, "\"", 1);
     size_t run = 0;
@@ -457,7 +415,7 @@ static bool param_is_string(nuri_reply_parser *p, const char *key)
 /* One parameter of the XML-like formats: {"key": value, ... */
 static void param_emit(nuri_reply_parser *p, const char *key, size_t kn, const char *v, size_t vn)
 {
-    sbuf f = {0};
+    nuri_sb f = {0};
     put(p, &f, p->c.nparams ? ", " : "{", p->c.nparams ? 2 : 1);
     json_str(p, &f, key, kn);
     put(p, &f, ": ", 2);
@@ -472,7 +430,7 @@ static void param_emit(nuri_reply_parser *p, const char *key, size_t kn, const c
         json_str(p, &f, v, vn);
     free(k);
     if (f.p) args_put(p, f.p, f.n);
-    sb_free(&f);
+    nuri_sb_free(&f);
     p->c.nparams++;
 }
 
@@ -592,10 +550,10 @@ static int start_call(nuri_reply_parser *p)
 {
     if (!open_call(p)) return R_FAIL;
     if (p->cb.pre.n) {
-        sbuf pre = p->cb.pre;
-        p->cb.pre = (sbuf){0};
+        nuri_sb pre = p->cb.pre;
+        p->cb.pre = (nuri_sb){0};
         args_put(p, pre.p, pre.n);
-        sb_free(&pre);
+        nuri_sb_free(&pre);
     }
     return R_MORE;
 }
@@ -617,7 +575,7 @@ static int args_done(nuri_reply_parser *p)
         p->c.ate_fail = false;
         return R_MORE;
     }
-    const sbuf *a = p->c.open ? &cur_call(p)->args : &p->cb.pre;
+    const nuri_sb *a = p->c.open ? &cur_call(p)->args : &p->cb.pre;
     if (!valid_json(a->p, a->n, true)) return fail(p, "its arguments are not a JSON object");
     p->c.ate_fail = false;
     return R_MORE;
@@ -882,9 +840,9 @@ static int mistral_args_byte(nuri_reply_parser *p, char c)
             return C_AGAIN;
         }
         put(p, &p->cb.val, &c, 1);
-        if (sb_ends(&p->cb.val, "[ARGS]") ||
-            (p->c.st == MA_NAME && sb_ends(&p->cb.val, "[CALL_ID]"))) {
-            bool args = sb_ends(&p->cb.val, "[ARGS]");
+        if (nuri_sb_ends(&p->cb.val, "[ARGS]") ||
+            (p->c.st == MA_NAME && nuri_sb_ends(&p->cb.val, "[CALL_ID]"))) {
+            bool args = nuri_sb_ends(&p->cb.val, "[ARGS]");
             size_t n = p->cb.val.n - (args ? 6 : 9);
             if (!good_name(p->cb.val.p, n) || memchr(p->cb.val.p, '[', n))
                 return fail_c(p, p->c.st == MA_NAME ? "a bad function name" : "a bad call id");
@@ -927,7 +885,7 @@ static int mistral_args_byte(nuri_reply_parser *p, char c)
 /* c.val ends with `end`: the value before it is c.val[0..*n). */
 static bool val_ends(nuri_reply_parser *p, const char *end, size_t *n)
 {
-    if (!sb_ends(&p->cb.val, end)) return false;
+    if (!nuri_sb_ends(&p->cb.val, end)) return false;
     *n = p->cb.val.n - strlen(end);
     return true;
 }
@@ -961,7 +919,7 @@ static int qwen_xml_byte(nuri_reply_parser *p, char c)
         return tag_start(p, c, X_BTAG);
     case X_BTAG:
         if ((t = tag_byte(p, c)) <= 0) return t < 0 ? C_FAIL : C_MORE;
-        if (sb_is(&p->cb.tag, "</function>")) {
+        if (nuri_sb_is(&p->cb.tag, "</function>")) {
             close_params(p);
             p->c.st = X_END;
             p->c.lit_i = 0;
@@ -1019,15 +977,15 @@ static int arg_key_byte(nuri_reply_parser *p, char c)
     case A_TAG:
         if ((t = tag_byte(p, c)) <= 0) return t < 0 ? C_FAIL : C_MORE;
         p->cb.val.n = 0;
-        if (sb_is(&p->cb.tag, "<arg_key>")) {
+        if (nuri_sb_is(&p->cb.tag, "<arg_key>")) {
             p->c.st = A_KEY;
             return C_MORE;
         }
-        if (sb_is(&p->cb.tag, "<arguments>")) {
+        if (nuri_sb_is(&p->cb.tag, "<arguments>")) {
             p->c.st = A_ARGS;
             return C_MORE;
         }
-        if (sb_is(&p->cb.tag, "</tool_call>")) {
+        if (nuri_sb_is(&p->cb.tag, "</tool_call>")) {
             close_params(p);
             return C_DONE;
         }
@@ -1047,7 +1005,7 @@ static int arg_key_byte(nuri_reply_parser *p, char c)
         return tag_start(p, c, A_VTAG);
     case A_VTAG:
         if ((t = tag_byte(p, c)) <= 0) return t < 0 ? C_FAIL : C_MORE;
-        if (!sb_is(&p->cb.tag, "<arg_value>")) return fail_c(p, "expected <arg_value>");
+        if (!nuri_sb_is(&p->cb.tag, "<arg_value>")) return fail_c(p, "expected <arg_value>");
         p->cb.val.n = 0;
         p->c.st = A_VALUE;
         return C_MORE;
@@ -1138,7 +1096,7 @@ static int deepseek_byte(nuri_reply_parser *p, char c)
         return tag_start(p, c, D_ETAG);
     case D_ETAG:
         if ((t = tag_byte(p, c)) <= 0) return t < 0 ? C_FAIL : C_MORE;
-        if (!sb_is(&p->cb.tag, DS_CALL_END)) return fail_c(p, "expected the call's end marker");
+        if (!nuri_sb_is(&p->cb.tag, DS_CALL_END)) return fail_c(p, "expected the call's end marker");
         close_call(p);
         if (!p->c.outer) return C_DONE;
         p->c.st = D_NEXT;
@@ -1147,11 +1105,11 @@ static int deepseek_byte(nuri_reply_parser *p, char c)
         return tag_start(p, c, D_NTAG);
     case D_NTAG:
         if ((t = tag_byte(p, c)) <= 0) return t < 0 ? C_FAIL : C_MORE;
-        if (sb_is(&p->cb.tag, DS_CALLS_END)) {
+        if (nuri_sb_is(&p->cb.tag, DS_CALLS_END)) {
             if (!p->c.committed) return fail_c(p, "no calls");
             return C_DONE;
         }
-        if (!sb_is(&p->cb.tag, DS_CALL_BEGIN)) return fail_c(p, "expected a call's begin marker");
+        if (!nuri_sb_is(&p->cb.tag, DS_CALL_BEGIN)) return fail_c(p, "expected a call's begin marker");
         p->cb.val.n = 0;
         p->c.st = D_TYPE;
         return C_MORE;
@@ -1402,21 +1360,21 @@ nuri_status nuri_reply_parser_new(const nuri_reply_opts *opts, nuri_reply_parser
 void nuri_reply_parser_free(nuri_reply_parser *p)
 {
     if (!p) return;
-    sb_free(&p->buf);
-    sb_free(&p->ws);
-    sbuf *cb[] = {&p->cb.name, &p->cb.id, &p->cb.pre, &p->cb.val, &p->cb.tag, &p->cb.pkey};
-    for (size_t i = 0; i < sizeof cb / sizeof cb[0]; i++) sb_free(cb[i]);
-    sb_free(&p->content);
-    sb_free(&p->reasoning);
-    sb_free(&p->error);
+    nuri_sb_free(&p->buf);
+    nuri_sb_free(&p->ws);
+    nuri_sb *cb[] = {&p->cb.name, &p->cb.id, &p->cb.pre, &p->cb.val, &p->cb.tag, &p->cb.pkey};
+    for (size_t i = 0; i < sizeof cb / sizeof cb[0]; i++) nuri_sb_free(cb[i]);
+    nuri_sb_free(&p->content);
+    nuri_sb_free(&p->reasoning);
+    nuri_sb_free(&p->error);
     for (size_t i = 0; i < p->n_calls; i++) {
-        sb_free(&p->calls[i].name);
-        sb_free(&p->calls[i].args);
+        nuri_sb_free(&p->calls[i].name);
+        nuri_sb_free(&p->calls[i].args);
     }
     free(p->calls);
     free(p->view_calls);
     free(p->ev);
-    sb_free(&p->evtext);
+    nuri_sb_free(&p->evtext);
     free(p->deltas);
     free(p);
 }

@@ -22,6 +22,12 @@ int cmd_pull(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 
+/* --pp N (pipeline.c): takes "--pp N" out of a subcommand's arguments into *n (0 if absent);
+ * -1 after a message when N is bad. cli_pp_run then runs the subcommand as rank 0 of an N-process
+ * MPI job, or this process's later stage of it; it returns the exit status. */
+int cli_pp_take(int *argc, char **argv, long *n);
+int cli_pp_run(cli_cmd_fn fn, const char *cmd, int argc, char **argv, long n);
+
 /* Prints "nuri: <what>: <nuri_last_error()>" to stderr and returns 1. */
 int cli_fail(const char *what);
 

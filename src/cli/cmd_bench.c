@@ -12,6 +12,11 @@
  * memory roof reached. `--membw` runs only the probe. Prompt tests count the weights once per
  * batch (bytes_per_token = weight bytes / prompt tokens). For a mixture of experts, a generated
  * token counts only the experts it uses, a prompt batch all of them.
+ *
+ * --seqs S generates for S sequences at once (one batch of S tokens per step, logits for each, as
+ * the server's continuous batching runs them): tg's tokens/s counts all S, and its GB/s counts the
+ * weights once per step. Under a pipeline (--pp N) such a batch is cut into micro-batches that the
+ * stages work on at once.
  */
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -39,6 +44,7 @@ static void bench_usage(FILE *out)
                  "[--json] [--no-membw]\n"
                  "       nuri bench --membw [-t THREADS] [--membw-mib MIB] [--json]\n"
                  "  -p 0 or -n 0 skips that test\n"
+                 "  --seqs S       generate for S sequences at once (batches of S tokens)\n"
                  "  --membw        only measure the read bandwidth (streaming over MIB MiB, "
                  "default 1024)\n"
                  "  --no-membw     skip the bandwidth probe after the model tests\n");
@@ -60,7 +66,7 @@ static void summarize(const double *v, int n, result *r)
 int cmd_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *v;
-    long n_prompt = 512, n_gen = 128, threads = 1, reps = 3, membw_mib = 1024;
+    long n_prompt = 512, n_gen = 128, threads = 1, reps = 3, membw_mib = 1024, n_seqs = 1;
     bool json = false, membw_only = false, membw = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -76,6 +82,9 @@ int cmd_bench(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 65536, "-n", &n_gen)) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
+        } else if (!strcmp(a, "--seqs")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "--seqs", &n_seqs))
+                return 2;
         } else if (!strcmp(a, "-r")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "-r", &reps)) return 2;
         } else if (!strcmp(a, "--json")) {
@@ -120,11 +129,20 @@ int cmd_bench(int argc, char **argv)
     for (long i = 0; toks && i < n_max; i++)
         toks[i] = (int32_t)(1 + (i * 7919) % (m->hp.n_vocab - 1));
     nuri_ctx *c = NULL;
-    nuri_ctx_params cp = {.n_ctx = (int32_t)(n_max + 1),
-                          .n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1,
-                          .n_threads = (int32_t)threads};
+    // each sequence's cache in whole pages, so that S of them fit
+    const long seq_ctx = (n_max + 1 + NURI_KV_PAGE - 1) / NURI_KV_PAGE * NURI_KV_PAGE;
+    const int32_t S = (int32_t)n_seqs;
+    nuri_ctx_params cp = {.n_ctx = (int32_t)(seq_ctx * n_seqs),
+                          .n_batch = n_prompt > S ? (int32_t)n_prompt : S,
+                          .n_threads = (int32_t)threads,
+                          .n_logits = S,
+                          .n_seq = S};
+    int32_t *b_tok = malloc(sizeof *b_tok * (size_t)S), *b_pos = malloc(sizeof *b_pos * (size_t)S);
+    int32_t *b_seq = malloc(sizeof *b_seq * (size_t)S);
+    int8_t *b_want = malloc((size_t)S);
     int rc = 0;
-    if (!toks || !pp || !tg || nuri_ctx_new(m, &cp, &c) != NURI_OK) {
+    if (!toks || !pp || !tg || !b_tok || !b_pos || !b_seq || !b_want ||
+        nuri_ctx_new(m, &cp, &c) != NURI_OK) {
         rc = cli_fail("bench");
         goto done;
     }
@@ -146,12 +164,26 @@ int cmd_bench(int argc, char **argv)
         if (n_gen > 0) {
             double t0 = now_s();
             for (long i = 0; i < n_gen; i++) {
-                if (nuri_ctx_decode(c, &toks[i], 1, (int32_t)i, false) != NURI_OK) {
+                nuri_status st;
+                if (S == 1) {
+                    st = nuri_ctx_decode(c, &toks[i], 1, (int32_t)i, false);
+                } else {
+                    for (int32_t q = 0; q < S; q++) {
+                        b_tok[q] = toks[(i + q) % n_max];
+                        b_pos[q] = (int32_t)i;
+                        b_seq[q] = q;
+                        b_want[q] = 1;
+                    }
+                    const nuri_batch b = {
+                        .n = S, .token = b_tok, .pos = b_pos, .seq = b_seq, .logits = b_want};
+                    st = nuri_ctx_decode_batch(c, &b);
+                }
+                if (st != NURI_OK) {
                     rc = cli_fail("bench");
                     goto done;
                 }
             }
-            tg[r] = (double)n_gen / (now_s() - t0);
+            tg[r] = (double)(n_gen * S) / (now_s() - t0);
         }
     }
     result rp, rt;
@@ -168,7 +200,7 @@ int cmd_bench(int argc, char **argv)
     // bound: a short prompt may leave some unread)
     const double bpt_pp =
         n_prompt > 0 ? (double)nuri_model_bytes_per_batch(m) / (double)n_prompt : 0;
-    const double gbs_pp = bpt_pp * rp.mean / 1e9, gbs_tg = bpt * rt.mean / 1e9;
+    const double gbs_pp = bpt_pp * rp.mean / 1e9, gbs_tg = bpt * rt.mean / (double)S / 1e9;
     if (json) {
         if (n_prompt > 0)
             printf("{\"test\": \"pp%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
@@ -177,10 +209,11 @@ int cmd_bench(int argc, char **argv)
                    n_prompt, threads, isa, rp.mean, rp.sd, bpt_pp, gbs_pp,
                    bw > 0 ? gbs_pp / bw : 0);
         if (n_gen > 0)
-            printf("{\"test\": \"tg%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
-                   "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
-                   "\"bandwidth_fraction\": %.4f}\n",
-                   n_gen, threads, isa, rt.mean, rt.sd, bpt, gbs_tg, bw > 0 ? gbs_tg / bw : 0);
+            printf("{\"test\": \"tg%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"n_seqs\": %ld, "
+                   "\"tokens_per_s\": %.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, "
+                   "\"gb_per_s\": %.3f, \"bandwidth_fraction\": %.4f}\n",
+                   n_gen, threads, isa, n_seqs, rt.mean, rt.sd, bpt / (double)S, gbs_tg,
+                   bw > 0 ? gbs_tg / bw : 0);
         if (bw > 0)
             printf("{\"test\": \"membw\", \"n_threads\": %ld, \"bytes\": %zu, \"gb_per_s\": "
                    "%.3f}\n",
@@ -191,7 +224,9 @@ int cmd_bench(int argc, char **argv)
                m->hp.n_expert > 0 ? ": active experts only" : "", threads, isa);
         if (n_prompt > 0) printf("pp%-6ld %10.2f tok/s  +- %.2f\n", n_prompt, rp.mean, rp.sd);
         if (n_gen > 0) {
-            printf("tg%-6ld %10.2f tok/s  +- %.2f   %.2f GB/s of weights", n_gen, rt.mean, rt.sd,
+            char name[32];
+            snprintf(name, sizeof name, n_seqs > 1 ? "tg%ld x%ld" : "tg%ld", n_gen, n_seqs);
+            printf("%-8s %10.2f tok/s  +- %.2f   %.2f GB/s of weights", name, rt.mean, rt.sd,
                    gbs_tg);
             if (bw > 0) printf(", %.0f%% of the %.2f GB/s read bandwidth", 100 * gbs_tg / bw, bw);
             printf("\n");
@@ -201,6 +236,10 @@ done:
     nuri_ctx_free(c);
     nuri_model_free(m);
     free(toks);
+    free(b_tok);
+    free(b_pos);
+    free(b_seq);
+    free(b_want);
     free(pp);
     free(tg);
     return rc;

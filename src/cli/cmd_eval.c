@@ -6,6 +6,9 @@
  * sorted by logprob descending (ties by id). This is the form llama.cpp's numbers are compared in.
  * For a mixture of experts each line also has "router_margin": the smallest gap, over the layers,
  * between the logits of the last expert chosen and the best one not chosen.
+ *
+ * --logits FILE also writes every position's raw logits to FILE: (n, n_vocab) float32 in the
+ * machine's byte order, for comparisons bit for bit (a pipeline against one process).
  */
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -19,13 +22,16 @@
 
 static void eval_usage(FILE *out)
 {
-    fprintf(out, "usage: nuri eval -m MODEL --tokens ID,ID,... [--top N] [-t THREADS]\n"
-                 "  prints one JSON line per position: {\"pos\": i, \"top\": [[id, logprob], ...]}\n");
+    fprintf(out,
+            "usage: nuri eval -m MODEL --tokens ID,ID,... [--top N] [-t THREADS] "
+            "[--logits FILE]\n"
+            "  prints one JSON line per position: {\"pos\": i, \"top\": [[id, logprob], ...]}\n"
+            "  --logits FILE: also every position's raw logits, (n, n_vocab) float32\n");
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *model_path = NULL, *tokens_arg = NULL, *v;
+    const char *model_path = NULL, *tokens_arg = NULL, *logits_path = NULL, *v;
     long top = 40, threads = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -36,11 +42,12 @@ int cmd_eval(int argc, char **argv)
             if (!(model_path = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--tokens")) {
             if (!(tokens_arg = args_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--logits")) {
+            if (!(logits_path = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--top")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "--top", &top)) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads))
-                return 2;
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
         } else {
             fprintf(stderr, "nuri: eval: unknown option '%s'\n", a);
             eval_usage(stderr);
@@ -72,14 +79,24 @@ int cmd_eval(int argc, char **argv)
         for (int32_t i = 0; ids && lps && i < n; i++) {
             nuri_logits_top(nuri_ctx_logits(c, i), m->hp.n_vocab, k, ids, lps);
             printf("{\"pos\": %d, \"top\": [", i);
-            for (int32_t j = 0; j < k; j++)
-                printf("%s[%d, %.6f]", j ? ", " : "", ids[j], lps[j]);
+            for (int32_t j = 0; j < k; j++) printf("%s[%d, %.6f]", j ? ", " : "", ids[j], lps[j]);
             printf("]");
             if (m->hp.n_expert > 0) // how near an expert choice came to changing (model.h)
                 printf(", \"router_margin\": %.6g", (double)nuri_ctx_router_margin(c, i));
             printf("}\n");
         }
         if (!ids || !lps) rc = (fprintf(stderr, "nuri: eval: out of memory\n"), 1);
+        FILE *lf = logits_path ? fopen(logits_path, "wb") : NULL;
+        if (logits_path && !lf) {
+            fprintf(stderr, "nuri: eval: cannot write %s\n", logits_path);
+            rc = 1;
+        }
+        for (int32_t i = 0; lf && i < n; i++)
+            if (fwrite(nuri_ctx_logits(c, i), sizeof(float), (size_t)m->hp.n_vocab, lf) !=
+                (size_t)m->hp.n_vocab)
+                rc = 1;
+        if (lf && fclose(lf) != 0) rc = 1;
+        if (logits_path && lf && rc) fprintf(stderr, "nuri: eval: cannot write %s\n", logits_path);
         free(ids);
         free(lps);
     }

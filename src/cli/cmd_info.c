@@ -139,7 +139,19 @@ static void print_model(FILE *out, const char *path)
         for (int il = 0; il < hp->n_layer; il++) n += m->layers[il].swa;
         fprintf(out, "              sliding window %d tokens on %d of %d layers\n", hp->n_swa, n,
                 hp->n_layer);
+        if (n > 0 && (hp->rope_freq_base_swa != hp->rope_freq_base ||
+                      hp->rope_freq_scale_swa != hp->rope_freq_scale))
+            fprintf(out, "              rope on sliding layers: base %g, scale %g\n",
+                    (double)hp->rope_freq_base_swa, (double)hp->rope_freq_scale_swa);
     }
+    if (hp->rope_freq_scale != 1.0f)
+        fprintf(out, "              linear rope scaling: positions x %g\n",
+                (double)hp->rope_freq_scale);
+    if (hp->ffn_geglu)
+        fprintf(out,
+                "              GeGLU feed-forward; attention scale %g on Q; soft-caps: attention "
+                "%g, logits %g (0: none)\n",
+                (double)hp->attn_scale, (double)hp->attn_softcap, (double)hp->final_softcap);
     nuri_model_free(m);
 }
 

@@ -10,6 +10,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/model_arg.h"
+#include "dist/dist.h"
 #include "serve/serve.h"
 #include "store/store.h"
 
@@ -33,14 +34,18 @@ static void serve_usage(FILE *out)
         "                  [--max-body BYTES] [--header-timeout MS] [--request-timeout MS]\n"
         "                  [--idle-timeout S] [--max-conns N] [--max-conns-per-client N]\n"
         "                  [--allow-host NAME ...] [--cors ORIGIN ...] [--shutdown-timeout S]\n"
-        "                  [--unsafe-special-tokens] [--store PATH | --no-store]\n"
-        "                  [--kv-dir DIR [--kv-dir-size BYTES]]\n"
+        "                  [--unsafe-special-tokens] [--store STORE | --no-store]\n"
+        "                  [--kv-dir DIR [--kv-dir-size BYTES]] [--replica-id NAME]\n"
         "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
         "  POST /v1/responses (GET, DELETE /v1/responses/{id}, .../input_items),\n"
         "  /v1/conversations (and /{id}, /{id}/items), GET /v1/models, GET /health, GET /metrics\n"
         "  GET /       a web chat page (open http://127.0.0.1:8080/ in a browser)\n"
-        "  --store      the conversation store, an SQLite file (default\n"
-        "               $XDG_DATA_HOME/nuri/nuri.db); --no-store keeps none\n"
+        "  --store      the conversation store: an SQLite file, PATH or sqlite:PATH (default\n"
+        "               $XDG_DATA_HOME/nuri/nuri.db), or a PostgreSQL database that several\n"
+        "               replicas share, postgresql://USER@HOST:PORT/DB; --no-store keeps none;\n"
+        "               without --store, the environment variable NURI_STORE names it\n"
+        "  --replica-id NAME  sent as X-Nuri-Replica on every answer, so a balancer can send a\n"
+        "               conversation back where its KV pages are (default HOSTNAME:PORT)\n"
         "  --kv-dir     KV snapshots of stored responses, so that a follow-up after a restart (or\n"
         "               after its pages left memory) resumes without recomputing the history;\n"
         "               --kv-dir-size bounds the directory (default 8 GiB; K, M, G suffixes),\n"
@@ -209,6 +214,8 @@ int cmd_serve(int argc, char **argv)
         } else if (!strcmp(a, "--store")) {
             if (!(p.store_path = args_value(argc, argv, &i))) goto done;
             no_store = false;
+        } else if (!strcmp(a, "--replica-id")) {
+            if (!(p.replica_id = args_value(argc, argv, &i))) goto done;
         } else if (!strcmp(a, "--kv-dir")) {
             if (!(p.kv_dir = args_value(argc, argv, &i))) goto done;
         } else if (!strcmp(a, "--kv-dir-size")) {
@@ -242,7 +249,17 @@ int cmd_serve(int argc, char **argv)
         rc = 1;
         goto done;
     }
+    if (p.kv_dir && nuri_dist_size() > 1) {
+        // a pipeline's stages each hold their own layers' cache: a snapshot would be a part
+        fprintf(stderr, "nuri serve: --kv-dir is not supported with --pp (KV snapshots of a "
+                        "pipeline)\n");
+        rc = 2;
+        goto done;
+    }
     if (p.kv_dir && !p.kv_dir_size) p.kv_dir_size = 8ull << 30;
+    // NURI_STORE: the store from the environment (a URL with a password stays out of `ps`)
+    const char *env_store = getenv("NURI_STORE");
+    if (!no_store && !p.store_path && env_store && env_store[0]) p.store_path = env_store;
     if (!no_store && !p.store_path) {
         if (nuri_store_default_path(&store_default) != NURI_OK) {
             rc = cli_fail("serve: the default store (--store PATH or --no-store to choose)");

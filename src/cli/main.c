@@ -47,7 +47,10 @@ static void usage(FILE *out)
     fprintf(out, "usage: nuri <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(out, "\nRun 'nuri <command> --help' for a command's options.\n");
+    fprintf(out,
+            "\nRun 'nuri <command> --help' for a command's options.\n"
+            "run, eval, bench and serve also take --pp N: a pipeline of the N processes of an\n"
+            "MPI job (mpirun -np N nuri-mpi ... --pp N; make MPI=1 builds nuri-mpi).\n");
 }
 
 int main(int argc, char **argv)
@@ -61,8 +64,14 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name)) continue;
+        int sub_argc = argc - 1;
+        long pp;
+        if (cli_pp_take(&sub_argc, argv + 1, &pp)) return 2;
+        if (pp > 0) return cli_pp_run(commands[i].fn, commands[i].name, sub_argc, argv + 1, pp);
+        return commands[i].fn(sub_argc, argv + 1);
+    }
     fprintf(stderr, "nuri: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

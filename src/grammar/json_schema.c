@@ -22,92 +22,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the text builder ---- */
-
-void js_sb_add(js_sb *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void js_sb_str(js_sb *b, const char *s)
-{
-    js_sb_add(b, s, strlen(s));
-}
-
-void js_sb_fmt(js_sb *b, const char *fmt, ...)
-{
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof small) {
-        js_sb_add(b, small, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    js_sb_add(b, big, (size_t)n);
-    free(big);
-}
+/* ---- the text builder (base/strbuf.h) ---- */
 
 /* Appends one code point as it may appear inside a GBNF literal or class. */
-void js_sb_gbnf_char(js_sb *b, uint32_t c)
+void js_sb_gbnf_char(nuri_sb *b, uint32_t c)
 {
     if (c == '"' || c == '\\' || c == '[' || c == ']' || c == '-') {
         char e[3] = {'\\', (char)c, 0};
-        js_sb_str(b, e);
+        nuri_sb_str(b, e);
     } else if (c < 0x20 || c == 0x7F) {
-        js_sb_fmt(b, "\\x%02X", c);
+        nuri_sb_fmt(b, "\\x%02X", c);
     } else if (c < 0x80) {
         char e[2] = {(char)c, 0};
-        js_sb_str(b, e);
+        nuri_sb_str(b, e);
     } else if (c >= 0xD800 && c <= 0xDFFF) {
-        js_sb_fmt(b, "\\u%04X", c); // not encodable in UTF-8
+        nuri_sb_fmt(b, "\\u%04X", c); // not encodable in UTF-8
     } else if (c <= 0xFFFF) {
-        js_sb_fmt(b, "\\u%04X", c);
+        nuri_sb_fmt(b, "\\u%04X", c);
     } else {
-        js_sb_fmt(b, "\\U%08X", c);
+        nuri_sb_fmt(b, "\\U%08X", c);
     }
 }
 
-/* Appends bytes[0..n) (UTF-8) as a GBNF literal "...". */
-static void sb_gbnf_literal(js_sb *b, const char *s, size_t n)
+void nuri_gbnf_literal(nuri_sb *b, const char *s, size_t n)
 {
-    js_sb_str(b, "\"");
+    nuri_sb_str(b, "\"");
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             char e[3] = {'\\', (char)c, 0};
-            js_sb_str(b, e);
+            nuri_sb_str(b, e);
         } else if (c < 0x20 || c == 0x7F) {
-            js_sb_fmt(b, "\\x%02X", c);
+            nuri_sb_fmt(b, "\\x%02X", c);
         } else {
-            js_sb_add(b, (const char *)&s[i], 1);
+            nuri_sb_add(b, (const char *)&s[i], 1);
         }
     }
-    js_sb_str(b, "\"");
+    nuri_sb_str(b, "\"");
 }
 
 /* ---- errors and paths ---- */
@@ -199,7 +150,7 @@ const char *js_new_name(js_gen *g, const char *hint)
 
 void js_rule(js_gen *g, const char *name, const char *body)
 {
-    js_sb_fmt(&g->out, "%s ::= %s\n", name, body);
+    nuri_sb_fmt(&g->out, "%s ::= %s\n", name, body);
 }
 
 /* ---- shared pieces ---- */
@@ -318,11 +269,11 @@ static const char *other_key(const json_t *s, const char *const *allowed, size_t
 /* ---- literals ---- */
 
 /* Appends the GBNF literal of a JSON value written compactly. */
-static bool sb_json_literal(js_gen *g, js_sb *b, const json_t *v)
+static bool sb_json_literal(js_gen *g, nuri_sb *b, const json_t *v)
 {
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!text) return js_fail(g, NURI_ERR_NOMEM, NULL, "out of memory");
-    sb_gbnf_literal(b, text, strlen(text));
+    nuri_gbnf_literal(b, text, strlen(text));
     free(text);
     return true;
 }
@@ -615,19 +566,19 @@ static bool count_key(js_gen *g, const json_t *s, const char *key, long dflt, lo
 }
 
 /* "{m,n}" for a repetition of min..max (max < 0: unbounded) */
-static void sb_repeat(js_sb *b, long min, long max)
+static void sb_repeat(nuri_sb *b, long min, long max)
 {
     if (max < 0)
-        js_sb_fmt(b, "{%ld,}", min);
+        nuri_sb_fmt(b, "{%ld,}", min);
     else if (min == max)
-        js_sb_fmt(b, "{%ld}", min);
+        nuri_sb_fmt(b, "{%ld}", min);
     else
-        js_sb_fmt(b, "{%ld,%ld}", min, max);
+        nuri_sb_fmt(b, "{%ld,%ld}", min, max);
 }
 
 /* ---- strings ---- */
 
-static bool gen_format(js_gen *g, js_sb *b, const char *fmt)
+static bool gen_format(js_gen *g, nuri_sb *b, const char *fmt)
 {
     static const char *date_rules =
         "date-part ::= [0-9]{4} \"-\" ( ( \"01\" | \"03\" | \"05\" | \"07\" | \"08\" | \"10\" | "
@@ -638,22 +589,22 @@ static bool gen_format(js_gen *g, js_sb *b, const char *fmt)
         "time-part ::= ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" [0-5] [0-9] ( \".\" "
         "[0-9]{1,6} )? ( \"Z\" | [-+] ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] )\n";
     if (!strcmp(fmt, "date") || !strcmp(fmt, "date-time")) {
-        if (!(g->formats & 1)) js_sb_str(&g->out, date_rules);
+        if (!(g->formats & 1)) nuri_sb_str(&g->out, date_rules);
         g->formats |= 1;
     }
     if (!strcmp(fmt, "time") || !strcmp(fmt, "date-time")) {
-        if (!(g->formats & 2)) js_sb_str(&g->out, time_rules);
+        if (!(g->formats & 2)) nuri_sb_str(&g->out, time_rules);
         g->formats |= 2;
     }
     if (!strcmp(fmt, "date"))
-        js_sb_str(b, "\"\\\"\" date-part \"\\\"\"");
+        nuri_sb_str(b, "\"\\\"\" date-part \"\\\"\"");
     else if (!strcmp(fmt, "time"))
-        js_sb_str(b, "\"\\\"\" time-part \"\\\"\"");
+        nuri_sb_str(b, "\"\\\"\" time-part \"\\\"\"");
     else if (!strcmp(fmt, "date-time"))
-        js_sb_str(b, "\"\\\"\" date-part \"T\" time-part \"\\\"\"");
+        nuri_sb_str(b, "\"\\\"\" date-part \"T\" time-part \"\\\"\"");
     else if (!strcmp(fmt, "uuid")) {
         js_need(g, P_HEX);
-        js_sb_str(b,
+        nuri_sb_str(b,
                   "\"\\\"\" hex{8} \"-\" hex{4} \"-\" hex{4} \"-\" hex{4} \"-\" hex{12} \"\\\"\"");
     } else
         return js_fail(g, NURI_ERR_UNSUPPORTED, "format",
@@ -661,7 +612,7 @@ static bool gen_format(js_gen *g, js_sb *b, const char *fmt)
     return true;
 }
 
-static bool gen_string(js_gen *g, const json_t *s, js_sb *b)
+static bool gen_string(js_gen *g, const json_t *s, nuri_sb *b)
 {
     const json_t *fmt = json_object_get(s, "format");
     const json_t *pat = json_object_get(s, "pattern");
@@ -690,12 +641,12 @@ static bool gen_string(js_gen *g, const json_t *s, js_sb *b)
         return js_fail(g, NURI_ERR_UNSUPPORTED, "maxLength",
                        "maxLength %ld is below minLength %ld: no string fits", max, min);
     js_need(g, P_CHAR);
-    js_sb_str(b, "\"\\\"\" char");
+    nuri_sb_str(b, "\"\\\"\" char");
     if (min == 0 && max < 0)
-        js_sb_str(b, "*");
+        nuri_sb_str(b, "*");
     else
         sb_repeat(b, min, max);
-    js_sb_str(b, " \"\\\"\"");
+    nuri_sb_str(b, " \"\\\"\"");
     return true;
 }
 
@@ -704,18 +655,18 @@ static bool gen_string(js_gen *g, const json_t *s, js_sb *b)
 #define INT_LIMIT 9999999999999999LL // 16 digits, as the integer grammar allows
 
 /* Digit strings of equal length n in [x, y] (x <= y, no sign). */
-static void digits_range(js_sb *b, const char *x, const char *y, size_t n)
+static void digits_range(nuri_sb *b, const char *x, const char *y, size_t n)
 {
     if (n == 0) return;
     if (n == 1) {
         if (x[0] == y[0])
-            js_sb_fmt(b, "\"%c\"", x[0]);
+            nuri_sb_fmt(b, "\"%c\"", x[0]);
         else
-            js_sb_fmt(b, "[%c-%c]", x[0], y[0]);
+            nuri_sb_fmt(b, "[%c-%c]", x[0], y[0]);
         return;
     }
     if (x[0] == y[0]) {
-        js_sb_fmt(b, "\"%c\" ", x[0]);
+        nuri_sb_fmt(b, "\"%c\" ", x[0]);
         digits_range(b, x + 1, y + 1, n - 1);
         return;
     }
@@ -725,33 +676,33 @@ static void digits_range(js_sb *b, const char *x, const char *y, size_t n)
     memset(nines, '9', n - 1);
     memset(zeros, '0', n - 1);
     nines[n - 1] = zeros[n - 1] = 0;
-    js_sb_str(b, "( ");
+    nuri_sb_str(b, "( ");
     bool first = true;
     if (!lo_full) {
-        js_sb_fmt(b, "\"%c\" ( ", x[0]);
+        nuri_sb_fmt(b, "\"%c\" ( ", x[0]);
         digits_range(b, x + 1, nines, n - 1);
-        js_sb_str(b, " )");
+        nuri_sb_str(b, " )");
         first = false;
     }
     if (start <= end) {
-        if (!first) js_sb_str(b, " | ");
+        if (!first) nuri_sb_str(b, " | ");
         if (start == end)
-            js_sb_fmt(b, "\"%c\" [0-9]{%zu}", start, n - 1);
+            nuri_sb_fmt(b, "\"%c\" [0-9]{%zu}", start, n - 1);
         else
-            js_sb_fmt(b, "[%c-%c] [0-9]{%zu}", start, end, n - 1);
+            nuri_sb_fmt(b, "[%c-%c] [0-9]{%zu}", start, end, n - 1);
         first = false;
     }
     if (!hi_full) {
-        if (!first) js_sb_str(b, " | ");
-        js_sb_fmt(b, "\"%c\" ( ", y[0]);
+        if (!first) nuri_sb_str(b, " | ");
+        nuri_sb_fmt(b, "\"%c\" ( ", y[0]);
         digits_range(b, zeros, y + 1, n - 1);
-        js_sb_str(b, " )");
+        nuri_sb_str(b, " )");
     }
-    js_sb_str(b, " )");
+    nuri_sb_str(b, " )");
 }
 
 /* Non-negative integers in [a, b], written without leading zeros. */
-static void uint_range(js_sb *out, long long a, long long b, bool *first)
+static void uint_range(nuri_sb *out, long long a, long long b, bool *first)
 {
     long long p = 1; // 10^(digits-1)
     for (size_t n = 1; n <= 16 && (n == 1 ? 0 : p) <= b; n++, p *= 10) {
@@ -761,7 +712,7 @@ static void uint_range(js_sb *out, long long a, long long b, bool *first)
         char x[20], y[20];
         snprintf(x, sizeof x, "%lld", lo);
         snprintf(y, sizeof y, "%lld", hi);
-        if (!*first) js_sb_str(out, " | ");
+        if (!*first) nuri_sb_str(out, " | ");
         *first = false;
         digits_range(out, x, y, n);
     }
@@ -791,7 +742,7 @@ static bool bound(js_gen *g, const json_t *s, const char *key, bool upper, long 
     return true;
 }
 
-static bool gen_integer(js_gen *g, const json_t *s, js_sb *b)
+static bool gen_integer(js_gen *g, const json_t *s, nuri_sb *b)
 {
     long long lo = -INT_LIMIT, hi = INT_LIMIT;
     bool has_lo = false, has_hi = false;
@@ -801,7 +752,7 @@ static bool gen_integer(js_gen *g, const json_t *s, js_sb *b)
         !bound(g, s, "exclusiveMaximum", true, &hi, &has_hi))
         return false;
     if (!has_lo && !has_hi) {
-        js_sb_str(b, js_need(g, P_INTEGER));
+        nuri_sb_str(b, js_need(g, P_INTEGER));
         return true;
     }
     if (!has_lo) lo = -INT_LIMIT;
@@ -810,17 +761,17 @@ static bool gen_integer(js_gen *g, const json_t *s, js_sb *b)
         return js_fail(g, NURI_ERR_UNSUPPORTED, "minimum",
                        "no integer is within minimum/maximum (%lld > %lld)", lo, hi);
     bool first = true;
-    js_sb_str(b, "( ");
+    nuri_sb_str(b, "( ");
     if (lo < 0) {
         long long nlo = hi < 0 ? -hi : 1, nhi = -lo; // magnitudes of the negative part
-        js_sb_str(b, "\"-\" ( ");
+        nuri_sb_str(b, "\"-\" ( ");
         bool f2 = true;
         uint_range(b, nlo, nhi, &f2);
-        js_sb_str(b, " )");
+        nuri_sb_str(b, " )");
         first = false;
     }
     if (hi >= 0) uint_range(b, lo > 0 ? lo : 0, hi, &first);
-    js_sb_str(b, " )");
+    nuri_sb_str(b, " )");
     return true;
 }
 
@@ -864,11 +815,11 @@ static const char *gen_other_key(js_gen *g, const char **names, size_t n, size_t
         for (size_t k = 0; k < n_next && !seen; k++) seen = next[k] == c;
         if (!seen) next[n_next++] = c;
     }
-    js_sb body = {0};
-    js_sb_str(&body, "[^\"\\\\\\x00-\\x1F");
+    nuri_sb body = {0};
+    nuri_sb_str(&body, "[^\"\\\\\\x00-\\x1F");
     for (size_t k = 0; k < n_next; k++) js_sb_gbnf_char(&body, next[k]);
-    js_sb_str(&body, "] rawchar*");
-    if (!ends_here) js_sb_str(&body, " | \"\""); // stopping here: this prefix is no name
+    nuri_sb_str(&body, "] rawchar*");
+    if (!ends_here) nuri_sb_str(&body, " | \"\""); // stopping here: this prefix is no name
     for (size_t k = 0; k < n_next && g->err == NURI_OK; k++) {
         const char **sub = malloc(sizeof *sub * n);
         if (!sub) {
@@ -887,9 +838,9 @@ static const char *gen_other_key(js_gen *g, const char **names, size_t n, size_t
         const char *child = gen_other_key(g, sub, m, depth + clen);
         free(sub);
         if (!child) break;
-        js_sb_str(&body, " | \"");
+        nuri_sb_str(&body, " | \"");
         js_sb_gbnf_char(&body, next[k]);
-        js_sb_fmt(&body, "\" %s", child);
+        nuri_sb_fmt(&body, "\" %s", child);
     }
     free(next);
     if (g->err == NURI_OK && body.oom) js_fail(g, NURI_ERR_NOMEM, NULL, "out of memory");
@@ -912,7 +863,7 @@ typedef struct slot {
     bool required;
 } slot;
 
-static bool gen_object(js_gen *g, const json_t *s, js_sb *b)
+static bool gen_object(js_gen *g, const json_t *s, nuri_sb *b)
 {
     const json_t *props = json_object_get(s, "properties");
     const json_t *req = json_object_get(s, "required");
@@ -976,7 +927,7 @@ static bool gen_object(js_gen *g, const json_t *s, js_sb *b)
                 ok = false;
                 break;
             }
-            js_sb body = {0};
+            nuri_sb body = {0};
             json_t *ks = json_string(key);
             char *kt = ks ? json_dumps(ks, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
             json_decref(ks);
@@ -985,9 +936,9 @@ static bool gen_object(js_gen *g, const json_t *s, js_sb *b)
                 ok = js_fail(g, NURI_ERR_NOMEM, NULL, "out of memory");
                 break;
             }
-            sb_gbnf_literal(&body, kt, strlen(kt));
+            nuri_gbnf_literal(&body, kt, strlen(kt));
             free(kt);
-            js_sb_fmt(&body, " ws \":\" ws %s ws", val);
+            nuri_sb_fmt(&body, " ws \":\" ws %s ws", val);
             js_rule(g, kv, body.p ? body.p : "");
             free(body.p);
             slots[n].kv = kv;
@@ -1015,8 +966,8 @@ static bool gen_object(js_gen *g, const json_t *s, js_sb *b)
         free(plain);
         extra = k ? js_new_name(g, "additional-kv") : NULL;
         if (extra) {
-            js_sb body = {0};
-            js_sb_fmt(&body, "\"\\\"\" %s \"\\\"\" ws \":\" ws %s ws", k, val);
+            nuri_sb body = {0};
+            nuri_sb_fmt(&body, "\"\\\"\" %s \"\\\"\" ws \":\" ws %s ws", k, val);
             js_rule(g, extra, body.p);
             free(body.p);
         }
@@ -1031,21 +982,21 @@ static bool gen_object(js_gen *g, const json_t *s, js_sb *b)
         ok = R[k] != NULL;
     }
     for (size_t k = 0; ok && k <= n; k++) {
-        js_sb fb = {0}, rb = {0};
+        nuri_sb fb = {0}, rb = {0};
         if (k == n) {
             if (extra) {
-                js_sb_fmt(&fb, "( %s ( \",\" ws %s )* )?", extra, extra);
-                js_sb_fmt(&rb, "( \",\" ws %s )*", extra);
+                nuri_sb_fmt(&fb, "( %s ( \",\" ws %s )* )?", extra, extra);
+                nuri_sb_fmt(&rb, "( \",\" ws %s )*", extra);
             } else {
-                js_sb_str(&fb, "\"\"");
-                js_sb_str(&rb, "\"\"");
+                nuri_sb_str(&fb, "\"\"");
+                nuri_sb_str(&rb, "\"\"");
             }
         } else if (slots[k].required) {
-            js_sb_fmt(&fb, "%s %s", slots[k].kv, R[k + 1]);
-            js_sb_fmt(&rb, "\",\" ws %s %s", slots[k].kv, R[k + 1]);
+            nuri_sb_fmt(&fb, "%s %s", slots[k].kv, R[k + 1]);
+            nuri_sb_fmt(&rb, "\",\" ws %s %s", slots[k].kv, R[k + 1]);
         } else {
-            js_sb_fmt(&fb, "%s %s | %s", slots[k].kv, R[k + 1], F[k + 1]);
-            js_sb_fmt(&rb, "\",\" ws %s %s | %s", slots[k].kv, R[k + 1], R[k + 1]);
+            nuri_sb_fmt(&fb, "%s %s | %s", slots[k].kv, R[k + 1], F[k + 1]);
+            nuri_sb_fmt(&rb, "\",\" ws %s %s | %s", slots[k].kv, R[k + 1], R[k + 1]);
         }
         if (fb.oom || rb.oom)
             ok = js_fail(g, NURI_ERR_NOMEM, NULL, "out of memory");
@@ -1056,7 +1007,7 @@ static bool gen_object(js_gen *g, const json_t *s, js_sb *b)
         free(fb.p);
         free(rb.p);
     }
-    if (ok) js_sb_fmt(b, "\"{\" ws %s \"}\"", F[0]);
+    if (ok) nuri_sb_fmt(b, "\"{\" ws %s \"}\"", F[0]);
     free(F);
     free(R);
     free(slots);
@@ -1066,7 +1017,7 @@ static bool gen_object(js_gen *g, const json_t *s, js_sb *b)
 
 /* ---- arrays ---- */
 
-static bool gen_array(js_gen *g, const json_t *s, js_sb *b)
+static bool gen_array(js_gen *g, const json_t *s, nuri_sb *b)
 {
     const json_t *items = json_object_get(s, "items");
     const json_t *prefix = json_object_get(s, "prefixItems");
@@ -1113,36 +1064,36 @@ static bool gen_array(js_gen *g, const json_t *s, js_sb *b)
         }
     }
     // tail after the prefix: items number k.. (as "," ws item ws), counted from the prefix's end
-    js_sb tail = {0};
+    nuri_sb tail = {0};
     long tmin = min > (long)k ? min - (long)k : 0, tmax = max < 0 ? -1 : max - (long)k;
     if (item && tmax != 0) {
-        js_sb_fmt(&tail, "( \",\" ws %s ws )", item);
+        nuri_sb_fmt(&tail, "( \",\" ws %s ws )", item);
         sb_repeat(&tail, tmin, tmax);
     }
-    js_sb_str(b, "\"[\" ws ");
+    nuri_sb_str(b, "\"[\" ws ");
     if (k > 0) {
         // positions 0..k-1, each optional from index `min` on: nest the optional part
         size_t opened = 0;
         for (size_t i = 0; i < k; i++) {
             bool optional = (long)i >= min;
             if (optional) {
-                js_sb_str(b, "( ");
+                nuri_sb_str(b, "( ");
                 opened++;
             }
-            js_sb_fmt(b, "%s%s ws ", i ? "\",\" ws " : "", pos[i]);
+            nuri_sb_fmt(b, "%s%s ws ", i ? "\",\" ws " : "", pos[i]);
         }
-        if (tail.p) js_sb_fmt(b, "%s ", tail.p);
-        for (size_t i = 0; i < opened; i++) js_sb_str(b, ")? ");
+        if (tail.p) nuri_sb_fmt(b, "%s ", tail.p);
+        for (size_t i = 0; i < opened; i++) nuri_sb_str(b, ")? ");
     } else if (item && max != 0) {
         // first item, then the rest (one fewer); optional when min is 0
-        js_sb rest = {0};
-        js_sb_fmt(&rest, "( \",\" ws %s ws )", item);
+        nuri_sb rest = {0};
+        nuri_sb_fmt(&rest, "( \",\" ws %s ws )", item);
         sb_repeat(&rest, min > 0 ? min - 1 : 0, max < 0 ? -1 : max - 1);
-        js_sb_fmt(b, "%s%s ws %s%s ", min == 0 ? "( " : "", item, rest.p ? rest.p : "",
+        nuri_sb_fmt(b, "%s%s ws %s%s ", min == 0 ? "( " : "", item, rest.p ? rest.p : "",
                   min == 0 ? " )?" : "");
         free(rest.p);
     }
-    js_sb_str(b, "\"]\"");
+    nuri_sb_str(b, "\"]\"");
     free(tail.p);
     free(pos);
     return true;
@@ -1150,7 +1101,7 @@ static bool gen_array(js_gen *g, const json_t *s, js_sb *b)
 
 /* ---- one schema ---- */
 
-static const char *emit_named(js_gen *g, const char *name, js_sb *body)
+static const char *emit_named(js_gen *g, const char *name, nuri_sb *body)
 {
     if (body->oom || g->err != NURI_OK) {
         free(body->p);
@@ -1207,8 +1158,8 @@ static const char *gen_ref(js_gen *g, const char *ref)
     memcpy(g->path, keep, keep_len + 1);
     g->path_len = keep_len;
     if (!body) return NULL;
-    js_sb b = {0};
-    js_sb_str(&b, body);
+    nuri_sb b = {0};
+    nuri_sb_str(&b, body);
     return emit_named(g, name, &b);
 }
 
@@ -1216,8 +1167,8 @@ static const char *gen_ref(js_gen *g, const char *ref)
 static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name)
 {
     if (json_is_true(s)) {
-        js_sb b = {0};
-        js_sb_str(&b, js_need(g, P_VALUE));
+        nuri_sb b = {0};
+        nuri_sb_str(&b, js_need(g, P_VALUE));
         return emit_named(g, name, &b);
     }
     if (json_is_false(s)) {
@@ -1239,7 +1190,7 @@ static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name
             return NULL;
         }
     }
-    js_sb b = {0};
+    nuri_sb b = {0};
     const json_t *ref = json_object_get(s, "$ref");
     if (ref) {
         static const char *const only[] = {"$ref"};
@@ -1250,7 +1201,7 @@ static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name
             js_fail(g, NURI_ERR_UNSUPPORTED, o, "'%s' next to '$ref' is not supported", o);
         } else {
             const char *r = gen_ref(g, json_string_value(ref));
-            if (r) js_sb_str(&b, r);
+            if (r) nuri_sb_str(&b, r);
         }
         return emit_named(g, name, &b);
     }
@@ -1268,7 +1219,7 @@ static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name
             path_push(g, NULL, 0);
             const char *r = gen_schema(g, json_array_get(all, 0), name);
             path_pop(g, m1);
-            if (r) js_sb_str(&b, r);
+            if (r) nuri_sb_str(&b, r);
         }
         return emit_named(g, name, &b);
     }
@@ -1298,7 +1249,7 @@ static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name
                 path_push(g, NULL, (long)i);
                 const char *r = gen_schema(g, json_array_get(alts, i), name);
                 path_pop(g, m1);
-                if (r) js_sb_fmt(&b, "%s%s", i ? " | " : "", r);
+                if (r) nuri_sb_fmt(&b, "%s%s", i ? " | " : "", r);
             }
         }
         return emit_named(g, name, &b);
@@ -1324,7 +1275,7 @@ static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name
         {
             if (!(value_bits(e) & types)) continue;
             if (cn && !same_value(cn, e)) continue;
-            if (n_kept++) js_sb_str(&b, " | ");
+            if (n_kept++) nuri_sb_str(&b, " | ");
             sb_json_literal(g, &b, e);
         }
         if (!en && cn && (value_bits(cn) & types)) {
@@ -1363,13 +1314,13 @@ static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name
         if (inferred) types = inferred;
     }
     if (types == T_ALL) {
-        js_sb_str(&b, js_need(g, P_VALUE));
+        nuri_sb_str(&b, js_need(g, P_VALUE));
         return emit_named(g, name, &b);
     }
     bool first = true;
 #define ALT()                                                                                      \
     do {                                                                                           \
-        if (!first) js_sb_str(&b, " | ");                                                          \
+        if (!first) nuri_sb_str(&b, " | ");                                                          \
         first = false;                                                                             \
     } while (0)
     if (types & T_OBJECT) {
@@ -1394,18 +1345,18 @@ static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name
                 return emit_named(g, name, &b);
             }
         ALT();
-        js_sb_str(&b, js_need(g, P_NUMBER));
+        nuri_sb_str(&b, js_need(g, P_NUMBER));
     } else if (types & T_INT) {
         ALT();
         if (!gen_integer(g, s, &b)) return emit_named(g, name, &b);
     }
     if (types & T_BOOL) {
         ALT();
-        js_sb_str(&b, js_need(g, P_BOOLEAN));
+        nuri_sb_str(&b, js_need(g, P_BOOLEAN));
     }
     if (types & T_NULL) {
         ALT();
-        js_sb_str(&b, js_need(g, P_NULL));
+        nuri_sb_str(&b, js_need(g, P_NULL));
     }
 #undef ALT
     return emit_named(g, name, &b);
@@ -1496,7 +1447,7 @@ nuri_status nuri_json_schemas_to_gbnf(const nuri_json_schema_rule *rules, size_t
         g.path_len = 0;
         g.path[0] = 0;
         const char *top = gen_schema(&g, s, "schema");
-        if (top) js_sb_fmt(&g.out, "%s ::= %s\n", rules[i].rule, top);
+        if (top) nuri_sb_fmt(&g.out, "%s ::= %s\n", rules[i].rule, top);
     }
     if (g.err == NURI_OK && g.out.oom) js_fail(&g, NURI_ERR_NOMEM, NULL, "out of memory");
     if (g.err == NURI_OK && g.out.n > NURI_GRAMMAR_MAX_TEXT)

@@ -50,6 +50,7 @@
 #ifndef NURI_GRAMMAR_JSON_SCHEMA_H
 #define NURI_GRAMMAR_JSON_SCHEMA_H
 
+#include "base/strbuf.h"
 #include "grammar/grammar.h"
 #include "nuri.h"
 
@@ -96,6 +97,11 @@ nuri_status nuri_json_schema_grammar(const json_t *schema, nuri_grammar **out, c
 /* The same from the schema's JSON text (a parse error is NURI_ERR_FORMAT with line and column). */
 nuri_status nuri_json_schema_grammar_text(const char *json, size_t len, nuri_grammar **out,
                                           char *err_path, size_t err_path_cap);
+
+/* Appends s[0..n) (UTF-8) to b as a GBNF string literal, quotes included: '"', '\\' and control
+ * bytes escaped, other bytes as they are; "" for the empty text. For callers writing their own
+ * rules around a translated schema (the tool-call grammars). */
+void nuri_gbnf_literal(nuri_sb *b, const char *s, size_t n);
 
 /* Any JSON object, for response_format {"type": "json_object"}. *out holds one reference. */
 nuri_status nuri_json_object_grammar(nuri_grammar **out);

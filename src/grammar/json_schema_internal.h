@@ -5,6 +5,7 @@
 #ifndef NURI_GRAMMAR_JSON_SCHEMA_INTERNAL_H
 #define NURI_GRAMMAR_JSON_SCHEMA_INTERNAL_H
 
+#include "base/strbuf.h"
 #include "grammar/json_schema.h"
 
 #include <stdbool.h>
@@ -12,12 +13,6 @@
 #include <stdint.h>
 
 #define JS_MAX_PATH 512
-
-typedef struct js_sb { // a growing NUL-terminated text
-    char *p;
-    size_t n, cap;
-    bool oom;
-} js_sb;
 
 typedef struct js_ref {
     char *ref;        // "#/$defs/x"
@@ -27,7 +22,7 @@ typedef struct js_ref {
 typedef struct js_gen {
     const json_t *root;
     const char *root_name; // the rule the whole schema becomes ("root", or the caller's)
-    js_sb out;             // the rules written so far
+    nuri_sb out;             // the rules written so far
     unsigned prims;        // shared rules written (P_* in json_schema.c)
     unsigned formats;      // format helper rules written
     char **names;          // every generated rule name (owned)
@@ -42,10 +37,7 @@ typedef struct js_gen {
     size_t err_path_cap;
 } js_gen;
 
-void js_sb_add(js_sb *b, const char *s, size_t n);
-void js_sb_str(js_sb *b, const char *s);
-void js_sb_fmt(js_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void js_sb_gbnf_char(js_sb *b, uint32_t c); // one code point, escaped for a literal or class
+void js_sb_gbnf_char(nuri_sb *b, uint32_t c); // one code point, escaped for a literal or class
 
 /* Records the first error, at the current path plus key (may be NULL). Returns false. */
 bool js_fail(js_gen *g, nuri_status st, const char *key, const char *fmt, ...)
@@ -58,6 +50,6 @@ const char *js_need(js_gen *g, unsigned prims);
 
 /* Appends to b a GBNF expression for a JSON string (quotes included) whose decoded content
  * matches the regex pattern[0..len) as Python's re.search would. */
-bool js_pattern(js_gen *g, const char *pattern, size_t len, js_sb *b);
+bool js_pattern(js_gen *g, const char *pattern, size_t len, nuri_sb *b);
 
 #endif

@@ -229,11 +229,11 @@ static bool rx_escape(rx *x, uint32_t *c, bool *is_set, cpset *lo, cpset *hi)
 }
 
 /* Appends the GBNF for "one character of set s" in a JSON string. */
-static bool emit_set(rx *x, const cpset *s, js_sb *out)
+static bool emit_set(rx *x, const cpset *s, nuri_sb *out)
 {
-    js_sb raw = {0};
+    nuri_sb raw = {0};
     int n_alt = 0;
-    js_sb alts = {0};
+    nuri_sb alts = {0};
     for (size_t i = 0; i < s->n; i += 2) {
         uint32_t lo = s->r[i], hi = s->r[i + 1];
         for (uint32_t c = lo; c <= hi && c < 0x20; c++) { // control characters: escapes
@@ -243,12 +243,12 @@ static bool emit_set(rx *x, const cpset *s, js_sb *out)
                                               [0x0C] = "\\\\f",
                                               [0x0D] = "\\\\r"};
             if (names[c])
-                js_sb_fmt(&alts, "%s\"%s\"", n_alt++ ? " | " : "", names[c]);
+                nuri_sb_fmt(&alts, "%s\"%s\"", n_alt++ ? " | " : "", names[c]);
             else
-                js_sb_fmt(&alts, "%s\"\\\\u00%02X\"", n_alt++ ? " | " : "", c);
+                nuri_sb_fmt(&alts, "%s\"\\\\u00%02X\"", n_alt++ ? " | " : "", c);
         }
-        if (lo <= '"' && '"' <= hi) js_sb_fmt(&alts, "%s\"\\\\\\\"\"", n_alt++ ? " | " : "");
-        if (lo <= '\\' && '\\' <= hi) js_sb_fmt(&alts, "%s\"\\\\\\\\\"", n_alt++ ? " | " : "");
+        if (lo <= '"' && '"' <= hi) nuri_sb_fmt(&alts, "%s\"\\\\\\\"\"", n_alt++ ? " | " : "");
+        if (lo <= '\\' && '\\' <= hi) nuri_sb_fmt(&alts, "%s\"\\\\\\\\\"", n_alt++ ? " | " : "");
         // the raw part: [lo, hi] minus controls, '"' and '\'
         uint32_t a = lo < 0x20 ? 0x20 : lo;
         while (a <= hi) {
@@ -258,7 +258,7 @@ static bool emit_set(rx *x, const cpset *s, js_sb *out)
             if (a != '"' && a != '\\') {
                 js_sb_gbnf_char(&raw, a);
                 if (b > a) {
-                    js_sb_str(&raw, "-");
+                    nuri_sb_str(&raw, "-");
                     js_sb_gbnf_char(&raw, b);
                 }
             }
@@ -267,12 +267,12 @@ static bool emit_set(rx *x, const cpset *s, js_sb *out)
         }
     }
     if (raw.n) {
-        js_sb_fmt(out, "%s[%s]", n_alt ? "( " : "", raw.p);
-        if (n_alt) js_sb_fmt(out, " | %s )", alts.p);
+        nuri_sb_fmt(out, "%s[%s]", n_alt ? "( " : "", raw.p);
+        if (n_alt) nuri_sb_fmt(out, " | %s )", alts.p);
     } else if (n_alt) {
-        js_sb_fmt(out, "( %s )", alts.p);
+        nuri_sb_fmt(out, "( %s )", alts.p);
     } else {
-        js_sb_str(out, "[^\\x00-\\U0010FFFF]"); // the empty set: nothing matches
+        nuri_sb_str(out, "[^\\x00-\\U0010FFFF]"); // the empty set: nothing matches
     }
     bool oom = raw.oom || alts.oom || s->oom;
     free(raw.p);
@@ -281,7 +281,7 @@ static bool emit_set(rx *x, const cpset *s, js_sb *out)
     return true;
 }
 
-static bool rx_class(rx *x, js_sb *out)
+static bool rx_class(rx *x, nuri_sb *out)
 {
     bool neg = x->i < x->n && x->s[x->i] == '^';
     if (neg) x->i++;
@@ -343,10 +343,10 @@ static bool rx_class(rx *x, js_sb *out)
     return ok;
 }
 
-static bool rx_alt(rx *x, js_sb *out);
+static bool rx_alt(rx *x, nuri_sb *out);
 
 /* One atom: a character, a class, '.', or a group. */
-static bool rx_atom(rx *x, js_sb *out)
+static bool rx_atom(rx *x, nuri_sb *out)
 {
     char c = x->s[x->i];
     if (c == '(') {
@@ -366,14 +366,14 @@ static bool rx_atom(rx *x, js_sb *out)
             }
         }
         x->depth++;
-        js_sb_str(out, "( ");
+        nuri_sb_str(out, "( ");
         bool ok = rx_alt(x, out);
         x->depth--;
         if (!ok) return false;
         if (x->i >= x->n || x->s[x->i] != ')')
             return rx_fail(x, NURI_ERR_FORMAT, "a group without its ')'");
         x->i++;
-        js_sb_str(out, " )");
+        nuri_sb_str(out, " )");
         return true;
     }
     if (c == '[') {
@@ -461,11 +461,11 @@ literal:
 }
 
 /* A sequence of quantified atoms, up to '|' or ')' or the end. */
-static bool rx_seq(rx *x, js_sb *out)
+static bool rx_seq(rx *x, nuri_sb *out)
 {
     bool empty = true;
     while (x->i < x->n && x->s[x->i] != '|' && x->s[x->i] != ')') {
-        js_sb atom = {0};
+        nuri_sb atom = {0};
         bool ok = rx_atom(x, &atom);
         long min, max;
         if (ok && rx_quantifier(x, &min, &max)) {
@@ -479,43 +479,43 @@ static bool rx_seq(rx *x, js_sb *out)
             if (ok && max >= 0 && max < min)
                 ok = rx_fail(x, NURI_ERR_FORMAT, "a repetition {m,n} with n < m");
             if (ok) {
-                js_sb_fmt(out, "%s( %s )", empty ? "" : " ", atom.p);
+                nuri_sb_fmt(out, "%s( %s )", empty ? "" : " ", atom.p);
                 if (min == 0 && max == -1)
-                    js_sb_str(out, "*");
+                    nuri_sb_str(out, "*");
                 else if (min == 1 && max == -1)
-                    js_sb_str(out, "+");
+                    nuri_sb_str(out, "+");
                 else if (min == 0 && max == 1)
-                    js_sb_str(out, "?");
+                    nuri_sb_str(out, "?");
                 else if (max == -1)
-                    js_sb_fmt(out, "{%ld,}", min);
+                    nuri_sb_fmt(out, "{%ld,}", min);
                 else if (min == max)
-                    js_sb_fmt(out, "{%ld}", min);
+                    nuri_sb_fmt(out, "{%ld}", min);
                 else
-                    js_sb_fmt(out, "{%ld,%ld}", min, max);
+                    nuri_sb_fmt(out, "{%ld,%ld}", min, max);
             }
         } else if (ok) {
-            js_sb_fmt(out, "%s%s", empty ? "" : " ", atom.p);
+            nuri_sb_fmt(out, "%s%s", empty ? "" : " ", atom.p);
         }
         free(atom.p);
         if (!ok) return false;
         empty = false;
     }
-    if (empty) js_sb_str(out, "\"\"");
+    if (empty) nuri_sb_str(out, "\"\"");
     return true;
 }
 
-static bool rx_alt(rx *x, js_sb *out)
+static bool rx_alt(rx *x, nuri_sb *out)
 {
     if (!rx_seq(x, out)) return false;
     while (x->i < x->n && x->s[x->i] == '|') {
         x->i++;
-        js_sb_str(out, " | ");
+        nuri_sb_str(out, " | ");
         if (!rx_seq(x, out)) return false;
     }
     return true;
 }
 
-bool js_pattern(js_gen *g, const char *pattern, size_t len, js_sb *b)
+bool js_pattern(js_gen *g, const char *pattern, size_t len, nuri_sb *b)
 {
     rx x = {.g = g, .s = pattern, .n = len};
     bool a0 = false, a1 = false;
@@ -534,16 +534,16 @@ bool js_pattern(js_gen *g, const char *pattern, size_t len, js_sb *b)
             x.n = len - 2, a1 = true;
         }
     }
-    js_sb body = {0};
+    nuri_sb body = {0};
     bool ok = rx_alt(&x, &body);
     if (ok && x.i < x.n) ok = rx_fail(&x, NURI_ERR_FORMAT, "a ')' without its '('");
     if (ok) {
         const char *any = js_need(g, JS_P_CHAR);
-        js_sb_str(b, "\"\\\"\" ");
-        if (!a0) js_sb_fmt(b, "%s* ", any);
-        js_sb_fmt(b, "( %s )", body.p ? body.p : "\"\"");
-        if (!a1) js_sb_fmt(b, " %s*", any);
-        js_sb_str(b, " \"\\\"\"");
+        nuri_sb_str(b, "\"\\\"\" ");
+        if (!a0) nuri_sb_fmt(b, "%s* ", any);
+        nuri_sb_fmt(b, "( %s )", body.p ? body.p : "\"\"");
+        if (!a1) nuri_sb_fmt(b, " %s*", any);
+        nuri_sb_str(b, " \"\\\"\"");
     }
     if (ok && body.oom) ok = js_fail(g, NURI_ERR_NOMEM, NULL, "out of memory");
     free(body.p);

@@ -114,6 +114,35 @@ typedef struct nuri_block_q6_K {
     uint16_t d;
 } nuri_block_q6_K;
 
+/* The non-linear 4-bit grid of IQ4_NL and IQ4_XS (sorted), and MXFP4's E2M1 values doubled
+ * (0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives, times 2). Facts of the formats. */
+static const int8_t nuri_iq4_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                         1,    13,   25,  38,  53,  69,  89,  113};
+static const int8_t nuri_fp4_grid[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* x = d * iq4_grid[q]; element j (0..15) is qs[j] & 15, element j + 16 is qs[j] >> 4. */
+typedef struct nuri_block_iq4_nl {
+    uint16_t d;
+    uint8_t qs[NURI_QK / 2];
+} nuri_block_iq4_nl;
+
+/* 8 sub-blocks of 32, each with a 6-bit scale ls_j = ((scales_l[j / 2] >> 4 (j % 2)) & 15) |
+ * ((scales_h >> 2j) & 3) << 4; sub-block j's codes are qs[16j .. 16j + 15] in IQ4_NL's nibble
+ * order, x = d * (ls_j - 32) * iq4_grid[q]. */
+typedef struct nuri_block_iq4_xs {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[NURI_QK_K / 64];
+    uint8_t qs[NURI_QK_K / 2];
+} nuri_block_iq4_xs;
+
+/* x = 2^(e - 128) * fp4_grid[q] (e is an E8M0 exponent, the grid doubled; so 2^(e - 127) times
+ * the E2M1 value), nibble order as IQ4_NL. */
+typedef struct nuri_block_mxfp4 {
+    uint8_t e;
+    uint8_t qs[NURI_QK / 2];
+} nuri_block_mxfp4;
+
 /* Activations for the k-quants (see the file comment). */
 typedef struct nuri_block_q8_K {
     float d;
@@ -133,5 +162,8 @@ _Static_assert(sizeof(nuri_block_q4_K) == 144, "Q4_K block size");
 _Static_assert(sizeof(nuri_block_q5_K) == 176, "Q5_K block size");
 _Static_assert(sizeof(nuri_block_q6_K) == 210, "Q6_K block size");
 _Static_assert(sizeof(nuri_block_q8_K) == 292, "Q8_K block size");
+_Static_assert(sizeof(nuri_block_iq4_nl) == 18, "IQ4_NL block size");
+_Static_assert(sizeof(nuri_block_iq4_xs) == 136, "IQ4_XS block size");
+_Static_assert(sizeof(nuri_block_mxfp4) == 17, "MXFP4 block size");
 
 #endif

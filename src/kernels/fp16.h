@@ -99,4 +99,11 @@ static inline void nuri_f32_to_bf16_row(const float *x, uint16_t *y, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = nuri_f32_to_bf16(x[i]);
 }
 
+/* Half the value of an E8M0 exponent byte: 2^(e - 128), exact (MXFP4's scale times its doubled
+ * grid). e = 0 and 1 are the subnormals 2^-128 and 2^-127. */
+static inline float nuri_e8m0_half(uint8_t e)
+{
+    return nuri_bits_to_f32(e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23);
+}
+
 #endif

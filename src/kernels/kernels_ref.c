@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #define F16(h) nuri_f16_to_f32(h)
 
@@ -332,6 +333,212 @@ static void q5_1_to_float(const void *restrict vx, float *restrict y, int64_t n)
     }
 }
 
+/* ---- the 4-bit grid types: IQ4_NL, IQ4_XS, MXFP4 ---- */
+
+/* The grid entry nearest to v (IQ4's grid is sorted; ties to the lower entry). */
+static int iq4_nearest(float v)
+{
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (v < nuri_iq4_grid[mid]) hi = mid;
+        else lo = mid;
+    }
+    return v - nuri_iq4_grid[lo] <= nuri_iq4_grid[hi] - v ? lo : hi;
+}
+
+/*
+ * The scale of a run of n values on the IQ4 grid, and their codes: candidates map the value of
+ * largest magnitude onto grid points near either end (the grid is lopsided: -127 .. 113), each
+ * candidate's codes are refit by least squares (weights x^2 + mean x^2, so large values count
+ * more without zero weights), and the candidate with the smallest weighted error wins. Returns
+ * the scale (0 for an all-zero run; the codes are then those of the value 0 at scale 1).
+ */
+static float iq4_fit(const float *x, int n, uint8_t *codes)
+{
+    float amax = 0, max = 0, sumx2 = 0;
+    for (int j = 0; j < n; j++) {
+        sumx2 += x[j] * x[j];
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    if (amax == 0) {
+        for (int j = 0; j < n; j++) codes[j] = (uint8_t)iq4_nearest(0);
+        return 0;
+    }
+    const float wbase = sumx2 / (float)n;
+    float best_d = 0, best_err = INFINITY;
+    uint8_t cand[NURI_QK_K];
+    static const float ends[] = {-127, -120, -113, -104, 113, 106, 100};
+    for (size_t c = 0; c < sizeof ends / sizeof ends[0]; c++) {
+        float d = max / ends[c];
+        float id = 1 / d;
+        float sxq = 0, sqq = 0;
+        for (int j = 0; j < n; j++) {
+            cand[j] = (uint8_t)iq4_nearest(x[j] * id);
+            float w = x[j] * x[j] + wbase, q = nuri_iq4_grid[cand[j]];
+            sxq += w * x[j] * q;
+            sqq += w * q * q;
+        }
+        if (sqq <= 0) continue;
+        d = sxq / sqq; // the least-squares scale for these codes
+        float err = 0;
+        for (int j = 0; j < n; j++) {
+            float e = x[j] - d * nuri_iq4_grid[cand[j]];
+            err += (x[j] * x[j] + wbase) * e * e;
+        }
+        if (err < best_err) {
+            best_err = err;
+            best_d = d;
+            memcpy(codes, cand, (size_t)n);
+        }
+    }
+    return best_d;
+}
+
+static void iq4_nl_from_float(const float *restrict x, void *restrict vy, int64_t n)
+{
+    nuri_block_iq4_nl *y = vy;
+    for (int64_t i = 0; i < n / NURI_QK; i++, x += NURI_QK) {
+        uint8_t q[NURI_QK];
+        float d = iq4_fit(x, NURI_QK, q);
+        y[i].d = nuri_f32_to_f16(d);
+        float ds = F16(y[i].d);
+        if (ds != 0) // codes again for the scale as stored
+            for (int j = 0; j < NURI_QK; j++) q[j] = (uint8_t)iq4_nearest(x[j] / ds);
+        for (int j = 0; j < NURI_QK / 2; j++) y[i].qs[j] = (uint8_t)(q[j] | q[j + 16] << 4);
+    }
+}
+
+static void iq4_nl_to_float(const void *restrict vx, float *restrict y, int64_t n)
+{
+    const nuri_block_iq4_nl *x = vx;
+    for (int64_t i = 0; i < n / NURI_QK; i++, y += NURI_QK) {
+        float d = F16(x[i].d);
+        for (int j = 0; j < NURI_QK / 2; j++) {
+            y[j] = d * nuri_iq4_grid[x[i].qs[j] & 15];
+            y[j + 16] = d * nuri_iq4_grid[x[i].qs[j] >> 4];
+        }
+    }
+}
+
+static int iq4_xs_scale(const nuri_block_iq4_xs *b, int j)
+{
+    return (((b->scales_l[j / 2] >> 4 * (j % 2)) & 15) | ((b->scales_h >> 2 * j) & 3) << 4) - 32;
+}
+
+/* Each sub-block's own best scale first; the block scale d maps the one of largest magnitude
+ * to -32 (the 6-bit scales are -32..31), then each sub-block's codes are chosen again for its
+ * rounded scale d * ls. */
+static void iq4_xs_from_float(const float *restrict x, void *restrict vy, int64_t n)
+{
+    nuri_block_iq4_xs *y = vy;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++, x += NURI_QK_K) {
+        float sub[8], smax = 0;
+        uint8_t q[NURI_QK_K];
+        for (int j = 0; j < 8; j++) {
+            sub[j] = iq4_fit(x + 32 * j, 32, q + 32 * j);
+            if (fabsf(sub[j]) > fabsf(smax)) smax = sub[j];
+        }
+        float d = smax / -32.f;
+        y[i].d = nuri_f32_to_f16(d);
+        d = F16(y[i].d);
+        float id = d != 0 ? 1 / d : 0;
+        memset(y[i].scales_l, 0, sizeof y[i].scales_l);
+        y[i].scales_h = 0;
+        for (int j = 0; j < 8; j++) {
+            int ls = clampi(round_int(sub[j] * id), -32, 31) + 32;
+            y[i].scales_l[j / 2] |= (uint8_t)((ls & 15) << 4 * (j % 2));
+            y[i].scales_h |= (uint16_t)((ls >> 4) << 2 * j);
+            float dl = d * (float)(ls - 32);
+            const float *xs = x + 32 * j;
+            uint8_t *qs = q + 32 * j;
+            if (dl != 0)
+                for (int k = 0; k < 32; k++) qs[k] = (uint8_t)iq4_nearest(xs[k] / dl);
+            for (int k = 0; k < 16; k++) y[i].qs[16 * j + k] = (uint8_t)(qs[k] | qs[k + 16] << 4);
+        }
+    }
+}
+
+static void iq4_xs_to_float(const void *restrict vx, float *restrict y, int64_t n)
+{
+    const nuri_block_iq4_xs *x = vx;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        float d = F16(x[i].d);
+        for (int j = 0; j < 8; j++, y += 32) {
+            float dl = d * (float)iq4_xs_scale(&x[i], j);
+            const uint8_t *qs = x[i].qs + 16 * j;
+            for (int k = 0; k < 16; k++) {
+                y[k] = dl * nuri_iq4_grid[qs[k] & 15];
+                y[k + 16] = dl * nuri_iq4_grid[qs[k] >> 4];
+            }
+        }
+    }
+}
+
+/* The FP4 grid entry nearest to v (first on ties). */
+static int fp4_nearest(float v)
+{
+    int best = 0;
+    float be = INFINITY;
+    for (int k = 0; k < 16; k++) {
+        float e = fabsf(v - nuri_fp4_grid[k]);
+        if (e < be) {
+            be = e;
+            best = k;
+        }
+    }
+    return best;
+}
+
+/* The exponent: the smallest that keeps the largest value inside the grid (|q| <= 12 doubled),
+ * or one below it when that rounds the block more closely (clipping only the largest value). */
+static void mxfp4_from_float(const float *restrict x, void *restrict vy, int64_t n)
+{
+    nuri_block_mxfp4 *y = vy;
+    for (int64_t i = 0; i < n / NURI_QK; i++, x += NURI_QK) {
+        float amax = 0;
+        for (int j = 0; j < NURI_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        int e0 = 0;
+        if (amax > 0) {
+            e0 = (int)ceilf(log2f(amax / 12.f)) + 128;
+            e0 = clampi(e0, 1, 254);
+            while (e0 < 254 && amax / nuri_e8m0_half((uint8_t)e0) > 12.f) e0++; // log2f rounding
+        }
+        int best_e = e0;
+        float best_err = INFINITY;
+        for (int e = e0; e >= e0 - 1 && e >= 0; e--) {
+            float d = nuri_e8m0_half((uint8_t)e), err = 0;
+            for (int j = 0; j < NURI_QK; j++) {
+                float r = x[j] - d * nuri_fp4_grid[fp4_nearest(x[j] / d)];
+                err += r * r;
+            }
+            if (err < best_err) {
+                best_err = err;
+                best_e = e;
+            }
+        }
+        y[i].e = (uint8_t)best_e;
+        float d = nuri_e8m0_half(y[i].e);
+        for (int j = 0; j < NURI_QK / 2; j++)
+            y[i].qs[j] = (uint8_t)(fp4_nearest(x[j] / d) | fp4_nearest(x[j + 16] / d) << 4);
+    }
+}
+
+static void mxfp4_to_float(const void *restrict vx, float *restrict y, int64_t n)
+{
+    const nuri_block_mxfp4 *x = vx;
+    for (int64_t i = 0; i < n / NURI_QK; i++, y += NURI_QK) {
+        float d = nuri_e8m0_half(x[i].e);
+        for (int j = 0; j < NURI_QK / 2; j++) {
+            y[j] = d * nuri_fp4_grid[x[i].qs[j] & 15];
+            y[j + 16] = d * nuri_fp4_grid[x[i].qs[j] >> 4];
+        }
+    }
+}
+
 /* ---- vec_dot of the simple types ---- */
 
 static void q4_0_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
@@ -401,6 +608,61 @@ static void q5_1_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
             sumi += a * y[i].qs[j] + b * y[i].qs[j + 16];
         }
         sum += F16(x[i].d) * F16(y[i].d) * (float)sumi + F16(x[i].m) * F16(y[i].s);
+    }
+    *s = sum;
+}
+
+/* IQ4_NL and MXFP4: per block an exact integer sum, one float multiply-add (as llama.cpp). */
+static void iq4_nl_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
+                           const void *restrict vy)
+{
+    const nuri_block_iq4_nl *x = vx;
+    const nuri_block_q8_0 *y = vy;
+    float sum = 0;
+    for (int64_t i = 0; i < n / NURI_QK; i++) {
+        int sumi = 0;
+        for (int j = 0; j < NURI_QK / 2; j++)
+            sumi += nuri_iq4_grid[x[i].qs[j] & 15] * y[i].qs[j] +
+                    nuri_iq4_grid[x[i].qs[j] >> 4] * y[i].qs[j + 16];
+        sum += F16(x[i].d) * F16(y[i].d) * (float)sumi;
+    }
+    *s = sum;
+}
+
+static void mxfp4_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
+                          const void *restrict vy)
+{
+    const nuri_block_mxfp4 *x = vx;
+    const nuri_block_q8_0 *y = vy;
+    float sum = 0;
+    for (int64_t i = 0; i < n / NURI_QK; i++) {
+        int sumi = 0;
+        for (int j = 0; j < NURI_QK / 2; j++)
+            sumi += nuri_fp4_grid[x[i].qs[j] & 15] * y[i].qs[j] +
+                    nuri_fp4_grid[x[i].qs[j] >> 4] * y[i].qs[j + 16];
+        sum += nuri_e8m0_half(x[i].e) * F16(y[i].d) * (float)sumi;
+    }
+    *s = sum;
+}
+
+/* IQ4_XS: the sub-block scales inside the exact integer sum, one float step per 256 elements. */
+static void iq4_xs_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
+                           const void *restrict vy)
+{
+    const nuri_block_iq4_xs *x = vx;
+    const nuri_block_q8_K *y = vy;
+    float sum = 0;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        int sumi = 0;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qs = x[i].qs + 16 * j;
+            const int8_t *q8 = y[i].qs + 32 * j;
+            int sj = 0;
+            for (int k = 0; k < 16; k++)
+                sj += nuri_iq4_grid[qs[k] & 15] * q8[k] + nuri_iq4_grid[qs[k] >> 4] * q8[k + 16];
+            sumi += iq4_xs_scale(&x[i], j) * sj;
+        }
+        sum += F16(x[i].d) * y[i].d * (float)sumi;
     }
     *s = sum;
 }
@@ -819,5 +1081,6 @@ const nuri_kernel_traits kernels_ref_table[NURI_TYPE_COUNT] = {
     ROW(F32, f32, F32),    ROW(F16, f16, F16),    ROW(BF16, bf16, BF16), ROW(Q4_0, q4_0, Q8_0),
     ROW(Q4_1, q4_1, Q8_1), ROW(Q5_0, q5_0, Q8_0), ROW(Q5_1, q5_1, Q8_1), ROW(Q8_0, q8_0, Q8_0),
     ROW(Q2_K, q2_K, Q8_K), ROW(Q3_K, q3_K, Q8_K), ROW(Q4_K, q4_K, Q8_K), ROW(Q5_K, q5_K, Q8_K),
-    ROW(Q6_K, q6_K, Q8_K), ACT(Q8_1, q8_1),       ACT(Q8_K, q8_K),
+    ROW(Q6_K, q6_K, Q8_K), ROW(IQ4_NL, iq4_nl, Q8_0), ROW(IQ4_XS, iq4_xs, Q8_K),
+    ROW(MXFP4, mxfp4, Q8_0), ACT(Q8_1, q8_1), ACT(Q8_K, q8_K),
 };

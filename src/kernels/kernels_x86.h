@@ -404,6 +404,63 @@ SIMPLE_VEC_DOT(x86_q5_0_vec_dot, nuri_block_q5_0, nuri_block_q8_0, Q5_0_BODY, , 
     } while (0)
 SIMPLE_VEC_DOT(x86_q5_1_vec_dot, nuri_block_q5_1, nuri_block_q8_1, Q5_1_BODY, float summ = 0, +summ)
 
+/* The 4-bit grid types: codes looked up in a 16-byte table (vpshufb), signed products. */
+static inline __m256i grid_table(const int8_t *grid)
+{
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)grid));
+}
+
+#define IQ4_NL_BODY(i, acc)                                                                        \
+    do {                                                                                           \
+        __m256i c = _mm256_shuffle_epi8(tbl, nibbles_32(x[i].qs));                                 \
+        __m256i p = dot_ss8_acc(_mm256_setzero_si256(), c, LOAD256(y[i].qs));                      \
+        __m256 d = _mm256_set1_ps(fp16_load(x[i].d) * fp16_load(y[i].d));                          \
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);                                      \
+    } while (0)
+SIMPLE_VEC_DOT(x86_iq4_nl_vec_dot, nuri_block_iq4_nl, nuri_block_q8_0, IQ4_NL_BODY,
+               const __m256i tbl = grid_table(nuri_iq4_grid), )
+
+#define MXFP4_BODY(i, acc)                                                                         \
+    do {                                                                                           \
+        __m256i c = _mm256_shuffle_epi8(tbl, nibbles_32(x[i].qs));                                 \
+        __m256i p = dot_ss8_acc(_mm256_setzero_si256(), c, LOAD256(y[i].qs));                      \
+        __m256 d = _mm256_set1_ps(nuri_e8m0_half(x[i].e) * fp16_load(y[i].d));                     \
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);                                      \
+    } while (0)
+SIMPLE_VEC_DOT(x86_mxfp4_vec_dot, nuri_block_mxfp4, nuri_block_q8_0, MXFP4_BODY,
+               const __m256i tbl = grid_table(nuri_fp4_grid), )
+
+/* IQ4_XS: sub-block scales folded into the integer sums (vpmaddwd), exact per 256 elements. */
+static void x86_iq4_xs_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
+                               const void *restrict vy)
+{
+    const nuri_block_iq4_xs *x = vx;
+    const nuri_block_q8_K *y = vy;
+    const __m256i tbl = grid_table(nuri_iq4_grid);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        __m256i sumi = _mm256_setzero_si256();
+        uint32_t sh = x[i].scales_h;
+        for (int j = 0; j < 8; j += 2) {
+            const int ls0 = ((x[i].scales_l[j / 2] & 15) | (int)((sh << 4) & 0x30)) - 32;
+            const int ls1 = ((x[i].scales_l[j / 2] >> 4) | (int)((sh << 2) & 0x30)) - 32;
+            sh >>= 4;
+            __m256i c0 = _mm256_shuffle_epi8(tbl, nibbles_32(x[i].qs + 16 * j));
+            __m256i c1 = _mm256_shuffle_epi8(tbl, nibbles_32(x[i].qs + 16 * j + 16));
+            __m256i y0 = LOAD256(y[i].qs + 32 * j), y1 = LOAD256(y[i].qs + 32 * j + 32);
+            sumi = _mm256_add_epi32(sumi, dot_us8_scaled(_mm256_sign_epi8(c0, c0),
+                                                         _mm256_sign_epi8(y0, c0),
+                                                         _mm256_set1_epi16((short)ls0)));
+            sumi = _mm256_add_epi32(sumi, dot_us8_scaled(_mm256_sign_epi8(c1, c1),
+                                                         _mm256_sign_epi8(y1, c1),
+                                                         _mm256_set1_epi16((short)ls1)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi),
+                              acc);
+    }
+    *s = hsum_ps(acc);
+}
+
 /* ======================================================================================== */
 /* vec_dot of the k-quants against Q8_K                                                      */
 /* ======================================================================================== */
@@ -610,6 +667,9 @@ static void kernels_x86_fill(nuri_kernel_traits *tab)
     tab[NURI_TYPE_Q4_K].vec_dot = x86_q4_K_vec_dot;
     tab[NURI_TYPE_Q5_K].vec_dot = x86_q5_K_vec_dot;
     tab[NURI_TYPE_Q6_K].vec_dot = x86_q6_K_vec_dot;
+    tab[NURI_TYPE_IQ4_NL].vec_dot = x86_iq4_nl_vec_dot;
+    tab[NURI_TYPE_IQ4_XS].vec_dot = x86_iq4_xs_vec_dot;
+    tab[NURI_TYPE_MXFP4].vec_dot = x86_mxfp4_vec_dot;
 }
 
 #endif

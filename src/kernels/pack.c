@@ -5,6 +5,7 @@
  */
 #include "kernels/pack.h"
 #include "kernels/blocks.h"
+#include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_impl.h"
 #include "kernels/types.h"
@@ -69,7 +70,8 @@ bool nuri_pack_supported(uint32_t type)
     pthread_once(&pack_once, pack_env);
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
-           type == NURI_TYPE_Q6_K;
+           type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL || type == NURI_TYPE_IQ4_XS ||
+           type == NURI_TYPE_MXFP4 || type == NURI_TYPE_Q5_K;
 }
 
 /* Bytes of one block of a row group (16 rows' worth). */
@@ -79,9 +81,16 @@ static int64_t block_bytes(uint32_t type)
     case NURI_TYPE_Q8_0:
         return 32 + 512;
     case NURI_TYPE_Q4_0:
+    case NURI_TYPE_IQ4_NL: // the same block: an F16 scale and 16 bytes of nibbles
         return 32 + 256;
     case NURI_TYPE_Q4_K:
         return NURI_PACK_Q4_K_BYTES;
+    case NURI_TYPE_IQ4_XS:
+        return NURI_PACK_IQ4_XS_BYTES;
+    case NURI_TYPE_Q5_K:
+        return NURI_PACK_Q5_K_BYTES;
+    case NURI_TYPE_MXFP4: // scales as F32 (an E8M0 exponent does not fit an F16)
+        return 64 + 256;
     default:
         return NURI_PACK_Q6_K_BYTES;
     }
@@ -89,7 +98,10 @@ static int64_t block_bytes(uint32_t type)
 
 static int64_t block_elems(uint32_t type)
 {
-    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ? NURI_QK_K : NURI_QK;
+    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_XS ||
+                   type == NURI_TYPE_Q5_K
+               ? NURI_QK_K
+               : NURI_QK;
 }
 
 static void pack_q6_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
@@ -104,22 +116,55 @@ static void pack_q6_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
     }
 }
 
+static void pack_iq4_xs(const uint8_t *row, int r, int64_t nb, uint8_t *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        const nuri_block_iq4_xs *blk = (const nuri_block_iq4_xs *)row + b;
+        uint8_t *o = out + b * NURI_PACK_IQ4_XS_BYTES;
+        memcpy(o + 2 * r, &blk->d, 2);
+        for (int j = 0; j < 8; j++) {
+            int ls = (((blk->scales_l[j / 2] >> 4 * (j % 2)) & 15) |
+                      ((blk->scales_h >> 2 * j) & 3) << 4) - 32;
+            o[32 + 16 * j + r] = (uint8_t)(int8_t)ls;
+            for (int i = 0; i < 4; i++)
+                memcpy(o + 160 + (j * 4 + i) * 64 + 4 * r, blk->qs + 16 * j + 4 * i, 4);
+        }
+    }
+}
+
+/* Q4_K's packed block from the fields Q4_K and Q5_K share (d, dmin, scales, the low 4 bits). */
+static void pack_q4_K_fields(uint16_t d, uint16_t dmin, const uint8_t *scales, const uint8_t *qs,
+                             int r, uint8_t *o)
+{
+    memcpy(o + 2 * r, &d, 2);
+    memcpy(o + 32 + 2 * r, &dmin, 2);
+    uint8_t sc[8], m[8];
+    kernels_scales_mins_q4_K(scales, sc, m);
+    for (int j = 0; j < 8; j++) {
+        o[64 + 16 * j + r] = sc[j];
+        o[192 + 16 * j + r] = m[j];
+    }
+    for (int c = 0; c < 4; c++)
+        for (int i = 0; i < 8; i++) memcpy(o + 320 + (c * 8 + i) * 64 + 4 * r, qs + 32 * c + 4 * i, 4);
+}
+
+static void pack_q5_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        const nuri_block_q5_K *blk = (const nuri_block_q5_K *)row + b;
+        uint8_t *o = out + b * NURI_PACK_Q5_K_BYTES;
+        pack_q4_K_fields(blk->d, blk->dmin, blk->scales, blk->qs, r, o);
+        for (int i = 0; i < 8; i++)
+            memcpy(o + NURI_PACK_Q4_K_BYTES + 64 * i + 4 * r, blk->qh + 4 * i, 4);
+    }
+}
+
 static void pack_q4_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
 {
     for (int64_t b = 0; b < nb; b++) {
         const nuri_block_q4_K *blk = (const nuri_block_q4_K *)row + b;
-        uint8_t *o = out + b * NURI_PACK_Q4_K_BYTES;
-        memcpy(o + 2 * r, &blk->d, 2);
-        memcpy(o + 32 + 2 * r, &blk->dmin, 2);
-        uint8_t sc[8], m[8];
-        kernels_scales_mins_q4_K(blk->scales, sc, m);
-        for (int j = 0; j < 8; j++) {
-            o[64 + 16 * j + r] = sc[j];
-            o[192 + 16 * j + r] = m[j];
-        }
-        for (int c = 0; c < 4; c++)
-            for (int i = 0; i < 8; i++)
-                memcpy(o + 320 + (c * 8 + i) * 64 + 4 * r, blk->qs + 32 * c + 4 * i, 4);
+        pack_q4_K_fields(blk->d, blk->dmin, blk->scales, blk->qs, r,
+                         out + b * NURI_PACK_Q4_K_BYTES);
     }
 }
 
@@ -146,13 +191,32 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
                 (type == NURI_TYPE_Q4_K ? pack_q4_K : pack_q6_K)(row, r, nb, out);
                 continue;
             }
+            if (type == NURI_TYPE_IQ4_XS) {
+                pack_iq4_xs(row, r, nb, out);
+                continue;
+            }
+            if (type == NURI_TYPE_Q5_K) {
+                pack_q5_K(row, r, nb, out);
+                continue;
+            }
+            if (type == NURI_TYPE_MXFP4) {
+                float *df = (float *)out;
+                uint8_t *mq = out + nb * 64;
+                for (int64_t b = 0; b < nb; b++) {
+                    const nuri_block_mxfp4 *blk = (const nuri_block_mxfp4 *)row + b;
+                    df[b * 16 + r] = nuri_e8m0_half(blk->e);
+                    for (int64_t k = 0; k < 16; k += 4)
+                        memcpy(mq + b * 256 + k * 16 + 4 * r, blk->qs + k, 4);
+                }
+                continue;
+            }
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *src;
                 if (type == NURI_TYPE_Q8_0) {
                     const nuri_block_q8_0 *blk = (const nuri_block_q8_0 *)row + b;
                     d[b * 16 + r] = blk->d;
                     src = (const uint8_t *)blk->qs;
-                } else {
+                } else { // Q4_0, IQ4_NL: the same block layout
                     const nuri_block_q4_0 *blk = (const nuri_block_q4_0 *)row + b;
                     d[b * 16 + r] = blk->d;
                     src = blk->qs;

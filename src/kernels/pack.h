@@ -17,6 +17,10 @@
  *   Q8_0: d[nb][16] F16, then qs[nb][8][16][4] int8    (544 bytes per block: the file's size)
  *   Q4_0: d[nb][16] F16, then qs[nb][4][16][4] bytes   (288 bytes per block), where byte
  *         (i, r, e) is the file's qs[4i + e] of row r: low nibble code 4i + e, high 16 + 4i + e.
+ *   IQ4_NL: as Q4_0 (the same block); the VNNI kernel looks the nibbles up as grid value + 128
+ *         and subtracts 128 * sum(x), an exact integer as for Q4_0's - 8. VNNI only (no AMX).
+ *   MXFP4: d[nb][16] F32 (2^(e - 128): an E8M0 scale does not fit an F16), then codes as Q4_0's
+ *         (320 bytes per block), looked up as FP4 grid (doubled) + 128. VNNI only.
  *   Q4_K: per 256-element block: d[16] F16, dmin[16] F16, sc[8][16] and m[8][16] (the 6-bit
  *         scales and mins unpacked to bytes), qs[4][8][16][4] where byte (c, i, r, e) is the file's
  *         qs[32c + 4i + e] of row r (low nibble: sub-block 2c, high: 2c + 1): 2368 bytes, 2.8%
@@ -25,6 +29,16 @@
  *         the file's ql[4k + e] of row r, qh[16][16][4] likewise: 3360 bytes, the file's size.
  *         Codes of the 32 elements 128h + 32q + 4i + (0..3), i < 8: ql line 16h + 8(q & 1) + i
  *         (low nibble for q < 2, high for q >= 2) and bits 2q, 2q + 1 of qh line 8h + i.
+ *   Q5_K: Q4_K's 2368 bytes (scales, mins, low 4 bits), then qh[8][16][4] where byte (i, r, e)
+ *         is the file's qh[4i + e] of row r: bit 2c of it is the 5th bit of the code in the
+ *         low nibble of line (c, i), bit 2c + 1 of the high one: 2880 bytes, 2.3% more than
+ *         the file's 16 x 176. Products as Q4_K's (codes 0..31). VNNI only (no AMX).
+ *   IQ4_XS: per 256-element block: d[16] F16, ls[8][16] int8 (the 6-bit sub-block scales minus
+ *         32), qs[8][4][16][4] where byte (j, i, r, e) is the file's qs[16j + 4i + e] of row r
+ *         (sub-block j; low nibble element 4i + e, high 16 + 4i + e): 2208 bytes, 1.5% more
+ *         than the file's 16 x 136. Per sub-block the codes are looked up as grid + 128, the
+ *         exact sum minus 128 * (the token's 32-element sum) times ls_j is added as an integer,
+ *         then acc = fma(float(f), d * d_x, acc) once per block. VNNI only (no AMX).
  * Q4_K's products follow the same rule one level down: per block, f = sum over the 8 sub-blocks j
  * of isum_j * sc_j as an exact integer (as llama.cpp does; AMX folds sc_j into its B tiles as
  * 8 sh + sl), mins = sum_j float(bsum_j) * m_j (exact), then acc = fma(float(f), d * d_x, acc),
@@ -45,6 +59,8 @@ enum {
     NURI_PACK_MAX_N = 65536,     // longest row that is packed
     NURI_PACK_Q4_K_BYTES = 2368, // one Q4_K block of a row group
     NURI_PACK_Q6_K_BYTES = 3360, // one Q6_K block of a row group (16 x 210, as the file)
+    NURI_PACK_IQ4_XS_BYTES = 2208, // one IQ4_XS block of a row group
+    NURI_PACK_Q5_K_BYTES = 2880,   // one Q5_K block: Q4_K's packed block, then its 5th bits
 };
 
 /* Whether matrices of this type are packed on this CPU (AVX-512 VNNI, not capped by NURI_ISA;

@@ -49,32 +49,75 @@ static inline int32_t load32(const int8_t *p)
     return v;
 }
 
+/* The 32-element packed kinds (same layout: F16 scales, then codes; see pack.h): Q8_0's codes
+ * are used as unsigned with the sign bit flipped (corr = -128 * sum x), Q4_0's nibbles as they
+ * are (corr = -8 * sum x), IQ4_NL's nibbles looked up as grid value + 128 (corr = -128 * sum x),
+ * so every kind's integer sum is exact. */
+enum { PK_Q8_0 = 0, PK_Q4_0 = 1, PK_IQ4_NL = 2, PK_MXFP4 = 3 };
+
+static inline int pk_kind(uint32_t type)
+{
+    return type == NURI_TYPE_Q4_0     ? PK_Q4_0
+           : type == NURI_TYPE_IQ4_NL ? PK_IQ4_NL
+           : type == NURI_TYPE_MXFP4  ? PK_MXFP4
+                                      : PK_Q8_0;
+}
+
+static inline int32_t pk_bias(int kind)
+{
+    return kind == PK_Q4_0 ? 8 : 128;
+}
+
+/* A 16-entry grid plus 128 as bytes, in every 128-bit lane (vpshufb looks up within lanes). */
+static inline __m512i grid_table_u8(const int8_t *grid)
+{
+    const __m128i g =
+        _mm_add_epi8(_mm_loadu_si128((const __m128i *)grid), _mm_set1_epi8((char)0x80));
+    return _mm512_broadcast_i32x4(g);
+}
+
+static inline __m512i iq4_table_u8(void)
+{
+    return grid_table_u8(nuri_iq4_grid);
+}
+
 /* T tokens x one row group, all blocks. x: the first token's row; da, corr: its tables. */
 static inline __attribute__((always_inline)) void
-vnni_group(const int T, const int q4, int64_t nb, const uint8_t *grp, const uint8_t *x,
+vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const uint8_t *x,
            size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
            int64_t y_stride, __mmask16 rows)
 {
+    const int q4 = kind != PK_Q8_0, grid = kind == PK_IQ4_NL || kind == PK_MXFP4;
     const uint16_t *dg = (const uint16_t *)grp;
-    const uint8_t *qg = grp + nb * 32;
+    const float *dfg = (const float *)grp; // MXFP4: the scales as floats (E8M0 is not an F16)
+    const uint8_t *qg = grp + nb * (kind == PK_MXFP4 ? 64 : 32);
     const int64_t qb = q4 ? 256 : 512;
     const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
+    const __m512i tbl = grid_table_u8(kind == PK_MXFP4 ? nuri_fp4_grid : nuri_iq4_grid);
     __m512 acc[8];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + 16 * b)));
+        const __m512 dw = kind == PK_MXFP4
+                              ? _mm512_loadu_ps(dfg + 16 * b)
+                              : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + 16 * b)));
         const uint8_t *q = qg + b * qb;
         // the hardware prefetcher alone leaves a single stream latency-bound: fetch every line
         // of the block PACK_PF blocks ahead (and its scales)
         for (int64_t off = 0; off < qb; off += 64)
             _mm_prefetch((const char *)q + PACK_PF * qb + off, _MM_HINT_T0);
-        _mm_prefetch((const char *)(dg + 16 * (b + PACK_PF)), _MM_HINT_T0);
+        _mm_prefetch(kind == PK_MXFP4 ? (const char *)(dfg + 16 * (b + PACK_PF))
+                                      : (const char *)(dg + 16 * (b + PACK_PF)),
+                     _MM_HINT_T0);
         __m512i w[8];
         if (q4) {
             for (int i = 0; i < 4; i++) {
                 const __m512i v = _mm512_loadu_si512(q + 64 * i);
                 w[i] = _mm512_and_si512(v, m4);
                 w[4 + i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (grid) { // codes -> grid value + 128 (unsigned)
+                    w[i] = _mm512_shuffle_epi8(tbl, w[i]);
+                    w[4 + i] = _mm512_shuffle_epi8(tbl, w[4 + i]);
+                }
             }
         } else {
             for (int i = 0; i < 8; i++)
@@ -94,10 +137,15 @@ vnni_group(const int T, const int q4, int64_t nb, const uint8_t *grp, const uint
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
-#define VNNI_T(Q4, T)                                                                              \
-    vnni_group(T, Q4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
+#define VNNI_T(KIND, T)                                                                            \
+    vnni_group(T, KIND, nb, grp, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
+#define VNNI_KIND(T)                                                                               \
+    (kind == PK_Q4_0     ? VNNI_T(PK_Q4_0, T)                                                      \
+     : kind == PK_IQ4_NL ? VNNI_T(PK_IQ4_NL, T)                                                    \
+     : kind == PK_MXFP4  ? VNNI_T(PK_MXFP4, T)                                                     \
+                         : VNNI_T(PK_Q8_0, T))
 
-static void vnni_tokens(int q4, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+static void vnni_tokens(int kind, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
                         int64_t n_t, const float *da, const int32_t *corr, int64_t ts, float *y,
                         int64_t y_stride, __mmask16 rows)
 {
@@ -106,16 +154,16 @@ static void vnni_tokens(int q4, int64_t nb, const uint8_t *grp, const uint8_t *x
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
         if (left >= 8) {
-            q4 ? VNNI_T(1, 8) : VNNI_T(0, 8);
+            VNNI_KIND(8);
             t += 8;
         } else if (left >= 4) {
-            q4 ? VNNI_T(1, 4) : VNNI_T(0, 4);
+            VNNI_KIND(4);
             t += 4;
         } else if (left >= 2) {
-            q4 ? VNNI_T(1, 2) : VNNI_T(0, 2);
+            VNNI_KIND(2);
             t += 2;
         } else {
-            q4 ? VNNI_T(1, 1) : VNNI_T(0, 1);
+            VNNI_KIND(1);
             t += 1;
         }
     }
@@ -174,28 +222,40 @@ static inline void q4_K_scales(const uint8_t *kb, int32_t *sci, float *mf)
  * Per block, the sub-block sums times their 6-bit scales are added as integers (exact, as
  * llama.cpp does), then converted once. */
 static inline __attribute__((always_inline)) void
-vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-          const float *da, const float *bsf, int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
+vnni_q4_K(const int T, const int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
+          size_t x_stride, const float *da, const float *bsf, int64_t ts, float *y,
+          int64_t y_stride, __mmask16 rows)
 {
-    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i m4 = _mm512_set1_epi8(15), one = _mm512_set1_epi8(1);
+    const int64_t kbytes = q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES;
     __attribute__((aligned(64))) int32_t sci[128];
     __attribute__((aligned(64))) float mf[128];
     __m512 acc[4];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *kb = grp + b * NURI_PACK_Q4_K_BYTES;
+        const uint8_t *kb = grp + b * kbytes;
         q4_K_scales(kb, sci, mf);
         __m512i f[4];
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) {
             // the block 4 ahead, a quarter of it per step (see vnni_group)
-            for (int off = c * 640; off < (c + 1) * 640 && off < NURI_PACK_Q4_K_BYTES; off += 64)
-                _mm_prefetch((const char *)kb + 4 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T1);
+            const int64_t qtr = q5 ? 768 : 640; // a quarter of the block, in whole lines
+            for (int64_t off = c * qtr; off < (c + 1) * qtr && off < kbytes; off += 64)
+                _mm_prefetch((const char *)kb + 4 * kbytes + off, _MM_HINT_T1);
             __m512i lo[8], hi[8];
             for (int i = 0; i < 8; i++) {
                 const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
                 lo[i] = _mm512_and_si512(v, m4);
                 hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (q5) { // the 5th bits: bit 2c (low nibbles) and 2c + 1 (high) of qh line i
+                    const __m512i h = _mm512_loadu_si512(kb + NURI_PACK_Q4_K_BYTES + 64 * i);
+                    lo[i] = _mm512_or_si512(
+                        lo[i], _mm512_slli_epi16(
+                                   _mm512_and_si512(_mm512_srli_epi16(h, 2 * c), one), 4));
+                    hi[i] = _mm512_or_si512(
+                        hi[i], _mm512_slli_epi16(
+                                   _mm512_and_si512(_mm512_srli_epi16(h, 2 * c + 1), one), 4));
+                }
             }
             for (int t = 0; t < T; t++) {
                 const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
@@ -226,26 +286,26 @@ vnni_q4_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
-static void vnni_q4_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-                             int64_t n_t, const float *da, const float *bsf, int64_t ts, float *y,
-                             int64_t y_stride, __mmask16 rows)
+#define VNNI_Q4_K(T, Q5)                                                                           \
+    vnni_q4_K(T, Q5, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,   \
+              y_stride, rows)
+
+/* Q4_K, or Q5_K (q5: the same packed block followed by its 5th bits, see pack.h). */
+static void vnni_q4_K_tokens(int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
+                             size_t x_stride, int64_t n_t, const float *da, const float *bsf,
+                             int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
 {
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
-        if (left >= 4) {
-            vnni_q4_K(4, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
-                      y_stride, rows);
-            t += 4;
-        } else if (left >= 2) {
-            vnni_q4_K(2, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
-                      y_stride, rows);
-            t += 2;
-        } else {
-            vnni_q4_K(1, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,
-                      y_stride, rows);
-            t += 1;
-        }
+        const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        if (T == 4)
+            q5 ? VNNI_Q4_K(4, 1) : VNNI_Q4_K(4, 0);
+        else if (T == 2)
+            q5 ? VNNI_Q4_K(2, 1) : VNNI_Q4_K(2, 0);
+        else
+            q5 ? VNNI_Q4_K(1, 1) : VNNI_Q4_K(1, 0);
+        t += T;
     }
 }
 
@@ -397,15 +457,15 @@ static void kq_tables(int q6, const uint8_t *x, size_t x_stride, int64_t n_t, in
         q4_K_tables(x, x_stride, n_t, nb, da, aux);
 }
 
-static void kq_vnni(int q6, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-                    int64_t n_t, const float *da, const void *aux, float *y, int64_t y_stride,
-                    int64_t rr)
+static void kq_vnni(int q6, int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
+                    size_t x_stride, int64_t n_t, const float *da, const void *aux, float *y,
+                    int64_t y_stride, int64_t rr)
 {
     const __mmask16 rows = (__mmask16)((1u << rr) - 1);
     if (q6)
         vnni_q6_K_tokens(nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
     else
-        vnni_q4_K_tokens(nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
+        vnni_q4_K_tokens(q5, nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
 }
 
 /* ---- the drivers: work items, tables, then row groups ---- */
@@ -431,6 +491,8 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     int64_t per = 40;                               // Q4_0 / Q8_0: d, corr, panel
     if (type == NURI_TYPE_Q4_K) per = 4 + 32 + 256; // d, mins sums, panel
     if (type == NURI_TYPE_Q6_K) per = 4 + 64 + 256; // d, code sums, panel
+    if (type == NURI_TYPE_IQ4_XS) per = 4 + 32;     // d, sub-block sums
+    if (type == NURI_TYPE_Q5_K) per = 4 + 32;       // d, mins sums (no AMX panel)
     int64_t tt = PACK_CHUNK / (nb * per);
     if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -469,9 +531,11 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                       const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
                       bool use_amx, uint8_t *buf, int64_t tt)
 {
-    const int q6 = type == NURI_TYPE_Q6_K;
+    const int q6 = type == NURI_TYPE_Q6_K, q5 = type == NURI_TYPE_Q5_K;
     const int64_t nb = n / NURI_QK_K;
-    const int64_t gbytes = nb * (q6 ? NURI_PACK_Q6_K_BYTES : NURI_PACK_Q4_K_BYTES);
+    const int64_t gbytes =
+        nb * (q6 ? NURI_PACK_Q6_K_BYTES : q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES);
+    if (q5) use_amx = false; // the AMX tiles take Q4_K's 4-bit codes only
     const int64_t aux_bytes = q6 ? 64 : 32; // per token and block
     int64_t tc, ga, gb, have = -1;
     if (!buf) { // no scratch: one token at a time, tables on the stack, the same arithmetic
@@ -482,7 +546,7 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                 const uint8_t *xt = x + (size_t)t * x_stride;
                 kq_tables(q6, xt, x_stride, 1, nb, da1, aux1);
                 for (int64_t g = ga; g < gb; g++)
-                    kq_vnni(q6, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1, aux1,
+                    kq_vnni(q6, q5, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1, aux1,
                             y + t * y_stride + 16 * g, y_stride,
                             n_out - 16 * g < 16 ? n_out - 16 * g : 16);
             }
@@ -512,7 +576,7 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
             else if (n16)
                 kernels_amx_group_q4_K(nb, grp, panel, n16, da, (const float *)aux, nb, scratch, yg,
                                        y_stride, (int)rr, next);
-            kq_vnni(q6, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
+            kq_vnni(q6, q5, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
                     da + 16 * n16 * nb, aux + (size_t)(16 * n16 * nb * aux_bytes),
                     yg + 16 * n16 * y_stride, y_stride, rr);
         }
@@ -523,8 +587,9 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
                      const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
                      bool use_amx, uint8_t *buf, int64_t tt)
 {
-    const int q4 = type == NURI_TYPE_Q4_0;
-    const int64_t nb = n / NURI_QK, gbytes = nb * (q4 ? 288 : 544);
+    const int kind = pk_kind(type), q4 = kind != PK_Q8_0;
+    const int64_t nb = n / NURI_QK, gbytes = nb * (kind == PK_MXFP4 ? 320 : q4 ? 288 : 544);
+    if (kind == PK_IQ4_NL || kind == PK_MXFP4) use_amx = false; // AMX takes Q4_0 / Q8_0 only
     int64_t tc, ga, gb, have = -1;
     if (!buf) {
         // no scratch (out of memory): one token at a time with its tables on the stack (rows are
@@ -533,10 +598,10 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
         int32_t corr1[NURI_PACK_MAX_N / NURI_QK];
         while (items_next(it, &tc, &ga, &gb))
             for (int64_t t = tc * tt; t < n_t && t < (tc + 1) * tt; t++) {
-                make_tables(x + (size_t)t * x_stride, x_stride, 1, nb, q4 ? 8 : 128, da1, corr1);
+                make_tables(x + (size_t)t * x_stride, x_stride, 1, nb, pk_bias(kind), da1, corr1);
                 for (int64_t g = ga; g < gb; g++) {
                     const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
-                    vnni_tokens(q4, nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
+                    vnni_tokens(kind, nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
                                 x_stride, 1, da1, corr1, nb, y + t * y_stride + 16 * g, y_stride,
                                 (__mmask16)((1u << rr) - 1));
                 }
@@ -552,7 +617,7 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
         const uint8_t *xc = x + (size_t)t0 * x_stride;
         const int64_t n16 = use_amx ? nt / 16 : 0;
         if (tc != have) {
-            make_tables(xc, x_stride, nt, nb, q4 ? 8 : 128, da, corr);
+            make_tables(xc, x_stride, nt, nb, pk_bias(kind), da, corr);
             if (n16) make_panel(xc, x_stride, n16, nb, panel);
             have = tc;
         }
@@ -564,17 +629,137 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
             if (n16)
                 kernels_amx_group(type, nb, grp, panel, n16, da, nb, scratch, yg, y_stride, (int)rr,
                                   g + 1 < gb ? grp + gbytes : NULL);
-            vnni_tokens(q4, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
+            vnni_tokens(kind, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
                         da + 16 * n16 * nb, corr + 16 * n16 * nb, nb, yg + 16 * n16 * y_stride,
                         y_stride, rows);
         }
     }
 }
 
+/* ======================================================================================== */
+/* IQ4_XS (pack.h): activations are Q8_K rows; VNNI only.                                    */
+/* ======================================================================================== */
+
+/* T tokens x one row group, all blocks. corr[(t * ts + b) * 8 + j] = -128 * the 32-element sum
+ * of token t's sub-block j. */
+static inline __attribute__((always_inline)) void
+vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+            const float *da, const int32_t *corr, int64_t ts, float *y, int64_t y_stride,
+            __mmask16 rows)
+{
+    const __m512i m4 = _mm512_set1_epi8(15), tbl = iq4_table_u8();
+    __m512 acc[4];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
+        __m512i f[4];
+        for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            if (j % 2 == 0) // the block 4 ahead, a quarter of it per two sub-blocks
+                for (int off = j * 552; off < (j + 2) * 552 && off < NURI_PACK_IQ4_XS_BYTES;
+                     off += 64)
+                    _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off,
+                                 _MM_HINT_T1);
+            const __m512i ls =
+                _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(kb + 32 + 16 * j)));
+            __m512i lo[4], hi[4];
+            for (int i = 0; i < 4; i++) {
+                const __m512i v = _mm512_loadu_si512(kb + 160 + (j * 4 + i) * 64);
+                lo[i] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, m4));
+                hi[i] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+            for (int t = 0; t < T; t++) {
+                const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                const int8_t *a = xb->qs + 32 * j;
+                __m512i s0 = _mm512_set1_epi32(corr[(t * ts + b) * 8 + j]);
+                for (int i = 0; i < 4; i++) {
+                    s0 = _mm512_dpbusd_epi32(s0, lo[i], _mm512_set1_epi32(load32(a + 4 * i)));
+                    s0 = _mm512_dpbusd_epi32(s0, hi[i], _mm512_set1_epi32(load32(a + 16 + 4 * i)));
+                }
+                f[t] = _mm512_add_epi32(f[t], _mm512_mullo_epi32(s0, ls));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+        for (int t = 0; t < T; t++) {
+            const __m512 dx = _mm512_set1_ps(da[t * ts + b]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f[t]), _mm512_mul_ps(dw, dx), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
+}
+
+static void vnni_iq4_xs_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
+                               int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
+                               float *y, int64_t y_stride, __mmask16 rows)
+{
+    for (int64_t t = 0; t < n_t;) {
+        const int64_t left = n_t - t;
+        const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        const uint8_t *xt = x + (size_t)t * x_stride;
+        float *yt = y + t * y_stride;
+        if (T == 4)
+            vnni_iq4_xs(4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
+                        rows);
+        else if (T == 2)
+            vnni_iq4_xs(2, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
+                        rows);
+        else
+            vnni_iq4_xs(1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
+                        rows);
+        t += T;
+    }
+}
+
+static void iq4_xs_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
+                          int32_t *corr)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
+        for (int64_t b = 0; b < nb; b++) {
+            da[t * nb + b] = blk[b].d;
+            for (int j = 0; j < 8; j++)
+                corr[(t * nb + b) * 8 + j] =
+                    -128 * (blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
+        }
+    }
+}
+
+static void packed_xs(int64_t n, const void *wp, int64_t n_out, items *it, const uint8_t *x,
+                      size_t x_stride, int64_t n_t, float *y, int64_t y_stride, uint8_t *buf,
+                      int64_t tt)
+{
+    const int64_t nb = n / NURI_QK_K, gbytes = nb * NURI_PACK_IQ4_XS_BYTES;
+    int64_t tc, ga, gb, have = -1;
+    float da1[NURI_PACK_MAX_N / NURI_QK_K];
+    int32_t corr1[NURI_PACK_MAX_N / NURI_QK_K * 8];
+    float *da = buf ? (float *)buf : da1;
+    int32_t *corr = buf ? (int32_t *)(buf + (size_t)(tt * nb * 4)) : corr1;
+    const int64_t step = buf ? tt : 1; // no scratch: one token at a time, the same arithmetic
+    while (items_next(it, &tc, &ga, &gb))
+        for (int64_t t0 = tc * tt; t0 < n_t && t0 < (tc + 1) * tt; t0 += step) {
+            const int64_t left = (tc + 1) * tt < n_t ? (tc + 1) * tt - t0 : n_t - t0;
+            const int64_t nt = left < step ? left : step;
+            const uint8_t *xc = x + (size_t)t0 * x_stride;
+            if (!buf || tc != have) {
+                iq4_xs_tables(xc, x_stride, nt, nb, da, corr);
+                have = tc;
+            }
+            for (int64_t g = ga; g < gb; g++) {
+                const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+                vnni_iq4_xs_tokens(nb, (const uint8_t *)wp + g * gbytes, xc, x_stride, nt, da, corr,
+                                   nb, y + t0 * y_stride + 16 * g, y_stride,
+                                   (__mmask16)((1u << rr) - 1));
+            }
+        }
+}
+
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
 {
-    const int64_t nb = n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ? NURI_QK_K : NURI_QK);
+    const int64_t nb = n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ||
+                                     type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K
+                                 ? NURI_QK_K
+                                 : NURI_QK);
     const items it = items_make(NULL, 0, 0, n_out, n_t, chunk_tokens(type, nb));
     return (long)(it.n_tc * it.n_run);
 }
@@ -587,9 +772,14 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
                                 int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
                                 int64_t y_stride, bool use_amx, const nuri_share *sh)
 {
-    const int kq = type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K;
-    const int64_t tt = chunk_tokens(type, n / (kq ? NURI_QK_K : NURI_QK));
+    const int kq = type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_Q5_K;
+    const int xs = type == NURI_TYPE_IQ4_XS;
+    const int64_t tt = chunk_tokens(type, n / (kq || xs ? NURI_QK_K : NURI_QK));
     items it = items_make(sh, g0, g1, n_out, n_t, tt);
+    if (xs) {
+        packed_xs(n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, buf_get(), tt);
+        return;
+    }
     (kq ? packed_kq : packed_q)(type, n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, use_amx,
                                 buf_get(), tt);
 }

@@ -25,10 +25,10 @@ static const nuri_type_info type_table[NURI_TYPE_COUNT] = {
     [NURI_TYPE_IQ2_XS] = {"IQ2_XS", 256, 74, false},
     [NURI_TYPE_IQ3_XXS] = {"IQ3_XXS", 256, 98, false},
     [NURI_TYPE_IQ1_S] = {"IQ1_S", 256, 50, false},
-    [NURI_TYPE_IQ4_NL] = {"IQ4_NL", 32, 18, false},
+    [NURI_TYPE_IQ4_NL] = {"IQ4_NL", 32, 18, true},
     [NURI_TYPE_IQ3_S] = {"IQ3_S", 256, 110, false},
     [NURI_TYPE_IQ2_S] = {"IQ2_S", 256, 82, false},
-    [NURI_TYPE_IQ4_XS] = {"IQ4_XS", 256, 136, false},
+    [NURI_TYPE_IQ4_XS] = {"IQ4_XS", 256, 136, true},
     [NURI_TYPE_I8] = {"I8", 1, 1, false},
     [NURI_TYPE_I16] = {"I16", 1, 2, false},
     [NURI_TYPE_I32] = {"I32", 1, 4, false},
@@ -38,7 +38,7 @@ static const nuri_type_info type_table[NURI_TYPE_COUNT] = {
     [NURI_TYPE_BF16] = {"BF16", 1, 2, true},
     [NURI_TYPE_TQ1_0] = {"TQ1_0", 256, 54, false},
     [NURI_TYPE_TQ2_0] = {"TQ2_0", 256, 66, false},
-    [NURI_TYPE_MXFP4] = {"MXFP4", 32, 17, false},
+    [NURI_TYPE_MXFP4] = {"MXFP4", 32, 17, true},
 };
 
 const nuri_type_info *nuri_type_get(uint32_t type_id)

@@ -15,8 +15,10 @@
  */
 #include "base/status.h"
 #include "base/threadpool.h"
+#include "dist/dist.h"
 #include "kernels/attn.h"
 #include "kernels/fp16.h"
+#include "kernels/gelu.h"
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
 #include "model/model.h"
@@ -76,6 +78,15 @@ struct nuri_ctx {
     uint16_t *q16;      // (n_threads, G, head_dim) the queries as F16, on their way to qf
     float *qf;          // (n_threads, G, head_dim) the queries rounded to F16
     float *logits;      // (n_logits, n_vocab)
+
+    // a pipeline (the model is one stage of several, src/dist/dist.h): the KV pool holds only the
+    // stage's layers; micro-batches leave for the next stage from these buffers
+    int32_t *pipe_meta;      // (2, n_batch, 4) token, pos, seq, logits flag per token
+    float *pipe_x;           // (2, n_batch, n_embd) activations on their way out
+    float *pipe_margin;      // (2, n_batch) their router margins so far (experts)
+    nuri_dist_req *pipe_req; // (2 * n_stages, 4) sends (or, stage 0, receives) in flight
+    int32_t pipe_slot;       // which half of the buffers a stage > 0 fills next
+    bool pipe_open;          // stage 0: the other stages hold this context
 };
 
 typedef struct job {
@@ -83,6 +94,16 @@ typedef struct job {
     int32_t n;      // tokens in this step
     int32_t n_rows; // tokens that want logits
 } job;
+
+/* The pipeline's half of the context (the end of this file). */
+enum { PIPE_NEW = 1, PIPE_FREE, PIPE_DECODE, PIPE_TRUNCATE, PIPE_FORK, PIPE_QUIT };
+static nuri_status pipe_new(nuri_ctx *c, const nuri_ctx_params *p);
+static void pipe_free(nuri_ctx *c);
+static void pipe_op(nuri_ctx *c, int32_t op, int32_t a, int32_t b, int32_t n);
+static void pipe_decode(nuri_ctx *c, const nuri_batch *b, int32_t rows);
+static nuri_status pipe_refuse_kv(void);
+static void forward_worker(void *arg, int ith, int nth);
+static nuri_status plan_batch(nuri_ctx *c, const nuri_batch *b, int32_t n, int32_t *n_rows);
 
 /* ---- small steps ---- */
 
@@ -96,14 +117,14 @@ static void rms_norm(const float *x, const float *w, float *y, int64_t n, float 
 }
 
 /* Rotates one head's vector in place. NORM pairs (x[2i], x[2i+1]); NEOX pairs (x[i], x[i+n_rot/2]).
- */
+ * freq_scale: linear rope scaling, the angles multiplied by it (1: none). */
 static void rope(float *x, int32_t n_rot, nuri_rope_type type, int32_t pos, float freq_base,
-                 const float *freq_factors)
+                 float freq_scale, const float *freq_factors)
 {
     const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
     float theta = (float)pos;
     for (int32_t i = 0; i < n_rot / 2; i++) {
-        float t = freq_factors ? theta / freq_factors[i] : theta;
+        float t = freq_scale * (freq_factors ? theta / freq_factors[i] : theta);
         float c = cosf(t), s = sinf(t);
         int32_t a = type == NURI_ROPE_NORM ? 2 * i : i;
         int32_t b = type == NURI_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
@@ -190,6 +211,7 @@ static size_t kv_offset(const nuri_ctx *c, int il, int32_t slot)
 {
     const nuri_hparams *hp = &c->m->hp;
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    il -= c->m->layer_first; // the pool holds this stage's layers
     return ((size_t)il * c->n_pages * NURI_KV_PAGE + (size_t)slot) * kv_dim;
 }
 
@@ -224,9 +246,19 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     f16->from_float(q, h16, (int64_t)G * hd); // Q rounded to F16, as llama.cpp multiplies it
     f16->to_float(h16, qf, (int64_t)G * hd);
     int32_t run;
+    // gemma scales Q before its rounding (below, in layer()), so K.Q is taken as it is
+    const float scale = hp->attn_scale_q ? 1.0f : hp->attn_scale;
     for (int32_t j = first; j < n_kv; j += run) {
         const size_t at = page_run(c, il, pages, kvh, j, n_kv, &run);
-        ak->scores(hd, G, qf, c->k_pages + at, kv_dim, run, hp->attn_scale, s + j, n_ctx);
+        ak->scores(hd, G, qf, c->k_pages + at, kv_dim, run, scale, s + j, n_ctx);
+    }
+    if (hp->attn_softcap > 0.0f) { // gemma2: c * tanh(K.Q / c), as llama.cpp scales and tanh's
+        const float cap = hp->attn_softcap, inv = 1.0f / cap;
+        for (int32_t g = 0; g < G; g++)
+            for (int32_t j = first; j < n_kv; j++) {
+                float *v = s + (size_t)g * n_ctx + j;
+                *v = tanhf(*v * inv) * cap;
+            }
     }
     for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx + first, n_kv - first);
     memset(out, 0, sizeof(float) * (size_t)G * hd);
@@ -266,7 +298,12 @@ static void ffn_dense(worker *w, const nuri_layer *L, int32_t T)
     barrier(w);
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     const nuri_attn_kernels *ak = nuri_attn();
-    for (long t = t0; t < t1; t++) ak->swiglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
+    for (long t = t0; t < t1; t++) {
+        if (hp->ffn_geglu)
+            nuri_geglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
+        else
+            ak->swiglu(c->gate + t * n_ff, c->up + t * n_ff, n_ff);
+    }
     barrier(w);
     quantize_input(w, c->gate, n_ff, T, nuri_kernels(L->ffn_down.type)->vec_dot_type);
     matmul(w, &L->ffn_down, T, c->xn, n_embd);
@@ -300,9 +337,15 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     for (long t = t0; t < t1; t++) {
         float margin;
-        nuri_moe_route(c->moe_logits + t * E, E, K, hp->moe_norm_w, 0.0f,
-                       c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K, c->moe_w + t * K,
-                       &margin);
+        if (hp->moe_sigmoid)
+            nuri_moe_route_sigmoid(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
+                                   hp->moe_norm_w, hp->moe_scale,
+                                   c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
+                                   c->moe_w + t * K, &margin);
+        else
+            nuri_moe_route(c->moe_logits + t * E, E, K, hp->moe_norm_w, hp->moe_scale,
+                           c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
+                           c->moe_w + t * K, &margin);
         if (margin < c->moe_margin[t]) c->moe_margin[t] = margin;
     }
     barrier(w);
@@ -316,11 +359,16 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     w->xq_src = NULL;
     barrier(w);
 
-    // the shared expert (qwen2moe): a dense SwiGLU over every token, and its gate's logit
+    // the shared expert (qwen2moe, exaone-moe): a dense SwiGLU over every token, and qwen2moe's
+    // gate's logit
     const int64_t n_sh = hp->n_ff_shexp;
+    const bool sh_gated = L->shexp_gate_inp.data != NULL;
     if (n_sh > 0) {
-        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate_inp.type)->vec_dot_type);
-        matmul(w, &L->shexp_gate_inp, T, c->moe_shgate, 1);
+        if (sh_gated) {
+            quantize_input(w, c->xn, n_embd, T,
+                           nuri_kernels(L->shexp_gate_inp.type)->vec_dot_type);
+            matmul(w, &L->shexp_gate_inp, T, c->moe_shgate, 1);
+        }
         quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate.type)->vec_dot_type);
         matmul(w, &L->shexp_gate, T, c->gate, n_sh);
         quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_up.type)->vec_dot_type);
@@ -378,7 +426,7 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
                 a[i] = a[i] + p;
             }
         }
-        if (n_sh > 0) {
+        if (n_sh > 0 && sh_gated) {
             // the gate's sigmoid as llama.cpp computes it: silu(x) / x
             const float x = c->moe_shgate[t];
             const float g = (x / (1.0f + expf(-x))) / x;
@@ -387,6 +435,9 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
                 const float p = sh[i] * g;
                 a[i] = a[i] + p;
             }
+        } else if (n_sh > 0) { // exaone-moe: the experts' sum plus the shared expert
+            const float *sh = c->moe_shared + t * n_embd;
+            for (int64_t i = 0; i < n_embd; i++) a[i] = a[i] + sh[i];
         }
         branch_into_residual(hp, a, &no_bias, &L->ffn_post_norm, c->x + t * n_embd);
     }
@@ -442,7 +493,10 @@ static void layer(worker *w, const job *jb, int il)
         if (nw->data) rms_norm(vec, nw->data, vec, hd, hp->rms_eps);
         if (L->rope)
             rope(vec, hp->n_rot, hp->rope_type, pos,
-                 L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base, m->rope_freqs);
+                 L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
+                 L->swa ? hp->rope_freq_scale_swa : hp->rope_freq_scale, m->rope_freqs);
+        if (is_q && hp->attn_scale_q)
+            for (int32_t d = 0; d < hd; d++) vec[d] *= hp->attn_scale;
         if (!is_q) {
             const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             int32_t kvh = h - hp->n_head;
@@ -484,7 +538,7 @@ static void layer(worker *w, const job *jb, int il)
     w->xq_src = NULL;
     barrier(w);
 
-    if (hp->n_expert > 0)
+    if (L->ffn_gate_inp.data)
         ffn_moe(w, L, T);
     else
         ffn_dense(w, L, T);
@@ -500,13 +554,13 @@ static void forward_worker(void *arg, int ith, int nth)
     const int64_t n_embd = hp->n_embd;
     const int32_t T = jb->n;
 
-    // embeddings: exact dequantization of each token's row
+    // embeddings: exact dequantization of each token's row (a later pipeline stage receives x)
     const nuri_kernel_traits *ke = nuri_kernels(m->token_embd.type);
     uint64_t erow;
     nuri_type_row_bytes(m->token_embd.type, (uint64_t)n_embd, &erow);
     long t0, t1;
     nuri_split(T, ith, nth, &t0, &t1);
-    for (long t = t0; t < t1; t++) {
+    for (long t = m->layer_first == 0 ? t0 : t1; t < t1; t++) {
         float *x = c->x + t * n_embd;
         ke->to_float((const char *)m->token_embd.data + (size_t)c->b_token[t] * erow, x, n_embd);
         if (hp->embd_scale != 1.0f)
@@ -515,11 +569,11 @@ static void forward_worker(void *arg, int ith, int nth)
     }
     barrier(&w);
 
-    for (int il = 0; il < hp->n_layer; il++) layer(&w, jb, il);
+    for (int il = m->layer_first; il < m->layer_end; il++) layer(&w, jb, il);
 
-    // head: only the rows whose logits are wanted, gathered in batch order
+    // head: only the rows whose logits are wanted, gathered in batch order (the last stage's)
     const int32_t n_out = jb->n_rows;
-    if (n_out == 0) return;
+    if (n_out == 0 || m->layer_end < hp->n_layer) return;
     nuri_split(T, ith, nth, &t0, &t1);
     for (long t = t0; t < t1; t++)
         if (c->b_row[t] >= 0)
@@ -535,6 +589,13 @@ static void forward_worker(void *arg, int ith, int nth)
         long i0, i1;
         nuri_split((long)n_out * hp->n_vocab, ith, nth, &i0, &i1);
         for (long i = i0; i < i1; i++) c->logits[i] *= inv;
+    }
+    if (hp->final_softcap > 0.0f) { // gemma: c * tanh(logits / c)
+        barrier(&w);
+        const float cap = hp->final_softcap, inv = 1.0f / cap;
+        long i0, i1;
+        nuri_split((long)n_out * hp->n_vocab, ith, nth, &i0, &i1);
+        for (long i = i0; i < i1; i++) c->logits[i] = tanhf(c->logits[i] * inv) * cap;
     }
 }
 
@@ -593,7 +654,8 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     const size_t wide = n_q > (size_t)hp->n_embd ? n_q : (size_t)hp->n_embd;
     // a model with experts has no dense feed-forward: its n_ff (qwen3moe's feed_forward_length)
     // sizes nothing
-    const size_t n_ff = hp->n_expert > 0 ? 0 : (size_t)hp->n_ff;
+    // (exaone-moe's leading dense layers excepted)
+    const size_t n_ff = hp->n_expert > 0 && hp->n_dense_lead == 0 ? 0 : (size_t)hp->n_ff;
     size_t widest = wide > n_ff ? wide : n_ff;
     if ((size_t)hp->n_ff_exp > widest) widest = (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > widest) widest = (size_t)hp->n_ff_shexp;
@@ -602,7 +664,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     size_t ff_row = n_ff; // floats of gate and up per token
     if (K * (size_t)hp->n_ff_exp > ff_row) ff_row = K * (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > ff_row) ff_row = (size_t)hp->n_ff_shexp;
-    const size_t kv_elems = (size_t)hp->n_layer * c->n_ctx * kv;
+    const size_t kv_elems = (size_t)(m->layer_end - m->layer_first) * c->n_ctx * kv;
     bool ok = true;
     c->k_pages = calloc(kv_elems, sizeof(uint16_t));
     c->v_pages = calloc(kv_elems, sizeof(uint16_t));
@@ -649,6 +711,13 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->qf = alloc_floats(nt * G * hp->head_dim, &ok);
     if (!c->q16) ok = false;
     c->logits = alloc_floats((size_t)d.n_logits * hp->n_vocab, &ok);
+    if (m->n_stages > 1) {
+        c->pipe_meta = alloc_ints(2 * B * 4, &ok);
+        c->pipe_x = alloc_floats(2 * B * hp->n_embd, &ok);
+        c->pipe_margin = alloc_floats(2 * B, &ok);
+        c->pipe_req = calloc((size_t)m->n_stages * 2 * 4, sizeof *c->pipe_req);
+        if (!c->pipe_req) ok = false;
+    }
     if (!ok) {
         nuri_ctx_free(c);
         return nuri_error(NURI_ERR_NOMEM,
@@ -658,6 +727,13 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     for (int32_t i = 0; i < c->n_pages; i++) c->free_list[i] = c->n_pages - 1 - i;
     c->n_free = c->n_pages;
     for (int32_t i = 0; i < c->n_seq; i++) c->b_next[i] = -1;
+    if (m->n_stages > 1 && m->stage == 0) {
+        s = pipe_new(c, &d);
+        if (s != NURI_OK) {
+            nuri_ctx_free(c);
+            return s;
+        }
+    }
     *out = c;
     return NURI_OK;
 }
@@ -665,6 +741,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
 void nuri_ctx_free(nuri_ctx *c)
 {
     if (!c) return;
+    pipe_free(c);
     nuri_pool_free(c->pool);
     void *bufs[] = {
         c->k_pages,   c->v_pages,    c->page_ref,  c->free_list,  c->seq_len,    c->seq_pages,
@@ -674,6 +751,8 @@ void nuri_ctx_free(nuri_ctx *c)
         c->d_want,    c->moe_logits, c->moe_probs, c->moe_ids,    c->moe_w,      c->moe_start,
         c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    void *pipe_bufs[] = {c->pipe_meta, c->pipe_x, c->pipe_margin, c->pipe_req};
+    for (size_t i = 0; i < sizeof pipe_bufs / sizeof pipe_bufs[0]; i++) free(pipe_bufs[i]);
     free(c);
 }
 
@@ -713,12 +792,19 @@ int32_t nuri_ctx_seq_len(const nuri_ctx *c, int32_t seq)
     return seq >= 0 && seq < c->n_seq ? c->seq_len[seq] : 0;
 }
 
-void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n)
+/* Drops positions >= n of seq here only (a pipeline's other stages do the same on their own). */
+static void seq_truncate(nuri_ctx *c, int32_t seq, int32_t n)
 {
     if (seq < 0 || seq >= c->n_seq || n < 0 || n >= c->seq_len[seq]) return;
     int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
     for (int32_t i = pages_for(n); i < pages_for(c->seq_len[seq]); i++) page_release(c, pages[i]);
     c->seq_len[seq] = n;
+}
+
+void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n)
+{
+    pipe_op(c, PIPE_TRUNCATE, seq, n, 0);
+    seq_truncate(c, seq, n);
 }
 
 void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq)
@@ -734,7 +820,8 @@ nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n)
     if (n < 0 || n > c->seq_len[src])
         return nuri_error(NURI_ERR_INVALID_ARG, "sequence %d holds %d tokens, not %d", src,
                           c->seq_len[src], n);
-    nuri_ctx_seq_clear(c, dst);
+    pipe_op(c, PIPE_FORK, src, dst, n);
+    seq_truncate(c, dst, 0);
     const int32_t *sp = c->seq_pages + (size_t)src * c->n_pages;
     int32_t *dp = c->seq_pages + (size_t)dst * c->n_pages;
     for (int32_t i = 0; i < pages_for(n); i++) {
@@ -773,7 +860,7 @@ static void kv_copy(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride, uint8_t
 {
     const size_t row = kv_row_bytes(c);
     const int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
-    for (int il = 0; il < c->m->hp.n_layer; il++) {
+    for (int il = c->m->layer_first; il < c->m->layer_end; il++) {
         for (int kv = 0; kv < 2; kv++) {
             uint16_t *pool = kv ? c->v_pages : c->k_pages;
             uint8_t *b = buf + ((size_t)il * 2 + (size_t)kv) * (size_t)stride * row;
@@ -796,6 +883,7 @@ nuri_status nuri_ctx_seq_kv_read(const nuri_ctx *c, int32_t seq, int32_t n, void
 {
     if (seq < 0 || seq >= c->n_seq || n < 0 || n > c->seq_len[seq])
         return nuri_error(NURI_ERR_INVALID_ARG, "sequence %d does not hold %d tokens", seq, n);
+    if (c->m->n_stages > 1) return pipe_refuse_kv();
     kv_copy((nuri_ctx *)c, seq, n, n, out, 0);
     return NURI_OK;
 }
@@ -806,6 +894,7 @@ nuri_status nuri_ctx_seq_kv_write(nuri_ctx *c, int32_t seq, int32_t n, int32_t s
     if (seq < 0 || seq >= c->n_seq || n < 0 || n > stride || n > c->n_ctx)
         return nuri_error(NURI_ERR_INVALID_ARG, "cannot write %d tokens of KV into sequence %d", n,
                           seq);
+    if (c->m->n_stages > 1) return pipe_refuse_kv();
     nuri_ctx_seq_clear(c, seq);
     if (pages_for(n) > c->n_free)
         return nuri_error(NURI_ERR_LIMIT, "%d tokens of KV need %d pages; %d are free", n,
@@ -823,7 +912,7 @@ static int32_t page_copy(nuri_ctx *c, int32_t from)
     int32_t to = page_take(c);
     const nuri_hparams *hp = &c->m->hp;
     const size_t bytes = (size_t)NURI_KV_PAGE * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
-    for (int il = 0; il < hp->n_layer; il++) {
+    for (int il = c->m->layer_first; il < c->m->layer_end; il++) {
         memcpy(c->k_pages + kv_offset(c, il, to * NURI_KV_PAGE),
                c->k_pages + kv_offset(c, il, from * NURI_KV_PAGE), bytes);
         memcpy(c->v_pages + kv_offset(c, il, to * NURI_KV_PAGE),
@@ -903,7 +992,7 @@ static nuri_status plan_batch(nuri_ctx *c, const nuri_batch *b, int32_t n, int32
     for (int32_t i = 0; i < n; i++) {
         int32_t seq = b->seq[i], pos = b->pos[i];
         int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
-        if (pos < c->seq_len[seq]) nuri_ctx_seq_truncate(c, seq, pos);
+        if (pos < c->seq_len[seq]) seq_truncate(c, seq, pos);
         if (pos % NURI_KV_PAGE == 0)
             pages[pos / NURI_KV_PAGE] = page_take(c);
         else if (c->page_ref[pages[pos / NURI_KV_PAGE]] > 1)
@@ -937,6 +1026,11 @@ nuri_status nuri_ctx_decode_batch(nuri_ctx *c, const nuri_batch *b)
         int32_t rows = 0;
         nuri_status s = plan_batch(c, &part, n, &rows);
         if (s != NURI_OK) return s;
+        if (c->m->n_stages > 1) {
+            pipe_decode(c, &part, rows);
+            done += n;
+            continue;
+        }
         c->b_token = part.token;
         c->b_pos = part.pos;
         c->b_seq = part.seq;
@@ -984,4 +1078,254 @@ const float *nuri_ctx_logits(const nuri_ctx *c, int32_t i)
 {
     NURI_ASSERT(i >= 0 && i < c->n_logits);
     return c->logits + (size_t)i * c->m->hp.n_vocab;
+}
+
+/* ---- the pipeline: this context as one stage of several processes ---- */
+
+/*
+ * Stage 0 (the driver) owns the context as callers see it; every other stage runs
+ * nuri_pipeline_work, a loop that mirrors it. Every command goes down the pipeline, stage s to
+ * s + 1, as a header of 6 int32 (and, for a decode, its payload): the same commands in the same
+ * order, so every stage's page pool holds the same sequences page for page and stage 0's
+ * accounting (pages free, lengths) holds for all. A decode's chunk of n tokens is cut into
+ * micro-batches (as many as there are stages, at most n): stage 0 computes the first, sends it on
+ * without waiting and computes the next while stage 1 works on the first, and so on, so that all
+ * stages work at once. Per micro-batch the message is (token, pos, seq, logits flag) per token,
+ * then the residual rows x (n, n_embd) exactly as floats, then (experts) the router margins so
+ * far; the last stage sends the logits rows and margins back to stage 0, which posted their
+ * receives first. Every token's arithmetic is its own (the batch-invariance of this file), so the
+ * cut changes no bit of the logits.
+ */
+
+static bool pipe_driver(const nuri_ctx *c)
+{
+    return c->m->n_stages > 1 && c->m->stage == 0;
+}
+
+static bool pipe_last(const nuri_model *m)
+{
+    return m->stage == m->n_stages - 1;
+}
+
+static void pipe_send_header(const nuri_model *m, int32_t op, int32_t a, int32_t b, int32_t n,
+                             int32_t d, int32_t e)
+{
+    const int32_t hdr[6] = {op, a, b, n, d, e};
+    nuri_dist_send(m->stage + 1, NURI_DIST_TAG_FWD, hdr, sizeof hdr);
+}
+
+static nuri_status pipe_refuse_kv(void)
+{
+    return nuri_error(NURI_ERR_UNSUPPORTED,
+                      "KV snapshots of a pipeline (each process holds its own layers' cache) are "
+                      "not supported");
+}
+
+static int g_pipe_ctxs; // contexts stage 0 has open: the other stages mirror one
+
+static nuri_status pipe_new(nuri_ctx *c, const nuri_ctx_params *p)
+{
+    const nuri_hparams *hp = &c->m->hp;
+    if (g_pipe_ctxs > 0)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "a pipeline runs one context at a time; one is already open");
+    // messages are counted in int bytes
+    if ((int64_t)p->n_batch * hp->n_embd * 4 >= INT32_MAX ||
+        (int64_t)p->n_logits * hp->n_vocab * 4 >= INT32_MAX)
+        return nuri_error(NURI_ERR_LIMIT,
+                          "a pipeline's batch of %d tokens (%d logit rows) is too large for one "
+                          "message; use a smaller batch",
+                          p->n_batch, p->n_logits);
+    g_pipe_ctxs++;
+    c->pipe_open = true;
+    pipe_send_header(c->m, PIPE_NEW, p->n_ctx, p->n_batch, p->n_threads, p->n_logits, p->n_seq);
+    return NURI_OK;
+}
+
+/* Waits for every message of the context in flight. */
+static void pipe_drain(nuri_ctx *c)
+{
+    for (int32_t i = 0; i < c->m->n_stages * 2 * 4; i++) nuri_dist_wait(&c->pipe_req[i]);
+}
+
+static void pipe_free(nuri_ctx *c)
+{
+    if (!c->pipe_req) return;
+    pipe_drain(c);
+    if (c->pipe_open) {
+        g_pipe_ctxs--;
+        pipe_send_header(c->m, PIPE_FREE, 0, 0, 0, 0, 0);
+    }
+}
+
+static void pipe_op(nuri_ctx *c, int32_t op, int32_t a, int32_t b, int32_t n)
+{
+    if (pipe_driver(c)) pipe_send_header(c->m, op, a, b, n, 0, 0);
+}
+
+/* Stage 0: the chunk b (planned: b_slot, b_row filled), in micro-batches down the pipeline. */
+static void pipe_decode(nuri_ctx *c, const nuri_batch *b, int32_t rows)
+{
+    const nuri_model *m = c->m;
+    const int64_t n_embd = m->hp.n_embd, n_vocab = m->hp.n_vocab;
+    const int32_t n = b->n, last = m->n_stages - 1;
+    const int32_t n_mb = n < m->n_stages ? n : m->n_stages;
+    nuri_dist_req *req = c->pipe_req; // per micro-batch: logits, margins back; meta, x, margins out
+    int32_t row0 = 0;
+    for (int32_t k = 0; k < n_mb; k++) { // the receives first: the last stage never waits on us
+        const int32_t lo = (int32_t)((int64_t)n * k / n_mb),
+                      hi = (int32_t)((int64_t)n * (k + 1) / n_mb);
+        int32_t rk = 0;
+        for (int32_t i = lo; i < hi; i++) rk += b->logits && b->logits[i];
+        if (rk > 0)
+            nuri_dist_irecv(last, NURI_DIST_TAG_BACK, c->logits + (size_t)row0 * n_vocab,
+                            sizeof(float) * (size_t)rk * n_vocab, &req[k * 8]);
+        if (c->moe_margin)
+            nuri_dist_irecv(last, NURI_DIST_TAG_BACK, c->pipe_margin + n + lo,
+                            sizeof(float) * (size_t)(hi - lo), &req[k * 8 + 1]);
+        row0 += rk;
+    }
+    NURI_ASSERT(row0 == rows);
+    int32_t *const slot0 = c->b_slot, *const row_base = c->b_row;
+    for (int32_t k = 0; k < n_mb; k++) {
+        const int32_t lo = (int32_t)((int64_t)n * k / n_mb),
+                      hi = (int32_t)((int64_t)n * (k + 1) / n_mb);
+        const int32_t T = hi - lo;
+        int32_t rk = 0;
+        int32_t *meta = c->pipe_meta + (size_t)lo * 4;
+        for (int32_t i = 0; i < T; i++) {
+            meta[i] = b->token[lo + i];
+            meta[T + i] = b->pos[lo + i];
+            meta[2 * T + i] = b->seq[lo + i];
+            meta[3 * T + i] = b->logits && b->logits[lo + i];
+            rk += meta[3 * T + i];
+        }
+        c->b_token = b->token + lo;
+        c->b_pos = b->pos + lo;
+        c->b_seq = b->seq + lo;
+        c->b_slot = slot0 + lo;
+        c->b_row = row_base + lo;
+        job jb = {.c = c, .n = T, .n_rows = 0};
+        nuri_pool_run(c->pool, forward_worker, &jb);
+        float *x = c->pipe_x + (size_t)lo * n_embd;
+        memcpy(x, c->x, sizeof(float) * (size_t)T * n_embd);
+        pipe_send_header(m, PIPE_DECODE, T, rk, 0, 0, 0);
+        nuri_dist_isend(1, NURI_DIST_TAG_FWD, meta, sizeof(int32_t) * 4 * (size_t)T,
+                        &req[k * 8 + 4]);
+        nuri_dist_isend(1, NURI_DIST_TAG_FWD, x, sizeof(float) * (size_t)T * n_embd,
+                        &req[k * 8 + 5]);
+        if (c->moe_margin) {
+            memcpy(c->pipe_margin + lo, c->moe_margin, sizeof(float) * (size_t)T);
+            nuri_dist_isend(1, NURI_DIST_TAG_FWD, c->pipe_margin + lo, sizeof(float) * (size_t)T,
+                            &req[k * 8 + 6]);
+        }
+    }
+    c->b_slot = slot0;
+    c->b_row = row_base;
+    pipe_drain(c);
+    if (c->moe_margin) memcpy(c->moe_margin, c->pipe_margin + n, sizeof(float) * (size_t)n);
+}
+
+/* Stage s > 0: one micro-batch from stage s - 1 (header hdr), computed and passed on. */
+static void pipe_stage_decode(nuri_ctx *c, const int32_t hdr[6])
+{
+    const nuri_model *m = c->m;
+    const int64_t n_embd = m->hp.n_embd, n_vocab = m->hp.n_vocab;
+    const int32_t T = hdr[1], from = m->stage - 1;
+    NURI_ASSERT(T >= 1 && T <= c->n_batch && hdr[2] <= c->n_logits);
+    const int32_t sl = c->pipe_slot;
+    c->pipe_slot ^= 1;
+    nuri_dist_req *req = c->pipe_req + sl * 4;
+    for (int i = 0; i < 3; i++) nuri_dist_wait(&req[i]); // this half's last sends
+    int32_t *meta = c->pipe_meta + (size_t)sl * c->n_batch * 4;
+    float *out = c->pipe_x + (size_t)sl * c->n_batch * n_embd;
+    float *margin = c->pipe_margin + (size_t)sl * c->n_batch;
+    nuri_dist_recv(from, NURI_DIST_TAG_FWD, meta, sizeof(int32_t) * 4 * (size_t)T);
+    nuri_dist_recv(from, NURI_DIST_TAG_FWD, c->x, sizeof(float) * (size_t)T * n_embd);
+    if (c->moe_margin)
+        nuri_dist_recv(from, NURI_DIST_TAG_FWD, c->moe_margin, sizeof(float) * (size_t)T);
+    for (int32_t i = 0; i < T; i++) c->d_want[i] = (int8_t)meta[3 * T + i];
+    const nuri_batch b = {
+        .n = T, .token = meta, .pos = meta + T, .seq = meta + 2 * T, .logits = c->d_want};
+    int32_t rows = 0;
+    nuri_status s = plan_batch(c, &b, T, &rows);
+    NURI_ASSERT(s == NURI_OK && rows == hdr[2]); // stage 0 planned the same batch on the same pool
+    c->b_token = b.token;
+    c->b_pos = b.pos;
+    c->b_seq = b.seq;
+    job jb = {.c = c, .n = T, .n_rows = rows};
+    nuri_pool_run(c->pool, forward_worker, &jb);
+    if (pipe_last(m)) {
+        if (rows > 0)
+            nuri_dist_send(0, NURI_DIST_TAG_BACK, c->logits,
+                           sizeof(float) * (size_t)rows * n_vocab);
+        if (c->moe_margin)
+            nuri_dist_send(0, NURI_DIST_TAG_BACK, c->moe_margin, sizeof(float) * (size_t)T);
+        return;
+    }
+    memcpy(out, c->x, sizeof(float) * (size_t)T * n_embd);
+    pipe_send_header(m, PIPE_DECODE, T, rows, 0, 0, 0);
+    nuri_dist_isend(m->stage + 1, NURI_DIST_TAG_FWD, meta, sizeof(int32_t) * 4 * (size_t)T,
+                    &req[0]);
+    nuri_dist_isend(m->stage + 1, NURI_DIST_TAG_FWD, out, sizeof(float) * (size_t)T * n_embd,
+                    &req[1]);
+    if (c->moe_margin) {
+        memcpy(margin, c->moe_margin, sizeof(float) * (size_t)T);
+        nuri_dist_isend(m->stage + 1, NURI_DIST_TAG_FWD, margin, sizeof(float) * (size_t)T,
+                        &req[2]);
+    }
+}
+
+nuri_status nuri_pipeline_work(const nuri_model *m)
+{
+    NURI_ASSERT(m->n_stages > 1 && m->stage > 0);
+    nuri_ctx *c = NULL;
+    for (;;) {
+        int32_t hdr[6];
+        nuri_dist_recv(m->stage - 1, NURI_DIST_TAG_FWD, hdr, sizeof hdr);
+        const int32_t op = hdr[0];
+        // everything but a decode goes on before it is applied here (a decode, once computed)
+        if (op != PIPE_DECODE && !pipe_last(m))
+            pipe_send_header(m, op, hdr[1], hdr[2], hdr[3], hdr[4], hdr[5]);
+        if (op == PIPE_QUIT) break;
+        NURI_ASSERT(op == PIPE_NEW ? c == NULL : c != NULL);
+        switch (op) {
+        case PIPE_NEW: {
+            const nuri_ctx_params p = {.n_ctx = hdr[1],
+                                       .n_batch = hdr[2],
+                                       .n_threads = hdr[3],
+                                       .n_logits = hdr[4],
+                                       .n_seq = hdr[5]};
+            nuri_status s = nuri_ctx_new(m, &p, &c);
+            if (s != NURI_OK) return s; // the caller ends the job: the pipeline cannot go on
+            break;
+        }
+        case PIPE_FREE:
+            nuri_ctx_free(c);
+            c = NULL;
+            break;
+        case PIPE_DECODE:
+            pipe_stage_decode(c, hdr);
+            break;
+        case PIPE_TRUNCATE:
+            nuri_ctx_seq_truncate(c, hdr[1], hdr[2]);
+            break;
+        case PIPE_FORK: {
+            nuri_status s = nuri_ctx_seq_fork(c, hdr[1], hdr[2], hdr[3]);
+            NURI_ASSERT(s == NURI_OK); // stage 0 checked the same fork on the same pool
+            break;
+        }
+        default:
+            NURI_ASSERT(!"unknown pipeline command");
+        }
+    }
+    nuri_ctx_free(c);
+    return NURI_OK;
+}
+
+void nuri_pipeline_stop(void)
+{
+    if (nuri_dist_size() < 2 || nuri_dist_rank() != 0) return;
+    const int32_t hdr[6] = {PIPE_QUIT, 0, 0, 0, 0, 0};
+    nuri_dist_send(1, NURI_DIST_TAG_FWD, hdr, sizeof hdr);
 }

@@ -47,12 +47,39 @@ static const shape shapes[] = {
      "Qwen3-30B-A3B (writing it takes about twice the file's size in memory)", 128, 8, 768},
     {"mixtral-8x7b", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000.0f,
      "Mixtral-8x7B (memory: as qwen3-30b-a3b)", 8, 2, 14336},
+    // Gemma shapes (any architecture takes them; gemma2 / gemma3 get the metadata in gemma_extras)
+    {"gemma3-tiny", 256, 6, 4, 2, 128, 768, 4096, 512, 1000000.0f,
+     "Gemma 3's layout in small: 5 sliding layers and 1 global, head_dim 128 > n_embd / n_head", 0,
+     0, 0},
+    {"gemma2-tiny", 256, 4, 4, 2, 128, 768, 4096, 512, 10000.0f,
+     "Gemma 2's layout in small: sliding and global layers in turn, strong soft-caps", 0, 0, 0},
+    {"gemma3-1b", 1152, 26, 4, 1, 256, 6912, 262144, 32768, 1000000.0f, "Gemma-3-1B", 0, 0, 0},
+    {"gemma3-4b", 2560, 34, 8, 4, 256, 10240, 262144, 131072, 1000000.0f, "Gemma-3-4B (text)", 0, 0,
+     0},
+    {"gemma2-2b", 2304, 26, 8, 4, 256, 9216, 256000, 8192, 10000.0f, "Gemma-2-2B", 0, 0, 0},
+};
+
+/* What gemma2 / gemma3 files of a shape carry besides it: the sliding window (tokens), the linear
+ * rope scaling factor of gemma3's global layers (0: none) and gemma2's soft-caps. The real shapes
+ * have their models' values; the tiny ones a window that 48 tokens cross, Gemma 3 4B's rope
+ * scaling, and soft-caps low enough to change the results (the real ones, 50 and 30, hardly touch
+ * random-weight scores). Shapes not listed: window 1024 (gemma3) or 4096 (gemma2), the real caps.
+ */
+static const struct gemma_extra {
+    const char *shape;
+    int32_t n_swa;
+    float rope_scale, attn_softcap, final_softcap;
+} gemma_extras[] = {
+    {"gemma3-tiny", 16, 8.0f, 0, 0},      {"gemma2-tiny", 16, 0, 4.0f, 10.0f},
+    {"gemma3-1b", 512, 0, 0, 0},          {"gemma3-4b", 1024, 8.0f, 0, 0},
+    {"gemma2-2b", 4096, 0, 50.0f, 30.0f},
 };
 
 const char *nuri_mkmodel_shapes(void)
 {
     return "tiny (256 wide, 2 layers), small (512, 4), deep-narrow (128, 64), llama-3.2-1b, "
-           "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b; with experts (for "
+           "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b, gemma3-tiny (256, 6), "
+           "gemma2-tiny (256, 4), gemma3-1b, gemma3-4b, gemma2-2b; with experts (for "
            "qwen3moe, mixtral): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
            "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b";
 }
@@ -267,13 +294,20 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     // mixtral is a llama file with experts; qwen3moe is qwen3 attention with experts
     const bool mixtral = !strcmp(p->arch, "mixtral"), qwen3moe = !strcmp(p->arch, "qwen3moe");
     const bool qwen2moe = !strcmp(p->arch, "qwen2moe"); // + a shared expert of width n_ff
-    const bool moe = mixtral || qwen3moe || qwen2moe;
+    // exaone-moe (K-EXAONE): exaone4's attention with pre-norms, a sigmoid router with a selection
+    // bias, an ungated shared expert of the experts' width, one leading dense layer and one
+    // next-token-prediction layer at the end (which runners skip)
+    const bool exmoe = !strcmp(p->arch, "exaone-moe");
+    const bool moe = mixtral || qwen3moe || qwen2moe || exmoe;
     const char *a = mixtral ? "llama" : p->arch;
     bool qwen2 = !strcmp(a, "qwen2") || qwen2moe, qwen3 = !strcmp(a, "qwen3") || qwen3moe;
     bool llama = !strcmp(a, "llama");
     bool exaone4 = !strcmp(a, "exaone4"), hcx = !strcmp(a, "hyperclovax");
+    bool gemma2 = !strcmp(a, "gemma2"), gemma3 = !strcmp(a, "gemma3"), gemma = gemma2 || gemma3;
     bool granite_like = !strcmp(a, "granite") || hcx;
-    bool pre_norm = !exaone4, post_norm = exaone4 || hcx, qk_norm = qwen3 || exaone4;
+    bool pre_norm = !exaone4, post_norm = exaone4 || hcx || gemma;
+    bool qk_norm = qwen3 || exaone4 || gemma3 || exmoe;
+    const int n_file_layers = mk->n_layer + (exmoe ? 1 : 0);
     char key[128];
     nuri_status s;
 #define KV_U32(suffix, v)                                                                          \
@@ -287,7 +321,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     if ((s = gguf_writer_add_str(w, "general.name", key))) return s;
     KV_U32("context_length", p->n_ctx > 0 ? p->n_ctx : sh->n_ctx);
     KV_U32("embedding_length", sh->n_embd);
-    KV_U32("block_count", mk->n_layer);
+    KV_U32("block_count", n_file_layers);
     // Mixtral's experts are feed_forward_length wide; qwen3moe names their width on its own
     KV_U32("feed_forward_length", mixtral ? sh->n_ff_exp : sh->n_ff);
     if (moe) {
@@ -295,6 +329,17 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         KV_U32("expert_used_count", sh->n_expert_used);
         if (!mixtral) KV_U32("expert_feed_forward_length", sh->n_ff_exp);
         if (qwen2moe) KV_U32("expert_shared_feed_forward_length", sh->n_ff);
+        if (exmoe) {
+            KV_U32("expert_shared_count", 1);
+            KV_U32("expert_shared_feed_forward_length", sh->n_ff_exp);
+            KV_U32("expert_gating_func", 2); // sigmoid
+            KV_U32("leading_dense_block_count", 1);
+            KV_U32("nextn_predict_layers", 1);
+            snprintf(key, sizeof key, "%s.expert_weights_norm", a);
+            if ((s = gguf_writer_add_bool(w, key, true))) return s;
+            snprintf(key, sizeof key, "%s.expert_weights_scale", a);
+            if ((s = gguf_writer_add_f32(w, key, 2.5f))) return s;
+        }
     }
     KV_U32("attention.head_count", sh->n_head);
     KV_U32("attention.head_count_kv", sh->n_head_kv);
@@ -319,7 +364,11 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
             if ((s = gguf_writer_add_f32(w, key, scales[i].v))) return s;
         }
     }
-    if (exaone4 && p->n_swa > 0) { // sliding window on 3 of every 4 layers
+    if (exmoe && p->n_swa <= 0) { // the window is required; without --swa, the default pattern
+        snprintf(key, sizeof key, "%s.attention.sliding_window", a);
+        if ((s = gguf_writer_add_u32(w, key, 128))) return s;
+    }
+    if ((exaone4 || exmoe) && p->n_swa > 0) { // sliding window on 3 of every 4 layers
         snprintf(key, sizeof key, "%s.attention.sliding_window", a);
         if ((s = gguf_writer_add_u32(w, key, (uint32_t)p->n_swa))) return s;
         bool *pat = calloc((size_t)mk->n_layer, sizeof *pat);
@@ -330,11 +379,30 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         free(pat);
         if (s) return s;
     }
+    if (gemma) { // window, rope scaling, soft-caps (gemma_extras); the layer pattern is the default
+        struct gemma_extra ex = {sh->name, gemma3 ? 1024 : 4096, 0, 50.0f, 30.0f};
+        for (size_t i = 0; i < sizeof gemma_extras / sizeof gemma_extras[0]; i++)
+            if (!strcmp(gemma_extras[i].shape, sh->name)) ex = gemma_extras[i];
+        KV_U32("attention.sliding_window", p->n_swa > 0 ? p->n_swa : ex.n_swa);
+        if (ex.rope_scale > 0) {
+            snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+            if ((s = gguf_writer_add_str(w, key, "linear"))) return s;
+            snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+            if ((s = gguf_writer_add_f32(w, key, ex.rope_scale))) return s;
+        }
+        if (gemma2) {
+            snprintf(key, sizeof key, "%s.attn_logit_softcapping", a);
+            if ((s = gguf_writer_add_f32(w, key, ex.attn_softcap))) return s;
+            snprintf(key, sizeof key, "%s.final_logit_softcapping", a);
+            if ((s = gguf_writer_add_f32(w, key, ex.final_softcap))) return s;
+        }
+    }
 #undef KV_U32
 
     const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
     const int64_t KV = (int64_t)sh->n_head_kv * sh->head_dim, F = sh->n_ff;
-    const bool tied = !qwen2; // qwen2 files get a separate output matrix, like the golden ones
+    // qwen2 files get a separate output matrix, like the golden ones; exaone-moe always has one
+    const bool tied = !qwen2 && !exmoe;
     // The golden models' recipe: tied tiny models get output gain 10 (else they copy the input
     // token). Deeper models with that gain turn chaotic (rounding differences grow layer by
     // layer), which no trained model is, so every other shape uses gain 1.
@@ -343,14 +411,21 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     // Output scale: the tiny recipe's logits span about +-25; other shapes aim at the few-nats
     // spread of trained models (logit std about 2.5).
     const float out_scale = golden_recipe ? 0.4f : 2.5f / sqrtf((float)E);
+    // Gemma multiplies the (tied) embeddings by sqrt(n_embd): a token's own row would then
+    // dominate the residual stream to the end and the model would only copy its input. Its
+    // post-norms are given 4x that row's size instead, so the layers decide the logits (the
+    // input token keeps an edge of one or two standard deviations, like a repetition habit).
+    const float post_gain = gemma ? 4.0f * sqrtf((float)E) * out_scale : 1.0f;
     if ((s = add_random(mk, "token_embd.weight", tied ? "output" : "token_embd", -1, E, n_vocab,
                         tied ? out_scale : 1.0f, 0)))
         return s;
     if ((s = add_random(mk, "output_norm.weight", "norm", -1, E, 1, 0.05f, 1.0f))) return s;
     if (!tied && (s = add_random(mk, "output.weight", "output", -1, E, n_vocab, out_scale, 0)))
         return s;
-    for (int il = 0; il < mk->n_layer; il++) {
+    for (int il = 0; il < n_file_layers; il++) {
         char nm[96];
+        // exaone-moe: layer 0 dense, the last (next-token prediction) dense with its extra parts
+        const bool layer_moe = moe && !(exmoe && (il == 0 || il >= mk->n_layer));
 #define T(suffix, kind, n_in, n_out, scale, off)                                                   \
     do {                                                                                           \
         snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
@@ -372,10 +447,10 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         T("attn_output.weight", "attn_output", Q, E, gain / sqrtf((float)Q), 0);
         if (pre_norm) T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
         if (post_norm) {
-            T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f);
-            T("post_ffw_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("post_attention_norm.weight", "norm", E, 1, 0.05f * post_gain, post_gain);
+            T("post_ffw_norm.weight", "norm", E, 1, 0.05f * post_gain, post_gain);
         }
-        if (moe) {
+        if (layer_moe) {
             // the router stays F32, as llama.cpp's quantizer leaves it; logits of unit spread
             const int64_t X = sh->n_expert, FX = sh->n_ff_exp;
             snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", il);
@@ -397,10 +472,23 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
                 T("ffn_up_shexp.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
                 T("ffn_down_shexp.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
             }
+            if (exmoe) {
+                // a selection bias of the sigmoid scores' size, so that it changes choices
+                T("exp_probs_b.bias", "bias", X, 1, 0.05f, 0);
+                T("ffn_gate_shexp.weight", "ffn_gate", E, FX, 1.0f / sqrtf((float)E), 0);
+                T("ffn_up_shexp.weight", "ffn_up", E, FX, 1.0f / sqrtf((float)E), 0);
+                T("ffn_down_shexp.weight", "ffn_down", FX, E, gain / sqrtf((float)FX), 0);
+            }
         } else {
             T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
             T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
             T("ffn_down.weight", "ffn_down", F, E, gain / sqrtf((float)F), 0);
+        }
+        if (exmoe && il >= mk->n_layer) { // the next-token-prediction parts
+            T("nextn.eh_proj.weight", "attn_output", 2 * E, E, 1.0f / sqrtf((float)(2 * E)), 0);
+            T("nextn.enorm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("nextn.hnorm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("nextn.shared_head_norm.weight", "norm", E, 1, 0.05f, 1.0f);
         }
 #undef T
     }
@@ -409,14 +497,17 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    static const char *archs[] = {"llama",   "qwen2",       "qwen3",    "exaone",  "exaone4",
-                                  "granite", "hyperclovax", "qwen3moe", "mixtral", "qwen2moe"};
+    static const char *archs[] = {"llama",   "qwen2",    "qwen3",       "exaone",
+                                  "exaone4", "granite",  "hyperclovax", "qwen3moe",
+                                  "mixtral", "qwen2moe", "gemma2",      "gemma3",
+                                  "exaone-moe"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
-                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe)",
+                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gemma2, gemma3, "
+                          "exaone-moe)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -424,8 +515,8 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if (!sh)
         return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
                           nuri_mkmodel_shapes());
-    const bool moe =
-        !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") || !strcmp(p->arch, "qwen2moe");
+    const bool moe = !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") ||
+                     !strcmp(p->arch, "qwen2moe") || !strcmp(p->arch, "exaone-moe");
     if (moe && sh->n_expert == 0)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
@@ -434,7 +525,7 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if (!nuri_quant_name_ok(p->type))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown type '%s' (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
-                          "Q3_K, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M)",
+                          "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, Q4_K_M, Q5_K_M)",
                           p->type);
 
     maker mk = {.mix = p->type, .n_layer = p->n_layer > 0 ? p->n_layer : sh->n_layer};

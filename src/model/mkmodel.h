@@ -17,14 +17,15 @@
 typedef struct nuri_mkmodel_params {
     // "llama", "qwen2", "qwen3", "exaone", "exaone4", "granite", "hyperclovax", "qwen3moe",
     // "qwen2moe" (with a shared expert of the shape's n_ff), "mixtral" (general.architecture
-    // llama, with experts); the MoE archs need a MoE shape
+    // llama, with experts), "gemma2", "gemma3"; the MoE archs need a MoE shape
     const char *arch;
     const char *shape; // "tiny", "small", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b" (see --help)
     const char *type;  // "F32", "F16", "BF16", "Q8_0", ..., "Q6_K", or a mix "Q4_K_M", "Q5_K_M"
     const char *vocab; // GGUF file to copy tokenizer.* metadata from, or NULL (synthetic vocab)
     uint64_t seed;
     int32_t n_layer; // overrides the shape's layer count when > 0
-    int32_t n_swa;   // exaone4: sliding window (tokens) on 3 of every 4 layers; 0 = none
+    int32_t n_swa;   // exaone4: sliding window (tokens) on 3 of every 4 layers; 0 = none;
+                     // gemma2 / gemma3: the window of their sliding layers (0: the shape's)
     int32_t n_ctx;   // overrides the shape's training context (context_length) when > 0
     // stored as tokenizer.chat_template (replacing one copied from vocab), or NULL
     const char *chat_template;

@@ -5,6 +5,7 @@
  */
 #include "model/model.h"
 #include "base/status.h"
+#include "dist/dist.h"
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
 
@@ -47,6 +48,11 @@ static const struct arch_info {
     {"qwen3moe", NURI_ARCH_QWEN3MOE, NURI_ROPE_NEOX, true, false, false, true, false, false, 'y'},
     // qwen2moe's q/k/v biases are optional in llama.cpp (real files have them)
     {"qwen2moe", NURI_ARCH_QWEN2MOE, NURI_ROPE_NEOX, true, false, false, false, false, false, 'y'},
+    // gemma's own parts (embedding scale, GeGLU, soft-capping, its window) are in read_gemma
+    {"gemma2", NURI_ARCH_GEMMA2, NURI_ROPE_NEOX, true, true, false, false, false, true, 'n'},
+    {"gemma3", NURI_ARCH_GEMMA3, NURI_ROPE_NEOX, true, true, false, true, false, true, 'n'},
+    {"exaone-moe", NURI_ARCH_EXAONE_MOE, NURI_ROPE_NEOX, true, false, false, true, false, true,
+     'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -94,6 +100,55 @@ static nuri_status get_float(const gguf_file *f, const char *arch, const char *s
     return NURI_OK;
 }
 
+/* exaone-moe (K-EXAONE) reads what the file says, as llama.cpp does for it: the gating function
+ * (softmax or sigmoid; others refused by name), expert_weights_norm and expert_weights_scale, the
+ * experts' and the shared expert's widths, and the leading dense layers. */
+static nuri_status read_exaone_moe_hparams(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    char key[128];
+    nuri_status s;
+    if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)) ||
+        (s = get_dim(f, name, "expert_shared_feed_forward_length", false, hp->n_ff_exp, MAX_WIDTH,
+                     &hp->n_ff_shexp)))
+        return s;
+    uint32_t v = 0;
+    snprintf(key, sizeof key, "%s.expert_gating_func", name);
+    if ((s = gguf_get_u32(f, key, &v))) return s;
+    if (v != 1 && v != 2)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' = %u: nuri gates experts with softmax (1) or sigmoid (2)",
+                          key, v);
+    hp->moe_sigmoid = v == 2;
+    snprintf(key, sizeof key, "%s.expert_weights_norm", name);
+    bool norm = false;
+    s = gguf_get_bool(f, key, &norm);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    hp->moe_norm_w = norm;
+    snprintf(key, sizeof key, "%s.expert_weights_scale", name);
+    s = gguf_get_f32(f, key, &hp->moe_scale);
+    if (s == NURI_ERR_NOT_FOUND) hp->moe_scale = 0.0f;
+    else if (s != NURI_OK) return s;
+    else if (!(hp->moe_scale >= 0.0f) || hp->moe_scale > 1e6f)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a scale", key,
+                          (double)hp->moe_scale);
+    snprintf(key, sizeof key, "%s.leading_dense_block_count", name);
+    s = gguf_get_u32(f, key, &v);
+    if (s == NURI_ERR_NOT_FOUND) v = 0;
+    else if (s != NURI_OK) return s;
+    if (v > (uint32_t)hp->n_layer)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u exceeds the %d layers", key, v,
+                          hp->n_layer);
+    hp->n_dense_lead = (int32_t)v;
+    if (hp->n_dense_lead > 0 && hp->n_ff == 0)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s.feed_forward_length' is missing (the "
+                          "leading dense layers need it)", name);
+    snprintf(key, sizeof key, "%s.expert_group_count", name);
+    if (gguf_get_u32(f, key, &v) == NURI_OK && v > 1)
+        return nuri_error(NURI_ERR_UNSUPPORTED, "metadata '%s' = %u: not supported", key, v);
+    return NURI_OK;
+}
+
 /* The mixture-of-experts keys: expert_count, expert_used_count (1..expert_count) and the experts'
  * width: qwen3moe's expert_feed_forward_length (else, as llama.cpp, feed_forward_length /
  * expert_used_count), llama's (Mixtral's) feed_forward_length. As in llama.cpp, these two
@@ -123,6 +178,8 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
         return nuri_error(NURI_ERR_FORMAT, "%s.expert_used_count %d exceeds expert_count %d", name,
                           hp->n_expert_used, hp->n_expert);
     hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE;
+    if (hp->arch == NURI_ARCH_EXAONE_MOE)
+        return read_exaone_moe_hparams(f, hp);
     if (hp->arch == NURI_ARCH_QWEN2MOE) {
         // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
         if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
@@ -150,6 +207,65 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     return NURI_OK;
 }
 
+/* Gemma 2 and 3, as llama.cpp reads them: embeddings times sqrt(n_embd); the attention scale
+ * 1/sqrt(key_length), but 1/sqrt(n_embd / n_head) for the 27B models (their
+ * query_pre_attn_scalar, which the files do not carry: llama.cpp tells them by their layer count,
+ * 46 for gemma2, 62 for gemma3), applied to Q before K.Q; GeGLU; the final logit soft-cap
+ * (gemma2: final_logit_softcapping, default 30; gemma3: only when the key is there) and gemma2's
+ * attention soft-cap (attn_logit_softcapping, default 50). The sliding window: gemma2 4096 tokens
+ * unless attention.sliding_window says otherwise; gemma3 only with that key. Rope: linear scaling
+ * by rope.scaling.factor (Gemma 3 4B-27B: 8) on gemma3's global layers only, on all of gemma2's;
+ * gemma3's sliding layers turn at rope.freq_base_swa, default 10000. Other scaling types are
+ * refused. RMSNorm weights are used as stored: the converter has already added Gemma's 1. */
+static nuri_status read_gemma(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    const bool g2 = hp->arch == NURI_ARCH_GEMMA2;
+    nuri_status s;
+    char key[128];
+    hp->embd_scale = sqrtf((float)hp->n_embd);
+    const bool big = hp->n_layer == (g2 ? 46 : 62);
+    hp->attn_scale = 1.0f / sqrtf((float)(big ? hp->n_embd / hp->n_head : hp->head_dim));
+    hp->attn_scale_q = true;
+    hp->ffn_geglu = true;
+    if ((s = get_float(f, name, "final_logit_softcapping", g2 ? 30.0f : 0.0f, &hp->final_softcap)))
+        return s;
+    if (g2 && (s = get_float(f, name, "attn_logit_softcapping", 50.0f, &hp->attn_softcap)))
+        return s;
+    if (g2) {
+        hp->n_swa = 4096;
+    } else {
+        snprintf(key, sizeof key, "%s.rope.freq_base_swa", name);
+        if (!gguf_find_kv(f, key)) hp->rope_freq_base_swa = 10000.0f;
+    }
+    // the scaling type: linear (also when absent) or none (then global layers never scale)
+    bool none = false;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", name);
+    gguf_str type;
+    s = gguf_get_str(f, key, &type);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (s == NURI_OK) {
+        none = gguf_str_eq(type, "none");
+        if (!none && !gguf_str_eq(type, "linear"))
+            return nuri_error(
+                NURI_ERR_UNSUPPORTED,
+                "metadata '%s' = '%.*s': only linear rope scaling is supported for %s", key,
+                (int)(type.len > 32 ? 32 : type.len), type.ptr, name);
+    }
+    float factor = 0.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", name);
+    s = gguf_get_f32(f, key, &factor);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (!(factor >= 0.0f) || factor > 1e6f)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a positive number", key,
+                          (double)factor);
+    const float train_scale =
+        factor == 0.0f ? 1.0f : 1.0f / factor; // 0 means none, as in llama.cpp
+    hp->rope_freq_scale = none ? 1.0f : train_scale;
+    hp->rope_freq_scale_swa = g2 ? train_scale : 1.0f;
+    return NURI_OK;
+}
+
 static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 {
     gguf_str arch;
@@ -166,7 +282,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
     if (!name)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
-                          "qwen2moe, qwen3moe, exaone, exaone4, granite, hyperclovax)",
+                          "qwen2moe, qwen3moe, exaone, exaone4, exaone-moe, granite, hyperclovax, "
+                          "gemma2, gemma3)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -181,6 +298,18 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                      &hp->n_head_kv)) ||
         (s = get_dim(f, name, "context_length", false, 4096, 1 << 24, &hp->n_ctx_train)))
         return s;
+    if (hp->arch == NURI_ARCH_EXAONE_MOE) { // its next-token-prediction layers come last
+        char key[128];
+        snprintf(key, sizeof key, "%s.nextn_predict_layers", name);
+        uint32_t nn = 0;
+        s = gguf_get_u32(f, key, &nn);
+        if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+        if (nn >= (uint32_t)hp->n_layer)
+            return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u leaves none of the %d layers",
+                              key, nn, hp->n_layer);
+        hp->n_nextn = (int32_t)nn;
+        hp->n_layer -= hp->n_nextn;
+    }
     int32_t def_head_dim = hp->n_embd / hp->n_head;
     if ((s = get_dim(f, name, "attention.key_length", false, def_head_dim, MAX_WIDTH,
                      &hp->head_dim)))
@@ -210,6 +339,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         (s = get_float(f, name, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps)))
         return s;
     hp->embd_scale = hp->residual_scale = hp->logit_scale = 1.0f;
+    hp->rope_freq_scale = hp->rope_freq_scale_swa = 1.0f;
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
     if (ai->scales) {
         if ((s = get_float(f, name, "embedding_scale", 1.0f, &hp->embd_scale)) ||
@@ -228,6 +358,9 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
             hp->attn_scale = a;
         }
     }
+    if (hp->arch == NURI_ARCH_GEMMA2 || hp->arch == NURI_ARCH_GEMMA3) {
+        if ((s = read_gemma(f, hp))) return s;
+    }
     if (ai->swa) {
         char key[128];
         snprintf(key, sizeof key, "%s.attention.sliding_window", name);
@@ -240,13 +373,17 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
             hp->n_swa = (int32_t)w;
         } else if (s != NURI_ERR_NOT_FOUND) {
             return s;
+        } else if (hp->arch == NURI_ARCH_EXAONE_MOE) { // required for it, as in llama.cpp
+            return nuri_error(NURI_ERR_FORMAT, "metadata '%s' is missing", key);
         }
     }
     return read_moe_hparams(f, ai, hp);
 }
 
 /* Which layers use the sliding window: `<arch>.attention.sliding_window_pattern`, either one bool
- * per layer or a period n (the last layer of every n is global). No window, or no pattern: none. */
+ * per layer or a period n (the last layer of every n is global). No window: none. No pattern: none,
+ * but for gemma2 (period 2), gemma3 (period 6) and exaone-moe (period 4), as llama.cpp reads them.
+ */
 static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
 {
     const nuri_hparams *hp = &m->hp;
@@ -254,6 +391,10 @@ static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
     snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", hp->arch_name);
     const gguf_kv *kv = gguf_find_kv(f, key);
     bool any = false;
+    if (hp->n_swa > 0 && !kv && hp->arch == NURI_ARCH_EXAONE_MOE) {
+        for (int il = 0; il < hp->n_layer; il++) m->layers[il].swa = il % 4 < 3;
+        any = hp->n_layer > 0;
+    }
     if (hp->n_swa > 0 && kv) {
         if (gguf_kv_type(kv) == GGUF_TYPE_ARRAY) {
             gguf_arr a;
@@ -277,10 +418,17 @@ static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
             for (int il = 0; il < hp->n_layer; il++) m->layers[il].swa = (uint64_t)il % n < n - 1;
         }
         for (int il = 0; il < hp->n_layer; il++) any |= m->layers[il].swa;
+    } else if (hp->n_swa > 0 && (hp->arch == NURI_ARCH_GEMMA2 || hp->arch == NURI_ARCH_GEMMA3)) {
+        // no pattern key: llama.cpp's defaults, the last layer of every 2 (gemma2) or 6 global
+        const int period = hp->arch == NURI_ARCH_GEMMA2 ? 2 : 6;
+        for (int il = 0; il < hp->n_layer; il++) m->layers[il].swa = il % period < period - 1;
     }
     // exaone4: with sliding-window layers, only they use RoPE (the global ones have none)
+    // exaone-moe: only the sliding-window layers use RoPE, whatever the others
     for (int il = 0; il < hp->n_layer; il++)
-        m->layers[il].rope = hp->arch != NURI_ARCH_EXAONE4 || !any || m->layers[il].swa;
+        m->layers[il].rope = hp->arch == NURI_ARCH_EXAONE_MOE
+                                 ? m->layers[il].swa
+                                 : hp->arch != NURI_ARCH_EXAONE4 || !any || m->layers[il].swa;
     return NURI_OK;
 }
 
@@ -394,7 +542,25 @@ static nuri_status bind_weights(nuri_model *m)
         (s = bind(&b, "output_norm.weight", n_embd, 0, true, true, &m->output_norm)) ||
         (s = bind(&b, "output.weight", n_embd, n_vocab, false, false, &m->output)))
         return s;
+    if (hp->arch == NURI_ARCH_GEMMA2 && m->output.data)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "tensor 'output.weight': gemma2 ties its output to token_embd.weight and "
+                          "has no output matrix (llama.cpp refuses such a file too)");
     if (!m->output.data) m->output = m->token_embd; // tied
+    if (hp->arch == NURI_ARCH_GEMMA3) {
+        // Gemma 3's vision tower lives in a separate mmproj file; a file with it inside is not a
+        // text model nuri can run as it is
+        for (uint64_t i = 0; i < gguf_n_tensors(m->file); i++) {
+            const gguf_str tn = gguf_tensor_at(m->file, i)->name;
+            if ((tn.len > 2 && !memcmp(tn.ptr, "v.", 2)) ||
+                (tn.len > 3 && !memcmp(tn.ptr, "mm.", 3)))
+                return nuri_error(NURI_ERR_UNSUPPORTED,
+                                  "tensor '%.*s': Gemma 3's vision encoder is not supported (nuri "
+                                  "runs the text model; the vision part belongs in an mmproj "
+                                  "file)",
+                                  (int)(tn.len > 64 ? 64 : tn.len), tn.ptr);
+        }
+    }
 
     nuri_weight rf;
     if ((s = bind(&b, "rope_freqs.weight", hp->n_rot / 2, 0, false, true, &rf))) return s;
@@ -418,11 +584,18 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(attn_post_norm, "post_attention_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(ffn_post_norm, "post_ffw_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(bo, "attn_output.bias", n_embd, 0, false, true);
-        if (n_expert == 0) {
+        const bool layer_moe = n_expert > 0 && il >= hp->n_dense_lead;
+        if (n_expert > 0) { // a dense layer of a MoE model keeps empty views (data NULL)
+            nuri_weight *ex = m->experts + (size_t)il * 3 * (size_t)n_expert;
+            L->exp_gate = ex;
+            L->exp_up = ex + n_expert;
+            L->exp_down = ex + 2 * n_expert;
+        }
+        if (!layer_moe) {
             // a llama file with expert tensors but no expert_count: say that, not that the dense
             // ffn_gate is missing
             snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", il);
-            if (gguf_find_tensor(b.f, nm))
+            if (n_expert == 0 && gguf_find_tensor(b.f, nm))
                 return nuri_error(NURI_ERR_FORMAT,
                                   "tensor '%s' holds experts, but metadata '%s.expert_count' is "
                                   "missing (a Mixtral-style file needs expert_count and "
@@ -440,10 +613,6 @@ static nuri_status bind_weights(nuri_model *m)
             BIND(ffn_down, "ffn_down.weight", n_ff, n_embd, true, false);
         } else {
             const int64_t n_ff_exp = hp->n_ff_exp;
-            nuri_weight *ex = m->experts + (size_t)il * 3 * (size_t)n_expert;
-            L->exp_gate = ex;
-            L->exp_up = ex + n_expert;
-            L->exp_down = ex + 2 * n_expert;
             BIND(ffn_gate_inp, "ffn_gate_inp.weight", n_embd, n_expert, true, false);
             snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", il);
             if ((s = bind_experts(&b, nm, n_embd, n_ff_exp, n_expert, L->exp_gate))) return s;
@@ -451,9 +620,13 @@ static nuri_status bind_weights(nuri_model *m)
             if ((s = bind_experts(&b, nm, n_embd, n_ff_exp, n_expert, L->exp_up))) return s;
             snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", il);
             if ((s = bind_experts(&b, nm, n_ff_exp, n_embd, n_expert, L->exp_down))) return s;
+            if (hp->moe_sigmoid || hp->arch == NURI_ARCH_EXAONE_MOE)
+                BIND(exp_probs_b, "exp_probs_b.bias", n_expert, 0, false, true);
             if (hp->n_ff_shexp > 0) {
                 const int64_t n_sh = hp->n_ff_shexp;
-                BIND(shexp_gate_inp, "ffn_gate_inp_shexp.weight", n_embd, 0, true, true);
+                // qwen2moe gates its shared expert; exaone-moe's has no gate
+                BIND(shexp_gate_inp, "ffn_gate_inp_shexp.weight", n_embd, 0,
+                     hp->arch == NURI_ARCH_QWEN2MOE, true);
                 BIND(shexp_gate, "ffn_gate_shexp.weight", n_embd, n_sh, true, false);
                 BIND(shexp_up, "ffn_up_shexp.weight", n_embd, n_sh, true, false);
                 BIND(shexp_down, "ffn_down_shexp.weight", n_sh, n_embd, true, false);
@@ -477,12 +650,14 @@ static nuri_status bind_weights(nuri_model *m)
             {"ffn_gate_exps.bias", "expert bias", false, true},
             {"ffn_up_exps.bias", "expert bias", false, true},
             {"ffn_down_exps.bias", "expert bias", false, true},
-            {"exp_probs_b.bias", "expert selection bias", false, true},
+            {"exp_probs_b.bias", "expert selection bias", true,
+             hp->arch != NURI_ARCH_EXAONE_MOE},
             {"ffn_up_shexp.weight", "shared expert", true, hp->n_ff_shexp == 0},
-            {"ffn_gate_inp_shexp.weight", "shared expert gate", true, hp->n_ff_shexp == 0},
+            {"ffn_gate_inp_shexp.weight", "shared expert gate", true,
+             hp->n_ff_shexp == 0 || hp->arch == NURI_ARCH_EXAONE_MOE},
         };
         for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
-            if (!(n_expert ? unused[u].in_moe : unused[u].in_dense)) continue;
+            if (!(layer_moe ? unused[u].in_moe : unused[u].in_dense)) continue;
             snprintf(nm, sizeof nm, "blk.%d.%s", il, unused[u].suffix);
             if (gguf_find_tensor(b.f, nm))
                 return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' (%s) is not supported", nm,
@@ -512,18 +687,19 @@ static nuri_status load_vocab(nuri_model *m)
     return NURI_OK;
 }
 
-/* The matrices of every layer (and a separate output matrix), in a fixed order. */
+/* The matrices of every layer of this stage (and the output matrix on the last), in a fixed
+ * order. */
 static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
 {
     int n = 0;
-    for (int il = 0; il < m->hp.n_layer; il++) {
+    for (int il = m->layer_first; il < m->layer_end; il++) {
         nuri_layer *L = &m->layers[il];
         nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,        &L->wo,
                              &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,  &L->ffn_gate_inp,
                              &L->shexp_gate, &L->shexp_up, &L->shexp_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++)
             if (ws[i]->data) list[n++] = ws[i];
-        for (int32_t e = 0; e < m->hp.n_expert && n + 3 <= cap; e++) {
+        for (int32_t e = 0; L->ffn_gate_inp.data && e < m->hp.n_expert && n + 3 <= cap; e++) {
             list[n++] = &L->exp_gate[e];
             list[n++] = &L->exp_up[e];
             list[n++] = &L->exp_down[e];
@@ -532,7 +708,7 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
     // the output matrix too when it is the embedding (tied): the packed copy serves the head and
     // the embedding lookup reads its few rows per step from the file's pages, which come back
     // from the page cache on demand after the range is released
-    if (n < cap) list[n++] = &m->output;
+    if (n < cap && m->layer_end == m->hp.n_layer) list[n++] = &m->output;
     return n;
 }
 
@@ -590,6 +766,85 @@ static void pack_weights(nuri_model *m)
     free(list);
 }
 
+static uint64_t weight_bytes(const nuri_weight *w);
+
+/* Bytes of layer il's weights, every expert counted. */
+static double layer_bytes(const nuri_model *m, int il)
+{
+    const nuri_layer *L = &m->layers[il];
+    const nuri_weight *ws[] = {&L->attn_norm,
+                               &L->wq,
+                               &L->wk,
+                               &L->wv,
+                               &L->bq,
+                               &L->bk,
+                               &L->bv,
+                               &L->q_norm,
+                               &L->k_norm,
+                               &L->wo,
+                               &L->bo,
+                               &L->ffn_norm,
+                               &L->ffn_gate,
+                               &L->ffn_up,
+                               &L->ffn_down,
+                               &L->attn_post_norm,
+                               &L->ffn_post_norm,
+                               &L->ffn_gate_inp,
+                               &L->shexp_gate_inp,
+                               &L->shexp_gate,
+                               &L->shexp_up,
+                               &L->shexp_down};
+    double b = 0;
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) b += (double)weight_bytes(ws[i]);
+    for (int32_t e = 0; e < m->hp.n_expert; e++)
+        b += (double)(weight_bytes(&L->exp_gate[e]) + weight_bytes(&L->exp_up[e]) +
+                      weight_bytes(&L->exp_down[e]));
+    return b;
+}
+
+/* This process's stage of a pipeline (dist.h): a contiguous run of layers, the runs cut so that
+ * every stage holds about the same bytes of weights, the last stage's output matrix counted with
+ * it (its packed copy is resident there, and its product is as long as its bytes; stage 0 reads
+ * only the embedding rows of its tokens). A 1B Llama's head weighs about six of its layers: cut
+ * by layer count, 3 stages held 220, 208 and 456 MiB. Every stage gets at least one layer. */
+static nuri_status set_stage(nuri_model *m)
+{
+    m->stage = nuri_dist_rank();
+    m->n_stages = nuri_dist_size();
+    const int32_t n_layer = m->hp.n_layer, N = m->n_stages;
+    if (N > n_layer)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "a pipeline of %d stages needs at least one layer each; the model has %d",
+                          N, n_layer);
+    m->layer_first = 0;
+    m->layer_end = n_layer;
+    if (N == 1) return NURI_OK;
+    double total = (double)weight_bytes(&m->output);
+    for (int il = 0; il < n_layer; il++) total += layer_bytes(m, il);
+    const double target = total / N;
+    double acc = 0; // bytes of layers [0, end)
+    for (int32_t s = 0, first = 0; s < N; s++) {
+        int32_t end = n_layer;
+        if (s < N - 1) { // one layer, then more while that brings the cut nearer (s + 1) * target
+            acc += layer_bytes(m, first);
+            end = first + 1;
+            const double cut = (s + 1) * target;
+            while (end < n_layer - (N - 1 - s)) {
+                const double next = layer_bytes(m, end);
+                if (fabs(acc + next - cut) > fabs(acc - cut)) break;
+                acc += next;
+                end++;
+            }
+        }
+        if (s == m->stage) {
+            m->layer_first = first;
+            m->layer_end = end;
+        }
+        first = end;
+    }
+    return NURI_OK;
+}
+
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
 {
     *out = NULL;
@@ -602,6 +857,7 @@ nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
     nuri_status s = read_hparams(f, &m->hp);
     if (s == NURI_OK) s = bind_weights(m);
     if (s == NURI_OK) s = read_swa_layers(f, m);
+    if (s == NURI_OK) s = set_stage(m);
     if (s == NURI_OK) s = load_vocab(m); // before the packing, which takes time
     if (s == NURI_OK) pack_weights(m);
     if (s != NURI_OK) {
@@ -692,7 +948,8 @@ static uint64_t model_size(const nuri_model *m, bool bytes, bool embd_whole, boo
                                    &L->shexp_up,
                                    &L->shexp_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_size(ws[i], bytes);
-        if (m->hp.n_expert > 0)
+        total += weight_size(&L->exp_probs_b, bytes);
+        if (L->ffn_gate_inp.data)
             total +=
                 n_exp * (weight_size(&L->exp_gate[0], bytes) + weight_size(&L->exp_up[0], bytes) +
                          weight_size(&L->exp_down[0], bytes));
@@ -737,6 +994,8 @@ const char *nuri_model_family(const nuri_model *m)
         return "EXAONE 3.5 (LG AI Research)";
     case NURI_ARCH_EXAONE4:
         return "EXAONE 4.0 (LG AI Research)";
+    case NURI_ARCH_EXAONE_MOE:
+        return "K-EXAONE (LG AI Research, exaone-moe)";
     case NURI_ARCH_HYPERCLOVAX:
         return "HyperCLOVA X SEED Think (NAVER)";
     case NURI_ARCH_GRANITE:
@@ -752,6 +1011,10 @@ const char *nuri_model_family(const nuri_model *m)
         return "Qwen3 MoE";
     case NURI_ARCH_QWEN2MOE:
         return "Qwen2 MoE / Qwen1.5-MoE";
+    case NURI_ARCH_GEMMA2:
+        return "Gemma 2 (Google)";
+    case NURI_ARCH_GEMMA3:
+        return "Gemma 3 (Google)";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))

@@ -8,8 +8,8 @@
  *
  * Architectures: llama (Llama 2 / 3.x, GQA, tied or separate output, Llama-3 rope scaling through
  * rope_freqs; Mixtral when it has experts), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms),
- * qwen3moe, qwen2moe, exaone, exaone4, granite, hyperclovax (see docs/MODELS.md). Dimension names:
- * see DESIGN.md.
+ * qwen3moe, qwen2moe, exaone, exaone4, exaone-moe, granite, hyperclovax, gemma2, gemma3 (see
+ * docs/MODELS.md). Dimension names: see DESIGN.md.
  */
 #ifndef NURI_MODEL_H
 #define NURI_MODEL_H
@@ -32,6 +32,13 @@ typedef enum nuri_arch {
                            // post-norms)
     NURI_ARCH_QWEN3MOE, // Qwen3 MoE (Qwen3-30B-A3B, 235B-A22B): qwen3 attention, MoE feed-forward
     NURI_ARCH_QWEN2MOE, // Qwen1.5-MoE, Qwen2-57B-A14B: qwen2 attention, experts + a shared expert
+    NURI_ARCH_GEMMA2,   // Gemma 2: pre- and post-norms, GeGLU, sliding window on every other
+                        // layer, attention and final logit soft-capping
+    NURI_ARCH_GEMMA3,   // Gemma 3 (text): gemma2 without attention soft-capping, with q/k norms
+                        // and 5 sliding layers of every 6, which have their own rope base
+    NURI_ARCH_EXAONE_MOE, // K-EXAONE: pre-norms, q/k norms, sliding window (RoPE on the sliding
+                          // layers only), sigmoid router with a selection bias, a shared expert,
+                          // leading dense layers; its next-token-prediction layers are skipped
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -53,13 +60,19 @@ typedef struct nuri_hparams {
     int32_t n_rot; // rotated dimensions per head (rope.dimension_count)
     nuri_rope_type rope_type;
     float rope_freq_base;
-    float rope_freq_base_swa; // for sliding-window layers
+    float rope_freq_base_swa;  // for sliding-window layers
+    float rope_freq_scale;     // positions are multiplied by it (linear rope scaling; else 1)
+    float rope_freq_scale_swa; // the same on sliding-window layers
     float rms_eps;
     bool pre_norm;        // RMSNorm before attention and FFN (all but exaone4)
     bool post_norm;       // RMSNorm on the attention and FFN outputs (exaone4, hyperclovax)
     float embd_scale;     // embeddings are multiplied by it (granite; else 1)
     float residual_scale; // branch outputs are multiplied by it before the residual add (else 1)
     float attn_scale;     // K.Q scale (default 1/sqrt(head_dim))
+    bool attn_scale_q;    // attn_scale multiplies Q before it is rounded to F16 (gemma), not K.Q
+    float attn_softcap;   // K.Q becomes c * tanh(K.Q / c) before the softmax (gemma2; 0: none)
+    float final_softcap;  // logits become c * tanh(logits / c) (gemma2, gemma3 if set; 0: none)
+    bool ffn_geglu;       // the feed-forward gates with GELU (tanh form, F16 table), not SiLU
     float logit_scale;    // logits are divided by it (granite; else 1)
     int32_t n_swa;        // sliding window in tokens for the layers marked swa (0: none)
     // mixture of experts (0 experts: a dense feed-forward): every layer's FFN is n_expert SwiGLU
@@ -68,7 +81,11 @@ typedef struct nuri_hparams {
     int32_t n_expert_used; // <arch>.expert_used_count, 1..n_expert
     int32_t n_ff_exp;      // <arch>.expert_feed_forward_length (qwen3moe) or n_ff (llama/Mixtral)
     bool moe_norm_w;       // renormalise the chosen experts' weights (all but qwen2moe)
-    int32_t n_ff_shexp;    // shared expert's width (qwen2moe), else 0
+    int32_t n_ff_shexp;    // shared expert's width (qwen2moe, exaone-moe), else 0
+    bool moe_sigmoid;      // router gates with sigmoid (selection bias added for the choice only)
+    float moe_scale;       // chosen weights multiplied by it (expert_weights_scale; 0: none)
+    int32_t n_dense_lead;  // the first layers have a dense feed-forward (exaone-moe), else 0
+    int32_t n_nextn;       // next-token-prediction layers after n_layer in the file, skipped
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
@@ -98,11 +115,13 @@ typedef struct nuri_layer {
     nuri_weight ffn_up;   // (n_embd -> n_ff)
     nuri_weight ffn_down; // (n_ff -> n_embd)
     // MoE layers (hp.n_expert > 0) instead of ffn_gate/up/down:
-    nuri_weight ffn_gate_inp; // router (n_embd -> n_expert)
+    nuri_weight ffn_gate_inp; // router (n_embd -> n_expert); NULL data: a dense layer
+    nuri_weight exp_probs_b;  // (n_expert) F32 selection bias (exaone-moe), else NULL data
     nuri_weight *exp_gate;    // (n_expert) views of ffn_gate_exps: (n_embd -> n_ff_exp) each
     nuri_weight *exp_up;      // (n_expert) views of ffn_up_exps: (n_embd -> n_ff_exp) each
     nuri_weight *exp_down;    // (n_expert) views of ffn_down_exps: (n_ff_exp -> n_embd) each
-    // qwen2moe's shared expert, which every token goes through, weighted by sigmoid(x . gate_inp)
+    // the shared expert, which every token goes through: qwen2moe's weighted by
+    // sigmoid(x . gate_inp), exaone-moe's as it is (shexp_gate_inp NULL)
     nuri_weight shexp_gate_inp;                   // (n_embd) F32
     nuri_weight shexp_gate, shexp_up, shexp_down; // (n_embd -> n_ff_shexp), (n_ff_shexp -> n_embd)
 } nuri_layer;
@@ -119,9 +138,14 @@ typedef struct nuri_model {
     char *names;             // storage for the weights' names
     void *packed;            // one block holding every packed matrix (weights' .packed), or NULL
     nuri_vocab *vocab;       // owned: the file's vocabulary; every token id < n_vocab
+    // a pipeline over MPI (src/dist/dist.h): this process is stage `stage` of n_stages and runs
+    // layers [layer_first, layer_end), the first stage the embedding, the last one the head; only
+    // those weights are packed or read, so only they become resident. 0, 1, 0, n_layer alone.
+    int32_t stage, n_stages, layer_first, layer_end;
 } nuri_model;
 
-/* Opens a GGUF file and binds the model in it, checked whole: hyperparameters, every weight, and
+/* Opens a GGUF file and binds the model in it (in a pipeline, nuri_dist_init, this process's
+ * stage of it; every tensor is still checked), checked whole: hyperparameters, every weight, and
  * the vocabulary (loaded: refused where nuri_vocab_load refuses it, or where it has more tokens
  * than token_embd.weight and the output matrix have rows), so that whoever holds a model can use
  * m->vocab and feed any of its token ids to the forward pass. Caller frees with nuri_model_free.
@@ -240,5 +264,15 @@ int32_t nuri_ctx_pages_free(const nuri_ctx *c);
  * copy of a shared page written into, less the pages dropped past pos. The sum over the sequences
  * of a batch is what the batch needs free, so a scheduler can make room before it builds one. */
 int32_t nuri_ctx_pages_needed(const nuri_ctx *c, int32_t seq, int32_t pos, int32_t n);
+
+/* ---- a pipeline over MPI (src/dist/dist.h) ----
+ *
+ * With a pipeline started, stage 0 uses its model and context as above (one context at a time;
+ * KV snapshots are refused), and every other stage, having loaded its part of the same model,
+ * calls nuri_pipeline_work, which mirrors stage 0's contexts (their sequences, their decodes)
+ * until stage 0 calls nuri_pipeline_stop. It returns NURI_OK then, or an error when it could not
+ * create a context (out of memory): the pipeline cannot go on, and the caller ends the job. */
+nuri_status nuri_pipeline_work(const nuri_model *m);
+void nuri_pipeline_stop(void); // stage 0, at the end; nothing outside a pipeline
 
 #endif

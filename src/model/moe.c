@@ -7,6 +7,20 @@
 
 #include <math.h>
 
+/* The chosen weights renormalised and scaled as llama.cpp does after any gating. */
+static void norm_scale(float *weights, int32_t n_used, bool norm, float scale)
+{
+    if (norm) {
+        double s = 0.0;
+        for (int32_t j = 0; j < n_used; j++) s += (double)weights[j];
+        float sf = (float)s;
+        if (!(sf >= 6.103515625e-5f)) sf = 6.103515625e-5f; // the smallest normal F16, as llama.cpp
+        for (int32_t j = 0; j < n_used; j++) weights[j] = weights[j] / sf;
+    }
+    if (scale != 0.0f && scale != 1.0f)
+        for (int32_t j = 0; j < n_used; j++) weights[j] *= scale;
+}
+
 void nuri_moe_route(const float *logits, int32_t n_expert, int32_t n_used, bool norm, float scale,
                     float *probs, int32_t *ids, float *weights, float *margin)
 {
@@ -38,15 +52,36 @@ void nuri_moe_route(const float *logits, int32_t n_expert, int32_t n_used, bool 
             if (probs[e] != -1.0f && logits[e] > next) next = logits[e];
         *margin = n_used == n_expert ? INFINITY : logits[ids[n_used - 1]] - next;
     }
-    if (norm) {
-        double s = 0.0;
-        for (int32_t j = 0; j < n_used; j++) s += (double)weights[j];
-        float sf = (float)s;
-        if (!(sf >= 6.103515625e-5f)) sf = 6.103515625e-5f; // the smallest normal F16, as llama.cpp
-        for (int32_t j = 0; j < n_used; j++) weights[j] = weights[j] / sf;
+    norm_scale(weights, n_used, norm, scale);
+}
+
+void nuri_moe_route_sigmoid(const float *logits, const float *bias, int32_t n_expert,
+                            int32_t n_used, bool norm, float scale, float *probs, int32_t *ids,
+                            float *weights, float *margin)
+{
+    NURI_ASSERT(n_used >= 1 && n_used <= n_expert);
+    // probs[e] holds the selection score p + bias; a chosen one becomes -INFINITY (NaN scores
+    // never win a comparison, so a row of NaN logits still yields n_used distinct ids)
+    for (int32_t e = 0; e < n_expert; e++) {
+        const float p = 1.f / (1.f + expf(-logits[e]));
+        probs[e] = bias ? p + bias[e] : p;
     }
-    if (scale != 0.0f && scale != 1.0f)
-        for (int32_t j = 0; j < n_used; j++) weights[j] *= scale;
+    for (int32_t j = 0; j < n_used; j++) {
+        int32_t best = -1;
+        for (int32_t e = 0; e < n_expert; e++)
+            if (probs[e] != -INFINITY && (best < 0 || probs[e] > probs[best])) best = e;
+        ids[j] = best;
+        weights[j] = 1.f / (1.f + expf(-logits[best]));
+        if (margin && j == n_used - 1) *margin = probs[best];
+        probs[best] = -INFINITY;
+    }
+    if (margin) {
+        float next = -INFINITY;
+        for (int32_t e = 0; e < n_expert; e++)
+            if (probs[e] != -INFINITY && probs[e] > next) next = probs[e];
+        *margin = n_used == n_expert ? INFINITY : *margin - next;
+    }
+    norm_scale(weights, n_used, norm, scale);
 }
 
 void nuri_moe_group(const int32_t *ids, int32_t n_tokens, int32_t n_used, int32_t n_expert,

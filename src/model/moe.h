@@ -31,6 +31,15 @@
 void nuri_moe_route(const float *logits, int32_t n_expert, int32_t n_used, bool norm, float scale,
                     float *probs, int32_t *ids, float *weights, float *margin);
 
+/* Routes one token with sigmoid gating (exaone-moe; DeepSeek-V3 style): p_e = 1 / (1 + expf(-l_e))
+ * in float; the choice is the n_used largest p_e + bias_e (bias (n_expert) F32, or NULL for none;
+ * the sum rounded to float; equal: the lower id first), the weights the chosen p_e without the
+ * bias, then norm and scale as in nuri_moe_route. probs (n_expert) is scratch. *margin: the
+ * biased score of the last expert chosen minus the best one not chosen, in the scores' units. */
+void nuri_moe_route_sigmoid(const float *logits, const float *bias, int32_t n_expert,
+                            int32_t n_used, bool norm, float scale, float *probs, int32_t *ids,
+                            float *weights, float *margin);
+
 /* Groups a batch's choices by expert. ids (n_tokens, n_used) are the router's choices. After it,
  * expert e's pairs are rows [start[e], start[e + 1]) of the grouped layout, in token order;
  * token_of[r] is the token of grouped row r and row_of[t * n_used + j] the grouped row of token

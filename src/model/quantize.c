@@ -59,6 +59,9 @@ uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int
         case NURI_TYPE_Q5_K:
             t = NURI_TYPE_Q5_1;
             break;
+        case NURI_TYPE_IQ4_XS: // as llama.cpp: rows that are not whole 256-blocks take IQ4_NL
+            t = NURI_TYPE_IQ4_NL;
+            break;
         default:
             t = NURI_TYPE_Q8_0;
             break;
@@ -76,7 +79,8 @@ static uint32_t file_type(const char *name)
         uint32_t ft;
     } map[] = {{"F32", 0},   {"F16", 1},   {"Q4_0", 2},  {"Q4_1", 3},    {"Q8_0", 7},
                {"Q5_0", 8},  {"Q5_1", 9},  {"Q2_K", 10}, {"Q3_K", 12},   {"Q4_K", 15},
-               {"Q5_K", 17}, {"Q6_K", 18}, {"BF16", 32}, {"Q4_K_M", 15}, {"Q5_K_M", 17}};
+               {"Q5_K", 17}, {"Q6_K", 18}, {"BF16", 32}, {"Q4_K_M", 15}, {"Q5_K_M", 17},
+               {"IQ4_NL", 25}, {"IQ4_XS", 30}, {"MXFP4", 38}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(map[i].name, name)) return map[i].ft;
     return 0;

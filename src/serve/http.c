@@ -34,6 +34,7 @@
 #include "serve/web.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -105,8 +106,9 @@ struct conn {
     char query[512];
     char method[16];
     char owner[65];
-    char cors[ORIGIN_MAX + 64]; // CORS headers for every answer to this request ("" for none)
-    char *model_id;             // GET /v1/models/{id}
+    // headers of every answer to this request: X-Nuri-Replica, and CORS's ("" for none)
+    char cors[ORIGIN_MAX + 64 + SERVE_REPLICA_ID_MAX + 24];
+    char *model_id; // GET /v1/models/{id}
     http_request req;
     buf out; // an answer the loop is writing
     size_t out_off;
@@ -135,22 +137,6 @@ typedef struct front {
 static char ev_listen, ev_wake; // epoll tags for the two descriptors that are not connections
 
 /* ============================== small helpers ============================== */
-
-bool buf_add(buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) return false;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return true;
-}
 
 enum load_state server_state(serve_server *s)
 {
@@ -549,14 +535,20 @@ static bool origin_allowed(serve_server *s, const char *origin)
 /* Sets the CORS headers of every answer to this request (c->cors). */
 static void cors_prepare(serve_server *s, conn *c, const http_head *h)
 {
-    c->cors[0] = 0;
+    // the replica's name first: a balancer (or a client) learns where this answer was made, and
+    // so where the pages of its sequence are (docs/SCALING.md)
+    int n = 0;
+    if (s->replica_id[0])
+        n = snprintf(c->cors, sizeof c->cors, "X-Nuri-Replica: %s\r\n", s->replica_id);
+    else
+        c->cors[0] = 0;
     if (s->n_cors_origins == 0) return;
     char origin[ORIGIN_MAX];
     if (request_origin(h, origin) && origin_allowed(s, origin))
-        snprintf(c->cors, sizeof c->cors, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
-                 origin);
+        snprintf(c->cors + n, sizeof c->cors - (size_t)n,
+                 "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
     else
-        snprintf(c->cors, sizeof c->cors, "Vary: Origin\r\n");
+        snprintf(c->cors + n, sizeof c->cors - (size_t)n, "Vary: Origin\r\n");
 }
 
 /* True when every byte of v[0..n) may appear in a list of header names. */
@@ -1520,9 +1512,23 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
             s->p.max_connections = (int)room;
         }
     }
+    if (p->replica_id) {
+        size_t n = strlen(p->replica_id);
+        bool ok = n > 0 && n < SERVE_REPLICA_ID_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = isalnum((unsigned char)p->replica_id[i]) || strchr("._:-", p->replica_id[i]);
+        if (!ok) {
+            st = nuri_error(NURI_ERR_INVALID_ARG,
+                            "--replica-id: 1 to %d letters, digits and . _ : - (it travels in a "
+                            "header)",
+                            SERVE_REPLICA_ID_MAX - 1);
+            goto fail;
+        }
+        memcpy(s->replica_id, p->replica_id, n + 1);
+    }
     if (p->store_path) {
         if ((st = nuri_store_open(p->store_path, NULL, &s->store)) != NURI_OK) goto fail;
-        serve_log(s, "conversation store: %s", p->store_path);
+        serve_log(s, "conversation store: %s", nuri_store_name(s->store));
     }
     s->n_workers = s->p.max_seqs + s->p.max_queue + 4;
     front *f = calloc(1, sizeof *f);
@@ -1559,6 +1565,13 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     socklen_t al = sizeof a;
     getsockname(s->listen_fd, (struct sockaddr *)&a, &al);
     s->port = ntohs(a.sin_port);
+    if (!s->replica_id[0]) { // HOSTNAME:PORT names this process among replicas
+        char host[64] = "";
+        gethostname(host, sizeof host - 1);
+        for (char *h = host; *h; h++)
+            if (!isalnum((unsigned char)*h) && !strchr("._-", *h)) *h = '_';
+        snprintf(s->replica_id, sizeof s->replica_id, "%s:%d", host[0] ? host : "nuri", s->port);
+    }
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -3,6 +3,8 @@
  */
 #include "serve/metrics.h"
 
+#include "base/strbuf.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,103 +136,66 @@ void serve_metrics_gauges(serve_metrics *m, int64_t queue_depth, int64_t running
     pthread_mutex_unlock(&m->mu);
 }
 
-/* A growing string for the exposition text. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
+static void hist_write(nuri_sb *b, const char *name, const char *help, const serve_hist *h)
 {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = 1;
-            return;
-        }
-        if ((size_t)k < b->cap - b->n) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)k + 1) * 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
-static void hist_write(sbuf *b, const char *name, const char *help, const serve_hist *h)
-{
-    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    nuri_sb_fmt(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < SERVE_HIST_BUCKETS; i++) {
         cum += h->count[i];
-        sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_le[i], (unsigned long long)cum);
+        nuri_sb_fmt(b, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_le[i], (unsigned long long)cum);
     }
     cum += h->count[SERVE_HIST_BUCKETS];
-    sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-    sb_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name, (unsigned long long)h->n);
+    nuri_sb_fmt(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    nuri_sb_fmt(b, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name, (unsigned long long)h->n);
 }
 
 char *serve_metrics_text(serve_metrics *m, const char *model_name)
 {
-    sbuf b = {malloc(4096), 0, 4096, 0};
-    if (!b.p) return NULL;
-    b.p[0] = 0;
+    nuri_sb b = {0};
     pthread_mutex_lock(&m->mu);
-    sb_printf(&b, "# HELP nuri_requests_total HTTP requests answered, by status code.\n"
+    nuri_sb_fmt(&b, "# HELP nuri_requests_total HTTP requests answered, by status code.\n"
                   "# TYPE nuri_requests_total counter\n");
     for (int s = 100; s < 600; s++)
         if (m->requests[s])
-            sb_printf(&b, "nuri_requests_total{code=\"%d\"} %llu\n", s,
+            nuri_sb_fmt(&b, "nuri_requests_total{code=\"%d\"} %llu\n", s,
                       (unsigned long long)m->requests[s]);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_prompt_tokens_total Prompt tokens of admitted requests.\n"
               "# TYPE nuri_prompt_tokens_total counter\nnuri_prompt_tokens_total %llu\n",
               (unsigned long long)m->prompt_tokens);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_prompt_tokens_cached_total Prompt tokens whose KV was reused.\n"
               "# TYPE nuri_prompt_tokens_cached_total counter\n"
               "nuri_prompt_tokens_cached_total %llu\n",
               (unsigned long long)m->cached_prompt_tokens);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_completion_tokens_total Tokens generated.\n"
               "# TYPE nuri_completion_tokens_total counter\nnuri_completion_tokens_total %llu\n",
               (unsigned long long)m->completion_tokens);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_generated_tokens_total Tokens sampled by the scheduler.\n"
               "# TYPE nuri_generated_tokens_total counter\nnuri_generated_tokens_total %llu\n",
               (unsigned long long)m->generated_tokens);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_client_disconnects_total Clients gone before their answer was done.\n"
               "# TYPE nuri_client_disconnects_total counter\nnuri_client_disconnects_total %llu\n",
               (unsigned long long)m->disconnects);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_http_connections Open client connections.\n"
               "# TYPE nuri_http_connections gauge\nnuri_http_connections %lld\n",
               (long long)m->connections);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_http_connections_refused_total Connections answered 503 at once "
               "(a connection limit).\n"
               "# TYPE nuri_http_connections_refused_total counter\n"
               "nuri_http_connections_refused_total %llu\n",
               (unsigned long long)m->connections_refused);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_preemptions_total Running requests whose KV was dropped to make room "
               "(recomputed later, output unchanged).\n"
               "# TYPE nuri_preemptions_total counter\nnuri_preemptions_total %llu\n",
               (unsigned long long)m->preemptions);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_kv_prefix_source_total Requests by where their prompt's KV came from: "
               "the KV pool in memory, a snapshot on disk, or none (computed).\n"
               "# TYPE nuri_kv_prefix_source_total counter\n"
@@ -251,27 +216,27 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
                "Seconds from a request's arrival to its first generated token.", &m->ttft);
     hist_write(&b, "nuri_inter_token_latency_seconds",
                "Seconds between consecutive generated tokens of one request.", &m->itl);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_queue_depth Requests waiting for a sequence slot.\n"
               "# TYPE nuri_queue_depth gauge\nnuri_queue_depth %lld\n",
               (long long)m->queue_depth);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_running_sequences Requests being prefilled or decoded.\n"
               "# TYPE nuri_running_sequences gauge\nnuri_running_sequences %lld\n",
               (long long)m->running);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_kv_pages_used KV cache pages in use (sequences and prefix cache).\n"
               "# TYPE nuri_kv_pages_used gauge\nnuri_kv_pages_used %lld\n",
               (long long)m->kv_pages_used);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_kv_pages_total KV cache pages in the pool.\n"
               "# TYPE nuri_kv_pages_total gauge\nnuri_kv_pages_total %lld\n",
               (long long)m->kv_pages_total);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_kv_cache_usage_ratio Fraction of the KV pool in use.\n"
               "# TYPE nuri_kv_cache_usage_ratio gauge\nnuri_kv_cache_usage_ratio %.4f\n",
               m->kv_pages_total ? (double)m->kv_pages_used / (double)m->kv_pages_total : 0.0);
-    sb_printf(&b,
+    nuri_sb_fmt(&b,
               "# HELP nuri_model_info The model being served.\n# TYPE nuri_model_info gauge\n"
               "nuri_model_info{model=\"%s\"} 1\n",
               model_name);

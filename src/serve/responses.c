@@ -51,6 +51,9 @@ static bool store_fail(serve_error *e, nuri_status st, const char *what)
                           nuri_last_error());
     case NURI_ERR_NOMEM:
         return serve_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    case NURI_ERR_UNAVAILABLE: // the shared database is down: this route waits for it, others run
+        return serve_fail(e, 503, "server_error", NULL, "store_unavailable", "%s: %s", what,
+                          nuri_last_error());
     default:
         return serve_fail(e, 500, "server_error", NULL, "store_error", "%s: %s", what,
                           nuri_last_error());
@@ -842,6 +845,15 @@ void routes_responses(serve_server *s, conn *c)
         return;
     }
     json_decref(body);
+    // a response to be stored needs the store now, not after its tokens were paid for (a
+    // follow-up has already read its history from it)
+    nuri_status ss = x.rq.store && s->store ? nuri_store_check(s->store) : NURI_OK;
+    if (ss != NURI_OK) {
+        store_fail(&e, ss, "the store");
+        resp_req_free(&x.rq);
+        conn_reply_error(s, c, &e);
+        return;
+    }
     json_t *chat = x.rq.chat;
     x.rq.chat = NULL;
     // the KV tiers: the pool in memory (the scheduler looks), then a snapshot on disk

@@ -27,6 +27,8 @@
 
 typedef void (*serve_log_fn)(void *ud, const char *msg);
 
+#define SERVE_REPLICA_ID_MAX 128
+
 typedef struct serve_params {
     const char *model_path;
     const char *model_name;      // reported by /v1/models (NULL: the file name without .gguf)
@@ -49,9 +51,13 @@ typedef struct serve_params {
     int max_connections;        // open connections in all (0: 8192, within the descriptor limit)
     int max_conns_per_client;   // open connections per client address (0: 256)
     bool unsafe_special_tokens; // parse special-token text in message contents (off: safe)
-    // the conversation store (Responses API, conversations): an SQLite file, or NULL for none
-    // (then those routes answer 501 store_disabled)
+    // the conversation store (Responses API, conversations): an SQLite file ("sqlite:PATH" or a
+    // path) or a PostgreSQL URL ("postgresql://..."), or NULL for none (then those routes answer
+    // 400 store_disabled)
     const char *store_path;
+    // this replica's name, sent as X-Nuri-Replica on every answer (NULL: none); letters, digits
+    // and . _ : -, shorter than SERVE_REPLICA_ID_MAX
+    const char *replica_id;
     // KV snapshots of stored responses' sequences (the SSD tier), or NULL; bounded by kv_dir_size
     // bytes (0: no bound)
     const char *kv_dir;

@@ -10,6 +10,7 @@
 #ifndef NURI_SERVE_SERVER_H
 #define NURI_SERVE_SERVER_H
 
+#include "base/strbuf.h"
 #include "serve/metrics.h"
 #include "serve/openai.h"
 #include "serve/prompt.h"
@@ -22,14 +23,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A growing byte buffer. */
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-} buf;
+/* A growing byte buffer (base/strbuf.h). */
+typedef nuri_sb buf;
 
 /* Appends s[0..n) and keeps a NUL after the bytes; false when out of memory. */
-bool buf_add(buf *b, const char *s, size_t n);
+static inline bool buf_add(buf *b, const char *s, size_t n)
+{
+    return nuri_sb_add(b, s, n);
+}
 
 typedef struct conn conn;
 
@@ -42,7 +43,8 @@ struct serve_server {
     int n_api_keys;
     char **allow_hosts;
     int n_allow_hosts;
-    char **cors_origins; // CORS (http.c); "*" only with API keys
+    char replica_id[SERVE_REPLICA_ID_MAX]; // X-Nuri-Replica on every answer ("" for none)
+    char **cors_origins;                   // CORS (http.c); "*" only with API keys
     int n_cors_origins;
     int listen_fd, port;
     int ep;       // epoll

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -223,7 +224,12 @@ nuri_status nuri_kvsnap_put(nuri_kvsnap_dir *d, const char *key, const int32_t *
     pthread_mutex_lock(&d->trim_mu);
     unsigned k = d->tmp_counter++;
     pthread_mutex_unlock(&d->trim_mu);
-    snprintf(tmp, sizeof tmp, "%s/.tmp-%d-%u", d->dir, (int)getpid(), k);
+    // The directory may be shared by replicas on other machines or in containers, where every
+    // server is pid 1: a random part keeps their temporary names apart.
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) rnd = (uint64_t)time(NULL);
+    snprintf(tmp, sizeof tmp, "%s/.tmp-%d-%u-%016llx", d->dir, (int)getpid(), k,
+             (unsigned long long)rnd);
     snprintf(name, sizeof name, "%s.kv", key);
     snprintf(path, sizeof path, "%s/%s", d->dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

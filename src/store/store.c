@@ -1,13 +1,14 @@
 /*
- * store.c: the store's file, connections and schema (see store.h), and the helpers its object
- * files share (store_internal.h). All SQL of the store is in this file: the migrations that make
- * the schema, then one table of prepared statements. No SQL is ever built from strings; every
- * value travels as a bound parameter.
+ * store.c: the store's front (see store.h): the backend chosen by the store's name, the
+ * connection pool, the statements both backends run, ids, and the helpers its object files share
+ * (store_internal.h). All SQL of the store's objects is in this file, in one table that both
+ * backends prepare (the schemas are in store_sqlite.c and store_pg.c). No SQL is ever built from
+ * strings; every value travels as a bound parameter.
  *
- * Durability: journal_mode=WAL with synchronous=FULL, so COMMIT returns after the WAL is fsynced.
- * Locking: a pool of connections (one thread at a time each, SQLITE_OPEN_NOMUTEX) and one writer
- * mutex; see store.h. Schema: PRAGMA user_version counts the migrations applied, application_id
- * marks the file as nuri's.
+ * Backends: "sqlite:PATH" or a plain path is an SQLite file (store_sqlite.c);
+ * "postgresql://..." or "postgres://..." a PostgreSQL server (store_pg.c), shared by replicas.
+ * Locking: a pool of connections (one thread at a time each) and one writer mutex per process;
+ * see store.h.
  */
 #include "store/store_internal.h"
 
@@ -21,71 +22,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ======================================================================== schema */
+/* ======================================================================== statements */
 
-/* migrations[v] takes a database from user_version v to v + 1, and sets user_version itself, so
- * one transaction holds the change and its version. Never edit a migration that has shipped: add
- * the next one. */
-static const char *const migrations[STORE_SCHEMA_VERSION] = {
-    // 0 -> 1: responses and the input items each was made from
-    "PRAGMA application_id = 1853190761;" // STORE_APPLICATION_ID, "nuri"
-    "CREATE TABLE responses ("
-    "  seq INTEGER PRIMARY KEY,"     // insertion order
-    "  id TEXT NOT NULL UNIQUE,"     // resp_...
-    "  owner TEXT NOT NULL,"         // hash of the API key, '' without keys
-    "  created_at INTEGER NOT NULL," // unix seconds
-    "  model TEXT NOT NULL,"
-    "  status TEXT NOT NULL,"
-    "  previous_response_id TEXT," // not a foreign key: a deleted one ends the chain
-    "  body TEXT NOT NULL"         // the Response object, JSON
-    ");"
-    "CREATE TABLE response_items ("
-    "  response_seq INTEGER NOT NULL REFERENCES responses(seq) ON DELETE CASCADE,"
-    "  pos INTEGER NOT NULL," // order in the request's input
-    "  id TEXT NOT NULL,"
-    "  type TEXT NOT NULL,"
-    "  item TEXT NOT NULL," // the item, JSON
-    "  PRIMARY KEY (response_seq, pos)"
-    ") WITHOUT ROWID;"
-    "CREATE INDEX response_items_by_id ON response_items(response_seq, id);"
-    "PRAGMA user_version = 1;",
-
-    // 1 -> 2: conversations and their items; a response may belong to one
-    "ALTER TABLE responses ADD COLUMN conversation_id TEXT;"
-    "CREATE TABLE conversations ("
-    "  seq INTEGER PRIMARY KEY,"
-    "  id TEXT NOT NULL UNIQUE," // conv_...
-    "  owner TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL,"
-    "  metadata TEXT NOT NULL" // JSON object
-    ");"
-    "CREATE INDEX conversations_by_owner ON conversations(owner, seq);"
-    "CREATE TABLE conversation_items ("
-    "  conversation_seq INTEGER NOT NULL REFERENCES conversations(seq) ON DELETE CASCADE,"
-    "  pos INTEGER NOT NULL," // order of addition
-    "  id TEXT NOT NULL,"
-    "  type TEXT NOT NULL,"
-    "  item TEXT NOT NULL,"
-    "  PRIMARY KEY (conversation_seq, pos)"
-    ") WITHOUT ROWID;"
-    "CREATE UNIQUE INDEX conversation_items_by_id ON conversation_items(conversation_seq, id);"
-    "PRAGMA user_version = 2;",
-};
-
-_Static_assert(STORE_APPLICATION_ID == 1853190761, "the first migration writes this number");
-
+/* Written for both backends: ?N parameters (PostgreSQL's $N), RETURNING instead of
+ * last_insert_rowid and changes (SQLite has it since 3.35), types both read alike. */
 static const char *const stmt_sql[ST_COUNT] = {
-    [ST_BEGIN] = "BEGIN",
-    [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
-    [ST_COMMIT] = "COMMIT",
-    [ST_ROLLBACK] = "ROLLBACK",
-
     [ST_RESP_INSERT] = "INSERT INTO responses (id, owner, created_at, model, status, "
                        "previous_response_id, conversation_id, body) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
     [ST_RESP_GET] = "SELECT seq, body, previous_response_id FROM responses "
                     "WHERE id = ?1 AND owner = ?2",
-    [ST_RESP_DELETE] = "DELETE FROM responses WHERE id = ?1 AND owner = ?2",
+    [ST_RESP_DELETE] = "DELETE FROM responses WHERE id = ?1 AND owner = ?2 RETURNING seq",
     [ST_RESP_ITEM_INSERT] = "INSERT INTO response_items (response_seq, pos, id, type, item) "
                             "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_RESP_ITEMS_ALL] = "SELECT item FROM response_items WHERE response_seq = ?1 ORDER BY pos",
@@ -97,11 +44,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                            "WHERE response_seq = ?1 AND pos < ?2 ORDER BY pos DESC LIMIT ?3",
 
     [ST_CONV_INSERT] = "INSERT INTO conversations (id, owner, created_at, metadata) "
-                       "VALUES (?1, ?2, ?3, ?4)",
+                       "VALUES (?1, ?2, ?3, ?4) RETURNING seq",
     [ST_CONV_GET] = "SELECT seq, created_at, metadata FROM conversations "
                     "WHERE id = ?1 AND owner = ?2",
-    [ST_CONV_UPDATE] = "UPDATE conversations SET metadata = ?3 WHERE id = ?1 AND owner = ?2",
-    [ST_CONV_DELETE] = "DELETE FROM conversations WHERE id = ?1 AND owner = ?2",
+    [ST_CONV_UPDATE] = "UPDATE conversations SET metadata = ?3 WHERE id = ?1 AND owner = ?2 "
+                       "RETURNING seq",
+    [ST_CONV_DELETE] = "DELETE FROM conversations WHERE id = ?1 AND owner = ?2 RETURNING seq",
     [ST_CONV_POS] = "SELECT seq FROM conversations WHERE owner = ?1 AND id = ?2",
     [ST_CONV_LIST_ASC] = "SELECT seq, id, created_at, metadata FROM conversations "
                          "WHERE owner = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -112,7 +60,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CITEM_INSERT] = "INSERT INTO conversation_items (conversation_seq, pos, id, type, item) "
                         "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_CITEM_GET] = "SELECT item FROM conversation_items WHERE conversation_seq = ?1 AND id = ?2",
-    [ST_CITEM_DELETE] = "DELETE FROM conversation_items WHERE conversation_seq = ?1 AND id = ?2",
+    [ST_CITEM_DELETE] = "DELETE FROM conversation_items WHERE conversation_seq = ?1 AND id = ?2 "
+                        "RETURNING pos",
     [ST_CITEM_ALL] = "SELECT item FROM conversation_items WHERE conversation_seq = ?1 "
                      "ORDER BY pos LIMIT ?2",
     [ST_CITEM_POS] = "SELECT pos FROM conversation_items WHERE conversation_seq = ?1 AND id = ?2",
@@ -122,96 +71,167 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "WHERE conversation_seq = ?1 AND pos < ?2 ORDER BY pos DESC LIMIT ?3",
 };
 
+const char *store_stmt_sql(enum store_stmt i)
+{
+    NURI_ASSERT(i < ST_COUNT);
+    return stmt_sql[i];
+}
+
+store_q *store_stmt(store_conn *c, enum store_stmt i)
+{
+    NURI_ASSERT(i < ST_COUNT);
+    store_q *q = &c->q[i];
+    store_reset(q);
+    if (q->lite) sqlite3_clear_bindings(q->lite);
+    for (int k = 0; k < STORE_PARAMS_MAX; k++) {
+        free(q->param[k]);
+        q->param[k] = NULL;
+    }
+    q->oom = false;
+    return q;
+}
+
+void store_bind_text(store_q *q, int i, const char *v)
+{
+    NURI_ASSERT(i >= 1 && i <= STORE_PARAMS_MAX);
+    if (q->lite) {
+        if (v)
+            sqlite3_bind_text(q->lite, i, v, -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_null(q->lite, i);
+        return;
+    }
+    free(q->param[i - 1]);
+    q->param[i - 1] = v ? strdup(v) : NULL;
+    if (v && !q->param[i - 1]) q->oom = true; // the step fails with NURI_ERR_NOMEM
+}
+
+void store_bind_int64(store_q *q, int i, int64_t v)
+{
+    NURI_ASSERT(i >= 1 && i <= STORE_PARAMS_MAX);
+    if (q->lite) {
+        sqlite3_bind_int64(q->lite, i, v);
+        return;
+    }
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    store_bind_text(q, i, buf);
+}
+
+int store_step(store_q *q)
+{
+    if (!q->lite) return store_pg_step(q);
+    int rc = sqlite3_step(q->lite);
+    if (rc == SQLITE_ROW) return STORE_ROW;
+    if (rc == SQLITE_DONE) return STORE_DONE;
+    store_lite_record(q->c, rc);
+    return STORE_ERR;
+}
+
+const char *store_col_text(store_q *q, int col)
+{
+    if (q->lite) return (const char *)sqlite3_column_text(q->lite, col);
+    if (!q->res || q->row < 0 || q->row >= PQntuples(q->res) || col >= PQnfields(q->res) ||
+        PQgetisnull(q->res, q->row, col))
+        return NULL;
+    return PQgetvalue(q->res, q->row, col);
+}
+
+int64_t store_col_int64(store_q *q, int col)
+{
+    if (q->lite) return sqlite3_column_int64(q->lite, col);
+    const char *v = store_col_text(q, col);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+void store_reset(store_q *q)
+{
+    if (q->lite) sqlite3_reset(q->lite);
+    if (q->res) PQclear(q->res);
+    q->res = NULL;
+    q->row = -1;
+}
+
+nuri_status store_step_done(store_q *q, const char *what)
+{
+    int rc = store_step(q);
+    store_reset(q);
+    return rc == STORE_DONE ? NURI_OK : store_sql_error(q->c, what);
+}
+
+int store_step_one(store_q *q, int64_t *key)
+{
+    int rc = store_step(q);
+    if (rc == STORE_ROW && key) *key = store_col_int64(q, 0);
+    store_reset(q);
+    return rc;
+}
+
 /* ======================================================================== errors */
 
-nuri_status store_sql_error(store_conn *c, int rc, const char *what)
+nuri_status store_sql_error(store_conn *c, const char *what)
 {
-    int primary = rc & 0xff;
-    const char *detail = c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
     const char *path = c ? c->path : "?";
-    switch (primary) {
-    case SQLITE_NOMEM:
+    const char *detail = c ? c->fail_msg : "?";
+    switch (c ? c->fail : STORE_FAIL_OTHER) {
+    case STORE_FAIL_NOMEM:
         return nuri_error(NURI_ERR_NOMEM, "store %s: %s: out of memory", path, what);
-    case SQLITE_NOTADB:
-    case SQLITE_CORRUPT:
+    case STORE_FAIL_CORRUPT:
         return nuri_error(NURI_ERR_FORMAT,
                           "store %s: %s: the file is not a nuri store or is corrupt (sqlite: %s)",
                           path, what, detail);
-    case SQLITE_CONSTRAINT:
+    case STORE_FAIL_CONSTRAINT:
         return nuri_error(NURI_ERR_INVALID_ARG, "store %s: %s: %s", path, what, detail);
+    case STORE_FAIL_GONE:
+        return nuri_error(NURI_ERR_UNAVAILABLE, "store %s: %s: the database cannot be reached (%s)",
+                          path, what, detail);
     default:
         return nuri_error(NURI_ERR_IO, "store %s: %s: %s", path, what, detail);
     }
 }
 
-/* ======================================================================== statements */
-
-sqlite3_stmt *store_stmt(store_conn *c, enum store_stmt i)
-{
-    NURI_ASSERT(i < ST_COUNT && c->st[i]);
-    sqlite3_reset(c->st[i]);
-    sqlite3_clear_bindings(c->st[i]);
-    return c->st[i];
-}
-
-void store_bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, i);
-}
-
-nuri_status store_step_done(store_conn *c, sqlite3_stmt *st, const char *what)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? NURI_OK : store_sql_error(c, rc, what);
-}
-
-static void reset_all(store_conn *c)
-{
-    for (int i = 0; i < ST_COUNT; i++)
-        if (c->st[i]) sqlite3_reset(c->st[i]);
-}
+/* ======================================================================== transactions */
 
 nuri_status store_begin(nuri_store *s, store_conn *c, bool write)
 {
     if (write) pthread_mutex_lock(&s->write_mu);
-    nuri_status st = store_step_done(c, store_stmt(c, write ? ST_BEGIN_WRITE : ST_BEGIN),
-                                     write ? "begin a write" : "begin a read");
+    nuri_status st = c->pg ? store_pg_begin(c, write) : store_lite_begin(c, write);
     if (st != NURI_OK && write) pthread_mutex_unlock(&s->write_mu);
     return st;
 }
 
 nuri_status store_end(nuri_store *s, store_conn *c, bool write, nuri_status st)
 {
-    reset_all(c); // a statement still stepping would hold the snapshot open
-    if (st == NURI_OK && !sqlite3_get_autocommit(c->db))
-        st = store_step_done(c, store_stmt(c, ST_COMMIT), "commit");
-    if (!sqlite3_get_autocommit(c->db)) {
-        // failed before or at COMMIT: undo it all (the message of the first failure stays)
-        sqlite3_step(store_stmt(c, ST_ROLLBACK));
-        sqlite3_reset(c->st[ST_ROLLBACK]);
-    }
+    for (int i = 0; i < ST_COUNT; i++) store_reset(&c->q[i]);
+    st = c->pg ? store_pg_end(c, st) : store_lite_end(c, st);
     if (write) pthread_mutex_unlock(&s->write_mu);
     return st;
 }
 
 /* ======================================================================== connections */
 
-store_conn *store_conn_get(nuri_store *s)
+nuri_status store_conn_get(nuri_store *s, store_conn **out)
 {
     pthread_mutex_lock(&s->mu);
     while (!s->idle) pthread_cond_wait(&s->idle_cv, &s->mu);
     store_conn *c = s->idle;
     s->idle = c->next_idle;
     pthread_mutex_unlock(&s->mu);
-    return c;
+    if (c->pg) {
+        nuri_status st = store_pg_revive(s, c);
+        if (st != NURI_OK) {
+            store_conn_put(s, c);
+            *out = NULL;
+            return st;
+        }
+    }
+    *out = c;
+    return NURI_OK;
 }
 
 void store_conn_put(nuri_store *s, store_conn *c)
 {
+    if (!c) return;
     pthread_mutex_lock(&s->mu);
     c->next_idle = s->idle;
     s->idle = c;
@@ -219,120 +239,17 @@ void store_conn_put(nuri_store *s, store_conn *c)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Runs constant SQL (pragmas, migrations). */
-static nuri_status exec_sql(store_conn *c, const char *sql, const char *what)
-{
-    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? NURI_OK : store_sql_error(c, rc, what);
-}
-
-/* Reads an integer pragma (user_version, application_id). */
-static nuri_status pragma_int(store_conn *c, const char *sql, int64_t *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
-    nuri_status r = NURI_OK;
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
-    else
-        r = store_sql_error(c, rc, "read the schema version");
-    sqlite3_finalize(st);
-    return r;
-}
-
-static nuri_status conn_open(nuri_store *s, store_conn *c, int busy_timeout_ms)
-{
-    c->path = s->path;
-    int rc = sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) return store_sql_error(c, rc, "open");
-    sqlite3_extended_result_codes(c->db, 1);
-    sqlite3_busy_timeout(c->db, busy_timeout_ms);
-
-    // journal_mode answers with the mode it is in: anything but "wal" means WAL is unavailable
-    // (a read-only directory, a network file system), and then commits would not be what store.h
-    // promises.
-    sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        nuri_status e = store_sql_error(c, rc, "open");
-        sqlite3_finalize(st);
-        return e;
-    }
-    const char *mode = (const char *)sqlite3_column_text(st, 0);
-    bool wal = mode && strcmp(mode, "wal") == 0;
-    sqlite3_finalize(st);
-    if (!wal)
-        return nuri_error(NURI_ERR_IO, "store %s: cannot use write-ahead logging (journal mode %s)",
-                          s->path, mode ? mode : "?");
-    return exec_sql(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", "configure");
-}
-
-static nuri_status conn_prepare(store_conn *c)
-{
-    for (int i = 0; i < ST_COUNT; i++) {
-        int rc =
-            sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL);
-        if (rc != SQLITE_OK) return store_sql_error(c, rc, "prepare a statement");
-    }
-    return NURI_OK;
-}
-
 static void conn_close(store_conn *c)
 {
-    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(c->st[i]);
-    if (c->db) sqlite3_close(c->db);
-    memset(c, 0, sizeof *c);
-}
-
-/* ======================================================================== migrations */
-
-nuri_status store_migrate_to(store_conn *c, int version)
-{
-    NURI_ASSERT(version >= 0 && version <= STORE_SCHEMA_VERSION);
-    for (;;) {
-        // each step re-reads the version inside its own write transaction: another process may
-        // have opened the same file and migrated it meanwhile
-        nuri_status st = exec_sql(c, "BEGIN IMMEDIATE", "migrate");
-        if (st != NURI_OK) return st;
-        int64_t v = 0;
-        st = pragma_int(c, "PRAGMA user_version", &v);
-        if (st == NURI_OK && v >= version) {
-            exec_sql(c, "ROLLBACK", "migrate");
-            return NURI_OK;
-        }
-        if (st == NURI_OK && (v < 0 || v >= STORE_SCHEMA_VERSION))
-            st = nuri_error(NURI_ERR_FORMAT, "store %s: unknown schema version %lld", c->path,
-                            (long long)v);
-        if (st == NURI_OK) st = exec_sql(c, migrations[v], "migrate the schema");
-        if (st == NURI_OK) st = exec_sql(c, "COMMIT", "migrate the schema");
-        if (st != NURI_OK) {
-            if (!sqlite3_get_autocommit(c->db)) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-            return nuri_error_wrap(st, "schema version %lld -> %lld", (long long)v,
-                                   (long long)v + 1);
-        }
+    for (int i = 0; i < ST_COUNT; i++) {
+        store_reset(&c->q[i]);
+        for (int k = 0; k < STORE_PARAMS_MAX; k++) free(c->q[i].param[k]);
     }
-}
-
-/* Is this file ours, and from a nuri that this one can read? Then bring it up to date. */
-static nuri_status check_and_migrate(store_conn *c)
-{
-    int64_t version = 0, app = 0, tables = 0;
-    nuri_status st = pragma_int(c, "PRAGMA user_version", &version);
-    if (st == NURI_OK) st = pragma_int(c, "PRAGMA application_id", &app);
-    if (st == NURI_OK) st = pragma_int(c, "SELECT count(*) FROM sqlite_master", &tables);
-    if (st != NURI_OK) return st;
-    if ((app != 0 && app != STORE_APPLICATION_ID) || (app == 0 && (version != 0 || tables != 0)))
-        return nuri_error(NURI_ERR_FORMAT,
-                          "store %s: an SQLite database of another program, not a nuri store",
-                          c->path);
-    if (version > STORE_SCHEMA_VERSION)
-        return nuri_error(NURI_ERR_UNSUPPORTED,
-                          "store %s: written by a newer nuri (schema version %lld; this nuri reads "
-                          "up to %d): upgrade nuri, or use another --store file",
-                          c->path, (long long)version, STORE_SCHEMA_VERSION);
-    return store_migrate_to(c, STORE_SCHEMA_VERSION);
+    if (c->pg)
+        store_pg_close(c);
+    else
+        store_lite_close(c);
+    memset(c, 0, sizeof *c);
 }
 
 /* ======================================================================== lifecycle */
@@ -358,20 +275,12 @@ static int fsync_dir_of(const char *path)
     return rc;
 }
 
-nuri_status nuri_store_open(const char *path, const nuri_store_params *params, nuri_store **out)
+/* Create the SQLite file ourselves, so that it is private from its first byte (SQLite would use
+ * 0644); the -wal and -shm files take the database file's mode. A new file's directory entry is
+ * fsynced too, so the file outlives a power loss as its first commit does (SQLite syncs the
+ * directory of the WAL, not of a file it did not create). */
+static nuri_status lite_create(const char *path)
 {
-    *out = NULL;
-    if (!path || !*path) return nuri_error(NURI_ERR_INVALID_ARG, "store: no path");
-    if (!sqlite3_threadsafe())
-        return nuri_error(NURI_ERR_UNSUPPORTED, "store: this SQLite was built without threads");
-    int n_conns = params && params->n_conns > 0 ? params->n_conns : 4;
-    int busy = params && params->busy_timeout_ms > 0 ? params->busy_timeout_ms : 5000;
-    if (n_conns > 64) return nuri_error(NURI_ERR_INVALID_ARG, "store: at most 64 connections");
-
-    // Create the file ourselves, so that it is private from its first byte (SQLite would use
-    // 0644); the -wal and -shm files take the database file's mode.
-    // A new file's directory entry is fsynced too, so the file outlives a power loss as its first
-    // commit does (SQLite syncs the directory of the WAL, not of a file it did not create).
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
         bool synced = fsync(fd) == 0 && fsync_dir_of(path) == 0;
@@ -383,13 +292,66 @@ nuri_status nuri_store_open(const char *path, const nuri_store_params *params, n
         if (fd >= 0) close(fd);
     }
     if (fd < 0) return nuri_error(NURI_ERR_IO, "store %s: cannot open: %s", path, strerror(errno));
+    return NURI_OK;
+}
+
+/* A PostgreSQL URL as messages show it: without the password of user:password@, and without
+ * the query (?password=... and other options). */
+static char *url_for_messages(const char *url)
+{
+    char *out = strdup(url);
+    if (!out) return NULL;
+    char *query = strchr(out, '?');
+    if (query) *query = 0;
+    char *scheme = strstr(out, "://");
+    if (!scheme) return out;
+    char *auth = scheme + 3;
+    char *at = strrchr(auth, '@');
+    char *slash = strchr(auth, '/');
+    if (!at || (slash && slash < at)) return out;
+    char *colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon) memmove(colon, at, strlen(at) + 1);
+    return out;
+}
+
+static bool is_pg_url(const char *name)
+{
+    return strncmp(name, "postgresql://", 13) == 0 || strncmp(name, "postgres://", 11) == 0;
+}
+
+nuri_status nuri_store_open(const char *name, const nuri_store_params *params, nuri_store **out)
+{
+    *out = NULL;
+    if (!name || !*name) return nuri_error(NURI_ERR_INVALID_ARG, "store: no path");
+    bool pg = is_pg_url(name);
+    const char *path = name;
+    if (strncmp(name, "sqlite:", 7) == 0) path = name + 7;
+    if (!*path) return nuri_error(NURI_ERR_INVALID_ARG, "store: no path after sqlite:");
+    if (!pg && strstr(name, "://"))
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "store %s: unknown kind of store (use sqlite:PATH, a file path, or "
+                          "postgresql://...)",
+                          name);
+    if (!pg && !sqlite3_threadsafe())
+        return nuri_error(NURI_ERR_UNSUPPORTED, "store: this SQLite was built without threads");
+    if (pg && !PQisthreadsafe())
+        return nuri_error(NURI_ERR_UNSUPPORTED, "store: this libpq was built without threads");
+    int n_conns = params && params->n_conns > 0 ? params->n_conns : 4;
+    int busy = params && params->busy_timeout_ms > 0 ? params->busy_timeout_ms : 5000;
+    if (n_conns > 64) return nuri_error(NURI_ERR_INVALID_ARG, "store: at most 64 connections");
+    if (!pg) {
+        nuri_status st = lite_create(path);
+        if (st != NURI_OK) return st;
+    }
 
     nuri_store *s = calloc(1, sizeof *s);
     if (!s) return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
-    s->path = strdup(path);
+    s->path = pg ? url_for_messages(name) : strdup(path);
+    s->conninfo = pg ? strdup(name) : NULL;
     s->conns = calloc((size_t)n_conns, sizeof *s->conns);
-    if (!s->path || !s->conns) {
+    if (!s->path || !s->conns || (pg && !s->conninfo)) {
         free(s->path);
+        free(s->conninfo);
         free(s->conns);
         free(s);
         return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
@@ -399,10 +361,19 @@ nuri_status nuri_store_open(const char *path, const nuri_store_params *params, n
     pthread_mutex_init(&s->write_mu, NULL);
     s->n_conns = n_conns;
 
-    nuri_status st = conn_open(s, &s->conns[0], busy);
-    if (st == NURI_OK) st = check_and_migrate(&s->conns[0]);
-    for (int i = 1; i < n_conns && st == NURI_OK; i++) st = conn_open(s, &s->conns[i], busy);
-    for (int i = 0; i < n_conns && st == NURI_OK; i++) st = conn_prepare(&s->conns[i]);
+    nuri_status st;
+    if (pg) {
+        st = store_pg_open(s, &s->conns[0]);
+        if (st == NURI_OK) st = store_pg_migrate(&s->conns[0]);
+        for (int i = 1; i < n_conns && st == NURI_OK; i++) st = store_pg_open(s, &s->conns[i]);
+        for (int i = 0; i < n_conns && st == NURI_OK; i++) st = store_pg_prepare(&s->conns[i]);
+    } else {
+        st = store_lite_open(s, &s->conns[0], busy);
+        if (st == NURI_OK) st = store_lite_check_and_migrate(&s->conns[0]);
+        for (int i = 1; i < n_conns && st == NURI_OK; i++)
+            st = store_lite_open(s, &s->conns[i], busy);
+        for (int i = 0; i < n_conns && st == NURI_OK; i++) st = store_lite_prepare(&s->conns[i]);
+    }
     if (st != NURI_OK) {
         nuri_store_close(s);
         return st;
@@ -423,8 +394,22 @@ void nuri_store_close(nuri_store *s)
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->write_mu);
     free(s->conns);
+    free(s->conninfo);
     free(s->path);
     free(s);
+}
+
+const char *nuri_store_name(const nuri_store *s)
+{
+    return s->path;
+}
+
+nuri_status nuri_store_check(nuri_store *s)
+{
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    store_conn_put(s, c);
+    return st;
 }
 
 /* mkdir -p, mode 0700 for what it creates; path is changed in place and restored. */
@@ -613,19 +598,19 @@ json_t *store_list_new(json_t *data, bool has_more)
     return list;
 }
 
-json_t *store_item_row(store_conn *c, sqlite3_stmt *st, nuri_status *status)
+json_t *store_item_row(store_conn *c, store_q *q, nuri_status *status)
 {
-    json_t *item = store_json_parse(c, (const char *)sqlite3_column_text(st, 2), "an item");
+    json_t *item = store_json_parse(c, store_col_text(q, 2), "an item");
     *status = item ? NURI_OK : NURI_ERR_FORMAT;
     return item;
 }
 
-static void bind_parent(sqlite3_stmt *st, const char *parent_text, int64_t parent_int)
+static void bind_parent(store_q *q, const char *parent_text, int64_t parent_int)
 {
     if (parent_text)
-        store_bind_text(st, 1, parent_text);
+        store_bind_text(q, 1, parent_text);
     else
-        sqlite3_bind_int64(st, 1, parent_int);
+        store_bind_int64(q, 1, parent_int);
 }
 
 nuri_status store_page(store_conn *c, enum store_stmt st_pos, enum store_stmt st_asc,
@@ -638,43 +623,43 @@ nuri_status store_page(store_conn *c, enum store_stmt st_pos, enum store_stmt st
     bool asc = page->order == NURI_STORE_ASC;
     int64_t key = asc ? -1 : INT64_MAX;
     if (page->after) {
-        sqlite3_stmt *st = store_stmt(c, st_pos);
-        bind_parent(st, parent_text, parent_int);
-        store_bind_text(st, 2, page->after);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-            key = sqlite3_column_int64(st, 0);
-        else if (rc == SQLITE_DONE)
+        store_q *q = store_stmt(c, st_pos);
+        bind_parent(q, parent_text, parent_int);
+        store_bind_text(q, 2, page->after);
+        int rc = store_step(q);
+        if (rc == STORE_ROW)
+            key = store_col_int64(q, 0);
+        else if (rc == STORE_DONE)
             return nuri_error(NURI_ERR_INVALID_ARG, "after: no object '%.*s' in this list",
                               NURI_STORE_ID_MAX, page->after);
         else
-            return store_sql_error(c, rc, "list");
-        sqlite3_reset(st);
+            return store_sql_error(c, "list");
+        store_reset(q);
     }
-    sqlite3_stmt *st = store_stmt(c, asc ? st_asc : st_desc);
-    bind_parent(st, parent_text, parent_int);
-    sqlite3_bind_int64(st, 2, key);
-    sqlite3_bind_int(st, 3, page->limit + 1); // one more than asked: is there a next page?
+    store_q *q = store_stmt(c, asc ? st_asc : st_desc);
+    bind_parent(q, parent_text, parent_int);
+    store_bind_int64(q, 2, key);
+    store_bind_int64(q, 3, page->limit + 1); // one more than asked: is there a next page?
     json_t *data = json_array();
     if (!data) return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
     bool has_more = false;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step(q)) == STORE_ROW) {
         if ((int)json_array_size(data) == page->limit) {
             has_more = true;
             break;
         }
         nuri_status status;
-        json_t *obj = row(c, st, &status);
+        json_t *obj = row(c, q, &status);
         if (!obj || json_array_append_new(data, obj)) {
             json_decref(data);
             return obj ? nuri_error(NURI_ERR_NOMEM, "store: out of memory") : status;
         }
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    store_reset(q);
+    if (rc == STORE_ERR) {
         json_decref(data);
-        return store_sql_error(c, rc, "list");
+        return store_sql_error(c, "list");
     }
     *list = store_list_new(data, has_more);
     return *list ? NURI_OK : nuri_error(NURI_ERR_NOMEM, "store: out of memory");

@@ -1,8 +1,8 @@
 /*
  * store.h: the conversation store. Responses (OpenAI's Responses API) and conversations (its
- * Conversations API) kept in one SQLite file, so that a follow-up turn can name its predecessor
- * (`previous_response_id`) or its conversation and the server can rebuild the history, across
- * restarts and crashes.
+ * Conversations API) kept in one SQLite file, or in a PostgreSQL database that several server
+ * replicas share, so that a follow-up turn can name its predecessor (`previous_response_id`) or
+ * its conversation and the server can rebuild the history, across restarts, crashes and replicas.
  *
  * What it is: objects as JSON (jansson) in, the same JSON out, with the columns the routes query
  * (id, owner, order, links) kept beside the JSON. What it is not: a validator of requests (the
@@ -10,14 +10,19 @@
  *
  * Invariants the server relies on:
  *   - Durable on return. A call that writes returns NURI_OK only after its transaction is
- *     committed with synchronous=FULL in WAL mode: the write survives kill -9 of the process and a
- *     power loss. Acknowledge to the client after the call returns, never before.
+ *     committed with synchronous=FULL in WAL mode (SQLite) or flushed to PostgreSQL's WAL: the
+ *     write survives kill -9 of the process and a power loss. Acknowledge to the client after the
+ *     call returns, never before.
+ *   - Two backends, one behaviour: the same calls, schema, migrations and errors on SQLite and
+ *     PostgreSQL (tests/test_store.c runs on both). With PostgreSQL, a call made while the
+ *     database cannot be reached fails with NURI_ERR_UNAVAILABLE, and the next call reconnects.
  *   - Owned. Every object has an owner string (the server passes a hash of the caller's API key, or
  *     "" when it has no keys). Every call takes the caller's owner; an object of another owner
  *     behaves exactly as a missing one: NURI_ERR_NOT_FOUND with the same message, in lists too.
  *   - Thread-safe. One nuri_store is shared by all worker threads: each call borrows one of a
  *     small pool of connections (readers run side by side, also beside a writer, thanks to WAL);
- *     writers take turns on a mutex, so threads of one process never wait in SQLite's busy loop.
+ *     writers take turns on a mutex, so threads of one process never wait in SQLite's busy loop
+ *     (on PostgreSQL, writers of every replica take turns on an advisory lock).
  *     The busy timeout is for another process on the same file (`nuri chat` beside `nuri serve`).
  *     Calls block on disk (a commit is an fsync): call them from request workers, never from the
  *     scheduler's decode loop.
@@ -46,12 +51,23 @@ typedef struct nuri_store_params {
     int busy_timeout_ms; // how long to wait for another process's write lock; 0: 5000
 } nuri_store_params;
 
-/* Opens (creating if needed, mode 0600) the store at path; its directory must exist. A database
- * at an older schema version is migrated, one transaction per step; one written by a newer nuri
- * is refused (NURI_ERR_UNSUPPORTED), and a file that is not a nuri store or is corrupt is
- * NURI_ERR_FORMAT, each with a message that names the file. params may be NULL. Caller frees the
- * store with nuri_store_close. */
-nuri_status nuri_store_open(const char *path, const nuri_store_params *params, nuri_store **out);
+/* Opens the store `name`: "postgresql://..." (or "postgres://...": a libpq URL) is a PostgreSQL
+ * database, reached by n_conns connections; "sqlite:PATH" or a plain PATH an SQLite file, created
+ * if needed (mode 0600), whose directory must exist. A database at an older schema version is
+ * migrated, one transaction per step (on PostgreSQL under a lock, so replicas starting together
+ * migrate once); one written by a newer nuri is refused (NURI_ERR_UNSUPPORTED), and a file or
+ * database that is not a nuri store or is corrupt is NURI_ERR_FORMAT, each with a message that
+ * names the store (a URL without its password). A PostgreSQL server that cannot be reached is
+ * NURI_ERR_UNAVAILABLE. params may be NULL. Caller frees the store with nuri_store_close. */
+nuri_status nuri_store_open(const char *name, const nuri_store_params *params, nuri_store **out);
+
+/* The store's name for messages and logs: the SQLite file, or the URL without its password.
+ * Borrowed until nuri_store_close. */
+const char *nuri_store_name(const nuri_store *s);
+
+/* NURI_OK when the store can be used now (a PostgreSQL connection is up, or was re-established);
+ * NURI_ERR_UNAVAILABLE otherwise. Costs no round trip when the connection is up. */
+nuri_status nuri_store_check(nuri_store *s);
 
 /* Closes every connection (the last close checkpoints the WAL). NULL is allowed. No call may be
  * running in another thread. */

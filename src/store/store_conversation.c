@@ -39,25 +39,22 @@ static nuri_status conv_find(store_conn *c, const char *owner, const char *id, i
                              json_t **obj)
 {
     if (!store_id_ok(id)) return nuri_error(NURI_ERR_NOT_FOUND, "no conversation with this id");
-    sqlite3_stmt *q = store_stmt(c, ST_CONV_GET);
+    store_q *q = store_stmt(c, ST_CONV_GET);
     store_bind_text(q, 1, id);
     store_bind_text(q, 2, owner);
-    int rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE) return nuri_error(NURI_ERR_NOT_FOUND, "no conversation '%s'", id);
-    if (rc != SQLITE_ROW) return store_sql_error(c, rc, "find a conversation");
-    if (seq) *seq = sqlite3_column_int64(q, 0);
+    int rc = store_step(q);
+    if (rc == STORE_DONE) return nuri_error(NURI_ERR_NOT_FOUND, "no conversation '%s'", id);
+    if (rc != STORE_ROW) return store_sql_error(c, "find a conversation");
+    if (seq) *seq = store_col_int64(q, 0);
     nuri_status st = NURI_OK;
-    if (obj)
-        *obj = conv_object(c, id, sqlite3_column_int64(q, 1),
-                           (const char *)sqlite3_column_text(q, 2), &st);
-    sqlite3_reset(q);
+    if (obj) *obj = conv_object(c, id, store_col_int64(q, 1), store_col_text(q, 2), &st);
+    store_reset(q);
     return st;
 }
 
-static json_t *conv_row(store_conn *c, sqlite3_stmt *q, nuri_status *st)
+static json_t *conv_row(store_conn *c, store_q *q, nuri_status *st)
 {
-    return conv_object(c, (const char *)sqlite3_column_text(q, 1), sqlite3_column_int64(q, 2),
-                       (const char *)sqlite3_column_text(q, 3), st);
+    return conv_object(c, store_col_text(q, 1), store_col_int64(q, 2), store_col_text(q, 3), st);
 }
 
 static nuri_status check_metadata(const json_t *metadata, char **text)
@@ -74,12 +71,12 @@ static nuri_status check_metadata(const json_t *metadata, char **text)
 nuri_status store_conv_append(store_conn *c, int64_t conv_seq, const json_t *items)
 {
     if (json_array_size(items) == 0) return NURI_OK;
-    sqlite3_stmt *q = store_stmt(c, ST_CITEM_NEXT_POS);
-    sqlite3_bind_int64(q, 1, conv_seq);
-    int rc = sqlite3_step(q);
-    if (rc != SQLITE_ROW) return store_sql_error(c, rc, "append to a conversation");
-    int64_t pos = sqlite3_column_int64(q, 0);
-    sqlite3_reset(q);
+    store_q *q = store_stmt(c, ST_CITEM_NEXT_POS);
+    store_bind_int64(q, 1, conv_seq);
+    int rc = store_step(q);
+    if (rc != STORE_ROW) return store_sql_error(c, "append to a conversation");
+    int64_t pos = store_col_int64(q, 0);
+    store_reset(q);
     size_t i;
     json_t *item;
     json_array_foreach(items, i, item)
@@ -89,18 +86,18 @@ nuri_status store_conv_append(store_conn *c, int64_t conv_seq, const json_t *ite
         char *text = json_dumps(item, JSON_COMPACT);
         if (!text) return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
         q = store_stmt(c, ST_CITEM_INSERT);
-        sqlite3_bind_int64(q, 1, conv_seq);
-        sqlite3_bind_int64(q, 2, pos + (int64_t)i);
+        store_bind_int64(q, 1, conv_seq);
+        store_bind_int64(q, 2, pos + (int64_t)i);
         store_bind_text(q, 3, id);
         store_bind_text(q, 4, store_item_type(item));
         store_bind_text(q, 5, text);
-        rc = sqlite3_step(q);
-        sqlite3_reset(q);
+        rc = store_step(q);
+        store_reset(q);
         free(text);
-        if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        if (rc == STORE_ERR && c->fail == STORE_FAIL_CONSTRAINT)
             return nuri_error(NURI_ERR_INVALID_ARG,
                               "the conversation already holds an item with id '%s'", id);
-        if (rc != SQLITE_DONE) return store_sql_error(c, rc, "append to a conversation");
+        if (rc != STORE_DONE) return store_sql_error(c, "append to a conversation");
     }
     return NURI_OK;
 }
@@ -126,16 +123,18 @@ nuri_status nuri_store_conversation_create(nuri_store *s, const char *owner, con
     int64_t now = (int64_t)time(NULL);
     json_t *obj = NULL;
 
-    store_conn *c = store_conn_get(s);
-    st = store_begin(s, c, true);
+    store_conn *c = NULL;
+    st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, true);
     if (st == NURI_OK) {
-        sqlite3_stmt *q = store_stmt(c, ST_CONV_INSERT);
+        store_q *q = store_stmt(c, ST_CONV_INSERT);
         store_bind_text(q, 1, id);
         store_bind_text(q, 2, owner);
-        sqlite3_bind_int64(q, 3, now);
+        store_bind_int64(q, 3, now);
         store_bind_text(q, 4, meta);
-        st = store_step_done(c, q, "create a conversation");
-        if (st == NURI_OK) st = store_conv_append(c, sqlite3_last_insert_rowid(c->db), copy);
+        int64_t seq = 0;
+        if (store_step_one(q, &seq) != STORE_ROW) st = store_sql_error(c, "create a conversation");
+        if (st == NURI_OK) st = store_conv_append(c, seq, copy);
         if (st == NURI_OK && conversation) obj = conv_object(c, id, now, meta, &st);
         st = store_end(s, c, true, st);
     }
@@ -154,9 +153,12 @@ nuri_status nuri_store_conversation_get(nuri_store *s, const char *owner, const 
                                         json_t **conversation)
 {
     *conversation = NULL;
-    store_conn *c = store_conn_get(s);
-    nuri_status st = conv_find(c, owner, id, NULL, conversation);
-    st = store_end(s, c, false, st);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) {
+        st = conv_find(c, owner, id, NULL, conversation);
+        st = store_end(s, c, false, st);
+    }
     store_conn_put(s, c);
     if (st != NURI_OK) {
         json_decref(*conversation);
@@ -174,16 +176,18 @@ nuri_status nuri_store_conversation_update(nuri_store *s, const char *owner, con
     nuri_status st = check_metadata(metadata, &meta);
     if (st != NURI_OK) return st;
     json_t *obj = NULL;
-    store_conn *c = store_conn_get(s);
-    st = store_begin(s, c, true);
+    store_conn *c = NULL;
+    st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, true);
     if (st == NURI_OK) {
-        sqlite3_stmt *q = store_stmt(c, ST_CONV_UPDATE);
+        store_q *q = store_stmt(c, ST_CONV_UPDATE);
         store_bind_text(q, 1, id);
         store_bind_text(q, 2, owner);
         store_bind_text(q, 3, meta);
-        st = store_step_done(c, q, "update a conversation");
-        if (st == NURI_OK && sqlite3_changes(c->db) == 0)
-            st = nuri_error(NURI_ERR_NOT_FOUND, "no conversation '%s'", id);
+        int rc = store_step_one(q, NULL);
+        st = rc == STORE_ROW    ? NURI_OK
+             : rc == STORE_DONE ? nuri_error(NURI_ERR_NOT_FOUND, "no conversation '%s'", id)
+                                : store_sql_error(c, "update a conversation");
         if (st == NURI_OK && conversation) st = conv_find(c, owner, id, NULL, &obj);
         st = store_end(s, c, true, st);
     }
@@ -200,15 +204,17 @@ nuri_status nuri_store_conversation_update(nuri_store *s, const char *owner, con
 nuri_status nuri_store_conversation_delete(nuri_store *s, const char *owner, const char *id)
 {
     if (!store_id_ok(id)) return nuri_error(NURI_ERR_NOT_FOUND, "no conversation with this id");
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, true);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, true);
     if (st == NURI_OK) {
-        sqlite3_stmt *q = store_stmt(c, ST_CONV_DELETE);
+        store_q *q = store_stmt(c, ST_CONV_DELETE);
         store_bind_text(q, 1, id);
         store_bind_text(q, 2, owner);
-        st = store_step_done(c, q, "delete a conversation");
-        if (st == NURI_OK && sqlite3_changes(c->db) == 0)
-            st = nuri_error(NURI_ERR_NOT_FOUND, "no conversation '%s'", id);
+        int rc = store_step_one(q, NULL);
+        st = rc == STORE_ROW    ? NURI_OK
+             : rc == STORE_DONE ? nuri_error(NURI_ERR_NOT_FOUND, "no conversation '%s'", id)
+                                : store_sql_error(c, "delete a conversation");
         st = store_end(s, c, true, st);
     }
     store_conn_put(s, c);
@@ -220,8 +226,9 @@ nuri_status nuri_store_conversation_list(nuri_store *s, const char *owner,
 {
     *list = NULL;
     if (!owner) return nuri_error(NURI_ERR_INVALID_ARG, "store: no owner");
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, false);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, false);
     if (st == NURI_OK) {
         st = store_page(c, ST_CONV_POS, ST_CONV_LIST_ASC, ST_CONV_LIST_DESC, owner, 0, page,
                         conv_row, list);
@@ -245,8 +252,9 @@ nuri_status nuri_store_conversation_items_add(nuri_store *s, const char *owner, 
     nuri_status st;
     json_t *copy = store_items_with_ids(items, "items", &st);
     if (!copy) return st;
-    store_conn *c = store_conn_get(s);
-    st = store_begin(s, c, true);
+    store_conn *c = NULL;
+    st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, true);
     if (st == NURI_OK) {
         int64_t seq = 0;
         st = conv_find(c, owner, id, &seq, NULL);
@@ -266,8 +274,9 @@ nuri_status nuri_store_conversation_items_list(nuri_store *s, const char *owner,
                                                const nuri_store_page *page, json_t **list)
 {
     *list = NULL;
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, false);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, false);
     if (st == NURI_OK) {
         int64_t seq = 0;
         st = conv_find(c, owner, id, &seq, NULL);
@@ -288,26 +297,27 @@ nuri_status nuri_store_conversation_item_get(nuri_store *s, const char *owner, c
                                              const char *item_id, json_t **item)
 {
     *item = NULL;
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, false);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, false);
     if (st == NURI_OK) {
         int64_t seq = 0;
         st = conv_find(c, owner, id, &seq, NULL);
         if (st == NURI_OK && !store_id_ok(item_id))
             st = nuri_error(NURI_ERR_NOT_FOUND, "no item with this id");
         if (st == NURI_OK) {
-            sqlite3_stmt *q = store_stmt(c, ST_CITEM_GET);
-            sqlite3_bind_int64(q, 1, seq);
+            store_q *q = store_stmt(c, ST_CITEM_GET);
+            store_bind_int64(q, 1, seq);
             store_bind_text(q, 2, item_id);
-            int rc = sqlite3_step(q);
-            if (rc == SQLITE_ROW) {
-                *item = store_json_parse(c, (const char *)sqlite3_column_text(q, 0), "an item");
+            int rc = store_step(q);
+            if (rc == STORE_ROW) {
+                *item = store_json_parse(c, store_col_text(q, 0), "an item");
                 if (!*item) st = NURI_ERR_FORMAT;
-            } else if (rc == SQLITE_DONE) {
+            } else if (rc == STORE_DONE) {
                 st = nuri_error(NURI_ERR_NOT_FOUND, "no item '%s' in conversation '%s'", item_id,
                                 id);
             } else {
-                st = store_sql_error(c, rc, "read an item");
+                st = store_sql_error(c, "read an item");
             }
         }
         st = store_end(s, c, false, st);
@@ -325,21 +335,24 @@ nuri_status nuri_store_conversation_item_delete(nuri_store *s, const char *owner
 {
     if (conversation) *conversation = NULL;
     json_t *obj = NULL;
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, true);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, true);
     if (st == NURI_OK) {
         int64_t seq = 0;
         st = conv_find(c, owner, id, &seq, conversation ? &obj : NULL);
         if (st == NURI_OK && !store_id_ok(item_id))
             st = nuri_error(NURI_ERR_NOT_FOUND, "no item with this id");
         if (st == NURI_OK) {
-            sqlite3_stmt *q = store_stmt(c, ST_CITEM_DELETE);
-            sqlite3_bind_int64(q, 1, seq);
+            store_q *q = store_stmt(c, ST_CITEM_DELETE);
+            store_bind_int64(q, 1, seq);
             store_bind_text(q, 2, item_id);
-            st = store_step_done(c, q, "delete an item");
-            if (st == NURI_OK && sqlite3_changes(c->db) == 0)
+            int rc = store_step_one(q, NULL);
+            if (rc == STORE_DONE)
                 st = nuri_error(NURI_ERR_NOT_FOUND, "no item '%s' in conversation '%s'", item_id,
                                 id);
+            else if (rc != STORE_ROW)
+                st = store_sql_error(c, "delete an item");
         }
         st = store_end(s, c, true, st);
     }
@@ -359,30 +372,30 @@ nuri_status nuri_store_conversation_history(nuri_store *s, const char *owner, co
     if (max_items < 0) return nuri_error(NURI_ERR_INVALID_ARG, "store: max_items must be >= 0");
     json_t *all = json_array();
     if (!all) return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, false);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, false);
     if (st == NURI_OK) {
         int64_t seq = 0;
         st = conv_find(c, owner, id, &seq, NULL);
         if (st == NURI_OK) {
-            sqlite3_stmt *q = store_stmt(c, ST_CITEM_ALL);
-            sqlite3_bind_int64(q, 1, seq);
-            sqlite3_bind_int64(q, 2, (int64_t)max_items + 1);
+            store_q *q = store_stmt(c, ST_CITEM_ALL);
+            store_bind_int64(q, 1, seq);
+            store_bind_int64(q, 2, (int64_t)max_items + 1);
             int rc;
-            while (st == NURI_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+            while (st == NURI_OK && (rc = store_step(q)) == STORE_ROW) {
                 if ((int)json_array_size(all) == max_items) {
                     st = nuri_error(NURI_ERR_LIMIT, "conversation '%s' holds more than %d items",
                                     id, max_items);
                     break;
                 }
-                json_t *item =
-                    store_json_parse(c, (const char *)sqlite3_column_text(q, 0), "an item");
+                json_t *item = store_json_parse(c, store_col_text(q, 0), "an item");
                 if (!item)
                     st = NURI_ERR_FORMAT;
                 else if (json_array_append_new(all, item))
                     st = nuri_error(NURI_ERR_NOMEM, "store: out of memory");
             }
-            if (st == NURI_OK && rc != SQLITE_DONE) st = store_sql_error(c, rc, "read items");
+            if (st == NURI_OK && rc != STORE_DONE) st = store_sql_error(c, "read items");
         }
         st = store_end(s, c, false, st);
     }

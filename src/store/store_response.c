@@ -16,23 +16,23 @@ static nuri_status resp_find(store_conn *c, const char *owner, const char *id, i
                              json_t **body, char prev[NURI_STORE_ID_MAX])
 {
     if (!store_id_ok(id)) return nuri_error(NURI_ERR_NOT_FOUND, "no response with this id");
-    sqlite3_stmt *st = store_stmt(c, ST_RESP_GET);
+    store_q *st = store_stmt(c, ST_RESP_GET);
     store_bind_text(st, 1, id);
     store_bind_text(st, 2, owner);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) return nuri_error(NURI_ERR_NOT_FOUND, "no response '%s'", id);
-    if (rc != SQLITE_ROW) return store_sql_error(c, rc, "find a response");
-    if (seq) *seq = sqlite3_column_int64(st, 0);
+    int rc = store_step(st);
+    if (rc == STORE_DONE) return nuri_error(NURI_ERR_NOT_FOUND, "no response '%s'", id);
+    if (rc != STORE_ROW) return store_sql_error(c, "find a response");
+    if (seq) *seq = store_col_int64(st, 0);
     if (body) {
-        *body = store_json_parse(c, (const char *)sqlite3_column_text(st, 1), "a response");
+        *body = store_json_parse(c, store_col_text(st, 1), "a response");
         if (!*body) return NURI_ERR_FORMAT;
     }
     if (prev) {
-        const char *p = (const char *)sqlite3_column_text(st, 2);
+        const char *p = store_col_text(st, 2);
         prev[0] = 0;
         if (p && strlen(p) < NURI_STORE_ID_MAX) strcpy(prev, p);
     }
-    sqlite3_reset(st);
+    store_reset(st);
     return NURI_OK;
 }
 
@@ -46,13 +46,13 @@ static nuri_status insert_items(store_conn *c, int64_t resp_seq, const json_t *i
     {
         char *text = json_dumps(item, JSON_COMPACT);
         if (!text) return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
-        sqlite3_stmt *st = store_stmt(c, ST_RESP_ITEM_INSERT);
-        sqlite3_bind_int64(st, 1, resp_seq);
-        sqlite3_bind_int64(st, 2, (int64_t)i);
+        store_q *st = store_stmt(c, ST_RESP_ITEM_INSERT);
+        store_bind_int64(st, 1, resp_seq);
+        store_bind_int64(st, 2, (int64_t)i);
         store_bind_text(st, 3, json_string_value(json_object_get(item, "id")));
         store_bind_text(st, 4, store_item_type(item));
         store_bind_text(st, 5, text);
-        nuri_status s = store_step_done(c, st, "store an input item");
+        nuri_status s = store_step_done(st, "store an input item");
         free(text);
         if (s != NURI_OK) return s;
     }
@@ -99,8 +99,9 @@ nuri_status nuri_store_response_put(nuri_store *s, const char *owner, const json
     if (out && !text) st = nuri_error(NURI_ERR_NOMEM, "store: out of memory");
     if (st != NURI_OK) goto done;
 
-    store_conn *c = store_conn_get(s);
-    st = store_begin(s, c, true);
+    store_conn *c = NULL;
+    st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, true);
     if (st == NURI_OK) {
         int64_t conv_seq = 0, seq = 0;
         if (prev) {
@@ -109,35 +110,33 @@ nuri_status nuri_store_response_put(nuri_store *s, const char *owner, const json
                 st = nuri_error(NURI_ERR_NOT_FOUND, "previous response '%s' not found", prev);
         }
         if (st == NURI_OK && conv) {
-            sqlite3_stmt *q = store_stmt(c, ST_CONV_GET);
+            store_q *q = store_stmt(c, ST_CONV_GET);
             store_bind_text(q, 1, conv);
             store_bind_text(q, 2, owner);
-            int rc = sqlite3_step(q);
-            if (rc == SQLITE_ROW)
-                conv_seq = sqlite3_column_int64(q, 0);
-            else if (rc == SQLITE_DONE)
+            int rc = store_step(q);
+            if (rc == STORE_ROW)
+                conv_seq = store_col_int64(q, 0);
+            else if (rc == STORE_DONE)
                 st = nuri_error(NURI_ERR_NOT_FOUND, "conversation '%s' not found", conv);
             else
-                st = store_sql_error(c, rc, "find the conversation");
-            sqlite3_reset(q);
+                st = store_sql_error(c, "find the conversation");
+            store_reset(q);
         }
         if (st == NURI_OK) {
-            sqlite3_stmt *q = store_stmt(c, ST_RESP_INSERT);
+            store_q *q = store_stmt(c, ST_RESP_INSERT);
             store_bind_text(q, 1, id);
             store_bind_text(q, 2, owner);
-            sqlite3_bind_int64(q, 3, json_integer_value(created));
+            store_bind_int64(q, 3, json_integer_value(created));
             store_bind_text(q, 4, model);
             store_bind_text(q, 5, status);
             store_bind_text(q, 6, prev);
             store_bind_text(q, 7, conv);
             store_bind_text(q, 8, text);
-            int rc = sqlite3_step(q);
-            sqlite3_reset(q);
-            if ((rc & 0xff) == SQLITE_CONSTRAINT)
+            int rc = store_step_one(q, &seq);
+            if (rc == STORE_ERR && c->fail == STORE_FAIL_CONSTRAINT)
                 st = nuri_error(NURI_ERR_INVALID_ARG, "response '%s' is already stored", id);
-            else if (rc != SQLITE_DONE)
-                st = store_sql_error(c, rc, "store a response");
-            seq = sqlite3_last_insert_rowid(c->db);
+            else if (rc != STORE_ROW)
+                st = store_sql_error(c, "store a response");
         }
         if (st == NURI_OK) st = insert_items(c, seq, in);
         if (st == NURI_OK && conv) st = store_conv_append(c, conv_seq, in);
@@ -158,9 +157,12 @@ nuri_status nuri_store_response_get(nuri_store *s, const char *owner, const char
                                     json_t **response)
 {
     *response = NULL;
-    store_conn *c = store_conn_get(s);
-    nuri_status st = resp_find(c, owner, id, NULL, response, NULL);
-    st = store_end(s, c, false, st); // autocommit: only resets the statements
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) {
+        st = resp_find(c, owner, id, NULL, response, NULL);
+        st = store_end(s, c, false, st); // autocommit: only resets the statements
+    }
     store_conn_put(s, c);
     if (st != NURI_OK) {
         json_decref(*response);
@@ -172,15 +174,17 @@ nuri_status nuri_store_response_get(nuri_store *s, const char *owner, const char
 nuri_status nuri_store_response_delete(nuri_store *s, const char *owner, const char *id)
 {
     if (!store_id_ok(id)) return nuri_error(NURI_ERR_NOT_FOUND, "no response with this id");
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, true);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, true);
     if (st == NURI_OK) {
-        sqlite3_stmt *q = store_stmt(c, ST_RESP_DELETE);
+        store_q *q = store_stmt(c, ST_RESP_DELETE);
         store_bind_text(q, 1, id);
         store_bind_text(q, 2, owner);
-        st = store_step_done(c, q, "delete a response");
-        if (st == NURI_OK && sqlite3_changes(c->db) == 0)
-            st = nuri_error(NURI_ERR_NOT_FOUND, "no response '%s'", id);
+        int rc = store_step_one(q, NULL);
+        st = rc == STORE_ROW    ? NURI_OK
+             : rc == STORE_DONE ? nuri_error(NURI_ERR_NOT_FOUND, "no response '%s'", id)
+                                : store_sql_error(c, "delete a response");
         st = store_end(s, c, true, st);
     }
     store_conn_put(s, c);
@@ -193,8 +197,9 @@ nuri_status nuri_store_response_input_items(nuri_store *s, const char *owner, co
                                             const nuri_store_page *page, json_t **list)
 {
     *list = NULL;
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, false);
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, false);
     if (st == NURI_OK) {
         int64_t seq = 0;
         st = resp_find(c, owner, id, &seq, NULL, NULL);
@@ -222,17 +227,17 @@ typedef struct chain_link {
 /* Appends the input items of response seq, then its output items, to items. */
 static nuri_status chain_append(store_conn *c, const chain_link *l, json_t *items)
 {
-    sqlite3_stmt *q = store_stmt(c, ST_RESP_ITEMS_ALL);
-    sqlite3_bind_int64(q, 1, l->seq);
+    store_q *q = store_stmt(c, ST_RESP_ITEMS_ALL);
+    store_bind_int64(q, 1, l->seq);
     int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        json_t *item = store_json_parse(c, (const char *)sqlite3_column_text(q, 0), "an item");
+    while ((rc = store_step(q)) == STORE_ROW) {
+        json_t *item = store_json_parse(c, store_col_text(q, 0), "an item");
         if (!item) return NURI_ERR_FORMAT;
         if (json_array_append_new(items, item))
             return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
     }
-    sqlite3_reset(q);
-    if (rc != SQLITE_DONE) return store_sql_error(c, rc, "read input items");
+    store_reset(q);
+    if (rc != STORE_DONE) return store_sql_error(c, "read input items");
     json_t *output = json_object_get(l->body, "output");
     if (!json_is_array(output))
         return nuri_error(NURI_ERR_FORMAT, "store %s: response '%s' has no output array", c->path,
@@ -284,8 +289,9 @@ nuri_status nuri_store_response_chain(nuri_store *s, const char *owner, const ch
         return nuri_error(NURI_ERR_NOMEM, "store: out of memory");
     }
     int n = 0;
-    store_conn *c = store_conn_get(s);
-    nuri_status st = store_begin(s, c, false); // one snapshot for the whole walk
+    store_conn *c = NULL;
+    nuri_status st = store_conn_get(s, &c);
+    if (st == NURI_OK) st = store_begin(s, c, false); // one snapshot for the whole walk
     if (st == NURI_OK) {
         st = chain_walk(c, owner, id, max_depth, links, &n);
         for (int i = n - 1; i >= 0 && st == NURI_OK; i--) st = chain_append(c, &links[i], all);
