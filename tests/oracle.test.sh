@@ -5,7 +5,10 @@
 # its sliding window: llama.cpp applies the window in the 64-layer case, which deep-narrow has),
 # granite (HyperCLOVA X SEED's embedding / residual / attention / logit scales), and the mixtures
 # of experts qwen3moe, qwen2moe (with its sigmoid-gated shared expert) and mixtral (llama with
-# experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8.
+# experts), with 8 experts of which 2 are used and with Qwen3-30B-A3B's 128 of which 8; and
+# gpt-oss (attention sinks and biases, every other layer in a sliding window that the 48 tokens
+# cross, YaRN, router and expert biases, top-k-then-softmax gating, the clamped SwiGLU) in its
+# own small shape and in the MoE shapes, with windows of 5 to 16 tokens.
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
 #
@@ -76,6 +79,14 @@ cases=(
     "llama tiny MXFP4 - 141"
     "qwen3moe moe-tiny MXFP4 - 142"
     "mixtral moe-a3b-mini IQ4_NL - 143"
+    "gpt-oss gpt-oss-tiny F32 - 144"
+    "gpt-oss gpt-oss-tiny Q8_0 - 145 --swa 8"
+    "gpt-oss gpt-oss-tiny MXFP4 - 146"
+    "gpt-oss moe-a3b-mini F32 - 147 --swa 5"
+    "gpt-oss gpt-oss-tiny Q4_K_M - 148"
+    "gpt-oss gpt-oss-tiny Q8_0 tests/data/vocab/ggml-vocab-gpt-2.gguf 151"
+    "gpt-oss gpt-oss-tiny F16 - 149 --swa 12"
+    "gpt-oss moe-tiny Q6_K - 150"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

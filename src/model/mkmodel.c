@@ -47,6 +47,14 @@ static const shape shapes[] = {
      "Qwen3-30B-A3B (writing it takes about twice the file's size in memory)", 128, 8, 768},
     {"mixtral-8x7b", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000.0f,
      "Mixtral-8x7B (memory: as qwen3-30b-a3b)", 8, 2, 14336},
+    // gpt-oss: more query width than model width, as the real ones; rope base 150000, YaRN 32x
+    // over 4096 positions; a 16-token window (gpt-oss-20b: 128)
+    {"gpt-oss-tiny", 256, 4, 8, 2, 64, 1024, 4096, 131072, 150000.0f,
+     "gpt-oss in small: 4 layers, 8 heads of 64 over 2 KV heads, 8 experts, 4 used", 8, 4, 256},
+    {"gpt-oss-20b", 2880, 24, 64, 8, 64, 11520, 201088, 131072, 150000.0f,
+     "gpt-oss-20b (21B total, 3.6B active; writing it takes about twice the file's size in "
+     "memory)",
+     32, 4, 2880},
 };
 
 const char *nuri_mkmodel_shapes(void)
@@ -54,7 +62,8 @@ const char *nuri_mkmodel_shapes(void)
     return "tiny (256 wide, 2 layers), small (512, 4), deep-narrow (128, 64), llama-3.2-1b, "
            "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b; with experts (for "
            "qwen3moe, mixtral): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
-           "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b";
+           "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b, "
+           "gpt-oss-tiny (256 wide, 4 layers, 8 experts, 4 used), gpt-oss-20b";
 }
 
 /* ---- random numbers ---- */
@@ -267,7 +276,9 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     // mixtral is a llama file with experts; qwen3moe is qwen3 attention with experts
     const bool mixtral = !strcmp(p->arch, "mixtral"), qwen3moe = !strcmp(p->arch, "qwen3moe");
     const bool qwen2moe = !strcmp(p->arch, "qwen2moe"); // + a shared expert of width n_ff
-    const bool moe = mixtral || qwen3moe || qwen2moe;
+    // gpt-oss: attention biases and sinks, a window on every other layer, YaRN, expert biases
+    const bool gptoss = !strcmp(p->arch, "gpt-oss");
+    const bool moe = mixtral || qwen3moe || qwen2moe || gptoss;
     const char *a = mixtral ? "llama" : p->arch;
     bool qwen2 = !strcmp(a, "qwen2") || qwen2moe, qwen3 = !strcmp(a, "qwen3") || qwen3moe;
     bool llama = !strcmp(a, "llama");
@@ -294,6 +305,16 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         KV_U32("expert_count", sh->n_expert);
         KV_U32("expert_used_count", sh->n_expert_used);
         if (!mixtral) KV_U32("expert_feed_forward_length", sh->n_ff_exp);
+        if (gptoss) {
+            KV_U32("attention.sliding_window", p->n_swa > 0                      ? p->n_swa
+                                               : strcmp(sh->name, "gpt-oss-20b") ? 16
+                                                                                 : 128);
+            snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+            if ((s = gguf_writer_add_str(w, key, "yarn"))) return s;
+            snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+            if ((s = gguf_writer_add_f32(w, key, 32.0f))) return s;
+            KV_U32("rope.scaling.original_context_length", 4096);
+        }
         if (qwen2moe) KV_U32("expert_shared_feed_forward_length", sh->n_ff);
     }
     KV_U32("attention.head_count", sh->n_head);
@@ -305,7 +326,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     snprintf(key, sizeof key, "%s.rope.freq_base", a);
     if ((s = gguf_writer_add_f32(w, key, sh->rope_base))) return s;
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
-    if ((s = gguf_writer_add_f32(w, key, llama ? 1e-5f : 1e-6f))) return s;
+    if ((s = gguf_writer_add_f32(w, key, llama || gptoss ? 1e-5f : 1e-6f))) return s;
     if (granite_like) { // muP-style multipliers, of the size such models use
         static const struct {
             const char *suffix;
@@ -334,7 +355,8 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
     const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
     const int64_t KV = (int64_t)sh->n_head_kv * sh->head_dim, F = sh->n_ff;
-    const bool tied = !qwen2; // qwen2 files get a separate output matrix, like the golden ones
+    // qwen2 files get a separate output matrix, like the golden ones; gpt-oss has one too
+    const bool tied = !qwen2 && !gptoss;
     // The golden models' recipe: tied tiny models get output gain 10 (else they copy the input
     // token). Deeper models with that gain turn chaotic (rounding differences grow layer by
     // layer), which no trained model is, so every other shape uses gain 1.
@@ -360,7 +382,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         T("attn_q.weight", "attn_q", E, Q, 1.0f / sqrtf((float)E), 0);
         T("attn_k.weight", "attn_k", E, KV, 1.0f / sqrtf((float)E), 0);
         T("attn_v.weight", "attn_v", E, KV, 1.0f / sqrtf((float)E), 0);
-        if (qwen2) {
+        if (qwen2 || gptoss) {
             T("attn_q.bias", "bias", Q, 1, 0.3f, 0);
             T("attn_k.bias", "bias", KV, 1, 0.3f, 0);
             T("attn_v.bias", "bias", KV, 1, 0.3f, 0);
@@ -370,7 +392,13 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
             T("attn_k_norm.weight", "norm", sh->head_dim, 1, 0.05f, 1.0f);
         }
         T("attn_output.weight", "attn_output", Q, E, gain / sqrtf((float)Q), 0);
-        if (pre_norm) T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (gptoss) {
+            T("attn_output.bias", "bias", E, 1, 0.1f, 0);
+            T("attn_sinks.weight", "bias", sh->n_head, 1, 1.0f, 0);     // about as large as scores
+            T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f); // the pre-FFN norm
+        } else if (pre_norm) {
+            T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        }
         if (post_norm) {
             T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f);
             T("post_ffw_norm.weight", "norm", E, 1, 0.05f, 1.0f);
@@ -387,10 +415,29 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
         if ((s = add_random_experts(mk, nm, kind, il, n_in, n_out, X, scale))) return s;           \
     } while (0)
-            TX("ffn_gate_exps.weight", "ffn_gate", E, FX, 1.0f / sqrtf((float)E));
-            TX("ffn_up_exps.weight", "ffn_up", E, FX, 1.0f / sqrtf((float)E));
-            TX("ffn_down_exps.weight", "ffn_down", FX, E, gain / sqrtf((float)FX));
+            // gpt-oss: gate and up three times wider, so that its clamp at 7 acts on some values
+            const float gu = gptoss ? 3.0f : 1.0f;
+            TX("ffn_gate_exps.weight", "ffn_gate", E, FX, gu / sqrtf((float)E));
+            TX("ffn_up_exps.weight", "ffn_up", E, FX, gu / sqrtf((float)E));
+            TX("ffn_down_exps.weight", "ffn_down", FX, E, gain / gu / sqrtf((float)FX));
 #undef TX
+            if (gptoss) { // biases: the router's, and a row per expert (F32, as llama.cpp's)
+                T("ffn_gate_inp.bias", "bias", X, 1, 0.5f, 0);
+                const struct {
+                    const char *suffix;
+                    int64_t n;
+                } eb[] = {{"ffn_gate_exps.bias", FX},
+                          {"ffn_up_exps.bias", FX},
+                          {"ffn_down_exps.bias", E}};
+                for (size_t i = 0; i < 3; i++) {
+                    snprintf(nm, sizeof nm, "blk.%d.%s", il, eb[i].suffix);
+                    for (int64_t k = 0; k < eb[i].n * X; k++)
+                        mk->buf[k] = 0.3f * rng_normal(&mk->r);
+                    const int64_t bne[2] = {eb[i].n, X};
+                    if ((s = gguf_writer_add_tensor(w, nm, NURI_TYPE_F32, 2, bne, mk->buf)))
+                        return s;
+                }
+            }
             if (qwen2moe) {
                 T("ffn_gate_inp_shexp.weight", "norm", E, 1, 1.0f / sqrtf((float)E), 0);
                 T("ffn_gate_shexp.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
@@ -409,14 +456,15 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    static const char *archs[] = {"llama",   "qwen2",       "qwen3",    "exaone",  "exaone4",
-                                  "granite", "hyperclovax", "qwen3moe", "mixtral", "qwen2moe"};
+    static const char *archs[] = {"llama",       "qwen2",    "qwen3",   "exaone",
+                                  "exaone4",     "granite",  "mixtral", "qwen2moe",
+                                  "hyperclovax", "qwen3moe", "gpt-oss"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
-                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe)",
+                          "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gpt-oss)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -424,12 +472,13 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if (!sh)
         return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
                           nuri_mkmodel_shapes());
-    const bool moe =
-        !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") || !strcmp(p->arch, "qwen2moe");
+    const bool moe = !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") ||
+                     !strcmp(p->arch, "qwen2moe") || !strcmp(p->arch, "gpt-oss");
     if (moe && sh->n_expert == 0)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
-                          "moe-a3b-mini, moe-bench, qwen3-30b-a3b, mixtral-8x7b)",
+                          "moe-a3b-mini, moe-bench, qwen3-30b-a3b, mixtral-8x7b, gpt-oss-tiny, "
+                          "gpt-oss-20b)",
                           sh->name, p->arch);
     if (!nuri_quant_name_ok(p->type))
         return nuri_error(NURI_ERR_INVALID_ARG,

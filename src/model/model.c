@@ -47,6 +47,9 @@ static const struct arch_info {
     {"qwen3moe", NURI_ARCH_QWEN3MOE, NURI_ROPE_NEOX, true, false, false, true, false, false, 'y'},
     // qwen2moe's q/k/v biases are optional in llama.cpp (real files have them)
     {"qwen2moe", NURI_ARCH_QWEN2MOE, NURI_ROPE_NEOX, true, false, false, false, false, false, 'y'},
+    // gpt-oss: q/k/v biases optional as in llama.cpp (real files have them); its pre-FFN norm is
+    // named post_attention_norm; sliding window required
+    {"gpt-oss", NURI_ARCH_GPTOSS, NURI_ROPE_NEOX, true, false, false, false, false, true, 'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -122,14 +125,18 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     if (hp->n_expert_used > hp->n_expert)
         return nuri_error(NURI_ERR_FORMAT, "%s.expert_used_count %d exceeds expert_count %d", name,
                           hp->n_expert_used, hp->n_expert);
-    hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE;
+    hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE && hp->arch != NURI_ARCH_GPTOSS;
+    hp->moe_topk_softmax = hp->swiglu_oai = hp->arch == NURI_ARCH_GPTOSS;
     if (hp->arch == NURI_ARCH_QWEN2MOE) {
         // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
         if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
                          MAX_WIDTH, &hp->n_ff_shexp)))
             return s;
     }
-    if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE) {
+    if (hp->arch == NURI_ARCH_GPTOSS) { // required, as llama.cpp reads it
+        if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)))
+            return s;
+    } else if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE) {
         int32_t def = hp->n_ff / hp->n_expert_used;
         if ((s = get_dim(f, name, "expert_feed_forward_length", def == 0, def, MAX_WIDTH,
                          &hp->n_ff_exp)))
@@ -150,6 +157,43 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     return NURI_OK;
 }
 
+/* rope.scaling.* (gpt-oss): "none" or absent, or "yarn" with factor and original_context_length
+ * (default: context_length), as llama.cpp reads them for gpt-oss: ext_factor 1, beta_fast 32,
+ * beta_slow 1 (it reads no yarn_* key for this architecture), and the magnitude factor
+ * attn_factor = mscale(f) / (1 + 0.1 ln f) * rope.scaling.attn_factor, mscale(f) = 0.1 ln f + 1,
+ * which the rope then multiplies by (1 + 0.1 ln f) again; each step rounded in float as there.
+ * Another scaling type would rotate otherwise: refused by name. */
+static nuri_status read_rope_scaling(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    char key[128];
+    hp->rope_freq_scale = 1.0f;
+    hp->rope_mscale = 1.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", name);
+    gguf_str type;
+    nuri_status s = gguf_get_str(f, key, &type);
+    if (s == NURI_ERR_NOT_FOUND || (s == NURI_OK && gguf_str_eq(type, "none"))) return NURI_OK;
+    if (s != NURI_OK) return s;
+    if (!gguf_str_eq(type, "yarn"))
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' = '%.*s': only \"yarn\" and \"none\" are supported for %s",
+                          key, (int)(type.len > 32 ? 32 : type.len), type.ptr, name);
+    float factor, attn_factor;
+    if ((s = get_float(f, name, "rope.scaling.factor", 1.0f, &factor)) ||
+        (s = get_float(f, name, "rope.scaling.attn_factor", 1.0f, &attn_factor)) ||
+        (s = get_dim(f, name, "rope.scaling.original_context_length", false, hp->n_ctx_train,
+                     1 << 24, &hp->n_ctx_orig)))
+        return s;
+    hp->rope_yarn = true;
+    hp->rope_freq_scale = 1.0f / factor;
+    const float fct = 1.0f / hp->rope_freq_scale;
+    float a = fct <= 1.0f ? 1.0f : 0.1f * 1.0f * logf(fct) + 1.0f;
+    a *= 1.0f / (1.0f + 0.1f * logf(fct));
+    a *= attn_factor;
+    hp->rope_mscale = a * (1.0f + 0.1f * logf(1.0f / hp->rope_freq_scale));
+    return NURI_OK;
+}
+
 static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 {
     gguf_str arch;
@@ -166,7 +210,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
     if (!name)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
-                          "qwen2moe, qwen3moe, exaone, exaone4, granite, hyperclovax)",
+                          "qwen2moe, qwen3moe, exaone, exaone4, granite, hyperclovax, gpt-oss)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -238,10 +282,11 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                 return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is outside 1..%u", key, w,
                                   1u << 24);
             hp->n_swa = (int32_t)w;
-        } else if (s != NURI_ERR_NOT_FOUND) {
-            return s;
+        } else if (s != NURI_ERR_NOT_FOUND || hp->arch == NURI_ARCH_GPTOSS) {
+            return s; // gpt-oss: required, as llama.cpp reads it
         }
     }
+    if (hp->arch == NURI_ARCH_GPTOSS && (s = read_rope_scaling(f, hp))) return s;
     return read_moe_hparams(f, ai, hp);
 }
 
@@ -254,6 +299,9 @@ static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
     snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", hp->arch_name);
     const gguf_kv *kv = gguf_find_kv(f, key);
     bool any = false;
+    // gpt-oss without the key: every other layer, the first sliding (llama.cpp's period 2)
+    if (hp->arch == NURI_ARCH_GPTOSS && !kv)
+        for (int il = 0; il < hp->n_layer; il++) any |= m->layers[il].swa = il % 2 == 0;
     if (hp->n_swa > 0 && kv) {
         if (gguf_kv_type(kv) == GGUF_TYPE_ARRAY) {
             gguf_arr a;
@@ -414,8 +462,12 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(wk, "attn_k.weight", n_embd, n_kv, true, false);
         BIND(wv, "attn_v.weight", n_embd, n_kv, true, false);
         BIND(wo, "attn_output.weight", n_q, n_embd, true, false);
-        BIND(ffn_norm, "ffn_norm.weight", n_embd, 0, ai->pre_norm, true);
-        BIND(attn_post_norm, "post_attention_norm.weight", n_embd, 0, ai->post_norm, true);
+        const bool gptoss = hp->arch == NURI_ARCH_GPTOSS;
+        // gpt-oss's norm before the feed-forward is named post_attention_norm
+        BIND(ffn_norm, gptoss ? "post_attention_norm.weight" : "ffn_norm.weight", n_embd, 0,
+             ai->pre_norm, true);
+        if (!gptoss)
+            BIND(attn_post_norm, "post_attention_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(ffn_post_norm, "post_ffw_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(bo, "attn_output.bias", n_embd, 0, false, true);
         if (n_expert == 0) {
@@ -464,6 +516,13 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(bv, "attn_v.bias", n_kv, 0, ai->qkv_bias, true);
         BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
         BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
+        if (gptoss) {
+            BIND(sinks, "attn_sinks.weight", hp->n_head, 0, true, true);
+            BIND(ffn_gate_inp_b, "ffn_gate_inp.bias", n_expert, 0, true, true);
+            BIND(exp_gate_b, "ffn_gate_exps.bias", hp->n_ff_exp, n_expert, true, true);
+            BIND(exp_up_b, "ffn_up_exps.bias", hp->n_ff_exp, n_expert, true, true);
+            BIND(exp_down_b, "ffn_down_exps.bias", n_embd, n_expert, true, true);
+        }
         // tensors nuri would have to use but does not: refuse rather than compute something else
         const struct {
             const char *suffix, *what;
@@ -474,9 +533,11 @@ static nuri_status bind_weights(nuri_model *m)
             {"ffn_down.bias", "feed-forward bias", true, true},
             {"ffn_gate_inp.weight", "a router without experts", true, false},
             {"ffn_up.weight", "a dense feed-forward beside the experts", false, true},
-            {"ffn_gate_exps.bias", "expert bias", false, true},
-            {"ffn_up_exps.bias", "expert bias", false, true},
-            {"ffn_down_exps.bias", "expert bias", false, true},
+            {"ffn_gate_exps.bias", "expert bias", false, !gptoss},
+            {"ffn_up_exps.bias", "expert bias", false, !gptoss},
+            {"ffn_down_exps.bias", "expert bias", false, !gptoss},
+            {"ffn_gate_inp.bias", "router bias", false, !gptoss},
+            {"attn_sinks.weight", "attention sinks", true, !gptoss},
             {"exp_probs_b.bias", "expert selection bias", false, true},
             {"ffn_up_shexp.weight", "shared expert", true, hp->n_ff_shexp == 0},
             {"ffn_gate_inp_shexp.weight", "shared expert gate", true, hp->n_ff_shexp == 0},
@@ -690,12 +751,18 @@ static uint64_t model_size(const nuri_model *m, bool bytes, bool embd_whole, boo
                                    &L->shexp_gate_inp,
                                    &L->shexp_gate,
                                    &L->shexp_up,
-                                   &L->shexp_down};
+                                   &L->shexp_down,
+                                   &L->sinks,
+                                   &L->ffn_gate_inp_b};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_size(ws[i], bytes);
         if (m->hp.n_expert > 0)
             total +=
                 n_exp * (weight_size(&L->exp_gate[0], bytes) + weight_size(&L->exp_up[0], bytes) +
                          weight_size(&L->exp_down[0], bytes));
+        // expert biases (gpt-oss): one row per expert, of which a token reads its experts' rows
+        const nuri_weight *eb[] = {&L->exp_gate_b, &L->exp_up_b, &L->exp_down_b};
+        for (size_t i = 0; i < 3; i++)
+            if (eb[i]->data) total += weight_size(eb[i], bytes) / (uint64_t)eb[i]->n_out * n_exp;
     }
     return total;
 }
@@ -752,6 +819,8 @@ const char *nuri_model_family(const nuri_model *m)
         return "Qwen3 MoE";
     case NURI_ARCH_QWEN2MOE:
         return "Qwen2 MoE / Qwen1.5-MoE";
+    case NURI_ARCH_GPTOSS:
+        return "gpt-oss (OpenAI)";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))
