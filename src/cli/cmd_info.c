@@ -140,6 +140,14 @@ static void print_model(FILE *out, const char *path)
         fprintf(out, "              sliding window %d tokens on %d of %d layers\n", hp->n_swa, n,
                 hp->n_layer);
     }
+    if (hp->rope_yarn)
+        fprintf(out, "              rope YaRN x%g over %d original positions (magnitude %.4f)\n",
+                (double)(1.0f / hp->rope_freq_scale), hp->n_ctx_orig, (double)hp->rope_mscale);
+    if (hp->arch == NURI_ARCH_GPTOSS)
+        fprintf(out,
+                "              attention sinks and biases; router: top %d of the biased "
+                "logits, softmax over them; clamped SwiGLU experts with biases\n",
+                hp->n_expert_used);
     nuri_model_free(m);
 }
 

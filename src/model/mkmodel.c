@@ -52,8 +52,8 @@ static const shape shapes[] = {
     {"gpt-oss-tiny", 256, 4, 8, 2, 64, 1024, 4096, 131072, 150000.0f,
      "gpt-oss in small: 4 layers, 8 heads of 64 over 2 KV heads, 8 experts, 4 used", 8, 4, 256},
     {"gpt-oss-20b", 2880, 24, 64, 8, 64, 11520, 201088, 131072, 150000.0f,
-     "gpt-oss-20b (21B total, 3.6B active; writing it takes about twice the file's size in "
-     "memory)",
+     "gpt-oss-20b (20.9B total, 3.6B active besides the embeddings; writing it takes about "
+     "twice the file's size in memory)",
      32, 4, 2880},
 };
 
