@@ -97,6 +97,7 @@ check "gemma2 (soft-caps, window): the same" same_logits gemma2 gemma2-tiny Q8_0
 check "gemma3 (GeGLU, window, rope scaling): the same" same_logits gemma3 gemma3-tiny Q4_K_M
 check "exaone-moe (dense lead, sigmoid router, shared expert): the same" same_logits exaone-moe \
     moe-tiny Q8_0 --swa 4
+check "gpt-oss (sinks, YaRN, biases): the same" same_logits gpt-oss gpt-oss-tiny MXFP4 --swa 5
 
 # ---- generation ----
 same_generation() {

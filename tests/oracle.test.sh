@@ -10,7 +10,10 @@
 # norms, GeGLU) and gemma2 (sliding layers in turn, attention and final soft-caps), with windows
 # of 4 to 16 tokens that the 48 positions cross, in the gemma*-tiny shapes and in others; and
 # exaone-moe (K-EXAONE: a sigmoid router with a selection bias, an ungated shared expert, a leading
-# dense layer, a next-token-prediction layer that both skip, RoPE on the sliding layers only).
+# dense layer, a next-token-prediction layer that both skip, RoPE on the sliding layers only); and
+# gpt-oss (attention sinks and biases, every other layer in a sliding window that the 48 tokens
+# cross, YaRN, router and expert biases, top-k-then-softmax gating, the clamped SwiGLU) in its
+# own small shape and in the MoE shapes, with windows of 5 to 16 tokens.
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
 #
@@ -98,6 +101,14 @@ cases=(
     "exaone-moe moe-tiny Q8_0 - 145 --swa 8"
     "exaone-moe moe-tiny Q4_K_M tests/data/vocab/exaone4.gguf 146"
     "exaone-moe moe-a3b-mini F16 - 147"
+    "gpt-oss gpt-oss-tiny F32 - 144"
+    "gpt-oss gpt-oss-tiny Q8_0 - 145 --swa 8"
+    "gpt-oss gpt-oss-tiny MXFP4 - 146"
+    "gpt-oss moe-a3b-mini F32 - 147 --swa 5"
+    "gpt-oss gpt-oss-tiny Q4_K_M - 148"
+    "gpt-oss gpt-oss-tiny Q8_0 tests/data/vocab/ggml-vocab-gpt-2.gguf 151"
+    "gpt-oss gpt-oss-tiny F16 - 149 --swa 12"
+    "gpt-oss moe-tiny Q6_K - 150"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

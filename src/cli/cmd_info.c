@@ -144,7 +144,7 @@ static void print_model(FILE *out, const char *path)
             fprintf(out, "              rope on sliding layers: base %g, scale %g\n",
                     (double)hp->rope_freq_base_swa, (double)hp->rope_freq_scale_swa);
     }
-    if (hp->rope_freq_scale != 1.0f)
+    if (hp->rope_freq_scale != 1.0f && !hp->rope_yarn)
         fprintf(out, "              linear rope scaling: positions x %g\n",
                 (double)hp->rope_freq_scale);
     if (hp->ffn_geglu)
@@ -152,6 +152,14 @@ static void print_model(FILE *out, const char *path)
                 "              GeGLU feed-forward; attention scale %g on Q; soft-caps: attention "
                 "%g, logits %g (0: none)\n",
                 (double)hp->attn_scale, (double)hp->attn_softcap, (double)hp->final_softcap);
+    if (hp->rope_yarn)
+        fprintf(out, "              rope YaRN x%g over %d original positions (magnitude %.4f)\n",
+                (double)(1.0f / hp->rope_freq_scale), hp->n_ctx_orig, (double)hp->rope_mscale);
+    if (hp->arch == NURI_ARCH_GPTOSS)
+        fprintf(out,
+                "              attention sinks and biases; router: top %d of the biased "
+                "logits, softmax over them; clamped SwiGLU experts with biases\n",
+                hp->n_expert_used);
     nuri_model_free(m);
 }
 

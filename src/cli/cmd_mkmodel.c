@@ -19,14 +19,15 @@ static void mkmodel_usage(FILE *out)
         "                    [--vocab VOCAB.gguf] [--seed N] [--layers N] [--ctx N] [--swa N]\n"
         "                    [--template T.jinja] OUT.gguf\n"
         "  archs: llama qwen2 qwen3 exaone exaone4 granite hyperclovax qwen3moe qwen2moe mixtral\n"
-        "    gemma2 gemma3 exaone-moe\n"
+        "    gemma2 gemma3 exaone-moe gpt-oss\n"
         "    (mixtral: a llama file with experts; MoE archs need a MoE shape)\n"
         "  shapes: %s\n"
         "  types: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS\n"
         "    MXFP4, mixes Q4_K_M Q5_K_M\n"
         "  --vocab copies the tokenizer from another GGUF file (default: a synthetic one)\n"
         "  --swa N (exaone4, exaone-moe) gives 3 of every 4 layers an N-token sliding window;\n"
-        "    (gemma2, gemma3) sets the window of their sliding layers (default: the shape's)\n"
+        "    (gemma2, gemma3) sets the window of their sliding layers (default: the shape's);\n"
+        "    (gpt-oss) the window of every other layer (default 16; gpt-oss-20b: 128)\n"
         "  --ctx N sets the training context (context_length) instead of the shape's\n"
         "  --template stores the file as tokenizer.chat_template (e.g. a family's real one)\n",
         nuri_mkmodel_shapes());

@@ -74,7 +74,7 @@ struct nuri_ctx {
     float *moe_shgate;  // (n_batch) the shared expert's gate logit
     void *xq;           // (n_batch, xq_stride) activations converted to a vec_dot_type
     size_t xq_stride;   // bytes
-    float *scores;      // (n_threads, G, n_ctx) G = query heads per KV head
+    float *scores;      // (n_threads, G, n_ctx + 1) G = query heads per KV head; + a sink
     uint16_t *q16;      // (n_threads, G, head_dim) the queries as F16, on their way to qf
     float *qf;          // (n_threads, G, head_dim) the queries rounded to F16
     float *logits;      // (n_logits, n_vocab)
@@ -131,6 +131,43 @@ static void rope(float *x, int32_t n_rot, nuri_rope_type type, int32_t pos, floa
         float x0 = x[a], x1 = x[b];
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;
+        theta *= theta_scale;
+    }
+}
+
+/* The same with YaRN scaling (hp->rope_yarn), rounded step by step as ggml's rope: the
+ * correction range [low, high] from the original context and beta_fast 32 / beta_slow 1, then per
+ * pair i a blend of the interpolated angle (freq_scale * theta) and the original one by a ramp
+ * (ext_factor 1), and cos / sin multiplied by the magnitude factor. */
+static float yarn_corr_dim(int32_t n_rot, int32_t n_ctx_orig, float beta, float base)
+{
+    return (float)n_rot * logf((float)n_ctx_orig / (beta * 2 * (float)M_PI)) / (2 * logf(base));
+}
+
+static void rope_yarn(float *x, const nuri_hparams *hp, int32_t pos, float freq_base,
+                      const float *freq_factors)
+{
+    const int32_t n_rot = hp->n_rot;
+    float low = floorf(yarn_corr_dim(n_rot, hp->n_ctx_orig, 32.0f, freq_base));
+    float high = ceilf(yarn_corr_dim(n_rot, hp->n_ctx_orig, 1.0f, freq_base));
+    low = low > 0.0f ? low : 0.0f;
+    high = high < (float)(n_rot - 1) ? high : (float)(n_rot - 1);
+    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    const float fs = hp->rope_freq_scale, ms = hp->rope_mscale;
+    float theta = (float)pos;
+    for (int32_t i = 0; i < n_rot / 2; i++) {
+        const float extrap = freq_factors ? theta / freq_factors[i] : theta;
+        const float interp = fs * extrap;
+        const float span = high - low > 0.001f ? high - low : 0.001f;
+        const float y = ((float)i - low) / span; // i is ggml's i0 / 2
+        const float ramp = (1 - (y < 0 ? 0 : y > 1 ? 1 : y)) * 1.0f;
+        const float t = interp * (1 - ramp) + extrap * ramp;
+        const float c = cosf(t) * ms, sn = sinf(t) * ms;
+        const int32_t a = hp->rope_type == NURI_ROPE_NORM ? 2 * i : i;
+        const int32_t b = hp->rope_type == NURI_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
+        const float x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * sn;
+        x[b] = x0 * sn + x1 * c;
         theta *= theta_scale;
     }
 }
@@ -235,7 +272,8 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     const nuri_ctx *c = w->c;
     const nuri_hparams *hp = &c->m->hp;
     const int32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv;
-    const size_t n_ctx = (size_t)c->n_ctx, kv_dim = (size_t)hp->n_head_kv * hd;
+    // a row of scores: n_ctx positions and, after the last one attended, the head's sink
+    const size_t n_ctx = (size_t)c->n_ctx + 1, kv_dim = (size_t)hp->n_head_kv * hd;
     const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
     const nuri_attn_kernels *ak = nuri_attn();
     float *s = c->scores + (size_t)w->ith * G * n_ctx;
@@ -260,7 +298,20 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
                 *v = tanhf(*v * inv) * cap;
             }
     }
-    for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx + first, n_kv - first);
+    const nuri_layer *L = &c->m->layers[il];
+    if (L->sinks.data) {
+        // gpt-oss: each head's sink joins its softmax as one more logit (not scaled), whose
+        // probability weighs nothing, as ggml's softmax with sinks computes it: the max and the
+        // sum include it
+        const float *sink = (const float *)L->sinks.data + (size_t)kvh * G;
+        for (int32_t g = 0; g < G; g++) {
+            float *row = s + (size_t)g * n_ctx + first;
+            row[n_kv - first] = sink[g];
+            ak->softmax(row, n_kv - first + 1);
+        }
+    } else {
+        for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx + first, n_kv - first);
+    }
     memset(out, 0, sizeof(float) * (size_t)G * hd);
     for (int32_t j = first; j < n_kv; j += run) {
         const size_t at = page_run(c, il, pages, kvh, j, n_kv, &run);
@@ -315,6 +366,42 @@ static void ffn_dense(worker *w, const nuri_layer *L, int32_t T)
     barrier(w);
 }
 
+/* The expert of grouped row r (moe.h's layout: expert e's rows are [start[e], start[e + 1])). */
+static int32_t row_expert(const nuri_ctx *c, int32_t E, long r)
+{
+    int32_t lo = 0, hi = E - 1; // the last e with start[e] <= r
+    while (lo < hi) {
+        const int32_t mid = (lo + hi + 1) / 2;
+        if (c->moe_start[mid] <= r)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* gpt-oss's activation of grouped row r, in place in gate: the row's expert's gate and up biases
+ * added, then the clamped SwiGLU as ggml's swiglu_oai computes it (alpha 1.702, limit 7):
+ * x = min(gate, 7), y = clamp(up, -7, 7), x / (1 + exp(-1.702 x)) * (y + 1). */
+static void swiglu_oai_row(const nuri_ctx *c, const nuri_layer *L, long r, int64_t F)
+{
+    const int32_t e = row_expert(c, c->m->hp.n_expert, r);
+    float *g = c->gate + r * F;
+    const float *u = c->up + r * F;
+    const float *gb =
+        L->exp_gate_b.data ? (const float *)L->exp_gate_b.data + (int64_t)e * F : NULL;
+    const float *ub = L->exp_up_b.data ? (const float *)L->exp_up_b.data + (int64_t)e * F : NULL;
+    const float alpha = 1.702f, limit = 7.0f;
+    for (int64_t i = 0; i < F; i++) {
+        float gi = gb ? g[i] + gb[i] : g[i];
+        float ui = ub ? u[i] + ub[i] : u[i];
+        const float x = limit < gi ? limit : gi; // as std::min(gate, limit)
+        const float y = ui < -limit ? -limit : (limit < ui ? limit : ui);
+        const float glu = x / (1.f + expf(alpha * (-x)));
+        g[i] = glu * (y + 1.f);
+    }
+}
+
 /*
  * The mixture-of-experts feed-forward (moe.h) of tokens [0, T): input in xn, added into the
  * residual x. The router runs per token; then the batch's (token, expert) pairs are grouped by
@@ -337,15 +424,21 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     for (long t = t0; t < t1; t++) {
         float margin;
-        if (hp->moe_sigmoid)
+        if (hp->moe_topk_softmax) { // gpt-oss: logits + bias, top-k, softmax over the k
+            float *lg = c->moe_logits + t * E;
+            if (L->ffn_gate_inp_b.data)
+                for (int32_t e = 0; e < E; e++) lg[e] += ((const float *)L->ffn_gate_inp_b.data)[e];
+            nuri_moe_route_topk_softmax(lg, E, K, c->moe_ids + t * K, c->moe_w + t * K, &margin);
+        } else if (hp->moe_sigmoid) { // exaone-moe
             nuri_moe_route_sigmoid(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
                                    hp->moe_norm_w, hp->moe_scale,
                                    c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
                                    c->moe_w + t * K, &margin);
-        else
+        } else {
             nuri_moe_route(c->moe_logits + t * E, E, K, hp->moe_norm_w, hp->moe_scale,
                            c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
                            c->moe_w + t * K, &margin);
+        }
         if (margin < c->moe_margin[t]) c->moe_margin[t] = margin;
     }
     barrier(w);
@@ -398,7 +491,10 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     }
     barrier(w);
     const nuri_attn_kernels *ak = nuri_attn();
-    for (long r = r0; r < r1; r++) ak->swiglu(c->gate + r * F, c->up + r * F, F);
+    if (hp->swiglu_oai)
+        for (long r = r0; r < r1; r++) swiglu_oai_row(c, L, r, F);
+    else
+        for (long r = r0; r < r1; r++) ak->swiglu(c->gate + r * F, c->up + r * F, F);
     barrier(w);
     quantize_input(w, c->gate, F, R, nuri_kernels(L->exp_down[0].type)->vec_dot_type);
     for (int32_t e = 0; e < E; e++) {
@@ -409,6 +505,15 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
                   c->moe_x + r * n_embd, n_embd);
     }
     barrier(w);
+    if (L->exp_down_b.data) { // gpt-oss: each row's expert's bias
+        for (long r = r0; r < r1; r++) {
+            const int32_t e = row_expert(c, E, r);
+            const float *b = (const float *)L->exp_down_b.data + (int64_t)e * n_embd;
+            float *y = c->moe_x + r * n_embd;
+            for (int64_t i = 0; i < n_embd; i++) y[i] += b[i];
+        }
+        barrier(w);
+    }
 
     // each token: its experts' outputs times their weights, summed in choice order (each product
     // rounded before the sum, as llama.cpp multiplies, then adds)
@@ -491,7 +596,10 @@ static void layer(worker *w, const job *jb, int il)
                           : c->k + t * kv_dim + (int64_t)(h - hp->n_head) * hd;
         const nuri_weight *nw = is_q ? &L->q_norm : &L->k_norm;
         if (nw->data) rms_norm(vec, nw->data, vec, hd, hp->rms_eps);
-        if (L->rope)
+        if (L->rope && hp->rope_yarn)
+            rope_yarn(vec, hp, pos, L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
+                      m->rope_freqs);
+        else if (L->rope)
             rope(vec, hp->n_rot, hp->rope_type, pos,
                  L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
                  L->swa ? hp->rope_freq_scale_swa : hp->rope_freq_scale, m->rope_freqs);
@@ -706,7 +814,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->xq_stride = (widest * 4 + 63) & ~(size_t)63;
     c->xq = alloc_floats(B * K * c->xq_stride / 4, &ok);
     const size_t G = (size_t)(hp->n_head / hp->n_head_kv);
-    c->scores = alloc_floats(nt * G * c->n_ctx, &ok);
+    c->scores = alloc_floats(nt * G * ((size_t)c->n_ctx + 1), &ok);
     c->q16 = calloc(nt * G * hp->head_dim, sizeof(uint16_t));
     c->qf = alloc_floats(nt * G * hp->head_dim, &ok);
     if (!c->q16) ok = false;

@@ -57,6 +57,14 @@ static const shape shapes[] = {
     {"gemma3-4b", 2560, 34, 8, 4, 256, 10240, 262144, 131072, 1000000.0f, "Gemma-3-4B (text)", 0, 0,
      0},
     {"gemma2-2b", 2304, 26, 8, 4, 256, 9216, 256000, 8192, 10000.0f, "Gemma-2-2B", 0, 0, 0},
+    // gpt-oss: more query width than model width, as the real ones; rope base 150000, YaRN 32x
+    // over 4096 positions; a 16-token window (gpt-oss-20b: 128)
+    {"gpt-oss-tiny", 256, 4, 8, 2, 64, 1024, 4096, 131072, 150000.0f,
+     "gpt-oss in small: 4 layers, 8 heads of 64 over 2 KV heads, 8 experts, 4 used", 8, 4, 256},
+    {"gpt-oss-20b", 2880, 24, 64, 8, 64, 11520, 201088, 131072, 150000.0f,
+     "gpt-oss-20b (20.9B total, 3.6B active besides the embeddings; writing it takes about "
+     "twice the file's size in memory)",
+     32, 4, 2880},
 };
 
 /* What gemma2 / gemma3 files of a shape carry besides it: the sliding window (tokens), the linear
@@ -80,8 +88,9 @@ const char *nuri_mkmodel_shapes(void)
     return "tiny (256 wide, 2 layers), small (512, 4), deep-narrow (128, 64), llama-3.2-1b, "
            "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b, gemma3-tiny (256, 6), "
            "gemma2-tiny (256, 4), gemma3-1b, gemma3-4b, gemma2-2b; with experts (for "
-           "qwen3moe, mixtral): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
-           "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b";
+           "qwen3moe, qwen2moe, mixtral, exaone-moe, gpt-oss): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
+           "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b, "
+           "gpt-oss-tiny (256 wide, 4 layers, 8 experts, 4 used), gpt-oss-20b";
 }
 
 /* ---- random numbers ---- */
@@ -298,7 +307,9 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     // bias, an ungated shared expert of the experts' width, one leading dense layer and one
     // next-token-prediction layer at the end (which runners skip)
     const bool exmoe = !strcmp(p->arch, "exaone-moe");
-    const bool moe = mixtral || qwen3moe || qwen2moe || exmoe;
+    // gpt-oss: attention biases and sinks, a window on every other layer, YaRN, expert biases
+    const bool gptoss = !strcmp(p->arch, "gpt-oss");
+    const bool moe = mixtral || qwen3moe || qwen2moe || exmoe || gptoss;
     const char *a = mixtral ? "llama" : p->arch;
     bool qwen2 = !strcmp(a, "qwen2") || qwen2moe, qwen3 = !strcmp(a, "qwen3") || qwen3moe;
     bool llama = !strcmp(a, "llama");
@@ -328,6 +339,16 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         KV_U32("expert_count", sh->n_expert);
         KV_U32("expert_used_count", sh->n_expert_used);
         if (!mixtral) KV_U32("expert_feed_forward_length", sh->n_ff_exp);
+        if (gptoss) {
+            KV_U32("attention.sliding_window", p->n_swa > 0                      ? p->n_swa
+                                               : strcmp(sh->name, "gpt-oss-20b") ? 16
+                                                                                 : 128);
+            snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+            if ((s = gguf_writer_add_str(w, key, "yarn"))) return s;
+            snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+            if ((s = gguf_writer_add_f32(w, key, 32.0f))) return s;
+            KV_U32("rope.scaling.original_context_length", 4096);
+        }
         if (qwen2moe) KV_U32("expert_shared_feed_forward_length", sh->n_ff);
         if (exmoe) {
             KV_U32("expert_shared_count", 1);
@@ -350,7 +371,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     snprintf(key, sizeof key, "%s.rope.freq_base", a);
     if ((s = gguf_writer_add_f32(w, key, sh->rope_base))) return s;
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
-    if ((s = gguf_writer_add_f32(w, key, llama ? 1e-5f : 1e-6f))) return s;
+    if ((s = gguf_writer_add_f32(w, key, llama || gptoss ? 1e-5f : 1e-6f))) return s;
     if (granite_like) { // muP-style multipliers, of the size such models use
         static const struct {
             const char *suffix;
@@ -401,8 +422,9 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
 
     const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
     const int64_t KV = (int64_t)sh->n_head_kv * sh->head_dim, F = sh->n_ff;
-    // qwen2 files get a separate output matrix, like the golden ones; exaone-moe always has one
-    const bool tied = !qwen2 && !exmoe;
+    // qwen2 files get a separate output matrix, like the golden ones; exaone-moe and gpt-oss
+    // always have one
+    const bool tied = !qwen2 && !exmoe && !gptoss;
     // The golden models' recipe: tied tiny models get output gain 10 (else they copy the input
     // token). Deeper models with that gain turn chaotic (rounding differences grow layer by
     // layer), which no trained model is, so every other shape uses gain 1.
@@ -435,7 +457,7 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         T("attn_q.weight", "attn_q", E, Q, 1.0f / sqrtf((float)E), 0);
         T("attn_k.weight", "attn_k", E, KV, 1.0f / sqrtf((float)E), 0);
         T("attn_v.weight", "attn_v", E, KV, 1.0f / sqrtf((float)E), 0);
-        if (qwen2) {
+        if (qwen2 || gptoss) {
             T("attn_q.bias", "bias", Q, 1, 0.3f, 0);
             T("attn_k.bias", "bias", KV, 1, 0.3f, 0);
             T("attn_v.bias", "bias", KV, 1, 0.3f, 0);
@@ -445,7 +467,13 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
             T("attn_k_norm.weight", "norm", sh->head_dim, 1, 0.05f, 1.0f);
         }
         T("attn_output.weight", "attn_output", Q, E, gain / sqrtf((float)Q), 0);
-        if (pre_norm) T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (gptoss) {
+            T("attn_output.bias", "bias", E, 1, 0.1f, 0);
+            T("attn_sinks.weight", "bias", sh->n_head, 1, 1.0f, 0);     // about as large as scores
+            T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f); // the pre-FFN norm
+        } else if (pre_norm) {
+            T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        }
         if (post_norm) {
             T("post_attention_norm.weight", "norm", E, 1, 0.05f * post_gain, post_gain);
             T("post_ffw_norm.weight", "norm", E, 1, 0.05f * post_gain, post_gain);
@@ -462,10 +490,29 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
         if ((s = add_random_experts(mk, nm, kind, il, n_in, n_out, X, scale))) return s;           \
     } while (0)
-            TX("ffn_gate_exps.weight", "ffn_gate", E, FX, 1.0f / sqrtf((float)E));
-            TX("ffn_up_exps.weight", "ffn_up", E, FX, 1.0f / sqrtf((float)E));
-            TX("ffn_down_exps.weight", "ffn_down", FX, E, gain / sqrtf((float)FX));
+            // gpt-oss: gate and up three times wider, so that its clamp at 7 acts on some values
+            const float gu = gptoss ? 3.0f : 1.0f;
+            TX("ffn_gate_exps.weight", "ffn_gate", E, FX, gu / sqrtf((float)E));
+            TX("ffn_up_exps.weight", "ffn_up", E, FX, gu / sqrtf((float)E));
+            TX("ffn_down_exps.weight", "ffn_down", FX, E, gain / gu / sqrtf((float)FX));
 #undef TX
+            if (gptoss) { // biases: the router's, and a row per expert (F32, as llama.cpp's)
+                T("ffn_gate_inp.bias", "bias", X, 1, 0.5f, 0);
+                const struct {
+                    const char *suffix;
+                    int64_t n;
+                } eb[] = {{"ffn_gate_exps.bias", FX},
+                          {"ffn_up_exps.bias", FX},
+                          {"ffn_down_exps.bias", E}};
+                for (size_t i = 0; i < 3; i++) {
+                    snprintf(nm, sizeof nm, "blk.%d.%s", il, eb[i].suffix);
+                    for (int64_t k = 0; k < eb[i].n * X; k++)
+                        mk->buf[k] = 0.3f * rng_normal(&mk->r);
+                    const int64_t bne[2] = {eb[i].n, X};
+                    if ((s = gguf_writer_add_tensor(w, nm, NURI_TYPE_F32, 2, bne, mk->buf)))
+                        return s;
+                }
+            }
             if (qwen2moe) {
                 T("ffn_gate_inp_shexp.weight", "norm", E, 1, 1.0f / sqrtf((float)E), 0);
                 T("ffn_gate_shexp.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
@@ -500,14 +547,14 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     static const char *archs[] = {"llama",   "qwen2",    "qwen3",       "exaone",
                                   "exaone4", "granite",  "hyperclovax", "qwen3moe",
                                   "mixtral", "qwen2moe", "gemma2",      "gemma3",
-                                  "exaone-moe"};
+                                  "exaone-moe", "gpt-oss"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
                           "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gemma2, gemma3, "
-                          "exaone-moe)",
+                          "exaone-moe, gpt-oss)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -516,11 +563,13 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
         return nuri_error(NURI_ERR_INVALID_ARG, "unknown shape '%s' (%s)", p->shape,
                           nuri_mkmodel_shapes());
     const bool moe = !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") ||
-                     !strcmp(p->arch, "qwen2moe") || !strcmp(p->arch, "exaone-moe");
+                     !strcmp(p->arch, "qwen2moe") || !strcmp(p->arch, "exaone-moe") ||
+                     !strcmp(p->arch, "gpt-oss");
     if (moe && sh->n_expert == 0)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
-                          "moe-a3b-mini, moe-bench, qwen3-30b-a3b, mixtral-8x7b)",
+                          "moe-a3b-mini, moe-bench, qwen3-30b-a3b, mixtral-8x7b, gpt-oss-tiny, "
+                          "gpt-oss-20b)",
                           sh->name, p->arch);
     if (!nuri_quant_name_ok(p->type))
         return nuri_error(NURI_ERR_INVALID_ARG,

@@ -17,7 +17,8 @@
 typedef struct nuri_mkmodel_params {
     // "llama", "qwen2", "qwen3", "exaone", "exaone4", "granite", "hyperclovax", "qwen3moe",
     // "qwen2moe" (with a shared expert of the shape's n_ff), "mixtral" (general.architecture
-    // llama, with experts), "gemma2", "gemma3"; the MoE archs need a MoE shape
+    // llama, with experts), "gemma2", "gemma3", "exaone-moe", "gpt-oss"; the MoE archs need a
+    // MoE shape
     const char *arch;
     const char *shape; // "tiny", "small", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b" (see --help)
     const char *type;  // "F32", "F16", "BF16", "Q8_0", ..., "Q6_K", or a mix "Q4_K_M", "Q5_K_M"
@@ -25,7 +26,8 @@ typedef struct nuri_mkmodel_params {
     uint64_t seed;
     int32_t n_layer; // overrides the shape's layer count when > 0
     int32_t n_swa;   // exaone4: sliding window (tokens) on 3 of every 4 layers; 0 = none;
-                     // gemma2 / gemma3: the window of their sliding layers (0: the shape's)
+                     // gemma2 / gemma3: the window of their sliding layers (0: the shape's);
+                     // gpt-oss: the window of its every other layer; 0 = 16 (gpt-oss-20b: 128)
     int32_t n_ctx;   // overrides the shape's training context (context_length) when > 0
     // stored as tokenizer.chat_template (replacing one copied from vocab), or NULL
     const char *chat_template;

@@ -53,6 +53,9 @@ static const struct arch_info {
     {"gemma3", NURI_ARCH_GEMMA3, NURI_ROPE_NEOX, true, true, false, true, false, true, 'n'},
     {"exaone-moe", NURI_ARCH_EXAONE_MOE, NURI_ROPE_NEOX, true, false, false, true, false, true,
      'y'},
+    // gpt-oss: q/k/v biases optional as in llama.cpp (real files have them); its pre-FFN norm is
+    // named post_attention_norm; sliding window required
+    {"gpt-oss", NURI_ARCH_GPTOSS, NURI_ROPE_NEOX, true, false, false, false, false, true, 'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -177,7 +180,8 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     if (hp->n_expert_used > hp->n_expert)
         return nuri_error(NURI_ERR_FORMAT, "%s.expert_used_count %d exceeds expert_count %d", name,
                           hp->n_expert_used, hp->n_expert);
-    hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE;
+    hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE && hp->arch != NURI_ARCH_GPTOSS;
+    hp->moe_topk_softmax = hp->swiglu_oai = hp->arch == NURI_ARCH_GPTOSS;
     if (hp->arch == NURI_ARCH_EXAONE_MOE)
         return read_exaone_moe_hparams(f, hp);
     if (hp->arch == NURI_ARCH_QWEN2MOE) {
@@ -186,7 +190,10 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
                          MAX_WIDTH, &hp->n_ff_shexp)))
             return s;
     }
-    if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE) {
+    if (hp->arch == NURI_ARCH_GPTOSS) { // required, as llama.cpp reads it
+        if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)))
+            return s;
+    } else if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE) {
         int32_t def = hp->n_ff / hp->n_expert_used;
         if ((s = get_dim(f, name, "expert_feed_forward_length", def == 0, def, MAX_WIDTH,
                          &hp->n_ff_exp)))
@@ -266,6 +273,43 @@ static nuri_status read_gemma(const gguf_file *f, nuri_hparams *hp)
     return NURI_OK;
 }
 
+/* rope.scaling.* (gpt-oss): "none" or absent, or "yarn" with factor and original_context_length
+ * (default: context_length), as llama.cpp reads them for gpt-oss: ext_factor 1, beta_fast 32,
+ * beta_slow 1 (it reads no yarn_* key for this architecture), and the magnitude factor
+ * attn_factor = mscale(f) / (1 + 0.1 ln f) * rope.scaling.attn_factor, mscale(f) = 0.1 ln f + 1,
+ * which the rope then multiplies by (1 + 0.1 ln f) again; each step rounded in float as there.
+ * Another scaling type would rotate otherwise: refused by name. */
+static nuri_status read_rope_scaling(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    char key[128];
+    hp->rope_freq_scale = 1.0f;
+    hp->rope_mscale = 1.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", name);
+    gguf_str type;
+    nuri_status s = gguf_get_str(f, key, &type);
+    if (s == NURI_ERR_NOT_FOUND || (s == NURI_OK && gguf_str_eq(type, "none"))) return NURI_OK;
+    if (s != NURI_OK) return s;
+    if (!gguf_str_eq(type, "yarn"))
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' = '%.*s': only \"yarn\" and \"none\" are supported for %s",
+                          key, (int)(type.len > 32 ? 32 : type.len), type.ptr, name);
+    float factor, attn_factor;
+    if ((s = get_float(f, name, "rope.scaling.factor", 1.0f, &factor)) ||
+        (s = get_float(f, name, "rope.scaling.attn_factor", 1.0f, &attn_factor)) ||
+        (s = get_dim(f, name, "rope.scaling.original_context_length", false, hp->n_ctx_train,
+                     1 << 24, &hp->n_ctx_orig)))
+        return s;
+    hp->rope_yarn = true;
+    hp->rope_freq_scale = 1.0f / factor;
+    const float fct = 1.0f / hp->rope_freq_scale;
+    float a = fct <= 1.0f ? 1.0f : 0.1f * 1.0f * logf(fct) + 1.0f;
+    a *= 1.0f / (1.0f + 0.1f * logf(fct));
+    a *= attn_factor;
+    hp->rope_mscale = a * (1.0f + 0.1f * logf(1.0f / hp->rope_freq_scale));
+    return NURI_OK;
+}
+
 static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 {
     gguf_str arch;
@@ -283,7 +327,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
                           "qwen2moe, qwen3moe, exaone, exaone4, exaone-moe, granite, hyperclovax, "
-                          "gemma2, gemma3)",
+                          "gemma2, gemma3, gpt-oss)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -371,12 +415,13 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                 return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is outside 1..%u", key, w,
                                   1u << 24);
             hp->n_swa = (int32_t)w;
-        } else if (s != NURI_ERR_NOT_FOUND) {
-            return s;
+        } else if (s != NURI_ERR_NOT_FOUND || hp->arch == NURI_ARCH_GPTOSS) {
+            return s; // gpt-oss: required, as llama.cpp reads it
         } else if (hp->arch == NURI_ARCH_EXAONE_MOE) { // required for it, as in llama.cpp
             return nuri_error(NURI_ERR_FORMAT, "metadata '%s' is missing", key);
         }
     }
+    if (hp->arch == NURI_ARCH_GPTOSS && (s = read_rope_scaling(f, hp))) return s;
     return read_moe_hparams(f, ai, hp);
 }
 
@@ -395,6 +440,9 @@ static nuri_status read_swa_layers(const gguf_file *f, nuri_model *m)
         for (int il = 0; il < hp->n_layer; il++) m->layers[il].swa = il % 4 < 3;
         any = hp->n_layer > 0;
     }
+    // gpt-oss without the key: every other layer, the first sliding (llama.cpp's period 2)
+    if (hp->arch == NURI_ARCH_GPTOSS && !kv)
+        for (int il = 0; il < hp->n_layer; il++) any |= m->layers[il].swa = il % 2 == 0;
     if (hp->n_swa > 0 && kv) {
         if (gguf_kv_type(kv) == GGUF_TYPE_ARRAY) {
             gguf_arr a;
@@ -580,8 +628,12 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(wk, "attn_k.weight", n_embd, n_kv, true, false);
         BIND(wv, "attn_v.weight", n_embd, n_kv, true, false);
         BIND(wo, "attn_output.weight", n_q, n_embd, true, false);
-        BIND(ffn_norm, "ffn_norm.weight", n_embd, 0, ai->pre_norm, true);
-        BIND(attn_post_norm, "post_attention_norm.weight", n_embd, 0, ai->post_norm, true);
+        const bool gptoss = hp->arch == NURI_ARCH_GPTOSS;
+        // gpt-oss's norm before the feed-forward is named post_attention_norm
+        BIND(ffn_norm, gptoss ? "post_attention_norm.weight" : "ffn_norm.weight", n_embd, 0,
+             ai->pre_norm, true);
+        if (!gptoss)
+            BIND(attn_post_norm, "post_attention_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(ffn_post_norm, "post_ffw_norm.weight", n_embd, 0, ai->post_norm, true);
         BIND(bo, "attn_output.bias", n_embd, 0, false, true);
         const bool layer_moe = n_expert > 0 && il >= hp->n_dense_lead;
@@ -637,6 +689,13 @@ static nuri_status bind_weights(nuri_model *m)
         BIND(bv, "attn_v.bias", n_kv, 0, ai->qkv_bias, true);
         BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
         BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, ai->qk_norm, true);
+        if (gptoss) {
+            BIND(sinks, "attn_sinks.weight", hp->n_head, 0, true, true);
+            BIND(ffn_gate_inp_b, "ffn_gate_inp.bias", n_expert, 0, true, true);
+            BIND(exp_gate_b, "ffn_gate_exps.bias", hp->n_ff_exp, n_expert, true, true);
+            BIND(exp_up_b, "ffn_up_exps.bias", hp->n_ff_exp, n_expert, true, true);
+            BIND(exp_down_b, "ffn_down_exps.bias", n_embd, n_expert, true, true);
+        }
         // tensors nuri would have to use but does not: refuse rather than compute something else
         const struct {
             const char *suffix, *what;
@@ -647,9 +706,11 @@ static nuri_status bind_weights(nuri_model *m)
             {"ffn_down.bias", "feed-forward bias", true, true},
             {"ffn_gate_inp.weight", "a router without experts", true, false},
             {"ffn_up.weight", "a dense feed-forward beside the experts", false, true},
-            {"ffn_gate_exps.bias", "expert bias", false, true},
-            {"ffn_up_exps.bias", "expert bias", false, true},
-            {"ffn_down_exps.bias", "expert bias", false, true},
+            {"ffn_gate_exps.bias", "expert bias", false, !gptoss},
+            {"ffn_up_exps.bias", "expert bias", false, !gptoss},
+            {"ffn_down_exps.bias", "expert bias", false, !gptoss},
+            {"ffn_gate_inp.bias", "router bias", false, !gptoss},
+            {"attn_sinks.weight", "attention sinks", true, !gptoss},
             {"exp_probs_b.bias", "expert selection bias", true,
              hp->arch != NURI_ARCH_EXAONE_MOE},
             {"ffn_up_shexp.weight", "shared expert", true, hp->n_ff_shexp == 0},
@@ -946,13 +1007,19 @@ static uint64_t model_size(const nuri_model *m, bool bytes, bool embd_whole, boo
                                    &L->shexp_gate_inp,
                                    &L->shexp_gate,
                                    &L->shexp_up,
-                                   &L->shexp_down};
+                                   &L->shexp_down,
+                                   &L->sinks,
+                                   &L->ffn_gate_inp_b};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_size(ws[i], bytes);
         total += weight_size(&L->exp_probs_b, bytes);
         if (L->ffn_gate_inp.data)
             total +=
                 n_exp * (weight_size(&L->exp_gate[0], bytes) + weight_size(&L->exp_up[0], bytes) +
                          weight_size(&L->exp_down[0], bytes));
+        // expert biases (gpt-oss): one row per expert, of which a token reads its experts' rows
+        const nuri_weight *eb[] = {&L->exp_gate_b, &L->exp_up_b, &L->exp_down_b};
+        for (size_t i = 0; i < 3; i++)
+            if (eb[i]->data) total += weight_size(eb[i], bytes) / (uint64_t)eb[i]->n_out * n_exp;
     }
     return total;
 }
@@ -1015,6 +1082,8 @@ const char *nuri_model_family(const nuri_model *m)
         return "Gemma 2 (Google)";
     case NURI_ARCH_GEMMA3:
         return "Gemma 3 (Google)";
+    case NURI_ARCH_GPTOSS:
+        return "gpt-oss (OpenAI)";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))

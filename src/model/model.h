@@ -8,8 +8,8 @@
  *
  * Architectures: llama (Llama 2 / 3.x, GQA, tied or separate output, Llama-3 rope scaling through
  * rope_freqs; Mixtral when it has experts), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms),
- * qwen3moe, qwen2moe, exaone, exaone4, exaone-moe, granite, hyperclovax, gemma2, gemma3 (see
- * docs/MODELS.md). Dimension names: see DESIGN.md.
+ * qwen3moe, qwen2moe, exaone, exaone4, exaone-moe, granite, hyperclovax, gemma2, gemma3, gpt-oss
+ * (see docs/MODELS.md). Dimension names: see DESIGN.md.
  */
 #ifndef NURI_MODEL_H
 #define NURI_MODEL_H
@@ -39,6 +39,8 @@ typedef enum nuri_arch {
     NURI_ARCH_EXAONE_MOE, // K-EXAONE: pre-norms, q/k norms, sliding window (RoPE on the sliding
                           // layers only), sigmoid router with a selection bias, a shared expert,
                           // leading dense layers; its next-token-prediction layers are skipped
+    NURI_ARCH_GPTOSS,   // gpt-oss (OpenAI): attention sinks and biases, alternating sliding window,
+                        // YaRN, experts with biases, top-k-then-softmax gating, clamped SwiGLU
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -86,6 +88,17 @@ typedef struct nuri_hparams {
     float moe_scale;       // chosen weights multiplied by it (expert_weights_scale; 0: none)
     int32_t n_dense_lead;  // the first layers have a dense feed-forward (exaone-moe), else 0
     int32_t n_nextn;       // next-token-prediction layers after n_layer in the file, skipped
+    // gpt-oss: the router picks the n_expert_used largest logits (after its bias), then weighs
+    // them by a softmax over those alone; the experts' activation is the clamped SwiGLU
+    bool moe_topk_softmax;
+    bool swiglu_oai;
+    // YaRN rope scaling (rope.scaling.type "yarn"; gpt-oss), as ggml's rope computes it: rotation
+    // angles theta_interp = freq_scale * theta blended with theta by a ramp over the dimensions
+    // [yarn_low, yarn_high], cos and sin multiplied by rope_mscale. rope_yarn false: plain rope.
+    bool rope_yarn;
+    // (rope_freq_scale above is YaRN's freq_scale too: 1 / rope.scaling.factor)
+    float rope_mscale;     // attn_factor * (1 + 0.1 ln(1 / freq_scale)), see model.c
+    int32_t n_ctx_orig;    // rope.scaling.original_context_length
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
@@ -124,6 +137,12 @@ typedef struct nuri_layer {
     // sigmoid(x . gate_inp), exaone-moe's as it is (shexp_gate_inp NULL)
     nuri_weight shexp_gate_inp;                   // (n_embd) F32
     nuri_weight shexp_gate, shexp_up, shexp_down; // (n_embd -> n_ff_shexp), (n_ff_shexp -> n_embd)
+    // gpt-oss
+    nuri_weight sinks; // (n_head) F32: one extra logit per head in the softmax (attn_sinks)
+    nuri_weight ffn_gate_inp_b; // (n_expert) F32 router bias
+    nuri_weight exp_gate_b;     // (n_expert, n_ff_exp) F32: row e is expert e's gate bias
+    nuri_weight exp_up_b;       // (n_expert, n_ff_exp) F32
+    nuri_weight exp_down_b;     // (n_expert, n_embd) F32
 } nuri_layer;
 
 typedef struct nuri_model {

@@ -84,6 +84,41 @@ void nuri_moe_route_sigmoid(const float *logits, const float *bias, int32_t n_ex
     norm_scale(weights, n_used, norm, scale);
 }
 
+void nuri_moe_route_topk_softmax(const float *logits, int32_t n_expert, int32_t n_used,
+                                 int32_t *ids, float *weights, float *margin)
+{
+    NURI_ASSERT(n_used >= 1 && n_used <= n_expert);
+    // top n_used by selection over the logits; taken[] is implied by scanning the ids so far
+    // (n_used is 4 in gpt-oss). NaN never wins a comparison, as in nuri_moe_route.
+    for (int32_t j = 0; j < n_used; j++) {
+        int32_t best = -1;
+        for (int32_t e = 0; e < n_expert; e++) {
+            bool taken = false;
+            for (int32_t i = 0; i < j && !taken; i++) taken = ids[i] == e;
+            if (!taken && (best < 0 || logits[e] > logits[best])) best = e;
+        }
+        ids[j] = best;
+    }
+    if (margin) {
+        float next = -INFINITY;
+        for (int32_t e = 0; e < n_expert; e++) {
+            bool taken = false;
+            for (int32_t i = 0; i < n_used && !taken; i++) taken = ids[i] == e;
+            if (!taken && logits[e] > next) next = logits[e];
+        }
+        *margin = n_used == n_expert ? INFINITY : logits[ids[n_used - 1]] - next;
+    }
+    float max = -INFINITY;
+    for (int32_t j = 0; j < n_used; j++) max = logits[ids[j]] > max ? logits[ids[j]] : max;
+    double sum = 0.0;
+    for (int32_t j = 0; j < n_used; j++) {
+        weights[j] = expf(logits[ids[j]] - max);
+        sum += (double)weights[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int32_t j = 0; j < n_used; j++) weights[j] *= inv;
+}
+
 void nuri_moe_group(const int32_t *ids, int32_t n_tokens, int32_t n_used, int32_t n_expert,
                     int32_t *start, int32_t *token_of, int32_t *row_of)
 {

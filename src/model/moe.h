@@ -40,6 +40,14 @@ void nuri_moe_route_sigmoid(const float *logits, const float *bias, int32_t n_ex
                             int32_t n_used, bool norm, float scale, float *probs, int32_t *ids,
                             float *weights, float *margin);
 
+/* Routes one token the gpt-oss way (llama.cpp's SOFTMAX_WEIGHT gating): the n_used largest
+ * logits (already including the router's bias), in descending order (equal logits: the lower
+ * expert id first), then their weights a softmax over those n_used logits alone, rounded as
+ * ggml's softmax rounds a short row: max subtracted, expf, the exponentials summed in double,
+ * each multiplied by the float of 1 / sum. margin as in nuri_moe_route. */
+void nuri_moe_route_topk_softmax(const float *logits, int32_t n_expert, int32_t n_used,
+                                 int32_t *ids, float *weights, float *margin);
+
 /* Groups a batch's choices by expert. ids (n_tokens, n_used) are the router's choices. After it,
  * expert e's pairs are rows [start[e], start[e + 1]) of the grouped layout, in token order;
  * token_of[r] is the token of grouped row r and row_of[t * n_used + j] the grouped row of token
