@@ -130,22 +130,28 @@ static nuri_status read_exaone_moe_hparams(const gguf_file *f, nuri_hparams *hp)
     hp->moe_norm_w = norm;
     snprintf(key, sizeof key, "%s.expert_weights_scale", name);
     s = gguf_get_f32(f, key, &hp->moe_scale);
-    if (s == NURI_ERR_NOT_FOUND) hp->moe_scale = 0.0f;
-    else if (s != NURI_OK) return s;
+    if (s == NURI_ERR_NOT_FOUND)
+        hp->moe_scale = 0.0f;
+    else if (s != NURI_OK)
+        return s;
     else if (!(hp->moe_scale >= 0.0f) || hp->moe_scale > 1e6f)
         return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a scale", key,
                           (double)hp->moe_scale);
     snprintf(key, sizeof key, "%s.leading_dense_block_count", name);
     s = gguf_get_u32(f, key, &v);
-    if (s == NURI_ERR_NOT_FOUND) v = 0;
-    else if (s != NURI_OK) return s;
+    if (s == NURI_ERR_NOT_FOUND)
+        v = 0;
+    else if (s != NURI_OK)
+        return s;
     if (v > (uint32_t)hp->n_layer)
         return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u exceeds the %d layers", key, v,
                           hp->n_layer);
     hp->n_dense_lead = (int32_t)v;
     if (hp->n_dense_lead > 0 && hp->n_ff == 0)
-        return nuri_error(NURI_ERR_FORMAT, "metadata '%s.feed_forward_length' is missing (the "
-                          "leading dense layers need it)", name);
+        return nuri_error(NURI_ERR_FORMAT,
+                          "metadata '%s.feed_forward_length' is missing (the "
+                          "leading dense layers need it)",
+                          name);
     snprintf(key, sizeof key, "%s.expert_group_count", name);
     if (gguf_get_u32(f, key, &v) == NURI_OK && v > 1)
         return nuri_error(NURI_ERR_UNSUPPORTED, "metadata '%s' = %u: not supported", key, v);
@@ -182,8 +188,7 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
                           hp->n_expert_used, hp->n_expert);
     hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE && hp->arch != NURI_ARCH_GPTOSS;
     hp->moe_topk_softmax = hp->swiglu_oai = hp->arch == NURI_ARCH_GPTOSS;
-    if (hp->arch == NURI_ARCH_EXAONE_MOE)
-        return read_exaone_moe_hparams(f, hp);
+    if (hp->arch == NURI_ARCH_EXAONE_MOE) return read_exaone_moe_hparams(f, hp);
     if (hp->arch == NURI_ARCH_QWEN2MOE) {
         // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
         if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
@@ -416,7 +421,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                                   1u << 24);
             hp->n_swa = (int32_t)w;
         } else if (s != NURI_ERR_NOT_FOUND || hp->arch == NURI_ARCH_GPTOSS) {
-            return s; // gpt-oss: required, as llama.cpp reads it
+            return s;                                  // gpt-oss: required, as llama.cpp reads it
         } else if (hp->arch == NURI_ARCH_EXAONE_MOE) { // required for it, as in llama.cpp
             return nuri_error(NURI_ERR_FORMAT, "metadata '%s' is missing", key);
         }
@@ -711,8 +716,7 @@ static nuri_status bind_weights(nuri_model *m)
             {"ffn_down_exps.bias", "expert bias", false, !gptoss},
             {"ffn_gate_inp.bias", "router bias", false, !gptoss},
             {"attn_sinks.weight", "attention sinks", true, !gptoss},
-            {"exp_probs_b.bias", "expert selection bias", true,
-             hp->arch != NURI_ARCH_EXAONE_MOE},
+            {"exp_probs_b.bias", "expert selection bias", true, hp->arch != NURI_ARCH_EXAONE_MOE},
             {"ffn_up_shexp.weight", "shared expert", true, hp->n_ff_shexp == 0},
             {"ffn_gate_inp_shexp.weight", "shared expert gate", true,
              hp->n_ff_shexp == 0 || hp->arch == NURI_ARCH_EXAONE_MOE},
@@ -829,37 +833,56 @@ static void pack_weights(nuri_model *m)
 
 static uint64_t weight_bytes(const nuri_weight *w);
 
-/* Bytes of layer il's weights, every expert counted. */
+/* A layer's weights other than its experts' matrices and their biases (absent ones have NULL
+ * data): every list of a layer's bytes or parameters starts here. Returns how many. */
+enum { LAYER_WEIGHTS_MAX = 32 };
+static int layer_weights(const nuri_layer *L, const nuri_weight **ws)
+{
+    const nuri_weight *all[] = {
+        &L->attn_norm,
+        &L->wq,
+        &L->wk,
+        &L->wv,
+        &L->bq,
+        &L->bk,
+        &L->bv,
+        &L->q_norm,
+        &L->k_norm,
+        &L->wo,
+        &L->bo,
+        &L->ffn_norm,
+        &L->ffn_gate,
+        &L->ffn_up,
+        &L->ffn_down,
+        &L->attn_post_norm,
+        &L->ffn_post_norm,
+        &L->ffn_gate_inp,
+        &L->shexp_gate_inp,
+        &L->shexp_gate,
+        &L->shexp_up,
+        &L->shexp_down,
+        &L->sinks,
+        &L->ffn_gate_inp_b,
+        &L->exp_probs_b,
+    };
+    _Static_assert(sizeof all / sizeof all[0] <= LAYER_WEIGHTS_MAX, "LAYER_WEIGHTS_MAX");
+    memcpy(ws, all, sizeof all);
+    return (int)(sizeof all / sizeof all[0]);
+}
+
+/* Bytes of layer il's weights, every expert (and expert bias) counted. */
 static double layer_bytes(const nuri_model *m, int il)
 {
     const nuri_layer *L = &m->layers[il];
-    const nuri_weight *ws[] = {&L->attn_norm,
-                               &L->wq,
-                               &L->wk,
-                               &L->wv,
-                               &L->bq,
-                               &L->bk,
-                               &L->bv,
-                               &L->q_norm,
-                               &L->k_norm,
-                               &L->wo,
-                               &L->bo,
-                               &L->ffn_norm,
-                               &L->ffn_gate,
-                               &L->ffn_up,
-                               &L->ffn_down,
-                               &L->attn_post_norm,
-                               &L->ffn_post_norm,
-                               &L->ffn_gate_inp,
-                               &L->shexp_gate_inp,
-                               &L->shexp_gate,
-                               &L->shexp_up,
-                               &L->shexp_down};
+    const nuri_weight *ws[LAYER_WEIGHTS_MAX];
+    const int n = layer_weights(L, ws);
     double b = 0;
-    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) b += (double)weight_bytes(ws[i]);
+    for (int i = 0; i < n; i++) b += (double)weight_bytes(ws[i]);
     for (int32_t e = 0; e < m->hp.n_expert; e++)
         b += (double)(weight_bytes(&L->exp_gate[e]) + weight_bytes(&L->exp_up[e]) +
                       weight_bytes(&L->exp_down[e]));
+    b += (double)(weight_bytes(&L->exp_gate_b) + weight_bytes(&L->exp_up_b) +
+                  weight_bytes(&L->exp_down_b));
     return b;
 }
 
@@ -986,32 +1009,9 @@ static uint64_t model_size(const nuri_model *m, bool bytes, bool embd_whole, boo
     const uint64_t n_exp = (uint64_t)(all_experts ? m->hp.n_expert : m->hp.n_expert_used);
     for (int il = 0; il < m->hp.n_layer; il++) {
         const nuri_layer *L = &m->layers[il];
-        const nuri_weight *ws[] = {&L->attn_norm,
-                                   &L->wq,
-                                   &L->wk,
-                                   &L->wv,
-                                   &L->bq,
-                                   &L->bk,
-                                   &L->bv,
-                                   &L->q_norm,
-                                   &L->k_norm,
-                                   &L->wo,
-                                   &L->bo,
-                                   &L->ffn_norm,
-                                   &L->ffn_gate,
-                                   &L->ffn_up,
-                                   &L->ffn_down,
-                                   &L->attn_post_norm,
-                                   &L->ffn_post_norm,
-                                   &L->ffn_gate_inp,
-                                   &L->shexp_gate_inp,
-                                   &L->shexp_gate,
-                                   &L->shexp_up,
-                                   &L->shexp_down,
-                                   &L->sinks,
-                                   &L->ffn_gate_inp_b};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += weight_size(ws[i], bytes);
-        total += weight_size(&L->exp_probs_b, bytes);
+        const nuri_weight *ws[LAYER_WEIGHTS_MAX];
+        const int nw = layer_weights(L, ws);
+        for (int i = 0; i < nw; i++) total += weight_size(ws[i], bytes);
         if (L->ffn_gate_inp.data)
             total +=
                 n_exp * (weight_size(&L->exp_gate[0], bytes) + weight_size(&L->exp_up[0], bytes) +
