@@ -4,6 +4,7 @@
 #include "cli/args.h"
 
 #include "grammar/json_schema.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -72,6 +73,7 @@ int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *
         sp->penalty_last_n = (int32_t)n;
         return 1;
     }
+    if (!strcmp(a, "--repack")) return (v = args_value(argc, argv, i)) && args_repack(v) ? 1 : -1;
     if (!strcmp(a, "--seed")) {
         if (!(v = args_value(argc, argv, i)) || !args_int(v, 0, 0x7fffffffL, a, &n)) return -1;
         sp->seed = (uint64_t)n;
@@ -79,6 +81,17 @@ int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *
         return 1;
     }
     return 0;
+}
+
+bool args_repack(const char *value)
+{
+    nuri_repack r;
+    if (!nuri_repack_parse(value, &r) || !strcmp(value, "0") || !strcmp(value, "1")) {
+        fprintf(stderr, "nuri: --repack must be auto, on or off (got '%s')\n", value);
+        return false;
+    }
+    setenv("NURI_PACK", value, 1);
+    return true;
 }
 
 bool args_token_list(const char *s, int32_t **ids, int32_t *n)

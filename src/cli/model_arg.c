@@ -2,6 +2,8 @@
  * model_arg.c: see model_arg.h.
  */
 #include "cli/model_arg.h"
+#include "cli/progress.h"
+#include "gguf/gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,4 +113,31 @@ int cli_model_arg(const char *cmd, const char **model)
     hub_model_free(&m);
     *model = resolved[slot];
     return 0;
+}
+
+nuri_status cli_model_load(const char *path, nuri_model **out)
+{
+    cli_bar bar = {.tty = -1, .bytes = true};
+    nuri_model_load_opts o = {.progress = cli_bar_update, .progress_ud = &bar};
+    nuri_status st = nuri_model_load_with(path, &o, out);
+    cli_bar_end(&bar);
+    if (st != NURI_OK) return st;
+    const nuri_model *m = *out;
+    char a[32], b[32];
+    if (m->pack_declined_avail)
+        fprintf(stderr,
+                "nuri: note: running from the mapped file, not repacked: the repacked weights "
+                "(%s) would not fit in the available memory (%s); --repack on to repack anyway\n",
+                cli_bytes(m->pack_bytes, a, sizeof a),
+                cli_bytes(m->pack_declined_avail, b, sizeof b));
+    // nuri mkmodel names what it writes "nuri mkmodel ARCH SHAPE TYPE seed N"
+    gguf_str name;
+    const gguf_kv *kv = gguf_find_kv(m->file, "general.name");
+    if (kv && gguf_kv_str(kv, &name) == NURI_OK && name.len >= 13 &&
+        !memcmp(name.ptr, "nuri mkmodel ", 13))
+        fprintf(stderr,
+                "nuri: note: %s has random weights (a test model written by nuri mkmodel): its "
+                "output is meaningless\n",
+                path);
+    return NURI_OK;
 }
