@@ -119,18 +119,23 @@ mkmodel_errors() {
 }
 check "mkmodel writes loadable models and rejects unknown names" mkmodel_errors
 
-# a model nuri mkmodel wrote says, where it runs, that its weights are random; a real file does not
+# a random-weight test model (one nuri mkmodel wrote, or tests/data/models/) says so where it runs,
+# once; another name does not (the same file with general.name changed, same length)
 random_note() {
-    local want="nuri: note: $tmp/r.gguf has random weights (a test model written by nuri mkmodel): its output is meaningless"
+    local want="nuri: note: $tmp/r.gguf has random weights (a test model): its output is meaningless"
     "$NURI" mkmodel --arch llama --shape tiny --type Q8_0 "$tmp/r.gguf" || return 1
     "$NURI" run -m "$tmp/r.gguf" -p hi -n 2 >/dev/null 2>"$tmp/e" || return 1
     [ "$(grep -c "random weights" "$tmp/e")" -eq 1 ] && grep -qxF "$want" "$tmp/e" || return 1
     printf '/quit\n' | "$NURI" chat -m "$tmp/r.gguf" --no-store >/dev/null 2>"$tmp/e" || return 1
     grep -qxF "$want" "$tmp/e" || return 1
     "$NURI" run -m $M -p hi -n 2 >/dev/null 2>"$tmp/e" || return 1
+    grep -qF "$M has random weights" "$tmp/e" || return 1
+    python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); assert b.count(b"llama-tiny") == 1
+open(sys.argv[2], "wb").write(b.replace(b"llama-tiny", b"llama-real"))' $M "$tmp/real.gguf" || return 1
+    "$NURI" run -m "$tmp/real.gguf" -p hi -n 2 >/dev/null 2>"$tmp/e" || return 1
     ! grep -q "random weights" "$tmp/e"
 }
-check "run and chat say a mkmodel model has random weights, once" random_note
+check "run and chat say a random-weight test model has random weights, once" random_note
 
 # quantize refuses a source that is already quantized, unless --allow-requantize
 requantize() {

@@ -115,6 +115,20 @@ int cli_model_arg(const char *cmd, const char **model)
     return 0;
 }
 
+/* Whether the model is one of nuri's random-weight test models: what nuri mkmodel writes (named
+ * "nuri mkmodel ARCH SHAPE TYPE seed N") and tests/data/models/ (named "<arch>-tiny", 256 wide). */
+static bool random_weights(const nuri_model *m)
+{
+    gguf_str name;
+    const gguf_kv *kv = gguf_find_kv(m->file, "general.name");
+    if (!kv || gguf_kv_str(kv, &name) != NURI_OK) return false;
+    if (name.len >= 13 && !memcmp(name.ptr, "nuri mkmodel ", 13)) return true;
+    static const char *const tiny[] = {"llama-tiny", "llama3rope-tiny", "qwen2-tiny", "qwen3-tiny"};
+    for (size_t i = 0; i < sizeof tiny / sizeof tiny[0]; i++)
+        if (gguf_str_eq(name, tiny[i]) && m->hp.n_embd <= 256) return true;
+    return false;
+}
+
 nuri_status cli_model_load(const char *path, nuri_model **out)
 {
     cli_bar bar = {.tty = -1, .bytes = true};
@@ -130,14 +144,9 @@ nuri_status cli_model_load(const char *path, nuri_model **out)
                 "(%s) would not fit in the available memory (%s); --repack on to repack anyway\n",
                 cli_bytes(m->pack_bytes, a, sizeof a),
                 cli_bytes(m->pack_declined_avail, b, sizeof b));
-    // nuri mkmodel names what it writes "nuri mkmodel ARCH SHAPE TYPE seed N"
-    gguf_str name;
-    const gguf_kv *kv = gguf_find_kv(m->file, "general.name");
-    if (kv && gguf_kv_str(kv, &name) == NURI_OK && name.len >= 13 &&
-        !memcmp(name.ptr, "nuri mkmodel ", 13))
+    if (random_weights(m))
         fprintf(stderr,
-                "nuri: note: %s has random weights (a test model written by nuri mkmodel): its "
-                "output is meaningless\n",
+                "nuri: note: %s has random weights (a test model): its output is meaningless\n",
                 path);
     return NURI_OK;
 }
