@@ -37,6 +37,7 @@ class Pty:
         e.pop("LANG", None)
         e.pop("LC_ALL", None)
         e.pop("LC_CTYPE", None)
+        e["TERM"] = "xterm"  # the cursor motions checked below (ncurses-base's terminfo)
         e.update(env or {})
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
@@ -148,6 +149,18 @@ check("가다라".encode() in redraw and redraw.endswith(b"\x08" * 4),
       "Backspace over Hangul redraws the line by display width", repr(redraw))
 s.send("X\r")
 s.prompt()
+# a terminal without cursor motions (TERM=dumb): the line is rewritten, two blanks where the
+# deleted syllable was, then again up to the cursor
+d = Pty(["chat", "-m", LLAMA, "--no-store"], {"TERM": "dumb"})
+d.prompt()
+d.send("가나다라")
+d.settle()
+d.send(LEFT + LEFT)
+d.settle()
+d.send(b"\x7f")
+redraw = d.settle()
+check(redraw == "\r> 가다라  \r> 가".encode(), "on a dumb terminal too, by display width", repr(redraw))
+d.close()
 s.send("abc")
 s.settle()
 s.send(b"\x03")
