@@ -37,8 +37,8 @@ done
 toks=$(python3 -c 'print(",".join(str((i * 7919) % 4000 + 3) for i in range(64)))')
 for m in llama-tiny-Q4_K llama-tiny-Q8_0 llama-tiny-Q6_K llama-tiny-Q4_0; do
     f=tests/data/models/$m.gguf
-    NURI_PACK=on "$NURI" eval -m "$f" --tokens "$toks" --top 5 >"$TMP/on.jl" 2>&1
-    NURI_PACK=off "$NURI" eval -m "$f" --tokens "$toks" --top 5 >"$TMP/off.jl" 2>&1
+    NURI_PACK=on "$NURI" eval -m "$f" --tokens "$toks" --top 5 >"$TMP/on.jl" 2>"$TMP/eval.err"
+    NURI_PACK=off "$NURI" eval -m "$f" --tokens "$toks" --top 5 >"$TMP/off.jl" 2>>"$TMP/eval.err"
     if res=$(python3 - "$TMP/on.jl" "$TMP/off.jl" <<'PY'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1])]
@@ -54,7 +54,7 @@ PY
     ); then
         ok "$m: repacked and file-layout distributions agree ($res)"
     else
-        bad "$m: repacked against file layout: $res $(head -c 300 "$TMP/on.jl")"
+        bad "$m: repacked against file layout: $res $(head -c 300 "$TMP/eval.err")"
     fi
 done
 

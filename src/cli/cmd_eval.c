@@ -56,7 +56,7 @@ int cmd_eval(int argc, char **argv)
     if (!args_token_list(tokens_arg, &tokens, &n)) return 2;
 
     nuri_model *m;
-    if (cli_model_load(model_path, &m) != NURI_OK) {
+    if (nuri_model_load(model_path, &m) != NURI_OK) {
         free(tokens);
         return cli_fail("eval");
     }
