@@ -2,7 +2,8 @@
 # chat_tty.test.sh: `nuri chat`'s line editing at a terminal (libedit), driven through a pty from
 # python3's pty module, with LANG and LC_ALL unset (nuri must still read UTF-8): Up recalls the last
 # message; Hangul edited with Left and Backspace moves the cursor two columns per syllable and
-# sends the edited text; Ctrl-C discards the line being typed; a message too long for the context
+# sends the edited text; Ctrl-C discards the line being typed; a line typed during an answer shows
+# once; a message too long for the context
 # is refused with the conversation intact and the line kept in the history; the history outlives
 # the program (a file next to the default store, mode 0600). What was sent is read back with /save.
 # Also: progress lines on a terminal (mkmodel, quantize, bench, loading with repacking) and none
@@ -174,6 +175,24 @@ check(users == ["first message", "first message", "가X다라", "xyz"],
       "what was sent: the recalled line, the edited Hangul, only what followed Ctrl-C", str(users))
 s.send(b"\x04")
 check(s.wait_exit(20) == 0, "Ctrl-D exits with status 0", str(s.status))
+s.close()
+
+# typed ahead while an answer streams (a long one: until the 4096-token context is full): shown
+# once, by libedit, not echoed by the terminal as well
+s = Pty(["chat", "-m", LLAMA, "--temp", "0", "-n", "100000", "--ctx", "4096", "--no-store"])
+s.prompt()
+s.send("one\r")
+s.expect(rb"one\r\n[^\r\n]{20}")
+s.send("typed ahead")
+check(s.expect(rb"\[context full: answer cut off") is not None, "the answer went on to the end")
+s.prompt()
+s.settle(0.5)
+s.send("\r")
+s.prompt()
+# (the first turn filled the context: it was dropped to make room for this one)
+users = [c for r, c in saved(s, "ahead.json") if r == "user"]
+check(s.out.count(b"typed ahead") == 1 and users == ["typed ahead"],
+      "a line typed ahead during an answer is shown once and sent", repr(s.out[-300:]))
 s.close()
 
 # 2. a message too long for the context: refused, the conversation and the history intact

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -27,7 +28,23 @@ struct line_edit {
     mbstate_t mb; // UTF-8 bytes read so far of the character being read
     char *out;    // the last line, UTF-8
     size_t out_cap;
+    struct termios saved; // the terminal as it was, put back by line_edit_free
+    bool have_saved;
 };
+
+/* Between lines (while an answer streams) the terminal neither echoes nor collects a line: what is
+ * typed ahead waits, unechoed, for libedit to read and show it once, and a Ctrl-D stays a key for
+ * libedit, not the tty's end of file. Ctrl-C still raises SIGINT (ISIG). */
+static void quiet_between_lines(line_edit *le)
+{
+    if (!le->have_saved) return;
+    struct termios t;
+    if (tcgetattr(0, &t) != 0) return;
+    t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    tcsetattr(0, TCSANOW, &t); // TCSANOW: what was typed ahead is kept
+}
 
 static char *prompt_fn(EditLine *el)
 {
@@ -93,6 +110,7 @@ line_edit *line_edit_new(volatile sig_atomic_t *interrupted, const char *history
     line_edit *le = calloc(1, sizeof *le);
     if (!le) return NULL;
     le->interrupted = interrupted;
+    le->have_saved = tcgetattr(0, &le->saved) == 0;
     le->hist = history_winit();
     le->el = el_init("nuri", stdin, stdout, stderr);
     if (!le->hist || !le->el) {
@@ -112,6 +130,7 @@ line_edit *line_edit_new(volatile sig_atomic_t *interrupted, const char *history
     el_wset(le->el, EL_HIST, history_w, le->hist);
     el_set(le->el, EL_GETCFN, getc_fn);
     el_source(le->el, NULL); // the user's ~/.editrc, if any
+    quiet_between_lines(le);
     return le;
 }
 
@@ -120,6 +139,7 @@ void line_edit_free(line_edit *le)
     if (!le) return;
     if (le->el) el_end(le->el);
     if (le->hist) history_wend(le->hist);
+    if (le->have_saved) tcsetattr(0, TCSANOW, &le->saved);
     free(le->history_path);
     free(le->out);
     free(le);
@@ -132,6 +152,7 @@ int line_edit_read(line_edit *le, const char *prompt, char **line, size_t *len)
     memset(&le->mb, 0, sizeof le->mb);
     int count = 0;
     const wchar_t *w = el_wgets(le->el, &count);
+    quiet_between_lines(le);
     if (le->was_interrupted) {
         // what was typed is dropped: the next read starts an empty line
         el_reset(le->el);
