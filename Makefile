@@ -41,7 +41,7 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wshadow -Wno-unused
 ifeq ($(WERROR),1)
 CFLAGS_ALL += -Werror
 endif
-LIBS = -ljansson -lpcre2-8 -lsqlite3 -lpq -lcurl -lm -lpthread
+LIBS = -ljansson -lpcre2-8 -lsqlite3 -lpq -lcurl -ledit -lm -lpthread
 LDFLAGS_ALL = $(SANFLAGS) -pthread $(LDFLAGS)
 
 AVX2_FLAGS = -mavx2 -mfma -mf16c -mbmi2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli.test.sh: the nuri command as a user runs it: eval, run (text and token ids), mkmodel, and
-# what each does with bad arguments and bad files.
+# what each does with bad arguments and bad files; the random-weights note, quantize's refusal to
+# requantize, and errors that name a path once.
 set -u
 cd "$(dirname "$0")/.."
 NURI=${NURI:-build/nuri}
@@ -117,6 +118,55 @@ mkmodel_errors() {
     "$NURI" info "$tmp/q.gguf" | grep -q "qwen3"
 }
 check "mkmodel writes loadable models and rejects unknown names" mkmodel_errors
+
+# a random-weight test model (one nuri mkmodel wrote, or tests/data/models/) says so where it runs,
+# once; another name does not (the same file with general.name changed, same length)
+random_note() {
+    local want="nuri: note: $tmp/r.gguf has random weights (a test model): its output is meaningless"
+    "$NURI" mkmodel --arch llama --shape tiny --type Q8_0 "$tmp/r.gguf" || return 1
+    "$NURI" run -m "$tmp/r.gguf" -p hi -n 2 >/dev/null 2>"$tmp/e" || return 1
+    [ "$(grep -c "random weights" "$tmp/e")" -eq 1 ] && grep -qxF "$want" "$tmp/e" || return 1
+    printf '/quit\n' | "$NURI" chat -m "$tmp/r.gguf" --no-store >/dev/null 2>"$tmp/e" || return 1
+    grep -qxF "$want" "$tmp/e" || return 1
+    "$NURI" run -m $M -p hi -n 2 >/dev/null 2>"$tmp/e" || return 1
+    grep -qF "$M has random weights" "$tmp/e" || return 1
+    python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); assert b.count(b"llama-tiny") == 1
+open(sys.argv[2], "wb").write(b.replace(b"llama-tiny", b"llama-real"))' $M "$tmp/real.gguf" || return 1
+    "$NURI" run -m "$tmp/real.gguf" -p hi -n 2 >/dev/null 2>"$tmp/e" || return 1
+    ! grep -q "random weights" "$tmp/e"
+}
+check "run and chat say a random-weight test model has random weights, once" random_note
+
+# quantize refuses a source that is already quantized, unless --allow-requantize
+requantize() {
+    "$NURI" quantize $M "$tmp/rq.gguf" Q4_K 2>"$tmp/e"
+    [ $? -eq 1 ] && [ ! -e "$tmp/rq.gguf" ] || return 1
+    grep -qF "nuri: quantize: $M is already quantized (tensor 'token_embd.weight' is Q8_0)" "$tmp/e" &&
+        grep -qF -- "--allow-requantize converts it all the same" "$tmp/e" || return 1
+    "$NURI" quantize $M "$tmp/rq.gguf" Q4_K --allow-requantize >/dev/null || return 1
+    "$NURI" run -m "$tmp/rq.gguf" -p hi -n 2 >/dev/null 2>&1 || return 1
+    # F16 and BF16 sources are not quantized
+    "$NURI" quantize tests/data/models/llama-tiny-F16.gguf "$tmp/f.gguf" Q8_0 >/dev/null &&
+        "$NURI" quantize tests/data/models/llama-tiny-BF16.gguf "$tmp/b.gguf" Q8_0 >/dev/null
+}
+check "quantize refuses to requantize without --allow-requantize" requantize
+
+# an error about a file names its path once
+once() { # file, then a nuri command line that must fail with "cannot open" naming file once
+    local f=$1
+    shift
+    "$NURI" "$@" </dev/null >/dev/null 2>"$tmp/e" && return 1
+    [ "$(grep -o "$f" "$tmp/e" | wc -l)" -eq 1 ] || { echo "$*:"; cat "$tmp/e"; return 1; }
+}
+path_once() {
+    local none=$tmp/none.gguf short=$tmp/short.gguf
+    printf 'GGUF\003\000\000\000' >"$short"
+    once "$none" run -m "$none" -p hi && once "$none" chat -m "$none" &&
+        once "$none" bench -m "$none" && once "$none" eval -m "$none" --tokens 1 &&
+        once "$none" info "$none" && once "$none" quantize "$none" "$tmp/o.gguf" Q8_0 &&
+        once "$short" run -m "$short" -p hi && once "$short" chat -m "$short"
+}
+check "errors about a model file name its path once" path_once
 
 # speculative decoding with prompt lookup: the same output, greedy and sampled, text and chat;
 # and the drafts are really used (some accepted)

@@ -40,12 +40,12 @@ done
     bad "run --json-schema output: $(cat "$TMP"/out.* "$TMP"/err.* | head -c 600)"
 
 # ---- --grammar with a GBNF file; greedy output is the same every time
-out1=$("$NURI" run -m "$MODEL" -p "x" --grammar grammars/json.gbnf -n 200 2>&1)
-out2=$("$NURI" run -m "$MODEL" -p "x" --grammar grammars/json.gbnf -n 200 2>&1)
+out1=$("$NURI" run -m "$MODEL" -p "x" --grammar grammars/json.gbnf -n 200 2>"$TMP/g1.err")
+out2=$("$NURI" run -m "$MODEL" -p "x" --grammar grammars/json.gbnf -n 200 2>"$TMP/g2.err")
 if [ -n "$out1" ] && [ "$out1" = "$out2" ] && printf '%s' "$out1" | python3 -c 'import json,sys; json.loads(sys.stdin.read())' 2>/dev/null; then
     ok "run --grammar grammars/json.gbnf gives JSON"
 else
-    bad "run --grammar: '$out1' / '$out2'"
+    bad "run --grammar: '$out1' / '$out2' $(cat "$TMP/g1.err")"
 fi
 printf 'root ::= "yes" | "no"\n' >"$TMP/yn.gbnf"
 out=$("$NURI" run -m "$MODEL" -p "Is it?" --grammar "$TMP/yn.gbnf" -n 10 --temp 1 --seed 7)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # info.test.sh: `nuri info` on a test model (text and --json), on a truncated copy and on a missing
-# file (exit code 1 and "nuri: info: <path>: <message>"), and its usage errors (exit code 2).
+# file (exit code 1 and "nuri: info: <path>: <message>"), MODEL given as -m MODEL, and its usage
+# errors (exit code 2).
 set -u
 NURI=${NURI:-build/nuri}
 MODEL=tests/data/models/llama-tiny-Q4_K_M.gguf
@@ -52,6 +53,13 @@ check "version 1 message" grep -q "^nuri: info: $tmp/v1.gguf: GGUF version 1" <<
 err=$("$NURI" info "$tmp/missing.gguf" 2>&1 >/dev/null)
 check "missing exits 1" test $? -eq 1
 check "missing message" grep -q "^nuri: info: $tmp/missing.gguf: cannot open: No such file" <<<"$err"
+
+check "-m MODEL shows the same as MODEL" test "$("$NURI" info -m "$MODEL" 2>&1)" = "$("$NURI" info "$MODEL" 2>&1)"
+check "--json --model MODEL too" test "$("$NURI" info --json --model "$MODEL")" = "$json"
+"$NURI" info -m >/dev/null 2>&1
+check "-m without a value is a usage error" test $? -eq 2
+"$NURI" info -m "$MODEL" "$MODEL" >/dev/null 2>&1
+check "-m and a second MODEL is a usage error" test $? -eq 2
 
 "$NURI" info >/dev/null 2>&1
 check "no model is a usage error" test $? -eq 2

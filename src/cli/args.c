@@ -7,6 +7,7 @@
 #include "grammar/grammar.h"
 #include "grammar/json_schema.h"
 #include "sample/sampler.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -75,6 +76,7 @@ int args_sampling(int argc, char **argv, int *i, nuri_sampler_params *sp, bool *
         sp->penalty_last_n = (int32_t)n;
         return 1;
     }
+    if (!strcmp(a, "--repack")) return (v = args_value(argc, argv, i)) && args_repack(v) ? 1 : -1;
     if (!strcmp(a, "--seed")) {
         if (!(v = args_value(argc, argv, i)) || !args_int(v, 0, 0x7fffffffL, a, &n)) return -1;
         sp->seed = (uint64_t)n;
@@ -103,6 +105,17 @@ int args_sampling_api(int argc, char **argv, int *i, nuri_sampling_params *sp)
     sp->penalty_last_n = p.penalty_last_n;
     sp->seed = p.seed;
     return r;
+}
+
+bool args_repack(const char *value)
+{
+    nuri_repack r;
+    if (!nuri_repack_parse(value, &r) || !strcmp(value, "0") || !strcmp(value, "1")) {
+        fprintf(stderr, "nuri: --repack must be auto, on or off (got '%s')\n", value);
+        return false;
+    }
+    setenv("NURI_PACK", value, 1);
+    return true;
 }
 
 bool args_token_list(const char *s, int32_t **ids, int32_t *n)

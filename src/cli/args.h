@@ -28,13 +28,14 @@ bool args_float(const char *s, double lo, double hi, const char *what, float *ou
 /* The sampling options run and chat share: --temp, --top-k, --top-p, --min-p, --seed,
  * --repeat-penalty, --repeat-last-n. If argv[*i] is one of them, reads it (and its value) into sp
  * and returns 1 (sets *seed_given for --seed); returns 0 if it is not one of them, -1 (with a
- * message) if its value is bad. */
+ * message) if its value is bad. The commands that sample also load a model: it reads the load
+ * option --repack (args_repack) as well. */
 int args_sampling(int argc, char **argv, int *i, struct nuri_sampler_params *sp, bool *seed_given);
 /* The same options into the public API's parameters. */
 int args_sampling_api(int argc, char **argv, int *i, nuri_sampling_params *sp);
 #define ARGS_SAMPLING_HELP                                                                         \
     "  sampling: --temp T (0 = greedy) --top-k K --top-p P --min-p P --seed S\n"                   \
-    "            --repeat-penalty R --repeat-last-n N\n"
+    "            --repeat-penalty R --repeat-last-n N\n" ARGS_REPACK_HELP
 
 /* --grammar FILE (GBNF) or --json-schema FILE (a JSON Schema): compiles the one given into *out
  * (NULL when both are NULL; caller frees with nuri_grammar_free). Prints its own message, naming
@@ -46,6 +47,16 @@ bool args_grammar_text(const char *grammar_file, const char *schema_file, char *
 #define ARGS_GRAMMAR_HELP                                                                          \
     "  output: --grammar FILE (GBNF) or --json-schema FILE: only text the grammar or schema\n"     \
     "          allows is generated; generation ends where it is complete\n"
+
+/* The load options every command that loads a model shares. args_repack reads --repack's value
+ * (and sets NURI_PACK to it, so that what a command loads through other code, like the server,
+ * follows it too); false with a message when it is not auto, on or off. */
+bool args_repack(const char *value);
+#define ARGS_REPACK_HELP                                                                           \
+    "  --repack auto|on|off: copy the weights into the layout this CPU multiplies fastest (on),\n" \
+    "          or read them in place from the mapped file (off: less memory, shared between\n"     \
+    "          processes, a model larger than RAM still runs); auto (default) repacks when the\n"  \
+    "          copy fits in available memory. NURI_PACK=auto|on|off is the same.\n"
 
 /* Parses "1,2,3" into a newly allocated array (caller frees with free()). */
 bool args_token_list(const char *s, int32_t **ids, int32_t *n);

@@ -21,6 +21,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/model_arg.h"
+#include "cli/progress.h"
 #include "kernels/kernels.h"
 #include "kernels/membw.h"
 #include "model/model.h"
@@ -40,14 +41,16 @@ static double now_s(void)
 
 static void bench_usage(FILE *out)
 {
-    fprintf(out, "usage: nuri bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPS] "
-                 "[--json] [--no-membw]\n"
-                 "       nuri bench --membw [-t THREADS] [--membw-mib MIB] [--json]\n"
-                 "  -p 0 or -n 0 skips that test\n"
-                 "  --seqs S       generate for S sequences at once (batches of S tokens)\n"
-                 "  --membw        only measure the read bandwidth (streaming over MIB MiB, "
-                 "default 1024)\n"
-                 "  --no-membw     skip the bandwidth probe after the model tests\n");
+    fprintf(out,
+            "usage: nuri bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPS] "
+            "[--json] [--no-membw]\n"
+            "       nuri bench --membw [-t THREADS] [--membw-mib MIB] [--json]\n"
+            "  -p 0 or -n 0 skips that test\n"
+            "  --seqs S       generate for S sequences at once (batches of S tokens)\n"
+            "  --membw        only measure the read bandwidth (streaming over MIB MiB, "
+            "default 1024)\n"
+            "  --no-membw     skip the bandwidth probe after the model tests\n" ARGS_REPACK_HELP
+            "  On a terminal, a progress line on stderr shows the tokens decoded so far.\n");
 }
 
 typedef struct result {
@@ -89,6 +92,8 @@ int cmd_bench(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "-r", &reps)) return 2;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--repack")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_repack(v)) return 2;
         } else if (!strcmp(a, "--membw")) {
             membw_only = true;
         } else if (!strcmp(a, "--no-membw")) {
@@ -122,7 +127,7 @@ int cmd_bench(int argc, char **argv)
     }
     if (cli_model_arg("bench", &model_path)) return 1;
     nuri_model *m;
-    if (nuri_model_load(model_path, &m) != NURI_OK) return cli_fail("bench");
+    if (cli_model_load(model_path, &m) != NURI_OK) return cli_fail("bench");
     long n_max = n_prompt > n_gen ? n_prompt : n_gen;
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_max ? n_max : 1));
     double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
@@ -141,17 +146,25 @@ int cmd_bench(int argc, char **argv)
     int32_t *b_seq = malloc(sizeof *b_seq * (size_t)S);
     int8_t *b_want = malloc((size_t)S);
     int rc = 0;
+    cli_bar bar = {.tty = -1};
     if (!toks || !pp || !tg || !b_tok || !b_pos || !b_seq || !b_want ||
         nuri_ctx_new(m, &cp, &c) != NURI_OK) {
         rc = cli_fail("bench");
         goto done;
     }
+    // progress in tokens decoded: the warm-up batch, then each repetition's prompt and tokens
+    // (a redraw costs microseconds ten times a second at most: nothing next to a token)
+    const uint64_t warm = n_prompt > 0 ? (uint64_t)n_prompt : 1;
+    const uint64_t total = warm + (uint64_t)reps * (uint64_t)(n_prompt + n_gen);
+    uint64_t done_toks = 0;
+    cli_bar_update(&bar, "benchmarking (tokens)", 0, total);
     // one warm-up pass, like llama-bench's: the mapped weights, the activation buffers and the
     // threads' scratch are touched before anything is timed
     if (nuri_ctx_decode(c, toks, n_prompt > 0 ? (int32_t)n_prompt : 1, 0, false) != NURI_OK) {
         rc = cli_fail("bench");
         goto done;
     }
+    cli_bar_update(&bar, "benchmarking (tokens)", done_toks += warm, total);
     for (long r = 0; r < reps; r++) {
         if (n_prompt > 0) {
             double t0 = now_s();
@@ -160,6 +173,7 @@ int cmd_bench(int argc, char **argv)
                 goto done;
             }
             pp[r] = (double)n_prompt / (now_s() - t0);
+            cli_bar_update(&bar, "benchmarking (tokens)", done_toks += (uint64_t)n_prompt, total);
         }
         if (n_gen > 0) {
             double t0 = now_s();
@@ -182,10 +196,12 @@ int cmd_bench(int argc, char **argv)
                     rc = cli_fail("bench");
                     goto done;
                 }
+                cli_bar_update(&bar, "benchmarking (tokens)", ++done_toks, total);
             }
             tg[r] = (double)(n_gen * S) / (now_s() - t0);
         }
     }
+    cli_bar_end(&bar);
     result rp, rt;
     summarize(pp, (int)reps, &rp);
     summarize(tg, (int)reps, &rt);
@@ -222,6 +238,13 @@ int cmd_bench(int argc, char **argv)
         printf("model: %s (%s, %.1f MiB of weights per token%s), threads %ld, %s kernels\n",
                model_path, m->hp.arch_name, bpt / 1048576.0,
                m->hp.n_expert > 0 ? ": active experts only" : "", threads, isa);
+        char pb[32];
+        if (m->packed)
+            printf("weights: repacked for this CPU (%s)\n",
+                   cli_bytes(m->pack_bytes, pb, sizeof pb));
+        else
+            printf("weights: read in place from the mapped file%s\n",
+                   m->pack_declined_avail ? " (the repacked copy would not fit in memory)" : "");
         if (n_prompt > 0) printf("pp%-6ld %10.2f tok/s  +- %.2f\n", n_prompt, rp.mean, rp.sd);
         if (n_gen > 0) {
             char name[32];
@@ -233,6 +256,7 @@ int cmd_bench(int argc, char **argv)
         }
     }
 done:
+    cli_bar_end(&bar);
     nuri_ctx_free(c);
     nuri_model_free(m);
     free(toks);

@@ -25,6 +25,7 @@
 #include "store/store.h"
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/line_edit.h"
 #include "cli/model_arg.h"
 #include "model/model.h"
 #include "sample/sampler.h"
@@ -58,6 +59,7 @@ static void chat_usage(FILE *out)
         "                 [--min-p P] [--seed S] [--repeat-penalty R] [--repeat-last-n N] [-v]\n"
         "                 [--grammar FILE | --json-schema FILE]\n"
         "                 [--store PATH | --no-store] [--resume ID] [--api-key KEY]\n"
+        "                 [--repack auto|on|off]\n"
         "\n"
         "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
         "The prompt is built with the model's chat template (ChatML if it has none;\n"
@@ -74,9 +76,15 @@ static void chat_usage(FILE *out)
         "$XDG_DATA_HOME/nuri/nuri.db; --no-store to keep none; --api-key KEY or NURI_API_KEY\n"
         "for a server's key's conversations). --resume ID continues one.\n"
         "\n"
+        "A message too long for the context even on its own is refused; the conversation\n"
+        "stays as it was.\n"
+        "\n"
         "Commands: /reset  /list  /resume ID  /delete ID  /save FILE  /load FILE  /help  /quit\n"
         "Keys: Ctrl-C stops an answer (the part shown is kept); at the prompt it discards\n"
-        "the line, and twice in a row exits. Ctrl-D exits.\n");
+        "the line, and twice in a row exits. Ctrl-D exits.\n"
+        "At a terminal the line is edited in place (libedit, emacs keys; Up/Down walk the\n"
+        "history, kept in $XDG_DATA_HOME/nuri/chat_history with the default store).\n"
+        "\n" ARGS_REPACK_HELP);
 }
 
 static void chat_help(void)
@@ -106,7 +114,12 @@ typedef struct line_reader {
     bool eof;
 } line_reader;
 
-enum { LINE_OK = 1, LINE_EOF = 0, LINE_INTERRUPTED = -1, LINE_ERROR = -2 };
+enum {
+    LINE_OK = LINE_EDIT_OK,
+    LINE_EOF = LINE_EDIT_EOF,
+    LINE_INTERRUPTED = LINE_EDIT_INTERRUPTED,
+    LINE_ERROR = LINE_EDIT_ERROR,
+};
 
 /* On LINE_OK, *line (borrowed until the next call) holds one line without its '\n'. */
 static int read_line(line_reader *r, char **line, size_t *line_len, size_t *consumed)
@@ -405,14 +418,41 @@ static void store_list(chat_session *s)
  * only on a failure that ends the program (out of memory, a broken model). */
 static bool chat_turn(chat_session *s, const char *text, size_t len)
 {
+    // a message that cannot fit even with every earlier turn dropped is refused before anything
+    // is dropped: the conversation stays as it was (and the line stays in the history, to shorten)
+    size_t budget = (size_t)(s->n_ctx - answer_reserve(s));
+    nuri_conv alone;
+    nuri_conv_init(&alone);
+    nuri_status st = NURI_OK;
+    const bool has_system = s->conv.n && !strcmp(s->conv.msgs[0].role, "system");
+    if (has_system)
+        st = nuri_conv_add(&alone, "system", s->conv.msgs[0].content,
+                           strlen(s->conv.msgs[0].content));
+    if (st == NURI_OK) st = nuri_conv_add(&alone, "user", text, len);
+    int32_t *ids = NULL;
+    size_t n_ids, dropped;
+    if (st == NURI_OK) st = nuri_chat_prompt(s->fmt, &alone, true, &ids, &n_ids);
+    nuri_conv_free(&alone);
+    free(ids);
+    ids = NULL;
+    if (st != NURI_OK) {
+        fprintf(stderr, "[not sent: %s]\n", nuri_last_error());
+        return st != NURI_ERR_NOMEM;
+    }
+    if (n_ids > budget) {
+        fprintf(stderr,
+                "[not sent: the prompt needs %zu tokens with %s, and the context (%d tokens, %d "
+                "kept for the answer) has room for %zu; the conversation is unchanged]\n",
+                n_ids,
+                has_system ? "only the system message and this message" : "this message alone",
+                s->n_ctx, answer_reserve(s), budget);
+        return true;
+    }
     if (nuri_conv_add(&s->conv, "user", text, len) != NURI_OK) {
         fprintf(stderr, "[not sent: %s]\n", nuri_last_error());
         return true;
     }
-    int32_t *ids = NULL;
-    size_t n_ids, dropped;
-    size_t budget = (size_t)(s->n_ctx - answer_reserve(s));
-    nuri_status st = nuri_chat_build(s->fmt, &s->conv, budget, &ids, &n_ids, &dropped);
+    st = nuri_chat_build(s->fmt, &s->conv, budget, &ids, &n_ids, &dropped);
     if (dropped)
         fprintf(stderr, "[context full: dropped the %zu oldest message%s%s]\n", dropped,
                 dropped == 1 ? "" : "s",
@@ -684,7 +724,7 @@ int cmd_chat(int argc, char **argv)
     bool have_dt = false;
     int rc = 0;
     line_reader lr = {0};
-    if (nuri_model_load(model_path, &s.model) != NURI_OK) {
+    if (cli_model_load(model_path, &s.model) != NURI_OK) {
         free(tpl_src);
         nuri_grammar_free(grammar);
         return cli_fail("chat");
@@ -780,17 +820,33 @@ int cmd_chat(int argc, char **argv)
                                                   : "the model's");
     if (tty) fprintf(stderr, "[/help for commands; Ctrl-C stops an answer; Ctrl-D exits]\n");
 
+    // at a terminal, libedit edits the line (history on Up/Down, Hangul by display width); its
+    // history is kept next to the default store
+    line_edit *le = NULL;
+    if (tty) {
+        char *hist = NULL;
+        if (!no_store && !store_path && store_default) {
+            const char *slash = strrchr(store_default, '/');
+            if (slash && asprintf(&hist, "%.*s/chat_history", (int)(slash - store_default),
+                                  store_default) < 0)
+                hist = NULL;
+        }
+        if (!(le = line_edit_new(&g_interrupted, hist)))
+            fprintf(stderr, "[no line editing: %s]\n", strerror(errno));
+        free(hist);
+    }
     char *msg = NULL; // a message being continued over lines ending in '\'
     size_t msg_len = 0, consumed = 0;
     int interrupts = 0; // Ctrl-C presses at the prompt in a row
     for (;;) {
-        if (tty) {
+        if (tty && !le) {
             fputs(msg_len ? "... " : "> ", stdout);
             fflush(stdout);
         }
         char *line;
         size_t len;
-        int r = read_line(&lr, &line, &len, &consumed);
+        int r = le ? line_edit_read(le, msg_len ? "... " : "> ", &line, &len)
+                   : read_line(&lr, &line, &len, &consumed);
         if (r == LINE_INTERRUPTED) {
             interrupts += g_interrupted;
             g_interrupted = 0;
@@ -846,6 +902,7 @@ int cmd_chat(int argc, char **argv)
         }
     }
     free(msg);
+    line_edit_free(le);
     if (tio_set) tcsetattr(0, TCSANOW, &tio_saved);
 done:
     nuri_store_close(s.store);

@@ -6,6 +6,7 @@
  * (tensors, parameters, bytes, bytes by type). With --json the same as one JSON object. The file is
  * validated by gguf_open first; a bad file exits 1 with "nuri: info: <path>: <message>".
  */
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/model_arg.h"
 #include "model/model.h"
@@ -102,7 +103,9 @@ static const char *type_name(uint32_t type)
 static void print_model(FILE *out, const char *path)
 {
     nuri_model *m;
-    if (nuri_model_load(path, &m) != NURI_OK) {
+    // only whether it loads: the weights stay in the file, not repacked
+    nuri_model_load_opts o = {.repack = NURI_REPACK_OFF};
+    if (nuri_model_load_with(path, &o, &m) != NURI_OK) {
         fprintf(out, "runs:         no: %s\n", nuri_last_error());
         return;
     }
@@ -110,11 +113,12 @@ static void print_model(FILE *out, const char *path)
     fprintf(out, "family:       %s\n", nuri_model_family(m));
     fprintf(out, "runs:         yes (%.1f MiB of weights read per token)\n",
             (double)nuri_model_bytes_per_token(m) / 1048576.0);
-    fprintf(out,
-            "hparams:      n_vocab %d, n_embd %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d, "
-            "n_ff %d, n_ctx_train %d\n",
-            hp->n_vocab, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
-            hp->n_ctx_train);
+    fprintf(
+        out,
+        "hparams:      n_vocab %d, n_embd %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d, "
+        "n_ff %d, n_ctx_train %d\n",
+        hp->n_vocab, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
+        hp->n_ctx_train);
     fprintf(out, "              rope %s over %d dims, base %g%s; rms eps %g; %s%s\n",
             hp->rope_type == NURI_ROPE_NEOX ? "neox" : "norm", hp->n_rot,
             (double)hp->rope_freq_base, m->rope_freqs ? ", rope_freqs scaling" : "",
@@ -369,7 +373,7 @@ static int print_json(FILE *out, const char *path, const gguf_file *f)
 
 static void info_usage(FILE *out)
 {
-    fprintf(out, "usage: nuri info [--json] MODEL.gguf\n\n"
+    fprintf(out, "usage: nuri info [--json] [-m] MODEL.gguf\n\n"
                  "Prints the GGUF version, architecture, all metadata, a tensor table and totals.\n"
                  "  --json   the same as one JSON object\n");
 }
@@ -384,15 +388,20 @@ int cmd_info(int argc, char **argv)
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             info_usage(stdout);
             return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
+        } else if (argv[i][0] == '-' && argv[i][1] && strcmp(argv[i], "-m") &&
+                   strcmp(argv[i], "--model")) {
             fprintf(stderr, "nuri: info: unknown option '%s'\n", argv[i]);
             info_usage(stderr);
             return 2;
-        } else if (path) {
-            fprintf(stderr, "nuri: info: one MODEL only ('%s' and '%s')\n", path, argv[i]);
-            return 2;
         } else {
-            path = argv[i];
+            // MODEL, or -m MODEL as the other commands take it
+            const char *v = argv[i][0] == '-' && argv[i][1] ? args_value(argc, argv, &i) : argv[i];
+            if (!v) return 2;
+            if (path) {
+                fprintf(stderr, "nuri: info: one MODEL only ('%s' and '%s')\n", path, v);
+                return 2;
+            }
+            path = v;
         }
     }
     if (!path) {

@@ -5,6 +5,7 @@
 #include "chat/conversation.h"
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "model/mkmodel.h"
 
 #include <stdio.h>
@@ -87,7 +88,11 @@ int cmd_mkmodel(int argc, char **argv)
             return cli_fail("mkmodel");
         p.chat_template = tpl;
     }
-    int rc = nuri_mkmodel(&p, out) != NURI_OK ? cli_fail("mkmodel") : 0;
+    cli_bar bar = {.tty = -1};
+    p.progress = cli_bar_update;
+    p.progress_ud = &bar;
+    int rc = nuri_mkmodel(&p, out) != NURI_OK ? (cli_bar_end(&bar), cli_fail("mkmodel")) : 0;
+    cli_bar_end(&bar);
     free(tpl);
     return rc;
 }

@@ -136,7 +136,7 @@ int cmd_run(int argc, char **argv)
         return 2;
     }
     nuri_model *m;
-    if (nuri_model_open(model_path, NULL, &m) != NURI_OK) {
+    if (cli_model_load(model_path, &m) != NURI_OK) {
         free(grammar);
         return cli_fail("run");
     }

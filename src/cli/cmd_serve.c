@@ -36,6 +36,7 @@ static void serve_usage(FILE *out)
         "                  [--allow-host NAME ...] [--cors ORIGIN ...] [--shutdown-timeout S]\n"
         "                  [--unsafe-special-tokens] [--store STORE | --no-store]\n"
         "                  [--kv-dir DIR [--kv-dir-size BYTES]] [--replica-id NAME]\n"
+        "                  [--repack auto|on|off]\n"
         "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
         "  POST /v1/responses (GET, DELETE /v1/responses/{id}, .../input_items),\n"
         "  /v1/conversations (and /{id}, /{id}/items), GET /v1/models, GET /health, GET /metrics\n"
@@ -135,6 +136,8 @@ int cmd_serve(int argc, char **argv)
             goto done;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(p.model_path = args_value(argc, argv, &i))) goto done;
+        } else if (!strcmp(a, "--repack")) { // args.h: ARGS_REPACK_HELP
+            if (!(v = args_value(argc, argv, &i)) || !args_repack(v)) goto done;
         } else if (!strcmp(a, "--host")) {
             if (!(p.host = args_value(argc, argv, &i))) goto done;
         } else if (!strcmp(a, "--name")) {

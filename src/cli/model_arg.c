@@ -2,6 +2,8 @@
  * model_arg.c: see model_arg.h.
  */
 #include "cli/model_arg.h"
+#include "cli/progress.h"
+#include "gguf/gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,4 +113,40 @@ int cli_model_arg(const char *cmd, const char **model)
     hub_model_free(&m);
     *model = resolved[slot];
     return 0;
+}
+
+/* Whether the model is one of nuri's random-weight test models: what nuri mkmodel writes (named
+ * "nuri mkmodel ARCH SHAPE TYPE seed N") and tests/data/models/ (named "<arch>-tiny", 256 wide). */
+static bool random_weights(const nuri_model *m)
+{
+    gguf_str name;
+    const gguf_kv *kv = gguf_find_kv(m->file, "general.name");
+    if (!kv || gguf_kv_str(kv, &name) != NURI_OK) return false;
+    if (name.len >= 13 && !memcmp(name.ptr, "nuri mkmodel ", 13)) return true;
+    static const char *const tiny[] = {"llama-tiny", "llama3rope-tiny", "qwen2-tiny", "qwen3-tiny"};
+    for (size_t i = 0; i < sizeof tiny / sizeof tiny[0]; i++)
+        if (gguf_str_eq(name, tiny[i]) && m->hp.n_embd <= 256) return true;
+    return false;
+}
+
+nuri_status cli_model_load(const char *path, nuri_model **out)
+{
+    cli_bar bar = {.tty = -1, .bytes = true};
+    nuri_model_load_opts o = {.progress = cli_bar_update, .progress_ud = &bar};
+    nuri_status st = nuri_model_load_with(path, &o, out);
+    cli_bar_end(&bar);
+    if (st != NURI_OK) return st;
+    const nuri_model *m = *out;
+    char a[32], b[32];
+    if (m->pack_declined_avail)
+        fprintf(stderr,
+                "nuri: note: running from the mapped file, not repacked: the repacked weights "
+                "(%s) would not fit in the available memory (%s); --repack on to repack anyway\n",
+                cli_bytes(m->pack_bytes, a, sizeof a),
+                cli_bytes(m->pack_declined_avail, b, sizeof b));
+    if (random_weights(m))
+        fprintf(stderr,
+                "nuri: note: %s has random weights (a test model): its output is meaningless\n",
+                path);
+    return NURI_OK;
 }

@@ -7,6 +7,7 @@
 #define NURI_CLI_MODEL_ARG_H
 
 #include "hub/hub.h"
+#include "model/model.h"
 
 /* Replaces *model with the local path to load. Returns 0, or 1 after printing
  * "nuri: <cmd>: <message>". The new string is owned by this module and lives until exit. */
@@ -24,5 +25,9 @@ void cli_progress_draw(void *ud, const hub_progress *p);
 
 /* "1.5 MiB" into buf (cap bytes). */
 const char *cli_bytes(uint64_t n, char *buf, size_t cap);
+/* nuri_model_load with the --repack choice, a progress line while repacking, and the notes a
+ * person should see: a model with random weights (nuri mkmodel's), and auto declining to repack
+ * for want of memory. */
+nuri_status cli_model_load(const char *path, nuri_model **out);
 
 #endif

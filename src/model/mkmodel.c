@@ -445,6 +445,9 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     if (!tied && (s = add_random(mk, "output.weight", "output", -1, E, n_vocab, out_scale, 0)))
         return s;
     for (int il = 0; il < n_file_layers; il++) {
+        if (p->progress)
+            p->progress(p->progress_ud, "making random weights", (uint64_t)il,
+                        (uint64_t)n_file_layers + 1);
         char nm[96];
         // exaone-moe: layer 0 dense, the last (next-token prediction) dense with its extra parts
         const bool layer_moe = moe && !(exmoe && (il == 0 || il >= mk->n_layer));
@@ -539,7 +542,13 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
         }
 #undef T
     }
-    return gguf_writer_write(w, path);
+    // the last step of n_file_layers + 1: writing the file
+    if (p->progress)
+        p->progress(p->progress_ud, "writing the file", (uint64_t)n_file_layers,
+                    (uint64_t)n_file_layers + 1);
+    s = gguf_writer_write(w, path);
+    if (p->progress) p->progress(p->progress_ud, "writing the file", 1, 1);
+    return s;
 }
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)

@@ -9,6 +9,7 @@
 #ifndef NURI_MODEL_MKMODEL_H
 #define NURI_MODEL_MKMODEL_H
 
+#include "base/progress.h"
 #include "nuri.h"
 
 #include <stddef.h>
@@ -32,6 +33,9 @@ typedef struct nuri_mkmodel_params {
     // stored as tokenizer.chat_template (replacing one copied from vocab), or NULL
     const char *chat_template;
     size_t chat_template_len; // bytes of chat_template
+    nuri_work_progress_fn
+        progress; // called per layer made (of n_layer + 1: the file's writing), or NULL
+    void *progress_ud;
 } nuri_mkmodel_params;
 
 /* Writes the model to path. */

@@ -777,6 +777,37 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
     return n;
 }
 
+/* MemAvailable from /proc/meminfo (bytes), or NURI_MEMAVAILABLE_TEST (bytes: the tests' way to
+ * make --repack auto decide both ways). false when neither can be read. */
+static bool mem_available(uint64_t *out)
+{
+    const char *test = getenv("NURI_MEMAVAILABLE_TEST");
+    if (test && *test) {
+        char *end;
+        unsigned long long v = strtoull(test, &end, 10);
+        *out = v;
+        return !*end;
+    }
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return false;
+    char line[128];
+    bool found = false;
+    unsigned long long kib;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+    fclose(f);
+    if (found) *out = (uint64_t)kib * 1024;
+    return found;
+}
+
+/* Whether a packed copy of `bytes` fits in `avail`, leaving an eighth of it and 256 MiB for the
+ * KV cache, the activations and everyone else. */
+static bool pack_fits(uint64_t bytes, uint64_t avail)
+{
+    const uint64_t margin = avail / 8 + ((uint64_t)256 << 20);
+    return avail > margin && bytes <= avail - margin;
+}
+
 /* Repacks the matrices whose type this CPU multiplies faster in the x16 layout (kernels/pack.h)
  * into one block of memory of their own, and gives the file's pages of those tensors back, so
  * that resident memory stays about one copy of the weights. The block asks for transparent huge
@@ -785,7 +816,7 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
  * huge page once, not once per matrix. Without the memory, nothing is packed (the file's layout:
  * slower, same results' tolerance). The embedding table itself (read by rows) is never packed; a
  * tied output matrix gets its own packed copy. */
-static void pack_weights(nuri_model *m)
+static void pack_weights(nuri_model *m, const nuri_model_load_opts *o)
 {
     const int cap = m->hp.n_layer * (11 + 3 * m->hp.n_expert) + 1;
     nuri_weight **list = malloc(sizeof *list * (size_t)cap);
@@ -796,6 +827,13 @@ static void pack_weights(nuri_model *m)
         total += (nuri_pack_bytes(list[i]->type, list[i]->n_in, list[i]->n_out) + 63) & ~(size_t)63;
     const size_t huge = (size_t)2 << 20;
     total = (total + huge - 1) & ~(huge - 1);
+    m->pack_bytes = total;
+    uint64_t avail;
+    if (total && o->repack == NURI_REPACK_AUTO && mem_available(&avail) &&
+        !pack_fits(total, avail)) {
+        m->pack_declined_avail = avail;
+        total = 0; // the copy would push the machine into swapping: run from the mapped file
+    }
     uint8_t *block = total ? aligned_alloc(huge, total) : NULL;
     if (!block) {
         free(list);
@@ -806,6 +844,7 @@ static void pack_weights(nuri_model *m)
 #endif
     m->packed = block;
     size_t at = 0;
+    if (o->progress) o->progress(o->progress_ud, "repacking the weights", 0, total);
     for (int i = 0; i < n; i++) {
         nuri_weight *w = list[i];
         const size_t bytes = nuri_pack_bytes(w->type, w->n_in, w->n_out);
@@ -827,7 +866,9 @@ static void pack_weights(nuri_model *m)
             gguf_release_range(m->file, src, (size_t)(row * (uint64_t)nr));
         }
         w->packed = p;
+        if (o->progress) o->progress(o->progress_ud, "repacking the weights", at, total);
     }
+    if (o->progress) o->progress(o->progress_ud, "repacking the weights", total, total);
     free(list);
 }
 
@@ -929,9 +970,38 @@ static nuri_status set_stage(nuri_model *m)
     return NURI_OK;
 }
 
+bool nuri_repack_parse(const char *s, nuri_repack *out)
+{
+    if (!strcmp(s, "auto"))
+        *out = NURI_REPACK_AUTO;
+    else if (!strcmp(s, "on") || !strcmp(s, "1"))
+        *out = NURI_REPACK_ON;
+    else if (!strcmp(s, "off") || !strcmp(s, "0"))
+        *out = NURI_REPACK_OFF;
+    else
+        return false;
+    return true;
+}
+
+static nuri_status model_from_gguf(gguf_file *f, const nuri_model_load_opts *opts,
+                                   nuri_model **out);
+
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
 {
+    return model_from_gguf(f, NULL, out);
+}
+
+static nuri_status model_from_gguf(gguf_file *f, const nuri_model_load_opts *opts, nuri_model **out)
+{
     *out = NULL;
+    nuri_model_load_opts o = opts ? *opts : (nuri_model_load_opts){0};
+    const char *env = getenv("NURI_PACK");
+    if (o.repack == NURI_REPACK_DEFAULT && env && *env && !nuri_repack_parse(env, &o.repack)) {
+        gguf_close(f);
+        return nuri_error(NURI_ERR_INVALID_ARG, "NURI_PACK must be auto, on or off (got '%s')",
+                          env);
+    }
+    if (o.repack == NURI_REPACK_DEFAULT) o.repack = NURI_REPACK_AUTO;
     nuri_model *m = calloc(1, sizeof *m);
     if (!m) {
         gguf_close(f);
@@ -943,7 +1013,7 @@ nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
     if (s == NURI_OK) s = read_swa_layers(f, m);
     if (s == NURI_OK) s = set_stage(m);
     if (s == NURI_OK) s = load_vocab(m); // before the packing, which takes time
-    if (s == NURI_OK) pack_weights(m);
+    if (s == NURI_OK && o.repack != NURI_REPACK_OFF) pack_weights(m, &o);
     if (s != NURI_OK) {
         nuri_model_free(m);
         return s;
@@ -954,11 +1024,16 @@ nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out)
 
 nuri_status nuri_model_load(const char *path, nuri_model **out)
 {
+    return nuri_model_load_with(path, NULL, out);
+}
+
+nuri_status nuri_model_load_with(const char *path, const nuri_model_load_opts *o, nuri_model **out)
+{
     *out = NULL;
     gguf_file *f;
     nuri_status s = gguf_open(path, &f);
-    if (s != NURI_OK) return nuri_error_wrap(s, "%s", path);
-    s = nuri_model_from_gguf(f, out);
+    if (s != NURI_OK) return s; // gguf_open's messages name the path
+    s = model_from_gguf(f, o, out);
     if (s != NURI_OK) return nuri_error_wrap(s, "%s", path);
     return NURI_OK;
 }

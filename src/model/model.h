@@ -14,6 +14,7 @@
 #ifndef NURI_MODEL_H
 #define NURI_MODEL_H
 
+#include "base/progress.h"
 #include "gguf/gguf.h"
 #include "nuri.h"
 #include "tokenizer/tokenizer.h"
@@ -156,6 +157,9 @@ typedef struct nuri_model {
     nuri_weight *experts;    // storage of the layers' expert views (n_layer, 3, n_expert), or NULL
     char *names;             // storage for the weights' names
     void *packed;            // one block holding every packed matrix (weights' .packed), or NULL
+    // the repacking decision: bytes the packed copy takes (or would take), and, when --repack auto
+    // declined for want of memory, the bytes that were available (0 otherwise)
+    uint64_t pack_bytes, pack_declined_avail;
     nuri_vocab *vocab;       // owned: the file's vocabulary; every token id < n_vocab
     // a pipeline over MPI (src/dist/dist.h): this process is stage `stage` of n_stages and runs
     // layers [layer_first, layer_end), the first stage the embedding, the last one the head; only
@@ -173,6 +177,29 @@ typedef struct nuri_model {
 nuri_status nuri_model_load(const char *path, nuri_model **out);
 /* The same over an already opened file, which the model then owns (also on failure). */
 nuri_status nuri_model_from_gguf(gguf_file *f, nuri_model **out);
+
+/* Whether the weights are repacked into the layout this CPU multiplies fastest (kernels/pack.h):
+ * the repacked copy is process memory (fast, not shared through the page cache, must fit in RAM);
+ * without it the weights are read in place from the mapped file (shared by every process that
+ * maps it, and a model larger than RAM still runs, paged in from the file). */
+typedef enum nuri_repack {
+    NURI_REPACK_DEFAULT = 0, // what NURI_PACK says (auto|on|off, 1 = on, 0 = off), else auto
+    NURI_REPACK_AUTO,        // repack when the copy fits in MemAvailable with a margin
+    NURI_REPACK_ON,          // always (where the CPU has a packed kernel for the type)
+    NURI_REPACK_OFF,         // never: run from the mapped file
+} nuri_repack;
+
+/* "auto", "on", "off" (and NURI_PACK's "1" / "0") -> *out; false for anything else. */
+bool nuri_repack_parse(const char *s, nuri_repack *out);
+
+typedef struct nuri_model_load_opts {
+    nuri_repack repack;
+    nuri_work_progress_fn progress; // the repacking's progress (bytes), or NULL
+    void *progress_ud;
+} nuri_model_load_opts;
+
+/* nuri_model_load with options (NULL: the defaults). A bad NURI_PACK is an error naming it. */
+nuri_status nuri_model_load_with(const char *path, const nuri_model_load_opts *o, nuri_model **out);
 void nuri_model_free(nuri_model *m);
 
 /* The model family in words ("EXAONE 4.0", "A.X 4.0 (SK Telecom, qwen2)"), from the architecture,

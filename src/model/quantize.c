@@ -115,6 +115,31 @@ static void tensor_role(gguf_str name, char *kind, size_t cap, int *il)
 nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const char *name,
                                bool pure, nuri_quant_stats *stats)
 {
+    const nuri_quant_opts o = {.pure = pure};
+    return nuri_quantize_file_with(in_path, out_path, name, &o, stats);
+}
+
+/* The first matrix of f that is already quantized (NULL if none): a 2-D or larger tensor that is
+ * converted (not a router), of a type other than F32, F16, BF16. */
+static const gguf_tensor *quantized_matrix(const gguf_file *f)
+{
+    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char kind[256];
+        int il;
+        tensor_role(t->name, kind, sizeof kind, &il);
+        if (t->n_dims < 2 || !nuri_kernels(t->type) || !strcmp(kind, "ffn_gate_inp")) continue;
+        if (t->type != NURI_TYPE_F32 && t->type != NURI_TYPE_F16 && t->type != NURI_TYPE_BF16)
+            return t;
+    }
+    return NULL;
+}
+
+nuri_status nuri_quantize_file_with(const char *in_path, const char *out_path, const char *name,
+                                    const nuri_quant_opts *opts, nuri_quant_stats *stats)
+{
+    const nuri_quant_opts o = opts ? *opts : (nuri_quant_opts){0};
+    const bool pure = o.pure;
     if (!nuri_quant_name_ok(name))
         return nuri_error(NURI_ERR_INVALID_ARG, "quantize: unknown type or mix '%s'", name);
     gguf_file *f = NULL;
@@ -123,8 +148,17 @@ nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const 
     void *qbuf = NULL;
     nuri_quant_stats st = {0};
     nuri_status s = gguf_open(in_path, &f);
+    const gguf_tensor *q = s == NURI_OK && !o.allow_requantize ? quantized_matrix(f) : NULL;
+    st.already_quantized = q != NULL;
+    if (q)
+        s = nuri_error(NURI_ERR_INVALID_ARG,
+                       "%s is already quantized (tensor '%.*s' is %s): quantizing it again adds "
+                       "the rounding error of both types; quantize the F32/F16/BF16 original",
+                       in_path, (int)q->name.len, q->name.ptr, nuri_type_get(q->type)->name);
     if (s == NURI_OK) s = gguf_writer_new(&w);
     if (s != NURI_OK) goto done;
+    uint64_t total_in = 0, done_in = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) total_in += gguf_tensor_at(f, i)->size;
 
     // metadata: everything but general.file_type, which gets the target's number
     uint32_t n_layer = 0;
@@ -150,6 +184,8 @@ nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const 
         tname[nl] = 0;
         st.n_tensors++;
         st.bytes_in += t->size;
+        if (o.progress) o.progress(o.progress_ud, "quantizing", done_in, total_in + 1);
+        done_in += t->size;
         int64_t n_in = t->ne[0], n_rows = 1;
         for (uint32_t d = 1; d < t->n_dims; d++) n_rows *= t->ne[d];
         int il;
@@ -188,7 +224,9 @@ nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const 
         st.bytes_out += rb_out * (uint64_t)n_rows;
         s = gguf_writer_add_tensor(w, tname, to, t->n_dims, t->ne, qbuf);
     }
+    if (s == NURI_OK && o.progress) o.progress(o.progress_ud, "quantizing", done_in, total_in + 1);
     if (s == NURI_OK) s = gguf_writer_write(w, out_path);
+    if (o.progress) o.progress(o.progress_ud, "quantizing", 1, 1);
 done:
     if (stats) *stats = st;
     free(buf);

@@ -9,6 +9,7 @@
 #ifndef NURI_MODEL_QUANTIZE_H
 #define NURI_MODEL_QUANTIZE_H
 
+#include "base/progress.h"
 #include "nuri.h"
 
 #include <stdbool.h>
@@ -31,10 +32,24 @@ uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int
 typedef struct nuri_quant_stats {
     uint64_t n_tensors, n_converted; // tensors in the file, 2-D tensors converted
     uint64_t bytes_in, bytes_out;    // tensor data
+    bool already_quantized;          // refused: the source is quantized (no allow_requantize)
 } nuri_quant_stats;
 
-/* Reads in_path, writes out_path (via a temporary file and a rename). stats may be NULL. */
+/* Reads in_path, writes out_path (via a temporary file and a rename). stats may be NULL. A source
+ * whose matrices are already quantized (a 2-D tensor of a type other than F32, F16 or BF16) is
+ * refused with NURI_ERR_INVALID_ARG naming the tensor: requantizing compounds the rounding. */
 nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const char *name,
                                bool pure, nuri_quant_stats *stats);
+
+typedef struct nuri_quant_opts {
+    bool pure;                 // every 2-D tensor gets the one type (a mix: its base type)
+    bool allow_requantize;     // convert a source that is already quantized all the same
+    nuri_work_progress_fn progress; // per tensor (bytes of the source's tensor data), or NULL
+    void *progress_ud;
+} nuri_quant_opts;
+
+/* nuri_quantize_file with options (NULL: none set). */
+nuri_status nuri_quantize_file_with(const char *in_path, const char *out_path, const char *name,
+                                    const nuri_quant_opts *o, nuri_quant_stats *stats);
 
 #endif
