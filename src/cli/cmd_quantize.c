@@ -1,6 +1,7 @@
 /*
  * cmd_quantize.c: `nuri quantize IN.gguf OUT.gguf TYPE [--pure] [--allow-requantize]`: converts a
- * model's weights to a type (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K) or a
+ * model's weights to a type (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL
+ * IQ4_XS MXFP4) or a
  * mix (Q4_K_M, Q5_K_M); --pure gives every 2-D tensor the one type (a mix's base type). A source
  * that is already quantized is refused unless --allow-requantize. See model/quantize.h.
  */
@@ -16,6 +17,7 @@ static void quantize_usage(FILE *out)
 {
     fprintf(out, "usage: nuri quantize IN.gguf OUT.gguf TYPE [--pure] [--allow-requantize]\n"
                  "  TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K,\n"
+                 "        IQ4_NL IQ4_XS (rows not of 256: IQ4_NL) MXFP4,\n"
                  "        or a mix: Q4_K_M Q5_K_M (Q6_K for output, some attn_v / ffn_down)\n"
                  "  --pure  every 2-D tensor gets the one type (a mix: its base type)\n"
                  "  --allow-requantize  convert a model that is already quantized (refused\n"
