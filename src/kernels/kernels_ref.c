@@ -347,6 +347,23 @@ static int iq4_nearest(float v)
     return v - nuri_iq4_grid[lo] <= nuri_iq4_grid[hi] - v ? lo : hi;
 }
 
+/* 32 elements of a 4-bit grid type: 16 bytes of codes (element j: qs[j] & 15, element j + 16:
+ * qs[j] >> 4) looked up in grid, times d into y; and their exact integer dot with 32 int8. */
+static void grid32_to_float(const int8_t *grid, float d, const uint8_t *qs, float *y)
+{
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * grid[qs[j] & 15];
+        y[j + 16] = d * grid[qs[j] >> 4];
+    }
+}
+
+static int grid32_dot(const int8_t *grid, const uint8_t *qs, const int8_t *q8)
+{
+    int sum = 0;
+    for (int j = 0; j < 16; j++) sum += grid[qs[j] & 15] * q8[j] + grid[qs[j] >> 4] * q8[j + 16];
+    return sum;
+}
+
 /*
  * The scale of a run of n values on the IQ4 grid, and their codes: candidates map the value of
  * largest magnitude onto grid points near either end (the grid is lopsided: -127 .. 113), each
@@ -416,11 +433,7 @@ static void iq4_nl_to_float(const void *restrict vx, float *restrict y, int64_t 
 {
     const nuri_block_iq4_nl *x = vx;
     for (int64_t i = 0; i < n / NURI_QK; i++, y += NURI_QK) {
-        float d = F16(x[i].d);
-        for (int j = 0; j < NURI_QK / 2; j++) {
-            y[j] = d * nuri_iq4_grid[x[i].qs[j] & 15];
-            y[j + 16] = d * nuri_iq4_grid[x[i].qs[j] >> 4];
-        }
+        grid32_to_float(nuri_iq4_grid, F16(x[i].d), x[i].qs, y);
     }
 }
 
@@ -467,14 +480,8 @@ static void iq4_xs_to_float(const void *restrict vx, float *restrict y, int64_t 
     const nuri_block_iq4_xs *x = vx;
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         float d = F16(x[i].d);
-        for (int j = 0; j < 8; j++, y += 32) {
-            float dl = d * (float)iq4_xs_scale(&x[i], j);
-            const uint8_t *qs = x[i].qs + 16 * j;
-            for (int k = 0; k < 16; k++) {
-                y[k] = dl * nuri_iq4_grid[qs[k] & 15];
-                y[k + 16] = dl * nuri_iq4_grid[qs[k] >> 4];
-            }
-        }
+        for (int j = 0; j < 8; j++, y += 32)
+            grid32_to_float(nuri_iq4_grid, d * (float)iq4_xs_scale(&x[i], j), x[i].qs + 16 * j, y);
     }
 }
 
@@ -531,11 +538,7 @@ static void mxfp4_to_float(const void *restrict vx, float *restrict y, int64_t n
 {
     const nuri_block_mxfp4 *x = vx;
     for (int64_t i = 0; i < n / NURI_QK; i++, y += NURI_QK) {
-        float d = nuri_e8m0_half(x[i].e);
-        for (int j = 0; j < NURI_QK / 2; j++) {
-            y[j] = d * nuri_fp4_grid[x[i].qs[j] & 15];
-            y[j + 16] = d * nuri_fp4_grid[x[i].qs[j] >> 4];
-        }
+        grid32_to_float(nuri_fp4_grid, nuri_e8m0_half(x[i].e), x[i].qs, y);
     }
 }
 
@@ -620,10 +623,7 @@ static void iq4_nl_vec_dot(int64_t n, float *restrict s, const void *restrict vx
     const nuri_block_q8_0 *y = vy;
     float sum = 0;
     for (int64_t i = 0; i < n / NURI_QK; i++) {
-        int sumi = 0;
-        for (int j = 0; j < NURI_QK / 2; j++)
-            sumi += nuri_iq4_grid[x[i].qs[j] & 15] * y[i].qs[j] +
-                    nuri_iq4_grid[x[i].qs[j] >> 4] * y[i].qs[j + 16];
+        const int sumi = grid32_dot(nuri_iq4_grid, x[i].qs, y[i].qs);
         sum += F16(x[i].d) * F16(y[i].d) * (float)sumi;
     }
     *s = sum;
@@ -636,10 +636,7 @@ static void mxfp4_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
     const nuri_block_q8_0 *y = vy;
     float sum = 0;
     for (int64_t i = 0; i < n / NURI_QK; i++) {
-        int sumi = 0;
-        for (int j = 0; j < NURI_QK / 2; j++)
-            sumi += nuri_fp4_grid[x[i].qs[j] & 15] * y[i].qs[j] +
-                    nuri_fp4_grid[x[i].qs[j] >> 4] * y[i].qs[j + 16];
+        const int sumi = grid32_dot(nuri_fp4_grid, x[i].qs, y[i].qs);
         sum += nuri_e8m0_half(x[i].e) * F16(y[i].d) * (float)sumi;
     }
     *s = sum;
@@ -654,14 +651,9 @@ static void iq4_xs_vec_dot(int64_t n, float *restrict s, const void *restrict vx
     float sum = 0;
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         int sumi = 0;
-        for (int j = 0; j < 8; j++) {
-            const uint8_t *qs = x[i].qs + 16 * j;
-            const int8_t *q8 = y[i].qs + 32 * j;
-            int sj = 0;
-            for (int k = 0; k < 16; k++)
-                sj += nuri_iq4_grid[qs[k] & 15] * q8[k] + nuri_iq4_grid[qs[k] >> 4] * q8[k + 16];
-            sumi += iq4_xs_scale(&x[i], j) * sj;
-        }
+        for (int j = 0; j < 8; j++)
+            sumi += iq4_xs_scale(&x[i], j) *
+                    grid32_dot(nuri_iq4_grid, x[i].qs + 16 * j, y[i].qs + 32 * j);
         sum += F16(x[i].d) * y[i].d * (float)sumi;
     }
     *s = sum;
