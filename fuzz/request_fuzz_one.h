@@ -20,7 +20,7 @@
 
 static void request_fuzz_tools(const serve_request *r)
 {
-    nuri_chat_syntax syn = {NURI_TOOLCALL_HERMES, "<think>", "</think>"};
+    nuri_chat_syntax syn = {NURI_TOOLCALL_HERMES, "<think>", "</think>", false};
     for (int f = NURI_TOOLCALL_GENERIC; f < NURI_TOOLCALL_N_FORMATS; f++) {
         syn.format = (nuri_toolcall_format)f;
         nuri_toolcall_grammar_opts o = {.format = syn.format,

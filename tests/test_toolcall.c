@@ -510,6 +510,80 @@ TEST(exaone_deep_thought_tags)
 
 /* ---- streaming order ---- */
 
+/* ---- harmony: gpt-oss ---- */
+
+static nuri_reply_opts harmony_opts(nuri_toolcall_format f)
+{
+    nuri_reply_opts o = opts(f, false);
+    o.syntax = (nuri_chat_syntax){f, NURI_HARMONY_ANALYSIS, NURI_HARMONY_NEXT, true};
+    return o;
+}
+
+TEST(gpt_oss_analysis_then_final_answer)
+{
+    nuri_reply_opts o = harmony_opts(NURI_TOOLCALL_HARMONY);
+    expect(&o,
+           "<|channel|>analysis<|message|>The user greets. Answer briefly.<|end|>"
+           "<|start|>assistant<|channel|>final<|message|>Hello! How can I help?",
+           "Hello! How can I help?", "The user greets. Answer briefly.", 0);
+    // the commentary channel without a recipient (a preamble) is content too
+    expect(&o,
+           "<|channel|>analysis<|message|>Plan.<|end|><|start|>assistant<|channel|>commentary"
+           "<|message|>Checking now.<|end|>",
+           "Checking now.", "Plan.", 0);
+    // a model that ignores the format: plain text is content
+    expect(&o, "Just text, no channels.", "Just text, no channels.", "", 0);
+    // a prompt that ended in an analysis header: the reply starts inside the reasoning
+    nuri_reply_opts r = o;
+    r.in_reasoning = true;
+    expect(&r, "thinking...<|end|><|start|>assistant<|channel|>final<|message|>42", "42",
+           "thinking...", 0);
+}
+
+TEST(gpt_oss_calls_in_both_header_orders)
+{
+    nuri_reply_opts o = harmony_opts(NURI_TOOLCALL_HARMONY);
+    // as the model prints it after reasoning (the recipient after the channel)
+    expect(&o,
+           "<|channel|>analysis<|message|>Need the weather tool.<|end|><|start|>assistant"
+           "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+           "{\"city\": \"Seoul\"}",
+           "", "Need the weather tool.", 1, "get_weather", "{\"city\": \"Seoul\"}");
+    // as the template writes it in the history (the recipient first), ended by <|call|>
+    expect(&o,
+           "<|start|>assistant to=functions.get_time<|channel|>commentary json<|message|>"
+           "{\"tz\": \"Asia/Seoul\"}<|call|>",
+           "", "", 1, "get_time", "{\"tz\": \"Asia/Seoul\"}");
+    // a request without tools: the message's text is content, never a call
+    nuri_reply_opts none = harmony_opts(NURI_TOOLCALL_NONE);
+    expect(&none,
+           "<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{}", "{}", "",
+           0);
+    // a built-in tool's input (python, browser) is not a function call: by its channel
+    expect(&o, "<|channel|>analysis to=python code<|message|>print(1)<|end|>", "", "print(1)", 0);
+}
+
+TEST(gpt_oss_broken_replies_lose_no_text)
+{
+    nuri_reply_opts o = harmony_opts(NURI_TOOLCALL_HARMONY);
+    expect_error(&o,
+                 "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+                 "{\"city\": ",
+                 "not a JSON object", 1, "");
+    // a header that never reaches <|message|> within its bound is text
+    char text[900];
+    snprintf(text, sizeof text, "<|channel|>%0600d<|message|>x", 0);
+    nuri_reply r;
+    parse_checked(&o, text, &r);
+    CHECKF(r.content_len == strlen(text), "content %zu bytes of %zu", r.content_len, strlen(text));
+    nuri_reply_free(&r);
+    // the reply cut (max_tokens) inside the next header: the header is dropped, the rest kept
+    expect(&o, "<|channel|>analysis<|message|>x<|end|><|start|>assistant<|channel|>fin", "", "x",
+           0);
+    // markers that are not harmony's stay text
+    expect(&o, "<|channel|>final<|message|>a <|foo|> b <|end c", "a <|foo|> b <|end c", "", 0);
+}
+
 TEST(streaming_sends_name_first_then_argument_pieces)
 {
     nuri_reply_opts o = opts(NURI_TOOLCALL_HERMES, NULL);
@@ -586,6 +660,7 @@ TEST(formats_are_told_from_the_real_templates)
         {"templates-korean/HyperCLOVAX-SEED-Think-32B.jinja", NURI_TOOLCALL_ARG_KEY, "<think>"},
         {"templates-korean/HyperCLOVAX-SEED-Omni-8B.jinja", NURI_TOOLCALL_ARG_KEY, "<think>"},
         {"templates-korean/EXAONE-Deep-2.4B.jinja", NURI_TOOLCALL_GENERIC, "<thought>"},
+        {"templates/openai-gpt-oss-120b.jinja", NURI_TOOLCALL_HARMONY, NURI_HARMONY_ANALYSIS},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char path[256];
@@ -609,7 +684,7 @@ TEST(format_names_round_trip)
 
 TEST(prompts_that_open_reasoning_are_recognized)
 {
-    nuri_chat_syntax s = {NURI_TOOLCALL_HERMES, "<think>", "</think>"};
+    nuri_chat_syntax s = {NURI_TOOLCALL_HERMES, "<think>", "</think>", false};
     const char *open = "<|im_start|>assistant\n<think>\n";
     const char *closed = "<|im_start|>assistant\n<think>\n\n</think>\n\n";
     CHECK(nuri_chat_syntax_prompt_opens_reasoning(&s, open, strlen(open)));
@@ -732,6 +807,9 @@ int main(void)
     RUN(generic_json_object_call);
     RUN(format_none_splits_only_reasoning);
     RUN(exaone_deep_thought_tags);
+    RUN(gpt_oss_analysis_then_final_answer);
+    RUN(gpt_oss_calls_in_both_header_orders);
+    RUN(gpt_oss_broken_replies_lose_no_text);
     RUN(streaming_sends_name_first_then_argument_pieces);
     RUN(ids_are_deterministic_per_seed_and_index);
     RUN(formats_are_told_from_the_real_templates);

@@ -25,6 +25,7 @@ static const char *const format_names[NURI_TOOLCALL_N_FORMATS] = {
     [NURI_TOOLCALL_MISTRAL] = "mistral",
     [NURI_TOOLCALL_MISTRAL_ARGS] = "mistral-args",
     [NURI_TOOLCALL_DEEPSEEK_R1] = "deepseek-r1",
+    [NURI_TOOLCALL_HARMONY] = "harmony",
 };
 
 const char *nuri_toolcall_format_name(nuri_toolcall_format f)
@@ -53,6 +54,13 @@ static bool has(const char *src, size_t len, const char *needle)
 nuri_chat_syntax nuri_chat_syntax_detect(const char *src, size_t len)
 {
     nuri_chat_syntax s = {.format = NURI_TOOLCALL_GENERIC};
+    if (has(src, len, "<|channel|>") && has(src, len, "<|message|>")) {
+        s.format = NURI_TOOLCALL_HARMONY;
+        s.harmony = true;
+        s.think_open = NURI_HARMONY_ANALYSIS;
+        s.think_close = NURI_HARMONY_NEXT;
+        return s;
+    }
     // the most specific markers first: Mistral Small 3.2's [TOOL_CALLS]NAME[ARGS] before
     // Nemo's [TOOL_CALLS][...]; Qwen3.5's <function=...> and HyperCLOVA X's <arg_key> inside
     // <tool_call> before the JSON of Hermes
@@ -235,6 +243,20 @@ json_t *nuri_toolcall_messages(const json_t *messages, nuri_toolcall_format f,
                 copy = NULL;
             }
         }
+        // harmony templates read an assistant's reasoning as `thinking` (OpenAI's API and
+        // nuri's replies call it reasoning_content)
+        json_t *rc = json_object_get(m, "reasoning_content");
+        if (copy && f == NURI_TOOLCALL_HARMONY && json_is_string(role) &&
+            !strcmp(json_string_value(role), "assistant") && json_is_string(rc) &&
+            !json_object_get(m, "thinking")) {
+            json_t *c2 = copy == m ? json_copy(m) : copy;
+            if (copy == m) json_decref(copy);
+            copy = c2;
+            if (copy && json_object_set(copy, "thinking", rc)) {
+                json_decref(copy);
+                copy = NULL;
+            }
+        }
         if (!copy || json_array_append_new(out, copy)) {
             json_decref(out);
             return NULL;
@@ -381,6 +403,10 @@ nuri_status nuri_toolcall_shape_get(nuri_toolcall_format f, const char *name,
         break;
     case NURI_TOOLCALL_MISTRAL_ARGS:
         pa = "[TOOL_CALLS]", pb = "[ARGS]", se = "";
+        break;
+    case NURI_TOOLCALL_HARMONY: // one call per turn: <|call|> ends the turn
+        pa = "<|channel|>commentary to=functions.", pb = " <|constrain|>json<|message|>", se = "";
+        par = false;
         break;
     case NURI_TOOLCALL_DEEPSEEK_R1:
         b = NURI_DEEPSEEK_CALLS_BEGIN;

@@ -30,7 +30,10 @@
  * <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>N\n```json\n{...}\n```
  *                 <｜tool▁call▁end｜><｜tool▁calls▁end｜>                         DeepSeek R1
  * distills generic       {"name": N, "arguments": {...}} as the answer       templates that show no
- * format In the XML-like formats (qwen-xml, arg-key) values are text: a value becomes a JSON string
+ * format
+ *   harmony       <|channel|>commentary to=functions.N <|constrain|>json<|message|>{...}<|call|>
+ *                                                                  gpt-oss (OpenAI's harmony)
+ * In the XML-like formats (qwen-xml, arg-key) values are text: a value becomes a JSON string
  * when the tool's schema says the parameter is a string or when it is not valid JSON, and stays
  * JSON (a number, true, an object) otherwise, as vLLM and llama.cpp convert them. Reasoning is
  * <think>...</think> (Qwen3, QwQ, DeepSeek R1 distills, HyperCLOVA X, EXAONE 4.0, SmolLM3) or
@@ -57,6 +60,10 @@
 #define NURI_DEEPSEEK_CALL_END "<｜tool▁call▁end｜>"
 #define NURI_DEEPSEEK_SEP "<｜tool▁sep｜>"
 
+/* harmony's reasoning block as a forced call's grammar allows it before the call */
+#define NURI_HARMONY_ANALYSIS "<|channel|>analysis<|message|>"
+#define NURI_HARMONY_NEXT "<|end|><|start|>assistant"
+
 #define NURI_TOOLCALL_MAX_CALLS 1024 // tool calls in one reply; more are an error
 #define NURI_TOOLCALL_MAX_NAME 256   // bytes of a function or parameter name
 
@@ -73,6 +80,7 @@ typedef enum nuri_toolcall_format {
     NURI_TOOLCALL_MISTRAL,
     NURI_TOOLCALL_MISTRAL_ARGS,
     NURI_TOOLCALL_DEEPSEEK_R1,
+    NURI_TOOLCALL_HARMONY,
     NURI_TOOLCALL_N_FORMATS
 } nuri_toolcall_format;
 
@@ -87,6 +95,15 @@ typedef struct nuri_chat_syntax {
     nuri_toolcall_format format;
     const char *think_open;  // "<think>" or "<thought>"; NULL: reasoning is not split out
     const char *think_close; // "</think>" or "</thought>" (static storage)
+    // OpenAI's harmony (gpt-oss): a reply is messages, each a header (<|channel|>analysis,
+    // final or commentary, maybe " to=functions.NAME") then <|message|>, the text, and <|end|>
+    // (<|call|> / <|return|> end the turn). Analysis is reasoning, final and commentary without
+    // a recipient are content, a message to functions.NAME is a call (when the format is
+    // NURI_TOOLCALL_HARMONY; else its text is content). Set whatever the format (a request
+    // without tools still gets its channels split). think_open / think_close are then
+    // "<|channel|>analysis<|message|>" / "<|end|><|start|>assistant": the reasoning block a
+    // forced call's grammar lets come first.
+    bool harmony;
 } nuri_chat_syntax;
 
 /* Tells the syntax from a chat template's source (tokenizer.chat_template): the markers it writes

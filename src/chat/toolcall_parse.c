@@ -140,6 +140,11 @@ typedef struct pev {
 
 struct nuri_reply_parser {
     nuri_reply_opts o;
+    bool harmony; // the harmony machine runs instead of text / call modes
+    struct {
+        int st;     // HM_*
+        int target; // HM_BODY: M_CONTENT, M_REASONING or M_CALL
+    } hm;
     marker mk[6];
     int n_mk;
     bool first_byte[256]; // bytes that can start a marker
@@ -1298,6 +1303,162 @@ static bool text_run(nuri_reply_parser *p, bool eof)
     return false;
 }
 
+/* ---- harmony (gpt-oss) ----
+ *
+ * A reply is messages: a header, <|message|>, text, and an end. The machine is outside a message
+ * (HM_FREE: stray text is content), in a header (HM_HEAD: held in buf until <|message|>; the
+ * channel and the recipient decide where the text goes), or in a message's text (HM_BODY: it
+ * streams out until <|end|>, <|call|> or <|return|>, or a new header). Headers are bounded; one
+ * that runs past the bound without <|message|> is given back as content, so no text is lost; one
+ * cut by the end of the reply (max_tokens) is dropped: it announced a message that never came. */
+enum { HM_FREE, HM_HEAD, HM_BODY };
+#define HM_MAX_HEAD 512 // bytes of a message header
+
+static const char *const hm_heads[] = {"<|start|>", "<|channel|>"};
+static const char *const hm_ends[] = {"<|end|>", "<|call|>", "<|return|>"};
+
+/* Whether s[0..n) starts with one of list (its index in *k), might (-2, s a proper prefix of one
+ * and more may come), or not (-1). */
+static int hm_match(const char *const *list, size_t nl, const char *s, size_t n, bool eof)
+{
+    bool maybe = false;
+    for (size_t i = 0; i < nl; i++) {
+        size_t m = strlen(list[i]);
+        if (n >= m) {
+            if (!memcmp(s, list[i], m)) return (int)i;
+        } else if (!eof && !memcmp(s, list[i], n)) {
+            maybe = true;
+        }
+    }
+    return maybe ? -2 : -1;
+}
+
+/* The word after `key` in the header h[0..n) (up to a space, '<' or the end), or NULL. */
+static const char *hm_field(const char *h, size_t n, const char *key, size_t *len)
+{
+    size_t k = strlen(key);
+    for (size_t i = 0; i + k <= n; i++) {
+        if (memcmp(h + i, key, k)) continue;
+        size_t j = i + k;
+        while (j < n && h[j] != ' ' && h[j] != '<' && h[j] != '\n') j++;
+        *len = j - (i + k);
+        return h + i + k;
+    }
+    return NULL;
+}
+
+/* A header h[0..n) read: where its text goes (a call is opened here). */
+static void hm_begin_body(nuri_reply_parser *p, const char *h, size_t n)
+{
+    size_t cn = 0, rn = 0;
+    const char *ch = hm_field(h, n, "<|channel|>", &cn);
+    const char *to = hm_field(h, n, " to=", &rn);
+    p->hm.st = HM_BODY;
+    p->skip_ws = true;
+    p->ws.n = 0;
+    static const char fn[] = "functions.";
+    if (to && rn > sizeof fn - 1 && !memcmp(to, fn, sizeof fn - 1) &&
+        p->o.syntax.format == NURI_TOOLCALL_HARMONY &&
+        good_name(to + sizeof fn - 1, rn - (sizeof fn - 1))) {
+        memset(&p->c, 0, sizeof p->c);
+        p->cb.name.n = p->cb.id.n = 0;
+        put(p, &p->cb.name, to + sizeof fn - 1, rn - (sizeof fn - 1));
+        if (open_call(p)) {
+            p->hm.target = M_CALL;
+            return;
+        }
+        if (!p->error.n) put(p, &p->error, p->c.why, strlen(p->c.why));
+    }
+    // analysis (and a built-in tool's input, which nuri does not run) is reasoning; final,
+    // commentary and anything else is content
+    p->hm.target = ch && cn == 8 && !memcmp(ch, "analysis", 8) ? M_REASONING : M_CONTENT;
+}
+
+/* The message's text ended (its end marker, a new header, or the end of the reply). */
+static void hm_end_body(nuri_reply_parser *p)
+{
+    if (p->hm.target == M_CALL && p->c.open) {
+        pcall *c = cur_call(p);
+        if (!valid_json(c->args.p ? c->args.p : "", c->args.n, true) && !p->error.n) {
+            char msg[NURI_TOOLCALL_MAX_NAME + 96];
+            snprintf(msg, sizeof msg,
+                     "tool call %zu (%s) is malformed: its arguments are not a JSON object",
+                     p->n_calls - 1, c->name.p ? c->name.p : "");
+            put(p, &p->error, msg, strlen(msg));
+        }
+        close_call(p);
+    }
+    p->ws.n = 0; // whitespace at the end of a message
+    p->skip_ws = true;
+    p->hm.st = HM_FREE;
+}
+
+static void hm_text(nuri_reply_parser *p, const char *s, size_t n)
+{
+    if (!n) return;
+    if (p->hm.st == HM_BODY && p->hm.target == M_CALL)
+        args_put(p, s, n);
+    else
+        text_out(p, p->hm.st == HM_BODY ? p->hm.target : M_CONTENT, s, n);
+}
+
+/* Runs the harmony machine over buf. */
+static void harmony_run(nuri_reply_parser *p, bool eof)
+{
+    while (!p->nomem) {
+        const char *b = p->buf.p;
+        size_t n = p->buf.n;
+        if (p->hm.st == HM_HEAD) {
+            static const char msg[] = "<|message|>";
+            const char *m = n ? memmem(b, n, msg, sizeof msg - 1) : NULL;
+            if (m && (size_t)(m - b) <= HM_MAX_HEAD) {
+                hm_begin_body(p, b, (size_t)(m - b));
+                consume(p, (size_t)(m - b) + sizeof msg - 1);
+                continue;
+            }
+            if (n <= HM_MAX_HEAD + sizeof msg - 1 && !eof) return; // held until <|message|>
+            if (n <= HM_MAX_HEAD && eof) { // the reply was cut in a header: no message came
+                consume(p, n);
+                return;
+            }
+            // not a header after all: its first byte is text, and the rest is scanned again
+            p->hm.st = HM_FREE;
+            text_raw(p, M_CONTENT, b, 1);
+            consume(p, 1);
+            continue;
+        }
+        if (!n) {
+            if (eof && p->hm.st == HM_BODY) hm_end_body(p);
+            return;
+        }
+        size_t from = 0, i;
+        int k = -1;
+        bool head = false;
+        for (i = 0; i < n; i++) {
+            if (b[i] != '<') continue;
+            k = hm_match(hm_heads, 2, b + i, n - i, eof);
+            head = k >= 0;
+            if (k == -1 && p->hm.st == HM_BODY) k = hm_match(hm_ends, 3, b + i, n - i, eof);
+            if (k != -1) break;
+        }
+        hm_text(p, b + from, i - from);
+        if (k == -1) { // all of buf was text
+            consume(p, n);
+            if (eof && p->hm.st == HM_BODY) hm_end_body(p);
+            return;
+        }
+        consume(p, i);
+        if (k == -2) return; // a marker may start here: held
+        if (p->hm.st == HM_BODY) hm_end_body(p);
+        if (head) {
+            p->ws.n = 0;
+            p->hm.st = HM_HEAD; // the marker stays in buf: it is part of the header
+        } else {
+            consume(p, strlen(hm_ends[k]));
+        }
+    }
+}
+
 /* ---- the API ---- */
 
 static void add_marker(nuri_reply_parser *p, const char *s, int kind, int state)
@@ -1353,6 +1514,11 @@ nuri_status nuri_reply_parser_new(const nuri_reply_opts *opts, nuri_reply_parser
     p->mode =
         opts->in_reasoning && p->n_mk && p->mk[0].kind == MK_THINK_OPEN ? M_REASONING : M_CONTENT;
     p->skip_ws = true;
+    p->harmony = s->harmony || s->format == NURI_TOOLCALL_HARMONY;
+    if (p->harmony && opts->in_reasoning) { // the prompt ended in an analysis header
+        p->hm.st = HM_BODY;
+        p->hm.target = M_REASONING;
+    }
     *out = p;
     return NURI_OK;
 }
@@ -1381,6 +1547,11 @@ void nuri_reply_parser_free(nuri_reply_parser *p)
 
 static void run(nuri_reply_parser *p, bool eof)
 {
+    if (p->harmony) {
+        harmony_run(p, eof);
+        if (eof) p->ws.n = 0;
+        return;
+    }
     for (;;) {
         if (p->nomem) return;
         bool changed = p->mode == M_CALL ? call_run(p, eof) : text_run(p, eof);

@@ -293,7 +293,9 @@ bool serve_prompt_tokens(const serve_prompt *p, const serve_request *r, int32_t 
         const char *close = p->syntax.think_close;
         size_t end = len, cl = close ? strlen(close) : 0;
         while (end > 0 && (text[end - 1] == '\n' || text[end - 1] == ' ')) end--;
-        info->skips_reasoning = cl && end >= cl && !memcmp(text + end - cl, close, cl);
+        // (a harmony prompt always ends as its reasoning block would: <|end|><|start|>assistant)
+        info->skips_reasoning =
+            cl && !p->syntax.harmony && end >= cl && !memcmp(text + end - cl, close, cl);
     }
     bool ok = tokenize(p, text, len, p->unsafe_special ? NULL : &data, ids, n_ids, e);
     nuri_text_spans_free(&data);

@@ -61,6 +61,7 @@ TEMPLATES = [
      {"enable_thinking": True}),
     ("templates-korean/HyperCLOVAX-SEED-Think-32B.jinja", None, None, False, {"thinking": True}),
     ("templates-korean/HyperCLOVAX-SEED-Omni-8B.jinja", None, None, False, {}),
+    ("templates/openai-gpt-oss-120b.jinja", None, None, False, {"reasoning_effort": "low"}),
 ]
 
 TOOLS = [
@@ -118,13 +119,26 @@ CASES = {
         {"role": "assistant", "content": "It is 14:05 in Seoul."},
         {"role": "user", "content": "고마워요! And in Paris?"},
     ],
+    # an earlier answer's reasoning (reasoning_content, as nuri returns it) sent back with its call
+    "reasoning_kept": [
+        {"role": "user", "content": "What time is it in Seoul?"},
+        {"role": "assistant", "content": "", "reasoning_content": "The user wants the time.",
+         "tool_calls": [call("call_0123456789abcdef", "get_time", ARGS2)]},
+        {"role": "tool", "tool_call_id": "call_0123456789abcdef", "name": "get_time",
+         "content": "14:05"},
+    ],
 }
 
 
-def prepare(messages, mistral, object_args, empty_content):
-    """vLLM's preparation: arguments strings to objects; Mistral ids cut to their last 9."""
+def prepare(messages, mistral, object_args, empty_content, harmony=False):
+    """vLLM's preparation: arguments strings to objects; Mistral ids cut to their last 9. For
+    OpenAI's harmony template (gpt-oss), which reads an assistant's reasoning as `thinking`, the
+    reasoning_content goes there too, as llama.cpp passes it."""
     out = copy.deepcopy(messages)
     for m in out:
+        if harmony and m["role"] == "assistant" and isinstance(m.get("reasoning_content"), str) \
+                and "thinking" not in m:
+            m["thinking"] = m["reasoning_content"]
         if m["role"] == "assistant" and empty_content and m.get("content") is None:
             m["content"] = ""
         if m["role"] == "assistant" and isinstance(m.get("tool_calls"), list):
@@ -169,7 +183,8 @@ def main():
                                                    (False, True)):
                     try:
                         case["expected"] = tpl.render(
-                            messages=prepare(messages, mistral, object_args, empty_content),
+                            messages=prepare(messages, mistral, object_args, empty_content,
+                                             "<|channel|>" in src and "<|message|>" in src),
                             tools=TOOLS, documents=None, add_generation_prompt=True, **kw)
                     except TemplateError:
                         raise
