@@ -119,6 +119,23 @@ mkmodel_errors() {
 }
 check "mkmodel writes loadable models and rejects unknown names" mkmodel_errors
 
+# --add-control: new control tokens at the vocabulary's end, parsed as one token each; a token the
+# vocabulary already has, or no --vocab, is refused by name
+add_control() {
+    local v=tests/data/vocab/ggml-vocab-gpt-2.gguf
+    "$NURI" mkmodel --arch llama --shape tiny --vocab $v --add-control '<|channel|>' \
+        --add-control '<|message|>' "$tmp/ac.gguf" || return 1
+    local ids
+    ids=$("$NURI" tokenize -m "$tmp/ac.gguf" --no-bos --parse-special --ids '<|channel|>x<|message|>')
+    [ "$ids" = "[50257, 87, 50258]" ] || { echo "ids $ids"; return 1; }
+    "$NURI" mkmodel --arch llama --shape tiny --vocab $v --add-control '<|endoftext|>' \
+        "$tmp/x.gguf" 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "already has the token '<|endoftext|>'" "$tmp/e" || return 1
+    "$NURI" mkmodel --arch llama --shape tiny --add-control '<|x|>' "$tmp/x.gguf" 2>"$tmp/e"
+    [ $? -eq 1 ] && grep -q "to a --vocab file only" "$tmp/e"
+}
+check "mkmodel --add-control appends control tokens to a vocabulary" add_control
+
 # a random-weight test model (one nuri mkmodel wrote, or tests/data/models/) says so where it runs,
 # once; another name does not (the same file with general.name changed, same length)
 random_note() {

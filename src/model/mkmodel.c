@@ -187,7 +187,10 @@ static nuri_status add_random_experts(maker *mk, const char *name, const char *k
     return gguf_writer_add_tensor(mk->w, name, t, 3, ne, mk->qbuf);
 }
 
-static nuri_status copy_kv(gguf_writer *w, const gguf_file *f, const gguf_kv *kv)
+/* Copies kv to w. With add[0..n_add), the vocabulary's arrays (tokenizer.ggml.tokens, .token_type,
+ * .scores) get those tokens at their end, as control tokens with score 0. */
+static nuri_status copy_kv(gguf_writer *w, const gguf_file *f, const gguf_kv *kv,
+                           const char *const *add, int n_add)
 {
     gguf_str key = gguf_kv_key(kv);
     char k[256];
@@ -208,16 +211,36 @@ static nuri_status copy_kv(gguf_writer *w, const gguf_file *f, const gguf_kv *kv
     case GGUF_TYPE_ARRAY: {
         gguf_arr a;
         if ((s = gguf_kv_arr(kv, &a))) return s;
-        if (a.type != GGUF_TYPE_STRING) return gguf_writer_add_arr(w, k, a.type, a.data, a.n);
-        char **v = calloc(a.n ? a.n : 1, sizeof *v);
+        bool tokens = !strcmp(k, "tokenizer.ggml.tokens") && a.type == GGUF_TYPE_STRING;
+        bool types = !strcmp(k, "tokenizer.ggml.token_type") && a.type == GGUF_TYPE_INT32;
+        bool scores = !strcmp(k, "tokenizer.ggml.scores") && a.type == GGUF_TYPE_FLOAT32;
+        uint64_t extra = n_add > 0 && (tokens || types || scores) ? (uint64_t)n_add : 0;
+        if (a.type != GGUF_TYPE_STRING && !extra)
+            return gguf_writer_add_arr(w, k, a.type, a.data, a.n);
+        if (a.type != GGUF_TYPE_STRING) { // 4-byte elements: control type 3, score 0
+            uint32_t *d = malloc((a.n + extra) * 4);
+            if (!d) return nuri_error(NURI_ERR_NOMEM, "out of memory");
+            if (a.n) memcpy(d, a.data, a.n * 4);
+            for (uint64_t i = 0; i < extra; i++) {
+                float zero = 0.0f;
+                int32_t control = 3;
+                memcpy(&d[a.n + i], types ? (const void *)&control : (const void *)&zero, 4);
+            }
+            s = gguf_writer_add_arr(w, k, a.type, d, a.n + extra);
+            free(d);
+            return s;
+        }
+        char **v = calloc(a.n + extra ? a.n + extra : 1, sizeof *v);
         if (!v) return nuri_error(NURI_ERR_NOMEM, "out of memory");
         for (uint64_t i = 0; i < a.n && s == NURI_OK; i++) {
             gguf_str e;
             if ((s = gguf_arr_str(&a, i, &e)) == NURI_OK && !(v[i] = strndup(e.ptr, e.len)))
                 s = nuri_error(NURI_ERR_NOMEM, "out of memory");
         }
-        if (s == NURI_OK) s = gguf_writer_add_str_arr(w, k, (const char *const *)v, a.n);
-        for (uint64_t i = 0; i < a.n; i++) free(v[i]);
+        for (uint64_t i = 0; i < extra && s == NURI_OK; i++)
+            if (!(v[a.n + i] = strdup(add[i]))) s = nuri_error(NURI_ERR_NOMEM, "out of memory");
+        if (s == NURI_OK) s = gguf_writer_add_str_arr(w, k, (const char *const *)v, a.n + extra);
+        for (uint64_t i = 0; i < a.n + extra; i++) free(v[i]);
         free(v);
         return s;
     }
@@ -599,15 +622,25 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
         }
         gguf_arr toks;
         if ((s = gguf_get_arr(vf, "tokenizer.ggml.tokens", &toks)) == NURI_OK)
-            n_vocab = (int32_t)toks.n;
+            n_vocab = (int32_t)toks.n + p->n_add_control;
+        for (uint64_t i = 0; s == NURI_OK && i < toks.n && p->n_add_control; i++) {
+            gguf_str e;
+            if ((s = gguf_arr_str(&toks, i, &e))) break;
+            for (int j = 0; j < p->n_add_control; j++)
+                if (e.len == strlen(p->add_control[j]) && !memcmp(e.ptr, p->add_control[j], e.len))
+                    s = nuri_error(NURI_ERR_INVALID_ARG, "vocab %s already has the token '%s'",
+                                   p->vocab, p->add_control[j]);
+        }
         for (uint64_t i = 0; s == NURI_OK && i < gguf_n_kv(vf); i++) {
             const gguf_kv *kv = gguf_kv_at(vf, i);
             gguf_str k = gguf_kv_key(kv);
             static const char ct[] = "tokenizer.chat_template";
             bool replaced = p->chat_template && k.len == sizeof ct - 1 && !memcmp(k.ptr, ct, k.len);
             if (k.len > 10 && !memcmp(k.ptr, "tokenizer.", 10) && !replaced)
-                s = copy_kv(mk.w, vf, kv);
+                s = copy_kv(mk.w, vf, kv, p->add_control, p->n_add_control);
         }
+    } else if (p->n_add_control) {
+        s = nuri_error(NURI_ERR_INVALID_ARG, "control tokens are added to a --vocab file only");
     } else {
         s = add_synthetic_vocab(mk.w, n_vocab);
     }

@@ -24,6 +24,10 @@ typedef struct nuri_mkmodel_params {
     const char *shape; // "tiny", "small", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b" (see --help)
     const char *type;  // "F32", "F16", "BF16", "Q8_0", ..., "Q6_K", or a mix "Q4_K_M", "Q5_K_M"
     const char *vocab; // GGUF file to copy tokenizer.* metadata from, or NULL (synthetic vocab)
+    // control tokens appended to vocab's (e.g. gpt-oss's harmony markers on another vocabulary,
+    // to try its chat format); each must be new to it
+    const char *const *add_control;
+    int n_add_control;
     uint64_t seed;
     int32_t n_layer; // overrides the shape's layer count when > 0
     int32_t n_swa;   // exaone4: sliding window (tokens) on 3 of every 4 layers; 0 = none;
