@@ -68,6 +68,24 @@ start resp -m "$QWEN" --max-seqs 4 --ctx 8192 --api-key k1 --api-key k2 --store 
     --chat-template tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja
 start exaone --no-store -m "$QWEN" --max-seqs 4 --ctx 4096 \
     --chat-template tests/data/templates-korean/LGAI-EXAONE-EXAONE-4.0-1.2B.jinja
+# gpt-oss's harmony format: a random gpt-oss model on the Qwen2 vocabulary with harmony's control
+# tokens added (the o200k_harmony vocabulary is not in tests/data), and OpenAI's own template
+HARMONY="$(dirname "$NURI")/tests/tools-gptoss-tiny.gguf"
+[ -f "$HARMONY" ] || [ ! -f build/tests/tools-gptoss-tiny.gguf ] || HARMONY=build/tests/tools-gptoss-tiny.gguf
+if [ ! -f "$HARMONY" ]; then
+    MKNURI=$NURI
+    [ ! -x build/nuri ] || MKNURI=build/nuri
+    ctl=""
+    for t in '<|start|>' '<|channel|>' '<|message|>' '<|end|>' '<|return|>' '<|call|>' '<|constrain|>'; do
+        ctl="$ctl --add-control $t"
+    done
+    # shellcheck disable=SC2086
+    "$MKNURI" mkmodel --arch gpt-oss --shape gpt-oss-tiny --type Q8_0 --ctx 4096 $ctl \
+        --vocab tests/data/vocab/ggml-vocab-qwen2.gguf \
+        --template tests/data/templates/openai-gpt-oss-120b.jinja "$HARMONY.tmp" >/dev/null &&
+        mv "$HARMONY.tmp" "$HARMONY"
+fi
+start harmony --no-store -m "$HARMONY" --max-seqs 4 --ctx 4096
 # wait until the real ones have loaded
 node -e '
 const urls = process.argv.slice(1);
@@ -79,10 +97,11 @@ const deadline = Date.now() + 20000;
             if (ok) break;
             await new Promise((r) => setTimeout(r, 50));
         }
-})();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv" "$URL_hermes" "$URL_hcx" "$URL_exaone" "$URL_resp"
+})();' "$URL_main" "$URL_auth" "$URL_queue" "$URL_kv" "$URL_hermes" "$URL_hcx" "$URL_exaone" "$URL_resp" "$URL_harmony"
 
 out=$(NURI_URL=$URL_main NURI_URL_AUTH=$URL_auth NURI_URL_QUEUE=$URL_queue NURI_URL_KV=$URL_kv \
     NURI_URL_HERMES=$URL_hermes NURI_URL_HCX=$URL_hcx NURI_URL_EXAONE=$URL_exaone \
+    NURI_URL_HARMONY=$URL_harmony \
     NURI_URL_RESP=$URL_resp \
     timeout 600 node --test --test-concurrency=1 \
     tests/serve/api.test.mjs tests/serve/concurrency.test.mjs tests/serve/tools.test.mjs \
@@ -133,7 +152,7 @@ kept2=$(curl -s "$URL_resp/v1/responses" -H 'Authorization: Bearer k1' -H 'Conte
 kept2_id=$(printf '%s' "$kept2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
 
 # every server stops cleanly on SIGTERM, without sanitizer reports
-for name in main auth queue kv hermes hcx exaone resp; do
+for name in main auth queue kv hermes hcx exaone resp harmony; do
     eval "pid=\$PID_$name"
     kill -TERM "$pid" 2>/dev/null
     rc=0

@@ -563,6 +563,12 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
         view_close(s, 0);
         const nuri_reply *rep = nuri_reply_parser_reply(s->rp);
         if (rep->error) fprintf(stderr, "[the tool call is malformed: %s]\n", rep->error);
+        // harmony's template refuses channel markup in a turn's content (and drops earlier
+        // turns' reasoning): the turn kept is the final answer (never longer than the raw one)
+        if (nuri_chat_format_syntax(s->fmt)->harmony && rep->content_len <= s->answer_len) {
+            memcpy(s->answer, rep->content, rep->content_len);
+            s->answer_len = rep->content_len;
+        }
     }
     printf("\n");
     fflush(stdout);

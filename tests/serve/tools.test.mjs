@@ -4,6 +4,8 @@
 //   NURI_URL_HERMES   Qwen2.5's template: <tool_call>{json}</tool_call>
 //   NURI_URL_HCX      HyperCLOVA X SEED Think's: <tool_call>NAME<arg_key>..<arg_value>.., <think>
 //   NURI_URL_EXAONE   EXAONE 4.0's: <tool_call>{json}</tool_call>, reasoning opened by the prompt
+//   NURI_URL_HARMONY  gpt-oss's harmony (<|channel|>commentary to=functions.NAME ...<|message|>{json}),
+//                     on a random gpt-oss model whose Qwen2 vocabulary got harmony's control tokens
 // A random model calls no tool of its own accord: where a call must come, the grammar is what makes
 // it valid, and every call's arguments are checked by Python's jsonschema, not by hand.
 import { test } from 'node:test';
@@ -15,6 +17,7 @@ const client = (base) => new OpenAI({ baseURL: base + '/v1', apiKey: 'none', max
 const hermes = client(process.env.NURI_URL_HERMES);
 const hcx = client(process.env.NURI_URL_HCX);
 const exaone = client(process.env.NURI_URL_EXAONE);
+const harmony = client(process.env.NURI_URL_HARMONY);
 const MODEL = 'tools-qwen2-tiny';
 const user = (content) => [{ role: 'user', content }];
 
@@ -251,6 +254,51 @@ test('required calls after reasoning: the reply closes its thinking, then calls'
     }
     assert.ok(cases.length >= 2, `only ${cases.length} of 5 replies ended their thinking within 400 tokens`);
     validate(cases);
+});
+
+// ---------------------------------------------------------------- gpt-oss's harmony
+
+const noMarkup = (s, label) => assert.ok(!/<\|(channel|message|start|end|constrain)\|>/.test(s ?? ''), `${label}: ${s}`);
+
+test('gpt-oss harmony: required calls parse whole and streamed, with no channel markup left', async () => {
+    const cases = [];
+    for (let seed = 1; seed <= 8; seed++) {
+        const args = { model: MODEL, messages: user('What is the weather in Seoul?'), tools, tool_choice: 'required',
+            temperature: 1, seed, max_tokens: 400 };
+        const r = await harmony.chat.completions.create(args);
+        const ch = r.choices[0];
+        if (ch.finish_reason === 'length') continue; // a random model may reason past max_tokens
+        assert.equal(ch.finish_reason, 'tool_calls', JSON.stringify(ch.message));
+        assert.equal(ch.message.content, null);
+        assert.equal(ch.message.tool_calls.length, 1, 'harmony carries one call per turn');
+        noMarkup(ch.message.reasoning_content, 'reasoning');
+        noMarkup(ch.message.tool_calls[0].function.arguments, 'arguments');
+        const s = await collect(await harmony.chat.completions.create({ ...args, stream: true }));
+        assert.equal(s.finish, 'tool_calls');
+        assert.equal(s.content, '');
+        assert.equal(s.reasoning, ch.message.reasoning_content ?? '');
+        assert.equal(s.calls[0].function.name, ch.message.tool_calls[0].function.name);
+        assert.equal(s.calls[0].function.arguments, ch.message.tool_calls[0].function.arguments);
+        cases.push(...callCases(ch.message.tool_calls));
+    }
+    assert.ok(cases.length >= 4, `only ${cases.length} of 8 replies reached their call within 400 tokens`);
+    assert.match(validate(cases), /^valid \d+$/);
+});
+
+test('gpt-oss harmony: an answer\'s reasoning_content sent back reaches the template as its thinking', async () => {
+    const messages = [...user('What time is it?'), null,
+        { role: 'tool', tool_call_id: 'call_1', content: '14:05' }];
+    const call = { id: 'call_1', type: 'function', function: { name: 'web_search', arguments: '{"query": "time"}' } };
+    const ask = (assistant) => {
+        messages[1] = assistant;
+        return harmony.chat.completions.create({ model: MODEL, messages, tools, temperature: 0, max_tokens: 1 });
+    };
+    const without = await ask({ role: 'assistant', content: null, tool_calls: [call] });
+    const withR = await ask({ role: 'assistant', content: null, tool_calls: [call],
+        reasoning_content: 'The user wants the time, so search for it first.' });
+    // the template writes it as an analysis message before the call: the prompt grew by it
+    assert.ok(withR.usage.prompt_tokens >= without.usage.prompt_tokens + 10,
+        `${withR.usage.prompt_tokens} vs ${without.usage.prompt_tokens}`);
 });
 
 // ---------------------------------------------------------------- refusals
