@@ -109,6 +109,8 @@ cases=(
     "gpt-oss gpt-oss-tiny Q8_0 tests/data/vocab/ggml-vocab-gpt-2.gguf 151"
     "gpt-oss gpt-oss-tiny F16 - 149 --swa 12"
     "gpt-oss moe-tiny Q6_K - 150"
+    "gpt-oss gpt-oss-tiny MXFP4_MOE - 152 --swa 8"
+    "gpt-oss moe-a3b-mini MXFP4_MOE - 153"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

@@ -5,6 +5,7 @@
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
 #include "kernels/types.h"
+#include "model/mkmodel.h"
 #include "model/quantize.h"
 #include "test.h"
 
@@ -100,6 +101,56 @@ TEST(q4_K_M_mix_gives_the_same_tensor_types)
     check_type("Q4_K_M", false, "llama-tiny-Q4_K_M.gguf", 1.25);
 }
 
+/* MXFP4_MOE, as gpt-oss ships: experts MXFP4, every other matrix Q8_0 (llama.cpp's rule); the
+ * other mixes quantize an expert as the dense matrix of its kind. */
+TEST(mxfp4_moe_mix_puts_experts_in_mxfp4_and_the_rest_in_q8_0)
+{
+    CHECK(nuri_quant_name_ok("MXFP4_MOE"));
+    CHECK(nuri_quant_pick_type("MXFP4_MOE", false, "ffn_down_exps", 3, 24, 2880) ==
+          NURI_TYPE_MXFP4);
+    CHECK(nuri_quant_pick_type("MXFP4_MOE", false, "ffn_gate_exps", 0, 24, 2880) ==
+          NURI_TYPE_MXFP4);
+    const char *dense[] = {"ffn_down", "attn_v", "attn_q", "output", "token_embd"};
+    for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++)
+        CHECKF(nuri_quant_pick_type("MXFP4_MOE", false, dense[i], 3, 24, 2880) == NURI_TYPE_Q8_0,
+               "%s", dense[i]);
+    CHECK(nuri_quant_pick_type("MXFP4_MOE", true, "attn_q", 3, 24, 2880) == NURI_TYPE_MXFP4);
+    // Q4_K_M: an expert of a layer that gets more bits gets them as its dense kind does
+    CHECK(nuri_quant_pick_type("Q4_K_M", false, "ffn_down_exps", 0, 24, 2048) == NURI_TYPE_Q6_K);
+    CHECK(nuri_quant_pick_type("Q4_K_M", false, "ffn_up_exps", 0, 24, 2048) == NURI_TYPE_Q4_K);
+
+    // a whole file: an F32 gpt-oss model converted gets those types, tensor by tensor
+    char in[64], out[64];
+    snprintf(in, sizeof in, "/tmp/nuri-test-mxmoe-%d.gguf", (int)getpid());
+    snprintf(out, sizeof out, "/tmp/nuri-test-mxmoe-q-%d.gguf", (int)getpid());
+    nuri_mkmodel_params mp = {.arch = "gpt-oss", .shape = "gpt-oss-tiny", .type = "F32", .seed = 3};
+    REQUIRE(nuri_mkmodel(&mp, in) == NURI_OK);
+    REQUIRE(nuri_quantize_file(in, out, "MXFP4_MOE", false, NULL) == NURI_OK);
+    gguf_file *q = NULL;
+    REQUIRE(gguf_open(out, &q) == NURI_OK);
+    int n_exp = 0, n_q8 = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(q); i++) {
+        const gguf_tensor *t = gguf_tensor_at(q, i);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        bool router = strstr(name, "ffn_gate_inp") != NULL;
+        bool bias = strstr(name, ".bias") != NULL; // the experts' biases are 2-D
+        if (t->n_dims < 2 || router || bias) {
+            CHECKF(t->type == NURI_TYPE_F32, "%s is %s", name, nuri_type_get(t->type)->name);
+        } else if (strstr(name, "_exps.weight")) {
+            CHECKF(t->type == NURI_TYPE_MXFP4, "%s is %s", name, nuri_type_get(t->type)->name);
+            n_exp++;
+        } else {
+            CHECKF(t->type == NURI_TYPE_Q8_0, "%s is %s", name, nuri_type_get(t->type)->name);
+            n_q8++;
+        }
+    }
+    CHECKF(n_exp == 3 * 4 && n_q8 == 2 + 4 * 4, "%d expert tensors, %d in Q8_0", n_exp, n_q8);
+    gguf_close(q);
+    unlink(in);
+    unlink(out);
+}
+
 TEST(unknown_type_is_refused)
 {
     CHECK(!nuri_quant_name_ok("Q7_0"));
@@ -114,6 +165,7 @@ int main(void)
 {
     RUN(pure_types_match_llama_quantize);
     RUN(q4_K_M_mix_gives_the_same_tensor_types);
+    RUN(mxfp4_moe_mix_puts_experts_in_mxfp4_and_the_rest_in_q8_0);
     RUN(unknown_type_is_refused);
     TEST_DONE();
 }

@@ -24,7 +24,7 @@ static void mkmodel_usage(FILE *out)
         "    (mixtral: a llama file with experts; MoE archs need a MoE shape)\n"
         "  shapes: %s\n"
         "  types: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS\n"
-        "    MXFP4, mixes Q4_K_M Q5_K_M\n"
+        "    MXFP4, mixes Q4_K_M Q5_K_M MXFP4_MOE\n"
         "  --vocab copies the tokenizer from another GGUF file (default: a synthetic one)\n"
         "  --add-control appends a control token to that vocabulary (repeatable), e.g. gpt-oss's\n"
         "    harmony markers <|start|> <|channel|> <|message|> <|end|> <|return|> <|call|>\n"

@@ -18,7 +18,8 @@ static void quantize_usage(FILE *out)
     fprintf(out, "usage: nuri quantize IN.gguf OUT.gguf TYPE [--pure] [--allow-requantize]\n"
                  "  TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K,\n"
                  "        IQ4_NL IQ4_XS (rows not of 256: IQ4_NL) MXFP4,\n"
-                 "        or a mix: Q4_K_M Q5_K_M (Q6_K for output, some attn_v / ffn_down)\n"
+                 "        or a mix: Q4_K_M Q5_K_M (Q6_K for output, some attn_v / ffn_down),\n"
+                 "        MXFP4_MOE (experts MXFP4, everything else Q8_0: gpt-oss's own files)\n"
                  "  --pure  every 2-D tensor gets the one type (a mix: its base type)\n"
                  "  --allow-requantize  convert a model that is already quantized (refused\n"
                  "          otherwise: the rounding errors of both types add up)\n");

@@ -178,7 +178,9 @@ static nuri_status add_random_experts(maker *mk, const char *name, const char *k
     const int64_t n = n_in * n_out * n_exp;
     for (int64_t i = 0; i < n; i++) mk->buf[i] = scale * rng_normal(&mk->r);
     const int64_t ne[3] = {n_in, n_out, n_exp};
-    uint32_t t = nuri_quant_pick_type(mk->mix, false, kind, il, mk->n_layer, n_in);
+    char xkind[64];
+    snprintf(xkind, sizeof xkind, "%s_exps", kind);
+    uint32_t t = nuri_quant_pick_type(mk->mix, false, xkind, il, mk->n_layer, n_in);
     const nuri_kernel_traits *k = nuri_kernels(t);
     uint64_t row;
     nuri_type_row_bytes(t, (uint64_t)n_in, &row);
@@ -606,7 +608,7 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if (!nuri_quant_name_ok(p->type))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown type '%s' (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
-                          "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, Q4_K_M, Q5_K_M)",
+                          "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, Q4_K_M, Q5_K_M, MXFP4_MOE)",
                           p->type);
 
     maker mk = {.mix = p->type, .n_layer = p->n_layer > 0 ? p->n_layer : sh->n_layer};

@@ -27,7 +27,7 @@ static int type_by_name(const char *name)
 
 static bool is_mix(const char *name)
 {
-    return !strcmp(name, "Q4_K_M") || !strcmp(name, "Q5_K_M");
+    return !strcmp(name, "Q4_K_M") || !strcmp(name, "Q5_K_M") || !strcmp(name, "MXFP4_MOE");
 }
 
 bool nuri_quant_name_ok(const char *name)
@@ -39,7 +39,17 @@ uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int
                               int64_t n_in)
 {
     uint32_t t;
-    if (is_mix(name)) {
+    // experts ("ffn_down_exps") are quantized as the dense matrix of their kind ("ffn_down"),
+    // except in MXFP4_MOE, which is about them
+    char base[64];
+    size_t kl = strlen(kind);
+    bool expert = kl > 5 && !strcmp(kind + kl - 5, "_exps");
+    snprintf(base, sizeof base, "%.*s", (int)(expert ? kl - 5 : kl), kind);
+    kind = base;
+    if (!strcmp(name, "MXFP4_MOE")) {
+        // gpt-oss's own files: the experts in MXFP4, every other matrix in Q8_0
+        t = expert || pure ? NURI_TYPE_MXFP4 : NURI_TYPE_Q8_0;
+    } else if (is_mix(name)) {
         t = !strcmp(name, "Q4_K_M") ? NURI_TYPE_Q4_K : NURI_TYPE_Q5_K;
         bool more = il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2;
         if (!pure && (!strcmp(kind, "output") ||
@@ -80,14 +90,14 @@ static uint32_t file_type(const char *name)
     } map[] = {{"F32", 0},   {"F16", 1},   {"Q4_0", 2},  {"Q4_1", 3},    {"Q8_0", 7},
                {"Q5_0", 8},  {"Q5_1", 9},  {"Q2_K", 10}, {"Q3_K", 12},   {"Q4_K", 15},
                {"Q5_K", 17}, {"Q6_K", 18}, {"BF16", 32}, {"Q4_K_M", 15}, {"Q5_K_M", 17},
-               {"IQ4_NL", 25}, {"IQ4_XS", 30}, {"MXFP4", 38}};
+               {"IQ4_NL", 25}, {"IQ4_XS", 30}, {"MXFP4", 38}, {"MXFP4_MOE", 38}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(map[i].name, name)) return map[i].ft;
     return 0;
 }
 
 /* "blk.12.attn_v.weight" -> kind "attn_v", il 12; "output.weight" -> "output", -1;
- * "blk.3.ffn_down_exps.weight" -> "ffn_down", 3. */
+ * "blk.3.ffn_down_exps.weight" -> "ffn_down_exps", 3. */
 static void tensor_role(gguf_str name, char *kind, size_t cap, int *il)
 {
     char buf[256];
@@ -107,9 +117,12 @@ static void tensor_role(gguf_str name, char *kind, size_t cap, int *il)
     snprintf(kind, cap, "%s", k);
     char *dot = strrchr(kind, '.');
     if (dot && !strcmp(dot, ".weight")) *dot = 0;
-    // experts are quantized as the dense matrix of their kind (ffn_down_exps as ffn_down)
-    size_t kl = strlen(kind);
-    if (kl > 5 && !strcmp(kind + kl - 5, "_exps")) kind[kl - 5] = 0;
+}
+
+/* Whether a tensor is a weight (its name ends in ".weight"), not a bias or another parameter. */
+static bool is_weight(gguf_str name)
+{
+    return name.len >= 7 && !memcmp(name.ptr + name.len - 7, ".weight", 7);
 }
 
 nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const char *name,
@@ -128,7 +141,9 @@ static const gguf_tensor *quantized_matrix(const gguf_file *f)
         char kind[256];
         int il;
         tensor_role(t->name, kind, sizeof kind, &il);
-        if (t->n_dims < 2 || !nuri_kernels(t->type) || !strcmp(kind, "ffn_gate_inp")) continue;
+        if (t->n_dims < 2 || !nuri_kernels(t->type) || !strcmp(kind, "ffn_gate_inp") ||
+            !is_weight(t->name))
+            continue;
         if (t->type != NURI_TYPE_F32 && t->type != NURI_TYPE_F16 && t->type != NURI_TYPE_BF16)
             return t;
     }
@@ -192,9 +207,10 @@ nuri_status nuri_quantize_file_with(const char *in_path, const char *out_path, c
         tensor_role(t->name, kind, sizeof kind, &il);
         if (tied && !strcmp(kind, "token_embd")) snprintf(kind, sizeof kind, "output");
         const nuri_kernel_traits *kin = nuri_kernels(t->type);
-        // norms, biases, types nuri cannot read, and MoE routers (llama.cpp keeps them F32: a
-        // rounded router picks other experts): as they are
-        if (t->n_dims < 2 || !kin || !strcmp(kind, "ffn_gate_inp")) {
+        // norms, biases (gpt-oss's expert biases are 2-D: only ".weight" tensors are matrices),
+        // types nuri cannot read, and MoE routers (llama.cpp keeps them F32: a rounded router
+        // picks other experts): as they are
+        if (t->n_dims < 2 || !kin || !strcmp(kind, "ffn_gate_inp") || !is_weight(t->name)) {
             st.bytes_out += t->size;
             s = gguf_writer_add_tensor(w, tname, t->type, t->n_dims, t->ne, t->data);
             continue;

@@ -16,14 +16,17 @@
 #include <stdint.h>
 
 /* The names `nuri quantize` accepts: the computable weight types (F32 F16 BF16 Q8_0 Q4_0 Q4_1
- * Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K) and the mixes Q4_K_M and Q5_K_M. */
+ * Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS MXFP4) and the mixes Q4_K_M, Q5_K_M and
+ * MXFP4_MOE. */
 bool nuri_quant_name_ok(const char *name);
 
 /* The type a 2-D tensor gets under `name` (a type or a mix). `kind` is the tensor's role without
  * the block prefix and ".weight" ("attn_v", "ffn_down", "output", "token_embd", ...), il its layer
- * (-1 outside the blocks), n_layer the model's layer count, n_in its row length. Mixes follow the
- * usual recipe: Q6_K for the output and for attn_v / ffn_down in the first and last eighth of the
- * layers and every third layer between. pure: every tensor gets the named type (mixes are not
+ * (-1 outside the blocks; an expert tensor's kind ends in "_exps"), n_layer the model's layer
+ * count, n_in its row length. Q4_K_M / Q5_K_M follow the usual recipe: Q6_K for the output and for
+ * attn_v / ffn_down in the first and last eighth of the layers and every third layer between;
+ * experts as the dense matrix of their kind. MXFP4_MOE (gpt-oss's files): experts MXFP4, every
+ * other matrix (output and embeddings included) Q8_0. pure: every tensor gets the named type (mixes are not
  * pure). Rows that are not a whole number of blocks fall back to a 32-element type of similar size
  * (Q2_K..Q4_K -> Q5_0, Q5_K -> Q5_1, else Q8_0; F16/BF16/F32 always fit). */
 uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int il, int n_layer,
