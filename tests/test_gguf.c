@@ -374,12 +374,18 @@ TEST(writer_roundtrip_tensors_aligned)
 
 /* Copies every kv and tensor of a file through the writer; the bytes must come out identical
  * (llama.cpp's writer uses the same layout: kvs, infos, padding, aligned tensors). */
-static void check_copy_is_identical(const char *path)
+static void check_copy_is_identical(const char *path, bool spill)
 {
     gguf_file *f;
     REQUIRE(gguf_open(path, &f) == NURI_OK);
     gguf_writer *w;
     REQUIRE(gguf_writer_new(&w) == NURI_OK);
+    char scratch[128];
+    snprintf(scratch, sizeof scratch, "/tmp/nuri_test_spill_%d", (int)getpid());
+    if (spill) { // the tensors wait in a scratch file, unlinked at once
+        REQUIRE(gguf_writer_spill(w, scratch) == NURI_OK);
+        CHECK(access(scratch, F_OK) != 0);
+    }
     for (uint64_t i = 0; i < gguf_n_kv(f); i++)
         CHECKF(gguf_writer_add_kv(w, gguf_kv_at(f, i)) == NURI_OK, "%s", nuri_last_error());
     for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
@@ -395,6 +401,14 @@ static void check_copy_is_identical(const char *path)
     CHECKF(size == orig_size, "%s: %zu bytes written, %zu in the original", path, size, orig_size);
     CHECKF(size == orig_size && !memcmp(buf, orig, size), "%s: bytes differ", path);
     free(buf);
+    // and through a file (copied over from the scratch file when spilled)
+    char out[140];
+    snprintf(out, sizeof out, "%s.gguf", scratch);
+    REQUIRE(gguf_writer_write(w, out) == NURI_OK);
+    REQUIRE(read_whole(out, &buf, &size));
+    CHECKF(size == orig_size && !memcmp(buf, orig, size), "%s: written file differs", path);
+    unlink(out);
+    free(buf);
     free(orig);
     gguf_writer_free(w);
     gguf_close(f);
@@ -402,9 +416,11 @@ static void check_copy_is_identical(const char *path)
 
 TEST(writer_copy_of_real_files_is_byte_identical)
 {
-    check_copy_is_identical("tests/data/models/llama-tiny-Q4_K.gguf");
-    check_copy_is_identical("tests/data/models/qwen2-tiny-Q8_0.gguf");
-    check_copy_is_identical("tests/data/vocab/ggml-vocab-llama-spm.gguf");
+    check_copy_is_identical("tests/data/models/llama-tiny-Q4_K.gguf", false);
+    check_copy_is_identical("tests/data/models/qwen2-tiny-Q8_0.gguf", false);
+    check_copy_is_identical("tests/data/vocab/ggml-vocab-llama-spm.gguf", false);
+    check_copy_is_identical("tests/data/models/llama-tiny-Q4_K.gguf", true);
+    check_copy_is_identical("tests/data/models/qwen2-tiny-Q8_0.gguf", true);
 }
 
 TEST(writer_refuses_bad_arguments)

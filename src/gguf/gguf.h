@@ -192,6 +192,11 @@ nuri_status gguf_writer_add_strn_arr(gguf_writer *w, const char *key, const gguf
 /* Copies a key-value pair of an open file (key, type and value). */
 nuri_status gguf_writer_add_kv(gguf_writer *w, const gguf_kv *kv);
 
+/* From here on tensor data is copied to a scratch file made at path (created, and unlinked at
+ * once: it never outlives the writer) instead of memory, so a model larger than memory can be
+ * written; gguf_writer_write copies it over in 8 MiB pieces. Call it before the first tensor. */
+nuri_status gguf_writer_spill(gguf_writer *w, const char *path);
+
 /* Adds a tensor: ne[0..n_dims) elements, of ggml type `type`; `data` holds the bytes the type and
  * shape imply and is copied. Names must be unique. */
 nuri_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,

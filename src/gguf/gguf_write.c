@@ -3,8 +3,9 @@
  *
  * Each add checks its arguments the way the reader checks a file (valid unique keys and tensor
  * names, known types, whole blocks, no size overflow), so that whatever the writer produces the
- * reader opens. Key-value pairs are serialized as they are added; tensors are copied and laid out
- * at write time: tensor i at offset align_up(end of tensor i-1), data section aligned too.
+ * reader opens. Key-value pairs are serialized as they are added; tensors are copied (in memory,
+ * or with gguf_writer_spill to a scratch file, for models larger than memory) and laid out at
+ * write time: tensor i at offset align_up(end of tensor i-1), data section aligned too.
  *
  * Layout written: header (magic, version 3, n_tensors, n_kv), kvs in the order added, tensor infos
  * in the order added, zero padding to the alignment, tensor data each padded to the alignment.
@@ -16,6 +17,7 @@
 #include "kernels/types.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +51,7 @@ static void bytes_put(bytes *b, const void *src, size_t n)
         b->p = q;
         b->cap = cap;
     }
-    if (n) memcpy(b->p + b->len, src, n);
+    if (n && src) memcpy(b->p + b->len, src, n); // src NULL: room the caller fills
     b->len += n;
 }
 
@@ -76,8 +78,9 @@ typedef struct wtensor {
     uint32_t type;
     uint32_t n_dims;
     int64_t ne[GGUF_MAX_DIMS];
-    uint64_t size; // bytes
-    void *data;    // owned copy
+    uint64_t size;  // bytes
+    void *data;     // owned copy, or NULL: spilled
+    uint64_t spill; // where the spill file holds it
 } wtensor;
 
 struct gguf_writer {
@@ -88,7 +91,26 @@ struct gguf_writer {
     uint64_t n_tensors, cap_tensors;
     uint32_t alignment;
     gguf_name_index key_index, tensor_index; // rebuilt when the tables grow
+    int spill_fd;                            // > 0: tensor data goes to this (unlinked) file
+    uint64_t spill_len;
 };
+
+#define COPY_CHUNK (8u << 20) // bytes a spilled tensor is copied by
+
+/* All n bytes at off of the spill file into p. */
+static nuri_status spill_read(const gguf_writer *w, void *p, size_t n, uint64_t off)
+{
+    for (size_t done = 0; done < n;) {
+        ssize_t r = pread(w->spill_fd, (char *)p + done, n - done, (off_t)(off + done));
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR) continue;
+            return nuri_error(NURI_ERR_IO, "gguf writer: reading back a spilled tensor: %s",
+                              r < 0 ? strerror(errno) : "short read");
+        }
+        done += (size_t)r;
+    }
+    return NURI_OK;
+}
 
 /* Re-creates ix for cap names and inserts the first n of names[] (names stay owned by the
  * writer, so the borrowed pointers stay valid). */
@@ -124,11 +146,29 @@ void gguf_writer_free(gguf_writer *w)
         free(w->tensors[i].name);
         free(w->tensors[i].data);
     }
+    if (w->spill_fd > 0) close(w->spill_fd);
     free(w->tensors);
     free(w->meta.p);
     free(w->key_index.slots);
     free(w->tensor_index.slots);
     free(w);
+}
+
+nuri_status gguf_writer_spill(gguf_writer *w, const char *path)
+{
+    if (w->spill_fd > 0 || w->n_tensors)
+        return nuri_error(NURI_ERR_INVALID_ARG, "gguf writer: spill before the first tensor, once");
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return nuri_error(NURI_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    unlink(path); // only the descriptor holds it: nothing is left behind, whatever happens
+    if (fd == 0) { // 0 means "none" in the writer; keep a descriptor above it
+        int d = dup(fd);
+        close(fd);
+        if (d < 0) return nuri_error(NURI_ERR_IO, "%s: dup: %s", path, strerror(errno));
+        fd = d;
+    }
+    w->spill_fd = fd;
+    return NURI_OK;
 }
 
 static nuri_status check_name(const char *what, const char *name, size_t max)
@@ -374,13 +414,29 @@ nuri_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t ty
     }
     t.size = size;
     t.name = strdup(name);
-    t.data = malloc((size_t)size);
-    if (!t.name || !t.data) {
+    t.data = w->spill_fd > 0 ? NULL : malloc((size_t)size);
+    if (!t.name || (!t.data && w->spill_fd <= 0)) {
         free(t.name);
         free(t.data);
         return nuri_error(NURI_ERR_NOMEM, "gguf writer: out of memory for tensor '%s'", name);
     }
-    memcpy(t.data, data, (size_t)size);
+    if (t.data) {
+        memcpy(t.data, data, (size_t)size);
+    } else {
+        t.spill = w->spill_len;
+        for (uint64_t done = 0; done < size;) {
+            ssize_t r = pwrite(w->spill_fd, (const char *)data + done, (size_t)(size - done),
+                               (off_t)(t.spill + done));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                free(t.name);
+                return nuri_error(NURI_ERR_IO, "gguf writer: spilling tensor '%s': %s", name,
+                                  r < 0 ? strerror(errno) : "no progress");
+            }
+            done += (uint64_t)r;
+        }
+        w->spill_len += size;
+    }
     gguf_name_index_put(&w->tensor_index, t.name, strlen(t.name), (uint32_t)w->n_tensors);
     w->tensors[w->n_tensors++] = t;
     return NURI_OK;
@@ -436,7 +492,14 @@ nuri_status gguf_writer_write_memory(const gguf_writer *w, void **out, size_t *s
     bytes b = {0};
     nuri_status s = build_head(w, &b);
     for (uint64_t i = 0; i < w->n_tensors && !s; i++) {
-        bytes_put(&b, w->tensors[i].data, (size_t)w->tensors[i].size);
+        const wtensor *t = &w->tensors[i];
+        if (t->data) {
+            bytes_put(&b, t->data, (size_t)t->size);
+        } else { // spilled: read back into room at the buffer's end
+            size_t at = b.len;
+            bytes_put(&b, NULL, (size_t)t->size);
+            if (!b.oom) s = spill_read(w, b.p + at, (size_t)t->size, t->spill);
+        }
         bytes_pad(&b, w->alignment);
     }
     if (!s && b.oom) s = nuri_error(NURI_ERR_NOMEM, "gguf writer: out of memory");
@@ -470,9 +533,20 @@ nuri_status gguf_writer_write(gguf_writer *w, const char *path)
     if (!s && !(fp = fopen(tmp, "wb")))
         s = nuri_error(NURI_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     if (!s) s = write_all(fp, head.p, head.len, tmp);
+    void *chunk = NULL;
     for (uint64_t i = 0; i < w->n_tensors && !s; i++) {
         const wtensor *t = &w->tensors[i];
-        s = write_all(fp, t->data, (size_t)t->size, tmp);
+        if (t->data) {
+            s = write_all(fp, t->data, (size_t)t->size, tmp);
+        } else if (!chunk && !(chunk = malloc(COPY_CHUNK))) {
+            s = nuri_error(NURI_ERR_NOMEM, "%s: out of memory", path);
+        } else {
+            for (uint64_t done = 0; done < t->size && !s; done += COPY_CHUNK) {
+                size_t k = t->size - done < COPY_CHUNK ? (size_t)(t->size - done) : COPY_CHUNK;
+                s = spill_read(w, chunk, k, t->spill + done);
+                if (!s) s = write_all(fp, chunk, k, tmp);
+            }
+        }
         uint64_t pad = align_up(t->size, w->alignment) - t->size;
         while (!s && pad) {
             uint64_t k = pad < sizeof zeros ? pad : sizeof zeros;
@@ -485,6 +559,7 @@ nuri_status gguf_writer_write(gguf_writer *w, const char *path)
     if (!s && rename(tmp, path) != 0)
         s = nuri_error(NURI_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     if (s && fp) unlink(tmp);
+    free(chunk);
     free(head.p);
     free(tmp);
     return s;

@@ -44,9 +44,11 @@ static const shape shapes[] = {
     {"moe-bench", 1024, 16, 16, 4, 64, 4096, 32000, 4096, 1000000.0f,
      "64 experts of 512, 8 used (1.7B total, 0.3B active; dense: n_ff 4096)", 64, 8, 512},
     {"qwen3-30b-a3b", 2048, 48, 32, 4, 128, 6144, 151936, 40960, 1000000.0f,
-     "Qwen3-30B-A3B (writing it takes about twice the file's size in memory)", 128, 8, 768},
+     "Qwen3-30B-A3B (30.5B total, 3.3B active; the file waits on disk while it is written: "
+     "memory holds two copies of the largest tensor)",
+     128, 8, 768},
     {"mixtral-8x7b", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000.0f,
-     "Mixtral-8x7B (memory: as qwen3-30b-a3b)", 8, 2, 14336},
+     "Mixtral-8x7B", 8, 2, 14336},
     // Gemma shapes (any architecture takes them; gemma2 / gemma3 get the metadata in gemma_extras)
     {"gemma3-tiny", 256, 6, 4, 2, 128, 768, 4096, 512, 1000000.0f,
      "Gemma 3's layout in small: 5 sliding layers and 1 global, head_dim 128 > n_embd / n_head", 0,
@@ -62,8 +64,7 @@ static const shape shapes[] = {
     {"gpt-oss-tiny", 256, 4, 8, 2, 64, 1024, 4096, 131072, 150000.0f,
      "gpt-oss in small: 4 layers, 8 heads of 64 over 2 KV heads, 8 experts, 4 used", 8, 4, 256},
     {"gpt-oss-20b", 2880, 24, 64, 8, 64, 11520, 201088, 131072, 150000.0f,
-     "gpt-oss-20b (20.9B total, 3.6B active besides the embeddings; writing it takes about "
-     "twice the file's size in memory)",
+     "gpt-oss-20b (20.9B total, 3.6B active besides the embeddings)",
      32, 4, 2880},
 };
 
@@ -615,6 +616,19 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     rng_seed(&mk.r, p->seed);
     nuri_status s = gguf_writer_new(&mk.w);
     if (s) return s;
+    // the tensors wait in a scratch file beside the output, not in memory: a 30B shape is
+    // larger than many machines' memory
+    char *spill = malloc(strlen(path) + 16);
+    if (!spill) s = nuri_error(NURI_ERR_NOMEM, "out of memory");
+    if (!s) {
+        sprintf(spill, "%s.tensors.tmp", path);
+        s = gguf_writer_spill(mk.w, spill);
+        free(spill);
+    }
+    if (s) {
+        gguf_writer_free(mk.w);
+        return s;
+    }
     int32_t n_vocab = sh->n_vocab;
     gguf_file *vf = NULL;
     if (p->vocab) {
