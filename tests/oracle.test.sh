@@ -109,6 +109,12 @@ cases=(
     "gpt-oss gpt-oss-tiny Q8_0 tests/data/vocab/ggml-vocab-gpt-2.gguf 151"
     "gpt-oss gpt-oss-tiny F16 - 149 --swa 12"
     "gpt-oss moe-tiny Q6_K - 150"
+    "deepseek2 ds2-tiny F32 - 160"
+    "deepseek2 ds3-tiny F32 - 161"
+    "deepseek2 ds2-tiny Q8_0 - 162"
+    "deepseek2 ds3-tiny Q4_K_M - 163"
+    "deepseek2 ds3-tiny F16 tests/data/vocab/ggml-vocab-gpt-2.gguf 164"
+    "deepseek2 ds2-tiny Q4_K_M tests/data/vocab/exaone4.gguf 165"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"
