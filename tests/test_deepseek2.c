@@ -245,6 +245,27 @@ TEST(the_loader_reads_mla_yarn_and_the_experts_and_counts_active_parameters)
     nuri_model_free(m);
 }
 
+static nuri_status load_changed(const char *from, const char *drop_tensor, const char *drop_key,
+                                const char *u32_key, uint32_t u32_val);
+static void expect_refused(nuri_status s, const char *words);
+
+/* llama.cpp reads q_lora_rank only outside the "lite" layer counts (26, 27): a 27-layer file
+ * needs no such key, a 3-layer one does. */
+TEST(q_lora_rank_is_required_except_for_the_lite_layer_counts)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/deepseek2-lite.gguf", tmpdir);
+    nuri_mkmodel_params p = {
+        .arch = "deepseek2", .shape = "ds2-tiny", .type = "Q8_0", .seed = 9, .n_layer = 27};
+    REQUIRE(nuri_mkmodel(&p, path) == NURI_OK);
+    CHECK(load_changed(path, NULL, "deepseek2.attention.q_lora_rank", NULL, 0) == NURI_OK);
+    unlink(path);
+    REQUIRE(make_file("ds2-tiny", "Q8_0", 9, path, sizeof path) == NURI_OK);
+    expect_refused(load_changed(path, NULL, "deepseek2.attention.q_lora_rank", NULL, 0),
+                   "deepseek2.attention.q_lora_rank");
+    unlink(path);
+}
+
 /* ---- files that cannot run ---- */
 
 /* Loads a copy of `from` without tensor drop_tensor or key drop_key, and with key u32_key set to
@@ -345,6 +366,7 @@ int main(void)
     RUN(sequences_batched_together_match_each_run_alone);
     RUN(the_cache_holds_the_latent_alone_and_snapshots_restore_it);
     RUN(the_loader_reads_mla_yarn_and_the_experts_and_counts_active_parameters);
+    RUN(q_lora_rank_is_required_except_for_the_lite_layer_counts);
     RUN(deepseek2_files_nuri_cannot_run_are_refused_by_name);
     rmdir(tmpdir);
     TEST_DONE();
