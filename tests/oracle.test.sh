@@ -116,6 +116,8 @@ cases=(
     "deepseek2 ds3-tiny F16 tests/data/vocab/ggml-vocab-gpt-2.gguf 164"
     "deepseek2 ds2-tiny Q4_K_M tests/data/vocab/exaone4.gguf 165"
     "deepseek2 deepseek-v2-lite Q4_K_M - 167 --layers 2"
+    "deepseek2 ds3-grouped-tiny F32 - 168"
+    "deepseek2 ds3-grouped-tiny Q8_0 - 169"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

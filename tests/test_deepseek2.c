@@ -15,9 +15,34 @@
 #include "kernels/types.h"
 #include "model/mkmodel.h"
 #include "model/model.h"
+#include "model/moe.h"
 #include "test.h"
 
 #include <unistd.h>
+
+/* ---- the router's group limit ---- */
+
+/* 8 experts in 4 groups of 2; sigmoid(0) = 0.5, so the scores are 0.5 + bias. Group scores (the
+ * two best added): 1.0, 1.3, 1.05, 1.2; the 2 best groups are 1 and 3, so expert 4 (score 0.9,
+ * the best of all, in group 2) may not be chosen. */
+TEST(the_group_limit_keeps_the_router_to_the_best_groups)
+{
+    const float logits[8] = {0};
+    const float bias[8] = {0.0f, 0.0f, 0.1f, 0.2f, 0.4f, -0.35f, 0.1f, 0.1f};
+    float probs[8], w[3], margin;
+    int32_t ids[3];
+    nuri_moe_route_sigmoid_grouped(logits, bias, 8, 3, 4, 2, true, 1.0f, probs, ids, w, &margin);
+    CHECKF(ids[0] == 3 && ids[1] == 2 && ids[2] == 6, "%d %d %d", ids[0], ids[1], ids[2]);
+    // the weights are the unbiased sigmoids, renormalised: a third each
+    CHECK(w[0] == w[1] && w[1] == w[2] && fabsf(w[0] - 1.0f / 3.0f) < 1e-7f);
+    // experts: 0.6 chosen last, 0.6 (expert 7) left: 0; groups: 1.2 - 1.05
+    CHECKF(margin == 0.0f, "margin %g", (double)margin);
+    const float bias2[8] = {0.0f, 0.0f, 0.1f, 0.2f, 0.4f, -0.35f, 0.3f, -0.2f};
+    nuri_moe_route_sigmoid_grouped(logits, bias2, 8, 2, 4, 2, false, 1.0f, probs, ids, w, &margin);
+    // groups 1.0, 1.3, 1.05, 1.1: groups 1 and 3 open; experts 6 (0.8) and 3 (0.7)
+    CHECKF(ids[0] == 6 && ids[1] == 3, "%d %d", ids[0], ids[1]);
+    CHECKF(fabsf(margin - 0.05f) < 1e-6f, "margin %g", (double)margin); // 1.1 - 1.05
+}
 
 static char tmpdir[64];
 
@@ -85,6 +110,7 @@ TEST(logits_are_the_same_batched_or_one_at_a_time_with_1_to_4_threads)
         {"ds3-tiny", "Q8_0"},
         {"ds3-tiny", "Q4_K_M"},
         {"ds2-tiny", "F16"},
+        {"ds3-grouped-tiny", "Q6_K"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         nuri_model *m = make_model(cases[k].shape, cases[k].type, 30 + (int)k);
@@ -337,7 +363,9 @@ TEST(deepseek2_files_nuri_cannot_run_are_refused_by_name)
     expect_refused(load_changed(path, "+blk.1.attn_kv_b.weight", NULL, NULL, 0),
                    "'blk.1.attn_kv_b.weight' (the older deepseek2 layout)");
     expect_refused(load_changed(path, NULL, NULL, "deepseek2.expert_group_count", 8),
-                   "'deepseek2.expert_group_count' = 8: grouped expert selection");
+                   "deepseek2.expert_group_used_count"); // groups need their used count
+    expect_refused(load_changed(path, NULL, NULL, "deepseek2.expert_group_count", 5),
+                   "'deepseek2.expert_group_count' = 5: 16 experts do not split");
     expect_refused(load_changed(path, NULL, "deepseek2.attention.q_lora_rank", NULL, 0),
                    "deepseek2.attention.q_lora_rank");
     expect_refused(load_changed(path, NULL, NULL, "deepseek2.attention.key_length", 128),
@@ -352,6 +380,8 @@ TEST(deepseek2_files_nuri_cannot_run_are_refused_by_name)
     CHECK(load_changed(path, NULL, NULL, NULL, 0) == NURI_OK);
     expect_refused(load_changed(path, "+blk.1.exp_probs_b.bias", NULL, NULL, 0),
                    "'blk.1.exp_probs_b.bias' (expert selection bias) is not supported");
+    expect_refused(load_changed(path, NULL, NULL, "deepseek2.expert_group_count", 2),
+                   "grouped expert selection with a softmax router is not supported");
     unlink(path);
 }
 
@@ -362,6 +392,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    RUN(the_group_limit_keeps_the_router_to_the_best_groups);
     RUN(logits_are_the_same_batched_or_one_at_a_time_with_1_to_4_threads);
     RUN(sequences_batched_together_match_each_run_alone);
     RUN(the_cache_holds_the_latent_alone_and_snapshots_restore_it);

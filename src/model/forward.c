@@ -430,7 +430,12 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
             if (L->ffn_gate_inp_b.data)
                 for (int32_t e = 0; e < E; e++) lg[e] += ((const float *)L->ffn_gate_inp_b.data)[e];
             nuri_moe_route_topk_softmax(lg, E, K, c->moe_ids + t * K, c->moe_w + t * K, &margin);
-        } else if (hp->moe_sigmoid) { // exaone-moe
+        } else if (hp->moe_sigmoid && hp->n_expert_groups > 1) { // DeepSeek-V3's group limit
+            nuri_moe_route_sigmoid_grouped(
+                c->moe_logits + t * E, L->exp_probs_b.data, E, K, hp->n_expert_groups,
+                hp->n_group_used, hp->moe_norm_w, hp->moe_scale,
+                c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K, c->moe_w + t * K, &margin);
+        } else if (hp->moe_sigmoid) { // exaone-moe, deepseek2
             nuri_moe_route_sigmoid(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
                                    hp->moe_norm_w, hp->moe_scale,
                                    c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,

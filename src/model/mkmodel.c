@@ -76,6 +76,10 @@ static const shape shapes[] = {
      "selection bias, 16 experts of 128, 4 used, 2 shared, YaRN x40, a next-token-prediction "
      "layer",
      16, 4, 128},
+    {"ds3-grouped-tiny", 256, 3, 4, 1, 96, 768, 4096, 163840, 10000.0f,
+     "ds3-tiny with DeepSeek-V3's group limit: 32 experts of 128 in 8 groups, the best 3 groups "
+     "open, 6 experts used",
+     32, 6, 128},
     {"deepseek-v2-lite", 2048, 27, 16, 1, 576, 10944, 102400, 163840, 10000.0f,
      "DeepSeek-V2-Lite (15.7B total, 2.7B active; writing it takes about twice the file's size "
      "in memory)",
@@ -88,10 +92,12 @@ static const struct deepseek2_extra {
     int32_t q_lora, kv_lora, nope, rope, v_head, n_shared, n_dense_lead, n_nextn;
     bool sigmoid, norm;
     float scale, yarn_factor, mscale_all_dim;
+    int32_t n_groups, n_groups_used; // the router's group limit (0: none)
 } deepseek2_extras[] = {
-    {"ds2-tiny", 0, 64, 48, 32, 48, 1, 1, 0, false, false, 1.0f, 0, 0},
-    {"ds3-tiny", 96, 64, 48, 32, 48, 2, 1, 1, true, true, 2.5f, 40.0f, 1.0f},
-    {"deepseek-v2-lite", 0, 512, 128, 64, 128, 2, 1, 0, false, false, 1.0f, 40.0f, 0.707f},
+    {"ds2-tiny", 0, 64, 48, 32, 48, 1, 1, 0, false, false, 1.0f, 0, 0, 0, 0},
+    {"ds3-tiny", 96, 64, 48, 32, 48, 2, 1, 1, true, true, 2.5f, 40.0f, 1.0f, 0, 0},
+    {"ds3-grouped-tiny", 96, 64, 48, 32, 48, 1, 1, 0, true, true, 2.5f, 40.0f, 1.0f, 8, 3},
+    {"deepseek-v2-lite", 0, 512, 128, 64, 128, 2, 1, 0, false, false, 1.0f, 40.0f, 0.707f, 0, 0},
 };
 
 /* What gemma2 / gemma3 files of a shape carry besides it: the sliding window (tokens), the linear
@@ -118,7 +124,7 @@ const char *nuri_mkmodel_shapes(void)
            "qwen3moe, qwen2moe, mixtral, exaone-moe, gpt-oss): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
            "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b, "
            "gpt-oss-tiny (256 wide, 4 layers, 8 experts, 4 used), gpt-oss-20b; for deepseek2 "
-           "only: ds2-tiny, ds3-tiny, deepseek-v2-lite";
+           "only: ds2-tiny, ds3-tiny, ds3-grouped-tiny, deepseek-v2-lite";
 }
 
 /* ---- random numbers ---- */
@@ -590,7 +596,7 @@ static nuri_status write_deepseek2(maker *mk, const nuri_mkmodel_params *p, cons
     if (!dx)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' is not a deepseek2 shape (ds2-tiny, ds3-tiny, "
-                          "deepseek-v2-lite)",
+                          "ds3-grouped-tiny, deepseek-v2-lite)",
                           sh->name);
     gguf_writer *w = mk->w;
     const char *a = "deepseek2";
@@ -630,6 +636,10 @@ static nuri_status write_deepseek2(maker *mk, const nuri_mkmodel_params *p, cons
         if ((s = gguf_writer_add_bool(w, key, true))) return s;
     }
     if (dx->n_nextn) KV_U32("nextn_predict_layers", dx->n_nextn);
+    if (dx->n_groups) {
+        KV_U32("expert_group_count", dx->n_groups);
+        KV_U32("expert_group_used_count", dx->n_groups_used);
+    }
     KV_U32("attention.head_count", H);
     KV_U32("attention.head_count_kv", 1);
     KV_U32("attention.q_lora_rank", dx->q_lora);

@@ -8,6 +8,7 @@
 #include "dist/dist.h"
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
+#include "model/moe.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -220,12 +221,32 @@ static nuri_status read_deepseek2_moe(const gguf_file *f, nuri_hparams *hp)
                           "metadata '%s.feed_forward_length' is missing (the leading dense layers "
                           "need it)",
                           name);
+    // DeepSeek-V3's group limit: expert_group_count groups, the expert_group_used_count best
     snprintf(key, sizeof key, "%s.expert_group_count", name);
-    if (gguf_get_u32(f, key, &v) == NURI_OK && v > 1)
+    s = gguf_get_u32(f, key, &v);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (s == NURI_ERR_NOT_FOUND || v <= 1) return NURI_OK;
+    const uint32_t groups = v;
+    if (!hp->moe_sigmoid)
         return nuri_error(NURI_ERR_UNSUPPORTED,
-                          "metadata '%s' = %u: grouped expert selection (DeepSeek-V3's top-k "
-                          "over expert groups) is not supported yet",
+                          "metadata '%s' = %u: grouped expert selection with a softmax router is "
+                          "not supported (nuri limits groups for sigmoid routers, as DeepSeek-V3)",
                           key, v);
+    if (groups > NURI_MOE_MAX_GROUPS || hp->n_expert % (int32_t)groups != 0 ||
+        hp->n_expert / (int32_t)groups < 2)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "metadata '%s' = %u: %d experts do not split into such groups (at "
+                          "most %d groups of at least 2)",
+                          key, v, hp->n_expert, NURI_MOE_MAX_GROUPS);
+    snprintf(key, sizeof key, "%s.expert_group_used_count", name);
+    if ((s = gguf_get_u32(f, key, &v))) return s;
+    if (v < 1 || v >= groups ||
+        (int64_t)v * (hp->n_expert / (int32_t)groups) < hp->n_expert_used)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "metadata '%s' = %u: must be in 1..%u and leave %d experts to choose",
+                          key, v, groups - 1, hp->n_expert_used);
+    hp->n_expert_groups = (int32_t)groups;
+    hp->n_group_used = (int32_t)v;
     return NURI_OK;
 }
 

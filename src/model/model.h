@@ -110,6 +110,9 @@ typedef struct nuri_hparams {
     int32_t n_lora_kv;  // attention.kv_lora_rank
     int32_t n_qk_nope;  // per-head query / key dims without rope: key_length_mla - n_rot
     int32_t n_v_mla;    // attention.value_length_mla: per-head value width after attn_v_b
+    // DeepSeek-V3's group limit on the router (moe.h): experts in n_expert_groups groups, of
+    // which the n_group_used best may be chosen from; 0: none
+    int32_t n_expert_groups, n_group_used;
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
