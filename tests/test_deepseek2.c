@@ -106,11 +106,8 @@ TEST(logits_are_the_same_batched_or_one_at_a_time_with_1_to_4_threads)
     static const struct {
         const char *shape, *type;
     } cases[] = {
-        {"ds2-tiny", "F32"},
-        {"ds3-tiny", "Q8_0"},
-        {"ds3-tiny", "Q4_K_M"},
-        {"ds2-tiny", "F16"},
-        {"ds3-grouped-tiny", "Q6_K"},
+        {"ds2-tiny", "F32"}, {"ds3-tiny", "Q8_0"},         {"ds3-tiny", "Q4_K_M"},
+        {"ds2-tiny", "F16"}, {"ds3-grouped-tiny", "Q6_K"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         nuri_model *m = make_model(cases[k].shape, cases[k].type, 30 + (int)k);
@@ -352,7 +349,7 @@ TEST(deepseek2_files_nuri_cannot_run_are_refused_by_name)
     REQUIRE(make_file("ds3-tiny", "Q8_0", 3, path, sizeof path) == NURI_OK);
     CHECK(load_changed(path, NULL, NULL, NULL, 0) == NURI_OK); // the copy itself runs
     static const char *const tensors[] = {
-        "blk.1.attn_q_a.weight",      "blk.0.attn_q_a_norm.weight", "blk.2.attn_q_b.weight",
+        "blk.1.attn_q_a.weight",      "blk.0.attn_q_a_norm.weight",  "blk.2.attn_q_b.weight",
         "blk.1.attn_kv_a_mqa.weight", "blk.0.attn_kv_a_norm.weight", "blk.2.attn_k_b.weight",
         "blk.1.attn_v_b.weight",      "blk.2.ffn_up_shexp.weight",   "blk.0.ffn_down.weight"};
     for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++)

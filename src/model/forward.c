@@ -431,10 +431,10 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
                 for (int32_t e = 0; e < E; e++) lg[e] += ((const float *)L->ffn_gate_inp_b.data)[e];
             nuri_moe_route_topk_softmax(lg, E, K, c->moe_ids + t * K, c->moe_w + t * K, &margin);
         } else if (hp->moe_sigmoid && hp->n_expert_groups > 1) { // DeepSeek-V3's group limit
-            nuri_moe_route_sigmoid_grouped(
-                c->moe_logits + t * E, L->exp_probs_b.data, E, K, hp->n_expert_groups,
-                hp->n_group_used, hp->moe_norm_w, hp->moe_scale,
-                c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K, c->moe_w + t * K, &margin);
+            nuri_moe_route_sigmoid_grouped(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
+                                           hp->n_expert_groups, hp->n_group_used, hp->moe_norm_w,
+                                           hp->moe_scale, c->moe_probs + (size_t)w->ith * E,
+                                           c->moe_ids + t * K, c->moe_w + t * K, &margin);
         } else if (hp->moe_sigmoid) { // exaone-moe, deepseek2
             nuri_moe_route_sigmoid(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
                                    hp->moe_norm_w, hp->moe_scale,
@@ -1040,9 +1040,9 @@ void nuri_ctx_free(nuri_ctx *c)
         c->k,         c->v,          c->att,       c->gate,       c->up,         c->xq,
         c->scores,    c->q16,        c->qf,        c->logits,     c->d_pos,      c->d_seq,
         c->d_want,    c->moe_logits, c->moe_probs, c->moe_ids,    c->moe_w,      c->moe_start,
-        c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate,
-        c->mla_qa};
+        c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(c->mla_qa);
     void *pipe_bufs[] = {c->pipe_meta, c->pipe_x, c->pipe_margin, c->pipe_req};
     for (size_t i = 0; i < sizeof pipe_bufs / sizeof pipe_bufs[0]; i++) free(pipe_bufs[i]);
     free(c);

@@ -657,8 +657,8 @@ static nuri_status write_deepseek2(maker *mk, const nuri_mkmodel_params *p, cons
         if ((s = gguf_writer_add_str(w, key, "yarn"))) return s;
         KV_F32("rope.scaling.factor", dx->yarn_factor);
         KV_U32("rope.scaling.original_context_length", 4096);
-        if (dx->mscale_all_dim > 0) KV_F32("rope.scaling.yarn_log_multiplier",
-                                           0.1f * dx->mscale_all_dim);
+        if (dx->mscale_all_dim > 0)
+            KV_F32("rope.scaling.yarn_log_multiplier", 0.1f * dx->mscale_all_dim);
     }
 #undef KV_U32
 #undef KV_F32
@@ -686,8 +686,7 @@ static nuri_status write_deepseek2(maker *mk, const nuri_mkmodel_params *p, cons
         if (dx->q_lora > 0) {
             T("attn_q_a.weight", "attn_q", E, dx->q_lora, 1.0f / sqrtf((float)E), 0);
             T("attn_q_a_norm.weight", "norm", dx->q_lora, 1, 0.05f, 1.0f);
-            T("attn_q_b.weight", "attn_q", dx->q_lora, H * dq, 1.0f / sqrtf((float)dx->q_lora),
-              0);
+            T("attn_q_b.weight", "attn_q", dx->q_lora, H * dq, 1.0f / sqrtf((float)dx->q_lora), 0);
         } else {
             T("attn_q.weight", "attn_q", E, H * dq, 1.0f / sqrtf((float)E), 0);
         }
@@ -740,7 +739,7 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     static const char *archs[] = {"llama",   "qwen2",    "qwen3",       "exaone",
                                   "exaone4", "granite",  "hyperclovax", "qwen3moe",
                                   "mixtral", "qwen2moe", "gemma2",      "gemma3",
-                                  "exaone-moe", "gpt-oss", "deepseek2"};
+                                  "exaone-moe", "gpt-oss",  "deepseek2"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)

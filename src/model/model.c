@@ -178,8 +178,7 @@ static nuri_status read_deepseek2_moe(const gguf_file *f, nuri_hparams *hp)
     snprintf(key, sizeof key, "%s.expert_shared_count", name);
     if ((s = gguf_get_u32(f, key, &v))) return s;
     if ((uint64_t)v * (uint64_t)hp->n_ff_exp > MAX_WIDTH)
-        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is too many shared experts", key,
-                          v);
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is too many shared experts", key, v);
     hp->n_ff_shexp = (int32_t)v * hp->n_ff_exp;
     snprintf(key, sizeof key, "%s.expert_gating_func", name);
     s = gguf_get_u32(f, key, &v);
@@ -240,8 +239,7 @@ static nuri_status read_deepseek2_moe(const gguf_file *f, nuri_hparams *hp)
                           key, v, hp->n_expert, NURI_MOE_MAX_GROUPS);
     snprintf(key, sizeof key, "%s.expert_group_used_count", name);
     if ((s = gguf_get_u32(f, key, &v))) return s;
-    if (v < 1 || v >= groups ||
-        (int64_t)v * (hp->n_expert / (int32_t)groups) < hp->n_expert_used)
+    if (v < 1 || v >= groups || (int64_t)v * (hp->n_expert / (int32_t)groups) < hp->n_expert_used)
         return nuri_error(NURI_ERR_FORMAT,
                           "metadata '%s' = %u: must be in 1..%u and leave %d experts to choose",
                           key, v, groups - 1, hp->n_expert_used);
@@ -438,8 +436,8 @@ static nuri_status read_mla_hparams(const gguf_file *f, nuri_hparams *hp)
         (s = get_dim(f, name, "attention.value_length", true, 0, MAX_WIDTH, &v_len)) ||
         (s = get_dim(f, name, "rope.dimension_count", true, 0, MAX_WIDTH, &hp->n_rot)))
         return s;
-    const bool lite = hp->n_layer == 27 || hp->n_layer == 26 ||
-                      (hp->n_layer == 48 && hp->n_vocab == 128256);
+    const bool lite =
+        hp->n_layer == 27 || hp->n_layer == 26 || (hp->n_layer == 48 && hp->n_vocab == 128256);
     snprintf(key, sizeof key, "%s.attention.q_lora_rank", name);
     uint32_t q = 0;
     s = gguf_get_u32(f, key, &q);
@@ -804,7 +802,7 @@ static nuri_status bind_mla(binder *b, nuri_model *m, int il)
 #define MLA(field, suffix, n_in, n_out, f32)                                                       \
     do {                                                                                           \
         snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
-        if ((s = bind(b, nm, n_in, n_out, true, f32, &L->field))) return s;                       \
+        if ((s = bind(b, nm, n_in, n_out, true, f32, &L->field))) return s;                        \
     } while (0)
     if (hp->n_lora_q > 0) {
         MLA(wq_a, "attn_q_a.weight", n_embd, hp->n_lora_q, false);

@@ -42,8 +42,8 @@ typedef enum nuri_arch {
                           // leading dense layers; its next-token-prediction layers are skipped
     NURI_ARCH_GPTOSS,   // gpt-oss (OpenAI): attention sinks and biases, alternating sliding window,
                         // YaRN, experts with biases, top-k-then-softmax gating, clamped SwiGLU
-    NURI_ARCH_DEEPSEEK2, // DeepSeek-V2 / V3, Kanana-2, Kimi: multi-head latent attention (MLA,
-                         // absorbed form), experts with shared experts, leading dense layers
+    NURI_ARCH_DEEPSEEK2, // DeepSeek-V2 / V3, Kanana-2, Kimi: multi-head latent attention
+                         // (MLA, absorbed form), experts with shared experts, leading dense layers
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -106,10 +106,10 @@ typedef struct nuri_hparams {
     // attention: the absorbed form, one KV "head" of head_dim = n_lora_kv + n_rot (n_head_kv 1),
     // whose cached row is the normed latent then the roped key part; V is its first n_lora_kv
     bool mla;
-    int32_t n_lora_q;   // attention.q_lora_rank (0: attn_q.weight straight from the input)
-    int32_t n_lora_kv;  // attention.kv_lora_rank
-    int32_t n_qk_nope;  // per-head query / key dims without rope: key_length_mla - n_rot
-    int32_t n_v_mla;    // attention.value_length_mla: per-head value width after attn_v_b
+    int32_t n_lora_q;  // attention.q_lora_rank (0: attn_q.weight straight from the input)
+    int32_t n_lora_kv; // attention.kv_lora_rank
+    int32_t n_qk_nope; // per-head query / key dims without rope: key_length_mla - n_rot
+    int32_t n_v_mla;   // attention.value_length_mla: per-head value width after attn_v_b
     // DeepSeek-V3's group limit on the router (moe.h): experts in n_expert_groups groups, of
     // which the n_group_used best may be chosen from; 0: none
     int32_t n_expert_groups, n_group_used;
