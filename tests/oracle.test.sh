@@ -13,7 +13,9 @@
 # dense layer, a next-token-prediction layer that both skip, RoPE on the sliding layers only); and
 # gpt-oss (attention sinks and biases, every other layer in a sliding window that the 48 tokens
 # cross, YaRN, router and expert biases, top-k-then-softmax gating, the clamped SwiGLU) in its
-# own small shape and in the MoE shapes, with windows of 5 to 16 tokens.
+# own small shape and in the MoE shapes, with windows of 5 to 16 tokens; and deepseek2 (multi-head
+# latent attention, with and without query compression, softmax and sigmoid routers with shared
+# experts, DeepSeek-V3's group limit, YaRN) in its small shapes and 2 layers of DeepSeek-V2-Lite.
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
 #
