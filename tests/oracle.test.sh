@@ -13,7 +13,9 @@
 # dense layer, a next-token-prediction layer that both skip, RoPE on the sliding layers only); and
 # gpt-oss (attention sinks and biases, every other layer in a sliding window that the 48 tokens
 # cross, YaRN, router and expert biases, top-k-then-softmax gating, the clamped SwiGLU) in its
-# own small shape and in the MoE shapes, with windows of 5 to 16 tokens.
+# own small shape and in the MoE shapes, with windows of 5 to 16 tokens; and deepseek2 (multi-head
+# latent attention, with and without query compression, softmax and sigmoid routers with shared
+# experts, DeepSeek-V3's group limit, YaRN) in its small shapes and 2 layers of DeepSeek-V2-Lite.
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
 #
@@ -111,6 +113,15 @@ cases=(
     "gpt-oss moe-tiny Q6_K - 150"
     "gpt-oss gpt-oss-tiny MXFP4_MOE - 152 --swa 8"
     "gpt-oss moe-a3b-mini MXFP4_MOE - 153"
+    "deepseek2 ds2-tiny F32 - 160"
+    "deepseek2 ds3-tiny F32 - 161"
+    "deepseek2 ds2-tiny Q8_0 - 162"
+    "deepseek2 ds3-tiny Q4_K_M - 163"
+    "deepseek2 ds3-tiny F16 tests/data/vocab/ggml-vocab-gpt-2.gguf 164"
+    "deepseek2 ds2-tiny Q4_K_M tests/data/vocab/exaone4.gguf 165"
+    "deepseek2 deepseek-v2-lite Q4_K_M - 167 --layers 2"
+    "deepseek2 ds3-grouped-tiny F32 - 168"
+    "deepseek2 ds3-grouped-tiny Q8_0 - 169"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

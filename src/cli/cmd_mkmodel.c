@@ -20,7 +20,7 @@ static void mkmodel_usage(FILE *out)
         "                    [--vocab VOCAB.gguf [--add-control TOKEN]...] [--seed N] [--layers N]\n"
         "                    [--ctx N] [--swa N] [--template T.jinja] OUT.gguf\n"
         "  archs: llama qwen2 qwen3 exaone exaone4 granite hyperclovax qwen3moe qwen2moe mixtral\n"
-        "    gemma2 gemma3 exaone-moe gpt-oss\n"
+        "    gemma2 gemma3 exaone-moe gpt-oss deepseek2\n"
         "    (mixtral: a llama file with experts; MoE archs need a MoE shape)\n"
         "  shapes: %s\n"
         "  types: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS\n"

@@ -78,6 +78,7 @@ struct nuri_ctx {
     uint16_t *q16;      // (n_threads, G, head_dim) the queries as F16, on their way to qf
     float *qf;          // (n_threads, G, head_dim) the queries rounded to F16
     float *logits;      // (n_logits, n_vocab)
+    float *mla_qa;      // (n_batch, n_lora_q) deepseek2's compressed query, or NULL
 
     // a pipeline (the model is one stage of several, src/dist/dist.h): the KV pool holds only the
     // stage's layers; micro-batches leave for the next stage from these buffers
@@ -429,7 +430,12 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
             if (L->ffn_gate_inp_b.data)
                 for (int32_t e = 0; e < E; e++) lg[e] += ((const float *)L->ffn_gate_inp_b.data)[e];
             nuri_moe_route_topk_softmax(lg, E, K, c->moe_ids + t * K, c->moe_w + t * K, &margin);
-        } else if (hp->moe_sigmoid) { // exaone-moe
+        } else if (hp->moe_sigmoid && hp->n_expert_groups > 1) { // DeepSeek-V3's group limit
+            nuri_moe_route_sigmoid_grouped(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
+                                           hp->n_expert_groups, hp->n_group_used, hp->moe_norm_w,
+                                           hp->moe_scale, c->moe_probs + (size_t)w->ith * E,
+                                           c->moe_ids + t * K, c->moe_w + t * K, &margin);
+        } else if (hp->moe_sigmoid) { // exaone-moe, deepseek2
             nuri_moe_route_sigmoid(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
                                    hp->moe_norm_w, hp->moe_scale,
                                    c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
@@ -549,12 +555,22 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     barrier(w);
 }
 
+static void attention_mla(worker *w, const job *jb, int il);
+
 static void layer(worker *w, const job *jb, int il)
 {
     nuri_ctx *c = w->c;
     const nuri_model *m = c->m;
     const nuri_hparams *hp = &m->hp;
     const nuri_layer *L = &m->layers[il];
+    if (hp->mla) { // deepseek2: its own attention, then the feed-forward as below
+        attention_mla(w, jb, il);
+        if (L->ffn_gate_inp.data)
+            ffn_moe(w, L, jb->n);
+        else
+            ffn_dense(w, L, jb->n);
+        return;
+    }
     const int32_t T = jb->n, hd = hp->head_dim;
     const int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hd;
     const int64_t kv_dim = (int64_t)hp->n_head_kv * hd;
@@ -650,6 +666,171 @@ static void layer(worker *w, const job *jb, int il)
         ffn_moe(w, L, T);
     else
         ffn_dense(w, L, T);
+}
+
+/* ---- multi-head latent attention (deepseek2) ----
+ *
+ * llama.cpp's absorbed form without flash attention, step for step: q (through q_a, its norm and
+ * q_b, or attn_q) splits per head into q_nope and q_pe; kv_a_mqa gives the latent and k_pe; the
+ * latent is RMS-normed, k_pe and q_pe roped; each head's q_nope goes through its attn_k_b into the
+ * latent's space. Then one KV head of D = n_lora_kv + n_rot dims: K = (latent, k_pe) cached in F16,
+ * Q = (q_nope . k_b, q_pe) rounded to F16, scores scaled by kq_scale, the softmax, and V = the
+ * cached latent (K's first n_lora_kv dims) weighted by F16 probabilities; each head's result goes
+ * through its attn_v_b, then attn_output. The cache holds D halves per token and layer, no V.
+ */
+
+/* Rows [0, T) x heads [0, H) of src (token t, head h at src + t * t_stride + h * h_stride, n
+ * floats) converted to `type` into xq, row h * T + t, rows `stride` bytes apart. */
+static void mla_gather(worker *w, const float *src, int64_t t_stride, int64_t h_stride, int64_t n,
+                       int32_t T, int32_t H, uint32_t type, size_t stride)
+{
+    const nuri_kernel_traits *k = nuri_kernels(type);
+    long p0, p1;
+    nuri_split((long)T * H, w->ith, w->nth, &p0, &p1);
+    for (long p = p0; p < p1; p++) {
+        const int32_t h = (int32_t)(p / T), t = (int32_t)(p % T);
+        k->from_float(src + t * t_stride + h * h_stride, (char *)w->c->xq + (size_t)p * stride, n);
+    }
+    w->xq_src = NULL; // xq holds the gathered rows
+    barrier(w);
+}
+
+/* y[t * y_stride + h * h_out + r] = row r of Ws[h] . gathered row (h, t), for every head h: the
+ * heads' matrices one after another, each one's rows split by thread. */
+static void mla_heads_matmul(worker *w, const nuri_weight *Ws, int32_t H, int32_t T, size_t stride,
+                             float *y, int64_t y_stride, int64_t h_out)
+{
+    uint64_t row_bytes;
+    nuri_type_row_bytes(Ws[0].type, (uint64_t)Ws[0].n_in, &row_bytes);
+    const nuri_kernel_traits *k = nuri_kernels(Ws[0].type);
+    long r0, r1;
+    nuri_split(Ws[0].n_out, w->ith, w->nth, &r0, &r1);
+    for (int32_t h = 0; h < H; h++)
+        nuri_gemm(k, Ws[h].n_in, Ws[h].data, row_bytes, r0, r1,
+                  (const char *)w->c->xq + (size_t)h * T * stride, stride, T, y + h * h_out,
+                  y_stride);
+    barrier(w);
+}
+
+/* Token t's H query heads (q: H x D) against its sequence's cached rows [0, n_kv) of layer il,
+ * into out (H x n_lora_kv). */
+static void attend_mla(worker *w, int il, int32_t t, const float *q, int32_t n_kv, float *out)
+{
+    const nuri_ctx *c = w->c;
+    const nuri_hparams *hp = &c->m->hp;
+    const int32_t D = hp->head_dim, G = hp->n_head, kvl = hp->n_lora_kv;
+    const size_t n_ctx = (size_t)c->n_ctx + 1;
+    const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
+    const nuri_attn_kernels *ak = nuri_attn();
+    float *s = c->scores + (size_t)w->ith * G * n_ctx;
+    uint16_t *h16 = c->q16 + (size_t)w->ith * G * D;
+    float *qf = c->qf + (size_t)w->ith * G * D;
+    const int32_t *pages = c->seq_pages + (size_t)c->b_seq[t] * c->n_pages;
+    f16->from_float(q, h16, (int64_t)G * D); // Q rounded to F16, as llama.cpp multiplies it
+    f16->to_float(h16, qf, (int64_t)G * D);
+    int32_t run;
+    for (int32_t j = 0; j < n_kv; j += run) {
+        const size_t at = page_run(c, il, pages, 0, j, n_kv, &run);
+        ak->scores(D, G, qf, c->k_pages + at, (size_t)D, run, hp->attn_scale, s + j, n_ctx);
+    }
+    for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx, n_kv);
+    memset(out, 0, sizeof(float) * (size_t)G * kvl);
+    for (int32_t j = 0; j < n_kv; j += run) {
+        const size_t at = page_run(c, il, pages, 0, j, n_kv, &run);
+        ak->accum(kvl, G, s + j, n_ctx, c->k_pages + at, (size_t)D, run, out);
+    }
+}
+
+/* The attention half of a deepseek2 layer: input normed into xn, output added to x, and the
+ * feed-forward's normed input left in xn. */
+static void attention_mla(worker *w, const job *jb, int il)
+{
+    nuri_ctx *c = w->c;
+    const nuri_model *m = c->m;
+    const nuri_hparams *hp = &m->hp;
+    const nuri_layer *L = &m->layers[il];
+    const int32_t T = jb->n, H = hp->n_head, r = hp->n_rot, kvl = hp->n_lora_kv;
+    const int32_t D = hp->head_dim, nope = hp->n_qk_nope, dq = nope + r, nv = hp->n_v_mla;
+    const int64_t n_embd = hp->n_embd, nq = (int64_t)H * dq;
+    float *qraw = c->att; // (T, H, dq) until the attention writes its output there
+    long t0, t1;
+
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++)
+        rms_norm(c->x + t * n_embd, L->attn_norm.data, c->xn + t * n_embd, n_embd, hp->rms_eps);
+    w->xq_src = NULL;
+    barrier(w);
+
+    // the query, and the latent with its rope part
+    if (hp->n_lora_q > 0) {
+        const int64_t nl = hp->n_lora_q;
+        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wq_a.type)->vec_dot_type);
+        matmul(w, &L->wq_a, T, c->mla_qa, nl);
+        barrier(w);
+        for (long t = t0; t < t1; t++)
+            rms_norm(c->mla_qa + t * nl, L->q_a_norm.data, c->mla_qa + t * nl, nl, hp->rms_eps);
+        w->xq_src = NULL;
+        quantize_input(w, c->mla_qa, nl, T, nuri_kernels(L->wq_b.type)->vec_dot_type);
+        matmul(w, &L->wq_b, T, qraw, nq);
+    } else {
+        quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wq.type)->vec_dot_type);
+        matmul(w, &L->wq, T, qraw, nq);
+    }
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wkv_a.type)->vec_dot_type);
+    matmul(w, &L->wkv_a, T, c->k, D);
+    barrier(w);
+
+    // per (token, head): q_pe roped into Q; per token (head H): the latent normed, k_pe roped,
+    // the row cached
+    const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
+    long p0, p1;
+    nuri_split((long)T * (H + 1), w->ith, w->nth, &p0, &p1);
+    for (long p = p0; p < p1; p++) {
+        const int32_t t = (int32_t)(p / (H + 1)), h = (int32_t)(p % (H + 1)), pos = c->b_pos[t];
+        float *vec = h < H ? qraw + t * nq + (int64_t)h * dq + nope : c->k + (int64_t)t * D + kvl;
+        if (hp->rope_yarn)
+            rope_yarn(vec, hp, pos, hp->rope_freq_base, NULL);
+        else
+            rope(vec, r, hp->rope_type, pos, hp->rope_freq_base, hp->rope_freq_scale, NULL);
+        if (h < H) {
+            memcpy(c->q + ((int64_t)t * H + h) * D + kvl, vec, sizeof(float) * (size_t)r);
+        } else {
+            float *kv = c->k + (int64_t)t * D;
+            rms_norm(kv, L->kv_a_norm.data, kv, kvl, hp->rms_eps);
+            f16->from_float(kv, c->k_pages + kv_offset(c, il, c->b_slot[t]), D);
+        }
+    }
+    barrier(w);
+
+    // each head's q_nope through its k_b, into Q's first n_lora_kv dims
+    uint64_t rb;
+    uint32_t vt = nuri_kernels(L->wk_b[0].type)->vec_dot_type;
+    nuri_type_row_bytes(vt, (uint64_t)nope, &rb);
+    mla_gather(w, qraw, nq, dq, nope, T, H, vt, (size_t)rb);
+    mla_heads_matmul(w, L->wk_b, H, T, (size_t)rb, c->q, (int64_t)H * D, D);
+
+    // attention: one unit per token, all heads at once (they share the one KV head)
+    const nuri_share sh = nuri_share_step(c->pool, &w->tickets, T);
+    for (long t; (t = nuri_share_take(&sh)) >= 0;)
+        attend_mla(w, il, (int32_t)t, c->q + t * H * D, c->b_pos[t] + 1,
+                   c->att + t * (int64_t)H * kvl);
+    barrier(w);
+
+    // each head's result through its v_b, then the output projection
+    vt = nuri_kernels(L->wv_b[0].type)->vec_dot_type;
+    nuri_type_row_bytes(vt, (uint64_t)kvl, &rb);
+    mla_gather(w, c->att, (int64_t)H * kvl, kvl, kvl, T, H, vt, (size_t)rb);
+    mla_heads_matmul(w, L->wv_b, H, T, (size_t)rb, c->xn, (int64_t)H * nv, nv);
+    quantize_input(w, c->xn, (int64_t)H * nv, T, nuri_kernels(L->wo.type)->vec_dot_type);
+    matmul(w, &L->wo, T, c->xn, n_embd);
+    barrier(w);
+    for (long t = t0; t < t1; t++) {
+        float *x = c->x + t * n_embd, *a = c->xn + t * n_embd;
+        for (int64_t i = 0; i < n_embd; i++) x[i] += a[i];
+        rms_norm(x, L->ffn_norm.data, a, n_embd, hp->rms_eps);
+    }
+    w->xq_src = NULL;
+    barrier(w);
 }
 
 static void forward_worker(void *arg, int ith, int nth)
@@ -767,6 +948,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     size_t widest = wide > n_ff ? wide : n_ff;
     if ((size_t)hp->n_ff_exp > widest) widest = (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > widest) widest = (size_t)hp->n_ff_shexp;
+    if ((size_t)hp->n_lora_q > widest) widest = (size_t)hp->n_lora_q; // deepseek2
     // rows of xq, gate and up: a token each, or with experts a (token, expert) pair each
     const size_t K = hp->n_expert > 0 ? (size_t)hp->n_expert_used : 1, E = (size_t)hp->n_expert;
     size_t ff_row = n_ff; // floats of gate and up per token
@@ -775,8 +957,9 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     const size_t kv_elems = (size_t)(m->layer_end - m->layer_first) * c->n_ctx * kv;
     bool ok = true;
     c->k_pages = calloc(kv_elems, sizeof(uint16_t));
-    c->v_pages = calloc(kv_elems, sizeof(uint16_t));
-    if (!c->k_pages || !c->v_pages) ok = false;
+    c->v_pages = hp->mla ? NULL : calloc(kv_elems, sizeof(uint16_t)); // MLA: V is K's latent
+    if (!c->k_pages || (!hp->mla && !c->v_pages)) ok = false;
+    if (hp->n_lora_q > 0) c->mla_qa = alloc_floats(B * (size_t)hp->n_lora_q, &ok);
     c->page_ref = alloc_ints((size_t)c->n_pages, &ok);
     c->free_list = alloc_ints((size_t)c->n_pages, &ok);
     c->seq_len = alloc_ints((size_t)c->n_seq, &ok);
@@ -830,7 +1013,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
         nuri_ctx_free(c);
         return nuri_error(NURI_ERR_NOMEM,
                           "out of memory for a context of %d tokens (KV cache %.1f MiB)", d.n_ctx,
-                          2.0 * kv_elems * 2 / (1024.0 * 1024.0));
+                          (hp->mla ? 1.0 : 2.0) * kv_elems * 2 / (1024.0 * 1024.0));
     }
     for (int32_t i = 0; i < c->n_pages; i++) c->free_list[i] = c->n_pages - 1 - i;
     c->n_free = c->n_pages;
@@ -859,6 +1042,7 @@ void nuri_ctx_free(nuri_ctx *c)
         c->d_want,    c->moe_logits, c->moe_probs, c->moe_ids,    c->moe_w,      c->moe_start,
         c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(c->mla_qa);
     void *pipe_bufs[] = {c->pipe_meta, c->pipe_x, c->pipe_margin, c->pipe_req};
     for (size_t i = 0; i < sizeof pipe_bufs / sizeof pipe_bufs[0]; i++) free(pipe_bufs[i]);
     free(c);
@@ -959,7 +1143,8 @@ static size_t kv_row_bytes(const nuri_ctx *c)
 
 size_t nuri_ctx_kv_bytes(const nuri_ctx *c, int32_t n)
 {
-    return n <= 0 ? 0 : 2 * (size_t)c->m->hp.n_layer * (size_t)n * kv_row_bytes(c);
+    const size_t parts = c->m->hp.mla ? 1 : 2; // MLA caches K (latent and rope part) alone
+    return n <= 0 ? 0 : parts * (size_t)c->m->hp.n_layer * (size_t)n * kv_row_bytes(c);
 }
 
 /* Copies rows [0, n) of seq's K or V of every layer to (dir 0) or from (dir 1) a buffer laid out
@@ -968,10 +1153,11 @@ static void kv_copy(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride, uint8_t
 {
     const size_t row = kv_row_bytes(c);
     const int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
+    const int parts = c->m->hp.mla ? 1 : 2; // MLA: K alone (V is its latent part)
     for (int il = c->m->layer_first; il < c->m->layer_end; il++) {
-        for (int kv = 0; kv < 2; kv++) {
+        for (int kv = 0; kv < parts; kv++) {
             uint16_t *pool = kv ? c->v_pages : c->k_pages;
-            uint8_t *b = buf + ((size_t)il * 2 + (size_t)kv) * (size_t)stride * row;
+            uint8_t *b = buf + ((size_t)il * parts + (size_t)kv) * (size_t)stride * row;
             for (int32_t p = 0; p < n;) {
                 int32_t off = p % NURI_KV_PAGE;
                 int32_t run = NURI_KV_PAGE - off < n - p ? NURI_KV_PAGE - off : n - p;
@@ -1023,8 +1209,9 @@ static int32_t page_copy(nuri_ctx *c, int32_t from)
     for (int il = c->m->layer_first; il < c->m->layer_end; il++) {
         memcpy(c->k_pages + kv_offset(c, il, to * NURI_KV_PAGE),
                c->k_pages + kv_offset(c, il, from * NURI_KV_PAGE), bytes);
-        memcpy(c->v_pages + kv_offset(c, il, to * NURI_KV_PAGE),
-               c->v_pages + kv_offset(c, il, from * NURI_KV_PAGE), bytes);
+        if (c->v_pages)
+            memcpy(c->v_pages + kv_offset(c, il, to * NURI_KV_PAGE),
+                   c->v_pages + kv_offset(c, il, from * NURI_KV_PAGE), bytes);
     }
     page_release(c, from);
     return to;

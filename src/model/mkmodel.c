@@ -66,6 +66,39 @@ static const shape shapes[] = {
     {"gpt-oss-20b", 2880, 24, 64, 8, 64, 11520, 201088, 131072, 150000.0f,
      "gpt-oss-20b (20.9B total, 3.6B active besides the embeddings)",
      32, 4, 2880},
+    // deepseek2 (their attention in deepseek2_extras; head_dim is the MLA cache row: kv_lora_rank
+    // + rope dims; n_ff the leading dense layer's width)
+    {"ds2-tiny", 256, 3, 4, 1, 96, 768, 4096, 512, 10000.0f,
+     "DeepSeek-V2-Lite's layout in small: no query compression, softmax router, 8 experts of "
+     "128, 2 used, 1 shared, 1 leading dense layer",
+     8, 2, 128},
+    {"ds3-tiny", 256, 3, 4, 1, 96, 768, 4096, 163840, 10000.0f,
+     "DeepSeek-V3 / Kanana-2's layout in small: query compression, sigmoid router with a "
+     "selection bias, 16 experts of 128, 4 used, 2 shared, YaRN x40, a next-token-prediction "
+     "layer",
+     16, 4, 128},
+    {"ds3-grouped-tiny", 256, 3, 4, 1, 96, 768, 4096, 163840, 10000.0f,
+     "ds3-tiny with DeepSeek-V3's group limit: 32 experts of 128 in 8 groups, the best 3 groups "
+     "open, 6 experts used",
+     32, 6, 128},
+    {"deepseek-v2-lite", 2048, 27, 16, 1, 576, 10944, 102400, 163840, 10000.0f,
+     "DeepSeek-V2-Lite (15.7B total, 2.7B active; writing it takes about twice the file's size "
+     "in memory)",
+     64, 6, 1408},
+};
+
+/* deepseek2 shapes' attention and router (real values for deepseek-v2-lite: its config.json) */
+static const struct deepseek2_extra {
+    const char *shape;
+    int32_t q_lora, kv_lora, nope, rope, v_head, n_shared, n_dense_lead, n_nextn;
+    bool sigmoid, norm;
+    float scale, yarn_factor, mscale_all_dim;
+    int32_t n_groups, n_groups_used; // the router's group limit (0: none)
+} deepseek2_extras[] = {
+    {"ds2-tiny", 0, 64, 48, 32, 48, 1, 1, 0, false, false, 1.0f, 0, 0, 0, 0},
+    {"ds3-tiny", 96, 64, 48, 32, 48, 2, 1, 1, true, true, 2.5f, 40.0f, 1.0f, 0, 0},
+    {"ds3-grouped-tiny", 96, 64, 48, 32, 48, 1, 1, 0, true, true, 2.5f, 40.0f, 1.0f, 8, 3},
+    {"deepseek-v2-lite", 0, 512, 128, 64, 128, 2, 1, 0, false, false, 1.0f, 40.0f, 0.707f, 0, 0},
 };
 
 /* What gemma2 / gemma3 files of a shape carry besides it: the sliding window (tokens), the linear
@@ -91,7 +124,8 @@ const char *nuri_mkmodel_shapes(void)
            "gemma2-tiny (256, 4), gemma3-1b, gemma3-4b, gemma2-2b; with experts (for "
            "qwen3moe, qwen2moe, mixtral, exaone-moe, gpt-oss): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
            "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b, "
-           "gpt-oss-tiny (256 wide, 4 layers, 8 experts, 4 used), gpt-oss-20b";
+           "gpt-oss-tiny (256 wide, 4 layers, 8 experts, 4 used), gpt-oss-20b; for deepseek2 "
+           "only: ds2-tiny, ds3-tiny, ds3-grouped-tiny, deepseek-v2-lite";
 }
 
 /* ---- random numbers ---- */
@@ -577,19 +611,168 @@ static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const sh
     return s;
 }
 
+/* A deepseek2 file (multi-head latent attention as current converters write it, experts with
+ * shared experts, leading dense layers, next-token-prediction layers after the others). */
+static nuri_status write_deepseek2(maker *mk, const nuri_mkmodel_params *p, const shape *sh,
+                                   int32_t n_vocab, const char *path)
+{
+    const struct deepseek2_extra *dx = NULL;
+    for (size_t i = 0; i < sizeof deepseek2_extras / sizeof deepseek2_extras[0]; i++)
+        if (!strcmp(deepseek2_extras[i].shape, sh->name)) dx = &deepseek2_extras[i];
+    if (!dx)
+        return nuri_error(NURI_ERR_INVALID_ARG,
+                          "shape '%s' is not a deepseek2 shape (ds2-tiny, ds3-tiny, "
+                          "ds3-grouped-tiny, deepseek-v2-lite)",
+                          sh->name);
+    gguf_writer *w = mk->w;
+    const char *a = "deepseek2";
+    const int n_file_layers = mk->n_layer + dx->n_nextn;
+    char key[128];
+    nuri_status s;
+#define KV_U32(suffix, v)                                                                          \
+    do {                                                                                           \
+        snprintf(key, sizeof key, "%s.%s", a, suffix);                                             \
+        if ((s = gguf_writer_add_u32(w, key, (uint32_t)(v)))) return s;                            \
+    } while (0)
+#define KV_F32(suffix, v)                                                                          \
+    do {                                                                                           \
+        snprintf(key, sizeof key, "%s.%s", a, suffix);                                             \
+        if ((s = gguf_writer_add_f32(w, key, (v)))) return s;                                      \
+    } while (0)
+    if ((s = gguf_writer_add_str(w, "general.architecture", a))) return s;
+    snprintf(key, sizeof key, "nuri mkmodel %s %s %s seed %llu", p->arch, sh->name, p->type,
+             (unsigned long long)p->seed);
+    if ((s = gguf_writer_add_str(w, "general.name", key))) return s;
+    const int32_t H = sh->n_head, r = dx->rope, kvl = dx->kv_lora, nope = dx->nope;
+    const int32_t dq = nope + r, nv = dx->v_head, X = sh->n_expert, FX = sh->n_ff_exp;
+    const int32_t E = sh->n_embd, F = sh->n_ff, nsh = FX * dx->n_shared;
+    KV_U32("context_length", p->n_ctx > 0 ? p->n_ctx : sh->n_ctx);
+    KV_U32("embedding_length", E);
+    KV_U32("block_count", n_file_layers);
+    KV_U32("feed_forward_length", F);
+    KV_U32("expert_count", X);
+    KV_U32("expert_used_count", sh->n_expert_used);
+    KV_U32("expert_feed_forward_length", FX);
+    KV_U32("expert_shared_count", dx->n_shared);
+    KV_U32("leading_dense_block_count", dx->n_dense_lead);
+    KV_U32("expert_gating_func", dx->sigmoid ? 2 : 1);
+    KV_F32("expert_weights_scale", dx->scale);
+    if (dx->norm) {
+        snprintf(key, sizeof key, "%s.expert_weights_norm", a);
+        if ((s = gguf_writer_add_bool(w, key, true))) return s;
+    }
+    if (dx->n_nextn) KV_U32("nextn_predict_layers", dx->n_nextn);
+    if (dx->n_groups) {
+        KV_U32("expert_group_count", dx->n_groups);
+        KV_U32("expert_group_used_count", dx->n_groups_used);
+    }
+    KV_U32("attention.head_count", H);
+    KV_U32("attention.head_count_kv", 1);
+    KV_U32("attention.q_lora_rank", dx->q_lora);
+    KV_U32("attention.kv_lora_rank", kvl);
+    KV_U32("attention.key_length", kvl + r);
+    KV_U32("attention.value_length", kvl);
+    KV_U32("attention.key_length_mla", dq);
+    KV_U32("attention.value_length_mla", nv);
+    KV_U32("rope.dimension_count", r);
+    KV_U32("vocab_size", n_vocab);
+    KV_F32("rope.freq_base", sh->rope_base);
+    KV_F32("attention.layer_norm_rms_epsilon", 1e-6f);
+    if (dx->yarn_factor > 0) {
+        snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+        if ((s = gguf_writer_add_str(w, key, "yarn"))) return s;
+        KV_F32("rope.scaling.factor", dx->yarn_factor);
+        KV_U32("rope.scaling.original_context_length", 4096);
+        if (dx->mscale_all_dim > 0)
+            KV_F32("rope.scaling.yarn_log_multiplier", 0.1f * dx->mscale_all_dim);
+    }
+#undef KV_U32
+#undef KV_F32
+    const float out_scale = 2.5f / sqrtf((float)E);
+    if ((s = add_random(mk, "token_embd.weight", "token_embd", -1, E, n_vocab, 1.0f, 0)) ||
+        (s = add_random(mk, "output_norm.weight", "norm", -1, E, 1, 0.05f, 1.0f)) ||
+        (s = add_random(mk, "output.weight", "output", -1, E, n_vocab, out_scale, 0)))
+        return s;
+    for (int il = 0; il < n_file_layers; il++) {
+        if (p->progress)
+            p->progress(p->progress_ud, "making random weights", (uint64_t)il,
+                        (uint64_t)n_file_layers + 1);
+        char nm[96];
+#define T(suffix, kind, n_in, n_out, scale, off)                                                   \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = add_random(mk, nm, kind, il, n_in, n_out, scale, off))) return s;                 \
+    } while (0)
+#define TX(suffix, kind, n_in, n_out, n, scale)                                                    \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = add_random_experts(mk, nm, kind, il, n_in, n_out, n, scale))) return s;           \
+    } while (0)
+        T("attn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (dx->q_lora > 0) {
+            T("attn_q_a.weight", "attn_q", E, dx->q_lora, 1.0f / sqrtf((float)E), 0);
+            T("attn_q_a_norm.weight", "norm", dx->q_lora, 1, 0.05f, 1.0f);
+            T("attn_q_b.weight", "attn_q", dx->q_lora, H * dq, 1.0f / sqrtf((float)dx->q_lora), 0);
+        } else {
+            T("attn_q.weight", "attn_q", E, H * dq, 1.0f / sqrtf((float)E), 0);
+        }
+        T("attn_kv_a_mqa.weight", "attn_k", E, kvl + r, 1.0f / sqrtf((float)E), 0);
+        T("attn_kv_a_norm.weight", "norm", kvl, 1, 0.05f, 1.0f);
+        // k_b: (nope -> kv_lora) per head; v_b: (kv_lora -> v_head) per head. Q . K then has the
+        // spread of a plain head's: q_nope . k_b of unit-size rows over the normed latent
+        TX("attn_k_b.weight", "attn_k", nope, kvl, H, 1.0f / sqrtf((float)nope));
+        TX("attn_v_b.weight", "attn_v", kvl, nv, H, 1.0f / sqrtf((float)kvl));
+        T("attn_output.weight", "attn_output", H * nv, E, 1.0f / sqrtf((float)(H * nv)), 0);
+        T("ffn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (il < dx->n_dense_lead) {
+            T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
+            T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
+            T("ffn_down.weight", "ffn_down", F, E, 1.0f / sqrtf((float)F), 0);
+        } else {
+            // the router F32, as llama.cpp's quantizer leaves it; logits of unit spread
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", il);
+            for (int64_t i = 0; i < (int64_t)E * X; i++)
+                mk->buf[i] = rng_normal(&mk->r) / sqrtf((float)E);
+            const int64_t ne[2] = {E, X};
+            if ((s = gguf_writer_add_tensor(w, nm, NURI_TYPE_F32, 2, ne, mk->buf))) return s;
+            if (dx->sigmoid) T("exp_probs_b.bias", "bias", X, 1, 0.05f, 0);
+            TX("ffn_gate_exps.weight", "ffn_gate", E, FX, X, 1.0f / sqrtf((float)E));
+            TX("ffn_up_exps.weight", "ffn_up", E, FX, X, 1.0f / sqrtf((float)E));
+            TX("ffn_down_exps.weight", "ffn_down", FX, E, X, 1.0f / sqrtf((float)FX));
+            T("ffn_gate_shexp.weight", "ffn_gate", E, nsh, 1.0f / sqrtf((float)E), 0);
+            T("ffn_up_shexp.weight", "ffn_up", E, nsh, 1.0f / sqrtf((float)E), 0);
+            T("ffn_down_shexp.weight", "ffn_down", nsh, E, 1.0f / sqrtf((float)nsh), 0);
+        }
+        if (il >= mk->n_layer) { // the next-token-prediction parts, which runners skip
+            T("nextn.eh_proj.weight", "attn_output", 2 * E, E, 1.0f / sqrtf((float)(2 * E)), 0);
+            T("nextn.enorm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("nextn.hnorm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("nextn.shared_head_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        }
+#undef T
+#undef TX
+    }
+    if (p->progress)
+        p->progress(p->progress_ud, "writing the file", (uint64_t)n_file_layers,
+                    (uint64_t)n_file_layers + 1);
+    s = gguf_writer_write(w, path);
+    if (p->progress) p->progress(p->progress_ud, "writing the file", 1, 1);
+    return s;
+}
+
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
     static const char *archs[] = {"llama",   "qwen2",    "qwen3",       "exaone",
                                   "exaone4", "granite",  "hyperclovax", "qwen3moe",
                                   "mixtral", "qwen2moe", "gemma2",      "gemma3",
-                                  "exaone-moe", "gpt-oss"};
+                                  "exaone-moe", "gpt-oss",  "deepseek2"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
                           "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gemma2, gemma3, "
-                          "exaone-moe, gpt-oss)",
+                          "exaone-moe, gpt-oss, deepseek2)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -599,7 +782,7 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
                           nuri_mkmodel_shapes());
     const bool moe = !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") ||
                      !strcmp(p->arch, "qwen2moe") || !strcmp(p->arch, "exaone-moe") ||
-                     !strcmp(p->arch, "gpt-oss");
+                     !strcmp(p->arch, "gpt-oss") || !strcmp(p->arch, "deepseek2");
     if (moe && sh->n_expert == 0)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
@@ -675,7 +858,9 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if (s == NURI_OK && (!mk.buf || !mk.qbuf))
         s = nuri_error(NURI_ERR_NOMEM, "out of memory for a %lld-element tensor",
                        (long long)biggest);
-    if (s == NURI_OK) s = write_model(&mk, p, sh, n_vocab, path);
+    if (s == NURI_OK)
+        s = !strcmp(p->arch, "deepseek2") ? write_deepseek2(&mk, p, sh, n_vocab, path)
+                                          : write_model(&mk, p, sh, n_vocab, path);
     free(mk.buf);
     free(mk.qbuf);
     gguf_close(vf);

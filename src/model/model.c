@@ -8,6 +8,7 @@
 #include "dist/dist.h"
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
+#include "model/moe.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -56,6 +57,9 @@ static const struct arch_info {
     // gpt-oss: q/k/v biases optional as in llama.cpp (real files have them); its pre-FFN norm is
     // named post_attention_norm; sliding window required
     {"gpt-oss", NURI_ARCH_GPTOSS, NURI_ROPE_NEOX, true, false, false, false, false, true, 'y'},
+    // deepseek2: its attention (MLA) and router keys are read by read_deepseek2_hparams
+    {"deepseek2", NURI_ARCH_DEEPSEEK2, NURI_ROPE_NORM, true, false, false, false, false, false,
+     'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -158,6 +162,92 @@ static nuri_status read_exaone_moe_hparams(const gguf_file *f, nuri_hparams *hp)
     return NURI_OK;
 }
 
+/* deepseek2's experts, as llama.cpp reads them: expert_feed_forward_length (required), the shared
+ * experts (expert_shared_count of that width, run as one expert n times as wide), the gating
+ * function (softmax or sigmoid; absent: softmax, as DeepSeek-V2 files have none, but sigmoid for
+ * GLM 4.7 Lite's shape, as llama.cpp guesses it), expert_weights_norm / _scale, the leading dense
+ * layers. Grouped top-k (expert_group_count > 1, DeepSeek-V3 / Kimi) is refused by name. */
+static nuri_status read_deepseek2_moe(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    char key[128];
+    nuri_status s;
+    uint32_t v = 0;
+    if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)))
+        return s;
+    snprintf(key, sizeof key, "%s.expert_shared_count", name);
+    if ((s = gguf_get_u32(f, key, &v))) return s;
+    if ((uint64_t)v * (uint64_t)hp->n_ff_exp > MAX_WIDTH)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is too many shared experts", key, v);
+    hp->n_ff_shexp = (int32_t)v * hp->n_ff_exp;
+    snprintf(key, sizeof key, "%s.expert_gating_func", name);
+    s = gguf_get_u32(f, key, &v);
+    if (s == NURI_ERR_NOT_FOUND || (s == NURI_OK && v == 0))
+        v = (hp->n_layer == 47 || hp->n_layer == 48) && hp->n_vocab == 154880 ? 2 : 1;
+    else if (s != NURI_OK)
+        return s;
+    if (v != 1 && v != 2)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' = %u: nuri gates experts with softmax (1) or sigmoid (2)",
+                          key, v);
+    hp->moe_sigmoid = v == 2;
+    snprintf(key, sizeof key, "%s.expert_weights_norm", name);
+    bool norm = false;
+    s = gguf_get_bool(f, key, &norm);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    hp->moe_norm_w = norm;
+    snprintf(key, sizeof key, "%s.expert_weights_scale", name);
+    s = gguf_get_f32(f, key, &hp->moe_scale);
+    if (s == NURI_ERR_NOT_FOUND)
+        hp->moe_scale = 0.0f;
+    else if (s != NURI_OK)
+        return s;
+    else if (!(hp->moe_scale >= 0.0f) || hp->moe_scale > 1e6f)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a scale", key,
+                          (double)hp->moe_scale);
+    snprintf(key, sizeof key, "%s.leading_dense_block_count", name);
+    s = gguf_get_u32(f, key, &v);
+    if (s == NURI_ERR_NOT_FOUND)
+        v = 0;
+    else if (s != NURI_OK)
+        return s;
+    if (v > (uint32_t)hp->n_layer)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u exceeds the %d layers", key, v,
+                          hp->n_layer);
+    hp->n_dense_lead = (int32_t)v;
+    if (hp->n_dense_lead > 0 && hp->n_ff == 0)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "metadata '%s.feed_forward_length' is missing (the leading dense layers "
+                          "need it)",
+                          name);
+    // DeepSeek-V3's group limit: expert_group_count groups, the expert_group_used_count best
+    snprintf(key, sizeof key, "%s.expert_group_count", name);
+    s = gguf_get_u32(f, key, &v);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (s == NURI_ERR_NOT_FOUND || v <= 1) return NURI_OK;
+    const uint32_t groups = v;
+    if (!hp->moe_sigmoid)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' = %u: grouped expert selection with a softmax router is "
+                          "not supported (nuri limits groups for sigmoid routers, as DeepSeek-V3)",
+                          key, v);
+    if (groups > NURI_MOE_MAX_GROUPS || hp->n_expert % (int32_t)groups != 0 ||
+        hp->n_expert / (int32_t)groups < 2)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "metadata '%s' = %u: %d experts do not split into such groups (at "
+                          "most %d groups of at least 2)",
+                          key, v, hp->n_expert, NURI_MOE_MAX_GROUPS);
+    snprintf(key, sizeof key, "%s.expert_group_used_count", name);
+    if ((s = gguf_get_u32(f, key, &v))) return s;
+    if (v < 1 || v >= groups || (int64_t)v * (hp->n_expert / (int32_t)groups) < hp->n_expert_used)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "metadata '%s' = %u: must be in 1..%u and leave %d experts to choose",
+                          key, v, groups - 1, hp->n_expert_used);
+    hp->n_expert_groups = (int32_t)groups;
+    hp->n_group_used = (int32_t)v;
+    return NURI_OK;
+}
+
 /* The mixture-of-experts keys: expert_count, expert_used_count (1..expert_count) and the experts'
  * width: qwen3moe's expert_feed_forward_length (else, as llama.cpp, feed_forward_length /
  * expert_used_count), llama's (Mixtral's) feed_forward_length. As in llama.cpp, these two
@@ -189,6 +279,7 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE && hp->arch != NURI_ARCH_GPTOSS;
     hp->moe_topk_softmax = hp->swiglu_oai = hp->arch == NURI_ARCH_GPTOSS;
     if (hp->arch == NURI_ARCH_EXAONE_MOE) return read_exaone_moe_hparams(f, hp);
+    if (hp->arch == NURI_ARCH_DEEPSEEK2) return read_deepseek2_moe(f, hp);
     if (hp->arch == NURI_ARCH_QWEN2MOE) {
         // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
         if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
@@ -315,6 +406,121 @@ static nuri_status read_rope_scaling(const gguf_file *f, nuri_hparams *hp)
     return NURI_OK;
 }
 
+/* deepseek2's multi-head latent attention, in the form current converters write it (llama.cpp's
+ * MLA with absorption): head_count_kv 1, key_length = kv_lora_rank + rope.dimension_count (the
+ * cached row: latent, then the roped part), value_length = kv_lora_rank, and the per-head sizes
+ * key_length_mla (nope + rope) and value_length_mla. q_lora_rank, as llama.cpp reads it: ignored
+ * (0, attn_q.weight) for the "lite" layer counts 26 and 27 (and 48 with a 128256-token
+ * vocabulary), required otherwise. The rope: none, or YaRN with DeepSeek's attention scale:
+ * kq_scale = mscale^2 / sqrt(key_length_mla), mscale = attn_factor * (1 + 0.1 ln s)
+ * * (1 + 0.1 yarn_log_multiplier / 0.1 * ln s), s = rope.scaling.factor, each step rounded in float
+ * as llama.cpp rounds it, and the rope's own magnitude factor 1 / (1 + 0.1 ln s) * attn_factor
+ * before ggml's rope multiplies it by (1 + 0.1 ln s) again. Files without key_length_mla hold the
+ * older attn_kv_b layout (MHA over decompressed keys): refused by name. */
+static nuri_status read_mla_hparams(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    char key[128];
+    nuri_status s;
+    int32_t k_mla = 0, v_len = 0;
+    snprintf(key, sizeof key, "%s.attention.key_length_mla", name);
+    if (!gguf_find_kv(f, key))
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' is missing: a deepseek2 file of the older layout "
+                          "(attn_kv_b, keys decompressed per head) is not supported; convert the "
+                          "model again (current converters write attn_k_b / attn_v_b)",
+                          key);
+    if ((s = get_dim(f, name, "attention.key_length_mla", true, 0, MAX_WIDTH, &k_mla)) ||
+        (s = get_dim(f, name, "attention.value_length_mla", true, 0, MAX_WIDTH, &hp->n_v_mla)) ||
+        (s = get_dim(f, name, "attention.kv_lora_rank", true, 0, MAX_WIDTH, &hp->n_lora_kv)) ||
+        (s = get_dim(f, name, "attention.value_length", true, 0, MAX_WIDTH, &v_len)) ||
+        (s = get_dim(f, name, "rope.dimension_count", true, 0, MAX_WIDTH, &hp->n_rot)))
+        return s;
+    const bool lite =
+        hp->n_layer == 27 || hp->n_layer == 26 || (hp->n_layer == 48 && hp->n_vocab == 128256);
+    snprintf(key, sizeof key, "%s.attention.q_lora_rank", name);
+    uint32_t q = 0;
+    s = gguf_get_u32(f, key, &q);
+    if (s != NURI_OK && !(s == NURI_ERR_NOT_FOUND && lite)) return s;
+    if (q > MAX_WIDTH)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is too large", key, q);
+    hp->n_lora_q = lite ? 0 : (int32_t)q;
+    if (hp->n_head_kv != 1 || hp->head_dim != hp->n_lora_kv + hp->n_rot || v_len != hp->n_lora_kv)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "%s attention: head_count_kv %d, key_length %d, value_length %d; MLA "
+                          "needs 1, kv_lora_rank + rope.dimension_count = %d, kv_lora_rank = %d",
+                          name, hp->n_head_kv, hp->head_dim, v_len, hp->n_lora_kv + hp->n_rot,
+                          hp->n_lora_kv);
+    if (hp->n_rot % 2 != 0 || k_mla <= hp->n_rot)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "%s.attention.key_length_mla %d must exceed the even "
+                          "rope.dimension_count %d",
+                          name, k_mla, hp->n_rot);
+    hp->n_qk_nope = k_mla - hp->n_rot;
+    hp->mla = true;
+    snprintf(key, sizeof key, "%s.attention.temperature_scale", name);
+    float tf = 0.0f;
+    if (gguf_get_f32(f, key, &tf) == NURI_OK && tf != 0.0f)
+        return nuri_error(NURI_ERR_UNSUPPORTED, "metadata '%s' = %g: not supported", key,
+                          (double)tf);
+    // the rope scaling: none, or yarn (linear with a factor would change kq_scale as well)
+    float attn_factor, log_mul = 0.0f;
+    if ((s = get_float(f, name, "rope.scaling.attn_factor", 1.0f, &attn_factor))) return s;
+    snprintf(key, sizeof key, "%s.rope.scaling.yarn_log_multiplier", name);
+    s = gguf_get_f32(f, key, &log_mul);
+    if (s == NURI_OK && !(log_mul >= 0.0f && log_mul < 1e6f))
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a multiplier", key,
+                          (double)log_mul);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    log_mul /= 0.1f; // the converter wrote 0.1 * mscale_all_dim
+    snprintf(key, sizeof key, "%s.rope.scaling.type", name);
+    gguf_str type = {0};
+    s = gguf_get_str(f, key, &type);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (s == NURI_ERR_NOT_FOUND) type.ptr = NULL;
+    float factor = 0.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", name);
+    s = gguf_get_f32(f, key, &factor);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (!(factor >= 0.0f) || factor > 1e6f)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a positive number", key,
+                          (double)factor);
+    snprintf(key, sizeof key, "%s.rope.scaling.type", name);
+    const bool yarn = type.ptr && gguf_str_eq(type, "yarn");
+    if (type.ptr && !yarn && !gguf_str_eq(type, "none") &&
+        !(gguf_str_eq(type, "linear") && (factor == 0.0f || factor == 1.0f)))
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' = '%.*s': only \"yarn\" and \"none\" are supported for "
+                          "%s",
+                          key, (int)(type.len > 32 ? 32 : type.len), type.ptr, name);
+    float fs = 1.0f; // freq_scale
+    hp->rope_mscale = attn_factor;
+    if (yarn) {
+        if ((s = get_dim(f, name, "rope.scaling.original_context_length", false, hp->n_ctx_train,
+                         1 << 24, &hp->n_ctx_orig)))
+            return s;
+        fs = factor == 0.0f ? 1.0f : 1.0f / factor;
+        const float fct = 1.0f / fs;
+        // llama.cpp: mscale and mscale_all_dim equal, so their ratio is exactly 1
+        float a = 1.0f;
+        a *= 1.0f / (1.0f + 0.1f * logf(fct));
+        a *= attn_factor;
+        hp->rope_yarn = true;
+        hp->rope_freq_scale = fs;
+        hp->rope_mscale = a * (1.0f + 0.1f * logf(1.0f / fs));
+        attn_factor = a;
+    }
+    if (!yarn && attn_factor != 1.0f)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s.rope.scaling.attn_factor' = %g without YaRN: not supported",
+                          name, (double)attn_factor);
+    hp->rope_freq_scale = fs;
+    const float org = attn_factor * (1.0f + 0.1f * logf(1.0f / fs));
+    const float mscale = org * (1.0f + 0.1f * log_mul * logf(1.0f / fs));
+    hp->attn_scale = 1.0f * mscale * mscale / sqrtf((float)k_mla);
+    return NURI_OK;
+}
+
 static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 {
     gguf_str arch;
@@ -332,7 +538,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
                           "qwen2moe, qwen3moe, exaone, exaone4, exaone-moe, granite, hyperclovax, "
-                          "gemma2, gemma3, gpt-oss)",
+                          "gemma2, gemma3, gpt-oss, deepseek2)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -347,7 +553,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                      &hp->n_head_kv)) ||
         (s = get_dim(f, name, "context_length", false, 4096, 1 << 24, &hp->n_ctx_train)))
         return s;
-    if (hp->arch == NURI_ARCH_EXAONE_MOE) { // its next-token-prediction layers come last
+    if (hp->arch == NURI_ARCH_EXAONE_MOE || hp->arch == NURI_ARCH_DEEPSEEK2) {
+        // their next-token-prediction layers come last
         char key[128];
         snprintf(key, sizeof key, "%s.nextn_predict_layers", name);
         uint32_t nn = 0;
@@ -366,11 +573,24 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
     int32_t v_len;
     if ((s = get_dim(f, name, "attention.value_length", false, hp->head_dim, MAX_WIDTH, &v_len)))
         return s;
+    if (hp->arch == NURI_ARCH_DEEPSEEK2) { // the vocabulary size decides "lite" and the gating
+        uint32_t nv = 0;
+        char key[128];
+        snprintf(key, sizeof key, "%s.vocab_size", name);
+        if (gguf_get_u32(f, key, &nv) != NURI_OK) {
+            gguf_arr toks;
+            if (gguf_get_arr(f, "tokenizer.ggml.tokens", &toks) == NURI_OK) nv = (uint32_t)toks.n;
+        }
+        hp->n_vocab = nv <= MAX_VOCAB ? (int32_t)nv : 0; // token_embd.weight's rows replace it
+        if ((s = read_mla_hparams(f, hp))) return s;
+        v_len = hp->head_dim; // value_length is the latent's width, checked there
+    }
     if (v_len != hp->head_dim)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "%s.attention.value_length %d differs from key_length %d", name, v_len,
                           hp->head_dim);
-    if ((s = get_dim(f, name, "rope.dimension_count", false, hp->head_dim, MAX_WIDTH, &hp->n_rot)))
+    if (!hp->mla &&
+        (s = get_dim(f, name, "rope.dimension_count", false, hp->head_dim, MAX_WIDTH, &hp->n_rot)))
         return s;
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
         return nuri_error(NURI_ERR_FORMAT, "%s.rope.dimension_count %d must be even and <= %d",
@@ -388,8 +608,11 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         (s = get_float(f, name, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps)))
         return s;
     hp->embd_scale = hp->residual_scale = hp->logit_scale = 1.0f;
-    hp->rope_freq_scale = hp->rope_freq_scale_swa = 1.0f;
-    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->rope_freq_scale_swa = 1.0f;
+    if (!hp->mla) { // deepseek2's were set by read_mla_hparams
+        hp->rope_freq_scale = 1.0f;
+        hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    }
     if (ai->scales) {
         if ((s = get_float(f, name, "embedding_scale", 1.0f, &hp->embd_scale)) ||
             (s = get_float(f, name, "residual_scale", 1.0f, &hp->residual_scale)) ||
@@ -565,6 +788,41 @@ static nuri_status bind_experts(binder *b, const char *name, int64_t n_in, int64
     return NURI_OK;
 }
 
+/* deepseek2's attention weights of layer il (model.h): the query (through its low-rank
+ * compression when n_lora_q > 0), the compressed KV with its rope part, and the per-head k_b / v_b
+ * of the absorbed form, bound as n_head views each. */
+static nuri_status bind_mla(binder *b, nuri_model *m, int il)
+{
+    const nuri_hparams *hp = &m->hp;
+    nuri_layer *L = &m->layers[il];
+    const int64_t n_embd = hp->n_embd, H = hp->n_head, r = hp->n_rot;
+    const int64_t n_q = H * (hp->n_qk_nope + r), kvl = hp->n_lora_kv;
+    char nm[96];
+    nuri_status s;
+#define MLA(field, suffix, n_in, n_out, f32)                                                       \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = bind(b, nm, n_in, n_out, true, f32, &L->field))) return s;                        \
+    } while (0)
+    if (hp->n_lora_q > 0) {
+        MLA(wq_a, "attn_q_a.weight", n_embd, hp->n_lora_q, false);
+        MLA(q_a_norm, "attn_q_a_norm.weight", hp->n_lora_q, 0, true);
+        MLA(wq_b, "attn_q_b.weight", hp->n_lora_q, n_q, false);
+    } else {
+        MLA(wq, "attn_q.weight", n_embd, n_q, false);
+    }
+    MLA(wkv_a, "attn_kv_a_mqa.weight", n_embd, kvl + r, false);
+    MLA(kv_a_norm, "attn_kv_a_norm.weight", kvl, 0, true);
+    MLA(wo, "attn_output.weight", H * hp->n_v_mla, n_embd, false);
+#undef MLA
+    L->wk_b = m->mla_heads + (size_t)il * 2 * (size_t)H;
+    L->wv_b = L->wk_b + H;
+    snprintf(nm, sizeof nm, "blk.%d.attn_k_b.weight", il);
+    if ((s = bind_experts(b, nm, hp->n_qk_nope, kvl, H, L->wk_b))) return s;
+    snprintf(nm, sizeof nm, "blk.%d.attn_v_b.weight", il);
+    return bind_experts(b, nm, kvl, hp->n_v_mla, H, L->wv_b);
+}
+
 static nuri_status bind_weights(nuri_model *m)
 {
     const nuri_hparams *hp = &m->hp;
@@ -576,6 +834,10 @@ static nuri_status bind_weights(nuri_model *m)
     if (n_expert > 0) {
         m->experts = calloc((size_t)hp->n_layer * 3 * (size_t)n_expert, sizeof *m->experts);
         if (!m->experts) return nuri_error(NURI_ERR_NOMEM, "out of memory for the model");
+    }
+    if (hp->mla) {
+        m->mla_heads = calloc((size_t)hp->n_layer * 2 * (size_t)hp->n_head, sizeof *m->mla_heads);
+        if (!m->mla_heads) return nuri_error(NURI_ERR_NOMEM, "out of memory for the model");
     }
 
     int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hp->head_dim;
@@ -629,10 +891,14 @@ static nuri_status bind_weights(nuri_model *m)
         if ((s = bind(&b, nm, n_in, n_out, req, f32, &L->field))) return s;                        \
     } while (0)
         BIND(attn_norm, "attn_norm.weight", n_embd, 0, ai->pre_norm, true);
-        BIND(wq, "attn_q.weight", n_embd, n_q, true, false);
-        BIND(wk, "attn_k.weight", n_embd, n_kv, true, false);
-        BIND(wv, "attn_v.weight", n_embd, n_kv, true, false);
-        BIND(wo, "attn_output.weight", n_q, n_embd, true, false);
+        if (hp->mla) {
+            if ((s = bind_mla(&b, m, il))) return s;
+        } else {
+            BIND(wq, "attn_q.weight", n_embd, n_q, true, false);
+            BIND(wk, "attn_k.weight", n_embd, n_kv, true, false);
+            BIND(wv, "attn_v.weight", n_embd, n_kv, true, false);
+            BIND(wo, "attn_output.weight", n_q, n_embd, true, false);
+        }
         const bool gptoss = hp->arch == NURI_ARCH_GPTOSS;
         // gpt-oss's norm before the feed-forward is named post_attention_norm
         BIND(ffn_norm, gptoss ? "post_attention_norm.weight" : "ffn_norm.weight", n_embd, 0,
@@ -679,6 +945,10 @@ static nuri_status bind_weights(nuri_model *m)
             if ((s = bind_experts(&b, nm, n_ff_exp, n_embd, n_expert, L->exp_down))) return s;
             if (hp->moe_sigmoid || hp->arch == NURI_ARCH_EXAONE_MOE)
                 BIND(exp_probs_b, "exp_probs_b.bias", n_expert, 0, false, true);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_up_exps.weight", il);
+            if (gguf_find_tensor(b.f, nm))
+                return nuri_error(NURI_ERR_UNSUPPORTED,
+                                  "tensor '%s': fused gate and up experts are not supported", nm);
             if (hp->n_ff_shexp > 0) {
                 const int64_t n_sh = hp->n_ff_shexp;
                 // qwen2moe gates its shared expert; exaone-moe's has no gate
@@ -716,10 +986,14 @@ static nuri_status bind_weights(nuri_model *m)
             {"ffn_down_exps.bias", "expert bias", false, !gptoss},
             {"ffn_gate_inp.bias", "router bias", false, !gptoss},
             {"attn_sinks.weight", "attention sinks", true, !gptoss},
-            {"exp_probs_b.bias", "expert selection bias", true, hp->arch != NURI_ARCH_EXAONE_MOE},
+            {"exp_probs_b.bias", "expert selection bias", true,
+             hp->arch != NURI_ARCH_EXAONE_MOE && !(hp->mla && hp->moe_sigmoid)},
             {"ffn_up_shexp.weight", "shared expert", true, hp->n_ff_shexp == 0},
             {"ffn_gate_inp_shexp.weight", "shared expert gate", true,
-             hp->n_ff_shexp == 0 || hp->arch == NURI_ARCH_EXAONE_MOE},
+             hp->n_ff_shexp == 0 || hp->arch == NURI_ARCH_EXAONE_MOE || hp->mla},
+            {"attn_kv_b.weight", "the older deepseek2 layout", hp->mla, hp->mla},
+            {"attn_q.weight", "a query matrix beside q_lora_rank", hp->mla && hp->n_lora_q > 0,
+             hp->mla && hp->n_lora_q > 0},
         };
         for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
             if (!(layer_moe ? unused[u].in_moe : unused[u].in_dense)) continue;
@@ -759,9 +1033,10 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
     int n = 0;
     for (int il = m->layer_first; il < m->layer_end; il++) {
         nuri_layer *L = &m->layers[il];
-        nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,        &L->wo,
-                             &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,  &L->ffn_gate_inp,
-                             &L->shexp_gate, &L->shexp_up, &L->shexp_down};
+        nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,         &L->wo,
+                             &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,   &L->ffn_gate_inp,
+                             &L->shexp_gate, &L->shexp_up, &L->shexp_down, &L->wq_a,
+                             &L->wq_b,       &L->wkv_a};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++)
             if (ws[i]->data) list[n++] = ws[i];
         for (int32_t e = 0; L->ffn_gate_inp.data && e < m->hp.n_expert && n + 3 <= cap; e++) {
@@ -818,7 +1093,7 @@ static bool pack_fits(uint64_t bytes, uint64_t avail)
  * tied output matrix gets its own packed copy. */
 static void pack_weights(nuri_model *m, const nuri_model_load_opts *o)
 {
-    const int cap = m->hp.n_layer * (11 + 3 * m->hp.n_expert) + 1;
+    const int cap = m->hp.n_layer * (14 + 3 * m->hp.n_expert) + 1;
     nuri_weight **list = malloc(sizeof *list * (size_t)cap);
     if (!list) return;
     const int n = layer_matrices(m, list, cap);
@@ -905,6 +1180,11 @@ static int layer_weights(const nuri_layer *L, const nuri_weight **ws)
         &L->sinks,
         &L->ffn_gate_inp_b,
         &L->exp_probs_b,
+        &L->wq_a,
+        &L->q_a_norm,
+        &L->wq_b,
+        &L->wkv_a,
+        &L->kv_a_norm,
     };
     _Static_assert(sizeof all / sizeof all[0] <= LAYER_WEIGHTS_MAX, "LAYER_WEIGHTS_MAX");
     memcpy(ws, all, sizeof all);
@@ -924,6 +1204,8 @@ static double layer_bytes(const nuri_model *m, int il)
                       weight_bytes(&L->exp_down[e]));
     b += (double)(weight_bytes(&L->exp_gate_b) + weight_bytes(&L->exp_up_b) +
                   weight_bytes(&L->exp_down_b));
+    if (L->wk_b) // deepseek2's per-head k_b / v_b
+        b += (double)m->hp.n_head * (double)(weight_bytes(&L->wk_b[0]) + weight_bytes(&L->wv_b[0]));
     return b;
 }
 
@@ -1046,6 +1328,7 @@ void nuri_model_free(nuri_model *m)
     gguf_close(m->file);
     free(m->layers);
     free(m->experts);
+    free(m->mla_heads);
     free(m->names);
     free(m);
 }
@@ -1095,6 +1378,9 @@ static uint64_t model_size(const nuri_model *m, bool bytes, bool embd_whole, boo
         const nuri_weight *eb[] = {&L->exp_gate_b, &L->exp_up_b, &L->exp_down_b};
         for (size_t i = 0; i < 3; i++)
             if (eb[i]->data) total += weight_size(eb[i], bytes) / (uint64_t)eb[i]->n_out * n_exp;
+        if (L->wk_b) // deepseek2: every head's k_b and v_b
+            total += (uint64_t)m->hp.n_head *
+                     (weight_size(&L->wk_b[0], bytes) + weight_size(&L->wv_b[0], bytes));
     }
     return total;
 }
@@ -1157,6 +1443,12 @@ const char *nuri_model_family(const nuri_model *m)
         return "Gemma 2 (Google)";
     case NURI_ARCH_GEMMA3:
         return "Gemma 3 (Google)";
+    case NURI_ARCH_DEEPSEEK2:
+        if (meta_contains(f, "general.name", "kanana") ||
+            meta_contains(f, "general.basename", "kanana"))
+            return "Kanana-2 (Kakao, deepseek2)";
+        return m->hp.moe_sigmoid ? "DeepSeek-V3 style (deepseek2, sigmoid router)"
+                                 : "DeepSeek-V2 (deepseek2)";
     case NURI_ARCH_GPTOSS:
         return "gpt-oss (OpenAI)";
     case NURI_ARCH_LLAMA:

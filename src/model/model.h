@@ -8,8 +8,8 @@
  *
  * Architectures: llama (Llama 2 / 3.x, GQA, tied or separate output, Llama-3 rope scaling through
  * rope_freqs; Mixtral when it has experts), qwen2 (q/k/v biases), qwen3 (per-head q/k RMS norms),
- * qwen3moe, qwen2moe, exaone, exaone4, exaone-moe, granite, hyperclovax, gemma2, gemma3, gpt-oss
- * (see docs/MODELS.md). Dimension names: see DESIGN.md.
+ * qwen3moe, qwen2moe, exaone, exaone4, exaone-moe, granite, hyperclovax, gemma2, gemma3, gpt-oss,
+ * deepseek2 (see docs/MODELS.md). Dimension names: see DESIGN.md.
  */
 #ifndef NURI_MODEL_H
 #define NURI_MODEL_H
@@ -42,6 +42,8 @@ typedef enum nuri_arch {
                           // leading dense layers; its next-token-prediction layers are skipped
     NURI_ARCH_GPTOSS,   // gpt-oss (OpenAI): attention sinks and biases, alternating sliding window,
                         // YaRN, experts with biases, top-k-then-softmax gating, clamped SwiGLU
+    NURI_ARCH_DEEPSEEK2, // DeepSeek-V2 / V3, Kanana-2, Kimi: multi-head latent attention
+                         // (MLA, absorbed form), experts with shared experts, leading dense layers
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -100,6 +102,17 @@ typedef struct nuri_hparams {
     // (rope_freq_scale above is YaRN's freq_scale too: 1 / rope.scaling.factor)
     float rope_mscale;     // attn_factor * (1 + 0.1 ln(1 / freq_scale)), see model.c
     int32_t n_ctx_orig;    // rope.scaling.original_context_length
+    // multi-head latent attention (deepseek2), computed as llama.cpp computes it without flash
+    // attention: the absorbed form, one KV "head" of head_dim = n_lora_kv + n_rot (n_head_kv 1),
+    // whose cached row is the normed latent then the roped key part; V is its first n_lora_kv
+    bool mla;
+    int32_t n_lora_q;  // attention.q_lora_rank (0: attn_q.weight straight from the input)
+    int32_t n_lora_kv; // attention.kv_lora_rank
+    int32_t n_qk_nope; // per-head query / key dims without rope: key_length_mla - n_rot
+    int32_t n_v_mla;   // attention.value_length_mla: per-head value width after attn_v_b
+    // DeepSeek-V3's group limit on the router (moe.h): experts in n_expert_groups groups, of
+    // which the n_group_used best may be chosen from; 0: none
+    int32_t n_expert_groups, n_group_used;
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
@@ -144,6 +157,15 @@ typedef struct nuri_layer {
     nuri_weight exp_gate_b;     // (n_expert, n_ff_exp) F32: row e is expert e's gate bias
     nuri_weight exp_up_b;       // (n_expert, n_ff_exp) F32
     nuri_weight exp_down_b;     // (n_expert, n_embd) F32
+    // deepseek2 (multi-head latent attention); wq is (n_embd -> n_head * (n_qk_nope + n_rot))
+    // when n_lora_q is 0
+    nuri_weight wq_a;      // (n_embd -> n_lora_q)
+    nuri_weight q_a_norm;  // (n_lora_q) F32
+    nuri_weight wq_b;      // (n_lora_q -> n_head * (n_qk_nope + n_rot))
+    nuri_weight wkv_a;     // attn_kv_a_mqa: (n_embd -> n_lora_kv + n_rot)
+    nuri_weight kv_a_norm; // (n_lora_kv) F32
+    nuri_weight *wk_b;     // (n_head) views of attn_k_b: (n_qk_nope -> n_lora_kv) each
+    nuri_weight *wv_b;     // (n_head) views of attn_v_b: (n_lora_kv -> n_v_mla) each
 } nuri_layer;
 
 typedef struct nuri_model {
@@ -155,6 +177,7 @@ typedef struct nuri_model {
     const float *rope_freqs; // (n_rot / 2) frequency divisors, or NULL
     nuri_layer *layers;      // (n_layer)
     nuri_weight *experts;    // storage of the layers' expert views (n_layer, 3, n_expert), or NULL
+    nuri_weight *mla_heads;  // storage of the layers' wk_b / wv_b views (n_layer, 2, n_head)
     char *names;             // storage for the weights' names
     void *packed;            // one block holding every packed matrix (weights' .packed), or NULL
     // the repacking decision: bytes the packed copy takes (or would take), and, when --repack auto

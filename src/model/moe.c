@@ -55,21 +55,18 @@ void nuri_moe_route(const float *logits, int32_t n_expert, int32_t n_used, bool 
     norm_scale(weights, n_used, norm, scale);
 }
 
-void nuri_moe_route_sigmoid(const float *logits, const float *bias, int32_t n_expert,
-                            int32_t n_used, bool norm, float scale, float *probs, int32_t *ids,
-                            float *weights, float *margin)
+/* The sigmoid router's choice from the selection scores in probs (p + bias, or -INFINITY for an
+ * expert that may not be chosen): see nuri_moe_route_sigmoid. */
+static void sigmoid_choose(const float *logits, int32_t n_expert, int32_t n_used, bool norm,
+                           float scale, float *probs, int32_t *ids, float *weights, float *margin)
 {
-    NURI_ASSERT(n_used >= 1 && n_used <= n_expert);
-    // probs[e] holds the selection score p + bias; a chosen one becomes -INFINITY (NaN scores
-    // never win a comparison, so a row of NaN logits still yields n_used distinct ids)
-    for (int32_t e = 0; e < n_expert; e++) {
-        const float p = 1.f / (1.f + expf(-logits[e]));
-        probs[e] = bias ? p + bias[e] : p;
-    }
+    // a chosen one becomes -INFINITY (NaN scores never win a comparison, so a row of NaN logits
+    // still yields n_used distinct ids)
     for (int32_t j = 0; j < n_used; j++) {
         int32_t best = -1;
         for (int32_t e = 0; e < n_expert; e++)
             if (probs[e] != -INFINITY && (best < 0 || probs[e] > probs[best])) best = e;
+        NURI_ASSERT(best >= 0); // callers leave at least n_used experts allowed
         ids[j] = best;
         weights[j] = 1.f / (1.f + expf(-logits[best]));
         if (margin && j == n_used - 1) *margin = probs[best];
@@ -82,6 +79,65 @@ void nuri_moe_route_sigmoid(const float *logits, const float *bias, int32_t n_ex
         *margin = n_used == n_expert ? INFINITY : *margin - next;
     }
     norm_scale(weights, n_used, norm, scale);
+}
+
+static void sigmoid_scores(const float *logits, const float *bias, int32_t n_expert, float *probs)
+{
+    for (int32_t e = 0; e < n_expert; e++) {
+        const float p = 1.f / (1.f + expf(-logits[e]));
+        probs[e] = bias ? p + bias[e] : p;
+    }
+}
+
+void nuri_moe_route_sigmoid(const float *logits, const float *bias, int32_t n_expert,
+                            int32_t n_used, bool norm, float scale, float *probs, int32_t *ids,
+                            float *weights, float *margin)
+{
+    NURI_ASSERT(n_used >= 1 && n_used <= n_expert);
+    sigmoid_scores(logits, bias, n_expert, probs);
+    sigmoid_choose(logits, n_expert, n_used, norm, scale, probs, ids, weights, margin);
+}
+
+void nuri_moe_route_sigmoid_grouped(const float *logits, const float *bias, int32_t n_expert,
+                                    int32_t n_used, int32_t n_groups, int32_t n_groups_used,
+                                    bool norm, float scale, float *probs, int32_t *ids,
+                                    float *weights, float *margin)
+{
+    const int32_t per = n_expert / n_groups;
+    NURI_ASSERT(n_groups > 1 && n_expert % n_groups == 0 && per >= 2);
+    NURI_ASSERT(n_groups_used >= 1 && n_groups_used < n_groups && n_used <= n_groups_used * per);
+    NURI_ASSERT(n_groups <= NURI_MOE_MAX_GROUPS);
+    sigmoid_scores(logits, bias, n_expert, probs);
+    // each group's score: its two best scores added (the larger first); NaN never wins
+    float gs[NURI_MOE_MAX_GROUPS];
+    bool taken[NURI_MOE_MAX_GROUPS] = {false};
+    for (int32_t g = 0; g < n_groups; g++) {
+        const float *p = probs + g * per;
+        int32_t a = 0;
+        for (int32_t i = 1; i < per; i++)
+            if (p[i] > p[a]) a = i;
+        int32_t b = a == 0 ? 1 : 0;
+        for (int32_t i = 0; i < per; i++)
+            if (i != a && p[i] > p[b]) b = i;
+        gs[g] = p[a] + p[b];
+    }
+    // the n_groups_used best groups (equal: the lower group first)
+    float last = 0.0f;
+    for (int32_t j = 0; j < n_groups_used; j++) {
+        int32_t best = -1;
+        for (int32_t g = 0; g < n_groups; g++)
+            if (!taken[g] && (best < 0 || gs[g] > gs[best])) best = g;
+        taken[best] = true;
+        last = gs[best];
+    }
+    float next = -INFINITY; // the best group left out
+    for (int32_t g = 0; g < n_groups; g++) {
+        if (taken[g]) continue;
+        if (gs[g] > next) next = gs[g];
+        for (int32_t i = 0; i < per; i++) probs[g * per + i] = -INFINITY;
+    }
+    sigmoid_choose(logits, n_expert, n_used, norm, scale, probs, ids, weights, margin);
+    if (margin && last - next < *margin) *margin = last - next;
 }
 
 void nuri_moe_route_topk_softmax(const float *logits, int32_t n_expert, int32_t n_used,

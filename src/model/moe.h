@@ -40,6 +40,19 @@ void nuri_moe_route_sigmoid(const float *logits, const float *bias, int32_t n_ex
                             int32_t n_used, bool norm, float scale, float *probs, int32_t *ids,
                             float *weights, float *margin);
 
+/* The same with DeepSeek-V3's group limit, as llama.cpp computes it: the n_expert experts form
+ * n_groups groups of consecutive ids; each group's score is the sum of its two best selection
+ * scores (p + bias); only the experts of the n_groups_used best groups (equal: the lower group
+ * first) may be chosen, the n_used best of them as above. *margin: the smaller of the experts'
+ * margin within the allowed groups and the groups' (the last group chosen minus the best left
+ * out). 1 < n_groups <= NURI_MOE_MAX_GROUPS, n_expert a multiple with at least 2 per group,
+ * n_groups_used < n_groups, n_used <= n_groups_used * (n_expert / n_groups). */
+#define NURI_MOE_MAX_GROUPS 64
+void nuri_moe_route_sigmoid_grouped(const float *logits, const float *bias, int32_t n_expert,
+                                    int32_t n_used, int32_t n_groups, int32_t n_groups_used,
+                                    bool norm, float scale, float *probs, int32_t *ids,
+                                    float *weights, float *margin);
+
 /* Routes one token the gpt-oss way (llama.cpp's SOFTMAX_WEIGHT gating): the n_used largest
  * logits (already including the router's bias), in descending order (equal logits: the lower
  * expert id first), then their weights a softmax over those n_used logits alone, rounded as

@@ -807,8 +807,9 @@ int32_t serve_sched_pool_tokens(const nuri_model *m, int32_t max_seqs, double kv
     double hi = (max_seqs > 0 ? max_seqs : 1) * train;
     if (hi > ctx_limit) hi = ctx_limit;
     if (kv_mem <= 0) kv_mem = 0.5;
-    // bytes per token: F16 K and V of every layer
-    double per_token = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    // bytes per token: F16 K and V of every layer (multi-head latent attention: K alone)
+    double per_token =
+        (hp->mla ? 1.0 : 2.0) * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
     double n = mem_available ? kv_mem * (double)mem_available / per_token : lo;
     if (n > hi) n = hi;
     int64_t pages = (int64_t)(n / NURI_KV_PAGE), lo_pages = (int64_t)ceil(lo / NURI_KV_PAGE);

@@ -126,10 +126,12 @@ bool conn_reply_body_rest(serve_server *s, conn *c, const char *body, size_t n);
 bool conn_head_sent(conn *c);
 
 /* The generation routes (routes.c), run by a worker. */
-/* Bytes of one token's KV (F16 K and V of every layer), as nuri_ctx_kv_bytes counts them. */
+/* Bytes of one token's KV (F16 K and V of every layer; multi-head latent attention's K alone), as
+ * nuri_ctx_kv_bytes counts them. */
 static inline size_t serve_kv_bytes_per_token(const nuri_model *m)
 {
-    return 2 * (size_t)m->hp.n_layer * (size_t)m->hp.n_head_kv * (size_t)m->hp.head_dim * 2;
+    const size_t parts = m->hp.mla ? 1 : 2;
+    return parts * (size_t)m->hp.n_layer * (size_t)m->hp.n_head_kv * (size_t)m->hp.head_dim * 2;
 }
 
 void routes_generate(serve_server *s, conn *c, serve_kind kind);
