@@ -25,6 +25,7 @@
  * It uses only the public API (include/nuri.h), besides the CLI's own helpers.
  */
 #include "cli/args.h"
+#include "cli/args_spec.h"
 #include "cli/cli.h"
 #include "cli/model_arg.h"
 #include "nuri.h"
@@ -32,8 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define DRAFT_MAX 32 // tokens one draft may hold (the speculator's limit)
 
 static void run_usage(FILE *out)
 {
@@ -44,19 +43,7 @@ static void run_usage(FILE *out)
                  "--tokens\n"
                  "  --chat: the text is one user message, wrapped with the model's chat template\n"
                  "  (ChatML if it has none); only the answer is printed\n"
-                 "speculative decoding (-v: forward passes, tokens drafted and accepted):\n"
-                 "  --draft-lookup K   up to K tokens drafted from earlier text (the last 1-3\n"
-                 "                     tokens found before, what followed them)\n"
-                 "  --draft FILE       a draft model of the same vocabulary drafts (a smaller or\n"
-                 "                     harder-quantized model)\n"
-                 "  --draft-max K      tokens per draft (default 8; 1..32)\n"
-                 "  --draft-min N      a shorter draft is not checked (default 0)\n"
-                 "  --draft-p-min P    the draft model stops where it gives its token less than P\n"
-                 "  --draft-greedy     the draft model drafts its most likely token at any --temp\n"
-                 "  each draft is checked in one forward pass. Greedy, and with prompt lookup or\n"
-                 "  --draft-greedy, the output is the same as without speculation (same seed);\n"
-                 "  a draft model at --temp > 0 is checked by rejection sampling: the output has\n"
-                 "  the same distribution, but a seed gives another sample\n" ARGS_SAMPLING_HELP
+                 "  -v: timing and speculation counts\n" ARGS_SPEC_HELP ARGS_SAMPLING_HELP
                      ARGS_GRAMMAR_HELP);
 }
 
@@ -65,10 +52,8 @@ int cmd_run(int argc, char **argv)
     const char *model_path = NULL, *tokens_arg = NULL, *text = NULL, *tpl_path = NULL, *v;
     const char *grammar_file = NULL, *schema_file = NULL;
     bool chat = false;
-    long n_predict = 32, threads = 1, n_ctx = 0, draft_max = 0, draft_min = 0;
-    const char *draft_path = NULL;
-    bool lookup = false, draft_greedy = false;
-    float draft_p_min = 0.0f;
+    long n_predict = 32, threads = 1, n_ctx = 0;
+    args_spec spec_args = {0};
     bool verbose = false;
     nuri_sampling_params sp;
     nuri_sampling_params_init(&sp, sizeof sp);
@@ -98,34 +83,14 @@ int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
-        } else if (!strcmp(a, "--draft-lookup")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_int(v, 0, DRAFT_MAX, "--draft-lookup", &draft_max))
-                return 2;
-            lookup = draft_max > 0;
-        } else if (!strcmp(a, "--draft")) {
-            if (!(draft_path = args_value(argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--draft-max")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_int(v, 1, DRAFT_MAX, "--draft-max", &draft_max))
-                return 2;
-        } else if (!strcmp(a, "--draft-min")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_int(v, 0, DRAFT_MAX, "--draft-min", &draft_min))
-                return 2;
-        } else if (!strcmp(a, "--draft-p-min")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_float(v, 0.0, 1.0, "--draft-p-min", &draft_p_min))
-                return 2;
-        } else if (!strcmp(a, "--draft-greedy")) {
-            draft_greedy = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = true;
         } else if (!strcmp(a, "--grammar")) {
             if (!(grammar_file = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--json-schema")) {
             if (!(schema_file = args_value(argc, argv, &i))) return 2;
-        } else if ((sampling = args_sampling_api(argc, argv, &i, &sp)) != 0) {
+        } else if ((sampling = args_sampling_api(argc, argv, &i, &sp)) != 0 ||
+                   (sampling = args_spec_option(argc, argv, &i, &spec_args)) != 0) {
             if (sampling < 0) return 2;
         } else {
             fprintf(stderr, "nuri: run: unknown option '%s'\n", a);
@@ -137,28 +102,9 @@ int cmd_run(int argc, char **argv)
         run_usage(stderr);
         return 2;
     }
-    if (draft_path && draft_max == 0) draft_max = 8;
-    if (draft_max > 0 && !lookup && !draft_path) {
-        fprintf(stderr, "nuri: run: --draft-max needs --draft FILE or --draft-lookup K\n");
-        return 2;
-    }
-    if ((draft_min || draft_greedy || draft_p_min > 0.0f) && !draft_max) {
-        fprintf(stderr,
-                "nuri: run: --draft-min, --draft-p-min and --draft-greedy need --draft FILE "
-                "or --draft-lookup K\n");
-        return 2;
-    }
-    if ((draft_greedy || draft_p_min > 0.0f) && !draft_path) {
-        fprintf(stderr, "nuri: run: --draft-p-min and --draft-greedy need --draft FILE\n");
-        return 2;
-    }
-    if (draft_min > draft_max) {
-        fprintf(stderr, "nuri: run: --draft-min %ld is more than the draft size %ld\n", draft_min,
-                draft_max);
-        return 2;
-    }
+    if (!args_spec_check(&spec_args, "run")) return 2;
     if (cli_model_arg("run", &model_path)) return 1;
-    if (draft_path && cli_model_arg("run --draft", &draft_path)) return 1;
+    if (spec_args.draft_path && cli_model_arg("run --draft", &spec_args.draft_path)) return 1;
     char *grammar = NULL; // the --grammar or --json-schema file's text, checked
     if (!args_grammar_text(grammar_file, schema_file, &grammar)) return 2;
     if (grammar && tokens_arg) {
@@ -171,7 +117,7 @@ int cmd_run(int argc, char **argv)
         free(grammar);
         return cli_fail("run");
     }
-    if (draft_path && cli_model_load(draft_path, &dm) != NURI_OK) {
+    if (spec_args.draft_path && cli_model_load(spec_args.draft_path, &dm) != NURI_OK) {
         nuri_model_close(m);
         free(grammar);
         return cli_fail("run --draft");
@@ -233,7 +179,7 @@ int cmd_run(int argc, char **argv)
     nuri_context_params_init(&cp, sizeof cp);
     cp.n_ctx = (int32_t)n_ctx;
     cp.n_threads = (int32_t)threads;
-    cp.n_logits = draft_max > 0 ? (int32_t)draft_max + 1 : 0;
+    cp.n_logits = spec_args.draft_max > 0 ? (int32_t)spec_args.draft_max + 1 : 0;
     // past the trained context the model has never seen the positions: say so, once
     int32_t n_train = nuri_model_n_ctx_train(m);
     bool warned = false;
@@ -249,16 +195,16 @@ int cmd_run(int argc, char **argv)
         rc = cli_fail("run");
         goto done;
     }
-    if (draft_max > 0) {
+    if (spec_args.draft_max > 0) {
         nuri_speculate_params qp;
         nuri_speculate_params_init(&qp, sizeof qp);
-        qp.draft_max = (int32_t)draft_max;
-        qp.draft_min = (int32_t)draft_min;
-        qp.lookup = lookup;
+        qp.draft_max = (int32_t)spec_args.draft_max;
+        qp.draft_min = (int32_t)spec_args.draft_min;
+        qp.lookup = spec_args.lookup;
         qp.draft = dm;
         qp.draft_threads = (int32_t)threads;
-        qp.draft_greedy = draft_greedy;
-        qp.draft_p_min = draft_p_min;
+        qp.draft_greedy = spec_args.greedy;
+        qp.draft_p_min = spec_args.p_min;
         if (nuri_speculator_new(c, 0, smp, &qp, &spec) != NURI_OK ||
             nuri_speculator_begin(spec, tokens, n_tokens) != NURI_OK) {
             rc = cli_fail(dm ? "run --draft" : "run");
