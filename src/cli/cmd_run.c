@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void run_usage(FILE *out)
 {
@@ -216,6 +217,7 @@ int cmd_run(int argc, char **argv)
 
     // without speculation: sample from the last decode's logits, accept, decode the token
     int32_t n_hist = n_tokens, pos = n_tokens;
+    struct timespec t0 = {0}, t1; // -v: from the first token out to the last
     for (long k = 0; k < n_predict; k++) {
         int32_t next;
         if (spec) {
@@ -272,6 +274,7 @@ int cmd_run(int argc, char **argv)
         }
         fflush(stdout);
         n_hist++;
+        if (k == 0) clock_gettime(CLOCK_MONOTONIC, &t0);
         if (grammar_done || k + 1 == n_predict) break;
         if (spec) continue;
         if (nuri_context_decode_seq(c, 0, &next, 1, pos, false) != NURI_OK) {
@@ -280,6 +283,14 @@ int cmd_run(int argc, char **argv)
             break;
         }
         pos++;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (verbose) {
+        double dt_s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        long n_after = n_hist - n_tokens - 1; // the first comes from the prompt's pass
+        if (n_after > 0)
+            fprintf(stderr, "\nnuri: run: %ld tokens after the first in %.3f s (%.2f tokens/s)\n",
+                    n_after, dt_s, dt_s > 0 ? (double)n_after / dt_s : 0.0);
     }
     if (verbose && spec) {
         int64_t passes, drafted, accepted;
