@@ -125,5 +125,46 @@ refusals() {
 check "a draft of another vocabulary, a missing draft and meaningless options are refused by name" \
     refusals
 
+# nuri serve --draft-lookup: per sequence inside continuous batching, through the openai client
+serve_same() {
+    [ -d tests/serve/node_modules/openai ] || { echo "the openai npm package is not installed"; return 1; }
+    local pids=() name port
+    for name in plain spec; do
+        local extra=""
+        [ $name = spec ] && extra="--draft-lookup 6"
+        # shellcheck disable=SC2086
+        "$NURI" serve --port 0 --no-store -m "$M" --max-seqs 4 --ctx 2048 $extra \
+            >"$tmp/$name.out" 2>"$tmp/$name.err" &
+        pids+=($!)
+    done
+    local urls=()
+    for name in plain spec; do
+        port=""
+        for _ in $(seq 1 200); do
+            port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
+            [ -n "$port" ] && break
+            sleep 0.05
+        done
+        urls+=("http://127.0.0.1:$port")
+    done
+    node -e '
+const deadline = Date.now() + 30000;
+(async () => {
+    for (const u of process.argv.slice(1))
+        while (Date.now() < deadline) {
+            if (await fetch(u + "/health").then((r) => r.status === 200, () => false)) break;
+            await new Promise((r) => setTimeout(r, 50));
+        }
+})();' "${urls[@]}"
+    NURI_URL_PLAIN=${urls[0]} NURI_URL_SPEC=${urls[1]} NURI_MODEL_ID=target \
+        timeout 300 node --test --test-concurrency=1 tests/serve/spec.test.mjs
+    local rc=$?
+    kill "${pids[@]}" 2>/dev/null
+    wait "${pids[@]}" 2>/dev/null
+    return $rc
+}
+check "serve --draft-lookup: the plain greedy and seeded outputs, batched; /metrics counts drafts" \
+    serve_same
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
