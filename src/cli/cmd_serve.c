@@ -30,7 +30,8 @@ static void serve_usage(FILE *out)
         out,
         "usage: nuri serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY ...]\n"
         "                  [--api-key-file FILE] [--ctx N | --kv-mem F] [--max-seqs N]\n"
-        "                  [--queue N] [-t N] [--chat-template FILE] [--name NAME]\n"
+        "                  [--queue N] [--draft-lookup K] [-t N] [--chat-template FILE]\n"
+        "                  [--name NAME]\n"
         "                  [--max-body BYTES] [--header-timeout MS] [--request-timeout MS]\n"
         "                  [--idle-timeout S] [--max-conns N] [--max-conns-per-client N]\n"
         "                  [--allow-host NAME ...] [--cors ORIGIN ...] [--shutdown-timeout S]\n"
