@@ -35,7 +35,8 @@ bool args_spec_check(args_spec *a, const char *cmd);
     "                     harder-quantized model); with --draft-lookup, lookup first\n"            \
     "  --draft-max K      tokens per draft (default 8; 1..32)\n"                                   \
     "  --draft-min N      a shorter draft is not checked (default 0)\n"                            \
-    "  --draft-p-min P    the draft model stops where it gives its token less than P\n"            \
+    "  --draft-p-min P    a draft stops where the draft model gives its token less\n"              \
+    "                     than P (its softmax at temperature 1)\n"                                 \
     "  --draft-greedy     the draft model drafts its most likely token at any --temp\n"            \
     "  each draft is checked in one forward pass. Greedy, and with prompt lookup or\n"             \
     "  --draft-greedy, the output is the same as without speculation (same seed);\n"               \

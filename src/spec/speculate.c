@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "tokenizer/tokenizer.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,8 +36,9 @@ struct nuri_spec {
     nuri_sampler *dsmp;
     int32_t *dcache; // (dcap) the tokens its KV holds
     int32_t n_dcache, dcap;
-    float *q;    // (draft_max, n_vocab) the distributions the draft was drawn from; NULL: off
-    bool q_used; // the last draft's q is to be used (the draft model drew it, sampling)
+    float *q;     // (draft_max, n_vocab) the distributions the draft was drawn from; NULL: off
+    bool q_used;  // the last draft's q is to be used (the draft model drew it, sampling)
+    bool samples; // the draft model samples (temperature > 0, not draft_greedy)
 
     nuri_spec_counts counts;
 };
@@ -61,6 +63,18 @@ int32_t nuri_spec_lookup(const int32_t *hist, int32_t len, int32_t max, int32_t 
     return 0;
 }
 
+/* The probability the model gives token t by its raw logits (softmax at temperature 1): the
+ * draft model's confidence, for draft_p_min. */
+static double softmax_at(const float *logits, int32_t n, int32_t t)
+{
+    float mx = logits[0];
+    for (int32_t i = 1; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double z = 0.0;
+    for (int32_t i = 0; i < n; i++) z += exp((double)(logits[i] - mx));
+    return exp((double)(logits[t] - mx)) / z;
+}
+
 /* The draft model's draft of up to max tokens after hist: its cache keeps the prefix it shares
  * with hist, decodes the rest, then one token at a time. */
 static nuri_status model_draft(nuri_spec *s, int32_t max, int32_t *draft, int32_t *n_out)
@@ -76,20 +90,21 @@ static nuri_status model_draft(nuri_spec *s, int32_t max, int32_t *draft, int32_
     if (st != NURI_OK) return st;
     memcpy(s->dcache + common, s->hist + common, (size_t)(n - common) * sizeof *s->dcache);
     s->n_dcache = n;
-    const bool sample_q = s->q != NULL;
     for (int32_t i = 0; i < max; i++) {
         float *q = s->q ? s->q + (size_t)i * (size_t)s->n_vocab : NULL;
         int32_t tok;
         st = nuri_sampler_draft(s->dsmp, nuri_ctx_logits(s->dctx, 0), q, &tok);
         if (st != NURI_OK) return st;
         // a token the draft itself doubts is not worth a row of the target's batch
-        if (q && s->p.draft_p_min > 0.0f && q[tok] < s->p.draft_p_min) break;
+        if (s->p.draft_p_min > 0.0f &&
+            softmax_at(nuri_ctx_logits(s->dctx, 0), s->n_vocab, tok) < s->p.draft_p_min)
+            break;
         draft[(*n_out)++] = tok;
         if (i + 1 == max) break;
         if ((st = nuri_ctx_decode(s->dctx, &tok, 1, n + i, false)) != NURI_OK) return st;
         s->dcache[s->n_dcache++] = tok;
     }
-    s->q_used = sample_q && !s->p.draft_greedy;
+    s->q_used = s->samples; // else the draft is its argmax: deterministic
     return NURI_OK;
 }
 
@@ -177,6 +192,7 @@ nuri_status nuri_spec_new(const nuri_spec_params *p, nuri_ctx *ctx, int32_t seq,
         // q: the target's temperature and cuts, no penalties (they need the history) or grammar
         nuri_sampler_params dp = nuri_sampler_params_default();
         dp.temperature = p->draft_greedy ? 0.0f : sp.temperature;
+        s->samples = dp.temperature > 0.0f;
         dp.top_k = sp.top_k;
         dp.top_p = sp.top_p;
         dp.min_p = sp.min_p;
@@ -187,8 +203,8 @@ nuri_status nuri_spec_new(const nuri_spec_params *p, nuri_ctx *ctx, int32_t seq,
             s->dcap = nuri_ctx_n_ctx(s->dctx);
             if (!(s->dcache = malloc((size_t)s->dcap * sizeof *s->dcache))) st = NURI_ERR_NOMEM;
         }
-        // q is kept when the draft samples (or when p_min needs the draft's probabilities)
-        if (st == NURI_OK && ((sp.temperature > 0.0f && !p->draft_greedy) || p->draft_p_min > 0) &&
+        // q is kept when the draft samples: the rejection rule needs it
+        if (st == NURI_OK && s->samples &&
             !(s->q = malloc((size_t)p->draft_max * (size_t)s->n_vocab * sizeof *s->q)))
             st = NURI_ERR_NOMEM;
         if (st == NURI_ERR_NOMEM) nuri_error(st, "out of memory");

@@ -53,7 +53,7 @@ typedef struct nuri_spec_params {
     int32_t draft_threads;    // the draft model's forward threads (0: 1)
     int32_t draft_n_ctx;      // the draft model's KV tokens (0: the target context's)
     bool draft_greedy;        // the draft model drafts its argmax even at temperature > 0
-    float draft_p_min;        // the draft model stops a draft at a token it gives less (0: never)
+    float draft_p_min; // a draft stops at a token its model gives less (softmax, T 1; 0: never)
 } nuri_spec_params;
 
 typedef struct nuri_spec_counts {
