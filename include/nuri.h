@@ -295,6 +295,50 @@ NURI_API void nuri_sampler_chain_reset(nuri_sampler_chain *s);
 NURI_API bool nuri_sampler_chain_must_end(const nuri_sampler_chain *s, int32_t last_token);
 NURI_API bool nuri_sampler_chain_can_end(const nuri_sampler_chain *s);
 
+/* ---- speculative decoding ----
+ * A speculator generates one sequence's tokens like nuri_sampler_chain_sample + accept + a decode
+ * per token, but drafts several tokens ahead (by prompt lookup: the last 1-3 tokens found earlier
+ * in the sequence and what followed them; or with a smaller draft model of the same vocabulary)
+ * and checks a whole draft in one forward pass. Greedy, and with any deterministic draft (lookup,
+ * draft_greedy), the tokens are exactly those of plain sampling with the same seed; a draft model
+ * sampling at temperature > 0 is checked by rejection sampling, which keeps the distribution of
+ * the output but not the stream a seed gives. One thread at a time, like its context. */
+
+typedef struct nuri_speculator nuri_speculator;
+
+typedef struct nuri_speculate_params {
+    size_t struct_size;
+    int32_t draft_max;       // tokens per draft, 1..32 (default 8)
+    int32_t draft_min;       // a shorter draft is not checked (default 0)
+    bool lookup;             // draft by prompt lookup, tried before the draft model (default false)
+    const nuri_model *draft; // a draft model with the same vocabulary (default NULL: none)
+    int32_t draft_threads;   // its forward threads (default 0: 1)
+    bool draft_greedy;       // the draft model drafts its argmax at any temperature (default false)
+    float draft_p_min;       // the draft stops at a token its model gives less (default 0: never)
+} nuri_speculate_params;
+
+NURI_API void nuri_speculate_params_init(nuri_speculate_params *p, size_t struct_size);
+/* For sequence seq of c, sampling with s (both borrowed: free the speculator first). c needs
+ * n_logits >= draft_max + 1. A draft model gets its own context, as long as c's. Fails naming the
+ * first difference when the draft model's vocabulary is not the model's. Caller frees with
+ * nuri_speculator_free. */
+NURI_API nuri_status nuri_speculator_new(nuri_context *c, int32_t seq, nuri_sampler_chain *s,
+                                         const nuri_speculate_params *params,
+                                         nuri_speculator **out);
+NURI_API void nuri_speculator_free(nuri_speculator *sp); // NULL is fine
+/* The sequence holds tokens[0..n) and the last decode of c left the logits after tokens[n - 1]
+ * (in row 0). Call before the first nuri_speculator_next, and again after nuri_speculator_end. */
+NURI_API nuri_status nuri_speculator_begin(nuri_speculator *sp, const int32_t *tokens, int32_t n);
+/* The next token, sampled and accepted by the chain. remaining (>= 1): the tokens the caller may
+ * still take, this one included; drafts stop there and at the end of the context. */
+NURI_API nuri_status nuri_speculator_next(nuri_speculator *sp, int32_t remaining, int32_t *token);
+/* Drops the KV of drafted tokens not taken; returns how many tokens the sequence holds (the last
+ * token generated is not among them when it was not decoded yet). */
+NURI_API int32_t nuri_speculator_end(nuri_speculator *sp);
+/* Since creation: forward passes of the model, tokens drafted and checked, and accepted. */
+NURI_API void nuri_speculator_counts(const nuri_speculator *sp, int64_t *passes, int64_t *drafted,
+                                     int64_t *accepted);
+
 /* ---- generation ---- */
 
 /* Called for each generated token with the text it completes (whole UTF-8 characters; may be

@@ -25,4 +25,16 @@ nuri_status api_params_copy(void *ours, size_t our_size, const void *in, const c
  * know get the defaults, fields past ours (a newer header) are zeroed, struct_size is set. */
 void api_params_init(void *p, size_t struct_size, const void *d, size_t d_size);
 
+/* The modules' objects behind two public handles (api_run.c), for the other files of src/api/:
+ * the context's nuri_ctx, its model and its n_logits; the chain's nuri_sampler. A caller that
+ * decodes behind the public context's back calls api_context_forget_rows after it, so that
+ * nuri_context_logits answers NULL rather than rows of another decode. */
+#include "model/model.h"
+#include "sample/sampler.h"
+nuri_ctx *api_context_ctx(nuri_context *c);
+const nuri_model *api_context_model(const nuri_context *c);
+int32_t api_context_n_logits(const nuri_context *c);
+void api_context_forget_rows(nuri_context *c);
+nuri_sampler *api_chain_sampler(nuri_sampler_chain *s);
+
 #endif

@@ -406,3 +406,30 @@ nuri_status nuri_generate(nuri_context *c, nuri_sampler_chain *s, const int32_t 
     if (why) *why = end;
     return st;
 }
+
+/* ======================== for the other api files (api_internal.h) ======================== */
+
+nuri_ctx *api_context_ctx(nuri_context *c)
+{
+    return c->ctx;
+}
+
+const nuri_model *api_context_model(const nuri_context *c)
+{
+    return c->m;
+}
+
+int32_t api_context_n_logits(const nuri_context *c)
+{
+    return c->n_logits;
+}
+
+void api_context_forget_rows(nuri_context *c)
+{
+    c->n_rows = 0;
+}
+
+nuri_sampler *api_chain_sampler(nuri_sampler_chain *s)
+{
+    return s->smp;
+}

@@ -18,17 +18,23 @@
  *
  * With --grammar FILE (GBNF) or --json-schema FILE every answer is constrained to it, from its
  * start, and ends where the grammar is complete.
+ *
+ * With --draft FILE or --draft-lookup K an answer's tokens come from a speculator
+ * (src/spec/speculate.h), begun afresh each turn over what the KV cache holds; at its end the
+ * cache's record (s->cache) is what the speculator says the sequence holds.
  */
 #include "chat/conversation.h"
 #include "chat/toolcall.h"
 #include "base/sha256.h"
 #include "store/store.h"
 #include "cli/args.h"
+#include "cli/args_spec.h"
 #include "cli/cli.h"
 #include "cli/line_edit.h"
 #include "cli/model_arg.h"
 #include "model/model.h"
 #include "sample/sampler.h"
+#include "spec/speculate.h"
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
@@ -59,7 +65,7 @@ static void chat_usage(FILE *out)
         "                 [--min-p P] [--seed S] [--repeat-penalty R] [--repeat-last-n N] [-v]\n"
         "                 [--grammar FILE | --json-schema FILE]\n"
         "                 [--store PATH | --no-store] [--resume ID] [--api-key KEY]\n"
-        "                 [--repack auto|on|off]\n"
+        "                 [--repack auto|on|off] [--draft FILE | --draft-lookup K ...]\n"
         "\n"
         "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
         "The prompt is built with the model's chat template (ChatML if it has none;\n"
@@ -84,7 +90,7 @@ static void chat_usage(FILE *out)
         "the line, and twice in a row exits. Ctrl-D exits.\n"
         "At a terminal the line is edited in place (libedit, emacs keys; Up/Down walk the\n"
         "history, kept in $XDG_DATA_HOME/nuri/chat_history with the default store).\n"
-        "\n" ARGS_REPACK_HELP);
+        "\n" ARGS_SPEC_HELP ARGS_REPACK_HELP);
 }
 
 static void chat_help(void)
@@ -187,6 +193,8 @@ typedef struct chat_session {
     nuri_chat_format *fmt;
     nuri_ctx *ctx;
     nuri_sampler *smp;
+    nuri_spec *spec;       // with --draft or --draft-lookup
+    nuri_model *draft;     // with --draft
     nuri_token_trie *trie; // with a grammar
     nuri_detok dt;
     nuri_conv conv;
@@ -499,6 +507,14 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
         s->shown = 0;
     }
     free(ids);
+    nuri_spec_counts spec0 = {0};
+    if (s->spec) {
+        spec0 = nuri_spec_get_counts(s->spec);
+        if (nuri_spec_begin(s->spec, s->cache, s->n_cache) != NURI_OK) {
+            fprintf(stderr, "[model failed: %s]\n", nuri_last_error());
+            return false;
+        }
+    }
 
     size_t n_stops;
     const char *const *stops = nuri_chat_format_stops(s->fmt, &n_stops);
@@ -513,11 +529,22 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
             break;
         }
         int32_t next;
-        if (nuri_sampler_sample(s->smp, nuri_ctx_logits(s->ctx, 0), &next, NULL) != NURI_OK) {
+        // the token's position: the KV cache holds everything before it
+        const int32_t at = (int32_t)n_ids + (int32_t)k;
+        if (s->spec) {
+            int32_t left = s->n_predict < 0 ? s->n_ctx : (int32_t)(s->n_predict - k);
+            if (nuri_spec_next(s->spec, left, &next) != NURI_OK) {
+                fprintf(stderr, "\n[model failed: %s]\n", nuri_last_error());
+                nuri_spec_end(s->spec, NULL);
+                nuri_ctx_seq_truncate(s->ctx, 0, 0);
+                s->n_cache = 0;
+                return false;
+            }
+        } else if (nuri_sampler_sample(s->smp, nuri_ctx_logits(s->ctx, 0), &next, NULL) !=
+                   NURI_OK) {
             fprintf(stderr, "\n[sampling failed: %s]\n", nuri_last_error());
             break;
-        }
-        if (nuri_sampler_accept(s->smp, next) != NURI_OK) {
+        } else if (nuri_sampler_accept(s->smp, next) != NURI_OK) {
             fprintf(stderr, "\n[sampling failed: %s]\n", nuri_last_error());
             break;
         }
@@ -538,16 +565,24 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
             break;
         }
         if (complete) break; // the grammar allows nothing more
-        if (s->n_cache >= s->n_ctx) {
+        if (at >= s->n_ctx) {
             why = "context full: answer cut off; the oldest turns will be dropped next time";
             break;
         }
         if (s->n_predict >= 0 && k + 1 >= s->n_predict) break;
+        if (s->spec) continue;
         if (nuri_ctx_decode(s->ctx, &next, 1, s->n_cache, false) != NURI_OK) {
             fprintf(stderr, "\n[model failed: %s]\n", nuri_last_error());
             return false;
         }
         s->cache[s->n_cache++] = next;
+    }
+    nuri_spec_counts spec1 = spec0;
+    if (s->spec) { // the cache's record is what the sequence holds, drafts not taken dropped
+        const int32_t *held;
+        s->n_cache = nuri_spec_end(s->spec, &held);
+        memcpy(s->cache, held, (size_t)s->n_cache * sizeof *held);
+        spec1 = nuri_spec_get_counts(s->spec);
     }
     size_t rlen;
     const char *rest = nuri_detok_flush(&s->dt, &rlen);
@@ -580,6 +615,15 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
                 "answer %ld tokens in %.3f s (%.1f tokens/s)]\n",
                 n_ids, keep, n_ids - keep, t_prompt - t0, n_gen, t_end - t_prompt,
                 t_end > t_prompt ? (double)n_gen / (t_end - t_prompt) : 0.0);
+        if (s->spec) {
+            long long drafted = (long long)(spec1.drafted - spec0.drafted);
+            long long accepted = (long long)(spec1.accepted - spec0.accepted);
+            fprintf(stderr,
+                    "[speculation: %lld forward passes; acceptance %.1f%%; drafted %lld tokens, "
+                    "%lld accepted]\n",
+                    (long long)(spec1.passes - spec0.passes),
+                    drafted ? 100.0 * (double)accepted / (double)drafted : 0.0, drafted, accepted);
+        }
     }
     g_interrupted = 0;
 
@@ -662,6 +706,7 @@ int cmd_chat(int argc, char **argv)
     char *store_default = NULL;
     long n_predict = -1, threads = 1, n_ctx = 0;
     bool seed_given = false, verbose = false;
+    args_spec spec_args = {0};
     nuri_sampler_params sp = nuri_sampler_params_default();
     sp.temperature = 0.8f;
     sp.top_k = 40;
@@ -701,7 +746,8 @@ int cmd_chat(int argc, char **argv)
             if (!(grammar_file = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--json-schema")) {
             if (!(schema_file = args_value(argc, argv, &i))) return 2;
-        } else if ((sampling = args_sampling(argc, argv, &i, &sp, &seed_given)) != 0) {
+        } else if ((sampling = args_sampling(argc, argv, &i, &sp, &seed_given)) != 0 ||
+                   (sampling = args_spec_option(argc, argv, &i, &spec_args)) != 0) {
             if (sampling < 0) return 2;
         } else {
             fprintf(stderr, "nuri: chat: unknown option '%s'\n", a);
@@ -713,7 +759,9 @@ int cmd_chat(int argc, char **argv)
         chat_usage(stderr);
         return 2;
     }
+    if (!args_spec_check(&spec_args, "chat")) return 2;
     if (cli_model_arg("chat", &model_path)) return 1;
+    if (spec_args.draft_path && cli_model_arg("chat --draft", &spec_args.draft_path)) return 1;
     if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     nuri_grammar *grammar = NULL;
     if (!args_grammar(grammar_file, schema_file, &grammar)) return 2;
@@ -734,6 +782,10 @@ int cmd_chat(int argc, char **argv)
         free(tpl_src);
         nuri_grammar_free(grammar);
         return cli_fail("chat");
+    }
+    if (spec_args.draft_path && cli_model_load(spec_args.draft_path, &s.draft) != NURI_OK) {
+        rc = cli_fail("chat --draft");
+        goto done;
     }
     s.vocab = s.model->vocab;
     if (nuri_chat_format_new(s.model->file, s.vocab, tpl_src, tpl_len, &s.fmt) != NURI_OK ||
@@ -780,7 +832,9 @@ int cmd_chat(int argc, char **argv)
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)threads};
+    nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx,
+                          .n_threads = (int32_t)threads,
+                          .n_logits = (int32_t)spec_args.draft_max + 1};
     nuri_status st = nuri_ctx_new(s.model, &cp, &s.ctx);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (grammar && st == NURI_OK) {
@@ -791,6 +845,23 @@ int cmd_chat(int argc, char **argv)
     if (st != NURI_OK || nuri_sampler_new(&sp, s.model->hp.n_vocab, &s.smp) != NURI_OK) {
         rc = cli_fail("chat");
         goto done;
+    }
+    if (spec_args.draft_max > 0) {
+        nuri_spec_params qp = {.target = s.model,
+                               .draft_max = (int32_t)spec_args.draft_max,
+                               .draft_min = (int32_t)spec_args.draft_min,
+                               .lookup = spec_args.lookup,
+                               .draft = s.draft,
+                               .draft_threads = (int32_t)threads,
+                               .draft_greedy = spec_args.greedy,
+                               .draft_p_min = spec_args.p_min};
+        pthread_sigmask(SIG_BLOCK, &block, &old); // the draft context's workers, as above
+        st = nuri_spec_new(&qp, s.ctx, 0, s.smp, &s.spec);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (st != NURI_OK) {
+            rc = cli_fail(s.draft ? "chat --draft" : "chat");
+            goto done;
+        }
     }
     s.n_ctx = nuri_ctx_n_ctx(s.ctx);
     // a grammar's output is shown exactly as generated
@@ -920,11 +991,13 @@ done:
     if (have_dt) nuri_detok_free(&s.dt);
     nuri_reply_parser_free(s.rp);
     nuri_conv_free(&s.conv);
+    nuri_spec_free(s.spec);
     nuri_sampler_free(s.smp);
     nuri_token_trie_free(s.trie);
     nuri_grammar_free(grammar);
     nuri_ctx_free(s.ctx);
     nuri_chat_format_free(s.fmt);
+    nuri_model_free(s.draft);
     nuri_model_free(s.model);
     return rc;
 }

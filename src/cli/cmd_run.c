@@ -16,12 +16,16 @@
  * generated text is printed (not the prompt), and generation ends where the grammar is complete.
  * If -n tokens run out first, what was generated is printed and the exit status is 1.
  *
+ * With --draft-lookup K or --draft FILE the tokens come from a speculator (include/nuri.h,
+ * "speculative decoding"; src/spec/speculate.h): drafts checked in one forward pass each.
+ *
  * When the text reaches past the context the model was trained on, a warning says so on stderr,
  * once: the model has never seen positions there, and its output usually degrades.
  *
  * It uses only the public API (include/nuri.h), besides the CLI's own helpers.
  */
 #include "cli/args.h"
+#include "cli/args_spec.h"
 #include "cli/cli.h"
 #include "cli/model_arg.h"
 #include "nuri.h"
@@ -29,45 +33,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define DRAFT_MAX 32 // tokens a prompt-lookup draft may hold
-
-/* Prompt-lookup drafting: the last n tokens of hist (n = 3, 2, 1) found earlier in hist, and what
- * followed that occurrence (the latest one), up to max tokens into draft. Returns the count. */
-static int32_t lookup_draft(const int32_t *hist, int32_t len, int32_t max, int32_t *draft)
-{
-    for (int32_t n = 3; n >= 1; n--) {
-        if (len <= n) continue;
-        const int32_t *suffix = hist + len - n;
-        for (int32_t i = len - n - 1; i >= 0; i--) {
-            if (memcmp(hist + i, suffix, (size_t)n * sizeof *hist)) continue;
-            int32_t k = 0;
-            while (k < max && i + n + k < len) {
-                draft[k] = hist[i + n + k];
-                k++;
-            }
-            if (k > 0) return k;
-        }
-    }
-    return 0;
-}
+#include <time.h>
 
 static void run_usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: nuri run -m MODEL (-p TEXT | --tokens ID,ID,...) [-n N] [-t THREADS]\n"
-        "                [--ctx N] [sampling options]\n"
-        "                [--chat [--chat-template FILE]]\n"
-        "  continues the prompt (greedy unless --temp > 0): text with -p, token ids with "
-        "--tokens\n"
-        "  --chat: the text is one user message, wrapped with the model's chat template\n"
-        "  (ChatML if it has none); only the answer is printed\n"
-        "  --draft-lookup K: speculative decoding with prompt lookup: up to K tokens\n"
-        "  drafted from earlier text (the last 1-3 tokens found before, what followed\n"
-        "  them), checked in one forward pass; the output is the same as without it\n"
-        "  (every token is still sampled from the model, in order; -v: counts)\n" ARGS_SAMPLING_HELP
-            ARGS_GRAMMAR_HELP);
+    fprintf(out, "usage: nuri run -m MODEL (-p TEXT | --tokens ID,ID,...) [-n N] [-t THREADS]\n"
+                 "                [--ctx N] [sampling options]\n"
+                 "                [--chat [--chat-template FILE]]\n"
+                 "  continues the prompt (greedy unless --temp > 0): text with -p, token ids with "
+                 "--tokens\n"
+                 "  --chat: the text is one user message, wrapped with the model's chat template\n"
+                 "  (ChatML if it has none); only the answer is printed\n"
+                 "  -v: timing and speculation counts\n" ARGS_SPEC_HELP ARGS_SAMPLING_HELP
+                     ARGS_GRAMMAR_HELP);
 }
 
 int cmd_run(int argc, char **argv)
@@ -75,7 +53,8 @@ int cmd_run(int argc, char **argv)
     const char *model_path = NULL, *tokens_arg = NULL, *text = NULL, *tpl_path = NULL, *v;
     const char *grammar_file = NULL, *schema_file = NULL;
     bool chat = false;
-    long n_predict = 32, threads = 1, n_ctx = 0, draft_max = 0;
+    long n_predict = 32, threads = 1, n_ctx = 0;
+    args_spec spec_args = {0};
     bool verbose = false;
     nuri_sampling_params sp;
     nuri_sampling_params_init(&sp, sizeof sp);
@@ -105,17 +84,14 @@ int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1 << 22, "--ctx", &n_ctx))
                 return 2;
-        } else if (!strcmp(a, "--draft-lookup")) {
-            if (!(v = args_value(argc, argv, &i)) ||
-                !args_int(v, 0, DRAFT_MAX, "--draft-lookup", &draft_max))
-                return 2;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = true;
         } else if (!strcmp(a, "--grammar")) {
             if (!(grammar_file = args_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--json-schema")) {
             if (!(schema_file = args_value(argc, argv, &i))) return 2;
-        } else if ((sampling = args_sampling_api(argc, argv, &i, &sp)) != 0) {
+        } else if ((sampling = args_sampling_api(argc, argv, &i, &sp)) != 0 ||
+                   (sampling = args_spec_option(argc, argv, &i, &spec_args)) != 0) {
             if (sampling < 0) return 2;
         } else {
             fprintf(stderr, "nuri: run: unknown option '%s'\n", a);
@@ -127,7 +103,9 @@ int cmd_run(int argc, char **argv)
         run_usage(stderr);
         return 2;
     }
+    if (!args_spec_check(&spec_args, "run")) return 2;
     if (cli_model_arg("run", &model_path)) return 1;
+    if (spec_args.draft_path && cli_model_arg("run --draft", &spec_args.draft_path)) return 1;
     char *grammar = NULL; // the --grammar or --json-schema file's text, checked
     if (!args_grammar_text(grammar_file, schema_file, &grammar)) return 2;
     if (grammar && tokens_arg) {
@@ -135,15 +113,21 @@ int cmd_run(int argc, char **argv)
         free(grammar);
         return 2;
     }
-    nuri_model *m;
+    nuri_model *m, *dm = NULL;
     if (cli_model_load(model_path, &m) != NURI_OK) {
         free(grammar);
         return cli_fail("run");
+    }
+    if (spec_args.draft_path && cli_model_load(spec_args.draft_path, &dm) != NURI_OK) {
+        nuri_model_close(m);
+        free(grammar);
+        return cli_fail("run --draft");
     }
     int rc = 0;
     int32_t *tokens = NULL, n_tokens = 0;
     nuri_context *c = NULL;
     nuri_sampler_chain *smp = NULL;
+    nuri_speculator *spec = NULL;
     nuri_detokenizer *dt = NULL;
     nuri_chat *fmt = NULL;
     char *tpl_src = NULL, *answer = NULL; // --chat: the template, the answer so far
@@ -196,7 +180,7 @@ int cmd_run(int argc, char **argv)
     nuri_context_params_init(&cp, sizeof cp);
     cp.n_ctx = (int32_t)n_ctx;
     cp.n_threads = (int32_t)threads;
-    cp.n_logits = draft_max > 0 ? (int32_t)draft_max + 1 : 0;
+    cp.n_logits = spec_args.draft_max > 0 ? (int32_t)spec_args.draft_max + 1 : 0;
     // past the trained context the model has never seen the positions: say so, once
     int32_t n_train = nuri_model_n_ctx_train(m);
     bool warned = false;
@@ -212,29 +196,37 @@ int cmd_run(int argc, char **argv)
         rc = cli_fail("run");
         goto done;
     }
+    if (spec_args.draft_max > 0) {
+        nuri_speculate_params qp;
+        nuri_speculate_params_init(&qp, sizeof qp);
+        qp.draft_max = (int32_t)spec_args.draft_max;
+        qp.draft_min = (int32_t)spec_args.draft_min;
+        qp.lookup = spec_args.lookup;
+        qp.draft = dm;
+        qp.draft_threads = (int32_t)threads;
+        qp.draft_greedy = spec_args.greedy;
+        qp.draft_p_min = spec_args.p_min;
+        if (nuri_speculator_new(c, 0, smp, &qp, &spec) != NURI_OK ||
+            nuri_speculator_begin(spec, tokens, n_tokens) != NURI_OK) {
+            rc = cli_fail(dm ? "run --draft" : "run");
+            goto done;
+        }
+    }
     if (text && !chat && !grammar) fputs(text, stdout);
     bool grammar_done = false;
 
-    // speculation: batch[0..n_batch) was decoded last (batch[0] at position pos - n_batch);
-    // logits row r follows batch[r]. Row `row` is the one to sample from next; when the token
-    // sampled equals batch[row + 1], the draft holds and row + 1 comes next without a decode.
-    int32_t *hist = malloc(((size_t)n_tokens + (size_t)n_predict + 1) * sizeof *hist);
-    int32_t n_hist = n_tokens, batch[DRAFT_MAX + 1], n_batch = 1, row = 0;
-    long drafted = 0, accepted = 0, passes = 0;
-    if (!hist) {
-        rc = cli_fail("run");
-        goto done;
-    }
-    memcpy(hist, tokens, (size_t)n_tokens * sizeof *hist);
-    batch[0] = tokens[n_tokens - 1];
-    int32_t pos = n_tokens;
+    // without speculation: sample from the last decode's logits, accept, decode the token
+    int32_t n_hist = n_tokens, pos = n_tokens;
+    struct timespec t0 = {0}, t1; // -v: from the first token out to the last
     for (long k = 0; k < n_predict; k++) {
         int32_t next;
-        if (nuri_sampler_chain_sample(smp, nuri_context_logits(c, row), &next) != NURI_OK) {
-            rc = cli_fail("run");
-            break;
-        }
-        if (nuri_sampler_chain_accept(smp, next) != NURI_OK) {
+        if (spec) {
+            if (nuri_speculator_next(spec, (int32_t)(n_predict - k), &next) != NURI_OK) {
+                rc = cli_fail("run");
+                break;
+            }
+        } else if (nuri_sampler_chain_sample(smp, nuri_context_logits(c, 0), &next) != NURI_OK ||
+                   nuri_sampler_chain_accept(smp, next) != NURI_OK) {
             rc = cli_fail("run");
             break;
         }
@@ -281,36 +273,34 @@ int cmd_run(int argc, char **argv)
             printf(k ? " %d" : "%d", next);
         }
         fflush(stdout);
-        hist[n_hist++] = next;
+        n_hist++;
+        if (k == 0) clock_gettime(CLOCK_MONOTONIC, &t0);
         if (grammar_done || k + 1 == n_predict) break;
-        if (row + 1 < n_batch && batch[row + 1] == next) { // the draft holds: its logits are here
-            row++;
-            accepted++;
-            continue;
-        }
-        // the rest of the last batch was drafted wrong: its KV goes, and next is decoded with a
-        // new draft behind it (as far as the output and the context allow)
-        pos -= n_batch - 1 - row;
-        nuri_context_seq_truncate(c, 0, pos);
-        int32_t room = (int32_t)(n_predict - k - 2);
-        if (room > (int32_t)n_ctx - pos - 1) room = (int32_t)n_ctx - pos - 1;
-        if (room > (int32_t)draft_max) room = (int32_t)draft_max;
-        batch[0] = next;
-        n_batch = 1 + (room > 0 ? lookup_draft(hist, n_hist, room, batch + 1) : 0);
-        drafted += n_batch - 1;
-        passes++;
-        if (nuri_context_decode_seq(c, 0, batch, n_batch, pos, n_batch > 1) != NURI_OK) {
+        if (spec) continue;
+        if (nuri_context_decode_seq(c, 0, &next, 1, pos, false) != NURI_OK) {
             printf("\n");
             rc = cli_fail("run");
             break;
         }
-        pos += n_batch;
-        row = 0;
+        pos++;
     }
-    free(hist);
-    if (verbose && draft_max > 0)
-        fprintf(stderr, "nuri: run: %ld forward passes; drafted %ld tokens, %ld accepted\n", passes,
-                drafted, accepted);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (verbose) {
+        double dt_s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        long n_after = n_hist - n_tokens - 1; // the first comes from the prompt's pass
+        if (n_after > 0)
+            fprintf(stderr, "\nnuri: run: %ld tokens after the first in %.3f s (%.2f tokens/s)\n",
+                    n_after, dt_s, dt_s > 0 ? (double)n_after / dt_s : 0.0);
+    }
+    if (verbose && spec) {
+        int64_t passes, drafted, accepted;
+        nuri_speculator_counts(spec, &passes, &drafted, &accepted);
+        fprintf(stderr,
+                "nuri: run: %lld forward passes; acceptance %.1f%%; drafted %lld tokens, %lld "
+                "accepted\n",
+                (long long)passes, drafted ? 100.0 * (double)accepted / (double)drafted : 0.0,
+                (long long)drafted, (long long)accepted);
+    }
     if (dt) {
         size_t len;
         const char *rest = nuri_detokenizer_flush(dt, &len);
@@ -326,6 +316,7 @@ int cmd_run(int argc, char **argv)
         rc = 1;
     }
 done:
+    nuri_speculator_free(spec);
     nuri_detokenizer_free(dt);
     nuri_chat_free(fmt);
     nuri_free(tpl_src);
@@ -333,6 +324,7 @@ done:
     nuri_sampler_chain_free(smp);
     free(grammar);
     nuri_context_free(c);
+    nuri_model_close(dm);
     nuri_model_close(m);
     if (tokens_arg)
         free(tokens); // args_token_list's

@@ -30,7 +30,8 @@ static void serve_usage(FILE *out)
         out,
         "usage: nuri serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY ...]\n"
         "                  [--api-key-file FILE] [--ctx N | --kv-mem F] [--max-seqs N]\n"
-        "                  [--queue N] [-t N] [--chat-template FILE] [--name NAME]\n"
+        "                  [--queue N] [--draft-lookup K] [-t N] [--chat-template FILE]\n"
+        "                  [--name NAME]\n"
         "                  [--max-body BYTES] [--header-timeout MS] [--request-timeout MS]\n"
         "                  [--idle-timeout S] [--max-conns N] [--max-conns-per-client N]\n"
         "                  [--allow-host NAME ...] [--cors ORIGIN ...] [--shutdown-timeout S]\n"
@@ -56,6 +57,9 @@ static void serve_usage(FILE *out)
         "               (default 0.5; at most max-seqs full-length sequences)\n"
         "  --max-seqs   requests decoded together (default 8)\n"
         "  --queue      requests waiting beyond those before 503 (default 4 x max-seqs)\n"
+        "  --draft-lookup K  speculative decoding per sequence: up to K tokens drafted from\n"
+        "               its earlier text, checked in the same batched pass; the output is the\n"
+        "               same as without it (0-16; requests asking for logprobs do not draft)\n"
         "  --api-key    accepted bearer key (repeatable); also --api-key-file FILE (one key a\n"
         "               line) and the environment variable NURI_API_KEY; none: no authentication\n"
         "  --allow-host without keys, the Host header must be an IP address or localhost\n"
@@ -174,6 +178,10 @@ int cmd_serve(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "--max-seqs", &x))
                 goto done;
             p.max_seqs = (int)x;
+        } else if (!strcmp(a, "--draft-lookup")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 16, "--draft-lookup", &x))
+                goto done;
+            p.draft_lookup = (int)x;
         } else if (!strcmp(a, "--queue")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 65536, "--queue", &x))
                 goto done;

@@ -596,3 +596,90 @@ nuri_status nuri_sampler_distribution(nuri_sampler *s, const float *logits, int3
     *n_out = n;
     return NURI_OK;
 }
+
+/* ---- speculative decoding (sampler.h, "Speculation") ---- */
+
+const nuri_sampler_params *nuri_sampler_get_params(const nuri_sampler *s)
+{
+    return &s->p;
+}
+
+nuri_status nuri_sampler_draft(nuri_sampler *s, const float *logits, float *q, int32_t *token_out)
+{
+    int32_t n;
+    int sorted;
+    nuri_status st = run_chain(s, logits, &n, &sorted);
+    if (st != NURI_OK) return st;
+    const cand *c = s->cand;
+    double total = 0.0;
+    for (int32_t i = 0; i < n; i++) total += c[i].v;
+    int32_t tok = c[0].id;
+    if (s->p.temperature != 0.0f && n > 1) {
+        double u = rng_uniform(s->rng) * total, cum = 0.0;
+        int32_t i = 0;
+        for (; i < n - 1; i++) {
+            cum += c[i].v;
+            if (u < cum) break;
+        }
+        while (i > 0 && c[i].v == 0.0f) i--;
+        tok = c[i].id;
+    }
+    if (q) {
+        memset(q, 0, (size_t)s->n_vocab * sizeof *q);
+        for (int32_t i = 0; i < n; i++) q[c[i].id] = (float)(c[i].v / total);
+    }
+    *token_out = tok;
+    return NURI_OK;
+}
+
+nuri_status nuri_sampler_verify(nuri_sampler *s, const float *logits, int32_t draft, const float *q,
+                                int32_t *token_out, bool *accepted)
+{
+    if (!q) { // a deterministic draft: sample as without speculation, and compare
+        nuri_status st = nuri_sampler_sample(s, logits, token_out, NULL);
+        *accepted = st == NURI_OK && *token_out == draft;
+        return st;
+    }
+    int32_t n;
+    int sorted;
+    nuri_status st = run_chain(s, logits, &n, &sorted);
+    if (st != NURI_OK) return st;
+    const cand *c = s->cand;
+    double total = 0.0, px = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        total += c[i].v;
+        if (c[i].id == draft) px = c[i].v;
+    }
+    px /= total;
+    const double qx = draft >= 0 && draft < s->n_vocab ? (double)q[draft] : 0.0;
+    s->n_sampled++;
+    // accept x with probability min(1, p(x) / q(x)); a draw only when the ratio is below 1
+    if (qx > 0.0 && px > 0.0 && (px >= qx || rng_uniform(s->rng) * qx < px)) {
+        *token_out = draft;
+        *accepted = true;
+        return NURI_OK;
+    }
+    // rejected: draw from max(0, p - q), renormalized (p itself if rounding left nothing)
+    double rest = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        double r = c[i].v / total - (double)q[c[i].id];
+        if (r > 0.0) rest += r;
+    }
+    const bool from_p = !(rest > 1e-12);
+    double u = rng_uniform(s->rng) * (from_p ? 1.0 : rest), cum = 0.0;
+    int32_t pick = -1, last = -1;
+    for (int32_t i = 0; i < n; i++) {
+        double w = from_p ? c[i].v / total : c[i].v / total - (double)q[c[i].id];
+        if (!(w > 0.0)) continue;
+        last = i;
+        cum += w;
+        if (u < cum) {
+            pick = i;
+            break;
+        }
+    }
+    if (pick < 0) pick = last >= 0 ? last : 0; // rounding past the end
+    *token_out = c[pick].id;
+    *accepted = false;
+    return NURI_OK;
+}

@@ -168,6 +168,36 @@ bool nuri_sampler_grammar_can_end(const nuri_sampler *s);
  * max_tokens reached (LENGTH), in that order. */
 nuri_finish_reason nuri_sampler_finish_reason(const nuri_sampler *s, int32_t token);
 
+/* ---- speculation (src/spec/speculate.h drives these) ----
+ *
+ * A drafted token x is checked against the target's distribution p: the distribution stage 9
+ * draws from (stages 1-8, with this sampler's history: penalties and grammar included).
+ *
+ * - A deterministic draft (prompt lookup, a greedy draft model; q = NULL): the token is sampled
+ *   from p exactly as nuri_sampler_sample does, with the same RNG output, and x is accepted when
+ *   the two are equal. The token stream is the one plain sampling gives with the same seed.
+ * - A draft drawn from q (q: n_vocab probabilities, the distribution x was drawn from): x is
+ *   accepted with probability min(1, p(x) / q(x)); on rejection the token is drawn from
+ *   max(0, p - q) renormalized (from p if rounding leaves nothing there). The token is then
+ *   distributed as p whatever q is (Leviathan et al. 2023, Chen et al. 2023), but the RNG outputs
+ *   used differ from plain sampling, so the same seed gives another (equally likely) stream.
+ *
+ * Neither accepts the token: the caller accepts what comes out, as after nuri_sampler_sample.
+ * Both count toward max_tokens. Neither allocates. */
+
+/* The parameters the sampler runs with (borrowed until nuri_sampler_free). */
+const nuri_sampler_params *nuri_sampler_get_params(const nuri_sampler *s);
+
+/* Draws a draft token from logits with this sampler's chain (a draft model's sampler) and, when q
+ * is not NULL, writes the distribution it was drawn from to q[0..n_vocab). Greedy at temperature
+ * 0 (q one-hot). Does not count toward max_tokens. */
+nuri_status nuri_sampler_draft(nuri_sampler *s, const float *logits, float *q, int32_t *token_out);
+
+/* Verifies draft against logits (see above): *token_out is the token generated here, *accepted
+ * whether it is the draft. */
+nuri_status nuri_sampler_verify(nuri_sampler *s, const float *logits, int32_t draft, const float *q,
+                                int32_t *token_out, bool *accepted);
+
 /* ---- stop strings (streaming) ----
  *
  * Given all the text generated so far (bytes, text[0..len)) of which n_emitted bytes have already

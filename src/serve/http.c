@@ -1363,7 +1363,8 @@ static void *load_main(void *arg)
                                  .max_seqs = s->p.max_seqs,
                                  .max_queue = s->p.max_queue,
                                  .n_batch = 256,
-                                 .n_threads = s->p.n_threads};
+                                 .n_threads = s->p.n_threads,
+                                 .draft_lookup = s->p.draft_lookup};
         st = serve_sched_start(s->model, &sp, &s->metrics, &s->sched);
     }
     if (st == NURI_OK && s->p.kv_dir) {

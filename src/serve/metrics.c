@@ -86,6 +86,14 @@ void serve_metrics_preemption(serve_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void serve_metrics_spec(serve_metrics *m, int64_t drafted, int64_t accepted)
+{
+    pthread_mutex_lock(&m->mu);
+    m->spec_drafted += (uint64_t)drafted;
+    m->spec_accepted += (uint64_t)accepted;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void serve_metrics_kv_source(serve_metrics *m, int source)
 {
     if (source < 0 || source > 2) return;
@@ -195,6 +203,15 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
               "(recomputed later, output unchanged).\n"
               "# TYPE nuri_preemptions_total counter\nnuri_preemptions_total %llu\n",
               (unsigned long long)m->preemptions);
+    nuri_sb_fmt(&b,
+              "# HELP nuri_spec_drafted_tokens_total Draft tokens checked by speculative "
+              "decoding (--draft-lookup).\n"
+              "# TYPE nuri_spec_drafted_tokens_total counter\nnuri_spec_drafted_tokens_total "
+              "%llu\n"
+              "# HELP nuri_spec_accepted_tokens_total Draft tokens the model agreed with.\n"
+              "# TYPE nuri_spec_accepted_tokens_total counter\nnuri_spec_accepted_tokens_total "
+              "%llu\n",
+              (unsigned long long)m->spec_drafted, (unsigned long long)m->spec_accepted);
     nuri_sb_fmt(&b,
               "# HELP nuri_kv_prefix_source_total Requests by where their prompt's KV came from: "
               "the KV pool in memory, a snapshot on disk, or none (computed).\n"

@@ -27,7 +27,8 @@ typedef struct serve_metrics {
     uint64_t generated_tokens; // sampled by the scheduler (also for requests cancelled later)
     uint64_t disconnects;      // clients that went away before their answer was complete
     uint64_t preemptions;      // running sequences whose KV was dropped to make room (sched.h)
-    uint64_t kv_source[3];     // admissions by where the prompt's KV came from: none, memory, disk
+    uint64_t spec_drafted, spec_accepted; // speculative decoding: draft tokens checked, accepted
+    uint64_t kv_source[3]; // admissions by where the prompt's KV came from: none, memory, disk
     uint64_t kv_snapshots_written, kv_snapshots_refused;
     serve_hist ttft; // seconds from arrival to the first token
     serve_hist itl;  // seconds between consecutive tokens of one sequence
@@ -46,6 +47,7 @@ void serve_metrics_disconnect(serve_metrics *m);
 void serve_metrics_connections(serve_metrics *m, int64_t open);
 void serve_metrics_refused(serve_metrics *m);
 void serve_metrics_preemption(serve_metrics *m);
+void serve_metrics_spec(serve_metrics *m, int64_t drafted, int64_t accepted);
 void serve_metrics_kv_source(serve_metrics *m, int source); // SERVE_KV_* (sched.h)
 void serve_metrics_kv_snapshot(serve_metrics *m, bool written, bool refused);
 void serve_metrics_ttft(serve_metrics *m, double seconds);

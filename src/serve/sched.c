@@ -8,6 +8,14 @@
  * per-step (the batch arrays, the slots' token lists) is allocated once at start; the loop itself
  * does not allocate, except a preempted request's token list (its replay) when it is preempted.
  *
+ * Speculation (draft_lookup > 0): a decoding sequence brings its sampled token and up to
+ * draft_lookup tokens drafted by prompt lookup over its own tokens (src/spec/speculate.h), with a
+ * row of logits each; after the pass its rows are verified in order by its sampler
+ * (nuri_sampler_verify, the same draws as plain sampling), its KV is truncated after the last
+ * draft token accepted, and the tokens produced are pushed one by one. Drafts only use pages that
+ * are free (they never evict or preempt), room in the job's ring and the batch, and are skipped
+ * for jobs that want logprobs.
+ *
  * The queue is a ring of max_queue + max_seqs jobs: preempted jobs go back to its head, and there
  * are never more of them than slots (a fresh job is admitted only when none waits: they are ahead
  * of it), so they always fit back in.
@@ -15,6 +23,7 @@
 #include "serve/sched.h"
 
 #include "base/status.h"
+#include "spec/speculate.h"
 
 #include <errno.h>
 #include <math.h>
@@ -31,6 +40,9 @@ typedef struct slot {
     uint64_t stamp;  // admission order (younger = larger); LRU order for idle slots
     int32_t b_first; // this step: index of the slot's first token in the batch, -1 if none
     int32_t b_n;     // this step: tokens of the slot in the batch
+    int32_t b_row;   // this step: its first row of logits
+    int32_t n_draft; // this step: draft tokens behind `next` (speculation)
+    int32_t n_out;   // this step: tokens its rows produced (speculation)
 } slot;
 
 struct serve_sched {
@@ -55,9 +67,10 @@ struct serve_sched {
     // the step's batch: (n_batch) each
     int32_t *b_tok, *b_pos, *b_seq;
     int8_t *b_logits;
-    int32_t *row_slot;           // (max_seqs) logits row -> slot
-    int32_t *row_tok;            // (max_seqs) the token sampled for each row
-    nuri_token_logprobs *row_lp; // (max_seqs)
+    int32_t n_rows_max;          // rows of logits a step may ask for
+    int32_t *row_slot;           // (n_rows_max) logits row -> slot
+    int32_t *row_tok;            // (n_rows_max) the token sampled for each row
+    nuri_token_logprobs *row_lp; // (n_rows_max)
 };
 
 static int32_t pages_for(int32_t n_tokens)
@@ -530,6 +543,37 @@ static int32_t tokens_fitting(const serve_sched *s, int i, int32_t avail)
 
 /* ============================== the step ============================== */
 
+/* Speculation: drafts by prompt lookup behind slot i's next token into s->b_tok[n..), as far as
+ * the batch (n tokens so far), the rows, the free pages, the job's ring and length allow, keeping
+ * a token and a row for each of the n_dec decoding sequences still to place. Returns the count
+ * and adds the draft's pages to *reserved. */
+static int32_t draft_locked(serve_sched *s, int i, int32_t n, int32_t rows, int32_t n_dec,
+                            int32_t *reserved)
+{
+    slot *sl = &s->slots[i];
+    serve_job *j = sl->job;
+    int32_t lim = s->p.draft_lookup;
+    if (lim <= 0 || j->want_logprobs) return 0;
+    int32_t cap[] = {SERVE_JOB_RING - j->ring_count - 1, s->seq_max - sl->n_toks - 2,
+                     s->p.n_batch - n - n_dec, s->n_rows_max - rows - n_dec,
+                     j->max_new - j->n_generated - 1};
+    for (size_t c = 0; c < sizeof cap / sizeof *cap; c++)
+        if (cap[c] < lim) lim = cap[c];
+    if (lim <= 0) return 0;
+    sl->toks[sl->n_toks] = sl->next; // the history ends with the token fed now (scratch past it)
+    int32_t kd = nuri_spec_lookup(sl->toks, sl->n_toks + 1, lim, s->b_tok + n);
+    while (kd > 0) { // only pages that are free: a draft never makes room
+        int32_t more = nuri_ctx_pages_needed(s->ctx, i, sl->n_toks, 1 + kd) -
+                       nuri_ctx_pages_needed(s->ctx, i, sl->n_toks, 1);
+        if (*reserved + more <= nuri_ctx_pages_free(s->ctx)) {
+            *reserved += more;
+            break;
+        }
+        kd--;
+    }
+    return kd;
+}
+
 /* Plans and fills the batch (see sched.h, step 3). Returns the token count; rows of logits go to
  * s->row_slot. */
 static int32_t build_batch_locked(serve_sched *s, int32_t *n_rows)
@@ -540,21 +584,31 @@ static int32_t build_batch_locked(serve_sched *s, int32_t *n_rows)
         slot *sl = &s->slots[i];
         sl->b_first = -1;
         sl->b_n = 0;
+        sl->n_draft = 0;
+        sl->n_out = 0;
         if (!sl->job) continue;
         int k = n_run++;
         for (; k > 0 && s->slots[s->order[k - 1]].stamp > sl->stamp; k--)
             s->order[k] = s->order[k - 1];
         s->order[k] = i;
     }
-    // decoding sequences first, oldest first: one token each
+    // decoding sequences first, oldest first: one token each (and a draft, speculating)
+    int32_t n_dec = 0; // decoding sequences not placed yet: each needs a token and a row
+    for (int k = 0; k < n_run; k++) {
+        const slot *sl = &s->slots[s->order[k]];
+        n_dec += sl->job && sl->next >= 0 && sl->job->ring_count < SERVE_JOB_RING;
+    }
     for (int k = 0; k < n_run; k++) {
         int i = s->order[k];
         slot *sl = &s->slots[i];
+        sl->n_draft = 0;
         if (!sl->job || sl->next < 0 || sl->job->ring_count == SERVE_JOB_RING) continue;
+        n_dec--;
         int32_t need = nuri_ctx_pages_needed(s->ctx, i, sl->n_toks, 1);
         if (!make_room_locked(s, i, need, reserved)) continue;
         reserved += need;
         sl->b_first = n;
+        sl->b_row = rows;
         sl->b_n = 1;
         s->b_tok[n] = sl->next;
         s->b_pos[n] = sl->n_toks;
@@ -562,6 +616,15 @@ static int32_t build_batch_locked(serve_sched *s, int32_t *n_rows)
         s->b_logits[n] = 1;
         s->row_slot[rows++] = i;
         n++;
+        int32_t kd = draft_locked(s, i, n, rows, n_dec, &reserved);
+        for (int32_t t = 0; t < kd; t++, n++) { // the draft, s->b_tok[n..n + kd) already
+            s->b_pos[n] = sl->n_toks + 1 + t;
+            s->b_seq[n] = i;
+            s->b_logits[n] = 1;
+            s->row_slot[rows++] = i;
+        }
+        sl->b_n += kd;
+        sl->n_draft = kd;
     }
     // then prompt chunks, oldest first, with what is left of the batch and of the pool
     for (int k = 0; k < n_run && n < s->p.n_batch; k++) {
@@ -660,6 +723,58 @@ static void push_token_locked(serve_sched *s, int i, int32_t tok, const nuri_tok
     }
 }
 
+/* Speculation, without the lock: verifies slot sl's rows in order (row b_row + m checks draft
+ * token m), each token accepted by its sampler, up to the first token that is not the draft's (or
+ * the last row's). Leaves the tokens in row_tok[b_row..b_row + n_out) (-1 on a sampling failure,
+ * which ends them) and returns the slot's last row. */
+static int32_t verify_draft(serve_sched *s, slot *sl)
+{
+    serve_job *j = sl->job;
+    const int32_t *draft = s->b_tok + sl->b_first + 1;
+    sl->n_out = 0;
+    for (int32_t m = 0; m <= sl->n_draft; m++) {
+        int32_t r = sl->b_row + m, tok;
+        bool acc = false;
+        nuri_status st =
+            m < sl->n_draft
+                ? nuri_sampler_verify(j->sampler, nuri_ctx_logits(s->ctx, r), draft[m], NULL, &tok,
+                                      &acc)
+                : nuri_sampler_sample(j->sampler, nuri_ctx_logits(s->ctx, r), &tok, NULL);
+        if (st == NURI_OK) st = nuri_sampler_accept(j->sampler, tok);
+        s->row_tok[r] = st == NURI_OK ? tok : -1;
+        sl->n_out++;
+        if (st != NURI_OK || !acc) break;
+    }
+    return sl->b_row + sl->n_draft;
+}
+
+/* Speculation, under the lock: keeps slot i's KV up to its last accepted draft token and pushes
+ * the tokens its rows produced, as if each had come from its own step. */
+static void push_draft_locked(serve_sched *s, int i)
+{
+    slot *sl = &s->slots[i];
+    serve_job *j = sl->job;
+    const int32_t n_acc = sl->n_out - 1; // draft tokens accepted (the last token out is not)
+    const int32_t base = sl->n_toks - sl->b_n + 1; // the KV length with `next` fed, no draft
+    if (s->metrics) serve_metrics_spec(s->metrics, sl->n_draft, n_acc);
+    nuri_ctx_seq_truncate(s->ctx, i, base + n_acc);
+    for (int32_t m = 0; m < sl->n_out; m++) {
+        int32_t tok = s->row_tok[sl->b_row + m];
+        sl->n_toks = base + m; // what the sequence holds when this token comes out
+        if (tok < 0) {
+            slot_fail_locked(s, i, 400,
+                             "no token can be sampled: logit_bias or the requested format bans "
+                             "every likely token");
+            return;
+        }
+        push_token_locked(s, i, tok, &s->row_lp[sl->b_row + m]);
+        if (sl->job != j) { // it ended here: its KV (kept as a prefix cache) ends here too
+            if (sl->n_toks > 0) nuri_ctx_seq_truncate(s->ctx, i, sl->n_toks);
+            return;
+        }
+    }
+}
+
 /* Runs the planned batch of n tokens and hands out its tokens (called without the lock). */
 static void run_batch(serve_sched *s, int32_t n, int32_t rows)
 {
@@ -700,7 +815,12 @@ static void run_batch(serve_sched *s, int32_t n, int32_t rows)
     pthread_mutex_unlock(&s->mu);
     // sample outside the lock: the samplers belong to this thread
     for (int32_t r = 0; r < rows; r++) {
-        serve_job *j = s->slots[s->row_slot[r]].job;
+        slot *sl = &s->slots[s->row_slot[r]];
+        serve_job *j = sl->job;
+        if (sl->n_draft > 0 && r == sl->b_row) { // a draft: its rows in order, to a rejection
+            r = verify_draft(s, sl);
+            continue;
+        }
         nuri_token_logprobs *lp = j->want_logprobs ? &s->row_lp[r] : NULL;
         if (nuri_sampler_sample(j->sampler, nuri_ctx_logits(s->ctx, r), &s->row_tok[r], lp) !=
             NURI_OK) {
@@ -712,6 +832,10 @@ static void run_batch(serve_sched *s, int32_t n, int32_t rows)
     pthread_mutex_lock(&s->mu);
     for (int32_t r = 0; r < rows; r++) {
         int i = s->row_slot[r];
+        if (s->slots[i].n_draft > 0) {
+            if (r == s->slots[i].b_row) push_draft_locked(s, i);
+            continue;
+        }
         if (s->row_tok[r] < 0)
             slot_fail_locked(
                 s, i, 400,
@@ -847,6 +971,9 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     if (p->max_queue < 1 || p->max_queue > (1 << 24))
         return nuri_error(NURI_ERR_INVALID_ARG, "queue size %d is not in 1..%d", p->max_queue,
                           1 << 24);
+    if (p->draft_lookup < 0 || p->draft_lookup >= SERVE_JOB_RING)
+        return nuri_error(NURI_ERR_INVALID_ARG, "draft-lookup %d is not in 0..%d", p->draft_lookup,
+                          SERVE_JOB_RING - 1);
     if (!(p->kv_mem >= 0 && p->kv_mem <= 0.95))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "the KV cache's share of memory %g is not in (0, 0.95]", p->kv_mem);
@@ -859,13 +986,16 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     s->p = *p;
     if (s->p.n_batch <= 0) s->p.n_batch = 256;
     if (s->p.n_batch < s->p.max_seqs) s->p.n_batch = s->p.max_seqs;
+    // rows of logits: one per sequence, and one per draft token when speculating
+    int64_t rows_max = (int64_t)p->max_seqs * (1 + p->draft_lookup);
+    s->n_rows_max = rows_max < s->p.n_batch ? (int32_t)rows_max : s->p.n_batch;
     // a pool sized from memory is allocated untouched (calloc): pages cost memory once written
     nuri_ctx_params cp = {.n_ctx = p->n_ctx ? p->n_ctx
                                             : serve_sched_pool_tokens(m, p->max_seqs, p->kv_mem,
                                                                       serve_mem_available()),
                           .n_batch = s->p.n_batch,
                           .n_threads = p->n_threads,
-                          .n_logits = p->max_seqs,
+                          .n_logits = s->n_rows_max,
                           .n_seq = p->max_seqs};
     nuri_status st = nuri_ctx_new(m, &cp, &s->ctx);
     if (st != NURI_OK) {
@@ -883,9 +1013,9 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     s->b_pos = malloc((size_t)nb * sizeof(int32_t));
     s->b_seq = malloc((size_t)nb * sizeof(int32_t));
     s->b_logits = malloc((size_t)nb);
-    s->row_slot = malloc((size_t)ns * sizeof(int32_t));
-    s->row_tok = malloc((size_t)ns * sizeof(int32_t));
-    s->row_lp = malloc((size_t)ns * sizeof *s->row_lp);
+    s->row_slot = malloc((size_t)s->n_rows_max * sizeof(int32_t));
+    s->row_tok = malloc((size_t)s->n_rows_max * sizeof(int32_t));
+    s->row_lp = malloc((size_t)s->n_rows_max * sizeof *s->row_lp);
     bool ok = s->slots && s->order && s->queue && s->b_tok && s->b_pos && s->b_seq && s->b_logits &&
               s->row_slot && s->row_tok && s->row_lp;
     for (int i = 0; ok && i < ns; i++) {

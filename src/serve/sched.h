@@ -105,6 +105,7 @@ typedef struct serve_sched_params {
     int32_t max_queue; // requests waiting for a slot before 503 (preempted ones not counted)
     int32_t n_batch;   // tokens per forward step (decode + prefill chunks)
     int32_t n_threads;
+    int32_t draft_lookup; // speculative decoding: prompt-lookup draft tokens per sequence (0: off)
 } serve_sched_params;
 
 /* Creates the context and starts the scheduler thread. m is borrowed for the scheduler's life.

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# spec.test.sh: speculative decoding as a user runs it: nuri run and nuri chat with --draft FILE
+# (a harder-quantized copy of the model, and an unrelated model) and --draft-lookup K give the
+# plain output greedy, and with --draft-greedy or lookup also sampled (same seed); a sampling
+# draft model gives valid output and counts; a draft of another vocabulary and options that
+# mean nothing are refused by name. (The distribution at temperature > 0 is tests/test_spec.c's.)
+set -u
+cd "$(dirname "$0")/.."
+NURI=${NURI:-build/nuri}
+passed=0
+failed=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+check() { # name, then a command that must succeed
+    local name=$1
+    shift
+    if "$@" >"$tmp/out" 2>&1; then
+        passed=$((passed + 1))
+        echo "ok   $name"
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name"
+        sed 's/^/    /' "$tmp/out" | head -5
+    fi
+}
+
+# the target: random weights with a real (llama-bpe) vocabulary; drafts: the same weights at 8
+# bits (most drafts hold), and another random model of the same vocabulary (few do)
+V=tests/data/vocab/ggml-vocab-llama-bpe.gguf
+M=$tmp/target.gguf
+D=$tmp/draft-q8.gguf
+O=$tmp/other.gguf
+"$NURI" mkmodel --arch llama --shape tiny --type F32 --seed 3 --vocab $V "$M" >/dev/null &&
+    "$NURI" quantize "$M" "$D" Q8_0 >/dev/null &&
+    "$NURI" mkmodel --arch llama --shape tiny --type Q8_0 --seed 8 --vocab $V "$O" >/dev/null ||
+    { echo "FAIL making the models"; echo "0 passed, 1 failed"; exit 1; }
+
+accepted() { sed -n 's/.* \([0-9]*\) accepted\]*$/\1/p' "$1" | tail -n 1; }
+
+run_greedy_same() {
+    local p a b d
+    for p in "the cat sat on the mat" "Once upon a time" "def add(a, b): return a + b"; do
+        a=$("$NURI" run -m "$M" -p "$p" -n 40 2>/dev/null) || return 1
+        for d in "--draft $D" "--draft $O --draft-max 4" "--draft-lookup 6" \
+            "--draft $D --draft-lookup 3 --draft-min 2" "--draft $D --draft-max 1"; do
+            # shellcheck disable=SC2086
+            b=$("$NURI" run -m "$M" -p "$p" -n 40 $d 2>/dev/null) || return 1
+            [ "$a" = "$b" ] || { echo "$p / $d: [$a] vs [$b]"; return 1; }
+        done
+    done
+}
+check "run --draft (good, unrelated, with lookup) gives the plain greedy output" run_greedy_same
+
+run_counts() {
+    "$NURI" run -m "$M" -p "the cat sat on the mat" -n 40 --draft "$D" -v 2>"$tmp/good" >/dev/null &&
+        "$NURI" run -m "$M" -p "the cat sat on the mat" -n 40 --draft "$O" -v 2>"$tmp/other" >/dev/null ||
+        return 1
+    grep -q "acceptance" "$tmp/good" || return 1
+    local g o
+    g=$(accepted "$tmp/good")
+    o=$(accepted "$tmp/other")
+    # the 8-bit copy drafts well, the unrelated model badly
+    [ "${g:-0}" -ge 20 ] && [ "${o:-99}" -lt 10 ] || { echo "accepted: good $g, other $o"; return 1; }
+}
+check "run -v counts drafts; a harder-quantized copy is accepted, an unrelated model rarely" run_counts
+
+run_sampled_same_seed() {
+    local s="--temp 0.9 --seed 4 --repeat-penalty 1.1" a b d
+    # shellcheck disable=SC2086
+    a=$("$NURI" run -m "$M" -p "the cat sat" -n 30 $s 2>/dev/null) || return 1
+    for d in "--draft $D --draft-greedy" "--draft-lookup 4"; do
+        # shellcheck disable=SC2086
+        b=$("$NURI" run -m "$M" -p "the cat sat" -n 30 $s $d 2>/dev/null) || return 1
+        [ "$a" = "$b" ] || { echo "$d: [$a] vs [$b]"; return 1; }
+    done
+}
+check "run at --temp 0.9 with a deterministic draft (--draft-greedy, lookup) keeps the seed's output" \
+    run_sampled_same_seed
+
+run_sampled_draft() {
+    # a sampling draft model: rejection sampling; another sample of the same distribution
+    "$NURI" run -m "$M" --tokens 1,450,6211,7731 -n 30 --temp 0.9 --seed 4 --draft "$D" -v \
+        >"$tmp/ids" 2>"$tmp/err" || return 1
+    [ "$(tr ' ' '\n' <"$tmp/ids" | grep -c .)" -eq 30 ] || return 1
+    [ "$(accepted "$tmp/err")" -gt 0 ]
+}
+check "run --draft at --temp 0.9 samples by rejection: 30 tokens, drafts accepted" run_sampled_draft
+
+chat_same() {
+    local d a b
+    a=$(printf 'hello there\nthe cat sat on the mat\nand again\n' |
+        "$NURI" chat -m "$M" --no-store --temp 0 -n 30 2>/dev/null) || return 1
+    for d in "--draft $D" "--draft-lookup 4" "--draft $D --draft-lookup 3"; do
+        # shellcheck disable=SC2086
+        b=$(printf 'hello there\nthe cat sat on the mat\nand again\n' |
+            "$NURI" chat -m "$M" --no-store --temp 0 -n 30 $d -v 2>"$tmp/err") || return 1
+        [ "$a" = "$b" ] || { echo "$d: [$a] vs [$b]"; return 1; }
+        grep -q "^\[speculation: .* accepted\]$" "$tmp/err" || return 1
+    done
+}
+check "chat --draft / --draft-lookup: the plain greedy answers over three turns, counts with -v" \
+    chat_same
+
+refusals() {
+    local out
+    out=$("$NURI" run -m "$M" -p hi --draft tests/data/models/llama-tiny-Q8_0.gguf 2>&1) &&
+        return 1
+    echo "$out" | grep -q "draft model's .*vocabulary\|draft model's token" || return 1
+    out=$("$NURI" chat -m "$M" --no-store --draft tests/data/models/qwen2-tiny-Q8_0.gguf </dev/null 2>&1) &&
+        return 1
+    echo "$out" | grep -q "draft model's" || return 1
+    out=$("$NURI" run -m "$M" -p hi --draft "$tmp/missing.gguf" 2>&1) && return 1
+    echo "$out" | grep -q "missing.gguf" || return 1
+    out=$("$NURI" run -m "$M" -p hi --draft-max 4 2>&1)
+    [ $? -eq 2 ] && echo "$out" | grep -q -- "--draft-max needs" || return 1
+    out=$("$NURI" run -m "$M" -p hi --draft-lookup 4 --draft-greedy 2>&1)
+    [ $? -eq 2 ] && echo "$out" | grep -q -- "--draft-greedy need" || return 1
+    out=$("$NURI" run -m "$M" -p hi --draft "$D" --draft-max 3 --draft-min 5 2>&1)
+    [ $? -eq 2 ] && echo "$out" | grep -q -- "--draft-min 5" || return 1
+    out=$("$NURI" chat -m "$M" --draft "$D" --draft-max 40 </dev/null 2>&1)
+    [ $? -eq 2 ] && echo "$out" | grep -q -- "--draft-max" || return 1
+    out=$("$NURI" run -m "$M" -p hi --draft "$D" --draft-p-min 1.5 2>&1)
+    [ $? -eq 2 ] && echo "$out" | grep -q -- "--draft-p-min"
+}
+check "a draft of another vocabulary, a missing draft and meaningless options are refused by name" \
+    refusals
+
+# nuri serve --draft-lookup: per sequence inside continuous batching, through the openai client
+serve_same() {
+    [ -d tests/serve/node_modules/openai ] || { echo "the openai npm package is not installed"; return 1; }
+    local pids=() name port
+    for name in plain spec; do
+        local extra=""
+        [ $name = spec ] && extra="--draft-lookup 6"
+        # shellcheck disable=SC2086
+        "$NURI" serve --port 0 --no-store -m "$M" --max-seqs 4 --ctx 2048 $extra \
+            >"$tmp/$name.out" 2>"$tmp/$name.err" &
+        pids+=($!)
+    done
+    local urls=()
+    for name in plain spec; do
+        port=""
+        for _ in $(seq 1 200); do
+            port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
+            [ -n "$port" ] && break
+            sleep 0.05
+        done
+        urls+=("http://127.0.0.1:$port")
+    done
+    node -e '
+const deadline = Date.now() + 30000;
+(async () => {
+    for (const u of process.argv.slice(1))
+        while (Date.now() < deadline) {
+            if (await fetch(u + "/health").then((r) => r.status === 200, () => false)) break;
+            await new Promise((r) => setTimeout(r, 50));
+        }
+})();' "${urls[@]}"
+    NURI_URL_PLAIN=${urls[0]} NURI_URL_SPEC=${urls[1]} NURI_MODEL_ID=target \
+        timeout 300 node --test --test-concurrency=1 tests/serve/spec.test.mjs
+    local rc=$?
+    kill "${pids[@]}" 2>/dev/null
+    wait "${pids[@]}" 2>/dev/null
+    return $rc
+}
+check "serve --draft-lookup: the plain greedy and seeded outputs, batched; /metrics counts drafts" \
+    serve_same
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
