@@ -15,7 +15,9 @@
 # cross, YaRN, router and expert biases, top-k-then-softmax gating, the clamped SwiGLU) in its
 # own small shape and in the MoE shapes, with windows of 5 to 16 tokens.
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
-# files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
+# files written by nuri's own quantizers: llama.cpp reading them is the check of their layout),
+# and the lower-bit grid types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M, each in a
+# dense and a qwen3moe model (the type for the FFN / experts, Q4_K elsewhere, Q6_K output).
 #
 # `nuri mkmodel` writes random-weight models of the supported architectures in shapes, seeds,
 # vocabularies and quantization mixes that no golden file covers; llama.cpp (through the npm
@@ -109,6 +111,21 @@ cases=(
     "gpt-oss gpt-oss-tiny Q8_0 tests/data/vocab/ggml-vocab-gpt-2.gguf 151"
     "gpt-oss gpt-oss-tiny F16 - 149 --swa 12"
     "gpt-oss moe-tiny Q6_K - 150"
+    # the grid types below 4 bits, as mixes (model/quantize.h): the type for the FFN / experts
+    "llama tiny IQ2_XXS - 160"
+    "qwen3moe moe-tiny IQ2_XXS - 161"
+    "llama tiny IQ2_XS tests/data/vocab/ggml-vocab-llama-spm.gguf 162"
+    "qwen3moe moe-tiny IQ2_XS - 163"
+    "qwen3 tiny IQ2_S - 164"
+    "qwen3moe moe-tiny IQ2_S tests/data/vocab/ggml-vocab-gpt-2.gguf 165"
+    "llama tiny IQ3_XXS - 166"
+    "qwen3moe moe-tiny IQ3_XXS - 167"
+    "qwen2 tiny IQ3_S - 168"
+    "qwen3moe moe-tiny IQ3_S - 169"
+    "llama tiny IQ1_S - 170"
+    "qwen3moe moe-tiny IQ1_S - 171"
+    "llama tiny IQ1_M - 172"
+    "qwen3moe moe-tiny IQ1_M - 173"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"
