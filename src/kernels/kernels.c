@@ -119,6 +119,8 @@ static void init(void)
 #if KERNELS_X86
     kernels_avx2_fill(tables[NURI_ISA_AVX2]);
     kernels_avx512_fill(tables[NURI_ISA_AVX512]);
+    kernels_iq_avx2_fill(tables[NURI_ISA_AVX2]);
+    kernels_iq_avx512_fill(tables[NURI_ISA_AVX512]);
 #endif
 }
 

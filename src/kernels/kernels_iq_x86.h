@@ -1,0 +1,302 @@
+/*
+ * kernels_iq_x86.h: the 256-bit dot products of the grid types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
+ * IQ3_S, IQ1_S and IQ1_M with Q8_K, written once and compiled twice: by kernels_iq_avx2.c and by
+ * kernels_iq_avx512.c with KERNELS_VNNI defined (vpdpbusd instead of vpmaddubsw + vpmaddwd).
+ *
+ * Each sub-block of 32 weights becomes one 32-byte register of grid values (table lookups), the
+ * signs are moved onto the activations (vpsignb), and the unsigned-x-signed byte products are
+ * summed into 8 int32 lanes, multiplied by the lanes' integer sub-block scales and accumulated:
+ * the integer block sum is exactly the scalar kernel's (kernels_iq.c), and the float steps per
+ * block are the same, so the results are bit-identical with the reference.
+ *
+ * Every function is static: each including file gets its own copy.
+ */
+#ifndef NURI_KERNELS_IQ_X86_H
+#define NURI_KERNELS_IQ_X86_H
+
+#include "kernels/blocks_iq.h"
+#include "kernels/fp16.h"
+#include "kernels/iq_grids.h"
+#include "kernels/kernels_impl.h"
+
+#include <immintrin.h>
+
+/* acc + 8 lanes of sums of 4 adjacent u8 * s8 products (u <= 127 without VNNI). */
+static inline __m256i iq_dot_acc(__m256i acc, __m256i u, __m256i s)
+{
+#ifdef KERNELS_VNNI
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+static inline int iq_hsum(__m256i v)
+{
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+    return _mm_cvtsi128_si32(x);
+}
+
+/* 4 sign bytes (byte l for weights 8l .. 8l + 7) -> 32 bytes of -1 (sign set) or +1. */
+static inline __m256i iq_signs(uint32_t s4)
+{
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)s4), shuf);
+    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_or_si256(set, _mm256_set1_epi8(1));
+}
+
+static inline __m256i iq_load(const int8_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* Lanes 0-3 (weights 0-15) get scale a, lanes 4-7 scale b. */
+static inline __m256i iq_scales2(int a, int b)
+{
+    return _mm256_setr_epi32(a, a, a, a, b, b, b, b);
+}
+
+static inline uint32_t iq_rd32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* ---- IQ2 ---- */
+
+static void iq2_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
+                                const void *restrict vy)
+{
+    const nuri_block_iq2_xxs *x = vx;
+    const nuri_block_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            uint32_t a0 = iq_rd32(x[i].qs + 4 * j), a1 = iq_rd32(x[i].qs + 4 * j + 2);
+            __m256i g = _mm256_setr_epi64x(
+                (long long)nuri_iq2xxs_grid[a0 & 255], (long long)nuri_iq2xxs_grid[a0 >> 8 & 255],
+                (long long)nuri_iq2xxs_grid[a0 >> 16 & 255], (long long)nuri_iq2xxs_grid[a0 >> 24]);
+            uint32_t s4 = (uint32_t)nuri_iq_signs7(a1 & 127) |
+                          (uint32_t)nuri_iq_signs7(a1 >> 7 & 127) << 8 |
+                          (uint32_t)nuri_iq_signs7(a1 >> 14 & 127) << 16 |
+                          (uint32_t)nuri_iq_signs7(a1 >> 21 & 127) << 24;
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
+            acc = _mm256_add_epi32(
+                acc, _mm256_mullo_epi32(p, _mm256_set1_epi32((int)(2 * (a1 >> 28) + 1))));
+        }
+        sumf += d * (float)iq_hsum(acc);
+    }
+    *s = 0.125f * sumf;
+}
+
+static void iq2_xs_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
+                               const void *restrict vy)
+{
+    const nuri_block_iq2_xs *x = vx;
+    const nuri_block_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const uint16_t *q2 = x[i].qs + 4 * j;
+            __m256i g = _mm256_setr_epi64x(
+                (long long)nuri_iq2xs_grid[q2[0] & 511], (long long)nuri_iq2xs_grid[q2[1] & 511],
+                (long long)nuri_iq2xs_grid[q2[2] & 511], (long long)nuri_iq2xs_grid[q2[3] & 511]);
+            uint32_t s4 = (uint32_t)nuri_iq_signs7(q2[0] >> 9) |
+                          (uint32_t)nuri_iq_signs7(q2[1] >> 9) << 8 |
+                          (uint32_t)nuri_iq_signs7(q2[2] >> 9) << 16 |
+                          (uint32_t)nuri_iq_signs7(q2[3] >> 9) << 24;
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
+            const int sc = x[i].scales[j];
+            acc = _mm256_add_epi32(
+                acc, _mm256_mullo_epi32(p, iq_scales2(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1)));
+        }
+        sumf += d * (float)iq_hsum(acc);
+    }
+    *s = 0.125f * sumf;
+}
+
+static void iq2_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
+                              const void *restrict vy)
+{
+    const nuri_block_iq2_s *x = vx;
+    const nuri_block_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qs = x[i].qs + 4 * j;
+            const int h = x[i].qh[j];
+            __m256i g = _mm256_setr_epi64x((long long)nuri_iq2s_grid[qs[0] | (h & 3) << 8],
+                                           (long long)nuri_iq2s_grid[qs[1] | (h >> 2 & 3) << 8],
+                                           (long long)nuri_iq2s_grid[qs[2] | (h >> 4 & 3) << 8],
+                                           (long long)nuri_iq2s_grid[qs[3] | (h >> 6 & 3) << 8]);
+            uint32_t s4 = iq_rd32(x[i].qs + NURI_QK_K / 8 + 4 * j);
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
+            const int sc = x[i].scales[j];
+            acc = _mm256_add_epi32(
+                acc, _mm256_mullo_epi32(p, iq_scales2(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1)));
+        }
+        sumf += d * (float)iq_hsum(acc);
+    }
+    *s = 0.125f * sumf;
+}
+
+/* ---- IQ3 ---- */
+
+static void iq3_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
+                                const void *restrict vy)
+{
+    const nuri_block_iq3_xxs *x = vx;
+    const nuri_block_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q3 = x[i].qs + 8 * j;
+            uint32_t a = iq_rd32(x[i].qs + NURI_QK_K / 4 + 4 * j);
+            __m256i g =
+                _mm256_setr_epi32((int)nuri_iq3xxs_grid[q3[0]], (int)nuri_iq3xxs_grid[q3[1]],
+                                  (int)nuri_iq3xxs_grid[q3[2]], (int)nuri_iq3xxs_grid[q3[3]],
+                                  (int)nuri_iq3xxs_grid[q3[4]], (int)nuri_iq3xxs_grid[q3[5]],
+                                  (int)nuri_iq3xxs_grid[q3[6]], (int)nuri_iq3xxs_grid[q3[7]]);
+            uint32_t s4 = (uint32_t)nuri_iq_signs7(a & 127) |
+                          (uint32_t)nuri_iq_signs7(a >> 7 & 127) << 8 |
+                          (uint32_t)nuri_iq_signs7(a >> 14 & 127) << 16 |
+                          (uint32_t)nuri_iq_signs7(a >> 21 & 127) << 24;
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
+            acc = _mm256_add_epi32(
+                acc, _mm256_mullo_epi32(p, _mm256_set1_epi32((int)(2 * (a >> 28) + 1))));
+        }
+        sumf += d * (float)iq_hsum(acc);
+    }
+    *s = 0.25f * sumf;
+}
+
+static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
+                              const void *restrict vy)
+{
+    const nuri_block_iq3_s *x = vx;
+    const nuri_block_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q3 = x[i].qs + 8 * j;
+            const int h = x[i].qh[j];
+            int g32[8];
+            for (int m = 0; m < 8; m++) g32[m] = (int)nuri_iq3s_grid[q3[m] | (h >> m & 1) << 8];
+            __m256i g = _mm256_loadu_si256((const __m256i *)g32);
+            uint32_t s4 = iq_rd32(x[i].signs + 4 * j);
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
+            const int ls = x[i].scales[j / 2] >> (4 * (j % 2)) & 15;
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(2 * ls + 1)));
+        }
+        sumf += d * (float)iq_hsum(acc);
+    }
+    *s = sumf;
+}
+
+/* ---- IQ1: signed grid values (-1, 0, 1): |g| against q8 with g's sign ---- */
+
+static inline __m256i iq1_dot(__m256i g, __m256i q8)
+{
+    return iq_dot_acc(_mm256_setzero_si256(), _mm256_sign_epi8(g, g), _mm256_sign_epi8(q8, g));
+}
+
+static void iq1_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
+                              const void *restrict vy)
+{
+    const nuri_block_iq1_s *x = vx;
+    const nuri_block_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        __m256i acc = _mm256_setzero_si256();
+        int sumi1 = 0;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qs = x[i].qs + 4 * j;
+            const int h = x[i].qh[j];
+            __m256i g = _mm256_setr_epi64x((long long)nuri_iq1s_grid[qs[0] | (h & 7) << 8],
+                                           (long long)nuri_iq1s_grid[qs[1] | (h >> 3 & 7) << 8],
+                                           (long long)nuri_iq1s_grid[qs[2] | (h >> 6 & 7) << 8],
+                                           (long long)nuri_iq1s_grid[qs[3] | (h >> 9 & 7) << 8]);
+            const int ls = 2 * (h >> 12 & 7) + 1;
+            __m256i p = iq1_dot(g, iq_load(y[i].qs + 32 * j));
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(ls)));
+            sumi1 += ls * (h & 0x8000 ? -1 : 1) * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        }
+        sumf += nuri_f16_to_f32(x[i].d) * y[i].d *
+                ((float)iq_hsum(acc) + NURI_IQ1_DELTA * (float)sumi1);
+    }
+    *s = sumf;
+}
+
+static void iq1_m_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
+                              const void *restrict vy)
+{
+    const nuri_block_iq1_m *x = vx;
+    const nuri_block_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / NURI_QK_K; i++) {
+        uint16_t sc[4];
+        memcpy(sc, x[i].scales, 8);
+        const uint16_t d16 = (uint16_t)((sc[0] >> 12) | (sc[1] >> 8 & 0x00f0) |
+                                        (sc[2] >> 4 & 0x0f00) | (sc[3] & 0xf000));
+        __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qs = x[i].qs + 4 * j, *qh = x[i].qh + 2 * j;
+            __m256i g =
+                _mm256_setr_epi64x((long long)nuri_iq1s_grid[qs[0] | (qh[0] & 7) << 8],
+                                   (long long)nuri_iq1s_grid[qs[1] | (qh[0] >> 4 & 7) << 8],
+                                   (long long)nuri_iq1s_grid[qs[2] | (qh[1] & 7) << 8],
+                                   (long long)nuri_iq1s_grid[qs[3] | (qh[1] >> 4 & 7) << 8]);
+            // the shift's sign per group of 8, as bytes -1 / +1
+            __m256i dl = _mm256_setr_epi64x(qh[0] & 0x08 ? -1ll : 0x0101010101010101ll,
+                                            qh[0] & 0x80 ? -1ll : 0x0101010101010101ll,
+                                            qh[1] & 0x08 ? -1ll : 0x0101010101010101ll,
+                                            qh[1] & 0x80 ? -1ll : 0x0101010101010101ll);
+            __m256i q8 = iq_load(y[i].qs + 32 * j);
+            const int ls1 = 2 * (sc[j / 2] >> (6 * (j % 2)) & 7) + 1;
+            const int ls2 = 2 * (sc[j / 2] >> (6 * (j % 2) + 3) & 7) + 1;
+            const __m256i ls = iq_scales2(ls1, ls2);
+            acc1 = _mm256_add_epi32(acc1, _mm256_mullo_epi32(iq1_dot(g, q8), ls));
+            __m256i q = _mm256_sign_epi8(q8, dl);
+            __m256i p2 = iq_dot_acc(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
+            acc2 = _mm256_add_epi32(acc2, _mm256_mullo_epi32(p2, ls));
+        }
+        sumf += nuri_f16_to_f32(d16) * y[i].d *
+                ((float)iq_hsum(acc1) + NURI_IQ1_DELTA * (float)iq_hsum(acc2));
+    }
+    *s = sumf;
+}
+
+static void kernels_iq_x86_fill(nuri_kernel_traits *tab)
+{
+    tab[NURI_TYPE_IQ2_XXS].vec_dot = iq2_xxs_vec_dot_x86;
+    tab[NURI_TYPE_IQ2_XS].vec_dot = iq2_xs_vec_dot_x86;
+    tab[NURI_TYPE_IQ2_S].vec_dot = iq2_s_vec_dot_x86;
+    tab[NURI_TYPE_IQ3_XXS].vec_dot = iq3_xxs_vec_dot_x86;
+    tab[NURI_TYPE_IQ3_S].vec_dot = iq3_s_vec_dot_x86;
+    tab[NURI_TYPE_IQ1_S].vec_dot = iq1_s_vec_dot_x86;
+    tab[NURI_TYPE_IQ1_M].vec_dot = iq1_m_vec_dot_x86;
+}
+
+#endif
