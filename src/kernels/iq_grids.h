@@ -41,6 +41,12 @@ extern uint32_t nuri_iq3xxs_grid[NURI_IQ3XXS_N];
 extern uint32_t nuri_iq3s_grid[NURI_IQ3S_N];
 extern uint64_t nuri_iq1s_grid[NURI_IQ1S_N];
 
+/* Sign tables (filled with the grids): nuri_iq_ksigns[i] = nuri_iq_signs7(i), and
+ * nuri_iq_sign64[b] has byte k = 0xFF (-1) where bit k of b is set, else 0x01 (+1): 8 signs as
+ * bytes to multiply with (vpsignb). */
+extern uint8_t nuri_iq_ksigns[128];
+extern uint64_t nuri_iq_sign64[256];
+
 /* Expands the grids (idempotent, thread-safe). kernels.c's start-up calls it before any kernel
  * runs. */
 void kernels_iq_init(void);

@@ -53,8 +53,17 @@ static uint64_t expand(uint16_t packed, int width, int bits, const uint8_t *leve
     return v;
 }
 
+uint8_t nuri_iq_ksigns[128];
+uint64_t nuri_iq_sign64[256];
+
 static void expand_all(void)
 {
+    for (uint32_t i = 0; i < 128; i++) nuri_iq_ksigns[i] = nuri_iq_signs7(i);
+    for (uint32_t b = 0; b < 256; b++) {
+        uint64_t v = 0;
+        for (int k = 0; k < 8; k++) v |= (uint64_t)(b >> k & 1 ? 0xFF : 0x01) << (8 * k);
+        nuri_iq_sign64[b] = v;
+    }
     for (int i = 0; i < NURI_IQ2XXS_N; i++)
         nuri_iq2xxs_grid[i] = expand(nuri_iq2xxs_packed[i], 8, 2, lv_iq2);
     for (int i = 0; i < NURI_IQ2XS_N; i++)

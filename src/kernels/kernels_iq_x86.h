@@ -41,14 +41,17 @@ static inline int iq_hsum(__m256i v)
 }
 
 /* 4 sign bytes (byte l for weights 8l .. 8l + 7) -> 32 bytes of -1 (sign set) or +1. */
-static inline __m256i iq_signs(uint32_t s4)
+static inline __m256i iq_signs(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s3)
 {
-    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)s4), shuf);
-    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-    return _mm256_or_si256(set, _mm256_set1_epi8(1));
+    return _mm256_setr_epi64x((long long)nuri_iq_sign64[s0], (long long)nuri_iq_sign64[s1],
+                              (long long)nuri_iq_sign64[s2], (long long)nuri_iq_sign64[s3]);
+}
+
+/* The same for 4 groups of 7 stored sign bits (the 8th from parity) at bits 0, 7, 14, 21. */
+static inline __m256i iq_signs7x4(uint32_t a)
+{
+    return iq_signs(nuri_iq_ksigns[a & 127], nuri_iq_ksigns[a >> 7 & 127],
+                    nuri_iq_ksigns[a >> 14 & 127], nuri_iq_ksigns[a >> 21 & 127]);
 }
 
 static inline __m256i iq_load(const int8_t *p)
@@ -85,11 +88,7 @@ static void iq2_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
             __m256i g = _mm256_setr_epi64x(
                 (long long)nuri_iq2xxs_grid[a0 & 255], (long long)nuri_iq2xxs_grid[a0 >> 8 & 255],
                 (long long)nuri_iq2xxs_grid[a0 >> 16 & 255], (long long)nuri_iq2xxs_grid[a0 >> 24]);
-            uint32_t s4 = (uint32_t)nuri_iq_signs7(a1 & 127) |
-                          (uint32_t)nuri_iq_signs7(a1 >> 7 & 127) << 8 |
-                          (uint32_t)nuri_iq_signs7(a1 >> 14 & 127) << 16 |
-                          (uint32_t)nuri_iq_signs7(a1 >> 21 & 127) << 24;
-            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs7x4(a1));
             __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
             acc = _mm256_add_epi32(
                 acc, _mm256_mullo_epi32(p, _mm256_set1_epi32((int)(2 * (a1 >> 28) + 1))));
@@ -113,11 +112,9 @@ static void iq2_xs_vec_dot_x86(int64_t n, float *restrict s, const void *restric
             __m256i g = _mm256_setr_epi64x(
                 (long long)nuri_iq2xs_grid[q2[0] & 511], (long long)nuri_iq2xs_grid[q2[1] & 511],
                 (long long)nuri_iq2xs_grid[q2[2] & 511], (long long)nuri_iq2xs_grid[q2[3] & 511]);
-            uint32_t s4 = (uint32_t)nuri_iq_signs7(q2[0] >> 9) |
-                          (uint32_t)nuri_iq_signs7(q2[1] >> 9) << 8 |
-                          (uint32_t)nuri_iq_signs7(q2[2] >> 9) << 16 |
-                          (uint32_t)nuri_iq_signs7(q2[3] >> 9) << 24;
-            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i sg = iq_signs(nuri_iq_ksigns[q2[0] >> 9], nuri_iq_ksigns[q2[1] >> 9],
+                                  nuri_iq_ksigns[q2[2] >> 9], nuri_iq_ksigns[q2[3] >> 9]);
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), sg);
             __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
             const int sc = x[i].scales[j];
             acc = _mm256_add_epi32(
@@ -144,8 +141,9 @@ static void iq2_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
                                            (long long)nuri_iq2s_grid[qs[1] | (h >> 2 & 3) << 8],
                                            (long long)nuri_iq2s_grid[qs[2] | (h >> 4 & 3) << 8],
                                            (long long)nuri_iq2s_grid[qs[3] | (h >> 6 & 3) << 8]);
-            uint32_t s4 = iq_rd32(x[i].qs + NURI_QK_K / 8 + 4 * j);
-            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            const uint8_t *sb = x[i].qs + NURI_QK_K / 8 + 4 * j;
+            __m256i q =
+                _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(sb[0], sb[1], sb[2], sb[3]));
             __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
             const int sc = x[i].scales[j];
             acc = _mm256_add_epi32(
@@ -175,11 +173,7 @@ static void iq3_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
                                   (int)nuri_iq3xxs_grid[q3[2]], (int)nuri_iq3xxs_grid[q3[3]],
                                   (int)nuri_iq3xxs_grid[q3[4]], (int)nuri_iq3xxs_grid[q3[5]],
                                   (int)nuri_iq3xxs_grid[q3[6]], (int)nuri_iq3xxs_grid[q3[7]]);
-            uint32_t s4 = (uint32_t)nuri_iq_signs7(a & 127) |
-                          (uint32_t)nuri_iq_signs7(a >> 7 & 127) << 8 |
-                          (uint32_t)nuri_iq_signs7(a >> 14 & 127) << 16 |
-                          (uint32_t)nuri_iq_signs7(a >> 21 & 127) << 24;
-            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs7x4(a));
             __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
             acc = _mm256_add_epi32(
                 acc, _mm256_mullo_epi32(p, _mm256_set1_epi32((int)(2 * (a >> 28) + 1))));
@@ -201,11 +195,17 @@ static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
         for (int j = 0; j < 8; j++) {
             const uint8_t *q3 = x[i].qs + 8 * j;
             const int h = x[i].qh[j];
-            int g32[8];
-            for (int m = 0; m < 8; m++) g32[m] = (int)nuri_iq3s_grid[q3[m] | (h >> m & 1) << 8];
-            __m256i g = _mm256_loadu_si256((const __m256i *)g32);
-            uint32_t s4 = iq_rd32(x[i].signs + 4 * j);
-            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(s4));
+            __m256i g = _mm256_setr_epi32((int)nuri_iq3s_grid[q3[0] | (h << 8 & 256)],
+                                          (int)nuri_iq3s_grid[q3[1] | (h << 7 & 256)],
+                                          (int)nuri_iq3s_grid[q3[2] | (h << 6 & 256)],
+                                          (int)nuri_iq3s_grid[q3[3] | (h << 5 & 256)],
+                                          (int)nuri_iq3s_grid[q3[4] | (h << 4 & 256)],
+                                          (int)nuri_iq3s_grid[q3[5] | (h << 3 & 256)],
+                                          (int)nuri_iq3s_grid[q3[6] | (h << 2 & 256)],
+                                          (int)nuri_iq3s_grid[q3[7] | (h << 1 & 256)]);
+            const uint8_t *sb = x[i].signs + 4 * j;
+            __m256i q =
+                _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(sb[0], sb[1], sb[2], sb[3]));
             __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
             const int ls = x[i].scales[j / 2] >> (4 * (j % 2)) & 15;
             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(2 * ls + 1)));
