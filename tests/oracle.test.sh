@@ -17,7 +17,7 @@
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout),
 # and the lower-bit grid types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M, each in a
-# dense and a qwen3moe model (the type for the FFN / experts, Q4_K elsewhere, Q6_K output).
+# dense and a qwen3moe model (the type for the FFN / experts, Q8_0 elsewhere, Q6_K output).
 #
 # `nuri mkmodel` writes random-weight models of the supported architectures in shapes, seeds,
 # vocabularies and quantization mixes that no golden file covers; llama.cpp (through the npm

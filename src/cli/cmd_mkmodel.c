@@ -25,7 +25,7 @@ static void mkmodel_usage(FILE *out)
         "  shapes: %s\n"
         "  types: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS\n"
         "    MXFP4, mixes Q4_K_M Q5_K_M and IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S IQ1_M\n"
-        "    (the IQ type for the ffn_* weights, Q4_K for the rest, Q6_K for output)\n"
+        "    (the IQ type for the ffn_* weights, Q8_0 for the rest, Q6_K for output)\n"
         "  --vocab copies the tokenizer from another GGUF file (default: a synthetic one)\n"
         "  --swa N (exaone4, exaone-moe) gives 3 of every 4 layers an N-token sliding window;\n"
         "    (gemma2, gemma3) sets the window of their sliding layers (default: the shape's);\n"

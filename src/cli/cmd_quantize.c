@@ -21,7 +21,7 @@ static void quantize_usage(FILE *out)
                  "        IQ4_NL IQ4_XS (rows not of 256: IQ4_NL) MXFP4,\n"
                  "        or a mix: Q4_K_M Q5_K_M (Q6_K for output, some attn_v / ffn_down),\n"
                  "        IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S IQ1_M (the type for the\n"
-                 "        ffn_* weights and experts, Q4_K for the rest, Q6_K for output; no\n"
+                 "        ffn_* weights and experts, Q8_0 for the rest, Q6_K for output; no\n"
                  "        importance matrix is needed or read)\n"
                  "  --pure  every 2-D tensor gets the one type (a mix: its base type)\n"
                  "  --allow-requantize  convert a model that is already quantized (refused\n"
