@@ -57,9 +57,9 @@ uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int
         t = (uint32_t)type_by_name(name);
         // the low-bit grid types as the files shipped in them use them: the feed-forward
         // matrices (experts included; not the router) take the type, the output Q6_K and the
-        // rest (attention, embeddings: a small part of an MoE file) Q8_0
-        if (!pure && is_low_grid(t) && strcmp(kind, "ffn_gate_inp") != 0 &&
-            strncmp(kind, "ffn_", 4) != 0)
+        // rest (attention, embeddings: a small part of an MoE file) Q8_0 (routers never get
+        // here: they stay F32)
+        if (!pure && is_low_grid(t) && strncmp(kind, "ffn_", 4) != 0)
             t = !strcmp(kind, "output") ? NURI_TYPE_Q6_K : NURI_TYPE_Q8_0;
     }
     const nuri_type_info *ti = nuri_type_get(t);
