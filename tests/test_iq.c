@@ -248,6 +248,26 @@ TEST(quantizers_are_deterministic_and_zero_rows_stay_zero)
     }
 }
 
+/* A block holding NaN or infinity (a broken source file) must not crash a quantizer or spoil the
+ * next block of the row. */
+TEST(non_finite_values_stay_in_their_block)
+{
+    enum { N = 512 };
+    float x[N], y[N];
+    uint8_t q[N];
+    for (int i = 0; i < N; i++) x[i] = rng_normal();
+    x[3] = NAN;
+    x[100] = INFINITY;
+    x[200] = -INFINITY;
+    for (size_t t = 0; t < N_IQ; t++) {
+        const nuri_kernel_traits *k = nuri_kernels(iq_types[t]);
+        k->from_float(x, q, N);
+        k->to_float(q, y, N);
+        double e = rel_rms(y + 256, x + 256, 256);
+        CHECKF(e < 0.6, "%s: %.3f", nuri_type_get(iq_types[t])->name, e);
+    }
+}
+
 /* ---- dot products ---- */
 
 /* Random bits in every field but the block scale (kept a normal F16): any pattern a file may hold.
@@ -329,8 +349,8 @@ TEST(simd_vec_dot_matches_scalar)
             if (!k) continue; // this CPU lacks the set
             float s;
             k->vec_dot(N, &s, q, act);
-            CHECKF(s == ref, "%s %s: %.9g vs %.9g",
-                   nuri_type_get(iq_types[t])->name, nuri_isa_name((nuri_isa)isa), s, ref);
+            CHECKF(s == ref, "%s %s: %.9g vs %.9g", nuri_type_get(iq_types[t])->name,
+                   nuri_isa_name((nuri_isa)isa), s, ref);
         }
     }
 }
@@ -345,6 +365,7 @@ int main(void)
     RUN(iq1_blocks_dequantize_by_the_formula);
     RUN(quantizers_error_is_within_the_types_budget);
     RUN(quantizers_are_deterministic_and_zero_rows_stay_zero);
+    RUN(non_finite_values_stay_in_their_block);
     RUN(vec_dot_matches_dequantized_dot);
     RUN(simd_vec_dot_matches_scalar);
     TEST_DONE();

@@ -529,9 +529,9 @@ enum { IQ_NEIGH = 32 };
 
 typedef struct iq_lattice {
     int width, n_levels, n_points;
-    float lv[8];  // level values (IQ1: -1, 0, 1; the quantizer adds the shift)
-    uint8_t *idx; // (n_points, width) level indices
-    int32_t *map; // (n_levels^width)
+    float lv[8];                  // level values (IQ1: -1, 0, 1; the quantizer adds the shift)
+    uint8_t idx[NURI_IQ1S_N * 8]; // (n_points, width) level indices
+    int32_t *map;                 // (n_levels^width)
     uint16_t *neigh;
     bool ok; // built (false if out of memory: the quantizer then searches every point)
 } iq_lattice;
@@ -540,28 +540,21 @@ static void lattice_build(iq_lattice *g, const uint16_t *packed, int bits)
 {
     int n_lat = 1;
     for (int k = 0; k < g->width; k++) n_lat *= g->n_levels;
-    g->idx = malloc((size_t)g->n_points * (size_t)g->width);
+    for (int p = 0; p < g->n_points; p++)
+        for (int k = 0; k < g->width; k++)
+            g->idx[p * g->width + k] = (uint8_t)(packed[p] >> (bits * k) & ((1 << bits) - 1));
     g->map = malloc((size_t)n_lat * sizeof *g->map);
     g->neigh = malloc((size_t)n_lat * (IQ_NEIGH + 1) * sizeof *g->neigh);
-    if (!g->idx || !g->map || !g->neigh) {
+    if (!g->map || !g->neigh) {
         free(g->map), free(g->neigh);
         g->map = NULL, g->neigh = NULL;
         g->ok = false;
-        if (g->idx)
-            for (int p = 0; p < g->n_points; p++)
-                for (int k = 0; k < g->width; k++)
-                    g->idx[p * g->width + k] =
-                        (uint8_t)(packed[p] >> (bits * k) & ((1 << bits) - 1));
         return;
     }
     for (int l = 0; l < n_lat; l++) g->map[l] = INT32_MIN;
     for (int p = 0; p < g->n_points; p++) {
         int l = 0, mul = 1;
-        for (int k = 0; k < g->width; k++, mul *= g->n_levels) {
-            int v = packed[p] >> (bits * k) & ((1 << bits) - 1);
-            g->idx[p * g->width + k] = (uint8_t)v;
-            l += v * mul;
-        }
+        for (int k = 0; k < g->width; k++, mul *= g->n_levels) l += g->idx[p * g->width + k] * mul;
         g->map[l] = p;
     }
     int o = 0;
@@ -601,12 +594,12 @@ static void lattice_build(iq_lattice *g, const uint16_t *packed, int bits)
     g->ok = true;
 }
 
-static iq_lattice lat_iq2xxs = {8, 3, NURI_IQ2XXS_N, {8, 25, 43}, 0, 0, 0, 0};
-static iq_lattice lat_iq2xs = {8, 3, NURI_IQ2XS_N, {8, 25, 43}, 0, 0, 0, 0};
-static iq_lattice lat_iq2s = {8, 3, NURI_IQ2S_N, {8, 25, 43}, 0, 0, 0, 0};
-static iq_lattice lat_iq3xxs = {4, 8, NURI_IQ3XXS_N, {4, 12, 20, 28, 36, 44, 52, 62}, 0, 0, 0, 0};
-static iq_lattice lat_iq3s = {4, 8, NURI_IQ3S_N, {1, 3, 5, 7, 9, 11, 13, 15}, 0, 0, 0, 0};
-static iq_lattice lat_iq1s = {8, 3, NURI_IQ1S_N, {-1, 0, 1}, 0, 0, 0, 0};
+static iq_lattice lat_iq2xxs = {8, 3, NURI_IQ2XXS_N, {8, 25, 43}, {0}, 0, 0, 0};
+static iq_lattice lat_iq2xs = {8, 3, NURI_IQ2XS_N, {8, 25, 43}, {0}, 0, 0, 0};
+static iq_lattice lat_iq2s = {8, 3, NURI_IQ2S_N, {8, 25, 43}, {0}, 0, 0, 0};
+static iq_lattice lat_iq3xxs = {4, 8, NURI_IQ3XXS_N, {4, 12, 20, 28, 36, 44, 52, 62}, {0}, 0, 0, 0};
+static iq_lattice lat_iq3s = {4, 8, NURI_IQ3S_N, {1, 3, 5, 7, 9, 11, 13, 15}, {0}, 0, 0, 0};
+static iq_lattice lat_iq1s = {8, 3, NURI_IQ1S_N, {-1, 0, 1}, {0}, 0, 0, 0};
 static pthread_once_t once_iq2xxs = PTHREAD_ONCE_INIT, once_iq2xs = PTHREAD_ONCE_INIT,
                       once_iq2s = PTHREAD_ONCE_INIT, once_iq3xxs = PTHREAD_ONCE_INIT,
                       once_iq3s = PTHREAD_ONCE_INIT, once_iq1s = PTHREAD_ONCE_INIT;
@@ -793,8 +786,8 @@ static void quant_signed(const iq_lattice *g, const float *x, int sub_n, bool pa
         ls[j] = 0;
         float s = 0;
         if (d > 0) {
-            int q = (int)nearbyintf((sc[j] / d - sb) / sa);
-            ls[j] = q < 0 ? 0 : q > 15 ? 15 : q;
+            float q = nearbyintf((sc[j] / d - sb) / sa); // compared as a float: NaN / inf safe
+            ls[j] = q > 0 ? (q < 15 ? (int)q : 15) : 0;
             s = d * (sa * (float)ls[j] + sb);
         }
         int *pj = pts + j * sub_n / g->width;
@@ -936,8 +929,8 @@ static float quant_iq1(const float *x, int sub_n, bool group_delta, int *ls, int
     }
     const float d = smax / 15, df = F16(nuri_f32_to_f16(d));
     for (int j = 0; j < n_sub; j++) {
-        int q = df > 0 ? (int)nearbyintf((sc[j] / df - 1) / 2) : 0;
-        ls[j] = q < 0 ? 0 : q > 7 ? 7 : q;
+        float q = df > 0 ? nearbyintf((sc[j] / df - 1) / 2) : 0; // NaN / inf safe below
+        ls[j] = q > 0 ? (q < 7 ? (int)q : 7) : 0;
         const float s = df * (float)(2 * ls[j] + 1);
         for (int o = j * sub_n; o < (j + 1) * sub_n; o += 8) {
             if (s > 0)
