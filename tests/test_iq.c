@@ -331,26 +331,39 @@ TEST(vec_dot_matches_dequantized_dot)
     }
 }
 
-/* Every ISA's dot product against the scalar one, on random bits: bit-identical (the SIMD kernels
- * sum the same integers exactly and take the same float steps per block). */
+/* Every ISA's dot product against the scalar one, on random bits: the same integers, summed in
+ * llama.cpp's AVX2 float order rather than the scalar one, so equal to float rounding (relative to
+ * the sum of the magnitudes of the products); AVX2 and AVX-512 bit-identical. */
 TEST(simd_vec_dot_matches_scalar)
 {
     enum { N = 256 * 16 };
-    static float x[N];
+    static float x[N], a[N], w[N];
     static uint8_t act[sizeof(nuri_block_q8_K) * (N / 256)], q[N];
     for (int i = 0; i < N; i++) x[i] = rng_normal();
     nuri_kernels(NURI_TYPE_Q8_K)->from_float(x, act, N);
+    nuri_kernels(NURI_TYPE_Q8_K)->to_float(act, a, N);
     for (size_t t = 0; t < N_IQ; t++) {
-        random_blocks(iq_types[t], q, N);
-        float ref;
-        nuri_kernels_isa(iq_types[t], NURI_ISA_SCALAR)->vec_dot(N, &ref, q, act);
-        for (int isa = NURI_ISA_AVX2; isa <= NURI_ISA_AVX512; isa++) {
-            const nuri_kernel_traits *k = nuri_kernels_isa(iq_types[t], (nuri_isa)isa);
-            if (!k) continue; // this CPU lacks the set
-            float s;
-            k->vec_dot(N, &s, q, act);
-            CHECKF(s == ref, "%s %s: %.9g vs %.9g", nuri_type_get(iq_types[t])->name,
-                   nuri_isa_name((nuri_isa)isa), s, ref);
+        for (int rep = 0; rep < 4; rep++) {
+            random_blocks(iq_types[t], q, N);
+            const nuri_kernel_traits *ref_k = nuri_kernels_isa(iq_types[t], NURI_ISA_SCALAR);
+            float ref;
+            ref_k->vec_dot(N, &ref, q, act);
+            ref_k->to_float(q, w, N);
+            double mag = 0;
+            for (int i = 0; i < N; i++) mag += fabs((double)w[i] * a[i]);
+            float prev = NAN;
+            for (int isa = NURI_ISA_AVX2; isa <= NURI_ISA_AVX512; isa++) {
+                const nuri_kernel_traits *k = nuri_kernels_isa(iq_types[t], (nuri_isa)isa);
+                if (!k) continue; // this CPU lacks the set
+                float s;
+                k->vec_dot(N, &s, q, act);
+                CHECKF(fabs((double)s - ref) <= 1e-6 * mag, "%s %s: %.9g vs %.9g",
+                       nuri_type_get(iq_types[t])->name, nuri_isa_name((nuri_isa)isa), s, ref);
+                if (isa == NURI_ISA_AVX512 && prev == prev)
+                    CHECKF(s == prev, "%s: avx512 %.9g vs avx2 %.9g",
+                           nuri_type_get(iq_types[t])->name, s, prev);
+                prev = s;
+            }
         }
     }
 }

@@ -6,8 +6,11 @@
  * Each sub-block of 32 weights becomes one 32-byte register of grid values (table lookups), the
  * signs are moved onto the activations (vpsignb), and the unsigned-x-signed byte products are
  * summed into 8 int32 lanes, multiplied by the lanes' integer sub-block scales and accumulated:
- * the integer block sum is exactly the scalar kernel's (kernels_iq.c), and the float steps per
- * block are the same, so the results are bit-identical with the reference.
+ * exactly the scalar kernel's integers (kernels_iq.c), lane by lane. The float steps then follow
+ * llama.cpp's AVX2 kernels rather than its generic ones: each block's 8 lanes times its scale are
+ * added into 8 float lanes with one FMA, and the lanes summed at the end in hsum_float_8's order,
+ * so on x86 nuri rounds as the llama.cpp it is compared with does. The scalar kernel sums the
+ * same integers in another float order: they agree to float rounding (tested).
  *
  * Every function is static: each including file gets its own copy.
  */
@@ -32,12 +35,14 @@ static inline __m256i iq_dot_acc(__m256i acc, __m256i u, __m256i s)
 #endif
 }
 
-static inline int iq_hsum(__m256i v)
+/* The 8 floats summed as llama.cpp's hsum_float_8 does: (v0 + v4) + (v2 + v6) + ((v1 + v5) + (v3 +
+ * v7)), pairwise across the halves first. */
+static inline float iq_hsum_ps(__m256 v)
 {
-    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
-    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
-    return _mm_cvtsi128_si32(x);
+    __m128 x = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
 }
 
 /* 4 sign bytes (byte l for weights 8l .. 8l + 7) -> 32 bytes of -1 (sign set) or +1. */
@@ -79,7 +84,7 @@ static void iq2_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
 {
     const nuri_block_iq2_xxs *x = vx;
     const nuri_block_q8_K *y = vy;
-    float sumf = 0;
+    __m256 accf = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
@@ -93,9 +98,9 @@ static void iq2_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
             acc = _mm256_add_epi32(
                 acc, _mm256_mullo_epi32(p, _mm256_set1_epi32((int)(2 * (a1 >> 28) + 1))));
         }
-        sumf += d * (float)iq_hsum(acc);
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
-    *s = 0.125f * sumf;
+    *s = 0.125f * iq_hsum_ps(accf);
 }
 
 static void iq2_xs_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
@@ -103,7 +108,7 @@ static void iq2_xs_vec_dot_x86(int64_t n, float *restrict s, const void *restric
 {
     const nuri_block_iq2_xs *x = vx;
     const nuri_block_q8_K *y = vy;
-    float sumf = 0;
+    __m256 accf = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
@@ -120,9 +125,9 @@ static void iq2_xs_vec_dot_x86(int64_t n, float *restrict s, const void *restric
             acc = _mm256_add_epi32(
                 acc, _mm256_mullo_epi32(p, iq_scales2(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1)));
         }
-        sumf += d * (float)iq_hsum(acc);
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
-    *s = 0.125f * sumf;
+    *s = 0.125f * iq_hsum_ps(accf);
 }
 
 static void iq2_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
@@ -130,7 +135,7 @@ static void iq2_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
 {
     const nuri_block_iq2_s *x = vx;
     const nuri_block_q8_K *y = vy;
-    float sumf = 0;
+    __m256 accf = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
@@ -149,9 +154,9 @@ static void iq2_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
             acc = _mm256_add_epi32(
                 acc, _mm256_mullo_epi32(p, iq_scales2(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1)));
         }
-        sumf += d * (float)iq_hsum(acc);
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
-    *s = 0.125f * sumf;
+    *s = 0.125f * iq_hsum_ps(accf);
 }
 
 /* ---- IQ3 ---- */
@@ -161,7 +166,7 @@ static void iq3_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
 {
     const nuri_block_iq3_xxs *x = vx;
     const nuri_block_q8_K *y = vy;
-    float sumf = 0;
+    __m256 accf = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
@@ -178,9 +183,9 @@ static void iq3_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
             acc = _mm256_add_epi32(
                 acc, _mm256_mullo_epi32(p, _mm256_set1_epi32((int)(2 * (a >> 28) + 1))));
         }
-        sumf += d * (float)iq_hsum(acc);
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
-    *s = 0.25f * sumf;
+    *s = 0.25f * iq_hsum_ps(accf);
 }
 
 static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
@@ -188,7 +193,7 @@ static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
 {
     const nuri_block_iq3_s *x = vx;
     const nuri_block_q8_K *y = vy;
-    float sumf = 0;
+    __m256 accf = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
@@ -210,9 +215,9 @@ static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
             const int ls = x[i].scales[j / 2] >> (4 * (j % 2)) & 15;
             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(2 * ls + 1)));
         }
-        sumf += d * (float)iq_hsum(acc);
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
-    *s = sumf;
+    *s = iq_hsum_ps(accf);
 }
 
 /* ---- IQ1: signed grid values (-1, 0, 1): |g| against q8 with g's sign ---- */
@@ -227,7 +232,8 @@ static void iq1_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
 {
     const nuri_block_iq1_s *x = vx;
     const nuri_block_q8_K *y = vy;
-    float sumf = 0;
+    __m256 accf = _mm256_setzero_ps();
+    float accd = 0;
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         __m256i acc = _mm256_setzero_si256();
         int sumi1 = 0;
@@ -243,10 +249,11 @@ static void iq1_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(ls)));
             sumi1 += ls * (h & 0x8000 ? -1 : 1) * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         }
-        sumf += nuri_f16_to_f32(x[i].d) * y[i].d *
-                ((float)iq_hsum(acc) + NURI_IQ1_DELTA * (float)sumi1);
+        const float d = y[i].d * nuri_f16_to_f32(x[i].d);
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
+        accd += d * (float)sumi1;
     }
-    *s = sumf;
+    *s = iq_hsum_ps(accf) + NURI_IQ1_DELTA * accd;
 }
 
 static void iq1_m_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
@@ -254,7 +261,7 @@ static void iq1_m_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
 {
     const nuri_block_iq1_m *x = vx;
     const nuri_block_q8_K *y = vy;
-    float sumf = 0;
+    __m256 accf1 = _mm256_setzero_ps(), accf2 = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         uint16_t sc[4];
         memcpy(sc, x[i].scales, 8);
@@ -282,10 +289,11 @@ static void iq1_m_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
             __m256i p2 = iq_dot_acc(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
             acc2 = _mm256_add_epi32(acc2, _mm256_mullo_epi32(p2, ls));
         }
-        sumf += nuri_f16_to_f32(d16) * y[i].d *
-                ((float)iq_hsum(acc1) + NURI_IQ1_DELTA * (float)iq_hsum(acc2));
+        const __m256 d = _mm256_set1_ps(y[i].d * nuri_f16_to_f32(d16));
+        accf1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc1), accf1);
+        accf2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc2), accf2);
     }
-    *s = sumf;
+    *s = iq_hsum_ps(accf1) + NURI_IQ1_DELTA * iq_hsum_ps(accf2);
 }
 
 static void kernels_iq_x86_fill(nuri_kernel_traits *tab)
