@@ -912,6 +912,7 @@ static float quant_iq1(const float *x, int sub_n, bool group_delta, int *ls, int
     float w[NURI_QK_K], sc[16], smax = 0, sxl, sll;
     block_weights(x, w);
     const int n_sub = NURI_QK_K / sub_n;
+    memset(dneg, 0, NURI_QK_K / 8 * sizeof *dneg); // for runs no trial scale fits (zeros, NaN)
     for (int j = 0; j < n_sub; j++) {
         const float *xs = x + j * sub_n, *ws = w + j * sub_n;
         int *dj = dneg + j * sub_n / 8;
