@@ -17,7 +17,9 @@
 # latent attention, with and without query compression, softmax and sigmoid routers with shared
 # experts, DeepSeek-V3's group limit, YaRN) in its small shapes and 2 layers of DeepSeek-V2-Lite.
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
-# files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
+# files written by nuri's own quantizers: llama.cpp reading them is the check of their layout),
+# and the lower-bit grid types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M, each in a
+# dense and a qwen3moe model (the type for the FFN / experts, Q8_0 elsewhere, Q6_K output).
 #
 # `nuri mkmodel` writes random-weight models of the supported architectures in shapes, seeds,
 # vocabularies and quantization mixes that no golden file covers; llama.cpp (through the npm
@@ -122,6 +124,21 @@ cases=(
     "deepseek2 deepseek-v2-lite Q4_K_M - 167 --layers 2"
     "deepseek2 ds3-grouped-tiny F32 - 168"
     "deepseek2 ds3-grouped-tiny Q8_0 - 169"
+    # the grid types below 4 bits, as mixes (model/quantize.h): the type for the FFN / experts
+    "llama tiny IQ2_XXS - 160"
+    "qwen3moe moe-tiny IQ2_XXS - 161"
+    "llama tiny IQ2_XS tests/data/vocab/ggml-vocab-llama-spm.gguf 162"
+    "qwen3moe moe-tiny IQ2_XS - 163"
+    "qwen3 tiny IQ2_S - 164"
+    "qwen3moe moe-tiny IQ2_S tests/data/vocab/ggml-vocab-gpt-2.gguf 165"
+    "llama tiny IQ3_XXS - 166"
+    "qwen3moe moe-tiny IQ3_XXS - 167"
+    "qwen2 tiny IQ3_S - 168"
+    "qwen3moe moe-tiny IQ3_S - 169"
+    "llama tiny IQ1_S - 170"
+    "qwen3moe moe-tiny IQ1_S - 171"
+    "llama tiny IQ1_M - 172"
+    "qwen3moe moe-tiny IQ1_M - 173"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

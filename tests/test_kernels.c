@@ -177,7 +177,7 @@ TEST(every_computable_type_has_kernels)
         CHECK(nuri_type_get(weight_types[k])->computable);
         CHECK(nuri_kernels(kt->vec_dot_type) && nuri_kernels(kt->vec_dot_type)->from_float);
     }
-    CHECK(nuri_kernels(NURI_TYPE_IQ2_XXS) == NULL);
+    CHECK(nuri_kernels(NURI_TYPE_TQ1_0) == NULL);
     CHECK(nuri_kernels(NURI_TYPE_COUNT) == NULL);
     CHECK(nuri_kernels(NURI_TYPE_Q8_K)->vec_dot == NULL);
     CHECK(nuri_kernels_isa(NURI_TYPE_Q4_0, NURI_ISA_SCALAR) != NULL);

@@ -161,11 +161,70 @@ TEST(unknown_type_is_refused)
     CHECK(access("/tmp/nuri-never.gguf", F_OK) != 0);
 }
 
+/* The IQ2 / IQ3 / IQ1 targets are mixes (model/quantize.h): on the golden F32 model, every ffn_*
+ * matrix takes the type, the output Q6_K, the other matrices Q8_0, 1-D tensors stay as they are;
+ * --pure puts every matrix in the type. The FFN matrices' error stays within the type's budget. */
+TEST(iq_mixes_give_the_type_to_the_feed_forward_weights)
+{
+    static const struct {
+        const char *name;
+        uint32_t type;
+        double max_err;
+    } mixes[] = {{"IQ2_XXS", NURI_TYPE_IQ2_XXS, 0.40},
+                 {"IQ3_S", NURI_TYPE_IQ3_S, 0.20},
+                 {"IQ1_M", NURI_TYPE_IQ1_M, 0.50}};
+    char out[64];
+    snprintf(out, sizeof out, "/tmp/nuri-test-quantize-iq-%d.gguf", (int)getpid());
+    gguf_file *f = NULL;
+    REQUIRE(gguf_open(DIR "llama-tiny-F32.gguf", &f) == NURI_OK);
+    for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++) {
+        nuri_status s =
+            nuri_quantize_file(DIR "llama-tiny-F32.gguf", out, mixes[m].name, false, NULL);
+        CHECKF(s == NURI_OK, "%s: %s", mixes[m].name, nuri_last_error());
+        gguf_file *q = NULL;
+        if (s != NURI_OK || gguf_open(out, &q) != NURI_OK) continue;
+        int n_ffn = 0;
+        // llama-tiny ties its output to token_embd, which is then the output matrix
+        const char *out_name =
+            gguf_find_tensor(q, "output.weight") ? "output.weight" : "token_embd.weight";
+        for (uint64_t i = 0; i < gguf_n_tensors(q); i++) {
+            const gguf_tensor *t = gguf_tensor_at(q, i);
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+            uint32_t want = t->n_dims < 2             ? NURI_TYPE_F32
+                            : strstr(name, ".ffn_")   ? mixes[m].type
+                            : !strcmp(name, out_name) ? NURI_TYPE_Q6_K
+                                                      : NURI_TYPE_Q8_0;
+            CHECKF(t->type == want, "%s: %s is %s, want %s", mixes[m].name, name,
+                   nuri_type_get(t->type)->name, nuri_type_get(want)->name);
+            if (t->n_dims < 2 || !strstr(name, ".ffn_")) continue;
+            n_ffn++;
+            int64_t n, n2;
+            float *a = deq(t, &n), *x = deq(gguf_find_tensor(f, name), &n2);
+            REQUIRE(a && x && n == n2);
+            double e = rel_err(a, x, n);
+            CHECKF(e < mixes[m].max_err, "%s: %s error %.3f", mixes[m].name, name, e);
+            free(a);
+            free(x);
+        }
+        CHECK(n_ffn == 6); // 2 layers x gate, up, down
+        gguf_close(q);
+        unlink(out);
+    }
+    gguf_close(f);
+    CHECK(nuri_quant_pick_type("IQ2_XS", true, "attn_q", 0, 2, 256) == NURI_TYPE_IQ2_XS);
+    CHECK(nuri_quant_pick_type("IQ2_XS", true, "output", -1, 2, 256) == NURI_TYPE_IQ2_XS);
+    CHECK(nuri_quant_pick_type("IQ3_XXS", false, "ffn_down", 1, 2, 96) == NURI_TYPE_IQ4_NL);
+    CHECK(nuri_quant_pick_type("IQ1_S", false, "ffn_up", 1, 2, 100) == NURI_TYPE_F16);
+    CHECK(nuri_quant_name_ok("IQ1_S") && nuri_quant_name_ok("IQ2_S"));
+}
+
 int main(void)
 {
     RUN(pure_types_match_llama_quantize);
     RUN(q4_K_M_mix_gives_the_same_tensor_types);
     RUN(mxfp4_moe_mix_puts_experts_in_mxfp4_and_the_rest_in_q8_0);
     RUN(unknown_type_is_refused);
+    RUN(iq_mixes_give_the_type_to_the_feed_forward_weights);
     TEST_DONE();
 }

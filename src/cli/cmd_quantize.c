@@ -2,7 +2,8 @@
  * cmd_quantize.c: `nuri quantize IN.gguf OUT.gguf TYPE [--pure] [--allow-requantize]`: converts a
  * model's weights to a type (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL
  * IQ4_XS MXFP4) or a
- * mix (Q4_K_M, Q5_K_M); --pure gives every 2-D tensor the one type (a mix's base type). A source
+ * mix (Q4_K_M, Q5_K_M, and the grid types below 4 bits, IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S
+ * IQ1_M, which give their type to the feed-forward weights only); --pure gives every 2-D tensor the one type (a mix's base type). A source
  * that is already quantized is refused unless --allow-requantize. See model/quantize.h.
  */
 #include "cli/cli.h"
@@ -20,6 +21,9 @@ static void quantize_usage(FILE *out)
                  "        IQ4_NL IQ4_XS (rows not of 256: IQ4_NL) MXFP4,\n"
                  "        or a mix: Q4_K_M Q5_K_M (Q6_K for output, some attn_v / ffn_down),\n"
                  "        MXFP4_MOE (experts MXFP4, everything else Q8_0: gpt-oss's own files)\n"
+                 "        IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S IQ1_M (the type for the\n"
+                 "        ffn_* weights and experts, Q8_0 for the rest, Q6_K for output; no\n"
+                 "        importance matrix is needed or read)\n"
                  "  --pure  every 2-D tensor gets the one type (a mix: its base type)\n"
                  "  --allow-requantize  convert a model that is already quantized (refused\n"
                  "          otherwise: the rounding errors of both types add up)\n");

@@ -112,10 +112,15 @@ static void init(void)
             cap = NURI_ISA_AVX512;
         if (cap < isa_used) isa_used = cap;
     }
-    for (int i = 0; i < 3; i++) memcpy(tables[i], kernels_ref_table, sizeof tables[i]);
+    for (int i = 0; i < 3; i++) {
+        memcpy(tables[i], kernels_ref_table, sizeof tables[i]);
+        kernels_iq_fill(tables[i]);
+    }
 #if KERNELS_X86
     kernels_avx2_fill(tables[NURI_ISA_AVX2]);
     kernels_avx512_fill(tables[NURI_ISA_AVX512]);
+    kernels_iq_avx2_fill(tables[NURI_ISA_AVX2]);
+    kernels_iq_avx512_fill(tables[NURI_ISA_AVX512]);
 #endif
 }
 

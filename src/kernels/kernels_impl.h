@@ -59,6 +59,13 @@ uint8_t *kernels_thread_scratch(int which, size_t bytes);
 /* The scalar table, indexed by type id (entries of non-computable types are zero). */
 extern const nuri_kernel_traits kernels_ref_table[NURI_TYPE_COUNT];
 
+/* Adds the scalar kernels of the IQ2 / IQ3 / IQ1 grid types (kernels_iq.c) to a table, after
+ * expanding their grids; kernels.c calls it on every table before the ISA fillers. */
+void kernels_iq_fill(nuri_kernel_traits *tab);
+/* Their AVX2 / AVX-512 dot products (kernels_iq_avx2.c, kernels_iq_avx512.c). */
+void kernels_iq_avx2_fill(nuri_kernel_traits *tab);
+void kernels_iq_avx512_fill(nuri_kernel_traits *tab);
+
 /* Override the entries an ISA implements (tab starts as a copy of kernels_ref_table). */
 void kernels_avx2_fill(nuri_kernel_traits *tab);
 void kernels_avx512_fill(nuri_kernel_traits *tab);

@@ -792,7 +792,8 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if (!nuri_quant_name_ok(p->type))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown type '%s' (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
-                          "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, Q4_K_M, Q5_K_M, MXFP4_MOE)",
+                          "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, IQ2_XXS, IQ2_XS, IQ2_S, "
+                          "IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, Q4_K_M, Q5_K_M, MXFP4_MOE)",
                           p->type);
 
     maker mk = {.mix = p->type, .n_layer = p->n_layer > 0 ? p->n_layer : sh->n_layer};

@@ -35,6 +35,14 @@ bool nuri_quant_name_ok(const char *name)
     return is_mix(name) || type_by_name(name) >= 0;
 }
 
+/* The grid types below 4 bits a weight (IQ2_*, IQ3_*, IQ1_*). */
+static bool is_low_grid(uint32_t t)
+{
+    return t == NURI_TYPE_IQ2_XXS || t == NURI_TYPE_IQ2_XS || t == NURI_TYPE_IQ2_S ||
+           t == NURI_TYPE_IQ3_XXS || t == NURI_TYPE_IQ3_S || t == NURI_TYPE_IQ1_S ||
+           t == NURI_TYPE_IQ1_M;
+}
+
 uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int il, int n_layer,
                               int64_t n_in)
 {
@@ -57,6 +65,12 @@ uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int
             t = NURI_TYPE_Q6_K;
     } else {
         t = (uint32_t)type_by_name(name);
+        // the low-bit grid types as the files shipped in them use them: the feed-forward
+        // matrices (experts included; not the router) take the type, the output Q6_K and the
+        // rest (attention, embeddings: a small part of an MoE file) Q8_0 (routers never get
+        // here: they stay F32)
+        if (!pure && is_low_grid(t) && strncmp(kind, "ffn_", 4) != 0)
+            t = !strcmp(kind, "output") ? NURI_TYPE_Q6_K : NURI_TYPE_Q8_0;
     }
     const nuri_type_info *ti = nuri_type_get(t);
     if (n_in % ti->block_size != 0) {
@@ -70,6 +84,13 @@ uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int
             t = NURI_TYPE_Q5_1;
             break;
         case NURI_TYPE_IQ4_XS: // as llama.cpp: rows that are not whole 256-blocks take IQ4_NL
+        case NURI_TYPE_IQ2_XXS:
+        case NURI_TYPE_IQ2_XS:
+        case NURI_TYPE_IQ2_S:
+        case NURI_TYPE_IQ3_XXS:
+        case NURI_TYPE_IQ3_S:
+        case NURI_TYPE_IQ1_S:
+        case NURI_TYPE_IQ1_M:
             t = NURI_TYPE_IQ4_NL;
             break;
         default:
@@ -90,7 +111,9 @@ static uint32_t file_type(const char *name)
     } map[] = {{"F32", 0},   {"F16", 1},   {"Q4_0", 2},  {"Q4_1", 3},    {"Q8_0", 7},
                {"Q5_0", 8},  {"Q5_1", 9},  {"Q2_K", 10}, {"Q3_K", 12},   {"Q4_K", 15},
                {"Q5_K", 17}, {"Q6_K", 18}, {"BF16", 32}, {"Q4_K_M", 15}, {"Q5_K_M", 17},
-               {"IQ4_NL", 25}, {"IQ4_XS", 30}, {"MXFP4", 38}, {"MXFP4_MOE", 38}};
+               {"IQ4_NL", 25}, {"IQ4_XS", 30}, {"MXFP4", 38}, {"MXFP4_MOE", 38},
+               {"IQ2_XXS", 19}, {"IQ2_XS", 20}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
+               {"IQ3_S", 26},  {"IQ2_S", 28},  {"IQ1_M", 31}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(map[i].name, name)) return map[i].ft;
     return 0;

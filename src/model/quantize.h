@@ -26,9 +26,12 @@ bool nuri_quant_name_ok(const char *name);
  * count, n_in its row length. Q4_K_M / Q5_K_M follow the usual recipe: Q6_K for the output and for
  * attn_v / ffn_down in the first and last eighth of the layers and every third layer between;
  * experts as the dense matrix of their kind. MXFP4_MOE (gpt-oss's files): experts MXFP4, every
- * other matrix (output and embeddings included) Q8_0. pure: every tensor gets the named type (mixes are not
- * pure). Rows that are not a whole number of blocks fall back to a 32-element type of similar size
- * (Q2_K..Q4_K -> Q5_0, Q5_K -> Q5_1, else Q8_0; F16/BF16/F32 always fit). */
+ * other matrix (output and embeddings included) Q8_0. pure: every tensor gets the named type
+ * (mixes are not pure). The grid types below 4 bits (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+ * IQ1_S, IQ1_M) are mixes too unless pure: the feed-forward matrices (ffn_*, experts included;
+ * routers are never converted) take the type, the output Q6_K, everything else Q8_0. Rows that are
+ * not a whole number of blocks fall back to a 32-element type of similar size (Q2_K..Q4_K -> Q5_0,
+ * Q5_K -> Q5_1, IQ4_XS and the grid types above -> IQ4_NL, else Q8_0; F16/BF16/F32 always fit). */
 uint32_t nuri_quant_pick_type(const char *name, bool pure, const char *kind, int il, int n_layer,
                               int64_t n_in);
 
