@@ -6,7 +6,7 @@
 # bench/spec_llama_cpp.mjs) when node-llama-cpp is installed. Every nuri output is checked against
 # the plain one.
 #
-#   bench/spec.sh [TOKENS] [RUNS] [THREADS]
+#   bench/spec.sh [TOKENS] [RUNS] [THREADS]      (SETS="1b tiny" by default: which targets)
 #
 # Models (written to build/bench/ when missing): the target is the Llama-3.2-1B shape at Q4_K_M
 # with the Qwen2 vocabulary, random weights of seed 1; the drafts are that file requantized to
@@ -45,7 +45,7 @@ Corrected paragraph:
 The quick brown fox
 EOF
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; flags: $(grep -o -w 'avx512f\|avx512_vnni\|avx512_bf16\|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-echo "commit $(git rev-parse --short HEAD); $THREADS threads; target $M; $N tokens, greedy; load: $(uptime | sed 's/.*load average: //')"
+echo "commit $(git rev-parse --short HEAD); $THREADS threads; $N tokens, greedy; load: $(uptime | sed 's/.*load average: //')"
 speed() { sed -n 's/.*(\([0-9.]*\) tokens\/s)$/\1/p' "$1"; }
 acc() { sed -n 's/.*acceptance \([0-9.]*%\); drafted \([0-9]*\) tokens, \([0-9]*\) accepted$/\1 (\3 of \2)/p' "$1"; }
 # bench_set TARGET DRAFT...: nuri plain, lookup and each draft; then llama.cpp the same
@@ -76,10 +76,12 @@ bench_set() {
         done
     done
 }
-bench_set "$M" $B/spec-1b-Q4_0.gguf $B/spec-1b-Q2_K.gguf
+SETS=${SETS:-1b tiny}
+case " $SETS " in *" 1b "*) bench_set "$M" $B/spec-1b-Q4_0.gguf $B/spec-1b-Q2_K.gguf ;; esac
 # a small target whose 8-bit copy is a realistic draft: the tiny shape (2 layers, 256 wide) with
 # Llama 3's vocabulary in F32, where the 128k x 256 output matrix is most of the bytes; the Q8_0
 # copy reads a quarter of them and agrees with it about 70-80% of the time
+case " $SETS " in *" tiny "*) ;; *) exit 0 ;; esac
 T=$B/spec-tiny-F32.gguf
 [ -f "$T" ] || { "$NURI" mkmodel --arch llama --shape tiny --type F32 --seed 3 \
     --vocab tests/data/vocab/ggml-vocab-llama-bpe.gguf "$T.tmp" >/dev/null && mv "$T.tmp" "$T"; }
