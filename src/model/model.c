@@ -56,6 +56,8 @@ static const struct arch_info {
     // gpt-oss: q/k/v biases optional as in llama.cpp (real files have them); its pre-FFN norm is
     // named post_attention_norm; sliding window required
     {"gpt-oss", NURI_ARCH_GPTOSS, NURI_ROPE_NEOX, true, false, false, false, false, true, 'y'},
+    // qwen35: its layers are bound by bind_qwen35_layer (q/k norms on the attention layers only)
+    {"qwen35", NURI_ARCH_QWEN35, NURI_ROPE_NEOX, true, false, false, false, false, false, 'n'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -315,6 +317,49 @@ static nuri_status read_rope_scaling(const gguf_file *f, nuri_hparams *hp)
     return NURI_OK;
 }
 
+/* qwen35: the delta-net's sizes (all required, as llama.cpp reads them) and the rope sections.
+ * Text positions are the same in every section (llama.cpp gives a text token its position four
+ * times), so multi-section rope is plain NEOX rope over rope.dimension_count dimensions; the
+ * sections must be there all the same, as llama.cpp requires them. */
+static nuri_status read_qwen35_hparams(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *a = hp->arch_name;
+    int32_t d_inner;
+    nuri_status s;
+    if ((s = get_dim(f, a, "ssm.conv_kernel", true, 0, 64, &hp->ssm_d_conv)) ||
+        (s = get_dim(f, a, "ssm.inner_size", true, 0, MAX_WIDTH, &d_inner)) ||
+        (s = get_dim(f, a, "ssm.state_size", true, 0, 4096, &hp->ssm_d_state)) ||
+        (s = get_dim(f, a, "ssm.group_count", true, 0, MAX_HEADS, &hp->ssm_n_group)) ||
+        (s = get_dim(f, a, "ssm.time_step_rank", true, 0, MAX_HEADS, &hp->ssm_n_v)))
+        return s;
+    if ((int64_t)hp->ssm_n_v * hp->ssm_d_state != d_inner)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "%s.ssm.inner_size %d is not time_step_rank %d x state_size %d (value "
+                          "heads as wide as key heads, as llama.cpp requires)",
+                          a, d_inner, hp->ssm_n_v, hp->ssm_d_state);
+    if (hp->ssm_n_v % hp->ssm_n_group != 0)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "%s.ssm.time_step_rank %d is not a multiple of ssm.group_count %d", a,
+                          hp->ssm_n_v, hp->ssm_n_group);
+    if ((int64_t)hp->ssm_n_group * hp->ssm_d_state * 2 + d_inner > MAX_WIDTH)
+        return nuri_error(NURI_ERR_FORMAT, "%s: the delta-net's %d + %d channels exceed %d", a,
+                          2 * hp->ssm_n_group * hp->ssm_d_state, d_inner, MAX_WIDTH);
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.dimension_sections", a);
+    gguf_arr sec;
+    s = gguf_get_arr(f, key, &sec);
+    if (s == NURI_ERR_NOT_FOUND)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' is missing", key);
+    if (s != NURI_OK) return s;
+    if (sec.n != 4 || (sec.type != GGUF_TYPE_INT32 && sec.type != GGUF_TYPE_UINT32))
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' must hold 4 integers", key);
+    int32_t sv[4];
+    memcpy(sv, sec.data, sizeof sv); // the file's bytes need not be aligned
+    if (sv[0] <= 0 && sv[1] <= 0 && sv[2] <= 0)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' has no section", key);
+    return NURI_OK;
+}
+
 static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 {
     gguf_str arch;
@@ -332,7 +377,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
                           "qwen2moe, qwen3moe, exaone, exaone4, exaone-moe, granite, hyperclovax, "
-                          "gemma2, gemma3, gpt-oss)",
+                          "gemma2, gemma3, gpt-oss, qwen35)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -347,7 +392,8 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                      &hp->n_head_kv)) ||
         (s = get_dim(f, name, "context_length", false, 4096, 1 << 24, &hp->n_ctx_train)))
         return s;
-    if (hp->arch == NURI_ARCH_EXAONE_MOE) { // its next-token-prediction layers come last
+    // their next-token-prediction layers come last (loaded by llama.cpp, run by neither)
+    if (hp->arch == NURI_ARCH_EXAONE_MOE || hp->arch == NURI_ARCH_QWEN35) {
         char key[128];
         snprintf(key, sizeof key, "%s.nextn_predict_layers", name);
         uint32_t nn = 0;
@@ -427,6 +473,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         }
     }
     if (hp->arch == NURI_ARCH_GPTOSS && (s = read_rope_scaling(f, hp))) return s;
+    if (hp->arch == NURI_ARCH_QWEN35 && (s = read_qwen35_hparams(f, hp))) return s;
     return read_moe_hparams(f, ai, hp);
 }
 
@@ -565,6 +612,96 @@ static nuri_status bind_experts(binder *b, const char *name, int64_t n_in, int64
     return NURI_OK;
 }
 
+/* qwen35: which layers are delta-net layers (L->rec >= 0, numbered in order): the bools of
+ * `attention.recurrent_layers` (one per layer of the file, next-token-prediction layers included),
+ * else all but every `full_attention_interval`-th (default 4), as llama.cpp reads them. */
+static nuri_status qwen35_recurrent_layers(nuri_model *m)
+{
+    nuri_hparams *hp = &m->hp;
+    const int32_t n_all = hp->n_layer + hp->n_nextn;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.recurrent_layers", hp->arch_name);
+    const gguf_kv *kv = gguf_find_kv(m->file, key);
+    gguf_arr a = {0};
+    if (kv) {
+        nuri_status s = gguf_kv_arr(kv, &a);
+        if (s != NURI_OK) return s;
+        if (a.n != (uint64_t)n_all ||
+            (a.type != GGUF_TYPE_BOOL && a.type != GGUF_TYPE_UINT8 && a.type != GGUF_TYPE_INT8))
+            return nuri_error(NURI_ERR_FORMAT, "metadata '%s' must hold one bool per layer (%d)",
+                              key, n_all);
+    }
+    uint32_t interval = 4;
+    snprintf(key, sizeof key, "%s.full_attention_interval", hp->arch_name);
+    nuri_status s = gguf_get_u32(m->file, key, &interval);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (interval == 0 || interval > (uint32_t)MAX_LAYERS)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is outside 1..%d", key, interval,
+                          MAX_LAYERS);
+    hp->n_recurrent = 0;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const bool rec = kv ? ((const uint8_t *)a.data)[il] != 0 : (il + 1) % interval != 0;
+        m->layers[il].rec = rec ? hp->n_recurrent++ : -1;
+    }
+    return NURI_OK;
+}
+
+/* One qwen35 layer: pre-norm, then a delta-net mixer (L->rec >= 0) or attention whose attn_q
+ * yields a query and an output gate per head, with q/k norms; post_attention_norm before the
+ * SwiGLU feed-forward. */
+static nuri_status bind_qwen35_layer(binder *b, nuri_model *m, int il)
+{
+    const nuri_hparams *hp = &m->hp;
+    nuri_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, n_q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t n_kv = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    const int64_t S = hp->ssm_d_state, K = (int64_t)hp->ssm_n_group * S;
+    const int64_t V = (int64_t)hp->ssm_n_v * S, C = 2 * K + V;
+    char nm[96];
+    nuri_status s;
+#define BIND(field, suffix, n_in, n_out, f32)                                                      \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = bind(b, nm, n_in, n_out, true, f32, &L->field))) return s;                        \
+    } while (0)
+    BIND(attn_norm, "attn_norm.weight", E, 0, true);
+    BIND(ffn_norm, "post_attention_norm.weight", E, 0, true);
+    if (L->rec >= 0) {
+        BIND(ssm_qkv, "attn_qkv.weight", E, C, false);
+        BIND(ssm_z, "attn_gate.weight", E, V, false);
+        BIND(ssm_beta, "ssm_beta.weight", E, hp->ssm_n_v, false);
+        BIND(ssm_alpha, "ssm_alpha.weight", E, hp->ssm_n_v, false);
+        BIND(ssm_conv, "ssm_conv1d.weight", hp->ssm_d_conv, C, true);
+        BIND(ssm_dt, "ssm_dt.bias", hp->ssm_n_v, 0, true);
+        BIND(ssm_a, "ssm_a", hp->ssm_n_v, 0, true);
+        BIND(ssm_norm, "ssm_norm.weight", S, 0, true);
+        BIND(ssm_out, "ssm_out.weight", V, E, false);
+    } else {
+        BIND(wq, "attn_q.weight", E, 2 * n_q, false); // (query, gate) per head
+        BIND(wk, "attn_k.weight", E, n_kv, false);
+        BIND(wv, "attn_v.weight", E, n_kv, false);
+        BIND(wo, "attn_output.weight", n_q, E, false);
+        BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, true);
+        BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, true);
+    }
+    BIND(ffn_gate, "ffn_gate.weight", E, F, false);
+    BIND(ffn_up, "ffn_up.weight", E, F, false);
+    BIND(ffn_down, "ffn_down.weight", F, E, false);
+#undef BIND
+    L->rope = true;
+    // tensors qwen35 does not have: refused rather than left out of the computation
+    static const char *const unused[] = {
+        "attn_q.bias",         "attn_k.bias",        "attn_v.bias",    "attn_output.bias",
+        "ffn_gate_inp.weight", "ffn_up_exps.weight", "ffn_norm.weight"};
+    for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, unused[u]);
+        if (gguf_find_tensor(b->f, nm))
+            return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' is not supported in %s", nm,
+                              hp->arch_name);
+    }
+    return NURI_OK;
+}
+
 static nuri_status bind_weights(nuri_model *m)
 {
     const nuri_hparams *hp = &m->hp;
@@ -620,6 +757,13 @@ static nuri_status bind_weights(nuri_model *m)
     m->rope_freqs = rf.data;
 
     const struct arch_info *ai = arch_of(hp->arch);
+    for (int il = 0; il < hp->n_layer; il++) m->layers[il].rec = -1;
+    if (hp->arch == NURI_ARCH_QWEN35) {
+        if ((s = qwen35_recurrent_layers(m))) return s;
+        for (int il = 0; il < hp->n_layer; il++)
+            if ((s = bind_qwen35_layer(&b, m, il))) return s;
+        return NURI_OK;
+    }
     for (int il = 0; il < hp->n_layer; il++) {
         nuri_layer *L = &m->layers[il];
         char nm[96];
@@ -759,9 +903,10 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
     int n = 0;
     for (int il = m->layer_first; il < m->layer_end; il++) {
         nuri_layer *L = &m->layers[il];
-        nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,        &L->wo,
-                             &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,  &L->ffn_gate_inp,
-                             &L->shexp_gate, &L->shexp_up, &L->shexp_down};
+        nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,         &L->wo,
+                             &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,   &L->ffn_gate_inp,
+                             &L->shexp_gate, &L->shexp_up, &L->shexp_down, &L->ssm_qkv,
+                             &L->ssm_z,      &L->ssm_out};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++)
             if (ws[i]->data) list[n++] = ws[i];
         for (int32_t e = 0; L->ffn_gate_inp.data && e < m->hp.n_expert && n + 3 <= cap; e++) {
@@ -876,7 +1021,7 @@ static uint64_t weight_bytes(const nuri_weight *w);
 
 /* A layer's weights other than its experts' matrices and their biases (absent ones have NULL
  * data): every list of a layer's bytes or parameters starts here. Returns how many. */
-enum { LAYER_WEIGHTS_MAX = 32 };
+enum { LAYER_WEIGHTS_MAX = 40 };
 static int layer_weights(const nuri_layer *L, const nuri_weight **ws)
 {
     const nuri_weight *all[] = {
@@ -905,6 +1050,15 @@ static int layer_weights(const nuri_layer *L, const nuri_weight **ws)
         &L->sinks,
         &L->ffn_gate_inp_b,
         &L->exp_probs_b,
+        &L->ssm_qkv,
+        &L->ssm_z,
+        &L->ssm_beta,
+        &L->ssm_alpha,
+        &L->ssm_conv,
+        &L->ssm_dt,
+        &L->ssm_a,
+        &L->ssm_norm,
+        &L->ssm_out,
     };
     _Static_assert(sizeof all / sizeof all[0] <= LAYER_WEIGHTS_MAX, "LAYER_WEIGHTS_MAX");
     memcpy(ws, all, sizeof all);
@@ -1159,6 +1313,8 @@ const char *nuri_model_family(const nuri_model *m)
         return "Gemma 3 (Google)";
     case NURI_ARCH_GPTOSS:
         return "gpt-oss (OpenAI)";
+    case NURI_ARCH_QWEN35:
+        return "Qwen3.5";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))

@@ -42,6 +42,8 @@ typedef enum nuri_arch {
                           // leading dense layers; its next-token-prediction layers are skipped
     NURI_ARCH_GPTOSS,   // gpt-oss (OpenAI): attention sinks and biases, alternating sliding window,
                         // YaRN, experts with biases, top-k-then-softmax gating, clamped SwiGLU
+    NURI_ARCH_QWEN35,   // Qwen3.5: gated delta-net layers (a recurrent state per sequence) and,
+                        // every full_attention_interval-th layer, attention with an output gate
 } nuri_arch;
 
 typedef enum nuri_rope_type {
@@ -100,6 +102,14 @@ typedef struct nuri_hparams {
     // (rope_freq_scale above is YaRN's freq_scale too: 1 / rope.scaling.factor)
     float rope_mscale;     // attn_factor * (1 + 0.1 ln(1 / freq_scale)), see model.c
     int32_t n_ctx_orig;    // rope.scaling.original_context_length
+    // qwen35: the gated delta-net layers (see deltanet.h). Key heads ssm_n_group of ssm_d_state,
+    // value heads ssm_n_v of ssm_d_state (ssm.inner_size = ssm_n_v * ssm_d_state); value head h
+    // reads key head h % ssm_n_group (llama.cpp's tiled order, which its converter writes)
+    int32_t ssm_d_conv;  // ssm.conv_kernel: the causal convolution's width in tokens
+    int32_t ssm_d_state; // ssm.state_size: a head's width (keys and values)
+    int32_t ssm_n_group; // ssm.group_count: key heads
+    int32_t ssm_n_v;     // ssm.time_step_rank: value heads
+    int32_t n_recurrent; // layers that are delta-net layers
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
@@ -144,6 +154,18 @@ typedef struct nuri_layer {
     nuri_weight exp_gate_b;     // (n_expert, n_ff_exp) F32: row e is expert e's gate bias
     nuri_weight exp_up_b;       // (n_expert, n_ff_exp) F32
     nuri_weight exp_down_b;     // (n_expert, n_embd) F32
+    // qwen35 delta-net layers (recurrent; rec is the layer's index among them, else -1). With
+    // K = ssm_n_group * ssm_d_state, V = ssm_n_v * ssm_d_state, C = 2K + V channels:
+    int32_t rec;
+    nuri_weight ssm_qkv;   // attn_qkv (n_embd -> C): q, k, v before the convolution
+    nuri_weight ssm_z;     // attn_gate (n_embd -> V): the output norm's gate
+    nuri_weight ssm_beta;  // (n_embd -> ssm_n_v)
+    nuri_weight ssm_alpha; // (n_embd -> ssm_n_v)
+    nuri_weight ssm_conv;  // ssm_conv1d (C, ssm_d_conv) F32: row c is channel c's kernel
+    nuri_weight ssm_dt;    // ssm_dt.bias (ssm_n_v) F32
+    nuri_weight ssm_a;     // ssm_a (ssm_n_v) F32: -exp(A_log)
+    nuri_weight ssm_norm;  // (ssm_d_state) F32
+    nuri_weight ssm_out;   // (V -> n_embd)
 } nuri_layer;
 
 typedef struct nuri_model {
