@@ -1224,6 +1224,12 @@ void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n)
     seq_truncate(c, seq, n);
 }
 
+bool nuri_ctx_seq_reusable(const nuri_ctx *c, int32_t seq, int32_t n)
+{
+    if (seq < 0 || seq >= c->n_seq || n < 0 || n > c->seq_len[seq]) return false;
+    return !c->rs_len || n == 0 || n == c->rs_len[seq];
+}
+
 void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq)
 {
     nuri_ctx_seq_truncate(c, seq, 0);

@@ -312,6 +312,11 @@ void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq);        // frees its pages
 nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n);
 /* Drops positions >= n of seq (n <= its length). */
 void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n);
+/* Whether seq's first n tokens can be kept (truncated to, or forked) with everything the next
+ * decode needs exact: always for a transformer's KV cache; for a model with a recurrent state
+ * (qwen35) only n == 0 or n == the tokens its state has taken in, since a state cannot be rewound.
+ * A prefix cache must recompute instead where this is false. */
+bool nuri_ctx_seq_reusable(const nuri_ctx *c, int32_t seq, int32_t n);
 
 /* A sequence's KV cache as bytes, for snapshots on disk: nuri_ctx_kv_bytes(c, n) bytes for n
  * positions, F16 rows laid out layer by layer (K of layer 0 for every position, then its V, then

@@ -359,6 +359,9 @@ static admit_result admit_locked(serve_sched *s, serve_job *j)
     // preempted request has that token already and may find all of its tokens cached
     int32_t max_reuse = j->resume_next >= 0 ? n_feed : n_feed - 1;
     int32_t reuse = best_lcp < max_reuse ? best_lcp : max_reuse;
+    // a recurrent model's state is reusable only whole (nuri_ctx_seq_reusable): a shorter common
+    // prefix is recomputed, never approximated
+    if (reuse > 0 && !nuri_ctx_seq_reusable(s->ctx, best, reuse)) reuse = 0;
     if (reuse <= 0) best = -1, reuse = 0;
     // a snapshot from disk, when it covers more of the prompt than memory does: loaded into a free
     // slot's fresh pages (counted below as pages to take, like a prompt computed)
