@@ -17,7 +17,8 @@
 # delta-net layers with their convolution and recurrent state, every 4th layer attention with an
 # output gate, q/k norms and partial rope; a next-token-prediction block both skip) in its own
 # small shape (value heads twice the key heads) and in `small` (as many; 4 layers, one attention).
-# F16, BF16 and Q8_0 in qwen35-tiny are left out: the recurrent state carries rounding differences
+# qwen35moe: the same layers with 8 experts of which 2 are used and with 128 of which 8, a shared
+# expert gated by a sigmoid. F16, BF16 and Q8_0 in qwen35-tiny are left out: the recurrent state carries rounding differences
 # on to every later position, and some seeds end beyond the tolerances (docs/MODELS.md).
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout).
@@ -122,6 +123,10 @@ cases=(
     "qwen35 qwen35-tiny Q6_K - 182"
     "qwen35 qwen35-tiny Q4_K - 183"
     "qwen35 small Q5_K_M - 184"
+    "qwen35moe moe-tiny F32 - 191 --layers 4"
+    "qwen35moe moe-tiny Q4_K_M - 192 --layers 8"
+    "qwen35moe moe-a3b-mini F32 - 193 --layers 4"
+    "qwen35moe moe-tiny Q8_0 - 194 --layers 4"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

@@ -2,13 +2,14 @@
  * test_qwen35.c: the qwen35 architecture (model.c, forward.c, deltanet.c; its numerics are
  * checked against llama.cpp by tests/oracle.test.sh, this file checks what an oracle cannot see).
  *
- * The forward pass: a prompt gives bit-identical logits run as one batch, in chunks, token by
- * token, and with 1 to 4 threads; sequences batched together (one after another or interleaved)
- * get what each gets alone. The recurrent state beside the KV pool: emptied with its sequence,
- * taken along by a fork of the whole sequence, never rewound (a decode that would need an older
- * state is refused by name, a restart at 0 works), and left out of KV snapshots, which are
- * refused. The loader: which layers are delta-net layers (from attention.recurrent_layers or
- * full_attention_interval), and files missing what qwen35 needs refused with a message naming it.
+ * The forward pass (qwen35, and qwen35moe with its experts): a prompt gives bit-identical logits
+ * run as one batch, in chunks, token by token, and with 1 to 4 threads; sequences batched together
+ * (one after another or interleaved) get what each gets alone. The recurrent state beside the KV
+ * pool: emptied with its sequence, taken along by a fork of the whole sequence, never rewound (a
+ * decode that would need an older state is refused by name, a restart at 0 works), and left out of
+ * KV snapshots, which are refused. The loader: which layers are delta-net layers (from
+ * attention.recurrent_layers or full_attention_interval), and files missing what qwen35 needs
+ * refused with a message naming it.
  */
 #include "base/status.h"
 #include "gguf/gguf.h"
@@ -21,11 +22,17 @@
 
 static char tmpdir[64];
 
+/* qwen35 files; a shape with experts makes a qwen35moe file of 4 layers (3 delta-net, 1 attention)
+ */
 static nuri_status make_file(const char *shape, const char *type, int seed, char *path, size_t cap)
 {
     snprintf(path, cap, "%s/qwen35-%s-%s-%d.gguf", tmpdir, shape, type, seed);
-    nuri_mkmodel_params p = {
-        .arch = "qwen35", .shape = shape, .type = type, .seed = (uint64_t)seed};
+    const bool moe = !strncmp(shape, "moe-", 4);
+    nuri_mkmodel_params p = {.arch = moe ? "qwen35moe" : "qwen35",
+                             .shape = shape,
+                             .type = type,
+                             .seed = (uint64_t)seed,
+                             .n_layer = moe ? 4 : 0};
     return nuri_mkmodel(&p, path);
 }
 
@@ -77,7 +84,8 @@ TEST(logits_are_the_same_batched_in_chunks_or_one_at_a_time_with_1_to_4_threads)
 {
     static const struct {
         const char *shape, *type;
-    } cases[] = {{"qwen35-tiny", "F32"}, {"qwen35-tiny", "Q8_0"}, {"small", "Q4_K_M"}};
+    } cases[] = {
+        {"qwen35-tiny", "F32"}, {"qwen35-tiny", "Q8_0"}, {"small", "Q4_K_M"}, {"moe-tiny", "Q8_0"}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         nuri_model *m = make_model(cases[k].shape, cases[k].type, 30 + (int)k);
         REQUIRE(m != NULL);
@@ -170,6 +178,10 @@ TEST(sequences_batched_together_match_each_run_alone)
     nuri_model *m = make_model("qwen35-tiny", "Q8_0", 41);
     REQUIRE(m != NULL);
     batched_against_alone(m, false);
+    batched_against_alone(m, true);
+    nuri_model_free(m);
+    m = make_model("moe-tiny", "Q4_K_M", 42); // qwen35moe
+    REQUIRE(m != NULL && m->hp.arch == NURI_ARCH_QWEN35MOE && m->hp.n_expert == 8);
     batched_against_alone(m, true);
     nuri_model_free(m);
 }

@@ -549,9 +549,11 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
             }
         }
         if (n_sh > 0 && sh_gated) {
-            // the gate's sigmoid as llama.cpp computes it: silu(x) / x
+            // the gate's sigmoid as llama.cpp computes it: qwen2moe's as silu(x) / x, qwen35moe's
+            // as ggml's sigmoid
             const float x = c->moe_shgate[t];
-            const float g = (x / (1.0f + expf(-x))) / x;
+            const float g =
+                hp->shexp_sigmoid ? 1.0f / (1.0f + expf(-x)) : (x / (1.0f + expf(-x))) / x;
             const float *sh = c->moe_shared + t * n_embd;
             for (int64_t i = 0; i < n_embd; i++) {
                 const float p = sh[i] * g;
@@ -758,7 +760,10 @@ static void qwen35_layer(worker *w, const job *jb, int il)
     }
     w->xq_src = NULL;
     barrier(w);
-    ffn_dense(w, L, T);
+    if (L->ffn_gate_inp.data)
+        ffn_moe(w, L, T);
+    else
+        ffn_dense(w, L, T);
 }
 
 static void layer(worker *w, const job *jb, int il)
@@ -771,7 +776,7 @@ static void layer(worker *w, const job *jb, int il)
     const int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hd;
     const int64_t kv_dim = (int64_t)hp->n_head_kv * hd;
     long t0, t1;
-    if (hp->arch == NURI_ARCH_QWEN35) {
+    if (NURI_ARCH_IS_QWEN35(hp->arch)) {
         qwen35_layer(w, jb, il);
         return;
     }
@@ -944,7 +949,7 @@ static nuri_status rs_new(nuri_ctx *c)
 {
     const nuri_model *m = c->m;
     const nuri_hparams *hp = &m->hp;
-    if (hp->n_recurrent == 0 && hp->arch != NURI_ARCH_QWEN35) return NURI_OK;
+    if (!NURI_ARCH_IS_QWEN35(hp->arch)) return NURI_OK;
     if (m->n_stages > 1)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "a pipeline of %s (recurrent delta-net layers) is not supported",

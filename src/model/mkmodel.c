@@ -324,7 +324,7 @@ static nuri_status write_qwen35(maker *mk, const nuri_mkmodel_params *p, const s
 static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const shape *sh,
                                int32_t n_vocab, const char *path)
 {
-    if (!strcmp(p->arch, "qwen35")) return write_qwen35(mk, p, sh, n_vocab, path);
+    if (!strncmp(p->arch, "qwen35", 6)) return write_qwen35(mk, p, sh, n_vocab, path);
     gguf_writer *w = mk->w;
     // mixtral is a llama file with experts; qwen3moe is qwen3 attention with experts
     const bool mixtral = !strcmp(p->arch, "mixtral"), qwen3moe = !strcmp(p->arch, "qwen3moe");
@@ -607,7 +607,8 @@ static nuri_status write_qwen35(maker *mk, const nuri_mkmodel_params *p, const s
                                 int32_t n_vocab, const char *path)
 {
     gguf_writer *w = mk->w;
-    const char *a = "qwen35";
+    const char *a = p->arch;                  // qwen35 or qwen35moe
+    const bool moe = !strcmp(a, "qwen35moe"); // experts of n_ff_exp, a shared one as wide
     const struct qwen35_extra ex = qwen35_extra_of(sh);
     const int n_layer = mk->n_layer, n_file_layers = n_layer + 1;
     const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
@@ -642,6 +643,12 @@ static nuri_status write_qwen35(maker *mk, const nuri_mkmodel_params *p, const s
     KV_U32("ssm.time_step_rank", ex.n_v);
     KV_U32("ssm.inner_size", V);
     KV_U32("full_attention_interval", 4);
+    if (moe) {
+        KV_U32("expert_count", sh->n_expert);
+        KV_U32("expert_used_count", sh->n_expert_used);
+        KV_U32("expert_feed_forward_length", sh->n_ff_exp);
+        KV_U32("expert_shared_feed_forward_length", sh->n_ff_exp);
+    }
 #undef KV_U32
     const int32_t half = ex.n_rot / 2;
     const int32_t sections[4] = {(half + 2) / 3, (half + 1) / 3, half / 3, 0};
@@ -695,9 +702,31 @@ static nuri_status write_qwen35(maker *mk, const nuri_mkmodel_params *p, const s
             T("attn_output.weight", "attn_output", Q, E, 1.0f / sqrtf((float)Q), 0);
         }
         T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f);
-        T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
-        T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
-        T("ffn_down.weight", "ffn_down", F, E, 1.0f / sqrtf((float)F), 0);
+        if (moe) { // the router F32 (as llama.cpp's quantizer leaves it), logits of unit spread
+            const int64_t X = sh->n_expert, FX = sh->n_ff_exp;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", il);
+            if ((s = add_random_f32(mk, nm, E, X, 1.0f / sqrtf((float)E), 0))) return s;
+            const struct {
+                const char *suffix, *kind;
+                int64_t n_in, n_out;
+            } xs[] = {{"ffn_gate_exps.weight", "ffn_gate", E, FX},
+                      {"ffn_up_exps.weight", "ffn_up", E, FX},
+                      {"ffn_down_exps.weight", "ffn_down", FX, E}};
+            for (int k = 0; k < 3; k++) {
+                snprintf(nm, sizeof nm, "blk.%d.%s", il, xs[k].suffix);
+                if ((s = add_random_experts(mk, nm, xs[k].kind, il, xs[k].n_in, xs[k].n_out, X,
+                                            1.0f / sqrtf((float)xs[k].n_in))))
+                    return s;
+            }
+            T("ffn_gate_inp_shexp.weight", "norm", E, 1, 1.0f / sqrtf((float)E), 0);
+            T("ffn_gate_shexp.weight", "ffn_gate", E, FX, 1.0f / sqrtf((float)E), 0);
+            T("ffn_up_shexp.weight", "ffn_up", E, FX, 1.0f / sqrtf((float)E), 0);
+            T("ffn_down_shexp.weight", "ffn_down", FX, E, 1.0f / sqrtf((float)FX), 0);
+        } else {
+            T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
+            T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
+            T("ffn_down.weight", "ffn_down", F, E, 1.0f / sqrtf((float)F), 0);
+        }
         if (mtp) {
             T("nextn.eh_proj.weight", "attn_output", 2 * E, E, 1.0f / sqrtf((float)(2 * E)), 0);
             T("nextn.enorm.weight", "norm", E, 1, 0.05f, 1.0f);
@@ -716,16 +745,17 @@ static nuri_status write_qwen35(maker *mk, const nuri_mkmodel_params *p, const s
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    static const char *archs[] = {"llama",   "qwen2",       "qwen3",      "exaone",  "exaone4",
-                                  "granite", "hyperclovax", "qwen3moe",   "mixtral", "qwen2moe",
-                                  "gemma2",  "gemma3",      "exaone-moe", "gpt-oss", "qwen35"};
+    static const char *archs[] = {"llama",      "qwen2",    "qwen3",       "exaone",
+                                  "exaone4",    "granite",  "hyperclovax", "qwen3moe",
+                                  "mixtral",    "qwen2moe", "gemma2",      "gemma3",
+                                  "exaone-moe", "gpt-oss",  "qwen35",      "qwen35moe"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
                           "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gemma2, gemma3, "
-                          "exaone-moe, gpt-oss, qwen35)",
+                          "exaone-moe, gpt-oss, qwen35, qwen35moe)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -735,7 +765,7 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
                           nuri_mkmodel_shapes());
     const bool moe = !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") ||
                      !strcmp(p->arch, "qwen2moe") || !strcmp(p->arch, "exaone-moe") ||
-                     !strcmp(p->arch, "gpt-oss");
+                     !strcmp(p->arch, "gpt-oss") || !strcmp(p->arch, "qwen35moe");
     if (moe && sh->n_expert == 0)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
@@ -783,7 +813,7 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if ((int64_t)sh->n_embd * sh->n_ff > biggest) biggest = (int64_t)sh->n_embd * sh->n_ff;
     const int64_t experts = (int64_t)sh->n_embd * sh->n_ff_exp * sh->n_expert;
     if (moe && experts > biggest) biggest = experts;
-    if (!strcmp(p->arch, "qwen35")) { // attn_q is twice as wide; attn_qkv's channels
+    if (!strncmp(p->arch, "qwen35", 6)) { // attn_q is twice as wide; attn_qkv's channels
         const struct qwen35_extra ex = qwen35_extra_of(sh);
         const int64_t ch = (int64_t)(2 * ex.n_group + ex.n_v) * ex.d_state;
         if (2 * (int64_t)sh->n_head * sh->head_dim * sh->n_embd > biggest)

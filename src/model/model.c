@@ -58,6 +58,8 @@ static const struct arch_info {
     {"gpt-oss", NURI_ARCH_GPTOSS, NURI_ROPE_NEOX, true, false, false, false, false, true, 'y'},
     // qwen35: its layers are bound by bind_qwen35_layer (q/k norms on the attention layers only)
     {"qwen35", NURI_ARCH_QWEN35, NURI_ROPE_NEOX, true, false, false, false, false, false, 'n'},
+    {"qwen35moe", NURI_ARCH_QWEN35MOE, NURI_ROPE_NEOX, true, false, false, false, false, false,
+     'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -191,6 +193,13 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     hp->moe_norm_w = hp->arch != NURI_ARCH_QWEN2MOE && hp->arch != NURI_ARCH_GPTOSS;
     hp->moe_topk_softmax = hp->swiglu_oai = hp->arch == NURI_ARCH_GPTOSS;
     if (hp->arch == NURI_ARCH_EXAONE_MOE) return read_exaone_moe_hparams(f, hp);
+    if (hp->arch == NURI_ARCH_QWEN35MOE) {
+        // one shared expert, gated by ggml's sigmoid; llama.cpp creates its tensors always
+        if ((s = get_dim(f, name, "expert_shared_feed_forward_length", true, 0, MAX_WIDTH,
+                         &hp->n_ff_shexp)))
+            return s;
+        hp->shexp_sigmoid = true;
+    }
     if (hp->arch == NURI_ARCH_QWEN2MOE) {
         // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
         if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
@@ -200,7 +209,8 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     if (hp->arch == NURI_ARCH_GPTOSS) { // required, as llama.cpp reads it
         if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)))
             return s;
-    } else if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE) {
+    } else if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE ||
+               hp->arch == NURI_ARCH_QWEN35MOE) {
         int32_t def = hp->n_ff / hp->n_expert_used;
         if ((s = get_dim(f, name, "expert_feed_forward_length", def == 0, def, MAX_WIDTH,
                          &hp->n_ff_exp)))
@@ -211,7 +221,9 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     static const char *unsupported[] = {"expert_group_count", "expert_shared_count",
                                         "expert_shared_feed_forward_length"};
     // qwen2moe has its one shared expert whatever expert_shared_count says, as in llama.cpp
-    const size_t n_unsupported = hp->arch == NURI_ARCH_QWEN2MOE ? 1 : 3;
+    // (qwen35moe too: llama.cpp reads neither count)
+    const size_t n_unsupported =
+        hp->arch == NURI_ARCH_QWEN2MOE || hp->arch == NURI_ARCH_QWEN35MOE ? 1 : 3;
     for (size_t i = 0; i < n_unsupported; i++) {
         snprintf(key, sizeof key, "%s.%s", name, unsupported[i]);
         uint32_t v;
@@ -377,7 +389,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
                           "qwen2moe, qwen3moe, exaone, exaone4, exaone-moe, granite, hyperclovax, "
-                          "gemma2, gemma3, gpt-oss, qwen35)",
+                          "gemma2, gemma3, gpt-oss, qwen35, qwen35moe)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -393,7 +405,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         (s = get_dim(f, name, "context_length", false, 4096, 1 << 24, &hp->n_ctx_train)))
         return s;
     // their next-token-prediction layers come last (loaded by llama.cpp, run by neither)
-    if (hp->arch == NURI_ARCH_EXAONE_MOE || hp->arch == NURI_ARCH_QWEN35) {
+    if (hp->arch == NURI_ARCH_EXAONE_MOE || NURI_ARCH_IS_QWEN35(hp->arch)) {
         char key[128];
         snprintf(key, sizeof key, "%s.nextn_predict_layers", name);
         uint32_t nn = 0;
@@ -473,7 +485,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         }
     }
     if (hp->arch == NURI_ARCH_GPTOSS && (s = read_rope_scaling(f, hp))) return s;
-    if (hp->arch == NURI_ARCH_QWEN35 && (s = read_qwen35_hparams(f, hp))) return s;
+    if (NURI_ARCH_IS_QWEN35(hp->arch) && (s = read_qwen35_hparams(f, hp))) return s;
     return read_moe_hparams(f, ai, hp);
 }
 
@@ -684,15 +696,39 @@ static nuri_status bind_qwen35_layer(binder *b, nuri_model *m, int il)
         BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, true);
         BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, true);
     }
-    BIND(ffn_gate, "ffn_gate.weight", E, F, false);
-    BIND(ffn_up, "ffn_up.weight", E, F, false);
-    BIND(ffn_down, "ffn_down.weight", F, E, false);
+    if (hp->n_expert > 0) { // qwen35moe: experts and a shared expert gated by sigmoid(x . inp)
+        const int64_t X = hp->n_expert, FX = hp->n_ff_exp, SH = hp->n_ff_shexp;
+        nuri_weight *ex = m->experts + (size_t)il * 3 * (size_t)X;
+        L->exp_gate = ex;
+        L->exp_up = ex + X;
+        L->exp_down = ex + 2 * X;
+        BIND(ffn_gate_inp, "ffn_gate_inp.weight", E, X, false);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", il);
+        if ((s = bind_experts(b, nm, E, FX, X, L->exp_gate))) return s;
+        snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", il);
+        if ((s = bind_experts(b, nm, E, FX, X, L->exp_up))) return s;
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", il);
+        if ((s = bind_experts(b, nm, FX, E, X, L->exp_down))) return s;
+        BIND(shexp_gate_inp, "ffn_gate_inp_shexp.weight", E, 0, true);
+        BIND(shexp_gate, "ffn_gate_shexp.weight", E, SH, false);
+        BIND(shexp_up, "ffn_up_shexp.weight", E, SH, false);
+        BIND(shexp_down, "ffn_down_shexp.weight", SH, E, false);
+    } else {
+        BIND(ffn_gate, "ffn_gate.weight", E, F, false);
+        BIND(ffn_up, "ffn_up.weight", E, F, false);
+        BIND(ffn_down, "ffn_down.weight", F, E, false);
+    }
 #undef BIND
     L->rope = true;
     // tensors qwen35 does not have: refused rather than left out of the computation
-    static const char *const unused[] = {
-        "attn_q.bias",         "attn_k.bias",        "attn_v.bias",    "attn_output.bias",
-        "ffn_gate_inp.weight", "ffn_up_exps.weight", "ffn_norm.weight"};
+    const char *const unused[] = {"attn_q.bias",
+                                  "attn_k.bias",
+                                  "attn_v.bias",
+                                  "attn_output.bias",
+                                  "ffn_norm.weight",
+                                  "exp_probs_b.bias",
+                                  hp->n_expert > 0 ? "ffn_up.weight" : "ffn_gate_inp.weight",
+                                  hp->n_expert > 0 ? "ffn_gate_inp.bias" : "ffn_up_exps.weight"};
     for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
         snprintf(nm, sizeof nm, "blk.%d.%s", il, unused[u]);
         if (gguf_find_tensor(b->f, nm))
@@ -758,7 +794,7 @@ static nuri_status bind_weights(nuri_model *m)
 
     const struct arch_info *ai = arch_of(hp->arch);
     for (int il = 0; il < hp->n_layer; il++) m->layers[il].rec = -1;
-    if (hp->arch == NURI_ARCH_QWEN35) {
+    if (NURI_ARCH_IS_QWEN35(hp->arch)) {
         if ((s = qwen35_recurrent_layers(m))) return s;
         for (int il = 0; il < hp->n_layer; il++)
             if ((s = bind_qwen35_layer(&b, m, il))) return s;
@@ -1315,6 +1351,8 @@ const char *nuri_model_family(const nuri_model *m)
         return "gpt-oss (OpenAI)";
     case NURI_ARCH_QWEN35:
         return "Qwen3.5";
+    case NURI_ARCH_QWEN35MOE:
+        return "Qwen3.5 MoE";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))

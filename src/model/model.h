@@ -44,7 +44,11 @@ typedef enum nuri_arch {
                         // YaRN, experts with biases, top-k-then-softmax gating, clamped SwiGLU
     NURI_ARCH_QWEN35,   // Qwen3.5: gated delta-net layers (a recurrent state per sequence) and,
                         // every full_attention_interval-th layer, attention with an output gate
+    NURI_ARCH_QWEN35MOE, // Qwen3.5 MoE: qwen35's layers with experts and a sigmoid-gated shared one
 } nuri_arch;
+
+/* qwen35 and qwen35moe: the architectures with gated delta-net layers. */
+#define NURI_ARCH_IS_QWEN35(a) ((a) == NURI_ARCH_QWEN35 || (a) == NURI_ARCH_QWEN35MOE)
 
 typedef enum nuri_rope_type {
     NURI_ROPE_NORM, // rotate adjacent pairs (x[2i], x[2i+1])
@@ -110,6 +114,7 @@ typedef struct nuri_hparams {
     int32_t ssm_n_group; // ssm.group_count: key heads
     int32_t ssm_n_v;     // ssm.time_step_rank: value heads
     int32_t n_recurrent; // layers that are delta-net layers
+    bool shexp_sigmoid;  // qwen35moe: the shared expert's gate is ggml's sigmoid, 1 / (1 + e^-x)
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
