@@ -15,6 +15,7 @@
 #include "gguf/gguf.h"
 #include "kernels/types.h"
 #include "model/mkmodel.h"
+#include "model/quantize.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -366,6 +367,24 @@ TEST(qwen35_files_missing_what_it_needs_are_refused_by_name)
     unlink(path);
 }
 
+TEST(quantizing_keeps_the_convolution_kernels_f32_and_the_result_runs)
+{
+    char path[160], out[192];
+    REQUIRE(make_file("qwen35-tiny", "F32", 8, path, sizeof path) == NURI_OK);
+    snprintf(out, sizeof out, "%s.q4km.gguf", path);
+    CHECKF(nuri_quantize_file(path, out, "Q4_K_M", false, NULL) == NURI_OK, "%s",
+           nuri_last_error());
+    nuri_model *m = NULL;
+    CHECKF(nuri_model_load(out, &m) == NURI_OK, "%s", nuri_last_error());
+    if (m) {
+        CHECK(m->layers[0].ssm_conv.type == NURI_TYPE_F32);
+        CHECK(m->layers[0].ssm_qkv.type != NURI_TYPE_F32);
+        nuri_model_free(m);
+    }
+    unlink(out);
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/nuri-test-qwen35-XXXXXX");
@@ -378,6 +397,7 @@ int main(void)
     RUN(the_state_is_emptied_forked_whole_and_never_rewound);
     RUN(the_loader_finds_the_delta_net_layers_and_skips_the_prediction_block);
     RUN(qwen35_files_missing_what_it_needs_are_refused_by_name);
+    RUN(quantizing_keeps_the_convolution_kernels_f32_and_the_result_runs);
     rmdir(tmpdir);
     TEST_DONE();
 }
