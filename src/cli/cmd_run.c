@@ -140,6 +140,15 @@ int cmd_run(int argc, char **argv)
         free(grammar);
         return cli_fail("run");
     }
+    if (draft_max > 0 && !strncmp(nuri_model_arch(m), "qwen35", 6)) {
+        // a wrong draft is taken back by truncating the sequence, which a recurrent state cannot
+        fprintf(stderr, "nuri run: --draft-lookup is not supported for %s (its recurrent state "
+                        "cannot take back a wrong draft)\n",
+                nuri_model_arch(m));
+        nuri_model_free(m);
+        free(grammar);
+        return 2;
+    }
     int rc = 0;
     int32_t *tokens = NULL, n_tokens = 0;
     nuri_context *c = NULL;
