@@ -249,9 +249,11 @@ NURI_API const float *nuri_context_logits(const nuri_context *c, int32_t row);
 
 NURI_API int32_t nuri_context_seq_len(const nuri_context *c, int32_t seq); // tokens held; -1: no
 NURI_API nuri_status nuri_context_seq_clear(nuri_context *c, int32_t seq);
-/* Keeps positions [0, n) of seq. */
+/* Keeps positions [0, n) of seq. A model with a recurrent state (qwen35, qwen35moe) cannot go
+ * back: there only n == 0 or n == the length is accepted, else NURI_ERR_UNSUPPORTED. */
 NURI_API nuri_status nuri_context_seq_truncate(nuri_context *c, int32_t seq, int32_t n);
-/* dst (cleared first) starts with src's first n tokens, sharing their cache pages. */
+/* dst (cleared first) starts with src's first n tokens, sharing their cache pages (a recurrent
+ * state comes along only with the whole of src; a shorter dst must restart at position 0). */
 NURI_API nuri_status nuri_context_seq_fork(nuri_context *c, int32_t src, int32_t dst, int32_t n);
 
 /* ---- sampling ----

@@ -16,6 +16,13 @@
 # own small shape and in the MoE shapes, with windows of 5 to 16 tokens; and deepseek2 (multi-head
 # latent attention, with and without query compression, softmax and sigmoid routers with shared
 # experts, DeepSeek-V3's group limit, YaRN) in its small shapes and 2 layers of DeepSeek-V2-Lite.
+# own small shape and in the MoE shapes, with windows of 5 to 16 tokens. And qwen35 (Qwen3.5: gated
+# delta-net layers with their convolution and recurrent state, every 4th layer attention with an
+# output gate, q/k norms and partial rope; a next-token-prediction block both skip) in its own
+# small shape (value heads twice the key heads) and in `small` (as many; 4 layers, one attention).
+# qwen35moe: the same layers with 8 experts of which 2 are used and with 128 of which 8, a shared
+# expert gated by a sigmoid. F16, BF16 and Q8_0 in qwen35-tiny are left out: the recurrent state carries rounding differences
+# on to every later position, and some seeds end beyond the tolerances (docs/MODELS.md).
 # Types: every one nuri computes, the 4-bit grid types IQ4_NL, IQ4_XS and MXFP4 included (the
 # files written by nuri's own quantizers: llama.cpp reading them is the check of their layout),
 # and the lower-bit grid types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M, each in a
@@ -139,6 +146,18 @@ cases=(
     "qwen3moe moe-tiny IQ1_S - 171"
     "llama tiny IQ1_M - 172"
     "qwen3moe moe-tiny IQ1_M - 173"
+    "qwen35 qwen35-tiny F32 - 161"
+    "qwen35 qwen35-tiny Q4_K_M - 164"
+    "qwen35 small F32 - 165"
+    "qwen35 small Q4_K_M tests/data/vocab/ggml-vocab-qwen2.gguf 166"
+    "qwen35 small Q8_0 - 181"
+    "qwen35 qwen35-tiny Q6_K - 182"
+    "qwen35 qwen35-tiny Q4_K - 183"
+    "qwen35 small Q5_K_M - 184"
+    "qwen35moe moe-tiny F32 - 191 --layers 4"
+    "qwen35moe moe-tiny Q4_K_M - 192 --layers 8"
+    "qwen35moe moe-a3b-mini F32 - 193 --layers 4"
+    "qwen35moe moe-tiny Q8_0 - 194 --layers 4"
 )
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"

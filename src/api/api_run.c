@@ -177,6 +177,11 @@ nuri_status nuri_context_seq_truncate(nuri_context *c, int32_t seq, int32_t n)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "nuri_context_seq_truncate: %d is not within sequence %d's %d tokens", n,
                           seq, nuri_ctx_seq_len(c->ctx, seq));
+    if (!nuri_ctx_seq_reusable(c->ctx, seq, n))
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "nuri_context_seq_truncate: sequence %d's recurrent state cannot go back "
+                          "to %d tokens (clear it, truncating to 0, and decode again)",
+                          seq, n);
     nuri_ctx_seq_truncate(c->ctx, seq, n);
     return NURI_OK;
 }

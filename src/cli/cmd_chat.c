@@ -474,6 +474,7 @@ static bool chat_turn(chat_session *s, const char *text, size_t len)
 
     // decode only what the cache does not hold yet
     size_t keep = nuri_chat_reuse_prefix(s->cache, (size_t)s->n_cache, ids, n_ids);
+    if (!nuri_ctx_seq_reusable(s->ctx, 0, (int32_t)keep)) keep = 0; // a recurrent state: whole
     nuri_ctx_seq_truncate(s->ctx, 0, (int32_t)keep);
     s->n_cache = (int32_t)keep;
     double t0 = now_s();

@@ -21,6 +21,7 @@
 #include "kernels/gelu.h"
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
+#include "model/deltanet.h"
 #include "model/model.h"
 #include "model/moe.h"
 
@@ -88,6 +89,22 @@ struct nuri_ctx {
     nuri_dist_req *pipe_req; // (2 * n_stages, 4) sends (or, stage 0, receives) in flight
     int32_t pipe_slot;       // which half of the buffers a stage > 0 fills next
     bool pipe_open;          // stage 0: the other stages hold this context
+
+    // qwen35: the recurrent state of the delta-net layers, beside the KV pool, one per sequence
+    // (C = the convolution's channels, W = d_conv - 1, S = ssm_d_state, R = n_recurrent)
+    float *rs_conv;   // (n_seq, R, C, W) each channel's last W inputs, oldest first
+    float *rs_ssm;    // (n_seq, R, ssm_n_v, S, S) each value head's state (deltanet.h's layout)
+    int32_t *rs_len;  // (n_seq) tokens the state has taken in; -1: it holds more than the sequence
+                      // (truncated), so the sequence can only restart at position 0
+    float *dn_qkv;    // (n_batch, C) the projection before the convolution
+    float *dn_conv;   // (n_batch, C) after it: q, k, v
+    float *dn_z;      // (n_batch, ssm_n_v * S) the output gate
+    float *dn_beta;   // (n_batch, ssm_n_v)
+    float *dn_alpha;  // (n_batch, ssm_n_v) then the decay g
+    float *dn_out;    // (n_batch, ssm_n_v * S)
+    float *dn_qg;     // (n_batch, 2 * n_q) gated attention's (query, gate) per head
+    int32_t *dn_seqs; // (n_batch) the sequences of the current batch, in order of appearance
+    int32_t dn_nseq;
 };
 
 typedef struct job {
@@ -538,9 +555,11 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
             }
         }
         if (n_sh > 0 && sh_gated) {
-            // the gate's sigmoid as llama.cpp computes it: silu(x) / x
+            // the gate's sigmoid as llama.cpp computes it: qwen2moe's as silu(x) / x, qwen35moe's
+            // as ggml's sigmoid
             const float x = c->moe_shgate[t];
-            const float g = (x / (1.0f + expf(-x))) / x;
+            const float g =
+                hp->shexp_sigmoid ? 1.0f / (1.0f + expf(-x)) : (x / (1.0f + expf(-x))) / x;
             const float *sh = c->moe_shared + t * n_embd;
             for (int64_t i = 0; i < n_embd; i++) {
                 const float p = sh[i] * g;
@@ -556,6 +575,203 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
 }
 
 static void attention_mla(worker *w, const job *jb, int il);
+/* ---- qwen35: gated delta-net layers and gated attention ---- */
+
+static float *rs_conv_at(const nuri_ctx *c, int32_t seq, int32_t rec)
+{
+    const nuri_hparams *hp = &c->m->hp;
+    const size_t C = (size_t)(2 * hp->ssm_n_group + hp->ssm_n_v) * hp->ssm_d_state;
+    return c->rs_conv + ((size_t)seq * hp->n_recurrent + rec) * C * (hp->ssm_d_conv - 1);
+}
+
+static float *rs_ssm_at(const nuri_ctx *c, int32_t seq, int32_t rec)
+{
+    const nuri_hparams *hp = &c->m->hp;
+    const size_t S = (size_t)hp->ssm_d_state;
+    return c->rs_ssm + ((size_t)seq * hp->n_recurrent + rec) * hp->ssm_n_v * S * S;
+}
+
+/* The delta-net mixer of tokens [0, T), input in xn, output added into x. The projections run
+ * over the whole batch; the convolution and the delta rule run per sequence (its tokens in batch
+ * order, which is position order) and per channel block or value head, each unit by one thread
+ * from the sequence's own state: a token's numbers depend on its sequence alone. */
+enum { DN_CONV_BLOCK = 64 }; // channels per unit of the convolution
+
+static void qwen35_deltanet(worker *w, const nuri_layer *L, int32_t T)
+{
+    nuri_ctx *c = w->c;
+    const nuri_hparams *hp = &c->m->hp;
+    const int64_t n_embd = hp->n_embd, S = hp->ssm_d_state, NV = hp->ssm_n_v;
+    const int64_t NK = hp->ssm_n_group, K = NK * S, V = NV * S, C = 2 * K + V;
+    long t0, t1, u0, u1;
+
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ssm_qkv.type)->vec_dot_type);
+    matmul(w, &L->ssm_qkv, T, c->dn_qkv, C);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ssm_z.type)->vec_dot_type);
+    matmul(w, &L->ssm_z, T, c->dn_z, V);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ssm_beta.type)->vec_dot_type);
+    matmul(w, &L->ssm_beta, T, c->dn_beta, NV);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->ssm_alpha.type)->vec_dot_type);
+    matmul(w, &L->ssm_alpha, T, c->dn_alpha, NV);
+    barrier(w);
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++)
+        nuri_dn_gates(c->dn_beta + t * NV, c->dn_alpha + t * NV, L->ssm_dt.data, L->ssm_a.data, NV);
+
+    // the convolution: (sequence, channel block) units, each over the sequence's tokens in order
+    const int64_t n_blocks = (C + DN_CONV_BLOCK - 1) / DN_CONV_BLOCK;
+    nuri_split((long)(c->dn_nseq * n_blocks), w->ith, w->nth, &u0, &u1);
+    for (long u = u0; u < u1; u++) {
+        const int32_t seq = c->dn_seqs[u / n_blocks];
+        const int64_t ch0 = (u % n_blocks) * DN_CONV_BLOCK;
+        const int64_t ch1 = ch0 + DN_CONV_BLOCK < C ? ch0 + DN_CONV_BLOCK : C;
+        float *st = rs_conv_at(c, seq, L->rec);
+        for (int32_t t = 0; t < T; t++)
+            if (c->b_seq[t] == seq)
+                nuri_dn_conv(L->ssm_conv.data, hp->ssm_d_conv, st, c->dn_qkv + t * C,
+                             c->dn_conv + t * C, ch0, ch1);
+    }
+    barrier(w);
+    // q and k heads to unit length: (token, head) pairs
+    nuri_split((long)T * 2 * NK, w->ith, w->nth, &u0, &u1);
+    for (long u = u0; u < u1; u++)
+        nuri_dn_l2norm(c->dn_conv + (u / (2 * NK)) * C + (u % (2 * NK)) * S, S, hp->rms_eps);
+    barrier(w);
+    // the delta rule: (sequence, value head) units; value head h reads key head h % NK
+    nuri_split((long)(c->dn_nseq * NV), w->ith, w->nth, &u0, &u1);
+    for (long u = u0; u < u1; u++) {
+        const int32_t seq = c->dn_seqs[u / NV];
+        const int64_t h = u % NV, kh = h % NK;
+        float *M = rs_ssm_at(c, seq, L->rec) + h * S * S;
+        for (int32_t t = 0; t < T; t++) {
+            if (c->b_seq[t] != seq) continue;
+            const float *row = c->dn_conv + (int64_t)t * C;
+            nuri_dn_step(M, S, row + kh * S, row + K + kh * S, row + 2 * K + h * S,
+                         c->dn_alpha[t * NV + h], c->dn_beta[t * NV + h],
+                         c->dn_out + t * V + h * S);
+        }
+    }
+    barrier(w);
+    nuri_split((long)T * NV, w->ith, w->nth, &u0, &u1);
+    for (long u = u0; u < u1; u++)
+        nuri_dn_gated_norm(c->dn_out + u * S, c->dn_z + u * S, L->ssm_norm.data, S, hp->rms_eps);
+    w->xq_src = NULL;
+    barrier(w);
+    quantize_input(w, c->dn_out, V, T, nuri_kernels(L->ssm_out.type)->vec_dot_type);
+    matmul(w, &L->ssm_out, T, c->xn, n_embd);
+    barrier(w);
+}
+
+/* Attention whose attn_q yields, per head, the query and then a gate: the output of each head is
+ * multiplied by sigmoid(gate) before attn_output. q/k norms and NEOX rope on the first n_rot
+ * dimensions (Qwen3.5's multi-section rope, every section at the token's position). Input in xn,
+ * output (before the residual) in xn. */
+static void qwen35_attention(worker *w, const nuri_layer *L, int il, int32_t T)
+{
+    nuri_ctx *c = w->c;
+    const nuri_model *m = c->m;
+    const nuri_hparams *hp = &m->hp;
+    const int32_t hd = hp->head_dim;
+    const int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hd;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hd;
+    long t0, t1;
+
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wq.type)->vec_dot_type);
+    matmul(w, &L->wq, T, c->dn_qg, 2 * n_q);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wk.type)->vec_dot_type);
+    matmul(w, &L->wk, T, c->k, kv_dim);
+    quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->wv.type)->vec_dot_type);
+    matmul(w, &L->wv, T, c->v, kv_dim);
+    barrier(w);
+
+    const int32_t n_pairs = T * (hp->n_head + hp->n_head_kv);
+    long p0, p1;
+    nuri_split(n_pairs, w->ith, w->nth, &p0, &p1);
+    for (long p = p0; p < p1; p++) {
+        const int32_t t = (int32_t)(p / (hp->n_head + hp->n_head_kv));
+        const int32_t h = (int32_t)(p % (hp->n_head + hp->n_head_kv));
+        const bool is_q = h < hp->n_head;
+        float *vec = c->k + t * kv_dim + (int64_t)(h - hp->n_head) * hd;
+        if (is_q) {
+            vec = c->q + t * n_q + (int64_t)h * hd;
+            memcpy(vec, c->dn_qg + t * 2 * n_q + (int64_t)h * 2 * hd, sizeof(float) * (size_t)hd);
+        }
+        rms_norm(vec, (is_q ? L->q_norm : L->k_norm).data, vec, hd, hp->rms_eps);
+        rope(vec, hp->n_rot, NURI_ROPE_NEOX, c->b_pos[t], hp->rope_freq_base, hp->rope_freq_scale,
+             NULL);
+        if (!is_q) {
+            const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
+            const int32_t kvh = h - hp->n_head;
+            const size_t at = kv_offset(c, il, c->b_slot[t]) + (size_t)kvh * hd;
+            f16->from_float(vec, c->k_pages + at, hd);
+            f16->from_float(c->v + t * kv_dim + (int64_t)kvh * hd, c->v_pages + at, hd);
+        }
+    }
+    barrier(w);
+
+    const int32_t G = hp->n_head / hp->n_head_kv;
+    const long n_units = (long)T * hp->n_head_kv;
+    const nuri_share sh =
+        nuri_share_step(c->pool, &w->tickets, (n_units + ATTN_UNITS - 1) / ATTN_UNITS);
+    for (long k; (k = nuri_share_take(&sh)) >= 0;)
+        for (long u = k * ATTN_UNITS; u < n_units && u < (k + 1) * ATTN_UNITS; u++) {
+            const int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
+            const int64_t at = t * n_q + (int64_t)kvh * G * hd;
+            attend(w, il, t, kvh, c->q + at, 0, c->b_pos[t] + 1, c->att + at);
+        }
+    barrier(w);
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++)
+        for (int32_t h = 0; h < hp->n_head; h++) {
+            float *a = c->att + t * n_q + (int64_t)h * hd;
+            const float *g = c->dn_qg + t * 2 * n_q + (int64_t)h * 2 * hd + hd;
+            for (int32_t d = 0; d < hd; d++) a[d] *= 1.0f / (1.0f + expf(-g[d]));
+        }
+    w->xq_src = NULL;
+    barrier(w);
+    quantize_input(w, c->att, n_q, T, nuri_kernels(L->wo.type)->vec_dot_type);
+    matmul(w, &L->wo, T, c->xn, n_embd);
+    barrier(w);
+}
+
+/* One qwen35 layer: h = x + mixer(attn_norm(x)); y = h + ffn(post_attention_norm(h)). */
+static void qwen35_layer(worker *w, const job *jb, int il)
+{
+    nuri_ctx *c = w->c;
+    const nuri_hparams *hp = &c->m->hp;
+    const nuri_layer *L = &c->m->layers[il];
+    const int32_t T = jb->n;
+    const int64_t n_embd = hp->n_embd;
+    long t0, t1;
+    if (w->ith == 0 && L->rec >= 0) { // the batch's sequences, in order of appearance
+        c->dn_nseq = 0;
+        for (int32_t t = 0; t < T; t++) {
+            int32_t k = 0;
+            while (k < c->dn_nseq && c->dn_seqs[k] != c->b_seq[t]) k++;
+            if (k == c->dn_nseq) c->dn_seqs[c->dn_nseq++] = c->b_seq[t];
+        }
+    }
+    nuri_split(T, w->ith, w->nth, &t0, &t1);
+    for (long t = t0; t < t1; t++)
+        rms_norm(c->x + t * n_embd, L->attn_norm.data, c->xn + t * n_embd, n_embd, hp->rms_eps);
+    w->xq_src = NULL;
+    barrier(w);
+    if (L->rec >= 0)
+        qwen35_deltanet(w, L, T);
+    else
+        qwen35_attention(w, L, il, T);
+    for (long t = t0; t < t1; t++) {
+        float *x = c->x + t * n_embd, *a = c->xn + t * n_embd;
+        for (int64_t i = 0; i < n_embd; i++) x[i] += a[i];
+        rms_norm(x, L->ffn_norm.data, a, n_embd, hp->rms_eps);
+    }
+    w->xq_src = NULL;
+    barrier(w);
+    if (L->ffn_gate_inp.data)
+        ffn_moe(w, L, T);
+    else
+        ffn_dense(w, L, T);
+}
 
 static void layer(worker *w, const job *jb, int il)
 {
@@ -575,6 +791,10 @@ static void layer(worker *w, const job *jb, int il)
     const int64_t n_embd = hp->n_embd, n_q = (int64_t)hp->n_head * hd;
     const int64_t kv_dim = (int64_t)hp->n_head_kv * hd;
     long t0, t1;
+    if (NURI_ARCH_IS_QWEN35(hp->arch)) {
+        qwen35_layer(w, jb, il);
+        return;
+    }
 
     // attention input: normed (pre-norm archs) or the residual stream itself
     nuri_split(T, w->ith, w->nth, &t0, &t1);
@@ -904,6 +1124,91 @@ static void *alloc_ints(size_t n, bool *ok)
     return p;
 }
 
+/* The context's recurrent state and scratch for qwen35 (nothing for other models). */
+static nuri_status rs_new(nuri_ctx *c)
+{
+    const nuri_model *m = c->m;
+    const nuri_hparams *hp = &m->hp;
+    if (!NURI_ARCH_IS_QWEN35(hp->arch)) return NURI_OK;
+    if (m->n_stages > 1)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "a pipeline of %s (recurrent delta-net layers) is not supported",
+                          hp->arch_name);
+    const size_t B = (size_t)c->n_batch, S = (size_t)hp->ssm_d_state, NV = (size_t)hp->ssm_n_v;
+    const size_t C = (2 * (size_t)hp->ssm_n_group + NV) * S, R = (size_t)hp->n_recurrent;
+    const size_t n_q = (size_t)hp->n_head * hp->head_dim;
+    bool ok = true;
+    c->rs_conv = alloc_floats((size_t)c->n_seq * R * C * (size_t)(hp->ssm_d_conv - 1), &ok);
+    c->rs_ssm = alloc_floats((size_t)c->n_seq * R * NV * S * S, &ok);
+    c->rs_len = alloc_ints((size_t)c->n_seq, &ok);
+    c->dn_qkv = alloc_floats(B * C, &ok);
+    c->dn_conv = alloc_floats(B * C, &ok);
+    c->dn_z = alloc_floats(B * NV * S, &ok);
+    c->dn_beta = alloc_floats(B * NV, &ok);
+    c->dn_alpha = alloc_floats(B * NV, &ok);
+    c->dn_out = alloc_floats(B * NV * S, &ok);
+    c->dn_qg = alloc_floats(B * 2 * n_q, &ok);
+    c->dn_seqs = alloc_ints(B, &ok);
+    if (!ok)
+        return nuri_error(
+            NURI_ERR_NOMEM, "out of memory for the recurrent state of %d sequences (%.1f MiB each)",
+            c->n_seq,
+            (double)(R * (C * (size_t)(hp->ssm_d_conv - 1) + NV * S * S)) * 4 / (1024.0 * 1024.0));
+    return NURI_OK;
+}
+
+static void rs_free(nuri_ctx *c)
+{
+    void *bufs[] = {c->rs_conv, c->rs_ssm,   c->rs_len, c->dn_qkv, c->dn_conv, c->dn_z,
+                    c->dn_beta, c->dn_alpha, c->dn_out, c->dn_qg,  c->dn_seqs};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+}
+
+/* seq's recurrent state: emptied (n == 0) or, when truncated below what it has taken in, marked
+ * as no longer the sequence's (a state cannot be rewound). */
+static void rs_truncate(nuri_ctx *c, int32_t seq, int32_t n)
+{
+    if (!c->rs_len) return;
+    if (n == 0) {
+        const nuri_hparams *hp = &c->m->hp;
+        const size_t S = (size_t)hp->ssm_d_state, NV = (size_t)hp->ssm_n_v;
+        const size_t C = (2 * (size_t)hp->ssm_n_group + NV) * S, R = (size_t)hp->n_recurrent;
+        memset(rs_conv_at(c, seq, 0), 0, sizeof(float) * R * C * (size_t)(hp->ssm_d_conv - 1));
+        memset(rs_ssm_at(c, seq, 0), 0, sizeof(float) * R * NV * S * S);
+        c->rs_len[seq] = 0;
+    } else if (n < c->rs_len[seq]) {
+        c->rs_len[seq] = -1;
+    }
+}
+
+/* A KV snapshot holds the attention layers' cache only; without the recurrent state it could not
+ * restore a sequence exactly, so a model with one has none. */
+static nuri_status rs_refuse_kv(const nuri_ctx *c)
+{
+    return nuri_error(NURI_ERR_UNSUPPORTED,
+                      "KV snapshots of %s (its delta-net layers' recurrent state is not in them) "
+                      "are not supported",
+                      c->m->hp.arch_name);
+}
+
+/* dst takes src's state when it forks src's whole length; a shorter fork cannot have it. */
+static void rs_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n)
+{
+    if (!c->rs_len) return;
+    if (n == 0 || n != c->rs_len[src]) {
+        rs_truncate(c, dst, 0);
+        if (n > 0) c->rs_len[dst] = -1;
+        return;
+    }
+    const nuri_hparams *hp = &c->m->hp;
+    const size_t S = (size_t)hp->ssm_d_state, NV = (size_t)hp->ssm_n_v;
+    const size_t C = (2 * (size_t)hp->ssm_n_group + NV) * S, R = (size_t)hp->n_recurrent;
+    memcpy(rs_conv_at(c, dst, 0), rs_conv_at(c, src, 0),
+           sizeof(float) * R * C * (size_t)(hp->ssm_d_conv - 1));
+    memcpy(rs_ssm_at(c, dst, 0), rs_ssm_at(c, src, 0), sizeof(float) * R * NV * S * S);
+    c->rs_len[dst] = n;
+}
+
 nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx **out)
 {
     *out = NULL;
@@ -949,6 +1254,8 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     if ((size_t)hp->n_ff_exp > widest) widest = (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > widest) widest = (size_t)hp->n_ff_shexp;
     if ((size_t)hp->n_lora_q > widest) widest = (size_t)hp->n_lora_q; // deepseek2
+    if ((size_t)hp->ssm_n_v * hp->ssm_d_state > widest) // qwen35: ssm_out's input
+        widest = (size_t)hp->ssm_n_v * hp->ssm_d_state;
     // rows of xq, gate and up: a token each, or with experts a (token, expert) pair each
     const size_t K = hp->n_expert > 0 ? (size_t)hp->n_expert_used : 1, E = (size_t)hp->n_expert;
     size_t ff_row = n_ff; // floats of gate and up per token
@@ -1018,6 +1325,10 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     for (int32_t i = 0; i < c->n_pages; i++) c->free_list[i] = c->n_pages - 1 - i;
     c->n_free = c->n_pages;
     for (int32_t i = 0; i < c->n_seq; i++) c->b_next[i] = -1;
+    if ((s = rs_new(c)) != NURI_OK) {
+        nuri_ctx_free(c);
+        return s;
+    }
     if (m->n_stages > 1 && m->stage == 0) {
         s = pipe_new(c, &d);
         if (s != NURI_OK) {
@@ -1033,6 +1344,7 @@ void nuri_ctx_free(nuri_ctx *c)
 {
     if (!c) return;
     pipe_free(c);
+    rs_free(c);
     nuri_pool_free(c->pool);
     void *bufs[] = {
         c->k_pages,   c->v_pages,    c->page_ref,  c->free_list,  c->seq_len,    c->seq_pages,
@@ -1088,6 +1400,7 @@ int32_t nuri_ctx_seq_len(const nuri_ctx *c, int32_t seq)
 static void seq_truncate(nuri_ctx *c, int32_t seq, int32_t n)
 {
     if (seq < 0 || seq >= c->n_seq || n < 0 || n >= c->seq_len[seq]) return;
+    rs_truncate(c, seq, n);
     int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
     for (int32_t i = pages_for(n); i < pages_for(c->seq_len[seq]); i++) page_release(c, pages[i]);
     c->seq_len[seq] = n;
@@ -1097,6 +1410,12 @@ void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n)
 {
     pipe_op(c, PIPE_TRUNCATE, seq, n, 0);
     seq_truncate(c, seq, n);
+}
+
+bool nuri_ctx_seq_reusable(const nuri_ctx *c, int32_t seq, int32_t n)
+{
+    if (seq < 0 || seq >= c->n_seq || n < 0 || n > c->seq_len[seq]) return false;
+    return !c->rs_len || n == 0 || n == c->rs_len[seq];
 }
 
 void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq)
@@ -1121,6 +1440,7 @@ nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n)
         c->page_ref[sp[i]]++;
     }
     c->seq_len[dst] = n;
+    rs_fork(c, src, dst, n);
     return NURI_OK;
 }
 
@@ -1178,6 +1498,7 @@ nuri_status nuri_ctx_seq_kv_read(const nuri_ctx *c, int32_t seq, int32_t n, void
     if (seq < 0 || seq >= c->n_seq || n < 0 || n > c->seq_len[seq])
         return nuri_error(NURI_ERR_INVALID_ARG, "sequence %d does not hold %d tokens", seq, n);
     if (c->m->n_stages > 1) return pipe_refuse_kv();
+    if (c->rs_len) return rs_refuse_kv(c);
     kv_copy((nuri_ctx *)c, seq, n, n, out, 0);
     return NURI_OK;
 }
@@ -1189,6 +1510,7 @@ nuri_status nuri_ctx_seq_kv_write(nuri_ctx *c, int32_t seq, int32_t n, int32_t s
         return nuri_error(NURI_ERR_INVALID_ARG, "cannot write %d tokens of KV into sequence %d", n,
                           seq);
     if (c->m->n_stages > 1) return pipe_refuse_kv();
+    if (c->rs_len) return rs_refuse_kv(c);
     nuri_ctx_seq_clear(c, seq);
     if (pages_for(n) > c->n_free)
         return nuri_error(NURI_ERR_LIMIT, "%d tokens of KV need %d pages; %d are free", n,
@@ -1265,6 +1587,11 @@ static nuri_status plan_batch(nuri_ctx *c, const nuri_batch *b, int32_t n, int32
             s = nuri_error(NURI_ERR_INVALID_ARG,
                            "sequence %d holds %d tokens; it cannot continue at position %d", seq,
                            c->seq_len[seq], pos);
+        else if (c->rs_len && c->b_next[seq] < 0 && pos != 0 && pos != c->rs_len[seq])
+            s = nuri_error(NURI_ERR_INVALID_ARG,
+                           "sequence %d: %s's recurrent state cannot go back to position %d; "
+                           "the sequence continues at %d or restarts at 0",
+                           seq, c->m->hp.arch_name, pos, c->seq_len[seq]);
         if (s != NURI_OK) break;
         if (c->b_next[seq] < 0) need += seq_restart_pages(c, seq, pos);
         if (pos % NURI_KV_PAGE == 0) need++; // a new page starts here
@@ -1293,6 +1620,7 @@ static nuri_status plan_batch(nuri_ctx *c, const nuri_batch *b, int32_t n, int32
         else if (c->page_ref[pages[pos / NURI_KV_PAGE]] > 1)
             pages[pos / NURI_KV_PAGE] = page_copy(c, pages[pos / NURI_KV_PAGE]);
         c->seq_len[seq] = pos + 1;
+        if (c->rs_len) c->rs_len[seq] = pos + 1;
         c->b_slot[i] = pages[pos / NURI_KV_PAGE] * NURI_KV_PAGE + pos % NURI_KV_PAGE;
         c->b_row[i] = b->logits && b->logits[i] ? rows++ : -1;
     }

@@ -85,6 +85,13 @@ static const shape shapes[] = {
      "DeepSeek-V2-Lite (15.7B total, 2.7B active; writing it takes about twice the file's size "
      "in memory)",
      64, 6, 1408},
+    // Qwen3.5 (qwen35_extras below): 3 delta-net layers of every 4, then gated attention
+    {"qwen35-tiny", 256, 8, 4, 2, 64, 768, 4096, 4096, 10000.0f,
+     "Qwen3.5's layout in small: 6 delta-net and 2 attention layers, 4 value heads over 2 key "
+     "heads of 32",
+     0, 0, 0},
+    {"qwen3.5-0.8b", 1024, 24, 8, 2, 256, 3584, 248320, 262144, 10000000.0f,
+     "Qwen3.5-0.8B (18 delta-net layers of 16 heads of 128, 6 attention layers)", 0, 0, 0},
 };
 
 /* deepseek2 shapes' attention and router (real values for deepseek-v2-lite: its config.json) */
@@ -99,6 +106,19 @@ static const struct deepseek2_extra {
     {"ds3-tiny", 96, 64, 48, 32, 48, 2, 1, 1, true, true, 2.5f, 40.0f, 1.0f, 0, 0},
     {"ds3-grouped-tiny", 96, 64, 48, 32, 48, 1, 1, 0, true, true, 2.5f, 40.0f, 1.0f, 8, 3},
     {"deepseek-v2-lite", 0, 512, 128, 64, 128, 2, 1, 0, false, false, 1.0f, 40.0f, 0.707f, 0, 0},
+};
+
+/* What qwen35 files of a shape carry besides it: rotated dimensions per head (of head_dim), the
+ * convolution's width, the delta-net's head width, key heads and value heads. Qwen3.5-0.8B's are
+ * from its config.json (partial_rotary_factor 0.25, linear_conv_kernel_dim 4, 16 key and 16
+ * value heads of 128); shapes not listed get head_dim / 4 rotated, width 4, n_head_kv key heads
+ * and n_head value heads of head_dim. */
+static const struct qwen35_extra {
+    const char *shape;
+    int32_t n_rot, d_conv, d_state, n_group, n_v;
+} qwen35_extras[] = {
+    {"qwen35-tiny", 16, 4, 32, 2, 4},
+    {"qwen3.5-0.8b", 64, 4, 128, 16, 16},
 };
 
 /* What gemma2 / gemma3 files of a shape carry besides it: the sliding window (tokens), the linear
@@ -122,10 +142,12 @@ const char *nuri_mkmodel_shapes(void)
     return "tiny (256 wide, 2 layers), small (512, 4), deep-narrow (128, 64), llama-3.2-1b, "
            "qwen2.5-0.5b, qwen3-0.6b, exaone-3.5-2.4b, exaone-4.0-1.2b, gemma3-tiny (256, 6), "
            "gemma2-tiny (256, 4), gemma3-1b, gemma3-4b, gemma2-2b; with experts (for "
-           "qwen3moe, qwen2moe, mixtral, exaone-moe, gpt-oss): moe-tiny (8 experts, 2 used), moe-a3b-mini (128, 8 used), "
+           "qwen3moe, qwen2moe, mixtral, exaone-moe, gpt-oss): moe-tiny (8 experts, 2 used), "
+           "moe-a3b-mini (128, 8 used), "
            "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b, "
            "gpt-oss-tiny (256 wide, 4 layers, 8 experts, 4 used), gpt-oss-20b; for deepseek2 "
-           "only: ds2-tiny, ds3-tiny, ds3-grouped-tiny, deepseek-v2-lite";
+           "only: ds2-tiny, ds3-tiny, ds3-grouped-tiny, deepseek-v2-lite; for qwen35: "
+           "qwen35-tiny (256 wide, 8 layers), qwen3.5-0.8b (any other shape works too)";
 }
 
 /* ---- random numbers ---- */
@@ -356,9 +378,13 @@ static nuri_status add_synthetic_vocab(gguf_writer *w, int32_t n)
     return s;
 }
 
+static nuri_status write_qwen35(maker *mk, const nuri_mkmodel_params *p, const shape *sh,
+                                int32_t n_vocab, const char *path);
+
 static nuri_status write_model(maker *mk, const nuri_mkmodel_params *p, const shape *sh,
                                int32_t n_vocab, const char *path)
 {
+    if (!strncmp(p->arch, "qwen35", 6)) return write_qwen35(mk, p, sh, n_vocab, path);
     gguf_writer *w = mk->w;
     // mixtral is a llama file with experts; qwen3moe is qwen3 attention with experts
     const bool mixtral = !strcmp(p->arch, "mixtral"), qwen3moe = !strcmp(p->arch, "qwen3moe");
@@ -760,19 +786,186 @@ static nuri_status write_deepseek2(maker *mk, const nuri_mkmodel_params *p, cons
     return s;
 }
 
+/* A 2-D F32 tensor of N(offset, scale^2) values (kept F32 whatever the type: the convolution's
+ * kernel, which llama.cpp reads only as F32). */
+static nuri_status add_random_f32(maker *mk, const char *name, int64_t n_in, int64_t n_out,
+                                  float scale, float offset)
+{
+    for (int64_t i = 0; i < n_in * n_out; i++) mk->buf[i] = offset + scale * rng_normal(&mk->r);
+    const int64_t ne[2] = {n_in, n_out};
+    return gguf_writer_add_tensor(mk->w, name, NURI_TYPE_F32, 2, ne, mk->buf);
+}
+
+static struct qwen35_extra qwen35_extra_of(const shape *sh)
+{
+    for (size_t i = 0; i < sizeof qwen35_extras / sizeof qwen35_extras[0]; i++)
+        if (!strcmp(qwen35_extras[i].shape, sh->name)) return qwen35_extras[i];
+    return (struct qwen35_extra){sh->name,     (sh->head_dim / 4) & ~1, 4,
+                                 sh->head_dim, sh->n_head_kv,           sh->n_head};
+}
+
+/*
+ * qwen35 (Qwen3.5): every 4th layer attention whose attn_q yields a query and a gate per head,
+ * with q/k norms and rope on n_rot of head_dim; the others gated delta-net layers (attn_qkv, the
+ * convolution, ssm_a = -exp(A_log), ssm_dt.bias, ssm_beta / ssm_alpha, ssm_norm, the output gate
+ * attn_gate, ssm_out); post_attention_norm before the SwiGLU feed-forward; output tied; one
+ * next-token-prediction block after the layers (which runners skip). The decay comes out near
+ * the real models' range (exp(g) about 0.8 to 1): ssm_a about -4, ssm_dt.bias about -3.
+ */
+static nuri_status write_qwen35(maker *mk, const nuri_mkmodel_params *p, const shape *sh,
+                                int32_t n_vocab, const char *path)
+{
+    gguf_writer *w = mk->w;
+    const char *a = p->arch;                  // qwen35 or qwen35moe
+    const bool moe = !strcmp(a, "qwen35moe"); // experts of n_ff_exp, a shared one as wide
+    const struct qwen35_extra ex = qwen35_extra_of(sh);
+    const int n_layer = mk->n_layer, n_file_layers = n_layer + 1;
+    const int64_t E = sh->n_embd, Q = (int64_t)sh->n_head * sh->head_dim;
+    const int64_t KV = (int64_t)sh->n_head_kv * sh->head_dim, F = sh->n_ff;
+    const int64_t S = ex.d_state, K = (int64_t)ex.n_group * S, V = (int64_t)ex.n_v * S;
+    const int64_t C = 2 * K + V;
+    char key[128], nm[96];
+    nuri_status s;
+#define KV_U32(suffix, v)                                                                          \
+    do {                                                                                           \
+        snprintf(key, sizeof key, "%s.%s", a, suffix);                                             \
+        if ((s = gguf_writer_add_u32(w, key, (uint32_t)(v)))) return s;                            \
+    } while (0)
+    if ((s = gguf_writer_add_str(w, "general.architecture", a))) return s;
+    snprintf(key, sizeof key, "nuri mkmodel %s %s %s seed %llu", p->arch, sh->name, p->type,
+             (unsigned long long)p->seed);
+    if ((s = gguf_writer_add_str(w, "general.name", key))) return s;
+    KV_U32("context_length", p->n_ctx > 0 ? p->n_ctx : sh->n_ctx);
+    KV_U32("embedding_length", E);
+    KV_U32("block_count", n_file_layers);
+    KV_U32("nextn_predict_layers", 1);
+    KV_U32("feed_forward_length", F);
+    KV_U32("attention.head_count", sh->n_head);
+    KV_U32("attention.head_count_kv", sh->n_head_kv);
+    KV_U32("attention.key_length", sh->head_dim);
+    KV_U32("attention.value_length", sh->head_dim);
+    KV_U32("rope.dimension_count", ex.n_rot);
+    KV_U32("vocab_size", n_vocab);
+    KV_U32("ssm.conv_kernel", ex.d_conv);
+    KV_U32("ssm.state_size", S);
+    KV_U32("ssm.group_count", ex.n_group);
+    KV_U32("ssm.time_step_rank", ex.n_v);
+    KV_U32("ssm.inner_size", V);
+    KV_U32("full_attention_interval", 4);
+    if (moe) {
+        KV_U32("expert_count", sh->n_expert);
+        KV_U32("expert_used_count", sh->n_expert_used);
+        KV_U32("expert_feed_forward_length", sh->n_ff_exp);
+        KV_U32("expert_shared_feed_forward_length", sh->n_ff_exp);
+    }
+#undef KV_U32
+    const int32_t half = ex.n_rot / 2;
+    const int32_t sections[4] = {(half + 2) / 3, (half + 1) / 3, half / 3, 0};
+    snprintf(key, sizeof key, "%s.rope.dimension_sections", a);
+    if ((s = gguf_writer_add_arr(w, key, GGUF_TYPE_INT32, sections, 4))) return s;
+    bool *rec = calloc((size_t)n_file_layers, sizeof *rec);
+    if (!rec) return nuri_error(NURI_ERR_NOMEM, "out of memory");
+    for (int il = 0; il < n_layer; il++) rec[il] = (il + 1) % 4 != 0;
+    snprintf(key, sizeof key, "%s.attention.recurrent_layers", a);
+    s = gguf_writer_add_arr(w, key, GGUF_TYPE_BOOL, rec, (uint64_t)n_file_layers);
+    free(rec);
+    if (s) return s;
+    snprintf(key, sizeof key, "%s.rope.freq_base", a);
+    if ((s = gguf_writer_add_f32(w, key, sh->rope_base))) return s;
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
+    if ((s = gguf_writer_add_f32(w, key, 1e-6f))) return s;
+
+    const float out_scale = 2.5f / sqrtf((float)E); // tied: the embedding is the output matrix
+    if ((s = add_random(mk, "token_embd.weight", "output", -1, E, n_vocab, out_scale, 0)) ||
+        (s = add_random(mk, "output_norm.weight", "norm", -1, E, 1, 0.05f, 1.0f)))
+        return s;
+    for (int il = 0; il < n_file_layers; il++) {
+        if (p->progress)
+            p->progress(p->progress_ud, "making random weights", (uint64_t)il,
+                        (uint64_t)n_file_layers + 1);
+        const bool mtp = il >= n_layer, delta = !mtp && (il + 1) % 4 != 0;
+#define T(suffix, kind, n_in, n_out, scale, off)                                                   \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = add_random(mk, nm, kind, il, n_in, n_out, scale, off))) return s;                 \
+    } while (0)
+        T("attn_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (delta) {
+            T("attn_qkv.weight", "attn_qkv", E, C, 1.0f / sqrtf((float)E), 0);
+            T("attn_gate.weight", "attn_gate", E, V, 1.0f / sqrtf((float)E), 0);
+            T("ssm_beta.weight", "ssm_beta", E, ex.n_v, 1.0f / sqrtf((float)E), 0);
+            T("ssm_alpha.weight", "ssm_alpha", E, ex.n_v, 1.0f / sqrtf((float)E), 0);
+            snprintf(nm, sizeof nm, "blk.%d.ssm_conv1d.weight", il);
+            if ((s = add_random_f32(mk, nm, ex.d_conv, C, 1.0f / sqrtf((float)ex.d_conv), 0)))
+                return s;
+            T("ssm_dt.bias", "bias", ex.n_v, 1, 1.0f, -3.0f);
+            T("ssm_a", "bias", ex.n_v, 1, 1.0f, -4.0f);
+            T("ssm_norm.weight", "norm", S, 1, 0.05f, 1.0f);
+            T("ssm_out.weight", "ssm_out", V, E, 1.0f / sqrtf((float)V), 0);
+        } else {
+            T("attn_q.weight", "attn_q", E, 2 * Q, 1.0f / sqrtf((float)E), 0);
+            T("attn_k.weight", "attn_k", E, KV, 1.0f / sqrtf((float)E), 0);
+            T("attn_v.weight", "attn_v", E, KV, 1.0f / sqrtf((float)E), 0);
+            T("attn_q_norm.weight", "norm", sh->head_dim, 1, 0.05f, 1.0f);
+            T("attn_k_norm.weight", "norm", sh->head_dim, 1, 0.05f, 1.0f);
+            T("attn_output.weight", "attn_output", Q, E, 1.0f / sqrtf((float)Q), 0);
+        }
+        T("post_attention_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        if (moe) { // the router F32 (as llama.cpp's quantizer leaves it), logits of unit spread
+            const int64_t X = sh->n_expert, FX = sh->n_ff_exp;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", il);
+            if ((s = add_random_f32(mk, nm, E, X, 1.0f / sqrtf((float)E), 0))) return s;
+            const struct {
+                const char *suffix, *kind;
+                int64_t n_in, n_out;
+            } xs[] = {{"ffn_gate_exps.weight", "ffn_gate", E, FX},
+                      {"ffn_up_exps.weight", "ffn_up", E, FX},
+                      {"ffn_down_exps.weight", "ffn_down", FX, E}};
+            for (int k = 0; k < 3; k++) {
+                snprintf(nm, sizeof nm, "blk.%d.%s", il, xs[k].suffix);
+                if ((s = add_random_experts(mk, nm, xs[k].kind, il, xs[k].n_in, xs[k].n_out, X,
+                                            1.0f / sqrtf((float)xs[k].n_in))))
+                    return s;
+            }
+            T("ffn_gate_inp_shexp.weight", "norm", E, 1, 1.0f / sqrtf((float)E), 0);
+            T("ffn_gate_shexp.weight", "ffn_gate", E, FX, 1.0f / sqrtf((float)E), 0);
+            T("ffn_up_shexp.weight", "ffn_up", E, FX, 1.0f / sqrtf((float)E), 0);
+            T("ffn_down_shexp.weight", "ffn_down", FX, E, 1.0f / sqrtf((float)FX), 0);
+        } else {
+            T("ffn_gate.weight", "ffn_gate", E, F, 1.0f / sqrtf((float)E), 0);
+            T("ffn_up.weight", "ffn_up", E, F, 1.0f / sqrtf((float)E), 0);
+            T("ffn_down.weight", "ffn_down", F, E, 1.0f / sqrtf((float)F), 0);
+        }
+        if (mtp) {
+            T("nextn.eh_proj.weight", "attn_output", 2 * E, E, 1.0f / sqrtf((float)(2 * E)), 0);
+            T("nextn.enorm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("nextn.hnorm.weight", "norm", E, 1, 0.05f, 1.0f);
+            T("nextn.shared_head_norm.weight", "norm", E, 1, 0.05f, 1.0f);
+        }
+#undef T
+    }
+    if (p->progress)
+        p->progress(p->progress_ud, "writing the file", (uint64_t)n_file_layers,
+                    (uint64_t)n_file_layers + 1);
+    s = gguf_writer_write(w, path);
+    if (p->progress) p->progress(p->progress_ud, "writing the file", 1, 1);
+    return s;
+}
+
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    static const char *archs[] = {"llama",   "qwen2",    "qwen3",       "exaone",
-                                  "exaone4", "granite",  "hyperclovax", "qwen3moe",
-                                  "mixtral", "qwen2moe", "gemma2",      "gemma3",
-                                  "exaone-moe", "gpt-oss",  "deepseek2"};
+    static const char *archs[] = {"llama",      "qwen2",    "qwen3",       "exaone",
+                                  "exaone4",    "granite",  "hyperclovax", "qwen3moe",
+                                  "mixtral",    "qwen2moe", "gemma2",      "gemma3",
+                                  "exaone-moe", "gpt-oss",  "deepseek2",   "qwen35",
+                                  "qwen35moe"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown architecture '%s' (llama, qwen2, qwen3, exaone, exaone4, "
                           "granite, hyperclovax, qwen3moe, mixtral, qwen2moe, gemma2, gemma3, "
-                          "exaone-moe, gpt-oss, deepseek2)",
+                          "exaone-moe, gpt-oss, deepseek2, qwen35, qwen35moe)",
                           p->arch);
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -782,7 +975,8 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
                           nuri_mkmodel_shapes());
     const bool moe = !strcmp(p->arch, "qwen3moe") || !strcmp(p->arch, "mixtral") ||
                      !strcmp(p->arch, "qwen2moe") || !strcmp(p->arch, "exaone-moe") ||
-                     !strcmp(p->arch, "gpt-oss") || !strcmp(p->arch, "deepseek2");
+                     !strcmp(p->arch, "gpt-oss") || !strcmp(p->arch, "deepseek2") ||
+                     !strcmp(p->arch, "qwen35moe");
     if (moe && sh->n_expert == 0)
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
@@ -854,6 +1048,13 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
     if ((int64_t)sh->n_embd * sh->n_ff > biggest) biggest = (int64_t)sh->n_embd * sh->n_ff;
     const int64_t experts = (int64_t)sh->n_embd * sh->n_ff_exp * sh->n_expert;
     if (moe && experts > biggest) biggest = experts;
+    if (!strncmp(p->arch, "qwen35", 6)) { // attn_q is twice as wide; attn_qkv's channels
+        const struct qwen35_extra ex = qwen35_extra_of(sh);
+        const int64_t ch = (int64_t)(2 * ex.n_group + ex.n_v) * ex.d_state;
+        if (2 * (int64_t)sh->n_head * sh->head_dim * sh->n_embd > biggest)
+            biggest = 2 * (int64_t)sh->n_head * sh->head_dim * sh->n_embd;
+        if (ch * sh->n_embd > biggest) biggest = ch * sh->n_embd;
+    }
     mk.buf = malloc((size_t)biggest * sizeof(float));
     mk.qbuf = malloc((size_t)biggest * sizeof(float));
     if (s == NURI_OK && (!mk.buf || !mk.qbuf))

@@ -60,6 +60,10 @@ static const struct arch_info {
     // deepseek2: its attention (MLA) and router keys are read by read_deepseek2_hparams
     {"deepseek2", NURI_ARCH_DEEPSEEK2, NURI_ROPE_NORM, true, false, false, false, false, false,
      'y'},
+    // qwen35: its layers are bound by bind_qwen35_layer (q/k norms on the attention layers only)
+    {"qwen35", NURI_ARCH_QWEN35, NURI_ROPE_NEOX, true, false, false, false, false, false, 'n'},
+    {"qwen35moe", NURI_ARCH_QWEN35MOE, NURI_ROPE_NEOX, true, false, false, false, false, false,
+     'y'},
 };
 
 static const struct arch_info *arch_of(nuri_arch a)
@@ -280,6 +284,13 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     hp->moe_topk_softmax = hp->swiglu_oai = hp->arch == NURI_ARCH_GPTOSS;
     if (hp->arch == NURI_ARCH_EXAONE_MOE) return read_exaone_moe_hparams(f, hp);
     if (hp->arch == NURI_ARCH_DEEPSEEK2) return read_deepseek2_moe(f, hp);
+    if (hp->arch == NURI_ARCH_QWEN35MOE) {
+        // one shared expert, gated by ggml's sigmoid; llama.cpp creates its tensors always
+        if ((s = get_dim(f, name, "expert_shared_feed_forward_length", true, 0, MAX_WIDTH,
+                         &hp->n_ff_shexp)))
+            return s;
+        hp->shexp_sigmoid = true;
+    }
     if (hp->arch == NURI_ARCH_QWEN2MOE) {
         // one shared expert, of expert_shared_feed_forward_length (else feed_forward_length)
         if ((s = get_dim(f, name, "expert_shared_feed_forward_length", hp->n_ff == 0, hp->n_ff,
@@ -289,7 +300,8 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     if (hp->arch == NURI_ARCH_GPTOSS) { // required, as llama.cpp reads it
         if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)))
             return s;
-    } else if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE) {
+    } else if (hp->arch == NURI_ARCH_QWEN3MOE || hp->arch == NURI_ARCH_QWEN2MOE ||
+               hp->arch == NURI_ARCH_QWEN35MOE) {
         int32_t def = hp->n_ff / hp->n_expert_used;
         if ((s = get_dim(f, name, "expert_feed_forward_length", def == 0, def, MAX_WIDTH,
                          &hp->n_ff_exp)))
@@ -300,7 +312,9 @@ static nuri_status read_moe_hparams(const gguf_file *f, const struct arch_info *
     static const char *unsupported[] = {"expert_group_count", "expert_shared_count",
                                         "expert_shared_feed_forward_length"};
     // qwen2moe has its one shared expert whatever expert_shared_count says, as in llama.cpp
-    const size_t n_unsupported = hp->arch == NURI_ARCH_QWEN2MOE ? 1 : 3;
+    // (qwen35moe too: llama.cpp reads neither count)
+    const size_t n_unsupported =
+        hp->arch == NURI_ARCH_QWEN2MOE || hp->arch == NURI_ARCH_QWEN35MOE ? 1 : 3;
     for (size_t i = 0; i < n_unsupported; i++) {
         snprintf(key, sizeof key, "%s.%s", name, unsupported[i]);
         uint32_t v;
@@ -521,6 +535,49 @@ static nuri_status read_mla_hparams(const gguf_file *f, nuri_hparams *hp)
     return NURI_OK;
 }
 
+/* qwen35: the delta-net's sizes (all required, as llama.cpp reads them) and the rope sections.
+ * Text positions are the same in every section (llama.cpp gives a text token its position four
+ * times), so multi-section rope is plain NEOX rope over rope.dimension_count dimensions; the
+ * sections must be there all the same, as llama.cpp requires them. */
+static nuri_status read_qwen35_hparams(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *a = hp->arch_name;
+    int32_t d_inner;
+    nuri_status s;
+    if ((s = get_dim(f, a, "ssm.conv_kernel", true, 0, 64, &hp->ssm_d_conv)) ||
+        (s = get_dim(f, a, "ssm.inner_size", true, 0, MAX_WIDTH, &d_inner)) ||
+        (s = get_dim(f, a, "ssm.state_size", true, 0, 4096, &hp->ssm_d_state)) ||
+        (s = get_dim(f, a, "ssm.group_count", true, 0, MAX_HEADS, &hp->ssm_n_group)) ||
+        (s = get_dim(f, a, "ssm.time_step_rank", true, 0, MAX_HEADS, &hp->ssm_n_v)))
+        return s;
+    if ((int64_t)hp->ssm_n_v * hp->ssm_d_state != d_inner)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "%s.ssm.inner_size %d is not time_step_rank %d x state_size %d (value "
+                          "heads as wide as key heads, as llama.cpp requires)",
+                          a, d_inner, hp->ssm_n_v, hp->ssm_d_state);
+    if (hp->ssm_n_v % hp->ssm_n_group != 0)
+        return nuri_error(NURI_ERR_FORMAT,
+                          "%s.ssm.time_step_rank %d is not a multiple of ssm.group_count %d", a,
+                          hp->ssm_n_v, hp->ssm_n_group);
+    if ((int64_t)hp->ssm_n_group * hp->ssm_d_state * 2 + d_inner > MAX_WIDTH)
+        return nuri_error(NURI_ERR_FORMAT, "%s: the delta-net's %d + %d channels exceed %d", a,
+                          2 * hp->ssm_n_group * hp->ssm_d_state, d_inner, MAX_WIDTH);
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.dimension_sections", a);
+    gguf_arr sec;
+    s = gguf_get_arr(f, key, &sec);
+    if (s == NURI_ERR_NOT_FOUND)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' is missing", key);
+    if (s != NURI_OK) return s;
+    if (sec.n != 4 || (sec.type != GGUF_TYPE_INT32 && sec.type != GGUF_TYPE_UINT32))
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' must hold 4 integers", key);
+    int32_t sv[4];
+    memcpy(sv, sec.data, sizeof sv); // the file's bytes need not be aligned
+    if (sv[0] <= 0 && sv[1] <= 0 && sv[2] <= 0)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' has no section", key);
+    return NURI_OK;
+}
+
 static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
 {
     gguf_str arch;
@@ -538,7 +595,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "architecture '%.*s' is not supported (nuri runs llama, qwen2, qwen3, "
                           "qwen2moe, qwen3moe, exaone, exaone4, exaone-moe, granite, hyperclovax, "
-                          "gemma2, gemma3, gpt-oss, deepseek2)",
+                          "gemma2, gemma3, gpt-oss, deepseek2, qwen35, qwen35moe)",
                           (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const struct arch_info *ai = arch_of(hp->arch);
     hp->pre_norm = ai->pre_norm;
@@ -553,8 +610,9 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
                      &hp->n_head_kv)) ||
         (s = get_dim(f, name, "context_length", false, 4096, 1 << 24, &hp->n_ctx_train)))
         return s;
-    if (hp->arch == NURI_ARCH_EXAONE_MOE || hp->arch == NURI_ARCH_DEEPSEEK2) {
-        // their next-token-prediction layers come last
+    // their next-token-prediction layers come last (loaded by llama.cpp, run by neither)
+    if (hp->arch == NURI_ARCH_EXAONE_MOE || hp->arch == NURI_ARCH_DEEPSEEK2 ||
+        NURI_ARCH_IS_QWEN35(hp->arch)) {
         char key[128];
         snprintf(key, sizeof key, "%s.nextn_predict_layers", name);
         uint32_t nn = 0;
@@ -650,6 +708,7 @@ static nuri_status read_hparams(const gguf_file *f, nuri_hparams *hp)
         }
     }
     if (hp->arch == NURI_ARCH_GPTOSS && (s = read_rope_scaling(f, hp))) return s;
+    if (NURI_ARCH_IS_QWEN35(hp->arch) && (s = read_qwen35_hparams(f, hp))) return s;
     return read_moe_hparams(f, ai, hp);
 }
 
@@ -823,6 +882,120 @@ static nuri_status bind_mla(binder *b, nuri_model *m, int il)
     return bind_experts(b, nm, kvl, hp->n_v_mla, H, L->wv_b);
 }
 
+/* qwen35: which layers are delta-net layers (L->rec >= 0, numbered in order): the bools of
+ * `attention.recurrent_layers` (one per layer of the file, next-token-prediction layers included),
+ * else all but every `full_attention_interval`-th (default 4), as llama.cpp reads them. */
+static nuri_status qwen35_recurrent_layers(nuri_model *m)
+{
+    nuri_hparams *hp = &m->hp;
+    const int32_t n_all = hp->n_layer + hp->n_nextn;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.recurrent_layers", hp->arch_name);
+    const gguf_kv *kv = gguf_find_kv(m->file, key);
+    gguf_arr a = {0};
+    if (kv) {
+        nuri_status s = gguf_kv_arr(kv, &a);
+        if (s != NURI_OK) return s;
+        if (a.n != (uint64_t)n_all ||
+            (a.type != GGUF_TYPE_BOOL && a.type != GGUF_TYPE_UINT8 && a.type != GGUF_TYPE_INT8))
+            return nuri_error(NURI_ERR_FORMAT, "metadata '%s' must hold one bool per layer (%d)",
+                              key, n_all);
+    }
+    uint32_t interval = 4;
+    snprintf(key, sizeof key, "%s.full_attention_interval", hp->arch_name);
+    nuri_status s = gguf_get_u32(m->file, key, &interval);
+    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
+    if (interval == 0 || interval > (uint32_t)MAX_LAYERS)
+        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u is outside 1..%d", key, interval,
+                          MAX_LAYERS);
+    hp->n_recurrent = 0;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const bool rec = kv ? ((const uint8_t *)a.data)[il] != 0 : (il + 1) % interval != 0;
+        m->layers[il].rec = rec ? hp->n_recurrent++ : -1;
+    }
+    return NURI_OK;
+}
+
+/* One qwen35 layer: pre-norm, then a delta-net mixer (L->rec >= 0) or attention whose attn_q
+ * yields a query and an output gate per head, with q/k norms; post_attention_norm before the
+ * SwiGLU feed-forward. */
+static nuri_status bind_qwen35_layer(binder *b, nuri_model *m, int il)
+{
+    const nuri_hparams *hp = &m->hp;
+    nuri_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, n_q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t n_kv = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    const int64_t S = hp->ssm_d_state, K = (int64_t)hp->ssm_n_group * S;
+    const int64_t V = (int64_t)hp->ssm_n_v * S, C = 2 * K + V;
+    char nm[96];
+    nuri_status s;
+#define BIND(field, suffix, n_in, n_out, f32)                                                      \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                          \
+        if ((s = bind(b, nm, n_in, n_out, true, f32, &L->field))) return s;                        \
+    } while (0)
+    BIND(attn_norm, "attn_norm.weight", E, 0, true);
+    BIND(ffn_norm, "post_attention_norm.weight", E, 0, true);
+    if (L->rec >= 0) {
+        BIND(ssm_qkv, "attn_qkv.weight", E, C, false);
+        BIND(ssm_z, "attn_gate.weight", E, V, false);
+        BIND(ssm_beta, "ssm_beta.weight", E, hp->ssm_n_v, false);
+        BIND(ssm_alpha, "ssm_alpha.weight", E, hp->ssm_n_v, false);
+        BIND(ssm_conv, "ssm_conv1d.weight", hp->ssm_d_conv, C, true);
+        BIND(ssm_dt, "ssm_dt.bias", hp->ssm_n_v, 0, true);
+        BIND(ssm_a, "ssm_a", hp->ssm_n_v, 0, true);
+        BIND(ssm_norm, "ssm_norm.weight", S, 0, true);
+        BIND(ssm_out, "ssm_out.weight", V, E, false);
+    } else {
+        BIND(wq, "attn_q.weight", E, 2 * n_q, false); // (query, gate) per head
+        BIND(wk, "attn_k.weight", E, n_kv, false);
+        BIND(wv, "attn_v.weight", E, n_kv, false);
+        BIND(wo, "attn_output.weight", n_q, E, false);
+        BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, true);
+        BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, true);
+    }
+    if (hp->n_expert > 0) { // qwen35moe: experts and a shared expert gated by sigmoid(x . inp)
+        const int64_t X = hp->n_expert, FX = hp->n_ff_exp, SH = hp->n_ff_shexp;
+        nuri_weight *ex = m->experts + (size_t)il * 3 * (size_t)X;
+        L->exp_gate = ex;
+        L->exp_up = ex + X;
+        L->exp_down = ex + 2 * X;
+        BIND(ffn_gate_inp, "ffn_gate_inp.weight", E, X, false);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", il);
+        if ((s = bind_experts(b, nm, E, FX, X, L->exp_gate))) return s;
+        snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", il);
+        if ((s = bind_experts(b, nm, E, FX, X, L->exp_up))) return s;
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", il);
+        if ((s = bind_experts(b, nm, FX, E, X, L->exp_down))) return s;
+        BIND(shexp_gate_inp, "ffn_gate_inp_shexp.weight", E, 0, true);
+        BIND(shexp_gate, "ffn_gate_shexp.weight", E, SH, false);
+        BIND(shexp_up, "ffn_up_shexp.weight", E, SH, false);
+        BIND(shexp_down, "ffn_down_shexp.weight", SH, E, false);
+    } else {
+        BIND(ffn_gate, "ffn_gate.weight", E, F, false);
+        BIND(ffn_up, "ffn_up.weight", E, F, false);
+        BIND(ffn_down, "ffn_down.weight", F, E, false);
+    }
+#undef BIND
+    L->rope = true;
+    // tensors qwen35 does not have: refused rather than left out of the computation
+    const char *const unused[] = {"attn_q.bias",
+                                  "attn_k.bias",
+                                  "attn_v.bias",
+                                  "attn_output.bias",
+                                  "ffn_norm.weight",
+                                  "exp_probs_b.bias",
+                                  hp->n_expert > 0 ? "ffn_up.weight" : "ffn_gate_inp.weight",
+                                  hp->n_expert > 0 ? "ffn_gate_inp.bias" : "ffn_up_exps.weight"};
+    for (size_t u = 0; u < sizeof unused / sizeof unused[0]; u++) {
+        snprintf(nm, sizeof nm, "blk.%d.%s", il, unused[u]);
+        if (gguf_find_tensor(b->f, nm))
+            return nuri_error(NURI_ERR_UNSUPPORTED, "tensor '%s' is not supported in %s", nm,
+                              hp->arch_name);
+    }
+    return NURI_OK;
+}
+
 static nuri_status bind_weights(nuri_model *m)
 {
     const nuri_hparams *hp = &m->hp;
@@ -882,6 +1055,13 @@ static nuri_status bind_weights(nuri_model *m)
     m->rope_freqs = rf.data;
 
     const struct arch_info *ai = arch_of(hp->arch);
+    for (int il = 0; il < hp->n_layer; il++) m->layers[il].rec = -1;
+    if (NURI_ARCH_IS_QWEN35(hp->arch)) {
+        if ((s = qwen35_recurrent_layers(m))) return s;
+        for (int il = 0; il < hp->n_layer; il++)
+            if ((s = bind_qwen35_layer(&b, m, il))) return s;
+        return NURI_OK;
+    }
     for (int il = 0; il < hp->n_layer; il++) {
         nuri_layer *L = &m->layers[il];
         char nm[96];
@@ -1036,7 +1216,8 @@ static int layer_matrices(nuri_model *m, nuri_weight **list, int cap)
         nuri_weight *ws[] = {&L->wq,         &L->wk,       &L->wv,         &L->wo,
                              &L->ffn_gate,   &L->ffn_up,   &L->ffn_down,   &L->ffn_gate_inp,
                              &L->shexp_gate, &L->shexp_up, &L->shexp_down, &L->wq_a,
-                             &L->wq_b,       &L->wkv_a};
+                             &L->wq_b,       &L->wkv_a,    &L->ssm_qkv,    &L->ssm_z,
+                             &L->ssm_out};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0] && n < cap; i++)
             if (ws[i]->data) list[n++] = ws[i];
         for (int32_t e = 0; L->ffn_gate_inp.data && e < m->hp.n_expert && n + 3 <= cap; e++) {
@@ -1151,7 +1332,7 @@ static uint64_t weight_bytes(const nuri_weight *w);
 
 /* A layer's weights other than its experts' matrices and their biases (absent ones have NULL
  * data): every list of a layer's bytes or parameters starts here. Returns how many. */
-enum { LAYER_WEIGHTS_MAX = 32 };
+enum { LAYER_WEIGHTS_MAX = 40 };
 static int layer_weights(const nuri_layer *L, const nuri_weight **ws)
 {
     const nuri_weight *all[] = {
@@ -1185,6 +1366,15 @@ static int layer_weights(const nuri_layer *L, const nuri_weight **ws)
         &L->wq_b,
         &L->wkv_a,
         &L->kv_a_norm,
+        &L->ssm_qkv,
+        &L->ssm_z,
+        &L->ssm_beta,
+        &L->ssm_alpha,
+        &L->ssm_conv,
+        &L->ssm_dt,
+        &L->ssm_a,
+        &L->ssm_norm,
+        &L->ssm_out,
     };
     _Static_assert(sizeof all / sizeof all[0] <= LAYER_WEIGHTS_MAX, "LAYER_WEIGHTS_MAX");
     memcpy(ws, all, sizeof all);
@@ -1451,6 +1641,10 @@ const char *nuri_model_family(const nuri_model *m)
                                  : "DeepSeek-V2 (deepseek2)";
     case NURI_ARCH_GPTOSS:
         return "gpt-oss (OpenAI)";
+    case NURI_ARCH_QWEN35:
+        return "Qwen3.5";
+    case NURI_ARCH_QWEN35MOE:
+        return "Qwen3.5 MoE";
     case NURI_ARCH_LLAMA:
         if (meta_contains(f, "general.name", "kanana") ||
             meta_contains(f, "general.basename", "kanana"))

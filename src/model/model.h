@@ -44,7 +44,13 @@ typedef enum nuri_arch {
                         // YaRN, experts with biases, top-k-then-softmax gating, clamped SwiGLU
     NURI_ARCH_DEEPSEEK2, // DeepSeek-V2 / V3, Kanana-2, Kimi: multi-head latent attention
                          // (MLA, absorbed form), experts with shared experts, leading dense layers
+    NURI_ARCH_QWEN35,   // Qwen3.5: gated delta-net layers (a recurrent state per sequence) and,
+                        // every full_attention_interval-th layer, attention with an output gate
+    NURI_ARCH_QWEN35MOE, // Qwen3.5 MoE: qwen35's layers with experts and a sigmoid-gated shared one
 } nuri_arch;
+
+/* qwen35 and qwen35moe: the architectures with gated delta-net layers. */
+#define NURI_ARCH_IS_QWEN35(a) ((a) == NURI_ARCH_QWEN35 || (a) == NURI_ARCH_QWEN35MOE)
 
 typedef enum nuri_rope_type {
     NURI_ROPE_NORM, // rotate adjacent pairs (x[2i], x[2i+1])
@@ -113,6 +119,15 @@ typedef struct nuri_hparams {
     // DeepSeek-V3's group limit on the router (moe.h): experts in n_expert_groups groups, of
     // which the n_group_used best may be chosen from; 0: none
     int32_t n_expert_groups, n_group_used;
+    // qwen35: the gated delta-net layers (see deltanet.h). Key heads ssm_n_group of ssm_d_state,
+    // value heads ssm_n_v of ssm_d_state (ssm.inner_size = ssm_n_v * ssm_d_state); value head h
+    // reads key head h % ssm_n_group (llama.cpp's tiled order, which its converter writes)
+    int32_t ssm_d_conv;  // ssm.conv_kernel: the causal convolution's width in tokens
+    int32_t ssm_d_state; // ssm.state_size: a head's width (keys and values)
+    int32_t ssm_n_group; // ssm.group_count: key heads
+    int32_t ssm_n_v;     // ssm.time_step_rank: value heads
+    int32_t n_recurrent; // layers that are delta-net layers
+    bool shexp_sigmoid;  // qwen35moe: the shared expert's gate is ggml's sigmoid, 1 / (1 + e^-x)
 } nuri_hparams;
 
 /* A weight: a borrowed view of a tensor in the mapped file. */
@@ -166,6 +181,18 @@ typedef struct nuri_layer {
     nuri_weight kv_a_norm; // (n_lora_kv) F32
     nuri_weight *wk_b;     // (n_head) views of attn_k_b: (n_qk_nope -> n_lora_kv) each
     nuri_weight *wv_b;     // (n_head) views of attn_v_b: (n_lora_kv -> n_v_mla) each
+    // qwen35 delta-net layers (recurrent; rec is the layer's index among them, else -1). With
+    // K = ssm_n_group * ssm_d_state, V = ssm_n_v * ssm_d_state, C = 2K + V channels:
+    int32_t rec;
+    nuri_weight ssm_qkv;   // attn_qkv (n_embd -> C): q, k, v before the convolution
+    nuri_weight ssm_z;     // attn_gate (n_embd -> V): the output norm's gate
+    nuri_weight ssm_beta;  // (n_embd -> ssm_n_v)
+    nuri_weight ssm_alpha; // (n_embd -> ssm_n_v)
+    nuri_weight ssm_conv;  // ssm_conv1d (C, ssm_d_conv) F32: row c is channel c's kernel
+    nuri_weight ssm_dt;    // ssm_dt.bias (ssm_n_v) F32
+    nuri_weight ssm_a;     // ssm_a (ssm_n_v) F32: -exp(A_log)
+    nuri_weight ssm_norm;  // (ssm_d_state) F32
+    nuri_weight ssm_out;   // (V -> n_embd)
 } nuri_layer;
 
 typedef struct nuri_model {
@@ -313,6 +340,11 @@ void nuri_ctx_seq_clear(nuri_ctx *c, int32_t seq);        // frees its pages
 nuri_status nuri_ctx_seq_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n);
 /* Drops positions >= n of seq (n <= its length). */
 void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n);
+/* Whether seq's first n tokens can be kept (truncated to, or forked) with everything the next
+ * decode needs exact: always for a transformer's KV cache; for a model with a recurrent state
+ * (qwen35) only n == 0 or n == the tokens its state has taken in, since a state cannot be rewound.
+ * A prefix cache must recompute instead where this is false. */
+bool nuri_ctx_seq_reusable(const nuri_ctx *c, int32_t seq, int32_t n);
 
 /* A sequence's KV cache as bytes, for snapshots on disk: nuri_ctx_kv_bytes(c, n) bytes for n
  * positions, F16 rows laid out layer by layer (K of layer 0 for every position, then its V, then

@@ -165,7 +165,7 @@ static const gguf_tensor *quantized_matrix(const gguf_file *f)
         int il;
         tensor_role(t->name, kind, sizeof kind, &il);
         if (t->n_dims < 2 || !nuri_kernels(t->type) || !strcmp(kind, "ffn_gate_inp") ||
-            !is_weight(t->name))
+            !is_weight(t->name) || !strcmp(kind, "ssm_conv1d"))
             continue;
         if (t->type != NURI_TYPE_F32 && t->type != NURI_TYPE_F16 && t->type != NURI_TYPE_BF16)
             return t;
@@ -231,9 +231,11 @@ nuri_status nuri_quantize_file_with(const char *in_path, const char *out_path, c
         if (tied && !strcmp(kind, "token_embd")) snprintf(kind, sizeof kind, "output");
         const nuri_kernel_traits *kin = nuri_kernels(t->type);
         // norms, biases (gpt-oss's expert biases are 2-D: only ".weight" tensors are matrices),
-        // types nuri cannot read, and MoE routers (llama.cpp keeps them F32: a rounded router
-        // picks other experts): as they are
-        if (t->n_dims < 2 || !kin || !strcmp(kind, "ffn_gate_inp") || !is_weight(t->name)) {
+        // types nuri cannot read, MoE routers (llama.cpp keeps them F32: a rounded router picks
+        // other experts) and qwen35's convolution kernels (llama.cpp's convolution reads only
+        // F32): as they are
+        if (t->n_dims < 2 || !kin || !strcmp(kind, "ffn_gate_inp") || !is_weight(t->name) ||
+            !strcmp(kind, "ssm_conv1d")) {
             st.bytes_out += t->size;
             s = gguf_writer_add_tensor(w, tname, t->type, t->n_dims, t->ne, t->data);
             continue;

@@ -372,6 +372,9 @@ static admit_result admit_locked(serve_sched *s, serve_job *j)
     // preempted request has that token already and may find all of its tokens cached
     int32_t max_reuse = j->resume_next >= 0 ? n_feed : n_feed - 1;
     int32_t reuse = best_lcp < max_reuse ? best_lcp : max_reuse;
+    // a recurrent model's state is reusable only whole (nuri_ctx_seq_reusable): a shorter common
+    // prefix is recomputed, never approximated
+    if (reuse > 0 && !nuri_ctx_seq_reusable(s->ctx, best, reuse)) reuse = 0;
     if (reuse <= 0) best = -1, reuse = 0;
     // a snapshot from disk, when it covers more of the prompt than memory does: loaded into a free
     // slot's fresh pages (counted below as pages to take, like a prompt computed)
@@ -974,6 +977,11 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     if (p->draft_lookup < 0 || p->draft_lookup >= SERVE_JOB_RING)
         return nuri_error(NURI_ERR_INVALID_ARG, "draft-lookup %d is not in 0..%d", p->draft_lookup,
                           SERVE_JOB_RING - 1);
+    if (p->draft_lookup > 0 && m->hp.n_recurrent > 0) // a rejected draft is taken back by truncation
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "--draft-lookup is not supported for %s: its recurrent state cannot "
+                          "take back a rejected draft",
+                          m->hp.arch_name);
     if (!(p->kv_mem >= 0 && p->kv_mem <= 0.95))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "the KV cache's share of memory %g is not in (0, 0.95]", p->kv_mem);

@@ -173,6 +173,11 @@ nuri_status nuri_spec_new(const nuri_spec_params *p, nuri_ctx *ctx, int32_t seq,
     if (!p->lookup && !p->draft)
         return nuri_error(NURI_ERR_INVALID_ARG, "speculation needs prompt lookup or a draft model");
     const nuri_model *m = p->target;
+    if (m->hp.n_recurrent > 0) // a rejected draft is taken back by truncating the sequence
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "speculative decoding is not supported for %s: its recurrent state "
+                          "cannot take back a rejected draft",
+                          m->hp.arch_name);
     if (p->draft) {
         nuri_status st = nuri_spec_vocab_check(m, p->draft);
         if (st != NURI_OK) return st;
