@@ -125,6 +125,19 @@ refusals() {
 check "a draft of another vocabulary, a missing draft and meaningless options are refused by name" \
     refusals
 
+# a recurrent model (qwen35) cannot take back a rejected draft: run, chat and serve refuse to speculate
+recurrent() {
+    local q="$tmp/q35.gguf" out
+    "$NURI" mkmodel --arch qwen35 --shape qwen35-tiny --type Q8_0 "$q" >/dev/null || return 1
+    out=$("$NURI" run -m "$q" -p hi -n 2 --draft-lookup 4 2>&1) && return 1
+    echo "$out" | grep -q "not supported for qwen35: its recurrent state" || return 1
+    out=$("$NURI" chat -m "$q" --no-store --draft-lookup 4 </dev/null 2>&1) && return 1
+    echo "$out" | grep -q "not supported for qwen35" || return 1
+    out=$(timeout 30 "$NURI" serve -m "$q" --port 0 --no-store --draft-lookup 4 2>&1) && return 1
+    echo "$out" | grep -q -- "--draft-lookup is not supported for qwen35"
+}
+check "speculation is refused by name for a recurrent model (run, chat, serve)" recurrent
+
 # nuri serve --draft-lookup: per sequence inside continuous batching, through the openai client
 serve_same() {
     [ -d tests/serve/node_modules/openai ] || { echo "the openai npm package is not installed"; return 1; }
