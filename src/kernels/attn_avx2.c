@@ -27,4 +27,5 @@ void kernels_attn_avx2_fill(nuri_attn_kernels *k)
 {
     k->scores = simd_scores;
     k->accum = simd_accum;
+    k->accum_q = simd_accum_q;
 }

@@ -114,7 +114,7 @@ static inline __m512 exp512(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
-static void avx512_softmax(float *s, int32_t n)
+static inline __attribute__((always_inline)) void softmax512(float *s, int32_t n, bool round)
 {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     int32_t j = 0;
@@ -138,9 +138,19 @@ static void avx512_softmax(float *s, int32_t n)
     for (j = 0; j < n; j += 16) {
         const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
         const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), inv);
-        _mm512_mask_storeu_ps(s + j, m,
-                              _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
+        _mm512_mask_storeu_ps(
+            s + j, m, round ? _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)) : p);
     }
+}
+
+static void avx512_softmax(float *s, int32_t n)
+{
+    softmax512(s, n, true);
+}
+
+static void avx512_softmax_f32(float *s, int32_t n)
+{
+    softmax512(s, n, false);
 }
 
 static void avx512_swiglu(float *g, const float *u, int64_t n)
@@ -162,4 +172,6 @@ void kernels_attn_avx512_fill(nuri_attn_kernels *k)
     k->swiglu = avx512_swiglu;
     k->scores = avx512_scores;
     k->accum = simd_accum;
+    k->accum_q = simd_accum_q;
+    k->softmax_f32 = avx512_softmax_f32;
 }

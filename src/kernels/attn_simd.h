@@ -113,3 +113,26 @@ static void simd_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, c
             }
     }
 }
+
+/* accum_q: per row, each 32-element block of V is widened to floats once and added into the G
+ * heads' outputs, rows in increasing order (as accum). */
+static void simd_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
+                         const uint8_t *v, size_t v_stride, int32_t n, float *out)
+{
+    const size_t blk = nuri_kv_row_bytes(type, 32);
+    float x[32] __attribute__((aligned(64)));
+    for (int32_t j = 0; j < n; j++) {
+        bool any = false;
+        for (int32_t g = 0; g < G; g++) any |= p[(size_t)g * p_stride + j] != 0.0f;
+        if (!any) continue;
+        for (int32_t b = 0; b < hd / 32; b++) {
+            nuri_kv_block_to_float(type, v + (size_t)j * v_stride + (size_t)b * blk, x);
+            for (int32_t g = 0; g < G; g++) {
+                const VF pg = VSET1(p[(size_t)g * p_stride + j]);
+                float *o = out + (size_t)g * hd + (size_t)b * 32;
+#pragma GCC unroll 4
+                for (int c = 0; c < 32; c += W) VSTORE(o + c, VFMA(VLOAD(x + c), pg, VLOAD(o + c)));
+            }
+        }
+    }
+}
