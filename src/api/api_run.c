@@ -59,6 +59,11 @@ nuri_status nuri_context_new(const nuri_model *m, const nuri_context_params *par
                           .n_threads = p.n_threads,
                           .n_logits = p.n_logits,
                           .n_seq = p.n_seq};
+    if ((p.kv_type_k && (s = nuri_kv_type_parse(p.kv_type_k, &cp.kv_type_k)) != NURI_OK) ||
+        (p.kv_type_v && (s = nuri_kv_type_parse(p.kv_type_v, &cp.kv_type_v)) != NURI_OK)) {
+        free(c);
+        return s;
+    }
     s = nuri_ctx_new(m, &cp, &c->ctx);
     if (s != NURI_OK) {
         free(c);

@@ -59,7 +59,7 @@ static void chat_usage(FILE *out)
         "                 [--min-p P] [--seed S] [--repeat-penalty R] [--repeat-last-n N] [-v]\n"
         "                 [--grammar FILE | --json-schema FILE]\n"
         "                 [--store PATH | --no-store] [--resume ID] [--api-key KEY]\n"
-        "                 [--repack auto|on|off]\n"
+        "                 [--repack auto|on|off] [--kv-type f16|q8_0|q4_0]\n"
         "\n"
         "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
         "The prompt is built with the model's chat template (ChatML if it has none;\n"
@@ -661,7 +661,8 @@ int cmd_chat(int argc, char **argv)
     sp.top_k = 40;
     sp.top_p = 0.95f;
     sp.min_p = 0.05f;
-    int sampling;
+    int sampling, kv;
+    const char *kv_k = "f16", *kv_v = "f16"; // --kv-type
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -697,6 +698,8 @@ int cmd_chat(int argc, char **argv)
             if (!(schema_file = args_value(argc, argv, &i))) return 2;
         } else if ((sampling = args_sampling(argc, argv, &i, &sp, &seed_given)) != 0) {
             if (sampling < 0) return 2;
+        } else if ((kv = args_kv_type(argc, argv, &i, &kv_k, &kv_v)) != 0) {
+            if (kv < 0) return 2;
         } else {
             fprintf(stderr, "nuri: chat: unknown option '%s'\n", a);
             chat_usage(stderr);
@@ -775,7 +778,9 @@ int cmd_chat(int argc, char **argv)
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)threads};
-    nuri_status st = nuri_ctx_new(s.model, &cp, &s.ctx);
+    nuri_status st = nuri_kv_type_parse(kv_k, &cp.kv_type_k);
+    if (st == NURI_OK) st = nuri_kv_type_parse(kv_v, &cp.kv_type_v);
+    if (st == NURI_OK) st = nuri_ctx_new(s.model, &cp, &s.ctx);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (grammar && st == NURI_OK) {
         st = nuri_token_trie_new(s.vocab, s.model->hp.n_vocab, &s.trie);
