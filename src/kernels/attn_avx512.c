@@ -9,6 +9,8 @@
 #define VSET1(x) _mm512_set1_ps(x)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VCVTPH(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define VCVTI8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 #include "kernels/attn_simd.h"
 

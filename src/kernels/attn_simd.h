@@ -2,7 +2,7 @@
  * attn_simd.h: the SIMD attention inner loops (attn.h), written once for a vector of W floats and
  * included by attn_avx2.c (W = 8) and attn_avx512.c (W = 16), which define the vector macros:
  * VF (vector type), W, VZERO(), VLOAD(p), VSTORE(p, v), VSET1(x), VFMA(a, b, c) = a * b + c,
- * VCVTPH(p) (W halves at p -> floats), VHSUM(v).
+ * VCVTPH(p) (W halves at p -> floats), VCVTI8(p) (W int8 at p -> floats), VMUL(a, b), VHSUM(v).
  *
  * scores: per row, K is widened once and multiplied with each of the G queries; accum: up to 4
  * heads x 4 vectors of one V row chunk are kept in registers across all n rows.
@@ -126,7 +126,15 @@ static void simd_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, s
         for (int32_t g = 0; g < G; g++) any |= p[(size_t)g * p_stride + j] != 0.0f;
         if (!any) continue;
         for (int32_t b = 0; b < hd / 32; b++) {
-            nuri_kv_block_to_float(type, v + (size_t)j * v_stride + (size_t)b * blk, x);
+            const uint8_t *vb = v + (size_t)j * v_stride + (size_t)b * blk;
+            if (type == NURI_TYPE_Q8_0) { // d * q in vectors (the same products as the scalar's)
+                uint16_t h;
+                memcpy(&h, vb, sizeof h);
+                const VF d = VSET1(nuri_f16_to_f32(h));
+                for (int c = 0; c < 32; c += W) VSTORE(x + c, VMUL(VCVTI8(vb + 2 + c), d));
+            } else {
+                nuri_kv_block_to_float(type, vb, x);
+            }
             for (int32_t g = 0; g < G; g++) {
                 const VF pg = VSET1(p[(size_t)g * p_stride + j]);
                 float *o = out + (size_t)g * hd + (size_t)b * 32;
