@@ -156,7 +156,19 @@ static void scores_q_isa(nuri_isa isa, uint32_t type, int32_t hd, int32_t G, con
     }
 SCORES_Q(ref_scores_q, NURI_ISA_SCALAR)
 SCORES_Q(avx2_scores_q, NURI_ISA_AVX2)
-SCORES_Q(avx512_scores_q, NURI_ISA_AVX512)
+
+void kernels_attn_avx512_scores_q8(int32_t hd, int32_t G, const void *q8, const uint8_t *k,
+                                   size_t k_stride, int32_t n, float scale, float *s,
+                                   size_t s_stride);
+
+static void avx512_scores_q(uint32_t type, int32_t hd, int32_t G, const void *q8, const uint8_t *k,
+                            size_t k_stride, int32_t n, float scale, float *s, size_t s_stride)
+{
+    if (type == NURI_TYPE_Q8_0)
+        kernels_attn_avx512_scores_q8(hd, G, q8, k, k_stride, n, scale, s, s_stride);
+    else
+        scores_q_isa(NURI_ISA_AVX512, type, hd, G, q8, k, k_stride, n, scale, s, s_stride);
+}
 
 static void ref_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
                         const uint8_t *v, size_t v_stride, int32_t n, float *out)

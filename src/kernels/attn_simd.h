@@ -114,33 +114,44 @@ static void simd_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, c
     }
 }
 
-/* accum_q: per row, each 32-element block of V is widened to floats once and added into the G
- * heads' outputs, rows in increasing order (as accum). */
+/* accum_q: per 32-element block of V and group of up to 4 heads, the outputs stay in registers
+ * across all n rows; each row's block is widened to floats (d * q, the scalar's products) and
+ * added in, rows in increasing order (as accum and the reference). */
 static void simd_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
                          const uint8_t *v, size_t v_stride, int32_t n, float *out)
 {
+    enum { NC = 32 / W };
     const size_t blk = nuri_kv_row_bytes(type, 32);
     float x[32] __attribute__((aligned(64)));
-    for (int32_t j = 0; j < n; j++) {
-        bool any = false;
-        for (int32_t g = 0; g < G; g++) any |= p[(size_t)g * p_stride + j] != 0.0f;
-        if (!any) continue;
-        for (int32_t b = 0; b < hd / 32; b++) {
-            const uint8_t *vb = v + (size_t)j * v_stride + (size_t)b * blk;
-            if (type == NURI_TYPE_Q8_0) { // d * q in vectors (the same products as the scalar's)
-                uint16_t h;
-                memcpy(&h, vb, sizeof h);
-                const VF d = VSET1(nuri_f16_to_f32(h));
-                for (int c = 0; c < 32; c += W) VSTORE(x + c, VMUL(VCVTI8(vb + 2 + c), d));
-            } else {
-                nuri_kv_block_to_float(type, vb, x);
+    for (int32_t b = 0; b < hd / 32; b++)
+        for (int32_t g0 = 0; g0 < G; g0 += 4) {
+            const int ng = G - g0 < 4 ? G - g0 : 4;
+            VF acc[4][NC];
+            for (int g = 0; g < ng; g++)
+                for (int c = 0; c < NC; c++)
+                    acc[g][c] = VLOAD(out + (size_t)(g0 + g) * hd + (size_t)b * 32 + c * W);
+            for (int32_t j = 0; j < n; j++) {
+                bool any = false;
+                for (int g = 0; g < ng; g++) any |= p[(size_t)(g0 + g) * p_stride + j] != 0.0f;
+                if (!any) continue;
+                const uint8_t *vb = v + (size_t)j * v_stride + (size_t)b * blk;
+                VF xv[NC];
+                if (type == NURI_TYPE_Q8_0) {
+                    uint16_t h;
+                    memcpy(&h, vb, sizeof h);
+                    const VF d = VSET1(nuri_f16_to_f32(h));
+                    for (int c = 0; c < NC; c++) xv[c] = VMUL(VCVTI8(vb + 2 + c * W), d);
+                } else {
+                    nuri_kv_block_to_float(type, vb, x);
+                    for (int c = 0; c < NC; c++) xv[c] = VLOAD(x + c * W);
+                }
+                for (int g = 0; g < ng; g++) {
+                    const VF pg = VSET1(p[(size_t)(g0 + g) * p_stride + j]);
+                    for (int c = 0; c < NC; c++) acc[g][c] = VFMA(xv[c], pg, acc[g][c]);
+                }
             }
-            for (int32_t g = 0; g < G; g++) {
-                const VF pg = VSET1(p[(size_t)g * p_stride + j]);
-                float *o = out + (size_t)g * hd + (size_t)b * 32;
-#pragma GCC unroll 4
-                for (int c = 0; c < 32; c += W) VSTORE(o + c, VFMA(VLOAD(x + c), pg, VLOAD(o + c)));
-            }
+            for (int g = 0; g < ng; g++)
+                for (int c = 0; c < NC; c++)
+                    VSTORE(out + (size_t)(g0 + g) * hd + (size_t)b * 32 + c * W, acc[g][c]);
         }
-    }
 }
