@@ -220,6 +220,10 @@ typedef struct nuri_context_params {
     int32_t n_threads; // forward pass threads (0: 1)
     int32_t n_logits;  // rows of logits kept per decode (0: 1), up to n_batch
     int32_t n_seq;     // sequences, ids 0..n_seq-1 (0: 1)
+    // the KV cache's types: "f16" (NULL), "q8_0" or "q4_0" (as llama.cpp's -ctk / -ctv; a
+    // quantized V is weighted with F32 probabilities, as llama.cpp's flash attention does)
+    const char *kv_type_k;
+    const char *kv_type_v;
 } nuri_context_params;
 
 NURI_API void nuri_context_params_init(nuri_context_params *p, size_t struct_size);

@@ -230,5 +230,24 @@ trained_context_warning() {
 check "run warns once on stderr when the text passes the model's trained context" \
     trained_context_warning
 
+# --kv-type: every command that makes a context takes it; the cache's type changes the numbers (a
+# q8_0 cache is not silently an f16 one), run and eval agree with it, a bad type is refused by name
+kv_type_option() {
+    f=$("$NURI" eval -m $M --tokens 1,390,3159,42,7 --top 3) || return 1
+    q=$("$NURI" eval -m $M --tokens 1,390,3159,42,7 --top 3 --kv-type q8_0) || return 1
+    [ "$f" != "$q" ] || return 1
+    a=$("$NURI" run -m $M --tokens 1,390,3159 -n 8 --kv-type q4_0) || return 1
+    b=$("$NURI" run -m $M --tokens 1,390,3159 -n 8 --kv-type-k q4_0 --kv-type-v q4_0 -t 2) || return 1
+    [ "$a" = "$b" ] || return 1
+    "$NURI" bench -m $M -p 0 -n 4 -r 1 --depth 40 --no-membw --kv-type q8_0 >"$tmp/b" 2>&1 &&
+        grep -q 'KV cache: K q8_0, V q8_0, 0.5 KiB per token' "$tmp/b" || return 1
+    for cmd in run eval bench chat serve; do
+        "$NURI" $cmd --kv-type q5_1 -m $M >"$tmp/e" 2>&1
+        [ $? -eq 2 ] && grep -q -- "--kv-type must be f16, q8_0 or q4_0 (got 'q5_1')" "$tmp/e" || return 1
+    done
+}
+check "--kv-type picks the KV cache's type in every command; a bad one is refused by name" \
+    kv_type_option
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

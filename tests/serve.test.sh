@@ -249,5 +249,28 @@ else
     echo "FAIL KV tiers: memory [$t_mem] disk [$t_disk] recomputed [$t_none]"
     failed=$((failed + 1))
 fi
+# --kv-type q8_0: the server says its cache's type and size; its snapshots carry the type, and an
+# f16 server refuses one by name (and recomputes), never reading q8_0 rows as f16
+kvargs+=(--kv-type q8_0)
+kv_up kvq
+grep -q 'tokens of KV cache (K q8_0, V q8_0, ' "$tmp/kvq.err"
+q_log=$?
+kv_r1=$(curl -s "$URL_kvq/v1/responses" -H 'Content-Type: application/json' -d '{"input": "바다 이야기", "max_output_tokens": 8, "temperature": 0}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+for _ in $(seq 1 100); do [ -f "$tmp/kvdir/$kv_r1.kv" ] && break; sleep 0.05; done
+t_q=$(kv_follow "$URL_kvq")
+kill -TERM "$PID_kvq"; wait "$PID_kvq" 2>/dev/null
+unset 'kvargs[${#kvargs[@]}-1]' 'kvargs[${#kvargs[@]}-1]'
+kv_up kvf
+t_f=$(kv_follow "$URL_kvf")
+kill -TERM "$PID_kvf"; wait "$PID_kvf" 2>/dev/null
+if [ $q_log -eq 0 ] && [[ "$t_q" == *"memory=1"* ]] && [[ "$t_f" == *"none=1 refused=1"* ]] &&
+    [ -n "$(first "$t_f")" ] && grep -qF "has a q8_0/q8_0 KV cache (K/V) where this server's is f16/f16" "$tmp/kvf.err"; then
+    echo "ok   a q8_0 server's snapshot is refused by an f16 one, by name, and the follow-up recomputed"
+    passed=$((passed + 1))
+else
+    echo "FAIL KV types: log $q_log, q8_0 [$t_q], f16 [$t_f]; $(grep -h 'kv snapshot' "$tmp/kvf.err" | head -2)"
+    failed=$((failed + 1))
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -173,6 +173,16 @@ TEST(bad_ids_rows_and_sequences_are_errors)
     int32_t oob = nuri_model_n_vocab(m);
     CHECK(nuri_context_decode_seq(c, 0, &oob, 1, 1, false) == NURI_ERR_INVALID_ARG);
     CHECK(nuri_context_logits(c, 0) == NULL); // a failed decode leaves no rows
+    // the KV cache's type: a known name runs, another is refused naming the field
+    nuri_context *cq;
+    cp.kv_type_k = "q8_0";
+    cp.kv_type_v = "q4_0";
+    REQUIRE(nuri_context_new(m, &cp, &cq) == NURI_OK);
+    CHECK(nuri_context_decode_seq(cq, 0, toks, 3, 0, false) == NURI_OK);
+    nuri_context_free(cq);
+    cp.kv_type_v = "q8";
+    CHECK(nuri_context_new(m, &cp, &cq) == NURI_ERR_INVALID_ARG);
+    CHECK(strstr(nuri_last_error(), "kv_type_v") && strstr(nuri_last_error(), "'q8'"));
     const char *role = "wizard", *content = "hi";
     nuri_chat *chat;
     REQUIRE(nuri_chat_new(m, NULL, 0, &chat) == NURI_OK);

@@ -59,6 +59,15 @@ nuri_status nuri_context_new(const nuri_model *m, const nuri_context_params *par
                           .n_threads = p.n_threads,
                           .n_logits = p.n_logits,
                           .n_seq = p.n_seq};
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? p.kv_type_v : p.kv_type_k;
+        if (name && nuri_kv_type_parse(name, i ? &cp.kv_type_v : &cp.kv_type_k) != NURI_OK) {
+            free(c);
+            return nuri_error(NURI_ERR_INVALID_ARG,
+                              "nuri_context_params.%s: '%s' is not one of f16, q8_0, q4_0",
+                              i ? "kv_type_v" : "kv_type_k", name);
+        }
+    }
     s = nuri_ctx_new(m, &cp, &c->ctx);
     if (s != NURI_OK) {
         free(c);

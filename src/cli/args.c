@@ -107,6 +107,25 @@ int args_sampling_api(int argc, char **argv, int *i, nuri_sampling_params *sp)
     return r;
 }
 
+int args_kv_type(int argc, char **argv, int *i, const char **k, const char **v)
+{
+    static const char *const names[] = {"f16", "q8_0", "q4_0"};
+    const char *a = argv[*i];
+    const bool both = !strcmp(a, "--kv-type"), ko = !strcmp(a, "--kv-type-k"),
+               vo = !strcmp(a, "--kv-type-v");
+    if (!both && !ko && !vo) return 0;
+    const char *val = args_value(argc, argv, i);
+    if (!val) return -1;
+    for (size_t n = 0; n < sizeof names / sizeof names[0]; n++)
+        if (!strcmp(val, names[n])) {
+            if (both || ko) *k = names[n];
+            if (both || vo) *v = names[n];
+            return 1;
+        }
+    fprintf(stderr, "nuri: %s must be f16, q8_0 or q4_0 (got '%s')\n", a, val);
+    return -1;
+}
+
 bool args_repack(const char *value)
 {
     nuri_repack r;

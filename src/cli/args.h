@@ -58,6 +58,17 @@ bool args_repack(const char *value);
     "          processes, a model larger than RAM still runs); auto (default) repacks when the\n"  \
     "          copy fits in available memory. NURI_PACK=auto|on|off is the same.\n"
 
+/* The KV cache's types: --kv-type T (K and V), --kv-type-k T, --kv-type-v T, each T one of f16,
+ * q8_0, q4_0 (kernels/attn.h: a quantized V is weighted as by llama.cpp's flash attention). If
+ * argv[*i] is one of them, reads its value into *k and/or *v (static strings) and returns 1;
+ * 0 if it is not one of them; -1 with a message naming the option when the value is bad. */
+int args_kv_type(int argc, char **argv, int *i, const char **k, const char **v);
+#define ARGS_KV_TYPE_HELP                                                                          \
+    "  --kv-type f16|q8_0|q4_0: the KV cache's type for K and V (default f16; q8_0 holds about\n"  \
+    "          twice the tokens in the same memory, q4_0 3.5x); --kv-type-k, --kv-type-v set "     \
+    "one\n"                                                                                        \
+    "          (llama.cpp's -ctk / -ctv; a quantized V is weighted as its flash attention does)\n"
+
 /* Parses "1,2,3" into a newly allocated array (caller frees with free()). */
 bool args_token_list(const char *s, int32_t **ids, int32_t *n);
 

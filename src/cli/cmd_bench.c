@@ -47,9 +47,12 @@ static void bench_usage(FILE *out)
             "       nuri bench --membw [-t THREADS] [--membw-mib MIB] [--json]\n"
             "  -p 0 or -n 0 skips that test\n"
             "  --seqs S       generate for S sequences at once (batches of S tokens)\n"
+            "  -d, --depth D  the cache holds D tokens before each test (long-context speed:\n"
+            "                 the prompt is processed and tokens generated after them)\n"
             "  --membw        only measure the read bandwidth (streaming over MIB MiB, "
             "default 1024)\n"
             "  --no-membw     skip the bandwidth probe after the model tests\n" ARGS_REPACK_HELP
+                ARGS_KV_TYPE_HELP
             "  On a terminal, a progress line on stderr shows the tokens decoded so far.\n");
 }
 
@@ -70,7 +73,10 @@ int cmd_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *v;
     long n_prompt = 512, n_gen = 128, threads = 1, reps = 3, membw_mib = 1024, n_seqs = 1;
+    long depth = 0;
     bool json = false, membw_only = false, membw = true;
+    const char *kv_k = "f16", *kv_v = "f16"; // --kv-type
+    int kv;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -88,6 +94,11 @@ int cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--seqs")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "--seqs", &n_seqs))
                 return 2;
+        } else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 1 << 21, "--depth", &depth))
+                return 2;
+        } else if ((kv = args_kv_type(argc, argv, &i, &kv_k, &kv_v)) != 0) {
+            if (kv < 0) return 2;
         } else if (!strcmp(a, "-r")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "-r", &reps)) return 2;
         } else if (!strcmp(a, "--json")) {
@@ -125,17 +136,24 @@ int cmd_bench(int argc, char **argv)
         bench_usage(stderr);
         return 2;
     }
+    if (depth > 0 && n_seqs > 1) {
+        fprintf(stderr, "nuri: bench: --depth is for one sequence (not with --seqs)\n");
+        return 2;
+    }
     if (cli_model_arg("bench", &model_path)) return 1;
     nuri_model *m;
     if (cli_model_load(model_path, &m) != NURI_OK) return cli_fail("bench");
     long n_max = n_prompt > n_gen ? n_prompt : n_gen;
-    int32_t *toks = malloc(sizeof *toks * (size_t)(n_max ? n_max : 1));
+    // the depth's tokens, then the tests' (toks + depth)
+    int32_t *toks_all = malloc(sizeof *toks_all * (size_t)(depth + (n_max ? n_max : 1)));
+    int32_t *toks = toks_all ? toks_all + depth : NULL;
     double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
-    for (long i = 0; toks && i < n_max; i++)
-        toks[i] = (int32_t)(1 + (i * 7919) % (m->hp.n_vocab - 1));
+    for (long i = 0; toks_all && i < depth + n_max; i++)
+        toks_all[i] = (int32_t)(1 + (i * 7919) % (m->hp.n_vocab - 1));
+    const int32_t d0 = (int32_t)depth; // the tests' first position
     nuri_ctx *c = NULL;
     // each sequence's cache in whole pages, so that S of them fit
-    const long seq_ctx = (n_max + 1 + NURI_KV_PAGE - 1) / NURI_KV_PAGE * NURI_KV_PAGE;
+    const long seq_ctx = (depth + n_max + 1 + NURI_KV_PAGE - 1) / NURI_KV_PAGE * NURI_KV_PAGE;
     const int32_t S = (int32_t)n_seqs;
     nuri_ctx_params cp = {.n_ctx = (int32_t)(seq_ctx * n_seqs),
                           .n_batch = n_prompt > S ? (int32_t)n_prompt : S,
@@ -148,27 +166,37 @@ int cmd_bench(int argc, char **argv)
     int rc = 0;
     cli_bar bar = {.tty = -1};
     if (!toks || !pp || !tg || !b_tok || !b_pos || !b_seq || !b_want ||
-        nuri_ctx_new(m, &cp, &c) != NURI_OK) {
+        nuri_kv_type_parse(kv_k, &cp.kv_type_k) != NURI_OK ||
+        nuri_kv_type_parse(kv_v, &cp.kv_type_v) != NURI_OK || nuri_ctx_new(m, &cp, &c) != NURI_OK) {
         rc = cli_fail("bench");
         goto done;
     }
     // progress in tokens decoded: the warm-up batch, then each repetition's prompt and tokens
     // (a redraw costs microseconds ten times a second at most: nothing next to a token)
     const uint64_t warm = n_prompt > 0 ? (uint64_t)n_prompt : 1;
-    const uint64_t total = warm + (uint64_t)reps * (uint64_t)(n_prompt + n_gen);
+    const uint64_t total = (uint64_t)depth + warm + (uint64_t)reps * (uint64_t)(n_prompt + n_gen);
     uint64_t done_toks = 0;
     cli_bar_update(&bar, "benchmarking (tokens)", 0, total);
+    // the depth, computed once: each test below truncates the sequence back to it
+    if (depth > 0) {
+        if (nuri_ctx_decode(c, toks_all, d0, 0, false) != NURI_OK) {
+            rc = cli_fail("bench");
+            goto done;
+        }
+        cli_bar_update(&bar, "benchmarking (tokens)", done_toks += (uint64_t)depth, total);
+    }
     // one warm-up pass, like llama-bench's: the mapped weights, the activation buffers and the
     // threads' scratch are touched before anything is timed
-    if (nuri_ctx_decode(c, toks, n_prompt > 0 ? (int32_t)n_prompt : 1, 0, false) != NURI_OK) {
+    if (nuri_ctx_decode(c, toks, n_prompt > 0 ? (int32_t)n_prompt : 1, d0, false) != NURI_OK) {
         rc = cli_fail("bench");
         goto done;
     }
     cli_bar_update(&bar, "benchmarking (tokens)", done_toks += warm, total);
     for (long r = 0; r < reps; r++) {
         if (n_prompt > 0) {
+            nuri_ctx_seq_truncate(c, 0, d0);
             double t0 = now_s();
-            if (nuri_ctx_decode(c, toks, (int32_t)n_prompt, 0, false) != NURI_OK) {
+            if (nuri_ctx_decode(c, toks, (int32_t)n_prompt, d0, false) != NURI_OK) {
                 rc = cli_fail("bench");
                 goto done;
             }
@@ -176,11 +204,12 @@ int cmd_bench(int argc, char **argv)
             cli_bar_update(&bar, "benchmarking (tokens)", done_toks += (uint64_t)n_prompt, total);
         }
         if (n_gen > 0) {
+            if (S == 1) nuri_ctx_seq_truncate(c, 0, d0);
             double t0 = now_s();
             for (long i = 0; i < n_gen; i++) {
                 nuri_status st;
                 if (S == 1) {
-                    st = nuri_ctx_decode(c, &toks[i], 1, (int32_t)i, false);
+                    st = nuri_ctx_decode(c, &toks[i], 1, d0 + (int32_t)i, false);
                 } else {
                     for (int32_t q = 0; q < S; q++) {
                         b_tok[q] = toks[(i + q) % n_max];
@@ -217,7 +246,12 @@ int cmd_bench(int argc, char **argv)
     const double bpt_pp =
         n_prompt > 0 ? (double)nuri_model_bytes_per_batch(m) / (double)n_prompt : 0;
     const double gbs_pp = bpt_pp * rp.mean / 1e9, gbs_tg = bpt * rt.mean / (double)S / 1e9;
+    // the cache: bytes a token's K and V take over all layers, and the pool's whole size
+    const double kv_tok = (double)nuri_ctx_kv_bytes(c, 1);
     if (json) {
+        printf("{\"test\": \"kv\", \"kv_type_k\": \"%s\", \"kv_type_v\": \"%s\", \"depth\": %ld, "
+               "\"bytes_per_token\": %.0f, \"pool_bytes\": %.0f}\n",
+               kv_k, kv_v, depth, kv_tok, kv_tok * nuri_ctx_n_ctx(c));
         if (n_prompt > 0)
             printf("{\"test\": \"pp%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
                    "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
@@ -239,6 +273,10 @@ int cmd_bench(int argc, char **argv)
                model_path, m->hp.arch_name, bpt / 1048576.0,
                m->hp.n_expert > 0 ? ": active experts only" : "", threads, isa);
         char pb[32];
+        printf("KV cache: K %s, V %s, %.1f KiB per token, %s for %d tokens; tests at depth %ld\n",
+               kv_k, kv_v, kv_tok / 1024.0,
+               cli_bytes((uint64_t)(kv_tok * nuri_ctx_n_ctx(c)), pb, sizeof pb), nuri_ctx_n_ctx(c),
+               depth);
         if (m->packed)
             printf("weights: repacked for this CPU (%s)\n",
                    cli_bytes(m->pack_bytes, pb, sizeof pb));
@@ -259,7 +297,7 @@ done:
     cli_bar_end(&bar);
     nuri_ctx_free(c);
     nuri_model_free(m);
-    free(toks);
+    free(toks_all);
     free(b_tok);
     free(b_pos);
     free(b_seq);

@@ -66,6 +66,7 @@ static void chat_usage(FILE *out)
         "                 [--grammar FILE | --json-schema FILE]\n"
         "                 [--store PATH | --no-store] [--resume ID] [--api-key KEY]\n"
         "                 [--repack auto|on|off] [--draft FILE | --draft-lookup K ...]\n"
+        "                 [--kv-type f16|q8_0|q4_0]\n"
         "\n"
         "Talks with a model, one line per message (end a line with '\\' to continue it).\n"
         "The prompt is built with the model's chat template (ChatML if it has none;\n"
@@ -713,7 +714,8 @@ int cmd_chat(int argc, char **argv)
     sp.top_k = 40;
     sp.top_p = 0.95f;
     sp.min_p = 0.05f;
-    int sampling;
+    int sampling, kv;
+    const char *kv_k = "f16", *kv_v = "f16"; // --kv-type
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -750,6 +752,8 @@ int cmd_chat(int argc, char **argv)
         } else if ((sampling = args_sampling(argc, argv, &i, &sp, &seed_given)) != 0 ||
                    (sampling = args_spec_option(argc, argv, &i, &spec_args)) != 0) {
             if (sampling < 0) return 2;
+        } else if ((kv = args_kv_type(argc, argv, &i, &kv_k, &kv_v)) != 0) {
+            if (kv < 0) return 2;
         } else {
             fprintf(stderr, "nuri: chat: unknown option '%s'\n", a);
             chat_usage(stderr);
@@ -836,7 +840,9 @@ int cmd_chat(int argc, char **argv)
     nuri_ctx_params cp = {.n_ctx = (int32_t)n_ctx,
                           .n_threads = (int32_t)threads,
                           .n_logits = (int32_t)spec_args.draft_max + 1};
-    nuri_status st = nuri_ctx_new(s.model, &cp, &s.ctx);
+    nuri_status st = nuri_kv_type_parse(kv_k, &cp.kv_type_k);
+    if (st == NURI_OK) st = nuri_kv_type_parse(kv_v, &cp.kv_type_v);
+    if (st == NURI_OK) st = nuri_ctx_new(s.model, &cp, &s.ctx);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (grammar && st == NURI_OK) {
         st = nuri_token_trie_new(s.vocab, s.model->hp.n_vocab, &s.trie);

@@ -26,13 +26,16 @@ static void eval_usage(FILE *out)
             "usage: nuri eval -m MODEL --tokens ID,ID,... [--top N] [-t THREADS] "
             "[--logits FILE]\n"
             "  prints one JSON line per position: {\"pos\": i, \"top\": [[id, logprob], ...]}\n"
-            "  --logits FILE: also every position's raw logits, (n, n_vocab) float32\n");
+            "  --logits FILE: also every position's raw logits, (n, n_vocab) "
+            "float32\n" ARGS_KV_TYPE_HELP);
 }
 
 int cmd_eval(int argc, char **argv)
 {
     const char *model_path = NULL, *tokens_arg = NULL, *logits_path = NULL, *v;
     long top = 40, threads = 1;
+    const char *kv_k = "f16", *kv_v = "f16"; // --kv-type
+    int kv;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -48,6 +51,8 @@ int cmd_eval(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 1000, "--top", &top)) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "-t", &threads)) return 2;
+        } else if ((kv = args_kv_type(argc, argv, &i, &kv_k, &kv_v)) != 0) {
+            if (kv < 0) return 2;
         } else {
             fprintf(stderr, "nuri: eval: unknown option '%s'\n", a);
             eval_usage(stderr);
@@ -70,7 +75,9 @@ int cmd_eval(int argc, char **argv)
     int rc = 0;
     nuri_ctx *c = NULL;
     nuri_ctx_params cp = {.n_ctx = n, .n_batch = n, .n_threads = (int32_t)threads, .n_logits = n};
-    if (nuri_ctx_new(m, &cp, &c) != NURI_OK || nuri_ctx_decode(c, tokens, n, 0, true) != NURI_OK) {
+    if (nuri_kv_type_parse(kv_k, &cp.kv_type_k) != NURI_OK ||
+        nuri_kv_type_parse(kv_v, &cp.kv_type_v) != NURI_OK || nuri_ctx_new(m, &cp, &c) != NURI_OK ||
+        nuri_ctx_decode(c, tokens, n, 0, true) != NURI_OK) {
         rc = cli_fail("eval");
     } else {
         int32_t k = top < m->hp.n_vocab ? (int32_t)top : m->hp.n_vocab;

@@ -45,7 +45,7 @@ static void run_usage(FILE *out)
                  "  --chat: the text is one user message, wrapped with the model's chat template\n"
                  "  (ChatML if it has none); only the answer is printed\n"
                  "  -v: timing and speculation counts\n" ARGS_SPEC_HELP ARGS_SAMPLING_HELP
-                     ARGS_GRAMMAR_HELP);
+                     ARGS_GRAMMAR_HELP ARGS_KV_TYPE_HELP);
 }
 
 int cmd_run(int argc, char **argv)
@@ -59,7 +59,8 @@ int cmd_run(int argc, char **argv)
     nuri_sampling_params sp;
     nuri_sampling_params_init(&sp, sizeof sp);
     sp.temperature = 0.0f;
-    int sampling;
+    int sampling, kv;
+    const char *kv_k = NULL, *kv_v = NULL; // --kv-type
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -93,6 +94,8 @@ int cmd_run(int argc, char **argv)
         } else if ((sampling = args_sampling_api(argc, argv, &i, &sp)) != 0 ||
                    (sampling = args_spec_option(argc, argv, &i, &spec_args)) != 0) {
             if (sampling < 0) return 2;
+        } else if ((kv = args_kv_type(argc, argv, &i, &kv_k, &kv_v)) != 0) {
+            if (kv < 0) return 2;
         } else {
             fprintf(stderr, "nuri: run: unknown option '%s'\n", a);
             run_usage(stderr);
@@ -180,6 +183,8 @@ int cmd_run(int argc, char **argv)
     nuri_context_params_init(&cp, sizeof cp);
     cp.n_ctx = (int32_t)n_ctx;
     cp.n_threads = (int32_t)threads;
+    cp.kv_type_k = kv_k;
+    cp.kv_type_v = kv_v;
     cp.n_logits = spec_args.draft_max > 0 ? (int32_t)spec_args.draft_max + 1 : 0;
     // past the trained context the model has never seen the positions: say so, once
     int32_t n_train = nuri_model_n_ctx_train(m);

@@ -37,7 +37,7 @@ static void serve_usage(FILE *out)
         "                  [--allow-host NAME ...] [--cors ORIGIN ...] [--shutdown-timeout S]\n"
         "                  [--unsafe-special-tokens] [--store STORE | --no-store]\n"
         "                  [--kv-dir DIR [--kv-dir-size BYTES]] [--replica-id NAME]\n"
-        "                  [--repack auto|on|off]\n"
+        "                  [--repack auto|on|off] [--kv-type f16|q8_0|q4_0]\n"
         "  OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
         "  POST /v1/responses (GET, DELETE /v1/responses/{id}, .../input_items),\n"
         "  /v1/conversations (and /{id}, /{id}/items), GET /v1/models, GET /health, GET /metrics\n"
@@ -55,6 +55,9 @@ static void serve_usage(FILE *out)
         "  --ctx        KV cache tokens shared by all sequences (default: sized by --kv-mem)\n"
         "  --kv-mem     fraction of the memory available after loading for the KV cache\n"
         "               (default 0.5; at most max-seqs full-length sequences)\n"
+        "  --kv-type    the KV cache's type, f16 (default), q8_0 or q4_0: q8_0 holds about\n"
+        "               twice the tokens of f16 in the same --kv-mem (--kv-type-k, --kv-type-v\n"
+        "               set one; a quantized V is weighted as llama.cpp's flash attention does)\n"
         "  --max-seqs   requests decoded together (default 8)\n"
         "  --queue      requests waiting beyond those before 503 (default 4 x max-seqs)\n"
         "  --draft-lookup K  speculative decoding per sequence: up to K tokens drafted from\n"
@@ -131,7 +134,8 @@ int cmd_serve(int argc, char **argv)
     const char *v;
     long x;
     float fx;
-    int rc = 2;
+    int rc = 2, kv;
+    const char *kv_k = "f16", *kv_v = "f16"; // --kv-type
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -174,6 +178,10 @@ int cmd_serve(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_float(v, 0.001f, 0.95f, "--kv-mem", &fx))
                 goto done;
             p.kv_mem = fx;
+        } else if ((kv = args_kv_type(argc, argv, &i, &kv_k, &kv_v)) != 0) {
+            if (kv < 0) goto done;
+            nuri_kv_type_parse(kv_k, &p.kv_type_k); // names args_kv_type checked
+            nuri_kv_type_parse(kv_v, &p.kv_type_v);
         } else if (!strcmp(a, "--max-seqs")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 256, "--max-seqs", &x))
                 goto done;

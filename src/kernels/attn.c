@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <string.h>
 
 void kernels_attn_avx2_fill(nuri_attn_kernels *k);
 void kernels_attn_avx512_fill(nuri_attn_kernels *k);
@@ -39,7 +40,9 @@ static void ref_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, co
     }
 }
 
-static void ref_softmax(float *s, int32_t n)
+/* Softmax in place; round: each probability rounded to F16 (the non-flash path's weights of an F16
+ * V), else kept F32. */
+static void softmax_impl(float *s, int32_t n, bool round)
 {
     float max = -INFINITY;
     for (int32_t j = 0; j < n; j++)
@@ -50,7 +53,141 @@ static void ref_softmax(float *s, int32_t n)
         sum += (double)s[j];
     }
     const float inv = (float)(1.0 / sum);
+    if (!round) {
+        for (int32_t j = 0; j < n; j++) s[j] *= inv;
+        return;
+    }
     for (int32_t j = 0; j < n; j++) s[j] = nuri_f16_to_f32(nuri_f32_to_f16(s[j] * inv));
+}
+
+static void ref_softmax(float *s, int32_t n)
+{
+    softmax_impl(s, n, true);
+}
+
+static void ref_softmax_f32(float *s, int32_t n)
+{
+    softmax_impl(s, n, false);
+}
+
+/* ---- quantized caches ---- */
+
+void nuri_kv_rotate(float *x, int32_t n)
+{
+    const float scale = 1.0f / sqrtf((float)n);
+    for (int32_t j = 0; j < n; j++) x[j] *= scale;
+    for (int32_t len = 1; len < n; len <<= 1)
+        for (int32_t i = 0; i < n; i += 2 * len)
+            for (int32_t j = 0; j < len; j++) {
+                const float u = x[i + j], v = x[i + len + j];
+                x[i + j] = u + v;
+                x[i + len + j] = u - v;
+            }
+}
+
+bool nuri_kv_type_ok(uint32_t type)
+{
+    return type == NURI_TYPE_F16 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_0;
+}
+
+size_t nuri_kv_row_bytes(uint32_t type, int32_t hd)
+{
+    switch (type) {
+    case NURI_TYPE_Q8_0:
+        return (size_t)hd / 32 * 34;
+    case NURI_TYPE_Q4_0:
+        return (size_t)hd / 32 * 18;
+    default:
+        return (size_t)hd * 2;
+    }
+}
+
+/* llama.cpp's reference Q4_0 quantizer (quantize_row_q4_0_ref), which its CPU backend also uses
+ * for the cache: the first value of largest magnitude maps to -8, the codes are truncated. */
+static void kv_q4_0_row(const float *x, uint8_t *y, int32_t n)
+{
+    for (int32_t b = 0; b < n / 32; b++, x += 32, y += 18) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const uint16_t h = nuri_f32_to_f16(d);
+        memcpy(y, &h, sizeof h);
+        for (int j = 0; j < 16; j++) {
+            const int8_t a = (int8_t)(x[j] * id + 8.5f), c = (int8_t)(x[j + 16] * id + 8.5f);
+            y[2 + j] = (uint8_t)((a < 15 ? a : 15) | (c < 15 ? c : 15) << 4);
+        }
+    }
+}
+
+void nuri_kv_store_row(uint32_t type, const float *x, void *row, int32_t n)
+{
+    if (type == NURI_TYPE_Q4_0)
+        kv_q4_0_row(x, row, n);
+    else // F16 and Q8_0: the same conversions as activations (bit-exact with llama.cpp)
+        nuri_kernels(type)->from_float(x, row, n);
+}
+
+/* scores_q over an instruction set's vec_dot of the type (its own SIMD, or the scalar one). */
+static void scores_q_isa(nuri_isa isa, uint32_t type, int32_t hd, int32_t G, const void *q8,
+                         const uint8_t *k, size_t k_stride, int32_t n, float scale, float *s,
+                         size_t s_stride)
+{
+    const nuri_vec_dot_fn dot = nuri_kernels_isa(type, isa)->vec_dot;
+    const size_t q_row = nuri_kv_row_bytes(NURI_TYPE_Q8_0, hd);
+    for (int32_t j = 0; j < n; j++) {
+        const uint8_t *kr = k + (size_t)j * k_stride;
+        for (int32_t g = 0; g < G; g++) {
+            float acc;
+            dot(hd, &acc, kr, (const uint8_t *)q8 + (size_t)g * q_row);
+            s[(size_t)g * s_stride + j] = acc * scale;
+        }
+    }
+}
+
+#define SCORES_Q(NAME, ISA)                                                                        \
+    static void NAME(uint32_t type, int32_t hd, int32_t G, const void *q8, const uint8_t *k,       \
+                     size_t k_stride, int32_t n, float scale, float *s, size_t s_stride)           \
+    {                                                                                              \
+        scores_q_isa(ISA, type, hd, G, q8, k, k_stride, n, scale, s, s_stride);                    \
+    }
+SCORES_Q(ref_scores_q, NURI_ISA_SCALAR)
+SCORES_Q(avx2_scores_q, NURI_ISA_AVX2)
+
+void kernels_attn_avx512_scores_q8(int32_t hd, int32_t G, const void *q8, const uint8_t *k,
+                                   size_t k_stride, int32_t n, float scale, float *s,
+                                   size_t s_stride);
+
+static void avx512_scores_q(uint32_t type, int32_t hd, int32_t G, const void *q8, const uint8_t *k,
+                            size_t k_stride, int32_t n, float scale, float *s, size_t s_stride)
+{
+    if (type == NURI_TYPE_Q8_0)
+        kernels_attn_avx512_scores_q8(hd, G, q8, k, k_stride, n, scale, s, s_stride);
+    else
+        scores_q_isa(NURI_ISA_AVX512, type, hd, G, q8, k, k_stride, n, scale, s, s_stride);
+}
+
+static void ref_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
+                        const uint8_t *v, size_t v_stride, int32_t n, float *out)
+{
+    const size_t blk = nuri_kv_row_bytes(type, 32);
+    float x[32];
+    for (int32_t j = 0; j < n; j++) {
+        bool any = false;
+        for (int32_t g = 0; g < G; g++) any |= p[(size_t)g * p_stride + j] != 0.0f;
+        if (!any) continue;
+        for (int32_t b = 0; b < hd / 32; b++) {
+            nuri_kv_block_to_float(type, v + (size_t)j * v_stride + (size_t)b * blk, x);
+            for (int32_t g = 0; g < G; g++) {
+                const float pg = p[(size_t)g * p_stride + j];
+                float *o = out + (size_t)g * hd + (size_t)b * 32;
+                for (int d = 0; d < 32; d++) o[d] += pg * x[d];
+            }
+        }
+    }
 }
 
 static void ref_swiglu(float *g, const float *u, int64_t n)
@@ -64,10 +201,13 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void)
 {
     for (int i = 0; i < 3; i++)
-        tables[i] = (nuri_attn_kernels){ref_scores, ref_accum, ref_softmax, ref_swiglu};
+        tables[i] = (nuri_attn_kernels){ref_scores,   ref_accum,   ref_softmax,    ref_swiglu,
+                                        ref_scores_q, ref_accum_q, ref_softmax_f32};
     kernels_attn_avx2_fill(&tables[NURI_ISA_AVX2]);
+    tables[NURI_ISA_AVX2].scores_q = avx2_scores_q;
     tables[NURI_ISA_AVX512] = tables[NURI_ISA_AVX2];
     kernels_attn_avx512_fill(&tables[NURI_ISA_AVX512]);
+    tables[NURI_ISA_AVX512].scores_q = avx512_scores_q;
 }
 
 const nuri_attn_kernels *nuri_attn_isa(nuri_isa isa)

@@ -8,14 +8,24 @@
  *
  * Every variant computes each output from its own inputs only (batch invariance), in an order that
  * does not depend on n, G or the position of the rows in the cache.
+ *
+ * The cache may also hold Q8_0 or Q4_0 rows (`--kv-type`), stored and multiplied as llama.cpp's
+ * CPU path does with `-ctk` / `-ctv`: a row is quantized per 32-element block when it is written
+ * (nuri_kv_store_row); K·Q of a quantized K takes Q quantized to Q8_0 and the type's integer dot
+ * product per block (scores_q); a quantized V is widened to F32 row by row and weighted with F32
+ * probabilities (softmax_f32, accum_q), as llama.cpp's flash attention kernel does (llama.cpp
+ * quantizes V only with flash attention on).
  */
 #ifndef NURI_ATTN_H
 #define NURI_ATTN_H
 
+#include "kernels/fp16.h"
 #include "kernels/kernels.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct nuri_attn_kernels {
     /* s[g * s_stride + j] = scale * dot(q[g * hd ..], k row j) for g < G, j < n. */
@@ -32,11 +42,60 @@ typedef struct nuri_attn_kernels {
     /* The feed-forward's SwiGLU, the other exponential-heavy loop of a layer:
      * g[i] = g[i] / (1 + exp(-g[i])) * u[i] for i < n. */
     void (*swiglu)(float *g, const float *u, int64_t n);
+    /* K of `type` (Q8_0 or Q4_0: rows of hd elements, hd a multiple of 32, k_stride bytes apart):
+     * s[g * s_stride + j] = scale * dot(k row j, q8 row g) for g < G, j < n, where q8 holds the G
+     * queries as Q8_0 (hd / 32 blocks each) and dot is the type's vec_dot (an exact integer sum
+     * per block, then one float step per block). */
+    void (*scores_q)(uint32_t type, int32_t hd, int32_t G, const void *q8, const uint8_t *k,
+                     size_t k_stride, int32_t n, float scale, float *s, size_t s_stride);
+    /* V of `type` (Q8_0 or Q4_0, v_stride bytes apart): as accum, each row widened to F32 first. */
+    void (*accum_q)(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
+                    const uint8_t *v, size_t v_stride, int32_t n, float *out);
+    /* As softmax, but the probabilities stay F32 (they weight a quantized V, as in llama.cpp's
+     * flash attention). */
+    void (*softmax_f32)(float *s, int32_t n);
 } nuri_attn_kernels;
+
+/* The orthonormal Walsh-Hadamard rotation of n floats in place (n a power of two): x scaled by
+ * 1 / sqrt(n), then butterflies (u + v, u - v) over distances 1, 2, 4, ... n / 2. llama.cpp
+ * rotates Q and K this way before a quantized K is stored (in blocks of the largest power of two
+ * from 64 up that divides the head size), and V and the attention's output in blocks of 64 around
+ * a quantized V, when the head size is a multiple of 64: outliers spread over the block quantize
+ * better, and dot products are unchanged (H H = I). The same operations in the same order as
+ * ggml's fast transform, so the rotated values are bit-identical. */
+void nuri_kv_rotate(float *x, int32_t n);
+
+/* The types a KV cache may hold: F16, Q8_0, Q4_0. */
+bool nuri_kv_type_ok(uint32_t type);
+/* Bytes of one head's cached row of hd elements (hd a multiple of 32 for the quantized types). */
+size_t nuri_kv_row_bytes(uint32_t type, int32_t hd);
+/* n floats (one head's row) -> one cache row of the type, rounded as llama.cpp stores it
+ * (ggml_set_rows with the CPU's from_float): F16 to nearest even; Q8_0 d = amax / 127 and
+ * q = x * (127 / amax) rounded half to even; Q4_0 d = (the value of largest magnitude) / -8 and
+ * q = min(15, trunc(x * (1 / d) + 8.5)). */
+void nuri_kv_store_row(uint32_t type, const float *x, void *row, int32_t n);
 
 /* The kernels for nuri_cpu_isa(); static storage. */
 const nuri_attn_kernels *nuri_attn(void);
 /* The kernels of one instruction set (for tests); NULL if this CPU lacks it. */
 const nuri_attn_kernels *nuri_attn_isa(nuri_isa isa);
+
+/* One 32-element block of a cached Q8_0 or Q4_0 row -> 32 floats (each d * q, exact as to_float).
+ */
+static inline void nuri_kv_block_to_float(uint32_t type, const uint8_t *blk, float *y)
+{
+    uint16_t h;
+    memcpy(&h, blk, sizeof h);
+    const float d = nuri_f16_to_f32(h);
+    const uint8_t *q = blk + 2;
+    if (type == NURI_TYPE_Q8_0) {
+        for (int j = 0; j < 32; j++) y[j] = d * (float)(int8_t)q[j];
+    } else {
+        for (int j = 0; j < 16; j++) {
+            y[j] = d * (float)((q[j] & 15) - 8);
+            y[j + 16] = d * (float)((q[j] >> 4) - 8);
+        }
+    }
+}
 
 #endif

@@ -19,6 +19,8 @@ static inline float hsum256(__m256 v)
 #define VSET1(x) _mm256_set1_ps(x)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VCVTPH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define VCVTI8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+#define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VHSUM(v) hsum256(v)
 #include "kernels/attn_simd.h"
 
@@ -27,4 +29,5 @@ void kernels_attn_avx2_fill(nuri_attn_kernels *k)
 {
     k->scores = simd_scores;
     k->accum = simd_accum;
+    k->accum_q = simd_accum_q;
 }

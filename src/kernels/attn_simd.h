@@ -2,7 +2,7 @@
  * attn_simd.h: the SIMD attention inner loops (attn.h), written once for a vector of W floats and
  * included by attn_avx2.c (W = 8) and attn_avx512.c (W = 16), which define the vector macros:
  * VF (vector type), W, VZERO(), VLOAD(p), VSTORE(p, v), VSET1(x), VFMA(a, b, c) = a * b + c,
- * VCVTPH(p) (W halves at p -> floats), VHSUM(v).
+ * VCVTPH(p) (W halves at p -> floats), VCVTI8(p) (W int8 at p -> floats), VMUL(a, b), VHSUM(v).
  *
  * scores: per row, K is widened once and multiplied with each of the G queries; accum: up to 4
  * heads x 4 vectors of one V row chunk are kept in registers across all n rows.
@@ -112,4 +112,46 @@ static void simd_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, c
                     out[(size_t)g * hd + d] += pg * nuri_f16_to_f32(v[(size_t)j * v_stride + d]);
             }
     }
+}
+
+/* accum_q: per 32-element block of V and group of up to 4 heads, the outputs stay in registers
+ * across all n rows; each row's block is widened to floats (d * q, the scalar's products) and
+ * added in, rows in increasing order (as accum and the reference). */
+static void simd_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
+                         const uint8_t *v, size_t v_stride, int32_t n, float *out)
+{
+    enum { NC = 32 / W };
+    const size_t blk = nuri_kv_row_bytes(type, 32);
+    float x[32] __attribute__((aligned(64)));
+    for (int32_t b = 0; b < hd / 32; b++)
+        for (int32_t g0 = 0; g0 < G; g0 += 4) {
+            const int ng = G - g0 < 4 ? G - g0 : 4;
+            VF acc[4][NC];
+            for (int g = 0; g < ng; g++)
+                for (int c = 0; c < NC; c++)
+                    acc[g][c] = VLOAD(out + (size_t)(g0 + g) * hd + (size_t)b * 32 + c * W);
+            for (int32_t j = 0; j < n; j++) {
+                bool any = false;
+                for (int g = 0; g < ng; g++) any |= p[(size_t)(g0 + g) * p_stride + j] != 0.0f;
+                if (!any) continue;
+                const uint8_t *vb = v + (size_t)j * v_stride + (size_t)b * blk;
+                VF xv[NC];
+                if (type == NURI_TYPE_Q8_0) {
+                    uint16_t h;
+                    memcpy(&h, vb, sizeof h);
+                    const VF d = VSET1(nuri_f16_to_f32(h));
+                    for (int c = 0; c < NC; c++) xv[c] = VMUL(VCVTI8(vb + 2 + c * W), d);
+                } else {
+                    nuri_kv_block_to_float(type, vb, x);
+                    for (int c = 0; c < NC; c++) xv[c] = VLOAD(x + c * W);
+                }
+                for (int g = 0; g < ng; g++) {
+                    const VF pg = VSET1(p[(size_t)(g0 + g) * p_stride + j]);
+                    for (int c = 0; c < NC; c++) acc[g][c] = VFMA(xv[c], pg, acc[g][c]);
+                }
+            }
+            for (int g = 0; g < ng; g++)
+                for (int c = 0; c < NC; c++)
+                    VSTORE(out + (size_t)(g0 + g) * hd + (size_t)b * 32 + c * W, acc[g][c]);
+        }
 }

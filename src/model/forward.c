@@ -5,7 +5,10 @@
  * Numerics follow llama.cpp's CPU path, because matching its probabilities is the goal: activations
  * are converted to each weight's vec_dot_type (8-bit for quantized weights) before a matrix
  * product; K and V are cached as F16; Q is rounded to F16 for K·Q; the softmax runs in F32 and its
- * probabilities are rounded to F16 before they weight V; RMSNorm sums squares in double.
+ * probabilities are rounded to F16 before they weight V; RMSNorm sums squares in double. A cache of
+ * Q8_0 / Q4_0 rows (nuri_ctx_params.kv_type_k / _v) follows llama.cpp's -ctk / -ctv instead: Q is
+ * quantized to Q8_0 for a quantized K, and a quantized V is weighted with F32 probabilities
+ * (kernels/attn.h).
  *
  * Threads: one nuri_pool_run per decode call; all threads run forward_worker together and meet at
  * a barrier after each step. The long steps (packed matrix products, attention) share their work
@@ -36,8 +39,13 @@ struct nuri_ctx {
 
     // the paged KV pool
     int32_t n_pages;
-    uint16_t *k_pages;  // (n_layer, n_pages, NURI_KV_PAGE, kv_dim) F16
-    uint16_t *v_pages;  // (n_layer, n_pages, NURI_KV_PAGE, kv_dim) F16
+    uint8_t *k_pages;        // (n_layer, n_pages, NURI_KV_PAGE, n_head_kv) rows of k_type
+    uint8_t *v_pages;        // (n_layer, n_pages, NURI_KV_PAGE, n_head_kv) rows of v_type
+    uint32_t k_type, v_type; // NURI_TYPE_F16, _Q8_0 or _Q4_0
+    size_t k_row, v_row;     // bytes of one head's row of head_dim elements
+    // llama.cpp's rotations around a quantized cache (nuri_kv_rotate), in blocks of this many
+    // elements (0: none): Q and K before K is stored; V before it is stored, the output after
+    int32_t k_rot, v_rot;
     int32_t *page_ref;  // (n_pages) sequences holding each page; 0 = free
     int32_t *free_list; // (n_pages) stack of free pages
     int32_t n_free;
@@ -262,23 +270,23 @@ static void add_bias(worker *w, const nuri_weight *b, float *y, int32_t T, int64
 
 /* ---- attention ---- */
 
-static size_t kv_offset(const nuri_ctx *c, int il, int32_t slot)
+/* Byte offset of pool slot `slot` of layer il in a pool of rows `row` bytes per head. */
+static size_t kv_offset(const nuri_ctx *c, int il, int32_t slot, size_t row)
 {
-    const nuri_hparams *hp = &c->m->hp;
-    const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    const size_t n_head_kv = (size_t)c->m->hp.n_head_kv;
     il -= c->m->layer_first; // the pool holds this stage's layers
-    return ((size_t)il * c->n_pages * NURI_KV_PAGE + (size_t)slot) * kv_dim;
+    return ((size_t)il * c->n_pages * NURI_KV_PAGE + (size_t)slot) * n_head_kv * row;
 }
 
-/* Where cache position j of a sequence (page table `pages`) starts for KV head kvh of layer il,
- * and in *run how many positions before n_kv follow it contiguously (to the end of its page). */
+/* Where cache position j of a sequence (page table `pages`) starts for KV head kvh of layer il
+ * (bytes, rows of `row` bytes), and in *run how many positions before n_kv follow it contiguously
+ * (to the end of its page). */
 static size_t page_run(const nuri_ctx *c, int il, const int32_t *pages, int32_t kvh, int32_t j,
-                       int32_t n_kv, int32_t *run)
+                       int32_t n_kv, size_t row, int32_t *run)
 {
     const int32_t off = j % NURI_KV_PAGE;
     *run = NURI_KV_PAGE - off < n_kv - j ? NURI_KV_PAGE - off : n_kv - j;
-    return kv_offset(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off) +
-           (size_t)kvh * c->m->hp.head_dim;
+    return kv_offset(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off, row) + (size_t)kvh * row;
 }
 
 /* The G query heads of KV head kvh (q: G x head_dim, contiguous) of token t against its sequence's
@@ -291,7 +299,7 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     const nuri_hparams *hp = &c->m->hp;
     const int32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv;
     // a row of scores: n_ctx positions and, after the last one attended, the head's sink
-    const size_t n_ctx = (size_t)c->n_ctx + 1, kv_dim = (size_t)hp->n_head_kv * hd;
+    const size_t n_ctx = (size_t)c->n_ctx + 1, n_head_kv = (size_t)hp->n_head_kv;
     const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
     const nuri_attn_kernels *ak = nuri_attn();
     float *s = c->scores + (size_t)w->ith * G * n_ctx;
@@ -299,15 +307,29 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     float *qf = c->qf + (size_t)w->ith * G * hd;
     const int32_t *pages = c->seq_pages + (size_t)c->b_seq[t] * c->n_pages;
 
-    f16->from_float(q, h16, (int64_t)G * hd); // Q rounded to F16, as llama.cpp multiplies it
-    f16->to_float(h16, qf, (int64_t)G * hd);
     int32_t run;
     // gemma scales Q before its rounding (below, in layer()), so K.Q is taken as it is
     const float scale = hp->attn_scale_q ? 1.0f : hp->attn_scale;
-    for (int32_t j = first; j < n_kv; j += run) {
-        const size_t at = page_run(c, il, pages, kvh, j, n_kv, &run);
-        ak->scores(hd, G, qf, c->k_pages + at, kv_dim, run, scale, s + j, n_ctx);
+    if (c->k_type == NURI_TYPE_F16) {
+        f16->from_float(q, h16, (int64_t)G * hd); // Q rounded to F16, as llama.cpp multiplies it
+        f16->to_float(h16, qf, (int64_t)G * hd);
+        for (int32_t j = first; j < n_kv; j += run) {
+            const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
+            ak->scores(hd, G, qf, (const uint16_t *)(c->k_pages + at), n_head_kv * hd, run, scale,
+                       s + j, n_ctx);
+        }
+    } else {
+        // Q as Q8_0, K's vec_dot_type, as llama.cpp converts it (h16 holds 2 bytes an element,
+        // more than Q8_0's 34 per 32)
+        nuri_kernels(NURI_TYPE_Q8_0)->from_float(q, h16, (int64_t)G * hd);
+        for (int32_t j = first; j < n_kv; j += run) {
+            const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
+            ak->scores_q(c->k_type, hd, G, h16, c->k_pages + at, n_head_kv * c->k_row, run, scale,
+                         s + j, n_ctx);
+        }
     }
+    // a quantized V is weighted with F32 probabilities, an F16 one with F16 probabilities
+    void (*softmax)(float *, int32_t) = c->v_type == NURI_TYPE_F16 ? ak->softmax : ak->softmax_f32;
     if (hp->attn_softcap > 0.0f) { // gemma2: c * tanh(K.Q / c), as llama.cpp scales and tanh's
         const float cap = hp->attn_softcap, inv = 1.0f / cap;
         for (int32_t g = 0; g < G; g++)
@@ -325,15 +347,20 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
         for (int32_t g = 0; g < G; g++) {
             float *row = s + (size_t)g * n_ctx + first;
             row[n_kv - first] = sink[g];
-            ak->softmax(row, n_kv - first + 1);
+            softmax(row, n_kv - first + 1);
         }
     } else {
-        for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx + first, n_kv - first);
+        for (int32_t g = 0; g < G; g++) softmax(s + (size_t)g * n_ctx + first, n_kv - first);
     }
     memset(out, 0, sizeof(float) * (size_t)G * hd);
     for (int32_t j = first; j < n_kv; j += run) {
-        const size_t at = page_run(c, il, pages, kvh, j, n_kv, &run);
-        ak->accum(hd, G, s + j, n_ctx, c->v_pages + at, kv_dim, run, out);
+        const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->v_row, &run);
+        if (c->v_type == NURI_TYPE_F16)
+            ak->accum(hd, G, s + j, n_ctx, (const uint16_t *)(c->v_pages + at), n_head_kv * hd, run,
+                      out);
+        else
+            ak->accum_q(c->v_type, hd, G, s + j, n_ctx, c->v_pages + at, n_head_kv * c->v_row, run,
+                        out);
     }
 }
 
@@ -702,9 +729,11 @@ static void qwen35_attention(worker *w, const nuri_layer *L, int il, int32_t T)
         if (!is_q) {
             const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             const int32_t kvh = h - hp->n_head;
-            const size_t at = kv_offset(c, il, c->b_slot[t]) + (size_t)kvh * hd;
-            f16->from_float(vec, c->k_pages + at, hd);
-            f16->from_float(c->v + t * kv_dim + (int64_t)kvh * hd, c->v_pages + at, hd);
+            // f16 rows (nuri_ctx_new refuses other cache types for qwen35)
+            const size_t at = kv_offset(c, il, c->b_slot[t], c->k_row) + (size_t)kvh * c->k_row;
+            f16->from_float(vec, (uint16_t *)(c->k_pages + at), hd);
+            f16->from_float(c->v + t * kv_dim + (int64_t)kvh * hd, (uint16_t *)(c->v_pages + at),
+                            hd);
         }
     }
     barrier(w);
@@ -841,12 +870,18 @@ static void layer(worker *w, const job *jb, int il)
                  L->swa ? hp->rope_freq_scale_swa : hp->rope_freq_scale, m->rope_freqs);
         if (is_q && hp->attn_scale_q)
             for (int32_t d = 0; d < hd; d++) vec[d] *= hp->attn_scale;
+        for (int32_t d = 0; c->k_rot && d < hd; d += c->k_rot) nuri_kv_rotate(vec + d, c->k_rot);
         if (!is_q) {
-            const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             int32_t kvh = h - hp->n_head;
-            size_t at = kv_offset(c, il, c->b_slot[t]) + (size_t)kvh * hd;
-            f16->from_float(vec, c->k_pages + at, hd);
-            f16->from_float(c->v + t * kv_dim + (int64_t)kvh * hd, c->v_pages + at, hd);
+            float *vrow = c->v + t * kv_dim + (int64_t)kvh * hd;
+            for (int32_t d = 0; c->v_rot && d < hd; d += c->v_rot)
+                nuri_kv_rotate(vrow + d, c->v_rot);
+            nuri_kv_store_row(
+                c->k_type, vec,
+                c->k_pages + kv_offset(c, il, c->b_slot[t], c->k_row) + (size_t)kvh * c->k_row, hd);
+            nuri_kv_store_row(
+                c->v_type, vrow,
+                c->v_pages + kv_offset(c, il, c->b_slot[t], c->v_row) + (size_t)kvh * c->v_row, hd);
         }
     }
     barrier(w);
@@ -863,6 +898,9 @@ static void layer(worker *w, const job *jb, int il)
             int32_t first = L->swa && c->b_pos[t] >= hp->n_swa ? c->b_pos[t] - hp->n_swa + 1 : 0;
             const int64_t at = t * n_q + (int64_t)kvh * G * hd;
             attend(w, il, t, kvh, c->q + at, first, c->b_pos[t] + 1, c->att + at);
+            // the output of a rotated V, rotated back (G heads, whole blocks)
+            for (int32_t d = 0; c->v_rot && d < G * hd; d += c->v_rot)
+                nuri_kv_rotate(c->att + at + d, c->v_rot);
         }
     barrier(w);
 
@@ -950,14 +988,15 @@ static void attend_mla(worker *w, int il, int32_t t, const float *q, int32_t n_k
     f16->to_float(h16, qf, (int64_t)G * D);
     int32_t run;
     for (int32_t j = 0; j < n_kv; j += run) {
-        const size_t at = page_run(c, il, pages, 0, j, n_kv, &run);
-        ak->scores(D, G, qf, c->k_pages + at, (size_t)D, run, hp->attn_scale, s + j, n_ctx);
+        const size_t at = page_run(c, il, pages, 0, j, n_kv, c->k_row, &run);
+        ak->scores(D, G, qf, (const uint16_t *)(c->k_pages + at), (size_t)D, run, hp->attn_scale,
+                   s + j, n_ctx);
     }
     for (int32_t g = 0; g < G; g++) ak->softmax(s + (size_t)g * n_ctx, n_kv);
     memset(out, 0, sizeof(float) * (size_t)G * kvl);
     for (int32_t j = 0; j < n_kv; j += run) {
-        const size_t at = page_run(c, il, pages, 0, j, n_kv, &run);
-        ak->accum(kvl, G, s + j, n_ctx, c->k_pages + at, (size_t)D, run, out);
+        const size_t at = page_run(c, il, pages, 0, j, n_kv, c->k_row, &run);
+        ak->accum(kvl, G, s + j, n_ctx, (const uint16_t *)(c->k_pages + at), (size_t)D, run, out);
     }
 }
 
@@ -1017,7 +1056,8 @@ static void attention_mla(worker *w, const job *jb, int il)
         } else {
             float *kv = c->k + (int64_t)t * D;
             rms_norm(kv, L->kv_a_norm.data, kv, kvl, hp->rms_eps);
-            f16->from_float(kv, c->k_pages + kv_offset(c, il, c->b_slot[t]), D);
+            f16->from_float(kv, (uint16_t *)(c->k_pages + kv_offset(c, il, c->b_slot[t], c->k_row)),
+                            D);
         }
     }
     barrier(w);
@@ -1229,6 +1269,30 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
                           d.n_logits, d.n_batch);
     if (d.n_seq < 1 || d.n_seq > 4096)
         return nuri_error(NURI_ERR_INVALID_ARG, "sequence count %d is not in 1..4096", d.n_seq);
+    if (d.kv_type_k == 0) d.kv_type_k = NURI_TYPE_F16;
+    if (d.kv_type_v == 0) d.kv_type_v = NURI_TYPE_F16;
+    for (int i = 0; i < 2; i++) {
+        const uint32_t t = i ? d.kv_type_v : d.kv_type_k;
+        if (!nuri_kv_type_ok(t))
+            return nuri_error(NURI_ERR_INVALID_ARG,
+                              "KV cache type %u (%s) is not one of f16, q8_0, q4_0", t,
+                              i ? "V" : "K");
+        if (t != NURI_TYPE_F16 && hp->head_dim % 32 != 0)
+            return nuri_error(NURI_ERR_UNSUPPORTED,
+                              "a %s KV cache needs a head size that is a multiple of 32; this "
+                              "model's is %d",
+                              nuri_kv_type_name(t), hp->head_dim);
+        if (t != NURI_TYPE_F16 && hp->mla)
+            return nuri_error(NURI_ERR_UNSUPPORTED,
+                              "a %s KV cache is not supported for %s: multi-head latent attention "
+                              "keeps its latent rows in f16",
+                              nuri_kv_type_name(t), hp->arch_name);
+        if (t != NURI_TYPE_F16 && NURI_ARCH_IS_QWEN35(hp->arch))
+            return nuri_error(NURI_ERR_UNSUPPORTED,
+                              "a %s KV cache is not supported for %s yet (its gated attention "
+                              "stores f16 rows)",
+                              nuri_kv_type_name(t), hp->arch_name);
+    }
 
     nuri_ctx *c = calloc(1, sizeof *c);
     if (!c) return nuri_error(NURI_ERR_NOMEM, "out of memory for the context");
@@ -1238,6 +1302,15 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->n_batch = d.n_batch;
     c->n_logits = d.n_logits;
     c->n_seq = d.n_seq;
+    c->k_type = d.kv_type_k;
+    c->v_type = d.kv_type_v;
+    c->k_row = nuri_kv_row_bytes(c->k_type, hp->head_dim);
+    c->v_row = hp->mla ? 0 : nuri_kv_row_bytes(c->v_type, hp->head_dim); // MLA: no V
+    // as llama.cpp: K in blocks of the largest power of two (>= 64) dividing the head size, V in
+    // blocks of 64, each only when its cache is quantized and the head size a multiple of 64
+    if (c->k_type != NURI_TYPE_F16 && hp->head_dim % 64 == 0)
+        for (c->k_rot = 64; hp->head_dim % (2 * c->k_rot) == 0;) c->k_rot *= 2;
+    if (c->v_type != NURI_TYPE_F16 && hp->head_dim % 64 == 0) c->v_rot = 64;
     nuri_status s = nuri_pool_new(d.n_threads, &c->pool);
     if (s != NURI_OK) {
         free(c);
@@ -1261,10 +1334,10 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     size_t ff_row = n_ff; // floats of gate and up per token
     if (K * (size_t)hp->n_ff_exp > ff_row) ff_row = K * (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > ff_row) ff_row = (size_t)hp->n_ff_shexp;
-    const size_t kv_elems = (size_t)(m->layer_end - m->layer_first) * c->n_ctx * kv;
+    const size_t kv_slots = (size_t)(m->layer_end - m->layer_first) * c->n_ctx * hp->n_head_kv;
     bool ok = true;
-    c->k_pages = calloc(kv_elems, sizeof(uint16_t));
-    c->v_pages = hp->mla ? NULL : calloc(kv_elems, sizeof(uint16_t)); // MLA: V is K's latent
+    c->k_pages = calloc(kv_slots, c->k_row);
+    c->v_pages = hp->mla ? NULL : calloc(kv_slots, c->v_row); // MLA: V is K's latent
     if (!c->k_pages || (!hp->mla && !c->v_pages)) ok = false;
     if (hp->n_lora_q > 0) c->mla_qa = alloc_floats(B * (size_t)hp->n_lora_q, &ok);
     c->page_ref = alloc_ints((size_t)c->n_pages, &ok);
@@ -1320,7 +1393,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
         nuri_ctx_free(c);
         return nuri_error(NURI_ERR_NOMEM,
                           "out of memory for a context of %d tokens (KV cache %.1f MiB)", d.n_ctx,
-                          (hp->mla ? 1.0 : 2.0) * kv_elems * 2 / (1024.0 * 1024.0));
+                          (double)kv_slots * (double)(c->k_row + c->v_row) / (1024.0 * 1024.0));
     }
     for (int32_t i = 0; i < c->n_pages; i++) c->free_list[i] = c->n_pages - 1 - i;
     c->n_free = c->n_pages;
@@ -1456,33 +1529,63 @@ int32_t nuri_ctx_pages_free(const nuri_ctx *c)
 
 /* ---- a sequence's KV as bytes (snapshots) ---- */
 
-static size_t kv_row_bytes(const nuri_ctx *c)
-{
-    return (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim * sizeof(uint16_t);
-}
-
 size_t nuri_ctx_kv_bytes(const nuri_ctx *c, int32_t n)
 {
-    const size_t parts = c->m->hp.mla ? 1 : 2; // MLA caches K (latent and rope part) alone
-    return n <= 0 ? 0 : parts * (size_t)c->m->hp.n_layer * (size_t)n * kv_row_bytes(c);
+    return n <= 0 ? 0
+                  : (size_t)c->m->hp.n_layer * (size_t)n * (size_t)c->m->hp.n_head_kv *
+                        (c->k_row + c->v_row);
+}
+
+size_t nuri_kv_bytes_per_token(const nuri_model *m, uint32_t k_type, uint32_t v_type)
+{
+    const int32_t hd = m->hp.head_dim;
+    return (size_t)m->hp.n_layer * (size_t)m->hp.n_head_kv *
+           (nuri_kv_row_bytes(k_type ? k_type : NURI_TYPE_F16, hd) +
+            (m->hp.mla ? 0 : nuri_kv_row_bytes(v_type ? v_type : NURI_TYPE_F16, hd))); // MLA: K
+}
+
+void nuri_ctx_kv_types(const nuri_ctx *c, uint32_t *k_type, uint32_t *v_type)
+{
+    *k_type = c->k_type;
+    *v_type = c->v_type;
+}
+
+nuri_status nuri_kv_type_parse(const char *name, uint32_t *type)
+{
+    static const uint32_t types[] = {NURI_TYPE_F16, NURI_TYPE_Q8_0, NURI_TYPE_Q4_0};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(name, nuri_kv_type_name(types[i])) == 0) {
+            *type = types[i];
+            return NURI_OK;
+        }
+    return nuri_error(NURI_ERR_INVALID_ARG, "KV cache type '%s' is not one of f16, q8_0, q4_0",
+                      name);
+}
+
+const char *nuri_kv_type_name(uint32_t type)
+{
+    return type == NURI_TYPE_Q8_0 ? "q8_0" : type == NURI_TYPE_Q4_0 ? "q4_0" : "f16";
 }
 
 /* Copies rows [0, n) of seq's K or V of every layer to (dir 0) or from (dir 1) a buffer laid out
- * as layer-major blocks of `stride` rows each: K of layer 0, V of layer 0, K of layer 1, ... */
+ * as layer-major blocks of `stride` positions each: K of layer 0, V of layer 0, K of layer 1, ...
+ * (a position's K row is n_head_kv * k_row bytes, its V row n_head_kv * v_row). */
 static void kv_copy(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride, uint8_t *buf, int dir)
 {
-    const size_t row = kv_row_bytes(c);
+    const size_t hk = (size_t)c->m->hp.n_head_kv;
+    const size_t layer = (size_t)stride * hk * (c->k_row + c->v_row);
     const int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
-    const int parts = c->m->hp.mla ? 1 : 2; // MLA: K alone (V is its latent part)
     for (int il = c->m->layer_first; il < c->m->layer_end; il++) {
-        for (int kv = 0; kv < parts; kv++) {
-            uint16_t *pool = kv ? c->v_pages : c->k_pages;
-            uint8_t *b = buf + ((size_t)il * parts + (size_t)kv) * (size_t)stride * row;
+        for (int kv = 0; kv < 2; kv++) {
+            uint8_t *pool = kv ? c->v_pages : c->k_pages;
+            if (!pool) continue; // MLA keeps no V
+            const size_t hrow = kv ? c->v_row : c->k_row, row = hk * hrow;
+            uint8_t *b = buf + (size_t)il * layer + (kv ? (size_t)stride * hk * c->k_row : 0);
             for (int32_t p = 0; p < n;) {
                 int32_t off = p % NURI_KV_PAGE;
                 int32_t run = NURI_KV_PAGE - off < n - p ? NURI_KV_PAGE - off : n - p;
-                uint16_t *at =
-                    pool + kv_offset(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off);
+                uint8_t *at =
+                    pool + kv_offset(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off, hrow);
                 if (dir == 0)
                     memcpy(b + (size_t)p * row, at, (size_t)run * row);
                 else
@@ -1526,14 +1629,13 @@ nuri_status nuri_ctx_seq_kv_write(nuri_ctx *c, int32_t seq, int32_t n, int32_t s
 static int32_t page_copy(nuri_ctx *c, int32_t from)
 {
     int32_t to = page_take(c);
-    const nuri_hparams *hp = &c->m->hp;
-    const size_t bytes = (size_t)NURI_KV_PAGE * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    const size_t slots = (size_t)NURI_KV_PAGE * c->m->hp.n_head_kv;
     for (int il = c->m->layer_first; il < c->m->layer_end; il++) {
-        memcpy(c->k_pages + kv_offset(c, il, to * NURI_KV_PAGE),
-               c->k_pages + kv_offset(c, il, from * NURI_KV_PAGE), bytes);
-        if (c->v_pages)
-            memcpy(c->v_pages + kv_offset(c, il, to * NURI_KV_PAGE),
-                   c->v_pages + kv_offset(c, il, from * NURI_KV_PAGE), bytes);
+        memcpy(c->k_pages + kv_offset(c, il, to * NURI_KV_PAGE, c->k_row),
+               c->k_pages + kv_offset(c, il, from * NURI_KV_PAGE, c->k_row), slots * c->k_row);
+        if (c->v_pages) // MLA keeps no V
+            memcpy(c->v_pages + kv_offset(c, il, to * NURI_KV_PAGE, c->v_row),
+               c->v_pages + kv_offset(c, il, from * NURI_KV_PAGE, c->v_row), slots * c->v_row);
     }
     page_release(c, from);
     return to;
@@ -1761,7 +1863,10 @@ static nuri_status pipe_new(nuri_ctx *c, const nuri_ctx_params *p)
                           p->n_batch, p->n_logits);
     g_pipe_ctxs++;
     c->pipe_open = true;
-    pipe_send_header(c->m, PIPE_NEW, p->n_ctx, p->n_batch, p->n_threads, p->n_logits, p->n_seq);
+    // the cache's types travel in the thread count's high bits (both types are below 256)
+    pipe_send_header(c->m, PIPE_NEW, p->n_ctx, p->n_batch,
+                     p->n_threads | (int32_t)(p->kv_type_k << 16 | p->kv_type_v << 24), p->n_logits,
+                     p->n_seq);
     return NURI_OK;
 }
 
@@ -1916,7 +2021,9 @@ nuri_status nuri_pipeline_work(const nuri_model *m)
         case PIPE_NEW: {
             const nuri_ctx_params p = {.n_ctx = hdr[1],
                                        .n_batch = hdr[2],
-                                       .n_threads = hdr[3],
+                                       .n_threads = hdr[3] & 0xffff,
+                                       .kv_type_k = (uint32_t)hdr[3] >> 16 & 0xff,
+                                       .kv_type_v = (uint32_t)hdr[3] >> 24 & 0xff,
                                        .n_logits = hdr[4],
                                        .n_seq = hdr[5]};
             nuri_status s = nuri_ctx_new(m, &p, &c);

@@ -292,6 +292,9 @@ typedef struct nuri_ctx_params {
     int32_t n_threads; // (0: 1)
     int32_t n_logits;  // rows of logits kept per decode (0: 1); up to n_batch
     int32_t n_seq;     // sequences (ids 0..n_seq-1) (0: 1)
+    // the cache's types (kernels/types.h): NURI_TYPE_F16 (0 also means F16), NURI_TYPE_Q8_0 or
+    // NURI_TYPE_Q4_0 (head_dim a multiple of 32); numerics in kernels/attn.h
+    uint32_t kv_type_k, kv_type_v;
 } nuri_ctx_params;
 
 /* Caller frees with nuri_ctx_free (before freeing the model). */
@@ -347,12 +350,20 @@ void nuri_ctx_seq_truncate(nuri_ctx *c, int32_t seq, int32_t n);
 bool nuri_ctx_seq_reusable(const nuri_ctx *c, int32_t seq, int32_t n);
 
 /* A sequence's KV cache as bytes, for snapshots on disk: nuri_ctx_kv_bytes(c, n) bytes for n
- * positions, F16 rows laid out layer by layer (K of layer 0 for every position, then its V, then
- * layer 1, ...). seq_kv_read copies positions [0, n) of seq out; seq_kv_write replaces seq's
- * KV with the first n positions of such a buffer of `stride` positions per block (taking fresh
- * pages: NURI_ERR_LIMIT when too few are free). A sequence rebuilt so holds exactly what
- * computing those tokens would have written (the forward pass is batch-invariant). */
+ * positions, rows of the cache's types (nuri_ctx_kv_types) laid out layer by layer (K of layer 0
+ * for every position, then its V, then layer 1, ...). seq_kv_read copies positions [0, n) of seq
+ * out; seq_kv_write replaces seq's KV with the first n positions of such a buffer of `stride`
+ * positions per block (taking fresh pages: NURI_ERR_LIMIT when too few are free). A sequence
+ * rebuilt so holds exactly what computing those tokens would have written (the forward pass is
+ * batch-invariant). */
 size_t nuri_ctx_kv_bytes(const nuri_ctx *c, int32_t n);
+/* Bytes one token's K and V take over all layers in a cache of these types (0: F16). */
+size_t nuri_kv_bytes_per_token(const nuri_model *m, uint32_t k_type, uint32_t v_type);
+/* The cache's K and V types (NURI_TYPE_F16, _Q8_0 or _Q4_0). */
+void nuri_ctx_kv_types(const nuri_ctx *c, uint32_t *k_type, uint32_t *v_type);
+/* "f16", "q8_0" or "q4_0" -> *type (NURI_ERR_INVALID_ARG naming the text otherwise). */
+nuri_status nuri_kv_type_parse(const char *name, uint32_t *type);
+const char *nuri_kv_type_name(uint32_t type);
 nuri_status nuri_ctx_seq_kv_read(const nuri_ctx *c, int32_t seq, int32_t n, void *out);
 nuri_status nuri_ctx_seq_kv_write(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride,
                                   const void *in);

@@ -1364,13 +1364,18 @@ static void *load_main(void *arg)
                                  .max_queue = s->p.max_queue,
                                  .n_batch = 256,
                                  .n_threads = s->p.n_threads,
-                                 .draft_lookup = s->p.draft_lookup};
+                                 .draft_lookup = s->p.draft_lookup,
+                                 .kv_type_k = s->p.kv_type_k,
+                                 .kv_type_v = s->p.kv_type_v};
         st = serve_sched_start(s->model, &sp, &s->metrics, &s->sched);
     }
     if (st == NURI_OK && s->p.kv_dir) {
         uint8_t id[32];
         st = model_identity(s, id);
-        if (st == NURI_OK) st = nuri_kvsnap_open(s->p.kv_dir, s->p.kv_dir_size, id, &s->kvsnap);
+        uint32_t kt, vt;
+        serve_sched_kv_types(s->sched, &kt, &vt);
+        if (st == NURI_OK)
+            st = nuri_kvsnap_open_typed(s->p.kv_dir, s->p.kv_dir_size, id, kt, vt, &s->kvsnap);
     }
     pthread_mutex_lock(&s->load_mu);
     s->load_status = st;
@@ -1385,8 +1390,15 @@ static void *load_main(void *arg)
     if (st == NURI_OK) {
         const char *note = serve_prompt_note(s->prompt);
         if (note[0]) serve_log(s, "%s", note);
-        serve_log(s, "model %s loaded: %d sequences, %d tokens of KV cache, at most %d per request",
-                  s->model_name, s->p.max_seqs, serve_sched_n_ctx(s->sched),
+        uint32_t kt, vt;
+        serve_sched_kv_types(s->sched, &kt, &vt);
+        serve_log(s,
+                  "model %s loaded: %d sequences, %d tokens of KV cache (K %s, V %s, %.1f MiB), at "
+                  "most %d per request",
+                  s->model_name, s->p.max_seqs, serve_sched_n_ctx(s->sched), nuri_kv_type_name(kt),
+                  nuri_kv_type_name(vt),
+                  (double)serve_sched_kv_bytes_per_token(s->sched) * serve_sched_n_ctx(s->sched) /
+                      1048576.0,
                   serve_sched_seq_max(s->sched));
     }
     return NULL;

@@ -860,7 +860,7 @@ void routes_responses(serve_server *s, conn *c)
     nuri_kv_snapshot snap = {0};
     const char *key = x.rq.previous_id ? x.rq.previous_id : x.rq.conversation_id;
     if (s->kvsnap && key) {
-        nuri_status ks = nuri_kvsnap_get(s->kvsnap, key, serve_kv_bytes_per_token(s->model), &snap);
+        nuri_status ks = nuri_kvsnap_get(s->kvsnap, key, serve_kv_bytes_per_token(s->sched), &snap);
         if (ks == NURI_ERR_FORMAT) {
             serve_log(s, "%s", nuri_last_error());
             serve_metrics_kv_snapshot(&s->metrics, false, true);

@@ -974,7 +974,7 @@ bool gen_take_kv(gen *g, nuri_kv_snapshot *out)
     out->tokens = j->kv_out_tokens;
     out->n = j->kv_out_n;
     out->kv = j->kv_out;
-    out->kv_bytes = (size_t)j->kv_out_n * serve_kv_bytes_per_token(g->s->model);
+    out->kv_bytes = (size_t)j->kv_out_n * serve_kv_bytes_per_token(g->s->sched);
     j->kv_out = NULL;
     j->kv_out_tokens = NULL;
     return true;

@@ -898,6 +898,16 @@ int32_t serve_sched_seq_max(const serve_sched *s)
     return s->seq_max;
 }
 
+size_t serve_sched_kv_bytes_per_token(const serve_sched *s)
+{
+    return nuri_ctx_kv_bytes(s->ctx, 1);
+}
+
+void serve_sched_kv_types(const serve_sched *s, uint32_t *k_type, uint32_t *v_type)
+{
+    nuri_ctx_kv_types(s->ctx, k_type, v_type);
+}
+
 int32_t serve_sched_n_ctx(const serve_sched *s)
 {
     return nuri_ctx_n_ctx(s->ctx);
@@ -927,6 +937,12 @@ uint64_t serve_mem_available(void)
 int32_t serve_sched_pool_tokens(const nuri_model *m, int32_t max_seqs, double kv_mem,
                                 uint64_t mem_available)
 {
+    return serve_sched_pool_tokens_kv(m, max_seqs, kv_mem, mem_available, 0, 0);
+}
+
+int32_t serve_sched_pool_tokens_kv(const nuri_model *m, int32_t max_seqs, double kv_mem,
+                                   uint64_t mem_available, uint32_t kv_type_k, uint32_t kv_type_v)
+{
     const nuri_hparams *hp = &m->hp;
     const double ctx_limit = 1 << 22; // nuri_ctx_new's
     double train = hp->n_ctx_train > 0 ? hp->n_ctx_train : 4096;
@@ -934,9 +950,9 @@ int32_t serve_sched_pool_tokens(const nuri_model *m, int32_t max_seqs, double kv
     double hi = (max_seqs > 0 ? max_seqs : 1) * train;
     if (hi > ctx_limit) hi = ctx_limit;
     if (kv_mem <= 0) kv_mem = 0.5;
-    // bytes per token: F16 K and V of every layer (multi-head latent attention: K alone)
-    double per_token =
-        (hp->mla ? 1.0 : 2.0) * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    // bytes per token: K and V of every layer, rows of the cache's types (q8_0 about half of
+    // f16; multi-head latent attention: K alone)
+    double per_token = (double)nuri_kv_bytes_per_token(m, kv_type_k, kv_type_v);
     double n = mem_available ? kv_mem * (double)mem_available / per_token : lo;
     if (n > hi) n = hi;
     int64_t pages = (int64_t)(n / NURI_KV_PAGE), lo_pages = (int64_t)ceil(lo / NURI_KV_PAGE);
@@ -999,12 +1015,15 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     s->n_rows_max = rows_max < s->p.n_batch ? (int32_t)rows_max : s->p.n_batch;
     // a pool sized from memory is allocated untouched (calloc): pages cost memory once written
     nuri_ctx_params cp = {.n_ctx = p->n_ctx ? p->n_ctx
-                                            : serve_sched_pool_tokens(m, p->max_seqs, p->kv_mem,
-                                                                      serve_mem_available()),
+                                            : serve_sched_pool_tokens_kv(
+                                                  m, p->max_seqs, p->kv_mem, serve_mem_available(),
+                                                  p->kv_type_k, p->kv_type_v),
                           .n_batch = s->p.n_batch,
                           .n_threads = p->n_threads,
                           .n_logits = s->n_rows_max,
-                          .n_seq = p->max_seqs};
+                          .n_seq = p->max_seqs,
+                          .kv_type_k = p->kv_type_k,
+                          .kv_type_v = p->kv_type_v};
     nuri_status st = nuri_ctx_new(m, &cp, &s->ctx);
     if (st != NURI_OK) {
         sched_free(s);

@@ -106,6 +106,7 @@ typedef struct serve_sched_params {
     int32_t n_batch;   // tokens per forward step (decode + prefill chunks)
     int32_t n_threads;
     int32_t draft_lookup; // speculative decoding: prompt-lookup draft tokens per sequence (0: off)
+    uint32_t kv_type_k, kv_type_v; // the cache's types (nuri_ctx_params; 0: F16)
 } serve_sched_params;
 
 /* Creates the context and starts the scheduler thread. m is borrowed for the scheduler's life.
@@ -122,6 +123,9 @@ void serve_sched_free(serve_sched *s);
 int32_t serve_sched_seq_max(const serve_sched *s);
 /* The KV pool's size, in tokens. */
 int32_t serve_sched_n_ctx(const serve_sched *s);
+/* Bytes of one token's KV in the pool (nuri_ctx_kv_bytes), and the pool's K and V types. */
+size_t serve_sched_kv_bytes_per_token(const serve_sched *s);
+void serve_sched_kv_types(const serve_sched *s, uint32_t *k_type, uint32_t *v_type);
 /* Running requests preempted so far (also counted in the metrics' nuri_preemptions_total). */
 uint64_t serve_sched_preemptions(serve_sched *s);
 
@@ -132,6 +136,10 @@ uint64_t serve_sched_preemptions(serve_sched *s);
  * pages. */
 int32_t serve_sched_pool_tokens(const nuri_model *m, int32_t max_seqs, double kv_mem,
                                 uint64_t mem_available);
+/* The same for a cache of the given types (0: F16): a q8_0 token takes 17/32 of an f16 one, so
+ * the same kv_mem holds about twice the tokens. */
+int32_t serve_sched_pool_tokens_kv(const nuri_model *m, int32_t max_seqs, double kv_mem,
+                                   uint64_t mem_available, uint32_t kv_type_k, uint32_t kv_type_v);
 /* MemAvailable from /proc/meminfo, in bytes; 0 when it cannot be read. */
 uint64_t serve_mem_available(void);
 

@@ -40,6 +40,7 @@ typedef struct serve_params {
     int n_allow_hosts;              // "*" accepts any
     int n_ctx;                      // KV pool, tokens for all sequences (0: sized by kv_mem)
     double kv_mem;                  // fraction of the available memory for the KV pool (0: 0.5)
+    uint32_t kv_type_k, kv_type_v;  // the KV cache's types (nuri_ctx_params; 0: F16)
     int max_seqs;                   // sequences decoded together (0: 8)
     int max_queue;                  // requests waiting for a sequence before 503 (0: 4 * max_seqs)
     int n_threads;                  // forward pass threads (0: 1)

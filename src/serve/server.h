@@ -126,12 +126,11 @@ bool conn_reply_body_rest(serve_server *s, conn *c, const char *body, size_t n);
 bool conn_head_sent(conn *c);
 
 /* The generation routes (routes.c), run by a worker. */
-/* Bytes of one token's KV (F16 K and V of every layer; multi-head latent attention's K alone), as
+/* Bytes of one token's KV (K and V of every layer, rows of the cache's types), as
  * nuri_ctx_kv_bytes counts them. */
-static inline size_t serve_kv_bytes_per_token(const nuri_model *m)
+static inline size_t serve_kv_bytes_per_token(const serve_sched *sched)
 {
-    const size_t parts = m->hp.mla ? 1 : 2;
-    return parts * (size_t)m->hp.n_layer * (size_t)m->hp.n_head_kv * (size_t)m->hp.head_dim * 2;
+    return serve_sched_kv_bytes_per_token(sched);
 }
 
 void routes_generate(serve_server *s, conn *c, serve_kind kind);

@@ -3,9 +3,9 @@
  *
  * File layout (little-endian, as the machine writes it: snapshots do not travel between
  * machines, the identity includes the kernels):
- *   0   "NURIKV01"
+ *   0   "NURIKV02" (01: before the cache had types; such a file is refused by name)
  *   8   identity (32 bytes)
- *   40  u32 n_tokens, u32 0
+ *   40  u32 n_tokens, u8 K type, u8 V type (GGML type numbers: 1 F16, 2 Q4_0, 8 Q8_0), u16 0
  *   48  u64 kv_bytes
  *   56  u64 checksum of tokens then kv
  *   64  tokens (4 * n_tokens), then kv (kv_bytes)
@@ -28,12 +28,19 @@
 #include <unistd.h>
 
 #define HEADER 64
-static const char magic[8] = {'N', 'U', 'R', 'I', 'K', 'V', '0', '1'};
+static const char magic[8] = {'N', 'U', 'R', 'I', 'K', 'V', '0', '2'};
+static const char magic_v1[8] = {'N', 'U', 'R', 'I', 'K', 'V', '0', '1'};
+
+static const char *type_name(unsigned t)
+{
+    return t == 1 ? "f16" : t == 8 ? "q8_0" : t == 2 ? "q4_0" : "unknown";
+}
 
 struct nuri_kvsnap_dir {
     char *dir;
     uint64_t max_bytes;
     uint8_t identity[32];
+    uint8_t kv_type[2];      // K and V types of the cache the snapshots are of
     pthread_mutex_t trim_mu; // one trim at a time
     unsigned tmp_counter;
 };
@@ -73,6 +80,14 @@ static bool good_key(const char *k)
 nuri_status nuri_kvsnap_open(const char *dir, uint64_t max_bytes, const uint8_t identity[32],
                              nuri_kvsnap_dir **out)
 {
+    return nuri_kvsnap_open_typed(dir, max_bytes, identity, 1, 1, out);
+}
+
+nuri_status nuri_kvsnap_open_typed(const char *dir, uint64_t max_bytes, const uint8_t identity[32],
+                                   uint32_t kv_type_k, uint32_t kv_type_v, nuri_kvsnap_dir **out)
+{
+    if (kv_type_k > 255 || kv_type_v > 255)
+        return nuri_error(NURI_ERR_INVALID_ARG, "kv snapshots: bad KV cache type");
     *out = NULL;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return nuri_error(NURI_ERR_IO, "kv snapshots: cannot create '%s': %s", dir,
@@ -87,6 +102,8 @@ nuri_status nuri_kvsnap_open(const char *dir, uint64_t max_bytes, const uint8_t 
     }
     d->max_bytes = max_bytes;
     memcpy(d->identity, identity, 32);
+    d->kv_type[0] = (uint8_t)kv_type_k;
+    d->kv_type[1] = (uint8_t)kv_type_v;
     pthread_mutex_init(&d->trim_mu, NULL);
     *out = d;
     return NURI_OK;
@@ -218,6 +235,7 @@ nuri_status nuri_kvsnap_put(nuri_kvsnap_dir *d, const char *key, const int32_t *
     uint64_t sum = nuri_kvsnap_checksum(tokens, (size_t)n * sizeof *tokens, 0);
     sum = nuri_kvsnap_checksum(kv, kv_bytes, sum);
     memcpy(h + 40, &nt, 4);
+    memcpy(h + 44, d->kv_type, 2);
     memcpy(h + 48, &kb, 8);
     memcpy(h + 56, &sum, 8);
     char tmp[4096], path[4096], name[128];
@@ -261,6 +279,7 @@ nuri_status nuri_kvsnap_get(nuri_kvsnap_dir *d, const char *key, size_t kv_bytes
     struct stat st;
     uint8_t h[HEADER];
     const char *why = NULL;
+    char why_buf[160];
     uint32_t nt = 0;
     uint64_t kb = 0, sum = 0;
     if (fstat(fd, &st) != 0 || !read_all(fd, h, sizeof h)) {
@@ -269,9 +288,17 @@ nuri_status nuri_kvsnap_get(nuri_kvsnap_dir *d, const char *key, size_t kv_bytes
         memcpy(&nt, h + 40, 4);
         memcpy(&kb, h + 48, 8);
         memcpy(&sum, h + 56, 8);
-        if (memcmp(h, magic, 8))
+        if (!memcmp(h, magic_v1, 8))
+            why = "an older format (nuri-kv-1, F16 only)";
+        else if (memcmp(h, magic, 8))
             why = "not a snapshot";
-        else if (memcmp(h + 8, d->identity, 32))
+        else if (memcmp(h + 44, d->kv_type, 2)) {
+            snprintf(why_buf, sizeof why_buf,
+                     "a %s/%s KV cache (K/V) where this server's is %s/%s (--kv-type)",
+                     type_name(h[44]), type_name(h[45]), type_name(d->kv_type[0]),
+                     type_name(d->kv_type[1]));
+            why = why_buf;
+        } else if (memcmp(h + 8, d->identity, 32))
             why = "made for another model or build";
         else if (nt == 0 || nt > NURI_KVSNAP_MAX_TOKENS || kb != (uint64_t)nt * kv_bytes_per_token)
             why = "sizes that do not fit this model";

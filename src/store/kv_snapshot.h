@@ -32,6 +32,11 @@ typedef struct nuri_kvsnap_dir nuri_kvsnap_dir;
  * directory's bound (0: no bound). */
 nuri_status nuri_kvsnap_open(const char *dir, uint64_t max_bytes, const uint8_t identity[32],
                              nuri_kvsnap_dir **out);
+/* The same for snapshots of a cache of the given K and V types (GGML type numbers, as
+ * nuri_ctx_kv_types gives them; nuri_kvsnap_open: F16 and F16). The types are written into every
+ * snapshot; one of other types is refused by name (NURI_ERR_FORMAT) and removed. */
+nuri_status nuri_kvsnap_open_typed(const char *dir, uint64_t max_bytes, const uint8_t identity[32],
+                                   uint32_t kv_type_k, uint32_t kv_type_v, nuri_kvsnap_dir **out);
 void nuri_kvsnap_close(nuri_kvsnap_dir *d);
 
 /* Writes the snapshot of key (letters, digits, '_' and '-', at most 100): n tokens and kv_bytes of

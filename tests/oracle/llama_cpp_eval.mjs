@@ -1,14 +1,16 @@
 // llama_cpp_eval.mjs: the oracle side of nuri's comparisons with llama.cpp.
 //
-// Usage: node tests/oracle/llama_cpp_eval.mjs MODEL.gguf 1,2,3 [TOP] [GREEDY_N]
+// Usage: node tests/oracle/llama_cpp_eval.mjs MODEL.gguf 1,2,3 [TOP] [GREEDY_N] [KV_K KV_V FA]
 // Runs llama.cpp (through the npm package node-llama-cpp, CPU, flash attention off, 1 thread) on
 // the token ids and prints, like `nuri eval`, one JSON line per position:
 //   {"pos": i, "top": [[id, logprob], ...]}
 // then, if GREEDY_N > 0, one line {"greedy": [ids...]} with llama.cpp's greedy continuation.
+// KV_K, KV_V: the KV cache's types (f16 | q8_0 | q4_0: llama.cpp's -ctk / -ctv, default f16);
+// FA: fa for flash attention on (llama.cpp quantizes V only with it), else off.
 // node-llama-cpp is a test oracle only, never a dependency of nuri itself.
 import {getLlama} from "node-llama-cpp";
 
-const [modelPath, tokenArg, topArg, greedyArg] = process.argv.slice(2);
+const [modelPath, tokenArg, topArg, greedyArg, kvK, kvV, fa] = process.argv.slice(2);
 const tokens = tokenArg.split(",").map(Number);
 const top = Number(topArg ?? 40);
 const greedyN = Number(greedyArg ?? 0);
@@ -18,8 +20,10 @@ const model = await llama.loadModel({modelPath, gpuLayers: 0});
 const context = await model.createContext({
     contextSize: Math.max(64, tokens.length + greedyN + 8),
     batchSize: Math.max(64, tokens.length),
-    flashAttention: false,
+    flashAttention: fa === "fa",
     threads: 1,
+    experimentalKvCacheKeyType: (kvK ?? "f16").toUpperCase(),
+    experimentalKvCacheValueType: (kvV ?? "f16").toUpperCase(),
 });
 const seq = context.getSequence();
 const input = tokens.map((t) => [t, {generateNext: {probabilities: true}}]);
