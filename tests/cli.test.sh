@@ -249,5 +249,19 @@ kv_type_option() {
 check "--kv-type picks the KV cache's type in every command; a bad one is refused by name" \
     kv_type_option
 
+# models whose attention writes f16 rows of its own (deepseek2's latent, qwen35's gated attention)
+# refuse a quantized KV cache by name instead of reading it wrong
+kv_type_refused() {
+    "$NURI" mkmodel --arch deepseek2 --shape ds2-tiny --type Q8_0 "$tmp/ds.gguf" >/dev/null &&
+        "$NURI" mkmodel --arch qwen35 --shape qwen35-tiny --type Q8_0 "$tmp/q35.gguf" >/dev/null ||
+        return 1
+    "$NURI" run -m "$tmp/ds.gguf" -p hi -n 2 --kv-type q8_0 >"$tmp/e" 2>&1 && return 1
+    grep -q "a q8_0 KV cache is not supported for deepseek2" "$tmp/e" || return 1
+    "$NURI" run -m "$tmp/q35.gguf" -p hi -n 2 --kv-type-k q4_0 >"$tmp/e" 2>&1 && return 1
+    grep -q "a q4_0 KV cache is not supported for qwen35" "$tmp/e" || return 1
+    "$NURI" run -m "$tmp/ds.gguf" -p hi -n 2 --kv-type f16 >/dev/null 2>&1
+}
+check "deepseek2 and qwen35 refuse a quantized KV cache by name" kv_type_refused
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
