@@ -602,6 +602,30 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
 }
 
 static void attention_mla(worker *w, const job *jb, int il);
+/* Attention of the batch's T tokens, queries in c->q, outputs into c->att: (token, KV head)
+ * units, ATTN_UNITS per item, items taken first come, first served (a causal prompt's late rows
+ * are long, its early ones short). n_swa > 0: a token sees its last n_swa positions only. */
+static void attend_batch(worker *w, int il, int32_t T, int32_t n_swa)
+{
+    const nuri_ctx *c = w->c;
+    const nuri_hparams *hp = &c->m->hp;
+    const int32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv;
+    const int64_t n_q = (int64_t)hp->n_head * hd;
+    const long n_units = (long)T * hp->n_head_kv;
+    const nuri_share sh =
+        nuri_share_step(c->pool, &w->tickets, (n_units + ATTN_UNITS - 1) / ATTN_UNITS);
+    for (long k; (k = nuri_share_take(&sh)) >= 0;)
+        for (long u = k * ATTN_UNITS; u < n_units && u < (k + 1) * ATTN_UNITS; u++) {
+            int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
+            int32_t first = n_swa > 0 && c->b_pos[t] >= n_swa ? c->b_pos[t] - n_swa + 1 : 0;
+            const int64_t at = t * n_q + (int64_t)kvh * G * hd;
+            attend(w, il, t, kvh, c->q + at, first, c->b_pos[t] + 1, c->att + at);
+            // the output of a rotated V, rotated back (G heads, whole blocks)
+            for (int32_t d = 0; c->v_rot && d < G * hd; d += c->v_rot)
+                nuri_kv_rotate(c->att + at + d, c->v_rot);
+        }
+}
+
 /* ---- qwen35: gated delta-net layers and gated attention ---- */
 
 static float *rs_conv_at(const nuri_ctx *c, int32_t seq, int32_t rec)
@@ -738,16 +762,7 @@ static void qwen35_attention(worker *w, const nuri_layer *L, int il, int32_t T)
     }
     barrier(w);
 
-    const int32_t G = hp->n_head / hp->n_head_kv;
-    const long n_units = (long)T * hp->n_head_kv;
-    const nuri_share sh =
-        nuri_share_step(c->pool, &w->tickets, (n_units + ATTN_UNITS - 1) / ATTN_UNITS);
-    for (long k; (k = nuri_share_take(&sh)) >= 0;)
-        for (long u = k * ATTN_UNITS; u < n_units && u < (k + 1) * ATTN_UNITS; u++) {
-            const int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
-            const int64_t at = t * n_q + (int64_t)kvh * G * hd;
-            attend(w, il, t, kvh, c->q + at, 0, c->b_pos[t] + 1, c->att + at);
-        }
+    attend_batch(w, il, T, 0);
     barrier(w);
     nuri_split(T, w->ith, w->nth, &t0, &t1);
     for (long t = t0; t < t1; t++)
@@ -886,22 +901,7 @@ static void layer(worker *w, const job *jb, int il)
     }
     barrier(w);
 
-    // attention: (token, KV head) units, ATTN_UNITS per item, items taken first come, first
-    // served (a causal prompt's late rows are long, its early ones short)
-    const int32_t G = hp->n_head / hp->n_head_kv;
-    const long n_units = (long)T * hp->n_head_kv;
-    const nuri_share sh =
-        nuri_share_step(c->pool, &w->tickets, (n_units + ATTN_UNITS - 1) / ATTN_UNITS);
-    for (long k; (k = nuri_share_take(&sh)) >= 0;)
-        for (long u = k * ATTN_UNITS; u < n_units && u < (k + 1) * ATTN_UNITS; u++) {
-            int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
-            int32_t first = L->swa && c->b_pos[t] >= hp->n_swa ? c->b_pos[t] - hp->n_swa + 1 : 0;
-            const int64_t at = t * n_q + (int64_t)kvh * G * hd;
-            attend(w, il, t, kvh, c->q + at, first, c->b_pos[t] + 1, c->att + at);
-            // the output of a rotated V, rotated back (G heads, whole blocks)
-            for (int32_t d = 0; c->v_rot && d < G * hd; d += c->v_rot)
-                nuri_kv_rotate(c->att + at + d, c->v_rot);
-        }
+    attend_batch(w, il, T, L->swa ? hp->n_swa : 0);
     barrier(w);
 
     // output projection, residual

@@ -111,26 +111,15 @@ static nuri_status get_float(const gguf_file *f, const char *arch, const char *s
     return NURI_OK;
 }
 
-/* exaone-moe (K-EXAONE) reads what the file says, as llama.cpp does for it: the gating function
- * (softmax or sigmoid; others refused by name), expert_weights_norm and expert_weights_scale, the
- * experts' and the shared expert's widths, and the leading dense layers. */
-static nuri_status read_exaone_moe_hparams(const gguf_file *f, nuri_hparams *hp)
+/* The keys exaone-moe and deepseek2 share after their gating function: expert_weights_norm
+ * (renormalise the chosen weights; absent: no), expert_weights_scale (absent: 0, none) and
+ * leading_dense_block_count (absent: 0; those layers need feed_forward_length). */
+static nuri_status read_moe_weighting(const gguf_file *f, nuri_hparams *hp)
 {
     const char *name = hp->arch_name;
     char key[128];
     nuri_status s;
-    if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)) ||
-        (s = get_dim(f, name, "expert_shared_feed_forward_length", false, hp->n_ff_exp, MAX_WIDTH,
-                     &hp->n_ff_shexp)))
-        return s;
     uint32_t v = 0;
-    snprintf(key, sizeof key, "%s.expert_gating_func", name);
-    if ((s = gguf_get_u32(f, key, &v))) return s;
-    if (v != 1 && v != 2)
-        return nuri_error(NURI_ERR_UNSUPPORTED,
-                          "metadata '%s' = %u: nuri gates experts with softmax (1) or sigmoid (2)",
-                          key, v);
-    hp->moe_sigmoid = v == 2;
     snprintf(key, sizeof key, "%s.expert_weights_norm", name);
     bool norm = false;
     s = gguf_get_bool(f, key, &norm);
@@ -160,6 +149,30 @@ static nuri_status read_exaone_moe_hparams(const gguf_file *f, nuri_hparams *hp)
                           "metadata '%s.feed_forward_length' is missing (the "
                           "leading dense layers need it)",
                           name);
+    return NURI_OK;
+}
+
+/* exaone-moe (K-EXAONE) reads what the file says, as llama.cpp does for it: the gating function
+ * (softmax or sigmoid; others refused by name), expert_weights_norm and expert_weights_scale, the
+ * experts' and the shared expert's widths, and the leading dense layers. */
+static nuri_status read_exaone_moe_hparams(const gguf_file *f, nuri_hparams *hp)
+{
+    const char *name = hp->arch_name;
+    char key[128];
+    nuri_status s;
+    if ((s = get_dim(f, name, "expert_feed_forward_length", true, 0, MAX_WIDTH, &hp->n_ff_exp)) ||
+        (s = get_dim(f, name, "expert_shared_feed_forward_length", false, hp->n_ff_exp, MAX_WIDTH,
+                     &hp->n_ff_shexp)))
+        return s;
+    uint32_t v = 0;
+    snprintf(key, sizeof key, "%s.expert_gating_func", name);
+    if ((s = gguf_get_u32(f, key, &v))) return s;
+    if (v != 1 && v != 2)
+        return nuri_error(NURI_ERR_UNSUPPORTED,
+                          "metadata '%s' = %u: nuri gates experts with softmax (1) or sigmoid (2)",
+                          key, v);
+    hp->moe_sigmoid = v == 2;
+    if ((s = read_moe_weighting(f, hp))) return s;
     snprintf(key, sizeof key, "%s.expert_group_count", name);
     if (gguf_get_u32(f, key, &v) == NURI_OK && v > 1)
         return nuri_error(NURI_ERR_UNSUPPORTED, "metadata '%s' = %u: not supported", key, v);
@@ -195,35 +208,7 @@ static nuri_status read_deepseek2_moe(const gguf_file *f, nuri_hparams *hp)
                           "metadata '%s' = %u: nuri gates experts with softmax (1) or sigmoid (2)",
                           key, v);
     hp->moe_sigmoid = v == 2;
-    snprintf(key, sizeof key, "%s.expert_weights_norm", name);
-    bool norm = false;
-    s = gguf_get_bool(f, key, &norm);
-    if (s != NURI_OK && s != NURI_ERR_NOT_FOUND) return s;
-    hp->moe_norm_w = norm;
-    snprintf(key, sizeof key, "%s.expert_weights_scale", name);
-    s = gguf_get_f32(f, key, &hp->moe_scale);
-    if (s == NURI_ERR_NOT_FOUND)
-        hp->moe_scale = 0.0f;
-    else if (s != NURI_OK)
-        return s;
-    else if (!(hp->moe_scale >= 0.0f) || hp->moe_scale > 1e6f)
-        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %g is not a scale", key,
-                          (double)hp->moe_scale);
-    snprintf(key, sizeof key, "%s.leading_dense_block_count", name);
-    s = gguf_get_u32(f, key, &v);
-    if (s == NURI_ERR_NOT_FOUND)
-        v = 0;
-    else if (s != NURI_OK)
-        return s;
-    if (v > (uint32_t)hp->n_layer)
-        return nuri_error(NURI_ERR_FORMAT, "metadata '%s' = %u exceeds the %d layers", key, v,
-                          hp->n_layer);
-    hp->n_dense_lead = (int32_t)v;
-    if (hp->n_dense_lead > 0 && hp->n_ff == 0)
-        return nuri_error(NURI_ERR_FORMAT,
-                          "metadata '%s.feed_forward_length' is missing (the leading dense layers "
-                          "need it)",
-                          name);
+    if ((s = read_moe_weighting(f, hp))) return s;
     // DeepSeek-V3's group limit: expert_group_count groups, the expert_group_used_count best
     snprintf(key, sizeof key, "%s.expert_group_count", name);
     s = gguf_get_u32(f, key, &v);
