@@ -25,12 +25,12 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
     int64_t rows = argc > 1 ? atoll(argv[1]) : 2048, n = argc > 2 ? atoll(argv[2]) : 4096;
-    const uint32_t types[] = {NURI_TYPE_Q8_0, NURI_TYPE_Q4_0, NURI_TYPE_Q4_K, NURI_TYPE_Q6_K,
-                              NURI_TYPE_Q5_K, NURI_TYPE_Q3_K, NURI_TYPE_Q2_K, NURI_TYPE_Q4_1,
-                              NURI_TYPE_Q5_0, NURI_TYPE_Q5_1, NURI_TYPE_F16,  NURI_TYPE_BF16,
-                              NURI_TYPE_F32,  NURI_TYPE_IQ4_XS, NURI_TYPE_IQ2_XXS,
-                              NURI_TYPE_IQ2_XS, NURI_TYPE_IQ2_S, NURI_TYPE_IQ3_XXS,
-                              NURI_TYPE_IQ3_S, NURI_TYPE_IQ1_S, NURI_TYPE_IQ1_M};
+    const uint32_t types[] = {
+        NURI_TYPE_Q8_0,   NURI_TYPE_Q4_0,  NURI_TYPE_Q4_K,    NURI_TYPE_Q6_K,   NURI_TYPE_Q5_K,
+        NURI_TYPE_Q3_K,   NURI_TYPE_Q2_K,  NURI_TYPE_Q4_1,    NURI_TYPE_Q5_0,   NURI_TYPE_Q5_1,
+        NURI_TYPE_F16,    NURI_TYPE_BF16,  NURI_TYPE_F32,     NURI_TYPE_IQ4_XS, NURI_TYPE_IQ2_XXS,
+        NURI_TYPE_IQ2_XS, NURI_TYPE_IQ2_S, NURI_TYPE_IQ3_XXS, NURI_TYPE_IQ3_S,  NURI_TYPE_IQ1_S,
+        NURI_TYPE_IQ1_M};
     float *x = malloc(sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < n; i++) x[i] = (float)((i * 7919) % 1000) / 500.f - 1.f;
     printf("%-6s %-7s %10s %10s %10s %12s\n", "type", "isa", "GB/s", "ns/row", "gemm GB/s",

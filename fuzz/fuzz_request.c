@@ -1,7 +1,8 @@
 /*
  * fuzz_request.c: libFuzzer target for the server's request bodies (request_fuzz_one.h): JSON
  * parsing, OpenAI parameter validation, message text extraction, UTF-8 clean-up. Build with
- * `make fuzz`; run e.g. build-fuzz/fuzz_request -max_total_time=120 -max_len=4096 fuzz/corpus/request
+ * `make fuzz`; run e.g. build-fuzz/fuzz_request -max_total_time=120 -max_len=4096
+ * fuzz/corpus/request
  */
 #include "request_fuzz_one.h"
 

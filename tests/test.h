@@ -78,10 +78,9 @@ static inline uint8_t *test_read_file(const char *path, size_t *size)
 /* Calls fn on the bytes of every file in dir (names starting with '.' skipped): a fuzz corpus
  * replay. Returns the number of files, or -1 if dir cannot be opened. A file that cannot be read
  * fails the current test. */
-static inline int test_each_file(const char *dir,
-                                 void (*fn)(const uint8_t *data, size_t size, const char *path,
-                                            void *ctx),
-                                 void *ctx)
+static inline int
+test_each_file(const char *dir,
+               void (*fn)(const uint8_t *data, size_t size, const char *path, void *ctx), void *ctx)
 {
     DIR *d = opendir(dir);
     if (!d) return -1;

@@ -16,6 +16,7 @@
 #include "model/mkmodel.h"
 #include "model/model.h"
 #include "model/moe.h"
+#include "model_fixture.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -67,38 +68,12 @@ static nuri_model *make_model(const char *shape, const char *type, int seed)
 
 enum { N_PROMPT = 40 }; // more than a KV page
 
-static void prompt(int32_t *toks, int n, int salt)
-{
-    for (int32_t i = 0; i < n; i++) toks[i] = 3 + (salt * 7919 + i * 104729 + 17) % 4000;
-}
-
 /* Logits of every position: the whole prompt as one batch, or token by token. */
 static float *run(nuri_model *m, bool one_batch, int threads)
 {
-    const size_t nv = (size_t)m->hp.n_vocab;
-    nuri_ctx *c;
-    nuri_ctx_params cp = {.n_ctx = 64, .n_batch = 64, .n_threads = threads, .n_logits = N_PROMPT};
-    if (nuri_ctx_new(m, &cp, &c) != NURI_OK) return NULL;
     int32_t toks[N_PROMPT];
-    prompt(toks, N_PROMPT, 0);
-    float *out = malloc(sizeof(float) * nv * N_PROMPT);
-    bool ok = out != NULL;
-    if (one_batch) {
-        ok = ok && nuri_ctx_decode(c, toks, N_PROMPT, 0, true) == NURI_OK;
-        for (int32_t i = 0; ok && i < N_PROMPT; i++)
-            memcpy(out + i * nv, nuri_ctx_logits(c, i), sizeof(float) * nv);
-    } else {
-        for (int32_t i = 0; ok && i < N_PROMPT; i++) {
-            ok = nuri_ctx_decode(c, toks + i, 1, i, false) == NURI_OK;
-            if (ok) memcpy(out + i * nv, nuri_ctx_logits(c, 0), sizeof(float) * nv);
-        }
-    }
-    nuri_ctx_free(c);
-    if (!ok) {
-        free(out);
-        return NULL;
-    }
-    return out;
+    fixture_prompt(toks, N_PROMPT, 0);
+    return fixture_logits(m, toks, N_PROMPT, one_batch, threads);
 }
 
 TEST(logits_are_the_same_batched_or_one_at_a_time_with_1_to_4_threads)
@@ -139,49 +114,7 @@ TEST(sequences_batched_together_match_each_run_alone)
 {
     nuri_model *m = make_model("ds3-tiny", "Q8_0", 41);
     REQUIRE(m != NULL);
-    enum { NS = 3, STEPS = 4 };
-    const int32_t len[NS] = {7, 30, 19};
-    const size_t nv = (size_t)m->hp.n_vocab;
-    float *together = malloc(sizeof(float) * nv * NS * (STEPS + 1));
-    float *alone = malloc(sizeof(float) * nv * NS * (STEPS + 1));
-    REQUIRE(together && alone);
-    int32_t toks[NS][40];
-    for (int s = 0; s < NS; s++) prompt(toks[s], 40, s + 1);
-    nuri_ctx *c;
-    nuri_ctx_params cp = {.n_ctx = 256, .n_batch = 64, .n_threads = 2, .n_logits = NS, .n_seq = NS};
-    REQUIRE(nuri_ctx_new(m, &cp, &c) == NURI_OK);
-    int32_t bt[64], bp[64], bs[64];
-    int8_t bl[64];
-    int32_t n = 0;
-    for (int s = 0; s < NS; s++)
-        for (int32_t i = 0; i < len[s]; i++, n++)
-            bt[n] = toks[s][i], bp[n] = i, bs[n] = s, bl[n] = i == len[s] - 1;
-    for (int step = 0; step <= STEPS; step++) {
-        nuri_batch b = {.n = n, .token = bt, .pos = bp, .seq = bs, .logits = bl};
-        REQUIRE(nuri_ctx_decode_batch(c, &b) == NURI_OK);
-        for (int s = 0; s < NS; s++)
-            memcpy(together + ((size_t)step * NS + s) * nv, nuri_ctx_logits(c, s),
-                   sizeof(float) * nv);
-        n = 0;
-        for (int s = 0; s < NS; s++, n++)
-            bt[n] = toks[s][len[s] + step], bp[n] = len[s] + step, bs[n] = s, bl[n] = 1;
-    }
-    nuri_ctx_free(c);
-    for (int s = 0; s < NS; s++) {
-        nuri_ctx_params cp1 = {.n_ctx = 256, .n_batch = 64, .n_threads = 1};
-        REQUIRE(nuri_ctx_new(m, &cp1, &c) == NURI_OK);
-        REQUIRE(nuri_ctx_decode(c, toks[s], len[s], 0, false) == NURI_OK);
-        memcpy(alone + (size_t)s * nv, nuri_ctx_logits(c, 0), sizeof(float) * nv);
-        for (int step = 1; step <= STEPS; step++) {
-            REQUIRE(nuri_ctx_decode(c, &toks[s][len[s] + step - 1], 1, len[s] + step - 1, false) ==
-                    NURI_OK);
-            memcpy(alone + ((size_t)step * NS + s) * nv, nuri_ctx_logits(c, 0), sizeof(float) * nv);
-        }
-        nuri_ctx_free(c);
-    }
-    CHECK(memcmp(together, alone, sizeof(float) * nv * NS * (STEPS + 1)) == 0);
-    free(together);
-    free(alone);
+    fixture_batched_against_alone(m);
     nuri_model_free(m);
 }
 
@@ -201,7 +134,7 @@ TEST(the_cache_holds_the_latent_alone_and_snapshots_restore_it)
            nuri_ctx_kv_bytes(c, 1));
     enum { N = 35 };
     int32_t toks[N + 1];
-    prompt(toks, N + 1, 5);
+    fixture_prompt(toks, N + 1, 5);
     REQUIRE(nuri_ctx_decode(c, toks, N, 0, false) == NURI_OK);
     void *snap = malloc(nuri_ctx_kv_bytes(c, N));
     REQUIRE(snap != NULL);
@@ -291,56 +224,17 @@ TEST(q_lora_rank_is_required_except_for_the_lite_layer_counts)
 
 /* ---- files that cannot run ---- */
 
-/* Loads a copy of `from` without tensor drop_tensor or key drop_key, and with key u32_key set to
- * u32_val. A drop_tensor starting with '+' is added instead: 8 F32 zeros. */
 static nuri_status load_changed(const char *from, const char *drop_tensor, const char *drop_key,
                                 const char *u32_key, uint32_t u32_val)
 {
-    static const float zeros[8];
-    gguf_file *f;
-    NURI_ASSERT(gguf_open(from, &f) == NURI_OK);
-    gguf_writer *w;
-    NURI_ASSERT(gguf_writer_new(&w) == NURI_OK);
-    for (uint64_t i = 0; i < gguf_n_kv(f); i++) {
-        const gguf_kv *kv = gguf_kv_at(f, i);
-        gguf_str k = gguf_kv_key(kv);
-        if ((drop_key && gguf_str_eq(k, drop_key)) || (u32_key && gguf_str_eq(k, u32_key)))
-            continue;
-        gguf_writer_add_kv(w, kv);
-    }
-    if (u32_key) NURI_ASSERT(gguf_writer_add_u32(w, u32_key, u32_val) == NURI_OK);
-    if (drop_tensor && drop_tensor[0] == '+') {
-        const int64_t ne[1] = {8};
-        NURI_ASSERT(gguf_writer_add_tensor(w, drop_tensor + 1, NURI_TYPE_F32, 1, ne, zeros) ==
-                    NURI_OK);
-    }
-    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        if (drop_tensor && !strcmp(name, drop_tensor)) continue;
-        int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
-        gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, t->data);
-    }
-    void *bytes;
-    size_t size;
-    NURI_ASSERT(gguf_writer_write_memory(w, &bytes, &size) == NURI_OK);
-    gguf_writer_free(w);
-    gguf_close(f);
-    gguf_file *g;
-    nuri_status s = gguf_open_memory(bytes, size, &g);
-    nuri_model *m = NULL;
-    if (s == NURI_OK) s = nuri_model_from_gguf(g, &m);
-    nuri_model_free(m);
-    free(bytes);
-    return s;
+    const fixture_change ch = {
+        .drop_tensor = drop_tensor, .drop_key = drop_key, .u32_key = u32_key, .u32_val = u32_val};
+    return fixture_load_changed(from, &ch, NULL);
 }
 
 static void expect_refused(nuri_status s, const char *words)
 {
-    CHECKF(s != NURI_OK, "loaded; expected an error naming '%s'", words);
-    CHECKF(strstr(nuri_last_error(), words) != NULL, "message '%s' lacks '%s'", nuri_last_error(),
-           words);
+    fixture_expect_refused(s, words);
 }
 
 TEST(deepseek2_files_nuri_cannot_run_are_refused_by_name)

@@ -19,6 +19,7 @@
 #include "kernels/gelu.h"
 #include "model/mkmodel.h"
 #include "model/model.h"
+#include "model_fixture.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -194,43 +195,17 @@ TEST(what_nuri_does_not_run_is_refused_by_name)
 
 enum { N_PROMPT = 40 };
 
-static void prompt(int seed, int32_t *toks, int n)
-{
-    for (int32_t i = 0; i < n; i++) toks[i] = 3 + (seed * 7919 + i * 104729 + 17) % 4000;
-}
-
 /* Logits of every position of toks (N_PROMPT of them): as one batch, or token by token. Caller
  * frees. */
 static float *run_tokens(nuri_model *m, const int32_t *toks, bool one_batch, int threads)
 {
-    const size_t nv = (size_t)m->hp.n_vocab;
-    nuri_ctx *c;
-    nuri_ctx_params cp = {.n_ctx = 64, .n_batch = 64, .n_threads = threads, .n_logits = N_PROMPT};
-    if (nuri_ctx_new(m, &cp, &c) != NURI_OK) return NULL;
-    float *out = malloc(sizeof(float) * nv * N_PROMPT);
-    bool ok = out != NULL;
-    if (one_batch) {
-        ok = ok && nuri_ctx_decode(c, toks, N_PROMPT, 0, true) == NURI_OK;
-        for (int32_t i = 0; ok && i < N_PROMPT; i++)
-            memcpy(out + i * nv, nuri_ctx_logits(c, i), sizeof(float) * nv);
-    } else {
-        for (int32_t i = 0; ok && i < N_PROMPT; i++) {
-            ok = nuri_ctx_decode(c, toks + i, 1, i, false) == NURI_OK;
-            if (ok) memcpy(out + i * nv, nuri_ctx_logits(c, 0), sizeof(float) * nv);
-        }
-    }
-    nuri_ctx_free(c);
-    if (!ok) {
-        free(out);
-        return NULL;
-    }
-    return out;
+    return fixture_logits(m, toks, N_PROMPT, one_batch, threads);
 }
 
 static float *run(nuri_model *m, bool one_batch, int threads)
 {
     int32_t toks[N_PROMPT];
-    prompt(0, toks, N_PROMPT);
+    fixture_prompt(toks, N_PROMPT, 0);
     return run_tokens(m, toks, one_batch, threads);
 }
 
@@ -268,7 +243,7 @@ TEST(a_token_reaches_exactly_n_layer_windows_ahead)
     REQUIRE(m != NULL);
     for (int il = 0; il < m->hp.n_layer; il++) REQUIRE(m->layers[il].swa);
     int32_t a[N_PROMPT], b[N_PROMPT];
-    prompt(1, a, N_PROMPT);
+    fixture_prompt(a, N_PROMPT, 1);
     memcpy(b, a, sizeof a);
     b[0] = a[0] + 1;
     float *la = run_tokens(m, a, true, 2), *lb = run_tokens(m, b, true, 2);
@@ -332,7 +307,7 @@ TEST(sequences_batched_together_match_each_run_alone)
         float *alone = malloc(sizeof(float) * nv * NS * (STEPS + 1));
         REQUIRE(together && alone);
         int32_t toks[NS][40];
-        for (int s = 0; s < NS; s++) prompt(s + 1, toks[s], 40);
+        for (int s = 0; s < NS; s++) fixture_prompt(toks[s], 40, s + 1);
         nuri_ctx *c;
         nuri_ctx_params cp = {
             .n_ctx = 256, .n_batch = 64, .n_threads = 2, .n_logits = NS, .n_seq = NS};

@@ -3,14 +3,13 @@
  * tests/data/models/ (see tests/data/README.md for where the goldens come from).
  *
  * For each <model>.gguf.golden.json: the 32-token prompt runs in one batch; at every position the
- * golden top-10 tokens are compared by id with nuri's log-probabilities. Tolerances are the ones the
- * golden data's README recommends for an implementation that rounds where llama.cpp rounds:
- *   F32  mean |d| <= 1e-3, max |d| <= 1e-2;   F16 5e-3 / 3e-2;   BF16 1e-2 / 1e-1;
- *   quantized: KL mean <= 5e-3, KL at any position <= 3e-2, top-1 agreement >= 30/32, with
- *   KL = sum over the golden top-40 of p_golden * (lp_golden - lp_nuri).
- * Then greedy, teacher-forced through the KV cache one token at a time: nuri's argmax at step k
- * must be greedy[k] wherever llama.cpp's best-vs-second logit gap is >= 0.05 (F32/F16), 0.2 (BF16)
- * or 0.5 (quantized).
+ * golden top-10 tokens are compared by id with nuri's log-probabilities. Tolerances are the ones
+ * the golden data's README recommends for an implementation that rounds where llama.cpp rounds: F32
+ * mean |d| <= 1e-3, max |d| <= 1e-2;   F16 5e-3 / 3e-2;   BF16 1e-2 / 1e-1; quantized: KL mean <=
+ * 5e-3, KL at any position <= 3e-2, top-1 agreement >= 30/32, with KL = sum over the golden top-40
+ * of p_golden * (lp_golden - lp_nuri). Then greedy, teacher-forced through the KV cache one token
+ * at a time: nuri's argmax at step k must be greedy[k] wherever llama.cpp's best-vs-second logit
+ * gap is >= 0.05 (F32/F16), 0.2 (BF16) or 0.5 (quantized).
  */
 #include "model/logits.h"
 #include "model/model.h"
@@ -35,7 +34,8 @@ static double logsumexp(const float *l, int32_t n)
     return max + log(sum);
 }
 
-/* Compares one model with its golden file; fills st. Returns 0 on success, -1 if it could not run. */
+/* Compares one model with its golden file; fills st. Returns 0 on success, -1 if it could not run.
+ */
 static int compare_model(const char *golden_path, const char *model_path, int n_threads, stats *st)
 {
     memset(st, 0, sizeof *st);
@@ -47,7 +47,8 @@ static int compare_model(const char *golden_path, const char *model_path, int n_
     }
     json_t *prompt = json_object_get(g, "prompt"), *positions = json_object_get(g, "positions");
     json_t *greedy = json_object_get(g, "greedy"), *gap = json_object_get(g, "greedy_gap");
-    int32_t n_prompt = (int32_t)json_array_size(prompt), n_greedy = (int32_t)json_array_size(greedy);
+    int32_t n_prompt = (int32_t)json_array_size(prompt),
+            n_greedy = (int32_t)json_array_size(greedy);
     int32_t toks[128];
     if (n_prompt < 1 || n_prompt + n_greedy > 128) {
         json_decref(g);
@@ -144,8 +145,8 @@ static void check_one(const char *golden_name)
     n_models_checked++;
     const char *type = strrchr(model, '-') + 1;
     printf("  %-28s mean|d| %.2e max|d| %.2e KL mean %.2e max %.2e top1 %d/%d greedy %d/%d\n",
-           golden_name + 0, st.mean_abs, st.max_abs, st.kl_mean, st.kl_max, st.top1_agree,
-           st.n_pos, st.greedy_checked - st.greedy_bad, st.greedy_checked);
+           golden_name + 0, st.mean_abs, st.max_abs, st.kl_mean, st.kl_max, st.top1_agree, st.n_pos,
+           st.greedy_checked - st.greedy_bad, st.greedy_checked);
     if (!strncmp(type, "F32", 3)) {
         CHECKF(st.mean_abs <= 1e-3 && st.max_abs <= 1e-2, "%s: F32 tolerance", model);
     } else if (!strncmp(type, "F16", 3)) {

@@ -37,10 +37,10 @@ static float rng_normal(void)
 }
 
 static const uint32_t weight_types[] = {
-    NURI_TYPE_F32,  NURI_TYPE_F16,  NURI_TYPE_BF16, NURI_TYPE_Q4_0, NURI_TYPE_Q4_1,
-    NURI_TYPE_Q5_0, NURI_TYPE_Q5_1, NURI_TYPE_Q8_0, NURI_TYPE_Q2_K, NURI_TYPE_Q3_K,
-    NURI_TYPE_Q4_K, NURI_TYPE_Q5_K, NURI_TYPE_Q6_K, NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS,
-    NURI_TYPE_MXFP4,
+    NURI_TYPE_F32,  NURI_TYPE_F16,    NURI_TYPE_BF16,   NURI_TYPE_Q4_0,
+    NURI_TYPE_Q4_1, NURI_TYPE_Q5_0,   NURI_TYPE_Q5_1,   NURI_TYPE_Q8_0,
+    NURI_TYPE_Q2_K, NURI_TYPE_Q3_K,   NURI_TYPE_Q4_K,   NURI_TYPE_Q5_K,
+    NURI_TYPE_Q6_K, NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS, NURI_TYPE_MXFP4,
 };
 #define N_WEIGHT_TYPES (sizeof weight_types / sizeof weight_types[0])
 
@@ -663,7 +663,8 @@ TEST(attention_kernels_match_reference_and_split_runs)
         for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
             for (int32_t G = 1; G <= MAXG; G++) {
                 const int32_t hd = hds[h];
-                for (int i = 0; i < G * hd; i++) q[i] = nuri_f16_to_f32(nuri_f32_to_f16(rng_normal()));
+                for (int i = 0; i < G * hd; i++)
+                    q[i] = nuri_f16_to_f32(nuri_f32_to_f16(rng_normal()));
                 for (int i = 0; i < G * N; i++) // some exact zeros, as F16 rounding makes them
                     p[i] = rng_u32() % 5 == 0 ? 0.0f : fabsf(rng_uniform());
                 ak->scores(hd, G, q, k, KS, N, 0.125f, s, N);
@@ -693,8 +694,10 @@ TEST(attention_kernels_match_reference_and_split_runs)
                     }
                 }
                 CHECKF(worst < 1e-5, "isa %d hd %d G %d: relative error %g", isa, hd, G, worst);
-                CHECKF(!memcmp(s, s2, sizeof(float) * (size_t)G * N), "isa %d hd %d G %d: split "
-                       "scores differ", isa, hd, G);
+                CHECKF(!memcmp(s, s2, sizeof(float) * (size_t)G * N),
+                       "isa %d hd %d G %d: split "
+                       "scores differ",
+                       isa, hd, G);
                 CHECKF(!memcmp(out, out2, sizeof(float) * (size_t)G * hd),
                        "isa %d hd %d G %d: split accumulation differs", isa, hd, G);
             }
@@ -748,8 +751,9 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
 {
     enum { NT = 40, RMAX = 100, NMAX = 4096 };
     static float xf[NMAX], y_all[NT * RMAX], y_one[NT * RMAX], y_amx[NT * RMAX], y_sub[NT * RMAX];
-    static uint8_t w[RMAX * (NMAX + 256)], a[NT * (NMAX * 9 / 8 + 256)], packed[(RMAX + 16) * (NMAX + 256)];
-    const uint32_t types[] = {NURI_TYPE_Q4_0, NURI_TYPE_Q8_0, NURI_TYPE_Q4_K, NURI_TYPE_Q6_K,
+    static uint8_t w[RMAX * (NMAX + 256)], a[NT * (NMAX * 9 / 8 + 256)],
+        packed[(RMAX + 16) * (NMAX + 256)];
+    const uint32_t types[] = {NURI_TYPE_Q4_0,   NURI_TYPE_Q8_0,   NURI_TYPE_Q4_K,  NURI_TYPE_Q6_K,
                               NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS, NURI_TYPE_MXFP4, NURI_TYPE_Q5_K};
     const int64_t lens[] = {32, 96, 256, 768, 2048, 4096};
     const int64_t outs[] = {5, 16, 40, 100};
@@ -789,7 +793,8 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                         ref->vec_dot(n, &s_ref, w + (size_t)r * wb, a + (size_t)j * ab);
                         double norm;
                         dequant_dot(t, w + (size_t)r * wb, a + (size_t)j * ab, n, &norm);
-                        double err = fabs((double)y_all[j * n_out + r] - s_ref) / (norm > 0 ? norm : 1);
+                        double err =
+                            fabs((double)y_all[j * n_out + r] - s_ref) / (norm > 0 ? norm : 1);
                         if (err > worst) worst = err;
                     }
                 }

@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "model/moe.h"
 #include "model/quantize.h"
+#include "model_fixture.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -162,30 +163,9 @@ enum { N_PROMPT = 40 };
 /* Logits of every position: the whole prompt as one batch, or token by token. */
 static float *run(nuri_model *m, bool one_batch, int threads)
 {
-    const size_t nv = (size_t)m->hp.n_vocab;
-    nuri_ctx *c;
-    nuri_ctx_params cp = {.n_ctx = 64, .n_batch = 64, .n_threads = threads, .n_logits = N_PROMPT};
-    if (nuri_ctx_new(m, &cp, &c) != NURI_OK) return NULL;
     int32_t toks[N_PROMPT];
-    for (int32_t i = 0; i < N_PROMPT; i++) toks[i] = 3 + (i * 104729 + 17) % 4000;
-    float *out = malloc(sizeof(float) * nv * N_PROMPT);
-    bool ok = out != NULL;
-    if (one_batch) {
-        ok = ok && nuri_ctx_decode(c, toks, N_PROMPT, 0, true) == NURI_OK;
-        for (int32_t i = 0; ok && i < N_PROMPT; i++)
-            memcpy(out + i * nv, nuri_ctx_logits(c, i), sizeof(float) * nv);
-    } else {
-        for (int32_t i = 0; ok && i < N_PROMPT; i++) {
-            ok = nuri_ctx_decode(c, toks + i, 1, i, false) == NURI_OK;
-            if (ok) memcpy(out + i * nv, nuri_ctx_logits(c, 0), sizeof(float) * nv);
-        }
-    }
-    nuri_ctx_free(c);
-    if (!ok) {
-        free(out);
-        return NULL;
-    }
-    return out;
+    fixture_prompt(toks, N_PROMPT, 0);
+    return fixture_logits(m, toks, N_PROMPT, one_batch, threads);
 }
 
 TEST(a_batch_grouped_by_expert_matches_tokens_run_one_at_a_time)
@@ -324,37 +304,8 @@ TEST(quantizing_keeps_the_router_f32_and_treats_experts_as_their_kind)
 static nuri_status load_changed(const char *from, const char *drop_key, const char *u32_key,
                                 uint32_t u32_val)
 {
-    gguf_file *f;
-    NURI_ASSERT(gguf_open(from, &f) == NURI_OK);
-    gguf_writer *w;
-    NURI_ASSERT(gguf_writer_new(&w) == NURI_OK);
-    for (uint64_t i = 0; i < gguf_n_kv(f); i++) {
-        const gguf_kv *kv = gguf_kv_at(f, i);
-        gguf_str k = gguf_kv_key(kv);
-        if ((drop_key && gguf_str_eq(k, drop_key)) || (u32_key && gguf_str_eq(k, u32_key)))
-            continue;
-        gguf_writer_add_kv(w, kv);
-    }
-    if (u32_key) NURI_ASSERT(gguf_writer_add_u32(w, u32_key, u32_val) == NURI_OK);
-    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
-        gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, t->data);
-    }
-    void *bytes;
-    size_t size;
-    NURI_ASSERT(gguf_writer_write_memory(w, &bytes, &size) == NURI_OK);
-    gguf_writer_free(w);
-    gguf_close(f);
-    gguf_file *g;
-    nuri_status s = gguf_open_memory(bytes, size, &g);
-    nuri_model *m = NULL;
-    if (s == NURI_OK) s = nuri_model_from_gguf(g, &m);
-    nuri_model_free(m);
-    free(bytes);
-    return s;
+    const fixture_change ch = {.drop_key = drop_key, .u32_key = u32_key, .u32_val = u32_val};
+    return fixture_load_changed(from, &ch, NULL);
 }
 
 static void expect_refused(const char *from, const char *drop_key, const char *u32_key,

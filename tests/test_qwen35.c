@@ -17,6 +17,7 @@
 #include "model/mkmodel.h"
 #include "model/quantize.h"
 #include "model/model.h"
+#include "model_fixture.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -50,11 +51,6 @@ static nuri_model *make_model(const char *shape, const char *type, int seed)
 
 enum { N_PROMPT = 40 };
 
-static void prompt(int32_t *toks, int n, int salt)
-{
-    for (int32_t i = 0; i < n; i++) toks[i] = 3 + (salt * 7919 + i * 104729 + 17) % 4000;
-}
-
 /* Logits of every position: the prompt in chunks of `chunk` tokens (N_PROMPT: one batch; 1:
  * token by token). */
 static float *run(nuri_model *m, int chunk, int threads)
@@ -64,7 +60,7 @@ static float *run(nuri_model *m, int chunk, int threads)
     nuri_ctx_params cp = {.n_ctx = 64, .n_batch = 64, .n_threads = threads, .n_logits = N_PROMPT};
     if (nuri_ctx_new(m, &cp, &c) != NURI_OK) return NULL;
     int32_t toks[N_PROMPT];
-    prompt(toks, N_PROMPT, 0);
+    fixture_prompt(toks, N_PROMPT, 0);
     float *out = malloc(sizeof(float) * nv * N_PROMPT);
     bool ok = out != NULL;
     for (int32_t i = 0; ok && i < N_PROMPT; i += chunk) {
@@ -125,7 +121,7 @@ static void batched_against_alone(nuri_model *m, bool interleave)
     float *alone = malloc(sizeof(float) * nv * NS * (STEPS + 1));
     REQUIRE(together && alone);
     int32_t toks[NS][40];
-    for (int s = 0; s < NS; s++) prompt(toks[s], 40, s + 1);
+    for (int s = 0; s < NS; s++) fixture_prompt(toks[s], 40, s + 1);
     nuri_ctx *c;
     nuri_ctx_params cp = {.n_ctx = 256, .n_batch = 64, .n_threads = 2, .n_logits = NS, .n_seq = NS};
     REQUIRE(nuri_ctx_new(m, &cp, &c) == NURI_OK);
@@ -202,7 +198,7 @@ TEST(the_state_is_emptied_forked_whole_and_never_rewound)
     float *a = malloc(sizeof(float) * nv), *b = malloc(sizeof(float) * nv);
     REQUIRE(a && b);
     int32_t toks[24];
-    prompt(toks, 24, 3);
+    fixture_prompt(toks, 24, 3);
     nuri_ctx *c;
     nuri_ctx_params cp = {.n_ctx = 128, .n_batch = 32, .n_threads = 2, .n_seq = 3};
     REQUIRE(nuri_ctx_new(m, &cp, &c) == NURI_OK);
@@ -274,47 +270,19 @@ TEST(the_state_is_emptied_forked_whole_and_never_rewound)
 static nuri_status load_changed(const char *from, const char *drop_tensor, const char *drop_key,
                                 const char *u32_key, uint32_t u32_val, bool *rec_out, int n)
 {
-    gguf_file *f;
-    NURI_ASSERT(gguf_open(from, &f) == NURI_OK);
-    gguf_writer *w;
-    NURI_ASSERT(gguf_writer_new(&w) == NURI_OK);
-    for (uint64_t i = 0; i < gguf_n_kv(f); i++) {
-        const gguf_kv *kv = gguf_kv_at(f, i);
-        gguf_str k = gguf_kv_key(kv);
-        if ((drop_key && gguf_str_eq(k, drop_key)) || (u32_key && gguf_str_eq(k, u32_key)))
-            continue;
-        gguf_writer_add_kv(w, kv);
-    }
-    if (u32_key) NURI_ASSERT(gguf_writer_add_u32(w, u32_key, u32_val) == NURI_OK);
-    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        if (drop_tensor && !strcmp(name, drop_tensor)) continue;
-        int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
-        gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, t->data);
-    }
-    void *bytes;
-    size_t size;
-    NURI_ASSERT(gguf_writer_write_memory(w, &bytes, &size) == NURI_OK);
-    gguf_writer_free(w);
-    gguf_close(f);
-    gguf_file *g;
-    nuri_status s = gguf_open_memory(bytes, size, &g);
+    const fixture_change ch = {
+        .drop_tensor = drop_tensor, .drop_key = drop_key, .u32_key = u32_key, .u32_val = u32_val};
     nuri_model *m = NULL;
-    if (s == NURI_OK) s = nuri_model_from_gguf(g, &m);
+    nuri_status s = fixture_load_changed(from, &ch, &m);
     if (s == NURI_OK && rec_out)
         for (int il = 0; il < n && il < m->hp.n_layer; il++) rec_out[il] = m->layers[il].rec >= 0;
     nuri_model_free(m);
-    free(bytes);
     return s;
 }
 
 static void expect_refused(nuri_status s, const char *words)
 {
-    CHECKF(s != NURI_OK, "loaded; expected an error naming '%s'", words);
-    CHECKF(strstr(nuri_last_error(), words) != NULL, "message '%s' lacks '%s'", nuri_last_error(),
-           words);
+    fixture_expect_refused(s, words);
 }
 
 TEST(the_loader_finds_the_delta_net_layers_and_skips_the_prediction_block)

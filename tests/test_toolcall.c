@@ -556,9 +556,8 @@ TEST(gpt_oss_calls_in_both_header_orders)
            "", "", 1, "get_time", "{\"tz\": \"Asia/Seoul\"}");
     // a request without tools: the message's text is content, never a call
     nuri_reply_opts none = harmony_opts(NURI_TOOLCALL_NONE);
-    expect(&none,
-           "<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{}", "{}", "",
-           0);
+    expect(&none, "<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{}",
+           "{}", "", 0);
     // a built-in tool's input (python, browser) is not a function call: by its channel
     expect(&o, "<|channel|>analysis to=python code<|message|>print(1)<|end|>", "", "print(1)", 0);
 }

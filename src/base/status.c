@@ -49,16 +49,26 @@ const char *nuri_last_error(void)
 const char *nuri_status_name(nuri_status s)
 {
     switch (s) {
-    case NURI_OK: return "ok";
-    case NURI_ERR_INVALID_ARG: return "invalid argument";
-    case NURI_ERR_IO: return "i/o error";
-    case NURI_ERR_NOMEM: return "out of memory";
-    case NURI_ERR_FORMAT: return "malformed input";
-    case NURI_ERR_UNSUPPORTED: return "unsupported";
-    case NURI_ERR_LIMIT: return "limit exceeded";
-    case NURI_ERR_NOT_FOUND: return "not found";
-    case NURI_ERR_UNAVAILABLE: return "unavailable";
-    case NURI_ERR_CANCELLED: return "cancelled";
+    case NURI_OK:
+        return "ok";
+    case NURI_ERR_INVALID_ARG:
+        return "invalid argument";
+    case NURI_ERR_IO:
+        return "i/o error";
+    case NURI_ERR_NOMEM:
+        return "out of memory";
+    case NURI_ERR_FORMAT:
+        return "malformed input";
+    case NURI_ERR_UNSUPPORTED:
+        return "unsupported";
+    case NURI_ERR_LIMIT:
+        return "limit exceeded";
+    case NURI_ERR_NOT_FOUND:
+        return "not found";
+    case NURI_ERR_UNAVAILABLE:
+        return "unavailable";
+    case NURI_ERR_CANCELLED:
+        return "cancelled";
     }
     return "unknown status";
 }

@@ -69,7 +69,8 @@ static bool string_param(const json_t *s)
 }
 
 /* A raw string parameter's value: any text without '<', or one of its enum / const strings. */
-static nuri_status raw_value(nuri_sb *b, const json_t *s, const char *param, char *err_param, size_t cap)
+static nuri_status raw_value(nuri_sb *b, const json_t *s, const char *param, char *err_param,
+                             size_t cap)
 {
     const char *key;
     json_t *v;

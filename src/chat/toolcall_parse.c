@@ -178,7 +178,7 @@ struct nuri_reply_parser {
         bool bare;       // llama3 / generic: a '{' without a marker (see begin_call)
         const char *why; // why the block broke
     } c;
-    struct {           // the call machine's buffers (kept across blocks)
+    struct {              // the call machine's buffers (kept across blocks)
         nuri_sb name, id; // the function name; the model's call id (mistral-args)
         nuri_sb pre;      // arguments seen before the name
         nuri_sb val;      // a value, a quoted name, or string-encoded arguments being collected
@@ -1101,7 +1101,8 @@ static int deepseek_byte(nuri_reply_parser *p, char c)
         return tag_start(p, c, D_ETAG);
     case D_ETAG:
         if ((t = tag_byte(p, c)) <= 0) return t < 0 ? C_FAIL : C_MORE;
-        if (!nuri_sb_is(&p->cb.tag, DS_CALL_END)) return fail_c(p, "expected the call's end marker");
+        if (!nuri_sb_is(&p->cb.tag, DS_CALL_END))
+            return fail_c(p, "expected the call's end marker");
         close_call(p);
         if (!p->c.outer) return C_DONE;
         p->c.st = D_NEXT;
@@ -1114,7 +1115,8 @@ static int deepseek_byte(nuri_reply_parser *p, char c)
             if (!p->c.committed) return fail_c(p, "no calls");
             return C_DONE;
         }
-        if (!nuri_sb_is(&p->cb.tag, DS_CALL_BEGIN)) return fail_c(p, "expected a call's begin marker");
+        if (!nuri_sb_is(&p->cb.tag, DS_CALL_BEGIN))
+            return fail_c(p, "expected a call's begin marker");
         p->cb.val.n = 0;
         p->c.st = D_TYPE;
         return C_MORE;

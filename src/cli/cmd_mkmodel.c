@@ -17,7 +17,8 @@ static void mkmodel_usage(FILE *out)
     fprintf(
         out,
         "usage: nuri mkmodel --arch ARCH --shape SHAPE --type TYPE\n"
-        "                    [--vocab VOCAB.gguf [--add-control TOKEN]...] [--seed N] [--layers N]\n"
+        "                    [--vocab VOCAB.gguf [--add-control TOKEN]...] [--seed N] [--layers "
+        "N]\n"
         "                    [--ctx N] [--swa N] [--template T.jinja] OUT.gguf\n"
         "  archs: llama qwen2 qwen3 exaone exaone4 granite hyperclovax qwen3moe qwen2moe mixtral\n"
         "    gemma2 gemma3 exaone-moe gpt-oss deepseek2\n"

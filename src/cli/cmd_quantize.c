@@ -3,8 +3,9 @@
  * model's weights to a type (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL
  * IQ4_XS MXFP4) or a
  * mix (Q4_K_M, Q5_K_M, and the grid types below 4 bits, IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S
- * IQ1_M, which give their type to the feed-forward weights only); --pure gives every 2-D tensor the one type (a mix's base type). A source
- * that is already quantized is refused unless --allow-requantize. See model/quantize.h.
+ * IQ1_M, which give their type to the feed-forward weights only); --pure gives every 2-D tensor the
+ * one type (a mix's base type). A source that is already quantized is refused unless
+ * --allow-requantize. See model/quantize.h.
  */
 #include "cli/cli.h"
 #include "cli/model_arg.h"

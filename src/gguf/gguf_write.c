@@ -160,7 +160,7 @@ nuri_status gguf_writer_spill(gguf_writer *w, const char *path)
         return nuri_error(NURI_ERR_INVALID_ARG, "gguf writer: spill before the first tensor, once");
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return nuri_error(NURI_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    unlink(path); // only the descriptor holds it: nothing is left behind, whatever happens
+    unlink(path);  // only the descriptor holds it: nothing is left behind, whatever happens
     if (fd == 0) { // 0 means "none" in the writer; keep a descriptor above it
         int d = dup(fd);
         close(fd);

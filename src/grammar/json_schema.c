@@ -604,8 +604,8 @@ static bool gen_format(js_gen *g, nuri_sb *b, const char *fmt)
         nuri_sb_str(b, "\"\\\"\" date-part \"T\" time-part \"\\\"\"");
     else if (!strcmp(fmt, "uuid")) {
         js_need(g, P_HEX);
-        nuri_sb_str(b,
-                  "\"\\\"\" hex{8} \"-\" hex{4} \"-\" hex{4} \"-\" hex{4} \"-\" hex{12} \"\\\"\"");
+        nuri_sb_str(
+            b, "\"\\\"\" hex{8} \"-\" hex{4} \"-\" hex{4} \"-\" hex{4} \"-\" hex{12} \"\\\"\"");
     } else
         return js_fail(g, NURI_ERR_UNSUPPORTED, "format",
                        "format '%s' is not supported (date, time, date-time and uuid are)", fmt);
@@ -1090,7 +1090,7 @@ static bool gen_array(js_gen *g, const json_t *s, nuri_sb *b)
         nuri_sb_fmt(&rest, "( \",\" ws %s ws )", item);
         sb_repeat(&rest, min > 0 ? min - 1 : 0, max < 0 ? -1 : max - 1);
         nuri_sb_fmt(b, "%s%s ws %s%s ", min == 0 ? "( " : "", item, rest.p ? rest.p : "",
-                  min == 0 ? " )?" : "");
+                    min == 0 ? " )?" : "");
         free(rest.p);
     }
     nuri_sb_str(b, "\"]\"");
@@ -1320,7 +1320,7 @@ static const char *gen_schema_named(js_gen *g, const json_t *s, const char *name
     bool first = true;
 #define ALT()                                                                                      \
     do {                                                                                           \
-        if (!first) nuri_sb_str(&b, " | ");                                                          \
+        if (!first) nuri_sb_str(&b, " | ");                                                        \
         first = false;                                                                             \
     } while (0)
     if (types & T_OBJECT) {

@@ -22,7 +22,7 @@ typedef struct js_ref {
 typedef struct js_gen {
     const json_t *root;
     const char *root_name; // the rule the whole schema becomes ("root", or the caller's)
-    nuri_sb out;             // the rules written so far
+    nuri_sb out;           // the rules written so far
     unsigned prims;        // shared rules written (P_* in json_schema.c)
     unsigned formats;      // format helper rules written
     char **names;          // every generated rule name (owned)

@@ -341,8 +341,10 @@ static int iq4_nearest(float v)
     int lo = 0, hi = 15;
     while (hi - lo > 1) {
         int mid = (lo + hi) / 2;
-        if (v < nuri_iq4_grid[mid]) hi = mid;
-        else lo = mid;
+        if (v < nuri_iq4_grid[mid])
+            hi = mid;
+        else
+            lo = mid;
     }
     return v - nuri_iq4_grid[lo] <= nuri_iq4_grid[hi] - v ? lo : hi;
 }
@@ -1070,9 +1072,10 @@ static void q6_K_vec_dot(int64_t n, float *restrict s, const void *restrict vx,
                        .vec_dot = NULL}
 
 const nuri_kernel_traits kernels_ref_table[NURI_TYPE_COUNT] = {
-    ROW(F32, f32, F32),    ROW(F16, f16, F16),    ROW(BF16, bf16, BF16), ROW(Q4_0, q4_0, Q8_0),
-    ROW(Q4_1, q4_1, Q8_1), ROW(Q5_0, q5_0, Q8_0), ROW(Q5_1, q5_1, Q8_1), ROW(Q8_0, q8_0, Q8_0),
-    ROW(Q2_K, q2_K, Q8_K), ROW(Q3_K, q3_K, Q8_K), ROW(Q4_K, q4_K, Q8_K), ROW(Q5_K, q5_K, Q8_K),
-    ROW(Q6_K, q6_K, Q8_K), ROW(IQ4_NL, iq4_nl, Q8_0), ROW(IQ4_XS, iq4_xs, Q8_K),
-    ROW(MXFP4, mxfp4, Q8_0), ACT(Q8_1, q8_1), ACT(Q8_K, q8_K),
+    ROW(F32, f32, F32),      ROW(F16, f16, F16),        ROW(BF16, bf16, BF16),
+    ROW(Q4_0, q4_0, Q8_0),   ROW(Q4_1, q4_1, Q8_1),     ROW(Q5_0, q5_0, Q8_0),
+    ROW(Q5_1, q5_1, Q8_1),   ROW(Q8_0, q8_0, Q8_0),     ROW(Q2_K, q2_K, Q8_K),
+    ROW(Q3_K, q3_K, Q8_K),   ROW(Q4_K, q4_K, Q8_K),     ROW(Q5_K, q5_K, Q8_K),
+    ROW(Q6_K, q6_K, Q8_K),   ROW(IQ4_NL, iq4_nl, Q8_0), ROW(IQ4_XS, iq4_xs, Q8_K),
+    ROW(MXFP4, mxfp4, Q8_0), ACT(Q8_1, q8_1),           ACT(Q8_K, q8_K),
 };

@@ -123,8 +123,9 @@ static void pack_iq4_xs(const uint8_t *row, int r, int64_t nb, uint8_t *out)
         uint8_t *o = out + b * NURI_PACK_IQ4_XS_BYTES;
         memcpy(o + 2 * r, &blk->d, 2);
         for (int j = 0; j < 8; j++) {
-            int ls = (((blk->scales_l[j / 2] >> 4 * (j % 2)) & 15) |
-                      ((blk->scales_h >> 2 * j) & 3) << 4) - 32;
+            int ls = (((blk->scales_l[j / 2] >> 4 * (j % 2)) & 15) | ((blk->scales_h >> 2 * j) & 3)
+                                                                         << 4) -
+                     32;
             o[32 + 16 * j + r] = (uint8_t)(int8_t)ls;
             for (int i = 0; i < 4; i++)
                 memcpy(o + 160 + (j * 4 + i) * 64 + 4 * r, blk->qs + 16 * j + 4 * i, 4);
@@ -145,7 +146,8 @@ static void pack_q4_K_fields(uint16_t d, uint16_t dmin, const uint8_t *scales, c
         o[192 + 16 * j + r] = m[j];
     }
     for (int c = 0; c < 4; c++)
-        for (int i = 0; i < 8; i++) memcpy(o + 320 + (c * 8 + i) * 64 + 4 * r, qs + 32 * c + 4 * i, 4);
+        for (int i = 0; i < 8; i++)
+            memcpy(o + 320 + (c * 8 + i) * 64 + 4 * r, qs + 32 * c + 4 * i, 4);
 }
 
 static void pack_q5_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)

@@ -55,10 +55,10 @@
 #include <stdint.h>
 
 enum {
-    NURI_PACK_ROWS = 16,         // rows per group
-    NURI_PACK_MAX_N = 65536,     // longest row that is packed
-    NURI_PACK_Q4_K_BYTES = 2368, // one Q4_K block of a row group
-    NURI_PACK_Q6_K_BYTES = 3360, // one Q6_K block of a row group (16 x 210, as the file)
+    NURI_PACK_ROWS = 16,           // rows per group
+    NURI_PACK_MAX_N = 65536,       // longest row that is packed
+    NURI_PACK_Q4_K_BYTES = 2368,   // one Q4_K block of a row group
+    NURI_PACK_Q6_K_BYTES = 3360,   // one Q6_K block of a row group (16 x 210, as the file)
     NURI_PACK_IQ4_XS_BYTES = 2208, // one IQ4_XS block of a row group
     NURI_PACK_Q5_K_BYTES = 2880,   // one Q5_K block: Q4_K's packed block, then its 5th bits
 };

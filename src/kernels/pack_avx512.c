@@ -221,10 +221,11 @@ static inline void q4_K_scales(const uint8_t *kb, int32_t *sci, float *mf)
 /* T tokens x one row group, all blocks. bsf[t * ts + b][j]: the 32-element sums of x as floats.
  * Per block, the sub-block sums times their 6-bit scales are added as integers (exact, as
  * llama.cpp does), then converted once. */
-static inline __attribute__((always_inline)) void
-vnni_q4_K(const int T, const int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
-          size_t x_stride, const float *da, const float *bsf, int64_t ts, float *y,
-          int64_t y_stride, __mmask16 rows)
+static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const int q5, int64_t nb,
+                                                            const uint8_t *grp, const uint8_t *x,
+                                                            size_t x_stride, const float *da,
+                                                            const float *bsf, int64_t ts, float *y,
+                                                            int64_t y_stride, __mmask16 rows)
 {
     const __m512i m4 = _mm512_set1_epi8(15), one = _mm512_set1_epi8(1);
     const int64_t kbytes = q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES;
@@ -250,8 +251,8 @@ vnni_q4_K(const int T, const int q5, int64_t nb, const uint8_t *grp, const uint8
                 if (q5) { // the 5th bits: bit 2c (low nibbles) and 2c + 1 (high) of qh line i
                     const __m512i h = _mm512_loadu_si512(kb + NURI_PACK_Q4_K_BYTES + 64 * i);
                     lo[i] = _mm512_or_si512(
-                        lo[i], _mm512_slli_epi16(
-                                   _mm512_and_si512(_mm512_srli_epi16(h, 2 * c), one), 4));
+                        lo[i],
+                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 2 * c), one), 4));
                     hi[i] = _mm512_or_si512(
                         hi[i], _mm512_slli_epi16(
                                    _mm512_and_si512(_mm512_srli_epi16(h, 2 * c + 1), one), 4));
@@ -533,9 +534,10 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
 {
     const int q6 = type == NURI_TYPE_Q6_K, q5 = type == NURI_TYPE_Q5_K;
     const int64_t nb = n / NURI_QK_K;
-    const int64_t gbytes =
-        nb * (q6 ? NURI_PACK_Q6_K_BYTES : q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES);
-    if (q5) use_amx = false; // the AMX tiles take Q4_K's 4-bit codes only
+    const int64_t gbytes = nb * (q6   ? NURI_PACK_Q6_K_BYTES
+                                 : q5 ? NURI_PACK_Q5_K_BYTES
+                                      : NURI_PACK_Q4_K_BYTES);
+    if (q5) use_amx = false;                // the AMX tiles take Q4_K's 4-bit codes only
     const int64_t aux_bytes = q6 ? 64 : 32; // per token and block
     int64_t tc, ga, gb, have = -1;
     if (!buf) { // no scratch: one token at a time, tables on the stack, the same arithmetic
@@ -546,8 +548,8 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                 const uint8_t *xt = x + (size_t)t * x_stride;
                 kq_tables(q6, xt, x_stride, 1, nb, da1, aux1);
                 for (int64_t g = ga; g < gb; g++)
-                    kq_vnni(q6, q5, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1, aux1,
-                            y + t * y_stride + 16 * g, y_stride,
+                    kq_vnni(q6, q5, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1,
+                            aux1, y + t * y_stride + 16 * g, y_stride,
                             n_out - 16 * g < 16 ? n_out - 16 * g : 16);
             }
         return;
@@ -601,9 +603,9 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
                 make_tables(x + (size_t)t * x_stride, x_stride, 1, nb, pk_bias(kind), da1, corr1);
                 for (int64_t g = ga; g < gb; g++) {
                     const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
-                    vnni_tokens(kind, nb, (const uint8_t *)wp + g * gbytes, x + (size_t)t * x_stride,
-                                x_stride, 1, da1, corr1, nb, y + t * y_stride + 16 * g, y_stride,
-                                (__mmask16)((1u << rr) - 1));
+                    vnni_tokens(kind, nb, (const uint8_t *)wp + g * gbytes,
+                                x + (size_t)t * x_stride, x_stride, 1, da1, corr1, nb,
+                                y + t * y_stride + 16 * g, y_stride, (__mmask16)((1u << rr) - 1));
                 }
             }
         return;
@@ -658,8 +660,7 @@ vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_
             if (j % 2 == 0) // the block 4 ahead, a quarter of it per two sub-blocks
                 for (int off = j * 552; off < (j + 2) * 552 && off < NURI_PACK_IQ4_XS_BYTES;
                      off += 64)
-                    _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off,
-                                 _MM_HINT_T1);
+                    _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off, _MM_HINT_T1);
             const __m512i ls =
                 _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(kb + 32 + 16 * j)));
             __m512i lo[4], hi[4];
@@ -718,8 +719,7 @@ static void iq4_xs_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = blk[b].d;
             for (int j = 0; j < 8; j++)
-                corr[(t * nb + b) * 8 + j] =
-                    -128 * (blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
+                corr[(t * nb + b) * 8 + j] = -128 * (blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
         }
     }
 }
@@ -757,9 +757,9 @@ long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
 {
     const int64_t nb = n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ||
-                                     type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K
-                                 ? NURI_QK_K
-                                 : NURI_QK);
+                                    type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K
+                                ? NURI_QK_K
+                                : NURI_QK);
     const items it = items_make(NULL, 0, 0, n_out, n_t, chunk_tokens(type, nb));
     return (long)(it.n_tc * it.n_run);
 }

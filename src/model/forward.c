@@ -480,14 +480,13 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
                                            hp->moe_scale, c->moe_probs + (size_t)w->ith * E,
                                            c->moe_ids + t * K, c->moe_w + t * K, &margin);
         } else if (hp->moe_sigmoid) { // exaone-moe, deepseek2
-            nuri_moe_route_sigmoid(c->moe_logits + t * E, L->exp_probs_b.data, E, K,
-                                   hp->moe_norm_w, hp->moe_scale,
-                                   c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
-                                   c->moe_w + t * K, &margin);
+            nuri_moe_route_sigmoid(c->moe_logits + t * E, L->exp_probs_b.data, E, K, hp->moe_norm_w,
+                                   hp->moe_scale, c->moe_probs + (size_t)w->ith * E,
+                                   c->moe_ids + t * K, c->moe_w + t * K, &margin);
         } else {
             nuri_moe_route(c->moe_logits + t * E, E, K, hp->moe_norm_w, hp->moe_scale,
-                           c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K,
-                           c->moe_w + t * K, &margin);
+                           c->moe_probs + (size_t)w->ith * E, c->moe_ids + t * K, c->moe_w + t * K,
+                           &margin);
         }
         if (margin < c->moe_margin[t]) c->moe_margin[t] = margin;
     }
@@ -508,8 +507,7 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
     const bool sh_gated = L->shexp_gate_inp.data != NULL;
     if (n_sh > 0) {
         if (sh_gated) {
-            quantize_input(w, c->xn, n_embd, T,
-                           nuri_kernels(L->shexp_gate_inp.type)->vec_dot_type);
+            quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate_inp.type)->vec_dot_type);
             matmul(w, &L->shexp_gate_inp, T, c->moe_shgate, 1);
         }
         quantize_input(w, c->xn, n_embd, T, nuri_kernels(L->shexp_gate.type)->vec_dot_type);
@@ -1327,7 +1325,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     if ((size_t)hp->n_ff_exp > widest) widest = (size_t)hp->n_ff_exp;
     if ((size_t)hp->n_ff_shexp > widest) widest = (size_t)hp->n_ff_shexp;
     if ((size_t)hp->n_lora_q > widest) widest = (size_t)hp->n_lora_q; // deepseek2
-    if ((size_t)hp->ssm_n_v * hp->ssm_d_state > widest) // qwen35: ssm_out's input
+    if ((size_t)hp->ssm_n_v * hp->ssm_d_state > widest)               // qwen35: ssm_out's input
         widest = (size_t)hp->ssm_n_v * hp->ssm_d_state;
     // rows of xq, gate and up: a token each, or with experts a (token, expert) pair each
     const size_t K = hp->n_expert > 0 ? (size_t)hp->n_expert_used : 1, E = (size_t)hp->n_expert;
@@ -1635,7 +1633,7 @@ static int32_t page_copy(nuri_ctx *c, int32_t from)
                c->k_pages + kv_offset(c, il, from * NURI_KV_PAGE, c->k_row), slots * c->k_row);
         if (c->v_pages) // MLA keeps no V
             memcpy(c->v_pages + kv_offset(c, il, to * NURI_KV_PAGE, c->v_row),
-               c->v_pages + kv_offset(c, il, from * NURI_KV_PAGE, c->v_row), slots * c->v_row);
+                   c->v_pages + kv_offset(c, il, from * NURI_KV_PAGE, c->v_row), slots * c->v_row);
     }
     page_release(c, from);
     return to;

@@ -1,6 +1,7 @@
 /*
- * logits.h: reading a row of logits: argmax and the top-k log-probabilities (log-softmax computed in
- * double over the whole vocabulary), the way `nuri eval` and the golden tests compare with llama.cpp.
+ * logits.h: reading a row of logits: argmax and the top-k log-probabilities (log-softmax computed
+ * in double over the whole vocabulary), the way `nuri eval` and the golden tests compare with
+ * llama.cpp.
  */
 #ifndef NURI_MODEL_LOGITS_H
 #define NURI_MODEL_LOGITS_H

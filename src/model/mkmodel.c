@@ -47,8 +47,8 @@ static const shape shapes[] = {
      "Qwen3-30B-A3B (30.5B total, 3.3B active; the file waits on disk while it is written: "
      "memory holds two copies of the largest tensor)",
      128, 8, 768},
-    {"mixtral-8x7b", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000.0f,
-     "Mixtral-8x7B", 8, 2, 14336},
+    {"mixtral-8x7b", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000.0f, "Mixtral-8x7B", 8, 2,
+     14336},
     // Gemma shapes (any architecture takes them; gemma2 / gemma3 get the metadata in gemma_extras)
     {"gemma3-tiny", 256, 6, 4, 2, 128, 768, 4096, 512, 1000000.0f,
      "Gemma 3's layout in small: 5 sliding layers and 1 global, head_dim 128 > n_embd / n_head", 0,
@@ -64,8 +64,7 @@ static const shape shapes[] = {
     {"gpt-oss-tiny", 256, 4, 8, 2, 64, 1024, 4096, 131072, 150000.0f,
      "gpt-oss in small: 4 layers, 8 heads of 64 over 2 KV heads, 8 experts, 4 used", 8, 4, 256},
     {"gpt-oss-20b", 2880, 24, 64, 8, 64, 11520, 201088, 131072, 150000.0f,
-     "gpt-oss-20b (20.9B total, 3.6B active besides the embeddings)",
-     32, 4, 2880},
+     "gpt-oss-20b (20.9B total, 3.6B active besides the embeddings)", 32, 4, 2880},
     // deepseek2 (their attention in deepseek2_extras; head_dim is the MLA cache row: kv_lora_rank
     // + rope dims; n_ff the leading dense layer's width)
     {"ds2-tiny", 256, 3, 4, 1, 96, 768, 4096, 512, 10000.0f,
@@ -954,11 +953,10 @@ static nuri_status write_qwen35(maker *mk, const nuri_mkmodel_params *p, const s
 
 nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
 {
-    static const char *archs[] = {"llama",      "qwen2",    "qwen3",       "exaone",
-                                  "exaone4",    "granite",  "hyperclovax", "qwen3moe",
-                                  "mixtral",    "qwen2moe", "gemma2",      "gemma3",
-                                  "exaone-moe", "gpt-oss",  "deepseek2",   "qwen35",
-                                  "qwen35moe"};
+    static const char *archs[] = {"llama",   "qwen2",       "qwen3",      "exaone",  "exaone4",
+                                  "granite", "hyperclovax", "qwen3moe",   "mixtral", "qwen2moe",
+                                  "gemma2",  "gemma3",      "exaone-moe", "gpt-oss", "deepseek2",
+                                  "qwen35",  "qwen35moe"};
     bool known = false;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) known |= !strcmp(p->arch, archs[i]);
     if (!known)

@@ -31,21 +31,21 @@ typedef enum nuri_arch {
     NURI_ARCH_GRANITE, // Granite, HyperCLOVA X SEED Text: embedding/residual/attention/logit scales
     NURI_ARCH_HYPERCLOVAX, // HyperCLOVA X SEED Think: Granite's scales + Peri-LN (pre- and
                            // post-norms)
-    NURI_ARCH_QWEN3MOE, // Qwen3 MoE (Qwen3-30B-A3B, 235B-A22B): qwen3 attention, MoE feed-forward
-    NURI_ARCH_QWEN2MOE, // Qwen1.5-MoE, Qwen2-57B-A14B: qwen2 attention, experts + a shared expert
-    NURI_ARCH_GEMMA2,   // Gemma 2: pre- and post-norms, GeGLU, sliding window on every other
-                        // layer, attention and final logit soft-capping
-    NURI_ARCH_GEMMA3,   // Gemma 3 (text): gemma2 without attention soft-capping, with q/k norms
-                        // and 5 sliding layers of every 6, which have their own rope base
+    NURI_ARCH_QWEN3MOE,   // Qwen3 MoE (Qwen3-30B-A3B, 235B-A22B): qwen3 attention, MoE feed-forward
+    NURI_ARCH_QWEN2MOE,   // Qwen1.5-MoE, Qwen2-57B-A14B: qwen2 attention, experts + a shared expert
+    NURI_ARCH_GEMMA2,     // Gemma 2: pre- and post-norms, GeGLU, sliding window on every other
+                          // layer, attention and final logit soft-capping
+    NURI_ARCH_GEMMA3,     // Gemma 3 (text): gemma2 without attention soft-capping, with q/k norms
+                          // and 5 sliding layers of every 6, which have their own rope base
     NURI_ARCH_EXAONE_MOE, // K-EXAONE: pre-norms, q/k norms, sliding window (RoPE on the sliding
                           // layers only), sigmoid router with a selection bias, a shared expert,
                           // leading dense layers; its next-token-prediction layers are skipped
-    NURI_ARCH_GPTOSS,   // gpt-oss (OpenAI): attention sinks and biases, alternating sliding window,
-                        // YaRN, experts with biases, top-k-then-softmax gating, clamped SwiGLU
+    NURI_ARCH_GPTOSS, // gpt-oss (OpenAI): attention sinks and biases, alternating sliding window,
+                      // YaRN, experts with biases, top-k-then-softmax gating, clamped SwiGLU
     NURI_ARCH_DEEPSEEK2, // DeepSeek-V2 / V3, Kanana-2, Kimi: multi-head latent attention
                          // (MLA, absorbed form), experts with shared experts, leading dense layers
-    NURI_ARCH_QWEN35,   // Qwen3.5: gated delta-net layers (a recurrent state per sequence) and,
-                        // every full_attention_interval-th layer, attention with an output gate
+    NURI_ARCH_QWEN35,    // Qwen3.5: gated delta-net layers (a recurrent state per sequence) and,
+                         // every full_attention_interval-th layer, attention with an output gate
     NURI_ARCH_QWEN35MOE, // Qwen3.5 MoE: qwen35's layers with experts and a sigmoid-gated shared one
 } nuri_arch;
 
@@ -106,8 +106,8 @@ typedef struct nuri_hparams {
     // [yarn_low, yarn_high], cos and sin multiplied by rope_mscale. rope_yarn false: plain rope.
     bool rope_yarn;
     // (rope_freq_scale above is YaRN's freq_scale too: 1 / rope.scaling.factor)
-    float rope_mscale;     // attn_factor * (1 + 0.1 ln(1 / freq_scale)), see model.c
-    int32_t n_ctx_orig;    // rope.scaling.original_context_length
+    float rope_mscale;  // attn_factor * (1 + 0.1 ln(1 / freq_scale)), see model.c
+    int32_t n_ctx_orig; // rope.scaling.original_context_length
     // multi-head latent attention (deepseek2), computed as llama.cpp computes it without flash
     // attention: the absorbed form, one KV "head" of head_dim = n_lora_kv + n_rot (n_head_kv 1),
     // whose cached row is the normed latent then the roped key part; V is its first n_lora_kv
@@ -210,7 +210,7 @@ typedef struct nuri_model {
     // the repacking decision: bytes the packed copy takes (or would take), and, when --repack auto
     // declined for want of memory, the bytes that were available (0 otherwise)
     uint64_t pack_bytes, pack_declined_avail;
-    nuri_vocab *vocab;       // owned: the file's vocabulary; every token id < n_vocab
+    nuri_vocab *vocab; // owned: the file's vocabulary; every token id < n_vocab
     // a pipeline over MPI (src/dist/dist.h): this process is stage `stage` of n_stages and runs
     // layers [layer_first, layer_end), the first stage the embedding, the last one the head; only
     // those weights are packed or read, so only they become resident. 0, 1, 0, n_layer alone.

@@ -108,12 +108,12 @@ static uint32_t file_type(const char *name)
     static const struct {
         const char *name;
         uint32_t ft;
-    } map[] = {{"F32", 0},   {"F16", 1},   {"Q4_0", 2},  {"Q4_1", 3},    {"Q8_0", 7},
-               {"Q5_0", 8},  {"Q5_1", 9},  {"Q2_K", 10}, {"Q3_K", 12},   {"Q4_K", 15},
-               {"Q5_K", 17}, {"Q6_K", 18}, {"BF16", 32}, {"Q4_K_M", 15}, {"Q5_K_M", 17},
-               {"IQ4_NL", 25}, {"IQ4_XS", 30}, {"MXFP4", 38}, {"MXFP4_MOE", 38},
-               {"IQ2_XXS", 19}, {"IQ2_XS", 20}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
-               {"IQ3_S", 26},  {"IQ2_S", 28},  {"IQ1_M", 31}};
+    } map[] = {{"F32", 0},     {"F16", 1},      {"Q4_0", 2},   {"Q4_1", 3},       {"Q8_0", 7},
+               {"Q5_0", 8},    {"Q5_1", 9},     {"Q2_K", 10},  {"Q3_K", 12},      {"Q4_K", 15},
+               {"Q5_K", 17},   {"Q6_K", 18},    {"BF16", 32},  {"Q4_K_M", 15},    {"Q5_K_M", 17},
+               {"IQ4_NL", 25}, {"IQ4_XS", 30},  {"MXFP4", 38}, {"MXFP4_MOE", 38}, {"IQ2_XXS", 19},
+               {"IQ2_XS", 20}, {"IQ3_XXS", 23}, {"IQ1_S", 24}, {"IQ3_S", 26},     {"IQ2_S", 28},
+               {"IQ1_M", 31}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(map[i].name, name)) return map[i].ft;
     return 0;

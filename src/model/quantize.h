@@ -48,8 +48,8 @@ nuri_status nuri_quantize_file(const char *in_path, const char *out_path, const 
                                bool pure, nuri_quant_stats *stats);
 
 typedef struct nuri_quant_opts {
-    bool pure;                 // every 2-D tensor gets the one type (a mix: its base type)
-    bool allow_requantize;     // convert a source that is already quantized all the same
+    bool pure;                      // every 2-D tensor gets the one type (a mix: its base type)
+    bool allow_requantize;          // convert a source that is already quantized all the same
     nuri_work_progress_fn progress; // per tensor (bytes of the source's tensor data), or NULL
     void *progress_ud;
 } nuri_quant_opts;

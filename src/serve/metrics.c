@@ -162,101 +162,103 @@ char *serve_metrics_text(serve_metrics *m, const char *model_name)
     nuri_sb b = {0};
     pthread_mutex_lock(&m->mu);
     nuri_sb_fmt(&b, "# HELP nuri_requests_total HTTP requests answered, by status code.\n"
-                  "# TYPE nuri_requests_total counter\n");
+                    "# TYPE nuri_requests_total counter\n");
     for (int s = 100; s < 600; s++)
         if (m->requests[s])
             nuri_sb_fmt(&b, "nuri_requests_total{code=\"%d\"} %llu\n", s,
-                      (unsigned long long)m->requests[s]);
+                        (unsigned long long)m->requests[s]);
     nuri_sb_fmt(&b,
-              "# HELP nuri_prompt_tokens_total Prompt tokens of admitted requests.\n"
-              "# TYPE nuri_prompt_tokens_total counter\nnuri_prompt_tokens_total %llu\n",
-              (unsigned long long)m->prompt_tokens);
+                "# HELP nuri_prompt_tokens_total Prompt tokens of admitted requests.\n"
+                "# TYPE nuri_prompt_tokens_total counter\nnuri_prompt_tokens_total %llu\n",
+                (unsigned long long)m->prompt_tokens);
     nuri_sb_fmt(&b,
-              "# HELP nuri_prompt_tokens_cached_total Prompt tokens whose KV was reused.\n"
-              "# TYPE nuri_prompt_tokens_cached_total counter\n"
-              "nuri_prompt_tokens_cached_total %llu\n",
-              (unsigned long long)m->cached_prompt_tokens);
+                "# HELP nuri_prompt_tokens_cached_total Prompt tokens whose KV was reused.\n"
+                "# TYPE nuri_prompt_tokens_cached_total counter\n"
+                "nuri_prompt_tokens_cached_total %llu\n",
+                (unsigned long long)m->cached_prompt_tokens);
     nuri_sb_fmt(&b,
-              "# HELP nuri_completion_tokens_total Tokens generated.\n"
-              "# TYPE nuri_completion_tokens_total counter\nnuri_completion_tokens_total %llu\n",
-              (unsigned long long)m->completion_tokens);
+                "# HELP nuri_completion_tokens_total Tokens generated.\n"
+                "# TYPE nuri_completion_tokens_total counter\nnuri_completion_tokens_total %llu\n",
+                (unsigned long long)m->completion_tokens);
     nuri_sb_fmt(&b,
-              "# HELP nuri_generated_tokens_total Tokens sampled by the scheduler.\n"
-              "# TYPE nuri_generated_tokens_total counter\nnuri_generated_tokens_total %llu\n",
-              (unsigned long long)m->generated_tokens);
+                "# HELP nuri_generated_tokens_total Tokens sampled by the scheduler.\n"
+                "# TYPE nuri_generated_tokens_total counter\nnuri_generated_tokens_total %llu\n",
+                (unsigned long long)m->generated_tokens);
+    nuri_sb_fmt(
+        &b,
+        "# HELP nuri_client_disconnects_total Clients gone before their answer was done.\n"
+        "# TYPE nuri_client_disconnects_total counter\nnuri_client_disconnects_total %llu\n",
+        (unsigned long long)m->disconnects);
     nuri_sb_fmt(&b,
-              "# HELP nuri_client_disconnects_total Clients gone before their answer was done.\n"
-              "# TYPE nuri_client_disconnects_total counter\nnuri_client_disconnects_total %llu\n",
-              (unsigned long long)m->disconnects);
+                "# HELP nuri_http_connections Open client connections.\n"
+                "# TYPE nuri_http_connections gauge\nnuri_http_connections %lld\n",
+                (long long)m->connections);
     nuri_sb_fmt(&b,
-              "# HELP nuri_http_connections Open client connections.\n"
-              "# TYPE nuri_http_connections gauge\nnuri_http_connections %lld\n",
-              (long long)m->connections);
+                "# HELP nuri_http_connections_refused_total Connections answered 503 at once "
+                "(a connection limit).\n"
+                "# TYPE nuri_http_connections_refused_total counter\n"
+                "nuri_http_connections_refused_total %llu\n",
+                (unsigned long long)m->connections_refused);
     nuri_sb_fmt(&b,
-              "# HELP nuri_http_connections_refused_total Connections answered 503 at once "
-              "(a connection limit).\n"
-              "# TYPE nuri_http_connections_refused_total counter\n"
-              "nuri_http_connections_refused_total %llu\n",
-              (unsigned long long)m->connections_refused);
+                "# HELP nuri_preemptions_total Running requests whose KV was dropped to make room "
+                "(recomputed later, output unchanged).\n"
+                "# TYPE nuri_preemptions_total counter\nnuri_preemptions_total %llu\n",
+                (unsigned long long)m->preemptions);
     nuri_sb_fmt(&b,
-              "# HELP nuri_preemptions_total Running requests whose KV was dropped to make room "
-              "(recomputed later, output unchanged).\n"
-              "# TYPE nuri_preemptions_total counter\nnuri_preemptions_total %llu\n",
-              (unsigned long long)m->preemptions);
-    nuri_sb_fmt(&b,
-              "# HELP nuri_spec_drafted_tokens_total Draft tokens checked by speculative "
-              "decoding (--draft-lookup).\n"
-              "# TYPE nuri_spec_drafted_tokens_total counter\nnuri_spec_drafted_tokens_total "
-              "%llu\n"
-              "# HELP nuri_spec_accepted_tokens_total Draft tokens the model agreed with.\n"
-              "# TYPE nuri_spec_accepted_tokens_total counter\nnuri_spec_accepted_tokens_total "
-              "%llu\n",
-              (unsigned long long)m->spec_drafted, (unsigned long long)m->spec_accepted);
-    nuri_sb_fmt(&b,
-              "# HELP nuri_kv_prefix_source_total Requests by where their prompt's KV came from: "
-              "the KV pool in memory, a snapshot on disk, or none (computed).\n"
-              "# TYPE nuri_kv_prefix_source_total counter\n"
-              "nuri_kv_prefix_source_total{tier=\"memory\"} %llu\n"
-              "nuri_kv_prefix_source_total{tier=\"disk\"} %llu\n"
-              "nuri_kv_prefix_source_total{tier=\"none\"} %llu\n"
-              "# HELP nuri_kv_snapshots_written_total KV snapshots written to --kv-dir.\n"
-              "# TYPE nuri_kv_snapshots_written_total counter\n"
-              "nuri_kv_snapshots_written_total %llu\n"
-              "# HELP nuri_kv_snapshots_refused_total Snapshots found damaged or made for another "
-              "model, removed (the prompt was computed).\n"
-              "# TYPE nuri_kv_snapshots_refused_total counter\n"
-              "nuri_kv_snapshots_refused_total %llu\n",
-              (unsigned long long)m->kv_source[1], (unsigned long long)m->kv_source[2],
-              (unsigned long long)m->kv_source[0], (unsigned long long)m->kv_snapshots_written,
-              (unsigned long long)m->kv_snapshots_refused);
+                "# HELP nuri_spec_drafted_tokens_total Draft tokens checked by speculative "
+                "decoding (--draft-lookup).\n"
+                "# TYPE nuri_spec_drafted_tokens_total counter\nnuri_spec_drafted_tokens_total "
+                "%llu\n"
+                "# HELP nuri_spec_accepted_tokens_total Draft tokens the model agreed with.\n"
+                "# TYPE nuri_spec_accepted_tokens_total counter\nnuri_spec_accepted_tokens_total "
+                "%llu\n",
+                (unsigned long long)m->spec_drafted, (unsigned long long)m->spec_accepted);
+    nuri_sb_fmt(
+        &b,
+        "# HELP nuri_kv_prefix_source_total Requests by where their prompt's KV came from: "
+        "the KV pool in memory, a snapshot on disk, or none (computed).\n"
+        "# TYPE nuri_kv_prefix_source_total counter\n"
+        "nuri_kv_prefix_source_total{tier=\"memory\"} %llu\n"
+        "nuri_kv_prefix_source_total{tier=\"disk\"} %llu\n"
+        "nuri_kv_prefix_source_total{tier=\"none\"} %llu\n"
+        "# HELP nuri_kv_snapshots_written_total KV snapshots written to --kv-dir.\n"
+        "# TYPE nuri_kv_snapshots_written_total counter\n"
+        "nuri_kv_snapshots_written_total %llu\n"
+        "# HELP nuri_kv_snapshots_refused_total Snapshots found damaged or made for another "
+        "model, removed (the prompt was computed).\n"
+        "# TYPE nuri_kv_snapshots_refused_total counter\n"
+        "nuri_kv_snapshots_refused_total %llu\n",
+        (unsigned long long)m->kv_source[1], (unsigned long long)m->kv_source[2],
+        (unsigned long long)m->kv_source[0], (unsigned long long)m->kv_snapshots_written,
+        (unsigned long long)m->kv_snapshots_refused);
     hist_write(&b, "nuri_time_to_first_token_seconds",
                "Seconds from a request's arrival to its first generated token.", &m->ttft);
     hist_write(&b, "nuri_inter_token_latency_seconds",
                "Seconds between consecutive generated tokens of one request.", &m->itl);
     nuri_sb_fmt(&b,
-              "# HELP nuri_queue_depth Requests waiting for a sequence slot.\n"
-              "# TYPE nuri_queue_depth gauge\nnuri_queue_depth %lld\n",
-              (long long)m->queue_depth);
+                "# HELP nuri_queue_depth Requests waiting for a sequence slot.\n"
+                "# TYPE nuri_queue_depth gauge\nnuri_queue_depth %lld\n",
+                (long long)m->queue_depth);
     nuri_sb_fmt(&b,
-              "# HELP nuri_running_sequences Requests being prefilled or decoded.\n"
-              "# TYPE nuri_running_sequences gauge\nnuri_running_sequences %lld\n",
-              (long long)m->running);
+                "# HELP nuri_running_sequences Requests being prefilled or decoded.\n"
+                "# TYPE nuri_running_sequences gauge\nnuri_running_sequences %lld\n",
+                (long long)m->running);
     nuri_sb_fmt(&b,
-              "# HELP nuri_kv_pages_used KV cache pages in use (sequences and prefix cache).\n"
-              "# TYPE nuri_kv_pages_used gauge\nnuri_kv_pages_used %lld\n",
-              (long long)m->kv_pages_used);
+                "# HELP nuri_kv_pages_used KV cache pages in use (sequences and prefix cache).\n"
+                "# TYPE nuri_kv_pages_used gauge\nnuri_kv_pages_used %lld\n",
+                (long long)m->kv_pages_used);
     nuri_sb_fmt(&b,
-              "# HELP nuri_kv_pages_total KV cache pages in the pool.\n"
-              "# TYPE nuri_kv_pages_total gauge\nnuri_kv_pages_total %lld\n",
-              (long long)m->kv_pages_total);
+                "# HELP nuri_kv_pages_total KV cache pages in the pool.\n"
+                "# TYPE nuri_kv_pages_total gauge\nnuri_kv_pages_total %lld\n",
+                (long long)m->kv_pages_total);
     nuri_sb_fmt(&b,
-              "# HELP nuri_kv_cache_usage_ratio Fraction of the KV pool in use.\n"
-              "# TYPE nuri_kv_cache_usage_ratio gauge\nnuri_kv_cache_usage_ratio %.4f\n",
-              m->kv_pages_total ? (double)m->kv_pages_used / (double)m->kv_pages_total : 0.0);
+                "# HELP nuri_kv_cache_usage_ratio Fraction of the KV pool in use.\n"
+                "# TYPE nuri_kv_cache_usage_ratio gauge\nnuri_kv_cache_usage_ratio %.4f\n",
+                m->kv_pages_total ? (double)m->kv_pages_used / (double)m->kv_pages_total : 0.0);
     nuri_sb_fmt(&b,
-              "# HELP nuri_model_info The model being served.\n# TYPE nuri_model_info gauge\n"
-              "nuri_model_info{model=\"%s\"} 1\n",
-              model_name);
+                "# HELP nuri_model_info The model being served.\n# TYPE nuri_model_info gauge\n"
+                "nuri_model_info{model=\"%s\"} 1\n",
+                model_name);
     pthread_mutex_unlock(&m->mu);
     if (b.oom) {
         free(b.p);

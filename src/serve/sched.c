@@ -993,7 +993,8 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     if (p->draft_lookup < 0 || p->draft_lookup >= SERVE_JOB_RING)
         return nuri_error(NURI_ERR_INVALID_ARG, "draft-lookup %d is not in 0..%d", p->draft_lookup,
                           SERVE_JOB_RING - 1);
-    if (p->draft_lookup > 0 && m->hp.n_recurrent > 0) // a rejected draft is taken back by truncation
+    if (p->draft_lookup > 0 &&
+        m->hp.n_recurrent > 0) // a rejected draft is taken back by truncation
         return nuri_error(NURI_ERR_UNSUPPORTED,
                           "--draft-lookup is not supported for %s: its recurrent state cannot "
                           "take back a rejected draft",
