@@ -95,6 +95,7 @@ vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const ui
     const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
     const __m512i tbl = grid_table_u8(kind == PK_MXFP4 ? nuri_fp4_grid : nuri_iq4_grid);
     __m512 acc[8];
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const __m512 dw = kind == PK_MXFP4
@@ -110,6 +111,7 @@ vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const ui
                      _MM_HINT_T0);
         __m512i w[8];
         if (q4) {
+#pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
                 const __m512i v = _mm512_loadu_si512(q + 64 * i);
                 w[i] = _mm512_and_si512(v, m4);
@@ -120,12 +122,15 @@ vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const ui
                 }
             }
         } else {
+#pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 w[i] = _mm512_xor_si512(_mm512_loadu_si512(q + 64 * i), flip);
         }
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             const int8_t *a = (const int8_t *)(x + (size_t)t * x_stride) + b * 34 + 2;
             __m512i s0 = _mm512_set1_epi32(corr[t * ts + b]), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
                 s0 = _mm512_dpbusd_epi32(s0, w[i], _mm512_set1_epi32(load32(a + 4 * i)));
                 s1 = _mm512_dpbusd_epi32(s1, w[4 + i], _mm512_set1_epi32(load32(a + 16 + 4 * i)));
@@ -134,6 +139,7 @@ vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const ui
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), ds, acc[t]);
         }
     }
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
@@ -174,6 +180,7 @@ static void vnni_tokens(int kind, int64_t nb, const uint8_t *grp, const uint8_t 
 static void make_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb, uint8_t *panel)
 {
     for (int64_t s = 0; s < n16; s++)
+#pragma GCC unroll 16
         for (int t = 0; t < 16; t++) {
             const nuri_block_q8_0 *blk =
                 (const nuri_block_q8_0 *)(x + (size_t)(16 * s + t) * x_stride);
@@ -210,6 +217,7 @@ void kernels_amx_group_q4_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
 /* One block's scales as int32 and mins as floats, 8 x 16 each (lane = row). */
 static inline void q4_K_scales(const uint8_t *kb, int32_t *sci, float *mf)
 {
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++) {
         _mm512_store_si512(sci + 16 * j, _mm512_cvtepu8_epi32(
                                              _mm_loadu_si128((const __m128i *)(kb + 64 + 16 * j))));
@@ -232,18 +240,22 @@ static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const i
     __attribute__((aligned(64))) int32_t sci[128];
     __attribute__((aligned(64))) float mf[128];
     __m512 acc[4];
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * kbytes;
         q4_K_scales(kb, sci, mf);
         __m512i f[4];
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
+#pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             // the block 4 ahead, a quarter of it per step (see vnni_group)
             const int64_t qtr = q5 ? 768 : 640; // a quarter of the block, in whole lines
             for (int64_t off = c * qtr; off < (c + 1) * qtr && off < kbytes; off += 64)
                 _mm_prefetch((const char *)kb + 4 * kbytes + off, _MM_HINT_T1);
             __m512i lo[8], hi[8];
+#pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
                 const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
                 lo[i] = _mm512_and_si512(v, m4);
@@ -258,10 +270,12 @@ static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const i
                                    _mm512_and_si512(_mm512_srli_epi16(h, 2 * c + 1), one), 4));
                 }
             }
+#pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
                 const int8_t *a = xb->qs + 64 * c;
                 __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 16
                 for (int i = 0; i < 8; i++) {
                     s0 = _mm512_dpbusd_epi32(s0, lo[i], _mm512_set1_epi32(load32(a + 4 * i)));
                     s1 = _mm512_dpbusd_epi32(s1, hi[i], _mm512_set1_epi32(load32(a + 32 + 4 * i)));
@@ -274,9 +288,11 @@ static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const i
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
         const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + 32)));
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             const float *bs = bsf + (t * ts + b) * 8;
             __m512 mins = _mm512_setzero_ps();
+#pragma GCC unroll 16
             for (int j = 0; j < 8; j++)
                 mins = _mm512_fmadd_ps(_mm512_set1_ps(bs[j]), _mm512_load_ps(mf + 16 * j), mins);
             const __m512 dx = _mm512_set1_ps(da[t * ts + b]);
@@ -284,6 +300,7 @@ static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const i
             acc[t] = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dm, dx), acc[t]);
         }
     }
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
@@ -317,6 +334,7 @@ static void q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
         const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = blk[b].d;
+#pragma GCC unroll 16
             for (int j = 0; j < 8; j++)
                 bsf[(t * nb + b) * 8 + j] = (float)(blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
         }
@@ -334,6 +352,7 @@ void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
 
 static inline void q6_K_scales(const uint8_t *kb, float *scf)
 {
+#pragma GCC unroll 16
     for (int j = 0; j < 16; j++)
         _mm512_store_ps(scf + 16 * j, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                                           _mm_loadu_si128((const __m128i *)(kb + 32 + 16 * j)))));
@@ -348,23 +367,28 @@ vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
 {
     __attribute__((aligned(64))) float scf[256];
     __m512 acc[4];
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_Q6_K_BYTES;
         q6_K_scales(kb, scf);
         __m512 f[4];
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+#pragma GCC unroll 16
         for (int g = 0; g < 8; g++) { // 32 elements: sub-blocks 2g, 2g + 1
             // the block 3 ahead, an eighth of it per step (see vnni_group)
             for (int off = g * 448; off < (g + 1) * 448 && off < NURI_PACK_Q6_K_BYTES; off += 64)
                 _mm_prefetch((const char *)kb + 3 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T1);
             __m512i c[8];
             q6_K_codes(kb, g / 4, g % 4, c);
+#pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
                 const int8_t *a = xb->qs + 32 * g;
                 const int32_t *cr = corr + (t * ts + b) * 16 + 2 * g;
                 __m512i s0 = _mm512_set1_epi32(cr[0]), s1 = _mm512_set1_epi32(cr[1]);
+#pragma GCC unroll 16
                 for (int i = 0; i < 4; i++) {
                     s0 = _mm512_dpbusd_epi32(s0, c[i], _mm512_set1_epi32(load32(a + 4 * i)));
                     s1 = _mm512_dpbusd_epi32(s1, c[4 + i],
@@ -376,10 +400,12 @@ vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++)
             acc[t] =
                 _mm512_fmadd_ps(f[t], _mm512_mul_ps(dw, _mm512_set1_ps(da[t * ts + b])), acc[t]);
     }
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
@@ -413,6 +439,7 @@ static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
         const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = blk[b].d;
+#pragma GCC unroll 16
             for (int j = 0; j < 16; j++) corr[(t * nb + b) * 16 + j] = -32 * blk[b].bsums[j];
         }
     }
@@ -432,6 +459,7 @@ static void kq_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t nb,
 {
     const int nsub = NURI_QK_K / sub;
     for (int64_t s = 0; s < n16; s++)
+#pragma GCC unroll 16
         for (int t = 0; t < 16; t++) {
             const nuri_block_q8_K *blk =
                 (const nuri_block_q8_K *)(x + (size_t)(16 * s + t) * x_stride);
@@ -651,11 +679,14 @@ vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_
 {
     const __m512i m4 = _mm512_set1_epi8(15), tbl = iq4_table_u8();
     __m512 acc[4];
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
         __m512i f[4];
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
+#pragma GCC unroll 16
         for (int j = 0; j < 8; j++) {
             if (j % 2 == 0) // the block 4 ahead, a quarter of it per two sub-blocks
                 for (int off = j * 552; off < (j + 2) * 552 && off < NURI_PACK_IQ4_XS_BYTES;
@@ -664,15 +695,18 @@ vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_
             const __m512i ls =
                 _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(kb + 32 + 16 * j)));
             __m512i lo[4], hi[4];
+#pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
                 const __m512i v = _mm512_loadu_si512(kb + 160 + (j * 4 + i) * 64);
                 lo[i] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, m4));
                 hi[i] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
             }
+#pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
                 const int8_t *a = xb->qs + 32 * j;
                 __m512i s0 = _mm512_set1_epi32(corr[(t * ts + b) * 8 + j]);
+#pragma GCC unroll 16
                 for (int i = 0; i < 4; i++) {
                     s0 = _mm512_dpbusd_epi32(s0, lo[i], _mm512_set1_epi32(load32(a + 4 * i)));
                     s0 = _mm512_dpbusd_epi32(s0, hi[i], _mm512_set1_epi32(load32(a + 16 + 4 * i)));
@@ -681,11 +715,13 @@ vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kb));
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             const __m512 dx = _mm512_set1_ps(da[t * ts + b]);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f[t]), _mm512_mul_ps(dw, dx), acc[t]);
         }
     }
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
@@ -718,6 +754,7 @@ static void iq4_xs_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_
         const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = blk[b].d;
+#pragma GCC unroll 16
             for (int j = 0; j < 8; j++)
                 corr[(t * nb + b) * 8 + j] = -128 * (blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
         }
