@@ -133,10 +133,23 @@ static nuri_status plan_batch(nuri_ctx *c, const nuri_batch *b, int32_t n, int32
 
 /* ---- small steps ---- */
 
+/* RMS norm with the squares summed in double, as ggml does. Eight partial sums, added in a fixed
+ * order at the end, instead of one chain: a single chain of dependent double additions was 5% of a
+ * 1B model's prompt time (4 cycles per element). The float result differs from one chain's only
+ * when the double sum lies within its own rounding error of a float rounding boundary. */
 static void rms_norm(const float *x, const float *w, float *y, int64_t n, float eps)
 {
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    int64_t i8 = 0;
+    for (; i8 + 8 <= n; i8 += 8) {
+        const float *v = x + i8;
+        s0 += (double)(v[0] * v[0]), s1 += (double)(v[1] * v[1]);
+        s2 += (double)(v[2] * v[2]), s3 += (double)(v[3] * v[3]);
+        s4 += (double)(v[4] * v[4]), s5 += (double)(v[5] * v[5]);
+        s6 += (double)(v[6] * v[6]), s7 += (double)(v[7] * v[7]);
+    }
+    double sum = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+    for (int64_t i = i8; i < n; i++) sum += (double)(x[i] * x[i]);
     const float mean = (float)(sum / (double)n);
     const float scale = 1.0f / sqrtf(mean + eps);
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
