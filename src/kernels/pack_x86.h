@@ -14,6 +14,7 @@ static inline __attribute__((always_inline)) void q6_K_codes(const uint8_t *kb, 
                                                              __m512i c[8])
 {
     const __m512i m4 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3);
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
         const __m512i l = _mm512_loadu_si512(kb + 288 + 64 * (16 * h + 8 * (q & 1) + i));
         const __m512i hb = _mm512_loadu_si512(kb + 2336 + 64 * (8 * h + i));
