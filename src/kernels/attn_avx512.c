@@ -33,9 +33,11 @@ static inline __m512 reduce16(__m512 v[16])
          {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
     };
     int m = 16;
+#pragma GCC unroll 4
     for (int l = 0; l < 4; l++) {
         const __m512i a = _mm512_loadu_si512(idx[l][0]), b = _mm512_loadu_si512(idx[l][1]);
         m /= 2;
+#pragma GCC unroll 8
         for (int i = 0; i < m; i++)
             v[i] = _mm512_add_ps(_mm512_permutex2var_ps(v[2 * i], a, v[2 * i + 1]),
                                  _mm512_permutex2var_ps(v[2 * i], b, v[2 * i + 1]));
@@ -65,11 +67,13 @@ static inline __attribute__((always_inline)) void scores16(const int NC, int32_t
                             : _mm512_setzero_ps());
         for (int32_t g = 0; g < G; g++) {
             __m512 qv[8];
+#pragma GCC unroll 8
             for (int c = 0; c < NC; c++) qv[c] = _mm512_loadu_ps(q + (size_t)g * hd + 16 * c);
             __m512 v[16];
 #pragma GCC unroll 16
             for (int jj = 0; jj < 16; jj++) {
                 __m512 acc = _mm512_mul_ps(qv[0], _mm512_load_ps(kf + jj * hd));
+#pragma GCC unroll 8
                 for (int c = 1; c < NC; c++)
                     acc = _mm512_fmadd_ps(qv[c], _mm512_load_ps(kf + jj * hd + 16 * c), acc);
                 v[rev[jj]] = acc;
