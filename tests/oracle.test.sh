@@ -16,9 +16,9 @@
 # own small shape and in the MoE shapes, with windows of 5 to 16 tokens; and deepseek2 (multi-head
 # latent attention, with and without query compression, softmax and sigmoid routers with shared
 # experts, DeepSeek-V3's group limit, YaRN) in its small shapes and 2 layers of DeepSeek-V2-Lite.
-# And qwen35 (Qwen3.5: gated delta-net layers with their convolution and recurrent state, every 4th layer attention with an
-# output gate, q/k norms and partial rope; a next-token-prediction block both skip) in its own
-# small shape (value heads twice the key heads) and in `small` (as many; 4 layers, one attention).
+# And qwen35 (Qwen3.5: gated delta-net layers with their convolution and recurrent state, every
+# 4th layer attention with an output gate, q/k norms and partial rope; a next-token-prediction
+# block both skip) in its own small shape (value heads twice the key heads) and in `small` (as many; 4 layers, one attention).
 # qwen35moe: the same layers with 8 experts of which 2 are used and with 128 of which 8, a shared
 # expert gated by a sigmoid. F16, BF16 and Q8_0 in qwen35-tiny are left out: a rounding flip
 # carries on to every later position through the recurrent state, and some seeds end beyond the
