@@ -17,9 +17,10 @@ failed_names=()
 run_one() {
     local name=$1
     shift
-    local out
+    local out t0=$SECONDS
     out=$("$@" 2>&1)
     local rc=$?
+    echo "-- $name: $((SECONDS - t0)) s" # where the suite's time goes (CI must stay under 30 min)
     printf '%s\n' "$out" | grep -v '^ok ' || true
     local line
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
