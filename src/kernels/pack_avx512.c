@@ -29,7 +29,7 @@ enum {
     // + one row group's B tiles (Q4_K: 32 bytes per element, Q6_K 16) and scales as floats
     PACK_BUF = PACK_CHUNK + 36 * NURI_PACK_MAX_N + 8192,
     PACK_TT_MAX = 256, // tokens per chunk at most
-    PACK_PF = 8,       // prefetch distance, in blocks of 32
+    PACK_PF = 16,      // prefetch distance, in blocks of 32
 };
 
 void kernels_amx_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *panel,
