@@ -143,7 +143,10 @@ void kernels_packed_q23_group(uint32_t type, int64_t nb, const uint8_t *grp, con
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
-        if (left >= 4) {
+        if (left >= 8) {
+            Q23(8);
+            t += 8;
+        } else if (left >= 4) {
             Q23(4);
             t += 4;
         } else if (left >= 2) {
