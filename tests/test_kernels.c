@@ -754,7 +754,8 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
     static uint8_t w[RMAX * (NMAX + 256)], a[NT * (NMAX * 9 / 8 + 256)],
         packed[(RMAX + 16) * (NMAX + 256)];
     const uint32_t types[] = {NURI_TYPE_Q4_0,   NURI_TYPE_Q8_0,   NURI_TYPE_Q4_K,  NURI_TYPE_Q6_K,
-                              NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS, NURI_TYPE_MXFP4, NURI_TYPE_Q5_K};
+                              NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS, NURI_TYPE_MXFP4, NURI_TYPE_Q5_K,
+                              NURI_TYPE_Q3_K,   NURI_TYPE_Q2_K};
     const int64_t lens[] = {32, 96, 256, 768, 2048, 4096};
     const int64_t outs[] = {5, 16, 40, 100};
     if (!nuri_pack_supported(NURI_TYPE_Q8_0)) {

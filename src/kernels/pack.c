@@ -71,7 +71,8 @@ bool nuri_pack_supported(uint32_t type)
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
            type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL || type == NURI_TYPE_IQ4_XS ||
-           type == NURI_TYPE_MXFP4 || type == NURI_TYPE_Q5_K;
+           type == NURI_TYPE_MXFP4 || type == NURI_TYPE_Q5_K || type == NURI_TYPE_Q3_K ||
+           type == NURI_TYPE_Q2_K;
 }
 
 /* Bytes of one block of a row group (16 rows' worth). */
@@ -89,6 +90,10 @@ static int64_t block_bytes(uint32_t type)
         return NURI_PACK_IQ4_XS_BYTES;
     case NURI_TYPE_Q5_K:
         return NURI_PACK_Q5_K_BYTES;
+    case NURI_TYPE_Q3_K:
+        return NURI_PACK_Q3_K_BYTES;
+    case NURI_TYPE_Q2_K:
+        return NURI_PACK_Q2_K_BYTES;
     case NURI_TYPE_MXFP4: // scales as F32 (an E8M0 exponent does not fit an F16)
         return 64 + 256;
     default:
@@ -99,7 +104,7 @@ static int64_t block_bytes(uint32_t type)
 static int64_t block_elems(uint32_t type)
 {
     return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_XS ||
-                   type == NURI_TYPE_Q5_K
+                   type == NURI_TYPE_Q5_K || type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K
                ? NURI_QK_K
                : NURI_QK;
 }
@@ -161,6 +166,34 @@ static void pack_q5_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
     }
 }
 
+/* Q3_K and Q2_K (pack.h): the scales by pairs of sub-blocks, the 2-bit codes (and Q3_K's hmask)
+ * 4 bytes per row per line. */
+static void pack_q3_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        const nuri_block_q3_K *blk = (const nuri_block_q3_K *)row + b;
+        uint8_t *o = out + b * NURI_PACK_Q3_K_BYTES;
+        memcpy(o + 2 * r, &blk->d, 2);
+        int8_t sc[16];
+        kernels_scales_q3_K(blk->scales, sc);
+        for (int j = 0; j < 16; j++) o[32 + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t)sc[j];
+        for (int k = 0; k < 16; k++) memcpy(o + 288 + 64 * k + 4 * r, blk->qs + 4 * k, 4);
+        for (int i = 0; i < 8; i++) memcpy(o + 1312 + 64 * i + 4 * r, blk->hmask + 4 * i, 4);
+    }
+}
+
+static void pack_q2_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        const nuri_block_q2_K *blk = (const nuri_block_q2_K *)row + b;
+        uint8_t *o = out + b * NURI_PACK_Q2_K_BYTES;
+        memcpy(o + 2 * r, &blk->d, 2);
+        memcpy(o + 32 + 2 * r, &blk->dmin, 2);
+        for (int j = 0; j < 16; j++) o[64 + 32 * (j / 2) + 2 * r + j % 2] = blk->scales[j];
+        for (int k = 0; k < 16; k++) memcpy(o + 320 + 64 * k + 4 * r, blk->qs + 4 * k, 4);
+    }
+}
+
 static void pack_q4_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
 {
     for (int64_t b = 0; b < nb; b++) {
@@ -199,6 +232,10 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
             }
             if (type == NURI_TYPE_Q5_K) {
                 pack_q5_K(row, r, nb, out);
+                continue;
+            }
+            if (type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K) {
+                (type == NURI_TYPE_Q3_K ? pack_q3_K : pack_q2_K)(row, r, nb, out);
                 continue;
             }
             if (type == NURI_TYPE_MXFP4) {

@@ -39,6 +39,17 @@
  *         than the file's 16 x 136. Per sub-block the codes are looked up as grid + 128, the
  *         exact sum minus 128 * (the token's 32-element sum) times ls_j is added as an integer,
  *         then acc = fma(float(f), d * d_x, acc) once per block. VNNI only (no AMX).
+ *   Q3_K: per 256-element block: d[16] F16, sc[8][16][2] int8 where byte (p, r, e) is the signed
+ *         scale (bias 32 removed) of sub-block 2p + e of row r, ql[16][16][4] where byte
+ *         (k, r, e) is the file's qs[4k + e] of row r, qh[8][16][4] likewise the file's
+ *         hmask[4i + e]: 1824 bytes, 3.6% more than the file's 16 x 110. Code (0..7 = q + 4) of
+ *         element 128h + 32j + 4i + e (i < 8): bits 2j, 2j + 1 of ql line 8h + i and bit 4h + j
+ *         of qh line i (as the 3rd bit).
+ *   Q2_K: per 256-element block: d[16] F16, dmin[16] F16, sc[8][16][2] where byte (p, r, e) is
+ *         the file's scales[2p + e] of row r (scale in the low nibble, min in the high), then ql
+ *         as Q3_K's: 1344 bytes, the file's size. VNNI only for both (no AMX); their products
+ *         are in pack_q23_avx512.c's comment: exact integer sums per block as Q4_K's, Q3_K's
+ *         - 4 folded in as - 4 * sum_j sc_j * bsum_j.
  * Q4_K's products follow the same rule one level down: per block, f = sum over the 8 sub-blocks j
  * of isum_j * sc_j as an exact integer (as llama.cpp does; AMX folds sc_j into its B tiles as
  * 8 sh + sl), mins = sum_j float(bsum_j) * m_j (exact), then acc = fma(float(f), d * d_x, acc),
@@ -61,6 +72,8 @@ enum {
     NURI_PACK_Q6_K_BYTES = 3360,   // one Q6_K block of a row group (16 x 210, as the file)
     NURI_PACK_IQ4_XS_BYTES = 2208, // one IQ4_XS block of a row group
     NURI_PACK_Q5_K_BYTES = 2880,   // one Q5_K block: Q4_K's packed block, then its 5th bits
+    NURI_PACK_Q3_K_BYTES = 1824,   // one Q3_K block of a row group
+    NURI_PACK_Q2_K_BYTES = 1344,   // one Q2_K block of a row group (16 x 84, as the file)
 };
 
 /* Whether matrices of this type are packed on this CPU (AVX-512 VNNI, not capped by NURI_ISA;

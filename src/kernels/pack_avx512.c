@@ -522,6 +522,7 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     if (type == NURI_TYPE_Q6_K) per = 4 + 64 + 256; // d, code sums, panel
     if (type == NURI_TYPE_IQ4_XS) per = 4 + 32;     // d, sub-block sums
     if (type == NURI_TYPE_Q5_K) per = 4 + 32;       // d, mins sums (no AMX panel)
+    if (type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K) per = 4 + 32; // no tables: as Q5_K's
     int64_t tt = PACK_CHUNK / (nb * per);
     if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -790,13 +791,45 @@ static void packed_xs(int64_t n, const void *wp, int64_t n_out, items *it, const
         }
 }
 
+/* ======================================================================================== */
+/* Q3_K, Q2_K (pack.h): the kernels are pack_q23_avx512.c's; they need no tables.            */
+/* ======================================================================================== */
+
+void kernels_packed_q23_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
+                              size_t x_stride, int64_t n_t, float *y, int64_t y_stride, int rr);
+
+static void packed_q23(uint32_t type, int64_t n, const void *wp, int64_t n_out, items *it,
+                       const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
+                       int64_t tt)
+{
+    const int64_t nb = n / NURI_QK_K;
+    const int64_t gbytes =
+        nb * (type == NURI_TYPE_Q3_K ? NURI_PACK_Q3_K_BYTES : NURI_PACK_Q2_K_BYTES);
+    int64_t tc, ga, gb;
+    while (items_next(it, &tc, &ga, &gb)) {
+        const int64_t t0 = tc * tt, nt = n_t - t0 < tt ? n_t - t0 : tt;
+        for (int64_t g = ga; g < gb; g++) {
+            const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+            kernels_packed_q23_group(type, nb, (const uint8_t *)wp + g * gbytes,
+                                     x + (size_t)t0 * x_stride, x_stride, nt,
+                                     y + t0 * y_stride + 16 * g, y_stride, (int)rr);
+        }
+    }
+}
+
+static bool is_q23(uint32_t type)
+{
+    return type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K;
+}
+
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
 {
-    const int64_t nb = n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K ||
-                                    type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K
-                                ? NURI_QK_K
-                                : NURI_QK);
+    const int64_t nb =
+        n / (type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_XS ||
+                     type == NURI_TYPE_Q5_K || is_q23(type)
+                 ? NURI_QK_K
+                 : NURI_QK);
     const items it = items_make(NULL, 0, 0, n_out, n_t, chunk_tokens(type, nb));
     return (long)(it.n_tc * it.n_run);
 }
@@ -811,8 +844,12 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
 {
     const int kq = type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_Q5_K;
     const int xs = type == NURI_TYPE_IQ4_XS;
-    const int64_t tt = chunk_tokens(type, n / (kq || xs ? NURI_QK_K : NURI_QK));
+    const int64_t tt = chunk_tokens(type, n / (kq || xs || is_q23(type) ? NURI_QK_K : NURI_QK));
     items it = items_make(sh, g0, g1, n_out, n_t, tt);
+    if (is_q23(type)) {
+        packed_q23(type, n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, tt);
+        return;
+    }
     if (xs) {
         packed_xs(n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, buf_get(), tt);
         return;
