@@ -2,7 +2,8 @@
  * bench/packed.c: micro-benchmark of the packed (x16) matrix products (kernels/pack.h), one thread,
  * CPU time: a (rows, n) matrix of each packed type times T tokens, through AMX and through VNNI
  * alone; prints GMAC/s and CPU nanoseconds per 16 x 16 x 32 product (8192 MACs, the unit the AMX
- * kernels work in). The prompt-shaped counterpart of bench/kernels.c.
+ * kernels work in), and the same product over the file's layout (nuri_gemm, what runs unpacked)
+ * for comparison. The prompt-shaped counterpart of bench/kernels.c.
  *
  * Built by hand, not by make test:
  *   make && cc -O2 -Iinclude -Isrc bench/packed.c build/libnuri.a -lm -lpthread -o
@@ -27,12 +28,13 @@ int main(int argc, char **argv)
 {
     const int64_t rows = argc > 1 ? atoll(argv[1]) : 2048, n = argc > 2 ? atoll(argv[2]) : 2048;
     const int64_t nt = argc > 3 ? atoll(argv[3]) : 256;
-    const uint32_t types[] = {NURI_TYPE_Q8_0, NURI_TYPE_Q4_0, NURI_TYPE_Q4_K, NURI_TYPE_Q6_K};
+    const uint32_t types[] = {NURI_TYPE_Q8_0, NURI_TYPE_Q4_0, NURI_TYPE_Q4_K,
+                              NURI_TYPE_Q6_K, NURI_TYPE_F16,  NURI_TYPE_BF16};
     float *wf = malloc(sizeof(float) * (size_t)n);
     float *x = malloc(sizeof(float) * (size_t)n);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)nt);
-    printf("%-6s %6s %6s %5s %10s %10s %12s %12s\n", "type", "rows", "n", "tok", "AMX GMAC/s",
-           "VNNI", "AMX ns/8192", "VNNI ns/8192");
+    printf("%-6s %6s %6s %5s %10s %10s %12s %12s %12s\n", "type", "rows", "n", "tok",
+           "AMX GMAC/s", "VNNI", "AMX ns/8192", "VNNI ns/8192", "file ns/8192");
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const uint32_t t = types[k];
         if (!nuri_pack_supported(t)) {
@@ -67,10 +69,18 @@ int main(int argc, char **argv)
                 if (dt < best[amx]) best[amx] = dt;
             }
         }
+        double file = 1e9; // the file's layout, this CPU's kernels (no packing)
+        for (int rep = 0; rep < 3; rep++) {
+            const double t0 = now_s();
+            nuri_gemm(nuri_kernels(t), n, w, rb, 0, rows, a, ab, nt, y, rows);
+            const double dt = now_s() - t0;
+            if (dt < file) file = dt;
+        }
         const double macs = (double)rows * (double)n * (double)nt;
-        printf("%-6s %6lld %6lld %5lld %10.1f %10.1f %12.1f %12.1f\n", nuri_type_get(t)->name,
-               (long long)rows, (long long)n, (long long)nt, macs / best[1] * 1e-9,
-               macs / best[0] * 1e-9, best[1] / macs * 8192 * 1e9, best[0] / macs * 8192 * 1e9);
+        printf("%-6s %6lld %6lld %5lld %10.1f %10.1f %12.1f %12.1f %12.1f\n",
+               nuri_type_get(t)->name, (long long)rows, (long long)n, (long long)nt,
+               macs / best[1] * 1e-9, macs / best[0] * 1e-9, best[1] / macs * 8192 * 1e9,
+               best[0] / macs * 8192 * 1e9, file / macs * 8192 * 1e9);
         free(w);
         free(wp);
         free(a);
