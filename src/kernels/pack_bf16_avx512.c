@@ -101,8 +101,7 @@ x16f_tile(const int kind, const int G, const int T, int64_t n, const uint8_t *gr
             _mm512_mask_storeu_ps(y + t * y_stride + 16 * g, rows[g], acc[g][t]);
 }
 
-#define X16F_T(K, G, T)                                                                            \
-    x16f_tile(K, G, T, n, grp, gbytes, xt, x_stride, yt, y_stride, rows)
+#define X16F_T(K, G, T) x16f_tile(K, G, T, n, grp, gbytes, xt, x_stride, yt, y_stride, rows)
 #define X16F_TOKENS(K, G)                                                                          \
     (left >= 8   ? (X16F_T(K, G, 8), 8)                                                            \
      : left >= 4 ? (X16F_T(K, G, 4), 4)                                                            \
