@@ -19,11 +19,12 @@ grep -qw avx512_vnni /proc/cpuinfo && packs=1
 
 # The repacked kernels read the same weights with the activations quantized per their own
 # layout, so results agree to rounding, not bit for bit: greedy text is the same over 32 tokens for
-# Q8_0 and Q6_K here (Q4_K's parts after 15 tokens, on a near-tie of these random-weight models,
+# Q8_0, Q6_K, F16 and BF16 here (F16 / BF16 are repacked where the CPU has AVX512_BF16; measured:
+# log-probabilities within 0.014 and 0.078) (Q4_K's parts after 15 tokens, on a near-tie of these random-weight models,
 # whose logits span +-25), and for every packed type the next-token distributions agree at 64
 # positions: the same top token at 60 or more, log-probabilities within 1 nat (measured on AVX-512:
 # at most 0.56, 62 of 64). A broken repacking gives unrelated distributions.
-for m in llama-tiny-Q8_0 llama-tiny-Q6_K; do
+for m in llama-tiny-Q8_0 llama-tiny-Q6_K llama-tiny-F16 llama-tiny-BF16; do
     f=tests/data/models/$m.gguf
     on=$("$NURI" run -m "$f" -p "the quick brown fox" -n 32 --repack on 2>"$TMP/on.err")
     off=$("$NURI" run -m "$f" -p "the quick brown fox" -n 32 --repack off 2>"$TMP/off.err")
@@ -35,7 +36,7 @@ for m in llama-tiny-Q8_0 llama-tiny-Q6_K; do
     fi
 done
 toks=$(python3 -c 'print(",".join(str((i * 7919) % 4000 + 3) for i in range(64)))')
-for m in llama-tiny-Q4_K llama-tiny-Q8_0 llama-tiny-Q6_K llama-tiny-Q4_0; do
+for m in llama-tiny-Q4_K llama-tiny-Q8_0 llama-tiny-Q6_K llama-tiny-Q4_0 llama-tiny-F16 llama-tiny-BF16; do
     f=tests/data/models/$m.gguf
     NURI_PACK=on "$NURI" eval -m "$f" --tokens "$toks" --top 5 >"$TMP/on.jl" 2>"$TMP/eval.err"
     NURI_PACK=off "$NURI" eval -m "$f" --tokens "$toks" --top 5 >"$TMP/off.jl" 2>>"$TMP/eval.err"

@@ -227,7 +227,8 @@ TEST(logits_do_not_depend_on_the_number_of_threads)
     static const char *const files[] = {
         "tests/data/models/llama-tiny-Q4_0.gguf",   "tests/data/models/llama-tiny-Q8_0.gguf",
         "tests/data/models/llama-tiny-Q4_K_M.gguf", "tests/data/models/llama-tiny-Q5_K.gguf",
-        "tests/data/models/llama-tiny-Q3_K.gguf",   "tests/data/models/llama-tiny-Q2_K.gguf"};
+        "tests/data/models/llama-tiny-Q3_K.gguf",   "tests/data/models/llama-tiny-Q2_K.gguf",
+        "tests/data/models/llama-tiny-F16.gguf",    "tests/data/models/llama-tiny-BF16.gguf"};
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         nuri_model *m;
         REQUIRE(nuri_model_load(files[f], &m) == NURI_OK);

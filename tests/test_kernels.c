@@ -744,18 +744,20 @@ TEST(softmax_and_swiglu_match_double)
     }
 }
 
-/* Packed (x16) Q4_0 / Q8_0 weights: the product matches the scalar vec_dot, and every output is
+/* Packed (x16) weights: the product matches the scalar vec_dot, and every output is
  * bit-identical whether computed with all 40 tokens, one token at a time, a sub-range of row
- * groups, or with AMX tiles instead of VNNI (when this CPU has AMX). */
+ * groups, or with AMX tiles instead of VNNI (when this CPU has AMX). F16 and BF16 (packed only
+ * where the CPU has AVX512_BF16) are held to the same bound: F16 keeps its weights exact, and
+ * BF16's vdpbf16ps multiplies BF16 values exactly, so only the F32 sums' order differs. */
 TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
 {
     enum { NT = 40, RMAX = 100, NMAX = 4096 };
     static float xf[NMAX], y_all[NT * RMAX], y_one[NT * RMAX], y_amx[NT * RMAX], y_sub[NT * RMAX];
-    static uint8_t w[RMAX * (NMAX + 256)], a[NT * (NMAX * 9 / 8 + 256)],
-        packed[(RMAX + 16) * (NMAX + 256)];
+    static uint8_t w[RMAX * (2 * NMAX + 256)], a[NT * (2 * NMAX + 256)],
+        packed[(RMAX + 16) * (2 * NMAX + 256)];
     const uint32_t types[] = {NURI_TYPE_Q4_0,   NURI_TYPE_Q8_0,   NURI_TYPE_Q4_K,  NURI_TYPE_Q6_K,
                               NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS, NURI_TYPE_MXFP4, NURI_TYPE_Q5_K,
-                              NURI_TYPE_Q3_K,   NURI_TYPE_Q2_K};
+                              NURI_TYPE_Q3_K,   NURI_TYPE_Q2_K,   NURI_TYPE_F16,   NURI_TYPE_BF16};
     const int64_t lens[] = {32, 96, 256, 768, 2048, 4096};
     const int64_t outs[] = {5, 16, 40, 100};
     if (!nuri_pack_supported(NURI_TYPE_Q8_0)) {
@@ -769,7 +771,7 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                 const uint32_t t = types[k];
                 const int64_t n = lens[li], n_out = outs[oi], groups = (n_out + 15) / 16;
                 const nuri_kernel_traits *ref = nuri_kernels_isa(t, NURI_ISA_SCALAR);
-                if (n % nuri_type_get(t)->block_size) continue;
+                if (n % nuri_type_get(t)->block_size || !nuri_pack_supported(t)) continue;
                 const nuri_kernel_traits *ka = nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR);
                 const size_t wb = row_bytes(t, n), ab = row_bytes(ref->vec_dot_type, n);
                 for (int64_t r = 0; r < n_out; r++) {

@@ -56,19 +56,25 @@ bool nuri_pack_amx(void)
     return amx_ok && nuri_pack_supported(NURI_TYPE_Q8_0);
 }
 
-static bool pack_off;
+static bool pack_off, cpu_bf16;
 static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
 
 static void pack_env(void)
 {
     const char *env = getenv("NURI_PACK");
     pack_off = env && !strcmp(env, "0");
+#if PACK_X86
+    unsigned a, b, c, d;
+    cpu_bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)); // AVX512_BF16
+#endif
 }
 
 bool nuri_pack_supported(uint32_t type)
 {
     pthread_once(&pack_once, pack_env);
     if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
+    // F16 and BF16 only where vdpbf16ps runs: elsewhere today's products stay (unmeasured there)
+    if (type == NURI_TYPE_F16 || type == NURI_TYPE_BF16) return cpu_bf16;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
            type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL || type == NURI_TYPE_IQ4_XS ||
            type == NURI_TYPE_MXFP4 || type == NURI_TYPE_Q5_K || type == NURI_TYPE_Q3_K ||
@@ -96,6 +102,9 @@ static int64_t block_bytes(uint32_t type)
         return NURI_PACK_Q2_K_BYTES;
     case NURI_TYPE_MXFP4: // scales as F32 (an E8M0 exponent does not fit an F16)
         return 64 + 256;
+    case NURI_TYPE_F16:
+    case NURI_TYPE_BF16: // 16 lines of 16 rows x 2 elements
+        return 16 * 64;
     default:
         return NURI_PACK_Q6_K_BYTES;
     }
@@ -107,6 +116,20 @@ static int64_t block_elems(uint32_t type)
                    type == NURI_TYPE_Q5_K || type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K
                ? NURI_QK_K
                : NURI_QK;
+}
+
+/* Row r of an F16 or BF16 row group (pack.h): BF16 line k holds elements 2k, 2k + 1 of row r at
+ * 4r; F16 line k holds element 2k at 2r and element 2k + 1 at 32 + 2r. */
+static void pack_x16f(uint32_t type, const uint8_t *row, int r, int64_t n, uint8_t *out)
+{
+    for (int64_t k = 0; k < n / 2; k++) {
+        if (type == NURI_TYPE_BF16) {
+            memcpy(out + 64 * k + 4 * r, row + 4 * k, 4);
+        } else {
+            memcpy(out + 64 * k + 2 * r, row + 4 * k, 2);
+            memcpy(out + 64 * k + 32 + 2 * r, row + 4 * k + 2, 2);
+        }
+    }
 }
 
 static void pack_q6_K(const uint8_t *row, int r, int64_t nb, uint8_t *out)
@@ -232,6 +255,10 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
             }
             if (type == NURI_TYPE_Q5_K) {
                 pack_q5_K(row, r, nb, out);
+                continue;
+            }
+            if (type == NURI_TYPE_F16 || type == NURI_TYPE_BF16) {
+                pack_x16f(type, row, r, n, out);
                 continue;
             }
             if (type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K) {

@@ -50,6 +50,15 @@
  *         as Q3_K's: 1344 bytes, the file's size. VNNI only for both (no AMX); their products
  *         are in pack_q23_avx512.c's comment: exact integer sums per block as Q4_K's, Q3_K's
  *         - 4 folded in as - 4 * sum_j sc_j * bsum_j.
+ *   BF16: per 32 elements, 16 lines of 64 bytes; line k holds elements 2k and 2k + 1 of row r as
+ *         BF16 at bytes 4r..4r + 3 (1024 bytes per 32 elements: the file's size). One
+ *         vdpbf16ps against the activation's BF16 pair broadcast adds both products to row r's
+ *         lane. Packed only where the CPU has AVX512_BF16 (F16 too).
+ *   F16: the same size; line k holds element 2k of the 16 rows as F16 (bytes 2r), then element
+ *         2k + 1 (bytes 32 + 2r): the weights stay F16 (BF16 would drop 3 mantissa bits), are
+ *         widened by vcvtph2ps and multiplied by FMA against the F16 activation widened to F32.
+ *   For both, each output is one F32 chain over k in order (a vdpbf16ps, or an FMA for element
+ *         2k then one for 2k + 1), whatever tile computes it: batch-invariant. No AMX path.
  * Q4_K's products follow the same rule one level down: per block, f = sum over the 8 sub-blocks j
  * of isum_j * sc_j as an exact integer (as llama.cpp does; AMX folds sc_j into its B tiles as
  * 8 sh + sl), mins = sum_j float(bsum_j) * m_j (exact), then acc = fma(float(f), d * d_x, acc),
@@ -90,8 +99,8 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
 /*
  * The matrix product over row groups [g0, g1) of a packed matrix with n_out rows:
  * y[t * y_stride + r] for rows r in [16 g0, min(16 g1, n_out)) and tokens t in [0, n_t); x holds
- * n_t rows of Q8_0 (the type's vec_dot_type), x_stride bytes apart. use_amx = false forces the
- * VNNI path (tests; results are identical).
+ * n_t rows of the type's vec_dot_type (Q8_0, Q8_K, F16 or BF16), x_stride bytes apart. use_amx =
+ * false forces the VNNI path (tests; results are identical).
  */
 void nuri_gemm_packed(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
                       int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,

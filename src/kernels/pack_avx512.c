@@ -523,6 +523,7 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     if (type == NURI_TYPE_IQ4_XS) per = 4 + 32;     // d, sub-block sums
     if (type == NURI_TYPE_Q5_K) per = 4 + 32;       // d, mins sums (no AMX panel)
     if (type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K) per = 4 + 32; // no tables: as Q5_K's
+    if (type == NURI_TYPE_F16 || type == NURI_TYPE_BF16) per = 128;     // F16: x widened to F32
     int64_t tt = PACK_CHUNK / (nb * per);
     if (tt > PACK_TT_MAX) tt = PACK_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -822,6 +823,34 @@ static bool is_q23(uint32_t type)
     return type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K;
 }
 
+/* F16 and BF16 (pack.h, pack_bf16_avx512.c): F16 activations are widened to F32 once per     */
+/* chunk; BF16 ones are read in place.                                                        */
+/* ======================================================================================== */
+
+void kernels_x16f_groups(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t ga,
+                         int64_t gb, const void *vx, size_t x_stride, int64_t n_t, bool f32,
+                         float *y, int64_t y_stride);
+void kernels_x16f_widen(const void *x, size_t x_stride, int64_t n_t, int64_t n, float *out);
+
+static void packed_x16f(uint32_t type, int64_t n, const void *wp, int64_t n_out, items *it,
+                        const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
+                        uint8_t *buf, int64_t tt)
+{
+    const bool widen = type == NURI_TYPE_F16 && buf; // no scratch: widened in place, same bits
+    int64_t tc, ga, gb, have = -1;
+    while (items_next(it, &tc, &ga, &gb)) {
+        const int64_t t0 = tc * tt, nt = n_t - t0 < tt ? n_t - t0 : tt;
+        const uint8_t *xc = x + (size_t)t0 * x_stride;
+        if (widen && tc != have) {
+            kernels_x16f_widen(xc, x_stride, nt, n, (float *)buf);
+            have = tc;
+        }
+        kernels_x16f_groups(type, n, wp, n_out, ga, gb, widen ? buf : xc,
+                            widen ? (size_t)n * 4 : x_stride, nt, widen, y + t0 * y_stride,
+                            y_stride);
+    }
+}
+
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
 {
@@ -846,6 +875,10 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
     const int xs = type == NURI_TYPE_IQ4_XS;
     const int64_t tt = chunk_tokens(type, n / (kq || xs || is_q23(type) ? NURI_QK_K : NURI_QK));
     items it = items_make(sh, g0, g1, n_out, n_t, tt);
+    if (type == NURI_TYPE_F16 || type == NURI_TYPE_BF16) {
+        packed_x16f(type, n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, buf_get(), tt);
+        return;
+    }
     if (is_q23(type)) {
         packed_q23(type, n, wp, n_out, &it, vx, x_stride, n_t, y, y_stride, tt);
         return;
