@@ -126,9 +126,10 @@ q_half(const int T, const int q8, int64_t nb, const uint8_t *grp, int h, const u
 #define Q_T(Q8, T)                                                                                 \
     q_half(T, Q8, nb, grp, h, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
 
-static void q_tokens(int q8, int64_t nb, const uint8_t *grp, int h, const uint8_t *x,
-                     size_t x_stride, int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
-                     float *y, int64_t y_stride, int rows)
+static __attribute__((noinline)) void q_tokens(int q8, int64_t nb, const uint8_t *grp, int h,
+                                               const uint8_t *x, size_t x_stride, int64_t n_t,
+                                               const float *da, const int32_t *corr, int64_t ts,
+                                               float *y, int64_t y_stride, int rows)
 {
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
@@ -337,9 +338,10 @@ static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
         : q4_K_half(T, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8, ts, \
                     yt, y_stride, rows))
 
-static void kq_tokens(int q6, int64_t nb, const uint8_t *grp, int h, const uint8_t *x,
-                      size_t x_stride, int64_t n_t, const float *da, const void *aux, int64_t ts,
-                      float *y, int64_t y_stride, int rows)
+static __attribute__((noinline)) void kq_tokens(int q6, int64_t nb, const uint8_t *grp, int h,
+                                                const uint8_t *x, size_t x_stride, int64_t n_t,
+                                                const float *da, const void *aux, int64_t ts,
+                                                float *y, int64_t y_stride, int rows)
 {
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
