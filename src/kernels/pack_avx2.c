@@ -42,6 +42,15 @@ static inline __m256i bcast32(const int8_t *p)
     return _mm256_set1_epi32(load32(p));
 }
 
+/* Keeps v in a register as it is at this point: GCC would otherwise reorder a token's chain of
+ * integer additions into a tree computed after all the products, which needs more than the 16 ymm
+ * registers and sends the partial products to the stack. No instruction. */
+static inline __m256i hold(__m256i v)
+{
+    __asm__("" : "+x"(v));
+    return v;
+}
+
 /* Stores the first `rows` (1..8) lanes of v. */
 static inline void store_rows(float *y, __m256 v, int rows)
 {
@@ -88,7 +97,7 @@ q_half(const int T, const int q8, int64_t nb, const uint8_t *grp, int h, const u
                     const int8_t *a = (const int8_t *)(x + (size_t)t * x_stride) + b * 34 + 2;
                     const __m256i p =
                         _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast32(a + 4 * i), w));
-                    s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones));
+                    s[t] = hold(_mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones)));
                 }
             }
         } else {
@@ -102,7 +111,8 @@ q_half(const int T, const int q8, int64_t nb, const uint8_t *grp, int h, const u
 #pragma GCC unroll 16
                 for (int t = 0; t < T; t++) {
                     const int8_t *a = (const int8_t *)(x + (size_t)t * x_stride) + b * 34 + 2;
-                    s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, bcast32(a + 4 * i)));
+                    s[t] =
+                        hold(_mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, bcast32(a + 4 * i))));
                     s[t] =
                         _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, bcast32(a + 16 + 4 * i)));
                 }
@@ -208,12 +218,13 @@ q4_K_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, 
                 for (int t = 0; t < T; t++) {
                     const nuri_block_q8_K *xb =
                         (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
-                    s[t] = _mm256_add_epi16(
-                        s[t], _mm256_maddubs_epi16(w, bcast32(xb->qs + 32 * j + 4 * i)));
+                    s[t] = hold(_mm256_add_epi16(
+                        s[t], _mm256_maddubs_epi16(w, bcast32(xb->qs + 32 * j + 4 * i))));
                 }
             }
 #pragma GCC unroll 16
-            for (int t = 0; t < T; t++) f[t] = _mm256_add_epi32(f[t], _mm256_madd_epi16(s[t], sc2));
+            for (int t = 0; t < T; t++)
+                f[t] = hold(_mm256_add_epi32(f[t], _mm256_madd_epi16(s[t], sc2)));
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 16 * h)));
         const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 32 + 16 * h)));
@@ -304,7 +315,7 @@ q6_K_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, 
                     const int8_t *a = xb->qs + 32 * g + 4 * i;
                     const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(c0, bcast32(a)),
                                                        _mm256_maddubs_epi16(c1, bcast32(a + 4)));
-                    s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones));
+                    s[t] = hold(_mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones)));
                 }
             }
 #pragma GCC unroll 16
@@ -347,8 +358,13 @@ static __attribute__((noinline)) void kq_tokens(int q6, int64_t nb, const uint8_
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
-        const int T = left >= 2 ? 2 : 1;
-        if (T == 2)
+        // Q4_K's tile is 4 tokens (acc, f, s: 12 registers); Q6_K's two codes and the scale
+        // leave room for 2
+        const int T = left >= 4 && !q6 ? 4 : left >= 2 ? 2 : 1;
+        if (T == 4)
+            q4_K_half(4, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8, ts,
+                      yt, y_stride, rows);
+        else if (T == 2)
             KQ_T(2);
         else
             KQ_T(1);
