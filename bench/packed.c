@@ -62,7 +62,7 @@ int main(int argc, char **argv)
                 x[i] = (float)(((i + 3 * j) * 7919) % 1000) / 500.f - 1.f;
             nuri_kernels_isa(ref->vec_dot_type, NURI_ISA_SCALAR)->from_float(x, a + j * ab, n);
         }
-        double best[2] = {0, 1e9}; // AMX: 0 when not run
+        double best[2] = {1e9, 0}; // [1], AMX: 0 when not run
         for (int amx = 1; amx >= 0; amx--) {
             if (amx && !nuri_pack_amx()) continue;
             for (int rep = 0; rep < 5; rep++) {
