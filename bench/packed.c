@@ -1,9 +1,10 @@
 /*
  * bench/packed.c: micro-benchmark of the packed (x16) matrix products (kernels/pack.h), one thread,
  * CPU time: a (rows, n) matrix of each packed type times T tokens, through AMX and through VNNI
- * alone, and the same matrix in the file's layout (nuri_gemm: what runs when it is not packed);
- * prints GMAC/s and CPU nanoseconds per 16 x 16 x 32 product (8192 MACs, the unit the AMX kernels
- * work in). The prompt-shaped counterpart of bench/kernels.c; tokens = 1 is decode's shape.
+ * alone (with NURI_ISA=avx2, or on a CPU without AVX-512: through pack_avx2.c's kernels), and
+ * the same matrix in the file's layout (nuri_gemm: what runs when it is not packed); prints GMAC/s
+ * and CPU nanoseconds per 16 x 16 x 32 product (8192 MACs, the unit the AMX kernels work in). The
+ * prompt-shaped counterpart of bench/kernels.c; tokens = 1 is decode's shape.
  *
  * Built by hand, not by make test:
  *   make && cc -O2 -Iinclude -Isrc bench/packed.c build/libnuri.a -lm -lpthread -o
@@ -35,8 +36,13 @@ int main(int argc, char **argv)
     float *wf = malloc(sizeof(float) * (size_t)n);
     float *x = malloc(sizeof(float) * (size_t)n);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)nt);
+    // below AVX-512 (or with NURI_ISA=avx2) the products are pack_avx2.c's: the VNNI columns
+    // are theirs, and there is no AMX
+    const int avx2 = nuri_cpu_isa() < NURI_ISA_AVX512;
+    printf("packed kernels: %s\n", avx2 ? "AVX2 (pack_avx2.c)" : "AVX-512 VNNI (pack_avx512.c)");
     printf("%-6s %6s %6s %5s %10s %10s %10s %12s %12s %12s\n", "type", "rows", "n", "tok",
-           "AMX GMAC/s", "VNNI", "file", "AMX ns/8192", "VNNI ns/8192", "file ns/8192");
+           "AMX GMAC/s", avx2 ? "AVX2" : "VNNI", "file", "AMX ns/8192",
+           avx2 ? "AVX2 ns/8192" : "VNNI ns/8192", "file ns/8192");
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const uint32_t t = types[k];
         if (!nuri_pack_supported(t)) {

@@ -744,11 +744,19 @@ TEST(softmax_and_swiglu_match_double)
     }
 }
 
-/* Packed (x16) weights: the product matches the scalar vec_dot, and every output is
- * bit-identical whether computed with all 40 tokens, one token at a time, a sub-range of row
- * groups, or with AMX tiles instead of VNNI (when this CPU has AMX). F16 and BF16 (packed only
- * where the CPU has AVX512_BF16) are held to the same bound: F16 keeps its weights exact, and
- * BF16's vdpbf16ps multiplies BF16 values exactly, so only the F32 sums' order differs. */
+/* pack_avx2.c's kernels, called directly: on an AVX-512 CPU they must give the VNNI kernels'
+ * outputs bit for bit. */
+void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                              int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
+                              int64_t y_stride, const nuri_share *sh);
+
+/* Packed (x16) weights: the product matches the scalar vec_dot, and every output is bit-identical
+ * whether computed with all 40 tokens, one token at a time, a sub-range of row groups, with AMX
+ * tiles instead of VNNI (when this CPU has AMX), or with the AVX2 kernels instead of VNNI (when
+ * this CPU has AVX-512; with NURI_ISA=avx2 the AVX2 kernels are the ones checked throughout). F16
+ * and BF16 (packed only where the CPU has AVX512_BF16) are held to the same bound: F16 keeps its
+ * weights exact, and BF16's vdpbf16ps multiplies BF16 values exactly, so only the F32 sums' order
+ * differs. */
 TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
 {
     enum { NT = 40, RMAX = 100, NMAX = 4096 };
@@ -761,10 +769,13 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
     const int64_t lens[] = {32, 96, 256, 768, 2048, 4096};
     const int64_t outs[] = {5, 16, 40, 100};
     if (!nuri_pack_supported(NURI_TYPE_Q8_0)) {
-        printf("  (no AVX-512 VNNI here: nothing is packed)\n");
+        printf("  (nothing is packed on this CPU)\n");
         return;
     }
-    printf("  AMX %s\n", nuri_pack_amx() ? "used" : "not available");
+    printf("  packed kernels: %s, AMX %s\n",
+           nuri_cpu_isa() >= NURI_ISA_AVX512 ? "AVX-512 VNNI" : "AVX2",
+           nuri_pack_amx() ? "used" : "not available");
+    static float y_avx2[NT * RMAX];
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
             for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++) {
@@ -813,6 +824,15 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                 CHECKF(!memcmp(y_all, y_amx, sizeof(float) * NT * (size_t)n_out),
                        "%s n=%lld rows=%lld: AMX differs from VNNI", tname(t), (long long)n,
                        (long long)n_out);
+                if (nuri_cpu_isa() >= NURI_ISA_AVX512 &&
+                    (t == NURI_TYPE_Q4_0 || t == NURI_TYPE_Q8_0 || t == NURI_TYPE_Q4_K ||
+                     t == NURI_TYPE_Q6_K)) {
+                    kernels_packed_gemm_avx2(t, n, packed, n_out, 0, groups, a, ab, NT, y_avx2,
+                                             n_out, NULL);
+                    CHECKF(!memcmp(y_all, y_avx2, sizeof(float) * NT * (size_t)n_out),
+                           "%s n=%lld rows=%lld: AVX2 differs from VNNI", tname(t), (long long)n,
+                           (long long)n_out);
+                }
                 // the last row group alone, tokens [7, 40)
                 memset(y_sub, 0, sizeof y_sub);
                 nuri_gemm_packed(t, n, packed, n_out, groups - 1, groups, a + 7 * ab, ab, NT - 7,

@@ -1,7 +1,8 @@
 /*
  * pack.c: the portable half of packed weights (pack.h): which types are packed on this CPU,
  * the repacking itself, AMX detection and the permission the kernel asks for, and the dispatch to
- * pack_avx512.c. Nothing here needs more than baseline x86-64.
+ * pack_avx512.c (AVX-512 VNNI, AMX) or pack_avx2.c (AVX2 alone, or NURI_ISA=avx2). Nothing here
+ * needs more than baseline x86-64.
  */
 #include "kernels/pack.h"
 #include "kernels/blocks.h"
@@ -27,6 +28,10 @@ void kernels_packed_gemm_avx512(uint32_t type, int64_t n, const void *wp, int64_
                                 int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
                                 int64_t y_stride, bool use_amx, const nuri_share *sh);
 long kernels_packed_items_avx512(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
+void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                              int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
+                              int64_t y_stride, const nuri_share *sh);
+long kernels_packed_items_avx2(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
 
 static bool amx_ok;
 static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
@@ -53,7 +58,7 @@ static void amx_detect(void)
 bool nuri_pack_amx(void)
 {
     pthread_once(&amx_once, amx_detect);
-    return amx_ok && nuri_pack_supported(NURI_TYPE_Q8_0);
+    return amx_ok && nuri_cpu_isa() >= NURI_ISA_AVX512 && nuri_pack_supported(NURI_TYPE_Q8_0);
 }
 
 static bool pack_off, cpu_bf16;
@@ -72,7 +77,10 @@ static void pack_env(void)
 bool nuri_pack_supported(uint32_t type)
 {
     pthread_once(&pack_once, pack_env);
-    if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX512) return false;
+    if (pack_off || nuri_cpu_isa() < NURI_ISA_AVX2) return false;
+    if (nuri_cpu_isa() == NURI_ISA_AVX2) // pack_avx2.c's kernels
+        return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
+               type == NURI_TYPE_Q6_K;
     // F16 and BF16 only where vdpbf16ps runs: elsewhere today's products stay (unmeasured there)
     if (type == NURI_TYPE_F16 || type == NURI_TYPE_BF16) return cpu_bf16;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
@@ -298,12 +306,17 @@ void nuri_gemm_packed(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                       int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,
                       int64_t y_stride, bool use_amx)
 {
+    if (nuri_cpu_isa() < NURI_ISA_AVX512) {
+        kernels_packed_gemm_avx2(type, n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride, NULL);
+        return;
+    }
     kernels_packed_gemm_avx512(type, n, wp, n_out, g0, g1, x, x_stride, n_t, y, y_stride,
                                use_amx && nuri_pack_amx(), NULL);
 }
 
 long nuri_gemm_packed_items(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
 {
+    if (nuri_cpu_isa() < NURI_ISA_AVX512) return kernels_packed_items_avx2(type, n, n_out, n_t);
     return kernels_packed_items_avx512(type, n, n_out, n_t);
 }
 
@@ -311,6 +324,10 @@ void nuri_gemm_packed_shared(uint32_t type, int64_t n, const void *wp, int64_t n
                              size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
                              const nuri_share *sh)
 {
+    if (nuri_cpu_isa() < NURI_ISA_AVX512) {
+        kernels_packed_gemm_avx2(type, n, wp, n_out, 0, 0, x, x_stride, n_t, y, y_stride, sh);
+        return;
+    }
     kernels_packed_gemm_avx512(type, n, wp, n_out, 0, 0, x, x_stride, n_t, y, y_stride,
                                nuri_pack_amx(), sh);
 }

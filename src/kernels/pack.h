@@ -12,6 +12,9 @@
  * with isum the exact integer dot product of the block's codes, accumulated by one FMA per block.
  * Integer sums are exact whichever unit computes them and the float steps are the same, so the
  * result never depends on the batch (nuri_gemm_fn's contract) nor on whether AMX ran it.
+ * AVX2 without VNNI (pack_avx2.c: Q4_0, Q8_0, Q4_K, Q6_K) reads each 64-byte line as two ymm
+ * halves of 8 rows and makes the same integers with vpmaddubsw + vpmaddwd, then the same float
+ * steps: its outputs are bit-identical to the VNNI kernels'.
  *
  * Layouts (row group of 16 rows, nb = n / 32 blocks; rows past the matrix are zero):
  *   Q8_0: d[nb][16] F16, then qs[nb][8][16][4] int8    (544 bytes per block: the file's size)
@@ -85,7 +88,8 @@ enum {
     NURI_PACK_Q2_K_BYTES = 1344,   // one Q2_K block of a row group (16 x 84, as the file)
 };
 
-/* Whether matrices of this type are packed on this CPU (AVX-512 VNNI, not capped by NURI_ISA;
+/* Whether matrices of this type are packed on this CPU for the ISA the kernels run (nuri_cpu_isa:
+ * AVX-512 VNNI, all the types below; AVX2, Q4_0 / Q8_0 / Q4_K / Q6_K; NURI_ISA caps it, and
  * NURI_PACK=0 turns packing off, for comparisons). */
 bool nuri_pack_supported(uint32_t type);
 /* Whether AMX tiles run the larger batches (the CPU has AMX-INT8, the OS granted the tile state,
@@ -100,7 +104,8 @@ void nuri_pack(uint32_t type, const void *w, size_t w_stride, int64_t n, int64_t
  * The matrix product over row groups [g0, g1) of a packed matrix with n_out rows:
  * y[t * y_stride + r] for rows r in [16 g0, min(16 g1, n_out)) and tokens t in [0, n_t); x holds
  * n_t rows of the type's vec_dot_type (Q8_0, Q8_K, F16 or BF16), x_stride bytes apart. use_amx =
- * false forces the VNNI path (tests; results are identical).
+ * false forces the VNNI path (tests; results are identical). Below AVX-512 (nuri_cpu_isa) the AVX2
+ * kernels run.
  */
 void nuri_gemm_packed(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
                       int64_t g1, const void *x, size_t x_stride, int64_t n_t, float *y,

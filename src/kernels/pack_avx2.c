@@ -1,0 +1,478 @@
+/*
+ * pack_avx2.c: matrix products over packed (x16) Q4_0 / Q8_0 / Q4_K / Q6_K weights with AVX2 alone
+ * (no VNNI), for CPUs without AVX-512 or with NURI_ISA=avx2. Same layouts as pack_avx512.c
+ * (pack.h), same integers, same float steps in the same order: the outputs are bit-identical to
+ * the VNNI kernels', and do not depend on the batch.
+ *
+ * A 64-byte line holds 4 codes of 16 rows; its two 32-byte halves are rows 0-7 and 8-15, one ymm
+ * each. A kernel runs one half (8 rows) for a tile of tokens, so that its accumulators and the
+ * weights being decoded fit the 16 ymm registers; the group's lines are read again for the
+ * second half, from cache. Without vpdpbusd the int8 product is vpmaddubsw (unsigned x signed
+ * bytes -> pairs summed as int16, saturating) then vpmaddwd (pairs of int16 -> int32). Nothing
+ * saturates: Q4_0 / Q4_K codes are 0..15, so eight vpmaddubsw results (16 products of at most
+ * 15 x 128 each per int16 lane) add up to at most 30720; Q6_K codes 0..63 allow two (32256).
+ * Q8_0's codes are signed: they are used as |w| (0..128) against x with w's sign (activations
+ * are -127..127, so x * sign(w) is exact), one vpmaddubsw per vpmaddwd.
+ */
+#include "kernels/blocks.h"
+#include "kernels/kernels_impl.h"
+#include "kernels/pack.h"
+#include "kernels/types.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+enum {
+    // the same scratch (kernels_thread_scratch's KERNELS_SCRATCH_PACK) and size as pack_avx512.c
+    A2_CHUNK = 2 * 1024 * 1024,
+    A2_BUF = A2_CHUNK + 36 * NURI_PACK_MAX_N + 8192,
+    A2_TT_MAX = 256, // tokens per chunk at most
+    A2_PF = 8,       // prefetch distance, in blocks of 32
+};
+
+static inline int32_t load32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline __m256i bcast32(const int8_t *p)
+{
+    return _mm256_set1_epi32(load32(p));
+}
+
+/* Keeps v in a register as it is at this point: GCC would otherwise reorder a token's chain of
+ * integer additions into a tree computed after all the products, which needs more than the 16 ymm
+ * registers and sends the partial products to the stack. No instruction. */
+static inline __m256i hold(__m256i v)
+{
+    __asm__("" : "+x"(v));
+    return v;
+}
+
+/* Stores the first `rows` (1..8) lanes of v. */
+static inline void store_rows(float *y, __m256 v, int rows)
+{
+    if (rows >= 8) {
+        _mm256_storeu_ps(y, v);
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(y, _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), lane), v);
+}
+
+/* ======================================================================================== */
+/* Q4_0 / Q8_0: per block, float(isum) * (d_w * d_x) added by one FMA (pack.h).              */
+/* ======================================================================================== */
+
+/* T tokens x rows 8h .. 8h + 7 of one row group, all blocks. corr (Q4_0): -8 * sum of x's codes
+ * per block; Q8_0 needs none. */
+static inline __attribute__((always_inline)) void
+q_half(const int T, const int q8, int64_t nb, const uint8_t *grp, int h, const uint8_t *x,
+       size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
+       int64_t y_stride, int rows)
+{
+    const uint16_t *dg = (const uint16_t *)grp;
+    const uint8_t *qg = grp + nb * 32 + 32 * h;
+    const int64_t qb = q8 ? 512 : 256;
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *q = qg + b * qb;
+        for (int64_t off = 0; off < qb; off += 64)
+            _mm_prefetch((const char *)q + A2_PF * qb + off, _MM_HINT_T0);
+        __m256i s[4];
+        if (q8) {
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
+#pragma GCC unroll 16
+            for (int i = 0; i < 8; i++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(q + 64 * i));
+                const __m256i aw = _mm256_abs_epi8(w);
+#pragma GCC unroll 16
+                for (int t = 0; t < T; t++) {
+                    const int8_t *a = (const int8_t *)(x + (size_t)t * x_stride) + b * 34 + 2;
+                    const __m256i p =
+                        _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast32(a + 4 * i), w));
+                    s[t] = hold(_mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones)));
+                }
+            }
+        } else {
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
+#pragma GCC unroll 16
+            for (int i = 0; i < 4; i++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 64 * i));
+                const __m256i lo = _mm256_and_si256(v, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+#pragma GCC unroll 16
+                for (int t = 0; t < T; t++) {
+                    const int8_t *a = (const int8_t *)(x + (size_t)t * x_stride) + b * 34 + 2;
+                    s[t] =
+                        hold(_mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, bcast32(a + 4 * i))));
+                    s[t] =
+                        _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, bcast32(a + 16 + 4 * i)));
+                }
+            }
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++)
+                s[t] = _mm256_add_epi32(_mm256_madd_epi16(s[t], ones),
+                                        _mm256_set1_epi32(corr[t * ts + b]));
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dg + 16 * b + 8 * h)));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const __m256 ds = _mm256_mul_ps(dw, _mm256_set1_ps(da[t * ts + b]));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]), ds, acc[t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
+}
+
+#define Q_T(Q8, T)                                                                                 \
+    q_half(T, Q8, nb, grp, h, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
+
+static __attribute__((noinline)) void q_tokens(int q8, int64_t nb, const uint8_t *grp, int h,
+                                               const uint8_t *x, size_t x_stride, int64_t n_t,
+                                               const float *da, const int32_t *corr, int64_t ts,
+                                               float *y, int64_t y_stride, int rows)
+{
+    for (int64_t t = 0; t < n_t;) {
+        const int64_t left = n_t - t;
+        const uint8_t *xt = x + (size_t)t * x_stride;
+        float *yt = y + t * y_stride;
+        const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        if (T == 4)
+            q8 ? Q_T(1, 4) : Q_T(0, 4);
+        else if (T == 2)
+            q8 ? Q_T(1, 2) : Q_T(0, 2);
+        else
+            q8 ? Q_T(1, 1) : Q_T(0, 1);
+        t += T;
+    }
+}
+
+/* da[t][b] = F32(x[t].d[b]); Q4_0: corr[t][b] = -8 * sum of x[t]'s codes in block b. */
+static void q_tables(int q8, const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
+                     int32_t *corr)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const nuri_block_q8_0 *blk = (const nuri_block_q8_0 *)(x + (size_t)t * x_stride);
+        for (int64_t b = 0; b < nb; b++) {
+            da[t * nb + b] = _cvtsh_ss(blk[b].d);
+            if (q8) continue;
+            const __m256i q = _mm256_loadu_si256((const __m256i *)blk[b].qs);
+            const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
+                                                _mm256_set1_epi16(1));
+            __m128i v = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+            v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
+            corr[t * nb + b] = -8 * _mm_cvtsi128_si32(v);
+        }
+    }
+}
+
+/* ======================================================================================== */
+/* Q4_K: per block f = sum_j isum_j * sc_j (exact integers), mins = sum_j float(bsum_j) * m_j,  */
+/* acc = fma(float(f), d * d_x, acc), acc = acc - mins * (dmin * d_x) (pack.h).                */
+/* ======================================================================================== */
+
+/* T tokens x rows 8h .. 8h + 7. bsf[(t * ts + b) * 8 + j]: token t's 32-element sums as floats.
+ * Each sub-block's int16 sums are multiplied by its scale by vpmaddwd against the scale in both
+ * int16 halves of the row's lane: the row's exact isum_j * sc_j as int32. */
+static inline __attribute__((always_inline)) void
+q4_K_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
+          const float *da, const float *bsf, int64_t ts, float *y, int64_t y_stride, int rows)
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc[4];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_Q4_K_BYTES;
+        for (int off = 0; off < NURI_PACK_Q4_K_BYTES; off += 64)
+            _mm_prefetch((const char *)kb + 4 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T1);
+        __m256i f[4];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) f[t] = _mm256_setzero_si256();
+#pragma GCC unroll 16
+        for (int j = 0; j < 8; j++) { // sub-block j: nibble j % 2 of lines (j / 2, i)
+            const int c = j / 2;
+            const __m256i sc =
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(kb + 64 + 16 * j + 8 * h)));
+            const __m256i sc2 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+            __m256i s[4];
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
+#pragma GCC unroll 16
+            for (int i = 0; i < 8; i++) {
+                const __m256i v =
+                    _mm256_loadu_si256((const __m256i *)(kb + 320 + (c * 8 + i) * 64 + 32 * h));
+                const __m256i w =
+                    j % 2 ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+#pragma GCC unroll 16
+                for (int t = 0; t < T; t++) {
+                    const nuri_block_q8_K *xb =
+                        (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                    s[t] = hold(_mm256_add_epi16(
+                        s[t], _mm256_maddubs_epi16(w, bcast32(xb->qs + 32 * j + 4 * i))));
+                }
+            }
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++)
+                f[t] = hold(_mm256_add_epi32(f[t], _mm256_madd_epi16(s[t], sc2)));
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 16 * h)));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 32 + 16 * h)));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const float *bs = bsf + (t * ts + b) * 8;
+            __m256 mins = _mm256_setzero_ps();
+#pragma GCC unroll 16
+            for (int j = 0; j < 8; j++) {
+                const __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                    _mm_loadl_epi64((const __m128i *)(kb + 192 + 16 * j + 8 * h))));
+                mins = _mm256_fmadd_ps(_mm256_set1_ps(bs[j]), mf, mins);
+            }
+            const __m256 dx = _mm256_set1_ps(da[t * ts + b]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(f[t]), _mm256_mul_ps(dw, dx), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(mins, _mm256_mul_ps(dm, dx), acc[t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
+}
+
+static void q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
+                        float *bsf)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
+        for (int64_t b = 0; b < nb; b++) {
+            da[t * nb + b] = blk[b].d;
+            for (int j = 0; j < 8; j++)
+                bsf[(t * nb + b) * 8 + j] = (float)(blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
+        }
+    }
+}
+
+/* ======================================================================================== */
+/* Q6_K: per block f = sum over the 16 sub-blocks of float(isum_j) * sc_j in order, isum_j    */
+/* over the codes minus 32 (corr = -32 * the sub-block's sum of x), acc = fma(f, d * d_x).     */
+/* ======================================================================================== */
+
+/* The code line i (4 codes of 8 rows, 0..63) of elements 128hh + 32q + 4i .. (i < 8) of a packed
+ * Q6_K block, rows 8h .. 8h + 7 (pack.h). */
+static inline __m256i q6_K_code(const uint8_t *kb, int h, int hh, int q, int i)
+{
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+    const __m256i l =
+        _mm256_loadu_si256((const __m256i *)(kb + 288 + 64 * (16 * hh + 8 * (q & 1) + i) + 32 * h));
+    const __m256i hb =
+        _mm256_loadu_si256((const __m256i *)(kb + 2336 + 64 * (8 * hh + i) + 32 * h));
+    const __m256i nib =
+        q < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * q), m3);
+    return _mm256_or_si256(nib, _mm256_slli_epi16(hi, 4));
+}
+
+static inline __attribute__((always_inline)) void
+q6_K_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
+          const float *da, const int32_t *corr, int64_t ts, float *y, int64_t y_stride, int rows)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_Q6_K_BYTES;
+        for (int off = 0; off < NURI_PACK_Q6_K_BYTES; off += 64)
+            _mm_prefetch((const char *)kb + 3 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T1);
+        __m256 f[4];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) f[t] = _mm256_setzero_ps();
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) { // sub-block j: code lines 4 (j % 2) + k of (g = j / 2)
+            const int g = j / 2;
+            const __m256 scf = _mm256_cvtepi32_ps(
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
+            __m256i s[4];
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) s[t] = _mm256_set1_epi32(corr[(t * ts + b) * 16 + j]);
+#pragma GCC unroll 16
+            for (int k = 0; k < 4; k += 2) {
+                const int i = 4 * (j % 2) + k;
+                const __m256i c0 = q6_K_code(kb, h, g / 4, g % 4, i);
+                const __m256i c1 = q6_K_code(kb, h, g / 4, g % 4, i + 1);
+#pragma GCC unroll 16
+                for (int t = 0; t < T; t++) {
+                    const nuri_block_q8_K *xb =
+                        (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                    const int8_t *a = xb->qs + 32 * g + 4 * i;
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(c0, bcast32(a)),
+                                                       _mm256_maddubs_epi16(c1, bcast32(a + 4)));
+                    s[t] = hold(_mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones)));
+                }
+            }
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) f[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]), scf, f[t]);
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 16 * h)));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++)
+            acc[t] =
+                _mm256_fmadd_ps(f[t], _mm256_mul_ps(dw, _mm256_set1_ps(da[t * ts + b])), acc[t]);
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
+}
+
+static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
+                        int32_t *corr)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
+        for (int64_t b = 0; b < nb; b++) {
+            da[t * nb + b] = blk[b].d;
+            for (int j = 0; j < 16; j++) corr[(t * nb + b) * 16 + j] = -32 * blk[b].bsums[j];
+        }
+    }
+}
+
+#define KQ_T(T)                                                                                    \
+    (q6 ? q6_K_half(T, nb, grp, h, xt, x_stride, da + t * ts, (const int32_t *)aux + t * ts * 16,  \
+                    ts, yt, y_stride, rows)                                                        \
+        : q4_K_half(T, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8, ts, \
+                    yt, y_stride, rows))
+
+static __attribute__((noinline)) void kq_tokens(int q6, int64_t nb, const uint8_t *grp, int h,
+                                                const uint8_t *x, size_t x_stride, int64_t n_t,
+                                                const float *da, const void *aux, int64_t ts,
+                                                float *y, int64_t y_stride, int rows)
+{
+    for (int64_t t = 0; t < n_t;) {
+        const int64_t left = n_t - t;
+        const uint8_t *xt = x + (size_t)t * x_stride;
+        float *yt = y + t * y_stride;
+        // Q4_K's tile is 4 tokens (acc, f, s: 12 registers); Q6_K's two codes and the scale
+        // leave room for 2
+        const int T = left >= 4 && !q6 ? 4 : left >= 2 ? 2 : 1;
+        if (T == 4)
+            q4_K_half(4, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8, ts,
+                      yt, y_stride, rows);
+        else if (T == 2)
+            KQ_T(2);
+        else
+            KQ_T(1);
+        t += T;
+    }
+}
+
+/* ======================================================================================== */
+/* The driver: the work items of pack_avx512.c (the same chunks of tokens and runs of row     */
+/* groups, so nuri_gemm_packed_items counts the same), the tables of a chunk, then row groups. */
+/* ======================================================================================== */
+
+enum { A2_RUN_MANY = 2, A2_RUN_FEW = 8 }; // row groups per item, 16+ tokens or fewer
+
+static int is_kq(uint32_t type)
+{
+    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K;
+}
+
+/* Tokens per chunk: as pack_avx512.c's chunk_tokens (which also budgets for the AMX panel). */
+static int64_t chunk_tokens(uint32_t type, int64_t nb)
+{
+    int64_t per = 40;
+    if (type == NURI_TYPE_Q4_K) per = 4 + 32 + 256;
+    if (type == NURI_TYPE_Q6_K) per = 4 + 64 + 256;
+    int64_t tt = A2_CHUNK / (nb * per);
+    if (tt > A2_TT_MAX) tt = A2_TT_MAX;
+    if (tt > 16) tt &= ~(int64_t)15;
+    return tt;
+}
+
+long kernels_packed_items_avx2(uint32_t type, int64_t n, int64_t n_out, int64_t n_t);
+long kernels_packed_items_avx2(uint32_t type, int64_t n, int64_t n_out, int64_t n_t)
+{
+    const int64_t tt = chunk_tokens(type, n / (is_kq(type) ? NURI_QK_K : NURI_QK));
+    const int64_t ng = (n_out + 15) / 16, run = n_t >= 16 ? A2_RUN_MANY : A2_RUN_FEW;
+    return (long)(((n_t + tt - 1) / tt) * ((ng + run - 1) / run));
+}
+
+/* Row groups [g0, g1) for all tokens, or the items of sh (then g0, g1 are unused). */
+void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                              int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
+                              int64_t y_stride, const nuri_share *sh);
+void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
+                              int64_t g1, const void *vx, size_t x_stride, int64_t n_t, float *y,
+                              int64_t y_stride, const nuri_share *sh)
+{
+    const uint8_t *x = vx;
+    const int kq = is_kq(type), q6 = type == NURI_TYPE_Q6_K, q8 = type == NURI_TYPE_Q8_0;
+    const int64_t nb = n / (kq ? NURI_QK_K : NURI_QK);
+    const int64_t gbytes = nb * (type == NURI_TYPE_Q4_K   ? NURI_PACK_Q4_K_BYTES
+                                 : q6                     ? NURI_PACK_Q6_K_BYTES
+                                 : type == NURI_TYPE_Q8_0 ? 544
+                                                          : 288);
+    const int64_t tt = chunk_tokens(type, nb), ng = (n_out + 15) / 16;
+    const int64_t run = n_t >= 16 ? A2_RUN_MANY : A2_RUN_FEW, n_run = (ng + run - 1) / run;
+    const int64_t n_tc = (n_t + tt - 1) / tt;
+    uint8_t *buf = kernels_thread_scratch(KERNELS_SCRATCH_PACK, A2_BUF);
+    // no scratch (out of memory): one token at a time with its tables on the stack, the same
+    // arithmetic
+    float da1[NURI_PACK_MAX_N / NURI_QK];
+    int32_t aux1[NURI_PACK_MAX_N / NURI_QK_K * 16];
+    // per token and block: d as a float, then Q4_0's correction, Q4_K's 8 sums as floats or
+    // Q6_K's 16 corrections
+    float *da = buf ? (float *)buf : da1;
+    int32_t *aux = buf ? (int32_t *)(buf + (size_t)(tt * nb * 4)) : aux1;
+    const int64_t step = buf ? tt : 1;
+    int64_t have = -1, next_tc = 0;
+    for (;;) {
+        int64_t tc, ga, gb;
+        if (sh) {
+            const long k = nuri_share_take(sh);
+            if (k < 0) break;
+            tc = k / n_run;
+            ga = k % n_run * run;
+            gb = ga + run < ng ? ga + run : ng;
+        } else {
+            if (next_tc >= n_tc || g0 >= g1) break;
+            tc = next_tc++;
+            ga = g0;
+            gb = g1;
+        }
+        for (int64_t t0 = tc * tt; t0 < n_t && t0 < (tc + 1) * tt; t0 += step) {
+            const int64_t left = (tc + 1) * tt < n_t ? (tc + 1) * tt - t0 : n_t - t0;
+            const int64_t nt = left < step ? left : step;
+            const uint8_t *xc = x + (size_t)t0 * x_stride;
+            if (!buf || tc != have) {
+                if (q6)
+                    q6_K_tables(xc, x_stride, nt, nb, da, aux);
+                else if (kq)
+                    q4_K_tables(xc, x_stride, nt, nb, da, (float *)aux);
+                else
+                    q_tables(q8, xc, x_stride, nt, nb, da, aux);
+                have = tc;
+            }
+            for (int64_t g = ga; g < gb; g++) {
+                const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
+                const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
+                float *yg = y + t0 * y_stride + 16 * g;
+                for (int h = 0; h < 2 && 8 * h < rr; h++) {
+                    const int rows = (int)(rr - 8 * h < 8 ? rr - 8 * h : 8);
+                    if (kq)
+                        kq_tokens(q6, nb, grp, h, xc, x_stride, nt, da, aux, nb, yg, y_stride,
+                                  rows);
+                    else
+                        q_tokens(q8, nb, grp, h, xc, x_stride, nt, da, aux, nb, yg, y_stride, rows);
+                }
+            }
+        }
+    }
+}
