@@ -180,8 +180,23 @@ cases=(
     "qwen3moe moe-tiny Q8_0 - 208 kv=q4_0/q8_0/fa"
     "exaone4 small F16 - 209 kv=f16/q8_0/fa"
 )
+# Under the sanitizers (NURI in build-san, CI's first pass) the numbers are the optimized build's,
+# which the second pass checks in full; what ASan and UBSan add is memory and undefined-behaviour
+# checks of each architecture's code, so that pass runs the first case of every architecture and
+# every fourth case besides (ORACLE_ALL=1 runs all of them). It was 409 s of CI's 37 minutes.
+subset=0
+case "$NURI" in *build-san*) [ "${ORACLE_ALL:-0}" = 1 ] || subset=1 ;; esac
+declare -A arch_seen=()
+index=0
+skipped=0
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"
+    index=$((index + 1))
+    if [ $subset = 1 ] && [ -n "${arch_seen[$arch]:-}" ] && [ $((index % 4)) -ne 0 ]; then
+        skipped=$((skipped + 1))
+        continue
+    fi
+    arch_seen[$arch]=1
     name="$arch-$shape-$type-$seed${extra:+ ($extra)}"
     # kv=K/V[/fa]: the KV cache's types (see the header), taken out of mkmodel's options
     kv_nuri=() kv_llama=()
@@ -250,5 +265,6 @@ else
     echo "FAIL tokenizer exaone4: $tok_line $(tail -3 "$tmp/err")"
     failed=$((failed + 1))
 fi
+[ $skipped -gt 0 ] && echo "note: sanitizer build: $skipped of $index cases left to the optimized pass"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
