@@ -33,7 +33,8 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 mpi() { # NP, then nuri's arguments
     local np=$1
     shift
-    timeout 120 mpirun --oversubscribe -np "$np" "$MPI_NURI" "$@"
+    # -k: mpirun has been seen to hang after every rank exited (zombies), ignoring the TERM
+    timeout -k 10 120 mpirun --oversubscribe -np "$np" "$MPI_NURI" "$@"
 }
 passed=0
 failed=0
