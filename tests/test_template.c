@@ -401,6 +401,10 @@ TEST(percent_formatting_follows_python)
     // a width or precision of many digits is refused, without overflowing (fuzz find)
     CHECK_FAILS("{{ '%6666666666d' | format(1) }}", NULL, NURI_ERR_FORMAT, "over 1000");
     CHECK_FAILS("{{ '%.6666666666f' | format(1) }}", NULL, NURI_ERR_FORMAT, "over 1000");
+    // an integer format of a float beyond 64 bits is refused, not converted with UB (fuzz find)
+    CHECK_RENDER("{{ '%d|%X' % (2.9, 255.5) }}", NULL, "2|FF");
+    CHECK_FAILS("{{ '%X' % 3E20 }}", NULL, NURI_ERR_FORMAT, "64-bit integer range");
+    CHECK_FAILS("{{ '%d' % (1e400 - 1e400) }}", NULL, NURI_ERR_FORMAT, "64-bit integer range");
 }
 
 /* ---- errors ---- */

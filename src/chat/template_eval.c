@@ -968,6 +968,8 @@ static tv percent_format(ctx *c, const tpl_node *at, tv fmt, tv args)
         case 'c': {
             if (!is_num(val))
                 FAIL(c, at, "%%%c format: a number is required, not %s", type, tv_type_name(val));
+            if (val.t == TV_FLOAT && !(fabs(val.f) < 9.2e18))
+                FAIL(c, at, "%%%c format: %g is outside the 64-bit integer range", type, val.f);
             long long v = val.t == TV_FLOAT ? (long long)val.f : (long long)num_i(val);
             if (type == 'c') {
                 if (v < 0 || v > 0x10ffff) FAIL(c, at, "%%c arg not in range");
