@@ -20,7 +20,7 @@ check() { # name, then a command that must succeed
     else
         failed=$((failed + 1))
         echo "FAIL $name"
-        sed 's/^/    /' "$tmp/out" | head -5
+        sed 's/^/    /' "$tmp/out" | head -"${SHOW:-5}"
     fi
 }
 
@@ -138,13 +138,14 @@ recurrent() {
 }
 check "speculation is refused by name for a recurrent model (run, chat, serve)" recurrent
 
-# nuri serve --draft-lookup: per sequence inside continuous batching, through the openai client
+# nuri serve --draft-lookup / --draft: per sequence inside continuous batching, through the openai
+# client, against a plain server on the same model; $1: the speculation options
 serve_same() {
     [ -d tests/serve/node_modules/openai ] || { echo "the openai npm package is not installed"; return 1; }
-    local pids=() name port
+    local pids=() name port spec_opts=$1
     for name in plain spec; do
         local extra=""
-        [ $name = spec ] && extra="--draft-lookup 6"
+        [ $name = spec ] && extra=$spec_opts
         # shellcheck disable=SC2086
         "$NURI" serve --port 0 --no-store -m "$M" --max-seqs 4 --ctx 2048 $extra \
             >"$tmp/$name.out" 2>"$tmp/$name.err" &
@@ -170,14 +171,39 @@ const deadline = Date.now() + 30000;
         }
 })();' "${urls[@]}"
     NURI_URL_PLAIN=${urls[0]} NURI_URL_SPEC=${urls[1]} NURI_MODEL_ID=target \
-        timeout 300 node --test --test-concurrency=1 tests/serve/spec.test.mjs
+        NURI_SPEC_OPTS=$spec_opts timeout 300 node --test --test-concurrency=1 tests/serve/spec.test.mjs
     local rc=$?
+    grep -q "draft model" "$tmp/spec.err" || [[ $spec_opts != *--draft\ * ]] ||
+        { echo "the server did not say it loaded the draft model"; rc=1; }
     kill "${pids[@]}" 2>/dev/null
     wait "${pids[@]}" 2>/dev/null
     return $rc
 }
 check "serve --draft-lookup: the plain greedy and seeded outputs, batched; /metrics counts drafts" \
-    serve_same
+    serve_same "--draft-lookup 6"
+check "serve --draft (an 8-bit copy): the plain greedy and seeded outputs, batched; drafts counted" \
+    serve_same "--draft $D --draft-max 6"
+check "serve --draft and --draft-lookup together: the plain outputs" \
+    serve_same "--draft $O --draft-lookup 3 --draft-max 4"
+
+serve_refuses() {
+    local out q=$tmp/q35.gguf
+    out=$(timeout 30 "$NURI" serve -m "$M" --port 0 --no-store \
+        --draft tests/data/models/qwen2-tiny-Q8_0.gguf 2>&1) && return 1
+    echo "$out" | grep -q "draft model's" || { echo "$out"; return 1; }
+    out=$(timeout 30 "$NURI" serve -m "$M" --port 0 --no-store --draft-max 4 2>&1)
+    [ $? -eq 2 ] && echo "$out" | grep -q -- "--draft-max needs" || { echo "$out"; return 1; }
+    out=$(timeout 30 "$NURI" serve -m "$M" --port 0 --no-store --draft "$D" --draft-max 16 2>&1)
+    [ $? -eq 2 ] && echo "$out" | grep -q -- "--draft-max" || { echo "$out"; return 1; }
+    out=$(timeout 30 "$NURI" serve -m "$M" --port 0 --no-store --draft "$tmp/missing.gguf" 2>&1) &&
+        return 1
+    echo "$out" | grep -q "missing.gguf" || { echo "$out"; return 1; }
+    [ -f "$q" ] || { echo "no qwen35 model from the test before"; return 1; }
+    out=$(timeout 30 "$NURI" serve -m "$q" --port 0 --no-store --draft "$q" 2>&1) && return 1
+    echo "$out" | grep -q -- "--draft is not supported for qwen35" || { echo "$out"; return 1; }
+}
+check "serve --draft of another vocabulary, a missing draft, a recurrent model and a bad --draft-max are refused by name" \
+    serve_refuses
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

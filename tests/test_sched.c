@@ -8,6 +8,7 @@
  * token by token. The queue keeps its limit with preempted requests in it; a preempted request can
  * be cancelled; stopping fails what is left. With n_ctx 0 the pool is sized from memory.
  */
+#include "model/mkmodel.h"
 #include "model/model.h"
 #include "sample/sampler.h"
 #include "serve/metrics.h"
@@ -182,11 +183,13 @@ static serve_job *hold_the_pool(serve_sched *s, int32_t n_ctx)
  * small pool they are all queued while a request holds the pool, which is then cancelled: the
  * scheduler admits them as it does a crowd arriving at once, whatever the timing of this thread.
  */
+static serve_metrics *together_metrics; // run_together's metrics (NULL: none)
+
 static bool run_together(const serve_sched_params *p, const spec *sp, int n, result *out,
                          uint64_t *preemptions)
 {
     serve_sched *s;
-    if (serve_sched_start(model, p, NULL, &s) != NURI_OK) return false;
+    if (serve_sched_start(model, p, together_metrics, &s) != NURI_OK) return false;
     serve_job *jobs[16], *holder = NULL;
     pthread_t th[16];
     reader rd[16];
@@ -305,6 +308,90 @@ TEST(preempted_requests_finish_with_the_output_they_have_alone)
     CHECK((uint64_t)seen == preemptions);
     printf("  4-page pool, 8 requests over 4 slots: %llu preemptions of %d requests\n",
            (unsigned long long)preemptions, victims);
+}
+
+/* Speculation inside the batch: drafts by a draft model (the model itself, whose greedy drafts
+ * hold for greedy requests up to their stop token and their length; and a model of other weights,
+ * whose drafts mostly fail), by prompt lookup, and both, on the 4-page pool with its preemptions:
+ * each request says what it says alone, token for token, sampled ones included (the deterministic
+ * rule), and ends for the same reason at the same token. */
+TEST(drafts_keep_every_output_its_stop_and_its_length)
+{
+    spec sp[8];
+    int n = make_small_pool_specs(sp);
+    REQUIRE(n == 8);
+    nuri_model *other = NULL;
+    REQUIRE(nuri_model_load("tests/data/models/llama-tiny-Q8_0.gguf", &other) == NURI_OK);
+    const struct {
+        const nuri_model *draft;
+        int32_t draft_max, lookup;
+        const char *what;
+    } runs[] = {{model, 8, 0, "the model itself"},
+                {other, 5, 0, "another model"},
+                {NULL, 0, 6, "lookup"},
+                {model, 3, 4, "lookup, then the model itself"}};
+    for (size_t r = 0; r < sizeof runs / sizeof *runs; r++) {
+        serve_metrics m;
+        serve_metrics_init(&m);
+        together_metrics = &m;
+        result got[8];
+        uint64_t preemptions = 0;
+        serve_sched_params p = {.n_ctx = 4 * NURI_KV_PAGE,
+                                .max_seqs = 4,
+                                .max_queue = 16,
+                                .n_batch = 64,
+                                .n_threads = 1,
+                                .draft_lookup = runs[r].lookup,
+                                .draft = runs[r].draft,
+                                .draft_max = runs[r].draft_max};
+        bool ok = run_together(&p, sp, n, got, &preemptions);
+        together_metrics = NULL;
+        CHECKF(ok, "%s: the run failed", runs[r].what);
+        if (ok) {
+            check_against_reference(sp, got, n);
+            CHECK(got[5].finish == NURI_FINISH_STOP);
+            CHECKF(m.spec_drafted > 0 && m.spec_accepted > 0 && m.spec_accepted <= m.spec_drafted,
+                   "%s: %llu drafted, %llu accepted", runs[r].what,
+                   (unsigned long long)m.spec_drafted, (unsigned long long)m.spec_accepted);
+        }
+        printf("  %s: %llu preemptions, %llu drafted, %llu accepted\n", runs[r].what,
+               (unsigned long long)preemptions, (unsigned long long)m.spec_drafted,
+               (unsigned long long)m.spec_accepted);
+        serve_metrics_destroy(&m);
+    }
+    nuri_model_free(other);
+}
+
+/* A draft model of another vocabulary, or with a draft size out of range, is refused by name. */
+TEST(a_draft_model_must_share_the_vocabulary)
+{
+    // a tiny model with the vocabulary of Qwen2 (the model's is a synthetic 4096-token one)
+    char path[] = "/tmp/nuri-test-sched-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    nuri_mkmodel_params mp = {.arch = "qwen2",
+                              .shape = "tiny",
+                              .type = "Q8_0",
+                              .vocab = "tests/data/vocab/ggml-vocab-qwen2.gguf",
+                              .seed = 1};
+    nuri_model *qwen = NULL;
+    bool made = nuri_mkmodel(&mp, path) == NURI_OK && nuri_model_load(path, &qwen) == NURI_OK;
+    unlink(path);
+    REQUIRE(made);
+    serve_sched_params p = {
+        .n_ctx = 4 * NURI_KV_PAGE, .max_seqs = 2, .max_queue = 4, .n_batch = 64, .n_threads = 1};
+    p.draft = qwen;
+    p.draft_max = 4;
+    serve_sched *s = NULL;
+    CHECK(serve_sched_start(model, &p, NULL, &s) == NURI_ERR_INVALID_ARG);
+    CHECK(strstr(nuri_last_error(), "draft model's") != NULL);
+    p.draft = model;
+    p.draft_max = SERVE_JOB_RING;
+    CHECK(serve_sched_start(model, &p, NULL, &s) == NURI_ERR_INVALID_ARG);
+    CHECK(strstr(nuri_last_error(), "draft-max") != NULL);
+    CHECK(s == NULL);
+    nuri_model_free(qwen);
 }
 
 /* An 8-page pool: A (the oldest) grows to all 8 pages, C to 4, B to 5. When the pool is full, B,
@@ -564,6 +651,8 @@ int main(void)
         return 1;
     }
     RUN(preempted_requests_finish_with_the_output_they_have_alone);
+    RUN(drafts_keep_every_output_its_stop_and_its_length);
+    RUN(a_draft_model_must_share_the_vocabulary);
     RUN(a_request_preempted_twice_still_has_its_own_output);
     RUN(eight_streams_of_200_tokens_all_finish);
     RUN(the_queue_limit_does_not_count_preempted_requests_and_they_can_be_cancelled);

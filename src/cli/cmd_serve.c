@@ -30,7 +30,8 @@ static void serve_usage(FILE *out)
         out,
         "usage: nuri serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY ...]\n"
         "                  [--api-key-file FILE] [--ctx N | --kv-mem F] [--max-seqs N]\n"
-        "                  [--queue N] [--draft-lookup K] [-t N] [--chat-template FILE]\n"
+        "                  [--queue N] [--draft-lookup K] [--draft FILE [--draft-max K]] [-t N] "
+        "[--chat-template FILE]\n"
         "                  [--name NAME]\n"
         "                  [--max-body BYTES] [--header-timeout MS] [--request-timeout MS]\n"
         "                  [--idle-timeout S] [--max-conns N] [--max-conns-per-client N]\n"
@@ -63,6 +64,10 @@ static void serve_usage(FILE *out)
         "  --draft-lookup K  speculative decoding per sequence: up to K tokens drafted from\n"
         "               its earlier text, checked in the same batched pass; the output is the\n"
         "               same as without it (0-16; requests asking for logprobs do not draft)\n"
+        "  --draft FILE a draft model of the same vocabulary (smaller, or quantized harder):\n"
+        "               it drafts up to --draft-max K tokens (1-15, default 8) per sequence\n"
+        "               and step, greedily; the output is the same as without it (with\n"
+        "               --draft-lookup, lookup drafts first)\n"
         "  --api-key    accepted bearer key (repeatable); also --api-key-file FILE (one key a\n"
         "               line) and the environment variable NURI_API_KEY; none: no authentication\n"
         "  --allow-host without keys, the Host header must be an IP address or localhost\n"
@@ -190,6 +195,13 @@ int cmd_serve(int argc, char **argv)
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 0, 16, "--draft-lookup", &x))
                 goto done;
             p.draft_lookup = (int)x;
+        } else if (!strcmp(a, "--draft")) {
+            if (!(v = args_value(argc, argv, &i))) goto done;
+            p.draft_path = v;
+        } else if (!strcmp(a, "--draft-max")) {
+            if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 15, "--draft-max", &x))
+                goto done;
+            p.draft_max = (int)x;
         } else if (!strcmp(a, "--queue")) {
             if (!(v = args_value(argc, argv, &i)) || !args_int(v, 1, 65536, "--queue", &x))
                 goto done;
@@ -264,8 +276,13 @@ int cmd_serve(int argc, char **argv)
         serve_usage(stderr);
         goto done;
     }
-    if (cli_model_arg("serve", &p.model_path)) {
+    if (cli_model_arg("serve", &p.model_path) ||
+        (p.draft_path && cli_model_arg("serve --draft", &p.draft_path))) {
         rc = 1;
+        goto done;
+    }
+    if (p.draft_max && !p.draft_path) {
+        fprintf(stderr, "nuri serve: --draft-max needs --draft FILE\n");
         goto done;
     }
     if (p.kv_dir && nuri_dist_size() > 1) {

@@ -1357,6 +1357,11 @@ static void *load_main(void *arg)
     }
     if (st == NURI_OK)
         st = nuri_token_trie_new(serve_prompt_vocab(s->prompt), s->n_vocab, &s->grammar_trie);
+    if (st == NURI_OK && s->p.draft_path) {
+        st = nuri_model_load(s->p.draft_path, &s->draft);
+        if (st != NURI_OK)
+            nuri_error(st, "the draft model %s: %s", s->p.draft_path, nuri_last_error());
+    }
     if (st == NURI_OK) {
         serve_sched_params sp = {.n_ctx = s->p.n_ctx,
                                  .kv_mem = s->p.kv_mem,
@@ -1365,6 +1370,8 @@ static void *load_main(void *arg)
                                  .n_batch = 256,
                                  .n_threads = s->p.n_threads,
                                  .draft_lookup = s->p.draft_lookup,
+                                 .draft = s->draft,
+                                 .draft_max = s->p.draft_max > 0 ? s->p.draft_max : 8,
                                  .kv_type_k = s->p.kv_type_k,
                                  .kv_type_v = s->p.kv_type_v};
         st = serve_sched_start(s->model, &sp, &s->metrics, &s->sched);
@@ -1400,6 +1407,9 @@ static void *load_main(void *arg)
                   (double)serve_sched_kv_bytes_per_token(s->sched) * serve_sched_n_ctx(s->sched) /
                       1048576.0,
                   serve_sched_seq_max(s->sched));
+        if (s->draft)
+            serve_log(s, "draft model %s: up to %d tokens drafted per sequence and step",
+                      s->p.draft_path, s->p.draft_max > 0 ? s->p.draft_max : 8);
     }
     return NULL;
 }
@@ -1678,6 +1688,7 @@ void serve_server_stop(serve_server *s)
     nuri_token_trie_free(s->grammar_trie);
     serve_prompt_free(s->prompt);
     nuri_model_free(s->model);
+    nuri_model_free(s->draft);
     if (s->listen_fd >= 0) close(s->listen_fd);
     if (s->ep >= 0) close(s->ep);
     if (s->wake_fd >= 0) close(s->wake_fd);

@@ -14,7 +14,8 @@
  * (nuri_sampler_verify, the same draws as plain sampling), its KV is truncated after the last
  * draft token accepted, and the tokens produced are pushed one by one. Drafts only use pages that
  * are free (they never evict or preempt), room in the job's ring and the batch, and are skipped
- * for jobs that want logprobs.
+ * for jobs that want logprobs. With a draft model (p.draft) the drafts come from it when lookup
+ * finds none: draft_model_run makes them before the batch is planned (sched.h).
  *
  * The queue is a ring of max_queue + max_seqs jobs: preempted jobs go back to its head, and there
  * are never more of them than slots (a fresh job is admitted only when none waits: they are ahead
@@ -43,6 +44,12 @@ typedef struct slot {
     int32_t b_row;   // this step: its first row of logits
     int32_t n_draft; // this step: draft tokens behind `next` (speculation)
     int32_t n_out;   // this step: tokens its rows produced (speculation)
+    // a draft model: the tokens its sequence i holds, and this step's draft (greedy)
+    int32_t *dtoks; // (dseq_max)
+    int32_t dn;
+    bool d_want; // this step: draft for it (decoding, room for a draft)
+    int32_t dk;  // this step: draft tokens in ddraft
+    int32_t ddraft[SERVE_JOB_RING - 1];
 } slot;
 
 struct serve_sched {
@@ -70,7 +77,14 @@ struct serve_sched {
     int32_t n_rows_max;          // rows of logits a step may ask for
     int32_t *row_slot;           // (n_rows_max) logits row -> slot
     int32_t *row_tok;            // (n_rows_max) the token sampled for each row
+    int8_t *row_fr;              // (n_rows_max) its nuri_finish_reason, taken when it was accepted
     nuri_token_logprobs *row_lp; // (n_rows_max)
+    // a draft model (speculation): its context (one sequence per slot), the tokens one sequence
+    // may hold, its batch (n_batch) and the slot of each row (max_seqs)
+    nuri_ctx *dctx;
+    int32_t dseq_max;
+    int32_t *d_tok, *d_pos, *d_seq, *d_row_slot;
+    int8_t *d_logits;
 };
 
 static int32_t pages_for(int32_t n_tokens)
@@ -555,7 +569,7 @@ static int32_t draft_locked(serve_sched *s, int i, int32_t n, int32_t rows, int3
 {
     slot *sl = &s->slots[i];
     serve_job *j = sl->job;
-    int32_t lim = s->p.draft_lookup;
+    int32_t lim = s->p.draft_lookup > sl->dk ? s->p.draft_lookup : sl->dk;
     if (lim <= 0 || j->want_logprobs) return 0;
     int32_t cap[] = {SERVE_JOB_RING - j->ring_count - 1, s->seq_max - sl->n_toks - 2,
                      s->p.n_batch - n - n_dec, s->n_rows_max - rows - n_dec,
@@ -564,7 +578,14 @@ static int32_t draft_locked(serve_sched *s, int i, int32_t n, int32_t rows, int3
         if (cap[c] < lim) lim = cap[c];
     if (lim <= 0) return 0;
     sl->toks[sl->n_toks] = sl->next; // the history ends with the token fed now (scratch past it)
-    int32_t kd = nuri_spec_lookup(sl->toks, sl->n_toks + 1, lim, s->b_tok + n);
+    int32_t kd = 0;
+    if (s->p.draft_lookup > 0)
+        kd = nuri_spec_lookup(sl->toks, sl->n_toks + 1,
+                              lim < s->p.draft_lookup ? lim : s->p.draft_lookup, s->b_tok + n);
+    if (kd == 0 && sl->dk > 0) { // the draft model's, made for this step
+        kd = sl->dk < lim ? sl->dk : lim;
+        memcpy(s->b_tok + n, sl->ddraft, (size_t)kd * sizeof *sl->ddraft);
+    }
     while (kd > 0) { // only pages that are free: a draft never makes room
         int32_t more = nuri_ctx_pages_needed(s->ctx, i, sl->n_toks, 1 + kd) -
                        nuri_ctx_pages_needed(s->ctx, i, sl->n_toks, 1);
@@ -575,6 +596,124 @@ static int32_t draft_locked(serve_sched *s, int i, int32_t n, int32_t rows, int3
         kd--;
     }
     return kd;
+}
+
+/* A draft model, under the lock: marks the slots to draft for this step (decoding, not asking for
+ * logprobs, with room for a draft in their ring and length) and clears every slot's last draft.
+ * Returns whether any is marked. */
+static bool plan_drafts_locked(serve_sched *s)
+{
+    bool any = false;
+    for (int i = 0; i < s->p.max_seqs; i++) {
+        slot *sl = &s->slots[i];
+        const serve_job *j = sl->job;
+        sl->dk = 0;
+        sl->d_want = j && sl->next >= 0 && !j->want_logprobs &&
+                     j->ring_count < SERVE_JOB_RING - 1 && j->max_new - j->n_generated > 1 &&
+                     sl->n_toks + 1 + s->p.draft_max <= s->dseq_max;
+        any |= sl->d_want;
+    }
+    return any;
+}
+
+static int32_t argmax(const float *x, int32_t n)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* A draft model: drops the draft KV of a slot not drafting this step (an idle slot's first, the
+ * least recently used). False if there is none. */
+static bool evict_one_draft(serve_sched *s)
+{
+    int victim = -1;
+    for (int i = 0; i < s->p.max_seqs; i++) {
+        const slot *sl = &s->slots[i];
+        if (sl->d_want || sl->dn == 0) continue;
+        if (victim < 0 || (!sl->job && s->slots[victim].job) ||
+            (!sl->job == !s->slots[victim].job && sl->stamp < s->slots[victim].stamp))
+            victim = i;
+    }
+    if (victim < 0) return false;
+    nuri_ctx_seq_clear(s->dctx, victim);
+    s->slots[victim].dn = 0;
+    return true;
+}
+
+/* A draft model, without the lock (the slots belong to this thread; the jobs' fields are not
+ * read): for each slot marked by plan_drafts_locked, feeds the draft model what its sequence
+ * lacks of the slot's tokens and `next` (after truncating it to the prefix they share), in one
+ * batch within n_batch, then drafts greedily: one batched pass per draft token for all of them.
+ * A slot whose catch-up does not fit this step's batch feeds a chunk and drafts at a later step;
+ * one whose pages the draft pool cannot give (after dropping drafts of slots not drafting) does
+ * not draft. A failed draft pass drops the drafts and the draft KV of the slots in it. */
+static void draft_model_run(serve_sched *s)
+{
+    const int32_t k = s->p.draft_max, n_vocab = s->m->hp.n_vocab;
+    int32_t n = 0, rows = 0, reserved = 0;
+    for (int i = 0; i < s->p.max_seqs && n < s->p.n_batch; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->d_want) continue;
+        const int32_t len = sl->n_toks + 1; // the history: its tokens and the one fed next
+        sl->toks[sl->n_toks] = sl->next;
+        int32_t common = common_prefix(sl->dtoks, sl->dn, sl->toks, len);
+        if (common > len - 1) common = len - 1; // the last token is fed again for its logits
+        if (common < sl->dn) {
+            nuri_ctx_seq_truncate(s->dctx, i, common);
+            sl->dn = common;
+        }
+        int32_t feed = len - common, budget = s->p.n_batch - n;
+        int32_t chunk = feed < budget ? feed : budget;
+        bool drafts = chunk == feed;
+        int32_t need = nuri_ctx_pages_needed(s->dctx, i, common, chunk + (drafts ? k - 1 : 0));
+        while (reserved + need > nuri_ctx_pages_free(s->dctx) && evict_one_draft(s)) {
+        }
+        if (reserved + need > nuri_ctx_pages_free(s->dctx)) continue;
+        reserved += need;
+        for (int32_t t = 0; t < chunk; t++, n++) {
+            s->d_tok[n] = sl->toks[common + t];
+            s->d_pos[n] = common + t;
+            s->d_seq[n] = i;
+            s->d_logits[n] = 0;
+        }
+        memcpy(sl->dtoks + common, sl->toks + common, (size_t)chunk * sizeof *sl->toks);
+        sl->dn = common + chunk;
+        if (drafts) {
+            s->d_logits[n - 1] = 1;
+            s->d_row_slot[rows++] = i;
+        }
+    }
+    for (int32_t pass = 0; n > 0; pass++) {
+        nuri_batch b = {
+            .n = n, .token = s->d_tok, .pos = s->d_pos, .seq = s->d_seq, .logits = s->d_logits};
+        if (nuri_ctx_decode_batch(s->dctx, &b) != NURI_OK) {
+            for (int32_t t = 0; t < n; t++) {
+                slot *sl = &s->slots[s->d_seq[t]];
+                nuri_ctx_seq_clear(s->dctx, s->d_seq[t]);
+                sl->dn = 0;
+                sl->dk = 0;
+            }
+            return;
+        }
+        // each row's argmax is a draft token; it is fed at the next pass unless it ends the draft
+        int32_t n_next = 0;
+        for (int32_t r = 0; r < rows; r++) {
+            int i = s->d_row_slot[r];
+            slot *sl = &s->slots[i];
+            int32_t tok = argmax(nuri_ctx_logits(s->dctx, r), n_vocab);
+            sl->ddraft[sl->dk++] = tok;
+            if (sl->dk == k || nuri_model_token_is_eog(s->m, tok)) continue;
+            s->d_tok[n_next] = tok;
+            s->d_pos[n_next] = sl->dn;
+            s->d_seq[n_next] = i;
+            s->d_logits[n_next] = 1;
+            s->d_row_slot[n_next++] = i;
+            sl->dtoks[sl->dn++] = tok;
+        }
+        n = rows = n_next;
+    }
 }
 
 /* Plans and fills the batch (see sched.h, step 3). Returns the token count; rows of logits go to
@@ -696,11 +835,14 @@ static bool prepare_locked(serve_sched *s)
     return any;
 }
 
-static void push_token_locked(serve_sched *s, int i, int32_t tok, const nuri_token_logprobs *lp)
+/* Pushes token tok of slot i with its finish reason fr (nuri_sampler_finish_reason right after the
+ * sampler accepted it: a verified draft has its sampler past later tokens by the time they are
+ * pushed). */
+static void push_token_locked(serve_sched *s, int i, int32_t tok, nuri_finish_reason fr,
+                              const nuri_token_logprobs *lp)
 {
     slot *sl = &s->slots[i];
     serve_job *j = sl->job;
-    nuri_finish_reason fr = nuri_sampler_finish_reason(j->sampler, tok);
     double now = serve_now();
     if (s->metrics) {
         serve_metrics_generated(s->metrics, 1);
@@ -745,8 +887,10 @@ static int32_t verify_draft(serve_sched *s, slot *sl)
                 : nuri_sampler_sample(j->sampler, nuri_ctx_logits(s->ctx, r), &tok, NULL);
         if (st == NURI_OK) st = nuri_sampler_accept(j->sampler, tok);
         s->row_tok[r] = st == NURI_OK ? tok : -1;
+        s->row_fr[r] = (int8_t)(st == NURI_OK ? nuri_sampler_finish_reason(j->sampler, tok)
+                                              : NURI_FINISH_NONE);
         sl->n_out++;
-        if (st != NURI_OK || !acc) break;
+        if (st != NURI_OK || !acc || s->row_fr[r] != NURI_FINISH_NONE) break; // it ends here
     }
     return sl->b_row + sl->n_draft;
 }
@@ -757,7 +901,7 @@ static void push_draft_locked(serve_sched *s, int i)
 {
     slot *sl = &s->slots[i];
     serve_job *j = sl->job;
-    const int32_t n_acc = sl->n_out - 1; // draft tokens accepted (the last token out is not)
+    const int32_t n_acc = sl->n_out - 1; // draft tokens accepted (the last out is not, or ends it)
     const int32_t base = sl->n_toks - sl->b_n + 1; // the KV length with `next` fed, no draft
     if (s->metrics) serve_metrics_spec(s->metrics, sl->n_draft, n_acc);
     nuri_ctx_seq_truncate(s->ctx, i, base + n_acc);
@@ -770,7 +914,8 @@ static void push_draft_locked(serve_sched *s, int i)
                              "every likely token");
             return;
         }
-        push_token_locked(s, i, tok, &s->row_lp[sl->b_row + m]);
+        push_token_locked(s, i, tok, (nuri_finish_reason)s->row_fr[sl->b_row + m],
+                          &s->row_lp[sl->b_row + m]);
         if (sl->job != j) { // it ended here: its KV (kept as a prefix cache) ends here too
             if (sl->n_toks > 0) nuri_ctx_seq_truncate(s->ctx, i, sl->n_toks);
             return;
@@ -830,6 +975,7 @@ static void run_batch(serve_sched *s, int32_t n, int32_t rows)
             s->row_tok[r] = -1;
         } else {
             nuri_sampler_accept(j->sampler, s->row_tok[r]);
+            s->row_fr[r] = (int8_t)nuri_sampler_finish_reason(j->sampler, s->row_tok[r]);
         }
     }
     pthread_mutex_lock(&s->mu);
@@ -845,7 +991,7 @@ static void run_batch(serve_sched *s, int32_t n, int32_t rows)
                 "no token can be sampled: logit_bias or the requested format bans every "
                 "likely token");
         else
-            push_token_locked(s, i, s->row_tok[r], &s->row_lp[r]);
+            push_token_locked(s, i, s->row_tok[r], (nuri_finish_reason)s->row_fr[r], &s->row_lp[r]);
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -870,6 +1016,11 @@ static void *sched_main(void *arg)
             update_gauges_locked(s);
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
+        }
+        if (s->dctx && plan_drafts_locked(s)) {
+            pthread_mutex_unlock(&s->mu);
+            draft_model_run(s);
+            pthread_mutex_lock(&s->mu);
         }
         int32_t rows, n = build_batch_locked(s, &rows);
         update_gauges_locked(s);
@@ -964,7 +1115,10 @@ int32_t serve_sched_pool_tokens_kv(const nuri_model *m, int32_t max_seqs, double
 static void sched_free(serve_sched *s)
 {
     if (s->slots)
-        for (int i = 0; i < s->p.max_seqs; i++) free(s->slots[i].toks);
+        for (int i = 0; i < s->p.max_seqs; i++) {
+            free(s->slots[i].toks);
+            free(s->slots[i].dtoks);
+        }
     free(s->slots);
     free(s->order);
     free(s->queue);
@@ -974,8 +1128,15 @@ static void sched_free(serve_sched *s)
     free(s->b_logits);
     free(s->row_slot);
     free(s->row_tok);
+    free(s->row_fr);
     free(s->row_lp);
     nuri_ctx_free(s->ctx);
+    free(s->d_tok);
+    free(s->d_pos);
+    free(s->d_seq);
+    free(s->d_row_slot);
+    free(s->d_logits);
+    nuri_ctx_free(s->dctx);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -999,6 +1160,19 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
                           "--draft-lookup is not supported for %s: its recurrent state cannot "
                           "take back a rejected draft",
                           m->hp.arch_name);
+    if (p->draft) {
+        if (p->draft_max < 1 || p->draft_max >= SERVE_JOB_RING)
+            return nuri_error(NURI_ERR_INVALID_ARG, "draft-max %d is not in 1..%d", p->draft_max,
+                              SERVE_JOB_RING - 1);
+        const nuri_model *rec = m->hp.n_recurrent > 0 ? m : p->draft;
+        if (rec->hp.n_recurrent > 0)
+            return nuri_error(NURI_ERR_UNSUPPORTED,
+                              "--draft is not supported for %s%s: its recurrent state cannot take "
+                              "back a rejected draft",
+                              rec == m ? "" : "a draft model of ", rec->hp.arch_name);
+        nuri_status st = nuri_spec_vocab_check(m, p->draft);
+        if (st != NURI_OK) return st;
+    }
     if (!(p->kv_mem >= 0 && p->kv_mem <= 0.95))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "the KV cache's share of memory %g is not in (0, 0.95]", p->kv_mem);
@@ -1012,7 +1186,8 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     if (s->p.n_batch <= 0) s->p.n_batch = 256;
     if (s->p.n_batch < s->p.max_seqs) s->p.n_batch = s->p.max_seqs;
     // rows of logits: one per sequence, and one per draft token when speculating
-    int64_t rows_max = (int64_t)p->max_seqs * (1 + p->draft_lookup);
+    int32_t per_seq = p->draft && p->draft_max > p->draft_lookup ? p->draft_max : p->draft_lookup;
+    int64_t rows_max = (int64_t)p->max_seqs * (1 + per_seq);
     s->n_rows_max = rows_max < s->p.n_batch ? (int32_t)rows_max : s->p.n_batch;
     // a pool sized from memory is allocated untouched (calloc): pages cost memory once written
     nuri_ctx_params cp = {.n_ctx = p->n_ctx ? p->n_ctx
@@ -1043,9 +1218,10 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     s->b_logits = malloc((size_t)nb);
     s->row_slot = malloc((size_t)s->n_rows_max * sizeof(int32_t));
     s->row_tok = malloc((size_t)s->n_rows_max * sizeof(int32_t));
+    s->row_fr = malloc((size_t)s->n_rows_max);
     s->row_lp = malloc((size_t)s->n_rows_max * sizeof *s->row_lp);
     bool ok = s->slots && s->order && s->queue && s->b_tok && s->b_pos && s->b_seq && s->b_logits &&
-              s->row_slot && s->row_tok && s->row_lp;
+              s->row_slot && s->row_tok && s->row_fr && s->row_lp;
     for (int i = 0; ok && i < ns; i++) {
         s->slots[i].next = -1;
         ok = (s->slots[i].toks = malloc((size_t)s->seq_max * sizeof(int32_t))) != NULL;
@@ -1053,6 +1229,29 @@ nuri_status serve_sched_start(const nuri_model *m, const serve_sched_params *p,
     if (!ok) {
         sched_free(s);
         return nuri_error(NURI_ERR_NOMEM, "out of memory for the scheduler");
+    }
+    if (p->draft) { // the draft model's pool: as many tokens as the model's, one sequence a slot
+        nuri_ctx_params dp = {
+            .n_ctx = n_ctx, .n_batch = nb, .n_threads = p->n_threads, .n_logits = ns, .n_seq = ns};
+        st = nuri_ctx_new(p->draft, &dp, &s->dctx);
+        if (st != NURI_OK) {
+            sched_free(s);
+            return st;
+        }
+        int32_t dn_ctx = nuri_ctx_n_ctx(s->dctx);
+        s->dseq_max = dn_ctx < p->draft->hp.n_ctx_train ? dn_ctx : p->draft->hp.n_ctx_train;
+        s->d_tok = malloc((size_t)nb * sizeof(int32_t));
+        s->d_pos = malloc((size_t)nb * sizeof(int32_t));
+        s->d_seq = malloc((size_t)nb * sizeof(int32_t));
+        s->d_logits = malloc((size_t)nb);
+        s->d_row_slot = malloc((size_t)ns * sizeof(int32_t));
+        ok = s->d_tok && s->d_pos && s->d_seq && s->d_logits && s->d_row_slot;
+        for (int i = 0; ok && i < ns; i++)
+            ok = (s->slots[i].dtoks = malloc((size_t)s->dseq_max * sizeof(int32_t))) != NULL;
+        if (!ok) {
+            sched_free(s);
+            return nuri_error(NURI_ERR_NOMEM, "out of memory for the draft model's scheduler");
+        }
     }
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
         sched_free(s);

@@ -29,6 +29,13 @@
  * sequence (prompt + completion <= serve_sched_seq_max) always fits the pool alone. The queue
  * keeps room for preempted requests beyond max_queue, so re-queueing one never fails.
  *
+ * With a draft model (serve_sched_params.draft), before step 3 the scheduler thread, without the
+ * lock, brings each decoding sequence's copy in the draft model's KV up to its tokens (what it
+ * holds is kept as far as it agrees, so a slot's draft KV is a prefix cache too) and drafts up to
+ * draft_max tokens by the draft model's argmax, one batched draft pass per token for all of them.
+ * Step 3 places those drafts as it places lookup drafts (lookup first when both are on), and
+ * verification is the deterministic rule: the output is the plain output, seed for seed.
+ *
  * Requests (serve_job) are shared by the scheduler and one connection thread, each holding a
  * reference; all of a job's mutable fields are guarded by the scheduler's mutex.
  */
@@ -106,6 +113,11 @@ typedef struct serve_sched_params {
     int32_t n_batch;   // tokens per forward step (decode + prefill chunks)
     int32_t n_threads;
     int32_t draft_lookup; // speculative decoding: prompt-lookup draft tokens per sequence (0: off)
+    // speculative decoding with a draft model (borrowed; NULL: none): its vocabulary must be the
+    // model's (nuri_spec_vocab_check); it drafts up to draft_max tokens (1..SERVE_JOB_RING - 1)
+    // per decoding sequence and step, greedily, in its own paged KV (one sequence per slot)
+    const nuri_model *draft;
+    int32_t draft_max;
     uint32_t kv_type_k, kv_type_v; // the cache's types (nuri_ctx_params; 0: F16)
 } serve_sched_params;
 

@@ -45,6 +45,8 @@ typedef struct serve_params {
     int max_queue;                  // requests waiting for a sequence before 503 (0: 4 * max_seqs)
     int n_threads;                  // forward pass threads (0: 1)
     int draft_lookup;               // prompt-lookup draft tokens per sequence and step (0: off)
+    const char *draft_path;         // a draft model of the same vocabulary, or NULL (speculation)
+    int draft_max;                  // its draft tokens per sequence and step (0: 8)
     const char *chat_template;      // file with a Jinja chat template, or NULL
     size_t max_body;                // bytes of request body (0: 4 MiB)
     int header_timeout_ms;          // time to receive a request head (0: 10000)

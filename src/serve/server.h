@@ -72,6 +72,7 @@ struct serve_server {
     nuri_status load_status;
     char load_error[512];
     nuri_model *model;
+    nuri_model *draft; // --draft, or NULL
     serve_prompt *prompt;
     serve_sched *sched;
     nuri_token_trie *grammar_trie; // the vocabulary's token texts, for grammar-constrained requests

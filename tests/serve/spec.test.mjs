@@ -1,7 +1,8 @@
-// spec.test.mjs: `nuri serve --draft-lookup K` through the official openai npm client, on
-// loopback. tests/spec.test.sh starts two servers on the same model and passes their addresses:
+// spec.test.mjs: `nuri serve --draft-lookup K` and `nuri serve --draft FILE` through the official
+// openai npm client, on loopback. tests/spec.test.sh starts two servers on the same model and
+// passes their addresses:
 //   NURI_URL_PLAIN  no speculation
-//   NURI_URL_SPEC   --draft-lookup 6
+//   NURI_URL_SPEC   with the options in NURI_SPEC_OPTS (--draft-lookup 6, --draft FILE, both)
 // Greedy requests sent together (so that they share the batches, each with its own draft) must
 // give the plain server's text, and /metrics must count drafted and accepted tokens.
 import { test } from 'node:test';
@@ -13,6 +14,7 @@ const SPEC = process.env.NURI_URL_SPEC;
 const client = (base) =>
     new OpenAI({ baseURL: base + '/v1', apiKey: 'none', maxRetries: 0, timeout: 120000 });
 const MODEL = process.env.NURI_MODEL_ID;
+const OPTS = process.env.NURI_SPEC_OPTS;
 
 async function metric(base, name) {
     const text = await (await fetch(base + '/metrics')).text();
@@ -41,7 +43,7 @@ async function completions(base, stream) {
     }));
 }
 
-test('greedy completions sent together are the same with and without --draft-lookup', async () => {
+test(`greedy completions sent together are the same with and without ${OPTS}`, async () => {
     const d0 = await metric(SPEC, 'nuri_spec_drafted_tokens_total');
     const a0 = await metric(SPEC, 'nuri_spec_accepted_tokens_total');
     const plain = await completions(PLAIN, false);
@@ -57,7 +59,7 @@ test('greedy completions sent together are the same with and without --draft-loo
     assert.equal(await metric(PLAIN, 'nuri_spec_drafted_tokens_total'), 0);
 });
 
-test('sampled chat with a seed is the same with and without --draft-lookup', async () => {
+test(`sampled chat with a seed is the same with and without ${OPTS}`, async () => {
     const req = {
         model: MODEL, max_tokens: 32, temperature: 0.9, seed: 7, frequency_penalty: 0.3,
         messages: [{ role: 'user', content: 'repeat: a b c a b c a b c' }],
