@@ -76,3 +76,22 @@ test('logprobs requests still answer (they do not draft)', async () => {
     assert.equal(s.text, p.text);
     assert.deepEqual(s.logprobs.tokens, p.logprobs.tokens);
 });
+
+test(`structured output (a JSON schema) is the same with and without ${OPTS}`, async () => {
+    // the grammar ends the answer: the same text, ended for the same reason
+    const schema = {
+        type: 'object',
+        properties: { a: { type: 'array', items: { enum: ['cat', 'mat'] }, maxItems: 12 } },
+        required: ['a'], additionalProperties: false,
+    };
+    const req = {
+        model: MODEL, max_tokens: 120, temperature: 0,
+        messages: [{ role: 'user', content: 'cat mat cat mat cat mat' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema } },
+    };
+    const [p, s] = await Promise.all([client(PLAIN), client(SPEC)].map(
+        async (api) => (await api.chat.completions.create(req)).choices[0]));
+    assert.equal(s.message.content, p.message.content);
+    assert.equal(s.finish_reason, p.finish_reason);
+    JSON.parse(s.message.content);
+});
