@@ -652,10 +652,12 @@ static bool evict_one_draft(serve_sched *s)
 static void draft_model_run(serve_sched *s)
 {
     const int32_t k = s->p.draft_max, n_vocab = s->m->hp.n_vocab;
-    int32_t n = 0, rows = 0, reserved = 0;
+    int32_t n = 0, rows = 0, reserved = 0, n_want = 0;
+    for (int i = 0; i < s->p.max_seqs; i++) n_want += s->slots[i].d_want;
     for (int i = 0; i < s->p.max_seqs && n < s->p.n_batch; i++) {
         slot *sl = &s->slots[i];
         if (!sl->d_want) continue;
+        n_want--; // slots after this one: a long catch-up leaves them 2 tokens each (a step's)
         const int32_t len = sl->n_toks + 1; // the history: its tokens and the one fed next
         sl->toks[sl->n_toks] = sl->next;
         int32_t common = common_prefix(sl->dtoks, sl->dn, sl->toks, len);
@@ -664,7 +666,8 @@ static void draft_model_run(serve_sched *s)
             nuri_ctx_seq_truncate(s->dctx, i, common);
             sl->dn = common;
         }
-        int32_t feed = len - common, budget = s->p.n_batch - n;
+        int32_t feed = len - common, budget = s->p.n_batch - n - 2 * n_want;
+        if (budget < 1) budget = 1;
         int32_t chunk = feed < budget ? feed : budget;
         bool drafts = chunk == feed;
         int32_t need = nuri_ctx_pages_needed(s->dctx, i, common, chunk + (drafts ? k - 1 : 0));
