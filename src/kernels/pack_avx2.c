@@ -1,5 +1,6 @@
 /*
- * pack_avx2.c: matrix products over packed (x16) Q4_0 / Q8_0 / Q4_K / Q6_K weights with AVX2 alone
+ * pack_avx2.c: matrix products over packed (x16) Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K / IQ4_NL /
+ * IQ4_XS / MXFP4 weights with AVX2 alone
  * (no VNNI), for CPUs without AVX-512 or with NURI_ISA=avx2. Same layouts as pack_avx512.c
  * (pack.h), same integers, same float steps in the same order: the outputs are bit-identical to
  * the VNNI kernels', and do not depend on the batch.
@@ -12,7 +13,9 @@
  * saturates: Q4_0 / Q4_K codes are 0..15, so eight vpmaddubsw results (16 products of at most
  * 15 x 128 each per int16 lane) add up to at most 30720; Q6_K codes 0..63 allow two (32256).
  * Q8_0's codes are signed: they are used as |w| (0..128) against x with w's sign (activations
- * are -127..127, so x * sign(w) is exact), one vpmaddubsw per vpmaddwd.
+ * are -127..127, so x * sign(w) is exact), one vpmaddubsw per vpmaddwd; so are IQ4_NL's,
+ * IQ4_XS's and MXFP4's grid values (the VNNI kernels' grid + 128 would overflow an int16 pair).
+ * Q5_K's codes (0..31) fill an int16 lane in four lines, so its sums widen every four.
  */
 #include "kernels/blocks.h"
 #include "kernels/kernels_impl.h"
@@ -63,20 +66,49 @@ static inline void store_rows(float *y, __m256 v, int rows)
 }
 
 /* ======================================================================================== */
-/* Q4_0 / Q8_0: per block, float(isum) * (d_w * d_x) added by one FMA (pack.h).              */
+/* Q4_0 / Q8_0 / IQ4_NL / MXFP4: per block, float(isum) * (d_w * d_x) added by one FMA        */
+/* (pack.h).                                                                                 */
 /* ======================================================================================== */
 
+enum { A2_Q4_0, A2_Q8_0, A2_IQ4_NL, A2_MXFP4 }; // the 32-element kinds
+
+static inline int a2_kind(uint32_t type)
+{
+    return type == NURI_TYPE_Q8_0     ? A2_Q8_0
+           : type == NURI_TYPE_IQ4_NL ? A2_IQ4_NL
+           : type == NURI_TYPE_MXFP4  ? A2_MXFP4
+                                      : A2_Q4_0;
+}
+
+/* A 16-entry signed grid in both 128-bit lanes (vpshufb looks up within lanes). */
+static inline __m256i grid_table(const int8_t *grid)
+{
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)grid));
+}
+
+/* The signed products of codes w (-127..127) with x's 4-byte groups (bcast32), one int32 per row:
+ * |w| x (x with w's sign), exact in int16 pairs since |w|, |x| <= 127 (pack_avx2.c's comment). */
+static inline __m256i signed_dot4(__m256i w, __m256i xb, __m256i ones)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xb, w)),
+                             ones);
+}
+
 /* T tokens x rows 8h .. 8h + 7 of one row group, all blocks. corr (Q4_0): -8 * sum of x's codes
- * per block; Q8_0 needs none. */
+ * per block; the others need none: Q8_0's codes, and IQ4_NL's and MXFP4's grid values (the VNNI
+ * kernel's grid + 128 less 128 * sum x), are multiplied signed. */
 static inline __attribute__((always_inline)) void
-q_half(const int T, const int q8, int64_t nb, const uint8_t *grp, int h, const uint8_t *x,
+q_half(const int T, const int kind, int64_t nb, const uint8_t *grp, int h, const uint8_t *x,
        size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
        int64_t y_stride, int rows)
 {
+    const int q8 = kind == A2_Q8_0, grid = kind == A2_IQ4_NL || kind == A2_MXFP4;
     const uint16_t *dg = (const uint16_t *)grp;
-    const uint8_t *qg = grp + nb * 32 + 32 * h;
+    const float *dfg = (const float *)grp; // MXFP4: F32 scales
+    const uint8_t *qg = grp + nb * (kind == A2_MXFP4 ? 64 : 32) + 32 * h;
     const int64_t qb = q8 ? 512 : 256;
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i tbl = grid_table(kind == A2_MXFP4 ? nuri_fp4_grid : nuri_iq4_grid);
     __m256 acc[4];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
@@ -85,7 +117,24 @@ q_half(const int T, const int q8, int64_t nb, const uint8_t *grp, int h, const u
         for (int64_t off = 0; off < qb; off += 64)
             _mm_prefetch((const char *)q + A2_PF * qb + off, _MM_HINT_T0);
         __m256i s[4];
-        if (q8) {
+        if (grid) {
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
+#pragma GCC unroll 16
+            for (int i = 0; i < 4; i++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 64 * i));
+                const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+                const __m256i hi =
+                    _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+#pragma GCC unroll 16
+                for (int t = 0; t < T; t++) {
+                    const int8_t *a = (const int8_t *)(x + (size_t)t * x_stride) + b * 34 + 2;
+                    s[t] = hold(_mm256_add_epi32(s[t], signed_dot4(lo, bcast32(a + 4 * i), ones)));
+                    s[t] = hold(
+                        _mm256_add_epi32(s[t], signed_dot4(hi, bcast32(a + 16 + 4 * i), ones)));
+                }
+            }
+        } else if (q8) {
 #pragma GCC unroll 16
             for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
 #pragma GCC unroll 16
@@ -122,7 +171,10 @@ q_half(const int T, const int q8, int64_t nb, const uint8_t *grp, int h, const u
                 s[t] = _mm256_add_epi32(_mm256_madd_epi16(s[t], ones),
                                         _mm256_set1_epi32(corr[t * ts + b]));
         }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dg + 16 * b + 8 * h)));
+        const __m256 dw =
+            kind == A2_MXFP4
+                ? _mm256_loadu_ps(dfg + 16 * b + 8 * h)
+                : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dg + 16 * b + 8 * h)));
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             const __m256 ds = _mm256_mul_ps(dw, _mm256_set1_ps(da[t * ts + b]));
@@ -133,10 +185,15 @@ q_half(const int T, const int q8, int64_t nb, const uint8_t *grp, int h, const u
     for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
 }
 
-#define Q_T(Q8, T)                                                                                 \
-    q_half(T, Q8, nb, grp, h, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
+#define Q_T(KIND, T)                                                                               \
+    q_half(T, KIND, nb, grp, h, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
+#define Q_KIND(T)                                                                                  \
+    (kind == A2_Q8_0     ? Q_T(A2_Q8_0, T)                                                         \
+     : kind == A2_IQ4_NL ? Q_T(A2_IQ4_NL, T)                                                       \
+     : kind == A2_MXFP4  ? Q_T(A2_MXFP4, T)                                                        \
+                         : Q_T(A2_Q4_0, T))
 
-static __attribute__((noinline)) void q_tokens(int q8, int64_t nb, const uint8_t *grp, int h,
+static __attribute__((noinline)) void q_tokens(int kind, int64_t nb, const uint8_t *grp, int h,
                                                const uint8_t *x, size_t x_stride, int64_t n_t,
                                                const float *da, const int32_t *corr, int64_t ts,
                                                float *y, int64_t y_stride, int rows)
@@ -147,24 +204,25 @@ static __attribute__((noinline)) void q_tokens(int q8, int64_t nb, const uint8_t
         float *yt = y + t * y_stride;
         const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
         if (T == 4)
-            q8 ? Q_T(1, 4) : Q_T(0, 4);
+            Q_KIND(4);
         else if (T == 2)
-            q8 ? Q_T(1, 2) : Q_T(0, 2);
+            Q_KIND(2);
         else
-            q8 ? Q_T(1, 1) : Q_T(0, 1);
+            Q_KIND(1);
         t += T;
     }
 }
 
-/* da[t][b] = F32(x[t].d[b]); Q4_0: corr[t][b] = -8 * sum of x[t]'s codes in block b. */
-static void q_tables(int q8, const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
-                     int32_t *corr)
+/* da[t][b] = F32(x[t].d[b]); Q4_0 (no_corr false): corr[t][b] = -8 * sum of x[t]'s codes in
+ * block b. */
+static void q_tables(int no_corr, const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb,
+                     float *da, int32_t *corr)
 {
     for (int64_t t = 0; t < n_t; t++) {
         const nuri_block_q8_0 *blk = (const nuri_block_q8_0 *)(x + (size_t)t * x_stride);
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = _cvtsh_ss(blk[b].d);
-            if (q8) continue;
+            if (no_corr) continue;
             const __m256i q = _mm256_loadu_si256((const __m256i *)blk[b].qs);
             const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
                                                 _mm256_set1_epi16(1));
@@ -183,19 +241,23 @@ static void q_tables(int q8, const uint8_t *x, size_t x_stride, int64_t n_t, int
 
 /* T tokens x rows 8h .. 8h + 7. bsf[(t * ts + b) * 8 + j]: token t's 32-element sums as floats.
  * Each sub-block's int16 sums are multiplied by its scale by vpmaddwd against the scale in both
- * int16 halves of the row's lane: the row's exact isum_j * sc_j as int32. */
+ * int16 halves of the row's lane: the row's exact isum_j * sc_j as int32. Q5_K (q5): the same
+ * block followed by its 5th bits (pack.h), bit j of qh line i for sub-block j; codes up to 31
+ * fill an int16 lane in four lines (4 x 2 x 31 x 127), so its sums go to int32 every four. */
 static inline __attribute__((always_inline)) void
-q4_K_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
-          const float *da, const float *bsf, int64_t ts, float *y, int64_t y_stride, int rows)
+q4_K_half(const int T, const int q5, int64_t nb, const uint8_t *grp, int h, const uint8_t *x,
+          size_t x_stride, const float *da, const float *bsf, int64_t ts, float *y,
+          int64_t y_stride, int rows)
 {
-    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    const int64_t kbytes = q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES;
     __m256 acc[4];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *kb = grp + b * NURI_PACK_Q4_K_BYTES;
-        for (int off = 0; off < NURI_PACK_Q4_K_BYTES; off += 64)
-            _mm_prefetch((const char *)kb + 4 * NURI_PACK_Q4_K_BYTES + off, _MM_HINT_T1);
+        const uint8_t *kb = grp + b * kbytes;
+        for (int off = 0; off < kbytes; off += 64)
+            _mm_prefetch((const char *)kb + 4 * kbytes + off, _MM_HINT_T1);
         __m256i f[4];
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) f[t] = _mm256_setzero_si256();
@@ -212,8 +274,21 @@ q4_K_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, 
             for (int i = 0; i < 8; i++) {
                 const __m256i v =
                     _mm256_loadu_si256((const __m256i *)(kb + 320 + (c * 8 + i) * 64 + 32 * h));
-                const __m256i w =
+                __m256i w =
                     j % 2 ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+                if (q5) {
+                    const __m256i hb = _mm256_loadu_si256(
+                        (const __m256i *)(kb + NURI_PACK_Q4_K_BYTES + 64 * i + 32 * h));
+                    w = _mm256_or_si256(
+                        w, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, j), one), 4));
+                    if (i == 4) { // the first four lines' sums, before an int16 lane could fill
+#pragma GCC unroll 16
+                        for (int t = 0; t < T; t++) {
+                            f[t] = hold(_mm256_add_epi32(f[t], _mm256_madd_epi16(s[t], sc2)));
+                            s[t] = _mm256_setzero_si256();
+                        }
+                    }
+                }
 #pragma GCC unroll 16
                 for (int t = 0; t < T; t++) {
                     const nuri_block_q8_K *xb =
@@ -257,6 +332,73 @@ static void q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
             for (int j = 0; j < 8; j++)
                 bsf[(t * nb + b) * 8 + j] = (float)(blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
         }
+    }
+}
+
+/* ======================================================================================== */
+/* IQ4_XS: per sub-block j the signed grid products (no +128: |w| x sign trick) times ls_j,    */
+/* added as integers; acc = fma(float(f), d * d_x, acc) once per block (pack.h).              */
+/* ======================================================================================== */
+
+static inline __attribute__((always_inline)) void
+iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
+            const float *da, int64_t ts, float *y, int64_t y_stride, int rows)
+{
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i tbl = grid_table(nuri_iq4_grid);
+    __m256 acc[4];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
+        for (int off = 0; off < NURI_PACK_IQ4_XS_BYTES; off += 64)
+            _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off, _MM_HINT_T1);
+        __m256i f[4];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) f[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m256i ls =
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h)));
+            __m256i s[4];
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                const __m256i v =
+                    _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
+                const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+                const __m256i hi =
+                    _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+#pragma GCC unroll 16
+                for (int t = 0; t < T; t++) {
+                    const nuri_block_q8_K *xb =
+                        (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                    const int8_t *a = xb->qs + 32 * j;
+                    s[t] = hold(_mm256_add_epi32(s[t], signed_dot4(lo, bcast32(a + 4 * i), ones)));
+                    s[t] = hold(
+                        _mm256_add_epi32(s[t], signed_dot4(hi, bcast32(a + 16 + 4 * i), ones)));
+                }
+            }
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) f[t] = _mm256_add_epi32(f[t], _mm256_mullo_epi32(s[t], ls));
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 16 * h)));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const __m256 dx = _mm256_set1_ps(da[t * ts + b]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(f[t]), _mm256_mul_ps(dw, dx), acc[t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
+}
+
+static void iq4_xs_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
+        for (int64_t b = 0; b < nb; b++) da[t * nb + b] = blk[b].d;
     }
 }
 
@@ -343,13 +485,27 @@ static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
     }
 }
 
-#define KQ_T(T)                                                                                    \
-    (q6 ? q6_K_half(T, nb, grp, h, xt, x_stride, da + t * ts, (const int32_t *)aux + t * ts * 16,  \
-                    ts, yt, y_stride, rows)                                                        \
-        : q4_K_half(T, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8, ts, \
-                    yt, y_stride, rows))
+enum { A2_Q4_K, A2_Q5_K, A2_Q6_K, A2_IQ4_XS }; // the 256-element kinds
 
-static __attribute__((noinline)) void kq_tokens(int q6, int64_t nb, const uint8_t *grp, int h,
+static inline int a2_kq_kind(uint32_t type)
+{
+    return type == NURI_TYPE_Q5_K     ? A2_Q5_K
+           : type == NURI_TYPE_Q6_K   ? A2_Q6_K
+           : type == NURI_TYPE_IQ4_XS ? A2_IQ4_XS
+                                      : A2_Q4_K;
+}
+
+#define KQ_T(T)                                                                                    \
+    (kind == A2_Q6_K ? q6_K_half(T, nb, grp, h, xt, x_stride, da + t * ts,                         \
+                                 (const int32_t *)aux + t * ts * 16, ts, yt, y_stride, rows)       \
+     : kind == A2_IQ4_XS                                                                           \
+         ? iq4_xs_half(T, nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows)           \
+     : kind == A2_Q5_K ? q4_K_half(T, 1, nb, grp, h, xt, x_stride, da + t * ts,                    \
+                                   (const float *)aux + t * ts * 8, ts, yt, y_stride, rows)        \
+                       : q4_K_half(T, 0, nb, grp, h, xt, x_stride, da + t * ts,                    \
+                                   (const float *)aux + t * ts * 8, ts, yt, y_stride, rows))
+
+static __attribute__((noinline)) void kq_tokens(int kind, int64_t nb, const uint8_t *grp, int h,
                                                 const uint8_t *x, size_t x_stride, int64_t n_t,
                                                 const float *da, const void *aux, int64_t ts,
                                                 float *y, int64_t y_stride, int rows)
@@ -358,12 +514,14 @@ static __attribute__((noinline)) void kq_tokens(int q6, int64_t nb, const uint8_
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
-        // Q4_K's tile is 4 tokens (acc, f, s: 12 registers); Q6_K's two codes and the scale
-        // leave room for 2
-        const int T = left >= 4 && !q6 ? 4 : left >= 2 ? 2 : 1;
-        if (T == 4)
-            q4_K_half(4, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8, ts,
-                      yt, y_stride, rows);
+        // Q4_K's and IQ4_XS's tile is 4 tokens (acc, f, s: 12 registers); Q5_K's 5th bits and
+        // Q6_K's two codes and the scale leave room for 2
+        const int T = left >= 4 && (kind == A2_Q4_K || kind == A2_IQ4_XS) ? 4 : left >= 2 ? 2 : 1;
+        if (T == 4 && kind == A2_Q4_K)
+            q4_K_half(4, 0, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8,
+                      ts, yt, y_stride, rows);
+        else if (T == 4)
+            iq4_xs_half(4, nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows);
         else if (T == 2)
             KQ_T(2);
         else
@@ -381,7 +539,8 @@ enum { A2_RUN_MANY = 2, A2_RUN_FEW = 8 }; // row groups per item, 16+ tokens or 
 
 static int is_kq(uint32_t type)
 {
-    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K;
+    return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_Q5_K ||
+           type == NURI_TYPE_IQ4_XS;
 }
 
 /* Tokens per chunk: as pack_avx512.c's chunk_tokens (which also budgets for the AMX panel). */
@@ -390,6 +549,7 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     int64_t per = 40;
     if (type == NURI_TYPE_Q4_K) per = 4 + 32 + 256;
     if (type == NURI_TYPE_Q6_K) per = 4 + 64 + 256;
+    if (type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K) per = 4 + 32;
     int64_t tt = A2_CHUNK / (nb * per);
     if (tt > A2_TT_MAX) tt = A2_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -413,12 +573,15 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
                               int64_t y_stride, const nuri_share *sh)
 {
     const uint8_t *x = vx;
-    const int kq = is_kq(type), q6 = type == NURI_TYPE_Q6_K, q8 = type == NURI_TYPE_Q8_0;
+    const int kq = is_kq(type), kqk = a2_kq_kind(type), kind = a2_kind(type);
     const int64_t nb = n / (kq ? NURI_QK_K : NURI_QK);
-    const int64_t gbytes = nb * (type == NURI_TYPE_Q4_K   ? NURI_PACK_Q4_K_BYTES
-                                 : q6                     ? NURI_PACK_Q6_K_BYTES
-                                 : type == NURI_TYPE_Q8_0 ? 544
-                                                          : 288);
+    const int64_t gbytes = nb * (type == NURI_TYPE_Q4_K     ? NURI_PACK_Q4_K_BYTES
+                                 : type == NURI_TYPE_Q5_K   ? NURI_PACK_Q5_K_BYTES
+                                 : type == NURI_TYPE_Q6_K   ? NURI_PACK_Q6_K_BYTES
+                                 : type == NURI_TYPE_IQ4_XS ? NURI_PACK_IQ4_XS_BYTES
+                                 : type == NURI_TYPE_Q8_0   ? 544
+                                 : type == NURI_TYPE_MXFP4  ? 320
+                                                            : 288);
     const int64_t tt = chunk_tokens(type, nb), ng = (n_out + 15) / 16;
     const int64_t run = n_t >= 16 ? A2_RUN_MANY : A2_RUN_FEW, n_run = (ng + run - 1) / run;
     const int64_t n_tc = (n_t + tt - 1) / tt;
@@ -452,12 +615,14 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
             const int64_t nt = left < step ? left : step;
             const uint8_t *xc = x + (size_t)t0 * x_stride;
             if (!buf || tc != have) {
-                if (q6)
+                if (kqk == A2_Q6_K && kq)
                     q6_K_tables(xc, x_stride, nt, nb, da, aux);
+                else if (kqk == A2_IQ4_XS && kq)
+                    iq4_xs_tables(xc, x_stride, nt, nb, da);
                 else if (kq)
                     q4_K_tables(xc, x_stride, nt, nb, da, (float *)aux);
                 else
-                    q_tables(q8, xc, x_stride, nt, nb, da, aux);
+                    q_tables(kind != A2_Q4_0, xc, x_stride, nt, nb, da, aux);
                 have = tc;
             }
             for (int64_t g = ga; g < gb; g++) {
@@ -467,10 +632,11 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
                 for (int h = 0; h < 2 && 8 * h < rr; h++) {
                     const int rows = (int)(rr - 8 * h < 8 ? rr - 8 * h : 8);
                     if (kq)
-                        kq_tokens(q6, nb, grp, h, xc, x_stride, nt, da, aux, nb, yg, y_stride,
+                        kq_tokens(kqk, nb, grp, h, xc, x_stride, nt, da, aux, nb, yg, y_stride,
                                   rows);
                     else
-                        q_tokens(q8, nb, grp, h, xc, x_stride, nt, da, aux, nb, yg, y_stride, rows);
+                        q_tokens(kind, nb, grp, h, xc, x_stride, nt, da, aux, nb, yg, y_stride,
+                                 rows);
                 }
             }
         }
