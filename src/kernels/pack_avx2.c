@@ -1,6 +1,6 @@
 /*
  * pack_avx2.c: matrix products over packed (x16) Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K / IQ4_NL /
- * IQ4_XS / MXFP4 weights with AVX2 alone
+ * IQ4_XS / MXFP4 / Q3_K / Q2_K weights with AVX2 alone
  * (no VNNI), for CPUs without AVX-512 or with NURI_ISA=avx2. Same layouts as pack_avx512.c
  * (pack.h), same integers, same float steps in the same order: the outputs are bit-identical to
  * the VNNI kernels', and do not depend on the batch.
@@ -403,6 +403,110 @@ static void iq4_xs_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_
 }
 
 /* ======================================================================================== */
+/* Q3_K / Q2_K: per 32-element slice s, the exact sums of sub-blocks 2s and 2s + 1 times their */
+/* scales as integers, then the mins (Q2_K) or Q3_K's - 4 as sum_j m_j * bsum_j; the float    */
+/* steps of pack_q23_avx512.c, whose comment gives them. No tables.                          */
+/* ======================================================================================== */
+
+static inline __attribute__((always_inline)) void q23_half(const int T, const int q3, int64_t nb,
+                                                           const uint8_t *grp, int hr,
+                                                           const uint8_t *x, size_t x_stride,
+                                                           float *y, int64_t y_stride, int rows)
+{
+    const int64_t kbytes = q3 ? NURI_PACK_Q3_K_BYTES : NURI_PACK_Q2_K_BYTES;
+    const int sc_off = q3 ? 32 : 64, ql_off = sc_off + 256, qh_off = ql_off + 1024;
+    const __m256i m3 = _mm256_set1_epi8(3), b2 = _mm256_set1_epi8(4);
+    const __m256i m15 = _mm256_set1_epi16(15), lo16 = _mm256_set1_epi32(0xffff);
+    __m256 acc[4];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * kbytes;
+        for (int off = 0; off < kbytes; off += 64)
+            _mm_prefetch((const char *)kb + 4 * kbytes + off, _MM_HINT_T0);
+        __m256i f[4];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) f[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            const int h = s / 4, j = s % 4;
+            // the scale pair of sub-blocks 2s, 2s + 1 of the 8 rows, each in both int16 halves
+            const __m256i sp =
+                q3 ? _mm256_cvtepi8_epi16(
+                         _mm_loadu_si128((const __m128i *)(kb + sc_off + 32 * s + 16 * hr)))
+                   : _mm256_and_si256(_mm256_cvtepu8_epi16(_mm_loadu_si128(
+                                          (const __m128i *)(kb + sc_off + 32 * s + 16 * hr))),
+                                      m15);
+            const __m256i sc_lo = _mm256_and_si256(sp, lo16);
+#pragma GCC unroll 2
+            for (int e = 0; e < 2; e++) { // sub-block 2s + e: code lines 4e .. 4e + 3
+                const __m256i sc2 =
+                    e ? _mm256_or_si256(_mm256_srli_epi32(sp, 16), _mm256_andnot_si256(lo16, sp))
+                      : _mm256_or_si256(sc_lo, _mm256_slli_epi32(sc_lo, 16));
+                __m256i c[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const int i = 4 * e + k;
+                    const __m256i v = _mm256_loadu_si256(
+                        (const __m256i *)(kb + ql_off + 64 * (8 * h + i) + 32 * hr));
+                    c[k] = _mm256_and_si256(j ? _mm256_srli_epi16(v, 2 * j) : v, m3);
+                    if (q3) { // bit 4h + j of hmask line i, moved to bit 2
+                        const __m256i hm =
+                            _mm256_loadu_si256((const __m256i *)(kb + qh_off + 64 * i + 32 * hr));
+                        const int sh = 4 * h + j;
+                        const __m256i hb = sh >= 2   ? _mm256_srli_epi16(hm, sh - 2)
+                                           : sh == 1 ? _mm256_slli_epi16(hm, 1)
+                                                     : _mm256_slli_epi16(hm, 2);
+                        c[k] = _mm256_or_si256(c[k], _mm256_and_si256(hb, b2));
+                    }
+                }
+#pragma GCC unroll 16
+                for (int t = 0; t < T; t++) {
+                    const nuri_block_q8_K *xb =
+                        (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                    const int8_t *a = xb->qs + 32 * s + 16 * e;
+                    __m256i sum = _mm256_maddubs_epi16(c[0], bcast32(a));
+#pragma GCC unroll 4
+                    for (int k = 1; k < 4; k++)
+                        sum = hold(
+                            _mm256_add_epi16(sum, _mm256_maddubs_epi16(c[k], bcast32(a + 4 * k))));
+                    f[t] = hold(_mm256_add_epi32(f[t], _mm256_madd_epi16(sum, sc2)));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 16 * hr)));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+            // sum_j m_j * bsum_j (Q2_K: the mins, the high nibbles; Q3_K: the scales, for the - 4)
+            __m256i m = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int p = 0; p < 8; p++) {
+                const __m128i raw =
+                    _mm_loadu_si128((const __m128i *)(kb + sc_off + 32 * p + 16 * hr));
+                const __m256i mp = q3 ? _mm256_cvtepi8_epi16(raw)
+                                      : _mm256_srli_epi16(_mm256_cvtepu8_epi16(raw), 4);
+                m = _mm256_add_epi32(
+                    m, _mm256_madd_epi16(
+                           mp, _mm256_set1_epi32(load32((const int8_t *)(xb->bsums + 2 * p)))));
+            }
+            const __m256 dx = _mm256_set1_ps(xb->d);
+            if (q3) {
+                const __m256i fi = _mm256_sub_epi32(f[t], _mm256_slli_epi32(m, 2));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fi), _mm256_mul_ps(dw, dx), acc[t]);
+            } else {
+                const __m256 dm =
+                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 32 + 16 * hr)));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(f[t]), _mm256_mul_ps(dw, dx), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(dm, dx), acc[t]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * hr, acc[t], rows);
+}
+
+/* ======================================================================================== */
 /* Q6_K: per block f = sum over the 16 sub-blocks of float(isum_j) * sc_j in order, isum_j    */
 /* over the codes minus 32 (corr = -32 * the sub-block's sum of x), acc = fma(f, d * d_x).     */
 /* ======================================================================================== */
@@ -485,13 +589,15 @@ static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t 
     }
 }
 
-enum { A2_Q4_K, A2_Q5_K, A2_Q6_K, A2_IQ4_XS }; // the 256-element kinds
+enum { A2_Q4_K, A2_Q5_K, A2_Q6_K, A2_IQ4_XS, A2_Q3_K, A2_Q2_K }; // the 256-element kinds
 
 static inline int a2_kq_kind(uint32_t type)
 {
     return type == NURI_TYPE_Q5_K     ? A2_Q5_K
            : type == NURI_TYPE_Q6_K   ? A2_Q6_K
            : type == NURI_TYPE_IQ4_XS ? A2_IQ4_XS
+           : type == NURI_TYPE_Q3_K   ? A2_Q3_K
+           : type == NURI_TYPE_Q2_K   ? A2_Q2_K
                                       : A2_Q4_K;
 }
 
@@ -500,6 +606,8 @@ static inline int a2_kq_kind(uint32_t type)
                                  (const int32_t *)aux + t * ts * 16, ts, yt, y_stride, rows)       \
      : kind == A2_IQ4_XS                                                                           \
          ? iq4_xs_half(T, nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows)           \
+     : kind == A2_Q3_K ? q23_half(T, 1, nb, grp, h, xt, x_stride, yt, y_stride, rows)              \
+     : kind == A2_Q2_K ? q23_half(T, 0, nb, grp, h, xt, x_stride, yt, y_stride, rows)              \
      : kind == A2_Q5_K ? q4_K_half(T, 1, nb, grp, h, xt, x_stride, da + t * ts,                    \
                                    (const float *)aux + t * ts * 8, ts, yt, y_stride, rows)        \
                        : q4_K_half(T, 0, nb, grp, h, xt, x_stride, da + t * ts,                    \
@@ -540,7 +648,7 @@ enum { A2_RUN_MANY = 2, A2_RUN_FEW = 8 }; // row groups per item, 16+ tokens or 
 static int is_kq(uint32_t type)
 {
     return type == NURI_TYPE_Q4_K || type == NURI_TYPE_Q6_K || type == NURI_TYPE_Q5_K ||
-           type == NURI_TYPE_IQ4_XS;
+           type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q3_K || type == NURI_TYPE_Q2_K;
 }
 
 /* Tokens per chunk: as pack_avx512.c's chunk_tokens (which also budgets for the AMX panel). */
@@ -549,7 +657,9 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     int64_t per = 40;
     if (type == NURI_TYPE_Q4_K) per = 4 + 32 + 256;
     if (type == NURI_TYPE_Q6_K) per = 4 + 64 + 256;
-    if (type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K) per = 4 + 32;
+    if (type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K || type == NURI_TYPE_Q3_K ||
+        type == NURI_TYPE_Q2_K)
+        per = 4 + 32;
     int64_t tt = A2_CHUNK / (nb * per);
     if (tt > A2_TT_MAX) tt = A2_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -579,6 +689,8 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
                                  : type == NURI_TYPE_Q5_K   ? NURI_PACK_Q5_K_BYTES
                                  : type == NURI_TYPE_Q6_K   ? NURI_PACK_Q6_K_BYTES
                                  : type == NURI_TYPE_IQ4_XS ? NURI_PACK_IQ4_XS_BYTES
+                                 : type == NURI_TYPE_Q3_K   ? NURI_PACK_Q3_K_BYTES
+                                 : type == NURI_TYPE_Q2_K   ? NURI_PACK_Q2_K_BYTES
                                  : type == NURI_TYPE_Q8_0   ? 544
                                  : type == NURI_TYPE_MXFP4  ? 320
                                                             : 288);
@@ -619,6 +731,8 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
                     q6_K_tables(xc, x_stride, nt, nb, da, aux);
                 else if (kqk == A2_IQ4_XS && kq)
                     iq4_xs_tables(xc, x_stride, nt, nb, da);
+                else if ((kqk == A2_Q3_K || kqk == A2_Q2_K) && kq)
+                    ; // no tables: a token's Q8_K row has all they need
                 else if (kq)
                     q4_K_tables(xc, x_stride, nt, nb, da, (float *)aux);
                 else
