@@ -828,7 +828,7 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                     (t == NURI_TYPE_Q4_0 || t == NURI_TYPE_Q8_0 || t == NURI_TYPE_Q4_K ||
                      t == NURI_TYPE_Q6_K || t == NURI_TYPE_Q5_K || t == NURI_TYPE_IQ4_NL ||
                      t == NURI_TYPE_IQ4_XS || t == NURI_TYPE_MXFP4 || t == NURI_TYPE_Q3_K ||
-                     t == NURI_TYPE_Q2_K)) {
+                     t == NURI_TYPE_Q2_K || t == NURI_TYPE_F16)) {
                     kernels_packed_gemm_avx2(t, n, packed, n_out, 0, groups, a, ab, NT, y_avx2,
                                              n_out, NULL);
                     CHECKF(!memcmp(y_all, y_avx2, sizeof(float) * NT * (size_t)n_out),

@@ -13,7 +13,7 @@
  * Integer sums are exact whichever unit computes them and the float steps are the same, so the
  * result never depends on the batch (nuri_gemm_fn's contract) nor on whether AMX ran it.
  * AVX2 without VNNI (pack_avx2.c: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, Q3_K,
- * Q2_K) reads
+ * Q2_K, and F16 as pack_bf16_avx512.c's F16) reads
  * each 64-byte line as two ymm halves of 8 rows and makes the same integers with vpmaddubsw +
  * vpmaddwd (signed codes and grid values as |w| times x with w's sign, so no +128 offset), then
  * the same float steps: its outputs are bit-identical to the VNNI kernels'.
@@ -91,7 +91,8 @@ enum {
 };
 
 /* Whether matrices of this type are packed on this CPU for the ISA the kernels run (nuri_cpu_isa:
- * AVX-512 VNNI, all the types below; AVX2, the same but F16 and BF16; NURI_ISA caps it, and
+ * AVX-512 VNNI, all the types below (F16 and BF16 where the CPU has AVX512_BF16); AVX2, all but
+ * BF16; NURI_ISA caps it, and
  * NURI_PACK=0 turns packing off, for comparisons). */
 bool nuri_pack_supported(uint32_t type);
 /* Whether AMX tiles run the larger batches (the CPU has AMX-INT8, the OS granted the tile state,

@@ -1,6 +1,6 @@
 /*
  * pack_avx2.c: matrix products over packed (x16) Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K / IQ4_NL /
- * IQ4_XS / MXFP4 / Q3_K / Q2_K weights with AVX2 alone
+ * IQ4_XS / MXFP4 / Q3_K / Q2_K / F16 weights with AVX2 alone
  * (no VNNI), for CPUs without AVX-512 or with NURI_ISA=avx2. Same layouts as pack_avx512.c
  * (pack.h), same integers, same float steps in the same order: the outputs are bit-identical to
  * the VNNI kernels', and do not depend on the batch.
@@ -639,6 +639,90 @@ static __attribute__((noinline)) void kq_tokens(int kind, int64_t nb, const uint
 }
 
 /* ======================================================================================== */
+/* F16: line k holds element 2k of the 16 rows as F16, then element 2k + 1 (pack.h); each     */
+/* output is one F32 chain of FMAs over the elements in order, as pack_bf16_avx512.c's F16.   */
+/* ======================================================================================== */
+
+/* One row group (both halves) x T tokens over all n elements. xf: F32 rows (x_stride bytes apart)
+ * when f32, else the F16 rows, widened element by element (exact: the same bits). */
+static inline __attribute__((always_inline)) void f16_tile(const int T, const int f32, int64_t n,
+                                                           const uint8_t *grp, const uint8_t *x,
+                                                           size_t x_stride, float *y,
+                                                           int64_t y_stride, int rr)
+{
+    __m256 acc[2][4];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < n / 2; k++) {
+        const uint8_t *line = grp + 64 * k;
+        _mm_prefetch((const char *)line + 64 * 16, _MM_HINT_T0);
+        __m256 lo[2], hi[2];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            lo[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(line + 16 * h)));
+            hi[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(line + 32 + 16 * h)));
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            __m256 b0, b1;
+            if (f32) {
+                const float *xf = (const float *)(x + (size_t)t * x_stride) + 2 * k;
+                b0 = _mm256_set1_ps(xf[0]);
+                b1 = _mm256_set1_ps(xf[1]);
+            } else {
+                const uint16_t *xh = (const uint16_t *)(x + (size_t)t * x_stride) + 2 * k;
+                b0 = _mm256_set1_ps(_cvtsh_ss(xh[0]));
+                b1 = _mm256_set1_ps(_cvtsh_ss(xh[1]));
+            }
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                acc[h][t] = _mm256_fmadd_ps(lo[h], b0, acc[h][t]);
+                acc[h][t] = _mm256_fmadd_ps(hi[h], b1, acc[h][t]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < 2 && 8 * h < rr; h++)
+            store_rows(y + t * y_stride + 8 * h, acc[h][t], rr - 8 * h < 8 ? rr - 8 * h : 8);
+}
+
+static __attribute__((noinline)) void f16_tokens(int f32, int64_t n, const uint8_t *grp,
+                                                 const uint8_t *x, size_t x_stride, int64_t n_t,
+                                                 float *y, int64_t y_stride, int rr)
+{
+    for (int64_t t = 0; t < n_t;) {
+        const int64_t left = n_t - t;
+        const uint8_t *xt = x + (size_t)t * x_stride;
+        float *yt = y + t * y_stride;
+        const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        if (T == 4)
+            f32 ? f16_tile(4, 1, n, grp, xt, x_stride, yt, y_stride, rr)
+                : f16_tile(4, 0, n, grp, xt, x_stride, yt, y_stride, rr);
+        else if (T == 2)
+            f32 ? f16_tile(2, 1, n, grp, xt, x_stride, yt, y_stride, rr)
+                : f16_tile(2, 0, n, grp, xt, x_stride, yt, y_stride, rr);
+        else
+            f32 ? f16_tile(1, 1, n, grp, xt, x_stride, yt, y_stride, rr)
+                : f16_tile(1, 0, n, grp, xt, x_stride, yt, y_stride, rr);
+        t += T;
+    }
+}
+
+/* F16 rows [0, n_t) of x widened to F32 rows of n floats (exact). */
+static void f16_widen(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t n, float *out)
+{
+    for (int64_t t = 0; t < n_t; t++) {
+        const uint16_t *h = (const uint16_t *)(x + (size_t)t * x_stride);
+        float *o = out + t * n;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(o + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+        for (; i < n; i++) o[i] = _cvtsh_ss(h[i]);
+    }
+}
+
+/* ======================================================================================== */
 /* The driver: the work items of pack_avx512.c (the same chunks of tokens and runs of row     */
 /* groups, so nuri_gemm_packed_items counts the same), the tables of a chunk, then row groups. */
 /* ======================================================================================== */
@@ -660,6 +744,7 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     if (type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K || type == NURI_TYPE_Q3_K ||
         type == NURI_TYPE_Q2_K)
         per = 4 + 32;
+    if (type == NURI_TYPE_F16) per = 128; // x widened to F32
     int64_t tt = A2_CHUNK / (nb * per);
     if (tt > A2_TT_MAX) tt = A2_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -684,6 +769,7 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
 {
     const uint8_t *x = vx;
     const int kq = is_kq(type), kqk = a2_kq_kind(type), kind = a2_kind(type);
+    const int f16 = type == NURI_TYPE_F16;
     const int64_t nb = n / (kq ? NURI_QK_K : NURI_QK);
     const int64_t gbytes = nb * (type == NURI_TYPE_Q4_K     ? NURI_PACK_Q4_K_BYTES
                                  : type == NURI_TYPE_Q5_K   ? NURI_PACK_Q5_K_BYTES
@@ -693,6 +779,7 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
                                  : type == NURI_TYPE_Q2_K   ? NURI_PACK_Q2_K_BYTES
                                  : type == NURI_TYPE_Q8_0   ? 544
                                  : type == NURI_TYPE_MXFP4  ? 320
+                                 : type == NURI_TYPE_F16    ? 1024
                                                             : 288);
     const int64_t tt = chunk_tokens(type, nb), ng = (n_out + 15) / 16;
     const int64_t run = n_t >= 16 ? A2_RUN_MANY : A2_RUN_FEW, n_run = (ng + run - 1) / run;
@@ -726,6 +813,15 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
             const int64_t left = (tc + 1) * tt < n_t ? (tc + 1) * tt - t0 : n_t - t0;
             const int64_t nt = left < step ? left : step;
             const uint8_t *xc = x + (size_t)t0 * x_stride;
+            if (f16) { // x widened once per chunk (exact); without scratch, element by element
+                if (buf && tc != have) f16_widen(xc, x_stride, nt, n, (float *)buf);
+                have = tc;
+                for (int64_t g = ga; g < gb; g++)
+                    f16_tokens(buf != NULL, n, (const uint8_t *)wp + g * gbytes, buf ? buf : xc,
+                               buf ? (size_t)n * 4 : x_stride, nt, y + t0 * y_stride + 16 * g,
+                               y_stride, (int)(n_out - 16 * g < 16 ? n_out - 16 * g : 16));
+                continue;
+            }
             if (!buf || tc != have) {
                 if (kqk == A2_Q6_K && kq)
                     q6_K_tables(xc, x_stride, nt, nb, da, aux);
