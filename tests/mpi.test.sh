@@ -160,11 +160,15 @@ refusals() {
     [ $? -eq 2 ] && grep -q -- "--pp needs a number" "$tmp/e" || return 1
     mpi 2 serve -m $m --no-store --kv-dir "$tmp/kv" --port 0 --pp 2 >/dev/null 2>"$tmp/e" && return 1
     grep -q -- "--kv-dir is not supported with --pp" "$tmp/e" || return 1
+    mpi 2 serve -m $m --no-store --draft $m --port 0 --pp 2 >/dev/null 2>"$tmp/e" && return 1
+    grep -q -- "--draft is not supported with --pp" "$tmp/e" || return 1
+    mpi 2 run -m $m -p hi -n 2 --draft $m --pp 2 >/dev/null 2>"$tmp/e" && return 1
+    grep -q -- "--draft is not supported with --pp" "$tmp/e" || return 1
     # llama-tiny has 2 layers: 3 stages cannot each hold one
     mpi 3 eval -m $m --tokens 1,2 --pp 3 >/dev/null 2>"$tmp/e" && return 1
     grep -q "a pipeline of 3 stages needs at least one layer each; the model has 2" "$tmp/e"
 }
-check "wrong stage counts, --pp without MPI and --kv-dir with --pp are refused with the reason" refusals
+check "wrong stage counts, --pp without MPI, --kv-dir and --draft with --pp are refused with the reason" refusals
 
 # ---- the server under mpirun: the API tests ----
 serve_api() {

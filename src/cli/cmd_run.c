@@ -28,6 +28,7 @@
 #include "cli/args_spec.h"
 #include "cli/cli.h"
 #include "cli/model_arg.h"
+#include "dist/dist.h"
 #include "nuri.h"
 
 #include <stdio.h>
@@ -107,6 +108,12 @@ int cmd_run(int argc, char **argv)
         return 2;
     }
     if (!args_spec_check(&spec_args, "run")) return 2;
+    if (spec_args.draft_path && nuri_dist_size() > 1) {
+        // every model a stage loads is split across the pipeline: the draft's passes would be too
+        fprintf(stderr, "nuri: run: --draft is not supported with --pp (a draft model in a "
+                        "pipeline)\n");
+        return 2;
+    }
     if (cli_model_arg("run", &model_path)) return 1;
     if (spec_args.draft_path && cli_model_arg("run --draft", &spec_args.draft_path)) return 1;
     char *grammar = NULL; // the --grammar or --json-schema file's text, checked

@@ -285,6 +285,13 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "nuri serve: --draft-max needs --draft FILE\n");
         goto done;
     }
+    if (p.draft_path && nuri_dist_size() > 1) {
+        // every model a stage loads is split across the pipeline: the draft's passes would be too
+        fprintf(stderr, "nuri serve: --draft is not supported with --pp (a draft model in a "
+                        "pipeline)\n");
+        rc = 2;
+        goto done;
+    }
     if (p.kv_dir && nuri_dist_size() > 1) {
         // a pipeline's stages each hold their own layers' cache: a snapshot would be a part
         fprintf(stderr, "nuri serve: --kv-dir is not supported with --pp (KV snapshots of a "
