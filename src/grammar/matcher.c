@@ -742,6 +742,8 @@ nuri_status nuri_grammar_matcher_mask(nuri_grammar_matcher *m, const uint32_t **
                 m->cur = walk[0];
                 return NURI_ERR_LIMIT;
             }
+            // its steps may have collected the tables: r (== s) renumbered with walk[]
+            r = s = walk[d - 1];
             if (loop == 1) { // the whole subtree stays on this state: all of its tokens pass
                 for (uint32_t k = tok_first[i]; k < tok_first[skip[i]]; k++) {
                     uint32_t id = (uint32_t)tok_ids[k];
