@@ -20,6 +20,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernels_impl.h"
 #include "kernels/pack.h"
+#include "kernels/pack_tables.h"
 #include "kernels/types.h"
 
 #include <immintrin.h>
@@ -322,19 +323,6 @@ q4_K_half(const int T, const int q5, int64_t nb, const uint8_t *grp, int h, cons
     for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
 }
 
-static void q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
-                        float *bsf)
-{
-    for (int64_t t = 0; t < n_t; t++) {
-        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
-        for (int64_t b = 0; b < nb; b++) {
-            da[t * nb + b] = blk[b].d;
-            for (int j = 0; j < 8; j++)
-                bsf[(t * nb + b) * 8 + j] = (float)(blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
-        }
-    }
-}
-
 /* ======================================================================================== */
 /* IQ4_XS: per sub-block j the signed grid products (no +128: |w| x sign trick) times ls_j,    */
 /* added as integers; acc = fma(float(f), d * d_x, acc) once per block (pack.h).              */
@@ -577,18 +565,6 @@ q6_K_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, 
     for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
 }
 
-static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
-                        int32_t *corr)
-{
-    for (int64_t t = 0; t < n_t; t++) {
-        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
-        for (int64_t b = 0; b < nb; b++) {
-            da[t * nb + b] = blk[b].d;
-            for (int j = 0; j < 16; j++) corr[(t * nb + b) * 16 + j] = -32 * blk[b].bsums[j];
-        }
-    }
-}
-
 enum { A2_Q4_K, A2_Q5_K, A2_Q6_K, A2_IQ4_XS, A2_Q3_K, A2_Q2_K }; // the 256-element kinds
 
 static inline int a2_kq_kind(uint32_t type)
@@ -823,16 +799,15 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
                 continue;
             }
             if (!buf || tc != have) {
-                if (kqk == A2_Q6_K && kq)
-                    q6_K_tables(xc, x_stride, nt, nb, da, aux);
-                else if (kqk == A2_IQ4_XS && kq)
-                    iq4_xs_tables(xc, x_stride, nt, nb, da);
-                else if ((kqk == A2_Q3_K || kqk == A2_Q2_K) && kq)
-                    ; // no tables: a token's Q8_K row has all they need
-                else if (kq)
-                    q4_K_tables(xc, x_stride, nt, nb, da, (float *)aux);
-                else
+                if (!kq)
                     q_tables(kind != A2_Q4_0, xc, x_stride, nt, nb, da, aux);
+                else if (kqk == A2_Q6_K)
+                    pack_q6_K_tables(xc, x_stride, nt, nb, da, aux);
+                else if (kqk == A2_IQ4_XS)
+                    iq4_xs_tables(xc, x_stride, nt, nb, da);
+                else if (kqk == A2_Q4_K || kqk == A2_Q5_K)
+                    pack_q4_K_tables(xc, x_stride, nt, nb, da, (float *)aux);
+                // Q3_K, Q2_K: no tables, a token's Q8_K row has all they need
                 have = tc;
             }
             for (int64_t g = ga; g < gb; g++) {

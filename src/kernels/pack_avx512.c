@@ -16,6 +16,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernels_impl.h"
 #include "kernels/pack.h"
+#include "kernels/pack_tables.h"
 #include "kernels/pack_x86.h"
 #include "kernels/types.h"
 
@@ -327,20 +328,6 @@ static void vnni_q4_K_tokens(int q5, int64_t nb, const uint8_t *grp, const uint8
     }
 }
 
-static void q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
-                        float *bsf)
-{
-    for (int64_t t = 0; t < n_t; t++) {
-        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
-        for (int64_t b = 0; b < nb; b++) {
-            da[t * nb + b] = blk[b].d;
-#pragma GCC unroll 16
-            for (int j = 0; j < 8; j++)
-                bsf[(t * nb + b) * 8 + j] = (float)(blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1]);
-        }
-    }
-}
-
 /* ======================================================================================== */
 /* Q6_K (pack.h): activations are Q8_K rows; codes 0..63 are used unsigned with a per-token,  */
 /* per-sub-block correction -32 * sum (VNNI), or as code - 32 (AMX): the same integers.       */
@@ -432,19 +419,6 @@ static void vnni_q6_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, s
     }
 }
 
-static void q6_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da,
-                        int32_t *corr)
-{
-    for (int64_t t = 0; t < n_t; t++) {
-        const nuri_block_q8_K *blk = (const nuri_block_q8_K *)(x + (size_t)t * x_stride);
-        for (int64_t b = 0; b < nb; b++) {
-            da[t * nb + b] = blk[b].d;
-#pragma GCC unroll 16
-            for (int j = 0; j < 16; j++) corr[(t * nb + b) * 16 + j] = -32 * blk[b].bsums[j];
-        }
-    }
-}
-
 /* ======================================================================================== */
 /* The k-quant driver: per chunk of tokens, the activation tables (d, and Q4_K's 32-element   */
 /* sums as floats or Q6_K's -32 * 16-element sums) and, for AMX, the panel of A tiles; then    */
@@ -481,9 +455,9 @@ static void kq_tables(int q6, const uint8_t *x, size_t x_stride, int64_t n_t, in
                       void *aux)
 {
     if (q6)
-        q6_K_tables(x, x_stride, n_t, nb, da, aux);
+        pack_q6_K_tables(x, x_stride, n_t, nb, da, aux);
     else
-        q4_K_tables(x, x_stride, n_t, nb, da, aux);
+        pack_q4_K_tables(x, x_stride, n_t, nb, da, aux);
 }
 
 static void kq_vnni(int q6, int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,

@@ -1360,7 +1360,7 @@ static void *load_main(void *arg)
     if (st == NURI_OK && s->p.draft_path) {
         st = nuri_model_load(s->p.draft_path, &s->draft);
         if (st != NURI_OK)
-            nuri_error(st, "the draft model %s: %s", s->p.draft_path, nuri_last_error());
+            nuri_error_wrap(st, "the draft model %s", s->p.draft_path);
     }
     if (st == NURI_OK) {
         serve_sched_params sp = {.n_ctx = s->p.n_ctx,

@@ -688,7 +688,7 @@ static void draft_model_run(serve_sched *s)
             s->d_row_slot[rows++] = i;
         }
     }
-    for (int32_t pass = 0; n > 0; pass++) {
+    while (n > 0) {
         nuri_batch b = {
             .n = n, .token = s->d_tok, .pos = s->d_pos, .seq = s->d_seq, .logits = s->d_logits};
         if (nuri_ctx_decode_batch(s->dctx, &b) != NURI_OK) {
