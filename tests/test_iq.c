@@ -368,6 +368,47 @@ TEST(simd_vec_dot_matches_scalar)
     }
 }
 
+/* The prompt path (the traits' gemm: rows unpacked once, tiles of tokens against them) gives every
+ * output bit for bit what vec_dot gives it, whatever the batch: a token's result must not depend
+ * on who shares its batch. Token counts cross the pass widths and the tile (64), row ranges start
+ * and end off the row groups. */
+TEST(gemm_matches_vec_dot_bit_for_bit)
+{
+    enum { N = 256 * 6, ROWS = 11, TOK = 70 };
+    static float x[TOK * N];
+    static uint8_t act[TOK][sizeof(nuri_block_q8_K) * (N / 256)];
+    static uint8_t q[ROWS][N];
+    static float y[TOK * ROWS], ref[TOK * ROWS];
+    for (int i = 0; i < TOK * N; i++) x[i] = rng_normal();
+    for (int t = 0; t < TOK; t++) nuri_kernels(NURI_TYPE_Q8_K)->from_float(x + t * N, act[t], N);
+    const int64_t counts[] = {1, 2, 3, 5, 8, 65, TOK};
+    for (size_t ti = 0; ti < N_IQ; ti++) {
+        const uint32_t type = iq_types[ti];
+        for (int r = 0; r < ROWS; r++) random_blocks(type, q[r], N);
+        for (int isa = NURI_ISA_SCALAR; isa <= NURI_ISA_AVX512; isa++) {
+            const nuri_kernel_traits *k = nuri_kernels_isa(type, (nuri_isa)isa);
+            if (!k) continue;
+            for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+                const int64_t nt = counts[c], r0 = c % 2, r1 = ROWS - (int64_t)(c % 3);
+                for (int64_t t = 0; t < nt; t++)
+                    for (int64_t r = r0; r < r1; r++)
+                        k->vec_dot(N, &ref[t * ROWS + r], q[r], act[t]);
+                memset(y, 0, sizeof y);
+                nuri_gemm(k, N, q, sizeof q[0], r0, r1, act, sizeof act[0], nt, y, ROWS);
+                int bad = 0;
+                for (int64_t t = 0; t < nt; t++)
+                    for (int64_t r = r0; r < r1; r++)
+                        if (memcmp(&y[t * ROWS + r], &ref[t * ROWS + r], sizeof(float)) != 0 &&
+                            bad++ == 0)
+                            CHECKF(0, "%s %s, %lld tokens: y[%lld][%lld] %.9g vs vec_dot %.9g",
+                                   nuri_type_get(type)->name, nuri_isa_name((nuri_isa)isa),
+                                   (long long)nt, (long long)t, (long long)r, y[t * ROWS + r],
+                                   ref[t * ROWS + r]);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     RUN(block_sizes_match_the_type_table);
@@ -381,5 +422,6 @@ int main(void)
     RUN(non_finite_values_stay_in_their_block);
     RUN(vec_dot_matches_dequantized_dot);
     RUN(simd_vec_dot_matches_scalar);
+    RUN(gemm_matches_vec_dot_bit_for_bit);
     TEST_DONE();
 }

@@ -53,7 +53,7 @@ static inline void kernels_scales_q3_K(const uint8_t *s, int8_t out[16])
  * thread's first call and freed when the thread exits: a static _Thread_local array would cost
  * every thread of the process its size, kernel user or not. A user always asks for the same
  * size. NULL if the allocation failed (callers then take a path without scratch). */
-enum { KERNELS_SCRATCH_GEMM, KERNELS_SCRATCH_PACK, KERNELS_SCRATCH_COUNT };
+enum { KERNELS_SCRATCH_GEMM, KERNELS_SCRATCH_PACK, KERNELS_SCRATCH_IQ, KERNELS_SCRATCH_COUNT };
 uint8_t *kernels_thread_scratch(int which, size_t bytes);
 
 /* The scalar table, indexed by type id (entries of non-computable types are zero). */

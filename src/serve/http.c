@@ -1359,8 +1359,7 @@ static void *load_main(void *arg)
         st = nuri_token_trie_new(serve_prompt_vocab(s->prompt), s->n_vocab, &s->grammar_trie);
     if (st == NURI_OK && s->p.draft_path) {
         st = nuri_model_load(s->p.draft_path, &s->draft);
-        if (st != NURI_OK)
-            nuri_error_wrap(st, "the draft model %s", s->p.draft_path);
+        if (st != NURI_OK) nuri_error_wrap(st, "the draft model %s", s->p.draft_path);
     }
     if (st == NURI_OK) {
         serve_sched_params sp = {.n_ctx = s->p.n_ctx,
