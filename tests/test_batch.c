@@ -7,6 +7,10 @@
  * sequence is truncated or cleared; nuri_ctx_pages_needed counts what a batch takes, as decoding
  * does.
  */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "model/mkmodel.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -246,6 +250,59 @@ TEST(logits_do_not_depend_on_the_number_of_threads)
     }
 }
 
+/* The grid types (IQ2 / IQ3) multiply a prompt with their gemm (rows unpacked once, tiles of
+ * tokens) and one token with vec_dot: the last token's logits must be the same bits whether the
+ * prompt went in as one batch or one token at a time, and with 1 to 4 threads. The models are
+ * made here (nuri_mkmodel: the IQ type for the ffn weights, Q8_0 for the rest). */
+static float *run_token_by_token(nuri_model *m, int32_t n)
+{
+    int32_t toks[71];
+    prompt(21, 71, toks);
+    nuri_ctx *c;
+    nuri_ctx_params cp = {.n_ctx = 256, .n_batch = 128, .n_threads = 2};
+    if (nuri_ctx_new(m, &cp, &c) != NURI_OK) return NULL;
+    float *out = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
+    for (int32_t i = 0; i < n; i++)
+        if (nuri_ctx_decode(c, toks + i, 1, i, false) != NURI_OK) {
+            free(out);
+            nuri_ctx_free(c);
+            return NULL;
+        }
+    memcpy(out, nuri_ctx_logits(c, 0), sizeof(float) * (size_t)m->hp.n_vocab);
+    nuri_ctx_free(c);
+    return out;
+}
+
+TEST(grid_type_prompts_match_token_by_token_and_any_thread_count)
+{
+    char dir[] = "/tmp/nuri-test-batch-XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL);
+    static const char *const types[] = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/llama-tiny-%s.gguf", dir, types[i]);
+        nuri_mkmodel_params p = {.arch = "llama", .shape = "tiny", .type = types[i], .seed = 3};
+        REQUIRE(nuri_mkmodel(&p, path) == NURI_OK);
+        nuri_model *m;
+        REQUIRE(nuri_model_load(path, &m) == NURI_OK);
+        const size_t nv = (size_t)m->hp.n_vocab;
+        float *one = run_with_threads(m, 1), *step = run_token_by_token(m, 70);
+        REQUIRE(one != NULL && step != NULL);
+        CHECKF(memcmp(one, step, sizeof(float) * nv) == 0,
+               "%s: a 70-token prompt in one batch differs from token by token", types[i]);
+        for (int threads = 2; threads <= 4; threads++) {
+            float *many = run_with_threads(m, threads);
+            CHECKF(many && memcmp(one, many, sizeof(float) * 2 * nv) == 0,
+                   "%s: %d threads differ from one", types[i], threads);
+            free(many);
+        }
+        free(one), free(step);
+        nuri_model_free(m);
+        remove(path);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     if (nuri_model_load(MODEL, &model) != NURI_OK) {
@@ -258,6 +315,7 @@ int main(void)
     RUN(pages_needed_counts_what_a_batch_takes);
     RUN(bad_batches_are_errors_that_name_the_problem);
     RUN(logits_do_not_depend_on_the_number_of_threads);
+    RUN(grid_type_prompts_match_token_by_token_and_any_thread_count);
     nuri_model_free(model);
     TEST_DONE();
 }

@@ -46,6 +46,8 @@ extern uint64_t nuri_iq1s_grid[NURI_IQ1S_N];
  * bytes to multiply with (vpsignb). */
 extern uint8_t nuri_iq_ksigns[128];
 extern uint64_t nuri_iq_sign64[256];
+/* nuri_iq_ksign64[i] = nuri_iq_sign64[nuri_iq_ksigns[i]]: one lookup for 7 stored sign bits. */
+extern uint64_t nuri_iq_ksign64[128];
 
 /* Expands the grids (idempotent, thread-safe). kernels.c's start-up calls it before any kernel
  * runs. */

@@ -55,6 +55,7 @@ static uint64_t expand(uint16_t packed, int width, int bits, const uint8_t *leve
 
 uint8_t nuri_iq_ksigns[128];
 uint64_t nuri_iq_sign64[256];
+uint64_t nuri_iq_ksign64[128];
 
 static void expand_all(void)
 {
@@ -64,6 +65,7 @@ static void expand_all(void)
         for (int k = 0; k < 8; k++) v |= (uint64_t)(b >> k & 1 ? 0xFF : 0x01) << (8 * k);
         nuri_iq_sign64[b] = v;
     }
+    for (uint32_t i = 0; i < 128; i++) nuri_iq_ksign64[i] = nuri_iq_sign64[nuri_iq_ksigns[i]];
     for (int i = 0; i < NURI_IQ2XXS_N; i++)
         nuri_iq2xxs_grid[i] = expand(nuri_iq2xxs_packed[i], 8, 2, lv_iq2);
     for (int i = 0; i < NURI_IQ2XS_N; i++)

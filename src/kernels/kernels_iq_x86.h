@@ -35,6 +35,20 @@ static inline __m256i iq_dot_acc(__m256i acc, __m256i u, __m256i s)
 #endif
 }
 
+/* acc + 8 lanes of (sums of 4 adjacent u8 * s8 products) * scale: vpmaddubsw's 16-bit pairs
+ * (|u * s| pairs <= 2 * 62 * 127, no saturation) times 16-bit scales by vpmaddwd, exactly the
+ * integers of a 32-bit product by the scale, in two fast instructions. sc16: int16 lanes 0-7
+ * (bytes 0-15) and 8-15 (bytes 16-31). */
+static inline __m256i iq_dot_scaled(__m256i acc, __m256i u, __m256i s, __m256i sc16)
+{
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), sc16));
+}
+
+static inline __m256i iq_scales16(int a, int b)
+{
+    return _mm256_setr_m128i(_mm_set1_epi16((short)a), _mm_set1_epi16((short)b));
+}
+
 /* The 8 floats summed as llama.cpp's hsum_float_8 does: (v0 + v4) + (v2 + v6) + ((v1 + v5) + (v3 +
  * v7)), pairwise across the halves first. */
 static inline float iq_hsum_ps(__m256 v)
@@ -55,8 +69,9 @@ static inline __m256i iq_signs(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s3)
 /* The same for 4 groups of 7 stored sign bits (the 8th from parity) at bits 0, 7, 14, 21. */
 static inline __m256i iq_signs7x4(uint32_t a)
 {
-    return iq_signs(nuri_iq_ksigns[a & 127], nuri_iq_ksigns[a >> 7 & 127],
-                    nuri_iq_ksigns[a >> 14 & 127], nuri_iq_ksigns[a >> 21 & 127]);
+    return _mm256_setr_epi64x(
+        (long long)nuri_iq_ksign64[a & 127], (long long)nuri_iq_ksign64[a >> 7 & 127],
+        (long long)nuri_iq_ksign64[a >> 14 & 127], (long long)nuri_iq_ksign64[a >> 21 & 127]);
 }
 
 static inline __m256i iq_load(const int8_t *p)
@@ -77,6 +92,68 @@ static inline uint32_t iq_rd32(const void *p)
     return v;
 }
 
+/* 4 sign bytes (bit k of byte l: weight 8l + k) -> 32 bytes of -1 / +1, without tables: each
+ * byte gets its sign byte (vpshufb), its bit tested by a compare. */
+static inline __m256i iq_signs_bits(const uint8_t *sb)
+{
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)iq_rd32(sb)), spread);
+    return _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), _mm256_set1_epi8(1));
+}
+
+/* The grid points of a sub-block, looked up one by one (vpgather was slower on Zen 5).
+ * IQ3_S: indices q3[k] | bit k of h as bit 8. */
+static inline __m256i iq3s_points(const uint8_t *q3, int h)
+{
+    // the 9-bit indices made 8 at a time in a register, then looked up one by one
+    const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q3));
+    const __m256i hi = _mm256_and_si256(
+        _mm256_sllv_epi32(_mm256_set1_epi32(h), _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1)),
+        _mm256_set1_epi32(256));
+    uint32_t ix[8];
+    _mm256_storeu_si256((__m256i *)ix, _mm256_or_si256(lo, hi));
+    return _mm256_setr_epi32((int)nuri_iq3s_grid[ix[0]], (int)nuri_iq3s_grid[ix[1]],
+                             (int)nuri_iq3s_grid[ix[2]], (int)nuri_iq3s_grid[ix[3]],
+                             (int)nuri_iq3s_grid[ix[4]], (int)nuri_iq3s_grid[ix[5]],
+                             (int)nuri_iq3s_grid[ix[6]], (int)nuri_iq3s_grid[ix[7]]);
+}
+
+/* IQ3_XXS: 8 byte indices. */
+static inline __m256i iq3xxs_points(const uint8_t *q3)
+{
+    return _mm256_setr_epi32((int)nuri_iq3xxs_grid[q3[0]], (int)nuri_iq3xxs_grid[q3[1]],
+                             (int)nuri_iq3xxs_grid[q3[2]], (int)nuri_iq3xxs_grid[q3[3]],
+                             (int)nuri_iq3xxs_grid[q3[4]], (int)nuri_iq3xxs_grid[q3[5]],
+                             (int)nuri_iq3xxs_grid[q3[6]], (int)nuri_iq3xxs_grid[q3[7]]);
+}
+
+/* IQ2_S: 4 groups of 8, indices qs[k] | bits 2k, 2k + 1 of h as bits 8, 9. */
+static inline __m256i iq2s_points(const uint8_t *qs, int h)
+{
+    return _mm256_setr_epi64x((long long)nuri_iq2s_grid[qs[0] | (h & 3) << 8],
+                              (long long)nuri_iq2s_grid[qs[1] | (h >> 2 & 3) << 8],
+                              (long long)nuri_iq2s_grid[qs[2] | (h >> 4 & 3) << 8],
+                              (long long)nuri_iq2s_grid[qs[3] | (h >> 6 & 3) << 8]);
+}
+
+/* IQ2_XXS: 4 groups of 8, the 4 bytes of a0 as indices. */
+static inline __m256i iq2xxs_points(uint32_t a0)
+{
+    return _mm256_setr_epi64x(
+        (long long)nuri_iq2xxs_grid[a0 & 255], (long long)nuri_iq2xxs_grid[a0 >> 8 & 255],
+        (long long)nuri_iq2xxs_grid[a0 >> 16 & 255], (long long)nuri_iq2xxs_grid[a0 >> 24]);
+}
+
+/* IQ2_XS: 4 groups, the low 9 bits of 4 uint16 as indices. */
+static inline __m256i iq2xs_points(const uint16_t *q2)
+{
+    return _mm256_setr_epi64x(
+        (long long)nuri_iq2xs_grid[q2[0] & 511], (long long)nuri_iq2xs_grid[q2[1] & 511],
+        (long long)nuri_iq2xs_grid[q2[2] & 511], (long long)nuri_iq2xs_grid[q2[3] & 511]);
+}
+
 /* ---- IQ2 ---- */
 
 static void iq2_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
@@ -90,13 +167,9 @@ static void iq2_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
         __m256i acc = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
             uint32_t a0 = iq_rd32(x[i].qs + 4 * j), a1 = iq_rd32(x[i].qs + 4 * j + 2);
-            __m256i g = _mm256_setr_epi64x(
-                (long long)nuri_iq2xxs_grid[a0 & 255], (long long)nuri_iq2xxs_grid[a0 >> 8 & 255],
-                (long long)nuri_iq2xxs_grid[a0 >> 16 & 255], (long long)nuri_iq2xxs_grid[a0 >> 24]);
+            __m256i g = iq2xxs_points(a0);
             __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs7x4(a1));
-            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
-            acc = _mm256_add_epi32(
-                acc, _mm256_mullo_epi32(p, _mm256_set1_epi32((int)(2 * (a1 >> 28) + 1))));
+            acc = iq_dot_scaled(acc, g, q, _mm256_set1_epi16((short)(2 * (a1 >> 28) + 1)));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -114,16 +187,12 @@ static void iq2_xs_vec_dot_x86(int64_t n, float *restrict s, const void *restric
         __m256i acc = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
             const uint16_t *q2 = x[i].qs + 4 * j;
-            __m256i g = _mm256_setr_epi64x(
-                (long long)nuri_iq2xs_grid[q2[0] & 511], (long long)nuri_iq2xs_grid[q2[1] & 511],
-                (long long)nuri_iq2xs_grid[q2[2] & 511], (long long)nuri_iq2xs_grid[q2[3] & 511]);
+            __m256i g = iq2xs_points(q2);
             __m256i sg = iq_signs(nuri_iq_ksigns[q2[0] >> 9], nuri_iq_ksigns[q2[1] >> 9],
                                   nuri_iq_ksigns[q2[2] >> 9], nuri_iq_ksigns[q2[3] >> 9]);
             __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), sg);
-            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
             const int sc = x[i].scales[j];
-            acc = _mm256_add_epi32(
-                acc, _mm256_mullo_epi32(p, iq_scales2(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1)));
+            acc = iq_dot_scaled(acc, g, q, iq_scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -142,17 +211,11 @@ static void iq2_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
         for (int j = 0; j < 8; j++) {
             const uint8_t *qs = x[i].qs + 4 * j;
             const int h = x[i].qh[j];
-            __m256i g = _mm256_setr_epi64x((long long)nuri_iq2s_grid[qs[0] | (h & 3) << 8],
-                                           (long long)nuri_iq2s_grid[qs[1] | (h >> 2 & 3) << 8],
-                                           (long long)nuri_iq2s_grid[qs[2] | (h >> 4 & 3) << 8],
-                                           (long long)nuri_iq2s_grid[qs[3] | (h >> 6 & 3) << 8]);
+            __m256i g = iq2s_points(qs, h);
             const uint8_t *sb = x[i].qs + NURI_QK_K / 8 + 4 * j;
-            __m256i q =
-                _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(sb[0], sb[1], sb[2], sb[3]));
-            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs_bits(sb));
             const int sc = x[i].scales[j];
-            acc = _mm256_add_epi32(
-                acc, _mm256_mullo_epi32(p, iq_scales2(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1)));
+            acc = iq_dot_scaled(acc, g, q, iq_scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -173,15 +236,9 @@ static void iq3_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
         for (int j = 0; j < 8; j++) {
             const uint8_t *q3 = x[i].qs + 8 * j;
             uint32_t a = iq_rd32(x[i].qs + NURI_QK_K / 4 + 4 * j);
-            __m256i g =
-                _mm256_setr_epi32((int)nuri_iq3xxs_grid[q3[0]], (int)nuri_iq3xxs_grid[q3[1]],
-                                  (int)nuri_iq3xxs_grid[q3[2]], (int)nuri_iq3xxs_grid[q3[3]],
-                                  (int)nuri_iq3xxs_grid[q3[4]], (int)nuri_iq3xxs_grid[q3[5]],
-                                  (int)nuri_iq3xxs_grid[q3[6]], (int)nuri_iq3xxs_grid[q3[7]]);
+            __m256i g = iq3xxs_points(q3);
             __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs7x4(a));
-            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
-            acc = _mm256_add_epi32(
-                acc, _mm256_mullo_epi32(p, _mm256_set1_epi32((int)(2 * (a >> 28) + 1))));
+            acc = iq_dot_scaled(acc, g, q, _mm256_set1_epi16((short)(2 * (a >> 28) + 1)));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -200,20 +257,11 @@ static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
         for (int j = 0; j < 8; j++) {
             const uint8_t *q3 = x[i].qs + 8 * j;
             const int h = x[i].qh[j];
-            __m256i g = _mm256_setr_epi32((int)nuri_iq3s_grid[q3[0] | (h << 8 & 256)],
-                                          (int)nuri_iq3s_grid[q3[1] | (h << 7 & 256)],
-                                          (int)nuri_iq3s_grid[q3[2] | (h << 6 & 256)],
-                                          (int)nuri_iq3s_grid[q3[3] | (h << 5 & 256)],
-                                          (int)nuri_iq3s_grid[q3[4] | (h << 4 & 256)],
-                                          (int)nuri_iq3s_grid[q3[5] | (h << 3 & 256)],
-                                          (int)nuri_iq3s_grid[q3[6] | (h << 2 & 256)],
-                                          (int)nuri_iq3s_grid[q3[7] | (h << 1 & 256)]);
+            __m256i g = iq3s_points(q3, h);
             const uint8_t *sb = x[i].signs + 4 * j;
-            __m256i q =
-                _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs(sb[0], sb[1], sb[2], sb[3]));
-            __m256i p = iq_dot_acc(_mm256_setzero_si256(), g, q);
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs_bits(sb));
             const int ls = x[i].scales[j / 2] >> (4 * (j % 2)) & 15;
-            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(2 * ls + 1)));
+            acc = iq_dot_scaled(acc, g, q, _mm256_set1_epi16((short)(2 * ls + 1)));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -371,9 +419,7 @@ static void iq2_xxs_unpack(const void *vx, int16_t *w, float *dw)
     *dw = nuri_f16_to_f32(x->d);
     for (int j = 0; j < 8; j++) {
         uint32_t a0 = iq_rd32(x->qs + 4 * j), a1 = iq_rd32(x->qs + 4 * j + 2);
-        __m256i g = _mm256_setr_epi64x(
-            (long long)nuri_iq2xxs_grid[a0 & 255], (long long)nuri_iq2xxs_grid[a0 >> 8 & 255],
-            (long long)nuri_iq2xxs_grid[a0 >> 16 & 255], (long long)nuri_iq2xxs_grid[a0 >> 24]);
+        __m256i g = iq2xxs_points(a0);
         const int sc = (int)(2 * (a1 >> 28) + 1);
         iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs7x4(a1)), sc, sc);
     }
@@ -385,9 +431,7 @@ static void iq2_xs_unpack(const void *vx, int16_t *w, float *dw)
     *dw = nuri_f16_to_f32(x->d);
     for (int j = 0; j < 8; j++) {
         const uint16_t *q2 = x->qs + 4 * j;
-        __m256i g = _mm256_setr_epi64x(
-            (long long)nuri_iq2xs_grid[q2[0] & 511], (long long)nuri_iq2xs_grid[q2[1] & 511],
-            (long long)nuri_iq2xs_grid[q2[2] & 511], (long long)nuri_iq2xs_grid[q2[3] & 511]);
+        __m256i g = iq2xs_points(q2);
         __m256i sg = iq_signs(nuri_iq_ksigns[q2[0] >> 9], nuri_iq_ksigns[q2[1] >> 9],
                               nuri_iq_ksigns[q2[2] >> 9], nuri_iq_ksigns[q2[3] >> 9]);
         const int sc = x->scales[j];
@@ -402,14 +446,11 @@ static void iq2_s_unpack(const void *vx, int16_t *w, float *dw)
     for (int j = 0; j < 8; j++) {
         const uint8_t *qs = x->qs + 4 * j;
         const int h = x->qh[j];
-        __m256i g = _mm256_setr_epi64x((long long)nuri_iq2s_grid[qs[0] | (h & 3) << 8],
-                                       (long long)nuri_iq2s_grid[qs[1] | (h >> 2 & 3) << 8],
-                                       (long long)nuri_iq2s_grid[qs[2] | (h >> 4 & 3) << 8],
-                                       (long long)nuri_iq2s_grid[qs[3] | (h >> 6 & 3) << 8]);
+        __m256i g = iq2s_points(qs, h);
         const uint8_t *sb = x->qs + NURI_QK_K / 8 + 4 * j;
         const int sc = x->scales[j];
-        iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs(sb[0], sb[1], sb[2], sb[3])),
-                   2 * (sc & 15) + 1, 2 * (sc >> 4) + 1);
+        iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs_bits(sb)), 2 * (sc & 15) + 1,
+                   2 * (sc >> 4) + 1);
     }
 }
 
@@ -420,10 +461,7 @@ static void iq3_xxs_unpack(const void *vx, int16_t *w, float *dw)
     for (int j = 0; j < 8; j++) {
         const uint8_t *q3 = x->qs + 8 * j;
         uint32_t a = iq_rd32(x->qs + NURI_QK_K / 4 + 4 * j);
-        __m256i g = _mm256_setr_epi32((int)nuri_iq3xxs_grid[q3[0]], (int)nuri_iq3xxs_grid[q3[1]],
-                                      (int)nuri_iq3xxs_grid[q3[2]], (int)nuri_iq3xxs_grid[q3[3]],
-                                      (int)nuri_iq3xxs_grid[q3[4]], (int)nuri_iq3xxs_grid[q3[5]],
-                                      (int)nuri_iq3xxs_grid[q3[6]], (int)nuri_iq3xxs_grid[q3[7]]);
+        __m256i g = iq3xxs_points(q3);
         const int sc = (int)(2 * (a >> 28) + 1);
         iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs7x4(a)), sc, sc);
     }
@@ -436,17 +474,10 @@ static void iq3_s_unpack(const void *vx, int16_t *w, float *dw)
     for (int j = 0; j < 8; j++) {
         const uint8_t *q3 = x->qs + 8 * j;
         const int h = x->qh[j];
-        __m256i g = _mm256_setr_epi32((int)nuri_iq3s_grid[q3[0] | (h << 8 & 256)],
-                                      (int)nuri_iq3s_grid[q3[1] | (h << 7 & 256)],
-                                      (int)nuri_iq3s_grid[q3[2] | (h << 6 & 256)],
-                                      (int)nuri_iq3s_grid[q3[3] | (h << 5 & 256)],
-                                      (int)nuri_iq3s_grid[q3[4] | (h << 4 & 256)],
-                                      (int)nuri_iq3s_grid[q3[5] | (h << 3 & 256)],
-                                      (int)nuri_iq3s_grid[q3[6] | (h << 2 & 256)],
-                                      (int)nuri_iq3s_grid[q3[7] | (h << 1 & 256)]);
+        __m256i g = iq3s_points(q3, h);
         const uint8_t *sb = x->signs + 4 * j;
         const int sc = 2 * (x->scales[j / 2] >> (4 * (j % 2)) & 15) + 1;
-        iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs(sb[0], sb[1], sb[2], sb[3])), sc, sc);
+        iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs_bits(sb)), sc, sc);
     }
 }
 

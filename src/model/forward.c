@@ -247,7 +247,8 @@ static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, ui
 }
 
 /* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Packed: items shared by the
- * threads; file layout: rows of W split evenly by thread. */
+ * threads; file layout: for one token, runs of 16 rows shared the same way (a thread the OS
+ * pauses no longer holds the others at the next barrier), for more, rows split evenly. */
 static void matmul_at(worker *w, const nuri_weight *W, const void *x, int32_t T, float *y,
                       int64_t y_stride)
 {
@@ -260,6 +261,17 @@ static void matmul_at(worker *w, const nuri_weight *W, const void *x, int32_t T,
     }
     uint64_t row_bytes;
     nuri_type_row_bytes(W->type, (uint64_t)W->n_in, &row_bytes);
+    if (T == 1) { // one token (decode): runs of rows first come, first served, as packed items are
+        enum { RUN = 16 };
+        const nuri_share sh = nuri_share_step(w->c->pool, &w->tickets, (W->n_out + RUN - 1) / RUN);
+        for (long k; (k = nuri_share_take(&sh)) >= 0;) {
+            const int64_t r0 = k * RUN, r1 = r0 + RUN < W->n_out ? r0 + RUN : W->n_out;
+            nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, x,
+                      w->c->xq_stride, T, y, y_stride);
+        }
+        return;
+    }
+    // a prompt: an even split (the grid types' gemm prepares the tokens once per call)
     long r0, r1;
     nuri_split(W->n_out, w->ith, w->nth, &r0, &r1);
     nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, x, w->c->xq_stride, T, y,
