@@ -362,31 +362,84 @@ static void iq1_m_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
  * of a lane pair are bytes (4l, 4l + 1) and the next 16 bytes (4l + 2, 4l + 3): two 16-bit dot
  * products put lane l's 4 products in 32-bit lane l. */
 
-#ifdef KERNELS_VNNI
+/* A vector holds IQG_NT tokens' 8 lanes for one row: AVX-512, two tokens in a 512-bit register
+ * (lanes 0-7 the first, 8-15 the second; each vpdpwssd does 32 products); AVX2, one token in a
+ * 256-bit register (vpmaddwd + vpaddd). The loads, not the products, bound the loop: IQG_R rows
+ * share each activation load and IQG_TG groups of tokens each weight load, and the blocks go
+ * in chunks of IQG_KB so that a chunk of a panel's rows stays in cache while every token of the
+ * tile passes. */
+#if defined(KERNELS_VNNI) && !defined(IQG_BYTES)
+#define IQG_ZMM 1 // 16-bit products in 512-bit registers
+#else
+#define IQG_ZMM                                                                                    \
+    0 // 8-bit products (vpmaddubsw, vpmaddwd) in 256-bit registers (AVX2; with
+      // -DIQG_BYTES on AVX-512 too, for measuring: 10-25% slower there)
+#endif
+#if IQG_ZMM
+#define IQG_NT 2 // tokens per vector
 #ifndef IQG_R
 #define IQG_R 4 // rows per pass
 #endif
-#ifndef IQG_TP
-#define IQG_TP 4 // token pairs per pass
+#ifndef IQG_TG
+#define IQG_TG 4 // token groups per pass
+#endif
+typedef __m512i iqv_i;
+typedef __m512 iqv_f;
+#define iqv_zero_i() _mm512_setzero_si512()
+#define iqv_zero_f() _mm512_setzero_ps()
+#define iqv_dp(acc, a, b) _mm512_dpwssd_epi32(acc, a, b)
+#define iqv_load_w(p) _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p)))
+#define iqv_load_x(p) _mm512_loadu_si512(p)
+#define IQG_BS 256        // int16 per unpacked block
+#define IQG_XB 128        // activation bytes per sub-block and group (2 tokens x 32 int16)
+#define iqv_da(da, nb, b) /* the group's tokens' block scales, lane by lane */                     \
+    _mm512_insertf32x8(_mm512_set1_ps((da)[b]), _mm256_set1_ps((da)[(nb) + (b)]), 1)
+#define iqv_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define iqv_mul(a, b) _mm512_mul_ps(a, b)
+#define iqv_set1(x) _mm512_set1_ps(x)
+#define iqv_cvt(x) _mm512_cvtepi32_ps(x)
+static inline __m256 iqv_half(__m512 f, int k)
+{
+    return k ? _mm512_extractf32x8_ps(f, 1) : _mm512_castps512_ps256(f);
+}
+#else
+#define IQG_NT 1
+#ifndef IQG_R
+#define IQG_R 2 // 2 rows x 4 tokens: the fastest of 1-6 x 1-6 tried on Zen 5 (16 registers)
+#endif
+#ifndef IQG_TG
+#define IQG_TG 4
+#endif
+typedef __m256i iqv_i;
+typedef __m256 iqv_f;
+#define iqv_zero_i() _mm256_setzero_si256()
+#define iqv_zero_f() _mm256_setzero_ps()
+#define iqv_dp(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+#define iqv_load_w(p) _mm256_loadu_si256((const __m256i *)(p))
+#define iqv_load_x(p) _mm256_loadu_si256((const __m256i *)(p))
+#define IQG_BS 272 // int16 per unpacked block: 8 x (32 bytes, 16 scales), 8 int32 start sums
+#define IQG_XB 32  // activation bytes per sub-block and group (32 unsigned bytes)
+#define iqv_da(da, nb, b) _mm256_set1_ps((da)[b])
+#define iqv_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define iqv_mul(a, b) _mm256_mul_ps(a, b)
+#define iqv_set1(x) _mm256_set1_ps(x)
+#define iqv_cvt(x) _mm256_cvtepi32_ps(x)
+static inline __m256 iqv_half(__m256 f, int k)
+{
+    (void)k;
+    return f;
+}
 #endif
 #ifndef IQG_KB
 #define IQG_KB 8 // blocks per chunk
 #endif
-#define IQG_PR 32    // rows per panel
-#define IQG_TILE 256 // tokens per tile at most
-#define iq_dp16(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
-#else
-#define IQG_R 2
-#define IQG_PR 2
-#define IQG_TILE 128
-#define iq_dp16(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
-#endif
-#define IQG_TC 2                 // tokens per pass
-#define IQG_W_BYTES (256 * 1024) // unpacked weights (AVX-512: a panel's chunk; AVX2: IQG_R rows)
-#define IQG_ACT_BYTES (4u << 20) // a tile of reordered (AVX-512: widened) activations
-#define IQG_F_BYTES (256 * 1024) // their block scales and the rows' (floats)
-#define IQG_ACC_BYTES (IQG_TILE / 2 * IQG_PR * 64) // AVX-512: a panel's accumulators
-#define IQG_MIN_TOKENS 2                           // fewer: vec_dot row by row
+#define IQG_PR 32                                  // rows per panel
+#define IQG_TILE 256                               // tokens per tile at most
+#define IQG_W_BYTES (IQG_PR * IQG_KB * IQG_BS * 2) // a panel's chunk of unpacked rows
+#define IQG_ACT_BYTES (4u << 20)               // a tile of reordered activations widened to 16 bits
+#define IQG_F_BYTES (256 * 1024)               // their block scales and the rows' (floats)
+#define IQG_ACC_BYTES (IQG_TILE * IQG_PR * 32) // a panel's float accumulators
+#define IQG_MIN_TOKENS 2                       // fewer: vec_dot row by row
 
 /* 32 bytes reordered: bytes 4l, 4l + 1 (l = 0 .. 7), then bytes 4l + 2, 4l + 3. */
 static inline __m256i iq_perm_bytes(__m256i v)
@@ -398,6 +451,7 @@ static inline __m256i iq_perm_bytes(__m256i v)
 
 /* A sub-block's 32 signed grid values (bytes, natural order) times its scales (a for bytes 0 -
  * 15, b for 16 - 31), stored as 32 reordered int16. */
+#if IQG_ZMM
 static inline void iq_store_w(int16_t *w, __m256i g, int a, int b)
 {
     const __m256i p = iq_perm_bytes(g);
@@ -411,6 +465,37 @@ static inline void iq_store_w(int16_t *w, __m256i g, int a, int b)
     _mm256_storeu_si256((__m256i *)(w + 16), w1);
 }
 
+static inline void iq_store_end(int16_t *w)
+{
+    (void)w;
+}
+#else
+/* AVX2 has no 16-bit dot product that adds (vpdpwssd), so the products stay 8-bit: a
+ * sub-block is its 32 signed grid values as bytes, then its scales as 16 int16 (a for the
+ * products of bytes 0-15, b for 16-31: vpmaddubsw's pairs times vpmaddwd's scales give lane l
+ * bytes 4l .. 4l + 3 times the scale, vec_dot's lanes in their natural order). The activations
+ * are made unsigned (+128, vpmaddubsw's first operand; pairs <= 2 * 255 * 62, no saturation);
+ * iq_store_end puts the block's -128 * sum of w * scale per lane after its 8 sub-blocks, where
+ * each block's integer sums start. */
+static inline void iq_store_w(int16_t *w, __m256i g, int a, int b)
+{
+    _mm256_storeu_si256((__m256i *)w, g);
+    _mm256_storeu_si256((__m256i *)(w + 16), iq_scales16(a, b));
+}
+
+static inline void iq_store_end(int16_t *w)
+{
+    __m256i c = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j++) {
+        const __m256i g = _mm256_loadu_si256((const __m256i *)(w + 32 * j));
+        const __m256i sc = _mm256_loadu_si256((const __m256i *)(w + 32 * j + 16));
+        c = _mm256_add_epi32(
+            c, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(-128), g), sc));
+    }
+    _mm256_storeu_si256((__m256i *)(w + 256), _mm256_sub_epi32(_mm256_setzero_si256(), c));
+}
+#endif
+
 /* One block of each type -> 256 reordered int16 and its scale as a float (what vec_dot
  * multiplies by y.d). */
 static void iq2_xxs_unpack(const void *vx, int16_t *w, float *dw)
@@ -423,6 +508,7 @@ static void iq2_xxs_unpack(const void *vx, int16_t *w, float *dw)
         const int sc = (int)(2 * (a1 >> 28) + 1);
         iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs7x4(a1)), sc, sc);
     }
+    iq_store_end(w);
 }
 
 static void iq2_xs_unpack(const void *vx, int16_t *w, float *dw)
@@ -437,6 +523,7 @@ static void iq2_xs_unpack(const void *vx, int16_t *w, float *dw)
         const int sc = x->scales[j];
         iq_store_w(w + 32 * j, _mm256_sign_epi8(g, sg), 2 * (sc & 15) + 1, 2 * (sc >> 4) + 1);
     }
+    iq_store_end(w);
 }
 
 static void iq2_s_unpack(const void *vx, int16_t *w, float *dw)
@@ -452,6 +539,7 @@ static void iq2_s_unpack(const void *vx, int16_t *w, float *dw)
         iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs_bits(sb)), 2 * (sc & 15) + 1,
                    2 * (sc >> 4) + 1);
     }
+    iq_store_end(w);
 }
 
 static void iq3_xxs_unpack(const void *vx, int16_t *w, float *dw)
@@ -465,6 +553,7 @@ static void iq3_xxs_unpack(const void *vx, int16_t *w, float *dw)
         const int sc = (int)(2 * (a >> 28) + 1);
         iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs7x4(a)), sc, sc);
     }
+    iq_store_end(w);
 }
 
 static void iq3_s_unpack(const void *vx, int16_t *w, float *dw)
@@ -479,240 +568,176 @@ static void iq3_s_unpack(const void *vx, int16_t *w, float *dw)
         const int sc = 2 * (x->scales[j / 2] >> (4 * (j % 2)) & 15) + 1;
         iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq_signs_bits(sb)), sc, sc);
     }
+    iq_store_end(w);
 }
 
 typedef void (*iq_unpack_fn)(const void *x, int16_t *w, float *dw);
 
-/* R rows x TC tokens, all nb blocks: w (R rows of nb * 256 int16, w_stride apart), dw (R rows of
- * nb floats), act (TC tokens of nb * 256 reordered bytes, act_stride apart), da (TC rows of nb). */
-static inline __attribute__((always_inline)) void
-iq_gemm_tile(const int R, const int TC, int64_t nb, const int16_t *w, int64_t w_stride,
-             const float *dw, const int8_t *act, int64_t act_stride, const float *da, float fac,
-             float *y, int64_t y_stride)
+/* Blocks [b0, b1) of R rows (w: their unpacked blocks from b0, w_stride apart) against TG groups
+ * of tokens (act: the first group's, gs apart; da: the first group's first token's scales), into
+ * accf[g * IQG_R + r]. */
+static inline __attribute__((always_inline)) void iq_chunk(const int R, const int TG, int64_t b0,
+                                                           int64_t b1, int64_t nb, const int16_t *w,
+                                                           int64_t w_stride, const float *dw,
+                                                           const uint8_t *act, int64_t gs,
+                                                           const float *da, iqv_f *accf)
 {
-    __m256 accf[IQG_R][IQG_TC];
+    iqv_f f[IQG_R][IQG_TG];
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 16
-        for (int t = 0; t < TC; t++) accf[r][t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i acc[IQG_R][IQG_TC];
-#pragma GCC unroll 16
-        for (int r = 0; r < R; r++)
-#pragma GCC unroll 16
-            for (int t = 0; t < TC; t++) acc[r][t] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            __m256i x0[IQG_TC], x1[IQG_TC];
-#pragma GCC unroll 16
-            for (int t = 0; t < TC; t++) {
-                const int8_t *a = act + t * act_stride + b * 256 + 32 * j;
-                x0[t] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a));
-                x1[t] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + 16)));
-            }
-#pragma GCC unroll 16
-            for (int r = 0; r < R; r++) {
-                const int16_t *wr = w + r * w_stride + b * 256 + 32 * j;
-                const __m256i w0 = _mm256_loadu_si256((const __m256i *)wr);
-                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(wr + 16));
-#pragma GCC unroll 16
-                for (int t = 0; t < TC; t++)
-                    acc[r][t] = iq_dp16(iq_dp16(acc[r][t], w0, x0[t]), w1, x1[t]);
-            }
-        }
-#pragma GCC unroll 16
-        for (int r = 0; r < R; r++)
-#pragma GCC unroll 16
-            for (int t = 0; t < TC; t++) {
-                const float d = dw[r * nb + b] * da[t * nb + b]; // as vec_dot rounds it
-                accf[r][t] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc[r][t]), accf[r][t]);
-            }
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 16
-        for (int t = 0; t < TC; t++) y[t * y_stride + r] = fac * iq_hsum_ps(accf[r][t]);
-}
-
-#ifdef KERNELS_VNNI
-/* AVX-512: a 512-bit register holds one row's 8 lanes for two tokens (lanes 0-7: the pair's first
- * token, 8-15: its second), so each vpdpwssd does 32 products. The activations of a pair are
- * stored widened and interleaved by iq_prep_pairs: per sub-block, [first 16 reordered values of
- * token 0, of token 1, last 16 of token 0, of token 1]. The loads, not the products, bound this
- * loop: IQG_R rows share each activation load, and the blocks go in chunks of IQG_KB so that the
- * chunk's rows stay in L1 while every pair of the tile passes. */
-
-/* Blocks [b0, b1) of R rows against TP pairs (act: the first pair's, ps apart; da: the first
- * pair's first token's scales), into accf[p * IQG_R + r]. */
-static inline __attribute__((always_inline)) void
-iq_chunk512(const int R, const int TP, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
-            int64_t w_stride, const float *dw, const int16_t *act, int64_t ps, const float *da,
-            __m512 *accf)
-{
-    __m512 f[IQG_R][IQG_TP];
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 16
-        for (int p = 0; p < TP; p++) f[r][p] = accf[p * IQG_R + r];
+        for (int g = 0; g < TG; g++) f[r][g] = accf[g * IQG_R + r];
     for (int64_t b = b0; b < b1; b++) {
-        __m512i acc[IQG_R][IQG_TP];
+        iqv_i acc[IQG_R][IQG_TG];
 #pragma GCC unroll 16
         for (int r = 0; r < R; r++)
 #pragma GCC unroll 16
-            for (int p = 0; p < TP; p++) acc[r][p] = _mm512_setzero_si512();
+            for (int g = 0; g < TG; g++)
+#if IQG_ZMM
+                acc[r][g] = iqv_zero_i();
+#else
+                acc[r][g] = _mm256_loadu_si256(
+                    (const __m256i *)(w + r * w_stride + (b - b0) * IQG_BS + 256));
+#endif
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            __m512i w0[IQG_R], w1[IQG_R];
+            iqv_i w0[IQG_R], w1[IQG_R];
 #pragma GCC unroll 16
             for (int r = 0; r < R; r++) {
-                const int16_t *wr = w + r * w_stride + (b - b0) * 256 + 32 * j;
-                w0[r] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wr));
-                w1[r] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wr + 16)));
+                const int16_t *wr = w + r * w_stride + (b - b0) * IQG_BS + 32 * j;
+                w0[r] = iqv_load_w(wr);      // AVX2: the 32 signed bytes
+                w1[r] = iqv_load_w(wr + 16); // AVX2: their scales
             }
 #pragma GCC unroll 16
-            for (int p = 0; p < TP; p++) {
-                const int16_t *a = act + p * ps + b * 512 + 64 * j;
-                const __m512i x0 = _mm512_loadu_si512(a), x1 = _mm512_loadu_si512(a + 32);
+            for (int g = 0; g < TG; g++) {
+                const uint8_t *a = act + g * gs + (b * 8 + j) * IQG_XB;
+#if IQG_ZMM
+                const iqv_i x0 = iqv_load_x(a), x1 = iqv_load_x(a + IQG_XB / 2);
 #pragma GCC unroll 16
                 for (int r = 0; r < R; r++)
-                    acc[r][p] =
-                        _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(acc[r][p], w0[r], x0), w1[r], x1);
+                    acc[r][g] = iqv_dp(iqv_dp(acc[r][g], w0[r], x0), w1[r], x1);
+#else
+                const iqv_i x = iqv_load_x(a);
+#pragma GCC unroll 16
+                for (int r = 0; r < R; r++)
+                    acc[r][g] = _mm256_add_epi32(
+                        acc[r][g], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0[r]), w1[r]));
+#endif
             }
         }
 #pragma GCC unroll 16
-        for (int p = 0; p < TP; p++) {
-            const __m512 dap = _mm512_insertf32x8(_mm512_set1_ps(da[2 * p * nb + b]),
-                                                  _mm256_set1_ps(da[(2 * p + 1) * nb + b]), 1);
+        for (int g = 0; g < TG; g++) {
+            const iqv_f dag = iqv_da(da + g * IQG_NT * nb, nb, b);
 #pragma GCC unroll 16
             for (int r = 0; r < R; r++) // d = dw * da per lane, as vec_dot rounds it
-                f[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r * nb + b]), dap),
-                                          _mm512_cvtepi32_ps(acc[r][p]), f[r][p]);
+                f[r][g] =
+                    iqv_fma(iqv_mul(iqv_set1(dw[r * nb + b]), dag), iqv_cvt(acc[r][g]), f[r][g]);
         }
     }
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 16
-        for (int p = 0; p < TP; p++) accf[p * IQG_R + r] = f[r][p];
+        for (int g = 0; g < TG; g++) accf[g * IQG_R + r] = f[r][g];
 }
 
-/* The tile's tokens as pairs (an odd last token paired with itself; its twin's outputs are not
- * written), widened to 16 bits, and each token's block scales in da. */
-static void iq_prep_pairs(const void *x, size_t x_stride, int64_t nt, int64_t nb, int16_t *act,
-                          float *da)
+/* The tile's nt tokens, reordered (iq_perm_bytes) and widened to 16 bits, in groups of IQG_NT:
+ * per sub-block, the first 16 values of each token of the group, then the last 16 of each (a
+ * short last group repeats its last token; those outputs are not written). da: each token's
+ * block scales. */
+static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint8_t *act, float *da)
 {
-    for (int64_t t = 0; t < nt + (nt & 1); t++) {
+    const int64_t ng = (nt + IQG_NT - 1) / IQG_NT;
+    for (int64_t t = 0; t < ng * IQG_NT; t++) {
         const int64_t ts = t < nt ? t : nt - 1;
         const nuri_block_q8_K *xb =
             (const nuri_block_q8_K *)((const char *)x + (size_t)ts * x_stride);
-        int16_t *a = act + (t / 2) * nb * 512 + (t & 1) * 16;
+        uint8_t *a = act + (t / IQG_NT) * nb * 8 * IQG_XB;
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = xb[b].d;
             for (int j = 0; j < 8; j++) {
-                const __m256i v =
-                    iq_perm_bytes(_mm256_loadu_si256((const __m256i *)(xb[b].qs + 32 * j)));
-                int16_t *d = a + b * 512 + 64 * j;
-                _mm256_storeu_si256((__m256i *)d, _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)));
-                _mm256_storeu_si256((__m256i *)(d + 32),
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(xb[b].qs + 32 * j));
+                uint8_t *d = a + (b * 8 + j) * IQG_XB;
+#if IQG_ZMM
+                const __m256i v = iq_perm_bytes(q);
+                int16_t *d16 = (int16_t *)d + (t % IQG_NT) * 16;
+                _mm256_storeu_si256((__m256i *)d16,
+                                    _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)));
+                _mm256_storeu_si256((__m256i *)(d16 + 16 * IQG_NT),
                                     _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)));
+#else
+                _mm256_storeu_si256((__m256i *)d, _mm256_xor_si256(q, _mm256_set1_epi8(-128)));
+#endif
             }
         }
     }
 }
 
-/* Blocks [b0, b1) of R rows (w: their unpacked blocks from b0, w_stride apart) against the
- * tile's np pairs, into accf[p * IQG_R + r]. */
-static void iq_chunk_pairs(int R, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
-                           int64_t w_stride, const float *dw, const int16_t *act, const float *da,
-                           int64_t np, __m512 *accf)
+/* Blocks [b0, b1) of R rows against the tile's ng groups, into accf[g * IQG_R + r]. */
+static void iq_chunk_groups(int R, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
+                            int64_t w_stride, const float *dw, const uint8_t *act, const float *da,
+                            int64_t ng, iqv_f *accf)
 {
-    const int64_t ps = nb * 512;
-    int64_t p = 0;
-    for (; R == IQG_R && p + IQG_TP <= np; p += IQG_TP)
-        iq_chunk512(IQG_R, IQG_TP, b0, b1, nb, w, w_stride, dw, act + p * ps, ps, da + 2 * p * nb,
-                    accf + p * IQG_R);
-    for (; p < np; p++)
+    const int64_t gs = nb * 8 * IQG_XB;
+    int64_t g = 0;
+    for (; R == IQG_R && g + IQG_TG <= ng; g += IQG_TG)
+        iq_chunk(IQG_R, IQG_TG, b0, b1, nb, w, w_stride, dw, act + g * gs, gs, da + g * IQG_NT * nb,
+                 accf + g * IQG_R);
+    for (; g < ng; g++)
         for (int r = 0; r < R; r++)
-            iq_chunk512(1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + p * ps, ps,
-                        da + 2 * p * nb, accf + p * IQG_R + r);
+            iq_chunk(1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + g * gs, gs,
+                     da + g * IQG_NT * nb, accf + g * IQG_R + r);
 }
 
-/* Rows [r0, r1) against the tile's n_t tokens (prepared by iq_prep_pairs), in panels of IQG_PR
- * rows: each panel's rows are unpacked one chunk of IQG_KB blocks at a time, exactly once per
- * tile, and every pair of the tile passes over the chunk while it is in cache. */
-static void iq_gemm_panels512(iq_unpack_fn unpack, size_t block_bytes, int64_t nb, const void *w,
-                              size_t w_stride, int64_t r0, int64_t r1, int16_t *wu, float *dw,
-                              const int16_t *act, const float *da, int64_t n_t, float fac,
-                              __m512 *accf, float *y, int64_t y_stride)
+/* Rows [r0, r1) against the tile's n_t tokens (prepared by iq_prep), in panels of IQG_PR rows:
+ * each panel's rows are unpacked one chunk of IQG_KB blocks at a time, exactly once per tile,
+ * and every token of the tile passes over the chunk while it is in cache. */
+static void iq_gemm_panels(iq_unpack_fn unpack, size_t block_bytes, int64_t nb, const void *w,
+                           size_t w_stride, int64_t r0, int64_t r1, int16_t *wu, float *dw,
+                           const uint8_t *act, const float *da, int64_t n_t, float fac, iqv_f *accf,
+                           float *y, int64_t y_stride)
 {
-    const int64_t np = (n_t + 1) / 2, ws = IQG_KB * 256;
+    const int64_t ng = (n_t + IQG_NT - 1) / IQG_NT, ws = IQG_KB * IQG_BS;
     for (int64_t r = r0; r < r1; r += IQG_PR) {
         const int pr = r1 - r < IQG_PR ? (int)(r1 - r) : IQG_PR;
-        const int ng = (pr + IQG_R - 1) / IQG_R;
-        for (int64_t i = 0; i < ng * np * IQG_R; i++) accf[i] = _mm512_setzero_ps();
+        const int nrg = (pr + IQG_R - 1) / IQG_R;
+        for (int64_t i = 0; i < nrg * ng * IQG_R; i++) accf[i] = iqv_zero_f();
         for (int64_t b0 = 0; b0 < nb; b0 += IQG_KB) {
             const int64_t b1 = nb - b0 < IQG_KB ? nb : b0 + IQG_KB;
             for (int i = 0; i < pr; i++) {
                 const uint8_t *row = (const uint8_t *)w + (size_t)(r + i) * w_stride;
                 for (int64_t b = b0; b < b1; b++)
-                    unpack(row + (size_t)b * block_bytes, wu + i * ws + (b - b0) * 256,
+                    unpack(row + (size_t)b * block_bytes, wu + i * ws + (b - b0) * IQG_BS,
                            dw + i * nb + b);
             }
-            for (int g = 0; g < ng; g++) {
-                const int R = pr - g * IQG_R < IQG_R ? pr - g * IQG_R : IQG_R;
-                iq_chunk_pairs(R, b0, b1, nb, wu + g * IQG_R * ws, ws, dw + g * IQG_R * nb, act, da,
-                               np, accf + g * np * IQG_R);
+            for (int k = 0; k < nrg; k++) {
+                const int R = pr - k * IQG_R < IQG_R ? pr - k * IQG_R : IQG_R;
+                iq_chunk_groups(R, b0, b1, nb, wu + k * IQG_R * ws, ws, dw + k * IQG_R * nb, act,
+                                da, ng, accf + k * ng * IQG_R);
             }
         }
-        for (int64_t p = 0; p < np; p++) // row by row of y: a token's outputs are contiguous
+        for (int64_t t = 0; t < n_t; t++) // row by row of y: a token's outputs are contiguous
             for (int i = 0; i < pr; i++) {
-                const __m512 f = accf[(i / IQG_R) * np * IQG_R + p * IQG_R + i % IQG_R];
-                y[2 * p * y_stride + r + i] = fac * iq_hsum_ps(_mm512_castps512_ps256(f));
-                if (2 * p + 1 < n_t)
-                    y[(2 * p + 1) * y_stride + r + i] =
-                        fac * iq_hsum_ps(_mm512_extractf32x8_ps(f, 1));
+                const iqv_f f = accf[(i / IQG_R) * ng * IQG_R + (t / IQG_NT) * IQG_R + i % IQG_R];
+                y[t * y_stride + r + i] = fac * iq_hsum_ps(iqv_half(f, (int)(t % IQG_NT)));
             }
     }
 }
-#else
-static void iq_gemm_rows(int R, int64_t nb, const int16_t *w, int64_t w_stride, const float *dw,
-                         const int8_t *act, int64_t act_stride, const float *da, int64_t n_t,
-                         float fac, float *y, int64_t y_stride)
-{
-    int64_t t = 0;
-    for (; t + IQG_TC <= n_t; t += IQG_TC) {
-        const int8_t *at = act + t * act_stride;
-        const float *dt = da + t * nb;
-        float *yt = y + t * y_stride;
-        if (R == IQG_R)
-            iq_gemm_tile(IQG_R, IQG_TC, nb, w, w_stride, dw, at, act_stride, dt, fac, yt, y_stride);
-        else
-            for (int r = 0; r < R; r++)
-                iq_gemm_tile(1, IQG_TC, nb, w + r * w_stride, w_stride, dw + r * nb, at, act_stride,
-                             dt, fac, yt + r, y_stride);
-    }
-    for (; t < n_t; t++)
-        for (int r = 0; r < R; r++)
-            iq_gemm_tile(1, 1, nb, w + r * w_stride, w_stride, dw + r * nb, act + t * act_stride,
-                         act_stride, da + t * nb, fac, y + t * y_stride + r, y_stride);
-}
-
-#endif
 
 /* nuri_gemm_fn for the grid types: vec_dot row by row for fewer than IQG_MIN_TOKENS tokens (or
- * rows too long for the scratch), else tiles of tokens against groups of unpacked rows. */
+ * rows too long for the scratch), else tiles of tokens against panels of unpacked rows. */
 static void iq_gemm_x86(iq_unpack_fn unpack, nuri_vec_dot_fn vec_dot, size_t block_bytes, float fac,
                         int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,
                         const void *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride)
 {
     const int64_t nb = n / NURI_QK_K;
+    // tokens per tile: as many as the activation and float scratch hold (IQG_NT at least)
+    int64_t tile = IQG_ACT_BYTES / ((size_t)n / 32 * IQG_XB / IQG_NT);
+    const int64_t tile_f = (int64_t)(IQG_F_BYTES / sizeof(float)) / nb - IQG_PR - IQG_NT;
+    if (tile > tile_f) tile = tile_f;
+    if (tile > IQG_TILE) tile = IQG_TILE;
+    tile -= tile % IQG_NT;
     uint8_t *buf = NULL;
-#ifdef KERNELS_VNNI
-    const size_t w_need = (size_t)IQG_PR * IQG_KB * 512;
-#else
-    const size_t w_need = (size_t)IQG_R * n * 2;
-#endif
-    if (n_t >= IQG_MIN_TOKENS && w_need <= IQG_W_BYTES && (size_t)n * 2 * IQG_TC <= IQG_ACT_BYTES)
+    if (n_t >= IQG_MIN_TOKENS && tile >= IQG_NT)
         buf = kernels_thread_scratch(KERNELS_SCRATCH_IQ,
                                      IQG_W_BYTES + IQG_ACT_BYTES + IQG_F_BYTES + IQG_ACC_BYTES);
     if (!buf) {
@@ -723,61 +748,14 @@ static void iq_gemm_x86(iq_unpack_fn unpack, nuri_vec_dot_fn vec_dot, size_t blo
         return;
     }
     int16_t *wu = (int16_t *)buf;
-    int8_t *act = (int8_t *)(buf + IQG_W_BYTES);
-    float *dw = (float *)(buf + IQG_W_BYTES + IQG_ACT_BYTES);
-    float *da = dw + IQG_PR * nb;
-#ifdef KERNELS_VNNI
-    __m512 *accf = (__m512 *)(buf + IQG_W_BYTES + IQG_ACT_BYTES + IQG_F_BYTES);
-#endif
-    // tokens per tile: as many as the activation scratch and the float scratch hold
-#ifdef KERNELS_VNNI
-    int64_t tile = IQG_ACT_BYTES / (2 * (size_t)n); // widened to 16 bits
-#else
-    int64_t tile = IQG_ACT_BYTES / (size_t)n;
-#endif
-    const int64_t tile_f = (int64_t)(IQG_F_BYTES / sizeof(float)) / nb - IQG_PR - 1;
-    if (tile > tile_f) tile = tile_f;
-    if (tile > IQG_TILE) tile = IQG_TILE;
-    tile -= tile % IQG_TC;
-    if (tile < IQG_TC) { // n too long for even one pass (not reached for n <= 32768)
-        for (int64_t r = r0; r < r1; r++)
-            for (int64_t t = 0; t < n_t; t++)
-                vec_dot(n, &y[t * y_stride + r], (const char *)w + (size_t)r * w_stride,
-                        (const char *)x + (size_t)t * x_stride);
-        return;
-    }
+    uint8_t *act = buf + IQG_W_BYTES;
+    float *dw = (float *)(buf + IQG_W_BYTES + IQG_ACT_BYTES), *da = dw + IQG_PR * nb;
+    iqv_f *accf = (iqv_f *)(buf + IQG_W_BYTES + IQG_ACT_BYTES + IQG_F_BYTES);
     for (int64_t t0 = 0; t0 < n_t; t0 += tile) {
         const int64_t nt = n_t - t0 < tile ? n_t - t0 : tile;
-#ifdef KERNELS_VNNI
-        iq_prep_pairs((const char *)x + (size_t)t0 * x_stride, x_stride, nt, nb, (int16_t *)act,
-                      da);
-#else
-        for (int64_t t = 0; t < nt; t++) {
-            const nuri_block_q8_K *xb =
-                (const nuri_block_q8_K *)((const char *)x + (size_t)(t0 + t) * x_stride);
-            for (int64_t b = 0; b < nb; b++) {
-                da[t * nb + b] = xb[b].d;
-                for (int j = 0; j < 8; j++)
-                    _mm256_storeu_si256(
-                        (__m256i *)(act + t * n + b * 256 + 32 * j),
-                        iq_perm_bytes(_mm256_loadu_si256((const __m256i *)(xb[b].qs + 32 * j))));
-            }
-        }
-#endif
-#ifdef KERNELS_VNNI
-        iq_gemm_panels512(unpack, block_bytes, nb, w, w_stride, r0, r1, wu, dw,
-                          (const int16_t *)act, da, nt, fac, accf, y + t0 * y_stride, y_stride);
-#else
-        for (int64_t r = r0; r < r1; r += IQG_R) {
-            const int R = r1 - r < IQG_R ? (int)(r1 - r) : IQG_R;
-            for (int i = 0; i < R; i++) {
-                const uint8_t *row = (const uint8_t *)w + (size_t)(r + i) * w_stride;
-                for (int64_t b = 0; b < nb; b++)
-                    unpack(row + (size_t)b * block_bytes, wu + i * n + b * 256, dw + i * nb + b);
-            }
-            iq_gemm_rows(R, nb, wu, n, dw, act, n, da, nt, fac, y + t0 * y_stride + r, y_stride);
-        }
-#endif
+        iq_prep((const char *)x + (size_t)t0 * x_stride, x_stride, nt, nb, act, da);
+        iq_gemm_panels(unpack, block_bytes, nb, w, w_stride, r0, r1, wu, dw, act, da, nt, fac, accf,
+                       y + t0 * y_stride, y_stride);
     }
 }
 
