@@ -250,7 +250,7 @@ TEST(logits_do_not_depend_on_the_number_of_threads)
     }
 }
 
-/* The grid types (IQ2 / IQ3) multiply a prompt with their gemm (rows unpacked once, tiles of
+/* The grid types (IQ1 / IQ2 / IQ3) multiply a prompt with their gemm (rows unpacked once, tiles of
  * tokens) and one token with vec_dot: the last token's logits must be the same bits whether the
  * prompt went in as one batch or one token at a time, and with 1 to 4 threads. The models are
  * made here (nuri_mkmodel: the IQ type for the ffn weights, Q8_0 for the rest). */
@@ -277,7 +277,8 @@ TEST(grid_type_prompts_match_token_by_token_and_any_thread_count)
 {
     char dir[] = "/tmp/nuri-test-batch-XXXXXX";
     REQUIRE(mkdtemp(dir) != NULL);
-    static const char *const types[] = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S"};
+    static const char *const types[] = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS",
+                                        "IQ3_S",   "IQ1_S",  "IQ1_M"};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         char path[128];
         snprintf(path, sizeof path, "%s/llama-tiny-%s.gguf", dir, types[i]);

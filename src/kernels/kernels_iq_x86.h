@@ -571,16 +571,97 @@ static void iq3_s_unpack(const void *vx, int16_t *w, float *dw)
     iq_store_end(w);
 }
 
+/* IQ1_S and IQ1_M add a second term: the grid's shift by +-1/8 (NURI_IQ1_DELTA) of every
+ * weight of a group, times the group's scale. Its weights (the shift's sign times the scale)
+ * form a second unpacked set, multiplied like the first. IQ1_S's vec_dot sums that term's
+ * integers per block and adds d * sum into one float, IQ1_M's keeps them in lanes like the
+ * first (an FMA per block); the gemm does each as its vec_dot does. */
+static void iq1_s_unpack(const void *vx, int16_t *w, float *dw)
+{
+    const nuri_block_iq1_s *x = vx;
+    *dw = nuri_f16_to_f32(x->d);
+    for (int j = 0; j < 8; j++) {
+        const uint8_t *qs = x->qs + 4 * j;
+        const int h = x->qh[j];
+        __m256i g = _mm256_setr_epi64x((long long)nuri_iq1s_grid[qs[0] | (h & 7) << 8],
+                                       (long long)nuri_iq1s_grid[qs[1] | (h >> 3 & 7) << 8],
+                                       (long long)nuri_iq1s_grid[qs[2] | (h >> 6 & 7) << 8],
+                                       (long long)nuri_iq1s_grid[qs[3] | (h >> 9 & 7) << 8]);
+        const int ls = 2 * (h >> 12 & 7) + 1;
+        iq_store_w(w + 32 * j, g, ls, ls);
+    }
+    iq_store_end(w);
+}
+
+static void iq1_s_unpack_shift(const void *vx, int16_t *w, float *dw)
+{
+    const nuri_block_iq1_s *x = vx;
+    *dw = nuri_f16_to_f32(x->d);
+    for (int j = 0; j < 8; j++) {
+        const int h = x->qh[j], ls = 2 * (h >> 12 & 7) + 1;
+        iq_store_w(w + 32 * j, _mm256_set1_epi8(h & 0x8000 ? -1 : 1), ls, ls);
+    }
+    iq_store_end(w);
+}
+
+static inline uint16_t iq1_m_d16(const nuri_block_iq1_m *x)
+{
+    uint16_t sc[4];
+    memcpy(sc, x->scales, 8);
+    return (uint16_t)((sc[0] >> 12) | (sc[1] >> 8 & 0x00f0) | (sc[2] >> 4 & 0x0f00) |
+                      (sc[3] & 0xf000));
+}
+
+static inline void iq1_m_scales(const nuri_block_iq1_m *x, int j, int *ls1, int *ls2)
+{
+    uint16_t sc[4];
+    memcpy(sc, x->scales, 8);
+    *ls1 = 2 * (sc[j / 2] >> (6 * (j % 2)) & 7) + 1;
+    *ls2 = 2 * (sc[j / 2] >> (6 * (j % 2) + 3) & 7) + 1;
+}
+
+static void iq1_m_unpack(const void *vx, int16_t *w, float *dw)
+{
+    const nuri_block_iq1_m *x = vx;
+    *dw = nuri_f16_to_f32(iq1_m_d16(x));
+    for (int j = 0; j < 8; j++) {
+        const uint8_t *qs = x->qs + 4 * j, *qh = x->qh + 2 * j;
+        __m256i g = _mm256_setr_epi64x((long long)nuri_iq1s_grid[qs[0] | (qh[0] & 7) << 8],
+                                       (long long)nuri_iq1s_grid[qs[1] | (qh[0] >> 4 & 7) << 8],
+                                       (long long)nuri_iq1s_grid[qs[2] | (qh[1] & 7) << 8],
+                                       (long long)nuri_iq1s_grid[qs[3] | (qh[1] >> 4 & 7) << 8]);
+        int ls1, ls2;
+        iq1_m_scales(x, j, &ls1, &ls2);
+        iq_store_w(w + 32 * j, g, ls1, ls2);
+    }
+    iq_store_end(w);
+}
+
+static void iq1_m_unpack_shift(const void *vx, int16_t *w, float *dw)
+{
+    const nuri_block_iq1_m *x = vx;
+    *dw = nuri_f16_to_f32(iq1_m_d16(x));
+    for (int j = 0; j < 8; j++) {
+        const uint8_t *qh = x->qh + 2 * j;
+        __m256i dl = _mm256_setr_epi64x(
+            qh[0] & 0x08 ? -1ll : 0x0101010101010101ll, qh[0] & 0x80 ? -1ll : 0x0101010101010101ll,
+            qh[1] & 0x08 ? -1ll : 0x0101010101010101ll, qh[1] & 0x80 ? -1ll : 0x0101010101010101ll);
+        int ls1, ls2;
+        iq1_m_scales(x, j, &ls1, &ls2);
+        iq_store_w(w + 32 * j, dl, ls1, ls2);
+    }
+    iq_store_end(w);
+}
+
 typedef void (*iq_unpack_fn)(const void *x, int16_t *w, float *dw);
 
 /* Blocks [b0, b1) of R rows (w: their unpacked blocks from b0, w_stride apart) against TG groups
  * of tokens (act: the first group's, gs apart; da: the first group's first token's scales), into
  * accf[g * IQG_R + r]. */
-static inline __attribute__((always_inline)) void iq_chunk(const int R, const int TG, int64_t b0,
-                                                           int64_t b1, int64_t nb, const int16_t *w,
-                                                           int64_t w_stride, const float *dw,
-                                                           const uint8_t *act, int64_t gs,
-                                                           const float *da, iqv_f *accf)
+static inline __attribute__((always_inline)) void
+iq_chunk(const int MODE, const int R, const int TG, int64_t b0, int64_t b1, int64_t nb,
+         const int16_t *w, int64_t w_stride, const float *dw, const uint8_t *act, int64_t gs,
+         const float *da, iqv_f *accf)
 {
     iqv_f f[IQG_R][IQG_TG];
 #pragma GCC unroll 16
@@ -624,6 +705,23 @@ static inline __attribute__((always_inline)) void iq_chunk(const int R, const in
                         acc[r][g], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0[r]), w1[r]));
 #endif
             }
+        }
+        if (MODE == 1) { // IQ1_S's shift: each token's block sum, d * sum added into one float
+            for (int g = 0; g < TG; g++)
+                for (int r = 0; r < R; r++) {
+                    int32_t lanes[8 * IQG_NT];
+                    float fl[8 * IQG_NT];
+                    memcpy(lanes, &acc[r][g], sizeof lanes);
+                    memcpy(fl, &f[r][g], sizeof fl);
+                    for (int k = 0; k < IQG_NT; k++) {
+                        int32_t sum = 0;
+                        for (int l = 0; l < 8; l++) sum += lanes[8 * k + l];
+                        const float d = da[(g * IQG_NT + k) * nb + b] * dw[r * nb + b];
+                        fl[8 * k] += d * (float)sum;
+                    }
+                    memcpy(&f[r][g], fl, sizeof fl);
+                }
+            continue;
         }
 #pragma GCC unroll 16
         for (int g = 0; g < TG; g++) {
@@ -673,61 +771,97 @@ static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint
 }
 
 /* Blocks [b0, b1) of R rows against the tile's ng groups, into accf[g * IQG_R + r]. */
-static void iq_chunk_groups(int R, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
+static void iq_chunk_groups(int mode, int R, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
                             int64_t w_stride, const float *dw, const uint8_t *act, const float *da,
                             int64_t ng, iqv_f *accf)
 {
     const int64_t gs = nb * 8 * IQG_XB;
     int64_t g = 0;
+    if (mode == 1) { // IQ1_S's shift term (no register tiling: its sums are per block)
+        for (; g < ng; g++)
+            for (int r = 0; r < R; r++)
+                iq_chunk(1, 1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + g * gs,
+                         gs, da + g * IQG_NT * nb, accf + g * IQG_R + r);
+        return;
+    }
     for (; R == IQG_R && g + IQG_TG <= ng; g += IQG_TG)
-        iq_chunk(IQG_R, IQG_TG, b0, b1, nb, w, w_stride, dw, act + g * gs, gs, da + g * IQG_NT * nb,
-                 accf + g * IQG_R);
+        iq_chunk(0, IQG_R, IQG_TG, b0, b1, nb, w, w_stride, dw, act + g * gs, gs,
+                 da + g * IQG_NT * nb, accf + g * IQG_R);
     for (; g < ng; g++)
         for (int r = 0; r < R; r++)
-            iq_chunk(1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + g * gs, gs,
+            iq_chunk(0, 1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + g * gs, gs,
                      da + g * IQG_NT * nb, accf + g * IQG_R + r);
 }
+
+/* A type's gemm: its unpacker and vec_dot's final factor; for IQ1 the shift term's unpacker,
+ * how its sums are kept (1: IQ1_S, one float per token; 2: IQ1_M, lanes) and its factor. */
+typedef struct iq_gemm_type {
+    iq_unpack_fn unpack, unpack2;
+    nuri_vec_dot_fn vec_dot;
+    size_t block_bytes;
+    float fac, fac2;
+    int mode2;
+} iq_gemm_type;
 
 /* Rows [r0, r1) against the tile's n_t tokens (prepared by iq_prep), in panels of IQG_PR rows:
  * each panel's rows are unpacked one chunk of IQG_KB blocks at a time, exactly once per tile,
  * and every token of the tile passes over the chunk while it is in cache. */
-static void iq_gemm_panels(iq_unpack_fn unpack, size_t block_bytes, int64_t nb, const void *w,
-                           size_t w_stride, int64_t r0, int64_t r1, int16_t *wu, float *dw,
-                           const uint8_t *act, const float *da, int64_t n_t, float fac, iqv_f *accf,
-                           float *y, int64_t y_stride)
+static void iq_gemm_panels(const iq_gemm_type *ty, int64_t nb, const void *w, size_t w_stride,
+                           int64_t r0, int64_t r1, int16_t *wu, int16_t *wu2, float *dw,
+                           const uint8_t *act, const float *da, int64_t n_t, iqv_f *accf,
+                           iqv_f *accf2, float *y, int64_t y_stride)
 {
     const int64_t ng = (n_t + IQG_NT - 1) / IQG_NT, ws = IQG_KB * IQG_BS;
+    const int two = ty->unpack2 != NULL;
     for (int64_t r = r0; r < r1; r += IQG_PR) {
         const int pr = r1 - r < IQG_PR ? (int)(r1 - r) : IQG_PR;
         const int nrg = (pr + IQG_R - 1) / IQG_R;
-        for (int64_t i = 0; i < nrg * ng * IQG_R; i++) accf[i] = iqv_zero_f();
+        for (int64_t i = 0; i < nrg * ng * IQG_R; i++) {
+            accf[i] = iqv_zero_f();
+            if (two) accf2[i] = iqv_zero_f();
+        }
         for (int64_t b0 = 0; b0 < nb; b0 += IQG_KB) {
             const int64_t b1 = nb - b0 < IQG_KB ? nb : b0 + IQG_KB;
             for (int i = 0; i < pr; i++) {
                 const uint8_t *row = (const uint8_t *)w + (size_t)(r + i) * w_stride;
-                for (int64_t b = b0; b < b1; b++)
-                    unpack(row + (size_t)b * block_bytes, wu + i * ws + (b - b0) * IQG_BS,
-                           dw + i * nb + b);
+                for (int64_t b = b0; b < b1; b++) {
+                    const uint8_t *blk = row + (size_t)b * ty->block_bytes;
+                    ty->unpack(blk, wu + i * ws + (b - b0) * IQG_BS, dw + i * nb + b);
+                    if (two) ty->unpack2(blk, wu2 + i * ws + (b - b0) * IQG_BS, dw + i * nb + b);
+                }
             }
             for (int k = 0; k < nrg; k++) {
                 const int R = pr - k * IQG_R < IQG_R ? pr - k * IQG_R : IQG_R;
-                iq_chunk_groups(R, b0, b1, nb, wu + k * IQG_R * ws, ws, dw + k * IQG_R * nb, act,
+                iq_chunk_groups(0, R, b0, b1, nb, wu + k * IQG_R * ws, ws, dw + k * IQG_R * nb, act,
                                 da, ng, accf + k * ng * IQG_R);
+                if (two)
+                    iq_chunk_groups(ty->mode2 == 1, R, b0, b1, nb, wu2 + k * IQG_R * ws, ws,
+                                    dw + k * IQG_R * nb, act, da, ng, accf2 + k * ng * IQG_R);
             }
         }
         for (int64_t t = 0; t < n_t; t++) // row by row of y: a token's outputs are contiguous
             for (int i = 0; i < pr; i++) {
-                const iqv_f f = accf[(i / IQG_R) * ng * IQG_R + (t / IQG_NT) * IQG_R + i % IQG_R];
-                y[t * y_stride + r + i] = fac * iq_hsum_ps(iqv_half(f, (int)(t % IQG_NT)));
+                const int64_t at = (i / IQG_R) * ng * IQG_R + (t / IQG_NT) * IQG_R + i % IQG_R;
+                const int k = (int)(t % IQG_NT);
+                const float h = iq_hsum_ps(iqv_half(accf[at], k));
+                float v = ty->fac * h;
+                if (ty->mode2 == 1) { // as vec_dot: hsum + DELTA * the block sums' float
+                    float fl[8 * IQG_NT];
+                    memcpy(fl, &accf2[at], sizeof fl);
+                    v = h + ty->fac2 * fl[8 * k];
+                } else if (ty->mode2 == 2) { // hsum + DELTA * hsum
+                    v = h + ty->fac2 * iq_hsum_ps(iqv_half(accf2[at], k));
+                }
+                y[t * y_stride + r + i] = v;
             }
     }
 }
 
 /* nuri_gemm_fn for the grid types: vec_dot row by row for fewer than IQG_MIN_TOKENS tokens (or
  * rows too long for the scratch), else tiles of tokens against panels of unpacked rows. */
-static void iq_gemm_x86(iq_unpack_fn unpack, nuri_vec_dot_fn vec_dot, size_t block_bytes, float fac,
-                        int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,
-                        const void *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride)
+static void iq_gemm_x86(const iq_gemm_type *ty, int64_t n, const void *w, size_t w_stride,
+                        int64_t r0, int64_t r1, const void *x, size_t x_stride, int64_t n_t,
+                        float *y, int64_t y_stride)
 {
     const int64_t nb = n / NURI_QK_K;
     // tokens per tile: as many as the activation and float scratch hold (IQG_NT at least)
@@ -738,40 +872,45 @@ static void iq_gemm_x86(iq_unpack_fn unpack, nuri_vec_dot_fn vec_dot, size_t blo
     tile -= tile % IQG_NT;
     uint8_t *buf = NULL;
     if (n_t >= IQG_MIN_TOKENS && tile >= IQG_NT)
-        buf = kernels_thread_scratch(KERNELS_SCRATCH_IQ,
-                                     IQG_W_BYTES + IQG_ACT_BYTES + IQG_F_BYTES + IQG_ACC_BYTES);
+        buf = kernels_thread_scratch(KERNELS_SCRATCH_IQ, 2 * IQG_W_BYTES + IQG_ACT_BYTES +
+                                                             IQG_F_BYTES + 2 * IQG_ACC_BYTES);
     if (!buf) {
         for (int64_t r = r0; r < r1; r++)
             for (int64_t t = 0; t < n_t; t++)
-                vec_dot(n, &y[t * y_stride + r], (const char *)w + (size_t)r * w_stride,
-                        (const char *)x + (size_t)t * x_stride);
+                ty->vec_dot(n, &y[t * y_stride + r], (const char *)w + (size_t)r * w_stride,
+                            (const char *)x + (size_t)t * x_stride);
         return;
     }
-    int16_t *wu = (int16_t *)buf;
-    uint8_t *act = buf + IQG_W_BYTES;
-    float *dw = (float *)(buf + IQG_W_BYTES + IQG_ACT_BYTES), *da = dw + IQG_PR * nb;
-    iqv_f *accf = (iqv_f *)(buf + IQG_W_BYTES + IQG_ACT_BYTES + IQG_F_BYTES);
+    int16_t *wu = (int16_t *)buf, *wu2 = (int16_t *)(buf + IQG_W_BYTES);
+    uint8_t *act = buf + 2 * IQG_W_BYTES;
+    float *dw = (float *)(act + IQG_ACT_BYTES), *da = dw + IQG_PR * nb;
+    iqv_f *accf = (iqv_f *)((uint8_t *)dw + IQG_F_BYTES);
+    iqv_f *accf2 = (iqv_f *)((uint8_t *)accf + IQG_ACC_BYTES);
     for (int64_t t0 = 0; t0 < n_t; t0 += tile) {
         const int64_t nt = n_t - t0 < tile ? n_t - t0 : tile;
         iq_prep((const char *)x + (size_t)t0 * x_stride, x_stride, nt, nb, act, da);
-        iq_gemm_panels(unpack, block_bytes, nb, w, w_stride, r0, r1, wu, dw, act, da, nt, fac, accf,
+        iq_gemm_panels(ty, nb, w, w_stride, r0, r1, wu, wu2, dw, act, da, nt, accf, accf2,
                        y + t0 * y_stride, y_stride);
     }
 }
 
-#define IQ_GEMM(NAME, BLOCK, FAC)                                                                  \
+#define IQ_GEMM(NAME, BLOCK, FAC, UNPACK2, MODE2)                                                  \
     static void NAME##_gemm_x86(int64_t n, const void *restrict w, size_t w_stride, int64_t r0,    \
                                 int64_t r1, const void *restrict x, size_t x_stride, int64_t n_t,  \
                                 float *restrict y, int64_t y_stride)                               \
     {                                                                                              \
-        iq_gemm_x86(NAME##_unpack, NAME##_vec_dot_x86, sizeof(BLOCK), FAC, n, w, w_stride, r0, r1, \
-                    x, x_stride, n_t, y, y_stride);                                                \
+        static const iq_gemm_type ty = {NAME##_unpack, UNPACK2, NAME##_vec_dot_x86,                \
+                                        sizeof(BLOCK), FAC,     NURI_IQ1_DELTA,                    \
+                                        MODE2};                                                    \
+        iq_gemm_x86(&ty, n, w, w_stride, r0, r1, x, x_stride, n_t, y, y_stride);                   \
     }
-IQ_GEMM(iq2_xxs, nuri_block_iq2_xxs, 0.125f)
-IQ_GEMM(iq2_xs, nuri_block_iq2_xs, 0.125f)
-IQ_GEMM(iq2_s, nuri_block_iq2_s, 0.125f)
-IQ_GEMM(iq3_xxs, nuri_block_iq3_xxs, 0.25f)
-IQ_GEMM(iq3_s, nuri_block_iq3_s, 1.0f)
+IQ_GEMM(iq2_xxs, nuri_block_iq2_xxs, 0.125f, NULL, 0)
+IQ_GEMM(iq2_xs, nuri_block_iq2_xs, 0.125f, NULL, 0)
+IQ_GEMM(iq2_s, nuri_block_iq2_s, 0.125f, NULL, 0)
+IQ_GEMM(iq3_xxs, nuri_block_iq3_xxs, 0.25f, NULL, 0)
+IQ_GEMM(iq3_s, nuri_block_iq3_s, 1.0f, NULL, 0)
+IQ_GEMM(iq1_s, nuri_block_iq1_s, 1.0f, iq1_s_unpack_shift, 1)
+IQ_GEMM(iq1_m, nuri_block_iq1_m, 1.0f, iq1_m_unpack_shift, 2)
 
 static void kernels_iq_x86_fill(nuri_kernel_traits *tab)
 {
@@ -780,6 +919,8 @@ static void kernels_iq_x86_fill(nuri_kernel_traits *tab)
     tab[NURI_TYPE_IQ2_S].gemm = iq2_s_gemm_x86;
     tab[NURI_TYPE_IQ3_XXS].gemm = iq3_xxs_gemm_x86;
     tab[NURI_TYPE_IQ3_S].gemm = iq3_s_gemm_x86;
+    tab[NURI_TYPE_IQ1_S].gemm = iq1_s_gemm_x86;
+    tab[NURI_TYPE_IQ1_M].gemm = iq1_m_gemm_x86;
     tab[NURI_TYPE_IQ2_XXS].vec_dot = iq2_xxs_vec_dot_x86;
     tab[NURI_TYPE_IQ2_XS].vec_dot = iq2_xs_vec_dot_x86;
     tab[NURI_TYPE_IQ2_S].vec_dot = iq2_s_vec_dot_x86;
