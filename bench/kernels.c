@@ -1,12 +1,12 @@
 /*
  * bench/kernels.c: micro-benchmark of the kernels: a (rows, n) weight matrix of each type times
  * one activation row, per ISA, by vec_dot row by row and by nuri_gemm (decode shape), and by
- * nuri_gemm with 64 tokens (prompt shape); prints GB/s of weights read (decode) and GMAC/s
- * (prompt).
+ * nuri_gemm with 64 tokens, or `tokens` (prompt shape); prints GB/s of weights read (decode) and
+ * GMAC/s (prompt).
  *
  * Built by hand, not by make test:
  *   make && cc -O2 -Iinclude -Isrc bench/kernels.c build/libnuri.a -lm -lpthread -o
- * build/bench_kernels build/bench_kernels [rows] [n]      (defaults 2048 x 4096)
+ * build/bench_kernels build/bench_kernels [rows] [n] [tokens]   (defaults 2048 x 4096, 64)
  */
 #include "kernels/kernels.h"
 
@@ -25,6 +25,7 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
     int64_t rows = argc > 1 ? atoll(argv[1]) : 2048, n = argc > 2 ? atoll(argv[2]) : 4096;
+    const int PT = argc > 3 ? atoi(argv[3]) : 64;
     const uint32_t types[] = {
         NURI_TYPE_Q8_0,   NURI_TYPE_Q4_0,  NURI_TYPE_Q4_K,    NURI_TYPE_Q6_K,   NURI_TYPE_Q5_K,
         NURI_TYPE_Q3_K,   NURI_TYPE_Q2_K,  NURI_TYPE_Q4_1,    NURI_TYPE_Q5_0,   NURI_TYPE_Q5_1,
@@ -33,9 +34,8 @@ int main(int argc, char **argv)
         NURI_TYPE_IQ1_M};
     float *x = malloc(sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < n; i++) x[i] = (float)((i * 7919) % 1000) / 500.f - 1.f;
-    printf("%-6s %-7s %10s %10s %10s %12s\n", "type", "isa", "GB/s", "ns/row", "gemm GB/s",
-           "pp64 GMAC/s");
-    enum { PT = 64 };
+    printf("%-6s %-7s %10s %10s %10s %9s%-3d\n", "type", "isa", "GB/s", "ns/row", "gemm GB/s",
+           "GMAC/s pp", PT);
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         uint32_t t = types[k];
         uint64_t rb;

@@ -439,7 +439,8 @@ static inline __m256 iqv_half(__m256 f, int k)
 #define IQG_ACT_BYTES (4u << 20)               // a tile of reordered activations widened to 16 bits
 #define IQG_F_BYTES (256 * 1024)               // their block scales and the rows' (floats)
 #define IQG_ACC_BYTES (IQG_TILE * IQG_PR * 32) // a panel's float accumulators
-#define IQG_MIN_TOKENS 2                       // fewer: vec_dot row by row
+#define IQG_S_BYTES (IQG_TILE * 64 * 20) // IQ1_S: sub-block sums (int16) and scales, tile x nb
+#define IQG_MIN_TOKENS 2                 // fewer: vec_dot row by row
 
 /* 32 bytes reordered: bytes 4l, 4l + 1 (l = 0 .. 7), then bytes 4l + 2, 4l + 3. */
 static inline __m256i iq_perm_bytes(__m256i v)
@@ -593,15 +594,17 @@ static void iq1_s_unpack(const void *vx, int16_t *w, float *dw)
     iq_store_end(w);
 }
 
+/* IQ1_S's shift term per sub-block: the scale times the shift's sign, as int32 (w: 8 of them). */
 static void iq1_s_unpack_shift(const void *vx, int16_t *w, float *dw)
 {
     const nuri_block_iq1_s *x = vx;
-    *dw = nuri_f16_to_f32(x->d);
+    int32_t c[8];
     for (int j = 0; j < 8; j++) {
-        const int h = x->qh[j], ls = 2 * (h >> 12 & 7) + 1;
-        iq_store_w(w + 32 * j, _mm256_set1_epi8(h & 0x8000 ? -1 : 1), ls, ls);
+        const int h = x->qh[j];
+        c[j] = (2 * (h >> 12 & 7) + 1) * (h & 0x8000 ? -1 : 1);
     }
-    iq_store_end(w);
+    memcpy(w, c, sizeof c);
+    (void)dw;
 }
 
 static inline uint16_t iq1_m_d16(const nuri_block_iq1_m *x)
@@ -658,10 +661,11 @@ typedef void (*iq_unpack_fn)(const void *x, int16_t *w, float *dw);
 /* Blocks [b0, b1) of R rows (w: their unpacked blocks from b0, w_stride apart) against TG groups
  * of tokens (act: the first group's, gs apart; da: the first group's first token's scales), into
  * accf[g * IQG_R + r]. */
-static inline __attribute__((always_inline)) void
-iq_chunk(const int MODE, const int R, const int TG, int64_t b0, int64_t b1, int64_t nb,
-         const int16_t *w, int64_t w_stride, const float *dw, const uint8_t *act, int64_t gs,
-         const float *da, iqv_f *accf)
+static inline __attribute__((always_inline)) void iq_chunk(const int R, const int TG, int64_t b0,
+                                                           int64_t b1, int64_t nb, const int16_t *w,
+                                                           int64_t w_stride, const float *dw,
+                                                           const uint8_t *act, int64_t gs,
+                                                           const float *da, iqv_f *accf)
 {
     iqv_f f[IQG_R][IQG_TG];
 #pragma GCC unroll 16
@@ -706,23 +710,6 @@ iq_chunk(const int MODE, const int R, const int TG, int64_t b0, int64_t b1, int6
 #endif
             }
         }
-        if (MODE == 1) { // IQ1_S's shift: each token's block sum, d * sum added into one float
-            for (int g = 0; g < TG; g++)
-                for (int r = 0; r < R; r++) {
-                    int32_t lanes[8 * IQG_NT];
-                    float fl[8 * IQG_NT];
-                    memcpy(lanes, &acc[r][g], sizeof lanes);
-                    memcpy(fl, &f[r][g], sizeof fl);
-                    for (int k = 0; k < IQG_NT; k++) {
-                        int32_t sum = 0;
-                        for (int l = 0; l < 8; l++) sum += lanes[8 * k + l];
-                        const float d = da[(g * IQG_NT + k) * nb + b] * dw[r * nb + b];
-                        fl[8 * k] += d * (float)sum;
-                    }
-                    memcpy(&f[r][g], fl, sizeof fl);
-                }
-            continue;
-        }
 #pragma GCC unroll 16
         for (int g = 0; g < TG; g++) {
             const iqv_f dag = iqv_da(da + g * IQG_NT * nb, nb, b);
@@ -742,7 +729,8 @@ iq_chunk(const int MODE, const int R, const int TG, int64_t b0, int64_t b1, int6
  * per sub-block, the first 16 values of each token of the group, then the last 16 of each (a
  * short last group repeats its last token; those outputs are not written). da: each token's
  * block scales. */
-static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint8_t *act, float *da)
+static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint8_t *act, float *da,
+                    int16_t *sb, float *dat)
 {
     const int64_t ng = (nt + IQG_NT - 1) / IQG_NT;
     for (int64_t t = 0; t < ng * IQG_NT; t++) {
@@ -752,6 +740,12 @@ static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint
         uint8_t *a = act + (t / IQG_NT) * nb * 8 * IQG_XB;
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = xb[b].d;
+            if (sb && t < nt) { // IQ1_S: sub-block sums and scales, tokens last
+                dat[b * nt + t] = xb[b].d;
+                for (int j = 0; j < 8; j++)
+                    sb[(b * 8 + j) * nt + t] =
+                        (int16_t)(xb[b].bsums[2 * j] + xb[b].bsums[2 * j + 1]);
+            }
             for (int j = 0; j < 8; j++) {
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(xb[b].qs + 32 * j));
                 uint8_t *d = a + (b * 8 + j) * IQG_XB;
@@ -771,26 +765,53 @@ static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint
 }
 
 /* Blocks [b0, b1) of R rows against the tile's ng groups, into accf[g * IQG_R + r]. */
-static void iq_chunk_groups(int mode, int R, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
+static void iq_chunk_groups(int R, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
                             int64_t w_stride, const float *dw, const uint8_t *act, const float *da,
                             int64_t ng, iqv_f *accf)
 {
     const int64_t gs = nb * 8 * IQG_XB;
     int64_t g = 0;
-    if (mode == 1) { // IQ1_S's shift term (no register tiling: its sums are per block)
-        for (; g < ng; g++)
-            for (int r = 0; r < R; r++)
-                iq_chunk(1, 1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + g * gs,
-                         gs, da + g * IQG_NT * nb, accf + g * IQG_R + r);
-        return;
-    }
     for (; R == IQG_R && g + IQG_TG <= ng; g += IQG_TG)
-        iq_chunk(0, IQG_R, IQG_TG, b0, b1, nb, w, w_stride, dw, act + g * gs, gs,
-                 da + g * IQG_NT * nb, accf + g * IQG_R);
+        iq_chunk(IQG_R, IQG_TG, b0, b1, nb, w, w_stride, dw, act + g * gs, gs, da + g * IQG_NT * nb,
+                 accf + g * IQG_R);
     for (; g < ng; g++)
         for (int r = 0; r < R; r++)
-            iq_chunk(0, 1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + g * gs, gs,
+            iq_chunk(1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + g * gs, gs,
                      da + g * IQG_NT * nb, accf + g * IQG_R + r);
+}
+
+/* IQ1_S's shift term for blocks [b0, b1) of pr rows (c: each row's 8 int32 per block from b0,
+ * 8 * IQG_KB apart) and the tile's nt tokens (sb[b][j][t]: the tokens' sums of sub-block j, as
+ * int16; dat[b][t]: their block scales), added into accd[i * nt + t] as its vec_dot does: the
+ * block's integer sum of c_j * sums_j, then accd += d * sum. Eight tokens at a time. */
+static void iq1_s_shift(int pr, int64_t b0, int64_t b1, int64_t nt, const int32_t *c,
+                        const float *dw, int64_t nb, const int16_t *sb, const float *dat,
+                        float *accd)
+{
+    for (int i = 0; i < pr; i++)
+        for (int64_t b = b0; b < b1; b++) {
+            const int32_t *ci = c + (i * IQG_KB + (b - b0)) * 8;
+            const __m256 dwv = _mm256_set1_ps(dw[i * nb + b]);
+            int64_t t = 0;
+            for (; t + 8 <= nt; t += 8) {
+                __m256i sum = _mm256_setzero_si256();
+                for (int j = 0; j < 8; j++)
+                    sum = _mm256_add_epi32(
+                        sum, _mm256_mullo_epi32(_mm256_set1_epi32(ci[j]),
+                                                _mm256_cvtepi16_epi32(_mm_loadu_si128((
+                                                    const __m128i *)(sb + (b * 8 + j) * nt + t)))));
+                const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(dat + b * nt + t), dwv);
+                float *a = accd + i * nt + t; // accd + d * sum: a product, then a sum
+                _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a),
+                                                  _mm256_mul_ps(d, _mm256_cvtepi32_ps(sum))));
+            }
+            for (; t < nt; t++) {
+                int32_t sum = 0;
+                for (int j = 0; j < 8; j++) sum += ci[j] * sb[(b * 8 + j) * nt + t];
+                const float d = dat[b * nt + t] * dw[i * nb + b];
+                accd[i * nt + t] += d * (float)sum;
+            }
+        }
 }
 
 /* A type's gemm: its unpacker and vec_dot's final factor; for IQ1 the shift term's unpacker,
@@ -808,18 +829,20 @@ typedef struct iq_gemm_type {
  * and every token of the tile passes over the chunk while it is in cache. */
 static void iq_gemm_panels(const iq_gemm_type *ty, int64_t nb, const void *w, size_t w_stride,
                            int64_t r0, int64_t r1, int16_t *wu, int16_t *wu2, float *dw,
-                           const uint8_t *act, const float *da, int64_t n_t, iqv_f *accf,
-                           iqv_f *accf2, float *y, int64_t y_stride)
+                           const uint8_t *act, const float *da, const int16_t *sb, const float *dat,
+                           int64_t n_t, iqv_f *accf, iqv_f *accf2, float *y, int64_t y_stride)
 {
     const int64_t ng = (n_t + IQG_NT - 1) / IQG_NT, ws = IQG_KB * IQG_BS;
     const int two = ty->unpack2 != NULL;
+    float *accd = (float *)accf2; // IQ1_S: one float per (row, token)
     for (int64_t r = r0; r < r1; r += IQG_PR) {
         const int pr = r1 - r < IQG_PR ? (int)(r1 - r) : IQG_PR;
         const int nrg = (pr + IQG_R - 1) / IQG_R;
         for (int64_t i = 0; i < nrg * ng * IQG_R; i++) {
             accf[i] = iqv_zero_f();
-            if (two) accf2[i] = iqv_zero_f();
+            if (ty->mode2 == 2) accf2[i] = iqv_zero_f();
         }
+        if (ty->mode2 == 1) memset(accd, 0, sizeof(float) * (size_t)(pr * n_t));
         for (int64_t b0 = 0; b0 < nb; b0 += IQG_KB) {
             const int64_t b1 = nb - b0 < IQG_KB ? nb : b0 + IQG_KB;
             for (int i = 0; i < pr; i++) {
@@ -827,17 +850,23 @@ static void iq_gemm_panels(const iq_gemm_type *ty, int64_t nb, const void *w, si
                 for (int64_t b = b0; b < b1; b++) {
                     const uint8_t *blk = row + (size_t)b * ty->block_bytes;
                     ty->unpack(blk, wu + i * ws + (b - b0) * IQG_BS, dw + i * nb + b);
-                    if (two) ty->unpack2(blk, wu2 + i * ws + (b - b0) * IQG_BS, dw + i * nb + b);
+                    if (ty->mode2 == 1) // 8 int32 per block
+                        ty->unpack2(blk, (int16_t *)((int32_t *)wu2 + (i * IQG_KB + b - b0) * 8),
+                                    NULL);
+                    else if (two)
+                        ty->unpack2(blk, wu2 + i * ws + (b - b0) * IQG_BS, dw + i * nb + b);
                 }
             }
             for (int k = 0; k < nrg; k++) {
                 const int R = pr - k * IQG_R < IQG_R ? pr - k * IQG_R : IQG_R;
-                iq_chunk_groups(0, R, b0, b1, nb, wu + k * IQG_R * ws, ws, dw + k * IQG_R * nb, act,
+                iq_chunk_groups(R, b0, b1, nb, wu + k * IQG_R * ws, ws, dw + k * IQG_R * nb, act,
                                 da, ng, accf + k * ng * IQG_R);
-                if (two)
-                    iq_chunk_groups(ty->mode2 == 1, R, b0, b1, nb, wu2 + k * IQG_R * ws, ws,
-                                    dw + k * IQG_R * nb, act, da, ng, accf2 + k * ng * IQG_R);
+                if (ty->mode2 == 2)
+                    iq_chunk_groups(R, b0, b1, nb, wu2 + k * IQG_R * ws, ws, dw + k * IQG_R * nb,
+                                    act, da, ng, accf2 + k * ng * IQG_R);
             }
+            if (ty->mode2 == 1)
+                iq1_s_shift(pr, b0, b1, n_t, (const int32_t *)wu2, dw, nb, sb, dat, accd);
         }
         for (int64_t t = 0; t < n_t; t++) // row by row of y: a token's outputs are contiguous
             for (int i = 0; i < pr; i++) {
@@ -845,13 +874,10 @@ static void iq_gemm_panels(const iq_gemm_type *ty, int64_t nb, const void *w, si
                 const int k = (int)(t % IQG_NT);
                 const float h = iq_hsum_ps(iqv_half(accf[at], k));
                 float v = ty->fac * h;
-                if (ty->mode2 == 1) { // as vec_dot: hsum + DELTA * the block sums' float
-                    float fl[8 * IQG_NT];
-                    memcpy(fl, &accf2[at], sizeof fl);
-                    v = h + ty->fac2 * fl[8 * k];
-                } else if (ty->mode2 == 2) { // hsum + DELTA * hsum
+                if (ty->mode2 == 1) // as vec_dot: hsum + DELTA * the shift's float
+                    v = h + ty->fac2 * accd[i * n_t + t];
+                else if (ty->mode2 == 2) // hsum + DELTA * hsum
                     v = h + ty->fac2 * iq_hsum_ps(iqv_half(accf2[at], k));
-                }
                 y[t * y_stride + r + i] = v;
             }
     }
@@ -873,7 +899,8 @@ static void iq_gemm_x86(const iq_gemm_type *ty, int64_t n, const void *w, size_t
     uint8_t *buf = NULL;
     if (n_t >= IQG_MIN_TOKENS && tile >= IQG_NT)
         buf = kernels_thread_scratch(KERNELS_SCRATCH_IQ, 2 * IQG_W_BYTES + IQG_ACT_BYTES +
-                                                             IQG_F_BYTES + 2 * IQG_ACC_BYTES);
+                                                             IQG_F_BYTES + 2 * IQG_ACC_BYTES +
+                                                             IQG_S_BYTES);
     if (!buf) {
         for (int64_t r = r0; r < r1; r++)
             for (int64_t t = 0; t < n_t; t++)
@@ -886,10 +913,16 @@ static void iq_gemm_x86(const iq_gemm_type *ty, int64_t n, const void *w, size_t
     float *dw = (float *)(act + IQG_ACT_BYTES), *da = dw + IQG_PR * nb;
     iqv_f *accf = (iqv_f *)((uint8_t *)dw + IQG_F_BYTES);
     iqv_f *accf2 = (iqv_f *)((uint8_t *)accf + IQG_ACC_BYTES);
+    int16_t *sb = NULL;
+    float *dat = NULL;
+    if (ty->mode2 == 1) {
+        sb = (int16_t *)((uint8_t *)accf2 + IQG_ACC_BYTES);
+        dat = (float *)(sb + tile * nb * 8);
+    }
     for (int64_t t0 = 0; t0 < n_t; t0 += tile) {
         const int64_t nt = n_t - t0 < tile ? n_t - t0 : tile;
-        iq_prep((const char *)x + (size_t)t0 * x_stride, x_stride, nt, nb, act, da);
-        iq_gemm_panels(ty, nb, w, w_stride, r0, r1, wu, wu2, dw, act, da, nt, accf, accf2,
+        iq_prep((const char *)x + (size_t)t0 * x_stride, x_stride, nt, nb, act, da, sb, dat);
+        iq_gemm_panels(ty, nb, w, w_stride, r0, r1, wu, wu2, dw, act, da, sb, dat, nt, accf, accf2,
                        y + t0 * y_stride, y_stride);
     }
 }
