@@ -107,17 +107,17 @@ static inline __m256i iq_signs_bits(const uint8_t *sb)
  * IQ3_S: indices q3[k] | bit k of h as bit 8. */
 static inline __m256i iq3s_points(const uint8_t *q3, int h)
 {
-    // the 9-bit indices made 8 at a time in a register, then looked up one by one
-    const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q3));
-    const __m256i hi = _mm256_and_si256(
-        _mm256_sllv_epi32(_mm256_set1_epi32(h), _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1)),
-        _mm256_set1_epi32(256));
-    uint32_t ix[8];
-    _mm256_storeu_si256((__m256i *)ix, _mm256_or_si256(lo, hi));
-    return _mm256_setr_epi32((int)nuri_iq3s_grid[ix[0]], (int)nuri_iq3s_grid[ix[1]],
-                             (int)nuri_iq3s_grid[ix[2]], (int)nuri_iq3s_grid[ix[3]],
-                             (int)nuri_iq3s_grid[ix[4]], (int)nuri_iq3s_grid[ix[5]],
-                             (int)nuri_iq3s_grid[ix[6]], (int)nuri_iq3s_grid[ix[7]]);
+    // the 9-bit indices as 8 words in a register (bit k of h tested by a compare), then read
+    // back 4 to a 64-bit register
+    const __m128i bits = _mm_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m128i hi = _mm_and_si128(
+        _mm_cmpeq_epi16(_mm_and_si128(_mm_set1_epi16((short)h), bits), bits), _mm_set1_epi16(256));
+    const __m128i ix = _mm_or_si128(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)q3)), hi);
+    const uint64_t a = (uint64_t)_mm_cvtsi128_si64(ix), b = (uint64_t)_mm_extract_epi64(ix, 1);
+    return _mm256_setr_epi32((int)nuri_iq3s_grid[a & 0xffff], (int)nuri_iq3s_grid[a >> 16 & 0xffff],
+                             (int)nuri_iq3s_grid[a >> 32 & 0xffff], (int)nuri_iq3s_grid[a >> 48],
+                             (int)nuri_iq3s_grid[b & 0xffff], (int)nuri_iq3s_grid[b >> 16 & 0xffff],
+                             (int)nuri_iq3s_grid[b >> 32 & 0xffff], (int)nuri_iq3s_grid[b >> 48]);
 }
 
 /* IQ3_XXS: 8 byte indices. */
