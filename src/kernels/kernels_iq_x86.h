@@ -293,8 +293,9 @@ static void iq1_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
                                            (long long)nuri_iq1s_grid[qs[2] | (h >> 6 & 7) << 8],
                                            (long long)nuri_iq1s_grid[qs[3] | (h >> 9 & 7) << 8]);
             const int ls = 2 * (h >> 12 & 7) + 1;
-            __m256i p = iq1_dot(g, iq_load(y[i].qs + 32 * j));
-            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(ls)));
+            const __m256i q8 = iq_load(y[i].qs + 32 * j);
+            acc = iq_dot_scaled(acc, _mm256_sign_epi8(g, g), _mm256_sign_epi8(q8, g),
+                                _mm256_set1_epi16((short)ls));
             sumi1 += ls * (h & 0x8000 ? -1 : 1) * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         }
         const float d = y[i].d * nuri_f16_to_f32(x[i].d);
@@ -331,11 +332,9 @@ static void iq1_m_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
             __m256i q8 = iq_load(y[i].qs + 32 * j);
             const int ls1 = 2 * (sc[j / 2] >> (6 * (j % 2)) & 7) + 1;
             const int ls2 = 2 * (sc[j / 2] >> (6 * (j % 2) + 3) & 7) + 1;
-            const __m256i ls = iq_scales2(ls1, ls2);
-            acc1 = _mm256_add_epi32(acc1, _mm256_mullo_epi32(iq1_dot(g, q8), ls));
-            __m256i q = _mm256_sign_epi8(q8, dl);
-            __m256i p2 = iq_dot_acc(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
-            acc2 = _mm256_add_epi32(acc2, _mm256_mullo_epi32(p2, ls));
+            const __m256i ls = iq_scales16(ls1, ls2);
+            acc1 = iq_dot_scaled(acc1, _mm256_sign_epi8(g, g), _mm256_sign_epi8(q8, g), ls);
+            acc2 = iq_dot_scaled(acc2, _mm256_set1_epi8(1), _mm256_sign_epi8(q8, dl), ls);
         }
         const __m256 d = _mm256_set1_ps(y[i].d * nuri_f16_to_f32(d16));
         accf1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc1), accf1);
