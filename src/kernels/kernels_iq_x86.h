@@ -275,6 +275,21 @@ static inline __m256i iq1_dot(__m256i g, __m256i q8)
     return iq_dot_acc(_mm256_setzero_si256(), _mm256_sign_epi8(g, g), _mm256_sign_epi8(q8, g));
 }
 
+/* IQ1_S's block: grid index k of sub-block j (qs[4j + k] | bits 3k .. 3k + 2 of qh[j] as bits
+ * 8-10) at ix[8k + j], made 8 at a time in registers. */
+static inline void iq1_s_block_ix(const nuri_block_iq1_s *x, uint32_t *ix)
+{
+    const __m256i q = _mm256_loadu_si256((const __m256i *)x->qs); // lane j: qs[4j .. 4j + 3]
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)x->qh));
+    const __m256i m8 = _mm256_set1_epi32(255), m3 = _mm256_set1_epi32(7);
+    for (int k = 0; k < 4; k++)
+        _mm256_storeu_si256(
+            (__m256i *)(ix + 8 * k),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi32(q, 8 * k), m8),
+                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 3 * k), m3), 8)));
+}
+
 static void iq1_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
                               const void *restrict vy)
 {
@@ -285,13 +300,13 @@ static void iq1_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         __m256i acc = _mm256_setzero_si256();
         int sumi1 = 0;
+        uint32_t ix[32];
+        iq1_s_block_ix(&x[i], ix);
         for (int j = 0; j < 8; j++) {
-            const uint8_t *qs = x[i].qs + 4 * j;
             const int h = x[i].qh[j];
-            __m256i g = _mm256_setr_epi64x((long long)nuri_iq1s_grid[qs[0] | (h & 7) << 8],
-                                           (long long)nuri_iq1s_grid[qs[1] | (h >> 3 & 7) << 8],
-                                           (long long)nuri_iq1s_grid[qs[2] | (h >> 6 & 7) << 8],
-                                           (long long)nuri_iq1s_grid[qs[3] | (h >> 9 & 7) << 8]);
+            __m256i g = _mm256_setr_epi64x(
+                (long long)nuri_iq1s_grid[ix[j]], (long long)nuri_iq1s_grid[ix[8 + j]],
+                (long long)nuri_iq1s_grid[ix[16 + j]], (long long)nuri_iq1s_grid[ix[24 + j]]);
             const int ls = 2 * (h >> 12 & 7) + 1;
             const __m256i q8 = iq_load(y[i].qs + 32 * j);
             acc = iq_dot_scaled(acc, _mm256_sign_epi8(g, g), _mm256_sign_epi8(q8, g),
