@@ -1,7 +1,7 @@
 /*
- * kernels_iq_avx512.c: the IQ2 / IQ3 / IQ1 dot products of kernels_iq_x86.h compiled with
- * AVX-512 VNNI (vpdpbusd on 256-bit registers). Only called when nuri_cpu_isa() found AVX-512
- * with VNNI.
+ * kernels_iq_avx512.c: the IQ2 / IQ3 / IQ1 kernels of kernels_iq_x86.h compiled with AVX-512
+ * VNNI (the prompt gemm's vpdpwssd on 512-bit registers). Only called when nuri_cpu_isa() found
+ * AVX-512 with VNNI.
  */
 #define KERNELS_VNNI 1
 #include "kernels/kernels_iq_x86.h"

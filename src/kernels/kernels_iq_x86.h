@@ -1,11 +1,13 @@
 /*
  * kernels_iq_x86.h: the 256-bit dot products of the grid types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
- * IQ3_S, IQ1_S and IQ1_M with Q8_K, written once and compiled twice: by kernels_iq_avx2.c and by
- * kernels_iq_avx512.c with KERNELS_VNNI defined (vpdpbusd instead of vpmaddubsw + vpmaddwd).
+ * IQ3_S, IQ1_S and IQ1_M with Q8_K, and their prompt gemm, written once and compiled twice: by
+ * kernels_iq_avx2.c and by kernels_iq_avx512.c with KERNELS_VNNI defined (the dot products are
+ * the same; the gemm then takes 16-bit vpdpwssd in 512-bit registers, see "prompts" below).
  *
  * Each sub-block of 32 weights becomes one 32-byte register of grid values (table lookups), the
- * signs are moved onto the activations (vpsignb), and the unsigned-x-signed byte products are
- * summed into 8 int32 lanes, multiplied by the lanes' integer sub-block scales and accumulated:
+ * signs are moved onto the activations (vpsignb), and the unsigned-x-signed byte products
+ * (vpmaddubsw) are summed into 8 int32 lanes times the lanes' integer sub-block scales (vpmaddwd)
+ * and accumulated:
  * exactly the scalar kernel's integers (kernels_iq.c), lane by lane. The float steps then follow
  * llama.cpp's AVX2 kernels rather than its generic ones: each block's 8 lanes times its scale are
  * added into 8 float lanes with one FMA, and the lanes summed at the end in hsum_float_8's order,
@@ -23,17 +25,6 @@
 #include "kernels/kernels_impl.h"
 
 #include <immintrin.h>
-
-/* acc + 8 lanes of sums of 4 adjacent u8 * s8 products (u <= 127 without VNNI). */
-static inline __m256i iq_dot_acc(__m256i acc, __m256i u, __m256i s)
-{
-#ifdef KERNELS_VNNI
-    return _mm256_dpbusd_epi32(acc, u, s);
-#else
-    return _mm256_add_epi32(acc,
-                            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-#endif
-}
 
 /* acc + 8 lanes of (sums of 4 adjacent u8 * s8 products) * scale: vpmaddubsw's 16-bit pairs
  * (|u * s| pairs <= 2 * 62 * 127, no saturation) times 16-bit scales by vpmaddwd, exactly the
@@ -77,12 +68,6 @@ static inline __m256i iq_signs7x4(uint32_t a)
 static inline __m256i iq_load(const int8_t *p)
 {
     return _mm256_loadu_si256((const __m256i *)p);
-}
-
-/* Lanes 0-3 (weights 0-15) get scale a, lanes 4-7 scale b. */
-static inline __m256i iq_scales2(int a, int b)
-{
-    return _mm256_setr_epi32(a, a, a, a, b, b, b, b);
 }
 
 static inline uint32_t iq_rd32(const void *p)
@@ -269,11 +254,6 @@ static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
 }
 
 /* ---- IQ1: signed grid values (-1, 0, 1): |g| against q8 with g's sign ---- */
-
-static inline __m256i iq1_dot(__m256i g, __m256i q8)
-{
-    return iq_dot_acc(_mm256_setzero_si256(), _mm256_sign_epi8(g, g), _mm256_sign_epi8(q8, g));
-}
 
 /* IQ1_S's block: grid index k of sub-block j (qs[4j + k] | bits 3k .. 3k + 2 of qh[j] as bits
  * 8-10) at ix[8k + j], made 8 at a time in registers. */
