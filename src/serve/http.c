@@ -20,7 +20,8 @@
  * (--idle-timeout, closed silently) and clients that do not read what we write (30 s without
  * progress). Closing after an answer shuts our side first and reads what the client still sends
  * for up to 2 s (a "lingering close"), so that unread request bytes cannot turn the close into a
- * reset that destroys the answer before the client reads it.
+ * reset that destroys the answer before the client reads it; a lingering connection no longer
+ * counts against the connection caps.
  */
 #include "serve/server.h"
 
@@ -52,14 +53,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HEAD_MAX 16384          // bytes of request head (431 past it)
-#define LINGER_S 2.0            // longest a closing connection is read from after our answer
-#define WRITE_STALL_S 30.0      // a client that takes nothing of our answer for this long is gone
-#define SWEEP_S 0.1             // how often the loop looks at deadlines
-#define MAX_LINGER_REFUSED 1024 // refused connections lingering at once (beyond: closed at once)
-#define FD_RESERVE 64           // descriptors kept for everything but connections
-#define ORIGIN_MAX 256          // bytes of an Origin header that CORS can allow
-#define ANSWER_HEAD_MAX 4096    // bytes of an answer's head (a preflight's echoed headers)
+#define HEAD_MAX 16384     // bytes of request head (431 past it)
+#define LINGER_S 2.0       // longest a closing connection is read from after our answer
+#define WRITE_STALL_S 30.0 // a client that takes nothing of our answer for this long is gone
+#define SWEEP_S 0.1        // how often the loop looks at deadlines
+#define MAX_LINGERING                                                                              \
+    1024               // lingering connections not counted (beyond: refused ones are closed at
+                       // once, answered ones stay counted until they close)
+#define FD_RESERVE 64  // descriptors kept for everything but connections
+#define ORIGIN_MAX 256 // bytes of an Origin header that CORS can allow
+#define ANSWER_HEAD_MAX 4096 // bytes of an answer's head (a preflight's echoed headers)
 
 typedef enum conn_state {
     C_HEAD,   // reading a request head (or idle before one)
@@ -83,11 +86,11 @@ enum route {
 
 struct conn {
     int fd;
-    uint32_t ip;  // client IPv4 address (network order)
-    int idx;      // position in the front's table
-    bool refused; // answered 503 at once and lingering: not counted against the limits
-    bool closed;  // closed; freed at the end of the loop's round (events may still name it)
-    int minor;    // HTTP/1.<minor> of the current request
+    uint32_t ip;    // client IPv4 address (network order)
+    int idx;        // position in the front's table
+    bool lingering; // answered (or refused) and lingering: not counted against the limits
+    bool closed;    // closed; freed at the end of the loop's round (events may still name it)
+    int minor;      // HTTP/1.<minor> of the current request
     conn_state st;
     uint32_t ev; // the epoll events asked for now
     buf in;      // bytes received: this request, and any the client sent after it
@@ -123,11 +126,11 @@ typedef struct ip_slot {
 } ip_slot;
 
 typedef struct front {
-    conn **conns; // (max_conns + MAX_LINGER_REFUSED) the open connections, in no order
+    conn **conns; // (max_conns + MAX_LINGERING) the open connections, in no order
     int n_conns;
-    int n_refused; // of those, refused connections still lingering
-    conn *dead;    // closed this round, freed at its end
-    ip_slot *ips;  // (ip_cap)
+    int n_lingering; // of those, answered connections lingering (not counted against the caps)
+    conn *dead;      // closed this round, freed at its end
+    ip_slot *ips;    // (ip_cap)
     size_t ip_cap;
     bool listening;
     double next_sweep;
@@ -299,11 +302,11 @@ static void conn_close(serve_server *s, front *f, conn *c)
     c->closed = true;
     f->conns[c->idx] = f->conns[--f->n_conns];
     f->conns[c->idx]->idx = c->idx;
-    if (c->refused) {
-        f->n_refused--;
+    if (c->lingering) {
+        f->n_lingering--;
     } else {
         ip_release(f, c->ip);
-        serve_metrics_connections(&s->metrics, f->n_conns - f->n_refused);
+        serve_metrics_connections(&s->metrics, f->n_conns - f->n_lingering);
     }
     c->next = f->dead;
     f->dead = c;
@@ -313,6 +316,14 @@ static void conn_close(serve_server *s, front *f, conn *c)
 static void conn_linger(serve_server *s, front *f, conn *c)
 {
     if (c->eof) return conn_close(s, f, c);
+    // its answer is out: it no longer holds a place under --max-conns or the per-client cap (a
+    // client slow to close must not turn the next one away), up to MAX_LINGERING of them
+    if (!c->lingering && f->n_lingering < MAX_LINGERING) {
+        c->lingering = true;
+        f->n_lingering++;
+        ip_release(f, c->ip);
+        serve_metrics_connections(&s->metrics, f->n_conns - f->n_lingering);
+    }
     shutdown(c->fd, SHUT_WR);
     c->st = C_LINGER;
     c->t_active = serve_now();
@@ -906,7 +917,7 @@ static void refuse(serve_server *s, front *f, int fd, const char *code, const ch
     serve_metrics_request(&s->metrics, 503);
     f->refused_total++;
     serve_metrics_refused(&s->metrics);
-    conn *c = f->n_refused < MAX_LINGER_REFUSED ? calloc(1, sizeof *c) : NULL;
+    conn *c = f->n_lingering < MAX_LINGERING ? calloc(1, sizeof *c) : NULL;
     if (!c) { // too many lingering already: read what came, close
         char sink[4096];
         shutdown(fd, SHUT_WR);
@@ -915,10 +926,10 @@ static void refuse(serve_server *s, front *f, int fd, const char *code, const ch
         return;
     }
     c->fd = fd;
-    c->refused = true;
+    c->lingering = true;
     c->idx = f->n_conns;
     f->conns[f->n_conns++] = c;
-    f->n_refused++;
+    f->n_lingering++;
     conn_linger(s, f, c);
 }
 
@@ -943,7 +954,7 @@ static void loop_accept(serve_server *s, front *f)
             return; // EAGAIN: all taken
         }
         uint32_t ip = a.sin_family == AF_INET ? a.sin_addr.s_addr : 0;
-        if (f->n_conns - f->n_refused >= s->p.max_connections) {
+        if (f->n_conns - f->n_lingering >= s->p.max_connections) {
             // full: a kept-alive connection that waits for nothing makes room first
             conn *idle = NULL;
             for (int i = 0; i < f->n_conns; i++) {
@@ -954,7 +965,7 @@ static void loop_accept(serve_server *s, front *f)
             }
             if (idle) conn_close(s, f, idle);
         }
-        if (f->n_conns - f->n_refused >= s->p.max_connections) {
+        if (f->n_conns - f->n_lingering >= s->p.max_connections) {
             refuse(s, f, fd, "too_many_connections",
                    "the server has too many open connections; retry after a moment");
             continue;
@@ -980,7 +991,7 @@ static void loop_accept(serve_server *s, front *f)
         c->idx = f->n_conns;
         f->conns[f->n_conns++] = c;
         (*ip_count(f, ip, true))++;
-        serve_metrics_connections(&s->metrics, f->n_conns - f->n_refused);
+        serve_metrics_connections(&s->metrics, f->n_conns - f->n_lingering);
         conn_events(s, c, EPOLLIN | EPOLLRDHUP);
     }
 }
@@ -1526,7 +1537,7 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        long room = (long)rl.rlim_cur - FD_RESERVE - MAX_LINGER_REFUSED;
+        long room = (long)rl.rlim_cur - FD_RESERVE - MAX_LINGERING;
         if (room < 16) room = 16;
         if (s->p.max_connections > room) {
             serve_log(s, "at most %ld connections: the descriptor limit is %ld", room,
@@ -1556,7 +1567,7 @@ nuri_status serve_server_start(const serve_params *p, serve_server **out)
     front *f = calloc(1, sizeof *f);
     s->front = f;
     if (f) {
-        f->conns = calloc((size_t)s->p.max_connections + MAX_LINGER_REFUSED, sizeof *f->conns);
+        f->conns = calloc((size_t)s->p.max_connections + MAX_LINGERING, sizeof *f->conns);
         f->ip_cap = 64;
         while (f->ip_cap < 2 * (size_t)s->p.max_connections) f->ip_cap *= 2;
         f->ips = calloc(f->ip_cap, sizeof *f->ips);

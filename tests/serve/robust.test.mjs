@@ -599,8 +599,12 @@ test('--request-timeout: a head on time but a body trickled past it gets 408 JSO
     assert.ok(r.how === 'end' || r.how === 'error', `the connection stayed open (${r.how})`);
 });
 
-test('--max-conns: connections over the total cap get 503 too_many_connections, Retry-After: 1, Connection: close; others work again once they leave', { timeout: 60000 * SLOW }, async () => {
+test('--max-conns: connections over the total cap get 503 too_many_connections, Retry-After: 1, Connection: close; others work again once they leave; a client slow to close after its answer holds no place', { timeout: 60000 * SLOW }, async () => {
     const srv = await start(['-m', TINY, '--max-conns', '20']);
+    // answered with Connection: close, and it does not close: the server lingers on it (up to 2 s)
+    const slow = new RawConn(srv.port);
+    const answered = await slow.send('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    assert.equal(answered.status, 200);
     const idle = [];
     for (let i = 0; i < 20; i++) {
         const c = new RawConn(srv.port);
@@ -608,9 +612,12 @@ test('--max-conns: connections over the total cap get 503 too_many_connections, 
         idle.push(c);
     }
     await sleep(300);
+    const turnedAway = idle.filter((c) => c.buf !== '' || c.closed).length;
+    assert.equal(turnedAway, 0, `${turnedAway} of 20 connections under the cap were refused (the lingering one held a place)`);
     const over = await Promise.all([0, 1, 2, 3, 4].map(() =>
         rawExchange(srv.port, ['GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'], { timeout: 3000 * SLOW })));
     for (const c of idle) c.close();
+    slow.close();
     await sleep(300);
     const again = await httpReq(srv.port);
     const problems = [];
