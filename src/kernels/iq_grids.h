@@ -40,6 +40,9 @@ extern uint64_t nuri_iq2s_grid[NURI_IQ2S_N];
 extern uint32_t nuri_iq3xxs_grid[NURI_IQ3XXS_N];
 extern uint32_t nuri_iq3s_grid[NURI_IQ3S_N];
 extern uint64_t nuri_iq1s_grid[NURI_IQ1S_N];
+/* IQ1's points times 8 (bytes -8, 0, 8): a weight with its +-1/8 shift is (8 g +- 1) / 8, one
+ * integer per weight (the x86 kernels). */
+extern uint64_t nuri_iq1s_grid8[NURI_IQ1S_N];
 
 /* Sign tables (filled with the grids): nuri_iq_ksigns[i] = nuri_iq_signs7(i), and
  * nuri_iq_sign64[b] has byte k = 0xFF (-1) where bit k of b is set, else 0x01 (+1): 8 signs as

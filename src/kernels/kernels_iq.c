@@ -39,6 +39,7 @@ uint64_t nuri_iq2s_grid[NURI_IQ2S_N];
 uint32_t nuri_iq3xxs_grid[NURI_IQ3XXS_N];
 uint32_t nuri_iq3s_grid[NURI_IQ3S_N];
 uint64_t nuri_iq1s_grid[NURI_IQ1S_N];
+uint64_t nuri_iq1s_grid8[NURI_IQ1S_N];
 
 static const uint8_t lv_iq2[3] = {8, 25, 43};
 static const uint8_t lv_iq3xxs[8] = {4, 12, 20, 28, 36, 44, 52, 62};
@@ -78,6 +79,9 @@ static void expand_all(void)
         nuri_iq3s_grid[i] = (uint32_t)expand(nuri_iq3s_packed[i], 4, 3, lv_iq3s);
     for (int i = 0; i < NURI_IQ1S_N; i++)
         nuri_iq1s_grid[i] = expand(nuri_iq1s_packed[i], 8, 2, lv_iq1);
+    // 8 times each byte (-8, 0, 8): shifted left as one word, each byte keeps its own bits
+    for (int i = 0; i < NURI_IQ1S_N; i++)
+        nuri_iq1s_grid8[i] = nuri_iq1s_grid[i] << 3 & 0xF8F8F8F8F8F8F8F8ull;
 }
 
 static pthread_once_t expand_once = PTHREAD_ONCE_INIT;

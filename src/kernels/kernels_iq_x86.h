@@ -11,8 +11,9 @@
  * exactly the scalar kernel's integers (kernels_iq.c), lane by lane. The float steps then follow
  * llama.cpp's AVX2 kernels rather than its generic ones: each block's 8 lanes times its scale are
  * added into 8 float lanes with one FMA, and the lanes summed at the end in hsum_float_8's order,
- * so on x86 nuri rounds as the llama.cpp it is compared with does. The scalar kernel sums the
- * same integers in another float order: they agree to float rounding (tested).
+ * so on x86 nuri rounds as the llama.cpp it is compared with does (IQ1 apart: its shift is
+ * folded into the integers, below). The scalar kernel sums the same integers in another float
+ * order: they agree to float rounding (tested).
  *
  * Every function is static: each including file gets its own copy.
  */
@@ -253,7 +254,23 @@ static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
     *s = iq_hsum_ps(accf);
 }
 
-/* ---- IQ1: signed grid values (-1, 0, 1): |g| against q8 with g's sign ---- */
+/* ---- IQ1: grid values -1, 0, 1 shifted by +-1/8 (NURI_IQ1_DELTA) per group ----
+ *
+ * A weight is d * ls * (g +- 1/8) = d * ls * (8 g +- 1) / 8, so each weight is one integer v = 8 g
+ * +- 1 (-9 .. 9, never 0; nuri_iq1s_grid8 holds 8 g) and the shift costs one byte add, not a
+ * second product: |v| against q8 with v's sign, times the scale, as the other grid types. The
+ * integers are exact; the float steps are one FMA per block and the factor 1/8 at the end
+ * (llama.cpp keeps the shift's sum apart and adds it in floats: the two agree to float rounding).
+ */
+
+/* v = 8 g + s for 4 groups of 8 (indices k[0..3]), s: +-1 bytes. */
+static inline __m256i iq1_points8(uint32_t k0, uint32_t k1, uint32_t k2, uint32_t k3, __m256i s)
+{
+    return _mm256_add_epi8(
+        _mm256_setr_epi64x((long long)nuri_iq1s_grid8[k0], (long long)nuri_iq1s_grid8[k1],
+                           (long long)nuri_iq1s_grid8[k2], (long long)nuri_iq1s_grid8[k3]),
+        s);
+}
 
 /* IQ1_S's block: grid index k of sub-block j (qs[4j + k] | bits 3k .. 3k + 2 of qh[j] as bits
  * 8-10) at ix[8k + j], made 8 at a time in registers. */
@@ -276,28 +293,37 @@ static void iq1_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
     const nuri_block_iq1_s *x = vx;
     const nuri_block_q8_K *y = vy;
     __m256 accf = _mm256_setzero_ps();
-    float accd = 0;
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         __m256i acc = _mm256_setzero_si256();
-        int sumi1 = 0;
         uint32_t ix[32];
         iq1_s_block_ix(&x[i], ix);
+        // per sub-block (word j of both lanes): its scale, and its shift's sign in the low byte
+        const __m256i h = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x[i].qh));
+        const __m256i ls =
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(h, 11), _mm256_set1_epi16(14)),
+                            _mm256_set1_epi16(1));
+        const __m256i sg = _mm256_or_si256(_mm256_srai_epi16(h, 15), _mm256_set1_epi16(1));
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            const int h = x[i].qh[j];
-            __m256i g = _mm256_setr_epi64x(
-                (long long)nuri_iq1s_grid[ix[j]], (long long)nuri_iq1s_grid[ix[8 + j]],
-                (long long)nuri_iq1s_grid[ix[16 + j]], (long long)nuri_iq1s_grid[ix[24 + j]]);
-            const int ls = 2 * (h >> 12 & 7) + 1;
-            const __m256i q8 = iq_load(y[i].qs + 32 * j);
-            acc = iq_dot_scaled(acc, _mm256_sign_epi8(g, g), _mm256_sign_epi8(q8, g),
-                                _mm256_set1_epi16((short)ls));
-            sumi1 += ls * (h & 0x8000 ? -1 : 1) * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+            const __m256i v = iq1_points8(ix[j], ix[8 + j], ix[16 + j], ix[24 + j],
+                                          _mm256_shuffle_epi8(sg, _mm256_set1_epi8((char)(2 * j))));
+            acc = iq_dot_scaled(
+                acc, _mm256_sign_epi8(v, v), _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), v),
+                _mm256_shuffle_epi8(ls, _mm256_set1_epi16((short)(2 * j | (2 * j + 1) << 8))));
         }
         const float d = y[i].d * nuri_f16_to_f32(x[i].d);
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
-        accd += d * (float)sumi1;
     }
-    *s = iq_hsum_ps(accf) + NURI_IQ1_DELTA * accd;
+    *s = 0.125f * iq_hsum_ps(accf);
+}
+
+/* IQ1_M's block scale (an F16 in the top 4 bits of its 4 scale words). */
+static inline uint16_t iq1_m_d16(const nuri_block_iq1_m *x)
+{
+    uint16_t sc[4];
+    memcpy(sc, x->scales, 8);
+    return (uint16_t)((sc[0] >> 12) | (sc[1] >> 8 & 0x00f0) | (sc[2] >> 4 & 0x0f00) |
+                      (sc[3] & 0xf000));
 }
 
 /* IQ1_M's block: the 32 grid indices (qs | 3 bits of qh as bits 8-10) and the 32 signs of the
@@ -323,42 +349,62 @@ static inline void iq1_m_block_ix(const nuri_block_iq1_m *x, uint16_t *ix, int8_
                      _mm_or_si128(_mm_cmpeq_epi8(_mm_unpackhi_epi8(slo, shi), m8), one));
 }
 
+/* IQ1_M's 16 scales (2 ls + 1) as int16: lane 0 holds the first scale of sub-blocks 0, 2, 4, 6,
+ * 1, 3, 5, 7 (word order), lane 1 their second; iq1_m_ls(S, j) spreads sub-block j's pair over
+ * its 32 bytes' products (the first to bytes 0-15, the second to 16-31). */
+static inline __m256i iq1_m_scales_vec(const nuri_block_iq1_m *x)
+{
+    uint64_t z;
+    memcpy(&z, x->scales, 8);
+    const __m256i f = _mm256_and_si256(
+        _mm256_srlv_epi64(_mm256_set1_epi64x((long long)z), _mm256_setr_epi64x(0, 6, 3, 9)),
+        _mm256_set1_epi16(7));
+    return _mm256_add_epi16(_mm256_slli_epi16(f, 1), _mm256_set1_epi16(1));
+}
+
+static inline __m256i iq1_m_ls(__m256i sv, int j)
+{
+    const int m = (j % 2) * 4 + j / 2; // the word that holds sub-block j's scales
+    return _mm256_shuffle_epi8(sv, _mm256_set1_epi16((short)(2 * m | (2 * m + 1) << 8)));
+}
+
+/* The shift's signs of sub-block j's 4 groups, spread over its 32 bytes: dl (both lanes) holds
+ * the signs of groups 16 (j / 4) .. 16 (j / 4) + 15. */
+static inline __m256i iq1_m_dl(__m256i dl, int j)
+{
+    const int g = 4 * (j % 4);
+    return _mm256_shuffle_epi8(
+        dl, _mm256_setr_epi8(g, g, g, g, g, g, g, g, g + 1, g + 1, g + 1, g + 1, g + 1, g + 1,
+                             g + 1, g + 1, g + 2, g + 2, g + 2, g + 2, g + 2, g + 2, g + 2, g + 2,
+                             g + 3, g + 3, g + 3, g + 3, g + 3, g + 3, g + 3, g + 3));
+}
+
 static void iq1_m_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
                               const void *restrict vy)
 {
     const nuri_block_iq1_m *x = vx;
     const nuri_block_q8_K *y = vy;
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    __m256 accf1 = _mm256_setzero_ps(), accf2 = _mm256_setzero_ps();
+    __m256 accf = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
-        uint16_t sc[4], ix[32];
+        uint16_t ix[32];
         int8_t dls[32];
-        memcpy(sc, x[i].scales, 8);
-        const uint16_t d16 = (uint16_t)((sc[0] >> 12) | (sc[1] >> 8 & 0x00f0) |
-                                        (sc[2] >> 4 & 0x0f00) | (sc[3] & 0xf000));
         iq1_m_block_ix(&x[i], ix, dls);
-        __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+        const __m256i sv = iq1_m_scales_vec(&x[i]);
+        const __m256i dl0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)dls));
+        const __m256i dl1 =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(dls + 16)));
+        __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             const uint16_t *k = ix + 4 * j;
-            __m256i g = _mm256_setr_epi64x(
-                (long long)nuri_iq1s_grid[k[0]], (long long)nuri_iq1s_grid[k[1]],
-                (long long)nuri_iq1s_grid[k[2]], (long long)nuri_iq1s_grid[k[3]]);
-            // the shift's sign per group of 8, as bytes -1 / +1
-            const __m256i dl =
-                _mm256_shuffle_epi8(_mm256_set1_epi32((int)iq_rd32(dls + 4 * j)), spread);
-            __m256i q8 = iq_load(y[i].qs + 32 * j);
-            const int ls1 = 2 * (sc[j / 2] >> (6 * (j % 2)) & 7) + 1;
-            const int ls2 = 2 * (sc[j / 2] >> (6 * (j % 2) + 3) & 7) + 1;
-            const __m256i ls = iq_scales16(ls1, ls2);
-            acc1 = iq_dot_scaled(acc1, _mm256_sign_epi8(g, g), _mm256_sign_epi8(q8, g), ls);
-            acc2 = iq_dot_scaled(acc2, _mm256_set1_epi8(1), _mm256_sign_epi8(q8, dl), ls);
+            const __m256i v = iq1_points8(k[0], k[1], k[2], k[3], iq1_m_dl(j < 4 ? dl0 : dl1, j));
+            acc = iq_dot_scaled(acc, _mm256_sign_epi8(v, v),
+                                _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), v), iq1_m_ls(sv, j));
         }
-        const __m256 d = _mm256_set1_ps(y[i].d * nuri_f16_to_f32(d16));
-        accf1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc1), accf1);
-        accf2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc2), accf2);
+        const float d = y[i].d * nuri_f16_to_f32(iq1_m_d16(&x[i]));
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
-    *s = iq_hsum_ps(accf1) + NURI_IQ1_DELTA * iq_hsum_ps(accf2);
+    *s = 0.125f * iq_hsum_ps(accf);
 }
 
 /* ---- prompts: rows unpacked once, every token of a tile against them ----
@@ -456,8 +502,7 @@ static inline __m256 iqv_half(__m256 f, int k)
 #define IQG_ACT_BYTES (4u << 20)               // a tile of reordered activations widened to 16 bits
 #define IQG_F_BYTES (256 * 1024)               // their block scales and the rows' (floats)
 #define IQG_ACC_BYTES (IQG_TILE * IQG_PR * 32) // a panel's float accumulators
-#define IQG_S_BYTES (IQG_TILE * 64 * 20) // IQ1_S: sub-block sums (int16) and scales, tile x nb
-#define IQG_MIN_TOKENS 2                 // fewer: vec_dot row by row
+#define IQG_MIN_TOKENS 2                       // fewer: vec_dot row by row
 
 /* 32 bytes reordered: bytes 4l, 4l + 1 (l = 0 .. 7), then bytes 4l + 2, 4l + 3. */
 static inline __m256i iq_perm_bytes(__m256i v)
@@ -589,11 +634,7 @@ static void iq3_s_unpack(const void *vx, int16_t *w, float *dw)
     iq_store_end(w);
 }
 
-/* IQ1_S and IQ1_M add a second term: the grid's shift by +-1/8 (NURI_IQ1_DELTA) of every
- * weight of a group, times the group's scale. Its weights (the shift's sign times the scale)
- * form a second unpacked set, multiplied like the first. IQ1_S's vec_dot sums that term's
- * integers per block and adds d * sum into one float, IQ1_M's keeps them in lanes like the
- * first (an FMA per block); the gemm does each as its vec_dot does. */
+/* IQ1_S and IQ1_M: v = 8 g +- 1 (see the vec_dots), times the scales; the gemm's factor 1/8. */
 static void iq1_s_unpack(const void *vx, int16_t *w, float *dw)
 {
     const nuri_block_iq1_s *x = vx;
@@ -601,74 +642,30 @@ static void iq1_s_unpack(const void *vx, int16_t *w, float *dw)
     for (int j = 0; j < 8; j++) {
         const uint8_t *qs = x->qs + 4 * j;
         const int h = x->qh[j];
-        __m256i g = _mm256_setr_epi64x((long long)nuri_iq1s_grid[qs[0] | (h & 7) << 8],
-                                       (long long)nuri_iq1s_grid[qs[1] | (h >> 3 & 7) << 8],
-                                       (long long)nuri_iq1s_grid[qs[2] | (h >> 6 & 7) << 8],
-                                       (long long)nuri_iq1s_grid[qs[3] | (h >> 9 & 7) << 8]);
+        const __m256i v =
+            iq1_points8(qs[0] | (h & 7) << 8, qs[1] | (h >> 3 & 7) << 8, qs[2] | (h >> 6 & 7) << 8,
+                        qs[3] | (h >> 9 & 7) << 8, _mm256_set1_epi8(h & 0x8000 ? -1 : 1));
         const int ls = 2 * (h >> 12 & 7) + 1;
-        iq_store_w(w + 32 * j, g, ls, ls);
+        iq_store_w(w + 32 * j, v, ls, ls);
     }
     iq_store_end(w);
-}
-
-/* IQ1_S's shift term per sub-block: the scale times the shift's sign, as int32 (w: 8 of them). */
-static void iq1_s_unpack_shift(const void *vx, int16_t *w, float *dw)
-{
-    const nuri_block_iq1_s *x = vx;
-    int32_t c[8];
-    for (int j = 0; j < 8; j++) {
-        const int h = x->qh[j];
-        c[j] = (2 * (h >> 12 & 7) + 1) * (h & 0x8000 ? -1 : 1);
-    }
-    memcpy(w, c, sizeof c);
-    (void)dw;
-}
-
-static inline uint16_t iq1_m_d16(const nuri_block_iq1_m *x)
-{
-    uint16_t sc[4];
-    memcpy(sc, x->scales, 8);
-    return (uint16_t)((sc[0] >> 12) | (sc[1] >> 8 & 0x00f0) | (sc[2] >> 4 & 0x0f00) |
-                      (sc[3] & 0xf000));
-}
-
-static inline void iq1_m_scales(const nuri_block_iq1_m *x, int j, int *ls1, int *ls2)
-{
-    uint16_t sc[4];
-    memcpy(sc, x->scales, 8);
-    *ls1 = 2 * (sc[j / 2] >> (6 * (j % 2)) & 7) + 1;
-    *ls2 = 2 * (sc[j / 2] >> (6 * (j % 2) + 3) & 7) + 1;
 }
 
 static void iq1_m_unpack(const void *vx, int16_t *w, float *dw)
 {
     const nuri_block_iq1_m *x = vx;
     *dw = nuri_f16_to_f32(iq1_m_d16(x));
+    uint16_t sc[4];
+    memcpy(sc, x->scales, 8);
     for (int j = 0; j < 8; j++) {
         const uint8_t *qs = x->qs + 4 * j, *qh = x->qh + 2 * j;
-        __m256i g = _mm256_setr_epi64x((long long)nuri_iq1s_grid[qs[0] | (qh[0] & 7) << 8],
-                                       (long long)nuri_iq1s_grid[qs[1] | (qh[0] >> 4 & 7) << 8],
-                                       (long long)nuri_iq1s_grid[qs[2] | (qh[1] & 7) << 8],
-                                       (long long)nuri_iq1s_grid[qs[3] | (qh[1] >> 4 & 7) << 8]);
-        int ls1, ls2;
-        iq1_m_scales(x, j, &ls1, &ls2);
-        iq_store_w(w + 32 * j, g, ls1, ls2);
-    }
-    iq_store_end(w);
-}
-
-static void iq1_m_unpack_shift(const void *vx, int16_t *w, float *dw)
-{
-    const nuri_block_iq1_m *x = vx;
-    *dw = nuri_f16_to_f32(iq1_m_d16(x));
-    for (int j = 0; j < 8; j++) {
-        const uint8_t *qh = x->qh + 2 * j;
-        __m256i dl = _mm256_setr_epi64x(
+        const __m256i dl = _mm256_setr_epi64x(
             qh[0] & 0x08 ? -1ll : 0x0101010101010101ll, qh[0] & 0x80 ? -1ll : 0x0101010101010101ll,
             qh[1] & 0x08 ? -1ll : 0x0101010101010101ll, qh[1] & 0x80 ? -1ll : 0x0101010101010101ll);
-        int ls1, ls2;
-        iq1_m_scales(x, j, &ls1, &ls2);
-        iq_store_w(w + 32 * j, dl, ls1, ls2);
+        const __m256i v = iq1_points8(qs[0] | (qh[0] & 7) << 8, qs[1] | (qh[0] >> 4 & 7) << 8,
+                                      qs[2] | (qh[1] & 7) << 8, qs[3] | (qh[1] >> 4 & 7) << 8, dl);
+        iq_store_w(w + 32 * j, v, 2 * (sc[j / 2] >> (6 * (j % 2)) & 7) + 1,
+                   2 * (sc[j / 2] >> (6 * (j % 2) + 3) & 7) + 1);
     }
     iq_store_end(w);
 }
@@ -746,8 +743,7 @@ static inline __attribute__((always_inline)) void iq_chunk(const int R, const in
  * per sub-block, the first 16 values of each token of the group, then the last 16 of each (a
  * short last group repeats its last token; those outputs are not written). da: each token's
  * block scales. */
-static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint8_t *act, float *da,
-                    int16_t *sb, float *dat)
+static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint8_t *act, float *da)
 {
     const int64_t ng = (nt + IQG_NT - 1) / IQG_NT;
     for (int64_t t = 0; t < ng * IQG_NT; t++) {
@@ -757,12 +753,6 @@ static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint
         uint8_t *a = act + (t / IQG_NT) * nb * 8 * IQG_XB;
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = xb[b].d;
-            if (sb && t < nt) { // IQ1_S: sub-block sums and scales, tokens last
-                dat[b * nt + t] = xb[b].d;
-                for (int j = 0; j < 8; j++)
-                    sb[(b * 8 + j) * nt + t] =
-                        (int16_t)(xb[b].bsums[2 * j] + xb[b].bsums[2 * j + 1]);
-            }
             for (int j = 0; j < 8; j++) {
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(xb[b].qs + 32 * j));
                 uint8_t *d = a + (b * 8 + j) * IQG_XB;
@@ -797,105 +787,45 @@ static void iq_chunk_groups(int R, int64_t b0, int64_t b1, int64_t nb, const int
                      da + g * IQG_NT * nb, accf + g * IQG_R + r);
 }
 
-/* IQ1_S's shift term for blocks [b0, b1) of pr rows (c: each row's 8 int32 per block from b0,
- * 8 * IQG_KB apart) and the tile's nt tokens (sb[b][j][t]: the tokens' sums of sub-block j, as
- * int16; dat[b][t]: their block scales), added into accd[i * nt + t] as its vec_dot does: the
- * block's integer sum of c_j * sums_j, then accd += d * sum. Eight tokens at a time. */
-static void iq1_s_shift(int pr, int64_t b0, int64_t b1, int64_t nt, const int32_t *c,
-                        const float *dw, int64_t nb, const int16_t *sb, const float *dat,
-                        float *accd)
-{
-    for (int i = 0; i < pr; i++)
-        for (int64_t b = b0; b < b1; b++) {
-            const int32_t *ci = c + (i * IQG_KB + (b - b0)) * 8;
-            const __m256 dwv = _mm256_set1_ps(dw[i * nb + b]);
-            int64_t t = 0;
-            for (; t + 8 <= nt; t += 8) {
-                __m256i sum = _mm256_setzero_si256();
-                for (int j = 0; j < 8; j++)
-                    sum = _mm256_add_epi32(
-                        sum, _mm256_mullo_epi32(_mm256_set1_epi32(ci[j]),
-                                                _mm256_cvtepi16_epi32(_mm_loadu_si128((
-                                                    const __m128i *)(sb + (b * 8 + j) * nt + t)))));
-                const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(dat + b * nt + t), dwv);
-                float *a = accd + i * nt + t; // accd + d * sum: a product, then a sum
-                _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a),
-                                                  _mm256_mul_ps(d, _mm256_cvtepi32_ps(sum))));
-            }
-            for (; t < nt; t++) {
-                int32_t sum = 0;
-                for (int j = 0; j < 8; j++) sum += ci[j] * sb[(b * 8 + j) * nt + t];
-                const float d = dat[b * nt + t] * dw[i * nb + b];
-                accd[i * nt + t] += d * (float)sum;
-            }
-        }
-}
-
-/* A type's gemm: its unpacker and vec_dot's final factor; for IQ1 the shift term's unpacker,
- * how its sums are kept (1: IQ1_S, one float per token; 2: IQ1_M, lanes) and its factor. */
+/* A type's gemm: its unpacker and vec_dot's final factor. */
 typedef struct iq_gemm_type {
-    iq_unpack_fn unpack, unpack2;
+    iq_unpack_fn unpack;
     nuri_vec_dot_fn vec_dot;
     size_t block_bytes;
-    float fac, fac2;
-    int mode2;
+    float fac;
 } iq_gemm_type;
 
 /* Rows [r0, r1) against the tile's n_t tokens (prepared by iq_prep), in panels of IQG_PR rows:
  * each panel's rows are unpacked one chunk of IQG_KB blocks at a time, exactly once per tile,
  * and every token of the tile passes over the chunk while it is in cache. */
 static void iq_gemm_panels(const iq_gemm_type *ty, int64_t nb, const void *w, size_t w_stride,
-                           int64_t r0, int64_t r1, int16_t *wu, int16_t *wu2, float *dw,
-                           const uint8_t *act, const float *da, const int16_t *sb, const float *dat,
-                           int64_t n_t, iqv_f *accf, iqv_f *accf2, float *y, int64_t y_stride)
+                           int64_t r0, int64_t r1, int16_t *wu, float *dw, const uint8_t *act,
+                           const float *da, int64_t n_t, iqv_f *accf, float *y, int64_t y_stride)
 {
     const int64_t ng = (n_t + IQG_NT - 1) / IQG_NT, ws = IQG_KB * IQG_BS;
-    const int two = ty->unpack2 != NULL;
-    float *accd = (float *)accf2; // IQ1_S: one float per (row, token)
     for (int64_t r = r0; r < r1; r += IQG_PR) {
         const int pr = r1 - r < IQG_PR ? (int)(r1 - r) : IQG_PR;
         const int nrg = (pr + IQG_R - 1) / IQG_R;
-        for (int64_t i = 0; i < nrg * ng * IQG_R; i++) {
-            accf[i] = iqv_zero_f();
-            if (ty->mode2 == 2) accf2[i] = iqv_zero_f();
-        }
-        if (ty->mode2 == 1) memset(accd, 0, sizeof(float) * (size_t)(pr * n_t));
+        for (int64_t i = 0; i < nrg * ng * IQG_R; i++) accf[i] = iqv_zero_f();
         for (int64_t b0 = 0; b0 < nb; b0 += IQG_KB) {
             const int64_t b1 = nb - b0 < IQG_KB ? nb : b0 + IQG_KB;
             for (int i = 0; i < pr; i++) {
                 const uint8_t *row = (const uint8_t *)w + (size_t)(r + i) * w_stride;
-                for (int64_t b = b0; b < b1; b++) {
-                    const uint8_t *blk = row + (size_t)b * ty->block_bytes;
-                    ty->unpack(blk, wu + i * ws + (b - b0) * IQG_BS, dw + i * nb + b);
-                    if (ty->mode2 == 1) // 8 int32 per block
-                        ty->unpack2(blk, (int16_t *)((int32_t *)wu2 + (i * IQG_KB + b - b0) * 8),
-                                    NULL);
-                    else if (two)
-                        ty->unpack2(blk, wu2 + i * ws + (b - b0) * IQG_BS, dw + i * nb + b);
-                }
+                for (int64_t b = b0; b < b1; b++)
+                    ty->unpack(row + (size_t)b * ty->block_bytes, wu + i * ws + (b - b0) * IQG_BS,
+                               dw + i * nb + b);
             }
             for (int k = 0; k < nrg; k++) {
                 const int R = pr - k * IQG_R < IQG_R ? pr - k * IQG_R : IQG_R;
                 iq_chunk_groups(R, b0, b1, nb, wu + k * IQG_R * ws, ws, dw + k * IQG_R * nb, act,
                                 da, ng, accf + k * ng * IQG_R);
-                if (ty->mode2 == 2)
-                    iq_chunk_groups(R, b0, b1, nb, wu2 + k * IQG_R * ws, ws, dw + k * IQG_R * nb,
-                                    act, da, ng, accf2 + k * ng * IQG_R);
             }
-            if (ty->mode2 == 1)
-                iq1_s_shift(pr, b0, b1, n_t, (const int32_t *)wu2, dw, nb, sb, dat, accd);
         }
         for (int64_t t = 0; t < n_t; t++) // row by row of y: a token's outputs are contiguous
             for (int i = 0; i < pr; i++) {
                 const int64_t at = (i / IQG_R) * ng * IQG_R + (t / IQG_NT) * IQG_R + i % IQG_R;
-                const int k = (int)(t % IQG_NT);
-                const float h = iq_hsum_ps(iqv_half(accf[at], k));
-                float v = ty->fac * h;
-                if (ty->mode2 == 1) // as vec_dot: hsum + DELTA * the shift's float
-                    v = h + ty->fac2 * accd[i * n_t + t];
-                else if (ty->mode2 == 2) // hsum + DELTA * hsum
-                    v = h + ty->fac2 * iq_hsum_ps(iqv_half(accf2[at], k));
-                y[t * y_stride + r + i] = v;
+                y[t * y_stride + r + i] =
+                    ty->fac * iq_hsum_ps(iqv_half(accf[at], (int)(t % IQG_NT)));
             }
     }
 }
@@ -915,9 +845,8 @@ static void iq_gemm_x86(const iq_gemm_type *ty, int64_t n, const void *w, size_t
     tile -= tile % IQG_NT;
     uint8_t *buf = NULL;
     if (n_t >= IQG_MIN_TOKENS && tile >= IQG_NT)
-        buf = kernels_thread_scratch(KERNELS_SCRATCH_IQ, 2 * IQG_W_BYTES + IQG_ACT_BYTES +
-                                                             IQG_F_BYTES + 2 * IQG_ACC_BYTES +
-                                                             IQG_S_BYTES);
+        buf = kernels_thread_scratch(KERNELS_SCRATCH_IQ,
+                                     IQG_W_BYTES + IQG_ACT_BYTES + IQG_F_BYTES + IQG_ACC_BYTES);
     if (!buf) {
         for (int64_t r = r0; r < r1; r++)
             for (int64_t t = 0; t < n_t; t++)
@@ -925,42 +854,33 @@ static void iq_gemm_x86(const iq_gemm_type *ty, int64_t n, const void *w, size_t
                             (const char *)x + (size_t)t * x_stride);
         return;
     }
-    int16_t *wu = (int16_t *)buf, *wu2 = (int16_t *)(buf + IQG_W_BYTES);
-    uint8_t *act = buf + 2 * IQG_W_BYTES;
+    int16_t *wu = (int16_t *)buf;
+    uint8_t *act = buf + IQG_W_BYTES;
     float *dw = (float *)(act + IQG_ACT_BYTES), *da = dw + IQG_PR * nb;
     iqv_f *accf = (iqv_f *)((uint8_t *)dw + IQG_F_BYTES);
-    iqv_f *accf2 = (iqv_f *)((uint8_t *)accf + IQG_ACC_BYTES);
-    int16_t *sb = NULL;
-    float *dat = NULL;
-    if (ty->mode2 == 1) {
-        sb = (int16_t *)((uint8_t *)accf2 + IQG_ACC_BYTES);
-        dat = (float *)(sb + tile * nb * 8);
-    }
     for (int64_t t0 = 0; t0 < n_t; t0 += tile) {
         const int64_t nt = n_t - t0 < tile ? n_t - t0 : tile;
-        iq_prep((const char *)x + (size_t)t0 * x_stride, x_stride, nt, nb, act, da, sb, dat);
-        iq_gemm_panels(ty, nb, w, w_stride, r0, r1, wu, wu2, dw, act, da, sb, dat, nt, accf, accf2,
-                       y + t0 * y_stride, y_stride);
+        iq_prep((const char *)x + (size_t)t0 * x_stride, x_stride, nt, nb, act, da);
+        iq_gemm_panels(ty, nb, w, w_stride, r0, r1, wu, dw, act, da, nt, accf, y + t0 * y_stride,
+                       y_stride);
     }
 }
 
-#define IQ_GEMM(NAME, BLOCK, FAC, UNPACK2, MODE2)                                                  \
+#define IQ_GEMM(NAME, BLOCK, FAC)                                                                  \
     static void NAME##_gemm_x86(int64_t n, const void *restrict w, size_t w_stride, int64_t r0,    \
                                 int64_t r1, const void *restrict x, size_t x_stride, int64_t n_t,  \
                                 float *restrict y, int64_t y_stride)                               \
     {                                                                                              \
-        static const iq_gemm_type ty = {NAME##_unpack, UNPACK2, NAME##_vec_dot_x86,                \
-                                        sizeof(BLOCK), FAC,     NURI_IQ1_DELTA,                    \
-                                        MODE2};                                                    \
+        static const iq_gemm_type ty = {NAME##_unpack, NAME##_vec_dot_x86, sizeof(BLOCK), FAC};    \
         iq_gemm_x86(&ty, n, w, w_stride, r0, r1, x, x_stride, n_t, y, y_stride);                   \
     }
-IQ_GEMM(iq2_xxs, nuri_block_iq2_xxs, 0.125f, NULL, 0)
-IQ_GEMM(iq2_xs, nuri_block_iq2_xs, 0.125f, NULL, 0)
-IQ_GEMM(iq2_s, nuri_block_iq2_s, 0.125f, NULL, 0)
-IQ_GEMM(iq3_xxs, nuri_block_iq3_xxs, 0.25f, NULL, 0)
-IQ_GEMM(iq3_s, nuri_block_iq3_s, 1.0f, NULL, 0)
-IQ_GEMM(iq1_s, nuri_block_iq1_s, 1.0f, iq1_s_unpack_shift, 1)
-IQ_GEMM(iq1_m, nuri_block_iq1_m, 1.0f, iq1_m_unpack_shift, 2)
+IQ_GEMM(iq2_xxs, nuri_block_iq2_xxs, 0.125f)
+IQ_GEMM(iq2_xs, nuri_block_iq2_xs, 0.125f)
+IQ_GEMM(iq2_s, nuri_block_iq2_s, 0.125f)
+IQ_GEMM(iq3_xxs, nuri_block_iq3_xxs, 0.25f)
+IQ_GEMM(iq3_s, nuri_block_iq3_s, 1.0f)
+IQ_GEMM(iq1_s, nuri_block_iq1_s, 0.125f)
+IQ_GEMM(iq1_m, nuri_block_iq1_m, 0.125f)
 
 static void kernels_iq_x86_fill(nuri_kernel_traits *tab)
 {
