@@ -754,9 +754,9 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
  * whether computed with all 40 tokens, one token at a time, a sub-range of row groups, with AMX
  * tiles instead of VNNI (when this CPU has AMX), or with the AVX2 kernels instead of VNNI (when
  * this CPU has AVX-512; with NURI_ISA=avx2 the AVX2 kernels are the ones checked throughout). F16
- * and BF16 (packed only where the CPU has AVX512_BF16) are held to the same bound: F16 keeps its
- * weights exact, and BF16's vdpbf16ps multiplies BF16 values exactly, so only the F32 sums' order
- * differs. */
+ * and BF16 (packed on AVX-512 only where the CPU has AVX512_BF16) are held to the same bound: F16
+ * keeps its weights exact, and BF16's vdpbf16ps multiplies BF16 values exactly, so only the F32
+ * sums' order differs; the AVX2 BF16 kernel adds its FMAs in vdpbf16ps's order (bit-identical). */
 TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
 {
     enum { NT = 40, RMAX = 100, NMAX = 4096 };
@@ -828,7 +828,7 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                     (t == NURI_TYPE_Q4_0 || t == NURI_TYPE_Q8_0 || t == NURI_TYPE_Q4_K ||
                      t == NURI_TYPE_Q6_K || t == NURI_TYPE_Q5_K || t == NURI_TYPE_IQ4_NL ||
                      t == NURI_TYPE_IQ4_XS || t == NURI_TYPE_MXFP4 || t == NURI_TYPE_Q3_K ||
-                     t == NURI_TYPE_Q2_K || t == NURI_TYPE_F16)) {
+                     t == NURI_TYPE_Q2_K || t == NURI_TYPE_F16 || t == NURI_TYPE_BF16)) {
                     kernels_packed_gemm_avx2(t, n, packed, n_out, 0, groups, a, ab, NT, y_avx2,
                                              n_out, NULL);
                     CHECKF(!memcmp(y_all, y_avx2, sizeof(float) * NT * (size_t)n_out),

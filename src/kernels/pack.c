@@ -82,8 +82,9 @@ bool nuri_pack_supported(uint32_t type)
         return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
                type == NURI_TYPE_Q6_K || type == NURI_TYPE_Q5_K || type == NURI_TYPE_IQ4_NL ||
                type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_MXFP4 || type == NURI_TYPE_Q3_K ||
-               type == NURI_TYPE_Q2_K || type == NURI_TYPE_F16;
-    // F16 and BF16 only where vdpbf16ps runs: elsewhere today's products stay (unmeasured there)
+               type == NURI_TYPE_Q2_K || type == NURI_TYPE_F16 || type == NURI_TYPE_BF16;
+    // AVX-512: F16 and BF16 only where vdpbf16ps runs (elsewhere today's products stay,
+    // unmeasured there)
     if (type == NURI_TYPE_F16 || type == NURI_TYPE_BF16) return cpu_bf16;
     return type == NURI_TYPE_Q4_0 || type == NURI_TYPE_Q8_0 || type == NURI_TYPE_Q4_K ||
            type == NURI_TYPE_Q6_K || type == NURI_TYPE_IQ4_NL || type == NURI_TYPE_IQ4_XS ||

@@ -58,8 +58,9 @@
  *   BF16: per 32 elements, 16 lines of 64 bytes; line k holds elements 2k and 2k + 1 of row r as
  *         BF16 at bytes 4r..4r + 3 (1024 bytes per 32 elements: the file's size). One
  *         vdpbf16ps against the activation's BF16 pair broadcast adds both products to row r's
- *         lane. Packed only where the CPU has AVX512_BF16 (F16 too on AVX-512; on AVX2-only
- *         CPUs F16 is packed, BF16 not).
+ *         lane. On AVX-512 packed only where the CPU has AVX512_BF16 (F16 too); on AVX2 both
+ *         are packed (BF16 widened to F32 and multiplied by FMA, 2k + 1 then 2k, as vdpbf16ps
+ *         adds them).
  *   F16: the same size; line k holds element 2k of the 16 rows as F16 (bytes 2r), then element
  *         2k + 1 (bytes 32 + 2r): the weights stay F16 (BF16 would drop 3 mantissa bits), are
  *         widened by vcvtph2ps and multiplied by FMA against the F16 activation widened to F32.
@@ -92,8 +93,8 @@ enum {
 };
 
 /* Whether matrices of this type are packed on this CPU for the ISA the kernels run (nuri_cpu_isa:
- * AVX-512 VNNI, all the types below (F16 and BF16 where the CPU has AVX512_BF16); AVX2, all but
- * BF16; NURI_ISA caps it, and
+ * AVX-512 VNNI, all the types below (F16 and BF16 where the CPU has AVX512_BF16); AVX2, all of
+ * them; NURI_ISA caps it, and
  * NURI_PACK=0 turns packing off, for comparisons). */
 bool nuri_pack_supported(uint32_t type);
 /* Whether AMX tiles run the larger batches (the CPU has AMX-INT8, the OS granted the tile state,

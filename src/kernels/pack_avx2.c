@@ -1,6 +1,6 @@
 /*
  * pack_avx2.c: matrix products over packed (x16) Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K / IQ4_NL /
- * IQ4_XS / MXFP4 / Q3_K / Q2_K / F16 weights with AVX2 alone
+ * IQ4_XS / MXFP4 / Q3_K / Q2_K / F16 / BF16 weights with AVX2 alone
  * (no VNNI), for CPUs without AVX-512 or with NURI_ISA=avx2. Same layouts as pack_avx512.c
  * (pack.h), same integers, same float steps in the same order: the outputs are bit-identical to
  * the VNNI kernels', and do not depend on the batch.
@@ -617,15 +617,19 @@ static __attribute__((noinline)) void kq_tokens(int kind, int64_t nb, const uint
 /* ======================================================================================== */
 /* F16: line k holds element 2k of the 16 rows as F16, then element 2k + 1 (pack.h); each     */
 /* output is one F32 chain of FMAs over the elements in order, as pack_bf16_avx512.c's F16.   */
+/* BF16: line k holds elements 2k, 2k + 1 of row r at bytes 4r .. 4r + 3; both widen exactly  */
+/* (a BF16 is the top half of its F32), and each output is one chain of FMAs, 2k + 1 before  */
+/* 2k as vdpbf16ps adds them (every product of two BF16 values is exact in F32).              */
 /* ======================================================================================== */
 
-/* One row group (both halves) x T tokens over all n elements. xf: F32 rows (x_stride bytes apart)
- * when f32, else the F16 rows, widened element by element (exact: the same bits). */
-static inline __attribute__((always_inline)) void f16_tile(const int T, const int f32, int64_t n,
-                                                           const uint8_t *grp, const uint8_t *x,
-                                                           size_t x_stride, float *y,
-                                                           int64_t y_stride, int rr)
+/* One row group (both halves) x T tokens over all n elements. x: F32 rows (x_stride bytes apart)
+ * when f32, else the type's own rows (F16 or BF16), widened element by element (exact: the same
+ * bits). */
+static inline __attribute__((always_inline)) void
+f16_tile(const int T, const int bf16, const int f32, int64_t n, const uint8_t *grp,
+         const uint8_t *x, size_t x_stride, float *y, int64_t y_stride, int rr)
 {
+    const __m256i top = _mm256_set1_epi32((int)0xFFFF0000u);
     __m256 acc[2][4];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
@@ -635,8 +639,14 @@ static inline __attribute__((always_inline)) void f16_tile(const int T, const in
         __m256 lo[2], hi[2];
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            lo[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(line + 16 * h)));
-            hi[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(line + 32 + 16 * h)));
+            if (bf16) { // rows 8h .. 8h + 7: each 32-bit lane is a row's (2k, 2k + 1) pair
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(line + 32 * h));
+                lo[h] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+                hi[h] = _mm256_castsi256_ps(_mm256_and_si256(v, top));
+            } else {
+                lo[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(line + 16 * h)));
+                hi[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(line + 32 + 16 * h)));
+            }
         }
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
@@ -645,6 +655,10 @@ static inline __attribute__((always_inline)) void f16_tile(const int T, const in
                 const float *xf = (const float *)(x + (size_t)t * x_stride) + 2 * k;
                 b0 = _mm256_set1_ps(xf[0]);
                 b1 = _mm256_set1_ps(xf[1]);
+            } else if (bf16) {
+                const uint16_t *xh = (const uint16_t *)(x + (size_t)t * x_stride) + 2 * k;
+                b0 = _mm256_castsi256_ps(_mm256_set1_epi32((int)((uint32_t)xh[0] << 16)));
+                b1 = _mm256_castsi256_ps(_mm256_set1_epi32((int)((uint32_t)xh[1] << 16)));
             } else {
                 const uint16_t *xh = (const uint16_t *)(x + (size_t)t * x_stride) + 2 * k;
                 b0 = _mm256_set1_ps(_cvtsh_ss(xh[0]));
@@ -652,8 +666,13 @@ static inline __attribute__((always_inline)) void f16_tile(const int T, const in
             }
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
-                acc[h][t] = _mm256_fmadd_ps(lo[h], b0, acc[h][t]);
-                acc[h][t] = _mm256_fmadd_ps(hi[h], b1, acc[h][t]);
+                if (bf16) {
+                    acc[h][t] = _mm256_fmadd_ps(hi[h], b1, acc[h][t]);
+                    acc[h][t] = _mm256_fmadd_ps(lo[h], b0, acc[h][t]);
+                } else {
+                    acc[h][t] = _mm256_fmadd_ps(lo[h], b0, acc[h][t]);
+                    acc[h][t] = _mm256_fmadd_ps(hi[h], b1, acc[h][t]);
+                }
             }
         }
     }
@@ -663,7 +682,11 @@ static inline __attribute__((always_inline)) void f16_tile(const int T, const in
             store_rows(y + t * y_stride + 8 * h, acc[h][t], rr - 8 * h < 8 ? rr - 8 * h : 8);
 }
 
-static __attribute__((noinline)) void f16_tokens(int f32, int64_t n, const uint8_t *grp,
+#define F16_T(T, BF16)                                                                             \
+    (f32 ? f16_tile(T, BF16, 1, n, grp, xt, x_stride, yt, y_stride, rr)                            \
+         : f16_tile(T, BF16, 0, n, grp, xt, x_stride, yt, y_stride, rr))
+
+static __attribute__((noinline)) void f16_tokens(int bf16, int f32, int64_t n, const uint8_t *grp,
                                                  const uint8_t *x, size_t x_stride, int64_t n_t,
                                                  float *y, int64_t y_stride, int rr)
 {
@@ -673,28 +696,35 @@ static __attribute__((noinline)) void f16_tokens(int f32, int64_t n, const uint8
         float *yt = y + t * y_stride;
         const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
         if (T == 4)
-            f32 ? f16_tile(4, 1, n, grp, xt, x_stride, yt, y_stride, rr)
-                : f16_tile(4, 0, n, grp, xt, x_stride, yt, y_stride, rr);
+            bf16 ? F16_T(4, 1) : F16_T(4, 0);
         else if (T == 2)
-            f32 ? f16_tile(2, 1, n, grp, xt, x_stride, yt, y_stride, rr)
-                : f16_tile(2, 0, n, grp, xt, x_stride, yt, y_stride, rr);
+            bf16 ? F16_T(2, 1) : F16_T(2, 0);
         else
-            f32 ? f16_tile(1, 1, n, grp, xt, x_stride, yt, y_stride, rr)
-                : f16_tile(1, 0, n, grp, xt, x_stride, yt, y_stride, rr);
+            bf16 ? F16_T(1, 1) : F16_T(1, 0);
         t += T;
     }
 }
 
-/* F16 rows [0, n_t) of x widened to F32 rows of n floats (exact). */
-static void f16_widen(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t n, float *out)
+/* F16 or BF16 rows [0, n_t) of x widened to F32 rows of n floats (exact). */
+static void f16_widen(int bf16, const uint8_t *x, size_t x_stride, int64_t n_t, int64_t n,
+                      float *out)
 {
     for (int64_t t = 0; t < n_t; t++) {
         const uint16_t *h = (const uint16_t *)(x + (size_t)t * x_stride);
         float *o = out + t * n;
         int64_t i = 0;
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(o + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
-        for (; i < n; i++) o[i] = _cvtsh_ss(h[i]);
+        for (; i + 8 <= n; i += 8) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)(h + i));
+            _mm256_storeu_ps(
+                o + i, bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16))
+                            : _mm256_cvtph_ps(v));
+        }
+        for (; i < n; i++) {
+            const uint32_t u = (uint32_t)h[i] << 16;
+            float f;
+            memcpy(&f, &u, 4);
+            o[i] = bf16 ? f : _cvtsh_ss(h[i]);
+        }
     }
 }
 
@@ -720,7 +750,7 @@ static int64_t chunk_tokens(uint32_t type, int64_t nb)
     if (type == NURI_TYPE_IQ4_XS || type == NURI_TYPE_Q5_K || type == NURI_TYPE_Q3_K ||
         type == NURI_TYPE_Q2_K)
         per = 4 + 32;
-    if (type == NURI_TYPE_F16) per = 128; // x widened to F32
+    if (type == NURI_TYPE_F16 || type == NURI_TYPE_BF16) per = 128; // x widened to F32
     int64_t tt = A2_CHUNK / (nb * per);
     if (tt > A2_TT_MAX) tt = A2_TT_MAX;
     if (tt > 16) tt &= ~(int64_t)15;
@@ -745,7 +775,7 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
 {
     const uint8_t *x = vx;
     const int kq = is_kq(type), kqk = a2_kq_kind(type), kind = a2_kind(type);
-    const int f16 = type == NURI_TYPE_F16;
+    const int bf16 = type == NURI_TYPE_BF16, f16 = type == NURI_TYPE_F16 || bf16;
     const int64_t nb = n / (kq ? NURI_QK_K : NURI_QK);
     const int64_t gbytes = nb * (type == NURI_TYPE_Q4_K     ? NURI_PACK_Q4_K_BYTES
                                  : type == NURI_TYPE_Q5_K   ? NURI_PACK_Q5_K_BYTES
@@ -755,7 +785,7 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
                                  : type == NURI_TYPE_Q2_K   ? NURI_PACK_Q2_K_BYTES
                                  : type == NURI_TYPE_Q8_0   ? 544
                                  : type == NURI_TYPE_MXFP4  ? 320
-                                 : type == NURI_TYPE_F16    ? 1024
+                                 : f16                      ? 1024
                                                             : 288);
     const int64_t tt = chunk_tokens(type, nb), ng = (n_out + 15) / 16;
     const int64_t run = n_t >= 16 ? A2_RUN_MANY : A2_RUN_FEW, n_run = (ng + run - 1) / run;
@@ -790,12 +820,13 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
             const int64_t nt = left < step ? left : step;
             const uint8_t *xc = x + (size_t)t0 * x_stride;
             if (f16) { // x widened once per chunk (exact); without scratch, element by element
-                if (buf && tc != have) f16_widen(xc, x_stride, nt, n, (float *)buf);
+                if (buf && tc != have) f16_widen(bf16, xc, x_stride, nt, n, (float *)buf);
                 have = tc;
                 for (int64_t g = ga; g < gb; g++)
-                    f16_tokens(buf != NULL, n, (const uint8_t *)wp + g * gbytes, buf ? buf : xc,
-                               buf ? (size_t)n * 4 : x_stride, nt, y + t0 * y_stride + 16 * g,
-                               y_stride, (int)(n_out - 16 * g < 16 ? n_out - 16 * g : 16));
+                    f16_tokens(bf16, buf != NULL, n, (const uint8_t *)wp + g * gbytes,
+                               buf ? buf : xc, buf ? (size_t)n * 4 : x_stride, nt,
+                               y + t0 * y_stride + 16 * g, y_stride,
+                               (int)(n_out - 16 * g < 16 ? n_out - 16 * g : 16));
                 continue;
             }
             if (!buf || tc != have) {
