@@ -124,6 +124,27 @@ static inline __m256i iq2s_points(const uint8_t *qs, int h)
                               (long long)nuri_iq2s_grid[qs[3] | (h >> 6 & 3) << 8]);
 }
 
+/* IQ2_S's block: its 32 grid indices (qs[4j + k] | bits 2k, 2k + 1 of qh[j] as bits 8, 9) at
+ * ix[4j + k], made 16 at a time in registers (the bits moved into place by a multiplication). */
+static inline void iq2_s_block_ix(const nuri_block_iq2_s *x, uint16_t *ix)
+{
+    const __m256i h = _mm256_broadcastsi128_si256(_mm_loadl_epi64((const __m128i *)x->qh));
+    const __m256i mul =
+        _mm256_setr_epi16(256, 64, 16, 4, 256, 64, 16, 4, 256, 64, 16, 4, 256, 64, 16, 4);
+    for (int half = 0; half < 2; half++) {
+        const char b = (char)(4 * half),
+                   z = (char)0x80; // word w: qh[4 half + w / 4], zero-extended
+        const __m256i idx = _mm256_setr_epi8(b, z, b, z, b, z, b, z, b + 1, z, b + 1, z, b + 1, z,
+                                             b + 1, z, b + 2, z, b + 2, z, b + 2, z, b + 2, z,
+                                             b + 3, z, b + 3, z, b + 3, z, b + 3, z);
+        const __m256i hi = _mm256_and_si256(_mm256_mullo_epi16(_mm256_shuffle_epi8(h, idx), mul),
+                                            _mm256_set1_epi16(0x300));
+        const __m256i q =
+            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(x->qs + 16 * half)));
+        _mm256_storeu_si256((__m256i *)(ix + 16 * half), _mm256_or_si256(q, hi));
+    }
+}
+
 /* IQ2_XXS: 4 groups of 8, the 4 bytes of a0 as indices. */
 static inline __m256i iq2xxs_points(uint32_t a0)
 {
@@ -140,6 +161,36 @@ static inline __m256i iq2xs_points(const uint16_t *q2)
         (long long)nuri_iq2xs_grid[q2[2] & 511], (long long)nuri_iq2xs_grid[q2[3] & 511]);
 }
 
+/* IQ2_XS's and IQ2_S's 8 scale bytes (sub-block j: 2 * low nibble + 1 for its bytes 0-15, 2 *
+ * high nibble + 1 for 16-31) as int16: lane 0 word j the first, lane 1 word j the second;
+ * iq_ls_pair(S, j) spreads sub-block j's pair over its 32 bytes' products. */
+static inline __m256i iq_scales_nibbles(const uint8_t *sc)
+{
+    const __m128i z = _mm_loadl_epi64((const __m128i *)sc), m4 = _mm_set1_epi8(15);
+    const __m256i w = _mm256_setr_m128i(_mm_cvtepu8_epi16(_mm_and_si128(z, m4)),
+                                        _mm_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(z, 4), m4)));
+    return _mm256_add_epi16(_mm256_slli_epi16(w, 1), _mm256_set1_epi16(1));
+}
+
+static inline __m256i iq_ls_pair(__m256i sv, int j)
+{
+    return _mm256_shuffle_epi8(sv, _mm256_set1_epi16((short)(2 * j | (2 * j + 1) << 8)));
+}
+
+/* Sub-block scales 2 * (a_j >> 28) + 1 (IQ2_XXS, IQ3_XXS), a_j in dword j of v, as both 16-bit
+ * halves of dword j; iq_ls_dword(L, j) spreads sub-block j's over every pair of products. */
+static inline __m256i iq_scales_top4(__m256i v)
+{
+    const __m256i l =
+        _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(v, 28), 1), _mm256_set1_epi32(1));
+    return _mm256_or_si256(l, _mm256_slli_epi32(l, 16));
+}
+
+static inline __m256i iq_ls_dword(__m256i lv, int j)
+{
+    return _mm256_permutevar8x32_epi32(lv, _mm256_set1_epi32(j));
+}
+
 /* ---- IQ2 ---- */
 
 static void iq2_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restrict vx,
@@ -151,11 +202,17 @@ static void iq2_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
+        // the sub-blocks' second dwords (signs, scale): sub-block j at dword {0,1,4,5,2,3,6,7}[j]
+        const __m256i lo = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const __m256i hi = _mm256_loadu_si256((const __m256i *)(x[i].qs + 16));
+        const __m256i lv = iq_scales_top4(_mm256_castps_si256(_mm256_shuffle_ps(
+            _mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi), _MM_SHUFFLE(3, 1, 3, 1))));
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             uint32_t a0 = iq_rd32(x[i].qs + 4 * j), a1 = iq_rd32(x[i].qs + 4 * j + 2);
             __m256i g = iq2xxs_points(a0);
             __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs7x4(a1));
-            acc = iq_dot_scaled(acc, g, q, _mm256_set1_epi16((short)(2 * (a1 >> 28) + 1)));
+            acc = iq_dot_scaled(acc, g, q, iq_ls_dword(lv, (j & 1) | (j & 2) << 1 | (j & 4) >> 1));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -171,14 +228,16 @@ static void iq2_xs_vec_dot_x86(int64_t n, float *restrict s, const void *restric
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
+        const __m256i sv = iq_scales_nibbles(x[i].scales);
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             const uint16_t *q2 = x[i].qs + 4 * j;
             __m256i g = iq2xs_points(q2);
-            __m256i sg = iq_signs(nuri_iq_ksigns[q2[0] >> 9], nuri_iq_ksigns[q2[1] >> 9],
-                                  nuri_iq_ksigns[q2[2] >> 9], nuri_iq_ksigns[q2[3] >> 9]);
+            __m256i sg = _mm256_setr_epi64x(
+                (long long)nuri_iq_ksign64[q2[0] >> 9], (long long)nuri_iq_ksign64[q2[1] >> 9],
+                (long long)nuri_iq_ksign64[q2[2] >> 9], (long long)nuri_iq_ksign64[q2[3] >> 9]);
             __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), sg);
-            const int sc = x[i].scales[j];
-            acc = iq_dot_scaled(acc, g, q, iq_scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1));
+            acc = iq_dot_scaled(acc, g, q, iq_ls_pair(sv, j));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -194,14 +253,18 @@ static void iq2_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
+        const __m256i sv = iq_scales_nibbles(x[i].scales);
+        uint16_t ix[32];
+        iq2_s_block_ix(&x[i], ix);
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            const uint8_t *qs = x[i].qs + 4 * j;
-            const int h = x[i].qh[j];
-            __m256i g = iq2s_points(qs, h);
+            const uint16_t *k = ix + 4 * j;
+            __m256i g = _mm256_setr_epi64x(
+                (long long)nuri_iq2s_grid[k[0]], (long long)nuri_iq2s_grid[k[1]],
+                (long long)nuri_iq2s_grid[k[2]], (long long)nuri_iq2s_grid[k[3]]);
             const uint8_t *sb = x[i].qs + NURI_QK_K / 8 + 4 * j;
             __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs_bits(sb));
-            const int sc = x[i].scales[j];
-            acc = iq_dot_scaled(acc, g, q, iq_scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1));
+            acc = iq_dot_scaled(acc, g, q, iq_ls_pair(sv, j));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -219,12 +282,14 @@ static void iq3_xxs_vec_dot_x86(int64_t n, float *restrict s, const void *restri
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
+        const __m256i lv = iq_scales_top4(iq_load((const int8_t *)x[i].qs + NURI_QK_K / 4));
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             const uint8_t *q3 = x[i].qs + 8 * j;
             uint32_t a = iq_rd32(x[i].qs + NURI_QK_K / 4 + 4 * j);
             __m256i g = iq3xxs_points(q3);
             __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs7x4(a));
-            acc = iq_dot_scaled(acc, g, q, _mm256_set1_epi16((short)(2 * (a >> 28) + 1)));
+            acc = iq_dot_scaled(acc, g, q, iq_ls_dword(lv, j));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
@@ -240,14 +305,20 @@ static void iq3_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
     for (int64_t i = 0; i < n / NURI_QK_K; i++) {
         const float d = nuri_f16_to_f32(x[i].d) * y[i].d;
         __m256i acc = _mm256_setzero_si256();
+        // the 8 scales (nibble j of the 4 bytes) as words, in both lanes
+        const __m128i z = _mm_cvtsi32_si128((int)iq_rd32(x[i].scales)), m4 = _mm_set1_epi8(15);
+        const __m128i ls8 =
+            _mm_unpacklo_epi8(_mm_and_si128(z, m4), _mm_and_si128(_mm_srli_epi16(z, 4), m4));
+        const __m256i sv = _mm256_broadcastsi128_si256(
+            _mm_or_si128(_mm_slli_epi16(_mm_cvtepu8_epi16(ls8), 1), _mm_set1_epi16(1)));
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             const uint8_t *q3 = x[i].qs + 8 * j;
             const int h = x[i].qh[j];
             __m256i g = iq3s_points(q3, h);
             const uint8_t *sb = x[i].signs + 4 * j;
             __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq_signs_bits(sb));
-            const int ls = x[i].scales[j / 2] >> (4 * (j % 2)) & 15;
-            acc = iq_dot_scaled(acc, g, q, _mm256_set1_epi16((short)(2 * ls + 1)));
+            acc = iq_dot_scaled(acc, g, q, iq_ls_pair(sv, j));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
     }
