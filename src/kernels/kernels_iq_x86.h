@@ -51,14 +51,8 @@ static inline float iq_hsum_ps(__m256 v)
     return _mm_cvtss_f32(x);
 }
 
-/* 4 sign bytes (byte l for weights 8l .. 8l + 7) -> 32 bytes of -1 (sign set) or +1. */
-static inline __m256i iq_signs(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s3)
-{
-    return _mm256_setr_epi64x((long long)nuri_iq_sign64[s0], (long long)nuri_iq_sign64[s1],
-                              (long long)nuri_iq_sign64[s2], (long long)nuri_iq_sign64[s3]);
-}
-
-/* The same for 4 groups of 7 stored sign bits (the 8th from parity) at bits 0, 7, 14, 21. */
+/* 4 groups of 7 stored sign bits (the 8th from parity) at bits 0, 7, 14, 21 -> 32 bytes of -1
+ * (sign set) or +1. */
 static inline __m256i iq_signs7x4(uint32_t a)
 {
     return _mm256_setr_epi64x(
@@ -153,6 +147,14 @@ static inline __m256i iq2xxs_points(uint32_t a0)
         (long long)nuri_iq2xxs_grid[a0 >> 16 & 255], (long long)nuri_iq2xxs_grid[a0 >> 24]);
 }
 
+/* IQ2_XS's signs: 4 groups, the top 7 bits of 4 uint16. */
+static inline __m256i iq2xs_signs(const uint16_t *q2)
+{
+    return _mm256_setr_epi64x(
+        (long long)nuri_iq_ksign64[q2[0] >> 9], (long long)nuri_iq_ksign64[q2[1] >> 9],
+        (long long)nuri_iq_ksign64[q2[2] >> 9], (long long)nuri_iq_ksign64[q2[3] >> 9]);
+}
+
 /* IQ2_XS: 4 groups, the low 9 bits of 4 uint16 as indices. */
 static inline __m256i iq2xs_points(const uint16_t *q2)
 {
@@ -233,10 +235,7 @@ static void iq2_xs_vec_dot_x86(int64_t n, float *restrict s, const void *restric
         for (int j = 0; j < 8; j++) {
             const uint16_t *q2 = x[i].qs + 4 * j;
             __m256i g = iq2xs_points(q2);
-            __m256i sg = _mm256_setr_epi64x(
-                (long long)nuri_iq_ksign64[q2[0] >> 9], (long long)nuri_iq_ksign64[q2[1] >> 9],
-                (long long)nuri_iq_ksign64[q2[2] >> 9], (long long)nuri_iq_ksign64[q2[3] >> 9]);
-            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), sg);
+            __m256i q = _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), iq2xs_signs(q2));
             acc = iq_dot_scaled(acc, g, q, iq_ls_pair(sv, j));
         }
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
@@ -378,9 +377,8 @@ static void iq1_s_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
         for (int j = 0; j < 8; j++) {
             const __m256i v = iq1_points8(ix[j], ix[8 + j], ix[16 + j], ix[24 + j],
                                           _mm256_shuffle_epi8(sg, _mm256_set1_epi8((char)(2 * j))));
-            acc = iq_dot_scaled(
-                acc, _mm256_sign_epi8(v, v), _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), v),
-                _mm256_shuffle_epi8(ls, _mm256_set1_epi16((short)(2 * j | (2 * j + 1) << 8))));
+            acc = iq_dot_scaled(acc, _mm256_sign_epi8(v, v),
+                                _mm256_sign_epi8(iq_load(y[i].qs + 32 * j), v), iq_ls_pair(ls, j));
         }
         const float d = y[i].d * nuri_f16_to_f32(x[i].d);
         accf = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accf);
@@ -435,8 +433,7 @@ static inline __m256i iq1_m_scales_vec(const nuri_block_iq1_m *x)
 
 static inline __m256i iq1_m_ls(__m256i sv, int j)
 {
-    const int m = (j % 2) * 4 + j / 2; // the word that holds sub-block j's scales
-    return _mm256_shuffle_epi8(sv, _mm256_set1_epi16((short)(2 * m | (2 * m + 1) << 8)));
+    return iq_ls_pair(sv, (j % 2) * 4 + j / 2); // the word that holds sub-block j's scales
 }
 
 /* The shift's signs of sub-block j's 4 groups, spread over its 32 bytes: dl (both lanes) holds
@@ -652,10 +649,9 @@ static void iq2_xs_unpack(const void *vx, int16_t *w, float *dw)
     for (int j = 0; j < 8; j++) {
         const uint16_t *q2 = x->qs + 4 * j;
         __m256i g = iq2xs_points(q2);
-        __m256i sg = iq_signs(nuri_iq_ksigns[q2[0] >> 9], nuri_iq_ksigns[q2[1] >> 9],
-                              nuri_iq_ksigns[q2[2] >> 9], nuri_iq_ksigns[q2[3] >> 9]);
         const int sc = x->scales[j];
-        iq_store_w(w + 32 * j, _mm256_sign_epi8(g, sg), 2 * (sc & 15) + 1, 2 * (sc >> 4) + 1);
+        iq_store_w(w + 32 * j, _mm256_sign_epi8(g, iq2xs_signs(q2)), 2 * (sc & 15) + 1,
+                   2 * (sc >> 4) + 1);
     }
     iq_store_end(w);
 }

@@ -18,6 +18,7 @@
  * Q5_K's codes (0..31) fill an int16 lane in four lines, so its sums widen every four.
  */
 #include "kernels/blocks.h"
+#include "kernels/fp16.h"
 #include "kernels/kernels_impl.h"
 #include "kernels/pack.h"
 #include "kernels/pack_tables.h"
@@ -719,12 +720,7 @@ static void f16_widen(int bf16, const uint8_t *x, size_t x_stride, int64_t n_t, 
                 o + i, bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16))
                             : _mm256_cvtph_ps(v));
         }
-        for (; i < n; i++) {
-            const uint32_t u = (uint32_t)h[i] << 16;
-            float f;
-            memcpy(&f, &u, 4);
-            o[i] = bf16 ? f : _cvtsh_ss(h[i]);
-        }
+        for (; i < n; i++) o[i] = bf16 ? nuri_bf16_to_f32(h[i]) : _cvtsh_ss(h[i]);
     }
 }
 
