@@ -5,8 +5,9 @@
  * youngest running request is preempted and later recomputed, and because every kernel is
  * batch-invariant its output (tokens and logprobs) is bit-identical to the same request run alone.
  * The reference here is independent of the scheduler: one nuri_ctx and one sampler, prompt then
- * token by token. The queue keeps its limit with preempted requests in it; a preempted request can
- * be cancelled; stopping fails what is left. With n_ctx 0 the pool is sized from memory.
+ * token by token. The limit (slots + queue) counts running, preempted and waiting requests, also
+ * those the scheduler has not taken yet; a preempted request can be cancelled; stopping fails what
+ * is left. With n_ctx 0 the pool is sized from memory.
  */
 #include "model/mkmodel.h"
 #include "model/model.h"
@@ -496,13 +497,14 @@ static bool stall_with_one_preempted(stalled *st, int max_queue, serve_metrics *
     return serve_sched_preemptions(st->s) == 1 && st->b->n_preempted == 1;
 }
 
-TEST(the_queue_limit_does_not_count_preempted_requests_and_they_can_be_cancelled)
+TEST(the_limit_counts_preempted_requests_and_they_can_be_cancelled)
 {
     stalled st;
     bool ok = stall_with_one_preempted(&st, 1, NULL);
     CHECKF(ok, "B was not preempted");
     if (ok) {
-        // the queue of 1 holds B, preempted; one new request still fits, a second does not
+        // two slots and a queue of 1: A runs and B, preempted, keeps its place; one new request
+        // still fits, a second does not
         spec sc = st.sb;
         sc.max_tokens = 4;
         serve_job *c = make_job(&sc), *d = make_job(&sc);
@@ -517,21 +519,51 @@ TEST(the_queue_limit_does_not_count_preempted_requests_and_they_can_be_cancelled
         while (!drain(st.s, st.b, &rb, 100) && i++ < 50) {
         }
         CHECK(i <= 50 && rb.err_http == 0 && rb.finish == NURI_FINISH_NONE);
-        CHECK(serve_sched_submit(st.s, d) == NURI_ERR_LIMIT); // C still waits
-        // A, read again, finishes as it would alone; then C runs
+        CHECK(serve_sched_submit(st.s, d) == NURI_OK); // B's place is free
+        // A, read again, finishes as it would alone; then C and D run
         while (!drain(st.s, st.a, &st.ra, 1000)) {
         }
-        result rc = {0};
+        result rc = {0}, rd = {0};
         while (!drain(st.s, c, &rc, 1000)) {
+        }
+        while (!drain(st.s, d, &rd, 1000)) {
         }
         check_against_reference(&st.sa, &st.ra, 1);
         check_against_reference(&sc, &rc, 1);
+        check_against_reference(&sc, &rd, 1);
         serve_job_release(st.s, c);
         serve_job_release(st.s, d);
     }
     if (st.a) serve_job_release(st.s, st.a);
     if (st.b) serve_job_release(st.s, st.b);
     serve_sched_free(st.s);
+}
+
+/* Requests submitted together, before the scheduler's thread has taken any of them, are not
+ * refused while slots are idle: two slots and a queue of 1 take three at once, and the fourth is
+ * refused whether or not the scheduler has started the first ones. (Counting every job not yet in
+ * a slot refused the second of two requests sent to one idle slot, now and then.) */
+TEST(requests_sent_together_fill_the_idle_slots_before_the_queue)
+{
+    for (int round = 0; round < 20; round++) {
+        serve_sched *s;
+        serve_sched_params p = {.n_ctx = 16 * NURI_KV_PAGE,
+                                .max_seqs = 2,
+                                .max_queue = 1,
+                                .n_batch = 64,
+                                .n_threads = 1};
+        REQUIRE(serve_sched_start(model, &p, NULL, &s) == NURI_OK);
+        spec sp = {.stop_token = -1, .max_tokens = 100};
+        fill_prompt(&sp, 60 + round, 0, 10);
+        serve_job *j[4];
+        for (int i = 0; i < 4; i++) REQUIRE((j[i] = make_job(&sp)) != NULL);
+        for (int i = 0; i < 3; i++)
+            CHECKF(serve_sched_submit(s, j[i]) == NURI_OK, "round %d: request %d of 3 refused: %s",
+                   round, i + 1, nuri_last_error());
+        CHECK(serve_sched_submit(s, j[3]) == NURI_ERR_LIMIT); // unread, none of the 3 can finish
+        for (int i = 0; i < 4; i++) serve_job_release(s, j[i]);
+        serve_sched_free(s);
+    }
 }
 
 TEST(stopping_fails_running_and_preempted_requests)
@@ -655,7 +687,8 @@ int main(void)
     RUN(a_draft_model_must_share_the_vocabulary);
     RUN(a_request_preempted_twice_still_has_its_own_output);
     RUN(eight_streams_of_200_tokens_all_finish);
-    RUN(the_queue_limit_does_not_count_preempted_requests_and_they_can_be_cancelled);
+    RUN(the_limit_counts_preempted_requests_and_they_can_be_cancelled);
+    RUN(requests_sent_together_fill_the_idle_slots_before_the_queue);
     RUN(stopping_fails_running_and_preempted_requests);
     RUN(without_n_ctx_the_pool_is_sized_from_memory_within_bounds);
     RUN(a_large_pool_takes_memory_only_as_it_is_used);

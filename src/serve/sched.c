@@ -17,9 +17,9 @@
  * for jobs that want logprobs. With a draft model (p.draft) the drafts come from it when lookup
  * finds none: draft_model_run makes them before the batch is planned (sched.h).
  *
- * The queue is a ring of max_queue + max_seqs jobs: preempted jobs go back to its head, and there
- * are never more of them than slots (a fresh job is admitted only when none waits: they are ahead
- * of it), so they always fit back in.
+ * The queue is a ring of max_queue + max_seqs jobs: submit refuses a job when that many are
+ * running, preempted or waiting, and a preempted job moves from its slot to the head of the queue
+ * (a fresh job is admitted only when none waits: they are ahead of it), so it always fits back in.
  */
 #include "serve/sched.h"
 
@@ -65,7 +65,6 @@ struct serve_sched {
     serve_job **queue; // ring of q_cap waiting jobs, preempted ones first
     int q_cap;         // max_queue + max_seqs
     int q_head, q_count;
-    int q_requeued;     // jobs in the queue after a preemption (<= max_seqs)
     bool q_cancelled;   // a queued job may have been cancelled
     uint64_t n_preempt; // preemptions so far
     slot *slots;        // (max_seqs)
@@ -289,10 +288,6 @@ static serve_job *q_pop_head(serve_sched *s)
     serve_job *j = s->queue[s->q_head];
     s->q_head = (s->q_head + 1) % s->q_cap;
     s->q_count--;
-    if (j->requeued) {
-        j->requeued = false;
-        s->q_requeued--;
-    }
     return j;
 }
 
@@ -306,7 +301,6 @@ static void q_drop_cancelled_locked(serve_sched *s)
             *q_at(s, kept++) = j;
             continue;
         }
-        if (j->requeued) s->q_requeued--;
         job_end_locked(j, 0, NULL);
     }
     s->q_count = kept;
@@ -316,10 +310,15 @@ static void q_drop_cancelled_locked(serve_sched *s)
 nuri_status serve_sched_submit(serve_sched *s, serve_job *j)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->stop || s->q_count - s->q_requeued >= s->p.max_queue) {
+    // the limit is on requests accepted and not finished: running, preempted or waiting. (Counting
+    // only the queue refused the second of two requests sent at once to an idle slot when the
+    // scheduler had not taken the first yet.) The ring (max_queue + max_seqs) so always has room.
+    int busy = 0;
+    for (int i = 0; i < s->p.max_seqs; i++) busy += s->slots[i].job != NULL;
+    if (s->stop || busy + s->q_count >= s->p.max_seqs + s->p.max_queue) {
         pthread_mutex_unlock(&s->mu);
-        return nuri_error(NURI_ERR_LIMIT, "the queue is full (%d requests waiting)",
-                          s->p.max_queue);
+        return nuri_error(NURI_ERR_LIMIT, "the queue is full (%d requests running or waiting)",
+                          s->p.max_seqs + s->p.max_queue);
     }
     j->refs++;
     q_push_tail(s, j);
@@ -502,9 +501,6 @@ static void preempt_locked(serve_sched *s, int i)
     sl->next = -1;
     sl->stamp = ++s->clock;
     j->n_preempted++;
-    j->requeued = true;
-    s->q_requeued++;
-    NURI_ASSERT(s->q_requeued <= s->p.max_seqs);
     q_push_head(s, j);
     s->n_preempt++;
     if (s->metrics) serve_metrics_preemption(s->metrics);

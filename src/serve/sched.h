@@ -99,7 +99,6 @@ typedef struct serve_job {
     int32_t *replay; // (n_replay) after a preemption: prompt + the generated tokens fed; owned
     int32_t n_replay;
     int32_t resume_next; // after a preemption: the sampled token not fed yet; -1: sample as usual
-    bool requeued;       // waiting in the queue after a preemption (outside max_queue's count)
     double t_last;       // when its last token was produced (inter-token latency); 0: none yet
 } serve_job;
 
@@ -109,7 +108,7 @@ typedef struct serve_sched_params {
     int32_t n_ctx;     // KV pool, tokens for all sequences together (0: sized by kv_mem)
     double kv_mem;     // n_ctx 0: fraction (0, 0.95] of the available memory for the pool (0: 0.5)
     int32_t max_seqs;  // sequences decoded together
-    int32_t max_queue; // requests waiting for a slot before 503 (preempted ones not counted)
+    int32_t max_queue; // requests accepted beyond max_seqs (waiting for a slot) before 503
     int32_t n_batch;   // tokens per forward step (decode + prefill chunks)
     int32_t n_threads;
     int32_t draft_lookup; // speculative decoding: prompt-lookup draft tokens per sequence (0: off)
@@ -159,8 +158,8 @@ uint64_t serve_mem_available(void);
  * failure). NULL when out of memory. */
 serve_job *serve_job_new(int32_t *prompt, int32_t n_prompt, nuri_sampler *sampler);
 
-/* Queues the job (the scheduler takes a reference). NURI_ERR_LIMIT when max_queue requests are
- * waiting already (requests waiting after a preemption do not count). */
+/* Queues the job (the scheduler takes a reference). NURI_ERR_LIMIT when max_seqs + max_queue
+ * requests are running, preempted or waiting already. */
 nuri_status serve_sched_submit(serve_sched *s, serve_job *j);
 
 /* Waits (at most timeout_ms) until the job's first token is out or it is done, taking no event:
