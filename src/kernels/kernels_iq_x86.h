@@ -521,6 +521,7 @@ typedef __m512 iqv_f;
 #define iqv_dp(acc, a, b) _mm512_dpwssd_epi32(acc, a, b)
 #define iqv_load_w(p) _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p)))
 #define iqv_load_x(p) _mm512_loadu_si512(p)
+#define IQG_UNROLL_J _Pragma("GCC unroll 8")
 #define IQG_BS 256        // int16 per unpacked block
 #define IQG_XB 128        // activation bytes per sub-block and group (2 tokens x 32 int16)
 #define iqv_da(da, nb, b) /* the group's tokens' block scales, lane by lane */                     \
@@ -548,6 +549,8 @@ typedef __m256 iqv_f;
 #define iqv_dp(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 #define iqv_load_w(p) _mm256_loadu_si256((const __m256i *)(p))
 #define iqv_load_x(p) _mm256_loadu_si256((const __m256i *)(p))
+// not unrolled: unrolled, the compiler hoisted loads and spilled the sums (16 registers)
+#define IQG_UNROLL_J _Pragma("GCC unroll 1")
 #define IQG_BS 272 // int16 per unpacked block: 8 x (32 bytes, 16 scales), 8 int32 start sums
 #define IQG_XB 32  // activation bytes per sub-block and group (32 unsigned bytes)
 #define iqv_da(da, nb, b) _mm256_set1_ps((da)[b])
@@ -748,11 +751,6 @@ static inline __attribute__((always_inline)) void iq_chunk(const int R, const in
                                                            const uint8_t *act, int64_t gs,
                                                            const float *da, iqv_f *accf)
 {
-    iqv_f f[IQG_R][IQG_TG];
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 16
-        for (int g = 0; g < TG; g++) f[r][g] = accf[g * IQG_R + r];
     for (int64_t b = b0; b < b1; b++) {
         iqv_i acc[IQG_R][IQG_TG];
 #pragma GCC unroll 16
@@ -765,7 +763,7 @@ static inline __attribute__((always_inline)) void iq_chunk(const int R, const in
                 acc[r][g] = _mm256_loadu_si256(
                     (const __m256i *)(w + r * w_stride + (b - b0) * IQG_BS + 256));
 #endif
-#pragma GCC unroll 8
+        IQG_UNROLL_J
         for (int j = 0; j < 8; j++) {
             iqv_i w0[IQG_R], w1[IQG_R];
 #pragma GCC unroll 16
@@ -796,14 +794,13 @@ static inline __attribute__((always_inline)) void iq_chunk(const int R, const in
             const iqv_f dag = iqv_da(da + g * IQG_NT * nb, nb, b);
 #pragma GCC unroll 16
             for (int r = 0; r < R; r++) // d = dw * da per lane, as vec_dot rounds it
-                f[r][g] =
-                    iqv_fma(iqv_mul(iqv_set1(dw[r * nb + b]), dag), iqv_cvt(acc[r][g]), f[r][g]);
+                accf[g * IQG_R + r] = iqv_fma(iqv_mul(iqv_set1(dw[r * nb + b]), dag),
+                                              iqv_cvt(acc[r][g]), accf[g * IQG_R + r]);
         }
+        // the float sums stay in memory (once per block): held in registers across the loop
+        // they left too few for the integer sums, which the compiler then spilled to the stack
+        __asm__ volatile("" ::: "memory");
     }
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 16
-        for (int g = 0; g < TG; g++) accf[g * IQG_R + r] = f[r][g];
 }
 
 /* The tile's nt tokens, reordered (iq_perm_bytes) and widened to 16 bits, in groups of IQG_NT:
@@ -838,20 +835,36 @@ static void iq_prep(const void *x, size_t x_stride, int64_t nt, int64_t nb, uint
     }
 }
 
-/* Blocks [b0, b1) of R rows against the tile's ng groups, into accf[g * IQG_R + r]. */
-static void iq_chunk_groups(int R, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
-                            int64_t w_stride, const float *dw, const uint8_t *act, const float *da,
-                            int64_t ng, iqv_f *accf)
+/* Blocks [b0, b1) of a panel's pr rows (unpacked in w, row i at w + i * w_stride) against the
+ * tile's ng groups, into accf[(k * ng + g) * IQG_R + r] for row k * IQG_R + r. IQG_TG groups'
+ * activations pass over every row of the panel while they are in L1 (the rows, read in order,
+ * stream from L2). */
+static void iq_chunk_panel(int pr, int64_t b0, int64_t b1, int64_t nb, const int16_t *w,
+                           int64_t w_stride, const float *dw, const uint8_t *act, const float *da,
+                           int64_t ng, iqv_f *accf)
 {
     const int64_t gs = nb * 8 * IQG_XB;
-    int64_t g = 0;
-    for (; R == IQG_R && g + IQG_TG <= ng; g += IQG_TG)
-        iq_chunk(IQG_R, IQG_TG, b0, b1, nb, w, w_stride, dw, act + g * gs, gs, da + g * IQG_NT * nb,
-                 accf + g * IQG_R);
-    for (; g < ng; g++)
-        for (int r = 0; r < R; r++)
-            iq_chunk(1, 1, b0, b1, nb, w + r * w_stride, w_stride, dw + r * nb, act + g * gs, gs,
-                     da + g * IQG_NT * nb, accf + g * IQG_R + r);
+    const int nrg = (pr + IQG_R - 1) / IQG_R;
+    for (int64_t g = 0; g < ng;) {
+        const int tg = ng - g >= IQG_TG ? IQG_TG : 1;
+        for (int k = 0; k < nrg; k++) {
+            const int R = pr - k * IQG_R < IQG_R ? pr - k * IQG_R : IQG_R;
+            const int16_t *wk = w + k * IQG_R * w_stride;
+            const float *dwk = dw + k * IQG_R * nb;
+            iqv_f *acck = accf + (k * ng + g) * IQG_R;
+            if (R == IQG_R && tg == IQG_TG) {
+                iq_chunk(IQG_R, IQG_TG, b0, b1, nb, wk, w_stride, dwk, act + g * gs, gs,
+                         da + g * IQG_NT * nb, acck);
+                continue;
+            }
+            for (int u = 0; u < tg; u++) // a short row group, or the groups left over
+                for (int r = 0; r < R; r++)
+                    iq_chunk(1, 1, b0, b1, nb, wk + r * w_stride, w_stride, dwk + r * nb,
+                             act + (g + u) * gs, gs, da + (g + u) * IQG_NT * nb,
+                             acck + u * IQG_R + r);
+        }
+        g += tg;
+    }
 }
 
 /* A type's gemm: its unpacker and vec_dot's final factor. */
@@ -882,11 +895,7 @@ static void iq_gemm_panels(const iq_gemm_type *ty, int64_t nb, const void *w, si
                     ty->unpack(row + (size_t)b * ty->block_bytes, wu + i * ws + (b - b0) * IQG_BS,
                                dw + i * nb + b);
             }
-            for (int k = 0; k < nrg; k++) {
-                const int R = pr - k * IQG_R < IQG_R ? pr - k * IQG_R : IQG_R;
-                iq_chunk_groups(R, b0, b1, nb, wu + k * IQG_R * ws, ws, dw + k * IQG_R * nb, act,
-                                da, ng, accf + k * ng * IQG_R);
-            }
+            iq_chunk_panel(pr, b0, b1, nb, wu, ws, dw, act, da, ng, accf);
         }
         for (int64_t t = 0; t < n_t; t++) // row by row of y: a token's outputs are contiguous
             for (int i = 0; i < pr; i++) {
