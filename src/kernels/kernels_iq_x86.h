@@ -497,8 +497,9 @@ static void iq1_m_vec_dot_x86(int64_t n, float *restrict s, const void *restrict
  * (lanes 0-7 the first, 8-15 the second; each vpdpwssd does 32 products); AVX2, one token in a
  * 256-bit register (vpmaddwd + vpaddd). The loads, not the products, bound the loop: IQG_R rows
  * share each activation load and IQG_TG groups of tokens each weight load, and the blocks go
- * in chunks of IQG_KB so that a chunk of a panel's rows stays in cache while every token of the
- * tile passes. */
+ * in chunks of IQG_KB so that a chunk of a panel's rows stays in L2 while every token of the
+ * tile passes, IQG_TG groups at a time over all of the chunk's rows while they are in L1
+ * (iq_chunk_panel). */
 #if defined(KERNELS_VNNI) && !defined(IQG_BYTES)
 #define IQG_ZMM 1 // 16-bit products in 512-bit registers
 #else

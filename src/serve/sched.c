@@ -268,6 +268,14 @@ static serve_job **q_at(serve_sched *s, int k)
     return &s->queue[(s->q_head + k) % s->q_cap];
 }
 
+/* Slots holding a job (running: prefilling or decoding). */
+static int slots_busy_locked(const serve_sched *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->p.max_seqs; i++) n += s->slots[i].job != NULL;
+    return n;
+}
+
 static void q_push_tail(serve_sched *s, serve_job *j)
 {
     NURI_ASSERT(s->q_count < s->q_cap);
@@ -313,9 +321,7 @@ nuri_status serve_sched_submit(serve_sched *s, serve_job *j)
     // the limit is on requests accepted and not finished: running, preempted or waiting. (Counting
     // only the queue refused the second of two requests sent at once to an idle slot when the
     // scheduler had not taken the first yet.) The ring (max_queue + max_seqs) so always has room.
-    int busy = 0;
-    for (int i = 0; i < s->p.max_seqs; i++) busy += s->slots[i].job != NULL;
-    if (s->stop || busy + s->q_count >= s->p.max_seqs + s->p.max_queue) {
+    if (s->stop || slots_busy_locked(s) + s->q_count >= s->p.max_seqs + s->p.max_queue) {
         pthread_mutex_unlock(&s->mu);
         return nuri_error(NURI_ERR_LIMIT, "the queue is full (%d requests running or waiting)",
                           s->p.max_seqs + s->p.max_queue);
@@ -809,11 +815,9 @@ static int32_t build_batch_locked(serve_sched *s, int32_t *n_rows)
 static void update_gauges_locked(serve_sched *s)
 {
     if (!s->metrics) return;
-    int64_t running = 0;
-    for (int i = 0; i < s->p.max_seqs; i++) running += s->slots[i].job != NULL;
     int32_t total = nuri_ctx_pages_total(s->ctx);
-    serve_metrics_gauges(s->metrics, s->q_count, running, total - nuri_ctx_pages_free(s->ctx),
-                         total);
+    serve_metrics_gauges(s->metrics, s->q_count, slots_busy_locked(s),
+                         total - nuri_ctx_pages_free(s->ctx), total);
 }
 
 /* Handles cancellations and admissions; returns whether any slot has a job. */
