@@ -22,7 +22,9 @@
 #include <immintrin.h>
 #include <string.h>
 
-enum { Q23_PF = 4 }; // prefetch distance in blocks (a block of a row group is 21 or 29 lines)
+// prefetch distance in blocks (a block of a row group is 21 or 29 lines: 8-11 KiB), into L2 (see
+// pack_avx512.c's vnni_group; from memory, one thread: Q3_K 12 -> 18 GB/s, Q2_K 18 -> 25-30)
+enum { Q23_PF = 6 };
 
 static inline int32_t load32(const void *p)
 {
@@ -57,7 +59,7 @@ static inline __attribute__((always_inline)) void q23_group(const int T, const i
 #pragma GCC unroll 16
             for (int l = 4 * s; l < 4 * s + 4; l++)
                 if (64 * l < kbytes)
-                    _mm_prefetch((const char *)kb + Q23_PF * kbytes + 64 * l, _MM_HINT_T0);
+                    _mm_prefetch((const char *)kb + Q23_PF * kbytes + 64 * l, _MM_HINT_T1);
             __m512i c[8];
 #pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
