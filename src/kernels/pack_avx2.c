@@ -819,6 +819,7 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
             ga = g0;
             gb = g1;
         }
+        pack_item_warm((const uint8_t *)wp + ga * gbytes, (gb - ga) * gbytes);
         for (int64_t t0 = tc * tt; t0 < n_t && t0 < (tc + 1) * tt; t0 += step) {
             const int64_t left = (tc + 1) * tt < n_t ? (tc + 1) * tt - t0 : n_t - t0;
             const int64_t nt = left < step ? left : step;

@@ -575,6 +575,7 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
     uint8_t *panel = aux + (size_t)(tt * nb * aux_bytes);
     uint8_t *scratch = buf + PACK_CHUNK;
     while (items_next(it, &tc, &ga, &gb)) {
+        pack_item_warm((const uint8_t *)wp + ga * gbytes, (gb - ga) * gbytes);
         const int64_t t0 = tc * tt, nt = n_t - t0 < tt ? n_t - t0 : tt;
         const uint8_t *xc = x + (size_t)t0 * x_stride;
         const int64_t n16 = use_amx ? nt / 16 : 0;
@@ -631,6 +632,7 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
     uint8_t *panel = buf + (size_t)(tt * nb * 8);
     uint8_t *scratch = buf + PACK_CHUNK;
     while (items_next(it, &tc, &ga, &gb)) {
+        pack_item_warm((const uint8_t *)wp + ga * gbytes, (gb - ga) * gbytes);
         const int64_t t0 = tc * tt, nt = n_t - t0 < tt ? n_t - t0 : tt;
         const uint8_t *xc = x + (size_t)t0 * x_stride;
         const int64_t n16 = use_amx ? nt / 16 : 0;
@@ -760,7 +762,8 @@ static void packed_xs(int64_t n, const void *wp, int64_t n_out, items *it, const
     float *da = buf ? (float *)buf : da1;
     int32_t *corr = buf ? (int32_t *)(buf + (size_t)(tt * nb * 4)) : corr1;
     const int64_t step = buf ? tt : 1; // no scratch: one token at a time, the same arithmetic
-    while (items_next(it, &tc, &ga, &gb))
+    while (items_next(it, &tc, &ga, &gb)) {
+        pack_item_warm((const uint8_t *)wp + ga * gbytes, (gb - ga) * gbytes);
         for (int64_t t0 = tc * tt; t0 < n_t && t0 < (tc + 1) * tt; t0 += step) {
             const int64_t left = (tc + 1) * tt < n_t ? (tc + 1) * tt - t0 : n_t - t0;
             const int64_t nt = left < step ? left : step;
@@ -776,6 +779,7 @@ static void packed_xs(int64_t n, const void *wp, int64_t n_out, items *it, const
                                    (__mmask16)((1u << rr) - 1));
             }
         }
+    }
 }
 
 /* ======================================================================================== */
@@ -794,6 +798,7 @@ static void packed_q23(uint32_t type, int64_t n, const void *wp, int64_t n_out, 
         nb * (type == NURI_TYPE_Q3_K ? NURI_PACK_Q3_K_BYTES : NURI_PACK_Q2_K_BYTES);
     int64_t tc, ga, gb;
     while (items_next(it, &tc, &ga, &gb)) {
+        pack_item_warm((const uint8_t *)wp + ga * gbytes, (gb - ga) * gbytes);
         const int64_t t0 = tc * tt, nt = n_t - t0 < tt ? n_t - t0 : tt;
         for (int64_t g = ga; g < gb; g++) {
             const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;

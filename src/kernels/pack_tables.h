@@ -11,6 +11,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Starts the fetch (into L2) of an item's first 8 KiB, or of its `bytes` if fewer, all at once.
+ * The kernels prefetch a few KiB ahead of where they read, so without this the start of every
+ * work item (whose rows lie apart from the thread's last item when threads share the work) is
+ * read line by line at memory latency: in a 64-expert MoE model's decode, where items are short
+ * and many, this gained 3-4% (and a dense Q4_K_M model's 0-3%). */
+static inline void pack_item_warm(const uint8_t *p, int64_t bytes)
+{
+    const int64_t n = bytes < 8192 ? bytes : 8192;
+    for (int64_t off = 0; off < n; off += 64) __builtin_prefetch(p + off, 0, 2);
+}
+
 /* Q4_K / Q5_K: da[t][b] = d of token t's block b; bsf[t][b][j] = its 32-element sums as floats. */
 static inline void pack_q4_K_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb,
                                     float *da, float *bsf)
