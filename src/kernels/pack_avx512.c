@@ -251,13 +251,13 @@ static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const i
     const int64_t kbytes = q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES;
     __attribute__((aligned(64))) int32_t sci[128];
     __attribute__((aligned(64))) float mf[128];
-    __m512 acc[4];
+    __m512 acc[8];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * kbytes;
         q4_K_scales(kb, sci, mf);
-        __m512i f[4];
+        __m512i f[8];
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
 #pragma GCC unroll 16
@@ -329,8 +329,10 @@ static void vnni_q4_K_tokens(int q5, int64_t nb, const uint8_t *grp, const uint8
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
-        const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
-        if (T == 4)
+        const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        if (T == 8)
+            q5 ? VNNI_Q4_K(8, 1) : VNNI_Q4_K(8, 0);
+        else if (T == 4)
             q5 ? VNNI_Q4_K(4, 1) : VNNI_Q4_K(4, 0);
         else if (T == 2)
             q5 ? VNNI_Q4_K(2, 1) : VNNI_Q4_K(2, 0);
@@ -365,13 +367,13 @@ vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
           __mmask16 rows)
 {
     __attribute__((aligned(64))) float scf[256];
-    __m512 acc[4];
+    __m512 acc[8];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_Q6_K_BYTES;
         q6_K_scales(kb, scf);
-        __m512 f[4];
+        __m512 f[8];
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
 #pragma GCC unroll 16
@@ -415,7 +417,11 @@ static void vnni_q6_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, s
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
-        if (left >= 4) {
+        if (left >= 8) {
+            vnni_q6_K(8, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+                      y + t * y_stride, y_stride, rows);
+            t += 8;
+        } else if (left >= 4) {
             vnni_q6_K(4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
                       y + t * y_stride, y_stride, rows);
             t += 4;
@@ -668,12 +674,12 @@ vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_
             __mmask16 rows)
 {
     const __m512i m4 = _mm512_set1_epi8(15), tbl = iq4_table_u8();
-    __m512 acc[4];
+    __m512 acc[8];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
-        __m512i f[4];
+        __m512i f[8];
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_si512();
 #pragma GCC unroll 16
@@ -721,10 +727,13 @@ static void vnni_iq4_xs_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x,
 {
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
-        const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
-        if (T == 4)
+        if (T == 8)
+            vnni_iq4_xs(8, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
+                        rows);
+        else if (T == 4)
             vnni_iq4_xs(4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
                         rows);
         else if (T == 2)
