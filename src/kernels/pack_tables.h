@@ -1,7 +1,7 @@
 /*
  * pack_tables.h: the per-token tables of the packed k-quant kernels (pack.h), built from Q8_K
- * activation rows; plain C, shared by pack_avx2.c and pack_avx512.c, whose kernels read them the
- * same way.
+ * activation rows, and the drivers' prefetch of a work item's start; plain C, shared by
+ * pack_avx2.c and pack_avx512.c, whose kernels read them the same way.
  */
 #ifndef NURI_PACK_TABLES_H
 #define NURI_PACK_TABLES_H
