@@ -9,9 +9,10 @@
 #   llama.cpp (bench/peer_longctx.mjs: node-llama-cpp) with f16, without and with flash
 #   attention, and with q8_0 and q4_0 (K and V; flash attention on, which llama.cpp needs for a
 #   quantized V)
-# and prints one line per run: tokens/s of the N decodes, and the cache's bytes per token. The
-# load average goes beside every number (this machine is shared: only side-by-side ratios mean
-# anything). Never downloads or builds llama.cpp.
+# and prints one line per run: tokens/s of the D-token prompt that fills the cache (pp: long-prompt
+# speed, attention included; timed once, cold) and of the N decodes (tg), and the cache's bytes
+# per token. The load average goes beside every number (this machine is shared: only side-by-side
+# ratios mean anything). Never downloads or builds llama.cpp.
 set -u
 cd "$(dirname "$0")/.."
 NURI=build/nuri
@@ -33,12 +34,14 @@ for d in $depths; do
             --no-membw --json --kv-type "$kv" 2>/dev/null)
         tg=$(printf '%s\n' "$line" | sed -n 's/.*"test": "tg[0-9]*".*"tokens_per_s": \([0-9.]*\).*/\1/p')
         kvb=$(printf '%s\n' "$line" | sed -n 's/.*"test": "kv".*"bytes_per_token": \([0-9]*\).*/\1/p')
-        echo "depth $d nuri      kv $kv/$kv          tg $tg tok/s  kv $kvb B/token  load $(cut -d' ' -f1 /proc/loadavg)"
+        pp=$(printf '%s\n' "$line" | sed -n 's/.*"test": "kv".*"fill_tokens_per_s": \([0-9.]*\).*/\1/p')
+        echo "depth $d nuri      kv $kv/$kv        pp $pp tok/s  tg $tg tok/s  kv $kvb B/token  load $(cut -d' ' -f1 /proc/loadavg)"
         for fa in nofa fa; do
             [ "$kv" != f16 ] && [ $fa = nofa ] && continue
             peer=$(node bench/peer_longctx.mjs "$model" "$d" "$n_gen" "$threads" "$kv" "$kv" $fa 2>/dev/null)
             tg=$(printf '%s\n' "$peer" | sed -n 's/.*"tg_tokens_per_s":\([0-9.]*\).*/\1/p')
-            echo "depth $d llama.cpp kv $kv/$kv $(printf '%-6s' $fa) tg $tg tok/s  load $(cut -d' ' -f1 /proc/loadavg)"
+            pp=$(printf '%s\n' "$peer" | sed -n 's/.*"pp_tokens_per_s":\([0-9.]*\).*/\1/p')
+            echo "depth $d llama.cpp kv $kv/$kv $(printf '%-6s' $fa) pp $pp tok/s  tg $tg tok/s  load $(cut -d' ' -f1 /proc/loadavg)"
         done
     done
 done

@@ -241,6 +241,11 @@ kv_type_option() {
     [ "$a" = "$b" ] || return 1
     "$NURI" bench -m $M -p 0 -n 4 -r 1 --depth 40 --no-membw --kv-type q8_0 >"$tmp/b" 2>&1 &&
         grep -q 'KV cache: K q8_0, V q8_0, 0.5 KiB per token' "$tmp/b" || return 1
+    # the depth's prompt is timed: a positive tokens/s in the text and in the kv JSON line
+    grep -Eq '^depth +[0-9]*[1-9][0-9]*\.[0-9]+ tok/s +\(the 40-token prompt' "$tmp/b" || return 1
+    "$NURI" bench -m $M -p 0 -n 2 -r 1 --depth 40 --no-membw --json >"$tmp/j" 2>/dev/null &&
+        python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+k=[x for x in r if x["test"]=="kv"][0]; sys.exit(0 if k["depth"]==40 and k["fill_tokens_per_s"]>0 else 1)' "$tmp/j" || return 1
     for cmd in run eval bench chat serve; do
         "$NURI" $cmd --kv-type q5_1 -m $M >"$tmp/e" 2>&1
         [ $? -eq 2 ] && grep -q -- "--kv-type must be f16, q8_0 or q4_0 (got 'q5_1')" "$tmp/e" || return 1

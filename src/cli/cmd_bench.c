@@ -48,7 +48,8 @@ static void bench_usage(FILE *out)
             "  -p 0 or -n 0 skips that test\n"
             "  --seqs S       generate for S sequences at once (batches of S tokens)\n"
             "  -d, --depth D  the cache holds D tokens before each test (long-context speed:\n"
-            "                 the prompt is processed and tokens generated after them)\n"
+            "                 the prompt is processed and tokens generated after them; the\n"
+            "                 D-token prompt that fills it is timed once, as \"depth\")\n"
             "  --membw        only measure the read bandwidth (streaming over MIB MiB, "
             "default 1024)\n"
             "  --no-membw     skip the bandwidth probe after the model tests\n" ARGS_REPACK_HELP
@@ -177,12 +178,16 @@ int cmd_bench(int argc, char **argv)
     const uint64_t total = (uint64_t)depth + warm + (uint64_t)reps * (uint64_t)(n_prompt + n_gen);
     uint64_t done_toks = 0;
     cli_bar_update(&bar, "benchmarking (tokens)", 0, total);
-    // the depth, computed once: each test below truncates the sequence back to it
+    // the depth, computed once (timed: a long prompt's speed, attention included, as llama.cpp's
+    // peer times its own fill): each test below truncates the sequence back to it
+    double fill = 0; // tokens/s of the depth's prompt
     if (depth > 0) {
+        const double t0 = now_s();
         if (nuri_ctx_decode(c, toks_all, d0, 0, false) != NURI_OK) {
             rc = cli_fail("bench");
             goto done;
         }
+        fill = (double)depth / (now_s() - t0);
         cli_bar_update(&bar, "benchmarking (tokens)", done_toks += (uint64_t)depth, total);
     }
     // one warm-up pass, like llama-bench's: the mapped weights, the activation buffers and the
@@ -250,8 +255,8 @@ int cmd_bench(int argc, char **argv)
     const double kv_tok = (double)nuri_ctx_kv_bytes(c, 1);
     if (json) {
         printf("{\"test\": \"kv\", \"kv_type_k\": \"%s\", \"kv_type_v\": \"%s\", \"depth\": %ld, "
-               "\"bytes_per_token\": %.0f, \"pool_bytes\": %.0f}\n",
-               kv_k, kv_v, depth, kv_tok, kv_tok * nuri_ctx_n_ctx(c));
+               "\"bytes_per_token\": %.0f, \"pool_bytes\": %.0f, \"fill_tokens_per_s\": %.3f}\n",
+               kv_k, kv_v, depth, kv_tok, kv_tok * nuri_ctx_n_ctx(c), fill);
         if (n_prompt > 0)
             printf("{\"test\": \"pp%ld\", \"n_threads\": %ld, \"isa\": \"%s\", \"tokens_per_s\": "
                    "%.3f, \"stddev\": %.3f, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
@@ -277,6 +282,9 @@ int cmd_bench(int argc, char **argv)
                kv_k, kv_v, kv_tok / 1024.0,
                cli_bytes((uint64_t)(kv_tok * nuri_ctx_n_ctx(c)), pb, sizeof pb), nuri_ctx_n_ctx(c),
                depth);
+        if (depth > 0)
+            printf("depth    %10.2f tok/s  (the %ld-token prompt that fills it, once)\n", fill,
+                   depth);
         if (m->packed)
             printf("weights: repacked for this CPU (%s)\n",
                    cli_bytes(m->pack_bytes, pb, sizeof pb));
