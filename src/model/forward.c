@@ -626,8 +626,9 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
 
 static void attention_mla(worker *w, const job *jb, int il);
 /* Attention of the batch's T tokens, queries in c->q, outputs into c->att: (token, KV head)
- * units, ATTN_UNITS per item, items taken first come, first served (a causal prompt's late rows
- * are long, its early ones short). n_swa > 0: a token sees its last n_swa positions only. */
+ * units, ATTN_UNITS per item (one when there are few), items taken first come, first served (a
+ * causal prompt's late rows are long, its early ones short). n_swa > 0: a token sees its last n_swa
+ * positions only. */
 static void attend_batch(worker *w, int il, int32_t T, int32_t n_swa)
 {
     const nuri_ctx *c = w->c;
@@ -635,10 +636,12 @@ static void attend_batch(worker *w, int il, int32_t T, int32_t n_swa)
     const int32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv;
     const int64_t n_q = (int64_t)hp->n_head * hd;
     const long n_units = (long)T * hp->n_head_kv;
-    const nuri_share sh =
-        nuri_share_step(c->pool, &w->tickets, (n_units + ATTN_UNITS - 1) / ATTN_UNITS);
+    // few units (one token's decode: one per KV head, often 2-8) go one per item, else a 4-head
+    // model's whole attention was one item, on one thread, however long its context
+    const long per = n_units >= (long)ATTN_UNITS * w->nth * 2 ? ATTN_UNITS : 1;
+    const nuri_share sh = nuri_share_step(c->pool, &w->tickets, (n_units + per - 1) / per);
     for (long k; (k = nuri_share_take(&sh)) >= 0;)
-        for (long u = k * ATTN_UNITS; u < n_units && u < (k + 1) * ATTN_UNITS; u++) {
+        for (long u = k * per; u < n_units && u < (k + 1) * per; u++) {
             int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
             int32_t first = n_swa > 0 && c->b_pos[t] >= n_swa ? c->b_pos[t] - n_swa + 1 : 0;
             const int64_t at = t * n_q + (int64_t)kvh * G * hd;
