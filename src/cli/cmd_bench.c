@@ -156,8 +156,12 @@ int cmd_bench(int argc, char **argv)
     // each sequence's cache in whole pages, so that S of them fit
     const long seq_ctx = (depth + n_max + 1 + NURI_KV_PAGE - 1) / NURI_KV_PAGE * NURI_KV_PAGE;
     const int32_t S = (int32_t)n_seqs;
+    // the batch: the prompt test's, S decodes, and for a depth at least 512 (as llama.cpp's peer
+    // fills its cache), or the depth's prompt would be decoded token by token
+    int32_t n_batch = n_prompt > S ? (int32_t)n_prompt : S;
+    if (depth > 0 && n_batch < 512) n_batch = 512;
     nuri_ctx_params cp = {.n_ctx = (int32_t)(seq_ctx * n_seqs),
-                          .n_batch = n_prompt > S ? (int32_t)n_prompt : S,
+                          .n_batch = n_batch,
                           .n_threads = (int32_t)threads,
                           .n_logits = S,
                           .n_seq = S};
