@@ -31,6 +31,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 struct nuri_ctx {
     const nuri_model *m;
@@ -39,8 +40,10 @@ struct nuri_ctx {
 
     // the paged KV pool
     int32_t n_pages;
-    uint8_t *k_pages;        // (n_layer, n_pages, NURI_KV_PAGE, n_head_kv) rows of k_type
-    uint8_t *v_pages;        // (n_layer, n_pages, NURI_KV_PAGE, n_head_kv) rows of v_type
+    uint8_t *k_pages;    // (n_layer, n_pages, NURI_KV_PAGE, n_head_kv) rows of k_type
+    uint8_t *v_pages;    // (n_layer, n_pages, NURI_KV_PAGE, n_head_kv) rows of v_type
+    void *k_map, *v_map; // the pools' mappings (kv_pool_new), and their lengths
+    size_t k_map_len, v_map_len;
     uint32_t k_type, v_type; // NURI_TYPE_F16, _Q8_0 or _Q4_0
     size_t k_row, v_row;     // bytes of one head's row of head_dim elements
     // llama.cpp's rotations around a quantized cache (nuri_kv_rotate), in blocks of this many
@@ -1275,6 +1278,24 @@ static void rs_fork(nuri_ctx *c, int32_t src, int32_t dst, int32_t n)
     c->rs_len[dst] = n;
 }
 
+/* The KV pool: zeroed pages mapped on first touch, aligned to 2 MiB and advised to be huge
+ * pages, so that a long context's walk does not cost a page walk every few KiB. */
+static uint8_t *kv_pool_new(size_t bytes, void **map, size_t *map_len)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes == 0) bytes = 1;
+    const size_t len = (bytes + huge - 1) / huge * huge + huge; // room to align the start
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    *map = p;
+    *map_len = len;
+    uint8_t *at = (uint8_t *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+#ifdef MADV_HUGEPAGE
+    madvise(at, len - (size_t)(at - (uint8_t *)p), MADV_HUGEPAGE); // advice: without THP, 4 KiB
+#endif
+    return at;
+}
+
 nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx **out)
 {
     *out = NULL;
@@ -1362,8 +1383,9 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     if ((size_t)hp->n_ff_shexp > ff_row) ff_row = (size_t)hp->n_ff_shexp;
     const size_t kv_slots = (size_t)(m->layer_end - m->layer_first) * c->n_ctx * hp->n_head_kv;
     bool ok = true;
-    c->k_pages = calloc(kv_slots, c->k_row);
-    c->v_pages = hp->mla ? NULL : calloc(kv_slots, c->v_row); // MLA: V is K's latent
+    c->k_pages = kv_pool_new(kv_slots * c->k_row, &c->k_map, &c->k_map_len);
+    if (!hp->mla) // MLA: V is K's latent
+        c->v_pages = kv_pool_new(kv_slots * c->v_row, &c->v_map, &c->v_map_len);
     if (!c->k_pages || (!hp->mla && !c->v_pages)) ok = false;
     if (hp->n_lora_q > 0) c->mla_qa = alloc_floats(B * (size_t)hp->n_lora_q, &ok);
     c->page_ref = alloc_ints((size_t)c->n_pages, &ok);
@@ -1445,13 +1467,15 @@ void nuri_ctx_free(nuri_ctx *c)
     pipe_free(c);
     rs_free(c);
     nuri_pool_free(c->pool);
-    void *bufs[] = {
-        c->k_pages,   c->v_pages,    c->page_ref,  c->free_list,  c->seq_len,    c->seq_pages,
-        c->b_slot,    c->b_row,      c->b_next,    c->x,          c->xn,         c->q,
-        c->k,         c->v,          c->att,       c->gate,       c->up,         c->xq,
-        c->scores,    c->q16,        c->qf,        c->logits,     c->d_pos,      c->d_seq,
-        c->d_want,    c->moe_logits, c->moe_probs, c->moe_ids,    c->moe_w,      c->moe_start,
-        c->moe_token, c->moe_row,    c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate};
+    if (c->k_map) munmap(c->k_map, c->k_map_len);
+    if (c->v_map) munmap(c->v_map, c->v_map_len);
+    void *bufs[] = {c->page_ref, c->free_list,  c->seq_len,    c->seq_pages,  c->b_slot,
+                    c->b_row,    c->b_next,     c->x,          c->xn,         c->q,
+                    c->k,        c->v,          c->att,        c->gate,       c->up,
+                    c->xq,       c->scores,     c->q16,        c->qf,         c->logits,
+                    c->d_pos,    c->d_seq,      c->d_want,     c->moe_logits, c->moe_probs,
+                    c->moe_ids,  c->moe_w,      c->moe_start,  c->moe_token,  c->moe_row,
+                    c->moe_x,    c->moe_margin, c->moe_shared, c->moe_shgate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->mla_qa);
     void *pipe_bufs[] = {c->pipe_meta, c->pipe_x, c->pipe_margin, c->pipe_req};
