@@ -40,8 +40,8 @@ struct nuri_ctx {
 
     // the paged KV pool
     int32_t n_pages;
-    uint8_t *k_pages;    // (n_layer, n_pages, NURI_KV_PAGE, n_head_kv) rows of k_type
-    uint8_t *v_pages;    // (n_layer, n_pages, NURI_KV_PAGE, n_head_kv) rows of v_type
+    uint8_t *k_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of k_type
+    uint8_t *v_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of v_type
     void *k_map, *v_map; // the pools' mappings (kv_pool_new), and their lengths
     size_t k_map_len, v_map_len;
     uint32_t k_type, v_type; // NURI_TYPE_F16, _Q8_0 or _Q4_0
@@ -298,12 +298,15 @@ static void add_bias(worker *w, const nuri_weight *b, float *y, int32_t T, int64
 
 /* ---- attention ---- */
 
-/* Byte offset of pool slot `slot` of layer il in a pool of rows `row` bytes per head. */
-static size_t kv_offset(const nuri_ctx *c, int il, int32_t slot, size_t row)
+/* Byte offset of KV head kvh's row at pool slot `slot` of layer il, in a pool of rows `row` bytes
+ * per head. A page holds each head's NURI_KV_PAGE rows together (head-major inside the page), so
+ * one head's walk over the cache reads whole runs of memory, not one row in every n_head_kv. */
+static size_t kv_at(const nuri_ctx *c, int il, int32_t slot, int32_t kvh, size_t row)
 {
     const size_t n_head_kv = (size_t)c->m->hp.n_head_kv;
     il -= c->m->layer_first; // the pool holds this stage's layers
-    return ((size_t)il * c->n_pages * NURI_KV_PAGE + (size_t)slot) * n_head_kv * row;
+    const size_t page = (size_t)il * c->n_pages + (size_t)(slot / NURI_KV_PAGE);
+    return ((page * n_head_kv + (size_t)kvh) * NURI_KV_PAGE + (size_t)(slot % NURI_KV_PAGE)) * row;
 }
 
 /* Where cache position j of a sequence (page table `pages`) starts for KV head kvh of layer il
@@ -314,7 +317,7 @@ static size_t page_run(const nuri_ctx *c, int il, const int32_t *pages, int32_t 
 {
     const int32_t off = j % NURI_KV_PAGE;
     *run = NURI_KV_PAGE - off < n_kv - j ? NURI_KV_PAGE - off : n_kv - j;
-    return kv_offset(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off, row) + (size_t)kvh * row;
+    return kv_at(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off, kvh, row);
 }
 
 /* The G query heads of KV head kvh (q: G x head_dim, contiguous) of token t against its sequence's
@@ -327,7 +330,7 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     const nuri_hparams *hp = &c->m->hp;
     const int32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv;
     // a row of scores: n_ctx positions and, after the last one attended, the head's sink
-    const size_t n_ctx = (size_t)c->n_ctx + 1, n_head_kv = (size_t)hp->n_head_kv;
+    const size_t n_ctx = (size_t)c->n_ctx + 1;
     const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
     const nuri_attn_kernels *ak = nuri_attn();
     float *s = c->scores + (size_t)w->ith * G * n_ctx;
@@ -343,7 +346,7 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
         f16->to_float(h16, qf, (int64_t)G * hd);
         for (int32_t j = first; j < n_kv; j += run) {
             const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
-            ak->scores(hd, G, qf, (const uint16_t *)(c->k_pages + at), n_head_kv * hd, run, scale,
+            ak->scores(hd, G, qf, (const uint16_t *)(c->k_pages + at), (size_t)hd, run, scale,
                        s + j, n_ctx);
         }
     } else {
@@ -352,8 +355,8 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
         nuri_kernels(NURI_TYPE_Q8_0)->from_float(q, h16, (int64_t)G * hd);
         for (int32_t j = first; j < n_kv; j += run) {
             const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
-            ak->scores_q(c->k_type, hd, G, h16, c->k_pages + at, n_head_kv * c->k_row, run, scale,
-                         s + j, n_ctx);
+            ak->scores_q(c->k_type, hd, G, h16, c->k_pages + at, c->k_row, run, scale, s + j,
+                         n_ctx);
         }
     }
     // a quantized V is weighted with F32 probabilities, an F16 one with F16 probabilities
@@ -384,11 +387,10 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     for (int32_t j = first; j < n_kv; j += run) {
         const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->v_row, &run);
         if (c->v_type == NURI_TYPE_F16)
-            ak->accum(hd, G, s + j, n_ctx, (const uint16_t *)(c->v_pages + at), n_head_kv * hd, run,
+            ak->accum(hd, G, s + j, n_ctx, (const uint16_t *)(c->v_pages + at), (size_t)hd, run,
                       out);
         else
-            ak->accum_q(c->v_type, hd, G, s + j, n_ctx, c->v_pages + at, n_head_kv * c->v_row, run,
-                        out);
+            ak->accum_q(c->v_type, hd, G, s + j, n_ctx, c->v_pages + at, c->v_row, run, out);
     }
 }
 
@@ -783,7 +785,7 @@ static void qwen35_attention(worker *w, const nuri_layer *L, int il, int32_t T)
             const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             const int32_t kvh = h - hp->n_head;
             // f16 rows (nuri_ctx_new refuses other cache types for qwen35)
-            const size_t at = kv_offset(c, il, c->b_slot[t], c->k_row) + (size_t)kvh * c->k_row;
+            const size_t at = kv_at(c, il, c->b_slot[t], kvh, c->k_row);
             f16->from_float(vec, (uint16_t *)(c->k_pages + at), hd);
             f16->from_float(c->v + t * kv_dim + (int64_t)kvh * hd, (uint16_t *)(c->v_pages + at),
                             hd);
@@ -920,12 +922,10 @@ static void layer(worker *w, const job *jb, int il)
             float *vrow = c->v + t * kv_dim + (int64_t)kvh * hd;
             for (int32_t d = 0; c->v_rot && d < hd; d += c->v_rot)
                 nuri_kv_rotate(vrow + d, c->v_rot);
-            nuri_kv_store_row(
-                c->k_type, vec,
-                c->k_pages + kv_offset(c, il, c->b_slot[t], c->k_row) + (size_t)kvh * c->k_row, hd);
-            nuri_kv_store_row(
-                c->v_type, vrow,
-                c->v_pages + kv_offset(c, il, c->b_slot[t], c->v_row) + (size_t)kvh * c->v_row, hd);
+            nuri_kv_store_row(c->k_type, vec,
+                              c->k_pages + kv_at(c, il, c->b_slot[t], kvh, c->k_row), hd);
+            nuri_kv_store_row(c->v_type, vrow,
+                              c->v_pages + kv_at(c, il, c->b_slot[t], kvh, c->v_row), hd);
         }
     }
     barrier(w);
@@ -1085,7 +1085,7 @@ static void attention_mla(worker *w, const job *jb, int il)
         } else {
             float *kv = c->k + (int64_t)t * D;
             rms_norm(kv, L->kv_a_norm.data, kv, kvl, hp->rms_eps);
-            f16->from_float(kv, (uint16_t *)(c->k_pages + kv_offset(c, il, c->b_slot[t], c->k_row)),
+            f16->from_float(kv, (uint16_t *)(c->k_pages + kv_at(c, il, c->b_slot[t], 0, c->k_row)),
                             D);
         }
     }
@@ -1634,12 +1634,17 @@ static void kv_copy(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride, uint8_t
             for (int32_t p = 0; p < n;) {
                 int32_t off = p % NURI_KV_PAGE;
                 int32_t run = NURI_KV_PAGE - off < n - p ? NURI_KV_PAGE - off : n - p;
-                uint8_t *at =
-                    pool + kv_offset(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off, hrow);
-                if (dir == 0)
-                    memcpy(b + (size_t)p * row, at, (size_t)run * row);
-                else
-                    memcpy(at, b + (size_t)p * row, (size_t)run * row);
+                for (size_t h = 0; h < hk; h++) {
+                    uint8_t *at = pool + kv_at(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off,
+                                               (int32_t)h, hrow);
+                    uint8_t *bh = b + (size_t)p * row + h * hrow;
+                    for (int32_t i = 0; i < run; i++, at += hrow, bh += row) {
+                        if (dir == 0)
+                            memcpy(bh, at, hrow);
+                        else
+                            memcpy(at, bh, hrow);
+                    }
+                }
                 p += run;
             }
         }
@@ -1681,11 +1686,11 @@ static int32_t page_copy(nuri_ctx *c, int32_t from)
     int32_t to = page_take(c);
     const size_t slots = (size_t)NURI_KV_PAGE * c->m->hp.n_head_kv;
     for (int il = c->m->layer_first; il < c->m->layer_end; il++) {
-        memcpy(c->k_pages + kv_offset(c, il, to * NURI_KV_PAGE, c->k_row),
-               c->k_pages + kv_offset(c, il, from * NURI_KV_PAGE, c->k_row), slots * c->k_row);
+        memcpy(c->k_pages + kv_at(c, il, to * NURI_KV_PAGE, 0, c->k_row),
+               c->k_pages + kv_at(c, il, from * NURI_KV_PAGE, 0, c->k_row), slots * c->k_row);
         if (c->v_pages) // MLA keeps no V
-            memcpy(c->v_pages + kv_offset(c, il, to * NURI_KV_PAGE, c->v_row),
-                   c->v_pages + kv_offset(c, il, from * NURI_KV_PAGE, c->v_row), slots * c->v_row);
+            memcpy(c->v_pages + kv_at(c, il, to * NURI_KV_PAGE, 0, c->v_row),
+                   c->v_pages + kv_at(c, il, from * NURI_KV_PAGE, 0, c->v_row), slots * c->v_row);
     }
     page_release(c, from);
     return to;
