@@ -704,6 +704,50 @@ TEST(attention_kernels_match_reference_and_split_runs)
     }
 }
 
+/* scores_t over a transposed block: every ISA gives the scalar reference's bits (one FMA chain per
+ * row), within float rounding of a double computation, and any split of the block's rows gives
+ * the same scores. */
+TEST(transposed_scores_match_reference_on_every_isa)
+{
+    enum { R = NURI_ATTN_TROWS, MAXHD = 136, MAXG = 9 };
+    static uint16_t kt[MAXHD * R];
+    static float q[MAXG * MAXHD], s[MAXG * R], s2[MAXG * R], ref[MAXG * R];
+    const int32_t hds[] = {64, 128, 136, 40, 8};
+    const nuri_attn_kernels *sc = nuri_attn_isa(NURI_ISA_SCALAR);
+    for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
+        for (int32_t G = 1; G <= MAXG; G++) {
+            const int32_t hd = hds[h];
+            for (int i = 0; i < hd * R; i++) kt[i] = nuri_f32_to_f16(rng_normal());
+            for (int i = 0; i < G * hd; i++) q[i] = nuri_f16_to_f32(nuri_f32_to_f16(rng_normal()));
+            sc->scores_t(hd, G, q, kt, 0, R, 0.125f, ref, R);
+            double worst = 0.0;
+            for (int32_t g = 0; g < G; g++)
+                for (int32_t j = 0; j < R; j++) {
+                    double d64 = 0.0;
+                    for (int32_t d = 0; d < hd; d++)
+                        d64 += (double)q[g * hd + d] * nuri_f16_to_f32(kt[d * R + j]);
+                    d64 *= 0.125;
+                    const double e = fabs(ref[g * R + j] - d64) / (1.0 + fabs(d64));
+                    if (e > worst) worst = e;
+                }
+            CHECKF(worst < 1e-5, "hd %d G %d: relative error %g", hd, G, worst);
+            for (int isa = NURI_ISA_SCALAR; isa <= NURI_ISA_AVX512; isa++) {
+                const nuri_attn_kernels *ak = nuri_attn_isa((nuri_isa)isa);
+                if (!ak) continue;
+                memset(s, 0, sizeof s);
+                memset(s2, 0, sizeof s2);
+                ak->scores_t(hd, G, q, kt, 0, R, 0.125f, s, R);
+                ak->scores_t(hd, G, q, kt, 0, 5, 0.125f, s2, R);
+                ak->scores_t(hd, G, q, kt, 5, 14, 0.125f, s2 + 5, R);
+                ak->scores_t(hd, G, q, kt, 19, R - 19, 0.125f, s2 + 19, R);
+                CHECKF(!memcmp(s, ref, sizeof(float) * (size_t)G * R),
+                       "isa %d hd %d G %d: scores differ from the scalar reference", isa, hd, G);
+                CHECKF(!memcmp(s, s2, sizeof(float) * (size_t)G * R),
+                       "isa %d hd %d G %d: split scores differ", isa, hd, G);
+            }
+        }
+}
+
 /* Softmax (with its F16 rounding) and SwiGLU: every ISA within an F16 step / 2 ulp-ish of a
  * double computation, over lengths with and without a SIMD tail and wide score ranges. */
 TEST(softmax_and_swiglu_match_double)
@@ -877,6 +921,7 @@ int main(void)
     RUN(gemm_matches_scalar_and_is_batch_invariant);
     RUN(membw_probe_reads_every_word);
     RUN(attention_kernels_match_reference_and_split_runs);
+    RUN(transposed_scores_match_reference_on_every_isa);
     RUN(softmax_and_swiglu_match_double);
     RUN(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni);
     RUN(activation_quantizers_are_bit_identical_across_isas);

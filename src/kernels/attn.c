@@ -25,6 +25,19 @@ static void ref_scores(int32_t hd, int32_t G, const float *q, const uint16_t *k,
     }
 }
 
+static void ref_scores_t(int32_t hd, int32_t G, const float *q, const uint16_t *kt, int32_t j0,
+                         int32_t n, float scale, float *s, size_t s_stride)
+{
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t g = 0; g < G; g++) {
+            float acc = 0.0f;
+            for (int32_t d = 0; d < hd; d++)
+                acc = fmaf(q[(size_t)g * hd + d],
+                           nuri_f16_to_f32(kt[(size_t)d * NURI_ATTN_TROWS + j0 + i]), acc);
+            s[(size_t)g * s_stride + i] = acc * scale;
+        }
+}
+
 static void ref_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, const uint16_t *v,
                       size_t v_stride, int32_t n, float *out)
 {
@@ -201,8 +214,8 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void)
 {
     for (int i = 0; i < 3; i++)
-        tables[i] = (nuri_attn_kernels){ref_scores,   ref_accum,   ref_softmax,    ref_swiglu,
-                                        ref_scores_q, ref_accum_q, ref_softmax_f32};
+        tables[i] = (nuri_attn_kernels){ref_scores,   ref_accum,   ref_softmax,     ref_swiglu,
+                                        ref_scores_q, ref_accum_q, ref_softmax_f32, ref_scores_t};
     kernels_attn_avx2_fill(&tables[NURI_ISA_AVX2]);
     tables[NURI_ISA_AVX2].scores_q = avx2_scores_q;
     tables[NURI_ISA_AVX512] = tables[NURI_ISA_AVX2];

@@ -54,7 +54,17 @@ typedef struct nuri_attn_kernels {
     /* As softmax, but the probabilities stay F32 (they weight a quantized V, as in llama.cpp's
      * flash attention). */
     void (*softmax_f32)(float *s, int32_t n);
+    /* scores over a transposed block of NURI_ATTN_TROWS F16 rows (element d of row j at
+     * kt[d * NURI_ATTN_TROWS + j]): s[g * s_stride + i] = scale * dot(q[g * hd ..], row j0 + i)
+     * for g < G, i < n (j0 + n <= NURI_ATTN_TROWS). Each dot product is one chain of FMAs over d
+     * from 0 up (lanes are rows: no horizontal sums), the same bits on every ISA and for any
+     * j0, n. All NURI_ATTN_TROWS rows of the block are read. */
+    void (*scores_t)(int32_t hd, int32_t G, const float *q, const uint16_t *kt, int32_t j0,
+                     int32_t n, float scale, float *s, size_t s_stride);
 } nuri_attn_kernels;
+
+/* Rows in a transposed K block (scores_t): a KV page's rows of one head. */
+#define NURI_ATTN_TROWS 32
 
 /* The orthonormal Walsh-Hadamard rotation of n floats in place (n a power of two): x scaled by
  * 1 / sqrt(n), then butterflies (u + v, u - v) over distances 1, 2, 4, ... n / 2. llama.cpp

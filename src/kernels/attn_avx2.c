@@ -28,6 +28,7 @@ void kernels_attn_avx2_fill(nuri_attn_kernels *k);
 void kernels_attn_avx2_fill(nuri_attn_kernels *k)
 {
     k->scores = simd_scores;
+    k->scores_t = simd_scores_t;
     k->accum = simd_accum;
     k->accum_q = simd_accum_q;
 }

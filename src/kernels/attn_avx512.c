@@ -232,6 +232,7 @@ void kernels_attn_avx512_fill(nuri_attn_kernels *k)
     k->softmax = avx512_softmax;
     k->swiglu = avx512_swiglu;
     k->scores = avx512_scores;
+    k->scores_t = simd_scores_t;
     k->accum = simd_accum;
     k->accum_q = simd_accum_q;
     k->softmax_f32 = avx512_softmax_f32;

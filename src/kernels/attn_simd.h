@@ -12,6 +12,7 @@
 
 #include <immintrin.h>
 #include <stdbool.h>
+#include <string.h>
 
 static void simd_scores(int32_t hd, int32_t G, const float *q, const uint16_t *k, size_t k_stride,
                         int32_t n, float scale, float *s, size_t s_stride)
@@ -27,6 +28,80 @@ static void simd_scores(int32_t hd, int32_t G, const float *q, const uint16_t *k
             for (int32_t d = hv; d < hd; d++) sum += qg[d] * nuri_f16_to_f32(kr[d]);
             s[(size_t)g * s_stride + j] = sum * scale;
         }
+    }
+}
+
+/* scores_t: NG queries against all NURI_ATTN_TROWS rows of a transposed block, into tile
+ * (NG x NURI_ATTN_TROWS). Per d, the rows' elements are one contiguous line of halves: widened
+ * once, then one FMA per query and vector of rows. */
+#define T_RV (NURI_ATTN_TROWS / W)
+#define T_NG (W == 16 ? 8 : 2) // queries at a time: accumulators within the register file
+static inline __attribute__((always_inline)) void scores_t_tile(const int NG, int32_t hd,
+                                                                const float *q, const uint16_t *kt,
+                                                                float scale, float *tile)
+{
+    VF acc[T_NG][T_RV];
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
+        for (int r = 0; r < T_RV; r++) acc[g][r] = VZERO();
+    for (int32_t d = 0; d < hd; d++) {
+        VF x[T_RV];
+#pragma GCC unroll 4
+        for (int r = 0; r < T_RV; r++) x[r] = VCVTPH(kt + (size_t)d * NURI_ATTN_TROWS + r * W);
+#pragma GCC unroll 8
+        for (int g = 0; g < NG; g++) {
+            const VF b = VSET1(q[(size_t)g * hd + d]);
+#pragma GCC unroll 4
+            for (int r = 0; r < T_RV; r++) acc[g][r] = VFMA(b, x[r], acc[g][r]);
+        }
+    }
+    const VF sc = VSET1(scale);
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
+        for (int r = 0; r < T_RV; r++)
+            VSTORE(tile + g * NURI_ATTN_TROWS + r * W, VMUL(acc[g][r], sc));
+}
+
+static void simd_scores_t(int32_t hd, int32_t G, const float *q, const uint16_t *kt, int32_t j0,
+                          int32_t n, float scale, float *s, size_t s_stride)
+{
+    float tile[T_NG * NURI_ATTN_TROWS];
+    for (int32_t g0 = 0; g0 < G; g0 += T_NG) {
+        const int ng = G - g0 < T_NG ? G - g0 : T_NG;
+        const float *qg = q + (size_t)g0 * hd;
+        switch (ng) {
+#if T_NG > 2
+        case 8:
+            scores_t_tile(8, hd, qg, kt, scale, tile);
+            break;
+        case 7:
+            scores_t_tile(7, hd, qg, kt, scale, tile);
+            break;
+        case 6:
+            scores_t_tile(6, hd, qg, kt, scale, tile);
+            break;
+        case 5:
+            scores_t_tile(5, hd, qg, kt, scale, tile);
+            break;
+        case 4:
+            scores_t_tile(4, hd, qg, kt, scale, tile);
+            break;
+        case 3:
+            scores_t_tile(3, hd, qg, kt, scale, tile);
+            break;
+#endif
+        case 2:
+            scores_t_tile(2, hd, qg, kt, scale, tile);
+            break;
+        default:
+            scores_t_tile(1, hd, qg, kt, scale, tile);
+            break;
+        }
+        for (int g = 0; g < ng; g++)
+            memcpy(s + (size_t)(g0 + g) * s_stride, tile + g * NURI_ATTN_TROWS + j0,
+                   sizeof(float) * (size_t)n);
     }
 }
 

@@ -40,8 +40,9 @@ struct nuri_ctx {
 
     // the paged KV pool
     int32_t n_pages;
-    uint8_t *k_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of k_type
+    uint8_t *k_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of k_type (or k_t)
     uint8_t *v_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of v_type
+    bool k_t;            // K pages transposed (F16 K, not MLA): each head's block is column-major
     void *k_map, *v_map; // the pools' mappings (kv_pool_new), and their lengths
     size_t k_map_len, v_map_len;
     uint32_t k_type, v_type; // NURI_TYPE_F16, _Q8_0 or _Q4_0
@@ -320,6 +321,23 @@ static size_t page_run(const nuri_ctx *c, int il, const int32_t *pages, int32_t 
     return kv_at(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off, kvh, row);
 }
 
+/* Stores head kvh's K row x (head_dim floats) at pool slot `slot` of layer il: a row of k_type, or
+ * with k_t each element down its column of the page's transposed block (element d of the page's
+ * row i at d * NURI_KV_PAGE + i), where scores_t reads K·Q with one row a lane. */
+_Static_assert(NURI_KV_PAGE == NURI_ATTN_TROWS, "a transposed K block is one head's page");
+static void kv_store_k(const nuri_ctx *c, int il, int32_t slot, int32_t kvh, const float *x)
+{
+    const int32_t hd = c->m->hp.head_dim;
+    uint8_t *at = c->k_pages + kv_at(c, il, slot, kvh, c->k_row);
+    if (!c->k_t) {
+        nuri_kv_store_row(c->k_type, x, at, hd);
+        return;
+    }
+    const int32_t off = slot % NURI_KV_PAGE;
+    uint16_t *col = (uint16_t *)(at - (size_t)off * c->k_row) + off;
+    for (int32_t d = 0; d < hd; d++) col[(size_t)d * NURI_KV_PAGE] = nuri_f32_to_f16(x[d]);
+}
+
 /* The G query heads of KV head kvh (q: G x head_dim, contiguous) of token t against its sequence's
  * cache positions [first, n_kv) (first > 0 for a sliding-window layer), into out (G x head_dim).
  * The cache is walked page run by page run; each run is contiguous in the pool. */
@@ -344,10 +362,11 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
     if (c->k_type == NURI_TYPE_F16) {
         f16->from_float(q, h16, (int64_t)G * hd); // Q rounded to F16, as llama.cpp multiplies it
         f16->to_float(h16, qf, (int64_t)G * hd);
-        for (int32_t j = first; j < n_kv; j += run) {
+        for (int32_t j = first; j < n_kv; j += run) { // transposed blocks (k_t)
             const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
-            ak->scores(hd, G, qf, (const uint16_t *)(c->k_pages + at), (size_t)hd, run, scale,
-                       s + j, n_ctx);
+            const int32_t off = j % NURI_KV_PAGE;
+            ak->scores_t(hd, G, qf, (const uint16_t *)(c->k_pages + at - (size_t)off * c->k_row),
+                         off, run, scale, s + j, n_ctx);
         }
     } else {
         // Q as Q8_0, K's vec_dot_type, as llama.cpp converts it (h16 holds 2 bytes an element,
@@ -785,8 +804,8 @@ static void qwen35_attention(worker *w, const nuri_layer *L, int il, int32_t T)
             const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             const int32_t kvh = h - hp->n_head;
             // f16 rows (nuri_ctx_new refuses other cache types for qwen35)
-            const size_t at = kv_at(c, il, c->b_slot[t], kvh, c->k_row);
-            f16->from_float(vec, (uint16_t *)(c->k_pages + at), hd);
+            kv_store_k(c, il, c->b_slot[t], kvh, vec);
+            const size_t at = kv_at(c, il, c->b_slot[t], kvh, c->v_row);
             f16->from_float(c->v + t * kv_dim + (int64_t)kvh * hd, (uint16_t *)(c->v_pages + at),
                             hd);
         }
@@ -922,8 +941,7 @@ static void layer(worker *w, const job *jb, int il)
             float *vrow = c->v + t * kv_dim + (int64_t)kvh * hd;
             for (int32_t d = 0; c->v_rot && d < hd; d += c->v_rot)
                 nuri_kv_rotate(vrow + d, c->v_rot);
-            nuri_kv_store_row(c->k_type, vec,
-                              c->k_pages + kv_at(c, il, c->b_slot[t], kvh, c->k_row), hd);
+            kv_store_k(c, il, c->b_slot[t], kvh, vec);
             nuri_kv_store_row(c->v_type, vrow,
                               c->v_pages + kv_at(c, il, c->b_slot[t], kvh, c->v_row), hd);
         }
@@ -1353,6 +1371,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->v_type = d.kv_type_v;
     c->k_row = nuri_kv_row_bytes(c->k_type, hp->head_dim);
     c->v_row = hp->mla ? 0 : nuri_kv_row_bytes(c->v_type, hp->head_dim); // MLA: no V
+    c->k_t = !hp->mla && c->k_type == NURI_TYPE_F16; // MLA's K rows are its V rows too
     // as llama.cpp: K in blocks of the largest power of two (>= 64) dividing the head size, V in
     // blocks of 64, each only when its cache is quantized and the head size a multiple of 64
     if (c->k_type != NURI_TYPE_F16 && hp->head_dim % 64 == 0)
@@ -1638,6 +1657,19 @@ static void kv_copy(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride, uint8_t
                     uint8_t *at = pool + kv_at(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off,
                                                (int32_t)h, hrow);
                     uint8_t *bh = b + (size_t)p * row + h * hrow;
+                    if (!kv && c->k_t) { // a transposed block: element d of row i down column i
+                        uint16_t *col = (uint16_t *)(at - (size_t)off * hrow) + off;
+                        const size_t hd = hrow / 2;
+                        for (int32_t i = 0; i < run; i++, bh += row)
+                            for (size_t d = 0; d < hd; d++) {
+                                uint16_t *e = col + d * NURI_KV_PAGE + i;
+                                if (dir == 0)
+                                    memcpy(bh + 2 * d, e, 2);
+                                else
+                                    memcpy(e, bh + 2 * d, 2);
+                            }
+                        continue;
+                    }
                     for (int32_t i = 0; i < run; i++, at += hrow, bh += row) {
                         if (dir == 0)
                             memcpy(bh, at, hrow);
