@@ -2,7 +2,8 @@
 # bench/longctx.sh: decode speed after a long context (attention-bound), nuri against llama.cpp,
 # for each KV cache type.
 #
-# Usage: bench/longctx.sh [-t THREADS] [-n N_GEN] [-d "4096 16384"] [--nuri build/nuri] MODEL.gguf
+# Usage: bench/longctx.sh [-t THREADS] [-n N_GEN] [-d "4096 16384"] [-k "f16 q8_0 q4_0"]
+#                         [--nuri build/nuri] MODEL.gguf
 #
 # For each depth D it runs, alternately on this shared machine:
 #   nuri bench --depth D -p 0 -n N --kv-type f16 | q8_0 | q4_0 (the cache filled, then N decodes)
@@ -16,20 +17,21 @@
 set -u
 cd "$(dirname "$0")/.."
 NURI=build/nuri
-threads=2 n_gen=64 depths="4096 16384"
+threads=2 n_gen=64 depths="4096 16384" kvs="f16 q8_0 q4_0"
 while [ $# -gt 1 ]; do
     case $1 in
     -t) threads=$2; shift 2 ;;
     -n) n_gen=$2; shift 2 ;;
     -d) depths=$2; shift 2 ;;
+    -k) kvs=$2; shift 2 ;;
     --nuri) NURI=$2; shift 2 ;;
     *) echo "longctx: unknown option $1" >&2; exit 2 ;;
     esac
 done
-model=${1:?usage: bench/longctx.sh [-t T] [-n N] [-d DEPTHS] MODEL.gguf}
+model=${1:?usage: bench/longctx.sh [-t T] [-n N] [-d DEPTHS] [-k KV_TYPES] MODEL.gguf}
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), threads $threads, model $model, nuri $(git rev-parse --short HEAD)"
 for d in $depths; do
-    for kv in f16 q8_0 q4_0; do
+    for kv in $kvs; do
         line=$("$NURI" bench -m "$model" -p 0 -n "$n_gen" -r 1 --depth "$d" -t "$threads" \
             --no-membw --json --kv-type "$kv" 2>/dev/null)
         tg=$(printf '%s\n' "$line" | sed -n 's/.*"test": "tg[0-9]*".*"tokens_per_s": \([0-9.]*\).*/\1/p')

@@ -649,7 +649,7 @@ static void ffn_moe(worker *w, const nuri_layer *L, int32_t T)
 }
 
 static void attention_mla(worker *w, const job *jb, int il);
-/* Attention of the batch's T tokens, queries in c->q, outputs into c->att: (token, KV head)
+/* Attention of the batch's T tokens, queries in c->q, outputs into c->att: (KV head, token)
  * units, ATTN_UNITS per item (one when there are few), items taken first come, first served (a
  * causal prompt's late rows are long, its early ones short). n_swa > 0: a token sees its last n_swa
  * positions only. */
@@ -666,7 +666,9 @@ static void attend_batch(worker *w, int il, int32_t T, int32_t n_swa)
     const nuri_share sh = nuri_share_step(c->pool, &w->tickets, (n_units + per - 1) / per);
     for (long k; (k = nuri_share_take(&sh)) >= 0;)
         for (long u = k * per; u < n_units && u < (k + 1) * per; u++) {
-            int32_t t = (int32_t)(u / hp->n_head_kv), kvh = (int32_t)(u % hp->n_head_kv);
+            // head-major: consecutive units read the same head's K and V (a few MiB at long
+            // contexts), so a layer's whole cache does not cycle through the L3 for every token
+            int32_t t = (int32_t)(u % T), kvh = (int32_t)(u / T);
             int32_t first = n_swa > 0 && c->b_pos[t] >= n_swa ? c->b_pos[t] - n_swa + 1 : 0;
             const int64_t at = t * n_q + (int64_t)kvh * G * hd;
             attend(w, il, t, kvh, c->q + at, first, c->b_pos[t] + 1, c->att + at);
