@@ -64,6 +64,10 @@ static inline __attribute__((always_inline)) void scores_t_tile(const int NG, in
             VSTORE(tile + g * NURI_ATTN_TROWS + r * W, VMUL(acc[g][r], sc));
 }
 
+#define T_CASE(N)                                                                                  \
+    case N:                                                                                        \
+        scores_t_tile(N, hd, qg, kt, scale, tile);                                                 \
+        break
 static void simd_scores_t(int32_t hd, int32_t G, const float *q, const uint16_t *kt, int32_t j0,
                           int32_t n, float scale, float *s, size_t s_stride)
 {
@@ -71,30 +75,16 @@ static void simd_scores_t(int32_t hd, int32_t G, const float *q, const uint16_t 
     for (int32_t g0 = 0; g0 < G; g0 += T_NG) {
         const int ng = G - g0 < T_NG ? G - g0 : T_NG;
         const float *qg = q + (size_t)g0 * hd;
-        switch (ng) {
+        switch (ng) { // NG a constant in each case: the accumulators stay in registers
 #if T_NG > 2
-        case 8:
-            scores_t_tile(8, hd, qg, kt, scale, tile);
-            break;
-        case 7:
-            scores_t_tile(7, hd, qg, kt, scale, tile);
-            break;
-        case 6:
-            scores_t_tile(6, hd, qg, kt, scale, tile);
-            break;
-        case 5:
-            scores_t_tile(5, hd, qg, kt, scale, tile);
-            break;
-        case 4:
-            scores_t_tile(4, hd, qg, kt, scale, tile);
-            break;
-        case 3:
-            scores_t_tile(3, hd, qg, kt, scale, tile);
-            break;
+            T_CASE(8);
+            T_CASE(7);
+            T_CASE(6);
+            T_CASE(5);
+            T_CASE(4);
+            T_CASE(3);
 #endif
-        case 2:
-            scores_t_tile(2, hd, qg, kt, scale, tile);
-            break;
+            T_CASE(2);
         default:
             scores_t_tile(1, hd, qg, kt, scale, tile);
             break;
