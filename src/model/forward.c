@@ -321,10 +321,10 @@ static size_t page_run(const nuri_ctx *c, int il, const int32_t *pages, int32_t 
     return kv_at(c, il, pages[j / NURI_KV_PAGE] * NURI_KV_PAGE + off, kvh, row);
 }
 
+_Static_assert(NURI_KV_PAGE == NURI_ATTN_TROWS, "a transposed K block is one head's page");
 /* Stores head kvh's K row x (head_dim floats) at pool slot `slot` of layer il: a row of k_type, or
  * with k_t each element down its column of the page's transposed block (element d of the page's
  * row i at d * NURI_KV_PAGE + i), where scores_t reads K·Q with one row a lane. */
-_Static_assert(NURI_KV_PAGE == NURI_ATTN_TROWS, "a transposed K block is one head's page");
 static void kv_store_k(const nuri_ctx *c, int il, int32_t slot, int32_t kvh, const float *x)
 {
     const int32_t hd = c->m->hp.head_dim;
