@@ -322,19 +322,25 @@ static size_t page_run(const nuri_ctx *c, int il, const int32_t *pages, int32_t 
 }
 
 _Static_assert(NURI_KV_PAGE == NURI_ATTN_TROWS, "a transposed K block is one head's page");
+/* With k_t: where K row `slot` of head kvh in layer il starts in its page's transposed block (its
+ * element d lies d * NURI_KV_PAGE halves further on). */
+static uint16_t *k_column(const nuri_ctx *c, int il, int32_t slot, int32_t kvh)
+{
+    const int32_t off = slot % NURI_KV_PAGE;
+    return (uint16_t *)(c->k_pages + kv_at(c, il, slot - off, kvh, c->k_row)) + off;
+}
+
 /* Stores head kvh's K row x (head_dim floats) at pool slot `slot` of layer il: a row of k_type, or
  * with k_t each element down its column of the page's transposed block (element d of the page's
  * row i at d * NURI_KV_PAGE + i), where scores_t reads K·Q with one row a lane. */
 static void kv_store_k(const nuri_ctx *c, int il, int32_t slot, int32_t kvh, const float *x)
 {
     const int32_t hd = c->m->hp.head_dim;
-    uint8_t *at = c->k_pages + kv_at(c, il, slot, kvh, c->k_row);
     if (!c->k_t) {
-        nuri_kv_store_row(c->k_type, x, at, hd);
+        nuri_kv_store_row(c->k_type, x, c->k_pages + kv_at(c, il, slot, kvh, c->k_row), hd);
         return;
     }
-    const int32_t off = slot % NURI_KV_PAGE;
-    uint16_t *col = (uint16_t *)(at - (size_t)off * c->k_row) + off;
+    uint16_t *col = k_column(c, il, slot, kvh);
     for (int32_t d = 0; d < hd; d++) col[(size_t)d * NURI_KV_PAGE] = nuri_f32_to_f16(x[d]);
 }
 
@@ -1638,6 +1644,30 @@ const char *nuri_kv_type_name(uint32_t type)
     return type == NURI_TYPE_Q8_0 ? "q8_0" : type == NURI_TYPE_Q4_0 ? "q4_0" : "f16";
 }
 
+/* Copies head kvh's row of K (kv 0) or V (kv 1) at pool slot `slot` of layer il to (dir 0) or
+ * from (dir 1) the row-major bytes at b; a transposed K row (k_t) is gathered from or scattered
+ * down its column. */
+static void kv_row_copy(nuri_ctx *c, int il, int kv, int32_t slot, int32_t kvh, uint8_t *b, int dir)
+{
+    if (!kv && c->k_t) {
+        uint16_t *col = k_column(c, il, slot, kvh);
+        for (int32_t d = 0; d < c->m->hp.head_dim; d++, b += 2) {
+            uint16_t *e = col + (size_t)d * NURI_KV_PAGE;
+            if (dir == 0)
+                memcpy(b, e, 2);
+            else
+                memcpy(e, b, 2);
+        }
+        return;
+    }
+    const size_t row = kv ? c->v_row : c->k_row;
+    uint8_t *at = (kv ? c->v_pages : c->k_pages) + kv_at(c, il, slot, kvh, row);
+    if (dir == 0)
+        memcpy(b, at, row);
+    else
+        memcpy(at, b, row);
+}
+
 /* Copies rows [0, n) of seq's K or V of every layer to (dir 0) or from (dir 1) a buffer laid out
  * as layer-major blocks of `stride` positions each: K of layer 0, V of layer 0, K of layer 1, ...
  * (a position's K row is n_head_kv * k_row bytes, its V row n_head_kv * v_row). */
@@ -1646,43 +1676,17 @@ static void kv_copy(nuri_ctx *c, int32_t seq, int32_t n, int32_t stride, uint8_t
     const size_t hk = (size_t)c->m->hp.n_head_kv;
     const size_t layer = (size_t)stride * hk * (c->k_row + c->v_row);
     const int32_t *pages = c->seq_pages + (size_t)seq * c->n_pages;
-    for (int il = c->m->layer_first; il < c->m->layer_end; il++) {
+    for (int il = c->m->layer_first; il < c->m->layer_end; il++)
         for (int kv = 0; kv < 2; kv++) {
-            uint8_t *pool = kv ? c->v_pages : c->k_pages;
-            if (!pool) continue; // MLA keeps no V
+            if (kv && !c->v_pages) continue; // MLA keeps no V
             const size_t hrow = kv ? c->v_row : c->k_row, row = hk * hrow;
             uint8_t *b = buf + (size_t)il * layer + (kv ? (size_t)stride * hk * c->k_row : 0);
-            for (int32_t p = 0; p < n;) {
-                int32_t off = p % NURI_KV_PAGE;
-                int32_t run = NURI_KV_PAGE - off < n - p ? NURI_KV_PAGE - off : n - p;
-                for (size_t h = 0; h < hk; h++) {
-                    uint8_t *at = pool + kv_at(c, il, pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + off,
-                                               (int32_t)h, hrow);
-                    uint8_t *bh = b + (size_t)p * row + h * hrow;
-                    if (!kv && c->k_t) { // a transposed block: element d of row i down column i
-                        uint16_t *col = (uint16_t *)(at - (size_t)off * hrow) + off;
-                        const size_t hd = hrow / 2;
-                        for (int32_t i = 0; i < run; i++, bh += row)
-                            for (size_t d = 0; d < hd; d++) {
-                                uint16_t *e = col + d * NURI_KV_PAGE + i;
-                                if (dir == 0)
-                                    memcpy(bh + 2 * d, e, 2);
-                                else
-                                    memcpy(e, bh + 2 * d, 2);
-                            }
-                        continue;
-                    }
-                    for (int32_t i = 0; i < run; i++, at += hrow, bh += row) {
-                        if (dir == 0)
-                            memcpy(bh, at, hrow);
-                        else
-                            memcpy(at, bh, hrow);
-                    }
-                }
-                p += run;
-            }
+            for (int32_t p = 0; p < n; p++)
+                for (size_t h = 0; h < hk; h++)
+                    kv_row_copy(c, il, kv,
+                                pages[p / NURI_KV_PAGE] * NURI_KV_PAGE + p % NURI_KV_PAGE,
+                                (int32_t)h, b + (size_t)p * row + h * hrow, dir);
         }
-    }
 }
 
 nuri_status nuri_ctx_seq_kv_read(const nuri_ctx *c, int32_t seq, int32_t n, void *out)
