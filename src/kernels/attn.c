@@ -38,6 +38,57 @@ static void ref_scores_t(int32_t hd, int32_t G, const float *q, const uint16_t *
         }
 }
 
+void nuri_kv_t8_put(uint8_t *kt, int32_t i, const uint8_t *row, int32_t hd)
+{
+    for (int32_t b = 0; b < hd / 32; b++, row += 34) {
+        uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
+        memcpy(sl + 2 * i, row, 2);
+        for (int d = 0; d < 32; d++) sl[64 + 128 * (d / 4) + 4 * i + d % 4] = row[2 + d] ^ 0x80;
+    }
+}
+
+void nuri_kv_t8_get(const uint8_t *kt, int32_t i, uint8_t *row, int32_t hd)
+{
+    for (int32_t b = 0; b < hd / 32; b++, row += 34) {
+        const uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
+        memcpy(row, sl + 2 * i, 2);
+        for (int d = 0; d < 32; d++) row[2 + d] = sl[64 + 128 * (d / 4) + 4 * i + d % 4] ^ 0x80;
+    }
+}
+
+void nuri_q8_block_sums(const void *q8, int32_t n_blocks, int32_t *sums)
+{
+    for (int32_t b = 0; b < n_blocks; b++) {
+        const int8_t *q = (const int8_t *)q8 + (size_t)b * 34 + 2;
+        int32_t sum = 0;
+        for (int d = 0; d < 32; d++) sum += q[d];
+        sums[b] = sum;
+    }
+}
+
+static void ref_scores_t8(int32_t hd, int32_t G, const void *q8, const int32_t *qsum,
+                          const uint8_t *kt, int32_t j0, int32_t n, float scale, float *s,
+                          size_t s_stride)
+{
+    const int32_t nb = hd / 32;
+    for (int32_t i = j0; i < j0 + n; i++)
+        for (int32_t g = 0; g < G; g++) {
+            const uint8_t *qr = (const uint8_t *)q8 + (size_t)g * nb * 34;
+            float acc = 0.0f;
+            for (int32_t b = 0; b < nb; b++, qr += 34) {
+                const uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
+                int32_t sumi = -128 * qsum[g * nb + b];
+                for (int d = 0; d < 32; d++)
+                    sumi += sl[64 + 128 * (d / 4) + 4 * i + d % 4] * (int8_t)qr[2 + d];
+                uint16_t hk, hq;
+                memcpy(&hk, sl + 2 * i, 2);
+                memcpy(&hq, qr, 2);
+                acc += nuri_f16_to_f32(hk) * nuri_f16_to_f32(hq) * (float)sumi;
+            }
+            s[(size_t)g * s_stride + i - j0] = acc * scale;
+        }
+}
+
 static void ref_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, const uint16_t *v,
                       size_t v_stride, int32_t n, float *out)
 {
@@ -214,8 +265,9 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void)
 {
     for (int i = 0; i < 3; i++)
-        tables[i] = (nuri_attn_kernels){ref_scores,   ref_accum,   ref_softmax,     ref_swiglu,
-                                        ref_scores_q, ref_accum_q, ref_softmax_f32, ref_scores_t};
+        tables[i] = (nuri_attn_kernels){ref_scores,      ref_accum,    ref_softmax,
+                                        ref_swiglu,      ref_scores_q, ref_accum_q,
+                                        ref_softmax_f32, ref_scores_t, ref_scores_t8};
     kernels_attn_avx2_fill(&tables[NURI_ISA_AVX2]);
     tables[NURI_ISA_AVX2].scores_q = avx2_scores_q;
     tables[NURI_ISA_AVX512] = tables[NURI_ISA_AVX2];

@@ -12,6 +12,8 @@
 #define VCVTI8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
 #define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VHSUM(v) _mm512_reduce_add_ps(v)
+#define VNONZERO(p)                                                                                \
+    (uint32_t) _mm512_cmp_ps_mask(_mm512_loadu_ps(p), _mm512_setzero_ps(), _CMP_NEQ_UQ)
 #include "kernels/attn_simd.h"
 
 #include <math.h>
@@ -154,6 +156,88 @@ static void avx512_scores_q8(int32_t hd, int32_t G, const void *q8, const uint8_
     }
 }
 
+/* scores_t8, NG queries at a time against all 32 rows of a transposed Q8_0 block, into tile
+ * (NG x 32): per slice and group of 4 elements, each half of the rows' codes is one 64-byte line
+ * that vpdpbusd multiplies with a broadcast of each query's 4 codes; the integer sums start at
+ * -128 times the query's block sum (the codes are stored + 128), then take the reference's float
+ * step. The integer sums are exact, so the bits are the reference's. */
+static inline __attribute__((always_inline)) void scores_t8_tile(const int NG, int32_t nb,
+                                                                 const uint8_t *q8,
+                                                                 const int32_t *qsum,
+                                                                 const uint8_t *kt, float *tile)
+{
+    __m512 sc[4][2];
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) sc[g][0] = sc[g][1] = _mm512_setzero_ps();
+    for (int32_t b = 0; b < nb; b++) {
+        const uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
+        __m512i acc[4][2];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++)
+            acc[g][0] = acc[g][1] = _mm512_set1_epi32(-128 * qsum[g * nb + b]);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++) {
+            const __m512i k0 = _mm512_loadu_si512(sl + 64 + 128 * t);
+            const __m512i k1 = _mm512_loadu_si512(sl + 128 + 128 * t);
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                int32_t q4;
+                memcpy(&q4, q8 + ((size_t)g * nb + b) * 34 + 2 + 4 * t, 4);
+                const __m512i qq = _mm512_set1_epi32(q4);
+                acc[g][0] = _mm512_dpbusd_epi32(acc[g][0], k0, qq);
+                acc[g][1] = _mm512_dpbusd_epi32(acc[g][1], k1, qq);
+            }
+        }
+        const __m512 dk0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sl));
+        const __m512 dk1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sl + 32)));
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) {
+            uint16_t hq;
+            memcpy(&hq, q8 + ((size_t)g * nb + b) * 34, 2);
+            const __m512 dq = _mm512_set1_ps(nuri_f16_to_f32(hq));
+            sc[g][0] = _mm512_add_ps(
+                sc[g][0], _mm512_mul_ps(_mm512_mul_ps(dk0, dq), _mm512_cvtepi32_ps(acc[g][0])));
+            sc[g][1] = _mm512_add_ps(
+                sc[g][1], _mm512_mul_ps(_mm512_mul_ps(dk1, dq), _mm512_cvtepi32_ps(acc[g][1])));
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) {
+        _mm512_storeu_ps(tile + g * NURI_ATTN_TROWS, sc[g][0]);
+        _mm512_storeu_ps(tile + g * NURI_ATTN_TROWS + 16, sc[g][1]);
+    }
+}
+
+static void avx512_scores_t8(int32_t hd, int32_t G, const void *q8, const int32_t *qsum,
+                             const uint8_t *kt, int32_t j0, int32_t n, float scale, float *s,
+                             size_t s_stride)
+{
+    const int32_t nb = hd / 32;
+    float tile[4 * NURI_ATTN_TROWS];
+    for (int32_t g0 = 0; g0 < G; g0 += 4) {
+        const int ng = G - g0 < 4 ? G - g0 : 4;
+        const uint8_t *qg = (const uint8_t *)q8 + (size_t)g0 * nb * 34;
+        const int32_t *sg = qsum + (size_t)g0 * nb;
+        switch (ng) { // NG a constant in each case: the sums stay in registers
+        case 4:
+            scores_t8_tile(4, nb, qg, sg, kt, tile);
+            break;
+        case 3:
+            scores_t8_tile(3, nb, qg, sg, kt, tile);
+            break;
+        case 2:
+            scores_t8_tile(2, nb, qg, sg, kt, tile);
+            break;
+        default:
+            scores_t8_tile(1, nb, qg, sg, kt, tile);
+            break;
+        }
+        for (int g = 0; g < ng; g++)
+            for (int32_t i = 0; i < n; i++)
+                s[(size_t)(g0 + g) * s_stride + i] = tile[g * NURI_ATTN_TROWS + j0 + i] * scale;
+    }
+}
+
 /* e^x for 16 floats, within about 1 ulp of expf over the range softmax and SwiGLU use: x = n ln2 +
  * r with |r| <= ln2 / 2 (ln2 in two parts), e^r by its Taylor series to degree 7 (truncation below
  * 5e-9 relative), times 2^n by vscalefps (which underflows to 0 and overflows to inf cleanly). */
@@ -233,6 +317,7 @@ void kernels_attn_avx512_fill(nuri_attn_kernels *k)
     k->swiglu = avx512_swiglu;
     k->scores = avx512_scores;
     k->scores_t = simd_scores_t;
+    k->scores_t8 = avx512_scores_t8;
     k->accum = simd_accum;
     k->accum_q = simd_accum_q;
     k->softmax_f32 = avx512_softmax_f32;

@@ -2,7 +2,8 @@
  * attn_simd.h: the SIMD attention inner loops (attn.h), written once for a vector of W floats and
  * included by attn_avx2.c (W = 8) and attn_avx512.c (W = 16), which define the vector macros:
  * VF (vector type), W, VZERO(), VLOAD(p), VSTORE(p, v), VSET1(x), VFMA(a, b, c) = a * b + c,
- * VCVTPH(p) (W halves at p -> floats), VCVTI8(p) (W int8 at p -> floats), VMUL(a, b), VHSUM(v).
+ * VCVTPH(p) (W halves at p -> floats), VCVTI8(p) (W int8 at p -> floats), VMUL(a, b), VHSUM(v),
+ * VNONZERO(p) (a bit per float at p that is not 0: x != 0.0f, so NaN too).
  *
  * scores: per row, K is widened once and multiplied with each of the G queries; accum: up to 4
  * heads x 4 vectors of one V row chunk are kept in registers across all n rows.
@@ -13,6 +14,8 @@
 #include <immintrin.h>
 #include <stdbool.h>
 #include <string.h>
+
+#define NURI_KV_MAX_HD 512 // head sizes the Q8_0 V kernel takes (larger ones: the generic loop)
 
 static void simd_scores(int32_t hd, int32_t G, const float *q, const uint16_t *k, size_t k_stride,
                         int32_t n, float scale, float *s, size_t s_stride)
@@ -95,33 +98,40 @@ static void simd_scores_t(int32_t hd, int32_t G, const float *q, const uint16_t 
     }
 }
 
-/* NG heads x NC vectors starting at head g0, element d0. */
-static inline __attribute__((always_inline)) void accum_tile(const int NG, const int NC, int32_t hd,
-                                                             int32_t g0, int32_t d0, const float *p,
-                                                             size_t p_stride, const uint16_t *v,
-                                                             size_t v_stride, int32_t n, float *out)
+/* A bit for each row j < m (m <= 32) where one of the ng heads' weights p[g * p_stride + j] is not
+ * 0: the rows accum and accum_q add in. */
+static inline uint32_t live_rows(const float *p, size_t p_stride, int ng, int m)
+{
+    uint32_t live = 0;
+    for (int g = 0; g < ng; g++)
+        if (m == 32)
+            for (int j = 0; j < 32; j += W) live |= VNONZERO(p + (size_t)g * p_stride + j) << j;
+        else
+            for (int j = 0; j < m; j++)
+                live |= (uint32_t)(p[(size_t)g * p_stride + j] != 0.0f) << j;
+    return live;
+}
+
+/* NG heads x NC vectors starting at head g0, element d0, over the rows (< 32) set in live. */
+static inline __attribute__((always_inline)) void
+accum_tile(const int NG, const int NC, int32_t hd, int32_t g0, int32_t d0, const float *p,
+           size_t p_stride, const uint16_t *v, size_t v_stride, uint32_t live, float *out)
 {
     VF acc[4][4];
 #pragma GCC unroll 4
     for (int g = 0; g < NG; g++)
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) acc[g][c] = VLOAD(out + (size_t)(g0 + g) * hd + d0 + c * W);
-    for (int32_t j = 0; j < n; j++) {
-        float pg[4];
-        bool any = false;
-#pragma GCC unroll 4
-        for (int g = 0; g < NG; g++) {
-            pg[g] = p[(size_t)(g0 + g) * p_stride + j];
-            any |= pg[g] != 0.0f;
-        }
-        if (!any) continue;
-        const uint16_t *vr = v + (size_t)j * v_stride + d0;
+    const uint16_t *vr = v + d0;
+    const int end = 32 - __builtin_clz(live); // live is not 0
+    for (int j = 0; j < end; j++, vr += v_stride) {
+        if (!(live >> j & 1)) continue;
         VF x[4];
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) x[c] = VCVTPH(vr + c * W);
 #pragma GCC unroll 4
         for (int g = 0; g < NG; g++) {
-            const VF b = VSET1(pg[g]);
+            const VF b = VSET1(p[(size_t)(g0 + g) * p_stride + j]);
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) acc[g][c] = VFMA(x[c], b, acc[g][c]);
         }
@@ -135,16 +145,16 @@ static inline __attribute__((always_inline)) void accum_tile(const int NG, const
 #define ACCUM_NC(NG)                                                                               \
     switch (nc) {                                                                                  \
     case 1:                                                                                        \
-        accum_tile(NG, 1, hd, g0, d0, p, p_stride, v, v_stride, n, out);                           \
+        accum_tile(NG, 1, hd, g0, d0, p, p_stride, v, v_stride, live, out);                        \
         break;                                                                                     \
     case 2:                                                                                        \
-        accum_tile(NG, 2, hd, g0, d0, p, p_stride, v, v_stride, n, out);                           \
+        accum_tile(NG, 2, hd, g0, d0, p, p_stride, v, v_stride, live, out);                        \
         break;                                                                                     \
     case 3:                                                                                        \
-        accum_tile(NG, 3, hd, g0, d0, p, p_stride, v, v_stride, n, out);                           \
+        accum_tile(NG, 3, hd, g0, d0, p, p_stride, v, v_stride, live, out);                        \
         break;                                                                                     \
     default:                                                                                       \
-        accum_tile(NG, 4, hd, g0, d0, p, p_stride, v, v_stride, n, out);                           \
+        accum_tile(NG, 4, hd, g0, d0, p, p_stride, v, v_stride, live, out);                        \
         break;                                                                                     \
     }
 
@@ -152,30 +162,112 @@ static void simd_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, c
                        size_t v_stride, int32_t n, float *out)
 {
     const int32_t hv = hd - hd % W;
-    for (int32_t g0 = 0; g0 < G; g0 += 4) {
-        const int ng = G - g0 < 4 ? G - g0 : 4;
-        for (int32_t d0 = 0; d0 < hv; d0 += 4 * W) {
-            const int nc = (hv - d0) / W < 4 ? (hv - d0) / W : 4;
-            switch (ng) {
-            case 1:
-                ACCUM_NC(1) break;
-            case 2:
-                ACCUM_NC(2) break;
-            case 3:
-                ACCUM_NC(3) break;
-            default:
-                ACCUM_NC(4) break;
+    for (int32_t j0 = 0; j0 < n; j0 += 32, p += 32, v += 32 * v_stride)
+        for (int32_t g0 = 0; g0 < G; g0 += 4) {
+            const int ng = G - g0 < 4 ? G - g0 : 4, m = n - j0 < 32 ? n - j0 : 32;
+            const uint32_t live = live_rows(p + (size_t)g0 * p_stride, p_stride, ng, m);
+            if (!live) continue;
+            for (int32_t d0 = 0; d0 < hv; d0 += 4 * W) {
+                const int nc = (hv - d0) / W < 4 ? (hv - d0) / W : 4;
+                switch (ng) {
+                case 1:
+                    ACCUM_NC(1) break;
+                case 2:
+                    ACCUM_NC(2) break;
+                case 3:
+                    ACCUM_NC(3) break;
+                default:
+                    ACCUM_NC(4) break;
+                }
+            }
+            if (hv == hd) continue;
+            for (int32_t j = 0; j < m;
+                 j++) // the tail elements of a head size that is not a multiple of W
+                for (int32_t g = g0; g < g0 + ng; g++) {
+                    const float pg = p[(size_t)g * p_stride + j];
+                    if (pg == 0.0f) continue;
+                    for (int32_t d = hv; d < hd; d++)
+                        out[(size_t)g * hd + d] +=
+                            pg * nuri_f16_to_f32(v[(size_t)j * v_stride + d]);
+                }
+        }
+}
+
+/* accum_q of a Q8_0 V, NG heads from g0, over rows [0, n) (n <= 32) whose bits are set in live:
+ * dv[b * 32 + j] holds row j's scale of block b. Per block, the NG heads' 32 sums stay in
+ * registers across the rows. */
+static inline __attribute__((always_inline)) void
+accum_q8_tile(const int NG, int32_t hd, int32_t g0, const float *p, size_t p_stride,
+              const uint8_t *v, size_t v_stride, uint32_t live, const float *dv, float *out)
+{
+    enum { NC = 32 / W };
+    for (int32_t b = 0; b < hd / 32; b++) {
+        VF acc[4][NC];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++)
+                acc[g][c] = VLOAD(out + (size_t)(g0 + g) * hd + (size_t)b * 32 + c * W);
+        const uint8_t *vb = v + (size_t)b * 34 + 2;
+        const int end = 32 - __builtin_clz(live); // live is not 0
+        for (int j = 0; j < end; j++, vb += v_stride) {
+            if (!(live >> j & 1)) continue;
+            const VF d = VSET1(dv[b * 32 + j]);
+            VF x[NC];
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) x[c] = VMUL(VCVTI8(vb + c * W), d);
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                const VF pg = VSET1(p[(size_t)(g0 + g) * p_stride + j]);
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) acc[g][c] = VFMA(x[c], pg, acc[g][c]);
             }
         }
-        if (hv == hd) continue;
-        for (int32_t j = 0; j < n;
-             j++) // the tail elements of a head size that is not a multiple of W
-            for (int32_t g = g0; g < g0 + ng; g++) {
-                const float pg = p[(size_t)g * p_stride + j];
-                if (pg == 0.0f) continue;
-                for (int32_t d = hv; d < hd; d++)
-                    out[(size_t)g * hd + d] += pg * nuri_f16_to_f32(v[(size_t)j * v_stride + d]);
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++)
+                VSTORE(out + (size_t)(g0 + g) * hd + (size_t)b * 32 + c * W, acc[g][c]);
+    }
+}
+
+/* accum_q of a Q8_0 V, 32 rows at a time: the rows' block scales are widened together (F16C) and
+ * the rows whose weights are all zero found once per group of heads (live_rows), before the
+ * heads' sums (accum_q8_tile). The
+ * arithmetic is simd_accum_q's: x = d * q, then one FMA into each head's sum, rows in order. */
+static void simd_accum_q8(int32_t hd, int32_t G, const float *p, size_t p_stride, const uint8_t *v,
+                          size_t v_stride, int32_t n, float *out)
+{
+    const int32_t nb = hd / 32;
+    for (int32_t j0 = 0; j0 < n; j0 += 32, p += 32, v += 32 * v_stride) {
+        const int m = n - j0 < 32 ? n - j0 : 32;
+        float dv[(NURI_KV_MAX_HD / 32) * 32] __attribute__((aligned(64)));
+        uint16_t h[32] __attribute__((aligned(64)));
+        for (int32_t b = 0; b < nb; b++) {
+            for (int j = 0; j < m; j++) memcpy(&h[j], v + (size_t)j * v_stride + (size_t)b * 34, 2);
+            for (int j = m; j < 32; j++) h[j] = 0;
+            for (int c = 0; c < 32; c += W) VSTORE(dv + b * 32 + c, VCVTPH(h + c));
+        }
+        for (int32_t g0 = 0; g0 < G; g0 += 4) {
+            const int ng = G - g0 < 4 ? G - g0 : 4;
+            const uint32_t live = live_rows(p + (size_t)g0 * p_stride, p_stride, ng, m);
+            switch (live ? ng : 0) {
+            case 0:
+                break;
+            case 4:
+                accum_q8_tile(4, hd, g0, p, p_stride, v, v_stride, live, dv, out);
+                break;
+            case 3:
+                accum_q8_tile(3, hd, g0, p, p_stride, v, v_stride, live, dv, out);
+                break;
+            case 2:
+                accum_q8_tile(2, hd, g0, p, p_stride, v, v_stride, live, dv, out);
+                break;
+            default:
+                accum_q8_tile(1, hd, g0, p, p_stride, v, v_stride, live, dv, out);
+                break;
             }
+        }
     }
 }
 
@@ -185,6 +277,10 @@ static void simd_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, c
 static void simd_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
                          const uint8_t *v, size_t v_stride, int32_t n, float *out)
 {
+    if (type == NURI_TYPE_Q8_0 && hd <= NURI_KV_MAX_HD) {
+        simd_accum_q8(hd, G, p, p_stride, v, v_stride, n, out);
+        return;
+    }
     enum { NC = 32 / W };
     const size_t blk = nuri_kv_row_bytes(type, 32);
     float x[32] __attribute__((aligned(64)));

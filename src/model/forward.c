@@ -42,7 +42,7 @@ struct nuri_ctx {
     int32_t n_pages;
     uint8_t *k_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of k_type (or k_t)
     uint8_t *v_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of v_type
-    bool k_t;            // K pages transposed (F16 K, not MLA): each head's block is column-major
+    bool k_t;            // K pages transposed (F16 or Q8_0 K, not MLA): scores_t / scores_t8
     void *k_map, *v_map; // the pools' mappings (kv_pool_new), and their lengths
     size_t k_map_len, v_map_len;
     uint32_t k_type, v_type; // NURI_TYPE_F16, _Q8_0 or _Q4_0
@@ -90,6 +90,7 @@ struct nuri_ctx {
     float *scores;      // (n_threads, G, n_ctx + 1) G = query heads per KV head; + a sink
     uint16_t *q16;      // (n_threads, G, head_dim) the queries as F16, on their way to qf
     float *qf;          // (n_threads, G, head_dim) the queries rounded to F16
+    int32_t *qsum;      // (n_threads, G, head_dim / 32) a Q8_0 query's block sums (scores_t8)
     float *logits;      // (n_logits, n_vocab)
     float *mla_qa;      // (n_batch, n_lora_q) deepseek2's compressed query, or NULL
 
@@ -322,26 +323,39 @@ static size_t page_run(const nuri_ctx *c, int il, const int32_t *pages, int32_t 
 }
 
 _Static_assert(NURI_KV_PAGE == NURI_ATTN_TROWS, "a transposed K block is one head's page");
-/* With k_t: where K row `slot` of head kvh in layer il starts in its page's transposed block (its
+/* With k_t: the transposed block of head kvh's rows in the page of pool slot `slot`, layer il. */
+static uint8_t *k_block(const nuri_ctx *c, int il, int32_t slot, int32_t kvh)
+{
+    return c->k_pages + kv_at(c, il, slot - slot % NURI_KV_PAGE, kvh, c->k_row);
+}
+
+/* With k_t and F16 K: where K row `slot` of head kvh in layer il starts in its page's block (its
  * element d lies d * NURI_KV_PAGE halves further on). */
 static uint16_t *k_column(const nuri_ctx *c, int il, int32_t slot, int32_t kvh)
 {
-    const int32_t off = slot % NURI_KV_PAGE;
-    return (uint16_t *)(c->k_pages + kv_at(c, il, slot - off, kvh, c->k_row)) + off;
+    return (uint16_t *)k_block(c, il, slot, kvh) + slot % NURI_KV_PAGE;
 }
 
 /* Stores head kvh's K row x (head_dim floats) at pool slot `slot` of layer il: a row of k_type, or
- * with k_t each element down its column of the page's transposed block (element d of the page's
- * row i at d * NURI_KV_PAGE + i), where scores_t reads K·Q with one row a lane. */
+ * with k_t into the page's transposed block: F16 each element down its column (element d of the
+ * page's row i at d * NURI_KV_PAGE + i), where scores_t reads K·Q with one row a lane; Q8_0 the
+ * quantized row spread as nuri_kv_t8_put lays it out for scores_t8. */
 static void kv_store_k(const nuri_ctx *c, int il, int32_t slot, int32_t kvh, const float *x)
 {
     const int32_t hd = c->m->hp.head_dim;
     if (!c->k_t) {
         nuri_kv_store_row(c->k_type, x, c->k_pages + kv_at(c, il, slot, kvh, c->k_row), hd);
-        return;
+    } else if (c->k_type == NURI_TYPE_Q8_0) {
+        uint8_t *kt = k_block(c, il, slot, kvh);
+        for (int32_t b = 0; b < hd / 32; b++) { // a block at a time: each is quantized alone
+            uint8_t blk[34];
+            nuri_kv_store_row(c->k_type, x + 32 * b, blk, 32);
+            nuri_kv_t8_put(kt + (size_t)b * NURI_ATTN_T8_SLICE, slot % NURI_KV_PAGE, blk, 32);
+        }
+    } else {
+        uint16_t *col = k_column(c, il, slot, kvh);
+        for (int32_t d = 0; d < hd; d++) col[(size_t)d * NURI_KV_PAGE] = nuri_f32_to_f16(x[d]);
     }
-    uint16_t *col = k_column(c, il, slot, kvh);
-    for (int32_t d = 0; d < hd; d++) col[(size_t)d * NURI_KV_PAGE] = nuri_f32_to_f16(x[d]);
 }
 
 /* The G query heads of KV head kvh (q: G x head_dim, contiguous) of token t against its sequence's
@@ -378,10 +392,21 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
         // Q as Q8_0, K's vec_dot_type, as llama.cpp converts it (h16 holds 2 bytes an element,
         // more than Q8_0's 34 per 32)
         nuri_kernels(NURI_TYPE_Q8_0)->from_float(q, h16, (int64_t)G * hd);
-        for (int32_t j = first; j < n_kv; j += run) {
-            const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
-            ak->scores_q(c->k_type, hd, G, h16, c->k_pages + at, c->k_row, run, scale, s + j,
-                         n_ctx);
+        if (c->k_t) { // Q8_0 in transposed blocks
+            int32_t *qsum = c->qsum + (size_t)w->ith * G * (hd / 32);
+            nuri_q8_block_sums(h16, G * (hd / 32), qsum);
+            for (int32_t j = first; j < n_kv; j += run) {
+                const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
+                const int32_t off = j % NURI_KV_PAGE;
+                ak->scores_t8(hd, G, h16, qsum, c->k_pages + at - (size_t)off * c->k_row, off, run,
+                              scale, s + j, n_ctx);
+            }
+        } else {
+            for (int32_t j = first; j < n_kv; j += run) {
+                const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
+                ak->scores_q(c->k_type, hd, G, h16, c->k_pages + at, c->k_row, run, scale, s + j,
+                             n_ctx);
+            }
         }
     }
     // a quantized V is weighted with F32 probabilities, an F16 one with F16 probabilities
@@ -1379,7 +1404,8 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->v_type = d.kv_type_v;
     c->k_row = nuri_kv_row_bytes(c->k_type, hp->head_dim);
     c->v_row = hp->mla ? 0 : nuri_kv_row_bytes(c->v_type, hp->head_dim); // MLA: no V
-    c->k_t = !hp->mla && c->k_type == NURI_TYPE_F16; // MLA's K rows are its V rows too
+    // MLA's K rows are its V rows too; a Q4_0 K keeps its rows
+    c->k_t = !hp->mla && (c->k_type == NURI_TYPE_F16 || c->k_type == NURI_TYPE_Q8_0);
     // as llama.cpp: K in blocks of the largest power of two (>= 64) dividing the head size, V in
     // blocks of 64, each only when its cache is quantized and the head size a multiple of 64
     if (c->k_type != NURI_TYPE_F16 && hp->head_dim % 64 == 0)
@@ -1455,6 +1481,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->scores = alloc_floats(nt * G * ((size_t)c->n_ctx + 1), &ok);
     c->q16 = calloc(nt * G * hp->head_dim, sizeof(uint16_t));
     c->qf = alloc_floats(nt * G * hp->head_dim, &ok);
+    c->qsum = alloc_ints(nt * G * (size_t)(hp->head_dim / 32 + 1), &ok);
     if (!c->q16) ok = false;
     c->logits = alloc_floats((size_t)d.n_logits * hp->n_vocab, &ok);
     if (m->n_stages > 1) {
@@ -1496,13 +1523,13 @@ void nuri_ctx_free(nuri_ctx *c)
     nuri_pool_free(c->pool);
     if (c->k_map) munmap(c->k_map, c->k_map_len);
     if (c->v_map) munmap(c->v_map, c->v_map_len);
-    void *bufs[] = {c->page_ref, c->free_list,  c->seq_len,    c->seq_pages,  c->b_slot,
-                    c->b_row,    c->b_next,     c->x,          c->xn,         c->q,
-                    c->k,        c->v,          c->att,        c->gate,       c->up,
-                    c->xq,       c->scores,     c->q16,        c->qf,         c->logits,
-                    c->d_pos,    c->d_seq,      c->d_want,     c->moe_logits, c->moe_probs,
-                    c->moe_ids,  c->moe_w,      c->moe_start,  c->moe_token,  c->moe_row,
-                    c->moe_x,    c->moe_margin, c->moe_shared, c->moe_shgate};
+    void *bufs[] = {c->page_ref,  c->free_list, c->seq_len,    c->seq_pages,  c->b_slot,
+                    c->b_row,     c->b_next,    c->x,          c->xn,         c->q,
+                    c->k,         c->v,         c->att,        c->gate,       c->up,
+                    c->xq,        c->scores,    c->q16,        c->qf,         c->qsum,
+                    c->logits,    c->d_pos,     c->d_seq,      c->d_want,     c->moe_logits,
+                    c->moe_probs, c->moe_ids,   c->moe_w,      c->moe_start,  c->moe_token,
+                    c->moe_row,   c->moe_x,     c->moe_margin, c->moe_shared, c->moe_shgate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->mla_qa);
     void *pipe_bufs[] = {c->pipe_meta, c->pipe_x, c->pipe_margin, c->pipe_req};
@@ -1646,9 +1673,16 @@ const char *nuri_kv_type_name(uint32_t type)
 
 /* Copies head kvh's row of K (kv 0) or V (kv 1) at pool slot `slot` of layer il to (dir 0) or
  * from (dir 1) the row-major bytes at b; a transposed K row (k_t) is gathered from or scattered
- * down its column. */
+ * into its page's block. */
 static void kv_row_copy(nuri_ctx *c, int il, int kv, int32_t slot, int32_t kvh, uint8_t *b, int dir)
 {
+    if (!kv && c->k_t && c->k_type == NURI_TYPE_Q8_0) {
+        if (dir == 0)
+            nuri_kv_t8_get(k_block(c, il, slot, kvh), slot % NURI_KV_PAGE, b, c->m->hp.head_dim);
+        else
+            nuri_kv_t8_put(k_block(c, il, slot, kvh), slot % NURI_KV_PAGE, b, c->m->hp.head_dim);
+        return;
+    }
     if (!kv && c->k_t) {
         uint16_t *col = k_column(c, il, slot, kvh);
         for (int32_t d = 0; d < c->m->hp.head_dim; d++, b += 2) {
