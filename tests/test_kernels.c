@@ -748,50 +748,56 @@ TEST(transposed_scores_match_reference_on_every_isa)
         }
 }
 
-/* scores_t8 over a transposed Q8_0 block: every ISA gives the bits of the row-major scores_q
- * reference on the same rows (exact integer sums, the same float steps), for any split of the
- * block's rows; the block gives back the rows it was given. */
-TEST(transposed_q8_scores_match_row_major_reference_on_every_isa)
+/* scores_tq over a transposed Q8_0 or Q4_0 block: every ISA gives the bits of the row-major
+ * scores_q reference on the same rows (exact integer sums, the same float steps), for any split
+ * of the block's rows; the block gives back the rows it was given. */
+TEST(transposed_quantized_scores_match_row_major_reference_on_every_isa)
 {
     enum { R = NURI_ATTN_TROWS, MAXHD = 256, MAXG = 9, ROW = MAXHD / 32 * 34 };
     static uint8_t rows[R * ROW], kt[R * ROW], back[ROW], q8[MAXG * ROW];
     static float x[MAXHD], q[MAXG * MAXHD], s[MAXG * R], s2[MAXG * R], ref[MAXG * R];
     static int32_t qsum[MAXG * MAXHD / 32];
     const int32_t hds[] = {64, 128, 256, 96, 32};
+    const uint32_t types[] = {NURI_TYPE_Q8_0, NURI_TYPE_Q4_0};
     const nuri_attn_kernels *sc = nuri_attn_isa(NURI_ISA_SCALAR);
-    for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
-        for (int32_t G = 1; G <= MAXG; G++) {
-            const int32_t hd = hds[h], nb = hd / 32;
-            const size_t row = (size_t)nb * 34;
-            for (int i = 0; i < R; i++) {
-                for (int d = 0; d < hd; d++) x[d] = rng_normal() * (i % 3 ? 1.0f : 30.0f);
-                nuri_kv_store_row(NURI_TYPE_Q8_0, x, rows + i * row, hd);
-                nuri_kv_t8_put(kt, i, rows + i * row, hd);
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
+            for (int32_t G = 1; G <= MAXG; G++) {
+                const uint32_t type = types[ti];
+                const int32_t hd = hds[h], nb = hd / 32;
+                const size_t row = nuri_kv_row_bytes(type, hd);
+                memset(kt, 0xa5, sizeof kt);
+                for (int i = 0; i < R; i++) {
+                    for (int d = 0; d < hd; d++) x[d] = rng_normal() * (i % 3 ? 1.0f : 30.0f);
+                    nuri_kv_store_row(type, x, rows + i * row, hd);
+                    nuri_kv_tq_put(type, kt, i, rows + i * row, hd);
+                }
+                for (int i = 0; i < R; i++) {
+                    memset(back, 0x5a, sizeof back);
+                    nuri_kv_tq_get(type, kt, i, back, hd);
+                    CHECKF(!memcmp(back, rows + i * row, row), "type %u hd %d: row %d changed",
+                           type, hd, i);
+                }
+                for (int i = 0; i < G * hd; i++) q[i] = rng_normal();
+                nuri_kernels(NURI_TYPE_Q8_0)->from_float(q, q8, (int64_t)G * hd);
+                nuri_q8_block_sums(q8, G * nb, qsum);
+                sc->scores_q(type, hd, G, q8, rows, row, R, 0.125f, ref, R);
+                for (int isa = NURI_ISA_SCALAR; isa <= NURI_ISA_AVX512; isa++) {
+                    const nuri_attn_kernels *ak = nuri_attn_isa((nuri_isa)isa);
+                    if (!ak) continue;
+                    memset(s, 0, sizeof s);
+                    memset(s2, 0, sizeof s2);
+                    ak->scores_tq(type, hd, G, q8, qsum, kt, 0, R, 0.125f, s, R);
+                    ak->scores_tq(type, hd, G, q8, qsum, kt, 0, 7, 0.125f, s2, R);
+                    ak->scores_tq(type, hd, G, q8, qsum, kt, 7, 20, 0.125f, s2 + 7, R);
+                    ak->scores_tq(type, hd, G, q8, qsum, kt, 27, R - 27, 0.125f, s2 + 27, R);
+                    CHECKF(!memcmp(s, ref, sizeof(float) * (size_t)G * R),
+                           "type %u isa %d hd %d G %d: scores differ from the row-major reference",
+                           type, isa, hd, G);
+                    CHECKF(!memcmp(s, s2, sizeof(float) * (size_t)G * R),
+                           "type %u isa %d hd %d G %d: split scores differ", type, isa, hd, G);
+                }
             }
-            for (int i = 0; i < R; i++) {
-                nuri_kv_t8_get(kt, i, back, hd);
-                CHECKF(!memcmp(back, rows + i * row, row), "hd %d: row %d comes back changed", hd,
-                       i);
-            }
-            for (int i = 0; i < G * hd; i++) q[i] = rng_normal();
-            nuri_kernels(NURI_TYPE_Q8_0)->from_float(q, q8, (int64_t)G * hd);
-            nuri_q8_block_sums(q8, G * nb, qsum);
-            sc->scores_q(NURI_TYPE_Q8_0, hd, G, q8, rows, row, R, 0.125f, ref, R);
-            for (int isa = NURI_ISA_SCALAR; isa <= NURI_ISA_AVX512; isa++) {
-                const nuri_attn_kernels *ak = nuri_attn_isa((nuri_isa)isa);
-                if (!ak) continue;
-                memset(s, 0, sizeof s);
-                memset(s2, 0, sizeof s2);
-                ak->scores_t8(hd, G, q8, qsum, kt, 0, R, 0.125f, s, R);
-                ak->scores_t8(hd, G, q8, qsum, kt, 0, 7, 0.125f, s2, R);
-                ak->scores_t8(hd, G, q8, qsum, kt, 7, 20, 0.125f, s2 + 7, R);
-                ak->scores_t8(hd, G, q8, qsum, kt, 27, R - 27, 0.125f, s2 + 27, R);
-                CHECKF(!memcmp(s, ref, sizeof(float) * (size_t)G * R),
-                       "isa %d hd %d G %d: scores differ from the row-major reference", isa, hd, G);
-                CHECKF(!memcmp(s, s2, sizeof(float) * (size_t)G * R),
-                       "isa %d hd %d G %d: split scores differ", isa, hd, G);
-            }
-        }
 }
 
 /* Softmax (with its F16 rounding) and SwiGLU: every ISA within an F16 step / 2 ulp-ish of a
@@ -968,7 +974,7 @@ int main(void)
     RUN(membw_probe_reads_every_word);
     RUN(attention_kernels_match_reference_and_split_runs);
     RUN(transposed_scores_match_reference_on_every_isa);
-    RUN(transposed_q8_scores_match_row_major_reference_on_every_isa);
+    RUN(transposed_quantized_scores_match_row_major_reference_on_every_isa);
     RUN(softmax_and_swiglu_match_double);
     RUN(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni);
     RUN(activation_quantizers_are_bit_identical_across_isas);

@@ -38,21 +38,56 @@ static void ref_scores_t(int32_t hd, int32_t G, const float *q, const uint16_t *
         }
 }
 
-void nuri_kv_t8_put(uint8_t *kt, int32_t i, const uint8_t *row, int32_t hd)
+/* Where element d (< 32) of row i lies in a transposed slice (attn.h), and how it is held: Q8_0's
+ * code + 128 a byte; Q4_0's code (0..15) the low nibble for d % 8 < 4, else the high one. */
+static size_t tq_at(uint32_t type, int32_t i, int d)
 {
-    for (int32_t b = 0; b < hd / 32; b++, row += 34) {
-        uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
+    return type == NURI_TYPE_Q8_0 ? 64 + 128 * (size_t)(d / 4) + 4 * (size_t)i + (size_t)(d % 4)
+                                  : 64 + 128 * (size_t)(d / 8) + 4 * (size_t)i + (size_t)(d % 4);
+}
+
+/* Code d (< 32) of a row-major block's codes q: Q8_0 as its int8 + 128, Q4_0 as 0..15. */
+static unsigned tq_code(uint32_t type, const uint8_t *q, int d)
+{
+    if (type == NURI_TYPE_Q8_0) return (uint8_t)(q[d] ^ 0x80);
+    return d < 16 ? q[d] & 15u : (unsigned)q[d - 16] >> 4;
+}
+
+void nuri_kv_tq_put(uint32_t type, uint8_t *kt, int32_t i, const uint8_t *row, int32_t hd)
+{
+    const size_t blk = nuri_kv_row_bytes(type, 32);
+    for (int32_t b = 0; b < hd / 32; b++, row += blk) {
+        uint8_t *sl = kt + (size_t)b * nuri_kv_tq_slice(type);
         memcpy(sl + 2 * i, row, 2);
-        for (int d = 0; d < 32; d++) sl[64 + 128 * (d / 4) + 4 * i + d % 4] = row[2 + d] ^ 0x80;
+        for (int d = 0; d < 32; d++) {
+            uint8_t *at = sl + tq_at(type, i, d);
+            const unsigned c = tq_code(type, row + 2, d);
+            if (type == NURI_TYPE_Q8_0)
+                *at = (uint8_t)c;
+            else if (d % 8 < 4)
+                *at = (uint8_t)((*at & 0xf0) | c);
+            else
+                *at = (uint8_t)((*at & 0x0f) | c << 4);
+        }
     }
 }
 
-void nuri_kv_t8_get(const uint8_t *kt, int32_t i, uint8_t *row, int32_t hd)
+void nuri_kv_tq_get(uint32_t type, const uint8_t *kt, int32_t i, uint8_t *row, int32_t hd)
 {
-    for (int32_t b = 0; b < hd / 32; b++, row += 34) {
-        const uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
+    const size_t blk = nuri_kv_row_bytes(type, 32);
+    for (int32_t b = 0; b < hd / 32; b++, row += blk) {
+        const uint8_t *sl = kt + (size_t)b * nuri_kv_tq_slice(type);
         memcpy(row, sl + 2 * i, 2);
-        for (int d = 0; d < 32; d++) row[2 + d] = sl[64 + 128 * (d / 4) + 4 * i + d % 4] ^ 0x80;
+        for (int d = 0; d < 32; d++) {
+            const uint8_t at = sl[tq_at(type, i, d)];
+            if (type == NURI_TYPE_Q8_0)
+                row[2 + d] = at ^ 0x80;
+            else if (d < 16) // element d the low nibble of byte d, element d + 16 the high one
+                row[2 + d] = (uint8_t)((row[2 + d] & 0xf0) | (d % 8 < 4 ? at & 15 : at >> 4));
+            else
+                row[2 + d - 16] =
+                    (uint8_t)((row[2 + d - 16] & 0x0f) | (d % 8 < 4 ? at & 15 : at >> 4) << 4);
+        }
     }
 }
 
@@ -66,20 +101,23 @@ void nuri_q8_block_sums(const void *q8, int32_t n_blocks, int32_t *sums)
     }
 }
 
-static void ref_scores_t8(int32_t hd, int32_t G, const void *q8, const int32_t *qsum,
+static void ref_scores_tq(uint32_t type, int32_t hd, int32_t G, const void *q8, const int32_t *qsum,
                           const uint8_t *kt, int32_t j0, int32_t n, float scale, float *s,
                           size_t s_stride)
 {
-    const int32_t nb = hd / 32;
+    const int32_t nb = hd / 32, bias = type == NURI_TYPE_Q8_0 ? 128 : 8;
     for (int32_t i = j0; i < j0 + n; i++)
         for (int32_t g = 0; g < G; g++) {
             const uint8_t *qr = (const uint8_t *)q8 + (size_t)g * nb * 34;
             float acc = 0.0f;
             for (int32_t b = 0; b < nb; b++, qr += 34) {
-                const uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
-                int32_t sumi = -128 * qsum[g * nb + b];
-                for (int d = 0; d < 32; d++)
-                    sumi += sl[64 + 128 * (d / 4) + 4 * i + d % 4] * (int8_t)qr[2 + d];
+                const uint8_t *sl = kt + (size_t)b * nuri_kv_tq_slice(type);
+                int32_t sumi = -bias * qsum[g * nb + b];
+                for (int d = 0; d < 32; d++) {
+                    const uint8_t at = sl[tq_at(type, i, d)];
+                    const int32_t c = type == NURI_TYPE_Q8_0 ? at : d % 8 < 4 ? at & 15 : at >> 4;
+                    sumi += c * (int8_t)qr[2 + d];
+                }
                 uint16_t hk, hq;
                 memcpy(&hk, sl + 2 * i, 2);
                 memcpy(&hq, qr, 2);
@@ -267,7 +305,7 @@ static void init(void)
     for (int i = 0; i < 3; i++)
         tables[i] = (nuri_attn_kernels){ref_scores,      ref_accum,    ref_softmax,
                                         ref_swiglu,      ref_scores_q, ref_accum_q,
-                                        ref_softmax_f32, ref_scores_t, ref_scores_t8};
+                                        ref_softmax_f32, ref_scores_t, ref_scores_tq};
     kernels_attn_avx2_fill(&tables[NURI_ISA_AVX2]);
     tables[NURI_ISA_AVX2].scores_q = avx2_scores_q;
     tables[NURI_ISA_AVX512] = tables[NURI_ISA_AVX2];

@@ -12,10 +12,10 @@
  * The cache may also hold Q8_0 or Q4_0 rows (`--kv-type`), stored and multiplied as llama.cpp's
  * CPU path does with `-ctk` / `-ctv`: a row is quantized per 32-element block when it is written
  * (nuri_kv_store_row); K·Q of a quantized K takes Q quantized to Q8_0 and the type's integer dot
- * product per block (scores_q; a Q8_0 K in the cache's transposed blocks, scores_t8, the same
- * bits); a quantized V is widened to F32 row by row and weighted with F32
- * probabilities (softmax_f32, accum_q), as llama.cpp's flash attention kernel does (llama.cpp
- * quantizes V only with flash attention on).
+ * product per block (scores_q; in the cache's transposed blocks scores_tq, the same bits); a
+ * quantized V is widened to F32 row by row and weighted with F32 probabilities (softmax_f32,
+ * accum_q), as llama.cpp's flash attention kernel does (llama.cpp quantizes V only with flash
+ * attention on).
  */
 #ifndef NURI_ATTN_H
 #define NURI_ATTN_H
@@ -62,29 +62,36 @@ typedef struct nuri_attn_kernels {
      * j0, n. All NURI_ATTN_TROWS rows of the block are read. */
     void (*scores_t)(int32_t hd, int32_t G, const float *q, const uint16_t *kt, int32_t j0,
                      int32_t n, float scale, float *s, size_t s_stride);
-    /* scores_q over rows j0 .. j0 + n - 1 (j0 + n <= NURI_ATTN_TROWS) of a transposed block of
-     * Q8_0 rows (the layout of nuri_kv_t8_put), with q8 the G queries as Q8_0 and
-     * qsum[g * (hd / 32) + b] the sum of query g's codes in block b (nuri_q8_block_sums). The same
-     * arithmetic as scores_q, so the same bits: an exact integer sum per block, then
-     * (d_k * d_q) * sum added block by block, times scale. All rows of the block are read. */
-    void (*scores_t8)(int32_t hd, int32_t G, const void *q8, const int32_t *qsum, const uint8_t *kt,
-                      int32_t j0, int32_t n, float scale, float *s, size_t s_stride);
+    /* scores_q of a K of `type` (Q8_0 or Q4_0) over rows j0 .. j0 + n - 1 (j0 + n <=
+     * NURI_ATTN_TROWS) of a transposed block (the layout of nuri_kv_tq_put), with q8 the G queries
+     * as Q8_0 and qsum[g * (hd / 32) + b] the sum of query g's codes in block b
+     * (nuri_q8_block_sums). The same arithmetic as scores_q, so the same bits: an exact integer
+     * sum per block, then (d_k * d_q) * sum added block by block, times scale. All rows of the
+     * block are read. */
+    void (*scores_tq)(uint32_t type, int32_t hd, int32_t G, const void *q8, const int32_t *qsum,
+                      const uint8_t *kt, int32_t j0, int32_t n, float scale, float *s,
+                      size_t s_stride);
 } nuri_attn_kernels;
 
-/* Rows in a transposed K block (scores_t, scores_t8): a KV page's rows of one head. */
+/* Rows in a transposed K block (scores_t, scores_tq): a KV page's rows of one head. */
 #define NURI_ATTN_TROWS 32
 
-/* A transposed Q8_0 block holds NURI_ATTN_TROWS rows of hd elements in hd / 32 slices of
- * NURI_ATTN_T8_SLICE bytes (as many as the rows take row-major), one per 32-element block: first
- * the rows' F16 scales (row i's at 2 * i), then their codes in 8 groups of 4 elements, group t's
- * 4 codes of row i at 64 + 128 * t + 4 * i, each stored + 128 as an unsigned byte. So 16 rows'
- * codes of a group are one 64-byte line that vpdpbusd multiplies, unsigned, with a broadcast of the
- * query's 4 signed codes; 128 times the query's block sum is taken off the integer sum after. */
-#define NURI_ATTN_T8_SLICE (NURI_ATTN_TROWS * 34)
-/* Row i of a transposed Q8_0 block from (put) or to (get) a row-major Q8_0 row of hd elements. */
-void nuri_kv_t8_put(uint8_t *kt, int32_t i, const uint8_t *row, int32_t hd);
-void nuri_kv_t8_get(const uint8_t *kt, int32_t i, uint8_t *row, int32_t hd);
-/* sums[b] = the sum of the 32 codes of Q8_0 block b, for b < n_blocks (scores_t8's qsum). */
+/* A transposed Q8_0 or Q4_0 block holds NURI_ATTN_TROWS rows of hd elements in hd / 32 slices of
+ * nuri_kv_tq_slice bytes (as many as the rows take row-major), one per 32-element block: first the
+ * rows' F16 scales (row i's at 2 * i), then their codes in groups of 128 bytes, 4 bytes a row (row
+ * i's at 64 + 128 * t + 4 * i for group t). Q8_0: group t holds elements 4t .. 4t + 3, each code +
+ * 128 as an unsigned byte (8 groups). Q4_0: group t holds elements 8t .. 8t + 3 in the low nibbles
+ * and 8t + 4 .. 8t + 7 in the high ones, as stored (0..15; 4 groups). So 16 rows' codes of a group
+ * are one 64-byte line that vpdpbusd multiplies, unsigned, with a broadcast of the query's 4
+ * signed codes; 128 (Q8_0) or 8 (Q4_0) times the query's block sum is taken off after. */
+static inline size_t nuri_kv_tq_slice(uint32_t type)
+{
+    return (size_t)NURI_ATTN_TROWS * (type == NURI_TYPE_Q8_0 ? 34 : 18);
+}
+/* Row i of a transposed block from (put) or to (get) a row-major row of the type, hd elements. */
+void nuri_kv_tq_put(uint32_t type, uint8_t *kt, int32_t i, const uint8_t *row, int32_t hd);
+void nuri_kv_tq_get(uint32_t type, const uint8_t *kt, int32_t i, uint8_t *row, int32_t hd);
+/* sums[b] = the sum of the 32 codes of Q8_0 block b, for b < n_blocks (scores_tq's qsum). */
 void nuri_q8_block_sums(const void *q8, int32_t n_blocks, int32_t *sums);
 
 /* The orthonormal Walsh-Hadamard rotation of n floats in place (n a power of two): x scaled by

@@ -25,47 +25,82 @@ static inline float hsum256(__m256 v)
 #define VNONZERO(p)                                                                                \
     (uint32_t)                                                                                     \
         _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p), _mm256_setzero_ps(), _CMP_NEQ_UQ))
+#define VNIB(p, hi)                                                                                \
+    _mm256_cvtepi32_ps(_mm256_sub_epi32(                                                           \
+        _mm256_and_si256(                                                                          \
+            _mm256_srli_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p))),         \
+                              4 * (hi)),                                                           \
+            _mm256_set1_epi32(15)),                                                                \
+        _mm256_set1_epi32(8)))
 #include "kernels/attn_simd.h"
 
+#include <stdbool.h>
 #include <string.h>
 
-/* scores_t8, NG queries at a time against all 32 rows of a transposed Q8_0 block, into tile
- * (NG x 32). Per group of 4 elements, a quarter of the rows' codes is one 32-byte line: back to
- * signed (xor 128), given the query code's sign, multiplied with its magnitude (vpmaddubsw, whose
- * pairs stay below 2 * 127 * 127: no saturation) and summed per row (vpmaddwd); exact integer
- * sums, then the reference's float step, so the reference's bits. */
-static inline __attribute__((always_inline)) void
-scores_t8_tile(const int NG, int32_t nb, const uint8_t *q8, const uint8_t *kt, float *tile)
+/* scores_tq, NG queries at a time against all 32 rows of a transposed Q8_0 (Q4 = 0) or Q4_0
+ * (Q4 = 1) block, into tile (NG x 32). Per group, a quarter of the rows' codes is one 32-byte
+ * line. Q8_0: back to signed (xor 128), given the query code's sign and multiplied with its
+ * magnitude (vpmaddubsw, whose pairs stay below 2 * 127 * 127: no saturation); Q4_0: the nibbles
+ * (0..15) times the query's codes, less 8 times its block sum after. Summed per row (vpmaddwd):
+ * exact integer sums, then the reference's float step, so the reference's bits. */
+static inline __attribute__((always_inline)) void scores_tq_tile(const int Q4, const int NG,
+                                                                 int32_t nb, const uint8_t *q8,
+                                                                 const int32_t *qsum,
+                                                                 const uint8_t *kt, float *tile)
 {
-    const __m256i bias = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    const size_t slice = (size_t)NURI_ATTN_TROWS * (Q4 ? 18 : 34);
+    const __m256i bias = _mm256_set1_epi8((char)0x80), lo4 = _mm256_set1_epi8(15),
+                  ones = _mm256_set1_epi16(1);
     __m256 sc[2][4];
 #pragma GCC unroll 2
     for (int g = 0; g < NG; g++)
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) sc[g][r] = _mm256_setzero_ps();
     for (int32_t b = 0; b < nb; b++) {
-        const uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
+        const uint8_t *sl = kt + (size_t)b * slice;
         __m256i acc[2][4];
 #pragma GCC unroll 2
         for (int g = 0; g < NG; g++)
 #pragma GCC unroll 4
-            for (int r = 0; r < 4; r++) acc[g][r] = _mm256_setzero_si256();
-        for (int t = 0; t < 8; t++) {
-            __m256i k[4];
-#pragma GCC unroll 4
             for (int r = 0; r < 4; r++)
-                k[r] = _mm256_xor_si256(
-                    _mm256_loadu_si256((const __m256i *)(sl + 64 + 128 * t + 32 * r)), bias);
+                acc[g][r] = _mm256_set1_epi32(Q4 ? -8 * qsum[g * nb + b] : 0);
+        for (int t = 0; t < (Q4 ? 4 : 8); t++) {
+            __m256i k[4], kh[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const __m256i l = _mm256_loadu_si256((const __m256i *)(sl + 64 + 128 * t + 32 * r));
+                if (Q4) {
+                    k[r] = _mm256_and_si256(l, lo4);
+                    kh[r] = _mm256_and_si256(_mm256_srli_epi16(l, 4), lo4);
+                } else {
+                    k[r] = _mm256_xor_si256(l, bias);
+                }
+            }
 #pragma GCC unroll 2
             for (int g = 0; g < NG; g++) {
+                const uint8_t *qb = q8 + ((size_t)g * nb + b) * 34 + 2;
                 int32_t q4;
-                memcpy(&q4, q8 + ((size_t)g * nb + b) * 34 + 2 + 4 * t, 4);
-                const __m256i qq = _mm256_set1_epi32(q4), qa = _mm256_abs_epi8(qq);
+                memcpy(&q4, qb + (Q4 ? 8 : 4) * t, 4);
+                const __m256i qq = _mm256_set1_epi32(q4);
+                if (Q4) {
+                    memcpy(&q4, qb + 8 * t + 4, 4);
+                    const __m256i qh = _mm256_set1_epi32(q4);
 #pragma GCC unroll 4
-                for (int r = 0; r < 4; r++)
-                    acc[g][r] = _mm256_add_epi32(
-                        acc[g][r], _mm256_madd_epi16(
-                                       _mm256_maddubs_epi16(qa, _mm256_sign_epi8(k[r], qq)), ones));
+                    for (int r = 0; r < 4; r++) // each pair at most 2 * 15 * 127: the sum fits too
+                        acc[g][r] = _mm256_add_epi32(
+                            acc[g][r],
+                            _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(k[r], qq),
+                                                               _mm256_maddubs_epi16(kh[r], qh)),
+                                              ones));
+                } else {
+                    const __m256i qa = _mm256_abs_epi8(qq);
+#pragma GCC unroll 4
+                    for (int r = 0; r < 4; r++)
+                        acc[g][r] = _mm256_add_epi32(
+                            acc[g][r],
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(k[r], qq)),
+                                              ones));
+                }
             }
         }
 #pragma GCC unroll 2
@@ -87,20 +122,25 @@ scores_t8_tile(const int NG, int32_t nb, const uint8_t *q8, const uint8_t *kt, f
         for (int r = 0; r < 4; r++) _mm256_storeu_ps(tile + g * NURI_ATTN_TROWS + 8 * r, sc[g][r]);
 }
 
-static void avx2_scores_t8(int32_t hd, int32_t G, const void *q8, const int32_t *qsum,
-                           const uint8_t *kt, int32_t j0, int32_t n, float scale, float *s,
-                           size_t s_stride)
+static void avx2_scores_tq(uint32_t type, int32_t hd, int32_t G, const void *q8,
+                           const int32_t *qsum, const uint8_t *kt, int32_t j0, int32_t n,
+                           float scale, float *s, size_t s_stride)
 {
-    (void)qsum; // the codes are taken back to signed here
     const int32_t nb = hd / 32;
+    const bool q4 = type == NURI_TYPE_Q4_0;
     float tile[2 * NURI_ATTN_TROWS];
     for (int32_t g0 = 0; g0 < G; g0 += 2) {
         const int ng = G - g0 < 2 ? G - g0 : 2;
         const uint8_t *qg = (const uint8_t *)q8 + (size_t)g0 * nb * 34;
-        if (ng == 2)
-            scores_t8_tile(2, nb, qg, kt, tile);
+        const int32_t *sg = qsum + (size_t)g0 * nb;
+        if (q4 && ng == 2)
+            scores_tq_tile(1, 2, nb, qg, sg, kt, tile);
+        else if (q4)
+            scores_tq_tile(1, 1, nb, qg, sg, kt, tile);
+        else if (ng == 2)
+            scores_tq_tile(0, 2, nb, qg, sg, kt, tile);
         else
-            scores_t8_tile(1, nb, qg, kt, tile);
+            scores_tq_tile(0, 1, nb, qg, sg, kt, tile);
         for (int g = 0; g < ng; g++)
             for (int32_t i = 0; i < n; i++)
                 s[(size_t)(g0 + g) * s_stride + i] = tile[g * NURI_ATTN_TROWS + j0 + i] * scale;
@@ -112,7 +152,7 @@ void kernels_attn_avx2_fill(nuri_attn_kernels *k)
 {
     k->scores = simd_scores;
     k->scores_t = simd_scores_t;
-    k->scores_t8 = avx2_scores_t8;
+    k->scores_tq = avx2_scores_tq;
     k->accum = simd_accum;
     k->accum_q = simd_accum_q;
 }

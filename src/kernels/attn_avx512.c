@@ -14,6 +14,13 @@
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 #define VNONZERO(p)                                                                                \
     (uint32_t) _mm512_cmp_ps_mask(_mm512_loadu_ps(p), _mm512_setzero_ps(), _CMP_NEQ_UQ)
+#define VNIB(p, hi)                                                                                \
+    _mm512_cvtepi32_ps(_mm512_sub_epi32(                                                           \
+        _mm512_and_si512(                                                                          \
+            _mm512_srli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p))),         \
+                              4 * (hi)),                                                           \
+            _mm512_set1_epi32(15)),                                                                \
+        _mm512_set1_epi32(8)))
 #include "kernels/attn_simd.h"
 
 #include <math.h>
@@ -156,36 +163,55 @@ static void avx512_scores_q8(int32_t hd, int32_t G, const void *q8, const uint8_
     }
 }
 
-/* scores_t8, NG queries at a time against all 32 rows of a transposed Q8_0 block, into tile
- * (NG x 32): per slice and group of 4 elements, each half of the rows' codes is one 64-byte line
- * that vpdpbusd multiplies with a broadcast of each query's 4 codes; the integer sums start at
- * -128 times the query's block sum (the codes are stored + 128), then take the reference's float
- * step. The integer sums are exact, so the bits are the reference's. */
-static inline __attribute__((always_inline)) void scores_t8_tile(const int NG, int32_t nb,
-                                                                 const uint8_t *q8,
+/* scores_tq, NG queries at a time against all 32 rows of a transposed Q8_0 (Q4 = 0) or Q4_0
+ * (Q4 = 1) block, into tile (NG x 32): per slice and group, each half of the rows' codes is one
+ * 64-byte line (Q4_0: two, its low and high nibbles) that vpdpbusd multiplies with a broadcast of
+ * each query's 4 codes; the integer sums start at -128 (Q4_0: -8) times the query's block sum,
+ * then take the reference's float step. The integer sums are exact, so the bits are the
+ * reference's. */
+static inline __attribute__((always_inline)) void scores_tq_tile(const int Q4, const int NG,
+                                                                 int32_t nb, const uint8_t *q8,
                                                                  const int32_t *qsum,
                                                                  const uint8_t *kt, float *tile)
 {
+    const size_t slice = (size_t)NURI_ATTN_TROWS * (Q4 ? 18 : 34);
+    const __m512i lo4 = _mm512_set1_epi8(15);
     __m512 sc[4][2];
 #pragma GCC unroll 4
     for (int g = 0; g < NG; g++) sc[g][0] = sc[g][1] = _mm512_setzero_ps();
     for (int32_t b = 0; b < nb; b++) {
-        const uint8_t *sl = kt + (size_t)b * NURI_ATTN_T8_SLICE;
+        const uint8_t *sl = kt + (size_t)b * slice;
         __m512i acc[4][2];
 #pragma GCC unroll 4
         for (int g = 0; g < NG; g++)
-            acc[g][0] = acc[g][1] = _mm512_set1_epi32(-128 * qsum[g * nb + b]);
-#pragma GCC unroll 8
-        for (int t = 0; t < 8; t++) {
-            const __m512i k0 = _mm512_loadu_si512(sl + 64 + 128 * t);
-            const __m512i k1 = _mm512_loadu_si512(sl + 128 + 128 * t);
+            acc[g][0] = acc[g][1] = _mm512_set1_epi32((Q4 ? -8 : -128) * qsum[g * nb + b]);
+        for (int t = 0; t < (Q4 ? 4 : 8); t++) {
+            __m512i k[2][2]; // [half of the rows][low / high nibbles]
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m512i l = _mm512_loadu_si512(sl + 64 + 128 * t + 64 * h);
+                if (Q4) {
+                    k[h][0] = _mm512_and_si512(l, lo4);
+                    k[h][1] = _mm512_and_si512(_mm512_srli_epi16(l, 4), lo4);
+                } else {
+                    k[h][0] = l;
+                }
+            }
 #pragma GCC unroll 4
             for (int g = 0; g < NG; g++) {
+                const uint8_t *qb = q8 + ((size_t)g * nb + b) * 34 + 2;
                 int32_t q4;
-                memcpy(&q4, q8 + ((size_t)g * nb + b) * 34 + 2 + 4 * t, 4);
-                const __m512i qq = _mm512_set1_epi32(q4);
-                acc[g][0] = _mm512_dpbusd_epi32(acc[g][0], k0, qq);
-                acc[g][1] = _mm512_dpbusd_epi32(acc[g][1], k1, qq);
+                memcpy(&q4, qb + (Q4 ? 8 : 4) * t, 4);
+                const __m512i qa = _mm512_set1_epi32(q4);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) acc[g][h] = _mm512_dpbusd_epi32(acc[g][h], k[h][0], qa);
+                if (Q4) {
+                    memcpy(&q4, qb + 8 * t + 4, 4);
+                    const __m512i qh = _mm512_set1_epi32(q4);
+#pragma GCC unroll 2
+                    for (int h = 0; h < 2; h++)
+                        acc[g][h] = _mm512_dpbusd_epi32(acc[g][h], k[h][1], qh);
+                }
             }
         }
         const __m512 dk0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sl));
@@ -208,9 +234,13 @@ static inline __attribute__((always_inline)) void scores_t8_tile(const int NG, i
     }
 }
 
-static void avx512_scores_t8(int32_t hd, int32_t G, const void *q8, const int32_t *qsum,
-                             const uint8_t *kt, int32_t j0, int32_t n, float scale, float *s,
-                             size_t s_stride)
+#define TQ_CASE(Q4, N)                                                                             \
+    case N:                                                                                        \
+        scores_tq_tile(Q4, N, nb, qg, sg, kt, tile);                                               \
+        break
+static void avx512_scores_tq(uint32_t type, int32_t hd, int32_t G, const void *q8,
+                             const int32_t *qsum, const uint8_t *kt, int32_t j0, int32_t n,
+                             float scale, float *s, size_t s_stride)
 {
     const int32_t nb = hd / 32;
     float tile[4 * NURI_ATTN_TROWS];
@@ -218,20 +248,20 @@ static void avx512_scores_t8(int32_t hd, int32_t G, const void *q8, const int32_
         const int ng = G - g0 < 4 ? G - g0 : 4;
         const uint8_t *qg = (const uint8_t *)q8 + (size_t)g0 * nb * 34;
         const int32_t *sg = qsum + (size_t)g0 * nb;
-        switch (ng) { // NG a constant in each case: the sums stay in registers
-        case 4:
-            scores_t8_tile(4, nb, qg, sg, kt, tile);
-            break;
-        case 3:
-            scores_t8_tile(3, nb, qg, sg, kt, tile);
-            break;
-        case 2:
-            scores_t8_tile(2, nb, qg, sg, kt, tile);
-            break;
-        default:
-            scores_t8_tile(1, nb, qg, sg, kt, tile);
-            break;
-        }
+        if (type == NURI_TYPE_Q4_0)
+            switch (ng) { // NG a constant in each case: the sums stay in registers
+                TQ_CASE(1, 4);
+                TQ_CASE(1, 3);
+                TQ_CASE(1, 2);
+                TQ_CASE(1, 1);
+            }
+        else
+            switch (ng) {
+                TQ_CASE(0, 4);
+                TQ_CASE(0, 3);
+                TQ_CASE(0, 2);
+                TQ_CASE(0, 1);
+            }
         for (int g = 0; g < ng; g++)
             for (int32_t i = 0; i < n; i++)
                 s[(size_t)(g0 + g) * s_stride + i] = tile[g * NURI_ATTN_TROWS + j0 + i] * scale;
@@ -317,7 +347,7 @@ void kernels_attn_avx512_fill(nuri_attn_kernels *k)
     k->swiglu = avx512_swiglu;
     k->scores = avx512_scores;
     k->scores_t = simd_scores_t;
-    k->scores_t8 = avx512_scores_t8;
+    k->scores_tq = avx512_scores_tq;
     k->accum = simd_accum;
     k->accum_q = simd_accum_q;
     k->softmax_f32 = avx512_softmax_f32;

@@ -3,7 +3,8 @@
  * included by attn_avx2.c (W = 8) and attn_avx512.c (W = 16), which define the vector macros:
  * VF (vector type), W, VZERO(), VLOAD(p), VSTORE(p, v), VSET1(x), VFMA(a, b, c) = a * b + c,
  * VCVTPH(p) (W halves at p -> floats), VCVTI8(p) (W int8 at p -> floats), VMUL(a, b), VHSUM(v),
- * VNONZERO(p) (a bit per float at p that is not 0: x != 0.0f, so NaN too).
+ * VNONZERO(p) (a bit per float at p that is not 0: x != 0.0f, so NaN too), VNIB(p, hi) (the low
+ * (hi 0) or high (hi 1) nibbles of W bytes at p, each - 8, -> floats).
  *
  * scores: per row, K is widened once and multiplied with each of the G queries; accum: up to 4
  * heads x 4 vectors of one V row chunk are kept in registers across all n rows.
@@ -15,7 +16,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#define NURI_KV_MAX_HD 512 // head sizes the Q8_0 V kernel takes (larger ones: the generic loop)
+#define NURI_KV_MAX_HD 512 // head sizes simd_accum_qv takes (larger ones: the generic loop)
 
 static void simd_scores(int32_t hd, int32_t G, const float *q, const uint16_t *k, size_t k_stride,
                         int32_t n, float scale, float *s, size_t s_stride)
@@ -193,11 +194,11 @@ static void simd_accum(int32_t hd, int32_t G, const float *p, size_t p_stride, c
         }
 }
 
-/* accum_q of a Q8_0 V, NG heads from g0, over rows [0, n) (n <= 32) whose bits are set in live:
- * dv[b * 32 + j] holds row j's scale of block b. Per block, the NG heads' 32 sums stay in
- * registers across the rows. */
+/* accum_q of a Q8_0 (Q4 = 0) or Q4_0 (Q4 = 1) V, NG heads from g0, over the rows (< 32) whose
+ * bits are set in live: dv[b * 32 + j] holds row j's scale of block b. Per block, the NG heads'
+ * 32 sums stay in registers across the rows. */
 static inline __attribute__((always_inline)) void
-accum_q8_tile(const int NG, int32_t hd, int32_t g0, const float *p, size_t p_stride,
+accum_qv_tile(const int Q4, const int NG, int32_t hd, int32_t g0, const float *p, size_t p_stride,
               const uint8_t *v, size_t v_stride, uint32_t live, const float *dv, float *out)
 {
     enum { NC = 32 / W };
@@ -208,14 +209,15 @@ accum_q8_tile(const int NG, int32_t hd, int32_t g0, const float *p, size_t p_str
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++)
                 acc[g][c] = VLOAD(out + (size_t)(g0 + g) * hd + (size_t)b * 32 + c * W);
-        const uint8_t *vb = v + (size_t)b * 34 + 2;
+        const uint8_t *vb = v + (size_t)b * (Q4 ? 18 : 34) + 2;
         const int end = 32 - __builtin_clz(live); // live is not 0
         for (int j = 0; j < end; j++, vb += v_stride) {
             if (!(live >> j & 1)) continue;
             const VF d = VSET1(dv[b * 32 + j]);
             VF x[NC];
 #pragma GCC unroll 4
-            for (int c = 0; c < NC; c++) x[c] = VMUL(VCVTI8(vb + c * W), d);
+            for (int c = 0; c < NC; c++) // Q4_0: element e < 16 the low nibble of byte e
+                x[c] = VMUL(Q4 ? VNIB(vb + c * W % 16, c * W >= 16) : VCVTI8(vb + c * W), d);
 #pragma GCC unroll 4
             for (int g = 0; g < NG; g++) {
                 const VF pg = VSET1(p[(size_t)(g0 + g) * p_stride + j]);
@@ -231,42 +233,46 @@ accum_q8_tile(const int NG, int32_t hd, int32_t g0, const float *p, size_t p_str
     }
 }
 
-/* accum_q of a Q8_0 V, 32 rows at a time: the rows' block scales are widened together (F16C) and
- * the rows whose weights are all zero found once per group of heads (live_rows), before the
- * heads' sums (accum_q8_tile). The
- * arithmetic is simd_accum_q's: x = d * q, then one FMA into each head's sum, rows in order. */
-static void simd_accum_q8(int32_t hd, int32_t G, const float *p, size_t p_stride, const uint8_t *v,
-                          size_t v_stride, int32_t n, float *out)
+#define QV_CASE(Q4, N)                                                                             \
+    case N:                                                                                        \
+        accum_qv_tile(Q4, N, hd, g0, p, p_stride, v, v_stride, live, dv, out);                     \
+        break
+/* accum_q of a Q8_0 or Q4_0 V, 32 rows at a time: the rows' block scales are widened together
+ * (F16C) and the rows whose weights are all zero found once per group of heads (live_rows), before
+ * the heads' sums (accum_qv_tile). The arithmetic is the reference's: x = d * q (exact), then one
+ * FMA into each head's sum, rows in order. */
+static void simd_accum_qv(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
+                          const uint8_t *v, size_t v_stride, int32_t n, float *out)
 {
     const int32_t nb = hd / 32;
+    const size_t blk = nuri_kv_row_bytes(type, 32);
     for (int32_t j0 = 0; j0 < n; j0 += 32, p += 32, v += 32 * v_stride) {
         const int m = n - j0 < 32 ? n - j0 : 32;
         float dv[(NURI_KV_MAX_HD / 32) * 32] __attribute__((aligned(64)));
         uint16_t h[32] __attribute__((aligned(64)));
         for (int32_t b = 0; b < nb; b++) {
-            for (int j = 0; j < m; j++) memcpy(&h[j], v + (size_t)j * v_stride + (size_t)b * 34, 2);
+            for (int j = 0; j < m; j++)
+                memcpy(&h[j], v + (size_t)j * v_stride + (size_t)b * blk, 2);
             for (int j = m; j < 32; j++) h[j] = 0;
             for (int c = 0; c < 32; c += W) VSTORE(dv + b * 32 + c, VCVTPH(h + c));
         }
         for (int32_t g0 = 0; g0 < G; g0 += 4) {
             const int ng = G - g0 < 4 ? G - g0 : 4;
             const uint32_t live = live_rows(p + (size_t)g0 * p_stride, p_stride, ng, m);
-            switch (live ? ng : 0) {
-            case 0:
-                break;
-            case 4:
-                accum_q8_tile(4, hd, g0, p, p_stride, v, v_stride, live, dv, out);
-                break;
-            case 3:
-                accum_q8_tile(3, hd, g0, p, p_stride, v, v_stride, live, dv, out);
-                break;
-            case 2:
-                accum_q8_tile(2, hd, g0, p, p_stride, v, v_stride, live, dv, out);
-                break;
-            default:
-                accum_q8_tile(1, hd, g0, p, p_stride, v, v_stride, live, dv, out);
-                break;
-            }
+            if (!live) continue;
+            if (type == NURI_TYPE_Q4_0) switch (ng) {
+                    QV_CASE(1, 4);
+                    QV_CASE(1, 3);
+                    QV_CASE(1, 2);
+                    QV_CASE(1, 1);
+                }
+            else
+                switch (ng) {
+                    QV_CASE(0, 4);
+                    QV_CASE(0, 3);
+                    QV_CASE(0, 2);
+                    QV_CASE(0, 1);
+                }
         }
     }
 }
@@ -277,8 +283,8 @@ static void simd_accum_q8(int32_t hd, int32_t G, const float *p, size_t p_stride
 static void simd_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
                          const uint8_t *v, size_t v_stride, int32_t n, float *out)
 {
-    if (type == NURI_TYPE_Q8_0 && hd <= NURI_KV_MAX_HD) {
-        simd_accum_q8(hd, G, p, p_stride, v, v_stride, n, out);
+    if (hd <= NURI_KV_MAX_HD) {
+        simd_accum_qv(type, hd, G, p, p_stride, v, v_stride, n, out);
         return;
     }
     enum { NC = 32 / W };

@@ -42,7 +42,7 @@ struct nuri_ctx {
     int32_t n_pages;
     uint8_t *k_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of k_type (or k_t)
     uint8_t *v_pages;    // (n_layer, n_pages, n_head_kv, NURI_KV_PAGE) rows of v_type
-    bool k_t;            // K pages transposed (F16 or Q8_0 K, not MLA): scores_t / scores_t8
+    bool k_t;            // K pages transposed (not MLA): scores_t (F16) / scores_tq
     void *k_map, *v_map; // the pools' mappings (kv_pool_new), and their lengths
     size_t k_map_len, v_map_len;
     uint32_t k_type, v_type; // NURI_TYPE_F16, _Q8_0 or _Q4_0
@@ -90,7 +90,7 @@ struct nuri_ctx {
     float *scores;      // (n_threads, G, n_ctx + 1) G = query heads per KV head; + a sink
     uint16_t *q16;      // (n_threads, G, head_dim) the queries as F16, on their way to qf
     float *qf;          // (n_threads, G, head_dim) the queries rounded to F16
-    int32_t *qsum;      // (n_threads, G, head_dim / 32) a Q8_0 query's block sums (scores_t8)
+    int32_t *qsum;      // (n_threads, G, head_dim / 32) a Q8_0 query's block sums (scores_tq)
     float *logits;      // (n_logits, n_vocab)
     float *mla_qa;      // (n_batch, n_lora_q) deepseek2's compressed query, or NULL
 
@@ -338,19 +338,20 @@ static uint16_t *k_column(const nuri_ctx *c, int il, int32_t slot, int32_t kvh)
 
 /* Stores head kvh's K row x (head_dim floats) at pool slot `slot` of layer il: a row of k_type, or
  * with k_t into the page's transposed block: F16 each element down its column (element d of the
- * page's row i at d * NURI_KV_PAGE + i), where scores_t reads K·Q with one row a lane; Q8_0 the
- * quantized row spread as nuri_kv_t8_put lays it out for scores_t8. */
+ * page's row i at d * NURI_KV_PAGE + i), where scores_t reads K·Q with one row a lane; Q8_0 and
+ * Q4_0 the quantized row spread as nuri_kv_tq_put lays it out for scores_tq. */
 static void kv_store_k(const nuri_ctx *c, int il, int32_t slot, int32_t kvh, const float *x)
 {
     const int32_t hd = c->m->hp.head_dim;
     if (!c->k_t) {
         nuri_kv_store_row(c->k_type, x, c->k_pages + kv_at(c, il, slot, kvh, c->k_row), hd);
-    } else if (c->k_type == NURI_TYPE_Q8_0) {
+    } else if (c->k_type != NURI_TYPE_F16) {
         uint8_t *kt = k_block(c, il, slot, kvh);
         for (int32_t b = 0; b < hd / 32; b++) { // a block at a time: each is quantized alone
             uint8_t blk[34];
             nuri_kv_store_row(c->k_type, x + 32 * b, blk, 32);
-            nuri_kv_t8_put(kt + (size_t)b * NURI_ATTN_T8_SLICE, slot % NURI_KV_PAGE, blk, 32);
+            nuri_kv_tq_put(c->k_type, kt + (size_t)b * nuri_kv_tq_slice(c->k_type),
+                           slot % NURI_KV_PAGE, blk, 32);
         }
     } else {
         uint16_t *col = k_column(c, il, slot, kvh);
@@ -392,14 +393,14 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
         // Q as Q8_0, K's vec_dot_type, as llama.cpp converts it (h16 holds 2 bytes an element,
         // more than Q8_0's 34 per 32)
         nuri_kernels(NURI_TYPE_Q8_0)->from_float(q, h16, (int64_t)G * hd);
-        if (c->k_t) { // Q8_0 in transposed blocks
+        if (c->k_t) { // Q8_0 or Q4_0 in transposed blocks
             int32_t *qsum = c->qsum + (size_t)w->ith * G * (hd / 32);
             nuri_q8_block_sums(h16, G * (hd / 32), qsum);
             for (int32_t j = first; j < n_kv; j += run) {
                 const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
                 const int32_t off = j % NURI_KV_PAGE;
-                ak->scores_t8(hd, G, h16, qsum, c->k_pages + at - (size_t)off * c->k_row, off, run,
-                              scale, s + j, n_ctx);
+                ak->scores_tq(c->k_type, hd, G, h16, qsum, c->k_pages + at - (size_t)off * c->k_row,
+                              off, run, scale, s + j, n_ctx);
             }
         } else {
             for (int32_t j = first; j < n_kv; j += run) {
@@ -1404,8 +1405,7 @@ nuri_status nuri_ctx_new(const nuri_model *m, const nuri_ctx_params *p, nuri_ctx
     c->v_type = d.kv_type_v;
     c->k_row = nuri_kv_row_bytes(c->k_type, hp->head_dim);
     c->v_row = hp->mla ? 0 : nuri_kv_row_bytes(c->v_type, hp->head_dim); // MLA: no V
-    // MLA's K rows are its V rows too; a Q4_0 K keeps its rows
-    c->k_t = !hp->mla && (c->k_type == NURI_TYPE_F16 || c->k_type == NURI_TYPE_Q8_0);
+    c->k_t = !hp->mla; // MLA's K rows are its V rows too
     // as llama.cpp: K in blocks of the largest power of two (>= 64) dividing the head size, V in
     // blocks of 64, each only when its cache is quantized and the head size a multiple of 64
     if (c->k_type != NURI_TYPE_F16 && hp->head_dim % 64 == 0)
@@ -1676,11 +1676,12 @@ const char *nuri_kv_type_name(uint32_t type)
  * into its page's block. */
 static void kv_row_copy(nuri_ctx *c, int il, int kv, int32_t slot, int32_t kvh, uint8_t *b, int dir)
 {
-    if (!kv && c->k_t && c->k_type == NURI_TYPE_Q8_0) {
+    if (!kv && c->k_t && c->k_type != NURI_TYPE_F16) {
+        const int32_t hd = c->m->hp.head_dim, off = slot % NURI_KV_PAGE;
         if (dir == 0)
-            nuri_kv_t8_get(k_block(c, il, slot, kvh), slot % NURI_KV_PAGE, b, c->m->hp.head_dim);
+            nuri_kv_tq_get(c->k_type, k_block(c, il, slot, kvh), off, b, hd);
         else
-            nuri_kv_t8_put(k_block(c, il, slot, kvh), slot % NURI_KV_PAGE, b, c->m->hp.head_dim);
+            nuri_kv_tq_put(c->k_type, k_block(c, il, slot, kvh), off, b, hd);
         return;
     }
     if (!kv && c->k_t) {
