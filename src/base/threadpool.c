@@ -37,6 +37,8 @@ struct nuri_pool {
     pthread_cond_t cv;
     _Atomic int n_sleeping;
     _Atomic long tickets; // shared work (threadpool.h), reset for each run
+    // lanes (threadpool.h): a counter per thread, each on its own cache line, reset for each run
+    _Alignas(64) _Atomic long lanes[NURI_LANES_MAX * NURI_LANE_STRIDE];
 };
 
 typedef struct worker_arg {
@@ -131,9 +133,16 @@ _Atomic long *nuri_pool_tickets(nuri_pool *pool)
     return &pool->tickets;
 }
 
+_Atomic long *nuri_pool_lanes(nuri_pool *pool)
+{
+    return pool->lanes;
+}
+
 void nuri_pool_run(nuri_pool *pool, nuri_pool_fn fn, void *arg)
 {
     atomic_store_explicit(&pool->tickets, 0, memory_order_relaxed); // published with the run
+    for (int i = 0; i < pool->n_threads && i < NURI_LANES_MAX; i++)
+        atomic_store_explicit(&pool->lanes[i * NURI_LANE_STRIDE], 0, memory_order_relaxed);
     if (pool->n_threads == 1) {
         fn(arg, 0, 1);
         return;

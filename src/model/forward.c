@@ -224,7 +224,8 @@ typedef struct worker {
     // what xq currently holds, identical in every thread (they run the same steps)
     const float *xq_src;
     uint32_t xq_type;
-    long tickets; // items of the shared steps so far (nuri_share_step)
+    long tickets;           // items of the shared steps so far (nuri_share_step)
+    nuri_lane_totals lanes; // and of the steps in lanes (nuri_share_lanes)
 } worker;
 
 enum { ATTN_UNITS = 4 }; // attention units per shared item
@@ -253,13 +254,18 @@ static void quantize_input(worker *w, const float *src, int64_t n, int32_t T, ui
 
 /* y (T, W.n_out) = x (T, W.n_in) . W^T, x already converted in xq. Packed: items shared by the
  * threads; file layout: for one token, runs of 16 rows shared the same way (a thread the OS
- * pauses no longer holds the others at the next barrier), for more, rows split evenly. */
+ * pauses no longer holds the others at the next barrier), for more, rows split evenly. For one
+ * token the items go in lanes: each thread reads its own part of the matrix front to back. */
 static void matmul_at(worker *w, const nuri_weight *W, const void *x, int32_t T, float *y,
                       int64_t y_stride)
 {
-    if (W->packed) { // items (runs of row groups) taken first come, first served
-        const nuri_share sh = nuri_share_step(
-            w->c->pool, &w->tickets, nuri_gemm_packed_items(W->type, W->n_in, W->n_out, T));
+    nuri_lanes lanes;
+    if (W->packed) { // items (runs of row groups) taken first come, first served; in decode each
+                     // thread first takes its own lane of them, in order (threadpool.h)
+        const long n_items = nuri_gemm_packed_items(W->type, W->n_in, W->n_out, T);
+        const nuri_share sh = T == 1 ? nuri_share_lanes(w->c->pool, &w->tickets, &w->lanes, &lanes,
+                                                        n_items, w->ith, w->nth)
+                                     : nuri_share_step(w->c->pool, &w->tickets, n_items);
         nuri_gemm_packed_shared(W->type, W->n_in, W->packed, W->n_out, x, w->c->xq_stride, T, y,
                                 y_stride, &sh);
         return;
@@ -268,7 +274,8 @@ static void matmul_at(worker *w, const nuri_weight *W, const void *x, int32_t T,
     nuri_type_row_bytes(W->type, (uint64_t)W->n_in, &row_bytes);
     if (T == 1) { // one token (decode): runs of rows first come, first served, as packed items are
         enum { RUN = 16 };
-        const nuri_share sh = nuri_share_step(w->c->pool, &w->tickets, (W->n_out + RUN - 1) / RUN);
+        const nuri_share sh = nuri_share_lanes(w->c->pool, &w->tickets, &w->lanes, &lanes,
+                                               (W->n_out + RUN - 1) / RUN, w->ith, w->nth);
         for (long k; (k = nuri_share_take(&sh)) >= 0;) {
             const int64_t r0 = k * RUN, r1 = r0 + RUN < W->n_out ? r0 + RUN : W->n_out;
             nuri_gemm(nuri_kernels(W->type), W->n_in, W->data, row_bytes, r0, r1, x,
