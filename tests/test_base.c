@@ -1,8 +1,13 @@
-/* test_base.c: status messages, the text builder and the type table. */
+/* test_base.c: status messages, the text builder, the type table and the thread pool's shared
+ * work. */
 #include "base/status.h"
 #include "base/strbuf.h"
+#include "base/threadpool.h"
 #include "kernels/types.h"
 #include "test.h"
+
+#include <stdatomic.h>
+#include <time.h>
 
 TEST(error_message_is_kept_and_wrapped)
 {
@@ -45,10 +50,58 @@ TEST(text_builder_grows_formats_and_compares)
     nuri_sb_free(&b);
 }
 
+/* A run of shared steps, lanes and tickets mixed, some empty, with no barrier between them: each
+ * item is taken exactly once, and a thread that sleeps through its lane (50 ms, at a 300-item
+ * step) has it taken by the others. */
+enum { LANE_STEPS = 7, LANE_MAX_ITEMS = 300 };
+static const long lane_sizes[LANE_STEPS] = {37, 0, 1, 300, 5, 64, 129};
+static _Atomic int lane_taken[LANE_STEPS][LANE_MAX_ITEMS];
+static _Atomic int lane_stolen; // items of thread 1's lanes taken by another thread
+
+static void lanes_fn(void *arg, int ith, int nth)
+{
+    nuri_pool *pool = arg;
+    long tickets = 0;
+    nuri_lane_totals tot = {{0}};
+    for (int st = 0; st < LANE_STEPS; st++) {
+        nuri_lanes l;
+        const long n = lane_sizes[st];
+        const nuri_share s = st % 3 == 2 ? nuri_share_step(pool, &tickets, n)
+                                         : nuri_share_lanes(pool, &tickets, &tot, &l, n, ith, nth);
+        if (ith == 1 && st == 3) nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+        long b, e;
+        nuri_split(n, 1, nth, &b, &e);
+        for (long k; (k = nuri_share_take(&s)) >= 0;) {
+            atomic_fetch_add(&lane_taken[st][k], 1);
+            if (st == 3 && ith != 1 && k >= b && k < e) atomic_fetch_add(&lane_stolen, 1);
+        }
+    }
+}
+
+TEST(lanes_give_every_item_once_and_cover_a_sleeping_thread)
+{
+    nuri_pool *pool;
+    CHECK(nuri_pool_new(4, &pool) == NURI_OK);
+    for (int rep = 0; rep < 3; rep++) {
+        memset(lane_taken, 0, sizeof lane_taken);
+        atomic_store(&lane_stolen, 0);
+        nuri_pool_run(pool, lanes_fn, pool);
+        for (int st = 0; st < LANE_STEPS; st++)
+            for (long k = 0; k < LANE_MAX_ITEMS; k++)
+                CHECKF(atomic_load(&lane_taken[st][k]) == (k < lane_sizes[st]),
+                       "run %d step %d item %ld taken %d times", rep, st, k,
+                       atomic_load(&lane_taken[st][k]));
+        CHECKF(atomic_load(&lane_stolen) > 0, "run %d: the sleeping thread's lane waited for it",
+               rep);
+    }
+    nuri_pool_free(pool);
+}
+
 int main(void)
 {
     RUN(error_message_is_kept_and_wrapped);
     RUN(type_row_bytes_checks_blocks_and_overflow);
     RUN(text_builder_grows_formats_and_compares);
+    RUN(lanes_give_every_item_once_and_cover_a_sleeping_thread);
     TEST_DONE();
 }
