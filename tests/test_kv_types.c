@@ -293,6 +293,60 @@ TEST(bad_cache_types_are_errors_that_name_them)
 
 /* ---- snapshots ---- */
 
+/* A snapshot holds K as row-major rows of its type whatever the pool's layout (its pages keep a
+ * quantized K transposed): layer 0's K rows, which do not depend on the cache type, dequantize to
+ * the F16 cache's rows (rotated as llama.cpp rotates them around a quantized K) within the type's
+ * rounding, position by position and head by head. */
+TEST(a_snapshot_holds_quantized_k_as_row_major_rows)
+{
+    const int32_t hd = model->hp.head_dim, hk = model->hp.n_head_kv, n = 40;
+    int32_t rot = 0;
+    if (hd % 64 == 0)
+        for (rot = 64; hd % (2 * rot) == 0;) rot *= 2;
+    int32_t toks[40];
+    prompt(3, n, toks);
+    uint8_t *kv[2] = {NULL, NULL};
+    const uint32_t types[3] = {NURI_TYPE_F16, NURI_TYPE_Q8_0, NURI_TYPE_Q4_0};
+    for (int ti = 1; ti < 3; ti++) {
+        for (int k = 0; k < 2; k++) {
+            nuri_ctx *c;
+            nuri_ctx_params cp = {.n_ctx = 256,
+                                  .n_threads = 2,
+                                  .kv_type_k = types[k ? ti : 0],
+                                  .kv_type_v = NURI_TYPE_F16};
+            REQUIRE(nuri_ctx_new(model, &cp, &c) == NURI_OK);
+            REQUIRE(nuri_ctx_decode(c, toks, n, 0, false) == NURI_OK);
+            free(kv[k]);
+            kv[k] = malloc(nuri_ctx_kv_bytes(c, n));
+            REQUIRE(kv[k] != NULL && nuri_ctx_seq_kv_read(c, 0, n, kv[k]) == NURI_OK);
+            nuri_ctx_free(c);
+        }
+        const size_t qrow = nuri_kv_row_bytes(types[ti], hd), qblk = qrow / (size_t)(hd / 32);
+        double worst = 0.0, scale = 0.0;
+        for (int32_t p = 0; p < n; p++)
+            for (int32_t h = 0; h < hk; h++) {
+                float ref[512], got[512];
+                REQUIRE(hd <= 512);
+                const uint16_t *f = (const uint16_t *)kv[0] + ((size_t)p * hk + h) * hd;
+                for (int32_t d = 0; d < hd; d++) ref[d] = nuri_f16_to_f32(f[d]);
+                for (int32_t d = 0; rot && d < hd; d += rot) nuri_kv_rotate(ref + d, rot);
+                const uint8_t *q = kv[1] + ((size_t)p * hk + h) * qrow;
+                for (int32_t b = 0; b < hd / 32; b++)
+                    nuri_kv_block_to_float(types[ti], q + b * qblk, got + 32 * b);
+                for (int32_t d = 0; d < hd; d++) {
+                    worst = fmax(worst, fabs(ref[d] - got[d]));
+                    scale = fmax(scale, fabs(ref[d]));
+                }
+            }
+        // a Q8_0 step is amax / 127 of a block, Q4_0's amax / 8 (and F16's rounding on top)
+        CHECKF(scale > 0 && worst <= scale * (ti == 1 ? 0.01 : 0.1),
+               "%s: layer 0's K off by %g (largest |K| %g)", ti == 1 ? "q8_0" : "q4_0", worst,
+               scale);
+    }
+    free(kv[0]);
+    free(kv[1]);
+}
+
 TEST(a_q8_0_sequence_rebuilt_from_its_bytes_continues_as_the_original)
 {
     nuri_ctx *c;
@@ -379,6 +433,7 @@ int main(void)
     RUN(logits_do_not_depend_on_the_thread_count_with_a_q8_0_cache);
     RUN(a_quantized_cache_takes_the_bytes_of_its_type);
     RUN(bad_cache_types_are_errors_that_name_them);
+    RUN(a_snapshot_holds_quantized_k_as_row_major_rows);
     RUN(a_q8_0_sequence_rebuilt_from_its_bytes_continues_as_the_original);
     RUN(the_servers_pool_holds_about_twice_the_tokens_in_q8_0);
     nuri_model_free(model);
