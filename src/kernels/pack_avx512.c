@@ -30,8 +30,8 @@ enum {
     // + one row group's B tiles (Q4_K: 32 bytes per element, Q6_K 16) and scales as floats
     PACK_BUF = PACK_CHUNK + 36 * NURI_PACK_MAX_N + 8192,
     PACK_TT_MAX = 256, // tokens per chunk at most
-    // prefetch distances, in blocks of 32 (see vnni_group): the 4-bit kinds 24 (7 KiB) into L2,
-    // Q8_0 16 (8 KiB) into L1
+    // prefetch distances, in blocks of 32 (see vnni_group), into L1: the 4-bit kinds 24 (7 KiB),
+    // Q8_0 16 (8 KiB)
     PACK_PF4 = 24,
     PACK_PF8 = 16,
 };
@@ -107,16 +107,13 @@ vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const ui
                               : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + 16 * b)));
         const uint8_t *q = qg + b * qb;
         // the hardware prefetcher alone leaves a single stream latency-bound: fetch every line
-        // of the block PF blocks ahead (and its scales). The 4-bit kinds into L2, not L1: on
-        // Zen 4 a thread streaming them from memory keeps more lines in flight that way
-        // (decode-shaped, one thread: Q4_0 16 -> 19-21 GB/s; the whole 1B model's decode, two
-        // threads, 4 of 4 pairs ahead by 4-10%). Q8_0 did not gain from it with two threads.
+        // of the block PF blocks ahead (and its scales), into L1. (The 4-bit kinds went into L2
+        // while the threads took alternate items; since decode reads in lanes (threadpool.h),
+        // into L1 is 12-16% faster on Zen 4, the 1B Q4_0 model's decode with two threads, 3 of
+        // 3 pairs; one thread and prompts level.)
         const int64_t pf = q4 ? PACK_PF4 : PACK_PF8;
         for (int64_t off = 0; off < qb; off += 64) {
-            if (q4)
-                _mm_prefetch((const char *)q + pf * qb + off, _MM_HINT_T1);
-            else
-                _mm_prefetch((const char *)q + pf * qb + off, _MM_HINT_T0);
+            _mm_prefetch((const char *)q + pf * qb + off, _MM_HINT_T0);
         }
         _mm_prefetch(kind == PK_MXFP4 ? (const char *)(dfg + 16 * (b + pf))
                                       : (const char *)(dg + 16 * (b + pf)),
@@ -263,10 +260,10 @@ static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const i
 #pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             // the block 3 ahead (7-9 KiB; 4 was 5-10% slower from memory), a quarter of it per
-            // step (see vnni_group)
+            // step (see vnni_group), into L1 (since decode reads in lanes: 2-5% faster than L2)
             const int64_t qtr = q5 ? 768 : 640; // a quarter of the block, in whole lines
             for (int64_t off = c * qtr; off < (c + 1) * qtr && off < kbytes; off += 64)
-                _mm_prefetch((const char *)kb + 3 * kbytes + off, _MM_HINT_T1);
+                _mm_prefetch((const char *)kb + 3 * kbytes + off, _MM_HINT_T0);
             __m512i lo[8], hi[8];
 #pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
@@ -378,9 +375,10 @@ vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
         for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
 #pragma GCC unroll 16
         for (int g = 0; g < 8; g++) { // 32 elements: sub-blocks 2g, 2g + 1
-            // the block 2 ahead (7 KiB; 3 was 5% slower from memory), an eighth of it per step
+            // the block 2 ahead (7 KiB; 3 was 5% slower from memory), an eighth of it per step,
+            // into L1 (as Q4_K)
             for (int off = g * 448; off < (g + 1) * 448 && off < NURI_PACK_Q6_K_BYTES; off += 64)
-                _mm_prefetch((const char *)kb + 2 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T1);
+                _mm_prefetch((const char *)kb + 2 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T0);
             __m512i c[8];
             q6_K_codes(kb, g / 4, g % 4, c);
 #pragma GCC unroll 16
