@@ -37,8 +37,9 @@ struct nuri_pool {
     pthread_cond_t cv;
     _Atomic int n_sleeping;
     _Atomic long tickets; // shared work (threadpool.h), reset for each run
-    // lanes (threadpool.h): a counter per thread, each on its own cache line, reset for each run
-    _Alignas(64) _Atomic long lanes[NURI_LANES_MAX * NURI_LANE_STRIDE];
+    // lanes (threadpool.h): a counter per thread, 64 bytes apart (so never two on one cache
+    // line; the pool comes from calloc, so no stricter alignment is asked), reset for each run
+    _Atomic long lanes[NURI_LANES_MAX * NURI_LANE_STRIDE];
 };
 
 typedef struct worker_arg {
