@@ -400,21 +400,14 @@ static void attend(worker *w, int il, int32_t t, int32_t kvh, const float *q, in
         // Q as Q8_0, K's vec_dot_type, as llama.cpp converts it (h16 holds 2 bytes an element,
         // more than Q8_0's 34 per 32)
         nuri_kernels(NURI_TYPE_Q8_0)->from_float(q, h16, (int64_t)G * hd);
-        if (c->k_t) { // Q8_0 or Q4_0 in transposed blocks
-            int32_t *qsum = c->qsum + (size_t)w->ith * G * (hd / 32);
-            nuri_q8_block_sums(h16, G * (hd / 32), qsum);
-            for (int32_t j = first; j < n_kv; j += run) {
-                const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
-                const int32_t off = j % NURI_KV_PAGE;
-                ak->scores_tq(c->k_type, hd, G, h16, qsum, c->k_pages + at - (size_t)off * c->k_row,
-                              off, run, scale, s + j, n_ctx);
-            }
-        } else {
-            for (int32_t j = first; j < n_kv; j += run) {
-                const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
-                ak->scores_q(c->k_type, hd, G, h16, c->k_pages + at, c->k_row, run, scale, s + j,
-                             n_ctx);
-            }
+        // Q8_0 or Q4_0 in transposed blocks (k_t: only MLA keeps rows, and it refuses these types)
+        int32_t *qsum = c->qsum + (size_t)w->ith * G * (hd / 32);
+        nuri_q8_block_sums(h16, G * (hd / 32), qsum);
+        for (int32_t j = first; j < n_kv; j += run) {
+            const size_t at = page_run(c, il, pages, kvh, j, n_kv, c->k_row, &run);
+            const int32_t off = j % NURI_KV_PAGE;
+            ak->scores_tq(c->k_type, hd, G, h16, qsum, c->k_pages + at - (size_t)off * c->k_row,
+                          off, run, scale, s + j, n_ctx);
         }
     }
     // a quantized V is weighted with F32 probabilities, an F16 one with F16 probabilities
