@@ -53,6 +53,13 @@ static unsigned tq_code(uint32_t type, const uint8_t *q, int d)
     return d < 16 ? q[d] & 15u : (unsigned)q[d - 16] >> 4;
 }
 
+/* Code d (< 32) of row i as a transposed slice sl holds it: tq_code's value. */
+static unsigned tq_load(uint32_t type, const uint8_t *sl, int32_t i, int d)
+{
+    const unsigned at = sl[tq_at(type, i, d)];
+    return type == NURI_TYPE_Q8_0 ? at : d % 8 < 4 ? at & 15 : at >> 4;
+}
+
 void nuri_kv_tq_put(uint32_t type, uint8_t *kt, int32_t i, const uint8_t *row, int32_t hd)
 {
     const size_t blk = nuri_kv_row_bytes(type, 32);
@@ -79,14 +86,13 @@ void nuri_kv_tq_get(uint32_t type, const uint8_t *kt, int32_t i, uint8_t *row, i
         const uint8_t *sl = kt + (size_t)b * nuri_kv_tq_slice(type);
         memcpy(row, sl + 2 * i, 2);
         for (int d = 0; d < 32; d++) {
-            const uint8_t at = sl[tq_at(type, i, d)];
+            const unsigned c = tq_load(type, sl, i, d);
             if (type == NURI_TYPE_Q8_0)
-                row[2 + d] = at ^ 0x80;
+                row[2 + d] = (uint8_t)(c ^ 0x80);
             else if (d < 16) // element d the low nibble of byte d, element d + 16 the high one
-                row[2 + d] = (uint8_t)((row[2 + d] & 0xf0) | (d % 8 < 4 ? at & 15 : at >> 4));
+                row[2 + d] = (uint8_t)((row[2 + d] & 0xf0) | c);
             else
-                row[2 + d - 16] =
-                    (uint8_t)((row[2 + d - 16] & 0x0f) | (d % 8 < 4 ? at & 15 : at >> 4) << 4);
+                row[2 + d - 16] = (uint8_t)((row[2 + d - 16] & 0x0f) | c << 4);
         }
     }
 }
@@ -113,11 +119,8 @@ static void ref_scores_tq(uint32_t type, int32_t hd, int32_t G, const void *q8, 
             for (int32_t b = 0; b < nb; b++, qr += 34) {
                 const uint8_t *sl = kt + (size_t)b * nuri_kv_tq_slice(type);
                 int32_t sumi = -bias * qsum[g * nb + b];
-                for (int d = 0; d < 32; d++) {
-                    const uint8_t at = sl[tq_at(type, i, d)];
-                    const int32_t c = type == NURI_TYPE_Q8_0 ? at : d % 8 < 4 ? at & 15 : at >> 4;
-                    sumi += c * (int8_t)qr[2 + d];
-                }
+                for (int d = 0; d < 32; d++)
+                    sumi += (int32_t)tq_load(type, sl, i, d) * (int8_t)qr[2 + d];
                 uint16_t hk, hq;
                 memcpy(&hk, sl + 2 * i, 2);
                 memcpy(&hq, qr, 2);
@@ -233,12 +236,14 @@ void nuri_kv_store_row(uint32_t type, const float *x, void *row, int32_t n)
         nuri_kernels(type)->from_float(x, row, n);
 }
 
-/* scores_q over an instruction set's vec_dot of the type (its own SIMD, or the scalar one). */
-static void scores_q_isa(nuri_isa isa, uint32_t type, int32_t hd, int32_t G, const void *q8,
-                         const uint8_t *k, size_t k_stride, int32_t n, float scale, float *s,
-                         size_t s_stride)
+/* The row-major reference for scores_tq: each row's dot with each query through the type's
+ * scalar vec_dot (an exact integer sum per block, then one float step per block). No cache keeps K
+ * row-major any more (outside MLA, which refuses quantized caches, every K page is transposed), so
+ * this runs only as the reference in tests, the same function on every ISA. */
+static void ref_scores_q(uint32_t type, int32_t hd, int32_t G, const void *q8, const uint8_t *k,
+                         size_t k_stride, int32_t n, float scale, float *s, size_t s_stride)
 {
-    const nuri_vec_dot_fn dot = nuri_kernels_isa(type, isa)->vec_dot;
+    const nuri_vec_dot_fn dot = nuri_kernels_isa(type, NURI_ISA_SCALAR)->vec_dot;
     const size_t q_row = nuri_kv_row_bytes(NURI_TYPE_Q8_0, hd);
     for (int32_t j = 0; j < n; j++) {
         const uint8_t *kr = k + (size_t)j * k_stride;
@@ -248,28 +253,6 @@ static void scores_q_isa(nuri_isa isa, uint32_t type, int32_t hd, int32_t G, con
             s[(size_t)g * s_stride + j] = acc * scale;
         }
     }
-}
-
-#define SCORES_Q(NAME, ISA)                                                                        \
-    static void NAME(uint32_t type, int32_t hd, int32_t G, const void *q8, const uint8_t *k,       \
-                     size_t k_stride, int32_t n, float scale, float *s, size_t s_stride)           \
-    {                                                                                              \
-        scores_q_isa(ISA, type, hd, G, q8, k, k_stride, n, scale, s, s_stride);                    \
-    }
-SCORES_Q(ref_scores_q, NURI_ISA_SCALAR)
-SCORES_Q(avx2_scores_q, NURI_ISA_AVX2)
-
-void kernels_attn_avx512_scores_q8(int32_t hd, int32_t G, const void *q8, const uint8_t *k,
-                                   size_t k_stride, int32_t n, float scale, float *s,
-                                   size_t s_stride);
-
-static void avx512_scores_q(uint32_t type, int32_t hd, int32_t G, const void *q8, const uint8_t *k,
-                            size_t k_stride, int32_t n, float scale, float *s, size_t s_stride)
-{
-    if (type == NURI_TYPE_Q8_0)
-        kernels_attn_avx512_scores_q8(hd, G, q8, k, k_stride, n, scale, s, s_stride);
-    else
-        scores_q_isa(NURI_ISA_AVX512, type, hd, G, q8, k, k_stride, n, scale, s, s_stride);
 }
 
 static void ref_accum_q(uint32_t type, int32_t hd, int32_t G, const float *p, size_t p_stride,
@@ -307,10 +290,8 @@ static void init(void)
                                         ref_swiglu,      ref_scores_q, ref_accum_q,
                                         ref_softmax_f32, ref_scores_t, ref_scores_tq};
     kernels_attn_avx2_fill(&tables[NURI_ISA_AVX2]);
-    tables[NURI_ISA_AVX2].scores_q = avx2_scores_q;
     tables[NURI_ISA_AVX512] = tables[NURI_ISA_AVX2];
     kernels_attn_avx512_fill(&tables[NURI_ISA_AVX512]);
-    tables[NURI_ISA_AVX512].scores_q = avx512_scores_q;
 }
 
 const nuri_attn_kernels *nuri_attn_isa(nuri_isa isa)

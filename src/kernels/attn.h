@@ -12,10 +12,10 @@
  * The cache may also hold Q8_0 or Q4_0 rows (`--kv-type`), stored and multiplied as llama.cpp's
  * CPU path does with `-ctk` / `-ctv`: a row is quantized per 32-element block when it is written
  * (nuri_kv_store_row); K·Q of a quantized K takes Q quantized to Q8_0 and the type's integer dot
- * product per block (scores_q; in the cache's transposed blocks scores_tq, the same bits); a
- * quantized V is widened to F32 row by row and weighted with F32 probabilities (softmax_f32,
- * accum_q), as llama.cpp's flash attention kernel does (llama.cpp quantizes V only with flash
- * attention on).
+ * product per block (scores_tq over the cache's transposed blocks; scores_q, its row-major
+ * reference, gives the same bits); a quantized V is widened to F32 row by row and weighted with
+ * F32 probabilities (softmax_f32, accum_q), as llama.cpp's flash attention kernel does (llama.cpp
+ * quantizes V only with flash attention on).
  */
 #ifndef NURI_ATTN_H
 #define NURI_ATTN_H
@@ -46,7 +46,8 @@ typedef struct nuri_attn_kernels {
     /* K of `type` (Q8_0 or Q4_0: rows of hd elements, hd a multiple of 32, k_stride bytes apart):
      * s[g * s_stride + j] = scale * dot(k row j, q8 row g) for g < G, j < n, where q8 holds the G
      * queries as Q8_0 (hd / 32 blocks each) and dot is the type's vec_dot (an exact integer sum
-     * per block, then one float step per block). */
+     * per block, then one float step per block). The scalar reference on every ISA: the cache
+     * keeps K transposed (scores_tq, which gives these bits); this row-major form checks it. */
     void (*scores_q)(uint32_t type, int32_t hd, int32_t G, const void *q8, const uint8_t *k,
                      size_t k_stride, int32_t n, float scale, float *s, size_t s_stride);
     /* V of `type` (Q8_0 or Q4_0, v_stride bytes apart): as accum, each row widened to F32 first. */

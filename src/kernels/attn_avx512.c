@@ -109,60 +109,6 @@ static void avx512_scores(int32_t hd, int32_t G, const float *q, const uint16_t 
     }
 }
 
-/* scores_q of a Q8_0 K, 16 rows at a time, with the scalar reference's arithmetic: per block,
- * the 16 rows' codes are widened to floats once (for all G queries), each row's products with a
- * query's codes are summed in float vectors, which is exact (|sum| <= 32 * 127 * 127 < 2^24), one
- * reduce16 gives the 16 rows' integer sums, and each score grows by (d_k * d_q) * sum, block by
- * block, as the reference's loop does (the partial scores wait in s). So the scores are the
- * reference's bit for bit. */
-static void avx512_scores_q8(int32_t hd, int32_t G, const void *q8, const uint8_t *k,
-                             size_t k_stride, int32_t n, float scale, float *s, size_t s_stride)
-{
-    static const int rev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
-    const int32_t nb = hd / 32;
-    const size_t q_row = (size_t)nb * 34;
-    __attribute__((aligned(64))) float kf[16 * 32]; // one block of 16 rows' codes
-    __attribute__((aligned(64))) float dk[16];      // their scales
-    for (int32_t j0 = 0; j0 < n; j0 += 16) {
-        const int jn = n - j0 < 16 ? n - j0 : 16;
-        const __mmask16 m = (__mmask16)((1u << jn) - 1);
-        for (int32_t b = 0; b < nb; b++) {
-            for (int jj = 0; jj < 16; jj++) {
-                const uint8_t *blk = k + (size_t)(j0 + (jj < jn ? jj : 0)) * k_stride + b * 34;
-                uint16_t h;
-                memcpy(&h, blk, 2);
-                dk[jj] = jj < jn ? nuri_f16_to_f32(h) : 0.0f;
-                for (int c = 0; c < 2; c++)
-                    _mm512_store_ps(kf + jj * 32 + 16 * c,
-                                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                        _mm_loadu_si128((const __m128i *)(blk + 2 + 16 * c)))));
-            }
-            for (int32_t g = 0; g < G; g++) {
-                const uint8_t *qb = (const uint8_t *)q8 + (size_t)g * q_row + b * 34;
-                uint16_t hq;
-                memcpy(&hq, qb, 2);
-                const __m512 q0 = _mm512_cvtepi32_ps(
-                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qb + 2))));
-                const __m512 q1 = _mm512_cvtepi32_ps(
-                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qb + 18))));
-                __m512 v[16];
-#pragma GCC unroll 16
-                for (int jj = 0; jj < 16; jj++)
-                    v[rev[jj]] = _mm512_fmadd_ps(q1, _mm512_load_ps(kf + jj * 32 + 16),
-                                                 _mm512_mul_ps(q0, _mm512_load_ps(kf + jj * 32)));
-                const __m512 sumi = reduce16(v);
-                const __m512 d =
-                    _mm512_mul_ps(_mm512_load_ps(dk), _mm512_set1_ps(nuri_f16_to_f32(hq)));
-                float *sg = s + (size_t)g * s_stride + j0;
-                const __m512 prev = b ? _mm512_maskz_loadu_ps(m, sg) : _mm512_setzero_ps();
-                __m512 r = _mm512_add_ps(prev, _mm512_mul_ps(d, sumi));
-                if (b == nb - 1) r = _mm512_mul_ps(r, _mm512_set1_ps(scale));
-                _mm512_mask_storeu_ps(sg, m, r);
-            }
-        }
-    }
-}
-
 /* scores_tq, NG queries at a time against all 32 rows of a transposed Q8_0 (Q4 = 0) or Q4_0
  * (Q4 = 1) block, into tile (NG x 32): per slice and group, each half of the rows' codes is one
  * 64-byte line (Q4_0: two, its low and high nibbles) that vpdpbusd multiplies with a broadcast of
@@ -351,14 +297,4 @@ void kernels_attn_avx512_fill(nuri_attn_kernels *k)
     k->accum = simd_accum;
     k->accum_q = simd_accum_q;
     k->softmax_f32 = avx512_softmax_f32;
-}
-
-void kernels_attn_avx512_scores_q8(int32_t hd, int32_t G, const void *q8, const uint8_t *k,
-                                   size_t k_stride, int32_t n, float scale, float *s,
-                                   size_t s_stride);
-void kernels_attn_avx512_scores_q8(int32_t hd, int32_t G, const void *q8, const uint8_t *k,
-                                   size_t k_stride, int32_t n, float scale, float *s,
-                                   size_t s_stride)
-{
-    avx512_scores_q8(hd, G, q8, k, k_stride, n, scale, s, s_stride);
 }
