@@ -49,6 +49,16 @@ static const shape shapes[] = {
      128, 8, 768},
     {"mixtral-8x7b", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000.0f, "Mixtral-8x7B", 8, 2,
      14336},
+    // K-EXAONE-236B-A23B (LG AI Research), by its model card: 6144 wide, 48 layers (+ 1
+    // next-token-prediction layer, which exaone-moe files always get), 64 query / 8 KV heads of
+    // 128, a 128-token window on 3 of every 4 layers, 128 experts of 2048 with 8 used and 1
+    // shared, vocabulary 153600, context 262144. Not on the card: the leading dense layer's width
+    // (18432, 3x the model's, assumed) and the rope base (1e6, EXAONE 4.0's, assumed).
+    {"k-exaone-236b-a23b", 6144, 48, 64, 8, 128, 18432, 153600, 262144, 1000000.0f,
+     "K-EXAONE-236B-A23B (236B total, 23B active: a 140 GB Q4_K_M file; --layers N writes the "
+     "first "
+     "N)",
+     128, 8, 2048},
     // Gemma shapes (any architecture takes them; gemma2 / gemma3 get the metadata in gemma_extras)
     {"gemma3-tiny", 256, 6, 4, 2, 128, 768, 4096, 512, 1000000.0f,
      "Gemma 3's layout in small: 5 sliding layers and 1 global, head_dim 128 > n_embd / n_head", 0,
@@ -144,6 +154,7 @@ const char *nuri_mkmodel_shapes(void)
            "qwen3moe, qwen2moe, mixtral, exaone-moe, gpt-oss): moe-tiny (8 experts, 2 used), "
            "moe-a3b-mini (128, 8 used), "
            "moe-bench (1024 wide, 16 layers, 64 experts, 8 used), qwen3-30b-a3b, mixtral-8x7b, "
+           "k-exaone-236b-a23b, "
            "gpt-oss-tiny (256 wide, 4 layers, 8 experts, 4 used), gpt-oss-20b; for deepseek2 "
            "only: ds2-tiny, ds3-tiny, ds3-grouped-tiny, deepseek-v2-lite; for qwen35: "
            "qwen35-tiny (256 wide, 8 layers), qwen3.5-0.8b (any other shape works too)";
@@ -976,11 +987,12 @@ nuri_status nuri_mkmodel(const nuri_mkmodel_params *p, const char *path)
                      !strcmp(p->arch, "gpt-oss") || !strcmp(p->arch, "deepseek2") ||
                      !strcmp(p->arch, "qwen35moe");
     if (moe && sh->n_expert == 0)
-        return nuri_error(NURI_ERR_INVALID_ARG,
-                          "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
-                          "moe-a3b-mini, moe-bench, qwen3-30b-a3b, mixtral-8x7b, gpt-oss-tiny, "
-                          "gpt-oss-20b)",
-                          sh->name, p->arch);
+        return nuri_error(
+            NURI_ERR_INVALID_ARG,
+            "shape '%s' has no experts; --arch %s needs one that has (moe-tiny, "
+            "moe-a3b-mini, moe-bench, qwen3-30b-a3b, mixtral-8x7b, k-exaone-236b-a23b, "
+            "gpt-oss-tiny, gpt-oss-20b)",
+            sh->name, p->arch);
     if (!nuri_quant_name_ok(p->type))
         return nuri_error(NURI_ERR_INVALID_ARG,
                           "unknown type '%s' (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
