@@ -22,8 +22,11 @@
 #include <immintrin.h>
 #include <string.h>
 
-// prefetch distance in blocks (a block of a row group is 21 or 29 lines: 8-11 KiB), into L2 (see
-// pack_avx512.c's vnni_group; from memory, one thread: Q3_K 12 -> 18 GB/s, Q2_K 18 -> 25-30)
+// prefetch distance in blocks (a block of a row group is 21 or 29 lines: 8-11 KiB; see
+// pack_avx512.c's vnni_group; from memory, one thread: Q3_K 12 -> 18 GB/s, Q2_K 18 -> 25-30),
+// into L1: with each thread reading its own lane in decode (threadpool.h), L1 beat L2 on Zen 4,
+// two threads, the 1B files: Q3_K 65-71 -> 77-86 tok/s, Q2_K 123-129 -> 135-142 (3 of 3 pairs
+// each; 3 or 4 blocks ahead were slower than 6), prompts level
 enum { Q23_PF = 6 };
 
 static inline int32_t load32(const void *p)
@@ -59,7 +62,7 @@ static inline __attribute__((always_inline)) void q23_group(const int T, const i
 #pragma GCC unroll 16
             for (int l = 4 * s; l < 4 * s + 4; l++)
                 if (64 * l < kbytes)
-                    _mm_prefetch((const char *)kb + Q23_PF * kbytes + 64 * l, _MM_HINT_T1);
+                    _mm_prefetch((const char *)kb + Q23_PF * kbytes + 64 * l, _MM_HINT_T0);
             __m512i c[8];
 #pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
