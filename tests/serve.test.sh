@@ -3,7 +3,8 @@
 # (tests/serve/*.test.mjs, node's built-in test runner; scripts/setup installs the client into
 # tests/serve/node_modules). Starts four servers on free ports: the main one, one with an API key,
 # one with a queue of 1 (and a short header timeout), one with a KV pool too small for its
-# sequences at once (preemption); and one whose "model" does not load, which must exit with status 1 and the reason. At
+# sequences at once (preemption); one whose "model" does not load, which must exit with status 1 and the reason;
+# and one whose model is a FIFO (still loading while the test reads its store). At
 # the end every server must stop cleanly on SIGTERM (under ASan: without a leak report).
 set -u
 cd "$(dirname "$0")/.."
@@ -207,6 +208,39 @@ done <"$tmp/restart.out"
 [ "$(grep -c '^ok' "$tmp/restart.out")" = 2 ] || { echo "FAIL restart.mjs did not run both phases"; failed=$((failed + 1)); }
 kill -TERM "$PID_resp2" 2>/dev/null
 wait "$PID_resp2" 2>/dev/null
+# stored objects are served while the model loads (the store opens before it): this server's
+# model is a FIFO that nobody has opened for writing, so its loader waits in open(2) until the
+# test opens it; then the load fails (not a regular file) and the server exits 1 with the reason
+mkfifo "$tmp/loading.gguf"
+start loading -m "$tmp/loading.gguf" --max-seqs 1 --ctx 4096 --api-key k1 --api-key k2 --store "$tmp/store.db"
+l_health=$(curl -s "$URL_loading/health")
+l_got=$(curl -s "$URL_loading/v1/responses/$kept_id" -H 'Authorization: Bearer k1')
+l_other=$(curl -s -o /dev/null -w '%{http_code}' "$URL_loading/v1/responses/$kept_id" -H 'Authorization: Bearer k2')
+l_items=$(curl -s -o /dev/null -w '%{http_code}' "$URL_loading/v1/responses/$kept_id/input_items" -H 'Authorization: Bearer k1')
+l_gen=$(curl -s -w ' %{http_code}' "$URL_loading/v1/responses" -H 'Authorization: Bearer k1' \
+    -H 'Content-Type: application/json' -d '{"input": "안녕", "max_output_tokens": 2}')
+l_health2=$(curl -s "$URL_loading/health")
+exec 3<>"$tmp/loading.gguf" # a writer: the loader's open returns
+l_rc=0
+for _ in $(seq 1 200); do kill -0 "$PID_loading" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$PID_loading" 2>/dev/null; then
+    kill -KILL "$PID_loading"
+    l_rc=timeout
+else
+    wait "$PID_loading"
+    l_rc=$?
+fi
+exec 3>&-
+if [[ "$l_health" == *model_loading* ]] && [[ "$l_health2" == *model_loading* ]] &&
+    python3 -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); assert a["id"]==b["id"] and a["output"]==b["output"]' "$kept" "$l_got" 2>/dev/null &&
+    [ "$l_other" = 404 ] && [ "$l_items" = 200 ] && [[ "$l_gen" == *model_loading*" 503" ]] &&
+    [ "$l_rc" = 1 ] && grep -q 'not a regular file' "$tmp/loading.err"; then
+    echo "ok   while the model loads, a stored response is read back (its key's only); generation is 503 model_loading"
+    passed=$((passed + 1))
+else
+    echo "FAIL store while loading: health [$l_health] [$l_health2] got [$l_got] other $l_other items $l_items gen [$l_gen] exit $l_rc: $(tail -n 3 "$tmp/loading.err")"
+    failed=$((failed + 1))
+fi
 # the KV memory hierarchy: a follow-up resumes from the pool in memory, then (after a restart)
 # from the snapshot on disk, then (the snapshot damaged) by recomputing: the same answer each time
 kvargs=(-m "$QWEN" --max-seqs 2 --ctx 4096 --store "$tmp/kv.db" --kv-dir "$tmp/kvdir"

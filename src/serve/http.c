@@ -766,7 +766,9 @@ static void dispatch(serve_server *s, front *f, conn *c)
     }
     if (atomic_load(&s->draining))
         return loop_error(s, f, c, 503, "shutting_down", NULL, "the server is shutting down");
-    enum load_state ls = server_state(s);
+    // stored responses and conversations need only the store, opened before the model loads:
+    // a returning user reads them back while the model (re)loads
+    enum load_state ls = c->route == R_STORE ? LOAD_READY : server_state(s);
     if (ls == LOAD_FAILED)
         return loop_error(s, f, c, 503, "model_load_failed", NULL, "the model failed to load: %s",
                           s->load_error);
