@@ -95,9 +95,9 @@ with lock:
     p, url = state["proc"], state["url"]
 
 def get(path):
-    # 503 carries Retry-After: the server says "not now" (a busy worker pool, a store that is
-    # still recovering its journal after the kill), which is not a lost response; a client
-    # honours it. 404, any other error, or 503 for 30 s in a row fails.
+    # 503 carries Retry-After: the server says "not now" (every worker busy), which is not a
+    # lost response; a client honours it. (Store reads no longer wait for the model to load:
+    # 7b2affb.) 404, any other error, or 503 for 30 s in a row fails.
     deadline = time.time() + 30
     while True:
         try:

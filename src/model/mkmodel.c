@@ -55,9 +55,8 @@ static const shape shapes[] = {
     // shared, vocabulary 153600, context 262144. Not on the card: the leading dense layer's width
     // (18432, 3x the model's, assumed) and the rope base (1e6, EXAONE 4.0's, assumed).
     {"k-exaone-236b-a23b", 6144, 48, 64, 8, 128, 18432, 153600, 262144, 1000000.0f,
-     "K-EXAONE-236B-A23B (236B total, 23B active: a 140 GB Q4_K_M file; --layers N writes the "
-     "first "
-     "N)",
+     "K-EXAONE-236B-A23B (236B total, 23B active: a 140 GB Q4_K_M file; "
+     "--layers N writes the first N)",
      128, 8, 2048},
     // Gemma shapes (any architecture takes them; gemma2 / gemma3 get the metadata in gemma_extras)
     {"gemma3-tiny", 256, 6, 4, 2, 128, 768, 4096, 512, 1000000.0f,
