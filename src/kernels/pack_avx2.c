@@ -37,6 +37,7 @@ enum {
     A2_PF4 = 24,
     A2_PF8 = 8,
     A2_F16_PF = 64, // F16 / BF16: in 64-byte lines of a row group (4 KiB; see f16_tile)
+    A2_DEC_G = 2,   // decode: row groups side by side (q_dec)
 };
 
 static inline int32_t load32(const int8_t *p)
@@ -191,6 +192,95 @@ q_half(const int T, const int kind, int64_t nb, const uint8_t *grp, int h, const
     }
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
+}
+
+/* One token's exact integer sum over one block of rows 8h .. 8h + 7 (q: the block's codes), as
+ * q_half computes it for each of its tokens. */
+static inline __attribute__((always_inline)) __m256i
+q_sum1(const int kind, const uint8_t *q, int h, const int8_t *a, int32_t corr, __m256i tbl)
+{
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    q += 32 * h;
+    __m256i s = _mm256_setzero_si256();
+    if (kind == A2_IQ4_NL || kind == A2_MXFP4) {
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 64 * i));
+            const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+            const __m256i hi =
+                _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+            s = _mm256_add_epi32(s, signed_dot4(lo, bcast32(a + 4 * i), ones));
+            s = _mm256_add_epi32(s, signed_dot4(hi, bcast32(a + 16 + 4 * i), ones));
+        }
+        return s;
+    }
+    if (kind == A2_Q8_0) {
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(q + 64 * i));
+            const __m256i p =
+                _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(bcast32(a + 4 * i), w));
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
+        }
+        return s;
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 64 * i));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(v, m4), bcast32(a + 4 * i)));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                                     bcast32(a + 16 + 4 * i)));
+    }
+    return _mm256_add_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(corr));
+}
+
+/* One token x G (1 or 2) row groups, both halves of each, side by side: decode. As vnni_dec in
+ * pack_avx512.c: q_half, one group and one half at a time, stalled on its fetches (with
+ * NURI_ISA=avx2 the 1B Q4_0 file read 28-31 GB/s where its Q4_K_M read 33); here 2G chains of
+ * sums, and each group's prefetch going on into the group G on: Q4_0 31.4 -> 45.5 GB/s, Q8_0
+ * 34.1 -> 48.2 (Zen 5, two threads; G = 4 was level). The same integers and float steps as
+ * q_half. rows_last: the last group's rows (1..16). */
+static inline __attribute__((always_inline)) void
+q_dec(const int G, const int kind, int64_t nb, const uint8_t *grp, int64_t gbytes, const uint8_t *x,
+      const float *da, const int32_t *corr, float *y, int rows_last)
+{
+    const int64_t sb = kind == A2_MXFP4 ? 64 : 32, qb = kind == A2_Q8_0 ? 512 : 256;
+    const __m256i tbl = grid_table(kind == A2_MXFP4 ? nuri_fp4_grid : nuri_iq4_grid);
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int u = 0; u < 2 * G; u++) acc[u] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *a = (const int8_t *)x + b * 34 + 2;
+        const __m256 dx = _mm256_set1_ps(da[b]);
+        const int64_t j = b + (kind == A2_Q8_0 ? A2_PF8 : A2_PF4), nx = j >= nb;
+        const int64_t jj = nx ? j - nb : j;
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) {
+            const uint8_t *gg = grp + g * gbytes, *pg = gg + (nx ? G * gbytes : 0);
+#pragma GCC unroll 8
+            for (int64_t off = 0; off < qb; off += 64)
+                _mm_prefetch((const char *)pg + nb * sb + jj * qb + off, _MM_HINT_T0);
+            _mm_prefetch((const char *)pg + jj * sb, _MM_HINT_T0);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i s = q_sum1(kind, gg + nb * sb + b * qb, h, a, corr[b], tbl);
+                const __m256 dw =
+                    kind == A2_MXFP4
+                        ? _mm256_loadu_ps((const float *)gg + 16 * b + 8 * h)
+                        : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gg + 32 * b + 16 * h)));
+                acc[2 * g + h] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, dx), acc[2 * g + h]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const int rows = g < G - 1 ? 16 : rows_last;
+            if (8 * h < rows)
+                store_rows(y + 16 * g + 8 * h, acc[2 * g + h], rows - 8 * h < 8 ? rows - 8 * h : 8);
+        }
 }
 
 #define Q_T(KIND, T)                                                                               \
@@ -872,6 +962,27 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
                     pack_q4_K_tables(xc, x_stride, nt, nb, da, (float *)aux);
                 // Q3_K, Q2_K: no tables, a token's Q8_K row has all they need
                 have = tc;
+            }
+            if (nt == 1 && !kq) { // decode: row groups side by side
+                for (int64_t g = ga; g < gb;) {
+                    const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
+                    const int G = gb - g >= A2_DEC_G ? A2_DEC_G : 1;
+                    const int64_t rl = n_out - 16 * (g + G - 1);
+                    const int rr = rl < 16 ? (int)rl : 16;
+                    float *yg = y + t0 * y_stride + 16 * g;
+#define DEC_K(G_)                                                                                  \
+    (kind == A2_Q4_0     ? q_dec(G_, A2_Q4_0, nb, grp, gbytes, xc, da, aux, yg, rr)                \
+     : kind == A2_IQ4_NL ? q_dec(G_, A2_IQ4_NL, nb, grp, gbytes, xc, da, aux, yg, rr)              \
+     : kind == A2_MXFP4  ? q_dec(G_, A2_MXFP4, nb, grp, gbytes, xc, da, aux, yg, rr)               \
+                         : q_dec(G_, A2_Q8_0, nb, grp, gbytes, xc, da, aux, yg, rr))
+                    if (G == 2)
+                        DEC_K(2);
+                    else
+                        DEC_K(1);
+#undef DEC_K
+                    g += G;
+                }
+                continue;
             }
             for (int64_t g = ga; g < gb; g++) {
                 const uint8_t *grp = (const uint8_t *)wp + g * gbytes;
