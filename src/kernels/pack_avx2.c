@@ -429,7 +429,7 @@ static inline __attribute__((always_inline)) void
 iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
             const float *da, int64_t ts, float *y, int64_t y_stride, int rows)
 {
-    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(15);
     const __m256i tbl = grid_table(nuri_iq4_grid);
     __m256 acc[4];
 #pragma GCC unroll 16
@@ -443,11 +443,11 @@ iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x
         for (int t = 0; t < T; t++) f[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            const __m256i ls =
-                _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h)));
-            __m256i s[4];
-#pragma GCC unroll 16
-            for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
+            // ls_j of row r in both int16 halves of lane r: vpmaddwd multiplies each pair of
+            // products by it and adds them, the row's exact isum_j * ls_j as int32
+            const __m256i l32 = _mm256_cvtepu16_epi32(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
+            const __m256i ls = _mm256_or_si256(l32, _mm256_slli_epi32(l32, 16));
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) {
                 const __m256i v =
@@ -455,18 +455,23 @@ iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x
                 const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
                 const __m256i hi =
                     _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                const __m256i alo = _mm256_abs_epi8(lo), ahi = _mm256_abs_epi8(hi);
 #pragma GCC unroll 16
                 for (int t = 0; t < T; t++) {
                     const nuri_block_q8_K *xb =
                         (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
                     const int8_t *a = xb->qs + 32 * j;
-                    s[t] = hold(_mm256_add_epi32(s[t], signed_dot4(lo, bcast32(a + 4 * i), ones)));
-                    s[t] = hold(
-                        _mm256_add_epi32(s[t], signed_dot4(hi, bcast32(a + 16 + 4 * i), ones)));
+                    f[t] = hold(_mm256_add_epi32(
+                        f[t], _mm256_madd_epi16(_mm256_maddubs_epi16(
+                                                    alo, _mm256_sign_epi8(bcast32(a + 4 * i), lo)),
+                                                ls)));
+                    f[t] = hold(_mm256_add_epi32(
+                        f[t],
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(
+                                              ahi, _mm256_sign_epi8(bcast32(a + 16 + 4 * i), hi)),
+                                          ls)));
                 }
             }
-#pragma GCC unroll 16
-            for (int t = 0; t < T; t++) f[t] = _mm256_add_epi32(f[t], _mm256_mullo_epi32(s[t], ls));
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 16 * h)));
 #pragma GCC unroll 16
