@@ -840,6 +840,34 @@ TEST(softmax_and_swiglu_match_double)
     }
 }
 
+/* AVX2's softmax (both roundings) and SwiGLU take AVX-512's steps (exp without vscalefps): on a
+ * CPU with both, the same bits, over tails of every length and inputs whose e^x underflows to
+ * subnormals and 0 or overflows. */
+TEST(avx2_softmax_and_swiglu_equal_avx512)
+{
+    const nuri_attn_kernels *a2 = nuri_attn_isa(NURI_ISA_AVX2),
+                            *a5 = nuri_attn_isa(NURI_ISA_AVX512);
+    if (!a2 || !a5) return; // this CPU lacks one of them
+    static float s[1100], t[1100], g[1100], h[1100], u[1100];
+    for (int32_t n = 1; n <= 1100; n += n < 40 ? 1 : 97) {
+        for (int round = 0; round < 2; round++) {
+            for (int32_t j = 0; j < n; j++) // spreads from 1 to 200: e^(x - max) down to 0
+                s[j] = t[j] = rng_normal() * (float)(1 + (j * 7 + n) % 200);
+            (round ? a2->softmax : a2->softmax_f32)(s, n);
+            (round ? a5->softmax : a5->softmax_f32)(t, n);
+            CHECKF(!memcmp(s, t, sizeof(float) * (size_t)n), "n %d round %d: softmax differs", n,
+                   round);
+        }
+        for (int32_t j = 0; j < n; j++) {
+            g[j] = h[j] = rng_normal() * (float)(1 + (j * 5 + n) % 120); // e^-x to inf and 0
+            u[j] = rng_normal();
+        }
+        a2->swiglu(g, u, n);
+        a5->swiglu(h, u, n);
+        CHECKF(!memcmp(g, h, sizeof(float) * (size_t)n), "n %d: swiglu differs", n);
+    }
+}
+
 /* pack_avx2.c's kernels, called directly: on an AVX-512 CPU they must give the VNNI kernels'
  * outputs bit for bit. */
 void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t n_out, int64_t g0,
@@ -976,6 +1004,7 @@ int main(void)
     RUN(transposed_scores_match_reference_on_every_isa);
     RUN(transposed_quantized_scores_match_row_major_reference_on_every_isa);
     RUN(softmax_and_swiglu_match_double);
+    RUN(avx2_softmax_and_swiglu_equal_avx512);
     RUN(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni);
     RUN(activation_quantizers_are_bit_identical_across_isas);
     RUN(f16_bf16_row_converters_agree_on_special_values);
