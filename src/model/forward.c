@@ -160,60 +160,92 @@ static void rms_norm(const float *x, const float *w, float *y, int64_t n, float 
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
 }
 
-/* Rotates one head's vector in place. NORM pairs (x[2i], x[2i+1]); NEOX pairs (x[i], x[i+n_rot/2]).
- * freq_scale: linear rope scaling, the angles multiplied by it (1: none). */
-static void rope(float *x, int32_t n_rot, nuri_rope_type type, int32_t pos, float freq_base,
-                 float freq_scale, const float *freq_factors)
-{
-    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
-    float theta = (float)pos;
-    for (int32_t i = 0; i < n_rot / 2; i++) {
-        float t = freq_scale * (freq_factors ? theta / freq_factors[i] : theta);
-        float c = cosf(t), s = sinf(t);
-        int32_t a = type == NURI_ROPE_NORM ? 2 * i : i;
-        int32_t b = type == NURI_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
-        float x0 = x[a], x1 = x[b];
-        x[a] = x0 * c - x1 * s;
-        x[b] = x0 * s + x1 * c;
-        theta *= theta_scale;
-    }
-}
+/* Rope: one head's vector turned in place, NORM pairs (x[2i], x[2i+1]), NEOX pairs
+ * (x[i], x[i + n_rot/2]). Pair i turns by theta_i = pos * base^(-2i / n_rot) (divided by the
+ * pair's frequency factor, if any), times scale (linear rope scaling; 1: none). With YaRN
+ * (hp->rope_yarn), rounded step by step as ggml's rope: the correction range [low, high] from the
+ * original context and beta_fast 32 / beta_slow 1, then per pair a blend of the interpolated angle
+ * (scale * theta) and the original one by a ramp (ext_factor 1), cos / sin times the magnitude
+ * factor. Every head of a token turns by the same angles, so the loops over (token, head) pairs
+ * keep them in a rope_cache and compute them once per token and layer (the Llama-3.2-1B shape:
+ * 1280 cosines and sines per token and layer had been computed 40 times over, 2% of a prompt). */
+typedef struct {
+    int32_t n_rot, pos;
+    float base, scale;    // freq_base; freq_scale (YaRN: the interpolation's)
+    const float *factors; // per-pair frequency factors, or NULL
+    bool yarn;
+} rope_key;
 
-/* The same with YaRN scaling (hp->rope_yarn), rounded step by step as ggml's rope: the
- * correction range [low, high] from the original context and beta_fast 32 / beta_slow 1, then per
- * pair i a blend of the interpolated angle (freq_scale * theta) and the original one by a ramp
- * (ext_factor 1), and cos / sin multiplied by the magnitude factor. */
+enum { ROPE_CACHED = 256 }; // pairs kept (n_rot up to 512); longer rotations go in runs
+
+typedef struct {
+    rope_key key;
+    bool valid; // key's angles are in cs / sn
+    float cs[ROPE_CACHED], sn[ROPE_CACHED];
+} rope_cache;
+
 static float yarn_corr_dim(int32_t n_rot, int32_t n_ctx_orig, float beta, float base)
 {
     return (float)n_rot * logf((float)n_ctx_orig / (beta * 2 * (float)M_PI)) / (2 * logf(base));
 }
 
-static void rope_yarn(float *x, const nuri_hparams *hp, int32_t pos, float freq_base,
-                      const float *freq_factors)
+static bool rope_same(const rope_key *a, const rope_key *b)
 {
-    const int32_t n_rot = hp->n_rot;
-    float low = floorf(yarn_corr_dim(n_rot, hp->n_ctx_orig, 32.0f, freq_base));
-    float high = ceilf(yarn_corr_dim(n_rot, hp->n_ctx_orig, 1.0f, freq_base));
-    low = low > 0.0f ? low : 0.0f;
-    high = high < (float)(n_rot - 1) ? high : (float)(n_rot - 1);
-    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
-    const float fs = hp->rope_freq_scale, ms = hp->rope_mscale;
-    float theta = (float)pos;
-    for (int32_t i = 0; i < n_rot / 2; i++) {
-        const float extrap = freq_factors ? theta / freq_factors[i] : theta;
-        const float interp = fs * extrap;
-        const float span = high - low > 0.001f ? high - low : 0.001f;
-        const float y = ((float)i - low) / span; // i is ggml's i0 / 2
-        const float ramp = (1 - (y < 0 ? 0 : y > 1 ? 1 : y)) * 1.0f;
-        const float t = interp * (1 - ramp) + extrap * ramp;
-        const float c = cosf(t) * ms, sn = sinf(t) * ms;
-        const int32_t a = hp->rope_type == NURI_ROPE_NORM ? 2 * i : i;
-        const int32_t b = hp->rope_type == NURI_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
-        const float x0 = x[a], x1 = x[b];
-        x[a] = x0 * c - x1 * sn;
-        x[b] = x0 * sn + x1 * c;
-        theta *= theta_scale;
+    return a->n_rot == b->n_rot && a->pos == b->pos && a->base == b->base && a->scale == b->scale &&
+           a->factors == b->factors && a->yarn == b->yarn;
+}
+
+static void rope_apply(float *x, int32_t n_rot, nuri_rope_type type, const float *cs,
+                       const float *sn, int32_t i0, int32_t i1)
+{
+    for (int32_t i = i0; i < i1; i++) {
+        const int32_t a = type == NURI_ROPE_NORM ? 2 * i : i;
+        const int32_t b = type == NURI_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
+        const float c = cs[i - i0], s = sn[i - i0], x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
     }
+}
+
+static void rope(rope_cache *rc, float *x, const nuri_hparams *hp, nuri_rope_type type, rope_key k)
+{
+    const int32_t n_rot = k.n_rot, half = n_rot / 2;
+    if (rc->valid && rope_same(&rc->key, &k)) {
+        rope_apply(x, n_rot, type, rc->cs, rc->sn, 0, half);
+        return;
+    }
+    const float theta_scale = powf(k.base, -2.0f / (float)n_rot);
+    float low = 0, high = 0;
+    if (k.yarn) {
+        low = floorf(yarn_corr_dim(n_rot, hp->n_ctx_orig, 32.0f, k.base));
+        high = ceilf(yarn_corr_dim(n_rot, hp->n_ctx_orig, 1.0f, k.base));
+        low = low > 0.0f ? low : 0.0f;
+        high = high < (float)(n_rot - 1) ? high : (float)(n_rot - 1);
+    }
+    float theta = (float)k.pos;
+    for (int32_t i0 = 0; i0 < half; i0 += ROPE_CACHED) {
+        const int32_t i1 = half - i0 < ROPE_CACHED ? half : i0 + ROPE_CACHED;
+        for (int32_t i = i0; i < i1; i++) {
+            const float extrap = k.factors ? theta / k.factors[i] : theta;
+            if (k.yarn) {
+                const float interp = k.scale * extrap;
+                const float span = high - low > 0.001f ? high - low : 0.001f;
+                const float y = ((float)i - low) / span; // i is ggml's i0 / 2
+                const float ramp = (1 - (y < 0 ? 0 : y > 1 ? 1 : y)) * 1.0f;
+                const float t = interp * (1 - ramp) + extrap * ramp;
+                rc->cs[i - i0] = cosf(t) * hp->rope_mscale;
+                rc->sn[i - i0] = sinf(t) * hp->rope_mscale;
+            } else {
+                const float t = k.scale * extrap;
+                rc->cs[i - i0] = cosf(t);
+                rc->sn[i - i0] = sinf(t);
+            }
+            theta *= theta_scale;
+        }
+        rope_apply(x, n_rot, type, rc->cs, rc->sn, i0, i1);
+    }
+    rc->key = k;
+    rc->valid = half <= ROPE_CACHED;
 }
 
 /* ---- the worker's view of one decode ---- */
@@ -822,6 +854,7 @@ static void qwen35_attention(worker *w, const nuri_layer *L, int il, int32_t T)
     const int32_t n_pairs = T * (hp->n_head + hp->n_head_kv);
     long p0, p1;
     nuri_split(n_pairs, w->ith, w->nth, &p0, &p1);
+    rope_cache rc = {.valid = false}; // this thread's angles, per token
     for (long p = p0; p < p1; p++) {
         const int32_t t = (int32_t)(p / (hp->n_head + hp->n_head_kv));
         const int32_t h = (int32_t)(p % (hp->n_head + hp->n_head_kv));
@@ -832,8 +865,9 @@ static void qwen35_attention(worker *w, const nuri_layer *L, int il, int32_t T)
             memcpy(vec, c->dn_qg + t * 2 * n_q + (int64_t)h * 2 * hd, sizeof(float) * (size_t)hd);
         }
         rms_norm(vec, (is_q ? L->q_norm : L->k_norm).data, vec, hd, hp->rms_eps);
-        rope(vec, hp->n_rot, NURI_ROPE_NEOX, c->b_pos[t], hp->rope_freq_base, hp->rope_freq_scale,
-             NULL);
+        rope(&rc, vec, hp, NURI_ROPE_NEOX,
+             (rope_key){hp->n_rot, c->b_pos[t], hp->rope_freq_base, hp->rope_freq_scale, NULL,
+                        false});
         if (!is_q) {
             const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
             const int32_t kvh = h - hp->n_head;
@@ -951,6 +985,7 @@ static void layer(worker *w, const job *jb, int il)
     const int32_t n_pairs = T * (hp->n_head + hp->n_head_kv);
     long p0, p1;
     nuri_split(n_pairs, w->ith, w->nth, &p0, &p1);
+    rope_cache rc = {.valid = false}; // this thread's angles, per token
     for (long p = p0; p < p1; p++) {
         int32_t t = (int32_t)(p / (hp->n_head + hp->n_head_kv));
         int32_t h = (int32_t)(p % (hp->n_head + hp->n_head_kv));
@@ -960,13 +995,13 @@ static void layer(worker *w, const job *jb, int il)
                           : c->k + t * kv_dim + (int64_t)(h - hp->n_head) * hd;
         const nuri_weight *nw = is_q ? &L->q_norm : &L->k_norm;
         if (nw->data) rms_norm(vec, nw->data, vec, hd, hp->rms_eps);
-        if (L->rope && hp->rope_yarn)
-            rope_yarn(vec, hp, pos, L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
-                      m->rope_freqs);
-        else if (L->rope)
-            rope(vec, hp->n_rot, hp->rope_type, pos,
-                 L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
-                 L->swa ? hp->rope_freq_scale_swa : hp->rope_freq_scale, m->rope_freqs);
+        if (L->rope)
+            rope(&rc, vec, hp, hp->rope_type,
+                 (rope_key){hp->n_rot, pos, L->swa ? hp->rope_freq_base_swa : hp->rope_freq_base,
+                            hp->rope_yarn ? hp->rope_freq_scale
+                            : L->swa      ? hp->rope_freq_scale_swa
+                                          : hp->rope_freq_scale,
+                            m->rope_freqs, hp->rope_yarn});
         if (is_q && hp->attn_scale_q)
             for (int32_t d = 0; d < hd; d++) vec[d] *= hp->attn_scale;
         for (int32_t d = 0; c->k_rot && d < hd; d += c->k_rot) nuri_kv_rotate(vec + d, c->k_rot);
@@ -1125,13 +1160,12 @@ static void attention_mla(worker *w, const job *jb, int il)
     const nuri_kernel_traits *f16 = nuri_kernels(NURI_TYPE_F16);
     long p0, p1;
     nuri_split((long)T * (H + 1), w->ith, w->nth, &p0, &p1);
+    rope_cache rc = {.valid = false}; // this thread's angles, per token
     for (long p = p0; p < p1; p++) {
         const int32_t t = (int32_t)(p / (H + 1)), h = (int32_t)(p % (H + 1)), pos = c->b_pos[t];
         float *vec = h < H ? qraw + t * nq + (int64_t)h * dq + nope : c->k + (int64_t)t * D + kvl;
-        if (hp->rope_yarn)
-            rope_yarn(vec, hp, pos, hp->rope_freq_base, NULL);
-        else
-            rope(vec, r, hp->rope_type, pos, hp->rope_freq_base, hp->rope_freq_scale, NULL);
+        rope(&rc, vec, hp, hp->rope_type,
+             (rope_key){r, pos, hp->rope_freq_base, hp->rope_freq_scale, NULL, hp->rope_yarn});
         if (h < H) {
             memcpy(c->q + ((int64_t)t * H + h) * D + kvl, vec, sizeof(float) * (size_t)r);
         } else {
