@@ -316,18 +316,22 @@ static __attribute__((noinline)) void q_tokens(int kind, int64_t nb, const uint8
 static void q_tables(int no_corr, const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb,
                      float *da, int32_t *corr)
 {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
     for (int64_t t = 0; t < n_t; t++) {
         const nuri_block_q8_0 *blk = (const nuri_block_q8_0 *)(x + (size_t)t * x_stride);
+        if (t + 1 < n_t) // the next row while this one is read (as pack_avx512.c's make_tables)
+            for (int64_t off = 0; off < nb * (int64_t)sizeof *blk; off += 64)
+                _mm_prefetch((const char *)blk + x_stride + off, _MM_HINT_T0);
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = _cvtsh_ss(blk[b].d);
             if (no_corr) continue;
+            // the codes + 128 summed by vpsadbw, less 32 x 128
             const __m256i q = _mm256_loadu_si256((const __m256i *)blk[b].qs);
-            const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
-                                                _mm256_set1_epi16(1));
-            __m128i v = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-            v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
-            v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
-            corr[t * nb + b] = -8 * _mm_cvtsi128_si32(v);
+            const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(q, flip), _mm256_setzero_si256());
+            const __m128i v =
+                _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            corr[t * nb + b] =
+                -8 * ((int32_t)(_mm_cvtsi128_si64(v) + _mm_extract_epi64(v, 1)) - 32 * 128);
         }
     }
 }

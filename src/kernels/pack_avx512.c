@@ -275,18 +275,28 @@ static void make_panel(const uint8_t *x, size_t x_stride, int64_t n16, int64_t n
         }
 }
 
-/* da[t][b] = F32(x[t].d[b]); corr[t][b] = -bias * sum of x[t]'s codes in block b. */
+/* da[t][b] = F32(x[t].d[b]); corr[t][b] = -bias * sum of x[t]'s codes in block b. The rows were
+ * just quantized, half of them by the other thread: the next row is fetched while this one is
+ * summed (the hardware prefetcher restarts on each 2-9 KiB row). A block's sum is vpsadbw's
+ * over its codes + 128. */
 static void make_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, int32_t bias,
                         float *da, int32_t *corr)
 {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
     for (int64_t t = 0; t < n_t; t++) {
         const nuri_block_q8_0 *blk = (const nuri_block_q8_0 *)(x + (size_t)t * x_stride);
+        if (t + 1 < n_t)
+            for (int64_t off = 0; off < nb * (int64_t)sizeof *blk; off += 64)
+                _mm_prefetch((const char *)(blk) + x_stride + off, _MM_HINT_T0);
         for (int64_t b = 0; b < nb; b++) {
             da[t * nb + b] = _cvtsh_ss(blk[b].d);
             const __m256i q = _mm256_loadu_si256((const __m256i *)blk[b].qs);
-            const __m512i w = _mm512_cvtepi8_epi16(q);
-            corr[t * nb + b] =
-                -bias * _mm512_reduce_add_epi32(_mm512_madd_epi16(w, _mm512_set1_epi16(1)));
+            const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(q, flip), _mm256_setzero_si256());
+            const __m128i v =
+                _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            const int32_t sum =
+                (int32_t)(_mm_cvtsi128_si64(v) + _mm_extract_epi64(v, 1)) - 32 * 128;
+            corr[t * nb + b] = -bias * sum;
         }
     }
 }
