@@ -704,8 +704,9 @@ static __attribute__((noinline)) void kq_tokens(int kind, int64_t nb, const uint
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
-        // Q4_K's and IQ4_XS's tile is 4 tokens (acc, f, s: 12 registers); Q5_K's 5th bits and
-        // Q6_K's two codes and the scale leave room for 2
+        // Q4_K's tile is 4 tokens (acc, f, s: 12 registers), IQ4_XS's too (acc, f: 8; 8 tokens
+        // with acc on the stack measured level); Q5_K's 5th bits and Q6_K's two codes and the
+        // scale leave room for 2
         const int T = left >= 4 && (kind == A2_Q4_K || kind == A2_IQ4_XS) ? 4 : left >= 2 ? 2 : 1;
         if (T == 4 && kind == A2_Q4_K)
             q4_K_half(4, 0, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8,
