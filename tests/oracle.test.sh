@@ -186,55 +186,46 @@ cases=(
 # every fourth case besides (ORACLE_ALL=1 runs all of them). It was 409 s of CI's 37 minutes.
 subset=0
 case "$NURI" in *build-san*) [ "${ORACLE_ALL:-0}" = 1 ] || subset=1 ;; esac
-declare -A arch_seen=()
-index=0
-skipped=0
-for c in "${cases[@]}"; do
-    read -r arch shape type vocab seed extra <<<"$c"
-    index=$((index + 1))
-    if [ $subset = 1 ] && [ -n "${arch_seen[$arch]:-}" ] && [ $((index % 4)) -ne 0 ]; then
-        skipped=$((skipped + 1))
-        continue
-    fi
-    arch_seen[$arch]=1
-    name="$arch-$shape-$type-$seed${extra:+ ($extra)}"
+# One case: its files in their own directory, its verdict ("ok   ..." or "FAIL ...") on stdout.
+run_case() {
+    local arch=$1 shape=$2 type=$3 vocab=$4 seed=$5 extra=$6 d=$7
+    local name="$arch-$shape-$type-$seed${extra:+ ($extra)}"
     # kv=K/V[/fa]: the KV cache's types (see the header), taken out of mkmodel's options
-    kv_nuri=() kv_llama=()
+    local kv_nuri=() kv_llama=()
     if [[ "$extra" =~ (^| )kv=([a-z0-9_]+)/([a-z0-9_]+)(/fa)? ]]; then
         kv_nuri=(--kv-type-k "${BASH_REMATCH[2]}" --kv-type-v "${BASH_REMATCH[3]}")
         kv_llama=("${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" "${BASH_REMATCH[4]#/}")
         extra=${extra/${BASH_REMATCH[0]}/}
     fi
-    # ORACLE_ONLY=REGEX runs only the cases whose name matches (while working on one architecture)
-    [[ -n "${ORACLE_ONLY:-}" && ! "$name" =~ $ORACLE_ONLY ]] && continue
-    model="$tmp/$arch-$shape-$type-$seed.gguf"
-    vocab_arg=()
+    local model="$d/model.gguf"
+    local vocab_arg=()
     [ "$vocab" != "-" ] && vocab_arg=(--vocab "$vocab")
     # shellcheck disable=SC2086 # $extra holds mkmodel options
     if ! "$NURI" mkmodel --arch "$arch" --shape "$shape" --type "$type" --seed "$seed" \
-        "${vocab_arg[@]}" ${extra:-} "$model" 2>"$tmp/err"; then
-        echo "FAIL $name: mkmodel: $(cat "$tmp/err")"
-        failed=$((failed + 1))
-        continue
+        "${vocab_arg[@]}" ${extra:-} "$model" 2>"$d/err"; then
+        echo "FAIL $name: mkmodel: $(cat "$d/err")"
+        return
     fi
+    local tokens
     tokens=$(awk -v s="$seed" 'BEGIN { srand(s); printf "1"; for (i = 1; i < 32; i++) printf ",%d", 3 + int(rand() * 3990) }')
-    cls=quant
+    local cls=quant
     case $type in F32 | F16 | BF16) cls=$type ;; esac
     [[ ${#kv_llama[@]} -gt 0 && $cls = F32 ]] && cls=F16
-    "$NURI" eval -m "$model" --tokens "$tokens" --top 40 "${kv_nuri[@]}" >"$tmp/nuri.jsonl" 2>"$tmp/err" &&
-        node tests/oracle/llama_cpp_eval.mjs "$model" "$tokens" 40 16 "${kv_llama[@]}" >"$tmp/llama.jsonl" 2>>"$tmp/err"
+    "$NURI" eval -m "$model" --tokens "$tokens" --top 40 "${kv_nuri[@]}" >"$d/nuri.jsonl" 2>"$d/err" &&
+        node tests/oracle/llama_cpp_eval.mjs "$model" "$tokens" 40 16 "${kv_llama[@]}" >"$d/llama.jsonl" 2>>"$d/err"
     if [ $? -ne 0 ]; then
-        echo "FAIL $name: $(tail -3 "$tmp/err")"
-        failed=$((failed + 1))
-        continue
+        echo "FAIL $name: $(tail -3 "$d/err")"
+        return
     fi
-    summary=$(node tests/oracle/compare.mjs "$tmp/nuri.jsonl" "$tmp/llama.jsonl" "$cls")
+    local summary ok
+    summary=$(node tests/oracle/compare.mjs "$d/nuri.jsonl" "$d/llama.jsonl" "$cls")
     ok=$?
     # greedy, teacher-forced: run llama.cpp's continuation through nuri; wherever llama.cpp's top
     # two were not close, nuri's argmax must be llama.cpp's next token
-    greedy_line=$(tail -n 1 "$tmp/llama.jsonl")
+    local greedy_line forced greedy_ok
+    greedy_line=$(tail -n 1 "$d/llama.jsonl")
     forced=$(node -e 'const g = JSON.parse(process.argv[1]); console.log(g.greedy.slice(0, -1).join(","))' "$greedy_line")
-    "$NURI" eval -m "$model" --tokens "$tokens,$forced" --top 1 "${kv_nuri[@]}" >"$tmp/forced.jsonl"
+    "$NURI" eval -m "$model" --tokens "$tokens,$forced" --top 1 "${kv_nuri[@]}" >"$d/forced.jsonl"
     greedy_ok=$(node -e '
         const fs = require("fs");
         const g = JSON.parse(process.argv[1]);
@@ -246,14 +237,47 @@ for c in "${cases[@]}"; do
             checked++;
             if (rows[31 + k].top[0][0] !== g.greedy[k]) bad++;
         }
-        console.log((bad ? "bad " : "ok ") + (checked - bad) + "/" + checked);' "$greedy_line" "$tmp/forced.jsonl" "$cls")
+        console.log((bad ? "bad " : "ok ") + (checked - bad) + "/" + checked);' "$greedy_line" "$d/forced.jsonl" "$cls")
     if [ $ok -eq 0 ] && [ "${greedy_ok%% *}" = ok ]; then
         echo "ok   $name: $summary, greedy $greedy_ok"
-        passed=$((passed + 1))
     else
         echo "FAIL $name: $summary, greedy $greedy_ok"
-        failed=$((failed + 1))
     fi
+    rm -f "$model" # the larger shapes are tens of MiB; the rest of the directory is small
+}
+
+# The cases run ORACLE_JOBS at a time (default: one per CPU; each process, nuri's and llama.cpp's,
+# mostly works alone), each in its own directory; their verdicts are printed in the list's order.
+jobs_max=${ORACLE_JOBS:-$(nproc)}
+declare -A arch_seen=()
+index=0
+skipped=0
+run=()
+for c in "${cases[@]}"; do
+    read -r arch shape type vocab seed extra <<<"$c"
+    index=$((index + 1))
+    if [ $subset = 1 ] && [ -n "${arch_seen[$arch]:-}" ] && [ $((index % 4)) -ne 0 ]; then
+        skipped=$((skipped + 1))
+        continue
+    fi
+    arch_seen[$arch]=1
+    name="$arch-$shape-$type-$seed${extra:+ ($extra)}"
+    # ORACLE_ONLY=REGEX runs only the cases whose name matches (while working on one architecture)
+    [[ -n "${ORACLE_ONLY:-}" && ! "$name" =~ $ORACLE_ONLY ]] && continue
+    mkdir -p "$tmp/$index"
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+    run_case "$arch" "$shape" "$type" "$vocab" "$seed" "${extra:-}" "$tmp/$index" >"$tmp/$index/verdict" 2>"$tmp/$index/stderr" &
+    run+=("$index")
+done
+wait
+for i in "${run[@]}"; do
+    v=$(cat "$tmp/$i/verdict")
+    echo "$v"
+    [ -s "$tmp/$i/stderr" ] && sed 's/^/  (stderr) /' "$tmp/$i/stderr"
+    case $v in
+    "ok   "*) [ "$(printf '%s\n' "$v" | wc -l)" -eq 1 ] && passed=$((passed + 1)) || failed=$((failed + 1)) ;;
+    *) failed=$((failed + 1)) ;;
+    esac
 done
 
 tok_line=$(node tests/oracle/tokenize_ids.mjs tests/data/vocab/exaone4.gguf \
