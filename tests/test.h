@@ -3,6 +3,7 @@
  * RUN(name) from main, and ends with TEST_DONE(), which prints "N passed, N failed" (the line
  * tests/run.sh adds up) and returns non-zero if any failed.
  *
+ * Each test's line gives its wall time ("ok   name (1.23 s)"): where CI's minutes go.
  * Tests run from the repository root; data lives in tests/data/ (see tests/data/README.md).
  */
 #ifndef NURI_TEST_H
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int test_passed, test_failed, test_cur_failed;
 
@@ -46,14 +48,18 @@ static int test_passed, test_failed, test_cur_failed;
 
 static inline void test_run(const char *name, void (*fn)(void))
 {
+    struct timespec t0, t1;
     test_cur_failed = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     fn();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (test_cur_failed) {
         test_failed++;
-        printf("FAIL %s\n", name);
+        printf("FAIL %s (%.2f s)\n", name, s);
     } else {
         test_passed++;
-        printf("ok   %s\n", name);
+        printf("ok   %s (%.2f s)\n", name, s);
     }
     fflush(stdout);
 }
