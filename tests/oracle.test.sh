@@ -212,7 +212,7 @@ run_case() {
     case $type in F32 | F16 | BF16) cls=$type ;; esac
     [[ ${#kv_llama[@]} -gt 0 && $cls = F32 ]] && cls=F16
     "$NURI" eval -m "$model" --tokens "$tokens" --top 40 "${kv_nuri[@]}" >"$d/nuri.jsonl" 2>"$d/err" &&
-        node tests/oracle/llama_cpp_eval.mjs "$model" "$tokens" 40 16 "${kv_llama[@]}" >"$d/llama.jsonl" 2>>"$d/err"
+        oracle_eval "$d/llama.jsonl" "$model" "$tokens" 40 16 "${kv_llama[@]}" 2>>"$d/err"
     if [ $? -ne 0 ]; then
         echo "FAIL $name: $(tail -3 "$d/err")"
         return
@@ -247,12 +247,16 @@ run_case() {
 }
 
 # The cases run ORACLE_JOBS at a time (default: one per CPU; each process, nuri's and llama.cpp's,
-# mostly works alone), each in its own directory; their verdicts are printed in the list's order.
+# mostly works alone): each worker takes the next case left, in its own directory, and keeps one
+# llama.cpp process (llama_cpp_eval.mjs --serve; starting node-llama-cpp costs about as much as a
+# case) for all of its cases; the verdicts are printed in the list's order.
 jobs_max=${ORACLE_JOBS:-$(nproc)}
+[ "$jobs_max" -ge 1 ] 2>/dev/null || jobs_max=1
 declare -A arch_seen=()
 index=0
 skipped=0
 run=()
+chosen=()
 for c in "${cases[@]}"; do
     read -r arch shape type vocab seed extra <<<"$c"
     index=$((index + 1))
@@ -265,13 +269,64 @@ for c in "${cases[@]}"; do
     # ORACLE_ONLY=REGEX runs only the cases whose name matches (while working on one architecture)
     [[ -n "${ORACLE_ONLY:-}" && ! "$name" =~ $ORACLE_ONLY ]] && continue
     mkdir -p "$tmp/$index"
-    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
-    run_case "$arch" "$shape" "$type" "$vocab" "$seed" "${extra:-}" "$tmp/$index" >"$tmp/$index/verdict" 2>"$tmp/$index/stderr" &
     run+=("$index")
+    chosen+=("$c")
 done
+# The worker's llama.cpp process, on two FIFOs of its own: started again if it dies or answers
+# nothing (that case fails, the next ones go on).
+ora_pid=""
+start_oracle() {
+    local f="$tmp/ora.$BASHPID"
+    rm -f "$f.in" "$f.out" && mkfifo "$f.in" "$f.out" || return 1
+    node tests/oracle/llama_cpp_eval.mjs --serve <"$f.in" >"$f.out" 2>>"$tmp/llama.err" &
+    ora_pid=$!
+    exec {ora_to}>"$f.in" {ora_from}<"$f.out"
+}
+stop_oracle() {
+    [ -n "$ora_pid" ] || return 0
+    exec {ora_to}>&- {ora_from}<&-
+    kill "$ora_pid" 2>/dev/null
+    wait "$ora_pid" 2>/dev/null
+    ora_pid=""
+}
+oracle_eval() { # OUT MODEL TOKENS TOP GREEDY_N [KV_K KV_V FA]: llama_cpp_eval.mjs's output in OUT
+    local a json="[" sep="" reply=""
+    for a in "$@"; do
+        json+="$sep\"$a\""
+        sep=,
+    done
+    [ -n "$ora_pid" ] || start_oracle || return 1
+    # (the write in a subshell that ignores SIGPIPE: a dead process must not take the worker along)
+    { (trap '' PIPE && echo "$json]" >&"$ora_to") && read -r reply <&"$ora_from"; } 2>/dev/null
+    [ "$reply" = done ] && return 0
+    echo "llama.cpp: ${reply:-its process died: $(tail -3 "$tmp/llama.err")}" >&2
+    [ -n "$reply" ] || stop_oracle
+    return 1
+}
+echo 0 >"$tmp/next"
+next_case() { # the next case's position in chosen (none left: fails)
+    local lk n
+    exec {lk}>>"$tmp/next.lock"
+    flock "$lk"
+    n=$(cat "$tmp/next")
+    echo $((n + 1)) >"$tmp/next"
+    exec {lk}>&-
+    [ "$n" -lt "${#chosen[@]}" ] && echo "$n"
+}
+worker() {
+    local k arch shape type vocab seed extra
+    while k=$(next_case); do
+        read -r arch shape type vocab seed extra <<<"${chosen[$k]}"
+        run_case "$arch" "$shape" "$type" "$vocab" "$seed" "${extra:-}" "$tmp/${run[$k]}" \
+            >"$tmp/${run[$k]}/verdict" 2>"$tmp/${run[$k]}/stderr"
+    done
+    stop_oracle
+}
+for _ in $(seq "$jobs_max"); do worker & done
 wait
 for i in "${run[@]}"; do
-    v=$(cat "$tmp/$i/verdict")
+    v=$(cat "$tmp/$i/verdict" 2>/dev/null)
+    [ -n "$v" ] || v="FAIL case $i of the list: no verdict (its run stopped)"
     echo "$v"
     [ -s "$tmp/$i/stderr" ] && sed 's/^/  (stderr) /' "$tmp/$i/stderr"
     case $v in
