@@ -1,12 +1,14 @@
 /* test_quantize.c: `nuri quantize` (model/quantize.h) against llama-quantize's files of the same
  * F32 model (tests/data/models/llama-tiny-*.gguf): the same type for every tensor (the Q4_K_M mix
  * included), and an error no worse than llama.cpp's (its k-quants search scales; ours round to
- * nearest, so they may lose a little, bounded here). */
+ * nearest, so they may lose a little, bounded here). And the normal values `nuri mkmodel` draws
+ * (model/randn.h): libm's Box-Muller values, the same bits on every instruction set. */
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
 #include "kernels/types.h"
 #include "model/mkmodel.h"
 #include "model/quantize.h"
+#include "model/randn.h"
 #include "test.h"
 
 #include <math.h>
@@ -219,6 +221,67 @@ TEST(iq_mixes_give_the_type_to_the_feed_forward_weights)
     CHECK(nuri_quant_name_ok("IQ1_S") && nuri_quant_name_ok("IQ2_S"));
 }
 
+/* nuri_randn against the formula it replaces, (float)(sqrt(-2 log u) * cos(2 pi v)) with glibc's
+ * log and cos: equal but for a rare float one ulp apart (0 of 2 * 10^7 when measured), and the
+ * same bits from every instruction set this CPU has. Uniforms as mkmodel draws them, plus the
+ * extremes (u and v at 2^-54 and 1 - 2^-54) and v at and around the quadrant boundaries. */
+TEST(randn_is_libms_box_muller_on_every_instruction_set)
+{
+    enum { N = 1 << 20 };
+    double *u = malloc(sizeof(double) * N), *v = malloc(sizeof(double) * N);
+    float *want = malloc(sizeof(float) * N), *got = malloc(sizeof(float) * N);
+    REQUIRE(u && v && want && got);
+    uint64_t st = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < N; i++) {
+        double w[2];
+        for (int k = 0; k < 2; k++) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            w[k] = ((double)(st >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+        }
+        u[i] = w[0], v[i] = w[1];
+    }
+    const double lo = 0.5 / 9007199254740992.0, hi = 1.0 - lo;
+    const double edge[] = {lo, hi, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875};
+    for (int k = 0; k < 9; k++) {
+        u[2 * k] = edge[k], v[2 * k + 1] = edge[k];
+        v[100 + 2 * k] = nextafter(edge[k], 0), v[101 + 2 * k] = nextafter(edge[k], 1);
+    }
+    for (int i = 0; i < N; i++)
+        want[i] = (float)(sqrt(-2.0 * log(u[i])) * cos(6.283185307179586 * v[i]));
+    const int n_isa = nuri_cpu_isa() == NURI_ISA_AVX512 ? 3
+                      : nuri_cpu_isa() == NURI_ISA_AVX2 ? 2
+                                                        : 1;
+    float *first = malloc(sizeof(float) * N);
+    REQUIRE(first);
+    for (int isa = 0; isa < n_isa; isa++) {
+        // odd lengths: the tails of every vector width
+        for (int i = 0; i < N; i += 1021)
+            nuri_randn_isa(isa, u + i, v + i, got + i, N - i < 1021 ? N - i : 1021);
+        int off = 0, far = 0;
+        for (int i = 0; i < N; i++) {
+            if (memcmp(&got[i], &want[i], sizeof(float)) == 0) continue;
+            off++;
+            if (fabsf(got[i] - want[i]) > fabsf(nextafterf(want[i], 2 * want[i]) - want[i])) {
+                if (far++ < 3)
+                    printf("  isa %d: u %a v %a: %a, libm's formula %a\n", isa, u[i], v[i], got[i],
+                           want[i]);
+            }
+        }
+        CHECKF(far == 0 && off <= 8,
+               "isa %d: %d values differ from libm's formula, %d by more than an ulp", isa, off,
+               far);
+        if (isa == 0)
+            memcpy(first, got, sizeof(float) * N);
+        else
+            CHECKF(memcmp(first, got, sizeof(float) * N) == 0, "isa %d differs from SSE2", isa);
+    }
+    free(first);
+    free(u);
+    free(v);
+    free(want);
+    free(got);
+}
+
 int main(void)
 {
     RUN(pure_types_match_llama_quantize);
@@ -226,5 +289,6 @@ int main(void)
     RUN(mxfp4_moe_mix_puts_experts_in_mxfp4_and_the_rest_in_q8_0);
     RUN(unknown_type_is_refused);
     RUN(iq_mixes_give_the_type_to_the_feed_forward_weights);
+    RUN(randn_is_libms_box_muller_on_every_instruction_set);
     TEST_DONE();
 }
