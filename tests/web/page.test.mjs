@@ -84,14 +84,22 @@ async function sendAndWait(page, text) {
 const bubbles = (page) =>
     page.$$eval('#log .msg', (els) => els.map((e) => ({ role: e.classList[1], text: e.textContent })));
 
-async function json(url, init) {
+/* fetch, with the whole body read before it returns: an answer whose body is left unread keeps
+ * its connection busy, and so this test process alive, until the server's idle timeout (60 s). */
+async function fetchRead(url, init) {
     const r = await fetch(url, init);
+    const body = await r.text();
+    return { status: r.status, headers: r.headers, text: async () => body, json: async () => JSON.parse(body) };
+}
+
+async function json(url, init) {
+    const r = await fetchRead(url, init);
     assert.equal(r.status, 200, `${url}: ${r.status}`);
     return r.json();
 }
 
 test('GET / is the page: HTML, a strict CSP with hashes, nosniff; its script runs under it', async () => {
-    const r = await fetch(MAIN + '/');
+    const r = await fetchRead(MAIN + '/');
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('content-type'), 'text/html; charset=utf-8');
     const csp = r.headers.get('content-security-policy');
@@ -102,7 +110,7 @@ test('GET / is the page: HTML, a strict CSP with hashes, nosniff; its script run
     assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
     const html = await r.text();
     assert.doesNotMatch(html, /(src|href)\s*=\s*["']?(https?:)?\/\//i, 'the page loads nothing from outside');
-    assert.equal((await fetch(MAIN + '/index.html')).status, 200);
+    assert.equal((await fetchRead(MAIN + '/index.html')).status, 200);
     const page = await openPage(MAIN); // ready: its script ran under the CSP
     assert.deepEqual(page.consoleErrors, []);
     assert.equal(await page.textContent('#model'), 'tools-qwen2-tiny');
@@ -214,10 +222,10 @@ test('GET /v1/conversations lists the conversations, newest first, in pages', as
     assert.deepEqual(next.data.map((c) => c.id), [a.id]);
     const asc = await json(`${MAIN}/v1/conversations?order=asc&limit=100`);
     assert.deepEqual(asc.data.slice(-2).map((c) => c.id), [a.id, b.id]);
-    assert.equal((await fetch(`${MAIN}/v1/conversations?limit=0`)).status, 400);
-    assert.equal((await fetch(`${MAIN}/v1/conversations?order=up`)).status, 400);
-    assert.equal((await fetch(`${MAIN}/v1/conversations`, { method: 'PUT' })).status, 405);
-    for (const c of [a, b]) await fetch(`${MAIN}/v1/conversations/${c.id}`, { method: 'DELETE' });
+    assert.equal((await fetchRead(`${MAIN}/v1/conversations?limit=0`)).status, 400);
+    assert.equal((await fetchRead(`${MAIN}/v1/conversations?order=up`)).status, 400);
+    assert.equal((await fetchRead(`${MAIN}/v1/conversations`, { method: 'PUT' })).status, 405);
+    for (const c of [a, b]) await fetchRead(`${MAIN}/v1/conversations/${c.id}`, { method: 'DELETE' });
 });
 
 let listPage, listConv;
@@ -304,7 +312,7 @@ test('a stored Markdown answer renders sanitized: bold, a code block, no img or 
     assert.equal((await bubbles(listPage))[2].text, '하나 더');
     assert.match(await listPage.textContent('#ctx'), /^[\d,]+ \/ /);
     assert.equal(await listPage.evaluate(() => localStorage.getItem('nuri.conversation')), listConv);
-    await fetch(`${MAIN}/v1/conversations/${md.id}`, { method: 'DELETE' });
+    await fetchRead(`${MAIN}/v1/conversations/${md.id}`, { method: 'DELETE' });
 });
 
 test('delete asks, then removes the conversation from the list and the server', async () => {
@@ -313,11 +321,11 @@ test('delete asks, then removes the conversation from the list and the server', 
     await listPage.click(li(listConv) + ' .delete');
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(asked, 'Delete this conversation?');
-    assert.equal((await fetch(`${MAIN}/v1/conversations/${listConv}`)).status, 200, 'dismissed: kept');
+    assert.equal((await fetchRead(`${MAIN}/v1/conversations/${listConv}`)).status, 200, 'dismissed: kept');
     listPage.once('dialog', (d) => d.accept());
     await listPage.click(li(listConv) + ' .delete');
     await listPage.waitForSelector(li(listConv), { state: 'detached' });
-    assert.equal((await fetch(`${MAIN}/v1/conversations/${listConv}`)).status, 404);
+    assert.equal((await fetchRead(`${MAIN}/v1/conversations/${listConv}`)).status, 404);
     assert.equal(await listPage.evaluate(() => localStorage.getItem('nuri.conversation')), null);
     assert.equal((await bubbles(listPage)).length, 0, 'the open conversation was the deleted one');
     await listPage.context().close();
@@ -336,7 +344,7 @@ test('on a narrow screen the list is a drawer behind the menu button', async () 
 });
 
 async function metric(url, name) {
-    const t = await (await fetch(url + '/metrics')).text();
+    const t = await (await fetchRead(url + '/metrics')).text();
     return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(t)[1]);
 }
 
@@ -430,7 +438,7 @@ test('CORS: a page on another origin is blocked where CORS is off', async () => 
 });
 
 test('CORS headers and preflights, as the server sends them', async () => {
-    const pre = await fetch(MAIN + '/v1/responses', {
+    const pre = await fetchRead(MAIN + '/v1/responses', {
         method: 'OPTIONS',
         headers: { Origin: ORIGIN, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type,x-stainless-retry-count' },
     });
@@ -440,19 +448,19 @@ test('CORS headers and preflights, as the server sends them', async () => {
     assert.match(pre.headers.get('access-control-allow-methods'), /DELETE/);
     assert.equal(pre.headers.get('access-control-allow-headers'), 'content-type,x-stainless-retry-count');
     assert.ok(Number(pre.headers.get('access-control-max-age')) > 0);
-    const other = await fetch(MAIN + '/v1/responses', { method: 'OPTIONS', headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'POST' } });
+    const other = await fetchRead(MAIN + '/v1/responses', { method: 'OPTIONS', headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'POST' } });
     assert.equal(other.status, 403);
     assert.equal(other.headers.get('access-control-allow-origin'), null);
     assert.equal((await other.json()).error.code, 'origin_not_allowed');
     // CORS off: OPTIONS stays a 405 with Allow, and no answer carries CORS headers
-    const off = await fetch(KEYED + '/v1/responses', { method: 'OPTIONS', headers: { Origin: ORIGIN, 'Access-Control-Request-Method': 'POST', Authorization: 'Bearer sekrit' } });
+    const off = await fetchRead(KEYED + '/v1/responses', { method: 'OPTIONS', headers: { Origin: ORIGIN, 'Access-Control-Request-Method': 'POST', Authorization: 'Bearer sekrit' } });
     assert.equal(off.status, 405);
     assert.equal(off.headers.get('allow'), 'POST');
     assert.equal(off.headers.get('access-control-allow-origin'), null);
-    const plain = await fetch(KEYED + '/health', { headers: { Origin: ORIGIN } });
+    const plain = await fetchRead(KEYED + '/health', { headers: { Origin: ORIGIN } });
     assert.equal(plain.headers.get('access-control-allow-origin'), null);
     // an allowed origin's 401 carries it (the page can read why)
-    const wild401 = await fetch(WILD + '/v1/models', { headers: { Origin: 'http://any.example' } });
+    const wild401 = await fetchRead(WILD + '/v1/models', { headers: { Origin: 'http://any.example' } });
     assert.equal(wild401.status, 401);
     assert.equal(wild401.headers.get('access-control-allow-origin'), 'http://any.example');
     assert.match(wild401.headers.get('vary'), /Origin/);
