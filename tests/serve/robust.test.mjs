@@ -30,6 +30,8 @@ const QWEN_TEMPLATE = 'tests/data/templates/Qwen-Qwen2.5-7B-Instruct.jinja';
 const TINY_NO_EOS = { 2: -100 };
 const QWEN_NO_EOS = { 151643: -100, 151645: -100 }; // <|endoftext|>, <|im_end|>
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// a race's time limit: its timer does not keep node running (up to 10 s after the last test)
+const deadline = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 const now = () => performance.now();
 const user = (content) => [{ role: 'user', content }];
 
@@ -85,13 +87,13 @@ function shared(name, args) {
 async function kill(srv) {
     if (srv.code === undefined && !srv.signal) {
         try { srv.proc.kill('SIGKILL'); } catch { /* gone */ }
-        await Promise.race([srv.exit, sleep(3000)]);
+        await Promise.race([srv.exit, deadline(3000)]);
     }
 }
 
 // waitExit(srv, ms): {code, signal, ms} once it exited, or null if it still runs after ms
 async function waitExit(srv, ms, from = now()) {
-    const r = await Promise.race([srv.exit, sleep(ms).then(() => null)]);
+    const r = await Promise.race([srv.exit, deadline(ms).then(() => null)]);
     return r && { ...r, ms: srv.exitedAt - from };
 }
 
@@ -513,7 +515,7 @@ test('slow-body flood: 300 connections trickling their bodies leave chat, /healt
     const flood = trickleMany(srv.port, 300, {
         localAddress: (i) => (i % 2 ? '127.0.0.3' : '127.0.0.4'), head, trickle: ' '.repeat(1000), every: 200,
     });
-    await Promise.race([flood.connected, sleep(10000 * SLOW)]);
+    await Promise.race([flood.connected, deadline(10000 * SLOW)]);
     await sleep(500);
     const probes = await probeFor(srv.port, 5000, usual);
     const stillTrickling = flood.open();
@@ -544,9 +546,9 @@ test('header trickling: 1000 connections from 127.0.0.2; those over --max-conns-
         localAddress: () => '127.0.0.2', head: '',
         trickle: 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' + 'z'.repeat(300), every: 200,
     });
-    await Promise.race([flood.connected, sleep(5000 * SLOW)]);
+    await Promise.race([flood.connected, deadline(5000 * SLOW)]);
     const probes = await probeFor(srv.port, Math.max(500, 2700 - (now() - t0)), usual);
-    await Promise.race([flood.settled, sleep(3000 + 6000 * SLOW - (now() - t0))]);
+    await Promise.race([flood.settled, deadline(3000 + 6000 * SLOW - (now() - t0))]);
     flood.stop();
     const kinds = { 503: 0, 408: 0 }, problems = [], samples = {};
     const note = (what, c) => {
