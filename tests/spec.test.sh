@@ -11,17 +11,27 @@ passed=0
 failed=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# The checks run SPEC_JOBS at a time (default: one per CPU; most of their time is one nuri
+# process loading a 128k-token model and decoding on one thread), each with a scratch directory
+# of its own ($s); their verdicts are printed in order at the end.
+jobs_max=${SPEC_JOBS:-$(nproc)}
+[ "$jobs_max" -ge 1 ] 2>/dev/null || jobs_max=1
+n_checks=0
 check() { # name, then a command that must succeed
     local name=$1
     shift
-    if "$@" >"$tmp/out" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok   $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name"
-        sed 's/^/    /' "$tmp/out" | head -"${SHOW:-5}"
-    fi
+    n_checks=$((n_checks + 1))
+    local d=$tmp/check.$n_checks
+    mkdir -p "$d"
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+    (
+        s=$d
+        if "$@" >"$d/out" 2>&1; then
+            echo "ok   $name" >"$d/verdict"
+        else
+            { echo "FAIL $name"; sed 's/^/    /' "$d/out" | head -"${SHOW:-5}"; } >"$d/verdict"
+        fi
+    ) &
 }
 
 # the target: random weights with a real (llama-bpe) vocabulary; drafts: the same weights at 8
@@ -30,9 +40,11 @@ V=tests/data/vocab/ggml-vocab-llama-bpe.gguf
 M=$tmp/target.gguf
 D=$tmp/draft-q8.gguf
 O=$tmp/other.gguf
+Q35=$tmp/q35.gguf # a recurrent model, for the refusals
 "$NURI" mkmodel --arch llama --shape tiny --type F32 --seed 3 --vocab $V "$M" >/dev/null &&
     "$NURI" quantize "$M" "$D" Q8_0 >/dev/null &&
-    "$NURI" mkmodel --arch llama --shape tiny --type Q8_0 --seed 8 --vocab $V "$O" >/dev/null ||
+    "$NURI" mkmodel --arch llama --shape tiny --type Q8_0 --seed 8 --vocab $V "$O" >/dev/null &&
+    "$NURI" mkmodel --arch qwen35 --shape qwen35-tiny --type Q8_0 "$Q35" >/dev/null ||
     { echo "FAIL making the models"; echo "0 passed, 1 failed"; exit 1; }
 
 accepted() { sed -n 's/.* \([0-9]*\) accepted\]*$/\1/p' "$1" | tail -n 1; }
@@ -52,13 +64,13 @@ run_greedy_same() {
 check "run --draft (good, unrelated, with lookup) gives the plain greedy output" run_greedy_same
 
 run_counts() {
-    "$NURI" run -m "$M" -p "the cat sat on the mat" -n 40 --draft "$D" -v 2>"$tmp/good" >/dev/null &&
-        "$NURI" run -m "$M" -p "the cat sat on the mat" -n 40 --draft "$O" -v 2>"$tmp/other" >/dev/null ||
+    "$NURI" run -m "$M" -p "the cat sat on the mat" -n 40 --draft "$D" -v 2>"$s/good" >/dev/null &&
+        "$NURI" run -m "$M" -p "the cat sat on the mat" -n 40 --draft "$O" -v 2>"$s/other" >/dev/null ||
         return 1
-    grep -q "acceptance" "$tmp/good" || return 1
+    grep -q "acceptance" "$s/good" || return 1
     local g o
-    g=$(accepted "$tmp/good")
-    o=$(accepted "$tmp/other")
+    g=$(accepted "$s/good")
+    o=$(accepted "$s/other")
     # the 8-bit copy drafts well, the unrelated model badly
     [ "${g:-0}" -ge 20 ] && [ "${o:-99}" -lt 10 ] || { echo "accepted: good $g, other $o"; return 1; }
 }
@@ -80,9 +92,9 @@ check "run at --temp 0.9 with a deterministic draft (--draft-greedy, lookup) kee
 run_sampled_draft() {
     # a sampling draft model: rejection sampling; another sample of the same distribution
     "$NURI" run -m "$M" --tokens 1,450,6211,7731 -n 30 --temp 0.9 --seed 4 --draft "$D" -v \
-        >"$tmp/ids" 2>"$tmp/err" || return 1
-    [ "$(tr ' ' '\n' <"$tmp/ids" | grep -c .)" -eq 30 ] || return 1
-    [ "$(accepted "$tmp/err")" -gt 0 ]
+        >"$s/ids" 2>"$s/err" || return 1
+    [ "$(tr ' ' '\n' <"$s/ids" | grep -c .)" -eq 30 ] || return 1
+    [ "$(accepted "$s/err")" -gt 0 ]
 }
 check "run --draft at --temp 0.9 samples by rejection: 30 tokens, drafts accepted" run_sampled_draft
 
@@ -93,9 +105,9 @@ chat_same() {
     for d in "--draft $D" "--draft-lookup 4" "--draft $D --draft-lookup 3"; do
         # shellcheck disable=SC2086
         b=$(printf 'hello there\nthe cat sat on the mat\nand again\n' |
-            "$NURI" chat -m "$M" --no-store --temp 0 -n 30 $d -v 2>"$tmp/err") || return 1
+            "$NURI" chat -m "$M" --no-store --temp 0 -n 30 $d -v 2>"$s/err") || return 1
         [ "$a" = "$b" ] || { echo "$d: [$a] vs [$b]"; return 1; }
-        grep -q "^\[speculation: .* accepted\]$" "$tmp/err" || return 1
+        grep -q "^\[speculation: .* accepted\]$" "$s/err" || return 1
     done
 }
 check "chat --draft / --draft-lookup: the plain greedy answers over three turns, counts with -v" \
@@ -127,8 +139,7 @@ check "a draft of another vocabulary, a missing draft and meaningless options ar
 
 # a recurrent model (qwen35) cannot take back a rejected draft: run, chat and serve refuse to speculate
 recurrent() {
-    local q="$tmp/q35.gguf" out
-    "$NURI" mkmodel --arch qwen35 --shape qwen35-tiny --type Q8_0 "$q" >/dev/null || return 1
+    local q=$Q35 out
     out=$("$NURI" run -m "$q" -p hi -n 2 --draft-lookup 4 2>&1) && return 1
     echo "$out" | grep -q "not supported for qwen35: its recurrent state" || return 1
     out=$("$NURI" chat -m "$q" --no-store --draft-lookup 4 </dev/null 2>&1) && return 1
@@ -148,14 +159,14 @@ serve_same() {
         [ $name = spec ] && extra=$spec_opts
         # shellcheck disable=SC2086
         "$NURI" serve --port 0 --no-store -m "$M" --max-seqs 4 --ctx 2048 $extra \
-            >"$tmp/$name.out" 2>"$tmp/$name.err" &
+            >"$s/$name.out" 2>"$s/$name.err" &
         pids+=($!)
     done
     local urls=()
     for name in plain spec; do
         port=""
         for _ in $(seq 1 200); do
-            port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
+            port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$s/$name.out")
             [ -n "$port" ] && break
             sleep 0.05
         done
@@ -173,7 +184,7 @@ const deadline = Date.now() + 30000;
     NURI_URL_PLAIN=${urls[0]} NURI_URL_SPEC=${urls[1]} NURI_MODEL_ID=target \
         NURI_SPEC_OPTS=$spec_opts timeout 300 node --test --test-concurrency=1 tests/serve/spec.test.mjs
     local rc=$?
-    grep -q "draft model" "$tmp/spec.err" || [[ $spec_opts != *--draft\ * ]] ||
+    grep -q "draft model" "$s/spec.err" || [[ $spec_opts != *--draft\ * ]] ||
         { echo "the server did not say it loaded the draft model"; rc=1; }
     kill "${pids[@]}" 2>/dev/null
     wait "${pids[@]}" 2>/dev/null
@@ -187,7 +198,7 @@ check "serve --draft and --draft-lookup together: the plain outputs" \
     serve_same "--draft $O --draft-lookup 3 --draft-max 4"
 
 serve_refuses() {
-    local out q=$tmp/q35.gguf
+    local out q=$Q35
     out=$(timeout 30 "$NURI" serve -m "$M" --port 0 --no-store \
         --draft tests/data/models/qwen2-tiny-Q8_0.gguf 2>&1) && return 1
     echo "$out" | grep -q "draft model's" || { echo "$out"; return 1; }
@@ -198,12 +209,21 @@ serve_refuses() {
     out=$(timeout 30 "$NURI" serve -m "$M" --port 0 --no-store --draft "$tmp/missing.gguf" 2>&1) &&
         return 1
     echo "$out" | grep -q "missing.gguf" || { echo "$out"; return 1; }
-    [ -f "$q" ] || { echo "no qwen35 model from the test before"; return 1; }
     out=$(timeout 30 "$NURI" serve -m "$q" --port 0 --no-store --draft "$q" 2>&1) && return 1
     echo "$out" | grep -q -- "--draft is not supported for qwen35" || { echo "$out"; return 1; }
 }
 check "serve --draft of another vocabulary, a missing draft, a recurrent model and a bad --draft-max are refused by name" \
     serve_refuses
 
+wait
+for i in $(seq "$n_checks"); do
+    v=$(cat "$tmp/check.$i/verdict" 2>/dev/null)
+    [ -n "$v" ] || v="FAIL check $i: no verdict (its run stopped)"
+    echo "$v"
+    case $v in
+    "ok   "*) passed=$((passed + 1)) ;;
+    *) failed=$((failed + 1)) ;;
+    esac
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
