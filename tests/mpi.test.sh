@@ -65,6 +65,43 @@ check() { # name, then a command that must succeed
     fi
 }
 
+# check_bg: the same in the background, MPI_JOBS at a time (default: one per CPU; an mpirun of
+# oversubscribed ranks leaves the CPUs idle much of the time); bg_collect waits for those started
+# since its last call and prints their verdicts in order
+jobs_max=${MPI_JOBS:-$(nproc)}
+[ "$jobs_max" -ge 1 ] 2>/dev/null || jobs_max=1
+bg_n=0
+bg_done=0
+check_bg() {
+    local name=$1
+    shift
+    bg_n=$((bg_n + 1))
+    local d=$tmp/bg.$bg_n
+    mkdir -p "$d"
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+    (
+        if "$@" >"$d/out" 2>&1; then
+            echo "ok   $name" >"$d/verdict"
+        else
+            { echo "FAIL $name"; sed 's/^/    /' "$d/out" | head -8; } >"$d/verdict"
+        fi
+    ) &
+}
+bg_collect() {
+    wait
+    local i v
+    for i in $(seq $((bg_done + 1)) "$bg_n"); do
+        v=$(cat "$tmp/bg.$i/verdict" 2>/dev/null)
+        [ -n "$v" ] || v="FAIL check $i: no verdict (its run stopped)"
+        echo "$v"
+        case $v in
+        "ok   "*) passed=$((passed + 1)) ;;
+        *) failed=$((failed + 1)) ;;
+        esac
+    done
+    bg_done=$bg_n
+}
+
 # ---- logits, bit for bit, every architecture ----
 TOKS=1,2,3,4,5,6,7,8,9,10,11 # 11 tokens: micro-batches of 5+6 (2 stages), 3+4+4 (3 stages)
 same_logits() { # ARCH SHAPE TYPE [mkmodel options]
@@ -84,21 +121,23 @@ same_logits() { # ARCH SHAPE TYPE [mkmodel options]
     done
     [ "$(wc -c <"$tmp/$arch.1")" -gt 0 ]
 }
-check "llama: logits of 2 and 3 stages are one process's, bit for bit" same_logits llama tiny Q4_K_M
-check "qwen2: the same" same_logits qwen2 tiny Q8_0
-check "qwen3: the same" same_logits qwen3 tiny Q4_K_M
-check "exaone: the same" same_logits exaone tiny F16
-check "exaone4 (sliding window): the same" same_logits exaone4 tiny Q4_K_M --swa 4
-check "granite: the same" same_logits granite tiny Q4_K_M
-check "hyperclovax: the same" same_logits hyperclovax tiny Q5_K_M
-check "qwen3moe: the same" same_logits qwen3moe moe-tiny Q4_K_M
-check "qwen2moe (shared expert): the same" same_logits qwen2moe moe-tiny Q8_0
-check "mixtral: the same" same_logits mixtral moe-tiny Q4_K_M
-check "gemma2 (soft-caps, window): the same" same_logits gemma2 gemma2-tiny Q8_0
-check "gemma3 (GeGLU, window, rope scaling): the same" same_logits gemma3 gemma3-tiny Q4_K_M
-check "exaone-moe (dense lead, sigmoid router, shared expert): the same" same_logits exaone-moe \
+check_bg "llama: logits of 2 and 3 stages are one process's, bit for bit" same_logits llama tiny Q4_K_M
+check_bg "qwen2: the same" same_logits qwen2 tiny Q8_0
+check_bg "qwen3: the same" same_logits qwen3 tiny Q4_K_M
+check_bg "exaone: the same" same_logits exaone tiny F16
+check_bg "exaone4 (sliding window): the same" same_logits exaone4 tiny Q4_K_M --swa 4
+check_bg "granite: the same" same_logits granite tiny Q4_K_M
+check_bg "hyperclovax: the same" same_logits hyperclovax tiny Q5_K_M
+check_bg "qwen3moe: the same" same_logits qwen3moe moe-tiny Q4_K_M
+check_bg "qwen2moe (shared expert): the same" same_logits qwen2moe moe-tiny Q8_0
+check_bg "mixtral: the same" same_logits mixtral moe-tiny Q4_K_M
+check_bg "gemma2 (soft-caps, window): the same" same_logits gemma2 gemma2-tiny Q8_0
+check_bg "gemma3 (GeGLU, window, rope scaling): the same" same_logits gemma3 gemma3-tiny Q4_K_M
+check_bg "exaone-moe (dense lead, sigmoid router, shared expert): the same" same_logits exaone-moe \
     moe-tiny Q8_0 --swa 4
-check "gpt-oss (sinks, YaRN, biases): the same" same_logits gpt-oss gpt-oss-tiny MXFP4 --swa 5
+check_bg "gpt-oss (sinks, YaRN, biases): the same" same_logits gpt-oss gpt-oss-tiny MXFP4 --swa 5
+
+bg_collect # (the generation and bench checks use two of these models)
 
 # ---- generation ----
 same_generation() {
@@ -145,7 +184,7 @@ per_stage_memory() {
         python3 -c "import sys; sys.exit(not ($r <= $one - 0.45 * $w))" || return 1
     done
 }
-check "each stage's peak resident memory is about 1/N of the weights" per_stage_memory
+check_bg "each stage's peak resident memory is about 1/N of the weights" per_stage_memory
 
 # ---- refusals ----
 refusals() {
@@ -168,7 +207,8 @@ refusals() {
     mpi 3 eval -m $m --tokens 1,2 --pp 3 >/dev/null 2>"$tmp/e" && return 1
     grep -q "a pipeline of 3 stages needs at least one layer each; the model has 2" "$tmp/e"
 }
-check "wrong stage counts, --pp without MPI, --kv-dir and --draft with --pp are refused with the reason" refusals
+check_bg "wrong stage counts, --pp without MPI, --kv-dir and --draft with --pp are refused with the reason" refusals
+bg_collect
 
 # ---- the server under mpirun: the API tests ----
 serve_api() {
