@@ -31,7 +31,7 @@ failed=0
 # a qwen2-architecture model on Qwen2's real vocabulary (control tokens <|im_start|>, <|im_end|>);
 # its 152k-row output matrix also makes each step slow enough to SIGTERM a stream mid-way
 qwen=$tmp/qwen2-vocab-Q8_0.gguf
-if ! "$NURI" mkmodel --arch qwen2 --shape tiny --type Q8_0 --vocab tests/data/vocab/ggml-vocab-qwen2.gguf \
+if ! "$NURI" mkmodel --arch qwen2 --shape tiny --type Q8_0 --ctx 4096 --vocab tests/data/vocab/ggml-vocab-qwen2.gguf \
     "$qwen" >/dev/null 2>"$tmp/mkmodel.err"; then
     echo "robust: nuri mkmodel failed:"
     cat "$tmp/mkmodel.err"

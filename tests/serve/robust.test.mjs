@@ -763,9 +763,11 @@ test('SIGTERM drain: running streams go on to finish_reason and [DONE]; /health 
 
 test('--shutdown-timeout 1: streams still running then end with an in-stream shutting_down error and [DONE], a non-streamed request with 503; exit 0 within ~2 s', { timeout: 90000 * SLOW }, async () => {
     assert.ok(QWEN, 'NURI_QWEN_MODEL is not set');
-    const srv = await start([...DRAIN_ARGS(), '--shutdown-timeout', '1']);
-    const streams = [0, 1, 2, 3].map((i) => openStream(srv.port, drainBody(i, 450)));
-    const whole = chat(srv.port, { messages: user('a non-streamed one'), max_tokens: 450, temperature: 0, logit_bias: QWEN_NO_EOS })
+    // 1400 tokens each (the five in an 8192-token cache): 450 were seen to end (finish_reason
+    // length) within the second of --shutdown-timeout on an idle Zen 5
+    const srv = await start(['-m', QWEN, '-t', '1', '--ctx', '8192', '--shutdown-timeout', '1']);
+    const streams = [0, 1, 2, 3].map((i) => openStream(srv.port, drainBody(i, 1400)));
+    const whole = chat(srv.port, { messages: user('a non-streamed one'), max_tokens: 1400, temperature: 0, logit_bias: QWEN_NO_EOS })
         .catch((e) => ({ status: e.message }));
     await Promise.all(streams.map((s) => s.first));
     await sleep(100);
