@@ -203,7 +203,7 @@ static double rng_uniform(rng *r) // (0, 1)
 
 /* n standard normal floats, Box-Muller's (float)(sqrt(-2 ln u) cos(2 pi v)) for uniform pairs
  * (u, v) drawn in turn: the uniforms a chunk at a time, their normals by nuri_randn, whose own
- * log and cos are libm's but for about one float in 10^8 (then an ulp apart), ten times faster. */
+ * log and cos are libm's but for a rare float an ulp apart (randn.h), eight times faster. */
 static void rng_normals(rng *r, float *out, int64_t n)
 {
     enum { CHUNK = 256 };
