@@ -8,7 +8,8 @@
  *
  * Built by hand, not by make test:
  *   make && cc -O2 -Iinclude -Isrc bench/packed.c build/libnuri.a -lm -lpthread -o
- * build/bench_packed build/bench_packed [rows] [n] [tokens]      (defaults 2048 x 2048, 256 tokens)
+ * build/bench_packed build/bench_packed [rows] [n] [tokens] [type]  (defaults 2048 x 2048, 256
+ * tokens, every type; a type name such as IQ4_XS runs that one only)
  */
 #include "kernels/kernels.h"
 #include "kernels/pack.h"
@@ -30,9 +31,12 @@ int main(int argc, char **argv)
 {
     const int64_t rows = argc > 1 ? atoll(argv[1]) : 2048, n = argc > 2 ? atoll(argv[2]) : 2048;
     const int64_t nt = argc > 3 ? atoll(argv[3]) : 256;
+    const char *only = argc > 4 ? argv[4] : NULL;
+    int ran = 0;
     const uint32_t types[] = {NURI_TYPE_Q8_0, NURI_TYPE_Q4_0, NURI_TYPE_Q4_K,
                               NURI_TYPE_Q6_K, NURI_TYPE_Q5_K, NURI_TYPE_Q3_K,
-                              NURI_TYPE_Q2_K, NURI_TYPE_F16,  NURI_TYPE_BF16};
+                              NURI_TYPE_Q2_K, NURI_TYPE_F16,  NURI_TYPE_BF16,
+                              NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS, NURI_TYPE_MXFP4};
     float *wf = malloc(sizeof(float) * (size_t)n);
     float *x = malloc(sizeof(float) * (size_t)n);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)nt);
@@ -45,6 +49,8 @@ int main(int argc, char **argv)
            avx2 ? "AVX2 ns/8192" : "VNNI ns/8192", "file ns/8192");
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const uint32_t t = types[k];
+        if (only && strcmp(only, nuri_type_get(t)->name) != 0) continue;
+        ran++;
         if (!nuri_pack_supported(t)) {
             printf("%-6s not packed on this CPU\n", nuri_type_get(t)->name);
             continue;
@@ -96,5 +102,9 @@ int main(int argc, char **argv)
     free(wf);
     free(x);
     free(y);
+    if (only && !ran) {
+        fprintf(stderr, "bench_packed: no packed type named %s\n", only);
+        return 1;
+    }
     return 0;
 }
