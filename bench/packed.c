@@ -33,10 +33,9 @@ int main(int argc, char **argv)
     const int64_t nt = argc > 3 ? atoll(argv[3]) : 256;
     const char *only = argc > 4 ? argv[4] : NULL;
     int ran = 0;
-    const uint32_t types[] = {NURI_TYPE_Q8_0, NURI_TYPE_Q4_0, NURI_TYPE_Q4_K,
-                              NURI_TYPE_Q6_K, NURI_TYPE_Q5_K, NURI_TYPE_Q3_K,
-                              NURI_TYPE_Q2_K, NURI_TYPE_F16,  NURI_TYPE_BF16,
-                              NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS, NURI_TYPE_MXFP4};
+    const uint32_t types[] = {NURI_TYPE_Q8_0, NURI_TYPE_Q4_0,   NURI_TYPE_Q4_K,   NURI_TYPE_Q6_K,
+                              NURI_TYPE_Q5_K, NURI_TYPE_Q3_K,   NURI_TYPE_Q2_K,   NURI_TYPE_F16,
+                              NURI_TYPE_BF16, NURI_TYPE_IQ4_NL, NURI_TYPE_IQ4_XS, NURI_TYPE_MXFP4};
     float *wf = malloc(sizeof(float) * (size_t)n);
     float *x = malloc(sizeof(float) * (size_t)n);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)nt);

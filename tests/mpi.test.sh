@@ -66,41 +66,11 @@ check() { # name, then a command that must succeed
 }
 
 # check_bg: the same in the background, MPI_JOBS at a time (default: one per CPU; an mpirun of
-# oversubscribed ranks leaves the CPUs idle much of the time); bg_collect waits for those started
-# since its last call and prints their verdicts in order
-jobs_max=${MPI_JOBS:-$(nproc)}
-[ "$jobs_max" -ge 1 ] 2>/dev/null || jobs_max=1
-bg_n=0
-bg_done=0
-check_bg() {
-    local name=$1
-    shift
-    bg_n=$((bg_n + 1))
-    local d=$tmp/bg.$bg_n
-    mkdir -p "$d"
-    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
-    (
-        if "$@" >"$d/out" 2>&1; then
-            echo "ok   $name" >"$d/verdict"
-        else
-            { echo "FAIL $name"; sed 's/^/    /' "$d/out" | head -8; } >"$d/verdict"
-        fi
-    ) &
-}
-bg_collect() {
-    wait
-    local i v
-    for i in $(seq $((bg_done + 1)) "$bg_n"); do
-        v=$(cat "$tmp/bg.$i/verdict" 2>/dev/null)
-        [ -n "$v" ] || v="FAIL check $i: no verdict (its run stopped)"
-        echo "$v"
-        case $v in
-        "ok   "*) passed=$((passed + 1)) ;;
-        *) failed=$((failed + 1)) ;;
-        esac
-    done
-    bg_done=$bg_n
-}
+# oversubscribed ranks leaves the CPUs idle much of the time); checks_collect waits for those
+# started since its last call and prints their verdicts in order (tests/checks.sh)
+# shellcheck source=tests/checks.sh
+. tests/checks.sh
+checks_jobs "${MPI_JOBS:-$(nproc)}"
 
 # ---- logits, bit for bit, every architecture ----
 TOKS=1,2,3,4,5,6,7,8,9,10,11 # 11 tokens: micro-batches of 5+6 (2 stages), 3+4+4 (3 stages)
@@ -137,7 +107,7 @@ check_bg "exaone-moe (dense lead, sigmoid router, shared expert): the same" same
     moe-tiny Q8_0 --swa 4
 check_bg "gpt-oss (sinks, YaRN, biases): the same" same_logits gpt-oss gpt-oss-tiny MXFP4 --swa 5
 
-bg_collect # (the generation and bench checks use two of these models)
+checks_collect # (the generation and bench checks use two of these models)
 
 # ---- generation ----
 same_generation() {
@@ -208,7 +178,7 @@ refusals() {
     grep -q "a pipeline of 3 stages needs at least one layer each; the model has 2" "$tmp/e"
 }
 check_bg "wrong stage counts, --pp without MPI, --kv-dir and --draft with --pp are refused with the reason" refusals
-bg_collect
+checks_collect
 
 # ---- the server under mpirun: the API tests ----
 serve_api() {

@@ -14,25 +14,9 @@ trap 'rm -rf "$tmp"' EXIT
 # The checks run SPEC_JOBS at a time (default: one per CPU; most of their time is one nuri
 # process loading a 128k-token model and decoding on one thread), each with a scratch directory
 # of its own ($s); their verdicts are printed in order at the end.
-jobs_max=${SPEC_JOBS:-$(nproc)}
-[ "$jobs_max" -ge 1 ] 2>/dev/null || jobs_max=1
-n_checks=0
-check() { # name, then a command that must succeed
-    local name=$1
-    shift
-    n_checks=$((n_checks + 1))
-    local d=$tmp/check.$n_checks
-    mkdir -p "$d"
-    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
-    (
-        s=$d
-        if "$@" >"$d/out" 2>&1; then
-            echo "ok   $name" >"$d/verdict"
-        else
-            { echo "FAIL $name"; sed 's/^/    /' "$d/out" | head -"${SHOW:-5}"; } >"$d/verdict"
-        fi
-    ) &
-}
+# shellcheck source=tests/checks.sh
+. tests/checks.sh
+checks_jobs "${SPEC_JOBS:-$(nproc)}"
 
 # the target: random weights with a real (llama-bpe) vocabulary; drafts: the same weights at 8
 # bits (most drafts hold), and another random model of the same vocabulary (few do)
@@ -61,7 +45,7 @@ run_greedy_same() {
         done
     done
 }
-check "run --draft (good, unrelated, with lookup) gives the plain greedy output" run_greedy_same
+check_bg "run --draft (good, unrelated, with lookup) gives the plain greedy output" run_greedy_same
 
 run_counts() {
     "$NURI" run -m "$M" -p "the cat sat on the mat" -n 40 --draft "$D" -v 2>"$s/good" >/dev/null &&
@@ -74,7 +58,7 @@ run_counts() {
     # the 8-bit copy drafts well, the unrelated model badly
     [ "${g:-0}" -ge 20 ] && [ "${o:-99}" -lt 10 ] || { echo "accepted: good $g, other $o"; return 1; }
 }
-check "run -v counts drafts; a harder-quantized copy is accepted, an unrelated model rarely" run_counts
+check_bg "run -v counts drafts; a harder-quantized copy is accepted, an unrelated model rarely" run_counts
 
 run_sampled_same_seed() {
     local s="--temp 0.9 --seed 4 --repeat-penalty 1.1" a b d
@@ -86,7 +70,7 @@ run_sampled_same_seed() {
         [ "$a" = "$b" ] || { echo "$d: [$a] vs [$b]"; return 1; }
     done
 }
-check "run at --temp 0.9 with a deterministic draft (--draft-greedy, lookup) keeps the seed's output" \
+check_bg "run at --temp 0.9 with a deterministic draft (--draft-greedy, lookup) keeps the seed's output" \
     run_sampled_same_seed
 
 run_sampled_draft() {
@@ -96,7 +80,7 @@ run_sampled_draft() {
     [ "$(tr ' ' '\n' <"$s/ids" | grep -c .)" -eq 30 ] || return 1
     [ "$(accepted "$s/err")" -gt 0 ]
 }
-check "run --draft at --temp 0.9 samples by rejection: 30 tokens, drafts accepted" run_sampled_draft
+check_bg "run --draft at --temp 0.9 samples by rejection: 30 tokens, drafts accepted" run_sampled_draft
 
 chat_same() {
     local d a b
@@ -110,7 +94,7 @@ chat_same() {
         grep -q "^\[speculation: .* accepted\]$" "$s/err" || return 1
     done
 }
-check "chat --draft / --draft-lookup: the plain greedy answers over three turns, counts with -v" \
+check_bg "chat --draft / --draft-lookup: the plain greedy answers over three turns, counts with -v" \
     chat_same
 
 refusals() {
@@ -134,7 +118,7 @@ refusals() {
     out=$("$NURI" run -m "$M" -p hi --draft "$D" --draft-p-min 1.5 2>&1)
     [ $? -eq 2 ] && echo "$out" | grep -q -- "--draft-p-min"
 }
-check "a draft of another vocabulary, a missing draft and meaningless options are refused by name" \
+check_bg "a draft of another vocabulary, a missing draft and meaningless options are refused by name" \
     refusals
 
 # a recurrent model (qwen35) cannot take back a rejected draft: run, chat and serve refuse to speculate
@@ -147,7 +131,7 @@ recurrent() {
     out=$(timeout 30 "$NURI" serve -m "$q" --port 0 --no-store --draft-lookup 4 2>&1) && return 1
     echo "$out" | grep -q -- "--draft-lookup is not supported for qwen35"
 }
-check "speculation is refused by name for a recurrent model (run, chat, serve)" recurrent
+check_bg "speculation is refused by name for a recurrent model (run, chat, serve)" recurrent
 
 # nuri serve --draft-lookup / --draft: per sequence inside continuous batching, through the openai
 # client, against a plain server on the same model; $1: the speculation options
@@ -190,11 +174,11 @@ const deadline = Date.now() + 30000;
     wait "${pids[@]}" 2>/dev/null
     return $rc
 }
-check "serve --draft-lookup: the plain greedy and seeded outputs, batched; /metrics counts drafts" \
+check_bg "serve --draft-lookup: the plain greedy and seeded outputs, batched; /metrics counts drafts" \
     serve_same "--draft-lookup 6"
-check "serve --draft (an 8-bit copy): the plain greedy and seeded outputs, batched; drafts counted" \
+check_bg "serve --draft (an 8-bit copy): the plain greedy and seeded outputs, batched; drafts counted" \
     serve_same "--draft $D --draft-max 6"
-check "serve --draft and --draft-lookup together: the plain outputs" \
+check_bg "serve --draft and --draft-lookup together: the plain outputs" \
     serve_same "--draft $O --draft-lookup 3 --draft-max 4"
 
 serve_refuses() {
@@ -212,18 +196,9 @@ serve_refuses() {
     out=$(timeout 30 "$NURI" serve -m "$q" --port 0 --no-store --draft "$q" 2>&1) && return 1
     echo "$out" | grep -q -- "--draft is not supported for qwen35" || { echo "$out"; return 1; }
 }
-check "serve --draft of another vocabulary, a missing draft, a recurrent model and a bad --draft-max are refused by name" \
+check_bg "serve --draft of another vocabulary, a missing draft, a recurrent model and a bad --draft-max are refused by name" \
     serve_refuses
 
-wait
-for i in $(seq "$n_checks"); do
-    v=$(cat "$tmp/check.$i/verdict" 2>/dev/null)
-    [ -n "$v" ] || v="FAIL check $i: no verdict (its run stopped)"
-    echo "$v"
-    case $v in
-    "ok   "*) passed=$((passed + 1)) ;;
-    *) failed=$((failed + 1)) ;;
-    esac
-done
+checks_collect
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
