@@ -132,25 +132,25 @@ check "bench --seqs under 3 stages" several_sequences
 # ---- memory: each stage holds its layers only ----
 peak() { sed -n "s/^nuri: pipeline stage $1 of $2.*peak resident \([0-9.]*\) MiB$/\1/p" "$3"; }
 per_stage_memory() {
-    local m="$tmp/big.gguf"
+    local m="$s/big.gguf"
     "$NURI" mkmodel --arch llama --shape small --type Q8_0 --layers 24 "$m" >/dev/null || return 1
     local w
     w=$(($(stat -c %s "$m") / 1048576)) # MiB of weights (81)
     for np in 1 2 3; do
-        mpi $np eval -m "$m" --tokens 1,2,3 --top 1 --pp $np >/dev/null 2>"$tmp/rss.$np" || return 1
+        mpi $np eval -m "$m" --tokens 1,2,3 --top 1 --pp $np >/dev/null 2>"$s/rss.$np" || return 1
     done
-    cat "$tmp/rss.1" "$tmp/rss.2" "$tmp/rss.3"
-    local one
-    one=$(peak 0 1 "$tmp/rss.1")
+    cat "$s/rss.1" "$s/rss.2" "$s/rss.3"
+    local one st r
+    one=$(peak 0 1 "$s/rss.1")
     [ -n "$one" ] || return 1
     # whole weights in one process; with N stages each must have shed most of (1 - 1/N) of them
     # (2: at least 0.3 W less, 3: at least 0.45 W less; a stage holding every layer sheds none)
-    for s in 0 1; do
-        r=$(peak $s 2 "$tmp/rss.2")
+    for st in 0 1; do
+        r=$(peak $st 2 "$s/rss.2")
         python3 -c "import sys; sys.exit(not ($r <= $one - 0.3 * $w))" || return 1
     done
-    for s in 0 1 2; do
-        r=$(peak $s 3 "$tmp/rss.3")
+    for st in 0 1 2; do
+        r=$(peak $st 3 "$s/rss.3")
         python3 -c "import sys; sys.exit(not ($r <= $one - 0.45 * $w))" || return 1
     done
 }
@@ -159,23 +159,23 @@ check_bg "each stage's peak resident memory is about 1/N of the weights" per_sta
 # ---- refusals ----
 refusals() {
     local m=tests/data/models/llama-tiny-Q8_0.gguf
-    mpi 2 eval -m $m --tokens 1,2 --pp 3 >/dev/null 2>"$tmp/e" && return 1
-    grep -q -- "--pp 3, but the MPI job has 2 processes" "$tmp/e" || return 1
-    "$NURI" eval -m $m --tokens 1,2 --pp 2 >/dev/null 2>"$tmp/e"
-    [ $? -eq 1 ] && grep -q "needs nuri built with OpenMPI (make MPI=1" "$tmp/e" || return 1
-    "$NURI" info $m --pp 2 >/dev/null 2>"$tmp/e"
-    [ $? -eq 2 ] && grep -q -- "--pp applies to run, eval, bench and serve" "$tmp/e" || return 1
-    "$NURI" eval -m $m --tokens 1 --pp x >/dev/null 2>"$tmp/e"
-    [ $? -eq 2 ] && grep -q -- "--pp needs a number" "$tmp/e" || return 1
-    mpi 2 serve -m $m --no-store --kv-dir "$tmp/kv" --port 0 --pp 2 >/dev/null 2>"$tmp/e" && return 1
-    grep -q -- "--kv-dir is not supported with --pp" "$tmp/e" || return 1
-    mpi 2 serve -m $m --no-store --draft $m --port 0 --pp 2 >/dev/null 2>"$tmp/e" && return 1
-    grep -q -- "--draft is not supported with --pp" "$tmp/e" || return 1
-    mpi 2 run -m $m -p hi -n 2 --draft $m --pp 2 >/dev/null 2>"$tmp/e" && return 1
-    grep -q -- "--draft is not supported with --pp" "$tmp/e" || return 1
+    mpi 2 eval -m $m --tokens 1,2 --pp 3 >/dev/null 2>"$s/e" && return 1
+    grep -q -- "--pp 3, but the MPI job has 2 processes" "$s/e" || return 1
+    "$NURI" eval -m $m --tokens 1,2 --pp 2 >/dev/null 2>"$s/e"
+    [ $? -eq 1 ] && grep -q "needs nuri built with OpenMPI (make MPI=1" "$s/e" || return 1
+    "$NURI" info $m --pp 2 >/dev/null 2>"$s/e"
+    [ $? -eq 2 ] && grep -q -- "--pp applies to run, eval, bench and serve" "$s/e" || return 1
+    "$NURI" eval -m $m --tokens 1 --pp x >/dev/null 2>"$s/e"
+    [ $? -eq 2 ] && grep -q -- "--pp needs a number" "$s/e" || return 1
+    mpi 2 serve -m $m --no-store --kv-dir "$s/kv" --port 0 --pp 2 >/dev/null 2>"$s/e" && return 1
+    grep -q -- "--kv-dir is not supported with --pp" "$s/e" || return 1
+    mpi 2 serve -m $m --no-store --draft $m --port 0 --pp 2 >/dev/null 2>"$s/e" && return 1
+    grep -q -- "--draft is not supported with --pp" "$s/e" || return 1
+    mpi 2 run -m $m -p hi -n 2 --draft $m --pp 2 >/dev/null 2>"$s/e" && return 1
+    grep -q -- "--draft is not supported with --pp" "$s/e" || return 1
     # llama-tiny has 2 layers: 3 stages cannot each hold one
-    mpi 3 eval -m $m --tokens 1,2 --pp 3 >/dev/null 2>"$tmp/e" && return 1
-    grep -q "a pipeline of 3 stages needs at least one layer each; the model has 2" "$tmp/e"
+    mpi 3 eval -m $m --tokens 1,2 --pp 3 >/dev/null 2>"$s/e" && return 1
+    grep -q "a pipeline of 3 stages needs at least one layer each; the model has 2" "$s/e"
 }
 check_bg "wrong stage counts, --pp without MPI, --kv-dir and --draft with --pp are refused with the reason" refusals
 checks_collect

@@ -713,7 +713,7 @@ const drainBody = (i, n) => ({
 });
 // 4 streams on one thread of the qwen2-vocabulary model (its 152k-row output matrix makes a step
 // take milliseconds): 150 tokens take about 1.5 s, 450 tokens about 5 s
-const DRAIN_ARGS = () => ['-m', QWEN, '-t', '1', '--ctx', '4096'];
+const DRAIN_ARGS = (ctx = 4096) => ['-m', QWEN, '-t', '1', '--ctx', String(ctx)];
 
 // connectProbe(port): 'refused', or the status a new connection's /health got, or what went wrong
 async function connectProbe(port) {
@@ -765,7 +765,7 @@ test('--shutdown-timeout 1: streams still running then end with an in-stream shu
     assert.ok(QWEN, 'NURI_QWEN_MODEL is not set');
     // 1400 tokens each (the five in an 8192-token cache): 450 were seen to end (finish_reason
     // length) within the second of --shutdown-timeout on an idle Zen 5
-    const srv = await start(['-m', QWEN, '-t', '1', '--ctx', '8192', '--shutdown-timeout', '1']);
+    const srv = await start([...DRAIN_ARGS(8192), '--shutdown-timeout', '1']);
     const streams = [0, 1, 2, 3].map((i) => openStream(srv.port, drainBody(i, 1400)));
     const whole = chat(srv.port, { messages: user('a non-streamed one'), max_tokens: 1400, temperature: 0, logit_bias: QWEN_NO_EOS })
         .catch((e) => ({ status: e.message }));
