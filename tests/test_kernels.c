@@ -876,7 +876,8 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
 
 /* Packed (x16) weights: the product matches the scalar vec_dot, and every output is bit-identical
  * whether computed with all 40 tokens, one token at a time, a sub-range of row groups, with AMX
- * tiles instead of VNNI (when this CPU has AMX), or with the AVX2 kernels instead of VNNI (when
+ * tiles instead of VNNI (when this CPU has AMX), with the activations broadcast the other way
+ * (nuri_pack_spread), or with the AVX2 kernels instead of VNNI (when
  * this CPU has AVX-512; with NURI_ISA=avx2 the AVX2 kernels are the ones checked throughout). F16
  * and BF16 (packed on AVX-512 only where the CPU has AVX512_BF16) are held to the same bound: F16
  * keeps its weights exact, and BF16's vdpbf16ps multiplies BF16 values exactly, so only the F32
@@ -948,6 +949,13 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                 CHECKF(!memcmp(y_all, y_amx, sizeof(float) * NT * (size_t)n_out),
                        "%s n=%lld rows=%lld: AMX differs from VNNI", tname(t), (long long)n,
                        (long long)n_out);
+                // the other way of broadcasting activations (nuri_pack_spread) than this CPU's
+                nuri_pack_spread_set(!nuri_pack_spread());
+                nuri_gemm_packed(t, n, packed, n_out, 0, groups, a, ab, NT, y_sub, n_out, false);
+                nuri_pack_spread_set(-1);
+                CHECKF(!memcmp(y_all, y_sub, sizeof(float) * NT * (size_t)n_out),
+                       "%s n=%lld rows=%lld: spread broadcasts differ from loaded ones", tname(t),
+                       (long long)n, (long long)n_out);
                 if (nuri_cpu_isa() >= NURI_ISA_AVX512 &&
                     (t == NURI_TYPE_Q4_0 || t == NURI_TYPE_Q8_0 || t == NURI_TYPE_Q4_K ||
                      t == NURI_TYPE_Q6_K || t == NURI_TYPE_Q5_K || t == NURI_TYPE_IQ4_NL ||

@@ -12,6 +12,7 @@
 #include "kernels/types.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,40 @@ bool nuri_pack_amx(void)
 {
     pthread_once(&amx_once, amx_detect);
     return amx_ok && nuri_cpu_isa() >= NURI_ISA_AVX512 && nuri_pack_supported(NURI_TYPE_Q8_0);
+}
+
+static bool spread_cpu;
+static _Atomic int spread_force = -1;
+static pthread_once_t spread_once = PTHREAD_ONCE_INIT;
+
+static void spread_detect(void)
+{
+    const char *env = getenv("NURI_PACK_SPREAD");
+    if (env && (!strcmp(env, "0") || !strcmp(env, "1"))) {
+        spread_cpu = env[0] == '1';
+        return;
+    }
+#if PACK_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return;
+    const bool amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163; // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return;
+    const unsigned family = ((a >> 8) & 15) + ((a >> 8 & 15) == 15 ? (a >> 20) & 255 : 0);
+    spread_cpu = family >= 0x1a; // Zen 5 and later
+#endif
+}
+
+bool nuri_pack_spread(void)
+{
+    const int f = atomic_load_explicit(&spread_force, memory_order_relaxed);
+    if (f >= 0) return f;
+    pthread_once(&spread_once, spread_detect);
+    return spread_cpu;
+}
+
+void nuri_pack_spread_set(int on)
+{
+    atomic_store(&spread_force, on < 0 ? -1 : on ? 1 : 0);
 }
 
 static bool pack_off, cpu_bf16;

@@ -100,6 +100,12 @@ bool nuri_pack_supported(uint32_t type);
 /* Whether AMX tiles run the larger batches (the CPU has AMX-INT8, the OS granted the tile state,
  * and NURI_AMX is not 0). */
 bool nuri_pack_amx(void);
+/* Whether pack_avx512.c's prompt tiles take one 16-byte activation load and spread its four dwords
+ * by vpshufd instead of four broadcast loads (see spread4 there): on AMD Zen 5 (family 1Ah), where
+ * it was measured faster; elsewhere not. NURI_PACK_SPREAD=0 or 1 overrides; the outputs are the
+ * same either way. nuri_pack_spread_set(0 or 1) overrides too, -1 restores the default (tests). */
+bool nuri_pack_spread(void);
+void nuri_pack_spread_set(int on);
 /* Bytes of the packed form of n_out rows of n elements (0 if the type is not packed). */
 size_t nuri_pack_bytes(uint32_t type, int64_t n, int64_t n_out);
 /* Packs n_out rows of n elements (w_stride bytes apart, the file's layout) into dst. */

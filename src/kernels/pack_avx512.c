@@ -48,11 +48,35 @@ static uint8_t *buf_get(void)
     return kernels_thread_scratch(KERNELS_SCRATCH_PACK, PACK_BUF);
 }
 
+/* Keeps v as computed (a compiler would fold a shuffle of a broadcast back into loads). */
+static inline __m512i hold512(__m512i v)
+{
+    __asm__("" : "+v"(v));
+    return v;
+}
+
 static inline int32_t load32(const int8_t *p)
 {
     int32_t v;
     memcpy(&v, p, 4);
     return v;
+}
+
+/*
+ * The four dwords of a[0..15], each broadcast to every lane: one 16-byte load spread by vpshufd,
+ * where the prompt tiles (T = 8) would otherwise broadcast each from memory. On Zen 5 those
+ * broadcasts (with the tables' and the weights' loads) are more than its two vector loads a cycle
+ * take in the time the two multiply pipes need, while vpshufd runs on the other two pipes beside
+ * vpdpbusd; a tile spreads one 16-byte group per chain (all of them would put the shuffles over
+ * their pipes' budget). Same integers either way. nuri_pack_spread (pack.h) says where.
+ */
+static inline __attribute__((always_inline)) void spread4(const int8_t *a, __m512i o[4])
+{
+    const __m512i v = hold512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a)));
+    o[0] = _mm512_shuffle_epi32(v, 0x00);
+    o[1] = _mm512_shuffle_epi32(v, 0x55);
+    o[2] = _mm512_shuffle_epi32(v, 0xaa);
+    o[3] = _mm512_shuffle_epi32(v, 0xff);
 }
 
 /* The 32-element packed kinds (same layout: F16 scales, then codes; see pack.h): Q8_0's codes
@@ -89,9 +113,9 @@ static inline __m512i iq4_table_u8(void)
 
 /* T tokens x one row group, all blocks. x: the first token's row; da, corr: its tables. */
 static inline __attribute__((always_inline)) void
-vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const uint8_t *x,
-           size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
-           int64_t y_stride, __mmask16 rows)
+vnni_group(const int T, const int kind, const int sp, int64_t nb, const uint8_t *grp,
+           const uint8_t *x, size_t x_stride, const float *da, const int32_t *corr, int64_t ts,
+           float *y, int64_t y_stride, __mmask16 rows)
 {
     const int q4 = kind != PK_Q8_0, grid = kind == PK_IQ4_NL || kind == PK_MXFP4;
     const uint16_t *dg = (const uint16_t *)grp;
@@ -141,9 +165,12 @@ vnni_group(const int T, const int kind, int64_t nb, const uint8_t *grp, const ui
         for (int t = 0; t < T; t++) {
             const int8_t *a = (const int8_t *)(x + (size_t)t * x_stride) + b * 34 + 2;
             __m512i s0 = _mm512_set1_epi32(corr[t * ts + b]), s1 = _mm512_setzero_si512();
+            __m512i ab[4];
+            if (sp) spread4(a, ab); // codes 0-15 (16-31 are loaded: see spread4)
 #pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
-                s0 = _mm512_dpbusd_epi32(s0, w[i], _mm512_set1_epi32(load32(a + 4 * i)));
+                s0 = _mm512_dpbusd_epi32(s0, w[i],
+                                         sp ? ab[i] : _mm512_set1_epi32(load32(a + 4 * i)));
                 s1 = _mm512_dpbusd_epi32(s1, w[4 + i], _mm512_set1_epi32(load32(a + 16 + 4 * i)));
             }
             const __m512 ds = _mm512_mul_ps(dw, _mm512_set1_ps(da[t * ts + b]));
@@ -228,33 +255,38 @@ vnni_dec(const int G, const int kind, int64_t nb, const uint8_t *grp, int64_t gb
                               acc[g]);
 }
 
-#define VNNI_T(KIND, T)                                                                            \
-    vnni_group(T, KIND, nb, grp, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride, rows)
-#define VNNI_KIND(T)                                                                               \
-    (kind == PK_Q4_0     ? VNNI_T(PK_Q4_0, T)                                                      \
-     : kind == PK_IQ4_NL ? VNNI_T(PK_IQ4_NL, T)                                                    \
-     : kind == PK_MXFP4  ? VNNI_T(PK_MXFP4, T)                                                     \
-                         : VNNI_T(PK_Q8_0, T))
+#define VNNI_T(KIND, T, SP)                                                                        \
+    vnni_group(T, KIND, SP, nb, grp, xt, x_stride, da + t * ts, corr + t * ts, ts, yt, y_stride,   \
+               rows)
+#define VNNI_KIND(T, SP)                                                                           \
+    (kind == PK_Q4_0     ? VNNI_T(PK_Q4_0, T, SP)                                                  \
+     : kind == PK_IQ4_NL ? VNNI_T(PK_IQ4_NL, T, SP)                                                \
+     : kind == PK_MXFP4  ? VNNI_T(PK_MXFP4, T, SP)                                                 \
+                         : VNNI_T(PK_Q8_0, T, SP))
 
 static void vnni_tokens(int kind, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
                         int64_t n_t, const float *da, const int32_t *corr, int64_t ts, float *y,
                         int64_t y_stride, __mmask16 rows)
 {
+    const int sp = nuri_pack_spread();
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
         if (left >= 8) {
-            VNNI_KIND(8);
+            if (sp)
+                VNNI_KIND(8, 1);
+            else
+                VNNI_KIND(8, 0);
             t += 8;
         } else if (left >= 4) {
-            VNNI_KIND(4);
+            VNNI_KIND(4, 0);
             t += 4;
         } else if (left >= 2) {
-            VNNI_KIND(2);
+            VNNI_KIND(2, 0);
             t += 2;
         } else {
-            VNNI_KIND(1);
+            VNNI_KIND(1, 0);
             t += 1;
         }
     }
@@ -324,11 +356,10 @@ static inline void q4_K_scales(const uint8_t *kb, int32_t *sci, float *mf)
 /* T tokens x one row group, all blocks. bsf[t * ts + b][j]: the 32-element sums of x as floats.
  * Per block, the sub-block sums times their 6-bit scales are added as integers (exact, as
  * llama.cpp does), then converted once. */
-static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const int q5, int64_t nb,
-                                                            const uint8_t *grp, const uint8_t *x,
-                                                            size_t x_stride, const float *da,
-                                                            const float *bsf, int64_t ts, float *y,
-                                                            int64_t y_stride, __mmask16 rows)
+static inline __attribute__((always_inline)) void
+vnni_q4_K(const int T, const int q5, const int sp, int64_t nb, const uint8_t *grp, const uint8_t *x,
+          size_t x_stride, const float *da, const float *bsf, int64_t ts, float *y,
+          int64_t y_stride, __mmask16 rows)
 {
     const __m512i m4 = _mm512_set1_epi8(15), one = _mm512_set1_epi8(1);
     const int64_t kbytes = q5 ? NURI_PACK_Q5_K_BYTES : NURI_PACK_Q4_K_BYTES;
@@ -371,9 +402,12 @@ static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const i
                 const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
                 const int8_t *a = xb->qs + 64 * c;
                 __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                __m512i ab[4];
+                if (sp) spread4(a, ab);
 #pragma GCC unroll 16
                 for (int i = 0; i < 8; i++) {
-                    s0 = _mm512_dpbusd_epi32(s0, lo[i], _mm512_set1_epi32(load32(a + 4 * i)));
+                    s0 = _mm512_dpbusd_epi32(
+                        s0, lo[i], sp && i < 4 ? ab[i] : _mm512_set1_epi32(load32(a + 4 * i)));
                     s1 = _mm512_dpbusd_epi32(s1, hi[i], _mm512_set1_epi32(load32(a + 32 + 4 * i)));
                 }
                 f[t] =
@@ -400,27 +434,30 @@ static inline __attribute__((always_inline)) void vnni_q4_K(const int T, const i
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
-#define VNNI_Q4_K(T, Q5)                                                                           \
-    vnni_q4_K(T, Q5, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts, y + t * y_stride,   \
-              y_stride, rows)
+#define VNNI_Q4_K(T, Q5, SP)                                                                       \
+    vnni_q4_K(T, Q5, SP, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts,                 \
+              y + t * y_stride, y_stride, rows)
 
 /* Q4_K, or Q5_K (q5: the same packed block followed by its 5th bits, see pack.h). */
 static void vnni_q4_K_tokens(int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
                              size_t x_stride, int64_t n_t, const float *da, const float *bsf,
                              int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
 {
+    const int sp = nuri_pack_spread();
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-        if (T == 8)
-            q5 ? VNNI_Q4_K(8, 1) : VNNI_Q4_K(8, 0);
+        if (T == 8 && sp)
+            q5 ? VNNI_Q4_K(8, 1, 1) : VNNI_Q4_K(8, 0, 1);
+        else if (T == 8)
+            q5 ? VNNI_Q4_K(8, 1, 0) : VNNI_Q4_K(8, 0, 0);
         else if (T == 4)
-            q5 ? VNNI_Q4_K(4, 1) : VNNI_Q4_K(4, 0);
+            q5 ? VNNI_Q4_K(4, 1, 0) : VNNI_Q4_K(4, 0, 0);
         else if (T == 2)
-            q5 ? VNNI_Q4_K(2, 1) : VNNI_Q4_K(2, 0);
+            q5 ? VNNI_Q4_K(2, 1, 0) : VNNI_Q4_K(2, 0, 0);
         else
-            q5 ? VNNI_Q4_K(1, 1) : VNNI_Q4_K(1, 0);
+            q5 ? VNNI_Q4_K(1, 1, 0) : VNNI_Q4_K(1, 0, 0);
         t += T;
     }
 }
@@ -445,9 +482,9 @@ static inline void q6_K_scales(const uint8_t *kb, float *scf)
 /* T tokens x one row group. corr[(t * ts + b) * 16 + j] = -32 * (sum of x's codes in sub-block j).
  */
 static inline __attribute__((always_inline)) void
-vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-          const float *da, const int32_t *corr, int64_t ts, float *y, int64_t y_stride,
-          __mmask16 rows)
+vnni_q6_K(const int T, const int sp, int64_t nb, const uint8_t *grp, const uint8_t *x,
+          size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
+          int64_t y_stride, __mmask16 rows)
 {
     __attribute__((aligned(64))) float scf[256];
     __m512 acc[8];
@@ -473,9 +510,12 @@ vnni_q6_K(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t 
                 const int8_t *a = xb->qs + 32 * g;
                 const int32_t *cr = corr + (t * ts + b) * 16 + 2 * g;
                 __m512i s0 = _mm512_set1_epi32(cr[0]), s1 = _mm512_set1_epi32(cr[1]);
+                __m512i ab[4];
+                if (sp) spread4(a, ab);
 #pragma GCC unroll 16
                 for (int i = 0; i < 4; i++) {
-                    s0 = _mm512_dpbusd_epi32(s0, c[i], _mm512_set1_epi32(load32(a + 4 * i)));
+                    s0 = _mm512_dpbusd_epi32(s0, c[i],
+                                             sp ? ab[i] : _mm512_set1_epi32(load32(a + 4 * i)));
                     s1 = _mm512_dpbusd_epi32(s1, c[4 + i],
                                              _mm512_set1_epi32(load32(a + 16 + 4 * i)));
                 }
@@ -498,23 +538,28 @@ static void vnni_q6_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, s
                              int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
                              float *y, int64_t y_stride, __mmask16 rows)
 {
+    const int sp = nuri_pack_spread();
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         if (left >= 8) {
-            vnni_q6_K(8, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
-                      y + t * y_stride, y_stride, rows);
+            if (sp)
+                vnni_q6_K(8, 1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+                          y + t * y_stride, y_stride, rows);
+            else
+                vnni_q6_K(8, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+                          y + t * y_stride, y_stride, rows);
             t += 8;
         } else if (left >= 4) {
-            vnni_q6_K(4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+            vnni_q6_K(4, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
                       y + t * y_stride, y_stride, rows);
             t += 4;
         } else if (left >= 2) {
-            vnni_q6_K(2, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+            vnni_q6_K(2, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
                       y + t * y_stride, y_stride, rows);
             t += 2;
         } else {
-            vnni_q6_K(1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
+            vnni_q6_K(1, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
                       y + t * y_stride, y_stride, rows);
             t += 1;
         }
@@ -776,9 +821,9 @@ static void packed_q(uint32_t type, int64_t n, const void *wp, int64_t n_out, it
 /* T tokens x one row group, all blocks. corr[(t * ts + b) * 8 + j] = -128 * the 32-element sum
  * of token t's sub-block j. */
 static inline __attribute__((always_inline)) void
-vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-            const float *da, const int32_t *corr, int64_t ts, float *y, int64_t y_stride,
-            __mmask16 rows)
+vnni_iq4_xs(const int T, const int sp, int64_t nb, const uint8_t *grp, const uint8_t *x,
+            size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
+            int64_t y_stride, __mmask16 rows)
 {
     const __m512i m4 = _mm512_set1_epi8(15), tbl = iq4_table_u8();
     __m512 acc[8];
@@ -809,9 +854,12 @@ vnni_iq4_xs(const int T, int64_t nb, const uint8_t *grp, const uint8_t *x, size_
                 const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
                 const int8_t *a = xb->qs + 32 * j;
                 __m512i s0 = _mm512_set1_epi32(corr[(t * ts + b) * 8 + j]);
+                __m512i ab[4];
+                if (sp) spread4(a, ab);
 #pragma GCC unroll 16
                 for (int i = 0; i < 4; i++) {
-                    s0 = _mm512_dpbusd_epi32(s0, lo[i], _mm512_set1_epi32(load32(a + 4 * i)));
+                    s0 = _mm512_dpbusd_epi32(s0, lo[i],
+                                             sp ? ab[i] : _mm512_set1_epi32(load32(a + 4 * i)));
                     s0 = _mm512_dpbusd_epi32(s0, hi[i], _mm512_set1_epi32(load32(a + 16 + 4 * i)));
                 }
                 f[t] = _mm512_add_epi32(f[t], _mm512_mullo_epi32(s0, ls));
@@ -832,23 +880,27 @@ static void vnni_iq4_xs_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x,
                                int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
                                float *y, int64_t y_stride, __mmask16 rows)
 {
+    const int sp = nuri_pack_spread();
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
-        if (T == 8)
-            vnni_iq4_xs(8, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
-                        rows);
+        if (T == 8 && sp)
+            vnni_iq4_xs(8, 1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
+                        y_stride, rows);
+        else if (T == 8)
+            vnni_iq4_xs(8, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
+                        y_stride, rows);
         else if (T == 4)
-            vnni_iq4_xs(4, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
-                        rows);
+            vnni_iq4_xs(4, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
+                        y_stride, rows);
         else if (T == 2)
-            vnni_iq4_xs(2, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
-                        rows);
+            vnni_iq4_xs(2, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
+                        y_stride, rows);
         else
-            vnni_iq4_xs(1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt, y_stride,
-                        rows);
+            vnni_iq4_xs(1, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
+                        y_stride, rows);
         t += T;
     }
 }
