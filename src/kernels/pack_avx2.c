@@ -488,6 +488,65 @@ iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x
     for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
 }
 
+/* The same products for 8 tokens a pass: a line's lookup, mask and magnitudes (7 vector ops)
+ * are spread over twice the tokens, and per token and 32 products the work is a broadcast (a
+ * load), vpsignb, vpmaddubsw, vpmaddwd and vpaddd. That is what bounds this kernel on Zen 5: its
+ * four vector pipes (two of them multiply) run 4 of these ops a cycle, so the lookup's share was
+ * a sixth of the time at 4 tokens. The 8 sums, the scale, the table, the mask, a looked-up half
+ * line and its magnitudes need 14 of the 16 ymm, so a line's low codes go through all 8 tokens
+ * before its high codes (the line is loaded again, from L1), and the float sums stay in memory
+ * between blocks (GCC still keeps two of the sums and the mask on the stack: loads, which have
+ * room). The integers are the same, in another order (exact); the float steps are iq4_xs_half's. */
+static inline __attribute__((always_inline)) void
+iq4_xs_half8(int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
+             const float *da, int64_t ts, float *y, int64_t y_stride, int rows)
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i tbl = grid_table(nuri_iq4_grid);
+    __m256 acc[8];
+#pragma GCC unroll 16
+    for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
+        for (int off = 0; off < NURI_PACK_IQ4_XS_BYTES; off += 64)
+            _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off, _MM_HINT_T1);
+        __m256i f[8];
+#pragma GCC unroll 16
+        for (int t = 0; t < 8; t++) f[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const __m256i l32 = _mm256_cvtepu16_epi32(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
+            const __m256i ls = _mm256_or_si256(l32, _mm256_slli_epi32(l32, 16));
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) { // line i = k / 2, low codes (k even) then high
+                const int i = k / 2, hi = k % 2;
+                const __m256i v =
+                    _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
+                const __m256i g = _mm256_shuffle_epi8(
+                    tbl, _mm256_and_si256(hi ? _mm256_srli_epi16(v, 4) : v, m4));
+                const __m256i ag = _mm256_abs_epi8(g);
+#pragma GCC unroll 16
+                for (int t = 0; t < 8; t++) {
+                    const nuri_block_q8_K *xb =
+                        (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
+                    const int8_t *a = xb->qs + 32 * j + 16 * hi + 4 * i;
+                    f[t] = hold(_mm256_add_epi32(
+                        f[t], _mm256_madd_epi16(
+                                  _mm256_maddubs_epi16(ag, _mm256_sign_epi8(bcast32(a), g)), ls)));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + 16 * h)));
+#pragma GCC unroll 16
+        for (int t = 0; t < 8; t++) {
+            const __m256 dx = _mm256_set1_ps(da[t * ts + b]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(f[t]), _mm256_mul_ps(dw, dx), acc[t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < 8; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
+}
+
 static void iq4_xs_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da)
 {
     for (int64_t t = 0; t < n_t; t++) {
@@ -704,11 +763,15 @@ static __attribute__((noinline)) void kq_tokens(int kind, int64_t nb, const uint
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         float *yt = y + t * y_stride;
-        // Q4_K's tile is 4 tokens (acc, f, s: 12 registers), IQ4_XS's too (acc, f: 8; 8 tokens
-        // with acc on the stack measured level); Q5_K's 5th bits and Q6_K's two codes and the
-        // scale leave room for 2
-        const int T = left >= 4 && (kind == A2_Q4_K || kind == A2_IQ4_XS) ? 4 : left >= 2 ? 2 : 1;
-        if (T == 4 && kind == A2_Q4_K)
+        // Q4_K's tile is 4 tokens (acc, f, s: 12 registers), IQ4_XS's 8 (iq4_xs_half8); Q5_K's
+        // 5th bits and Q6_K's two codes and the scale leave room for 2
+        const int T = left >= 8 && kind == A2_IQ4_XS                        ? 8
+                      : left >= 4 && (kind == A2_Q4_K || kind == A2_IQ4_XS) ? 4
+                      : left >= 2                                           ? 2
+                                                                            : 1;
+        if (T == 8)
+            iq4_xs_half8(nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows);
+        else if (T == 4 && kind == A2_Q4_K)
             q4_K_half(4, 0, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8,
                       ts, yt, y_stride, rows);
         else if (T == 4)
