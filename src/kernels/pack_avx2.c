@@ -492,16 +492,19 @@ iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x
  * are spread over twice the tokens, and per token and 32 products the work is a broadcast (a
  * load), vpsignb, vpmaddubsw, vpmaddwd and vpaddd. That is what bounds this kernel on Zen 5: its
  * four vector pipes (two of them multiply) run 4 of these ops a cycle, so the lookup's share was
- * a sixth of the time at 4 tokens. The 8 sums, the scale, the table, the mask, a looked-up half
- * line and its magnitudes need 14 of the 16 ymm, so a line's low codes go through all 8 tokens
+ * a sixth of the time at 4 tokens. The 8 sums, the scale, the table, a looked-up half
+ * line and its magnitudes need 13 of the 16 ymm, so a line's low codes go through all 8 tokens
  * before its high codes (the line is loaded again, from L1), and the float sums stay in memory
- * between blocks (GCC still keeps two of the sums and the mask on the stack: loads, which have
- * room). The integers are the same, in another order (exact); the float steps are iq4_xs_half's. */
+ * between blocks. The nibble mask is a memory operand of vpand (as a register, GCC's schedule
+ * ran 3% slower; it still keeps two sums on the stack, a load and a store per sub-block). The
+ * integers are the same, in another order (exact); the float steps are iq4_xs_half's. */
 static inline __attribute__((always_inline)) void
 iq4_xs_half8(int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
              const float *da, int64_t ts, float *y, int64_t y_stride, int rows)
 {
-    const __m256i m4 = _mm256_set1_epi8(15);
+    static const uint8_t m4b[32] __attribute__((aligned(32))) = {
+        15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+        15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15};
     const __m256i tbl = grid_table(nuri_iq4_grid);
     __m256 acc[8];
 #pragma GCC unroll 16
@@ -522,8 +525,11 @@ iq4_xs_half8(int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_s
                 const int i = k / 2, hi = k % 2;
                 const __m256i v =
                     _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
-                const __m256i g = _mm256_shuffle_epi8(
-                    tbl, _mm256_and_si256(hi ? _mm256_srli_epi16(v, 4) : v, m4));
+                __m256i c = hi ? _mm256_srli_epi16(v, 4) : v;
+                __asm__("vpand %1, %0, %0"
+                        : "+x"(c)
+                        : "m"(*(const __m256i *)m4b)); // mask in memory
+                const __m256i g = _mm256_shuffle_epi8(tbl, c);
                 const __m256i ag = _mm256_abs_epi8(g);
 #pragma GCC unroll 16
                 for (int t = 0; t < 8; t++) {
