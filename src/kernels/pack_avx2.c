@@ -497,9 +497,11 @@ iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x
  * before its high codes (the line is loaded again, from L1), and the float sums stay in memory
  * between blocks. The nibble mask is a memory operand of vpand (as a register, GCC's schedule
  * ran 3% slower; it still keeps two sums on the stack, a load and a store per sub-block). The
- * integers are the same, in another order (exact); the float steps are iq4_xs_half's. */
+ * integers are the same, in another order (exact); the float steps are iq4_xs_half's. pf: the
+ * first tile of the call, which prefetches the blocks ahead; the later tiles find the row group
+ * in L1 or L2 (skipping their prefetches: 1.5-2% faster at every 1B shape, from memory too). */
 static inline __attribute__((always_inline)) void
-iq4_xs_half8(int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
+iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
              const float *da, int64_t ts, float *y, int64_t y_stride, int rows)
 {
     static const uint8_t m4b[32] __attribute__((aligned(32))) = {
@@ -511,8 +513,9 @@ iq4_xs_half8(int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_s
     for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
-        for (int off = 0; off < NURI_PACK_IQ4_XS_BYTES; off += 64)
-            _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off, _MM_HINT_T1);
+        if (pf)
+            for (int off = 0; off < NURI_PACK_IQ4_XS_BYTES; off += 64)
+                _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off, _MM_HINT_T1);
         __m256i f[8];
 #pragma GCC unroll 16
         for (int t = 0; t < 8; t++) f[t] = _mm256_setzero_si256();
@@ -775,8 +778,10 @@ static __attribute__((noinline)) void kq_tokens(int kind, int64_t nb, const uint
                       : left >= 4 && (kind == A2_Q4_K || kind == A2_IQ4_XS) ? 4
                       : left >= 2                                           ? 2
                                                                             : 1;
-        if (T == 8)
-            iq4_xs_half8(nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows);
+        if (T == 8 && t == 0)
+            iq4_xs_half8(1, nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows);
+        else if (T == 8)
+            iq4_xs_half8(0, nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows);
         else if (T == 4 && kind == A2_Q4_K)
             q4_K_half(4, 0, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8,
                       ts, yt, y_stride, rows);
