@@ -488,26 +488,34 @@ iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x
     for (int t = 0; t < T; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
 }
 
-/* The same products for 8 tokens a pass: a line's lookup, mask and magnitudes (7 vector ops)
- * are spread over twice the tokens, and per token and 32 products the work is a broadcast (a
- * load), vpsignb, vpmaddubsw, vpmaddwd and vpaddd. That is what bounds this kernel on Zen 5: its
- * four vector pipes (two of them multiply) run 4 of these ops a cycle, so the lookup's share was
- * a sixth of the time at 4 tokens. The 8 sums, the scale, the table, a looked-up half
- * line and its magnitudes need 13 of the 16 ymm, so a line's low codes go through all 8 tokens
- * before its high codes (the line is loaded again, from L1), and the float sums stay in memory
- * between blocks. The nibble mask is a memory operand of vpand (as a register, GCC's schedule
- * ran 3% slower; it still keeps two sums on the stack, a load and a store per sub-block). The
- * integers are the same, in another order (exact); the float steps are iq4_xs_half's. pf: the
- * first tile of the call, which prefetches the blocks ahead; the later tiles find the row group
- * in L1 or L2 (skipping their prefetches: 1.5-2% faster at every 1B shape, from memory too). */
+/* The same products for 8 tokens a pass, with vpxor where iq4_xs_half has vpsignb. The grid
+ * has no 0, so per product g * a = -(|g| * (a ^ m) + [g > 0] |g|) with m = 0xFF where g > 0
+ * (~a = -a - 1) and m = 0 where g < 0: vpmaddubsw multiplies |g| (<= 127) by a ^ m (-128..127),
+ * exact in int16 pairs (2 * 127 * 128 < 32768). The second term depends on the weights alone:
+ * iq4_xs_pos gives it per row and block, times the sub-blocks' scales, and it starts each
+ * block's sums, which are then -isum exactly (the float step subtracts). On Zen 5 vpsignb
+ * competes with the two multiply pipes and vpxor does not: a step of the four ops runs in 1.10
+ * cycles against 1.20 (a loop of independent steps, CPU time).
+ *
+ * A line's lookup (|g| and the mask m, 7 vector ops) is spread over the 8 tokens; per token and
+ * 32 products the work is a broadcast (a load), vpxor, vpmaddubsw, vpmaddwd and vpaddd. The 8
+ * sums, the scale, the table, a looked-up half line (|g| and m) need 14 of the 16 ymm, so a
+ * line's low codes go through all 8 tokens before its high codes (the line is loaded again, from
+ * L1), and the float sums stay in memory between blocks. The nibble mask and the 7s are memory
+ * operands (as registers, GCC's schedule ran 3% slower). pf: the first tile of the call, which
+ * prefetches the blocks ahead; the later tiles find the row group in L1 or L2 (skipping their
+ * prefetches: 1.5-2% faster at every 1B shape, from memory too). */
 static inline __attribute__((always_inline)) void
 iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
-             const float *da, int64_t ts, float *y, int64_t y_stride, int rows)
+             const float *da, int64_t ts, const int32_t *pos, float *y, int64_t y_stride, int rows)
 {
     static const uint8_t m4b[32] __attribute__((aligned(32))) = {
         15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
         15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15};
-    const __m256i tbl = grid_table(nuri_iq4_grid);
+    static const uint8_t m7b[32]
+        __attribute__((aligned(32))) = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                                        7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+    const __m256i tbl = _mm256_abs_epi8(grid_table(nuri_iq4_grid)); // |g|
     __m256 acc[8];
 #pragma GCC unroll 16
     for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
@@ -516,9 +524,10 @@ iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t 
         if (pf)
             for (int off = 0; off < NURI_PACK_IQ4_XS_BYTES; off += 64)
                 _mm_prefetch((const char *)kb + 4 * NURI_PACK_IQ4_XS_BYTES + off, _MM_HINT_T1);
+        const __m256i p = _mm256_loadu_si256((const __m256i *)(pos + 8 * b));
         __m256i f[8];
 #pragma GCC unroll 16
-        for (int t = 0; t < 8; t++) f[t] = _mm256_setzero_si256();
+        for (int t = 0; t < 8; t++) f[t] = p;
         for (int j = 0; j < 8; j++) {
             const __m256i l32 = _mm256_cvtepu16_epi32(
                 _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
@@ -528,12 +537,14 @@ iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t 
                 const int i = k / 2, hi = k % 2;
                 const __m256i v =
                     _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
-                __m256i c = hi ? _mm256_srli_epi16(v, 4) : v;
+                __m256i c = hi ? _mm256_srli_epi16(v, 4) : v, m;
                 __asm__("vpand %1, %0, %0"
                         : "+x"(c)
                         : "m"(*(const __m256i *)m4b)); // mask in memory
-                const __m256i g = _mm256_shuffle_epi8(tbl, c);
-                const __m256i ag = _mm256_abs_epi8(g);
+                __asm__("vpcmpgtb %1, %2, %0"
+                        : "=x"(m)
+                        : "m"(*(const __m256i *)m7b), "x"(c)); // 0xFF where the code is > 7
+                const __m256i ag = _mm256_shuffle_epi8(tbl, c);
 #pragma GCC unroll 16
                 for (int t = 0; t < 8; t++) {
                     const nuri_block_q8_K *xb =
@@ -541,7 +552,7 @@ iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t 
                     const int8_t *a = xb->qs + 32 * j + 16 * hi + 4 * i;
                     f[t] = hold(_mm256_add_epi32(
                         f[t], _mm256_madd_epi16(
-                                  _mm256_maddubs_epi16(ag, _mm256_sign_epi8(bcast32(a), g)), ls)));
+                                  _mm256_maddubs_epi16(ag, _mm256_xor_si256(bcast32(a), m)), ls)));
                 }
             }
         }
@@ -549,11 +560,40 @@ iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t 
 #pragma GCC unroll 16
         for (int t = 0; t < 8; t++) {
             const __m256 dx = _mm256_set1_ps(da[t * ts + b]);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(f[t]), _mm256_mul_ps(dw, dx), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(f[t]), _mm256_mul_ps(dw, dx), acc[t]);
         }
     }
 #pragma GCC unroll 16
     for (int t = 0; t < 8; t++) store_rows(y + t * y_stride + 8 * h, acc[t], rows);
+}
+
+/* Per block of rows 8h .. 8h + 7 of a row group: sum_j ls_j * (the sum of sub-block j's positive
+ * grid values), iq4_xs_half8's weight-only term. */
+static void iq4_xs_pos(int64_t nb, const uint8_t *grp, int h, int32_t *pos)
+{
+    static const int8_t gpos[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 13, 25, 38, 53, 69, 89, 113};
+    const __m256i tbl = grid_table(gpos), m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
+        __m256i s = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const __m256i l32 = _mm256_cvtepu16_epi32(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
+            const __m256i ls = _mm256_or_si256(l32, _mm256_slli_epi32(l32, 16));
+            __m256i p16 = _mm256_setzero_si256(); // at most 8 x 2 x 113 per int16
+            for (int i = 0; i < 4; i++) {
+                const __m256i v =
+                    _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
+                const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+                const __m256i hi =
+                    _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(lo, ones));
+                p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(hi, ones));
+            }
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(p16, ls));
+        }
+        _mm256_storeu_si256((__m256i *)(pos + 8 * b), s);
+    }
 }
 
 static void iq4_xs_tables(const uint8_t *x, size_t x_stride, int64_t n_t, int64_t nb, float *da)
@@ -768,6 +808,8 @@ static __attribute__((noinline)) void kq_tokens(int kind, int64_t nb, const uint
                                                 const float *da, const void *aux, int64_t ts,
                                                 float *y, int64_t y_stride, int rows)
 {
+    int32_t pos[NURI_PACK_MAX_N / NURI_QK_K * 8]; // iq4_xs_half8's weight-only term
+    if (kind == A2_IQ4_XS && n_t >= 8) iq4_xs_pos(nb, grp, h, pos);
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
@@ -779,9 +821,9 @@ static __attribute__((noinline)) void kq_tokens(int kind, int64_t nb, const uint
                       : left >= 2                                           ? 2
                                                                             : 1;
         if (T == 8 && t == 0)
-            iq4_xs_half8(1, nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows);
+            iq4_xs_half8(1, nb, grp, h, xt, x_stride, da + t * ts, ts, pos, yt, y_stride, rows);
         else if (T == 8)
-            iq4_xs_half8(0, nb, grp, h, xt, x_stride, da + t * ts, ts, yt, y_stride, rows);
+            iq4_xs_half8(0, nb, grp, h, xt, x_stride, da + t * ts, ts, pos, yt, y_stride, rows);
         else if (T == 4 && kind == A2_Q4_K)
             q4_K_half(4, 0, nb, grp, h, xt, x_stride, da + t * ts, (const float *)aux + t * ts * 8,
                       ts, yt, y_stride, rows);
