@@ -15,8 +15,9 @@
  * AVX2 without VNNI (pack_avx2.c: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, Q3_K,
  * Q2_K, and F16 as pack_bf16_avx512.c's F16) reads
  * each 64-byte line as two ymm halves of 8 rows and makes the same integers with vpmaddubsw +
- * vpmaddwd (signed codes and grid values as |w| times x with w's sign, so no +128 offset), then
- * the same float steps: its outputs are bit-identical to the VNNI kernels'.
+ * vpmaddwd (signed codes and grid values as |w| times x with w's sign, so no +128 offset; IQ4_XS's
+ * 8-token tiles as |w| times x ^ m and a weight-only term, pack_avx2.c), then the same float
+ * steps: its outputs are bit-identical to the VNNI kernels'.
  *
  * Layouts (row group of 16 rows, nb = n / 32 blocks; rows past the matrix are zero):
  *   Q8_0: d[nb][16] F16, then qs[nb][8][16][4] int8    (544 bytes per block: the file's size)
