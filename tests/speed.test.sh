@@ -2,8 +2,8 @@
 # speed.test.sh: the speed tooling's command lines: `nuri bench --json` fields (with the bandwidth
 # probe), `nuri bench --membw`, `nuri quantize` (a mix and --pure, the result loads and runs) and
 # their usage errors (exit code 2); `bench/compare` against llama.cpp (node-llama-cpp) on a tiny
-# model and `bench/roofline.py` on its results. Speeds themselves are not checked (the machine is
-# shared).
+# model and `bench/roofline.py` on its results; `bench/ab` (this nuri against an earlier one).
+# Speeds themselves are not checked (the machine is shared).
 set -u
 NURI=${NURI:-build/nuri}
 F32=tests/data/models/llama-tiny-F32.gguf
@@ -83,6 +83,42 @@ if [ -d tests/oracle/node_modules/node-llama-cpp ]; then
     check "roofline without decode results fails" test $? -ne 0
 else
     check "node-llama-cpp is installed in tests/oracle (scripts/setup)" false
+fi
+
+# bench/ab: this nuri against an earlier one (a binary here; a commit, cloned and built, once:
+# in the optimized pass, about 30 s)
+TINY=tests/data/models/llama-tiny-Q4_0.gguf
+out=$(bench/ab -p 8 -n 4 -t 2 -r 2 --nuri "$NURI" --out "$tmp/ab.jsonl" "$NURI" "$TINY" 2>&1)
+check "ab exits 0" test $? -eq 0
+check "ab names the CPU" grep -Eq '^cpu: .*; [0-9]+ CPUs$' <<<"$out"
+check "ab prints the pp ratio" \
+    grep -Eq '^llama-tiny-Q4_0.gguf +pp8 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+- *[0-9.]+ +[0-2]/2$' <<<"$out"
+check "ab prints the tg ratio" grep -Eq '^llama-tiny-Q4_0.gguf +tg4 +[0-9.]+ +[0-9.]+ ' <<<"$out"
+check "ab writes a result per test, each with its 2 ratios" \
+    test "$(grep -c '"ratios": \[[0-9.e-]*, [0-9.e-]*\]' "$tmp/ab.jsonl")" -eq 2
+err=$(bench/ab -r 1 --nuri "$NURI" no-such-commit "$TINY" 2>&1)
+check "ab: an unknown base is a usage error" test $? -eq 2
+check "ab names the unknown base" grep -q "^ab: no-such-commit: neither a nuri binary nor a commit" <<<"$err"
+bench/ab -r 1 --nuri "$NURI" "$NURI" "$tmp/none.gguf" >/dev/null 2>&1
+check "ab: a missing model is a usage error" test $? -eq 2
+bench/ab -p 8 -n 0 -r 1 --nuri "$NURI" --fail-below 1000 "$NURI" "$TINY" >/dev/null 2>&1
+check "ab --fail-below fails on a lower ratio" test $? -eq 1
+# a base that cannot run a file (as one older than its type): named and skipped, the rest runs
+printf '#!/bin/sh\necho "nuri: bench: type X, which nuri cannot run" >&2\nexit 1\n' >"$tmp/old"
+chmod +x "$tmp/old"
+out=$(bench/ab -p 8 -n 0 -r 1 --nuri "$NURI" "$tmp/old" "$TINY" 2>&1)
+check "ab: a file the base cannot run is skipped" test $? -eq 0
+check "ab names the base's failure" \
+    grep -q "^llama-tiny-Q4_0.gguf *the base nuri failed (exit 1): nuri: bench: type X" <<<"$out"
+out=$(bench/ab -p 8 -n 0 -r 1 --nuri "$NURI" "$NURI" README.md 2>&1)
+check "ab: a file the new nuri cannot run fails" test $? -eq 1
+check "ab names the new one's failure" grep -q "^README.md *the new nuri failed (exit 1): " <<<"$out"
+if [ "$NURI" = build/nuri ]; then
+    out=$(bench/ab -p 8 -n 0 -r 1 --build-dir "$tmp/ab" HEAD "$TINY" 2>&1)
+    check "ab builds a commit and runs it" test $? -eq 0
+    head12=$(git rev-parse HEAD | cut -c1-12)
+    check "ab names the built commit" grep -Eq "^base: $head12 " <<<"$out"
+    check "ab's clone holds the base binary" test -x "$tmp/ab/nuri-$head12/build/nuri"
 fi
 
 echo "$passed passed, $failed failed"
