@@ -93,6 +93,17 @@ static inline __m256i grid_table(const int8_t *grid)
     return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)grid));
 }
 
+/* A line's low and high nibbles looked up in a 16-entry table (grid_table). */
+static inline __m256i grid_lo(__m256i tbl, __m256i v, __m256i m4)
+{
+    return _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+}
+
+static inline __m256i grid_hi(__m256i tbl, __m256i v, __m256i m4)
+{
+    return _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+}
+
 /* The signed products of codes w (-127..127) with x's 4-byte groups (bcast32), one int32 per row:
  * |w| x (x with w's sign), exact in int16 pairs since |w|, |x| <= 127 (pack_avx2.c's comment). */
 static inline __m256i signed_dot4(__m256i w, __m256i xb, __m256i ones)
@@ -132,9 +143,7 @@ q_half(const int T, const int kind, int64_t nb, const uint8_t *grp, int h, const
 #pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 64 * i));
-                const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
-                const __m256i hi =
-                    _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                const __m256i lo = grid_lo(tbl, v, m4), hi = grid_hi(tbl, v, m4);
 #pragma GCC unroll 16
                 for (int t = 0; t < T; t++) {
                     const int8_t *a = (const int8_t *)(x + (size_t)t * x_stride) + b * 34 + 2;
@@ -206,9 +215,7 @@ q_sum1(const int kind, const uint8_t *q, int h, const int8_t *a, int32_t corr, _
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 64 * i));
-            const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
-            const __m256i hi =
-                _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+            const __m256i lo = grid_lo(tbl, v, m4), hi = grid_hi(tbl, v, m4);
             s = _mm256_add_epi32(s, signed_dot4(lo, bcast32(a + 4 * i), ones));
             s = _mm256_add_epi32(s, signed_dot4(hi, bcast32(a + 16 + 4 * i), ones));
         }
@@ -429,6 +436,16 @@ q4_K_half(const int T, const int q5, int64_t nb, const uint8_t *grp, int h, cons
 /* added as integers; acc = fma(float(f), d * d_x, acc) once per block (pack.h).              */
 /* ======================================================================================== */
 
+/* Sub-block j's scales ls_j of rows 8h .. 8h + 7 (block kb), row r's in both int16 halves of lane
+ * r: vpmaddwd multiplies each pair of products by it and adds them, the row's exact isum_j * ls_j
+ * as int32. */
+static inline __m256i iq4_xs_ls(const uint8_t *kb, int j, int h)
+{
+    const __m256i l32 = _mm256_cvtepu16_epi32(
+        _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
+    return _mm256_or_si256(l32, _mm256_slli_epi32(l32, 16));
+}
+
 static inline __attribute__((always_inline)) void
 iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
             const float *da, int64_t ts, float *y, int64_t y_stride, int rows)
@@ -447,18 +464,12 @@ iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x
         for (int t = 0; t < T; t++) f[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            // ls_j of row r in both int16 halves of lane r: vpmaddwd multiplies each pair of
-            // products by it and adds them, the row's exact isum_j * ls_j as int32
-            const __m256i l32 = _mm256_cvtepu16_epi32(
-                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
-            const __m256i ls = _mm256_or_si256(l32, _mm256_slli_epi32(l32, 16));
+            const __m256i ls = iq4_xs_ls(kb, j, h);
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) {
                 const __m256i v =
                     _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
-                const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
-                const __m256i hi =
-                    _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                const __m256i lo = grid_lo(tbl, v, m4), hi = grid_hi(tbl, v, m4);
                 const __m256i alo = _mm256_abs_epi8(lo), ahi = _mm256_abs_epi8(hi);
 #pragma GCC unroll 16
                 for (int t = 0; t < T; t++) {
@@ -529,9 +540,7 @@ iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t 
 #pragma GCC unroll 16
         for (int t = 0; t < 8; t++) f[t] = p;
         for (int j = 0; j < 8; j++) {
-            const __m256i l32 = _mm256_cvtepu16_epi32(
-                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
-            const __m256i ls = _mm256_or_si256(l32, _mm256_slli_epi32(l32, 16));
+            const __m256i ls = iq4_xs_ls(kb, j, h);
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) { // line i = k / 2, low codes (k even) then high
                 const int i = k / 2, hi = k % 2;
@@ -577,16 +586,12 @@ static void iq4_xs_pos(int64_t nb, const uint8_t *grp, int h, int32_t *pos)
         const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
         __m256i s = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
-            const __m256i l32 = _mm256_cvtepu16_epi32(
-                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(kb + 32 + 16 * j + 8 * h))));
-            const __m256i ls = _mm256_or_si256(l32, _mm256_slli_epi32(l32, 16));
+            const __m256i ls = iq4_xs_ls(kb, j, h);
             __m256i p16 = _mm256_setzero_si256(); // at most 8 x 2 x 113 per int16
             for (int i = 0; i < 4; i++) {
                 const __m256i v =
                     _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
-                const __m256i lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
-                const __m256i hi =
-                    _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                const __m256i lo = grid_lo(tbl, v, m4), hi = grid_hi(tbl, v, m4);
                 p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(lo, ones));
                 p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(hi, ones));
             }
