@@ -580,8 +580,8 @@ iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t 
  * grid values), iq4_xs_half8's weight-only term. */
 static void iq4_xs_pos(int64_t nb, const uint8_t *grp, int h, int32_t *pos)
 {
-    static const int8_t gpos[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 13, 25, 38, 53, 69, 89, 113};
-    const __m256i tbl = grid_table(gpos), m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
+    const __m256i tbl = _mm256_max_epi8(grid_table(nuri_iq4_grid), _mm256_setzero_si256()); // g > 0
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *kb = grp + b * NURI_PACK_IQ4_XS_BYTES;
         __m256i s = _mm256_setzero_si256();
