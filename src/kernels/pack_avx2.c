@@ -446,6 +446,13 @@ static inline __m256i iq4_xs_ls(const uint8_t *kb, int j, int h)
     return _mm256_or_si256(l32, _mm256_slli_epi32(l32, 16));
 }
 
+/* Half h (rows 8h .. 8h + 7) of line i of sub-block j's codes (pack.h's qs[8][4][16][4], after
+ * d and ls). */
+static inline __m256i iq4_xs_line(const uint8_t *kb, int j, int i, int h)
+{
+    return _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
+}
+
 static inline __attribute__((always_inline)) void
 iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x, size_t x_stride,
             const float *da, int64_t ts, float *y, int64_t y_stride, int rows)
@@ -467,8 +474,7 @@ iq4_xs_half(const int T, int64_t nb, const uint8_t *grp, int h, const uint8_t *x
             const __m256i ls = iq4_xs_ls(kb, j, h);
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) {
-                const __m256i v =
-                    _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
+                const __m256i v = iq4_xs_line(kb, j, i, h);
                 const __m256i lo = grid_lo(tbl, v, m4), hi = grid_hi(tbl, v, m4);
                 const __m256i alo = _mm256_abs_epi8(lo), ahi = _mm256_abs_epi8(hi);
 #pragma GCC unroll 16
@@ -544,8 +550,7 @@ iq4_xs_half8(const int pf, int64_t nb, const uint8_t *grp, int h, const uint8_t 
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) { // line i = k / 2, low codes (k even) then high
                 const int i = k / 2, hi = k % 2;
-                const __m256i v =
-                    _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
+                const __m256i v = iq4_xs_line(kb, j, i, h);
                 __m256i c = hi ? _mm256_srli_epi16(v, 4) : v, m;
                 __asm__("vpand %1, %0, %0"
                         : "+x"(c)
@@ -589,8 +594,7 @@ static void iq4_xs_pos(int64_t nb, const uint8_t *grp, int h, int32_t *pos)
             const __m256i ls = iq4_xs_ls(kb, j, h);
             __m256i p16 = _mm256_setzero_si256(); // at most 8 x 2 x 113 per int16
             for (int i = 0; i < 4; i++) {
-                const __m256i v =
-                    _mm256_loadu_si256((const __m256i *)(kb + 160 + (j * 4 + i) * 64 + 32 * h));
+                const __m256i v = iq4_xs_line(kb, j, i, h);
                 const __m256i lo = grid_lo(tbl, v, m4), hi = grid_hi(tbl, v, m4);
                 p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(lo, ones));
                 p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(hi, ones));
