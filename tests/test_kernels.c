@@ -877,7 +877,8 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
 /* Packed (x16) weights: the product matches the scalar vec_dot, and every output is bit-identical
  * whether computed with all 40 tokens, one token at a time, a sub-range of row groups, with AMX
  * tiles instead of VNNI (when this CPU has AMX), with the activations broadcast the other way
- * (nuri_pack_spread), or with the AVX2 kernels instead of VNNI (when
+ * (nuri_pack_spread), with Q3_K's third bit taken the other way (nuri_pack_gfni, when this CPU
+ * has GFNI), or with the AVX2 kernels instead of VNNI (when
  * this CPU has AVX-512; with NURI_ISA=avx2 the AVX2 kernels are the ones checked throughout). F16
  * and BF16 (packed on AVX-512 only where the CPU has AVX512_BF16) are held to the same bound: F16
  * keeps its weights exact, and BF16's vdpbf16ps multiplies BF16 values exactly, so only the F32
@@ -897,9 +898,12 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
         printf("  (nothing is packed on this CPU)\n");
         return;
     }
-    printf("  packed kernels: %s, AMX %s\n",
+    nuri_pack_gfni_set(1);
+    const bool gfni = nuri_pack_gfni();
+    nuri_pack_gfni_set(-1);
+    printf("  packed kernels: %s, AMX %s, GFNI %s\n",
            nuri_cpu_isa() >= NURI_ISA_AVX512 ? "AVX-512 VNNI" : "AVX2",
-           nuri_pack_amx() ? "used" : "not available");
+           nuri_pack_amx() ? "used" : "not available", gfni ? "both ways" : "not available");
     static float y_avx2[NT * RMAX];
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
@@ -955,6 +959,16 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                 nuri_pack_spread_set(-1);
                 CHECKF(!memcmp(y_all, y_sub, sizeof(float) * NT * (size_t)n_out),
                        "%s n=%lld rows=%lld: spread broadcasts differ from loaded ones", tname(t),
+                       (long long)n, (long long)n_out);
+                // Q3_K's third bit the other way (nuri_pack_gfni) than this CPU's, where it has
+                // GFNI
+                const bool gf = nuri_pack_gfni();
+                nuri_pack_gfni_set(!gf);
+                const bool flipped = nuri_pack_gfni() != gf;
+                nuri_gemm_packed(t, n, packed, n_out, 0, groups, a, ab, NT, y_sub, n_out, false);
+                nuri_pack_gfni_set(-1);
+                CHECKF(!flipped || !memcmp(y_all, y_sub, sizeof(float) * NT * (size_t)n_out),
+                       "%s n=%lld rows=%lld: GFNI bits differ from shifted ones", tname(t),
                        (long long)n, (long long)n_out);
                 if (nuri_cpu_isa() >= NURI_ISA_AVX512 &&
                     (t == NURI_TYPE_Q4_0 || t == NURI_TYPE_Q8_0 || t == NURI_TYPE_Q4_K ||

@@ -62,38 +62,57 @@ bool nuri_pack_amx(void)
     return amx_ok && nuri_cpu_isa() >= NURI_ISA_AVX512 && nuri_pack_supported(NURI_TYPE_Q8_0);
 }
 
-static bool spread_cpu;
-static _Atomic int spread_force = -1;
-static pthread_once_t spread_once = PTHREAD_ONCE_INIT;
+/* Choices measured faster on one kind of CPU only (pack.h): spread broadcasts and Q3_K's third
+ * bit by GFNI on AMD Zen 5 (family 1Ah) and later; elsewhere the older instructions stay. */
+static bool spread_cpu, gfni_cpu, gfni_has;
+static _Atomic int spread_force = -1, gfni_force = -1;
+static pthread_once_t tune_once = PTHREAD_ONCE_INIT;
 
-static void spread_detect(void)
+static int env01(const char *name) // 0 or 1 from the environment, else -1
 {
-    const char *env = getenv("NURI_PACK_SPREAD");
-    if (env && (!strcmp(env, "0") || !strcmp(env, "1"))) {
-        spread_cpu = env[0] == '1';
-        return;
-    }
+    const char *env = getenv(name);
+    return env && (!strcmp(env, "0") || !strcmp(env, "1")) ? env[0] == '1' : -1;
+}
+
+static void tune_detect(void)
+{
 #if PACK_X86
     unsigned a, b, c, d;
-    if (!__get_cpuid(0, &a, &b, &c, &d)) return;
-    const bool amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163; // "AuthenticAMD"
-    if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return;
-    const unsigned family = ((a >> 8) & 15) + ((a >> 8 & 15) == 15 ? (a >> 20) & 255 : 0);
-    spread_cpu = family >= 0x1a; // Zen 5 and later
+    gfni_has = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 8)); // GFNI
+    if (__get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163 &&
+        __get_cpuid(1, &a, &b, &c, &d)) { // "AuthenticAMD"
+        const unsigned family = ((a >> 8) & 15) + ((a >> 8 & 15) == 15 ? (a >> 20) & 255 : 0);
+        spread_cpu = gfni_cpu = family >= 0x1a; // Zen 5 and later
+    }
 #endif
+    const int sp = env01("NURI_PACK_SPREAD"), gf = env01("NURI_PACK_GFNI");
+    if (sp >= 0) spread_cpu = sp;
+    if (gf >= 0) gfni_cpu = gf;
 }
 
 bool nuri_pack_spread(void)
 {
     const int f = atomic_load_explicit(&spread_force, memory_order_relaxed);
     if (f >= 0) return f;
-    pthread_once(&spread_once, spread_detect);
+    pthread_once(&tune_once, tune_detect);
     return spread_cpu;
 }
 
 void nuri_pack_spread_set(int on)
 {
     atomic_store(&spread_force, on < 0 ? -1 : on ? 1 : 0);
+}
+
+bool nuri_pack_gfni(void)
+{
+    pthread_once(&tune_once, tune_detect);
+    const int f = atomic_load_explicit(&gfni_force, memory_order_relaxed);
+    return gfni_has && (f >= 0 ? f : gfni_cpu);
+}
+
+void nuri_pack_gfni_set(int on)
+{
+    atomic_store(&gfni_force, on < 0 ? -1 : on ? 1 : 0);
 }
 
 static bool pack_off, cpu_bf16;

@@ -955,7 +955,8 @@ static void packed_xs(int64_t n, const void *wp, int64_t n_out, items *it, const
 /* ======================================================================================== */
 
 void kernels_packed_q23_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
-                              size_t x_stride, int64_t n_t, float *y, int64_t y_stride, int rr);
+                              size_t x_stride, int64_t n_t, float *y, int64_t y_stride, int rr,
+                              int gf);
 
 static void packed_q23(uint32_t type, int64_t n, const void *wp, int64_t n_out, items *it,
                        const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
@@ -964,6 +965,7 @@ static void packed_q23(uint32_t type, int64_t n, const void *wp, int64_t n_out, 
     const int64_t nb = n / NURI_QK_K;
     const int64_t gbytes =
         nb * (type == NURI_TYPE_Q3_K ? NURI_PACK_Q3_K_BYTES : NURI_PACK_Q2_K_BYTES);
+    const int gf = nuri_pack_gfni();
     int64_t tc, ga, gb;
     while (items_next(it, &tc, &ga, &gb)) {
         pack_item_warm((const uint8_t *)wp + ga * gbytes, (gb - ga) * gbytes);
@@ -972,7 +974,7 @@ static void packed_q23(uint32_t type, int64_t n, const void *wp, int64_t n_out, 
             const int64_t rr = n_out - 16 * g < 16 ? n_out - 16 * g : 16;
             kernels_packed_q23_group(type, nb, (const uint8_t *)wp + g * gbytes,
                                      x + (size_t)t0 * x_stride, x_stride, nt,
-                                     y + t0 * y_stride + 16 * g, y_stride, (int)rr);
+                                     y + t0 * y_stride + 16 * g, y_stride, (int)rr, gf);
         }
     }
 }

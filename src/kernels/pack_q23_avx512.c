@@ -14,6 +14,14 @@
  *   Q3_K: acc = fma(float(f - 4 * bsc), d * d_x, acc)
  * No tables, no scratch: everything a token needs is in its Q8_K row. The result of an output
  * depends only on its row and its token, whichever T the tokens are taken in.
+ *
+ * Q3_K's third bit: bit 4h + j of an hmask line moved to bit 2 of each byte is a shift and a
+ * mask, or, where the CPU has GFNI and nuri_pack_gfni (pack.h) says so, one vgf2p8affineqb (a
+ * bit matrix per byte that keeps that bit alone, at bit 2), merged with the low two bits by one
+ * vpternlogd: three instructions per 64 codes instead of four. On Zen 5 a row group's decode from
+ * L2 is 17-35% faster that way, prompts 3-9% (bench/packed.c); the 1B model's decode waits on
+ * memory at two threads (level), its prompts +2-4% (docs/PERFORMANCE.md). The same codes, so
+ * the same sums.
  */
 #include "kernels/blocks.h"
 #include "kernels/pack.h"
@@ -36,11 +44,20 @@ static inline int32_t load32(const void *p)
     return v;
 }
 
-/* T tokens x one row group, all nb blocks (q3: Q3_K, else Q2_K). */
-static inline __attribute__((always_inline)) void q23_group(const int T, const int q3, int64_t nb,
-                                                            const uint8_t *grp, const uint8_t *x,
-                                                            size_t x_stride, float *y,
-                                                            int64_t y_stride, __mmask16 rows)
+/* Bit sh of each byte of v at bit 2, the other bits 0: one GF(2) affine map per byte (GFNI). Inline
+ * asm because the file is built without -mgfni; only called where the CPU has GFNI. */
+static inline __m512i gfni_bit2(__m512i v, int sh)
+{
+    const __m512i m = _mm512_set1_epi64((long long)(1ull << (40 + sh))); // row 2 of the matrix
+    __m512i r;
+    __asm__("vgf2p8affineqb $0, %2, %1, %0" : "=v"(r) : "v"(v), "vm"(m));
+    return r;
+}
+
+/* T tokens x one row group, all nb blocks (q3: Q3_K, else Q2_K; gf: Q3_K's third bit by GFNI). */
+static inline __attribute__((always_inline)) void
+q23_group(const int T, const int q3, const int gf, int64_t nb, const uint8_t *grp, const uint8_t *x,
+          size_t x_stride, float *y, int64_t y_stride, __mmask16 rows)
 {
     const int64_t kbytes = q3 ? NURI_PACK_Q3_K_BYTES : NURI_PACK_Q2_K_BYTES;
     const int sc_off = q3 ? 32 : 64, ql_off = sc_off + 256, qh_off = ql_off + 1024;
@@ -67,15 +84,19 @@ static inline __attribute__((always_inline)) void q23_group(const int T, const i
 #pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
                 const __m512i v = _mm512_loadu_si512(kb + ql_off + 64 * (8 * h + i));
-                c[i] = _mm512_and_si512(j ? _mm512_srli_epi16(v, 2 * j) : v, m3);
-                if (q3) { // bit 4h + j of hmask line i, moved to bit 2
+                const __m512i lo = j ? _mm512_srli_epi16(v, 2 * j) : v;
+                const int sh = 4 * h + j; // Q3_K: bit sh of hmask line i, moved to bit 2
+                if (q3 && gf)             // (lo & 3) | bit
+                    c[i] = _mm512_ternarylogic_epi32(
+                        lo, gfni_bit2(_mm512_loadu_si512(kb + qh_off + 64 * i), sh), m3, 0xEC);
+                else if (q3) {
                     const __m512i hm = _mm512_loadu_si512(kb + qh_off + 64 * i);
-                    const int sh = 4 * h + j;
                     const __m512i hb = sh >= 2   ? _mm512_srli_epi16(hm, sh - 2)
                                        : sh == 1 ? _mm512_slli_epi16(hm, 1)
                                                  : _mm512_slli_epi16(hm, 2);
-                    c[i] = _mm512_or_si512(c[i], _mm512_and_si512(hb, b2));
-                }
+                    c[i] = _mm512_or_si512(_mm512_and_si512(lo, m3), _mm512_and_si512(hb, b2));
+                } else
+                    c[i] = _mm512_and_si512(lo, m3);
             }
             // the scale pair of sub-blocks 2s, 2s + 1 as int16 (Q2_K: the low nibbles)
             const __m256i sb = _mm256_loadu_si256((const __m256i *)(kb + sc_off + 32 * s));
@@ -132,15 +153,19 @@ static inline __attribute__((always_inline)) void q23_group(const int T, const i
 }
 
 #define Q23(T)                                                                                     \
-    (q3 ? q23_group(T, 1, nb, grp, xt, x_stride, yt, y_stride, rows)                               \
-        : q23_group(T, 0, nb, grp, xt, x_stride, yt, y_stride, rows))
+    (!q3  ? q23_group(T, 0, 0, nb, grp, xt, x_stride, yt, y_stride, rows)                          \
+     : gf ? q23_group(T, 1, 1, nb, grp, xt, x_stride, yt, y_stride, rows)                          \
+          : q23_group(T, 1, 0, nb, grp, xt, x_stride, yt, y_stride, rows))
 
 /* n_t tokens (x: Q8_K rows x_stride bytes apart) x one packed row group of Q3_K or Q2_K with nb
- * blocks; y[t * y_stride + r] for the group's first rr rows. */
+ * blocks; y[t * y_stride + r] for the group's first rr rows; gf: Q3_K's third bit by GFNI (the
+ * caller checked nuri_pack_gfni). */
 void kernels_packed_q23_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
-                              size_t x_stride, int64_t n_t, float *y, int64_t y_stride, int rr);
+                              size_t x_stride, int64_t n_t, float *y, int64_t y_stride, int rr,
+                              int gf);
 void kernels_packed_q23_group(uint32_t type, int64_t nb, const uint8_t *grp, const uint8_t *x,
-                              size_t x_stride, int64_t n_t, float *y, int64_t y_stride, int rr)
+                              size_t x_stride, int64_t n_t, float *y, int64_t y_stride, int rr,
+                              int gf)
 {
     const int q3 = type == NURI_TYPE_Q3_K;
     const __mmask16 rows = (__mmask16)((1u << rr) - 1);
