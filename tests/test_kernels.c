@@ -877,8 +877,8 @@ void kernels_packed_gemm_avx2(uint32_t type, int64_t n, const void *wp, int64_t 
 /* Packed (x16) weights: the product matches the scalar vec_dot, and every output is bit-identical
  * whether computed with all 40 tokens, one token at a time, a sub-range of row groups, with AMX
  * tiles instead of VNNI (when this CPU has AMX), with the activations broadcast the other way
- * (nuri_pack_spread), with Q3_K's third bit taken the other way (nuri_pack_gfni, when this CPU
- * has GFNI), or with the AVX2 kernels instead of VNNI (when
+ * (nuri_pack_spread), with the high bits of Q3_K / Q5_K / Q6_K codes taken the other way
+ * (nuri_pack_gfni, when this CPU has GFNI), or with the AVX2 kernels instead of VNNI (when
  * this CPU has AVX-512; with NURI_ISA=avx2 the AVX2 kernels are the ones checked throughout). F16
  * and BF16 (packed on AVX-512 only where the CPU has AVX512_BF16) are held to the same bound: F16
  * keeps its weights exact, and BF16's vdpbf16ps multiplies BF16 values exactly, so only the F32
@@ -960,8 +960,7 @@ TEST(packed_gemm_matches_scalar_is_batch_invariant_and_amx_equals_vnni)
                 CHECKF(!memcmp(y_all, y_sub, sizeof(float) * NT * (size_t)n_out),
                        "%s n=%lld rows=%lld: spread broadcasts differ from loaded ones", tname(t),
                        (long long)n, (long long)n_out);
-                // Q3_K's third bit the other way (nuri_pack_gfni) than this CPU's, where it has
-                // GFNI
+                // the high bits of Q3_K / Q5_K / Q6_K codes the other way (nuri_pack_gfni)
                 const bool gf = nuri_pack_gfni();
                 nuri_pack_gfni_set(!gf);
                 const bool flipped = nuri_pack_gfni() != gf;

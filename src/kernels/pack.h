@@ -107,10 +107,11 @@ bool nuri_pack_amx(void);
  * same either way. nuri_pack_spread_set(0 or 1) overrides too, -1 restores the default (tests). */
 bool nuri_pack_spread(void);
 void nuri_pack_spread_set(int on);
-/* Whether Q3_K's VNNI kernels take the third bit of each code with one GFNI instruction
- * (pack_q23_avx512.c): where the CPU has GFNI and is an AMD Zen 5 or later, where it was
- * measured faster. NURI_PACK_GFNI=0 or 1 overrides, nuri_pack_gfni_set as nuri_pack_spread_set;
- * never on a CPU without GFNI. The outputs are the same either way. */
+/* Whether the VNNI kernels take the high bits of Q3_K, Q5_K and Q6_K codes (the 3rd, 5th, 5th
+ * and 6th) with one GFNI instruction instead of shifts and masks (gfni_bits in pack_x86.h): where
+ * the CPU has GFNI and is an AMD Zen 5 or later, where it was measured faster. NURI_PACK_GFNI=0
+ * or 1 overrides, nuri_pack_gfni_set as nuri_pack_spread_set; never on a CPU without GFNI. The
+ * outputs are the same either way. */
 bool nuri_pack_gfni(void);
 void nuri_pack_gfni_set(int on);
 /* Bytes of the packed form of n_out rows of n elements (0 if the type is not packed). */

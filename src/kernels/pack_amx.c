@@ -449,7 +449,7 @@ void kernels_amx_group_q6_K(int64_t nb, const uint8_t *grp, const uint8_t *panel
         const uint8_t *kb = grp + b * Q6_K_BYTES;
         for (int g = 0; g < 8; g++) {
             __m512i c[8];
-            q6_K_codes(kb, g / 4, g % 4, c);
+            q6_K_codes(kb, g / 4, g % 4, 0, c);
             for (int i = 0; i < 8; i++)
                 _mm512_store_si512(bq + (b * 16 + 2 * g + i / 4) * 256 + 64 * (i % 4),
                                    _mm512_sub_epi8(c[i], bias));

@@ -385,8 +385,15 @@ vnni_q4_K(const int T, const int q5, const int sp, int64_t nb, const uint8_t *gr
 #pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
                 const __m512i v = _mm512_loadu_si512(kb + 320 + (c * 8 + i) * 64);
+                const __m512i vh = _mm512_srli_epi16(v, 4);
+                if (q5 == 2) { // the 5th bits by gfni_bits, merged by one vpternlogd each
+                    const __m512i h = _mm512_loadu_si512(kb + NURI_PACK_Q4_K_BYTES + 64 * i);
+                    lo[i] = _mm512_ternarylogic_epi32(v, gfni_bits(h, 2 * c, 4, 1), m4, 0xEC);
+                    hi[i] = _mm512_ternarylogic_epi32(vh, gfni_bits(h, 2 * c + 1, 4, 1), m4, 0xEC);
+                    continue;
+                }
                 lo[i] = _mm512_and_si512(v, m4);
-                hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                hi[i] = _mm512_and_si512(vh, m4);
                 if (q5) { // the 5th bits: bit 2c (low nibbles) and 2c + 1 (high) of qh line i
                     const __m512i h = _mm512_loadu_si512(kb + NURI_PACK_Q4_K_BYTES + 64 * i);
                     lo[i] = _mm512_or_si512(
@@ -438,26 +445,30 @@ vnni_q4_K(const int T, const int q5, const int sp, int64_t nb, const uint8_t *gr
     vnni_q4_K(T, Q5, SP, nb, grp, xt, x_stride, da + t * ts, bsf + t * ts * 8, ts,                 \
               y + t * y_stride, y_stride, rows)
 
-/* Q4_K, or Q5_K (q5: the same packed block followed by its 5th bits, see pack.h). */
+/* CALL(T, SP) with a constant tile of T tokens (8, 4, 2, 1) and SP (spread4 in 8-token tiles). */
+#define BY_TOKENS(T, sp, CALL)                                                                     \
+    ((T) == 8 && (sp) ? CALL(8, 1)                                                                 \
+     : (T) == 8       ? CALL(8, 0)                                                                 \
+     : (T) == 4       ? CALL(4, 0)                                                                 \
+     : (T) == 2       ? CALL(2, 0)                                                                 \
+                      : CALL(1, 0))
+
+#define VNNI_Q45_K(T, SP)                                                                          \
+    (q5 == 2 ? VNNI_Q4_K(T, 2, SP) : q5 ? VNNI_Q4_K(T, 1, SP) : VNNI_Q4_K(T, 0, SP))
+
+/* Q4_K, or Q5_K (q5: the same packed block followed by its 5th bits, see pack.h; 2: those bits
+ * by GFNI, where nuri_pack_gfni says so). */
 static void vnni_q4_K_tokens(int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
                              size_t x_stride, int64_t n_t, const float *da, const float *bsf,
                              int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
 {
     const int sp = nuri_pack_spread();
+    if (q5 && nuri_pack_gfni()) q5 = 2;
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
         const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-        if (T == 8 && sp)
-            q5 ? VNNI_Q4_K(8, 1, 1) : VNNI_Q4_K(8, 0, 1);
-        else if (T == 8)
-            q5 ? VNNI_Q4_K(8, 1, 0) : VNNI_Q4_K(8, 0, 0);
-        else if (T == 4)
-            q5 ? VNNI_Q4_K(4, 1, 0) : VNNI_Q4_K(4, 0, 0);
-        else if (T == 2)
-            q5 ? VNNI_Q4_K(2, 1, 0) : VNNI_Q4_K(2, 0, 0);
-        else
-            q5 ? VNNI_Q4_K(1, 1, 0) : VNNI_Q4_K(1, 0, 0);
+        BY_TOKENS(T, sp, VNNI_Q45_K);
         t += T;
     }
 }
@@ -482,7 +493,7 @@ static inline void q6_K_scales(const uint8_t *kb, float *scf)
 /* T tokens x one row group. corr[(t * ts + b) * 16 + j] = -32 * (sum of x's codes in sub-block j).
  */
 static inline __attribute__((always_inline)) void
-vnni_q6_K(const int T, const int sp, int64_t nb, const uint8_t *grp, const uint8_t *x,
+vnni_q6_K(const int T, const int sp, const int gf, int64_t nb, const uint8_t *grp, const uint8_t *x,
           size_t x_stride, const float *da, const int32_t *corr, int64_t ts, float *y,
           int64_t y_stride, __mmask16 rows)
 {
@@ -503,7 +514,7 @@ vnni_q6_K(const int T, const int sp, int64_t nb, const uint8_t *grp, const uint8
             for (int off = g * 448; off < (g + 1) * 448 && off < NURI_PACK_Q6_K_BYTES; off += 64)
                 _mm_prefetch((const char *)kb + 2 * NURI_PACK_Q6_K_BYTES + off, _MM_HINT_T0);
             __m512i c[8];
-            q6_K_codes(kb, g / 4, g % 4, c);
+            q6_K_codes(kb, g / 4, g % 4, gf, c);
 #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const nuri_block_q8_K *xb = (const nuri_block_q8_K *)(x + (size_t)t * x_stride) + b;
@@ -534,35 +545,23 @@ vnni_q6_K(const int T, const int sp, int64_t nb, const uint8_t *grp, const uint8
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
+#define VNNI_Q6_K(T, SP)                                                                           \
+    (gf ? vnni_q6_K(T, SP, 1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,          \
+                    y + t * y_stride, y_stride, rows)                                              \
+        : vnni_q6_K(T, SP, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,          \
+                    y + t * y_stride, y_stride, rows))
+
 static void vnni_q6_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
                              int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
                              float *y, int64_t y_stride, __mmask16 rows)
 {
-    const int sp = nuri_pack_spread();
+    const int sp = nuri_pack_spread(), gf = nuri_pack_gfni();
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
-        if (left >= 8) {
-            if (sp)
-                vnni_q6_K(8, 1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
-                          y + t * y_stride, y_stride, rows);
-            else
-                vnni_q6_K(8, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
-                          y + t * y_stride, y_stride, rows);
-            t += 8;
-        } else if (left >= 4) {
-            vnni_q6_K(4, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
-                      y + t * y_stride, y_stride, rows);
-            t += 4;
-        } else if (left >= 2) {
-            vnni_q6_K(2, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
-                      y + t * y_stride, y_stride, rows);
-            t += 2;
-        } else {
-            vnni_q6_K(1, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,
-                      y + t * y_stride, y_stride, rows);
-            t += 1;
-        }
+        const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        BY_TOKENS(T, sp, VNNI_Q6_K);
+        t += T;
     }
 }
 

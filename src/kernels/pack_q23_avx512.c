@@ -25,6 +25,7 @@
  */
 #include "kernels/blocks.h"
 #include "kernels/pack.h"
+#include "kernels/pack_x86.h"
 #include "kernels/types.h"
 
 #include <immintrin.h>
@@ -42,16 +43,6 @@ static inline int32_t load32(const void *p)
     int32_t v;
     memcpy(&v, p, 4);
     return v;
-}
-
-/* Bit sh of each byte of v at bit 2, the other bits 0: one GF(2) affine map per byte (GFNI). Inline
- * asm because the file is built without -mgfni; only called where the CPU has GFNI. */
-static inline __m512i gfni_bit2(__m512i v, int sh)
-{
-    const __m512i m = _mm512_set1_epi64((long long)(1ull << (40 + sh))); // row 2 of the matrix
-    __m512i r;
-    __asm__("vgf2p8affineqb $0, %2, %1, %0" : "=v"(r) : "v"(v), "vm"(m));
-    return r;
 }
 
 /* T tokens x one row group, all nb blocks (q3: Q3_K, else Q2_K; gf: Q3_K's third bit by GFNI). */
@@ -88,7 +79,8 @@ q23_group(const int T, const int q3, const int gf, int64_t nb, const uint8_t *gr
                 const int sh = 4 * h + j; // Q3_K: bit sh of hmask line i, moved to bit 2
                 if (q3 && gf)             // (lo & 3) | bit
                     c[i] = _mm512_ternarylogic_epi32(
-                        lo, gfni_bit2(_mm512_loadu_si512(kb + qh_off + 64 * i), sh), m3, 0xEC);
+                        lo, gfni_bits(_mm512_loadu_si512(kb + qh_off + 64 * i), sh, 2, 1), m3,
+                        0xEC);
                 else if (q3) {
                     const __m512i hm = _mm512_loadu_si512(kb + qh_off + 64 * i);
                     const __m512i hb = sh >= 2   ? _mm512_srli_epi16(hm, sh - 2)
