@@ -62,8 +62,8 @@ bool nuri_pack_amx(void)
     return amx_ok && nuri_cpu_isa() >= NURI_ISA_AVX512 && nuri_pack_supported(NURI_TYPE_Q8_0);
 }
 
-/* Choices measured faster on one kind of CPU only (pack.h): spread broadcasts and Q3_K's third
- * bit by GFNI on AMD Zen 5 (family 1Ah) and later; elsewhere the older instructions stay. */
+/* Choices measured faster on one kind of CPU only (pack.h): spread broadcasts, and the k-quants'
+ * high bits by GFNI, on AMD Zen 5 (family 1Ah) and later; elsewhere the older instructions stay. */
 static bool spread_cpu, gfni_cpu, gfni_has;
 static _Atomic int spread_force = -1, gfni_force = -1;
 static pthread_once_t tune_once = PTHREAD_ONCE_INIT;
