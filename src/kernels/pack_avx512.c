@@ -875,6 +875,10 @@ vnni_iq4_xs(const int T, const int sp, int64_t nb, const uint8_t *grp, const uin
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
+#define VNNI_IQ4_XS(T, SP)                                                                         \
+    vnni_iq4_xs(T, SP, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts,                  \
+                y + t * y_stride, y_stride, rows)
+
 static void vnni_iq4_xs_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
                                int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
                                float *y, int64_t y_stride, __mmask16 rows)
@@ -884,22 +888,7 @@ static void vnni_iq4_xs_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x,
         const int64_t left = n_t - t;
         const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
         const uint8_t *xt = x + (size_t)t * x_stride;
-        float *yt = y + t * y_stride;
-        if (T == 8 && sp)
-            vnni_iq4_xs(8, 1, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
-                        y_stride, rows);
-        else if (T == 8)
-            vnni_iq4_xs(8, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
-                        y_stride, rows);
-        else if (T == 4)
-            vnni_iq4_xs(4, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
-                        y_stride, rows);
-        else if (T == 2)
-            vnni_iq4_xs(2, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
-                        y_stride, rows);
-        else
-            vnni_iq4_xs(1, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 8, ts, yt,
-                        y_stride, rows);
+        BY_TOKENS(T, sp, VNNI_IQ4_XS);
         t += T;
     }
 }
