@@ -456,14 +456,14 @@ vnni_q4_K(const int T, const int q5, const int sp, int64_t nb, const uint8_t *gr
 #define VNNI_Q45_K(T, SP)                                                                          \
     (q5 == 2 ? VNNI_Q4_K(T, 2, SP) : q5 ? VNNI_Q4_K(T, 1, SP) : VNNI_Q4_K(T, 0, SP))
 
-/* Q4_K, or Q5_K (q5: the same packed block followed by its 5th bits, see pack.h; 2: those bits
- * by GFNI, where nuri_pack_gfni says so). */
-static void vnni_q4_K_tokens(int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
+/* Q4_K, or Q5_K (q5: the same packed block followed by its 5th bits, see pack.h; gf: those bits
+ * by GFNI, nuri_pack_gfni as the driver read it). */
+static void vnni_q4_K_tokens(int q5, int gf, int64_t nb, const uint8_t *grp, const uint8_t *x,
                              size_t x_stride, int64_t n_t, const float *da, const float *bsf,
                              int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
 {
     const int sp = nuri_pack_spread();
-    if (q5 && nuri_pack_gfni()) q5 = 2;
+    if (q5 && gf) q5 = 2;
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
@@ -551,11 +551,11 @@ vnni_q6_K(const int T, const int sp, const int gf, int64_t nb, const uint8_t *gr
         : vnni_q6_K(T, SP, 0, nb, grp, xt, x_stride, da + t * ts, corr + t * ts * 16, ts,          \
                     y + t * y_stride, y_stride, rows))
 
-static void vnni_q6_K_tokens(int64_t nb, const uint8_t *grp, const uint8_t *x, size_t x_stride,
-                             int64_t n_t, const float *da, const int32_t *corr, int64_t ts,
-                             float *y, int64_t y_stride, __mmask16 rows)
+static void vnni_q6_K_tokens(int gf, int64_t nb, const uint8_t *grp, const uint8_t *x,
+                             size_t x_stride, int64_t n_t, const float *da, const int32_t *corr,
+                             int64_t ts, float *y, int64_t y_stride, __mmask16 rows)
 {
-    const int sp = nuri_pack_spread(), gf = nuri_pack_gfni();
+    const int sp = nuri_pack_spread();
     for (int64_t t = 0; t < n_t;) {
         const int64_t left = n_t - t;
         const uint8_t *xt = x + (size_t)t * x_stride;
@@ -606,15 +606,15 @@ static void kq_tables(int q6, const uint8_t *x, size_t x_stride, int64_t n_t, in
         pack_q4_K_tables(x, x_stride, n_t, nb, da, aux);
 }
 
-static void kq_vnni(int q6, int q5, int64_t nb, const uint8_t *grp, const uint8_t *x,
+static void kq_vnni(int q6, int q5, int gf, int64_t nb, const uint8_t *grp, const uint8_t *x,
                     size_t x_stride, int64_t n_t, const float *da, const void *aux, float *y,
                     int64_t y_stride, int64_t rr)
 {
     const __mmask16 rows = (__mmask16)((1u << rr) - 1);
     if (q6)
-        vnni_q6_K_tokens(nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
+        vnni_q6_K_tokens(gf, nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
     else
-        vnni_q4_K_tokens(q5, nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
+        vnni_q4_K_tokens(q5, gf, nb, grp, x, x_stride, n_t, da, aux, nb, y, y_stride, rows);
 }
 
 /* ---- the drivers: work items, tables, then row groups ---- */
@@ -682,7 +682,7 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                       const uint8_t *x, size_t x_stride, int64_t n_t, float *y, int64_t y_stride,
                       bool use_amx, uint8_t *buf, int64_t tt)
 {
-    const int q6 = type == NURI_TYPE_Q6_K, q5 = type == NURI_TYPE_Q5_K;
+    const int q6 = type == NURI_TYPE_Q6_K, q5 = type == NURI_TYPE_Q5_K, gf = nuri_pack_gfni();
     const int64_t nb = n / NURI_QK_K;
     const int64_t gbytes = nb * (q6   ? NURI_PACK_Q6_K_BYTES
                                  : q5 ? NURI_PACK_Q5_K_BYTES
@@ -698,7 +698,7 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
                 const uint8_t *xt = x + (size_t)t * x_stride;
                 kq_tables(q6, xt, x_stride, 1, nb, da1, aux1);
                 for (int64_t g = ga; g < gb; g++)
-                    kq_vnni(q6, q5, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1,
+                    kq_vnni(q6, q5, gf, nb, (const uint8_t *)wp + g * gbytes, xt, x_stride, 1, da1,
                             aux1, y + t * y_stride + 16 * g, y_stride,
                             n_out - 16 * g < 16 ? n_out - 16 * g : 16);
             }
@@ -729,8 +729,8 @@ static void packed_kq(uint32_t type, int64_t n, const void *wp, int64_t n_out, i
             else if (n16)
                 kernels_amx_group_q4_K(nb, grp, panel, n16, da, (const float *)aux, nb, scratch, yg,
                                        y_stride, (int)rr, next);
-            kq_vnni(q6, q5, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride, nt - 16 * n16,
-                    da + 16 * n16 * nb, aux + (size_t)(16 * n16 * nb * aux_bytes),
+            kq_vnni(q6, q5, gf, nb, grp, xc + (size_t)(16 * n16) * x_stride, x_stride,
+                    nt - 16 * n16, da + 16 * n16 * nb, aux + (size_t)(16 * n16 * nb * aux_bytes),
                     yg + 16 * n16 * y_stride, y_stride, rr);
         }
     }
